@@ -1,0 +1,30 @@
+# Resolves DFPO_CUDA=AUTO|ON|OFF into DFPO_HAVE_CUDA and enables the CUDA
+# language when the backend is built.
+set(DFPO_HAVE_CUDA OFF)
+string(TOUPPER "${DFPO_CUDA}" _dfpo_cuda)
+if(NOT _dfpo_cuda MATCHES "^(AUTO|ON|OFF)$")
+  message(FATAL_ERROR "DFPO_CUDA must be AUTO, ON or OFF (got '${DFPO_CUDA}')")
+endif()
+
+if(NOT _dfpo_cuda STREQUAL "OFF")
+  if(NOT CMAKE_CUDA_COMPILER AND NOT DEFINED ENV{CUDACXX} AND EXISTS "/usr/local/cuda/bin/nvcc")
+    set(CMAKE_CUDA_COMPILER "/usr/local/cuda/bin/nvcc" CACHE FILEPATH "CUDA compiler")
+  endif()
+  include(CheckLanguage)
+  check_language(CUDA)
+  if(CMAKE_CUDA_COMPILER)
+    if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+      # Ampere and Hopper (A100, H100/H200), plus PTX for newer devices.
+      set(CMAKE_CUDA_ARCHITECTURES "80-real;90" CACHE STRING "CUDA architectures")
+    endif()
+    enable_language(CUDA)
+    find_package(CUDAToolkit REQUIRED)
+    set(CMAKE_CUDA_STANDARD 17)
+    set(DFPO_HAVE_CUDA ON)
+  elseif(_dfpo_cuda STREQUAL "ON")
+    message(FATAL_ERROR "DFPO_CUDA=ON but nvcc was not found: install the CUDA toolkit "
+                        "(Debian: nvidia-cuda-toolkit) or set CMAKE_CUDA_COMPILER")
+  else()
+    message(STATUS "nvcc not found: building without the CUDA backend")
+  endif()
+endif()

@@ -1,0 +1,23 @@
+# Dependencies are Debian packages; a missing one stops the configure step and
+# names the package that provides it.
+find_package(PkgConfig)
+if(NOT PKG_CONFIG_FOUND)
+  message(FATAL_ERROR "pkg-config not found: install the Debian package 'pkg-config' (or run ./ci/setup)")
+endif()
+
+# dfpo_require_pkg(PREFIX module debian-package)
+# Defines the imported target PkgConfig::PREFIX or fails naming the package.
+function(dfpo_require_pkg prefix module debpkg)
+  pkg_check_modules(${prefix} QUIET IMPORTED_TARGET GLOBAL ${module})
+  if(NOT ${prefix}_FOUND)
+    message(FATAL_ERROR "${module} not found: install the Debian package '${debpkg}' (or run ./ci/setup)")
+  endif()
+endfunction()
+
+dfpo_require_pkg(CJSON libcjson libcjson-dev)
+dfpo_require_pkg(OPENBLAS openblas libopenblas-dev)
+
+find_package(OpenMP COMPONENTS C)
+if(NOT OpenMP_C_FOUND)
+  message(FATAL_ERROR "OpenMP for C not found: install the Debian package 'libgomp1' with gcc (or run ./ci/setup)")
+endif()

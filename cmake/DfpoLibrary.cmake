@@ -1,0 +1,21 @@
+# dfpo_library(NAME [DEPS targets...])
+# One static library per folder, from the folder's own sources (C always, CUDA
+# when the backend is built). Its one public header sits in the folder and is
+# included as "<folder>/<folder>.h" from the source root.
+function(dfpo_library name)
+  cmake_parse_arguments(ARG "" "" "DEPS" ${ARGN})
+  file(GLOB _srcs CONFIGURE_DEPENDS "${CMAKE_CURRENT_SOURCE_DIR}/*.c")
+  if(DFPO_HAVE_CUDA)
+    file(GLOB _cu CONFIGURE_DEPENDS "${CMAKE_CURRENT_SOURCE_DIR}/*.cu")
+    list(APPEND _srcs ${_cu})
+  endif()
+  if(_srcs)
+    add_library(${name} STATIC ${_srcs})
+    target_include_directories(${name} PUBLIC "${PROJECT_SOURCE_DIR}")
+    target_link_libraries(${name} PUBLIC ${ARG_DEPS})
+  else()
+    add_library(${name} INTERFACE)
+    target_include_directories(${name} INTERFACE "${PROJECT_SOURCE_DIR}")
+    target_link_libraries(${name} INTERFACE ${ARG_DEPS})
+  endif()
+endfunction()

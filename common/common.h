@@ -1,0 +1,161 @@
+/* common: the plumbing every dfpo library shares.
+ *
+ * Prefix: dfpo_. This library sits below datasets/, trainer/, metrics/ and
+ * reports/ and knows nothing of their domains: the error record and exit
+ * codes, logging to stderr, progress bars, atomic file writes, the cache
+ * folder and seeded random streams.
+ *
+ * Ownership: every object here is caller-owned storage (plain structs) unless
+ * a function says it returns heap memory; such memory is freed with free().
+ */
+#ifndef DFPO_COMMON_H
+#define DFPO_COMMON_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* ---------------------------------------------------------------- errors */
+
+/* Result codes. A fallible function returns one of these (0 on success) and
+ * fills a dfpo_err; only main() turns the code into the process exit status,
+ * which is the same number. */
+enum {
+  DFPO_OK = 0,
+  DFPO_EUSAGE = 1,   /* bad command line, bad config key or value */
+  DFPO_EDATA = 2,    /* bad or unverifiable input data, parse errors */
+  DFPO_ERUNTIME = 3, /* I/O, memory, device or other runtime failure */
+  DFPO_EINTR = 130   /* interrupted by a signal */
+};
+
+#define DFPO_ERR_MSG_MAX 1024
+
+/* The error record. Invariant: code == DFPO_OK iff msg is empty. The message
+ * names the file, field, key path or URL the failure is about. */
+typedef struct dfpo_err {
+  int code;
+  char msg[DFPO_ERR_MSG_MAX];
+} dfpo_err;
+
+void dfpo_err_clear(dfpo_err *e);
+/* Records code and a printf-style message (truncated to fit); returns code so
+ * that callers can write `return dfpo_err_set(e, DFPO_EDATA, ...)`. A NULL e
+ * is allowed and only returns code. */
+int dfpo_err_set(dfpo_err *e, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Like dfpo_err_set with strerror(errnum) appended as ": <reason>". */
+int dfpo_err_errno(dfpo_err *e, int code, int errnum, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Prepends context ("<context>: <old message>") to a recorded error and
+ * returns its code; does nothing on a clear record. */
+int dfpo_err_prefix(dfpo_err *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* --------------------------------------------------------------- logging */
+
+typedef enum { DFPO_LOG_ERROR = 0, DFPO_LOG_WARN, DFPO_LOG_INFO, DFPO_LOG_DEBUG } dfpo_log_level;
+
+/* Messages at or below the level are written to stderr, one line each,
+ * prefixed "dfpo: " (and "warning: " / "error: "). Default: INFO. The initial
+ * level is read from DFPO_LOG (error|warn|info|debug) by dfpo_log_init(). */
+void dfpo_log_init(void);
+void dfpo_log_set_level(dfpo_log_level level);
+dfpo_log_level dfpo_log_get_level(void);
+void dfpo_log(dfpo_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define dfpo_error(...) dfpo_log(DFPO_LOG_ERROR, __VA_ARGS__)
+#define dfpo_warn(...) dfpo_log(DFPO_LOG_WARN, __VA_ARGS__)
+#define dfpo_info(...) dfpo_log(DFPO_LOG_INFO, __VA_ARGS__)
+#define dfpo_debug(...) dfpo_log(DFPO_LOG_DEBUG, __VA_ARGS__)
+
+/* -------------------------------------------------------------- progress */
+
+/* A progress display on stderr. On a TTY it redraws one line (a bar, the
+ * count, the rate and the ETA; colour unless NO_COLOR is set); otherwise it
+ * prints a plain line at most every `plain_interval_s` seconds (default 10)
+ * and one at the end, so logs stay readable. total 0 means unknown. */
+typedef struct dfpo_progress {
+  char label[64];
+  uint64_t total, done;
+  double t_start, t_last_draw, plain_interval_s;
+  int tty, color, bytes, active;
+  FILE *out;
+} dfpo_progress;
+
+/* `bytes` nonzero formats counts as B/KiB/MiB/GiB. */
+void dfpo_progress_start(dfpo_progress *p, const char *label, uint64_t total, int bytes);
+void dfpo_progress_update(dfpo_progress *p, uint64_t done);
+void dfpo_progress_finish(dfpo_progress *p);
+/* Formats the text of the line (no colour, no carriage return) into buf;
+ * exposed for tests. */
+void dfpo_progress_format(const dfpo_progress *p, double now, char *buf, size_t n);
+/* Seconds from a monotonic clock. */
+double dfpo_now(void);
+
+/* ---------------------------------------------------------- atomic files */
+
+/* An atomic file write: data goes to "<path>.tmp.<pid>.<n>" in the same
+ * folder; commit flushes, fsyncs, renames over path and fsyncs the folder, so
+ * that path holds either the old content or the new, never a mix. abort (or
+ * a failed commit) removes the temporary and leaves path untouched. */
+typedef struct dfpo_atomic {
+  FILE *fp;       /* write here between open and commit */
+  char *path;     /* final name (owned) */
+  char *tmp_path; /* temporary name (owned) */
+} dfpo_atomic;
+
+int dfpo_atomic_open(dfpo_atomic *a, const char *path, dfpo_err *err);
+int dfpo_atomic_commit(dfpo_atomic *a, dfpo_err *err);
+void dfpo_atomic_abort(dfpo_atomic *a);
+/* Writes len bytes to path atomically. */
+int dfpo_atomic_write_file(const char *path, const void *data, size_t len, dfpo_err *err);
+/* Test hook: when set, dfpo_atomic_commit fails (as if the disk filled or the
+ * process died) after writing and before the rename. */
+void dfpo_atomic_set_fail_before_rename(int on);
+
+/* Reads a whole file into a NUL-terminated heap buffer (caller frees);
+ * *len (optional) receives the size without the NUL. */
+int dfpo_read_file(const char *path, char **data, size_t *len, dfpo_err *err);
+/* mkdir -p with mode 0777 & ~umask; existing folders are fine. */
+int dfpo_mkdirs(const char *path, dfpo_err *err);
+
+/* ----------------------------------------------------------------- cache */
+
+/* The cache folder: $DFPO_HOME, else $XDG_CACHE_HOME/dfpo, else
+ * $HOME/.cache/dfpo. Written into buf; fails when none of them is set. */
+int dfpo_cache_dir(char *buf, size_t n, dfpo_err *err);
+
+/* ------------------------------------------------------------------- rng */
+
+/* PCG32 (O'Neill 2014, "PCG: A Family of Simple Fast Space-Efficient
+ * Statistically Good Algorithms for Random Number Generation"), the
+ * pcg32_random_r generator of the reference pcg-c-basic: 64-bit LCG state,
+ * XSH-RR output. A (seed, stream) pair selects the sequence; different
+ * streams are different LCG increments and so different sequences.
+ * dfpo_rng_init(&r, 42, 54) gives 0xa15c02b7, 0x7b47f409, 0xba1d3330, ...
+ * (the reference demo's output, pinned in tests/common/test_rng.c). */
+typedef struct dfpo_rng {
+  uint64_t state, inc;
+} dfpo_rng;
+
+/* Named purposes so that each use of randomness has its own stream. */
+enum {
+  DFPO_STREAM_DATA = 1,     /* data order, splits */
+  DFPO_STREAM_INIT = 2,     /* parameter initialisation */
+  DFPO_STREAM_SAMPLING = 3, /* token sampling */
+  DFPO_STREAM_DROPOUT = 4,
+  DFPO_STREAM_BOOTSTRAP = 5
+};
+
+void dfpo_rng_init(dfpo_rng *r, uint64_t seed, uint64_t stream);
+uint32_t dfpo_rng_u32(dfpo_rng *r);
+uint64_t dfpo_rng_u64(dfpo_rng *r);
+/* Uniform integer in [0, bound) without modulo bias; bound > 0. */
+uint32_t dfpo_rng_below(dfpo_rng *r, uint32_t bound);
+/* Uniform double in [0, 1) with 53 random bits. */
+double dfpo_rng_uniform(dfpo_rng *r);
+/* Standard normal (Box-Muller on two uniforms; no cached second value, so
+ * every call consumes exactly two u64 draws). */
+double dfpo_rng_normal(dfpo_rng *r);
+/* Fisher-Yates shuffle of n indices/elements of the given size. */
+void dfpo_rng_shuffle(dfpo_rng *r, void *base, size_t n, size_t size);
+
+#endif

@@ -1,0 +1,199 @@
+#include "common/common.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int atomic_fail_before_rename;
+static unsigned atomic_counter;
+
+void dfpo_atomic_set_fail_before_rename(int on) {
+  atomic_fail_before_rename = on;
+}
+
+static char *str_dup(const char *s) {
+  size_t n = strlen(s) + 1;
+  char *d = malloc(n);
+  if (d)
+    memcpy(d, s, n);
+  return d;
+}
+
+int dfpo_atomic_open(dfpo_atomic *a, const char *path, dfpo_err *err) {
+  memset(a, 0, sizeof *a);
+  size_t n = strlen(path) + 64;
+  a->path = str_dup(path);
+  a->tmp_path = malloc(n);
+  if (!a->path || !a->tmp_path) {
+    dfpo_atomic_abort(a);
+    return dfpo_err_set(err, DFPO_ERUNTIME, "%s: out of memory", path);
+  }
+  snprintf(a->tmp_path, n, "%s.tmp.%ld.%u", path, (long)getpid(), atomic_counter++);
+  int fd = open(a->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+  if (fd < 0) {
+    int e = errno;
+    free(a->path);
+    free(a->tmp_path);
+    memset(a, 0, sizeof *a);
+    return dfpo_err_errno(err, DFPO_ERUNTIME, e, "%s: cannot create temporary file", path);
+  }
+  a->fp = fdopen(fd, "wb");
+  if (!a->fp) {
+    int e = errno;
+    close(fd);
+    unlink(a->tmp_path);
+    free(a->path);
+    free(a->tmp_path);
+    memset(a, 0, sizeof *a);
+    return dfpo_err_errno(err, DFPO_ERUNTIME, e, "%s: cannot open temporary file", path);
+  }
+  return DFPO_OK;
+}
+
+void dfpo_atomic_abort(dfpo_atomic *a) {
+  if (a->fp)
+    fclose(a->fp);
+  if (a->tmp_path)
+    unlink(a->tmp_path);
+  free(a->path);
+  free(a->tmp_path);
+  memset(a, 0, sizeof *a);
+}
+
+static void fsync_parent(const char *path) {
+  char *dir = str_dup(path);
+  if (!dir)
+    return;
+  char *slash = strrchr(dir, '/');
+  const char *d = ".";
+  if (slash == dir)
+    d = "/";
+  else if (slash) {
+    *slash = '\0';
+    d = dir;
+  }
+  int fd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd >= 0) {
+    fsync(fd); /* best effort: some file systems refuse fsync on folders */
+    close(fd);
+  }
+  free(dir);
+}
+
+int dfpo_atomic_commit(dfpo_atomic *a, dfpo_err *err) {
+  int rc = DFPO_OK;
+  if (fflush(a->fp) != 0 || ferror(a->fp))
+    rc = dfpo_err_errno(err, DFPO_ERUNTIME, errno, "%s: write failed", a->path);
+  else if (fsync(fileno(a->fp)) != 0)
+    rc = dfpo_err_errno(err, DFPO_ERUNTIME, errno, "%s: fsync failed", a->path);
+  if (fclose(a->fp) != 0 && rc == DFPO_OK)
+    rc = dfpo_err_errno(err, DFPO_ERUNTIME, errno, "%s: close failed", a->path);
+  a->fp = NULL;
+  if (rc == DFPO_OK && atomic_fail_before_rename)
+    rc = dfpo_err_set(err, DFPO_ERUNTIME, "%s: simulated failure before rename", a->path);
+  if (rc == DFPO_OK && rename(a->tmp_path, a->path) != 0)
+    rc = dfpo_err_errno(err, DFPO_ERUNTIME, errno, "%s: rename from %s failed", a->path,
+                        a->tmp_path);
+  if (rc == DFPO_OK) {
+    fsync_parent(a->path);
+    free(a->tmp_path);
+    a->tmp_path = NULL; /* renamed: nothing to unlink */
+  }
+  dfpo_atomic_abort(a);
+  return rc;
+}
+
+int dfpo_atomic_write_file(const char *path, const void *data, size_t len, dfpo_err *err) {
+  dfpo_atomic a;
+  int rc = dfpo_atomic_open(&a, path, err);
+  if (rc)
+    return rc;
+  if (len && fwrite(data, 1, len, a.fp) != len) {
+    int e = errno;
+    dfpo_atomic_abort(&a);
+    return dfpo_err_errno(err, DFPO_ERUNTIME, e, "%s: write failed", path);
+  }
+  return dfpo_atomic_commit(&a, err);
+}
+
+int dfpo_read_file(const char *path, char **data, size_t *len, dfpo_err *err) {
+  *data = NULL;
+  FILE *fp = fopen(path, "rb");
+  if (!fp)
+    return dfpo_err_errno(err, errno == ENOENT ? DFPO_EDATA : DFPO_ERUNTIME, errno,
+                          "%s: cannot open", path);
+  size_t cap = 1 << 16, n = 0;
+  char *buf = malloc(cap);
+  while (buf) {
+    n += fread(buf + n, 1, cap - 1 - n, fp);
+    if (n < cap - 1)
+      break;
+    char *nb = realloc(buf, cap * 2);
+    if (!nb) {
+      free(buf);
+      buf = NULL;
+      break;
+    }
+    buf = nb;
+    cap *= 2;
+  }
+  int bad = ferror(fp);
+  fclose(fp);
+  if (!buf)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "%s: out of memory", path);
+  if (bad) {
+    free(buf);
+    return dfpo_err_set(err, DFPO_ERUNTIME, "%s: read error", path);
+  }
+  buf[n] = '\0';
+  *data = buf;
+  if (len)
+    *len = n;
+  return DFPO_OK;
+}
+
+int dfpo_mkdirs(const char *path, dfpo_err *err) {
+  char *p = str_dup(path);
+  if (!p)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "%s: out of memory", path);
+  for (char *s = p + 1;; s++) {
+    if (*s == '/' || *s == '\0') {
+      char c = *s;
+      *s = '\0';
+      if (mkdir(p, 0777) != 0 && errno != EEXIST) {
+        int e = errno;
+        int rc = dfpo_err_errno(err, DFPO_ERUNTIME, e, "%s: cannot create folder", p);
+        free(p);
+        return rc;
+      }
+      *s = c;
+      if (c == '\0')
+        break;
+    }
+  }
+  free(p);
+  struct stat st;
+  if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+    return dfpo_err_set(err, DFPO_ERUNTIME, "%s: exists and is not a folder", path);
+  return DFPO_OK;
+}
+
+int dfpo_cache_dir(char *buf, size_t n, dfpo_err *err) {
+  const char *v;
+  int w;
+  if ((v = getenv("DFPO_HOME")) && v[0])
+    w = snprintf(buf, n, "%s", v);
+  else if ((v = getenv("XDG_CACHE_HOME")) && v[0])
+    w = snprintf(buf, n, "%s/dfpo", v);
+  else if ((v = getenv("HOME")) && v[0])
+    w = snprintf(buf, n, "%s/.cache/dfpo", v);
+  else
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "no cache folder: set DFPO_HOME (or XDG_CACHE_HOME or HOME)");
+  if (w < 0 || (size_t)w >= n)
+    return dfpo_err_set(err, DFPO_EUSAGE, "cache folder path too long: %s", v);
+  return DFPO_OK;
+}

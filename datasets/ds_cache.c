@@ -1,0 +1,23 @@
+#include "datasets/datasets.h"
+
+#include <string.h>
+
+static int valid_component(const char *s) {
+  if (!s || !s[0] || !strcmp(s, ".") || !strcmp(s, ".."))
+    return 0;
+  return strchr(s, '/') == NULL;
+}
+
+int ds_dataset_dir(const char *name, const char *version, char *buf, size_t n, dfpo_err *err) {
+  if (!valid_component(name) || !valid_component(version))
+    return dfpo_err_set(err, DFPO_EUSAGE, "invalid dataset name or version: '%s' '%s'",
+                        name ? name : "", version ? version : "");
+  char root[4096];
+  int rc = dfpo_cache_dir(root, sizeof root, err);
+  if (rc)
+    return rc;
+  int w = snprintf(buf, n, "%s/datasets/%s/%s", root, name, version);
+  if (w < 0 || (size_t)w >= n)
+    return dfpo_err_set(err, DFPO_EUSAGE, "dataset folder path too long under %s", root);
+  return DFPO_OK;
+}

@@ -1,0 +1,44 @@
+#include "harness/cli.h"
+
+#include <getopt.h>
+#include <string.h>
+
+const cli_cmd cli_commands[] = {
+    {"env", "what this machine offers: threads, BLAS, CUDA, the cache folder", cmd_env},
+    {"config", "load, check and print suite and run configs", cmd_config},
+    {NULL, NULL, NULL}};
+
+void cli_reset_getopt(void) {
+  optind = 0; /* glibc: 0 also resets its internal state */
+  opterr = 0;
+}
+
+int cli_bad_option(const char *cmd, int argc, char **argv, int ret) {
+  /* A long option is named as written (without any "=value"); a short one
+   * by its letter, which also covers letters inside a group like -xq. */
+  char name[128] = "?";
+  const char *arg = optind > 0 && optind <= argc ? argv[optind - 1] : NULL;
+  if (arg && arg[0] == '-' && arg[1] == '-')
+    snprintf(name, sizeof name, "%.*s", (int)strcspn(arg, "="), arg);
+  else if (optopt)
+    snprintf(name, sizeof name, "-%c", optopt);
+  if (ret == ':')
+    return cli_usage_error(cmd, "option '%s' needs a value", name);
+  return cli_usage_error(cmd, "unknown option '%s'", name);
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...) {
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "dfpo: error: %s%s%s\n", cmd ? cmd : "", cmd ? ": " : "", msg);
+  fprintf(stderr, "Try 'dfpo %s%s--help' for more information.\n", cmd ? cmd : "", cmd ? " " : "");
+  return DFPO_EUSAGE;
+}
+
+int cli_fail(const dfpo_err *e) {
+  fprintf(stderr, "dfpo: error: %s\n", e->msg[0] ? e->msg : "unknown failure");
+  return e->code ? e->code : DFPO_ERUNTIME;
+}

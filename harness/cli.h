@@ -1,0 +1,35 @@
+/* Internal to harness/: the command table and the option-parsing helpers that
+ * give every subcommand the same --help and usage-error behaviour.
+ *
+ * Prefix: cli_. A command's run function gets argv with argv[0] set to the
+ * command's name and returns a DFPO_* code, which main() exits with.
+ */
+#ifndef DFPO_HARNESS_CLI_H
+#define DFPO_HARNESS_CLI_H
+
+#include "common/common.h"
+
+typedef struct cli_cmd {
+  const char *name;
+  const char *summary;
+  int (*run)(int argc, char **argv);
+} cli_cmd;
+
+/* Commands that work, in the order --help lists them; NULL-terminated. */
+extern const cli_cmd cli_commands[];
+
+int cmd_env(int argc, char **argv);
+int cmd_config(int argc, char **argv);
+
+/* Makes the next getopt_long call start afresh on a new argv. */
+void cli_reset_getopt(void);
+/* Reports the option getopt_long just rejected (unknown, or missing its
+ * argument) as a usage error naming it and the command; returns DFPO_EUSAGE.
+ * `ret` is what getopt_long returned ('?' or ':'). */
+int cli_bad_option(const char *cmd, int argc, char **argv, int ret);
+/* Reports a usage error with a message and the pointer to --help. */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prints an error record as "dfpo: error: <msg>" and returns its code. */
+int cli_fail(const dfpo_err *e);
+
+#endif

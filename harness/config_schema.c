@@ -1,0 +1,90 @@
+#include "harness/config.h"
+
+#define RANGE(lo, hi) 1, (lo), (hi)
+#define NORANGE 0, 0, 0
+
+/* Every key a suite or run config may hold, with its default. Defaults follow
+ * DESIGN.md section 7 (the paper's Table 3 and the RL4LMs IMDB settings);
+ * docs/configs.md explains each. Later work adds keys here, never ad hoc. */
+const cfg_key cfg_schema[] = {
+    /* the suite: which cells to run */
+    {"suite.name", CFG_STR, "\"default\"", NULL, NORANGE, "name of the suite (run folder level)"},
+    {"suite.tasks", CFG_STR_LIST, "[\"synthetic\"]", "synthetic|imdb|rtp|commongen", NORANGE,
+     "tasks of the matrix"},
+    {"suite.algos", CFG_STR_LIST, "[\"zero-shot\",\"sft\",\"ppo\",\"nlpo\",\"dfpo\"]",
+     "zero-shot|sft|ppo|nlpo|dfpo", NORANGE, "algorithms of the matrix"},
+    {"suite.seeds", CFG_INT_LIST, "[0,1,2]", NULL, RANGE(0, 4294967295.0), "seeds of the matrix"},
+
+    /* where and how to compute */
+    {"device", CFG_ENUM, "\"auto\"", "auto|cpu|cuda", NORANGE, "compute device"},
+    {"threads", CFG_INT, "0", NULL, RANGE(0, 4096), "CPU threads (0: all online processors)"},
+    {"seed", CFG_INT, "0", NULL, RANGE(0, 4294967295.0), "seed of a single run"},
+
+    /* the task */
+    {"task.name", CFG_ENUM, "\"synthetic\"", "synthetic|imdb|rtp|commongen", NORANGE,
+     "task of a single run"},
+    {"task.max_prompt_tokens", CFG_INT, "64", NULL, RANGE(1, 1 << 20),
+     "prompts are left-truncated to this many tokens"},
+    {"task.prompt_fraction", CFG_NUM, "0.5", NULL, RANGE(0, 1),
+     "IMDB: share of the review's words used as the prompt"},
+
+    /* the models */
+    {"model.init", CFG_ENUM, "\"pretrain\"", "pretrain|import|checkpoint", NORANGE,
+     "base model: pretrained by the harness, imported GPT-2 weights, or a native checkpoint"},
+    {"model.path", CFG_STR, "\"\"", NULL, NORANGE, "weights for import or checkpoint"},
+    {"model.n_layer", CFG_INT, "2", NULL, RANGE(1, 1024), "transformer blocks"},
+    {"model.n_head", CFG_INT, "2", NULL, RANGE(1, 1024), "attention heads"},
+    {"model.n_embd", CFG_INT, "64", NULL, RANGE(1, 1 << 16), "embedding width"},
+    {"model.block_size", CFG_INT, "128", NULL, RANGE(1, 1 << 16), "maximum sequence length"},
+    {"model.value_model", CFG_ENUM, "\"separate\"", "separate|shared", NORANGE,
+     "value model: its own trunk (RL4LMs) or a head on the policy"},
+
+    /* generation during rollouts and evaluation */
+    {"generation.max_new_tokens", CFG_INT, "48", NULL, RANGE(1, 1 << 16), "tokens to generate"},
+    {"generation.min_new_tokens", CFG_INT, "48", NULL, RANGE(0, 1 << 16),
+     "end-of-text is masked before this many"},
+    {"generation.temperature", CFG_NUM, "1.0", NULL, RANGE(1e-6, 1e6), "sampling temperature"},
+    {"generation.top_k", CFG_INT, "50", NULL, RANGE(0, 1 << 20), "top-k (0: off)"},
+    {"generation.top_p", CFG_NUM, "1.0", NULL, RANGE(0, 1), "nucleus p (1: off)"},
+
+    /* optimisation shared by the algorithms */
+    {"train.iterations", CFG_INT, "50", NULL, RANGE(0, 1 << 30), "RL iterations (SFT: epochs)"},
+    {"train.batch_size", CFG_INT, "16", NULL, RANGE(1, 1 << 20), "rollouts per iteration"},
+    {"train.lr", CFG_NUM, "1e-5", NULL, RANGE(0, 10), "learning rate"},
+    {"train.weight_decay", CFG_NUM, "0.0", NULL, RANGE(0, 10), "AdamW weight decay"},
+    {"train.lr_schedule", CFG_ENUM, "\"constant\"", "constant|linear|cosine", NORANGE,
+     "learning-rate schedule"},
+    {"train.warmup_steps", CFG_INT, "0", NULL, RANGE(0, 1 << 30), "linear warmup steps"},
+    {"train.epochs", CFG_INT, "5", NULL, RANGE(1, 1 << 20), "passes over each rollout batch"},
+    {"train.minibatch", CFG_INT, "64", NULL, RANGE(1, 1 << 20), "minibatch size"},
+    {"train.max_grad_norm", CFG_NUM, "0.5", NULL, RANGE(0, 1e9), "global grad-norm clip (0: off)"},
+    {"train.gamma", CFG_NUM, "0.99", NULL, RANGE(0, 1), "discount"},
+    {"train.gae_lambda", CFG_NUM, "0.95", NULL, RANGE(0, 1), "GAE lambda"},
+    {"train.eval_every", CFG_INT, "5", NULL, RANGE(1, 1 << 30),
+     "validate every k iterations (model selection)"},
+
+    /* PPO (also the base of NLPO) */
+    {"ppo.clip", CFG_NUM, "0.2", NULL, RANGE(0, 10), "clipped surrogate epsilon"},
+    {"ppo.vf_coef", CFG_NUM, "0.5", NULL, RANGE(0, 1e6), "value loss weight"},
+    {"ppo.kl_mode", CFG_ENUM, "\"adaptive\"", "adaptive|fixed", NORANGE, "KL controller"},
+    {"ppo.beta", CFG_NUM, "0.1", NULL, RANGE(0, 1e6), "initial (or fixed) KL coefficient"},
+    {"ppo.kl_target", CFG_NUM, "0.1", NULL, RANGE(1e-12, 1e6), "adaptive controller's target"},
+
+    /* NLPO */
+    {"nlpo.top_p", CFG_NUM, "0.9", NULL, RANGE(0, 1), "mask model's nucleus"},
+    {"nlpo.k_min", CFG_INT, "100", NULL, RANGE(1, 1 << 20), "smallest mask size"},
+    {"nlpo.mask_refresh", CFG_INT, "5", NULL, RANGE(1, 1 << 30),
+     "mu: iterations between mask-model refreshes"},
+
+    /* DfPO's switches (DESIGN.md section 7) */
+    {"dfpo.mask_at", CFG_ENUM, "\"sample\"", "sample|update", NORANGE, "where the KL mask applies"},
+    {"dfpo.ratio_clip", CFG_NUM, "0.0", NULL, RANGE(0, 10), "optional PPO ratio clip (0: off)"},
+    {"dfpo.eval_policy", CFG_ENUM, "\"theta\"", "theta|negative", NORANGE,
+     "policy evaluated: pi_theta or the negative masked policy"},
+
+    /* evaluation */
+    {"eval.samples_per_prompt", CFG_INT, "1", NULL, RANGE(1, 1 << 20),
+     "samples per prompt (RTP protocol: 25)"},
+    {"eval.max_prompts", CFG_INT, "0", NULL, RANGE(0, 1 << 30), "cap on test prompts (0: all)"},
+
+    {NULL, 0, NULL, NULL, NORANGE, NULL}};

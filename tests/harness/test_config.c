@@ -1,0 +1,163 @@
+#include "harness/config.h"
+
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FIX(name) DFPO_FIXTURES "/configs/" name
+
+/* Loads file (and sets) expecting failure; checks the code and that every
+ * fragment appears in the message. */
+static void expect_error(const char *file, const char *const *sets, int nsets, int code,
+                         const char *const *frags) {
+  cfg c;
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  int rc = cfg_load(&c, cfg_schema, file, sets, nsets, &err);
+  cr_assert_eq(rc, code, "rc %d for %s: %s", rc, file ? file : "(none)", err.msg);
+  cr_expect_eq(err.code, code);
+  for (int i = 0; frags[i]; i++)
+    cr_expect(strstr(err.msg, frags[i]) != NULL, "message '%s' lacks '%s'", err.msg, frags[i]);
+}
+
+Test(config, defaults_follow_design) {
+  cfg c;
+  dfpo_err err;
+  cr_assert_eq(cfg_load(&c, cfg_schema, NULL, NULL, 0, &err), DFPO_OK, "%s", err.msg);
+  double v;
+  int64_t i;
+  const char *s;
+  cr_assert_eq(cfg_get_num(&c, "train.lr", &v, &err), DFPO_OK);
+  cr_expect_eq(v, 1e-5); /* DESIGN.md section 7: the paper's Table 3 */
+  cr_assert_eq(cfg_get_num(&c, "train.gamma", &v, &err), DFPO_OK);
+  cr_expect_eq(v, 0.99);
+  cr_assert_eq(cfg_get_num(&c, "train.gae_lambda", &v, &err), DFPO_OK);
+  cr_expect_eq(v, 0.95);
+  cr_assert_eq(cfg_get_int(&c, "train.batch_size", &i, &err), DFPO_OK);
+  cr_expect_eq(i, 16);
+  cr_assert_eq(cfg_get_str(&c, "dfpo.mask_at", &s, &err), DFPO_OK);
+  cr_expect_str_eq(s, "sample");
+  cr_expect_eq(cfg_get_int(&c, "train.lr", &i, &err), DFPO_ERUNTIME, "type mismatch in code");
+  cr_expect_eq(cfg_get_num(&c, "train.nope", &v, &err), DFPO_ERUNTIME);
+  cfg_free(&c);
+}
+
+Test(config, file_and_sets_override_in_order) {
+  const char *sets[] = {"train.lr=3e-4", "suite.seeds=[4,5,6]", "generation.top_k=0",
+                        "suite.algos=sft,dfpo", "device=cuda"};
+  cfg c;
+  dfpo_err err;
+  cr_assert_eq(cfg_load(&c, cfg_schema, FIX("valid.json"), sets, 5, &err), DFPO_OK, "%s", err.msg);
+  double v;
+  int64_t i;
+  int n;
+  const char *s;
+  cfg_get_num(&c, "train.lr", &v, &err);
+  cr_expect_eq(v, 3e-4, "--set wins over the file");
+  cfg_get_int(&c, "train.iterations", &i, &err);
+  cr_expect_eq(i, 7, "from the file");
+  cfg_get_int(&c, "train.epochs", &i, &err);
+  cr_expect_eq(i, 5, "default kept");
+  cfg_get_list_len(&c, "suite.seeds", &n, &err);
+  cr_expect_eq(n, 3);
+  cfg_get_list_int(&c, "suite.seeds", 2, &i, &err);
+  cr_expect_eq(i, 6);
+  cfg_get_list_len(&c, "suite.algos", &n, &err);
+  cr_expect_eq(n, 2);
+  cfg_get_list_str(&c, "suite.algos", 0, &s, &err);
+  cr_expect_str_eq(s, "sft");
+  cfg_get_str(&c, "device", &s, &err);
+  cr_expect_str_eq(s, "cuda");
+  cfg_get_str(&c, "dfpo.mask_at", &s, &err);
+  cr_expect_str_eq(s, "update");
+  cfg_get_str(&c, "suite.name", &s, &err);
+  cr_expect_str_eq(s, "unit");
+  char *json = cfg_to_json(&c);
+  cr_assert_not_null(json);
+  cr_expect(strstr(json, "\"mask_at\":\t\"update\"") != NULL, "%s", json);
+  free(json);
+  cfg_free(&c);
+}
+
+Test(config, malformed_json_names_line_and_column) {
+  /* line 4 is `    "iterations": 7,,`: the second comma is column 21; cJSON
+   * stops one past it, which is the position it reports. */
+  const char *f[] = {"malformed.json:4:22: malformed JSON", NULL};
+  expect_error(FIX("malformed.json"), NULL, 0, DFPO_EUSAGE, f);
+}
+
+Test(config, truncated_json_says_end_of_file) {
+  const char *f[] = {"truncated.json:3:1: malformed JSON (unexpected end of file)", NULL};
+  expect_error(FIX("truncated.json"), NULL, 0, DFPO_EUSAGE, f);
+}
+
+Test(config, wrong_types_name_file_and_key) {
+  const char *f1[] = {"wrong_type.json: key 'train.iterations': expected an integer, got a string",
+                      NULL};
+  expect_error(FIX("wrong_type.json"), NULL, 0, DFPO_EUSAGE, f1);
+  const char *f2[] = {"fraction_for_int.json: key 'train.iterations': expected an integer, got 2.5",
+                      NULL};
+  expect_error(FIX("fraction_for_int.json"), NULL, 0, DFPO_EUSAGE, f2);
+  const char *f3[] = {"section_scalar.json: key 'ppo' is a section and must be an object, got a "
+                      "number",
+                      NULL};
+  expect_error(FIX("section_scalar.json"), NULL, 0, DFPO_EUSAGE, f3);
+  const char *f4[] = {"not_object.json: the config must be a JSON object, got a list", NULL};
+  expect_error(FIX("not_object.json"), NULL, 0, DFPO_EUSAGE, f4);
+}
+
+Test(config, unknown_keys_are_named_with_a_suggestion) {
+  const char *f[] = {"unknown_key.json: unknown key 'train.learning_rate'", NULL};
+  expect_error(FIX("unknown_key.json"), NULL, 0, DFPO_EUSAGE, f);
+  const char *sets[] = {"train.lrr=1"};
+  const char *g[] = {"--set train.lrr=1: unknown key 'train.lrr' (did you mean 'train.lr'?)", NULL};
+  expect_error(NULL, sets, 1, DFPO_EUSAGE, g);
+}
+
+Test(config, values_outside_their_domain) {
+  const char *f1[] = {"bad_enum.json: key 'dfpo.mask_at': 'everywhere' is not one of sample|update",
+                      NULL};
+  expect_error(FIX("bad_enum.json"), NULL, 0, DFPO_EUSAGE, f1);
+  const char *f2[] = {"out_of_range.json: key 'train.gamma': 1.5 is outside [0, 1]", NULL};
+  expect_error(FIX("out_of_range.json"), NULL, 0, DFPO_EUSAGE, f2);
+  const char *f3[] = {"bad_list_item.json: key 'suite.algos' item 1: 'trpo' is not one of", NULL};
+  expect_error(FIX("bad_list_item.json"), NULL, 0, DFPO_EUSAGE, f3);
+  const char *f4[] = {"duplicate.json: key 'seed' appears twice", NULL};
+  expect_error(FIX("duplicate.json"), NULL, 0, DFPO_EUSAGE, f4);
+}
+
+Test(config, missing_file_is_a_usage_error) {
+  const char *f[] = {"no-such-config.json: cannot open: No such file or directory", NULL};
+  expect_error(FIX("no-such-config.json"), NULL, 0, DFPO_EUSAGE, f);
+}
+
+Test(config, set_values_are_type_checked) {
+  struct {
+    const char *set, *frag;
+  } cases[] = {
+      {"train.lr=fast", "--set train.lr=fast: key 'train.lr': expected a number, got 'fast'"},
+      {"train.lr=nan", "expected a number, got 'nan'"},
+      {"train.iterations=3.5", "key 'train.iterations': expected an integer, got '3.5'"},
+      {"train.iterations=", "expected an integer, got ''"},
+      {"device=tpu", "key 'device': 'tpu' is not one of auto|cpu|cuda"},
+      {"train.gamma=-0.1", "key 'train.gamma': -0.10000000000000001 is outside [0, 1]"},
+      {"suite.seeds=1,x", "key 'suite.seeds': expected an integer, got 'x'"},
+      {"suite.seeds=[1,", "key 'suite.seeds': malformed JSON list '[1,'"},
+      {"suite.algos=[\"ppo\",3]", "key 'suite.algos' item 1: expected a string, got a number"},
+      {"train", "--set train: expected key.path=value"},
+      {"=3", "--set =3: expected key.path=value"},
+      {"train=3", "--set train=3: 'train' is a section, not a value"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    const char *sets[] = {cases[i].set};
+    const char *f[] = {cases[i].frag, NULL};
+    expect_error(NULL, sets, 1, DFPO_EUSAGE, f);
+  }
+}
+
+Test(config, text_after_the_object_is_an_error) {
+  const char *f[] = {"trailing.json:1:13: malformed JSON: text after the end of the top-level "
+                     "object",
+                     NULL};
+  expect_error(FIX("trailing.json"), NULL, 0, DFPO_EUSAGE, f);
+}

@@ -1,0 +1,164 @@
+#define _XOPEN_SOURCE 700 /* nftw with FTW_DEPTH and FTW_PHYS */
+#include "tests/support/support.h"
+
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <poll.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+static void append(char **buf, size_t *len, size_t *cap, const char *data, size_t n) {
+  if (*len + n + 1 > *cap) {
+    *cap = (*len + n + 1) * 2;
+    *buf = realloc(*buf, *cap);
+    cr_assert_not_null(*buf);
+  }
+  memcpy(*buf + *len, data, n);
+  *len += n;
+  (*buf)[*len] = '\0';
+}
+
+void ts_run_cmd(ts_run *r, char *const argv[], const char *input, char *const env_extra[]) {
+  int pin[2], pout[2], perr[2];
+  cr_assert_eq(pipe(pin), 0);
+  cr_assert_eq(pipe(pout), 0);
+  cr_assert_eq(pipe(perr), 0);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, pin[0], 0);
+  posix_spawn_file_actions_adddup2(&fa, pout[1], 1);
+  posix_spawn_file_actions_adddup2(&fa, perr[1], 2);
+  int fds[] = {pin[0], pin[1], pout[0], pout[1], perr[0], perr[1]};
+  for (int i = 0; i < 6; i++)
+    posix_spawn_file_actions_addclose(&fa, fds[i]);
+
+  size_t nenv = 0, nextra = 0;
+  while (environ[nenv])
+    nenv++;
+  while (env_extra && env_extra[nextra])
+    nextra++;
+  char **envp = calloc(nenv + nextra + 1, sizeof *envp);
+  cr_assert_not_null(envp);
+  memcpy(envp, environ, nenv * sizeof *envp);
+  for (size_t i = 0; i < nextra; i++)
+    envp[nenv + i] = env_extra[i];
+
+  pid_t pid;
+  int rc = posix_spawn(&pid, argv[0], &fa, NULL, argv, envp);
+  posix_spawn_file_actions_destroy(&fa);
+  free(envp);
+  close(pin[0]);
+  close(pout[1]);
+  close(perr[1]);
+  cr_assert_eq(rc, 0, "cannot spawn %s", argv[0]);
+
+  const char *in = input ? input : "";
+  size_t in_left = strlen(in);
+  if (!in_left) {
+    close(pin[1]);
+    pin[1] = -1;
+  } else {
+    fcntl(pin[1], F_SETFL, O_NONBLOCK);
+  }
+  size_t olen = 0, ocap = 0, elen = 0, ecap = 0;
+  r->out = r->err = NULL;
+  append(&r->out, &olen, &ocap, "", 0);
+  append(&r->err, &elen, &ecap, "", 0);
+  int open_out = 1, open_err = 1;
+  while (open_out || open_err) {
+    struct pollfd p[3] = {{pout[0], open_out ? POLLIN : 0, 0},
+                          {perr[0], open_err ? POLLIN : 0, 0},
+                          {pin[1], pin[1] >= 0 ? POLLOUT : 0, 0}};
+    if (poll(p, 3, -1) < 0)
+      break;
+    char buf[65536];
+    if (p[0].revents) {
+      ssize_t n = read(pout[0], buf, sizeof buf);
+      if (n <= 0)
+        open_out = 0;
+      else
+        append(&r->out, &olen, &ocap, buf, (size_t)n);
+    }
+    if (p[1].revents) {
+      ssize_t n = read(perr[0], buf, sizeof buf);
+      if (n <= 0)
+        open_err = 0;
+      else
+        append(&r->err, &elen, &ecap, buf, (size_t)n);
+    }
+    if (pin[1] >= 0 && p[2].revents) {
+      ssize_t n = (p[2].revents & POLLOUT) ? write(pin[1], in, in_left) : -1;
+      if (n > 0) {
+        in += n;
+        in_left -= (size_t)n;
+      }
+      if (n <= 0 || !in_left) {
+        close(pin[1]);
+        pin[1] = -1;
+      }
+    }
+  }
+  if (pin[1] >= 0)
+    close(pin[1]);
+  close(pout[0]);
+  close(perr[0]);
+  int st;
+  cr_assert_eq(waitpid(pid, &st, 0), pid);
+  r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+void ts_dfpo(ts_run *r, ...) {
+  char *argv[64];
+  int n = 0;
+  argv[n++] = (char *)DFPO_BIN;
+  va_list ap;
+  va_start(ap, r);
+  char *a;
+  while ((a = va_arg(ap, char *)) && n < 63)
+    argv[n++] = a;
+  va_end(ap);
+  argv[n] = NULL;
+  ts_run_cmd(r, argv, NULL, NULL);
+}
+
+void ts_run_free(ts_run *r) {
+  free(r->out);
+  free(r->err);
+  r->out = r->err = NULL;
+}
+
+const char *ts_shared_data(void) {
+  static char path[4096];
+  const char *env = getenv("DFPO_SHARED_DATA");
+  if (env && env[0])
+    snprintf(path, sizeof path, "%s", env);
+  else
+    snprintf(path, sizeof path, "%s/../shared/data", DFPO_SOURCE_DIR);
+  struct stat st;
+  return stat(path, &st) == 0 && S_ISDIR(st.st_mode) ? path : NULL;
+}
+
+void ts_tmpdir(char *buf, size_t n) {
+  snprintf(buf, n, "/tmp/dfpo-test-XXXXXX");
+  cr_assert_not_null(mkdtemp(buf), "mkdtemp");
+}
+
+static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
+  (void)sb;
+  (void)flag;
+  (void)ftw;
+  return remove(p);
+}
+
+void ts_rmtree(const char *path) {
+  nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}

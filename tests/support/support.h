@@ -1,0 +1,30 @@
+/* Test support shared by every test folder. Prefix: ts_. */
+#ifndef DFPO_TESTS_SUPPORT_H
+#define DFPO_TESTS_SUPPORT_H
+
+#include <stddef.h>
+
+/* The result of running a command: exit status (or 128 + signal), and its
+ * stdout and stderr as NUL-terminated heap strings. */
+typedef struct ts_run {
+  int status;
+  char *out, *err;
+} ts_run;
+
+/* Runs argv (argv[0] a path, NULL-terminated) with stdin from `input` (may be
+ * NULL: empty stdin) and optional extra environment entries "K=V"
+ * (NULL-terminated, may be NULL). Aborts the test on spawn failure. */
+void ts_run_cmd(ts_run *r, char *const argv[], const char *input, char *const env_extra[]);
+/* ts_run_cmd on the dfpo binary under test: ts_dfpo(&r, "config", "show", NULL). */
+void ts_dfpo(ts_run *r, ...);
+void ts_run_free(ts_run *r);
+
+/* The shared data folder (../shared/data beside the checkout, or $DFPO_SHARED_DATA),
+ * or NULL when absent; tests that need it skip with a message. */
+const char *ts_shared_data(void);
+
+/* A fresh temporary folder (mkdtemp) and its recursive removal. */
+void ts_tmpdir(char *buf, size_t n);
+void ts_rmtree(const char *path);
+
+#endif
