@@ -161,3 +161,14 @@ Test(config, text_after_the_object_is_an_error) {
                      NULL};
   expect_error(FIX("trailing.json"), NULL, 0, DFPO_EUSAGE, f);
 }
+
+Test(config, shipped_configs_load) {
+  cfg c;
+  dfpo_err err;
+  cr_assert_eq(cfg_load(&c, cfg_schema, DFPO_SOURCE_DIR "/configs/default.json", NULL, 0, &err),
+               DFPO_OK, "%s", err.msg);
+  const char *s;
+  cfg_get_str(&c, "suite.name", &s, &err);
+  cr_expect_str_eq(s, "default");
+  cfg_free(&c);
+}
