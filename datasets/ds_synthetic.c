@@ -260,8 +260,9 @@ int ds_synth_alloc(ds_synth *L, int n_states, int n_words, dfpo_err *err) {
   L->init = (double *)mem;
   L->trans = L->init + ns;
   L->emit = L->trans + ns * ns;
-  L->end_state = (int *)(L->emit + 2 * ns * nw);
-  L->words = (const char **)(void *)(L->end_state + ns);
+  /* pointers before ints so that both stay aligned */
+  L->words = (const char **)(void *)(L->emit + 2 * ns * nw);
+  L->end_state = (int *)(void *)(L->words + nw);
   L->prior_pos = 0.5;
   L->oov_logp = log(1e-6);
   return DFPO_OK;

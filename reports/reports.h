@@ -51,4 +51,31 @@ int rep_table_latex(const rep_table *t, FILE *out, dfpo_err *err);
 int rep_table_csv(const rep_table *t, FILE *out, dfpo_err *err);
 int rep_table_json(const rep_table *t, FILE *out, dfpo_err *err);
 
+/* ----------------------------------------------------------------- plots */
+
+/* One line of a plot: y over x with an optional band [lo, hi] (a confidence
+ * interval over seeds), or, with points_only, markers without a line (a
+ * single configuration such as DfPO on a frontier of PPO beta values). All
+ * arrays are borrowed and hold n values. */
+typedef struct rep_series {
+  const char *label;
+  int n;
+  const double *x, *y;
+  const double *lo, *hi; /* both NULL: no band */
+  int points_only;
+} rep_series;
+
+typedef struct rep_plot {
+  const char *title, *xlabel, *ylabel;
+  int n_series;
+  const rep_series *series;
+  int width, height; /* pixels (PNG) or points (PDF, SVG); 0: 800 x 500 */
+} rep_plot;
+
+/* Draws the plot with PLplot's cairo drivers into path, whose extension
+ * chooses the format (.png, .svg or .pdf). The file is written under a
+ * temporary name and renamed, so path never holds half a plot. Series with
+ * non-finite values are drawn without those points. */
+int rep_plot_write(const rep_plot *p, const char *path, dfpo_err *err);
+
 #endif
