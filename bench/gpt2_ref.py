@@ -18,7 +18,7 @@ pre-tokenisation piece instead; --time prints "seconds bytes tokens" of the
 encoding alone to stderr.
 A second mode trains a BPE naively (the specification dfpo's trainer is
 tested against):
-  gpt2_ref.py --train N FILE...   prints the merges, one "left right" a line
+  gpt2_ref.py --train VOCAB_SIZE FILE...   prints the merges, one "left right" a line
 """
 import json
 import sys
@@ -102,9 +102,10 @@ class Encoder:
         return ids
 
 
-def train(n_merges, files):
+def train(vocab_size, files):
     """Naive BPE training: count words, then repeatedly merge the most
-    frequent adjacent pair (ties: smallest (left bytes, right bytes))."""
+    frequent adjacent pair (ties: smallest (left bytes, right bytes)) until
+    the 256 bytes, the merged tokens and <|endoftext|> make vocab_size."""
     pat = regex.compile(PATTERN)
     counts = {}
     for name in files:
@@ -116,7 +117,8 @@ def train(n_merges, files):
     _, byte_char = byte_alphabet()
     merges = []
     words = list(counts.items())
-    for _ in range(n_merges):
+    tokens = set()
+    while 256 + len(tokens) + 1 < vocab_size:
         pairs = {}
         for w, c in words:
             for p in zip(w, w[1:]):
@@ -126,6 +128,7 @@ def train(n_merges, files):
         best = min(pairs, key=lambda p: (-pairs[p], p[0], p[1]))
         merges.append(best)
         a, b = best
+        tokens.add(a + b)
         new = []
         for w, c in words:
             out = []

@@ -98,8 +98,9 @@ int tok_decode(const tok_tokenizer *t, const int32_t *ids, size_t n, char **buf,
  * Each step merges the most frequent adjacent pair; ties go to the pair whose
  * (left bytes, right bytes) is smallest bytewise. Writes encoder.json and
  * vocab.bpe into out_dir (created; files written atomically). Deterministic.
- * Stops early, with a warning, when no pair is left. *merges_done (optional)
- * receives the number of merges learned. */
+ * A merge whose bytes are already a token reuses that token. Stops early,
+ * with a warning, when no pair is left. *merges_done (optional) receives the
+ * number of merges learned. */
 int tok_train(const char *const *corpus, size_t n_corpus, size_t vocab_size, const char *out_dir,
               size_t *merges_done, dfpo_err *err);
 
