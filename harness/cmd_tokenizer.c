@@ -259,8 +259,7 @@ static int tokenizer_train(const tok_opts *o) {
   int rc = tok_train(o->corpus, o->n_corpus, (size_t)o->vocab_size, o->out, &merges, &err);
   if (rc)
     return cli_fail(&err);
-  dfpo_info("wrote %s/encoder.json and %s/vocab.bpe: %zu merges, vocabulary of %zu", o->out, o->out,
-            merges, merges + 257);
+  dfpo_info("wrote %s/encoder.json and %s/vocab.bpe (%zu merges)", o->out, o->out, merges);
   return DFPO_OK;
 }
 
