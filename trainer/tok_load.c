@@ -541,6 +541,25 @@ int tok_load_files(tok_tokenizer **out, const char *vocab_json, const char *merg
   return DFPO_OK;
 }
 
+static int add_json_merge(tok_tokenizer *t, const cJSON *m, const char *where, dfpo_err *err) {
+  if (cJSON_IsString(m)) {
+    /* older files: "left right" */
+    const char *s = m->valuestring, *sp = strchr(s, ' ');
+    if (!sp || sp == s || !sp[1] || strchr(sp + 1, ' '))
+      return dfpo_err_set(err, DFPO_EDATA, "%s: a merge is two symbols separated by one space",
+                          where);
+    return tok_add_merge(t, s, (size_t)(sp - s), sp + 1, strlen(sp + 1), where, err);
+  }
+  if (cJSON_IsArray(m) && cJSON_GetArraySize(m) == 2 && cJSON_IsString(m->child) &&
+      cJSON_IsString(m->child->next)) {
+    /* newer files: ["left", "right"] */
+    const char *l = m->child->valuestring, *r = m->child->next->valuestring;
+    return tok_add_merge(t, l, strlen(l), r, strlen(r), where, err);
+  }
+  return dfpo_err_set(err, DFPO_EDATA, "%s: a merge is \"left right\" or [\"left\", \"right\"]",
+                      where);
+}
+
 int tok_load_hf_json(tok_tokenizer **out, const char *path, dfpo_err *err) {
   *out = NULL;
   tok_tokenizer *t = tok_alloc();
@@ -592,27 +611,17 @@ int tok_load_hf_json(tok_tokenizer **out, const char *path, dfpo_err *err) {
   int i = 0;
   for (const cJSON *m = rc ? NULL : merges->child; m && !rc; m = m->next, i++) {
     char where[512];
-    int line = json_line(text, mstart, m);
-    if (line)
-      snprintf(where, sizeof where, "%s:%d: model.merges[%d]", path, line, i);
-    else
-      snprintf(where, sizeof where, "%s: model.merges[%d]", path, i);
-    if (cJSON_IsString(m)) {
-      /* older files: "left right" */
-      const char *s = m->valuestring, *sp = strchr(s, ' ');
-      if (!sp || sp == s || !sp[1] || strchr(sp + 1, ' '))
-        rc = dfpo_err_set(err, DFPO_EDATA, "%s: a merge is two symbols separated by one space",
-                          where);
-      else
-        rc = tok_add_merge(t, s, (size_t)(sp - s), sp + 1, strlen(sp + 1), where, err);
-    } else if (cJSON_IsArray(m) && cJSON_GetArraySize(m) == 2 && cJSON_IsString(m->child) &&
-               cJSON_IsString(m->child->next)) {
-      /* newer files: ["left", "right"] */
-      const char *l = m->child->valuestring, *r = m->child->next->valuestring;
-      rc = tok_add_merge(t, l, strlen(l), r, strlen(r), where, err);
-    } else {
-      rc = dfpo_err_set(err, DFPO_EDATA, "%s: a merge is \"left right\" or [\"left\", \"right\"]",
-                        where);
+    snprintf(where, sizeof where, "%s: model.merges[%d]", path, i);
+    rc = add_json_merge(t, m, where, err);
+    if (rc && rc != DFPO_ERUNTIME) {
+      /* Only now look for the line: searching for every merge would make
+       * loading quadratic. Redoing the failed call changes nothing. */
+      int line = json_line(text, mstart, m);
+      if (line) {
+        snprintf(where, sizeof where, "%s:%d: model.merges[%d]", path, line, i);
+        dfpo_err_clear(err);
+        add_json_merge(t, m, where, err);
+      }
     }
   }
   for (const cJSON *a = cJSON_IsArray(added) && !rc ? added->child : NULL; a && !rc; a = a->next) {
