@@ -1,0 +1,130 @@
+/* Internal to trainer/: the tokenizer's data structures, shared by the
+ * loader (tok_load.c), the encoder (tok_encode.c) and the trainer
+ * (tok_train.c). Prefix: tok_. */
+#ifndef DFPO_TRAINER_TOK_INTERNAL_H
+#define DFPO_TRAINER_TOK_INTERNAL_H
+
+#include "trainer/trainer.h"
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+/* GPT-2's byte-to-unicode table: byte b is written in token strings as the
+ * code point tok_byte_cp[b] (printable Latin-1 bytes stand for themselves,
+ * the others are moved to U+0100..U+0143). tok_byte_order lists the bytes in
+ * the order GPT-2 gives them ids 0..255. */
+void tok_byte_tables(uint32_t byte_cp[256], uint8_t byte_order[256]);
+/* Decodes a token string (UTF-8 of byte-alphabet code points) into bytes;
+ * returns the byte count or -1 when a character is outside the alphabet or
+ * the UTF-8 is malformed. out must hold len bytes. */
+long tok_string_to_bytes(const char *s, size_t len, char *out);
+/* Appends the byte-alphabet UTF-8 form of bytes[0..n) to out (needs 2n+1
+ * bytes); returns its length, NUL-terminated. */
+size_t tok_bytes_to_string(const char *bytes, size_t n, char *out);
+
+/* Open-addressed map from byte strings to int32 values (the vocabulary and
+ * the trainer's word counts). Keys are copied into an arena. */
+typedef struct tok_strmap {
+  uint64_t *hash; /* 0 = empty slot */
+  uint32_t *key_off, *key_len;
+  int64_t *val;
+  char *arena;
+  size_t arena_len, arena_cap, cap, n;
+} tok_strmap;
+
+uint64_t tok_hash_bytes(const char *s, size_t n);
+/* Returns a pointer to the value slot for key (inserting val0 when absent,
+ * *inserted set) or NULL on allocation failure. */
+int64_t *tok_strmap_put(tok_strmap *m, const char *key, size_t n, int64_t val0, int *inserted);
+int64_t *tok_strmap_get(const tok_strmap *m, const char *key, size_t n);
+void tok_strmap_free(tok_strmap *m);
+
+/* The compiled GPT-2 pre-tokenisation pattern (shared, read-only). */
+typedef struct tok_regex {
+  pcre2_code *code;
+  int jit; /* JIT compiled */
+} tok_regex;
+
+int tok_regex_init(tok_regex *re, dfpo_err *err);
+void tok_regex_free(tok_regex *re);
+
+/* Per-thread pre-tokeniser state. */
+typedef struct tok_splitter {
+  const tok_regex *re;
+  pcre2_match_data *md;
+  pcre2_match_context *mctx;
+  pcre2_jit_stack *jstack;
+  char *sub;       /* text with invalid bytes replaced */
+  size_t *sub_map; /* sub offset -> original offset */
+  size_t sub_cap;
+} tok_splitter;
+
+int tok_splitter_init(tok_splitter *s, const tok_regex *re, dfpo_err *err);
+void tok_splitter_free(tok_splitter *s);
+/* Calls fn(ctx, start, end) for each piece of text[0..len) in order (offsets
+ * into text). A nonzero return from fn stops and is returned. */
+typedef int (*tok_piece_fn)(void *ctx, const char *text, size_t start, size_t end);
+int tok_split(tok_splitter *s, const char *text, size_t len, tok_piece_fn fn, void *ctx,
+              dfpo_err *err);
+
+typedef struct tok_special {
+  char *text;
+  size_t len;
+  int32_t id;
+} tok_special;
+
+struct tok_tokenizer {
+  /* vocabulary */
+  size_t n_ids;      /* max id + 1 */
+  char **tok_bytes;  /* per id, NULL for gaps */
+  uint32_t *tok_len; /* per id */
+  tok_strmap vocab;  /* bytes -> id */
+  int32_t byte_id[256];
+  /* merges: (left << 32 | right) -> rank << 32 | result id */
+  size_t n_merges;
+  uint64_t *mkey;
+  uint64_t *mval;
+  size_t mcap;
+  tok_special *special;
+  size_t n_special;
+  int32_t eot;
+  tok_regex re;
+  struct tok_worker *worker; /* tok_encode's state, created on first use */
+};
+
+/* Building a tokenizer: the loaders parse files into tokens and merges in
+ * token-string form (byte alphabet); `where` names the source for errors
+ * ("file:line" or a JSON path). Order: tokens, tok_finish_vocab, merges,
+ * specials, tok_finish. */
+/* Adds a token (its string form) with its id. */
+int tok_add_token(tok_tokenizer *t, const char *s, size_t len, long long id, const char *where,
+                  dfpo_err *err);
+/* Adds the next merge; `where` is "file:line" or a JSON path. */
+int tok_add_merge(tok_tokenizer *t, const char *left, size_t llen, const char *right, size_t rlen,
+                  const char *where, dfpo_err *err);
+tok_tokenizer *tok_alloc(void);
+/* Checks the byte tokens, sizes the merge table, compiles the regex. */
+int tok_finish(tok_tokenizer *t, const char *where, dfpo_err *err);
+int tok_finish_vocab(tok_tokenizer *t, const char *where, dfpo_err *err);
+int tok_add_special(tok_tokenizer *t, const char *s, size_t len, int32_t id, dfpo_err *err);
+
+/* Looks up the merge of (l, r): returns 1 and fills rank and result id. */
+static inline int tok_merge_find(const tok_tokenizer *t, int32_t l, int32_t r, uint32_t *rank,
+                                 int32_t *res) {
+  uint64_t k = ((uint64_t)(uint32_t)l << 32) | (uint32_t)r;
+  size_t mask = t->mcap - 1;
+  size_t i = (size_t)((k * 0x9E3779B97F4A7C15ull) >> 32) & mask;
+  for (;;) {
+    uint64_t v = t->mval[i];
+    if (!v)
+      return 0;
+    if (t->mkey[i] == k) {
+      *rank = (uint32_t)(v >> 32) - 1;
+      *res = (int32_t)(uint32_t)v;
+      return 1;
+    }
+    i = (i + 1) & mask;
+  }
+}
+
+#endif
