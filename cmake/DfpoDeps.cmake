@@ -16,6 +16,7 @@ endfunction()
 
 dfpo_require_pkg(CJSON libcjson libcjson-dev)
 dfpo_require_pkg(OPENBLAS openblas libopenblas-dev)
+dfpo_require_pkg(PLPLOT plplot libplplot-dev)
 
 find_package(OpenMP COMPONENTS C)
 if(NOT OpenMP_C_FOUND)

@@ -158,4 +158,16 @@ double dfpo_rng_normal(dfpo_rng *r);
 /* Fisher-Yates shuffle of n indices/elements of the given size. */
 void dfpo_rng_shuffle(dfpo_rng *r, void *base, size_t n, size_t size);
 
+/* --------------------------------------------------------------- signals */
+
+/* Installs SIGINT and SIGTERM handlers that only raise a flag, so that long
+ * loops can stop cleanly (finishing the file they write, keeping the last
+ * checkpoint) and main can exit with DFPO_EINTR. A second SIGINT kills the
+ * process at once. */
+void dfpo_signals_install(void);
+/* Nonzero once SIGINT or SIGTERM has arrived (after dfpo_signals_install). */
+int dfpo_interrupted(void);
+/* Test hook: clears the flag. */
+void dfpo_interrupt_reset(void);
+
 #endif

@@ -21,6 +21,7 @@ static void print_usage(FILE *out) {
 
 int main(int argc, char **argv) {
   dfpo_log_init();
+  dfpo_signals_install();
   if (argc < 2) {
     print_usage(stderr);
     return DFPO_EUSAGE;

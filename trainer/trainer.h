@@ -201,4 +201,66 @@ int gpt2_export_safetensors(const gpt2_model *m, const char *path, int write_con
 
 /* ------------------------------------------------------- RL (rl_) */
 
+/* The arithmetic of the RL algorithms (DESIGN.md section 7), over plain
+ * arrays so that it can be tested against hand computations and brute force
+ * and shared by every backend. docs/algorithms.md gives the equations.
+ * Batched arrays are [B, T] row-major; lengths[b] is the number of valid
+ * tokens of row b (positions >= lengths[b] are padding: outputs there are 0).
+ * A vocabulary-sized mask is one byte per token (1 = in the set). */
+
+/* Generalised advantage estimation (Schulman et al. 2016) per row:
+ * delta_t = r_t + gamma V_{t+1} - V_t with V = 0 after the last valid token
+ * (the episode ends there), A_t = sum_k (gamma lambda)^k delta_{t+k},
+ * returns_t = A_t + V_t. adv and ret are written (they may not alias the
+ * inputs). */
+void rl_gae(const float *rewards, const float *values, const int *lengths, int B, int T,
+            float gamma, float lambda, float *adv, float *ret);
+
+/* RL4LMs' per-token PPO reward: r_t = -beta (logp_old_t - logp_ref_t), plus
+ * the task reward R[b] at the last valid token. Padding gets 0. */
+void rl_kl_rewards(const float *logp_old, const float *logp_ref, const float *task_reward,
+                   const int *lengths, int B, int T, float beta, float *rewards);
+
+/* Mean and sample standard deviation (n - 1 in the denominator, as
+ * torch.std) of the valid entries, then x = (x - mean) / (sd + 1e-8) on
+ * them. Fewer than two valid entries: only the mean is removed. */
+void rl_normalize(float *x, const int *lengths, int B, int T);
+
+/* The adaptive KL controller of DESIGN.md section 7:
+ * beta * (1 + 0.1 * clip((kl - target) / target, -0.2, 0.2)). */
+double rl_kl_adaptive(double beta, double kl, double target);
+
+/* PPO's clipped surrogate over n tokens with weights w (1 valid, 0 padding;
+ * may be NULL for all valid): returns the mean over valid tokens of
+ * -min(rho A, clip(rho, 1 - eps, 1 + eps) A), rho = exp(logp - logp_old);
+ * dlogp[i] = d loss / d logp[i] (already divided by the count). *clipfrac
+ * (may be NULL) gets the share of valid tokens where the clip was active. */
+double rl_ppo_policy_loss(const float *logp, const float *logp_old, const float *adv,
+                          const float *w, int n, float eps, float *dlogp, double *clipfrac);
+
+/* The plain policy-gradient term: mean over valid tokens of -logp A (DfPO's
+ * policy loss with truncated advantages); dlogp[i] = -w_i A_i / count. */
+double rl_pg_loss(const float *logp, const float *adv, const float *w, int n, float *dlogp);
+
+/* DfPO's KL-masking sets for one state (DESIGN.md section 7):
+ * mplus[a] = pi_theta(a) <= pi_ref(a), mminus[a] = pi_theta(a) >= pi_ref(a),
+ * given the two distributions as log-probabilities over V tokens. */
+void rl_dfpo_sets(const float *logp_theta, const float *logp_ref, int V, unsigned char *mplus,
+                  unsigned char *mminus);
+
+/* log of pi renormalised over the set: out[a] = logp[a] - log sum_{m} p for a
+ * in mask, -inf elsewhere. Returns the log of the set's mass under pi
+ * (-inf for an empty set, when out is all -inf). */
+double rl_masked_logprobs(const float *logp, const unsigned char *mask, int V, float *out);
+
+/* DfPO's truncated advantages: A+ = max(A, 0) for rollouts from pi+
+ * (sign > 0), A- = min(A, 0) for rollouts from pi- (sign < 0). */
+void rl_truncate_advantages(float *adv, int n, int sign);
+
+/* NLPO's mask: the smallest set of most likely tokens whose probability sum
+ * reaches top_p, never fewer than k_min (nor more than V). Ties are broken by
+ * the lower token id. probs need not be normalised exactly. Writes mask and
+ * returns the set's size. */
+int rl_top_p_mask(const float *probs, int V, float top_p, int k_min, unsigned char *mask);
+
 #endif

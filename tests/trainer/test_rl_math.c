@@ -1,0 +1,234 @@
+#include "trainer/trainer.h"
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NEAR(a, b, tol)                                                                            \
+  cr_expect(fabs((double)(a) - (double)(b)) <= (tol), "%.9g vs %.9g", (double)(a), (double)(b))
+
+Test(rl, gae_by_hand) {
+  /* Row 0, T = 3, gamma 0.99, lambda 0.95 (gamma lambda = 0.9405):
+   *   delta_2 = 1 - 0.3 = 0.7                      A_2 = 0.7
+   *   delta_1 = 0.99 * 0.3 - 0.4 = -0.103          A_1 = -0.103 + 0.9405 * 0.7 = 0.55535
+   *   delta_0 = 0.99 * 0.4 - 0.5 = -0.104          A_0 = -0.104 + 0.9405 * 0.55535 = 0.418306675
+   *   returns = A + V = 0.918306675, 0.95535, 1.0
+   * Row 1 has length 2: its episode ends at t = 1 (V after it is 0):
+   *   delta_1 = 2 - 0.2 = 1.8                      A_1 = 1.8
+   *   delta_0 = 0.5 + 0.99 * 0.2 - 0.1 = 0.598     A_0 = 0.598 + 0.9405 * 1.8 = 2.2909
+   *   t = 2 is padding: 0. */
+  const float r[6] = {0, 0, 1, 0.5f, 2, 99};
+  const float v[6] = {0.5f, 0.4f, 0.3f, 0.1f, 0.2f, 99};
+  const int len[2] = {3, 2};
+  float adv[6], ret[6];
+  rl_gae(r, v, len, 2, 3, 0.99f, 0.95f, adv, ret);
+  const double want_a[6] = {0.418306675, 0.55535, 0.7, 2.2909, 1.8, 0};
+  const double want_r[6] = {0.918306675, 0.95535, 1.0, 2.3909, 2.0, 0};
+  for (int i = 0; i < 6; i++) {
+    NEAR(adv[i], want_a[i], 1e-6);
+    NEAR(ret[i], want_r[i], 1e-6);
+  }
+}
+
+Test(rl, kl_rewards_and_controller) {
+  const float lo[4] = {-1, -2, -3, -4}, lr[4] = {-1.5f, -1, -3, 0};
+  const float R[2] = {10, 20};
+  const int len[2] = {2, 1};
+  float rew[4];
+  rl_kl_rewards(lo, lr, R, len, 2, 2, 0.1f, rew);
+  /* -0.1 * (logp_old - logp_ref), plus R at the last valid token */
+  NEAR(rew[0], -0.1 * 0.5, 1e-7);
+  NEAR(rew[1], -0.1 * -1 + 10, 1e-6);
+  NEAR(rew[2], 0 + 20, 1e-6);
+  NEAR(rew[3], 0, 0);
+  /* beta 0.1, target 0.1: kl 0.2 -> error 1 clipped to 0.2 -> 0.1 * 1.02 */
+  NEAR(rl_kl_adaptive(0.1, 0.2, 0.1), 0.102, 1e-15);
+  NEAR(rl_kl_adaptive(0.1, 0.05, 0.1), 0.098, 1e-15);
+  NEAR(rl_kl_adaptive(0.1, 0.11, 0.1), 0.101, 1e-15);
+}
+
+Test(rl, normalize_like_torch_std) {
+  /* torch: x = tensor([1., 2., 3., 4.]); (x - x.mean()) / (x.std() + 1e-8)
+   * -> [-1.1619, -0.3873, 0.3873, 1.1619] (std unbiased: sqrt(5/3)). */
+  float x[6] = {1, 2, 3, 4, 77, 88};
+  const int len[2] = {3, 1};
+  rl_normalize(x, len, 2, 3);
+  double sd = sqrt(5.0 / 3.0);
+  NEAR(x[0], -1.5 / sd, 1e-6);
+  NEAR(x[1], -0.5 / sd, 1e-6);
+  NEAR(x[2], 0.5 / sd, 1e-6);
+  NEAR(x[3], 1.5 / sd, 1e-6);
+  NEAR(x[4], 77, 0);
+  NEAR(x[5], 88, 0);
+}
+
+Test(rl, ppo_loss_and_gradient) {
+  /* rho = exp(logp - logp_old); eps 0.2:
+   *  i0: rho 1.1, A  2 -> unclipped: -2.2, grad -rho A = -2.2
+   *  i1: rho 1.5, A  1 -> clipped at 1.2: -1.2, grad 0
+   *  i2: rho 0.5, A -1 -> min(-0.5, -0.8) = -0.8 (clipped): 0.8, grad 0
+   *  i3: rho 0.9, A -3 -> min(-2.7, -2.4) = -2.7: 2.7, grad -rho A = 2.7
+   *  i4: padding
+   * loss = (-2.2 - 1.2 + 0.8 + 2.7) / 4 = 0.025; clipfrac 2/4. */
+  const float old[5] = {0, 0, 0, 0, 0};
+  const float lp[5] = {logf(1.1f), logf(1.5f), logf(0.5f), logf(0.9f), 5};
+  const float adv[5] = {2, 1, -1, -3, 7};
+  const float w[5] = {1, 1, 1, 1, 0};
+  float g[5];
+  double cf;
+  double loss = rl_ppo_policy_loss(lp, old, adv, w, 5, 0.2f, g, &cf);
+  NEAR(loss, 0.025, 1e-6);
+  NEAR(cf, 0.5, 0);
+  NEAR(g[0], -2.2 / 4, 1e-6);
+  NEAR(g[1], 0, 0);
+  NEAR(g[2], 0, 0);
+  NEAR(g[3], 2.7 / 4, 1e-6);
+  NEAR(g[4], 0, 0);
+  /* finite differences of the loss agree with dlogp everywhere away from the
+   * clip boundaries */
+  for (int i = 0; i < 4; i++) {
+    float a[5], b[5], tmp[5];
+    memcpy(a, lp, sizeof a);
+    memcpy(b, lp, sizeof b);
+    a[i] += 1e-3f;
+    b[i] -= 1e-3f;
+    double fd = (rl_ppo_policy_loss(a, old, adv, w, 5, 0.2f, tmp, NULL) -
+                 rl_ppo_policy_loss(b, old, adv, w, 5, 0.2f, tmp, NULL)) /
+                2e-3;
+    NEAR(fd, g[i], 2e-3);
+  }
+}
+
+static void random_logprobs(unsigned *seed, float *lp, int V) {
+  double m = -1e30, s = 0;
+  float logits[64];
+  for (int a = 0; a < V; a++) {
+    logits[a] = (float)(rand_r(seed) % 1000) / 250.0f;
+    if (logits[a] > m)
+      m = logits[a];
+  }
+  for (int a = 0; a < V; a++)
+    s += exp(logits[a] - m);
+  for (int a = 0; a < V; a++)
+    lp[a] = (float)(logits[a] - m - log(s));
+}
+
+Test(rl, dfpo_sets_against_brute_force) {
+  unsigned seed = 42;
+  for (int trial = 0; trial < 200; trial++) {
+    int V = 2 + trial % 60;
+    float lt[64], lr[64], plus[64], minus[64];
+    unsigned char mp[64], mm[64];
+    random_logprobs(&seed, lt, V);
+    if (trial % 5 == 0)
+      memcpy(lr, lt, sizeof lr); /* the start of training: pi_theta == pi_ref */
+    else
+      random_logprobs(&seed, lr, V);
+    rl_dfpo_sets(lt, lr, V, mp, mm);
+    double mass_p = 0, mass_m = 0;
+    for (int a = 0; a < V; a++) {
+      double pt = exp(lt[a]), pr = exp(lr[a]);
+      cr_assert_eq(mp[a], pt <= pr, "trial %d token %d", trial, a);
+      cr_assert_eq(mm[a], pt >= pr, "trial %d token %d", trial, a);
+      cr_assert(mp[a] || mm[a], "every token is in M+ or M-");
+    }
+    double lzp = rl_masked_logprobs(lt, mp, V, plus);
+    double lzm = rl_masked_logprobs(lt, mm, V, minus);
+    for (int a = 0; a < V; a++) {
+      if (mp[a])
+        mass_p += exp(plus[a]);
+      else
+        cr_assert(isinf(plus[a]) && plus[a] < 0, "out-of-set tokens get -inf");
+      if (mm[a])
+        mass_m += exp(minus[a]);
+      else
+        cr_assert(isinf(minus[a]) && minus[a] < 0);
+    }
+    /* Both sets are non-empty: the two distributions sum to 1, so some token
+     * has pi_theta <= pi_ref and some has pi_theta >= pi_ref. */
+    cr_assert(isfinite(lzp) && isfinite(lzm));
+    NEAR(mass_p, 1, 1e-5);
+    NEAR(mass_m, 1, 1e-5);
+    if (trial % 5 == 0) {
+      NEAR(lzp, 0, 1e-6);
+      NEAR(lzm, 0, 1e-6);
+    }
+  }
+}
+
+Test(rl, truncated_advantages_zero_the_gradient_where_they_should) {
+  float adv_p[6] = {-2, -0.5f, 0, 0.5f, 1, 3}, adv_m[6];
+  memcpy(adv_m, adv_p, sizeof adv_m);
+  rl_truncate_advantages(adv_p, 6, +1);
+  rl_truncate_advantages(adv_m, 6, -1);
+  const float lp[6] = {-1, -2, -3, -1, -2, -3};
+  float gp[6], gm[6];
+  double lossp = rl_pg_loss(lp, adv_p, NULL, 6, gp);
+  double lossm = rl_pg_loss(lp, adv_m, NULL, 6, gm);
+  for (int i = 0; i < 6; i++) {
+    /* pi+ rollouts: only positive advantages push log pi up */
+    cr_expect_eq(gp[i] == 0.0f, !(i >= 3), "pi+ token %d", i);
+    /* pi- rollouts: only negative advantages push log pi down */
+    cr_expect_eq(gm[i] == 0.0f, !(i <= 1), "pi- token %d", i);
+    NEAR(gp[i], -adv_p[i] / 6.0, 1e-7);
+    NEAR(gm[i], -adv_m[i] / 6.0, 1e-7);
+  }
+  /* loss = mean(-logp A): pi+ (-(-1)(0.5) - (-2)(1) - (-3)(3)) / 6 = 11.5 / 6 */
+  NEAR(lossp, 11.5 / 6, 1e-6);
+  /* pi-: (-(-1)(-2) - (-2)(-0.5)) / 6 = (-2 - 1) / 6 */
+  NEAR(lossm, -3.0 / 6, 1e-6);
+}
+
+static int brute_top_p(const float *p, int V, float top_p, int k_min, unsigned char *mask) {
+  /* selection sort by (p desc, id asc), then the shortest qualifying prefix */
+  int order[256];
+  unsigned char used[256] = {0};
+  for (int i = 0; i < V; i++) {
+    int best = -1;
+    for (int a = 0; a < V; a++)
+      if (!used[a] && (best < 0 || p[a] > p[best]))
+        best = a;
+    used[best] = 1;
+    order[i] = best;
+  }
+  memset(mask, 0, (size_t)V);
+  double mass = 0;
+  int k = 0;
+  if (k_min > V)
+    k_min = V;
+  while (k < V && (k < k_min || mass < top_p)) {
+    mass += p[order[k]];
+    mask[order[k]] = 1;
+    k++;
+  }
+  return k;
+}
+
+Test(rl, nlpo_top_p_mask_against_brute_force) {
+  unsigned seed = 7;
+  for (int trial = 0; trial < 300; trial++) {
+    int V = 1 + trial % 200;
+    float p[256];
+    double s = 0;
+    for (int a = 0; a < V; a++) {
+      /* few distinct values so that ties happen */
+      p[a] = (float)(1 + rand_r(&seed) % (trial % 3 ? 9 : 1000));
+      s += p[a];
+    }
+    for (int a = 0; a < V; a++)
+      p[a] = (float)(p[a] / s);
+    float top_p = (float)(trial % 10) / 10.0f + 0.05f;
+    int k_min = trial % 4 == 0 ? 0 : trial % 17;
+    unsigned char m1[256], m2[256];
+    int k1 = rl_top_p_mask(p, V, top_p, k_min, m1);
+    int k2 = brute_top_p(p, V, top_p, k_min, m2);
+    cr_assert_eq(k1, k2, "trial %d V %d p %g k_min %d", trial, V, top_p, k_min);
+    cr_assert_eq(memcmp(m1, m2, (size_t)V), 0, "trial %d", trial);
+    cr_assert_geq(k1, k_min < V ? k_min : V);
+    double mass = 0;
+    for (int a = 0; a < V; a++)
+      mass += m1[a] ? p[a] : 0;
+    cr_assert(mass >= top_p - 1e-6 || k1 == V);
+  }
+}

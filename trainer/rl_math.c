@@ -1,0 +1,206 @@
+#include "trainer/trainer.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+void rl_gae(const float *rewards, const float *values, const int *lengths, int B, int T,
+            float gamma, float lambda, float *adv, float *ret) {
+  for (int b = 0; b < B; b++) {
+    const float *r = rewards + (size_t)b * T, *v = values + (size_t)b * T;
+    float *a = adv + (size_t)b * T, *g = ret + (size_t)b * T;
+    int len = lengths[b] < T ? lengths[b] : T;
+    double next_v = 0, next_a = 0;
+    for (int t = T - 1; t >= len; t--)
+      a[t] = g[t] = 0;
+    for (int t = len - 1; t >= 0; t--) {
+      double delta = r[t] + gamma * next_v - v[t];
+      next_a = delta + (double)gamma * lambda * next_a;
+      a[t] = (float)next_a;
+      g[t] = (float)(next_a + v[t]);
+      next_v = v[t];
+    }
+  }
+}
+
+void rl_kl_rewards(const float *logp_old, const float *logp_ref, const float *task_reward,
+                   const int *lengths, int B, int T, float beta, float *rewards) {
+  for (int b = 0; b < B; b++) {
+    int len = lengths[b] < T ? lengths[b] : T;
+    for (int t = 0; t < T; t++) {
+      size_t i = (size_t)b * T + t;
+      rewards[i] = t < len ? -beta * (logp_old[i] - logp_ref[i]) : 0.0f;
+    }
+    if (len > 0)
+      rewards[(size_t)b * T + len - 1] += task_reward[b];
+  }
+}
+
+void rl_normalize(float *x, const int *lengths, int B, int T) {
+  double sum = 0, n = 0;
+  for (int b = 0; b < B; b++)
+    for (int t = 0; t < lengths[b] && t < T; t++) {
+      sum += x[(size_t)b * T + t];
+      n++;
+    }
+  if (n == 0)
+    return;
+  double mean = sum / n, ss = 0;
+  for (int b = 0; b < B; b++)
+    for (int t = 0; t < lengths[b] && t < T; t++) {
+      double d = x[(size_t)b * T + t] - mean;
+      ss += d * d;
+    }
+  double scale = n > 1 ? 1.0 / (sqrt(ss / (n - 1)) + 1e-8) : 1.0;
+  for (int b = 0; b < B; b++)
+    for (int t = 0; t < lengths[b] && t < T; t++) {
+      float *p = x + (size_t)b * T + t;
+      *p = (float)((*p - mean) * scale);
+    }
+}
+
+double rl_kl_adaptive(double beta, double kl, double target) {
+  double e = (kl - target) / target;
+  if (e < -0.2)
+    e = -0.2;
+  if (e > 0.2)
+    e = 0.2;
+  return beta * (1.0 + 0.1 * e);
+}
+
+double rl_ppo_policy_loss(const float *logp, const float *logp_old, const float *adv,
+                          const float *w, int n, float eps, float *dlogp, double *clipfrac) {
+  double count = 0;
+  for (int i = 0; i < n; i++)
+    count += w ? w[i] : 1.0f;
+  double loss = 0, clipped = 0;
+  for (int i = 0; i < n; i++) {
+    double wi = w ? w[i] : 1.0;
+    if (wi == 0 || count == 0) {
+      dlogp[i] = 0;
+      continue;
+    }
+    double rho = exp((double)logp[i] - logp_old[i]), a = adv[i];
+    double c = rho < 1 - eps ? 1 - eps : rho > 1 + eps ? 1 + eps : rho;
+    double s1 = rho * a, s2 = c * a;
+    /* -min(s1, s2): the gradient flows through rho only where s1 is the
+     * minimum (where s2 wins, the clipped term is constant in logp). */
+    int use_unclipped = s1 <= s2;
+    loss += -wi * (use_unclipped ? s1 : s2);
+    dlogp[i] = use_unclipped ? (float)(-wi * s1 / count) : 0.0f;
+    clipped += wi * (c != rho);
+  }
+  if (clipfrac)
+    *clipfrac = count > 0 ? clipped / count : 0;
+  return count > 0 ? loss / count : 0;
+}
+
+double rl_pg_loss(const float *logp, const float *adv, const float *w, int n, float *dlogp) {
+  double count = 0, loss = 0;
+  for (int i = 0; i < n; i++)
+    count += w ? w[i] : 1.0f;
+  for (int i = 0; i < n; i++) {
+    double wi = w ? w[i] : 1.0;
+    dlogp[i] = count > 0 ? (float)(-wi * adv[i] / count) : 0.0f;
+    loss += -wi * (double)logp[i] * adv[i];
+  }
+  return count > 0 ? loss / count : 0;
+}
+
+void rl_dfpo_sets(const float *logp_theta, const float *logp_ref, int V, unsigned char *mplus,
+                  unsigned char *mminus) {
+  for (int a = 0; a < V; a++) {
+    mplus[a] = logp_theta[a] <= logp_ref[a];
+    mminus[a] = logp_theta[a] >= logp_ref[a];
+  }
+}
+
+double rl_masked_logprobs(const float *logp, const unsigned char *mask, int V, float *out) {
+  double m = -INFINITY;
+  for (int a = 0; a < V; a++)
+    if (mask[a] && logp[a] > m)
+      m = logp[a];
+  if (m == -INFINITY) {
+    for (int a = 0; a < V; a++)
+      out[a] = -INFINITY;
+    return -INFINITY;
+  }
+  double s = 0;
+  for (int a = 0; a < V; a++)
+    if (mask[a])
+      s += exp(logp[a] - m);
+  double lz = m + log(s);
+  for (int a = 0; a < V; a++)
+    out[a] = mask[a] ? (float)(logp[a] - lz) : -INFINITY;
+  return lz;
+}
+
+void rl_truncate_advantages(float *adv, int n, int sign) {
+  for (int i = 0; i < n; i++)
+    if ((sign > 0 && adv[i] < 0) || (sign < 0 && adv[i] > 0))
+      adv[i] = 0;
+}
+
+typedef struct {
+  float p;
+  int id;
+} prob_id;
+
+static int by_prob_desc(const void *x, const void *y) {
+  const prob_id *a = x, *b = y;
+  if (a->p != b->p)
+    return a->p > b->p ? -1 : 1;
+  return (a->id > b->id) - (a->id < b->id);
+}
+
+int rl_top_p_mask(const float *probs, int V, float top_p, int k_min, unsigned char *mask) {
+  if (k_min > V)
+    k_min = V;
+  if (k_min < 0)
+    k_min = 0;
+  /* Largest threshold tau such that the tokens with p >= tau hold at least
+   * top_p of the mass and number at least k_min: those tokens contain the
+   * wanted prefix of the sorted order, so only they need sorting. */
+  double lo = 0, hi = 0;
+  for (int a = 0; a < V; a++)
+    if (probs[a] > hi)
+      hi = probs[a];
+  for (int it = 0; it < 60 && hi > lo; it++) {
+    double mid = 0.5 * (lo + hi), mass = 0;
+    int count = 0;
+    for (int a = 0; a < V; a++)
+      if (probs[a] >= mid) {
+        mass += probs[a];
+        count++;
+      }
+    if (mass >= top_p && count >= k_min)
+      lo = mid;
+    else
+      hi = mid;
+  }
+  int nc = 0;
+  for (int a = 0; a < V; a++)
+    nc += probs[a] >= lo;
+  prob_id *cand = malloc(sizeof *cand * (size_t)(nc ? nc : 1));
+  int k = 0;
+  for (int a = 0; a < V; a++)
+    mask[a] = 0;
+  if (!cand) {
+    /* Out of memory: fall back to the (larger) threshold set itself. */
+    for (int a = 0; a < V; a++)
+      mask[a] = probs[a] >= lo;
+    return nc;
+  }
+  for (int a = 0; a < V; a++)
+    if (probs[a] >= lo)
+      cand[k++] = (prob_id){probs[a], a};
+  qsort(cand, (size_t)nc, sizeof *cand, by_prob_desc);
+  double mass = 0;
+  int size = 0;
+  while (size < nc && (size < k_min || mass < top_p)) {
+    mass += cand[size].p;
+    mask[cand[size].id] = 1;
+    size++;
+  }
+  free(cand);
+  return size;
+}
