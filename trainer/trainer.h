@@ -263,4 +263,65 @@ void rl_truncate_advantages(float *adv, int n, int sign);
  * returns the set's size. */
 int rl_top_p_mask(const float *probs, int V, float top_p, int k_min, unsigned char *mask);
 
+/* ------------------------------------------------ RL training (rl_train) */
+
+/* A task reward: fills rewards[B] for the continuations cont[B, max_new]
+ * (lens[b] tokens each; -1 after) of the prompts[B, Tp] (left-padded by
+ * kstart, NULL: none). Returns a DFPO_* code. */
+typedef int (*rl_reward_fn)(void *ctx, int B, const int *prompts, const int *kstart, int Tp,
+                            const int *cont, const int *lens, int max_new, float *rewards,
+                            dfpo_err *err);
+
+enum { RL_PPO = 0, RL_DFPO = 2 };
+enum { RL_MASK_AT_SAMPLE = 0, RL_MASK_AT_UPDATE = 1 };
+
+typedef struct rl_config {
+  int algo;               /* RL_PPO or RL_DFPO (NLPO: not yet) */
+  int epochs;             /* passes over each iteration's rollouts */
+  int minibatch;          /* rollouts per gradient step */
+  float lr, weight_decay; /* AdamW, for the policy and the value model */
+  float max_grad_norm;    /* global clip per model (<= 0: none) */
+  float gamma, lambda;    /* GAE */
+  float clip_eps;         /* PPO's surrogate clip */
+  float vf_coef;          /* weight of the value loss 0.5 (V - R)^2 */
+  int kl_adaptive;        /* PPO: adaptive (1) or fixed (0) beta */
+  float beta, kl_target;  /* PPO: initial/fixed beta; the adaptive target */
+  int dfpo_mask_at;       /* RL_MASK_AT_SAMPLE only so far */
+  float dfpo_ratio_clip;  /* > 0: DfPO's optional PPO ratio clip */
+  gpt2_sampling sampling; /* rollout sampling; its mask must be NULL */
+} rl_config;
+
+/* DESIGN.md section 7's defaults (the paper's Table 3 and RL4LMs' IMDB PPO
+ * settings): epochs 5, minibatch 64, lr 1e-5, max grad norm 0.5, gamma 0.99, lambda
+ * 0.95, eps 0.2, vf 0.5, adaptive beta 0.1 with target 0.1. */
+rl_config rl_config_default(void);
+
+/* What one iteration measured. */
+typedef struct rl_stats {
+  double reward;   /* mean task reward of the rollouts */
+  double kl_seq;   /* mean over rollouts of sum_t (log pi_old - log pi_ref) of the sampled tokens */
+  double kl_token; /* mean over generated tokens of the exact KL(pi_old(.|s) || pi_ref(.|s)) */
+  double mean_len; /* mean generated tokens per rollout */
+  double policy_loss; /* of the last minibatch */
+  double value_loss;  /* of the last minibatch */
+  double clipfrac;    /* of the last minibatch (PPO, or DfPO with a ratio clip) */
+  double beta;        /* the KL coefficient used for this iteration's rewards */
+} rl_stats;
+
+typedef struct rl_trainer rl_trainer; /* opaque; rl_trainer_free releases it */
+
+/* A trainer over borrowed models: the policy and the value model (a
+ * GPT2_HEAD_VALUE model) are trained in place; the reference stays frozen.
+ * All three must share the vocabulary. */
+int rl_trainer_new(rl_trainer **out, gpt2_model *policy, gpt2_model *ref, gpt2_model *value,
+                   const rl_config *cfg, uint64_t seed, dfpo_err *err);
+void rl_trainer_free(rl_trainer *t);
+
+/* One iteration: B rollouts of the prompts[B, Tp] (DfPO: the first half from
+ * pi+, the rest from pi-), their rewards, GAE, then `epochs` passes of
+ * minibatch updates of the policy and the value model; the adaptive KL
+ * controller steps once at the end. docs/algorithms.md has the equations. */
+int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int Tp,
+               rl_reward_fn reward, void *reward_ctx, rl_stats *stats, dfpo_err *err);
+
 #endif
