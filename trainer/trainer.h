@@ -111,6 +111,171 @@ void tok_set_heap_threshold(size_t n);
 
 /* ---------------------------------------------------- GPT-2 (gpt2_) */
 
+/* GPT-2 (Radford et al. 2019): pre-LayerNorm blocks, tanh-GELU MLP, learned
+ * positions, the LM head tied to the token embedding. Any size. Optionally a
+ * second head on the final hidden states: a scalar value head (value models)
+ * or a K-way classification head (judges). docs/engine.md describes the
+ * arena, the formats and the tolerances the tests hold it to. */
+
+enum { GPT2_HEAD_NONE = 0, GPT2_HEAD_VALUE = 1, GPT2_HEAD_CLASS = 2 };
+
+typedef struct gpt2_config {
+  int n_layer, n_head, n_embd; /* n_embd % n_head == 0 */
+  int vocab_size;              /* 50257 for the GPT-2 tokenizer */
+  int n_ctx;                   /* positions (wpe rows) */
+  int head;                    /* GPT2_HEAD_* (the LM head always exists) */
+  int n_classes;               /* GPT2_HEAD_CLASS: K */
+} gpt2_config;
+
+/* Fills cfg for a named shape: gpt2-124M (alias gpt2), gpt2-350M
+ * (gpt2-medium), gpt2-774M (gpt2-large), gpt2-1558M (gpt2-xl), gpt2-tiny
+ * (2 layers, 2 heads, 64 wide, 512 tokens of context, GPT-2 vocabulary). */
+int gpt2_config_named(gpt2_config *cfg, const char *name, dfpo_err *err);
+/* Checks that a config is usable; the message names the bad field. */
+int gpt2_config_check(const gpt2_config *cfg, dfpo_err *err);
+
+typedef struct gpt2_model gpt2_model; /* opaque; gpt2_free releases it */
+
+/* A model with zeroed parameters on the CPU backend. */
+int gpt2_new(gpt2_model **out, const gpt2_config *cfg, dfpo_err *err);
+void gpt2_free(gpt2_model *m);
+/* GPT-2's initialisation from the DFPO_STREAM_INIT stream of seed: weights
+ * N(0, 0.02), residual projections N(0, 0.02/sqrt(2 n_layer)), biases 0,
+ * LayerNorm 1/0, heads N(0, 0.02). */
+void gpt2_init_random(gpt2_model *m, uint64_t seed);
+const gpt2_config *gpt2_get_config(const gpt2_model *m);
+size_t gpt2_num_params(const gpt2_model *m);
+/* Copies the parameters (not gradients or optimiser state) of src into dst;
+ * the configs must match. For reference policies and mask models. */
+int gpt2_copy_params(gpt2_model *dst, const gpt2_model *src, dfpo_err *err);
+/* Bytes held by the model's arena (parameters, training state, activations,
+ * KV cache) right now. */
+size_t gpt2_arena_bytes(const gpt2_model *m);
+
+/* Parameter access by tensor (host pointers on the CPU backend; for tests
+ * and tools). Names follow Hugging Face without the "transformer." prefix
+ * ("wte.weight", "h.0.attn.c_attn.weight", ...), shapes are ours: linear
+ * weights [out, in]. Returns the number of tensors; fills what is asked. */
+int gpt2_num_tensors(const gpt2_model *m);
+int gpt2_tensor_info(const gpt2_model *m, int i, const char **name, int *rows, int *cols,
+                     float **param, float **grad);
+
+/* Forward pass of the trunk over tokens[B,T] (row-major). kstart[b] (NULL: 0)
+ * is the number of left-padding tokens of row b: those are neither attended
+ * to nor counted in positions (row b's first real token has position 0).
+ * Keeps the activations for one backward pass. Needs B*T <= whatever memory
+ * allows and T + max(kstart) <= n_ctx + max(kstart), i.e. T - kstart <= n_ctx. */
+int gpt2_forward(gpt2_model *m, const int *tokens, const int *kstart, int B, int T, dfpo_err *err);
+/* After gpt2_forward: the LM head's log-probability of targets[B,T] (a
+ * negative target gives 0) and, when ent is not NULL, the entropy of each
+ * position's next-token distribution. Outputs [B*T], caller-owned. */
+int gpt2_lm_logprobs(gpt2_model *m, const int *targets, float *logp, float *ent, dfpo_err *err);
+/* After gpt2_lm_logprobs: accumulates into the gradients the gradient of
+ * sum dlogp[i] logp[i] + dent[i] ent[i] (dent may be NULL; so may dlogp). */
+int gpt2_lm_backward(gpt2_model *m, const float *dlogp, const float *dent, dfpo_err *err);
+/* The LM logits of the last gpt2_forward or of the last decoding call
+ * ([B*T, V] or [B, V], owned by the model, valid until the next call), after
+ * gpt2_lm_logprobs (which computes them) and before gpt2_lm_backward (which
+ * overwrites them). */
+const float *gpt2_lm_logits(const gpt2_model *m);
+/* Mean next-token cross-entropy over positions with targets >= 0 (0 when
+ * there are none); with backward, accumulates its gradient. */
+int gpt2_lm_loss(gpt2_model *m, const int *tokens, const int *targets, const int *kstart, int B,
+                 int T, int backward, float *loss, dfpo_err *err);
+
+/* After gpt2_forward on a GPT2_HEAD_VALUE model: values[B*T]. Then
+ * gpt2_value_backward accumulates the gradient of sum dvalues[i] values[i]. */
+int gpt2_value_forward(gpt2_model *m, float *values, dfpo_err *err);
+int gpt2_value_backward(gpt2_model *m, const float *dvalues, dfpo_err *err);
+/* After gpt2_forward on a GPT2_HEAD_CLASS model: logits[B, K] of the hidden
+ * state at position at[b] of each row (usually its last real token). */
+int gpt2_class_forward(gpt2_model *m, const int *at, float *logits, dfpo_err *err);
+int gpt2_class_backward(gpt2_model *m, const float *dlogits, dfpo_err *err);
+
+/* Training state (gradients, AdamW moments) is allocated on first use. */
+void gpt2_zero_grad(gpt2_model *m);
+/* Global L2 norm of all gradients. */
+float gpt2_grad_norm(gpt2_model *m);
+
+typedef struct gpt2_adamw {
+  float beta1, beta2, eps;
+  float weight_decay; /* applied to matrices (2-D tensors) only, as nanoGPT */
+  float clip;         /* global grad-norm clip (<= 0: none) */
+} gpt2_adamw;
+/* PyTorch's defaults: 0.9, 0.999, 1e-8, weight decay 0.01, no clipping. */
+gpt2_adamw gpt2_adamw_default(void);
+/* One AdamW step at learning rate lr (clipping first when asked); *norm
+ * (optional) receives the gradient norm before clipping. */
+int gpt2_adamw_step(gpt2_model *m, const gpt2_adamw *opt, float lr, float *norm, dfpo_err *err);
+/* Optimiser steps taken so far (restored by checkpoints). */
+int gpt2_step_count(const gpt2_model *m);
+
+enum { GPT2_LR_CONSTANT = 0, GPT2_LR_LINEAR = 1, GPT2_LR_COSINE = 2 };
+typedef struct gpt2_lr_schedule {
+  int kind;         /* GPT2_LR_*: after warmup, constant, linear to min_lr, or cosine to min_lr */
+  float lr, min_lr; /* peak and final rate */
+  int warmup;       /* linear warmup steps from lr/warmup */
+  int total;        /* steps of the whole schedule */
+} gpt2_lr_schedule;
+/* The rate for step (0-based). */
+float gpt2_lr_at(const gpt2_lr_schedule *s, int step);
+
+/* Decoding with a KV cache. gpt2_decode_begin runs the prompts tokens[B,T]
+ * (left-padded by kstart, NULL: none) and returns the next-token logits
+ * [B, V] of their last position; gpt2_decode_step feeds one token per row
+ * and returns the next logits. Room for max_len (<= n_ctx + max kstart)
+ * positions in all. The logits are owned by the model and valid until the
+ * next call; NULL on error. */
+const float *gpt2_decode_begin(gpt2_model *m, const int *tokens, const int *kstart, int B, int T,
+                               int max_len, dfpo_err *err);
+const float *gpt2_decode_step(gpt2_model *m, const int *next, dfpo_err *err);
+
+/* A per-step logit mask: may set entries of logits[B, V] (after temperature)
+ * to -INFINITY to forbid tokens; seqs[B, step] holds the tokens generated so
+ * far. Returns 0, or nonzero to stop generation with an error. */
+typedef int (*gpt2_mask_fn)(void *ctx, int step, int B, int V, const int *seqs, float *logits);
+
+typedef struct gpt2_sampling {
+  int max_new, min_new; /* new tokens: at most, and before end-of-text may be drawn */
+  float temperature;    /* 0: greedy */
+  int top_k;            /* 0: off */
+  float top_p;          /* 1: off */
+  int eos;              /* end-of-text id (50256 for GPT-2); < 0: none */
+  gpt2_mask_fn mask;    /* may be NULL */
+  void *mask_ctx;
+} gpt2_sampling;
+gpt2_sampling gpt2_sampling_default(void);
+
+/* Draws one token from logits[V] (modified in place) under s; uses one
+ * uniform draw from rng (none when greedy). *logp (optional) receives the
+ * token's log-probability under the distribution it was drawn from (after
+ * temperature, masks, top-k and top-p). */
+int gpt2_sample_token(float *logits, int V, const gpt2_sampling *s, dfpo_rng *rng, float *logp);
+
+/* Batched sampling: out[B, max_new] (-1 after a row ended), lens[B] new
+ * tokens per row (the end-of-text token included when drawn), logps[B,
+ * max_new] (optional) as in gpt2_sample_token. */
+int gpt2_generate(gpt2_model *m, const int *prompts, const int *kstart, int B, int T,
+                  const gpt2_sampling *s, dfpo_rng *rng, int *out, int *lens, float *logps,
+                  dfpo_err *err);
+
+/* Checkpoints. The native format (docs/engine.md): magic "DFPOGPT2",
+ * version, config, fp32 parameters, optionally the AdamW state; written
+ * atomically. gpt2_load reads a native checkpoint or a Hugging Face
+ * model.safetensors (by content); *out is a new model the caller frees. */
+int gpt2_save(gpt2_model *m, const char *path, int with_optimizer, dfpo_err *err);
+int gpt2_load(gpt2_model **out, const char *path, dfpo_err *err);
+/* Hugging Face GPT-2 model.safetensors (F32; F16/BF16 read too). The config
+ * comes from cfg when not NULL, else the header's __metadata__, else a
+ * config.json beside the file, else the tensor shapes (n_head then needs one
+ * of the others). Names with or without "transformer.", Conv1D weights
+ * transposed, lm_head.weight (tied) ignored when present. */
+int gpt2_import_safetensors(gpt2_model **out, const char *path, const gpt2_config *cfg,
+                            dfpo_err *err);
+/* Writes model.safetensors (Hugging Face names and layouts, config in
+ * __metadata__) atomically, and config.json beside it when write_config. */
+int gpt2_export_safetensors(const gpt2_model *m, const char *path, int write_config, dfpo_err *err);
+
 /* ------------------------------------------------------- RL (rl_) */
 
 /* The arithmetic of the RL algorithms (DESIGN.md section 7), over plain
@@ -174,5 +339,66 @@ void rl_truncate_advantages(float *adv, int n, int sign);
  * the lower token id. probs need not be normalised exactly. Writes mask and
  * returns the set's size. */
 int rl_top_p_mask(const float *probs, int V, float top_p, int k_min, unsigned char *mask);
+
+/* ------------------------------------------------ RL training (rl_train) */
+
+/* A task reward: fills rewards[B] for the continuations cont[B, max_new]
+ * (lens[b] tokens each; -1 after) of the prompts[B, Tp] (left-padded by
+ * kstart, NULL: none). Returns a DFPO_* code. */
+typedef int (*rl_reward_fn)(void *ctx, int B, const int *prompts, const int *kstart, int Tp,
+                            const int *cont, const int *lens, int max_new, float *rewards,
+                            dfpo_err *err);
+
+enum { RL_PPO = 0, RL_DFPO = 2 };
+enum { RL_MASK_AT_SAMPLE = 0, RL_MASK_AT_UPDATE = 1 };
+
+typedef struct rl_config {
+  int algo;               /* RL_PPO or RL_DFPO (NLPO: not yet) */
+  int epochs;             /* passes over each iteration's rollouts */
+  int minibatch;          /* rollouts per gradient step */
+  float lr, weight_decay; /* AdamW, for the policy and the value model */
+  float max_grad_norm;    /* global clip per model (<= 0: none) */
+  float gamma, lambda;    /* GAE */
+  float clip_eps;         /* PPO's surrogate clip */
+  float vf_coef;          /* weight of the value loss 0.5 (V - R)^2 */
+  int kl_adaptive;        /* PPO: adaptive (1) or fixed (0) beta */
+  float beta, kl_target;  /* PPO: initial/fixed beta; the adaptive target */
+  int dfpo_mask_at;       /* RL_MASK_AT_SAMPLE only so far */
+  float dfpo_ratio_clip;  /* > 0: DfPO's optional PPO ratio clip */
+  gpt2_sampling sampling; /* rollout sampling; its mask must be NULL */
+} rl_config;
+
+/* DESIGN.md section 7's defaults (the paper's Table 3 and RL4LMs' IMDB PPO
+ * settings): epochs 5, minibatch 64, lr 1e-5, max grad norm 0.5, gamma 0.99, lambda
+ * 0.95, eps 0.2, vf 0.5, adaptive beta 0.1 with target 0.1. */
+rl_config rl_config_default(void);
+
+/* What one iteration measured. */
+typedef struct rl_stats {
+  double reward;   /* mean task reward of the rollouts */
+  double kl_seq;   /* mean over rollouts of sum_t (log pi_old - log pi_ref) of the sampled tokens */
+  double kl_token; /* mean over generated tokens of the exact KL(pi_old(.|s) || pi_ref(.|s)) */
+  double mean_len; /* mean generated tokens per rollout */
+  double policy_loss; /* of the last minibatch */
+  double value_loss;  /* of the last minibatch */
+  double clipfrac;    /* of the last minibatch (PPO, or DfPO with a ratio clip) */
+  double beta;        /* the KL coefficient used for this iteration's rewards */
+} rl_stats;
+
+typedef struct rl_trainer rl_trainer; /* opaque; rl_trainer_free releases it */
+
+/* A trainer over borrowed models: the policy and the value model (a
+ * GPT2_HEAD_VALUE model) are trained in place; the reference stays frozen.
+ * All three must share the vocabulary. */
+int rl_trainer_new(rl_trainer **out, gpt2_model *policy, gpt2_model *ref, gpt2_model *value,
+                   const rl_config *cfg, uint64_t seed, dfpo_err *err);
+void rl_trainer_free(rl_trainer *t);
+
+/* One iteration: B rollouts of the prompts[B, Tp] (DfPO: the first half from
+ * pi+, the rest from pi-), their rewards, GAE, then `epochs` passes of
+ * minibatch updates of the policy and the value model; the adaptive KL
+ * controller steps once at the end. docs/algorithms.md has the equations. */
+int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int Tp,
+               rl_reward_fn reward, void *reward_ctx, rl_stats *stats, dfpo_err *err);
 
 #endif

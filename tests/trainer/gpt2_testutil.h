@@ -1,0 +1,51 @@
+/* Helpers shared by the GPT-2 engine tests (tests/trainer/test_gpt2_*.c and
+ * test_ops_*.c). Prefix: tu_. */
+#ifndef DFPO_TESTS_TRAINER_GPT2_TESTUTIL_H
+#define DFPO_TESTS_TRAINER_GPT2_TESTUTIL_H
+
+#include "trainer/trainer.h"
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+
+/* A tiny config: V vocabulary, L layers, NH heads, C wide, P positions. */
+static inline gpt2_config tu_config(int V, int L, int NH, int C, int P) {
+  gpt2_config c = {L, NH, C, V, P, GPT2_HEAD_NONE, 0};
+  return c;
+}
+
+static inline gpt2_model *tu_model(const gpt2_config *cfg, uint64_t seed) {
+  gpt2_model *m = NULL;
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  cr_assert_eq(gpt2_new(&m, cfg, &err), 0, "%s", err.msg);
+  gpt2_init_random(m, seed);
+  return m;
+}
+
+/* Scales every parameter by s and adds noise to the LayerNorm and bias
+ * parameters, so that finite differences see a model far from its
+ * (degenerate) initial point. */
+static inline void tu_perturb(gpt2_model *m, uint64_t seed, float s) {
+  dfpo_rng r;
+  dfpo_rng_init(&r, seed, 77);
+  int n = gpt2_num_tensors(m);
+  for (int i = 0; i < n; i++) {
+    int rows, cols;
+    float *p;
+    gpt2_tensor_info(m, i, NULL, &rows, &cols, &p, NULL);
+    for (int k = 0; k < rows * cols; k++)
+      p[k] = p[k] * s + 0.1f * (float)dfpo_rng_normal(&r);
+  }
+}
+
+/* Random tokens in [0, V). */
+static inline void tu_tokens(int *t, size_t n, int V, uint64_t seed) {
+  dfpo_rng r;
+  dfpo_rng_init(&r, seed, 5);
+  for (size_t i = 0; i < n; i++)
+    t[i] = (int)dfpo_rng_below(&r, (uint32_t)V);
+}
+
+#endif

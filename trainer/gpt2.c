@@ -1,0 +1,687 @@
+/* GPT-2: the model definition (forward, backward, heads), its arena and the
+ * optimiser. Calls only the ops_ interface for the tensors. */
+#include "trainer/gpt2_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------- config */
+
+int gpt2_config_named(gpt2_config *cfg, const char *name, dfpo_err *err) {
+  static const struct {
+    const char *name, *alias;
+    int l, h, c;
+  } shapes[] = {{"gpt2-124M", "gpt2", 12, 12, 768},
+                {"gpt2-350M", "gpt2-medium", 24, 16, 1024},
+                {"gpt2-774M", "gpt2-large", 36, 20, 1280},
+                {"gpt2-1558M", "gpt2-xl", 48, 25, 1600},
+                {"gpt2-tiny", "tiny", 2, 2, 64}};
+  for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+    if (strcmp(name, shapes[i].name) == 0 || strcmp(name, shapes[i].alias) == 0) {
+      memset(cfg, 0, sizeof *cfg);
+      cfg->n_layer = shapes[i].l;
+      cfg->n_head = shapes[i].h;
+      cfg->n_embd = shapes[i].c;
+      cfg->vocab_size = 50257;
+      cfg->n_ctx = strcmp(shapes[i].name, "gpt2-tiny") == 0 ? 512 : 1024;
+      return DFPO_OK;
+    }
+  }
+  return dfpo_err_set(err, DFPO_EUSAGE,
+                      "unknown model shape '%s' (known: gpt2-124M, gpt2-350M, gpt2-774M, "
+                      "gpt2-1558M, gpt2-tiny)",
+                      name);
+}
+
+int gpt2_config_check(const gpt2_config *c, dfpo_err *err) {
+  if (c->n_layer < 1 || c->n_layer > 1024)
+    return dfpo_err_set(err, DFPO_EDATA, "n_layer %d out of range [1, 1024]", c->n_layer);
+  if (c->n_head < 1 || c->n_embd < 1 || c->n_embd % c->n_head != 0 || c->n_embd > 65536)
+    return dfpo_err_set(err, DFPO_EDATA, "n_embd %d must be a positive multiple of n_head %d",
+                        c->n_embd, c->n_head);
+  if (c->vocab_size < 1 || c->vocab_size > (1 << 24))
+    return dfpo_err_set(err, DFPO_EDATA, "vocab_size %d out of range", c->vocab_size);
+  if (c->n_ctx < 1 || c->n_ctx > (1 << 20))
+    return dfpo_err_set(err, DFPO_EDATA, "n_ctx %d out of range", c->n_ctx);
+  if (c->head < GPT2_HEAD_NONE || c->head > GPT2_HEAD_CLASS)
+    return dfpo_err_set(err, DFPO_EDATA, "head %d unknown", c->head);
+  if (c->head == GPT2_HEAD_CLASS && (c->n_classes < 1 || c->n_classes > 65536))
+    return dfpo_err_set(err, DFPO_EDATA, "n_classes %d out of range", c->n_classes);
+  return DFPO_OK;
+}
+
+int gpt2_head_rows(const gpt2_config *cfg) {
+  return cfg->head == GPT2_HEAD_VALUE ? 1 : cfg->head == GPT2_HEAD_CLASS ? cfg->n_classes : 0;
+}
+
+/* ------------------------------------------------------------- arena */
+
+static void add_tensor(gpt2_model *m, const char *name, int rows, int cols, int conv1d, int decay) {
+  gpt2_tensor *t = &m->tensors[m->ntensors++];
+  snprintf(t->name, sizeof t->name, "%s", name);
+  t->off = m->nparams;
+  t->rows = rows;
+  t->cols = cols;
+  t->conv1d = conv1d;
+  t->decay = decay;
+  m->nparams += (size_t)rows * cols;
+}
+
+int gpt2_new(gpt2_model **out, const gpt2_config *cfg, dfpo_err *err) {
+  *out = NULL;
+  if (gpt2_config_check(cfg, err))
+    return err ? err->code : DFPO_EDATA;
+  gpt2_model *m = calloc(1, sizeof *m);
+  if (!m)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  m->cfg = *cfg;
+  m->ops = &ops_cpu;
+  int L = cfg->n_layer, C = cfg->n_embd, K = gpt2_head_rows(cfg);
+  m->tensors = calloc((size_t)(L * GP_PER_LAYER + 6), sizeof *m->tensors);
+  m->layer = calloc((size_t)L, sizeof *m->layer);
+  m->kc = calloc((size_t)L, sizeof *m->kc);
+  m->vc = calloc((size_t)L, sizeof *m->vc);
+  if (!m->tensors || !m->layer || !m->kc || !m->vc) {
+    gpt2_free(m);
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  }
+  add_tensor(m, "wte.weight", cfg->vocab_size, C, 0, 1);
+  add_tensor(m, "wpe.weight", cfg->n_ctx, C, 0, 1);
+  for (int l = 0; l < L; l++) {
+    char n[64];
+#define T(suffix, r, c, conv, dec)                                                                 \
+  snprintf(n, sizeof n, "h.%d.%s", l, suffix);                                                     \
+  add_tensor(m, n, r, c, conv, dec)
+    T("ln_1.weight", 1, C, 0, 0);
+    T("ln_1.bias", 1, C, 0, 0);
+    T("attn.c_attn.weight", 3 * C, C, 1, 1);
+    T("attn.c_attn.bias", 1, 3 * C, 0, 0);
+    T("attn.c_proj.weight", C, C, 1, 1);
+    T("attn.c_proj.bias", 1, C, 0, 0);
+    T("ln_2.weight", 1, C, 0, 0);
+    T("ln_2.bias", 1, C, 0, 0);
+    T("mlp.c_fc.weight", 4 * C, C, 1, 1);
+    T("mlp.c_fc.bias", 1, 4 * C, 0, 0);
+    T("mlp.c_proj.weight", C, 4 * C, 1, 1);
+    T("mlp.c_proj.bias", 1, C, 0, 0);
+#undef T
+  }
+  add_tensor(m, "ln_f.weight", 1, C, 0, 0);
+  add_tensor(m, "ln_f.bias", 1, C, 0, 0);
+  if (cfg->head == GPT2_HEAD_VALUE) {
+    add_tensor(m, "v_head.summary.weight", 1, C, 0, 1);
+    add_tensor(m, "v_head.summary.bias", 1, 1, 0, 0);
+  } else if (cfg->head == GPT2_HEAD_CLASS) {
+    add_tensor(m, "score.weight", K, C, 0, 1);
+    add_tensor(m, "score.bias", 1, K, 0, 0);
+  }
+  m->params = m->ops->alloc(m->nparams * sizeof(float));
+  if (!m->params) {
+    size_t np = m->nparams;
+    gpt2_free(m);
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory for %zu parameters", np);
+  }
+  /* LayerNorm gains start at 1 so that a fresh model is usable. */
+  for (int i = 0; i < m->ntensors; i++) {
+    const char *nm = m->tensors[i].name;
+    size_t len = strlen(nm);
+    if (len > 7 && strcmp(nm + len - 7, ".weight") == 0 && strstr(nm, "ln_")) {
+      float *p = m->params + m->tensors[i].off;
+      for (int c = 0; c < m->tensors[i].cols; c++)
+        p[c] = 1.0f;
+    }
+  }
+  *out = m;
+  return DFPO_OK;
+}
+
+static void free_acts(gpt2_model *m) {
+  if (m->act_block)
+    m->ops->free(m->act_block);
+  m->act_block = NULL;
+  m->act_bytes = 0;
+  m->ab = m->at = m->fb = m->ft = 0;
+  free(m->cls_at);
+  m->cls_at = NULL;
+}
+
+static void free_gen(gpt2_model *m) {
+  if (m->gen_block)
+    m->ops->free(m->gen_block);
+  m->gen_block = NULL;
+  m->gen_bytes = 0;
+  m->gb = m->gt = m->gmax = m->gn = 0;
+  free(m->g_kstart_host);
+  m->g_kstart_host = NULL;
+}
+
+void gpt2_free(gpt2_model *m) {
+  if (!m)
+    return;
+  free_acts(m);
+  free_gen(m);
+  if (m->params)
+    m->ops->free(m->params);
+  if (m->train_block)
+    m->ops->free(m->train_block);
+  free(m->tensors);
+  free(m->layer);
+  free(m->kc);
+  free(m->vc);
+  free(m);
+}
+
+const gpt2_config *gpt2_get_config(const gpt2_model *m) {
+  return &m->cfg;
+}
+size_t gpt2_num_params(const gpt2_model *m) {
+  return m->nparams;
+}
+int gpt2_num_tensors(const gpt2_model *m) {
+  return m->ntensors;
+}
+int gpt2_step_count(const gpt2_model *m) {
+  return m->step;
+}
+
+size_t gpt2_arena_bytes(const gpt2_model *m) {
+  return m->nparams * sizeof(float) * (m->train_block ? 4 : 1) + m->act_bytes + m->gen_bytes;
+}
+
+int gpt2_tensor_info(const gpt2_model *m, int i, const char **name, int *rows, int *cols,
+                     float **param, float **grad) {
+  if (i < 0 || i >= m->ntensors)
+    return m->ntensors;
+  const gpt2_tensor *t = &m->tensors[i];
+  if (name)
+    *name = t->name;
+  if (rows)
+    *rows = t->rows;
+  if (cols)
+    *cols = t->cols;
+  if (param)
+    *param = m->params + t->off;
+  if (grad)
+    *grad = m->grads ? m->grads + t->off : NULL;
+  return m->ntensors;
+}
+
+int gpt2_copy_params(gpt2_model *dst, const gpt2_model *src, dfpo_err *err) {
+  if (memcmp(&dst->cfg, &src->cfg, sizeof dst->cfg) != 0)
+    return dfpo_err_set(err, DFPO_EUSAGE, "gpt2_copy_params: the models' configs differ");
+  dst->ops->copy(dst->params, src->params, src->nparams * sizeof(float));
+  return DFPO_OK;
+}
+
+void gpt2_init_random(gpt2_model *m, uint64_t seed) {
+  dfpo_rng rng;
+  dfpo_rng_init(&rng, seed, DFPO_STREAM_INIT);
+  float *host = malloc(m->nparams * sizeof(float));
+  if (!host)
+    return;
+  float resid = 0.02f / sqrtf(2.0f * (float)m->cfg.n_layer);
+  for (int i = 0; i < m->ntensors; i++) {
+    const gpt2_tensor *t = &m->tensors[i];
+    size_t n = (size_t)t->rows * t->cols;
+    float *p = host + t->off;
+    const char *nm = t->name;
+    if (strstr(nm, "ln_")) {
+      float v = strstr(nm, ".weight") ? 1.0f : 0.0f;
+      for (size_t k = 0; k < n; k++)
+        p[k] = v;
+    } else if (strstr(nm, ".bias")) {
+      memset(p, 0, n * sizeof(float));
+    } else {
+      float sd = strstr(nm, "c_proj.weight") ? resid : 0.02f;
+      for (size_t k = 0; k < n; k++)
+        p[k] = (float)dfpo_rng_normal(&rng) * sd;
+    }
+  }
+  m->ops->upload(m->params, host, m->nparams * sizeof(float));
+  free(host);
+}
+
+int gpt2_ensure_train(gpt2_model *m, dfpo_err *err) {
+  if (m->train_block)
+    return DFPO_OK;
+  m->train_block = m->ops->alloc(3 * m->nparams * sizeof(float));
+  if (!m->train_block)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory for the training state (%zu bytes)",
+                        3 * m->nparams * sizeof(float));
+  m->grads = m->train_block;
+  m->m = m->grads + m->nparams;
+  m->v = m->m + m->nparams;
+  return DFPO_OK;
+}
+
+/* Lays out the activations for (B, T): a sizing pass with base NULL, then
+ * the real one. Every buffer is 64-byte aligned. */
+typedef struct bump {
+  char *base;
+  size_t off;
+} bump;
+static void *take(bump *b, size_t bytes) {
+  void *p = b->base ? b->base + b->off : NULL;
+  b->off += (bytes + 63) & ~(size_t)63;
+  return p;
+}
+#define TAKEF(b, n) ((float *)take(b, (size_t)(n) * sizeof(float)))
+
+static void layout_acts(gpt2_model *m, bump *bp, int B, int T) {
+  size_t BT = (size_t)B * T, C = (size_t)m->cfg.n_embd, NH = (size_t)m->cfg.n_head;
+  size_t V = (size_t)m->cfg.vocab_size, K = (size_t)gpt2_head_rows(&m->cfg);
+  if (K < 1)
+    K = 1;
+  m->d_tok = take(bp, BT * sizeof(int));
+  m->d_pos = take(bp, BT * sizeof(int));
+  m->d_tgt = take(bp, BT * sizeof(int));
+  m->d_kstart = take(bp, (size_t)B * sizeof(int));
+  m->encoded = TAKEF(bp, BT * C);
+  for (int l = 0; l < m->cfg.n_layer; l++) {
+    gpt2_layer_acts *a = &m->layer[l];
+    a->ln1 = TAKEF(bp, BT * C);
+    a->ln1_mean = TAKEF(bp, BT);
+    a->ln1_rstd = TAKEF(bp, BT);
+    a->qkv = TAKEF(bp, BT * 3 * C);
+    a->att = TAKEF(bp, BT * T * NH);
+    a->atty = TAKEF(bp, BT * C);
+    a->res2 = TAKEF(bp, BT * C);
+    a->ln2 = TAKEF(bp, BT * C);
+    a->ln2_mean = TAKEF(bp, BT);
+    a->ln2_rstd = TAKEF(bp, BT);
+    a->fch = TAKEF(bp, BT * 4 * C);
+    a->fch_gelu = TAKEF(bp, BT * 4 * C);
+    a->res3 = TAKEF(bp, BT * C);
+  }
+  m->lnf = TAKEF(bp, BT * C);
+  m->lnf_mean = TAKEF(bp, BT);
+  m->lnf_rstd = TAKEF(bp, BT);
+  m->logits = TAKEF(bp, BT * V);
+  m->lse = TAKEF(bp, BT);
+  m->logp = TAKEF(bp, BT);
+  m->ent = TAKEF(bp, BT);
+  m->dlogp = TAKEF(bp, BT);
+  m->dent = TAKEF(bp, BT);
+  m->head_out = TAKEF(bp, BT * K);
+  m->dhead = TAKEF(bp, BT * K);
+  m->head_in = TAKEF(bp, (size_t)B * C);
+  m->dhead_in = TAKEF(bp, (size_t)B * C);
+  m->dres = TAKEF(bp, BT * C);
+  m->dln = TAKEF(bp, BT * C);
+  m->dqkv = TAKEF(bp, BT * 3 * C);
+  m->datty = TAKEF(bp, BT * C);
+  m->dfch = TAKEF(bp, BT * 4 * C);
+}
+
+static int ensure_acts(gpt2_model *m, int B, int T, dfpo_err *err) {
+  if (m->act_block && m->ab == B && m->at == T)
+    return DFPO_OK;
+  free_acts(m);
+  bump sz = {NULL, 0};
+  layout_acts(m, &sz, B, T);
+  m->act_block = m->ops->alloc(sz.off);
+  m->cls_at = calloc((size_t)B, sizeof(int));
+  if (!m->act_block || !m->cls_at) {
+    free_acts(m);
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory for activations at B=%d T=%d (%zu MiB)",
+                        B, T, sz.off >> 20);
+  }
+  bump real = {m->act_block, 0};
+  layout_acts(m, &real, B, T);
+  m->act_bytes = sz.off;
+  m->ab = B;
+  m->at = T;
+  return DFPO_OK;
+}
+
+/* ------------------------------------------------------------ forward */
+
+static int check_tokens(const gpt2_model *m, const int *tokens, const int *kstart, int B, int T,
+                        dfpo_err *err) {
+  if (B < 1 || T < 1)
+    return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: empty batch (B=%d T=%d)", B, T);
+  for (int b = 0; b < B; b++) {
+    int ks = kstart ? kstart[b] : 0;
+    if (ks < 0 || ks > T)
+      return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: row %d: padding %d outside [0, %d]", b, ks, T);
+    if (T - ks > m->cfg.n_ctx)
+      return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: row %d has %d tokens, over n_ctx %d", b, T - ks,
+                          m->cfg.n_ctx);
+    for (int t = 0; t < T; t++) {
+      int v = tokens[(size_t)b * T + t];
+      if (v < 0 || v >= m->cfg.vocab_size)
+        return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: token %d at [%d,%d] outside the vocabulary", v,
+                            b, t);
+    }
+  }
+  return DFPO_OK;
+}
+
+int gpt2_forward(gpt2_model *m, const int *tokens, const int *kstart, int B, int T, dfpo_err *err) {
+  int rc = check_tokens(m, tokens, kstart, B, T, err);
+  if (rc || (rc = ensure_acts(m, B, T, err)))
+    return rc;
+  const ops_backend *o = m->ops;
+  int C = m->cfg.n_embd, NH = m->cfg.n_head, L = m->cfg.n_layer, BT = B * T;
+  int *pos = malloc((size_t)BT * sizeof(int)), *ks = calloc((size_t)B, sizeof(int));
+  if (!pos || !ks) {
+    free(pos);
+    free(ks);
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  }
+  for (int b = 0; b < B; b++) {
+    ks[b] = kstart ? kstart[b] : 0;
+    for (int t = 0; t < T; t++)
+      pos[b * T + t] = t < ks[b] ? 0 : t - ks[b];
+  }
+  o->upload(m->d_tok, tokens, (size_t)BT * sizeof(int));
+  o->upload(m->d_pos, pos, (size_t)BT * sizeof(int));
+  o->upload(m->d_kstart, ks, (size_t)B * sizeof(int));
+  free(pos);
+  free(ks);
+
+  float *P = m->params;
+  o->encoder_fwd(m->encoded, m->d_tok, m->d_pos, P + m->tensors[0].off, P + m->tensors[1].off, BT,
+                 C);
+  for (int l = 0; l < L; l++) {
+    gpt2_layer_acts *a = &m->layer[l];
+    const float *x = l == 0 ? m->encoded : m->layer[l - 1].res3;
+    o->layernorm_fwd(a->ln1, a->ln1_mean, a->ln1_rstd, x, gpt2_lp(m, P, l, GP_LN1W),
+                     gpt2_lp(m, P, l, GP_LN1B), BT, C);
+    o->matmul_fwd(a->qkv, a->ln1, gpt2_lp(m, P, l, GP_QKVW), gpt2_lp(m, P, l, GP_QKVB), BT, C,
+                  3 * C);
+    o->attention_fwd(a->atty, a->att, a->qkv, m->d_kstart, B, T, C, NH);
+    o->matmul_fwd(a->res2, a->atty, gpt2_lp(m, P, l, GP_PROJW), gpt2_lp(m, P, l, GP_PROJB), BT, C,
+                  C);
+    o->add(a->res2, a->res2, x, (size_t)BT * C);
+    o->layernorm_fwd(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, gpt2_lp(m, P, l, GP_LN2W),
+                     gpt2_lp(m, P, l, GP_LN2B), BT, C);
+    o->matmul_fwd(a->fch, a->ln2, gpt2_lp(m, P, l, GP_FCW), gpt2_lp(m, P, l, GP_FCB), BT, C, 4 * C);
+    o->gelu_fwd(a->fch_gelu, a->fch, (size_t)BT * 4 * C);
+    o->matmul_fwd(a->res3, a->fch_gelu, gpt2_lp(m, P, l, GP_FCPW), gpt2_lp(m, P, l, GP_FCPB), BT,
+                  4 * C, C);
+    o->add(a->res3, a->res3, a->res2, (size_t)BT * C);
+  }
+  int f = gpt2_tidx_lnfw(m);
+  o->layernorm_fwd(m->lnf, m->lnf_mean, m->lnf_rstd, m->layer[L - 1].res3, P + m->tensors[f].off,
+                   P + m->tensors[f + 1].off, BT, C);
+  m->fb = B;
+  m->ft = T;
+  m->have_lm = 0;
+  return DFPO_OK;
+}
+
+/* Backward through ln_f and the blocks, from the gradient of the final
+ * hidden states in m->dln (which it consumes). */
+static void trunk_backward(gpt2_model *m) {
+  const ops_backend *o = m->ops;
+  int B = m->fb, T = m->ft, C = m->cfg.n_embd, NH = m->cfg.n_head, L = m->cfg.n_layer;
+  int BT = B * T;
+  size_t BTC = (size_t)BT * C;
+  float *P = m->params, *G = m->grads;
+  int f = gpt2_tidx_lnfw(m);
+  o->zero(m->dres, BTC * sizeof(float));
+  o->layernorm_bwd(m->dres, G + m->tensors[f].off, G + m->tensors[f + 1].off, m->dln,
+                   m->layer[L - 1].res3, P + m->tensors[f].off, m->lnf_mean, m->lnf_rstd, BT, C);
+  for (int l = L - 1; l >= 0; l--) {
+    gpt2_layer_acts *a = &m->layer[l];
+    const float *x = l == 0 ? m->encoded : m->layer[l - 1].res3;
+    /* res3 = res2 + fc_proj(gelu(fc(ln2(res2)))): dres carries on to res2 */
+    o->zero(m->dfch, 4 * BTC * sizeof(float));
+    o->matmul_bwd(m->dfch, gpt2_lp(m, G, l, GP_FCPW), gpt2_lp(m, G, l, GP_FCPB), m->dres,
+                  a->fch_gelu, gpt2_lp(m, P, l, GP_FCPW), BT, 4 * C, C);
+    o->gelu_bwd(m->dfch, a->fch, m->dfch, 4 * BTC);
+    o->zero(m->dln, BTC * sizeof(float));
+    o->matmul_bwd(m->dln, gpt2_lp(m, G, l, GP_FCW), gpt2_lp(m, G, l, GP_FCB), m->dfch, a->ln2,
+                  gpt2_lp(m, P, l, GP_FCW), BT, C, 4 * C);
+    o->layernorm_bwd(m->dres, gpt2_lp(m, G, l, GP_LN2W), gpt2_lp(m, G, l, GP_LN2B), m->dln, a->res2,
+                     gpt2_lp(m, P, l, GP_LN2W), a->ln2_mean, a->ln2_rstd, BT, C);
+    /* res2 = x + proj(attn(qkv(ln1(x)))): dres carries on to x */
+    o->zero(m->datty, BTC * sizeof(float));
+    o->matmul_bwd(m->datty, gpt2_lp(m, G, l, GP_PROJW), gpt2_lp(m, G, l, GP_PROJB), m->dres,
+                  a->atty, gpt2_lp(m, P, l, GP_PROJW), BT, C, C);
+    o->attention_bwd(m->dqkv, m->datty, a->qkv, a->att, m->d_kstart, B, T, C, NH);
+    o->zero(m->dln, BTC * sizeof(float));
+    o->matmul_bwd(m->dln, gpt2_lp(m, G, l, GP_QKVW), gpt2_lp(m, G, l, GP_QKVB), m->dqkv, a->ln1,
+                  gpt2_lp(m, P, l, GP_QKVW), BT, C, 3 * C);
+    o->layernorm_bwd(m->dres, gpt2_lp(m, G, l, GP_LN1W), gpt2_lp(m, G, l, GP_LN1B), m->dln, x,
+                     gpt2_lp(m, P, l, GP_LN1W), a->ln1_mean, a->ln1_rstd, BT, C);
+  }
+  o->encoder_bwd(G + m->tensors[0].off, G + m->tensors[1].off, m->dres, m->d_tok, m->d_pos, BT, C);
+}
+
+static int need_forward(const gpt2_model *m, dfpo_err *err) {
+  if (!m->fb)
+    return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: no forward pass to continue from");
+  return DFPO_OK;
+}
+
+int gpt2_lm_logprobs(gpt2_model *m, const int *targets, float *logp, float *ent, dfpo_err *err) {
+  int rc = need_forward(m, err);
+  if (rc)
+    return rc;
+  const ops_backend *o = m->ops;
+  int BT = m->fb * m->ft, C = m->cfg.n_embd, V = m->cfg.vocab_size;
+  for (int i = 0; targets && i < BT; i++)
+    if (targets[i] >= V)
+      return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: target %d at %d outside the vocabulary",
+                          targets[i], i);
+  o->matmul_fwd(m->logits, m->lnf, m->params + m->tensors[0].off, NULL, BT, C, V);
+  if (targets)
+    o->upload(m->d_tgt, targets, (size_t)BT * sizeof(int));
+  else {
+    int *neg = malloc((size_t)BT * sizeof(int));
+    if (!neg)
+      return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+    for (int i = 0; i < BT; i++)
+      neg[i] = -1;
+    o->upload(m->d_tgt, neg, (size_t)BT * sizeof(int));
+    free(neg);
+  }
+  o->logits_stats(m->lse, m->logp, m->ent, m->logits, m->d_tgt, BT, V, V);
+  if (logp)
+    o->download(logp, m->logp, (size_t)BT * sizeof(float));
+  if (ent)
+    o->download(ent, m->ent, (size_t)BT * sizeof(float));
+  m->have_lm = 1;
+  return DFPO_OK;
+}
+
+const float *gpt2_lm_logits(const gpt2_model *m) {
+  if (m->gn > 0 && m->g_logits && !m->have_lm)
+    return m->g_logits;
+  return m->have_lm ? m->logits : NULL;
+}
+
+int gpt2_lm_backward(gpt2_model *m, const float *dlogp, const float *dent, dfpo_err *err) {
+  int rc;
+  if (!m->have_lm)
+    return dfpo_err_set(err, DFPO_EUSAGE, "gpt2_lm_backward: call gpt2_lm_logprobs first");
+  if ((rc = gpt2_ensure_train(m, err)))
+    return rc;
+  const ops_backend *o = m->ops;
+  int BT = m->fb * m->ft, C = m->cfg.n_embd, V = m->cfg.vocab_size;
+  if (dlogp)
+    o->upload(m->dlogp, dlogp, (size_t)BT * sizeof(float));
+  else
+    o->zero(m->dlogp, (size_t)BT * sizeof(float));
+  if (dent)
+    o->upload(m->dent, dent, (size_t)BT * sizeof(float));
+  o->logits_bwd(m->logits, m->lse, m->ent, m->d_tgt, m->dlogp, dent ? m->dent : NULL, BT, V, V);
+  m->have_lm = 0;
+  o->zero(m->dln, (size_t)BT * C * sizeof(float));
+  o->matmul_bwd(m->dln, m->grads + m->tensors[0].off, NULL, m->logits, m->lnf,
+                m->params + m->tensors[0].off, BT, C, V);
+  trunk_backward(m);
+  return DFPO_OK;
+}
+
+int gpt2_lm_loss(gpt2_model *m, const int *tokens, const int *targets, const int *kstart, int B,
+                 int T, int backward, float *loss, dfpo_err *err) {
+  int rc = gpt2_forward(m, tokens, kstart, B, T, err);
+  if (rc)
+    return rc;
+  size_t BT = (size_t)B * T;
+  float *logp = malloc(BT * sizeof(float));
+  if (!logp)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  if ((rc = gpt2_lm_logprobs(m, targets, logp, NULL, err))) {
+    free(logp);
+    return rc;
+  }
+  size_t n = 0;
+  double s = 0.0;
+  for (size_t i = 0; i < BT; i++)
+    if (targets[i] >= 0) {
+      n++;
+      s -= logp[i];
+    }
+  *loss = n ? (float)(s / (double)n) : 0.0f;
+  if (backward && n) {
+    for (size_t i = 0; i < BT; i++)
+      logp[i] = targets[i] >= 0 ? -1.0f / (float)n : 0.0f;
+    rc = gpt2_lm_backward(m, logp, NULL, err);
+  }
+  free(logp);
+  return rc;
+}
+
+/* -------------------------------------------------------------- heads */
+
+static const gpt2_tensor *head_w(const gpt2_model *m) {
+  return &m->tensors[gpt2_tidx_lnfw(m) + 2];
+}
+
+int gpt2_value_forward(gpt2_model *m, float *values, dfpo_err *err) {
+  int rc = need_forward(m, err);
+  if (rc)
+    return rc;
+  if (m->cfg.head != GPT2_HEAD_VALUE)
+    return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: the model has no value head");
+  int BT = m->fb * m->ft;
+  const gpt2_tensor *w = head_w(m);
+  m->ops->matmul_fwd(m->head_out, m->lnf, m->params + w->off, m->params + w[1].off, BT,
+                     m->cfg.n_embd, 1);
+  m->ops->download(values, m->head_out, (size_t)BT * sizeof(float));
+  return DFPO_OK;
+}
+
+int gpt2_value_backward(gpt2_model *m, const float *dvalues, dfpo_err *err) {
+  int rc = need_forward(m, err);
+  if (rc || (rc = gpt2_ensure_train(m, err)))
+    return rc;
+  if (m->cfg.head != GPT2_HEAD_VALUE)
+    return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: the model has no value head");
+  int BT = m->fb * m->ft, C = m->cfg.n_embd;
+  const gpt2_tensor *w = head_w(m);
+  m->ops->upload(m->dhead, dvalues, (size_t)BT * sizeof(float));
+  m->ops->zero(m->dln, (size_t)BT * C * sizeof(float));
+  m->ops->matmul_bwd(m->dln, m->grads + w->off, m->grads + w[1].off, m->dhead, m->lnf,
+                     m->params + w->off, BT, C, 1);
+  m->have_lm = 0;
+  trunk_backward(m);
+  return DFPO_OK;
+}
+
+int gpt2_class_forward(gpt2_model *m, const int *at, float *logits, dfpo_err *err) {
+  int rc = need_forward(m, err);
+  if (rc)
+    return rc;
+  if (m->cfg.head != GPT2_HEAD_CLASS)
+    return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: the model has no classification head");
+  int B = m->fb, T = m->ft, C = m->cfg.n_embd, K = m->cfg.n_classes;
+  for (int b = 0; b < B; b++) {
+    if (at[b] < 0 || at[b] >= T)
+      return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: class position %d of row %d outside [0, %d)",
+                          at[b], b, T);
+    m->cls_at[b] = at[b];
+    m->ops->copy(m->head_in + (size_t)b * C, m->lnf + ((size_t)b * T + at[b]) * C,
+                 (size_t)C * sizeof(float));
+  }
+  const gpt2_tensor *w = head_w(m);
+  m->ops->matmul_fwd(m->head_out, m->head_in, m->params + w->off, m->params + w[1].off, B, C, K);
+  m->ops->download(logits, m->head_out, (size_t)B * K * sizeof(float));
+  return DFPO_OK;
+}
+
+int gpt2_class_backward(gpt2_model *m, const float *dlogits, dfpo_err *err) {
+  int rc = need_forward(m, err);
+  if (rc || (rc = gpt2_ensure_train(m, err)))
+    return rc;
+  if (m->cfg.head != GPT2_HEAD_CLASS)
+    return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: the model has no classification head");
+  int B = m->fb, T = m->ft, C = m->cfg.n_embd, K = m->cfg.n_classes;
+  const gpt2_tensor *w = head_w(m);
+  m->ops->upload(m->dhead, dlogits, (size_t)B * K * sizeof(float));
+  m->ops->zero(m->dhead_in, (size_t)B * C * sizeof(float));
+  m->ops->matmul_bwd(m->dhead_in, m->grads + w->off, m->grads + w[1].off, m->dhead, m->head_in,
+                     m->params + w->off, B, C, K);
+  m->ops->zero(m->dln, (size_t)B * T * C * sizeof(float));
+  for (int b = 0; b < B; b++)
+    m->ops->copy(m->dln + ((size_t)b * T + m->cls_at[b]) * C, m->dhead_in + (size_t)b * C,
+                 (size_t)C * sizeof(float));
+  m->have_lm = 0;
+  trunk_backward(m);
+  return DFPO_OK;
+}
+
+/* ---------------------------------------------------------- optimiser */
+
+void gpt2_zero_grad(gpt2_model *m) {
+  if (gpt2_ensure_train(m, NULL) == DFPO_OK)
+    m->ops->zero(m->grads, m->nparams * sizeof(float));
+}
+
+float gpt2_grad_norm(gpt2_model *m) {
+  if (!m->grads)
+    return 0.0f;
+  return (float)sqrt(m->ops->sumsq(m->grads, m->nparams));
+}
+
+gpt2_adamw gpt2_adamw_default(void) {
+  gpt2_adamw a = {0.9f, 0.999f, 1e-8f, 0.01f, 0.0f};
+  return a;
+}
+
+int gpt2_adamw_step(gpt2_model *m, const gpt2_adamw *opt, float lr, float *norm, dfpo_err *err) {
+  int rc = gpt2_ensure_train(m, err);
+  if (rc)
+    return rc;
+  float n = gpt2_grad_norm(m);
+  if (norm)
+    *norm = n;
+  if (!isfinite(n))
+    return dfpo_err_set(err, DFPO_ERUNTIME, "gpt2: gradient norm is %g (NaN or Inf) at step %d",
+                        (double)n, m->step + 1);
+  if (opt->clip > 0.0f && n > opt->clip)
+    m->ops->scale(m->grads, opt->clip / (n + 1e-6f), m->nparams);
+  m->step++;
+  /* Runs of tensors with the same decay flag are updated in one call. */
+  int i = 0;
+  while (i < m->ntensors) {
+    int j = i;
+    while (j + 1 < m->ntensors && m->tensors[j + 1].decay == m->tensors[i].decay)
+      j++;
+    size_t off = m->tensors[i].off;
+    size_t end = m->tensors[j].off + (size_t)m->tensors[j].rows * m->tensors[j].cols;
+    m->ops->adamw(m->params + off, m->grads + off, m->m + off, m->v + off, end - off, lr,
+                  opt->beta1, opt->beta2, opt->eps, m->tensors[i].decay ? opt->weight_decay : 0.0f,
+                  m->step);
+    i = j + 1;
+  }
+  return DFPO_OK;
+}
+
+float gpt2_lr_at(const gpt2_lr_schedule *s, int step) {
+  if (s->warmup > 0 && step < s->warmup)
+    return s->lr * (float)(step + 1) / (float)s->warmup;
+  if (s->kind == GPT2_LR_CONSTANT || s->total <= s->warmup)
+    return s->lr;
+  float frac = (float)(step - s->warmup) / (float)(s->total - s->warmup);
+  if (frac > 1.0f)
+    frac = 1.0f;
+  if (s->kind == GPT2_LR_LINEAR)
+    return s->lr + (s->min_lr - s->lr) * frac;
+  return s->min_lr + 0.5f * (s->lr - s->min_lr) * (1.0f + cosf(3.14159265358979f * frac));
+}

@@ -1,0 +1,650 @@
+/* GPT-2 checkpoints: the native format and Hugging Face model.safetensors.
+ * Both are little-endian (the only byte order this code runs on). */
+#define _FILE_OFFSET_BITS 64
+#include "trainer/gpt2_internal.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define NATIVE_MAGIC "DFPOGPT2"
+#define NATIVE_VERSION 1u
+#define NATIVE_HEADER 64u
+#define ST_MAX_HEADER (100u << 20)
+
+typedef struct native_header {
+  char magic[8];
+  uint32_t version, header_bytes;
+  int32_t n_layer, n_head, n_embd, vocab_size, n_ctx, head, n_classes;
+  int32_t step;
+  uint32_t flags, reserved;
+  uint64_t nparams;
+} native_header;
+_Static_assert(sizeof(native_header) == NATIVE_HEADER, "native header is 64 bytes");
+
+/* The tensor holding float index i of the parameter block (for messages). */
+static const char *tensor_at(const gpt2_model *m, size_t i) {
+  for (int k = m->ntensors - 1; k >= 0; k--)
+    if (m->tensors[k].off <= i)
+      return m->tensors[k].name;
+  return "?";
+}
+
+static int write_floats(FILE *fp, const gpt2_model *m, const float *dev, size_t n) {
+  /* through a bounded host buffer so that a device backend works too */
+  size_t chunk = 1 << 20;
+  float *buf = malloc(chunk * sizeof(float));
+  if (!buf)
+    return -1;
+  for (size_t i = 0; i < n; i += chunk) {
+    size_t k = n - i < chunk ? n - i : chunk;
+    m->ops->download(buf, dev + i, k * sizeof(float));
+    if (fwrite(buf, sizeof(float), k, fp) != k) {
+      free(buf);
+      return -1;
+    }
+  }
+  free(buf);
+  return 0;
+}
+
+int gpt2_save(gpt2_model *m, const char *path, int with_optimizer, dfpo_err *err) {
+  native_header h;
+  memset(&h, 0, sizeof h);
+  memcpy(h.magic, NATIVE_MAGIC, 8);
+  h.version = NATIVE_VERSION;
+  h.header_bytes = NATIVE_HEADER;
+  h.n_layer = m->cfg.n_layer;
+  h.n_head = m->cfg.n_head;
+  h.n_embd = m->cfg.n_embd;
+  h.vocab_size = m->cfg.vocab_size;
+  h.n_ctx = m->cfg.n_ctx;
+  h.head = m->cfg.head;
+  h.n_classes = m->cfg.n_classes;
+  h.step = m->step;
+  with_optimizer = with_optimizer && m->train_block;
+  h.flags = with_optimizer ? 1u : 0u;
+  h.nparams = m->nparams;
+  dfpo_atomic a;
+  int rc = dfpo_atomic_open(&a, path, err);
+  if (rc)
+    return rc;
+  if (fwrite(&h, sizeof h, 1, a.fp) != 1 || write_floats(a.fp, m, m->params, m->nparams) ||
+      (with_optimizer &&
+       (write_floats(a.fp, m, m->m, m->nparams) || write_floats(a.fp, m, m->v, m->nparams)))) {
+    int e = errno;
+    dfpo_atomic_abort(&a);
+    return dfpo_err_errno(err, DFPO_ERUNTIME, e, "%s: write failed", path);
+  }
+  return dfpo_atomic_commit(&a, err);
+}
+
+static int read_floats(FILE *fp, const gpt2_model *m, float *dev, size_t n, const char *path,
+                       const char *what, size_t base, dfpo_err *err) {
+  size_t chunk = 1 << 20;
+  float *buf = malloc(chunk * sizeof(float));
+  if (!buf)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  for (size_t i = 0; i < n; i += chunk) {
+    size_t k = n - i < chunk ? n - i : chunk;
+    size_t got = fread(buf, sizeof(float), k, fp);
+    if (got != k) {
+      free(buf);
+      return dfpo_err_set(err, DFPO_EDATA, "%s: truncated in the %s of tensor '%s'", path, what,
+                          tensor_at(m, base + i + got));
+    }
+    m->ops->upload(dev + i, buf, k * sizeof(float));
+  }
+  free(buf);
+  return DFPO_OK;
+}
+
+static int load_native(gpt2_model **out, const char *path, FILE *fp, dfpo_err *err) {
+  native_header h;
+  if (fread(&h, sizeof h, 1, fp) != 1)
+    return dfpo_err_set(err, DFPO_EDATA, "%s: truncated header (%u bytes expected)", path,
+                        NATIVE_HEADER);
+  if (memcmp(h.magic, NATIVE_MAGIC, 8) != 0)
+    return dfpo_err_set(err, DFPO_EDATA, "%s: not a dfpo checkpoint (bad magic)", path);
+  if (h.version != NATIVE_VERSION)
+    return dfpo_err_set(err, DFPO_EDATA, "%s: checkpoint version %u, this build reads version %u",
+                        path, h.version, NATIVE_VERSION);
+  if (h.header_bytes != NATIVE_HEADER || (h.flags & ~1u) || h.step < 0)
+    return dfpo_err_set(err, DFPO_EDATA, "%s: corrupt header (size %u, flags %#x, step %d)", path,
+                        h.header_bytes, h.flags, h.step);
+  gpt2_config cfg = {h.n_layer, h.n_head, h.n_embd, h.vocab_size, h.n_ctx, h.head, h.n_classes};
+  int rc = gpt2_config_check(&cfg, err);
+  if (rc)
+    return dfpo_err_prefix(err, "%s: header config", path);
+  /* refuse absurd sizes before allocating anything */
+  struct stat st;
+  uint64_t expect_params = (uint64_t)cfg.vocab_size * cfg.n_embd;
+  if (fstat(fileno(fp), &st) == 0 &&
+      (uint64_t)st.st_size < NATIVE_HEADER + expect_params * sizeof(float))
+    return dfpo_err_set(err, DFPO_EDATA,
+                        "%s: truncated: %lld bytes cannot hold tensor 'wte.weight' of the config",
+                        path, (long long)st.st_size);
+  gpt2_model *m;
+  if ((rc = gpt2_new(&m, &cfg, err)))
+    return dfpo_err_prefix(err, "%s", path);
+  if (h.nparams != m->nparams) {
+    gpt2_free(m);
+    return dfpo_err_set(err, DFPO_EDATA,
+                        "%s: header says %llu parameters, its config has %zu: config and tensors "
+                        "do not match",
+                        path, (unsigned long long)h.nparams, m->nparams);
+  }
+  uint64_t expect = NATIVE_HEADER + (uint64_t)m->nparams * sizeof(float) * ((h.flags & 1) ? 3 : 1);
+  if (fstat(fileno(fp), &st) == 0 && (uint64_t)st.st_size != expect) {
+    if ((uint64_t)st.st_size > expect) {
+      gpt2_free(m);
+      return dfpo_err_set(err, DFPO_EDATA, "%s: %lld bytes, expected %llu: trailing data", path,
+                          (long long)st.st_size, (unsigned long long)expect);
+    }
+  }
+  rc = read_floats(fp, m, m->params, m->nparams, path, "parameters", 0, err);
+  if (!rc && (h.flags & 1)) {
+    if (!(rc = gpt2_ensure_train(m, err)) &&
+        !(rc = read_floats(fp, m, m->m, m->nparams, path, "first AdamW moment", 0, err)))
+      rc = read_floats(fp, m, m->v, m->nparams, path, "second AdamW moment", 0, err);
+  }
+  if (rc) {
+    gpt2_free(m);
+    return rc;
+  }
+  m->step = h.step;
+  *out = m;
+  return DFPO_OK;
+}
+
+/* ------------------------------------------------------- safetensors */
+
+static int st_dtype_size(const char *d) {
+  if (strcmp(d, "F32") == 0)
+    return 4;
+  if (strcmp(d, "F16") == 0 || strcmp(d, "BF16") == 0)
+    return 2;
+  return 0;
+}
+
+static float half_to_float(uint16_t h) {
+  uint32_t s = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 0x1f, f = h & 0x3ff, bits;
+  if (e == 0) {
+    if (f == 0) {
+      bits = s;
+    } else {
+      e = 127 - 15 + 1;
+      while (!(f & 0x400)) {
+        f <<= 1;
+        e--;
+      }
+      f &= 0x3ff;
+      bits = s | (e << 23) | (f << 13);
+    }
+  } else if (e == 31) {
+    bits = s | 0x7f800000u | (f << 13);
+  } else {
+    bits = s | ((e + 127 - 15) << 23) | (f << 13);
+  }
+  float out;
+  memcpy(&out, &bits, 4);
+  return out;
+}
+
+static const char *strip_prefix(const char *name) {
+  return strncmp(name, "transformer.", 12) == 0 ? name + 12 : name;
+}
+
+static int json_int(const cJSON *o, const char *key, int *v) {
+  const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, key);
+  if (cJSON_IsNumber(x)) {
+    *v = (int)x->valuedouble;
+    return 1;
+  }
+  if (cJSON_IsString(x)) {
+    char *end;
+    long l = strtol(x->valuestring, &end, 10);
+    if (end != x->valuestring && *end == 0) {
+      *v = (int)l;
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/* Reads n_layer, n_head, ... from a JSON object (metadata or config.json);
+ * returns how many fields it found. */
+static int config_from_json(const cJSON *o, gpt2_config *c) {
+  int found = 0;
+  found += json_int(o, "n_layer", &c->n_layer);
+  found += json_int(o, "n_head", &c->n_head);
+  found += json_int(o, "n_embd", &c->n_embd);
+  found += json_int(o, "vocab_size", &c->vocab_size);
+  if (json_int(o, "n_ctx", &c->n_ctx) || json_int(o, "n_positions", &c->n_ctx))
+    found++;
+  json_int(o, "head", &c->head);
+  json_int(o, "n_classes", &c->n_classes);
+  return found;
+}
+
+typedef struct st_entry {
+  const char *name; /* without prefix */
+  const char *dtype;
+  int ndim;
+  int64_t shape[4];
+  uint64_t begin, end;
+} st_entry;
+
+int gpt2_import_safetensors(gpt2_model **out, const char *path, const gpt2_config *given,
+                            dfpo_err *err) {
+  *out = NULL;
+  FILE *fp = fopen(path, "rb");
+  if (!fp)
+    return dfpo_err_errno(err, DFPO_EDATA, errno, "%s", path);
+  int rc = DFPO_OK;
+  char *hdr = NULL;
+  cJSON *root = NULL;
+  st_entry *ents = NULL;
+  gpt2_model *m = NULL;
+  float *buf = NULL;
+  unsigned char len8[8];
+  struct stat st;
+  if (fstat(fileno(fp), &st) != 0 || fread(len8, 1, 8, fp) != 8) {
+    rc = dfpo_err_set(err, DFPO_EDATA, "%s: too short for a safetensors file", path);
+    goto done;
+  }
+  uint64_t hlen = 0;
+  for (int i = 7; i >= 0; i--)
+    hlen = hlen << 8 | len8[i];
+  if (hlen < 2 || hlen > ST_MAX_HEADER || hlen > (uint64_t)st.st_size - 8) {
+    rc = dfpo_err_set(err, DFPO_EDATA,
+                      "%s: safetensors header length %llu does not fit the file (%lld bytes)", path,
+                      (unsigned long long)hlen, (long long)st.st_size);
+    goto done;
+  }
+  uint64_t data_len = (uint64_t)st.st_size - 8 - hlen;
+  hdr = malloc(hlen + 1);
+  if (!hdr || fread(hdr, 1, hlen, fp) != hlen) {
+    rc = dfpo_err_set(err, DFPO_EDATA, "%s: cannot read the safetensors header", path);
+    goto done;
+  }
+  hdr[hlen] = 0;
+  root = cJSON_ParseWithLength(hdr, hlen);
+  if (!cJSON_IsObject(root)) {
+    rc = dfpo_err_set(err, DFPO_EDATA, "%s: the safetensors header is not a JSON object", path);
+    goto done;
+  }
+  int n = cJSON_GetArraySize(root), ne = 0;
+  ents = calloc((size_t)n + 1, sizeof *ents);
+  if (!ents) {
+    rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+    goto done;
+  }
+  const cJSON *meta = NULL, *it;
+  cJSON_ArrayForEach(it, root) {
+    if (strcmp(it->string, "__metadata__") == 0) {
+      meta = it;
+      continue;
+    }
+    st_entry *e = &ents[ne];
+    e->name = strip_prefix(it->string);
+    const cJSON *dt = cJSON_GetObjectItemCaseSensitive(it, "dtype");
+    const cJSON *sh = cJSON_GetObjectItemCaseSensitive(it, "shape");
+    const cJSON *of = cJSON_GetObjectItemCaseSensitive(it, "data_offsets");
+    if (!cJSON_IsString(dt) || !cJSON_IsArray(sh) || !cJSON_IsArray(of) ||
+        cJSON_GetArraySize(of) != 2) {
+      rc = dfpo_err_set(err, DFPO_EDATA, "%s: tensor '%s': needs dtype, shape and data_offsets",
+                        path, it->string);
+      goto done;
+    }
+    e->dtype = dt->valuestring;
+    int es = st_dtype_size(e->dtype);
+    e->ndim = cJSON_GetArraySize(sh);
+    if (e->ndim > 4) {
+      rc = dfpo_err_set(err, DFPO_EDATA, "%s: tensor '%s': %d dimensions", path, it->string,
+                        e->ndim);
+      goto done;
+    }
+    uint64_t numel = 1;
+    for (int d = 0; d < e->ndim; d++) {
+      const cJSON *x = cJSON_GetArrayItem(sh, d);
+      if (!cJSON_IsNumber(x) || x->valuedouble < 0 || x->valuedouble > 4e9) {
+        rc = dfpo_err_set(err, DFPO_EDATA, "%s: tensor '%s': bad shape", path, it->string);
+        goto done;
+      }
+      e->shape[d] = (int64_t)x->valuedouble;
+      numel *= (uint64_t)e->shape[d];
+      if (numel > ((uint64_t)1 << 40)) {
+        rc = dfpo_err_set(err, DFPO_EDATA, "%s: tensor '%s': shape too large", path, it->string);
+        goto done;
+      }
+    }
+    const cJSON *b = cJSON_GetArrayItem(of, 0), *en = cJSON_GetArrayItem(of, 1);
+    if (!cJSON_IsNumber(b) || !cJSON_IsNumber(en) || b->valuedouble < 0 ||
+        en->valuedouble < b->valuedouble || en->valuedouble > (double)data_len) {
+      rc =
+          dfpo_err_set(err, DFPO_EDATA, "%s: tensor '%s': data_offsets outside the %llu data bytes",
+                       path, it->string, (unsigned long long)data_len);
+      goto done;
+    }
+    e->begin = (uint64_t)b->valuedouble;
+    e->end = (uint64_t)en->valuedouble;
+    if (es && e->end - e->begin != numel * (uint64_t)es) {
+      rc = dfpo_err_set(err, DFPO_EDATA, "%s: tensor '%s': %llu bytes for %llu elements of %s",
+                        path, it->string, (unsigned long long)(e->end - e->begin),
+                        (unsigned long long)numel, e->dtype);
+      goto done;
+    }
+    e->dtype = es ? e->dtype : NULL;
+    if (!es) {
+      /* only our tensors must be floats; others (buffers) are skipped */
+      e->dtype = dt->valuestring;
+    }
+    ne++;
+  }
+
+  /* the config: given, else metadata, else config.json beside, else shapes */
+  gpt2_config cfg;
+  memset(&cfg, 0, sizeof cfg);
+  const char *cfg_from = "the caller";
+  if (given) {
+    cfg = *given;
+  } else {
+    for (int i = 0; i < ne; i++) {
+      int l;
+      if (strcmp(ents[i].name, "wte.weight") == 0 && ents[i].ndim == 2) {
+        cfg.vocab_size = (int)ents[i].shape[0];
+        cfg.n_embd = (int)ents[i].shape[1];
+      } else if (strcmp(ents[i].name, "wpe.weight") == 0 && ents[i].ndim == 2) {
+        cfg.n_ctx = (int)ents[i].shape[0];
+      } else if (sscanf(ents[i].name, "h.%d.", &l) == 1 && l + 1 > cfg.n_layer && l < 100000) {
+        cfg.n_layer = l + 1;
+      } else if (strcmp(ents[i].name, "v_head.summary.weight") == 0) {
+        cfg.head = GPT2_HEAD_VALUE;
+      } else if (strcmp(ents[i].name, "score.weight") == 0 && ents[i].ndim == 2) {
+        cfg.head = GPT2_HEAD_CLASS;
+        cfg.n_classes = (int)ents[i].shape[0];
+      }
+    }
+    cfg_from = "the tensor shapes";
+    if (meta && config_from_json(meta, &cfg) > 0) {
+      cfg_from = "the header's __metadata__";
+    } else {
+      char cpath[4096];
+      const char *slash = strrchr(path, '/');
+      int dl = slash ? (int)(slash - path) : 0;
+      snprintf(cpath, sizeof cpath, "%.*s%sconfig.json", dl, path, slash ? "/" : "");
+      char *text = NULL;
+      if (dfpo_read_file(cpath, &text, NULL, NULL) == DFPO_OK) {
+        cJSON *cj = cJSON_Parse(text);
+        free(text);
+        if (!cJSON_IsObject(cj)) {
+          cJSON_Delete(cj);
+          rc = dfpo_err_set(err, DFPO_EDATA, "%s: not a JSON object", cpath);
+          goto done;
+        }
+        config_from_json(cj, &cfg);
+        cJSON_Delete(cj);
+        cfg_from = "config.json";
+      } else if (cfg.n_head == 0) {
+        rc = dfpo_err_set(err, DFPO_EDATA,
+                          "%s: n_head is in neither the header's __metadata__ nor a config.json "
+                          "beside the file",
+                          path);
+        goto done;
+      }
+    }
+  }
+  if ((rc = gpt2_config_check(&cfg, err))) {
+    dfpo_err_prefix(err, "%s: config from %s", path, cfg_from);
+    goto done;
+  }
+  if ((rc = gpt2_new(&m, &cfg, err)))
+    goto done;
+
+  /* every tensor of the model must be there with the right shape */
+  size_t maxn = 0;
+  for (int k = 0; k < m->ntensors; k++) {
+    size_t nk = (size_t)m->tensors[k].rows * m->tensors[k].cols;
+    if (nk > maxn)
+      maxn = nk;
+  }
+  buf = malloc(maxn * sizeof(float) * 2);
+  if (!buf) {
+    rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+    goto done;
+  }
+  for (int k = 0; k < m->ntensors; k++) {
+    const gpt2_tensor *t = &m->tensors[k];
+    const st_entry *e = NULL;
+    for (int i = 0; i < ne && !e; i++)
+      if (strcmp(ents[i].name, t->name) == 0)
+        e = &ents[i];
+    if (!e) {
+      rc = dfpo_err_set(err, DFPO_EDATA, "%s: tensor '%s' missing (config from %s)", path, t->name,
+                        cfg_from);
+      goto done;
+    }
+    int es = st_dtype_size(e->dtype);
+    if (!es) {
+      rc = dfpo_err_set(err, DFPO_EDATA, "%s: tensor '%s': dtype %s (F32, F16 or BF16 expected)",
+                        path, t->name, e->dtype);
+      goto done;
+    }
+    /* expected shape in Hugging Face's layout */
+    int64_t want[2] = {0, 0};
+    int wd;
+    if (t->rows == 1 && strcmp(t->name, "v_head.summary.weight") != 0) {
+      wd = 1;
+      want[0] = t->cols;
+    } else if (t->conv1d) {
+      wd = 2;
+      want[0] = t->cols;
+      want[1] = t->rows;
+    } else {
+      wd = 2;
+      want[0] = t->rows;
+      want[1] = t->cols;
+    }
+    if (e->ndim != wd || e->shape[0] != want[0] || (wd == 2 && e->shape[1] != want[1])) {
+      char got[96] = "", exp[64];
+      for (int d = 0; d < e->ndim; d++)
+        snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? ", " : "",
+                 (long long)e->shape[d]);
+      if (wd == 1)
+        snprintf(exp, sizeof exp, "%lld", (long long)want[0]);
+      else
+        snprintf(exp, sizeof exp, "%lld, %lld", (long long)want[0], (long long)want[1]);
+      rc = dfpo_err_set(err, DFPO_EDATA,
+                        "%s: tensor '%s' has shape [%s], the config (from %s) needs [%s]", path,
+                        t->name, got, cfg_from, exp);
+      goto done;
+    }
+    size_t nel = (size_t)t->rows * t->cols;
+    float *tmp = buf + maxn;
+    if (fseeko(fp, (off_t)(8 + hlen + e->begin), SEEK_SET) != 0) {
+      rc = dfpo_err_set(err, DFPO_EDATA, "%s: tensor '%s': cannot seek to its data", path, t->name);
+      goto done;
+    }
+    if (es == 4) {
+      if (fread(tmp, 4, nel, fp) != nel) {
+        rc = dfpo_err_set(err, DFPO_EDATA, "%s: tensor '%s': truncated data", path, t->name);
+        goto done;
+      }
+    } else {
+      uint16_t *h16 = (uint16_t *)buf;
+      if (fread(h16, 2, nel, fp) != nel) {
+        rc = dfpo_err_set(err, DFPO_EDATA, "%s: tensor '%s': truncated data", path, t->name);
+        goto done;
+      }
+      int bf = strcmp(e->dtype, "BF16") == 0;
+      for (size_t i = 0; i < nel; i++) {
+        if (bf) {
+          uint32_t bits = (uint32_t)h16[i] << 16;
+          memcpy(&tmp[i], &bits, 4);
+        } else {
+          tmp[i] = half_to_float(h16[i]);
+        }
+      }
+    }
+    float *dst = tmp;
+    if (t->conv1d) { /* [in=cols, out=rows] -> [rows, cols] */
+      for (int r = 0; r < t->rows; r++)
+        for (int c = 0; c < t->cols; c++)
+          buf[(size_t)r * t->cols + c] = tmp[(size_t)c * t->rows + r];
+      dst = buf;
+    }
+    m->ops->upload(m->params + t->off, dst, nel * sizeof(float));
+  }
+  for (int i = 0; i < ne; i++) {
+    const char *nm = ents[i].name;
+    int known = 0;
+    for (int k = 0; k < m->ntensors && !known; k++)
+      known = strcmp(m->tensors[k].name, nm) == 0;
+    size_t L = strlen(nm);
+    if (!known && strcmp(nm, "lm_head.weight") != 0 &&
+        !(L > 10 && strcmp(nm + L - 10, ".attn.bias") == 0) &&
+        !(L > 17 && strcmp(nm + L - 17, ".attn.masked_bias") == 0))
+      dfpo_warn("%s: tensor '%s' is not part of the model; ignored", path, ents[i].name);
+  }
+  *out = m;
+  m = NULL;
+done:
+  gpt2_free(m);
+  free(buf);
+  free(ents);
+  cJSON_Delete(root);
+  free(hdr);
+  fclose(fp);
+  return rc;
+}
+
+int gpt2_export_safetensors(const gpt2_model *m, const char *path, int write_config,
+                            dfpo_err *err) {
+  cJSON *root = cJSON_CreateObject(), *meta = cJSON_CreateObject();
+  char num[32];
+  cJSON_AddStringToObject(meta, "format", "pt");
+#define META(k, v)                                                                                 \
+  snprintf(num, sizeof num, "%d", v);                                                              \
+  cJSON_AddStringToObject(meta, k, num)
+  META("n_layer", m->cfg.n_layer);
+  META("n_head", m->cfg.n_head);
+  META("n_embd", m->cfg.n_embd);
+  META("vocab_size", m->cfg.vocab_size);
+  META("n_ctx", m->cfg.n_ctx);
+  META("head", m->cfg.head);
+  META("n_classes", m->cfg.n_classes);
+#undef META
+  cJSON_AddItemToObject(root, "__metadata__", meta);
+  uint64_t off = 0;
+  for (int k = 0; k < m->ntensors; k++) {
+    const gpt2_tensor *t = &m->tensors[k];
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddStringToObject(e, "dtype", "F32");
+    cJSON *sh = cJSON_CreateArray();
+    if (t->rows == 1 && strcmp(t->name, "v_head.summary.weight") != 0) {
+      cJSON_AddItemToArray(sh, cJSON_CreateNumber(t->cols));
+    } else if (t->conv1d) {
+      cJSON_AddItemToArray(sh, cJSON_CreateNumber(t->cols));
+      cJSON_AddItemToArray(sh, cJSON_CreateNumber(t->rows));
+    } else {
+      cJSON_AddItemToArray(sh, cJSON_CreateNumber(t->rows));
+      cJSON_AddItemToArray(sh, cJSON_CreateNumber(t->cols));
+    }
+    cJSON_AddItemToObject(e, "shape", sh);
+    uint64_t bytes = (uint64_t)t->rows * t->cols * 4;
+    cJSON *of = cJSON_CreateArray();
+    cJSON_AddItemToArray(of, cJSON_CreateNumber((double)off));
+    cJSON_AddItemToArray(of, cJSON_CreateNumber((double)(off + bytes)));
+    cJSON_AddItemToObject(e, "data_offsets", of);
+    cJSON_AddItemToObject(root, t->name, e);
+    off += bytes;
+  }
+  char *json = cJSON_PrintUnformatted(root);
+  cJSON_Delete(root);
+  if (!json)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  size_t jl = strlen(json), padded = (jl + 7) & ~(size_t)7;
+  size_t maxn = 0;
+  for (int k = 0; k < m->ntensors; k++)
+    if ((size_t)m->tensors[k].rows * m->tensors[k].cols > maxn)
+      maxn = (size_t)m->tensors[k].rows * m->tensors[k].cols;
+  float *buf = malloc(2 * maxn * sizeof(float));
+  dfpo_atomic a;
+  int rc =
+      buf ? dfpo_atomic_open(&a, path, err) : dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  if (rc) {
+    free(json);
+    free(buf);
+    return rc;
+  }
+  unsigned char len8[8];
+  for (int i = 0; i < 8; i++)
+    len8[i] = (unsigned char)((uint64_t)padded >> (8 * i));
+  int bad = fwrite(len8, 1, 8, a.fp) != 8 || fwrite(json, 1, jl, a.fp) != jl;
+  for (size_t i = jl; i < padded && !bad; i++)
+    bad = fputc(' ', a.fp) == EOF;
+  for (int k = 0; k < m->ntensors && !bad; k++) {
+    const gpt2_tensor *t = &m->tensors[k];
+    size_t nel = (size_t)t->rows * t->cols;
+    float *src = buf + maxn;
+    m->ops->download(src, m->params + t->off, nel * sizeof(float));
+    if (t->conv1d) {
+      for (int r = 0; r < t->rows; r++)
+        for (int c = 0; c < t->cols; c++)
+          buf[(size_t)c * t->rows + r] = src[(size_t)r * t->cols + c];
+      src = buf;
+    }
+    bad = fwrite(src, 4, nel, a.fp) != nel;
+  }
+  free(json);
+  free(buf);
+  if (bad) {
+    int e = errno;
+    dfpo_atomic_abort(&a);
+    return dfpo_err_errno(err, DFPO_ERUNTIME, e, "%s: write failed", path);
+  }
+  if ((rc = dfpo_atomic_commit(&a, err)))
+    return rc;
+  if (write_config) {
+    char cpath[4096];
+    const char *slash = strrchr(path, '/');
+    int dl = slash ? (int)(slash - path) : 0;
+    snprintf(cpath, sizeof cpath, "%.*s%sconfig.json", dl, path, slash ? "/" : "");
+    char text[1024];
+    int len =
+        snprintf(text, sizeof text,
+                 "{\n  \"architectures\": [\"GPT2LMHeadModel\"],\n  \"model_type\": "
+                 "\"gpt2\",\n  \"activation_function\": \"gelu_new\",\n  \"n_layer\": %d,\n  "
+                 "\"n_head\": %d,\n  \"n_embd\": %d,\n  \"vocab_size\": %d,\n  "
+                 "\"n_positions\": %d,\n  \"n_ctx\": %d,\n  \"layer_norm_epsilon\": 1e-05,\n  "
+                 "\"tie_word_embeddings\": true,\n  \"bos_token_id\": 50256,\n  "
+                 "\"eos_token_id\": 50256\n}\n",
+                 m->cfg.n_layer, m->cfg.n_head, m->cfg.n_embd, m->cfg.vocab_size, m->cfg.n_ctx,
+                 m->cfg.n_ctx);
+    rc = dfpo_atomic_write_file(cpath, text, (size_t)len, err);
+  }
+  return rc;
+}
+
+int gpt2_load(gpt2_model **out, const char *path, dfpo_err *err) {
+  *out = NULL;
+  FILE *fp = fopen(path, "rb");
+  if (!fp)
+    return dfpo_err_errno(err, DFPO_EDATA, errno, "%s", path);
+  char magic[8] = {0};
+  size_t got = fread(magic, 1, 8, fp);
+  if (got == 8 && memcmp(magic, NATIVE_MAGIC, 8) == 0) {
+    rewind(fp);
+    int rc = load_native(out, path, fp, err);
+    fclose(fp);
+    return rc;
+  }
+  fclose(fp);
+  if (got < 8)
+    return dfpo_err_set(err, DFPO_EDATA, "%s: too short to be a checkpoint (%zu bytes)", path, got);
+  /* a safetensors file starts with its header length and then '{' */
+  return gpt2_import_safetensors(out, path, NULL, err);
+}

@@ -1,0 +1,98 @@
+/* Internal to trainer/: the GPT-2 model's layout, shared by gpt2.c (forward,
+ * backward, optimiser), gpt2_sample.c (decoding) and gpt2_ckpt.c (formats). */
+#ifndef DFPO_TRAINER_GPT2_INTERNAL_H
+#define DFPO_TRAINER_GPT2_INTERNAL_H
+
+#include "trainer/ops.h"
+#include "trainer/trainer.h"
+
+/* Parameter tensors of one layer, in arena order. */
+enum {
+  GP_LN1W,
+  GP_LN1B,
+  GP_QKVW,
+  GP_QKVB,
+  GP_PROJW,
+  GP_PROJB,
+  GP_LN2W,
+  GP_LN2B,
+  GP_FCW,
+  GP_FCB,
+  GP_FCPW,
+  GP_FCPB,
+  GP_PER_LAYER
+};
+
+typedef struct gpt2_tensor {
+  char name[64];  /* Hugging Face name without "transformer." */
+  size_t off;     /* floats from the start of the parameter block */
+  int rows, cols; /* ours: linear weights [out, in]; vectors rows = 1 */
+  int conv1d;     /* Hugging Face stores it transposed ([in, out]) */
+  int decay;      /* AdamW weight decay applies (matrices) */
+} gpt2_tensor;
+
+/* Activations of one layer for a forward pass at (B, T). */
+typedef struct gpt2_layer_acts {
+  float *ln1, *ln1_mean, *ln1_rstd; /* [BT,C], [BT], [BT] */
+  float *qkv;                       /* [BT,3C] */
+  float *att;                       /* [B,NH,T,T] */
+  float *atty;                      /* [BT,C] */
+  float *res2;                      /* [BT,C] residual after attention */
+  float *ln2, *ln2_mean, *ln2_rstd;
+  float *fch, *fch_gelu; /* [BT,4C] */
+  float *res3;           /* [BT,C] the layer's output */
+} gpt2_layer_acts;
+
+struct gpt2_model {
+  gpt2_config cfg;
+  const ops_backend *ops;
+  int ntensors;
+  gpt2_tensor *tensors;
+  size_t nparams;
+  /* the arena: three regions, each one allocation of the backend */
+  float *params;      /* nparams */
+  float *train_block; /* grads | m | v (3 nparams), NULL until training */
+  float *grads, *m, *v;
+  int step;
+  void *act_block; /* activations of the current (B, T) */
+  size_t act_bytes;
+  int ab, at;   /* (B, T) the activations are laid out for */
+  int fb, ft;   /* (B, T) of the last forward (0: none) */
+  int have_lm;  /* logits of the last forward are valid */
+  int lm_dirty; /* logits were turned into gradients */
+  int *d_tok, *d_pos, *d_kstart, *d_tgt;
+  float *encoded;         /* [BT,C] */
+  gpt2_layer_acts *layer; /* n_layer */
+  float *lnf, *lnf_mean, *lnf_rstd;
+  float *logits; /* [BT,V] */
+  float *lse, *logp, *ent, *dlogp, *dent;
+  float *head_out, *dhead;   /* [BT,K] value or class outputs and their grads */
+  float *head_in, *dhead_in; /* [B,C] gathered rows for the class head */
+  /* backward scratch (one layer's worth, reused) */
+  float *dres, *dln, *dqkv, *datty, *dfch;
+  int *cls_at; /* host copy of the class positions [B] */
+  /* decoding state */
+  void *gen_block;
+  size_t gen_bytes;
+  int gb, gt, gmax, gn; /* rows, prompt length, capacity (positions), filled positions */
+  float **kc, **vc;     /* per layer [B,gmax,C] */
+  float *g_x, *g_ln, *g_qkv, *g_atty, *g_fch, *g_logits;
+  int *g_tok, *g_pos, *g_kstart;
+  int *g_kstart_host;
+};
+
+/* Parameter pointers of layer l, tensor k (GP_*). */
+static inline float *gpt2_lp(const gpt2_model *m, float *base, int l, int k) {
+  return base + m->tensors[2 + l * GP_PER_LAYER + k].off;
+}
+/* The non-layer tensors: 0 wte, 1 wpe, then layers, then lnf w, lnf b, head w, head b. */
+static inline int gpt2_tidx_lnfw(const gpt2_model *m) {
+  return 2 + m->cfg.n_layer * GP_PER_LAYER;
+}
+
+/* Rows of the extra head (0 none, 1 value, K classes). */
+int gpt2_head_rows(const gpt2_config *cfg);
+/* Allocates the training state (gradients, moments) when missing. */
+int gpt2_ensure_train(gpt2_model *m, dfpo_err *err);
+
+#endif

@@ -1,0 +1,441 @@
+/* GPT-2 decoding: prompts through a KV cache, then one token per step, and
+ * the sampler (temperature, logit masks, top-k, top-p, minimum length). */
+#include "trainer/gpt2_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct bump {
+  char *base;
+  size_t off;
+} bump;
+static void *take(bump *b, size_t bytes) {
+  void *p = b->base ? b->base + b->off : NULL;
+  b->off += (bytes + 63) & ~(size_t)63;
+  return p;
+}
+#define TAKEF(b, n) ((float *)take(b, (size_t)(n) * sizeof(float)))
+
+static void layout_gen(gpt2_model *m, bump *bp, int B, int T, int max_len) {
+  size_t C = (size_t)m->cfg.n_embd, BT = (size_t)B * T;
+  for (int l = 0; l < m->cfg.n_layer; l++) {
+    m->kc[l] = TAKEF(bp, (size_t)B * max_len * C);
+    m->vc[l] = TAKEF(bp, (size_t)B * max_len * C);
+  }
+  m->g_x = TAKEF(bp, BT * C);
+  m->g_ln = TAKEF(bp, BT * C);
+  m->g_qkv = TAKEF(bp, BT * 3 * C);
+  m->g_atty = TAKEF(bp, BT * C);
+  m->g_fch = TAKEF(bp, BT * 4 * C);
+  /* the prompt pass's attention probabilities reuse the MLP buffer when it
+   * is big enough, else get their own */
+  size_t att = BT * T * (size_t)m->cfg.n_head;
+  if (att > BT * 4 * C)
+    m->g_fch = TAKEF(bp, att);
+  m->g_logits = TAKEF(bp, (size_t)B * m->cfg.vocab_size);
+  m->g_tok = take(bp, BT * sizeof(int));
+  m->g_pos = take(bp, BT * sizeof(int));
+  m->g_kstart = take(bp, (size_t)B * sizeof(int));
+}
+
+/* Runs the blocks over g_x [B,T,C] for positions t0..t0+T-1 of the cache and
+ * leaves the next-token logits of each row's last position in g_logits. */
+static void run_blocks(gpt2_model *m, int B, int T, int t0) {
+  const ops_backend *o = m->ops;
+  int C = m->cfg.n_embd, NH = m->cfg.n_head, BT = B * T, V = m->cfg.vocab_size;
+  float *P = m->params;
+  for (int l = 0; l < m->cfg.n_layer; l++) {
+    o->layernorm_fwd(m->g_ln, NULL, NULL, m->g_x, gpt2_lp(m, P, l, GP_LN1W),
+                     gpt2_lp(m, P, l, GP_LN1B), BT, C);
+    o->matmul_fwd(m->g_qkv, m->g_ln, gpt2_lp(m, P, l, GP_QKVW), gpt2_lp(m, P, l, GP_QKVB), BT, C,
+                  3 * C);
+    o->kv_write(m->kc[l], m->vc[l], m->g_qkv, B, T, t0, m->gmax, C);
+    if (T == 1)
+      o->attention_step(m->g_atty, m->g_qkv, m->kc[l], m->vc[l], m->g_kstart, B, t0 + 1, m->gmax, C,
+                        NH);
+    else
+      o->attention_fwd(m->g_atty, m->g_fch, m->g_qkv, m->g_kstart, B, T, C, NH);
+    o->matmul_fwd(m->g_ln, m->g_atty, gpt2_lp(m, P, l, GP_PROJW), gpt2_lp(m, P, l, GP_PROJB), BT, C,
+                  C);
+    o->add(m->g_x, m->g_x, m->g_ln, (size_t)BT * C);
+    o->layernorm_fwd(m->g_ln, NULL, NULL, m->g_x, gpt2_lp(m, P, l, GP_LN2W),
+                     gpt2_lp(m, P, l, GP_LN2B), BT, C);
+    o->matmul_fwd(m->g_fch, m->g_ln, gpt2_lp(m, P, l, GP_FCW), gpt2_lp(m, P, l, GP_FCB), BT, C,
+                  4 * C);
+    o->gelu_fwd(m->g_fch, m->g_fch, (size_t)BT * 4 * C);
+    o->matmul_fwd(m->g_ln, m->g_fch, gpt2_lp(m, P, l, GP_FCPW), gpt2_lp(m, P, l, GP_FCPB), BT,
+                  4 * C, C);
+    o->add(m->g_x, m->g_x, m->g_ln, (size_t)BT * C);
+  }
+  /* only the last position of each row needs the head */
+  if (T > 1)
+    for (int b = 0; b < B; b++)
+      o->copy(m->g_atty + (size_t)b * C, m->g_x + ((size_t)b * T + T - 1) * C,
+              (size_t)C * sizeof(float));
+  const float *last = T > 1 ? m->g_atty : m->g_x;
+  int f = gpt2_tidx_lnfw(m);
+  o->layernorm_fwd(m->g_ln, NULL, NULL, last, P + m->tensors[f].off, P + m->tensors[f + 1].off, B,
+                   C);
+  o->matmul_fwd(m->g_logits, m->g_ln, P + m->tensors[0].off, NULL, B, C, V);
+}
+
+const float *gpt2_decode_begin(gpt2_model *m, const int *tokens, const int *kstart, int B, int T,
+                               int max_len, dfpo_err *err) {
+  if (B < 1 || T < 1 || max_len < T) {
+    dfpo_err_set(err, DFPO_EUSAGE, "gpt2_decode_begin: bad sizes B=%d T=%d max_len=%d", B, T,
+                 max_len);
+    return NULL;
+  }
+  int maxks = 0;
+  for (int b = 0; b < B; b++) {
+    int ks = kstart ? kstart[b] : 0;
+    if (ks < 0 || ks >= T) {
+      dfpo_err_set(err, DFPO_EUSAGE, "gpt2_decode_begin: row %d: padding %d leaves no token", b,
+                   ks);
+      return NULL;
+    }
+    if (ks > maxks)
+      maxks = ks;
+    for (int t = 0; t < T; t++) {
+      int v = tokens[(size_t)b * T + t];
+      if (v < 0 || v >= m->cfg.vocab_size) {
+        dfpo_err_set(err, DFPO_EUSAGE, "gpt2: token %d at [%d,%d] outside the vocabulary", v, b, t);
+        return NULL;
+      }
+    }
+  }
+  if (max_len - maxks > m->cfg.n_ctx && max_len > m->cfg.n_ctx) {
+    int worst = 0;
+    for (int b = 0; b < B; b++)
+      if (max_len - (kstart ? kstart[b] : 0) > worst)
+        worst = max_len - (kstart ? kstart[b] : 0);
+    if (worst > m->cfg.n_ctx) {
+      dfpo_err_set(err, DFPO_EUSAGE, "gpt2_decode_begin: %d positions exceed n_ctx %d", worst,
+                   m->cfg.n_ctx);
+      return NULL;
+    }
+  }
+  const ops_backend *o = m->ops;
+  if (!m->gen_block || m->gb != B || m->gmax != max_len || m->gt != T) {
+    if (m->gen_block)
+      o->free(m->gen_block);
+    m->gen_block = NULL;
+    m->gen_bytes = 0;
+    m->gn = 0;
+    free(m->g_kstart_host);
+    m->g_kstart_host = NULL;
+    bump sz = {NULL, 0};
+    layout_gen(m, &sz, B, T, max_len);
+    m->gen_block = o->alloc(sz.off);
+    m->g_kstart_host = calloc((size_t)B, sizeof(int));
+    if (!m->gen_block || !m->g_kstart_host) {
+      dfpo_err_set(err, DFPO_ERUNTIME, "out of memory for the KV cache (%zu MiB)", sz.off >> 20);
+      return NULL;
+    }
+    bump real = {m->gen_block, 0};
+    layout_gen(m, &real, B, T, max_len);
+    m->gen_bytes = sz.off;
+  }
+  m->gb = B;
+  m->gt = T;
+  m->gmax = max_len;
+  int C = m->cfg.n_embd, BT = B * T;
+  int *pos = malloc((size_t)BT * sizeof(int));
+  if (!pos) {
+    dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+    return NULL;
+  }
+  for (int b = 0; b < B; b++) {
+    int ks = kstart ? kstart[b] : 0;
+    m->g_kstart_host[b] = ks;
+    for (int t = 0; t < T; t++)
+      pos[b * T + t] = t < ks ? 0 : t - ks;
+  }
+  o->upload(m->g_tok, tokens, (size_t)BT * sizeof(int));
+  o->upload(m->g_pos, pos, (size_t)BT * sizeof(int));
+  o->upload(m->g_kstart, m->g_kstart_host, (size_t)B * sizeof(int));
+  free(pos);
+  o->encoder_fwd(m->g_x, m->g_tok, m->g_pos, m->params + m->tensors[0].off,
+                 m->params + m->tensors[1].off, BT, C);
+  run_blocks(m, B, T, 0);
+  m->gn = T;
+  m->have_lm = 0;
+  return m->g_logits;
+}
+
+const float *gpt2_decode_step(gpt2_model *m, const int *next, dfpo_err *err) {
+  if (!m->gen_block || m->gn == 0) {
+    dfpo_err_set(err, DFPO_EUSAGE, "gpt2_decode_step: call gpt2_decode_begin first");
+    return NULL;
+  }
+  if (m->gn >= m->gmax) {
+    dfpo_err_set(err, DFPO_EUSAGE, "gpt2_decode_step: the cache is full (%d positions)", m->gmax);
+    return NULL;
+  }
+  int B = m->gb, C = m->cfg.n_embd;
+  int pos[B];
+  for (int b = 0; b < B; b++) {
+    if (next[b] < 0 || next[b] >= m->cfg.vocab_size) {
+      dfpo_err_set(err, DFPO_EUSAGE, "gpt2_decode_step: token %d of row %d outside the vocabulary",
+                   next[b], b);
+      return NULL;
+    }
+    pos[b] = m->gn - m->g_kstart_host[b];
+    if (pos[b] >= m->cfg.n_ctx) {
+      dfpo_err_set(err, DFPO_EUSAGE, "gpt2_decode_step: row %d reached n_ctx %d", b, m->cfg.n_ctx);
+      return NULL;
+    }
+  }
+  const ops_backend *o = m->ops;
+  o->upload(m->g_tok, next, (size_t)B * sizeof(int));
+  o->upload(m->g_pos, pos, (size_t)B * sizeof(int));
+  o->encoder_fwd(m->g_x, m->g_tok, m->g_pos, m->params + m->tensors[0].off,
+                 m->params + m->tensors[1].off, B, C);
+  run_blocks(m, B, 1, m->gn);
+  m->gn++;
+  m->have_lm = 0;
+  return m->g_logits;
+}
+
+/* ----------------------------------------------------------- sampling */
+
+gpt2_sampling gpt2_sampling_default(void) {
+  gpt2_sampling s;
+  memset(&s, 0, sizeof s);
+  s.max_new = 48;
+  s.temperature = 1.0f;
+  s.top_p = 1.0f;
+  s.eos = 50256;
+  return s;
+}
+
+typedef struct cand {
+  float p;
+  int i;
+} cand;
+static int cand_cmp(const void *a, const void *b) {
+  const cand *x = a, *y = b;
+  if (x->p != y->p)
+    return x->p > y->p ? -1 : 1;
+  return (x->i > y->i) - (x->i < y->i);
+}
+
+/* The k-th largest finite value of z (a min-heap of size k). */
+static float kth_largest(const float *z, int V, int k, float *heap) {
+  int n = 0;
+  for (int i = 0; i < V; i++) {
+    float x = z[i];
+    if (!(x > -INFINITY))
+      continue;
+    if (n < k) {
+      int j = n++;
+      heap[j] = x;
+      while (j > 0 && heap[(j - 1) / 2] > heap[j]) {
+        float t = heap[j];
+        heap[j] = heap[(j - 1) / 2];
+        heap[(j - 1) / 2] = t;
+        j = (j - 1) / 2;
+      }
+    } else if (x > heap[0]) {
+      heap[0] = x;
+      int j = 0;
+      for (;;) {
+        int l = 2 * j + 1, r = l + 1, s = j;
+        if (l < n && heap[l] < heap[s])
+          s = l;
+        if (r < n && heap[r] < heap[s])
+          s = r;
+        if (s == j)
+          break;
+        float t = heap[j];
+        heap[j] = heap[s];
+        heap[s] = t;
+        j = s;
+      }
+    }
+  }
+  return n < k ? -INFINITY : heap[0];
+}
+
+/* Filters z (temperature already applied) by top-k and top-p in place
+ * (excluded entries become -INFINITY) and draws with the uniform u; greedy
+ * when greedy is set. Returns the token, or -1 when every entry is masked. */
+static int sample_filtered(float *z, int V, int top_k, float top_p, int greedy, double u,
+                           float *logp) {
+  float mx = -INFINITY;
+  int arg = -1;
+  for (int i = 0; i < V; i++)
+    if (z[i] > mx) {
+      mx = z[i];
+      arg = i;
+    }
+  if (arg < 0)
+    return -1;
+  if (top_k > 0 && top_k < V) {
+    float *heap = malloc((size_t)top_k * sizeof(float));
+    if (heap) {
+      float kth = kth_largest(z, V, top_k, heap);
+      free(heap);
+      for (int i = 0; i < V; i++)
+        if (z[i] < kth)
+          z[i] = -INFINITY;
+    }
+  }
+  /* unnormalised probabilities, kept in z's place as exp(z - max) */
+  double sum = 0.0;
+  for (int i = 0; i < V; i++) {
+    float p = z[i] > -INFINITY ? expf(z[i] - mx) : 0.0f;
+    z[i] = p;
+    sum += p;
+  }
+  if (top_p < 1.0f && top_p > 0.0f) {
+    /* Tokens below eps carry at most V*eps = (1-top_p)/2 of the mass, so
+     * the nucleus lies among the candidates above it. */
+    float eps = (float)((1.0 - top_p) / (2.0 * V) * sum);
+    cand *c = malloc((size_t)V * sizeof *c);
+    if (c) {
+      int n = 0;
+      for (int i = 0; i < V; i++)
+        if (z[i] > 0.0f && z[i] >= eps)
+          c[n++] = (cand){z[i], i};
+      qsort(c, (size_t)n, sizeof *c, cand_cmp);
+      double cum = 0.0, target = top_p * sum;
+      int last = n - 1;
+      for (int j = 0; j < n; j++) {
+        cum += c[j].p;
+        if (cum >= target) {
+          last = j;
+          break;
+        }
+      }
+      float pl = c[last].p;
+      int il = c[last].i;
+      free(c);
+      sum = 0.0;
+      for (int i = 0; i < V; i++) {
+        if (z[i] > pl || (z[i] == pl && i <= il))
+          sum += z[i];
+        else
+          z[i] = 0.0f;
+      }
+    }
+  }
+  int tok = -1;
+  if (greedy) {
+    tok = arg;
+  } else {
+    double target = u * sum, cum = 0.0;
+    for (int i = 0; i < V; i++) {
+      if (z[i] <= 0.0f)
+        continue;
+      cum += z[i];
+      tok = i;
+      if (cum > target)
+        break;
+    }
+  }
+  if (logp)
+    *logp = (float)log((double)z[tok] / sum);
+  return tok;
+}
+
+int gpt2_sample_token(float *logits, int V, const gpt2_sampling *s, dfpo_rng *rng, float *logp) {
+  int greedy = s->temperature <= 0.0f;
+  if (!greedy && s->temperature != 1.0f)
+    for (int i = 0; i < V; i++)
+      logits[i] /= s->temperature;
+  double u = greedy ? 0.0 : dfpo_rng_uniform(rng);
+  return sample_filtered(logits, V, s->top_k, s->top_p, greedy, u, logp);
+}
+
+int gpt2_generate(gpt2_model *m, const int *prompts, const int *kstart, int B, int T,
+                  const gpt2_sampling *s, dfpo_rng *rng, int *out, int *lens, float *logps,
+                  dfpo_err *err) {
+  int V = m->cfg.vocab_size, N = s->max_new;
+  if (N < 1)
+    return dfpo_err_set(err, DFPO_EUSAGE, "gpt2_generate: max_new must be at least 1");
+  if (s->eos >= V)
+    return dfpo_err_set(err, DFPO_EUSAGE, "gpt2_generate: eos %d outside the vocabulary", s->eos);
+  const float *logits =
+      gpt2_decode_begin(m, prompts, kstart, B, T, T + N - 1 > T ? T + N - 1 : T, err);
+  if (!logits)
+    return err ? err->code : DFPO_ERUNTIME;
+  float *z = malloc((size_t)B * V * sizeof(float));
+  int *done = calloc((size_t)B, sizeof(int)), *next = calloc((size_t)B, sizeof(int));
+  double *u = calloc((size_t)B, sizeof(double));
+  int *tok = calloc((size_t)B, sizeof(int));
+  float *lp = calloc((size_t)B, sizeof(float));
+  int rc = DFPO_OK;
+  if (!z || !done || !next || !u || !tok || !lp) {
+    rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+    goto out;
+  }
+  for (int i = 0; i < B * N; i++) {
+    out[i] = -1;
+    if (logps)
+      logps[i] = 0.0f;
+  }
+  for (int b = 0; b < B; b++)
+    lens[b] = 0;
+  int greedy = s->temperature <= 0.0f;
+  for (int step = 0; step < N; step++) {
+    m->ops->download(z, logits, (size_t)B * V * sizeof(float));
+    if (!greedy && s->temperature != 1.0f)
+      for (size_t i = 0; i < (size_t)B * V; i++)
+        z[i] /= s->temperature;
+    if (s->mask && s->mask(s->mask_ctx, step, B, V, out, z) != 0) {
+      rc =
+          dfpo_err_set(err, DFPO_ERUNTIME, "gpt2_generate: the logit mask failed at step %d", step);
+      goto out;
+    }
+    /* one uniform per live row, drawn in row order, so that the threads
+     * below cannot change which row gets which number */
+    for (int b = 0; b < B; b++)
+      u[b] = !done[b] && !greedy ? dfpo_rng_uniform(rng) : 0.0;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int b = 0; b < B; b++) {
+      if (done[b])
+        continue;
+      float *row = z + (size_t)b * V;
+      if (step < s->min_new && s->eos >= 0)
+        row[s->eos] = -INFINITY;
+      tok[b] = sample_filtered(row, V, s->top_k, s->top_p, greedy, u[b], &lp[b]);
+    }
+    int live = 0;
+    for (int b = 0; b < B; b++) {
+      if (done[b]) {
+        next[b] = s->eos >= 0 ? s->eos : 0;
+        continue;
+      }
+      if (tok[b] < 0) {
+        rc = dfpo_err_set(err, DFPO_EDATA,
+                          "gpt2_generate: every token of row %d is masked at step %d", b, step);
+        goto out;
+      }
+      out[(size_t)b * N + step] = tok[b];
+      if (logps)
+        logps[(size_t)b * N + step] = lp[b];
+      lens[b]++;
+      next[b] = tok[b];
+      if (tok[b] == s->eos)
+        done[b] = 1;
+      else
+        live++;
+    }
+    if (!live || step == N - 1)
+      break;
+    if (!(logits = gpt2_decode_step(m, next, err))) {
+      rc = err ? err->code : DFPO_ERUNTIME;
+      goto out;
+    }
+  }
+out:
+  free(z);
+  free(done);
+  free(next);
+  free(u);
+  free(tok);
+  free(lp);
+  return rc;
+}

@@ -1,0 +1,111 @@
+/* Internal to trainer/: the tensor-operation interface every model calls.
+ *
+ * Prefix: ops_. A backend is a table of function pointers over flat float
+ * buffers in the backend's memory (host memory for the CPU backend, device
+ * memory for CUDA). Shapes are in the comments, row-major, last index
+ * fastest. Integer inputs (token ids, positions, key starts) live in backend
+ * memory too. The model (gpt2_*.c) never touches a buffer's contents except
+ * through these calls and upload/download, so a second backend only has to
+ * fill this table (see docs/engine.md for the contract of each op).
+ *
+ * Conventions:
+ *   - "+=" in a comment means the op accumulates into its output (gradients
+ *     of parameters); "=" means it overwrites.
+ *   - Linear weights are stored [out, in] (PyTorch nn.Linear), so a matmul is
+ *     out = inp @ w^T + bias.
+ *   - Attention "kstart[b]" is the first valid key of row b (left padding):
+ *     a query at t >= kstart[b] sees keys kstart[b]..t; a padding query
+ *     (t < kstart[b]) sees only itself so that no row is empty.
+ *   - Reductions whose result feeds the numbers (grad norm, bias and
+ *     LayerNorm parameter grads, embedding scatter) use a fixed order that
+ *     does not depend on the thread count.
+ */
+#ifndef DFPO_TRAINER_OPS_H
+#define DFPO_TRAINER_OPS_H
+
+#include <stddef.h>
+
+typedef struct ops_backend {
+  const char *name;
+
+  /* memory: alloc returns zeroed memory or NULL */
+  void *(*alloc)(size_t bytes);
+  void (*free)(void *p);
+  void (*zero)(void *p, size_t bytes);
+  void (*upload)(void *dst, const void *host_src, size_t bytes);
+  void (*download)(void *host_dst, const void *src, size_t bytes);
+  void (*copy)(void *dst, const void *src, size_t bytes); /* backend to backend */
+
+  /* out[M,N] = inp[M,K] @ w[N,K]^T + bias[N] (bias may be NULL) */
+  void (*matmul_fwd)(float *out, const float *inp, const float *w, const float *bias, int M, int K,
+                     int N);
+  /* dinp[M,K] += dout @ w (dinp may be NULL); dw[N,K] += dout^T @ inp;
+   * dbias[N] += column sums of dout (may be NULL) */
+  void (*matmul_bwd)(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                     const float *w, int M, int K, int N);
+
+  /* out[N,C] = wte[tok[n]] + wpe[pos[n]] */
+  void (*encoder_fwd)(float *out, const int *tok, const int *pos, const float *wte,
+                      const float *wpe, int N, int C);
+  /* dwte[V,C] += scatter of dout by tok; dwpe += scatter by pos */
+  void (*encoder_bwd)(float *dwte, float *dwpe, const float *dout, const int *tok, const int *pos,
+                      int N, int C);
+
+  /* out[N,C] = (inp - mean) * rstd * w + b; mean[N], rstd[N] saved (may be
+   * NULL when no backward follows) */
+  void (*layernorm_fwd)(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                        const float *b, int N, int C);
+  /* dinp[N,C] +=; dw[C] +=; db[C] += */
+  void (*layernorm_bwd)(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                        const float *w, const float *mean, const float *rstd, int N, int C);
+
+  /* Causal multi-head attention over qkv[B,T,3C] (q | k | v, heads of
+   * C/NH channels each): out[B,T,C] =; att[B,NH,T,T] = the softmax
+   * probabilities (saved for backward; zero outside the visible keys). */
+  void (*attention_fwd)(float *out, float *att, const float *qkv, const int *kstart, int B, int T,
+                        int C, int NH);
+  /* dqkv[B,T,3C] = (overwritten) */
+  void (*attention_bwd)(float *dqkv, const float *dout, const float *qkv, const float *att,
+                        const int *kstart, int B, int T, int C, int NH);
+
+  /* KV cache kc,vc [B,Tmax,C]: rows t0..t0+T-1 = the k and v parts of
+   * qkv[B,T,3C]. */
+  void (*kv_write)(float *kc, float *vc, const float *qkv, int B, int T, int t0, int Tmax, int C);
+  /* One decoding step: q from qkv[B,3C] (the new token, already written at
+   * position n-1 of the cache) attends to cache rows kstart[b]..n-1;
+   * out[B,C] =. */
+  void (*attention_step)(float *out, const float *qkv, const float *kc, const float *vc,
+                         const int *kstart, int B, int n, int Tmax, int C, int NH);
+
+  /* out[n] = gelu_tanh(inp) */
+  void (*gelu_fwd)(float *out, const float *inp, size_t n);
+  /* dinp[n] = gelu'(inp) * dout (overwrite) */
+  void (*gelu_bwd)(float *dinp, const float *inp, const float *dout, size_t n);
+  /* out[n] = a + b (out may alias a or b) */
+  void (*add)(float *out, const float *a, const float *b, size_t n);
+
+  /* Fused log-softmax statistics of logits[N,V] (row stride ld >= V):
+   * lse[N] = logsumexp; logp[N] = logits[tgt] - lse (tgt < 0: 0);
+   * ent[N] = entropy of the softmax (ent may be NULL). */
+  void (*logits_stats)(float *lse, float *logp, float *ent, const float *logits, const int *tgt,
+                       int N, int V, int ld);
+  /* In place, logits become their gradient for the objective
+   * sum_n dlogp[n] * logp[n] + dent[n] * ent[n] (dent may be NULL):
+   * dz_i = dlogp (1[i=tgt] - p_i) - dent p_i (log p_i + ent). A fused
+   * softmax + cross-entropy backward is dlogp = -weight. */
+  void (*logits_bwd)(float *logits, const float *lse, const float *ent, const int *tgt,
+                     const float *dlogp, const float *dent, int N, int V, int ld);
+
+  /* AdamW (PyTorch's torch.optim.AdamW) on n parameters; step t >= 1. */
+  void (*adamw)(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
+                float beta2, float eps, float wd, int t);
+  /* sum of squares (double accumulation, fixed order) */
+  double (*sumsq)(const float *x, size_t n);
+  /* x[n] *= s */
+  void (*scale)(float *x, float s, size_t n);
+} ops_backend;
+
+/* The CPU backend (OpenBLAS + OpenMP). */
+extern const ops_backend ops_cpu;
+
+#endif

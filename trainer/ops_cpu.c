@@ -1,0 +1,460 @@
+/* The CPU backend: OpenBLAS sgemm for the matrix products, OpenMP loops for
+ * everything else. Every reduction that feeds a result runs in an order that
+ * does not depend on the number of threads (column blocks, fixed chunks), so
+ * that the same seed gives the same bits. */
+#include "trainer/ops.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define COLBLOCK 64
+/* below this much work a parallel region costs more than it saves */
+#define PAR_MIN 32768
+
+static void *cpu_alloc(size_t bytes) {
+  void *p = NULL;
+  if (bytes == 0)
+    bytes = 1;
+  size_t rounded = (bytes + 63) & ~(size_t)63;
+  if (posix_memalign(&p, 64, rounded) != 0)
+    return NULL;
+  memset(p, 0, rounded);
+  return p;
+}
+static void cpu_free(void *p) {
+  free(p);
+}
+static void cpu_zero(void *p, size_t bytes) {
+  memset(p, 0, bytes);
+}
+static void cpu_memcpy(void *dst, const void *src, size_t bytes) {
+  if (bytes)
+    memcpy(dst, src, bytes);
+}
+
+static void cpu_matmul_fwd(float *out, const float *inp, const float *w, const float *bias, int M,
+                           int K, int N) {
+  float beta = 0.0f;
+  if (bias) {
+#pragma omp parallel for schedule(static) if ((size_t)M * N > PAR_MIN)
+    for (int m = 0; m < M; m++)
+      memcpy(out + (size_t)m * N, bias, (size_t)N * sizeof(float));
+    beta = 1.0f;
+  }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, inp, K, w, K, beta, out, N);
+}
+
+static void cpu_matmul_bwd(float *dinp, float *dw, float *dbias, const float *dout,
+                           const float *inp, const float *w, int M, int K, int N) {
+  if (dinp)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, K, N, 1.0f, dout, N, w, K, 1.0f, dinp,
+                K);
+  if (dw)
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, K, M, 1.0f, dout, N, inp, K, 1.0f, dw,
+                K);
+  if (dbias) {
+    int nb = (N + COLBLOCK - 1) / COLBLOCK;
+#pragma omp parallel for schedule(static) if ((size_t)M * N > PAR_MIN)
+    for (int blk = 0; blk < nb; blk++) {
+      int c0 = blk * COLBLOCK, c1 = c0 + COLBLOCK < N ? c0 + COLBLOCK : N;
+      float acc[COLBLOCK] = {0};
+      for (int m = 0; m < M; m++) {
+        const float *row = dout + (size_t)m * N;
+        for (int c = c0; c < c1; c++)
+          acc[c - c0] += row[c];
+      }
+      for (int c = c0; c < c1; c++)
+        dbias[c] += acc[c - c0];
+    }
+  }
+}
+
+static void cpu_encoder_fwd(float *out, const int *tok, const int *pos, const float *wte,
+                            const float *wpe, int N, int C) {
+#pragma omp parallel for schedule(static) if ((size_t)N * C > PAR_MIN)
+  for (int n = 0; n < N; n++) {
+    const float *a = wte + (size_t)tok[n] * C, *b = wpe + (size_t)pos[n] * C;
+    float *o = out + (size_t)n * C;
+    for (int c = 0; c < C; c++)
+      o[c] = a[c] + b[c];
+  }
+}
+
+static void cpu_encoder_bwd(float *dwte, float *dwpe, const float *dout, const int *tok,
+                            const int *pos, int N, int C) {
+  /* Threads own channel blocks; tokens are visited in order within each. */
+  int nb = (C + COLBLOCK - 1) / COLBLOCK;
+#pragma omp parallel for schedule(static) if ((size_t)N * C > PAR_MIN)
+  for (int blk = 0; blk < nb; blk++) {
+    int c0 = blk * COLBLOCK, c1 = c0 + COLBLOCK < C ? c0 + COLBLOCK : C;
+    for (int n = 0; n < N; n++) {
+      const float *d = dout + (size_t)n * C;
+      float *a = dwte + (size_t)tok[n] * C, *b = dwpe + (size_t)pos[n] * C;
+      for (int c = c0; c < c1; c++) {
+        a[c] += d[c];
+        b[c] += d[c];
+      }
+    }
+  }
+}
+
+static void cpu_layernorm_fwd(float *out, float *mean, float *rstd, const float *inp,
+                              const float *w, const float *b, int N, int C) {
+#pragma omp parallel for schedule(static) if ((size_t)N * C > PAR_MIN)
+  for (int n = 0; n < N; n++) {
+    const float *x = inp + (size_t)n * C;
+    float m = 0.0f;
+    for (int c = 0; c < C; c++)
+      m += x[c];
+    m /= C;
+    float v = 0.0f;
+    for (int c = 0; c < C; c++) {
+      float d = x[c] - m;
+      v += d * d;
+    }
+    v /= C;
+    float s = 1.0f / sqrtf(v + 1e-5f);
+    float *o = out + (size_t)n * C;
+    for (int c = 0; c < C; c++)
+      o[c] = (x[c] - m) * s * w[c] + b[c];
+    if (mean)
+      mean[n] = m;
+    if (rstd)
+      rstd[n] = s;
+  }
+}
+
+static void cpu_layernorm_bwd(float *dinp, float *dw, float *db, const float *dout,
+                              const float *inp, const float *w, const float *mean,
+                              const float *rstd, int N, int C) {
+#pragma omp parallel for schedule(static) if ((size_t)N * C > PAR_MIN)
+  for (int n = 0; n < N; n++) {
+    const float *x = inp + (size_t)n * C, *d = dout + (size_t)n * C;
+    float m = mean[n], s = rstd[n];
+    float dnorm_mean = 0.0f, dnorm_norm_mean = 0.0f;
+    for (int c = 0; c < C; c++) {
+      float norm = (x[c] - m) * s, dn = w[c] * d[c];
+      dnorm_mean += dn;
+      dnorm_norm_mean += dn * norm;
+    }
+    dnorm_mean /= C;
+    dnorm_norm_mean /= C;
+    float *di = dinp + (size_t)n * C;
+    for (int c = 0; c < C; c++) {
+      float norm = (x[c] - m) * s, dn = w[c] * d[c];
+      di[c] += (dn - dnorm_mean - norm * dnorm_norm_mean) * s;
+    }
+  }
+  int nb = (C + COLBLOCK - 1) / COLBLOCK;
+#pragma omp parallel for schedule(static) if ((size_t)N * C > PAR_MIN)
+  for (int blk = 0; blk < nb; blk++) {
+    int c0 = blk * COLBLOCK, c1 = c0 + COLBLOCK < C ? c0 + COLBLOCK : C;
+    float aw[COLBLOCK] = {0}, ab[COLBLOCK] = {0};
+    for (int n = 0; n < N; n++) {
+      const float *x = inp + (size_t)n * C, *d = dout + (size_t)n * C;
+      float m = mean[n], s = rstd[n];
+      for (int c = c0; c < c1; c++) {
+        aw[c - c0] += (x[c] - m) * s * d[c];
+        ab[c - c0] += d[c];
+      }
+    }
+    for (int c = c0; c < c1; c++) {
+      dw[c] += aw[c - c0];
+      db[c] += ab[c - c0];
+    }
+  }
+}
+
+static void cpu_attention_fwd(float *out, float *att, const float *qkv, const int *kstart, int B,
+                              int T, int C, int NH) {
+  int HS = C / NH;
+  float scale = 1.0f / sqrtf((float)HS);
+  size_t C3 = (size_t)3 * C;
+#pragma omp parallel for collapse(3) schedule(static) if ((size_t)B * T * T * C > PAR_MIN)
+  for (int b = 0; b < B; b++)
+    for (int h = 0; h < NH; h++)
+      for (int t = 0; t < T; t++) {
+        int ks = kstart ? kstart[b] : 0;
+        int j0 = t < ks ? t : ks;
+        const float *q = qkv + ((size_t)b * T + t) * C3 + (size_t)h * HS;
+        float *a = att + (((size_t)b * NH + h) * T + t) * T;
+        memset(a, 0, (size_t)T * sizeof(float));
+        float mx = -INFINITY;
+        for (int j = j0; j <= t; j++) {
+          const float *k = qkv + ((size_t)b * T + j) * C3 + C + (size_t)h * HS;
+          float s = 0.0f;
+          for (int i = 0; i < HS; i++)
+            s += q[i] * k[i];
+          s *= scale;
+          a[j] = s;
+          if (s > mx)
+            mx = s;
+        }
+        float sum = 0.0f;
+        for (int j = j0; j <= t; j++) {
+          a[j] = expf(a[j] - mx);
+          sum += a[j];
+        }
+        float inv = 1.0f / sum;
+        float *o = out + ((size_t)b * T + t) * C + (size_t)h * HS;
+        for (int i = 0; i < HS; i++)
+          o[i] = 0.0f;
+        for (int j = j0; j <= t; j++) {
+          a[j] *= inv;
+          const float *v = qkv + ((size_t)b * T + j) * C3 + 2 * (size_t)C + (size_t)h * HS;
+          for (int i = 0; i < HS; i++)
+            o[i] += a[j] * v[i];
+        }
+      }
+}
+
+static void cpu_attention_bwd(float *dqkv, const float *dout, const float *qkv, const float *att,
+                              const int *kstart, int B, int T, int C, int NH) {
+  int HS = C / NH;
+  float scale = 1.0f / sqrtf((float)HS);
+  size_t C3 = (size_t)3 * C;
+#pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * T * T * C > PAR_MIN)
+  for (int b = 0; b < B; b++)
+    for (int h = 0; h < NH; h++) {
+      int ks = kstart ? kstart[b] : 0;
+      for (int t = 0; t < T; t++) {
+        float *dz = dqkv + ((size_t)b * T + t) * C3 + (size_t)h * HS;
+        for (int i = 0; i < HS; i++)
+          dz[i] = dz[C + i] = dz[2 * C + i] = 0.0f;
+      }
+      float datt[T > 0 ? T : 1];
+      for (int t = 0; t < T; t++) {
+        int j0 = t < ks ? t : ks;
+        const float *a = att + (((size_t)b * NH + h) * T + t) * T;
+        const float *d = dout + ((size_t)b * T + t) * C + (size_t)h * HS;
+        const float *q = qkv + ((size_t)b * T + t) * C3 + (size_t)h * HS;
+        float *dq = dqkv + ((size_t)b * T + t) * C3 + (size_t)h * HS;
+        float dot = 0.0f;
+        for (int j = j0; j <= t; j++) {
+          const float *v = qkv + ((size_t)b * T + j) * C3 + 2 * (size_t)C + (size_t)h * HS;
+          float *dv = dqkv + ((size_t)b * T + j) * C3 + 2 * (size_t)C + (size_t)h * HS;
+          float s = 0.0f;
+          for (int i = 0; i < HS; i++) {
+            s += d[i] * v[i];
+            dv[i] += a[j] * d[i];
+          }
+          datt[j] = s;
+          dot += a[j] * s;
+        }
+        for (int j = j0; j <= t; j++) {
+          float dpre = a[j] * (datt[j] - dot) * scale;
+          const float *k = qkv + ((size_t)b * T + j) * C3 + C + (size_t)h * HS;
+          float *dk = dqkv + ((size_t)b * T + j) * C3 + C + (size_t)h * HS;
+          for (int i = 0; i < HS; i++) {
+            dq[i] += dpre * k[i];
+            dk[i] += dpre * q[i];
+          }
+        }
+      }
+    }
+}
+
+static void cpu_kv_write(float *kc, float *vc, const float *qkv, int B, int T, int t0, int Tmax,
+                         int C) {
+#pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * T * C > PAR_MIN)
+  for (int b = 0; b < B; b++)
+    for (int t = 0; t < T; t++) {
+      const float *src = qkv + ((size_t)b * T + t) * 3 * C;
+      size_t row = ((size_t)b * Tmax + t0 + t) * C;
+      memcpy(kc + row, src + C, (size_t)C * sizeof(float));
+      memcpy(vc + row, src + 2 * C, (size_t)C * sizeof(float));
+    }
+}
+
+static void cpu_attention_step(float *out, const float *qkv, const float *kc, const float *vc,
+                               const int *kstart, int B, int n, int Tmax, int C, int NH) {
+  int HS = C / NH;
+  float scale = 1.0f / sqrtf((float)HS);
+#pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * n * C > PAR_MIN)
+  for (int b = 0; b < B; b++)
+    for (int h = 0; h < NH; h++) {
+      int ks = kstart ? kstart[b] : 0;
+      if (ks > n - 1)
+        ks = n - 1;
+      const float *q = qkv + (size_t)b * 3 * C + (size_t)h * HS;
+      float a[n > 0 ? n : 1];
+      float mx = -INFINITY;
+      for (int j = ks; j < n; j++) {
+        const float *k = kc + ((size_t)b * Tmax + j) * C + (size_t)h * HS;
+        float s = 0.0f;
+        for (int i = 0; i < HS; i++)
+          s += q[i] * k[i];
+        s *= scale;
+        a[j] = s;
+        if (s > mx)
+          mx = s;
+      }
+      float sum = 0.0f;
+      for (int j = ks; j < n; j++) {
+        a[j] = expf(a[j] - mx);
+        sum += a[j];
+      }
+      float inv = 1.0f / sum;
+      float *o = out + (size_t)b * C + (size_t)h * HS;
+      for (int i = 0; i < HS; i++)
+        o[i] = 0.0f;
+      for (int j = ks; j < n; j++) {
+        const float *v = vc + ((size_t)b * Tmax + j) * C + (size_t)h * HS;
+        float w = a[j] * inv;
+        for (int i = 0; i < HS; i++)
+          o[i] += w * v[i];
+      }
+    }
+}
+
+#define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
+
+static void cpu_gelu_fwd(float *out, const float *inp, size_t n) {
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+  for (size_t i = 0; i < n; i++) {
+    float x = inp[i];
+    out[i] = 0.5f * x * (1.0f + tanhf(GELU_K * (x + 0.044715f * x * x * x)));
+  }
+}
+
+static void cpu_gelu_bwd(float *dinp, const float *inp, const float *dout, size_t n) {
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+  for (size_t i = 0; i < n; i++) {
+    float x = inp[i];
+    float u = GELU_K * (x + 0.044715f * x * x * x);
+    float th = tanhf(u);
+    float sech2 = 1.0f - th * th;
+    float g = 0.5f * (1.0f + th) + 0.5f * x * sech2 * GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
+    dinp[i] = g * dout[i];
+  }
+}
+
+static void cpu_add(float *out, const float *a, const float *b, size_t n) {
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+  for (size_t i = 0; i < n; i++)
+    out[i] = a[i] + b[i];
+}
+
+static void cpu_logits_stats(float *lse, float *logp, float *ent, const float *logits,
+                             const int *tgt, int N, int V, int ld) {
+#pragma omp parallel for schedule(static) if ((size_t)N * V > PAR_MIN)
+  for (int n = 0; n < N; n++) {
+    const float *z = logits + (size_t)n * ld;
+    float mx = -INFINITY;
+    for (int i = 0; i < V; i++)
+      if (z[i] > mx)
+        mx = z[i];
+    double sum = 0.0, sz = 0.0;
+    for (int i = 0; i < V; i++) {
+      float d = z[i] - mx, e = expf(d);
+      sum += e;
+      if (ent && e > 0.0f)
+        sz += (double)(e * d);
+    }
+    double l = log(sum);
+    lse[n] = mx + (float)l;
+    if (logp)
+      logp[n] = tgt && tgt[n] >= 0 ? (float)((double)(z[tgt[n]] - mx) - l) : 0.0f;
+    if (ent)
+      ent[n] = (float)(l - sz / sum);
+  }
+}
+
+static void cpu_logits_bwd(float *logits, const float *lse, const float *ent, const int *tgt,
+                           const float *dlogp, const float *dent, int N, int V, int ld) {
+#pragma omp parallel for schedule(static) if ((size_t)N * V > PAR_MIN)
+  for (int n = 0; n < N; n++) {
+    float *z = logits + (size_t)n * ld;
+    float l = lse[n], gl = dlogp ? dlogp[n] : 0.0f, ge = dent ? dent[n] : 0.0f;
+    float H = ent ? ent[n] : 0.0f;
+    for (int i = 0; i < V; i++) {
+      float lp = z[i] - l;
+      float p = expf(lp);
+      float d = -gl * p;
+      if (ge != 0.0f)
+        d -= ge * p * (lp + H);
+      z[i] = d;
+    }
+    if (tgt && tgt[n] >= 0)
+      z[tgt[n]] += gl;
+  }
+}
+
+static void cpu_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
+                      float beta2, float eps, float wd, int t) {
+  float bc1 = 1.0f - powf(beta1, (float)t), bc2 = 1.0f - powf(beta2, (float)t);
+  float step = lr / bc1, sbc2 = sqrtf(bc2), decay = 1.0f - lr * wd;
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+  for (size_t i = 0; i < n; i++) {
+    float gi = g[i];
+    float mi = beta1 * m[i] + (1.0f - beta1) * gi;
+    float vi = beta2 * v[i] + (1.0f - beta2) * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    p[i] = p[i] * decay - step * mi / (sqrtf(vi) / sbc2 + eps);
+  }
+}
+
+#define SUMSQ_CHUNK 16384
+
+static double cpu_sumsq(const float *x, size_t n) {
+  size_t nc = (n + SUMSQ_CHUNK - 1) / SUMSQ_CHUNK;
+  if (nc == 0)
+    return 0.0;
+  double *part = malloc(nc * sizeof *part);
+  if (!part) {
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++)
+      s += (double)x[i] * x[i];
+    return s;
+  }
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+  for (size_t c = 0; c < nc; c++) {
+    size_t i0 = c * SUMSQ_CHUNK, i1 = i0 + SUMSQ_CHUNK < n ? i0 + SUMSQ_CHUNK : n;
+    double s = 0.0;
+    for (size_t i = i0; i < i1; i++)
+      s += (double)x[i] * x[i];
+    part[c] = s;
+  }
+  double s = 0.0;
+  for (size_t c = 0; c < nc; c++)
+    s += part[c];
+  free(part);
+  return s;
+}
+
+static void cpu_scale(float *x, float s, size_t n) {
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+  for (size_t i = 0; i < n; i++)
+    x[i] *= s;
+}
+
+const ops_backend ops_cpu = {
+    .name = "cpu",
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .zero = cpu_zero,
+    .upload = cpu_memcpy,
+    .download = cpu_memcpy,
+    .copy = cpu_memcpy,
+    .matmul_fwd = cpu_matmul_fwd,
+    .matmul_bwd = cpu_matmul_bwd,
+    .encoder_fwd = cpu_encoder_fwd,
+    .encoder_bwd = cpu_encoder_bwd,
+    .layernorm_fwd = cpu_layernorm_fwd,
+    .layernorm_bwd = cpu_layernorm_bwd,
+    .attention_fwd = cpu_attention_fwd,
+    .attention_bwd = cpu_attention_bwd,
+    .kv_write = cpu_kv_write,
+    .attention_step = cpu_attention_step,
+    .gelu_fwd = cpu_gelu_fwd,
+    .gelu_bwd = cpu_gelu_bwd,
+    .add = cpu_add,
+    .logits_stats = cpu_logits_stats,
+    .logits_bwd = cpu_logits_bwd,
+    .adamw = cpu_adamw,
+    .sumsq = cpu_sumsq,
+    .scale = cpu_scale,
+};

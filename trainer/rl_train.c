@@ -1,0 +1,390 @@
+/* The RL training loop of DESIGN.md section 7 over the GPT-2 engine: rollouts
+ * (with DfPO's KL-masked sampling), rewards, GAE, and minibatch updates of the
+ * policy and the value model. The arithmetic lives in rl_math.c. */
+#include "trainer/trainer.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct rl_trainer {
+  gpt2_model *policy, *ref, *value;
+  rl_config cfg;
+  double beta;
+  dfpo_rng rng;
+};
+
+rl_config rl_config_default(void) {
+  rl_config c;
+  memset(&c, 0, sizeof c);
+  c.algo = RL_PPO;
+  c.epochs = 5;
+  c.minibatch = 64;
+  c.lr = 1e-5f;
+  c.max_grad_norm = 0.5f;
+  c.gamma = 0.99f;
+  c.lambda = 0.95f;
+  c.clip_eps = 0.2f;
+  c.vf_coef = 0.5f;
+  c.kl_adaptive = 1;
+  c.beta = 0.1f;
+  c.kl_target = 0.1f;
+  c.dfpo_mask_at = RL_MASK_AT_SAMPLE;
+  c.sampling = gpt2_sampling_default();
+  return c;
+}
+
+int rl_trainer_new(rl_trainer **out, gpt2_model *policy, gpt2_model *ref, gpt2_model *value,
+                   const rl_config *cfg, uint64_t seed, dfpo_err *err) {
+  *out = NULL;
+  const gpt2_config *pc = gpt2_get_config(policy), *rc = gpt2_get_config(ref),
+                    *vc = gpt2_get_config(value);
+  if (pc->vocab_size != rc->vocab_size || pc->vocab_size != vc->vocab_size)
+    return dfpo_err_set(err, DFPO_EUSAGE, "rl: policy, reference and value vocabularies differ");
+  if (vc->head != GPT2_HEAD_VALUE)
+    return dfpo_err_set(err, DFPO_EUSAGE, "rl: the value model needs a value head");
+  if (cfg->algo != RL_PPO && cfg->algo != RL_DFPO)
+    return dfpo_err_set(err, DFPO_EUSAGE, "rl: algorithm %d is not implemented", cfg->algo);
+  if (cfg->algo == RL_DFPO && cfg->dfpo_mask_at != RL_MASK_AT_SAMPLE)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "rl: DfPO with the mask at the update is not implemented");
+  if (cfg->sampling.mask)
+    return dfpo_err_set(err, DFPO_EUSAGE, "rl: the sampling config must not carry a mask");
+  if (cfg->epochs < 1 || cfg->minibatch < 1)
+    return dfpo_err_set(err, DFPO_EUSAGE, "rl: epochs and minibatch must be at least 1");
+  rl_trainer *t = calloc(1, sizeof *t);
+  if (!t)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "rl: out of memory");
+  t->policy = policy;
+  t->ref = ref;
+  t->value = value;
+  t->cfg = *cfg;
+  t->beta = cfg->beta;
+  dfpo_rng_init(&t->rng, seed, DFPO_STREAM_SAMPLING);
+  *out = t;
+  return DFPO_OK;
+}
+
+void rl_trainer_free(rl_trainer *t) {
+  free(t);
+}
+
+/* DfPO's sampling mask: the reference decodes in lock step with the policy;
+ * row b keeps M+ (sign > 0) or M- (sign < 0) of its current state. */
+typedef struct dfpo_mask_ctx {
+  gpt2_model *ref;
+  const int *prompts, *kstart, *sign;
+  int Tp, N, eos;
+  float temperature;
+  int *next;
+  dfpo_err *err;
+} dfpo_mask_ctx;
+
+static double row_lse(const float *x, int V) {
+  double m = -INFINITY, s = 0;
+  for (int a = 0; a < V; a++)
+    if (x[a] > m)
+      m = x[a];
+  if (m == -INFINITY)
+    return m;
+  for (int a = 0; a < V; a++)
+    s += exp(x[a] - m);
+  return m + log(s);
+}
+
+static int dfpo_mask(void *vctx, int step, int B, int V, const int *seqs, float *logits) {
+  dfpo_mask_ctx *c = vctx;
+  const float *ref;
+  if (step == 0) {
+    int max_len = c->Tp + c->N - 1 > c->Tp ? c->Tp + c->N - 1 : c->Tp;
+    ref = gpt2_decode_begin(c->ref, c->prompts, c->kstart, B, c->Tp, max_len, c->err);
+  } else {
+    for (int b = 0; b < B; b++) {
+      int tok = seqs[(size_t)b * c->N + step - 1];
+      c->next[b] = tok >= 0 ? tok : (c->eos >= 0 ? c->eos : 0);
+    }
+    ref = gpt2_decode_step(c->ref, c->next, c->err);
+  }
+  if (!ref)
+    return -1;
+  float inv_t = c->temperature > 0 ? 1.0f / c->temperature : 1.0f;
+  for (int b = 0; b < B; b++) {
+    float *z = logits + (size_t)b * V;
+    const float *r = ref + (size_t)b * V;
+    double lz = row_lse(z, V), lr = -INFINITY, m = -INFINITY, s = 0;
+    for (int a = 0; a < V; a++)
+      if (r[a] * inv_t > m)
+        m = r[a] * inv_t;
+    for (int a = 0; a < V; a++)
+      s += exp(r[a] * inv_t - m);
+    lr = m + log(s);
+    for (int a = 0; a < V; a++) {
+      double lp = z[a] - lz, lq = r[a] * inv_t - lr;
+      int keep = c->sign[b] > 0 ? lp <= lq : lp >= lq;
+      if (!keep)
+        z[a] = -INFINITY;
+    }
+  }
+  return 0;
+}
+
+/* Per-iteration buffers, freed together. */
+typedef struct bufs {
+  int *out, *lens, *seq, *targets, *order, *sign, *next, *mb_seq, *mb_targets, *mb_kstart;
+  float *logps_b, *lp_full, *logp_old, *logp_ref, *values_full, *values, *R, *rewards, *adv, *ret,
+      *w, *mb_lp, *mb_adv, *mb_old, *mb_w, *dlogp, *dlogp_full, *mb_vals, *dvals_full, *logsm;
+} bufs;
+
+static void bufs_free(bufs *b) {
+  int *ints[] = {b->out,  b->lens, b->seq,    b->targets,    b->order,
+                 b->sign, b->next, b->mb_seq, b->mb_targets, b->mb_kstart};
+  float *floats[] = {b->logps_b, b->lp_full,    b->logp_old, b->logp_ref,   b->values_full,
+                     b->values,  b->R,          b->rewards,  b->adv,        b->ret,
+                     b->w,       b->mb_lp,      b->mb_adv,   b->mb_old,     b->mb_w,
+                     b->dlogp,   b->dlogp_full, b->mb_vals,  b->dvals_full, b->logsm};
+  for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
+    free(ints[i]);
+  for (size_t i = 0; i < sizeof floats / sizeof floats[0]; i++)
+    free(floats[i]);
+}
+
+/* Gathers per-action values: dst[b, t] = src[b, Tp - 1 + t] of a [B, L]
+ * array (the position whose output predicts action t). */
+static void gather(float *dst, const float *src, int B, int L, int Tp, int N) {
+  for (int b = 0; b < B; b++)
+    for (int t = 0; t < N; t++)
+      dst[(size_t)b * N + t] = src[(size_t)b * L + Tp - 1 + t];
+}
+
+static void scatter(float *dst, const float *src, int B, int L, int Tp, int N) {
+  memset(dst, 0, sizeof(float) * (size_t)B * L);
+  for (int b = 0; b < B; b++)
+    for (int t = 0; t < N; t++)
+      dst[(size_t)b * L + Tp - 1 + t] = src[(size_t)b * N + t];
+}
+
+/* Log-softmax rows of the logits at the action positions, for the exact KL:
+ * out[(b * N + t) * V + a]. */
+static void action_log_softmax(float *out, const float *logits, const int *lens, int B, int L,
+                               int Tp, int N, int V) {
+  for (int b = 0; b < B; b++)
+    for (int t = 0; t < lens[b]; t++) {
+      const float *z = logits + ((size_t)b * L + Tp - 1 + t) * V;
+      double lz = row_lse(z, V);
+      float *o = out + ((size_t)b * N + t) * V;
+      for (int a = 0; a < V; a++)
+        o[a] = (float)(z[a] - lz);
+    }
+}
+
+#define ALLOC(p, n)                                                                                \
+  do {                                                                                             \
+    (p) = calloc((size_t)(n), sizeof *(p));                                                        \
+    if (!(p))                                                                                      \
+      goto oom;                                                                                    \
+  } while (0)
+
+int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int Tp,
+               rl_reward_fn reward, void *reward_ctx, rl_stats *st, dfpo_err *err) {
+  const rl_config *cfg = &t->cfg;
+  const int N = cfg->sampling.max_new, L = Tp + N, V = gpt2_get_config(t->policy)->vocab_size;
+  const int eos = cfg->sampling.eos, pad = eos >= 0 ? eos : 0;
+  const int dfpo = cfg->algo == RL_DFPO;
+  memset(st, 0, sizeof *st);
+  st->beta = dfpo ? 0 : t->beta;
+  if (B < 1 || Tp < 1 || N < 1)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "rl: need at least one prompt, prompt token and new token");
+  /* Exact per-token KL needs both models' distributions at every action:
+   * kept only while that fits in 64 MiB. */
+  int exact_kl = (size_t)B * N * V <= ((size_t)16 << 20);
+  bufs k;
+  memset(&k, 0, sizeof k);
+  int rc = DFPO_OK;
+  size_t BN = (size_t)B * N, BL = (size_t)B * L;
+  ALLOC(k.out, BN);
+  ALLOC(k.lens, B);
+  ALLOC(k.seq, BL);
+  ALLOC(k.targets, BL);
+  ALLOC(k.order, B);
+  ALLOC(k.sign, B);
+  ALLOC(k.next, B);
+  ALLOC(k.mb_seq, BL);
+  ALLOC(k.mb_targets, BL);
+  ALLOC(k.mb_kstart, B);
+  ALLOC(k.logps_b, BN);
+  ALLOC(k.lp_full, BL);
+  ALLOC(k.logp_old, BN);
+  ALLOC(k.logp_ref, BN);
+  ALLOC(k.values_full, BL);
+  ALLOC(k.values, BN);
+  ALLOC(k.R, B);
+  ALLOC(k.rewards, BN);
+  ALLOC(k.adv, BN);
+  ALLOC(k.ret, BN);
+  ALLOC(k.w, BN);
+  ALLOC(k.mb_lp, BN);
+  ALLOC(k.mb_adv, BN);
+  ALLOC(k.mb_old, BN);
+  ALLOC(k.mb_w, BN);
+  ALLOC(k.dlogp, BN);
+  ALLOC(k.dlogp_full, BL);
+  ALLOC(k.mb_vals, BL);
+  ALLOC(k.dvals_full, BL);
+  if (exact_kl)
+    ALLOC(k.logsm, BN * (size_t)V);
+
+  /* 1. rollouts */
+  gpt2_sampling s = cfg->sampling;
+  dfpo_mask_ctx mc = {t->ref, prompts, kstart, k.sign, Tp, N, eos, s.temperature, k.next, err};
+  for (int b = 0; b < B; b++)
+    k.sign[b] = b < (B + 1) / 2 ? 1 : -1;
+  if (dfpo) {
+    s.mask = dfpo_mask;
+    s.mask_ctx = &mc;
+  }
+  rc = gpt2_generate(t->policy, prompts, kstart, B, Tp, &s, &t->rng, k.out, k.lens, k.logps_b, err);
+  if (rc)
+    goto done;
+
+  /* 2. whole sequences and the targets that pick each action */
+  for (int b = 0; b < B; b++) {
+    for (int j = 0; j < Tp; j++)
+      k.seq[(size_t)b * L + j] = prompts[(size_t)b * Tp + j];
+    for (int i = 0; i < N; i++) {
+      int tok = k.out[(size_t)b * N + i];
+      k.seq[(size_t)b * L + Tp + i] = tok >= 0 ? tok : pad;
+    }
+    for (int j = 0; j < L; j++)
+      k.targets[(size_t)b * L + j] = -1;
+    for (int i = 0; i < k.lens[b]; i++) {
+      k.targets[(size_t)b * L + Tp - 1 + i] = k.seq[(size_t)b * L + Tp + i];
+      k.w[(size_t)b * N + i] = 1.0f;
+    }
+    st->mean_len += k.lens[b] / (double)B;
+  }
+
+  /* 3. log-probabilities under the policy (before the update) and the
+   * reference, values, and the exact per-token KL */
+  if ((rc = gpt2_forward(t->policy, k.seq, kstart, B, L, err)) ||
+      (rc = gpt2_lm_logprobs(t->policy, k.targets, k.lp_full, NULL, err)))
+    goto done;
+  gather(k.logp_old, k.lp_full, B, L, Tp, N);
+  if (exact_kl)
+    action_log_softmax(k.logsm, gpt2_lm_logits(t->policy), k.lens, B, L, Tp, N, V);
+  if ((rc = gpt2_forward(t->ref, k.seq, kstart, B, L, err)) ||
+      (rc = gpt2_lm_logprobs(t->ref, k.targets, k.lp_full, NULL, err)))
+    goto done;
+  gather(k.logp_ref, k.lp_full, B, L, Tp, N);
+  if (exact_kl) {
+    const float *zr = gpt2_lm_logits(t->ref);
+    double kl = 0, n = 0;
+    for (int b = 0; b < B; b++)
+      for (int i = 0; i < k.lens[b]; i++) {
+        const float *z = zr + ((size_t)b * L + Tp - 1 + i) * V;
+        const float *lp = k.logsm + ((size_t)b * N + i) * V;
+        double lz = row_lse(z, V);
+        for (int a = 0; a < V; a++)
+          kl += exp(lp[a]) * (lp[a] - (z[a] - lz));
+        n++;
+      }
+    st->kl_token = n > 0 ? kl / n : 0;
+  } else {
+    st->kl_token = NAN;
+  }
+  if ((rc = gpt2_forward(t->value, k.seq, kstart, B, L, err)) ||
+      (rc = gpt2_value_forward(t->value, k.values_full, err)))
+    goto done;
+  gather(k.values, k.values_full, B, L, Tp, N);
+
+  /* 4. rewards, GAE */
+  if ((rc = reward(reward_ctx, B, prompts, kstart, Tp, k.out, k.lens, N, k.R, err)))
+    goto done;
+  for (int b = 0; b < B; b++) {
+    st->reward += k.R[b] / B;
+    double kl = 0;
+    for (int i = 0; i < k.lens[b]; i++)
+      kl += k.logp_old[(size_t)b * N + i] - k.logp_ref[(size_t)b * N + i];
+    st->kl_seq += kl / B;
+  }
+  rl_kl_rewards(k.logp_old, k.logp_ref, k.R, k.lens, B, N, dfpo ? 0.0f : (float)t->beta, k.rewards);
+  rl_gae(k.rewards, k.values, k.lens, B, N, cfg->gamma, cfg->lambda, k.adv, k.ret);
+  if (dfpo)
+    for (int b = 0; b < B; b++)
+      rl_truncate_advantages(k.adv + (size_t)b * N, N, k.sign[b]);
+
+  /* 5. minibatch epochs */
+  gpt2_adamw opt = gpt2_adamw_default();
+  opt.weight_decay = cfg->weight_decay;
+  opt.clip = cfg->max_grad_norm;
+  for (int b = 0; b < B; b++)
+    k.order[b] = b;
+  for (int e = 0; e < cfg->epochs; e++) {
+    dfpo_rng_shuffle(&t->rng, k.order, (size_t)B, sizeof k.order[0]);
+    for (int start = 0; start < B; start += cfg->minibatch) {
+      int mb = B - start < cfg->minibatch ? B - start : cfg->minibatch;
+      int *mlens = k.next; /* reused: lengths of the minibatch rows */
+      for (int i = 0; i < mb; i++) {
+        int b = k.order[start + i];
+        memcpy(k.mb_seq + (size_t)i * L, k.seq + (size_t)b * L, sizeof(int) * L);
+        memcpy(k.mb_targets + (size_t)i * L, k.targets + (size_t)b * L, sizeof(int) * L);
+        k.mb_kstart[i] = kstart ? kstart[b] : 0;
+        mlens[i] = k.lens[b];
+        memcpy(k.mb_adv + (size_t)i * N, k.adv + (size_t)b * N, sizeof(float) * N);
+        memcpy(k.mb_old + (size_t)i * N, k.logp_old + (size_t)b * N, sizeof(float) * N);
+        memcpy(k.mb_w + (size_t)i * N, k.w + (size_t)b * N, sizeof(float) * N);
+      }
+      /* policy */
+      gpt2_zero_grad(t->policy);
+      if ((rc = gpt2_forward(t->policy, k.mb_seq, k.mb_kstart, mb, L, err)) ||
+          (rc = gpt2_lm_logprobs(t->policy, k.mb_targets, k.lp_full, NULL, err)))
+        goto done;
+      gather(k.mb_lp, k.lp_full, mb, L, Tp, N);
+      int n = mb * N;
+      if (!dfpo) {
+        rl_normalize(k.mb_adv, mlens, mb, N);
+        st->policy_loss = rl_ppo_policy_loss(k.mb_lp, k.mb_old, k.mb_adv, k.mb_w, n, cfg->clip_eps,
+                                             k.dlogp, &st->clipfrac);
+      } else if (cfg->dfpo_ratio_clip > 0) {
+        st->policy_loss = rl_ppo_policy_loss(k.mb_lp, k.mb_old, k.mb_adv, k.mb_w, n,
+                                             cfg->dfpo_ratio_clip, k.dlogp, &st->clipfrac);
+      } else {
+        st->policy_loss = rl_pg_loss(k.mb_lp, k.mb_adv, k.mb_w, n, k.dlogp);
+      }
+      scatter(k.dlogp_full, k.dlogp, mb, L, Tp, N);
+      if ((rc = gpt2_lm_backward(t->policy, k.dlogp_full, NULL, err)) ||
+          (rc = gpt2_adamw_step(t->policy, &opt, cfg->lr, NULL, err)))
+        goto done;
+      /* value model: vf_coef * 0.5 * mean (V - R)^2 over the actions */
+      gpt2_zero_grad(t->value);
+      if ((rc = gpt2_forward(t->value, k.mb_seq, k.mb_kstart, mb, L, err)) ||
+          (rc = gpt2_value_forward(t->value, k.mb_vals, err)))
+        goto done;
+      double count = 0, vloss = 0;
+      for (int i = 0; i < n; i++)
+        count += k.mb_w[i];
+      memset(k.dvals_full, 0, sizeof(float) * (size_t)mb * L);
+      for (int i = 0; i < mb; i++) {
+        int b = k.order[start + i];
+        for (int j = 0; j < mlens[i]; j++) {
+          size_t pos = (size_t)i * L + Tp - 1 + j;
+          double d = k.mb_vals[pos] - k.ret[(size_t)b * N + j];
+          vloss += 0.5 * d * d / count;
+          k.dvals_full[pos] = (float)(cfg->vf_coef * d / count);
+        }
+      }
+      st->value_loss = cfg->vf_coef * vloss;
+      if ((rc = gpt2_value_backward(t->value, k.dvals_full, err)) ||
+          (rc = gpt2_adamw_step(t->value, &opt, cfg->lr, NULL, err)))
+        goto done;
+    }
+  }
+  if (!dfpo && cfg->kl_adaptive)
+    t->beta = rl_kl_adaptive(t->beta, st->kl_seq, cfg->kl_target);
+done:
+  bufs_free(&k);
+  return rc;
+oom:
+  bufs_free(&k);
+  return dfpo_err_set(err, DFPO_ERUNTIME, "rl: out of memory for B=%d, T=%d", B, L);
+}
