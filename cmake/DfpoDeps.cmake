@@ -16,6 +16,10 @@ endfunction()
 
 dfpo_require_pkg(CJSON libcjson libcjson-dev)
 dfpo_require_pkg(OPENBLAS openblas libopenblas-dev)
+# datasets/: downloads, archive extraction, SHA-256
+dfpo_require_pkg(CURL libcurl libcurl4-openssl-dev)
+dfpo_require_pkg(ARCHIVE libarchive libarchive-dev)
+dfpo_require_pkg(CRYPTO libcrypto libssl-dev)
 
 find_package(OpenMP COMPONENTS C)
 if(NOT OpenMP_C_FOUND)
