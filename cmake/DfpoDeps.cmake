@@ -18,6 +18,10 @@ dfpo_require_pkg(CJSON libcjson libcjson-dev)
 dfpo_require_pkg(OPENBLAS openblas libopenblas-dev)
 dfpo_require_pkg(PLPLOT plplot libplplot-dev)
 dfpo_require_pkg(PCRE2 libpcre2-8 libpcre2-dev)
+# datasets/: downloads, archive extraction, SHA-256
+dfpo_require_pkg(CURL libcurl libcurl4-openssl-dev)
+dfpo_require_pkg(ARCHIVE libarchive libarchive-dev)
+dfpo_require_pkg(CRYPTO libcrypto libssl-dev)
 
 find_package(OpenMP COMPONENTS C)
 if(NOT OpenMP_C_FOUND)

@@ -1,14 +1,25 @@
 /* datasets: the manifest, downloads, verification, extraction and the
  * importers that turn IMDB, RealToxicityPrompts and CommonGen into split
- * files (DESIGN.md sections 4 and 5).
+ * files (DESIGN.md sections 4, 5 and 10; docs/datasets.md).
  *
- * Prefix: ds_. Depends on common/ only. Ownership: callers own what they
- * pass in; paths written into caller buffers are NUL-terminated.
+ * Prefix: ds_. Depends on common/ only (plus libcurl, libarchive, libcrypto
+ * and cJSON). Ownership: callers own what they pass in; structs filled by a
+ * function and holding heap memory have a matching _free; paths written into
+ * caller buffers are NUL-terminated.
+ *
+ * Cache layout, under dfpo_cache_dir():
+ *   datasets/<name>/<version>/stamp.json      what was verified and how
+ *   datasets/<name>/<version>/raw/...         the members, as in the archive
+ *   datasets/<name>/<version>/splits/NAME.jsonl  the prepared split files
+ *   datasets/<name>/<version>/splits/prepared.json  counts, seed, verified
+ *   datasets/<name>/<version>/<file>.part     a download in progress
  */
 #ifndef DFPO_DATASETS_H
 #define DFPO_DATASETS_H
 
 #include "common/common.h"
+
+#include <cjson/cJSON.h>
 
 /* The cache folder of one dataset version: <cache>/datasets/<name>/<version>
  * (DESIGN.md section 4). Written into buf. */
@@ -91,5 +102,182 @@ int ds_synth_sample(const ds_synth *L, dfpo_rng *rng, int sentiment, int min_wor
 /* Joins ids into text (words separated by single spaces); returns a heap
  * string the caller frees, or NULL when out of memory. */
 char *ds_synth_text(const ds_synth *L, const int *ids, int n);
+/* -------------------------------------------------------------- manifest */
+/* A member the importer uses: a path pattern (fnmatch with FNM_PATHNAME, so
+ * '*' stays within one folder), relative to the archive root, with an
+ * optional file-level SHA-256 (lowercase hex). */
+typedef struct ds_member {
+  char *path;
+  char *sha256; /* NULL when the manifest gives none */
+  int required; /* an import without a matching file fails */
+} ds_member;
+/* One manifest entry (a dataset or an asset). Every string is owned by the
+ * manifest. format: "tar.gz", "zip" or "file" (the download is the member). */
+typedef struct ds_entry {
+  char *name, *version, *kind, *importer, *file, *format;
+  char **urls;
+  size_t n_urls;
+  uint64_t size;        /* bytes of the download */
+  char *sha256;         /* of the download */
+  char *content_digest; /* of the members (see ds_content_digest), or NULL */
+  ds_member *members;   /* for format "file": one member, the file itself */
+  size_t n_members;
+  uint64_t max_entries, max_bytes; /* extraction limits */
+  char *license, *citation;
+} ds_entry;
+typedef struct ds_manifest {
+  ds_entry *entries;
+  size_t n;
+} ds_manifest;
+/* Parses manifest JSON (len bytes, need not be NUL-terminated). `source`
+ * names the text in messages (a file name or "built-in manifest"). Rejects
+ * unknown keys, wrong types, missing fields, bad hashes, bad names and
+ * duplicate entries with a message naming source and the entry/key. On
+ * failure *m is empty. */
+int ds_manifest_parse(ds_manifest *m, const char *text, size_t len, const char *source,
+                      dfpo_err *err);
+/* Loads path, or the built-in manifest when path is NULL. */
+int ds_manifest_load(ds_manifest *m, const char *path, dfpo_err *err);
+void ds_manifest_free(ds_manifest *m);
+/* The entry named name, or NULL. */
+const ds_entry *ds_manifest_find(const ds_manifest *m, const char *name);
+/* The compiled-in manifest text (static storage). */
+const char *ds_manifest_builtin(size_t *len);
+/* ------------------------------------------------------------- checksums */
+/* SHA-256 of a file as 64 lowercase hex characters plus NUL. */
+int ds_sha256_file(const char *path, char hex[65], dfpo_err *err);
+/* SHA-256 of a buffer. */
+void ds_sha256_buf(const void *data, size_t len, char hex[65]);
+/* The content digest of the regular files under dir whose relative paths
+ * match the members (all files when n_members is 0): SHA-256 of the listing
+ * "<sha256-hex>  <relative path>\n" sorted bytewise, i.e. the output of
+ * `find ... | LC_ALL=C sort | xargs sha256sum | sha256sum`. *files receives
+ * the number of files listed (optional). */
+int ds_content_digest(const char *dir, const ds_member *members, size_t n_members, char hex[65],
+                      size_t *files, dfpo_err *err);
+/* ----------------------------------------------------------------- stamp */
+/* How an import was verified (the stamp's "verified_by"). */
+typedef enum {
+  DS_UNVERIFIED = 0, /* imported with --unverified */
+  DS_BY_ARCHIVE = 1, /* SHA-256 of the archive or file as downloaded */
+  DS_BY_CONTENT = 2, /* the manifest's content digest of the members */
+  DS_BY_FILES = 3    /* every member present has a matching file SHA-256 */
+} ds_method;
+const char *ds_method_name(ds_method m); /* "unverified", "archive-sha256", ... */
+/* stamp.json, written last by an import: what the cache holds and how it was
+ * verified. raw_digest is the content digest of everything under raw/, so
+ * that `verify` can re-check the cache without the archive. */
+typedef struct ds_stamp {
+  char name[64], version[64];
+  ds_method method;
+  int verified; /* method != DS_UNVERIFIED */
+  char source[1024];
+  char sha256[65];     /* of the imported archive or file; "" for a folder */
+  char raw_digest[65]; /* content digest of raw/ */
+  uint64_t files, bytes;
+  char members_missing[256]; /* optional members not present, space-separated */
+  char imported_at[32];      /* UTC, ISO 8601 */
+} ds_stamp;
+/* Reads <dataset dir>/stamp.json. DFPO_EDATA with "not in the cache" when
+ * absent. */
+int ds_stamp_read(const ds_entry *e, ds_stamp *s, dfpo_err *err);
+/* ---------------------------------------------------------------- import */
+/* Imports a local archive (.tar.gz, .tgz, .tar, .zip), a folder or a single file
+ * into the cache: safe extraction of the members (see ds_extract), then
+ * verification by archive SHA-256, content digest, or file SHA-256s, in that
+ * order. Data that matches none is refused (DFPO_EDATA) unless
+ * allow_unverified, and is then stamped "unverified". The previous cache
+ * content is replaced only after success; prepared splits are removed. */
+int ds_import(const ds_entry *e, const char *path, int allow_unverified, ds_stamp *out,
+              dfpo_err *err);
+/* Re-checks the cache: the stamp exists and raw/ still has the recorded
+ * digest (and, for a content- or file-verified import, the manifest's). */
+int ds_verify(const ds_entry *e, ds_stamp *out, dfpo_err *err);
+/* Safe extraction of an archive into dest (which must exist): only entries
+ * whose path matches a member are written (all regular files when
+ * n_members is 0). Refused, with DFPO_EDATA naming the entry: absolute paths,
+ * ".." components, links whose target leaves dest, device files, FIFOs and
+ * sockets, duplicate members, more than max_entries entries or more than
+ * max_bytes bytes written (0: no limit). Links that stay inside are skipped.
+ * files and bytes (optional) receive what was written. */
+int ds_extract(const char *archive, const char *dest, const ds_member *members, size_t n_members,
+               uint64_t max_entries, uint64_t max_bytes, size_t *files, uint64_t *bytes,
+               dfpo_err *err);
+/* ----------------------------------------------------------------- fetch */
+typedef struct ds_fetch_opts {
+  const char *const *mirrors; /* base URLs tried first, in order; <base>/<file> */
+  size_t n_mirrors;
+  long connect_timeout_s; /* DFPO_FETCH_CONNECT_TIMEOUT, default 30 */
+  long stall_timeout_s;   /* below low_speed_bytes/s for this long: DFPO_FETCH_STALL_TIMEOUT, 60 */
+  long low_speed_bytes;   /* default 1 */
+  int retries;            /* extra attempts per source on transient errors: DFPO_FETCH_RETRIES, 4 */
+  long backoff_ms;        /* first backoff, doubled per attempt: DFPO_FETCH_BACKOFF_MS, 1000 */
+  long backoff_max_ms;    /* cap: 60000 */
+  int progress;           /* draw a progress bar on stderr */
+} ds_fetch_opts;
+/* Defaults, then the DFPO_FETCH_* environment variables; mirrors are left
+ * empty (the caller adds --mirror and DFPO_MIRROR). */
+void ds_fetch_opts_init(ds_fetch_opts *o);
+/* Downloads into dest from the sources in order: body to "<dest>.part"
+ * (resumed with an HTTP Range request when it exists), retried with
+ * exponential backoff on transient failures (connection errors, timeouts,
+ * HTTP 5xx and 429), refused when larger than size, and renamed to dest only
+ * when it has exactly size bytes and the SHA-256. A source that fails for
+ * good (4xx, wrong bytes) is reported and the next one is tried; wrong bytes
+ * are deleted. used (optional) receives the URL that worked. */
+int ds_download(const char *const *urls, size_t n_urls, const char *dest, uint64_t size,
+                const char *sha256, const ds_fetch_opts *o, char *used, size_t n_used,
+                dfpo_err *err);
+/* Fetches an entry into the cache: download (mirrors first, then the
+ * manifest's URLs) into the dataset folder, then ds_import of the verified
+ * download, which is deleted afterwards. */
+int ds_fetch(const ds_entry *e, const ds_fetch_opts *o, ds_stamp *out, dfpo_err *err);
+/* ----------------------------------------------------------------- JSONL */
+/* A JSONL reader: one JSON object per line; empty lines are skipped. */
+typedef struct ds_jsonl {
+  FILE *fp;
+  char *path; /* owned */
+  char *line; /* owned buffer */
+  size_t cap;
+  size_t lineno;
+} ds_jsonl;
+int ds_jsonl_open(ds_jsonl *j, const char *path, dfpo_err *err);
+/* The next object (caller frees with cJSON_Delete), or *obj = NULL at the
+ * end. A line that is not one JSON object (syntax error, trailing text, a NUL
+ * byte, another type) fails with DFPO_EDATA naming "<path>:<line>". */
+int ds_jsonl_next(ds_jsonl *j, cJSON **obj, dfpo_err *err);
+void ds_jsonl_close(ds_jsonl *j);
+/* Parses one line of len bytes (no newline) as ds_jsonl_next does; name and
+ * lineno go into messages. */
+int ds_jsonl_parse_line(const char *line, size_t len, const char *name, size_t lineno, cJSON **obj,
+                        dfpo_err *err);
+/* --------------------------------------------------------------- prepare */
+#define DS_MAX_SPLITS 8
+#define DS_DEFAULT_SEED 42
+typedef struct ds_split_info {
+  char name[32];     /* "train", "validation", "test", or an extra file */
+  size_t records;    /* lines in the file */
+  size_t references; /* total references over the records */
+} ds_split_info;
+typedef struct ds_prepared {
+  char dir[4096]; /* the splits folder */
+  int verified;   /* from the stamp: unverified data stays marked */
+  uint64_t seed;
+  ds_split_info splits[DS_MAX_SPLITS];
+  int n_splits;
+} ds_prepared;
+/* Parses the imported members into the split files (DESIGN.md section 4),
+ * written atomically, then splits/prepared.json. Seeded splits use seed
+ * (DS_DEFAULT_SEED unless the caller has another). Fails with DFPO_EDATA
+ * when the dataset is not imported, or naming the file and line of a bad
+ * record. */
+int ds_prepare(const ds_entry *e, uint64_t seed, ds_prepared *out, dfpo_err *err);
+/* Reads splits/prepared.json of a prepared dataset. */
+int ds_prepared_read(const ds_entry *e, ds_prepared *out, dfpo_err *err);
+/* The path of a member file in the cache (assets: the file itself), checking
+ * that the entry is imported. *verified (optional) receives the stamp's
+ * verdict. */
+int ds_member_path(const ds_entry *e, const char *member, char *buf, size_t n, int *verified,
+                   dfpo_err *err);
 
 #endif

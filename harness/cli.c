@@ -7,6 +7,8 @@ const cli_cmd cli_commands[] = {
     {"env", "what this machine offers: threads, BLAS, CUDA, the cache folder", cmd_env},
     {"config", "load, check and print suite and run configs", cmd_config},
     {"tokenizer", "GPT-2 byte-level BPE: encode, decode, train", cmd_tokenizer},
+    {"datasets", "list, import, verify and prepare the datasets of the manifest", cmd_datasets},
+    {"fetch", "download datasets and assets: resumable, verified, mirrors first", cmd_fetch},
     {NULL, NULL, NULL}};
 
 void cli_reset_getopt(void) {

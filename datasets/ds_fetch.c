@@ -1,0 +1,325 @@
+#include "datasets/ds_internal.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static long env_long(const char *name, long def, long lo) {
+  const char *v = getenv(name);
+  if (!v || !v[0])
+    return def;
+  char *end;
+  long x = strtol(v, &end, 10);
+  if (*end || x < lo) {
+    dfpo_warn("ignoring %s=%s (not an integer >= %ld)", name, v, lo);
+    return def;
+  }
+  return x;
+}
+
+void ds_fetch_opts_init(ds_fetch_opts *o) {
+  memset(o, 0, sizeof *o);
+  o->connect_timeout_s = env_long("DFPO_FETCH_CONNECT_TIMEOUT", 30, 1);
+  o->stall_timeout_s = env_long("DFPO_FETCH_STALL_TIMEOUT", 60, 1);
+  o->low_speed_bytes = 1;
+  o->retries = (int)env_long("DFPO_FETCH_RETRIES", 4, 0);
+  o->backoff_ms = env_long("DFPO_FETCH_BACKOFF_MS", 1000, 0);
+  o->backoff_max_ms = 60000;
+  o->progress = 1;
+}
+
+/* One attempt's state, shared with the curl callbacks. */
+typedef struct xfer {
+  FILE *fp;
+  uint64_t have; /* bytes in .part before this attempt */
+  uint64_t got;  /* bytes written by this attempt */
+  uint64_t size; /* the manifest's size */
+  int started, over, restarted, werr;
+  CURL *curl;
+  dfpo_progress *prog;
+} xfer;
+
+static size_t on_write(char *data, size_t one, size_t n, void *user) {
+  xfer *x = user;
+  (void)one;
+  if (!x->started) {
+    x->started = 1;
+    long code = 0;
+    curl_easy_getinfo(x->curl, CURLINFO_RESPONSE_CODE, &code);
+    if (x->have && code == 200) {
+      /* The server ignored the Range request and sends everything again. */
+      if (ftruncate(fileno(x->fp), 0) != 0 || fseek(x->fp, 0, SEEK_SET) != 0) {
+        x->werr = errno;
+        return 0;
+      }
+      x->have = 0;
+      x->restarted = 1;
+    }
+    curl_off_t cl = -1;
+    curl_easy_getinfo(x->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
+    if (cl >= 0 && x->have + (uint64_t)cl > x->size) {
+      x->over = 1;
+      return 0;
+    }
+  }
+  if (x->have + x->got + n > x->size) {
+    x->over = 1;
+    return 0;
+  }
+  if (fwrite(data, 1, n, x->fp) != n) {
+    x->werr = errno ? errno : EIO;
+    return 0;
+  }
+  x->got += n;
+  return n;
+}
+
+static int on_progress(void *user, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow) {
+  xfer *x = user;
+  (void)dltotal;
+  (void)ultotal;
+  (void)ulnow;
+  if (x->prog)
+    dfpo_progress_update(x->prog, x->have + (uint64_t)dlnow);
+  return 0;
+}
+
+static void sleep_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+}
+
+static uint64_t file_size(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+enum { TRY_OK, TRY_TRANSIENT, TRY_NEXT, TRY_FATAL };
+
+/* One attempt at url, appending to part. Fills why on failure. */
+static int attempt(const char *url, const char *part, uint64_t size, const ds_fetch_opts *o,
+                   char *why, size_t nwhy, int *wrong) {
+  uint64_t have = file_size(part);
+  if (have > size) {
+    if (truncate(part, 0) != 0) {
+      ds_sfmt(why, nwhy, "%s: cannot truncate: %s", part, strerror(errno));
+      return TRY_FATAL;
+    }
+    have = 0;
+  }
+  if (have == size)
+    return TRY_OK; /* complete already (e.g. killed before the rename) */
+  FILE *fp = fopen(part, "ab");
+  if (!fp) {
+    ds_sfmt(why, nwhy, "%s: cannot open: %s", part, strerror(errno));
+    return TRY_FATAL;
+  }
+  CURL *c = curl_easy_init();
+  if (!c) {
+    fclose(fp);
+    ds_sfmt(why, nwhy, "cannot start libcurl");
+    return TRY_FATAL;
+  }
+  dfpo_progress prog;
+  xfer x = {fp, have, 0, size, 0, 0, 0, 0, c, NULL};
+  if (o->progress) {
+    dfpo_progress_start(&prog, "download", size, 1);
+    dfpo_progress_update(&prog, have);
+    x.prog = &prog;
+  }
+  char errbuf[CURL_ERROR_SIZE] = "";
+  curl_easy_setopt(c, CURLOPT_URL, url);
+  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https,file");
+  curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
+  curl_easy_setopt(c, CURLOPT_MAXREDIRS, 10L);
+  curl_easy_setopt(c, CURLOPT_FAILONERROR, 1L);
+  curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L); /* always: never turned off */
+  curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, o->connect_timeout_s);
+  curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, o->low_speed_bytes);
+  curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, o->stall_timeout_s);
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c, CURLOPT_USERAGENT, "dfpo (https://github.com/; dataset fetcher)");
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_write);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &x);
+  curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+  curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+  curl_easy_setopt(c, CURLOPT_XFERINFODATA, &x);
+  if (have)
+    curl_easy_setopt(c, CURLOPT_RESUME_FROM_LARGE, (curl_off_t)have);
+  CURLcode r = curl_easy_perform(c);
+  long code = 0;
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+  curl_easy_cleanup(c);
+  int ferr = fclose(fp) != 0;
+  if (o->progress)
+    dfpo_progress_finish(&prog);
+  if (have && !x.restarted && x.got)
+    dfpo_info("resumed %s at byte %llu", url, (unsigned long long)have);
+  const char *msg = errbuf[0] ? errbuf : curl_easy_strerror(r);
+  if (x.over) {
+    unlink(part);
+    ds_sfmt(why, nwhy, "%s: the body is larger than the manifest's %llu bytes; refused", url,
+            (unsigned long long)size);
+    *wrong = 1;
+    return TRY_NEXT;
+  }
+  if (x.werr || ferr) {
+    ds_sfmt(why, nwhy, "%s: write failed: %s", part, strerror(x.werr ? x.werr : EIO));
+    return TRY_FATAL;
+  }
+  switch (r) {
+  case CURLE_OK:
+    break;
+  case CURLE_HTTP_RETURNED_ERROR:
+    ds_sfmt(why, nwhy, "%s: HTTP %ld", url, code);
+    return code >= 500 || code == 429 || code == 408 ? TRY_TRANSIENT : TRY_NEXT;
+  case CURLE_COULDNT_CONNECT:
+  case CURLE_OPERATION_TIMEDOUT:
+  case CURLE_PARTIAL_FILE:
+  case CURLE_RECV_ERROR:
+  case CURLE_SEND_ERROR:
+  case CURLE_GOT_NOTHING:
+  case CURLE_COULDNT_RESOLVE_PROXY:
+  case CURLE_HTTP2:
+  case CURLE_HTTP2_STREAM:
+    ds_sfmt(why, nwhy, "%s: %s", url, r == CURLE_OPERATION_TIMEDOUT ? "timed out" : msg);
+    if (r == CURLE_OPERATION_TIMEDOUT && errbuf[0])
+      ds_sfmt(why, nwhy, "%s: timed out (%s)", url, errbuf);
+    return TRY_TRANSIENT;
+  case CURLE_RANGE_ERROR:
+  case CURLE_BAD_DOWNLOAD_RESUME:
+    if (truncate(part, 0) != 0)
+      dfpo_debug("%s: cannot truncate: %s", part, strerror(errno));
+    ds_sfmt(why, nwhy, "%s: cannot resume (%s); starting again", url, msg);
+    return TRY_TRANSIENT;
+  default:
+    ds_sfmt(why, nwhy, "%s: %s", url, msg);
+    return TRY_NEXT;
+  }
+  uint64_t now = file_size(part);
+  if (now < size) {
+    ds_sfmt(why, nwhy, "%s: the body ended after %llu of %llu bytes", url, (unsigned long long)now,
+            (unsigned long long)size);
+    return TRY_TRANSIENT;
+  }
+  return TRY_OK;
+}
+
+int ds_download(const char *const *urls, size_t n_urls, const char *dest, uint64_t size,
+                const char *sha256, const ds_fetch_opts *o, char *used, size_t n_used,
+                dfpo_err *err) {
+  char part[DS_PATH_MAX];
+  int w = snprintf(part, sizeof part, "%s.part", dest);
+  if (w < 0 || (size_t)w >= sizeof part)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "path too long: %s", dest);
+  char log[DFPO_ERR_MSG_MAX] = "";
+  size_t ll = 0;
+  int any_wrong = 0;
+  for (size_t i = 0; i < n_urls; i++) {
+    char why[512] = "";
+    int wrong = 0, res = TRY_NEXT;
+    for (int a = 0; a <= o->retries; a++) {
+      if (a) {
+        long ms = o->backoff_ms;
+        for (int k = 1; k < a && ms < o->backoff_max_ms; k++)
+          ms *= 2;
+        if (ms > o->backoff_max_ms)
+          ms = o->backoff_max_ms;
+        dfpo_warn("%s; retrying in %.1f s (attempt %d of %d)", why, (double)ms / 1000.0, a + 1,
+                  o->retries + 1);
+        sleep_ms(ms);
+      }
+      dfpo_info("downloading %s", urls[i]);
+      res = attempt(urls[i], part, size, o, why, sizeof why, &wrong);
+      if (res != TRY_TRANSIENT)
+        break;
+    }
+    if (res == TRY_FATAL)
+      return dfpo_err_set(err, DFPO_ERUNTIME, "%s", why);
+    if (res == TRY_OK) {
+      char hex[65];
+      int rc = ds_sha256_file(part, hex, err);
+      if (rc)
+        return rc;
+      if (!strcmp(hex, sha256)) {
+        if (rename(part, dest) != 0)
+          return dfpo_err_errno(err, DFPO_ERUNTIME, errno, "%s: cannot rename to %s", part, dest);
+        if (used)
+          snprintf(used, n_used, "%s", urls[i]);
+        return DFPO_OK;
+      }
+      unlink(part);
+      wrong = 1;
+      ds_sfmt(why, sizeof why, "%s: wrong bytes (SHA-256 %s, the manifest says %s); deleted",
+              urls[i], hex, sha256);
+    }
+    any_wrong |= wrong;
+    if (i + 1 < n_urls)
+      dfpo_warn("%s; trying the next source", why);
+    int k = snprintf(log + ll, sizeof log - ll, "%s%s", ll ? "; " : "", why);
+    if (k > 0)
+      ll = ll + (size_t)k < sizeof log ? ll + (size_t)k : sizeof log - 1;
+  }
+  if (!n_urls)
+    return dfpo_err_set(err, DFPO_EUSAGE, "%s: no source to download from", dest);
+  return dfpo_err_set(err, any_wrong ? DFPO_EDATA : DFPO_ERUNTIME,
+                      "download failed from every "
+                      "source: %s",
+                      log);
+}
+
+int ds_fetch(const ds_entry *e, const ds_fetch_opts *o, ds_stamp *out, dfpo_err *err) {
+  char dir[DS_PATH_MAX], dest[DS_PATH_MAX];
+  int rc;
+  if ((rc = ds_dataset_dir(e->name, e->version, dir, sizeof dir, err)) ||
+      (rc = dfpo_mkdirs(dir, err)) || (rc = ds_join(dest, sizeof dest, dir, e->file, err)))
+    return rc;
+  size_t n = o->n_mirrors + e->n_urls;
+  char **urls = calloc(n, sizeof *urls);
+  if (!urls)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  size_t k = 0;
+  for (size_t i = 0; i < o->n_mirrors; i++) {
+    const char *m = o->mirrors[i];
+    size_t ml = strlen(m);
+    while (ml && m[ml - 1] == '/')
+      ml--;
+    size_t len = ml + strlen(e->file) + 2;
+    if (!(urls[k] = malloc(len)))
+      break;
+    snprintf(urls[k++], len, "%.*s/%s", (int)ml, m, e->file);
+  }
+  for (size_t i = 0; i < e->n_urls; i++)
+    urls[k++] = ds_strdup(e->urls[i]);
+  for (size_t i = 0; i < n; i++)
+    if (!urls[i])
+      rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  char used[2048] = "";
+  if (!rc)
+    rc = ds_download((const char *const *)urls, n, dest, e->size, e->sha256, o, used, sizeof used,
+                     err);
+  for (size_t i = 0; i < n; i++)
+    free(urls[i]);
+  free(urls);
+  if (rc)
+    return dfpo_err_prefix(err, "fetching %s %s", e->name, e->version);
+  dfpo_info("%s: %llu bytes, SHA-256 verified, from %s", e->file, (unsigned long long)e->size,
+            used);
+  ds_stamp s;
+  rc = ds_import_trusted(e, dest, 0, e->sha256, used, &s, err);
+  if (rc == DFPO_OK) {
+    unlink(dest);
+    if (out)
+      *out = s;
+  }
+  return rc;
+}

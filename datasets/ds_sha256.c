@@ -1,0 +1,191 @@
+#include "datasets/ds_internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <openssl/evp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+int ds_sha256_init(ds_sha256 *h) {
+  EVP_MD_CTX *c = EVP_MD_CTX_new();
+  if (!c || EVP_DigestInit_ex(c, EVP_sha256(), NULL) != 1) {
+    EVP_MD_CTX_free(c);
+    h->ctx = NULL;
+    return DFPO_ERUNTIME;
+  }
+  h->ctx = c;
+  return DFPO_OK;
+}
+
+void ds_sha256_update(ds_sha256 *h, const void *data, size_t len) {
+  if (len)
+    EVP_DigestUpdate((EVP_MD_CTX *)h->ctx, data, len);
+}
+
+void ds_sha256_final(ds_sha256 *h, char hex[65]) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EVP_DigestFinal_ex((EVP_MD_CTX *)h->ctx, md, &n);
+  for (unsigned i = 0; i < 32; i++)
+    snprintf(hex + 2 * i, 3, "%02x", md[i]);
+  hex[64] = '\0';
+  ds_sha256_abort(h);
+}
+
+void ds_sha256_abort(ds_sha256 *h) {
+  EVP_MD_CTX_free((EVP_MD_CTX *)h->ctx);
+  h->ctx = NULL;
+}
+
+void ds_sha256_buf(const void *data, size_t len, char hex[65]) {
+  ds_sha256 h;
+  if (ds_sha256_init(&h)) {
+    hex[0] = '\0';
+    return;
+  }
+  ds_sha256_update(&h, data, len);
+  ds_sha256_final(&h, hex);
+}
+
+int ds_sha256_file(const char *path, char hex[65], dfpo_err *err) {
+  FILE *fp = fopen(path, "rb");
+  if (!fp)
+    return dfpo_err_errno(err, errno == ENOENT ? DFPO_EDATA : DFPO_ERUNTIME, errno,
+                          "%s: cannot open", path);
+  ds_sha256 h;
+  if (ds_sha256_init(&h)) {
+    fclose(fp);
+    return dfpo_err_set(err, DFPO_ERUNTIME, "%s: cannot start SHA-256", path);
+  }
+  unsigned char buf[1 << 16];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, fp)) > 0)
+    ds_sha256_update(&h, buf, n);
+  int bad = ferror(fp);
+  fclose(fp);
+  if (bad) {
+    ds_sha256_abort(&h);
+    return dfpo_err_set(err, DFPO_ERUNTIME, "%s: read error", path);
+  }
+  ds_sha256_final(&h, hex);
+  return DFPO_OK;
+}
+
+int ds_listing_add(ds_listing *l, const char *rel, const char hex[65], dfpo_err *err) {
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? l->cap * 2 : 256;
+    char **p = realloc(l->paths, cap * sizeof *p);
+    if (p)
+      l->paths = p;
+    char(*h)[65] = realloc(l->hex, cap * sizeof *h);
+    if (h)
+      l->hex = h;
+    if (!p || !h)
+      return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory listing %s", rel);
+    l->cap = cap;
+  }
+  if (!(l->paths[l->n] = ds_strdup(rel)))
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory listing %s", rel);
+  memcpy(l->hex[l->n], hex, 65);
+  l->n++;
+  return DFPO_OK;
+}
+
+static const ds_listing *sort_listing;
+
+static int cmp_idx(const void *a, const void *b) {
+  size_t i = *(const size_t *)a, j = *(const size_t *)b;
+  return strcmp(sort_listing->paths[i], sort_listing->paths[j]);
+}
+
+void ds_listing_digest(ds_listing *l, char hex[65]) {
+  size_t *idx = malloc((l->n ? l->n : 1) * sizeof *idx);
+  ds_sha256 h;
+  if (!idx || ds_sha256_init(&h)) {
+    free(idx);
+    hex[0] = '\0';
+    return;
+  }
+  for (size_t i = 0; i < l->n; i++)
+    idx[i] = i;
+  /* strcmp compares as unsigned char: the bytewise order of LC_ALL=C sort. */
+  sort_listing = l;
+  qsort(idx, l->n, sizeof *idx, cmp_idx);
+  sort_listing = NULL;
+  for (size_t k = 0; k < l->n; k++) {
+    size_t i = idx[k];
+    ds_sha256_update(&h, l->hex[i], 64);
+    ds_sha256_update(&h, "  ", 2);
+    ds_sha256_update(&h, l->paths[i], strlen(l->paths[i]));
+    ds_sha256_update(&h, "\n", 1);
+  }
+  free(idx);
+  ds_sha256_final(&h, hex);
+}
+
+void ds_listing_free(ds_listing *l) {
+  for (size_t i = 0; i < l->n; i++)
+    free(l->paths[i]);
+  free(l->paths);
+  free(l->hex);
+  memset(l, 0, sizeof *l);
+}
+
+/* Walks dir/rel recursively (no links followed), adding matching files. */
+static int walk(const char *root, char *rel, size_t cap, const ds_member *m, size_t nm,
+                ds_listing *l, dfpo_err *err) {
+  char path[DS_PATH_MAX];
+  int w = rel[0] ? snprintf(path, sizeof path, "%s/%s", root, rel)
+                 : snprintf(path, sizeof path, "%s", root);
+  if (w < 0 || (size_t)w >= sizeof path)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "path too long under %s", root);
+  DIR *d = opendir(path);
+  if (!d)
+    return dfpo_err_errno(err, DFPO_ERUNTIME, errno, "%s: cannot open folder", path);
+  size_t len = strlen(rel);
+  struct dirent *de;
+  int rc = DFPO_OK;
+  while (rc == DFPO_OK && (de = readdir(d))) {
+    if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+      continue;
+    size_t nl = strlen(de->d_name);
+    if (len + nl + 2 > cap) {
+      rc = dfpo_err_set(err, DFPO_ERUNTIME, "path too long under %s", path);
+      break;
+    }
+    if (len)
+      rel[len] = '/';
+    memcpy(rel + len + (len ? 1 : 0), de->d_name, nl + 1);
+    char full[DS_PATH_MAX];
+    struct stat st;
+    if ((rc = ds_join(full, sizeof full, root, rel, err)))
+      break;
+    if (lstat(full, &st) != 0) {
+      rc = dfpo_err_errno(err, DFPO_ERUNTIME, errno, "%s: cannot stat", full);
+    } else if (S_ISDIR(st.st_mode)) {
+      rc = walk(root, rel, cap, m, nm, l, err);
+    } else if (S_ISREG(st.st_mode) && ds_member_match(m, nm, rel, NULL)) {
+      char hex[65];
+      if (!(rc = ds_sha256_file(full, hex, err)) && !(rc = ds_listing_add(l, rel, hex, err)))
+        l->bytes += (uint64_t)st.st_size;
+    }
+    rel[len] = '\0';
+  }
+  closedir(d);
+  return rc;
+}
+
+int ds_content_digest(const char *dir, const ds_member *members, size_t n_members, char hex[65],
+                      size_t *files, dfpo_err *err) {
+  ds_listing l = {0};
+  char rel[DS_PATH_MAX] = "";
+  int rc = walk(dir, rel, sizeof rel, members, n_members, &l, err);
+  if (rc == DFPO_OK) {
+    ds_listing_digest(&l, hex);
+    if (files)
+      *files = l.n;
+  }
+  ds_listing_free(&l);
+  return rc;
+}

@@ -1,0 +1,144 @@
+#include "datasets/ds_internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fnmatch.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+void ds_sfmt(char *buf, size_t n, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, n, fmt, ap);
+  va_end(ap);
+}
+
+char *ds_strdup(const char *s) {
+  if (!s)
+    return NULL;
+  size_t n = strlen(s) + 1;
+  char *d = malloc(n);
+  if (d)
+    memcpy(d, s, n);
+  return d;
+}
+
+int ds_member_match(const ds_member *m, size_t n, const char *rel, size_t *which) {
+  if (n == 0) {
+    if (which)
+      *which = 0;
+    return 1;
+  }
+  for (size_t i = 0; i < n; i++)
+    if (fnmatch(m[i].path, rel, FNM_PATHNAME) == 0) {
+      if (which)
+        *which = i;
+      return 1;
+    }
+  return 0;
+}
+
+int ds_join(char *buf, size_t n, const char *a, const char *b, dfpo_err *err) {
+  int w = snprintf(buf, n, "%s/%s", a, b);
+  if (w < 0 || (size_t)w >= n)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "path too long: %s/%s", a, b);
+  return DFPO_OK;
+}
+
+static int rm_rec(char *path, size_t cap, dfpo_err *err) {
+  struct stat st;
+  if (lstat(path, &st) != 0)
+    return errno == ENOENT ? DFPO_OK
+                           : dfpo_err_errno(err, DFPO_ERUNTIME, errno, "%s: cannot stat", path);
+  if (S_ISDIR(st.st_mode)) {
+    DIR *d = opendir(path);
+    if (!d)
+      return dfpo_err_errno(err, DFPO_ERUNTIME, errno, "%s: cannot open folder", path);
+    size_t len = strlen(path);
+    struct dirent *de;
+    int rc = DFPO_OK;
+    while (rc == DFPO_OK && (de = readdir(d))) {
+      if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+        continue;
+      if (len + 1 + strlen(de->d_name) + 1 > cap) {
+        rc = dfpo_err_set(err, DFPO_ERUNTIME, "path too long under %s", path);
+        break;
+      }
+      path[len] = '/';
+      strcpy(path + len + 1, de->d_name);
+      rc = rm_rec(path, cap, err);
+      path[len] = '\0';
+    }
+    closedir(d);
+    if (rc)
+      return rc;
+    if (rmdir(path) != 0)
+      return dfpo_err_errno(err, DFPO_ERUNTIME, errno, "%s: cannot remove folder", path);
+    return DFPO_OK;
+  }
+  if (unlink(path) != 0 && errno != ENOENT)
+    return dfpo_err_errno(err, DFPO_ERUNTIME, errno, "%s: cannot remove", path);
+  return DFPO_OK;
+}
+
+int ds_rmtree(const char *path, dfpo_err *err) {
+  char buf[DS_PATH_MAX];
+  if (strlen(path) >= sizeof buf)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "path too long: %s", path);
+  strcpy(buf, path);
+  return rm_rec(buf, sizeof buf, err);
+}
+
+int ds_is_hex64(const char *s) {
+  if (!s)
+    return 0;
+  size_t i = 0;
+  for (; s[i]; i++)
+    if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+      return 0;
+  return i == 64;
+}
+
+void ds_utc_now(char buf[32]) {
+  time_t t = time(NULL);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+int ds_writer_open(ds_writer *w, const char *path, dfpo_err *err) {
+  memset(w, 0, sizeof *w);
+  int rc = dfpo_atomic_open(&w->a, path, err);
+  if (rc == DFPO_OK)
+    w->open = 1;
+  return rc;
+}
+
+int ds_writer_put(ds_writer *w, cJSON *obj, size_t references, dfpo_err *err) {
+  char *s = cJSON_PrintUnformatted(obj);
+  cJSON_Delete(obj);
+  if (!s)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "%s: out of memory", w->a.path);
+  int bad = fputs(s, w->a.fp) < 0 || fputc('\n', w->a.fp) == EOF;
+  free(s);
+  if (bad)
+    return dfpo_err_errno(err, DFPO_ERUNTIME, errno, "%s: write failed", w->a.path);
+  w->records++;
+  w->references += references;
+  return DFPO_OK;
+}
+
+int ds_writer_commit(ds_writer *w, dfpo_err *err) {
+  w->open = 0;
+  return dfpo_atomic_commit(&w->a, err);
+}
+
+void ds_writer_abort(ds_writer *w) {
+  if (w->open)
+    dfpo_atomic_abort(&w->a);
+  w->open = 0;
+}

@@ -1,0 +1,344 @@
+#include "tests/datasets/testlib.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define TL_MAX_REQ 64
+
+struct tl_server {
+  int fd, port, max_requests, n_script, stop;
+  double deadline;
+  const unsigned char *body;
+  size_t len;
+  tl_kind script[16];
+  pthread_t thread;
+  pthread_mutex_t mu;
+  int requests;
+  char range[TL_MAX_REQ][64];
+  char path[TL_MAX_REQ][256];
+};
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int wait_ms(const tl_server *s) {
+  double left = s->deadline - now_s();
+  return left <= 0 ? 0 : left > 0.1 ? 100 : (int)(left * 1000) + 1;
+}
+
+static void send_all(int fd, const void *p, size_t n) {
+  const char *c = p;
+  while (n) {
+    ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
+    if (w <= 0)
+      return;
+    c += w;
+    n -= (size_t)w;
+  }
+}
+
+/* Reads the request head; returns 0 when the client went away. */
+static int read_head(tl_server *s, int c, char *buf, size_t cap) {
+  size_t n = 0;
+  while (n + 1 < cap && now_s() < s->deadline) {
+    struct pollfd p = {c, POLLIN, 0};
+    if (poll(&p, 1, wait_ms(s)) <= 0)
+      continue;
+    ssize_t r = recv(c, buf + n, cap - 1 - n, 0);
+    if (r <= 0)
+      return 0;
+    n += (size_t)r;
+    buf[n] = '\0';
+    if (strstr(buf, "\r\n\r\n"))
+      return 1;
+  }
+  return 0;
+}
+
+static void header_value(const char *head, const char *name, char *out, size_t n) {
+  out[0] = '\0';
+  for (const char *l = strstr(head, "\r\n"); l && l[2]; l = strstr(l + 2, "\r\n")) {
+    const char *h = l + 2;
+    size_t nl = strlen(name);
+    if (!strncasecmp(h, name, nl) && h[nl] == ':') {
+      h += nl + 1;
+      while (*h == ' ')
+        h++;
+      size_t k = strcspn(h, "\r\n");
+      snprintf(out, n, "%.*s", (int)k, h);
+      return;
+    }
+  }
+}
+
+static void answer(tl_server *s, int c, tl_kind k, const char *range) {
+  char hdr[512];
+  size_t off = 0;
+  if (!strncmp(range, "bytes=", 6))
+    off = (size_t)strtoull(range + 6, NULL, 10);
+  if (off > s->len)
+    off = s->len;
+  switch (k) {
+  case TL_404:
+  case TL_500: {
+    const char *msg = k == TL_404 ? "404 Not Found" : "500 Internal Server Error";
+    snprintf(hdr, sizeof hdr, "HTTP/1.1 %s\r\nContent-Length: 5\r\nConnection: close\r\n\r\nnope\n",
+             msg);
+    send_all(c, hdr, strlen(hdr));
+    return;
+  }
+  case TL_FULL:
+  case TL_CUT:
+  case TL_STALL:
+    if (off) {
+      snprintf(hdr, sizeof hdr,
+               "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes %zu-%zu/%zu\r\n"
+               "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+               off, s->len - 1, s->len, s->len - off);
+      break;
+    }
+    /* fall through */
+  case TL_IGNORE_RANGE:
+  case TL_WRONG:
+    off = 0;
+    snprintf(hdr, sizeof hdr, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+             s->len);
+    break;
+  case TL_OVER_CL:
+    snprintf(hdr, sizeof hdr, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+             s->len + 100);
+    break;
+  case TL_OVER_NOCL:
+    snprintf(hdr, sizeof hdr, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+    break;
+  }
+  send_all(c, hdr, strlen(hdr));
+  if (k == TL_STALL) {
+    /* Silence until the client hangs up (its stall timeout) or time ends. */
+    char b[256];
+    while (now_s() < s->deadline && !s->stop) {
+      struct pollfd p = {c, POLLIN, 0};
+      if (poll(&p, 1, wait_ms(s)) > 0 && recv(c, b, sizeof b, 0) <= 0)
+        break;
+    }
+    return;
+  }
+  if (k == TL_CUT) {
+    send_all(c, s->body + off, (s->len - off) / 2);
+    return;
+  }
+  if (k == TL_WRONG) {
+    unsigned char *w = malloc(s->len);
+    for (size_t i = 0; i < s->len; i++)
+      w[i] = s->body[i] ^ 0x5a;
+    send_all(c, w, s->len);
+    free(w);
+    return;
+  }
+  send_all(c, s->body + off, s->len - off);
+  if (k == TL_OVER_CL || k == TL_OVER_NOCL) {
+    char extra[100];
+    memset(extra, 'x', sizeof extra);
+    send_all(c, extra, sizeof extra);
+  }
+}
+
+static void *serve(void *arg) {
+  tl_server *s = arg;
+  while (!s->stop && now_s() < s->deadline) {
+    pthread_mutex_lock(&s->mu);
+    int done = s->requests >= s->max_requests;
+    pthread_mutex_unlock(&s->mu);
+    if (done)
+      break;
+    struct pollfd p = {s->fd, POLLIN, 0};
+    if (poll(&p, 1, wait_ms(s)) <= 0)
+      continue;
+    int c = accept(s->fd, NULL, NULL);
+    if (c < 0)
+      continue;
+    char head[8192], range[64], path[256] = "";
+    if (read_head(s, c, head, sizeof head)) {
+      header_value(head, "Range", range, sizeof range);
+      sscanf(head, "%*s %255s", path);
+      pthread_mutex_lock(&s->mu);
+      int i = s->requests++;
+      if (i < TL_MAX_REQ) {
+        snprintf(s->range[i], sizeof s->range[i], "%s", range);
+        snprintf(s->path[i], sizeof s->path[i], "%s", path);
+      }
+      pthread_mutex_unlock(&s->mu);
+      tl_kind k = s->script[i < s->n_script ? i : s->n_script - 1];
+      answer(s, c, k, range);
+    }
+    shutdown(c, SHUT_RDWR);
+    close(c);
+  }
+  close(s->fd);
+  s->fd = -1;
+  return NULL;
+}
+
+tl_server *tl_server_start(const void *body, size_t len, const tl_kind *script, size_t n,
+                           int max_requests, double max_seconds) {
+  tl_server *s = calloc(1, sizeof *s);
+  cr_assert_not_null(s);
+  cr_assert(n >= 1 && n <= 16);
+  s->body = body;
+  s->len = len;
+  memcpy(s->script, script, n * sizeof *script);
+  s->n_script = (int)n;
+  s->max_requests = max_requests;
+  s->deadline = now_s() + max_seconds;
+  pthread_mutex_init(&s->mu, NULL);
+  s->fd = socket(AF_INET, SOCK_STREAM, 0);
+  cr_assert(s->fd >= 0);
+  struct sockaddr_in a;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  cr_assert_eq(bind(s->fd, (struct sockaddr *)&a, sizeof a), 0, "bind: %s", strerror(errno));
+  cr_assert_eq(listen(s->fd, 8), 0);
+  socklen_t al = sizeof a;
+  getsockname(s->fd, (struct sockaddr *)&a, &al);
+  s->port = ntohs(a.sin_port);
+  cr_assert_eq(pthread_create(&s->thread, NULL, serve, s), 0);
+  return s;
+}
+
+int tl_server_port(const tl_server *s) {
+  return s->port;
+}
+
+int tl_server_requests(tl_server *s) {
+  pthread_mutex_lock(&s->mu);
+  int n = s->requests;
+  pthread_mutex_unlock(&s->mu);
+  return n;
+}
+
+const char *tl_server_range(tl_server *s, int i) {
+  return i >= 0 && i < TL_MAX_REQ ? s->range[i] : "";
+}
+
+const char *tl_server_path(tl_server *s, int i) {
+  return i >= 0 && i < TL_MAX_REQ ? s->path[i] : "";
+}
+
+void tl_server_stop(tl_server *s) {
+  s->stop = 1;
+  pthread_join(s->thread, NULL);
+  pthread_mutex_destroy(&s->mu);
+  free(s);
+}
+
+void tl_archive(const char *path, int zip, const tl_entry *e, size_t n) {
+  struct archive *a = archive_write_new();
+  cr_assert_not_null(a);
+  if (zip) {
+    archive_write_set_format_zip(a);
+  } else {
+    archive_write_set_format_pax_restricted(a);
+    archive_write_add_filter_gzip(a);
+  }
+  cr_assert_eq(archive_write_open_filename(a, path), ARCHIVE_OK, "%s", archive_error_string(a));
+  static char zeros[65536];
+  for (size_t i = 0; i < n; i++) {
+    struct archive_entry *ae = archive_entry_new();
+    archive_entry_set_pathname(ae, e[i].path);
+    archive_entry_set_perm(ae, 0644);
+    archive_entry_set_mtime(ae, 0, 0);
+    uint64_t size = e[i].data ? strlen(e[i].data) : e[i].size;
+    switch (e[i].type) {
+    case 'd':
+      archive_entry_set_filetype(ae, AE_IFDIR);
+      archive_entry_set_perm(ae, 0755);
+      break;
+    case 'l':
+      archive_entry_set_filetype(ae, AE_IFLNK);
+      archive_entry_set_symlink(ae, e[i].link);
+      break;
+    case 'h':
+      archive_entry_set_filetype(ae, AE_IFREG);
+      archive_entry_set_hardlink(ae, e[i].link);
+      archive_entry_set_size(ae, 0);
+      break;
+    case 'c':
+      archive_entry_set_filetype(ae, AE_IFCHR);
+      archive_entry_set_rdevmajor(ae, 1);
+      archive_entry_set_rdevminor(ae, 3);
+      break;
+    case 'p':
+      archive_entry_set_filetype(ae, AE_IFIFO);
+      break;
+    default:
+      archive_entry_set_filetype(ae, AE_IFREG);
+      archive_entry_set_size(ae, (la_int64_t)size);
+    }
+    cr_assert_eq(archive_write_header(a, ae), ARCHIVE_OK, "%s: %s", e[i].path,
+                 archive_error_string(a));
+    if (e[i].type == 'f') {
+      if (e[i].data) {
+        archive_write_data(a, e[i].data, size);
+      } else {
+        for (uint64_t left = size; left;) {
+          size_t k = left < sizeof zeros ? (size_t)left : sizeof zeros;
+          archive_write_data(a, zeros, k);
+          left -= k;
+        }
+      }
+    }
+    archive_entry_free(ae);
+  }
+  cr_assert_eq(archive_write_close(a), ARCHIVE_OK);
+  archive_write_free(a);
+}
+
+void tl_write(const char *path, const char *data) {
+  FILE *f = fopen(path, "wb");
+  cr_assert_not_null(f, "%s", path);
+  fputs(data, f);
+  fclose(f);
+}
+
+int tl_exists(const char *path) {
+  struct stat st;
+  return lstat(path, &st) == 0;
+}
+
+char *tl_read(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return NULL;
+  size_t cap = 4096, n = 0;
+  char *b = malloc(cap);
+  size_t r;
+  while ((r = fread(b + n, 1, cap - n - 1, f)) > 0) {
+    n += r;
+    if (cap - n - 1 == 0)
+      b = realloc(b, cap *= 2);
+  }
+  fclose(f);
+  b[n] = '\0';
+  if (len)
+    *len = n;
+  return b;
+}

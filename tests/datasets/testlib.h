@@ -1,0 +1,58 @@
+/* Helpers for the datasets tests: a loopback HTTP server with scripted
+ * misbehaviour, and archives built with libarchive's writer. Prefix: tl_. */
+#ifndef DFPO_TESTS_DATASETS_TESTLIB_H
+#define DFPO_TESTS_DATASETS_TESTLIB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* What the server does with one request. */
+typedef enum {
+  TL_FULL,        /* 200, or 206 from the requested Range */
+  TL_CUT,         /* announces the whole rest, sends half of it, closes */
+  TL_404,         /* Not Found */
+  TL_500,         /* Internal Server Error */
+  TL_WRONG,       /* 200 with the right length and wrong bytes */
+  TL_OVER_CL,     /* 200 announcing and sending 100 bytes too many */
+  TL_OVER_NOCL,   /* 200 without a length, 100 bytes too many, then close */
+  TL_STALL,       /* headers, then silence until the client gives up */
+  TL_IGNORE_RANGE /* 200 with everything, whatever the Range */
+} tl_kind;
+
+typedef struct tl_server tl_server;
+
+/* Starts a server on 127.0.0.1 (an ephemeral port) in a thread. Request i
+ * gets script[i] (the last entry repeats). It stops by itself after
+ * max_requests requests or max_seconds seconds, whichever comes first. */
+tl_server *tl_server_start(const void *body, size_t len, const tl_kind *script, size_t n,
+                           int max_requests, double max_seconds);
+int tl_server_port(const tl_server *s);
+/* Number of requests answered so far; the Range header value of request i
+ * ("" when none) and its path. */
+int tl_server_requests(tl_server *s);
+const char *tl_server_range(tl_server *s, int i);
+const char *tl_server_path(tl_server *s, int i);
+/* Waits for the thread to end (it ends early when asked) and frees. */
+void tl_server_stop(tl_server *s);
+
+/* An archive entry: type 'f' file (data, or size zero bytes when data is
+ * NULL), 'd' folder, 'l' symbolic link, 'h' hard link (link: the target), 'c'
+ * character device, 'p' FIFO. */
+typedef struct tl_entry {
+  const char *path;
+  char type;
+  const char *data;
+  const char *link;
+  uint64_t size;
+} tl_entry;
+
+/* Writes a .tar.gz (zip = 0) or .zip (zip = 1) archive. */
+void tl_archive(const char *path, int zip, const tl_entry *e, size_t n);
+/* Writes a file. */
+void tl_write(const char *path, const char *data);
+/* 1 when the path exists (without following a final link). */
+int tl_exists(const char *path);
+/* Reads a whole file (heap, NUL-terminated; NULL when absent). */
+char *tl_read(const char *path, size_t *len);
+
+#endif
