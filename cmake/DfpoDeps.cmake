@@ -16,6 +16,14 @@ endfunction()
 
 dfpo_require_pkg(CJSON libcjson libcjson-dev)
 dfpo_require_pkg(OPENBLAS openblas libopenblas-dev)
+dfpo_require_pkg(GSL gsl libgsl-dev)
+# gsl.pc also links GSL's reference CBLAS (libgslcblas), whose cblas_* would
+# shadow OpenBLAS's in the whole binary; link libgsl alone and let OpenBLAS
+# provide the CBLAS symbols libgsl refers to.
+find_library(DFPO_GSL_LIBRARY gsl HINTS ${GSL_LIBRARY_DIRS} REQUIRED)
+add_library(dfpo_gsl INTERFACE)
+target_include_directories(dfpo_gsl INTERFACE ${GSL_INCLUDE_DIRS})
+target_link_libraries(dfpo_gsl INTERFACE ${DFPO_GSL_LIBRARY} PkgConfig::OPENBLAS m)
 
 find_package(OpenMP COMPONENTS C)
 if(NOT OpenMP_C_FOUND)

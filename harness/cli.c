@@ -6,6 +6,7 @@
 const cli_cmd cli_commands[] = {
     {"env", "what this machine offers: threads, BLAS, CUDA, the cache folder", cmd_env},
     {"config", "load, check and print suite and run configs", cmd_config},
+    {"metrics", "score predictions: CommonGen metrics, diversity", cmd_metrics},
     {NULL, NULL, NULL}};
 
 void cli_reset_getopt(void) {
