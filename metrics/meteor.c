@@ -123,7 +123,7 @@ static int set_from_strings(idcache *c, uint32_t id, char **v, size_t n) {
 }
 
 static int in_set(const uint32_t *s, size_t n, uint32_t x) {
-  return bsearch(&x, s, n, sizeof x, u32_qcmp) != NULL;
+  return n && bsearch(&x, s, n, sizeof x, u32_qcmp) != NULL;
 }
 
 /* ---------------------------------------------------------------- METEOR */
@@ -342,7 +342,8 @@ int met_coverage(const met_corpus *c, met_wordnet *wn, double *mean, double *per
     }
     if (rc)
       break;
-    qsort(out, no, sizeof *out, u32_qcmp);
+    if (no)
+      qsort(out, no, sizeof *out, u32_qcmp);
     size_t k0 = c->concept_start[i], nk = c->concept_start[i + 1] - k0, covered = 0;
     for (size_t k = 0; k < nk && !rc; k++) {
       const char *cs = c->concepts[k0 + k];

@@ -380,3 +380,28 @@ Test(porter, commongen_vocabulary_agrees_with_nltk, .timeout = 300) {
   met_wordnet_free(wn);
   ts_rmtree(dir);
 }
+
+/* A prediction with no tokens (only punctuation) scores 0 everywhere and
+ * breaks nothing; a reference with no tokens neither. */
+Test(commongen, empty_token_lists_score_zero) {
+  met_wordnet *wn = open_wn();
+  met_corpus c;
+  dfpo_err err;
+  cr_assert_eq(met_corpus_init(&c, MET_TOK_DEFAULT, &err), 0);
+  const char *refs[2] = {"A dog runs.", "?!"};
+  const char *concepts[2] = {"dog", "run"};
+  cr_assert_eq(met_corpus_add(&c, "...", refs, 2, concepts, 2, &err), 0);
+  cr_assert_eq(met_corpus_add(&c, "a dog runs", refs, 2, concepts, 2, &err), 0);
+  met_commongen_scores s;
+  cr_assert_eq(met_commongen_score(&c, wn, &s, &err), 0, "%s", err.msg);
+  cr_expect_float_eq(s.meteor_items[0], 0.0, 1e-15);
+  cr_expect_float_eq(s.cider_items[0], 0.0, 1e-15);
+  cr_expect_float_eq(s.rouge_l_coco_items[0], 0.0, 1e-15);
+  cr_expect_float_eq(s.coverage_items[0], 0.0, 1e-15);
+  cr_expect_float_eq(s.coverage_items[1], 1.0, 1e-15);
+  cr_expect(s.meteor_items[1] > 0.9, "%g", s.meteor_items[1]);
+  cr_expect_eq(s.diversity.total_length, 3);
+  met_commongen_scores_free(&s);
+  met_corpus_free(&c);
+  met_wordnet_free(wn);
+}
