@@ -64,17 +64,21 @@ static void print_table(const cJSON *o, const char *prefix) {
   cJSON_ArrayForEach(x, o) {
     char name[128];
     snprintf(name, sizeof name, "%s%s", prefix, x->string);
-    if (cJSON_IsObject(x))
-      print_table(x, strcmp(x->string, "diversity") == 0 ? "" : name);
-    else if (cJSON_IsString(x))
-      printf("%-20s %s\n", name, x->valuestring);
+    if (cJSON_IsObject(x)) {
+      char sub[130];
+      snprintf(sub, sizeof sub, "%s.", name);
+      print_table(x, strcmp(x->string, "diversity") == 0 ? "" : sub);
+    } else if (cJSON_IsString(x))
+      printf("%-24s %s\n", name, x->valuestring);
     else if (cJSON_IsArray(x) && cJSON_GetArraySize(x) == 2)
-      printf("%-20s [%.6f, %.6f]\n", name, cJSON_GetArrayItem(x, 0)->valuedouble,
+      printf("%-24s [%.6f, %.6f]\n", name, cJSON_GetArrayItem(x, 0)->valuedouble,
              cJSON_GetArrayItem(x, 1)->valuedouble);
+    else if (cJSON_IsNumber(x) && x->valuedouble == (double)(long long)x->valuedouble)
+      printf("%-24s %lld\n", name, (long long)x->valuedouble);
     else if (cJSON_IsNumber(x))
-      printf("%-20s %.6f\n", name, x->valuedouble);
+      printf("%-24s %.6f\n", name, x->valuedouble);
     else
-      printf("%-20s -\n", name);
+      printf("%-24s -\n", name);
   }
 }
 

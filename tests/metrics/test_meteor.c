@@ -405,3 +405,24 @@ Test(commongen, empty_token_lists_score_zero) {
   met_corpus_free(&c);
   met_wordnet_free(wn);
 }
+
+/* A damaged database names the file and the line. */
+Test(wordnet, malformed_index_is_named) {
+  char d[256], p[300];
+  ts_tmpdir(d, sizeof d);
+  snprintf(p, sizeof p, "%s/index.noun", d);
+  FILE *f = fopen(p, "w");
+  cr_assert_not_null(f);
+  fputs("  1 This software and database is being provided\n"
+        "dog n 1 0 1 0 02084071\n"
+        "cat n two 0 1 0 02121620\n",
+        f);
+  fclose(f);
+  met_wordnet *wn;
+  dfpo_err err;
+  cr_expect_eq(met_wordnet_open(&wn, d, &err), DFPO_EDATA);
+  char want[400];
+  snprintf(want, sizeof want, "%s:3: malformed index line", p);
+  cr_expect(strstr(err.msg, want) != NULL, "%s", err.msg);
+  ts_rmtree(d);
+}
