@@ -2,8 +2,10 @@
  * and statistics (DESIGN.md section 8). docs/metrics.md defines every number
  * as implemented here and names the reference implementation it agrees with.
  *
- * Prefix: met_. Depends on common/ and GSL (statistics). The perplexity APIs
- * over the engine (ppl_ref, ppl_gen) are not here yet.
+ * Prefix: met_. Depends on common/, cJSON (CommonGen JSONL) and GSL
+ * (statistics); WordNet is read from its database files at run time. The
+ * perplexity APIs over the engine (ppl_ref, ppl_gen) and the judge models are
+ * not here yet.
  *
  * Ownership: structs are caller storage set up by their _init/_open and
  * released by their _free; arrays a function returns through an out
