@@ -22,6 +22,14 @@ dfpo_require_pkg(PCRE2 libpcre2-8 libpcre2-dev)
 dfpo_require_pkg(CURL libcurl libcurl4-openssl-dev)
 dfpo_require_pkg(ARCHIVE libarchive libarchive-dev)
 dfpo_require_pkg(CRYPTO libcrypto libssl-dev)
+dfpo_require_pkg(GSL gsl libgsl-dev)
+# gsl.pc also links GSL's reference CBLAS (libgslcblas), whose cblas_* would
+# shadow OpenBLAS's in the whole binary; link libgsl alone and let OpenBLAS
+# provide the CBLAS symbols libgsl refers to.
+find_library(DFPO_GSL_LIBRARY gsl HINTS ${GSL_LIBRARY_DIRS} REQUIRED)
+add_library(dfpo_gsl INTERFACE)
+target_include_directories(dfpo_gsl INTERFACE ${GSL_INCLUDE_DIRS})
+target_link_libraries(dfpo_gsl INTERFACE ${DFPO_GSL_LIBRARY} PkgConfig::OPENBLAS m)
 
 find_package(OpenMP COMPONENTS C)
 if(NOT OpenMP_C_FOUND)

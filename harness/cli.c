@@ -9,6 +9,7 @@ const cli_cmd cli_commands[] = {
     {"tokenizer", "GPT-2 byte-level BPE: encode, decode, train", cmd_tokenizer},
     {"datasets", "list, import, verify and prepare the datasets of the manifest", cmd_datasets},
     {"fetch", "download datasets and assets: resumable, verified, mirrors first", cmd_fetch},
+    {"metrics", "score predictions: CommonGen metrics, diversity", cmd_metrics},
     {NULL, NULL, NULL}};
 
 void cli_reset_getopt(void) {
