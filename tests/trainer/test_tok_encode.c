@@ -386,8 +386,9 @@ Test(tok_encode, many_documents_match_one_at_a_time) {
   for (int i = 0; i < N; i++) {
     tok_ids v = {0};
     cr_assert_eq(tok_encode(t, texts[i], lens[i], TOK_ALLOW_SPECIAL, &v, &err), 0);
-    cr_expect(v.n == outs[i].n && !memcmp(v.ids, outs[i].ids, v.n * sizeof *v.ids), "document %d",
-              i);
+    /* memcmp on empty vectors would pass NULL pointers */
+    cr_expect(v.n == outs[i].n && (!v.n || !memcmp(v.ids, outs[i].ids, v.n * sizeof *v.ids)),
+              "document %d", i);
     tok_ids_free(&v);
     tok_ids_free(&outs[i]);
   }
