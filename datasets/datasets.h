@@ -38,10 +38,13 @@ int ds_dataset_dir(const char *name, const char *version, char *buf, size_t n, d
  * the ground truth for degeneration, the second the task reward.
  *
  * Text form: lowercase words and the punctuation tokens "." and "," separated
- * by single spaces; ds_synth_words() splits any text on whitespace. A word
- * outside the vocabulary is emitted with probability exp(oov_logp) by any
- * state, a documented floor that keeps the likelihood of degenerate text
- * finite. docs/synthetic.md describes the language. */
+ * by single spaces; ds_synth_words() splits any text on whitespace. Every
+ * emission mixes in `noise` (default 1e-3) of a uniform draw over the words,
+ * so that any sequence of words has a nonzero probability (ungrammatical text
+ * is unlikely, not impossible). A word outside the vocabulary is emitted with
+ * probability exp(oov_logp) (default 1e-6) by any state, a documented floor
+ * that keeps the likelihood of degenerate text finite. docs/synthetic.md
+ * describes the language. */
 #define DS_SYNTH_MAX_STATES 64
 
 typedef struct ds_synth {
@@ -51,6 +54,7 @@ typedef struct ds_synth {
   double *trans;      /* [n_states * n_states] row-stochastic transitions */
   double *emit;       /* [2][n_states][n_words] emission probabilities per sentiment */
   double prior_pos;   /* P(sentiment = positive) */
+  double noise;       /* share of every emission that is uniform over the words */
   double oov_logp;    /* log-probability of an out-of-vocabulary word */
   int *end_state;     /* [n_states] nonzero where a document may stop */
   void *owned;        /* allocation behind the arrays */

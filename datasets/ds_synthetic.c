@@ -264,6 +264,7 @@ int ds_synth_alloc(ds_synth *L, int n_states, int n_words, dfpo_err *err) {
   L->words = (const char **)(void *)(L->emit + 2 * ns * nw);
   L->end_state = (int *)(void *)(L->words + nw);
   L->prior_pos = 0.5;
+  L->noise = 1e-3;
   L->oov_logp = log(1e-6);
   return DFPO_OK;
 }
@@ -368,7 +369,7 @@ int ds_synth_words(const ds_synth *L, const char *text, int *ids, int cap) {
 static double forward(const ds_synth *L, int s, const int *ids, int n) {
   int ns = L->n_states;
   double alpha[DS_SYNTH_MAX_STATES], next[DS_SYNTH_MAX_STATES];
-  double oov = exp(L->oov_logp), logp = 0;
+  double oov = exp(L->oov_logp), logp = 0, uniform = L->noise / L->n_words;
   for (int t = 0; t < n; t++) {
     double scale = 0;
     for (int j = 0; j < ns; j++) {
@@ -380,7 +381,7 @@ static double forward(const ds_synth *L, int s, const int *ids, int n) {
         for (int i = 0; i < ns; i++)
           a += alpha[i] * L->trans[i * ns + j];
       }
-      double e = ids[t] < 0 ? oov : EMIT(L, s, j, ids[t]);
+      double e = ids[t] < 0 ? oov : (1 - L->noise) * EMIT(L, s, j, ids[t]) + uniform;
       next[j] = a * e;
       scale += next[j];
     }
@@ -463,7 +464,10 @@ int ds_synth_sample(const ds_synth *L, dfpo_rng *rng, int sentiment, int min_wor
   int ns = L->n_states, s = sentiment ? 1 : 0, n = 0;
   int state = draw(rng, L->init, ns, 1);
   while (n < cap) {
-    ids[n++] = draw(rng, &EMIT(L, s, state, 0), L->n_words, 1);
+    /* the noise draw comes first so that every step uses two uniforms */
+    int noisy = dfpo_rng_uniform(rng) < L->noise;
+    int w = draw(rng, &EMIT(L, s, state, 0), L->n_words, 1);
+    ids[n++] = noisy ? (int)dfpo_rng_below(rng, (uint32_t)L->n_words) : w;
     if (n >= min_words && L->end_state[state])
       break;
     state = draw(rng, L->trans + (size_t)state * ns, ns, 1);

@@ -10,6 +10,7 @@ const cli_cmd cli_commands[] = {
     {"datasets", "list, import, verify and prepare the datasets of the manifest", cmd_datasets},
     {"fetch", "download datasets and assets: resumable, verified, mirrors first", cmd_fetch},
     {"metrics", "score predictions: CommonGen metrics, diversity", cmd_metrics},
+    {"train", "fine-tune one (task, algorithm, seed) cell and write its run folder", cmd_train},
     {NULL, NULL, NULL}};
 
 void cli_reset_getopt(void) {

@@ -20,6 +20,7 @@ extern const cli_cmd cli_commands[];
 
 int cmd_env(int argc, char **argv);
 int cmd_config(int argc, char **argv);
+int cmd_train(int argc, char **argv);
 int cmd_tokenizer(int argc, char **argv);
 int cmd_datasets(int argc, char **argv);
 int cmd_fetch(int argc, char **argv);

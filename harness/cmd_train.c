@@ -1,0 +1,652 @@
+/* dfpo train: one (task, algorithm, seed) cell of DESIGN.md section 4's run
+ * folder layout, over the RL loop of trainer/rl_train.c. */
+#include "harness/cli.h"
+#include "harness/config.h"
+#include "harness/task.h"
+#include "metrics/metrics.h"
+#include "trainer/trainer.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char train_usage[] =
+    "Usage: dfpo train --task T --algo A --seed N --out DIR --model CKPT --tokenizer DIR\n"
+    "                  [--config FILE] [--set key.path=value]...\n"
+    "\n"
+    "Fine-tunes a base model on a task with one algorithm and one seed and writes\n"
+    "the run folder DIR/<suite>/<task>/<algo>/seed-<N>/: config.json (resolved),\n"
+    "train.jsonl (one line per iteration), checkpoint/best.ckpt (the policy with\n"
+    "the best validation reward, checked every train.eval_every iterations),\n"
+    "eval.json (test metrics of that checkpoint), samples.jsonl (its test\n"
+    "continuations) and DONE, written last.\n"
+    "\n"
+    "Built so far: task synthetic; algorithms ppo, dfpo and zero-shot (the base\n"
+    "model evaluated untrained). sft and nlpo, the other tasks, and resuming an\n"
+    "interrupted run are not built yet and are refused.\n"
+    "\n"
+    "Options (each also a config key, see docs/configs.md):\n"
+    "  --task T          task.name\n"
+    "  --algo A          algo\n"
+    "  --seed N          seed (sampling, data order, value-head init)\n"
+    "  --out DIR         out\n"
+    "  --model CKPT      model.path: the base policy (native checkpoint or\n"
+    "                    model.safetensors); the reference is a frozen copy\n"
+    "  --tokenizer DIR   tokenizer.path\n"
+    "  --config FILE     a config file laid over the defaults first\n"
+    "  -s, --set k=v     override one config key (repeatable)\n"
+    "  -h, --help        show this help\n";
+
+/* Everything one run holds. */
+typedef struct run {
+  cfg conf;
+  task tk;
+  tok_tokenizer *tok;
+  gpt2_model *policy, *ref, *value;
+  rl_trainer *rl;
+  gpt2_sampling sampling;
+  int eos, pad, max_prompt, batch, algo_rl, zero_shot;
+  int64_t seed;
+  char dir[4096];
+  /* tokenized prompts per split */
+  int32_t **prompt_ids[TASK_SPLITS];
+  size_t *prompt_len[TASK_SPLITS];
+  /* the batch being scored by the reward callback */
+  const size_t *batch_items;
+  int batch_split;
+  dfpo_err *err;
+} run;
+
+/* Left-pads the prompts of items[0..B) into tokens[B, Tp] (kstart: pad
+ * count), truncating each from the left to max_prompt tokens. */
+static int build_batch(const run *r, int split, const size_t *items, int B, int **tokens,
+                       int **kstart, int *Tp) {
+  int T = 1;
+  for (int b = 0; b < B; b++) {
+    int n = (int)r->prompt_len[split][items[b]];
+    if (n > r->max_prompt)
+      n = r->max_prompt;
+    if (n > T)
+      T = n;
+  }
+  *tokens = malloc(sizeof(int) * (size_t)B * T);
+  *kstart = malloc(sizeof(int) * (size_t)B);
+  if (!*tokens || !*kstart)
+    return -1;
+  for (int b = 0; b < B; b++) {
+    const int32_t *ids = r->prompt_ids[split][items[b]];
+    int n = (int)r->prompt_len[split][items[b]], skip = 0;
+    if (n > r->max_prompt) {
+      skip = n - r->max_prompt;
+      n = r->max_prompt;
+    }
+    int pad = T - n;
+    (*kstart)[b] = pad;
+    for (int j = 0; j < T; j++)
+      (*tokens)[(size_t)b * T + j] = j < pad ? r->pad : ids[skip + j - pad];
+  }
+  *Tp = T;
+  return 0;
+}
+
+/* The text of a continuation, without a final end-of-text. Heap string. */
+static char *continuation_text(const run *r, const int *cont, int len, dfpo_err *err) {
+  int32_t ids[4096];
+  int n = 0;
+  for (int i = 0; i < len && n < 4096; i++)
+    if (cont[i] != r->eos)
+      ids[n++] = cont[i];
+  char *buf = NULL;
+  size_t blen = 0, cap = 0;
+  if (tok_decode(r->tok, ids, (size_t)n, &buf, &blen, &cap, err))
+    return NULL;
+  if (!buf)
+    buf = calloc(1, 1);
+  return buf;
+}
+
+static int reward_cb(void *ctx, int B, const int *prompts, const int *kstart, int Tp,
+                     const int *cont, const int *lens, int max_new, float *rewards, dfpo_err *err) {
+  (void)prompts, (void)kstart, (void)Tp;
+  run *r = ctx;
+  for (int b = 0; b < B; b++) {
+    char *text = continuation_text(r, cont + (size_t)b * max_new, lens[b], err);
+    if (!text)
+      return err && err->code ? err->code : DFPO_ERUNTIME;
+    double v[TASK_MAX_METRICS];
+    int rc =
+        r->tk.score(&r->tk, r->tk.items[r->batch_split][r->batch_items[b]].prompt, text, v, err);
+    free(text);
+    if (rc)
+      return rc;
+    rewards[b] = (float)v[0];
+  }
+  return DFPO_OK;
+}
+
+/* Samples continuations of the first n prompts of a split with the policy
+ * and scores them; means[] gets each metric's mean. With samples_path, one
+ * JSON line per prompt is written there (atomically). */
+static int evaluate(run *r, int split, size_t n, uint64_t seed, double *means,
+                    const char *samples_path, dfpo_err *err) {
+  int rc = DFPO_OK, B = r->batch, N = r->sampling.max_new;
+  dfpo_rng rng;
+  dfpo_rng_init(&rng, seed, DFPO_STREAM_SAMPLING);
+  dfpo_atomic a = {0};
+  if (samples_path && (rc = dfpo_atomic_open(&a, samples_path, err)))
+    return rc;
+  for (int m = 0; m < r->tk.n_metrics; m++)
+    means[m] = 0;
+  size_t *items = malloc(sizeof(size_t) * (size_t)B);
+  int *out = malloc(sizeof(int) * (size_t)B * N), *lens = malloc(sizeof(int) * (size_t)B);
+  if (!items || !out || !lens)
+    rc = dfpo_err_set(err, DFPO_ERUNTIME, "evaluation: out of memory");
+  for (size_t start = 0; !rc && start < n; start += (size_t)B) {
+    int nb = n - start < (size_t)B ? (int)(n - start) : B;
+    for (int b = 0; b < nb; b++)
+      items[b] = start + (size_t)b;
+    int *tokens = NULL, *kstart = NULL, Tp;
+    if (build_batch(r, split, items, nb, &tokens, &kstart, &Tp)) {
+      rc = dfpo_err_set(err, DFPO_ERUNTIME, "evaluation: out of memory");
+    } else {
+      rc = gpt2_generate(r->policy, tokens, kstart, nb, Tp, &r->sampling, &rng, out, lens, NULL,
+                         err);
+    }
+    for (int b = 0; !rc && b < nb; b++) {
+      char *text = continuation_text(r, out + (size_t)b * N, lens[b], err);
+      double v[TASK_MAX_METRICS];
+      const char *prompt = r->tk.items[split][items[b]].prompt;
+      if (!text || (rc = r->tk.score(&r->tk, prompt, text, v, err))) {
+        rc = rc ? rc : DFPO_ERUNTIME;
+        free(text);
+        break;
+      }
+      for (int m = 0; m < r->tk.n_metrics; m++)
+        means[m] += v[m] / (double)n;
+      if (samples_path) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "index", (double)items[b]);
+        cJSON_AddStringToObject(o, "prompt", prompt);
+        cJSON_AddStringToObject(o, "continuation", text);
+        for (int m = 0; m < r->tk.n_metrics; m++)
+          cJSON_AddNumberToObject(o, r->tk.metric_names[m], v[m]);
+        char *line = cJSON_PrintUnformatted(o);
+        cJSON_Delete(o);
+        if (line)
+          fprintf(a.fp, "%s\n", line);
+        free(line);
+      }
+      free(text);
+    }
+    free(tokens);
+    free(kstart);
+  }
+  free(items);
+  free(out);
+  free(lens);
+  if (samples_path) {
+    if (rc)
+      dfpo_atomic_abort(&a);
+    else
+      rc = dfpo_atomic_commit(&a, err);
+  }
+  return rc;
+}
+
+static int tokenize_prompts(run *r, dfpo_err *err) {
+  for (int s = 0; s < TASK_SPLITS; s++) {
+    size_t n = r->tk.n[s] ? r->tk.n[s] : 1;
+    r->prompt_ids[s] = calloc(n, sizeof(int32_t *));
+    r->prompt_len[s] = calloc(n, sizeof(size_t));
+    if (!r->prompt_ids[s] || !r->prompt_len[s])
+      return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+    for (size_t i = 0; i < r->tk.n[s]; i++) {
+      tok_ids v = {0};
+      const char *p = r->tk.items[s][i].prompt;
+      int rc = tok_encode(r->tok, p, strlen(p), 0, &v, err);
+      if (rc)
+        return rc;
+      if (v.n == 0) {
+        tok_ids_free(&v);
+        return dfpo_err_set(err, DFPO_EDATA, "%s prompt %zu tokenizes to nothing", r->tk.name, i);
+      }
+      r->prompt_ids[s][i] = v.ids;
+      r->prompt_len[s][i] = v.n;
+    }
+  }
+  return DFPO_OK;
+}
+
+/* The value model: the policy's trunk with a value head (initialised from
+ * the run seed), as RL4LMs starts its separate value network. */
+static int make_value_model(run *r, dfpo_err *err) {
+  gpt2_config vc = *gpt2_get_config(r->policy);
+  vc.head = GPT2_HEAD_VALUE;
+  int rc = gpt2_new(&r->value, &vc, err);
+  if (rc)
+    return rc;
+  gpt2_init_random(r->value, (uint64_t)r->seed);
+  int nv = gpt2_num_tensors(r->value), np = gpt2_num_tensors(r->policy);
+  for (int i = 0; i < nv; i++) {
+    const char *vn;
+    int vr, vcn;
+    float *vp;
+    gpt2_tensor_info(r->value, i, &vn, &vr, &vcn, &vp, NULL);
+    for (int j = 0; j < np; j++) {
+      const char *pn;
+      int pr, pcn;
+      float *pp;
+      gpt2_tensor_info(r->policy, j, &pn, &pr, &pcn, &pp, NULL);
+      if (!strcmp(pn, vn) && pr == vr && pcn == vcn) {
+        memcpy(vp, pp, sizeof(float) * (size_t)vr * vcn);
+        break;
+      }
+    }
+  }
+  return DFPO_OK;
+}
+
+static int write_json(const char *path, cJSON *o, dfpo_err *err) {
+  char *s = cJSON_Print(o);
+  if (!s)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "%s: out of memory", path);
+  size_t n = strlen(s);
+  s[n] = '\n';
+  int rc = dfpo_atomic_write_file(path, s, n + 1, err);
+  free(s);
+  return rc;
+}
+
+static void run_free(run *r) {
+  for (int s = 0; s < TASK_SPLITS; s++) {
+    for (size_t i = 0; r->prompt_ids[s] && i < r->tk.n[s]; i++)
+      free(r->prompt_ids[s][i]);
+    free(r->prompt_ids[s]);
+    free(r->prompt_len[s]);
+  }
+  rl_trainer_free(r->rl);
+  gpt2_free(r->policy);
+  gpt2_free(r->ref);
+  gpt2_free(r->value);
+  tok_free(r->tok);
+  task_free(&r->tk);
+  cfg_free(&r->conf);
+}
+
+#define GET(kind, path, dst)                                                                       \
+  do {                                                                                             \
+    if ((rc = cfg_get_##kind(&r->conf, path, dst, err)))                                           \
+      return rc;                                                                                   \
+  } while (0)
+
+static int setup(run *r, dfpo_err *err) {
+  int rc;
+  const char *task_name, *algo, *suite, *out, *model, *tokdir;
+  int64_t v;
+  double d;
+  GET(str, "task.name", &task_name);
+  GET(str, "algo", &algo);
+  GET(str, "suite.name", &suite);
+  GET(str, "out", &out);
+  GET(str, "model.path", &model);
+  GET(str, "tokenizer.path", &tokdir);
+  GET(int, "seed", &r->seed);
+  if (strcmp(task_name, "synthetic"))
+    return dfpo_err_set(err, DFPO_EUSAGE, "train: task '%s' is not built yet (synthetic is)",
+                        task_name);
+  r->zero_shot = !strcmp(algo, "zero-shot");
+  if (!strcmp(algo, "ppo"))
+    r->algo_rl = RL_PPO;
+  else if (!strcmp(algo, "dfpo"))
+    r->algo_rl = RL_DFPO;
+  else if (!r->zero_shot)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "train: algorithm '%s' is not built yet (ppo, dfpo and zero-shot are)",
+                        algo);
+  if (!model[0] || !tokdir[0])
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "train: needs a base model (--model) and a tokenizer "
+                        "(--tokenizer)");
+  task_synth_params tp = task_synth_defaults();
+  GET(int, "task.synthetic.language_seed", &v);
+  tp.language_seed = (uint64_t)v;
+  GET(int, "task.synthetic.data_seed", &v);
+  tp.data_seed = (uint64_t)v;
+  GET(num, "task.synthetic.lambda", &tp.lambda);
+  GET(int, "task.synthetic.n_train", &v);
+  tp.n[TASK_TRAIN] = (size_t)v;
+  GET(int, "task.synthetic.n_validation", &v);
+  tp.n[TASK_VALIDATION] = (size_t)v;
+  GET(int, "task.synthetic.n_test", &v);
+  tp.n[TASK_TEST] = (size_t)v;
+  GET(int, "task.synthetic.min_words", &v);
+  tp.min_words = (int)v;
+  GET(num, "task.prompt_fraction", &tp.prompt_fraction);
+  if ((rc = task_synth_init(&r->tk, &tp, err)))
+    return rc;
+  if ((rc = tok_load(&r->tok, tokdir, err)) || (rc = gpt2_load(&r->policy, model, err)) ||
+      (rc = gpt2_load(&r->ref, model, err)))
+    return rc;
+  if ((size_t)gpt2_get_config(r->policy)->vocab_size < tok_vocab_size(r->tok))
+    return dfpo_err_set(err, DFPO_EDATA,
+                        "%s: the model's vocabulary (%d) is smaller than the "
+                        "tokenizer's (%zu in %s)",
+                        model, gpt2_get_config(r->policy)->vocab_size, tok_vocab_size(r->tok),
+                        tokdir);
+  r->eos = tok_eot_id(r->tok);
+  r->pad = r->eos >= 0 ? r->eos : 0;
+  GET(int, "task.max_prompt_tokens", &v);
+  r->max_prompt = (int)v;
+  GET(int, "train.batch_size", &v);
+  r->batch = (int)v;
+  r->sampling = gpt2_sampling_default();
+  GET(int, "generation.max_new_tokens", &v);
+  r->sampling.max_new = (int)v;
+  GET(int, "generation.min_new_tokens", &v);
+  r->sampling.min_new = (int)v;
+  GET(num, "generation.temperature", &d);
+  r->sampling.temperature = (float)d;
+  GET(int, "generation.top_k", &v);
+  r->sampling.top_k = (int)v;
+  GET(num, "generation.top_p", &d);
+  r->sampling.top_p = (float)d;
+  r->sampling.eos = r->eos;
+  int n_ctx = gpt2_get_config(r->policy)->n_ctx;
+  if (r->max_prompt + r->sampling.max_new > n_ctx)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "train: task.max_prompt_tokens (%d) + generation.max_new_tokens (%d) "
+                        "exceed the model's context (%d)",
+                        r->max_prompt, r->sampling.max_new, n_ctx);
+  if ((rc = tokenize_prompts(r, err)))
+    return rc;
+  int w = snprintf(r->dir, sizeof r->dir, "%s/%s/%s/%s/seed-%lld", out, suite, task_name, algo,
+                   (long long)r->seed);
+  if (w < 0 || (size_t)w >= sizeof r->dir)
+    return dfpo_err_set(err, DFPO_EUSAGE, "train: run folder path too long");
+  char ck[4200];
+  snprintf(ck, sizeof ck, "%s/checkpoint", r->dir);
+  if ((rc = dfpo_mkdirs(ck, err)))
+    return rc;
+  if (r->zero_shot)
+    return DFPO_OK;
+  rl_config rc_cfg = rl_config_default();
+  rc_cfg.algo = r->algo_rl;
+  rc_cfg.sampling = r->sampling;
+  GET(int, "train.epochs", &v);
+  rc_cfg.epochs = (int)v;
+  GET(int, "train.minibatch", &v);
+  rc_cfg.minibatch = (int)v;
+  GET(num, "train.lr", &d);
+  rc_cfg.lr = (float)d;
+  GET(num, "train.weight_decay", &d);
+  rc_cfg.weight_decay = (float)d;
+  GET(num, "train.max_grad_norm", &d);
+  rc_cfg.max_grad_norm = (float)d;
+  GET(num, "train.gamma", &d);
+  rc_cfg.gamma = (float)d;
+  GET(num, "train.gae_lambda", &d);
+  rc_cfg.lambda = (float)d;
+  GET(num, "ppo.clip", &d);
+  rc_cfg.clip_eps = (float)d;
+  GET(num, "ppo.vf_coef", &d);
+  rc_cfg.vf_coef = (float)d;
+  const char *kl_mode, *mask_at;
+  GET(str, "ppo.kl_mode", &kl_mode);
+  rc_cfg.kl_adaptive = !strcmp(kl_mode, "adaptive");
+  GET(num, "ppo.beta", &d);
+  rc_cfg.beta = (float)d;
+  GET(num, "ppo.kl_target", &d);
+  rc_cfg.kl_target = (float)d;
+  GET(str, "dfpo.mask_at", &mask_at);
+  rc_cfg.dfpo_mask_at = !strcmp(mask_at, "update") ? RL_MASK_AT_UPDATE : RL_MASK_AT_SAMPLE;
+  GET(num, "dfpo.ratio_clip", &d);
+  rc_cfg.dfpo_ratio_clip = (float)d;
+  if ((rc = make_value_model(r, err)))
+    return rc;
+  return rl_trainer_new(&r->rl, r->policy, r->ref, r->value, &rc_cfg, (uint64_t)r->seed, err);
+}
+
+static int train_loop(run *r, int64_t iterations, int64_t eval_every, size_t n_val, int *best_iter,
+                      dfpo_err *err) {
+  char path[4300];
+  snprintf(path, sizeof path, "%s/train.jsonl", r->dir);
+  /* train.jsonl grows line by line; a kill leaves whole lines behind */
+  FILE *log = fopen(path, "w");
+  if (!log)
+    return dfpo_err_errno(err, DFPO_ERUNTIME, errno, "%s: cannot create", path);
+  int rc = DFPO_OK, B = r->batch;
+  double best = -INFINITY;
+  size_t *items = malloc(sizeof(size_t) * (size_t)B);
+  dfpo_rng data;
+  dfpo_rng_init(&data, (uint64_t)r->seed, DFPO_STREAM_DATA);
+  if (!items)
+    rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  for (int64_t it = 0; !rc && it <= iterations; it++) {
+    cJSON *line = cJSON_CreateObject();
+    cJSON_AddNumberToObject(line, "iteration", (double)it);
+    if (it % eval_every == 0 || it == iterations) {
+      double means[TASK_MAX_METRICS];
+      if ((rc = evaluate(r, TASK_VALIDATION, n_val, 1000003u, means, NULL, err))) {
+        cJSON_Delete(line);
+        break;
+      }
+      for (int m = 0; m < r->tk.n_metrics; m++) {
+        char key[64];
+        snprintf(key, sizeof key, "val_%s", r->tk.metric_names[m]);
+        cJSON_AddNumberToObject(line, key, means[m]);
+      }
+      if (means[0] > best) {
+        best = means[0];
+        *best_iter = (int)it;
+        snprintf(path, sizeof path, "%s/checkpoint/best.ckpt", r->dir);
+        if ((rc = gpt2_save(r->policy, path, 0, err))) {
+          cJSON_Delete(line);
+          break;
+        }
+      }
+    }
+    if (it < iterations) {
+      if (dfpo_interrupted()) {
+        cJSON_Delete(line);
+        rc = dfpo_err_set(err, DFPO_EINTR, "train: interrupted at iteration %lld", (long long)it);
+        break;
+      }
+      for (int b = 0; b < B; b++)
+        items[b] = dfpo_rng_below(&data, (uint32_t)r->tk.n[TASK_TRAIN]);
+      int *tokens = NULL, *kstart = NULL, Tp;
+      rl_stats st;
+      if (build_batch(r, TASK_TRAIN, items, B, &tokens, &kstart, &Tp)) {
+        rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+      } else {
+        r->batch_items = items;
+        r->batch_split = TASK_TRAIN;
+        rc = rl_iterate(r->rl, tokens, kstart, B, Tp, reward_cb, r, &st, err);
+      }
+      free(tokens);
+      free(kstart);
+      if (!rc) {
+        cJSON_AddNumberToObject(line, "reward", st.reward);
+        cJSON_AddNumberToObject(line, "kl_seq", st.kl_seq);
+        if (isfinite(st.kl_token))
+          cJSON_AddNumberToObject(line, "kl_token", st.kl_token);
+        cJSON_AddNumberToObject(line, "mean_len", st.mean_len);
+        cJSON_AddNumberToObject(line, "policy_loss", st.policy_loss);
+        cJSON_AddNumberToObject(line, "value_loss", st.value_loss);
+        cJSON_AddNumberToObject(line, "clipfrac", st.clipfrac);
+        cJSON_AddNumberToObject(line, "beta", st.beta);
+        if (!isfinite(st.policy_loss) || !isfinite(st.value_loss))
+          rc = dfpo_err_set(err, DFPO_ERUNTIME,
+                            "train: the loss is not finite at iteration %lld; stopped (the best "
+                            "checkpoint is kept)",
+                            (long long)it);
+      }
+    }
+    char *s = cJSON_PrintUnformatted(line);
+    cJSON_Delete(line);
+    if (s) {
+      fprintf(log, "%s\n", s);
+      fflush(log);
+    }
+    free(s);
+    if (!rc)
+      dfpo_info("train: iteration %lld of %lld", (long long)it, (long long)iterations);
+  }
+  free(items);
+  if (fclose(log) != 0 && !rc)
+    rc = dfpo_err_set(err, DFPO_ERUNTIME, "%s/train.jsonl: write failed", r->dir);
+  return rc;
+}
+
+static int run_cell(run *r, dfpo_err *err) {
+  int rc = setup(r, err);
+  if (rc)
+    return rc;
+  char path[4300];
+  snprintf(path, sizeof path, "%s/DONE", r->dir);
+  remove(path); /* a rerun is not done until it says so again */
+  char *json = cfg_to_json(&r->conf);
+  if (!json)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  snprintf(path, sizeof path, "%s/config.json", r->dir);
+  size_t n = strlen(json);
+  rc = dfpo_atomic_write_file(path, json, n, err);
+  free(json);
+  if (rc)
+    return rc;
+  int64_t iterations, eval_every, max_prompts;
+  if ((rc = cfg_get_int(&r->conf, "train.iterations", &iterations, err)) ||
+      (rc = cfg_get_int(&r->conf, "train.eval_every", &eval_every, err)) ||
+      (rc = cfg_get_int(&r->conf, "eval.max_prompts", &max_prompts, err)))
+    return rc;
+  size_t n_val = r->tk.n[TASK_VALIDATION], n_test = r->tk.n[TASK_TEST];
+  if (max_prompts > 0) {
+    n_val = n_val < (size_t)max_prompts ? n_val : (size_t)max_prompts;
+    n_test = n_test < (size_t)max_prompts ? n_test : (size_t)max_prompts;
+  }
+  int best_iter = 0;
+  if (!r->zero_shot) {
+    if ((rc = train_loop(r, iterations, eval_every, n_val, &best_iter, err)))
+      return rc;
+    /* the selected policy: the best validation reward */
+    gpt2_model *best = NULL;
+    snprintf(path, sizeof path, "%s/checkpoint/best.ckpt", r->dir);
+    if ((rc = gpt2_load(&best, path, err)) || (rc = gpt2_copy_params(r->policy, best, err))) {
+      gpt2_free(best);
+      return rc;
+    }
+    gpt2_free(best);
+  }
+  double means[TASK_MAX_METRICS];
+  snprintf(path, sizeof path, "%s/samples.jsonl", r->dir);
+  if ((rc = evaluate(r, TASK_TEST, n_test, 2000003u + (uint64_t)r->seed, means, path, err)))
+    return rc;
+  cJSON *o = cJSON_CreateObject(), *m = cJSON_AddObjectToObject(o, "metrics");
+  const char *algo;
+  cfg_get_str(&r->conf, "algo", &algo, err);
+  cJSON_AddStringToObject(o, "task", r->tk.name);
+  cJSON_AddStringToObject(o, "algo", algo);
+  cJSON_AddNumberToObject(o, "seed", (double)r->seed);
+  cJSON_AddNumberToObject(o, "best_iteration", best_iter);
+  cJSON_AddNumberToObject(o, "test_prompts", (double)n_test);
+  for (int k = 0; k < r->tk.n_metrics; k++)
+    cJSON_AddNumberToObject(m, r->tk.metric_names[k], means[k]);
+  cJSON_AddStringToObject(o, "judges",
+                          "synthetic: the exact posterior and likelihood of the "
+                          "true language (no trained judge)");
+  snprintf(path, sizeof path, "%s/eval.json", r->dir);
+  rc = write_json(path, o, err);
+  cJSON_Delete(o);
+  if (rc)
+    return rc;
+  snprintf(path, sizeof path, "%s/DONE", r->dir);
+  return dfpo_atomic_write_file(path, "done\n", 5, err);
+}
+
+int cmd_train(int argc, char **argv) {
+  static const struct option opts[] = {
+      {"task", required_argument, NULL, 't'},   {"algo", required_argument, NULL, 'a'},
+      {"seed", required_argument, NULL, 'n'},   {"out", required_argument, NULL, 'o'},
+      {"model", required_argument, NULL, 'm'},  {"tokenizer", required_argument, NULL, 'k'},
+      {"config", required_argument, NULL, 'c'}, {"set", required_argument, NULL, 's'},
+      {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
+  /* command-line options become --set overrides, applied after the file */
+  char **sets = calloc((size_t)argc + 1, sizeof *sets);
+  char **owned = calloc((size_t)argc + 1, sizeof *owned);
+  const char *file = NULL;
+  int nsets = 0, nowned = 0, c, rc = DFPO_OK;
+  if (!sets || !owned) {
+    free(sets);
+    free(owned);
+    return DFPO_ERUNTIME;
+  }
+  cli_reset_getopt();
+  while (rc == DFPO_OK && (c = getopt_long(argc, argv, ":hs:", opts, NULL)) != -1) {
+    const char *key = NULL;
+    switch (c) {
+    case 't':
+      key = "task.name";
+      break;
+    case 'a':
+      key = "algo";
+      break;
+    case 'n':
+      key = "seed";
+      break;
+    case 'o':
+      key = "out";
+      break;
+    case 'm':
+      key = "model.path";
+      break;
+    case 'k':
+      key = "tokenizer.path";
+      break;
+    case 'c':
+      file = optarg;
+      break;
+    case 's':
+      sets[nsets++] = optarg;
+      break;
+    case 'h':
+      fputs(train_usage, stdout);
+      rc = -1;
+      break;
+    default:
+      rc = cli_bad_option("train", argc, argv, c);
+    }
+    if (key) {
+      size_t len = strlen(key) + strlen(optarg) + 2;
+      char *s = malloc(len);
+      if (!s) {
+        rc = DFPO_ERUNTIME;
+        break;
+      }
+      snprintf(s, len, "%s=%s", key, optarg);
+      owned[nowned++] = s;
+      sets[nsets++] = s;
+    }
+  }
+  if (rc == DFPO_OK && optind < argc)
+    rc = cli_usage_error("train", "unexpected argument '%s'", argv[optind]);
+  if (rc == DFPO_OK) {
+    run r;
+    memset(&r, 0, sizeof r);
+    dfpo_err err;
+    dfpo_err_clear(&err);
+    rc = cfg_load(&r.conf, cfg_schema, file, (const char *const *)sets, nsets, &err);
+    if (!rc) {
+      rc = run_cell(&r, &err);
+      run_free(&r);
+    }
+    if (rc)
+      rc = cli_fail(&err);
+  }
+  for (int i = 0; i < nowned; i++)
+    free(owned[i]);
+  free(owned);
+  free(sets);
+  return rc < 0 ? DFPO_OK : rc;
+}

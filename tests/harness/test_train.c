@@ -1,0 +1,181 @@
+#include "harness/task.h"
+#include "tests/support/support.h"
+#include "trainer/trainer.h"
+
+#include <cjson/cJSON.h>
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char dir[256];
+
+/* A base model for the synthetic task, made the way a suite makes one: the
+ * language's documents as a corpus, a byte-level BPE trained on it, and a
+ * tiny GPT-2 pretrained on it for 150 steps. */
+static void make_base(void) {
+  ts_tmpdir(dir, sizeof dir);
+  task t;
+  dfpo_err err;
+  task_synth_params p = task_synth_defaults();
+  p.n[TASK_TRAIN] = 200;
+  p.n[TASK_VALIDATION] = p.n[TASK_TEST] = 8;
+  cr_assert_eq(task_synth_init(&t, &p, &err), 0, "%s", err.msg);
+  char corpus[300], tokdir[300], ckpt[300];
+  snprintf(corpus, sizeof corpus, "%s/corpus.txt", dir);
+  snprintf(tokdir, sizeof tokdir, "%s/tok", dir);
+  snprintf(ckpt, sizeof ckpt, "%s/base.ckpt", dir);
+  cr_assert_eq(task_write_corpus(&t, TASK_TRAIN, corpus, &err), 0, "%s", err.msg);
+  const char *files[1] = {corpus};
+  cr_assert_eq(tok_train(files, 1, 320, tokdir, NULL, &err), 0, "%s", err.msg);
+  tok_tokenizer *tok;
+  cr_assert_eq(tok_load(&tok, tokdir, &err), 0, "%s", err.msg);
+  /* the corpus as one token stream, documents separated by end-of-text */
+  size_t cap = 1 << 20, n = 0;
+  int *stream = malloc(sizeof(int) * cap);
+  for (size_t i = 0; i < t.n[TASK_TRAIN]; i++) {
+    tok_ids v = {0};
+    const char *s = t.items[TASK_TRAIN][i].reference;
+    cr_assert_eq(tok_encode(tok, s, strlen(s), 0, &v, &err), 0);
+    for (size_t k = 0; k < v.n && n < cap - 1; k++)
+      stream[n++] = v.ids[k];
+    stream[n++] = tok_eot_id(tok);
+    tok_ids_free(&v);
+  }
+  gpt2_config c = {2, 2, 64, (int)tok_vocab_size(tok), 128, GPT2_HEAD_NONE, 0};
+  gpt2_model *m;
+  cr_assert_eq(gpt2_new(&m, &c, &err), 0, "%s", err.msg);
+  gpt2_init_random(m, 1);
+  enum { B = 16, T = 64 };
+  int tokens[B * T], targets[B * T];
+  dfpo_rng rng;
+  dfpo_rng_init(&rng, 1, DFPO_STREAM_DATA);
+  gpt2_adamw opt = gpt2_adamw_default();
+  float loss = 0, first = 0;
+  for (int step = 0; step < 150; step++) {
+    for (int b = 0; b < B; b++) {
+      size_t off = dfpo_rng_below(&rng, (uint32_t)(n - T - 1));
+      for (int j = 0; j < T; j++) {
+        tokens[b * T + j] = stream[off + j];
+        targets[b * T + j] = stream[off + j + 1];
+      }
+    }
+    gpt2_zero_grad(m);
+    cr_assert_eq(gpt2_lm_loss(m, tokens, targets, NULL, B, T, 1, &loss, &err), 0, "%s", err.msg);
+    cr_assert_eq(gpt2_adamw_step(m, &opt, 3e-3f, NULL, &err), 0);
+    if (step == 0)
+      first = loss;
+  }
+  cr_assert_lt(loss, first - 2.0f, "pretraining learns: %g -> %g", first, loss);
+  cr_assert_eq(gpt2_save(m, ckpt, 0, &err), 0, "%s", err.msg);
+  gpt2_free(m);
+  tok_free(tok);
+  free(stream);
+  task_free(&t);
+}
+
+static void remove_base(void) {
+  if (!getenv("DFPO_KEEP_TEST_FILES"))
+    ts_rmtree(dir);
+}
+
+TestSuite(train, .init = make_base, .fini = remove_base, .timeout = 600);
+
+static char *slurp(const char *path) {
+  FILE *fp = fopen(path, "rb");
+  cr_assert_not_null(fp, "%s missing", path);
+  char *buf = calloc(1, 1 << 20);
+  size_t n = fread(buf, 1, (1 << 20) - 1, fp);
+  fclose(fp);
+  buf[n] = '\0';
+  return buf;
+}
+
+static void run_cell(const char *algo, const char *iterations) {
+  char model[300], tok[300], out[300], it[64];
+  snprintf(model, sizeof model, "%s/base.ckpt", dir);
+  snprintf(tok, sizeof tok, "%s/tok", dir);
+  snprintf(out, sizeof out, "%s/runs", dir);
+  snprintf(it, sizeof it, "train.iterations=%s", iterations);
+  ts_run r;
+  ts_dfpo(&r, "train", "--task", "synthetic", "--algo", algo, "--seed", "3", "--out", out,
+          "--model", model, "--tokenizer", tok, "--set", it, "--set", "train.batch_size=8", "--set",
+          "train.minibatch=8", "--set", "train.epochs=2", "--set", "train.lr=1e-4", "--set",
+          "train.eval_every=2", "--set", "generation.max_new_tokens=16", "--set",
+          "generation.min_new_tokens=4", "--set", "task.synthetic.n_train=64", "--set",
+          "task.synthetic.n_validation=8", "--set", "task.synthetic.n_test=12", NULL);
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  ts_run_free(&r);
+}
+
+/* One test for all cells: the base model is made once (by the suite's init,
+ * which Criterion runs per test). */
+Test(train, cells_write_their_run_folders) {
+  run_cell("ppo", "4");
+  char p[512];
+  snprintf(p, sizeof p, "%s/runs/default/synthetic/ppo/seed-3", dir);
+  char f[600];
+  const char *files[] = {"config.json",   "train.jsonl",          "eval.json",
+                         "samples.jsonl", "checkpoint/best.ckpt", "DONE"};
+  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+    snprintf(f, sizeof f, "%s/%s", p, files[i]);
+    cr_expect_eq(access(f, F_OK), 0, "%s missing", f);
+  }
+  /* train.jsonl: iterations 0..4, validation at 0, 2, 4 */
+  snprintf(f, sizeof f, "%s/train.jsonl", p);
+  char *log = slurp(f);
+  int lines = 0, vals = 0;
+  for (char *s = log; (s = strchr(s, '\n')); s++)
+    lines++;
+  for (char *s = log; (s = strstr(s, "\"val_reward\"")); s++)
+    vals++;
+  cr_expect_eq(lines, 5, "%s", log);
+  cr_expect_eq(vals, 3, "%s", log);
+  cr_expect(strstr(log, "\"kl_seq\"") && strstr(log, "\"policy_loss\""), "%s", log);
+  free(log);
+  /* eval.json: the task's metrics over the 12 test prompts */
+  snprintf(f, sizeof f, "%s/eval.json", p);
+  char *ev = slurp(f);
+  cJSON *o = cJSON_Parse(ev);
+  cr_assert_not_null(o, "%s", ev);
+  cJSON *m = cJSON_GetObjectItem(o, "metrics");
+  double reward = cJSON_GetObjectItem(m, "reward")->valuedouble;
+  double nll = cJSON_GetObjectItem(m, "nll_word")->valuedouble;
+  cr_expect(reward > 0 && reward < 1, "reward %g", reward);
+  cr_expect(nll > 0 && nll < 20, "nll_word %g in %s", nll, f);
+  cr_expect_eq(cJSON_GetObjectItem(o, "test_prompts")->valueint, 12);
+  cJSON_Delete(o);
+  free(ev);
+  snprintf(f, sizeof f, "%s/samples.jsonl", p);
+  char *sm = slurp(f);
+  lines = 0;
+  for (char *s = sm; (s = strchr(s, '\n')); s++)
+    lines++;
+  cr_expect_eq(lines, 12);
+  cr_expect(strstr(sm, "\"continuation\"") != NULL);
+  free(sm);
+
+  run_cell("dfpo", "2");
+  run_cell("zero-shot", "0");
+  snprintf(f, sizeof f, "%s/runs/default/synthetic/dfpo/seed-3/DONE", dir);
+  cr_expect_eq(access(f, F_OK), 0);
+  snprintf(f, sizeof f, "%s/runs/default/synthetic/zero-shot/seed-3/eval.json", dir);
+  cr_expect_eq(access(f, F_OK), 0);
+}
+
+Test(train_cli, unbuilt_choices_are_refused_clearly) {
+  ts_run r;
+  ts_dfpo(&r, "train", "--task", "imdb", "--algo", "ppo", "--model", "x", "--tokenizer", "y", NULL);
+  cr_expect_eq(r.status, 1);
+  cr_expect(strstr(r.err, "task 'imdb' is not built yet") != NULL, "%s", r.err);
+  ts_run_free(&r);
+  ts_dfpo(&r, "train", "--algo", "nlpo", "--model", "x", "--tokenizer", "y", NULL);
+  cr_expect_eq(r.status, 1);
+  cr_expect(strstr(r.err, "algorithm 'nlpo' is not built yet") != NULL, "%s", r.err);
+  ts_run_free(&r);
+  ts_dfpo(&r, "train", "--algo", "ppo", NULL);
+  cr_expect_eq(r.status, 1);
+  cr_expect(strstr(r.err, "needs a base model") != NULL, "%s", r.err);
+  ts_run_free(&r);
+}
