@@ -76,6 +76,7 @@ typedef struct tok_special {
 struct tok_tokenizer {
   /* vocabulary */
   size_t n_ids;      /* max id + 1 */
+  size_t ids_cap;    /* allocated entries of tok_bytes and tok_len */
   char **tok_bytes;  /* per id, NULL for gaps */
   uint32_t *tok_len; /* per id */
   tok_strmap vocab;  /* bytes -> id */

@@ -239,8 +239,11 @@ int tok_add_token(tok_tokenizer *t, const char *s, size_t len, long long id, con
                         "alphabet",
                         where, show(s, len, shown, sizeof shown), id);
   }
-  if ((size_t)id >= t->n_ids) {
-    size_t ncap = (size_t)id + 1;
+  if ((size_t)id >= t->ids_cap) {
+    /* geometric growth: vocabularies arrive in id order, one at a time */
+    size_t ncap = t->ids_cap ? t->ids_cap : 1024;
+    while (ncap <= (size_t)id)
+      ncap *= 2;
     char **tb = realloc(t->tok_bytes, ncap * sizeof *tb);
     if (!tb) {
       free(bytes);
@@ -253,12 +256,14 @@ int tok_add_token(tok_tokenizer *t, const char *s, size_t len, long long id, con
       return dfpo_err_set(err, DFPO_ERUNTIME, "%s: out of memory", where);
     }
     t->tok_len = tl;
-    for (size_t i = t->n_ids; i < ncap; i++) {
+    for (size_t i = t->ids_cap; i < ncap; i++) {
       t->tok_bytes[i] = NULL;
       t->tok_len[i] = 0;
     }
-    t->n_ids = ncap;
+    t->ids_cap = ncap;
   }
+  if ((size_t)id >= t->n_ids)
+    t->n_ids = (size_t)id + 1;
   if (t->tok_bytes[id]) {
     free(bytes);
     return dfpo_err_set(err, DFPO_EDATA, "%s: id %lld is given to two tokens (\"%s\" and another)",
