@@ -357,7 +357,7 @@ Test(tok_encode, heap_and_scan_merges_agree) {
     tok_set_heap_threshold(2);
     cr_assert_eq(tok_encode(heap, text, n, 0, &b, &err), 0, "%s", err.msg);
     cr_assert_eq(a.n, b.n, "text %d: %zu ids by scan, %zu by heap", i, a.n, b.n);
-    cr_assert_eq(memcmp(a.ids, b.ids, a.n * sizeof *a.ids), 0, "text %d differs", i);
+    cr_assert(!a.n || !memcmp(a.ids, b.ids, a.n * sizeof *a.ids), "text %d differs", i);
     tok_ids_free(&a);
     tok_ids_free(&b);
   }
@@ -386,8 +386,8 @@ Test(tok_encode, many_documents_match_one_at_a_time) {
   for (int i = 0; i < N; i++) {
     tok_ids v = {0};
     cr_assert_eq(tok_encode(t, texts[i], lens[i], TOK_ALLOW_SPECIAL, &v, &err), 0);
-    cr_expect(v.n == outs[i].n && !memcmp(v.ids, outs[i].ids, v.n * sizeof *v.ids), "document %d",
-              i);
+    cr_expect(v.n == outs[i].n && (!v.n || !memcmp(v.ids, outs[i].ids, v.n * sizeof *v.ids)),
+              "document %d", i);
     tok_ids_free(&v);
     tok_ids_free(&outs[i]);
   }
