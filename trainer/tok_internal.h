@@ -81,7 +81,8 @@ struct tok_tokenizer {
   uint32_t *tok_len; /* per id */
   tok_strmap vocab;  /* bytes -> id */
   int32_t byte_id[256];
-  /* merges: (left << 32 | right) -> rank << 32 | result id */
+  /* merges, open addressing: key left << 32 | right, value (rank + 1) << 32 |
+   * result id, 0 = empty slot */
   size_t n_merges;
   uint64_t *mkey;
   uint64_t *mval;
@@ -104,9 +105,11 @@ int tok_add_token(tok_tokenizer *t, const char *s, size_t len, long long id, con
 int tok_add_merge(tok_tokenizer *t, const char *left, size_t llen, const char *right, size_t rlen,
                   const char *where, dfpo_err *err);
 tok_tokenizer *tok_alloc(void);
-/* Checks the byte tokens, sizes the merge table, compiles the regex. */
-int tok_finish(tok_tokenizer *t, const char *where, dfpo_err *err);
+/* After the tokens: finds the 256 byte tokens (an error names a missing one)
+ * and "<|endoftext|>" (a special token when present). */
 int tok_finish_vocab(tok_tokenizer *t, const char *where, dfpo_err *err);
+/* After the merges: makes sure the merge table exists, compiles the regex. */
+int tok_finish(tok_tokenizer *t, const char *where, dfpo_err *err);
 int tok_add_special(tok_tokenizer *t, const char *s, size_t len, int32_t id, dfpo_err *err);
 
 /* Looks up the merge of (l, r): returns 1 and fills rank and result id. */
