@@ -10,8 +10,8 @@
 #include <pcre2.h>
 
 /* GPT-2's byte-to-unicode table: byte b is written in token strings as the
- * code point tok_byte_cp[b] (printable Latin-1 bytes stand for themselves,
- * the others are moved to U+0100..U+0143). tok_byte_order lists the bytes in
+ * code point byte_cp[b] (printable Latin-1 bytes stand for themselves,
+ * the others are moved to U+0100..U+0143). byte_order lists the bytes in
  * the order GPT-2 gives them ids 0..255. */
 void tok_byte_tables(uint32_t byte_cp[256], uint8_t byte_order[256]);
 /* Decodes a token string (UTF-8 of byte-alphabet code points) into bytes;
