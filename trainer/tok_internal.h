@@ -91,7 +91,10 @@ struct tok_tokenizer {
   size_t n_special;
   int32_t eot;
   tok_regex re;
-  struct tok_worker *worker; /* tok_encode's state, created on first use */
+  /* Encoder states (match data, JIT stack, word cache, scratch), one per
+   * OpenMP thread number, created on first use; tok_encode uses slot 0. */
+  struct tok_worker **workers;
+  size_t n_workers;
 };
 
 /* Building a tokenizer: the loaders parse files into tokens and merges in
