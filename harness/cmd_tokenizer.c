@@ -6,6 +6,7 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static const char tokenizer_usage[] =
     "Usage: dfpo tokenizer encode --tokenizer DIR [--lines] [--allow-special] [--stats]\n"
@@ -32,15 +33,23 @@ static const char tokenizer_usage[] =
     "                        decode writes each line's bytes and a newline\n"
     "  -s, --allow-special   encode \"<|endoftext|>\" (and any other special\n"
     "                        token) as its id; without it the text is ordinary\n"
-    "  --stats               report bytes, tokens, threads and the encoding rate\n"
-    "                        (the encoding alone, without reading and printing)\n"
-    "                        on stderr\n"
+    "  --stats               report bytes, tokens, threads, the encoding's wall and\n"
+    "                        CPU time and rates (the encoding alone, without\n"
+    "                        loading, reading and printing) on stderr\n"
     "  -c, --corpus FILE...  training text files (every argument after it that is\n"
     "                        not an option is one more file)\n"
     "  -n, --vocab-size N    vocabulary size to train: 256 bytes + merges +\n"
     "                        \"<|endoftext|>\", so N >= 257\n"
     "  -o, --out DIR         where train writes encoder.json and vocab.bpe\n"
     "  -h, --help            show this help\n";
+
+/* CPU time of the whole process (all threads): on a shared machine the
+ * per-core rate is bytes per CPU second, whatever else runs. */
+static double cpu_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
 
 static int read_stdin(char **data, size_t *len, dfpo_err *err) {
   size_t cap = 1 << 16, n = 0;
@@ -145,12 +154,12 @@ static int tokenizer_encode(const tok_opts *o) {
     rc = dfpo_err_set(&err, DFPO_ERUNTIME, "out of memory");
   if (!rc && !(outs = calloc(n ? n : 1, sizeof *outs)))
     rc = dfpo_err_set(&err, DFPO_ERUNTIME, "out of memory");
-  double t0 = dfpo_now();
+  double t0 = dfpo_now(), c0 = cpu_seconds();
   int flags = o->special ? TOK_ALLOW_SPECIAL : 0;
   if (!rc)
     rc = o->lines ? tok_encode_many(t, lines, lens, n, flags, outs, &err)
                   : tok_encode(t, data, len, flags, &outs[0], &err);
-  double dt = dfpo_now() - t0;
+  double dt = dfpo_now() - t0, dc = cpu_seconds() - c0;
   if (!rc) {
     size_t tokens = 0;
     for (size_t i = 0; i < n; i++) {
@@ -160,11 +169,11 @@ static int tokenizer_encode(const tok_opts *o) {
     if (fflush(stdout) || ferror(stdout))
       rc = dfpo_err_errno(&err, DFPO_ERUNTIME, errno, "writing stdout");
     if (o->stats)
-      dfpo_info("encoded %zu bytes (%zu documents) into %zu tokens in %.3f s on %d thread%s: "
-                "%.2f MB/s",
-                len, n, tokens, dt, o->lines ? omp_get_max_threads() : 1,
+      dfpo_info("encoded %zu bytes (%zu documents) into %zu tokens in %.3f s (%.3f s of CPU) on "
+                "%d thread%s: %.2f MB/s, %.2f MB per CPU second",
+                len, n, tokens, dt, dc, o->lines ? omp_get_max_threads() : 1,
                 o->lines && omp_get_max_threads() > 1 ? "s" : "",
-                dt > 0 ? (double)len / dt / 1e6 : 0.0);
+                dt > 0 ? (double)len / dt / 1e6 : 0.0, dc > 0 ? (double)len / dc / 1e6 : 0.0);
   }
   for (size_t i = 0; outs && i < n; i++)
     tok_ids_free(&outs[i]);

@@ -603,9 +603,11 @@ static int encode_with(const tok_tokenizer *t, tok_worker *w, const char *text, 
   return DFPO_OK;
 }
 
-int tok_encode(tok_tokenizer *t, const char *text, size_t len, int flags, tok_ids *out,
-               dfpo_err *err) {
-  if (!t->worker) {
+/* Worker slot i of t, created on first use. Slots are per OpenMP thread
+ * number, so threads never share one and each keeps its word cache from call
+ * to call. */
+static int get_worker(tok_tokenizer *t, size_t i, tok_worker **out, dfpo_err *err) {
+  if (!t->workers[i]) {
     tok_worker *w = malloc(sizeof *w);
     if (!w)
       return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
@@ -615,20 +617,46 @@ int tok_encode(tok_tokenizer *t, const char *text, size_t len, int flags, tok_id
       free(w);
       return rc;
     }
-    t->worker = w;
+    t->workers[i] = w;
   }
-  return encode_with(t, t->worker, text, len, flags, out, err);
+  *out = t->workers[i];
+  return DFPO_OK;
+}
+
+static int ensure_slots(tok_tokenizer *t, size_t n, dfpo_err *err) {
+  if (n <= t->n_workers)
+    return DFPO_OK;
+  struct tok_worker **w = realloc(t->workers, n * sizeof *w);
+  if (!w)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  for (size_t i = t->n_workers; i < n; i++)
+    w[i] = NULL;
+  t->workers = w;
+  t->n_workers = n;
+  return DFPO_OK;
+}
+
+int tok_encode(tok_tokenizer *t, const char *text, size_t len, int flags, tok_ids *out,
+               dfpo_err *err) {
+  tok_worker *w;
+  int rc = ensure_slots(t, 1, err);
+  if (!rc)
+    rc = get_worker(t, 0, &w, err);
+  return rc ? rc : encode_with(t, w, text, len, flags, out, err);
 }
 
 int tok_encode_many(tok_tokenizer *t, const char *const *texts, const size_t *lens, size_t n,
                     int flags, tok_ids *outs, dfpo_err *err) {
-  int status = DFPO_OK;
-#pragma omp parallel
+  int nt = omp_get_max_threads();
+  int status = ensure_slots(t, (size_t)(nt > 0 ? nt : 1), err);
+  if (status)
+    return status;
+#pragma omp parallel num_threads(nt)
   {
-    tok_worker w;
+    tok_worker *w = NULL;
     dfpo_err e;
     dfpo_err_clear(&e);
-    int rc = worker_init(&w, t, &e);
+    int rc = get_worker(t, (size_t)omp_get_thread_num(), &w, &e);
 #pragma omp for schedule(dynamic, 8)
     for (size_t i = 0; i < n; i++) {
       int stop;
@@ -636,7 +664,7 @@ int tok_encode_many(tok_tokenizer *t, const char *const *texts, const size_t *le
       stop = status;
       if (rc || stop)
         continue;
-      rc = encode_with(t, &w, texts[i], lens[i], flags, &outs[i], &e);
+      rc = encode_with(t, w, texts[i], lens[i], flags, &outs[i], &e);
     }
     if (rc) {
 #pragma omp critical(tok_encode_many_err)
@@ -648,7 +676,6 @@ int tok_encode_many(tok_tokenizer *t, const char *const *texts, const size_t *le
         }
       }
     }
-    worker_free(&w);
   }
   return status;
 }
@@ -683,10 +710,13 @@ int tok_decode(const tok_tokenizer *t, const int32_t *ids, size_t n, char **buf,
 void tok_free(tok_tokenizer *t) {
   if (!t)
     return;
-  if (t->worker) {
-    worker_free(t->worker);
-    free(t->worker);
+  for (size_t i = 0; i < t->n_workers; i++) {
+    if (t->workers[i]) {
+      worker_free(t->workers[i]);
+      free(t->workers[i]);
+    }
   }
+  free(t->workers);
   for (size_t i = 0; i < t->n_ids; i++)
     free(t->tok_bytes[i]);
   free(t->tok_bytes);

@@ -10,8 +10,8 @@
 #include <pcre2.h>
 
 /* GPT-2's byte-to-unicode table: byte b is written in token strings as the
- * code point tok_byte_cp[b] (printable Latin-1 bytes stand for themselves,
- * the others are moved to U+0100..U+0143). tok_byte_order lists the bytes in
+ * code point byte_cp[b] (printable Latin-1 bytes stand for themselves,
+ * the others are moved to U+0100..U+0143). byte_order lists the bytes in
  * the order GPT-2 gives them ids 0..255. */
 void tok_byte_tables(uint32_t byte_cp[256], uint8_t byte_order[256]);
 /* Decodes a token string (UTF-8 of byte-alphabet code points) into bytes;
@@ -76,12 +76,13 @@ typedef struct tok_special {
 struct tok_tokenizer {
   /* vocabulary */
   size_t n_ids;      /* max id + 1 */
-  size_t ids_cap;    /* allocated entries of tok_bytes and tok_len (>= n_ids) */
+  size_t ids_cap;    /* allocated entries of tok_bytes and tok_len */
   char **tok_bytes;  /* per id, NULL for gaps */
   uint32_t *tok_len; /* per id */
   tok_strmap vocab;  /* bytes -> id */
   int32_t byte_id[256];
-  /* merges: (left << 32 | right) -> rank << 32 | result id */
+  /* merges, open addressing: key left << 32 | right, value (rank + 1) << 32 |
+   * result id, 0 = empty slot */
   size_t n_merges;
   uint64_t *mkey;
   uint64_t *mval;
@@ -90,7 +91,10 @@ struct tok_tokenizer {
   size_t n_special;
   int32_t eot;
   tok_regex re;
-  struct tok_worker *worker; /* tok_encode's state, created on first use */
+  /* Encoder states (match data, JIT stack, word cache, scratch), one per
+   * OpenMP thread number, created on first use; tok_encode uses slot 0. */
+  struct tok_worker **workers;
+  size_t n_workers;
 };
 
 /* Building a tokenizer: the loaders parse files into tokens and merges in
@@ -104,9 +108,11 @@ int tok_add_token(tok_tokenizer *t, const char *s, size_t len, long long id, con
 int tok_add_merge(tok_tokenizer *t, const char *left, size_t llen, const char *right, size_t rlen,
                   const char *where, dfpo_err *err);
 tok_tokenizer *tok_alloc(void);
-/* Checks the byte tokens, sizes the merge table, compiles the regex. */
-int tok_finish(tok_tokenizer *t, const char *where, dfpo_err *err);
+/* After the tokens: finds the 256 byte tokens (an error names a missing one)
+ * and "<|endoftext|>" (a special token when present). */
 int tok_finish_vocab(tok_tokenizer *t, const char *where, dfpo_err *err);
+/* After the merges: makes sure the merge table exists, compiles the regex. */
+int tok_finish(tok_tokenizer *t, const char *where, dfpo_err *err);
 int tok_add_special(tok_tokenizer *t, const char *s, size_t len, int32_t id, dfpo_err *err);
 
 /* Looks up the merge of (l, r): returns 1 and fills rank and result id. */

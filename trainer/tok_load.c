@@ -240,8 +240,8 @@ int tok_add_token(tok_tokenizer *t, const char *s, size_t len, long long id, con
                         where, show(s, len, shown, sizeof shown), id);
   }
   if ((size_t)id >= t->ids_cap) {
-    /* geometric growth: ids mostly arrive in order, one at a time */
-    size_t ncap = t->ids_cap ? t->ids_cap : 256;
+    /* geometric growth: vocabularies arrive in id order, one at a time */
+    size_t ncap = t->ids_cap ? t->ids_cap : 1024;
     while (ncap <= (size_t)id)
       ncap *= 2;
     char **tb = realloc(t->tok_bytes, ncap * sizeof *tb);

@@ -356,7 +356,7 @@ static int count_words(const char *const *corpus, size_t n_corpus, tok_strmap *w
     if (rc)
       break;
     rc = tok_split(&sp, text, len, count_piece, &cc, err);
-    if (rc && !err->msg[0])
+    if (rc && err && !err->msg[0])
       oom(err);
     free(text);
   }

@@ -40,9 +40,11 @@ void ops_env_probe(ops_env_info *info);
  * makes them) and encode to their own byte tokens, so every byte string
  * round-trips. docs/tokenizer.md describes the details.
  *
- * A tok_tokenizer is immutable after loading except for its word cache and
- * scratch space: tok_encode uses them, so one thread at a time per object;
- * tok_encode_many runs its own per-thread state and may be called alone. */
+ * A tok_tokenizer is immutable after loading except for its encoder states
+ * (word cache and scratch space, one per OpenMP thread, kept from call to
+ * call): so tok_encode and tok_encode_many are one call at a time per object
+ * (tok_encode_many itself runs on all threads). Loaded tokenizers are
+ * cheap to have one per thread if more concurrency is needed. */
 typedef struct tok_tokenizer tok_tokenizer;
 
 /* A growable id vector; zero-initialise, free with tok_ids_free. */
@@ -81,9 +83,10 @@ const char *tok_token_bytes(const tok_tokenizer *t, int32_t id, size_t *len);
 /* Appends the ids of text[0..len) to out. */
 int tok_encode(tok_tokenizer *t, const char *text, size_t len, int flags, tok_ids *out,
                dfpo_err *err);
-/* Encodes n documents on all OpenMP threads, one cache per thread; outs[i]
- * (zero-initialised by the caller) receives document i's ids. The result is
- * the same as n calls to tok_encode. */
+/* Encodes n documents on all OpenMP threads, one word cache per thread
+ * (kept in t for the next call); outs[i] (zero-initialised by the caller)
+ * receives document i's ids. The result is the same as n calls to
+ * tok_encode. */
 int tok_encode_many(tok_tokenizer *t, const char *const *texts, const size_t *lens, size_t n,
                     int flags, tok_ids *outs, dfpo_err *err);
 /* Appends the bytes of ids to *buf (heap, grown with realloc, caller frees;

@@ -320,3 +320,45 @@ Test(tok_reference, trainer_learns_the_reference_merges) {
   free(lens);
   ts_rmtree(dir);
 }
+
+Test(tok_reference, random_bytes_encode_to_reference_ids) {
+  /* 100 documents of seeded random bytes (mostly invalid UTF-8), some with
+   * ASCII words mixed in: the surrogateescape rule at scale. */
+  const char *data = need_reference();
+  enum { N = 100 };
+  char *docs[N];
+  size_t lens[N];
+  dfpo_rng r;
+  dfpo_rng_init(&r, 2024, DFPO_STREAM_DATA);
+  for (int i = 0; i < N; i++) {
+    lens[i] = 1 + dfpo_rng_below(&r, 3000);
+    docs[i] = malloc(lens[i]);
+    for (size_t k = 0; k < lens[i]; k++) {
+      uint32_t x = dfpo_rng_below(&r, 256);
+      if (i % 2 && x < 128)
+        x = " etaoin'shrdlu"[x % 14];
+      docs[i][k] = x == '\n' ? ' ' : (char)x; /* one document a line */
+    }
+  }
+  char dir[256], path[512], cmd[2048];
+  ts_tmpdir(dir, sizeof dir);
+  snprintf(path, sizeof path, "%s/random.txt", dir);
+  write_lines(path, docs, lens, N);
+  snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s' '%s/gpt2' --lines < '%s' > '%s.ids'", REF, data,
+           path, path);
+  sh(cmd);
+  snprintf(cmd, sizeof cmd, "%s.ids", path);
+  size_t want_len;
+  char *want = slurp(cmd, &want_len);
+  tok_tokenizer *t;
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  snprintf(cmd, sizeof cmd, "%s/gpt2", data);
+  cr_assert_eq(tok_load(&t, cmd, &err), 0, "%s", err.msg);
+  compare_lines(t, want, want_len, docs, lens, N, 1);
+  tok_free(t);
+  free(want);
+  for (int i = 0; i < N; i++)
+    free(docs[i]);
+  ts_rmtree(dir);
+}
