@@ -91,7 +91,8 @@ typedef struct ops_backend {
                        int N, int V, int ld);
   /* In place, logits become their gradient for the objective
    * sum_n dlogp[n] * logp[n] + dent[n] * ent[n] (dent may be NULL):
-   * dz_i = dlogp (1[i=tgt] - p_i) - dent p_i (log p_i + ent). A fused
+   * dz_i = dlogp (1[i=tgt] - p_i) - dent p_i (log p_i + ent); rows with tgt < 0
+   * have logp 0, so their dlogp is ignored. A fused
    * softmax + cross-entropy backward is dlogp = -weight. */
   void (*logits_bwd)(float *logits, const float *lse, const float *ent, const int *tgt,
                      const float *dlogp, const float *dent, int N, int V, int ld);

@@ -367,7 +367,9 @@ static void cpu_logits_bwd(float *logits, const float *lse, const float *ent, co
 #pragma omp parallel for schedule(static) if ((size_t)N * V > PAR_MIN)
   for (int n = 0; n < N; n++) {
     float *z = logits + (size_t)n * ld;
-    float l = lse[n], gl = dlogp ? dlogp[n] : 0.0f, ge = dent ? dent[n] : 0.0f;
+    /* a row without a target has logp 0: its dlogp does not count */
+    int t = tgt ? tgt[n] : -1;
+    float l = lse[n], gl = dlogp && t >= 0 ? dlogp[n] : 0.0f, ge = dent ? dent[n] : 0.0f;
     float H = ent ? ent[n] : 0.0f;
     for (int i = 0; i < V; i++) {
       float lp = z[i] - l;
@@ -377,8 +379,8 @@ static void cpu_logits_bwd(float *logits, const float *lse, const float *ent, co
         d -= ge * p * (lp + H);
       z[i] = d;
     }
-    if (tgt && tgt[n] >= 0)
-      z[tgt[n]] += gl;
+    if (t >= 0)
+      z[t] += gl;
   }
 }
 
