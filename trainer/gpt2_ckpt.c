@@ -642,9 +642,14 @@ int gpt2_load(gpt2_model **out, const char *path, dfpo_err *err) {
     fclose(fp);
     return rc;
   }
+  /* a safetensors file starts with its header length and then '{' */
+  int brace = fgetc(fp);
   fclose(fp);
   if (got < 8)
     return dfpo_err_set(err, DFPO_EDATA, "%s: too short to be a checkpoint (%zu bytes)", path, got);
-  /* a safetensors file starts with its header length and then '{' */
+  if (brace != '{')
+    return dfpo_err_set(
+        err, DFPO_EDATA,
+        "%s: neither a dfpo checkpoint (magic \"" NATIVE_MAGIC "\") nor a safetensors file", path);
   return gpt2_import_safetensors(out, path, NULL, err);
 }
