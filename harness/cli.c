@@ -6,6 +6,7 @@
 const cli_cmd cli_commands[] = {
     {"env", "what this machine offers: threads, BLAS, CUDA, the cache folder", cmd_env},
     {"config", "load, check and print suite and run configs", cmd_config},
+    {"bench", "time the GPT-2 engine: a training step or KV-cache generation", cmd_bench},
     {NULL, NULL, NULL}};
 
 void cli_reset_getopt(void) {
