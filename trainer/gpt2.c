@@ -249,6 +249,7 @@ int gpt2_ensure_train(gpt2_model *m, dfpo_err *err) {
   if (!m->train_block)
     return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory for the training state (%zu bytes)",
                         3 * m->nparams * sizeof(float));
+  m->grads_zero = 1; /* the backend's alloc returns zeroed memory */
   m->grads = m->train_block;
   m->m = m->grads + m->nparams;
   m->v = m->m + m->nparams;
@@ -415,6 +416,7 @@ int gpt2_forward(gpt2_model *m, const int *tokens, const int *kstart, int B, int
 /* Backward through ln_f and the blocks, from the gradient of the final
  * hidden states in m->dln (which it consumes). */
 static void trunk_backward(gpt2_model *m) {
+  m->grads_zero = 0;
   const ops_backend *o = m->ops;
   int B = m->fb, T = m->ft, C = m->cfg.n_embd, NH = m->cfg.n_head, L = m->cfg.n_layer;
   int BT = B * T;
@@ -629,8 +631,9 @@ int gpt2_class_backward(gpt2_model *m, const float *dlogits, dfpo_err *err) {
 /* ---------------------------------------------------------- optimiser */
 
 void gpt2_zero_grad(gpt2_model *m) {
-  if (gpt2_ensure_train(m, NULL) == DFPO_OK)
+  if (gpt2_ensure_train(m, NULL) == DFPO_OK && !m->grads_zero)
     m->ops->zero(m->grads, m->nparams * sizeof(float));
+  m->grads_zero = 1;
 }
 
 float gpt2_grad_norm(gpt2_model *m) {
@@ -670,6 +673,7 @@ int gpt2_adamw_step(gpt2_model *m, const gpt2_adamw *opt, float lr, float *norm,
                   m->step);
     i = j + 1;
   }
+  m->grads_zero = 1; /* the update consumed (and zeroed) the gradients */
   return DFPO_OK;
 }
 

@@ -54,6 +54,7 @@ struct gpt2_model {
   float *train_block; /* grads | m | v (3 nparams), NULL until training */
   float *grads, *m, *v;
   int step;
+  int grads_zero;  /* the gradients are known to be all zero */
   void *act_block; /* activations of the current (B, T) */
   size_t act_bytes;
   int ab, at;   /* (B, T) the activations are laid out for */

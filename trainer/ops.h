@@ -97,8 +97,10 @@ typedef struct ops_backend {
   void (*logits_bwd)(float *logits, const float *lse, const float *ent, const int *tgt,
                      const float *dlogp, const float *dent, int N, int V, int ld);
 
-  /* AdamW (PyTorch's torch.optim.AdamW) on n parameters; step t >= 1. */
-  void (*adamw)(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
+  /* AdamW (PyTorch's torch.optim.AdamW) on n parameters; step t >= 1.
+   * Zeroes g as it goes (the next step's gradients start from zero without
+   * another pass over memory). */
+  void (*adamw)(float *p, float *g, float *m, float *v, size_t n, float lr, float beta1,
                 float beta2, float eps, float wd, int t);
   /* sum of squares (double accumulation, fixed order) */
   double (*sumsq)(const float *x, size_t n);

@@ -384,13 +384,14 @@ static void cpu_logits_bwd(float *logits, const float *lse, const float *ent, co
   }
 }
 
-static void cpu_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
+static void cpu_adamw(float *p, float *g, float *m, float *v, size_t n, float lr, float beta1,
                       float beta2, float eps, float wd, int t) {
   float bc1 = 1.0f - powf(beta1, (float)t), bc2 = 1.0f - powf(beta2, (float)t);
   float step = lr / bc1, sbc2 = sqrtf(bc2), decay = 1.0f - lr * wd;
 #pragma omp parallel for schedule(static) if (n > PAR_MIN)
   for (size_t i = 0; i < n; i++) {
     float gi = g[i];
+    g[i] = 0.0f;
     float mi = beta1 * m[i] + (1.0f - beta1) * gi;
     float vi = beta2 * v[i] + (1.0f - beta2) * gi * gi;
     m[i] = mi;

@@ -106,21 +106,44 @@ Test(gpt2_train, lr_schedules) {
 
 Test(gpt2_train, clipping_and_nan_guard) {
   gpt2_config cfg = tu_config(V, 1, 2, 16, 32);
-  gpt2_model *m = tu_model(&cfg, 3);
+  gpt2_model *m = tu_model(&cfg, 3), *ref = tu_model(&cfg, 3);
   int tok[B * T], tgt[B * T];
   batch(tok, tgt, 0);
   float loss, norm;
   dfpo_err err;
   dfpo_err_clear(&err);
   gpt2_zero_grad(m);
+  gpt2_zero_grad(ref);
   cr_assert_eq(gpt2_lm_loss(m, tok, tgt, NULL, B, T, 1, &loss, &err), 0);
+  cr_assert_eq(gpt2_lm_loss(ref, tok, tgt, NULL, B, T, 1, &loss, &err), 0);
   float n0 = gpt2_grad_norm(m);
   cr_expect_gt(n0, 0.0f);
-  gpt2_adamw opt = gpt2_adamw_default();
+  /* clipping to a quarter of the norm = an unclipped step on gradients
+   * scaled by clip / (norm + 1e-6), as torch.nn.utils.clip_grad_norm_ */
+  gpt2_adamw opt = gpt2_adamw_default(), noclip = opt;
   opt.clip = n0 / 4;
+  float sc = opt.clip / (n0 + 1e-6f);
+  int nt = gpt2_num_tensors(ref);
+  for (int t = 0; t < nt; t++) {
+    int r, c;
+    float *g;
+    gpt2_tensor_info(ref, t, NULL, &r, &c, NULL, &g);
+    for (int i = 0; i < r * c; i++)
+      g[i] *= sc;
+  }
   cr_assert_eq(gpt2_adamw_step(m, &opt, 1e-3f, &norm, &err), 0);
-  cr_expect_float_eq(norm, n0, 1e-6);
-  cr_expect_float_eq(gpt2_grad_norm(m), n0 / 4, 1e-4 * n0, "clipped norm");
+  cr_assert_eq(gpt2_adamw_step(ref, &noclip, 1e-3f, NULL, &err), 0);
+  cr_expect_float_eq(norm, n0, 1e-6, "the norm before clipping is reported");
+  for (int t = 0; t < nt; t++) {
+    int r, c;
+    float *p, *q;
+    gpt2_tensor_info(m, t, NULL, &r, &c, &p, NULL);
+    gpt2_tensor_info(ref, t, NULL, NULL, NULL, &q, NULL);
+    for (int i = 0; i < r * c; i++)
+      cr_expect_float_eq(p[i], q[i], 1e-6, "tensor %d element %d", t, i);
+  }
+  /* the step consumed the gradients */
+  cr_expect_eq(gpt2_grad_norm(m), 0.0f);
   /* a NaN gradient stops the step with a message and leaves the weights */
   float *g;
   gpt2_tensor_info(m, 0, NULL, NULL, NULL, NULL, &g);
@@ -128,4 +151,5 @@ Test(gpt2_train, clipping_and_nan_guard) {
   cr_expect_eq(gpt2_adamw_step(m, &opt, 1e-3f, NULL, &err), DFPO_ERUNTIME);
   cr_expect(strstr(err.msg, "NaN") != NULL, "%s", err.msg);
   gpt2_free(m);
+  gpt2_free(ref);
 }

@@ -308,19 +308,24 @@ Test(ops_cpu, adamw_matches_pytorch_update_rule) {
   double P[10], M[10] = {0}, Vv[10] = {0};
   for (size_t i = 0; i < n; i++)
     P[i] = p[i];
+  float *g0 = malloc(n * sizeof(float));
+  memcpy(g0, g, n * sizeof(float));
   for (int t = 1; t <= 3; t++) {
+    memcpy(g, g0, n * sizeof(float));
     O->adamw(p, g, m, v, n, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.1f, t);
+    for (size_t i = 0; i < n; i++)
+      cr_expect_eq(g[i], 0.0f, "adamw leaves the gradients zeroed");
     for (size_t i = 0; i < n; i++) {
       P[i] *= 1 - 1e-2 * 0.1;
-      M[i] = 0.9 * M[i] + 0.1 * g[i];
-      Vv[i] = 0.999 * Vv[i] + 0.001 * (double)g[i] * g[i];
+      M[i] = 0.9 * M[i] + 0.1 * g0[i];
+      Vv[i] = 0.999 * Vv[i] + 0.001 * (double)g0[i] * g0[i];
       double bc1 = 1 - pow(0.9, t), bc2 = 1 - pow(0.999, t);
       P[i] -= 1e-2 / bc1 * M[i] / (sqrt(Vv[i]) / sqrt(bc2) + 1e-8);
     }
   }
   for (size_t i = 0; i < n; i++)
     cr_expect_lt(fabs(P[i] - p[i]), 1e-6, "element %zu: %.8f vs %.8f", i, P[i], (double)p[i]);
-  free(p), free(g), free(m), free(v);
+  free(p), free(g), free(g0), free(m), free(v);
 }
 
 Test(ops_cpu, sumsq_and_scale) {
