@@ -21,6 +21,8 @@ extern const cli_cmd cli_commands[];
 int cmd_env(int argc, char **argv);
 int cmd_config(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
 
 /* Makes the next getopt_long call start afresh on a new argv. */
 void cli_reset_getopt(void);

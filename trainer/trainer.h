@@ -106,6 +106,15 @@ const float *gpt2_lm_logits(const gpt2_model *m);
 int gpt2_lm_loss(gpt2_model *m, const int *tokens, const int *targets, const int *kstart, int B,
                  int T, int backward, float *loss, dfpo_err *err);
 
+/* Next-token negative log-likelihood of tokens[n] (the first token is
+ * context only: prepend <|endoftext|> to score it). Longer than n_ctx, the
+ * sequence is scored in windows of n_ctx tokens that overlap by half a
+ * window, so every scored token has at least min(n_ctx/2, its index) tokens
+ * of context and is scored once. *nll_sum and *scored (n - 1) receive the
+ * totals. */
+int gpt2_score_tokens(gpt2_model *m, const int *tokens, size_t n, double *nll_sum, size_t *scored,
+                      dfpo_err *err);
+
 /* After gpt2_forward on a GPT2_HEAD_VALUE model: values[B*T]. Then
  * gpt2_value_backward accumulates the gradient of sum dvalues[i] values[i]. */
 int gpt2_value_forward(gpt2_model *m, float *values, dfpo_err *err);

@@ -325,3 +325,49 @@ Test(gpt2_sample, min_new_tokens_and_end_of_text) {
   cr_expect_eq(out[0], arg);
   gpt2_free(m);
 }
+
+Test(gpt2_sample, score_tokens_in_overlapping_windows) {
+  enum { V = 30, N = 21 };
+  gpt2_config cfg = tu_config(V, 2, 2, 16, 8);
+  gpt2_model *m = tu_model(&cfg, 8);
+  tu_perturb(m, 9, 3.0f);
+  int tok[N];
+  tu_tokens(tok, N, V, 10);
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  /* within n_ctx: the same as one forward pass */
+  double nll;
+  size_t scored;
+  cr_assert_eq(gpt2_score_tokens(m, tok, 8, &nll, &scored, &err), 0, "%s", err.msg);
+  cr_expect_eq(scored, 7);
+  int tgt[8];
+  float lp[8];
+  for (int t = 0; t < 8; t++)
+    tgt[t] = t < 7 ? tok[t + 1] : -1;
+  cr_assert_eq(gpt2_forward(m, tok, NULL, 1, 8, &err), 0);
+  cr_assert_eq(gpt2_lm_logprobs(m, tgt, lp, NULL, &err), 0);
+  double want = 0;
+  for (int t = 0; t < 7; t++)
+    want -= lp[t];
+  cr_expect_lt(fabs(nll - want), 1e-5);
+  /* longer: windows [0,8) [4,12) [8,16) [12,20) [16,21) score 1..7, 8..11,
+   * 12..15, 16..19, 20 once each; check the last window by hand */
+  cr_assert_eq(gpt2_score_tokens(m, tok, N, &nll, &scored, &err), 0, "%s", err.msg);
+  cr_expect_eq(scored, (size_t)N - 1);
+  double total = want;
+  const int starts[4] = {4, 8, 12, 16}, first[4] = {8, 12, 16, 20};
+  for (int w = 0; w < 4; w++) {
+    int s = starts[w], e = s + 8 < N ? s + 8 : N, T = e - s;
+    for (int t = 0; t < T; t++) {
+      int i = s + t + 1;
+      tgt[t] = i < e && i >= first[w] ? tok[i] : -1;
+    }
+    cr_assert_eq(gpt2_forward(m, tok + s, NULL, 1, T, &err), 0);
+    cr_assert_eq(gpt2_lm_logprobs(m, tgt, lp, NULL, &err), 0);
+    for (int t = 0; t < T; t++)
+      if (tgt[t] >= 0)
+        total -= lp[t];
+  }
+  cr_expect_lt(fabs(nll - total), 1e-4, "%.6f vs %.6f", nll, total);
+  gpt2_free(m);
+}
