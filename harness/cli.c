@@ -8,6 +8,8 @@ const cli_cmd cli_commands[] = {
     {"config", "load, check and print suite and run configs", cmd_config},
     {"generate", "sample continuations of token-id prompts from a GPT-2 model", cmd_generate},
     {"perplexity", "score token-id documents under a GPT-2 model", cmd_perplexity},
+    {"pretrain", "train a GPT-2 from scratch on token ids, with validation and resume",
+     cmd_pretrain},
     {"bench", "time the GPT-2 engine: a training step or KV-cache generation", cmd_bench},
     {NULL, NULL, NULL}};
 
