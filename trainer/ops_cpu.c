@@ -6,6 +6,8 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +37,41 @@ static void cpu_memcpy(void *dst, const void *src, size_t bytes) {
     memcpy(dst, src, bytes);
 }
 
+/* OpenBLAS runs single-threaded and the OpenMP threads split each product
+ * by columns of its output: with two thread pools (OpenBLAS's own and
+ * OpenMP's) on few cores, each pool's idle threads spin while the other
+ * works, and on this project's 2-core machine that cost more than half the
+ * time of a decoding step. Splitting by output columns keeps every element's
+ * sum in the same order, so results do not depend on the thread count. */
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+static void blas_single(void) {
+  openblas_set_num_threads(1);
+}
+
+/* C[M, ncols] (row stride ldc) = alpha op(A) op(B) + beta C, split over
+ * column chunks of C; op(B)'s columns c0.. start at B + c0 (NoTrans) or
+ * B + c0 * ldb (Trans). */
+static void par_sgemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int ncols, int K,
+                      const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                      int ldc) {
+  pthread_once(&blas_once, blas_single);
+  int nt = omp_get_max_threads();
+  double work = (double)M * ncols * K;
+  if (nt <= 1 || work < 4.0e6 || ncols < 32) {
+    cblas_sgemm(CblasRowMajor, ta, tb, M, ncols, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  /* chunks of a multiple of 16 columns, a few per thread for balance */
+  int chunks = nt * 2, width = ((ncols + chunks - 1) / chunks + 15) & ~15;
+  int n = (ncols + width - 1) / width;
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int i = 0; i < n; i++) {
+    int c0 = i * width, w = c0 + width < ncols ? width : ncols - c0;
+    const float *Bc = tb == CblasNoTrans ? B + c0 : B + (size_t)c0 * ldb;
+    cblas_sgemm(CblasRowMajor, ta, tb, M, w, K, 1.0f, A, lda, Bc, ldb, beta, C + c0, ldc);
+  }
+}
+
 static void cpu_matmul_fwd(float *out, const float *inp, const float *w, const float *bias, int M,
                            int K, int N) {
   float beta = 0.0f;
@@ -44,17 +81,15 @@ static void cpu_matmul_fwd(float *out, const float *inp, const float *w, const f
       memcpy(out + (size_t)m * N, bias, (size_t)N * sizeof(float));
     beta = 1.0f;
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, inp, K, w, K, beta, out, N);
+  par_sgemm(CblasNoTrans, CblasTrans, M, N, K, inp, K, w, K, beta, out, N);
 }
 
 static void cpu_matmul_bwd(float *dinp, float *dw, float *dbias, const float *dout,
                            const float *inp, const float *w, int M, int K, int N) {
-  if (dinp)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, K, N, 1.0f, dout, N, w, K, 1.0f, dinp,
-                K);
-  if (dw)
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, K, M, 1.0f, dout, N, inp, K, 1.0f, dw,
-                K);
+  if (dinp) /* dinp[M,K] += dout[M,N] w[N,K] */
+    par_sgemm(CblasNoTrans, CblasNoTrans, M, K, N, dout, N, w, K, 1.0f, dinp, K);
+  if (dw) /* dw[N,K] += dout^T inp[M,K] */
+    par_sgemm(CblasTrans, CblasNoTrans, N, K, M, dout, N, inp, K, 1.0f, dw, K);
   if (dbias) {
     int nb = (N + COLBLOCK - 1) / COLBLOCK;
 #pragma omp parallel for schedule(static) if ((size_t)M * N > PAR_MIN)
