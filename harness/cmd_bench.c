@@ -180,8 +180,7 @@ int cmd_bench(int argc, char **argv) {
     gpt2_free(m);
     return cli_fail(&err);
   }
-  printf("{\"engine\": \"dfpo\", \"shape\": \"%s\", \"threads\": %d, \"blas_threads\": %d, ", shape,
-         env.cpu_threads, env.blas_threads);
+  printf("{\"engine\": \"dfpo\", \"shape\": \"%s\", \"threads\": %d, ", shape, env.cpu_threads);
   if (train)
     printf("\"batch\": %d, \"seq\": %d, \"step_s\": %.4f, \"steps\": %d, ", B, T, best, steps);
   else
