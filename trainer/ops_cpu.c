@@ -72,6 +72,73 @@ static void par_sgemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int ncols, 
   }
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define HAVE_SMALLM 1
+
+static inline float hsum8(__m256 v) __attribute__((target("avx2,fma")));
+static inline float hsum8(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+  return _mm_cvtss_f32(s);
+}
+
+/* out[m, n] = beta out[m, n] + x[m, :] . w[n, :] for n in [n0, n1): the
+ * product of a few rows (decoding: one per sequence) with a weight matrix
+ * stored [N, K]. Streams each weight row once per call and keeps blocks of
+ * 4 rows x 3 outputs in registers; a general sgemm packs the whole weight
+ * matrix first, which for a handful of rows costs more than the product.
+ * Each output is summed in the same order whatever the thread count. */
+__attribute__((target("avx2,fma"))) static void smallm_gemm(float *out, const float *x,
+                                                            const float *w, int M, int K, int n0,
+                                                            int n1, int N, float beta) {
+  int K8 = K & ~7;
+  for (int n = n0; n < n1; n += 3) {
+    int nb = n1 - n < 3 ? n1 - n : 3;
+    const float *w0 = w + (size_t)n * K;
+    const float *w1 = nb > 1 ? w0 + K : w0, *w2 = nb > 2 ? w0 + 2 * (size_t)K : w0;
+    for (int m = 0; m < M; m += 4) {
+      int mb = M - m < 4 ? M - m : 4;
+      const float *xr[4];
+      for (int i = 0; i < 4; i++)
+        xr[i] = x + (size_t)(m + (i < mb ? i : 0)) * K;
+      __m256 acc[4][3];
+      for (int i = 0; i < 4; i++)
+        acc[i][0] = acc[i][1] = acc[i][2] = _mm256_setzero_ps();
+      for (int k = 0; k < K8; k += 8) {
+        __m256 a = _mm256_loadu_ps(w0 + k), b = _mm256_loadu_ps(w1 + k),
+               c = _mm256_loadu_ps(w2 + k);
+        for (int i = 0; i < 4; i++) {
+          __m256 xv = _mm256_loadu_ps(xr[i] + k);
+          acc[i][0] = _mm256_fmadd_ps(xv, a, acc[i][0]);
+          acc[i][1] = _mm256_fmadd_ps(xv, b, acc[i][1]);
+          acc[i][2] = _mm256_fmadd_ps(xv, c, acc[i][2]);
+        }
+      }
+      const float *wr[3] = {w0, w1, w2};
+      for (int i = 0; i < mb; i++)
+        for (int j = 0; j < nb; j++) {
+          float s = hsum8(acc[i][j]);
+          for (int k = K8; k < K; k++)
+            s += xr[i][k] * wr[j][k];
+          float *o = out + (size_t)(m + i) * N + n + j;
+          *o = beta != 0.0f ? *o + s : s;
+        }
+    }
+  }
+}
+
+static int smallm_ok(void) {
+  static int ok = -1;
+  if (ok < 0) {
+    __builtin_cpu_init();
+    ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }
+  return ok;
+}
+#endif
+
 static void cpu_matmul_fwd(float *out, const float *inp, const float *w, const float *bias, int M,
                            int K, int N) {
   float beta = 0.0f;
@@ -81,6 +148,18 @@ static void cpu_matmul_fwd(float *out, const float *inp, const float *w, const f
       memcpy(out + (size_t)m * N, bias, (size_t)N * sizeof(float));
     beta = 1.0f;
   }
+#ifdef HAVE_SMALLM
+  if (M <= 32 && smallm_ok()) {
+    int blk = 96; /* output columns per task: a multiple of 3 */
+    int nblk = (N + blk - 1) / blk;
+#pragma omp parallel for schedule(static) if ((size_t)M * N * K > 4000000)
+    for (int i = 0; i < nblk; i++) {
+      int n0 = i * blk, n1 = n0 + blk < N ? n0 + blk : N;
+      smallm_gemm(out, inp, w, M, K, n0, n1, N, beta);
+    }
+    return;
+  }
+#endif
   par_sgemm(CblasNoTrans, CblasTrans, M, N, K, inp, K, w, K, beta, out, N);
 }
 
