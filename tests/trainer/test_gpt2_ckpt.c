@@ -381,3 +381,17 @@ Test(gpt2_ckpt, fuzz_safetensors_header) {
   gpt2_free(a);
   ts_rmtree(dir);
 }
+
+Test(gpt2_ckpt, copy_params_for_reference_models) {
+  gpt2_config cfg = cfg_small(), other = cfg;
+  other.n_layer = 1;
+  gpt2_model *a = tu_model(&cfg, 8), *b = tu_model(&cfg, 9), *c = tu_model(&other, 9);
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  cr_assert_eq(gpt2_copy_params(b, a, &err), 0, "%s", err.msg);
+  same_params(a, b);
+  cr_expect_eq(gpt2_copy_params(c, a, &err), DFPO_EUSAGE);
+  gpt2_free(a);
+  gpt2_free(b);
+  gpt2_free(c);
+}

@@ -98,6 +98,27 @@ Test(ops_cpu, matmul_forward_and_gradients) {
       free(dw2);
 }
 
+Test(ops_cpu, matmul_both_paths_agree_with_double) {
+  /* up to 32 rows take the decoding kernel, more take sgemm: both against
+   * the same double-precision product */
+  const int Ms[2] = {7, 40};
+  for (int c = 0; c < 2; c++) {
+    int M = Ms[c], K = 131, N = 70;
+    float *x = rnd((size_t)M * K, 30 + c, 1), *w = rnd((size_t)N * K, 40 + c, 1),
+          *b = rnd((size_t)N, 50 + c, 1), *o = calloc((size_t)M * N, 4);
+    O->matmul_fwd(o, x, w, b, M, K, N);
+    for (int m = 0; m < M; m++)
+      for (int n = 0; n < N; n++) {
+        double s = b[n];
+        for (int k = 0; k < K; k++)
+          s += (double)x[m * K + k] * w[n * K + k];
+        cr_expect_lt(fabs(s - o[m * N + n]), 1e-4, "M=%d [%d,%d]: %.6f vs %.6f", M, m, n, s,
+                     (double)o[m * N + n]);
+      }
+    free(x), free(w), free(b), free(o);
+  }
+}
+
 /* ---------------------------------------------------------- encoder */
 
 typedef struct {
