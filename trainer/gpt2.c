@@ -137,6 +137,7 @@ int gpt2_new(gpt2_model **out, const gpt2_config *cfg, dfpo_err *err) {
 }
 
 static void free_acts(gpt2_model *m) {
+  m->last_logits = NULL;
   if (m->act_block)
     m->ops->free(m->act_block);
   m->act_block = NULL;
@@ -147,6 +148,7 @@ static void free_acts(gpt2_model *m) {
 }
 
 static void free_gen(gpt2_model *m) {
+  m->last_logits = NULL;
   if (m->gen_block)
     m->ops->free(m->gen_block);
   m->gen_block = NULL;
@@ -410,6 +412,7 @@ int gpt2_forward(gpt2_model *m, const int *tokens, const int *kstart, int B, int
   m->fb = B;
   m->ft = T;
   m->have_lm = 0;
+  m->last_logits = NULL;
   return DFPO_OK;
 }
 
@@ -487,13 +490,12 @@ int gpt2_lm_logprobs(gpt2_model *m, const int *targets, float *logp, float *ent,
   if (ent)
     o->download(ent, m->ent, (size_t)BT * sizeof(float));
   m->have_lm = 1;
+  m->last_logits = m->logits;
   return DFPO_OK;
 }
 
 const float *gpt2_lm_logits(const gpt2_model *m) {
-  if (m->gn > 0 && m->g_logits && !m->have_lm)
-    return m->g_logits;
-  return m->have_lm ? m->logits : NULL;
+  return m->last_logits;
 }
 
 int gpt2_lm_backward(gpt2_model *m, const float *dlogp, const float *dent, dfpo_err *err) {
@@ -512,6 +514,7 @@ int gpt2_lm_backward(gpt2_model *m, const float *dlogp, const float *dent, dfpo_
     o->upload(m->dent, dent, (size_t)BT * sizeof(float));
   o->logits_bwd(m->logits, m->lse, m->ent, m->d_tgt, m->dlogp, dent ? m->dent : NULL, BT, V, V);
   m->have_lm = 0;
+  m->last_logits = NULL;
   o->zero(m->dln, (size_t)BT * C * sizeof(float));
   o->matmul_bwd(m->dln, m->grads + m->tensors[0].off, NULL, m->logits, m->lnf,
                 m->params + m->tensors[0].off, BT, C, V);
@@ -622,6 +625,7 @@ int gpt2_value_backward(gpt2_model *m, const float *dvalues, dfpo_err *err) {
   m->ops->matmul_bwd(m->dln, m->grads + w->off, m->grads + w[1].off, m->dhead, m->lnf,
                      m->params + w->off, BT, C, 1);
   m->have_lm = 0;
+  m->last_logits = NULL;
   trunk_backward(m);
   return DFPO_OK;
 }
@@ -664,6 +668,7 @@ int gpt2_class_backward(gpt2_model *m, const float *dlogits, dfpo_err *err) {
     m->ops->copy(m->dln + ((size_t)b * T + m->cls_at[b]) * C, m->dhead_in + (size_t)b * C,
                  (size_t)C * sizeof(float));
   m->have_lm = 0;
+  m->last_logits = NULL;
   trunk_backward(m);
   return DFPO_OK;
 }
