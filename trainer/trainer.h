@@ -163,8 +163,13 @@ const float *gpt2_decode_begin(gpt2_model *m, const int *tokens, const int *ksta
 const float *gpt2_decode_step(gpt2_model *m, const int *next, dfpo_err *err);
 
 /* A per-step logit mask: may set entries of logits[B, V] (after temperature)
- * to -INFINITY to forbid tokens; seqs[B, step] holds the tokens generated so
- * far. Returns 0, or nonzero to stop generation with an error. */
+ * to -INFINITY to forbid tokens. seqs is the output array [B, max_new]:
+ * seqs[b * max_new + i] for i < step are the tokens drawn so far (-1 after a
+ * row ended). A callback that needs another model's distribution at the same
+ * step (the reference policy, NLPO's mask model) keeps that model in ctx,
+ * starts it with gpt2_decode_begin on the same prompts and feeds it the
+ * previous step's tokens with gpt2_decode_step. Returns 0, or nonzero to stop
+ * generation with an error. */
 typedef int (*gpt2_mask_fn)(void *ctx, int step, int B, int V, const int *seqs, float *logits);
 
 typedef struct gpt2_sampling {
