@@ -11,6 +11,11 @@ const cli_cmd cli_commands[] = {
     {"fetch", "download datasets and assets: resumable, verified, mirrors first", cmd_fetch},
     {"metrics", "score predictions: CommonGen metrics, diversity", cmd_metrics},
     {"train", "fine-tune one (task, algorithm, seed) cell and write its run folder", cmd_train},
+    {"generate", "sample continuations of token-id prompts from a GPT-2 model", cmd_generate},
+    {"perplexity", "score token-id documents under a GPT-2 model", cmd_perplexity},
+    {"pretrain", "train a GPT-2 from scratch on token ids, with validation and resume",
+     cmd_pretrain},
+    {"bench", "time the GPT-2 engine: a training step or KV-cache generation", cmd_bench},
     {NULL, NULL, NULL}};
 
 void cli_reset_getopt(void) {

@@ -25,6 +25,10 @@ int cmd_tokenizer(int argc, char **argv);
 int cmd_datasets(int argc, char **argv);
 int cmd_fetch(int argc, char **argv);
 int cmd_metrics(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
+int cmd_pretrain(int argc, char **argv);
 
 /* Makes the next getopt_long call start afresh on a new argv. */
 void cli_reset_getopt(void);

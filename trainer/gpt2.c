@@ -137,6 +137,7 @@ int gpt2_new(gpt2_model **out, const gpt2_config *cfg, dfpo_err *err) {
 }
 
 static void free_acts(gpt2_model *m) {
+  m->last_logits = NULL;
   if (m->act_block)
     m->ops->free(m->act_block);
   m->act_block = NULL;
@@ -147,6 +148,7 @@ static void free_acts(gpt2_model *m) {
 }
 
 static void free_gen(gpt2_model *m) {
+  m->last_logits = NULL;
   if (m->gen_block)
     m->ops->free(m->gen_block);
   m->gen_block = NULL;
@@ -249,6 +251,7 @@ int gpt2_ensure_train(gpt2_model *m, dfpo_err *err) {
   if (!m->train_block)
     return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory for the training state (%zu bytes)",
                         3 * m->nparams * sizeof(float));
+  m->grads_zero = 1; /* the backend's alloc returns zeroed memory */
   m->grads = m->train_block;
   m->m = m->grads + m->nparams;
   m->v = m->m + m->nparams;
@@ -409,12 +412,14 @@ int gpt2_forward(gpt2_model *m, const int *tokens, const int *kstart, int B, int
   m->fb = B;
   m->ft = T;
   m->have_lm = 0;
+  m->last_logits = NULL;
   return DFPO_OK;
 }
 
 /* Backward through ln_f and the blocks, from the gradient of the final
  * hidden states in m->dln (which it consumes). */
 static void trunk_backward(gpt2_model *m) {
+  m->grads_zero = 0;
   const ops_backend *o = m->ops;
   int B = m->fb, T = m->ft, C = m->cfg.n_embd, NH = m->cfg.n_head, L = m->cfg.n_layer;
   int BT = B * T;
@@ -485,13 +490,12 @@ int gpt2_lm_logprobs(gpt2_model *m, const int *targets, float *logp, float *ent,
   if (ent)
     o->download(ent, m->ent, (size_t)BT * sizeof(float));
   m->have_lm = 1;
+  m->last_logits = m->logits;
   return DFPO_OK;
 }
 
 const float *gpt2_lm_logits(const gpt2_model *m) {
-  if (m->gn > 0 && m->g_logits && !m->have_lm)
-    return m->g_logits;
-  return m->have_lm ? m->logits : NULL;
+  return m->last_logits;
 }
 
 int gpt2_lm_backward(gpt2_model *m, const float *dlogp, const float *dent, dfpo_err *err) {
@@ -510,6 +514,7 @@ int gpt2_lm_backward(gpt2_model *m, const float *dlogp, const float *dent, dfpo_
     o->upload(m->dent, dent, (size_t)BT * sizeof(float));
   o->logits_bwd(m->logits, m->lse, m->ent, m->d_tgt, m->dlogp, dent ? m->dent : NULL, BT, V, V);
   m->have_lm = 0;
+  m->last_logits = NULL;
   o->zero(m->dln, (size_t)BT * C * sizeof(float));
   o->matmul_bwd(m->dln, m->grads + m->tensors[0].off, NULL, m->logits, m->lnf,
                 m->params + m->tensors[0].off, BT, C, V);
@@ -547,6 +552,46 @@ int gpt2_lm_loss(gpt2_model *m, const int *tokens, const int *targets, const int
   return rc;
 }
 
+int gpt2_score_tokens(gpt2_model *m, const int *tokens, size_t n, double *nll_sum, size_t *scored,
+                      dfpo_err *err) {
+  *nll_sum = 0.0;
+  *scored = 0;
+  if (n < 2)
+    return DFPO_OK;
+  size_t W = (size_t)m->cfg.n_ctx < n ? (size_t)m->cfg.n_ctx : n, half = W / 2 ? W / 2 : 1;
+  int *tgt = malloc(W * sizeof(int));
+  float *logp = malloc(W * sizeof(float));
+  if (!tgt || !logp) {
+    free(tgt);
+    free(logp);
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  }
+  int rc = DFPO_OK;
+  size_t done = 1; /* the first index not scored yet */
+  for (size_t s = 0; done < n && !rc; s = done > half ? done - half : 0) {
+    size_t e = s + W < n ? s + W : n;
+    if (e - s < 2)
+      break;
+    int T = (int)(e - s);
+    for (int t = 0; t < T; t++) {
+      size_t i = s + (size_t)t + 1; /* the token position t predicts */
+      tgt[t] = i < e && i >= done ? tokens[i] : -1;
+    }
+    if ((rc = gpt2_forward(m, tokens + s, NULL, 1, T, err)) ||
+        (rc = gpt2_lm_logprobs(m, tgt, logp, NULL, err)))
+      break;
+    for (int t = 0; t < T; t++)
+      if (tgt[t] >= 0) {
+        *nll_sum -= logp[t];
+        (*scored)++;
+      }
+    done = e;
+  }
+  free(tgt);
+  free(logp);
+  return rc;
+}
+
 /* -------------------------------------------------------------- heads */
 
 static const gpt2_tensor *head_w(const gpt2_model *m) {
@@ -580,6 +625,7 @@ int gpt2_value_backward(gpt2_model *m, const float *dvalues, dfpo_err *err) {
   m->ops->matmul_bwd(m->dln, m->grads + w->off, m->grads + w[1].off, m->dhead, m->lnf,
                      m->params + w->off, BT, C, 1);
   m->have_lm = 0;
+  m->last_logits = NULL;
   trunk_backward(m);
   return DFPO_OK;
 }
@@ -622,6 +668,7 @@ int gpt2_class_backward(gpt2_model *m, const float *dlogits, dfpo_err *err) {
     m->ops->copy(m->dln + ((size_t)b * T + m->cls_at[b]) * C, m->dhead_in + (size_t)b * C,
                  (size_t)C * sizeof(float));
   m->have_lm = 0;
+  m->last_logits = NULL;
   trunk_backward(m);
   return DFPO_OK;
 }
@@ -629,8 +676,9 @@ int gpt2_class_backward(gpt2_model *m, const float *dlogits, dfpo_err *err) {
 /* ---------------------------------------------------------- optimiser */
 
 void gpt2_zero_grad(gpt2_model *m) {
-  if (gpt2_ensure_train(m, NULL) == DFPO_OK)
+  if (gpt2_ensure_train(m, NULL) == DFPO_OK && !m->grads_zero)
     m->ops->zero(m->grads, m->nparams * sizeof(float));
+  m->grads_zero = 1;
 }
 
 float gpt2_grad_norm(gpt2_model *m) {
@@ -670,6 +718,7 @@ int gpt2_adamw_step(gpt2_model *m, const gpt2_adamw *opt, float lr, float *norm,
                   m->step);
     i = j + 1;
   }
+  m->grads_zero = 1; /* the update consumed (and zeroed) the gradients */
   return DFPO_OK;
 }
 

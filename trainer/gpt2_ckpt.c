@@ -118,32 +118,28 @@ static int load_native(gpt2_model **out, const char *path, FILE *fp, dfpo_err *e
   int rc = gpt2_config_check(&cfg, err);
   if (rc)
     return dfpo_err_prefix(err, "%s: header config", path);
-  /* refuse absurd sizes before allocating anything */
-  struct stat st;
-  uint64_t expect_params = (uint64_t)cfg.vocab_size * cfg.n_embd;
-  if (fstat(fileno(fp), &st) == 0 &&
-      (uint64_t)st.st_size < NATIVE_HEADER + expect_params * sizeof(float))
+  /* the sizes must agree before anything is allocated */
+  uint64_t C = (uint64_t)cfg.n_embd, K = (uint64_t)gpt2_head_rows(&cfg);
+  uint64_t want = (uint64_t)cfg.vocab_size * C + (uint64_t)cfg.n_ctx * C +
+                  (uint64_t)cfg.n_layer * (12 * C * C + 13 * C) + 2 * C + (K ? K * C + K : 0);
+  if (h.nparams != want)
     return dfpo_err_set(err, DFPO_EDATA,
-                        "%s: truncated: %lld bytes cannot hold tensor 'wte.weight' of the config",
-                        path, (long long)st.st_size);
+                        "%s: header says %llu parameters, its config has %llu: config and tensors "
+                        "do not match",
+                        path, (unsigned long long)h.nparams, (unsigned long long)want);
+  struct stat st;
+  uint64_t expect = NATIVE_HEADER + want * sizeof(float) * ((h.flags & 1) ? 3 : 1);
+  if (fstat(fileno(fp), &st) == 0 && (uint64_t)st.st_size > expect)
+    return dfpo_err_set(err, DFPO_EDATA, "%s: %lld bytes, expected %llu: trailing data", path,
+                        (long long)st.st_size, (unsigned long long)expect);
+  /* a short file is reported while reading, naming the tensor where its
+   * data ends; but not at the price of allocating a huge model first */
+  if (fstat(fileno(fp), &st) == 0 && (uint64_t)st.st_size < expect && want > ((uint64_t)1 << 28))
+    return dfpo_err_set(err, DFPO_EDATA, "%s: truncated: %lld bytes, expected %llu", path,
+                        (long long)st.st_size, (unsigned long long)expect);
   gpt2_model *m;
   if ((rc = gpt2_new(&m, &cfg, err)))
     return dfpo_err_prefix(err, "%s", path);
-  if (h.nparams != m->nparams) {
-    gpt2_free(m);
-    return dfpo_err_set(err, DFPO_EDATA,
-                        "%s: header says %llu parameters, its config has %zu: config and tensors "
-                        "do not match",
-                        path, (unsigned long long)h.nparams, m->nparams);
-  }
-  uint64_t expect = NATIVE_HEADER + (uint64_t)m->nparams * sizeof(float) * ((h.flags & 1) ? 3 : 1);
-  if (fstat(fileno(fp), &st) == 0 && (uint64_t)st.st_size != expect) {
-    if ((uint64_t)st.st_size > expect) {
-      gpt2_free(m);
-      return dfpo_err_set(err, DFPO_EDATA, "%s: %lld bytes, expected %llu: trailing data", path,
-                          (long long)st.st_size, (unsigned long long)expect);
-    }
-  }
   rc = read_floats(fp, m, m->params, m->nparams, path, "parameters", 0, err);
   if (!rc && (h.flags & 1)) {
     if (!(rc = gpt2_ensure_train(m, err)) &&
@@ -642,9 +638,14 @@ int gpt2_load(gpt2_model **out, const char *path, dfpo_err *err) {
     fclose(fp);
     return rc;
   }
+  /* a safetensors file starts with its header length and then '{' */
+  int brace = fgetc(fp);
   fclose(fp);
   if (got < 8)
     return dfpo_err_set(err, DFPO_EDATA, "%s: too short to be a checkpoint (%zu bytes)", path, got);
-  /* a safetensors file starts with its header length and then '{' */
+  if (brace != '{')
+    return dfpo_err_set(
+        err, DFPO_EDATA,
+        "%s: neither a dfpo checkpoint (magic \"" NATIVE_MAGIC "\") nor a safetensors file", path);
   return gpt2_import_safetensors(out, path, NULL, err);
 }

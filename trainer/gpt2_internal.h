@@ -54,12 +54,14 @@ struct gpt2_model {
   float *train_block; /* grads | m | v (3 nparams), NULL until training */
   float *grads, *m, *v;
   int step;
+  int grads_zero;  /* the gradients are known to be all zero */
   void *act_block; /* activations of the current (B, T) */
   size_t act_bytes;
-  int ab, at;   /* (B, T) the activations are laid out for */
-  int fb, ft;   /* (B, T) of the last forward (0: none) */
-  int have_lm;  /* logits of the last forward are valid */
-  int lm_dirty; /* logits were turned into gradients */
+  int ab, at;               /* (B, T) the activations are laid out for */
+  int fb, ft;               /* (B, T) of the last forward (0: none) */
+  int have_lm;              /* logits of the last forward are valid */
+  const float *last_logits; /* what gpt2_lm_logits returns (NULL: none valid) */
+  int lm_dirty;             /* logits were turned into gradients */
   int *d_tok, *d_pos, *d_kstart, *d_tgt;
   float *encoded;         /* [BT,C] */
   gpt2_layer_acts *layer; /* n_layer */

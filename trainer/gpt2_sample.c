@@ -121,6 +121,7 @@ const float *gpt2_decode_begin(gpt2_model *m, const int *tokens, const int *ksta
     if (m->gen_block)
       o->free(m->gen_block);
     m->gen_block = NULL;
+    m->last_logits = NULL;
     m->gen_bytes = 0;
     m->gn = 0;
     free(m->g_kstart_host);
@@ -161,6 +162,7 @@ const float *gpt2_decode_begin(gpt2_model *m, const int *tokens, const int *ksta
   run_blocks(m, B, T, 0);
   m->gn = T;
   m->have_lm = 0;
+  m->last_logits = m->g_logits;
   return m->g_logits;
 }
 
@@ -195,6 +197,7 @@ const float *gpt2_decode_step(gpt2_model *m, const int *next, dfpo_err *err) {
   run_blocks(m, B, 1, m->gn);
   m->gn++;
   m->have_lm = 0;
+  m->last_logits = m->g_logits;
   return m->g_logits;
 }
 

@@ -91,13 +91,16 @@ typedef struct ops_backend {
                        int N, int V, int ld);
   /* In place, logits become their gradient for the objective
    * sum_n dlogp[n] * logp[n] + dent[n] * ent[n] (dent may be NULL):
-   * dz_i = dlogp (1[i=tgt] - p_i) - dent p_i (log p_i + ent). A fused
+   * dz_i = dlogp (1[i=tgt] - p_i) - dent p_i (log p_i + ent); rows with tgt < 0
+   * have logp 0, so their dlogp is ignored. A fused
    * softmax + cross-entropy backward is dlogp = -weight. */
   void (*logits_bwd)(float *logits, const float *lse, const float *ent, const int *tgt,
                      const float *dlogp, const float *dent, int N, int V, int ld);
 
-  /* AdamW (PyTorch's torch.optim.AdamW) on n parameters; step t >= 1. */
-  void (*adamw)(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
+  /* AdamW (PyTorch's torch.optim.AdamW) on n parameters; step t >= 1.
+   * Zeroes g as it goes (the next step's gradients start from zero without
+   * another pass over memory). */
+  void (*adamw)(float *p, float *g, float *m, float *v, size_t n, float lr, float beta1,
                 float beta2, float eps, float wd, int t);
   /* sum of squares (double accumulation, fixed order) */
   double (*sumsq)(const float *x, size_t n);

@@ -6,6 +6,9 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,6 +37,108 @@ static void cpu_memcpy(void *dst, const void *src, size_t bytes) {
     memcpy(dst, src, bytes);
 }
 
+/* OpenBLAS runs single-threaded and the OpenMP threads split each product
+ * by columns of its output: with two thread pools (OpenBLAS's own and
+ * OpenMP's) on few cores, each pool's idle threads spin while the other
+ * works, and on this project's 2-core machine that cost more than half the
+ * time of a decoding step. Splitting by output columns keeps every element's
+ * sum in the same order, so results do not depend on the thread count. */
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+static void blas_single(void) {
+  openblas_set_num_threads(1);
+}
+
+/* C[M, ncols] (row stride ldc) = alpha op(A) op(B) + beta C, split over
+ * column chunks of C; op(B)'s columns c0.. start at B + c0 (NoTrans) or
+ * B + c0 * ldb (Trans). */
+static void par_sgemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int ncols, int K,
+                      const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                      int ldc) {
+  pthread_once(&blas_once, blas_single);
+  int nt = omp_get_max_threads();
+  double work = (double)M * ncols * K;
+  if (nt <= 1 || work < 4.0e6 || ncols < 32) {
+    cblas_sgemm(CblasRowMajor, ta, tb, M, ncols, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  /* chunks of a multiple of 16 columns, a few per thread for balance */
+  int chunks = nt * 2, width = ((ncols + chunks - 1) / chunks + 15) & ~15;
+  int n = (ncols + width - 1) / width;
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int i = 0; i < n; i++) {
+    int c0 = i * width, w = c0 + width < ncols ? width : ncols - c0;
+    const float *Bc = tb == CblasNoTrans ? B + c0 : B + (size_t)c0 * ldb;
+    cblas_sgemm(CblasRowMajor, ta, tb, M, w, K, 1.0f, A, lda, Bc, ldb, beta, C + c0, ldc);
+  }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define HAVE_SMALLM 1
+
+static inline float hsum8(__m256 v) __attribute__((target("avx2,fma")));
+static inline float hsum8(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+  return _mm_cvtss_f32(s);
+}
+
+/* out[m, n] = beta out[m, n] + x[m, :] . w[n, :] for n in [n0, n1): the
+ * product of a few rows (decoding: one per sequence) with a weight matrix
+ * stored [N, K]. Streams each weight row once per call and keeps blocks of
+ * 4 rows x 3 outputs in registers; a general sgemm packs the whole weight
+ * matrix first, which for a handful of rows costs more than the product.
+ * Each output is summed in the same order whatever the thread count. */
+__attribute__((target("avx2,fma"))) static void smallm_gemm(float *out, const float *x,
+                                                            const float *w, int M, int K, int n0,
+                                                            int n1, int N, float beta) {
+  int K8 = K & ~7;
+  for (int n = n0; n < n1; n += 3) {
+    int nb = n1 - n < 3 ? n1 - n : 3;
+    const float *w0 = w + (size_t)n * K;
+    const float *w1 = nb > 1 ? w0 + K : w0, *w2 = nb > 2 ? w0 + 2 * (size_t)K : w0;
+    for (int m = 0; m < M; m += 4) {
+      int mb = M - m < 4 ? M - m : 4;
+      const float *xr[4];
+      for (int i = 0; i < 4; i++)
+        xr[i] = x + (size_t)(m + (i < mb ? i : 0)) * K;
+      __m256 acc[4][3];
+      for (int i = 0; i < 4; i++)
+        acc[i][0] = acc[i][1] = acc[i][2] = _mm256_setzero_ps();
+      for (int k = 0; k < K8; k += 8) {
+        __m256 a = _mm256_loadu_ps(w0 + k), b = _mm256_loadu_ps(w1 + k),
+               c = _mm256_loadu_ps(w2 + k);
+        for (int i = 0; i < 4; i++) {
+          __m256 xv = _mm256_loadu_ps(xr[i] + k);
+          acc[i][0] = _mm256_fmadd_ps(xv, a, acc[i][0]);
+          acc[i][1] = _mm256_fmadd_ps(xv, b, acc[i][1]);
+          acc[i][2] = _mm256_fmadd_ps(xv, c, acc[i][2]);
+        }
+      }
+      const float *wr[3] = {w0, w1, w2};
+      for (int i = 0; i < mb; i++)
+        for (int j = 0; j < nb; j++) {
+          float s = hsum8(acc[i][j]);
+          for (int k = K8; k < K; k++)
+            s += xr[i][k] * wr[j][k];
+          float *o = out + (size_t)(m + i) * N + n + j;
+          *o = beta != 0.0f ? *o + s : s;
+        }
+    }
+  }
+}
+
+static int smallm_ok(void) {
+  static int ok = -1;
+  if (ok < 0) {
+    __builtin_cpu_init();
+    ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }
+  return ok;
+}
+#endif
+
 static void cpu_matmul_fwd(float *out, const float *inp, const float *w, const float *bias, int M,
                            int K, int N) {
   float beta = 0.0f;
@@ -43,17 +148,27 @@ static void cpu_matmul_fwd(float *out, const float *inp, const float *w, const f
       memcpy(out + (size_t)m * N, bias, (size_t)N * sizeof(float));
     beta = 1.0f;
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, inp, K, w, K, beta, out, N);
+#ifdef HAVE_SMALLM
+  if (M <= 32 && smallm_ok()) {
+    int blk = 96; /* output columns per task: a multiple of 3 */
+    int nblk = (N + blk - 1) / blk;
+#pragma omp parallel for schedule(static) if ((size_t)M * N * K > 4000000)
+    for (int i = 0; i < nblk; i++) {
+      int n0 = i * blk, n1 = n0 + blk < N ? n0 + blk : N;
+      smallm_gemm(out, inp, w, M, K, n0, n1, N, beta);
+    }
+    return;
+  }
+#endif
+  par_sgemm(CblasNoTrans, CblasTrans, M, N, K, inp, K, w, K, beta, out, N);
 }
 
 static void cpu_matmul_bwd(float *dinp, float *dw, float *dbias, const float *dout,
                            const float *inp, const float *w, int M, int K, int N) {
-  if (dinp)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, K, N, 1.0f, dout, N, w, K, 1.0f, dinp,
-                K);
-  if (dw)
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, K, M, 1.0f, dout, N, inp, K, 1.0f, dw,
-                K);
+  if (dinp) /* dinp[M,K] += dout[M,N] w[N,K] */
+    par_sgemm(CblasNoTrans, CblasNoTrans, M, K, N, dout, N, w, K, 1.0f, dinp, K);
+  if (dw) /* dw[N,K] += dout^T inp[M,K] */
+    par_sgemm(CblasTrans, CblasNoTrans, N, K, M, dout, N, inp, K, 1.0f, dw, K);
   if (dbias) {
     int nb = (N + COLBLOCK - 1) / COLBLOCK;
 #pragma omp parallel for schedule(static) if ((size_t)M * N > PAR_MIN)
@@ -309,22 +424,48 @@ static void cpu_attention_step(float *out, const float *qkv, const float *kc, co
     }
 }
 
+/* exp(x) for float x that the compiler can vectorise (libm's expf is a
+ * call per element): x = k ln2 + r with |r| <= ln2/2, the Cephes expf
+ * polynomial for e^r, and 2^k built in the exponent bits. Relative error
+ * about 2e-7 over the range; below -87.3 it returns ~2^-126, not 0. */
+static inline float vexpf(float x) {
+  x = x < -87.3f ? -87.3f : x > 88.7f ? 88.7f : x;
+  float k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round to nearest */
+  float r = x - k * 0.693359375f - k * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  int32_t bits = ((int32_t)k + 127) << 23;
+  float scale;
+  memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}
+
+/* tanh through vexpf; absolute error about 1e-7 */
+static inline float vtanhf(float u) {
+  return 1.0f - 2.0f / (vexpf(2.0f * u) + 1.0f);
+}
+
 #define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
 
 static void cpu_gelu_fwd(float *out, const float *inp, size_t n) {
-#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+#pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
   for (size_t i = 0; i < n; i++) {
     float x = inp[i];
-    out[i] = 0.5f * x * (1.0f + tanhf(GELU_K * (x + 0.044715f * x * x * x)));
+    out[i] = 0.5f * x * (1.0f + vtanhf(GELU_K * (x + 0.044715f * x * x * x)));
   }
 }
 
 static void cpu_gelu_bwd(float *dinp, const float *inp, const float *dout, size_t n) {
-#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+#pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
   for (size_t i = 0; i < n; i++) {
     float x = inp[i];
     float u = GELU_K * (x + 0.044715f * x * x * x);
-    float th = tanhf(u);
+    float th = vtanhf(u);
     float sech2 = 1.0f - th * th;
     float g = 0.5f * (1.0f + th) + 0.5f * x * sech2 * GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
     dinp[i] = g * dout[i];
@@ -346,12 +487,22 @@ static void cpu_logits_stats(float *lse, float *logp, float *ent, const float *l
     for (int i = 0; i < V; i++)
       if (z[i] > mx)
         mx = z[i];
+    /* float partial sums over blocks of 256 keep the loop vectorisable;
+     * the blocks are added in double */
     double sum = 0.0, sz = 0.0;
-    for (int i = 0; i < V; i++) {
-      float d = z[i] - mx, e = expf(d);
-      sum += e;
-      if (ent && e > 0.0f)
-        sz += (double)(e * d);
+    for (int i0 = 0; i0 < V; i0 += 256) {
+      int i1 = i0 + 256 < V ? i0 + 256 : V;
+      float bs = 0.0f, bz = 0.0f;
+#pragma omp simd reduction(+ : bs, bz)
+      for (int i = i0; i < i1; i++) {
+        float d = z[i] - mx;
+        d = d < -87.3f ? -87.3f : d;
+        float e = vexpf(d);
+        bs += e;
+        bz += e * d;
+      }
+      sum += bs;
+      sz += bz;
     }
     double l = log(sum);
     lse[n] = mx + (float)l;
@@ -367,28 +518,32 @@ static void cpu_logits_bwd(float *logits, const float *lse, const float *ent, co
 #pragma omp parallel for schedule(static) if ((size_t)N * V > PAR_MIN)
   for (int n = 0; n < N; n++) {
     float *z = logits + (size_t)n * ld;
-    float l = lse[n], gl = dlogp ? dlogp[n] : 0.0f, ge = dent ? dent[n] : 0.0f;
+    /* a row without a target has logp 0: its dlogp does not count */
+    int t = tgt ? tgt[n] : -1;
+    float l = lse[n], gl = dlogp && t >= 0 ? dlogp[n] : 0.0f, ge = dent ? dent[n] : 0.0f;
     float H = ent ? ent[n] : 0.0f;
+#pragma omp simd
     for (int i = 0; i < V; i++) {
       float lp = z[i] - l;
-      float p = expf(lp);
+      float p = vexpf(lp);
       float d = -gl * p;
       if (ge != 0.0f)
         d -= ge * p * (lp + H);
       z[i] = d;
     }
-    if (tgt && tgt[n] >= 0)
-      z[tgt[n]] += gl;
+    if (t >= 0)
+      z[t] += gl;
   }
 }
 
-static void cpu_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
+static void cpu_adamw(float *p, float *g, float *m, float *v, size_t n, float lr, float beta1,
                       float beta2, float eps, float wd, int t) {
   float bc1 = 1.0f - powf(beta1, (float)t), bc2 = 1.0f - powf(beta2, (float)t);
   float step = lr / bc1, sbc2 = sqrtf(bc2), decay = 1.0f - lr * wd;
 #pragma omp parallel for schedule(static) if (n > PAR_MIN)
   for (size_t i = 0; i < n; i++) {
     float gi = g[i];
+    g[i] = 0.0f;
     float mi = beta1 * m[i] + (1.0f - beta1) * gi;
     float vi = beta2 * v[i] + (1.0f - beta2) * gi * gi;
     m[i] = mi;

@@ -186,6 +186,15 @@ const float *gpt2_lm_logits(const gpt2_model *m);
 int gpt2_lm_loss(gpt2_model *m, const int *tokens, const int *targets, const int *kstart, int B,
                  int T, int backward, float *loss, dfpo_err *err);
 
+/* Next-token negative log-likelihood of tokens[n] (the first token is
+ * context only: prepend <|endoftext|> to score it). Longer than n_ctx, the
+ * sequence is scored in windows of n_ctx tokens that overlap by half a
+ * window, so every scored token has at least min(n_ctx/2, its index) tokens
+ * of context and is scored once. *nll_sum and *scored (n - 1) receive the
+ * totals. */
+int gpt2_score_tokens(gpt2_model *m, const int *tokens, size_t n, double *nll_sum, size_t *scored,
+                      dfpo_err *err);
+
 /* After gpt2_forward on a GPT2_HEAD_VALUE model: values[B*T]. Then
  * gpt2_value_backward accumulates the gradient of sum dvalues[i] values[i]. */
 int gpt2_value_forward(gpt2_model *m, float *values, dfpo_err *err);
@@ -234,8 +243,13 @@ const float *gpt2_decode_begin(gpt2_model *m, const int *tokens, const int *ksta
 const float *gpt2_decode_step(gpt2_model *m, const int *next, dfpo_err *err);
 
 /* A per-step logit mask: may set entries of logits[B, V] (after temperature)
- * to -INFINITY to forbid tokens; seqs[B, step] holds the tokens generated so
- * far. Returns 0, or nonzero to stop generation with an error. */
+ * to -INFINITY to forbid tokens. seqs is the output array [B, max_new]:
+ * seqs[b * max_new + i] for i < step are the tokens drawn so far (-1 after a
+ * row ended). A callback that needs another model's distribution at the same
+ * step (the reference policy, NLPO's mask model) keeps that model in ctx,
+ * starts it with gpt2_decode_begin on the same prompts and feeds it the
+ * previous step's tokens with gpt2_decode_step. Returns 0, or nonzero to stop
+ * generation with an error. */
 typedef int (*gpt2_mask_fn)(void *ctx, int step, int B, int V, const int *seqs, float *logits);
 
 typedef struct gpt2_sampling {

@@ -1,0 +1,193 @@
+#include "harness/cli.h"
+#include "trainer/trainer.h"
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char bench_usage[] =
+    "Usage: dfpo bench [options]\n"
+    "\n"
+    "Times the GPT-2 engine on random weights and tokens and prints one JSON\n"
+    "line: a training step (forward, backward, AdamW) at --batch x --seq, or\n"
+    "KV-cache generation of --new tokens (top-k 50, temperature 1) for\n"
+    "--prompts prompts of --prompt-len tokens. A training time is the best of\n"
+    "--steps steps after one warm-up step; a generation time the better of two\n"
+    "runs. Also reported: the model's arena and the process's peak RSS. The peer is "
+    "bench/gpt2_torch.py bench with\n"
+    "the same options (see docs/benchmarks.md).\n"
+    "\n"
+    "Options:\n"
+    "  --shape NAME       gpt2-124M (default), gpt2-350M, gpt2-774M, gpt2-1558M, gpt2-tiny\n"
+    "  --what train|generate  what to time (default train)\n"
+    "  --batch B          training rows (default 4)\n"
+    "  --seq T            training tokens per row (default 64)\n"
+    "  --steps N          timed repetitions after the warm-up (default 3)\n"
+    "  --prompts N        generation rows (default 16)\n"
+    "  --prompt-len T     prompt tokens (default 64)\n"
+    "  --new N            new tokens (default 48)\n"
+    "  --seed N           seed of weights, tokens and sampling (default 0)\n"
+    "  -h, --help         show this help\n";
+
+static int parse_int(const char *s, int lo, int hi, const char *opt, int *out) {
+  char *end;
+  long v = strtol(s, &end, 10);
+  if (end == s || *end || v < lo || v > hi)
+    return cli_usage_error("bench", "%s needs an integer in [%d, %d], got '%s'", opt, lo, hi, s);
+  *out = (int)v;
+  return DFPO_OK;
+}
+
+static double peak_rss_mib(void) {
+  FILE *f = fopen("/proc/self/status", "r");
+  char line[256];
+  double kib = 0;
+  while (f && fgets(line, sizeof line, f))
+    if (strncmp(line, "VmHWM:", 6) == 0)
+      kib = strtod(line + 6, NULL);
+  if (f)
+    fclose(f);
+  return kib / 1024.0;
+}
+
+int cmd_bench(int argc, char **argv) {
+  static const struct option opts[] = {{"shape", required_argument, NULL, 's'},
+                                       {"what", required_argument, NULL, 'w'},
+                                       {"batch", required_argument, NULL, 'b'},
+                                       {"seq", required_argument, NULL, 't'},
+                                       {"steps", required_argument, NULL, 'n'},
+                                       {"prompts", required_argument, NULL, 'p'},
+                                       {"prompt-len", required_argument, NULL, 'l'},
+                                       {"new", required_argument, NULL, 'g'},
+                                       {"seed", required_argument, NULL, 'r'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
+  const char *shape = "gpt2-124M", *what = "train";
+  int B = 4, T = 64, steps = 3, prompts = 16, plen = 64, nnew = 48, seed = 0, c, rc;
+  cli_reset_getopt();
+  while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+    rc = DFPO_OK;
+    switch (c) {
+    case 's':
+      shape = optarg;
+      break;
+    case 'w':
+      what = optarg;
+      break;
+    case 'b':
+      rc = parse_int(optarg, 1, 4096, "--batch", &B);
+      break;
+    case 't':
+      rc = parse_int(optarg, 1, 1 << 20, "--seq", &T);
+      break;
+    case 'n':
+      rc = parse_int(optarg, 1, 1000, "--steps", &steps);
+      break;
+    case 'p':
+      rc = parse_int(optarg, 1, 4096, "--prompts", &prompts);
+      break;
+    case 'l':
+      rc = parse_int(optarg, 1, 1 << 20, "--prompt-len", &plen);
+      break;
+    case 'g':
+      rc = parse_int(optarg, 1, 1 << 20, "--new", &nnew);
+      break;
+    case 'r':
+      rc = parse_int(optarg, 0, 1 << 30, "--seed", &seed);
+      break;
+    case 'h':
+      fputs(bench_usage, stdout);
+      return DFPO_OK;
+    default:
+      return cli_bad_option("bench", argc, argv, c);
+    }
+    if (rc)
+      return rc;
+  }
+  if (optind < argc)
+    return cli_usage_error("bench", "unexpected argument '%s'", argv[optind]);
+  int train = strcmp(what, "train") == 0;
+  if (!train && strcmp(what, "generate") != 0)
+    return cli_usage_error("bench", "--what must be train or generate, got '%s'", what);
+
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  gpt2_config cfg;
+  if ((rc = gpt2_config_named(&cfg, shape, &err)))
+    return cli_fail(&err);
+  if ((train ? T : plen + nnew) > cfg.n_ctx)
+    return cli_usage_error("bench", "the sequence is longer than the shape's %d positions",
+                           cfg.n_ctx);
+  gpt2_model *m;
+  if ((rc = gpt2_new(&m, &cfg, &err)))
+    return cli_fail(&err);
+  gpt2_init_random(m, (uint64_t)seed);
+  dfpo_rng rng;
+  dfpo_rng_init(&rng, (uint64_t)seed, DFPO_STREAM_DATA);
+  ops_env_info env;
+  ops_env_probe(&env);
+  double best = 1e30;
+  if (train) {
+    int *tok = malloc(sizeof(int) * (size_t)B * (T + 1)), *in = malloc(sizeof(int) * B * T),
+        *tg = malloc(sizeof(int) * B * T);
+    for (int i = 0; i < B * (T + 1); i++)
+      tok[i] = (int)dfpo_rng_below(&rng, (uint32_t)cfg.vocab_size);
+    for (int b = 0; b < B; b++)
+      for (int t = 0; t < T; t++) {
+        in[b * T + t] = tok[b * (T + 1) + t];
+        tg[b * T + t] = tok[b * (T + 1) + t + 1];
+      }
+    gpt2_adamw opt = gpt2_adamw_default();
+    for (int s = 0; s <= steps && !rc; s++) {
+      double t0 = dfpo_now();
+      float loss;
+      gpt2_zero_grad(m);
+      rc = gpt2_lm_loss(m, in, tg, NULL, B, T, 1, &loss, &err);
+      if (!rc)
+        rc = gpt2_adamw_step(m, &opt, 1e-4f, NULL, &err);
+      double dt = dfpo_now() - t0;
+      dfpo_info("bench: step %d: %.3f s (loss %.4f)", s, dt, (double)loss);
+      if (s > 0 && dt < best)
+        best = dt;
+    }
+    free(tok);
+    free(in);
+    free(tg);
+  } else {
+    int *p = malloc(sizeof(int) * (size_t)prompts * plen),
+        *out = malloc(sizeof(int) * prompts * nnew), *lens = malloc(sizeof(int) * prompts);
+    for (int i = 0; i < prompts * plen; i++)
+      p[i] = (int)dfpo_rng_below(&rng, (uint32_t)cfg.vocab_size);
+    gpt2_sampling s = gpt2_sampling_default();
+    s.max_new = nnew;
+    s.min_new = nnew;
+    s.top_k = 50;
+    dfpo_rng srng;
+    dfpo_rng_init(&srng, (uint64_t)seed, DFPO_STREAM_SAMPLING);
+    for (int r = 0; r < 2 && !rc; r++) {
+      double t0 = dfpo_now();
+      rc = gpt2_generate(m, p, NULL, prompts, plen, &s, &srng, out, lens, NULL, &err);
+      double dt = dfpo_now() - t0;
+      dfpo_info("bench: generation %d: %.3f s", r, dt);
+      if (dt < best)
+        best = dt;
+    }
+    free(p);
+    free(out);
+    free(lens);
+  }
+  if (rc) {
+    gpt2_free(m);
+    return cli_fail(&err);
+  }
+  printf("{\"engine\": \"dfpo\", \"shape\": \"%s\", \"threads\": %d, ", shape, env.cpu_threads);
+  if (train)
+    printf("\"batch\": %d, \"seq\": %d, \"step_s\": %.4f, \"steps\": %d, ", B, T, best, steps);
+  else
+    printf("\"prompts\": %d, \"prompt_len\": %d, \"new\": %d, \"gen_s\": %.4f, ", prompts, plen,
+           nnew, best);
+  printf("\"params\": %zu, \"arena_mib\": %.1f, \"peak_rss_mib\": %.1f}\n", gpt2_num_params(m),
+         (double)gpt2_arena_bytes(m) / (1024.0 * 1024.0), peak_rss_mib());
+  gpt2_free(m);
+  return DFPO_OK;
+}

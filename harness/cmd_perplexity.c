@@ -1,0 +1,161 @@
+#include "harness/cli.h"
+#include "trainer/trainer.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char perplexity_usage[] =
+    "Usage: dfpo perplexity --model PATH --tokens FILE [--no-bos] [--json]\n"
+    "\n"
+    "Scores documents under a GPT-2 model (a native checkpoint or a Hugging Face\n"
+    "model.safetensors). FILE holds one document per line as whitespace-separated\n"
+    "token ids (text input with --tokenizer arrives with the tokenizer). Each\n"
+    "document gets <|endoftext|> (id 50256) prepended, so that its first token is\n"
+    "scored too; with --no-bos its first token is context only. Documents longer\n"
+    "than the model's context are scored in half-overlapping windows.\n"
+    "\n"
+    "Prints tokens (scored), nll_sum, nll_per_token and ppl = exp(nll_per_token).\n"
+    "\n"
+    "Options:\n"
+    "  --model PATH   the model\n"
+    "  --tokens FILE  token ids, one document per line ('-' for stdin)\n"
+    "  --no-bos       do not prepend <|endoftext|>\n"
+    "  --json         one JSON object instead of text\n"
+    "  -h, --help     show this help\n";
+
+/* Parses the ids of one line into *ids (grown as needed); returns the count
+ * or -1 with a message naming the file, line and column. */
+static long parse_ids(const char *line, const char *file, long lineno, int vocab, int **ids,
+                      size_t *cap, dfpo_err *err) {
+  long n = 0;
+  const char *p = line;
+  while (*p) {
+    while (isspace((unsigned char)*p))
+      p++;
+    if (!*p)
+      break;
+    char *end;
+    errno = 0;
+    long v = strtol(p, &end, 10);
+    if (end == p || errno || v < 0 || v >= vocab || (*end && !isspace((unsigned char)*end))) {
+      dfpo_err_set(err, DFPO_EDATA, "%s:%ld:%ld: not a token id below %d", file, lineno,
+                   (long)(p - line) + 1, vocab);
+      return -1;
+    }
+    if ((size_t)n + 2 > *cap) {
+      *cap = *cap ? *cap * 2 : 256;
+      int *grown = realloc(*ids, *cap * sizeof(int));
+      if (!grown) {
+        dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+        return -1;
+      }
+      *ids = grown;
+    }
+    (*ids)[n++] = (int)v;
+    p = end;
+  }
+  return n;
+}
+
+int cmd_perplexity(int argc, char **argv) {
+  static const struct option opts[] = {
+      {"model", required_argument, NULL, 'm'}, {"tokens", required_argument, NULL, 't'},
+      {"no-bos", no_argument, NULL, 'n'},      {"json", no_argument, NULL, 'j'},
+      {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0}};
+  const char *model = NULL, *tokens = NULL;
+  int no_bos = 0, json = 0, c;
+  cli_reset_getopt();
+  while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+    switch (c) {
+    case 'm':
+      model = optarg;
+      break;
+    case 't':
+      tokens = optarg;
+      break;
+    case 'n':
+      no_bos = 1;
+      break;
+    case 'j':
+      json = 1;
+      break;
+    case 'h':
+      fputs(perplexity_usage, stdout);
+      return DFPO_OK;
+    default:
+      return cli_bad_option("perplexity", argc, argv, c);
+    }
+  }
+  if (optind < argc)
+    return cli_usage_error("perplexity", "unexpected argument '%s'", argv[optind]);
+  if (!model || !tokens)
+    return cli_usage_error("perplexity", "--model and --tokens are required");
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  gpt2_model *m;
+  int rc = gpt2_load(&m, model, &err);
+  if (rc)
+    return cli_fail(&err);
+  int vocab = gpt2_get_config(m)->vocab_size;
+  if (!no_bos && vocab <= 50256) {
+    gpt2_free(m);
+    return cli_usage_error("perplexity",
+                           "the model's vocabulary (%d) has no <|endoftext|> (50256): use --no-bos",
+                           vocab);
+  }
+  FILE *fp = strcmp(tokens, "-") == 0 ? stdin : fopen(tokens, "r");
+  if (!fp) {
+    dfpo_err_errno(&err, DFPO_EDATA, errno, "%s", tokens);
+    gpt2_free(m);
+    return cli_fail(&err);
+  }
+  char *line = NULL;
+  size_t lcap = 0, cap = 0, total = 0;
+  int *ids = NULL;
+  double nll = 0.0;
+  long lineno = 0, docs = 0;
+  while (getline(&line, &lcap, fp) != -1) {
+    lineno++;
+    long n = parse_ids(line, tokens, lineno, vocab, &ids, &cap, &err);
+    if (n < 0) {
+      rc = err.code;
+      break;
+    }
+    if (n == 0)
+      continue;
+    if (!no_bos) {
+      memmove(ids + 1, ids, (size_t)n * sizeof(int));
+      ids[0] = 50256;
+      n++;
+    }
+    double s;
+    size_t k;
+    if ((rc = gpt2_score_tokens(m, ids, (size_t)n, &s, &k, &err))) {
+      dfpo_err_prefix(&err, "%s:%ld", tokens, lineno);
+      break;
+    }
+    nll += s;
+    total += k;
+    docs++;
+  }
+  free(line);
+  free(ids);
+  if (fp != stdin)
+    fclose(fp);
+  gpt2_free(m);
+  if (rc)
+    return cli_fail(&err);
+  double per = total ? nll / (double)total : 0.0;
+  if (json)
+    printf("{\"documents\": %ld, \"tokens\": %zu, \"nll_sum\": %.6f, \"nll_per_token\": %.6f, "
+           "\"ppl\": %.6f, \"bos\": %s}\n",
+           docs, total, nll, per, exp(per), no_bos ? "false" : "true");
+  else
+    printf("documents %ld, tokens %zu, nll_sum %.4f, nll_per_token %.4f, ppl %.4f\n", docs, total,
+           nll, per, exp(per));
+  return DFPO_OK;
+}

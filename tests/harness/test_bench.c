@@ -1,0 +1,52 @@
+/* `dfpo bench`: its JSON line on a tiny shape (the numbers are not checked:
+ * timings are never tested), --help, and usage errors. */
+#include "tests/support/support.h"
+
+#include <cjson/cJSON.h>
+#include <criterion/criterion.h>
+#include <string.h>
+
+static cJSON *bench_json(ts_run *r) {
+  cr_assert_eq(r->status, 0, "dfpo bench failed: %s", r->err);
+  cJSON *o = cJSON_Parse(r->out);
+  cr_assert_not_null(o, "not JSON: %s", r->out);
+  return o;
+}
+
+Test(bench, train_and_generate_on_a_tiny_shape) {
+  ts_run r;
+  ts_dfpo(&r, "bench", "--shape", "gpt2-tiny", "--batch", "2", "--seq", "8", "--steps", "1", NULL);
+  cJSON *o = bench_json(&r);
+  cr_expect_str_eq(cJSON_GetObjectItem(o, "shape")->valuestring, "gpt2-tiny");
+  cr_expect_gt(cJSON_GetObjectItem(o, "step_s")->valuedouble, 0.0);
+  cr_expect_eq(cJSON_GetObjectItem(o, "params")->valuedouble, 3349312.0); /* 50257*64+512*64+... */
+  cr_expect_gt(cJSON_GetObjectItem(o, "peak_rss_mib")->valuedouble, 0.0);
+  cJSON_Delete(o);
+  ts_run_free(&r);
+  ts_dfpo(&r, "bench", "--shape", "gpt2-tiny", "--what", "generate", "--prompts", "2",
+          "--prompt-len", "4", "--new", "3", NULL);
+  o = bench_json(&r);
+  cr_expect_gt(cJSON_GetObjectItem(o, "gen_s")->valuedouble, 0.0);
+  cr_expect_eq(cJSON_GetObjectItem(o, "new")->valueint, 3);
+  cJSON_Delete(o);
+  ts_run_free(&r);
+}
+
+Test(bench, help_and_usage_errors) {
+  ts_run r;
+  ts_dfpo(&r, "bench", "--help", NULL);
+  cr_expect_eq(r.status, 0);
+  cr_expect(strstr(r.out, "--shape") && strstr(r.out, "gpt2_torch.py"));
+  ts_run_free(&r);
+  ts_dfpo(&r, "bench", "--shape", "gpt2-huge", NULL);
+  cr_expect_eq(r.status, 1);
+  cr_expect(strstr(r.err, "gpt2-huge") != NULL, "%s", r.err);
+  ts_run_free(&r);
+  ts_dfpo(&r, "bench", "--batch", "0", NULL);
+  cr_expect_eq(r.status, 1);
+  cr_expect(strstr(r.err, "--batch") != NULL, "%s", r.err);
+  ts_run_free(&r);
+  ts_dfpo(&r, "bench", "--what", "fly", NULL);
+  cr_expect_eq(r.status, 1);
+  ts_run_free(&r);
+}

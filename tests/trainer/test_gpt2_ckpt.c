@@ -1,0 +1,397 @@
+/* Checkpoints: the native format and Hugging Face model.safetensors round
+ * trips (bit-identical parameters), the "transformer." prefix, the tied
+ * lm_head and buffers a Hugging Face file carries, the config from
+ * config.json, and bad input: every malformed file gives DFPO_EDATA with a
+ * message naming the file (and the tensor where there is one). The fuzz
+ * tests mutate header bytes with a fixed seed; under the sanitizer build
+ * they also prove the parsers never read out of bounds. */
+#include "tests/support/support.h"
+#include "tests/trainer/gpt2_testutil.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <string.h>
+
+static gpt2_config cfg_small(void) {
+  return tu_config(40, 2, 2, 8, 16);
+}
+
+static void write_bytes(const char *path, const void *data, size_t n) {
+  FILE *f = fopen(path, "wb");
+  cr_assert_not_null(f);
+  cr_assert_eq(fwrite(data, 1, n, f), n);
+  fclose(f);
+}
+
+static void same_params(gpt2_model *a, gpt2_model *b) {
+  cr_assert_eq(gpt2_num_params(a), gpt2_num_params(b));
+  int nt = gpt2_num_tensors(a);
+  for (int t = 0; t < nt; t++) {
+    const char *na, *nb;
+    int r, c, r2, c2;
+    float *pa, *pb;
+    gpt2_tensor_info(a, t, &na, &r, &c, &pa, NULL);
+    gpt2_tensor_info(b, t, &nb, &r2, &c2, &pb, NULL);
+    cr_expect_str_eq(na, nb);
+    cr_assert(r == r2 && c == c2);
+    cr_expect_eq(memcmp(pa, pb, sizeof(float) * r * c), 0, "tensor %s differs", na);
+  }
+}
+
+/* Loads path expecting failure; the message must contain each of the
+ * NULL-terminated strings. */
+static void expect_bad(const char *path, const char *must1, const char *must2) {
+  gpt2_model *m = NULL;
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  int rc = gpt2_load(&m, path, &err);
+  cr_expect_eq(rc, DFPO_EDATA, "loading %s should fail with a data error (rc %d, %s)", path, rc,
+               err.msg);
+  cr_expect_null(m);
+  if (must1)
+    cr_expect(strstr(err.msg, must1) != NULL, "message lacks '%s': %s", must1, err.msg);
+  if (must2)
+    cr_expect(strstr(err.msg, must2) != NULL, "message lacks '%s': %s", must2, err.msg);
+  gpt2_free(m);
+}
+
+Test(gpt2_ckpt, native_round_trip) {
+  char dir[256], path[300];
+  ts_tmpdir(dir, sizeof dir);
+  snprintf(path, sizeof path, "%s/model.ckpt", dir);
+  gpt2_config cfg = cfg_small();
+  cfg.head = GPT2_HEAD_CLASS;
+  cfg.n_classes = 3;
+  gpt2_model *a = tu_model(&cfg, 1), *b = NULL;
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  cr_assert_eq(gpt2_save(a, path, 0, &err), 0, "%s", err.msg);
+  cr_assert_eq(gpt2_load(&b, path, &err), 0, "%s", err.msg);
+  cr_expect_eq(memcmp(gpt2_get_config(a), gpt2_get_config(b), sizeof cfg), 0);
+  same_params(a, b);
+  gpt2_free(a);
+  gpt2_free(b);
+  ts_rmtree(dir);
+}
+
+Test(gpt2_ckpt, safetensors_round_trip_and_config_json) {
+  char dir[256], path[300], cjson[300];
+  ts_tmpdir(dir, sizeof dir);
+  snprintf(path, sizeof path, "%s/model.safetensors", dir);
+  snprintf(cjson, sizeof cjson, "%s/config.json", dir);
+  gpt2_config cfg = cfg_small();
+  cfg.head = GPT2_HEAD_VALUE;
+  gpt2_model *a = tu_model(&cfg, 2), *b = NULL;
+  tu_perturb(a, 3, 1.0f);
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  cr_assert_eq(gpt2_export_safetensors(a, path, 1, &err), 0, "%s", err.msg);
+  cr_assert_eq(gpt2_load(&b, path, &err), 0, "%s", err.msg);
+  cr_expect_eq(memcmp(gpt2_get_config(a), gpt2_get_config(b), sizeof cfg), 0);
+  same_params(a, b);
+  gpt2_free(b);
+  b = NULL;
+
+  /* a Hugging Face GPT2LMHeadModel state dict: "transformer." names, the
+   * tied lm_head, attention-mask buffers, no __metadata__; the config comes
+   * from config.json beside the file */
+  char *data;
+  size_t len;
+  cr_assert_eq(dfpo_read_file(path, &data, &len, &err), 0);
+  uint64_t hl;
+  memcpy(&hl, data, 8);
+  cJSON *h = cJSON_ParseWithLength(data + 8, hl), *out = cJSON_CreateObject();
+  cJSON *it;
+  size_t wte_bytes = 0;
+  cJSON_ArrayForEach(it, h) {
+    if (strcmp(it->string, "__metadata__") == 0)
+      continue;
+    char name[128];
+    snprintf(name, sizeof name, "transformer.%s", it->string);
+    cJSON_AddItemToObject(out, name, cJSON_Duplicate(it, 1));
+    if (strcmp(it->string, "wte.weight") == 0) {
+      cJSON *lm = cJSON_Duplicate(it, 1);
+      cJSON_AddItemToObject(out, "lm_head.weight", lm);
+      const cJSON *of = cJSON_GetObjectItem(it, "data_offsets");
+      wte_bytes =
+          (size_t)(cJSON_GetArrayItem(of, 1)->valuedouble - cJSON_GetArrayItem(of, 0)->valuedouble);
+    }
+  }
+  cr_assert_gt(wte_bytes, 0);
+  cJSON *buf = cJSON_CreateObject();
+  cJSON_AddStringToObject(buf, "dtype", "BOOL");
+  cJSON *sh = cJSON_AddArrayToObject(buf, "shape");
+  cJSON_AddItemToArray(sh, cJSON_CreateNumber(1));
+  cJSON *of = cJSON_AddArrayToObject(buf, "data_offsets");
+  cJSON_AddItemToArray(of, cJSON_CreateNumber(0));
+  cJSON_AddItemToArray(of, cJSON_CreateNumber(1));
+  cJSON_AddItemToObject(out, "transformer.h.0.attn.bias", buf);
+  char *js = cJSON_PrintUnformatted(out);
+  size_t jl = strlen(js);
+  char *nd = malloc(8 + jl + (len - 8 - hl));
+  uint64_t njl = jl;
+  memcpy(nd, &njl, 8);
+  memcpy(nd + 8, js, jl);
+  memcpy(nd + 8 + jl, data + 8 + hl, len - 8 - hl);
+  char hf[300];
+  snprintf(hf, sizeof hf, "%s/hf.safetensors", dir);
+  write_bytes(hf, nd, 8 + jl + (len - 8 - hl));
+  cr_assert_eq(gpt2_load(&b, hf, &err), 0, "%s", err.msg);
+  same_params(a, b);
+  gpt2_free(b);
+  b = NULL;
+  /* without config.json, n_head cannot be known */
+  remove(cjson);
+  expect_bad(hf, hf, "n_head");
+  /* the caller's config wins; a wrong one names the tensor that disagrees */
+  gpt2_config wrong = cfg;
+  wrong.n_embd = 12;
+  wrong.n_head = 3;
+  cr_expect_eq(gpt2_import_safetensors(&b, hf, &wrong, &err), DFPO_EDATA);
+  cr_expect(strstr(err.msg, "wte.weight") && strstr(err.msg, "[40, 8]"), "%s", err.msg);
+  free(js);
+  free(nd);
+  free(data);
+  cJSON_Delete(h);
+  cJSON_Delete(out);
+  gpt2_free(a);
+  ts_rmtree(dir);
+}
+
+Test(gpt2_ckpt, bad_native_checkpoints) {
+  char dir[256], path[300], bad[300];
+  ts_tmpdir(dir, sizeof dir);
+  snprintf(path, sizeof path, "%s/good.ckpt", dir);
+  snprintf(bad, sizeof bad, "%s/bad.ckpt", dir);
+  gpt2_config cfg = cfg_small();
+  gpt2_model *a = tu_model(&cfg, 4);
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  gpt2_zero_grad(a); /* so that the optimiser state is written */
+  cr_assert_eq(gpt2_save(a, path, 1, &err), 0, "%s", err.msg);
+  char *data;
+  size_t len;
+  cr_assert_eq(dfpo_read_file(path, &data, &len, &err), 0);
+
+  /* truncated: in the header, in the parameters (named), in the moments */
+  write_bytes(bad, data, 40);
+  expect_bad(bad, bad, "truncated");
+  write_bytes(bad, data, 64 + 4 * (40 * 8 + 16 * 8 + 5));
+  expect_bad(bad, bad, "h.0.ln_1.weight");
+  write_bytes(bad, data, len - 4);
+  expect_bad(bad, bad, "moment");
+  /* trailing bytes */
+  char *longer = malloc(len + 4);
+  memcpy(longer, data, len);
+  memset(longer + len, 0, 4);
+  write_bytes(bad, longer, len + 4);
+  expect_bad(bad, bad, "trailing");
+  free(longer);
+  /* wrong magic (then it is not a safetensors file either) */
+  data[0] = 'X';
+  write_bytes(bad, data, len);
+  expect_bad(bad, bad, "neither a dfpo checkpoint");
+  data[0] = 'D';
+  /* wrong version */
+  data[8] = 9;
+  write_bytes(bad, data, len);
+  expect_bad(bad, bad, "version 9");
+  data[8] = 1;
+  /* a config that does not match the tensors: one layer more */
+  data[16] = 3;
+  write_bytes(bad, data, len);
+  expect_bad(bad, bad, "do not match");
+  data[16] = 2;
+  /* a config that makes no sense */
+  data[20] = 3; /* n_head 3 does not divide n_embd 8 */
+  write_bytes(bad, data, len);
+  expect_bad(bad, bad, "n_head");
+  free(data);
+  gpt2_free(a);
+  ts_rmtree(dir);
+}
+
+/* Rewrites the header of a safetensors file through edit(). */
+static void st_edit(const char *src, const char *dst, void (*edit)(cJSON *h)) {
+  char *data;
+  size_t len;
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  cr_assert_eq(dfpo_read_file(src, &data, &len, &err), 0);
+  uint64_t hl;
+  memcpy(&hl, data, 8);
+  cJSON *h = cJSON_ParseWithLength(data + 8, hl);
+  edit(h);
+  char *js = cJSON_PrintUnformatted(h);
+  uint64_t jl = strlen(js);
+  FILE *f = fopen(dst, "wb");
+  fwrite(&jl, 8, 1, f);
+  fwrite(js, 1, jl, f);
+  fwrite(data + 8 + hl, 1, len - 8 - hl, f);
+  fclose(f);
+  free(js);
+  cJSON_Delete(h);
+  free(data);
+}
+
+static void set_offsets(cJSON *h, const char *name, double b, double e) {
+  cJSON *of = cJSON_GetObjectItem(cJSON_GetObjectItem(h, name), "data_offsets");
+  cJSON_ReplaceItemInArray(of, 0, cJSON_CreateNumber(b));
+  cJSON_ReplaceItemInArray(of, 1, cJSON_CreateNumber(e));
+}
+static void ed_offsets_past_end(cJSON *h) {
+  set_offsets(h, "ln_f.bias", 1e6, 1e6 + 32);
+}
+static void ed_bytes_lie(cJSON *h) {
+  const cJSON *of =
+      cJSON_GetObjectItem(cJSON_GetObjectItem(h, "h.1.mlp.c_fc.bias"), "data_offsets");
+  double b = cJSON_GetArrayItem(of, 0)->valuedouble;
+  set_offsets(h, "h.1.mlp.c_fc.bias", b, b + 8);
+}
+static void ed_shape_lies(cJSON *h) {
+  cJSON *sh = cJSON_GetObjectItem(cJSON_GetObjectItem(h, "h.0.attn.c_attn.weight"), "shape");
+  cJSON_ReplaceItemInArray(sh, 0, cJSON_CreateNumber(24));
+  cJSON_ReplaceItemInArray(sh, 1, cJSON_CreateNumber(8));
+}
+static void ed_dtype(cJSON *h) {
+  cJSON *e = cJSON_GetObjectItem(h, "wpe.weight");
+  cJSON_ReplaceItemInObject(e, "dtype", cJSON_CreateString("I32"));
+}
+static void ed_missing(cJSON *h) {
+  cJSON_DeleteItemFromObject(h, "h.1.ln_2.bias");
+}
+static void ed_not_object(cJSON *h) {
+  cJSON_ReplaceItemInObject(h, "wte.weight", cJSON_CreateString("nope"));
+}
+
+Test(gpt2_ckpt, bad_safetensors) {
+  char dir[256], path[300], bad[300];
+  ts_tmpdir(dir, sizeof dir);
+  snprintf(path, sizeof path, "%s/model.safetensors", dir);
+  snprintf(bad, sizeof bad, "%s/bad.safetensors", dir);
+  gpt2_config cfg = cfg_small();
+  gpt2_model *a = tu_model(&cfg, 5);
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  cr_assert_eq(gpt2_export_safetensors(a, path, 0, &err), 0, "%s", err.msg);
+  st_edit(path, bad, ed_offsets_past_end);
+  expect_bad(bad, bad, "ln_f.bias");
+  st_edit(path, bad, ed_bytes_lie);
+  expect_bad(bad, bad, "h.1.mlp.c_fc.bias");
+  st_edit(path, bad, ed_shape_lies);
+  expect_bad(bad, bad, "h.0.attn.c_attn.weight");
+  st_edit(path, bad, ed_dtype);
+  expect_bad(bad, bad, "wpe.weight");
+  st_edit(path, bad, ed_missing);
+  expect_bad(bad, bad, "h.1.ln_2.bias");
+  st_edit(path, bad, ed_not_object);
+  expect_bad(bad, bad, "wte.weight");
+  /* a header length past the end, and a header that is not JSON */
+  char *data;
+  size_t len;
+  cr_assert_eq(dfpo_read_file(path, &data, &len, &err), 0);
+  uint64_t huge = len;
+  memcpy(data, &huge, 8);
+  write_bytes(bad, data, len);
+  expect_bad(bad, bad, "header length");
+  uint64_t hl = 16;
+  memcpy(data, &hl, 8);
+  write_bytes(bad, data, len);
+  expect_bad(bad, bad, "JSON");
+  /* truncated data */
+  free(data);
+  cr_assert_eq(dfpo_read_file(path, &data, &len, &err), 0);
+  write_bytes(bad, data, len - 100);
+  expect_bad(bad, bad, NULL);
+  free(data);
+  gpt2_free(a);
+  ts_rmtree(dir);
+}
+
+/* Random mutations of the header bytes: every load either succeeds or
+ * fails with DFPO_EDATA and a message; none crashes or leaks. */
+static void fuzz_file(const char *good, const char *bad, size_t header_bytes, uint64_t seed,
+                      int rounds) {
+  char *data;
+  size_t len;
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  cr_assert_eq(dfpo_read_file(good, &data, &len, &err), 0);
+  char *copy = malloc(len);
+  dfpo_rng r;
+  dfpo_rng_init(&r, seed, 31);
+  int failed = 0;
+  for (int i = 0; i < rounds; i++) {
+    memcpy(copy, data, len);
+    int flips = 1 + (int)dfpo_rng_below(&r, 4);
+    for (int k = 0; k < flips; k++) {
+      size_t at = dfpo_rng_below(&r, (uint32_t)(header_bytes < len ? header_bytes : len));
+      copy[at] = (char)dfpo_rng_below(&r, 256);
+    }
+    size_t cut = dfpo_rng_below(&r, 8) == 0 ? dfpo_rng_below(&r, (uint32_t)len) : len;
+    write_bytes(bad, copy, cut);
+    gpt2_model *m = NULL;
+    dfpo_err_clear(&err);
+    int rc = gpt2_load(&m, bad, &err);
+    if (rc) {
+      failed++;
+      cr_expect_eq(rc, DFPO_EDATA, "round %d: rc %d (%s)", i, rc, err.msg);
+      cr_expect(strstr(err.msg, bad) != NULL, "round %d: message does not name the file: %s", i,
+                err.msg);
+    }
+    gpt2_free(m);
+  }
+  cr_expect_gt(failed, rounds / 4, "most mutations should be caught");
+  free(copy);
+  free(data);
+}
+
+Test(gpt2_ckpt, fuzz_native_header) {
+  char dir[256], path[300], bad[300];
+  ts_tmpdir(dir, sizeof dir);
+  snprintf(path, sizeof path, "%s/good.ckpt", dir);
+  snprintf(bad, sizeof bad, "%s/fuzz.ckpt", dir);
+  gpt2_config cfg = cfg_small();
+  gpt2_model *a = tu_model(&cfg, 6);
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  cr_assert_eq(gpt2_save(a, path, 0, &err), 0, "%s", err.msg);
+  fuzz_file(path, bad, 64, 1, 400);
+  gpt2_free(a);
+  ts_rmtree(dir);
+}
+
+Test(gpt2_ckpt, fuzz_safetensors_header) {
+  char dir[256], path[300], bad[300];
+  ts_tmpdir(dir, sizeof dir);
+  snprintf(path, sizeof path, "%s/model.safetensors", dir);
+  snprintf(bad, sizeof bad, "%s/fuzz.safetensors", dir);
+  gpt2_config cfg = cfg_small();
+  gpt2_model *a = tu_model(&cfg, 7);
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  cr_assert_eq(gpt2_export_safetensors(a, path, 0, &err), 0, "%s", err.msg);
+  char *data;
+  size_t len;
+  cr_assert_eq(dfpo_read_file(path, &data, &len, &err), 0);
+  uint64_t hl;
+  memcpy(&hl, data, 8);
+  free(data);
+  fuzz_file(path, bad, 8 + (size_t)hl, 2, 400);
+  gpt2_free(a);
+  ts_rmtree(dir);
+}
+
+Test(gpt2_ckpt, copy_params_for_reference_models) {
+  gpt2_config cfg = cfg_small(), other = cfg;
+  other.n_layer = 1;
+  gpt2_model *a = tu_model(&cfg, 8), *b = tu_model(&cfg, 9), *c = tu_model(&other, 9);
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  cr_assert_eq(gpt2_copy_params(b, a, &err), 0, "%s", err.msg);
+  same_params(a, b);
+  cr_expect_eq(gpt2_copy_params(c, a, &err), DFPO_EUSAGE);
+  gpt2_free(a);
+  gpt2_free(b);
+  gpt2_free(c);
+}

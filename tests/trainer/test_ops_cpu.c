@@ -1,0 +1,362 @@
+/* The CPU backend op by op. Gradients: central finite differences (h = 1e-3,
+ * float32) of the objective sum(dout * out) with a random dout, compared in
+ * the L2 norm per input (relative error below 1e-2; a wrong term is off by
+ * far more). Forward values: against double-precision formulas written out
+ * here. The same checks are the contract a second backend must meet. */
+#include "trainer/ops.h"
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/common.h"
+
+static const ops_backend *O = &ops_cpu;
+
+static float *rnd(size_t n, uint64_t seed, float sd) {
+  float *x = malloc(n * sizeof(float));
+  dfpo_rng r;
+  dfpo_rng_init(&r, seed, 9);
+  for (size_t i = 0; i < n; i++)
+    x[i] = (float)dfpo_rng_normal(&r) * sd;
+  return x;
+}
+
+static double dot(const float *a, const float *b, size_t n) {
+  double s = 0.0;
+  for (size_t i = 0; i < n; i++)
+    s += (double)a[i] * b[i];
+  return s;
+}
+
+typedef double (*obj_fn)(void *ctx);
+
+static void fd_check(const char *what, float *x, const float *g, size_t n, obj_fn f, void *ctx) {
+  const float h = 1e-3f;
+  double num = 0.0, dg = 0.0, df = 0.0;
+  for (size_t i = 0; i < n; i++) {
+    float old = x[i];
+    x[i] = old + h;
+    double fp = f(ctx);
+    x[i] = old - h;
+    double fm = f(ctx);
+    x[i] = old;
+    double fd = (fp - fm) / (2.0 * h);
+    num += (g[i] - fd) * (g[i] - fd);
+    dg += (double)g[i] * g[i];
+    df += fd * fd;
+  }
+  double rel = sqrt(num) / (sqrt(dg) + sqrt(df) + 1e-12);
+  cr_expect(sqrt(dg) > 1e-6, "%s: zero gradient", what);
+  cr_expect_lt(rel, 1e-2, "%s: relative error %.3g (|g| %.3g |fd| %.3g)", what, rel, sqrt(dg),
+               sqrt(df));
+}
+
+/* ----------------------------------------------------------- matmul */
+
+typedef struct {
+  float *out, *inp, *w, *b, *dout;
+  int M, K, N;
+} mm_ctx;
+static double mm_obj(void *v) {
+  mm_ctx *c = v;
+  O->matmul_fwd(c->out, c->inp, c->w, c->b, c->M, c->K, c->N);
+  return dot(c->out, c->dout, (size_t)c->M * c->N);
+}
+
+Test(ops_cpu, matmul_forward_and_gradients) {
+  int M = 5, K = 7, N = 6;
+  mm_ctx c = {calloc((size_t)M * N, 4),
+              rnd((size_t)M * K, 1, 1),
+              rnd((size_t)N * K, 2, 1),
+              rnd((size_t)N, 3, 1),
+              rnd((size_t)M * N, 4, 1),
+              M,
+              K,
+              N};
+  mm_obj(&c);
+  for (int m = 0; m < M; m++)
+    for (int n = 0; n < N; n++) {
+      double s = c.b[n];
+      for (int k = 0; k < K; k++)
+        s += (double)c.inp[m * K + k] * c.w[n * K + k];
+      cr_expect_lt(fabs(s - c.out[m * N + n]), 1e-5);
+    }
+  float *di = calloc((size_t)M * K, 4), *dw = calloc((size_t)N * K, 4), *db = calloc((size_t)N, 4);
+  O->matmul_bwd(di, dw, db, c.dout, c.inp, c.w, M, K, N);
+  fd_check("matmul dinp", c.inp, di, (size_t)M * K, mm_obj, &c);
+  fd_check("matmul dw", c.w, dw, (size_t)N * K, mm_obj, &c);
+  fd_check("matmul dbias", c.b, db, (size_t)N, mm_obj, &c);
+  /* accumulation: a second call doubles the gradients */
+  float *dw2 = malloc((size_t)N * K * 4);
+  memcpy(dw2, dw, (size_t)N * K * 4);
+  O->matmul_bwd(NULL, dw, NULL, c.dout, c.inp, c.w, M, K, N);
+  for (int i = 0; i < N * K; i++)
+    cr_expect_float_eq(dw[i], 2 * dw2[i], 1e-5);
+  free(c.out), free(c.inp), free(c.w), free(c.b), free(c.dout), free(di), free(dw), free(db),
+      free(dw2);
+}
+
+Test(ops_cpu, matmul_both_paths_agree_with_double) {
+  /* up to 32 rows take the decoding kernel, more take sgemm: both against
+   * the same double-precision product */
+  const int Ms[2] = {7, 40};
+  for (int c = 0; c < 2; c++) {
+    int M = Ms[c], K = 131, N = 70;
+    float *x = rnd((size_t)M * K, 30 + c, 1), *w = rnd((size_t)N * K, 40 + c, 1),
+          *b = rnd((size_t)N, 50 + c, 1), *o = calloc((size_t)M * N, 4);
+    O->matmul_fwd(o, x, w, b, M, K, N);
+    for (int m = 0; m < M; m++)
+      for (int n = 0; n < N; n++) {
+        double s = b[n];
+        for (int k = 0; k < K; k++)
+          s += (double)x[m * K + k] * w[n * K + k];
+        cr_expect_lt(fabs(s - o[m * N + n]), 1e-4, "M=%d [%d,%d]: %.6f vs %.6f", M, m, n, s,
+                     (double)o[m * N + n]);
+      }
+    free(x), free(w), free(b), free(o);
+  }
+}
+
+/* ---------------------------------------------------------- encoder */
+
+typedef struct {
+  float *out, *wte, *wpe, *dout;
+  const int *tok, *pos;
+  int N, C;
+} enc_ctx;
+static double enc_obj(void *v) {
+  enc_ctx *c = v;
+  O->encoder_fwd(c->out, c->tok, c->pos, c->wte, c->wpe, c->N, c->C);
+  return dot(c->out, c->dout, (size_t)c->N * c->C);
+}
+
+Test(ops_cpu, encoder_gradients_with_repeated_tokens) {
+  static const int tok[6] = {1, 3, 1, 0, 3, 3}, pos[6] = {0, 1, 2, 0, 1, 1};
+  int N = 6, C = 5;
+  enc_ctx c = {calloc(30, 4), rnd(4 * 5, 5, 1), rnd(3 * 5, 6, 1), rnd(30, 7, 1), tok, pos, N, C};
+  float *dwte = calloc(20, 4), *dwpe = calloc(15, 4);
+  O->encoder_bwd(dwte, dwpe, c.dout, tok, pos, N, C);
+  fd_check("encoder dwte", c.wte, dwte, 20, enc_obj, &c);
+  fd_check("encoder dwpe", c.wpe, dwpe, 15, enc_obj, &c);
+  free(c.out), free(c.wte), free(c.wpe), free(c.dout), free(dwte), free(dwpe);
+}
+
+/* -------------------------------------------------------- layernorm */
+
+typedef struct {
+  float *out, *mean, *rstd, *inp, *w, *b, *dout;
+  int N, C;
+} ln_ctx;
+static double ln_obj(void *v) {
+  ln_ctx *c = v;
+  O->layernorm_fwd(c->out, c->mean, c->rstd, c->inp, c->w, c->b, c->N, c->C);
+  return dot(c->out, c->dout, (size_t)c->N * c->C);
+}
+
+Test(ops_cpu, layernorm_forward_and_gradients) {
+  int N = 4, C = 9;
+  ln_ctx c = {calloc(36, 4),
+              calloc(4, 4),
+              calloc(4, 4),
+              rnd(36, 8, 2),
+              rnd(9, 9, 1),
+              rnd(9, 10, 1),
+              rnd(36, 11, 1),
+              N,
+              C};
+  ln_obj(&c);
+  for (int n = 0; n < N; n++) { /* PyTorch's LayerNorm: biased variance, eps 1e-5 */
+    double m = 0, v = 0;
+    for (int i = 0; i < C; i++)
+      m += c.inp[n * C + i] / (double)C;
+    for (int i = 0; i < C; i++)
+      v += (c.inp[n * C + i] - m) * (c.inp[n * C + i] - m) / C;
+    for (int i = 0; i < C; i++) {
+      double want = (c.inp[n * C + i] - m) / sqrt(v + 1e-5) * c.w[i] + c.b[i];
+      cr_expect_lt(fabs(want - c.out[n * C + i]), 1e-5);
+    }
+  }
+  float *di = calloc(36, 4), *dw = calloc(9, 4), *db = calloc(9, 4);
+  O->layernorm_bwd(di, dw, db, c.dout, c.inp, c.w, c.mean, c.rstd, N, C);
+  fd_check("layernorm dinp", c.inp, di, 36, ln_obj, &c);
+  fd_check("layernorm dw", c.w, dw, 9, ln_obj, &c);
+  fd_check("layernorm db", c.b, db, 9, ln_obj, &c);
+  free(c.out), free(c.mean), free(c.rstd), free(c.inp), free(c.w), free(c.b), free(c.dout),
+      free(di), free(dw), free(db);
+}
+
+/* -------------------------------------------------------- attention */
+
+typedef struct {
+  float *out, *att, *qkv, *dout;
+  const int *ks;
+  int B, T, C, NH;
+} at_ctx;
+static double at_obj(void *v) {
+  at_ctx *c = v;
+  O->attention_fwd(c->out, c->att, c->qkv, c->ks, c->B, c->T, c->C, c->NH);
+  return dot(c->out, c->dout, (size_t)c->B * c->T * c->C);
+}
+
+Test(ops_cpu, attention_gradients_with_left_padding) {
+  static const int ks[2] = {0, 2};
+  int B = 2, T = 5, C = 8, NH = 2;
+  size_t n = (size_t)B * T * C;
+  at_ctx c = {calloc(n, 4),
+              calloc((size_t)B * NH * T * T, 4),
+              rnd(3 * n, 12, 1),
+              rnd(n, 13, 1),
+              ks,
+              B,
+              T,
+              C,
+              NH};
+  at_obj(&c);
+  /* padded keys get no weight; every row of probabilities sums to one */
+  for (int h = 0; h < NH; h++)
+    for (int t = 0; t < T; t++) {
+      const float *a = c.att + (((size_t)1 * NH + h) * T + t) * T;
+      double s = 0;
+      for (int j = 0; j < T; j++) {
+        s += a[j];
+        if (j > t || (t >= 2 && j < 2))
+          cr_expect_eq(a[j], 0.0f, "row 1 head %d query %d key %d", h, t, j);
+      }
+      cr_expect_lt(fabs(s - 1.0), 1e-6);
+    }
+  float *dqkv = calloc(3 * n, 4);
+  O->attention_bwd(dqkv, c.dout, c.qkv, c.att, ks, B, T, C, NH);
+  fd_check("attention dqkv", c.qkv, dqkv, 3 * n, at_obj, &c);
+  free(c.out), free(c.att), free(c.qkv), free(c.dout), free(dqkv);
+}
+
+Test(ops_cpu, attention_step_matches_full_attention) {
+  static const int ks[2] = {0, 2};
+  int B = 2, T = 6, C = 8, NH = 2, Tmax = 9;
+  size_t n = (size_t)B * T * C;
+  float *qkv = rnd(3 * n, 14, 1), *out = calloc(n, 4), *att = calloc((size_t)B * NH * T * T, 4);
+  O->attention_fwd(out, att, qkv, ks, B, T, C, NH);
+  float *kc = calloc((size_t)B * Tmax * C, 4), *vc = calloc((size_t)B * Tmax * C, 4);
+  O->kv_write(kc, vc, qkv, B, T, 0, Tmax, C);
+  /* the last position again, as one decoding step over the cache */
+  float *q1 = calloc((size_t)B * 3 * C, 4), *o1 = calloc((size_t)B * C, 4);
+  for (int b = 0; b < B; b++)
+    memcpy(q1 + (size_t)b * 3 * C, qkv + ((size_t)b * T + T - 1) * 3 * C, (size_t)3 * C * 4);
+  O->attention_step(o1, q1, kc, vc, ks, B, T, Tmax, C, NH);
+  for (int b = 0; b < B; b++)
+    for (int i = 0; i < C; i++)
+      cr_expect_lt(fabsf(o1[b * C + i] - out[((size_t)b * T + T - 1) * C + i]), 1e-6);
+  free(qkv), free(out), free(att), free(kc), free(vc), free(q1), free(o1);
+}
+
+/* ------------------------------------------------------------- gelu */
+
+typedef struct {
+  float *out, *inp, *dout;
+  size_t n;
+} ge_ctx;
+static double ge_obj(void *v) {
+  ge_ctx *c = v;
+  O->gelu_fwd(c->out, c->inp, c->n);
+  return dot(c->out, c->dout, c->n);
+}
+
+Test(ops_cpu, gelu_tanh_forward_and_gradient) {
+  ge_ctx c = {calloc(64, 4), rnd(64, 15, 2), rnd(64, 16, 1), 64};
+  ge_obj(&c);
+  for (int i = 0; i < 64; i++) { /* torch.nn.functional.gelu(approximate="tanh") */
+    double x = c.inp[i];
+    double want = 0.5 * x * (1 + tanh(sqrt(2 / 3.14159265358979) * (x + 0.044715 * x * x * x)));
+    cr_expect_lt(fabs(want - c.out[i]), 1e-6);
+  }
+  float *di = calloc(64, 4);
+  O->gelu_bwd(di, c.inp, c.dout, 64);
+  fd_check("gelu", c.inp, di, 64, ge_obj, &c);
+  free(c.out), free(c.inp), free(c.dout), free(di);
+}
+
+/* ------------------------------------------- softmax + cross-entropy */
+
+typedef struct {
+  float *z, *lse, *lp, *ent;
+  const float *dlp, *dent;
+  const int *tgt;
+  int N, V;
+} lg_ctx;
+static double lg_obj(void *v) {
+  lg_ctx *c = v;
+  O->logits_stats(c->lse, c->lp, c->ent, c->z, c->tgt, c->N, c->V, c->V);
+  return dot(c->lp, c->dlp, (size_t)c->N) + dot(c->ent, c->dent, (size_t)c->N);
+}
+
+Test(ops_cpu, fused_softmax_cross_entropy_and_entropy) {
+  static const int tgt[3] = {2, -1, 6};
+  static const float dlp[3] = {-0.7f, 0.4f, 1.3f}, dent[3] = {0.5f, -0.2f, 0.9f};
+  int N = 3, V = 7;
+  lg_ctx c = {rnd(21, 17, 2), calloc(3, 4), calloc(3, 4), calloc(3, 4), dlp, dent, tgt, N, V};
+  lg_obj(&c);
+  for (int n = 0; n < N; n++) {
+    double mx = -1e30, s = 0, h = 0;
+    for (int i = 0; i < V; i++)
+      mx = fmax(mx, c.z[n * V + i]);
+    for (int i = 0; i < V; i++)
+      s += exp(c.z[n * V + i] - mx);
+    double lse = mx + log(s);
+    for (int i = 0; i < V; i++) {
+      double p = exp(c.z[n * V + i] - lse);
+      h -= p * (c.z[n * V + i] - lse);
+    }
+    cr_expect_lt(fabs(lse - c.lse[n]), 1e-5);
+    cr_expect_lt(fabs(h - c.ent[n]), 1e-5);
+    double lp = tgt[n] >= 0 ? c.z[n * V + tgt[n]] - lse : 0.0;
+    cr_expect_lt(fabs(lp - c.lp[n]), 1e-5);
+  }
+  float *g = malloc(21 * 4);
+  memcpy(g, c.z, 21 * 4);
+  O->logits_bwd(g, c.lse, c.ent, tgt, dlp, dent, N, V, V);
+  fd_check("logits (logp and entropy terms)", c.z, g, 21, lg_obj, &c);
+  free(c.z), free(c.lse), free(c.lp), free(c.ent), free(g);
+}
+
+/* ---------------------------------------------------- optimiser ops */
+
+Test(ops_cpu, adamw_matches_pytorch_update_rule) {
+  /* torch.optim.AdamW: p *= 1 - lr wd; m, v EMAs; p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps) */
+  size_t n = 10;
+  float *p = rnd(n, 18, 1), *g = rnd(n, 19, 1), *m = calloc(n, 4), *v = calloc(n, 4);
+  double P[10], M[10] = {0}, Vv[10] = {0};
+  for (size_t i = 0; i < n; i++)
+    P[i] = p[i];
+  float *g0 = malloc(n * sizeof(float));
+  memcpy(g0, g, n * sizeof(float));
+  for (int t = 1; t <= 3; t++) {
+    memcpy(g, g0, n * sizeof(float));
+    O->adamw(p, g, m, v, n, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.1f, t);
+    for (size_t i = 0; i < n; i++)
+      cr_expect_eq(g[i], 0.0f, "adamw leaves the gradients zeroed");
+    for (size_t i = 0; i < n; i++) {
+      P[i] *= 1 - 1e-2 * 0.1;
+      M[i] = 0.9 * M[i] + 0.1 * g0[i];
+      Vv[i] = 0.999 * Vv[i] + 0.001 * (double)g0[i] * g0[i];
+      double bc1 = 1 - pow(0.9, t), bc2 = 1 - pow(0.999, t);
+      P[i] -= 1e-2 / bc1 * M[i] / (sqrt(Vv[i]) / sqrt(bc2) + 1e-8);
+    }
+  }
+  for (size_t i = 0; i < n; i++)
+    cr_expect_lt(fabs(P[i] - p[i]), 1e-6, "element %zu: %.8f vs %.8f", i, P[i], (double)p[i]);
+  free(p), free(g), free(g0), free(m), free(v);
+}
+
+Test(ops_cpu, sumsq_and_scale) {
+  size_t n = 100003; /* several chunks and a ragged end */
+  float *x = rnd(n, 20, 1);
+  double s = 0;
+  for (size_t i = 0; i < n; i++)
+    s += (double)x[i] * x[i];
+  cr_expect_lt(fabs(O->sumsq(x, n) - s), 1e-9 * s);
+  O->scale(x, 0.5f, n);
+  cr_expect_lt(fabs(O->sumsq(x, n) - s / 4), 1e-9 * s);
+  free(x);
+}
