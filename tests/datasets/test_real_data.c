@@ -68,6 +68,17 @@ Test(real_data, imdb_verifies_by_content_digest_and_splits_20k_5k_5k) {
   cr_expect_eq(split(&p, "test")->records, 5000);
   cr_expect_eq(split(&p, "test_full")->records, 25000);
   cr_expect_eq(split(&p, "unsup")->records, 50000);
+  /* The seeded split as printed by the independent Python reference:
+   * tests/datasets/ref_split.py ../shared/data/imdb/aclImdb.tar.gz 42 */
+  const char *const tr[] = {"train/neg/9078_1", "train/neg/11702_4", "train/neg/6358_1"};
+  const char *const va[] = {"train/pos/3724_9", "train/pos/1000_8", "train/pos/2734_9"};
+  const char *const te[] = {"test/neg/6019_1", "test/pos/7648_7", "test/neg/6884_1"};
+  snprintf(path, sizeof path, "%s/train.jsonl", p.dir);
+  tl_expect_first_ids(path, tr, 3);
+  snprintf(path, sizeof path, "%s/validation.jsonl", p.dir);
+  tl_expect_first_ids(path, va, 3);
+  snprintf(path, sizeof path, "%s/test.jsonl", p.dir);
+  tl_expect_first_ids(path, te, 3);
 }
 
 Test(real_data, commongen_dev_verifies_by_file_sha256) {
