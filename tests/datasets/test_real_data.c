@@ -1,3 +1,4 @@
+#define _XOPEN_SOURCE 700 /* realpath */
 /* The real data of ../shared/data (its README lists the files and their
  * official counts). Skipped, saying so, when that folder is absent. The
  * IMDB import of ~57 MB runs once, in one test. */
@@ -166,4 +167,25 @@ Test(real_data, gpt2_assets_verify_by_sha256) {
     cr_expect(verified);
     cr_expect(strstr(got, names[i][1]));
   }
+}
+
+Test(real_data, fetch_gpt2_bpe_from_a_file_mirror) {
+  const char *d = data_or_skip();
+  char real[4096], base[4200];
+  cr_assert_not_null(realpath(d, real));
+  snprintf(base, sizeof base, "file://%s/gpt2", real);
+  const char *mirrors[] = {base};
+  ds_fetch_opts o;
+  ds_fetch_opts_init(&o);
+  o.mirrors = mirrors;
+  o.n_mirrors = 1;
+  o.progress = 0;
+  o.retries = 0;
+  const ds_entry *e = ds_manifest_find(&m, "gpt2-vocab");
+  ds_stamp s;
+  cr_assert_eq(ds_fetch(e, &o, &s, &err), 0, "%s", err.msg);
+  cr_expect_eq(s.method, DS_BY_ARCHIVE);
+  cr_expect(strstr(s.source, "/gpt2/vocab.bpe") && !strncmp(s.source, "file://", 7), "%s",
+            s.source);
+  cr_expect_eq(ds_verify(e, &s, &err), 0, "%s", err.msg);
 }
