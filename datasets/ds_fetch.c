@@ -185,6 +185,12 @@ static int attempt(const char *url, const char *part, uint64_t size, const ds_fe
     break;
   case CURLE_HTTP_RETURNED_ERROR:
     ds_sfmt(why, nwhy, "%s: HTTP %ld", url, code);
+    if (code == 416 && have) {
+      /* The server cannot serve the rest of our .part: start it over. */
+      if (truncate(part, 0) != 0)
+        dfpo_debug("%s: cannot truncate: %s", part, strerror(errno));
+      return TRY_TRANSIENT;
+    }
     return code >= 500 || code == 429 || code == 408 ? TRY_TRANSIENT : TRY_NEXT;
   case CURLE_COULDNT_CONNECT:
   case CURLE_OPERATION_TIMEDOUT:
