@@ -100,6 +100,7 @@ int ds_extract_list(const char *archive, const char *dest, const ds_member *memb
     return rc;
   }
   uint64_t entries = 0, written = 0;
+  char last_parent[DS_PATH_MAX] = "";
   unsigned char *buf = malloc(1 << 16);
   if (!buf) {
     archive_read_free(a);
@@ -185,8 +186,16 @@ int ds_extract_list(const char *archive, const char *dest, const ds_member *memb
       continue; /* not a member: its data is skipped, never written */
 
     char path[DS_PATH_MAX];
-    if ((rc = ds_join(path, sizeof path, dest, rel, err)) || (rc = ds_make_parents(dest, rel, err)))
+    /* Members come folder by folder: the folders of the previous member
+     * (created and checked by us, in our own fresh target) are reused. */
+    const char *slash = strrchr(rel, '/');
+    size_t plen = slash ? (size_t)(slash - rel) : 0;
+    int same = plen == strlen(last_parent) && !strncmp(rel, last_parent, plen);
+    if ((rc = ds_join(path, sizeof path, dest, rel, err)) ||
+        (!same && (rc = ds_make_parents(dest, rel, err))))
       break;
+    if (!same)
+      snprintf(last_parent, sizeof last_parent, "%.*s", (int)plen, rel);
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
     if (fd < 0) {
       rc = errno == EEXIST ? dfpo_err_set(err, DFPO_EDATA,

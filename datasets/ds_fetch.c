@@ -129,7 +129,11 @@ static int attempt(const char *url, const char *part, uint64_t size, const ds_fe
   dfpo_progress prog;
   xfer x = {fp, have, 0, size, 0, 0, 0, 0, c, NULL};
   if (o->progress) {
-    dfpo_progress_start(&prog, "download", size, 1);
+    char label[64];
+    const char *base = strrchr(part, '/') ? strrchr(part, '/') + 1 : part;
+    snprintf(label, sizeof label, "%.*s", (int)(strlen(base) - 5 < 40 ? strlen(base) - 5 : 40),
+             base);
+    dfpo_progress_start(&prog, label, size, 1);
     dfpo_progress_update(&prog, have);
     x.prog = &prog;
   }
@@ -181,6 +185,12 @@ static int attempt(const char *url, const char *part, uint64_t size, const ds_fe
     break;
   case CURLE_HTTP_RETURNED_ERROR:
     ds_sfmt(why, nwhy, "%s: HTTP %ld", url, code);
+    if (code == 416 && have) {
+      /* The server cannot serve the rest of our .part: start it over. */
+      if (truncate(part, 0) != 0)
+        dfpo_debug("%s: cannot truncate: %s", part, strerror(errno));
+      return TRY_TRANSIENT;
+    }
     return code >= 500 || code == 429 || code == 408 ? TRY_TRANSIENT : TRY_NEXT;
   case CURLE_COULDNT_CONNECT:
   case CURLE_OPERATION_TIMEDOUT:

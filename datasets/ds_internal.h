@@ -69,6 +69,8 @@ typedef struct ds_writer {
 int ds_writer_open(ds_writer *w, const char *path, dfpo_err *err);
 /* Takes ownership of obj (deleted). references counts toward the total. */
 int ds_writer_put(ds_writer *w, cJSON *obj, size_t references, dfpo_err *err);
+/* The same, leaving obj to the caller. */
+int ds_writer_put_copy(ds_writer *w, const cJSON *obj, size_t references, dfpo_err *err);
 int ds_writer_commit(ds_writer *w, dfpo_err *err);
 void ds_writer_abort(ds_writer *w);
 

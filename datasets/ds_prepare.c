@@ -24,7 +24,7 @@ static int open_split(ds_writer *w, const char *splits, const char *name, dfpo_e
   return rc ? rc : ds_writer_open(w, path, err);
 }
 
-/* Writes recs[idx[from..to)] (copies) to <splits>/<name>.jsonl. */
+/* Writes recs[idx[from..to)] to <splits>/<name>.jsonl. */
 static int write_split(const char *splits, const char *name, cJSON **recs, const size_t *idx,
                        size_t from, size_t to, const size_t *nrefs, ds_prepared *out,
                        dfpo_err *err) {
@@ -32,9 +32,7 @@ static int write_split(const char *splits, const char *name, cJSON **recs, const
   int rc = open_split(&w, splits, name, err);
   for (size_t k = from; rc == DFPO_OK && k < to; k++) {
     size_t i = idx ? idx[k] : k;
-    cJSON *c = cJSON_Duplicate(recs[i], 1);
-    rc = c ? ds_writer_put(&w, c, nrefs ? nrefs[i] : 1, err)
-           : dfpo_err_set(err, DFPO_ERUNTIME, "out of memory writing %s", name);
+    rc = ds_writer_put_copy(&w, recs[i], nrefs ? nrefs[i] : 1, err);
   }
   if (rc) {
     ds_writer_abort(&w);

@@ -119,8 +119,13 @@ int ds_writer_open(ds_writer *w, const char *path, dfpo_err *err) {
 }
 
 int ds_writer_put(ds_writer *w, cJSON *obj, size_t references, dfpo_err *err) {
-  char *s = cJSON_PrintUnformatted(obj);
+  int rc = ds_writer_put_copy(w, obj, references, err);
   cJSON_Delete(obj);
+  return rc;
+}
+
+int ds_writer_put_copy(ds_writer *w, const cJSON *obj, size_t references, dfpo_err *err) {
+  char *s = cJSON_PrintUnformatted(obj);
   if (!s)
     return dfpo_err_set(err, DFPO_ERUNTIME, "%s: out of memory", w->a.path);
   int bad = fputs(s, w->a.fp) < 0 || fputc('\n', w->a.fp) == EOF;

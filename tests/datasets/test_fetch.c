@@ -228,6 +228,20 @@ Test(fetch, stalled_server_times_out) {
   cr_expect_not(tl_exists(dest));
 }
 
+Test(fetch, timeout_is_retried_then_succeeds) {
+  tl_kind k[] = {TL_STALL, TL_FULL};
+  tl_server *s = serve(k, 2);
+  char u[128];
+  url(u, sizeof u, s, "file.bin");
+  const char *urls[] = {u};
+  o.retries = 1;
+  cr_expect_eq(ds_download(urls, 1, dest, sizeof body, body_sha, &o, NULL, 0, &err), 0, "%s",
+               err.msg);
+  cr_expect_eq(tl_server_requests(s), 2);
+  tl_server_stop(s);
+  expect_dest_is_body();
+}
+
 Test(fetch, refused_connection_is_an_error) {
   /* A port nobody listens on (bound, never listened). */
   tl_kind k[] = {TL_FULL};

@@ -301,6 +301,18 @@ Test(import, imdb_prepare_splits_and_records) {
   cJSON_Delete(tr);
   cJSON_Delete(va);
 
+  /* The order of the seeded split, as printed by the independent Python
+   * reference tests/datasets/ref_split.py (seed 42) for these file names. */
+  const char *const tr_ids[] = {"train/neg/1_1", "train/pos/1_8", "train/pos/10_10"};
+  const char *const va_ids[] = {"train/pos/0_9"};
+  const char *const te_ids[] = {"test/neg/1_2", "test/pos/0_10", "test/pos/1_7"};
+  snprintf(path, sizeof path, "%s/train.jsonl", p.dir);
+  tl_expect_first_ids(path, tr_ids, 3);
+  snprintf(path, sizeof path, "%s/validation.jsonl", p.dir);
+  tl_expect_first_ids(path, va_ids, 1);
+  snprintf(path, sizeof path, "%s/test.jsonl", p.dir);
+  tl_expect_first_ids(path, te_ids, 3);
+
   /* same seed, same bytes */
   char *a1, *a2;
   snprintf(path, sizeof path, "%s/train.jsonl", p.dir);

@@ -1,3 +1,4 @@
+#define _XOPEN_SOURCE 700 /* realpath */
 /* The real data of ../shared/data (its README lists the files and their
  * official counts). Skipped, saying so, when that folder is absent. The
  * IMDB import of ~57 MB runs once, in one test. */
@@ -68,6 +69,17 @@ Test(real_data, imdb_verifies_by_content_digest_and_splits_20k_5k_5k) {
   cr_expect_eq(split(&p, "test")->records, 5000);
   cr_expect_eq(split(&p, "test_full")->records, 25000);
   cr_expect_eq(split(&p, "unsup")->records, 50000);
+  /* The seeded split as printed by the independent Python reference:
+   * tests/datasets/ref_split.py ../shared/data/imdb/aclImdb.tar.gz 42 */
+  const char *const tr[] = {"train/neg/9078_1", "train/neg/11702_4", "train/neg/6358_1"};
+  const char *const va[] = {"train/pos/3724_9", "train/pos/1000_8", "train/pos/2734_9"};
+  const char *const te[] = {"test/neg/6019_1", "test/pos/7648_7", "test/neg/6884_1"};
+  snprintf(path, sizeof path, "%s/train.jsonl", p.dir);
+  tl_expect_first_ids(path, tr, 3);
+  snprintf(path, sizeof path, "%s/validation.jsonl", p.dir);
+  tl_expect_first_ids(path, va, 3);
+  snprintf(path, sizeof path, "%s/test.jsonl", p.dir);
+  tl_expect_first_ids(path, te, 3);
 }
 
 Test(real_data, commongen_dev_verifies_by_file_sha256) {
@@ -155,4 +167,25 @@ Test(real_data, gpt2_assets_verify_by_sha256) {
     cr_expect(verified);
     cr_expect(strstr(got, names[i][1]));
   }
+}
+
+Test(real_data, fetch_gpt2_bpe_from_a_file_mirror) {
+  const char *d = data_or_skip();
+  char real[4096], base[4200];
+  cr_assert_not_null(realpath(d, real));
+  snprintf(base, sizeof base, "file://%s/gpt2", real);
+  const char *mirrors[] = {base};
+  ds_fetch_opts o;
+  ds_fetch_opts_init(&o);
+  o.mirrors = mirrors;
+  o.n_mirrors = 1;
+  o.progress = 0;
+  o.retries = 0;
+  const ds_entry *e = ds_manifest_find(&m, "gpt2-vocab");
+  ds_stamp s;
+  cr_assert_eq(ds_fetch(e, &o, &s, &err), 0, "%s", err.msg);
+  cr_expect_eq(s.method, DS_BY_ARCHIVE);
+  cr_expect(strstr(s.source, "/gpt2/vocab.bpe") && !strncmp(s.source, "file://", 7), "%s",
+            s.source);
+  cr_expect_eq(ds_verify(e, &s, &err), 0, "%s", err.msg);
 }

@@ -342,3 +342,19 @@ char *tl_read(const char *path, size_t *len) {
     *len = n;
   return b;
 }
+
+void tl_expect_first_ids(const char *path, const char *const *ids, int n) {
+  char *txt = tl_read(path, NULL);
+  cr_assert_not_null(txt, "no %s", path);
+  const char *line = txt;
+  for (int i = 0; i < n; i++) {
+    const char *nl = strchr(line, '\n');
+    cr_assert_not_null(nl, "%s: fewer than %d lines", path, n);
+    char want[256];
+    snprintf(want, sizeof want, "{\"id\":\"%s\",", ids[i]);
+    cr_expect_eq(strncmp(line, want, strlen(want)), 0, "%s line %d: want id %s, got %.60s", path,
+                 i + 1, ids[i], line);
+    line = nl + 1;
+  }
+  free(txt);
+}

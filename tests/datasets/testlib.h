@@ -55,4 +55,7 @@ int tl_exists(const char *path);
 /* Reads a whole file (heap, NUL-terminated; NULL when absent). */
 char *tl_read(const char *path, size_t *len);
 
+/* Checks that the first n records of a JSONL file have the given ids. */
+void tl_expect_first_ids(const char *path, const char *const *ids, int n);
+
 #endif
