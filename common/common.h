@@ -50,6 +50,10 @@ int dfpo_err_errno(dfpo_err *e, int code, int errnum, const char *fmt, ...)
  * returns its code; does nothing on a clear record. */
 int dfpo_err_prefix(dfpo_err *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* 1-based line and column of byte offset pos in text (for messages that
+ * point into a file, such as JSON syntax errors). */
+void dfpo_text_position(const char *text, size_t pos, int *line, int *col);
+
 /* --------------------------------------------------------------- logging */
 
 typedef enum { DFPO_LOG_ERROR = 0, DFPO_LOG_WARN, DFPO_LOG_INFO, DFPO_LOG_DEBUG } dfpo_log_level;

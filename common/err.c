@@ -58,3 +58,16 @@ int dfpo_err_prefix(dfpo_err *e, const char *fmt, ...) {
   e->msg[lc + sep + keep] = '\0';
   return e->code;
 }
+
+void dfpo_text_position(const char *text, size_t pos, int *line, int *col) {
+  *line = 1;
+  *col = 1;
+  for (size_t i = 0; i < pos; i++) {
+    if (text[i] == '\n') {
+      (*line)++;
+      *col = 1;
+    } else {
+      (*col)++;
+    }
+  }
+}

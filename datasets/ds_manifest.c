@@ -248,19 +248,6 @@ static int parse_entry(mctx *c, const cJSON *o, ds_entry *e) {
   return DFPO_OK;
 }
 
-static void line_col(const char *text, size_t off, size_t *line, size_t *col) {
-  *line = 1;
-  *col = 1;
-  for (size_t i = 0; i < off; i++) {
-    if (text[i] == '\n') {
-      (*line)++;
-      *col = 1;
-    } else {
-      (*col)++;
-    }
-  }
-}
-
 int ds_manifest_parse(ds_manifest *m, const char *text, size_t len, const char *source,
                       dfpo_err *err) {
   memset(m, 0, sizeof *m);
@@ -270,16 +257,17 @@ int ds_manifest_parse(ds_manifest *m, const char *text, size_t len, const char *
   const char *end = NULL;
   cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
   if (!root) {
-    size_t off = end && end >= text && end <= text + len ? (size_t)(end - text) : 0, line, col;
-    line_col(text, off, &line, &col);
-    return dfpo_err_set(err, DFPO_EDATA, "%s:%zu:%zu: malformed JSON", source, line, col);
+    size_t off = end && end >= text && end <= text + len ? (size_t)(end - text) : 0;
+    int line, col;
+    dfpo_text_position(text, off, &line, &col);
+    return dfpo_err_set(err, DFPO_EDATA, "%s:%d:%d: malformed JSON", source, line, col);
   }
   for (const char *p = end; p < text + len; p++)
     if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
-      size_t line, col;
-      line_col(text, (size_t)(p - text), &line, &col);
+      int line, col;
+      dfpo_text_position(text, (size_t)(p - text), &line, &col);
       cJSON_Delete(root);
-      return dfpo_err_set(err, DFPO_EDATA, "%s:%zu:%zu: text after the JSON value", source, line,
+      return dfpo_err_set(err, DFPO_EDATA, "%s:%d:%d: text after the JSON value", source, line,
                           col);
     }
   static const char *const top[] = {"manifest_version", "datasets", NULL};

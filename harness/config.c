@@ -275,20 +275,6 @@ static int merge_object(cfg *c, const cJSON *obj, const char *prefix, const char
   return DFPO_OK;
 }
 
-/* 1-based line and column of byte offset pos. */
-static void text_position(const char *text, size_t pos, int *line, int *col) {
-  *line = 1;
-  *col = 1;
-  for (size_t i = 0; i < pos; i++) {
-    if (text[i] == '\n') {
-      (*line)++;
-      *col = 1;
-    } else {
-      (*col)++;
-    }
-  }
-}
-
 static size_t skip_space(const char *text, size_t pos, size_t len) {
   while (pos < len && strchr(" \t\r\n", text[pos]))
     pos++;
@@ -304,14 +290,14 @@ int cfg_merge_text(cfg *c, const char *name, const char *text, size_t len, dfpo_
     /* cJSON stops at, or one character past, the offending character. When
      * only whitespace follows, the text simply ended too early. */
     int at_eof = skip_space(text, pos, len) >= len;
-    text_position(text, at_eof ? len : pos, &line, &col);
+    dfpo_text_position(text, at_eof ? len : pos, &line, &col);
     return dfpo_err_set(err, DFPO_EUSAGE, "%s:%d:%d: malformed JSON%s", name, line, col,
                         at_eof ? " (unexpected end of file)" : "");
   }
   int rc = DFPO_OK;
   pos = skip_space(text, pos, len);
   if (pos < len) {
-    text_position(text, pos, &line, &col);
+    dfpo_text_position(text, pos, &line, &col);
     rc = dfpo_err_set(err, DFPO_EUSAGE,
                       "%s:%d:%d: malformed JSON: text after the end of the top-level object", name,
                       line, col);

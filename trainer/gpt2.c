@@ -260,16 +260,6 @@ int gpt2_ensure_train(gpt2_model *m, dfpo_err *err) {
 
 /* Lays out the activations for (B, T): a sizing pass with base NULL, then
  * the real one. Every buffer is 64-byte aligned. */
-typedef struct bump {
-  char *base;
-  size_t off;
-} bump;
-static void *take(bump *b, size_t bytes) {
-  void *p = b->base ? b->base + b->off : NULL;
-  b->off += (bytes + 63) & ~(size_t)63;
-  return p;
-}
-#define TAKEF(b, n) ((float *)take(b, (size_t)(n) * sizeof(float)))
 
 static void layout_acts(gpt2_model *m, bump *bp, int B, int T) {
   size_t BT = (size_t)B * T, C = (size_t)m->cfg.n_embd, NH = (size_t)m->cfg.n_head;

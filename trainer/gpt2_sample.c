@@ -6,17 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct bump {
-  char *base;
-  size_t off;
-} bump;
-static void *take(bump *b, size_t bytes) {
-  void *p = b->base ? b->base + b->off : NULL;
-  b->off += (bytes + 63) & ~(size_t)63;
-  return p;
-}
-#define TAKEF(b, n) ((float *)take(b, (size_t)(n) * sizeof(float)))
-
 static void layout_gen(gpt2_model *m, bump *bp, int B, int T, int max_len) {
   size_t C = (size_t)m->cfg.n_embd, BT = (size_t)B * T;
   for (int l = 0; l < m->cfg.n_layer; l++) {

@@ -404,19 +404,6 @@ int tok_finish(tok_tokenizer *t, const char *where, dfpo_err *err) {
 
 /* --------------------------------------------------------------- JSON */
 
-static void text_position(const char *text, size_t pos, int *line, int *col) {
-  *line = 1;
-  *col = 1;
-  for (size_t i = 0; i < pos; i++) {
-    if (text[i] == '\n') {
-      (*line)++;
-      *col = 1;
-    } else {
-      (*col)++;
-    }
-  }
-}
-
 /* Parses a whole JSON file; errors name the file, line and column. */
 static int parse_json(const char *path, cJSON **doc, char **text_out, dfpo_err *err) {
   char *text;
@@ -433,7 +420,7 @@ static int parse_json(const char *path, cJSON **doc, char **text_out, dfpo_err *
       p++;
     int at_eof = p >= len;
     int line, col;
-    text_position(text, at_eof ? len : pos, &line, &col);
+    dfpo_text_position(text, at_eof ? len : pos, &line, &col);
     free(text);
     return dfpo_err_set(err, DFPO_EDATA, "%s:%d:%d: malformed JSON%s", path, line, col,
                         at_eof ? " (unexpected end of file)" : "");
@@ -452,7 +439,7 @@ static int json_line(const char *text, const char *from, const cJSON *item) {
     const char *at = strstr(from ? from : text, s);
     if (at) {
       int col;
-      text_position(text, (size_t)(at - text), &line, &col);
+      dfpo_text_position(text, (size_t)(at - text), &line, &col);
     }
     free(s);
   }
