@@ -10,6 +10,7 @@ const cli_cmd cli_commands[] = {
     {"datasets", "list, import, verify and prepare the datasets of the manifest", cmd_datasets},
     {"fetch", "download datasets and assets: resumable, verified, mirrors first", cmd_fetch},
     {"metrics", "score predictions: CommonGen metrics, diversity", cmd_metrics},
+    {"judge", "train, evaluate and run the sentiment and toxicity judges", cmd_judge},
     {NULL, NULL, NULL}};
 
 void cli_reset_getopt(void) {

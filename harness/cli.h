@@ -24,6 +24,7 @@ int cmd_tokenizer(int argc, char **argv);
 int cmd_datasets(int argc, char **argv);
 int cmd_fetch(int argc, char **argv);
 int cmd_metrics(int argc, char **argv);
+int cmd_judge(int argc, char **argv);
 
 /* Makes the next getopt_long call start afresh on a new argv. */
 void cli_reset_getopt(void);
