@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* p = (0.9, 0.8, 0.3, 0.6), y = (1, 1, 0, 0), worked by hand:
  * predictions 1 1 0 1: accuracy 3/4. Confidences 0.9 0.8 0.7 0.6 fall in
@@ -141,7 +142,7 @@ Test(judge_model, saved_files_round_trip_and_are_checked) {
   ts_rmtree(dir);
 }
 
-static void write(const char *path, const char *s) {
+static void put_file(const char *path, const char *s) {
   FILE *f = fopen(path, "wb");
   fputs(s, f);
   fclose(f);
@@ -151,9 +152,9 @@ Test(judge_model, csv_and_jsonl_loaders) {
   char dir[256], path[400];
   ts_tmpdir(dir, sizeof dir);
   snprintf(path, sizeof path, "%s/j.csv", dir);
-  write(path, "id,comment_text,toxic\r\n"
-              "a,\"hello, \"\"world\"\"\nsecond line\",0\r\n"
-              "b,plain,1\n");
+  put_file(path, "id,comment_text,toxic\r\n"
+                 "a,\"hello, \"\"world\"\"\nsecond line\",0\r\n"
+                 "b,plain,1\n");
   met_judge_data d = {0};
   dfpo_err err;
   dfpo_err_clear(&err);
@@ -164,18 +165,18 @@ Test(judge_model, csv_and_jsonl_loaders) {
   cr_expect_str_eq(d.texts[1], "plain");
   cr_expect_eq(d.y[1], 1);
   met_judge_data_free(&d);
-  write(path, "id,comment_text,toxic\na,x,0\nb,\"y\nz\",0\nc,w,2\n");
+  put_file(path, "id,comment_text,toxic\na,x,0\nb,\"y\nz\",0\nc,w,2\n");
   cr_expect_eq(met_judge_data_csv(&d, path, "comment_text", "toxic", 0, &err), DFPO_EDATA);
   cr_expect(strstr(err.msg, "j.csv:5:"), "the record starting on line 5: %s", err.msg);
   met_judge_data_free(&d);
-  write(path, "id,text\n");
+  put_file(path, "id,text\n");
   cr_expect_eq(met_judge_data_csv(&d, path, "comment_text", "toxic", 0, &err), DFPO_EDATA);
   cr_expect(strstr(err.msg, "comment_text"), "%s", err.msg);
   met_judge_data_free(&d);
 
   snprintf(path, sizeof path, "%s/s.jsonl", dir);
-  write(path, "{\"prompt\":\"Good \",\"references\":[\"film.\"],\"label\":1}\n\n"
-              "{\"text\":\"x\",\"toxicity\":0.25,\"split\":\"test\"}\n");
+  put_file(path, "{\"prompt\":\"Good \",\"references\":[\"film.\"],\"label\":1}\n\n"
+                 "{\"text\":\"x\",\"toxicity\":0.25,\"split\":\"test\"}\n");
   cr_assert_eq(met_judge_data_jsonl(&d, path, NULL, "label", NULL, 1, &err), 0, "%s", err.msg);
   cr_expect_str_eq(d.texts[0], "Good film.");
   met_judge_data_free(&d);
@@ -186,5 +187,56 @@ Test(judge_model, csv_and_jsonl_loaders) {
   cr_expect_eq(met_judge_data_jsonl(&d, path, "text", "toxicity", NULL, 0, &err), DFPO_EDATA);
   cr_expect(strstr(err.msg, "s.jsonl:1:"), "%s", err.msg);
   met_judge_data_free(&d);
+  ts_rmtree(dir);
+}
+
+/* The saved format and the feature definition, re-implemented from
+ * docs/judges.md in bench/judge_peer.py (Python standard library): both score
+ * the same texts alike to the printed 6 decimals, with word trigrams and
+ * character n-grams switched on so that every feature kind is covered. */
+Test(judge_model, python_peer_reads_the_format) {
+  if (access("/usr/bin/python3", X_OK) != 0)
+    cr_skip_test("/usr/bin/python3 is absent: the Python peer of the judge format cannot run");
+  char dir[256], texts[400];
+  ts_tmpdir(dir, sizeof dir);
+  met_judge_data tr = {0}, va = {0};
+  toy(&tr, 200, 6);
+  toy(&va, 50, 7);
+  met_judge_opts o = met_judge_opts_default();
+  o.feat.hash_bits = 13;
+  o.feat.word_n = 3;
+  o.feat.char_min = 2;
+  o.feat.char_max = 4;
+  met_judge *j = NULL;
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  cr_assert_eq(met_judge_train(&j, "peer", &tr, &va, &o, NULL, &err), 0, "%s", err.msg);
+  cr_assert_eq(met_judge_save(j, dir, NULL, NULL, &err), 0, "%s", err.msg);
+  const char *extra[] = {"Wow!! What a SUPERB film?", "it's dreadful... \xc3\xa9t\xc3\xa9 boring",
+                         "", "a"};
+  snprintf(texts, sizeof texts, "%s/texts.txt", dir);
+  FILE *f = fopen(texts, "wb");
+  for (size_t i = 0; i < va.n; i++)
+    fprintf(f, "%s\n", va.texts[i]);
+  for (int i = 0; i < 4; i++)
+    fprintf(f, "%s\n", extra[i]);
+  fclose(f);
+  ts_run r;
+  char *argv[] = {"/usr/bin/python3", DFPO_SOURCE_DIR "/bench/judge_peer.py", dir, texts, NULL};
+  ts_run_cmd(&r, argv, NULL, NULL);
+  cr_assert_eq(r.status, 0, "judge_peer.py failed: %s", r.err);
+  char *save = NULL, *line = strtok_r(r.out, "\n", &save);
+  for (size_t i = 0; i < va.n + 4; i++) {
+    cr_assert_not_null(line, "the peer printed too few lines");
+    const char *t = i < va.n ? va.texts[i] : extra[i - va.n];
+    char mine[32];
+    snprintf(mine, sizeof mine, "%.6f", met_judge_score(j, t, strlen(t)));
+    cr_expect_str_eq(line, mine, "text %zu '%s'", i, t);
+    line = strtok_r(NULL, "\n", &save);
+  }
+  ts_run_free(&r);
+  met_judge_free(j);
+  met_judge_data_free(&tr);
+  met_judge_data_free(&va);
   ts_rmtree(dir);
 }
