@@ -27,7 +27,10 @@ static const char judge_usage[] =
     "  eval    held-out scores, recorded in the card: accuracy at 0.5, ECE,\n"
     "          log-loss, Brier, Pearson and Spearman against the targets\n"
     "  score   prints the judge's score of each line of FILE (- for stdin),\n"
-    "          one per line\n"
+    "          one per line; NAME perspective asks the Perspective API\n"
+    "          instead (key in $PERSPECTIVE_API_KEY, endpoint overridable with\n"
+    "          $DFPO_PERSPECTIVE_URL; 1 request/s, retries, scores cached in\n"
+    "          <cache>/perspective by text SHA-256)\n"
     "  show    prints the card\n"
     "\n"
     "Options:\n"
@@ -207,33 +210,51 @@ static int do_eval(const judge_task *t, const char *jdir, size_t limit, const ch
   return rc;
 }
 
-static int do_score(const char *jdir, const char *input, dfpo_err *err) {
+/* NAME "perspective": the Perspective API (key from $PERSPECTIVE_API_KEY);
+ * any other name: a saved judge. */
+static int do_score(const char *name, const char *jdir, const char *input, dfpo_err *err) {
   met_judge *j = NULL;
-  int rc = met_judge_load(&j, jdir, NULL, err);
+  met_perspective *api = NULL;
+  int rc = strcmp(name, "perspective") ? met_judge_load(&j, jdir, NULL, err)
+                                       : met_perspective_new(&api, NULL, err);
   if (rc)
     return rc;
   FILE *fp = strcmp(input, "-") ? fopen(input, "rb") : stdin;
   if (!fp) {
     met_judge_free(j);
+    met_perspective_free(api);
     return dfpo_err_errno(err, DFPO_EDATA, errno, "cannot open %s", input);
   }
   char *line = NULL;
   size_t cap = 0, n = 0;
   ssize_t len;
   double t0 = dfpo_now();
-  while ((len = getline(&line, &cap, fp)) >= 0) {
+  while (rc == DFPO_OK && (len = getline(&line, &cap, fp)) >= 0) {
     if (len && line[len - 1] == '\n')
-      len--;
-    printf("%.6f\n", met_judge_score(j, line, (size_t)len));
+      line[--len] = '\0';
+    double s = 0;
+    if (j)
+      s = met_judge_score(j, line, (size_t)len);
+    else if ((rc = met_perspective_score(api, line, &s, err)))
+      dfpo_err_prefix(err, "%s line %zu", input, n + 1);
+    if (!rc)
+      printf("%.6f\n", s);
     n++;
   }
-  dfpo_info("%s: scored %zu texts in %.3f s", met_judge_id(j), n, dfpo_now() - t0);
-  if (ferror(fp))
+  if (j)
+    dfpo_info("%s: scored %zu texts in %.3f s", met_judge_id(j), n, dfpo_now() - t0);
+  else {
+    size_t req = 0, hits = 0;
+    met_perspective_counts(api, &req, &hits);
+    dfpo_info("Perspective API: %zu texts, %zu requests, %zu from the cache", n, req, hits);
+  }
+  if (!rc && ferror(fp))
     rc = dfpo_err_errno(err, DFPO_ERUNTIME, errno, "reading %s", input);
   free(line);
   if (fp != stdin)
     fclose(fp);
   met_judge_free(j);
+  met_perspective_free(api);
   return rc;
 }
 
@@ -342,7 +363,7 @@ int cmd_judge(int argc, char **argv) {
     if (!strcmp(action, "score")) {
       if (!input)
         return cli_usage_error("judge", "score needs --input FILE");
-      rc = do_score(jdir, input, &err);
+      rc = do_score(name, jdir, input, &err);
     } else {
       cJSON *card = NULL;
       met_judge *j = NULL;

@@ -142,3 +142,34 @@ Test(judge_perspective, rate_limiter) {
   cr_expect_eq(met_rate_wait(-1, 5.0, 2.0), 0.0, "the first request never waits");
   cr_expect_eq(met_rate_wait(10.0, 10.0, 0.0), 0.0, "qps 0: no limit");
 }
+
+/* dfpo judge score perspective: the key and endpoint from the environment,
+ * one score per line, the second run answered from the cache. */
+Test(judge_perspective, score_command) {
+  char home[256], env_home[400], env_url[200];
+  ts_tmpdir(home, sizeof home);
+  tl_kind k[] = {TL_FULL};
+  tl_server *s = tl_server_start(answer, strlen(answer), k, 1, 4, 10.0);
+  snprintf(env_home, sizeof env_home, "DFPO_HOME=%s", home);
+  snprintf(env_url, sizeof env_url,
+           "DFPO_PERSPECTIVE_URL=http://127.0.0.1:%d/v1alpha1/comments:analyze", tl_server_port(s));
+  char *env[] = {env_home, env_url, "PERSPECTIVE_API_KEY=" KEY, NULL};
+  char *argv[] = {DFPO_BIN, "judge", "score", "perspective", "--input", "-", NULL};
+  for (int run = 0; run < 2; run++) {
+    ts_run r;
+    ts_run_cmd(&r, argv, "one text\none text\n", env);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect_str_eq(r.out, "0.734000\n0.734000\n");
+    cr_expect(!strstr(r.err, KEY), "the key leaked: %s", r.err);
+    ts_run_free(&r);
+  }
+  cr_expect_eq(tl_server_requests(s), 1, "one request for one distinct text over both runs");
+  tl_server_stop(s);
+  char *noenv[] = {env_home, "PERSPECTIVE_API_KEY=", NULL};
+  ts_run r;
+  ts_run_cmd(&r, argv, "x\n", noenv);
+  cr_expect_eq(r.status, 1);
+  cr_expect(strstr(r.err, "PERSPECTIVE_API_KEY"), "%s", r.err);
+  ts_run_free(&r);
+  ts_rmtree(home);
+}
