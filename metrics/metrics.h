@@ -310,8 +310,9 @@ int met_judge_train(met_judge **out, const char *name, const met_judge_data *tra
                     dfpo_err *err);
 void met_judge_free(met_judge *j);
 const char *met_judge_name(const met_judge *j);
-/* The judge's score of one text; DFPO_EDATA when it is not valid UTF-8 is
- * not checked: any bytes score. Thread-safe (no shared scratch). */
+/* The judge's score of text[0..len) in (0, 1). Any bytes score (UTF-8 is
+ * not checked); NaN only when out of memory. Thread-safe (no shared
+ * scratch). */
 double met_judge_score(const met_judge *j, const char *text, size_t len);
 /* Scores n texts (out[n]). */
 int met_judge_score_many(const met_judge *j, const char *const *texts, size_t n, double *out,
