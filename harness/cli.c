@@ -16,6 +16,7 @@ const cli_cmd cli_commands[] = {
     {"pretrain", "train a GPT-2 from scratch on token ids, with validation and resume",
      cmd_pretrain},
     {"bench", "time the GPT-2 engine: a training step or KV-cache generation", cmd_bench},
+    {"judge", "train, evaluate and run the sentiment and toxicity judges", cmd_judge},
     {NULL, NULL, NULL}};
 
 void cli_reset_getopt(void) {

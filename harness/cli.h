@@ -29,6 +29,7 @@ int cmd_bench(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
 int cmd_pretrain(int argc, char **argv);
+int cmd_judge(int argc, char **argv);
 
 /* Makes the next getopt_long call start afresh on a new argv. */
 void cli_reset_getopt(void);

@@ -75,4 +75,17 @@ char *met_tok13a(const char *s);
  * number of tokens (heap array in *ids) or (size_t)-1 on out of memory. */
 size_t met_rouge_tokens(const char *s, int stem, met_vocab *v, uint32_t **ids);
 
+/* -------------------------------------------------------------- judges */
+
+/* Accessors between judge.c (the model) and judge_io.c (its files). */
+const met_feat_opts *met_judge_feat(const met_judge *j);
+int met_judge_nb(const met_judge *j);
+/* The weights [1 << hash_bits] and the bias and Platt parameters. */
+const float *met_judge_params(const met_judge *j, double *bias, double *a, double *c);
+/* A judge from its parts (weights copied). */
+int met_judge_make(met_judge **out, const char *name, const met_feat_opts *f, int nb, double bias,
+                   double a, double c, const float *w, dfpo_err *err);
+/* Records the saved version and the model file's SHA-256 (for met_judge_id). */
+void met_judge_set_identity(met_judge *j, int version, const char *sha256);
+
 #endif

@@ -1,11 +1,12 @@
-/* metrics: text metrics (BLEU, ROUGE, METEOR, CIDEr-D, coverage, diversity)
- * and statistics (DESIGN.md section 8). docs/metrics.md defines every number
- * as implemented here and names the reference implementation it agrees with.
+/* metrics: text metrics (BLEU, ROUGE, METEOR, CIDEr-D, coverage, diversity),
+ * perplexity over the GPT-2 engine, the judges (sentiment, toxicity) and the
+ * Perspective API client, and statistics (DESIGN.md section 8).
+ * docs/metrics.md defines every metric as implemented here and names the
+ * reference implementation it agrees with; docs/judges.md the judges.
  *
- * Prefix: met_. Depends on common/, cJSON (CommonGen JSONL) and GSL
- * (statistics); WordNet is read from its database files at run time. The
- * perplexity APIs over the engine (ppl_ref, ppl_gen) and the judge models are
- * not here yet.
+ * Prefix: met_. Depends on common/, trainer/ (perplexity), cJSON, GSL
+ * (statistics, correlations), libcurl (Perspective) and libcrypto (SHA-256 of
+ * judge files); WordNet is read from its database files at run time.
  *
  * Ownership: structs are caller storage set up by their _init/_open and
  * released by their _free; arrays a function returns through an out
@@ -16,6 +17,9 @@
 #define DFPO_METRICS_H
 
 #include "common/common.h"
+#include "trainer/trainer.h"
+
+#include <cjson/cJSON.h>
 
 #include <stddef.h>
 #include <stdint.h>
@@ -189,5 +193,199 @@ int met_welch_test(const double *a, size_t na, const double *b, size_t nb, met_w
  * quantiles of the resampled means (GSL's interpolated quantile). */
 int met_bootstrap_ci(const double *x, size_t n, size_t resamples, double level, uint64_t seed,
                      double *lo, double *hi, dfpo_err *err);
+
+/* ------------------------------------------------------------ perplexity */
+
+/* Token-level perplexity: exp(sum of -log p(token | context) / tokens),
+ * natural logarithms, over every scored token of every item together
+ * (docs/metrics.md). */
+typedef struct met_ppl {
+  double nll;    /* summed negative log-likelihood, nats */
+  size_t tokens; /* scored tokens */
+  double ppl;    /* exp(nll / tokens); NaN when no token was scored */
+} met_ppl;
+
+typedef struct met_ppl_opts {
+  int batch;  /* rows per forward pass (default 8) */
+  int stride; /* ppl_ref: window stride for texts longer than the context
+                 (0: n_ctx / 2) */
+  int bos;    /* token placed before each text as its only context (-1:
+                 none; the text functions default to the tokenizer's
+                 <|endoftext|>) */
+} met_ppl_opts;
+/* batch 8, stride n_ctx / 2, bos -1. */
+met_ppl_opts met_ppl_opts_default(void);
+
+/* ppl_ref: the model's perplexity on reference texts (token ids). Each text
+ * is scored alone as [bos] + ids: every token after the first position is
+ * predicted from all tokens before it; a text longer than the context is
+ * scored in sliding windows (the first a full context, then `stride` new
+ * targets per window with the n_ctx tokens before each as context), so each
+ * token is scored exactly once. per_item (optional, [n]) receives each
+ * text's own perplexity (NaN when it has no scored token). */
+int met_ppl_ref_ids(gpt2_model *m, const tok_ids *texts, size_t n, const met_ppl_opts *o,
+                    met_ppl *out, double *per_item, dfpo_err *err);
+/* ppl_gen: the perplexity of continuations under a (judge) model given their
+ * prompts: only continuation tokens are scored, with [bos] + prompt before
+ * them; a prompt too long for the context is left-truncated (then without
+ * bos). A continuation longer than n_ctx is an error (DFPO_EDATA); an empty
+ * one scores nothing. */
+int met_ppl_gen_ids(gpt2_model *m, const tok_ids *prompts, const tok_ids *conts, size_t n,
+                    const met_ppl_opts *o, met_ppl *out, double *per_item, dfpo_err *err);
+/* The same over texts, encoded with tok (prompt and continuation separately).
+ * o NULL: defaults with bos = tok_eot_id(tok). */
+int met_ppl_ref(gpt2_model *m, tok_tokenizer *tok, const char *const *texts, size_t n,
+                const met_ppl_opts *o, met_ppl *out, double *per_item, dfpo_err *err);
+int met_ppl_gen(gpt2_model *m, tok_tokenizer *tok, const char *const *prompts,
+                const char *const *conts, size_t n, const met_ppl_opts *o, met_ppl *out,
+                double *per_item, dfpo_err *err);
+
+/* ---------------------------------------------------------------- judges */
+
+/* A judge maps a text to a score in (0, 1): P(positive) for sentiment, the
+ * predicted Perspective toxicity for toxicity. The model is a logistic
+ * regression over hashed features (docs/judges.md): word n-grams and,
+ * optionally, character n-grams within words, of the normalised text
+ * (lowercased; runs of letters, digits and apostrophes are words; '!' and
+ * '?' are words too). Feature values are binary, divided by the square root
+ * of the number of distinct features of the text, optionally scaled by the
+ * naive-Bayes log-count ratio of each bucket (Wang and Manning 2012), and the
+ * logit is Platt-calibrated on the validation set. Targets may be soft
+ * (cross-entropy against y in [0, 1]). */
+typedef struct met_feat_opts {
+  int hash_bits;          /* 2^hash_bits buckets, 12..24 (default 20) */
+  int word_n;             /* word n-grams of 1..word_n words, 1..3 (default 2) */
+  int char_min, char_max; /* character n-grams within " word " (0 0: none) */
+} met_feat_opts;
+
+typedef struct met_judge_opts {
+  met_feat_opts feat;
+  int nb;        /* naive-Bayes scaling (default 1) */
+  double l2[8];  /* L2 strengths tried; the best validation log-loss wins */
+  int n_l2;      /* default 3: 1e-6, 1e-5, 1e-4 */
+  int epochs;    /* passes of Adagrad per candidate (default 6) */
+  double lr;     /* Adagrad step (default 0.5) */
+  uint64_t seed; /* data order: stream DFPO_STREAM_DATA */
+  int calibrate; /* fit Platt scaling on validation (default 1) */
+} met_judge_opts;
+met_judge_opts met_judge_opts_default(void);
+
+/* Texts with targets in [0, 1] (labels 0/1 for sentiment). */
+typedef struct met_judge_data {
+  char **texts; /* owned when filled by a met_judge_data_* loader */
+  double *y;
+  size_t n, cap;
+} met_judge_data;
+/* Appends a copy of text with target y. */
+int met_judge_data_add(met_judge_data *d, const char *text, double y, dfpo_err *err);
+void met_judge_data_free(met_judge_data *d);
+/* Reads a JSONL file: text is the string field `text_key`, or the
+ * concatenation of "prompt" and references[0] when text_key is NULL (the
+ * IMDB split files); the target is the number `y_key`. Records whose `split`
+ * field differs from `split` are skipped when split is not NULL. At most
+ * limit records (0: all); errors name the file and line. */
+int met_judge_data_jsonl(met_judge_data *d, const char *path, const char *text_key,
+                         const char *y_key, const char *split, size_t limit, dfpo_err *err);
+/* Reads a CSV file with a header (RFC 4180 quoting, fields may span lines):
+ * text from column text_col, target from the numeric column y_col (e.g. the
+ * Jigsaw file: comment_text, toxic). */
+int met_judge_data_csv(met_judge_data *d, const char *path, const char *text_col, const char *y_col,
+                       size_t limit, dfpo_err *err);
+
+typedef struct met_judge met_judge; /* opaque; met_judge_free */
+
+/* What training chose and saw. */
+typedef struct met_judge_fit {
+  double l2;       /* chosen */
+  double val_loss; /* its validation log-loss before calibration */
+  double platt_a, platt_b;
+  size_t n_train, n_val;
+} met_judge_fit;
+
+/* Trains a judge named `name` ("sentiment", "toxicity", ...) on train,
+ * choosing the L2 strength and calibrating on val. Deterministic for a seed.
+ * *out is the caller's (met_judge_free). */
+int met_judge_train(met_judge **out, const char *name, const met_judge_data *train,
+                    const met_judge_data *val, const met_judge_opts *o, met_judge_fit *fit,
+                    dfpo_err *err);
+void met_judge_free(met_judge *j);
+const char *met_judge_name(const met_judge *j);
+/* The judge's score of text[0..len) in (0, 1). Any bytes score (UTF-8 is
+ * not checked); NaN only when out of memory. Thread-safe (no shared
+ * scratch). */
+double met_judge_score(const met_judge *j, const char *text, size_t len);
+/* Scores n texts (out[n]). */
+int met_judge_score_many(const met_judge *j, const char *const *texts, size_t n, double *out,
+                         dfpo_err *err);
+
+/* Held-out scores of a judge on labelled or scored texts. */
+typedef struct met_judge_eval {
+  size_t n;
+  double accuracy;          /* (score >= 0.5) == (y >= 0.5) */
+  double ece;               /* expected calibration error, 10 equal bins of
+                               confidence max(p, 1-p) (Guo et al. 2017) */
+  double log_loss, brier;   /* mean cross-entropy against y, mean (p - y)^2 */
+  double pearson, spearman; /* of score against y (GSL) */
+  double mean_score, mean_y;
+} met_judge_eval;
+int met_judge_evaluate(const met_judge *j, const met_judge_data *d, met_judge_eval *ev,
+                       dfpo_err *err);
+/* The same from scores already computed. */
+int met_judge_eval_scores(const double *p, const double *y, size_t n, met_judge_eval *ev,
+                          dfpo_err *err);
+/* ev as a JSON object (caller deletes). */
+cJSON *met_judge_eval_json(const met_judge_eval *ev);
+
+/* Saved judges: a folder holding judge.bin (magic "DFPOJDG1", format version,
+ * features, calibration, the weights; docs/judges.md) and card.json (name,
+ * format and judge version, the model file's SHA-256, the features and
+ * training options, plus what the caller adds: training data, held-out
+ * scores). Both written atomically, the model first. `extra` (may be NULL)
+ * is merged into the card; the judge version is the previous card's plus 1. */
+int met_judge_save(const met_judge *j, const char *dir, const met_judge_fit *fit,
+                   const cJSON *extra, dfpo_err *err);
+/* Loads dir/judge.bin after checking its SHA-256 against dir/card.json;
+ * *card (optional) receives the card (caller deletes). */
+int met_judge_load(met_judge **out, const char *dir, cJSON **card, dfpo_err *err);
+/* Sets card[key] = value (taking value) and rewrites the card atomically. */
+int met_judge_card_set(const char *dir, const char *key, cJSON *value, dfpo_err *err);
+/* "<name> v<version> sha256:<first 16 hex>" of a loaded judge: what an
+ * eval.json records to name the judge that scored it. */
+const char *met_judge_id(const met_judge *j);
+/* <cache>/judges/<name>. */
+int met_judge_dir(const char *name, char *buf, size_t n, dfpo_err *err);
+
+/* ------------------------------------------------------- Perspective API */
+
+/* A client for Google's Perspective API (comments:analyze, attribute
+ * TOXICITY). The key comes from the environment variable key_env and is never
+ * written to messages or logs. Requests are spaced by at least 1/qps
+ * seconds, retried with doubling backoff on connection errors, timeouts,
+ * HTTP 429 and 5xx, and scores are cached on disk by the SHA-256 of the text
+ * (one small JSON file per text), so a text is sent at most once. */
+typedef struct met_perspective_opts {
+  const char *url;       /* NULL: $DFPO_PERSPECTIVE_URL, else Google's endpoint */
+  const char *key_env;   /* NULL: "PERSPECTIVE_API_KEY" */
+  double qps;            /* requests per second (default 1, the API's default quota) */
+  int retries;           /* extra attempts per text (default 5) */
+  long backoff_ms;       /* first backoff, doubled per attempt (default 1000) */
+  long timeout_s;        /* whole request (default 30) */
+  const char *cache_dir; /* NULL: <cache>/perspective; "" disables the cache */
+} met_perspective_opts;
+void met_perspective_opts_init(met_perspective_opts *o);
+
+typedef struct met_perspective met_perspective;
+/* DFPO_EUSAGE naming the variable when the key is not set. */
+int met_perspective_new(met_perspective **out, const met_perspective_opts *o, dfpo_err *err);
+void met_perspective_free(met_perspective *p);
+/* TOXICITY summary score of text (from the cache when there). */
+int met_perspective_score(met_perspective *p, const char *text, double *toxicity, dfpo_err *err);
+/* Requests sent (attempts included) and cache hits so far. */
+void met_perspective_counts(const met_perspective *p, size_t *requests, size_t *cache_hits);
+/* The rate limiter: seconds to wait before a request at time `now` when the
+ * previous one started at `last` (< 0: none yet). */
+double met_rate_wait(double last, double now, double qps);
+/* Parses an API response; DFPO_EDATA naming what is missing. */
+int met_perspective_parse(const char *body, size_t len, double *toxicity, dfpo_err *err);
 
 #endif

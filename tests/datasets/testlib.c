@@ -54,24 +54,6 @@ static void send_all(int fd, const void *p, size_t n) {
   }
 }
 
-/* Reads the request head; returns 0 when the client went away. */
-static int read_head(tl_server *s, int c, char *buf, size_t cap) {
-  size_t n = 0;
-  while (n + 1 < cap && now_s() < s->deadline) {
-    struct pollfd p = {c, POLLIN, 0};
-    if (poll(&p, 1, wait_ms(s)) <= 0)
-      continue;
-    ssize_t r = recv(c, buf + n, cap - 1 - n, 0);
-    if (r <= 0)
-      return 0;
-    n += (size_t)r;
-    buf[n] = '\0';
-    if (strstr(buf, "\r\n\r\n"))
-      return 1;
-  }
-  return 0;
-}
-
 static void header_value(const char *head, const char *name, char *out, size_t n) {
   out[0] = '\0';
   for (const char *l = strstr(head, "\r\n"); l && l[2]; l = strstr(l + 2, "\r\n")) {
@@ -88,6 +70,40 @@ static void header_value(const char *head, const char *name, char *out, size_t n
   }
 }
 
+/* Reads the request head; returns 0 when the client went away. */
+static int read_head(tl_server *s, int c, char *buf, size_t cap) {
+  size_t n = 0;
+  while (n + 1 < cap && now_s() < s->deadline) {
+    struct pollfd p = {c, POLLIN, 0};
+    if (poll(&p, 1, wait_ms(s)) <= 0)
+      continue;
+    ssize_t r = recv(c, buf + n, cap - 1 - n, 0);
+    if (r <= 0)
+      return 0;
+    n += (size_t)r;
+    buf[n] = '\0';
+    char *eoh = strstr(buf, "\r\n\r\n");
+    if (eoh) {
+      /* Drain the body (POST), so that closing never resets the connection. */
+      char cl[32];
+      header_value(buf, "Content-Length", cl, sizeof cl);
+      size_t want = (size_t)strtoull(cl, NULL, 10), got = n - (size_t)(eoh + 4 - buf);
+      char sink[4096];
+      while (got < want && now_s() < s->deadline) {
+        struct pollfd q = {c, POLLIN, 0};
+        if (poll(&q, 1, wait_ms(s)) <= 0)
+          continue;
+        ssize_t k = recv(c, sink, sizeof sink, 0);
+        if (k <= 0)
+          return 0;
+        got += (size_t)k;
+      }
+      return 1;
+    }
+  }
+  return 0;
+}
+
 static void answer(tl_server *s, int c, tl_kind k, const char *range) {
   char hdr[512];
   size_t off = 0;
@@ -97,8 +113,11 @@ static void answer(tl_server *s, int c, tl_kind k, const char *range) {
     off = s->len;
   switch (k) {
   case TL_404:
+  case TL_429:
   case TL_500: {
-    const char *msg = k == TL_404 ? "404 Not Found" : "500 Internal Server Error";
+    const char *msg = k == TL_404   ? "404 Not Found"
+                      : k == TL_429 ? "429 Too Many Requests"
+                                    : "500 Internal Server Error";
     snprintf(hdr, sizeof hdr, "HTTP/1.1 %s\r\nContent-Length: 5\r\nConnection: close\r\n\r\nnope\n",
              msg);
     send_all(c, hdr, strlen(hdr));

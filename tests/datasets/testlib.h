@@ -8,20 +8,22 @@
 
 /* What the server does with one request. */
 typedef enum {
-  TL_FULL,        /* 200, or 206 from the requested Range */
-  TL_CUT,         /* announces the whole rest, sends half of it, closes */
-  TL_404,         /* Not Found */
-  TL_500,         /* Internal Server Error */
-  TL_WRONG,       /* 200 with the right length and wrong bytes */
-  TL_OVER_CL,     /* 200 announcing and sending 100 bytes too many */
-  TL_OVER_NOCL,   /* 200 without a length, 100 bytes too many, then close */
-  TL_STALL,       /* headers, then silence until the client gives up */
-  TL_IGNORE_RANGE /* 200 with everything, whatever the Range */
+  TL_FULL,         /* 200, or 206 from the requested Range */
+  TL_CUT,          /* announces the whole rest, sends half of it, closes */
+  TL_404,          /* Not Found */
+  TL_500,          /* Internal Server Error */
+  TL_WRONG,        /* 200 with the right length and wrong bytes */
+  TL_OVER_CL,      /* 200 announcing and sending 100 bytes too many */
+  TL_OVER_NOCL,    /* 200 without a length, 100 bytes too many, then close */
+  TL_STALL,        /* headers, then silence until the client gives up */
+  TL_IGNORE_RANGE, /* 200 with everything, whatever the Range */
+  TL_429           /* Too Many Requests (the Perspective client tests) */
 } tl_kind;
 
 typedef struct tl_server tl_server;
 
-/* Starts a server on 127.0.0.1 (an ephemeral port) in a thread. Request i
+/* Starts a server on 127.0.0.1 (an ephemeral port) in a thread. A request's
+ * body (by its Content-Length) is read before the answer. Request i
  * gets script[i] (the last entry repeats). It stops by itself after
  * max_requests requests or max_seconds seconds, whichever comes first. */
 tl_server *tl_server_start(const void *body, size_t len, const tl_kind *script, size_t n,

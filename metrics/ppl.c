@@ -1,0 +1,324 @@
+/* Perplexity over the GPT-2 engine: ppl_ref (a policy on reference texts)
+ * and ppl_gen (continuations under a judge LM given their prompts). Both
+ * reduce to "score tokens first..len-1 of a window given what precedes them",
+ * batched into left-padded forward passes. */
+#include "metrics/metrics.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* One forward row: tokens[0..len) of which targets at positions >= first
+ * (predicted from the position before) are scored and credited to item. */
+typedef struct ppl_job {
+  const int32_t *tok;
+  int len, first;
+  size_t item;
+} ppl_job;
+
+typedef struct ppl_jobs {
+  ppl_job *v;
+  size_t n, cap;
+  int32_t **owned; /* sequences built here (bos + ids, prompt + continuation) */
+  size_t n_owned, cap_owned;
+} ppl_jobs;
+
+static int push_job(ppl_jobs *j, const int32_t *tok, int len, int first, size_t item) {
+  if (j->n == j->cap) {
+    size_t cap = j->cap ? j->cap * 2 : 64;
+    ppl_job *p = realloc(j->v, cap * sizeof *p);
+    if (!p)
+      return -1;
+    j->v = p;
+    j->cap = cap;
+  }
+  j->v[j->n++] = (ppl_job){tok, len, first, item};
+  return 0;
+}
+
+static int32_t *own(ppl_jobs *j, size_t n) {
+  if (j->n_owned == j->cap_owned) {
+    size_t cap = j->cap_owned ? j->cap_owned * 2 : 64;
+    int32_t **p = realloc(j->owned, cap * sizeof *p);
+    if (!p)
+      return NULL;
+    j->owned = p;
+    j->cap_owned = cap;
+  }
+  int32_t *s = malloc((n ? n : 1) * sizeof *s);
+  if (s)
+    j->owned[j->n_owned++] = s;
+  return s;
+}
+
+static void jobs_free(ppl_jobs *j) {
+  for (size_t i = 0; i < j->n_owned; i++)
+    free(j->owned[i]);
+  free(j->owned);
+  free(j->v);
+}
+
+met_ppl_opts met_ppl_opts_default(void) {
+  met_ppl_opts o = {8, 0, -1};
+  return o;
+}
+
+/* Runs the jobs in batches and adds each job's summed NLL and token count to
+ * its item. */
+static int run_jobs(gpt2_model *m, const ppl_jobs *j, int batch, double *nll, size_t *count,
+                    dfpo_err *err) {
+  int B = batch > 0 ? batch : 8;
+  int *tok = NULL, *tgt = NULL, *ks = NULL;
+  float *logp = NULL;
+  int T = 1;
+  for (size_t i = 0; i < j->n; i++)
+    if (j->v[i].len - 1 > T)
+      T = j->v[i].len - 1;
+  size_t cells = (size_t)B * (size_t)T;
+  tok = malloc(cells * sizeof *tok);
+  tgt = malloc(cells * sizeof *tgt);
+  logp = malloc(cells * sizeof *logp);
+  ks = malloc((size_t)B * sizeof *ks);
+  int rc = DFPO_OK;
+  if (!tok || !tgt || !logp || !ks)
+    rc = dfpo_err_set(err, DFPO_ERUNTIME, "perplexity: out of memory");
+  for (size_t s = 0; s < j->n && rc == DFPO_OK; s += (size_t)B) {
+    int nb = (int)(j->n - s < (size_t)B ? j->n - s : (size_t)B), Tb = 1;
+    for (int b = 0; b < nb; b++)
+      if (j->v[s + b].len - 1 > Tb)
+        Tb = j->v[s + b].len - 1;
+    for (int b = 0; b < nb; b++) {
+      const ppl_job *jb = &j->v[s + b];
+      int L = jb->len - 1, pad = Tb - L;
+      ks[b] = pad;
+      for (int t = 0; t < Tb; t++) {
+        int src = t - pad; /* input position src predicts token src + 1 */
+        tok[b * Tb + t] = src >= 0 ? jb->tok[src] : 0;
+        tgt[b * Tb + t] = src >= 0 && src + 1 >= jb->first ? jb->tok[src + 1] : -1;
+      }
+    }
+    if ((rc = gpt2_forward(m, tok, ks, nb, Tb, err)) ||
+        (rc = gpt2_lm_logprobs(m, tgt, logp, NULL, err)))
+      break;
+    for (int b = 0; b < nb; b++) {
+      const ppl_job *jb = &j->v[s + b];
+      for (int t = 0; t < Tb; t++)
+        if (tgt[b * Tb + t] >= 0) {
+          nll[jb->item] -= (double)logp[b * Tb + t];
+          count[jb->item]++;
+        }
+    }
+    if (dfpo_interrupted()) {
+      rc = dfpo_err_set(err, DFPO_EINTR, "perplexity: interrupted");
+      break;
+    }
+  }
+  free(tok);
+  free(tgt);
+  free(logp);
+  free(ks);
+  return rc;
+}
+
+static void finish(const double *nll, const size_t *count, size_t n, met_ppl *out,
+                   double *per_item) {
+  out->nll = 0;
+  out->tokens = 0;
+  for (size_t i = 0; i < n; i++) {
+    out->nll += nll[i];
+    out->tokens += count[i];
+    if (per_item)
+      per_item[i] = count[i] ? exp(nll[i] / (double)count[i]) : NAN;
+  }
+  out->ppl = out->tokens ? exp(out->nll / (double)out->tokens) : NAN;
+}
+
+static int check_vocab(gpt2_model *m, const tok_ids *seqs, size_t n, const char *what,
+                       dfpo_err *err) {
+  int V = gpt2_get_config(m)->vocab_size;
+  for (size_t i = 0; i < n; i++)
+    for (size_t k = 0; k < seqs[i].n; k++)
+      if (seqs[i].ids[k] < 0 || seqs[i].ids[k] >= V)
+        return dfpo_err_set(err, DFPO_EDATA,
+                            "perplexity: %s %zu token %zu is id %d, outside [0, %d)", what, i, k,
+                            (int)seqs[i].ids[k], V);
+  return DFPO_OK;
+}
+
+int met_ppl_ref_ids(gpt2_model *m, const tok_ids *texts, size_t n, const met_ppl_opts *o,
+                    met_ppl *out, double *per_item, dfpo_err *err) {
+  met_ppl_opts d = o ? *o : met_ppl_opts_default();
+  int ctx = gpt2_get_config(m)->n_ctx;
+  int stride = d.stride > 0 ? d.stride : ctx / 2 > 0 ? ctx / 2 : 1;
+  if (stride > ctx)
+    stride = ctx;
+  int rc = check_vocab(m, texts, n, "text", err);
+  if (rc)
+    return rc;
+  if (d.bos >= gpt2_get_config(m)->vocab_size)
+    return dfpo_err_set(err, DFPO_EUSAGE, "perplexity: bos id %d outside the vocabulary", d.bos);
+  ppl_jobs j = {0};
+  double *nll = calloc(n ? n : 1, sizeof *nll);
+  size_t *count = calloc(n ? n : 1, sizeof *count);
+  if (!nll || !count)
+    rc = dfpo_err_set(err, DFPO_ERUNTIME, "perplexity: out of memory");
+  for (size_t i = 0; i < n && rc == DFPO_OK; i++) {
+    /* seq = [bos] + text: with a bos every text token is scored; without
+     * one the first token has no context and is not. */
+    size_t N = texts[i].n + (d.bos >= 0);
+    int32_t *seq = own(&j, N);
+    if (!seq) {
+      rc = dfpo_err_set(err, DFPO_ERUNTIME, "perplexity: out of memory");
+      break;
+    }
+    if (d.bos >= 0)
+      seq[0] = d.bos;
+    if (texts[i].n)
+      memcpy(seq + (d.bos >= 0), texts[i].ids, texts[i].n * sizeof *seq);
+    /* Targets are positions 1..N-1. Window: targets (a, b] with inputs from
+     * max(0, b - ctx) to b - 1, so each target has up to ctx tokens of
+     * context; the first window is a full context, then stride steps. */
+    size_t a = 0;
+    while (a + 1 < N && rc == DFPO_OK) {
+      size_t b = a == 0 ? (N - 1 < (size_t)ctx ? N - 1 : (size_t)ctx)
+                        : (a + (size_t)stride < N - 1 ? a + (size_t)stride : N - 1);
+      size_t start = b > (size_t)ctx ? b - (size_t)ctx : 0;
+      if (push_job(&j, seq + start, (int)(b - start + 1), (int)(a + 1 - start), i))
+        rc = dfpo_err_set(err, DFPO_ERUNTIME, "perplexity: out of memory");
+      a = b;
+    }
+  }
+  if (!rc)
+    rc = run_jobs(m, &j, d.batch, nll, count, err);
+  if (!rc)
+    finish(nll, count, n, out, per_item);
+  jobs_free(&j);
+  free(nll);
+  free(count);
+  return rc;
+}
+
+int met_ppl_gen_ids(gpt2_model *m, const tok_ids *prompts, const tok_ids *conts, size_t n,
+                    const met_ppl_opts *o, met_ppl *out, double *per_item, dfpo_err *err) {
+  met_ppl_opts d = o ? *o : met_ppl_opts_default();
+  int ctx = gpt2_get_config(m)->n_ctx;
+  int rc = check_vocab(m, prompts, n, "prompt", err);
+  if (!rc)
+    rc = check_vocab(m, conts, n, "continuation", err);
+  if (rc)
+    return rc;
+  if (d.bos >= gpt2_get_config(m)->vocab_size)
+    return dfpo_err_set(err, DFPO_EUSAGE, "perplexity: bos id %d outside the vocabulary", d.bos);
+  ppl_jobs j = {0};
+  double *nll = calloc(n ? n : 1, sizeof *nll);
+  size_t *count = calloc(n ? n : 1, sizeof *count);
+  if (!nll || !count)
+    rc = dfpo_err_set(err, DFPO_ERUNTIME, "perplexity: out of memory");
+  for (size_t i = 0; i < n && rc == DFPO_OK; i++) {
+    size_t nc = conts[i].n, np = prompts[i].n;
+    if (!nc)
+      continue; /* nothing to score: the item's perplexity is NaN */
+    if (!np && d.bos < 0) {
+      rc = dfpo_err_set(err, DFPO_EUSAGE,
+                        "perplexity: item %zu has an empty prompt and no bos token to condition on",
+                        i);
+      break;
+    }
+    if (nc > (size_t)ctx) {
+      rc = dfpo_err_set(err, DFPO_EDATA,
+                        "perplexity: continuation %zu has %zu tokens; the judge LM's context is "
+                        "%d",
+                        i, nc, ctx);
+      break;
+    }
+    /* Context: [bos] + prompt, left-truncated so that context + continuation
+     * - 1 fits the model's positions (the last token is only a target). */
+    size_t room = (size_t)ctx + 1 - nc; /* context tokens that fit, >= 1 */
+    size_t keep_p = np < room ? np : room;
+    int use_bos = d.bos >= 0 && keep_p < room;
+    size_t N = (size_t)use_bos + keep_p + nc;
+    int32_t *seq = own(&j, N);
+    if (!seq) {
+      rc = dfpo_err_set(err, DFPO_ERUNTIME, "perplexity: out of memory");
+      break;
+    }
+    size_t k = 0;
+    if (use_bos)
+      seq[k++] = d.bos;
+    if (keep_p)
+      memcpy(seq + k, prompts[i].ids + (np - keep_p), keep_p * sizeof *seq);
+    k += keep_p;
+    memcpy(seq + k, conts[i].ids, nc * sizeof *seq);
+    if (push_job(&j, seq, (int)N, (int)k, i))
+      rc = dfpo_err_set(err, DFPO_ERUNTIME, "perplexity: out of memory");
+  }
+  if (!rc)
+    rc = run_jobs(m, &j, d.batch, nll, count, err);
+  if (!rc)
+    finish(nll, count, n, out, per_item);
+  jobs_free(&j);
+  free(nll);
+  free(count);
+  return rc;
+}
+
+/* Encodes n texts into a fresh tok_ids array (caller frees each and the
+ * array). */
+static int encode_all(tok_tokenizer *tok, const char *const *texts, size_t n, tok_ids **out,
+                      dfpo_err *err) {
+  *out = calloc(n ? n : 1, sizeof **out);
+  if (!*out)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "perplexity: out of memory");
+  size_t *lens = malloc((n ? n : 1) * sizeof *lens);
+  if (!lens) {
+    free(*out);
+    *out = NULL;
+    return dfpo_err_set(err, DFPO_ERUNTIME, "perplexity: out of memory");
+  }
+  for (size_t i = 0; i < n; i++)
+    lens[i] = strlen(texts[i]);
+  int rc = tok_encode_many(tok, texts, lens, n, 0, *out, err);
+  free(lens);
+  return rc;
+}
+
+static void ids_free(tok_ids *v, size_t n) {
+  if (!v)
+    return;
+  for (size_t i = 0; i < n; i++)
+    tok_ids_free(&v[i]);
+  free(v);
+}
+
+static met_ppl_opts with_bos(const met_ppl_opts *o, tok_tokenizer *tok) {
+  met_ppl_opts d = o ? *o : met_ppl_opts_default();
+  if (!o)
+    d.bos = tok_eot_id(tok);
+  return d;
+}
+
+int met_ppl_ref(gpt2_model *m, tok_tokenizer *tok, const char *const *texts, size_t n,
+                const met_ppl_opts *o, met_ppl *out, double *per_item, dfpo_err *err) {
+  tok_ids *ids = NULL;
+  met_ppl_opts d = with_bos(o, tok);
+  int rc = encode_all(tok, texts, n, &ids, err);
+  if (!rc)
+    rc = met_ppl_ref_ids(m, ids, n, &d, out, per_item, err);
+  ids_free(ids, n);
+  return rc;
+}
+
+int met_ppl_gen(gpt2_model *m, tok_tokenizer *tok, const char *const *prompts,
+                const char *const *conts, size_t n, const met_ppl_opts *o, met_ppl *out,
+                double *per_item, dfpo_err *err) {
+  tok_ids *p = NULL, *c = NULL;
+  met_ppl_opts d = with_bos(o, tok);
+  int rc = encode_all(tok, prompts, n, &p, err);
+  if (!rc)
+    rc = encode_all(tok, conts, n, &c, err);
+  if (!rc)
+    rc = met_ppl_gen_ids(m, p, c, n, &d, out, per_item, err);
+  ids_free(p, n);
+  ids_free(c, n);
+  return rc;
+}
