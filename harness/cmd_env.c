@@ -77,7 +77,9 @@ int cmd_env(int argc, char **argv) {
 
   printf("dfpo %s\n", DFPO_VERSION);
   printf("CPU threads:  %d (OpenMP), %d online processors\n", info.cpu_threads, info.online_cpus);
-  printf("BLAS:         %s, %d threads\n", info.blas, info.blas_threads);
+  printf("BLAS:         %s, called with %d thread; each product is split over the OpenMP "
+         "threads\n",
+         info.blas, info.blas_threads);
   if (info.cuda_compiled) {
     printf("CUDA:         compiled in (runtime %s)\n", info.cuda_runtime);
     if (info.cuda_devices)

@@ -46,8 +46,11 @@ void ops_env_probe(ops_env_info *info) {
   info->cpu_threads = omp_get_max_threads();
   long on = sysconf(_SC_NPROCESSORS_ONLN);
   info->online_cpus = on > 0 ? (int)on : 0;
-  info->blas_threads = openblas_get_num_threads();
-  snprintf(info->blas, sizeof info->blas, "OpenBLAS %s (core %s)", openblas_get_config(),
+  /* The CPU backend calls OpenBLAS single-threaded and splits each product
+   * over the OpenMP threads itself (ops_cpu.c), whatever OpenBLAS's own
+   * default would be. */
+  info->blas_threads = 1;
+  snprintf(info->blas, sizeof info->blas, "%s (core %s)", openblas_get_config(),
            openblas_get_corename());
 #ifdef DFPO_HAVE_CUDA
   info->cuda_compiled = 1;

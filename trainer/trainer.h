@@ -17,7 +17,7 @@
 typedef struct ops_env_info {
   int cpu_threads;       /* OpenMP threads the CPU backend uses */
   int online_cpus;       /* processors the OS reports online */
-  int blas_threads;      /* threads OpenBLAS uses */
+  int blas_threads;      /* threads OpenBLAS runs with in the CPU backend (1) */
   char blas[256];        /* OpenBLAS build configuration and core */
   int cuda_compiled;     /* the CUDA backend is part of this build */
   int cuda_devices;      /* usable devices (0 when none) */
