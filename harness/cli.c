@@ -1,6 +1,8 @@
 #include "harness/cli.h"
 
+#include <errno.h>
 #include <getopt.h>
+#include <stdlib.h>
 #include <string.h>
 
 const cli_cmd cli_commands[] = {
@@ -52,4 +54,24 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) {
 int cli_fail(const dfpo_err *e) {
   fprintf(stderr, "dfpo: error: %s\n", e->msg[0] ? e->msg : "unknown failure");
   return e->code ? e->code : DFPO_ERUNTIME;
+}
+
+int cli_number(const char *cmd, const char *s, double lo, double hi, const char *opt, double *out) {
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (end == s || *end || errno || v < lo || v > hi)
+    return cli_usage_error(cmd, "%s needs a number in [%g, %g], got '%s'", opt, lo, hi, s);
+  *out = v;
+  return DFPO_OK;
+}
+
+int cli_integer(const char *cmd, const char *s, int lo, int hi, const char *opt, int *out) {
+  char *end;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  if (end == s || *end || errno || v < lo || v > hi)
+    return cli_usage_error(cmd, "%s needs an integer in [%d, %d], got '%s'", opt, lo, hi, s);
+  *out = (int)v;
+  return DFPO_OK;
 }

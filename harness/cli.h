@@ -39,6 +39,11 @@ void cli_reset_getopt(void);
 int cli_bad_option(const char *cmd, int argc, char **argv, int ret);
 /* Reports a usage error with a message and the pointer to --help. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Parses an option's value as a number in [lo, hi] (cli_integer: an integer
+ * in base 10); anything else is a usage error of cmd naming the option, the
+ * range and the text. */
+int cli_number(const char *cmd, const char *s, double lo, double hi, const char *opt, double *out);
+int cli_integer(const char *cmd, const char *s, int lo, int hi, const char *opt, int *out);
 /* Prints an error record as "dfpo: error: <msg>" and returns its code. */
 int cli_fail(const dfpo_err *e);
 

@@ -29,15 +29,6 @@ static const char bench_usage[] =
     "  --seed N           seed of weights, tokens and sampling (default 0)\n"
     "  -h, --help         show this help\n";
 
-static int parse_int(const char *s, int lo, int hi, const char *opt, int *out) {
-  char *end;
-  long v = strtol(s, &end, 10);
-  if (end == s || *end || v < lo || v > hi)
-    return cli_usage_error("bench", "%s needs an integer in [%d, %d], got '%s'", opt, lo, hi, s);
-  *out = (int)v;
-  return DFPO_OK;
-}
-
 static double peak_rss_mib(void) {
   FILE *f = fopen("/proc/self/status", "r");
   char line[256];
@@ -75,25 +66,25 @@ int cmd_bench(int argc, char **argv) {
       what = optarg;
       break;
     case 'b':
-      rc = parse_int(optarg, 1, 4096, "--batch", &B);
+      rc = cli_integer("bench", optarg, 1, 4096, "--batch", &B);
       break;
     case 't':
-      rc = parse_int(optarg, 1, 1 << 20, "--seq", &T);
+      rc = cli_integer("bench", optarg, 1, 1 << 20, "--seq", &T);
       break;
     case 'n':
-      rc = parse_int(optarg, 1, 1000, "--steps", &steps);
+      rc = cli_integer("bench", optarg, 1, 1000, "--steps", &steps);
       break;
     case 'p':
-      rc = parse_int(optarg, 1, 4096, "--prompts", &prompts);
+      rc = cli_integer("bench", optarg, 1, 4096, "--prompts", &prompts);
       break;
     case 'l':
-      rc = parse_int(optarg, 1, 1 << 20, "--prompt-len", &plen);
+      rc = cli_integer("bench", optarg, 1, 1 << 20, "--prompt-len", &plen);
       break;
     case 'g':
-      rc = parse_int(optarg, 1, 1 << 20, "--new", &nnew);
+      rc = cli_integer("bench", optarg, 1, 1 << 20, "--new", &nnew);
       break;
     case 'r':
-      rc = parse_int(optarg, 0, 1 << 30, "--seed", &seed);
+      rc = cli_integer("bench", optarg, 0, 1 << 30, "--seed", &seed);
       break;
     case 'h':
       fputs(bench_usage, stdout);

@@ -31,16 +31,6 @@ static const char generate_usage[] =
     "  --seed N             sampling seed (default 0)\n"
     "  -h, --help           show this help\n";
 
-static int num(const char *s, double lo, double hi, const char *opt, double *out) {
-  char *end;
-  errno = 0;
-  double v = strtod(s, &end);
-  if (end == s || *end || errno || v < lo || v > hi)
-    return cli_usage_error("generate", "%s needs a number in [%g, %g], got '%s'", opt, lo, hi, s);
-  *out = v;
-  return DFPO_OK;
-}
-
 int cmd_generate(int argc, char **argv) {
   static const struct option opts[] = {{"model", required_argument, NULL, 'm'},
                                        {"tokens", required_argument, NULL, 't'},
@@ -68,34 +58,34 @@ int cmd_generate(int argc, char **argv) {
       tokens = optarg;
       break;
     case 'x':
-      if (!(rc = num(optarg, 1, 1 << 20, "--max-new", &v)))
+      if (!(rc = cli_number("generate", optarg, 1, 1 << 20, "--max-new", &v)))
         s.max_new = (int)v;
       break;
     case 'n':
-      if (!(rc = num(optarg, 0, 1 << 20, "--min-new", &v)))
+      if (!(rc = cli_number("generate", optarg, 0, 1 << 20, "--min-new", &v)))
         s.min_new = (int)v;
       break;
     case 'T':
-      if (!(rc = num(optarg, 0, 1e6, "--temperature", &v)))
+      if (!(rc = cli_number("generate", optarg, 0, 1e6, "--temperature", &v)))
         s.temperature = (float)v;
       break;
     case 'k':
-      if (!(rc = num(optarg, 0, 1 << 24, "--top-k", &v)))
+      if (!(rc = cli_number("generate", optarg, 0, 1 << 24, "--top-k", &v)))
         s.top_k = (int)v;
       break;
     case 'p':
-      if (!(rc = num(optarg, 1e-6, 1, "--top-p", &v)))
+      if (!(rc = cli_number("generate", optarg, 1e-6, 1, "--top-p", &v)))
         s.top_p = (float)v;
       break;
     case 'e':
-      if (!(rc = num(optarg, -1, 1 << 24, "--eos", &v)))
+      if (!(rc = cli_number("generate", optarg, -1, 1 << 24, "--eos", &v)))
         s.eos = (int)v;
       break;
     case 'b':
-      rc = num(optarg, 1, 4096, "--batch", &batch);
+      rc = cli_number("generate", optarg, 1, 4096, "--batch", &batch);
       break;
     case 's':
-      rc = num(optarg, 0, 1e15, "--seed", &seed);
+      rc = cli_number("generate", optarg, 0, 1e15, "--seed", &seed);
       break;
     case 'h':
       fputs(generate_usage, stdout);

@@ -133,16 +133,6 @@ static int trim_log(const char *path, int step, dfpo_err *err) {
   return rc;
 }
 
-static int parse_num(const char *s, double lo, double hi, const char *opt, double *out) {
-  char *end;
-  errno = 0;
-  double v = strtod(s, &end);
-  if (end == s || *end || errno || v < lo || v > hi)
-    return cli_usage_error("pretrain", "%s needs a number in [%g, %g], got '%s'", opt, lo, hi, s);
-  *out = v;
-  return DFPO_OK;
-}
-
 enum {
   O_TRAIN = 256,
   O_VAL,
@@ -216,34 +206,34 @@ int cmd_pretrain(int argc, char **argv) {
       shape = optarg;
       break;
     case O_NL:
-      rc = parse_num(optarg, 1, 1024, "--n-layer", &nl);
+      rc = cli_number("pretrain", optarg, 1, 1024, "--n-layer", &nl);
       break;
     case O_NH:
-      rc = parse_num(optarg, 1, 1024, "--n-head", &nh);
+      rc = cli_number("pretrain", optarg, 1, 1024, "--n-head", &nh);
       break;
     case O_NE:
-      rc = parse_num(optarg, 1, 65536, "--n-embd", &ne);
+      rc = cli_number("pretrain", optarg, 1, 65536, "--n-embd", &ne);
       break;
     case O_NC:
-      rc = parse_num(optarg, 1, 1 << 20, "--n-ctx", &nc);
+      rc = cli_number("pretrain", optarg, 1, 1 << 20, "--n-ctx", &nc);
       break;
     case O_V:
-      rc = parse_num(optarg, 1, 1 << 24, "--vocab", &nv);
+      rc = cli_number("pretrain", optarg, 1, 1 << 24, "--vocab", &nv);
       break;
     case O_STEPS:
-      rc = parse_num(optarg, 0, 1 << 30, "--steps", &steps);
+      rc = cli_number("pretrain", optarg, 0, 1 << 30, "--steps", &steps);
       break;
     case O_BATCH:
-      rc = parse_num(optarg, 1, 1 << 16, "--batch", &B);
+      rc = cli_number("pretrain", optarg, 1, 1 << 16, "--batch", &B);
       break;
     case O_SEQ:
-      rc = parse_num(optarg, 1, 1 << 20, "--seq", &T);
+      rc = cli_number("pretrain", optarg, 1, 1 << 20, "--seq", &T);
       break;
     case O_LR:
-      rc = parse_num(optarg, 0, 10, "--lr", &lr);
+      rc = cli_number("pretrain", optarg, 0, 10, "--lr", &lr);
       break;
     case O_MINLR:
-      rc = parse_num(optarg, 0, 10, "--min-lr", &minlr);
+      rc = cli_number("pretrain", optarg, 0, 10, "--min-lr", &minlr);
       break;
     case O_SCHED:
       if (!strcmp(optarg, "constant"))
@@ -256,28 +246,28 @@ int cmd_pretrain(int argc, char **argv) {
         rc = cli_usage_error("pretrain", "--schedule must be constant, linear or cosine");
       break;
     case O_WARM:
-      rc = parse_num(optarg, 0, 1 << 30, "--warmup", &warm);
+      rc = cli_number("pretrain", optarg, 0, 1 << 30, "--warmup", &warm);
       break;
     case O_WD:
-      rc = parse_num(optarg, 0, 10, "--weight-decay", &wd);
+      rc = cli_number("pretrain", optarg, 0, 10, "--weight-decay", &wd);
       break;
     case O_CLIP:
-      rc = parse_num(optarg, 0, 1e9, "--clip", &clip);
+      rc = cli_number("pretrain", optarg, 0, 1e9, "--clip", &clip);
       break;
     case O_EVAL:
-      rc = parse_num(optarg, 1, 1 << 30, "--eval-every", &eval_every);
+      rc = cli_number("pretrain", optarg, 1, 1 << 30, "--eval-every", &eval_every);
       break;
     case O_EVALB:
-      rc = parse_num(optarg, 1, 1 << 20, "--eval-batches", &eval_b);
+      rc = cli_number("pretrain", optarg, 1, 1 << 20, "--eval-batches", &eval_b);
       break;
     case O_CKPT:
-      rc = parse_num(optarg, 1, 1 << 30, "--ckpt-every", &ckpt);
+      rc = cli_number("pretrain", optarg, 1, 1 << 30, "--ckpt-every", &ckpt);
       break;
     case O_SEED:
-      rc = parse_num(optarg, 0, 4294967295.0, "--seed", &seed);
+      rc = cli_number("pretrain", optarg, 0, 4294967295.0, "--seed", &seed);
       break;
     case O_STOP:
-      rc = parse_num(optarg, 1, 1 << 30, "--stop-after", &stop);
+      rc = cli_number("pretrain", optarg, 1, 1 << 30, "--stop-after", &stop);
       break;
     case 'h':
       fputs(pretrain_usage, stdout);

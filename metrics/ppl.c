@@ -145,6 +145,26 @@ static int check_vocab(gpt2_model *m, const tok_ids *seqs, size_t n, const char 
   return DFPO_OK;
 }
 
+static int check_bos(const gpt2_model *m, int bos, dfpo_err *err) {
+  if (bos >= gpt2_get_config(m)->vocab_size)
+    return dfpo_err_set(err, DFPO_EUSAGE, "perplexity: bos id %d outside the vocabulary", bos);
+  return DFPO_OK;
+}
+
+/* Runs the queued windows and turns their sums into out and per_item. */
+static int score_jobs(gpt2_model *m, ppl_jobs *j, int batch, size_t n, met_ppl *out,
+                      double *per_item, dfpo_err *err) {
+  double *nll = calloc(n ? n : 1, sizeof *nll);
+  size_t *count = calloc(n ? n : 1, sizeof *count);
+  int rc = nll && count ? run_jobs(m, j, batch, nll, count, err)
+                        : dfpo_err_set(err, DFPO_ERUNTIME, "perplexity: out of memory");
+  if (!rc)
+    finish(nll, count, n, out, per_item);
+  free(nll);
+  free(count);
+  return rc;
+}
+
 int met_ppl_ref_ids(gpt2_model *m, const tok_ids *texts, size_t n, const met_ppl_opts *o,
                     met_ppl *out, double *per_item, dfpo_err *err) {
   met_ppl_opts d = o ? *o : met_ppl_opts_default();
@@ -155,13 +175,9 @@ int met_ppl_ref_ids(gpt2_model *m, const tok_ids *texts, size_t n, const met_ppl
   int rc = check_vocab(m, texts, n, "text", err);
   if (rc)
     return rc;
-  if (d.bos >= gpt2_get_config(m)->vocab_size)
-    return dfpo_err_set(err, DFPO_EUSAGE, "perplexity: bos id %d outside the vocabulary", d.bos);
+  if ((rc = check_bos(m, d.bos, err)))
+    return rc;
   ppl_jobs j = {0};
-  double *nll = calloc(n ? n : 1, sizeof *nll);
-  size_t *count = calloc(n ? n : 1, sizeof *count);
-  if (!nll || !count)
-    rc = dfpo_err_set(err, DFPO_ERUNTIME, "perplexity: out of memory");
   for (size_t i = 0; i < n && rc == DFPO_OK; i++) {
     /* seq = [bos] + text: with a bos every text token is scored; without
      * one the first token has no context and is not. */
@@ -189,12 +205,8 @@ int met_ppl_ref_ids(gpt2_model *m, const tok_ids *texts, size_t n, const met_ppl
     }
   }
   if (!rc)
-    rc = run_jobs(m, &j, d.batch, nll, count, err);
-  if (!rc)
-    finish(nll, count, n, out, per_item);
+    rc = score_jobs(m, &j, d.batch, n, out, per_item, err);
   jobs_free(&j);
-  free(nll);
-  free(count);
   return rc;
 }
 
@@ -207,13 +219,9 @@ int met_ppl_gen_ids(gpt2_model *m, const tok_ids *prompts, const tok_ids *conts,
     rc = check_vocab(m, conts, n, "continuation", err);
   if (rc)
     return rc;
-  if (d.bos >= gpt2_get_config(m)->vocab_size)
-    return dfpo_err_set(err, DFPO_EUSAGE, "perplexity: bos id %d outside the vocabulary", d.bos);
+  if ((rc = check_bos(m, d.bos, err)))
+    return rc;
   ppl_jobs j = {0};
-  double *nll = calloc(n ? n : 1, sizeof *nll);
-  size_t *count = calloc(n ? n : 1, sizeof *count);
-  if (!nll || !count)
-    rc = dfpo_err_set(err, DFPO_ERUNTIME, "perplexity: out of memory");
   for (size_t i = 0; i < n && rc == DFPO_OK; i++) {
     size_t nc = conts[i].n, np = prompts[i].n;
     if (!nc)
@@ -253,12 +261,8 @@ int met_ppl_gen_ids(gpt2_model *m, const tok_ids *prompts, const tok_ids *conts,
       rc = dfpo_err_set(err, DFPO_ERUNTIME, "perplexity: out of memory");
   }
   if (!rc)
-    rc = run_jobs(m, &j, d.batch, nll, count, err);
-  if (!rc)
-    finish(nll, count, n, out, per_item);
+    rc = score_jobs(m, &j, d.batch, n, out, per_item, err);
   jobs_free(&j);
-  free(nll);
-  free(count);
   return rc;
 }
 
