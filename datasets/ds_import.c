@@ -1,7 +1,6 @@
 #define _XOPEN_SOURCE 700 /* realpath */
 #include "datasets/ds_internal.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
@@ -194,51 +193,25 @@ static int copy_file(const char *src, const char *root, const char *rel, ds_list
   return ds_listing_add(l, rel, hex, err);
 }
 
-/* Copies the member files of a folder; rel carries the path below src, and
- * prefix (possibly "") is prepended to it when matching members. */
-static int copy_tree(const char *src, char *rel, size_t cap, const char *prefix, const char *dest,
-                     const ds_entry *e, ds_listing *l, dfpo_err *err) {
-  char path[DS_PATH_MAX];
-  int rc = rel[0] ? ds_join(path, sizeof path, src, rel, err)
-                  : (snprintf(path, sizeof path, "%s", src), DFPO_OK);
-  if (rc)
-    return rc;
-  DIR *d = opendir(path);
-  if (!d)
-    return dfpo_err_errno(err, DFPO_ERUNTIME, errno, "%s: cannot open folder", path);
-  size_t len = strlen(rel);
-  struct dirent *de;
-  while (rc == DFPO_OK && (de = readdir(d))) {
-    if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-      continue;
-    size_t nl = strlen(de->d_name);
-    if (len + nl + 2 > cap) {
-      rc = dfpo_err_set(err, DFPO_ERUNTIME, "path too long under %s", path);
-      break;
-    }
-    if (len)
-      rel[len] = '/';
-    memcpy(rel + len + (len ? 1 : 0), de->d_name, nl + 1);
-    char full[DS_PATH_MAX], mrel[DS_PATH_MAX];
-    struct stat st;
-    if ((rc = ds_join(full, sizeof full, src, rel, err)))
-      break;
-    snprintf(mrel, sizeof mrel, "%s%s", prefix, rel);
-    if (lstat(full, &st) != 0) {
-      rc = dfpo_err_errno(err, DFPO_ERUNTIME, errno, "%s: cannot stat", full);
-    } else if (S_ISDIR(st.st_mode)) {
-      rc = copy_tree(src, rel, cap, prefix, dest, e, l, err);
-    } else if ((S_ISREG(st.st_mode) ||
-                (S_ISLNK(st.st_mode) && stat(full, &st) == 0 && S_ISREG(st.st_mode))) &&
-               ds_member_match(e->members, e->n_members, mrel, NULL)) {
-      /* A local folder is the user's own: a link to a regular file is read
-       * as that file (links to folders are not followed: no loops). */
-      rc = copy_file(full, dest, mrel, l, e->max_bytes, err);
-    }
-    rel[len] = '\0';
-  }
-  closedir(d);
-  return rc;
+typedef struct copy_walk {
+  const char *prefix; /* prepended to the path below the folder when matching members */
+  const char *dest;
+  const ds_entry *e;
+  ds_listing *l;
+} copy_walk;
+
+/* Copies one member file of a local folder. A local folder is the user's
+ * own: a link to a regular file is read as that file (ds_walk_files never
+ * follows links to folders: no loops). */
+static int copy_visit(void *ctx, const char *rel, const char *full, const struct stat *st,
+                      dfpo_err *err) {
+  (void)st;
+  copy_walk *w = ctx;
+  char mrel[DS_PATH_MAX];
+  snprintf(mrel, sizeof mrel, "%s%s", w->prefix, rel);
+  if (!ds_member_match(w->e->members, w->e->n_members, mrel, NULL))
+    return DFPO_OK;
+  return copy_file(full, w->dest, mrel, w->l, w->e->max_bytes, err);
 }
 
 /* The member path a single plain file stands for, or NULL. */
@@ -304,8 +277,8 @@ int ds_import_trusted(const ds_entry *e, const char *path, int allow_unverified,
   int archive_ok = 0, is_dir = S_ISDIR(st.st_mode);
   dfpo_info("importing %s %s from %s", e->name, e->version, path);
   if (is_dir) {
-    char rel[DS_PATH_MAX] = "";
-    rc = copy_tree(path, rel, sizeof rel, "", tmp, e, &l, err);
+    copy_walk w = {"", tmp, e, &l};
+    rc = ds_walk_files(path, 1, copy_visit, &w, err);
     if (rc == DFPO_OK && l.n == 0) {
       /* The folder may be the archive's top folder itself (aclImdb/). */
       char prefix[512];
@@ -317,7 +290,8 @@ int ds_import_trusted(const ds_entry *e, const char *path, int allow_unverified,
       snprintf(trimmed, sizeof trimmed, "%.*s", (int)plen, path);
       base = strrchr(trimmed, '/');
       ds_sfmt(prefix, sizeof prefix, "%s/", base ? base + 1 : trimmed);
-      rc = copy_tree(path, rel, sizeof rel, prefix, tmp, e, &l, err);
+      w.prefix = prefix;
+      rc = ds_walk_files(path, 1, copy_visit, &w, err);
     }
   } else if (!S_ISREG(st.st_mode)) {
     rc = dfpo_err_set(err, DFPO_EDATA, "%s: not a file or folder", path);

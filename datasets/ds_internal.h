@@ -4,6 +4,8 @@
 
 #include "datasets/datasets.h"
 
+#include <sys/stat.h>
+
 #define DS_PATH_MAX 4096
 
 /* snprintf that truncates silently (messages and paths checked elsewhere). */
@@ -18,6 +20,15 @@ int ds_member_match(const ds_member *m, size_t n, const char *rel, size_t *which
 int ds_rmtree(const char *path, dfpo_err *err);
 /* Joins a and b with '/' into buf; fails when it does not fit. */
 int ds_join(char *buf, size_t n, const char *a, const char *b, dfpo_err *err);
+/* Calls visit(ctx, rel, full, st) for every regular file below root, in
+ * readdir order, recursing into folders; rel is the path below root, full
+ * the joined path, st its stat. Links to folders are never followed; a link
+ * to a regular file is visited (with the target's stat) only when
+ * file_links is 1. The first non-zero result of visit stops the walk and is
+ * returned. */
+typedef int (*ds_walk_fn)(void *ctx, const char *rel, const char *full, const struct stat *st,
+                          dfpo_err *err);
+int ds_walk_files(const char *root, int file_links, ds_walk_fn visit, void *ctx, dfpo_err *err);
 /* 1 when s is 64 lowercase hex characters. */
 int ds_is_hex64(const char *s);
 /* The current UTC time as ISO 8601 ("2026-11-22T19:30:00Z"). */

@@ -1,6 +1,5 @@
 #include "datasets/ds_internal.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <openssl/evp.h>
 #include <stdlib.h>
@@ -132,55 +131,30 @@ void ds_listing_free(ds_listing *l) {
   memset(l, 0, sizeof *l);
 }
 
-/* Walks dir/rel recursively (no links followed), adding matching files. */
-static int walk(const char *root, char *rel, size_t cap, const ds_member *m, size_t nm,
-                ds_listing *l, dfpo_err *err) {
-  char path[DS_PATH_MAX];
-  int w = rel[0] ? snprintf(path, sizeof path, "%s/%s", root, rel)
-                 : snprintf(path, sizeof path, "%s", root);
-  if (w < 0 || (size_t)w >= sizeof path)
-    return dfpo_err_set(err, DFPO_ERUNTIME, "path too long under %s", root);
-  DIR *d = opendir(path);
-  if (!d)
-    return dfpo_err_errno(err, DFPO_ERUNTIME, errno, "%s: cannot open folder", path);
-  size_t len = strlen(rel);
-  struct dirent *de;
-  int rc = DFPO_OK;
-  while (rc == DFPO_OK && (de = readdir(d))) {
-    if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-      continue;
-    size_t nl = strlen(de->d_name);
-    if (len + nl + 2 > cap) {
-      rc = dfpo_err_set(err, DFPO_ERUNTIME, "path too long under %s", path);
-      break;
-    }
-    if (len)
-      rel[len] = '/';
-    memcpy(rel + len + (len ? 1 : 0), de->d_name, nl + 1);
-    char full[DS_PATH_MAX];
-    struct stat st;
-    if ((rc = ds_join(full, sizeof full, root, rel, err)))
-      break;
-    if (lstat(full, &st) != 0) {
-      rc = dfpo_err_errno(err, DFPO_ERUNTIME, errno, "%s: cannot stat", full);
-    } else if (S_ISDIR(st.st_mode)) {
-      rc = walk(root, rel, cap, m, nm, l, err);
-    } else if (S_ISREG(st.st_mode) && ds_member_match(m, nm, rel, NULL)) {
-      char hex[65];
-      if (!(rc = ds_sha256_file(full, hex, err)) && !(rc = ds_listing_add(l, rel, hex, err)))
-        l->bytes += (uint64_t)st.st_size;
-    }
-    rel[len] = '\0';
-  }
-  closedir(d);
+typedef struct digest_walk {
+  const ds_member *m;
+  size_t nm;
+  ds_listing *l;
+} digest_walk;
+
+/* Adds a matching file (links are not followed) to the listing. */
+static int digest_visit(void *ctx, const char *rel, const char *full, const struct stat *st,
+                        dfpo_err *err) {
+  digest_walk *w = ctx;
+  if (!ds_member_match(w->m, w->nm, rel, NULL))
+    return DFPO_OK;
+  char hex[65];
+  int rc;
+  if (!(rc = ds_sha256_file(full, hex, err)) && !(rc = ds_listing_add(w->l, rel, hex, err)))
+    w->l->bytes += (uint64_t)st->st_size;
   return rc;
 }
 
 int ds_content_digest(const char *dir, const ds_member *members, size_t n_members, char hex[65],
                       size_t *files, dfpo_err *err) {
   ds_listing l = {0};
-  char rel[DS_PATH_MAX] = "";
-  int rc = walk(dir, rel, sizeof rel, members, n_members, &l, err);
+  digest_walk w = {members, n_members, &l};
+  int rc = ds_walk_files(dir, 0, digest_visit, &w, err);
   if (rc == DFPO_OK) {
     ds_listing_digest(&l, hex);
     if (files)

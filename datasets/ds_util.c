@@ -147,3 +147,48 @@ void ds_writer_abort(ds_writer *w) {
     dfpo_atomic_abort(&w->a);
   w->open = 0;
 }
+
+static int walk_below(const char *root, char *rel, size_t cap, int file_links, ds_walk_fn visit,
+                      void *ctx, dfpo_err *err) {
+  char path[DS_PATH_MAX];
+  int rc = rel[0] ? ds_join(path, sizeof path, root, rel, err)
+                  : (snprintf(path, sizeof path, "%s", root), DFPO_OK);
+  if (rc)
+    return rc;
+  DIR *d = opendir(path);
+  if (!d)
+    return dfpo_err_errno(err, DFPO_ERUNTIME, errno, "%s: cannot open folder", path);
+  size_t len = strlen(rel);
+  struct dirent *de;
+  while (rc == DFPO_OK && (de = readdir(d))) {
+    if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+      continue;
+    size_t nl = strlen(de->d_name);
+    if (len + nl + 2 > cap) {
+      rc = dfpo_err_set(err, DFPO_ERUNTIME, "path too long under %s", path);
+      break;
+    }
+    if (len)
+      rel[len] = '/';
+    memcpy(rel + len + (len ? 1 : 0), de->d_name, nl + 1);
+    char full[DS_PATH_MAX];
+    struct stat st;
+    if ((rc = ds_join(full, sizeof full, root, rel, err)))
+      break;
+    if (lstat(full, &st) != 0)
+      rc = dfpo_err_errno(err, DFPO_ERUNTIME, errno, "%s: cannot stat", full);
+    else if (S_ISDIR(st.st_mode))
+      rc = walk_below(root, rel, cap, file_links, visit, ctx, err);
+    else if (S_ISREG(st.st_mode) ||
+             (file_links && S_ISLNK(st.st_mode) && stat(full, &st) == 0 && S_ISREG(st.st_mode)))
+      rc = visit(ctx, rel, full, &st, err);
+    rel[len] = '\0';
+  }
+  closedir(d);
+  return rc;
+}
+
+int ds_walk_files(const char *root, int file_links, ds_walk_fn visit, void *ctx, dfpo_err *err) {
+  char rel[DS_PATH_MAX] = "";
+  return walk_below(root, rel, sizeof rel, file_links, visit, ctx, err);
+}
