@@ -5,6 +5,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -291,14 +292,13 @@ int cmd_judge(int argc, char **argv) {
   met_judge_opts o = met_judge_opts_default();
   cli_reset_getopt();
   while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-    char *e = NULL;
-    long v = 0;
+    int v = 0;
     if (c >= O_LIMIT && c <= O_EPOCHS && c != O_CHAR) {
-      errno = 0;
-      v = strtol(optarg, &e, 10);
-      if (errno || e == optarg || *e || v < 0)
-        return cli_usage_error("judge", "--%s wants a number >= 0, not '%s'", opts[c - O_DIR].name,
-                               optarg);
+      char opt[40];
+      snprintf(opt, sizeof opt, "--%s", opts[c - O_DIR].name);
+      int urc = cli_integer("judge", optarg, 0, INT_MAX, opt, &v);
+      if (urc)
+        return urc;
     }
     switch (c) {
     case O_DIR:

@@ -320,12 +320,9 @@ int cmd_tokenizer(int argc, char **argv) {
       corpus_seen = 1;
       break;
     case 'n': {
-      char *end;
-      errno = 0;
-      o.vocab_size = strtol(optarg, &end, 10);
-      if (errno || end == optarg || *end || o.vocab_size < 257 || o.vocab_size > (1 << 24))
-        rc = cli_usage_error(name, "--vocab-size must be an integer from 257 to %d, got '%s'",
-                             1 << 24, optarg);
+      int v = 0;
+      rc = cli_integer(name, optarg, 257, 1 << 24, "--vocab-size", &v);
+      o.vocab_size = v;
       break;
     }
     case 'o':

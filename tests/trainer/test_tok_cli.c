@@ -52,7 +52,8 @@ Test(tok_cli, usage_errors) {
       {"tokenizer", "frob", NULL, NULL, "unknown subcommand 'frob'"},
       {"tokenizer", "encode", NULL, NULL, "missing --tokenizer DIR"},
       {"tokenizer", "encode", "--bogus", NULL, "tokenizer encode: unknown option '--bogus'"},
-      {"tokenizer", "train", "--vocab-size", "12", "--vocab-size must be an integer from 257"},
+      {"tokenizer", "train", "--vocab-size", "12",
+       "--vocab-size needs an integer in [257, 16777216]"},
       {"tokenizer", "train", "--out", "x", "missing --corpus FILE"}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     ts_run r;
