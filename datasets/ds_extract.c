@@ -133,40 +133,22 @@ int ds_extract_list(const char *archive, const char *dest, const ds_member *memb
     }
     mode_t type = archive_entry_filetype(ae);
     const char *hard = archive_entry_hardlink(ae);
-    if (hard) {
-      if (!link_stays(rel, hard, 1)) {
+    if (hard || type == AE_IFLNK) {
+      /* Links that stay inside are not needed by any importer: skipped. */
+      const char *target = hard ? hard : archive_entry_symlink(ae);
+      if (!link_stays(rel, target, hard != NULL)) {
         rc = dfpo_err_set(err, DFPO_EDATA,
-                          "%s: entry '%s' refused: hard link to '%s' leaves the "
-                          "target folder",
-                          archive, name, hard);
+                          "%s: entry '%s' refused: %s link to '%s' leaves the target folder",
+                          archive, name, hard ? "hard" : "symbolic", target ? target : "");
         break;
       }
       if (ds_member_match(members, n_members, rel, NULL) && n_members) {
         rc = dfpo_err_set(err, DFPO_EDATA,
-                          "%s: entry '%s' refused: a member must be a regular "
-                          "file, not a link",
+                          "%s: entry '%s' refused: a member must be a regular file, not a link",
                           archive, name);
         break;
       }
       continue;
-    }
-    if (type == AE_IFLNK) {
-      const char *target = archive_entry_symlink(ae);
-      if (!link_stays(rel, target, 0)) {
-        rc = dfpo_err_set(err, DFPO_EDATA,
-                          "%s: entry '%s' refused: symbolic link to '%s' leaves "
-                          "the target folder",
-                          archive, name, target ? target : "");
-        break;
-      }
-      if (ds_member_match(members, n_members, rel, NULL) && n_members) {
-        rc = dfpo_err_set(err, DFPO_EDATA,
-                          "%s: entry '%s' refused: a member must be a regular "
-                          "file, not a link",
-                          archive, name);
-        break;
-      }
-      continue; /* links that stay inside are not needed by any importer */
     }
     if (type == AE_IFCHR || type == AE_IFBLK || type == AE_IFIFO || type == AE_IFSOCK) {
       rc = dfpo_err_set(err, DFPO_EDATA, "%s: entry '%s' refused: %s", archive, name,
