@@ -62,46 +62,46 @@ typedef struct tokbuf {
   size_t n, cap;
 } tokbuf;
 
-static int tb_push_cps(tokbuf *t, const uint32_t *cp, size_t n) {
-  if (!n)
-    return 0;
+/* Appends s (owned from now on; NULL: out of memory) to t. */
+static int tb_push(tokbuf *t, char *s) {
+  if (!s)
+    return -1;
   if (t->n == t->cap) {
     size_t cap = t->cap ? t->cap * 2 : 16;
     char **v = realloc(t->v, cap * sizeof *v);
-    if (!v)
+    if (!v) {
+      free(s);
       return -1;
+    }
     t->v = v;
     t->cap = cap;
   }
-  char *s = malloc(n * 4 + 1);
-  if (!s)
-    return -1;
-  size_t o = 0;
-  for (size_t i = 0; i < n; i++)
-    o += (size_t)met_utf8_encode(cp[i], s + o);
-  s[o] = '\0';
   t->v[t->n++] = s;
   return 0;
+}
+
+static int tb_push_cps(tokbuf *t, const uint32_t *cp, size_t n) {
+  if (!n)
+    return 0;
+  char *s = malloc(n * 4 + 1);
+  if (s) {
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++)
+      o += (size_t)met_utf8_encode(cp[i], s + o);
+    s[o] = '\0';
+  }
+  return tb_push(t, s);
 }
 
 static int tb_push_bytes(tokbuf *t, const char *s, size_t n) {
   if (!n)
     return 0;
-  if (t->n == t->cap) {
-    size_t cap = t->cap ? t->cap * 2 : 16;
-    char **v = realloc(t->v, cap * sizeof *v);
-    if (!v)
-      return -1;
-    t->v = v;
-    t->cap = cap;
-  }
   char *c = malloc(n + 1);
-  if (!c)
-    return -1;
-  memcpy(c, s, n);
-  c[n] = '\0';
-  t->v[t->n++] = c;
-  return 0;
+  if (c) {
+    memcpy(c, s, n);
+    c[n] = '\0';
+  }
+  return tb_push(t, c);
 }
 
 static int cps_end_with(const uint32_t *w, size_t n, const char *suf) {
