@@ -15,6 +15,7 @@
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
+#include <dlfcn.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,69 @@
 
 #include <algorithm>
 #include <vector>
+
+/* ------------------------------------------------------------- cuBLAS */
+
+/* cuBLAS is opened at run time (dlopen), not linked: a build with the CUDA
+ * backend then still starts, and runs on the CPU, on a machine without the
+ * CUDA libraries, and --device cuda fails there with the loader's reason.
+ * The types come from the header; only these entry points are used. */
+static struct {
+  decltype(&cublasCreate_v2) create;
+  decltype(&cublasSetStream_v2) set_stream;
+  decltype(&cublasSetPointerMode_v2) set_pointer_mode;
+  decltype(&cublasSetAtomicsMode) set_atomics_mode;
+  decltype(&cublasSetMathMode) set_math_mode;
+  decltype(&cublasSgemm_v2) sgemm;
+  decltype(&cublasGetStatusString) status_string;
+  decltype(&cublasGetStatusName) status_name;
+} cb;
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#ifndef DFPO_CUBLAS_DIR
+#define DFPO_CUBLAS_DIR "/usr/local/cuda/lib64"
+#endif
+
+/* 0, or nonzero with the reason in why[n]. */
+static int open_cublas(char *why, size_t n) {
+  static const char *const names[] = {"libcublas.so." STR(CUBLAS_VER_MAJOR),
+                                      DFPO_CUBLAS_DIR "/libcublas.so." STR(CUBLAS_VER_MAJOR)};
+  char first[512] = "";
+  void *h = NULL;
+  for (size_t i = 0; i < sizeof names / sizeof names[0] && !h; i++) {
+    h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+    if (!h && i == 0) {
+      const char *e = dlerror();
+      snprintf(first, sizeof first, "%s", e ? e : "not found");
+    }
+  }
+  if (!h) {
+    snprintf(why, n, "cannot load cuBLAS: %s", first);
+    return 1;
+  }
+  struct {
+    void **slot;
+    const char *name;
+  } syms[] = {{(void **)&cb.create, "cublasCreate_v2"},
+              {(void **)&cb.set_stream, "cublasSetStream_v2"},
+              {(void **)&cb.set_pointer_mode, "cublasSetPointerMode_v2"},
+              {(void **)&cb.set_atomics_mode, "cublasSetAtomicsMode"},
+              {(void **)&cb.set_math_mode, "cublasSetMathMode"},
+              {(void **)&cb.sgemm, "cublasSgemm_v2"},
+              {(void **)&cb.status_string, "cublasGetStatusString"},
+              {(void **)&cb.status_name, "cublasGetStatusName"}};
+  for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++) {
+    *syms[i].slot = dlsym(h, syms[i].name);
+    if (!*syms[i].slot) {
+      snprintf(why, n, "cuBLAS (%s) lacks %s", names[0], syms[i].name);
+      memset(&cb, 0, sizeof cb);
+      dlclose(h);
+      return 1;
+    }
+  }
+  return 0; /* the library stays loaded for the life of the process */
+}
 
 /* ------------------------------------------------------------ errors */
 
@@ -33,7 +97,7 @@ static void die_cuda(cudaError_t e, const char *what, const char *file, int line
 
 static void die_blas(cublasStatus_t s, const char *what, const char *file, int line) {
   fprintf(stderr, "dfpo: fatal: cuBLAS error in %s (%s:%d): %s (%s)\n", what, file, line,
-          cublasGetStatusString(s), cublasGetStatusName(s));
+          cb.status_string(s), cb.status_name(s));
   abort();
 }
 
@@ -77,7 +141,7 @@ static int ready;
 
 static void set_math_mode(void) {
   if (blas)
-    CB(cublasSetMathMode(blas, tf32_on ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+    CB(cb.set_math_mode(blas, tf32_on ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
 }
 
 extern "C" int ops_cuda_init(char *reason, size_t n) {
@@ -98,16 +162,18 @@ extern "C" int ops_cuda_init(char *reason, size_t n) {
     cudaGetLastError();
     return 1;
   }
-  cublasStatus_t s = cublasCreate(&blas);
+  if (!cb.create && open_cublas(reason, n))
+    return 1;
+  cublasStatus_t s = cb.create(&blas);
   if (s != CUBLAS_STATUS_SUCCESS) {
-    snprintf(reason, n, "cublasCreate: %s (%s)", cublasGetStatusString(s), cublasGetStatusName(s));
+    snprintf(reason, n, "cublasCreate: %s (%s)", cb.status_string(s), cb.status_name(s));
     blas = NULL;
     return 1;
   }
   /* the legacy default stream, host scalars; no atomics (deterministic) */
-  CB(cublasSetStream(blas, 0));
-  CB(cublasSetPointerMode(blas, CUBLAS_POINTER_MODE_HOST));
-  CB(cublasSetAtomicsMode(blas, CUBLAS_ATOMICS_NOT_ALLOWED));
+  CB(cb.set_stream(blas, 0));
+  CB(cb.set_pointer_mode(blas, CUBLAS_POINTER_MODE_HOST));
+  CB(cb.set_atomics_mode(blas, CUBLAS_ATOMICS_NOT_ALLOWED));
   set_math_mode();
   ready = 1;
   return 0;
@@ -300,7 +366,7 @@ extern "C" void ops_cuda_matmul_fwd(float *out, const float *inp, const float *w
   }
   /* Row-major out[M,N] is column-major out^T[N,M] = w^T... : cuBLAS sees
    * w as a column-major K x N matrix (op T gives N x K) and inp as K x M. */
-  CB(cublasSgemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, w, K, inp, K, &beta, out, N));
+  CB(cb.sgemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, w, K, inp, K, &beta, out, N));
 }
 
 /* dst[c] += sum over rows m of src[m, c] (row stride N), summed in stripes
@@ -331,9 +397,9 @@ extern "C" void ops_cuda_matmul_bwd(float *dinp, float *dw, float *dbias, const 
     return;
   float one = 1.0f;
   if (dinp) /* dinp[M,K] += dout[M,N] w[N,K]: column-major dinp^T = w^T dout^T */
-    CB(cublasSgemm(blas, CUBLAS_OP_N, CUBLAS_OP_N, K, M, N, &one, w, K, dout, N, &one, dinp, K));
+    CB(cb.sgemm(blas, CUBLAS_OP_N, CUBLAS_OP_N, K, M, N, &one, w, K, dout, N, &one, dinp, K));
   if (dw) /* dw[N,K] += dout^T inp: column-major dw^T[K,N] = inp^T[K,M] dout[M,N] */
-    CB(cublasSgemm(blas, CUBLAS_OP_N, CUBLAS_OP_T, K, N, M, &one, inp, K, dout, N, &one, dw, K));
+    CB(cb.sgemm(blas, CUBLAS_OP_N, CUBLAS_OP_T, K, N, M, &one, inp, K, dout, N, &one, dw, K));
   if (dbias) {
     dim3 block(WARP, CS_Y);
     k_colsum_add<<<(N + WARP - 1) / WARP, block>>>(dbias, dout, M, N);
