@@ -1,4 +1,5 @@
 #include "harness/cli.h"
+#include "trainer/trainer.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -73,5 +74,20 @@ int cli_integer(const char *cmd, const char *s, int lo, int hi, const char *opt,
   if (end == s || *end || errno || v < lo || v > hi)
     return cli_usage_error(cmd, "%s needs an integer in [%d, %d], got '%s'", opt, lo, hi, s);
   *out = (int)v;
+  return DFPO_OK;
+}
+
+int cli_device(const char *cmd, const char *arg) {
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  ops_device want, got;
+  if (ops_device_parse(arg, &want, &err))
+    return cli_usage_error(cmd, "%s", err.msg);
+  char note[1024];
+  if (ops_device_resolve(want, &got, note, sizeof note, &err))
+    return cli_fail(&err);
+  if (note[0])
+    dfpo_warn("%s", note);
+  ops_use_device(got);
   return DFPO_OK;
 }

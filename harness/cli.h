@@ -46,5 +46,10 @@ int cli_number(const char *cmd, const char *s, double lo, double hi, const char 
 int cli_integer(const char *cmd, const char *s, int lo, int hi, const char *opt, int *out);
 /* Prints an error record as "dfpo: error: <msg>" and returns its code. */
 int cli_fail(const dfpo_err *e);
+/* Applies a command's --device cpu|cuda|auto: resolves it (auto falls back
+ * to the CPU with a warning that says why; cuda fails with the driver's
+ * reason) and makes it the device new models go to. Returns DFPO_OK, or the
+ * code of the error it printed. */
+int cli_device(const char *cmd, const char *arg);
 
 #endif

@@ -27,6 +27,9 @@ static const char bench_usage[] =
     "  --prompt-len T     prompt tokens (default 64)\n"
     "  --new N            new tokens (default 48)\n"
     "  --seed N           seed of weights, tokens and sampling (default 0)\n"
+    "  --device D         cpu (default), cuda, or auto (cuda when usable, else\n"
+    "                     the CPU, saying why)\n"
+    "  --tf32             CUDA: matrix products on TF32 tensor cores\n"
     "  -h, --help         show this help\n";
 
 static double peak_rss_mib(void) {
@@ -51,9 +54,12 @@ int cmd_bench(int argc, char **argv) {
                                        {"prompt-len", required_argument, NULL, 'l'},
                                        {"new", required_argument, NULL, 'g'},
                                        {"seed", required_argument, NULL, 'r'},
+                                       {"device", required_argument, NULL, 'd'},
+                                       {"tf32", no_argument, NULL, 'f'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
-  const char *shape = "gpt2-124M", *what = "train";
+  const char *shape = "gpt2-124M", *what = "train", *device = "cpu";
+  int tf32 = 0;
   int B = 4, T = 64, steps = 3, prompts = 16, plen = 64, nnew = 48, seed = 0, c, rc;
   cli_reset_getopt();
   while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
@@ -86,6 +92,12 @@ int cmd_bench(int argc, char **argv) {
     case 'r':
       rc = cli_integer("bench", optarg, 0, 1 << 30, "--seed", &seed);
       break;
+    case 'd':
+      device = optarg;
+      break;
+    case 'f':
+      tf32 = 1;
+      break;
     case 'h':
       fputs(bench_usage, stdout);
       return DFPO_OK;
@@ -109,6 +121,9 @@ int cmd_bench(int argc, char **argv) {
   if ((train ? T : plen + nnew) > cfg.n_ctx)
     return cli_usage_error("bench", "the sequence is longer than the shape's %d positions",
                            cfg.n_ctx);
+  if ((rc = cli_device("bench", device)))
+    return rc;
+  ops_set_tf32(tf32);
   gpt2_model *m;
   if ((rc = gpt2_new(&m, &cfg, &err)))
     return cli_fail(&err);
@@ -136,6 +151,10 @@ int cmd_bench(int argc, char **argv) {
       rc = gpt2_lm_loss(m, in, tg, NULL, B, T, 1, &loss, &err);
       if (!rc)
         rc = gpt2_adamw_step(m, &opt, 1e-4f, NULL, &err);
+      /* CUDA ops are asynchronous: the norm of the (zeroed) gradients reads
+       * a result back and so waits for the update to finish */
+      if (!rc && gpt2_device(m) == OPS_DEVICE_CUDA)
+        (void)gpt2_grad_norm(m);
       double dt = dfpo_now() - t0;
       dfpo_info("bench: step %d: %.3f s (loss %.4f)", s, dt, (double)loss);
       if (s > 0 && dt < best)
@@ -171,7 +190,10 @@ int cmd_bench(int argc, char **argv) {
     gpt2_free(m);
     return cli_fail(&err);
   }
-  printf("{\"engine\": \"dfpo\", \"shape\": \"%s\", \"threads\": %d, ", shape, env.cpu_threads);
+  printf("{\"engine\": \"dfpo\", \"shape\": \"%s\", \"device\": \"%s\", \"tf32\": %s, "
+         "\"threads\": %d, ",
+         shape, ops_device_name(gpt2_device(m)),
+         gpt2_device(m) == OPS_DEVICE_CUDA && ops_tf32() ? "true" : "false", env.cpu_threads);
   if (train)
     printf("\"batch\": %d, \"seq\": %d, \"step_s\": %.4f, \"steps\": %d, ", B, T, best, steps);
   else

@@ -15,17 +15,26 @@ static const char env_usage[] =
     "\n"
     "Options:\n"
     "  --json      print the same facts as one JSON object\n"
+    "  --device D  also resolve a compute device as the engine commands do:\n"
+    "              cpu, cuda (fails with the driver's reason when no device is\n"
+    "              usable) or auto (cuda when usable, else the CPU, saying why)\n"
     "  -h, --help  show this help\n";
 
 int cmd_env(int argc, char **argv) {
-  static const struct option opts[] = {
-      {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+  static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
+                                       {"device", required_argument, NULL, 'd'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
   int json = 0, c;
+  const char *device = NULL;
   cli_reset_getopt();
   while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
     switch (c) {
     case 'j':
       json = 1;
+      break;
+    case 'd':
+      device = optarg;
       break;
     case 'h':
       fputs(env_usage, stdout);
@@ -37,6 +46,11 @@ int cmd_env(int argc, char **argv) {
   if (optind < argc)
     return cli_usage_error("env", "unexpected argument '%s'", argv[optind]);
 
+  if (device) {
+    int rc = cli_device("env", device);
+    if (rc)
+      return rc;
+  }
   ops_env_info info;
   ops_env_probe(&info);
   char cache[4096];
@@ -66,6 +80,8 @@ int cmd_env(int argc, char **argv) {
     else
       cJSON_AddStringToObject(o, "cache_error", err.msg);
     cJSON_AddBoolToObject(o, "cache_exists", cache_exists);
+    if (device)
+      cJSON_AddStringToObject(o, "device", ops_device_name(ops_current_device()));
     char *s = cJSON_Print(o);
     cJSON_Delete(o);
     if (!s)
@@ -89,6 +105,8 @@ int cmd_env(int argc, char **argv) {
   } else {
     printf("CUDA:         not compiled in: %s\n", info.cuda_reason);
   }
+  if (device)
+    printf("Device:       %s (asked for %s)\n", ops_device_name(ops_current_device()), device);
   if (have_cache)
     printf("Cache folder: %s%s\n", cache, cache_exists ? "" : " (not created yet)");
   else

@@ -76,7 +76,7 @@ int gpt2_new(gpt2_model **out, const gpt2_config *cfg, dfpo_err *err) {
   if (!m)
     return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
   m->cfg = *cfg;
-  m->ops = &ops_cpu;
+  m->ops = ops_default_backend();
   int L = cfg->n_layer, C = cfg->n_embd, K = gpt2_head_rows(cfg);
   m->tensors = calloc((size_t)(L * GP_PER_LAYER + 6), sizeof *m->tensors);
   m->layer = calloc((size_t)L, sizeof *m->layer);
@@ -122,16 +122,23 @@ int gpt2_new(gpt2_model **out, const gpt2_config *cfg, dfpo_err *err) {
     gpt2_free(m);
     return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory for %zu parameters", np);
   }
-  /* LayerNorm gains start at 1 so that a fresh model is usable. */
+  /* LayerNorm gains start at 1 so that a fresh model is usable (written
+   * through upload: the arena may be device memory). */
+  float *ones = malloc((size_t)C * sizeof(float));
+  if (!ones) {
+    gpt2_free(m);
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  }
+  for (int c = 0; c < C; c++)
+    ones[c] = 1.0f;
   for (int i = 0; i < m->ntensors; i++) {
     const char *nm = m->tensors[i].name;
     size_t len = strlen(nm);
-    if (len > 7 && strcmp(nm + len - 7, ".weight") == 0 && strstr(nm, "ln_")) {
-      float *p = m->params + m->tensors[i].off;
-      for (int c = 0; c < m->tensors[i].cols; c++)
-        p[c] = 1.0f;
-    }
+    if (len > 7 && strcmp(nm + len - 7, ".weight") == 0 && strstr(nm, "ln_"))
+      m->ops->upload(m->params + m->tensors[i].off, ones,
+                     (size_t)m->tensors[i].cols * sizeof(float));
   }
+  free(ones);
   *out = m;
   return DFPO_OK;
 }
@@ -183,6 +190,9 @@ size_t gpt2_num_params(const gpt2_model *m) {
 int gpt2_num_tensors(const gpt2_model *m) {
   return m->ntensors;
 }
+ops_device gpt2_device(const gpt2_model *m) {
+  return m->ops == &ops_cpu ? OPS_DEVICE_CPU : OPS_DEVICE_CUDA;
+}
 int gpt2_step_count(const gpt2_model *m) {
   return m->step;
 }
@@ -212,7 +222,18 @@ int gpt2_tensor_info(const gpt2_model *m, int i, const char **name, int *rows, i
 int gpt2_copy_params(gpt2_model *dst, const gpt2_model *src, dfpo_err *err) {
   if (memcmp(&dst->cfg, &src->cfg, sizeof dst->cfg) != 0)
     return dfpo_err_set(err, DFPO_EUSAGE, "gpt2_copy_params: the models' configs differ");
-  dst->ops->copy(dst->params, src->params, src->nparams * sizeof(float));
+  size_t bytes = src->nparams * sizeof(float);
+  if (dst->ops == src->ops) {
+    dst->ops->copy(dst->params, src->params, bytes);
+    return DFPO_OK;
+  }
+  /* across devices: through the host */
+  float *host = malloc(bytes);
+  if (!host)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "gpt2_copy_params: out of memory (%zu bytes)", bytes);
+  src->ops->download(host, src->params, bytes);
+  dst->ops->upload(dst->params, host, bytes);
+  free(host);
   return DFPO_OK;
 }
 

@@ -25,6 +25,8 @@
 
 #include <stddef.h>
 
+#include "trainer/trainer.h"
+
 typedef struct ops_backend {
   const char *name;
 
@@ -110,5 +112,14 @@ typedef struct ops_backend {
 
 /* The CPU backend (OpenBLAS + OpenMP). */
 extern const ops_backend ops_cpu;
+#ifdef DFPO_HAVE_CUDA
+/* The CUDA backend (cuBLAS + own kernels; ops_cuda.h says how it runs). */
+extern const ops_backend ops_cuda;
+#endif
+
+/* The backend of a resolved device (OPS_DEVICE_CPU or OPS_DEVICE_CUDA; see
+ * trainer.h), and the one gpt2_new uses now (ops_use_device). */
+const ops_backend *ops_backend_of(ops_device d);
+const ops_backend *ops_default_backend(void);
 
 #endif

@@ -1,3 +1,4 @@
+#include "trainer/ops.h"
 #include "trainer/ops_cuda.h"
 #include "trainer/trainer.h"
 
@@ -69,5 +70,99 @@ void ops_env_probe(ops_env_info *info) {
 #else
   snprintf(info->cuda_reason, sizeof info->cuda_reason,
            "this build has no CUDA backend (configured with DFPO_CUDA=OFF or without nvcc)");
+#endif
+}
+
+/* ------------------------------------------------------ device selection */
+
+static ops_device current = OPS_DEVICE_CPU;
+
+int ops_device_parse(const char *s, ops_device *out, dfpo_err *err) {
+  static const struct {
+    const char *name;
+    ops_device d;
+  } names[] = {{"cpu", OPS_DEVICE_CPU}, {"cuda", OPS_DEVICE_CUDA}, {"auto", OPS_DEVICE_AUTO}};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    if (s && strcmp(s, names[i].name) == 0) {
+      *out = names[i].d;
+      return DFPO_OK;
+    }
+  return dfpo_err_set(err, DFPO_EUSAGE, "--device must be cpu, cuda or auto, got '%s'", s ? s : "");
+}
+
+const char *ops_device_name(ops_device d) {
+  return d == OPS_DEVICE_CUDA ? "cuda" : d == OPS_DEVICE_AUTO ? "auto" : "cpu";
+}
+
+/* 0 when the CUDA backend can run here, else nonzero with the reason. */
+static int cuda_usable(char *reason, size_t n) {
+#ifdef DFPO_HAVE_CUDA
+  ops_env_info info;
+  ops_env_probe(&info);
+  if (info.cuda_devices == 0) {
+    snprintf(reason, n, "%s", info.cuda_reason);
+    return 1;
+  }
+  return ops_cuda_init(reason, n);
+#else
+  snprintf(reason, n,
+           "this build has no CUDA backend (configured with DFPO_CUDA=OFF or without nvcc)");
+  return 1;
+#endif
+}
+
+int ops_device_resolve(ops_device want, ops_device *got, char *note, size_t n, dfpo_err *err) {
+  if (note && n)
+    note[0] = 0;
+  *got = OPS_DEVICE_CPU;
+  if (want == OPS_DEVICE_CPU)
+    return DFPO_OK;
+  char why[768];
+  if (cuda_usable(why, sizeof why) == 0) {
+    *got = OPS_DEVICE_CUDA;
+    return DFPO_OK;
+  }
+  if (want == OPS_DEVICE_CUDA)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "--device cuda: no usable CUDA device: %s", why);
+  if (note && n)
+    snprintf(note, n, "--device auto: no usable CUDA device (%s); using the CPU", why);
+  return DFPO_OK;
+}
+
+void ops_use_device(ops_device d) {
+  current = d == OPS_DEVICE_CUDA ? OPS_DEVICE_CUDA : OPS_DEVICE_CPU;
+}
+
+ops_device ops_current_device(void) {
+  return current;
+}
+
+const ops_backend *ops_backend_of(ops_device d) {
+#ifdef DFPO_HAVE_CUDA
+  if (d == OPS_DEVICE_CUDA)
+    return &ops_cuda;
+#else
+  (void)d;
+#endif
+  return &ops_cpu;
+}
+
+const ops_backend *ops_default_backend(void) {
+  return ops_backend_of(current);
+}
+
+void ops_set_tf32(int on) {
+#ifdef DFPO_HAVE_CUDA
+  ops_cuda_set_tf32(on);
+#else
+  (void)on;
+#endif
+}
+
+int ops_tf32(void) {
+#ifdef DFPO_HAVE_CUDA
+  return ops_cuda_tf32();
+#else
+  return 0;
 #endif
 }

@@ -30,6 +30,27 @@ typedef struct ops_env_info {
  * fields. Safe on machines without a GPU or driver. */
 void ops_env_probe(ops_env_info *info);
 
+/* Compute devices. AUTO is a request only: resolving it gives CPU or CUDA. */
+typedef enum { OPS_DEVICE_CPU = 0, OPS_DEVICE_CUDA = 1, OPS_DEVICE_AUTO = 2 } ops_device;
+/* "cpu", "cuda" or "auto" (anything else: DFPO_EUSAGE naming the text). */
+int ops_device_parse(const char *s, ops_device *out, dfpo_err *err);
+const char *ops_device_name(ops_device d);
+/* Resolves a request to a usable device. CPU: always. CUDA: when this build
+ * has the CUDA backend and device 0 can be set up (context and cuBLAS),
+ * else DFPO_ERUNTIME with the driver's or runtime's reason. AUTO: CUDA when
+ * usable, else CPU with the reason in note[n] (note[0] stays 0 when nothing
+ * fell back; note may be NULL). */
+int ops_device_resolve(ops_device want, ops_device *got, char *note, size_t n, dfpo_err *err);
+/* The device on which gpt2_new (and so gpt2_load and the importers) puts
+ * new models from now on; process-wide, default CPU. d must be resolved
+ * (CPU, or CUDA after ops_device_resolve said it is usable). */
+void ops_use_device(ops_device d);
+ops_device ops_current_device(void);
+/* TF32 tensor cores for the CUDA backend's matrix products (default off:
+ * fp32 throughout); no effect on the CPU backend. */
+void ops_set_tf32(int on);
+int ops_tf32(void);
+
 /* ----------------------------------------------------- tokenizer (tok_) */
 
 /* GPT-2's byte-level BPE (Radford et al. 2019; OpenAI's gpt-2/src/encoder.py),
@@ -139,8 +160,11 @@ int gpt2_config_check(const gpt2_config *cfg, dfpo_err *err);
 
 typedef struct gpt2_model gpt2_model; /* opaque; gpt2_free releases it */
 
-/* A model with zeroed parameters on the CPU backend. */
+/* A model with zeroed parameters (LayerNorm gains 1) on the current device
+ * (ops_use_device; the CPU unless a command chose otherwise). */
 int gpt2_new(gpt2_model **out, const gpt2_config *cfg, dfpo_err *err);
+/* The device the model's arena lives on. */
+ops_device gpt2_device(const gpt2_model *m);
 void gpt2_free(gpt2_model *m);
 /* GPT-2's initialisation from the DFPO_STREAM_INIT stream of seed: weights
  * N(0, 0.02), residual projections N(0, 0.02/sqrt(2 n_layer)), biases 0,
@@ -149,7 +173,8 @@ void gpt2_init_random(gpt2_model *m, uint64_t seed);
 const gpt2_config *gpt2_get_config(const gpt2_model *m);
 size_t gpt2_num_params(const gpt2_model *m);
 /* Copies the parameters (not gradients or optimiser state) of src into dst;
- * the configs must match. For reference policies and mask models. */
+ * the configs must match (the devices need not). For reference policies and
+ * mask models. */
 int gpt2_copy_params(gpt2_model *dst, const gpt2_model *src, dfpo_err *err);
 /* Bytes held by the model's arena (parameters, training state, activations,
  * KV cache) right now. */

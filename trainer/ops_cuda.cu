@@ -1,0 +1,1048 @@
+/* The CUDA backend: cuBLAS for the matrix products, own kernels for the rest
+ * (the table itself is in ops_cuda_table.c). Semantics are those of the CPU
+ * backend (ops_cpu.c) op for op: the same layouts, the same "+=" versus "="
+ * outputs, the same scalars computed on the host by the same C expressions.
+ *
+ * Determinism: no kernel uses atomics; every reduction (warp shuffles, block
+ * trees, column sums over row stripes, the embedding scatter) runs in an
+ * order fixed by the shapes alone, so a run repeats bit for bit on the same
+ * GPU model, driver and cuBLAS. The embedding scatter even adds in the CPU's
+ * order and matches it bit for bit; the other ops differ from the CPU in
+ * the last bits (different summation order, fused multiply-adds, expf/tanhf
+ * instead of the CPU's polynomial), within the tolerances docs/cuda.md
+ * gives and tests/trainer/test_ops_cuda.c holds them to. */
+#include "trainer/ops_cuda.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <dlfcn.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <algorithm>
+#include <vector>
+
+/* ------------------------------------------------------------- cuBLAS */
+
+/* cuBLAS is opened at run time (dlopen), not linked: a build with the CUDA
+ * backend then still starts, and runs on the CPU, on a machine without the
+ * CUDA libraries, and --device cuda fails there with the loader's reason.
+ * The types come from the header; only these entry points are used. */
+static struct {
+  decltype(&cublasCreate_v2) create;
+  decltype(&cublasSetStream_v2) set_stream;
+  decltype(&cublasSetPointerMode_v2) set_pointer_mode;
+  decltype(&cublasSetAtomicsMode) set_atomics_mode;
+  decltype(&cublasSetMathMode) set_math_mode;
+  decltype(&cublasSgemm_v2) sgemm;
+  decltype(&cublasGetStatusString) status_string;
+  decltype(&cublasGetStatusName) status_name;
+} cb;
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#ifndef DFPO_CUBLAS_DIR
+#define DFPO_CUBLAS_DIR "/usr/local/cuda/lib64"
+#endif
+
+/* 0, or nonzero with the reason in why[n]. */
+static int open_cublas(char *why, size_t n) {
+  static const char *const names[] = {"libcublas.so." STR(CUBLAS_VER_MAJOR),
+                                      DFPO_CUBLAS_DIR "/libcublas.so." STR(CUBLAS_VER_MAJOR)};
+  char first[512] = "";
+  void *h = NULL;
+  for (size_t i = 0; i < sizeof names / sizeof names[0] && !h; i++) {
+    h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+    if (!h && i == 0) {
+      const char *e = dlerror();
+      snprintf(first, sizeof first, "%s", e ? e : "not found");
+    }
+  }
+  if (!h) {
+    snprintf(why, n, "cannot load cuBLAS: %s", first);
+    return 1;
+  }
+  struct {
+    void **slot;
+    const char *name;
+  } syms[] = {{(void **)&cb.create, "cublasCreate_v2"},
+              {(void **)&cb.set_stream, "cublasSetStream_v2"},
+              {(void **)&cb.set_pointer_mode, "cublasSetPointerMode_v2"},
+              {(void **)&cb.set_atomics_mode, "cublasSetAtomicsMode"},
+              {(void **)&cb.set_math_mode, "cublasSetMathMode"},
+              {(void **)&cb.sgemm, "cublasSgemm_v2"},
+              {(void **)&cb.status_string, "cublasGetStatusString"},
+              {(void **)&cb.status_name, "cublasGetStatusName"}};
+  for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++) {
+    *syms[i].slot = dlsym(h, syms[i].name);
+    if (!*syms[i].slot) {
+      snprintf(why, n, "cuBLAS (%s) lacks %s", names[0], syms[i].name);
+      memset(&cb, 0, sizeof cb);
+      dlclose(h);
+      return 1;
+    }
+  }
+  return 0; /* the library stays loaded for the life of the process */
+}
+
+/* ------------------------------------------------------------ errors */
+
+static void die_cuda(cudaError_t e, const char *what, const char *file, int line) {
+  fprintf(stderr, "dfpo: fatal: CUDA error in %s (%s:%d): %s (%s)\n", what, file, line,
+          cudaGetErrorString(e), cudaGetErrorName(e));
+  abort();
+}
+
+static void die_blas(cublasStatus_t s, const char *what, const char *file, int line) {
+  fprintf(stderr, "dfpo: fatal: cuBLAS error in %s (%s:%d): %s (%s)\n", what, file, line,
+          cb.status_string(s), cb.status_name(s));
+  abort();
+}
+
+#define CK(x)                                                                                      \
+  do {                                                                                             \
+    cudaError_t e_ = (x);                                                                          \
+    if (e_ != cudaSuccess)                                                                         \
+      die_cuda(e_, #x, __FILE__, __LINE__);                                                        \
+  } while (0)
+#define CB(x)                                                                                      \
+  do {                                                                                             \
+    cublasStatus_t s_ = (x);                                                                       \
+    if (s_ != CUBLAS_STATUS_SUCCESS)                                                               \
+      die_blas(s_, #x, __FILE__, __LINE__);                                                        \
+  } while (0)
+
+/* After every launch: the launch's own error at once; with DFPO_CUDA_SYNC=1
+ * in the environment, also the kernel's (a synchronisation per op, for
+ * debugging and compute-sanitizer runs). */
+static int sync_each = -1;
+static void launched(const char *what) {
+  cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess)
+    die_cuda(e, what, __FILE__, __LINE__);
+  if (sync_each < 0) {
+    const char *s = getenv("DFPO_CUDA_SYNC");
+    sync_each = s && s[0] == '1';
+  }
+  if (sync_each) {
+    e = cudaDeviceSynchronize();
+    if (e != cudaSuccess)
+      die_cuda(e, what, __FILE__, __LINE__);
+  }
+}
+
+/* ------------------------------------------------------------- state */
+
+static cublasHandle_t blas;
+static int tf32_on;
+static int ready;
+
+static void set_math_mode(void) {
+  if (blas)
+    CB(cb.set_math_mode(blas, tf32_on ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+}
+
+extern "C" int ops_cuda_init(char *reason, size_t n) {
+  if (ready)
+    return 0;
+  int count = 0;
+  cudaError_t e = cudaGetDeviceCount(&count);
+  if (e == cudaSuccess && count == 0) {
+    snprintf(reason, n, "the CUDA runtime found no device");
+    return 1;
+  }
+  if (e == cudaSuccess)
+    e = cudaSetDevice(0);
+  if (e == cudaSuccess)
+    e = cudaFree(0); /* creates the context now rather than in the first op */
+  if (e != cudaSuccess) {
+    snprintf(reason, n, "CUDA runtime: %s (%s)", cudaGetErrorString(e), cudaGetErrorName(e));
+    cudaGetLastError();
+    return 1;
+  }
+  if (!cb.create && open_cublas(reason, n))
+    return 1;
+  cublasStatus_t s = cb.create(&blas);
+  if (s != CUBLAS_STATUS_SUCCESS) {
+    snprintf(reason, n, "cublasCreate: %s (%s)", cb.status_string(s), cb.status_name(s));
+    blas = NULL;
+    return 1;
+  }
+  /* the legacy default stream, host scalars; no atomics (deterministic) */
+  CB(cb.set_stream(blas, 0));
+  CB(cb.set_pointer_mode(blas, CUBLAS_POINTER_MODE_HOST));
+  CB(cb.set_atomics_mode(blas, CUBLAS_ATOMICS_NOT_ALLOWED));
+  set_math_mode();
+  ready = 1;
+  return 0;
+}
+
+static void need_ready(void) {
+  char why[512];
+  if (!ready && ops_cuda_init(why, sizeof why)) {
+    fprintf(stderr, "dfpo: fatal: the CUDA backend is not usable: %s\n", why);
+    abort();
+  }
+}
+
+extern "C" void ops_cuda_set_tf32(int on) {
+  tf32_on = on != 0;
+  set_math_mode();
+}
+
+extern "C" int ops_cuda_tf32(void) {
+  return tf32_on;
+}
+
+/* One growable device scratch buffer for the ops that need temporary
+ * memory (attention backward, long decoding steps, the embedding scatter,
+ * sum-of-squares partials). Ops run one after another on one stream, and
+ * each op uses the buffer only while it runs; growing frees the old buffer
+ * (cudaFree waits for the device), so no kernel still reads it. */
+static void *scratch;
+static size_t scratch_bytes;
+
+static void *scratch_get(size_t bytes) {
+  if (bytes > scratch_bytes) {
+    if (scratch)
+      CK(cudaFree(scratch));
+    scratch = NULL;
+    scratch_bytes = 0;
+    size_t want = bytes + bytes / 4;
+    CK(cudaMalloc(&scratch, want));
+    scratch_bytes = want;
+  }
+  return scratch;
+}
+
+/* ------------------------------------------------------------ memory */
+
+extern "C" void *ops_cuda_alloc(size_t bytes) {
+  need_ready();
+  void *p = NULL;
+  size_t rounded = ((bytes ? bytes : 1) + 255) & ~(size_t)255;
+  cudaError_t e = cudaMalloc(&p, rounded);
+  if (e != cudaSuccess) {
+    cudaGetLastError(); /* out of memory is not sticky: clear it */
+    return NULL;
+  }
+  CK(cudaMemset(p, 0, rounded));
+  return p;
+}
+
+extern "C" void ops_cuda_free(void *p) {
+  if (p)
+    CK(cudaFree(p));
+}
+
+extern "C" void ops_cuda_zero(void *p, size_t bytes) {
+  if (bytes)
+    CK(cudaMemset(p, 0, bytes));
+}
+
+extern "C" void ops_cuda_upload(void *dst, const void *host_src, size_t bytes) {
+  if (bytes)
+    CK(cudaMemcpy(dst, host_src, bytes, cudaMemcpyHostToDevice));
+}
+
+extern "C" void ops_cuda_download(void *host_dst, const void *src, size_t bytes) {
+  if (bytes)
+    CK(cudaMemcpy(host_dst, src, bytes, cudaMemcpyDeviceToHost));
+}
+
+extern "C" void ops_cuda_copy(void *dst, const void *src, size_t bytes) {
+  if (bytes)
+    CK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice));
+}
+
+/* ----------------------------------------------------------- helpers */
+
+#define WARP 32
+#define FULL 0xffffffffu
+
+/* Butterfly reductions: partners add the same two values (addition is
+ * commutative), so every lane ends with the same bits. */
+__device__ static inline float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1)
+    v += __shfl_xor_sync(FULL, v, o);
+  return v;
+}
+__device__ static inline double warp_sum_d(double v) {
+  for (int o = 16; o > 0; o >>= 1)
+    v += __shfl_xor_sync(FULL, v, o);
+  return v;
+}
+__device__ static inline float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1)
+    v = fmaxf(v, __shfl_xor_sync(FULL, v, o));
+  return v;
+}
+
+/* Block reductions for blocks of a multiple of 32 threads (at most 1024):
+ * warps reduce, then warp 0 reduces the warps' results in a fixed order;
+ * every thread gets the result. Contains __syncthreads: call from all
+ * threads. `sh` is shared scratch of 32 elements. */
+__device__ static float block_sum(float v, float *sh) {
+  int lane = threadIdx.x % WARP, w = threadIdx.x / WARP, nw = blockDim.x / WARP;
+  v = warp_sum(v);
+  __syncthreads(); /* sh may still be read from a previous call */
+  if (lane == 0)
+    sh[w] = v;
+  __syncthreads();
+  if (w == 0) {
+    float x = lane < nw ? sh[lane] : 0.0f;
+    x = warp_sum(x);
+    if (lane == 0)
+      sh[0] = x;
+  }
+  __syncthreads();
+  return sh[0];
+}
+__device__ static double block_sum_d(double v, double *sh) {
+  int lane = threadIdx.x % WARP, w = threadIdx.x / WARP, nw = blockDim.x / WARP;
+  v = warp_sum_d(v);
+  __syncthreads();
+  if (lane == 0)
+    sh[w] = v;
+  __syncthreads();
+  if (w == 0) {
+    double x = lane < nw ? sh[lane] : 0.0;
+    x = warp_sum_d(x);
+    if (lane == 0)
+      sh[0] = x;
+  }
+  __syncthreads();
+  return sh[0];
+}
+__device__ static float block_max(float v, float *sh) {
+  int lane = threadIdx.x % WARP, w = threadIdx.x / WARP, nw = blockDim.x / WARP;
+  v = warp_max(v);
+  __syncthreads();
+  if (lane == 0)
+    sh[w] = v;
+  __syncthreads();
+  if (w == 0) {
+    float x = lane < nw ? sh[lane] : -INFINITY;
+    x = warp_max(x);
+    if (lane == 0)
+      sh[0] = x;
+  }
+  __syncthreads();
+  return sh[0];
+}
+
+/* Blocks for a grid-stride loop over n elements. */
+static unsigned grid_for(size_t n, unsigned threads) {
+  size_t b = (n + threads - 1) / threads;
+  if (b < 1)
+    b = 1;
+  if (b > 65535u * 16u)
+    b = 65535u * 16u;
+  return (unsigned)b;
+}
+
+/* ------------------------------------------------------------ matmul */
+
+__global__ static void k_fill_rows(float *out, const float *bias, size_t M, size_t N) {
+  size_t total = M * N;
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
+       i += (size_t)gridDim.x * blockDim.x)
+    out[i] = bias[i % N];
+}
+
+extern "C" void ops_cuda_matmul_fwd(float *out, const float *inp, const float *w, const float *bias,
+                                    int M, int K, int N) {
+  need_ready();
+  if (M <= 0 || N <= 0)
+    return;
+  float one = 1.0f, beta = 0.0f;
+  if (bias) {
+    /* as the CPU: out = bias, then out += inp w^T */
+    k_fill_rows<<<grid_for((size_t)M * N, 256), 256>>>(out, bias, (size_t)M, (size_t)N);
+    launched("matmul bias");
+    beta = 1.0f;
+  }
+  /* Row-major out[M,N] is column-major out^T[N,M] = w^T... : cuBLAS sees
+   * w as a column-major K x N matrix (op T gives N x K) and inp as K x M. */
+  CB(cb.sgemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, w, K, inp, K, &beta, out, N));
+}
+
+/* dst[c] += sum over rows m of src[m, c] (row stride N), summed in stripes
+ * of rows (m = y, y + 16, ...) that are then added in stripe order: a fixed
+ * order whatever the launch. Block (32, 16), one column per x. */
+#define CS_Y 16
+__global__ static void k_colsum_add(float *dst, const float *src, int M, int N) {
+  __shared__ float part[CS_Y][WARP + 1];
+  int c = blockIdx.x * WARP + threadIdx.x;
+  float s = 0.0f;
+  if (c < N)
+    for (int m = threadIdx.y; m < M; m += CS_Y)
+      s += src[(size_t)m * N + c];
+  part[threadIdx.y][threadIdx.x] = s;
+  __syncthreads();
+  if (threadIdx.y == 0 && c < N) {
+    float t = part[0][threadIdx.x];
+    for (int y = 1; y < CS_Y; y++)
+      t += part[y][threadIdx.x];
+    dst[c] += t;
+  }
+}
+
+extern "C" void ops_cuda_matmul_bwd(float *dinp, float *dw, float *dbias, const float *dout,
+                                    const float *inp, const float *w, int M, int K, int N) {
+  need_ready();
+  if (M <= 0 || N <= 0 || K <= 0)
+    return;
+  float one = 1.0f;
+  if (dinp) /* dinp[M,K] += dout[M,N] w[N,K]: column-major dinp^T = w^T dout^T */
+    CB(cb.sgemm(blas, CUBLAS_OP_N, CUBLAS_OP_N, K, M, N, &one, w, K, dout, N, &one, dinp, K));
+  if (dw) /* dw[N,K] += dout^T inp: column-major dw^T[K,N] = inp^T[K,M] dout[M,N] */
+    CB(cb.sgemm(blas, CUBLAS_OP_N, CUBLAS_OP_T, K, N, M, &one, inp, K, dout, N, &one, dw, K));
+  if (dbias) {
+    dim3 block(WARP, CS_Y);
+    k_colsum_add<<<(N + WARP - 1) / WARP, block>>>(dbias, dout, M, N);
+    launched("matmul dbias");
+  }
+}
+
+/* ----------------------------------------------------------- encoder */
+
+__global__ static void k_encoder_fwd(float *out, const int *tok, const int *pos, const float *wte,
+                                     const float *wpe, size_t N, size_t C) {
+  size_t total = N * C;
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
+       i += (size_t)gridDim.x * blockDim.x) {
+    size_t n = i / C, c = i % C;
+    out[i] = wte[(size_t)tok[n] * C + c] + wpe[(size_t)pos[n] * C + c];
+  }
+}
+
+extern "C" void ops_cuda_encoder_fwd(float *out, const int *tok, const int *pos, const float *wte,
+                                     const float *wpe, int N, int C) {
+  if (N <= 0 || C <= 0)
+    return;
+  k_encoder_fwd<<<grid_for((size_t)N * C, 256), 256>>>(out, tok, pos, wte, wpe, (size_t)N,
+                                                       (size_t)C);
+  launched("encoder_fwd");
+}
+
+/* dst[key[u], c] += src[order[i], c] for i in start[u]..start[u+1]-1, in
+ * that order: the rows of each key are added in increasing row index, as
+ * the CPU's loop over n does, so the sums are the CPU's bit for bit. Grid
+ * (keys, channel blocks). */
+__global__ static void k_scatter_rows(float *dst, const float *src, const int *order,
+                                      const int *ukey, const int *start, int C) {
+  int u = blockIdx.x;
+  int c = blockIdx.y * blockDim.x + threadIdx.x;
+  if (c >= C)
+    return;
+  float *d = dst + (size_t)ukey[u] * C + c;
+  float a = *d;
+  for (int i = start[u]; i < start[u + 1]; i++)
+    a += src[(size_t)order[i] * C + c];
+  *d = a;
+}
+
+/* Groups the N rows by key on the host (the keys are small: N ints) and
+ * runs k_scatter_rows over the groups. */
+static void scatter_by_key(float *dst, const float *src, const int *dkeys, int N, int C) {
+  std::vector<int> key((size_t)N), order((size_t)N);
+  CK(cudaMemcpy(key.data(), dkeys, (size_t)N * sizeof(int), cudaMemcpyDeviceToHost));
+  for (int i = 0; i < N; i++)
+    order[(size_t)i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int a, int b) { return key[(size_t)a] < key[(size_t)b]; });
+  std::vector<int> ukey, start;
+  for (int i = 0; i < N; i++) {
+    int k = key[(size_t)order[(size_t)i]];
+    if (i == 0 || k != ukey.back()) {
+      ukey.push_back(k);
+      start.push_back(i);
+    }
+  }
+  start.push_back(N);
+  int U = (int)ukey.size();
+  /* order | ukey | start in the scratch buffer */
+  size_t bytes = ((size_t)N + (size_t)U + (size_t)U + 1) * sizeof(int);
+  int *s = (int *)scratch_get(bytes);
+  CK(cudaMemcpy(s, order.data(), (size_t)N * sizeof(int), cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(s + N, ukey.data(), (size_t)U * sizeof(int), cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(s + N + U, start.data(), ((size_t)U + 1) * sizeof(int), cudaMemcpyHostToDevice));
+  const int threads = 128;
+  dim3 grid((unsigned)U, (unsigned)((C + threads - 1) / threads));
+  k_scatter_rows<<<grid, threads>>>(dst, src, s, s + N, s + N + U, C);
+  launched("encoder_bwd scatter");
+}
+
+extern "C" void ops_cuda_encoder_bwd(float *dwte, float *dwpe, const float *dout, const int *tok,
+                                     const int *pos, int N, int C) {
+  if (N <= 0 || C <= 0)
+    return;
+  /* the second call waits for the first: it rewrites the scratch buffer
+   * with cudaMemcpy, which is ordered after the first kernel on the
+   * default stream */
+  scatter_by_key(dwte, dout, tok, N, C);
+  scatter_by_key(dwpe, dout, pos, N, C);
+}
+
+/* --------------------------------------------------------- layernorm */
+
+#define ROWS_PER_BLOCK 8 /* warps per block in the warp-per-row kernels */
+
+__global__ static void k_layernorm_fwd(float *out, float *mean, float *rstd, const float *inp,
+                                       const float *w, const float *b, int N, int C) {
+  int lane = threadIdx.x % WARP;
+  int n = blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / WARP;
+  if (n >= N)
+    return;
+  const float *x = inp + (size_t)n * C;
+  float s = 0.0f;
+  for (int c = lane; c < C; c += WARP)
+    s += x[c];
+  float m = warp_sum(s) / C;
+  float v = 0.0f;
+  for (int c = lane; c < C; c += WARP) {
+    float d = x[c] - m;
+    v += d * d;
+  }
+  v = warp_sum(v) / C;
+  float r = 1.0f / sqrtf(v + 1e-5f);
+  float *o = out + (size_t)n * C;
+  for (int c = lane; c < C; c += WARP)
+    o[c] = (x[c] - m) * r * w[c] + b[c];
+  if (lane == 0) {
+    if (mean)
+      mean[n] = m;
+    if (rstd)
+      rstd[n] = r;
+  }
+}
+
+extern "C" void ops_cuda_layernorm_fwd(float *out, float *mean, float *rstd, const float *inp,
+                                       const float *w, const float *b, int N, int C) {
+  if (N <= 0 || C <= 0)
+    return;
+  k_layernorm_fwd<<<(N + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK, ROWS_PER_BLOCK * WARP>>>(
+      out, mean, rstd, inp, w, b, N, C);
+  launched("layernorm_fwd");
+}
+
+__global__ static void k_layernorm_bwd_inp(float *dinp, const float *dout, const float *inp,
+                                           const float *w, const float *mean, const float *rstd,
+                                           int N, int C) {
+  int lane = threadIdx.x % WARP;
+  int n = blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / WARP;
+  if (n >= N)
+    return;
+  const float *x = inp + (size_t)n * C, *d = dout + (size_t)n * C;
+  float m = mean[n], s = rstd[n];
+  float a = 0.0f, bb = 0.0f;
+  for (int c = lane; c < C; c += WARP) {
+    float norm = (x[c] - m) * s, dn = w[c] * d[c];
+    a += dn;
+    bb += dn * norm;
+  }
+  float dnorm_mean = warp_sum(a) / C, dnorm_norm_mean = warp_sum(bb) / C;
+  float *di = dinp + (size_t)n * C;
+  for (int c = lane; c < C; c += WARP) {
+    float norm = (x[c] - m) * s, dn = w[c] * d[c];
+    di[c] += (dn - dnorm_mean - norm * dnorm_norm_mean) * s;
+  }
+}
+
+/* dw[c] += sum_n norm[n,c] dout[n,c], db[c] += sum_n dout[n,c]: the column
+ * sums of k_colsum_add. */
+__global__ static void k_layernorm_bwd_params(float *dw, float *db, const float *dout,
+                                              const float *inp, const float *mean,
+                                              const float *rstd, int N, int C) {
+  __shared__ float pw[CS_Y][WARP + 1], pb[CS_Y][WARP + 1];
+  int c = blockIdx.x * WARP + threadIdx.x;
+  float sw = 0.0f, sb = 0.0f;
+  if (c < C)
+    for (int n = threadIdx.y; n < N; n += CS_Y) {
+      size_t i = (size_t)n * C + c;
+      float d = dout[i];
+      sw += (inp[i] - mean[n]) * rstd[n] * d;
+      sb += d;
+    }
+  pw[threadIdx.y][threadIdx.x] = sw;
+  pb[threadIdx.y][threadIdx.x] = sb;
+  __syncthreads();
+  if (threadIdx.y == 0 && c < C) {
+    float tw = pw[0][threadIdx.x], tb = pb[0][threadIdx.x];
+    for (int y = 1; y < CS_Y; y++) {
+      tw += pw[y][threadIdx.x];
+      tb += pb[y][threadIdx.x];
+    }
+    dw[c] += tw;
+    db[c] += tb;
+  }
+}
+
+extern "C" void ops_cuda_layernorm_bwd(float *dinp, float *dw, float *db, const float *dout,
+                                       const float *inp, const float *w, const float *mean,
+                                       const float *rstd, int N, int C) {
+  if (N <= 0 || C <= 0)
+    return;
+  k_layernorm_bwd_inp<<<(N + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK, ROWS_PER_BLOCK * WARP>>>(
+      dinp, dout, inp, w, mean, rstd, N, C);
+  launched("layernorm_bwd dinp");
+  dim3 block(WARP, CS_Y);
+  k_layernorm_bwd_params<<<(C + WARP - 1) / WARP, block>>>(dw, db, dout, inp, mean, rstd, N, C);
+  launched("layernorm_bwd params");
+}
+
+/* --------------------------------------------------------- attention */
+
+/* One warp per query row (b, h, t), rows numbered ((b NH + h) T + t). */
+__device__ static inline int first_key(const int *kstart, int b, int t) {
+  int ks = kstart ? kstart[b] : 0;
+  return t < ks ? t : ks;
+}
+
+__global__ static void k_attention_fwd(float *out, float *att, const float *qkv, const int *kstart,
+                                       int B, int T, int C, int NH, float scale) {
+  int lane = threadIdx.x % WARP;
+  long long row = (long long)blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / WARP;
+  if (row >= (long long)B * NH * T)
+    return;
+  int t = (int)(row % T), h = (int)((row / T) % NH), b = (int)(row / ((long long)T * NH));
+  int HS = C / NH, j0 = first_key(kstart, b, t);
+  size_t C3 = (size_t)3 * C;
+  const float *q = qkv + ((size_t)b * T + t) * C3 + (size_t)h * HS;
+  float *a = att + (size_t)row * T;
+  float mx = -INFINITY;
+  for (int j = lane; j < T; j += WARP) {
+    if (j < j0 || j > t) {
+      a[j] = 0.0f;
+      continue;
+    }
+    const float *k = qkv + ((size_t)b * T + j) * C3 + C + (size_t)h * HS;
+    float s = 0.0f;
+    for (int i = 0; i < HS; i++)
+      s += q[i] * k[i];
+    s *= scale;
+    a[j] = s;
+    mx = fmaxf(mx, s);
+  }
+  mx = warp_max(mx);
+  /* each lane revisits the keys it wrote itself (j = lane mod 32) */
+  float sum = 0.0f;
+  for (int j = lane; j < T; j += WARP) {
+    if (j < j0 || j > t)
+      continue;
+    float e = expf(a[j] - mx);
+    a[j] = e;
+    sum += e;
+  }
+  float inv = 1.0f / warp_sum(sum);
+  for (int j = lane; j < T; j += WARP)
+    if (j >= j0 && j <= t)
+      a[j] *= inv;
+  __syncwarp(); /* the lanes' writes to a[] are seen by the whole warp */
+  float *o = out + ((size_t)b * T + t) * C + (size_t)h * HS;
+  for (int i = lane; i < HS; i += WARP) {
+    float s = 0.0f;
+    for (int j = j0; j <= t; j++)
+      s += a[j] * qkv[((size_t)b * T + j) * C3 + 2 * (size_t)C + (size_t)h * HS + i];
+    o[i] = s;
+  }
+}
+
+static unsigned warp_rows_grid(long long rows) {
+  return (unsigned)((rows + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK);
+}
+
+extern "C" void ops_cuda_attention_fwd(float *out, float *att, const float *qkv, const int *kstart,
+                                       int B, int T, int C, int NH) {
+  if (B <= 0 || T <= 0 || C <= 0 || NH <= 0)
+    return;
+  int HS = C / NH;
+  float scale = 1.0f / sqrtf((float)HS);
+  long long rows = (long long)B * NH * T;
+  k_attention_fwd<<<warp_rows_grid(rows), ROWS_PER_BLOCK * WARP>>>(out, att, qkv, kstart, B, T, C,
+                                                                   NH, scale);
+  launched("attention_fwd");
+}
+
+/* Backward, pass 1 (warp per query row): dpre[row, j] = a (datt - a.datt)
+ * scale over the visible keys, 0 elsewhere, with datt[j] = dout_t . v_j. */
+__global__ static void k_attention_bwd_pre(float *dpre, const float *dout, const float *qkv,
+                                           const float *att, const int *kstart, int B, int T, int C,
+                                           int NH, float scale) {
+  int lane = threadIdx.x % WARP;
+  long long row = (long long)blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / WARP;
+  if (row >= (long long)B * NH * T)
+    return;
+  int t = (int)(row % T), h = (int)((row / T) % NH), b = (int)(row / ((long long)T * NH));
+  int HS = C / NH, j0 = first_key(kstart, b, t);
+  size_t C3 = (size_t)3 * C;
+  const float *d = dout + ((size_t)b * T + t) * C + (size_t)h * HS;
+  const float *a = att + (size_t)row * T;
+  float *dp = dpre + (size_t)row * T;
+  float dot = 0.0f;
+  for (int j = lane; j < T; j += WARP) {
+    if (j < j0 || j > t) {
+      dp[j] = 0.0f;
+      continue;
+    }
+    const float *v = qkv + ((size_t)b * T + j) * C3 + 2 * (size_t)C + (size_t)h * HS;
+    float s = 0.0f;
+    for (int i = 0; i < HS; i++)
+      s += d[i] * v[i];
+    dp[j] = s;
+    dot += a[j] * s;
+  }
+  dot = warp_sum(dot);
+  for (int j = lane; j < T; j += WARP) /* the keys this lane wrote above */
+    if (j >= j0 && j <= t)
+      dp[j] = a[j] * (dp[j] - dot) * scale;
+}
+
+/* Pass 2 (warp per query row): dq_t = sum_j dpre[t, j] k_j, j ascending. */
+__global__ static void k_attention_bwd_q(float *dqkv, const float *dpre, const float *qkv,
+                                         const int *kstart, int B, int T, int C, int NH) {
+  int lane = threadIdx.x % WARP;
+  long long row = (long long)blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / WARP;
+  if (row >= (long long)B * NH * T)
+    return;
+  int t = (int)(row % T), h = (int)((row / T) % NH), b = (int)(row / ((long long)T * NH));
+  int HS = C / NH, j0 = first_key(kstart, b, t);
+  size_t C3 = (size_t)3 * C;
+  const float *dp = dpre + (size_t)row * T;
+  float *dq = dqkv + ((size_t)b * T + t) * C3 + (size_t)h * HS;
+  for (int i = lane; i < HS; i += WARP) {
+    float s = 0.0f;
+    for (int j = j0; j <= t; j++)
+      s += dp[j] * qkv[((size_t)b * T + j) * C3 + C + (size_t)h * HS + i];
+    dq[i] = s;
+  }
+}
+
+/* Pass 3 (warp per key row (b, h, j)): over the queries t that see key j
+ * (t = j alone when j is a padding position, else t = j..T-1), ascending:
+ * dk_j = sum_t dpre[t, j] q_t and dv_j = sum_t a[t, j] dout_t. */
+__global__ static void k_attention_bwd_kv(float *dqkv, const float *dpre, const float *dout,
+                                          const float *qkv, const float *att, const int *kstart,
+                                          int B, int T, int C, int NH) {
+  int lane = threadIdx.x % WARP;
+  long long row = (long long)blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / WARP;
+  if (row >= (long long)B * NH * T)
+    return;
+  int j = (int)(row % T), h = (int)((row / T) % NH), b = (int)(row / ((long long)T * NH));
+  int HS = C / NH, ks = kstart ? kstart[b] : 0;
+  int t1 = j < ks ? j : T - 1;
+  size_t C3 = (size_t)3 * C;
+  size_t head = ((size_t)b * NH + h) * T; /* first row of this (b, h) */
+  float *dk = dqkv + ((size_t)b * T + j) * C3 + C + (size_t)h * HS;
+  float *dv = dk + C;
+  for (int i = lane; i < HS; i += WARP) {
+    float sk = 0.0f, sv = 0.0f;
+    for (int t = j; t <= t1; t++) {
+      size_t at = (head + t) * T + j;
+      sk += dpre[at] * qkv[((size_t)b * T + t) * C3 + (size_t)h * HS + i];
+      sv += att[at] * dout[((size_t)b * T + t) * C + (size_t)h * HS + i];
+    }
+    dk[i] = sk;
+    dv[i] = sv;
+  }
+}
+
+extern "C" void ops_cuda_attention_bwd(float *dqkv, const float *dout, const float *qkv,
+                                       const float *att, const int *kstart, int B, int T, int C,
+                                       int NH) {
+  if (B <= 0 || T <= 0 || C <= 0 || NH <= 0)
+    return;
+  int HS = C / NH;
+  float scale = 1.0f / sqrtf((float)HS);
+  long long rows = (long long)B * NH * T;
+  float *dpre = (float *)scratch_get((size_t)rows * T * sizeof(float));
+  unsigned grid = warp_rows_grid(rows), threads = ROWS_PER_BLOCK * WARP;
+  k_attention_bwd_pre<<<grid, threads>>>(dpre, dout, qkv, att, kstart, B, T, C, NH, scale);
+  launched("attention_bwd pre");
+  k_attention_bwd_q<<<grid, threads>>>(dqkv, dpre, qkv, kstart, B, T, C, NH);
+  launched("attention_bwd q");
+  k_attention_bwd_kv<<<grid, threads>>>(dqkv, dpre, dout, qkv, att, kstart, B, T, C, NH);
+  launched("attention_bwd kv");
+}
+
+__global__ static void k_kv_write(float *kc, float *vc, const float *qkv, int B, int T, int t0,
+                                  int Tmax, int C) {
+  size_t total = (size_t)B * T * C;
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
+       i += (size_t)gridDim.x * blockDim.x) {
+    size_t c = i % C, bt = i / C, b = bt / T, t = bt % T;
+    const float *src = qkv + bt * 3 * C;
+    size_t row = (b * Tmax + t0 + t) * C;
+    kc[row + c] = src[C + c];
+    vc[row + c] = src[2 * (size_t)C + c];
+  }
+}
+
+extern "C" void ops_cuda_kv_write(float *kc, float *vc, const float *qkv, int B, int T, int t0,
+                                  int Tmax, int C) {
+  if (B <= 0 || T <= 0 || C <= 0)
+    return;
+  k_kv_write<<<grid_for((size_t)B * T * C, 256), 256>>>(kc, vc, qkv, B, T, t0, Tmax, C);
+  launched("kv_write");
+}
+
+/* One block per (b, h): scores in shared memory (or, past STEP_SHARED_MAX
+ * keys, in the global scratch `gsc`, n floats per block). */
+#define STEP_THREADS 128
+#define STEP_SHARED_MAX 8192
+__global__ static void k_attention_step(float *out, const float *qkv, const float *kc,
+                                        const float *vc, const int *kstart, int NH, int n, int Tmax,
+                                        int C, float scale, float *gsc) {
+  extern __shared__ float shsc[];
+  __shared__ float red[WARP];
+  int b = blockIdx.x / NH, h = blockIdx.x % NH, HS = C / NH;
+  float *sc = gsc ? gsc + (size_t)blockIdx.x * n : shsc;
+  int ks = kstart ? kstart[b] : 0;
+  if (ks > n - 1)
+    ks = n - 1;
+  const float *q = qkv + (size_t)b * 3 * C + (size_t)h * HS;
+  float mx = -INFINITY;
+  for (int j = ks + threadIdx.x; j < n; j += blockDim.x) {
+    const float *k = kc + ((size_t)b * Tmax + j) * C + (size_t)h * HS;
+    float s = 0.0f;
+    for (int i = 0; i < HS; i++)
+      s += q[i] * k[i];
+    s *= scale;
+    sc[j] = s;
+    mx = fmaxf(mx, s);
+  }
+  mx = block_max(mx, red);
+  float sum = 0.0f;
+  for (int j = ks + threadIdx.x; j < n; j += blockDim.x) {
+    float e = expf(sc[j] - mx);
+    sc[j] = e;
+    sum += e;
+  }
+  /* block_sum ends with __syncthreads, which also publishes sc[] */
+  float inv = 1.0f / block_sum(sum, red);
+  if (gsc)
+    __threadfence_block();
+  float *o = out + (size_t)b * C + (size_t)h * HS;
+  for (int i = threadIdx.x; i < HS; i += blockDim.x) {
+    float s = 0.0f;
+    for (int j = ks; j < n; j++)
+      s += sc[j] * inv * vc[((size_t)b * Tmax + j) * C + (size_t)h * HS + i];
+    o[i] = s;
+  }
+}
+
+extern "C" void ops_cuda_attention_step(float *out, const float *qkv, const float *kc,
+                                        const float *vc, const int *kstart, int B, int n, int Tmax,
+                                        int C, int NH) {
+  if (B <= 0 || n <= 0 || C <= 0 || NH <= 0)
+    return;
+  int HS = C / NH;
+  float scale = 1.0f / sqrtf((float)HS);
+  float *gsc = NULL;
+  size_t shared = (size_t)n * sizeof(float);
+  if (n > STEP_SHARED_MAX) {
+    gsc = (float *)scratch_get((size_t)B * NH * n * sizeof(float));
+    shared = 0;
+  }
+  k_attention_step<<<(unsigned)(B * NH), STEP_THREADS, shared>>>(out, qkv, kc, vc, kstart, NH, n,
+                                                                 Tmax, C, scale, gsc);
+  launched("attention_step");
+}
+
+/* ------------------------------------------------- elementwise */
+
+#define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
+
+__global__ static void k_gelu_fwd(float *out, const float *inp, size_t n) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+       i += (size_t)gridDim.x * blockDim.x) {
+    float x = inp[i];
+    out[i] = 0.5f * x * (1.0f + tanhf(GELU_K * (x + 0.044715f * x * x * x)));
+  }
+}
+
+__global__ static void k_gelu_bwd(float *dinp, const float *inp, const float *dout, size_t n) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+       i += (size_t)gridDim.x * blockDim.x) {
+    float x = inp[i];
+    float u = GELU_K * (x + 0.044715f * x * x * x);
+    float th = tanhf(u);
+    float sech2 = 1.0f - th * th;
+    float g = 0.5f * (1.0f + th) + 0.5f * x * sech2 * GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
+    dinp[i] = g * dout[i]; /* dinp may alias dout: read before write */
+  }
+}
+
+__global__ static void k_add(float *out, const float *a, const float *b, size_t n) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+       i += (size_t)gridDim.x * blockDim.x)
+    out[i] = a[i] + b[i];
+}
+
+__global__ static void k_scale(float *x, float s, size_t n) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+       i += (size_t)gridDim.x * blockDim.x)
+    x[i] *= s;
+}
+
+extern "C" void ops_cuda_gelu_fwd(float *out, const float *inp, size_t n) {
+  if (!n)
+    return;
+  k_gelu_fwd<<<grid_for(n, 256), 256>>>(out, inp, n);
+  launched("gelu_fwd");
+}
+extern "C" void ops_cuda_gelu_bwd(float *dinp, const float *inp, const float *dout, size_t n) {
+  if (!n)
+    return;
+  k_gelu_bwd<<<grid_for(n, 256), 256>>>(dinp, inp, dout, n);
+  launched("gelu_bwd");
+}
+extern "C" void ops_cuda_add(float *out, const float *a, const float *b, size_t n) {
+  if (!n)
+    return;
+  k_add<<<grid_for(n, 256), 256>>>(out, a, b, n);
+  launched("add");
+}
+extern "C" void ops_cuda_scale(float *x, float s, size_t n) {
+  if (!n)
+    return;
+  k_scale<<<grid_for(n, 256), 256>>>(x, s, n);
+  launched("scale");
+}
+
+/* ------------------------------------------------------------ logits */
+
+#define ROW_THREADS 256
+
+/* One block per row: max, then float partial sums per thread added across
+ * the block in double (as the CPU adds its float blocks in double). */
+__global__ static void k_logits_stats(float *lse, float *logp, float *ent, const float *logits,
+                                      const int *tgt, int V, int ld) {
+  __shared__ float redf[WARP];
+  __shared__ double redd[WARP];
+  int n = blockIdx.x;
+  const float *z = logits + (size_t)n * ld;
+  float mx = -INFINITY;
+  for (int i = threadIdx.x; i < V; i += blockDim.x)
+    mx = fmaxf(mx, z[i]);
+  mx = block_max(mx, redf);
+  float bs = 0.0f, bz = 0.0f;
+  for (int i = threadIdx.x; i < V; i += blockDim.x) {
+    float d = z[i] - mx;
+    d = d < -87.3f ? -87.3f : d;
+    float e = expf(d);
+    bs += e;
+    bz += e * d;
+  }
+  double sum = block_sum_d((double)bs, redd);
+  double sz = block_sum_d((double)bz, redd);
+  if (threadIdx.x == 0) {
+    double l = log(sum);
+    lse[n] = mx + (float)l;
+    if (logp)
+      logp[n] = tgt && tgt[n] >= 0 ? (float)((double)(z[tgt[n]] - mx) - l) : 0.0f;
+    if (ent)
+      ent[n] = (float)(l - sz / sum);
+  }
+}
+
+extern "C" void ops_cuda_logits_stats(float *lse, float *logp, float *ent, const float *logits,
+                                      const int *tgt, int N, int V, int ld) {
+  if (N <= 0 || V <= 0)
+    return;
+  k_logits_stats<<<(unsigned)N, ROW_THREADS>>>(lse, logp, ent, logits, tgt, V, ld);
+  launched("logits_stats");
+}
+
+__global__ static void k_logits_bwd(float *logits, const float *lse, const float *ent,
+                                    const int *tgt, const float *dlogp, const float *dent, int V,
+                                    int ld) {
+  int n = blockIdx.x;
+  float *z = logits + (size_t)n * ld;
+  int t = tgt ? tgt[n] : -1;
+  float l = lse[n], gl = dlogp && t >= 0 ? dlogp[n] : 0.0f, ge = dent ? dent[n] : 0.0f;
+  float H = ent ? ent[n] : 0.0f;
+  for (int i = threadIdx.x; i < V; i += blockDim.x) {
+    float lp = z[i] - l;
+    float p = expf(lp);
+    float d = -gl * p;
+    if (ge != 0.0f)
+      d -= ge * p * (lp + H);
+    if (i == t)
+      d += gl; /* the CPU's z[t] += gl after the loop: the same one addition */
+    z[i] = d;
+  }
+}
+
+extern "C" void ops_cuda_logits_bwd(float *logits, const float *lse, const float *ent,
+                                    const int *tgt, const float *dlogp, const float *dent, int N,
+                                    int V, int ld) {
+  if (N <= 0 || V <= 0)
+    return;
+  k_logits_bwd<<<(unsigned)N, ROW_THREADS>>>(logits, lse, ent, tgt, dlogp, dent, V, ld);
+  launched("logits_bwd");
+}
+
+/* --------------------------------------------------------- optimiser */
+
+__global__ static void k_adamw(float *p, float *g, float *m, float *v, size_t n, float beta1,
+                               float beta2, float eps, float step, float sbc2, float decay) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+       i += (size_t)gridDim.x * blockDim.x) {
+    float gi = g[i];
+    g[i] = 0.0f;
+    float mi = beta1 * m[i] + (1.0f - beta1) * gi;
+    float vi = beta2 * v[i] + (1.0f - beta2) * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    p[i] = p[i] * decay - step * mi / (sqrtf(vi) / sbc2 + eps);
+  }
+}
+
+extern "C" void ops_cuda_adamw(float *p, float *g, float *m, float *v, size_t n, float lr,
+                               float beta1, float beta2, float eps, float wd, int t) {
+  if (!n)
+    return;
+  /* the scalars exactly as the CPU backend computes them */
+  float bc1 = 1.0f - powf(beta1, (float)t), bc2 = 1.0f - powf(beta2, (float)t);
+  float step = lr / bc1, sbc2 = sqrtf(bc2), decay = 1.0f - lr * wd;
+  k_adamw<<<grid_for(n, 256), 256>>>(p, g, m, v, n, beta1, beta2, eps, step, sbc2, decay);
+  launched("adamw");
+}
+
+/* Sum of squares: one block per chunk of SUMSQ_CHUNK elements (the CPU's
+ * chunking), double partials; the chunks are added on the host in order. */
+#define SUMSQ_CHUNK 16384
+__global__ static void k_sumsq(double *part, const float *x, size_t n) {
+  __shared__ double red[WARP];
+  size_t i0 = (size_t)blockIdx.x * SUMSQ_CHUNK;
+  size_t i1 = i0 + SUMSQ_CHUNK < n ? i0 + SUMSQ_CHUNK : n;
+  double s = 0.0;
+  for (size_t i = i0 + threadIdx.x; i < i1; i += blockDim.x)
+    s += (double)x[i] * x[i];
+  s = block_sum_d(s, red);
+  if (threadIdx.x == 0)
+    part[blockIdx.x] = s;
+}
+
+extern "C" double ops_cuda_sumsq(const float *x, size_t n) {
+  size_t nc = (n + SUMSQ_CHUNK - 1) / SUMSQ_CHUNK;
+  if (nc == 0)
+    return 0.0;
+  if (nc > 0x7fffffffu) {
+    fprintf(stderr, "dfpo: fatal: sumsq over %zu floats is more than one launch can cover\n", n);
+    abort();
+  }
+  double *part = (double *)scratch_get(nc * sizeof(double));
+  k_sumsq<<<(unsigned)nc, 256>>>(part, x, n);
+  launched("sumsq");
+  std::vector<double> host(nc);
+  CK(cudaMemcpy(host.data(), part, nc * sizeof(double), cudaMemcpyDeviceToHost));
+  double s = 0.0;
+  for (size_t c = 0; c < nc; c++)
+    s += host[c];
+  return s;
+}
