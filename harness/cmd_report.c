@@ -132,12 +132,8 @@ static void deviations(const res_suite *r, const res_task *t, const char *dir, n
          cfg_num(c, "generation", "max_new_tokens"), cfg_num(c, "train", "eval_every"));
   note(n, "DfPO as DESIGN.md section 7 states it (from the paper's abstract and published "
           "description; the full text was not available).");
-  int ref = ref_row(t);
-  if (ref >= 0)
-    note(n,
-         "Marks: bold = best mean of the column; \xe2\x80\xa0 = p < %.2f in Welch's t-test "
-         "against %s over seeds (two-sided, no correction for multiple comparisons).",
-         ALPHA, t->variants[ref].name);
+  if (ref_row(t) >= 0)
+    note(n, "Welch's t-test: two-sided, over seeds, no correction for multiple comparisons.");
   for (int v = 0; v < t->n_variants; v++) {
     const res_variant *rv = &t->variants[v];
     for (int k = 0; k < rv->n_missing; k++)
@@ -221,7 +217,7 @@ static int plot_curves(const res_task *t, const char *outdir, int k, char *file,
   if (ns) {
     char title[256];
     suite_fmt(title, sizeof title, "%s: %s (mean, 95%% band over seeds)", t->name,
-             label(res_curve_names[k]));
+              label(res_curve_names[k]));
     rep_plot p = {title, "iteration", label(res_curve_names[k]), ns, ser, 0, 0};
     char path[4300];
     suite_fmt(file, nf, "%s-%s.png", t->name, res_curve_names[k]);
@@ -308,8 +304,13 @@ static int plot_frontier(const res_task *t, const char *outdir, char *file, size
   if (ns) {
     char title[256], path[4300];
     suite_fmt(title, sizeof title, "%s: reward against NLL per word (means over seeds)", t->name);
-    rep_plot p = {title, "NLL per word under the true language (lower: more fluent)",
-                  "reward (test)", ns, ser, 0, 0};
+    rep_plot p = {title,
+                  "NLL per word under the true language (lower: more fluent)",
+                  "reward (test)",
+                  ns,
+                  ser,
+                  0,
+                  0};
     suite_fmt(file, nf, "%s-frontier.png", t->name);
     suite_fmt(path, sizeof path, "%s/%s", outdir, file);
     rc = rep_plot_write(&p, path, err);
@@ -364,11 +365,12 @@ static int task_report(const res_suite *r, const res_task *t, const char *dir, c
   }
   deviations(r, t, dir, &n);
   char title[256];
-  suite_fmt(title, sizeof title, "%s: suite %s, test metrics of the checkpoint with the best "
-                                "validation reward",
-           t->name, r->name);
-  rep_table tab = {title, nr, nc, rows, cols, best, digits, cells, ref, ALPHA,
-                   (const char *const *)n.line, n.n};
+  suite_fmt(title, sizeof title,
+            "%s: suite %s, test metrics of the checkpoint with the best "
+            "validation reward",
+            t->name, r->name);
+  rep_table tab = {
+      title, nr, nc, rows, cols, best, digits, cells, ref, ALPHA, (const char *const *)n.line, n.n};
   static const struct {
     const char *ext;
     writer w;
@@ -460,9 +462,8 @@ int res_report(const char *dir, int plots, dfpo_err *err) {
 }
 
 int cmd_report(int argc, char **argv) {
-  static const struct option opts[] = {{"no-plots", no_argument, NULL, 'P'},
-                                       {"help", no_argument, NULL, 'h'},
-                                       {NULL, 0, NULL, 0}};
+  static const struct option opts[] = {
+      {"no-plots", no_argument, NULL, 'P'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
   int c, plots = 1;
   cli_reset_getopt();
   while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {

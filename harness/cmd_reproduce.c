@@ -14,9 +14,9 @@
 #include "datasets/datasets.h"
 #include "harness/cli.h"
 #include "harness/suite.h"
-#include <stdlib.h>
 #include "harness/task.h"
 #include "trainer/trainer.h"
+#include <stdlib.h>
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -24,6 +24,7 @@
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -80,7 +81,7 @@ static int exists(const char *path) {
 
 /* Runs argv[] (argv[0] ignored: /proc/self/exe) with stdout and stderr into
  * log (truncated); returns its exit status (128 + signal when killed). */
-static int run_child(const repro *r, char *const argv[], const char *log) {
+static int run_child(char *const argv[], const char *log) {
   fflush(NULL);
   pid_t pid = fork();
   if (pid < 0)
@@ -92,13 +93,20 @@ static int run_child(const repro *r, char *const argv[], const char *log) {
       dup2(fd, 2);
       close(fd);
     }
-    execv(r->exe, argv);
+    execv("/proc/self/exe", argv); /* this very binary, even if rebuilt meanwhile */
     _exit(127);
   }
-  int st;
-  while (waitpid(pid, &st, 0) < 0)
+  int st, forwarded = 0;
+  while (waitpid(pid, &st, 0) < 0) {
     if (errno != EINTR)
       return -1;
+    /* an interrupt sent to this process alone (not a terminal's Ctrl-C,
+     * which reaches the whole group) still stops the cell */
+    if (dfpo_interrupted() && !forwarded) {
+      kill(pid, SIGINT);
+      forwarded = 1;
+    }
+  }
   return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
@@ -149,13 +157,23 @@ static int synth_params(const cfg *c, task_synth_params *p, dfpo_err *err) {
 /* The config keys a synthetic base model depends on, as JSON text: its
  * SHA-256 names the cache folder, and base.json records it. */
 static char *base_key_json(const cfg *c) {
-  static const char *const keys[] = {
-      "task.synthetic.language_seed", "task.synthetic.data_seed", "task.synthetic.lambda",
-      "task.synthetic.n_train",       "task.synthetic.n_validation", "task.synthetic.min_words",
-      "tokenizer.vocab_size",         "model.n_layer",            "model.n_head",
-      "model.n_embd",                 "model.block_size",         "pretrain.steps",
-      "pretrain.batch",               "pretrain.seq",             "pretrain.lr",
-      "pretrain.seed",                NULL};
+  static const char *const keys[] = {"task.synthetic.language_seed",
+                                     "task.synthetic.data_seed",
+                                     "task.synthetic.lambda",
+                                     "task.synthetic.n_train",
+                                     "task.synthetic.n_validation",
+                                     "task.synthetic.min_words",
+                                     "tokenizer.vocab_size",
+                                     "model.n_layer",
+                                     "model.n_head",
+                                     "model.n_embd",
+                                     "model.block_size",
+                                     "pretrain.steps",
+                                     "pretrain.batch",
+                                     "pretrain.seq",
+                                     "pretrain.lr",
+                                     "pretrain.seed",
+                                     NULL};
   cJSON *o = cJSON_CreateObject();
   dfpo_err e;
   for (int i = 0; keys[i]; i++) {
@@ -278,8 +296,7 @@ static int synthetic_base(repro *r, int ti, dfpo_err *err) {
     suite_fmt(tmp, sizeof tmp, "%s/tok.tmp", dir);
     suite_fmt(path, sizeof path, "%s/tok", dir);
     if ((rc = suite_rmtree(tmp, err)) ||
-        (rc = tok_train(files, 1, (size_t)vocab, tmp, NULL, err)) ||
-        (rc = suite_rmtree(path, err)))
+        (rc = tok_train(files, 1, (size_t)vocab, tmp, NULL, err)) || (rc = suite_rmtree(path, err)))
       goto done;
     if (rename(tmp, path) != 0) {
       rc = dfpo_err_errno(err, DFPO_ERUNTIME, errno, "%s: cannot rename", tmp);
@@ -313,13 +330,13 @@ static int synthetic_base(repro *r, int ti, dfpo_err *err) {
     suite_fmt(a[10], 64, "%lld", (long long)seed);
     suite_fmt(a[11], 64, "%lld", (long long)(steps / 4 > 0 ? steps / 4 : 1));
     suite_fmt(a[12], 64, "%lld", (long long)(steps / 10 > 0 ? steps / 10 : 1));
-    char *argv[] = {"dfpo",    "pretrain",     "--train",      train_ids, "--val", val_ids,
-                    "--out",   pre,            "--n-layer",    a[0],      "--n-head", a[1],
-                    "--n-embd", a[2],          "--n-ctx",      a[3],      "--vocab", a[4],
-                    "--steps", a[5],           "--batch",      a[6],      "--seq", a[7],
-                    "--lr",    a[8],           "--min-lr",     a[9],      "--seed", a[10],
-                    "--eval-every", a[11],     "--ckpt-every", a[12],     NULL};
-    int st = run_child(r, argv, log);
+    char *argv[] = {"dfpo",         "pretrain", "--train",      train_ids, "--val",    val_ids,
+                    "--out",        pre,        "--n-layer",    a[0],      "--n-head", a[1],
+                    "--n-embd",     a[2],       "--n-ctx",      a[3],      "--vocab",  a[4],
+                    "--steps",      a[5],       "--batch",      a[6],      "--seq",    a[7],
+                    "--lr",         a[8],       "--min-lr",     a[9],      "--seed",   a[10],
+                    "--eval-every", a[11],      "--ckpt-every", a[12],     NULL};
+    int st = run_child(argv, log);
     if (st != 0) {
       char why[512];
       last_error(log, why, sizeof why);
@@ -375,6 +392,55 @@ link:
   return rc;
 }
 
+/* model.init import without paths: GPT-2 124M and its BPE files from the
+ * cache (`dfpo fetch gpt2-124m gpt2-encoder gpt2-vocab`); the two BPE files
+ * are copied into one tokenizer folder. */
+static int imported_base(repro *r, int ti, const char *model, const char *tok, dfpo_err *err) {
+  char cache[1024], dir[1200], src[1300], dst[1300];
+  int rc = dfpo_cache_dir(cache, sizeof cache, err);
+  if (rc)
+    return rc;
+  if (model[0])
+    suite_fmt(r->model[ti], sizeof r->model[ti], "%s", model);
+  else
+    suite_fmt(r->model[ti], sizeof r->model[ti], "%s/datasets/gpt2-124m/607a30d/model.safetensors",
+              cache);
+  if (tok[0]) {
+    suite_fmt(r->tok[ti], sizeof r->tok[ti], "%s", tok);
+  } else {
+    static const char *const files[2][2] = {{"gpt2-encoder/1", "encoder.json"},
+                                            {"gpt2-vocab/1", "vocab.bpe"}};
+    suite_fmt(dir, sizeof dir, "%s/bases/gpt2-bpe", cache);
+    if ((rc = dfpo_mkdirs(dir, err)))
+      return rc;
+    for (int i = 0; i < 2; i++) {
+      suite_fmt(src, sizeof src, "%s/datasets/%s/%s", cache, files[i][0], files[i][1]);
+      suite_fmt(dst, sizeof dst, "%s/%s", dir, files[i][1]);
+      if (exists(dst))
+        continue;
+      char *data = NULL;
+      size_t len;
+      dfpo_err e;
+      if (dfpo_read_file(src, &data, &len, &e))
+        return dfpo_err_set(err, DFPO_EDATA,
+                            "base model: %s is missing; run `dfpo fetch gpt2-124m gpt2-encoder "
+                            "gpt2-vocab` first (or set model.path and tokenizer.path)",
+                            src);
+      rc = dfpo_atomic_write_file(dst, data, len, err);
+      free(data);
+      if (rc)
+        return rc;
+    }
+    suite_fmt(r->tok[ti], sizeof r->tok[ti], "%s", dir);
+  }
+  if (!exists(r->model[ti]))
+    return dfpo_err_set(err, DFPO_EDATA,
+                        "base model: %s is missing; run `dfpo fetch gpt2-124m gpt2-encoder "
+                        "gpt2-vocab` first (or set model.path and tokenizer.path)",
+                        r->model[ti]);
+  return DFPO_OK;
+}
+
 /* The base model and tokenizer of task ti, prepared or reused. A failure is
  * kept per task: that task's cells fail with it, the others go on. */
 static int prepare_base(repro *r, int ti, dfpo_err *err) {
@@ -384,6 +450,8 @@ static int prepare_base(repro *r, int ti, dfpo_err *err) {
       (rc = cfg_get_str(&r->s.conf, "model.path", &model, err)) ||
       (rc = cfg_get_str(&r->s.conf, "tokenizer.path", &tok, err)))
     return rc;
+  if (!strcmp(init, "import") && (!model[0] || !tok[0]))
+    return imported_base(r, ti, model, tok, err);
   if (strcmp(init, "pretrain")) {
     if (!model[0] || !tok[0])
       return dfpo_err_set(err, DFPO_EUSAGE,
@@ -410,9 +478,9 @@ static void cell_paths(const repro *r, int i, char *final, size_t nf, char *stag
   int ti, vi, si;
   suite_cell(&r->s, i, &ti, &vi, &si);
   suite_fmt(final, nf, "%s/%s/%s/seed-%lld", r->root, r->s.tasks[ti], r->s.variants[vi].name,
-           (long long)r->s.seeds[si]);
+            (long long)r->s.seeds[si]);
   suite_fmt(staging, ns, "%s/.staging/%s/%s/seed-%lld", r->root, r->s.tasks[ti],
-           r->s.variants[vi].name, (long long)r->s.seeds[si]);
+            r->s.variants[vi].name, (long long)r->s.seeds[si]);
 }
 
 static void print_matrix(const repro *r, int current) {
@@ -461,7 +529,7 @@ static void clear_failure(const repro *r, int i) {
   suite_cell(&r->s, i, &ti, &vi, &si);
   char path[2700];
   suite_fmt(path, sizeof path, "%s/failed/%s/%s/seed-%lld.txt", r->root, r->s.tasks[ti],
-           r->s.variants[vi].name, (long long)r->s.seeds[si]);
+            r->s.variants[vi].name, (long long)r->s.seeds[si]);
   remove(path);
 }
 
@@ -493,7 +561,7 @@ static int run_cell(repro *r, int i, dfpo_err *err) {
   if ((rc = dfpo_mkdirs(staging, err)) || (rc = dfpo_mkdirs(path, err)))
     return rc;
   suite_fmt(log, sizeof log, "%s/logs/%s-%s-seed-%lld.log", r->root, r->s.tasks[ti], v->name,
-           (long long)r->s.seeds[si]);
+            (long long)r->s.seeds[si]);
   char seed[32];
   suite_fmt(seed, sizeof seed, "%lld", (long long)r->s.seeds[si]);
   char *argv[24 + 2 * SUITE_MAX_SETS];
@@ -520,11 +588,11 @@ static int run_cell(repro *r, int i, dfpo_err *err) {
   }
   argv[n] = NULL;
   double t0 = dfpo_now();
-  int st = run_child(r, argv, log);
+  int st = run_child(argv, log);
   double secs = dfpo_now() - t0;
   char run[2900];
   suite_fmt(run, sizeof run, "%s/%s/%s/%s/seed-%lld", staging, r->s.name, r->s.tasks[ti], v->algo,
-           (long long)r->s.seeds[si]);
+            (long long)r->s.seeds[si]);
   suite_fmt(path, sizeof path, "%s/DONE", run);
   if (st == 0 && exists(path)) {
     /* what the folder name alone does not say: the variant and its cost */
@@ -564,7 +632,9 @@ static int run_cell(repro *r, int i, dfpo_err *err) {
   }
   char why[512], msg[700];
   last_error(log, why, sizeof why);
-  suite_fmt(msg, sizeof msg, "exit %d: %s (log: %s)", st, why[0] ? why : "no message", log);
+  /* the log relative to the suite folder, so that reports do not depend on where it lies */
+  suite_fmt(msg, sizeof msg, "exit %d: %s (log: %s)", st, why[0] ? why : "no message",
+            log + strlen(r->root) + 1);
   write_failure(r, i, msg);
   dfpo_warn("reproduce: %s/%s seed %lld failed: %s", r->s.tasks[ti], v->name,
             (long long)r->s.seeds[si], msg);
@@ -585,45 +655,45 @@ static int emit_slurm(repro *r, const char *suite_arg, dfpo_err *err) {
   int n = suite_n_cells(&r->s);
   char common[6000];
   suite_fmt(common, sizeof common,
-           "#SBATCH --output=%s/slurm/%%x-%%A_%%a.out\n"
-           "set -euo pipefail\n"
-           "DFPO='%s'\n",
-           r->root, r->exe);
+            "#SBATCH --output=%s/slurm/%%x-%%A_%%a.out\n"
+            "set -euo pipefail\n"
+            "DFPO='%s'\n",
+            r->root, r->exe);
   char text[16000];
   /* the preparation job: data and base models, once, before the cells */
   suite_fmt(text, sizeof text,
-           "#!/bin/bash\n#SBATCH --job-name=%s-prepare\n%s%s"
-           "\"$DFPO\" reproduce --config '%s' --out '%s' --prepare-only\n",
-           r->s.name, gres, common, r->config, r->out);
+            "#!/bin/bash\n#SBATCH --job-name=%s-prepare\n%s%s"
+            "\"$DFPO\" reproduce --config '%s' --out '%s' --prepare-only\n",
+            r->s.name, gres, common, r->config, r->out);
   suite_fmt(path, sizeof path, "%s/prepare.sbatch", dir);
   if ((rc = write_text(path, text, err)))
     return rc;
   suite_fmt(text, sizeof text,
-           "#!/bin/bash\n#SBATCH --job-name=%s-cells\n#SBATCH --array=0-%d\n%s%s"
-           "# one array task per (task, algorithm, seed) cell, in the order of\n"
-           "# `dfpo reproduce --help` (tasks outermost, seeds innermost)\n"
-           "\"$DFPO\" reproduce --config '%s' --out '%s' --cell \"$SLURM_ARRAY_TASK_ID\"\n",
-           r->s.name, n - 1, gres, common, r->config, r->out);
+            "#!/bin/bash\n#SBATCH --job-name=%s-cells\n#SBATCH --array=0-%d\n%s%s"
+            "# one array task per (task, algorithm, seed) cell, in the order of\n"
+            "# `dfpo reproduce --help` (tasks outermost, seeds innermost)\n"
+            "\"$DFPO\" reproduce --config '%s' --out '%s' --cell \"$SLURM_ARRAY_TASK_ID\"\n",
+            r->s.name, n - 1, gres, common, r->config, r->out);
   suite_fmt(path, sizeof path, "%s/cells.sbatch", dir);
   if ((rc = write_text(path, text, err)))
     return rc;
   suite_fmt(text, sizeof text,
-           "#!/bin/bash\n#SBATCH --job-name=%s-report\n%s"
-           "\"$DFPO\" report '%s'\n",
-           r->s.name, common, r->root);
+            "#!/bin/bash\n#SBATCH --job-name=%s-report\n%s"
+            "\"$DFPO\" report '%s'\n",
+            r->s.name, common, r->root);
   suite_fmt(path, sizeof path, "%s/report.sbatch", dir);
   if ((rc = write_text(path, text, err)))
     return rc;
   suite_fmt(text, sizeof text,
-           "#!/bin/bash\n"
-           "# Submits the suite %s (%d cells): preparation, then the cell array, then\n"
-           "# the report (which runs even when some cells failed, and lists them).\n"
-           "set -euo pipefail\n"
-           "cd \"$(dirname \"$0\")\"\n"
-           "prep=$(sbatch --parsable prepare.sbatch)\n"
-           "cells=$(sbatch --parsable --dependency=afterok:$prep cells.sbatch)\n"
-           "sbatch --dependency=afterany:$cells report.sbatch\n",
-           suite_arg, n);
+            "#!/bin/bash\n"
+            "# Submits the suite %s (%d cells): preparation, then the cell array, then\n"
+            "# the report (which runs even when some cells failed, and lists them).\n"
+            "set -euo pipefail\n"
+            "cd \"$(dirname \"$0\")\"\n"
+            "prep=$(sbatch --parsable prepare.sbatch)\n"
+            "cells=$(sbatch --parsable --dependency=afterok:$prep cells.sbatch)\n"
+            "sbatch --dependency=afterany:$cells report.sbatch\n",
+            suite_arg, n);
   suite_fmt(path, sizeof path, "%s/submit.sh", dir);
   if ((rc = write_text(path, text, err)))
     return rc;
@@ -684,8 +754,8 @@ static int reproduce(repro *r, const char *file, const char *const *sets, int ns
     return emit_slurm(r, file, err);
   int n = suite_n_cells(&r->s);
   if (only_cell >= n)
-    return dfpo_err_set(err, DFPO_EUSAGE, "--cell %d: the suite has %d cells (0..%d)", only_cell,
-                        n, n - 1);
+    return dfpo_err_set(err, DFPO_EUSAGE, "--cell %d: the suite has %d cells (0..%d)", only_cell, n,
+                        n - 1);
   r->model = calloc((size_t)r->s.n_tasks, sizeof *r->model);
   r->tok = calloc((size_t)r->s.n_tasks, sizeof *r->tok);
   r->base_err = calloc((size_t)r->s.n_tasks, sizeof *r->base_err);
@@ -729,8 +799,9 @@ static int reproduce(repro *r, const char *file, const char *const *sets, int ns
     suite_fmt(done, sizeof done, "%s/DONE", final);
     if (!exists(done) && max_cells >= 0 && ran >= max_cells) {
       dfpo_info("reproduce: stopping after %d cells (--max-cells)", ran);
-      rc = dfpo_err_set(err, DFPO_EINTR, "reproduce: stopped after %d cells (--max-cells); run "
-                                         "it again to go on",
+      rc = dfpo_err_set(err, DFPO_EINTR,
+                        "reproduce: stopped after %d cells (--max-cells); run "
+                        "it again to go on",
                         ran);
       break;
     }
@@ -745,6 +816,10 @@ static int reproduce(repro *r, const char *file, const char *const *sets, int ns
       break;
     }
     failed += crc != DFPO_OK;
+    if (dfpo_interrupted()) {
+      rc = dfpo_err_set(err, DFPO_EINTR, "reproduce: interrupted; run it again to go on");
+      break;
+    }
   }
   print_matrix(r, -1);
   if (only_cell >= 0)
@@ -822,8 +897,7 @@ int cmd_reproduce(int argc, char **argv) {
   char path[4096];
   if (!rc && suite_name) {
     if (find_suite(suite_name, path, sizeof path))
-      rc = cli_usage_error("reproduce", "no suite '%s' (configs/%s.json)", suite_name,
-                           suite_name);
+      rc = cli_usage_error("reproduce", "no suite '%s' (configs/%s.json)", suite_name, suite_name);
     file = path;
   }
   if (rc) {
@@ -835,8 +909,8 @@ int cmd_reproduce(int argc, char **argv) {
   suite_fmt(r.out, sizeof r.out, "%s", out);
   dfpo_err err;
   dfpo_err_clear(&err);
-  rc = reproduce(&r, file, (const char *const *)sets, nsets, emit, max_cells, only_cell, prep,
-                 &err);
+  rc =
+      reproduce(&r, file, (const char *const *)sets, nsets, emit, max_cells, only_cell, prep, &err);
   if (rc)
     rc = cli_fail(&err);
   suite_free(&r.s);

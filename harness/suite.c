@@ -35,8 +35,8 @@ static int parse_variant(const char *def, suite_variant *v, dfpo_err *err) {
   const char *eq = strchr(def, '=');
   size_t nlen = eq ? (size_t)(eq - def) : 0;
   if (!eq || nlen == 0 || nlen >= sizeof v->name)
-    return dfpo_err_set(err, DFPO_EUSAGE,
-                        "suite.variants: '%s' is not \"NAME=ALGO key=value ...\"", def);
+    return dfpo_err_set(err, DFPO_EUSAGE, "suite.variants: '%s' is not \"NAME=ALGO key=value ...\"",
+                        def);
   memcpy(v->name, def, nlen);
   for (size_t i = 0; i < nlen; i++)
     if (!(v->name[i] == '-' || v->name[i] == '_' || v->name[i] == '.' ||
@@ -176,7 +176,9 @@ void suite_free(suite *s) {
   memset(s, 0, sizeof *s);
 }
 
-int suite_n_cells(const suite *s) { return s->n_tasks * s->n_variants * s->n_seeds; }
+int suite_n_cells(const suite *s) {
+  return s->n_tasks * s->n_variants * s->n_seeds;
+}
 
 void suite_cell(const suite *s, int i, int *task, int *variant, int *seed) {
   *seed = i % s->n_seeds;
@@ -203,10 +205,11 @@ int suite_rmtree(const char *path, dfpo_err *err) {
 const char *const res_curve_names[4] = {"reward", "val_reward", "val_nll_word", "kl_seq"};
 
 int res_metric_direction(const char *m) {
-  static const char *const high[] = {"reward", "sentiment", "meteor", "bleu4", "cider",
-                                     "rouge_l", "coverage", "distinct_1", "distinct_2", NULL};
-  static const char *const low[] = {"nll_word", "oov_rate", "perplexity", "ppl", "ppl_ref",
-                                    "ppl_gen", "toxicity", "max_toxicity", "toxicity_prob", NULL};
+  static const char *const high[] = {"reward",  "sentiment", "meteor",     "bleu4",      "cider",
+                                     "rouge_l", "coverage",  "distinct_1", "distinct_2", NULL};
+  static const char *const low[] = {"nll_word",      "oov_rate", "perplexity", "ppl",
+                                    "ppl_ref",       "ppl_gen",  "toxicity",   "max_toxicity",
+                                    "toxicity_prob", NULL};
   for (int i = 0; high[i]; i++)
     if (!strcmp(m, high[i]))
       return 1;
@@ -389,7 +392,7 @@ static void failure_reason(const char *dir, const char *task, const char *varian
                            char *buf, size_t n) {
   char path[4200];
   suite_fmt(path, sizeof path, "%s/failed/%s/%s/seed-%lld.txt", dir, task, variant,
-           (long long)seed);
+            (long long)seed);
   FILE *fp = fopen(path, "r");
   suite_fmt(buf, n, "not run");
   if (!fp)
@@ -427,7 +430,7 @@ static int add_expected(res_suite *r, const char *dir, int curves, dfpo_err *err
       for (int si = 0; !rc && si < s.n_seeds; si++) {
         char cell[4200];
         suite_fmt(cell, sizeof cell, "%s/%s/%s/seed-%lld", dir, t->name, v->name,
-                 (long long)s.seeds[si]);
+                  (long long)s.seeds[si]);
         suite_fmt(path, sizeof path, "%s/DONE", cell);
         if (exists(path)) {
           rc = read_cell(t, v, s.seeds[si], cell, curves, err);
@@ -435,7 +438,7 @@ static int add_expected(res_suite *r, const char *dir, int curves, dfpo_err *err
           char why[200];
           failure_reason(dir, t->name, v->name, s.seeds[si], why, sizeof why);
           suite_fmt(v->missing[v->n_missing++], sizeof v->missing[0], "seed %lld: %s",
-                   (long long)s.seeds[si], why);
+                    (long long)s.seeds[si], why);
         }
       }
     }
@@ -625,8 +628,8 @@ int res_read_json(res_suite *r, const char *path, dfpo_err *err) {
     }
     cJSON_ArrayForEach(vo, vs) {
       const cJSON *vn = cJSON_GetObjectItem(vo, "variant"), *al = cJSON_GetObjectItem(vo, "algo"),
-                  *seeds = cJSON_GetObjectItem(vo, "seeds"), *ms = cJSON_GetObjectItem(vo, "metrics"),
-                  *m;
+                  *seeds = cJSON_GetObjectItem(vo, "seeds"),
+                  *ms = cJSON_GetObjectItem(vo, "metrics"), *m;
       if (!cJSON_IsString(vn) || !cJSON_IsArray(seeds) || !cJSON_IsObject(ms) ||
           cJSON_GetArraySize(seeds) > RES_MAX_SEEDS) {
         rc = dfpo_err_set(err, DFPO_EDATA,

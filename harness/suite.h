@@ -62,9 +62,9 @@ int suite_rmtree(const char *path, dfpo_err *err);
 #define RES_MAX_SEEDS 64
 
 typedef struct res_curve {
-  int n;          /* points */
-  double *x;      /* iteration */
-  double *y[4];   /* per curve kind, NaN where absent (see res_curve_names) */
+  int n;        /* points */
+  double *x;    /* iteration */
+  double *y[4]; /* per curve kind, NaN where absent (see res_curve_names) */
 } res_curve;
 
 extern const char *const res_curve_names[4]; /* reward, val_reward, val_nll_word, kl_seq */
