@@ -116,6 +116,15 @@ static void deviations(const res_suite *r, const res_task *t, const char *dir, n
            K("model.n_layer"), K("model.n_embd"), cJSON_GetNumberValue(voc), K("pretrain.steps"),
            cJSON_GetNumberValue(docs), cJSON_IsNumber(vl) ? vl->valuedouble : NAN);
 #undef K
+      const cJSON *ref = cJSON_GetObjectItem(b, "reference_continuations");
+      if (ref)
+        note(n,
+             "The language's own continuations of the same %g test prompts (the rest of each "
+             "document) score: Reward %.3f, NLL/word %.3f, OOV rate %.3f.",
+             cJSON_GetNumberValue(cJSON_GetObjectItem(ref, "prompts")),
+             cJSON_GetNumberValue(cJSON_GetObjectItem(ref, "reward")),
+             cJSON_GetNumberValue(cJSON_GetObjectItem(ref, "nll_word")),
+             cJSON_GetNumberValue(cJSON_GetObjectItem(ref, "oov_rate")));
       cJSON_Delete(b);
     }
   } else {

@@ -236,6 +236,8 @@ static double last_val_loss(const char *path) {
   return v;
 }
 
+static int reference_scores(const cfg *c, cJSON *o, dfpo_err *err);
+
 static int synthetic_base(repro *r, int ti, dfpo_err *err) {
   const cfg *c = &r->s.conf;
   int rc;
@@ -384,6 +386,10 @@ link:
       return dfpo_err_set(err, DFPO_EDATA, "%s: not valid JSON", stamp);
     cJSON_AddStringToObject(o, "model", r->model[ti]);
     cJSON_AddStringToObject(o, "tokenizer", r->tok[ti]);
+    if ((rc = reference_scores(c, o, err))) {
+      cJSON_Delete(o);
+      return rc;
+    }
     char *s = cJSON_Print(o);
     cJSON_Delete(o);
     rc = s ? write_text(path, s, err) : dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
@@ -439,6 +445,48 @@ static int imported_base(repro *r, int ti, const char *model, const char *tok, d
                         "gpt2-vocab` first (or set model.path and tokenizer.path)",
                         r->model[ti]);
   return DFPO_OK;
+}
+
+/* What the language's own continuations of the test prompts (the rest of
+ * each document) score: the scale against which the policies' fluency is
+ * read. Added to o as "reference_continuations". */
+static int reference_scores(const cfg *c, cJSON *o, dfpo_err *err) {
+  task t;
+  task_synth_params p;
+  int64_t maxp;
+  memset(&t, 0, sizeof t);
+  int rc = synth_params(c, &p, err);
+  if (rc || (rc = cfg_get_int(c, "eval.max_prompts", &maxp, err)))
+    return rc;
+  p.n[TASK_TRAIN] = 0; /* only the test documents are needed */
+  if ((rc = task_synth_init(&t, &p, err)))
+    return rc;
+  size_t n = t.n[TASK_TEST];
+  if (maxp > 0 && (size_t)maxp < n)
+    n = (size_t)maxp;
+  double sum[TASK_MAX_METRICS] = {0};
+  for (size_t i = 0; !rc && i < n; i++) {
+    const task_item *it = &t.items[TASK_TEST][i];
+    size_t np = strlen(it->prompt);
+    const char *cont = it->reference + np;
+    if (strncmp(it->reference, it->prompt, np) != 0) {
+      rc = dfpo_err_set(err, DFPO_ERUNTIME, "synthetic: a prompt is not a prefix of its document");
+      break;
+    }
+    double v[TASK_MAX_METRICS];
+    if ((rc = t.score(&t, it->prompt, cont[0] == ' ' ? cont + 1 : cont, v, err)))
+      break;
+    for (int m = 0; m < t.n_metrics; m++)
+      sum[m] += v[m] / (double)n;
+  }
+  if (!rc) {
+    cJSON *ref = cJSON_AddObjectToObject(o, "reference_continuations");
+    cJSON_AddNumberToObject(ref, "prompts", (double)n);
+    for (int m = 0; m < t.n_metrics; m++)
+      cJSON_AddNumberToObject(ref, t.metric_names[m], sum[m]);
+  }
+  task_free(&t);
+  return rc;
 }
 
 /* The base model and tokenizer of task ti, prepared or reused. A failure is
