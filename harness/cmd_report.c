@@ -249,8 +249,8 @@ static int by_beta(const void *a, const void *b) {
   return d < 0 ? -1 : d > 0;
 }
 
-/* Reward against NLL per word: the PPO fixed-beta sweep as a line, the
- * other PPO variants and DfPO (and NLPO) as points. */
+/* Reward against NLL per word: the PPO fixed-beta sweep as a line; the
+ * adaptive PPO, DfPO, NLPO and the base model (zero-shot) as points. */
 static int plot_frontier(const res_task *t, const char *outdir, char *file, size_t nf,
                          dfpo_err *err) {
   int mr = res_metric_index(t, "reward"), mx = res_metric_index(t, "nll_word");
@@ -260,13 +260,13 @@ static int plot_frontier(const res_task *t, const char *outdir, char *file, size
   int nv = t->n_variants;
   pt *sweep = calloc((size_t)nv + 1, sizeof *sweep);
   double *px = calloc((size_t)nv * 4 + 4, sizeof *px), *py = calloc((size_t)nv * 4 + 4, sizeof *py);
-  rep_series ser[4];
+  rep_series ser[5];
   int ns = 0, nsw = 0, rc = DFPO_OK;
   if (!sweep || !px || !py) {
     rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
     goto out;
   }
-  const char *groups[3] = {"PPO, adaptive KL", "DfPO", "NLPO"};
+  const char *groups[4] = {"PPO, adaptive KL", "DfPO", "NLPO", "base (zero-shot)"};
   int off = 0;
   for (int v = 0; v < nv; v++) {
     const res_variant *rv = &t->variants[v];
@@ -285,16 +285,15 @@ static int plot_frontier(const res_task *t, const char *outdir, char *file, size
       px[i] = sweep[i].x;
       py[i] = sweep[i].y;
     }
-    ser[ns++] = (rep_series){"PPO, fixed beta (sweep)", nsw, px, py, NULL, NULL, nsw == 1};
+    ser[ns++] = (rep_series){"PPO, fixed beta", nsw, px, py, NULL, NULL, nsw == 1};
     off = nsw;
   }
-  for (int g = 0; g < 3; g++) {
+  for (int g = 0; g < 4; g++) {
     int n = 0;
     for (int v = 0; v < nv; v++) {
       const res_variant *rv = &t->variants[v];
-      int want = g == 0   ? !strcmp(rv->algo, "ppo") && !rv->kl_fixed
-                 : g == 1 ? !strcmp(rv->algo, "dfpo")
-                          : !strcmp(rv->algo, "nlpo");
+      static const char *const algo_of[4] = {"ppo", "dfpo", "nlpo", "zero-shot"};
+      int want = !strcmp(rv->algo, algo_of[g]) && (g != 0 || !rv->kl_fixed);
       double a[RES_MAX_SEEDS], b[RES_MAX_SEEDS];
       int n1 = res_values(rv, mr, a), n2 = res_values(rv, mx, b);
       if (!want || !n1 || !n2)

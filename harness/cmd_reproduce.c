@@ -474,7 +474,9 @@ static int reference_scores(const cfg *c, cJSON *o, dfpo_err *err) {
       break;
     }
     double v[TASK_MAX_METRICS];
-    if ((rc = t.score(&t, it->prompt, cont[0] == ' ' ? cont + 1 : cont, v, err)))
+    /* the continuation keeps its leading space, as a policy's does: the
+     * score joins prompt and continuation as they are */
+    if ((rc = t.score(&t, it->prompt, cont, v, err)))
       break;
     for (int m = 0; m < t.n_metrics; m++)
       sum[m] += v[m] / (double)n;
