@@ -143,11 +143,36 @@ static void deviations(const res_suite *r, const res_task *t, const char *dir, n
           "description; the full text was not available).");
   if (ref_row(t) >= 0)
     note(n, "Welch's t-test: two-sided, over seeds, no correction for multiple comparisons.");
+  /* missing cells, the seeds that failed the same way together */
+  int any = 0;
   for (int v = 0; v < t->n_variants; v++) {
     const res_variant *rv = &t->variants[v];
-    for (int k = 0; k < rv->n_missing; k++)
-      note(n, "Missing: %s %s.", rv->name, rv->missing[k]);
+    int used[RES_MAX_SEEDS] = {0};
+    for (int k = 0; k < rv->n_missing; k++) {
+      if (used[k])
+        continue;
+      const char *why = strstr(rv->missing[k], ": ");
+      why = why ? why + 2 : "";
+      char seeds[512] = "";
+      int count = 0;
+      for (int j = k; j < rv->n_missing; j++) {
+        const char *wj = strstr(rv->missing[j], ": ");
+        if (used[j] || strcmp(wj ? wj + 2 : "", why))
+          continue;
+        used[j] = 1;
+        long long sd;
+        if (sscanf(rv->missing[j], "seed %lld", &sd) == 1) {
+          size_t len = strlen(seeds);
+          suite_fmt(seeds + len, sizeof seeds - len, "%s%lld", count ? ", " : "", sd);
+        }
+        count++;
+      }
+      note(n, "Missing: %s, seed%s %s: %s.", rv->name, count > 1 ? "s" : "", seeds, why);
+      any = 1;
+    }
   }
+  if (any)
+    note(n, "Each cell's log: logs/<task>-<variant>-seed-<n>.log in the suite folder.");
   cJSON_Delete(c);
 }
 

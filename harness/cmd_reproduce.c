@@ -599,13 +599,13 @@ static int run_cell(repro *r, int i, dfpo_err *err) {
   int ti, vi, si;
   suite_cell(&r->s, i, &ti, &vi, &si);
   const suite_variant *v = &r->s.variants[vi];
-  r->status[i] = 'R';
-  print_matrix(r, i);
   if (!r->model[ti][0]) {
     r->status[i] = 'F';
     write_failure(r, i, r->base_err[ti]);
     return dfpo_err_set(err, DFPO_ERUNTIME, "%s", r->base_err[ti]);
   }
+  r->status[i] = 'R';
+  print_matrix(r, i);
   int rc;
   suite_fmt(path, sizeof path, "%s/logs", r->root);
   if ((rc = dfpo_mkdirs(staging, err)) || (rc = dfpo_mkdirs(path, err)))
@@ -682,12 +682,12 @@ static int run_cell(repro *r, int i, dfpo_err *err) {
   }
   char why[512], msg[700];
   last_error(log, why, sizeof why);
-  /* the log relative to the suite folder, so that reports do not depend on where it lies */
-  suite_fmt(msg, sizeof msg, "exit %d: %s (log: %s)", st, why[0] ? why : "no message",
-            log + strlen(r->root) + 1);
+  /* the same words for every seed that failed the same way, so that the
+   * report can say it once; the log is logs/<task>-<variant>-seed-<n>.log */
+  suite_fmt(msg, sizeof msg, "exit %d: %s", st, why[0] ? why : "no message");
   write_failure(r, i, msg);
-  dfpo_warn("reproduce: %s/%s seed %lld failed: %s", r->s.tasks[ti], v->name,
-            (long long)r->s.seeds[si], msg);
+  dfpo_warn("reproduce: %s/%s seed %lld failed: %s (log: %s)", r->s.tasks[ti], v->name,
+            (long long)r->s.seeds[si], msg, log);
   return dfpo_err_set(err, DFPO_ERUNTIME, "%s", msg);
 }
 

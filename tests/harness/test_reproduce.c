@@ -127,7 +127,7 @@ Test(reproduce, resumed_equals_uninterrupted_and_failures_are_reported) {
   char *md = slurp(p);
   cr_expect(strstr(md, "| dfpo") && strstr(md, "| ppo-beta0") && strstr(md, "| zero-shot"), "%s",
             md);
-  cr_expect(strstr(md, "Missing: bad seed 0: exit 1:") != NULL, "%s", md);
+  cr_expect(strstr(md, "Missing: bad, seeds 0, 1: exit 1:") != NULL, "%s", md);
   cr_expect(strstr(md, "train.batch_size") != NULL, "the reason is given: %s", md);
   free(md);
   /* the plots */
