@@ -20,6 +20,10 @@ const cli_cmd cli_commands[] = {
      cmd_pretrain},
     {"bench", "time the GPT-2 engine: a training step or KV-cache generation", cmd_bench},
     {"judge", "train, evaluate and run the sentiment and toxicity judges", cmd_judge},
+    {"reproduce", "run a suite end to end: data, base model, every cell, the report",
+     cmd_reproduce},
+    {"report", "tables and plots of a suite folder", cmd_report},
+    {"check", "compare a suite's results with a baseline, within seed noise", cmd_check},
     {NULL, NULL, NULL}};
 
 void cli_reset_getopt(void) {

@@ -30,6 +30,9 @@ int cmd_generate(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
 int cmd_pretrain(int argc, char **argv);
 int cmd_judge(int argc, char **argv);
+int cmd_reproduce(int argc, char **argv);
+int cmd_report(int argc, char **argv);
+int cmd_check(int argc, char **argv);
 
 /* Makes the next getopt_long call start afresh on a new argv. */
 void cli_reset_getopt(void);

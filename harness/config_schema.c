@@ -11,8 +11,11 @@ const cfg_key cfg_schema[] = {
     {"suite.name", CFG_STR, "\"default\"", NULL, NORANGE, "name of the suite (run folder level)"},
     {"suite.tasks", CFG_STR_LIST, "[\"synthetic\"]", "synthetic|imdb|rtp|commongen", NORANGE,
      "tasks of the matrix"},
-    {"suite.algos", CFG_STR_LIST, "[\"zero-shot\",\"sft\",\"ppo\",\"nlpo\",\"dfpo\"]",
-     "zero-shot|sft|ppo|nlpo|dfpo", NORANGE, "algorithms of the matrix"},
+    {"suite.algos", CFG_STR_LIST, "[\"zero-shot\",\"sft\",\"ppo\",\"nlpo\",\"dfpo\"]", NULL,
+     NORANGE, "algorithms of the matrix: zero-shot|sft|ppo|nlpo|dfpo or a name in suite.variants"},
+    {"suite.variants", CFG_STR_LIST, "[]", NULL, NORANGE,
+     "named algorithm variants: \"NAME=ALGO key=value ...\" (e.g. \"ppo-beta0=ppo "
+     "ppo.kl_mode=fixed ppo.beta=0\")"},
     {"suite.seeds", CFG_INT_LIST, "[0,1,2]", NULL, RANGE(0, 4294967295.0), "seeds of the matrix"},
 
     /* where and how to compute */
@@ -103,5 +106,15 @@ const cfg_key cfg_schema[] = {
     {"eval.samples_per_prompt", CFG_INT, "1", NULL, RANGE(1, 1 << 20),
      "samples per prompt (RTP protocol: 25)"},
     {"eval.max_prompts", CFG_INT, "0", NULL, RANGE(0, 1 << 30), "cap on test prompts (0: all)"},
+
+    /* the base model `dfpo reproduce` pretrains when model.init is pretrain */
+    {"tokenizer.vocab_size", CFG_INT, "512", NULL, RANGE(257, 1 << 20),
+     "BPE vocabulary trained on the task corpus (model.init pretrain)"},
+    {"pretrain.steps", CFG_INT, "300", NULL, RANGE(1, 1 << 30), "base-model optimiser steps"},
+    {"pretrain.batch", CFG_INT, "16", NULL, RANGE(1, 1 << 20), "base-model rows per step"},
+    {"pretrain.seq", CFG_INT, "64", NULL, RANGE(1, 1 << 20), "base-model tokens per row"},
+    {"pretrain.lr", CFG_NUM, "3e-3", NULL, RANGE(0, 10), "base-model peak learning rate (cosine)"},
+    {"pretrain.seed", CFG_INT, "0", NULL, RANGE(0, 4294967295.0),
+     "base-model weights and data order"},
 
     {NULL, 0, NULL, NULL, NORANGE, NULL}};

@@ -120,7 +120,7 @@ Test(config, values_outside_their_domain) {
   expect_error(FIX("bad_enum.json"), NULL, 0, DFPO_EUSAGE, f1);
   const char *f2[] = {"out_of_range.json: key 'train.gamma': 1.5 is outside [0, 1]", NULL};
   expect_error(FIX("out_of_range.json"), NULL, 0, DFPO_EUSAGE, f2);
-  const char *f3[] = {"bad_list_item.json: key 'suite.algos' item 1: 'trpo' is not one of", NULL};
+  const char *f3[] = {"bad_list_item.json: key 'suite.tasks' item 1: 'mnist' is not one of", NULL};
   expect_error(FIX("bad_list_item.json"), NULL, 0, DFPO_EUSAGE, f3);
   const char *f4[] = {"duplicate.json: key 'seed' appears twice", NULL};
   expect_error(FIX("duplicate.json"), NULL, 0, DFPO_EUSAGE, f4);

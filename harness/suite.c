@@ -1,0 +1,676 @@
+#define _XOPEN_SOURCE 700 /* nftw */
+#include "harness/suite.h"
+
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <ftw.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+void suite_fmt(char *buf, size_t n, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, n, fmt, ap);
+  va_end(ap);
+}
+
+static const char *const algos[] = {"zero-shot", "sft", "ppo", "nlpo", "dfpo", NULL};
+
+int suite_is_algo(const char *name) {
+  for (int i = 0; algos[i]; i++)
+    if (!strcmp(name, algos[i]))
+      return 1;
+  return 0;
+}
+
+/* "NAME=ALGO key=value ..." into v; the name and algorithm are checked. */
+static int parse_variant(const char *def, suite_variant *v, dfpo_err *err) {
+  memset(v, 0, sizeof *v);
+  const char *eq = strchr(def, '=');
+  size_t nlen = eq ? (size_t)(eq - def) : 0;
+  if (!eq || nlen == 0 || nlen >= sizeof v->name)
+    return dfpo_err_set(err, DFPO_EUSAGE, "suite.variants: '%s' is not \"NAME=ALGO key=value ...\"",
+                        def);
+  memcpy(v->name, def, nlen);
+  for (size_t i = 0; i < nlen; i++)
+    if (!(v->name[i] == '-' || v->name[i] == '_' || v->name[i] == '.' ||
+          (v->name[i] >= 'a' && v->name[i] <= 'z') || (v->name[i] >= 'A' && v->name[i] <= 'Z') ||
+          (v->name[i] >= '0' && v->name[i] <= '9')))
+      return dfpo_err_set(err, DFPO_EUSAGE,
+                          "suite.variants: name '%s' may hold only letters, digits, '-', '_', '.'",
+                          v->name);
+  const char *p = eq + 1;
+  int first = 1;
+  while (*p) {
+    while (*p == ' ')
+      p++;
+    if (!*p)
+      break;
+    size_t len = strcspn(p, " ");
+    if (first) {
+      if (len >= sizeof v->algo)
+        return dfpo_err_set(err, DFPO_EUSAGE, "suite.variants: '%s': unknown algorithm", def);
+      memcpy(v->algo, p, len);
+      if (!suite_is_algo(v->algo))
+        return dfpo_err_set(err, DFPO_EUSAGE,
+                            "suite.variants: '%s': unknown algorithm '%s' "
+                            "(zero-shot|sft|ppo|nlpo|dfpo)",
+                            v->name, v->algo);
+      first = 0;
+    } else {
+      if (v->n_sets == SUITE_MAX_SETS)
+        return dfpo_err_set(err, DFPO_EUSAGE, "suite.variants: '%s': more than %d overrides",
+                            v->name, SUITE_MAX_SETS);
+      if (!memchr(p, '=', len))
+        return dfpo_err_set(err, DFPO_EUSAGE,
+                            "suite.variants: '%s': override '%.*s' is not key=value", v->name,
+                            (int)len, p);
+      char *s = malloc(len + 1);
+      if (!s)
+        return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+      memcpy(s, p, len);
+      s[len] = '\0';
+      v->sets[v->n_sets++] = s;
+    }
+    p += len;
+  }
+  if (first)
+    return dfpo_err_set(err, DFPO_EUSAGE, "suite.variants: '%s' names no algorithm", def);
+  return DFPO_OK;
+}
+
+static void variant_free(suite_variant *v) {
+  for (int i = 0; i < v->n_sets; i++)
+    free(v->sets[i]);
+  v->n_sets = 0;
+}
+
+int suite_load(suite *s, const char *file, const char *const *sets, int nsets, dfpo_err *err) {
+  memset(s, 0, sizeof *s);
+  int rc = cfg_load(&s->conf, cfg_schema, file, sets, nsets, err);
+  if (rc)
+    return rc;
+  int nv = 0, ndef = 0;
+  if ((rc = cfg_get_str(&s->conf, "suite.name", &s->name, err)) ||
+      (rc = cfg_get_list_len(&s->conf, "suite.tasks", &s->n_tasks, err)) ||
+      (rc = cfg_get_list_len(&s->conf, "suite.algos", &nv, err)) ||
+      (rc = cfg_get_list_len(&s->conf, "suite.seeds", &s->n_seeds, err)) ||
+      (rc = cfg_get_list_len(&s->conf, "suite.variants", &ndef, err)))
+    goto fail;
+  if (!s->name[0] || strchr(s->name, '/') || !strcmp(s->name, ".") || !strcmp(s->name, "..")) {
+    rc = dfpo_err_set(err, DFPO_EUSAGE, "suite.name '%s' is not a folder name", s->name);
+    goto fail;
+  }
+  s->tasks = calloc((size_t)s->n_tasks + 1, sizeof *s->tasks);
+  s->variants = calloc((size_t)nv + 1, sizeof *s->variants);
+  s->seeds = calloc((size_t)s->n_seeds + 1, sizeof *s->seeds);
+  if (!s->tasks || !s->variants || !s->seeds) {
+    rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+    goto fail;
+  }
+  for (int i = 0; i < s->n_tasks; i++)
+    if ((rc = cfg_get_list_str(&s->conf, "suite.tasks", i, &s->tasks[i], err)))
+      goto fail;
+  for (int i = 0; i < s->n_seeds; i++)
+    if ((rc = cfg_get_list_int(&s->conf, "suite.seeds", i, &s->seeds[i], err)))
+      goto fail;
+  for (int i = 0; i < nv; i++) {
+    const char *name;
+    if ((rc = cfg_get_list_str(&s->conf, "suite.algos", i, &name, err)))
+      goto fail;
+    for (int k = 0; k < s->n_variants; k++)
+      if (!strcmp(s->variants[k].name, name)) {
+        rc = dfpo_err_set(err, DFPO_EUSAGE, "suite.algos names '%s' twice", name);
+        goto fail;
+      }
+    suite_variant *v = &s->variants[s->n_variants];
+    int found = 0;
+    for (int k = 0; k < ndef && !found; k++) {
+      const char *def;
+      if ((rc = cfg_get_list_str(&s->conf, "suite.variants", k, &def, err)))
+        goto fail;
+      size_t nl = strlen(name);
+      if (!strncmp(def, name, nl) && def[nl] == '=') {
+        if ((rc = parse_variant(def, v, err)))
+          goto fail;
+        found = 1;
+      }
+    }
+    if (!found) {
+      if (!suite_is_algo(name)) {
+        rc = dfpo_err_set(err, DFPO_EUSAGE,
+                          "suite.algos: '%s' is neither an algorithm (zero-shot|sft|ppo|nlpo|"
+                          "dfpo) nor defined in suite.variants",
+                          name);
+        goto fail;
+      }
+      memset(v, 0, sizeof *v);
+      suite_fmt(v->name, sizeof v->name, "%s", name);
+      suite_fmt(v->algo, sizeof v->algo, "%s", name);
+    }
+    s->n_variants++;
+  }
+  if (s->n_tasks == 0 || s->n_variants == 0 || s->n_seeds == 0) {
+    rc = dfpo_err_set(err, DFPO_EUSAGE, "the suite has no cells (tasks, algos and seeds needed)");
+    goto fail;
+  }
+  return DFPO_OK;
+fail:
+  suite_free(s);
+  return rc;
+}
+
+void suite_free(suite *s) {
+  for (int i = 0; s->variants && i < s->n_variants + 1; i++)
+    variant_free(&s->variants[i]);
+  free(s->variants);
+  free(s->tasks);
+  free(s->seeds);
+  cfg_free(&s->conf);
+  memset(s, 0, sizeof *s);
+}
+
+int suite_n_cells(const suite *s) {
+  return s->n_tasks * s->n_variants * s->n_seeds;
+}
+
+void suite_cell(const suite *s, int i, int *task, int *variant, int *seed) {
+  *seed = i % s->n_seeds;
+  *variant = (i / s->n_seeds) % s->n_variants;
+  *task = i / (s->n_seeds * s->n_variants);
+}
+
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+  (void)sb, (void)flag, (void)ftw;
+  return remove(path) == 0 || errno == ENOENT ? 0 : -1;
+}
+
+int suite_rmtree(const char *path, dfpo_err *err) {
+  struct stat st;
+  if (lstat(path, &st) != 0)
+    return DFPO_OK;
+  if (nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS) != 0)
+    return dfpo_err_errno(err, DFPO_ERUNTIME, errno, "%s: cannot remove", path);
+  return DFPO_OK;
+}
+
+/* ------------------------------------------------------------- results */
+
+const char *const res_curve_names[4] = {"reward", "val_reward", "val_nll_word", "kl_seq"};
+
+int res_metric_direction(const char *m) {
+  static const char *const high[] = {"reward",  "sentiment", "meteor",     "bleu4",      "cider",
+                                     "rouge_l", "coverage",  "distinct_1", "distinct_2", NULL};
+  static const char *const low[] = {"nll_word",      "oov_rate", "perplexity", "ppl",
+                                    "ppl_ref",       "ppl_gen",  "toxicity",   "max_toxicity",
+                                    "toxicity_prob", NULL};
+  for (int i = 0; high[i]; i++)
+    if (!strcmp(m, high[i]))
+      return 1;
+  for (int i = 0; low[i]; i++)
+    if (!strcmp(m, low[i]))
+      return -1;
+  return 0;
+}
+
+int res_metric_index(const res_task *t, const char *name) {
+  for (int i = 0; i < t->n_metrics; i++)
+    if (!strcmp(t->metrics[i], name))
+      return i;
+  return -1;
+}
+
+int res_variant_index(const res_task *t, const char *name) {
+  for (int i = 0; i < t->n_variants; i++)
+    if (!strcmp(t->variants[i].name, name))
+      return i;
+  return -1;
+}
+
+int res_values(const res_variant *v, int metric, double *out) {
+  int n = 0;
+  for (int s = 0; s < v->n_done; s++)
+    if (isfinite(v->vals[s][metric]))
+      out[n++] = v->vals[s][metric];
+  return n;
+}
+
+static res_task *task_get(res_suite *r, const char *name, dfpo_err *err) {
+  for (int i = 0; i < r->n_tasks; i++)
+    if (!strcmp(r->tasks[i].name, name))
+      return &r->tasks[i];
+  res_task *g = realloc(r->tasks, sizeof *g * (size_t)(r->n_tasks + 1));
+  if (!g) {
+    dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+    return NULL;
+  }
+  r->tasks = g;
+  res_task *t = &r->tasks[r->n_tasks++];
+  memset(t, 0, sizeof *t);
+  suite_fmt(t->name, sizeof t->name, "%s", name);
+  return t;
+}
+
+static res_variant *variant_get(res_task *t, const char *name, dfpo_err *err) {
+  int i = res_variant_index(t, name);
+  if (i >= 0)
+    return &t->variants[i];
+  res_variant *g = realloc(t->variants, sizeof *g * (size_t)(t->n_variants + 1));
+  if (!g) {
+    dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+    return NULL;
+  }
+  t->variants = g;
+  res_variant *v = &t->variants[t->n_variants++];
+  memset(v, 0, sizeof *v);
+  suite_fmt(v->name, sizeof v->name, "%s", name);
+  v->beta = NAN;
+  return v;
+}
+
+static int metric_get(res_task *t, const char *name) {
+  int i = res_metric_index(t, name);
+  if (i >= 0 || t->n_metrics == RES_MAX_METRICS || strlen(name) >= sizeof t->metrics[0])
+    return i;
+  suite_fmt(t->metrics[t->n_metrics], sizeof t->metrics[0], "%s", name);
+  return t->n_metrics++;
+}
+
+static cJSON *read_json(const char *path, dfpo_err *err) {
+  char *text = NULL;
+  size_t len = 0;
+  if (dfpo_read_file(path, &text, &len, err))
+    return NULL;
+  cJSON *o = cJSON_ParseWithLength(text, len);
+  free(text);
+  if (!o)
+    dfpo_err_set(err, DFPO_EDATA, "%s: not valid JSON", path);
+  return o;
+}
+
+static int read_curve(res_curve *c, const char *path) {
+  FILE *fp = fopen(path, "r");
+  if (!fp)
+    return 0;
+  char *line = NULL;
+  size_t cap = 0, ncap = 0;
+  while (getline(&line, &cap, fp) != -1) {
+    cJSON *o = cJSON_Parse(line);
+    const cJSON *it = o ? cJSON_GetObjectItem(o, "iteration") : NULL;
+    if (cJSON_IsNumber(it)) {
+      if ((size_t)c->n == ncap) {
+        ncap = ncap ? 2 * ncap : 64;
+        double *x = realloc(c->x, sizeof(double) * ncap);
+        if (x)
+          c->x = x;
+        for (int k = 0; k < 4 && x; k++) {
+          double *y = realloc(c->y[k], sizeof(double) * ncap);
+          if (!y)
+            x = NULL;
+          else
+            c->y[k] = y;
+        }
+        if (!x) {
+          cJSON_Delete(o);
+          break;
+        }
+      }
+      c->x[c->n] = it->valuedouble;
+      for (int k = 0; k < 4; k++) {
+        const cJSON *v = cJSON_GetObjectItem(o, res_curve_names[k]);
+        c->y[k][c->n] = cJSON_IsNumber(v) ? v->valuedouble : NAN;
+      }
+      c->n++;
+    }
+    cJSON_Delete(o);
+  }
+  free(line);
+  fclose(fp);
+  return 0;
+}
+
+/* Reads one finished cell's eval.json (and config.json, train.jsonl). */
+static int read_cell(res_task *t, res_variant *v, int64_t seed, const char *cell, int curves,
+                     dfpo_err *err) {
+  char path[4200];
+  suite_fmt(path, sizeof path, "%s/eval.json", cell);
+  cJSON *o = read_json(path, err);
+  if (!o)
+    return err->code;
+  int s = v->n_done;
+  if (s == RES_MAX_SEEDS) {
+    cJSON_Delete(o);
+    return dfpo_err_set(err, DFPO_EUSAGE, "%s: more than %d seeds", cell, RES_MAX_SEEDS);
+  }
+  for (int m = 0; m < RES_MAX_METRICS; m++)
+    v->vals[s][m] = NAN;
+  const cJSON *ms = cJSON_GetObjectItem(o, "metrics"), *it;
+  const cJSON *algo = cJSON_GetObjectItem(o, "algo");
+  if (cJSON_IsString(algo) && !v->algo[0])
+    suite_fmt(v->algo, sizeof v->algo, "%s", algo->valuestring);
+  cJSON_ArrayForEach(it, ms) {
+    if (!cJSON_IsNumber(it))
+      continue;
+    int m = metric_get(t, it->string);
+    if (m >= 0)
+      v->vals[s][m] = it->valuedouble;
+  }
+  cJSON_Delete(o);
+  suite_fmt(path, sizeof path, "%s/config.json", cell);
+  dfpo_err e2;
+  cJSON *c = read_json(path, &e2);
+  if (c) {
+    const cJSON *ppo = cJSON_GetObjectItem(c, "ppo");
+    const cJSON *b = cJSON_GetObjectItem(ppo, "beta"), *mode = cJSON_GetObjectItem(ppo, "kl_mode");
+    if (cJSON_IsNumber(b))
+      v->beta = b->valuedouble;
+    v->kl_fixed = cJSON_IsString(mode) && !strcmp(mode->valuestring, "fixed");
+    cJSON_Delete(c);
+  }
+  if (curves) {
+    suite_fmt(path, sizeof path, "%s/train.jsonl", cell);
+    read_curve(&v->curves[s], path);
+  }
+  v->seeds[s] = seed;
+  v->n_done++;
+  return DFPO_OK;
+}
+
+static int exists(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0;
+}
+
+/* The reason a cell failed, from failed/<task>/<variant>/seed-<n>.txt. */
+static void failure_reason(const char *dir, const char *task, const char *variant, int64_t seed,
+                           char *buf, size_t n) {
+  char path[4200];
+  suite_fmt(path, sizeof path, "%s/failed/%s/%s/seed-%lld.txt", dir, task, variant,
+            (long long)seed);
+  FILE *fp = fopen(path, "r");
+  suite_fmt(buf, n, "not run");
+  if (!fp)
+    return;
+  if (fgets(buf, (int)n, fp))
+    buf[strcspn(buf, "\n")] = '\0';
+  fclose(fp);
+}
+
+static int add_expected(res_suite *r, const char *dir, int curves, dfpo_err *err) {
+  dfpo_err e;
+  suite s;
+  char path[4200];
+  suite_fmt(path, sizeof path, "%s/suite.json", dir);
+  int rc = suite_load(&s, path, NULL, 0, &e);
+  if (rc) {
+    *err = e;
+    return rc;
+  }
+  suite_fmt(r->name, sizeof r->name, "%s", s.name);
+  for (int ti = 0; !rc && ti < s.n_tasks; ti++) {
+    res_task *t = task_get(r, s.tasks[ti], err);
+    if (!t) {
+      rc = err->code;
+      break;
+    }
+    for (int vi = 0; !rc && vi < s.n_variants; vi++) {
+      res_variant *v = variant_get(t, s.variants[vi].name, err);
+      if (!v) {
+        rc = err->code;
+        break;
+      }
+      suite_fmt(v->algo, sizeof v->algo, "%s", s.variants[vi].algo);
+      v->n_expected = s.n_seeds;
+      for (int si = 0; !rc && si < s.n_seeds; si++) {
+        char cell[4200];
+        suite_fmt(cell, sizeof cell, "%s/%s/%s/seed-%lld", dir, t->name, v->name,
+                  (long long)s.seeds[si]);
+        suite_fmt(path, sizeof path, "%s/DONE", cell);
+        if (exists(path)) {
+          rc = read_cell(t, v, s.seeds[si], cell, curves, err);
+        } else if (v->n_missing < RES_MAX_SEEDS) {
+          char why[200];
+          failure_reason(dir, t->name, v->name, s.seeds[si], why, sizeof why);
+          suite_fmt(v->missing[v->n_missing++], sizeof v->missing[0], "seed %lld: %s",
+                    (long long)s.seeds[si], why);
+        }
+      }
+    }
+  }
+  suite_free(&s);
+  return rc;
+}
+
+static int by_name(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sorted names of the subfolders of dir (NULL-terminated; free each). */
+static char **subdirs(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d)
+    return NULL;
+  char **names = NULL;
+  size_t n = 0;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (e->d_name[0] == '.')
+      continue;
+    char p[4200];
+    suite_fmt(p, sizeof p, "%s/%s", dir, e->d_name);
+    struct stat st;
+    if (stat(p, &st) || !S_ISDIR(st.st_mode))
+      continue;
+    char **g = realloc(names, sizeof *names * (n + 2));
+    if (!g)
+      break;
+    names = g;
+    names[n++] = strdup(e->d_name);
+    names[n] = NULL;
+  }
+  closedir(d);
+  if (names)
+    qsort(names, n, sizeof *names, by_name);
+  return names;
+}
+
+static void free_names(char **names) {
+  for (size_t i = 0; names && names[i]; i++)
+    free(names[i]);
+  free(names);
+}
+
+/* Without suite.json: <task>/<variant>/seed-<n>/DONE as found. */
+static int add_found(res_suite *r, const char *dir, int curves, dfpo_err *err) {
+  int rc = DFPO_OK;
+  char **tasks = subdirs(dir);
+  for (size_t ti = 0; !rc && tasks && tasks[ti]; ti++) {
+    char tdir[4200];
+    suite_fmt(tdir, sizeof tdir, "%s/%s", dir, tasks[ti]);
+    char **vars = subdirs(tdir);
+    for (size_t vi = 0; !rc && vars && vars[vi]; vi++) {
+      char vdir[4300];
+      suite_fmt(vdir, sizeof vdir, "%s/%s", tdir, vars[vi]);
+      char **seeds = subdirs(vdir);
+      for (size_t si = 0; !rc && seeds && seeds[si]; si++) {
+        long long seed;
+        char cell[4400], done[4500];
+        if (sscanf(seeds[si], "seed-%lld", &seed) != 1)
+          continue;
+        suite_fmt(cell, sizeof cell, "%s/%s", vdir, seeds[si]);
+        suite_fmt(done, sizeof done, "%s/DONE", cell);
+        if (!exists(done))
+          continue;
+        res_task *t = task_get(r, tasks[ti], err);
+        res_variant *v = t ? variant_get(t, vars[vi], err) : NULL;
+        rc = v ? read_cell(t, v, seed, cell, curves, err) : err->code;
+      }
+      free_names(seeds);
+    }
+    free_names(vars);
+  }
+  free_names(tasks);
+  return rc;
+}
+
+int res_collect(res_suite *r, const char *dir, int curves, dfpo_err *err) {
+  memset(r, 0, sizeof *r);
+  char path[4200];
+  suite_fmt(path, sizeof path, "%s/suite.json", dir);
+  struct stat st;
+  if (stat(dir, &st) || !S_ISDIR(st.st_mode))
+    return dfpo_err_set(err, DFPO_EUSAGE, "%s: not a folder", dir);
+  int rc;
+  if (exists(path)) {
+    size_t len;
+    if ((rc = dfpo_read_file(path, &r->config_json, &len, err)))
+      return rc;
+    rc = add_expected(r, dir, curves, err);
+  } else {
+    const char *base = strrchr(dir, '/');
+    suite_fmt(r->name, sizeof r->name, "%s", base && base[1] ? base + 1 : dir);
+    rc = add_found(r, dir, curves, err);
+  }
+  if (rc)
+    res_free(r);
+  return rc;
+}
+
+void res_free(res_suite *r) {
+  for (int t = 0; t < r->n_tasks; t++) {
+    for (int v = 0; v < r->tasks[t].n_variants; v++)
+      for (int s = 0; s < RES_MAX_SEEDS; s++) {
+        res_curve *c = &r->tasks[t].variants[v].curves[s];
+        free(c->x);
+        for (int k = 0; k < 4; k++)
+          free(c->y[k]);
+      }
+    free(r->tasks[t].variants);
+  }
+  free(r->tasks);
+  free(r->config_json);
+  memset(r, 0, sizeof *r);
+}
+
+int res_write_json(const res_suite *r, const char *path, dfpo_err *err) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "suite", r->name);
+  cJSON *tasks = cJSON_AddArrayToObject(o, "tasks");
+  for (int ti = 0; ti < r->n_tasks; ti++) {
+    const res_task *t = &r->tasks[ti];
+    cJSON *to = cJSON_CreateObject();
+    cJSON_AddItemToArray(tasks, to);
+    cJSON_AddStringToObject(to, "task", t->name);
+    cJSON *vs = cJSON_AddArrayToObject(to, "variants");
+    for (int vi = 0; vi < t->n_variants; vi++) {
+      const res_variant *v = &t->variants[vi];
+      cJSON *vo = cJSON_CreateObject();
+      cJSON_AddItemToArray(vs, vo);
+      cJSON_AddStringToObject(vo, "variant", v->name);
+      cJSON_AddStringToObject(vo, "algo", v->algo);
+      cJSON *seeds = cJSON_AddArrayToObject(vo, "seeds");
+      for (int s = 0; s < v->n_done; s++)
+        cJSON_AddItemToArray(seeds, cJSON_CreateNumber((double)v->seeds[s]));
+      cJSON *ms = cJSON_AddObjectToObject(vo, "metrics");
+      for (int m = 0; m < t->n_metrics; m++) {
+        cJSON *a = cJSON_AddArrayToObject(ms, t->metrics[m]);
+        for (int s = 0; s < v->n_done; s++)
+          cJSON_AddItemToArray(a, isfinite(v->vals[s][m]) ? cJSON_CreateNumber(v->vals[s][m])
+                                                          : cJSON_CreateNull());
+      }
+      cJSON *miss = cJSON_AddArrayToObject(vo, "missing");
+      for (int k = 0; k < v->n_missing; k++)
+        cJSON_AddItemToArray(miss, cJSON_CreateString(v->missing[k]));
+    }
+  }
+  char *s = cJSON_Print(o);
+  cJSON_Delete(o);
+  if (!s)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "%s: out of memory", path);
+  size_t n = strlen(s);
+  s[n] = '\n';
+  int rc = dfpo_atomic_write_file(path, s, n + 1, err);
+  free(s);
+  return rc;
+}
+
+int res_read_json(res_suite *r, const char *path, dfpo_err *err) {
+  memset(r, 0, sizeof *r);
+  cJSON *o = read_json(path, err);
+  if (!o)
+    return err->code;
+  int rc = DFPO_OK;
+  const cJSON *name = cJSON_GetObjectItem(o, "suite"), *tasks = cJSON_GetObjectItem(o, "tasks"),
+              *to;
+  if (!cJSON_IsString(name) || !cJSON_IsArray(tasks)) {
+    cJSON_Delete(o);
+    return dfpo_err_set(err, DFPO_EDATA, "%s: not a results file (needs \"suite\" and \"tasks\")",
+                        path);
+  }
+  suite_fmt(r->name, sizeof r->name, "%s", name->valuestring);
+  cJSON_ArrayForEach(to, tasks) {
+    const cJSON *tn = cJSON_GetObjectItem(to, "task"), *vs = cJSON_GetObjectItem(to, "variants"),
+                *vo;
+    if (!cJSON_IsString(tn) || !cJSON_IsArray(vs)) {
+      rc = dfpo_err_set(err, DFPO_EDATA, "%s: a task needs \"task\" and \"variants\"", path);
+      break;
+    }
+    res_task *t = task_get(r, tn->valuestring, err);
+    if (!t) {
+      rc = err->code;
+      break;
+    }
+    cJSON_ArrayForEach(vo, vs) {
+      const cJSON *vn = cJSON_GetObjectItem(vo, "variant"), *al = cJSON_GetObjectItem(vo, "algo"),
+                  *seeds = cJSON_GetObjectItem(vo, "seeds"),
+                  *ms = cJSON_GetObjectItem(vo, "metrics"), *m;
+      if (!cJSON_IsString(vn) || !cJSON_IsArray(seeds) || !cJSON_IsObject(ms) ||
+          cJSON_GetArraySize(seeds) > RES_MAX_SEEDS) {
+        rc = dfpo_err_set(err, DFPO_EDATA,
+                          "%s: task %s: a variant needs \"variant\", \"seeds\" (at most %d) and "
+                          "\"metrics\"",
+                          path, t->name, RES_MAX_SEEDS);
+        break;
+      }
+      res_variant *v = variant_get(t, vn->valuestring, err);
+      if (!v) {
+        rc = err->code;
+        break;
+      }
+      if (cJSON_IsString(al))
+        suite_fmt(v->algo, sizeof v->algo, "%s", al->valuestring);
+      v->n_done = cJSON_GetArraySize(seeds);
+      for (int s = 0; s < v->n_done; s++) {
+        v->seeds[s] = (int64_t)cJSON_GetArrayItem(seeds, s)->valuedouble;
+        for (int k = 0; k < RES_MAX_METRICS; k++)
+          v->vals[s][k] = NAN;
+      }
+      cJSON_ArrayForEach(m, ms) {
+        int k = metric_get(t, m->string);
+        if (k < 0 || !cJSON_IsArray(m) || cJSON_GetArraySize(m) != v->n_done) {
+          rc = dfpo_err_set(err, DFPO_EDATA, "%s: %s/%s: metric '%s' needs one value per seed",
+                            path, t->name, v->name, m->string);
+          break;
+        }
+        for (int s = 0; s < v->n_done; s++) {
+          const cJSON *x = cJSON_GetArrayItem(m, s);
+          v->vals[s][k] = cJSON_IsNumber(x) ? x->valuedouble : NAN;
+        }
+      }
+      if (rc)
+        break;
+    }
+    if (rc)
+      break;
+  }
+  cJSON_Delete(o);
+  if (rc)
+    res_free(r);
+  return rc;
+}

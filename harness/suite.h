@@ -1,0 +1,123 @@
+/* Internal to harness/: suites (the matrix of (task, variant, seed) cells of
+ * `dfpo reproduce`) and the collected results of a suite folder that
+ * `dfpo report` and `dfpo check` read.
+ *
+ * Prefix: suite_ (the matrix) and res_ (results). A variant is a name in
+ * suite.algos: an algorithm itself (zero-shot, sft, ppo, nlpo, dfpo) or a name
+ * defined in suite.variants as "NAME=ALGO key=value ...", whose overrides are
+ * laid over the suite config for that variant's cells (docs/suites.md).
+ *
+ * Ownership: a suite owns its config and variants (suite_free); a res_suite
+ * owns everything it holds (res_free).
+ */
+#ifndef DFPO_HARNESS_SUITE_H
+#define DFPO_HARNESS_SUITE_H
+
+#include "common/common.h"
+#include "harness/config.h"
+
+#include <stdint.h>
+
+#define SUITE_MAX_SETS 16
+
+typedef struct suite_variant {
+  char name[64];
+  char algo[16];
+  int n_sets;
+  char *sets[SUITE_MAX_SETS]; /* "key=value" overrides (heap) */
+} suite_variant;
+
+typedef struct suite {
+  cfg conf;
+  const char *name; /* suite.name, points into conf */
+  int n_tasks, n_variants, n_seeds;
+  const char **tasks; /* point into conf */
+  suite_variant *variants;
+  int64_t *seeds;
+} suite;
+
+/* Loads a suite config (file may be NULL: the defaults) with overrides, and
+ * resolves its variants; a name in suite.algos that is neither an algorithm
+ * nor defined in suite.variants is a usage error. */
+int suite_load(suite *s, const char *file, const char *const *sets, int nsets, dfpo_err *err);
+void suite_free(suite *s);
+
+/* The number of cells and cell i as (task, variant, seed) indices, tasks
+ * outermost, seeds innermost. */
+int suite_n_cells(const suite *s);
+void suite_cell(const suite *s, int i, int *task, int *variant, int *seed);
+
+/* Whether name is one of the algorithms of `dfpo train`. */
+int suite_is_algo(const char *name);
+
+/* snprintf for paths and messages that are cut at n bytes by design. */
+void suite_fmt(char *buf, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Removes a folder tree (like rm -rf); a missing path is fine. */
+int suite_rmtree(const char *path, dfpo_err *err);
+
+/* ------------------------------------------------------------- results */
+
+#define RES_MAX_METRICS 12
+#define RES_MAX_SEEDS 64
+
+typedef struct res_curve {
+  int n;        /* points */
+  double *x;    /* iteration */
+  double *y[4]; /* per curve kind, NaN where absent (see res_curve_names) */
+} res_curve;
+
+extern const char *const res_curve_names[4]; /* reward, val_reward, val_nll_word, kl_seq */
+
+typedef struct res_variant {
+  char name[64], algo[16];
+  double beta;    /* ppo.beta of its config (NaN unknown) */
+  int kl_fixed;   /* ppo.kl_mode == fixed */
+  int n_expected; /* seeds the suite asked for (0: unknown) */
+  int n_done;
+  int64_t seeds[RES_MAX_SEEDS];
+  double vals[RES_MAX_SEEDS][RES_MAX_METRICS]; /* NaN where absent */
+  res_curve curves[RES_MAX_SEEDS];
+  int n_missing;
+  char missing[RES_MAX_SEEDS][256]; /* "seed-N: why" */
+} res_variant;
+
+typedef struct res_task {
+  char name[32];
+  int n_metrics;
+  char metrics[RES_MAX_METRICS][32];
+  int n_variants;
+  res_variant *variants;
+} res_task;
+
+typedef struct res_suite {
+  char name[64];
+  int n_tasks;
+  res_task *tasks;
+  char *config_json; /* suite.json text, or NULL */
+} res_suite;
+
+/* Reads a suite folder (the one `dfpo reproduce` writes: suite.json and
+ * <task>/<variant>/seed-<n>/ with eval.json and DONE). With suite.json the
+ * matrix it names is expected and absent cells are listed as missing (with
+ * the reason recorded under failed/, when there is one); without it the
+ * folders found are used. With curves, train.jsonl is read too. */
+int res_collect(res_suite *r, const char *dir, int curves, dfpo_err *err);
+/* The same from a results JSON (res_write_json's format; a baseline). */
+int res_read_json(res_suite *r, const char *path, dfpo_err *err);
+/* Writes the per-seed values as JSON (a baseline for `dfpo check`). */
+int res_write_json(const res_suite *r, const char *path, dfpo_err *err);
+void res_free(res_suite *r);
+/* Index of a metric or variant by name, -1 when absent. */
+int res_metric_index(const res_task *t, const char *name);
+int res_variant_index(const res_task *t, const char *name);
+/* Column j of variant v: the values of the seeds done, packed (returns n). */
+int res_values(const res_variant *v, int metric, double *out);
+/* Whether higher is better (1), lower (-1), or neither (0) for a metric name. */
+int res_metric_direction(const char *metric);
+
+/* `dfpo report`: reads the suite folder dir and writes dir/report/ (tables,
+ * plots when `plots`, report.md, results.json). */
+int res_report(const char *dir, int plots, dfpo_err *err);
+
+#endif

@@ -1,0 +1,322 @@
+/* dfpo reproduce, report and check on a very small suite: resume gives the
+ * same tables as an uninterrupted run, a failing cell does not stop the
+ * others and is reported, check passes on new seeds and fails on a planted
+ * regression, the Slurm script names every cell. */
+#include "tests/support/support.h"
+
+#include <cjson/cJSON.h>
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char dir[256], home[300], envhome[320];
+
+/* Two seeds of zero-shot, PPO with beta 0 (a variant), DfPO, and a variant
+ * that cannot run (batch size 0 is out of range), on a tiny base. */
+static const char tiny[] =
+    "{\"suite\": {\"name\": \"tiny\", \"tasks\": [\"synthetic\"],\n"
+    "  \"algos\": [\"zero-shot\", \"ppo-beta0\", \"dfpo\", \"bad\"],\n"
+    "  \"variants\": [\"ppo-beta0=ppo ppo.kl_mode=fixed ppo.beta=0\", \"bad=ppo "
+    "train.batch_size=0\"],\n"
+    "  \"seeds\": [0, 1]},\n"
+    " \"device\": \"cpu\", \"threads\": 1,\n"
+    " \"task\": {\"max_prompt_tokens\": 32, \"synthetic\": {\"n_train\": 120, \"n_validation\": "
+    "4, \"n_test\": 8, \"min_words\": 12}},\n"
+    " \"tokenizer\": {\"vocab_size\": 300},\n"
+    " \"model\": {\"n_layer\": 1, \"n_head\": 2, \"n_embd\": 32, \"block_size\": 64},\n"
+    " \"pretrain\": {\"steps\": 30, \"batch\": 8, \"seq\": 32},\n"
+    " \"generation\": {\"max_new_tokens\": 8, \"min_new_tokens\": 4},\n"
+    " \"train\": {\"iterations\": 2, \"batch_size\": 4, \"minibatch\": 4, \"epochs\": 1, \"lr\": "
+    "1e-3, \"eval_every\": 1}}\n";
+
+static void setup(void) {
+  ts_tmpdir(dir, sizeof dir);
+  snprintf(home, sizeof home, "%s/home", dir);
+  snprintf(envhome, sizeof envhome, "DFPO_HOME=%s", home);
+  char path[400];
+  snprintf(path, sizeof path, "%s/tiny.json", dir);
+  FILE *fp = fopen(path, "w");
+  cr_assert_not_null(fp);
+  fputs(tiny, fp);
+  fclose(fp);
+}
+
+static void teardown(void) {
+  if (!getenv("DFPO_KEEP_TEST_FILES"))
+    ts_rmtree(dir);
+}
+
+TestSuite(reproduce, .init = setup, .fini = teardown, .timeout = 900);
+
+/* Runs dfpo with DFPO_HOME in the test folder; returns the exit status. */
+static int dfpo(const char *const *args, char **err_out) {
+  char *argv[32];
+  int n = 0;
+  argv[n++] = (char *)DFPO_BIN;
+  for (; args[n - 1]; n++)
+    argv[n] = (char *)args[n - 1];
+  argv[n] = NULL;
+  char *env[] = {envhome, "OMP_NUM_THREADS=1", NULL};
+  ts_run r;
+  ts_run_cmd(&r, argv, NULL, env);
+  int st = r.status;
+  if (err_out)
+    *err_out = strdup(r.err ? r.err : "");
+  ts_run_free(&r);
+  return st;
+}
+
+static char *slurp(const char *path) {
+  FILE *fp = fopen(path, "rb");
+  cr_assert_not_null(fp, "%s missing", path);
+  char *buf = calloc(1, 1 << 20);
+  size_t n = fread(buf, 1, (1 << 20) - 1, fp);
+  fclose(fp);
+  buf[n] = '\0';
+  return buf;
+}
+
+static int run_suite(const char *out, const char *extra1, const char *extra2, char **err) {
+  char cfg[400];
+  snprintf(cfg, sizeof cfg, "%s/tiny.json", dir);
+  const char *args[] = {"reproduce", "--config", cfg, "--out", out, extra1, extra2, NULL};
+  return dfpo(args, err);
+}
+
+Test(reproduce, resumed_equals_uninterrupted_and_failures_are_reported) {
+  char a[300], b[300], *err;
+  snprintf(a, sizeof a, "%s/a", dir);
+  snprintf(b, sizeof b, "%s/b", dir);
+  /* uninterrupted; the variant "bad" fails in both seeds, the rest go on */
+  int st = run_suite(a, NULL, NULL, &err);
+  cr_assert_eq(st, 3, "exit %d: %s", st, err);
+  cr_expect(strstr(err, "2 of 8 cells failed") != NULL, "%s", err);
+  free(err);
+  /* interrupted after two cells, then a half-written leftover of a third */
+  st = run_suite(b, "--max-cells", "2", &err);
+  cr_assert_eq(st, 130, "exit %d: %s", st, err);
+  free(err);
+  char p[600], q[600];
+  snprintf(p, sizeof p, "%s/tiny/synthetic/zero-shot/seed-1/DONE", b);
+  cr_expect_eq(access(p, F_OK), 0, "the first two cells are done");
+  snprintf(p, sizeof p, "%s/tiny/synthetic/ppo-beta0/seed-0", b);
+  cr_expect_neq(access(p, F_OK), 0, "the third is not");
+  snprintf(p, sizeof p, "%s/tiny/.staging/synthetic/ppo-beta0/seed-0/tiny/synthetic/ppo/seed-0", b);
+  char cmd[1400];
+  snprintf(cmd, sizeof cmd, "mkdir -p %s && echo '{\"iteration\": 0, \"rew' > %s/train.jsonl", p,
+           p);
+  cr_assert_eq(system(cmd), 0);
+  st = run_suite(b, NULL, NULL, &err);
+  cr_assert_eq(st, 3, "exit %d: %s", st, err);
+  free(err);
+  static const char *const files[] = {"synthetic.md", "synthetic.csv", "synthetic.tex",
+                                      "synthetic.json", "results.json"};
+  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+    snprintf(p, sizeof p, "%s/tiny/report/%s", a, files[i]);
+    snprintf(q, sizeof q, "%s/tiny/report/%s", b, files[i]);
+    char *x = slurp(p), *y = slurp(q);
+    cr_expect_str_eq(x, y, "%s differs between the uninterrupted and the resumed run", files[i]);
+    free(x);
+    free(y);
+  }
+  snprintf(p, sizeof p, "%s/tiny/report/synthetic.md", a);
+  char *md = slurp(p);
+  cr_expect(strstr(md, "| dfpo") && strstr(md, "| ppo-beta0") && strstr(md, "| zero-shot"), "%s",
+            md);
+  cr_expect(strstr(md, "Missing: bad, seeds 0, 1: exit 1:") != NULL, "%s", md);
+  cr_expect(strstr(md, "train.batch_size") != NULL, "the reason is given: %s", md);
+  free(md);
+  /* the plots */
+  snprintf(p, sizeof p, "%s/tiny/report/synthetic-val_reward.png", a);
+  cr_expect_eq(access(p, F_OK), 0);
+  snprintf(p, sizeof p, "%s/tiny/report/synthetic-frontier.png", a);
+  cr_expect_eq(access(p, F_OK), 0);
+  /* the base model was made once and reused */
+  snprintf(p, sizeof p, "%s/tiny/base-synthetic.json", b);
+  char *base = slurp(p);
+  cr_expect(strstr(base, home) != NULL && strstr(base, "val_loss_per_token"), "%s", base);
+  free(base);
+}
+
+/* Adds `delta` to metric m of seeds 5 and 6 of a variant's eval.json. */
+static void plant(const char *suite_dir, const char *variant, const char *m, double delta) {
+  for (int s = 5; s < 7; s++) {
+    char p[600];
+    snprintf(p, sizeof p, "%s/synthetic/%s/seed-%d/eval.json", suite_dir, variant, s);
+    char *t = slurp(p);
+    cJSON *o = cJSON_Parse(t);
+    free(t);
+    cJSON *x = cJSON_GetObjectItem(cJSON_GetObjectItem(o, "metrics"), m);
+    cr_assert_not_null(x);
+    cJSON_SetNumberValue(x, x->valuedouble + delta);
+    char *s2 = cJSON_Print(o);
+    FILE *fp = fopen(p, "w");
+    fputs(s2, fp);
+    fclose(fp);
+    free(s2);
+    cJSON_Delete(o);
+  }
+}
+
+Test(reproduce, check_passes_new_seeds_and_fails_a_planted_regression) {
+  char a[300], c[300], base[400], *err;
+  snprintf(a, sizeof a, "%s/a", dir);
+  snprintf(c, sizeof c, "%s/c", dir);
+  int st = run_suite(a, NULL, NULL, &err);
+  cr_assert_eq(st, 3, "exit %d: %s", st, err);
+  free(err);
+  snprintf(base, sizeof base, "%s/tiny/report/results.json", a);
+  /* the same build, new seeds */
+  st = run_suite(c, "--set", "suite.seeds=[5,6]", &err);
+  cr_assert_eq(st, 3, "exit %d: %s", st, err);
+  free(err);
+  char cdir[400];
+  snprintf(cdir, sizeof cdir, "%s/tiny", c);
+  const char *args[] = {"check", "--baseline", base, cdir, NULL};
+  /* check reads the folders, so the seeds 5 and 6 stand against 0 and 1 */
+  st = dfpo(args, &err);
+  cr_expect_eq(st, 0, "an unchanged build with new seeds passes: %s", err);
+  free(err);
+  /* a regression 50 seed-sd wide in DfPO's reward (at least 0.05) */
+  char *t = slurp(base);
+  cJSON *o = cJSON_Parse(t);
+  free(t);
+  double sd = 0;
+  cJSON *tasks = cJSON_GetObjectItem(o, "tasks"), *v;
+  cJSON_ArrayForEach(v, cJSON_GetObjectItem(cJSON_GetArrayItem(tasks, 0), "variants")) {
+    if (strcmp(cJSON_GetObjectItem(v, "variant")->valuestring, "dfpo"))
+      continue;
+    cJSON *r = cJSON_GetObjectItem(cJSON_GetObjectItem(v, "metrics"), "reward");
+    double x0 = cJSON_GetArrayItem(r, 0)->valuedouble, x1 = cJSON_GetArrayItem(r, 1)->valuedouble;
+    sd = fabs(x0 - x1) / sqrt(2.0); /* the sample sd of two values */
+  }
+  cJSON_Delete(o);
+  cr_assert_gt(sd + 1, 0, "dfpo's rewards found");
+  plant(cdir, "dfpo", "reward", -fmax(50 * sd, 0.05));
+  st = dfpo(args, &err);
+  cr_expect_eq(st, 4, "a planted regression fails: exit %d: %s", st, err);
+  cr_expect(strstr(err, "moved beyond seed noise") != NULL, "%s", err);
+  free(err);
+  /* a missing cell is a failure too */
+  char p[600];
+  plant(cdir, "dfpo", "reward", fmax(50 * sd, 0.05));
+  snprintf(p, sizeof p, "%s/synthetic/dfpo/seed-5/DONE", cdir);
+  cr_assert_eq(remove(p), 0);
+  st = dfpo(args, &err);
+  cr_expect_eq(st, 4, "exit %d: %s", st, err);
+  free(err);
+}
+
+Test(reproduce, emit_slurm_writes_one_array_task_per_cell) {
+  char a[300], cfg[400], p[600];
+  snprintf(a, sizeof a, "%s/s", dir);
+  snprintf(cfg, sizeof cfg, "%s/tiny.json", dir);
+  const char *args[] = {"reproduce", "--config", cfg, "--out", a, "--emit", "slurm", NULL};
+  char *err;
+  int st = dfpo(args, &err);
+  cr_assert_eq(st, 0, "%s", err);
+  free(err);
+  snprintf(p, sizeof p, "%s/tiny/slurm/cells.sbatch", a);
+  char *s = slurp(p);
+  cr_expect(strstr(s, "#SBATCH --array=0-7\n") != NULL, "8 cells: %s", s);
+  cr_expect(strstr(s, "--cell \"$SLURM_ARRAY_TASK_ID\"") != NULL, "%s", s);
+  free(s);
+  snprintf(p, sizeof p, "%s/tiny/slurm/submit.sh", a);
+  s = slurp(p);
+  cr_expect(strstr(s, "afterok:$prep") && strstr(s, "afterany:$cells report.sbatch"), "%s", s);
+  free(s);
+  /* nothing ran */
+  snprintf(p, sizeof p, "%s/tiny/synthetic", a);
+  cr_expect_neq(access(p, F_OK), 0);
+}
+
+Test(reproduce_cli, bad_suites_are_refused) {
+  const char *a1[] = {"reproduce", "--suite", "no-such-suite", NULL};
+  char *err;
+  cr_expect_eq(dfpo(a1, &err), 1);
+  cr_expect(strstr(err, "no suite 'no-such-suite'") != NULL, "%s", err);
+  free(err);
+  const char *a2[] = {"reproduce", "--set", "suite.algos=ppo,zzz", "--out", "/nonexistent/x", NULL};
+  cr_expect_eq(dfpo(a2, &err), 1);
+  cr_expect(strstr(err, "'zzz' is neither an algorithm") != NULL, "%s", err);
+  free(err);
+  const char *a3[] = {"check", "--baseline", "/nonexistent.json", "/tmp", NULL};
+  cr_expect_eq(dfpo(a3, &err), 2);
+  free(err);
+}
+
+/* A made-up suite folder (no suite.json: the finished cells found) with
+ * values chosen so that the table can be checked by hand, and was:
+ *   dfpo reward 0.6 0.7 0.8 -> 0.700 ± 0.100; ppo 0.5 0.5 0.8 -> 0.600 ± 0.173,
+ *     Welch t = -0.866, df = 3.2, p = 0.447 (no dagger);
+ *   dfpo nll_word 4.0 4.1 4.2 -> 4.100 ± 0.100; ppo 6.0 6.2 6.4 -> 6.200 ± 0.200,
+ *     t = 16.27, df = 2.94, p = 0.00057 (dagger);
+ *   dfpo oov_rate 0.01 0.01 0.04 -> 0.020 ± 0.017; ppo 0.02 0.03 0.04 -> 0.030 ±
+ *     0.010, p = 0.447.
+ * (t, df and p from the Welch formulas with mpmath's regularized incomplete
+ * beta, tests/harness/welch_reference.py.) Best: dfpo's reward (higher),
+ * dfpo's NLL and OOV rate (lower). */
+static void fake_cell(const char *root, const char *algo, int seed, double r, double nll,
+                      double oov) {
+  char d[600], p[700];
+  snprintf(d, sizeof d, "%s/synthetic/%s/seed-%d", root, algo, seed);
+  char cmd[800];
+  snprintf(cmd, sizeof cmd, "mkdir -p %s", d);
+  cr_assert_eq(system(cmd), 0);
+  snprintf(p, sizeof p, "%s/eval.json", d);
+  FILE *fp = fopen(p, "w");
+  fprintf(fp,
+          "{\"metrics\": {\"reward\": %.17g, \"nll_word\": %.17g, \"oov_rate\": %.17g}, "
+          "\"algo\": \"%s\"}\n",
+          r, nll, oov, algo);
+  fclose(fp);
+  snprintf(p, sizeof p, "%s/DONE", d);
+  fp = fopen(p, "w");
+  fputs("done\n", fp);
+  fclose(fp);
+  snprintf(p, sizeof p, "%s/train.jsonl", d);
+  fp = fopen(p, "w");
+  for (int it = 0; it <= 4; it++)
+    fprintf(fp, "{\"iteration\": %d, \"reward\": %g%s}\n", it, r * it / 4,
+            it % 2 ? "" : ", \"val_reward\": 0.5, \"val_nll_word\": 4");
+  fclose(fp);
+}
+
+static void expect_same(const char *got_path, const char *fixture) {
+  char p[600];
+  snprintf(p, sizeof p, "%s/reports/suite/%s", DFPO_FIXTURES, fixture);
+  char *want = slurp(p), *got = slurp(got_path);
+  cr_expect_str_eq(got, want, "%s differs from %s; got:\n%s", got_path, p, got);
+  free(want);
+  free(got);
+}
+
+Test(report, tables_of_a_suite_folder_match_the_expected_files) {
+  char root[400];
+  snprintf(root, sizeof root, "%s/fake", dir);
+  const double dr[] = {0.6, 0.7, 0.8}, dn[] = {4.0, 4.1, 4.2}, doo[] = {0.01, 0.01, 0.04};
+  const double pr[] = {0.5, 0.5, 0.8}, pn[] = {6.0, 6.2, 6.4}, po[] = {0.02, 0.03, 0.04};
+  for (int s = 0; s < 3; s++) {
+    fake_cell(root, "dfpo", s, dr[s], dn[s], doo[s]);
+    fake_cell(root, "ppo", s, pr[s], pn[s], po[s]);
+  }
+  const char *args[] = {"report", root, NULL};
+  char *err;
+  int st = dfpo(args, &err);
+  cr_assert_eq(st, 0, "%s", err);
+  free(err);
+  char p[600];
+  static const char *const files[] = {"synthetic.md", "synthetic.csv", "synthetic.tex"};
+  for (size_t i = 0; i < 3; i++) {
+    snprintf(p, sizeof p, "%s/report/%s", root, files[i]);
+    expect_same(p, files[i]);
+  }
+  snprintf(p, sizeof p, "%s/report/synthetic-val_reward.png", root);
+  cr_expect_eq(access(p, F_OK), 0);
+  snprintf(p, sizeof p, "%s/report/synthetic-frontier.png", root);
+  cr_expect_eq(access(p, F_OK), 0);
+}
