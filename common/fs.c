@@ -28,7 +28,10 @@ int dfpo_atomic_open(dfpo_atomic *a, const char *path, dfpo_err *err) {
   a->path = str_dup(path);
   a->tmp_path = malloc(n);
   if (!a->path || !a->tmp_path) {
-    dfpo_atomic_abort(a);
+    /* Not dfpo_atomic_abort: tmp_path holds no name yet, nothing to unlink. */
+    free(a->path);
+    free(a->tmp_path);
+    memset(a, 0, sizeof *a);
     return dfpo_err_set(err, DFPO_ERUNTIME, "%s: out of memory", path);
   }
   snprintf(a->tmp_path, n, "%s.tmp.%ld.%u", path, (long)getpid(), atomic_counter++);
