@@ -302,9 +302,12 @@ static int setup(run *r, dfpo_err *err) {
     r->algo_rl = RL_PPO;
   else if (!strcmp(algo, "dfpo"))
     r->algo_rl = RL_DFPO;
+  else if (!strcmp(algo, "nlpo"))
+    r->algo_rl = RL_NLPO;
   else if (!r->zero_shot)
     return dfpo_err_set(err, DFPO_EUSAGE,
-                        "train: algorithm '%s' is not built yet (ppo, dfpo and zero-shot are)",
+                        "train: algorithm '%s' is not built yet (ppo, nlpo, dfpo and zero-shot "
+                        "are)",
                         algo);
   if (!model[0] || !tokdir[0])
     return dfpo_err_set(err, DFPO_EUSAGE,
@@ -404,6 +407,12 @@ static int setup(run *r, dfpo_err *err) {
   rc_cfg.dfpo_mask_at = !strcmp(mask_at, "update") ? RL_MASK_AT_UPDATE : RL_MASK_AT_SAMPLE;
   GET(num, "dfpo.ratio_clip", &d);
   rc_cfg.dfpo_ratio_clip = (float)d;
+  GET(num, "nlpo.top_p", &d);
+  rc_cfg.nlpo_top_p = (float)d;
+  GET(int, "nlpo.k_min", &v);
+  rc_cfg.nlpo_k_min = (int)v;
+  GET(int, "nlpo.mask_refresh", &v);
+  rc_cfg.nlpo_mask_refresh = (int)v;
   if ((rc = make_value_model(r, err)))
     return rc;
   return rl_trainer_new(&r->rl, r->policy, r->ref, r->value, &rc_cfg, (uint64_t)r->seed, err);
@@ -477,6 +486,8 @@ static int train_loop(run *r, int64_t iterations, int64_t eval_every, size_t n_v
         cJSON_AddNumberToObject(line, "value_loss", st.value_loss);
         cJSON_AddNumberToObject(line, "clipfrac", st.clipfrac);
         cJSON_AddNumberToObject(line, "beta", st.beta);
+        if (r->algo_rl == RL_NLPO)
+          cJSON_AddNumberToObject(line, "mask_mean", st.mask_mean);
         if (!isfinite(st.policy_loss) || !isfinite(st.value_loss))
           rc = dfpo_err_set(err, DFPO_ERUNTIME,
                             "train: the loss is not finite at iteration %lld; stopped (the best "
