@@ -358,6 +358,7 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
   }
 
   /* 1. rollouts */
+  double t0 = dfpo_now();
   gpt2_sampling s = cfg->sampling;
   for (int b = 0; b < B; b++)
     k.sign[b] = dfpo_update ? 0 : b < (B + 1) / 2 ? 1 : -1;
@@ -383,6 +384,9 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
     st->mask_mean = nc.steps > 0 ? nc.size_sum / nc.steps : 0;
     st->mask_min = nc.size_min;
   }
+
+  st->time_generate = dfpo_now() - t0;
+  t0 = dfpo_now();
 
   /* 2. whole sequences and the targets that pick each action */
   for (int b = 0; b < B; b++) {
@@ -444,9 +448,14 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
     goto done;
   gather(k.values, k.values_full, B, L, Tp, N);
 
+  st->time_passes = dfpo_now() - t0;
+
   /* 4. rewards, GAE */
+  t0 = dfpo_now();
   if ((rc = reward(reward_ctx, B, prompts, kstart, Tp, k.out, k.lens, N, k.R, err)))
     goto done;
+  st->time_reward = dfpo_now() - t0;
+  t0 = dfpo_now();
   for (int b = 0; b < B; b++) {
     st->reward += k.R[b] / B;
     double kl = 0;
@@ -558,6 +567,7 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
   if (!dfpo && cfg->kl_adaptive)
     t->beta = rl_kl_adaptive(t->beta, st->kl_seq, cfg->kl_target);
   t->iterations++;
+  st->time_update = dfpo_now() - t0;
 done:
   bufs_free(&k);
   return rc;

@@ -425,6 +425,11 @@ typedef struct rl_stats {
   double beta;        /* the KL coefficient used for this iteration's rewards */
   double mask_mean;   /* NLPO: mean size of the sampling masks (0 otherwise) */
   int mask_min;       /* NLPO: smallest sampling mask (0 otherwise) */
+  /* wall-clock seconds of the iteration's parts (for dfpo bench) */
+  double time_generate; /* rollouts, masks' lock-step models included */
+  double time_passes;   /* policy, reference and value forward passes over the rollouts */
+  double time_reward;   /* the reward callback */
+  double time_update;   /* GAE and the minibatch epochs of both models */
 } rl_stats;
 
 typedef struct rl_trainer rl_trainer; /* opaque; rl_trainer_free releases it */
