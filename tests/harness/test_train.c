@@ -118,8 +118,11 @@ static void run_cell(const char *algo, const char *iterations) {
   run_cell_x(algo, iterations, "runs", NULL, NULL);
 }
 
+static void sft_lowers_the_reference_loss(void);
+static void a_stopped_run_resumes_to_the_same_numbers(void);
+
 /* One test for all cells: the base model is made once (by the suite's init,
- * which Criterion runs per test). */
+ * which Criterion runs per test), so SFT and resuming are checked here too. */
 Test(train, cells_write_their_run_folders) {
   run_cell("ppo", "4");
   char p[512];
@@ -172,7 +175,7 @@ Test(train, cells_write_their_run_folders) {
   run_cell_x("dfpo", "2", "runs-upd", "dfpo.mask_at=update", NULL);
   snprintf(f, sizeof f, "%s/runs-upd/default/synthetic/dfpo/seed-3/DONE", dir);
   cr_expect_eq(access(f, F_OK), 0);
-  run_cell("nlpo", "2");
+  run_cell_x("nlpo", "4", "runs", "nlpo.mask_refresh=3", NULL);
   snprintf(f, sizeof f, "%s/runs/default/synthetic/nlpo/seed-3/train.jsonl", dir);
   log = slurp(f);
   cr_expect(strstr(log, "\"mask_mean\"") != NULL, "%s", log);
@@ -182,6 +185,8 @@ Test(train, cells_write_their_run_folders) {
   cr_expect_eq(access(f, F_OK), 0);
   snprintf(f, sizeof f, "%s/runs/default/synthetic/zero-shot/seed-3/eval.json", dir);
   cr_expect_eq(access(f, F_OK), 0);
+  sft_lowers_the_reference_loss();
+  a_stopped_run_resumes_to_the_same_numbers();
 }
 
 Test(train_cli, unbuilt_choices_are_refused_clearly) {
@@ -198,17 +203,17 @@ Test(train_cli, unbuilt_choices_are_refused_clearly) {
 
 /* SFT: the cross-entropy on the training references falls from epoch to
  * epoch, and the run folder is the others'. */
-Test(train, sft_lowers_the_reference_loss) {
-  run_cell_x("sft", "3", "runs", "train.lr=1e-3", NULL);
+static void sft_lowers_the_reference_loss(void) {
+  run_cell_x("sft", "4", "runs", "train.lr=1e-3", NULL);
   char f[600];
   snprintf(f, sizeof f, "%s/runs/default/synthetic/sft/seed-3/train.jsonl", dir);
   char *log = slurp(f);
-  double loss[3];
+  double loss[4];
   int n = 0;
-  for (char *s = log; n < 3 && (s = strstr(s, "\"loss\":")); s++)
+  for (char *s = log; n < 4 && (s = strstr(s, "\"loss\":")); s++)
     loss[n++] = strtod(s + 7, NULL);
-  cr_assert_eq(n, 3, "%s", log);
-  cr_expect_lt(loss[2], loss[0], "%s", log);
+  cr_assert_eq(n, 4, "%s", log);
+  cr_expect_lt(loss[3], loss[0], "%s", log);
   free(log);
   snprintf(f, sizeof f, "%s/runs/default/synthetic/sft/seed-3/eval.json", dir);
   cr_expect_eq(access(f, F_OK), 0);
@@ -226,14 +231,13 @@ static void expect_same_file(const char *a_dir, const char *b_dir, const char *n
 
 /* A run stopped after 3 of 4 iterations (its last resumable checkpoint is at
  * 2, so the resumed run cuts train.jsonl back and replays iteration 2) ends
- * with the numbers of an uninterrupted run, bit for bit: NLPO with a mask
- * model refreshed every 3 iterations (so the checkpoint's mask model is not
- * the policy), and SFT (its data stream). */
-Test(train, a_stopped_run_resumes_to_the_same_numbers) {
+ * with the numbers of the uninterrupted runs above, bit for bit: NLPO with a
+ * mask model refreshed every 3 iterations (so the checkpoint's mask model is
+ * not the policy), and SFT (its data stream). */
+static void a_stopped_run_resumes_to_the_same_numbers(void) {
   const char *cells[][2] = {{"nlpo", "nlpo.mask_refresh=3"}, {"sft", "train.lr=1e-3"}};
   for (int i = 0; i < 2; i++) {
     const char *algo = cells[i][0];
-    run_cell_x(algo, "4", "whole", cells[i][1], NULL);
     run_cell_x(algo, "4", "resumed", cells[i][1], "3");
     char f[600];
     snprintf(f, sizeof f, "%s/resumed/default/synthetic/%s/seed-3/DONE", dir, algo);
@@ -244,11 +248,11 @@ Test(train, a_stopped_run_resumes_to_the_same_numbers) {
     run_cell_x(algo, "4", "resumed", cells[i][1], NULL);
     char name[100];
     snprintf(name, sizeof name, "%s/seed-3/train.jsonl", algo);
-    expect_same_file("whole", "resumed", name);
+    expect_same_file("runs", "resumed", name);
     snprintf(name, sizeof name, "%s/seed-3/eval.json", algo);
-    expect_same_file("whole", "resumed", name);
+    expect_same_file("runs", "resumed", name);
     snprintf(name, sizeof name, "%s/seed-3/samples.jsonl", algo);
-    expect_same_file("whole", "resumed", name);
+    expect_same_file("runs", "resumed", name);
     cr_expect_neq(access(f, F_OK), 0, "a finished run keeps no resumable checkpoint");
   }
 }
