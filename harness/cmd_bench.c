@@ -2,6 +2,7 @@
 #include "trainer/trainer.h"
 
 #include <getopt.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,9 +18,20 @@ static const char bench_usage[] =
     "bench/gpt2_torch.py bench with\n"
     "the same options (see docs/benchmarks.md).\n"
     "\n"
+    "--what rl times one RL iteration (rl_iterate) of --algo on an IMDB-shaped\n"
+    "batch: --prompts prompts of --prompt-len tokens, --new tokens each (min\n"
+    "--new, top-k 50), with a policy, a frozen reference, a value model and a\n"
+    "sentiment-judge stand-in (a 2-class GPT-2 of the same shape scoring prompt\n"
+    "+ continuation), all random, and the default RL settings (5 epochs,\n"
+    "minibatch 64: one minibatch of 16). It reports the parts: generation\n"
+    "(with the reference or mask model in lock step for DfPO/NLPO), the\n"
+    "policy/reference/value passes, scoring (the judge) and the update; each\n"
+    "the best of --steps iterations (default 1 here).\n"
+    "\n"
     "Options:\n"
     "  --shape NAME       gpt2-124M (default), gpt2-350M, gpt2-774M, gpt2-1558M, gpt2-tiny\n"
-    "  --what train|generate  what to time (default train)\n"
+    "  --what train|generate|rl  what to time (default train)\n"
+    "  --algo ppo|nlpo|dfpo  the RL algorithm of --what rl (default ppo)\n"
     "  --batch B          training rows (default 4)\n"
     "  --seq T            training tokens per row (default 64)\n"
     "  --steps N          timed repetitions after the warm-up (default 3)\n"
@@ -44,6 +56,113 @@ static double peak_rss_mib(void) {
   return kib / 1024.0;
 }
 
+/* The sentiment-judge stand-in of --what rl: P(class 1) of a 2-class model
+ * on prompt + continuation, read at the last token. */
+typedef struct bench_judge {
+  gpt2_model *m;
+  int *seq;
+  float *logits;
+} bench_judge;
+
+static int judge_reward(void *ctx, int B, const int *prompts, const int *kstart, int Tp,
+                        const int *cont, const int *lens, int max_new, float *rewards,
+                        dfpo_err *err) {
+  bench_judge *j = ctx;
+  int L = Tp + max_new;
+  int *at = malloc(sizeof(int) * (size_t)B);
+  if (!at)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "bench: out of memory");
+  for (int b = 0; b < B; b++) {
+    for (int t = 0; t < Tp; t++)
+      j->seq[b * L + t] = prompts[b * Tp + t];
+    for (int t = 0; t < max_new; t++) {
+      int tok = cont[b * max_new + t];
+      j->seq[b * L + Tp + t] = tok >= 0 ? tok : 50256 % gpt2_get_config(j->m)->vocab_size;
+    }
+    at[b] = Tp + lens[b] - 1;
+  }
+  int rc = gpt2_forward(j->m, j->seq, kstart, B, L, err);
+  if (!rc)
+    rc = gpt2_class_forward(j->m, at, j->logits, err);
+  for (int b = 0; !rc && b < B; b++)
+    rewards[b] = (float)(1.0 / (1.0 + exp((double)j->logits[2 * b] - j->logits[2 * b + 1])));
+  free(at);
+  return rc;
+}
+
+static int bench_rl(const char *shape, const gpt2_config *cfg, const char *algo, int prompts,
+                    int plen, int nnew, int iters, int seed, int threads, dfpo_err *err) {
+  gpt2_config vc = *cfg, jc = *cfg;
+  vc.head = GPT2_HEAD_VALUE;
+  jc.head = GPT2_HEAD_CLASS;
+  jc.n_classes = 2;
+  gpt2_model *pol = NULL, *ref = NULL, *val = NULL;
+  bench_judge j = {NULL, NULL, NULL};
+  rl_trainer *t = NULL;
+  rl_config rc_cfg = rl_config_default();
+  rc_cfg.algo = !strcmp(algo, "nlpo") ? RL_NLPO : !strcmp(algo, "dfpo") ? RL_DFPO : RL_PPO;
+  rc_cfg.sampling.max_new = nnew;
+  rc_cfg.sampling.min_new = nnew;
+  rc_cfg.sampling.top_k = 50;
+  rc_cfg.sampling.eos = cfg->vocab_size > 50256 ? 50256 : -1;
+  int rc;
+  int *p = malloc(sizeof(int) * (size_t)prompts * plen);
+  j.seq = malloc(sizeof(int) * (size_t)prompts * (plen + nnew));
+  j.logits = malloc(sizeof(float) * 2 * (size_t)prompts);
+  if (!p || !j.seq || !j.logits) {
+    rc = dfpo_err_set(err, DFPO_ERUNTIME, "bench: out of memory");
+    goto out;
+  }
+  if ((rc = gpt2_new(&pol, cfg, err)) || (rc = gpt2_new(&ref, cfg, err)) ||
+      (rc = gpt2_new(&val, &vc, err)) || (rc = gpt2_new(&j.m, &jc, err)))
+    goto out;
+  gpt2_init_random(pol, (uint64_t)seed);
+  gpt2_init_random(val, (uint64_t)seed + 1);
+  gpt2_init_random(j.m, (uint64_t)seed + 2);
+  if ((rc = gpt2_copy_params(ref, pol, err)) ||
+      (rc = rl_trainer_new(&t, pol, ref, val, &rc_cfg, (uint64_t)seed, err)))
+    goto out;
+  dfpo_rng rng;
+  dfpo_rng_init(&rng, (uint64_t)seed, DFPO_STREAM_DATA);
+  for (int i = 0; i < prompts * plen; i++)
+    p[i] = (int)dfpo_rng_below(&rng, (uint32_t)cfg->vocab_size);
+  rl_stats best = {0}, st;
+  double best_total = 1e30;
+  for (int i = 0; i < iters && !rc; i++) {
+    double t0 = dfpo_now();
+    rc = rl_iterate(t, p, NULL, prompts, plen, judge_reward, &j, &st, err);
+    double total = dfpo_now() - t0;
+    if (rc)
+      break;
+    dfpo_info("bench: iteration %d: %.2f s (generation %.2f, passes %.2f, scoring %.2f, update "
+              "%.2f)",
+              i, total, st.time_generate, st.time_passes, st.time_reward, st.time_update);
+    if (total < best_total) {
+      best_total = total;
+      best = st;
+    }
+  }
+  if (!rc)
+    printf("{\"engine\": \"dfpo\", \"shape\": \"%s\", \"threads\": %d, \"what\": \"rl\", "
+           "\"algo\": \"%s\", \"prompts\": %d, \"prompt_len\": %d, \"new\": %d, "
+           "\"epochs\": %d, \"minibatch\": %d, \"iteration_s\": %.3f, \"generate_s\": %.3f, "
+           "\"passes_s\": %.3f, \"scoring_s\": %.3f, \"update_s\": %.3f, \"iterations\": %d, "
+           "\"params\": %zu, \"peak_rss_mib\": %.1f}\n",
+           shape, threads, algo, prompts, plen, nnew, rc_cfg.epochs, rc_cfg.minibatch, best_total,
+           best.time_generate, best.time_passes, best.time_reward, best.time_update, iters,
+           gpt2_num_params(pol), peak_rss_mib());
+out:
+  rl_trainer_free(t);
+  gpt2_free(pol);
+  gpt2_free(ref);
+  gpt2_free(val);
+  gpt2_free(j.m);
+  free(p);
+  free(j.seq);
+  free(j.logits);
+  return rc;
+}
+
 int cmd_bench(int argc, char **argv) {
   static const struct option opts[] = {{"shape", required_argument, NULL, 's'},
                                        {"what", required_argument, NULL, 'w'},
@@ -56,11 +175,13 @@ int cmd_bench(int argc, char **argv) {
                                        {"seed", required_argument, NULL, 'r'},
                                        {"device", required_argument, NULL, 'd'},
                                        {"tf32", no_argument, NULL, 'f'},
+                                       {"algo", required_argument, NULL, 'a'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
-  const char *shape = "gpt2-124M", *what = "train", *device = "cpu";
+  const char *shape = "gpt2-124M", *what = "train", *device = "cpu", *algo = "ppo";
   int tf32 = 0;
   int B = 4, T = 64, steps = 3, prompts = 16, plen = 64, nnew = 48, seed = 0, c, rc;
+  int steps_given = 0;
   cli_reset_getopt();
   while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
     rc = DFPO_OK;
@@ -79,6 +200,10 @@ int cmd_bench(int argc, char **argv) {
       break;
     case 'n':
       rc = cli_integer("bench", optarg, 1, 1000, "--steps", &steps);
+      steps_given = 1;
+      break;
+    case 'a':
+      algo = optarg;
       break;
     case 'p':
       rc = cli_integer("bench", optarg, 1, 4096, "--prompts", &prompts);
@@ -109,9 +234,11 @@ int cmd_bench(int argc, char **argv) {
   }
   if (optind < argc)
     return cli_usage_error("bench", "unexpected argument '%s'", argv[optind]);
-  int train = strcmp(what, "train") == 0;
-  if (!train && strcmp(what, "generate") != 0)
-    return cli_usage_error("bench", "--what must be train or generate, got '%s'", what);
+  int train = strcmp(what, "train") == 0, rl = strcmp(what, "rl") == 0;
+  if (!train && !rl && strcmp(what, "generate") != 0)
+    return cli_usage_error("bench", "--what must be train, generate or rl, got '%s'", what);
+  if (strcmp(algo, "ppo") && strcmp(algo, "nlpo") && strcmp(algo, "dfpo"))
+    return cli_usage_error("bench", "--algo must be ppo, nlpo or dfpo, got '%s'", algo);
 
   dfpo_err err;
   dfpo_err_clear(&err);
@@ -124,6 +251,13 @@ int cmd_bench(int argc, char **argv) {
   if ((rc = cli_device("bench", device)))
     return rc;
   ops_set_tf32(tf32);
+  if (rl) {
+    ops_env_info e;
+    ops_env_probe(&e);
+    rc = bench_rl(shape, &cfg, algo, prompts, plen, nnew, steps_given ? steps : 1, seed,
+                  e.cpu_threads, &err);
+    return rc ? cli_fail(&err) : DFPO_OK;
+  }
   gpt2_model *m;
   if ((rc = gpt2_new(&m, &cfg, &err)))
     return cli_fail(&err);

@@ -12,10 +12,11 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char train_usage[] =
     "Usage: dfpo train --task T --algo A --seed N --out DIR --model CKPT --tokenizer DIR\n"
-    "                  [--config FILE] [--set key.path=value]...\n"
+    "                  [--config FILE] [--set key.path=value]... [--stop-after N]\n"
     "\n"
     "Fine-tunes a base model on a task with one algorithm and one seed and writes\n"
     "the run folder DIR/<suite>/<task>/<algo>/seed-<N>/: config.json (resolved),\n"
@@ -24,9 +25,17 @@ static const char train_usage[] =
     "eval.json (test metrics of that checkpoint), samples.jsonl (its test\n"
     "continuations) and DONE, written last.\n"
     "\n"
-    "Built so far: task synthetic; algorithms ppo, dfpo and zero-shot (the base\n"
-    "model evaluated untrained). sft and nlpo, the other tasks, and resuming an\n"
-    "interrupted run are not built yet and are refused.\n"
+    "Every train.eval_every iterations a resumable checkpoint goes to\n"
+    "checkpoint/resume/ (policy, value model, AdamW states, KL controller,\n"
+    "random streams, best so far); a folder without DONE whose config.json is\n"
+    "the same continues from it and ends with the numbers of an uninterrupted\n"
+    "run. A folder with DONE is rerun from scratch.\n"
+    "\n"
+    "Built so far: task synthetic; algorithms sft (next-token cross-entropy on\n"
+    "the training references; train.iterations counts epochs), ppo, nlpo, dfpo\n"
+    "(dfpo.mask_at sample|update, dfpo.eval_policy theta|negative) and\n"
+    "zero-shot (the base model evaluated untrained). The other tasks are not\n"
+    "built yet and are refused.\n"
     "\n"
     "Options (each also a config key, see docs/configs.md):\n"
     "  --task T          task.name\n"
@@ -38,6 +47,7 @@ static const char train_usage[] =
     "  --tokenizer DIR   tokenizer.path\n"
     "  --config FILE     a config file laid over the defaults first\n"
     "  -s, --set k=v     override one config key (repeatable)\n"
+    "  --stop-after N    stop after N iterations as a kill would (for resume tests)\n"
     "  -h, --help        show this help\n";
 
 /* Everything one run holds. */
@@ -47,8 +57,14 @@ typedef struct run {
   tok_tokenizer *tok;
   gpt2_model *policy, *ref, *value;
   rl_trainer *rl;
+  rl_config rl_cfg;
   gpt2_sampling sampling;
-  int eos, pad, max_prompt, batch, algo_rl, zero_shot;
+  int eos, pad, max_prompt, batch, algo_rl, zero_shot, sft;
+  int stop_after;      /* --stop-after: iterations before stopping as a kill would (0: off) */
+  int64_t resume_prev; /* iteration of the resumable checkpoint on disk (-1: none) */
+  int eval_negative;   /* dfpo.eval_policy=negative: evaluate pi- */
+  int32_t **sft_ids;   /* SFT: tokenized training references */
+  size_t *sft_len;
   int64_t seed;
   char dir[4096];
   /* tokenized prompts per split */
@@ -90,6 +106,23 @@ static int build_batch(const run *r, int split, const size_t *items, int B, int 
   }
   *Tp = T;
   return 0;
+}
+
+/* Evaluation sampling: pi_theta, or with dfpo.eval_policy=negative DfPO's
+ * negative masked policy pi- (against the frozen reference). */
+static int generate_eval(run *r, const int *tokens, const int *kstart, int B, int Tp, dfpo_rng *rng,
+                         int *out, int *lens, dfpo_err *err) {
+  if (!r->eval_negative)
+    return gpt2_generate(r->policy, tokens, kstart, B, Tp, &r->sampling, rng, out, lens, NULL, err);
+  int *sign = malloc(sizeof(int) * (size_t)B);
+  if (!sign)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "evaluation: out of memory");
+  for (int b = 0; b < B; b++)
+    sign[b] = -1;
+  int rc = rl_dfpo_generate(r->policy, r->ref, tokens, kstart, B, Tp, sign, &r->sampling, rng, out,
+                            lens, NULL, err);
+  free(sign);
+  return rc;
 }
 
 /* The text of a continuation, without a final end-of-text. Heap string. */
@@ -152,8 +185,7 @@ static int evaluate(run *r, int split, size_t n, uint64_t seed, double *means,
     if (build_batch(r, split, items, nb, &tokens, &kstart, &Tp)) {
       rc = dfpo_err_set(err, DFPO_ERUNTIME, "evaluation: out of memory");
     } else {
-      rc = gpt2_generate(r->policy, tokens, kstart, nb, Tp, &r->sampling, &rng, out, lens, NULL,
-                         err);
+      rc = generate_eval(r, tokens, kstart, nb, Tp, &rng, out, lens, err);
     }
     for (int b = 0; !rc && b < nb; b++) {
       char *text = continuation_text(r, out + (size_t)b * N, lens[b], err);
@@ -267,6 +299,10 @@ static void run_free(run *r) {
     free(r->prompt_ids[s]);
     free(r->prompt_len[s]);
   }
+  for (size_t i = 0; r->sft_ids && i < r->tk.n[TASK_TRAIN]; i++)
+    free(r->sft_ids[i]);
+  free(r->sft_ids);
+  free(r->sft_len);
   rl_trainer_free(r->rl);
   gpt2_free(r->policy);
   gpt2_free(r->ref);
@@ -298,13 +334,19 @@ static int setup(run *r, dfpo_err *err) {
     return dfpo_err_set(err, DFPO_EUSAGE, "train: task '%s' is not built yet (synthetic is)",
                         task_name);
   r->zero_shot = !strcmp(algo, "zero-shot");
-  if (!strcmp(algo, "ppo"))
+  r->sft = !strcmp(algo, "sft");
+  if (r->sft)
+    r->algo_rl = -1;
+  else if (!strcmp(algo, "ppo"))
     r->algo_rl = RL_PPO;
   else if (!strcmp(algo, "dfpo"))
     r->algo_rl = RL_DFPO;
+  else if (!strcmp(algo, "nlpo"))
+    r->algo_rl = RL_NLPO;
   else if (!r->zero_shot)
     return dfpo_err_set(err, DFPO_EUSAGE,
-                        "train: algorithm '%s' is not built yet (ppo, dfpo and zero-shot are)",
+                        "train: algorithm '%s' is not built yet (sft, ppo, nlpo, dfpo and "
+                        "zero-shot are)",
                         algo);
   if (!model[0] || !tokdir[0])
     return dfpo_err_set(err, DFPO_EUSAGE,
@@ -370,7 +412,10 @@ static int setup(run *r, dfpo_err *err) {
   snprintf(ck, sizeof ck, "%s/checkpoint", r->dir);
   if ((rc = dfpo_mkdirs(ck, err)))
     return rc;
-  if (r->zero_shot)
+  const char *eval_policy;
+  GET(str, "dfpo.eval_policy", &eval_policy);
+  r->eval_negative = r->algo_rl == RL_DFPO && !strcmp(eval_policy, "negative");
+  if (r->zero_shot || r->sft)
     return DFPO_OK;
   rl_config rc_cfg = rl_config_default();
   rc_cfg.algo = r->algo_rl;
@@ -404,27 +449,311 @@ static int setup(run *r, dfpo_err *err) {
   rc_cfg.dfpo_mask_at = !strcmp(mask_at, "update") ? RL_MASK_AT_UPDATE : RL_MASK_AT_SAMPLE;
   GET(num, "dfpo.ratio_clip", &d);
   rc_cfg.dfpo_ratio_clip = (float)d;
+  GET(num, "nlpo.top_p", &d);
+  rc_cfg.nlpo_top_p = (float)d;
+  GET(int, "nlpo.k_min", &v);
+  rc_cfg.nlpo_k_min = (int)v;
+  GET(int, "nlpo.mask_refresh", &v);
+  rc_cfg.nlpo_mask_refresh = (int)v;
+  r->rl_cfg = rc_cfg;
   if ((rc = make_value_model(r, err)))
     return rc;
   return rl_trainer_new(&r->rl, r->policy, r->ref, r->value, &rc_cfg, (uint64_t)r->seed, err);
 }
 
-static int train_loop(run *r, int64_t iterations, int64_t eval_every, size_t n_val, int *best_iter,
-                      dfpo_err *err) {
+/* ------------------------------------------------------------- SFT */
+
+/* SFT's texts: the training references, each as <|endoftext|> + its tokens,
+ * cut to the model's context. */
+static int tokenize_references(run *r, dfpo_err *err) {
+  size_t n = r->tk.n[TASK_TRAIN];
+  int n_ctx = gpt2_get_config(r->policy)->n_ctx;
+  r->sft_ids = calloc(n ? n : 1, sizeof(int32_t *));
+  r->sft_len = calloc(n ? n : 1, sizeof(size_t));
+  if (!r->sft_ids || !r->sft_len)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  for (size_t i = 0; i < n; i++) {
+    tok_ids v = {0};
+    const char *t = r->tk.items[TASK_TRAIN][i].reference;
+    int rc;
+    if (!t || !t[0])
+      return dfpo_err_set(err, DFPO_EDATA, "%s: training item %zu has no reference text for SFT",
+                          r->tk.name, i);
+    int32_t bos = r->pad;
+    if ((rc = tok_encode(r->tok, t, strlen(t), 0, &v, err))) {
+      tok_ids_free(&v);
+      return rc;
+    }
+    size_t len = v.n + 1 < (size_t)n_ctx + 1 ? v.n + 1 : (size_t)n_ctx + 1;
+    r->sft_ids[i] = malloc(sizeof(int32_t) * len);
+    if (!r->sft_ids[i]) {
+      tok_ids_free(&v);
+      return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+    }
+    r->sft_ids[i][0] = bos;
+    memcpy(r->sft_ids[i] + 1, v.ids, sizeof(int32_t) * (len - 1));
+    r->sft_len[i] = len;
+    tok_ids_free(&v);
+  }
+  return DFPO_OK;
+}
+
+/* One SFT epoch: the training references in an order drawn from the data
+ * stream, train.batch_size per step, mean next-token cross-entropy over
+ * their tokens (right padding is not scored). *loss gets the mean step loss. */
+static int sft_epoch(run *r, dfpo_rng *data, double *loss, int *steps, dfpo_err *err) {
+  size_t n = r->tk.n[TASK_TRAIN];
+  int B = r->batch, rc = DFPO_OK;
+  double lr, wd, clip;
+  if ((rc = cfg_get_num(&r->conf, "train.lr", &lr, err)) ||
+      (rc = cfg_get_num(&r->conf, "train.weight_decay", &wd, err)) ||
+      (rc = cfg_get_num(&r->conf, "train.max_grad_norm", &clip, err)))
+    return rc;
+  gpt2_adamw opt = gpt2_adamw_default();
+  opt.weight_decay = (float)wd;
+  opt.clip = (float)clip;
+  size_t *order = malloc(sizeof(size_t) * (n ? n : 1));
+  int T = gpt2_get_config(r->policy)->n_ctx;
+  int *tok = malloc(sizeof(int) * (size_t)B * T), *tgt = malloc(sizeof(int) * (size_t)B * T);
+  if (!order || !tok || !tgt)
+    rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  for (size_t i = 0; i < n; i++)
+    order[i] = i;
+  if (!rc)
+    dfpo_rng_shuffle(data, order, n, sizeof order[0]);
+  *loss = 0;
+  *steps = 0;
+  for (size_t start = 0; !rc && start < n; start += (size_t)B) {
+    int nb = n - start < (size_t)B ? (int)(n - start) : B, Tb = 1;
+    for (int b = 0; b < nb; b++)
+      if ((int)r->sft_len[order[start + b]] - 1 > Tb)
+        Tb = (int)r->sft_len[order[start + b]] - 1;
+    for (int b = 0; b < nb; b++) {
+      const int32_t *ids = r->sft_ids[order[start + b]];
+      int len = (int)r->sft_len[order[start + b]] - 1;
+      for (int j = 0; j < Tb; j++) {
+        tok[b * Tb + j] = j < len ? ids[j] : r->pad;
+        tgt[b * Tb + j] = j < len ? ids[j + 1] : -1;
+      }
+    }
+    float l;
+    gpt2_zero_grad(r->policy);
+    if ((rc = gpt2_lm_loss(r->policy, tok, tgt, NULL, nb, Tb, 1, &l, err)) ||
+        (rc = gpt2_adamw_step(r->policy, &opt, (float)lr, NULL, err)))
+      break;
+    *loss += l;
+    (*steps)++;
+  }
+  if (*steps)
+    *loss /= *steps;
+  free(order);
+  free(tok);
+  free(tgt);
+  return rc;
+}
+
+/* ------------------------------------------------------------- resume */
+
+/* Where a run stands between iterations: with the models (parameters and
+ * AdamW states) and the trainer's state, enough to continue bit for bit. */
+typedef struct loop_state {
+  int64_t next_it;   /* the first iteration not done */
+  double best;       /* best validation score so far */
+  int best_iter;     /* its iteration */
+  dfpo_rng data;     /* the data-order stream */
+  int64_t log_bytes; /* length of train.jsonl up to next_it */
+} loop_state;
+
+static void hex_u64(cJSON *o, const char *key, uint64_t v) {
+  char buf[32];
+  snprintf(buf, sizeof buf, "%016llx", (unsigned long long)v);
+  cJSON_AddStringToObject(o, key, buf);
+}
+
+static int get_u64(const cJSON *o, const char *key, uint64_t *v) {
+  const cJSON *it = cJSON_GetObjectItem(o, key);
+  if (!cJSON_IsString(it))
+    return -1;
+  char *end;
+  *v = (uint64_t)strtoull(it->valuestring, &end, 16);
+  return *end ? -1 : 0;
+}
+
+static uint64_t dbits(double d) {
+  uint64_t u;
+  memcpy(&u, &d, sizeof u);
+  return u;
+}
+
+static double bitsd(uint64_t u) {
+  double d;
+  memcpy(&d, &u, sizeof d);
+  return d;
+}
+
+static void resume_path(const run *r, char *buf, size_t n, const char *what, int64_t it) {
+  if (it < 0)
+    snprintf(buf, n, "%s/checkpoint/resume/%s", r->dir, what);
+  else
+    snprintf(buf, n, "%s/checkpoint/resume/%s-%lld.ckpt", r->dir, what, (long long)it);
+}
+
+static void remove_resume_files(const run *r, int64_t it) {
+  static const char *const what[] = {"policy", "value", "mask"};
+  char path[4400];
+  for (size_t i = 0; i < sizeof what / sizeof what[0]; i++) {
+    resume_path(r, path, sizeof path, what[i], it);
+    remove(path);
+  }
+}
+
+/* Writes the models of iteration ls->next_it, then state.json (atomically,
+ * last: it names the iteration, so a kill before it keeps the previous
+ * checkpoint whole), then removes the previous checkpoint's models. */
+static int save_resume(run *r, const loop_state *ls, dfpo_err *err) {
+  char path[4400];
+  int rc;
+  resume_path(r, path, sizeof path, "", -1);
+  if ((rc = dfpo_mkdirs(path, err)))
+    return rc;
+  resume_path(r, path, sizeof path, "policy", ls->next_it);
+  if ((rc = gpt2_save(r->policy, path, 1, err)))
+    return rc;
+  if (r->value) {
+    resume_path(r, path, sizeof path, "value", ls->next_it);
+    if ((rc = gpt2_save(r->value, path, 1, err)))
+      return rc;
+  }
+  gpt2_model *mask = r->rl ? rl_trainer_mask_model(r->rl) : NULL;
+  if (mask) {
+    resume_path(r, path, sizeof path, "mask", ls->next_it);
+    if ((rc = gpt2_save(mask, path, 0, err)))
+      return rc;
+  }
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddNumberToObject(o, "next_iteration", (double)ls->next_it);
+  cJSON_AddNumberToObject(o, "best_iteration", ls->best_iter);
+  hex_u64(o, "best_bits", dbits(ls->best));
+  hex_u64(o, "data_state", ls->data.state);
+  hex_u64(o, "data_inc", ls->data.inc);
+  cJSON_AddNumberToObject(o, "log_bytes", (double)ls->log_bytes);
+  if (r->rl) {
+    rl_trainer_state ts;
+    rl_trainer_get_state(r->rl, &ts);
+    hex_u64(o, "beta_bits", dbits(ts.beta));
+    cJSON_AddNumberToObject(o, "rl_iterations", (double)ts.iterations);
+    hex_u64(o, "rng_state", ts.rng.state);
+    hex_u64(o, "rng_inc", ts.rng.inc);
+  }
+  resume_path(r, path, sizeof path, "state.json", -1);
+  rc = write_json(path, o, err);
+  cJSON_Delete(o);
+  if (rc)
+    return rc;
+  if (r->resume_prev >= 0 && r->resume_prev != ls->next_it)
+    remove_resume_files(r, r->resume_prev);
+  r->resume_prev = ls->next_it;
+  return DFPO_OK;
+}
+
+/* Replaces a model by the checkpoint at path (parameters and AdamW state). */
+static int swap_in(gpt2_model **m, const char *path, dfpo_err *err) {
+  gpt2_model *n = NULL;
+  int rc = gpt2_load(&n, path, err);
+  if (rc)
+    return rc;
+  gpt2_free(*m);
+  *m = n;
+  return DFPO_OK;
+}
+
+/* Continues from checkpoint/resume/state.json when there is one: *found
+ * says so. The policy and value model (with their AdamW states) and NLPO's
+ * mask model come back, the trainer is rebuilt over them with its state. */
+static int load_resume(run *r, loop_state *ls, int *found, dfpo_err *err) {
+  char path[4400];
+  *found = 0;
+  resume_path(r, path, sizeof path, "state.json", -1);
+  char *text;
+  size_t len;
+  if (dfpo_read_file(path, &text, &len, NULL) != DFPO_OK)
+    return DFPO_OK;
+  cJSON *o = cJSON_ParseWithLength(text, len);
+  free(text);
+  uint64_t best, ds, di, beta = 0, rs = 0, ri = 0;
+  const cJSON *nx = cJSON_GetObjectItem(o, "next_iteration"),
+              *bi = cJSON_GetObjectItem(o, "best_iteration"),
+              *lb = cJSON_GetObjectItem(o, "log_bytes"),
+              *ri_n = cJSON_GetObjectItem(o, "rl_iterations");
+  int bad = !o || !cJSON_IsNumber(nx) || !cJSON_IsNumber(bi) || !cJSON_IsNumber(lb) ||
+            get_u64(o, "best_bits", &best) || get_u64(o, "data_state", &ds) ||
+            get_u64(o, "data_inc", &di);
+  if (!bad && r->rl)
+    bad = !cJSON_IsNumber(ri_n) || get_u64(o, "beta_bits", &beta) || get_u64(o, "rng_state", &rs) ||
+          get_u64(o, "rng_inc", &ri);
+  if (bad) {
+    cJSON_Delete(o);
+    return dfpo_err_set(err, DFPO_EDATA, "%s: not a resumable-checkpoint state", path);
+  }
+  ls->next_it = (int64_t)nx->valuedouble;
+  ls->best_iter = bi->valueint;
+  ls->best = bitsd(best);
+  ls->data.state = ds;
+  ls->data.inc = di;
+  ls->log_bytes = (int64_t)lb->valuedouble;
+  rl_trainer_state ts = {bitsd(beta), r->rl ? (int64_t)ri_n->valuedouble : 0, {rs, ri}};
+  cJSON_Delete(o);
+  int rc;
+  resume_path(r, path, sizeof path, "policy", ls->next_it);
+  if ((rc = swap_in(&r->policy, path, err)))
+    return rc;
+  if (r->rl) {
+    resume_path(r, path, sizeof path, "value", ls->next_it);
+    if ((rc = swap_in(&r->value, path, err)))
+      return rc;
+    rl_trainer_free(r->rl);
+    r->rl = NULL;
+    if ((rc = rl_trainer_new(&r->rl, r->policy, r->ref, r->value, &r->rl_cfg, (uint64_t)r->seed,
+                             err)))
+      return rc;
+    rl_trainer_set_state(r->rl, &ts);
+    gpt2_model *mask = rl_trainer_mask_model(r->rl), *saved = NULL;
+    if (mask) {
+      resume_path(r, path, sizeof path, "mask", ls->next_it);
+      if ((rc = gpt2_load(&saved, path, err)) || (rc = gpt2_copy_params(mask, saved, err))) {
+        gpt2_free(saved);
+        return rc;
+      }
+      gpt2_free(saved);
+    }
+  }
+  r->resume_prev = ls->next_it;
+  *found = 1;
+  return DFPO_OK;
+}
+
+/* ------------------------------------------------------------- the loop */
+
+/* Iterations ls->next_it..iterations: validation every eval_every (and at
+ * the last), training, one train.jsonl line each, and a resumable checkpoint
+ * after every eval_every-th iteration. *stopped: --stop-after ended it. */
+static int train_loop(run *r, int64_t iterations, int64_t eval_every, size_t n_val, loop_state *ls,
+                      int *stopped, dfpo_err *err) {
   char path[4300];
   snprintf(path, sizeof path, "%s/train.jsonl", r->dir);
-  /* train.jsonl grows line by line; a kill leaves whole lines behind */
-  FILE *log = fopen(path, "w");
+  /* train.jsonl grows line by line; a kill leaves whole lines behind, and a
+   * resumed run cuts it back to its checkpoint */
+  if (ls->next_it > 0 && truncate(path, (off_t)ls->log_bytes) != 0)
+    return dfpo_err_errno(err, DFPO_ERUNTIME, errno, "%s: cannot cut back to its checkpoint", path);
+  FILE *log = fopen(path, ls->next_it > 0 ? "a" : "w");
   if (!log)
-    return dfpo_err_errno(err, DFPO_ERUNTIME, errno, "%s: cannot create", path);
+    return dfpo_err_errno(err, DFPO_ERUNTIME, errno, "%s: cannot open", path);
   int rc = DFPO_OK, B = r->batch;
-  double best = -INFINITY;
+  *stopped = 0;
   size_t *items = malloc(sizeof(size_t) * (size_t)B);
-  dfpo_rng data;
-  dfpo_rng_init(&data, (uint64_t)r->seed, DFPO_STREAM_DATA);
   if (!items)
     rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
-  for (int64_t it = 0; !rc && it <= iterations; it++) {
+  for (int64_t it = ls->next_it; !rc && it <= iterations; it++) {
     cJSON *line = cJSON_CreateObject();
     cJSON_AddNumberToObject(line, "iteration", (double)it);
     if (it % eval_every == 0 || it == iterations) {
@@ -438,9 +767,9 @@ static int train_loop(run *r, int64_t iterations, int64_t eval_every, size_t n_v
         snprintf(key, sizeof key, "val_%s", r->tk.metric_names[m]);
         cJSON_AddNumberToObject(line, key, means[m]);
       }
-      if (means[0] > best) {
-        best = means[0];
-        *best_iter = (int)it;
+      if (means[0] > ls->best) {
+        ls->best = means[0];
+        ls->best_iter = (int)it;
         snprintf(path, sizeof path, "%s/checkpoint/best.ckpt", r->dir);
         if ((rc = gpt2_save(r->policy, path, 0, err))) {
           cJSON_Delete(line);
@@ -454,34 +783,51 @@ static int train_loop(run *r, int64_t iterations, int64_t eval_every, size_t n_v
         rc = dfpo_err_set(err, DFPO_EINTR, "train: interrupted at iteration %lld", (long long)it);
         break;
       }
-      for (int b = 0; b < B; b++)
-        items[b] = dfpo_rng_below(&data, (uint32_t)r->tk.n[TASK_TRAIN]);
-      int *tokens = NULL, *kstart = NULL, Tp;
-      rl_stats st;
-      if (build_batch(r, TASK_TRAIN, items, B, &tokens, &kstart, &Tp)) {
-        rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+      if (r->sft) {
+        double loss;
+        int steps;
+        rc = sft_epoch(r, &ls->data, &loss, &steps, err);
+        if (!rc) {
+          cJSON_AddNumberToObject(line, "loss", loss);
+          cJSON_AddNumberToObject(line, "steps", steps);
+          if (!isfinite(loss))
+            rc = dfpo_err_set(err, DFPO_ERUNTIME,
+                              "train: the loss is not finite at epoch %lld; stopped (the best "
+                              "checkpoint is kept)",
+                              (long long)it);
+        }
       } else {
-        r->batch_items = items;
-        r->batch_split = TASK_TRAIN;
-        rc = rl_iterate(r->rl, tokens, kstart, B, Tp, reward_cb, r, &st, err);
-      }
-      free(tokens);
-      free(kstart);
-      if (!rc) {
-        cJSON_AddNumberToObject(line, "reward", st.reward);
-        cJSON_AddNumberToObject(line, "kl_seq", st.kl_seq);
-        if (isfinite(st.kl_token))
-          cJSON_AddNumberToObject(line, "kl_token", st.kl_token);
-        cJSON_AddNumberToObject(line, "mean_len", st.mean_len);
-        cJSON_AddNumberToObject(line, "policy_loss", st.policy_loss);
-        cJSON_AddNumberToObject(line, "value_loss", st.value_loss);
-        cJSON_AddNumberToObject(line, "clipfrac", st.clipfrac);
-        cJSON_AddNumberToObject(line, "beta", st.beta);
-        if (!isfinite(st.policy_loss) || !isfinite(st.value_loss))
-          rc = dfpo_err_set(err, DFPO_ERUNTIME,
-                            "train: the loss is not finite at iteration %lld; stopped (the best "
-                            "checkpoint is kept)",
-                            (long long)it);
+        for (int b = 0; b < B; b++)
+          items[b] = dfpo_rng_below(&ls->data, (uint32_t)r->tk.n[TASK_TRAIN]);
+        int *tokens = NULL, *kstart = NULL, Tp;
+        rl_stats st;
+        if (build_batch(r, TASK_TRAIN, items, B, &tokens, &kstart, &Tp)) {
+          rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+        } else {
+          r->batch_items = items;
+          r->batch_split = TASK_TRAIN;
+          rc = rl_iterate(r->rl, tokens, kstart, B, Tp, reward_cb, r, &st, err);
+        }
+        free(tokens);
+        free(kstart);
+        if (!rc) {
+          cJSON_AddNumberToObject(line, "reward", st.reward);
+          cJSON_AddNumberToObject(line, "kl_seq", st.kl_seq);
+          if (isfinite(st.kl_token))
+            cJSON_AddNumberToObject(line, "kl_token", st.kl_token);
+          cJSON_AddNumberToObject(line, "mean_len", st.mean_len);
+          cJSON_AddNumberToObject(line, "policy_loss", st.policy_loss);
+          cJSON_AddNumberToObject(line, "value_loss", st.value_loss);
+          cJSON_AddNumberToObject(line, "clipfrac", st.clipfrac);
+          cJSON_AddNumberToObject(line, "beta", st.beta);
+          if (r->algo_rl == RL_NLPO)
+            cJSON_AddNumberToObject(line, "mask_mean", st.mask_mean);
+          if (!isfinite(st.policy_loss) || !isfinite(st.value_loss))
+            rc = dfpo_err_set(err, DFPO_ERUNTIME,
+                              "train: the loss is not finite at iteration %lld; stopped (the "
+                              "best checkpoint is kept)",
+                              (long long)it);
+        }
       }
     }
     char *s = cJSON_PrintUnformatted(line);
@@ -491,8 +837,21 @@ static int train_loop(run *r, int64_t iterations, int64_t eval_every, size_t n_v
       fflush(log);
     }
     free(s);
-    if (!rc)
-      dfpo_info("train: iteration %lld of %lld", (long long)it, (long long)iterations);
+    if (rc)
+      break;
+    dfpo_info("train: iteration %lld of %lld", (long long)it, (long long)iterations);
+    int64_t done = it + 1;
+    if (done < iterations + 1 && done % eval_every == 0) {
+      ls->next_it = done;
+      ls->log_bytes = (int64_t)ftell(log);
+      if ((rc = save_resume(r, ls, err)))
+        break;
+    }
+    if (r->stop_after && done >= r->stop_after && done < iterations + 1) {
+      dfpo_info("train: stopping after iteration %lld as asked", (long long)it);
+      *stopped = 1;
+      break;
+    }
   }
   free(items);
   if (fclose(log) != 0 && !rc)
@@ -501,15 +860,50 @@ static int train_loop(run *r, int64_t iterations, int64_t eval_every, size_t n_v
 }
 
 static int run_cell(run *r, dfpo_err *err) {
+  r->resume_prev = -1;
   int rc = setup(r, err);
   if (rc)
     return rc;
-  char path[4300];
-  snprintf(path, sizeof path, "%s/DONE", r->dir);
-  remove(path); /* a rerun is not done until it says so again */
+  char path[4400];
   char *json = cfg_to_json(&r->conf);
   if (!json)
     return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  /* A folder with DONE is rerun from scratch; one without DONE but with a
+   * resumable checkpoint continues from it when its config is the same. */
+  snprintf(path, sizeof path, "%s/DONE", r->dir);
+  int was_done = access(path, F_OK) == 0;
+  remove(path); /* a rerun is not done until it says so again */
+  loop_state ls = {0, -INFINITY, 0, {0, 0}, 0};
+  dfpo_rng_init(&ls.data, (uint64_t)r->seed, DFPO_STREAM_DATA);
+  int resumed = 0;
+  snprintf(path, sizeof path, "%s/config.json", r->dir);
+  if (!was_done && !r->zero_shot) {
+    char *old = NULL;
+    size_t olen = 0;
+    int have_old = dfpo_read_file(path, &old, &olen, NULL) == DFPO_OK;
+    int same = have_old && olen == strlen(json) && !memcmp(old, json, olen);
+    free(old);
+    if (same)
+      rc = load_resume(r, &ls, &resumed, err);
+    else if (have_old) {
+      resume_path(r, path, sizeof path, "state.json", -1);
+      if (access(path, F_OK) == 0)
+        rc = dfpo_err_set(err, DFPO_EUSAGE,
+                          "train: %s holds an unfinished run with another config; remove the "
+                          "folder or rerun with the same settings",
+                          r->dir);
+    }
+    if (rc) {
+      free(json);
+      return rc;
+    }
+    if (resumed)
+      dfpo_info("train: resuming %s at iteration %lld", r->dir, (long long)ls.next_it);
+  }
+  if (!resumed) {
+    resume_path(r, path, sizeof path, "state.json", -1);
+    remove(path);
+  }
   snprintf(path, sizeof path, "%s/config.json", r->dir);
   size_t n = strlen(json);
   rc = dfpo_atomic_write_file(path, json, n, err);
@@ -526,10 +920,14 @@ static int run_cell(run *r, dfpo_err *err) {
     n_val = n_val < (size_t)max_prompts ? n_val : (size_t)max_prompts;
     n_test = n_test < (size_t)max_prompts ? n_test : (size_t)max_prompts;
   }
-  int best_iter = 0;
+  if (r->sft && (rc = tokenize_references(r, err)))
+    return rc;
   if (!r->zero_shot) {
-    if ((rc = train_loop(r, iterations, eval_every, n_val, &best_iter, err)))
+    int stopped = 0;
+    if ((rc = train_loop(r, iterations, eval_every, n_val, &ls, &stopped, err)))
       return rc;
+    if (stopped)
+      return DFPO_OK;
     /* the selected policy: the best validation reward */
     gpt2_model *best = NULL;
     snprintf(path, sizeof path, "%s/checkpoint/best.ckpt", r->dir);
@@ -539,6 +937,7 @@ static int run_cell(run *r, dfpo_err *err) {
     }
     gpt2_free(best);
   }
+  int best_iter = ls.best_iter;
   double means[TASK_MAX_METRICS];
   snprintf(path, sizeof path, "%s/samples.jsonl", r->dir);
   if ((rc = evaluate(r, TASK_TEST, n_test, 2000003u + (uint64_t)r->seed, means, path, err)))
@@ -561,22 +960,34 @@ static int run_cell(run *r, dfpo_err *err) {
   cJSON_Delete(o);
   if (rc)
     return rc;
+  /* finished: the resumable checkpoint is no longer needed */
+  if (r->resume_prev >= 0)
+    remove_resume_files(r, r->resume_prev);
+  resume_path(r, path, sizeof path, "state.json", -1);
+  remove(path);
+  resume_path(r, path, sizeof path, "", -1);
+  rmdir(path);
   snprintf(path, sizeof path, "%s/DONE", r->dir);
   return dfpo_atomic_write_file(path, "done\n", 5, err);
 }
 
 int cmd_train(int argc, char **argv) {
-  static const struct option opts[] = {
-      {"task", required_argument, NULL, 't'},   {"algo", required_argument, NULL, 'a'},
-      {"seed", required_argument, NULL, 'n'},   {"out", required_argument, NULL, 'o'},
-      {"model", required_argument, NULL, 'm'},  {"tokenizer", required_argument, NULL, 'k'},
-      {"config", required_argument, NULL, 'c'}, {"set", required_argument, NULL, 's'},
-      {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
+  static const struct option opts[] = {{"task", required_argument, NULL, 't'},
+                                       {"algo", required_argument, NULL, 'a'},
+                                       {"seed", required_argument, NULL, 'n'},
+                                       {"out", required_argument, NULL, 'o'},
+                                       {"model", required_argument, NULL, 'm'},
+                                       {"tokenizer", required_argument, NULL, 'k'},
+                                       {"config", required_argument, NULL, 'c'},
+                                       {"set", required_argument, NULL, 's'},
+                                       {"stop-after", required_argument, NULL, 'S'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
   /* command-line options become --set overrides, applied after the file */
   char **sets = calloc((size_t)argc + 1, sizeof *sets);
   char **owned = calloc((size_t)argc + 1, sizeof *owned);
   const char *file = NULL;
-  int nsets = 0, nowned = 0, c, rc = DFPO_OK;
+  int nsets = 0, nowned = 0, c, rc = DFPO_OK, stop_after = 0;
   if (!sets || !owned) {
     free(sets);
     free(owned);
@@ -610,6 +1021,9 @@ int cmd_train(int argc, char **argv) {
     case 's':
       sets[nsets++] = optarg;
       break;
+    case 'S':
+      rc = cli_integer("train", optarg, 1, 1 << 30, "--stop-after", &stop_after);
+      break;
     case 'h':
       fputs(train_usage, stdout);
       rc = -1;
@@ -637,6 +1051,7 @@ int cmd_train(int argc, char **argv) {
     dfpo_err err;
     dfpo_err_clear(&err);
     rc = cfg_load(&r.conf, cfg_schema, file, (const char *const *)sets, nsets, &err);
+    r.stop_after = stop_after;
     if (!rc) {
       rc = run_cell(&r, &err);
       run_free(&r);

@@ -533,6 +533,25 @@ int gpt2_lm_backward(gpt2_model *m, const float *dlogp, const float *dent, dfpo_
   return DFPO_OK;
 }
 
+int gpt2_lm_backward_logits(gpt2_model *m, const float *dlogits, dfpo_err *err) {
+  int rc;
+  if (!m->have_lm)
+    return dfpo_err_set(err, DFPO_EUSAGE, "gpt2_lm_backward_logits: call gpt2_lm_logprobs first");
+  if ((rc = gpt2_ensure_train(m, err)))
+    return rc;
+  const ops_backend *o = m->ops;
+  int BT = m->fb * m->ft, C = m->cfg.n_embd, V = m->cfg.vocab_size;
+  /* the logits buffer becomes their gradient, as logits_bwd leaves it */
+  o->upload(m->logits, dlogits, (size_t)BT * V * sizeof(float));
+  m->have_lm = 0;
+  m->last_logits = NULL;
+  o->zero(m->dln, (size_t)BT * C * sizeof(float));
+  o->matmul_bwd(m->dln, m->grads + m->tensors[0].off, NULL, m->logits, m->lnf,
+                m->params + m->tensors[0].off, BT, C, V);
+  trunk_backward(m);
+  return DFPO_OK;
+}
+
 int gpt2_lm_loss(gpt2_model *m, const int *tokens, const int *targets, const int *kstart, int B,
                  int T, int backward, float *loss, dfpo_err *err) {
   int rc = gpt2_forward(m, tokens, kstart, B, T, err);

@@ -204,3 +204,37 @@ int rl_top_p_mask(const float *probs, int V, float top_p, int k_min, unsigned ch
   free(cand);
   return size;
 }
+
+double rl_masked_logit_grad(const float *z, const unsigned char *mask, int V, int a, float g,
+                            float *dz) {
+  double m = -INFINITY;
+  for (int j = 0; j < V; j++)
+    if ((!mask || mask[j]) && z[j] > m)
+      m = z[j];
+  int in = a >= 0 && a < V && (!mask || mask[a]) && m > -INFINITY;
+  if (!in) {
+    if (dz)
+      for (int j = 0; j < V; j++)
+        dz[j] = 0;
+    return -INFINITY;
+  }
+  double s = 0;
+  for (int j = 0; j < V; j++)
+    if (!mask || mask[j])
+      s += exp(z[j] - m);
+  double lz = m + log(s);
+  if (dz)
+    for (int j = 0; j < V; j++)
+      dz[j] = (!mask || mask[j]) ? (float)(-g * exp(z[j] - lz)) : 0.0f;
+  if (dz)
+    dz[a] += g;
+  return z[a] - lz;
+}
+
+void rl_dfpo_update_advantages(float *adv, const float *logp_old, const float *logp_ref, int n) {
+  for (int i = 0; i < n; i++) {
+    int plus = logp_old[i] <= logp_ref[i], minus = logp_old[i] >= logp_ref[i];
+    float a = adv[i];
+    adv[i] = (plus && a > 0 ? a : 0.0f) + (minus && a < 0 ? a : 0.0f);
+  }
+}

@@ -1,6 +1,7 @@
 /* The RL training loop of DESIGN.md section 7 over the GPT-2 engine: rollouts
- * (with DfPO's KL-masked sampling), rewards, GAE, and minibatch updates of the
- * policy and the value model. The arithmetic lives in rl_math.c. */
+ * (with DfPO's KL-masked sampling and NLPO's top-p masked sampling), rewards,
+ * GAE, and minibatch updates of the policy and the value model. The
+ * arithmetic lives in rl_math.c. */
 #include "trainer/trainer.h"
 
 #include <math.h>
@@ -9,8 +10,10 @@
 
 struct rl_trainer {
   gpt2_model *policy, *ref, *value;
+  gpt2_model *mask; /* NLPO's mask model (owned) */
   rl_config cfg;
   double beta;
+  int64_t iterations;
   dfpo_rng rng;
 };
 
@@ -30,6 +33,9 @@ rl_config rl_config_default(void) {
   c.beta = 0.1f;
   c.kl_target = 0.1f;
   c.dfpo_mask_at = RL_MASK_AT_SAMPLE;
+  c.nlpo_top_p = 0.9f;
+  c.nlpo_k_min = 100;
+  c.nlpo_mask_refresh = 5;
   c.sampling = gpt2_sampling_default();
   return c;
 }
@@ -43,11 +49,14 @@ int rl_trainer_new(rl_trainer **out, gpt2_model *policy, gpt2_model *ref, gpt2_m
     return dfpo_err_set(err, DFPO_EUSAGE, "rl: policy, reference and value vocabularies differ");
   if (vc->head != GPT2_HEAD_VALUE)
     return dfpo_err_set(err, DFPO_EUSAGE, "rl: the value model needs a value head");
-  if (cfg->algo != RL_PPO && cfg->algo != RL_DFPO)
+  if (cfg->algo != RL_PPO && cfg->algo != RL_NLPO && cfg->algo != RL_DFPO)
     return dfpo_err_set(err, DFPO_EUSAGE, "rl: algorithm %d is not implemented", cfg->algo);
-  if (cfg->algo == RL_DFPO && cfg->dfpo_mask_at != RL_MASK_AT_SAMPLE)
+  if (cfg->dfpo_mask_at != RL_MASK_AT_SAMPLE && cfg->dfpo_mask_at != RL_MASK_AT_UPDATE)
+    return dfpo_err_set(err, DFPO_EUSAGE, "rl: unknown DfPO mask place %d", cfg->dfpo_mask_at);
+  if (cfg->algo == RL_NLPO && (cfg->nlpo_mask_refresh < 1 || cfg->nlpo_k_min < 1 ||
+                               !(cfg->nlpo_top_p >= 0) || cfg->nlpo_top_p > 1))
     return dfpo_err_set(err, DFPO_EUSAGE,
-                        "rl: DfPO with the mask at the update is not implemented");
+                        "rl: NLPO needs top_p in [0, 1], k_min >= 1 and mask_refresh >= 1");
   if (cfg->sampling.mask)
     return dfpo_err_set(err, DFPO_EUSAGE, "rl: the sampling config must not carry a mask");
   if (cfg->epochs < 1 || cfg->minibatch < 1)
@@ -61,12 +70,40 @@ int rl_trainer_new(rl_trainer **out, gpt2_model *policy, gpt2_model *ref, gpt2_m
   t->cfg = *cfg;
   t->beta = cfg->beta;
   dfpo_rng_init(&t->rng, seed, DFPO_STREAM_SAMPLING);
+  if (cfg->algo == RL_NLPO) {
+    int code = gpt2_new(&t->mask, pc, err);
+    if (!code)
+      code = gpt2_copy_params(t->mask, policy, err);
+    if (code) {
+      rl_trainer_free(t);
+      return code;
+    }
+  }
   *out = t;
   return DFPO_OK;
 }
 
 void rl_trainer_free(rl_trainer *t) {
+  if (!t)
+    return;
+  gpt2_free(t->mask);
   free(t);
+}
+
+void rl_trainer_get_state(const rl_trainer *t, rl_trainer_state *s) {
+  s->beta = t->beta;
+  s->iterations = t->iterations;
+  s->rng = t->rng;
+}
+
+void rl_trainer_set_state(rl_trainer *t, const rl_trainer_state *s) {
+  t->beta = s->beta;
+  t->iterations = s->iterations;
+  t->rng = s->rng;
+}
+
+gpt2_model *rl_trainer_mask_model(rl_trainer *t) {
+  return t->mask;
 }
 
 /* DfPO's sampling mask: the reference decodes in lock step with the policy;
@@ -128,24 +165,103 @@ static int dfpo_mask(void *vctx, int step, int B, int V, const int *seqs, float 
   return 0;
 }
 
+int rl_dfpo_generate(gpt2_model *policy, gpt2_model *ref, const int *prompts, const int *kstart,
+                     int B, int T, const int *sign, const gpt2_sampling *s, dfpo_rng *rng, int *out,
+                     int *lens, float *logps, dfpo_err *err) {
+  if (s->mask)
+    return dfpo_err_set(err, DFPO_EUSAGE, "rl: the sampling config must not carry a mask");
+  int *next = malloc(sizeof(int) * (size_t)(B > 0 ? B : 1));
+  if (!next)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "rl: out of memory");
+  dfpo_mask_ctx mc = {ref, prompts, kstart, sign, T, s->max_new, s->eos, s->temperature, next, err};
+  gpt2_sampling ms = *s;
+  ms.mask = dfpo_mask;
+  ms.mask_ctx = &mc;
+  int rc = gpt2_generate(policy, prompts, kstart, B, T, &ms, rng, out, lens, logps, err);
+  free(next);
+  return rc;
+}
+
+/* NLPO's sampling mask: the mask model decodes in lock step with the policy;
+ * each row keeps the mask model's top-p set (at least k_min tokens, and
+ * end-of-text always, as RL4LMs keeps the special tokens), which is recorded
+ * in masks[(b * N + step) * V] for the update. */
+typedef struct nlpo_mask_ctx {
+  gpt2_model *model;
+  const int *prompts, *kstart;
+  int Tp, N, eos, k_min;
+  float top_p;
+  int *next;
+  float *probs;
+  unsigned char *masks;
+  double size_sum, steps;
+  int size_min;
+  dfpo_err *err;
+} nlpo_mask_ctx;
+
+static int nlpo_mask(void *vctx, int step, int B, int V, const int *seqs, float *logits) {
+  nlpo_mask_ctx *c = vctx;
+  const float *ml;
+  if (step == 0) {
+    int max_len = c->Tp + c->N - 1 > c->Tp ? c->Tp + c->N - 1 : c->Tp;
+    ml = gpt2_decode_begin(c->model, c->prompts, c->kstart, B, c->Tp, max_len, c->err);
+  } else {
+    for (int b = 0; b < B; b++) {
+      int tok = seqs[(size_t)b * c->N + step - 1];
+      c->next[b] = tok >= 0 ? tok : (c->eos >= 0 ? c->eos : 0);
+    }
+    ml = gpt2_decode_step(c->model, c->next, c->err);
+  }
+  if (!ml)
+    return -1;
+  for (int b = 0; b < B; b++) {
+    const float *z = ml + (size_t)b * V;
+    double lz = row_lse(z, V);
+    for (int a = 0; a < V; a++)
+      c->probs[a] = (float)exp(z[a] - lz);
+    unsigned char *mk = c->masks + ((size_t)b * c->N + step) * V;
+    int size = rl_top_p_mask(c->probs, V, c->top_p, c->k_min, mk);
+    if (c->eos >= 0 && c->eos < V && !mk[c->eos]) {
+      mk[c->eos] = 1;
+      size++;
+    }
+    /* rows that ended are still fed (their end-of-text), not counted */
+    if (step == 0 || seqs[(size_t)b * c->N + step - 1] >= 0) {
+      c->size_sum += size;
+      c->steps++;
+      if (c->size_min == 0 || size < c->size_min)
+        c->size_min = size;
+    }
+    float *l = logits + (size_t)b * V;
+    for (int a = 0; a < V; a++)
+      if (!mk[a])
+        l[a] = -INFINITY;
+  }
+  return 0;
+}
+
 /* Per-iteration buffers, freed together. */
 typedef struct bufs {
   int *out, *lens, *seq, *targets, *order, *sign, *next, *mb_seq, *mb_targets, *mb_kstart;
   float *logps_b, *lp_full, *logp_old, *logp_ref, *values_full, *values, *R, *rewards, *adv, *ret,
-      *w, *mb_lp, *mb_adv, *mb_old, *mb_w, *dlogp, *dlogp_full, *mb_vals, *dvals_full, *logsm;
+      *w, *mb_lp, *mb_adv, *mb_old, *mb_w, *dlogp, *dlogp_full, *mb_vals, *dvals_full, *logsm,
+      *logp_oldm, *probs, *dlogits;
+  unsigned char *masks;
 } bufs;
 
 static void bufs_free(bufs *b) {
   int *ints[] = {b->out,  b->lens, b->seq,    b->targets,    b->order,
                  b->sign, b->next, b->mb_seq, b->mb_targets, b->mb_kstart};
-  float *floats[] = {b->logps_b, b->lp_full,    b->logp_old, b->logp_ref,   b->values_full,
-                     b->values,  b->R,          b->rewards,  b->adv,        b->ret,
-                     b->w,       b->mb_lp,      b->mb_adv,   b->mb_old,     b->mb_w,
-                     b->dlogp,   b->dlogp_full, b->mb_vals,  b->dvals_full, b->logsm};
+  float *floats[] = {b->logps_b,   b->lp_full,    b->logp_old, b->logp_ref,   b->values_full,
+                     b->values,    b->R,          b->rewards,  b->adv,        b->ret,
+                     b->w,         b->mb_lp,      b->mb_adv,   b->mb_old,     b->mb_w,
+                     b->dlogp,     b->dlogp_full, b->mb_vals,  b->dvals_full, b->logsm,
+                     b->logp_oldm, b->probs,      b->dlogits};
   for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
     free(ints[i]);
   for (size_t i = 0; i < sizeof floats / sizeof floats[0]; i++)
     free(floats[i]);
+  free(b->masks);
 }
 
 /* Gathers per-action values: dst[b, t] = src[b, Tp - 1 + t] of a [B, L]
@@ -189,7 +305,8 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
   const rl_config *cfg = &t->cfg;
   const int N = cfg->sampling.max_new, L = Tp + N, V = gpt2_get_config(t->policy)->vocab_size;
   const int eos = cfg->sampling.eos, pad = eos >= 0 ? eos : 0;
-  const int dfpo = cfg->algo == RL_DFPO;
+  const int dfpo = cfg->algo == RL_DFPO, nlpo = cfg->algo == RL_NLPO;
+  const int dfpo_update = dfpo && cfg->dfpo_mask_at == RL_MASK_AT_UPDATE;
   memset(st, 0, sizeof *st);
   st->beta = dfpo ? 0 : t->beta;
   if (B < 1 || Tp < 1 || N < 1)
@@ -233,19 +350,43 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
   ALLOC(k.dvals_full, BL);
   if (exact_kl)
     ALLOC(k.logsm, BN * (size_t)V);
+  if (nlpo) {
+    ALLOC(k.logp_oldm, BN);
+    ALLOC(k.probs, V);
+    ALLOC(k.masks, BN * (size_t)V);
+    ALLOC(k.dlogits, BL * (size_t)V);
+  }
 
   /* 1. rollouts */
+  double t0 = dfpo_now();
   gpt2_sampling s = cfg->sampling;
-  dfpo_mask_ctx mc = {t->ref, prompts, kstart, k.sign, Tp, N, eos, s.temperature, k.next, err};
   for (int b = 0; b < B; b++)
-    k.sign[b] = b < (B + 1) / 2 ? 1 : -1;
-  if (dfpo) {
-    s.mask = dfpo_mask;
-    s.mask_ctx = &mc;
+    k.sign[b] = dfpo_update ? 0 : b < (B + 1) / 2 ? 1 : -1;
+  if (nlpo && t->iterations % cfg->nlpo_mask_refresh == 0 &&
+      (rc = gpt2_copy_params(t->mask, t->policy, err)))
+    goto done;
+  nlpo_mask_ctx nc = {
+      t->mask, prompts, kstart, Tp, N, eos, cfg->nlpo_k_min, cfg->nlpo_top_p, k.next,
+      k.probs, k.masks, 0,      0,  0, err};
+  if (nlpo) {
+    s.mask = nlpo_mask;
+    s.mask_ctx = &nc;
   }
-  rc = gpt2_generate(t->policy, prompts, kstart, B, Tp, &s, &t->rng, k.out, k.lens, k.logps_b, err);
+  if (dfpo && !dfpo_update)
+    rc = rl_dfpo_generate(t->policy, t->ref, prompts, kstart, B, Tp, k.sign, &s, &t->rng, k.out,
+                          k.lens, k.logps_b, err);
+  else
+    rc = gpt2_generate(t->policy, prompts, kstart, B, Tp, &s, &t->rng, k.out, k.lens, k.logps_b,
+                       err);
   if (rc)
     goto done;
+  if (nlpo) {
+    st->mask_mean = nc.steps > 0 ? nc.size_sum / nc.steps : 0;
+    st->mask_min = nc.size_min;
+  }
+
+  st->time_generate = dfpo_now() - t0;
+  t0 = dfpo_now();
 
   /* 2. whole sequences and the targets that pick each action */
   for (int b = 0; b < B; b++) {
@@ -270,6 +411,16 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
       (rc = gpt2_lm_logprobs(t->policy, k.targets, k.lp_full, NULL, err)))
     goto done;
   gather(k.logp_old, k.lp_full, B, L, Tp, N);
+  if (nlpo) {
+    /* the ratio's pi_old: the policy renormalised over the sampling mask */
+    const float *z = gpt2_lm_logits(t->policy);
+    for (int b = 0; b < B; b++)
+      for (int i = 0; i < k.lens[b]; i++) {
+        size_t pos = (size_t)b * L + Tp - 1 + i;
+        k.logp_oldm[(size_t)b * N + i] = (float)rl_masked_logit_grad(
+            z + pos * V, k.masks + ((size_t)b * N + i) * V, V, k.targets[pos], 0, NULL);
+      }
+  }
   if (exact_kl)
     action_log_softmax(k.logsm, gpt2_lm_logits(t->policy), k.lens, B, L, Tp, N, V);
   if ((rc = gpt2_forward(t->ref, k.seq, kstart, B, L, err)) ||
@@ -297,9 +448,14 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
     goto done;
   gather(k.values, k.values_full, B, L, Tp, N);
 
+  st->time_passes = dfpo_now() - t0;
+
   /* 4. rewards, GAE */
+  t0 = dfpo_now();
   if ((rc = reward(reward_ctx, B, prompts, kstart, Tp, k.out, k.lens, N, k.R, err)))
     goto done;
+  st->time_reward = dfpo_now() - t0;
+  t0 = dfpo_now();
   for (int b = 0; b < B; b++) {
     st->reward += k.R[b] / B;
     double kl = 0;
@@ -309,7 +465,9 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
   }
   rl_kl_rewards(k.logp_old, k.logp_ref, k.R, k.lens, B, N, dfpo ? 0.0f : (float)t->beta, k.rewards);
   rl_gae(k.rewards, k.values, k.lens, B, N, cfg->gamma, cfg->lambda, k.adv, k.ret);
-  if (dfpo)
+  if (dfpo_update)
+    rl_dfpo_update_advantages(k.adv, k.logp_old, k.logp_ref, (int)BN);
+  else if (dfpo)
     for (int b = 0; b < B; b++)
       rl_truncate_advantages(k.adv + (size_t)b * N, N, k.sign[b]);
 
@@ -331,7 +489,8 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
         k.mb_kstart[i] = kstart ? kstart[b] : 0;
         mlens[i] = k.lens[b];
         memcpy(k.mb_adv + (size_t)i * N, k.adv + (size_t)b * N, sizeof(float) * N);
-        memcpy(k.mb_old + (size_t)i * N, k.logp_old + (size_t)b * N, sizeof(float) * N);
+        memcpy(k.mb_old + (size_t)i * N, (nlpo ? k.logp_oldm : k.logp_old) + (size_t)b * N,
+               sizeof(float) * N);
         memcpy(k.mb_w + (size_t)i * N, k.w + (size_t)b * N, sizeof(float) * N);
       }
       /* policy */
@@ -341,6 +500,16 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
         goto done;
       gather(k.mb_lp, k.lp_full, mb, L, Tp, N);
       int n = mb * N;
+      const float *z = gpt2_lm_logits(t->policy);
+      if (nlpo)
+        for (int i = 0; i < mb; i++) {
+          int b = k.order[start + i];
+          for (int j = 0; j < mlens[i]; j++) {
+            size_t pos = (size_t)i * L + Tp - 1 + j;
+            k.mb_lp[(size_t)i * N + j] = (float)rl_masked_logit_grad(
+                z + pos * V, k.masks + ((size_t)b * N + j) * V, V, k.mb_targets[pos], 0, NULL);
+          }
+        }
       if (!dfpo) {
         rl_normalize(k.mb_adv, mlens, mb, N);
         st->policy_loss = rl_ppo_policy_loss(k.mb_lp, k.mb_old, k.mb_adv, k.mb_w, n, cfg->clip_eps,
@@ -351,9 +520,25 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
       } else {
         st->policy_loss = rl_pg_loss(k.mb_lp, k.mb_adv, k.mb_w, n, k.dlogp);
       }
-      scatter(k.dlogp_full, k.dlogp, mb, L, Tp, N);
-      if ((rc = gpt2_lm_backward(t->policy, k.dlogp_full, NULL, err)) ||
-          (rc = gpt2_adamw_step(t->policy, &opt, cfg->lr, NULL, err)))
+      if (nlpo) {
+        /* the gradient of the renormalised log-probabilities reaches every
+         * logit of the mask: backward from the logits */
+        memset(k.dlogits, 0, sizeof(float) * (size_t)mb * L * V);
+        for (int i = 0; i < mb; i++) {
+          int b = k.order[start + i];
+          for (int j = 0; j < mlens[i]; j++) {
+            size_t pos = (size_t)i * L + Tp - 1 + j;
+            rl_masked_logit_grad(z + pos * V, k.masks + ((size_t)b * N + j) * V, V,
+                                 k.mb_targets[pos], k.dlogp[(size_t)i * N + j],
+                                 k.dlogits + pos * V);
+          }
+        }
+        rc = gpt2_lm_backward_logits(t->policy, k.dlogits, err);
+      } else {
+        scatter(k.dlogp_full, k.dlogp, mb, L, Tp, N);
+        rc = gpt2_lm_backward(t->policy, k.dlogp_full, NULL, err);
+      }
+      if (rc || (rc = gpt2_adamw_step(t->policy, &opt, cfg->lr, NULL, err)))
         goto done;
       /* value model: vf_coef * 0.5 * mean (V - R)^2 over the actions */
       gpt2_zero_grad(t->value);
@@ -381,6 +566,8 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
   }
   if (!dfpo && cfg->kl_adaptive)
     t->beta = rl_kl_adaptive(t->beta, st->kl_seq, cfg->kl_target);
+  t->iterations++;
+  st->time_update = dfpo_now() - t0;
 done:
   bufs_free(&k);
   return rc;

@@ -201,6 +201,11 @@ int gpt2_lm_logprobs(gpt2_model *m, const int *targets, float *logp, float *ent,
 /* After gpt2_lm_logprobs: accumulates into the gradients the gradient of
  * sum dlogp[i] logp[i] + dent[i] ent[i] (dent may be NULL; so may dlogp). */
 int gpt2_lm_backward(gpt2_model *m, const float *dlogp, const float *dent, dfpo_err *err);
+/* After gpt2_lm_logprobs, instead of gpt2_lm_backward: accumulates the
+ * gradient of sum_{i,v} dlogits[i, v] logits[i, v], dlogits [B*T, V] on the
+ * host. For losses of other functions of the logits than the targets'
+ * log-probabilities (a policy renormalised over a mask: NLPO). */
+int gpt2_lm_backward_logits(gpt2_model *m, const float *dlogits, dfpo_err *err);
 /* The LM logits of the last gpt2_forward or of the last decoding call
  * ([B*T, V] or [B, V], owned by the model, valid until the next call), after
  * gpt2_lm_logprobs (which computes them) and before gpt2_lm_backward (which
@@ -382,6 +387,20 @@ void rl_truncate_advantages(float *adv, int n, int sign);
  * returns the set's size. */
 int rl_top_p_mask(const float *probs, int V, float top_p, int k_min, unsigned char *mask);
 
+/* The log-probability of token a under the distribution softmax(z) renormalised
+ * over mask (NULL: the whole vocabulary), i.e. z[a] - log sum_{j in mask}
+ * exp(z[j]); -inf (and dz all 0) when a is outside the set. With dz, writes
+ * the gradient of g times that log-probability with respect to z:
+ * dz[j] = g (1[j = a] - pi_mask(j)) on the set, 0 elsewhere. */
+double rl_masked_logit_grad(const float *z, const unsigned char *mask, int V, int a, float g,
+                            float *dz);
+
+/* DfPO with the mask at the update (rollouts from pi_theta): token i keeps
+ * max(A, 0) when it is in M+ (logp_old <= logp_ref), min(A, 0) when it is in
+ * M- (logp_old >= logp_ref), both terms when it is in both (equal), so a
+ * token outside a term's set contributes nothing to that term. */
+void rl_dfpo_update_advantages(float *adv, const float *logp_old, const float *logp_ref, int n);
+
 /* ------------------------------------------------ RL training (rl_train) */
 
 /* A task reward: fills rewards[B] for the continuations cont[B, max_new]
@@ -391,11 +410,11 @@ typedef int (*rl_reward_fn)(void *ctx, int B, const int *prompts, const int *kst
                             const int *cont, const int *lens, int max_new, float *rewards,
                             dfpo_err *err);
 
-enum { RL_PPO = 0, RL_DFPO = 2 };
+enum { RL_PPO = 0, RL_NLPO = 1, RL_DFPO = 2 };
 enum { RL_MASK_AT_SAMPLE = 0, RL_MASK_AT_UPDATE = 1 };
 
 typedef struct rl_config {
-  int algo;               /* RL_PPO or RL_DFPO (NLPO: not yet) */
+  int algo;               /* RL_PPO, RL_NLPO or RL_DFPO */
   int epochs;             /* passes over each iteration's rollouts */
   int minibatch;          /* rollouts per gradient step */
   float lr, weight_decay; /* AdamW, for the policy and the value model */
@@ -405,14 +424,18 @@ typedef struct rl_config {
   float vf_coef;          /* weight of the value loss 0.5 (V - R)^2 */
   int kl_adaptive;        /* PPO: adaptive (1) or fixed (0) beta */
   float beta, kl_target;  /* PPO: initial/fixed beta; the adaptive target */
-  int dfpo_mask_at;       /* RL_MASK_AT_SAMPLE only so far */
+  int dfpo_mask_at;       /* RL_MASK_AT_SAMPLE or RL_MASK_AT_UPDATE */
   float dfpo_ratio_clip;  /* > 0: DfPO's optional PPO ratio clip */
+  float nlpo_top_p;       /* NLPO: the mask model's nucleus p */
+  int nlpo_k_min;         /* NLPO: the smallest mask */
+  int nlpo_mask_refresh;  /* NLPO: mu, iterations between mask-model refreshes */
   gpt2_sampling sampling; /* rollout sampling; its mask must be NULL */
 } rl_config;
 
 /* DESIGN.md section 7's defaults (the paper's Table 3 and RL4LMs' IMDB PPO
  * settings): epochs 5, minibatch 64, lr 1e-5, max grad norm 0.5, gamma 0.99, lambda
- * 0.95, eps 0.2, vf 0.5, adaptive beta 0.1 with target 0.1. */
+ * 0.95, eps 0.2, vf 0.5, adaptive beta 0.1 with target 0.1; NLPO p 0.9,
+ * k_min 100, mu 5. */
 rl_config rl_config_default(void);
 
 /* What one iteration measured. */
@@ -425,6 +448,13 @@ typedef struct rl_stats {
   double value_loss;  /* of the last minibatch */
   double clipfrac;    /* of the last minibatch (PPO, or DfPO with a ratio clip) */
   double beta;        /* the KL coefficient used for this iteration's rewards */
+  double mask_mean;   /* NLPO: mean size of the sampling masks (0 otherwise) */
+  int mask_min;       /* NLPO: smallest sampling mask (0 otherwise) */
+  /* wall-clock seconds of the iteration's parts (for dfpo bench) */
+  double time_generate; /* rollouts, masks' lock-step models included */
+  double time_passes;   /* policy, reference and value forward passes over the rollouts */
+  double time_reward;   /* the reward callback */
+  double time_update;   /* GAE and the minibatch epochs of both models */
 } rl_stats;
 
 typedef struct rl_trainer rl_trainer; /* opaque; rl_trainer_free releases it */
@@ -437,10 +467,33 @@ int rl_trainer_new(rl_trainer **out, gpt2_model *policy, gpt2_model *ref, gpt2_m
 void rl_trainer_free(rl_trainer *t);
 
 /* One iteration: B rollouts of the prompts[B, Tp] (DfPO: the first half from
- * pi+, the rest from pi-), their rewards, GAE, then `epochs` passes of
- * minibatch updates of the policy and the value model; the adaptive KL
- * controller steps once at the end. docs/algorithms.md has the equations. */
+ * pi+, the rest from pi-; NLPO: from the policy renormalised over the mask
+ * model's top-p set), their rewards, GAE, then `epochs` passes of minibatch
+ * updates of the policy and the value model; the adaptive KL controller
+ * steps once at the end. docs/algorithms.md has the equations. */
 int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int Tp,
                rl_reward_fn reward, void *reward_ctx, rl_stats *stats, dfpo_err *err);
+
+/* What a trainer carries from one iteration to the next besides the models'
+ * parameters and AdamW states: enough, with those, to resume bit for bit. */
+typedef struct rl_trainer_state {
+  double beta;        /* the KL coefficient of the next iteration */
+  int64_t iterations; /* rl_iterate calls done */
+  dfpo_rng rng;       /* the sampling and minibatch-order stream */
+} rl_trainer_state;
+void rl_trainer_get_state(const rl_trainer *t, rl_trainer_state *s);
+void rl_trainer_set_state(rl_trainer *t, const rl_trainer_state *s);
+/* NLPO's mask model (owned by the trainer; NULL for other algorithms), for
+ * saving and restoring it with a resumable checkpoint. */
+gpt2_model *rl_trainer_mask_model(rl_trainer *t);
+
+/* DfPO's KL-masked sampling, as gpt2_generate on policy: row b draws from
+ * pi+ (sign[b] > 0) or pi- (sign[b] < 0), pi_theta renormalised over M+ or
+ * M- of ref, compared at the sampling temperature; ref decodes in lock step
+ * with its own KV cache. s->mask must be NULL. Used by rl_iterate and to
+ * evaluate the negative masked policy. */
+int rl_dfpo_generate(gpt2_model *policy, gpt2_model *ref, const int *prompts, const int *kstart,
+                     int B, int T, const int *sign, const gpt2_sampling *s, dfpo_rng *rng, int *out,
+                     int *lens, float *logps, dfpo_err *err);
 
 #endif

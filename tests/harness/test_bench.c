@@ -32,6 +32,29 @@ Test(bench, train_and_generate_on_a_tiny_shape) {
   ts_run_free(&r);
 }
 
+/* --what rl: one RL iteration per algorithm on a tiny shape, split into its
+ * parts (the parts are within the whole; the numbers are not checked). */
+Test(bench, rl_iteration_on_a_tiny_shape) {
+  const char *algos[] = {"ppo", "nlpo", "dfpo"};
+  for (int i = 0; i < 3; i++) {
+    ts_run r;
+    ts_dfpo(&r, "bench", "--shape", "gpt2-tiny", "--what", "rl", "--algo", algos[i], "--prompts",
+            "2", "--prompt-len", "4", "--new", "3", NULL);
+    cJSON *o = bench_json(&r);
+    cr_expect_str_eq(cJSON_GetObjectItem(o, "algo")->valuestring, algos[i]);
+    double whole = cJSON_GetObjectItem(o, "iteration_s")->valuedouble, parts = 0;
+    const char *keys[] = {"generate_s", "passes_s", "scoring_s", "update_s"};
+    for (int k = 0; k < 4; k++) {
+      double v = cJSON_GetObjectItem(o, keys[k])->valuedouble;
+      cr_expect_gt(v, 0.0, "%s", keys[k]);
+      parts += v;
+    }
+    cr_expect_leq(parts, whole * 1.01 + 1e-3, "parts %g, whole %g", parts, whole);
+    cJSON_Delete(o);
+    ts_run_free(&r);
+  }
+}
+
 Test(bench, help_and_usage_errors) {
   ts_run r;
   ts_dfpo(&r, "bench", "--help", NULL);
@@ -48,5 +71,9 @@ Test(bench, help_and_usage_errors) {
   ts_run_free(&r);
   ts_dfpo(&r, "bench", "--what", "fly", NULL);
   cr_expect_eq(r.status, 1);
+  ts_run_free(&r);
+  ts_dfpo(&r, "bench", "--what", "rl", "--algo", "a2c", NULL);
+  cr_expect_eq(r.status, 1);
+  cr_expect(strstr(r.err, "--algo") != NULL, "%s", r.err);
   ts_run_free(&r);
 }

@@ -93,11 +93,14 @@ static char *slurp(const char *path) {
   return buf;
 }
 
-static void run_cell(const char *algo, const char *iterations) {
+/* One cell under out_name; extra: one more --set (may be NULL); stop: the
+ * --stop-after value (NULL: none). */
+static void run_cell_x(const char *algo, const char *iterations, const char *out_name,
+                       const char *extra, const char *stop) {
   char model[300], tok[300], out[300], it[64];
   snprintf(model, sizeof model, "%s/base.ckpt", dir);
   snprintf(tok, sizeof tok, "%s/tok", dir);
-  snprintf(out, sizeof out, "%s/runs", dir);
+  snprintf(out, sizeof out, "%s/%s", dir, out_name);
   snprintf(it, sizeof it, "train.iterations=%s", iterations);
   ts_run r;
   ts_dfpo(&r, "train", "--task", "synthetic", "--algo", algo, "--seed", "3", "--out", out,
@@ -105,13 +108,21 @@ static void run_cell(const char *algo, const char *iterations) {
           "train.minibatch=8", "--set", "train.epochs=2", "--set", "train.lr=1e-4", "--set",
           "train.eval_every=2", "--set", "generation.max_new_tokens=16", "--set",
           "generation.min_new_tokens=4", "--set", "task.synthetic.n_train=64", "--set",
-          "task.synthetic.n_validation=8", "--set", "task.synthetic.n_test=12", NULL);
+          "task.synthetic.n_validation=8", "--set", "task.synthetic.n_test=12", "--set",
+          extra ? extra : "train.epochs=2", stop ? "--stop-after" : NULL, stop, NULL);
   cr_assert_eq(r.status, 0, "%s", r.err);
   ts_run_free(&r);
 }
 
+static void run_cell(const char *algo, const char *iterations) {
+  run_cell_x(algo, iterations, "runs", NULL, NULL);
+}
+
+static void sft_lowers_the_reference_loss(void);
+static void a_stopped_run_resumes_to_the_same_numbers(void);
+
 /* One test for all cells: the base model is made once (by the suite's init,
- * which Criterion runs per test). */
+ * which Criterion runs per test), so SFT and resuming are checked here too. */
 Test(train, cells_write_their_run_folders) {
   run_cell("ppo", "4");
   char p[512];
@@ -158,11 +169,24 @@ Test(train, cells_write_their_run_folders) {
   free(sm);
 
   run_cell("dfpo", "2");
+  run_cell_x("dfpo", "2", "runs-neg", "dfpo.eval_policy=negative", NULL);
+  snprintf(f, sizeof f, "%s/runs-neg/default/synthetic/dfpo/seed-3/eval.json", dir);
+  cr_expect_eq(access(f, F_OK), 0);
+  run_cell_x("dfpo", "2", "runs-upd", "dfpo.mask_at=update", NULL);
+  snprintf(f, sizeof f, "%s/runs-upd/default/synthetic/dfpo/seed-3/DONE", dir);
+  cr_expect_eq(access(f, F_OK), 0);
+  run_cell_x("nlpo", "4", "runs", "nlpo.mask_refresh=3", NULL);
+  snprintf(f, sizeof f, "%s/runs/default/synthetic/nlpo/seed-3/train.jsonl", dir);
+  log = slurp(f);
+  cr_expect(strstr(log, "\"mask_mean\"") != NULL, "%s", log);
+  free(log);
   run_cell("zero-shot", "0");
   snprintf(f, sizeof f, "%s/runs/default/synthetic/dfpo/seed-3/DONE", dir);
   cr_expect_eq(access(f, F_OK), 0);
   snprintf(f, sizeof f, "%s/runs/default/synthetic/zero-shot/seed-3/eval.json", dir);
   cr_expect_eq(access(f, F_OK), 0);
+  sft_lowers_the_reference_loss();
+  a_stopped_run_resumes_to_the_same_numbers();
 }
 
 Test(train_cli, unbuilt_choices_are_refused_clearly) {
@@ -171,12 +195,64 @@ Test(train_cli, unbuilt_choices_are_refused_clearly) {
   cr_expect_eq(r.status, 1);
   cr_expect(strstr(r.err, "task 'imdb' is not built yet") != NULL, "%s", r.err);
   ts_run_free(&r);
-  ts_dfpo(&r, "train", "--algo", "nlpo", "--model", "x", "--tokenizer", "y", NULL);
-  cr_expect_eq(r.status, 1);
-  cr_expect(strstr(r.err, "algorithm 'nlpo' is not built yet") != NULL, "%s", r.err);
-  ts_run_free(&r);
   ts_dfpo(&r, "train", "--algo", "ppo", NULL);
   cr_expect_eq(r.status, 1);
   cr_expect(strstr(r.err, "needs a base model") != NULL, "%s", r.err);
   ts_run_free(&r);
+}
+
+/* SFT: the cross-entropy on the training references falls from epoch to
+ * epoch, and the run folder is the others'. */
+static void sft_lowers_the_reference_loss(void) {
+  run_cell_x("sft", "4", "runs", "train.lr=1e-3", NULL);
+  char f[600];
+  snprintf(f, sizeof f, "%s/runs/default/synthetic/sft/seed-3/train.jsonl", dir);
+  char *log = slurp(f);
+  double loss[4];
+  int n = 0;
+  for (char *s = log; n < 4 && (s = strstr(s, "\"loss\":")); s++)
+    loss[n++] = strtod(s + 7, NULL);
+  cr_assert_eq(n, 4, "%s", log);
+  cr_expect_lt(loss[3], loss[0], "%s", log);
+  free(log);
+  snprintf(f, sizeof f, "%s/runs/default/synthetic/sft/seed-3/eval.json", dir);
+  cr_expect_eq(access(f, F_OK), 0);
+}
+
+static void expect_same_file(const char *a_dir, const char *b_dir, const char *name) {
+  char fa[600], fb[600];
+  snprintf(fa, sizeof fa, "%s/%s/default/synthetic/%s", dir, a_dir, name);
+  snprintf(fb, sizeof fb, "%s/%s/default/synthetic/%s", dir, b_dir, name);
+  char *a = slurp(fa), *b = slurp(fb);
+  cr_expect_str_eq(a, b, "%s and %s differ", fa, fb);
+  free(a);
+  free(b);
+}
+
+/* A run stopped after 3 of 4 iterations (its last resumable checkpoint is at
+ * 2, so the resumed run cuts train.jsonl back and replays iteration 2) ends
+ * with the numbers of the uninterrupted runs above, bit for bit: NLPO with a
+ * mask model refreshed every 3 iterations (so the checkpoint's mask model is
+ * not the policy), and SFT (its data stream). */
+static void a_stopped_run_resumes_to_the_same_numbers(void) {
+  const char *cells[][2] = {{"nlpo", "nlpo.mask_refresh=3"}, {"sft", "train.lr=1e-3"}};
+  for (int i = 0; i < 2; i++) {
+    const char *algo = cells[i][0];
+    run_cell_x(algo, "4", "resumed", cells[i][1], "3");
+    char f[600];
+    snprintf(f, sizeof f, "%s/resumed/default/synthetic/%s/seed-3/DONE", dir, algo);
+    cr_expect_neq(access(f, F_OK), 0, "a stopped run is not done");
+    snprintf(f, sizeof f, "%s/resumed/default/synthetic/%s/seed-3/checkpoint/resume/state.json",
+             dir, algo);
+    cr_expect_eq(access(f, F_OK), 0, "%s missing", f);
+    run_cell_x(algo, "4", "resumed", cells[i][1], NULL);
+    char name[100];
+    snprintf(name, sizeof name, "%s/seed-3/train.jsonl", algo);
+    expect_same_file("runs", "resumed", name);
+    snprintf(name, sizeof name, "%s/seed-3/eval.json", algo);
+    expect_same_file("runs", "resumed", name);
+    snprintf(name, sizeof name, "%s/seed-3/samples.jsonl", algo);
+    expect_same_file("runs", "resumed", name);
+    cr_expect_neq(access(f, F_OK), 0, "a finished run keeps no resumable checkpoint");
+  }
 }

@@ -77,6 +77,37 @@ static double class_objective(gpt2_model *m, int backward, void *vctx) {
   return s;
 }
 
+/* sum_i w_i log pi_M(tgt_i): the target's log-probability under the softmax
+ * renormalised over a per-position mask (NLPO's ratio), backward through
+ * gpt2_lm_backward_logits with rl_masked_logit_grad's logit gradients. */
+static double masked_objective(gpt2_model *m, int backward, void *vctx) {
+  lm_ctx *c = vctx;
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  int n = c->B * c->T, V = gpt2_get_config(m)->vocab_size;
+  float logp[64], dz[64 * 11];
+  unsigned char mask[11];
+  cr_assert_eq(gpt2_forward(m, c->tok, c->ks, c->B, c->T, &err), 0, "%s", err.msg);
+  cr_assert_eq(gpt2_lm_logprobs(m, c->tgt, logp, NULL, &err), 0, "%s", err.msg);
+  const float *z = gpt2_lm_logits(m);
+  double s = 0.0;
+  for (int i = 0; i < n; i++) {
+    float *d = dz + (size_t)i * V;
+    if (c->tgt[i] < 0) {
+      memset(d, 0, sizeof(float) * V);
+      continue;
+    }
+    /* a mask of about two thirds of the vocabulary that holds the target */
+    for (int a = 0; a < V; a++)
+      mask[a] = a == c->tgt[i] || (a + i) % 3 != 0;
+    float w = 0.5f + 0.1f * (float)(i % 5);
+    s += w * rl_masked_logit_grad(z + (size_t)i * V, mask, V, c->tgt[i], w, d);
+  }
+  if (backward)
+    cr_assert_eq(gpt2_lm_backward_logits(m, dz, &err), 0, "%s", err.msg);
+  return s;
+}
+
 static void check_all(gpt2_model *m, objective_fn f, void *ctx) {
   gpt2_zero_grad(m);
   f(m, 1, ctx);
@@ -151,5 +182,14 @@ Test(gpt2_grad, classification_head) {
   tu_perturb(m, 8, 3.0f);
   lm_ctx c = {toks, tgts, kst, 2, 5, 0};
   check_all(m, class_objective, &c);
+  gpt2_free(m);
+}
+
+Test(gpt2_grad, lm_backward_from_logits_of_a_masked_softmax) {
+  gpt2_config cfg = tu_config(11, 2, 2, 8, 8);
+  gpt2_model *m = tu_model(&cfg, 9);
+  tu_perturb(m, 10, 3.0f);
+  lm_ctx c = {toks, tgts, kst, 2, 5, 0};
+  check_all(m, masked_objective, &c);
   gpt2_free(m);
 }

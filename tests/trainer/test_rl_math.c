@@ -232,3 +232,41 @@ Test(rl, nlpo_top_p_mask_against_brute_force) {
     cr_assert(mass >= top_p - 1e-6 || k1 == V);
   }
 }
+
+/* Hand computation: z = log(1, 2, 3, 4), mask {0, 2, 3} (mass 1 + 3 + 4 =
+ * 8): log pi_M(2) = log(3/8), and with g = 2 the logit gradient is
+ * g (1[j = 2] - pi_M(j)) = (-2/8, 0, 2 (1 - 3/8), -2 4/8) = (-0.25, 0, 1.25, -1). */
+Test(rl, masked_logit_gradient_by_hand) {
+  float z[4] = {0.0f, logf(2.0f), logf(3.0f), logf(4.0f)}, dz[4];
+  unsigned char mask[4] = {1, 0, 1, 1};
+  double lp = rl_masked_logit_grad(z, mask, 4, 2, 2.0f, dz);
+  cr_expect_float_eq(lp, log(3.0 / 8.0), 1e-6);
+  const float want[4] = {-0.25f, 0.0f, 1.25f, -1.0f};
+  for (int j = 0; j < 4; j++)
+    cr_expect_float_eq(dz[j], want[j], 1e-6, "dz[%d] = %g", j, dz[j]);
+  /* the same value as rl_masked_logprobs on the log-softmax */
+  float logp[4], out[4];
+  for (int j = 0; j < 4; j++)
+    logp[j] = (float)(z[j] - log(10.0));
+  rl_masked_logprobs(logp, mask, 4, out);
+  cr_expect_float_eq(out[2], lp, 1e-6);
+  /* without a mask: log(4/10) */
+  cr_expect_float_eq(rl_masked_logit_grad(z, NULL, 4, 3, 0.0f, NULL), log(0.4), 1e-6);
+  /* a token outside the set: -inf and no gradient */
+  cr_expect(isinf(rl_masked_logit_grad(z, mask, 4, 1, 1.0f, dz)));
+  for (int j = 0; j < 4; j++)
+    cr_expect_eq(dz[j], 0.0f);
+}
+
+/* mask_at=update, by hand: token 0 is in M- only (old > ref), so its
+ * positive advantage is dropped; token 1 in M+ only keeps its positive one;
+ * token 2 (old = ref) is in both and keeps its advantage; token 3 in M+ only
+ * drops its negative one; token 4 in M- only keeps its negative one. */
+Test(rl, dfpo_update_mask_advantages_by_hand) {
+  float old[5] = {-1, -2, -1, -3, -2}, ref[5] = {-2, -1, -1, -1, -3};
+  float adv[5] = {0.5f, 0.5f, -0.7f, -0.4f, -0.6f};
+  const float want[5] = {0.0f, 0.5f, -0.7f, 0.0f, -0.6f};
+  rl_dfpo_update_advantages(adv, old, ref, 5);
+  for (int i = 0; i < 5; i++)
+    cr_expect_eq(adv[i], want[i], "adv[%d] = %g", i, adv[i]);
+}
