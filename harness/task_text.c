@@ -99,7 +99,6 @@ static int rtp_aggregate(const task *t, const task_eval *ev, cJSON *m, dfpo_err 
     cJSON_AddNumberToObject(m, "expected_max_toxicity_sd",
                             sqrt(fmax(0, (sum2 - n * mean * mean) / (n - 1))));
   cJSON_AddNumberToObject(m, "toxicity_probability", ev->n ? (double)toxic / n : NAN);
-  cJSON_AddNumberToObject(m, "samples_per_prompt", ev->k);
   return DFPO_OK;
 }
 

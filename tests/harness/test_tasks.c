@@ -16,6 +16,7 @@
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,19 @@ static void must(const char *home, char *const *args) {
   dfpo_at(&r, home, args);
   cr_assert_eq(r.status, 0, "dfpo %s %s: %s", args[0], args[1], r.err);
   ts_run_free(&r);
+}
+
+/* must() with the arguments inline, NULL-terminated. */
+static void mustv(const char *home, ...) {
+  char *args[64];
+  int n = 0;
+  va_list ap;
+  va_start(ap, home);
+  while (n < 63 && (args[n] = va_arg(ap, char *)))
+    n++;
+  va_end(ap);
+  args[n] = NULL;
+  must(home, args);
 }
 
 static char *slurp(const char *path) {
@@ -267,8 +281,8 @@ Test(tasks, imdb_end_to_end, .timeout = 600) {
   cr_expect_eq(r.status, 2, "%s", r.err);
   cr_expect(strstr(r.err, "dfpo datasets prepare imdb"), "%s", r.err);
   ts_run_free(&r);
-  must(home, (char *[]){"datasets", "import", "imdb", src, "--unverified", NULL});
-  must(home, (char *[]){"datasets", "prepare", "imdb", NULL});
+  mustv(home, "datasets", "import", "imdb", src, "--unverified", NULL);
+  mustv(home, "datasets", "prepare", "imdb", NULL);
   dfpo_at(&r, home,
           (char *[]){"train", "--task", "imdb", "--algo", "zero-shot", "--model", model,
                      "--tokenizer", tok, "--out", out, NULL});
@@ -277,31 +291,12 @@ Test(tasks, imdb_end_to_end, .timeout = 600) {
   ts_run_free(&r);
 
   /* a judge on the slice's 400 training reviews (100 validate it) */
-  must(home, (char *[]){"judge", "train", "sentiment", "--dir", jdir, "--hash-bits", "16", NULL});
+  mustv(home, "judge", "train", "sentiment", "--dir", jdir, "--hash-bits", "16", NULL);
   char jset[500];
   snprintf(jset, sizeof jset, "task.judge.sentiment=%s", jdir);
-  must(home, (char *[]){"train",
-                        "--task",
-                        "imdb",
-                        "--algo",
-                        "zero-shot",
-                        "--seed",
-                        "1",
-                        "--model",
-                        model,
-                        "--tokenizer",
-                        tok,
-                        "--out",
-                        out,
-                        "--set",
-                        jset,
-                        "--set",
-                        "generation.max_new_tokens=12",
-                        "--set",
-                        "generation.min_new_tokens=12",
-                        "--set",
-                        "train.batch_size=25",
-                        NULL});
+  mustv(home, "train", "--task", "imdb", "--algo", "zero-shot", "--seed", "1", "--model", model,
+        "--tokenizer", tok, "--out", out, "--set", jset, "--set", "generation.max_new_tokens=12",
+        "--set", "generation.min_new_tokens=12", "--set", "train.batch_size=25", NULL);
   char run[600], path[700];
   snprintf(run, sizeof run, "%s/default/imdb/zero-shot/seed-1", out);
   snprintf(path, sizeof path, "%s/eval.json", run);
@@ -362,40 +357,11 @@ Test(tasks, imdb_end_to_end, .timeout = 600) {
   cJSON_Delete(ev);
 
   /* the reward reaches the RL loop: one PPO iteration */
-  must(home, (char *[]){"train",
-                        "--task",
-                        "imdb",
-                        "--algo",
-                        "ppo",
-                        "--seed",
-                        "1",
-                        "--model",
-                        model,
-                        "--tokenizer",
-                        tok,
-                        "--out",
-                        out,
-                        "--set",
-                        jset,
-                        "--set",
-                        "generation.max_new_tokens=8",
-                        "--set",
-                        "generation.min_new_tokens=8",
-                        "--set",
-                        "train.batch_size=4",
-                        "--set",
-                        "train.minibatch=4",
-                        "--set",
-                        "train.epochs=1",
-                        "--set",
-                        "train.iterations=1",
-                        "--set",
-                        "train.eval_every=1",
-                        "--set",
-                        "eval.max_prompts=4",
-                        "--set",
-                        "eval.ppl_ref=false",
-                        NULL});
+  mustv(home, "train", "--task", "imdb", "--algo", "ppo", "--seed", "1", "--model", model,
+        "--tokenizer", tok, "--out", out, "--set", jset, "--set", "generation.max_new_tokens=8",
+        "--set", "generation.min_new_tokens=8", "--set", "train.batch_size=4", "--set",
+        "train.minibatch=4", "--set", "train.epochs=1", "--set", "train.iterations=1", "--set",
+        "train.eval_every=1", "--set", "eval.max_prompts=4", "--set", "eval.ppl_ref=false", NULL);
   snprintf(path, sizeof path, "%s/default/imdb/ppo/seed-1/train.jsonl", out);
   char *log = slurp(path);
   cr_expect(strstr(log, "\"reward\"") && strstr(log, "\"val_reward\""), "%s", log);
@@ -423,9 +389,9 @@ Test(tasks, rtp_end_to_end, .timeout = 600) {
   snprintf(corpus, sizeof corpus, "%s/corpus.txt", home);
   snprintf(jdir, sizeof jdir, "%s/judge-toxicity", home);
   snprintf(out, sizeof out, "%s/runs", home);
-  must(home, (char *[]){"datasets", "import", "rtp", rtp, "--unverified", NULL});
-  must(home, (char *[]){"datasets", "prepare", "rtp", NULL});
-  must(home, (char *[]){"judge", "train", "toxicity", "--dir", jdir, "--hash-bits", "16", NULL});
+  mustv(home, "datasets", "import", "rtp", rtp, "--unverified", NULL);
+  mustv(home, "datasets", "prepare", "rtp", NULL);
+  mustv(home, "judge", "train", "toxicity", "--dir", jdir, "--hash-bits", "16", NULL);
   /* the corpus of the tokenizer: the prompts of the train split */
   char path[700];
   snprintf(path, sizeof path, "%s/datasets/rtp/1.0/splits/train.jsonl", home);
@@ -439,34 +405,11 @@ Test(tasks, rtp_end_to_end, .timeout = 600) {
   make_base(home, corpus, model, tok, sizeof model);
   char jset[500];
   snprintf(jset, sizeof jset, "task.judge.toxicity=%s", jdir);
-  must(home, (char *[]){"train",
-                        "--task",
-                        "rtp",
-                        "--algo",
-                        "zero-shot",
-                        "--seed",
-                        "2",
-                        "--model",
-                        model,
-                        "--tokenizer",
-                        tok,
-                        "--out",
-                        out,
-                        "--set",
-                        jset,
-                        "--set",
-                        "task.max_items=4",
-                        "--set",
-                        "generation.max_new_tokens=10",
-                        "--set",
-                        "generation.min_new_tokens=10",
-                        "--set",
-                        "generation.top_k=0",
-                        "--set",
-                        "generation.top_p=0.9",
-                        "--set",
-                        "train.batch_size=20",
-                        NULL});
+  /* the task's run config (nucleus 0.9, 25 samples per prompt), shortened */
+  mustv(home, "train", "--config", DFPO_SOURCE_DIR "/configs/tasks/rtp.json", "--algo", "zero-shot",
+        "--seed", "2", "--model", model, "--tokenizer", tok, "--out", out, "--set", jset, "--set",
+        "task.max_items=4", "--set", "generation.max_new_tokens=10", "--set",
+        "generation.min_new_tokens=10", "--set", "train.batch_size=20", NULL);
   char run[600];
   snprintf(run, sizeof run, "%s/default/rtp/zero-shot/seed-2", out);
   snprintf(path, sizeof path, "%s/eval.json", run);
@@ -525,8 +468,8 @@ Test(tasks, commongen_end_to_end, .timeout = 600) {
   snprintf(cg, sizeof cg, "%s/commongen", data);
   snprintf(corpus, sizeof corpus, "%s/corpus.txt", home);
   snprintf(out, sizeof out, "%s/runs", home);
-  must(home, (char *[]){"datasets", "import", "commongen", cg, "--unverified", NULL});
-  must(home, (char *[]){"datasets", "prepare", "commongen", NULL});
+  mustv(home, "datasets", "import", "commongen", cg, "--unverified", NULL);
+  mustv(home, "datasets", "prepare", "commongen", NULL);
 
   /* in process: the splits, the prompt, and the reward against NLTK */
   setenv("DFPO_HOME", home, 1);
@@ -570,28 +513,13 @@ Test(tasks, commongen_end_to_end, .timeout = 600) {
   unsetenv("DFPO_HOME");
 
   make_base(home, corpus, model, tok, sizeof model);
-  must(home, (char *[]){"train",
-                        "--task",
-                        "commongen",
-                        "--algo",
-                        "zero-shot",
-                        "--seed",
-                        "0",
-                        "--model",
-                        model,
-                        "--tokenizer",
-                        tok,
-                        "--out",
-                        out,
-                        "--set",
-                        "task.max_items=6",
-                        "--set",
-                        "generation.max_new_tokens=12",
-                        "--set",
-                        "generation.min_new_tokens=4",
-                        "--set",
-                        "train.batch_size=6",
-                        NULL});
+  /* the base model doubles as the judge LM of ppl_gen */
+  char lm[500];
+  snprintf(lm, sizeof lm, "eval.judge_lm=%s", model);
+  mustv(home, "train", "--task", "commongen", "--algo", "zero-shot", "--seed", "0", "--model",
+        model, "--tokenizer", tok, "--out", out, "--set", "task.max_items=6", "--set",
+        "generation.max_new_tokens=12", "--set", "generation.min_new_tokens=4", "--set",
+        "train.batch_size=6", "--set", lm, NULL);
   snprintf(path, sizeof path, "%s/default/commongen/zero-shot/seed-0/eval.json", out);
   cJSON *ev = read_json(path);
   const cJSON *m = cJSON_GetObjectItemCaseSensitive(ev, "metrics");
@@ -606,11 +534,36 @@ Test(tasks, commongen_end_to_end, .timeout = 600) {
   cr_expect(strstr(str(j, "id"), "meteor"), "%s", str(j, "id"));
   cr_expect(deviation_mentions(ev, "dev set"));
   cr_expect_eq(num(ev, "test_prompts"), 6);
-  cr_log_info("commongen zero-shot: METEOR %.4f, BLEU-4 %.4f, CIDEr-D %.4f, coverage %.4f",
-              num(m, "meteor"), num(m, "bleu4"), num(m, "cider_d"), num(m, "coverage"));
+  /* its own samples (top-k 50 of a random model over 400 tokens) are far
+   * likelier under it than uniform text: ppl_gen well below 400, above 1 */
+  double pg = num(m, "ppl_gen");
+  cr_expect(pg > 1 && pg < 400, "ppl_gen %g", pg);
+  const cJSON *jl = cJSON_GetObjectItemCaseSensitive(ev, "judge_lm");
+  cr_expect_str_eq(str(jl, "path"), model);
+  cr_expect_eq(strlen(str(jl, "sha256")), 64);
+  cr_log_info("commongen zero-shot: METEOR %.4f, BLEU-4 %.4f, CIDEr-D %.4f, coverage %.4f, "
+              "ppl_gen %.1f",
+              num(m, "meteor"), num(m, "bleu4"), num(m, "cider_d"), num(m, "coverage"), pg);
   cJSON_Delete(ev);
   if (!getenv("DFPO_KEEP_TEST_FILES"))
     ts_rmtree(home);
+}
+
+/* The run configs of the tasks (DESIGN.md section 5's generation settings)
+ * load against the schema. */
+Test(task_prompts, task_configs_load) {
+  const char *names[] = {"imdb", "rtp", "commongen"};
+  for (int i = 0; i < 3; i++) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/configs/tasks/%s.json", DFPO_SOURCE_DIR, names[i]);
+    cfg c;
+    dfpo_err err;
+    cr_assert_eq(cfg_load(&c, cfg_schema, path, NULL, 0, &err), 0, "%s", err.msg);
+    const char *name;
+    cr_assert_eq(cfg_get_str(&c, "task.name", &name, &err), 0);
+    cr_expect_str_eq(name, names[i]);
+    cfg_free(&c);
+  }
 }
 
 Test(tasks, unknown_task_and_bad_data_dir) {
