@@ -250,20 +250,20 @@ static int evaluate(run *r, int split, size_t n, uint64_t seed, double *means,
  * ppl_gen into `o`. */
 static int evaluate_test(run *r, size_t n, uint64_t seed, const char *samples_path, cJSON *o,
                          cJSON *metrics, dfpo_err *err) {
-  int64_t k64, rc;
-  int ppl_ref;
+  int64_t k64;
+  int rc, ppl_ref;
   const char *judge_lm;
   if ((rc = cfg_get_int(&r->conf, "eval.samples_per_prompt", &k64, err)) ||
       (rc = cfg_get_bool(&r->conf, "eval.ppl_ref", &ppl_ref, err)) ||
       (rc = cfg_get_str(&r->conf, "eval.judge_lm", &judge_lm, err)))
-    return (int)rc;
+    return rc;
   int k = k64 > 0 ? (int)k64 : r->tk.samples_per_prompt > 0 ? r->tk.samples_per_prompt : 1;
   double means[TASK_MAX_METRICS];
   char **conts = NULL;
   double *values = NULL;
   size_t rows = n * (size_t)k;
   if ((rc = eval_samples(r, TASK_TEST, n, k, seed, means, samples_path, &conts, &values, err)))
-    return (int)rc;
+    return rc;
   cJSON_AddNumberToObject(o, "samples_per_prompt", k);
   for (int m = 0; m < r->tk.n_metrics; m++)
     cJSON_AddNumberToObject(metrics, r->tk.metric_names[m], means[m]);
@@ -318,7 +318,7 @@ static int evaluate_test(run *r, size_t n, uint64_t seed, const char *samples_pa
   free(idx);
   free(prompts);
   free(refs);
-  return (int)rc;
+  return rc;
 }
 
 static int tokenize_prompts(run *r, dfpo_err *err) {
