@@ -345,6 +345,8 @@ static int open_synthetic(const cfg *conf, task *t, dfpo_err *err) {
                           "synthetic: the exact posterior and likelihood of the true "
                           "language (no trained judge)");
   cJSON_AddItemToArray(t->judges, o);
+  task_deviation(t, "not a task of the paper: the project's offline stand-in, a known language "
+                    "with exact rewards and likelihoods (docs/synthetic.md)");
   return DFPO_OK;
 }
 
