@@ -161,6 +161,10 @@ static int eval_samples(run *r, int split, size_t n, int k, uint64_t seed, doubl
   if (!items || !out || !lens || (conts && !texts) || (values && !vals))
     rc = dfpo_err_set(err, DFPO_ERUNTIME, "evaluation: out of memory");
   for (size_t start = 0; !rc && start < rows; start += (size_t)B) {
+    if (dfpo_interrupted()) {
+      rc = dfpo_err_set(err, DFPO_EINTR, "evaluation: interrupted");
+      break;
+    }
     int nb = rows - start < (size_t)B ? (int)(rows - start) : B;
     for (int b = 0; b < nb; b++)
       items[b] = (start + (size_t)b) / (size_t)k;
