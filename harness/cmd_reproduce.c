@@ -131,29 +131,6 @@ static int write_text(const char *path, const char *text, dfpo_err *err) {
 
 /* ------------------------------------------------------------ base model */
 
-#define GETI(path, dst)                                                                            \
-  do {                                                                                             \
-    int64_t v_;                                                                                    \
-    if ((rc = cfg_get_int(c, path, &v_, err)))                                                     \
-      return rc;                                                                                   \
-    dst = v_;                                                                                      \
-  } while (0)
-
-static int synth_params(const cfg *c, task_synth_params *p, dfpo_err *err) {
-  int rc;
-  *p = task_synth_defaults();
-  GETI("task.synthetic.language_seed", p->language_seed);
-  GETI("task.synthetic.data_seed", p->data_seed);
-  GETI("task.synthetic.n_train", p->n[TASK_TRAIN]);
-  GETI("task.synthetic.n_validation", p->n[TASK_VALIDATION]);
-  GETI("task.synthetic.n_test", p->n[TASK_TEST]);
-  GETI("task.synthetic.min_words", p->min_words);
-  if ((rc = cfg_get_num(c, "task.synthetic.lambda", &p->lambda, err)) ||
-      (rc = cfg_get_num(c, "task.prompt_fraction", &p->prompt_fraction, err)))
-    return rc;
-  return DFPO_OK;
-}
-
 /* The config keys a synthetic base model depends on, as JSON text: its
  * SHA-256 names the cache folder, and base.json records it. */
 static char *base_key_json(const cfg *c) {
@@ -268,7 +245,7 @@ static int synthetic_base(repro *r, int ti, dfpo_err *err) {
   task t;
   task_synth_params p;
   memset(&t, 0, sizeof t);
-  if ((rc = synth_params(c, &p, err)) || (rc = task_synth_init(&t, &p, err))) {
+  if ((rc = task_synth_params_from_cfg(c, &p, err)) || (rc = task_synth_init(&t, &p, err))) {
     free(key);
     return rc;
   }
@@ -455,7 +432,7 @@ static int reference_scores(const cfg *c, cJSON *o, dfpo_err *err) {
   task_synth_params p;
   int64_t maxp;
   memset(&t, 0, sizeof t);
-  int rc = synth_params(c, &p, err);
+  int rc = task_synth_params_from_cfg(c, &p, err);
   if (rc || (rc = cfg_get_int(c, "eval.max_prompts", &maxp, err)))
     return rc;
   p.n[TASK_TRAIN] = 0; /* only the test documents are needed */
@@ -476,7 +453,7 @@ static int reference_scores(const cfg *c, cJSON *o, dfpo_err *err) {
     double v[TASK_MAX_METRICS];
     /* the continuation keeps its leading space, as a policy's does: the
      * score joins prompt and continuation as they are */
-    if ((rc = t.score(&t, it->prompt, cont, v, err)))
+    if ((rc = t.score(&t, it, cont, v, err)))
       break;
     for (int m = 0; m < t.n_metrics; m++)
       sum[m] += v[m] / (double)n;

@@ -45,6 +45,15 @@ const cfg_key cfg_schema[] = {
     {"task.synthetic.n_test", CFG_INT, "200", NULL, RANGE(1, 1 << 24), "synthetic: documents"},
     {"task.synthetic.min_words", CFG_INT, "40", NULL, RANGE(2, 4096),
      "synthetic: shortest document"},
+    {"task.data_dir", CFG_STR, "\"\"", NULL, NORANGE,
+     "imdb, rtp, commongen: folder of prepared split files (\"\": the dataset's in the cache)"},
+    {"task.max_items", CFG_INT, "0", NULL, RANGE(0, 1 << 30),
+     "imdb, rtp, commongen: at most this many items per split, in file order (0: all)"},
+    {"task.rtp.challenging", CFG_BOOL, "false", NULL, NORANGE, "rtp: only the challenging prompts"},
+    {"task.judge.sentiment", CFG_STR, "\"\"", NULL, NORANGE,
+     "imdb: sentiment judge folder (\"\": <cache>/judges/sentiment)"},
+    {"task.judge.toxicity", CFG_STR, "\"\"", NULL, NORANGE,
+     "rtp: toxicity judge folder (\"\": <cache>/judges/toxicity)"},
 
     /* the models */
     {"model.init", CFG_ENUM, "\"pretrain\"", "pretrain|import|checkpoint", NORANGE,
@@ -103,8 +112,12 @@ const cfg_key cfg_schema[] = {
      "policy evaluated: pi_theta or the negative masked policy"},
 
     /* evaluation */
-    {"eval.samples_per_prompt", CFG_INT, "1", NULL, RANGE(1, 1 << 20),
-     "samples per prompt (RTP protocol: 25)"},
+    {"eval.samples_per_prompt", CFG_INT, "0", NULL, RANGE(0, 1 << 20),
+     "test samples per prompt (0: the task's protocol, 25 for rtp, else 1)"},
+    {"eval.ppl_ref", CFG_BOOL, "true", NULL, NORANGE,
+     "report ppl_ref: the policy's perplexity on the test items' references"},
+    {"eval.judge_lm", CFG_STR, "\"\"", NULL, NORANGE,
+     "a fixed LM (same tokenizer) for ppl_gen of the test continuations (\"\": none)"},
     {"eval.max_prompts", CFG_INT, "0", NULL, RANGE(0, 1 << 30), "cap on test prompts (0: all)"},
 
     /* the base model `dfpo reproduce` pretrains when model.init is pretrain */

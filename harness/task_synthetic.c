@@ -19,8 +19,9 @@ static void synth_free(void *impl) {
   free(impl);
 }
 
-static int synth_score(const task *t, const char *prompt, const char *continuation, double *values,
-                       dfpo_err *err) {
+static int synth_score(const task *t, const task_item *item, const char *continuation,
+                       double *values, dfpo_err *err) {
+  const char *prompt = item->prompt;
   ds_synth_score s;
   int rc = ds_synth_score_text(t->impl, prompt, continuation, &s, err);
   if (rc)
@@ -31,19 +32,6 @@ static int synth_score(const task *t, const char *prompt, const char *continuati
   int total = ds_synth_words(t->impl, prompt, NULL, 0) + words;
   values[2] = total > 0 ? (double)s.n_oov / total : 0;
   return DFPO_OK;
-}
-
-void task_free(task *t) {
-  for (int s = 0; s < TASK_SPLITS; s++) {
-    for (size_t i = 0; i < t->n[s]; i++) {
-      free(t->items[s][i].prompt);
-      free(t->items[s][i].reference);
-    }
-    free(t->items[s]);
-  }
-  if (t->impl_free)
-    t->impl_free(t->impl);
-  memset(t, 0, sizeof *t);
 }
 
 int task_synth_init(task *t, const task_synth_params *p, dfpo_err *err) {
@@ -67,6 +55,8 @@ int task_synth_init(task *t, const task_synth_params *p, dfpo_err *err) {
   t->metric_names[0] = "reward";
   t->metric_names[1] = "nll_word";
   t->metric_names[2] = "oov_rate";
+  t->samples_per_prompt = 1;
+  t->data_verified = -1;
   /* Each split has its own stream, so that changing one split's size does
    * not change the documents of the others. */
   enum { CAP = 4096 };
