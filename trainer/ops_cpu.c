@@ -383,45 +383,68 @@ static void cpu_kv_write(float *kc, float *vc, const float *qkv, int B, int T, i
     }
 }
 
+/* One decoding step of attention over the cache. Each row's keys and values
+ * are read front to back once for all heads (the cache is [B, Tmax, C], so a
+ * row's positions are one contiguous block), not once per head with a jump
+ * of C floats between positions. The arithmetic is that of the plain loop,
+ * rounding for rounding: each score is its head's q.k summed over the
+ * channels in order, then scaled; softmax in position order; each output
+ * channel sums w * v over the positions in order. The heads' sums are
+ * interleaved only so that they do not wait on one another.
+ * (tests/trainer/test_ops_cpu.c holds it to the plain loop bit for bit.) */
 static void cpu_attention_step(float *out, const float *qkv, const float *kc, const float *vc,
                                const int *kstart, int B, int n, int Tmax, int C, int NH) {
   int HS = C / NH;
   float scale = 1.0f / sqrtf((float)HS);
-#pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * n * C > PAR_MIN)
-  for (int b = 0; b < B; b++)
+#pragma omp parallel for schedule(static) if ((size_t)B * n * C > PAR_MIN)
+  for (int b = 0; b < B; b++) {
+    int ks = kstart ? kstart[b] : 0;
+    if (ks > n - 1)
+      ks = n - 1;
+    const float *q = qkv + (size_t)b * 3 * C;
+    /* a[h * n + j]: head h's score, then weight, of position j */
+    float a[(size_t)NH * n + 3 * (size_t)NH + (size_t)C];
+    float *mx = a + (size_t)NH * n, *sum = mx + NH, *s = sum + NH, *w = s + NH;
     for (int h = 0; h < NH; h++) {
-      int ks = kstart ? kstart[b] : 0;
-      if (ks > n - 1)
-        ks = n - 1;
-      const float *q = qkv + (size_t)b * 3 * C + (size_t)h * HS;
-      float a[n > 0 ? n : 1];
-      float mx = -INFINITY;
-      for (int j = ks; j < n; j++) {
-        const float *k = kc + ((size_t)b * Tmax + j) * C + (size_t)h * HS;
-        float s = 0.0f;
-        for (int i = 0; i < HS; i++)
-          s += q[i] * k[i];
-        s *= scale;
-        a[j] = s;
-        if (s > mx)
-          mx = s;
-      }
-      float sum = 0.0f;
-      for (int j = ks; j < n; j++) {
-        a[j] = expf(a[j] - mx);
-        sum += a[j];
-      }
-      float inv = 1.0f / sum;
-      float *o = out + (size_t)b * C + (size_t)h * HS;
+      mx[h] = -INFINITY;
+      sum[h] = 0.0f;
+    }
+    for (int j = ks; j < n; j++) {
+      const float *k = kc + ((size_t)b * Tmax + j) * C;
+      for (int h = 0; h < NH; h++)
+        s[h] = 0.0f;
       for (int i = 0; i < HS; i++)
-        o[i] = 0.0f;
-      for (int j = ks; j < n; j++) {
-        const float *v = vc + ((size_t)b * Tmax + j) * C + (size_t)h * HS;
-        float w = a[j] * inv;
-        for (int i = 0; i < HS; i++)
-          o[i] += w * v[i];
+        for (int h = 0; h < NH; h++)
+          s[h] += q[h * HS + i] * k[h * HS + i];
+      for (int h = 0; h < NH; h++) {
+        float x = s[h] * scale;
+        a[(size_t)h * n + j] = x;
+        if (x > mx[h])
+          mx[h] = x;
       }
     }
+    for (int h = 0; h < NH; h++) {
+      float *ah = a + (size_t)h * n;
+      for (int j = ks; j < n; j++) {
+        ah[j] = expf(ah[j] - mx[h]);
+        sum[h] += ah[j];
+      }
+      sum[h] = 1.0f / sum[h];
+    }
+    float *o = out + (size_t)b * C;
+    for (int c = 0; c < C; c++)
+      o[c] = 0.0f;
+    for (int j = ks; j < n; j++) {
+      const float *v = vc + ((size_t)b * Tmax + j) * C;
+      for (int h = 0; h < NH; h++) {
+        float wh = a[(size_t)h * n + j] * sum[h];
+        for (int i = 0; i < HS; i++)
+          w[h * HS + i] = wh;
+      }
+      for (int c = 0; c < C; c++)
+        o[c] += w[c] * v[c];
+    }
+  }
 }
 
 /* exp(x) for float x that the compiler can vectorise (libm's expf is a
