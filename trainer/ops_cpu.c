@@ -91,8 +91,8 @@ static inline float hsum8(__m256 v) {
  * matrix first, which for a handful of rows costs more than the product.
  * Each output is summed in the same order whatever the thread count. */
 __attribute__((target("avx2,fma"))) static void smallm_gemm(float *out, const float *x,
-                                                            const float *w, int M, int K, int n0,
-                                                            int n1, int N, float beta) {
+                                                            const float *w, const float *bias,
+                                                            int M, int K, int n0, int n1, int N) {
   int K8 = K & ~7;
   for (int n = n0; n < n1; n += 3) {
     int nb = n1 - n < 3 ? n1 - n : 3;
@@ -122,8 +122,8 @@ __attribute__((target("avx2,fma"))) static void smallm_gemm(float *out, const fl
           float s = hsum8(acc[i][j]);
           for (int k = K8; k < K; k++)
             s += xr[i][k] * wr[j][k];
-          float *o = out + (size_t)(m + i) * N + n + j;
-          *o = beta != 0.0f ? *o + s : s;
+          /* bias + sum, the order of the copy-then-accumulate it replaces */
+          out[(size_t)(m + i) * N + n + j] = bias ? bias[n + j] + s : s;
         }
     }
   }
@@ -141,6 +141,19 @@ static int smallm_ok(void) {
 
 static void cpu_matmul_fwd(float *out, const float *inp, const float *w, const float *bias, int M,
                            int K, int N) {
+#ifdef HAVE_SMALLM
+  if (M <= 32 && smallm_ok()) {
+    /* the bias is added as each output is written: one parallel region */
+    int blk = 96; /* output columns per task: a multiple of 3 */
+    int nblk = (N + blk - 1) / blk;
+#pragma omp parallel for schedule(static) if ((size_t)M * N * K > 4000000)
+    for (int i = 0; i < nblk; i++) {
+      int n0 = i * blk, n1 = n0 + blk < N ? n0 + blk : N;
+      smallm_gemm(out, inp, w, bias, M, K, n0, n1, N);
+    }
+    return;
+  }
+#endif
   float beta = 0.0f;
   if (bias) {
 #pragma omp parallel for schedule(static) if ((size_t)M * N > PAR_MIN)
@@ -148,18 +161,6 @@ static void cpu_matmul_fwd(float *out, const float *inp, const float *w, const f
       memcpy(out + (size_t)m * N, bias, (size_t)N * sizeof(float));
     beta = 1.0f;
   }
-#ifdef HAVE_SMALLM
-  if (M <= 32 && smallm_ok()) {
-    int blk = 96; /* output columns per task: a multiple of 3 */
-    int nblk = (N + blk - 1) / blk;
-#pragma omp parallel for schedule(static) if ((size_t)M * N * K > 4000000)
-    for (int i = 0; i < nblk; i++) {
-      int n0 = i * blk, n1 = n0 + blk < N ? n0 + blk : N;
-      smallm_gemm(out, inp, w, M, K, n0, n1, N, beta);
-    }
-    return;
-  }
-#endif
   par_sgemm(CblasNoTrans, CblasTrans, M, N, K, inp, K, w, K, beta, out, N);
 }
 
