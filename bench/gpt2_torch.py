@@ -9,6 +9,13 @@ packages).
         ("grad.<tensor name>", Hugging Face layout) and the losses of the
         AdamW steps INPUT.json asks for. Used by tests/trainer/test_gpt2_golden.c.
 
+    gpt2_torch.py nll MODEL.safetensors IDS_FILE [--no-bos]
+        Scores the documents of IDS_FILE (one per line, whitespace-separated
+        token ids; empty lines skipped), each with <|endoftext|> (50256)
+        prepended unless --no-bos, as `dfpo perplexity` does for documents
+        within the context; prints {"documents", "tokens", "nll_sum"} as JSON.
+        Used by tests/harness/test_engine_cmds.c.
+
     gpt2_torch.py bench --shape gpt2-124M --batch 4 --seq 64 [--threads 2]
                         [--gen-prompts 16 --gen-prompt-len 64 --gen-new 48]
         Times a training step (forward, backward, AdamW) and KV-cache
@@ -150,6 +157,29 @@ def cmd_ref(model_path, input_path, out_path):
     write_safetensors(out_path, out)
 
 
+def cmd_nll(model_path, ids_path, bos=True):
+    P, meta = read_safetensors(model_path)
+    cfg = {k: int(v) for k, v in meta.items() if k != "format"}
+    docs, total, nll = 0, 0, 0.0
+    with open(ids_path) as f:
+        for line in f:
+            ids = [int(x) for x in line.split()]
+            if not ids:
+                continue
+            if bos:
+                ids = [50256] + ids
+            if len(ids) < 2:
+                continue
+            tok = torch.tensor(ids, dtype=torch.long).view(1, -1)
+            with torch.no_grad():
+                logits = gpt2_forward(P, cfg, tok, torch.zeros(1, dtype=torch.long))
+            lp = torch.log_softmax(logits[0, :-1].double(), dim=-1)
+            nll -= lp.gather(1, tok[0, 1:].view(-1, 1)).sum().item()
+            total += len(ids) - 1
+            docs += 1
+    print(json.dumps({"documents": docs, "tokens": total, "nll_sum": nll}))
+
+
 class Block(torch.nn.Module):
     def __init__(self, C, NH):
         super().__init__()
@@ -275,6 +305,8 @@ def cmd_bench(argv):
 if __name__ == "__main__":
     if len(sys.argv) >= 2 and sys.argv[1] == "ref" and len(sys.argv) == 5:
         cmd_ref(*sys.argv[2:])
+    elif len(sys.argv) in (4, 5) and sys.argv[1] == "nll":
+        cmd_nll(sys.argv[2], sys.argv[3], bos=sys.argv[4:] != ["--no-bos"])
     elif len(sys.argv) >= 2 and sys.argv[1] == "bench":
         cmd_bench(sys.argv[2:])
     else:

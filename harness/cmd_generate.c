@@ -8,18 +8,32 @@
 #include <string.h>
 
 static const char generate_usage[] =
-    "Usage: dfpo generate --model PATH --tokens FILE [sampling options]\n"
+    "Usage: dfpo generate --model PATH --tokenizer DIR (--prompt TEXT | --input FILE)\n"
+    "                     [sampling options]\n"
+    "       dfpo generate --model PATH --tokens FILE [--tokenizer DIR] [sampling options]\n"
     "\n"
     "Samples continuations from a GPT-2 model (a native checkpoint or a Hugging\n"
-    "Face model.safetensors) for prompts given as token ids, one prompt per line\n"
-    "of FILE ('-' for stdin), whitespace-separated (text prompts with\n"
-    "--tokenizer arrive with the tokenizer). Prompts are batched together,\n"
-    "left-padded, through a KV cache. Prints one JSON line per prompt:\n"
-    "{\"prompt\": [...], \"tokens\": [...], \"logprobs\": [...]}, the log-probabilities\n"
-    "being those of the distribution each token was drawn from.\n"
+    "Face model.safetensors). Prompts are text encoded with the tokenizer:\n"
+    "--prompt TEXT is one prompt, --input FILE holds one prompt per line ('-' for\n"
+    "stdin; the line's end is not part of it; an empty prompt starts from\n"
+    "<|endoftext|>). With --tokens FILE the prompts are token ids instead, one\n"
+    "prompt per line, whitespace-separated (empty lines skipped). Prompts are\n"
+    "batched together, left-padded, through a KV cache.\n"
+    "\n"
+    "Prints one JSON line per prompt. For token-id prompts without --tokenizer:\n"
+    "{\"prompt\": [ids], \"tokens\": [ids], \"logprobs\": [...]}. With --tokenizer:\n"
+    "{\"prompt\": TEXT, \"prompt_tokens\": [ids], \"text\": CONTINUATION,\n"
+    "\"tokens\": [ids], \"logprobs\": [...]}, where CONTINUATION is the decoded new\n"
+    "tokens without a final end-of-text (bytes that are not UTF-8 become U+FFFD).\n"
+    "The log-probabilities are those of the distribution each token was drawn\n"
+    "from.\n"
     "\n"
     "Options:\n"
     "  --model PATH         the model\n"
+    "  --tokenizer DIR      GPT-2 BPE files (encoder.json + vocab.bpe, or Hugging\n"
+    "                       Face's); its ids must lie below the model's vocabulary\n"
+    "  --prompt TEXT        one text prompt\n"
+    "  --input FILE         text prompts, one per line\n"
     "  --tokens FILE        prompts as token ids\n"
     "  --max-new N          new tokens at most (default 48)\n"
     "  --min-new N          new tokens before end-of-text may be drawn (default 0)\n"
@@ -31,9 +45,221 @@ static const char generate_usage[] =
     "  --seed N             sampling seed (default 0)\n"
     "  -h, --help           show this help\n";
 
+/* Writes s[0..n) as a JSON string; bytes that are not well-formed UTF-8
+ * become U+FFFD (as Python's errors="replace" does, one per bad byte). */
+static void put_json_string(const char *s, size_t n, FILE *out) {
+  const unsigned char *p = (const unsigned char *)s;
+  fputc('"', out);
+  for (size_t i = 0; i < n;) {
+    unsigned c = p[i];
+    if (c == '"' || c == '\\') {
+      fputc('\\', out);
+      fputc((int)c, out);
+      i++;
+    } else if (c == '\n') {
+      fputs("\\n", out), i++;
+    } else if (c == '\t') {
+      fputs("\\t", out), i++;
+    } else if (c == '\r') {
+      fputs("\\r", out), i++;
+    } else if (c < 0x20 || c == 0x7f) {
+      fprintf(out, "\\u%04x", c), i++;
+    } else if (c < 0x80) {
+      fputc((int)c, out), i++;
+    } else {
+      /* the length of a well-formed sequence starting here, or 0 */
+      size_t k = 0;
+      if (c >= 0xC2 && c <= 0xDF)
+        k = 2;
+      else if (c >= 0xE0 && c <= 0xEF)
+        k = 3;
+      else if (c >= 0xF0 && c <= 0xF4)
+        k = 4;
+      if (k && i + k <= n) {
+        unsigned c1 = p[i + 1];
+        int ok = (c1 & 0xC0) == 0x80;
+        if (c == 0xE0 && c1 < 0xA0)
+          ok = 0; /* overlong */
+        if (c == 0xED && c1 > 0x9F)
+          ok = 0; /* surrogate */
+        if (c == 0xF0 && c1 < 0x90)
+          ok = 0;
+        if (c == 0xF4 && c1 > 0x8F)
+          ok = 0;
+        for (size_t j = 2; ok && j < k; j++)
+          ok = (p[i + j] & 0xC0) == 0x80;
+        if (!ok)
+          k = 0;
+      } else {
+        k = 0;
+      }
+      if (k) {
+        fwrite(p + i, 1, k, out);
+        i += k;
+      } else {
+        fputs("\xEF\xBF\xBD", out);
+        i++;
+      }
+    }
+  }
+  fputc('"', out);
+}
+
+static void put_ids(const int *ids, int n, FILE *out) {
+  fputc('[', out);
+  for (int t = 0; t < n; t++)
+    fprintf(out, "%s%d", t ? ", " : "", ids[t]);
+  fputc(']', out);
+}
+
+/* The prompts read so far: ids (and the text, for text prompts). */
+typedef struct prompts {
+  int **ids;
+  int *len;
+  char **text;
+  size_t *tlen;
+  size_t n, cap;
+} prompts;
+
+static int prompts_add(prompts *p, int *ids, int n, char *text, size_t tlen, dfpo_err *err) {
+  if (p->n == p->cap) {
+    size_t cap = p->cap ? 2 * p->cap : 64;
+    int **a = realloc(p->ids, cap * sizeof *a);
+    if (a)
+      p->ids = a;
+    int *b = realloc(p->len, cap * sizeof *b);
+    if (b)
+      p->len = b;
+    char **c = realloc(p->text, cap * sizeof *c);
+    if (c)
+      p->text = c;
+    size_t *d = realloc(p->tlen, cap * sizeof *d);
+    if (d)
+      p->tlen = d;
+    if (!a || !b || !c || !d) {
+      free(ids);
+      free(text);
+      return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+    }
+    p->cap = cap;
+  }
+  p->ids[p->n] = ids;
+  p->len[p->n] = n;
+  p->tlen[p->n] = tlen;
+  p->text[p->n++] = text;
+  return DFPO_OK;
+}
+
+static void prompts_free(prompts *p) {
+  for (size_t i = 0; i < p->n; i++) {
+    free(p->ids[i]);
+    free(p->text[i]);
+  }
+  free(p->ids);
+  free(p->len);
+  free(p->text);
+  free(p->tlen);
+}
+
+/* Encodes one text prompt (an empty one becomes <|endoftext|>) and adds it;
+ * `where` names it in messages. */
+static int add_text_prompt(prompts *p, tok_tokenizer *tok, const char *text, size_t len,
+                           const char *where, dfpo_err *err) {
+  tok_ids v = {0};
+  int rc = tok_encode(tok, text, len, 0, &v, err);
+  if (!rc && v.n == 0) {
+    int32_t eot = tok_eot_id(tok);
+    if (eot < 0) {
+      tok_ids_free(&v);
+      return dfpo_err_set(err, DFPO_EDATA,
+                          "%s: an empty prompt needs <|endoftext|>, which the tokenizer lacks",
+                          where);
+    }
+    if (!rc)
+      rc = tok_encode(tok, "<|endoftext|>", 13, TOK_ALLOW_SPECIAL, &v, err);
+  }
+  if (rc) {
+    tok_ids_free(&v);
+    return dfpo_err_prefix(err, "%s", where);
+  }
+  int *ids = malloc(sizeof(int) * (v.n ? v.n : 1));
+  char *copy = malloc(len + 1);
+  if (!ids || !copy) {
+    free(ids);
+    free(copy);
+    tok_ids_free(&v);
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  }
+  for (size_t i = 0; i < v.n; i++)
+    ids[i] = v.ids[i];
+  memcpy(copy, text, len);
+  copy[len] = 0;
+  int n = (int)v.n;
+  tok_ids_free(&v);
+  return prompts_add(p, ids, n, copy, len, err);
+}
+
+/* Reads prompts from FILE (text lines when tok is set and !ids_mode, else
+ * token ids). */
+static int read_prompts(prompts *p, const char *file, int ids_mode, tok_tokenizer *tok, int vocab,
+                        dfpo_err *err) {
+  FILE *fp = strcmp(file, "-") == 0 ? stdin : fopen(file, "r");
+  if (!fp)
+    return dfpo_err_errno(err, DFPO_EDATA, errno, "%s", file);
+  char *line = NULL, where[4200];
+  size_t lcap = 0;
+  ssize_t got;
+  long lineno = 0;
+  int rc = DFPO_OK;
+  while (!rc && (got = getline(&line, &lcap, fp)) != -1) {
+    lineno++;
+    snprintf(where, sizeof where, "%s:%ld", file, lineno);
+    if (!ids_mode) {
+      size_t len = (size_t)got;
+      if (len && line[len - 1] == '\n')
+        len--;
+      if (len && line[len - 1] == '\r')
+        len--;
+      rc = add_text_prompt(p, tok, line, len, where, err);
+      continue;
+    }
+    int *ids = malloc((strlen(line) / 2 + 2) * sizeof(int));
+    int n = 0;
+    char *q = line, *end;
+    if (!ids)
+      rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+    while (ids) {
+      while (isspace((unsigned char)*q))
+        q++;
+      if (!*q)
+        break;
+      errno = 0;
+      long t = strtol(q, &end, 10);
+      if (end == q || errno || t < 0 || t >= vocab || (*end && !isspace((unsigned char)*end))) {
+        rc = dfpo_err_set(err, DFPO_EDATA, "%s:%ld: not a token id below %d", where,
+                          (long)(q - line) + 1, vocab);
+        break;
+      }
+      ids[n++] = (int)t;
+      q = end;
+    }
+    if (rc || n == 0)
+      free(ids);
+    else
+      rc = prompts_add(p, ids, n, NULL, 0, err);
+  }
+  free(line);
+  if (fp != stdin)
+    fclose(fp);
+  return rc;
+}
+
 int cmd_generate(int argc, char **argv) {
   static const struct option opts[] = {{"model", required_argument, NULL, 'm'},
                                        {"tokens", required_argument, NULL, 't'},
+                                       {"tokenizer", required_argument, NULL, 'z'},
+                                       {"prompt", required_argument, NULL, 'P'},
+                                       {"input", required_argument, NULL, 'i'},
                                        {"max-new", required_argument, NULL, 'x'},
                                        {"min-new", required_argument, NULL, 'n'},
                                        {"temperature", required_argument, NULL, 'T'},
@@ -44,7 +270,7 @@ int cmd_generate(int argc, char **argv) {
                                        {"seed", required_argument, NULL, 's'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
-  const char *model = NULL, *tokens = NULL;
+  const char *model = NULL, *tokens = NULL, *tokdir = NULL, *prompt = NULL, *input = NULL;
   gpt2_sampling s = gpt2_sampling_default();
   double v, batch = 16, seed = 0;
   int c, rc = DFPO_OK;
@@ -56,6 +282,15 @@ int cmd_generate(int argc, char **argv) {
       break;
     case 't':
       tokens = optarg;
+      break;
+    case 'z':
+      tokdir = optarg;
+      break;
+    case 'P':
+      prompt = optarg;
+      break;
+    case 'i':
+      input = optarg;
       break;
     case 'x':
       if (!(rc = cli_number("generate", optarg, 1, 1 << 20, "--max-new", &v)))
@@ -98,8 +333,12 @@ int cmd_generate(int argc, char **argv) {
   }
   if (optind < argc)
     return cli_usage_error("generate", "unexpected argument '%s'", argv[optind]);
-  if (!model || !tokens)
-    return cli_usage_error("generate", "--model and --tokens are required");
+  if (!model)
+    return cli_usage_error("generate", "--model is required");
+  if ((tokens != NULL) + (prompt != NULL) + (input != NULL) != 1)
+    return cli_usage_error("generate", "give exactly one of --prompt, --input and --tokens");
+  if (!tokens && !tokdir)
+    return cli_usage_error("generate", "--prompt and --input need --tokenizer");
   dfpo_err err;
   dfpo_err_clear(&err);
   gpt2_model *m;
@@ -108,87 +347,95 @@ int cmd_generate(int argc, char **argv) {
   const gpt2_config *cfg = gpt2_get_config(m);
   if (s.eos >= cfg->vocab_size)
     s.eos = -1;
-  /* read every prompt */
-  FILE *fp = strcmp(tokens, "-") == 0 ? stdin : fopen(tokens, "r");
-  if (!fp) {
-    dfpo_err_errno(&err, DFPO_EDATA, errno, "%s", tokens);
-    gpt2_free(m);
-    return cli_fail(&err);
-  }
-  int **prompts = NULL, *plen = NULL;
-  size_t np = 0, pcap = 0;
-  char *line = NULL;
-  size_t lcap = 0;
-  long lineno = 0;
-  while (!rc && getline(&line, &lcap, fp) != -1) {
-    lineno++;
-    int *ids = malloc((strlen(line) / 2 + 2) * sizeof(int));
-    int n = 0;
-    char *p = line, *end;
-    while (ids) {
-      while (isspace((unsigned char)*p))
-        p++;
-      if (!*p)
-        break;
-      errno = 0;
-      long t = strtol(p, &end, 10);
-      if (end == p || errno || t < 0 || t >= cfg->vocab_size ||
-          (*end && !isspace((unsigned char)*end))) {
-        rc = dfpo_err_set(&err, DFPO_EDATA, "%s:%ld:%ld: not a token id below %d", tokens, lineno,
-                          (long)(p - line) + 1, cfg->vocab_size);
-        break;
-      }
-      ids[n++] = (int)t;
-      p = end;
-    }
-    if (!ids)
-      rc = dfpo_err_set(&err, DFPO_ERUNTIME, "out of memory");
-    if (rc || n == 0) {
-      free(ids);
-      continue;
-    }
-    if (n + s.max_new > cfg->n_ctx) {
-      free(ids);
-      rc = dfpo_err_set(&err, DFPO_EUSAGE, "%s:%ld: %d prompt tokens + %d new exceed n_ctx %d",
-                        tokens, lineno, n, s.max_new, cfg->n_ctx);
-      break;
-    }
-    if (np == pcap) {
-      pcap = pcap ? 2 * pcap : 64;
-      prompts = realloc(prompts, pcap * sizeof *prompts);
-      plen = realloc(plen, pcap * sizeof *plen);
-    }
-    prompts[np] = ids;
-    plen[np++] = n;
-  }
-  free(line);
-  if (fp != stdin)
-    fclose(fp);
+  tok_tokenizer *tok = NULL;
+  if (tokdir && !(rc = tok_load(&tok, tokdir, &err)) &&
+      tok_vocab_size(tok) > (size_t)cfg->vocab_size)
+    rc = dfpo_err_set(&err, DFPO_EUSAGE,
+                      "the tokenizer %s has %zu ids but the model %s only %d: they do not belong "
+                      "together",
+                      tokdir, tok_vocab_size(tok), model, cfg->vocab_size);
+  prompts ps = {0};
+  if (!rc && prompt)
+    rc = add_text_prompt(&ps, tok, prompt, strlen(prompt), "--prompt", &err);
+  else if (!rc)
+    rc = read_prompts(&ps, tokens ? tokens : input, tokens != NULL, tok, cfg->vocab_size, &err);
+  for (size_t i = 0; !rc && i < ps.n; i++)
+    if (ps.len[i] + s.max_new > cfg->n_ctx)
+      rc = dfpo_err_set(&err, DFPO_EUSAGE, "prompt %zu: %d prompt tokens + %d new exceed n_ctx %d",
+                        i + 1, ps.len[i], s.max_new, cfg->n_ctx);
   dfpo_rng rng;
   dfpo_rng_init(&rng, (uint64_t)seed, DFPO_STREAM_SAMPLING);
   int B = (int)batch;
-  for (size_t i0 = 0; !rc && i0 < np; i0 += (size_t)B) {
-    int nb = np - i0 < (size_t)B ? (int)(np - i0) : B, T = 0;
+  char *text = NULL;
+  size_t tcap = 0;
+  for (size_t i0 = 0; !rc && i0 < ps.n; i0 += (size_t)B) {
+    int nb = ps.n - i0 < (size_t)B ? (int)(ps.n - i0) : B, T = 0;
     for (int b = 0; b < nb; b++)
-      if (plen[i0 + b] > T)
-        T = plen[i0 + b];
+      if (ps.len[i0 + b] > T)
+        T = ps.len[i0 + b];
     int *in = malloc(sizeof(int) * nb * T), *ks = malloc(sizeof(int) * nb),
         *out = malloc(sizeof(int) * nb * s.max_new), *lens = malloc(sizeof(int) * nb);
     float *lp = malloc(sizeof(float) * nb * s.max_new);
-    for (int b = 0; b < nb; b++) {
-      ks[b] = T - plen[i0 + b];
-      for (int t = 0; t < T; t++)
-        in[b * T + t] = t < ks[b] ? 0 : prompts[i0 + b][t - ks[b]];
-    }
-    rc = gpt2_generate(m, in, ks, nb, T, &s, &rng, out, lens, lp, &err);
+    if (!in || !ks || !out || !lens || !lp)
+      rc = dfpo_err_set(&err, DFPO_ERUNTIME, "out of memory");
     for (int b = 0; !rc && b < nb; b++) {
-      printf("{\"prompt\": [");
-      for (int t = 0; t < plen[i0 + b]; t++)
-        printf("%s%d", t ? ", " : "", prompts[i0 + b][t]);
-      printf("], \"tokens\": [");
-      for (int t = 0; t < lens[b]; t++)
-        printf("%s%d", t ? ", " : "", out[b * s.max_new + t]);
-      printf("], \"logprobs\": [");
+      ks[b] = T - ps.len[i0 + b];
+      for (int t = 0; t < T; t++)
+        in[b * T + t] = t < ks[b] ? 0 : ps.ids[i0 + b][t - ks[b]];
+    }
+    if (!rc)
+      rc = gpt2_generate(m, in, ks, nb, T, &s, &rng, out, lens, lp, &err);
+    for (int b = 0; !rc && b < nb; b++) {
+      const int *gen = out + (size_t)b * s.max_new;
+      if (!tok) {
+        printf("{\"prompt\": ");
+        put_ids(ps.ids[i0 + b], ps.len[i0 + b], stdout);
+      } else {
+        /* the continuation's text: the new tokens without a final end-of-text */
+        int nt = lens[b];
+        if (nt > 0 && s.eos >= 0 && gen[nt - 1] == s.eos)
+          nt--;
+        size_t tlen = 0;
+        int32_t *ids32 = malloc(sizeof(int32_t) * (nt ? nt : 1));
+        if (!ids32) {
+          rc = dfpo_err_set(&err, DFPO_ERUNTIME, "out of memory");
+          break;
+        }
+        for (int t = 0; t < nt; t++)
+          ids32[t] = gen[t];
+        if (!(rc = tok_decode(tok, ids32, (size_t)nt, &text, &tlen, &tcap, &err)) && !text)
+          rc = dfpo_err_set(&err, DFPO_ERUNTIME, "out of memory");
+        if (!rc && !ps.text[i0 + b]) {
+          /* token-id prompts: decode them too */
+          size_t plen = 0;
+          char *ptext = NULL;
+          size_t pcap = 0;
+          int32_t *p32 = malloc(sizeof(int32_t) * ps.len[i0 + b]);
+          if (!p32)
+            rc = dfpo_err_set(&err, DFPO_ERUNTIME, "out of memory");
+          for (int t = 0; !rc && t < ps.len[i0 + b]; t++)
+            p32[t] = ps.ids[i0 + b][t];
+          if (!rc)
+            rc = tok_decode(tok, p32, (size_t)ps.len[i0 + b], &ptext, &plen, &pcap, &err);
+          free(p32);
+          ps.text[i0 + b] = ptext;
+          ps.tlen[i0 + b] = plen;
+        }
+        free(ids32);
+        if (rc) {
+          dfpo_err_prefix(&err, "prompt %zu", i0 + (size_t)b + 1);
+          break;
+        }
+        printf("{\"prompt\": ");
+        put_json_string(ps.text[i0 + b], ps.tlen[i0 + b], stdout);
+        printf(", \"prompt_tokens\": ");
+        put_ids(ps.ids[i0 + b], ps.len[i0 + b], stdout);
+        printf(", \"text\": ");
+        put_json_string(text, tlen, stdout);
+      }
+      printf(", \"tokens\": ");
+      put_ids(gen, lens[b], stdout);
+      printf(", \"logprobs\": [");
       for (int t = 0; t < lens[b]; t++)
         printf("%s%.6f", t ? ", " : "", (double)lp[b * s.max_new + t]);
       printf("]}\n");
@@ -199,10 +446,9 @@ int cmd_generate(int argc, char **argv) {
     free(lens);
     free(lp);
   }
-  for (size_t i = 0; i < np; i++)
-    free(prompts[i]);
-  free(prompts);
-  free(plen);
+  free(text);
+  prompts_free(&ps);
+  tok_free(tok);
   gpt2_free(m);
   return rc ? cli_fail(&err) : DFPO_OK;
 }

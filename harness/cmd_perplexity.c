@@ -9,23 +9,32 @@
 #include <string.h>
 
 static const char perplexity_usage[] =
-    "Usage: dfpo perplexity --model PATH --tokens FILE [--no-bos] [--json]\n"
+    "Usage: dfpo perplexity --model PATH --tokenizer DIR --input FILE [--no-bos] [--json]\n"
+    "       dfpo perplexity --model PATH --tokens FILE [--no-bos] [--json]\n"
     "\n"
     "Scores documents under a GPT-2 model (a native checkpoint or a Hugging Face\n"
-    "model.safetensors). FILE holds one document per line as whitespace-separated\n"
-    "token ids (text input with --tokenizer arrives with the tokenizer). Each\n"
-    "document gets <|endoftext|> (id 50256) prepended, so that its first token is\n"
-    "scored too; with --no-bos its first token is context only. Documents longer\n"
-    "than the model's context are scored in half-overlapping windows.\n"
+    "model.safetensors). With --input, FILE holds one text document per line\n"
+    "('-' for stdin; the line's end is not part of it), encoded with the\n"
+    "tokenizer (\"<|endoftext|>\" in the text is ordinary text). With --tokens,\n"
+    "FILE holds one document per line as whitespace-separated token ids. Empty\n"
+    "lines are skipped. Each document gets <|endoftext|> (id 50256) prepended, so\n"
+    "that its first token is scored too (with --tokenizer, the tokenizer's\n"
+    "<|endoftext|> id); with --no-bos its first token is\n"
+    "context only. Documents longer than the model's context are scored in\n"
+    "half-overlapping windows.\n"
     "\n"
-    "Prints tokens (scored), nll_sum, nll_per_token and ppl = exp(nll_per_token).\n"
+    "Prints documents, tokens (scored), nll_sum, nll_per_token and\n"
+    "ppl = exp(nll_per_token); the JSON also has bos.\n"
     "\n"
     "Options:\n"
-    "  --model PATH   the model\n"
-    "  --tokens FILE  token ids, one document per line ('-' for stdin)\n"
-    "  --no-bos       do not prepend <|endoftext|>\n"
-    "  --json         one JSON object instead of text\n"
-    "  -h, --help     show this help\n";
+    "  --model PATH     the model\n"
+    "  --tokenizer DIR  GPT-2 BPE files (encoder.json + vocab.bpe, or Hugging\n"
+    "                   Face's); its ids must lie below the model's vocabulary\n"
+    "  --input FILE     text, one document per line\n"
+    "  --tokens FILE    token ids, one document per line\n"
+    "  --no-bos         do not prepend <|endoftext|>\n"
+    "  --json           one JSON object instead of text\n"
+    "  -h, --help       show this help\n";
 
 /* Parses the ids of one line into *ids (grown as needed); returns the count
  * or -1 with a message naming the file, line and column. */
@@ -61,12 +70,44 @@ static long parse_ids(const char *line, const char *file, long lineno, int vocab
   return n;
 }
 
+/* Encodes one line of text (without its line end) into *ids (grown as
+ * needed, with room for one more); returns the count or -1. */
+static long encode_line(tok_tokenizer *tok, const char *line, size_t len, const char *file,
+                        long lineno, tok_ids *v, int **ids, size_t *cap, dfpo_err *err) {
+  if (len && line[len - 1] == '\n')
+    len--;
+  if (len && line[len - 1] == '\r')
+    len--;
+  v->n = 0;
+  if (tok_encode(tok, line, len, 0, v, err)) {
+    dfpo_err_prefix(err, "%s:%ld", file, lineno);
+    return -1;
+  }
+  if (v->n + 2 > *cap) {
+    size_t ncap = v->n + 2 > 2 * *cap ? v->n + 2 : 2 * *cap;
+    int *grown = realloc(*ids, ncap * sizeof(int));
+    if (!grown) {
+      dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+      return -1;
+    }
+    *ids = grown;
+    *cap = ncap;
+  }
+  for (size_t i = 0; i < v->n; i++)
+    (*ids)[i] = v->ids[i];
+  return (long)v->n;
+}
+
 int cmd_perplexity(int argc, char **argv) {
-  static const struct option opts[] = {
-      {"model", required_argument, NULL, 'm'}, {"tokens", required_argument, NULL, 't'},
-      {"no-bos", no_argument, NULL, 'n'},      {"json", no_argument, NULL, 'j'},
-      {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0}};
-  const char *model = NULL, *tokens = NULL;
+  static const struct option opts[] = {{"model", required_argument, NULL, 'm'},
+                                       {"tokens", required_argument, NULL, 't'},
+                                       {"tokenizer", required_argument, NULL, 'z'},
+                                       {"input", required_argument, NULL, 'i'},
+                                       {"no-bos", no_argument, NULL, 'n'},
+                                       {"json", no_argument, NULL, 'j'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
+  const char *model = NULL, *tokens = NULL, *tokdir = NULL, *input = NULL;
   int no_bos = 0, json = 0, c;
   cli_reset_getopt();
   while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
@@ -76,6 +117,12 @@ int cmd_perplexity(int argc, char **argv) {
       break;
     case 't':
       tokens = optarg;
+      break;
+    case 'z':
+      tokdir = optarg;
+      break;
+    case 'i':
+      input = optarg;
       break;
     case 'n':
       no_bos = 1;
@@ -92,8 +139,10 @@ int cmd_perplexity(int argc, char **argv) {
   }
   if (optind < argc)
     return cli_usage_error("perplexity", "unexpected argument '%s'", argv[optind]);
-  if (!model || !tokens)
-    return cli_usage_error("perplexity", "--model and --tokens are required");
+  if (!model || (tokens != NULL) == (input != NULL))
+    return cli_usage_error("perplexity", "--model and one of --input and --tokens are required");
+  if (input && !tokdir)
+    return cli_usage_error("perplexity", "--input needs --tokenizer");
   dfpo_err err;
   dfpo_err_clear(&err);
   gpt2_model *m;
@@ -101,8 +150,28 @@ int cmd_perplexity(int argc, char **argv) {
   if (rc)
     return cli_fail(&err);
   int vocab = gpt2_get_config(m)->vocab_size;
-  if (!no_bos && vocab <= 50256) {
+  tok_tokenizer *tok = NULL;
+  if (input) {
+    if (!(rc = tok_load(&tok, tokdir, &err)) && tok_vocab_size(tok) > (size_t)vocab)
+      rc = dfpo_err_set(&err, DFPO_EUSAGE,
+                        "the tokenizer %s has %zu ids but the model %s only %d: they do not "
+                        "belong together",
+                        tokdir, tok_vocab_size(tok), model, vocab);
+    if (rc) {
+      tok_free(tok);
+      gpt2_free(m);
+      return cli_fail(&err);
+    }
+    tokens = input; /* the file named in messages */
+  }
+  /* the document start: GPT-2's <|endoftext|>, or the tokenizer's */
+  int bos = tok ? (int)tok_eot_id(tok) : 50256;
+  if (!no_bos && (bos < 0 || bos >= vocab)) {
+    tok_free(tok);
     gpt2_free(m);
+    if (tok)
+      return cli_usage_error("perplexity", "the tokenizer %s has no <|endoftext|>: use --no-bos",
+                             tokdir);
     return cli_usage_error("perplexity",
                            "the model's vocabulary (%d) has no <|endoftext|> (50256): use --no-bos",
                            vocab);
@@ -110,6 +179,7 @@ int cmd_perplexity(int argc, char **argv) {
   FILE *fp = strcmp(tokens, "-") == 0 ? stdin : fopen(tokens, "r");
   if (!fp) {
     dfpo_err_errno(&err, DFPO_EDATA, errno, "%s", tokens);
+    tok_free(tok);
     gpt2_free(m);
     return cli_fail(&err);
   }
@@ -118,9 +188,15 @@ int cmd_perplexity(int argc, char **argv) {
   int *ids = NULL;
   double nll = 0.0;
   long lineno = 0, docs = 0;
-  while (getline(&line, &lcap, fp) != -1) {
+  ssize_t got;
+  tok_ids v = {0};
+  while ((got = getline(&line, &lcap, fp)) != -1) {
     lineno++;
-    long n = parse_ids(line, tokens, lineno, vocab, &ids, &cap, &err);
+    long n;
+    if (tok)
+      n = encode_line(tok, line, (size_t)got, tokens, lineno, &v, &ids, &cap, &err);
+    else
+      n = parse_ids(line, tokens, lineno, vocab, &ids, &cap, &err);
     if (n < 0) {
       rc = err.code;
       break;
@@ -129,7 +205,7 @@ int cmd_perplexity(int argc, char **argv) {
       continue;
     if (!no_bos) {
       memmove(ids + 1, ids, (size_t)n * sizeof(int));
-      ids[0] = 50256;
+      ids[0] = bos;
       n++;
     }
     double s;
@@ -144,6 +220,8 @@ int cmd_perplexity(int argc, char **argv) {
   }
   free(line);
   free(ids);
+  tok_ids_free(&v);
+  tok_free(tok);
   if (fp != stdin)
     fclose(fp);
   gpt2_free(m);

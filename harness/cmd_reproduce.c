@@ -146,9 +146,14 @@ static char *base_key_json(const cfg *c) {
                                      "model.n_embd",
                                      "model.block_size",
                                      "pretrain.steps",
-                                     "pretrain.batch",
-                                     "pretrain.seq",
+                                     "pretrain.batch_size",
+                                     "pretrain.seq_len",
                                      "pretrain.lr",
+                                     "pretrain.min_lr",
+                                     "pretrain.lr_schedule",
+                                     "pretrain.warmup_steps",
+                                     "pretrain.weight_decay",
+                                     "pretrain.max_grad_norm",
                                      "pretrain.seed",
                                      NULL};
   cJSON *o = cJSON_CreateObject();
@@ -254,18 +259,26 @@ static int synthetic_base(repro *r, int ti, dfpo_err *err) {
   suite_fmt(tokdone, sizeof tokdone, "%s/tok/vocab.bpe", dir);
   suite_fmt(train_ids, sizeof train_ids, "%s/train.ids", dir);
   suite_fmt(val_ids, sizeof val_ids, "%s/val.ids", dir);
-  int64_t vocab, nl, nh, ne, bs, steps, batch, seq, seed;
-  double lr;
+  int64_t vocab, nl, nh, ne, bs, steps, batch, seq, seed, warmup, eval_every, ckpt_every;
+  double lr, min_lr, wd, clip;
+  const char *schedule;
   if ((rc = cfg_get_int(c, "tokenizer.vocab_size", &vocab, err)) ||
       (rc = cfg_get_int(c, "model.n_layer", &nl, err)) ||
       (rc = cfg_get_int(c, "model.n_head", &nh, err)) ||
       (rc = cfg_get_int(c, "model.n_embd", &ne, err)) ||
       (rc = cfg_get_int(c, "model.block_size", &bs, err)) ||
       (rc = cfg_get_int(c, "pretrain.steps", &steps, err)) ||
-      (rc = cfg_get_int(c, "pretrain.batch", &batch, err)) ||
-      (rc = cfg_get_int(c, "pretrain.seq", &seq, err)) ||
+      (rc = cfg_get_int(c, "pretrain.batch_size", &batch, err)) ||
+      (rc = cfg_get_int(c, "pretrain.seq_len", &seq, err)) ||
       (rc = cfg_get_int(c, "pretrain.seed", &seed, err)) ||
-      (rc = cfg_get_num(c, "pretrain.lr", &lr, err)))
+      (rc = cfg_get_int(c, "pretrain.warmup_steps", &warmup, err)) ||
+      (rc = cfg_get_int(c, "pretrain.eval_every", &eval_every, err)) ||
+      (rc = cfg_get_int(c, "pretrain.ckpt_every", &ckpt_every, err)) ||
+      (rc = cfg_get_num(c, "pretrain.lr", &lr, err)) ||
+      (rc = cfg_get_num(c, "pretrain.min_lr", &min_lr, err)) ||
+      (rc = cfg_get_num(c, "pretrain.weight_decay", &wd, err)) ||
+      (rc = cfg_get_num(c, "pretrain.max_grad_norm", &clip, err)) ||
+      (rc = cfg_get_str(c, "pretrain.lr_schedule", &schedule, err)))
     goto done;
   if (!exists(corpus) && (rc = task_write_corpus(&t, TASK_TRAIN, corpus, err)))
     goto done;
@@ -293,7 +306,7 @@ static int synthetic_base(repro *r, int ti, dfpo_err *err) {
   }
   tok_free(tok);
   {
-    char a[16][64], pre[1600], log[1600];
+    char a[18][64], pre[1600], log[1600];
     suite_fmt(pre, sizeof pre, "%s/pretrain", dir);
     suite_fmt(log, sizeof log, "%s/pretrain.log", dir);
     suite_fmt(a[0], 64, "%lld", (long long)nl);
@@ -305,16 +318,21 @@ static int synthetic_base(repro *r, int ti, dfpo_err *err) {
     suite_fmt(a[6], 64, "%lld", (long long)batch);
     suite_fmt(a[7], 64, "%lld", (long long)seq);
     suite_fmt(a[8], 64, "%.9g", lr);
-    suite_fmt(a[9], 64, "%.9g", lr / 10);
+    suite_fmt(a[9], 64, "%.9g", min_lr);
     suite_fmt(a[10], 64, "%lld", (long long)seed);
-    suite_fmt(a[11], 64, "%lld", (long long)(steps / 4 > 0 ? steps / 4 : 1));
-    suite_fmt(a[12], 64, "%lld", (long long)(steps / 10 > 0 ? steps / 10 : 1));
-    char *argv[] = {"dfpo",         "pretrain", "--train",      train_ids, "--val",    val_ids,
-                    "--out",        pre,        "--n-layer",    a[0],      "--n-head", a[1],
-                    "--n-embd",     a[2],       "--n-ctx",      a[3],      "--vocab",  a[4],
-                    "--steps",      a[5],       "--batch",      a[6],      "--seq",    a[7],
-                    "--lr",         a[8],       "--min-lr",     a[9],      "--seed",   a[10],
-                    "--eval-every", a[11],      "--ckpt-every", a[12],     NULL};
+    suite_fmt(a[11], 64, "%lld", (long long)eval_every);
+    suite_fmt(a[12], 64, "%lld", (long long)ckpt_every);
+    suite_fmt(a[13], 64, "%lld", (long long)warmup);
+    suite_fmt(a[14], 64, "%.9g", wd);
+    suite_fmt(a[15], 64, "%.9g", clip);
+    char *argv[] = {"dfpo",           "pretrain", "--train",      train_ids, "--val",    val_ids,
+                    "--out",          pre,        "--n-layer",    a[0],      "--n-head", a[1],
+                    "--n-embd",       a[2],       "--n-ctx",      a[3],      "--vocab",  a[4],
+                    "--steps",        a[5],       "--batch",      a[6],      "--seq",    a[7],
+                    "--lr",           a[8],       "--min-lr",     a[9],      "--seed",   a[10],
+                    "--eval-every",   a[11],      "--ckpt-every", a[12],     "--warmup", a[13],
+                    "--weight-decay", a[14],      "--clip",       a[15],     "--schedule",
+                    (char *)schedule, NULL};
     int st = run_child(argv, log);
     if (st != 0) {
       char why[512];

@@ -120,14 +120,36 @@ const cfg_key cfg_schema[] = {
      "a fixed LM (same tokenizer) for ppl_gen of the test continuations (\"\": none)"},
     {"eval.max_prompts", CFG_INT, "0", NULL, RANGE(0, 1 << 30), "cap on test prompts (0: all)"},
 
-    /* the base model `dfpo reproduce` pretrains when model.init is pretrain */
+    /* the tokenizer `dfpo reproduce` trains when model.init is pretrain */
     {"tokenizer.vocab_size", CFG_INT, "512", NULL, RANGE(257, 1 << 20),
      "BPE vocabulary trained on the task corpus (model.init pretrain)"},
-    {"pretrain.steps", CFG_INT, "300", NULL, RANGE(1, 1 << 30), "base-model optimiser steps"},
-    {"pretrain.batch", CFG_INT, "16", NULL, RANGE(1, 1 << 20), "base-model rows per step"},
-    {"pretrain.seq", CFG_INT, "64", NULL, RANGE(1, 1 << 20), "base-model tokens per row"},
-    {"pretrain.lr", CFG_NUM, "3e-3", NULL, RANGE(0, 10), "base-model peak learning rate (cosine)"},
+
+    /* dfpo pretrain --config: the base model trained from scratch on text
+     * (the shape from model.*, the tokenizer from tokenizer.path); dfpo
+     * reproduce pretrains its base models with the same keys */
+    {"pretrain.train", CFG_STR_LIST, "[]", NULL, NORANGE,
+     "training corpus files: .jsonl (each record's text, or its first reference) or text (a "
+     "document per line)"},
+    {"pretrain.validation", CFG_STR_LIST, "[]", NULL, NORANGE,
+     "validation corpus files, as pretrain.train"},
+    {"pretrain.out", CFG_STR, "\"out/pretrain\"", NULL, NORANGE,
+     "folder of checkpoint.bin, train.jsonl and config.json (resumed when it holds a checkpoint)"},
+    {"pretrain.steps", CFG_INT, "100", NULL, RANGE(0, 1 << 30), "optimiser steps in all"},
+    {"pretrain.batch_size", CFG_INT, "8", NULL, RANGE(1, 1 << 16), "rows per step"},
+    {"pretrain.seq_len", CFG_INT, "64", NULL, RANGE(1, 1 << 20),
+     "tokens per row (at most model.block_size)"},
+    {"pretrain.lr", CFG_NUM, "6e-4", NULL, RANGE(0, 10), "peak learning rate"},
+    {"pretrain.min_lr", CFG_NUM, "6e-5", NULL, RANGE(0, 10), "final learning rate"},
+    {"pretrain.lr_schedule", CFG_ENUM, "\"cosine\"", "constant|linear|cosine", NORANGE,
+     "learning-rate schedule"},
+    {"pretrain.warmup_steps", CFG_INT, "10", NULL, RANGE(0, 1 << 30), "linear warmup steps"},
+    {"pretrain.weight_decay", CFG_NUM, "0.1", NULL, RANGE(0, 10), "AdamW decay on matrices"},
+    {"pretrain.max_grad_norm", CFG_NUM, "1.0", NULL, RANGE(0, 1e9),
+     "global grad-norm clip (0: off)"},
+    {"pretrain.eval_every", CFG_INT, "50", NULL, RANGE(1, 1 << 30), "validate every k steps"},
+    {"pretrain.eval_batches", CFG_INT, "4", NULL, RANGE(1, 1 << 20), "validation batches"},
+    {"pretrain.ckpt_every", CFG_INT, "50", NULL, RANGE(1, 1 << 30), "checkpoint every k steps"},
     {"pretrain.seed", CFG_INT, "0", NULL, RANGE(0, 4294967295.0),
-     "base-model weights and data order"},
+     "seed of the weights and the data order"},
 
     {NULL, 0, NULL, NULL, NORANGE, NULL}};

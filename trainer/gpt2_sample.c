@@ -213,13 +213,21 @@ static int cand_cmp(const void *a, const void *b) {
   return (x->i > y->i) - (x->i < y->i);
 }
 
-/* The k-th largest finite value of z (a min-heap of size k). */
-static float kth_largest(const float *z, int V, int k, float *heap) {
+/* The k-th largest finite value of z (a min-heap of size k); *mx and *arg
+ * receive the largest value and its first index (-INFINITY and -1 when no
+ * entry is finite), in the same pass. */
+static float kth_largest(const float *z, int V, int k, float *heap, float *mx, int *arg) {
   int n = 0;
+  float best = -INFINITY;
+  int bi = -1;
   for (int i = 0; i < V; i++) {
     float x = z[i];
     if (!(x > -INFINITY))
       continue;
+    if (x > best) {
+      best = x;
+      bi = i;
+    }
     if (n < k) {
       int j = n++;
       heap[j] = x;
@@ -247,6 +255,8 @@ static float kth_largest(const float *z, int V, int k, float *heap) {
       }
     }
   }
+  *mx = best;
+  *arg = bi;
   return n < k ? -INFINITY : heap[0];
 }
 
@@ -255,29 +265,31 @@ static float kth_largest(const float *z, int V, int k, float *heap) {
  * when greedy is set. Returns the token, or -1 when every entry is masked. */
 static int sample_filtered(float *z, int V, int top_k, float top_p, int greedy, double u,
                            float *logp) {
-  float mx = -INFINITY;
-  int arg = -1;
-  for (int i = 0; i < V; i++)
-    if (z[i] > mx) {
-      mx = z[i];
-      arg = i;
-    }
+  /* the maximum (its first index), and with top-k the k-th largest value,
+   * in one pass */
+  float mx = -INFINITY, kth = -INFINITY;
+  int arg = -1, use_k = top_k > 0 && top_k < V;
+  float heap_small[64], *heap = NULL;
+  if (use_k)
+    heap = top_k <= 64 ? heap_small : malloc((size_t)top_k * sizeof(float));
+  if (heap) {
+    kth = kth_largest(z, V, top_k, heap, &mx, &arg);
+    if (heap != heap_small)
+      free(heap);
+  } else {
+    for (int i = 0; i < V; i++)
+      if (z[i] > mx) {
+        mx = z[i];
+        arg = i;
+      }
+  }
   if (arg < 0)
     return -1;
-  if (top_k > 0 && top_k < V) {
-    float *heap = malloc((size_t)top_k * sizeof(float));
-    if (heap) {
-      float kth = kth_largest(z, V, top_k, heap);
-      free(heap);
-      for (int i = 0; i < V; i++)
-        if (z[i] < kth)
-          z[i] = -INFINITY;
-    }
-  }
-  /* unnormalised probabilities, kept in z's place as exp(z - max) */
+  /* unnormalised probabilities exp(z - max) in z's place; entries below
+   * the k-th largest (top-k) get 0 */
   double sum = 0.0;
   for (int i = 0; i < V; i++) {
-    float p = z[i] > -INFINITY ? expf(z[i] - mx) : 0.0f;
+    float p = z[i] > -INFINITY && !(z[i] < kth) ? expf(z[i] - mx) : 0.0f;
     z[i] = p;
     sum += p;
   }

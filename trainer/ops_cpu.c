@@ -91,8 +91,8 @@ static inline float hsum8(__m256 v) {
  * matrix first, which for a handful of rows costs more than the product.
  * Each output is summed in the same order whatever the thread count. */
 __attribute__((target("avx2,fma"))) static void smallm_gemm(float *out, const float *x,
-                                                            const float *w, int M, int K, int n0,
-                                                            int n1, int N, float beta) {
+                                                            const float *w, const float *bias,
+                                                            int M, int K, int n0, int n1, int N) {
   int K8 = K & ~7;
   for (int n = n0; n < n1; n += 3) {
     int nb = n1 - n < 3 ? n1 - n : 3;
@@ -122,8 +122,8 @@ __attribute__((target("avx2,fma"))) static void smallm_gemm(float *out, const fl
           float s = hsum8(acc[i][j]);
           for (int k = K8; k < K; k++)
             s += xr[i][k] * wr[j][k];
-          float *o = out + (size_t)(m + i) * N + n + j;
-          *o = beta != 0.0f ? *o + s : s;
+          /* bias + sum, the order of the copy-then-accumulate it replaces */
+          out[(size_t)(m + i) * N + n + j] = bias ? bias[n + j] + s : s;
         }
     }
   }
@@ -141,6 +141,19 @@ static int smallm_ok(void) {
 
 static void cpu_matmul_fwd(float *out, const float *inp, const float *w, const float *bias, int M,
                            int K, int N) {
+#ifdef HAVE_SMALLM
+  if (M <= 32 && smallm_ok()) {
+    /* the bias is added as each output is written: one parallel region */
+    int blk = 96; /* output columns per task: a multiple of 3 */
+    int nblk = (N + blk - 1) / blk;
+#pragma omp parallel for schedule(static) if ((size_t)M * N * K > 4000000)
+    for (int i = 0; i < nblk; i++) {
+      int n0 = i * blk, n1 = n0 + blk < N ? n0 + blk : N;
+      smallm_gemm(out, inp, w, bias, M, K, n0, n1, N);
+    }
+    return;
+  }
+#endif
   float beta = 0.0f;
   if (bias) {
 #pragma omp parallel for schedule(static) if ((size_t)M * N > PAR_MIN)
@@ -148,18 +161,6 @@ static void cpu_matmul_fwd(float *out, const float *inp, const float *w, const f
       memcpy(out + (size_t)m * N, bias, (size_t)N * sizeof(float));
     beta = 1.0f;
   }
-#ifdef HAVE_SMALLM
-  if (M <= 32 && smallm_ok()) {
-    int blk = 96; /* output columns per task: a multiple of 3 */
-    int nblk = (N + blk - 1) / blk;
-#pragma omp parallel for schedule(static) if ((size_t)M * N * K > 4000000)
-    for (int i = 0; i < nblk; i++) {
-      int n0 = i * blk, n1 = n0 + blk < N ? n0 + blk : N;
-      smallm_gemm(out, inp, w, M, K, n0, n1, N, beta);
-    }
-    return;
-  }
-#endif
   par_sgemm(CblasNoTrans, CblasTrans, M, N, K, inp, K, w, K, beta, out, N);
 }
 
@@ -383,45 +384,68 @@ static void cpu_kv_write(float *kc, float *vc, const float *qkv, int B, int T, i
     }
 }
 
+/* One decoding step of attention over the cache. Each row's keys and values
+ * are read front to back once for all heads (the cache is [B, Tmax, C], so a
+ * row's positions are one contiguous block), not once per head with a jump
+ * of C floats between positions. The arithmetic is that of the plain loop,
+ * rounding for rounding: each score is its head's q.k summed over the
+ * channels in order, then scaled; softmax in position order; each output
+ * channel sums w * v over the positions in order. The heads' sums are
+ * interleaved only so that they do not wait on one another.
+ * (tests/trainer/test_ops_cpu.c holds it to the plain loop bit for bit.) */
 static void cpu_attention_step(float *out, const float *qkv, const float *kc, const float *vc,
                                const int *kstart, int B, int n, int Tmax, int C, int NH) {
   int HS = C / NH;
   float scale = 1.0f / sqrtf((float)HS);
-#pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * n * C > PAR_MIN)
-  for (int b = 0; b < B; b++)
+#pragma omp parallel for schedule(static) if ((size_t)B * n * C > PAR_MIN)
+  for (int b = 0; b < B; b++) {
+    int ks = kstart ? kstart[b] : 0;
+    if (ks > n - 1)
+      ks = n - 1;
+    const float *q = qkv + (size_t)b * 3 * C;
+    /* a[h * n + j]: head h's score, then weight, of position j */
+    float a[(size_t)NH * n + 3 * (size_t)NH + (size_t)C];
+    float *mx = a + (size_t)NH * n, *sum = mx + NH, *s = sum + NH, *w = s + NH;
     for (int h = 0; h < NH; h++) {
-      int ks = kstart ? kstart[b] : 0;
-      if (ks > n - 1)
-        ks = n - 1;
-      const float *q = qkv + (size_t)b * 3 * C + (size_t)h * HS;
-      float a[n > 0 ? n : 1];
-      float mx = -INFINITY;
-      for (int j = ks; j < n; j++) {
-        const float *k = kc + ((size_t)b * Tmax + j) * C + (size_t)h * HS;
-        float s = 0.0f;
-        for (int i = 0; i < HS; i++)
-          s += q[i] * k[i];
-        s *= scale;
-        a[j] = s;
-        if (s > mx)
-          mx = s;
-      }
-      float sum = 0.0f;
-      for (int j = ks; j < n; j++) {
-        a[j] = expf(a[j] - mx);
-        sum += a[j];
-      }
-      float inv = 1.0f / sum;
-      float *o = out + (size_t)b * C + (size_t)h * HS;
+      mx[h] = -INFINITY;
+      sum[h] = 0.0f;
+    }
+    for (int j = ks; j < n; j++) {
+      const float *k = kc + ((size_t)b * Tmax + j) * C;
+      for (int h = 0; h < NH; h++)
+        s[h] = 0.0f;
       for (int i = 0; i < HS; i++)
-        o[i] = 0.0f;
-      for (int j = ks; j < n; j++) {
-        const float *v = vc + ((size_t)b * Tmax + j) * C + (size_t)h * HS;
-        float w = a[j] * inv;
-        for (int i = 0; i < HS; i++)
-          o[i] += w * v[i];
+        for (int h = 0; h < NH; h++)
+          s[h] += q[h * HS + i] * k[h * HS + i];
+      for (int h = 0; h < NH; h++) {
+        float x = s[h] * scale;
+        a[(size_t)h * n + j] = x;
+        if (x > mx[h])
+          mx[h] = x;
       }
     }
+    for (int h = 0; h < NH; h++) {
+      float *ah = a + (size_t)h * n;
+      for (int j = ks; j < n; j++) {
+        ah[j] = expf(ah[j] - mx[h]);
+        sum[h] += ah[j];
+      }
+      sum[h] = 1.0f / sum[h];
+    }
+    float *o = out + (size_t)b * C;
+    for (int c = 0; c < C; c++)
+      o[c] = 0.0f;
+    for (int j = ks; j < n; j++) {
+      const float *v = vc + ((size_t)b * Tmax + j) * C;
+      for (int h = 0; h < NH; h++) {
+        float wh = a[(size_t)h * n + j] * sum[h];
+        for (int i = 0; i < HS; i++)
+          w[h * HS + i] = wh;
+      }
+      for (int c = 0; c < C; c++)
+        o[c] += w[c] * v[c];
+    }
+  }
 }
 
 /* exp(x) for float x that the compiler can vectorise (libm's expf is a

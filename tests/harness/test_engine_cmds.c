@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 static gpt2_model *tiny(const char *path) {
   gpt2_config cfg;
@@ -114,6 +115,327 @@ Test(engine_cmds, greedy_generate_matches_prompts_run_alone) {
   ts_dfpo(&r, "generate", "--model", model, NULL);
   cr_expect_eq(r.status, 1);
   ts_run_free(&r);
+  gpt2_free(m);
+  ts_rmtree(dir);
+}
+
+/* ------------------------------------------------------ text front ends */
+
+#define REF_TOK DFPO_SOURCE_DIR "/bench/gpt2_ref.py"
+#define REF_TORCH DFPO_SOURCE_DIR "/bench/gpt2_torch.py"
+
+/* Whether `python3 -c code` succeeds. */
+static int python_has(const char *code) {
+  if (access("/usr/bin/python3", X_OK) != 0)
+    return 0;
+  char *argv[] = {"/usr/bin/python3", "-c", (char *)code, NULL};
+  ts_run r;
+  ts_run_cmd(&r, argv, NULL, NULL);
+  int ok = r.status == 0;
+  ts_run_free(&r);
+  return ok;
+}
+
+/* Runs a shell command line; asserts success; returns its stdout (heap). */
+static char *sh(const char *cmd) {
+  char *argv[] = {"/bin/sh", "-c", (char *)cmd, NULL};
+  ts_run r;
+  ts_run_cmd(&r, argv, NULL, NULL);
+  cr_assert_eq(r.status, 0, "%s failed (%d): %s", cmd, r.status, r.err);
+  char *out = r.out;
+  r.out = NULL;
+  ts_run_free(&r);
+  return out;
+}
+
+static cJSON *run_json(ts_run *r) {
+  cr_assert_eq(r->status, 0, "%s", r->err);
+  cJSON *o = cJSON_Parse(r->out);
+  cr_assert_not_null(o, "%s", r->out);
+  return o;
+}
+
+/* Documents with ASCII, accents, CJK, an emoji, a literal "<|endoftext|>"
+ * (ordinary text without --allow-special) and an empty line (skipped). */
+static const char docs_text[] = "The quick brown fox jumps over the lazy dog.\n"
+                                "Caf\xc3\xa9 na\xc3\xafve \xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e "
+                                "\xf0\x9f\x98\x80 isn't it?\n"
+                                "\n"
+                                "  two  spaces <|endoftext|> and\ttabs\r\n";
+
+/* GPT-2's tokenizer: `dfpo perplexity --input` scores exactly the ids the
+ * reference encoder (bench/gpt2_ref.py) gives the same lines, and its total
+ * equals PyTorch's (bench/gpt2_torch.py nll) on the same weights. */
+Test(engine_cmds, perplexity_of_text_is_that_of_its_reference_ids) {
+  const char *data = ts_shared_data();
+  if (!data)
+    cr_skip_test("../shared/data is absent: GPT-2's tokenizer files are needed");
+  if (!python_has("import regex"))
+    cr_skip_test("/usr/bin/python3 with `regex` is missing: the reference encoder cannot run");
+  char dir[256], model[300], st[300], text[300], ids[300], tokdir[300], cmd[2048];
+  ts_tmpdir(dir, sizeof dir);
+  snprintf(model, sizeof model, "%s/m.ckpt", dir);
+  snprintf(st, sizeof st, "%s/m.safetensors", dir);
+  snprintf(text, sizeof text, "%s/docs.txt", dir);
+  snprintf(ids, sizeof ids, "%s/docs.ids", dir);
+  snprintf(tokdir, sizeof tokdir, "%s/gpt2", data);
+  gpt2_model *m = tiny(model);
+  write_text(text, docs_text);
+  /* the reference ids of each line without its line end (empty lines kept) */
+  snprintf(cmd, sizeof cmd,
+           "sed 's/\\r$//' '%s' | /usr/bin/python3 '%s' '%s' --lines > '%s' && cat '%s'", text,
+           REF_TOK, tokdir, ids, ids);
+  free(sh(cmd));
+  for (int bos = 1; bos >= 0; bos--) {
+    ts_run r;
+    ts_dfpo(&r, "perplexity", "--model", model, "--tokenizer", tokdir, "--input", text, "--json",
+            bos ? NULL : "--no-bos", NULL);
+    cJSON *a = run_json(&r);
+    ts_run_free(&r);
+    ts_dfpo(&r, "perplexity", "--model", model, "--tokens", ids, "--json", bos ? NULL : "--no-bos",
+            NULL);
+    cJSON *b = run_json(&r);
+    ts_run_free(&r);
+    cr_expect_eq(cJSON_GetObjectItem(a, "documents")->valueint, 3);
+    cr_expect_eq(cJSON_GetObjectItem(a, "tokens")->valueint,
+                 cJSON_GetObjectItem(b, "tokens")->valueint);
+    /* the same ids through the same code: identical */
+    cr_expect_eq(cJSON_GetObjectItem(a, "nll_sum")->valuedouble,
+                 cJSON_GetObjectItem(b, "nll_sum")->valuedouble);
+    cr_expect_eq(cJSON_GetObjectItem(a, "ppl")->valuedouble,
+                 cJSON_GetObjectItem(b, "ppl")->valuedouble);
+    if (python_has("import torch")) {
+      dfpo_err err;
+      dfpo_err_clear(&err);
+      cr_assert_eq(gpt2_export_safetensors(m, st, 1, &err), 0, "%s", err.msg);
+      snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s' nll '%s' '%s' %s", REF_TORCH, st, ids,
+               bos ? "" : "--no-bos");
+      char *out = sh(cmd);
+      cJSON *t = cJSON_Parse(out);
+      cr_assert_not_null(t, "%s", out);
+      cr_expect_eq(cJSON_GetObjectItem(t, "tokens")->valueint,
+                   cJSON_GetObjectItem(a, "tokens")->valueint);
+      /* fp32 forward passes of ~10 nats per token over ~40 tokens: 1e-3 */
+      double x = cJSON_GetObjectItem(a, "nll_sum")->valuedouble,
+             y = cJSON_GetObjectItem(t, "nll_sum")->valuedouble;
+      cr_expect_lt(fabs(x - y), 1e-3, "dfpo %.6f vs PyTorch %.6f", x, y);
+      cJSON_Delete(t);
+      free(out);
+    } else {
+      cr_log_warn("/usr/bin/python3 has no torch: the PyTorch comparison is skipped");
+    }
+    cJSON_Delete(a);
+    cJSON_Delete(b);
+  }
+  gpt2_free(m);
+  ts_rmtree(dir);
+}
+
+/* `dfpo generate` with text prompts samples what the equivalent token-id
+ * prompts sample, and its text is the decoded continuation. */
+Test(engine_cmds, generate_text_prompts_equal_their_token_ids) {
+  const char *data = ts_shared_data();
+  if (!data)
+    cr_skip_test("../shared/data is absent: GPT-2's tokenizer files are needed");
+  char dir[256], model[300], text[300], ids[300], tokdir[300];
+  ts_tmpdir(dir, sizeof dir);
+  snprintf(model, sizeof model, "%s/m.ckpt", dir);
+  snprintf(text, sizeof text, "%s/p.txt", dir);
+  snprintf(ids, sizeof ids, "%s/p.ids", dir);
+  snprintf(tokdir, sizeof tokdir, "%s/gpt2", data);
+  gpt2_model *m = tiny(model);
+  /* the ids as `dfpo tokenizer encode` would give them, checked against
+   * bench/gpt2_ref.py by tests/trainer/test_tok_reference.c */
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  tok_tokenizer *tok;
+  cr_assert_eq(tok_load(&tok, tokdir, &err), 0, "%s", err.msg);
+  const char *prompts[3] = {"Hello world, this is", "Caf\xc3\xa9 \xf0\x9f\x98\x80", "A"};
+  FILE *ft = fopen(text, "w"), *fi = fopen(ids, "w");
+  cr_assert(ft && fi);
+  for (int i = 0; i < 3; i++) {
+    tok_ids v = {0};
+    cr_assert_eq(tok_encode(tok, prompts[i], strlen(prompts[i]), 0, &v, &err), 0);
+    fprintf(ft, "%s\n", prompts[i]);
+    for (size_t k = 0; k < v.n; k++)
+      fprintf(fi, "%s%d", k ? " " : "", v.ids[k]);
+    fputc('\n', fi);
+    tok_ids_free(&v);
+  }
+  fclose(ft);
+  fclose(fi);
+  const char *common[] = {"--max-new", "6", "--top-k", "50", "--seed", "9", "--eos", "-1"};
+  ts_run r1, r2;
+  ts_dfpo(&r1, "generate", "--model", model, "--tokenizer", tokdir, "--input", text, common[0],
+          common[1], common[2], common[3], common[4], common[5], common[6], common[7], NULL);
+  ts_dfpo(&r2, "generate", "--model", model, "--tokens", ids, common[0], common[1], common[2],
+          common[3], common[4], common[5], common[6], common[7], NULL);
+  cr_assert_eq(r1.status, 0, "%s", r1.err);
+  cr_assert_eq(r2.status, 0, "%s", r2.err);
+  char *l1 = r1.out, *l2 = r2.out;
+  for (int i = 0; i < 3; i++) {
+    char *n1 = strchr(l1, '\n'), *n2 = strchr(l2, '\n');
+    cr_assert(n1 && n2);
+    *n1 = *n2 = 0;
+    cJSON *a = cJSON_Parse(l1), *b = cJSON_Parse(l2);
+    cr_assert(a && b, "%s / %s", l1, l2);
+    cr_expect_str_eq(cJSON_GetObjectItem(a, "prompt")->valuestring, prompts[i]);
+    char *ta = cJSON_PrintUnformatted(cJSON_GetObjectItem(a, "tokens")),
+         *tb = cJSON_PrintUnformatted(cJSON_GetObjectItem(b, "tokens")),
+         *pa = cJSON_PrintUnformatted(cJSON_GetObjectItem(a, "prompt_tokens")),
+         *pb = cJSON_PrintUnformatted(cJSON_GetObjectItem(b, "prompt")),
+         *la = cJSON_PrintUnformatted(cJSON_GetObjectItem(a, "logprobs")),
+         *lb = cJSON_PrintUnformatted(cJSON_GetObjectItem(b, "logprobs"));
+    cr_expect_str_eq(ta, tb, "prompt %d", i);
+    cr_expect_str_eq(pa, pb, "prompt %d", i);
+    cr_expect_str_eq(la, lb, "prompt %d", i);
+    /* the text is the decoding of the tokens */
+    const cJSON *t = cJSON_GetObjectItem(a, "tokens");
+    int32_t gen[6];
+    int n = cJSON_GetArraySize(t);
+    cr_assert_eq(n, 6);
+    for (int k = 0; k < n; k++)
+      gen[k] = cJSON_GetArrayItem(t, k)->valueint;
+    char *dec = NULL;
+    size_t dlen = 0, dcap = 0;
+    cr_assert_eq(tok_decode(tok, gen, 6, &dec, &dlen, &dcap, &err), 0);
+    if (memchr(dec, 0, dlen) == NULL && cJSON_GetObjectItem(a, "text")->valuestring[0] &&
+        strlen(dec) == dlen) {
+      /* valid UTF-8 continuations come back byte for byte */
+      const char *got = cJSON_GetObjectItem(a, "text")->valuestring;
+      int valid = 1;
+      for (size_t k = 0; k < dlen; k++)
+        valid &= (unsigned char)dec[k] < 0x80;
+      if (valid)
+        cr_expect_str_eq(got, dec, "prompt %d", i);
+    }
+    free(dec);
+    free(ta), free(tb), free(pa), free(pb), free(la), free(lb);
+    cJSON_Delete(a);
+    cJSON_Delete(b);
+    l1 = n1 + 1;
+    l2 = n2 + 1;
+  }
+  ts_run_free(&r1);
+  ts_run_free(&r2);
+  /* --prompt samples what its ids given alone sample */
+  FILE *f1 = fopen(ids, "w");
+  cr_assert_not_null(f1);
+  fputs("15496 995 11 428 318\n", f1); /* "Hello world, this is" (printed above) */
+  fclose(f1);
+  ts_dfpo(&r1, "generate", "--model", model, "--tokenizer", tokdir, "--prompt",
+          "Hello world, this is", common[0], common[1], common[2], common[3], common[4], common[5],
+          common[6], common[7], NULL);
+  ts_dfpo(&r2, "generate", "--model", model, "--tokens", ids, common[0], common[1], common[2],
+          common[3], common[4], common[5], common[6], common[7], NULL);
+  cJSON *a = run_json(&r1), *b = run_json(&r2);
+  char *ta = cJSON_PrintUnformatted(cJSON_GetObjectItem(a, "tokens")),
+       *tb = cJSON_PrintUnformatted(cJSON_GetObjectItem(b, "tokens")),
+       *pa = cJSON_PrintUnformatted(cJSON_GetObjectItem(a, "prompt_tokens")),
+       *pb = cJSON_PrintUnformatted(cJSON_GetObjectItem(b, "prompt"));
+  cr_expect_str_eq(ta, tb);
+  cr_expect_str_eq(pa, pb);
+  free(ta), free(tb), free(pa), free(pb);
+  cJSON_Delete(a);
+  cJSON_Delete(b);
+  ts_run_free(&r1);
+  ts_run_free(&r2);
+  /* bytes that are not UTF-8 come back as U+FFFD, quotes and newlines
+   * escaped */
+  ts_dfpo(&r1, "generate", "--model", model, "--tokenizer", tokdir, "--prompt", "a\xff\"b\n",
+          "--max-new", "2", NULL);
+  cJSON *o = run_json(&r1);
+  cr_expect_str_eq(cJSON_GetObjectItem(o, "prompt")->valuestring, "a\xef\xbf\xbd\"b\n");
+  cJSON_Delete(o);
+  ts_run_free(&r1);
+  /* an empty prompt starts from <|endoftext|> */
+  ts_dfpo(&r1, "generate", "--model", model, "--tokenizer", tokdir, "--prompt", "", "--max-new",
+          "2", NULL);
+  o = run_json(&r1);
+  const cJSON *pt = cJSON_GetObjectItem(o, "prompt_tokens");
+  cr_expect_eq(cJSON_GetArraySize(pt), 1);
+  cr_expect_eq(cJSON_GetArrayItem(pt, 0)->valueint, 50256);
+  cJSON_Delete(o);
+  ts_run_free(&r1);
+  tok_free(tok);
+  gpt2_free(m);
+  ts_rmtree(dir);
+}
+
+/* Bad input to the text front ends: usage errors exit 1, data errors 2,
+ * with messages that say what is wrong. */
+Test(engine_cmds, text_front_end_errors) {
+  char dir[256], model[300], text[300], tokdir[300], small[300];
+  ts_tmpdir(dir, sizeof dir);
+  snprintf(model, sizeof model, "%s/m.ckpt", dir);
+  snprintf(text, sizeof text, "%s/p.txt", dir);
+  snprintf(tokdir, sizeof tokdir, "%s/tok", dir);
+  snprintf(small, sizeof small, "%s/small.ckpt", dir);
+  gpt2_model *m = tiny(model);
+  write_text(text, "abc abd abe abc abd abe\n");
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  const char *files[1] = {text};
+  cr_assert_eq(tok_train(files, 1, 262, tokdir, NULL, &err), 0, "%s", err.msg);
+  /* a model whose vocabulary (100) is smaller than the tokenizer's (262) */
+  gpt2_config cfg;
+  cr_assert_eq(gpt2_config_named(&cfg, "gpt2-tiny", &err), 0);
+  cfg.vocab_size = 100;
+  gpt2_model *s;
+  cr_assert_eq(gpt2_new(&s, &cfg, &err), 0);
+  cr_assert_eq(gpt2_save(s, small, 0, &err), 0);
+  gpt2_free(s);
+  struct {
+    int status;
+    const char *needle;
+    const char *argv[10];
+  } cases[] = {
+      {1, "--tokenizer", {"generate", "--model", model, "--prompt", "hi", NULL}},
+      {1, "exactly one", {"generate", "--model", model, "--prompt", "hi", "--tokens", text, NULL}},
+      {1, "--tokenizer", {"perplexity", "--model", model, "--input", text, NULL}},
+      {1, "one of", {"perplexity", "--model", model, "--input", text, "--tokens", text, NULL}},
+      {2, "nope", {"perplexity", "--model", model, "--tokenizer", tokdir, "--input", "nope", NULL}},
+      {2, "nodir", {"generate", "--model", model, "--tokenizer", "nodir", "--prompt", "x", NULL}},
+      {1, "262", {"perplexity", "--model", small, "--tokenizer", tokdir, "--input", text, NULL}},
+      {1, "262", {"generate", "--model", small, "--tokenizer", tokdir, "--prompt", "x", NULL}},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    const char **a = cases[i].argv;
+    ts_run r;
+    ts_dfpo(&r, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], NULL);
+    cr_expect_eq(r.status, cases[i].status, "case %zu: status %d: %s", i, r.status, r.err);
+    cr_expect(strstr(r.err, cases[i].needle) != NULL, "case %zu: %s", i, r.err);
+    ts_run_free(&r);
+  }
+  /* a tokenizer of its own (end-of-text id 261) with a model of its size:
+   * the text's perplexity is the library's on the encoded ids */
+  tok_tokenizer *tok;
+  cr_assert_eq(tok_load(&tok, tokdir, &err), 0, "%s", err.msg);
+  cr_assert_eq(tok_eot_id(tok), 261);
+  cfg.vocab_size = 262;
+  cr_assert_eq(gpt2_new(&s, &cfg, &err), 0);
+  gpt2_init_random(s, 5);
+  cr_assert_eq(gpt2_save(s, small, 0, &err), 0);
+  tok_ids v = {0};
+  cr_assert_eq(tok_encode(tok, "abc abd abe abc abd abe", 23, 0, &v, &err), 0);
+  int ids[64];
+  ids[0] = 261;
+  for (size_t k = 0; k < v.n; k++)
+    ids[k + 1] = v.ids[k];
+  double nll;
+  size_t scored;
+  cr_assert_eq(gpt2_score_tokens(s, ids, v.n + 1, &nll, &scored, &err), 0);
+  ts_run r;
+  ts_dfpo(&r, "perplexity", "--model", small, "--tokenizer", tokdir, "--input", text, "--json",
+          NULL);
+  cJSON *o = run_json(&r);
+  cr_expect_eq((size_t)cJSON_GetObjectItem(o, "tokens")->valueint, scored);
+  cr_expect_lt(fabs(cJSON_GetObjectItem(o, "nll_sum")->valuedouble - nll), 1e-5);
+  cJSON_Delete(o);
+  ts_run_free(&r);
+  tok_ids_free(&v);
+  tok_free(tok);
+  gpt2_free(s);
   gpt2_free(m);
   ts_rmtree(dir);
 }

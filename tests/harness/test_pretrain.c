@@ -3,6 +3,7 @@
  * checkpoint ends bit-identical to an uninterrupted one. */
 #include "common/common.h"
 #include "tests/support/support.h"
+#include "trainer/trainer.h"
 
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
@@ -74,5 +75,137 @@ Test(pretrain, learns_and_resumes_bit_identically) {
   cr_expect_lt(v[1], v[0], "validation loss %.3f -> %.3f should fall", v[0], v[1]);
   cr_expect_lt(v[0], 3.0);
   free(da), free(db), free(ta), free(tb);
+  ts_rmtree(dir);
+}
+
+/* Text documents over a small alphabet: a corpus a byte-level BPE and a tiny
+ * model learn quickly. */
+static void text_corpus(const char *path, int docs, int shift, int jsonl) {
+  static const char *words[] = {"the", "cat", "sat", "on", "mat", "and", "dog", "ran"};
+  FILE *f = fopen(path, "w");
+  cr_assert_not_null(f);
+  for (int d = 0; d < docs; d++) {
+    fputs(jsonl ? "{\"id\": \"x\", \"text\": \"" : "", f);
+    for (int w = 0; w < 30; w++)
+      fprintf(f, "%s%s", w ? " " : "", words[(d + shift + w * 3) % 8]);
+    fputs(jsonl ? "\"}\n" : "\n", f);
+  }
+  fclose(f);
+}
+
+static void run_config(const char *config, const char *out, const char *stop) {
+  char set[400];
+  snprintf(set, sizeof set, "pretrain.out=%s", out);
+  ts_run r;
+  ts_dfpo(&r, "pretrain", "--config", config, "--set", set, stop ? "--stop-after" : NULL, stop,
+          NULL);
+  cr_assert_eq(r.status, 0, "dfpo pretrain --config failed: %s", r.err);
+  ts_run_free(&r);
+}
+
+/* `dfpo pretrain --config` on text (a .jsonl and a plain file) with a BPE
+ * trained on it: the vocabulary is the tokenizer's, validation loss falls,
+ * the resolved config is kept, and a stopped run resumes bit-identically. */
+Test(pretrain, config_on_text_learns_and_resumes) {
+  char dir[256], tr1[300], tr2[300], va[300], tok[300], conf[300], a[300], b[300], p[400];
+  ts_tmpdir(dir, sizeof dir);
+  snprintf(tr1, sizeof tr1, "%s/unsup.jsonl", dir);
+  snprintf(tr2, sizeof tr2, "%s/more.txt", dir);
+  snprintf(va, sizeof va, "%s/val.txt", dir);
+  snprintf(tok, sizeof tok, "%s/tok", dir);
+  snprintf(conf, sizeof conf, "%s/pre.json", dir);
+  snprintf(a, sizeof a, "%s/a", dir);
+  snprintf(b, sizeof b, "%s/b", dir);
+  text_corpus(tr1, 30, 0, 1);
+  text_corpus(tr2, 20, 3, 0);
+  text_corpus(va, 10, 5, 0);
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  const char *files[1] = {tr2};
+  cr_assert_eq(tok_train(files, 1, 270, tok, NULL, &err), 0, "%s", err.msg);
+  FILE *f = fopen(conf, "w");
+  cr_assert_not_null(f);
+  fprintf(
+      f,
+      "{\"tokenizer\": {\"path\": \"%s\"},\n"
+      " \"model\": {\"n_layer\": 1, \"n_head\": 2, \"n_embd\": 32, \"block_size\": 32},\n"
+      " \"pretrain\": {\"train\": [\"%s\", \"%s\"], \"validation\": [\"%s\"],\n"
+      "  \"steps\": 30, \"batch_size\": 4, \"seq_len\": 16, \"lr\": 3e-3, \"warmup_steps\": 5,\n"
+      "  \"eval_every\": 10, \"ckpt_every\": 10, \"seed\": 2}}\n",
+      tok, tr1, tr2, va);
+  fclose(f);
+  run_config(conf, a, NULL);
+  run_config(conf, b, "17"); /* checkpoint at 10, log to 17 */
+  run_config(conf, b, NULL); /* resumes at 10 */
+  char *da, *db, *ta, *tb;
+  size_t na, nb;
+  snprintf(p, sizeof p, "%s/checkpoint.bin", a);
+  cr_assert_eq(dfpo_read_file(p, &da, &na, &err), 0, "%s", err.msg);
+  snprintf(p, sizeof p, "%s/checkpoint.bin", b);
+  cr_assert_eq(dfpo_read_file(p, &db, &nb, &err), 0, "%s", err.msg);
+  cr_expect(na == nb && memcmp(da, db, na) == 0, "resumed checkpoint differs");
+  snprintf(p, sizeof p, "%s/train.jsonl", a);
+  cr_assert_eq(dfpo_read_file(p, &ta, NULL, &err), 0);
+  snprintf(p, sizeof p, "%s/train.jsonl", b);
+  cr_assert_eq(dfpo_read_file(p, &tb, NULL, &err), 0);
+  cr_expect_str_eq(ta, tb, "the resumed log should equal the uninterrupted one");
+  /* the model's vocabulary is the tokenizer's 270 */
+  snprintf(p, sizeof p, "%s/checkpoint.bin", a);
+  gpt2_model *m;
+  cr_assert_eq(gpt2_load(&m, p, &err), 0, "%s", err.msg);
+  cr_expect_eq(gpt2_get_config(m)->vocab_size, 270);
+  cr_expect_eq(gpt2_step_count(m), 30);
+  gpt2_free(m);
+  /* validation loss at steps 10 and 30 falls, below ln(270) = 5.60 */
+  double v[2] = {0, 0};
+  int line = 0;
+  for (char *q = ta; *q; line++) {
+    char *nl = strchr(q, '\n');
+    cJSON *o = cJSON_ParseWithLength(q, (size_t)(nl - q));
+    const cJSON *vl = cJSON_GetObjectItem(o, "val_loss");
+    if (line == 9 || line == 29) {
+      cr_assert(cJSON_IsNumber(vl), "line %d lacks val_loss", line + 1);
+      v[line == 29] = vl->valuedouble;
+    }
+    cJSON_Delete(o);
+    q = nl + 1;
+  }
+  cr_expect_eq(line, 30);
+  cr_expect_lt(v[1], v[0], "validation loss %.3f -> %.3f should fall", v[0], v[1]);
+  cr_expect_lt(v[1], 5.0);
+  /* the resolved config is kept beside the checkpoint */
+  snprintf(p, sizeof p, "%s/config.json", a);
+  char *cj;
+  cr_assert_eq(dfpo_read_file(p, &cj, NULL, &err), 0, "%s", err.msg);
+  cJSON *c = cJSON_Parse(cj);
+  cr_assert_not_null(c);
+  cr_expect_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(c, "pretrain"), "steps")->valueint, 30);
+  cJSON_Delete(c);
+  free(cj);
+  free(da), free(db), free(ta), free(tb);
+  /* bad input */
+  ts_run r;
+  ts_dfpo(&r, "pretrain", "--config", conf, "--steps", "3", NULL);
+  cr_expect_eq(r.status, 1);
+  cr_expect(strstr(r.err, "exclude") != NULL, "%s", r.err);
+  ts_run_free(&r);
+  ts_dfpo(&r, "pretrain", "--set", "pretrain.stepz=3", NULL);
+  cr_expect_eq(r.status, 1, "%s", r.err);
+  cr_expect(strstr(r.err, "pretrain.stepz") != NULL, "%s", r.err);
+  ts_run_free(&r);
+  ts_dfpo(&r, "pretrain", "--set", "pretrain.steps=3", NULL);
+  cr_expect_neq(r.status, 0);
+  cr_expect(strstr(r.err, "tokenizer.path") != NULL, "%s", r.err);
+  ts_run_free(&r);
+  f = fopen(tr1, "a");
+  fputs("{\"id\": 3}\n", f);
+  fclose(f);
+  snprintf(p, sizeof p, "%s/c", dir);
+  char set[420];
+  snprintf(set, sizeof set, "pretrain.out=%s", p);
+  ts_dfpo(&r, "pretrain", "--config", conf, "--set", set, NULL);
+  cr_expect_eq(r.status, 2, "%s", r.err);
+  cr_expect(strstr(r.err, "unsup.jsonl:31") != NULL, "%s", r.err);
+  ts_run_free(&r);
   ts_rmtree(dir);
 }

@@ -28,7 +28,8 @@ static const char tiny[] =
     "4, \"n_test\": 8, \"min_words\": 12}},\n"
     " \"tokenizer\": {\"vocab_size\": 300},\n"
     " \"model\": {\"n_layer\": 1, \"n_head\": 2, \"n_embd\": 32, \"block_size\": 64},\n"
-    " \"pretrain\": {\"steps\": 30, \"batch\": 8, \"seq\": 32},\n"
+    " \"pretrain\": {\"steps\": 30, \"batch_size\": 8, \"seq_len\": 32, \"lr\": 3e-3,\n"
+    "   \"min_lr\": 3e-4, \"eval_every\": 7, \"ckpt_every\": 3},\n"
     " \"generation\": {\"max_new_tokens\": 8, \"min_new_tokens\": 4},\n"
     " \"train\": {\"iterations\": 2, \"batch_size\": 4, \"minibatch\": 4, \"epochs\": 1, \"lr\": "
     "1e-3, \"eval_every\": 1}}\n";

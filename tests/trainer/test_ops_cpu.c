@@ -251,6 +251,63 @@ Test(ops_cpu, attention_step_matches_full_attention) {
   free(qkv), free(out), free(att), free(kc), free(vc), free(q1), free(o1);
 }
 
+/* The decoding step's attention, bit for bit, against the plain loop it
+ * replaced (each score summed over the head's channels in order, then
+ * softmax, then the weighted sum of values in position order): the faster
+ * loop must not change a single rounding, so that greedy decoding stays the
+ * same. Positions 1..20 cover blocks of eight and the remainders; rows are
+ * left-padded differently. */
+static void attention_step_plain(float *out, const float *qkv, const float *kc, const float *vc,
+                                 const int *kstart, int B, int n, int Tmax, int C, int NH) {
+  int HS = C / NH;
+  float scale = 1.0f / sqrtf((float)HS);
+  for (int b = 0; b < B; b++)
+    for (int h = 0; h < NH; h++) {
+      int ks = kstart[b] > n - 1 ? n - 1 : kstart[b];
+      const float *q = qkv + (size_t)b * 3 * C + (size_t)h * HS;
+      float a[64], mx = -INFINITY;
+      for (int j = ks; j < n; j++) {
+        const float *k = kc + ((size_t)b * Tmax + j) * C + (size_t)h * HS;
+        float s = 0.0f;
+        for (int i = 0; i < HS; i++)
+          s += q[i] * k[i];
+        s *= scale;
+        a[j] = s;
+        if (s > mx)
+          mx = s;
+      }
+      float sum = 0.0f;
+      for (int j = ks; j < n; j++) {
+        a[j] = expf(a[j] - mx);
+        sum += a[j];
+      }
+      float inv = 1.0f / sum;
+      float *o = out + (size_t)b * C + (size_t)h * HS;
+      for (int i = 0; i < HS; i++)
+        o[i] = 0.0f;
+      for (int j = ks; j < n; j++) {
+        const float *v = vc + ((size_t)b * Tmax + j) * C + (size_t)h * HS;
+        float w = a[j] * inv;
+        for (int i = 0; i < HS; i++)
+          o[i] += w * v[i];
+      }
+    }
+}
+
+Test(ops_cpu, attention_step_is_bit_identical_to_the_plain_loop) {
+  static const int ks[3] = {0, 3, 9};
+  int B = 3, C = 96, NH = 3, Tmax = 24;
+  float *kc = rnd((size_t)B * Tmax * C, 31, 1), *vc = rnd((size_t)B * Tmax * C, 32, 1),
+        *q = rnd((size_t)B * 3 * C, 33, 1), *o1 = calloc((size_t)B * C, 4),
+        *o2 = calloc((size_t)B * C, 4);
+  for (int n = 1; n <= 20; n++) {
+    O->attention_step(o1, q, kc, vc, ks, B, n, Tmax, C, NH);
+    attention_step_plain(o2, q, kc, vc, ks, B, n, Tmax, C, NH);
+    cr_expect(memcmp(o1, o2, (size_t)B * C * 4) == 0, "n = %d: outputs differ", n);
+  }
+  free(kc), free(vc), free(q), free(o1), free(o2);
+}
+
 /* ------------------------------------------------------------- gelu */
 
 typedef struct {
