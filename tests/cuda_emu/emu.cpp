@@ -1,0 +1,112 @@
+#include "emu.h"
+#include "cublas_v2.h"
+#include <cstdint>
+thread_local dim3 threadIdx, blockIdx;
+dim3 blockDim, gridDim;
+thread_local int emu_lane, emu_warp;
+double emu_shfl[32][32];
+std::barrier<> *emu_warp_bar[32];
+std::barrier<> *emu_block_bar;
+void *emu_dyn_shared;
+
+int emu_grid_stride(const char *name) {
+  static const char *const names[] = {"k_fill_rows", "k_encoder_fwd", "k_kv_write", "k_gelu_fwd",
+                                      "k_gelu_bwd",  "k_add",         "k_scale",    "k_adamw"};
+  for (const char *n : names)
+    if (strcmp(n, name) == 0)
+      return 1;
+  return 0;
+}
+
+void emu_run(dim3 g, dim3 b, size_t sh, const std::function<void()> &fn) {
+  blockDim = b;
+  gridDim = g;
+  unsigned nt = b.x * b.y * b.z;
+  if (nt % 32 || nt > 1024) {
+    fprintf(stderr, "emu: block of %u threads\n", nt);
+    abort();
+  }
+  std::vector<char> dyn(sh + 16, (char)0xA5);
+  emu_dyn_shared = dyn.data();
+  for (unsigned bz = 0; bz < g.z; bz++)
+    for (unsigned by = 0; by < g.y; by++)
+      for (unsigned bx = 0; bx < g.x; bx++) {
+        std::barrier<> block(nt);
+        std::vector<std::barrier<> *> warps;
+        for (unsigned w = 0; w < nt / 32; w++)
+          warps.push_back(new std::barrier<>(32));
+        for (unsigned w = 0; w < nt / 32; w++)
+          emu_warp_bar[w] = warps[w];
+        emu_block_bar = &block;
+        std::vector<std::thread> th;
+        for (unsigned t = 0; t < nt; t++)
+          th.emplace_back([&, t]() {
+            threadIdx = dim3(t % b.x, (t / b.x) % b.y, t / (b.x * b.y));
+            blockIdx = dim3(bx, by, bz);
+            emu_lane = t % 32;
+            emu_warp = t / 32;
+            fn();
+            emu_warp_bar[emu_warp]->arrive_and_drop();
+            emu_block_bar->arrive_and_drop();
+          });
+        for (auto &x : th)
+          x.join();
+        for (auto *w : warps)
+          delete w;
+      }
+}
+
+static int math_mode;
+static float tf32(float x) {
+  if (math_mode != CUBLAS_TF32_TENSOR_OP_MATH)
+    return x;
+  uint32_t u;
+  memcpy(&u, &x, 4);
+  u = (u + 0x1000u) & ~0x1FFFu;
+  memcpy(&x, &u, 4);
+  return x;
+}
+cublasStatus_t cublasCreate_v2(cublasHandle_t *h) {
+  *h = (void *)1;
+  return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasSetStream_v2(cublasHandle_t, cudaStream_t) {
+  return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasSetPointerMode_v2(cublasHandle_t, cublasPointerMode_t) {
+  return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasSetAtomicsMode(cublasHandle_t, cublasAtomicsMode_t) {
+  return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasSetMathMode(cublasHandle_t, cublasMath_t m) {
+  math_mode = m;
+  return CUBLAS_STATUS_SUCCESS;
+}
+/* cuBLAS's definition (column-major): C = alpha op(A) op(B) + beta C, C m x n */
+cublasStatus_t cublasSgemm_v2(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m,
+                              int n, int k, const float *alpha, const float *A, int lda,
+                              const float *B, int ldb, const float *beta, float *C, int ldc) {
+  if (lda < (ta == CUBLAS_OP_N ? m : k) || ldb < (tb == CUBLAS_OP_N ? k : n) || ldc < m) {
+    fprintf(stderr, "emu sgemm: bad leading dimension\n");
+    abort();
+  }
+  for (int j = 0; j < n; j++)
+    for (int i = 0; i < m; i++) {
+      double s = 0;
+      for (int l = 0; l < k; l++) {
+        float a = ta == CUBLAS_OP_N ? A[i + (size_t)l * lda] : A[l + (size_t)i * lda];
+        float bb = tb == CUBLAS_OP_N ? B[l + (size_t)j * ldb] : B[j + (size_t)l * ldb];
+        s += (double)tf32(a) * tf32(bb);
+      }
+      float *c = &C[i + (size_t)j * ldc];
+      *c = (float)(*alpha * s + (*beta != 0.0f ? *beta * *c : 0.0f));
+    }
+  return CUBLAS_STATUS_SUCCESS;
+}
+const char *cublasGetStatusString(cublasStatus_t) {
+  return "emu";
+}
+const char *cublasGetStatusName(cublasStatus_t) {
+  return "EMU";
+}
