@@ -634,6 +634,11 @@ static int sft_epoch(run *r, dfpo_rng *data, double *loss, int *steps, dfpo_err 
   *loss = 0;
   *steps = 0;
   for (size_t start = 0; !rc && start < n; start += (size_t)B) {
+    if (dfpo_interrupted()) {
+      /* the epoch is lost; the resumable checkpoint is that of an earlier one */
+      rc = dfpo_err_set(err, DFPO_EINTR, "train: SFT interrupted within an epoch");
+      break;
+    }
     int nb = n - start < (size_t)B ? (int)(n - start) : B, Tb = 1;
     for (int b = 0; b < nb; b++)
       if ((int)r->sft_len[order[start + b]] - 1 > Tb)
