@@ -16,7 +16,8 @@ static void print_usage(FILE *out) {
   fprintf(out, "\n"
                "Run 'dfpo <command> --help' for a command's options.\n"
                "Exit status: 0 ok, 1 usage error, 2 data or verification error,\n"
-               "3 runtime failure, 130 interrupted.\n");
+               "3 runtime failure (reproduce: a cell failed), 4 check: a metric moved\n"
+               "beyond seed noise, 130 interrupted.\n");
 }
 
 int main(int argc, char **argv) {
