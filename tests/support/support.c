@@ -48,9 +48,20 @@ void ts_run_cmd(ts_run *r, char *const argv[], const char *input, char *const en
     nextra++;
   char **envp = calloc(nenv + nextra + 1, sizeof *envp);
   cr_assert_not_null(envp);
-  memcpy(envp, environ, nenv * sizeof *envp);
+  /* The extra entries replace inherited ones of the same name (getenv would
+   * find the inherited one first): a DFPO_HOME in the user's environment must
+   * not leak into a test's own cache folder. */
+  size_t ne = 0;
+  for (size_t i = 0; i < nenv; i++) {
+    size_t klen = strcspn(environ[i], "=");
+    int replaced = 0;
+    for (size_t j = 0; j < nextra && !replaced; j++)
+      replaced = !strncmp(env_extra[j], environ[i], klen) && env_extra[j][klen] == '=';
+    if (!replaced)
+      envp[ne++] = environ[i];
+  }
   for (size_t i = 0; i < nextra; i++)
-    envp[nenv + i] = env_extra[i];
+    envp[ne++] = env_extra[i];
 
   pid_t pid;
   int rc = posix_spawn(&pid, argv[0], &fa, NULL, argv, envp);
