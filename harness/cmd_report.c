@@ -98,12 +98,9 @@ static void deviations(const res_suite *r, const res_task *t, const char *dir, n
             "LM; OOV rate = share of words outside the language.");
     char path[4200];
     suite_fmt(path, sizeof path, "%s/base-%s.json", dir, t->name);
-    char *text = NULL;
-    size_t len;
     dfpo_err e;
-    cJSON *b = dfpo_read_file(path, &text, &len, &e) ? NULL : cJSON_ParseWithLength(text, len);
-    free(text);
-    if (b) {
+    cJSON *b;
+    if (cfg_json_read(path, &b, &e) == DFPO_OK) {
       const cJSON *k = cJSON_GetObjectItem(b, "config");
       const cJSON *vl = cJSON_GetObjectItem(b, "val_loss_per_token");
       const cJSON *docs = cJSON_GetObjectItem(b, "corpus_documents");

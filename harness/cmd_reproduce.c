@@ -392,10 +392,8 @@ static int synthetic_base(repro *r, int ti, dfpo_err *err) {
     if (isfinite(vl))
       cJSON_AddNumberToObject(o, "val_loss_per_token", vl);
     cJSON_AddNumberToObject(o, "seconds", dfpo_now() - t0);
-    char *s = cJSON_Print(o);
+    rc = cfg_json_write(stamp, o, err);
     cJSON_Delete(o);
-    rc = s ? write_text(stamp, s, err) : dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
-    free(s);
   }
 done:
   task_free(&t);
@@ -406,24 +404,17 @@ link:
   /* the suite folder records which base its cells used */
   suite_fmt(path, sizeof path, "%s/base-%s.json", r->root, r->s.tasks[ti]);
   {
-    char *text = NULL;
-    size_t len;
-    if ((rc = dfpo_read_file(stamp, &text, &len, err)))
+    cJSON *o;
+    if ((rc = cfg_json_read(stamp, &o, err)))
       return rc;
-    cJSON *o = cJSON_ParseWithLength(text, len);
-    free(text);
-    if (!o)
-      return dfpo_err_set(err, DFPO_EDATA, "%s: not valid JSON", stamp);
     cJSON_AddStringToObject(o, "model", r->model[ti]);
     cJSON_AddStringToObject(o, "tokenizer", r->tok[ti]);
     if ((rc = reference_scores(c, o, err))) {
       cJSON_Delete(o);
       return rc;
     }
-    char *s = cJSON_Print(o);
+    rc = cfg_json_write(path, o, err);
     cJSON_Delete(o);
-    rc = s ? write_text(path, s, err) : dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
-    free(s);
   }
   return rc;
 }
@@ -683,18 +674,14 @@ static int run_cell(repro *r, int i, dfpo_err *err) {
     for (int k = 0; k < v->n_sets; k++)
       cJSON_AddItemToArray(sets, cJSON_CreateString(v->sets[k]));
     cJSON_AddNumberToObject(o, "seconds", secs);
-    char *s = cJSON_Print(o);
-    cJSON_Delete(o);
     suite_fmt(path, sizeof path, "%s/cell.json", run);
+    rc = cfg_json_write(path, o, err);
+    cJSON_Delete(o);
     char parent[2600];
     suite_fmt(parent, sizeof parent, "%s", final);
     *strrchr(parent, '/') = '\0';
-    if (!s || (rc = write_text(path, s, err)) || (rc = suite_rmtree(final, err)) ||
-        (rc = dfpo_mkdirs(parent, err))) {
-      free(s);
-      return rc ? rc : dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
-    }
-    free(s);
+    if (rc || (rc = suite_rmtree(final, err)) || (rc = dfpo_mkdirs(parent, err)))
+      return rc;
     if (rename(run, final) != 0)
       return dfpo_err_errno(err, DFPO_ERUNTIME, errno, "%s: cannot rename to %s", run, final);
     suite_rmtree(staging, err);

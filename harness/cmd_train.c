@@ -409,17 +409,6 @@ static int make_value_model(run *r, dfpo_err *err) {
   return DFPO_OK;
 }
 
-static int write_json(const char *path, cJSON *o, dfpo_err *err) {
-  char *s = cJSON_Print(o);
-  if (!s)
-    return dfpo_err_set(err, DFPO_ERUNTIME, "%s: out of memory", path);
-  size_t n = strlen(s);
-  s[n] = '\n';
-  int rc = dfpo_atomic_write_file(path, s, n + 1, err);
-  free(s);
-  return rc;
-}
-
 static void run_free(run *r) {
   for (int s = 0; s < TASK_SPLITS; s++) {
     for (size_t i = 0; r->prompt_ids[s] && i < r->tk.n[s]; i++)
@@ -761,7 +750,7 @@ static int save_resume(run *r, const loop_state *ls, dfpo_err *err) {
     hex_u64(o, "rng_inc", ts.rng.inc);
   }
   resume_path(r, path, sizeof path, "state.json", -1);
-  rc = write_json(path, o, err);
+  rc = cfg_json_write(path, o, err);
   cJSON_Delete(o);
   if (rc)
     return rc;
@@ -1082,7 +1071,7 @@ static int run_cell(run *r, dfpo_err *err) {
                         r->tk.deviations ? cJSON_Duplicate(r->tk.deviations, 1)
                                          : cJSON_CreateArray());
   snprintf(path, sizeof path, "%s/eval.json", r->dir);
-  rc = write_json(path, o, err);
+  rc = cfg_json_write(path, o, err);
   cJSON_Delete(o);
   if (rc)
     return rc;

@@ -535,3 +535,26 @@ int cfg_get_list_str(const cfg *c, const char *path, int i, const char **out, df
 char *cfg_to_json(const cfg *c) {
   return cJSON_Print(c->root);
 }
+
+int cfg_json_write(const char *path, const cJSON *o, dfpo_err *err) {
+  char *s = cJSON_Print(o);
+  if (!s)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "%s: out of memory", path);
+  size_t n = strlen(s);
+  s[n] = '\n'; /* over the terminator: n + 1 bytes are written */
+  int rc = dfpo_atomic_write_file(path, s, n + 1, err);
+  free(s);
+  return rc;
+}
+
+int cfg_json_read(const char *path, cJSON **out, dfpo_err *err) {
+  char *text = NULL;
+  size_t len = 0;
+  *out = NULL;
+  int rc = dfpo_read_file(path, &text, &len, err);
+  if (rc)
+    return rc;
+  *out = cJSON_ParseWithLength(text, len);
+  free(text);
+  return *out ? DFPO_OK : dfpo_err_set(err, DFPO_EDATA, "%s: not valid JSON", path);
+}

@@ -75,4 +75,13 @@ int cfg_get_list_str(const cfg *c, const char *path, int i, const char **out, df
 /* The whole resolved config as indented JSON (caller frees). */
 char *cfg_to_json(const cfg *c);
 
+/* JSON files of the harness (run folders, suites, stamps). cfg_json_write
+ * writes o indented, with a final newline, atomically (o stays the
+ * caller's). cfg_json_read parses the file into *out (caller frees with
+ * cJSON_Delete); on failure *out is NULL and the code is the file's error,
+ * or DFPO_EDATA "not valid JSON". */
+struct cJSON;
+int cfg_json_write(const char *path, const struct cJSON *o, dfpo_err *err);
+int cfg_json_read(const char *path, struct cJSON **out, dfpo_err *err);
+
 #endif

@@ -282,18 +282,6 @@ static int metric_get(res_task *t, const char *name) {
   return t->n_metrics++;
 }
 
-static cJSON *read_json(const char *path, dfpo_err *err) {
-  char *text = NULL;
-  size_t len = 0;
-  if (dfpo_read_file(path, &text, &len, err))
-    return NULL;
-  cJSON *o = cJSON_ParseWithLength(text, len);
-  free(text);
-  if (!o)
-    dfpo_err_set(err, DFPO_EDATA, "%s: not valid JSON", path);
-  return o;
-}
-
 static int read_curve(res_curve *c, const char *path) {
   FILE *fp = fopen(path, "r");
   if (!fp)
@@ -340,9 +328,10 @@ static int read_cell(res_task *t, res_variant *v, int64_t seed, const char *cell
                      dfpo_err *err) {
   char path[4200];
   suite_fmt(path, sizeof path, "%s/eval.json", cell);
-  cJSON *o = read_json(path, err);
-  if (!o)
-    return err->code;
+  cJSON *o;
+  int rc = cfg_json_read(path, &o, err);
+  if (rc)
+    return rc;
   int s = v->n_done;
   if (s == RES_MAX_SEEDS) {
     cJSON_Delete(o);
@@ -364,8 +353,8 @@ static int read_cell(res_task *t, res_variant *v, int64_t seed, const char *cell
   cJSON_Delete(o);
   suite_fmt(path, sizeof path, "%s/config.json", cell);
   dfpo_err e2;
-  cJSON *c = read_json(path, &e2);
-  if (c) {
+  cJSON *c;
+  if (cfg_json_read(path, &c, &e2) == DFPO_OK) {
     const cJSON *ppo = cJSON_GetObjectItem(c, "ppo");
     const cJSON *b = cJSON_GetObjectItem(ppo, "beta"), *mode = cJSON_GetObjectItem(ppo, "kl_mode");
     if (cJSON_IsNumber(b))
@@ -589,23 +578,17 @@ int res_write_json(const res_suite *r, const char *path, dfpo_err *err) {
         cJSON_AddItemToArray(miss, cJSON_CreateString(v->missing[k]));
     }
   }
-  char *s = cJSON_Print(o);
+  int rc = cfg_json_write(path, o, err);
   cJSON_Delete(o);
-  if (!s)
-    return dfpo_err_set(err, DFPO_ERUNTIME, "%s: out of memory", path);
-  size_t n = strlen(s);
-  s[n] = '\n';
-  int rc = dfpo_atomic_write_file(path, s, n + 1, err);
-  free(s);
   return rc;
 }
 
 int res_read_json(res_suite *r, const char *path, dfpo_err *err) {
   memset(r, 0, sizeof *r);
-  cJSON *o = read_json(path, err);
-  if (!o)
-    return err->code;
-  int rc = DFPO_OK;
+  cJSON *o;
+  int rc = cfg_json_read(path, &o, err);
+  if (rc)
+    return rc;
   const cJSON *name = cJSON_GetObjectItem(o, "suite"), *tasks = cJSON_GetObjectItem(o, "tasks"),
               *to;
   if (!cJSON_IsString(name) || !cJSON_IsArray(tasks)) {
