@@ -257,9 +257,7 @@ int task_open_judge(task *t, const cfg *conf, const char *name, const char *role
                            "%s task: no usable %s judge in %s (train one with `dfpo judge "
                            "train %s`, or set %s)",
                            t->name, name, dir, name, key);
-  cJSON *o = cJSON_CreateObject();
-  cJSON_AddStringToObject(o, "role", role);
-  cJSON_AddStringToObject(o, "id", met_judge_id(*out));
+  cJSON *o = task_add_judge(t, role, met_judge_id(*out));
   cJSON_AddStringToObject(o, "name", met_judge_name(*out));
   const char *keep[] = {"version", "model_sha256", "training_data", "test", "validation"};
   for (size_t i = 0; i < sizeof keep / sizeof *keep; i++) {
@@ -270,10 +268,17 @@ int task_open_judge(task *t, const cfg *conf, const char *name, const char *role
   }
   cJSON_AddStringToObject(o, "dir", dir);
   cJSON_Delete(card);
+  return DFPO_OK;
+}
+
+cJSON *task_add_judge(task *t, const char *role, const char *id) {
   if (!t->judges)
     t->judges = cJSON_CreateArray();
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "role", role);
+  cJSON_AddStringToObject(o, "id", id);
   cJSON_AddItemToArray(t->judges, o);
-  return DFPO_OK;
+  return o;
 }
 
 void task_deviation(task *t, const char *text) {
@@ -347,13 +352,9 @@ static int open_synthetic(const cfg *conf, task *t, dfpo_err *err) {
     return rc;
   if ((rc = task_synth_init(t, &tp, err)))
     return rc;
-  t->judges = cJSON_CreateArray();
-  cJSON *o = cJSON_CreateObject();
-  cJSON_AddStringToObject(o, "role", "reward");
-  cJSON_AddStringToObject(o, "id",
-                          "synthetic: the exact posterior and likelihood of the true "
-                          "language (no trained judge)");
-  cJSON_AddItemToArray(t->judges, o);
+  task_add_judge(t, "reward",
+                 "synthetic: the exact posterior and likelihood of the true language (no "
+                 "trained judge)");
   task_deviation(t, "not a task of the paper: the project's offline stand-in, a known language "
                     "with exact rewards and likelihoods (docs/synthetic.md)");
   return DFPO_OK;

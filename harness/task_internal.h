@@ -23,6 +23,9 @@ int task_find_data(task *t, const cfg *conf, const char *dataset, dfpo_err *err)
 int task_open_judge(task *t, const cfg *conf, const char *name, const char *role, met_judge **out,
                     dfpo_err *err);
 void task_deviation(task *t, const char *text);
+/* Appends {"role": role, "id": id} to t->judges and returns it (owned by
+ * t), for more fields. */
+cJSON *task_add_judge(task *t, const char *role, const char *id);
 /* imdb, rtp, commongen. */
 int task_text_open(const char *name, const cfg *conf, task *t, dfpo_err *err);
 

@@ -278,13 +278,9 @@ int task_text_open(const char *name, const cfg *conf, task *t, dfpo_err *err) {
         (rc = task_load_split(t, TASK_TEST, "validation.jsonl", NULL, NULL, cap, err)) ||
         (rc = commongen_prompts(t, err)))
       return rc;
-    t->judges = cJSON_CreateArray();
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "role", "reward: METEOR against the references");
-    cJSON_AddStringToObject(o, "id",
-                            "meteor: NLTK 3.8 meteor_score as metrics/meteor.c "
-                            "implements it, WordNet 3.0 (docs/metrics.md)");
-    cJSON_AddItemToArray(t->judges, o);
+    task_add_judge(t, "reward: METEOR against the references",
+                   "meteor: NLTK 3.8 meteor_score as metrics/meteor.c implements it, WordNet 3.0 "
+                   "(docs/metrics.md)");
     task_deviation(t, "tested on the CommonGen dev set (the official test set has no "
                       "references); validation is every 50th training concept set, held out "
                       "of training");
