@@ -200,11 +200,16 @@ class Block(torch.nn.Module):
             k = torch.cat([past[0], k], dim=2)
             v = torch.cat([past[1], v], dim=2)
         S = k.shape[2]
-        att = (q @ k.transpose(-2, -1)) / math.sqrt(HS)
-        if T > 1:
-            mask = torch.ones(T, S, dtype=torch.bool).tril(diagonal=S - T)
-            att = att.masked_fill(~mask, float("-inf"))
-        y = (att.softmax(dim=-1) @ v).transpose(1, 2).reshape(B, T, C)
+        if past is None and hasattr(F, "scaled_dot_product_attention"):
+            # torch >= 2.0 (the GPU peers): the fused causal attention
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:  # torch < 2.0, as Debian's 1.13, and decoding over a cache
+            att = (q @ k.transpose(-2, -1)) / math.sqrt(HS)
+            if T > 1:
+                mask = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(diagonal=S - T)
+                att = att.masked_fill(~mask, float("-inf"))
+            y = att.softmax(dim=-1) @ v
+        y = y.transpose(1, 2).reshape(B, T, C)
         return self.c_proj(y), (k, v)
 
     def forward(self, x, past=None):
@@ -227,7 +232,7 @@ class GPT2(torch.nn.Module):
 
     def forward(self, tok, past=None, start=0, last_only=False):
         T = tok.shape[1]
-        x = self.wte(tok) + self.wpe(torch.arange(start, start + T))
+        x = self.wte(tok) + self.wpe(torch.arange(start, start + T, device=tok.device))
         presents = []
         for i, blk in enumerate(self.h):
             x, pr = blk(x, None if past is None else past[i])

@@ -3,8 +3,8 @@
 
     gpt2_torch_cuda.py train --shape gpt2-124M --batch 4 --seq 64 [--steps 3]
                              [--tf32] [--device cuda]
-        PyTorch eager, nanoGPT style (scaled_dot_product_attention when the
-        torch has it): a training step (forward, cross-entropy, backward,
+        PyTorch eager, the model of bench/gpt2_torch.py
+        (scaled_dot_product_attention when the torch has it): a training step (forward, cross-entropy, backward,
         AdamW) on random weights and tokens, the best of --steps after one
         warm-up step, timed between torch.cuda.synchronize() calls.
 
@@ -19,62 +19,15 @@ runs the same code on the CPU (to check the script without a GPU).
 """
 import argparse
 import json
-import math
+import os
 import sys
 import time
 
 import torch
 import torch.nn.functional as F
 
-SHAPES = {"gpt2-124M": (12, 12, 768), "gpt2-350M": (24, 16, 1024),
-          "gpt2-774M": (36, 20, 1280), "gpt2-1558M": (48, 25, 1600),
-          "gpt2-tiny": (2, 2, 64)}
-
-
-class Block(torch.nn.Module):
-    def __init__(self, C, NH):
-        super().__init__()
-        self.NH = NH
-        self.ln_1 = torch.nn.LayerNorm(C)
-        self.c_attn = torch.nn.Linear(C, 3 * C)
-        self.c_proj = torch.nn.Linear(C, C)
-        self.ln_2 = torch.nn.LayerNorm(C)
-        self.c_fc = torch.nn.Linear(C, 4 * C)
-        self.mlp_proj = torch.nn.Linear(4 * C, C)
-
-    def forward(self, x):
-        B, T, C = x.shape
-        HS = C // self.NH
-        q, k, v = self.c_attn(self.ln_1(x)).split(C, dim=2)
-        q, k, v = (z.view(B, T, self.NH, HS).transpose(1, 2) for z in (q, k, v))
-        if hasattr(F, "scaled_dot_product_attention"):
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        else:  # torch < 2.0
-            att = (q @ k.transpose(-2, -1)) / math.sqrt(HS)
-            mask = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
-            y = att.masked_fill(~mask, float("-inf")).softmax(dim=-1) @ v
-        x = x + self.c_proj(y.transpose(1, 2).reshape(B, T, C))
-        return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x)), approximate="tanh"))
-
-
-class GPT2(torch.nn.Module):
-    def __init__(self, L, NH, C, V=50257, P=1024):
-        super().__init__()
-        self.wte = torch.nn.Embedding(V, C)
-        self.wpe = torch.nn.Embedding(P, C)
-        self.h = torch.nn.ModuleList([Block(C, NH) for _ in range(L)])
-        self.ln_f = torch.nn.LayerNorm(C)
-        for p in self.parameters():
-            if p.dim() >= 2:
-                torch.nn.init.normal_(p, std=0.02)
-
-    def forward(self, tok):
-        T = tok.shape[1]
-        x = self.wte(tok) + self.wpe(torch.arange(T, device=tok.device))
-        for blk in self.h:
-            x = blk(x)
-        return self.ln_f(x) @ self.wte.weight.t()
-
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gpt2_torch import GPT2, SHAPES  # noqa: E402  (the CPU peer's model, device-aware)
 
 def sync(dev):
     if dev.type == "cuda":
@@ -113,7 +66,7 @@ def main():
             sync(dev)
             t0 = time.perf_counter()
             opt.zero_grad(set_to_none=True)
-            logits = model(tok[:, :-1])
+            logits, _ = model(tok[:, :-1])
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tok[:, 1:].reshape(-1))
             loss.backward()
             opt.step()
