@@ -71,16 +71,6 @@ static int dfpo(const char *const *args, char **err_out) {
   return st;
 }
 
-static char *slurp(const char *path) {
-  FILE *fp = fopen(path, "rb");
-  cr_assert_not_null(fp, "%s missing", path);
-  char *buf = calloc(1, 1 << 20);
-  size_t n = fread(buf, 1, (1 << 20) - 1, fp);
-  fclose(fp);
-  buf[n] = '\0';
-  return buf;
-}
-
 static int run_suite(const char *out, const char *extra1, const char *extra2, char **err) {
   char cfg[400];
   snprintf(cfg, sizeof cfg, "%s/tiny.json", dir);
@@ -119,13 +109,13 @@ Test(reproduce, resumed_equals_uninterrupted_and_failures_are_reported) {
   for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
     snprintf(p, sizeof p, "%s/tiny/report/%s", a, files[i]);
     snprintf(q, sizeof q, "%s/tiny/report/%s", b, files[i]);
-    char *x = slurp(p), *y = slurp(q);
+    char *x = ts_slurp(p), *y = ts_slurp(q);
     cr_expect_str_eq(x, y, "%s differs between the uninterrupted and the resumed run", files[i]);
     free(x);
     free(y);
   }
   snprintf(p, sizeof p, "%s/tiny/report/synthetic.md", a);
-  char *md = slurp(p);
+  char *md = ts_slurp(p);
   cr_expect(strstr(md, "| dfpo") && strstr(md, "| ppo-beta0") && strstr(md, "| zero-shot"), "%s",
             md);
   cr_expect(strstr(md, "Missing: bad, seeds 0, 1: exit 1:") != NULL, "%s", md);
@@ -138,7 +128,7 @@ Test(reproduce, resumed_equals_uninterrupted_and_failures_are_reported) {
   cr_expect_eq(access(p, F_OK), 0);
   /* the base model was made once and reused */
   snprintf(p, sizeof p, "%s/tiny/base-synthetic.json", b);
-  char *base = slurp(p);
+  char *base = ts_slurp(p);
   cr_expect(strstr(base, home) != NULL && strstr(base, "val_loss_per_token"), "%s", base);
   free(base);
 }
@@ -148,7 +138,7 @@ static void plant(const char *suite_dir, const char *variant, const char *m, dou
   for (int s = 5; s < 7; s++) {
     char p[600];
     snprintf(p, sizeof p, "%s/synthetic/%s/seed-%d/eval.json", suite_dir, variant, s);
-    char *t = slurp(p);
+    char *t = ts_slurp(p);
     cJSON *o = cJSON_Parse(t);
     free(t);
     cJSON *x = cJSON_GetObjectItem(cJSON_GetObjectItem(o, "metrics"), m);
@@ -183,7 +173,7 @@ Test(reproduce, check_passes_new_seeds_and_fails_a_planted_regression) {
   cr_expect_eq(st, 0, "an unchanged build with new seeds passes: %s", err);
   free(err);
   /* a regression 50 seed-sd wide in DfPO's reward (at least 0.05) */
-  char *t = slurp(base);
+  char *t = ts_slurp(base);
   cJSON *o = cJSON_Parse(t);
   free(t);
   double sd = 0;
@@ -222,12 +212,12 @@ Test(reproduce, emit_slurm_writes_one_array_task_per_cell) {
   cr_assert_eq(st, 0, "%s", err);
   free(err);
   snprintf(p, sizeof p, "%s/tiny/slurm/cells.sbatch", a);
-  char *s = slurp(p);
+  char *s = ts_slurp(p);
   cr_expect(strstr(s, "#SBATCH --array=0-7\n") != NULL, "8 cells: %s", s);
   cr_expect(strstr(s, "--cell \"$SLURM_ARRAY_TASK_ID\"") != NULL, "%s", s);
   free(s);
   snprintf(p, sizeof p, "%s/tiny/slurm/submit.sh", a);
-  s = slurp(p);
+  s = ts_slurp(p);
   cr_expect(strstr(s, "afterok:$prep") && strstr(s, "afterany:$cells report.sbatch"), "%s", s);
   free(s);
   /* nothing ran */
@@ -290,7 +280,7 @@ static void fake_cell(const char *root, const char *algo, int seed, double r, do
 static void expect_same(const char *got_path, const char *fixture) {
   char p[600];
   snprintf(p, sizeof p, "%s/reports/suite/%s", DFPO_FIXTURES, fixture);
-  char *want = slurp(p), *got = slurp(got_path);
+  char *want = ts_slurp(p), *got = ts_slurp(got_path);
   cr_expect_str_eq(got, want, "%s differs from %s; got:\n%s", got_path, p, got);
   free(want);
   free(got);

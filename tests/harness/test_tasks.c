@@ -57,21 +57,8 @@ static void mustv(const char *home, ...) {
   must(home, args);
 }
 
-static char *slurp(const char *path) {
-  FILE *fp = fopen(path, "rb");
-  cr_assert_not_null(fp, "%s missing", path);
-  fseek(fp, 0, SEEK_END);
-  long n = ftell(fp);
-  fseek(fp, 0, SEEK_SET);
-  char *buf = malloc((size_t)n + 1);
-  cr_assert_eq(fread(buf, 1, (size_t)n, fp), (size_t)n);
-  fclose(fp);
-  buf[n] = '\0';
-  return buf;
-}
-
 static cJSON *read_json(const char *path) {
-  char *s = slurp(path);
+  char *s = ts_slurp(path);
   cJSON *o = cJSON_Parse(s);
   cr_assert_not_null(o, "%s is not JSON: %s", path, s);
   free(s);
@@ -92,7 +79,7 @@ static const char *str(const cJSON *o, const char *key) {
 
 /* The lines of a JSONL file as parsed objects (*n of them). */
 static cJSON **read_jsonl(const char *path, size_t *n) {
-  char *s = slurp(path);
+  char *s = ts_slurp(path);
   cJSON **v = NULL;
   *n = 0;
   for (char *line = strtok(s, "\n"); line; line = strtok(NULL, "\n")) {
@@ -363,7 +350,7 @@ Test(tasks, imdb_end_to_end, .timeout = 600) {
         "train.minibatch=4", "--set", "train.epochs=1", "--set", "train.iterations=1", "--set",
         "train.eval_every=1", "--set", "eval.max_prompts=4", "--set", "eval.ppl_ref=false", NULL);
   snprintf(path, sizeof path, "%s/default/imdb/ppo/seed-1/train.jsonl", out);
-  char *log = slurp(path);
+  char *log = ts_slurp(path);
   cr_expect(strstr(log, "\"reward\"") && strstr(log, "\"val_reward\""), "%s", log);
   free(log);
   snprintf(path, sizeof path, "%s/default/imdb/ppo/seed-1/eval.json", out);

@@ -83,16 +83,6 @@ static void remove_base(void) {
 
 TestSuite(train, .init = make_base, .fini = remove_base, .timeout = 600);
 
-static char *slurp(const char *path) {
-  FILE *fp = fopen(path, "rb");
-  cr_assert_not_null(fp, "%s missing", path);
-  char *buf = calloc(1, 1 << 20);
-  size_t n = fread(buf, 1, (1 << 20) - 1, fp);
-  fclose(fp);
-  buf[n] = '\0';
-  return buf;
-}
-
 /* One cell under out_name; extra: one more --set (may be NULL); stop: the
  * --stop-after value (NULL: none). */
 static void run_cell_x(const char *algo, const char *iterations, const char *out_name,
@@ -136,7 +126,7 @@ Test(train, cells_write_their_run_folders) {
   }
   /* train.jsonl: iterations 0..4, validation at 0, 2, 4 */
   snprintf(f, sizeof f, "%s/train.jsonl", p);
-  char *log = slurp(f);
+  char *log = ts_slurp(f);
   int lines = 0, vals = 0;
   for (char *s = log; (s = strchr(s, '\n')); s++)
     lines++;
@@ -148,7 +138,7 @@ Test(train, cells_write_their_run_folders) {
   free(log);
   /* eval.json: the task's metrics over the 12 test prompts */
   snprintf(f, sizeof f, "%s/eval.json", p);
-  char *ev = slurp(f);
+  char *ev = ts_slurp(f);
   cJSON *o = cJSON_Parse(ev);
   cr_assert_not_null(o, "%s", ev);
   cJSON *m = cJSON_GetObjectItem(o, "metrics");
@@ -160,7 +150,7 @@ Test(train, cells_write_their_run_folders) {
   cJSON_Delete(o);
   free(ev);
   snprintf(f, sizeof f, "%s/samples.jsonl", p);
-  char *sm = slurp(f);
+  char *sm = ts_slurp(f);
   lines = 0;
   for (char *s = sm; (s = strchr(s, '\n')); s++)
     lines++;
@@ -177,7 +167,7 @@ Test(train, cells_write_their_run_folders) {
   cr_expect_eq(access(f, F_OK), 0);
   run_cell_x("nlpo", "4", "runs", "nlpo.mask_refresh=3", NULL);
   snprintf(f, sizeof f, "%s/runs/default/synthetic/nlpo/seed-3/train.jsonl", dir);
-  log = slurp(f);
+  log = ts_slurp(f);
   cr_expect(strstr(log, "\"mask_mean\"") != NULL, "%s", log);
   free(log);
   run_cell("zero-shot", "0");
@@ -208,7 +198,7 @@ static void sft_lowers_the_reference_loss(void) {
   run_cell_x("sft", "4", "runs", "train.lr=1e-3", NULL);
   char f[600];
   snprintf(f, sizeof f, "%s/runs/default/synthetic/sft/seed-3/train.jsonl", dir);
-  char *log = slurp(f);
+  char *log = ts_slurp(f);
   double loss[4];
   int n = 0;
   for (char *s = log; n < 4 && (s = strstr(s, "\"loss\":")); s++)
@@ -224,7 +214,7 @@ static void expect_same_file(const char *a_dir, const char *b_dir, const char *n
   char fa[600], fb[600];
   snprintf(fa, sizeof fa, "%s/%s/default/synthetic/%s", dir, a_dir, name);
   snprintf(fb, sizeof fb, "%s/%s/default/synthetic/%s", dir, b_dir, name);
-  char *a = slurp(fa), *b = slurp(fb);
+  char *a = ts_slurp(fa), *b = ts_slurp(fb);
   cr_expect_str_eq(a, b, "%s and %s differ", fa, fb);
   free(a);
   free(b);

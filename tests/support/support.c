@@ -173,3 +173,18 @@ static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *
 void ts_rmtree(const char *path) {
   nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
+
+char *ts_slurp(const char *path) {
+  FILE *fp = fopen(path, "rb");
+  cr_assert_not_null(fp, "%s missing", path);
+  cr_assert_eq(fseek(fp, 0, SEEK_END), 0, "%s: cannot seek", path);
+  long n = ftell(fp);
+  cr_assert_geq(n, 0, "%s: cannot tell its size", path);
+  rewind(fp);
+  char *buf = malloc((size_t)n + 1);
+  cr_assert_not_null(buf);
+  cr_assert_eq(fread(buf, 1, (size_t)n, fp), (size_t)n, "%s: short read", path);
+  fclose(fp);
+  buf[n] = '\0';
+  return buf;
+}

@@ -23,6 +23,10 @@ void ts_run_free(ts_run *r);
  * or NULL when absent; tests that need it skip with a message. */
 const char *ts_shared_data(void);
 
+/* The whole file as a NUL-terminated heap string (caller frees); aborts the
+ * test when it cannot be read. */
+char *ts_slurp(const char *path);
+
 /* A fresh temporary folder (mkdtemp) and its recursive removal. */
 void ts_tmpdir(char *buf, size_t n);
 void ts_rmtree(const char *path);
