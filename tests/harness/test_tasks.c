@@ -25,21 +25,9 @@
 
 /* ------------------------------------------------------------- helpers */
 
-static void dfpo_at(ts_run *r, const char *home, char *const *args) {
-  char *argv[64] = {DFPO_BIN};
-  int n = 1;
-  for (; args[n - 1]; n++)
-    argv[n] = args[n - 1];
-  argv[n] = NULL;
-  char env[600];
-  snprintf(env, sizeof env, "DFPO_HOME=%s", home);
-  char *envv[] = {env, NULL};
-  ts_run_cmd(r, argv, NULL, envv);
-}
-
 static void must(const char *home, char *const *args) {
   ts_run r;
-  dfpo_at(&r, home, args);
+  ts_dfpo_home(&r, home, args, NULL);
   cr_assert_eq(r.status, 0, "dfpo %s %s: %s", args[0], args[1], r.err);
   ts_run_free(&r);
 }
@@ -262,17 +250,19 @@ Test(tasks, imdb_end_to_end, .timeout = 600) {
 
   /* without prepared data, or without a judge, the task says what to run */
   ts_run r;
-  dfpo_at(&r, home,
-          (char *[]){"train", "--task", "imdb", "--algo", "zero-shot", "--model", model,
-                     "--tokenizer", tok, "--out", out, NULL});
+  ts_dfpo_home(&r, home,
+               (char *[]){"train", "--task", "imdb", "--algo", "zero-shot", "--model", model,
+                          "--tokenizer", tok, "--out", out, NULL},
+               NULL);
   cr_expect_eq(r.status, 2, "%s", r.err);
   cr_expect(strstr(r.err, "dfpo datasets prepare imdb"), "%s", r.err);
   ts_run_free(&r);
   mustv(home, "datasets", "import", "imdb", src, "--unverified", NULL);
   mustv(home, "datasets", "prepare", "imdb", NULL);
-  dfpo_at(&r, home,
-          (char *[]){"train", "--task", "imdb", "--algo", "zero-shot", "--model", model,
-                     "--tokenizer", tok, "--out", out, NULL});
+  ts_dfpo_home(&r, home,
+               (char *[]){"train", "--task", "imdb", "--algo", "zero-shot", "--model", model,
+                          "--tokenizer", tok, "--out", out, NULL},
+               NULL);
   cr_expect_eq(r.status, 2, "%s", r.err);
   cr_expect(strstr(r.err, "dfpo judge train sentiment"), "%s", r.err);
   ts_run_free(&r);

@@ -13,18 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void dfpo(ts_run *r, const char *home, char *const *args, const char *input) {
-  char *argv[24] = {DFPO_BIN};
-  int n = 1;
-  for (; args[n - 1]; n++)
-    argv[n] = args[n - 1];
-  argv[n] = NULL;
-  char env[600];
-  snprintf(env, sizeof env, "DFPO_HOME=%s", home);
-  char *envv[] = {env, NULL};
-  ts_run_cmd(r, argv, input, envv);
-}
-
 Test(judge_cli, toxicity_on_real_data) {
   const char *data = ts_shared_data();
   if (!data)
@@ -35,24 +23,24 @@ Test(judge_cli, toxicity_on_real_data) {
   snprintf(jig, sizeof jig, "%s/jigsaw/jigsaw_subset.csv", data);
   snprintf(jdir, sizeof jdir, "%s/judge-tox", home);
   ts_run r;
-  dfpo(&r, home, (char *[]){"datasets", "import", "rtp", rtp, "--unverified", NULL}, NULL);
+  ts_dfpo_home(&r, home, (char *[]){"datasets", "import", "rtp", rtp, "--unverified", NULL}, NULL);
   cr_assert_eq(r.status, 0, "%s", r.err);
   ts_run_free(&r);
-  dfpo(&r, home, (char *[]){"datasets", "prepare", "rtp", NULL}, NULL);
+  ts_dfpo_home(&r, home, (char *[]){"datasets", "prepare", "rtp", NULL}, NULL);
   cr_assert_eq(r.status, 0, "%s", r.err);
   ts_run_free(&r);
-  dfpo(&r, home,
-       (char *[]){"judge", "train", "toxicity", "--dir", jdir, "--limit", "6000", "--hash-bits",
-                  "18", NULL},
-       NULL);
+  ts_dfpo_home(&r, home,
+               (char *[]){"judge", "train", "toxicity", "--dir", jdir, "--limit", "6000",
+                          "--hash-bits", "18", NULL},
+               NULL);
   cr_assert_eq(r.status, 0, "%s", r.err);
   cr_expect(strstr(r.out, "UNVERIFIED"), "the card and output say the data is unverified: %s",
             r.out);
   ts_run_free(&r);
-  dfpo(&r, home,
-       (char *[]){"judge", "eval", "toxicity", "--dir", jdir, "--jigsaw", jig, "--limit", "3000",
-                  "--json", NULL},
-       NULL);
+  ts_dfpo_home(&r, home,
+               (char *[]){"judge", "eval", "toxicity", "--dir", jdir, "--jigsaw", jig, "--limit",
+                          "3000", "--json", NULL},
+               NULL);
   cr_assert_eq(r.status, 0, "%s", r.err);
   cJSON *o = cJSON_Parse(r.out);
   cr_assert_not_null(o, "%s", r.out);
@@ -68,8 +56,9 @@ Test(judge_cli, toxicity_on_real_data) {
   ts_run_free(&r);
 
   /* score: one line per text, toxic above clean */
-  dfpo(&r, home, (char *[]){"judge", "score", "toxicity", "--dir", jdir, "--input", "-", NULL},
-       "You are a stupid idiot and I hate you\nThank you for the lovely afternoon\n");
+  ts_dfpo_home(&r, home,
+               (char *[]){"judge", "score", "toxicity", "--dir", jdir, "--input", "-", NULL},
+               "You are a stupid idiot and I hate you\nThank you for the lovely afternoon\n");
   cr_assert_eq(r.status, 0, "%s", r.err);
   double a = -1, b = -1;
   cr_assert_eq(sscanf(r.out, "%lf\n%lf\n", &a, &b), 2, "%s", r.out);
@@ -78,7 +67,7 @@ Test(judge_cli, toxicity_on_real_data) {
   ts_run_free(&r);
 
   /* the card records data, held-out scores and the SHA-256 */
-  dfpo(&r, home, (char *[]){"judge", "show", "toxicity", "--dir", jdir, NULL}, NULL);
+  ts_dfpo_home(&r, home, (char *[]){"judge", "show", "toxicity", "--dir", jdir, NULL}, NULL);
   cr_assert_eq(r.status, 0, "%s", r.err);
   cr_expect(strstr(r.out, "\"model_sha256\"") && strstr(r.out, "\"jigsaw\"") &&
                 strstr(r.out, "\"training_data\"") && strstr(r.out, "\"verified\":\tfalse"),
@@ -91,23 +80,23 @@ Test(judge_cli, usage_errors) {
   char home[256];
   ts_tmpdir(home, sizeof home);
   ts_run r;
-  dfpo(&r, home, (char *[]){"judge", "train", "humour", NULL}, NULL);
+  ts_dfpo_home(&r, home, (char *[]){"judge", "train", "humour", NULL}, NULL);
   cr_expect_eq(r.status, 1);
   cr_expect(strstr(r.err, "unknown judge 'humour'"), "%s", r.err);
   ts_run_free(&r);
-  dfpo(&r, home, (char *[]){"judge", "score", "sentiment", NULL}, NULL);
+  ts_dfpo_home(&r, home, (char *[]){"judge", "score", "sentiment", NULL}, NULL);
   cr_expect_eq(r.status, 1);
   cr_expect(strstr(r.err, "--input"), "%s", r.err);
   ts_run_free(&r);
-  dfpo(&r, home, (char *[]){"judge", "score", "sentiment", "--input", "-", NULL}, "x\n");
+  ts_dfpo_home(&r, home, (char *[]){"judge", "score", "sentiment", "--input", "-", NULL}, "x\n");
   cr_expect_eq(r.status, 2, "no judge trained yet");
   cr_expect(strstr(r.err, "dfpo judge train"), "%s", r.err);
   ts_run_free(&r);
-  dfpo(&r, home, (char *[]){"judge", "train", "sentiment", NULL}, NULL);
+  ts_dfpo_home(&r, home, (char *[]){"judge", "train", "sentiment", NULL}, NULL);
   cr_expect_eq(r.status, 2);
   cr_expect(strstr(r.err, "datasets prepare imdb"), "%s", r.err);
   ts_run_free(&r);
-  dfpo(&r, home, (char *[]){"judge", "--help", NULL}, NULL);
+  ts_dfpo_home(&r, home, (char *[]){"judge", "--help", NULL}, NULL);
   cr_expect_eq(r.status, 0);
   cr_expect(strstr(r.out, "dfpo judge score NAME --input FILE"));
   ts_run_free(&r);

@@ -141,6 +141,20 @@ void ts_dfpo(ts_run *r, ...) {
   ts_run_cmd(r, argv, NULL, NULL);
 }
 
+void ts_dfpo_home(ts_run *r, const char *home, char *const *args, const char *input) {
+  char *argv[64] = {(char *)DFPO_BIN};
+  int n = 1;
+  for (; args[n - 1]; n++) {
+    cr_assert_lt(n, 63, "ts_dfpo_home: too many arguments");
+    argv[n] = args[n - 1];
+  }
+  argv[n] = NULL;
+  char env[600];
+  snprintf(env, sizeof env, "DFPO_HOME=%s", home);
+  char *envv[] = {env, NULL};
+  ts_run_cmd(r, argv, input, envv);
+}
+
 void ts_run_free(ts_run *r) {
   free(r->out);
   free(r->err);

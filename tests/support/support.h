@@ -17,6 +17,9 @@ typedef struct ts_run {
 void ts_run_cmd(ts_run *r, char *const argv[], const char *input, char *const env_extra[]);
 /* ts_run_cmd on the dfpo binary under test: ts_dfpo(&r, "config", "show", NULL). */
 void ts_dfpo(ts_run *r, ...);
+/* The same with the arguments as a NULL-terminated array, stdin from input
+ * (may be NULL) and DFPO_HOME=home. */
+void ts_dfpo_home(ts_run *r, const char *home, char *const *args, const char *input);
 void ts_run_free(ts_run *r);
 
 /* The shared data folder (../shared/data beside the checkout, or $DFPO_SHARED_DATA),
