@@ -54,6 +54,11 @@ int dfpo_err_prefix(dfpo_err *e, const char *fmt, ...) __attribute__((format(pri
  * point into a file, such as JSON syntax errors). */
 void dfpo_text_position(const char *text, size_t pos, int *line, int *col);
 
+/* A heap copy of s[0..len) in which every byte that does not start a
+ * well-formed UTF-8 sequence (no overlong forms, surrogates or code points
+ * past U+10FFFF) becomes U+FFFD; NULL when out of memory (caller frees). */
+char *dfpo_utf8_fix(const char *s, size_t len);
+
 /* --------------------------------------------------------------- logging */
 
 typedef enum { DFPO_LOG_ERROR = 0, DFPO_LOG_WARN, DFPO_LOG_INFO, DFPO_LOG_DEBUG } dfpo_log_level;

@@ -67,9 +67,6 @@ int ds_make_parents(const char *root, const char *rel, dfpo_err *err);
  * is what the stamp records as the origin. */
 int ds_import_trusted(const ds_entry *e, const char *path, int allow_unverified,
                       const char *known_sha256, const char *source, ds_stamp *out, dfpo_err *err);
-/* Replaces invalid UTF-8 sequences by U+FFFD; returns a heap copy (caller
- * frees) or NULL on out of memory. */
-char *ds_utf8_fix(const char *s, size_t len);
 
 /* Writes JSONL records atomically: one cJSON_PrintUnformatted line each. */
 typedef struct ds_writer {

@@ -159,7 +159,7 @@ static int imdb_record(const char *path, const char *id, const char *name, int l
   if (rc)
     return rc;
   len = ds_imdb_clean(raw, len);
-  char *text = ds_utf8_fix(raw, len);
+  char *text = dfpo_utf8_fix(raw, len);
   free(raw);
   if (!text)
     return dfpo_err_set(err, DFPO_ERUNTIME, "%s: out of memory", path);

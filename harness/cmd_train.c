@@ -208,7 +208,7 @@ static int eval_samples(run *r, int split, size_t n, int k, uint64_t seed, doubl
     }
     for (int b = 0; !rc && b < nb; b++) {
       char *raw = continuation_text(r, out + (size_t)b * N, lens[b], err);
-      char *text = raw ? task_utf8_fix(raw, strlen(raw)) : NULL;
+      char *text = raw ? dfpo_utf8_fix(raw, strlen(raw)) : NULL;
       free(raw);
       size_t q = start + (size_t)b;
       double v[TASK_MAX_METRICS];
@@ -459,9 +459,7 @@ static int setup(run *r, dfpo_err *err) {
     r->algo_rl = RL_NLPO;
   else if (!r->zero_shot)
     return dfpo_err_set(err, DFPO_EUSAGE,
-                        "train: algorithm '%s' is not built yet (sft, ppo, nlpo, dfpo and "
-                        "zero-shot are)",
-                        algo);
+                        "train: unknown algorithm '%s' (sft, ppo, nlpo, dfpo, zero-shot)", algo);
   if (!model[0] || !tokdir[0])
     return dfpo_err_set(err, DFPO_EUSAGE,
                         "train: needs a base model (--model) and a tokenizer "

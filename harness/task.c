@@ -73,55 +73,6 @@ char *task_commongen_prompt(char *const *concepts, size_t n) {
   return s;
 }
 
-/* Length of the valid UTF-8 sequence at s[0..len), 0 when invalid. */
-static size_t utf8_seq(const unsigned char *s, size_t len) {
-  unsigned c = s[0];
-  size_t n;
-  unsigned min;
-  if (c < 0x80)
-    return 1;
-  if (c >= 0xC2 && c <= 0xDF)
-    n = 2, min = 0x80;
-  else if (c >= 0xE0 && c <= 0xEF)
-    n = 3, min = 0x800;
-  else if (c >= 0xF0 && c <= 0xF4)
-    n = 4, min = 0x10000;
-  else
-    return 0;
-  if (n > len)
-    return 0;
-  unsigned cp = c & (0x7F >> n);
-  for (size_t i = 1; i < n; i++) {
-    if ((s[i] & 0xC0) != 0x80)
-      return 0;
-    cp = (cp << 6) | (s[i] & 0x3F);
-  }
-  if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-    return 0;
-  return n;
-}
-
-char *task_utf8_fix(const char *s, size_t len) {
-  char *o = malloc(len * 3 + 1);
-  if (!o)
-    return NULL;
-  size_t w = 0;
-  for (size_t i = 0; i < len;) {
-    size_t n = utf8_seq((const unsigned char *)s + i, len - i);
-    if (n) {
-      memcpy(o + w, s + i, n);
-      w += n;
-      i += n;
-    } else {
-      memcpy(o + w, "\xEF\xBF\xBD", 3);
-      w += 3;
-      i++;
-    }
-  }
-  o[w] = '\0';
-  return o;
-}
-
 /* ----------------------------------------------------------- split files */
 
 static int str_array(const cJSON *a, char ***out, size_t *n) {

@@ -86,10 +86,6 @@ char *task_commongen_prompt(char *const *concepts, size_t n);
  * (valid UTF-8) to the JSON object metrics. */
 int task_diversity(char *const *texts, size_t n, cJSON *metrics, dfpo_err *err);
 
-/* A heap copy of s[0..len) with each invalid UTF-8 sequence replaced by
- * U+FFFD; NULL when out of memory. */
-char *task_utf8_fix(const char *s, size_t len);
-
 /* Parameters of the synthetic task (DESIGN.md section 5, docs/synthetic.md). */
 typedef struct task_synth_params {
   uint64_t language_seed; /* which language */

@@ -126,7 +126,7 @@ static int commongen_score(const task *t, const task_item *item, const char *con
   if (!item->n_refs)
     return dfpo_err_set(err, DFPO_EDATA, "commongen task: '%s' has no references to score against",
                         item->prompt);
-  char *fixed = task_utf8_fix(cont, strlen(cont));
+  char *fixed = dfpo_utf8_fix(cont, strlen(cont));
   if (!fixed)
     return dfpo_err_set(err, DFPO_ERUNTIME, "commongen task: out of memory");
   met_corpus c;

@@ -164,7 +164,7 @@ Test(task_prompts, utf8_repair) {
       {"\xF0\x9F\x98\x80", "\xF0\x9F\x98\x80"},                 /* 4 bytes, valid */
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-    char *o = task_utf8_fix(cases[i].in, strlen(cases[i].in));
+    char *o = dfpo_utf8_fix(cases[i].in, strlen(cases[i].in));
     cr_expect_str_eq(o, cases[i].out, "case %zu", i);
     free(o);
   }

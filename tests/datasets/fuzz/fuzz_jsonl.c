@@ -63,7 +63,7 @@ int FUZZ_NAME(const uint8_t *data, size_t size) {
       size_t n = ds_imdb_clean(copy, len);
       if (ds_imdb_prompt_len(copy, n) > n)
         abort();
-      char *fixed = ds_utf8_fix(copy, n);
+      char *fixed = dfpo_utf8_fix(copy, n);
       free(fixed);
       free(copy);
     }

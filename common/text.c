@@ -1,0 +1,37 @@
+#include "common/common.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+char *dfpo_utf8_fix(const char *s, size_t len) {
+  char *out = malloc(len * 3 + 1);
+  if (!out)
+    return NULL;
+  const unsigned char *p = (const unsigned char *)s, *e = p + len;
+  size_t o = 0;
+  while (p < e) {
+    unsigned c = *p;
+    size_t need = c < 0x80 ? 0 : (c >> 5) == 6 ? 1 : (c >> 4) == 14 ? 2 : (c >> 3) == 30 ? 3 : 9;
+    int ok = need != 9 && (size_t)(e - p) > need;
+    unsigned cp = need == 0 ? c : need == 1 ? c & 0x1f : need == 2 ? c & 0x0f : c & 0x07;
+    for (size_t k = 1; ok && k <= need; k++) {
+      ok = (p[k] & 0xc0) == 0x80;
+      cp = (cp << 6) | (p[k] & 0x3f);
+    }
+    /* no overlong forms, no surrogates, nothing past U+10FFFF */
+    if (ok && ((need == 1 && cp < 0x80) || (need == 2 && cp < 0x800) ||
+               (need == 3 && cp < 0x10000) || (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff))
+      ok = 0;
+    if (ok) {
+      memcpy(out + o, p, need + 1);
+      o += need + 1;
+      p += need + 1;
+    } else {
+      memcpy(out + o, "\xef\xbf\xbd", 3);
+      o += 3;
+      p++;
+    }
+  }
+  out[o] = '\0';
+  return out;
+}
