@@ -509,6 +509,19 @@ const float *gpt2_lm_logits(const gpt2_model *m) {
   return m->last_logits;
 }
 
+/* The backward pass from m->logits holding dL/dlogits: the tied head, then
+ * the trunk. The logits are spent. */
+static void head_backward(gpt2_model *m) {
+  const ops_backend *o = m->ops;
+  int BT = m->fb * m->ft, C = m->cfg.n_embd, V = m->cfg.vocab_size;
+  m->have_lm = 0;
+  m->last_logits = NULL;
+  o->zero(m->dln, (size_t)BT * C * sizeof(float));
+  o->matmul_bwd(m->dln, m->grads + m->tensors[0].off, NULL, m->logits, m->lnf,
+                m->params + m->tensors[0].off, BT, C, V);
+  trunk_backward(m);
+}
+
 int gpt2_lm_backward(gpt2_model *m, const float *dlogp, const float *dent, dfpo_err *err) {
   int rc;
   if (!m->have_lm)
@@ -516,7 +529,7 @@ int gpt2_lm_backward(gpt2_model *m, const float *dlogp, const float *dent, dfpo_
   if ((rc = gpt2_ensure_train(m, err)))
     return rc;
   const ops_backend *o = m->ops;
-  int BT = m->fb * m->ft, C = m->cfg.n_embd, V = m->cfg.vocab_size;
+  int BT = m->fb * m->ft, V = m->cfg.vocab_size;
   if (dlogp)
     o->upload(m->dlogp, dlogp, (size_t)BT * sizeof(float));
   else
@@ -524,12 +537,7 @@ int gpt2_lm_backward(gpt2_model *m, const float *dlogp, const float *dent, dfpo_
   if (dent)
     o->upload(m->dent, dent, (size_t)BT * sizeof(float));
   o->logits_bwd(m->logits, m->lse, m->ent, m->d_tgt, m->dlogp, dent ? m->dent : NULL, BT, V, V);
-  m->have_lm = 0;
-  m->last_logits = NULL;
-  o->zero(m->dln, (size_t)BT * C * sizeof(float));
-  o->matmul_bwd(m->dln, m->grads + m->tensors[0].off, NULL, m->logits, m->lnf,
-                m->params + m->tensors[0].off, BT, C, V);
-  trunk_backward(m);
+  head_backward(m);
   return DFPO_OK;
 }
 
@@ -539,16 +547,9 @@ int gpt2_lm_backward_logits(gpt2_model *m, const float *dlogits, dfpo_err *err) 
     return dfpo_err_set(err, DFPO_EUSAGE, "gpt2_lm_backward_logits: call gpt2_lm_logprobs first");
   if ((rc = gpt2_ensure_train(m, err)))
     return rc;
-  const ops_backend *o = m->ops;
-  int BT = m->fb * m->ft, C = m->cfg.n_embd, V = m->cfg.vocab_size;
   /* the logits buffer becomes their gradient, as logits_bwd leaves it */
-  o->upload(m->logits, dlogits, (size_t)BT * V * sizeof(float));
-  m->have_lm = 0;
-  m->last_logits = NULL;
-  o->zero(m->dln, (size_t)BT * C * sizeof(float));
-  o->matmul_bwd(m->dln, m->grads + m->tensors[0].off, NULL, m->logits, m->lnf,
-                m->params + m->tensors[0].off, BT, C, V);
-  trunk_backward(m);
+  m->ops->upload(m->logits, dlogits, (size_t)m->fb * m->ft * m->cfg.vocab_size * sizeof(float));
+  head_backward(m);
   return DFPO_OK;
 }
 
