@@ -98,25 +98,35 @@ Test(ops_cpu, matmul_forward_and_gradients) {
       free(dw2);
 }
 
-Test(ops_cpu, matmul_both_paths_agree_with_double) {
-  /* up to 32 rows take the decoding kernel, more take sgemm: both against
-   * the same double-precision product */
-  const int Ms[2] = {7, 40};
-  for (int c = 0; c < 2; c++) {
-    int M = Ms[c], K = 131, N = 70;
-    float *x = rnd((size_t)M * K, 30 + c, 1), *w = rnd((size_t)N * K, 40 + c, 1),
-          *b = rnd((size_t)N, 50 + c, 1), *o = calloc((size_t)M * N, 4);
+Test(ops_cpu, matmul_every_path_agrees_with_double) {
+  /* up to 32 rows take the decoding kernel (AVX-512: blocks of 8 rows,
+   * AVX2: blocks of 4; 7 and 20 rows leave partial blocks of both), more
+   * take sgemm, and so does every size with the own kernels off: each path
+   * the CPU has, against the same double-precision product. K = 131 and
+   * N = 70 leave remainders of the 16- and 8-wide steps and of the blocks
+   * of 3 outputs. */
+  const int Ms[3] = {7, 20, 40}, isas[3] = {512, 256, 0};
+  for (int c = 0; c < 9; c++) {
+    int got = ops_cpu_set_isa(isas[c / 3]);
+    if (got != isas[c / 3]) {
+      cr_log_info("matmul: this CPU has no %d-bit kernel path (checked the %d-bit one)",
+                  isas[c / 3], got);
+    }
+    int M = Ms[c % 3], K = 131, N = 70;
+    float *x = rnd((size_t)M * K, 30 + c % 3, 1), *w = rnd((size_t)N * K, 40 + c % 3, 1),
+          *b = rnd((size_t)N, 50 + c % 3, 1), *o = calloc((size_t)M * N, 4);
     O->matmul_fwd(o, x, w, b, M, K, N);
     for (int m = 0; m < M; m++)
       for (int n = 0; n < N; n++) {
         double s = b[n];
         for (int k = 0; k < K; k++)
           s += (double)x[m * K + k] * w[n * K + k];
-        cr_expect_lt(fabs(s - o[m * N + n]), 1e-4, "M=%d [%d,%d]: %.6f vs %.6f", M, m, n, s,
-                     (double)o[m * N + n]);
+        cr_expect_lt(fabs(s - o[m * N + n]), 1e-4, "isa %d M=%d [%d,%d]: %.6f vs %.6f", got, M, m,
+                     n, s, (double)o[m * N + n]);
       }
     free(x), free(w), free(b), free(o);
   }
+  ops_cpu_set_isa(512);
 }
 
 /* ---------------------------------------------------------- encoder */
