@@ -67,6 +67,7 @@ int cmd_env(int argc, char **argv) {
     cJSON_AddNumberToObject(o, "online_cpus", info.online_cpus);
     cJSON_AddStringToObject(o, "blas", info.blas);
     cJSON_AddNumberToObject(o, "blas_threads", info.blas_threads);
+    cJSON_AddNumberToObject(o, "cpu_kernels_bits", info.cpu_isa);
     cJSON_AddBoolToObject(o, "cuda_compiled", info.cuda_compiled);
     if (info.cuda_compiled)
       cJSON_AddStringToObject(o, "cuda_runtime", info.cuda_runtime);
@@ -96,6 +97,10 @@ int cmd_env(int argc, char **argv) {
   printf("BLAS:         %s, called with %d thread; each product is split over the OpenMP "
          "threads\n",
          info.blas, info.blas_threads);
+  printf("CPU kernels:  %s (own decoding kernels; DFPO_CPU_ISA=512|256|0 caps the width)\n",
+         info.cpu_isa >= 512   ? "AVX-512"
+         : info.cpu_isa >= 256 ? "AVX2 + FMA"
+                               : "portable code and OpenBLAS only");
   if (info.cuda_compiled) {
     printf("CUDA:         compiled in (runtime %s)\n", info.cuda_runtime);
     if (info.cuda_devices)

@@ -120,9 +120,12 @@ extern const ops_backend ops_cuda;
 /* The widest vector instructions the CPU backend's own kernels may use:
  * 512 (AVX-512 where the CPU has it, the default), 256 (AVX2 + FMA where
  * the CPU has it) or 0 (portable code and OpenBLAS only). Returns the
- * width in force after the call (what the CPU allows, at most bits). For
- * tests that hold each kernel to the others; not thread-safe. */
+ * width in force after the call (what the CPU allows, at most bits). The
+ * environment variable DFPO_CPU_ISA sets the starting cap (default 512).
+ * For tests that hold each kernel to the others; not thread-safe. */
 int ops_cpu_set_isa(int bits);
+/* the width in force (DFPO_CPU_ISA read on first use) */
+int ops_cpu_isa(void);
 
 /* The backend of a resolved device (OPS_DEVICE_CPU or OPS_DEVICE_CUDA; see
  * trainer.h), and the one gpt2_new uses now (ops_use_device). */

@@ -192,19 +192,24 @@ int ops_cpu_set_isa(int bits) {
   return isa_bits;
 }
 
-static int isa(void) {
-  if (isa_bits < 0)
-    isa_bits = isa_cpu();
+/* DFPO_CPU_ISA (512, 256 or 0) caps the width as ops_cpu_set_isa does:
+ * the kernels' sums differ in order between widths, so runs that must
+ * match bit for bit across CPUs can pin the one they all have. */
+int ops_cpu_isa(void) {
+  if (isa_bits < 0) {
+    const char *e = getenv("DFPO_CPU_ISA");
+    ops_cpu_set_isa(e && *e ? atoi(e) : 512);
+  }
   return isa_bits;
 }
 
 static void cpu_matmul_fwd(float *out, const float *inp, const float *w, const float *bias, int M,
                            int K, int N) {
 #ifdef HAVE_SMALLM
-  if (M <= 32 && isa() >= 256) {
+  if (M <= 32 && ops_cpu_isa() >= 256) {
     /* the bias is added as each output is written: one parallel region */
     int blk = 96; /* output columns per task: a multiple of 3 */
-    int nblk = (N + blk - 1) / blk, use512 = isa() >= 512;
+    int nblk = (N + blk - 1) / blk, use512 = ops_cpu_isa() >= 512;
 #pragma omp parallel for schedule(static) if ((size_t)M * N * K > 4000000)
     for (int i = 0; i < nblk; i++) {
       int n0 = i * blk, n1 = n0 + blk < N ? n0 + blk : N;

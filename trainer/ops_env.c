@@ -53,6 +53,7 @@ void ops_env_probe(ops_env_info *info) {
   info->blas_threads = 1;
   snprintf(info->blas, sizeof info->blas, "%s (core %s)", openblas_get_config(),
            openblas_get_corename());
+  info->cpu_isa = ops_cpu_isa();
 #ifdef DFPO_HAVE_CUDA
   info->cuda_compiled = 1;
   ops_cuda_probe(info);

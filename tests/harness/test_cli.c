@@ -70,6 +70,13 @@ Test(cli, env_reports_threads_blas_cuda_and_cache) {
   cr_expect(strstr(r.out, "CPU threads:") && strstr(r.out, "BLAS:         OpenBLAS") &&
                 strstr(r.out, "CUDA") && strstr(r.out, "Cache folder:"),
             "%s", r.out);
+  /* the own CPU kernels' width is reported, and DFPO_CPU_ISA=0 turns them off */
+  cr_expect(strstr(r.out, "CPU kernels:  ") != NULL, "%s", r.out);
+  ts_run r0;
+  char *argv[] = {(char *)DFPO_BIN, "env", NULL}, *env[] = {"DFPO_CPU_ISA=0", NULL};
+  ts_run_cmd(&r0, argv, NULL, env);
+  cr_expect(strstr(r0.out, "CPU kernels:  portable code and OpenBLAS only") != NULL, "%s", r0.out);
+  ts_run_free(&r0);
 #ifdef DFPO_HAVE_CUDA
   /* Compiled in: either a device is usable or the reason is given. */
   cr_expect(strstr(r.out, "CUDA device:  none usable: ") || strstr(r.out, "usable; device 0"), "%s",
