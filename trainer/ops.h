@@ -118,11 +118,10 @@ extern const ops_backend ops_cuda;
 #endif
 
 /* The widest vector instructions the CPU backend's own kernels may use:
- * 512 (AVX-512 where the CPU has it, the default), 256 (AVX2 + FMA where
- * the CPU has it) or 0 (portable code and OpenBLAS only). Returns the
- * width in force after the call (what the CPU allows, at most bits). The
- * environment variable DFPO_CPU_ISA sets the starting cap (default 512).
- * For tests that hold each kernel to the others; not thread-safe. */
+ * 256 (AVX2 + FMA where the CPU has it, the default) or 0 (OpenBLAS only).
+ * Returns the width in force after the call (what the CPU allows, at most
+ * bits). The environment variable DFPO_CPU_ISA sets the starting cap. For
+ * tests that hold each kernel to the others; not thread-safe. */
 int ops_cpu_set_isa(int bits);
 /* the width in force (DFPO_CPU_ISA read on first use) */
 int ops_cpu_isa(void);

@@ -75,6 +75,11 @@ static void par_sgemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int ncols, 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define HAVE_SMALLM 1
+/* How far ahead (in floats) the decoding kernel prefetches the weights:
+ * about 27 KB, tuned on the 124M head (K 768, N 50257) and the MLP's second
+ * product (K 3072) streamed from memory, where it took each from about 50-65
+ * to 75-85 GFLOPS on one thread of this project's 2-core machine. */
+#define SMALLM_AHEAD 6912
 
 static inline float hsum8(__m256 v) __attribute__((target("avx2,fma")));
 static inline float hsum8(__m256 v) {
@@ -107,6 +112,18 @@ __attribute__((target("avx2,fma"))) static void smallm_gemm(float *out, const fl
       for (int i = 0; i < 4; i++)
         acc[i][0] = acc[i][1] = acc[i][2] = _mm256_setzero_ps();
       for (int k = 0; k < K8; k += 8) {
+        if (m == 0 && !(k & 15)) {
+          /* the first pass over the weights reads them from memory: ask
+           * for each row's line SMALLM_AHEAD floats on (a prefetch does
+           * not fault, and the address is made as an integer, so running
+           * past the matrix's end is harmless) */
+          _mm_prefetch((const char *)((uintptr_t)(w0 + k) + SMALLM_AHEAD * sizeof(float)),
+                       _MM_HINT_T0);
+          _mm_prefetch((const char *)((uintptr_t)(w1 + k) + SMALLM_AHEAD * sizeof(float)),
+                       _MM_HINT_T0);
+          _mm_prefetch((const char *)((uintptr_t)(w2 + k) + SMALLM_AHEAD * sizeof(float)),
+                       _MM_HINT_T0);
+        }
         __m256 a = _mm256_loadu_ps(w0 + k), b = _mm256_loadu_ps(w1 + k),
                c = _mm256_loadu_ps(w2 + k);
         for (int i = 0; i < 4; i++) {
@@ -129,47 +146,6 @@ __attribute__((target("avx2,fma"))) static void smallm_gemm(float *out, const fl
   }
 }
 
-/* The same product with AVX-512 where the CPU has it: 8 rows x 3 outputs
- * of 16 lanes in registers (24 accumulators of the 32), so each step of 16
- * inputs loads 3 weight and 8 input vectors for 24 multiply-adds. */
-__attribute__((target("avx512f"))) static void smallm_gemm512(float *out, const float *x,
-                                                              const float *w, const float *bias,
-                                                              int M, int K, int n0, int n1, int N) {
-  int K16 = K & ~15;
-  for (int n = n0; n < n1; n += 3) {
-    int nb = n1 - n < 3 ? n1 - n : 3;
-    const float *w0 = w + (size_t)n * K;
-    const float *w1 = nb > 1 ? w0 + K : w0, *w2 = nb > 2 ? w0 + 2 * (size_t)K : w0;
-    for (int m = 0; m < M; m += 8) {
-      int mb = M - m < 8 ? M - m : 8;
-      const float *xr[8];
-      for (int i = 0; i < 8; i++)
-        xr[i] = x + (size_t)(m + (i < mb ? i : 0)) * K;
-      __m512 acc[8][3];
-      for (int i = 0; i < 8; i++)
-        acc[i][0] = acc[i][1] = acc[i][2] = _mm512_setzero_ps();
-      for (int k = 0; k < K16; k += 16) {
-        __m512 a = _mm512_loadu_ps(w0 + k), b = _mm512_loadu_ps(w1 + k),
-               c = _mm512_loadu_ps(w2 + k);
-        for (int i = 0; i < 8; i++) {
-          __m512 xv = _mm512_loadu_ps(xr[i] + k);
-          acc[i][0] = _mm512_fmadd_ps(xv, a, acc[i][0]);
-          acc[i][1] = _mm512_fmadd_ps(xv, b, acc[i][1]);
-          acc[i][2] = _mm512_fmadd_ps(xv, c, acc[i][2]);
-        }
-      }
-      const float *wr[3] = {w0, w1, w2};
-      for (int i = 0; i < mb; i++)
-        for (int j = 0; j < nb; j++) {
-          float s = _mm512_reduce_add_ps(acc[i][j]);
-          for (int k = K16; k < K; k++)
-            s += xr[i][k] * wr[j][k];
-          out[(size_t)(m + i) * N + n + j] = bias ? bias[n + j] + s : s;
-        }
-    }
-  }
-}
-
 #endif
 
 /* the width ops_cpu_set_isa allows; -1 until first asked */
@@ -178,8 +154,6 @@ static int isa_bits = -1;
 static int isa_cpu(void) {
 #ifdef HAVE_SMALLM
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f"))
-    return 512;
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
     return 256;
 #endif
@@ -188,17 +162,17 @@ static int isa_cpu(void) {
 
 int ops_cpu_set_isa(int bits) {
   int cpu = isa_cpu();
-  isa_bits = bits < cpu ? (bits >= 512 ? 512 : bits >= 256 ? 256 : 0) : cpu;
+  isa_bits = bits < cpu ? (bits >= 256 ? 256 : 0) : cpu;
   return isa_bits;
 }
 
-/* DFPO_CPU_ISA (512, 256 or 0) caps the width as ops_cpu_set_isa does:
+/* DFPO_CPU_ISA (256 or 0) caps the width as ops_cpu_set_isa does:
  * the kernels' sums differ in order between widths, so runs that must
  * match bit for bit across CPUs can pin the one they all have. */
 int ops_cpu_isa(void) {
   if (isa_bits < 0) {
     const char *e = getenv("DFPO_CPU_ISA");
-    ops_cpu_set_isa(e && *e ? atoi(e) : 512);
+    ops_cpu_set_isa(e && *e ? atoi(e) : 256);
   }
   return isa_bits;
 }
@@ -209,14 +183,11 @@ static void cpu_matmul_fwd(float *out, const float *inp, const float *w, const f
   if (M <= 32 && ops_cpu_isa() >= 256) {
     /* the bias is added as each output is written: one parallel region */
     int blk = 96; /* output columns per task: a multiple of 3 */
-    int nblk = (N + blk - 1) / blk, use512 = ops_cpu_isa() >= 512;
+    int nblk = (N + blk - 1) / blk;
 #pragma omp parallel for schedule(static) if ((size_t)M * N * K > 4000000)
     for (int i = 0; i < nblk; i++) {
       int n0 = i * blk, n1 = n0 + blk < N ? n0 + blk : N;
-      if (use512)
-        smallm_gemm512(out, inp, w, bias, M, K, n0, n1, N);
-      else
-        smallm_gemm(out, inp, w, bias, M, K, n0, n1, N);
+      smallm_gemm(out, inp, w, bias, M, K, n0, n1, N);
     }
     return;
   }

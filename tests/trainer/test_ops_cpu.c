@@ -99,14 +99,14 @@ Test(ops_cpu, matmul_forward_and_gradients) {
 }
 
 Test(ops_cpu, matmul_every_path_agrees_with_double) {
-  /* up to 32 rows take the decoding kernel (AVX-512: blocks of 8 rows,
-   * AVX2: blocks of 4; 7 and 20 rows leave partial blocks of both), more
-   * take sgemm, and so does every size with the own kernels off: each path
-   * the CPU has, against the same double-precision product. K = 131 and
-   * N = 70 leave remainders of the 16- and 8-wide steps and of the blocks
-   * of 3 outputs. */
-  const int Ms[3] = {7, 20, 40}, isas[3] = {512, 256, 0};
-  for (int c = 0; c < 9; c++) {
+  /* up to 32 rows take the decoding kernel (blocks of 4 rows: 7 leaves a
+   * partial one), more take sgemm, and so does every size with the own
+   * kernel off: each path the CPU has, against the same double-precision
+   * product. K = 131 and N = 70 leave remainders of the 8-wide steps and of
+   * the blocks of 3 outputs; N * K is far below the prefetch distance, so
+   * prefetches run past the weights' end as they do at every matrix's end. */
+  const int Ms[3] = {7, 20, 40}, isas[2] = {256, 0};
+  for (int c = 0; c < 6; c++) {
     int got = ops_cpu_set_isa(isas[c / 3]);
     if (got != isas[c / 3]) {
       cr_log_info("matmul: this CPU has no %d-bit kernel path (checked the %d-bit one)",
@@ -126,7 +126,7 @@ Test(ops_cpu, matmul_every_path_agrees_with_double) {
       }
     free(x), free(w), free(b), free(o);
   }
-  ops_cpu_set_isa(512);
+  ops_cpu_set_isa(256);
 }
 
 /* ---------------------------------------------------------- encoder */
