@@ -402,8 +402,10 @@ static int pretrain_child(const cfg *c, const char *what, const char *train_ids,
   if (st != 0) {
     char why[512];
     last_error(log, why, sizeof why);
+    const char *msg = strncmp(why, "dfpo: error: ", 13) ? why : why + 13;
     return dfpo_err_set(err, st == 130 ? DFPO_EINTR : DFPO_ERUNTIME,
-                        "base model: pretraining failed (exit %d): %s (log: %s)", st, why, log);
+                        "base model: pretraining %s (exit %d): %s (log: %s)",
+                        st == 130 ? "interrupted" : "failed", st, msg, log);
   }
   gpt2_model *m = NULL;
   char path[1800];
@@ -1332,6 +1334,8 @@ static int reproduce(repro *r, const char *file, const char *const *sets, int ns
     dfpo_err_clear(&e);
     rc = prepare_base(r, ti, &e);
     if (rc == DFPO_EINTR || dfpo_interrupted()) {
+      if (rc == DFPO_OK) /* it came after the preparation had finished */
+        return dfpo_err_set(err, DFPO_EINTR, "reproduce: interrupted; run it again to go on");
       *err = e;
       return DFPO_EINTR;
     }
