@@ -34,6 +34,13 @@ int cmd_reproduce(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 
+/* What `dfpo judge train NAME --dir DIR --limit LIMIT` does with the default
+ * options (harness/cmd_judge.c): trains judge NAME (sentiment, toxicity) on
+ * the split files in `splits` (NULL: the prepared dataset in the cache) and
+ * saves it in DIR. */
+int cmd_judge_train(const char *name, const char *splits, const char *dir, size_t limit,
+                    dfpo_err *err);
+
 /* Makes the next getopt_long call start afresh on a new argv. */
 void cli_reset_getopt(void);
 /* Reports the option getopt_long just rejected (unknown, or missing its

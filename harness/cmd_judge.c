@@ -106,12 +106,14 @@ static void print_eval(const char *what, const met_judge_eval *ev) {
          what, ev->n, ev->accuracy, ev->ece, ev->log_loss, ev->brier, ev->pearson, ev->spearman);
 }
 
-static int do_train(const judge_task *t, const char *jdir, size_t limit, met_judge_opts *o,
-                    dfpo_err *err) {
-  char dir[4096], version[64];
-  int verified = 0;
-  int rc = split_dir(t, dir, sizeof dir, &verified, version, err);
-  if (rc)
+/* splits: the prepared split folder to train on (NULL: the cache's). */
+static int do_train(const judge_task *t, const char *splits, const char *jdir, size_t limit,
+                    const met_judge_opts *o, dfpo_err *err) {
+  char dir[4096], version[64] = "";
+  int verified = 0, rc = DFPO_OK;
+  if (splits) /* a folder outside the cache: nothing says it was checked */
+    snprintf(dir, sizeof dir, "%s", splits);
+  else if ((rc = split_dir(t, dir, sizeof dir, &verified, version, err)))
     return rc;
   met_judge_data tr = {0}, va = {0};
   met_judge *j = NULL;
@@ -259,6 +261,30 @@ static int do_score(const char *name, const char *jdir, const char *input, dfpo_
   return rc;
 }
 
+static void name_defaults(const char *name, met_judge_opts *o, int char_set, int cmin, int cmax) {
+  if (!strcmp(name, "toxicity") && !char_set) {
+    cmin = 2;
+    cmax = 5;
+  }
+  o->feat.char_min = cmin;
+  o->feat.char_max = cmax;
+}
+
+static met_judge_opts judge_defaults(const char *name) {
+  met_judge_opts o = met_judge_opts_default();
+  name_defaults(name, &o, 0, 0, 0);
+  return o;
+}
+
+int cmd_judge_train(const char *name, const char *splits, const char *dir, size_t limit,
+                    dfpo_err *err) {
+  const judge_task *t = find_task(name);
+  if (!t)
+    return dfpo_err_set(err, DFPO_EUSAGE, "unknown judge '%s' (sentiment, toxicity)", name);
+  met_judge_opts o = judge_defaults(name);
+  return do_train(t, splits, dir, limit, &o, err);
+}
+
 int cmd_judge(int argc, char **argv) {
   enum {
     O_DIR = 1000,
@@ -380,13 +406,8 @@ int cmd_judge(int argc, char **argv) {
   } else if (!t) {
     return cli_usage_error("judge", "unknown judge '%s' (sentiment, toxicity)", name);
   } else if (!strcmp(action, "train")) {
-    if (!strcmp(name, "toxicity") && !char_set) {
-      cmin = 2;
-      cmax = 5;
-    }
-    o.feat.char_min = cmin;
-    o.feat.char_max = cmax;
-    rc = do_train(t, jdir, limit, &o, &err);
+    name_defaults(name, &o, char_set, cmin, cmax);
+    rc = do_train(t, NULL, jdir, limit, &o, &err);
   } else {
     rc = do_eval(t, jdir, limit, test, jigsaw, json, &err);
   }

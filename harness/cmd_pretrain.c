@@ -36,7 +36,8 @@ static const char pretrain_usage[] =
     "--ckpt-every steps and at the end), train.jsonl (one line per step: step,\n"
     "loss, lr, grad_norm, and val_loss every --eval-every steps), and with\n"
     "--config config.json (the resolved config). When DIR holds a checkpoint,\n"
-    "training resumes from it (its shape wins over the options).\n"
+    "training resumes from it (its shape wins over the options). Ctrl-C or\n"
+    "SIGTERM stops it after the step under way, with a checkpoint (exit 130).\n"
     "\n"
     "Options:\n"
     "  --config FILE       a run config (JSON)\n"
@@ -470,6 +471,16 @@ static int pt_run(const pt_opts *o, const char *conf_json, dfpo_err *err) {
       rc = gpt2_save(m, ckpt_path, 1, err);
     if (stop && done >= stop)
       break;
+    if (!rc && dfpo_interrupted() && done < total) {
+      /* Ctrl-C or SIGTERM (dfpo reproduce forwards it): a checkpoint of
+       * this step, from which a rerun goes on bit for bit */
+      if (done % ckpt != 0)
+        rc = gpt2_save(m, ckpt_path, 1, err);
+      if (!rc)
+        rc = dfpo_err_set(err, DFPO_EINTR,
+                          "pretrain: interrupted after step %d; run it again to resume from %s",
+                          done, ckpt_path);
+    }
   }
   if (log)
     fclose(log);

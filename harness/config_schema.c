@@ -54,6 +54,9 @@ const cfg_key cfg_schema[] = {
      "imdb: sentiment judge folder (\"\": <cache>/judges/sentiment)"},
     {"task.judge.toxicity", CFG_STR, "\"\"", NULL, NORANGE,
      "rtp: toxicity judge folder (\"\": <cache>/judges/toxicity)"},
+    {"judge.max_texts", CFG_INT, "0", NULL, RANGE(0, 1 << 30),
+     "dfpo reproduce: texts of each split its judge trains on when task.judge.* is \"\" (0: all; "
+     "dfpo judge train --limit)"},
 
     /* the models */
     {"model.init", CFG_ENUM, "\"pretrain\"", "pretrain|import|checkpoint", NORANGE,

@@ -11,8 +11,6 @@
 #include "tests/support/support.h"
 #include "trainer/trainer.h"
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
 #include <math.h>
@@ -174,67 +172,6 @@ Test(task_prompts, utf8_repair) {
 
 enum { IMDB_TRAIN = 250, IMDB_TEST = 25, IMDB_UNSUP = 2 };
 
-/* Copies the first reviews of each folder out of the real archive into
- * src/aclImdb/..., a folder the imdb importer takes (--unverified, since it
- * is not the whole dataset), and their texts into corpus (one per line). */
-static void imdb_slice(const char *data, const char *src, const char *corpus) {
-  char path[1024];
-  snprintf(path, sizeof path, "%s/imdb/aclImdb.tar.gz", data);
-  struct archive *a = archive_read_new();
-  archive_read_support_filter_all(a);
-  archive_read_support_format_all(a);
-  cr_assert_eq(archive_read_open_filename(a, path, 1 << 16), ARCHIVE_OK, "%s",
-               archive_error_string(a));
-  static const char *const dirs[] = {"train/pos/", "train/neg/", "train/unsup/", "test/pos/",
-                                     "test/neg/"};
-  const int want[] = {IMDB_TRAIN, IMDB_TRAIN, IMDB_UNSUP, IMDB_TEST, IMDB_TEST};
-  int have[5] = {0};
-  for (int d = 0; d < 5; d++) {
-    snprintf(path, sizeof path, "%s/aclImdb/%s", src, dirs[d]);
-    char cmd[1200];
-    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", path);
-    cr_assert_eq(system(cmd), 0);
-  }
-  FILE *cf = fopen(corpus, "w");
-  struct archive_entry *e;
-  char *buf = NULL;
-  size_t cap = 0;
-  int done = 0;
-  while (done < 5 && archive_read_next_header(a, &e) == ARCHIVE_OK) {
-    const char *name = archive_entry_pathname(e);
-    if (strncmp(name, "aclImdb/", 8))
-      continue;
-    for (int d = 0; d < 5; d++) {
-      size_t dl = strlen(dirs[d]);
-      if (strncmp(name + 8, dirs[d], dl) || have[d] >= want[d] || !strstr(name + 8 + dl, ".txt"))
-        continue;
-      size_t n = (size_t)archive_entry_size(e);
-      if (n + 1 > cap)
-        buf = realloc(buf, cap = n + 1);
-      cr_assert_eq(archive_read_data(a, buf, n), (la_ssize_t)n);
-      snprintf(path, sizeof path, "%s/%s", src, name);
-      FILE *fp = fopen(path, "wb");
-      cr_assert_not_null(fp, "%s", path);
-      fwrite(buf, 1, n, fp);
-      fclose(fp);
-      if (d < 2) {
-        for (size_t i = 0; i < n; i++)
-          if (buf[i] == '\n')
-            buf[i] = ' ';
-        fwrite(buf, 1, n, cf);
-        fputc('\n', cf);
-      }
-      if (++have[d] == want[d])
-        done++;
-    }
-  }
-  free(buf);
-  fclose(cf);
-  archive_read_free(a);
-  for (int d = 0; d < 5; d++)
-    cr_assert_eq(have[d], want[d], "the archive lacks %s reviews", dirs[d]);
-}
-
 Test(tasks, imdb_end_to_end, .timeout = 600) {
   const char *data = ts_shared_data();
   if (!data)
@@ -245,7 +182,7 @@ Test(tasks, imdb_end_to_end, .timeout = 600) {
   snprintf(corpus, sizeof corpus, "%s/corpus.txt", home);
   snprintf(jdir, sizeof jdir, "%s/judge-sentiment", home);
   snprintf(out, sizeof out, "%s/runs", home);
-  imdb_slice(data, src, corpus);
+  ts_imdb_slice(data, src, corpus, IMDB_TRAIN, IMDB_TEST, IMDB_UNSUP);
   make_base(home, corpus, model, tok, sizeof model);
 
   /* without prepared data, or without a judge, the task says what to run */

@@ -1,6 +1,8 @@
 #define _XOPEN_SOURCE 700 /* nftw with FTW_DEPTH and FTW_PHYS */
 #include "tests/support/support.h"
 
+#include <archive.h>
+#include <archive_entry.h>
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -201,4 +203,64 @@ char *ts_slurp(const char *path) {
   fclose(fp);
   buf[n] = '\0';
   return buf;
+}
+
+void ts_imdb_slice(const char *data, const char *src, const char *corpus, int n_train, int n_test,
+                   int n_unsup) {
+  char path[1024];
+  snprintf(path, sizeof path, "%s/imdb/aclImdb.tar.gz", data);
+  struct archive *a = archive_read_new();
+  archive_read_support_filter_all(a);
+  archive_read_support_format_all(a);
+  cr_assert_eq(archive_read_open_filename(a, path, 1 << 16), ARCHIVE_OK, "%s",
+               archive_error_string(a));
+  static const char *const dirs[] = {"train/pos/", "train/neg/", "train/unsup/", "test/pos/",
+                                     "test/neg/"};
+  const int want[] = {n_train, n_train, n_unsup, n_test, n_test};
+  int have[5] = {0};
+  for (int d = 0; d < 5; d++) {
+    snprintf(path, sizeof path, "%s/aclImdb/%s", src, dirs[d]);
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", path);
+    cr_assert_eq(system(cmd), 0);
+  }
+  FILE *cf = corpus ? fopen(corpus, "w") : NULL;
+  struct archive_entry *e;
+  char *buf = NULL;
+  size_t cap = 0;
+  int done = 0;
+  while (done < 5 && archive_read_next_header(a, &e) == ARCHIVE_OK) {
+    const char *name = archive_entry_pathname(e);
+    if (strncmp(name, "aclImdb/", 8))
+      continue;
+    for (int d = 0; d < 5; d++) {
+      size_t dl = strlen(dirs[d]);
+      if (strncmp(name + 8, dirs[d], dl) || have[d] >= want[d] || !strstr(name + 8 + dl, ".txt"))
+        continue;
+      size_t n = (size_t)archive_entry_size(e);
+      if (n + 1 > cap)
+        buf = realloc(buf, cap = n + 1);
+      cr_assert_eq(archive_read_data(a, buf, n), (la_ssize_t)n);
+      snprintf(path, sizeof path, "%s/%s", src, name);
+      FILE *fp = fopen(path, "wb");
+      cr_assert_not_null(fp, "%s", path);
+      fwrite(buf, 1, n, fp);
+      fclose(fp);
+      if (d < 2 && cf) {
+        for (size_t i = 0; i < n; i++)
+          if (buf[i] == '\n')
+            buf[i] = ' ';
+        fwrite(buf, 1, n, cf);
+        fputc('\n', cf);
+      }
+      if (++have[d] == want[d])
+        done++;
+    }
+  }
+  free(buf);
+  if (cf)
+    fclose(cf);
+  archive_read_free(a);
+  for (int d = 0; d < 5; d++)
+    cr_assert_eq(have[d], want[d], "the archive lacks %s reviews", dirs[d]);
 }

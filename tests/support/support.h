@@ -26,6 +26,14 @@ void ts_run_free(ts_run *r);
  * or NULL when absent; tests that need it skip with a message. */
 const char *ts_shared_data(void);
 
+/* Copies the first n_train reviews of train/pos and of train/neg, n_unsup of
+ * train/unsup and n_test of test/pos and of test/neg out of the real archive
+ * <data>/imdb/aclImdb.tar.gz into src/aclImdb/..., a folder the imdb
+ * importer takes (--unverified, since it is not the whole dataset), and the
+ * train reviews' texts into corpus (one per line; NULL: none). */
+void ts_imdb_slice(const char *data, const char *src, const char *corpus, int n_train, int n_test,
+                   int n_unsup);
+
 /* The whole file as a NUL-terminated heap string (caller frees); aborts the
  * test when it cannot be read. */
 char *ts_slurp(const char *path);
