@@ -328,22 +328,37 @@ static void layout_acts(gpt2_model *m, bump *bp, int B, int T) {
   m->dfch = TAKEF(bp, BT * 4 * C);
 }
 
+/* Lays the activations out for [B, T]. The block is kept while it is big
+ * enough (evaluation passes batches of every length: allocating and zeroing
+ * a block for each cost a quarter of a small model's evaluation time), and
+ * replaced by one of the new size when it is not; a layout change forgets
+ * the last forward pass. */
 static int ensure_acts(gpt2_model *m, int B, int T, dfpo_err *err) {
   if (m->act_block && m->ab == B && m->at == T)
     return DFPO_OK;
-  free_acts(m);
   bump sz = {NULL, 0};
   layout_acts(m, &sz, B, T);
-  m->act_block = m->ops->alloc(sz.off);
-  m->cls_at = calloc((size_t)B, sizeof(int));
-  if (!m->act_block || !m->cls_at) {
+  int *cls_at = calloc((size_t)B, sizeof(int));
+  if (!cls_at)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  if (!m->act_block || sz.off > m->act_bytes) {
     free_acts(m);
-    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory for activations at B=%d T=%d (%zu MiB)",
-                        B, T, sz.off >> 20);
+    m->act_block = m->ops->alloc(sz.off);
+    if (!m->act_block) {
+      free(cls_at);
+      return dfpo_err_set(err, DFPO_ERUNTIME,
+                          "out of memory for activations at B=%d T=%d (%zu MiB)", B, T,
+                          sz.off >> 20);
+    }
+    m->act_bytes = sz.off;
   }
+  free(m->cls_at);
+  m->cls_at = cls_at;
+  m->last_logits = NULL;
+  m->fb = m->ft = 0;
+  m->have_lm = 0;
   bump real = {m->act_block, 0};
   layout_acts(m, &real, B, T);
-  m->act_bytes = sz.off;
   m->ab = B;
   m->at = T;
   return DFPO_OK;

@@ -107,25 +107,30 @@ const float *gpt2_decode_begin(gpt2_model *m, const int *tokens, const int *ksta
   }
   const ops_backend *o = m->ops;
   if (!m->gen_block || m->gb != B || m->gmax != max_len || m->gt != T) {
-    if (m->gen_block)
-      o->free(m->gen_block);
-    m->gen_block = NULL;
+    /* the block is kept while it is big enough (evaluation decodes batches
+     * of every prompt length), replaced when it is not */
     m->last_logits = NULL;
-    m->gen_bytes = 0;
     m->gn = 0;
     free(m->g_kstart_host);
-    m->g_kstart_host = NULL;
+    m->g_kstart_host = calloc((size_t)B, sizeof(int));
     bump sz = {NULL, 0};
     layout_gen(m, &sz, B, T, max_len);
-    m->gen_block = o->alloc(sz.off);
-    m->g_kstart_host = calloc((size_t)B, sizeof(int));
+    if (m->gen_block && sz.off > m->gen_bytes) {
+      o->free(m->gen_block);
+      m->gen_block = NULL;
+      m->gen_bytes = 0;
+    }
+    if (!m->gen_block) {
+      m->gen_block = o->alloc(sz.off);
+      m->gen_bytes = m->gen_block ? sz.off : 0;
+    }
     if (!m->gen_block || !m->g_kstart_host) {
+      m->gb = 0; /* nothing laid out: the next call starts again */
       dfpo_err_set(err, DFPO_ERUNTIME, "out of memory for the KV cache (%zu MiB)", sz.off >> 20);
       return NULL;
     }
     bump real = {m->gen_block, 0};
     layout_gen(m, &real, B, T, max_len);
-    m->gen_bytes = sz.off;
   }
   m->gb = B;
   m->gt = T;
