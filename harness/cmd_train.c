@@ -18,6 +18,7 @@
 static const char train_usage[] =
     "Usage: dfpo train --task T --algo A --seed N --out DIR --model CKPT --tokenizer DIR\n"
     "                  [--config FILE] [--set key.path=value]... [--stop-after N]\n"
+    "                  [--device D]\n"
     "\n"
     "Fine-tunes a base model on a task with one algorithm and one seed and writes\n"
     "the run folder DIR/<suite>/<task>/<algo>/seed-<N>/: config.json (resolved),\n"
@@ -55,6 +56,10 @@ static const char train_usage[] =
     "  --model CKPT      model.path: the base policy (native checkpoint or\n"
     "                    model.safetensors); the reference is a frozen copy\n"
     "  --tokenizer DIR   tokenizer.path\n"
+    "  --device D        device: auto (the default), cpu or cuda. auto runs on\n"
+    "                    CUDA when a device is usable, else on the CPU with a\n"
+    "                    warning that says why; cuda fails with the driver's\n"
+    "                    reason when none is (docs/cuda.md)\n"
     "  --config FILE     a config file laid over the defaults first\n"
     "  -s, --set k=v     override one config key (repeatable)\n"
     "  --stop-after N    stop after N iterations as a kill would (for resume tests)\n"
@@ -1085,17 +1090,13 @@ static int run_cell(run *r, dfpo_err *err) {
 }
 
 int cmd_train(int argc, char **argv) {
-  static const struct option opts[] = {{"task", required_argument, NULL, 't'},
-                                       {"algo", required_argument, NULL, 'a'},
-                                       {"seed", required_argument, NULL, 'n'},
-                                       {"out", required_argument, NULL, 'o'},
-                                       {"model", required_argument, NULL, 'm'},
-                                       {"tokenizer", required_argument, NULL, 'k'},
-                                       {"config", required_argument, NULL, 'c'},
-                                       {"set", required_argument, NULL, 's'},
-                                       {"stop-after", required_argument, NULL, 'S'},
-                                       {"help", no_argument, NULL, 'h'},
-                                       {NULL, 0, NULL, 0}};
+  static const struct option opts[] = {
+      {"task", required_argument, NULL, 't'},   {"algo", required_argument, NULL, 'a'},
+      {"seed", required_argument, NULL, 'n'},   {"out", required_argument, NULL, 'o'},
+      {"model", required_argument, NULL, 'm'},  {"tokenizer", required_argument, NULL, 'k'},
+      {"device", required_argument, NULL, 'D'}, {"config", required_argument, NULL, 'c'},
+      {"set", required_argument, NULL, 's'},    {"stop-after", required_argument, NULL, 'S'},
+      {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
   /* command-line options become --set overrides, applied after the file */
   char **sets = calloc((size_t)argc + 1, sizeof *sets);
   char **owned = calloc((size_t)argc + 1, sizeof *owned);
@@ -1127,6 +1128,9 @@ int cmd_train(int argc, char **argv) {
       break;
     case 'k':
       key = "tokenizer.path";
+      break;
+    case 'D':
+      key = "device";
       break;
     case 'c':
       file = optarg;
@@ -1165,6 +1169,10 @@ int cmd_train(int argc, char **argv) {
     dfpo_err_clear(&err);
     rc = cfg_load(&r.conf, cfg_schema, file, (const char *const *)sets, nsets, &err);
     r.stop_after = stop_after;
+    const char *device;
+    if (!rc && ((rc = cfg_get_str(&r.conf, "device", &device, &err)) ||
+                (rc = cli_use_device(device, &err))))
+      cfg_free(&r.conf);
     if (!rc) {
       rc = run_cell(&r, &err);
       run_free(&r);
