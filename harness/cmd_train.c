@@ -394,24 +394,7 @@ static int make_value_model(run *r, dfpo_err *err) {
   if (rc)
     return rc;
   gpt2_init_random(r->value, (uint64_t)r->seed);
-  int nv = gpt2_num_tensors(r->value), np = gpt2_num_tensors(r->policy);
-  for (int i = 0; i < nv; i++) {
-    const char *vn;
-    int vr, vcn;
-    float *vp;
-    gpt2_tensor_info(r->value, i, &vn, &vr, &vcn, &vp, NULL);
-    for (int j = 0; j < np; j++) {
-      const char *pn;
-      int pr, pcn;
-      float *pp;
-      gpt2_tensor_info(r->policy, j, &pn, &pr, &pcn, &pp, NULL);
-      if (!strcmp(pn, vn) && pr == vr && pcn == vcn) {
-        memcpy(vp, pp, sizeof(float) * (size_t)vr * vcn);
-        break;
-      }
-    }
-  }
-  return DFPO_OK;
+  return gpt2_copy_shared_params(r->value, r->policy, NULL, err);
 }
 
 static void run_free(run *r) {

@@ -180,8 +180,14 @@ int gpt2_copy_params(gpt2_model *dst, const gpt2_model *src, dfpo_err *err);
  * KV cache) right now. */
 size_t gpt2_arena_bytes(const gpt2_model *m);
 
-/* Parameter access by tensor (host pointers on the CPU backend; for tests
- * and tools). Names follow Hugging Face without the "transformer." prefix
+/* Copies into dst every parameter tensor of src with the same name and
+ * shape (a value model's trunk from a policy); the devices need not match.
+ * *copied (may be NULL) receives the number of tensors copied. */
+int gpt2_copy_shared_params(gpt2_model *dst, const gpt2_model *src, int *copied, dfpo_err *err);
+
+/* Parameter access by tensor (backend pointers: host memory on the CPU
+ * backend, device memory on CUDA; for tests and tools). Names follow Hugging Face without the
+ * "transformer." prefix
  * ("wte.weight", "h.0.attn.c_attn.weight", ...), shapes are ours: linear
  * weights [out, in]. Returns the number of tensors; fills what is asked. */
 int gpt2_num_tensors(const gpt2_model *m);
@@ -211,6 +217,12 @@ int gpt2_lm_backward_logits(gpt2_model *m, const float *dlogits, dfpo_err *err);
  * gpt2_lm_logprobs (which computes them) and before gpt2_lm_backward (which
  * overwrites them). */
 const float *gpt2_lm_logits(const gpt2_model *m);
+/* The model's buffers that gpt2_lm_logits, gpt2_decode_begin and
+ * gpt2_decode_step return are backend memory (device memory on CUDA). This
+ * gives n floats of such a buffer from p on the host: p itself on the CPU
+ * backend (no copy), else a download into buf (n floats, the caller's) and
+ * buf. */
+const float *gpt2_host_view(const gpt2_model *m, const float *p, size_t n, float *buf);
 /* Mean next-token cross-entropy over positions with targets >= 0 (0 when
  * there are none); with backward, accumulates its gradient. */
 int gpt2_lm_loss(gpt2_model *m, const int *tokens, const int *targets, const int *kstart, int B,

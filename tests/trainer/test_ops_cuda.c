@@ -575,6 +575,84 @@ Test(ops_cuda, gpt2_step_and_ten_adamw_steps) {
   free(p0), free(pc), free(pg), free(pb);
 }
 
+/* ------------------------------------------------------- RL on the GPU */
+
+/* Reward: the share of continuation tokens equal to 3 (test_rl_train's). */
+static int share_of_3(void *ctx, int nb, const int *prompts, const int *kstart, int Tp,
+                      const int *cont, const int *lens, int max_new, float *rewards,
+                      dfpo_err *err) {
+  (void)ctx, (void)prompts, (void)kstart, (void)Tp, (void)err;
+  for (int b = 0; b < nb; b++) {
+    int good = 0;
+    for (int i = 0; i < lens[b]; i++)
+      good += cont[(size_t)b * max_new + i] == 3;
+    rewards[b] = lens[b] ? (float)good / lens[b] : 0;
+  }
+  return 0;
+}
+
+/* Two RL iterations of each algorithm (NLPO's and DfPO's masks included)
+ * with the policy, reference and value model on the GPU against the same on
+ * the CPU: the rollouts draw the same uniforms, so (away from a uniform
+ * that lands within rounding of a boundary of the cumulative distribution)
+ * the same tokens, hence the same rewards and lengths; the KL and the
+ * losses agree to the whole-model tolerance (1e-4 relative, 1e-3 for the
+ * losses after an update). Shows that rl_train.c reads every device
+ * buffer through a download. */
+Test(ops_cuda, rl_iterations_match_the_cpu) {
+  NEED_GPU();
+  enum { V = 8, B = 8 };
+  gpt2_config pc = {1, 2, 16, V, 16, GPT2_HEAD_NONE, 0}, vc = pc;
+  vc.head = GPT2_HEAD_VALUE;
+  const int algos[3] = {RL_PPO, RL_NLPO, RL_DFPO};
+  for (int a = 0; a < 3; a++) {
+    rl_stats st[2][2];
+    for (int d = 0; d < 2; d++) {
+      ops_device dev = d ? OPS_DEVICE_CUDA : OPS_DEVICE_CPU;
+      gpt2_model *pol = model_on(dev, &pc), *ref = model_on(dev, &pc), *val = model_on(dev, &vc);
+      dfpo_err err;
+      dfpo_err_clear(&err);
+      rl_config cfg = rl_config_default();
+      cfg.algo = algos[a];
+      cfg.lr = 3e-3f;
+      cfg.epochs = 2;
+      cfg.minibatch = 4;
+      cfg.nlpo_top_p = 0.5f;
+      cfg.nlpo_k_min = 2;
+      cfg.sampling.max_new = 4;
+      cfg.sampling.eos = -1;
+      ops_use_device(dev); /* NLPO's mask model goes where the policy is */
+      rl_trainer *t;
+      cr_assert_eq(rl_trainer_new(&t, pol, ref, val, &cfg, 5, &err), 0, "%s", err.msg);
+      ops_use_device(OPS_DEVICE_CPU);
+      int prompts[B];
+      for (int b = 0; b < B; b++)
+        prompts[b] = b % V;
+      for (int it = 0; it < 2; it++)
+        cr_assert_eq(rl_iterate(t, prompts, NULL, B, 1, share_of_3, NULL, &st[d][it], &err), 0,
+                     "%s", err.msg);
+      rl_trainer_free(t);
+      gpt2_free(pol), gpt2_free(ref), gpt2_free(val);
+    }
+    for (int it = 0; it < 2; it++) {
+      rl_stats *c = &st[0][it], *g = &st[1][it];
+      cr_expect_eq(c->reward, g->reward, "algo %d it %d: reward cpu %g gpu %g", algos[a], it,
+                   c->reward, g->reward);
+      cr_expect_eq(c->mean_len, g->mean_len);
+      cr_expect(fabs(c->kl_token - g->kl_token) <= 1e-4 * fabs(c->kl_token) + 1e-7,
+                "algo %d it %d: kl_token cpu %.9g gpu %.9g", algos[a], it, c->kl_token,
+                g->kl_token);
+      cr_expect(fabs(c->policy_loss - g->policy_loss) <= 1e-3 * fabs(c->policy_loss) + 1e-6,
+                "algo %d it %d: policy loss cpu %.9g gpu %.9g", algos[a], it, c->policy_loss,
+                g->policy_loss);
+      cr_expect(fabs(c->value_loss - g->value_loss) <= 1e-3 * fabs(c->value_loss) + 1e-6,
+                "algo %d it %d: value loss cpu %.9g gpu %.9g", algos[a], it, c->value_loss,
+                g->value_loss);
+      cr_expect_eq(c->mask_mean, g->mask_mean);
+    }
+  }
+}
+
 /* ---------------------------------------------------- device selection */
 
 Test(ops_cuda, device_parse_names) {
