@@ -71,6 +71,8 @@ void ops_cuda_adamw(float *p, float *g, float *m, float *v, size_t n, float lr, 
                     float beta2, float eps, float wd, int t);
 double ops_cuda_sumsq(const float *x, size_t n);
 void ops_cuda_scale(float *x, float s, size_t n);
+void ops_cuda_sample(int *tok, float *logp, float *z, const unsigned char *allow, const double *u,
+                     int B, int V, float temperature, int top_k, float top_p, int ban);
 #endif
 
 #ifdef __cplusplus

@@ -57,7 +57,7 @@ int rl_trainer_new(rl_trainer **out, gpt2_model *policy, gpt2_model *ref, gpt2_m
                                !(cfg->nlpo_top_p >= 0) || cfg->nlpo_top_p > 1))
     return dfpo_err_set(err, DFPO_EUSAGE,
                         "rl: NLPO needs top_p in [0, 1], k_min >= 1 and mask_refresh >= 1");
-  if (cfg->sampling.mask)
+  if (cfg->sampling.mask || cfg->sampling.allow)
     return dfpo_err_set(err, DFPO_EUSAGE, "rl: the sampling config must not carry a mask");
   if (cfg->epochs < 1 || cfg->minibatch < 1)
     return dfpo_err_set(err, DFPO_EUSAGE, "rl: epochs and minibatch must be at least 1");
@@ -170,7 +170,7 @@ static int dfpo_mask(void *vctx, int step, int B, int V, const int *seqs, float 
 int rl_dfpo_generate(gpt2_model *policy, gpt2_model *ref, const int *prompts, const int *kstart,
                      int B, int T, const int *sign, const gpt2_sampling *s, dfpo_rng *rng, int *out,
                      int *lens, float *logps, dfpo_err *err) {
-  if (s->mask)
+  if (s->mask || s->allow)
     return dfpo_err_set(err, DFPO_EUSAGE, "rl: the sampling config must not carry a mask");
   int *next = malloc(sizeof(int) * (size_t)(B > 0 ? B : 1));
   float *host = malloc(sizeof(float) * (size_t)(B > 0 ? B : 1) * gpt2_get_config(ref)->vocab_size);
@@ -193,7 +193,8 @@ int rl_dfpo_generate(gpt2_model *policy, gpt2_model *ref, const int *prompts, co
 /* NLPO's sampling mask: the mask model decodes in lock step with the policy;
  * each row keeps the mask model's top-p set (at least k_min tokens, and
  * end-of-text always, as RL4LMs keeps the special tokens), which is recorded
- * in masks[(b * N + step) * V] for the update. */
+ * in masks[(b * N + step) * V] for the update. An allowed set
+ * (gpt2_allow_fn): the policy's logits stay on its device. */
 typedef struct nlpo_mask_ctx {
   gpt2_model *model;
   const int *prompts, *kstart;
@@ -208,7 +209,7 @@ typedef struct nlpo_mask_ctx {
   dfpo_err *err;
 } nlpo_mask_ctx;
 
-static int nlpo_mask(void *vctx, int step, int B, int V, const int *seqs, float *logits) {
+static int nlpo_mask(void *vctx, int step, int B, int V, const int *seqs, unsigned char *allow) {
   nlpo_mask_ctx *c = vctx;
   const float *ml;
   if (step == 0) {
@@ -242,10 +243,7 @@ static int nlpo_mask(void *vctx, int step, int B, int V, const int *seqs, float 
       if (c->size_min == 0 || size < c->size_min)
         c->size_min = size;
     }
-    float *l = logits + (size_t)b * V;
-    for (int a = 0; a < V; a++)
-      if (!mk[a])
-        l[a] = -INFINITY;
+    memcpy(allow + (size_t)b * V, mk, (size_t)V);
   }
   return 0;
 }
@@ -389,8 +387,8 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
       t->mask, prompts, kstart, Tp, N, eos, cfg->nlpo_k_min, cfg->nlpo_top_p, k.next, k.probs,
       k.mhost, k.masks, 0,      0,  0, err};
   if (nlpo) {
-    s.mask = nlpo_mask;
-    s.mask_ctx = &nc;
+    s.allow = nlpo_mask;
+    s.allow_ctx = &nc;
   }
   if (dfpo && !dfpo_update)
     rc = rl_dfpo_generate(t->policy, t->ref, prompts, kstart, B, Tp, k.sign, &s, &t->rng, k.out,

@@ -293,6 +293,13 @@ const float *gpt2_decode_step(gpt2_model *m, const int *next, dfpo_err *err);
  * previous step's tokens with gpt2_decode_step. Returns 0, or nonzero to stop
  * generation with an error. */
 typedef int (*gpt2_mask_fn)(void *ctx, int step, int B, int V, const int *seqs, float *logits);
+/* A per-step allowed set that does not need the policy's own logits (NLPO's
+ * mask model): fills allow[B, V] (1 = may be drawn, 0 = banned; seqs as
+ * for gpt2_mask_fn). The set goes to the backend with the sampler, so the
+ * logits stay where they are (on CUDA: no [B, V] logits download per step,
+ * as with gpt2_mask_fn). Returns 0, or nonzero to stop with an error. */
+typedef int (*gpt2_allow_fn)(void *ctx, int step, int B, int V, const int *seqs,
+                             unsigned char *allow);
 
 typedef struct gpt2_sampling {
   int max_new, min_new; /* new tokens: at most, and before end-of-text may be drawn */
@@ -300,8 +307,10 @@ typedef struct gpt2_sampling {
   int top_k;            /* 0: off */
   float top_p;          /* 1: off */
   int eos;              /* end-of-text id (50256 for GPT-2); < 0: none */
-  gpt2_mask_fn mask;    /* may be NULL */
+  gpt2_mask_fn mask;    /* may be NULL; with it the logits come to the host each step */
   void *mask_ctx;
+  gpt2_allow_fn allow; /* may be NULL; applied after mask */
+  void *allow_ctx;
 } gpt2_sampling;
 gpt2_sampling gpt2_sampling_default(void);
 
@@ -313,7 +322,12 @@ int gpt2_sample_token(float *logits, int V, const gpt2_sampling *s, dfpo_rng *rn
 
 /* Batched sampling: out[B, max_new] (-1 after a row ended), lens[B] new
  * tokens per row (the end-of-text token included when drawn), logps[B,
- * max_new] (optional) as in gpt2_sample_token. */
+ * max_new] (optional) as in gpt2_sample_token. Each step draws one uniform
+ * per live row (in row order) on the host and samples with the backend's
+ * sample op where the logits are (on the device with CUDA, unless a
+ * gpt2_mask_fn needs them on the host; then the CPU's op samples there):
+ * the same tokens on every backend from the same logits and seed. The
+ * model's last logits are spent (gpt2_lm_logits gives NULL after). */
 int gpt2_generate(gpt2_model *m, const int *prompts, const int *kstart, int B, int T,
                   const gpt2_sampling *s, dfpo_rng *rng, int *out, int *lens, float *logps,
                   dfpo_err *err);

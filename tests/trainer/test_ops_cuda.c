@@ -575,6 +575,141 @@ Test(ops_cuda, gpt2_step_and_ten_adamw_steps) {
   free(p0), free(pc), free(pg), free(pb);
 }
 
+/* ---------------------------------------------------------- sampling */
+
+/* One sample-op case on both backends: the same logits, allowed set and
+ * uniforms give the same tokens; the filtered probabilities left in z and
+ * the log-probabilities agree to 1e-6 (exp on the GPU against the CPU's
+ * libm; on the CUDA emulator, which uses the host's libm, they are equal
+ * bit for bit). */
+static void sample_case(const char *what, const float *z0, const unsigned char *allow,
+                        const double *u, int B, int V, float temp, int top_k, float top_p,
+                        int ban) {
+  size_t n = (size_t)B * V;
+  float *zc = dupf(z0, n), lpc[16], lpg[16];
+  int tc[16], tg[16];
+  cr_assert_leq(B, 16);
+  C_->sample(tc, lpc, zc, allow, u, B, V, temp, top_k, top_p, ban);
+  float *gz = UPF(z0, n), *glp = (float *)G->alloc(B * sizeof(float));
+  int *gt = (int *)G->alloc(B * sizeof(int));
+  double *gu = (double *)up(u, B * sizeof(double));
+  unsigned char *ga = allow ? (unsigned char *)up(allow, n) : NULL;
+  G->sample(gt, glp, gz, ga, gu, B, V, temp, top_k, top_p, ban);
+  G->download(tg, gt, B * sizeof(int));
+  G->download(lpg, glp, B * sizeof(float));
+  float *zg = down(gz, n);
+  for (int b = 0; b < B; b++) {
+    cr_expect_eq(tc[b], tg[b], "%s row %d (u %.17g): cpu token %d gpu %d", what, b, u[b], tc[b],
+                 tg[b]);
+    if (tc[b] >= 0 && tc[b] == tg[b])
+      cr_expect(fabsf(lpc[b] - lpg[b]) <= 1e-6f * (1.0f + fabsf(lpc[b])),
+                "%s row %d: logp cpu %.9g gpu %.9g", what, b, (double)lpc[b], (double)lpg[b]);
+    if (u[b] >= 0 && tc[b] >= 0)
+      close_to(what, zc + (size_t)b * V, zg + (size_t)b * V, (size_t)V, 1e-6);
+  }
+  G->free(gz), G->free(glp), G->free(gt), G->free(gu);
+  if (ga)
+    G->free(ga);
+  free(zc), free(zg);
+}
+
+/* The sample op against ops_cpu's: random logits kept within a few nats
+ * (so that every probability is a multiple of 2^-40 and every sum of a
+ * thousand of them is exact in double, in any order: the same totals and
+ * the same cumulative walk on both), rows of ties (a few distinct values,
+ * so top-k cuts inside a tie and top-p ends inside one), flat rows, an
+ * allowed set, a banned token, a row with every token banned (-1), a
+ * skipped row (u < 0), greedy with ties at the maximum, and uniforms 0 and
+ * just below 1. */
+Test(ops_cuda, sample_same_tokens_as_the_cpu) {
+  NEED_GPU();
+  enum { B = 8 };
+  const int Vs[2] = {300, 1000};
+  for (int vi = 0; vi < 2; vi++) {
+    int V = Vs[vi];
+    size_t n = (size_t)B * V;
+    float *rn = rnd(n, 40 + (uint64_t)vi, 1.0f), *ties = malloc(n * sizeof(float)),
+          *flat = malloc(n * sizeof(float));
+    unsigned char *allow = malloc(n);
+    dfpo_rng r;
+    dfpo_rng_init(&r, 41, 3);
+    for (size_t i = 0; i < n; i++) {
+      rn[i] = rn[i] > 3.0f ? 3.0f : rn[i] < -3.0f ? -3.0f : rn[i];
+      ties[i] = (float)dfpo_rng_below(&r, 3);
+      flat[i] = 0.5f;
+      allow[i] = dfpo_rng_below(&r, 2) || i % V == 7;
+    }
+    for (int i = 0; i < V; i++)
+      allow[(size_t)5 * V + i] = 0; /* row 5: nothing allowed */
+    double u[B];
+    for (int b = 0; b < B; b++)
+      u[b] = dfpo_rng_uniform(&r);
+    u[1] = 0.0;
+    u[2] = 0.9999999999;
+    u[6] = -1.0; /* skipped */
+    const struct {
+      const char *name;
+      const float *z;
+      int allow;
+      float temp, top_p;
+      int top_k, ban;
+    } cases[] = {
+        {"plain", rn, 0, 1.0f, 1.0f, 0, -1},
+        {"temperature 0.7", rn, 0, 0.7f, 1.0f, 0, -1},
+        {"top-k 50", rn, 0, 1.0f, 1.0f, 50, -1},
+        {"top-p 0.9", rn, 0, 1.0f, 0.9f, 0, -1},
+        {"top-k 40 top-p 0.5 temperature 1.3", rn, 0, 1.3f, 0.5f, 40, 3},
+        {"allowed set and ban", rn, 1, 1.0f, 0.8f, 0, 7},
+        {"greedy", ties, 0, 0.0f, 1.0f, 0, -1},
+        {"greedy top-p", ties, 1, 0.0f, 0.3f, 0, -1},
+        {"ties top-k 100", ties, 0, 1.0f, 1.0f, 100, -1},
+        {"ties top-p 0.4", ties, 0, 1.0f, 0.4f, 0, -1},
+        {"ties top-p 0.95 allowed", ties, 1, 1.0f, 0.95f, 0, 0},
+        {"flat", flat, 0, 1.0f, 1.0f, 0, -1},
+        {"flat top-k 17", flat, 0, 1.0f, 1.0f, 17, -1},
+        {"flat top-p 0.33", flat, 0, 2.0f, 0.33f, 0, -1},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+      char what[128];
+      snprintf(what, sizeof what, "V %d: %s", V, cases[c].name);
+      sample_case(what, cases[c].z, cases[c].allow ? allow : NULL, u, B, V, cases[c].temp,
+                  cases[c].top_k, cases[c].top_p, cases[c].ban);
+    }
+    free(rn), free(ties), free(flat), free(allow);
+  }
+}
+
+/* The sampler of gpt2_generate: a GPU model and a CPU model with the same
+ * weights generate the same tokens from the same seed (top-k, top-p, a
+ * minimum length that bans end-of-text, and left padding). */
+Test(ops_cuda, generate_same_tokens_as_the_cpu) {
+  NEED_GPU();
+  gpt2_config cfg = {1, 2, 32, 300, 64, GPT2_HEAD_NONE, 0};
+  gpt2_model *mc = model_on(OPS_DEVICE_CPU, &cfg), *mg = model_on(OPS_DEVICE_CUDA, &cfg);
+  int prompts[12] = {0, 0, 5, 6, 1, 2, 3, 4, 0, 9, 8, 7}, ks[3] = {2, 0, 1};
+  gpt2_sampling s = gpt2_sampling_default();
+  s.max_new = 6;
+  s.min_new = 3;
+  s.eos = 11;
+  s.top_k = 40;
+  s.top_p = 0.9f;
+  int oc[18], og[18], lc[3], lg[3];
+  float pc[18], pg[18];
+  dfpo_rng rc, rg;
+  dfpo_rng_init(&rc, 9, DFPO_STREAM_SAMPLING);
+  dfpo_rng_init(&rg, 9, DFPO_STREAM_SAMPLING);
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  cr_assert_eq(gpt2_generate(mc, prompts, ks, 3, 4, &s, &rc, oc, lc, pc, &err), 0, "%s", err.msg);
+  cr_assert_eq(gpt2_generate(mg, prompts, ks, 3, 4, &s, &rg, og, lg, pg, &err), 0, "%s", err.msg);
+  for (int i = 0; i < 18; i++) {
+    cr_expect_eq(oc[i], og[i], "token %d: cpu %d gpu %d", i, oc[i], og[i]);
+    cr_expect(fabsf(pc[i] - pg[i]) <= 1e-4f * (1.0f + fabsf(pc[i])), "logp %d: cpu %g gpu %g", i,
+              (double)pc[i], (double)pg[i]);
+  }
+  gpt2_free(mc), gpt2_free(mg);
+}
+
 /* ------------------------------------------------------- RL on the GPU */
 
 /* Reward: the share of continuation tokens equal to 3 (test_rl_train's). */
