@@ -1,5 +1,5 @@
 #include "tests/support/support.h"
-#include "trainer/trainer.h"
+#include "trainer/trainer.h" /* a model for generate and perplexity */
 
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -127,23 +127,20 @@ Test(cli, docs_configs_md_is_the_schema) {
 
 /* ------------------------------------------------ --device on every command */
 
-/* 1 when the CUDA backend can run here, else 0 with the library's reason. */
+/* 1 when `dfpo env --device cuda` finds a usable GPU, else 0 with the
+ * reason it gives. */
 static int gpu_usable(char *why, size_t n) {
-  dfpo_err err;
-  dfpo_err_clear(&err);
-  ops_device got;
-  if (ops_device_resolve(OPS_DEVICE_CUDA, &got, NULL, 0, &err)) {
-    snprintf(why, n, "%s", err.msg);
-    return 0;
-  }
-  return 1;
-}
-
-static void put_text(const char *path, const char *text) {
-  FILE *f = fopen(path, "w");
-  cr_assert_not_null(f, "%s", path);
-  fputs(text, f);
-  fclose(f);
+  static const char lead[] = "dfpo: error: --device cuda: no usable CUDA device: ";
+  ts_run r;
+  ts_dfpo(&r, "env", "--device", "cuda", NULL);
+  int ok = r.status == 0;
+  const char *at = strstr(r.err, lead);
+  snprintf(why, n, "%.*s", at ? (int)strcspn(at + strlen(lead), "\n") : 0,
+           at ? at + strlen(lead) : "");
+  ts_run_free(&r);
+  if (!ok)
+    cr_assert(why[0], "dfpo env --device cuda failed without a reason");
+  return ok;
 }
 
 /* Each engine command given --device cuda, --device auto and a bad name, on
@@ -170,9 +167,9 @@ Test(cli, device_option_on_every_engine_command, .timeout = 300) {
   gpt2_init_random(m, 1);
   cr_assert_eq(gpt2_save(m, model, 0, &err), 0, "%s", err.msg);
   gpt2_free(m);
-  put_text(toks, "1 2 3 4 5 6 7 8 9 10 11 12\n13 14 15 16 17 18 19 20 21 22\n");
-  put_text(cfgf, "{\"suite\": {\"name\": \"dev\", \"tasks\": [\"synthetic\"], \"algos\": "
-                 "[\"zero-shot\"], \"seeds\": [0]}}\n");
+  ts_write_text(toks, "1 2 3 4 5 6 7 8 9 10 11 12\n13 14 15 16 17 18 19 20 21 22\n");
+  ts_write_text(cfgf, "{\"suite\": {\"name\": \"dev\", \"tasks\": [\"synthetic\"], \"algos\": "
+                      "[\"zero-shot\"], \"seeds\": [0]}}\n");
   /* the arguments of each command, the device value going in slot DEV */
 #define DEV "\x01"
   const char *cmds[][24] = {
@@ -220,8 +217,8 @@ Test(cli, device_option_on_every_engine_command, .timeout = 300) {
                      r.err);
         cr_expect(strstr(r.err, "dfpo: error: --device cuda: no usable CUDA device: "), "%s: %s",
                   cmd, r.err);
-        cr_expect(strstr(r.err, why + strlen("--device cuda: no usable CUDA device: ")),
-                  "%s: stderr '%s' lacks the library's reason '%s'", cmd, r.err, why);
+        cr_expect(strstr(r.err, why), "%s: stderr '%s' lacks the reason '%s' of dfpo env", cmd,
+                  r.err, why);
         cr_expect_str_eq(r.out, "", "%s --device cuda printed results", cmd);
       } else {
         cr_expect(strstr(r.err, "dfpo: warning: --device auto: no usable CUDA device (") &&

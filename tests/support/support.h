@@ -29,6 +29,8 @@ const char *ts_shared_data(void);
 /* The whole file as a NUL-terminated heap string (caller frees); aborts the
  * test when it cannot be read. */
 char *ts_slurp(const char *path);
+/* Writes text to path (created or truncated); aborts the test on failure. */
+void ts_write_text(const char *path, const char *text);
 
 /* A fresh temporary folder (mkdtemp) and its recursive removal. */
 void ts_tmpdir(char *buf, size_t n);

@@ -33,6 +33,7 @@
 
 #include "common/common.h"
 #include "tests/support/support.h"
+#include "tests/trainer/gpt2_testutil.h"
 
 static const ops_backend *C_ = &ops_cpu;
 
@@ -712,20 +713,6 @@ Test(ops_cuda, generate_same_tokens_as_the_cpu) {
 
 /* ------------------------------------------------------- RL on the GPU */
 
-/* Reward: the share of continuation tokens equal to 3 (test_rl_train's). */
-static int share_of_3(void *ctx, int nb, const int *prompts, const int *kstart, int Tp,
-                      const int *cont, const int *lens, int max_new, float *rewards,
-                      dfpo_err *err) {
-  (void)ctx, (void)prompts, (void)kstart, (void)Tp, (void)err;
-  for (int b = 0; b < nb; b++) {
-    int good = 0;
-    for (int i = 0; i < lens[b]; i++)
-      good += cont[(size_t)b * max_new + i] == 3;
-    rewards[b] = lens[b] ? (float)good / lens[b] : 0;
-  }
-  return 0;
-}
-
 /* Two RL iterations of each algorithm (NLPO's and DfPO's masks included)
  * with the policy, reference and value model on the GPU against the same on
  * the CPU: the rollouts draw the same uniforms, so (away from a uniform
@@ -760,11 +747,11 @@ Test(ops_cuda, rl_iterations_match_the_cpu) {
       rl_trainer *t;
       cr_assert_eq(rl_trainer_new(&t, pol, ref, val, &cfg, 5, &err), 0, "%s", err.msg);
       ops_use_device(OPS_DEVICE_CPU);
-      int prompts[B];
+      int prompts[B], good = 3;
       for (int b = 0; b < B; b++)
         prompts[b] = b % V;
       for (int it = 0; it < 2; it++)
-        cr_assert_eq(rl_iterate(t, prompts, NULL, B, 1, share_of_3, NULL, &st[d][it], &err), 0,
+        cr_assert_eq(rl_iterate(t, prompts, NULL, B, 1, tu_share_of, &good, &st[d][it], &err), 0,
                      "%s", err.msg);
       rl_trainer_free(t);
       gpt2_free(pol), gpt2_free(ref), gpt2_free(val);
