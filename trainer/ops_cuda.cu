@@ -38,6 +38,12 @@ static struct {
   decltype(&cublasSetAtomicsMode) set_atomics_mode;
   decltype(&cublasSetMathMode) set_math_mode;
   decltype(&cublasSgemm_v2) sgemm;
+  /* the C entry point (C++ also sees an inline overload taking
+   * cudaDataType for the compute type) */
+  cublasStatus_t (*gemm_ex)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int,
+                            const void *, const void *, cudaDataType, int, const void *,
+                            cudaDataType, int, const void *, void *, cudaDataType, int,
+                            cublasComputeType_t, cublasGemmAlgo_t);
   decltype(&cublasGetStatusString) status_string;
   decltype(&cublasGetStatusName) status_name;
 } cb;
@@ -74,6 +80,7 @@ static int open_cublas(char *why, size_t n) {
               {(void **)&cb.set_atomics_mode, "cublasSetAtomicsMode"},
               {(void **)&cb.set_math_mode, "cublasSetMathMode"},
               {(void **)&cb.sgemm, "cublasSgemm_v2"},
+              {(void **)&cb.gemm_ex, "cublasGemmEx"},
               {(void **)&cb.status_string, "cublasGetStatusString"},
               {(void **)&cb.status_name, "cublasGetStatusName"}};
   for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++) {
@@ -137,7 +144,7 @@ static void launched(const char *what) {
 /* ------------------------------------------------------------- state */
 
 static cublasHandle_t blas;
-static int tf32_on;
+static int tf32_on, bf16_on;
 static int ready;
 
 static void set_math_mode(void) {
@@ -195,6 +202,14 @@ extern "C" void ops_cuda_set_tf32(int on) {
 
 extern "C" int ops_cuda_tf32(void) {
   return tf32_on;
+}
+
+extern "C" void ops_cuda_set_bf16(int on) {
+  bf16_on = on != 0;
+}
+
+extern "C" int ops_cuda_bf16(void) {
+  return bf16_on;
 }
 
 /* One growable device scratch buffer for the ops that need temporary
@@ -346,6 +361,21 @@ static unsigned grid_for(size_t n, unsigned threads) {
 
 /* ------------------------------------------------------------ matmul */
 
+/* cuBLAS's column-major C = alpha op(A) op(B) + beta C on fp32 matrices:
+ * sgemm (fp32, or TF32 tensor cores by the handle's math mode), or with
+ * bf16 on GemmEx with CUBLAS_COMPUTE_32F_FAST_16BF: the fp32 inputs (the
+ * weights stay fp32: they are the master copy) are rounded to bf16 for the
+ * tensor cores, the products accumulate and land in fp32. */
+static void gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const float *A,
+                 int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+  float one = 1.0f;
+  if (bf16_on)
+    CB(cb.gemm_ex(blas, ta, tb, m, n, k, &one, A, CUDA_R_32F, lda, B, CUDA_R_32F, ldb, &beta, C,
+                  CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F_FAST_16BF, CUBLAS_GEMM_DEFAULT));
+  else
+    CB(cb.sgemm(blas, ta, tb, m, n, k, &one, A, lda, B, ldb, &beta, C, ldc));
+}
+
 __global__ static void k_fill_rows(float *out, const float *bias, size_t M, size_t N) {
   size_t total = M * N;
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
@@ -358,7 +388,7 @@ extern "C" void ops_cuda_matmul_fwd(float *out, const float *inp, const float *w
   need_ready();
   if (M <= 0 || N <= 0)
     return;
-  float one = 1.0f, beta = 0.0f;
+  float beta = 0.0f;
   if (bias) {
     /* as the CPU: out = bias, then out += inp w^T */
     k_fill_rows<<<grid_for((size_t)M * N, 256), 256>>>(out, bias, (size_t)M, (size_t)N);
@@ -367,7 +397,7 @@ extern "C" void ops_cuda_matmul_fwd(float *out, const float *inp, const float *w
   }
   /* Row-major out[M,N] is column-major out^T[N,M] = w^T... : cuBLAS sees
    * w as a column-major K x N matrix (op T gives N x K) and inp as K x M. */
-  CB(cb.sgemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, w, K, inp, K, &beta, out, N));
+  gemm(CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, w, K, inp, K, beta, out, N);
 }
 
 /* dst[c] += sum over rows m of src[m, c] (row stride N), summed in stripes
@@ -396,11 +426,10 @@ extern "C" void ops_cuda_matmul_bwd(float *dinp, float *dw, float *dbias, const 
   need_ready();
   if (M <= 0 || N <= 0 || K <= 0)
     return;
-  float one = 1.0f;
   if (dinp) /* dinp[M,K] += dout[M,N] w[N,K]: column-major dinp^T = w^T dout^T */
-    CB(cb.sgemm(blas, CUBLAS_OP_N, CUBLAS_OP_N, K, M, N, &one, w, K, dout, N, &one, dinp, K));
+    gemm(CUBLAS_OP_N, CUBLAS_OP_N, K, M, N, w, K, dout, N, 1.0f, dinp, K);
   if (dw) /* dw[N,K] += dout^T inp: column-major dw^T[K,N] = inp^T[K,M] dout[M,N] */
-    CB(cb.sgemm(blas, CUBLAS_OP_N, CUBLAS_OP_T, K, N, M, &one, inp, K, dout, N, &one, dw, K));
+    gemm(CUBLAS_OP_N, CUBLAS_OP_T, K, N, M, inp, K, dout, N, 1.0f, dw, K);
   if (dbias) {
     dim3 block(WARP, CS_Y);
     k_colsum_add<<<(N + WARP - 1) / WARP, block>>>(dbias, dout, M, N);

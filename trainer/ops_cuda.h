@@ -32,6 +32,12 @@ int ops_cuda_init(char *reason, size_t n);
  * CUBLAS_TF32_TENSOR_OP_MATH) on or off (the default: plain fp32). */
 void ops_cuda_set_tf32(int on);
 int ops_cuda_tf32(void);
+/* bf16 matrix products (cublasGemmEx, CUBLAS_COMPUTE_32F_FAST_16BF: fp32
+ * matrices rounded to bf16 for the tensor cores, fp32 accumulation and
+ * results; the weights stay fp32) on or off (the default); wins over
+ * TF32. */
+void ops_cuda_set_bf16(int on);
+int ops_cuda_bf16(void);
 
 /* The ops (ops.h says what each does). */
 void *ops_cuda_alloc(size_t bytes);

@@ -50,6 +50,12 @@ ops_device ops_current_device(void);
  * fp32 throughout); no effect on the CPU backend. */
 void ops_set_tf32(int on);
 int ops_tf32(void);
+/* bf16 matrix products for the CUDA backend (default off): the fp32
+ * matrices are rounded to bf16 inside cuBLAS for the tensor cores and the
+ * products accumulate in fp32, so the weights, gradients and AdamW state
+ * stay fp32 (the master copy); wins over TF32. No effect on the CPU. */
+void ops_set_bf16(int on);
+int ops_bf16(void);
 
 /* ----------------------------------------------------- tokenizer (tok_) */
 

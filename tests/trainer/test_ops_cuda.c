@@ -16,6 +16,10 @@
  *     terms);
  *   - the embedding scatter: bit for bit (it adds in the CPU's order);
  *   - TF32 matrix products: 5e-3 (a 10-bit mantissa: 2^-11 per product);
+ *   - bf16 matrix products (fp32 matrices rounded to bf16 inside cuBLAS,
+ *     fp32 accumulation): 2e-2 (a 7-bit mantissa: 2^-8 per input, four
+ *     times TF32's; measured on the emulator, whose GemmEx rounds the
+ *     inputs to nearest even and adds in double: see docs/cuda.md);
  *   - a whole GPT-2 step (loss, every gradient): 1e-4; ten AdamW steps: the
  *     losses 1e-4 and the parameter updates ||dgpu - dcpu|| / ||dcpu|| below
  *     1e-2 (Adam divides by sqrt(v), so near-zero gradients amplify the
@@ -130,6 +134,7 @@ static void check_dev(const char *what, const float *h, const float *d, size_t n
 
 #define TOL_RED 1e-5
 #define TOL_TF32 5e-3
+#define TOL_BF16 2e-2
 
 /* ------------------------------------------------------------- memory */
 
@@ -158,11 +163,11 @@ Test(ops_cuda, memory_alloc_zeroed_upload_download_copy) {
 
 /* ------------------------------------------------------------- matmul */
 
-static void matmul_case(int M, int K, int N, int with_bias, int tf32, double tol) {
+/* prec: 0 fp32, 1 TF32, 2 bf16 */
+static void matmul_case(int M, int K, int N, int with_bias, int prec, double tol) {
 #ifdef DFPO_HAVE_CUDA
-  ops_cuda_set_tf32(tf32);
-#else
-  (void)tf32;
+  ops_cuda_set_tf32(prec == 1);
+  ops_cuda_set_bf16(prec == 2);
 #endif
   size_t nx = (size_t)M * K, nw = (size_t)N * K, no = (size_t)M * N;
   float *x = rnd(nx, 10 + M, 1), *w = rnd(nw, 20 + N, 1), *b = rnd((size_t)N, 30, 1);
@@ -177,15 +182,15 @@ static void matmul_case(int M, int K, int N, int with_bias, int tf32, double tol
   C_->matmul_fwd(out, x, w, with_bias ? b : NULL, M, K, N);
   G->matmul_fwd(gout, gx, gw, with_bias ? gb : NULL, M, K, N);
   char what[128];
-  snprintf(what, sizeof what, "matmul_fwd M=%d K=%d N=%d bias=%d tf32=%d", M, K, N, with_bias,
-           tf32);
+  snprintf(what, sizeof what, "matmul_fwd M=%d K=%d N=%d bias=%d prec=%d", M, K, N, with_bias,
+           prec);
   check_dev(what, out, gout, no, tol);
   /* backward accumulates into non-zero gradients */
   C_->matmul_bwd(di, dw, with_bias ? db : NULL, dout, x, w, M, K, N);
   G->matmul_bwd(gdi, gdw, with_bias ? gdb : NULL, gdout, gx, gw, M, K, N);
-  snprintf(what, sizeof what, "matmul_bwd dinp M=%d K=%d N=%d tf32=%d", M, K, N, tf32);
+  snprintf(what, sizeof what, "matmul_bwd dinp M=%d K=%d N=%d prec=%d", M, K, N, prec);
   check_dev(what, di, gdi, nx, tol);
-  snprintf(what, sizeof what, "matmul_bwd dw M=%d K=%d N=%d tf32=%d", M, K, N, tf32);
+  snprintf(what, sizeof what, "matmul_bwd dw M=%d K=%d N=%d prec=%d", M, K, N, prec);
   check_dev(what, dw, gdw, nw, tol);
   snprintf(what, sizeof what, "matmul_bwd dbias M=%d N=%d", M, N);
   check_dev(what, db, gdb, (size_t)N, TOL_RED); /* own kernel, never TF32 */
@@ -199,6 +204,7 @@ static void matmul_case(int M, int K, int N, int with_bias, int tf32, double tol
   free(x), free(w), free(b), free(dout), free(di), free(dw), free(db), free(out), free(junk);
 #ifdef DFPO_HAVE_CUDA
   ops_cuda_set_tf32(0);
+  ops_cuda_set_bf16(0);
 #endif
 }
 
@@ -212,6 +218,13 @@ Test(ops_cuda, matmul_fp32) {
 Test(ops_cuda, matmul_tf32) {
   NEED_GPU();
   matmul_case(128, 256, 192, 1, 1, TOL_TF32);
+}
+
+/* The optional bf16 mode against the CPU's fp32 (prec=2 in the labels). */
+Test(ops_cuda, matmul_bf16) {
+  NEED_GPU();
+  matmul_case(128, 256, 192, 1, 2, TOL_BF16);
+  matmul_case(1, 64, 200, 0, 2, TOL_BF16);
 }
 
 /* ------------------------------------------------------------ encoder */
