@@ -146,9 +146,9 @@ static int gpu_usable(char *why, size_t n) {
 /* Each engine command given --device cuda, --device auto and a bad name, on
  * small inputs: a 300-token tiny model for generate and perplexity, a
  * one-step pretraining, and (for train and reproduce, whose runs are the
- * business of their own tests) a missing model or cell, which they meet only
+ * business of their own tests) a missing tokenizer or cell, which they meet only
  * after the device was chosen. Without a usable GPU (this project's build
- * machine), cuda must fail with exit status 3 and the library's reason
+ * machine), cuda must fail with exit status 3 and the reason dfpo env gives
  * before any work, and auto must warn and go on on the CPU. */
 Test(cli, device_option_on_every_engine_command, .timeout = 300) {
   char why[1024];

@@ -736,7 +736,7 @@ Test(ops_cuda, generate_same_tokens_as_the_cpu) {
  * buffer through a download. */
 Test(ops_cuda, rl_iterations_match_the_cpu) {
   NEED_GPU();
-  enum { V = 8, B = 8 };
+  enum { V = 8, B = 4 }; /* small enough for the CUDA emulator */
   gpt2_config pc = {1, 2, 16, V, 16, GPT2_HEAD_NONE, 0}, vc = pc;
   vc.head = GPT2_HEAD_VALUE;
   const int algos[3] = {RL_PPO, RL_NLPO, RL_DFPO};
@@ -750,11 +750,11 @@ Test(ops_cuda, rl_iterations_match_the_cpu) {
       rl_config cfg = rl_config_default();
       cfg.algo = algos[a];
       cfg.lr = 3e-3f;
-      cfg.epochs = 2;
-      cfg.minibatch = 4;
+      cfg.epochs = 1;
+      cfg.minibatch = 2;
       cfg.nlpo_top_p = 0.5f;
       cfg.nlpo_k_min = 2;
-      cfg.sampling.max_new = 4;
+      cfg.sampling.max_new = 3;
       cfg.sampling.eos = -1;
       ops_use_device(dev); /* NLPO's mask model goes where the policy is */
       rl_trainer *t;
