@@ -126,10 +126,11 @@ static double close_to(const char *what, const float *want, const float *got, si
 }
 
 /* downloads d[n] and compares it with the CPU's h[n] */
-static void check_dev(const char *what, const float *h, const float *d, size_t n, double tol) {
+static double check_dev(const char *what, const float *h, const float *d, size_t n, double tol) {
   float *g = down(d, n);
-  close_to(what, h, g, n, tol);
+  double e = close_to(what, h, g, n, tol);
   free(g);
+  return e;
 }
 
 #define TOL_RED 1e-5
@@ -184,14 +185,20 @@ static void matmul_case(int M, int K, int N, int with_bias, int prec, double tol
   char what[128];
   snprintf(what, sizeof what, "matmul_fwd M=%d K=%d N=%d bias=%d prec=%d", M, K, N, with_bias,
            prec);
-  check_dev(what, out, gout, no, tol);
+  double e = check_dev(what, out, gout, no, tol);
+  if (prec)
+    cr_log_info("%s: error %.3g of tolerance %.3g", what, e, tol);
   /* backward accumulates into non-zero gradients */
   C_->matmul_bwd(di, dw, with_bias ? db : NULL, dout, x, w, M, K, N);
   G->matmul_bwd(gdi, gdw, with_bias ? gdb : NULL, gdout, gx, gw, M, K, N);
   snprintf(what, sizeof what, "matmul_bwd dinp M=%d K=%d N=%d prec=%d", M, K, N, prec);
-  check_dev(what, di, gdi, nx, tol);
+  e = check_dev(what, di, gdi, nx, tol);
+  if (prec)
+    cr_log_info("%s: error %.3g of tolerance %.3g", what, e, tol);
   snprintf(what, sizeof what, "matmul_bwd dw M=%d K=%d N=%d prec=%d", M, K, N, prec);
-  check_dev(what, dw, gdw, nw, tol);
+  e = check_dev(what, dw, gdw, nw, tol);
+  if (prec)
+    cr_log_info("%s: error %.3g of tolerance %.3g", what, e, tol);
   snprintf(what, sizeof what, "matmul_bwd dbias M=%d N=%d", M, N);
   check_dev(what, db, gdb, (size_t)N, TOL_RED); /* own kernel, never TF32 */
   /* dinp NULL: only the weights' gradients move */
