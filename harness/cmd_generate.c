@@ -45,7 +45,9 @@ static const char generate_usage[] =
     "  --seed N             sampling seed (default 0)\n"
     "  --device D           cpu (default), cuda, or auto: CUDA when a device is\n"
     "                       usable, else the CPU with a warning that says why;\n"
-    "                       cuda fails with the driver's reason when none is\n"
+    "                       cuda fails with the driver's reason when none is;\n"
+    "                       the CUDA backend has not yet run on a real GPU\n"
+    "                       (docs/cuda.md)\n"
     "  -h, --help           show this help\n";
 
 /* Writes s[0..n) as a JSON string; bytes that are not well-formed UTF-8

@@ -36,7 +36,8 @@ static const char perplexity_usage[] =
     "  --json           one JSON object instead of text\n"
     "  --device D       cpu (default), cuda, or auto: CUDA when a device is\n"
     "                   usable, else the CPU with a warning that says why; cuda\n"
-    "                   fails with the driver's reason when none is\n"
+    "                   fails with the driver's reason when none is; the CUDA\n"
+    "                   backend has not yet run on a real GPU (docs/cuda.md)\n"
     "  -h, --help       show this help\n";
 
 /* Parses the ids of one line into *ids (grown as needed); returns the count

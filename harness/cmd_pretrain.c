@@ -64,7 +64,8 @@ static const char pretrain_usage[] =
     "  --device D          cpu (default; with --config the device key, default\n"
     "                      auto), cuda, or auto: CUDA when a device is usable,\n"
     "                      else the CPU with a warning that says why; cuda fails\n"
-    "                      with the driver's reason when none is\n"
+    "                      with the driver's reason when none is; the CUDA\n"
+    "                      backend has not yet run on a real GPU (docs/cuda.md)\n"
     "  -h, --help          show this help\n";
 
 #define PT_MAX_FILES 64
