@@ -281,7 +281,6 @@ int gpt2_generate(gpt2_model *m, const int *prompts, const int *kstart, int B, i
         o->upload(m->g_allow, allow, (size_t)B * V);
       o->sample(m->g_stok, m->g_slogp, m->g_logits, allow ? m->g_allow : NULL, m->g_su, B, V,
                 temperature, s->top_k, s->top_p, ban);
-      m->last_logits = NULL; /* spent */
       o->download(tok, m->g_stok, (size_t)B * sizeof(int));
       o->download(lp, m->g_slogp, (size_t)B * sizeof(float));
     }
@@ -314,6 +313,7 @@ int gpt2_generate(gpt2_model *m, const int *prompts, const int *kstart, int B, i
     }
   }
 out:
+  m->last_logits = NULL; /* spent by the in-place sampler (documented so in every case) */
   free(z);
   free(allow);
   free(done);
