@@ -66,6 +66,10 @@ if [ "${SKIP_BENCH:-0}" != 1 ]; then
     run dfpo-gen$tag "$dfpo" bench --device cuda $p --shape "$shape" --what generate --prompts 16 --prompt-len 64 --new 48
     run hf-gen$tag "$py" bench/gpt2_torch_cuda.py generate $p --shape "$shape" --prompts 16 --prompt-len 64 --new 48
   done
+  # the optional bf16 products (fp32 weights): dfpo only, no peer run here
+  for b in 4 16; do
+    run dfpo-train-$b-bf16 "$dfpo" bench --device cuda --bf16 --shape "$shape" --batch $b --seq 64 --steps 5
+  done
   "$py" - "$log" "${PEAK_TFLOPS:-}" <<'PY'
 import json, os, sys
 d, peak = sys.argv[1], sys.argv[2]
@@ -76,7 +80,7 @@ def j(n):
         return None
 print("\n| measurement | dfpo | peer | peer / dfpo | dfpo TFLOP/s | dfpo MFU |")
 print("|---|---|---|---|---|---|")
-for tag in ("-fp32", "-tf32"):
+for tag in ("-fp32", "-tf32", "-bf16"):
     for b in (4, 16):
         a, p = j("dfpo-train-%d%s" % (b, tag)), j("torch-train-%d%s" % (b, tag))
         if not a:

@@ -81,17 +81,23 @@ int cli_integer(const char *cmd, const char *s, int lo, int hi, const char *opt,
   return DFPO_OK;
 }
 
-int cli_device(const char *cmd, const char *arg) {
-  dfpo_err err;
-  dfpo_err_clear(&err);
+int cli_use_device(const char *arg, dfpo_err *err) {
   ops_device want, got;
-  if (ops_device_parse(arg, &want, &err))
-    return cli_usage_error(cmd, "%s", err.msg);
+  int rc = ops_device_parse(arg, &want, err);
   char note[1024];
-  if (ops_device_resolve(want, &got, note, sizeof note, &err))
-    return cli_fail(&err);
+  if (rc || (rc = ops_device_resolve(want, &got, note, sizeof note, err)))
+    return rc;
   if (note[0])
     dfpo_warn("%s", note);
   ops_use_device(got);
   return DFPO_OK;
+}
+
+int cli_device(const char *cmd, const char *arg) {
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  int rc = cli_use_device(arg, &err);
+  if (rc == DFPO_EUSAGE)
+    return cli_usage_error(cmd, "%s", err.msg);
+  return rc ? cli_fail(&err) : DFPO_OK;
 }

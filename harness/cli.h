@@ -61,5 +61,10 @@ int cli_fail(const dfpo_err *e);
  * reason) and makes it the device new models go to. Returns DFPO_OK, or the
  * code of the error it printed. */
 int cli_device(const char *cmd, const char *arg);
+/* The same without printing the error (the fallback's warning is printed):
+ * DFPO_EUSAGE for a name other than cpu, cuda or auto, DFPO_ERUNTIME with
+ * the driver's reason when cuda is not usable. For commands that report
+ * their errors themselves (a config's `device` key). */
+int cli_use_device(const char *arg, dfpo_err *err);
 
 #endif

@@ -42,6 +42,9 @@ static const char bench_usage[] =
     "  --device D         cpu (default), cuda, or auto (cuda when usable, else\n"
     "                     the CPU, saying why)\n"
     "  --tf32             CUDA: matrix products on TF32 tensor cores\n"
+    "  --bf16             CUDA: matrix products on bf16 tensor cores (fp32\n"
+    "                     weights rounded inside cuBLAS, fp32 accumulation;\n"
+    "                     checked on the CUDA emulator only, docs/cuda.md)\n"
     "  -h, --help         show this help\n";
 
 static double peak_rss_mib(void) {
@@ -175,11 +178,12 @@ int cmd_bench(int argc, char **argv) {
                                        {"seed", required_argument, NULL, 'r'},
                                        {"device", required_argument, NULL, 'd'},
                                        {"tf32", no_argument, NULL, 'f'},
+                                       {"bf16", no_argument, NULL, 'F'},
                                        {"algo", required_argument, NULL, 'a'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
   const char *shape = "gpt2-124M", *what = "train", *device = "cpu", *algo = "ppo";
-  int tf32 = 0;
+  int tf32 = 0, bf16 = 0;
   int B = 4, T = 64, steps = 3, prompts = 16, plen = 64, nnew = 48, seed = 0, c, rc;
   int steps_given = 0;
   cli_reset_getopt();
@@ -223,6 +227,9 @@ int cmd_bench(int argc, char **argv) {
     case 'f':
       tf32 = 1;
       break;
+    case 'F':
+      bf16 = 1;
+      break;
     case 'h':
       fputs(bench_usage, stdout);
       return DFPO_OK;
@@ -251,6 +258,7 @@ int cmd_bench(int argc, char **argv) {
   if ((rc = cli_device("bench", device)))
     return rc;
   ops_set_tf32(tf32);
+  ops_set_bf16(bf16);
   if (rl) {
     ops_env_info e;
     ops_env_probe(&e);
@@ -324,10 +332,12 @@ int cmd_bench(int argc, char **argv) {
     gpt2_free(m);
     return cli_fail(&err);
   }
+  int cuda = gpt2_device(m) == OPS_DEVICE_CUDA;
   printf("{\"engine\": \"dfpo\", \"shape\": \"%s\", \"device\": \"%s\", \"tf32\": %s, "
-         "\"threads\": %d, ",
+         "\"bf16\": %s, \"threads\": %d, ",
          shape, ops_device_name(gpt2_device(m)),
-         gpt2_device(m) == OPS_DEVICE_CUDA && ops_tf32() ? "true" : "false", env.cpu_threads);
+         cuda && ops_tf32() && !ops_bf16() ? "true" : "false",
+         cuda && ops_bf16() ? "true" : "false", env.cpu_threads);
   if (train)
     printf("\"batch\": %d, \"seq\": %d, \"step_s\": %.4f, \"steps\": %d, ", B, T, best, steps);
   else

@@ -43,6 +43,11 @@ static const char generate_usage[] =
     "  --eos ID             end-of-text id, -1 for none (default 50256)\n"
     "  --batch N            prompts per batch (default 16)\n"
     "  --seed N             sampling seed (default 0)\n"
+    "  --device D           cpu (default), cuda, or auto: CUDA when a device is\n"
+    "                       usable, else the CPU with a warning that says why;\n"
+    "                       cuda fails with the driver's reason when none is;\n"
+    "                       the CUDA backend has not yet run on a real GPU\n"
+    "                       (docs/cuda.md)\n"
     "  -h, --help           show this help\n";
 
 /* Writes s[0..n) as a JSON string; bytes that are not well-formed UTF-8
@@ -268,9 +273,11 @@ int cmd_generate(int argc, char **argv) {
                                        {"eos", required_argument, NULL, 'e'},
                                        {"batch", required_argument, NULL, 'b'},
                                        {"seed", required_argument, NULL, 's'},
+                                       {"device", required_argument, NULL, 'D'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
-  const char *model = NULL, *tokens = NULL, *tokdir = NULL, *prompt = NULL, *input = NULL;
+  const char *model = NULL, *tokens = NULL, *tokdir = NULL, *prompt = NULL, *input = NULL,
+             *device = "cpu";
   gpt2_sampling s = gpt2_sampling_default();
   double v, batch = 16, seed = 0;
   int c, rc = DFPO_OK;
@@ -322,6 +329,9 @@ int cmd_generate(int argc, char **argv) {
     case 's':
       rc = cli_number("generate", optarg, 0, 1e15, "--seed", &seed);
       break;
+    case 'D':
+      device = optarg;
+      break;
     case 'h':
       fputs(generate_usage, stdout);
       return DFPO_OK;
@@ -339,6 +349,8 @@ int cmd_generate(int argc, char **argv) {
     return cli_usage_error("generate", "give exactly one of --prompt, --input and --tokens");
   if (!tokens && !tokdir)
     return cli_usage_error("generate", "--prompt and --input need --tokenizer");
+  if ((rc = cli_device("generate", device)))
+    return rc;
   dfpo_err err;
   dfpo_err_clear(&err);
   gpt2_model *m;

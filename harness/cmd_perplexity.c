@@ -34,6 +34,10 @@ static const char perplexity_usage[] =
     "  --tokens FILE    token ids, one document per line\n"
     "  --no-bos         do not prepend <|endoftext|>\n"
     "  --json           one JSON object instead of text\n"
+    "  --device D       cpu (default), cuda, or auto: CUDA when a device is\n"
+    "                   usable, else the CPU with a warning that says why; cuda\n"
+    "                   fails with the driver's reason when none is; the CUDA\n"
+    "                   backend has not yet run on a real GPU (docs/cuda.md)\n"
     "  -h, --help       show this help\n";
 
 /* Parses the ids of one line into *ids (grown as needed); returns the count
@@ -105,9 +109,10 @@ int cmd_perplexity(int argc, char **argv) {
                                        {"input", required_argument, NULL, 'i'},
                                        {"no-bos", no_argument, NULL, 'n'},
                                        {"json", no_argument, NULL, 'j'},
+                                       {"device", required_argument, NULL, 'D'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
-  const char *model = NULL, *tokens = NULL, *tokdir = NULL, *input = NULL;
+  const char *model = NULL, *tokens = NULL, *tokdir = NULL, *input = NULL, *device = "cpu";
   int no_bos = 0, json = 0, c;
   cli_reset_getopt();
   while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
@@ -130,6 +135,9 @@ int cmd_perplexity(int argc, char **argv) {
     case 'j':
       json = 1;
       break;
+    case 'D':
+      device = optarg;
+      break;
     case 'h':
       fputs(perplexity_usage, stdout);
       return DFPO_OK;
@@ -143,10 +151,13 @@ int cmd_perplexity(int argc, char **argv) {
     return cli_usage_error("perplexity", "--model and one of --input and --tokens are required");
   if (input && !tokdir)
     return cli_usage_error("perplexity", "--input needs --tokenizer");
+  int rc = cli_device("perplexity", device);
+  if (rc)
+    return rc;
   dfpo_err err;
   dfpo_err_clear(&err);
   gpt2_model *m;
-  int rc = gpt2_load(&m, model, &err);
+  rc = gpt2_load(&m, model, &err);
   if (rc)
     return cli_fail(&err);
   int vocab = gpt2_get_config(m)->vocab_size;

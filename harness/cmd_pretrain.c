@@ -29,8 +29,8 @@ static const char pretrain_usage[] =
     "With --config (and --set overrides, docs/configs.md) the run is described by\n"
     "the pretrain.* keys, the shape by model.n_layer, model.n_head, model.n_embd and\n"
     "model.block_size, the tokenizer by tokenizer.path (required); the vocabulary\n"
-    "is the tokenizer's. --config and --set exclude the other options but\n"
-    "--stop-after.\n"
+    "is the tokenizer's, the device by device. --config and --set exclude the\n"
+    "other options but --stop-after and --device (which wins over the key).\n"
     "\n"
     "Writes into DIR: checkpoint.bin (native, with the AdamW state; every\n"
     "--ckpt-every steps and at the end), train.jsonl (one line per step: step,\n"
@@ -62,6 +62,11 @@ static const char pretrain_usage[] =
     "  --seed N            seed of the weights and the data order (default 0)\n"
     "  --stop-after N      stop after step N without a final checkpoint, as a kill\n"
     "                      would (for resume tests and time-boxed runs)\n"
+    "  --device D          cpu (default; with --config the device key, default\n"
+    "                      auto), cuda, or auto: CUDA when a device is usable,\n"
+    "                      else the CPU with a warning that says why; cuda fails\n"
+    "                      with the driver's reason when none is; the CUDA\n"
+    "                      backend has not yet run on a real GPU (docs/cuda.md)\n"
     "  -h, --help          show this help\n";
 
 #define PT_MAX_FILES 64
@@ -518,7 +523,8 @@ enum {
   O_STOP,
   O_CONFIG,
   O_SET,
-  O_TOK
+  O_TOK,
+  O_DEVICE
 };
 
 int cmd_pretrain(int argc, char **argv) {
@@ -548,6 +554,7 @@ int cmd_pretrain(int argc, char **argv) {
                                        {"config", required_argument, NULL, O_CONFIG},
                                        {"set", required_argument, NULL, O_SET},
                                        {"tokenizer", required_argument, NULL, O_TOK},
+                                       {"device", required_argument, NULL, O_DEVICE},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
   pt_opts o = {.shape = "gpt2-tiny",
@@ -563,7 +570,7 @@ int cmd_pretrain(int argc, char **argv) {
                .eval_b = 4,
                .ckpt = 50,
                .kind = GPT2_LR_COSINE};
-  const char *config = NULL, *sets[256];
+  const char *config = NULL, *sets[256], *device = NULL;
   int nsets = 0, other = 0, c, rc = DFPO_OK;
   cli_reset_getopt();
   while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
@@ -579,6 +586,9 @@ int cmd_pretrain(int argc, char **argv) {
       break;
     case O_TOK:
       o.tokdir = optarg;
+      break;
+    case O_DEVICE:
+      device = optarg;
       break;
     case O_TRAIN:
     case O_VAL: {
@@ -675,13 +685,22 @@ int cmd_pretrain(int argc, char **argv) {
   if (config || nsets) {
     if (other)
       return cli_usage_error("pretrain", "--config and --set exclude the other options "
-                                         "(but --stop-after): set pretrain.* keys instead");
+                                         "(but --stop-after and --device): set pretrain.* keys "
+                                         "instead");
     cfg conf;
     double stop = o.stop;
     memset(&o, 0, sizeof o);
     o.stop = stop;
     if ((rc = cfg_load(&conf, cfg_schema, config, sets, nsets, &err)))
       return cli_fail(&err);
+    if (!device && (rc = cfg_get_str(&conf, "device", &device, &err))) {
+      cfg_free(&conf);
+      return cli_fail(&err);
+    }
+    if ((rc = cli_device("pretrain", device))) {
+      cfg_free(&conf);
+      return rc;
+    }
     char *json = NULL;
     if (!(rc = opts_from_config(&o, &conf, &err))) {
       json = cfg_to_json(&conf);
@@ -693,6 +712,8 @@ int cmd_pretrain(int argc, char **argv) {
   }
   if (!o.ntrain || !o.nval || !o.out)
     return cli_usage_error("pretrain", "--train, --val and --out are required (or --config)");
+  if ((rc = cli_device("pretrain", device ? device : "cpu")))
+    return rc;
   rc = pt_run(&o, NULL, &err);
   return rc ? cli_fail(&err) : DFPO_OK;
 }

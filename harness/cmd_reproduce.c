@@ -35,6 +35,7 @@
 static const char reproduce_usage[] =
     "Usage: dfpo reproduce [--suite NAME | --config FILE] [--out DIR] [--set k=v]...\n"
     "                      [--emit slurm] [--max-cells N] [--cell I] [--prepare-only]\n"
+    "                      [--device D]\n"
     "\n"
     "Runs a suite end to end into DIR/<suite.name>/: the task data and the base\n"
     "model (model.init pretrain: the task corpus, a BPE tokenizer trained on it\n"
@@ -53,6 +54,13 @@ static const char reproduce_usage[] =
     "  --config FILE     a suite config file instead\n"
     "  --out DIR         root of the suite folders (default: out)\n"
     "  -s, --set k=v     override a config key (repeatable)\n"
+    "  --device D        the device key: auto (the default), cpu or cuda, for the\n"
+    "                    base model's pretraining and every cell. auto runs on\n"
+    "                    CUDA when a device is usable, else on the CPU with a\n"
+    "                    warning that says why; cuda fails at once with the\n"
+    "                    driver's reason when none is. The CUDA backend has not\n"
+    "                    yet run on a real GPU (docs/cuda.md): cpu is the\n"
+    "                    tested path. Slurm scripts ask for a GPU when it is cuda\n"
     "  --emit slurm      write DIR/<suite>/slurm/ (a preparation job, a job array\n"
     "                    with one task per cell, a report job, submit.sh) and run\n"
     "                    nothing\n"
@@ -347,8 +355,9 @@ static int pretrain_child(const cfg *c, const char *what, const char *train_ids,
                           const char *val_ids, size_t V, const char *pre, const char *log,
                           const char *model, dfpo_err *err) {
   pt_args p;
+  const char *device;
   int rc = pt_args_from_cfg(c, V, &p, err);
-  if (rc)
+  if (rc || (rc = cfg_get_str(c, "device", &device, err)))
     return rc;
   char *argv[] = {"dfpo",
                   "pretrain",
@@ -392,6 +401,8 @@ static int pretrain_child(const cfg *c, const char *what, const char *train_ids,
                   p.a[15],
                   "--schedule",
                   (char *)p.schedule,
+                  "--device",
+                  (char *)device,
                   NULL};
   char jsonl[1700];
   suite_fmt(jsonl, sizeof jsonl, "%s/train.jsonl", pre);
@@ -1311,6 +1322,11 @@ static int reproduce(repro *r, const char *file, const char *const *sets, int ns
     return rc;
   if (emit)
     return emit_slurm(r, file, err);
+  /* the device, resolved here once so that cuda without a usable device
+   * fails before any work (the children resolve the same key again) */
+  const char *device;
+  if ((rc = cfg_get_str(&r->s.conf, "device", &device, err)) || (rc = cli_use_device(device, err)))
+    return rc;
   int n = suite_n_cells(&r->s);
   if (only_cell >= n)
     return dfpo_err_set(err, DFPO_EUSAGE, "--cell %d: the suite has %d cells (0..%d)", only_cell, n,
@@ -1399,7 +1415,7 @@ static int reproduce(repro *r, const char *file, const char *const *sets, int ns
 }
 
 int cmd_reproduce(int argc, char **argv) {
-  enum { O_SUITE = 256, O_CONFIG, O_OUT, O_EMIT, O_MAX, O_CELL, O_PREP };
+  enum { O_SUITE = 256, O_CONFIG, O_OUT, O_EMIT, O_MAX, O_CELL, O_PREP, O_DEVICE };
   static const struct option opts[] = {{"suite", required_argument, NULL, O_SUITE},
                                        {"config", required_argument, NULL, O_CONFIG},
                                        {"out", required_argument, NULL, O_OUT},
@@ -1408,9 +1424,11 @@ int cmd_reproduce(int argc, char **argv) {
                                        {"max-cells", required_argument, NULL, O_MAX},
                                        {"cell", required_argument, NULL, O_CELL},
                                        {"prepare-only", no_argument, NULL, O_PREP},
+                                       {"device", required_argument, NULL, O_DEVICE},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
   const char *suite_name = NULL, *file = NULL, *out = "out";
+  char device_set[64] = "";
   char **sets = calloc((size_t)argc + 1, sizeof *sets);
   if (!sets)
     return DFPO_ERUNTIME;
@@ -1443,6 +1461,11 @@ int cmd_reproduce(int argc, char **argv) {
       break;
     case O_PREP:
       prep = 1;
+      break;
+    case O_DEVICE:
+      /* the device key, over the config and the --set before it */
+      snprintf(device_set, sizeof device_set, "device=%.50s", optarg);
+      sets[nsets++] = device_set;
       break;
     case 'h':
       fputs(reproduce_usage, stdout);

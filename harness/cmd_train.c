@@ -18,6 +18,7 @@
 static const char train_usage[] =
     "Usage: dfpo train --task T --algo A --seed N --out DIR --model CKPT --tokenizer DIR\n"
     "                  [--config FILE] [--set key.path=value]... [--stop-after N]\n"
+    "                  [--device D]\n"
     "\n"
     "Fine-tunes a base model on a task with one algorithm and one seed and writes\n"
     "the run folder DIR/<suite>/<task>/<algo>/seed-<N>/: config.json (resolved),\n"
@@ -55,6 +56,11 @@ static const char train_usage[] =
     "  --model CKPT      model.path: the base policy (native checkpoint or\n"
     "                    model.safetensors); the reference is a frozen copy\n"
     "  --tokenizer DIR   tokenizer.path\n"
+    "  --device D        device: auto (the default), cpu or cuda. auto runs on\n"
+    "                    CUDA when a device is usable, else on the CPU with a\n"
+    "                    warning that says why; cuda fails with the driver's\n"
+    "                    reason when none is. The CUDA backend has not yet run\n"
+    "                    on a real GPU (docs/cuda.md): cpu is the tested path\n"
     "  --config FILE     a config file laid over the defaults first\n"
     "  -s, --set k=v     override one config key (repeatable)\n"
     "  --stop-after N    stop after N iterations as a kill would (for resume tests)\n"
@@ -389,24 +395,7 @@ static int make_value_model(run *r, dfpo_err *err) {
   if (rc)
     return rc;
   gpt2_init_random(r->value, (uint64_t)r->seed);
-  int nv = gpt2_num_tensors(r->value), np = gpt2_num_tensors(r->policy);
-  for (int i = 0; i < nv; i++) {
-    const char *vn;
-    int vr, vcn;
-    float *vp;
-    gpt2_tensor_info(r->value, i, &vn, &vr, &vcn, &vp, NULL);
-    for (int j = 0; j < np; j++) {
-      const char *pn;
-      int pr, pcn;
-      float *pp;
-      gpt2_tensor_info(r->policy, j, &pn, &pr, &pcn, &pp, NULL);
-      if (!strcmp(pn, vn) && pr == vr && pcn == vcn) {
-        memcpy(vp, pp, sizeof(float) * (size_t)vr * vcn);
-        break;
-      }
-    }
-  }
-  return DFPO_OK;
+  return gpt2_copy_shared_params(r->value, r->policy, NULL, err);
 }
 
 static void run_free(run *r) {
@@ -1085,17 +1074,13 @@ static int run_cell(run *r, dfpo_err *err) {
 }
 
 int cmd_train(int argc, char **argv) {
-  static const struct option opts[] = {{"task", required_argument, NULL, 't'},
-                                       {"algo", required_argument, NULL, 'a'},
-                                       {"seed", required_argument, NULL, 'n'},
-                                       {"out", required_argument, NULL, 'o'},
-                                       {"model", required_argument, NULL, 'm'},
-                                       {"tokenizer", required_argument, NULL, 'k'},
-                                       {"config", required_argument, NULL, 'c'},
-                                       {"set", required_argument, NULL, 's'},
-                                       {"stop-after", required_argument, NULL, 'S'},
-                                       {"help", no_argument, NULL, 'h'},
-                                       {NULL, 0, NULL, 0}};
+  static const struct option opts[] = {
+      {"task", required_argument, NULL, 't'},   {"algo", required_argument, NULL, 'a'},
+      {"seed", required_argument, NULL, 'n'},   {"out", required_argument, NULL, 'o'},
+      {"model", required_argument, NULL, 'm'},  {"tokenizer", required_argument, NULL, 'k'},
+      {"device", required_argument, NULL, 'D'}, {"config", required_argument, NULL, 'c'},
+      {"set", required_argument, NULL, 's'},    {"stop-after", required_argument, NULL, 'S'},
+      {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
   /* command-line options become --set overrides, applied after the file */
   char **sets = calloc((size_t)argc + 1, sizeof *sets);
   char **owned = calloc((size_t)argc + 1, sizeof *owned);
@@ -1127,6 +1112,9 @@ int cmd_train(int argc, char **argv) {
       break;
     case 'k':
       key = "tokenizer.path";
+      break;
+    case 'D':
+      key = "device";
       break;
     case 'c':
       file = optarg;
@@ -1165,6 +1153,10 @@ int cmd_train(int argc, char **argv) {
     dfpo_err_clear(&err);
     rc = cfg_load(&r.conf, cfg_schema, file, (const char *const *)sets, nsets, &err);
     r.stop_after = stop_after;
+    const char *device;
+    if (!rc && ((rc = cfg_get_str(&r.conf, "device", &device, &err)) ||
+                (rc = cli_use_device(device, &err))))
+      cfg_free(&r.conf);
     if (!rc) {
       rc = run_cell(&r, &err);
       run_free(&r);

@@ -237,6 +237,36 @@ int gpt2_copy_params(gpt2_model *dst, const gpt2_model *src, dfpo_err *err) {
   return DFPO_OK;
 }
 
+int gpt2_copy_shared_params(gpt2_model *dst, const gpt2_model *src, int *copied, dfpo_err *err) {
+  float *host = NULL;
+  int n = 0;
+  for (int i = 0; i < dst->ntensors; i++) {
+    const gpt2_tensor *d = &dst->tensors[i];
+    for (int j = 0; j < src->ntensors; j++) {
+      const gpt2_tensor *s = &src->tensors[j];
+      if (strcmp(d->name, s->name) || d->rows != s->rows || d->cols != s->cols)
+        continue;
+      size_t bytes = (size_t)d->rows * d->cols * sizeof(float);
+      if (dst->ops == src->ops) {
+        dst->ops->copy(dst->params + d->off, src->params + s->off, bytes);
+      } else {
+        /* across devices: through the host */
+        free(host);
+        if (!(host = malloc(bytes)))
+          return dfpo_err_set(err, DFPO_ERUNTIME, "gpt2_copy_shared_params: out of memory");
+        src->ops->download(host, src->params + s->off, bytes);
+        dst->ops->upload(dst->params + d->off, host, bytes);
+      }
+      n++;
+      break;
+    }
+  }
+  free(host);
+  if (copied)
+    *copied = n;
+  return DFPO_OK;
+}
+
 void gpt2_init_random(gpt2_model *m, uint64_t seed) {
   dfpo_rng rng;
   dfpo_rng_init(&rng, seed, DFPO_STREAM_INIT);
@@ -522,6 +552,13 @@ int gpt2_lm_logprobs(gpt2_model *m, const int *targets, float *logp, float *ent,
 
 const float *gpt2_lm_logits(const gpt2_model *m) {
   return m->last_logits;
+}
+
+const float *gpt2_host_view(const gpt2_model *m, const float *p, size_t n, float *buf) {
+  if (m->ops == &ops_cpu)
+    return p;
+  m->ops->download(buf, p, n * sizeof(float));
+  return buf;
 }
 
 /* The backward pass from m->logits holding dL/dlogits: the tied head, then

@@ -80,6 +80,10 @@ struct gpt2_model {
   float **kc, **vc;     /* per layer [B,gmax,C] */
   float *g_x, *g_ln, *g_qkv, *g_atty, *g_fch, *g_logits;
   int *g_tok, *g_pos, *g_kstart;
+  int *g_stok;            /* [B] sampled tokens */
+  float *g_slogp;         /* [B] their log-probabilities */
+  double *g_su;           /* [B] the step's uniforms */
+  unsigned char *g_allow; /* [B, V] allowed sets */
   int *g_kstart_host;
 };
 

@@ -26,6 +26,10 @@ static void layout_gen(gpt2_model *m, bump *bp, int B, int T, int max_len) {
   m->g_tok = take(bp, BT * sizeof(int));
   m->g_pos = take(bp, BT * sizeof(int));
   m->g_kstart = take(bp, (size_t)B * sizeof(int));
+  m->g_stok = take(bp, (size_t)B * sizeof(int));
+  m->g_slogp = TAKEF(bp, B);
+  m->g_su = take(bp, (size_t)B * sizeof(double));
+  m->g_allow = take(bp, (size_t)B * m->cfg.vocab_size);
 }
 
 /* Runs the blocks over g_x [B,T,C] for positions t0..t0+T-1 of the cache and
@@ -207,155 +211,13 @@ gpt2_sampling gpt2_sampling_default(void) {
   return s;
 }
 
-typedef struct cand {
-  float p;
-  int i;
-} cand;
-static int cand_cmp(const void *a, const void *b) {
-  const cand *x = a, *y = b;
-  if (x->p != y->p)
-    return x->p > y->p ? -1 : 1;
-  return (x->i > y->i) - (x->i < y->i);
-}
-
-/* The k-th largest finite value of z (a min-heap of size k); *mx and *arg
- * receive the largest value and its first index (-INFINITY and -1 when no
- * entry is finite), in the same pass. */
-static float kth_largest(const float *z, int V, int k, float *heap, float *mx, int *arg) {
-  int n = 0;
-  float best = -INFINITY;
-  int bi = -1;
-  for (int i = 0; i < V; i++) {
-    float x = z[i];
-    if (!(x > -INFINITY))
-      continue;
-    if (x > best) {
-      best = x;
-      bi = i;
-    }
-    if (n < k) {
-      int j = n++;
-      heap[j] = x;
-      while (j > 0 && heap[(j - 1) / 2] > heap[j]) {
-        float t = heap[j];
-        heap[j] = heap[(j - 1) / 2];
-        heap[(j - 1) / 2] = t;
-        j = (j - 1) / 2;
-      }
-    } else if (x > heap[0]) {
-      heap[0] = x;
-      int j = 0;
-      for (;;) {
-        int l = 2 * j + 1, r = l + 1, s = j;
-        if (l < n && heap[l] < heap[s])
-          s = l;
-        if (r < n && heap[r] < heap[s])
-          s = r;
-        if (s == j)
-          break;
-        float t = heap[j];
-        heap[j] = heap[s];
-        heap[s] = t;
-        j = s;
-      }
-    }
-  }
-  *mx = best;
-  *arg = bi;
-  return n < k ? -INFINITY : heap[0];
-}
-
-/* Filters z (temperature already applied) by top-k and top-p in place
- * (excluded entries become -INFINITY) and draws with the uniform u; greedy
- * when greedy is set. Returns the token, or -1 when every entry is masked. */
-static int sample_filtered(float *z, int V, int top_k, float top_p, int greedy, double u,
-                           float *logp) {
-  /* the maximum (its first index), and with top-k the k-th largest value,
-   * in one pass */
-  float mx = -INFINITY, kth = -INFINITY;
-  int arg = -1, use_k = top_k > 0 && top_k < V;
-  float heap_small[64], *heap = NULL;
-  if (use_k)
-    heap = top_k <= 64 ? heap_small : malloc((size_t)top_k * sizeof(float));
-  if (heap) {
-    kth = kth_largest(z, V, top_k, heap, &mx, &arg);
-    if (heap != heap_small)
-      free(heap);
-  } else {
-    for (int i = 0; i < V; i++)
-      if (z[i] > mx) {
-        mx = z[i];
-        arg = i;
-      }
-  }
-  if (arg < 0)
-    return -1;
-  /* unnormalised probabilities exp(z - max) in z's place; entries below
-   * the k-th largest (top-k) get 0 */
-  double sum = 0.0;
-  for (int i = 0; i < V; i++) {
-    float p = z[i] > -INFINITY && !(z[i] < kth) ? expf(z[i] - mx) : 0.0f;
-    z[i] = p;
-    sum += p;
-  }
-  if (top_p < 1.0f && top_p > 0.0f) {
-    /* Tokens below eps carry at most V*eps = (1-top_p)/2 of the mass, so
-     * the nucleus lies among the candidates above it. */
-    float eps = (float)((1.0 - top_p) / (2.0 * V) * sum);
-    cand *c = malloc((size_t)V * sizeof *c);
-    if (c) {
-      int n = 0;
-      for (int i = 0; i < V; i++)
-        if (z[i] > 0.0f && z[i] >= eps)
-          c[n++] = (cand){z[i], i};
-      qsort(c, (size_t)n, sizeof *c, cand_cmp);
-      double cum = 0.0, target = top_p * sum;
-      int last = n - 1;
-      for (int j = 0; j < n; j++) {
-        cum += c[j].p;
-        if (cum >= target) {
-          last = j;
-          break;
-        }
-      }
-      float pl = c[last].p;
-      int il = c[last].i;
-      free(c);
-      sum = 0.0;
-      for (int i = 0; i < V; i++) {
-        if (z[i] > pl || (z[i] == pl && i <= il))
-          sum += z[i];
-        else
-          z[i] = 0.0f;
-      }
-    }
-  }
-  int tok = -1;
-  if (greedy) {
-    tok = arg;
-  } else {
-    double target = u * sum, cum = 0.0;
-    for (int i = 0; i < V; i++) {
-      if (z[i] <= 0.0f)
-        continue;
-      cum += z[i];
-      tok = i;
-      if (cum > target)
-        break;
-    }
-  }
-  if (logp)
-    *logp = (float)log((double)z[tok] / sum);
-  return tok;
-}
-
 int gpt2_sample_token(float *logits, int V, const gpt2_sampling *s, dfpo_rng *rng, float *logp) {
   int greedy = s->temperature <= 0.0f;
   if (!greedy && s->temperature != 1.0f)
     for (int i = 0; i < V; i++)
       logits[i] /= s->temperature;
   double u = greedy ? 0.0 : dfpo_rng_uniform(rng);
-  return sample_filtered(logits, V, s->top_k, s->top_p, greedy, u, logp);
+  return ops_sample_row(logits, V, s->top_k, s->top_p, greedy, u, logp);
 }
 
 int gpt2_generate(gpt2_model *m, const int *prompts, const int *kstart, int B, int T,
@@ -370,13 +232,18 @@ int gpt2_generate(gpt2_model *m, const int *prompts, const int *kstart, int B, i
       gpt2_decode_begin(m, prompts, kstart, B, T, T + N - 1 > T ? T + N - 1 : T, err);
   if (!logits)
     return err ? err->code : DFPO_ERUNTIME;
-  float *z = malloc((size_t)B * V * sizeof(float));
+  /* Where the sampler runs: the model's backend, on its logits in place;
+   * with a host mask callback, the CPU's op on a host copy. */
+  const ops_backend *o = m->ops;
+  int on_host = s->mask != NULL;
+  float *z = on_host ? malloc((size_t)B * V * sizeof(float)) : NULL;
+  unsigned char *allow = s->allow ? malloc((size_t)B * V) : NULL;
   int *done = calloc((size_t)B, sizeof(int)), *next = calloc((size_t)B, sizeof(int));
   double *u = calloc((size_t)B, sizeof(double));
   int *tok = calloc((size_t)B, sizeof(int));
   float *lp = calloc((size_t)B, sizeof(float));
   int rc = DFPO_OK;
-  if (!z || !done || !next || !u || !tok || !lp) {
+  if ((on_host && !z) || (s->allow && !allow) || !done || !next || !u || !tok || !lp) {
     rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
     goto out;
   }
@@ -389,27 +256,38 @@ int gpt2_generate(gpt2_model *m, const int *prompts, const int *kstart, int B, i
     lens[b] = 0;
   int greedy = s->temperature <= 0.0f;
   for (int step = 0; step < N; step++) {
-    m->ops->download(z, logits, (size_t)B * V * sizeof(float));
-    if (!greedy && s->temperature != 1.0f)
-      for (size_t i = 0; i < (size_t)B * V; i++)
-        z[i] /= s->temperature;
-    if (s->mask && s->mask(s->mask_ctx, step, B, V, out, z) != 0) {
-      rc =
-          dfpo_err_set(err, DFPO_ERUNTIME, "gpt2_generate: the logit mask failed at step %d", step);
+    float temperature = s->temperature;
+    if (on_host) {
+      o->download(z, logits, (size_t)B * V * sizeof(float));
+      if (!greedy && s->temperature != 1.0f)
+        for (size_t i = 0; i < (size_t)B * V; i++)
+          z[i] /= s->temperature;
+      temperature = greedy ? 0.0f : 1.0f; /* applied */
+      if (s->mask(s->mask_ctx, step, B, V, out, z) != 0) {
+        rc = dfpo_err_set(err, DFPO_ERUNTIME, "gpt2_generate: the logit mask failed at step %d",
+                          step);
+        goto out;
+      }
+    }
+    if (s->allow && s->allow(s->allow_ctx, step, B, V, out, allow) != 0) {
+      rc = dfpo_err_set(err, DFPO_ERUNTIME, "gpt2_generate: the allowed set failed at step %d",
+                        step);
       goto out;
     }
-    /* one uniform per live row, drawn in row order, so that the threads
-     * below cannot change which row gets which number */
+    /* one uniform per live row, drawn in row order (-1: the row ended) */
     for (int b = 0; b < B; b++)
-      u[b] = !done[b] && !greedy ? dfpo_rng_uniform(rng) : 0.0;
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int b = 0; b < B; b++) {
-      if (done[b])
-        continue;
-      float *row = z + (size_t)b * V;
-      if (step < s->min_new && s->eos >= 0)
-        row[s->eos] = -INFINITY;
-      tok[b] = sample_filtered(row, V, s->top_k, s->top_p, greedy, u[b], &lp[b]);
+      u[b] = done[b] ? -1.0 : greedy ? 0.0 : dfpo_rng_uniform(rng);
+    int ban = step < s->min_new ? s->eos : -1;
+    if (on_host) {
+      ops_cpu.sample(tok, lp, z, allow, u, B, V, temperature, s->top_k, s->top_p, ban);
+    } else {
+      o->upload(m->g_su, u, (size_t)B * sizeof(double));
+      if (allow)
+        o->upload(m->g_allow, allow, (size_t)B * V);
+      o->sample(m->g_stok, m->g_slogp, m->g_logits, allow ? m->g_allow : NULL, m->g_su, B, V,
+                temperature, s->top_k, s->top_p, ban);
+      o->download(tok, m->g_stok, (size_t)B * sizeof(int));
+      o->download(lp, m->g_slogp, (size_t)B * sizeof(float));
     }
     int live = 0;
     for (int b = 0; b < B; b++) {
@@ -440,7 +318,9 @@ int gpt2_generate(gpt2_model *m, const int *prompts, const int *kstart, int B, i
     }
   }
 out:
+  m->last_logits = NULL; /* spent by the in-place sampler (documented so in every case) */
   free(z);
+  free(allow);
   free(done);
   free(next);
   free(u);

@@ -108,7 +108,33 @@ typedef struct ops_backend {
   double (*sumsq)(const float *x, size_t n);
   /* x[n] *= s */
   void (*scale)(float *x, float s, size_t n);
+
+  /* Draws one token per row of z[B, V], which it modifies in place. Per
+   * row, in order: z /= temperature (when temperature > 0 and != 1); z =
+   * -inf where allow[b, V] is 0 (allow may be NULL: everything allowed);
+   * z[ban] = -inf (ban < 0: none); then ops_sample_row (top-k, top-p, and
+   * the draw with the uniform u[b]; greedy when temperature <= 0). u[b] < 0
+   * skips the row (tok[b] = -1, z and logp[b] untouched). tok[B] gets the
+   * token (-1 when every entry is -inf), logp[B] its log-probability under
+   * the distribution it was drawn from. tok, logp, z, allow and u are
+   * backend memory; the uniforms come from the host so that every backend
+   * draws the same tokens from the same numbers. */
+  void (*sample)(int *tok, float *logp, float *z, const unsigned char *allow, const double *u,
+                 int B, int V, float temperature, int top_k, float top_p, int ban);
 } ops_backend;
+
+/* The sampler of one row, on the host (the CPU backend's sample op and
+ * gpt2_sample_token; the CUDA kernels follow it step for step): filters z
+ * (temperature already applied) in place by top-k (0: off; the k largest
+ * finite values, all ties of the k-th kept) and top-p (>= 1: off; the
+ * smallest prefix of the tokens sorted by probability, ties by the lower id,
+ * whose mass reaches top_p), leaving the unnormalised probabilities exp(z -
+ * max) of the kept entries and 0 elsewhere; then draws the first token
+ * whose cumulative mass (in id order, summed in double) exceeds u times the
+ * total, or with greedy the first largest entry. Returns the token, or -1
+ * when every entry is -inf; *logp (may be NULL) gets the token's
+ * log-probability under the filtered distribution. */
+int ops_sample_row(float *z, int V, int top_k, float top_p, int greedy, double u, float *logp);
 
 /* The CPU backend (OpenBLAS + OpenMP). */
 extern const ops_backend ops_cpu;

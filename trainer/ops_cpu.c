@@ -648,6 +648,169 @@ static void cpu_scale(float *x, float s, size_t n) {
     x[i] *= s;
 }
 
+/* ---------------------------------------------------------- sampling */
+
+typedef struct cand {
+  float p;
+  int i;
+} cand;
+static int cand_cmp(const void *a, const void *b) {
+  const cand *x = a, *y = b;
+  if (x->p != y->p)
+    return x->p > y->p ? -1 : 1;
+  return (x->i > y->i) - (x->i < y->i);
+}
+
+/* The k-th largest finite value of z (a min-heap of size k); *mx and *arg
+ * receive the largest value and its first index (-INFINITY and -1 when no
+ * entry is finite), in the same pass. */
+static float kth_largest(const float *z, int V, int k, float *heap, float *mx, int *arg) {
+  int n = 0;
+  float best = -INFINITY;
+  int bi = -1;
+  for (int i = 0; i < V; i++) {
+    float x = z[i];
+    if (!(x > -INFINITY))
+      continue;
+    if (x > best) {
+      best = x;
+      bi = i;
+    }
+    if (n < k) {
+      int j = n++;
+      heap[j] = x;
+      while (j > 0 && heap[(j - 1) / 2] > heap[j]) {
+        float t = heap[j];
+        heap[j] = heap[(j - 1) / 2];
+        heap[(j - 1) / 2] = t;
+        j = (j - 1) / 2;
+      }
+    } else if (x > heap[0]) {
+      heap[0] = x;
+      int j = 0;
+      for (;;) {
+        int l = 2 * j + 1, r = l + 1, s = j;
+        if (l < n && heap[l] < heap[s])
+          s = l;
+        if (r < n && heap[r] < heap[s])
+          s = r;
+        if (s == j)
+          break;
+        float t = heap[j];
+        heap[j] = heap[s];
+        heap[s] = t;
+        j = s;
+      }
+    }
+  }
+  *mx = best;
+  *arg = bi;
+  return n < k ? -INFINITY : heap[0];
+}
+
+int ops_sample_row(float *z, int V, int top_k, float top_p, int greedy, double u, float *logp) {
+  /* the maximum (its first index), and with top-k the k-th largest value,
+   * in one pass */
+  float mx = -INFINITY, kth = -INFINITY;
+  int arg = -1, use_k = top_k > 0 && top_k < V;
+  float heap_small[64], *heap = NULL;
+  if (use_k)
+    heap = top_k <= 64 ? heap_small : malloc((size_t)top_k * sizeof(float));
+  if (heap) {
+    kth = kth_largest(z, V, top_k, heap, &mx, &arg);
+    if (heap != heap_small)
+      free(heap);
+  } else {
+    for (int i = 0; i < V; i++)
+      if (z[i] > mx) {
+        mx = z[i];
+        arg = i;
+      }
+  }
+  if (arg < 0)
+    return -1;
+  /* unnormalised probabilities exp(z - max) in z's place; entries below
+   * the k-th largest (top-k) get 0 */
+  double sum = 0.0;
+  for (int i = 0; i < V; i++) {
+    float p = z[i] > -INFINITY && !(z[i] < kth) ? expf(z[i] - mx) : 0.0f;
+    z[i] = p;
+    sum += p;
+  }
+  if (top_p < 1.0f && top_p > 0.0f) {
+    /* Tokens below eps carry at most V*eps = (1-top_p)/2 of the mass, so
+     * the nucleus lies among the candidates above it. */
+    float eps = (float)((1.0 - top_p) / (2.0 * V) * sum);
+    cand *c = malloc((size_t)V * sizeof *c);
+    if (c) {
+      int n = 0;
+      for (int i = 0; i < V; i++)
+        if (z[i] > 0.0f && z[i] >= eps)
+          c[n++] = (cand){z[i], i};
+      qsort(c, (size_t)n, sizeof *c, cand_cmp);
+      double cum = 0.0, target = top_p * sum;
+      int last = n - 1;
+      for (int j = 0; j < n; j++) {
+        cum += c[j].p;
+        if (cum >= target) {
+          last = j;
+          break;
+        }
+      }
+      float pl = c[last].p;
+      int il = c[last].i;
+      free(c);
+      sum = 0.0;
+      for (int i = 0; i < V; i++) {
+        if (z[i] > pl || (z[i] == pl && i <= il))
+          sum += z[i];
+        else
+          z[i] = 0.0f;
+      }
+    }
+  }
+  int tok = -1;
+  if (greedy) {
+    tok = arg;
+  } else {
+    double target = u * sum, cum = 0.0;
+    for (int i = 0; i < V; i++) {
+      if (z[i] <= 0.0f)
+        continue;
+      cum += z[i];
+      tok = i;
+      if (cum > target)
+        break;
+    }
+  }
+  if (logp)
+    *logp = (float)log((double)z[tok] / sum);
+  return tok;
+}
+
+static void cpu_sample(int *tok, float *logp, float *z, const unsigned char *allow, const double *u,
+                       int B, int V, float temperature, int top_k, float top_p, int ban) {
+  int greedy = temperature <= 0.0f;
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int b = 0; b < B; b++) {
+    if (u[b] < 0.0) {
+      tok[b] = -1;
+      continue;
+    }
+    float *row = z + (size_t)b * V;
+    if (!greedy && temperature != 1.0f)
+      for (int i = 0; i < V; i++)
+        row[i] /= temperature;
+    if (allow)
+      for (int i = 0; i < V; i++)
+        if (!allow[(size_t)b * V + i])
+          row[i] = -INFINITY;
+    if (ban >= 0 && ban < V)
+      row[ban] = -INFINITY;
+    tok[b] = ops_sample_row(row, V, top_k, top_p, greedy, u[b], &logp[b]);
+  }
+}
+
 const ops_backend ops_cpu = {
     .name = "cpu",
     .alloc = cpu_alloc,
@@ -674,4 +837,5 @@ const ops_backend ops_cpu = {
     .adamw = cpu_adamw,
     .sumsq = cpu_sumsq,
     .scale = cpu_scale,
+    .sample = cpu_sample,
 };

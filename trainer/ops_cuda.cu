@@ -16,6 +16,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <dlfcn.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +38,12 @@ static struct {
   decltype(&cublasSetAtomicsMode) set_atomics_mode;
   decltype(&cublasSetMathMode) set_math_mode;
   decltype(&cublasSgemm_v2) sgemm;
+  /* the C entry point (C++ also sees an inline overload taking
+   * cudaDataType for the compute type) */
+  cublasStatus_t (*gemm_ex)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int,
+                            const void *, const void *, cudaDataType, int, const void *,
+                            cudaDataType, int, const void *, void *, cudaDataType, int,
+                            cublasComputeType_t, cublasGemmAlgo_t);
   decltype(&cublasGetStatusString) status_string;
   decltype(&cublasGetStatusName) status_name;
 } cb;
@@ -73,6 +80,7 @@ static int open_cublas(char *why, size_t n) {
               {(void **)&cb.set_atomics_mode, "cublasSetAtomicsMode"},
               {(void **)&cb.set_math_mode, "cublasSetMathMode"},
               {(void **)&cb.sgemm, "cublasSgemm_v2"},
+              {(void **)&cb.gemm_ex, "cublasGemmEx"},
               {(void **)&cb.status_string, "cublasGetStatusString"},
               {(void **)&cb.status_name, "cublasGetStatusName"}};
   for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++) {
@@ -136,7 +144,7 @@ static void launched(const char *what) {
 /* ------------------------------------------------------------- state */
 
 static cublasHandle_t blas;
-static int tf32_on;
+static int tf32_on, bf16_on;
 static int ready;
 
 static void set_math_mode(void) {
@@ -194,6 +202,14 @@ extern "C" void ops_cuda_set_tf32(int on) {
 
 extern "C" int ops_cuda_tf32(void) {
   return tf32_on;
+}
+
+extern "C" void ops_cuda_set_bf16(int on) {
+  bf16_on = on != 0;
+}
+
+extern "C" int ops_cuda_bf16(void) {
+  return bf16_on;
 }
 
 /* One growable device scratch buffer for the ops that need temporary
@@ -345,6 +361,21 @@ static unsigned grid_for(size_t n, unsigned threads) {
 
 /* ------------------------------------------------------------ matmul */
 
+/* cuBLAS's column-major C = alpha op(A) op(B) + beta C on fp32 matrices:
+ * sgemm (fp32, or TF32 tensor cores by the handle's math mode), or with
+ * bf16 on GemmEx with CUBLAS_COMPUTE_32F_FAST_16BF: the fp32 inputs (the
+ * weights stay fp32: they are the master copy) are rounded to bf16 for the
+ * tensor cores, the products accumulate and land in fp32. */
+static void gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const float *A,
+                 int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+  float one = 1.0f;
+  if (bf16_on)
+    CB(cb.gemm_ex(blas, ta, tb, m, n, k, &one, A, CUDA_R_32F, lda, B, CUDA_R_32F, ldb, &beta, C,
+                  CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F_FAST_16BF, CUBLAS_GEMM_DEFAULT));
+  else
+    CB(cb.sgemm(blas, ta, tb, m, n, k, &one, A, lda, B, ldb, &beta, C, ldc));
+}
+
 __global__ static void k_fill_rows(float *out, const float *bias, size_t M, size_t N) {
   size_t total = M * N;
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
@@ -357,7 +388,7 @@ extern "C" void ops_cuda_matmul_fwd(float *out, const float *inp, const float *w
   need_ready();
   if (M <= 0 || N <= 0)
     return;
-  float one = 1.0f, beta = 0.0f;
+  float beta = 0.0f;
   if (bias) {
     /* as the CPU: out = bias, then out += inp w^T */
     k_fill_rows<<<grid_for((size_t)M * N, 256), 256>>>(out, bias, (size_t)M, (size_t)N);
@@ -366,7 +397,7 @@ extern "C" void ops_cuda_matmul_fwd(float *out, const float *inp, const float *w
   }
   /* Row-major out[M,N] is column-major out^T[N,M] = w^T... : cuBLAS sees
    * w as a column-major K x N matrix (op T gives N x K) and inp as K x M. */
-  CB(cb.sgemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, w, K, inp, K, &beta, out, N));
+  gemm(CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, w, K, inp, K, beta, out, N);
 }
 
 /* dst[c] += sum over rows m of src[m, c] (row stride N), summed in stripes
@@ -395,11 +426,10 @@ extern "C" void ops_cuda_matmul_bwd(float *dinp, float *dw, float *dbias, const 
   need_ready();
   if (M <= 0 || N <= 0 || K <= 0)
     return;
-  float one = 1.0f;
   if (dinp) /* dinp[M,K] += dout[M,N] w[N,K]: column-major dinp^T = w^T dout^T */
-    CB(cb.sgemm(blas, CUBLAS_OP_N, CUBLAS_OP_N, K, M, N, &one, w, K, dout, N, &one, dinp, K));
+    gemm(CUBLAS_OP_N, CUBLAS_OP_N, K, M, N, w, K, dout, N, 1.0f, dinp, K);
   if (dw) /* dw[N,K] += dout^T inp: column-major dw^T[K,N] = inp^T[K,M] dout[M,N] */
-    CB(cb.sgemm(blas, CUBLAS_OP_N, CUBLAS_OP_T, K, N, M, &one, inp, K, dout, N, &one, dw, K));
+    gemm(CUBLAS_OP_N, CUBLAS_OP_T, K, N, M, inp, K, dout, N, 1.0f, dw, K);
   if (dbias) {
     dim3 block(WARP, CS_Y);
     k_colsum_add<<<(N + WARP - 1) / WARP, block>>>(dbias, dout, M, N);
@@ -1045,4 +1075,285 @@ extern "C" double ops_cuda_sumsq(const float *x, size_t n) {
   for (size_t c = 0; c < nc; c++)
     s += host[c];
   return s;
+}
+
+/* ---------------------------------------------------------- sampling */
+
+/* One block per row, following ops_sample_row (ops_cpu.c) step for step so
+ * that the same logits and uniform give the same token: the first maximum,
+ * the k-th largest finite value (a radix select over the values' ordered
+ * bit patterns: the largest key with at least k values at or above it),
+ * the nucleus (the same way: the largest probability pl whose mass at or
+ * above it reaches top_p times the total, then the ties of pl in id order
+ * until the mass reaches it), and the draw (the first token whose
+ * cumulative mass in id order exceeds u times the total). Sums are in
+ * double over contiguous chunks of the row, one per thread, the chunks then
+ * added in order by one thread, so the cumulative mass the draw walks is the
+ * CPU's up to the rounding of a different grouping: where the sums are
+ * exact (ties, flat rows, probabilities on a common grid) the tokens are the
+ * CPU's; elsewhere they can differ only when u times the total falls within
+ * that rounding of a boundary of the cumulative distribution. */
+#define SAMPLE_THREADS 256
+
+/* a float's bits as an unsigned key in the floats' order */
+__device__ static unsigned fkey(float x) {
+  unsigned b;
+  memcpy(&b, &x, sizeof b);
+  return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+__device__ static float fkey_value(unsigned k) {
+  unsigned b = (k & 0x80000000u) ? (k & 0x7fffffffu) : ~k;
+  float x;
+  memcpy(&x, &b, sizeof x);
+  return x;
+}
+
+/* Shared-memory tree reductions over a block of a power-of-two size, in an
+ * order fixed by the block size; every thread gets the result. */
+template <class T> __device__ static T tree_sum(T v, T *sh) {
+  int t = threadIdx.x;
+  __syncthreads(); /* sh may still be read from a previous call */
+  sh[t] = v;
+  __syncthreads();
+  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+    if (t < s)
+      sh[t] += sh[t + s];
+    __syncthreads();
+  }
+  return sh[0];
+}
+__device__ static int tree_min_int(int v, int *sh) {
+  int t = threadIdx.x;
+  __syncthreads();
+  sh[t] = v;
+  __syncthreads();
+  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+    if (t < s && sh[t + s] < sh[t])
+      sh[t] = sh[t + s];
+    __syncthreads();
+  }
+  return sh[0];
+}
+/* the largest value and its first index (-1 when none is above -inf) */
+__device__ static void tree_argmax(float *v, int *i, float *shv, int *shi) {
+  int t = threadIdx.x;
+  __syncthreads();
+  shv[t] = *v;
+  shi[t] = *i;
+  __syncthreads();
+  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+    if (t < s) {
+      float a = shv[t], b = shv[t + s];
+      int ia = shi[t], ib = shi[t + s];
+      if (ib >= 0 && (ia < 0 || b > a || (b == a && ib < ia))) {
+        shv[t] = b;
+        shi[t] = ib;
+      }
+    }
+    __syncthreads();
+  }
+  *v = shv[0];
+  *i = shi[0];
+}
+/* The exclusive prefix of the threads' values in thread order, added one
+ * after another by thread 0 (as a sequential sum over the chunks); *total
+ * (shared) gets the sum of all. */
+__device__ static double chunk_prefix(double v, double *sh, double *total) {
+  int t = threadIdx.x;
+  __syncthreads();
+  sh[t] = v;
+  __syncthreads();
+  if (t == 0) {
+    double c = 0.0;
+    for (int j = 0; j < (int)blockDim.x; j++) {
+      double x = sh[j];
+      sh[j] = c;
+      c += x;
+    }
+    *total = c;
+  }
+  __syncthreads();
+  return sh[t];
+}
+
+__global__ static void k_sample(int *tok, float *logp, float *zall, const unsigned char *allow,
+                                const double *u, int V, float temperature, int top_k, float top_p,
+                                int ban) {
+  __shared__ double shd[SAMPLE_THREADS];
+  __shared__ int shi[SAMPLE_THREADS];
+  __shared__ float shf[SAMPLE_THREADS];
+  __shared__ double total;
+  int b = blockIdx.x, t = threadIdx.x, nt = blockDim.x;
+  if (u[b] < 0.0) {
+    if (t == 0)
+      tok[b] = -1;
+    return;
+  }
+  float *z = zall + (size_t)b * V;
+  const unsigned char *al = allow ? allow + (size_t)b * V : NULL;
+  int greedy = temperature <= 0.0f;
+  /* temperature, allowed set, ban; the first maximum */
+  float mx = -INFINITY;
+  int arg = -1;
+  for (int i = t; i < V; i += nt) {
+    float x = z[i];
+    if (!greedy && temperature != 1.0f)
+      x /= temperature;
+    if ((al && !al[i]) || i == ban)
+      x = -INFINITY;
+    z[i] = x;
+    if (x > mx) {
+      mx = x;
+      arg = i;
+    }
+  }
+  tree_argmax(&mx, &arg, shf, shi);
+  if (arg < 0) {
+    if (t == 0)
+      tok[b] = -1;
+    return;
+  }
+  /* top-k: the k-th largest finite value */
+  float kth = -INFINITY;
+  if (top_k > 0 && top_k < V) {
+    int c = 0;
+    for (int i = t; i < V; i += nt)
+      c += z[i] > -INFINITY;
+    if (tree_sum(c, shi) >= top_k) {
+      unsigned res = 0;
+      for (int bit = 31; bit >= 0; bit--) {
+        unsigned cand = res | (1u << bit);
+        c = 0;
+        for (int i = t; i < V; i += nt)
+          c += z[i] > -INFINITY && fkey(z[i]) >= cand;
+        if (tree_sum(c, shi) >= top_k)
+          res = cand;
+      }
+      kth = fkey_value(res);
+    }
+  }
+  /* unnormalised probabilities over contiguous chunks */
+  int cs = (V + nt - 1) / nt, i0 = t * cs < V ? t * cs : V, i1 = i0 + cs < V ? i0 + cs : V;
+  double s = 0.0;
+  for (int i = i0; i < i1; i++) {
+    float x = z[i];
+    float p = x > -INFINITY && !(x < kth) ? expf(x - mx) : 0.0f;
+    z[i] = p;
+    s += p;
+  }
+  __syncthreads(); /* every z[i] is written before other threads read it */
+  double pre = chunk_prefix(s, shd, &total);
+  double sum = total;
+  if (top_p < 1.0f && top_p > 0.0f) {
+    float eps = (float)((1.0 - top_p) / (2.0 * V) * sum);
+    double target = top_p * sum;
+    /* pl: the largest candidate probability whose mass at or above it
+     * reaches the target (0: none does, by rounding: take every candidate) */
+    unsigned res = 0;
+    for (int bit = 31; bit >= 0; bit--) {
+      unsigned cand = res | (1u << bit);
+      double m = 0.0;
+      for (int i = i0; i < i1; i++)
+        if (z[i] > 0.0f && z[i] >= eps && fkey(z[i]) >= cand)
+          m += z[i];
+      if (tree_sum(m, shd) >= target)
+        res = cand;
+    }
+    float pl;
+    if (res) {
+      pl = fkey_value(res);
+    } else {
+      float lo = INFINITY;
+      for (int i = i0; i < i1; i++)
+        if (z[i] > 0.0f && z[i] >= eps && z[i] < lo)
+          lo = z[i];
+      int who = lo < INFINITY ? t : -1;
+      float neg = -lo;
+      tree_argmax(&neg, &who, shf, shi); /* the smallest candidate, as the largest -p */
+      pl = -neg;
+    }
+    /* the mass above pl, the ties of pl, and how many of them (in id
+     * order) the nucleus takes */
+    double above = 0.0;
+    int ties = 0;
+    for (int i = i0; i < i1; i++)
+      if (z[i] > pl)
+        above += z[i];
+      else if (z[i] == pl)
+        ties++;
+    above = tree_sum(above, shd);
+    int before = (int)(chunk_prefix((double)ties, shd, &total) + 0.5);
+    __shared__ int need;
+    if (t == 0) {
+      int all = (int)(total + 0.5), m = all;
+      double cum = above;
+      if (!res)
+        m = all;
+      else
+        for (int j = 1; j <= all; j++) {
+          cum += pl;
+          if (cum >= target) {
+            m = j;
+            break;
+          }
+        }
+      need = m;
+    }
+    __syncthreads();
+    /* il: the need-th tie in id order */
+    int il = INT_MAX;
+    if (need > before && need <= before + ties) {
+      int k = before;
+      for (int i = i0; i < i1; i++)
+        if (z[i] == pl && ++k == need) {
+          il = i;
+          break;
+        }
+    }
+    il = tree_min_int(il, shi);
+    s = 0.0;
+    for (int i = i0; i < i1; i++) {
+      if (z[i] > pl || (z[i] == pl && i <= il))
+        s += z[i];
+      else
+        z[i] = 0.0f;
+    }
+    __syncthreads();
+    pre = chunk_prefix(s, shd, &total);
+    sum = total;
+  }
+  int pick = INT_MAX;
+  if (greedy) {
+    pick = arg;
+  } else {
+    double target = u[b] * sum, cum = pre;
+    int last = -1;
+    for (int i = i0; i < i1; i++) {
+      if (z[i] <= 0.0f)
+        continue;
+      cum += z[i];
+      last = i;
+      if (cum > target) {
+        pick = i;
+        break;
+      }
+    }
+    pick = tree_min_int(pick, shi);
+    if (pick == INT_MAX) /* rounding left the target unreached: the last token */
+      pick = -tree_min_int(last >= 0 ? -last : INT_MAX, shi);
+  }
+  if (t == 0) {
+    tok[b] = pick;
+    logp[b] = (float)log((double)z[pick] / sum);
+  }
+}
+
+extern "C" void ops_cuda_sample(int *tok, float *logp, float *z, const unsigned char *allow,
+                                const double *u, int B, int V, float temperature, int top_k,
+                                float top_p, int ban) {
+  if (B <= 0 || V <= 0)
+    return;
+  k_sample<<<(unsigned)B, SAMPLE_THREADS>>>(tok, logp, z, allow, u, V, temperature, top_k, top_p,
+                                            ban);
+  launched("sample");
 }

@@ -32,6 +32,12 @@ int ops_cuda_init(char *reason, size_t n);
  * CUBLAS_TF32_TENSOR_OP_MATH) on or off (the default: plain fp32). */
 void ops_cuda_set_tf32(int on);
 int ops_cuda_tf32(void);
+/* bf16 matrix products (cublasGemmEx, CUBLAS_COMPUTE_32F_FAST_16BF: fp32
+ * matrices rounded to bf16 for the tensor cores, fp32 accumulation and
+ * results; the weights stay fp32) on or off (the default); wins over
+ * TF32. */
+void ops_cuda_set_bf16(int on);
+int ops_cuda_bf16(void);
 
 /* The ops (ops.h says what each does). */
 void *ops_cuda_alloc(size_t bytes);
@@ -71,6 +77,8 @@ void ops_cuda_adamw(float *p, float *g, float *m, float *v, size_t n, float lr, 
                     float beta2, float eps, float wd, int t);
 double ops_cuda_sumsq(const float *x, size_t n);
 void ops_cuda_scale(float *x, float s, size_t n);
+void ops_cuda_sample(int *tok, float *logp, float *z, const unsigned char *allow, const double *u,
+                     int B, int V, float temperature, int top_k, float top_p, int ban);
 #endif
 
 #ifdef __cplusplus

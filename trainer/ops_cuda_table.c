@@ -31,6 +31,7 @@ const ops_backend ops_cuda = {
     .adamw = ops_cuda_adamw,
     .sumsq = ops_cuda_sumsq,
     .scale = ops_cuda_scale,
+    .sample = ops_cuda_sample,
 };
 #else
 /* ISO C wants at least one declaration in a translation unit. */

@@ -160,6 +160,22 @@ void ops_set_tf32(int on) {
 #endif
 }
 
+void ops_set_bf16(int on) {
+#ifdef DFPO_HAVE_CUDA
+  ops_cuda_set_bf16(on);
+#else
+  (void)on;
+#endif
+}
+
+int ops_bf16(void) {
+#ifdef DFPO_HAVE_CUDA
+  return ops_cuda_bf16();
+#else
+  return 0;
+#endif
+}
+
 int ops_tf32(void) {
 #ifdef DFPO_HAVE_CUDA
   return ops_cuda_tf32();

@@ -57,7 +57,7 @@ int rl_trainer_new(rl_trainer **out, gpt2_model *policy, gpt2_model *ref, gpt2_m
                                !(cfg->nlpo_top_p >= 0) || cfg->nlpo_top_p > 1))
     return dfpo_err_set(err, DFPO_EUSAGE,
                         "rl: NLPO needs top_p in [0, 1], k_min >= 1 and mask_refresh >= 1");
-  if (cfg->sampling.mask)
+  if (cfg->sampling.mask || cfg->sampling.allow)
     return dfpo_err_set(err, DFPO_EUSAGE, "rl: the sampling config must not carry a mask");
   if (cfg->epochs < 1 || cfg->minibatch < 1)
     return dfpo_err_set(err, DFPO_EUSAGE, "rl: epochs and minibatch must be at least 1");
@@ -114,6 +114,7 @@ typedef struct dfpo_mask_ctx {
   int Tp, N, eos;
   float temperature;
   int *next;
+  float *host; /* [B, V]: the reference's logits on the host when it is not on the CPU */
   dfpo_err *err;
 } dfpo_mask_ctx;
 
@@ -144,6 +145,7 @@ static int dfpo_mask(void *vctx, int step, int B, int V, const int *seqs, float 
   }
   if (!ref)
     return -1;
+  ref = gpt2_host_view(c->ref, ref, (size_t)B * V, c->host);
   float inv_t = c->temperature > 0 ? 1.0f / c->temperature : 1.0f;
   for (int b = 0; b < B; b++) {
     float *z = logits + (size_t)b * V;
@@ -168,24 +170,31 @@ static int dfpo_mask(void *vctx, int step, int B, int V, const int *seqs, float 
 int rl_dfpo_generate(gpt2_model *policy, gpt2_model *ref, const int *prompts, const int *kstart,
                      int B, int T, const int *sign, const gpt2_sampling *s, dfpo_rng *rng, int *out,
                      int *lens, float *logps, dfpo_err *err) {
-  if (s->mask)
+  if (s->mask || s->allow)
     return dfpo_err_set(err, DFPO_EUSAGE, "rl: the sampling config must not carry a mask");
   int *next = malloc(sizeof(int) * (size_t)(B > 0 ? B : 1));
-  if (!next)
+  float *host = malloc(sizeof(float) * (size_t)(B > 0 ? B : 1) * gpt2_get_config(ref)->vocab_size);
+  if (!next || !host) {
+    free(next);
+    free(host);
     return dfpo_err_set(err, DFPO_ERUNTIME, "rl: out of memory");
-  dfpo_mask_ctx mc = {ref, prompts, kstart, sign, T, s->max_new, s->eos, s->temperature, next, err};
+  }
+  dfpo_mask_ctx mc = {ref,    prompts,        kstart, sign, T,  s->max_new,
+                      s->eos, s->temperature, next,   host, err};
   gpt2_sampling ms = *s;
   ms.mask = dfpo_mask;
   ms.mask_ctx = &mc;
   int rc = gpt2_generate(policy, prompts, kstart, B, T, &ms, rng, out, lens, logps, err);
   free(next);
+  free(host);
   return rc;
 }
 
 /* NLPO's sampling mask: the mask model decodes in lock step with the policy;
  * each row keeps the mask model's top-p set (at least k_min tokens, and
  * end-of-text always, as RL4LMs keeps the special tokens), which is recorded
- * in masks[(b * N + step) * V] for the update. */
+ * in masks[(b * N + step) * V] for the update. An allowed set
+ * (gpt2_allow_fn): the policy's logits stay on its device. */
 typedef struct nlpo_mask_ctx {
   gpt2_model *model;
   const int *prompts, *kstart;
@@ -193,13 +202,14 @@ typedef struct nlpo_mask_ctx {
   float top_p;
   int *next;
   float *probs;
+  float *host; /* [B, V]: the mask model's logits on the host when it is not on the CPU */
   unsigned char *masks;
   double size_sum, steps;
   int size_min;
   dfpo_err *err;
 } nlpo_mask_ctx;
 
-static int nlpo_mask(void *vctx, int step, int B, int V, const int *seqs, float *logits) {
+static int nlpo_mask(void *vctx, int step, int B, int V, const int *seqs, unsigned char *allow) {
   nlpo_mask_ctx *c = vctx;
   const float *ml;
   if (step == 0) {
@@ -214,6 +224,7 @@ static int nlpo_mask(void *vctx, int step, int B, int V, const int *seqs, float 
   }
   if (!ml)
     return -1;
+  ml = gpt2_host_view(c->model, ml, (size_t)B * V, c->host);
   for (int b = 0; b < B; b++) {
     const float *z = ml + (size_t)b * V;
     double lz = row_lse(z, V);
@@ -232,10 +243,7 @@ static int nlpo_mask(void *vctx, int step, int B, int V, const int *seqs, float 
       if (c->size_min == 0 || size < c->size_min)
         c->size_min = size;
     }
-    float *l = logits + (size_t)b * V;
-    for (int a = 0; a < V; a++)
-      if (!mk[a])
-        l[a] = -INFINITY;
+    memcpy(allow + (size_t)b * V, mk, (size_t)V);
   }
   return 0;
 }
@@ -245,7 +253,7 @@ typedef struct bufs {
   int *out, *lens, *seq, *targets, *order, *sign, *next, *mb_seq, *mb_targets, *mb_kstart;
   float *logps_b, *lp_full, *logp_old, *logp_ref, *values_full, *values, *R, *rewards, *adv, *ret,
       *w, *mb_lp, *mb_adv, *mb_old, *mb_w, *dlogp, *dlogp_full, *mb_vals, *dvals_full, *logsm,
-      *logp_oldm, *probs, *dlogits;
+      *logp_oldm, *probs, *dlogits, *zrow, *mhost;
   unsigned char *masks;
 } bufs;
 
@@ -256,7 +264,7 @@ static void bufs_free(bufs *b) {
                      b->values,    b->R,          b->rewards,  b->adv,        b->ret,
                      b->w,         b->mb_lp,      b->mb_adv,   b->mb_old,     b->mb_w,
                      b->dlogp,     b->dlogp_full, b->mb_vals,  b->dvals_full, b->logsm,
-                     b->logp_oldm, b->probs,      b->dlogits};
+                     b->logp_oldm, b->probs,      b->dlogits,  b->zrow,       b->mhost};
   for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
     free(ints[i]);
   for (size_t i = 0; i < sizeof floats / sizeof floats[0]; i++)
@@ -279,13 +287,21 @@ static void scatter(float *dst, const float *src, int B, int L, int Tp, int N) {
       dst[(size_t)b * L + Tp - 1 + t] = src[(size_t)b * N + t];
 }
 
-/* Log-softmax rows of the logits at the action positions, for the exact KL:
+/* Row `row` of a model's logits [*, V] on the host (buf: V floats, used
+ * when the model is not on the CPU). */
+static const float *logit_row(const gpt2_model *m, const float *logits, size_t row, int V,
+                              float *buf) {
+  return gpt2_host_view(m, logits + row * V, (size_t)V, buf);
+}
+
+/* Log-softmax rows of m's logits at the action positions, for the exact KL:
  * out[(b * N + t) * V + a]. */
-static void action_log_softmax(float *out, const float *logits, const int *lens, int B, int L,
-                               int Tp, int N, int V) {
+static void action_log_softmax(float *out, const gpt2_model *m, const int *lens, int B, int L,
+                               int Tp, int N, int V, float *buf) {
+  const float *logits = gpt2_lm_logits(m);
   for (int b = 0; b < B; b++)
     for (int t = 0; t < lens[b]; t++) {
-      const float *z = logits + ((size_t)b * L + Tp - 1 + t) * V;
+      const float *z = logit_row(m, logits, (size_t)b * L + Tp - 1 + t, V, buf);
       double lz = row_lse(z, V);
       float *o = out + ((size_t)b * N + t) * V;
       for (int a = 0; a < V; a++)
@@ -348,6 +364,7 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
   ALLOC(k.dlogp_full, BL);
   ALLOC(k.mb_vals, BL);
   ALLOC(k.dvals_full, BL);
+  ALLOC(k.zrow, V);
   if (exact_kl)
     ALLOC(k.logsm, BN * (size_t)V);
   if (nlpo) {
@@ -355,6 +372,7 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
     ALLOC(k.probs, V);
     ALLOC(k.masks, BN * (size_t)V);
     ALLOC(k.dlogits, BL * (size_t)V);
+    ALLOC(k.mhost, (size_t)B * V);
   }
 
   /* 1. rollouts */
@@ -366,11 +384,11 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
       (rc = gpt2_copy_params(t->mask, t->policy, err)))
     goto done;
   nlpo_mask_ctx nc = {
-      t->mask, prompts, kstart, Tp, N, eos, cfg->nlpo_k_min, cfg->nlpo_top_p, k.next,
-      k.probs, k.masks, 0,      0,  0, err};
+      t->mask, prompts, kstart, Tp, N, eos, cfg->nlpo_k_min, cfg->nlpo_top_p, k.next, k.probs,
+      k.mhost, k.masks, 0,      0,  0, err};
   if (nlpo) {
-    s.mask = nlpo_mask;
-    s.mask_ctx = &nc;
+    s.allow = nlpo_mask;
+    s.allow_ctx = &nc;
   }
   if (dfpo && !dfpo_update)
     rc = rl_dfpo_generate(t->policy, t->ref, prompts, kstart, B, Tp, k.sign, &s, &t->rng, k.out,
@@ -418,11 +436,12 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
       for (int i = 0; i < k.lens[b]; i++) {
         size_t pos = (size_t)b * L + Tp - 1 + i;
         k.logp_oldm[(size_t)b * N + i] = (float)rl_masked_logit_grad(
-            z + pos * V, k.masks + ((size_t)b * N + i) * V, V, k.targets[pos], 0, NULL);
+            logit_row(t->policy, z, pos, V, k.zrow), k.masks + ((size_t)b * N + i) * V, V,
+            k.targets[pos], 0, NULL);
       }
   }
   if (exact_kl)
-    action_log_softmax(k.logsm, gpt2_lm_logits(t->policy), k.lens, B, L, Tp, N, V);
+    action_log_softmax(k.logsm, t->policy, k.lens, B, L, Tp, N, V, k.zrow);
   if ((rc = gpt2_forward(t->ref, k.seq, kstart, B, L, err)) ||
       (rc = gpt2_lm_logprobs(t->ref, k.targets, k.lp_full, NULL, err)))
     goto done;
@@ -432,7 +451,7 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
     double kl = 0, n = 0;
     for (int b = 0; b < B; b++)
       for (int i = 0; i < k.lens[b]; i++) {
-        const float *z = zr + ((size_t)b * L + Tp - 1 + i) * V;
+        const float *z = logit_row(t->ref, zr, (size_t)b * L + Tp - 1 + i, V, k.zrow);
         const float *lp = k.logsm + ((size_t)b * N + i) * V;
         double lz = row_lse(z, V);
         for (int a = 0; a < V; a++)
@@ -507,7 +526,8 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
           for (int j = 0; j < mlens[i]; j++) {
             size_t pos = (size_t)i * L + Tp - 1 + j;
             k.mb_lp[(size_t)i * N + j] = (float)rl_masked_logit_grad(
-                z + pos * V, k.masks + ((size_t)b * N + j) * V, V, k.mb_targets[pos], 0, NULL);
+                logit_row(t->policy, z, pos, V, k.zrow), k.masks + ((size_t)b * N + j) * V, V,
+                k.mb_targets[pos], 0, NULL);
           }
         }
       if (!dfpo) {
@@ -528,9 +548,9 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
           int b = k.order[start + i];
           for (int j = 0; j < mlens[i]; j++) {
             size_t pos = (size_t)i * L + Tp - 1 + j;
-            rl_masked_logit_grad(z + pos * V, k.masks + ((size_t)b * N + j) * V, V,
-                                 k.mb_targets[pos], k.dlogp[(size_t)i * N + j],
-                                 k.dlogits + pos * V);
+            rl_masked_logit_grad(logit_row(t->policy, z, pos, V, k.zrow),
+                                 k.masks + ((size_t)b * N + j) * V, V, k.mb_targets[pos],
+                                 k.dlogp[(size_t)i * N + j], k.dlogits + pos * V);
           }
         }
         rc = gpt2_lm_backward_logits(t->policy, k.dlogits, err);

@@ -51,6 +51,12 @@ ops_device ops_current_device(void);
  * fp32 throughout); no effect on the CPU backend. */
 void ops_set_tf32(int on);
 int ops_tf32(void);
+/* bf16 matrix products for the CUDA backend (default off): the fp32
+ * matrices are rounded to bf16 inside cuBLAS for the tensor cores and the
+ * products accumulate in fp32, so the weights, gradients and AdamW state
+ * stay fp32 (the master copy); wins over TF32. No effect on the CPU. */
+void ops_set_bf16(int on);
+int ops_bf16(void);
 
 /* ----------------------------------------------------- tokenizer (tok_) */
 
@@ -181,8 +187,14 @@ int gpt2_copy_params(gpt2_model *dst, const gpt2_model *src, dfpo_err *err);
  * KV cache) right now. */
 size_t gpt2_arena_bytes(const gpt2_model *m);
 
-/* Parameter access by tensor (host pointers on the CPU backend; for tests
- * and tools). Names follow Hugging Face without the "transformer." prefix
+/* Copies into dst every parameter tensor of src with the same name and
+ * shape (a value model's trunk from a policy); the devices need not match.
+ * *copied (may be NULL) receives the number of tensors copied. */
+int gpt2_copy_shared_params(gpt2_model *dst, const gpt2_model *src, int *copied, dfpo_err *err);
+
+/* Parameter access by tensor (backend pointers: host memory on the CPU
+ * backend, device memory on CUDA; for tests and tools). Names follow Hugging Face without the
+ * "transformer." prefix
  * ("wte.weight", "h.0.attn.c_attn.weight", ...), shapes are ours: linear
  * weights [out, in]. Returns the number of tensors; fills what is asked. */
 int gpt2_num_tensors(const gpt2_model *m);
@@ -212,6 +224,12 @@ int gpt2_lm_backward_logits(gpt2_model *m, const float *dlogits, dfpo_err *err);
  * gpt2_lm_logprobs (which computes them) and before gpt2_lm_backward (which
  * overwrites them). */
 const float *gpt2_lm_logits(const gpt2_model *m);
+/* The model's buffers that gpt2_lm_logits, gpt2_decode_begin and
+ * gpt2_decode_step return are backend memory (device memory on CUDA). This
+ * gives n floats of such a buffer from p on the host: p itself on the CPU
+ * backend (no copy), else a download into buf (n floats, the caller's) and
+ * buf. */
+const float *gpt2_host_view(const gpt2_model *m, const float *p, size_t n, float *buf);
 /* Mean next-token cross-entropy over positions with targets >= 0 (0 when
  * there are none); with backward, accumulates its gradient. */
 int gpt2_lm_loss(gpt2_model *m, const int *tokens, const int *targets, const int *kstart, int B,
@@ -282,6 +300,13 @@ const float *gpt2_decode_step(gpt2_model *m, const int *next, dfpo_err *err);
  * previous step's tokens with gpt2_decode_step. Returns 0, or nonzero to stop
  * generation with an error. */
 typedef int (*gpt2_mask_fn)(void *ctx, int step, int B, int V, const int *seqs, float *logits);
+/* A per-step allowed set that does not need the policy's own logits (NLPO's
+ * mask model): fills allow[B, V] (1 = may be drawn, 0 = banned; seqs as
+ * for gpt2_mask_fn). The set goes to the backend with the sampler, so the
+ * logits stay where they are (on CUDA: no [B, V] logits download per step,
+ * as with gpt2_mask_fn). Returns 0, or nonzero to stop with an error. */
+typedef int (*gpt2_allow_fn)(void *ctx, int step, int B, int V, const int *seqs,
+                             unsigned char *allow);
 
 typedef struct gpt2_sampling {
   int max_new, min_new; /* new tokens: at most, and before end-of-text may be drawn */
@@ -289,8 +314,10 @@ typedef struct gpt2_sampling {
   int top_k;            /* 0: off */
   float top_p;          /* 1: off */
   int eos;              /* end-of-text id (50256 for GPT-2); < 0: none */
-  gpt2_mask_fn mask;    /* may be NULL */
+  gpt2_mask_fn mask;    /* may be NULL; with it the logits come to the host each step */
   void *mask_ctx;
+  gpt2_allow_fn allow; /* may be NULL; applied after mask */
+  void *allow_ctx;
 } gpt2_sampling;
 gpt2_sampling gpt2_sampling_default(void);
 
@@ -302,7 +329,12 @@ int gpt2_sample_token(float *logits, int V, const gpt2_sampling *s, dfpo_rng *rn
 
 /* Batched sampling: out[B, max_new] (-1 after a row ended), lens[B] new
  * tokens per row (the end-of-text token included when drawn), logps[B,
- * max_new] (optional) as in gpt2_sample_token. */
+ * max_new] (optional) as in gpt2_sample_token. Each step draws one uniform
+ * per live row (in row order) on the host and samples with the backend's
+ * sample op where the logits are (on the device with CUDA, unless a
+ * gpt2_mask_fn needs them on the host; then the CPU's op samples there):
+ * the same tokens on every backend from the same logits and seed. The
+ * model's last logits are spent (gpt2_lm_logits gives NULL after). */
 int gpt2_generate(gpt2_model *m, const int *prompts, const int *kstart, int B, int T,
                   const gpt2_sampling *s, dfpo_rng *rng, int *out, int *lens, float *logps,
                   dfpo_err *err);

@@ -56,11 +56,20 @@ void emu_run(dim3 g, dim3 b, size_t sh, const std::function<void()> &fn) {
       }
 }
 
-static int math_mode;
+static int math_mode, bf16_inputs;
+/* the product's inputs as the tensor cores see them: TF32 (10 mantissa
+ * bits; to nearest, ties away) by the math mode, or bf16 (7; to nearest,
+ * ties to even) in GemmEx's FAST_16BF */
 static float tf32(float x) {
+  uint32_t u;
+  if (bf16_inputs) {
+    memcpy(&u, &x, 4);
+    u = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
+    memcpy(&x, &u, 4);
+    return x;
+  }
   if (math_mode != CUBLAS_TF32_TENSOR_OP_MATH)
     return x;
-  uint32_t u;
   memcpy(&u, &x, 4);
   u = (u + 0x1000u) & ~0x1FFFu;
   memcpy(&x, &u, 4);
@@ -103,6 +112,26 @@ cublasStatus_t cublasSgemm_v2(cublasHandle_t, cublasOperation_t ta, cublasOperat
       *c = (float)(*alpha * s + (*beta != 0.0f ? *beta * *c : 0.0f));
     }
   return CUBLAS_STATUS_SUCCESS;
+}
+/* fp32 matrices only, FAST_16BF or plain fp32 compute */
+cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m,
+                            int n, int k, const void *alpha, const void *A, cudaDataType at,
+                            int lda, const void *B, cudaDataType bt, int ldb, const void *beta,
+                            void *C, cudaDataType ct, int ldc, cublasComputeType_t compute,
+                            cublasGemmAlgo_t) {
+  if (at != CUDA_R_32F || bt != CUDA_R_32F || ct != CUDA_R_32F ||
+      (compute != CUBLAS_COMPUTE_32F && compute != CUBLAS_COMPUTE_32F_FAST_16BF)) {
+    fprintf(stderr, "emu GemmEx: unsupported types\n");
+    abort();
+  }
+  int saved = math_mode;
+  math_mode = CUBLAS_DEFAULT_MATH; /* GemmEx's compute type decides, not the math mode */
+  bf16_inputs = compute == CUBLAS_COMPUTE_32F_FAST_16BF;
+  cublasStatus_t s = cublasSgemm_v2(h, ta, tb, m, n, k, (const float *)alpha, (const float *)A, lda,
+                                    (const float *)B, ldb, (const float *)beta, (float *)C, ldc);
+  bf16_inputs = 0;
+  math_mode = saved;
+  return s;
 }
 const char *cublasGetStatusString(cublasStatus_t) {
   return "emu";

@@ -33,7 +33,8 @@ s = s.replace("open_cublas(reason, n)",
               "(cb.create = cublasCreate_v2, cb.set_stream = cublasSetStream_v2, "
               "cb.set_pointer_mode = cublasSetPointerMode_v2, "
               "cb.set_atomics_mode = cublasSetAtomicsMode, cb.set_math_mode = cublasSetMathMode, "
-              "cb.sgemm = cublasSgemm_v2, cb.status_string = cublasGetStatusString, "
+              "cb.sgemm = cublasSgemm_v2, cb.gemm_ex = cublasGemmEx, "
+              "cb.status_string = cublasGetStatusString, "
               "cb.status_name = cublasGetStatusName, 0)")
 open(sys.argv[1] + "/ops_cuda_emu.cpp", "w").write(s)
 PY

@@ -1,4 +1,5 @@
 #include "tests/support/support.h"
+#include "trainer/trainer.h" /* a model for generate and perplexity */
 
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -129,4 +130,116 @@ Test(cli, docs_configs_md_is_the_schema) {
                    "docs/configs.md differs: regenerate it with "
                    "`dfpo config keys > docs/configs.md`");
   ts_run_free(&r);
+}
+
+/* ------------------------------------------------ --device on every command */
+
+/* 1 when `dfpo env --device cuda` finds a usable GPU, else 0 with the
+ * reason it gives. */
+static int gpu_usable(char *why, size_t n) {
+  static const char lead[] = "dfpo: error: --device cuda: no usable CUDA device: ";
+  ts_run r;
+  ts_dfpo(&r, "env", "--device", "cuda", NULL);
+  int ok = r.status == 0;
+  const char *at = strstr(r.err, lead);
+  snprintf(why, n, "%.*s", at ? (int)strcspn(at + strlen(lead), "\n") : 0,
+           at ? at + strlen(lead) : "");
+  ts_run_free(&r);
+  if (!ok)
+    cr_assert(why[0], "dfpo env --device cuda failed without a reason");
+  return ok;
+}
+
+/* Each engine command given --device cuda, --device auto and a bad name, on
+ * small inputs: a 300-token tiny model for generate and perplexity, a
+ * one-step pretraining, and (for train and reproduce, whose runs are the
+ * business of their own tests) a missing tokenizer or cell, which they meet only
+ * after the device was chosen. Without a usable GPU (this project's build
+ * machine), cuda must fail with exit status 3 and the reason dfpo env gives
+ * before any work, and auto must warn and go on on the CPU. */
+Test(cli, device_option_on_every_engine_command, .timeout = 300) {
+  char why[1024];
+  int usable = gpu_usable(why, sizeof why);
+  char dir[256], model[300], toks[300], out[300], cfgf[300];
+  ts_tmpdir(dir, sizeof dir);
+  snprintf(model, sizeof model, "%s/m.ckpt", dir);
+  snprintf(toks, sizeof toks, "%s/t.txt", dir);
+  snprintf(out, sizeof out, "%s/out", dir);
+  snprintf(cfgf, sizeof cfgf, "%s/suite.json", dir);
+  gpt2_config gc = {1, 2, 32, 300, 64, GPT2_HEAD_NONE, 0};
+  gpt2_model *m;
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  cr_assert_eq(gpt2_new(&m, &gc, &err), 0, "%s", err.msg);
+  gpt2_init_random(m, 1);
+  cr_assert_eq(gpt2_save(m, model, 0, &err), 0, "%s", err.msg);
+  gpt2_free(m);
+  ts_write_text(toks, "1 2 3 4 5 6 7 8 9 10 11 12\n13 14 15 16 17 18 19 20 21 22\n");
+  ts_write_text(cfgf, "{\"suite\": {\"name\": \"dev\", \"tasks\": [\"synthetic\"], \"algos\": "
+                      "[\"zero-shot\"], \"seeds\": [0]}}\n");
+  /* the arguments of each command, the device value going in slot DEV */
+#define DEV "\x01"
+  const char *cmds[][24] = {
+      {"generate", "--model", model, "--tokens", toks, "--max-new", "2", "--device", DEV, NULL},
+      {"perplexity", "--model", model, "--tokens", toks, "--no-bos", "--device", DEV, NULL},
+      {"pretrain", "--train",   toks, "--val",    toks, "--out",    out,  "--vocab",
+       "300",      "--n-layer", "1",  "--n-embd", "32", "--n-ctx",  "16", "--steps",
+       "1",        "--batch",   "1",  "--seq",    "4",  "--device", DEV,  NULL},
+      {"train", "--task", "synthetic", "--algo", "ppo", "--out", out, "--model", model,
+       "--tokenizer", dir, "--device", DEV, NULL},
+      {"reproduce", "--config", cfgf, "--out", out, "--cell", "5", "--device", DEV, NULL},
+  };
+  /* what auto's run ends with after the fallback: 0, or the status of the
+   * error the command meets next (train: the tokenizer folder has no BPE
+   * files; reproduce: the suite has one cell) */
+  const int auto_status[] = {0, 0, 0, 2, 1};
+  const char *auto_next[] = {NULL, NULL, NULL, "tokenizer", "--cell 5: the suite has 1 cells"};
+  for (size_t c = 0; c < sizeof cmds / sizeof cmds[0]; c++) {
+    const char *names[] = {"cuda", "auto", "gpu"};
+    for (int k = 0; k < 3; k++) {
+      char *argv[26] = {(char *)DFPO_BIN};
+      int n = 1;
+      for (int i = 0; cmds[c][i]; i++)
+        argv[n++] = (char *)(strcmp(cmds[c][i], DEV) ? cmds[c][i] : names[k]);
+      argv[n] = NULL;
+      char home[300], env[320];
+      snprintf(home, sizeof home, "%s/home", dir);
+      snprintf(env, sizeof env, "DFPO_HOME=%s", home);
+      char *envv[] = {env, "OMP_NUM_THREADS=1", NULL};
+      ts_run r;
+      ts_run_cmd(&r, argv, NULL, envv);
+      const char *cmd = cmds[c][0];
+      if (k == 2) {
+        cr_expect_eq(r.status, DFPO_EUSAGE, "%s --device gpu: status %d: %s", cmd, r.status, r.err);
+        /* train and reproduce check it as the config key it is */
+        cr_expect(strstr(r.err, "--device must be cpu, cuda or auto, got 'gpu'") ||
+                      strstr(r.err, "key 'device': 'gpu' is not one of auto|cpu|cuda"),
+                  "%s: %s", cmd, r.err);
+      } else if (usable) {
+        cr_log_info("%s --device %s: a GPU is usable here; the CUDA runs themselves are "
+                    "test_ops_cuda's business",
+                    cmd, names[k]);
+      } else if (k == 0) {
+        cr_expect_eq(r.status, DFPO_ERUNTIME, "%s --device cuda: status %d: %s", cmd, r.status,
+                     r.err);
+        cr_expect(strstr(r.err, "dfpo: error: --device cuda: no usable CUDA device: "), "%s: %s",
+                  cmd, r.err);
+        cr_expect(strstr(r.err, why), "%s: stderr '%s' lacks the reason '%s' of dfpo env", cmd,
+                  r.err, why);
+        cr_expect_str_eq(r.out, "", "%s --device cuda printed results", cmd);
+      } else {
+        cr_expect(strstr(r.err, "dfpo: warning: --device auto: no usable CUDA device (") &&
+                      strstr(r.err, "); using the CPU"),
+                  "%s --device auto: %s", cmd, r.err);
+        cr_expect_eq(r.status, auto_status[c], "%s --device auto: status %d: %s", cmd, r.status,
+                     r.err);
+        if (auto_next[c])
+          cr_expect(strstr(r.err, auto_next[c]), "%s --device auto went on to '%s'? %s", cmd,
+                    auto_next[c], r.err);
+      }
+      ts_run_free(&r);
+    }
+  }
+#undef DEV
+  ts_rmtree(dir);
 }

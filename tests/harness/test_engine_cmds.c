@@ -22,20 +22,13 @@ static gpt2_model *tiny(const char *path) {
   return m;
 }
 
-static void write_text(const char *path, const char *text) {
-  FILE *f = fopen(path, "w");
-  cr_assert_not_null(f);
-  fputs(text, f);
-  fclose(f);
-}
-
 Test(engine_cmds, perplexity_matches_the_library) {
   char dir[256], model[300], toks[300];
   ts_tmpdir(dir, sizeof dir);
   snprintf(model, sizeof model, "%s/m.ckpt", dir);
   snprintf(toks, sizeof toks, "%s/t.txt", dir);
   gpt2_model *m = tiny(model);
-  write_text(toks, "464 2068 7586 21831\n\n318 257 1332 13 50256 40\n");
+  ts_write_text(toks, "464 2068 7586 21831\n\n318 257 1332 13 50256 40\n");
   int d1[5] = {50256, 464, 2068, 7586, 21831}, d2[7] = {50256, 318, 257, 1332, 13, 50256, 40};
   double n1, n2;
   size_t k1, k2;
@@ -63,7 +56,7 @@ Test(engine_cmds, perplexity_matches_the_library) {
   cJSON_Delete(o);
   ts_run_free(&r);
   /* a bad id names the file, line and column */
-  write_text(toks, "1 2\n3 x4\n");
+  ts_write_text(toks, "1 2\n3 x4\n");
   ts_dfpo(&r, "perplexity", "--model", model, "--tokens", toks, NULL);
   cr_expect_eq(r.status, 2);
   cr_expect(strstr(r.err, ":2:3") != NULL, "%s", r.err);
@@ -78,7 +71,7 @@ Test(engine_cmds, greedy_generate_matches_prompts_run_alone) {
   snprintf(model, sizeof model, "%s/m.ckpt", dir);
   snprintf(toks, sizeof toks, "%s/t.txt", dir);
   gpt2_model *m = tiny(model);
-  write_text(toks, "464 2068 7586\n318\n");
+  ts_write_text(toks, "464 2068 7586\n318\n");
   ts_run r;
   ts_dfpo(&r, "generate", "--model", model, "--tokens", toks, "--temperature", "0", "--max-new",
           "5", "--eos", "-1", NULL);
@@ -180,7 +173,7 @@ Test(engine_cmds, perplexity_of_text_is_that_of_its_reference_ids) {
   snprintf(ids, sizeof ids, "%s/docs.ids", dir);
   snprintf(tokdir, sizeof tokdir, "%s/gpt2", data);
   gpt2_model *m = tiny(model);
-  write_text(text, docs_text);
+  ts_write_text(text, docs_text);
   /* the reference ids of each line without its line end (empty lines kept) */
   snprintf(cmd, sizeof cmd,
            "sed 's/\\r$//' '%s' | /usr/bin/python3 '%s' '%s' --lines > '%s' && cat '%s'", text,
@@ -372,7 +365,7 @@ Test(engine_cmds, text_front_end_errors) {
   snprintf(tokdir, sizeof tokdir, "%s/tok", dir);
   snprintf(small, sizeof small, "%s/small.ckpt", dir);
   gpt2_model *m = tiny(model);
-  write_text(text, "abc abd abe abc abd abe\n");
+  ts_write_text(text, "abc abd abe abc abd abe\n");
   dfpo_err err;
   dfpo_err_clear(&err);
   const char *files[1] = {text};

@@ -190,6 +190,14 @@ void ts_rmtree(const char *path) {
   nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+void ts_write_text(const char *path, const char *text) {
+  FILE *fp = fopen(path, "wb");
+  cr_assert_not_null(fp, "%s: cannot create", path);
+  size_t n = strlen(text);
+  cr_assert_eq(fwrite(text, 1, n, fp), n, "%s: short write", path);
+  cr_assert_eq(fclose(fp), 0, "%s: write failed", path);
+}
+
 char *ts_slurp(const char *path) {
   FILE *fp = fopen(path, "rb");
   cr_assert_not_null(fp, "%s missing", path);

@@ -37,6 +37,8 @@ void ts_imdb_slice(const char *data, const char *src, const char *corpus, int n_
 /* The whole file as a NUL-terminated heap string (caller frees); aborts the
  * test when it cannot be read. */
 char *ts_slurp(const char *path);
+/* Writes text to path (created or truncated); aborts the test on failure. */
+void ts_write_text(const char *path, const char *text);
 
 /* A fresh temporary folder (mkdtemp) and its recursive removal. */
 void ts_tmpdir(char *buf, size_t n);

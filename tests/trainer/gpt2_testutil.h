@@ -40,6 +40,22 @@ static inline void tu_perturb(gpt2_model *m, uint64_t seed, float s) {
   }
 }
 
+/* An rl_reward_fn for tiny RL environments: the share of the generated
+ * tokens equal to *(const int *)ctx (0 for an empty continuation). */
+static inline int tu_share_of(void *ctx, int nb, const int *prompts, const int *kstart, int Tp,
+                              const int *cont, const int *lens, int max_new, float *rewards,
+                              dfpo_err *err) {
+  (void)prompts, (void)kstart, (void)Tp, (void)err;
+  int want = *(const int *)ctx;
+  for (int b = 0; b < nb; b++) {
+    int good = 0;
+    for (int i = 0; i < lens[b]; i++)
+      good += cont[(size_t)b * max_new + i] == want;
+    rewards[b] = lens[b] ? (float)good / lens[b] : 0;
+  }
+  return 0;
+}
+
 /* Random tokens in [0, V). */
 static inline void tu_tokens(int *t, size_t n, int V, uint64_t seed) {
   dfpo_rng r;

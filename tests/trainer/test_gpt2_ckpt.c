@@ -395,3 +395,49 @@ Test(gpt2_ckpt, copy_params_for_reference_models) {
   gpt2_free(b);
   gpt2_free(c);
 }
+
+/* A value model's trunk from a policy (dfpo train's value model): every
+ * tensor of the same name and shape is copied, the value head keeps its own
+ * initialisation. gpt2_host_view of a CPU model is the buffer itself. */
+Test(gpt2_ckpt, copy_shared_params_for_value_models) {
+  gpt2_config cfg = cfg_small(), vc = cfg;
+  vc.head = GPT2_HEAD_VALUE;
+  gpt2_model *p = tu_model(&cfg, 8), *v = tu_model(&vc, 9), *v0 = tu_model(&vc, 9);
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  int copied = -1;
+  cr_assert_eq(gpt2_copy_shared_params(v, p, &copied, &err), 0, "%s", err.msg);
+  cr_expect_eq(copied, gpt2_num_tensors(p), "every policy tensor has a twin in the value model");
+  int np = gpt2_num_tensors(p), heads = 0;
+  for (int i = 0; i < gpt2_num_tensors(v); i++) {
+    const char *name;
+    int r, c;
+    float *pv, *pv0, *pp = NULL;
+    gpt2_tensor_info(v, i, &name, &r, &c, &pv, NULL);
+    gpt2_tensor_info(v0, i, NULL, NULL, NULL, &pv0, NULL);
+    for (int j = 0; j < np && !pp; j++) {
+      const char *pn;
+      float *q;
+      gpt2_tensor_info(p, j, &pn, NULL, NULL, &q, NULL);
+      if (!strcmp(pn, name))
+        pp = q;
+    }
+    size_t bytes = sizeof(float) * (size_t)r * c;
+    if (pp) {
+      cr_expect_eq(memcmp(pv, pp, bytes), 0, "%s was not copied", name);
+    } else {
+      heads++;
+      cr_expect_eq(memcmp(pv, pv0, bytes), 0, "%s (the head) changed", name);
+    }
+  }
+  cr_expect_gt(heads, 0);
+  int tok[2] = {1, 2};
+  cr_assert_eq(gpt2_forward(p, tok, NULL, 1, 2, &err), 0, "%s", err.msg);
+  cr_assert_eq(gpt2_lm_logprobs(p, NULL, NULL, NULL, &err), 0, "%s", err.msg);
+  float buf[80];
+  const float *z = gpt2_lm_logits(p);
+  cr_expect(z && gpt2_host_view(p, z, 80, buf) == z, "a CPU model's logits are viewed in place");
+  gpt2_free(p);
+  gpt2_free(v);
+  gpt2_free(v0);
+}

@@ -16,6 +16,10 @@
  *     terms);
  *   - the embedding scatter: bit for bit (it adds in the CPU's order);
  *   - TF32 matrix products: 5e-3 (a 10-bit mantissa: 2^-11 per product);
+ *   - bf16 matrix products (fp32 matrices rounded to bf16 inside cuBLAS,
+ *     fp32 accumulation): 2e-2 (a 7-bit mantissa: 2^-8 per input, four
+ *     times TF32's; measured on the emulator, whose GemmEx rounds the
+ *     inputs to nearest even and adds in double: see docs/cuda.md);
  *   - a whole GPT-2 step (loss, every gradient): 1e-4; ten AdamW steps: the
  *     losses 1e-4 and the parameter updates ||dgpu - dcpu|| / ||dcpu|| below
  *     1e-2 (Adam divides by sqrt(v), so near-zero gradients amplify the
@@ -33,6 +37,7 @@
 
 #include "common/common.h"
 #include "tests/support/support.h"
+#include "tests/trainer/gpt2_testutil.h"
 
 static const ops_backend *C_ = &ops_cpu;
 
@@ -121,14 +126,16 @@ static double close_to(const char *what, const float *want, const float *got, si
 }
 
 /* downloads d[n] and compares it with the CPU's h[n] */
-static void check_dev(const char *what, const float *h, const float *d, size_t n, double tol) {
+static double check_dev(const char *what, const float *h, const float *d, size_t n, double tol) {
   float *g = down(d, n);
-  close_to(what, h, g, n, tol);
+  double e = close_to(what, h, g, n, tol);
   free(g);
+  return e;
 }
 
 #define TOL_RED 1e-5
 #define TOL_TF32 5e-3
+#define TOL_BF16 2e-2
 
 /* ------------------------------------------------------------- memory */
 
@@ -157,11 +164,11 @@ Test(ops_cuda, memory_alloc_zeroed_upload_download_copy) {
 
 /* ------------------------------------------------------------- matmul */
 
-static void matmul_case(int M, int K, int N, int with_bias, int tf32, double tol) {
+/* prec: 0 fp32, 1 TF32, 2 bf16 */
+static void matmul_case(int M, int K, int N, int with_bias, int prec, double tol) {
 #ifdef DFPO_HAVE_CUDA
-  ops_cuda_set_tf32(tf32);
-#else
-  (void)tf32;
+  ops_cuda_set_tf32(prec == 1);
+  ops_cuda_set_bf16(prec == 2);
 #endif
   size_t nx = (size_t)M * K, nw = (size_t)N * K, no = (size_t)M * N;
   float *x = rnd(nx, 10 + M, 1), *w = rnd(nw, 20 + N, 1), *b = rnd((size_t)N, 30, 1);
@@ -176,16 +183,22 @@ static void matmul_case(int M, int K, int N, int with_bias, int tf32, double tol
   C_->matmul_fwd(out, x, w, with_bias ? b : NULL, M, K, N);
   G->matmul_fwd(gout, gx, gw, with_bias ? gb : NULL, M, K, N);
   char what[128];
-  snprintf(what, sizeof what, "matmul_fwd M=%d K=%d N=%d bias=%d tf32=%d", M, K, N, with_bias,
-           tf32);
-  check_dev(what, out, gout, no, tol);
+  snprintf(what, sizeof what, "matmul_fwd M=%d K=%d N=%d bias=%d prec=%d", M, K, N, with_bias,
+           prec);
+  double e = check_dev(what, out, gout, no, tol);
+  if (prec)
+    cr_log_info("%s: error %.3g of tolerance %.3g", what, e, tol);
   /* backward accumulates into non-zero gradients */
   C_->matmul_bwd(di, dw, with_bias ? db : NULL, dout, x, w, M, K, N);
   G->matmul_bwd(gdi, gdw, with_bias ? gdb : NULL, gdout, gx, gw, M, K, N);
-  snprintf(what, sizeof what, "matmul_bwd dinp M=%d K=%d N=%d tf32=%d", M, K, N, tf32);
-  check_dev(what, di, gdi, nx, tol);
-  snprintf(what, sizeof what, "matmul_bwd dw M=%d K=%d N=%d tf32=%d", M, K, N, tf32);
-  check_dev(what, dw, gdw, nw, tol);
+  snprintf(what, sizeof what, "matmul_bwd dinp M=%d K=%d N=%d prec=%d", M, K, N, prec);
+  e = check_dev(what, di, gdi, nx, tol);
+  if (prec)
+    cr_log_info("%s: error %.3g of tolerance %.3g", what, e, tol);
+  snprintf(what, sizeof what, "matmul_bwd dw M=%d K=%d N=%d prec=%d", M, K, N, prec);
+  e = check_dev(what, dw, gdw, nw, tol);
+  if (prec)
+    cr_log_info("%s: error %.3g of tolerance %.3g", what, e, tol);
   snprintf(what, sizeof what, "matmul_bwd dbias M=%d N=%d", M, N);
   check_dev(what, db, gdb, (size_t)N, TOL_RED); /* own kernel, never TF32 */
   /* dinp NULL: only the weights' gradients move */
@@ -198,6 +211,7 @@ static void matmul_case(int M, int K, int N, int with_bias, int tf32, double tol
   free(x), free(w), free(b), free(dout), free(di), free(dw), free(db), free(out), free(junk);
 #ifdef DFPO_HAVE_CUDA
   ops_cuda_set_tf32(0);
+  ops_cuda_set_bf16(0);
 #endif
 }
 
@@ -211,6 +225,13 @@ Test(ops_cuda, matmul_fp32) {
 Test(ops_cuda, matmul_tf32) {
   NEED_GPU();
   matmul_case(128, 256, 192, 1, 1, TOL_TF32);
+}
+
+/* The optional bf16 mode against the CPU's fp32 (prec=2 in the labels). */
+Test(ops_cuda, matmul_bf16) {
+  NEED_GPU();
+  matmul_case(128, 256, 192, 1, 2, TOL_BF16);
+  matmul_case(1, 64, 200, 0, 2, TOL_BF16);
 }
 
 /* ------------------------------------------------------------ encoder */
@@ -573,6 +594,205 @@ Test(ops_cuda, gpt2_step_and_ten_adamw_steps) {
   ts_rmtree(dir);
   gpt2_free(mc), gpt2_free(mg);
   free(p0), free(pc), free(pg), free(pb);
+}
+
+/* ---------------------------------------------------------- sampling */
+
+/* One sample-op case on both backends: the same logits, allowed set and
+ * uniforms give the same tokens; the filtered probabilities left in z and
+ * the log-probabilities agree to 1e-6 (exp on the GPU against the CPU's
+ * libm; on the CUDA emulator, which uses the host's libm, they are equal
+ * bit for bit). */
+static void sample_case(const char *what, const float *z0, const unsigned char *allow,
+                        const double *u, int B, int V, float temp, int top_k, float top_p,
+                        int ban) {
+  size_t n = (size_t)B * V;
+  float *zc = dupf(z0, n), lpc[16], lpg[16];
+  int tc[16], tg[16];
+  cr_assert_leq(B, 16);
+  C_->sample(tc, lpc, zc, allow, u, B, V, temp, top_k, top_p, ban);
+  float *gz = UPF(z0, n), *glp = (float *)G->alloc(B * sizeof(float));
+  int *gt = (int *)G->alloc(B * sizeof(int));
+  double *gu = (double *)up(u, B * sizeof(double));
+  unsigned char *ga = allow ? (unsigned char *)up(allow, n) : NULL;
+  G->sample(gt, glp, gz, ga, gu, B, V, temp, top_k, top_p, ban);
+  G->download(tg, gt, B * sizeof(int));
+  G->download(lpg, glp, B * sizeof(float));
+  float *zg = down(gz, n);
+  for (int b = 0; b < B; b++) {
+    cr_expect_eq(tc[b], tg[b], "%s row %d (u %.17g): cpu token %d gpu %d", what, b, u[b], tc[b],
+                 tg[b]);
+    if (tc[b] >= 0 && tc[b] == tg[b])
+      cr_expect(fabsf(lpc[b] - lpg[b]) <= 1e-6f * (1.0f + fabsf(lpc[b])),
+                "%s row %d: logp cpu %.9g gpu %.9g", what, b, (double)lpc[b], (double)lpg[b]);
+    if (u[b] >= 0 && tc[b] >= 0)
+      close_to(what, zc + (size_t)b * V, zg + (size_t)b * V, (size_t)V, 1e-6);
+  }
+  G->free(gz), G->free(glp), G->free(gt), G->free(gu);
+  if (ga)
+    G->free(ga);
+  free(zc), free(zg);
+}
+
+/* The sample op against ops_cpu's: random logits kept within a few nats
+ * (so that every probability is a multiple of 2^-40 and every sum of a
+ * thousand of them is exact in double, in any order: the same totals and
+ * the same cumulative walk on both), rows of ties (a few distinct values,
+ * so top-k cuts inside a tie and top-p ends inside one), flat rows, an
+ * allowed set, a banned token, a row with every token banned (-1), a
+ * skipped row (u < 0), greedy with ties at the maximum, and uniforms 0 and
+ * just below 1. */
+Test(ops_cuda, sample_same_tokens_as_the_cpu) {
+  NEED_GPU();
+  enum { B = 8 };
+  const int Vs[2] = {300, 1000};
+  for (int vi = 0; vi < 2; vi++) {
+    int V = Vs[vi];
+    size_t n = (size_t)B * V;
+    float *rn = rnd(n, 40 + (uint64_t)vi, 1.0f), *ties = malloc(n * sizeof(float)),
+          *flat = malloc(n * sizeof(float));
+    unsigned char *allow = malloc(n);
+    dfpo_rng r;
+    dfpo_rng_init(&r, 41, 3);
+    for (size_t i = 0; i < n; i++) {
+      rn[i] = rn[i] > 3.0f ? 3.0f : rn[i] < -3.0f ? -3.0f : rn[i];
+      ties[i] = (float)dfpo_rng_below(&r, 3);
+      flat[i] = 0.5f;
+      allow[i] = dfpo_rng_below(&r, 2) || i % V == 7;
+    }
+    for (int i = 0; i < V; i++)
+      allow[(size_t)5 * V + i] = 0; /* row 5: nothing allowed */
+    double u[B];
+    for (int b = 0; b < B; b++)
+      u[b] = dfpo_rng_uniform(&r);
+    u[1] = 0.0;
+    u[2] = 0.9999999999;
+    u[6] = -1.0; /* skipped */
+    const struct {
+      const char *name;
+      const float *z;
+      int allow;
+      float temp, top_p;
+      int top_k, ban;
+    } cases[] = {
+        {"plain", rn, 0, 1.0f, 1.0f, 0, -1},
+        {"temperature 0.7", rn, 0, 0.7f, 1.0f, 0, -1},
+        {"top-k 50", rn, 0, 1.0f, 1.0f, 50, -1},
+        {"top-p 0.9", rn, 0, 1.0f, 0.9f, 0, -1},
+        {"top-k 40 top-p 0.5 temperature 1.3", rn, 0, 1.3f, 0.5f, 40, 3},
+        {"allowed set and ban", rn, 1, 1.0f, 0.8f, 0, 7},
+        {"greedy", ties, 0, 0.0f, 1.0f, 0, -1},
+        {"greedy top-p", ties, 1, 0.0f, 0.3f, 0, -1},
+        {"ties top-k 100", ties, 0, 1.0f, 1.0f, 100, -1},
+        {"ties top-p 0.4", ties, 0, 1.0f, 0.4f, 0, -1},
+        {"ties top-p 0.95 allowed", ties, 1, 1.0f, 0.95f, 0, 0},
+        {"flat", flat, 0, 1.0f, 1.0f, 0, -1},
+        {"flat top-k 17", flat, 0, 1.0f, 1.0f, 17, -1},
+        {"flat top-p 0.33", flat, 0, 2.0f, 0.33f, 0, -1},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+      char what[128];
+      snprintf(what, sizeof what, "V %d: %s", V, cases[c].name);
+      sample_case(what, cases[c].z, cases[c].allow ? allow : NULL, u, B, V, cases[c].temp,
+                  cases[c].top_k, cases[c].top_p, cases[c].ban);
+    }
+    free(rn), free(ties), free(flat), free(allow);
+  }
+}
+
+/* The sampler of gpt2_generate: a GPU model and a CPU model with the same
+ * weights generate the same tokens from the same seed (top-k, top-p, a
+ * minimum length that bans end-of-text, and left padding). */
+Test(ops_cuda, generate_same_tokens_as_the_cpu) {
+  NEED_GPU();
+  gpt2_config cfg = {1, 2, 32, 300, 64, GPT2_HEAD_NONE, 0};
+  gpt2_model *mc = model_on(OPS_DEVICE_CPU, &cfg), *mg = model_on(OPS_DEVICE_CUDA, &cfg);
+  int prompts[12] = {0, 0, 5, 6, 1, 2, 3, 4, 0, 9, 8, 7}, ks[3] = {2, 0, 1};
+  gpt2_sampling s = gpt2_sampling_default();
+  s.max_new = 6;
+  s.min_new = 3;
+  s.eos = 11;
+  s.top_k = 40;
+  s.top_p = 0.9f;
+  int oc[18], og[18], lc[3], lg[3];
+  float pc[18], pg[18];
+  dfpo_rng rc, rg;
+  dfpo_rng_init(&rc, 9, DFPO_STREAM_SAMPLING);
+  dfpo_rng_init(&rg, 9, DFPO_STREAM_SAMPLING);
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  cr_assert_eq(gpt2_generate(mc, prompts, ks, 3, 4, &s, &rc, oc, lc, pc, &err), 0, "%s", err.msg);
+  cr_assert_eq(gpt2_generate(mg, prompts, ks, 3, 4, &s, &rg, og, lg, pg, &err), 0, "%s", err.msg);
+  for (int i = 0; i < 18; i++) {
+    cr_expect_eq(oc[i], og[i], "token %d: cpu %d gpu %d", i, oc[i], og[i]);
+    cr_expect(fabsf(pc[i] - pg[i]) <= 1e-4f * (1.0f + fabsf(pc[i])), "logp %d: cpu %g gpu %g", i,
+              (double)pc[i], (double)pg[i]);
+  }
+  gpt2_free(mc), gpt2_free(mg);
+}
+
+/* ------------------------------------------------------- RL on the GPU */
+
+/* Two RL iterations of each algorithm (NLPO's and DfPO's masks included)
+ * with the policy, reference and value model on the GPU against the same on
+ * the CPU: the rollouts draw the same uniforms, so (away from a uniform
+ * that lands within rounding of a boundary of the cumulative distribution)
+ * the same tokens, hence the same rewards and lengths; the KL and the
+ * losses agree to the whole-model tolerance (1e-4 relative, 1e-3 for the
+ * losses after an update). Shows that rl_train.c reads every device
+ * buffer through a download. */
+Test(ops_cuda, rl_iterations_match_the_cpu) {
+  NEED_GPU();
+  enum { V = 8, B = 4 }; /* small enough for the CUDA emulator */
+  gpt2_config pc = {1, 2, 16, V, 16, GPT2_HEAD_NONE, 0}, vc = pc;
+  vc.head = GPT2_HEAD_VALUE;
+  const int algos[3] = {RL_PPO, RL_NLPO, RL_DFPO};
+  for (int a = 0; a < 3; a++) {
+    rl_stats st[2][2];
+    for (int d = 0; d < 2; d++) {
+      ops_device dev = d ? OPS_DEVICE_CUDA : OPS_DEVICE_CPU;
+      gpt2_model *pol = model_on(dev, &pc), *ref = model_on(dev, &pc), *val = model_on(dev, &vc);
+      dfpo_err err;
+      dfpo_err_clear(&err);
+      rl_config cfg = rl_config_default();
+      cfg.algo = algos[a];
+      cfg.lr = 3e-3f;
+      cfg.epochs = 1;
+      cfg.minibatch = 2;
+      cfg.nlpo_top_p = 0.5f;
+      cfg.nlpo_k_min = 2;
+      cfg.sampling.max_new = 3;
+      cfg.sampling.eos = -1;
+      ops_use_device(dev); /* NLPO's mask model goes where the policy is */
+      rl_trainer *t;
+      cr_assert_eq(rl_trainer_new(&t, pol, ref, val, &cfg, 5, &err), 0, "%s", err.msg);
+      ops_use_device(OPS_DEVICE_CPU);
+      int prompts[B], good = 3;
+      for (int b = 0; b < B; b++)
+        prompts[b] = b % V;
+      for (int it = 0; it < 2; it++)
+        cr_assert_eq(rl_iterate(t, prompts, NULL, B, 1, tu_share_of, &good, &st[d][it], &err), 0,
+                     "%s", err.msg);
+      rl_trainer_free(t);
+      gpt2_free(pol), gpt2_free(ref), gpt2_free(val);
+    }
+    for (int it = 0; it < 2; it++) {
+      rl_stats *c = &st[0][it], *g = &st[1][it];
+      cr_expect_eq(c->reward, g->reward, "algo %d it %d: reward cpu %g gpu %g", algos[a], it,
+                   c->reward, g->reward);
+      cr_expect_eq(c->mean_len, g->mean_len);
+      cr_expect(fabs(c->kl_token - g->kl_token) <= 1e-4 * fabs(c->kl_token) + 1e-7,
+                "algo %d it %d: kl_token cpu %.9g gpu %.9g", algos[a], it, c->kl_token,
+                g->kl_token);
+      cr_expect(fabs(c->policy_loss - g->policy_loss) <= 1e-3 * fabs(c->policy_loss) + 1e-6,
+                "algo %d it %d: policy loss cpu %.9g gpu %.9g", algos[a], it, c->policy_loss,
+                g->policy_loss);
+      cr_expect(fabs(c->value_loss - g->value_loss) <= 1e-3 * fabs(c->value_loss) + 1e-6,
+                "algo %d it %d: value loss cpu %.9g gpu %.9g", algos[a], it, c->value_loss,
+                g->value_loss);
+      cr_expect_eq(c->mask_mean, g->mask_mean);
+    }
+  }
 }
 
 /* ---------------------------------------------------- device selection */

@@ -11,19 +11,6 @@
  * initialised GPT-2 perturbed away from uniform. */
 enum { V = 8, GOOD = 3, NEW = 6, B = 16 };
 
-static int good_share(void *ctx, int nb, const int *prompts, const int *kstart, int Tp,
-                      const int *cont, const int *lens, int max_new, float *rewards,
-                      dfpo_err *err) {
-  (void)ctx, (void)prompts, (void)kstart, (void)Tp, (void)err;
-  for (int b = 0; b < nb; b++) {
-    int good = 0;
-    for (int i = 0; i < lens[b]; i++)
-      good += cont[(size_t)b * max_new + i] == GOOD;
-    rewards[b] = lens[b] ? (float)good / lens[b] : 0;
-  }
-  return 0;
-}
-
 typedef struct outcome {
   double reward0, reward, kl;
   double mask_mean; /* NLPO: mean mask size over the iterations */
@@ -68,7 +55,9 @@ static outcome run_x(int algo, int adaptive, float beta, int iters, uint64_t see
   outcome o = {0, 0, 0, 0, 0};
   rl_stats st;
   for (int it = 0; it < iters; it++) {
-    cr_assert_eq(rl_iterate(t, prompts, NULL, B, 1, good_share, NULL, &st, &err), 0, "%s", err.msg);
+    int good = GOOD;
+    cr_assert_eq(rl_iterate(t, prompts, NULL, B, 1, tu_share_of, &good, &st, &err), 0, "%s",
+                 err.msg);
     if (it == 0)
       o.reward0 = st.reward;
     o.mask_mean += st.mask_mean / iters;
