@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char dir[256], home[300], envhome[320];
+static char dir[256], home[300];
 
 /* Two seeds of zero-shot, PPO with beta 0 (a variant), DfPO, and a variant
  * that cannot run (batch size 0 is out of range), on a tiny base. */
@@ -37,13 +37,9 @@ static const char tiny[] =
 static void setup(void) {
   ts_tmpdir(dir, sizeof dir);
   snprintf(home, sizeof home, "%s/home", dir);
-  snprintf(envhome, sizeof envhome, "DFPO_HOME=%s", home);
   char path[400];
   snprintf(path, sizeof path, "%s/tiny.json", dir);
-  FILE *fp = fopen(path, "w");
-  cr_assert_not_null(fp);
-  fputs(tiny, fp);
-  fclose(fp);
+  ts_write_text(path, tiny);
 }
 
 static void teardown(void) {
@@ -55,20 +51,7 @@ TestSuite(reproduce, .init = setup, .fini = teardown, .timeout = 900);
 
 /* Runs dfpo with DFPO_HOME in the test folder; returns the exit status. */
 static int dfpo(const char *const *args, char **err_out) {
-  char *argv[32];
-  int n = 0;
-  argv[n++] = (char *)DFPO_BIN;
-  for (; args[n - 1]; n++)
-    argv[n] = (char *)args[n - 1];
-  argv[n] = NULL;
-  char *env[] = {envhome, "OMP_NUM_THREADS=1", NULL};
-  ts_run r;
-  ts_run_cmd(&r, argv, NULL, env);
-  int st = r.status;
-  if (err_out)
-    *err_out = strdup(r.err ? r.err : "");
-  ts_run_free(&r);
-  return st;
+  return ts_dfpo_in(home, args, NULL, err_out);
 }
 
 static int run_suite(const char *out, const char *extra1, const char *extra2, char **err) {

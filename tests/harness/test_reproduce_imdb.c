@@ -16,7 +16,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static char dir[256], home[300], envhome[320];
+static char dir[256], home[300];
 
 /* Two algorithms, one seed, two RL iterations, four test prompts. */
 static const char tiny[] =
@@ -39,13 +39,9 @@ static const char tiny[] =
 static void setup(void) {
   ts_tmpdir(dir, sizeof dir);
   snprintf(home, sizeof home, "%s/home", dir);
-  snprintf(envhome, sizeof envhome, "DFPO_HOME=%s", home);
   char path[400];
   snprintf(path, sizeof path, "%s/tiny.json", dir);
-  FILE *fp = fopen(path, "w");
-  cr_assert_not_null(fp);
-  fputs(tiny, fp);
-  fclose(fp);
+  ts_write_text(path, tiny);
 }
 
 static void teardown(void) {
@@ -58,19 +54,7 @@ TestSuite(reproduce_imdb, .init = setup, .fini = teardown, .timeout = 600);
 /* dfpo args... with DFPO_HOME in the test folder (and `extra_env`, may be
  * NULL); returns the exit status, stderr in *err (caller frees). */
 static int dfpo(const char *const *args, const char *extra_env, char **err) {
-  char *argv[32];
-  int n = 0;
-  argv[n++] = (char *)DFPO_BIN;
-  for (; args[n - 1]; n++)
-    argv[n] = (char *)args[n - 1];
-  argv[n] = NULL;
-  char *env[] = {envhome, "OMP_NUM_THREADS=1", (char *)extra_env, NULL};
-  ts_run r;
-  ts_run_cmd(&r, argv, NULL, env);
-  int st = r.status;
-  *err = strdup(r.err ? r.err : "");
-  ts_run_free(&r);
-  return st;
+  return ts_dfpo_in(home, args, extra_env, err);
 }
 
 static int run_suite(const char *out, const char *set, char **err) {

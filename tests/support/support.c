@@ -157,6 +157,26 @@ void ts_dfpo_home(ts_run *r, const char *home, char *const *args, const char *in
   ts_run_cmd(r, argv, input, envv);
 }
 
+int ts_dfpo_in(const char *home, const char *const *args, const char *extra_env, char **err) {
+  char *argv[64] = {(char *)DFPO_BIN};
+  int n = 1;
+  for (; args[n - 1]; n++) {
+    cr_assert_lt(n, 63, "ts_dfpo_in: too many arguments");
+    argv[n] = (char *)args[n - 1];
+  }
+  argv[n] = NULL;
+  char envhome[600];
+  snprintf(envhome, sizeof envhome, "DFPO_HOME=%s", home);
+  char *env[] = {envhome, "OMP_NUM_THREADS=1", (char *)extra_env, NULL};
+  ts_run r;
+  ts_run_cmd(&r, argv, NULL, env);
+  int st = r.status;
+  if (err)
+    *err = strdup(r.err ? r.err : "");
+  ts_run_free(&r);
+  return st;
+}
+
 void ts_run_free(ts_run *r) {
   free(r->out);
   free(r->err);

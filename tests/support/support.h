@@ -20,6 +20,10 @@ void ts_dfpo(ts_run *r, ...);
 /* The same with the arguments as a NULL-terminated array, stdin from input
  * (may be NULL) and DFPO_HOME=home. */
 void ts_dfpo_home(ts_run *r, const char *home, char *const *args, const char *input);
+/* dfpo ARGS (NULL-terminated) with DFPO_HOME=home, OMP_NUM_THREADS=1 and
+ * extra_env ("NAME=value", may be NULL); returns the exit status and, when
+ * err is not NULL, a copy of stderr in *err (the caller frees it). */
+int ts_dfpo_in(const char *home, const char *const *args, const char *extra_env, char **err);
 void ts_run_free(ts_run *r);
 
 /* The shared data folder (../shared/data beside the checkout, or $DFPO_SHARED_DATA),
