@@ -82,6 +82,8 @@ static int run_jobs(gpt2_model *m, const ppl_jobs *j, int batch, double *nll, si
   int rc = DFPO_OK;
   if (!tok || !tgt || !logp || !ks)
     rc = dfpo_err_set(err, DFPO_ERUNTIME, "perplexity: out of memory");
+  else if (j->n) /* the largest batch's memory at once, not grown batch by batch */
+    rc = gpt2_reserve(m, j->n < (size_t)B ? (int)j->n : B, T, err);
   for (size_t s = 0; s < j->n && rc == DFPO_OK; s += (size_t)B) {
     int nb = (int)(j->n - s < (size_t)B ? j->n - s : (size_t)B), Tb = 1;
     for (int b = 0; b < nb; b++)

@@ -417,6 +417,12 @@ static int check_tokens(const gpt2_model *m, const int *tokens, const int *kstar
   return DFPO_OK;
 }
 
+int gpt2_reserve(gpt2_model *m, int B, int T, dfpo_err *err) {
+  if (B < 1 || T < 1)
+    return dfpo_err_set(err, DFPO_EUSAGE, "gpt2_reserve: bad sizes B=%d T=%d", B, T);
+  return ensure_acts(m, B, T, err);
+}
+
 int gpt2_forward(gpt2_model *m, const int *tokens, const int *kstart, int B, int T, dfpo_err *err) {
   int rc = check_tokens(m, tokens, kstart, B, T, err);
   if (rc || (rc = ensure_acts(m, B, T, err)))

@@ -16,18 +16,31 @@
 /* below this much work a parallel region costs more than it saves */
 #define PAR_MIN 32768
 
+/* 64-byte aligned zeroed blocks from calloc, which skips zeroing memory it
+ * gets fresh from the kernel (big blocks: a model's parameters, its
+ * activations), where posix_memalign + memset wrote every page twice (about
+ * 6% of an imdb-small evaluation in perf). The pointer calloc returned sits
+ * just before the aligned block, for cpu_free. */
 static void *cpu_alloc(size_t bytes) {
-  void *p = NULL;
   if (bytes == 0)
     bytes = 1;
   size_t rounded = (bytes + 63) & ~(size_t)63;
-  if (posix_memalign(&p, 64, rounded) != 0)
+  if (rounded > SIZE_MAX - 64 - sizeof(void *))
     return NULL;
-  memset(p, 0, rounded);
+  char *raw = calloc(1, rounded + 64 + sizeof(void *));
+  if (!raw)
+    return NULL;
+  uintptr_t a = ((uintptr_t)raw + sizeof(void *) + 63) & ~(uintptr_t)63;
+  char *p = raw + (a - (uintptr_t)raw);
+  memcpy(p - sizeof(void *), &raw, sizeof raw);
   return p;
 }
 static void cpu_free(void *p) {
-  free(p);
+  if (!p)
+    return;
+  char *raw;
+  memcpy(&raw, (char *)p - sizeof(void *), sizeof raw);
+  free(raw);
 }
 static void cpu_zero(void *p, size_t bytes) {
   memset(p, 0, bytes);

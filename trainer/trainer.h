@@ -207,6 +207,11 @@ int gpt2_tensor_info(const gpt2_model *m, int i, const char **name, int *rows, i
  * Keeps the activations for one backward pass. Needs B*T <= whatever memory
  * allows and T + max(kstart) <= n_ctx + max(kstart), i.e. T - kstart <= n_ctx. */
 int gpt2_forward(gpt2_model *m, const int *tokens, const int *kstart, int B, int T, dfpo_err *err);
+/* Sizes the activation memory for passes of up to B rows of T tokens now,
+ * so that a run of passes of varying smaller shapes (evaluation batches)
+ * lays out in one block instead of growing it pass by pass. Forgets the
+ * last forward pass. */
+int gpt2_reserve(gpt2_model *m, int B, int T, dfpo_err *err);
 /* After gpt2_forward: the LM head's log-probability of targets[B,T] (a
  * negative target gives 0) and, when ent is not NULL, the entropy of each
  * position's next-token distribution. Outputs [B*T], caller-owned. */
