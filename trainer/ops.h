@@ -144,7 +144,8 @@ extern const ops_backend ops_cuda;
 #endif
 
 /* The widest vector instructions the CPU backend's own kernels may use:
- * 256 (AVX2 + FMA where the CPU has it, the default) or 0 (OpenBLAS only).
+ * 512 (AVX-512 where the CPU has it, the default), 256 (AVX2 + FMA) or 0
+ * (OpenBLAS and portable loops only).
  * Returns the width in force after the call (what the CPU allows, at most
  * bits). The environment variable DFPO_CPU_ISA sets the starting cap. For
  * tests that hold each kernel to the others; not thread-safe. */

@@ -19,7 +19,7 @@ typedef struct ops_env_info {
   int online_cpus;       /* processors the OS reports online */
   int blas_threads;      /* threads OpenBLAS runs with in the CPU backend (1) */
   char blas[256];        /* OpenBLAS build configuration and core */
-  int cpu_isa;           /* vector width of the own CPU kernels: 256 or 0 */
+  int cpu_isa;           /* vector width of the own CPU kernels: 512, 256 or 0 */
   int cuda_compiled;     /* the CUDA backend is part of this build */
   int cuda_devices;      /* usable devices (0 when none) */
   char cuda_runtime[64]; /* CUDA runtime version, when compiled in */

@@ -78,6 +78,12 @@ Test(cli, env_reports_threads_blas_cuda_and_cache) {
   ts_run_cmd(&r0, argv, NULL, env);
   cr_expect(strstr(r0.out, "CPU kernels:  portable code and OpenBLAS only") != NULL, "%s", r0.out);
   ts_run_free(&r0);
+  /* a cap of 256 leaves AVX2 where the CPU has it, never AVX-512 */
+  env[0] = "DFPO_CPU_ISA=256";
+  ts_run_cmd(&r0, argv, NULL, env);
+  cr_expect(strstr(r0.out, "CPU kernels:  ") && !strstr(r0.out, "CPU kernels:  AVX-512"), "%s",
+            r0.out);
+  ts_run_free(&r0);
 #ifdef DFPO_HAVE_CUDA
   /* Compiled in: either a device is usable or the reason is given. */
   cr_expect(strstr(r.out, "CUDA device:  none usable: ") || strstr(r.out, "usable; device 0"), "%s",

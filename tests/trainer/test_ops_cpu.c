@@ -99,22 +99,27 @@ Test(ops_cpu, matmul_forward_and_gradients) {
 }
 
 Test(ops_cpu, matmul_every_path_agrees_with_double) {
-  /* up to 32 rows take the decoding kernel (blocks of 4 rows: 7 leaves a
-   * partial one), more take sgemm, and so does every size with the own
-   * kernel off: each path the CPU has, against the same double-precision
-   * product. K = 131 and N = 70 leave remainders of the 8-wide steps and of
-   * the blocks of 3 outputs; N * K is far below the prefetch distance, so
+  /* Each path the CPU has, against the same double-precision product. The
+   * AVX2 kernel takes up to 32 rows, in blocks of 4 (7 and 20 leave partial
+   * ones), 8-wide steps and 3 outputs; more rows, and every size with the
+   * own kernels off, go to sgemm. The AVX-512 kernel takes every size: rows
+   * in groups of 32 across two registers' lanes, the last group of 16 where
+   * that is enough (7: one partial 16; 16: one full; 20: a partial 32; 32:
+   * one full; 40: 32 + a partial 16; 90: 32 + 32 + a partial 32), in blocks
+   * of 12 outputs (16 lanes) or 8 (32). K = 131 and N = 70 leave remainders
+   * of all of them; N * K is far below the prefetch distances, so
    * prefetches run past the weights' end as they do at every matrix's end. */
-  const int Ms[3] = {7, 20, 40}, isas[2] = {256, 0};
-  for (int c = 0; c < 6; c++) {
-    int got = ops_cpu_set_isa(isas[c / 3]);
-    if (got != isas[c / 3]) {
+  enum { NM = 6, NI = 3 };
+  const int Ms[NM] = {7, 16, 20, 32, 40, 90}, isas[NI] = {512, 256, 0};
+  for (int c = 0; c < NM * NI; c++) {
+    int got = ops_cpu_set_isa(isas[c / NM]);
+    if (got != isas[c / NM] && c % NM == 0) {
       cr_log_info("matmul: this CPU has no %d-bit kernel path (checked the %d-bit one)",
-                  isas[c / 3], got);
+                  isas[c / NM], got);
     }
-    int M = Ms[c % 3], K = 131, N = 70;
-    float *x = rnd((size_t)M * K, 30 + c % 3, 1), *w = rnd((size_t)N * K, 40 + c % 3, 1),
-          *b = rnd((size_t)N, 50 + c % 3, 1), *o = calloc((size_t)M * N, 4);
+    int M = Ms[c % NM], K = 131, N = 70;
+    float *x = rnd((size_t)M * K, 30 + c % NM, 1), *w = rnd((size_t)N * K, 40 + c % NM, 1),
+          *b = rnd((size_t)N, 50 + c % NM, 1), *o = calloc((size_t)M * N, 4);
     O->matmul_fwd(o, x, w, b, M, K, N);
     for (int m = 0; m < M; m++)
       for (int n = 0; n < N; n++) {
@@ -126,7 +131,7 @@ Test(ops_cpu, matmul_every_path_agrees_with_double) {
       }
     free(x), free(w), free(b), free(o);
   }
-  ops_cpu_set_isa(256);
+  ops_cpu_set_isa(512);
 }
 
 /* ---------------------------------------------------------- encoder */
@@ -305,6 +310,8 @@ static void attention_step_plain(float *out, const float *qkv, const float *kc, 
 }
 
 Test(ops_cpu, attention_step_is_bit_identical_to_the_plain_loop) {
+  /* the portable step; the AVX-512 one (the test below) rounds otherwise */
+  ops_cpu_set_isa(256);
   static const int ks[3] = {0, 3, 9};
   int B = 3, C = 96, NH = 3, Tmax = 24;
   float *kc = rnd((size_t)B * Tmax * C, 31, 1), *vc = rnd((size_t)B * Tmax * C, 32, 1),
@@ -316,6 +323,49 @@ Test(ops_cpu, attention_step_is_bit_identical_to_the_plain_loop) {
     cr_expect(memcmp(o1, o2, (size_t)B * C * 4) == 0, "n = %d: outputs differ", n);
   }
   free(kc), free(vc), free(q), free(o1), free(o2);
+  ops_cpu_set_isa(512);
+}
+
+/* Every path the CPU has against the step in double precision: head size
+ * 64 (the AVX-512 path: C = 384 is one group of 256 channels and 8 vectors
+ * of 16 left over) and 24 (not a multiple of 16: the plain loop whatever
+ * the width), positions 1..20 with different left padding per row. */
+Test(ops_cpu, attention_step_agrees_with_double) {
+  static const int ks[3] = {0, 3, 9}, isas[2] = {512, 256}, Cs[2] = {384, 72};
+  int B = 3, NH = 6, Tmax = 24;
+  for (int c = 0; c < 4; c++) {
+    int got = ops_cpu_set_isa(isas[c / 2]), C = Cs[c % 2], HS = C / NH;
+    float *kc = rnd((size_t)B * Tmax * C, 34, 1), *vc = rnd((size_t)B * Tmax * C, 35, 1),
+          *q = rnd((size_t)B * 3 * C, 36, 1), *o = calloc((size_t)B * C, 4);
+    for (int n = 1; n <= 20; n++) {
+      O->attention_step(o, q, kc, vc, ks, B, n, Tmax, C, NH);
+      for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+          int k0 = ks[b] > n - 1 ? n - 1 : ks[b];
+          double s[24], mx = -INFINITY, sum = 0.0;
+          for (int j = k0; j < n; j++) {
+            s[j] = 0.0;
+            for (int i = 0; i < HS; i++)
+              s[j] += (double)q[(size_t)b * 3 * C + h * HS + i] *
+                      kc[((size_t)b * Tmax + j) * C + h * HS + i];
+            s[j] /= sqrt((double)HS);
+            mx = s[j] > mx ? s[j] : mx;
+          }
+          for (int j = k0; j < n; j++)
+            sum += s[j] = exp(s[j] - mx);
+          for (int i = 0; i < HS; i++) {
+            double r = 0.0;
+            for (int j = k0; j < n; j++)
+              r += s[j] / sum * vc[((size_t)b * Tmax + j) * C + h * HS + i];
+            cr_expect_lt(fabs(r - o[(size_t)b * C + h * HS + i]), 1e-5,
+                         "isa %d C=%d n=%d [%d,%d]: %.7f vs %.7f", got, C, n, b, h * HS + i, r,
+                         (double)o[(size_t)b * C + h * HS + i]);
+          }
+        }
+    }
+    free(kc), free(vc), free(q), free(o);
+  }
+  ops_cpu_set_isa(512);
 }
 
 /* ------------------------------------------------------------- gelu */
