@@ -79,7 +79,50 @@ Test(reproduce, resumed_equals_uninterrupted_and_failures_are_reported) {
   cr_expect_eq(access(p, F_OK), 0, "the first two cells are done");
   snprintf(p, sizeof p, "%s/tiny/synthetic/ppo-beta0/seed-0", b);
   cr_expect_neq(access(p, F_OK), 0, "the third is not");
-  snprintf(p, sizeof p, "%s/tiny/.staging/synthetic/ppo-beta0/seed-0/tiny/synthetic/ppo/seed-0", b);
+  /* The third cell stopped after its first iteration and resumable
+   * checkpoint: `dfpo train` with the arguments reproduce gives it (the
+   * suite config, the base model, the variant's overrides) and
+   * --stop-after 1, into the cell's staging folder. */
+  char staging[400], cfg[400], model[600], tok[600];
+  snprintf(p, sizeof p, "%s/tiny/base-synthetic.json", b);
+  char *bj = ts_slurp(p);
+  cJSON *bo = cJSON_Parse(bj);
+  free(bj);
+  cr_assert(cJSON_IsString(cJSON_GetObjectItem(bo, "model")) &&
+            cJSON_IsString(cJSON_GetObjectItem(bo, "tokenizer")));
+  snprintf(model, sizeof model, "%s", cJSON_GetObjectItem(bo, "model")->valuestring);
+  snprintf(tok, sizeof tok, "%s", cJSON_GetObjectItem(bo, "tokenizer")->valuestring);
+  cJSON_Delete(bo);
+  snprintf(staging, sizeof staging, "%s/tiny/.staging/synthetic/ppo-beta0/seed-0", b);
+  snprintf(cfg, sizeof cfg, "%s/tiny/suite.json", b);
+  const char *targs[] = {"train",
+                         "--config",
+                         cfg,
+                         "--task",
+                         "synthetic",
+                         "--algo",
+                         "ppo",
+                         "--seed",
+                         "0",
+                         "--out",
+                         staging,
+                         "--model",
+                         model,
+                         "--tokenizer",
+                         tok,
+                         "--set",
+                         "ppo.kl_mode=fixed",
+                         "--set",
+                         "ppo.beta=0",
+                         "--stop-after",
+                         "1",
+                         NULL};
+  st = dfpo(targs, &err);
+  cr_assert_eq(st, 0, "the partial cell: exit %d: %s", st, err);
+  free(err);
+  /* and a half-written leftover of the fourth, which has no checkpoint to
+   * go on from: it is run again from its start */
+  snprintf(p, sizeof p, "%s/tiny/.staging/synthetic/ppo-beta0/seed-1/tiny/synthetic/ppo/seed-1", b);
   char cmd[1400];
   snprintf(cmd, sizeof cmd, "mkdir -p %s && echo '{\"iteration\": 0, \"rew' > %s/train.jsonl", p,
            p);
@@ -87,6 +130,11 @@ Test(reproduce, resumed_equals_uninterrupted_and_failures_are_reported) {
   st = run_suite(b, NULL, NULL, &err);
   cr_assert_eq(st, 3, "exit %d: %s", st, err);
   free(err);
+  snprintf(p, sizeof p, "%s/tiny/logs/synthetic-ppo-beta0-seed-0.log", b);
+  char *log = ts_slurp(p);
+  cr_expect(strstr(log, "train: resuming") && strstr(log, "at iteration 1"),
+            "the killed cell went on from its checkpoint: %s", log);
+  free(log);
   static const char *const files[] = {"synthetic.md", "synthetic.csv", "synthetic.tex",
                                       "synthetic.json", "results.json"};
   for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
