@@ -68,7 +68,12 @@ static const char reproduce_usage[] =
     "  --cell I          run only cell I (0-based, tasks outermost, seeds\n"
     "                    innermost), as a Slurm array task does; no report\n"
     "  --prepare-only    prepare the data and base models, run no cell\n"
-    "  -h, --help        show this help\n";
+    "  -h, --help        show this help\n"
+    "\n"
+    "The children (pretraining, cells) run with OMP_WAIT_POLICY=PASSIVE unless\n"
+    "it is set: OpenMP threads that spin at barriers while their partner waits\n"
+    "for a core made a niced cell beside one busy process 5.5 times slower\n"
+    "(docs/suites.md).\n";
 
 typedef struct repro {
   suite s;
@@ -1415,6 +1420,9 @@ static int reproduce(repro *r, const char *file, const char *const *sets, int ns
 }
 
 int cmd_reproduce(int argc, char **argv) {
+  /* read by the children's OpenMP at their start (this process's has read
+   * its own already); a value the user set stays */
+  setenv("OMP_WAIT_POLICY", "PASSIVE", 0);
   enum { O_SUITE = 256, O_CONFIG, O_OUT, O_EMIT, O_MAX, O_CELL, O_PREP, O_DEVICE };
   static const struct option opts[] = {{"suite", required_argument, NULL, O_SUITE},
                                        {"config", required_argument, NULL, O_CONFIG},
