@@ -487,11 +487,69 @@ static void cpu_layernorm_bwd(float *dinp, float *dw, float *db, const float *do
   }
 }
 
+#ifdef HAVE_SMALLM
+/* One query of cpu_attention_fwd with AVX-512 (head size 16 HV, HV <= 8):
+ * q, k and v point at the head's channels of row 0 of the batch row, rows
+ * C3 apart; keys j0..t. Each score is a 16-lane FMA sum, reduced; the
+ * softmax as in the plain loop (expf); the output sums a_j v_j over the
+ * keys in order with FMA. a: the query's T probabilities (zero outside). */
+__attribute__((target("avx512f"))) static void
+attention_query512(float *o, float *a, const float *q, const float *k, const float *v, size_t C3,
+                   int j0, int t, int T, int HV, float scale) {
+  memset(a, 0, (size_t)T * sizeof(float));
+  float mx = -INFINITY;
+  for (int j = j0; j <= t; j++) {
+    const float *kj = k + (size_t)j * C3;
+    __m512 acc = _mm512_setzero_ps();
+    for (int i = 0; i < HV; i++)
+      acc = _mm512_fmadd_ps(_mm512_loadu_ps(q + 16 * i), _mm512_loadu_ps(kj + 16 * i), acc);
+    float s = _mm512_reduce_add_ps(acc) * scale;
+    a[j] = s;
+    if (s > mx)
+      mx = s;
+  }
+  float sum = 0.0f;
+  for (int j = j0; j <= t; j++) {
+    a[j] = expf(a[j] - mx);
+    sum += a[j];
+  }
+  float inv = 1.0f / sum;
+  __m512 acc[8];
+  for (int i = 0; i < HV; i++)
+    acc[i] = _mm512_setzero_ps();
+  for (int j = j0; j <= t; j++) {
+    a[j] *= inv;
+    __m512 w = _mm512_set1_ps(a[j]);
+    const float *vj = v + (size_t)j * C3;
+    for (int i = 0; i < HV; i++)
+      acc[i] = _mm512_fmadd_ps(w, _mm512_loadu_ps(vj + 16 * i), acc[i]);
+  }
+  for (int i = 0; i < HV; i++)
+    _mm512_storeu_ps(o + 16 * i, acc[i]);
+}
+#endif
+
 static void cpu_attention_fwd(float *out, float *att, const float *qkv, const int *kstart, int B,
                               int T, int C, int NH) {
   int HS = C / NH;
   float scale = 1.0f / sqrtf((float)HS);
   size_t C3 = (size_t)3 * C;
+#ifdef HAVE_SMALLM
+  if (HS % 16 == 0 && HS <= 128 && ops_cpu_isa() >= 512) {
+#pragma omp parallel for collapse(3) schedule(static) if ((size_t)B * T * T * C > PAR_MIN)
+    for (int b = 0; b < B; b++)
+      for (int h = 0; h < NH; h++)
+        for (int t = 0; t < T; t++) {
+          int ks = kstart ? kstart[b] : 0;
+          const float *row0 = qkv + (size_t)b * T * C3 + (size_t)h * HS;
+          attention_query512(out + ((size_t)b * T + t) * C + (size_t)h * HS,
+                             att + (((size_t)b * NH + h) * T + t) * T, row0 + (size_t)t * C3,
+                             row0 + C, row0 + 2 * (size_t)C, C3, t < ks ? t : ks, t, T, HS / 16,
+                             scale);
+        }
+    return;
+  }
+#endif
 #pragma omp parallel for collapse(3) schedule(static) if ((size_t)B * T * T * C > PAR_MIN)
   for (int b = 0; b < B; b++)
     for (int h = 0; h < NH; h++)
