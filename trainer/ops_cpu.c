@@ -487,6 +487,17 @@ static void cpu_layernorm_bwd(float *dinp, float *dw, float *db, const float *do
   }
 }
 
+/* a[j] = exp(a[j] - mx) for j in [j0, j1), in order; returns their sum:
+ * the softmax numerators of every attention path (same roundings in all) */
+static inline float exp_shift_sum(float *a, int j0, int j1, float mx) {
+  float sum = 0.0f;
+  for (int j = j0; j < j1; j++) {
+    a[j] = expf(a[j] - mx);
+    sum += a[j];
+  }
+  return sum;
+}
+
 #ifdef HAVE_SMALLM
 /* One query of cpu_attention_fwd with AVX-512 (head size 16 HV, HV <= 8):
  * q, k and v point at the head's channels of row 0 of the batch row, rows
@@ -508,12 +519,7 @@ attention_query512(float *o, float *a, const float *q, const float *k, const flo
     if (s > mx)
       mx = s;
   }
-  float sum = 0.0f;
-  for (int j = j0; j <= t; j++) {
-    a[j] = expf(a[j] - mx);
-    sum += a[j];
-  }
-  float inv = 1.0f / sum;
+  float inv = 1.0f / exp_shift_sum(a, j0, t + 1, mx);
   __m512 acc[8];
   for (int i = 0; i < HV; i++)
     acc[i] = _mm512_setzero_ps();
@@ -529,62 +535,59 @@ attention_query512(float *o, float *a, const float *q, const float *k, const flo
 }
 #endif
 
+/* One query of cpu_attention_fwd, the portable loop: the same arguments as
+ * attention_query512 with the head size HS; each score summed over the
+ * channels in order, the output over the keys in order. */
+static void attention_query(float *o, float *a, const float *q, const float *k, const float *v,
+                            size_t C3, int j0, int t, int T, int HS, float scale) {
+  memset(a, 0, (size_t)T * sizeof(float));
+  float mx = -INFINITY;
+  for (int j = j0; j <= t; j++) {
+    const float *kj = k + (size_t)j * C3;
+    float s = 0.0f;
+    for (int i = 0; i < HS; i++)
+      s += q[i] * kj[i];
+    s *= scale;
+    a[j] = s;
+    if (s > mx)
+      mx = s;
+  }
+  float inv = 1.0f / exp_shift_sum(a, j0, t + 1, mx);
+  for (int i = 0; i < HS; i++)
+    o[i] = 0.0f;
+  for (int j = j0; j <= t; j++) {
+    a[j] *= inv;
+    const float *vj = v + (size_t)j * C3;
+    for (int i = 0; i < HS; i++)
+      o[i] += a[j] * vj[i];
+  }
+}
+
 static void cpu_attention_fwd(float *out, float *att, const float *qkv, const int *kstart, int B,
                               int T, int C, int NH) {
   int HS = C / NH;
   float scale = 1.0f / sqrtf((float)HS);
   size_t C3 = (size_t)3 * C;
+  int wide = 0; /* AVX-512 queries: head sizes 16..128 in steps of 16 */
 #ifdef HAVE_SMALLM
-  if (HS % 16 == 0 && HS <= 128 && ops_cpu_isa() >= 512) {
-#pragma omp parallel for collapse(3) schedule(static) if ((size_t)B * T * T * C > PAR_MIN)
-    for (int b = 0; b < B; b++)
-      for (int h = 0; h < NH; h++)
-        for (int t = 0; t < T; t++) {
-          int ks = kstart ? kstart[b] : 0;
-          const float *row0 = qkv + (size_t)b * T * C3 + (size_t)h * HS;
-          attention_query512(out + ((size_t)b * T + t) * C + (size_t)h * HS,
-                             att + (((size_t)b * NH + h) * T + t) * T, row0 + (size_t)t * C3,
-                             row0 + C, row0 + 2 * (size_t)C, C3, t < ks ? t : ks, t, T, HS / 16,
-                             scale);
-        }
-    return;
-  }
+  wide = HS % 16 == 0 && HS <= 128 && ops_cpu_isa() >= 512;
 #endif
 #pragma omp parallel for collapse(3) schedule(static) if ((size_t)B * T * T * C > PAR_MIN)
   for (int b = 0; b < B; b++)
     for (int h = 0; h < NH; h++)
       for (int t = 0; t < T; t++) {
-        int ks = kstart ? kstart[b] : 0;
-        int j0 = t < ks ? t : ks;
-        const float *q = qkv + ((size_t)b * T + t) * C3 + (size_t)h * HS;
-        float *a = att + (((size_t)b * NH + h) * T + t) * T;
-        memset(a, 0, (size_t)T * sizeof(float));
-        float mx = -INFINITY;
-        for (int j = j0; j <= t; j++) {
-          const float *k = qkv + ((size_t)b * T + j) * C3 + C + (size_t)h * HS;
-          float s = 0.0f;
-          for (int i = 0; i < HS; i++)
-            s += q[i] * k[i];
-          s *= scale;
-          a[j] = s;
-          if (s > mx)
-            mx = s;
-        }
-        float sum = 0.0f;
-        for (int j = j0; j <= t; j++) {
-          a[j] = expf(a[j] - mx);
-          sum += a[j];
-        }
-        float inv = 1.0f / sum;
+        int ks = kstart ? kstart[b] : 0, j0 = t < ks ? t : ks;
+        const float *row0 = qkv + (size_t)b * T * C3 + (size_t)h * HS; /* batch row b, head h */
         float *o = out + ((size_t)b * T + t) * C + (size_t)h * HS;
-        for (int i = 0; i < HS; i++)
-          o[i] = 0.0f;
-        for (int j = j0; j <= t; j++) {
-          a[j] *= inv;
-          const float *v = qkv + ((size_t)b * T + j) * C3 + 2 * (size_t)C + (size_t)h * HS;
-          for (int i = 0; i < HS; i++)
-            o[i] += a[j] * v[i];
+        float *a = att + (((size_t)b * NH + h) * T + t) * T;
+        const float *q = row0 + (size_t)t * C3, *k = row0 + C, *v = row0 + 2 * (size_t)C;
+#ifdef HAVE_SMALLM
+        if (wide) {
+          attention_query512(o, a, q, k, v, C3, j0, t, T, HS / 16, scale);
+          continue;
         }
+#endif
+        attention_query(o, a, q, k, v, C3, j0, t, T, HS, scale);
       }
 }
 
@@ -676,12 +679,7 @@ __attribute__((target("avx512f"))) static void attention_row512(float *o, const 
     }
   }
   for (int h = 0; h < NH; h++) {
-    float *ah = a + (size_t)h * n, mx = mxs[h], sum = 0.0f;
-    for (int j = ks; j < n; j++) {
-      ah[j] = expf(ah[j] - mx);
-      sum += ah[j];
-    }
-    float r = 1.0f / sum;
+    float *ah = a + (size_t)h * n, r = 1.0f / exp_shift_sum(ah, ks, n, mxs[h]);
     for (int j = ks; j < n; j++)
       ah[j] *= r;
   }
@@ -746,10 +744,8 @@ static void cpu_attention_step(float *out, const float *qkv, const float *kc, co
     /* a[h * n + j]: head h's score, then weight, of position j */
     float a[(size_t)NH * n + 3 * (size_t)NH + (size_t)C];
     float *mx = a + (size_t)NH * n, *sum = mx + NH, *s = sum + NH, *w = s + NH;
-    for (int h = 0; h < NH; h++) {
+    for (int h = 0; h < NH; h++)
       mx[h] = -INFINITY;
-      sum[h] = 0.0f;
-    }
     for (int j = ks; j < n; j++) {
       const float *k = kc + ((size_t)b * Tmax + j) * C;
       for (int h = 0; h < NH; h++)
@@ -765,12 +761,7 @@ static void cpu_attention_step(float *out, const float *qkv, const float *kc, co
       }
     }
     for (int h = 0; h < NH; h++) {
-      float *ah = a + (size_t)h * n;
-      for (int j = ks; j < n; j++) {
-        ah[j] = expf(ah[j] - mx[h]);
-        sum[h] += ah[j];
-      }
-      sum[h] = 1.0f / sum[h];
+      sum[h] = 1.0f / exp_shift_sum(a + (size_t)h * n, ks, n, mx[h]);
     }
     float *o = out + (size_t)b * C;
     for (int c = 0; c < C; c++)
