@@ -143,33 +143,37 @@ void ts_dfpo(ts_run *r, ...) {
   ts_run_cmd(r, argv, NULL, NULL);
 }
 
-void ts_dfpo_home(ts_run *r, const char *home, char *const *args, const char *input) {
+/* dfpo ARGS (NULL-terminated) with DFPO_HOME=home, then the variables of
+ * env (NULL-terminated, may be NULL), stdin from input (may be NULL). */
+static void dfpo_in_home(ts_run *r, const char *home, const char *const *args, const char *input,
+                         const char *const *env) {
   char *argv[64] = {(char *)DFPO_BIN};
   int n = 1;
   for (; args[n - 1]; n++) {
-    cr_assert_lt(n, 63, "ts_dfpo_home: too many arguments");
-    argv[n] = args[n - 1];
-  }
-  argv[n] = NULL;
-  char env[600];
-  snprintf(env, sizeof env, "DFPO_HOME=%s", home);
-  char *envv[] = {env, NULL};
-  ts_run_cmd(r, argv, input, envv);
-}
-
-int ts_dfpo_in(const char *home, const char *const *args, const char *extra_env, char **err) {
-  char *argv[64] = {(char *)DFPO_BIN};
-  int n = 1;
-  for (; args[n - 1]; n++) {
-    cr_assert_lt(n, 63, "ts_dfpo_in: too many arguments");
+    cr_assert_lt(n, 63, "dfpo: too many arguments");
     argv[n] = (char *)args[n - 1];
   }
   argv[n] = NULL;
   char envhome[600];
   snprintf(envhome, sizeof envhome, "DFPO_HOME=%s", home);
-  char *env[] = {envhome, "OMP_NUM_THREADS=1", (char *)extra_env, NULL};
+  char *envv[8] = {envhome};
+  int e = 1;
+  for (; env && env[e - 1]; e++) {
+    cr_assert_lt(e, 7, "dfpo: too many variables");
+    envv[e] = (char *)env[e - 1];
+  }
+  envv[e] = NULL;
+  ts_run_cmd(r, argv, input, envv);
+}
+
+void ts_dfpo_home(ts_run *r, const char *home, char *const *args, const char *input) {
+  dfpo_in_home(r, home, (const char *const *)args, input, NULL);
+}
+
+int ts_dfpo_in(const char *home, const char *const *args, const char *extra_env, char **err) {
+  const char *env[] = {"OMP_NUM_THREADS=1", extra_env, NULL};
   ts_run r;
-  ts_run_cmd(&r, argv, NULL, env);
+  dfpo_in_home(&r, home, args, NULL, env);
   int st = r.status;
   if (err)
     *err = strdup(r.err ? r.err : "");
