@@ -163,6 +163,7 @@ static void free_gen(gpt2_model *m) {
   m->gb = m->gt = m->gmax = m->gn = 0;
   free(m->g_kstart_host);
   m->g_kstart_host = NULL;
+  m->g_kstart_cap = 0;
 }
 
 void gpt2_free(gpt2_model *m) {

@@ -84,7 +84,8 @@ struct gpt2_model {
   float *g_slogp;         /* [B] their log-probabilities */
   double *g_su;           /* [B] the step's uniforms */
   unsigned char *g_allow; /* [B, V] allowed sets */
-  int *g_kstart_host;
+  int *g_kstart_host;     /* [g_kstart_cap] host copy of the rows' first key */
+  int g_kstart_cap;
 };
 
 /* Parameter pointers of layer l, tensor k (GP_*). */

@@ -115,8 +115,11 @@ const float *gpt2_decode_begin(gpt2_model *m, const int *tokens, const int *ksta
      * of every prompt length), replaced when it is not */
     m->last_logits = NULL;
     m->gn = 0;
-    free(m->g_kstart_host);
-    m->g_kstart_host = calloc((size_t)B, sizeof(int));
+    if (B > m->g_kstart_cap) { /* kept while the batch does not grow */
+      free(m->g_kstart_host);
+      m->g_kstart_host = calloc((size_t)B, sizeof(int));
+      m->g_kstart_cap = m->g_kstart_host ? B : 0;
+    }
     bump sz = {NULL, 0};
     layout_gen(m, &sz, B, T, max_len);
     if (m->gen_block && sz.off > m->gen_bytes) {
