@@ -106,12 +106,53 @@ double rl_pg_loss(const float *logp, const float *adv, const float *w, int n, fl
   return count > 0 ? loss / count : 0;
 }
 
-void rl_dfpo_sets(const float *logp_theta, const float *logp_ref, int V, unsigned char *mplus,
-                  unsigned char *mminus) {
+int rl_dfpo_mask_logits(float *z, const float *r, float inv_t, int V, int sign, int ban) {
+  if (ban >= 0 && ban < V)
+    z[ban] = -INFINITY;
+  /* the support: the tokens the sampler can draw (a finite logit) */
+  double mz = -INFINITY, mr = -INFINITY;
+  for (int a = 0; a < V; a++)
+    if (z[a] > -INFINITY) {
+      if (z[a] > mz)
+        mz = z[a];
+      if ((double)r[a] * inv_t > mr)
+        mr = (double)r[a] * inv_t;
+    }
+  if (mz == -INFINITY)
+    return 0;
+  double sz = 0, sr = 0;
+  for (int a = 0; a < V; a++)
+    if (z[a] > -INFINITY) {
+      sz += exp(z[a] - mz);
+      sr += exp((double)r[a] * inv_t - mr);
+    }
+  double lz = mz + log(sz), lr = mr + log(sr);
+  /* d = log pi_theta - log pi_ref over the support; the token with the
+   * smallest (M+) or largest (M-) d is in the set in exact arithmetic, and
+   * is kept should rounding leave the set empty */
+  int kept = 0, extreme = -1;
+  double de = 0;
   for (int a = 0; a < V; a++) {
-    mplus[a] = logp_theta[a] <= logp_ref[a];
-    mminus[a] = logp_theta[a] >= logp_ref[a];
+    if (!(z[a] > -INFINITY))
+      continue;
+    double d = (z[a] - lz) - ((double)r[a] * inv_t - lr);
+    kept += sign > 0 ? d <= 0 : d >= 0;
+    if (extreme < 0 || (sign > 0 ? d < de : d > de)) {
+      extreme = a;
+      de = d;
+    }
   }
+  int n = 0;
+  for (int a = 0; a < V; a++) {
+    if (!(z[a] > -INFINITY))
+      continue;
+    double d = (z[a] - lz) - ((double)r[a] * inv_t - lr);
+    if ((sign > 0 ? d <= 0 : d >= 0) || (kept == 0 && a == extreme))
+      n++;
+    else
+      z[a] = -INFINITY;
+  }
+  return n;
 }
 
 double rl_masked_logprobs(const float *logp, const unsigned char *mask, int V, float *out) {

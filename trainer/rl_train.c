@@ -111,24 +111,12 @@ gpt2_model *rl_trainer_mask_model(rl_trainer *t) {
 typedef struct dfpo_mask_ctx {
   gpt2_model *ref;
   const int *prompts, *kstart, *sign;
-  int Tp, N, eos;
+  int Tp, N, eos, min_new;
   float temperature;
   int *next;
   float *host; /* [B, V]: the reference's logits on the host when it is not on the CPU */
   dfpo_err *err;
 } dfpo_mask_ctx;
-
-static double row_lse(const float *x, int V) {
-  double m = -INFINITY, s = 0;
-  for (int a = 0; a < V; a++)
-    if (x[a] > m)
-      m = x[a];
-  if (m == -INFINITY)
-    return m;
-  for (int a = 0; a < V; a++)
-    s += exp(x[a] - m);
-  return m + log(s);
-}
 
 static int dfpo_mask(void *vctx, int step, int B, int V, const int *seqs, float *logits) {
   dfpo_mask_ctx *c = vctx;
@@ -147,23 +135,9 @@ static int dfpo_mask(void *vctx, int step, int B, int V, const int *seqs, float 
     return -1;
   ref = gpt2_host_view(c->ref, ref, (size_t)B * V, c->host);
   float inv_t = c->temperature > 0 ? 1.0f / c->temperature : 1.0f;
-  for (int b = 0; b < B; b++) {
-    float *z = logits + (size_t)b * V;
-    const float *r = ref + (size_t)b * V;
-    double lz = row_lse(z, V), lr = -INFINITY, m = -INFINITY, s = 0;
-    for (int a = 0; a < V; a++)
-      if (r[a] * inv_t > m)
-        m = r[a] * inv_t;
-    for (int a = 0; a < V; a++)
-      s += exp(r[a] * inv_t - m);
-    lr = m + log(s);
-    for (int a = 0; a < V; a++) {
-      double lp = z[a] - lz, lq = r[a] * inv_t - lr;
-      int keep = c->sign[b] > 0 ? lp <= lq : lp >= lq;
-      if (!keep)
-        z[a] = -INFINITY;
-    }
-  }
+  int ban = step < c->min_new ? c->eos : -1;
+  for (int b = 0; b < B; b++)
+    rl_dfpo_mask_logits(logits + (size_t)b * V, ref + (size_t)b * V, inv_t, V, c->sign[b], ban);
   return 0;
 }
 
@@ -179,8 +153,8 @@ int rl_dfpo_generate(gpt2_model *policy, gpt2_model *ref, const int *prompts, co
     free(host);
     return dfpo_err_set(err, DFPO_ERUNTIME, "rl: out of memory");
   }
-  dfpo_mask_ctx mc = {ref,    prompts,        kstart, sign, T,  s->max_new,
-                      s->eos, s->temperature, next,   host, err};
+  dfpo_mask_ctx mc = {ref,    prompts,    kstart,         sign, T,    s->max_new,
+                      s->eos, s->min_new, s->temperature, next, host, err};
   gpt2_sampling ms = *s;
   ms.mask = dfpo_mask;
   ms.mask_ctx = &mc;
@@ -208,6 +182,18 @@ typedef struct nlpo_mask_ctx {
   int size_min;
   dfpo_err *err;
 } nlpo_mask_ctx;
+
+static double row_lse(const float *x, int V) {
+  double m = -INFINITY, s = 0;
+  for (int a = 0; a < V; a++)
+    if (x[a] > m)
+      m = x[a];
+  if (m == -INFINITY)
+    return m;
+  for (int a = 0; a < V; a++)
+    s += exp(x[a] - m);
+  return m + log(s);
+}
 
 static int nlpo_mask(void *vctx, int step, int B, int V, const int *seqs, unsigned char *allow) {
   nlpo_mask_ctx *c = vctx;

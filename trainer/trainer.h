@@ -404,11 +404,19 @@ double rl_ppo_policy_loss(const float *logp, const float *logp_old, const float 
  * policy loss with truncated advantages); dlogp[i] = -w_i A_i / count. */
 double rl_pg_loss(const float *logp, const float *adv, const float *w, int n, float *dlogp);
 
-/* DfPO's KL-masking sets for one state (DESIGN.md section 7):
- * mplus[a] = pi_theta(a) <= pi_ref(a), mminus[a] = pi_theta(a) >= pi_ref(a),
- * given the two distributions as log-probabilities over V tokens. */
-void rl_dfpo_sets(const float *logp_theta, const float *logp_ref, int V, unsigned char *mplus,
-                  unsigned char *mminus);
+/* DfPO's KL-masking of one state (DESIGN.md section 7) for sampling from pi+
+ * (sign > 0: M+ = {a : pi_theta(a) <= pi_ref(a)}) or pi- (sign <= 0: M- =
+ * {a : pi_theta(a) >= pi_ref(a)}). z: the policy's logits (tempered), masked
+ * in place (-inf outside the set); r: the reference's logits, scaled by
+ * inv_t. Both distributions are taken over the sampler's support: the
+ * tokens whose z is finite, less `ban` (the end-of-text token before the
+ * minimum length; -1 for none), which gets -inf. Over the whole vocabulary
+ * the set can hold only the banned token, and the sampler would have
+ * nothing to draw; over the support it always holds a token, since both
+ * distributions sum to 1 there (and the token with the extreme log-ratio is
+ * kept should rounding empty it). Returns the number of tokens kept: 0 only
+ * when the support is empty. */
+int rl_dfpo_mask_logits(float *z, const float *r, float inv_t, int V, int sign, int ban);
 
 /* log of pi renormalised over the set: out[a] = logp[a] - log sum_{m} p for a
  * in mask, -inf elsewhere. Returns the log of the set's mass under pi

@@ -100,61 +100,73 @@ Test(rl, ppo_loss_and_gradient) {
   }
 }
 
-static void random_logprobs(unsigned *seed, float *lp, int V) {
-  double m = -1e30, s = 0;
-  float logits[64];
-  for (int a = 0; a < V; a++) {
-    logits[a] = (float)(rand_r(seed) % 1000) / 250.0f;
-    if (logits[a] > m)
-      m = logits[a];
-  }
+/* pi(a) over the support (every token but `ban`) from logits x * inv_t, by
+ * direct exponentiation in double: the brute force for the masks below. */
+static void support_probs(const float *x, float inv_t, int V, int ban, double *p) {
+  double m = -1e300, s = 0;
   for (int a = 0; a < V; a++)
-    s += exp(logits[a] - m);
+    if (a != ban && (double)x[a] * inv_t > m)
+      m = (double)x[a] * inv_t;
   for (int a = 0; a < V; a++)
-    lp[a] = (float)(logits[a] - m - log(s));
+    s += a == ban ? 0 : exp((double)x[a] * inv_t - m);
+  for (int a = 0; a < V; a++)
+    p[a] = a == ban ? 0 : exp((double)x[a] * inv_t - m) / s;
 }
 
-Test(rl, dfpo_sets_against_brute_force) {
+Test(rl, dfpo_masks_against_brute_force) {
   unsigned seed = 42;
-  for (int trial = 0; trial < 200; trial++) {
-    int V = 2 + trial % 60;
-    float lt[64], lr[64], plus[64], minus[64];
-    unsigned char mp[64], mm[64];
-    random_logprobs(&seed, lt, V);
+  for (int trial = 0; trial < 400; trial++) {
+    int V = 2 + trial % 60, sign = trial % 2 ? 1 : -1;
+    int ban = trial % 3 == 0 ? -1 : (int)(rand_r(&seed) % (unsigned)V);
+    float inv_t = trial % 4 == 1 ? 1.0f / 0.7f : 1.0f;
+    float z[64], r[64];
+    double pt[64], pr[64];
+    for (int a = 0; a < V; a++) {
+      r[a] = (float)(rand_r(&seed) % 1000) / 250.0f;
+      z[a] = (float)(rand_r(&seed) % 1000) / 250.0f;
+    }
+    if (trial % 5 == 0) { /* the start of training: pi_theta == pi_ref */
+      memcpy(z, r, sizeof z);
+      inv_t = 1.0f;
+    }
+    for (int a = 0; a < V; a++)
+      z[a] *= inv_t; /* the sampler tempers the policy's logits before the mask */
+    support_probs(z, 1.0f, V, ban, pt);
+    support_probs(r, inv_t, V, ban, pr);
+    int n = rl_dfpo_mask_logits(z, r, inv_t, V, sign, ban), count = 0;
+    for (int a = 0; a < V; a++) {
+      int in = a != ban && (sign > 0 ? pt[a] <= pr[a] : pt[a] >= pr[a]);
+      cr_assert_eq(z[a] > -INFINITY, in, "trial %d token %d (ban %d)", trial, a, ban);
+      count += in;
+    }
+    cr_assert_eq(n, count);
+    /* never empty: both distributions sum to 1 over the support */
+    cr_assert(n >= 1, "trial %d", trial);
     if (trial % 5 == 0)
-      memcpy(lr, lt, sizeof lr); /* the start of training: pi_theta == pi_ref */
-    else
-      random_logprobs(&seed, lr, V);
-    rl_dfpo_sets(lt, lr, V, mp, mm);
-    double mass_p = 0, mass_m = 0;
-    for (int a = 0; a < V; a++) {
-      double pt = exp(lt[a]), pr = exp(lr[a]);
-      cr_assert_eq(mp[a], pt <= pr, "trial %d token %d", trial, a);
-      cr_assert_eq(mm[a], pt >= pr, "trial %d token %d", trial, a);
-      cr_assert(mp[a] || mm[a], "every token is in M+ or M-");
-    }
-    double lzp = rl_masked_logprobs(lt, mp, V, plus);
-    double lzm = rl_masked_logprobs(lt, mm, V, minus);
-    for (int a = 0; a < V; a++) {
-      if (mp[a])
-        mass_p += exp(plus[a]);
-      else
-        cr_assert(isinf(plus[a]) && plus[a] < 0, "out-of-set tokens get -inf");
-      if (mm[a])
-        mass_m += exp(minus[a]);
-      else
-        cr_assert(isinf(minus[a]) && minus[a] < 0);
-    }
-    /* Both sets are non-empty: the two distributions sum to 1, so some token
-     * has pi_theta <= pi_ref and some has pi_theta >= pi_ref. */
-    cr_assert(isfinite(lzp) && isfinite(lzm));
-    NEAR(mass_p, 1, 1e-5);
-    NEAR(mass_m, 1, 1e-5);
-    if (trial % 5 == 0) {
-      NEAR(lzp, 0, 1e-6);
-      NEAR(lzm, 0, 1e-6);
-    }
+      cr_assert_eq(n, V - (ban >= 0), "at pi_theta == pi_ref every drawable token is kept");
   }
+}
+
+Test(rl, dfpo_mask_with_the_only_larger_token_banned) {
+  /* Policy logits (0, 1, 3), reference (0, 0, 0), token 2 (end-of-text)
+   * banned. Over all three tokens pi_theta = (0.042, 0.114, 0.844) against
+   * 1/3 each, so M- = {2} alone: banned, the sampler had nothing to draw
+   * (imdb-small's DfPO cells stopped on this). Over the support {0, 1}:
+   * pi_theta = (1, e) / (1 + e) = (0.269, 0.731) against (0.5, 0.5), so
+   * M- = {1} and M+ = {0}. */
+  float r[3] = {0, 0, 0};
+  float zm[3] = {0, 1, 3}, zp[3] = {0, 1, 3};
+  cr_assert_eq(rl_dfpo_mask_logits(zm, r, 1.0f, 3, -1, 2), 1);
+  cr_assert(isinf(zm[0]) && zm[1] == 1.0f && isinf(zm[2]));
+  cr_assert_eq(rl_dfpo_mask_logits(zp, r, 1.0f, 3, 1, 2), 1);
+  cr_assert(zp[0] == 0.0f && isinf(zp[1]) && isinf(zp[2]));
+  /* without the ban, M- is {2} */
+  float z3[3] = {0, 1, 3};
+  cr_assert_eq(rl_dfpo_mask_logits(z3, r, 1.0f, 3, -1, -1), 1);
+  cr_assert(isinf(z3[0]) && isinf(z3[1]) && z3[2] == 3.0f);
+  /* an empty support keeps nothing */
+  float ze[2] = {-INFINITY, 5};
+  cr_assert_eq(rl_dfpo_mask_logits(ze, r, 1.0f, 2, 1, 1), 0);
 }
 
 Test(rl, truncated_advantages_zero_the_gradient_where_they_should) {
