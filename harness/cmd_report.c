@@ -23,9 +23,11 @@ static const char report_usage[] =
     "                             where Welch's t-test against dfpo gives p < 0.05;\n"
     "                             under it the deviations from the paper and the\n"
     "                             cells that are missing, with the reason\n"
-    "  <task>-val_reward.png, <task>-val_nll_word.png, <task>-reward.png\n"
-    "                             learning curves (mean and 95%% t band over seeds)\n"
-    "  <task>-frontier.png        reward against NLL: the PPO variants (fixed beta\n"
+    "  <task>-val_reward.png, <task>-val_nll_word.png, <task>-val_ppl_ref.png,\n"
+    "  <task>-reward.png          learning curves (mean and 95%% t band over seeds)\n"
+    "                             of what train.jsonl holds\n"
+    "  <task>-frontier.png        reward against NLL per word (ppl_ref where the\n"
+    "                             task has no NLL): the PPO variants (fixed beta\n"
     "                             sweep as a line) and DfPO's point\n"
     "  report.md                  all of it on one page\n"
     "  results.json               every seed's values (a baseline for dfpo check)\n"
@@ -45,6 +47,7 @@ static const char *label(const char *metric) {
                {"oov_rate", "OOV rate"},
                {"val_reward", "Validation reward"},
                {"val_nll_word", "Validation NLL per word (true language)"},
+               {"val_ppl_ref", "Validation perplexity of the references (ppl_ref)"},
                {"kl_seq", "KL(pi || ref) per sequence"}};
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
     if (!strcmp(metric, names[i].key))
@@ -271,11 +274,14 @@ static int by_beta(const void *a, const void *b) {
   return d < 0 ? -1 : d > 0;
 }
 
-/* Reward against NLL per word: the PPO fixed-beta sweep as a line; the
- * adaptive PPO, DfPO, NLPO and the base model (zero-shot) as points. */
+/* Reward against NLL per word (the synthetic task) or else ppl_ref (the
+ * real tasks' perplexity): the PPO fixed-beta sweep as a line; the adaptive
+ * PPO, DfPO, NLPO and the base model (zero-shot) as points. */
 static int plot_frontier(const res_task *t, const char *outdir, char *file, size_t nf,
                          dfpo_err *err) {
-  int mr = res_metric_index(t, "reward"), mx = res_metric_index(t, "nll_word");
+  int mr = res_metric_index(t, "reward"), mx = res_metric_index(t, "nll_word"), nll = mx >= 0;
+  if (!nll)
+    mx = res_metric_index(t, "ppl_ref");
   file[0] = '\0';
   if (mr < 0 || mx < 0)
     return DFPO_OK;
@@ -333,9 +339,11 @@ static int plot_frontier(const res_task *t, const char *outdir, char *file, size
   }
   if (ns) {
     char title[256], path[4300];
-    suite_fmt(title, sizeof title, "%s: reward against NLL per word (means over seeds)", t->name);
+    suite_fmt(title, sizeof title, "%s: reward against %s (means over seeds)", t->name,
+              nll ? "NLL per word" : "ppl_ref");
     rep_plot p = {title,
-                  "NLL per word under the true language (lower: more fluent)",
+                  nll ? "NLL per word under the true language (lower: more fluent)"
+                      : "ppl_ref: perplexity of the reference texts (lower: closer to them)",
                   "reward (test)",
                   ns,
                   ser,
@@ -418,10 +426,10 @@ static int task_report(const res_suite *r, const res_task *t, const char *dir, c
   if ((rc = rep_table_markdown(&tab, page, err)))
     goto out;
   if (plots) {
-    static const int kinds[] = {1, 2, 0};
+    static const int kinds[] = {1, 2, 4, 0};
     char file[512];
     fprintf(page, "\n");
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < 4; k++) {
       if ((rc = plot_curves(t, outdir, kinds[k], file, sizeof file, err)))
         goto out;
       if (file[0])
@@ -430,7 +438,8 @@ static int task_report(const res_suite *r, const res_task *t, const char *dir, c
     if ((rc = plot_frontier(t, outdir, file, sizeof file, err)))
       goto out;
     if (file[0])
-      fprintf(page, "![reward against NLL per word](%s)\n", file);
+      fprintf(page, "![reward against %s](%s)\n",
+              res_metric_index(t, "nll_word") >= 0 ? "NLL per word" : "ppl_ref", file);
   }
 out:
   for (int i = 0; i < n.n; i++)

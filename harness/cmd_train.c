@@ -79,6 +79,7 @@ typedef struct run {
   int stop_after;      /* --stop-after: iterations before stopping as a kill would (0: off) */
   int64_t resume_prev; /* iteration of the resumable checkpoint on disk (-1: none) */
   int eval_negative;   /* dfpo.eval_policy=negative: evaluate pi- */
+  int val_ppl_ref;     /* eval.ppl_ref: also at each validation */
   int32_t **sft_ids;   /* SFT: tokenized training references */
   size_t *sft_len;
   int64_t seed;
@@ -284,6 +285,25 @@ static int evaluate(run *r, int split, size_t n, uint64_t seed, double *means,
   return eval_samples(r, split, n, 1, seed, means, samples_path, NULL, NULL, err);
 }
 
+/* ppl_ref over the first n items of a split (DESIGN.md section 8): the
+ * policy's perplexity of the items' reference texts. *nrefs = 0 (and *ppl
+ * untouched) when none of them has one. */
+static int refs_ppl(run *r, int split, size_t n, double *ppl, size_t *nrefs, dfpo_err *err) {
+  const char **refs = malloc(sizeof(char *) * (n ? n : 1));
+  if (!refs)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "evaluation: out of memory");
+  *nrefs = 0;
+  for (size_t i = 0; i < n; i++)
+    if (r->tk.items[split][i].reference && r->tk.items[split][i].reference[0])
+      refs[(*nrefs)++] = r->tk.items[split][i].reference;
+  int rc = DFPO_OK;
+  met_ppl p;
+  if (*nrefs && !(rc = met_ppl_ref(r->policy, r->tok, refs, *nrefs, NULL, &p, NULL, err)))
+    *ppl = p.ppl;
+  free(refs);
+  return rc;
+}
+
 /* The test evaluation written to eval.json: k samples per prompt (the
  * task's protocol unless eval.samples_per_prompt says otherwise), the
  * per-sample means, the task's corpus-level metrics, diversity, and the
@@ -310,8 +330,7 @@ static int evaluate_test(run *r, size_t n, uint64_t seed, const char *samples_pa
     cJSON_AddNumberToObject(metrics, r->tk.metric_names[m], means[m]);
   size_t *idx = malloc(sizeof(size_t) * (n ? n : 1));
   const char **prompts = malloc(sizeof(char *) * (rows ? rows : 1));
-  const char **refs = malloc(sizeof(char *) * (n ? n : 1));
-  if (!idx || !prompts || !refs)
+  if (!idx || !prompts)
     rc = dfpo_err_set(err, DFPO_ERUNTIME, "evaluation: out of memory");
   for (size_t i = 0; !rc && i < n; i++)
     idx[i] = i;
@@ -321,15 +340,10 @@ static int evaluate_test(run *r, size_t n, uint64_t seed, const char *samples_pa
   if (!rc)
     rc = task_diversity(conts, rows, metrics, err);
   size_t nrefs = 0;
-  for (size_t i = 0; !rc && i < n; i++)
-    if (r->tk.items[TASK_TEST][i].reference && r->tk.items[TASK_TEST][i].reference[0])
-      refs[nrefs++] = r->tk.items[TASK_TEST][i].reference;
-  if (!rc && ppl_ref && nrefs) {
-    met_ppl p;
-    if (!(rc = met_ppl_ref(r->policy, r->tok, refs, nrefs, NULL, &p, NULL, err))) {
-      cJSON_AddNumberToObject(metrics, "ppl_ref", p.ppl);
-      cJSON_AddNumberToObject(o, "ppl_ref_texts", (double)nrefs);
-    }
+  double ppl;
+  if (!rc && ppl_ref && !(rc = refs_ppl(r, TASK_TEST, n, &ppl, &nrefs, err)) && nrefs) {
+    cJSON_AddNumberToObject(metrics, "ppl_ref", ppl);
+    cJSON_AddNumberToObject(o, "ppl_ref_texts", (double)nrefs);
   }
   if (!rc && judge_lm[0]) {
     gpt2_model *lm = NULL;
@@ -358,7 +372,6 @@ static int evaluate_test(run *r, size_t n, uint64_t seed, const char *samples_pa
   free(values);
   free(idx);
   free(prompts);
-  free(refs);
   return rc;
 }
 
@@ -500,6 +513,7 @@ static int setup(run *r, dfpo_err *err) {
     return rc;
   const char *eval_policy;
   GET(str, "dfpo.eval_policy", &eval_policy);
+  GET(bool, "eval.ppl_ref", &r->val_ppl_ref);
   r->eval_negative = r->algo_rl == RL_DFPO && !strcmp(eval_policy, "negative");
   if (r->zero_shot || r->sft)
     return DFPO_OK;
@@ -858,6 +872,16 @@ static int train_loop(run *r, int64_t iterations, int64_t eval_every, size_t n_v
         snprintf(key, sizeof key, "val_%s", r->tk.metric_names[m]);
         cJSON_AddNumberToObject(line, key, means[m]);
       }
+      /* the perplexity's learning curve: ppl_ref of the validation items
+       * (a forward pass over their references, no sampling) */
+      double ppl;
+      size_t nrefs = 0;
+      if (r->val_ppl_ref && (rc = refs_ppl(r, TASK_VALIDATION, n_val, &ppl, &nrefs, err))) {
+        cJSON_Delete(line);
+        break;
+      }
+      if (nrefs)
+        cJSON_AddNumberToObject(line, "val_ppl_ref", ppl);
       if (means[0] > ls->best) {
         ls->best = means[0];
         ls->best_iter = (int)it;

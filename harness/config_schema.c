@@ -118,7 +118,8 @@ const cfg_key cfg_schema[] = {
     {"eval.samples_per_prompt", CFG_INT, "0", NULL, RANGE(0, 1 << 20),
      "test samples per prompt (0: the task's protocol, 25 for rtp, else 1)"},
     {"eval.ppl_ref", CFG_BOOL, "true", NULL, NORANGE,
-     "report ppl_ref: the policy's perplexity on the test items' references"},
+     "report ppl_ref: the policy's perplexity on the test items' references (and val_ppl_ref "
+     "on the validation items' at each validation, in train.jsonl)"},
     {"eval.judge_lm", CFG_STR, "\"\"", NULL, NORANGE,
      "a fixed LM (same tokenizer) for ppl_gen of the test continuations (\"\": none)"},
     {"eval.max_prompts", CFG_INT, "0", NULL, RANGE(0, 1 << 30), "cap on test prompts (0: all)"},

@@ -202,7 +202,8 @@ int suite_rmtree(const char *path, dfpo_err *err) {
 
 /* ------------------------------------------------------------- results */
 
-const char *const res_curve_names[4] = {"reward", "val_reward", "val_nll_word", "kl_seq"};
+const char *const res_curve_names[RES_CURVES] = {"reward", "val_reward", "val_nll_word", "kl_seq",
+                                                 "val_ppl_ref"};
 
 int res_metric_direction(const char *m) {
   static const char *const high[] = {"reward",  "sentiment", "meteor",     "bleu4",      "cider",
@@ -297,7 +298,7 @@ static int read_curve(res_curve *c, const char *path) {
         double *x = realloc(c->x, sizeof(double) * ncap);
         if (x)
           c->x = x;
-        for (int k = 0; k < 4 && x; k++) {
+        for (int k = 0; k < RES_CURVES && x; k++) {
           double *y = realloc(c->y[k], sizeof(double) * ncap);
           if (!y)
             x = NULL;
@@ -310,7 +311,7 @@ static int read_curve(res_curve *c, const char *path) {
         }
       }
       c->x[c->n] = it->valuedouble;
-      for (int k = 0; k < 4; k++) {
+      for (int k = 0; k < RES_CURVES; k++) {
         const cJSON *v = cJSON_GetObjectItem(o, res_curve_names[k]);
         c->y[k][c->n] = cJSON_IsNumber(v) ? v->valuedouble : NAN;
       }
@@ -537,7 +538,7 @@ void res_free(res_suite *r) {
       for (int s = 0; s < RES_MAX_SEEDS; s++) {
         res_curve *c = &r->tasks[t].variants[v].curves[s];
         free(c->x);
-        for (int k = 0; k < 4; k++)
+        for (int k = 0; k < RES_CURVES; k++)
           free(c->y[k]);
       }
     free(r->tasks[t].variants);

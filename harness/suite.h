@@ -60,14 +60,17 @@ int suite_rmtree(const char *path, dfpo_err *err);
 
 #define RES_MAX_METRICS 12
 #define RES_MAX_SEEDS 64
+#define RES_CURVES 5
 
 typedef struct res_curve {
-  int n;        /* points */
-  double *x;    /* iteration */
-  double *y[4]; /* per curve kind, NaN where absent (see res_curve_names) */
+  int n;                 /* points */
+  double *x;             /* iteration */
+  double *y[RES_CURVES]; /* per curve kind, NaN where absent (see res_curve_names) */
 } res_curve;
 
-extern const char *const res_curve_names[4]; /* reward, val_reward, val_nll_word, kl_seq */
+/* the train.jsonl keys read as curves: reward, val_reward, val_nll_word,
+ * kl_seq, val_ppl_ref */
+extern const char *const res_curve_names[RES_CURVES];
 
 typedef struct res_variant {
   char name[64], algo[16];

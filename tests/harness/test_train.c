@@ -4,6 +4,7 @@
 
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,6 +109,21 @@ static void run_cell(const char *algo, const char *iterations) {
   run_cell_x(algo, iterations, "runs", NULL, NULL);
 }
 
+/* The val_ppl_ref values of a train.jsonl, in order (at most max). */
+static int val_ppl_refs(const char *path, double *v, int max) {
+  char *log = ts_slurp(path);
+  int n = 0;
+  for (char *line = strtok(log, "\n"); line && n < max; line = strtok(NULL, "\n")) {
+    cJSON *o = cJSON_Parse(line);
+    const cJSON *x = cJSON_GetObjectItem(o, "val_ppl_ref");
+    if (cJSON_IsNumber(x))
+      v[n++] = x->valuedouble;
+    cJSON_Delete(o);
+  }
+  free(log);
+  return n;
+}
+
 static void sft_lowers_the_reference_loss(void);
 static void a_stopped_run_resumes_to_the_same_numbers(void);
 
@@ -159,6 +175,18 @@ Test(train, cells_write_their_run_folders) {
   free(sm);
 
   run_cell("dfpo", "2");
+  /* Each validation also gives the perplexity of the validation references
+   * (met_ppl_ref, held to PyTorch in test_ppl_engine.c): at iteration 0
+   * every algorithm has the base model, so PPO and DfPO agree there to the
+   * last digit; PPO's updates move it by iteration 4. */
+  double pp[8], pd[8];
+  snprintf(f, sizeof f, "%s/train.jsonl", p);
+  cr_expect_eq(val_ppl_refs(f, pp, 8), 3);
+  snprintf(f, sizeof f, "%s/runs/default/synthetic/dfpo/seed-3/train.jsonl", dir);
+  cr_expect_eq(val_ppl_refs(f, pd, 8), 2);
+  cr_expect(pp[0] > 1 && isfinite(pp[0]), "%g", pp[0]);
+  cr_expect_eq(pp[0], pd[0], "%.17g vs %.17g", pp[0], pd[0]);
+  cr_expect_neq(pp[2], pp[0], "%.17g", pp[2]);
   run_cell_x("dfpo", "2", "runs-neg", "dfpo.eval_policy=negative", NULL);
   snprintf(f, sizeof f, "%s/runs-neg/default/synthetic/dfpo/seed-3/eval.json", dir);
   cr_expect_eq(access(f, F_OK), 0);
