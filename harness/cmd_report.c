@@ -47,7 +47,7 @@ static const char *label(const char *metric) {
                {"oov_rate", "OOV rate"},
                {"val_reward", "Validation reward"},
                {"val_nll_word", "Validation NLL per word (true language)"},
-               {"val_ppl_ref", "Validation perplexity of the references (ppl_ref)"},
+               {"val_ppl_ref", "Validation ppl_ref"},
                {"kl_seq", "KL(pi || ref) per sequence"}};
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
     if (!strcmp(metric, names[i].key))
