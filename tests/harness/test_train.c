@@ -187,8 +187,8 @@ Test(train, cells_write_their_run_folders) {
   cr_expect(pp[0] > 1 && isfinite(pp[0]), "%g", pp[0]);
   cr_expect_eq(pp[0], pd[0], "%.17g vs %.17g", pp[0], pd[0]);
   cr_expect_neq(pp[2], pp[0], "%.17g", pp[2]);
-  run_cell_x("dfpo", "2", "runs-neg", "dfpo.eval_policy=negative", NULL);
-  snprintf(f, sizeof f, "%s/runs-neg/default/synthetic/dfpo/seed-3/eval.json", dir);
+  run_cell_x("dfpo", "2", "runs-theta", "dfpo.eval_policy=theta", NULL);
+  snprintf(f, sizeof f, "%s/runs-theta/default/synthetic/dfpo/seed-3/eval.json", dir);
   cr_expect_eq(access(f, F_OK), 0);
   run_cell_x("dfpo", "2", "runs-upd", "dfpo.mask_at=update", NULL);
   snprintf(f, sizeof f, "%s/runs-upd/default/synthetic/dfpo/seed-3/DONE", dir);
