@@ -274,14 +274,19 @@ static int by_beta(const void *a, const void *b) {
   return d < 0 ? -1 : d > 0;
 }
 
-/* Reward against NLL per word (the synthetic task) or else ppl_ref (the
- * real tasks' perplexity): the PPO fixed-beta sweep as a line; the adaptive
- * PPO, DfPO, NLPO and the base model (zero-shot) as points. */
+/* The frontier's x axis: NLL per word (the synthetic task) when the task
+ * has it, else ppl_ref (the real tasks' perplexity). */
+static int frontier_nll(const res_task *t) {
+  return res_metric_index(t, "nll_word") >= 0;
+}
+
+/* Reward against the frontier's x metric: the PPO fixed-beta sweep as a
+ * line; the adaptive PPO, DfPO, NLPO and the base model (zero-shot) as
+ * points. */
 static int plot_frontier(const res_task *t, const char *outdir, char *file, size_t nf,
                          dfpo_err *err) {
-  int mr = res_metric_index(t, "reward"), mx = res_metric_index(t, "nll_word"), nll = mx >= 0;
-  if (!nll)
-    mx = res_metric_index(t, "ppl_ref");
+  int nll = frontier_nll(t), mr = res_metric_index(t, "reward"),
+      mx = res_metric_index(t, nll ? "nll_word" : "ppl_ref");
   file[0] = '\0';
   if (mr < 0 || mx < 0)
     return DFPO_OK;
@@ -438,8 +443,8 @@ static int task_report(const res_suite *r, const res_task *t, const char *dir, c
     if ((rc = plot_frontier(t, outdir, file, sizeof file, err)))
       goto out;
     if (file[0])
-      fprintf(page, "![reward against %s](%s)\n",
-              res_metric_index(t, "nll_word") >= 0 ? "NLL per word" : "ppl_ref", file);
+      fprintf(page, "![reward against %s](%s)\n", frontier_nll(t) ? "NLL per word" : "ppl_ref",
+              file);
   }
 out:
   for (int i = 0; i < n.n; i++)

@@ -129,28 +129,27 @@ int rl_dfpo_mask_logits(float *z, const float *r, float inv_t, int V, int sign, 
   double lz = mz + log(sz), lr = mr + log(sr);
   /* d = log pi_theta - log pi_ref over the support; the token with the
    * smallest (M+) or largest (M-) d is in the set in exact arithmetic, and
-   * is kept should rounding leave the set empty */
-  int kept = 0, extreme = -1;
+   * is put back should rounding leave the set empty */
+  int n = 0, extreme = -1;
   double de = 0;
+  float ze = 0;
   for (int a = 0; a < V; a++) {
     if (!(z[a] > -INFINITY))
       continue;
     double d = (z[a] - lz) - ((double)r[a] * inv_t - lr);
-    kept += sign > 0 ? d <= 0 : d >= 0;
     if (extreme < 0 || (sign > 0 ? d < de : d > de)) {
       extreme = a;
       de = d;
+      ze = z[a];
     }
-  }
-  int n = 0;
-  for (int a = 0; a < V; a++) {
-    if (!(z[a] > -INFINITY))
-      continue;
-    double d = (z[a] - lz) - ((double)r[a] * inv_t - lr);
-    if ((sign > 0 ? d <= 0 : d >= 0) || (kept == 0 && a == extreme))
+    if (sign > 0 ? d <= 0 : d >= 0)
       n++;
     else
       z[a] = -INFINITY;
+  }
+  if (n == 0) {
+    z[extreme] = ze;
+    n = 1;
   }
   return n;
 }
