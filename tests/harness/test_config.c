@@ -28,7 +28,7 @@ Test(config, defaults_follow_design) {
   int64_t i;
   const char *s;
   cr_assert_eq(cfg_get_num(&c, "train.lr", &v, &err), DFPO_OK);
-  cr_expect_eq(v, 1e-5); /* DESIGN.md section 7: the paper's Table 3 */
+  cr_expect_eq(v, 1e-5); /* the paper's Table 3 (docs/algorithms.md) */
   cr_assert_eq(cfg_get_num(&c, "train.gamma", &v, &err), DFPO_OK);
   cr_expect_eq(v, 0.99);
   cr_assert_eq(cfg_get_num(&c, "train.gae_lambda", &v, &err), DFPO_OK);
