@@ -20,7 +20,7 @@ static void expect_error(const char *file, const char *const *sets, int nsets, i
     cr_expect(strstr(err.msg, frags[i]) != NULL, "message '%s' lacks '%s'", err.msg, frags[i]);
 }
 
-Test(config, defaults_follow_design) {
+Test(config, defaults_follow_the_paper) {
   cfg c;
   dfpo_err err;
   cr_assert_eq(cfg_load(&c, cfg_schema, NULL, NULL, 0, &err), DFPO_OK, "%s", err.msg);
