@@ -1,6 +1,7 @@
 /* datasets: the manifest, downloads, verification, extraction and the
  * importers that turn IMDB, RealToxicityPrompts and CommonGen into split
- * files (DESIGN.md sections 4, 5 and 10; docs/datasets.md).
+ * files (docs/datasets.md; docs/architecture.md, "Files and folders" and
+ * "Reliability").
  *
  * Prefix: ds_. Depends on common/ only (plus libcurl, libarchive, libcrypto
  * and cJSON). Ownership: callers own what they pass in; structs filled by a
@@ -22,12 +23,12 @@
 #include <cjson/cJSON.h>
 
 /* The cache folder of one dataset version: <cache>/datasets/<name>/<version>
- * (DESIGN.md section 4). Written into buf. */
+ * (docs/datasets.md, "The cache"). Written into buf. */
 int ds_dataset_dir(const char *name, const char *version, char *buf, size_t n, dfpo_err *err);
 
 /* ---------------------------------------------- synthetic task (ds_synth_) */
 
-/* The synthetic task's "true language" (DESIGN.md section 5): a mixture of two
+/* The synthetic task's "true language" (docs/synthetic.md): a mixture of two
  * hidden Markov models over word classes, one per latent sentiment
  * (0 negative, 1 positive). A document draws its sentiment from the prior,
  * then walks the class chain and emits one word per step; the two
@@ -270,7 +271,7 @@ typedef struct ds_prepared {
   ds_split_info splits[DS_MAX_SPLITS];
   int n_splits;
 } ds_prepared;
-/* Parses the imported members into the split files (DESIGN.md section 4),
+/* Parses the imported members into the split files (docs/datasets.md),
  * written atomically, then splits/prepared.json. Seeded splits use seed
  * (DS_DEFAULT_SEED unless the caller has another). Fails with DFPO_EDATA
  * when the dataset is not imported, or naming the file and line of a bad

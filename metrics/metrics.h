@@ -1,6 +1,6 @@
 /* metrics: text metrics (BLEU, ROUGE, METEOR, CIDEr-D, coverage, diversity),
  * perplexity over the GPT-2 engine, the judges (sentiment, toxicity) and the
- * Perspective API client, and statistics (DESIGN.md section 8).
+ * Perspective API client, and statistics.
  * docs/metrics.md defines every metric as implemented here and names the
  * reference implementation it agrees with; docs/judges.md the judges.
  *

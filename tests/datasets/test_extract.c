@@ -1,4 +1,4 @@
-/* Safe extraction (DESIGN.md section 10): archives crafted with libarchive's
+/* Safe extraction (docs/datasets.md, "Extraction"): archives crafted with libarchive's
  * writer, one per rule, each refused with a message naming the entry, and
  * nothing written outside the target. */
 #include "datasets/datasets.h"

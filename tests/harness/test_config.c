@@ -20,7 +20,7 @@ static void expect_error(const char *file, const char *const *sets, int nsets, i
     cr_expect(strstr(err.msg, frags[i]) != NULL, "message '%s' lacks '%s'", err.msg, frags[i]);
 }
 
-Test(config, defaults_follow_design) {
+Test(config, defaults_follow_the_paper) {
   cfg c;
   dfpo_err err;
   cr_assert_eq(cfg_load(&c, cfg_schema, NULL, NULL, 0, &err), DFPO_OK, "%s", err.msg);
@@ -28,7 +28,7 @@ Test(config, defaults_follow_design) {
   int64_t i;
   const char *s;
   cr_assert_eq(cfg_get_num(&c, "train.lr", &v, &err), DFPO_OK);
-  cr_expect_eq(v, 1e-5); /* DESIGN.md section 7: the paper's Table 3 */
+  cr_expect_eq(v, 1e-5); /* the paper's Table 3 (docs/algorithms.md) */
   cr_assert_eq(cfg_get_num(&c, "train.gamma", &v, &err), DFPO_OK);
   cr_expect_eq(v, 0.99);
   cr_assert_eq(cfg_get_num(&c, "train.gae_lambda", &v, &err), DFPO_OK);
