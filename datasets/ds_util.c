@@ -84,10 +84,8 @@ static int rm_rec(char *path, size_t cap, dfpo_err *err) {
 
 int ds_rmtree(const char *path, dfpo_err *err) {
   char buf[DS_PATH_MAX];
-  if (strlen(path) >= sizeof buf)
-    return dfpo_err_set(err, DFPO_ERUNTIME, "path too long: %s", path);
-  strcpy(buf, path);
-  return rm_rec(buf, sizeof buf, err);
+  int rc = dfpo_path_fmt(buf, sizeof buf, err, "%s", path);
+  return rc ? rc : rm_rec(buf, sizeof buf, err);
 }
 
 int ds_is_hex64(const char *s) {

@@ -240,8 +240,8 @@ int tok_add_token(tok_tokenizer *t, const char *s, size_t len, long long id, con
                         where, show(s, len, shown, sizeof shown), id);
   }
   if ((size_t)id >= t->ids_cap) {
-    /* geometric growth: vocabularies arrive in id order, one at a time */
-    /* (two arrays, one capacity: each grows from the same old one) */
+    /* geometric growth: vocabularies arrive in id order, one at a time; two
+     * arrays, one capacity: each grows from the same old one */
     size_t ncap = t->ids_cap, cl = t->ids_cap;
     int rc;
     if ((rc = dfpo_grow(&t->tok_bytes, &ncap, (size_t)id + 1, sizeof *t->tok_bytes, 1024,
