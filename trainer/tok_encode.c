@@ -342,14 +342,16 @@ void tok_ids_free(tok_ids *v) {
 static int worker_reserve(tok_worker *w, size_t n) {
   if (n <= w->cap)
     return 0;
-  /* ids, prv and nxt share one capacity, heap and pend twice as many: each
-   * array grows from the same old capacity, the first time to twice n */
+  /* ids, prv and nxt get at least 2n entries, heap and pend at least 4n:
+   * bpe_heap pushes up to 3n (the n - 1 first pairs and two per merge) and
+   * never drops a stale entry before popping it. Each array grows from the
+   * same old capacity, so heap_cap stays twice cap. */
   size_t c0 = w->cap, c1 = w->cap, c2 = w->cap, h0 = w->heap_cap, h1 = w->heap_cap;
-  if (dfpo_grow(&w->ids, &c0, n, sizeof *w->ids, 2 * n, DFPO_NOCAP, NULL) ||
-      dfpo_grow(&w->prv, &c1, n, sizeof *w->prv, 2 * n, DFPO_NOCAP, NULL) ||
-      dfpo_grow(&w->nxt, &c2, n, sizeof *w->nxt, 2 * n, DFPO_NOCAP, NULL) ||
-      dfpo_grow(&w->heap, &h0, 2 * n, sizeof *w->heap, 4 * n, DFPO_NOCAP, NULL) ||
-      dfpo_grow(&w->pend, &h1, 2 * n, sizeof *w->pend, 4 * n, DFPO_NOCAP, NULL))
+  if (dfpo_grow(&w->ids, &c0, 2 * n, sizeof *w->ids, 2 * n, DFPO_NOCAP, NULL) ||
+      dfpo_grow(&w->prv, &c1, 2 * n, sizeof *w->prv, 2 * n, DFPO_NOCAP, NULL) ||
+      dfpo_grow(&w->nxt, &c2, 2 * n, sizeof *w->nxt, 2 * n, DFPO_NOCAP, NULL) ||
+      dfpo_grow(&w->heap, &h0, 4 * n, sizeof *w->heap, 4 * n, DFPO_NOCAP, NULL) ||
+      dfpo_grow(&w->pend, &h1, 4 * n, sizeof *w->pend, 4 * n, DFPO_NOCAP, NULL))
     return -1;
   w->cap = c0;
   w->heap_cap = h0;
