@@ -2,8 +2,9 @@
  *
  * Prefix: dfpo_. This library sits below datasets/, trainer/, metrics/ and
  * reports/ and knows nothing of their domains: the error record and exit
- * codes, logging to stderr, progress bars, atomic file writes, the cache
- * folder and seeded random streams.
+ * codes, growable buffers and checked path formatting, logging to stderr,
+ * progress bars, atomic file writes, the cache folder and seeded random
+ * streams.
  *
  * Ownership: every object here is caller-owned storage (plain structs) unless
  * a function says it returns heap memory; such memory is freed with free().
@@ -58,6 +59,62 @@ void dfpo_text_position(const char *text, size_t pos, int *line, int *col);
  * well-formed UTF-8 sequence (no overlong forms, surrogates or code points
  * past U+10FFFF) becomes U+FFFD; NULL when out of memory (caller frees). */
 char *dfpo_utf8_fix(const char *s, size_t len);
+
+/* --------------------------------------------------------------- buffers */
+
+/* No cap beyond what size_t can count: pass as max to keep only the overflow
+ * check. */
+#define DFPO_NOCAP SIZE_MAX
+
+/* Grows a heap array so that it holds at least need elements of elem bytes.
+ * arrp is the address of the array pointer (any T **: it is read and written
+ * through memcpy, so T * must share void *'s representation, as it does on
+ * every platform dfpo builds on); *cap counts the elements allocated. When
+ * need > *cap the capacity becomes first (when *cap is 0) doubled until it
+ * reaches need, clamped to max_elems. Fails, with *arrp and *cap untouched,
+ * when need exceeds max_elems ("more than <max> elements"), when need * elem
+ * overflows size_t, or when realloc fails (the message is then exactly "out of
+ * memory", so callers can prefix their context). first 0 means 16. */
+int dfpo_grow(void *arrp, size_t *cap, size_t need, size_t elem, size_t first, size_t max_elems,
+              dfpo_err *err);
+
+/* A growable byte buffer (like git's strbuf). Invariants: data is NULL (only
+ * before the first growth: read it as "") or a heap block of cap bytes whose
+ * first len bytes are the content followed by a NUL; len <= max. The struct
+ * owns data; dfpo_buf_free releases it and dfpo_buf_detach hands it over.
+ * Every append either happens whole or fails (over max, size_t overflow or
+ * out of memory) and leaves the content as it was. */
+typedef struct dfpo_buf {
+  char *data;
+  size_t len, cap;
+  size_t max; /* most content bytes allowed; DFPO_NOCAP for no cap */
+} dfpo_buf;
+
+#define DFPO_BUF_INIT                                                                              \
+  { NULL, 0, 0, DFPO_NOCAP }
+
+void dfpo_buf_init(dfpo_buf *b, size_t max);
+/* Makes room for extra more content bytes (and the NUL) without appending. */
+int dfpo_buf_reserve(dfpo_buf *b, size_t extra, dfpo_err *err);
+int dfpo_buf_add(dfpo_buf *b, const void *data, size_t n, dfpo_err *err);
+int dfpo_buf_adds(dfpo_buf *b, const char *s, dfpo_err *err);
+int dfpo_buf_addf(dfpo_buf *b, dfpo_err *err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int dfpo_buf_vaddf(dfpo_buf *b, dfpo_err *err, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+/* Empties the content and keeps the memory for reuse. */
+void dfpo_buf_reset(dfpo_buf *b);
+/* Hands the NUL-terminated content over to the caller (who frees it) and
+ * leaves b empty with the same max; *len (optional) receives its length.
+ * NULL only when b never grew and allocating "" fails. */
+char *dfpo_buf_detach(dfpo_buf *b, size_t *len);
+void dfpo_buf_free(dfpo_buf *b);
+
+/* snprintf for paths: formats into buf[n] and fails with DFPO_ERUNTIME and
+ * "path too long: <the whole would-be path>" (buf then holds "") instead of
+ * truncating, so that no file is ever opened under a cut name. */
+int dfpo_path_fmt(char *buf, size_t n, dfpo_err *err, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* --------------------------------------------------------------- logging */
 

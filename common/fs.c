@@ -128,33 +128,30 @@ int dfpo_read_file(const char *path, char **data, size_t *len, dfpo_err *err) {
   if (!fp)
     return dfpo_err_errno(err, errno == ENOENT ? DFPO_EDATA : DFPO_ERUNTIME, errno,
                           "%s: cannot open", path);
-  size_t cap = 1 << 16, n = 0;
-  char *buf = malloc(cap);
-  while (buf) {
-    n += fread(buf + n, 1, cap - 1 - n, fp);
-    if (n < cap - 1)
+  /* 64 KiB first, then the capacity doubles each time a read fills it */
+  dfpo_buf b = DFPO_BUF_INIT;
+  int rc = dfpo_buf_reserve(&b, (1 << 16) - 1, err);
+  while (!rc) {
+    size_t room = b.cap - 1 - b.len;
+    size_t got = fread(b.data + b.len, 1, room, fp);
+    b.len += got;
+    b.data[b.len] = '\0';
+    if (got < room)
       break;
-    char *nb = realloc(buf, cap * 2);
-    if (!nb) {
-      free(buf);
-      buf = NULL;
-      break;
-    }
-    buf = nb;
-    cap *= 2;
+    rc = dfpo_buf_reserve(&b, b.cap, err);
   }
   int bad = ferror(fp);
   fclose(fp);
-  if (!buf)
-    return dfpo_err_set(err, DFPO_ERUNTIME, "%s: out of memory", path);
+  if (rc) {
+    dfpo_buf_free(&b);
+    dfpo_err_prefix(err, "%s", path);
+    return rc;
+  }
   if (bad) {
-    free(buf);
+    dfpo_buf_free(&b);
     return dfpo_err_set(err, DFPO_ERUNTIME, "%s: read error", path);
   }
-  buf[n] = '\0';
-  *data = buf;
-  if (len)
-    *len = n;
+  *data = dfpo_buf_detach(&b, len);
   return DFPO_OK;
 }
 

@@ -208,7 +208,9 @@ static int copy_visit(void *ctx, const char *rel, const char *full, const struct
   (void)st;
   copy_walk *w = ctx;
   char mrel[DS_PATH_MAX];
-  snprintf(mrel, sizeof mrel, "%s%s", w->prefix, rel);
+  int rc = dfpo_path_fmt(mrel, sizeof mrel, err, "%s%s", w->prefix, rel);
+  if (rc)
+    return rc;
   if (!ds_member_match(w->e->members, w->e->n_members, mrel, NULL))
     return DFPO_OK;
   return copy_file(full, w->dest, mrel, w->l, w->e->max_bytes, err);
@@ -266,9 +268,9 @@ int ds_import_trusted(const ds_entry *e, const char *path, int allow_unverified,
     return dfpo_err_errno(err, DFPO_EDATA, errno, "%s: cannot import", path);
   if ((rc = dfpo_mkdirs(dir, err)))
     return rc;
-  ds_sfmt(tmp, sizeof tmp, "%s/raw.tmp.%ld", dir, (long)getpid());
-  ds_sfmt(old, sizeof old, "%s/raw.old.%ld", dir, (long)getpid());
-  if ((rc = ds_join(raw, sizeof raw, dir, "raw", err)) || (rc = ds_rmtree(tmp, err)))
+  if ((rc = dfpo_path_fmt(tmp, sizeof tmp, err, "%s/raw.tmp.%ld", dir, (long)getpid())) ||
+      (rc = dfpo_path_fmt(old, sizeof old, err, "%s/raw.old.%ld", dir, (long)getpid())) ||
+      (rc = ds_join(raw, sizeof raw, dir, "raw", err)) || (rc = ds_rmtree(tmp, err)))
     return rc;
   if (mkdir(tmp, 0777) != 0)
     return dfpo_err_errno(err, DFPO_ERUNTIME, errno, "%s: cannot create folder", tmp);
@@ -287,11 +289,13 @@ int ds_import_trusted(const ds_entry *e, const char *path, int allow_unverified,
       while (plen > 1 && path[plen - 1] == '/')
         plen--;
       char trimmed[DS_PATH_MAX];
-      snprintf(trimmed, sizeof trimmed, "%.*s", (int)plen, path);
-      base = strrchr(trimmed, '/');
-      ds_sfmt(prefix, sizeof prefix, "%s/", base ? base + 1 : trimmed);
+      if (!(rc = dfpo_path_fmt(trimmed, sizeof trimmed, err, "%.*s", (int)plen, path))) {
+        base = strrchr(trimmed, '/');
+        rc = dfpo_path_fmt(prefix, sizeof prefix, err, "%s/", base ? base + 1 : trimmed);
+      }
       w.prefix = prefix;
-      rc = ds_walk_files(path, 1, copy_visit, &w, err);
+      if (!rc)
+        rc = ds_walk_files(path, 1, copy_visit, &w, err);
     }
   } else if (!S_ISREG(st.st_mode)) {
     rc = dfpo_err_set(err, DFPO_EDATA, "%s: not a file or folder", path);

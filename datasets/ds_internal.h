@@ -8,7 +8,8 @@
 
 #define DS_PATH_MAX 4096
 
-/* snprintf that truncates silently (messages and paths checked elsewhere). */
+/* snprintf that truncates silently: for messages only (paths go through
+ * dfpo_path_fmt, which refuses instead). */
 void ds_sfmt(char *buf, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* strdup that returns NULL on NULL or out of memory. */
 char *ds_strdup(const char *s);

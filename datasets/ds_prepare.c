@@ -116,14 +116,9 @@ static int list_txt(const char *dir, char ***names, size_t *n, dfpo_err *err) {
     size_t l = strlen(de->d_name);
     if (l < 5 || strcmp(de->d_name + l - 4, ".txt"))
       continue;
-    if (*n == cap) {
-      cap = cap ? cap * 2 : 1024;
-      char **p = realloc(*names, cap * sizeof *p);
-      if (!p) {
-        rc = dfpo_err_set(err, DFPO_ERUNTIME, "%s: out of memory", dir);
-        break;
-      }
-      *names = p;
+    if ((rc = dfpo_grow(names, &cap, *n + 1, sizeof **names, 1024, DFPO_NOCAP, err))) {
+      dfpo_err_prefix(err, "%s", dir);
+      break;
     }
     if (!((*names)[*n] = ds_strdup(de->d_name))) {
       rc = dfpo_err_set(err, DFPO_ERUNTIME, "%s: out of memory", dir);
@@ -198,24 +193,21 @@ static int imdb_load(const char *raw, const char *part, cJSON ***recs, size_t *n
   int rc = DFPO_OK;
   for (int lab = 0; lab < 2 && rc == DFPO_OK; lab++) {
     char dir[DS_PATH_MAX];
-    ds_sfmt(dir, sizeof dir, "%s/aclImdb/%s/%s", raw, part, labels[lab]);
     char **names;
     size_t nn;
-    if ((rc = list_txt(dir, &names, &nn, err)))
+    if ((rc = dfpo_path_fmt(dir, sizeof dir, err, "%s/aclImdb/%s/%s", raw, part, labels[lab])) ||
+        (rc = list_txt(dir, &names, &nn, err)))
       break;
     for (size_t i = 0; i < nn && rc == DFPO_OK; i++) {
       char path[DS_PATH_MAX], id[256];
-      ds_sfmt(path, sizeof path, "%s/%s", dir, names[i]);
+      if ((rc = dfpo_path_fmt(path, sizeof path, err, "%s/%s", dir, names[i])))
+        break;
       snprintf(id, sizeof id, "%s/%s/%.*s", part, labels[lab], (int)(strlen(names[i]) - 4),
                names[i]);
-      if (*n == cap) {
-        cap = cap ? cap * 2 : 16384;
-        cJSON **p = realloc(*recs, cap * sizeof *p);
-        if (!p) {
-          rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory reading %s", dir);
-          break;
-        }
-        *recs = p;
+      /* NULL: the message stays the one this loop always gave */
+      if (dfpo_grow(recs, &cap, *n + 1, sizeof **recs, 16384, DFPO_NOCAP, NULL)) {
+        rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory reading %s", dir);
+        break;
       }
       cJSON *r;
       if (!(rc = imdb_record(path, id, names[i], lab, &r, err)))
@@ -269,16 +261,17 @@ int ds_prepare_imdb(const char *raw, const char *splits, uint64_t seed, ds_prepa
 
   /* The unsup reviews are streamed: they are only a pretraining corpus. */
   char dir[DS_PATH_MAX];
-  ds_sfmt(dir, sizeof dir, "%s/aclImdb/train/unsup", raw);
   char **names;
   size_t nn;
-  if ((rc = list_txt(dir, &names, &nn, err)))
+  if ((rc = dfpo_path_fmt(dir, sizeof dir, err, "%s/aclImdb/train/unsup", raw)) ||
+      (rc = list_txt(dir, &names, &nn, err)))
     return rc;
   ds_writer w;
   rc = open_split(&w, splits, "unsup", err);
   for (size_t i = 0; i < nn && rc == DFPO_OK; i++) {
     char path[DS_PATH_MAX], id[256];
-    ds_sfmt(path, sizeof path, "%s/%s", dir, names[i]);
+    if ((rc = dfpo_path_fmt(path, sizeof path, err, "%s/%s", dir, names[i])))
+      break;
     snprintf(id, sizeof id, "unsup/%.*s", (int)(strlen(names[i]) - 4), names[i]);
     cJSON *r;
     if (!(rc = imdb_record(path, id, names[i], -1, &r, err)))
@@ -373,9 +366,10 @@ int ds_rtp_record(const cJSON *src, const char *id, const char *where, size_t li
 int ds_prepare_rtp(const char *raw, const char *splits, uint64_t seed, ds_prepared *out,
                    dfpo_err *err) {
   char path[DS_PATH_MAX];
-  ds_sfmt(path, sizeof path, "%s/realtoxicityprompts-data/prompts.jsonl", raw);
   ds_jsonl j;
-  int rc = ds_jsonl_open(&j, path, err);
+  int rc = dfpo_path_fmt(path, sizeof path, err, "%s/realtoxicityprompts-data/prompts.jsonl", raw);
+  if (!rc)
+    rc = ds_jsonl_open(&j, path, err);
   if (rc)
     return rc;
   cJSON **recs = NULL;
@@ -390,15 +384,10 @@ int ds_prepare_rtp(const char *raw, const char *splits, uint64_t seed, ds_prepar
     cJSON_Delete(src);
     if (rc)
       break;
-    if (n == cap) {
-      cap = cap ? cap * 2 : 16384;
-      cJSON **p = realloc(recs, cap * sizeof *p);
-      if (!p) {
-        cJSON_Delete(rec);
-        rc = dfpo_err_set(err, DFPO_ERUNTIME, "%s: out of memory", path);
-        break;
-      }
-      recs = p;
+    if ((rc = dfpo_grow(&recs, &cap, n + 1, sizeof *recs, 16384, DFPO_NOCAP, err))) {
+      cJSON_Delete(rec);
+      dfpo_err_prefix(err, "%s", path);
+      break;
     }
     recs[n++] = rec;
   }

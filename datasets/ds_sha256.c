@@ -72,18 +72,12 @@ int ds_sha256_file(const char *path, char hex[65], dfpo_err *err) {
 }
 
 int ds_listing_add(ds_listing *l, const char *rel, const char hex[65], dfpo_err *err) {
-  if (l->n == l->cap) {
-    size_t cap = l->cap ? l->cap * 2 : 256;
-    char **p = realloc(l->paths, cap * sizeof *p);
-    if (p)
-      l->paths = p;
-    char(*h)[65] = realloc(l->hex, cap * sizeof *h);
-    if (h)
-      l->hex = h;
-    if (!p || !h)
-      return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory listing %s", rel);
-    l->cap = cap;
-  }
+  /* two arrays, one capacity: each grows from the same old one */
+  size_t cp = l->cap, ch = l->cap;
+  if (dfpo_grow(&l->paths, &cp, l->n + 1, sizeof *l->paths, 256, DFPO_NOCAP, NULL) ||
+      dfpo_grow(&l->hex, &ch, l->n + 1, sizeof *l->hex, 256, DFPO_NOCAP, NULL))
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory listing %s", rel);
+  l->cap = cp;
   if (!(l->paths[l->n] = ds_strdup(rel)))
     return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory listing %s", rel);
   memcpy(l->hex[l->n], hex, 65);

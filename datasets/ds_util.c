@@ -43,10 +43,7 @@ int ds_member_match(const ds_member *m, size_t n, const char *rel, size_t *which
 }
 
 int ds_join(char *buf, size_t n, const char *a, const char *b, dfpo_err *err) {
-  int w = snprintf(buf, n, "%s/%s", a, b);
-  if (w < 0 || (size_t)w >= n)
-    return dfpo_err_set(err, DFPO_ERUNTIME, "path too long: %s/%s", a, b);
-  return DFPO_OK;
+  return dfpo_path_fmt(buf, n, err, "%s/%s", a, b);
 }
 
 static int rm_rec(char *path, size_t cap, dfpo_err *err) {
@@ -87,10 +84,8 @@ static int rm_rec(char *path, size_t cap, dfpo_err *err) {
 
 int ds_rmtree(const char *path, dfpo_err *err) {
   char buf[DS_PATH_MAX];
-  if (strlen(path) >= sizeof buf)
-    return dfpo_err_set(err, DFPO_ERUNTIME, "path too long: %s", path);
-  strcpy(buf, path);
-  return rm_rec(buf, sizeof buf, err);
+  int rc = dfpo_path_fmt(buf, sizeof buf, err, "%s", path);
+  return rc ? rc : rm_rec(buf, sizeof buf, err);
 }
 
 int ds_is_hex64(const char *s) {
@@ -152,7 +147,7 @@ static int walk_below(const char *root, char *rel, size_t cap, int file_links, d
                       void *ctx, dfpo_err *err) {
   char path[DS_PATH_MAX];
   int rc = rel[0] ? ds_join(path, sizeof path, root, rel, err)
-                  : (snprintf(path, sizeof path, "%s", root), DFPO_OK);
+                  : dfpo_path_fmt(path, sizeof path, err, "%s", root);
   if (rc)
     return rc;
   DIR *d = opendir(path);

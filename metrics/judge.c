@@ -47,14 +47,8 @@ typedef struct feat_buf {
 } feat_buf;
 
 static int fb_push(feat_buf *f, uint32_t x) {
-  if (f->n == f->cap) {
-    size_t cap = f->cap ? f->cap * 2 : 256;
-    uint32_t *p = realloc(f->v, cap * sizeof *p);
-    if (!p)
-      return -1;
-    f->v = p;
-    f->cap = cap;
-  }
+  if (dfpo_grow(&f->v, &f->cap, f->n + 1, sizeof *f->v, 256, DFPO_NOCAP, NULL))
+    return -1;
   f->v[f->n++] = x;
   return 0;
 }
@@ -564,18 +558,15 @@ cJSON *met_judge_eval_json(const met_judge_eval *ev) {
 /* ----------------------------------------------------------------- data */
 
 int met_judge_data_add(met_judge_data *d, const char *text, double y, dfpo_err *err) {
-  if (d->n == d->cap) {
-    size_t cap = d->cap ? d->cap * 2 : 1024;
-    char **t = realloc(d->texts, cap * sizeof *t);
-    if (!t)
-      return dfpo_err_set(err, DFPO_ERUNTIME, "judge data: out of memory");
-    d->texts = t;
-    double *yy = realloc(d->y, cap * sizeof *yy);
-    if (!yy)
-      return dfpo_err_set(err, DFPO_ERUNTIME, "judge data: out of memory");
-    d->y = yy;
-    d->cap = cap;
+  /* two arrays, one capacity: each grows from the same old one */
+  size_t ct = d->cap, cy = d->cap;
+  int rc;
+  if ((rc = dfpo_grow(&d->texts, &ct, d->n + 1, sizeof *d->texts, 1024, DFPO_NOCAP, err)) ||
+      (rc = dfpo_grow(&d->y, &cy, d->n + 1, sizeof *d->y, 1024, DFPO_NOCAP, err))) {
+    dfpo_err_prefix(err, "judge data");
+    return rc;
   }
+  d->cap = ct;
   if (!(d->texts[d->n] = strdup(text)))
     return dfpo_err_set(err, DFPO_ERUNTIME, "judge data: out of memory");
   d->y[d->n++] = y;
@@ -626,15 +617,10 @@ int met_judge_data_jsonl(met_judge_data *d, const char *path, const char *text_k
       const cJSON *r = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(o, "references"), 0);
       if (cJSON_IsString(p) && cJSON_IsString(r)) {
         size_t need = strlen(p->valuestring) + strlen(r->valuestring) + 1;
-        if (need > jcap) {
-          char *nj = realloc(joined, need);
-          if (!nj) {
-            cJSON_Delete(o);
-            rc = dfpo_err_set(err, DFPO_ERUNTIME, "%s: out of memory", path);
-            break;
-          }
-          joined = nj;
-          jcap = need;
+        if ((rc = dfpo_grow(&joined, &jcap, need, 1, 0, DFPO_NOCAP, err))) {
+          cJSON_Delete(o);
+          dfpo_err_prefix(err, "%s", path);
+          break;
         }
         strcpy(joined, p->valuestring);
         strcat(joined, r->valuestring);
@@ -692,38 +678,24 @@ static int csv_record(const char **p, const char *end, char ***f, size_t *cap, s
             (*lines)++;
           b[bl++] = *s++;
         }
-        if (bl + 2 > bcap) {
-          char *nb = realloc(b, bcap *= 2);
-          if (!nb) {
-            free(b);
-            return -1;
-          }
-          b = nb;
+        if (dfpo_grow(&b, &bcap, bl + 2, 1, 64, DFPO_NOCAP, NULL)) {
+          free(b);
+          return -1;
         }
       }
     } else {
       while (s < end && *s != ',' && *s != '\n' && *s != '\r') {
         b[bl++] = *s++;
-        if (bl + 2 > bcap) {
-          char *nb = realloc(b, bcap *= 2);
-          if (!nb) {
-            free(b);
-            return -1;
-          }
-          b = nb;
+        if (dfpo_grow(&b, &bcap, bl + 2, 1, 64, DFPO_NOCAP, NULL)) {
+          free(b);
+          return -1;
         }
       }
     }
     b[bl] = '\0';
-    if ((size_t)nf == *cap) {
-      size_t nc = *cap ? *cap * 2 : 16;
-      char **nfv = realloc(*f, nc * sizeof *nfv);
-      if (!nfv) {
-        free(b);
-        return -1;
-      }
-      *f = nfv;
-      *cap = nc;
+    if (dfpo_grow(f, cap, (size_t)nf + 1, sizeof **f, 16, DFPO_NOCAP, NULL)) {
+      free(b);
+      return -1;
     }
     (*f)[nf++] = b;
     if (s < end && *s == ',') {

@@ -56,10 +56,11 @@ static cJSON *feat_json(const met_feat_opts *f, int nb) {
 
 static int read_card(const char *dir, cJSON **card, dfpo_err *err) {
   char path[4200];
-  snprintf(path, sizeof path, "%s/card.json", dir);
   char *text;
   size_t len;
-  int rc = dfpo_read_file(path, &text, &len, err);
+  int rc = dfpo_path_fmt(path, sizeof path, err, "%s/card.json", dir);
+  if (!rc)
+    rc = dfpo_read_file(path, &text, &len, err);
   if (rc)
     return rc;
   *card = cJSON_ParseWithLength(text, len);
@@ -74,7 +75,9 @@ static int read_card(const char *dir, cJSON **card, dfpo_err *err) {
 
 static int write_card(const char *dir, const cJSON *card, dfpo_err *err) {
   char path[4200];
-  snprintf(path, sizeof path, "%s/card.json", dir);
+  int rc = dfpo_path_fmt(path, sizeof path, err, "%s/card.json", dir);
+  if (rc)
+    return rc;
   char *s = cJSON_Print(card);
   if (!s)
     return dfpo_err_set(err, DFPO_ERUNTIME, "%s: out of memory", path);
@@ -86,7 +89,7 @@ static int write_card(const char *dir, const cJSON *card, dfpo_err *err) {
   }
   t[n] = '\n';
   t[n + 1] = '\0';
-  int rc = dfpo_atomic_write_file(path, t, n + 1, err);
+  rc = dfpo_atomic_write_file(path, t, n + 1, err);
   free(t);
   return rc;
 }
@@ -123,8 +126,8 @@ int met_judge_save(const met_judge *j, const char *dir, const met_judge_fit *fit
   char hex[65];
   sha256_hex(buf, size, hex);
   char path[4200];
-  snprintf(path, sizeof path, "%s/judge.bin", dir);
-  rc = dfpo_atomic_write_file(path, buf, size, err);
+  if (!(rc = dfpo_path_fmt(path, sizeof path, err, "%s/judge.bin", dir)))
+    rc = dfpo_atomic_write_file(path, buf, size, err);
   free(buf);
   if (rc)
     return rc;
@@ -208,10 +211,10 @@ int met_judge_load(met_judge **out, const char *dir, cJSON **card_out, dfpo_err 
   if (rc)
     return dfpo_err_prefix(err, "judge in %s (train it with `dfpo judge train`)", dir);
   char path[4200];
-  snprintf(path, sizeof path, "%s/judge.bin", dir);
   char *buf;
   size_t len;
-  if ((rc = dfpo_read_file(path, &buf, &len, err))) {
+  if ((rc = dfpo_path_fmt(path, sizeof path, err, "%s/judge.bin", dir)) ||
+      (rc = dfpo_read_file(path, &buf, &len, err))) {
     cJSON_Delete(card);
     return rc;
   }

@@ -22,7 +22,8 @@ struct met_vocab {
 
 void met_vocab_init(met_vocab *v);
 void met_vocab_free(met_vocab *v);
-/* The id of s[0..len), added when absent; UINT32_MAX when out of memory. */
+/* The id of s[0..len), added when absent; UINT32_MAX when out of memory or
+ * when the table already holds UINT32_MAX strings. */
 uint32_t met_vocab_intern(met_vocab *v, const char *s, size_t len);
 /* The id of s[0..len), or UINT32_MAX when absent. */
 uint32_t met_vocab_find(const met_vocab *v, const char *s, size_t len);

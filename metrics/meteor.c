@@ -24,25 +24,13 @@ static int oom(dfpo_err *err) {
 static int cache_fit(idcache *c, uint32_t id) {
   if (id < c->cap)
     return 0;
-  size_t nc = c->cap ? c->cap : 1024;
-  while (nc <= id)
-    nc *= 2;
-  uint32_t *l = realloc(c->lower, nc * sizeof *l);
-  if (!l)
+  /* four arrays, one capacity: each grows from the same old one */
+  size_t nc = c->cap, c1 = c->cap, c2 = c->cap, c3 = c->cap;
+  if (dfpo_grow(&c->lower, &nc, (size_t)id + 1, sizeof *c->lower, 1024, DFPO_NOCAP, NULL) ||
+      dfpo_grow(&c->stem, &c1, (size_t)id + 1, sizeof *c->stem, 1024, DFPO_NOCAP, NULL) ||
+      dfpo_grow(&c->set, &c2, (size_t)id + 1, sizeof *c->set, 1024, DFPO_NOCAP, NULL) ||
+      dfpo_grow(&c->nset, &c3, (size_t)id + 1, sizeof *c->nset, 1024, DFPO_NOCAP, NULL))
     return -1;
-  c->lower = l;
-  uint32_t *s = realloc(c->stem, nc * sizeof *s);
-  if (!s)
-    return -1;
-  c->stem = s;
-  uint32_t **st = realloc(c->set, nc * sizeof *st);
-  if (!st)
-    return -1;
-  c->set = st;
-  size_t *ns = realloc(c->nset, nc * sizeof *ns);
-  if (!ns)
-    return -1;
-  c->nset = ns;
   for (size_t i = c->cap; i < nc; i++) {
     c->lower[i] = c->stem[i] = UINT32_MAX;
     c->set[i] = NULL;
@@ -278,7 +266,7 @@ static int lemmas_of(idcache *c, uint32_t id, dfpo_err *err) {
     return DFPO_OK;
   static const char pos[4] = {'n', 'v', 'a', 'r'};
   char **all = malloc(sizeof *all);
-  size_t n = 0;
+  size_t n = 0, all_cap = 1;
   if (!all || !(all[0] = strdup(c->v->str[id]))) {
     free(all);
     return oom(err);
@@ -290,13 +278,11 @@ static int lemmas_of(idcache *c, uint32_t id, dfpo_err *err) {
     size_t nf;
     if ((rc = met_wordnet_morphy(c->wn, c->v->str[id], pos[p], &f, &nf, err)))
       break;
-    char **grown = realloc(all, (n + nf) * sizeof *all);
-    if (!grown) {
+    if (dfpo_grow(&all, &all_cap, n + nf, sizeof *all, 1, DFPO_NOCAP, NULL)) {
       met_strv_free(f, nf);
       rc = oom(err);
       break;
     }
-    all = grown;
     if (nf)
       memcpy(all + n, f, nf * sizeof *f);
     n += nf;
@@ -328,14 +314,9 @@ int met_coverage(const met_corpus *c, met_wordnet *wn, double *mean, double *per
       }
       if ((rc = lemmas_of(&cache, w, err)))
         break;
-      if (no + cache.nset[w] > out_cap) {
-        out_cap = (no + cache.nset[w]) * 2;
-        uint32_t *g = realloc(out, out_cap * sizeof *g);
-        if (!g) {
-          rc = oom(err);
-          break;
-        }
-        out = g;
+      if (dfpo_grow(&out, &out_cap, no + cache.nset[w], sizeof *out, 0, DFPO_NOCAP, NULL)) {
+        rc = oom(err);
+        break;
       }
       memcpy(out + no, cache.set[w], cache.nset[w] * sizeof *out);
       no += cache.nset[w];

@@ -391,14 +391,9 @@ int met_cider_d(const met_corpus *c, double *mean, double *per_item, dfpo_err *e
         free(all);
         return oom(err);
       }
-      if (nall + ng > cap) {
-        cap = (nall + ng) * 2;
-        met_ngram *a = realloc(all, cap * sizeof *a);
-        if (!a) {
-          free(all), free(g);
-          return oom(err);
-        }
-        all = a;
+      if (dfpo_grow(&all, &cap, nall + ng, sizeof *all, 0, DFPO_NOCAP, NULL)) {
+        free(all), free(g);
+        return oom(err);
       }
       if (ng)
         memcpy(all + nall, g, ng * sizeof *g);

@@ -83,11 +83,11 @@ int met_perspective_new(met_perspective **out, const met_perspective_opts *o, df
   if (!rc && d.cache_dir && !*d.cache_dir)
     p->cache[0] = '\0';
   else if (!rc && d.cache_dir)
-    snprintf(p->cache, sizeof p->cache, "%s", d.cache_dir);
+    rc = dfpo_path_fmt(p->cache, sizeof p->cache, err, "%s", d.cache_dir);
   else if (!rc) {
     char c[4000];
     if (!(rc = dfpo_cache_dir(c, sizeof c, err)))
-      snprintf(p->cache, sizeof p->cache, "%s/perspective", c);
+      rc = dfpo_path_fmt(p->cache, sizeof p->cache, err, "%s/perspective", c);
   }
   if (!rc && p->cache[0])
     rc = dfpo_mkdirs(p->cache, err);
@@ -140,24 +140,12 @@ int met_perspective_parse(const char *body, size_t len, double *toxicity, dfpo_e
   return rc;
 }
 
-typedef struct membuf {
-  char *p;
-  size_t n;
-} membuf;
+/* The answer's body, capped far beyond any real answer. */
+#define BODY_MAX (1u << 22)
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *ud) {
-  membuf *b = ud;
   size_t n = size * nmemb;
-  if (b->n + n > (1u << 22))
-    return 0; /* far beyond any real answer */
-  char *q = realloc(b->p, b->n + n + 1);
-  if (!q)
-    return 0;
-  memcpy(q + b->n, data, n);
-  b->p = q;
-  b->n += n;
-  b->p[b->n] = '\0';
-  return n;
+  return dfpo_buf_add(ud, data, n, NULL) ? 0 : n;
 }
 
 static void cache_path(const met_perspective *p, const char *text, char *buf, size_t n) {
@@ -214,7 +202,8 @@ int met_perspective_score(met_perspective *p, const char *text, double *toxicity
     sleep_s(met_rate_wait(p->last, dfpo_now(), p->qps));
     p->last = dfpo_now();
     p->requests++;
-    membuf b = {0};
+    dfpo_buf b;
+    dfpo_buf_init(&b, BODY_MAX);
     char ebuf[CURL_ERROR_SIZE] = "";
     CURL *c = p->curl;
     curl_easy_reset(c);
@@ -233,11 +222,11 @@ int met_perspective_score(met_perspective *p, const char *text, double *toxicity
     if (cc != CURLE_OK) {
       /* libcurl's messages name hosts, not the query string with the key */
       snprintf(why, sizeof why, "%s", ebuf[0] ? ebuf : curl_easy_strerror(cc));
-      free(b.p);
+      dfpo_buf_free(&b);
       continue;
     }
     if (status == 200) {
-      rc = met_perspective_parse(b.p ? b.p : "", b.n, toxicity, err);
+      rc = met_perspective_parse(b.data ? b.data : "", b.len, toxicity, err);
       if (!rc && cpath[0]) {
         char dir[4200];
         snprintf(dir, sizeof dir, "%s", cpath);
@@ -252,10 +241,10 @@ int met_perspective_score(met_perspective *p, const char *text, double *toxicity
         if (dfpo_mkdirs(dir, &werr) || dfpo_atomic_write_file(cpath, entry, (size_t)n, &werr))
           dfpo_warn("Perspective cache: %s", werr.msg);
       }
-      free(b.p);
+      dfpo_buf_free(&b);
       break;
     }
-    free(b.p);
+    dfpo_buf_free(&b);
     snprintf(why, sizeof why, "HTTP %ld", status);
     if (status != 429 && status < 500) {
       rc = dfpo_err_set(err, DFPO_EDATA, "Perspective API %s: %s (not retried)", p->url, why);

@@ -66,15 +66,9 @@ typedef struct tokbuf {
 static int tb_push(tokbuf *t, char *s) {
   if (!s)
     return -1;
-  if (t->n == t->cap) {
-    size_t cap = t->cap ? t->cap * 2 : 16;
-    char **v = realloc(t->v, cap * sizeof *v);
-    if (!v) {
-      free(s);
-      return -1;
-    }
-    t->v = v;
-    t->cap = cap;
+  if (dfpo_grow(&t->v, &t->cap, t->n + 1, sizeof *t->v, 16, DFPO_NOCAP, NULL)) {
+    free(s);
+    return -1;
   }
   t->v[t->n++] = s;
   return 0;
@@ -270,39 +264,20 @@ static int make_text(met_corpus *c, const char *s, met_text *t, dfpo_err *err) {
   return DFPO_OK;
 }
 
-static int grow(void **p, size_t *cap, size_t need, size_t elem) {
-  if (need <= *cap)
-    return 0;
-  size_t nc = *cap ? *cap : 64;
-  while (nc < need)
-    nc *= 2;
-  void *q = realloc(*p, nc * elem);
-  if (!q)
-    return -1;
-  *p = q;
-  *cap = nc;
-  return 0;
-}
-
 int met_corpus_add(met_corpus *c, const char *pred, const char *const *refs, size_t nrefs,
                    const char *const *concepts, size_t nconcepts, dfpo_err *err) {
   size_t r0 = c->ref_start[c->n], k0 = c->concept_start[c->n];
-  if (c->n + 2 > c->cap) {
-    size_t nc = c->cap ? c->cap * 2 : 64;
-    met_text *p = realloc(c->pred, nc * sizeof *p);
-    if (p)
-      c->pred = p;
-    size_t *rs = p ? realloc(c->ref_start, nc * sizeof *rs) : NULL;
-    if (rs)
-      c->ref_start = rs;
-    size_t *cs = rs ? realloc(c->concept_start, nc * sizeof *cs) : NULL;
-    if (!cs)
-      return dfpo_err_set(err, DFPO_ERUNTIME, "corpus: out of memory");
-    c->concept_start = cs;
-    c->cap = nc;
-  }
-  if (grow((void **)&c->refs, &c->ref_cap, r0 + nrefs, sizeof *c->refs) ||
-      grow((void **)&c->concepts, &c->concept_cap, k0 + nconcepts, sizeof *c->concepts))
+  /* pred, ref_start and concept_start share one capacity: each grows from
+   * the same old one (the starts need one slot past the last item) */
+  size_t cp = c->cap, cr = c->cap, cc = c->cap;
+  if (dfpo_grow(&c->pred, &cp, c->n + 2, sizeof *c->pred, 64, DFPO_NOCAP, NULL) ||
+      dfpo_grow(&c->ref_start, &cr, c->n + 2, sizeof *c->ref_start, 64, DFPO_NOCAP, NULL) ||
+      dfpo_grow(&c->concept_start, &cc, c->n + 2, sizeof *c->concept_start, 64, DFPO_NOCAP, NULL))
+    return dfpo_err_set(err, DFPO_ERUNTIME, "corpus: out of memory");
+  c->cap = cp;
+  if (dfpo_grow(&c->refs, &c->ref_cap, r0 + nrefs, sizeof *c->refs, 64, DFPO_NOCAP, NULL) ||
+      dfpo_grow(&c->concepts, &c->concept_cap, k0 + nconcepts, sizeof *c->concepts, 64, DFPO_NOCAP,
+                NULL))
     return dfpo_err_set(err, DFPO_ERUNTIME, "corpus: out of memory");
 
   int rc = make_text(c, pred, &c->pred[c->n], err);
@@ -369,7 +344,7 @@ static int read_lines(const char *path, lines *l, dfpo_err *err) {
     else if ((bad = met_utf8_invalid(s, e - i)) != (size_t)-1)
       rc = dfpo_err_set(err, DFPO_EDATA, "%s:%zu: invalid UTF-8 at byte %zu", path, l->n + 1,
                         bad + 1);
-    else if (grow((void **)&l->line, &cap, l->n + 1, sizeof *l->line))
+    else if (dfpo_grow(&l->line, &cap, l->n + 1, sizeof *l->line, 64, DFPO_NOCAP, NULL))
       rc = dfpo_err_set(err, DFPO_ERUNTIME, "%s: out of memory", path);
     else
       l->line[l->n++] = s;

@@ -66,18 +66,13 @@ uint32_t met_vocab_intern(met_vocab *v, const char *s, size_t len) {
   size_t slot = vocab_slot(v, s, len);
   if (v->slots[slot] != UINT32_MAX)
     return v->slots[slot];
-  if (v->n == v->cap) {
-    size_t cap = v->cap ? v->cap * 2 : 1024;
-    char **str = realloc(v->str, cap * sizeof *str);
-    if (!str)
-      return UINT32_MAX;
-    v->str = str;
-    uint32_t *l = realloc(v->len, cap * sizeof *l);
-    if (!l)
-      return UINT32_MAX;
-    v->len = l;
-    v->cap = cap;
-  }
+  /* two arrays, one capacity; ids are uint32_t with UINT32_MAX the "none"
+   * mark, so UINT32_MAX strings at most */
+  size_t cs = v->cap, cl = v->cap;
+  if (dfpo_grow(&v->str, &cs, v->n + 1, sizeof *v->str, 1024, UINT32_MAX, NULL) ||
+      dfpo_grow(&v->len, &cl, v->n + 1, sizeof *v->len, 1024, UINT32_MAX, NULL))
+    return UINT32_MAX;
+  v->cap = cs;
   char *copy = malloc(len + 1);
   if (!copy)
     return UINT32_MAX;

@@ -48,14 +48,9 @@ static int oom(dfpo_err *err) {
 }
 
 static int push_offset(met_wordnet *wn, uint32_t off) {
-  if (wn->noff == wn->off_cap) {
-    size_t cap = wn->off_cap ? wn->off_cap * 2 : 1 << 16;
-    uint32_t *o = realloc(wn->offsets, cap * sizeof *o);
-    if (!o)
-      return -1;
-    wn->offsets = o;
-    wn->off_cap = cap;
-  }
+  if (dfpo_grow(&wn->offsets, &wn->off_cap, wn->noff + 1, sizeof *wn->offsets, 1 << 16, DFPO_NOCAP,
+                NULL))
+    return -1;
   wn->offsets[wn->noff++] = off;
   return 0;
 }
@@ -87,14 +82,23 @@ static int parse_uint(const char *s, int base, unsigned long *v) {
   return errno || *end ? -1 : 0;
 }
 
-static int load_index(met_wordnet *wn, int p, dfpo_err *err) {
-  char path[4096];
-  snprintf(path, sizeof path, "%s/index.%s", wn->dir, pos_names[p]);
-  char *buf;
-  if (dfpo_read_file(path, &buf, NULL, err))
+/* Reads <dir>/<pre><pos><post> whole (index.noun, noun.exc, data.noun); its
+ * name is left in path[WN_PATH_MAX] for the caller's messages. */
+#define WN_PATH_MAX 4096
+static int read_pos_file(const met_wordnet *wn, const char *pre, int p, const char *post,
+                         char *path, char **buf, size_t *len, dfpo_err *err) {
+  if (dfpo_path_fmt(path, WN_PATH_MAX, err, "%s/%s%s%s", wn->dir, pre, pos_names[p], post) ||
+      dfpo_read_file(path, buf, len, err))
     return dfpo_err_prefix(err, "WordNet folder unreadable");
+  return DFPO_OK;
+}
+
+static int load_index(met_wordnet *wn, int p, dfpo_err *err) {
+  char path[WN_PATH_MAX], *buf;
+  int rc = read_pos_file(wn, "index.", p, "", path, &buf, NULL, err);
+  if (rc)
+    return rc;
   size_t lineno = 0;
-  int rc = DFPO_OK;
   for (char *line = buf; *line && rc == DFPO_OK;) {
     char *nl = strchr(line, '\n');
     if (nl)
@@ -122,15 +126,10 @@ static int load_index(met_wordnet *wn, int p, dfpo_err *err) {
         break;
       }
       if (wn->lemmas.n > before) {
-        if (wn->lemmas.n > wn->lemma_cap) {
-          size_t cap = wn->lemma_cap ? wn->lemma_cap * 2 : 1 << 16;
-          wn_lemma *l = realloc(wn->lemma, cap * sizeof *l);
-          if (!l) {
-            rc = oom(err);
-            break;
-          }
-          wn->lemma = l;
-          wn->lemma_cap = cap;
+        if (dfpo_grow(&wn->lemma, &wn->lemma_cap, wn->lemmas.n, sizeof *wn->lemma, 1 << 16,
+                      DFPO_NOCAP, NULL)) {
+          rc = oom(err);
+          break;
         }
         memset(&wn->lemma[id], 0, sizeof wn->lemma[id]);
       }
@@ -164,13 +163,11 @@ static int load_index(met_wordnet *wn, int p, dfpo_err *err) {
 }
 
 static int load_exc(met_wordnet *wn, int p, dfpo_err *err) {
-  char path[4096];
-  snprintf(path, sizeof path, "%s/%s.exc", wn->dir, pos_names[p]);
-  char *buf;
-  if (dfpo_read_file(path, &buf, NULL, err))
-    return dfpo_err_prefix(err, "WordNet folder unreadable");
+  char path[WN_PATH_MAX], *buf;
+  int rc = read_pos_file(wn, "", p, ".exc", path, &buf, NULL, err);
+  if (rc)
+    return rc;
   size_t cap = 0;
-  int rc = DFPO_OK;
   for (char *line = buf; *line;) {
     char *nl = strchr(line, '\n');
     if (nl)
@@ -183,30 +180,18 @@ static int load_exc(met_wordnet *wn, int p, dfpo_err *err) {
         rc = oom(err);
         break;
       }
-      if (wn->exc_keys[p].n > before && wn->exc_keys[p].n > cap) {
-        cap = cap ? cap * 2 : 4096;
-        wn_exc *e = realloc(wn->exc[p], cap * sizeof *e);
-        if (!e) {
-          rc = oom(err);
-          break;
-        }
-        wn->exc[p] = e;
+      if (wn->exc_keys[p].n > before && dfpo_grow(&wn->exc[p], &cap, wn->exc_keys[p].n,
+                                                  sizeof *wn->exc[p], 4096, DFPO_NOCAP, NULL)) {
+        rc = oom(err);
+        break;
       }
       /* like NLTK's dict assignment, a later line for the same form wins */
       wn->exc[p][id].start = (uint32_t)wn->nexc_forms;
       wn->exc[p][id].n = 0;
       for (char *f; (f = next_tok(&q));) {
-        if (wn->nexc_forms == wn->exc_forms_cap) {
-          size_t c2 = wn->exc_forms_cap ? wn->exc_forms_cap * 2 : 8192;
-          char **fs = realloc(wn->exc_forms, c2 * sizeof *fs);
-          if (!fs) {
-            rc = oom(err);
-            break;
-          }
-          wn->exc_forms = fs;
-          wn->exc_forms_cap = c2;
-        }
-        if (!(wn->exc_forms[wn->nexc_forms] = strdup(f))) {
+        if (dfpo_grow(&wn->exc_forms, &wn->exc_forms_cap, wn->nexc_forms + 1, sizeof *wn->exc_forms,
+                      8192, DFPO_NOCAP, NULL) ||
+            !(wn->exc_forms[wn->nexc_forms] = strdup(f))) {
           rc = oom(err);
           break;
         }
@@ -275,14 +260,8 @@ typedef struct strlist {
 } strlist;
 
 static int sl_push(strlist *l, const char *s, size_t len) {
-  if (l->n == l->cap) {
-    size_t cap = l->cap ? l->cap * 2 : 16;
-    char **v = realloc(l->v, cap * sizeof *v);
-    if (!v)
-      return -1;
-    l->v = v;
-    l->cap = cap;
-  }
+  if (dfpo_grow(&l->v, &l->cap, l->n + 1, sizeof *l->v, 16, DFPO_NOCAP, NULL))
+    return -1;
   char *c = malloc(len + 1);
   if (!c)
     return -1;
@@ -429,11 +408,8 @@ int met_wordnet_morphy(met_wordnet *wn, const char *form, char pos, char ***out,
 static int load_data(met_wordnet *wn, int p, dfpo_err *err) {
   if (wn->data[p])
     return DFPO_OK;
-  char path[4096];
-  snprintf(path, sizeof path, "%s/data.%s", wn->dir, pos_names[p]);
-  if (dfpo_read_file(path, &wn->data[p], &wn->data_len[p], err))
-    return dfpo_err_prefix(err, "WordNet folder unreadable");
-  return DFPO_OK;
+  char path[WN_PATH_MAX];
+  return read_pos_file(wn, "data.", p, "", path, &wn->data[p], &wn->data_len[p], err);
 }
 
 /* Adds the lemma names of the synset at `off` in data.<pos> to out. */

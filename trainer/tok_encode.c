@@ -128,17 +128,12 @@ static size_t utf8_valid_prefix(const unsigned char *p, size_t n) {
 static int substitute(tok_splitter *s, const unsigned char *p, size_t n, size_t first_bad,
                       size_t *sub_len) {
   size_t need = first_bad + (n - first_bad) * 3 + 1;
-  if (need > s->sub_cap) {
-    char *sub = realloc(s->sub, need);
-    if (!sub)
-      return -1;
-    s->sub = sub;
-    size_t *map = realloc(s->sub_map, need * sizeof *map);
-    if (!map)
-      return -1;
-    s->sub_map = map;
-    s->sub_cap = need;
-  }
+  /* two arrays, one capacity: each grows from the same old one */
+  size_t cs = s->sub_cap, cm = s->sub_cap;
+  if (dfpo_grow(&s->sub, &cs, need, 1, need, DFPO_NOCAP, NULL) ||
+      dfpo_grow(&s->sub_map, &cm, need, sizeof *s->sub_map, need, DFPO_NOCAP, NULL))
+    return -1;
+  s->sub_cap = cs;
   memcpy(s->sub, p, first_bad);
   for (size_t i = 0; i < first_bad; i++)
     s->sub_map[i] = i;
@@ -333,17 +328,9 @@ static void cache_put(wcache *c, const char *k, size_t n, uint64_t h, const int3
 }
 
 static int ids_reserve(tok_ids *v, size_t extra) {
-  if (v->n + extra <= v->cap)
+  if (v->n + extra <= v->cap) /* the common case, without a call */
     return 0;
-  size_t ncap = v->cap ? v->cap : 256;
-  while (ncap < v->n + extra)
-    ncap *= 2;
-  int32_t *ids = realloc(v->ids, ncap * sizeof *ids);
-  if (!ids)
-    return -1;
-  v->ids = ids;
-  v->cap = ncap;
-  return 0;
+  return dfpo_grow(&v->ids, &v->cap, v->n + extra, sizeof *v->ids, 256, DFPO_NOCAP, NULL) ? -1 : 0;
 }
 
 void tok_ids_free(tok_ids *v) {
@@ -355,29 +342,19 @@ void tok_ids_free(tok_ids *v) {
 static int worker_reserve(tok_worker *w, size_t n) {
   if (n <= w->cap)
     return 0;
-  size_t ncap = n * 2;
-  int32_t *a = realloc(w->ids, ncap * sizeof *a);
-  if (!a)
+  /* ids, prv and nxt get at least 2n entries, heap and pend at least 4n:
+   * bpe_heap pushes up to 3n (the n - 1 first pairs and two per merge) and
+   * never drops a stale entry before popping it. Each array grows from the
+   * same old capacity, so heap_cap stays twice cap. */
+  size_t c0 = w->cap, c1 = w->cap, c2 = w->cap, h0 = w->heap_cap, h1 = w->heap_cap;
+  if (dfpo_grow(&w->ids, &c0, 2 * n, sizeof *w->ids, 2 * n, DFPO_NOCAP, NULL) ||
+      dfpo_grow(&w->prv, &c1, 2 * n, sizeof *w->prv, 2 * n, DFPO_NOCAP, NULL) ||
+      dfpo_grow(&w->nxt, &c2, 2 * n, sizeof *w->nxt, 2 * n, DFPO_NOCAP, NULL) ||
+      dfpo_grow(&w->heap, &h0, 4 * n, sizeof *w->heap, 4 * n, DFPO_NOCAP, NULL) ||
+      dfpo_grow(&w->pend, &h1, 4 * n, sizeof *w->pend, 4 * n, DFPO_NOCAP, NULL))
     return -1;
-  w->ids = a;
-  a = realloc(w->prv, ncap * sizeof *a);
-  if (!a)
-    return -1;
-  w->prv = a;
-  a = realloc(w->nxt, ncap * sizeof *a);
-  if (!a)
-    return -1;
-  w->nxt = a;
-  hent *h = realloc(w->heap, ncap * 2 * sizeof *h);
-  if (!h)
-    return -1;
-  w->heap = h;
-  h = realloc(w->pend, ncap * 2 * sizeof *h);
-  if (!h)
-    return -1;
-  w->pend = h;
-  w->cap = ncap;
-  w->heap_cap = ncap * 2;
+  w->cap = c0;
+  w->heap_cap = h0;
   return 0;
 }
 
@@ -689,14 +666,9 @@ int tok_decode(const tok_tokenizer *t, const int32_t *ids, size_t n, char **buf,
                           (long)ids[i], i);
     need += t->tok_len[ids[i]];
   }
-  if (need + 1 > *cap) {
-    size_t ncap = need + 1 > 2 * *cap ? need + 1 : 2 * *cap;
-    char *b = realloc(*buf, ncap);
-    if (!b)
-      return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
-    *buf = b;
-    *cap = ncap;
-  }
+  int rc = dfpo_grow(buf, cap, need + 1, 1, need + 1, DFPO_NOCAP, err);
+  if (rc)
+    return rc;
   char *p = *buf + *len;
   for (size_t i = 0; i < n; i++) {
     memcpy(p, t->tok_bytes[ids[i]], t->tok_len[ids[i]]);

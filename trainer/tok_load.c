@@ -240,22 +240,18 @@ int tok_add_token(tok_tokenizer *t, const char *s, size_t len, long long id, con
                         where, show(s, len, shown, sizeof shown), id);
   }
   if ((size_t)id >= t->ids_cap) {
-    /* geometric growth: vocabularies arrive in id order, one at a time */
-    size_t ncap = t->ids_cap ? t->ids_cap : 1024;
-    while (ncap <= (size_t)id)
-      ncap *= 2;
-    char **tb = realloc(t->tok_bytes, ncap * sizeof *tb);
-    if (!tb) {
+    /* geometric growth: vocabularies arrive in id order, one at a time; two
+     * arrays, one capacity: each grows from the same old one */
+    size_t ncap = t->ids_cap, cl = t->ids_cap;
+    int rc;
+    if ((rc = dfpo_grow(&t->tok_bytes, &ncap, (size_t)id + 1, sizeof *t->tok_bytes, 1024,
+                        DFPO_NOCAP, err)) ||
+        (rc = dfpo_grow(&t->tok_len, &cl, (size_t)id + 1, sizeof *t->tok_len, 1024, DFPO_NOCAP,
+                        err))) {
       free(bytes);
-      return dfpo_err_set(err, DFPO_ERUNTIME, "%s: out of memory", where);
+      dfpo_err_prefix(err, "%s", where);
+      return rc;
     }
-    t->tok_bytes = tb;
-    uint32_t *tl = realloc(t->tok_len, ncap * sizeof *tl);
-    if (!tl) {
-      free(bytes);
-      return dfpo_err_set(err, DFPO_ERUNTIME, "%s: out of memory", where);
-    }
-    t->tok_len = tl;
     for (size_t i = t->ids_cap; i < ncap; i++) {
       t->tok_bytes[i] = NULL;
       t->tok_len[i] = 0;

@@ -73,14 +73,8 @@ static int hbefore(const trainer *T, const theap_ent *x, const theap_ent *y) {
 }
 
 static int heap_push(trainer *T, int64_t count, uint32_t pair) {
-  if (T->nheap == T->cheap) {
-    size_t n = T->cheap ? T->cheap * 2 : 4096;
-    theap_ent *h = realloc(T->heap, n * sizeof *h);
-    if (!h)
-      return -1;
-    T->heap = h;
-    T->cheap = n;
-  }
+  if (dfpo_grow(&T->heap, &T->cheap, T->nheap + 1, sizeof *T->heap, 4096, DFPO_NOCAP, NULL))
+    return -1;
   theap_ent e = {count, pair};
   size_t i = T->nheap++;
   while (i) {
@@ -152,14 +146,9 @@ static uint32_t pair_get(trainer *T, int32_t l, int32_t r) {
       return T->pidx[j];
     j = (j + 1) & (T->pcap - 1);
   }
-  if (T->npairs == T->cpairs) {
-    size_t n = T->cpairs ? T->cpairs * 2 : 1 << 15;
-    tpair *p = realloc(T->pairs, n * sizeof *p);
-    if (!p)
-      return UINT32_MAX;
-    T->pairs = p;
-    T->cpairs = n;
-  }
+  /* pair indices are uint32_t with UINT32_MAX the failure mark */
+  if (dfpo_grow(&T->pairs, &T->cpairs, T->npairs + 1, sizeof *T->pairs, 1 << 15, UINT32_MAX, NULL))
+    return UINT32_MAX;
   tpair *p = &T->pairs[T->npairs];
   memset(p, 0, sizeof *p);
   p->l = l;
@@ -179,27 +168,19 @@ static int pair_add(trainer *T, int32_t l, int32_t r, int64_t delta, uint32_t w,
   tpair *p = &T->pairs[pi];
   p->count += delta;
   if (delta > 0 && p->last_word != w) {
-    if (p->nwhere == p->cwhere) {
-      uint32_t n = p->cwhere ? p->cwhere * 2 : 4;
-      uint32_t *wl = realloc(p->where, n * sizeof *wl);
-      if (!wl)
-        return -1;
-      p->where = wl;
-      p->cwhere = n;
-    }
+    /* the count and capacity are uint32_t: the cap keeps doubling from wrapping */
+    size_t cw = p->cwhere;
+    if (dfpo_grow(&p->where, &cw, (size_t)p->nwhere + 1, sizeof *p->where, 4, UINT32_MAX, NULL))
+      return -1;
+    p->cwhere = (uint32_t)cw;
     p->where[p->nwhere++] = w;
     p->last_word = w;
   }
   if (p->stamp != stamp) {
     p->stamp = stamp;
-    if (T->ntouched == T->ctouched) {
-      size_t n = T->ctouched ? T->ctouched * 2 : 1024;
-      uint32_t *t = realloc(T->touched, n * sizeof *t);
-      if (!t)
-        return -1;
-      T->touched = t;
-      T->ctouched = n;
-    }
+    if (dfpo_grow(&T->touched, &T->ctouched, T->ntouched + 1, sizeof *T->touched, 1024, DFPO_NOCAP,
+                  NULL))
+      return -1;
     T->touched[T->ntouched++] = pi;
   }
   return 0;
@@ -222,18 +203,12 @@ static int add_token(trainer *T, const char *b, size_t n, int32_t *id) {
     *id = (int32_t)*v;
     return 0;
   }
-  if (T->ntok == T->ctok) {
-    size_t c = T->ctok ? T->ctok * 2 : 1024;
-    char **tb = realloc(T->tb, c * sizeof *tb);
-    if (!tb)
-      return -1;
-    T->tb = tb;
-    uint32_t *tl = realloc(T->tl, c * sizeof *tl);
-    if (!tl)
-      return -1;
-    T->tl = tl;
-    T->ctok = c;
-  }
+  /* two arrays, one capacity: each grows from the same old one */
+  size_t cb = T->ctok, cl = T->ctok;
+  if (dfpo_grow(&T->tb, &cb, T->ntok + 1, sizeof *T->tb, 1024, DFPO_NOCAP, NULL) ||
+      dfpo_grow(&T->tl, &cl, T->ntok + 1, sizeof *T->tl, 1024, DFPO_NOCAP, NULL))
+    return -1;
+  T->ctok = cb;
   char *copy = malloc(n ? n : 1);
   if (!copy)
     return -1;
@@ -412,12 +387,9 @@ static int train(trainer *T, const tok_strmap *wm, size_t target, dfpo_err *err)
       continue;
     int32_t a = p->l, b = p->r, c;
     size_t n = (size_t)T->tl[a] + T->tl[b];
-    if (n > bufcap) {
-      char *nb = realloc(buf, n * 2);
-      if (!nb)
-        return oom(err);
-      buf = nb;
-      bufcap = n * 2;
+    if (dfpo_grow(&buf, &bufcap, n, 1, 2 * n, DFPO_NOCAP, NULL)) {
+      free(buf);
+      return oom(err);
     }
     memcpy(buf, T->tb[a], T->tl[a]);
     memcpy(buf + T->tl[a], T->tb[b], T->tl[b]);
@@ -427,15 +399,10 @@ static int train(trainer *T, const tok_strmap *wm, size_t target, dfpo_err *err)
     }
     /* A merge whose bytes are already a token (ab+c after a+bc) reuses it,
      * as GPT-2's string-keyed files would: it adds a merge, not a token. */
-    if (T->nmerges == T->cmerges) {
-      size_t nc = T->cmerges ? T->cmerges * 2 : 1024;
-      int32_t(*m)[2] = realloc(T->merges, nc * sizeof *m);
-      if (!m) {
-        free(buf);
-        return oom(err);
-      }
-      T->merges = m;
-      T->cmerges = nc;
+    if (dfpo_grow(&T->merges, &T->cmerges, T->nmerges + 1, sizeof *T->merges, 1024, DFPO_NOCAP,
+                  NULL)) {
+      free(buf);
+      return oom(err);
     }
     T->merges[T->nmerges][0] = a;
     T->merges[T->nmerges][1] = b;
