@@ -139,7 +139,7 @@ static void deviations(const res_suite *r, const res_task *t, const char *dir, n
          cfg_num(c, "train", "iterations"), cfg_num(c, "train", "batch_size"),
          cfg_num(c, "train", "epochs"), cfg_num(c, "train", "minibatch"), cfg_num(c, "train", "lr"),
          cfg_num(c, "generation", "max_new_tokens"), cfg_num(c, "train", "eval_every"));
-  note(n, "DfPO as DESIGN.md section 7 states it (from the paper's abstract and published "
+  note(n, "DfPO as docs/algorithms.md describes it (from the paper's abstract and published "
           "description; the full text was not available).");
   if (ref_row(t) >= 0)
     note(n, "Welch's t-test: two-sided, over seeds, no correction for multiple comparisons.");
