@@ -62,4 +62,10 @@ extern const met_metric_info task_commongen_metrics[];
 extern const met_metric_id task_commongen_library[];
 int task_commongen_aggregate(const task *t, const task_eval *ev, cJSON *m, dfpo_err *err);
 
+/* repro_base.c: the base models `dfpo reproduce` prepares (task_def.base):
+ * the synthetic language's, and one pretrained on a text task's dataset
+ * (its tokenizer, base model and judge). */
+int repro_base_synthetic(const task_def *d, task_base *b, dfpo_err *err);
+int repro_base_text(const task_def *d, task_base *b, dfpo_err *err);
+
 #endif
