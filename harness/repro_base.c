@@ -1,6 +1,6 @@
 #define _XOPEN_SOURCE 700
 /* `dfpo reproduce`'s base models (docs/suites.md): cache keys, the
- * pretraining child (`dfpo pretrain`), tokenizer training, the
+ * pretraining child (`dfpo pretrain --config`), tokenizer training, the
  * synthetic language's base and a text task's (data, tokenizer, base model,
  * judge), the imported GPT-2 124M, and repro_prepare_base, which picks one
  * as model.init and the task's registry row say. */
@@ -167,90 +167,43 @@ static void pt_progress(void *ctx) {
   cJSON_Delete(o);
 }
 
-/* `dfpo pretrain` in a child process (its log in <pre>.log) on token-id
- * files into pre/, resuming from pre/checkpoint.bin when there is one; then
- * the weights alone are saved as model. The vocabulary is tokdir's. */
+/* `dfpo pretrain --config <pre>.json` in a child process (its log in
+ * <pre>.log) on token-id files into pre/, resuming from pre/checkpoint.bin
+ * when there is one; then the weights alone are saved as model. The config
+ * file is the suite's, resolved, with the corpus, the tokenizer and the
+ * output folder set; written whole before the child starts. */
 static int pretrain_child(const cfg *c, const char *what, const char *tokdir, const char *train_ids,
                           const char *val_ids, const char *pre, const char *model, dfpo_err *err) {
-  static const char *const ints[] = {
-      "model.n_layer",       "model.n_head",        "model.n_embd",         "model.block_size",
-      "pretrain.steps",      "pretrain.batch_size", "pretrain.seq_len",     "pretrain.seed",
-      "pretrain.eval_every", "pretrain.ckpt_every", "pretrain.warmup_steps"};
-  static const char *const nums[] = {"pretrain.lr", "pretrain.min_lr", "pretrain.weight_decay",
-                                     "pretrain.max_grad_norm"};
-  char a[11][64], x[4][64], vocab[64];
-  const char *device, *schedule;
-  int rc;
-  for (int i = 0; i < 11; i++) {
-    int64_t v;
-    if ((rc = cfg_get_int(c, ints[i], &v, err)))
-      return rc;
-    suite_fmt(a[i], 64, "%lld", (long long)v);
-  }
-  for (int i = 0; i < 4; i++) {
-    double v;
-    if ((rc = cfg_get_num(c, nums[i], &v, err)))
-      return rc;
-    suite_fmt(x[i], 64, "%.9g", v);
-  }
-  if ((rc = cfg_get_str(c, "device", &device, err)) ||
-      (rc = cfg_get_str(c, "pretrain.lr_schedule", &schedule, err)))
+  int64_t steps;
+  int rc = cfg_get_int(c, "pretrain.steps", &steps, err);
+  if (rc)
     return rc;
-  tok_tokenizer *tok = NULL;
-  if ((rc = tok_load(&tok, tokdir, err)))
-    return rc;
-  suite_fmt(vocab, sizeof vocab, "%zu", tok_vocab_size(tok));
-  tok_free(tok);
-  char *argv[] = {"dfpo",
-                  "pretrain",
-                  "--train",
-                  (char *)train_ids,
-                  "--val",
-                  (char *)val_ids,
-                  "--out",
-                  (char *)pre,
-                  "--n-layer",
-                  a[0],
-                  "--n-head",
-                  a[1],
-                  "--n-embd",
-                  a[2],
-                  "--n-ctx",
-                  a[3],
-                  "--vocab",
-                  vocab,
-                  "--steps",
-                  a[4],
-                  "--batch",
-                  a[5],
-                  "--seq",
-                  a[6],
-                  "--lr",
-                  x[0],
-                  "--min-lr",
-                  x[1],
-                  "--seed",
-                  a[7],
-                  "--eval-every",
-                  a[8],
-                  "--ckpt-every",
-                  a[9],
-                  "--warmup",
-                  a[10],
-                  "--weight-decay",
-                  x[2],
-                  "--clip",
-                  x[3],
-                  "--schedule",
-                  (char *)schedule,
-                  "--device",
-                  (char *)device,
-                  NULL};
-  char log[1700], jsonl[1700];
+  char *json = cfg_to_json(c);
+  cJSON *o = json ? cJSON_Parse(json) : NULL;
+  free(json);
+  cJSON *pt = cJSON_GetObjectItemCaseSensitive(o, "pretrain");
+  cJSON *tk = cJSON_GetObjectItemCaseSensitive(o, "tokenizer");
+  if (!cJSON_IsObject(pt) || !cJSON_IsObject(tk)) {
+    cJSON_Delete(o);
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  }
+  const char *tr[1] = {train_ids}, *va[1] = {val_ids};
+  cJSON_ReplaceItemInObjectCaseSensitive(pt, "train", cJSON_CreateStringArray(tr, 1));
+  cJSON_ReplaceItemInObjectCaseSensitive(pt, "validation", cJSON_CreateStringArray(va, 1));
+  cJSON_ReplaceItemInObjectCaseSensitive(pt, "out", cJSON_CreateString(pre));
+  cJSON_ReplaceItemInObjectCaseSensitive(tk, "path", cJSON_CreateString(tokdir));
+  char conf[1700], log[1700], jsonl[1700];
+  suite_fmt(conf, sizeof conf, "%s.json", pre);
   suite_fmt(log, sizeof log, "%s.log", pre);
   suite_fmt(jsonl, sizeof jsonl, "%s/train.jsonl", pre);
-  pt_watch w = {jsonl, what, atof(a[4]), dfpo_now(), -1, 0};
-  dfpo_info("reproduce: %s: pretraining %s steps (log: %s, progress: %s)", what, a[4], log, jsonl);
+  rc = cfg_json_write(conf, o, err);
+  cJSON_Delete(o);
+  if (rc)
+    return rc;
+  char *argv[] = {"dfpo", "pretrain", "--config", conf, NULL};
+  pt_watch w = {jsonl, what, (double)steps, dfpo_now(), -1, 0};
+  dfpo_info("reproduce: %s: pretraining %lld steps (config: %s, log: %s, progress: %s)", what,
+            (long long)steps, conf, log, jsonl);
   int st = repro_run_child_watch(argv, log, pt_progress, &w);
   if (st != 0) {
     char why[512];
