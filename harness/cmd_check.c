@@ -143,7 +143,13 @@ static int check(const char *base_path, const char *dir, double alpha, dfpo_err 
     char bb[64], cc[64];
     suite_fmt(bb, sizeof bb, "%.4g+-%.2g (%d)", e->mb, e->sb, e->nb);
     suite_fmt(cc, sizeof cc, "%.4g+-%.2g (%d)", e->mc, e->sc, e->nc);
-    printf("%-44s %22s %22s %9.3g  %s\n", e->what, bb, cc, e->p, e->verdict ? e->verdict : "ok");
+    /* which way a moved metric went, by its direction in the metric tables */
+    const char *metric = strrchr(e->what, '/'), *way = "";
+    int better = res_metric_direction(metric ? metric + 1 : e->what);
+    if (e->verdict && !strcmp(e->verdict, "MOVED") && better && isfinite(e->mc) && e->mc != e->mb)
+      way = (e->mc - e->mb) * better > 0 ? " (better)" : " (worse)";
+    printf("%-44s %22s %22s %9.3g  %s%s\n", e->what, bb, cc, e->p, e->verdict ? e->verdict : "ok",
+           way);
     moved += e->verdict && strcmp(e->verdict, "ok") != 0;
   }
   free(all);

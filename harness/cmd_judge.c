@@ -1,5 +1,6 @@
 #include "datasets/datasets.h"
 #include "harness/cli.h"
+#include "harness/task.h"
 #include "metrics/metrics.h"
 
 #include <cjson/cJSON.h>
@@ -50,21 +51,22 @@ static const char judge_usage[] =
     "  --json             eval: print the scores as JSON\n"
     "  -h, --help         show this help\n";
 
+/* A judge and the dataset it learns from: the judge of a task's registry
+ * row (task_find_judge; harness/task.h). */
 typedef struct judge_task {
   const char *name, *dataset, *train, *val, *test, *text_key, *y_key;
   int by_split; /* the splits are a field of one file */
 } judge_task;
 
-static const judge_task tasks[] = {
-    {"sentiment", "imdb", "train", "validation", "test_full", NULL, "label", 0},
-    {"toxicity", "rtp", "scored", "scored", "scored", "text", "toxicity", 1},
-};
-
-static const judge_task *find_task(const char *name) {
-  for (size_t i = 0; i < sizeof tasks / sizeof *tasks; i++)
-    if (!strcmp(tasks[i].name, name))
-      return &tasks[i];
-  return NULL;
+static const judge_task *find_task(const char *name, judge_task *buf) {
+  const task_def *d = task_find_judge(name);
+  if (!d)
+    return NULL;
+  const task_judge_def *j = d->judge;
+  judge_task t = {j->name, d->dataset,  j->train, j->val,
+                  j->test, j->text_key, j->y_key, j->by_split};
+  *buf = t;
+  return buf;
 }
 
 /* The prepared split folder of the task's dataset and its verification. */
@@ -262,9 +264,10 @@ static int do_score(const char *name, const char *jdir, const char *input, dfpo_
 }
 
 static void name_defaults(const char *name, met_judge_opts *o, int char_set, int cmin, int cmax) {
-  if (!strcmp(name, "toxicity") && !char_set) {
-    cmin = 2;
-    cmax = 5;
+  const task_def *d = task_find_judge(name);
+  if (d && !char_set && (d->judge->char_min || d->judge->char_max)) {
+    cmin = d->judge->char_min;
+    cmax = d->judge->char_max;
   }
   o->feat.char_min = cmin;
   o->feat.char_max = cmax;
@@ -278,7 +281,8 @@ static met_judge_opts judge_defaults(const char *name) {
 
 int cmd_judge_train(const char *name, const char *splits, const char *dir, size_t limit,
                     dfpo_err *err) {
-  const judge_task *t = find_task(name);
+  judge_task tbuf;
+  const judge_task *t = find_task(name, &tbuf);
   if (!t)
     return dfpo_err_set(err, DFPO_EUSAGE, "unknown judge '%s' (sentiment, toxicity)", name);
   met_judge_opts o = judge_defaults(name);
@@ -383,7 +387,8 @@ int cmd_judge(int argc, char **argv) {
     snprintf(jdir, sizeof jdir, "%s", dir);
   else if (met_judge_dir(name, jdir, sizeof jdir, &err))
     return cli_fail(&err);
-  const judge_task *t = find_task(name);
+  judge_task tbuf;
+  const judge_task *t = find_task(name, &tbuf);
   int rc;
   if (!strcmp(action, "score") || !strcmp(action, "show")) {
     if (!strcmp(action, "score")) {

@@ -29,25 +29,11 @@ static const char metrics_usage[] =
     "  --wordnet DIR      WordNet 3.0 database folder (default $DFPO_WORDNET,\n"
     "                     else /usr/share/wordnet from Debian's wordnet-base)\n"
     "  --bootstrap N      also report percentile bootstrap 95% intervals of the\n"
-    "                     per-item metrics (meteor, cider, rougeL_coco, coverage)\n"
+    "                     per-item metrics (meteor, cider_d, rougeL_coco, coverage)\n"
     "                     from N resamples\n"
     "  --seed S           seed of the bootstrap stream (default 0)\n"
     "  --json             print one JSON object instead of a table\n"
     "  -h, --help         show this help\n";
-
-static void add_diversity(cJSON *o, const met_diversity *d) {
-  cJSON_AddNumberToObject(o, "msttr-100", d->msttr100);
-  cJSON_AddNumberToObject(o, "distinct-1", d->distinct[0]);
-  cJSON_AddNumberToObject(o, "distinct-2", d->distinct[1]);
-  cJSON_AddNumberToObject(o, "vocab_size-1", (double)d->vocab_size[0]);
-  cJSON_AddNumberToObject(o, "vocab_size-2", (double)d->vocab_size[1]);
-  cJSON_AddNumberToObject(o, "unique-1", (double)d->unique[0]);
-  cJSON_AddNumberToObject(o, "unique-2", (double)d->unique[1]);
-  cJSON_AddNumberToObject(o, "entropy-1", d->entropy[0]);
-  cJSON_AddNumberToObject(o, "entropy-2", d->entropy[1]);
-  cJSON_AddNumberToObject(o, "mean_pred_length", d->mean_length);
-  cJSON_AddNumberToObject(o, "total_length", (double)d->total_length);
-}
 
 static int print_json(cJSON *o) {
   char *s = cJSON_Print(o);
@@ -173,7 +159,7 @@ int cmd_metrics(int argc, char **argv) {
     }
     cJSON_AddNumberToObject(o, "n", (double)corpus.n);
     cJSON_AddStringToObject(o, "tokenize", tok);
-    add_diversity(o, &d);
+    met_diversity_json(&d, o);
     met_corpus_free(&corpus);
     if (json)
       return print_json(o);
@@ -195,26 +181,27 @@ int cmd_metrics(int argc, char **argv) {
   cJSON_AddStringToObject(o, "task", "commongen");
   cJSON_AddNumberToObject(o, "n", (double)s.n);
   cJSON_AddStringToObject(o, "tokenize", tok);
-  static const char *const bleu_keys[4] = {"bleu1", "bleu2", "bleu3", "bleu4"};
+  /* the keys of metrics/metric_info.c, as the commongen task writes them */
+  static const met_metric_id bleu_ids[4] = {MET_BLEU1, MET_BLEU2, MET_BLEU3, MET_BLEU4};
   for (int k = 0; k < 4; k++)
-    cJSON_AddNumberToObject(o, bleu_keys[k], s.bleu[k]);
-  cJSON_AddNumberToObject(o, "sacrebleu", s.sacrebleu);
-  cJSON_AddNumberToObject(o, "cider", s.cider);
-  cJSON_AddNumberToObject(o, "rougeL_coco", s.rouge_l_coco);
-  cJSON_AddNumberToObject(o, "rouge1", s.rouge[0]);
-  cJSON_AddNumberToObject(o, "rouge2", s.rouge[1]);
-  cJSON_AddNumberToObject(o, "rougeL", s.rouge[2]);
-  cJSON_AddNumberToObject(o, "rouge1_stem", s.rouge_stem[0]);
-  cJSON_AddNumberToObject(o, "rouge2_stem", s.rouge_stem[1]);
-  cJSON_AddNumberToObject(o, "rougeL_stem", s.rouge_stem[2]);
-  cJSON_AddNumberToObject(o, "meteor", s.meteor);
-  cJSON_AddNumberToObject(o, "coverage", s.coverage);
-  add_diversity(cJSON_AddObjectToObject(o, "diversity"), &s.diversity);
+    cJSON_AddNumberToObject(o, met_key(bleu_ids[k]), s.bleu[k]);
+  cJSON_AddNumberToObject(o, met_key(MET_SACREBLEU), s.sacrebleu);
+  cJSON_AddNumberToObject(o, met_key(MET_CIDER_D), s.cider);
+  cJSON_AddNumberToObject(o, met_key(MET_ROUGE_L_COCO), s.rouge_l_coco);
+  cJSON_AddNumberToObject(o, met_key(MET_ROUGE1), s.rouge[0]);
+  cJSON_AddNumberToObject(o, met_key(MET_ROUGE2), s.rouge[1]);
+  cJSON_AddNumberToObject(o, met_key(MET_ROUGE_L), s.rouge[2]);
+  cJSON_AddNumberToObject(o, met_key(MET_ROUGE1_STEM), s.rouge_stem[0]);
+  cJSON_AddNumberToObject(o, met_key(MET_ROUGE2_STEM), s.rouge_stem[1]);
+  cJSON_AddNumberToObject(o, met_key(MET_ROUGE_L_STEM), s.rouge_stem[2]);
+  cJSON_AddNumberToObject(o, met_key(MET_METEOR), s.meteor);
+  cJSON_AddNumberToObject(o, met_key(MET_COVERAGE), s.coverage);
+  met_diversity_json(&s.diversity, cJSON_AddObjectToObject(o, "diversity"));
   if (boot) {
     cJSON *ci = cJSON_AddObjectToObject(o, "bootstrap95");
     cJSON_AddNumberToObject(ci, "resamples", (double)boot);
     cJSON_AddNumberToObject(ci, "seed", (double)seed);
-    const char *names[4] = {"meteor", "cider", "rougeL_coco", "coverage"};
+    const met_metric_id names[4] = {MET_METEOR, MET_CIDER_D, MET_ROUGE_L_COCO, MET_COVERAGE};
     const double *items[4] = {s.meteor_items, s.cider_items, s.rouge_l_coco_items,
                               s.coverage_items};
     double *buf = malloc((s.n ? s.n : 1) * sizeof *buf);
@@ -226,7 +213,7 @@ int cmd_metrics(int argc, char **argv) {
       double lo = NAN, hi = NAN;
       if (m && (rc = met_bootstrap_ci(buf, m, (size_t)boot, 0.95, seed, &lo, &hi, &err)))
         break;
-      cJSON *pair = cJSON_AddArrayToObject(ci, names[k]);
+      cJSON *pair = cJSON_AddArrayToObject(ci, met_key(names[k]));
       cJSON_AddItemToArray(pair, cJSON_CreateNumber(lo));
       cJSON_AddItemToArray(pair, cJSON_CreateNumber(hi));
     }

@@ -20,8 +20,9 @@ static const char pretrain_usage[] =
     "a .jsonl file gives each record's \"text\" (or, for task records, its first\n"
     "\"references\" entry) as one document, as the prepared IMDB splits hold them\n"
     "(unsup.jsonl, train.jsonl); any other file gives each line (without its\n"
-    "end) as one document. Without a tokenizer each line of FILE is a document of\n"
-    "whitespace-separated token ids. Documents are joined by <|endoftext|> when\n"
+    "end) as one document. Without a tokenizer, or for a file named *.ids, each\n"
+    "line of FILE is a document of whitespace-separated token ids. Documents are joined by "
+    "<|endoftext|> when\n"
     "the vocabulary has it; empty ones are skipped. Every step draws --batch\n"
     "windows of --seq + 1 tokens at offsets from the data stream of (seed, step),\n"
     "so a run resumed from its checkpoint repeats an uninterrupted one bit for bit.\n"
@@ -349,12 +350,20 @@ static int opts_from_config(pt_opts *o, const cfg *c, dfpo_err *err) {
   return DFPO_OK;
 }
 
+/* Whether a corpus file is token ids whatever the tokenizer (a name ending
+ * in .ids, as `dfpo reproduce` writes its pretraining corpora). */
+static int is_ids(const char *path) {
+  size_t n = strlen(path);
+  return n >= 4 && !strcmp(path + n - 4, ".ids");
+}
+
 /* Reads the corpus files of one split into s. */
 static int read_split(const char *const *files, int n, tok_tokenizer *tok, int vocab, stream *s,
                       dfpo_err *err) {
   int rc = DFPO_OK;
   for (int i = 0; !rc && i < n; i++)
-    rc = tok ? read_text_stream(files[i], tok, s, err) : read_stream(files[i], vocab, s, err);
+    rc = tok && !is_ids(files[i]) ? read_text_stream(files[i], tok, s, err)
+                                  : read_stream(files[i], vocab, s, err);
   return rc;
 }
 

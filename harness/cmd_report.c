@@ -1,6 +1,7 @@
 /* dfpo report: the tables and plots of a suite folder (docs/suites.md). */
 #include "harness/cli.h"
 #include "harness/suite.h"
+#include "harness/task.h"
 #include "metrics/metrics.h"
 #include "reports/reports.h"
 
@@ -39,20 +40,19 @@ static const char report_usage[] =
 
 #define ALPHA 0.05
 
+/* A column's or a curve's label: the learning curves' own, else the
+ * metric's from the task registry and the metrics library's table. */
 static const char *label(const char *metric) {
   static const struct {
     const char *key, *text;
-  } names[] = {{"reward", "Reward"},
-               {"nll_word", "NLL/word"},
-               {"oov_rate", "OOV rate"},
-               {"val_reward", "Validation reward"},
-               {"val_nll_word", "Validation NLL per word (true language)"},
-               {"val_ppl_ref", "Validation ppl_ref"},
-               {"kl_seq", "KL(pi || ref) per sequence"}};
-  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-    if (!strcmp(metric, names[i].key))
-      return names[i].text;
-  return metric;
+  } curves[] = {{"val_reward", "Validation reward"},
+                {"val_nll_word", "Validation NLL per word (true language)"},
+                {"val_ppl_ref", "Validation ppl_ref"},
+                {"kl_seq", "KL(pi || ref) per sequence"}};
+  for (size_t i = 0; i < sizeof curves / sizeof curves[0]; i++)
+    if (!strcmp(metric, curves[i].key))
+      return curves[i].text;
+  return res_metric_label(metric);
 }
 
 /* The row of DfPO: the variant named dfpo, else the first with algo dfpo. */
@@ -94,11 +94,10 @@ static double cfg_num(const cJSON *c, const char *a, const char *b) {
 
 static void deviations(const res_suite *r, const res_task *t, const char *dir, notes *n) {
   cJSON *c = config_of(r);
-  if (!strcmp(t->name, "synthetic")) {
-    note(n, "Task: the synthetic language (docs/synthetic.md) in place of IMDB. Reward = the "
-            "exact P(positive | prompt + continuation); NLL/word = the true language's negative "
-            "log-likelihood per word of the continuation, in place of perplexity under a judge "
-            "LM; OOV rate = share of words outside the language.");
+  const task_def *d = task_find(t->name);
+  if (d && d->report_note)
+    note(n, "%s", d->report_note);
+  if (d && !d->paper) {
     char path[4200];
     suite_fmt(path, sizeof path, "%s/base-%s.json", dir, t->name);
     dfpo_err e;
@@ -139,7 +138,7 @@ static void deviations(const res_suite *r, const res_task *t, const char *dir, n
          cfg_num(c, "train", "iterations"), cfg_num(c, "train", "batch_size"),
          cfg_num(c, "train", "epochs"), cfg_num(c, "train", "minibatch"), cfg_num(c, "train", "lr"),
          cfg_num(c, "generation", "max_new_tokens"), cfg_num(c, "train", "eval_every"));
-  note(n, "DfPO as DESIGN.md section 7 states it (from the paper's abstract and published "
+  note(n, "DfPO as docs/algorithms.md describes it (from the paper's abstract and published "
           "description; the full text was not available).");
   if (ref_row(t) >= 0)
     note(n, "Welch's t-test: two-sided, over seeds, no correction for multiple comparisons.");

@@ -10,32 +10,27 @@
  * arenas, the interrupt flag) and gives its memory back; its messages go to
  * its own log; and the command line is the same one a Slurm array task
  * runs. Starting a process costs milliseconds against seconds to hours of
- * training. */
-#include "datasets/datasets.h"
+ * training.
+ *
+ * This file keeps the run matrix; repro_child.c the child processes,
+ * repro_base.c the base models (through the task registry's rows),
+ * repro_slurm.c the Slurm scripts. */
 #include "harness/cli.h"
-#include "harness/suite.h"
-#include "harness/task.h"
-#include "trainer/trainer.h"
-#include <stdlib.h>
+#include "harness/repro_internal.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
-#include <math.h>
-#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 static const char reproduce_usage[] =
     "Usage: dfpo reproduce [--suite NAME | --config FILE] [--out DIR] [--set k=v]...\n"
     "                      [--emit slurm] [--max-cells N] [--cell I] [--prepare-only]\n"
-    "                      [--device D]\n"
+    "                      [--device D] [--shared-data DIR]\n"
     "\n"
     "Runs a suite end to end into DIR/<suite.name>/: the task data and the base\n"
     "model (model.init pretrain: the task corpus, a BPE tokenizer trained on it\n"
@@ -68,6 +63,11 @@ static const char reproduce_usage[] =
     "  --cell I          run only cell I (0-based, tasks outermost, seeds\n"
     "                    innermost), as a Slurm array task does; no report\n"
     "  --prepare-only    prepare the data and base models, run no cell\n"
+    "  --shared-data DIR the shared-data folder, where local copies of datasets'\n"
+    "                    archives are found (imdb/aclImdb.tar.gz) when a dataset is\n"
+    "                    in neither the cache nor task.data_dir (default\n"
+    "                    $DFPO_SHARED_DATA, else ../shared/data beside the source\n"
+    "                    tree)\n"
     "  -h, --help        show this help\n"
     "\n"
     "The children (pretraining, cells) run with OMP_WAIT_POLICY=PASSIVE unless\n"
@@ -75,974 +75,22 @@ static const char reproduce_usage[] =
     "for a core made a niced cell beside one busy process 5.5 times slower\n"
     "(docs/suites.md).\n";
 
-typedef struct repro {
-  suite s;
-  char root[2048];   /* DIR/<suite> */
-  char out[2048];    /* DIR */
-  char config[2100]; /* root/suite.json */
-  char exe[PATH_MAX];
-  char (*model)[2300]; /* per task: base model and tokenizer, "" when unprepared */
-  char (*tok)[2300];
-  char (*judge)[2300];   /* per task: the judge folder the cells get ("" for their own) */
-  char (*base_err)[512]; /* per task: why no base model */
-  char *status;          /* per cell: '.', 'D' done, 'F' failed, 'R' running, 'S' skipped */
-  double t0;
-} repro;
-
-static int exists(const char *path) {
-  struct stat st;
-  return stat(path, &st) == 0;
-}
-
-/* Runs argv[] (argv[0] ignored: /proc/self/exe) with stdout and stderr into
- * log (truncated); returns its exit status (128 + signal when killed). With
- * watch, calls watch(ctx) about once a second while the child runs (to show
- * its progress). */
-static int run_child_watch(char *const argv[], const char *log, void (*watch)(void *), void *ctx) {
-  fflush(NULL);
-  pid_t pid = fork();
-  if (pid < 0)
-    return -1;
-  if (pid == 0) {
-    int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd >= 0) {
-      dup2(fd, 1);
-      dup2(fd, 2);
-      close(fd);
-    }
-    execv("/proc/self/exe", argv); /* this very binary, even if rebuilt meanwhile */
-    _exit(127);
-  }
-  int st, forwarded = 0;
-  for (;;) {
-    pid_t got = waitpid(pid, &st, watch ? WNOHANG : 0);
-    if (got == pid)
-      break;
-    if (got < 0 && errno != EINTR)
-      return -1;
-    /* an interrupt sent to this process alone (not a terminal's Ctrl-C,
-     * which reaches the whole group) still stops the cell */
-    if (dfpo_interrupted() && !forwarded) {
-      kill(pid, SIGINT);
-      forwarded = 1;
-    }
-    if (watch && got == 0) {
-      watch(ctx);
-      struct timespec ts = {1, 0};
-      nanosleep(&ts, NULL); /* an interrupt ends it early */
-    }
-  }
-  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
-static int run_child(char *const argv[], const char *log) {
-  return run_child_watch(argv, log, NULL, NULL);
-}
-
-/* The last "dfpo: error:" line of a log, or its last line. */
-static void last_error(const char *log, char *buf, size_t n) {
-  FILE *fp = fopen(log, "r");
-  buf[0] = '\0';
-  if (!fp)
-    return;
-  char line[1024];
-  while (fgets(line, sizeof line, fp)) {
-    line[strcspn(line, "\n")] = '\0';
-    if (strstr(line, "error:") || !strstr(buf, "error:"))
-      suite_fmt(buf, n, "%s", line);
-  }
-  fclose(fp);
-}
-
-static int write_text(const char *path, const char *text, dfpo_err *err) {
-  return dfpo_atomic_write_file(path, text, strlen(text), err);
-}
-
 /* ------------------------------------------------------------ base model */
 
-/* The config keys of the base models: a synthetic base depends on the
- * language and documents (synth_keys), then on the vocabulary (tok_keys),
- * then on the shape and the pretraining (model_keys). */
-static const char *const synth_keys[] = {"task.synthetic.language_seed",
-                                         "task.synthetic.data_seed",
-                                         "task.synthetic.lambda",
-                                         "task.synthetic.n_train",
-                                         "task.synthetic.n_validation",
-                                         "task.synthetic.min_words",
-                                         NULL};
-static const char *const tok_keys[] = {"tokenizer.vocab_size", NULL};
-static const char *const model_keys[] = {
-    "model.n_layer",          "model.n_head",          "model.n_embd",
-    "model.block_size",       "pretrain.steps",        "pretrain.batch_size",
-    "pretrain.seq_len",       "pretrain.lr",           "pretrain.min_lr",
-    "pretrain.lr_schedule",   "pretrain.warmup_steps", "pretrain.weight_decay",
-    "pretrain.max_grad_norm", "pretrain.seed",         NULL};
-
-/* A cache key as JSON text: the values of the keys of each NULL-terminated
- * list in lists[] (NULL-terminated), then the strings name=value of
- * extra[] (pairs, NULL-terminated; may be NULL), then the recipe. Its
- * SHA-256 names a cache folder, and the folder's stamp records it. */
-static char *key_json(const cfg *c, const char *const *const *lists, const char *const *extra,
-                      const char *recipe) {
-  cJSON *o = cJSON_CreateObject();
-  dfpo_err e;
-  for (int l = 0; lists[l]; l++)
-    for (int i = 0; lists[l][i]; i++) {
-      const char *k = lists[l][i];
-      double d;
-      const char *str;
-      if (cfg_get_num(c, k, &d, &e) == DFPO_OK) {
-        cJSON_AddNumberToObject(o, k, d);
-      } else {
-        int64_t v = 0;
-        if (cfg_get_int(c, k, &v, &e) != DFPO_OK && cfg_get_str(c, k, &str, &e) == DFPO_OK)
-          cJSON_AddStringToObject(o, k, str); /* pretrain.lr_schedule */
-        else
-          cJSON_AddNumberToObject(o, k, (double)v);
-      }
-    }
-  for (int i = 0; extra && extra[i]; i += 2)
-    cJSON_AddStringToObject(o, extra[i], extra[i + 1]);
-  cJSON_AddStringToObject(o, "recipe", recipe);
-  char *s = cJSON_PrintUnformatted(o);
-  cJSON_Delete(o);
-  return s;
-}
-
-/* The first 16 hex digits of the SHA-256 of text. */
-static void key_hex(const char *text, char hex[65]) {
-  ds_sha256_buf(text, strlen(text), hex);
-  hex[16] = '\0';
-}
-
-static char *base_key_json(const cfg *c) {
-  const char *const *lists[] = {synth_keys, tok_keys, model_keys, NULL};
-  return key_json(c, lists, NULL, "synthetic-base-1");
-}
-
-/* Each document of a split as a line of token ids ending in end-of-text. */
-static int write_ids(const task *t, int split, tok_tokenizer *tok, const char *path,
-                     dfpo_err *err) {
-  dfpo_atomic a;
-  int rc = dfpo_atomic_open(&a, path, err);
-  if (rc)
-    return rc;
-  for (size_t i = 0; !rc && i < t->n[split]; i++) {
-    tok_ids v = {0};
-    const char *s = t->items[split][i].reference;
-    if ((rc = tok_encode(tok, s, strlen(s), 0, &v, err)))
-      break;
-    for (size_t k = 0; k < v.n; k++)
-      fprintf(a.fp, "%d ", (int)v.ids[k]);
-    fprintf(a.fp, "%d\n", (int)tok_eot_id(tok));
-    tok_ids_free(&v);
-  }
-  if (rc) {
-    dfpo_atomic_abort(&a);
-    return rc;
-  }
-  return dfpo_atomic_commit(&a, err);
-}
-
-/* The last val_loss in pretrain/train.jsonl (NaN when none). */
-static double last_val_loss(const char *path) {
-  FILE *fp = fopen(path, "r");
-  double v = NAN;
-  if (!fp)
-    return v;
-  char *line = NULL;
-  size_t cap = 0;
-  while (getline(&line, &cap, fp) != -1) {
-    cJSON *o = cJSON_Parse(line);
-    const cJSON *x = cJSON_GetObjectItem(o, "val_loss");
-    if (cJSON_IsNumber(x))
-      v = x->valuedouble;
-    cJSON_Delete(o);
-  }
-  free(line);
-  fclose(fp);
-  return v;
-}
-
-static int reference_scores(const cfg *c, cJSON *o, dfpo_err *err);
-
-/* The pretraining keys of the config, as `dfpo pretrain` options. */
-typedef struct pt_args {
-  char a[16][64];
-  const char *schedule;
-} pt_args;
-
-static int pt_args_from_cfg(const cfg *c, size_t vocab, pt_args *p, dfpo_err *err) {
-  static const char *const ints[] = {"model.n_layer",
-                                     "model.n_head",
-                                     "model.n_embd",
-                                     "model.block_size",
-                                     NULL,
-                                     "pretrain.steps",
-                                     "pretrain.batch_size",
-                                     "pretrain.seq_len",
-                                     NULL,
-                                     NULL,
-                                     "pretrain.seed",
-                                     "pretrain.eval_every",
-                                     "pretrain.ckpt_every",
-                                     "pretrain.warmup_steps"};
-  static const char *const nums[] = {[8] = "pretrain.lr",
-                                     [9] = "pretrain.min_lr",
-                                     [14] = "pretrain.weight_decay",
-                                     [15] = "pretrain.max_grad_norm"};
-  int rc;
-  for (int i = 0; i < 16; i++) {
-    if (i < 14 && ints[i]) {
-      int64_t v;
-      if ((rc = cfg_get_int(c, ints[i], &v, err)))
-        return rc;
-      suite_fmt(p->a[i], 64, "%lld", (long long)v);
-    } else if (nums[i]) {
-      double d;
-      if ((rc = cfg_get_num(c, nums[i], &d, err)))
-        return rc;
-      suite_fmt(p->a[i], 64, "%.9g", d);
-    }
-  }
-  suite_fmt(p->a[4], 64, "%zu", vocab);
-  return cfg_get_str(c, "pretrain.lr_schedule", &p->schedule, err);
-}
-
-/* What a running pretraining child is at: its last train.jsonl line. */
-typedef struct pt_watch {
-  const char *log; /* pretrain/train.jsonl */
-  const char *what;
-  double steps, last;
-  double step0, t_step0; /* the first step seen and when (a resumed run starts late) */
-} pt_watch;
-
-static void pt_progress(void *ctx) {
-  pt_watch *w = ctx;
-  double now = dfpo_now();
-  if (now - w->last < 30)
-    return;
-  w->last = now;
-  FILE *fp = fopen(w->log, "r");
-  if (!fp)
-    return;
-  char *line = NULL, *keep = NULL;
-  size_t cap = 0;
-  while (getline(&line, &cap, fp) != -1) {
-    free(keep);
-    keep = strdup(line);
-  }
-  free(line);
-  fclose(fp);
-  cJSON *o = keep ? cJSON_Parse(keep) : NULL;
-  free(keep);
-  const cJSON *st = cJSON_GetObjectItem(o, "step"), *loss = cJSON_GetObjectItem(o, "loss");
-  if (cJSON_IsNumber(st) && cJSON_IsNumber(loss)) {
-    double done = st->valuedouble;
-    if (w->step0 < 0) {
-      w->step0 = done;
-      w->t_step0 = now;
-    }
-    char eta[64] = "";
-    if (done > w->step0)
-      suite_fmt(eta, sizeof eta, ", about %.0f s left",
-                (w->steps - done) * (now - w->t_step0) / (done - w->step0));
-    dfpo_info("reproduce: %s: pretraining step %.0f of %.0f, loss %.3f%s", w->what, done, w->steps,
-              loss->valuedouble, eta);
-  }
-  cJSON_Delete(o);
-}
-
-/* `dfpo pretrain` in a child process (its log in log) on token-id files into
- * pre/, resuming from pre/checkpoint.bin when there is one; then the
- * weights alone are saved as model. */
-static int pretrain_child(const cfg *c, const char *what, const char *train_ids,
-                          const char *val_ids, size_t V, const char *pre, const char *log,
-                          const char *model, dfpo_err *err) {
-  pt_args p;
-  const char *device;
-  int rc = pt_args_from_cfg(c, V, &p, err);
-  if (rc || (rc = cfg_get_str(c, "device", &device, err)))
-    return rc;
-  char *argv[] = {"dfpo",
-                  "pretrain",
-                  "--train",
-                  (char *)train_ids,
-                  "--val",
-                  (char *)val_ids,
-                  "--out",
-                  (char *)pre,
-                  "--n-layer",
-                  p.a[0],
-                  "--n-head",
-                  p.a[1],
-                  "--n-embd",
-                  p.a[2],
-                  "--n-ctx",
-                  p.a[3],
-                  "--vocab",
-                  p.a[4],
-                  "--steps",
-                  p.a[5],
-                  "--batch",
-                  p.a[6],
-                  "--seq",
-                  p.a[7],
-                  "--lr",
-                  p.a[8],
-                  "--min-lr",
-                  p.a[9],
-                  "--seed",
-                  p.a[10],
-                  "--eval-every",
-                  p.a[11],
-                  "--ckpt-every",
-                  p.a[12],
-                  "--warmup",
-                  p.a[13],
-                  "--weight-decay",
-                  p.a[14],
-                  "--clip",
-                  p.a[15],
-                  "--schedule",
-                  (char *)p.schedule,
-                  "--device",
-                  (char *)device,
-                  NULL};
-  char jsonl[1700];
-  suite_fmt(jsonl, sizeof jsonl, "%s/train.jsonl", pre);
-  pt_watch w = {jsonl, what, atof(p.a[5]), dfpo_now(), -1, 0};
-  dfpo_info("reproduce: %s: pretraining %s steps (log: %s, progress: %s)", what, p.a[5], log,
-            jsonl);
-  int st = run_child_watch(argv, log, pt_progress, &w);
-  if (st != 0) {
-    char why[512];
-    last_error(log, why, sizeof why);
-    const char *msg = strncmp(why, "dfpo: error: ", 13) ? why : why + 13;
-    return dfpo_err_set(err, st == 130 ? DFPO_EINTR : DFPO_ERUNTIME,
-                        "base model: pretraining %s (exit %d): %s (log: %s)",
-                        st == 130 ? "interrupted" : "failed", st, msg, log);
-  }
-  gpt2_model *m = NULL;
-  char path[1800];
-  suite_fmt(path, sizeof path, "%s/checkpoint.bin", pre);
-  if (!(rc = gpt2_load(&m, path, err)))
-    rc = gpt2_save(m, model, 0, err);
-  gpt2_free(m);
-  return rc;
-}
-
-/* Trains a BPE of vocab entries on the corpus files into dir/tok (through
- * dir/tok.tmp, so that dir/tok is whole or absent). */
-static int train_tokenizer(const char *dir, const char *const *files, size_t n, int64_t vocab,
-                           dfpo_err *err) {
-  char tmp[1600], path[1600];
-  suite_fmt(tmp, sizeof tmp, "%s/tok.tmp", dir);
-  suite_fmt(path, sizeof path, "%s/tok", dir);
-  int rc;
-  if ((rc = suite_rmtree(tmp, err)) || (rc = tok_train(files, n, (size_t)vocab, tmp, NULL, err)) ||
-      (rc = suite_rmtree(path, err)))
-    return rc;
-  if (rename(tmp, path) != 0)
-    return dfpo_err_errno(err, DFPO_ERUNTIME, errno, "%s: cannot rename", tmp);
-  return DFPO_OK;
-}
-
-static int synthetic_base(repro *r, int ti, dfpo_err *err) {
-  const cfg *c = &r->s.conf;
-  int rc;
-  char cache[1024], dir[1400], path[1600], stamp[1600];
-  if ((rc = dfpo_cache_dir(cache, sizeof cache, err)))
-    return rc;
-  char *key = base_key_json(c);
-  if (!key)
-    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
-  char hex[65];
-  key_hex(key, hex);
-  suite_fmt(dir, sizeof dir, "%s/bases/synthetic-%s", cache, hex);
-  suite_fmt(r->model[ti], sizeof r->model[ti], "%s/base.ckpt", dir);
-  suite_fmt(r->tok[ti], sizeof r->tok[ti], "%s/tok", dir);
-  suite_fmt(stamp, sizeof stamp, "%s/base.json", dir);
-  if (exists(stamp)) {
-    free(key);
-    dfpo_info("reproduce: base model for synthetic: reusing %s", dir);
-    goto link;
-  }
-  dfpo_info("reproduce: base model for synthetic: preparing %s", dir);
-  double t0 = dfpo_now();
-  if ((rc = dfpo_mkdirs(dir, err))) {
-    free(key);
-    return rc;
-  }
-  task t;
-  task_synth_params p;
-  memset(&t, 0, sizeof t);
-  if ((rc = task_synth_params_from_cfg(c, &p, err)) || (rc = task_synth_init(&t, &p, err))) {
-    free(key);
-    return rc;
-  }
-  char corpus[1600], tokdone[1600], train_ids[1600], val_ids[1600];
-  suite_fmt(corpus, sizeof corpus, "%s/corpus.txt", dir);
-  suite_fmt(tokdone, sizeof tokdone, "%s/tok/vocab.bpe", dir);
-  suite_fmt(train_ids, sizeof train_ids, "%s/train.ids", dir);
-  suite_fmt(val_ids, sizeof val_ids, "%s/val.ids", dir);
-  int64_t vocab;
-  if ((rc = cfg_get_int(c, "tokenizer.vocab_size", &vocab, err)))
-    goto done;
-  if (!exists(corpus) && (rc = task_write_corpus(&t, TASK_TRAIN, corpus, err)))
-    goto done;
-  if (!exists(tokdone)) {
-    const char *files[1] = {corpus};
-    if ((rc = train_tokenizer(dir, files, 1, vocab, err)))
-      goto done;
-  }
-  tok_tokenizer *tok = NULL;
-  if ((rc = tok_load(&tok, r->tok[ti], err)))
-    goto done;
-  size_t V = tok_vocab_size(tok);
-  if ((!exists(train_ids) && (rc = write_ids(&t, TASK_TRAIN, tok, train_ids, err))) ||
-      (!exists(val_ids) && (rc = write_ids(&t, TASK_VALIDATION, tok, val_ids, err)))) {
-    tok_free(tok);
-    goto done;
-  }
-  tok_free(tok);
-  {
-    char pre[1600], log[1600];
-    suite_fmt(pre, sizeof pre, "%s/pretrain", dir);
-    suite_fmt(log, sizeof log, "%s/pretrain.log", dir);
-    if ((rc = pretrain_child(c, "base model for synthetic", train_ids, val_ids, V, pre, log,
-                             r->model[ti], err)))
-      goto done;
-    suite_fmt(path, sizeof path, "%s/train.jsonl", pre);
-    double vl = last_val_loss(path);
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddItemToObject(o, "config", cJSON_Parse(key));
-    cJSON_AddNumberToObject(o, "vocab", (double)V);
-    cJSON_AddNumberToObject(o, "corpus_documents", (double)t.n[TASK_TRAIN]);
-    if (isfinite(vl))
-      cJSON_AddNumberToObject(o, "val_loss_per_token", vl);
-    cJSON_AddNumberToObject(o, "seconds", dfpo_now() - t0);
-    rc = cfg_json_write(stamp, o, err);
-    cJSON_Delete(o);
-  }
-done:
-  task_free(&t);
-  free(key);
-  if (rc)
-    return rc;
-link:
-  /* the suite folder records which base its cells used */
-  suite_fmt(path, sizeof path, "%s/base-%s.json", r->root, r->s.tasks[ti]);
-  {
-    cJSON *o;
-    if ((rc = cfg_json_read(stamp, &o, err)))
-      return rc;
-    cJSON_AddStringToObject(o, "model", r->model[ti]);
-    cJSON_AddStringToObject(o, "tokenizer", r->tok[ti]);
-    if ((rc = reference_scores(c, o, err))) {
-      cJSON_Delete(o);
-      return rc;
-    }
-    rc = cfg_json_write(path, o, err);
-    cJSON_Delete(o);
-  }
-  return rc;
-}
-
-/* ------------------------------------------------------------ imdb base */
-
-/* Step 1, the data: task.data_dir when set; else the prepared imdb dataset
- * of the cache, prepared from its import when only imported, imported from
- * the local copy of the archive ($DFPO_SHARED_DATA or ../shared/data beside
- * the source tree: imdb/aclImdb.tar.gz) when not in the cache at all. */
-static int imdb_splits(const cfg *c, char *dir, size_t n, int *from_cache, dfpo_err *err) {
-  const char *dd;
-  int rc = cfg_get_str(c, "task.data_dir", &dd, err);
-  if (rc)
-    return rc;
-  *from_cache = !dd[0];
-  if (dd[0]) {
-    suite_fmt(dir, n, "%s", dd);
-    dfpo_info("reproduce: imdb data: the split files in %s (task.data_dir)", dir);
-    return DFPO_OK;
-  }
-  ds_manifest m;
-  if ((rc = ds_manifest_load(&m, NULL, err)))
-    return rc;
-  const ds_entry *e = ds_manifest_find(&m, "imdb");
-  ds_prepared p;
-  ds_stamp st;
-  dfpo_err e2;
-  if (!e) {
-    rc = dfpo_err_set(err, DFPO_EDATA, "dataset imdb is not in the manifest");
-  } else if (ds_prepared_read(e, &p, &e2) == DFPO_OK) {
-    dfpo_info("reproduce: imdb data: reusing the prepared splits in %s%s", p.dir,
-              p.verified ? "" : " (UNVERIFIED import)");
-  } else {
-    if (ds_stamp_read(e, &st, &e2) != DFPO_OK) {
-      char src[4200];
-      const char *env = getenv("DFPO_SHARED_DATA");
-      if (env && env[0])
-        suite_fmt(src, sizeof src, "%s/imdb/aclImdb.tar.gz", env);
-      else
-        suite_fmt(src, sizeof src, "%s/../shared/data/imdb/aclImdb.tar.gz", DFPO_SOURCE_DIR);
-      if (!exists(src)) {
-        rc = dfpo_err_set(err, DFPO_EDATA,
-                          "imdb data: not in the cache and no local archive at %s; run `dfpo "
-                          "fetch imdb` (or `dfpo datasets import imdb FILE`), or set "
-                          "task.data_dir",
-                          src);
-      } else {
-        dfpo_info("reproduce: imdb data: importing %s", src);
-        rc = ds_import(e, src, 0, &st, err);
-      }
-    }
-    if (!rc) {
-      dfpo_info("reproduce: imdb data: preparing the splits");
-      rc = ds_prepare(e, DS_DEFAULT_SEED, &p, err);
-    }
-    if (rc)
-      dfpo_err_prefix(err, "imdb data");
-  }
-  if (!rc)
-    suite_fmt(dir, n, "%s", p.dir);
-  ds_manifest_free(&m);
-  return rc;
-}
-
-/* The SHA-256 of "<name> <sha256 of dir/name>\n" over the files that exist
- * (unsup.jsonl may be absent from a task.data_dir): what the tokenizer, the
- * base and the judge were made from. */
-static int splits_digest(const char *dir, const char *const *names, char hex[65], dfpo_err *err) {
-  char text[1024] = "", path[4400], h[65];
-  for (int i = 0; names[i]; i++) {
-    suite_fmt(path, sizeof path, "%s/%s", dir, names[i]);
-    if (!exists(path))
-      continue;
-    int rc = ds_sha256_file(path, h, err);
-    if (rc)
-      return rc;
-    size_t l = strlen(text);
-    suite_fmt(text + l, sizeof text - l, "%s %s\n", names[i], h);
-  }
-  ds_sha256_buf(text, strlen(text), hex);
-  return DFPO_OK;
-}
-
-/* The documents of a split file: a record's "text" (unsup.jsonl), else its
- * first reference (the whole review). Calls fn on batches of up to 4096. */
-typedef int (*docs_fn)(char *const *docs, const size_t *lens, size_t n, void *ctx, dfpo_err *err);
-
-static int each_doc_batch(const char *path, docs_fn fn, void *ctx, size_t *count, dfpo_err *err) {
-  enum { BATCH = 4096 };
-  ds_jsonl j;
-  int rc = ds_jsonl_open(&j, path, err);
-  if (rc)
-    return rc;
-  char **docs = calloc(BATCH, sizeof *docs);
-  size_t *lens = calloc(BATCH, sizeof *lens), n = 0;
-  if (!docs || !lens)
-    rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
-  cJSON *rec = NULL;
-  while (!rc && !(rc = ds_jsonl_next(&j, &rec, err)) && rec) {
-    const cJSON *t = cJSON_GetObjectItemCaseSensitive(rec, "text");
-    if (!cJSON_IsString(t))
-      t = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(rec, "references"), 0);
-    if (cJSON_IsString(t) && t->valuestring[0]) {
-      if (!(docs[n] = strdup(t->valuestring)))
-        rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
-      else
-        lens[n] = strlen(docs[n]), n++;
-    }
-    cJSON_Delete(rec);
-    if (!rc && n == BATCH) {
-      rc = fn(docs, lens, n, ctx, err);
-      for (size_t i = 0; i < n; i++)
-        free(docs[i]);
-      *count += n;
-      n = 0;
-    }
-  }
-  if (!rc && n)
-    rc = fn(docs, lens, n, ctx, err);
-  *count += n;
-  for (size_t i = 0; docs && i < n; i++)
-    free(docs[i]);
-  free(docs);
-  free(lens);
-  ds_jsonl_close(&j);
-  return rc;
-}
-
-/* The documents one per line, their own line ends kept (the tokenizer
- * reads the file whole). */
-static int docs_to_text(char *const *docs, const size_t *lens, size_t n, void *ctx, dfpo_err *err) {
-  (void)err;
-  for (size_t i = 0; i < n; i++) {
-    fwrite(docs[i], 1, lens[i], ctx);
-    fputc('\n', ctx);
-  }
-  return DFPO_OK;
-}
-
-typedef struct ids_out {
-  tok_tokenizer *tok;
-  FILE *fp;
-} ids_out;
-
-/* Each document as a line of token ids ending in end-of-text. */
-static int docs_to_ids(char *const *docs, const size_t *lens, size_t n, void *ctx, dfpo_err *err) {
-  ids_out *o = ctx;
-  tok_ids *v = calloc(n, sizeof *v);
-  if (!v)
-    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
-  int rc = tok_encode_many(o->tok, (const char *const *)docs, lens, n, 0, v, err);
-  for (size_t i = 0; i < n; i++) {
-    for (size_t k = 0; !rc && k < v[i].n; k++)
-      fprintf(o->fp, "%d ", (int)v[i].ids[k]);
-    if (!rc)
-      fprintf(o->fp, "%d\n", (int)tok_eot_id(o->tok));
-    tok_ids_free(&v[i]);
-  }
-  free(v);
-  return rc;
-}
-
-/* Writes path atomically from the documents of the split files in dir
- * (names NULL-terminated; absent ones skipped) through fn. */
-static int write_docs(const char *dir, const char *const *names, const char *path, docs_fn fn,
-                      tok_tokenizer *tok, size_t *count, dfpo_err *err) {
-  dfpo_atomic a;
-  int rc = dfpo_atomic_open(&a, path, err);
-  if (rc)
-    return rc;
-  ids_out o = {tok, a.fp};
-  char src[4400];
-  *count = 0;
-  for (int i = 0; !rc && names[i]; i++) {
-    suite_fmt(src, sizeof src, "%s/%s", dir, names[i]);
-    if (exists(src) || i == 0) /* the first file is required */
-      rc = each_doc_batch(src, fn, tok ? (void *)&o : (void *)a.fp, count, err);
-  }
-  if (rc) {
-    dfpo_atomic_abort(&a);
-    return rc;
-  }
-  return dfpo_atomic_commit(&a, err);
-}
-
-/* Step 2: the tokenizer, trained on the training reviews, and the pretraining
- * corpus as token ids (unsup.jsonl and train.jsonl; validation.jsonl for
- * validation), in bases/imdb-tok-<key of the data and the vocabulary>/. */
-static int imdb_tokenizer(repro *r, int ti, const char *cache, const char *splits,
-                          const char *digest, char *dir, size_t ndir, char *tokkey, dfpo_err *err) {
-  const cfg *c = &r->s.conf;
-  const char *const *lists[] = {tok_keys, NULL};
-  const char *extra[] = {"data_sha256", digest, NULL};
-  char *key = key_json(c, lists, extra, "imdb-tok-1");
-  if (!key)
-    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
-  key_hex(key, tokkey);
-  suite_fmt(dir, ndir, "%s/bases/imdb-tok-%s", cache, tokkey);
-  suite_fmt(r->tok[ti], sizeof r->tok[ti], "%s/tok", dir);
-  char stamp[1600], corpus[1600], tokdone[1600], train_ids[1600], val_ids[1600];
-  suite_fmt(stamp, sizeof stamp, "%s/tok.json", dir);
-  if (exists(stamp)) {
-    dfpo_info("reproduce: imdb tokenizer: reusing %s", dir);
-    free(key);
-    return DFPO_OK;
-  }
-  double t0 = dfpo_now();
-  int64_t vocab;
-  int rc;
-  if ((rc = cfg_get_int(c, "tokenizer.vocab_size", &vocab, err)) || (rc = dfpo_mkdirs(dir, err))) {
-    free(key);
-    return rc;
-  }
-  suite_fmt(corpus, sizeof corpus, "%s/corpus.txt", dir);
-  suite_fmt(tokdone, sizeof tokdone, "%s/tok/vocab.bpe", dir);
-  suite_fmt(train_ids, sizeof train_ids, "%s/train.ids", dir);
-  suite_fmt(val_ids, sizeof val_ids, "%s/val.ids", dir);
-  static const char *const tr[] = {"train.jsonl", NULL};
-  static const char *const pre[] = {"train.jsonl", "unsup.jsonl", NULL};
-  static const char *const va[] = {"validation.jsonl", NULL};
-  size_t n_tok = 0, n_train = 0, n_val = 0;
-  tok_tokenizer *tok = NULL;
-  if (!exists(corpus)) {
-    dfpo_info("reproduce: imdb tokenizer: writing the training reviews to %s", corpus);
-    rc = write_docs(splits, tr, corpus, docs_to_text, NULL, &n_tok, err);
-  }
-  if (!rc && !exists(tokdone)) {
-    dfpo_info("reproduce: imdb tokenizer: training a %lld-token BPE on %s", (long long)vocab,
-              corpus);
-    const char *files[1] = {corpus};
-    rc = train_tokenizer(dir, files, 1, vocab, err);
-  }
-  if (!rc)
-    rc = tok_load(&tok, r->tok[ti], err);
-  if (!rc && !exists(train_ids)) {
-    dfpo_info("reproduce: imdb tokenizer: encoding the pretraining corpus (train, unsup)");
-    rc = write_docs(splits, pre, train_ids, docs_to_ids, tok, &n_train, err);
-  }
-  if (!rc && !exists(val_ids))
-    rc = write_docs(splits, va, val_ids, docs_to_ids, tok, &n_val, err);
-  if (!rc) {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddItemToObject(o, "config", cJSON_Parse(key));
-    cJSON_AddNumberToObject(o, "vocab", (double)tok_vocab_size(tok));
-    cJSON_AddStringToObject(o, "splits", splits);
-    if (n_train)
-      cJSON_AddNumberToObject(o, "pretrain_documents", (double)n_train);
-    if (n_val)
-      cJSON_AddNumberToObject(o, "validation_documents", (double)n_val);
-    cJSON_AddNumberToObject(o, "seconds", dfpo_now() - t0);
-    rc = cfg_json_write(stamp, o, err);
-    cJSON_Delete(o);
-  }
-  tok_free(tok);
-  free(key);
-  return rc;
-}
-
-/* Step 4: the sentiment judge the imdb task scores with. task.judge.sentiment
- * when set; else judges/sentiment-<key of the data and judge.max_texts> in
- * the cache, trained as `dfpo judge train sentiment` does when absent. The
- * cells get its folder as task.judge.sentiment. */
-static int imdb_judge(repro *r, int ti, const char *cache, const char *splits, int from_cache,
-                      const char *digest, dfpo_err *err) {
-  const cfg *c = &r->s.conf;
-  const char *given;
-  int64_t limit;
-  int rc;
-  if ((rc = cfg_get_str(c, "task.judge.sentiment", &given, err)) ||
-      (rc = cfg_get_int(c, "judge.max_texts", &limit, err)))
-    return rc;
-  if (given[0]) {
-    suite_fmt(r->judge[ti], sizeof r->judge[ti], "%s", given);
-    dfpo_info("reproduce: imdb judge: %s (task.judge.sentiment)", given);
-    return DFPO_OK;
-  }
-  static const char *const max_keys[] = {"judge.max_texts", NULL};
-  const char *const *lists[] = {max_keys, NULL};
-  const char *extra[] = {"data_sha256", digest, NULL};
-  char *key = key_json(c, lists, extra, "sentiment-judge-1 (dfpo judge train defaults)");
-  if (!key)
-    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
-  char hex[65], card[2400];
-  key_hex(key, hex);
-  free(key);
-  suite_fmt(r->judge[ti], sizeof r->judge[ti], "%s/judges/sentiment-%s", cache, hex);
-  suite_fmt(card, sizeof card, "%s/card.json", r->judge[ti]);
-  if (exists(card)) { /* written last */
-    dfpo_info("reproduce: imdb judge: reusing %s", r->judge[ti]);
-    return DFPO_OK;
-  }
-  dfpo_info("reproduce: imdb judge: training the sentiment judge into %s", r->judge[ti]);
-  fflush(NULL);
-  /* from the cache: the judge's card gets the dataset's version and verdict */
-  return cmd_judge_train("sentiment", from_cache ? NULL : splits, r->judge[ti], (size_t)limit, err);
-}
-
-/* model.init pretrain on the imdb task: the data, a BPE trained on the
- * training reviews, a GPT-2 pretrained on the unlabelled and training
- * reviews (bases/imdb-<key of the tokenizer, the shape and the
- * pretraining>/), and the sentiment judge; each step kept in the cache and
- * reused, and each resumable (files written whole; the pretraining from
- * its checkpoint). */
-static int imdb_base(repro *r, int ti, dfpo_err *err) {
-  const cfg *c = &r->s.conf;
-  char cache[1024], splits[4096], digest[65], tokdir[1400], tokkey[65], dir[1400];
-  char stamp[1600], path[1600];
-  int rc, from_cache = 0;
-  static const char *const files[] = {"train.jsonl", "validation.jsonl", "unsup.jsonl", NULL};
-  if ((rc = dfpo_cache_dir(cache, sizeof cache, err)) ||
-      (rc = imdb_splits(c, splits, sizeof splits, &from_cache, err)) ||
-      (rc = splits_digest(splits, files, digest, err)) ||
-      (rc = imdb_tokenizer(r, ti, cache, splits, digest, tokdir, sizeof tokdir, tokkey, err)))
-    return rc;
-  const char *const *lists[] = {model_keys, NULL};
-  const char *extra[] = {"tokenizer_key", tokkey, NULL};
-  char *key = key_json(c, lists, extra, "imdb-base-1");
-  if (!key)
-    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
-  char hex[65];
-  key_hex(key, hex);
-  suite_fmt(dir, sizeof dir, "%s/bases/imdb-%s", cache, hex);
-  suite_fmt(r->model[ti], sizeof r->model[ti], "%s/base.ckpt", dir);
-  suite_fmt(stamp, sizeof stamp, "%s/base.json", dir);
-  if (exists(stamp)) {
-    dfpo_info("reproduce: imdb base model: reusing %s", dir);
-  } else if (!(rc = dfpo_mkdirs(dir, err))) {
-    dfpo_info("reproduce: imdb base model: preparing %s", dir);
-    double t0 = dfpo_now();
-    char train_ids[1600], val_ids[1600], pre[1600], log[1600];
-    suite_fmt(train_ids, sizeof train_ids, "%s/train.ids", tokdir);
-    suite_fmt(val_ids, sizeof val_ids, "%s/val.ids", tokdir);
-    suite_fmt(pre, sizeof pre, "%s/pretrain", dir);
-    suite_fmt(log, sizeof log, "%s/pretrain.log", dir);
-    tok_tokenizer *tok = NULL;
-    size_t V = 0;
-    if (!(rc = tok_load(&tok, r->tok[ti], err)))
-      V = tok_vocab_size(tok);
-    tok_free(tok);
-    if (!rc)
-      rc = pretrain_child(c, "imdb base model", train_ids, val_ids, V, pre, log, r->model[ti], err);
-    if (!rc) {
-      suite_fmt(path, sizeof path, "%s/train.jsonl", pre);
-      double vl = last_val_loss(path);
-      cJSON *o = cJSON_CreateObject();
-      cJSON_AddItemToObject(o, "config", cJSON_Parse(key));
-      cJSON_AddNumberToObject(o, "vocab", (double)V);
-      cJSON_AddStringToObject(o, "data_sha256", digest);
-      cJSON_AddStringToObject(o, "splits", splits);
-      if (isfinite(vl))
-        cJSON_AddNumberToObject(o, "val_loss_per_token", vl);
-      cJSON_AddNumberToObject(o, "seconds", dfpo_now() - t0);
-      rc = cfg_json_write(stamp, o, err);
-      cJSON_Delete(o);
-    }
-  }
-  free(key);
-  if (rc || (rc = imdb_judge(r, ti, cache, splits, from_cache, digest, err)))
-    return rc;
-  /* the suite folder records the base, the tokenizer and the judge its
-   * cells used */
-  cJSON *o;
-  if ((rc = cfg_json_read(stamp, &o, err)))
-    return rc;
-  cJSON_AddStringToObject(o, "model", r->model[ti]);
-  cJSON_AddStringToObject(o, "tokenizer", r->tok[ti]);
-  cJSON_AddStringToObject(o, "judge", r->judge[ti]);
-  suite_fmt(path, sizeof path, "%s/base-%s.json", r->root, r->s.tasks[ti]);
-  rc = cfg_json_write(path, o, err);
-  cJSON_Delete(o);
-  return rc;
-}
-
-/* model.init import without paths: GPT-2 124M and its BPE files from the
- * cache (`dfpo fetch gpt2-124m gpt2-encoder gpt2-vocab`); the two BPE files
- * are copied into one tokenizer folder. */
-static int imported_base(repro *r, int ti, const char *model, const char *tok, dfpo_err *err) {
-  char cache[1024], dir[1200], src[1300], dst[1300];
-  int rc = dfpo_cache_dir(cache, sizeof cache, err);
-  if (rc)
-    return rc;
-  if (model[0])
-    suite_fmt(r->model[ti], sizeof r->model[ti], "%s", model);
-  else
-    suite_fmt(r->model[ti], sizeof r->model[ti], "%s/datasets/gpt2-124m/607a30d/model.safetensors",
-              cache);
-  if (tok[0]) {
-    suite_fmt(r->tok[ti], sizeof r->tok[ti], "%s", tok);
-  } else {
-    static const char *const files[2][2] = {{"gpt2-encoder/1", "encoder.json"},
-                                            {"gpt2-vocab/1", "vocab.bpe"}};
-    suite_fmt(dir, sizeof dir, "%s/bases/gpt2-bpe", cache);
-    if ((rc = dfpo_mkdirs(dir, err)))
-      return rc;
-    for (int i = 0; i < 2; i++) {
-      suite_fmt(src, sizeof src, "%s/datasets/%s/%s", cache, files[i][0], files[i][1]);
-      suite_fmt(dst, sizeof dst, "%s/%s", dir, files[i][1]);
-      if (exists(dst))
-        continue;
-      char *data = NULL;
-      size_t len;
-      dfpo_err e;
-      if (dfpo_read_file(src, &data, &len, &e))
-        return dfpo_err_set(err, DFPO_EDATA,
-                            "base model: %s is missing; run `dfpo fetch gpt2-124m gpt2-encoder "
-                            "gpt2-vocab` first (or set model.path and tokenizer.path)",
-                            src);
-      rc = dfpo_atomic_write_file(dst, data, len, err);
-      free(data);
-      if (rc)
-        return rc;
-    }
-    suite_fmt(r->tok[ti], sizeof r->tok[ti], "%s", dir);
-  }
-  if (!exists(r->model[ti]))
-    return dfpo_err_set(err, DFPO_EDATA,
-                        "base model: %s is missing; run `dfpo fetch gpt2-124m gpt2-encoder "
-                        "gpt2-vocab` first (or set model.path and tokenizer.path)",
-                        r->model[ti]);
-  return DFPO_OK;
-}
-
-/* What the language's own continuations of the test prompts (the rest of
- * each document) score: the scale against which the policies' fluency is
- * read. Added to o as "reference_continuations". */
-static int reference_scores(const cfg *c, cJSON *o, dfpo_err *err) {
-  task t;
-  task_synth_params p;
-  int64_t maxp;
-  memset(&t, 0, sizeof t);
-  int rc = task_synth_params_from_cfg(c, &p, err);
-  if (rc || (rc = cfg_get_int(c, "eval.max_prompts", &maxp, err)))
-    return rc;
-  p.n[TASK_TRAIN] = 0; /* only the test documents are needed */
-  if ((rc = task_synth_init(&t, &p, err)))
-    return rc;
-  size_t n = t.n[TASK_TEST];
-  if (maxp > 0 && (size_t)maxp < n)
-    n = (size_t)maxp;
-  double sum[TASK_MAX_METRICS] = {0};
-  for (size_t i = 0; !rc && i < n; i++) {
-    const task_item *it = &t.items[TASK_TEST][i];
-    size_t np = strlen(it->prompt);
-    const char *cont = it->reference + np;
-    if (strncmp(it->reference, it->prompt, np) != 0) {
-      rc = dfpo_err_set(err, DFPO_ERUNTIME, "synthetic: a prompt is not a prefix of its document");
-      break;
-    }
-    double v[TASK_MAX_METRICS];
-    /* the continuation keeps its leading space, as a policy's does: the
-     * score joins prompt and continuation as they are */
-    if ((rc = t.score(&t, it, cont, v, err)))
-      break;
-    for (int m = 0; m < t.n_metrics; m++)
-      sum[m] += v[m] / (double)n;
-  }
-  if (!rc) {
-    cJSON *ref = cJSON_AddObjectToObject(o, "reference_continuations");
-    cJSON_AddNumberToObject(ref, "prompts", (double)n);
-    for (int m = 0; m < t.n_metrics; m++)
-      cJSON_AddNumberToObject(ref, t.metric_names[m], sum[m]);
-  }
-  task_free(&t);
-  return rc;
-}
-
-/* The base model and tokenizer of task ti, prepared or reused. A failure is
- * kept per task: that task's cells fail with it, the others go on. */
+/* The base model, tokenizer and judge of task ti (repro_base.c). A failure
+ * is kept per task: that task's cells fail with it, the others go on. */
 static int prepare_base(repro *r, int ti, dfpo_err *err) {
-  const char *init, *model, *tok;
-  int rc;
-  if ((rc = cfg_get_str(&r->s.conf, "model.init", &init, err)) ||
-      (rc = cfg_get_str(&r->s.conf, "model.path", &model, err)) ||
-      (rc = cfg_get_str(&r->s.conf, "tokenizer.path", &tok, err)))
-    return rc;
-  if (!strcmp(init, "import") && (!model[0] || !tok[0]))
-    return imported_base(r, ti, model, tok, err);
-  if (strcmp(init, "pretrain")) {
-    if (!model[0] || !tok[0])
-      return dfpo_err_set(err, DFPO_EUSAGE,
-                          "model.init %s needs model.path and tokenizer.path (for GPT-2 124M: "
-                          "its model.safetensors and the folder of its tokenizer files)",
-                          init);
-    if (!exists(model) || !exists(tok))
-      return dfpo_err_set(err, DFPO_EDATA, "base model: %s or %s does not exist", model, tok);
-    suite_fmt(r->model[ti], sizeof r->model[ti], "%s", model);
-    suite_fmt(r->tok[ti], sizeof r->tok[ti], "%s", tok);
-    return DFPO_OK;
-  }
-  if (!strcmp(r->s.tasks[ti], "synthetic"))
-    return synthetic_base(r, ti, err);
-  if (!strcmp(r->s.tasks[ti], "imdb"))
-    return imdb_base(r, ti, err);
-  return dfpo_err_set(err, DFPO_EUSAGE,
-                      "base model: pretraining on the corpus of task '%s' is not built yet "
-                      "(synthetic and imdb are); set model.init to import or checkpoint",
-                      r->s.tasks[ti]);
+  task_base b;
+  memset(&b, 0, sizeof b);
+  b.conf = &r->s.conf;
+  b.root = r->root;
+  b.task = r->s.tasks[ti];
+  b.shared_data = r->shared_data;
+  int rc = repro_prepare_base(&b, err);
+  suite_fmt(r->model[ti], sizeof r->model[ti], "%s", b.model);
+  suite_fmt(r->tok[ti], sizeof r->tok[ti], "%s", b.tok);
+  suite_fmt(r->judge[ti], sizeof r->judge[ti], "%s", b.judge);
+  return rc;
 }
 
 /* ----------------------------------------------------------------- cells */
@@ -1092,7 +140,7 @@ static int write_failure(const repro *r, int i, const char *why) {
   dfpo_err e;
   char line[700];
   suite_fmt(line, sizeof line, "%s\n", why);
-  if (dfpo_mkdirs(dir, &e) || write_text(path, line, &e))
+  if (dfpo_mkdirs(dir, &e) || repro_write_text(path, line, &e))
     return DFPO_ERUNTIME;
   return DFPO_OK;
 }
@@ -1114,7 +162,7 @@ static int run_cell(repro *r, int i, dfpo_err *err) {
   char final[2600], staging[2600], path[2800], log[2800];
   cell_paths(r, i, final, sizeof final, staging, sizeof staging);
   suite_fmt(path, sizeof path, "%s/DONE", final);
-  if (exists(path)) {
+  if (repro_exists(path)) {
     r->status[i] = 'S';
     clear_failure(r, i);
     return DFPO_OK;
@@ -1156,8 +204,9 @@ static int run_cell(repro *r, int i, dfpo_err *err) {
   argv[n++] = "--tokenizer";
   argv[n++] = r->tok[ti];
   char jset[2400];
-  if (r->judge[ti][0]) { /* before the variant's own overrides, which may replace it */
-    suite_fmt(jset, sizeof jset, "task.judge.sentiment=%s", r->judge[ti]);
+  const task_def *d = task_find(r->s.tasks[ti]);
+  if (r->judge[ti][0] && d && d->judge) { /* before the variant's own overrides */
+    suite_fmt(jset, sizeof jset, "task.judge.%s=%s", d->judge->name, r->judge[ti]);
     argv[n++] = "--set";
     argv[n++] = jset;
   }
@@ -1167,13 +216,13 @@ static int run_cell(repro *r, int i, dfpo_err *err) {
   }
   argv[n] = NULL;
   double t0 = dfpo_now();
-  int st = run_child(argv, log);
+  int st = repro_run_child(argv, log);
   double secs = dfpo_now() - t0;
   char run[2900];
   suite_fmt(run, sizeof run, "%s/%s/%s/%s/seed-%lld", staging, r->s.name, r->s.tasks[ti], v->algo,
             (long long)r->s.seeds[si]);
   suite_fmt(path, sizeof path, "%s/DONE", run);
-  if (st == 0 && exists(path)) {
+  if (st == 0 && repro_exists(path)) {
     /* what the folder name alone does not say: the variant and its cost */
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "variant", v->name);
@@ -1206,7 +255,7 @@ static int run_cell(repro *r, int i, dfpo_err *err) {
                         r->s.tasks[ti], v->name, (long long)r->s.seeds[si]);
   }
   char why[512], msg[700];
-  last_error(log, why, sizeof why);
+  repro_last_error(log, why, sizeof why);
   /* the same words for every seed that failed the same way, so that the
    * report can say it once; the log is logs/<task>-<variant>-seed-<n>.log */
   suite_fmt(msg, sizeof msg, "exit %d: %s", st, why[0] ? why : "no message");
@@ -1216,79 +265,29 @@ static int run_cell(repro *r, int i, dfpo_err *err) {
   return dfpo_err_set(err, DFPO_ERUNTIME, "%s", msg);
 }
 
-/* ----------------------------------------------------------------- slurm */
-
-static int emit_slurm(repro *r, const char *suite_arg, dfpo_err *err) {
-  char dir[2200], path[2400];
-  suite_fmt(dir, sizeof dir, "%s/slurm", r->root);
-  int rc = dfpo_mkdirs(dir, err);
-  if (rc)
-    return rc;
-  const char *device;
-  cfg_get_str(&r->s.conf, "device", &device, err);
-  const char *gres = !strcmp(device, "cuda") ? "#SBATCH --gres=gpu:1\n" : "";
-  int n = suite_n_cells(&r->s);
-  char common[6000];
-  suite_fmt(common, sizeof common,
-            "#SBATCH --output=%s/slurm/%%x-%%A_%%a.out\n"
-            "set -euo pipefail\n"
-            "DFPO='%s'\n",
-            r->root, r->exe);
-  char text[16000];
-  /* the preparation job: data and base models, once, before the cells */
-  suite_fmt(text, sizeof text,
-            "#!/bin/bash\n#SBATCH --job-name=%s-prepare\n%s%s"
-            "\"$DFPO\" reproduce --config '%s' --out '%s' --prepare-only\n",
-            r->s.name, gres, common, r->config, r->out);
-  suite_fmt(path, sizeof path, "%s/prepare.sbatch", dir);
-  if ((rc = write_text(path, text, err)))
-    return rc;
-  suite_fmt(text, sizeof text,
-            "#!/bin/bash\n#SBATCH --job-name=%s-cells\n#SBATCH --array=0-%d\n%s%s"
-            "# one array task per (task, algorithm, seed) cell, in the order of\n"
-            "# `dfpo reproduce --help` (tasks outermost, seeds innermost)\n"
-            "\"$DFPO\" reproduce --config '%s' --out '%s' --cell \"$SLURM_ARRAY_TASK_ID\"\n",
-            r->s.name, n - 1, gres, common, r->config, r->out);
-  suite_fmt(path, sizeof path, "%s/cells.sbatch", dir);
-  if ((rc = write_text(path, text, err)))
-    return rc;
-  suite_fmt(text, sizeof text,
-            "#!/bin/bash\n#SBATCH --job-name=%s-report\n%s"
-            "\"$DFPO\" report '%s'\n",
-            r->s.name, common, r->root);
-  suite_fmt(path, sizeof path, "%s/report.sbatch", dir);
-  if ((rc = write_text(path, text, err)))
-    return rc;
-  suite_fmt(text, sizeof text,
-            "#!/bin/bash\n"
-            "# Submits the suite %s (%d cells): preparation, then the cell array, then\n"
-            "# the report (which runs even when some cells failed, and lists them).\n"
-            "set -euo pipefail\n"
-            "cd \"$(dirname \"$0\")\"\n"
-            "prep=$(sbatch --parsable prepare.sbatch)\n"
-            "cells=$(sbatch --parsable --dependency=afterok:$prep cells.sbatch)\n"
-            "sbatch --dependency=afterany:$cells report.sbatch\n",
-            suite_arg, n);
-  suite_fmt(path, sizeof path, "%s/submit.sh", dir);
-  if ((rc = write_text(path, text, err)))
-    return rc;
-  chmod(path, 0755);
-  printf("%s\n", path);
-  dfpo_info("reproduce: wrote %s/{prepare,cells,report}.sbatch and submit.sh (%d cells)", dir, n);
-  return DFPO_OK;
-}
-
 /* --------------------------------------------------------------- command */
+
+/* The shared-data folder: --shared-data, else $DFPO_SHARED_DATA, else
+ * ../shared/data beside the source tree. */
+static void repro_shared_data(const char *opt, char *buf, size_t n) {
+  const char *env = getenv("DFPO_SHARED_DATA");
+  if (opt && opt[0])
+    suite_fmt(buf, n, "%s", opt);
+  else if (env && env[0])
+    suite_fmt(buf, n, "%s", env);
+  else
+    suite_fmt(buf, n, "%s/../shared/data", DFPO_SOURCE_DIR);
+}
 
 static int find_suite(const char *name, char *buf, size_t n) {
   if (strchr(name, '/'))
     return -1;
   suite_fmt(buf, n, "configs/%s.json", name);
-  if (exists(buf))
+  if (repro_exists(buf))
     return 0;
 #ifdef DFPO_SOURCE_DIR
   suite_fmt(buf, n, "%s/configs/%s.json", DFPO_SOURCE_DIR, name);
-  if (exists(buf))
+  if (repro_exists(buf))
     return 0;
 #endif
   return -1;
@@ -1321,12 +320,12 @@ static int reproduce(repro *r, const char *file, const char *const *sets, int ns
   char *json = cfg_to_json(&r->s.conf);
   if (!json)
     return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
-  rc = write_text(r->config, json, err);
+  rc = repro_write_text(r->config, json, err);
   free(json);
   if (rc)
     return rc;
   if (emit)
-    return emit_slurm(r, file, err);
+    return repro_emit_slurm(r, file, err);
   /* the device, resolved here once so that cuda without a usable device
    * fails before any work (the children resolve the same key again) */
   const char *device;
@@ -1380,7 +379,7 @@ static int reproduce(repro *r, const char *file, const char *const *sets, int ns
     char final[2600], staging[2600], done[2700];
     cell_paths(r, i, final, sizeof final, staging, sizeof staging);
     suite_fmt(done, sizeof done, "%s/DONE", final);
-    if (!exists(done) && max_cells >= 0 && ran >= max_cells) {
+    if (!repro_exists(done) && max_cells >= 0 && ran >= max_cells) {
       dfpo_info("reproduce: stopping after %d cells (--max-cells)", ran);
       rc = dfpo_err_set(err, DFPO_EINTR,
                         "reproduce: stopped after %d cells (--max-cells); run "
@@ -1390,7 +389,7 @@ static int reproduce(repro *r, const char *file, const char *const *sets, int ns
     }
     dfpo_err e;
     dfpo_err_clear(&e);
-    int was_done = exists(done);
+    int was_done = repro_exists(done);
     int crc = run_cell(r, i, &e);
     ran += !was_done;
     if (crc == DFPO_EINTR) {
@@ -1423,7 +422,7 @@ int cmd_reproduce(int argc, char **argv) {
   /* read by the children's OpenMP at their start (this process's has read
    * its own already); a value the user set stays */
   setenv("OMP_WAIT_POLICY", "PASSIVE", 0);
-  enum { O_SUITE = 256, O_CONFIG, O_OUT, O_EMIT, O_MAX, O_CELL, O_PREP, O_DEVICE };
+  enum { O_SUITE = 256, O_CONFIG, O_OUT, O_EMIT, O_MAX, O_CELL, O_PREP, O_DEVICE, O_SHARED };
   static const struct option opts[] = {{"suite", required_argument, NULL, O_SUITE},
                                        {"config", required_argument, NULL, O_CONFIG},
                                        {"out", required_argument, NULL, O_OUT},
@@ -1433,9 +432,10 @@ int cmd_reproduce(int argc, char **argv) {
                                        {"cell", required_argument, NULL, O_CELL},
                                        {"prepare-only", no_argument, NULL, O_PREP},
                                        {"device", required_argument, NULL, O_DEVICE},
+                                       {"shared-data", required_argument, NULL, O_SHARED},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
-  const char *suite_name = NULL, *file = NULL, *out = "out";
+  const char *suite_name = NULL, *file = NULL, *out = "out", *shared = NULL;
   char device_set[64] = "";
   char **sets = calloc((size_t)argc + 1, sizeof *sets);
   if (!sets)
@@ -1475,6 +475,9 @@ int cmd_reproduce(int argc, char **argv) {
       snprintf(device_set, sizeof device_set, "device=%.50s", optarg);
       sets[nsets++] = device_set;
       break;
+    case O_SHARED:
+      shared = optarg;
+      break;
     case 'h':
       fputs(reproduce_usage, stdout);
       free(sets);
@@ -1500,6 +503,7 @@ int cmd_reproduce(int argc, char **argv) {
   repro r;
   memset(&r, 0, sizeof r);
   suite_fmt(r.out, sizeof r.out, "%s", out);
+  repro_shared_data(shared, r.shared_data, sizeof r.shared_data);
   dfpo_err err;
   dfpo_err_clear(&err);
   rc =

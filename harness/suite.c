@@ -1,5 +1,6 @@
 #define _XOPEN_SOURCE 700 /* nftw */
 #include "harness/suite.h"
+#include "harness/task.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -180,10 +181,10 @@ int suite_n_cells(const suite *s) {
   return s->n_tasks * s->n_variants * s->n_seeds;
 }
 
-void suite_cell(const suite *s, int i, int *task, int *variant, int *seed) {
+void suite_cell(const suite *s, int i, int *ti, int *variant, int *seed) {
   *seed = i % s->n_seeds;
   *variant = (i / s->n_seeds) % s->n_variants;
-  *task = i / (s->n_seeds * s->n_variants);
+  *ti = i / (s->n_seeds * s->n_variants);
 }
 
 static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
@@ -206,18 +207,13 @@ const char *const res_curve_names[RES_CURVES] = {"reward", "val_reward", "val_nl
                                                  "val_ppl_ref"};
 
 int res_metric_direction(const char *m) {
-  static const char *const high[] = {"reward",  "sentiment", "meteor",     "bleu4",      "cider",
-                                     "rouge_l", "coverage",  "distinct_1", "distinct_2", NULL};
-  static const char *const low[] = {"nll_word",      "oov_rate", "perplexity", "ppl",
-                                    "ppl_ref",       "ppl_gen",  "toxicity",   "max_toxicity",
-                                    "toxicity_prob", NULL};
-  for (int i = 0; high[i]; i++)
-    if (!strcmp(m, high[i]))
-      return 1;
-  for (int i = 0; low[i]; i++)
-    if (!strcmp(m, low[i]))
-      return -1;
-  return 0;
+  const met_metric_info *i = task_metric_find(m);
+  return i ? i->better : 0;
+}
+
+const char *res_metric_label(const char *m) {
+  const met_metric_info *i = task_metric_find(m);
+  return i ? i->label : m;
 }
 
 int res_metric_index(const res_task *t, const char *name) {
@@ -275,10 +271,19 @@ static res_variant *variant_get(res_task *t, const char *name, dfpo_err *err) {
   return v;
 }
 
-static int metric_get(res_task *t, const char *name) {
+/* The column of a metric, added when new; -1 (err set) past
+ * RES_MAX_METRICS or for a name too long. */
+static int metric_get(res_task *t, const char *name, dfpo_err *err) {
   int i = res_metric_index(t, name);
-  if (i >= 0 || t->n_metrics == RES_MAX_METRICS || strlen(name) >= sizeof t->metrics[0])
+  if (i >= 0)
     return i;
+  if (t->n_metrics == RES_MAX_METRICS || strlen(name) >= sizeof t->metrics[0]) {
+    dfpo_err_set(err, DFPO_EDATA,
+                 "task %s: metric '%s' is one too many (at most %d metrics of up to %zu "
+                 "characters; RES_MAX_METRICS in harness/suite.h)",
+                 t->name, name, RES_MAX_METRICS, sizeof t->metrics[0] - 1);
+    return -1;
+  }
   suite_fmt(t->metrics[t->n_metrics], sizeof t->metrics[0], "%s", name);
   return t->n_metrics++;
 }
@@ -347,9 +352,12 @@ static int read_cell(res_task *t, res_variant *v, int64_t seed, const char *cell
   cJSON_ArrayForEach(it, ms) {
     if (!cJSON_IsNumber(it))
       continue;
-    int m = metric_get(t, it->string);
-    if (m >= 0)
-      v->vals[s][m] = it->valuedouble;
+    int m = metric_get(t, it->string, err);
+    if (m < 0) {
+      cJSON_Delete(o);
+      return dfpo_err_prefix(err, "%s", path);
+    }
+    v->vals[s][m] = it->valuedouble;
   }
   cJSON_Delete(o);
   suite_fmt(path, sizeof path, "%s/config.json", cell);
@@ -378,10 +386,10 @@ static int exists(const char *path) {
 }
 
 /* The reason a cell failed, from failed/<task>/<variant>/seed-<n>.txt. */
-static void failure_reason(const char *dir, const char *task, const char *variant, int64_t seed,
+static void failure_reason(const char *dir, const char *tname, const char *variant, int64_t seed,
                            char *buf, size_t n) {
   char path[4200];
-  suite_fmt(path, sizeof path, "%s/failed/%s/%s/seed-%lld.txt", dir, task, variant,
+  suite_fmt(path, sizeof path, "%s/failed/%s/%s/seed-%lld.txt", dir, tname, variant,
             (long long)seed);
   FILE *fp = fopen(path, "r");
   suite_fmt(buf, n, "not run");
@@ -636,8 +644,12 @@ int res_read_json(res_suite *r, const char *path, dfpo_err *err) {
           v->vals[s][k] = NAN;
       }
       cJSON_ArrayForEach(m, ms) {
-        int k = metric_get(t, m->string);
-        if (k < 0 || !cJSON_IsArray(m) || cJSON_GetArraySize(m) != v->n_done) {
+        int k = metric_get(t, m->string, err);
+        if (k < 0) {
+          rc = dfpo_err_prefix(err, "%s", path);
+          break;
+        }
+        if (!cJSON_IsArray(m) || cJSON_GetArraySize(m) != v->n_done) {
           rc = dfpo_err_set(err, DFPO_EDATA, "%s: %s/%s: metric '%s' needs one value per seed",
                             path, t->name, v->name, m->string);
           break;

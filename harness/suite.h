@@ -58,7 +58,7 @@ int suite_rmtree(const char *path, dfpo_err *err);
 
 /* ------------------------------------------------------------- results */
 
-#define RES_MAX_METRICS 12
+#define RES_MAX_METRICS 32
 #define RES_MAX_SEEDS 64
 #define RES_CURVES 5
 
@@ -116,8 +116,11 @@ int res_metric_index(const res_task *t, const char *name);
 int res_variant_index(const res_task *t, const char *name);
 /* Column j of variant v: the values of the seeds done, packed (returns n). */
 int res_values(const res_variant *v, int metric, double *out);
-/* Whether higher is better (1), lower (-1), or neither (0) for a metric name. */
+/* Whether higher is better (1), lower (-1), or neither (0) for a metric
+ * name, and its label in tables (the name itself when unknown): from the
+ * task registry and the metrics library's table (task_metric_find). */
 int res_metric_direction(const char *metric);
+const char *res_metric_label(const char *metric);
 
 /* `dfpo report`: reads the suite folder dir and writes dir/report/ (tables,
  * plots when `plots`, report.md, results.json). */

@@ -1,6 +1,6 @@
-/* The task registry (task_open) and what the tasks share: split files,
- * judges, prompts, UTF-8 repair and diversity. The tasks themselves:
- * task_synthetic.c and task_text.c. */
+/* The task registry (one row per task; task_open) and what the tasks
+ * share: split files, judges, prompts and diversity. The tasks themselves:
+ * task_synthetic.c, task_imdb.c, task_rtp.c, task_commongen.c. */
 #include "harness/task.h"
 #include "datasets/datasets.h"
 #include "harness/task_internal.h"
@@ -246,81 +246,132 @@ int task_diversity(char *const *texts, size_t n, cJSON *metrics, dfpo_err *err) 
   for (size_t i = 0; !rc && i < n; i++)
     rc = met_corpus_add(&c, texts[i], NULL, 0, NULL, 0, err);
   met_diversity d;
-  if (!rc && !(rc = met_diversity_compute(&c, &d, err))) {
-    cJSON *o = cJSON_AddObjectToObject(metrics, "diversity");
-    if (isfinite(d.msttr100))
-      cJSON_AddNumberToObject(o, "msttr100", d.msttr100);
-    else
-      cJSON_AddNullToObject(o, "msttr100");
-    cJSON_AddNumberToObject(o, "distinct1", d.distinct[0]);
-    cJSON_AddNumberToObject(o, "distinct2", d.distinct[1]);
-    cJSON_AddNumberToObject(o, "vocab_size1", (double)d.vocab_size[0]);
-    cJSON_AddNumberToObject(o, "vocab_size2", (double)d.vocab_size[1]);
-    cJSON_AddNumberToObject(o, "unique1", (double)d.unique[0]);
-    cJSON_AddNumberToObject(o, "unique2", (double)d.unique[1]);
-    cJSON_AddNumberToObject(o, "entropy1", d.entropy[0]);
-    cJSON_AddNumberToObject(o, "entropy2", d.entropy[1]);
-    cJSON_AddNumberToObject(o, "mean_length", d.mean_length);
-  }
+  if (!rc && !(rc = met_diversity_compute(&c, &d, err)))
+    met_diversity_json(&d, cJSON_AddObjectToObject(metrics, "diversity"));
   met_corpus_free(&c);
   return rc;
 }
 
 /* -------------------------------------------------------------- registry */
 
-int task_synth_params_from_cfg(const cfg *conf, task_synth_params *p, dfpo_err *err) {
-  task_synth_params tp = task_synth_defaults();
-  int64_t v;
-  int rc;
-#define SGET(kind, path, dst)                                                                      \
-  do {                                                                                             \
-    if ((rc = cfg_get_##kind(conf, path, dst, err)))                                               \
-      return rc;                                                                                   \
-  } while (0)
-  SGET(int, "task.synthetic.language_seed", &v);
-  tp.language_seed = (uint64_t)v;
-  SGET(int, "task.synthetic.data_seed", &v);
-  tp.data_seed = (uint64_t)v;
-  SGET(num, "task.synthetic.lambda", &tp.lambda);
-  SGET(int, "task.synthetic.n_train", &v);
-  tp.n[TASK_TRAIN] = (size_t)v;
-  SGET(int, "task.synthetic.n_validation", &v);
-  tp.n[TASK_VALIDATION] = (size_t)v;
-  SGET(int, "task.synthetic.n_test", &v);
-  tp.n[TASK_TEST] = (size_t)v;
-  SGET(int, "task.synthetic.min_words", &v);
-  tp.min_words = (int)v;
-  SGET(num, "task.prompt_fraction", &tp.prompt_fraction);
-#undef SGET
-  *p = tp;
+/* One row per task; docs/tasks.md says what a new one needs. */
+static const task_def registry[] = {
+    {.name = "synthetic",
+     .open = task_synthetic_open,
+     .base = repro_base_synthetic,
+     .metrics = task_synthetic_metrics,
+     .report_note = task_synthetic_note},
+    {.name = "imdb",
+     .dataset = "imdb",
+     .shared_archive = "imdb/aclImdb.tar.gz",
+     .open = task_imdb_open,
+     .base = repro_base_text,
+     .metrics = task_imdb_metrics,
+     .judge = &task_imdb_judge,
+     .paper = 1},
+    {.name = "rtp",
+     .dataset = "rtp",
+     .open = task_rtp_open,
+     .metrics = task_rtp_metrics,
+     .judge = &task_rtp_judge,
+     .paper = 1},
+    {.name = "commongen",
+     .dataset = "commongen",
+     .open = task_commongen_open,
+     .metrics = task_commongen_metrics,
+     .library = task_commongen_library,
+     .paper = 1},
+};
+enum { N_TASKS = (int)(sizeof registry / sizeof registry[0]) };
+
+const task_def *task_def_at(int i) {
+  return i >= 0 && i < N_TASKS ? &registry[i] : NULL;
+}
+
+const task_def *task_find(const char *name) {
+  for (int i = 0; name && i < N_TASKS; i++)
+    if (!strcmp(registry[i].name, name))
+      return &registry[i];
+  return NULL;
+}
+
+const task_def *task_find_judge(const char *name) {
+  for (int i = 0; name && i < N_TASKS; i++)
+    if (registry[i].judge && !strcmp(registry[i].judge->name, name))
+      return &registry[i];
+  return NULL;
+}
+
+const met_metric_info *task_metric_find(const char *key) {
+  for (int i = 0; key && i < N_TASKS; i++)
+    for (const met_metric_info *m = registry[i].metrics; m && m->key; m++)
+      if (!strcmp(m->key, key))
+        return m;
+  return met_metric_find(key);
+}
+
+void task_names(char *buf, size_t n) {
+  size_t o = 0;
+  buf[0] = '\0';
+  for (int i = 0; i < N_TASKS && o < n; i++)
+    o += (size_t)snprintf(buf + o, n - o, "%s%s",
+                          i == 0             ? ""
+                          : i + 1 == N_TASKS ? (N_TASKS > 2 ? ", or " : " or ")
+                                             : ", ",
+                          registry[i].name);
+}
+
+void task_set_metrics(task *t, const met_metric_info *m, int n) {
+  for (int i = 0; i < n && i < TASK_MAX_METRICS; i++)
+    t->metric_names[i] = m[i].key;
+  t->n_metrics = n;
+}
+
+static void text_free(void *p) {
+  task_text_impl *x = p;
+  if (!x)
+    return;
+  met_judge_free(x->judge);
+  met_wordnet_free(x->wn);
+  free(x);
+}
+
+const char task_dev_splits[] =
+    "splits made by the harness with its own seeded shuffle (Hugging Face's shuffles cannot be "
+    "replayed in C)";
+
+int task_text_begin(task *t, const cfg *conf, size_t *cap, dfpo_err *err) {
+  t->data_verified = -1;
+  t->samples_per_prompt = 1;
+  task_text_impl *x = calloc(1, sizeof *x);
+  if (!x)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "%s task: out of memory", t->name);
+  t->impl = x;
+  t->impl_free = text_free;
+  int64_t max_items;
+  int rc = cfg_get_int(conf, "task.max_items", &max_items, err);
+  if (rc)
+    return rc;
+  *cap = (size_t)max_items;
   return DFPO_OK;
 }
 
-static int open_synthetic(const cfg *conf, task *t, dfpo_err *err) {
-  task_synth_params tp;
-  int rc = task_synth_params_from_cfg(conf, &tp, err);
-  if (rc)
-    return rc;
-  if ((rc = task_synth_init(t, &tp, err)))
-    return rc;
-  task_add_judge(t, "reward",
-                 "synthetic: the exact posterior and likelihood of the true language (no "
-                 "trained judge)");
-  task_deviation(t, "not a task of the paper: the project's offline stand-in, a known language "
-                    "with exact rewards and likelihoods (docs/synthetic.md)");
-  return DFPO_OK;
+void task_text_end(task *t) {
+  task_deviation(t, "GPT-2 policy (the paper used T5 for some tasks)");
+  if (t->data_verified == 0)
+    task_deviation(t, "the dataset was imported unverified (prepared.json says verified: false)");
 }
 
 int task_open(const char *name, const cfg *conf, task *t, dfpo_err *err) {
   memset(t, 0, sizeof *t);
-  int rc;
-  if (!strcmp(name, "synthetic"))
-    rc = open_synthetic(conf, t, err);
-  else if (!strcmp(name, "imdb") || !strcmp(name, "rtp") || !strcmp(name, "commongen"))
-    rc = task_text_open(name, conf, t, err);
-  else
-    return dfpo_err_set(err, DFPO_EUSAGE, "unknown task '%s' (synthetic, imdb, rtp or commongen)",
-                        name);
+  const task_def *d = task_find(name);
+  if (!d) {
+    char names[256];
+    task_names(names, sizeof names);
+    return dfpo_err_set(err, DFPO_EUSAGE, "unknown task '%s' (%s)", name, names);
+  }
+  snprintf(t->name, sizeof t->name, "%s", d->name);
+  int rc = d->open(conf, t, err);
   if (rc)
     task_free(t);
   return rc;

@@ -17,6 +17,7 @@
 
 #include "common/common.h"
 #include "harness/config.h"
+#include "metrics/metrics.h"
 
 #include <cjson/cJSON.h>
 
@@ -68,9 +69,74 @@ typedef struct task {
   void (*impl_free)(void *impl);
 } task;
 
-/* Opens the task `name` (synthetic, imdb, rtp, commongen) with its config
- * keys (task.*; docs/tasks.md): loads its splits (from task.data_dir, else
- * the prepared dataset in the cache) and its judges. */
+/* ------------------------------------------------------------ registry */
+
+/* A judge trained by the harness that scores a task (`dfpo judge train
+ * NAME`, docs/judges.md): what it is trained on in the task's dataset. */
+typedef struct task_judge_def {
+  const char *name;               /* sentiment, toxicity; also task.judge.<name> */
+  const char *train, *val, *test; /* split files of the dataset (NAME.jsonl) */
+  const char *text_key;           /* the text field (NULL: the first reference) */
+  const char *y_key;              /* the target field */
+  int by_split;                   /* the splits are a "split" field of one file */
+  int char_min, char_max;         /* its character n-gram default (0, 0: none) */
+} task_judge_def;
+
+/* What `dfpo reproduce` (model.init pretrain) asks of a task's base-model
+ * preparation: in, the suite's config and folder; out, the paths the cells
+ * get. The preparation caches what it makes under a key of its config and
+ * writes <root>/base-<task>.json. */
+typedef struct task_base {
+  const cfg *conf;         /* the resolved suite config */
+  const char *root;        /* the suite folder */
+  const char *task;        /* the task's name */
+  const char *shared_data; /* the shared-data folder (local copies of archives) */
+  char model[2300];        /* out: the base model */
+  char tok[2300];          /* out: its tokenizer folder */
+  char judge[2300];        /* out: the judge folder the cells get ("": their own) */
+} task_base;
+
+/* One row per task: everything a caller dispatches on. Adding a task is a
+ * file of its own (task_<name>.c: open, score, aggregate, its metrics) and
+ * one row in task.c's registry (docs/tasks.md). */
+typedef struct task_def {
+  const char *name;
+  const char *dataset;        /* its dataset in the manifest (NULL: made from a seed) */
+  const char *shared_archive; /* its archive under the shared-data folder (NULL: none) */
+  /* Opens it (t is zeroed and named; on failure the caller frees it). */
+  int (*open)(const cfg *conf, task *t, dfpo_err *err);
+  /* dfpo reproduce's base model for model.init pretrain (NULL: not built;
+   * repro_base.c). */
+  int (*base)(const struct task_def *d, task_base *b, dfpo_err *err);
+  /* The task-specific metrics it writes (the per-sample ones, reward
+   * first, then the corpus-level ones), ended by {NULL}. */
+  const met_metric_info *metrics;
+  /* The metrics library's metrics it writes besides diversity, ppl_ref and
+   * ppl_gen, ended by MET_METRIC_COUNT. */
+  const met_metric_id *library;
+  const task_judge_def *judge; /* the trained judge that scores it (NULL: none) */
+  /* Whether it is one of the paper's tasks (the report's notes on judges,
+   * policies and splits apply), rather than the offline stand-in (whose
+   * base model and reference continuations the report describes). */
+  int paper;
+  const char *report_note; /* what `dfpo report` says of it under its tables (NULL: nothing) */
+} task_def;
+
+/* The registry row of a task, NULL when there is none. */
+const task_def *task_find(const char *name);
+/* Row i (0-based) of the registry, NULL past the last. */
+const task_def *task_def_at(int i);
+/* The row whose judge is called name, NULL when none. */
+const task_def *task_find_judge(const char *name);
+/* A metric by its key: a task's (the first row that has it), else the
+ * metrics library's (met_metric_find); NULL when nobody writes it. */
+const met_metric_info *task_metric_find(const char *key);
+/* The names of the tasks, ", "-separated, "or" before the last, into buf. */
+void task_names(char *buf, size_t n);
+
+/* Opens the task `name` (a registry row) with its config keys (task.*;
+ * docs/tasks.md): loads its splits (from task.data_dir, else the prepared
+ * dataset in the cache) and its judges. */
 int task_open(const char *name, const cfg *conf, task *t, dfpo_err *err);
 
 /* The byte length of text's first max(1, floor(words * fraction)) words
@@ -86,7 +152,7 @@ char *task_commongen_prompt(char *const *concepts, size_t n);
  * (valid UTF-8) to the JSON object metrics. */
 int task_diversity(char *const *texts, size_t n, cJSON *metrics, dfpo_err *err);
 
-/* Parameters of the synthetic task (DESIGN.md section 5, docs/synthetic.md). */
+/* Parameters of the synthetic task (docs/synthetic.md). */
 typedef struct task_synth_params {
   uint64_t language_seed; /* which language */
   uint64_t data_seed;     /* which documents; the same for every run seed */

@@ -1,5 +1,7 @@
-/* Internal to the task files (task.c, task_synthetic.c, task_text.c): what
- * the tasks share. Prefix: task_. */
+/* Internal to the task files (task.c, task_synthetic.c, task_imdb.c,
+ * task_rtp.c, task_commongen.c) and the base-model preparations of
+ * `dfpo reproduce` (repro_base.c): what the registry rows point at and what
+ * the tasks share. Prefix: task_ (repro_ for repro_base.c's). */
 #ifndef DFPO_HARNESS_TASK_INTERNAL_H
 #define DFPO_HARNESS_TASK_INTERNAL_H
 
@@ -26,7 +28,44 @@ void task_deviation(task *t, const char *text);
 /* Appends {"role": role, "id": id} to t->judges and returns it (owned by
  * t), for more fields. */
 cJSON *task_add_judge(task *t, const char *role, const char *id);
-/* imdb, rtp, commongen. */
-int task_text_open(const char *name, const cfg *conf, task *t, dfpo_err *err);
+
+/* What a task on text holds: its judge or WordNet (task_text_begin). */
+typedef struct task_text_impl {
+  met_judge *judge;
+  met_wordnet *wn;
+} task_text_impl;
+/* Sets up t as a task on text: a task_text_impl, one sample per prompt,
+ * and *cap = task.max_items. */
+int task_text_begin(task *t, const cfg *conf, size_t *cap, dfpo_err *err);
+/* Adds the deviations every task on text has (GPT-2 policy; an import
+ * unverified). */
+void task_text_end(task *t);
+/* "splits made by the harness with its own seeded shuffle ..." */
+extern const char task_dev_splits[];
+/* Sets t->metric_names from a row's metrics: the first n keys. */
+void task_set_metrics(task *t, const met_metric_info *m, int n);
+
+/* The tasks: their open functions, their metrics (registry rows) and what
+ * tests/harness/test_metric_names.c runs directly. */
+int task_synthetic_open(const cfg *conf, task *t, dfpo_err *err);
+extern const met_metric_info task_synthetic_metrics[];
+extern const char task_synthetic_note[];
+int task_imdb_open(const cfg *conf, task *t, dfpo_err *err);
+extern const met_metric_info task_imdb_metrics[];
+extern const task_judge_def task_imdb_judge;
+int task_rtp_open(const cfg *conf, task *t, dfpo_err *err);
+extern const met_metric_info task_rtp_metrics[];
+extern const task_judge_def task_rtp_judge;
+int task_rtp_aggregate(const task *t, const task_eval *ev, cJSON *m, dfpo_err *err);
+int task_commongen_open(const cfg *conf, task *t, dfpo_err *err);
+extern const met_metric_info task_commongen_metrics[];
+extern const met_metric_id task_commongen_library[];
+int task_commongen_aggregate(const task *t, const task_eval *ev, cJSON *m, dfpo_err *err);
+
+/* repro_base.c: the base models `dfpo reproduce` prepares (task_def.base):
+ * the synthetic language's, and one pretrained on a text task's dataset
+ * (its tokenizer, base model and judge). */
+int repro_base_synthetic(const task_def *d, task_base *b, dfpo_err *err);
+int repro_base_text(const task_def *d, task_base *b, dfpo_err *err);
 
 #endif

@@ -1,5 +1,7 @@
+/* The synthetic task (docs/synthetic.md): documents of a known language
+ * with exact rewards and likelihoods, the project's offline stand-in. */
 #include "datasets/datasets.h"
-#include "harness/task.h"
+#include "harness/task_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +16,21 @@ task_synth_params task_synth_defaults(void) {
   return p;
 }
 
+enum { SYN_REWARD, SYN_NLL_WORD, SYN_OOV_RATE, SYN_N };
+
+const met_metric_info task_synthetic_metrics[] = {
+    [SYN_REWARD] = {"reward", "Reward", 1},
+    [SYN_NLL_WORD] = {"nll_word", "NLL/word", -1},
+    [SYN_OOV_RATE] = {"oov_rate", "OOV rate", -1},
+    [SYN_N] = {NULL, NULL, 0},
+};
+
+const char task_synthetic_note[] =
+    "Task: the synthetic language (docs/synthetic.md) in place of IMDB. Reward = the exact "
+    "P(positive | prompt + continuation); NLL/word = the true language's negative "
+    "log-likelihood per word of the continuation, in place of perplexity under a judge LM; OOV "
+    "rate = share of words outside the language.";
+
 static void synth_free(void *impl) {
   ds_synth_free(impl);
   free(impl);
@@ -27,10 +44,10 @@ static int synth_score(const task *t, const task_item *item, const char *continu
   if (rc)
     return rc;
   int words = s.n_words > 0 ? s.n_words : 0;
-  values[0] = s.p_positive;
-  values[1] = s.nll_word;
+  values[SYN_REWARD] = s.p_positive;
+  values[SYN_NLL_WORD] = s.nll_word;
   int total = ds_synth_words(t->impl, prompt, NULL, 0) + words;
-  values[2] = total > 0 ? (double)s.n_oov / total : 0;
+  values[SYN_OOV_RATE] = total > 0 ? (double)s.n_oov / total : 0;
   return DFPO_OK;
 }
 
@@ -51,10 +68,7 @@ int task_synth_init(task *t, const task_synth_params *p, dfpo_err *err) {
   t->impl = L;
   t->impl_free = synth_free;
   t->score = synth_score;
-  t->n_metrics = 3;
-  t->metric_names[0] = "reward";
-  t->metric_names[1] = "nll_word";
-  t->metric_names[2] = "oov_rate";
+  task_set_metrics(t, task_synthetic_metrics, SYN_N);
   t->samples_per_prompt = 1;
   t->data_verified = -1;
   /* Each split has its own stream, so that changing one split's size does
@@ -103,4 +117,47 @@ int task_write_corpus(const task *t, int split, const char *path, dfpo_err *err)
   for (size_t i = 0; i < t->n[split]; i++)
     fprintf(a.fp, "%s\n", t->items[split][i].reference);
   return dfpo_atomic_commit(&a, err);
+}
+
+int task_synth_params_from_cfg(const cfg *conf, task_synth_params *p, dfpo_err *err) {
+  task_synth_params tp = task_synth_defaults();
+  int64_t v;
+  int rc;
+#define SGET(kind, path, dst)                                                                      \
+  do {                                                                                             \
+    if ((rc = cfg_get_##kind(conf, path, dst, err)))                                               \
+      return rc;                                                                                   \
+  } while (0)
+  SGET(int, "task.synthetic.language_seed", &v);
+  tp.language_seed = (uint64_t)v;
+  SGET(int, "task.synthetic.data_seed", &v);
+  tp.data_seed = (uint64_t)v;
+  SGET(num, "task.synthetic.lambda", &tp.lambda);
+  SGET(int, "task.synthetic.n_train", &v);
+  tp.n[TASK_TRAIN] = (size_t)v;
+  SGET(int, "task.synthetic.n_validation", &v);
+  tp.n[TASK_VALIDATION] = (size_t)v;
+  SGET(int, "task.synthetic.n_test", &v);
+  tp.n[TASK_TEST] = (size_t)v;
+  SGET(int, "task.synthetic.min_words", &v);
+  tp.min_words = (int)v;
+  SGET(num, "task.prompt_fraction", &tp.prompt_fraction);
+#undef SGET
+  *p = tp;
+  return DFPO_OK;
+}
+
+int task_synthetic_open(const cfg *conf, task *t, dfpo_err *err) {
+  task_synth_params tp;
+  int rc = task_synth_params_from_cfg(conf, &tp, err);
+  if (rc)
+    return rc;
+  if ((rc = task_synth_init(t, &tp, err)))
+    return rc;
+  task_add_judge(t, "reward",
+                 "synthetic: the exact posterior and likelihood of the true language (no "
+                 "trained judge)");
+  task_deviation(t, "not a task of the paper: the project's offline stand-in, a known language "
+                    "with exact rewards and likelihoods (docs/synthetic.md)");
+  return DFPO_OK;
 }

@@ -154,6 +154,60 @@ typedef struct met_diversity {
 
 int met_diversity_compute(const met_corpus *c, met_diversity *d, dfpo_err *err);
 
+/* The metrics library's metrics by name (metrics/metric_info.c): each has
+ * one key in every JSON the project writes (`dfpo metrics`, eval.json), a
+ * label for tables and a direction (better: 1 higher, -1 lower, 0
+ * neither). Writers take the key from here (met_key), so that `dfpo
+ * report` and `dfpo check` know every metric they read. The task-specific
+ * metrics (reward, nll_word, toxicity...) are in the harness's task
+ * registry. */
+typedef enum met_metric_id {
+  MET_BLEU1,
+  MET_BLEU2,
+  MET_BLEU3,
+  MET_BLEU4,
+  MET_SACREBLEU,
+  MET_CIDER_D,
+  MET_ROUGE_L_COCO,
+  MET_ROUGE1,
+  MET_ROUGE2,
+  MET_ROUGE_L,
+  MET_ROUGE1_STEM,
+  MET_ROUGE2_STEM,
+  MET_ROUGE_L_STEM,
+  MET_METEOR,
+  MET_COVERAGE,
+  MET_MSTTR100, /* the diversity block: */
+  MET_DISTINCT1,
+  MET_DISTINCT2,
+  MET_VOCAB_SIZE1,
+  MET_VOCAB_SIZE2,
+  MET_UNIQUE1,
+  MET_UNIQUE2,
+  MET_ENTROPY1,
+  MET_ENTROPY2,
+  MET_MEAN_LENGTH,
+  MET_TOTAL_LENGTH,
+  MET_PPL_REF, /* perplexities (met_ppl_ref, met_ppl_gen) */
+  MET_PPL_GEN,
+  MET_METRIC_COUNT
+} met_metric_id;
+
+typedef struct met_metric_info {
+  const char *key;   /* in JSON output */
+  const char *label; /* in tables */
+  int better;        /* 1 higher, -1 lower, 0 neither */
+} met_metric_info;
+
+extern const met_metric_info met_metrics[MET_METRIC_COUNT];
+/* The key of a metric (static string; NULL for an id out of range). */
+const char *met_key(met_metric_id id);
+/* The metric of that key, NULL when the library has none. */
+const met_metric_info *met_metric_find(const char *key);
+/* Adds the diversity metrics of d to the JSON object o under their keys
+ * (msttr100 null when NaN). */
+void met_diversity_json(const met_diversity *d, cJSON *o);
+
 /* Everything `dfpo metrics --task commongen` reports. */
 typedef struct met_commongen_scores {
   size_t n;

@@ -93,6 +93,24 @@ Test(reproduce, resumed_equals_uninterrupted_and_failures_are_reported) {
   snprintf(model, sizeof model, "%s", cJSON_GetObjectItem(bo, "model")->valuestring);
   snprintf(tok, sizeof tok, "%s", cJSON_GetObjectItem(bo, "tokenizer")->valuestring);
   cJSON_Delete(bo);
+  {
+    /* the base was pretrained by `dfpo pretrain --config pretrain.json`:
+     * the suite's config with the corpus, the output and the tokenizer */
+    char pj[700];
+    snprintf(pj, sizeof pj, "%s", model);
+    snprintf(strrchr(pj, '/'), sizeof pj - (size_t)(strrchr(pj, '/') - pj), "/pretrain.json");
+    char *text = ts_slurp(pj);
+    cr_assert_not_null(text, "%s missing", pj);
+    cJSON *pc = cJSON_Parse(text);
+    free(text);
+    const cJSON *pt = cJSON_GetObjectItem(pc, "pretrain");
+    const cJSON *tr = cJSON_GetArrayItem(cJSON_GetObjectItem(pt, "train"), 0);
+    cr_expect(cJSON_IsString(tr) && strstr(tr->valuestring, "/train.ids"), "%s", pj);
+    cr_expect_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(pc, "tokenizer"), "path")->valuestring,
+                     tok);
+    cr_expect_eq(cJSON_GetObjectItem(pt, "steps")->valuedouble, 30, "the suite's pretrain.steps");
+    cJSON_Delete(pc);
+  }
   snprintf(staging, sizeof staging, "%s/tiny/.staging/synthetic/ppo-beta0/seed-0", b);
   snprintf(cfg, sizeof cfg, "%s/tiny/suite.json", b);
   const char *targs[] = {"train",

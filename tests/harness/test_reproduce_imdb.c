@@ -210,3 +210,23 @@ Test(reproduce_imdb, without_data_the_cells_fail_with_the_reason) {
   cr_expect(strstr(why, "dfpo fetch imdb"), "%s", why);
   free(why);
 }
+
+/* --shared-data wins over $DFPO_SHARED_DATA: the archive is looked for in
+ * the folder the option names. */
+Test(reproduce_imdb, shared_data_option_names_the_archive_folder) {
+  char out[400], cfg[400], *err;
+  snprintf(out, sizeof out, "%s/out", dir);
+  snprintf(cfg, sizeof cfg, "%s/tiny.json", dir);
+  const char *args[] = {"reproduce",     "--config",         cfg, "--out", out,
+                        "--shared-data", "/nonexistent-opt", NULL};
+  int st = dfpo(args, "DFPO_SHARED_DATA=/nonexistent-env", &err);
+  cr_expect_eq(st, 3, "%s", err);
+  cr_expect(strstr(err, "no local archive at /nonexistent-opt/imdb/aclImdb.tar.gz"), "%s", err);
+  cr_expect_null(strstr(err, "/nonexistent-env"), "%s", err);
+  free(err);
+  const char *help[] = {"reproduce", "--help", NULL};
+  ts_run r;
+  ts_dfpo_home(&r, home, (char *const *)help, NULL);
+  cr_expect(strstr(r.out, "--shared-data DIR") && strstr(r.out, "$DFPO_SHARED_DATA"), "%s", r.out);
+  ts_run_free(&r);
+}
