@@ -1,3 +1,4 @@
+#include "harness/algo.h"
 #include "harness/config.h"
 
 #define RANGE(lo, hi) 1, (lo), (hi)
@@ -11,8 +12,8 @@ const cfg_key cfg_schema[] = {
     {"suite.name", CFG_STR, "\"default\"", NULL, NORANGE, "name of the suite (run folder level)"},
     {"suite.tasks", CFG_STR_LIST, "[\"synthetic\"]", "synthetic|imdb|rtp|commongen", NORANGE,
      "tasks of the matrix"},
-    {"suite.algos", CFG_STR_LIST, "[\"zero-shot\",\"sft\",\"ppo\",\"nlpo\",\"dfpo\"]", NULL,
-     NORANGE, "algorithms of the matrix: zero-shot|sft|ppo|nlpo|dfpo or a name in suite.variants"},
+    {"suite.algos", CFG_STR_LIST, ALG_JSON_LIST, NULL, NORANGE,
+     "algorithms of the matrix: " ALG_CHOICES " or a name in suite.variants"},
     {"suite.variants", CFG_STR_LIST, "[]", NULL, NORANGE,
      "named algorithm variants: \"NAME=ALGO key=value ...\" (e.g. \"ppo-beta0=ppo "
      "ppo.kl_mode=fixed ppo.beta=0\")"},
@@ -22,8 +23,7 @@ const cfg_key cfg_schema[] = {
     {"device", CFG_ENUM, "\"auto\"", "auto|cpu|cuda", NORANGE, "compute device"},
     {"threads", CFG_INT, "0", NULL, RANGE(0, 4096), "CPU threads (0: all online processors)"},
     {"seed", CFG_INT, "0", NULL, RANGE(0, 4294967295.0), "seed of a single run"},
-    {"algo", CFG_ENUM, "\"dfpo\"", "zero-shot|sft|ppo|nlpo|dfpo", NORANGE,
-     "algorithm of a single run"},
+    {"algo", CFG_ENUM, "\"dfpo\"", ALG_CHOICES, NORANGE, "algorithm of a single run"},
     {"out", CFG_STR, "\"out\"", NULL, NORANGE, "root folder of the run folders"},
 
     /* the task */
