@@ -196,7 +196,7 @@ static int train_loop(trn_run *r, int64_t iterations, int64_t eval_every, size_t
       if (r->set.algo == ALG_SFT) {
         double loss;
         int steps;
-        rc = trn_sft_epoch(r, &ls->data, &loss, &steps, err);
+        rc = trn_sft_epoch(r, it, iterations, &ls->data, &loss, &steps, err);
         if (!rc) {
           cJSON_AddNumberToObject(line, "loss", loss);
           cJSON_AddNumberToObject(line, "steps", steps);
@@ -216,6 +216,7 @@ static int train_loop(trn_run *r, int64_t iterations, int64_t eval_every, size_t
         } else {
           r->batch_items = items;
           r->batch_split = TASK_TRAIN;
+          rl_trainer_set_lr(r->rl, trn_lr_at(&r->set, it, iterations));
           rc = rl_iterate(r->rl, tokens, kstart, B, Tp, reward_cb, r, &st, err);
         }
         free(tokens);
@@ -400,6 +401,8 @@ int cmd_train(int argc, char **argv) {
     if (!rc && ((rc = trn_settings_read(&r.conf, &r.set, &err)) ||
                 (rc = cli_use_device(r.set.device, &err))))
       cfg_free(&r.conf);
+    if (!rc)
+      cli_use_threads(r.set.threads);
     if (!rc) {
       rc = run_cell(&r, &err);
       run_free(&r);

@@ -4,6 +4,7 @@
 #include "harness/train_internal.h"
 
 #include <getopt.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,6 +159,7 @@ int trn_settings_read(const cfg *c, trn_settings *s, dfpo_err *err) {
   GET(str, "tokenizer.path", &s->tokenizer);
   GET(str, "device", &s->device);
   GET(int, "seed", &s->seed);
+  GET(int, "threads", &s->threads);
   if (alg_parse(s->algo_name, &s->algo))
     return dfpo_err_set(err, DFPO_EUSAGE, "train: unknown algorithm '%s' (" ALG_CHOICES ")",
                         s->algo_name);
@@ -189,6 +191,22 @@ int trn_settings_read(const cfg *c, trn_settings *s, dfpo_err *err) {
   GET(num, "train.lr", &s->lr);
   GET(num, "train.weight_decay", &s->weight_decay);
   GET(num, "train.max_grad_norm", &s->clip);
+  const char *sched;
+  GET(str, "train.lr_schedule", &sched);
+  s->schedule.kind = !strcmp(sched, "linear")   ? GPT2_LR_LINEAR
+                     : !strcmp(sched, "cosine") ? GPT2_LR_COSINE
+                                                : GPT2_LR_CONSTANT;
+  s->schedule.lr = (float)s->lr;
+  s->schedule.min_lr = 0.0f;
+  GET(int, "train.warmup_steps", &v);
+  s->schedule.warmup = (int)v;
+  /* the schema allows "separate" alone: a value head on the policy's trunk
+   * is not implemented (docs/configs.md) */
+  const char *value_model;
+  GET(str, "model.value_model", &value_model);
+  if (strcmp(value_model, "separate"))
+    return dfpo_err_set(err, DFPO_EUSAGE, "train: model.value_model '%s' is not implemented",
+                        value_model);
 
   /* the RL trainer's settings (read for every algorithm, used by three) */
   rl_config *rl = &s->rl;
@@ -228,4 +246,10 @@ int trn_settings_read(const cfg *c, trn_settings *s, dfpo_err *err) {
   GET(int, "nlpo.mask_refresh", &v);
   rl->nlpo_mask_refresh = (int)v;
   return DFPO_OK;
+}
+
+float trn_lr_at(const trn_settings *s, int64_t step, int64_t total) {
+  gpt2_lr_schedule sch = s->schedule;
+  sch.total = total > INT32_MAX ? INT32_MAX : (int)total;
+  return gpt2_lr_at(&sch, step > INT32_MAX ? INT32_MAX : (int)step);
 }

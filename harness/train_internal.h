@@ -43,6 +43,7 @@ typedef struct trn_settings {
   const char *task_name, *algo_name, *suite, *out, *model, *tokenizer, *device, *judge_lm;
   alg_id algo;
   int64_t seed;
+  int64_t threads;               /* CPU threads (0: the default) */
   int max_prompt;                /* task.max_prompt_tokens */
   int batch;                     /* train.batch_size */
   gpt2_sampling sampling;        /* generation.*; eos is the tokenizer's, set by setup */
@@ -53,10 +54,17 @@ typedef struct trn_settings {
   int ppl_ref;                   /* eval.ppl_ref */
   int eval_negative;             /* DfPO with dfpo.eval_policy=negative: evaluate pi- */
   double lr, weight_decay, clip; /* train.lr, train.weight_decay, train.max_grad_norm */
-  rl_config rl;                  /* ppo, nlpo, dfpo: the trainer's settings */
+  /* train.lr_schedule and train.warmup_steps from train.lr down to 0; its
+   * steps are RL iterations or SFT optimiser steps, and `total` is set
+   * where they are counted (trn_lr_at) */
+  gpt2_lr_schedule schedule;
+  rl_config rl; /* ppo, nlpo, dfpo: the trainer's settings */
 } trn_settings;
 
 int trn_settings_read(const cfg *c, trn_settings *s, dfpo_err *err);
+/* The learning rate of step `step` of `total` under s->schedule (train.lr
+ * itself with the defaults, constant and no warmup). */
+float trn_lr_at(const trn_settings *s, int64_t step, int64_t total);
 
 /* ---------------------------------------------------------- the run */
 
@@ -110,9 +118,11 @@ int trn_evaluate_test(trn_run *r, size_t n, uint64_t seed, const char *samples_p
 
 /* SFT's texts: the training references, tokenized into r->sft_ids. */
 int trn_sft_tokenize(trn_run *r, dfpo_err *err);
-/* One SFT epoch (data: the data-order stream); *loss gets the mean step
- * loss, *steps the optimiser steps. */
-int trn_sft_epoch(trn_run *r, dfpo_rng *data, double *loss, int *steps, dfpo_err *err);
+/* SFT's epoch `epoch` of `epochs` (data: the data-order stream; the
+ * learning rate follows the schedule over all epochs' steps); *loss gets
+ * the mean step loss, *steps the optimiser steps. */
+int trn_sft_epoch(trn_run *r, int64_t epoch, int64_t epochs, dfpo_rng *data, double *loss,
+                  int *steps, dfpo_err *err);
 
 /* ------------------------------------------------------- train_resume.c */
 

@@ -43,10 +43,12 @@ int trn_sft_tokenize(trn_run *r, dfpo_err *err) {
 /* One SFT epoch: the training references in an order drawn from the data
  * stream, train.batch_size per step, mean next-token cross-entropy over
  * their tokens (right padding is not scored). *loss gets the mean step loss. */
-int trn_sft_epoch(trn_run *r, dfpo_rng *data, double *loss, int *steps, dfpo_err *err) {
+int trn_sft_epoch(trn_run *r, int64_t epoch, int64_t epochs, dfpo_rng *data, double *loss,
+                  int *steps, dfpo_err *err) {
   size_t n = r->tk.n[TASK_TRAIN];
   int B = r->set.batch, rc = DFPO_OK;
-  double lr = r->set.lr, wd = r->set.weight_decay, clip = r->set.clip;
+  double wd = r->set.weight_decay, clip = r->set.clip;
+  int64_t per_epoch = (int64_t)((n + (size_t)B - 1) / (size_t)B);
   gpt2_adamw opt = gpt2_adamw_default();
   opt.weight_decay = (float)wd;
   opt.clip = (float)clip;
@@ -82,7 +84,9 @@ int trn_sft_epoch(trn_run *r, dfpo_rng *data, double *loss, int *steps, dfpo_err
     float l;
     gpt2_zero_grad(r->policy);
     if ((rc = gpt2_lm_loss(r->policy, tok, tgt, NULL, nb, Tb, 1, &l, err)) ||
-        (rc = gpt2_adamw_step(r->policy, &opt, (float)lr, NULL, err)))
+        (rc = gpt2_adamw_step(r->policy, &opt,
+                              trn_lr_at(&r->set, epoch * per_epoch + *steps, epochs * per_epoch),
+                              NULL, err)))
       break;
     *loss += l;
     (*steps)++;
