@@ -4,9 +4,10 @@
 #define RANGE(lo, hi) 1, (lo), (hi)
 #define NORANGE 0, 0, 0
 
-/* Every key a suite or run config may hold, with its default. Defaults follow
- * DESIGN.md section 7 (the paper's Table 3 and the RL4LMs IMDB settings);
- * docs/configs.md explains each. Later work adds keys here, never ad hoc. */
+/* Every key a suite or run config may hold, with its default. Defaults
+ * follow the paper's Table 3 and the RL4LMs IMDB settings, as
+ * docs/algorithms.md says; docs/configs.md explains each. Later work adds
+ * keys here, never ad hoc, and gives each a reader (test_config_keys). */
 const cfg_key cfg_schema[] = {
     /* the suite: which cells to run */
     {"suite.name", CFG_STR, "\"default\"", NULL, NORANGE, "name of the suite (run folder level)"},
@@ -113,7 +114,7 @@ const cfg_key cfg_schema[] = {
     {"nlpo.mask_refresh", CFG_INT, "5", NULL, RANGE(1, 1 << 30),
      "mu: iterations between mask-model refreshes"},
 
-    /* DfPO's switches (DESIGN.md section 7) */
+    /* DfPO's switches (docs/algorithms.md) */
     {"dfpo.mask_at", CFG_ENUM, "\"sample\"", "sample|update", NORANGE, "where the KL mask applies"},
     {"dfpo.ratio_clip", CFG_NUM, "0.0", NULL, RANGE(0, 10), "optional PPO ratio clip (0: off)"},
     {"dfpo.eval_policy", CFG_ENUM, "\"negative\"", "theta|negative", NORANGE,
