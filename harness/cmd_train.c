@@ -158,7 +158,7 @@ static int train_loop(trn_run *r, int64_t iterations, int64_t eval_every, size_t
     cJSON_AddNumberToObject(line, "iteration", (double)it);
     if (it % eval_every == 0 || it == iterations) {
       double means[TASK_MAX_METRICS];
-      if ((rc = trn_evaluate(r, TASK_VALIDATION, n_val, 1000003u, means, NULL, err))) {
+      if ((rc = trn_evaluate(r, TASK_VALIDATION, n_val, means, NULL, err))) {
         cJSON_Delete(line);
         break;
       }
@@ -354,7 +354,7 @@ static int run_cell(trn_run *r, dfpo_err *err) {
   cJSON_AddNumberToObject(o, "test_prompts", (double)n_test);
   m = cJSON_AddObjectToObject(o, "metrics");
   snprintf(path, sizeof path, "%s/samples.jsonl", r->dir);
-  if ((rc = trn_evaluate_test(r, n_test, 2000003u + (uint64_t)r->set.seed, path, o, m, err))) {
+  if ((rc = trn_evaluate_test(r, n_test, path, o, m, err))) {
     cJSON_Delete(o);
     return rc;
   }

@@ -76,12 +76,14 @@ char *trn_continuation_text(const trn_run *r, const int *cont, int len, dfpo_err
  * (atomically). With conts/values, the continuations (valid UTF-8, sample j
  * of prompt i at i*k+j) and their metrics [n*k*n_metrics] are handed to the
  * caller (free each and the arrays). */
-static int eval_samples(trn_run *r, int split, size_t n, int k, uint64_t seed, double *means,
+static int eval_samples(trn_run *r, int split, size_t n, int k, double *means,
                         const char *samples_path, char ***conts, double **values, dfpo_err *err) {
   int rc = DFPO_OK, B = r->set.batch, N = r->sampling.max_new, nm = r->tk.n_metrics;
   size_t rows = n * (size_t)k;
   dfpo_rng rng;
-  dfpo_rng_init(&rng, seed, DFPO_STREAM_SAMPLING);
+  /* the run seed's stream of the split, from its start at every evaluation */
+  dfpo_rng_init(&rng, (uint64_t)r->set.seed,
+                split == TASK_TEST ? DFPO_STREAM_EVAL_TEST : DFPO_STREAM_EVAL_VALIDATION);
   dfpo_atomic a = {0};
   if (samples_path && (rc = dfpo_atomic_open(&a, samples_path, err)))
     return rc;
@@ -172,9 +174,9 @@ static int eval_samples(trn_run *r, int split, size_t n, int k, uint64_t seed, d
   return rc;
 }
 
-int trn_evaluate(trn_run *r, int split, size_t n, uint64_t seed, double *means,
-                 const char *samples_path, dfpo_err *err) {
-  return eval_samples(r, split, n, 1, seed, means, samples_path, NULL, NULL, err);
+int trn_evaluate(trn_run *r, int split, size_t n, double *means, const char *samples_path,
+                 dfpo_err *err) {
+  return eval_samples(r, split, n, 1, means, samples_path, NULL, NULL, err);
 }
 
 int trn_refs_ppl(trn_run *r, int split, size_t n, double *ppl, size_t *nrefs, dfpo_err *err) {
@@ -193,8 +195,8 @@ int trn_refs_ppl(trn_run *r, int split, size_t n, double *ppl, size_t *nrefs, df
   return rc;
 }
 
-int trn_evaluate_test(trn_run *r, size_t n, uint64_t seed, const char *samples_path, cJSON *o,
-                      cJSON *metrics, dfpo_err *err) {
+int trn_evaluate_test(trn_run *r, size_t n, const char *samples_path, cJSON *o, cJSON *metrics,
+                      dfpo_err *err) {
   int rc, ppl_ref = r->set.ppl_ref;
   const char *judge_lm = r->set.judge_lm;
   int k = r->set.samples_per_prompt > 0  ? r->set.samples_per_prompt
@@ -204,7 +206,7 @@ int trn_evaluate_test(trn_run *r, size_t n, uint64_t seed, const char *samples_p
   char **conts = NULL;
   double *values = NULL;
   size_t rows = n * (size_t)k;
-  if ((rc = eval_samples(r, TASK_TEST, n, k, seed, means, samples_path, &conts, &values, err)))
+  if ((rc = eval_samples(r, TASK_TEST, n, k, means, samples_path, &conts, &values, err)))
     return rc;
   cJSON_AddNumberToObject(o, "samples_per_prompt", k);
   for (int m = 0; m < r->tk.n_metrics; m++)

@@ -102,17 +102,21 @@ int trn_build_batch(const trn_run *r, int split, const size_t *items, int B, int
 char *trn_continuation_text(const trn_run *r, const int *cont, int len, dfpo_err *err);
 /* Validation: one sample per prompt of the first n of a split, the metrics'
  * means (means[0] selects the checkpoint); samples_path (optional) gets
- * one JSON line per sample. */
-int trn_evaluate(trn_run *r, int split, size_t n, uint64_t seed, double *means,
-                 const char *samples_path, dfpo_err *err);
+ * one JSON line per sample. Sampling draws from the run seed's stream
+ * DFPO_STREAM_EVAL_VALIDATION, started afresh at every validation, so that
+ * the checkpoints of a run are compared on the same random numbers
+ * (docs/algorithms.md). */
+int trn_evaluate(trn_run *r, int split, size_t n, double *means, const char *samples_path,
+                 dfpo_err *err);
 /* ppl_ref over the first n items of a split: the policy's perplexity of the
  * items' reference texts. *nrefs = 0 (and *ppl untouched) when none of them
  * has one. */
 int trn_refs_ppl(trn_run *r, int split, size_t n, double *ppl, size_t *nrefs, dfpo_err *err);
-/* The test evaluation written to eval.json: the samples into samples_path,
- * the metrics into `metrics`, what produced them into `o`. */
-int trn_evaluate_test(trn_run *r, size_t n, uint64_t seed, const char *samples_path, cJSON *o,
-                      cJSON *metrics, dfpo_err *err);
+/* The test evaluation written to eval.json: the samples (from the run
+ * seed's stream DFPO_STREAM_EVAL_TEST) into samples_path, the metrics into
+ * `metrics`, what produced them into `o`. */
+int trn_evaluate_test(trn_run *r, size_t n, const char *samples_path, cJSON *o, cJSON *metrics,
+                      dfpo_err *err);
 
 /* ---------------------------------------------------------- train_sft.c */
 
