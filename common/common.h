@@ -208,7 +208,9 @@ enum {
   DFPO_STREAM_INIT = 2,     /* parameter initialisation */
   DFPO_STREAM_SAMPLING = 3, /* token sampling */
   DFPO_STREAM_DROPOUT = 4,
-  DFPO_STREAM_BOOTSTRAP = 5
+  DFPO_STREAM_BOOTSTRAP = 5,
+  DFPO_STREAM_EVAL_VALIDATION = 6, /* dfpo train's validation sampling */
+  DFPO_STREAM_EVAL_TEST = 7        /* dfpo train's test sampling */
 };
 
 void dfpo_rng_init(dfpo_rng *r, uint64_t seed, uint64_t stream);

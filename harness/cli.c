@@ -3,6 +3,8 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -100,4 +102,13 @@ int cli_device(const char *cmd, const char *arg) {
   if (rc == DFPO_EUSAGE)
     return cli_usage_error(cmd, "%s", err.msg);
   return rc ? cli_fail(&err) : DFPO_OK;
+}
+
+void cli_use_threads(int64_t n) {
+  if (n <= 0)
+    return;
+  char buf[32];
+  snprintf(buf, sizeof buf, "%lld", (long long)n);
+  setenv("OMP_NUM_THREADS", buf, 1); /* for the child processes */
+  omp_set_num_threads((int)n);
 }

@@ -9,6 +9,8 @@
 
 #include "common/common.h"
 
+#include <stdint.h>
+
 typedef struct cli_cmd {
   const char *name;
   const char *summary;
@@ -66,5 +68,10 @@ int cli_device(const char *cmd, const char *arg);
  * the driver's reason when cuda is not usable. For commands that report
  * their errors themselves (a config's `device` key). */
 int cli_use_device(const char *arg, dfpo_err *err);
+/* Applies a config's `threads` key: n > 0 makes it the OpenMP thread count
+ * of the CPU backend in this process and (through OMP_NUM_THREADS) in the
+ * processes it starts; 0 keeps the default (OMP_NUM_THREADS when set, else
+ * all online processors). */
+void cli_use_threads(int64_t n);
 
 #endif

@@ -1,3 +1,4 @@
+#include "harness/algo.h"
 #include "harness/cli.h"
 #include "trainer/trainer.h"
 
@@ -103,7 +104,9 @@ static int bench_rl(const char *shape, const gpt2_config *cfg, const char *algo,
   bench_judge j = {NULL, NULL, NULL};
   rl_trainer *t = NULL;
   rl_config rc_cfg = rl_config_default();
-  rc_cfg.algo = !strcmp(algo, "nlpo") ? RL_NLPO : !strcmp(algo, "dfpo") ? RL_DFPO : RL_PPO;
+  alg_id a = ALG_PPO;
+  alg_parse(algo, &a); /* checked by cmd_bench */
+  rc_cfg.algo = alg_rl(a);
   rc_cfg.sampling.max_new = nnew;
   rc_cfg.sampling.min_new = nnew;
   rc_cfg.sampling.top_k = 50;
@@ -182,7 +185,7 @@ int cmd_bench(int argc, char **argv) {
                                        {"algo", required_argument, NULL, 'a'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
-  const char *shape = "gpt2-124M", *what = "train", *device = "cpu", *algo = "ppo";
+  const char *shape = "gpt2-124M", *what = "train", *device = "cpu", *algo = alg_name(ALG_PPO);
   int tf32 = 0, bf16 = 0;
   int B = 4, T = 64, steps = 3, prompts = 16, plen = 64, nnew = 48, seed = 0, c, rc;
   int steps_given = 0;
@@ -244,7 +247,8 @@ int cmd_bench(int argc, char **argv) {
   int train = strcmp(what, "train") == 0, rl = strcmp(what, "rl") == 0;
   if (!train && !rl && strcmp(what, "generate") != 0)
     return cli_usage_error("bench", "--what must be train, generate or rl, got '%s'", what);
-  if (strcmp(algo, "ppo") && strcmp(algo, "nlpo") && strcmp(algo, "dfpo"))
+  alg_id algo_id;
+  if (alg_parse(algo, &algo_id) || alg_rl(algo_id) < 0)
     return cli_usage_error("bench", "--algo must be ppo, nlpo or dfpo, got '%s'", algo);
 
   dfpo_err err;

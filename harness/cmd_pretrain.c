@@ -30,8 +30,9 @@ static const char pretrain_usage[] =
     "With --config (and --set overrides, docs/configs.md) the run is described by\n"
     "the pretrain.* keys, the shape by model.n_layer, model.n_head, model.n_embd and\n"
     "model.block_size, the tokenizer by tokenizer.path (required); the vocabulary\n"
-    "is the tokenizer's, the device by device. --config and --set exclude the\n"
-    "other options but --stop-after and --device (which wins over the key).\n"
+    "is the tokenizer's, the device by device, the CPU threads by threads.\n"
+    "--config and --set exclude the other options but --stop-after and --device\n"
+    "(which wins over the key).\n"
     "\n"
     "Writes into DIR: checkpoint.bin (native, with the AdamW state; every\n"
     "--ckpt-every steps and at the end), train.jsonl (one line per step: step,\n"
@@ -710,6 +711,12 @@ int cmd_pretrain(int argc, char **argv) {
       cfg_free(&conf);
       return rc;
     }
+    int64_t threads;
+    if ((rc = cfg_get_int(&conf, "threads", &threads, &err))) {
+      cfg_free(&conf);
+      return cli_fail(&err);
+    }
+    cli_use_threads(threads);
     char *json = NULL;
     if (!(rc = opts_from_config(&o, &conf, &err))) {
       json = cfg_to_json(&conf);

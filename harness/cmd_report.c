@@ -1,4 +1,5 @@
 /* dfpo report: the tables and plots of a suite folder (docs/suites.md). */
+#include "harness/algo.h"
 #include "harness/cli.h"
 #include "harness/suite.h"
 #include "harness/task.h"
@@ -57,9 +58,9 @@ static const char *label(const char *metric) {
 
 /* The row of DfPO: the variant named dfpo, else the first with algo dfpo. */
 static int ref_row(const res_task *t) {
-  int i = res_variant_index(t, "dfpo");
+  int i = res_variant_index(t, alg_name(ALG_DFPO));
   for (int v = 0; i < 0 && v < t->n_variants; v++)
-    if (!strcmp(t->variants[v].algo, "dfpo"))
+    if (!strcmp(t->variants[v].algo, alg_name(ALG_DFPO)))
       i = v;
   return i;
 }
@@ -304,7 +305,7 @@ static int plot_frontier(const res_task *t, const char *outdir, char *file, size
     const res_variant *rv = &t->variants[v];
     double a[RES_MAX_SEEDS], b[RES_MAX_SEEDS];
     int n1 = res_values(rv, mr, a), n2 = res_values(rv, mx, b);
-    if (!n1 || !n2 || strcmp(rv->algo, "ppo") != 0 || !rv->kl_fixed)
+    if (!n1 || !n2 || strcmp(rv->algo, alg_name(ALG_PPO)) != 0 || !rv->kl_fixed)
       continue;
     met_summary s1, s2;
     met_summarize(a, (size_t)n1, 0.95, &s1, err);
@@ -324,8 +325,8 @@ static int plot_frontier(const res_task *t, const char *outdir, char *file, size
     int n = 0;
     for (int v = 0; v < nv; v++) {
       const res_variant *rv = &t->variants[v];
-      static const char *const algo_of[4] = {"ppo", "dfpo", "nlpo", "zero-shot"};
-      int want = !strcmp(rv->algo, algo_of[g]) && (g != 0 || !rv->kl_fixed);
+      static const alg_id algo_of[4] = {ALG_PPO, ALG_DFPO, ALG_NLPO, ALG_ZERO_SHOT};
+      int want = !strcmp(rv->algo, alg_name(algo_of[g])) && (g != 0 || !rv->kl_fixed);
       double a[RES_MAX_SEEDS], b[RES_MAX_SEEDS];
       int n1 = res_values(rv, mr, a), n2 = res_values(rv, mx, b);
       if (!want || !n1 || !n2)

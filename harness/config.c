@@ -3,6 +3,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -442,9 +443,38 @@ int cfg_load(cfg *c, const cfg_key *schema, const char *file, const char *const 
   return rc;
 }
 
+/* The keys of any schema looked up so far in this process (by their
+ * schema entry; a schema has far fewer than CFG_MAX_READ keys). */
+#define CFG_MAX_READ 1024
+static const cfg_key *cfg_read_keys[CFG_MAX_READ];
+static size_t cfg_n_read;
+
+static void note_read(const cfg_key *k) {
+  for (size_t i = 0; i < cfg_n_read; i++)
+    if (cfg_read_keys[i] == k)
+      return;
+  if (cfg_n_read < CFG_MAX_READ)
+    cfg_read_keys[cfg_n_read++] = k;
+  const char *trace = getenv("DFPO_CFG_TRACE");
+  FILE *f = trace && trace[0] ? fopen(trace, "a") : NULL;
+  if (f) {
+    fprintf(f, "%s\n", k->path);
+    fclose(f);
+  }
+}
+
+int cfg_was_read(const char *path) {
+  for (size_t i = 0; i < cfg_n_read; i++)
+    if (!strcmp(cfg_read_keys[i]->path, path))
+      return 1;
+  return 0;
+}
+
 static int typed_node(const cfg *c, const char *path, cfg_type t, const cJSON **out,
                       dfpo_err *err) {
   const cfg_key *k = find_key(c->schema, path);
+  if (k)
+    note_read(k);
   int ok = k && (k->type == t || (t == CFG_STR && k->type == CFG_ENUM));
   if (!ok)
     return dfpo_err_set(err, DFPO_ERUNTIME, "config: '%s' is not a schema key of %s", path,
@@ -489,6 +519,8 @@ int cfg_get_str(const cfg *c, const char *path, const char **out, dfpo_err *err)
 
 static int list_node(const cfg *c, const char *path, const cJSON **out, dfpo_err *err) {
   const cfg_key *k = find_key(c->schema, path);
+  if (k)
+    note_read(k);
   if (!k || (k->type != CFG_INT_LIST && k->type != CFG_STR_LIST))
     return dfpo_err_set(err, DFPO_ERUNTIME, "config: '%s' is not a schema list key", path);
   *out = node_at(c->root, path);

@@ -72,6 +72,14 @@ int cfg_get_list_len(const cfg *c, const char *path, int *len, dfpo_err *err);
 int cfg_get_list_int(const cfg *c, const char *path, int i, int64_t *out, dfpo_err *err);
 int cfg_get_list_str(const cfg *c, const char *path, int i, const char **out, dfpo_err *err);
 
+/* Whether this process has looked up the key `path` with a cfg_get_*
+ * function (of any config). Every schema key must have a reader: a test
+ * checks it (tests/harness/test_config_keys.c). With the environment
+ * variable DFPO_CFG_TRACE set to a file, each key's first lookup in a
+ * process also appends its path and a newline to that file, so that the
+ * lookups of child processes (dfpo reproduce's cells) can be gathered. */
+int cfg_was_read(const char *path);
+
 /* The whole resolved config as indented JSON (caller frees). */
 char *cfg_to_json(const cfg *c);
 

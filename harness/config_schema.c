@@ -1,18 +1,20 @@
+#include "harness/algo.h"
 #include "harness/config.h"
 
 #define RANGE(lo, hi) 1, (lo), (hi)
 #define NORANGE 0, 0, 0
 
-/* Every key a suite or run config may hold, with its default. Defaults follow
- * DESIGN.md section 7 (the paper's Table 3 and the RL4LMs IMDB settings);
- * docs/configs.md explains each. Later work adds keys here, never ad hoc. */
+/* Every key a suite or run config may hold, with its default. Defaults
+ * follow the paper's Table 3 and the RL4LMs IMDB settings, as
+ * docs/algorithms.md says; docs/configs.md explains each. Later work adds
+ * keys here, never ad hoc, and gives each a reader (test_config_keys). */
 const cfg_key cfg_schema[] = {
     /* the suite: which cells to run */
     {"suite.name", CFG_STR, "\"default\"", NULL, NORANGE, "name of the suite (run folder level)"},
     {"suite.tasks", CFG_STR_LIST, "[\"synthetic\"]", "synthetic|imdb|rtp|commongen", NORANGE,
      "tasks of the matrix"},
-    {"suite.algos", CFG_STR_LIST, "[\"zero-shot\",\"sft\",\"ppo\",\"nlpo\",\"dfpo\"]", NULL,
-     NORANGE, "algorithms of the matrix: zero-shot|sft|ppo|nlpo|dfpo or a name in suite.variants"},
+    {"suite.algos", CFG_STR_LIST, ALG_JSON_LIST, NULL, NORANGE,
+     "algorithms of the matrix: " ALG_CHOICES " or a name in suite.variants"},
     {"suite.variants", CFG_STR_LIST, "[]", NULL, NORANGE,
      "named algorithm variants: \"NAME=ALGO key=value ...\" (e.g. \"ppo-beta0=ppo "
      "ppo.kl_mode=fixed ppo.beta=0\")"},
@@ -20,10 +22,11 @@ const cfg_key cfg_schema[] = {
 
     /* where and how to compute */
     {"device", CFG_ENUM, "\"auto\"", "auto|cpu|cuda", NORANGE, "compute device"},
-    {"threads", CFG_INT, "0", NULL, RANGE(0, 4096), "CPU threads (0: all online processors)"},
+    {"threads", CFG_INT, "0", NULL, RANGE(0, 4096),
+     "OpenMP threads of the CPU backend in dfpo train (so in dfpo reproduce's cells) and dfpo "
+     "pretrain --config (0: OMP_NUM_THREADS, else all online processors)"},
     {"seed", CFG_INT, "0", NULL, RANGE(0, 4294967295.0), "seed of a single run"},
-    {"algo", CFG_ENUM, "\"dfpo\"", "zero-shot|sft|ppo|nlpo|dfpo", NORANGE,
-     "algorithm of a single run"},
+    {"algo", CFG_ENUM, "\"dfpo\"", ALG_CHOICES, NORANGE, "algorithm of a single run"},
     {"out", CFG_STR, "\"out\"", NULL, NORANGE, "root folder of the run folders"},
 
     /* the task */
@@ -68,8 +71,9 @@ const cfg_key cfg_schema[] = {
     {"model.n_head", CFG_INT, "2", NULL, RANGE(1, 1024), "attention heads"},
     {"model.n_embd", CFG_INT, "64", NULL, RANGE(1, 1 << 16), "embedding width"},
     {"model.block_size", CFG_INT, "128", NULL, RANGE(1, 1 << 16), "maximum sequence length"},
-    {"model.value_model", CFG_ENUM, "\"separate\"", "separate|shared", NORANGE,
-     "value model: its own trunk (RL4LMs) or a head on the policy"},
+    {"model.value_model", CFG_ENUM, "\"separate\"", "separate", NORANGE,
+     "value model: its own trunk, a copy of the policy's with a value head (RL4LMs); a value "
+     "head on the policy's own trunk (shared) is not implemented"},
 
     /* generation during rollouts and evaluation */
     {"generation.max_new_tokens", CFG_INT, "48", NULL, RANGE(1, 1 << 16), "tokens to generate"},
@@ -85,8 +89,10 @@ const cfg_key cfg_schema[] = {
     {"train.lr", CFG_NUM, "1e-5", NULL, RANGE(0, 10), "learning rate"},
     {"train.weight_decay", CFG_NUM, "0.0", NULL, RANGE(0, 10), "AdamW weight decay"},
     {"train.lr_schedule", CFG_ENUM, "\"constant\"", "constant|linear|cosine", NORANGE,
-     "learning-rate schedule"},
-    {"train.warmup_steps", CFG_INT, "0", NULL, RANGE(0, 1 << 30), "linear warmup steps"},
+     "learning-rate schedule after the warmup: train.lr throughout, or linear or cosine from "
+     "train.lr to 0 at the end (RL: over train.iterations; SFT: over its optimiser steps)"},
+    {"train.warmup_steps", CFG_INT, "0", NULL, RANGE(0, 1 << 30),
+     "linear warmup from train.lr/warmup_steps (RL: iterations; SFT: optimiser steps)"},
     {"train.epochs", CFG_INT, "5", NULL, RANGE(1, 1 << 20), "passes over each rollout batch"},
     {"train.minibatch", CFG_INT, "64", NULL, RANGE(1, 1 << 20), "minibatch size"},
     {"train.max_grad_norm", CFG_NUM, "0.5", NULL, RANGE(0, 1e9), "global grad-norm clip (0: off)"},
@@ -108,7 +114,7 @@ const cfg_key cfg_schema[] = {
     {"nlpo.mask_refresh", CFG_INT, "5", NULL, RANGE(1, 1 << 30),
      "mu: iterations between mask-model refreshes"},
 
-    /* DfPO's switches (DESIGN.md section 7) */
+    /* DfPO's switches (docs/algorithms.md) */
     {"dfpo.mask_at", CFG_ENUM, "\"sample\"", "sample|update", NORANGE, "where the KL mask applies"},
     {"dfpo.ratio_clip", CFG_NUM, "0.0", NULL, RANGE(0, 10), "optional PPO ratio clip (0: off)"},
     {"dfpo.eval_policy", CFG_ENUM, "\"negative\"", "theta|negative", NORANGE,

@@ -1,5 +1,5 @@
 /* dfpo: the command-line entry point. The only place that turns an error
- * record into an exit status (DESIGN.md section 3). */
+ * record into an exit status (docs/architecture.md). */
 #include "harness/cli.h"
 
 #include <string.h>

@@ -1,5 +1,6 @@
 #define _XOPEN_SOURCE 700 /* nftw */
 #include "harness/suite.h"
+#include "harness/algo.h"
 #include "harness/task.h"
 
 #include <cjson/cJSON.h>
@@ -19,15 +20,6 @@ void suite_fmt(char *buf, size_t n, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(buf, n, fmt, ap);
   va_end(ap);
-}
-
-static const char *const algos[] = {"zero-shot", "sft", "ppo", "nlpo", "dfpo", NULL};
-
-int suite_is_algo(const char *name) {
-  for (int i = 0; algos[i]; i++)
-    if (!strcmp(name, algos[i]))
-      return 1;
-  return 0;
 }
 
 /* "NAME=ALGO key=value ..." into v; the name and algorithm are checked. */
@@ -58,10 +50,10 @@ static int parse_variant(const char *def, suite_variant *v, dfpo_err *err) {
       if (len >= sizeof v->algo)
         return dfpo_err_set(err, DFPO_EUSAGE, "suite.variants: '%s': unknown algorithm", def);
       memcpy(v->algo, p, len);
-      if (!suite_is_algo(v->algo))
+      alg_id a;
+      if (alg_parse(v->algo, &a))
         return dfpo_err_set(err, DFPO_EUSAGE,
-                            "suite.variants: '%s': unknown algorithm '%s' "
-                            "(zero-shot|sft|ppo|nlpo|dfpo)",
+                            "suite.variants: '%s': unknown algorithm '%s' (" ALG_CHOICES ")",
                             v->name, v->algo);
       first = 0;
     } else {
@@ -144,10 +136,11 @@ int suite_load(suite *s, const char *file, const char *const *sets, int nsets, d
       }
     }
     if (!found) {
-      if (!suite_is_algo(name)) {
+      alg_id a;
+      if (alg_parse(name, &a)) {
         rc = dfpo_err_set(err, DFPO_EUSAGE,
-                          "suite.algos: '%s' is neither an algorithm (zero-shot|sft|ppo|nlpo|"
-                          "dfpo) nor defined in suite.variants",
+                          "suite.algos: '%s' is neither an algorithm (" ALG_CHOICES
+                          ") nor defined in suite.variants",
                           name);
         goto fail;
       }

@@ -47,9 +47,6 @@ void suite_free(suite *s);
 int suite_n_cells(const suite *s);
 void suite_cell(const suite *s, int i, int *task, int *variant, int *seed);
 
-/* Whether name is one of the algorithms of `dfpo train`. */
-int suite_is_algo(const char *name);
-
 /* snprintf for paths and messages that are cut at n bytes by design. */
 void suite_fmt(char *buf, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 

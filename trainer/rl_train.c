@@ -102,6 +102,10 @@ void rl_trainer_set_state(rl_trainer *t, const rl_trainer_state *s) {
   t->rng = s->rng;
 }
 
+void rl_trainer_set_lr(rl_trainer *t, float lr) {
+  t->cfg.lr = lr;
+}
+
 gpt2_model *rl_trainer_mask_model(rl_trainer *t) {
   return t->mask;
 }

@@ -529,6 +529,10 @@ typedef struct rl_trainer_state {
 } rl_trainer_state;
 void rl_trainer_get_state(const rl_trainer *t, rl_trainer_state *s);
 void rl_trainer_set_state(rl_trainer *t, const rl_trainer_state *s);
+/* Sets the learning rate of the next iterations' AdamW steps (policy and
+ * value model), for a schedule over iterations; rl_trainer_new starts with
+ * cfg->lr. */
+void rl_trainer_set_lr(rl_trainer *t, float lr);
 /* NLPO's mask model (owned by the trainer; NULL for other algorithms), for
  * saving and restoring it with a resumable checkpoint. */
 gpt2_model *rl_trainer_mask_model(rl_trainer *t);

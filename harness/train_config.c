@@ -1,0 +1,257 @@
+/* dfpo train's options and config: the command line into overrides, and
+ * every config key the command reads into trn_settings. */
+#include "harness/cli.h"
+#include "harness/train_internal.h"
+
+#include <getopt.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char train_usage[] =
+    "Usage: dfpo train --task T --algo A --seed N --out DIR --model CKPT --tokenizer DIR\n"
+    "                  [--config FILE] [--set key.path=value]... [--stop-after N]\n"
+    "                  [--device D]\n"
+    "\n"
+    "Fine-tunes a base model on a task with one algorithm and one seed and writes\n"
+    "the run folder DIR/<suite>/<task>/<algo>/seed-<N>/: config.json (resolved),\n"
+    "train.jsonl (one line per iteration), checkpoint/best.ckpt (the policy with\n"
+    "the best validation reward, checked every train.eval_every iterations),\n"
+    "eval.json (test metrics of that checkpoint), samples.jsonl (its test\n"
+    "continuations) and DONE, written last.\n"
+    "\n"
+    "Every train.eval_every iterations a resumable checkpoint goes to\n"
+    "checkpoint/resume/ (policy, value model, AdamW states, KL controller,\n"
+    "random streams, best so far); a folder without DONE whose config.json is\n"
+    "the same continues from it and ends with the numbers of an uninterrupted\n"
+    "run. A folder with DONE is rerun from scratch.\n"
+    "\n"
+    "Tasks (docs/tasks.md): synthetic; imdb, rtp and commongen read the prepared\n"
+    "splits (`dfpo datasets prepare`, or task.data_dir) and score with the\n"
+    "harness's judges (`dfpo judge train sentiment|toxicity`; task.judge.*) and\n"
+    "METEOR. eval.json holds the per-sample means, the task's corpus metrics\n"
+    "(rtp: expected maximum toxicity and toxicity probability over\n"
+    "eval.samples_per_prompt samples, 25 by default; commongen: BLEU-4, ROUGE-L,\n"
+    "CIDEr-D, coverage), diversity, ppl_ref (and ppl_gen with eval.judge_lm),\n"
+    "the judges that scored it (name, version, SHA-256) and the deviations from\n"
+    "the paper.\n"
+    "\n"
+    "Algorithms: sft (next-token cross-entropy on the training references;\n"
+    "train.iterations counts epochs), ppo, nlpo, dfpo (dfpo.mask_at\n"
+    "sample|update, dfpo.eval_policy theta|negative) and zero-shot (the base\n"
+    "model evaluated untrained). The learning rate follows train.lr_schedule\n"
+    "and train.warmup_steps (RL: per iteration; SFT: per optimiser step); threads\n"
+    "sets the CPU threads (0: the default).\n"
+    "\n"
+    "Options (each also a config key, see docs/configs.md):\n"
+    "  --task T          task.name\n"
+    "  --algo A          algo\n"
+    "  --seed N          seed (sampling, data order, value-head init)\n"
+    "  --out DIR         out\n"
+    "  --model CKPT      model.path: the base policy (native checkpoint or\n"
+    "                    model.safetensors); the reference is a frozen copy\n"
+    "  --tokenizer DIR   tokenizer.path\n"
+    "  --device D        device: auto (the default), cpu or cuda. auto runs on\n"
+    "                    CUDA when a device is usable, else on the CPU with a\n"
+    "                    warning that says why; cuda fails with the driver's\n"
+    "                    reason when none is. The CUDA backend has not yet run\n"
+    "                    on a real GPU (docs/cuda.md): cpu is the tested path\n"
+    "  --config FILE     a config file laid over the defaults first\n"
+    "  -s, --set k=v     override one config key (repeatable)\n"
+    "  --stop-after N    stop after N iterations as a kill would (for resume tests)\n"
+    "  -h, --help        show this help\n";
+
+int trn_options_parse(int argc, char **argv, trn_options *o) {
+  static const struct option opts[] = {
+      {"task", required_argument, NULL, 't'},   {"algo", required_argument, NULL, 'a'},
+      {"seed", required_argument, NULL, 'n'},   {"out", required_argument, NULL, 'o'},
+      {"model", required_argument, NULL, 'm'},  {"tokenizer", required_argument, NULL, 'k'},
+      {"device", required_argument, NULL, 'D'}, {"config", required_argument, NULL, 'c'},
+      {"set", required_argument, NULL, 's'},    {"stop-after", required_argument, NULL, 'S'},
+      {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
+  memset(o, 0, sizeof *o);
+  o->sets = calloc((size_t)argc + 1, sizeof *o->sets);
+  o->owned = calloc((size_t)argc + 1, sizeof *o->owned);
+  if (!o->sets || !o->owned)
+    return DFPO_ERUNTIME;
+  int c, rc = DFPO_OK;
+  cli_reset_getopt();
+  while (rc == DFPO_OK && (c = getopt_long(argc, argv, ":hs:", opts, NULL)) != -1) {
+    const char *key = NULL;
+    switch (c) {
+    case 't':
+      key = "task.name";
+      break;
+    case 'a':
+      key = "algo";
+      break;
+    case 'n':
+      key = "seed";
+      break;
+    case 'o':
+      key = "out";
+      break;
+    case 'm':
+      key = "model.path";
+      break;
+    case 'k':
+      key = "tokenizer.path";
+      break;
+    case 'D':
+      key = "device";
+      break;
+    case 'c':
+      o->file = optarg;
+      break;
+    case 's':
+      o->sets[o->nsets++] = optarg;
+      break;
+    case 'S':
+      rc = cli_integer("train", optarg, 1, 1 << 30, "--stop-after", &o->stop_after);
+      break;
+    case 'h':
+      fputs(train_usage, stdout);
+      rc = -1;
+      break;
+    default:
+      rc = cli_bad_option("train", argc, argv, c);
+    }
+    if (key) {
+      size_t len = strlen(key) + strlen(optarg) + 2;
+      char *s = malloc(len);
+      if (!s) {
+        rc = DFPO_ERUNTIME;
+        break;
+      }
+      snprintf(s, len, "%s=%s", key, optarg);
+      o->owned[o->nowned++] = s;
+      o->sets[o->nsets++] = s;
+    }
+  }
+  if (rc == DFPO_OK && optind < argc)
+    rc = cli_usage_error("train", "unexpected argument '%s'", argv[optind]);
+  return rc;
+}
+
+void trn_options_free(trn_options *o) {
+  for (int i = 0; i < o->nowned; i++)
+    free(o->owned[i]);
+  free(o->owned);
+  free(o->sets);
+  memset(o, 0, sizeof *o);
+}
+
+#define GET(kind, path, dst)                                                                       \
+  do {                                                                                             \
+    if ((rc = cfg_get_##kind(c, path, dst, err)))                                                  \
+      return rc;                                                                                   \
+  } while (0)
+
+int trn_settings_read(const cfg *c, trn_settings *s, dfpo_err *err) {
+  int rc;
+  int64_t v;
+  double d;
+  memset(s, 0, sizeof *s);
+  GET(str, "task.name", &s->task_name);
+  GET(str, "algo", &s->algo_name);
+  GET(str, "suite.name", &s->suite);
+  GET(str, "out", &s->out);
+  GET(str, "model.path", &s->model);
+  GET(str, "tokenizer.path", &s->tokenizer);
+  GET(str, "device", &s->device);
+  GET(int, "seed", &s->seed);
+  GET(int, "threads", &s->threads);
+  if (alg_parse(s->algo_name, &s->algo))
+    return dfpo_err_set(err, DFPO_EUSAGE, "train: unknown algorithm '%s' (" ALG_CHOICES ")",
+                        s->algo_name);
+  GET(int, "task.max_prompt_tokens", &v);
+  s->max_prompt = (int)v;
+  GET(int, "train.batch_size", &v);
+  s->batch = (int)v;
+  s->sampling = gpt2_sampling_default();
+  GET(int, "generation.max_new_tokens", &v);
+  s->sampling.max_new = (int)v;
+  GET(int, "generation.min_new_tokens", &v);
+  s->sampling.min_new = (int)v;
+  GET(num, "generation.temperature", &d);
+  s->sampling.temperature = (float)d;
+  GET(int, "generation.top_k", &v);
+  s->sampling.top_k = (int)v;
+  GET(num, "generation.top_p", &d);
+  s->sampling.top_p = (float)d;
+  GET(int, "train.iterations", &s->iterations);
+  GET(int, "train.eval_every", &s->eval_every);
+  GET(int, "eval.max_prompts", &s->max_prompts);
+  GET(int, "eval.samples_per_prompt", &v);
+  s->samples_per_prompt = (int)v;
+  GET(bool, "eval.ppl_ref", &s->ppl_ref);
+  GET(str, "eval.judge_lm", &s->judge_lm);
+  const char *eval_policy;
+  GET(str, "dfpo.eval_policy", &eval_policy);
+  s->eval_negative = s->algo == ALG_DFPO && !strcmp(eval_policy, "negative");
+  GET(num, "train.lr", &s->lr);
+  GET(num, "train.weight_decay", &s->weight_decay);
+  GET(num, "train.max_grad_norm", &s->clip);
+  const char *sched;
+  GET(str, "train.lr_schedule", &sched);
+  s->schedule.kind = !strcmp(sched, "linear")   ? GPT2_LR_LINEAR
+                     : !strcmp(sched, "cosine") ? GPT2_LR_COSINE
+                                                : GPT2_LR_CONSTANT;
+  s->schedule.lr = (float)s->lr;
+  s->schedule.min_lr = 0.0f;
+  GET(int, "train.warmup_steps", &v);
+  s->schedule.warmup = (int)v;
+  /* the schema allows "separate" alone: a value head on the policy's trunk
+   * is not implemented (docs/configs.md) */
+  const char *value_model;
+  GET(str, "model.value_model", &value_model);
+  if (strcmp(value_model, "separate"))
+    return dfpo_err_set(err, DFPO_EUSAGE, "train: model.value_model '%s' is not implemented",
+                        value_model);
+
+  /* the RL trainer's settings (read for every algorithm, used by three) */
+  rl_config *rl = &s->rl;
+  *rl = rl_config_default();
+  rl->algo = alg_rl(s->algo);
+  rl->sampling = s->sampling;
+  GET(int, "train.epochs", &v);
+  rl->epochs = (int)v;
+  GET(int, "train.minibatch", &v);
+  rl->minibatch = (int)v;
+  rl->lr = (float)s->lr;
+  rl->weight_decay = (float)s->weight_decay;
+  rl->max_grad_norm = (float)s->clip;
+  GET(num, "train.gamma", &d);
+  rl->gamma = (float)d;
+  GET(num, "train.gae_lambda", &d);
+  rl->lambda = (float)d;
+  GET(num, "ppo.clip", &d);
+  rl->clip_eps = (float)d;
+  GET(num, "ppo.vf_coef", &d);
+  rl->vf_coef = (float)d;
+  const char *kl_mode, *mask_at;
+  GET(str, "ppo.kl_mode", &kl_mode);
+  rl->kl_adaptive = !strcmp(kl_mode, "adaptive");
+  GET(num, "ppo.beta", &d);
+  rl->beta = (float)d;
+  GET(num, "ppo.kl_target", &d);
+  rl->kl_target = (float)d;
+  GET(str, "dfpo.mask_at", &mask_at);
+  rl->dfpo_mask_at = !strcmp(mask_at, "update") ? RL_MASK_AT_UPDATE : RL_MASK_AT_SAMPLE;
+  GET(num, "dfpo.ratio_clip", &d);
+  rl->dfpo_ratio_clip = (float)d;
+  GET(num, "nlpo.top_p", &d);
+  rl->nlpo_top_p = (float)d;
+  GET(int, "nlpo.k_min", &v);
+  rl->nlpo_k_min = (int)v;
+  GET(int, "nlpo.mask_refresh", &v);
+  rl->nlpo_mask_refresh = (int)v;
+  return DFPO_OK;
+}
+
+float trn_lr_at(const trn_settings *s, int64_t step, int64_t total) {
+  gpt2_lr_schedule sch = s->schedule;
+  sch.total = total > INT32_MAX ? INT32_MAX : (int)total;
+  return gpt2_lr_at(&sch, step > INT32_MAX ? INT32_MAX : (int)step);
+}

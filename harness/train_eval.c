@@ -1,0 +1,259 @@
+/* dfpo train's evaluations: validation (the metrics that select the best
+ * checkpoint), ppl_ref, and the test evaluation of eval.json with its
+ * samples. */
+#include "datasets/datasets.h"
+#include "harness/train_internal.h"
+#include "metrics/metrics.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int trn_build_batch(const trn_run *r, int split, const size_t *items, int B, int **tokens,
+                    int **kstart, int *Tp) {
+  int T = 1;
+  for (int b = 0; b < B; b++) {
+    int n = (int)r->prompt_len[split][items[b]];
+    if (n > r->set.max_prompt)
+      n = r->set.max_prompt;
+    if (n > T)
+      T = n;
+  }
+  *tokens = malloc(sizeof(int) * (size_t)B * T);
+  *kstart = malloc(sizeof(int) * (size_t)B);
+  if (!*tokens || !*kstart)
+    return -1;
+  for (int b = 0; b < B; b++) {
+    const int32_t *ids = r->prompt_ids[split][items[b]];
+    int n = (int)r->prompt_len[split][items[b]], skip = 0;
+    if (n > r->set.max_prompt) {
+      skip = n - r->set.max_prompt;
+      n = r->set.max_prompt;
+    }
+    int pad = T - n;
+    (*kstart)[b] = pad;
+    for (int j = 0; j < T; j++)
+      (*tokens)[(size_t)b * T + j] = j < pad ? r->pad : ids[skip + j - pad];
+  }
+  *Tp = T;
+  return 0;
+}
+
+/* Evaluation sampling: pi_theta, or with dfpo.eval_policy=negative DfPO's
+ * negative masked policy pi- (against the frozen reference). */
+static int generate_eval(trn_run *r, const int *tokens, const int *kstart, int B, int Tp,
+                         dfpo_rng *rng, int *out, int *lens, dfpo_err *err) {
+  if (!r->set.eval_negative)
+    return gpt2_generate(r->policy, tokens, kstart, B, Tp, &r->sampling, rng, out, lens, NULL, err);
+  int *sign = malloc(sizeof(int) * (size_t)B);
+  if (!sign)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "evaluation: out of memory");
+  for (int b = 0; b < B; b++)
+    sign[b] = -1;
+  int rc = rl_dfpo_generate(r->policy, r->ref, tokens, kstart, B, Tp, sign, &r->sampling, rng, out,
+                            lens, NULL, err);
+  free(sign);
+  return rc;
+}
+
+char *trn_continuation_text(const trn_run *r, const int *cont, int len, dfpo_err *err) {
+  int32_t ids[4096];
+  int n = 0;
+  for (int i = 0; i < len && n < 4096; i++)
+    if (cont[i] != r->eos)
+      ids[n++] = cont[i];
+  char *buf = NULL;
+  size_t blen = 0, cap = 0;
+  if (tok_decode(r->tok, ids, (size_t)n, &buf, &blen, &cap, err))
+    return NULL;
+  if (!buf)
+    buf = calloc(1, 1);
+  return buf;
+}
+
+/* Samples k continuations of each of the first n prompts of a split with the
+ * policy and scores them; means[] gets each metric's mean over the n*k
+ * samples. With samples_path, one JSON line per sample is written there
+ * (atomically). With conts/values, the continuations (valid UTF-8, sample j
+ * of prompt i at i*k+j) and their metrics [n*k*n_metrics] are handed to the
+ * caller (free each and the arrays). */
+static int eval_samples(trn_run *r, int split, size_t n, int k, double *means,
+                        const char *samples_path, char ***conts, double **values, dfpo_err *err) {
+  int rc = DFPO_OK, B = r->set.batch, N = r->sampling.max_new, nm = r->tk.n_metrics;
+  size_t rows = n * (size_t)k;
+  dfpo_rng rng;
+  /* the run seed's stream of the split, from its start at every evaluation */
+  dfpo_rng_init(&rng, (uint64_t)r->set.seed,
+                split == TASK_TEST ? DFPO_STREAM_EVAL_TEST : DFPO_STREAM_EVAL_VALIDATION);
+  dfpo_atomic a = {0};
+  if (samples_path && (rc = dfpo_atomic_open(&a, samples_path, err)))
+    return rc;
+  for (int m = 0; m < nm; m++)
+    means[m] = 0;
+  size_t *items = malloc(sizeof(size_t) * (size_t)B);
+  int *out = malloc(sizeof(int) * (size_t)B * N), *lens = malloc(sizeof(int) * (size_t)B);
+  char **texts = conts ? calloc(rows ? rows : 1, sizeof(char *)) : NULL;
+  double *vals = values ? malloc(sizeof(double) * (rows ? rows : 1) * (size_t)nm) : NULL;
+  if (!items || !out || !lens || (conts && !texts) || (values && !vals))
+    rc = dfpo_err_set(err, DFPO_ERUNTIME, "evaluation: out of memory");
+  for (size_t start = 0; !rc && start < rows; start += (size_t)B) {
+    if (dfpo_interrupted()) {
+      rc = dfpo_err_set(err, DFPO_EINTR, "evaluation: interrupted");
+      break;
+    }
+    int nb = rows - start < (size_t)B ? (int)(rows - start) : B;
+    for (int b = 0; b < nb; b++)
+      items[b] = (start + (size_t)b) / (size_t)k;
+    int *tokens = NULL, *kstart = NULL, Tp;
+    if (trn_build_batch(r, split, items, nb, &tokens, &kstart, &Tp)) {
+      rc = dfpo_err_set(err, DFPO_ERUNTIME, "evaluation: out of memory");
+    } else {
+      rc = generate_eval(r, tokens, kstart, nb, Tp, &rng, out, lens, err);
+    }
+    for (int b = 0; !rc && b < nb; b++) {
+      char *raw = trn_continuation_text(r, out + (size_t)b * N, lens[b], err);
+      char *text = raw ? dfpo_utf8_fix(raw, strlen(raw)) : NULL;
+      free(raw);
+      size_t q = start + (size_t)b;
+      double v[TASK_MAX_METRICS];
+      const task_item *it = &r->tk.items[split][items[b]];
+      if (!text || (rc = r->tk.score(&r->tk, it, text, v, err))) {
+        rc = rc ? rc : err && err->code ? err->code : DFPO_ERUNTIME;
+        free(text);
+        break;
+      }
+      for (int m = 0; m < nm; m++)
+        means[m] += v[m] / (double)rows;
+      if (vals)
+        memcpy(vals + q * (size_t)nm, v, sizeof(double) * (size_t)nm);
+      if (samples_path) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "index", (double)items[b]);
+        if (k > 1)
+          cJSON_AddNumberToObject(o, "sample", (double)(q % (size_t)k));
+        cJSON_AddStringToObject(o, "prompt", it->prompt);
+        cJSON_AddStringToObject(o, "continuation", text);
+        for (int m = 0; m < nm; m++)
+          cJSON_AddNumberToObject(o, r->tk.metric_names[m], v[m]);
+        char *line = cJSON_PrintUnformatted(o);
+        cJSON_Delete(o);
+        if (line)
+          fprintf(a.fp, "%s\n", line);
+        free(line);
+      }
+      if (texts)
+        texts[q] = text;
+      else
+        free(text);
+    }
+    free(tokens);
+    free(kstart);
+  }
+  free(items);
+  free(out);
+  free(lens);
+  if (samples_path) {
+    if (rc)
+      dfpo_atomic_abort(&a);
+    else
+      rc = dfpo_atomic_commit(&a, err);
+  }
+  if (rc && texts) {
+    for (size_t q = 0; q < rows; q++)
+      free(texts[q]);
+    free(texts);
+    texts = NULL;
+  }
+  if (rc) {
+    free(vals);
+    vals = NULL;
+  }
+  if (conts)
+    *conts = texts;
+  if (values)
+    *values = vals;
+  return rc;
+}
+
+int trn_evaluate(trn_run *r, int split, size_t n, double *means, const char *samples_path,
+                 dfpo_err *err) {
+  return eval_samples(r, split, n, 1, means, samples_path, NULL, NULL, err);
+}
+
+int trn_refs_ppl(trn_run *r, int split, size_t n, double *ppl, size_t *nrefs, dfpo_err *err) {
+  const char **refs = malloc(sizeof(char *) * (n ? n : 1));
+  if (!refs)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "evaluation: out of memory");
+  *nrefs = 0;
+  for (size_t i = 0; i < n; i++)
+    if (r->tk.items[split][i].reference && r->tk.items[split][i].reference[0])
+      refs[(*nrefs)++] = r->tk.items[split][i].reference;
+  int rc = DFPO_OK;
+  met_ppl p;
+  if (*nrefs && !(rc = met_ppl_ref(r->policy, r->tok, refs, *nrefs, NULL, &p, NULL, err)))
+    *ppl = p.ppl;
+  free(refs);
+  return rc;
+}
+
+int trn_evaluate_test(trn_run *r, size_t n, const char *samples_path, cJSON *o, cJSON *metrics,
+                      dfpo_err *err) {
+  int rc, ppl_ref = r->set.ppl_ref;
+  const char *judge_lm = r->set.judge_lm;
+  int k = r->set.samples_per_prompt > 0  ? r->set.samples_per_prompt
+          : r->tk.samples_per_prompt > 0 ? r->tk.samples_per_prompt
+                                         : 1;
+  double means[TASK_MAX_METRICS];
+  char **conts = NULL;
+  double *values = NULL;
+  size_t rows = n * (size_t)k;
+  if ((rc = eval_samples(r, TASK_TEST, n, k, means, samples_path, &conts, &values, err)))
+    return rc;
+  cJSON_AddNumberToObject(o, "samples_per_prompt", k);
+  for (int m = 0; m < r->tk.n_metrics; m++)
+    cJSON_AddNumberToObject(metrics, r->tk.metric_names[m], means[m]);
+  size_t *idx = malloc(sizeof(size_t) * (n ? n : 1));
+  const char **prompts = malloc(sizeof(char *) * (rows ? rows : 1));
+  if (!idx || !prompts)
+    rc = dfpo_err_set(err, DFPO_ERUNTIME, "evaluation: out of memory");
+  for (size_t i = 0; !rc && i < n; i++)
+    idx[i] = i;
+  task_eval ev = {TASK_TEST, n, k, idx, conts, values};
+  if (!rc && r->tk.aggregate)
+    rc = r->tk.aggregate(&r->tk, &ev, metrics, err);
+  if (!rc)
+    rc = task_diversity(conts, rows, metrics, err);
+  size_t nrefs = 0;
+  double ppl;
+  if (!rc && ppl_ref && !(rc = trn_refs_ppl(r, TASK_TEST, n, &ppl, &nrefs, err)) && nrefs) {
+    cJSON_AddNumberToObject(metrics, "ppl_ref", ppl);
+    cJSON_AddNumberToObject(o, "ppl_ref_texts", (double)nrefs);
+  }
+  if (!rc && judge_lm[0]) {
+    gpt2_model *lm = NULL;
+    met_ppl p;
+    for (size_t q = 0; q < rows; q++)
+      prompts[q] = r->tk.items[TASK_TEST][q / (size_t)k].prompt;
+    if (!(rc = gpt2_load(&lm, judge_lm, err)) &&
+        (size_t)gpt2_get_config(lm)->vocab_size < tok_vocab_size(r->tok))
+      rc = dfpo_err_set(err, DFPO_EUSAGE,
+                        "eval.judge_lm %s: its vocabulary is smaller than the tokenizer's",
+                        judge_lm);
+    if (!rc && !(rc = met_ppl_gen(lm, r->tok, prompts, (const char *const *)conts, rows, NULL, &p,
+                                  NULL, err))) {
+      char hex[65];
+      cJSON_AddNumberToObject(metrics, "ppl_gen", p.ppl);
+      cJSON *j = cJSON_AddObjectToObject(o, "judge_lm");
+      cJSON_AddStringToObject(j, "path", judge_lm);
+      if (!(rc = ds_sha256_file(judge_lm, hex, err)))
+        cJSON_AddStringToObject(j, "sha256", hex);
+    }
+    gpt2_free(lm);
+  }
+  for (size_t q = 0; q < rows; q++)
+    free(conts[q]);
+  free(conts);
+  free(values);
+  free(idx);
+  free(prompts);
+  return rc;
+}

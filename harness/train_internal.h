@@ -1,0 +1,153 @@
+/* Internal to the files of `dfpo train` (cmd_train.c: setup, the loop and
+ * the command; train_config.c: options and config -> run settings;
+ * train_eval.c: validation, the test evaluation and its samples;
+ * train_sft.c: SFT's epochs; train_resume.c: the resumable checkpoint).
+ *
+ * Prefix: trn_. Ownership: a trn_run owns everything it points to
+ * (trn_run_free in cmd_train.c releases it); its settings' strings point
+ * into its config and live as long as it.
+ */
+#ifndef DFPO_HARNESS_TRAIN_INTERNAL_H
+#define DFPO_HARNESS_TRAIN_INTERNAL_H
+
+#include "harness/algo.h"
+#include "harness/config.h"
+#include "harness/task.h"
+#include "trainer/trainer.h"
+
+#include <cjson/cJSON.h>
+#include <stdint.h>
+
+/* ------------------------------------------------------- train_config.c */
+
+/* What the command line says: the config file, the --set overrides (the
+ * options become overrides too, applied after the file) and --stop-after. */
+typedef struct trn_options {
+  const char *file; /* --config (NULL: none); points into argv */
+  char **sets;      /* nsets overrides, each "key.path=value" */
+  int nsets;
+  char **owned; /* the overrides built from options (freed by trn_options_free) */
+  int nowned;
+  int stop_after; /* --stop-after N (0: off) */
+} trn_options;
+
+/* Parses dfpo train's argv into o. Returns DFPO_OK, -1 when --help was
+ * printed, or the code of a usage error already printed. o is filled as far
+ * as it got; trn_options_free releases it in every case. */
+int trn_options_parse(int argc, char **argv, trn_options *o);
+void trn_options_free(trn_options *o);
+
+/* Every config key `dfpo train` reads, read in one place (docs/configs.md
+ * says what each means). */
+typedef struct trn_settings {
+  const char *task_name, *algo_name, *suite, *out, *model, *tokenizer, *device, *judge_lm;
+  alg_id algo;
+  int64_t seed;
+  int64_t threads;               /* CPU threads (0: the default) */
+  int max_prompt;                /* task.max_prompt_tokens */
+  int batch;                     /* train.batch_size */
+  gpt2_sampling sampling;        /* generation.*; eos is the tokenizer's, set by setup */
+  int64_t iterations;            /* train.iterations */
+  int64_t eval_every;            /* train.eval_every */
+  int64_t max_prompts;           /* eval.max_prompts (0: all) */
+  int samples_per_prompt;        /* eval.samples_per_prompt (0: the task's protocol) */
+  int ppl_ref;                   /* eval.ppl_ref */
+  int eval_negative;             /* DfPO with dfpo.eval_policy=negative: evaluate pi- */
+  double lr, weight_decay, clip; /* train.lr, train.weight_decay, train.max_grad_norm */
+  /* train.lr_schedule and train.warmup_steps from train.lr down to 0; its
+   * steps are RL iterations or SFT optimiser steps, and `total` is set
+   * where they are counted (trn_lr_at) */
+  gpt2_lr_schedule schedule;
+  rl_config rl; /* ppo, nlpo, dfpo: the trainer's settings */
+} trn_settings;
+
+int trn_settings_read(const cfg *c, trn_settings *s, dfpo_err *err);
+/* The learning rate of step `step` of `total` under s->schedule (train.lr
+ * itself with the defaults, constant and no warmup). */
+float trn_lr_at(const trn_settings *s, int64_t step, int64_t total);
+
+/* ---------------------------------------------------------- the run */
+
+/* Everything one run holds. */
+typedef struct trn_run {
+  cfg conf;
+  trn_settings set;
+  task tk;
+  tok_tokenizer *tok;
+  gpt2_model *policy, *ref, *value;
+  rl_trainer *rl;
+  gpt2_sampling sampling; /* set.sampling with the tokenizer's end-of-text */
+  int eos, pad;
+  int stop_after;      /* --stop-after: iterations before stopping as a kill would (0: off) */
+  int64_t resume_prev; /* iteration of the resumable checkpoint on disk (-1: none) */
+  int32_t **sft_ids;   /* SFT: tokenized training references */
+  size_t *sft_len;
+  char dir[4096];
+  /* tokenized prompts per split */
+  int32_t **prompt_ids[TASK_SPLITS];
+  size_t *prompt_len[TASK_SPLITS];
+  /* the batch being scored by the reward callback */
+  const size_t *batch_items;
+  int batch_split;
+} trn_run;
+
+/* --------------------------------------------------------- train_eval.c */
+
+/* Left-pads the prompts of items[0..B) into tokens[B, Tp] (kstart: pad
+ * count), truncating each from the left to max_prompt tokens. The arrays
+ * are the caller's (free); -1 when out of memory. */
+int trn_build_batch(const trn_run *r, int split, const size_t *items, int B, int **tokens,
+                    int **kstart, int *Tp);
+/* The text of a continuation, without a final end-of-text. Heap string. */
+char *trn_continuation_text(const trn_run *r, const int *cont, int len, dfpo_err *err);
+/* Validation: one sample per prompt of the first n of a split, the metrics'
+ * means (means[0] selects the checkpoint); samples_path (optional) gets
+ * one JSON line per sample. Sampling draws from the run seed's stream
+ * DFPO_STREAM_EVAL_VALIDATION, started afresh at every validation, so that
+ * the checkpoints of a run are compared on the same random numbers
+ * (docs/algorithms.md). */
+int trn_evaluate(trn_run *r, int split, size_t n, double *means, const char *samples_path,
+                 dfpo_err *err);
+/* ppl_ref over the first n items of a split: the policy's perplexity of the
+ * items' reference texts. *nrefs = 0 (and *ppl untouched) when none of them
+ * has one. */
+int trn_refs_ppl(trn_run *r, int split, size_t n, double *ppl, size_t *nrefs, dfpo_err *err);
+/* The test evaluation written to eval.json: the samples (from the run
+ * seed's stream DFPO_STREAM_EVAL_TEST) into samples_path, the metrics into
+ * `metrics`, what produced them into `o`. */
+int trn_evaluate_test(trn_run *r, size_t n, const char *samples_path, cJSON *o, cJSON *metrics,
+                      dfpo_err *err);
+
+/* ---------------------------------------------------------- train_sft.c */
+
+/* SFT's texts: the training references, tokenized into r->sft_ids. */
+int trn_sft_tokenize(trn_run *r, dfpo_err *err);
+/* SFT's epoch `epoch` of `epochs` (data: the data-order stream; the
+ * learning rate follows the schedule over all epochs' steps); *loss gets
+ * the mean step loss, *steps the optimiser steps. */
+int trn_sft_epoch(trn_run *r, int64_t epoch, int64_t epochs, dfpo_rng *data, double *loss,
+                  int *steps, dfpo_err *err);
+
+/* ------------------------------------------------------- train_resume.c */
+
+/* Where a run stands between iterations: with the models (parameters and
+ * AdamW states) and the trainer's state, enough to continue bit for bit. */
+typedef struct trn_loop_state {
+  int64_t next_it;   /* the first iteration not done */
+  double best;       /* best validation score so far */
+  int best_iter;     /* its iteration */
+  dfpo_rng data;     /* the data-order stream */
+  int64_t log_bytes; /* length of train.jsonl up to next_it */
+} trn_loop_state;
+
+/* checkpoint/resume/<what> (it < 0) or checkpoint/resume/<what>-<it>.ckpt. */
+void trn_resume_path(const trn_run *r, char *buf, size_t n, const char *what, int64_t it);
+/* Removes the models of the resumable checkpoint of iteration it. */
+void trn_resume_remove(const trn_run *r, int64_t it);
+/* Writes the resumable checkpoint of iteration ls->next_it. */
+int trn_resume_save(trn_run *r, const trn_loop_state *ls, dfpo_err *err);
+/* Continues from checkpoint/resume/state.json when there is one (*found
+ * says so): the models, the trainer and ls come back. */
+int trn_resume_load(trn_run *r, trn_loop_state *ls, int *found, dfpo_err *err);
+
+#endif

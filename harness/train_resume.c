@@ -1,0 +1,175 @@
+/* dfpo train's resumable checkpoint (checkpoint/resume/): the models with
+ * their AdamW states and state.json, written last (docs/algorithms.md). */
+#include "harness/train_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void hex_u64(cJSON *o, const char *key, uint64_t v) {
+  char buf[32];
+  snprintf(buf, sizeof buf, "%016llx", (unsigned long long)v);
+  cJSON_AddStringToObject(o, key, buf);
+}
+
+static int get_u64(const cJSON *o, const char *key, uint64_t *v) {
+  const cJSON *it = cJSON_GetObjectItem(o, key);
+  if (!cJSON_IsString(it))
+    return -1;
+  char *end;
+  *v = (uint64_t)strtoull(it->valuestring, &end, 16);
+  return *end ? -1 : 0;
+}
+
+static uint64_t dbits(double d) {
+  uint64_t u;
+  memcpy(&u, &d, sizeof u);
+  return u;
+}
+
+static double bitsd(uint64_t u) {
+  double d;
+  memcpy(&d, &u, sizeof d);
+  return d;
+}
+
+void trn_resume_path(const trn_run *r, char *buf, size_t n, const char *what, int64_t it) {
+  if (it < 0)
+    snprintf(buf, n, "%s/checkpoint/resume/%s", r->dir, what);
+  else
+    snprintf(buf, n, "%s/checkpoint/resume/%s-%lld.ckpt", r->dir, what, (long long)it);
+}
+
+void trn_resume_remove(const trn_run *r, int64_t it) {
+  static const char *const what[] = {"policy", "value", "mask"};
+  char path[4400];
+  for (size_t i = 0; i < sizeof what / sizeof what[0]; i++) {
+    trn_resume_path(r, path, sizeof path, what[i], it);
+    remove(path);
+  }
+}
+
+/* Writes the models of iteration ls->next_it, then state.json (atomically,
+ * last: it names the iteration, so a kill before it keeps the previous
+ * checkpoint whole), then removes the previous checkpoint's models. */
+int trn_resume_save(trn_run *r, const trn_loop_state *ls, dfpo_err *err) {
+  char path[4400];
+  int rc;
+  trn_resume_path(r, path, sizeof path, "", -1);
+  if ((rc = dfpo_mkdirs(path, err)))
+    return rc;
+  trn_resume_path(r, path, sizeof path, "policy", ls->next_it);
+  if ((rc = gpt2_save(r->policy, path, 1, err)))
+    return rc;
+  if (r->value) {
+    trn_resume_path(r, path, sizeof path, "value", ls->next_it);
+    if ((rc = gpt2_save(r->value, path, 1, err)))
+      return rc;
+  }
+  gpt2_model *mask = r->rl ? rl_trainer_mask_model(r->rl) : NULL;
+  if (mask) {
+    trn_resume_path(r, path, sizeof path, "mask", ls->next_it);
+    if ((rc = gpt2_save(mask, path, 0, err)))
+      return rc;
+  }
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddNumberToObject(o, "next_iteration", (double)ls->next_it);
+  cJSON_AddNumberToObject(o, "best_iteration", ls->best_iter);
+  hex_u64(o, "best_bits", dbits(ls->best));
+  hex_u64(o, "data_state", ls->data.state);
+  hex_u64(o, "data_inc", ls->data.inc);
+  cJSON_AddNumberToObject(o, "log_bytes", (double)ls->log_bytes);
+  if (r->rl) {
+    rl_trainer_state ts;
+    rl_trainer_get_state(r->rl, &ts);
+    hex_u64(o, "beta_bits", dbits(ts.beta));
+    cJSON_AddNumberToObject(o, "rl_iterations", (double)ts.iterations);
+    hex_u64(o, "rng_state", ts.rng.state);
+    hex_u64(o, "rng_inc", ts.rng.inc);
+  }
+  trn_resume_path(r, path, sizeof path, "state.json", -1);
+  rc = cfg_json_write(path, o, err);
+  cJSON_Delete(o);
+  if (rc)
+    return rc;
+  if (r->resume_prev >= 0 && r->resume_prev != ls->next_it)
+    trn_resume_remove(r, r->resume_prev);
+  r->resume_prev = ls->next_it;
+  return DFPO_OK;
+}
+
+/* Replaces a model by the checkpoint at path (parameters and AdamW state). */
+static int swap_in(gpt2_model **m, const char *path, dfpo_err *err) {
+  gpt2_model *n = NULL;
+  int rc = gpt2_load(&n, path, err);
+  if (rc)
+    return rc;
+  gpt2_free(*m);
+  *m = n;
+  return DFPO_OK;
+}
+
+/* Continues from checkpoint/resume/state.json when there is one: *found
+ * says so. The policy and value model (with their AdamW states) and NLPO's
+ * mask model come back, the trainer is rebuilt over them with its state. */
+int trn_resume_load(trn_run *r, trn_loop_state *ls, int *found, dfpo_err *err) {
+  char path[4400];
+  *found = 0;
+  trn_resume_path(r, path, sizeof path, "state.json", -1);
+  char *text;
+  size_t len;
+  if (dfpo_read_file(path, &text, &len, NULL) != DFPO_OK)
+    return DFPO_OK;
+  cJSON *o = cJSON_ParseWithLength(text, len);
+  free(text);
+  uint64_t best, ds, di, beta = 0, rs = 0, ri = 0;
+  const cJSON *nx = cJSON_GetObjectItem(o, "next_iteration"),
+              *bi = cJSON_GetObjectItem(o, "best_iteration"),
+              *lb = cJSON_GetObjectItem(o, "log_bytes"),
+              *ri_n = cJSON_GetObjectItem(o, "rl_iterations");
+  int bad = !o || !cJSON_IsNumber(nx) || !cJSON_IsNumber(bi) || !cJSON_IsNumber(lb) ||
+            get_u64(o, "best_bits", &best) || get_u64(o, "data_state", &ds) ||
+            get_u64(o, "data_inc", &di);
+  if (!bad && r->rl)
+    bad = !cJSON_IsNumber(ri_n) || get_u64(o, "beta_bits", &beta) || get_u64(o, "rng_state", &rs) ||
+          get_u64(o, "rng_inc", &ri);
+  if (bad) {
+    cJSON_Delete(o);
+    return dfpo_err_set(err, DFPO_EDATA, "%s: not a resumable-checkpoint state", path);
+  }
+  ls->next_it = (int64_t)nx->valuedouble;
+  ls->best_iter = bi->valueint;
+  ls->best = bitsd(best);
+  ls->data.state = ds;
+  ls->data.inc = di;
+  ls->log_bytes = (int64_t)lb->valuedouble;
+  rl_trainer_state ts = {bitsd(beta), r->rl ? (int64_t)ri_n->valuedouble : 0, {rs, ri}};
+  cJSON_Delete(o);
+  int rc;
+  trn_resume_path(r, path, sizeof path, "policy", ls->next_it);
+  if ((rc = swap_in(&r->policy, path, err)))
+    return rc;
+  if (r->rl) {
+    trn_resume_path(r, path, sizeof path, "value", ls->next_it);
+    if ((rc = swap_in(&r->value, path, err)))
+      return rc;
+    rl_trainer_free(r->rl);
+    r->rl = NULL;
+    if ((rc = rl_trainer_new(&r->rl, r->policy, r->ref, r->value, &r->set.rl, (uint64_t)r->set.seed,
+                             err)))
+      return rc;
+    rl_trainer_set_state(r->rl, &ts);
+    gpt2_model *mask = rl_trainer_mask_model(r->rl), *saved = NULL;
+    if (mask) {
+      trn_resume_path(r, path, sizeof path, "mask", ls->next_it);
+      if ((rc = gpt2_load(&saved, path, err)) || (rc = gpt2_copy_params(mask, saved, err))) {
+        gpt2_free(saved);
+        return rc;
+      }
+      gpt2_free(saved);
+    }
+  }
+  r->resume_prev = ls->next_it;
+  *found = 1;
+  return DFPO_OK;
+}

@@ -1,0 +1,100 @@
+/* dfpo train's SFT: next-token cross-entropy on the training references
+ * (docs/algorithms.md). */
+#include "harness/train_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* SFT's texts: the training references, each as <|endoftext|> + its tokens,
+ * cut to the model's context. */
+int trn_sft_tokenize(trn_run *r, dfpo_err *err) {
+  size_t n = r->tk.n[TASK_TRAIN];
+  int n_ctx = gpt2_get_config(r->policy)->n_ctx;
+  r->sft_ids = calloc(n ? n : 1, sizeof(int32_t *));
+  r->sft_len = calloc(n ? n : 1, sizeof(size_t));
+  if (!r->sft_ids || !r->sft_len)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  for (size_t i = 0; i < n; i++) {
+    tok_ids v = {0};
+    const char *t = r->tk.items[TASK_TRAIN][i].reference;
+    int rc;
+    if (!t || !t[0])
+      return dfpo_err_set(err, DFPO_EDATA, "%s: training item %zu has no reference text for SFT",
+                          r->tk.name, i);
+    int32_t bos = r->pad;
+    if ((rc = tok_encode(r->tok, t, strlen(t), 0, &v, err))) {
+      tok_ids_free(&v);
+      return rc;
+    }
+    size_t len = v.n + 1 < (size_t)n_ctx + 1 ? v.n + 1 : (size_t)n_ctx + 1;
+    r->sft_ids[i] = malloc(sizeof(int32_t) * len);
+    if (!r->sft_ids[i]) {
+      tok_ids_free(&v);
+      return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+    }
+    r->sft_ids[i][0] = bos;
+    memcpy(r->sft_ids[i] + 1, v.ids, sizeof(int32_t) * (len - 1));
+    r->sft_len[i] = len;
+    tok_ids_free(&v);
+  }
+  return DFPO_OK;
+}
+
+/* One SFT epoch: the training references in an order drawn from the data
+ * stream, train.batch_size per step, mean next-token cross-entropy over
+ * their tokens (right padding is not scored). *loss gets the mean step loss. */
+int trn_sft_epoch(trn_run *r, int64_t epoch, int64_t epochs, dfpo_rng *data, double *loss,
+                  int *steps, dfpo_err *err) {
+  size_t n = r->tk.n[TASK_TRAIN];
+  int B = r->set.batch, rc = DFPO_OK;
+  double wd = r->set.weight_decay, clip = r->set.clip;
+  int64_t per_epoch = (int64_t)((n + (size_t)B - 1) / (size_t)B);
+  gpt2_adamw opt = gpt2_adamw_default();
+  opt.weight_decay = (float)wd;
+  opt.clip = (float)clip;
+  size_t *order = malloc(sizeof(size_t) * (n ? n : 1));
+  int T = gpt2_get_config(r->policy)->n_ctx;
+  int *tok = malloc(sizeof(int) * (size_t)B * T), *tgt = malloc(sizeof(int) * (size_t)B * T);
+  if (!order || !tok || !tgt)
+    rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  for (size_t i = 0; i < n; i++)
+    order[i] = i;
+  if (!rc)
+    dfpo_rng_shuffle(data, order, n, sizeof order[0]);
+  *loss = 0;
+  *steps = 0;
+  for (size_t start = 0; !rc && start < n; start += (size_t)B) {
+    if (dfpo_interrupted()) {
+      /* the epoch is lost; the resumable checkpoint is that of an earlier one */
+      rc = dfpo_err_set(err, DFPO_EINTR, "train: SFT interrupted within an epoch");
+      break;
+    }
+    int nb = n - start < (size_t)B ? (int)(n - start) : B, Tb = 1;
+    for (int b = 0; b < nb; b++)
+      if ((int)r->sft_len[order[start + b]] - 1 > Tb)
+        Tb = (int)r->sft_len[order[start + b]] - 1;
+    for (int b = 0; b < nb; b++) {
+      const int32_t *ids = r->sft_ids[order[start + b]];
+      int len = (int)r->sft_len[order[start + b]] - 1;
+      for (int j = 0; j < Tb; j++) {
+        tok[b * Tb + j] = j < len ? ids[j] : r->pad;
+        tgt[b * Tb + j] = j < len ? ids[j + 1] : -1;
+      }
+    }
+    float l;
+    gpt2_zero_grad(r->policy);
+    if ((rc = gpt2_lm_loss(r->policy, tok, tgt, NULL, nb, Tb, 1, &l, err)) ||
+        (rc = gpt2_adamw_step(r->policy, &opt,
+                              trn_lr_at(&r->set, epoch * per_epoch + *steps, epochs * per_epoch),
+                              NULL, err)))
+      break;
+    *loss += l;
+    (*steps)++;
+  }
+  if (*steps)
+    *loss /= *steps;
+  free(order);
+  free(tok);
+  free(tgt);
+  return rc;
+}
