@@ -5,7 +5,13 @@
 #include "harness/config.h"
 #include "harness/task.h"
 #include "metrics/metrics.h"
-#include "trainer/trainer.h"
+#include "trainer/device.h"
+#include "trainer/gpt2.h"
+#include "trainer/model.h"
+#include "trainer/optim.h"
+#include "trainer/rl.h"
+#include "trainer/sample.h"
+#include "trainer/tok.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -71,10 +77,10 @@ typedef struct run {
   cfg conf;
   task tk;
   tok_tokenizer *tok;
-  gpt2_model *policy, *ref, *value;
+  model_t *policy, *ref, *value;
   rl_trainer *rl;
   rl_config rl_cfg;
-  gpt2_sampling sampling;
+  smp_settings sampling;
   int eos, pad, max_prompt, batch, algo_rl, zero_shot, sft;
   int stop_after;      /* --stop-after: iterations before stopping as a kill would (0: off) */
   int64_t resume_prev; /* iteration of the resumable checkpoint on disk (-1: none) */
@@ -130,7 +136,7 @@ static int build_batch(const run *r, int split, const size_t *items, int B, int 
 static int generate_eval(run *r, const int *tokens, const int *kstart, int B, int Tp, dfpo_rng *rng,
                          int *out, int *lens, dfpo_err *err) {
   if (!r->eval_negative)
-    return gpt2_generate(r->policy, tokens, kstart, B, Tp, &r->sampling, rng, out, lens, NULL, err);
+    return smp_generate(r->policy, tokens, kstart, B, Tp, &r->sampling, rng, out, lens, NULL, err);
   int *sign = malloc(sizeof(int) * (size_t)B);
   if (!sign)
     return dfpo_err_set(err, DFPO_ERUNTIME, "evaluation: out of memory");
@@ -346,12 +352,12 @@ static int evaluate_test(run *r, size_t n, uint64_t seed, const char *samples_pa
     cJSON_AddNumberToObject(o, "ppl_ref_texts", (double)nrefs);
   }
   if (!rc && judge_lm[0]) {
-    gpt2_model *lm = NULL;
+    model_t *lm = NULL;
     met_ppl p;
     for (size_t q = 0; q < rows; q++)
       prompts[q] = r->tk.items[TASK_TEST][q / (size_t)k].prompt;
-    if (!(rc = gpt2_load(&lm, judge_lm, err)) &&
-        (size_t)gpt2_get_config(lm)->vocab_size < tok_vocab_size(r->tok))
+    if (!(rc = model_load(&lm, judge_lm, err)) &&
+        (size_t)model_get_config(lm)->vocab_size < tok_vocab_size(r->tok))
       rc = dfpo_err_set(err, DFPO_EUSAGE,
                         "eval.judge_lm %s: its vocabulary is smaller than the tokenizer's",
                         judge_lm);
@@ -364,7 +370,7 @@ static int evaluate_test(run *r, size_t n, uint64_t seed, const char *samples_pa
       if (!(rc = ds_sha256_file(judge_lm, hex, err)))
         cJSON_AddStringToObject(j, "sha256", hex);
     }
-    gpt2_free(lm);
+    model_free(lm);
   }
   for (size_t q = 0; q < rows; q++)
     free(conts[q]);
@@ -403,12 +409,12 @@ static int tokenize_prompts(run *r, dfpo_err *err) {
  * the run seed), as RL4LMs starts its separate value network. */
 static int make_value_model(run *r, dfpo_err *err) {
   gpt2_config vc = *gpt2_get_config(r->policy);
-  vc.head = GPT2_HEAD_VALUE;
+  vc.head = MODEL_HEAD_VALUE;
   int rc = gpt2_new(&r->value, &vc, err);
   if (rc)
     return rc;
-  gpt2_init_random(r->value, (uint64_t)r->seed);
-  return gpt2_copy_shared_params(r->value, r->policy, NULL, err);
+  model_init_random(r->value, (uint64_t)r->seed);
+  return model_copy_shared_params(r->value, r->policy, NULL, err);
 }
 
 static void run_free(run *r) {
@@ -423,9 +429,9 @@ static void run_free(run *r) {
   free(r->sft_ids);
   free(r->sft_len);
   rl_trainer_free(r->rl);
-  gpt2_free(r->policy);
-  gpt2_free(r->ref);
-  gpt2_free(r->value);
+  model_free(r->policy);
+  model_free(r->ref);
+  model_free(r->value);
   tok_free(r->tok);
   task_free(&r->tk);
   cfg_free(&r->conf);
@@ -468,14 +474,14 @@ static int setup(run *r, dfpo_err *err) {
                         "(--tokenizer)");
   if ((rc = task_open(task_name, &r->conf, &r->tk, err)))
     return rc;
-  if ((rc = tok_load(&r->tok, tokdir, err)) || (rc = gpt2_load(&r->policy, model, err)) ||
-      (rc = gpt2_load(&r->ref, model, err)))
+  if ((rc = tok_load(&r->tok, tokdir, err)) || (rc = model_load(&r->policy, model, err)) ||
+      (rc = model_load(&r->ref, model, err)))
     return rc;
-  if ((size_t)gpt2_get_config(r->policy)->vocab_size < tok_vocab_size(r->tok))
+  if ((size_t)model_get_config(r->policy)->vocab_size < tok_vocab_size(r->tok))
     return dfpo_err_set(err, DFPO_EDATA,
                         "%s: the model's vocabulary (%d) is smaller than the "
                         "tokenizer's (%zu in %s)",
-                        model, gpt2_get_config(r->policy)->vocab_size, tok_vocab_size(r->tok),
+                        model, model_get_config(r->policy)->vocab_size, tok_vocab_size(r->tok),
                         tokdir);
   r->eos = tok_eot_id(r->tok);
   r->pad = r->eos >= 0 ? r->eos : 0;
@@ -483,7 +489,7 @@ static int setup(run *r, dfpo_err *err) {
   r->max_prompt = (int)v;
   GET(int, "train.batch_size", &v);
   r->batch = (int)v;
-  r->sampling = gpt2_sampling_default();
+  r->sampling = smp_settings_default();
   GET(int, "generation.max_new_tokens", &v);
   r->sampling.max_new = (int)v;
   GET(int, "generation.min_new_tokens", &v);
@@ -495,7 +501,7 @@ static int setup(run *r, dfpo_err *err) {
   GET(num, "generation.top_p", &d);
   r->sampling.top_p = (float)d;
   r->sampling.eos = r->eos;
-  int n_ctx = gpt2_get_config(r->policy)->n_ctx;
+  int n_ctx = model_get_config(r->policy)->n_ctx;
   if (r->max_prompt + r->sampling.max_new > n_ctx)
     return dfpo_err_set(err, DFPO_EUSAGE,
                         "train: task.max_prompt_tokens (%d) + generation.max_new_tokens (%d) "
@@ -567,7 +573,7 @@ static int setup(run *r, dfpo_err *err) {
  * cut to the model's context. */
 static int tokenize_references(run *r, dfpo_err *err) {
   size_t n = r->tk.n[TASK_TRAIN];
-  int n_ctx = gpt2_get_config(r->policy)->n_ctx;
+  int n_ctx = model_get_config(r->policy)->n_ctx;
   r->sft_ids = calloc(n ? n : 1, sizeof(int32_t *));
   r->sft_len = calloc(n ? n : 1, sizeof(size_t));
   if (!r->sft_ids || !r->sft_len)
@@ -609,11 +615,11 @@ static int sft_epoch(run *r, dfpo_rng *data, double *loss, int *steps, dfpo_err 
       (rc = cfg_get_num(&r->conf, "train.weight_decay", &wd, err)) ||
       (rc = cfg_get_num(&r->conf, "train.max_grad_norm", &clip, err)))
     return rc;
-  gpt2_adamw opt = gpt2_adamw_default();
+  opt_adamw opt = opt_adamw_default();
   opt.weight_decay = (float)wd;
   opt.clip = (float)clip;
   size_t *order = malloc(sizeof(size_t) * (n ? n : 1));
-  int T = gpt2_get_config(r->policy)->n_ctx;
+  int T = model_get_config(r->policy)->n_ctx;
   int *tok = malloc(sizeof(int) * (size_t)B * T), *tgt = malloc(sizeof(int) * (size_t)B * T);
   if (!order || !tok || !tgt)
     rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
@@ -642,9 +648,9 @@ static int sft_epoch(run *r, dfpo_rng *data, double *loss, int *steps, dfpo_err 
       }
     }
     float l;
-    gpt2_zero_grad(r->policy);
-    if ((rc = gpt2_lm_loss(r->policy, tok, tgt, NULL, nb, Tb, 1, &l, err)) ||
-        (rc = gpt2_adamw_step(r->policy, &opt, (float)lr, NULL, err)))
+    model_zero_grad(r->policy);
+    if ((rc = model_lm_loss_rows(r->policy, tok, tgt, NULL, nb, Tb, 1, &l, err)) ||
+        (rc = opt_adamw_step(r->policy, &opt, (float)lr, NULL, err)))
       break;
     *loss += l;
     (*steps)++;
@@ -722,17 +728,17 @@ static int save_resume(run *r, const loop_state *ls, dfpo_err *err) {
   if ((rc = dfpo_mkdirs(path, err)))
     return rc;
   resume_path(r, path, sizeof path, "policy", ls->next_it);
-  if ((rc = gpt2_save(r->policy, path, 1, err)))
+  if ((rc = model_save(r->policy, path, 1, err)))
     return rc;
   if (r->value) {
     resume_path(r, path, sizeof path, "value", ls->next_it);
-    if ((rc = gpt2_save(r->value, path, 1, err)))
+    if ((rc = model_save(r->value, path, 1, err)))
       return rc;
   }
-  gpt2_model *mask = r->rl ? rl_trainer_mask_model(r->rl) : NULL;
+  model_t *mask = r->rl ? rl_trainer_mask_model(r->rl) : NULL;
   if (mask) {
     resume_path(r, path, sizeof path, "mask", ls->next_it);
-    if ((rc = gpt2_save(mask, path, 0, err)))
+    if ((rc = model_save(mask, path, 0, err)))
       return rc;
   }
   cJSON *o = cJSON_CreateObject();
@@ -762,12 +768,12 @@ static int save_resume(run *r, const loop_state *ls, dfpo_err *err) {
 }
 
 /* Replaces a model by the checkpoint at path (parameters and AdamW state). */
-static int swap_in(gpt2_model **m, const char *path, dfpo_err *err) {
-  gpt2_model *n = NULL;
-  int rc = gpt2_load(&n, path, err);
+static int swap_in(model_t **m, const char *path, dfpo_err *err) {
+  model_t *n = NULL;
+  int rc = model_load(&n, path, err);
   if (rc)
     return rc;
-  gpt2_free(*m);
+  model_free(*m);
   *m = n;
   return DFPO_OK;
 }
@@ -822,14 +828,14 @@ static int load_resume(run *r, loop_state *ls, int *found, dfpo_err *err) {
                              err)))
       return rc;
     rl_trainer_set_state(r->rl, &ts);
-    gpt2_model *mask = rl_trainer_mask_model(r->rl), *saved = NULL;
+    model_t *mask = rl_trainer_mask_model(r->rl), *saved = NULL;
     if (mask) {
       resume_path(r, path, sizeof path, "mask", ls->next_it);
-      if ((rc = gpt2_load(&saved, path, err)) || (rc = gpt2_copy_params(mask, saved, err))) {
-        gpt2_free(saved);
+      if ((rc = model_load(&saved, path, err)) || (rc = model_copy_params(mask, saved, err))) {
+        model_free(saved);
         return rc;
       }
-      gpt2_free(saved);
+      model_free(saved);
     }
   }
   r->resume_prev = ls->next_it;
@@ -886,7 +892,7 @@ static int train_loop(run *r, int64_t iterations, int64_t eval_every, size_t n_v
         ls->best = means[0];
         ls->best_iter = (int)it;
         snprintf(path, sizeof path, "%s/checkpoint/best.ckpt", r->dir);
-        if ((rc = gpt2_save(r->policy, path, 0, err))) {
+        if ((rc = model_save(r->policy, path, 0, err))) {
           cJSON_Delete(line);
           break;
         }
@@ -1044,13 +1050,13 @@ static int run_cell(run *r, dfpo_err *err) {
     if (stopped)
       return DFPO_OK;
     /* the selected policy: the best validation reward */
-    gpt2_model *best = NULL;
+    model_t *best = NULL;
     snprintf(path, sizeof path, "%s/checkpoint/best.ckpt", r->dir);
-    if ((rc = gpt2_load(&best, path, err)) || (rc = gpt2_copy_params(r->policy, best, err))) {
-      gpt2_free(best);
+    if ((rc = model_load(&best, path, err)) || (rc = model_copy_params(r->policy, best, err))) {
+      model_free(best);
       return rc;
     }
-    gpt2_free(best);
+    model_free(best);
   }
   int best_iter = ls.best_iter;
   cJSON *o = cJSON_CreateObject(), *m;

@@ -25,7 +25,7 @@
 
 #include <stddef.h>
 
-#include "trainer/trainer.h"
+#include "trainer/device.h"
 
 typedef struct ops_backend {
   const char *name;
