@@ -412,7 +412,9 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
 
   /* 3. log-probabilities under the policy (before the update) and the
    * reference, values, and the exact per-token KL */
-  if ((rc = model_forward_rows(t->policy, k.seq, kstart, B, L, err)) ||
+  /* the rollouts' rows: [prompt (Tp columns) | continuation] */
+  const model_batch rows = {k.seq, kstart, B, L, Tp};
+  if ((rc = model_forward(t->policy, &rows, err)) ||
       (rc = model_lm_logprobs(t->policy, k.targets, k.lp_full, NULL, err)))
     goto done;
   gather(k.logp_old, k.lp_full, B, L, Tp, N);
@@ -429,7 +431,7 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
   }
   if (exact_kl)
     action_log_softmax(k.logsm, t->policy, k.lens, B, L, Tp, N, V, k.zrow);
-  if ((rc = model_forward_rows(t->ref, k.seq, kstart, B, L, err)) ||
+  if ((rc = model_forward(t->ref, &rows, err)) ||
       (rc = model_lm_logprobs(t->ref, k.targets, k.lp_full, NULL, err)))
     goto done;
   gather(k.logp_ref, k.lp_full, B, L, Tp, N);
@@ -449,7 +451,7 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
   } else {
     st->kl_token = NAN;
   }
-  if ((rc = model_forward_rows(t->value, k.seq, kstart, B, L, err)) ||
+  if ((rc = model_forward(t->value, &rows, err)) ||
       (rc = model_value_forward(t->value, k.values_full, err)))
     goto done;
   gather(k.values, k.values_full, B, L, Tp, N);
@@ -501,7 +503,8 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
       }
       /* policy */
       model_zero_grad(t->policy);
-      if ((rc = model_forward_rows(t->policy, k.mb_seq, k.mb_kstart, mb, L, err)) ||
+      const model_batch mrows = {k.mb_seq, k.mb_kstart, mb, L, Tp};
+      if ((rc = model_forward(t->policy, &mrows, err)) ||
           (rc = model_lm_logprobs(t->policy, k.mb_targets, k.lp_full, NULL, err)))
         goto done;
       gather(k.mb_lp, k.lp_full, mb, L, Tp, N);
@@ -549,7 +552,7 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
         goto done;
       /* value model: vf_coef * 0.5 * mean (V - R)^2 over the actions */
       model_zero_grad(t->value);
-      if ((rc = model_forward_rows(t->value, k.mb_seq, k.mb_kstart, mb, L, err)) ||
+      if ((rc = model_forward(t->value, &mrows, err)) ||
           (rc = model_value_forward(t->value, k.mb_vals, err)))
         goto done;
       double count = 0, vloss = 0;
