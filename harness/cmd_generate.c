@@ -362,7 +362,7 @@ int cmd_generate(int argc, char **argv) {
   model_t *m;
   if ((rc = model_load(&m, model, &err)))
     return cli_fail(&err);
-  const gpt2_config *cfg = gpt2_get_config(m);
+  const model_config *cfg = model_get_config(m);
   if (s.eos >= cfg->vocab_size)
     s.eos = -1;
   tok_tokenizer *tok = NULL;

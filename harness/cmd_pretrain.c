@@ -407,7 +407,7 @@ static int pt_run(const pt_opts *o, const char *conf_json, dfpo_err *err) {
     tok_free(tok);
     return rc;
   }
-  const gpt2_config *mc = gpt2_get_config(m);
+  const model_config *mc = model_get_config(m);
   stream tr = {0}, va = {0};
   int Bi = (int)o->B, Ti = (int)o->T;
   if (tok && tok_vocab_size(tok) > (size_t)mc->vocab_size)

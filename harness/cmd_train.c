@@ -408,9 +408,7 @@ static int tokenize_prompts(run *r, dfpo_err *err) {
 /* The value model: the policy's trunk with a value head (initialised from
  * the run seed), as RL4LMs starts its separate value network. */
 static int make_value_model(run *r, dfpo_err *err) {
-  gpt2_config vc = *gpt2_get_config(r->policy);
-  vc.head = MODEL_HEAD_VALUE;
-  int rc = gpt2_new(&r->value, &vc, err);
+  int rc = model_new_like(&r->value, r->policy, MODEL_HEAD_VALUE, 0, err);
   if (rc)
     return rc;
   model_init_random(r->value, (uint64_t)r->seed);
