@@ -1,4 +1,4 @@
-/* dfpo train: one (task, algorithm, seed) cell of DESIGN.md section 4's run
+/* dfpo train: one (task, algorithm, seed) cell (docs/suites.md) of the run
  * folder layout, over the RL loop of trainer/rl_train.c. */
 #include "datasets/datasets.h"
 #include "harness/cli.h"
@@ -291,7 +291,7 @@ static int evaluate(run *r, int split, size_t n, uint64_t seed, double *means,
   return eval_samples(r, split, n, 1, seed, means, samples_path, NULL, NULL, err);
 }
 
-/* ppl_ref over the first n items of a split (DESIGN.md section 8): the
+/* ppl_ref over the first n items of a split (docs/metrics.md): the
  * policy's perplexity of the items' reference texts. *nrefs = 0 (and *ppl
  * untouched) when none of them has one. */
 static int refs_ppl(run *r, int split, size_t n, double *ppl, size_t *nrefs, dfpo_err *err) {
@@ -313,7 +313,7 @@ static int refs_ppl(run *r, int split, size_t n, double *ppl, size_t *nrefs, dfp
 /* The test evaluation written to eval.json: k samples per prompt (the
  * task's protocol unless eval.samples_per_prompt says otherwise), the
  * per-sample means, the task's corpus-level metrics, diversity, and the
- * perplexities (DESIGN.md section 8) into `metrics`; the judge LM used for
+ * perplexities (docs/metrics.md) into `metrics`; the judge LM used for
  * ppl_gen into `o`. */
 static int evaluate_test(run *r, size_t n, uint64_t seed, const char *samples_path, cJSON *o,
                          cJSON *metrics, dfpo_err *err) {

@@ -136,7 +136,7 @@ static int deviation_mentions(const cJSON *ev, const char *what) {
 
 Test(task_prompts, hand_examples) {
   /* The IMDB rule: the first max(1, floor(words * fraction)) words, with the
-   * spacing between them kept (DESIGN.md section 5: "first 50% of the
+   * spacing between them kept (docs/tasks.md: "first 50% of the
    * review's words"). Counted by hand: */
   cr_expect_eq(task_prompt_len("one two  three four five", 0.5), 7);   /* "one two" */
   cr_expect_eq(task_prompt_len("  Great film!\nI loved it", 0.5), 13); /* "  Great film!" */
@@ -469,7 +469,7 @@ Test(tasks, commongen_end_to_end, .timeout = 600) {
     ts_rmtree(home);
 }
 
-/* The run configs of the tasks (DESIGN.md section 5's generation settings)
+/* The run configs of the tasks (docs/tasks.md's generation settings)
  * load against the schema. */
 Test(task_prompts, task_configs_load) {
   const char *names[] = {"imdb", "rtp", "commongen"};
