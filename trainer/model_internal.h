@@ -5,8 +5,9 @@
  * public model_* calls through it and keeps the state every architecture
  * shares (the backend, the config view, the step count) in the base. The
  * contract of each entry is the public function's of the same name in
- * trainer/model.h; docs/model-interface.md says what a new architecture
- * adds. */
+ * trainer/model.h; an entry for a part the model lacks (a head, an LM
+ * head, decoding) answers DFPO_EUSAGE. docs/model-interface.md says what a
+ * new architecture adds. */
 #ifndef DFPO_TRAINER_MODEL_INTERNAL_H
 #define DFPO_TRAINER_MODEL_INTERNAL_H
 
