@@ -1,6 +1,12 @@
 #include "harness/algo.h"
 #include "harness/cli.h"
-#include "trainer/trainer.h"
+#include "trainer/device.h"
+#include "trainer/gpt2.h"
+#include "trainer/model.h"
+#include "trainer/optim.h"
+#include "trainer/rl.h"
+#include "trainer/sample.h"
+#include "trainer/tok.h"
 
 #include <getopt.h>
 #include <math.h>
@@ -63,7 +69,7 @@ static double peak_rss_mib(void) {
 /* The sentiment-judge stand-in of --what rl: P(class 1) of a 2-class model
  * on prompt + continuation, read at the last token. */
 typedef struct bench_judge {
-  gpt2_model *m;
+  model_t *m;
   int *seq;
   float *logits;
 } bench_judge;
@@ -81,13 +87,13 @@ static int judge_reward(void *ctx, int B, const int *prompts, const int *kstart,
       j->seq[b * L + t] = prompts[b * Tp + t];
     for (int t = 0; t < max_new; t++) {
       int tok = cont[b * max_new + t];
-      j->seq[b * L + Tp + t] = tok >= 0 ? tok : 50256 % gpt2_get_config(j->m)->vocab_size;
+      j->seq[b * L + Tp + t] = tok >= 0 ? tok : 50256 % model_get_config(j->m)->vocab_size;
     }
     at[b] = Tp + lens[b] - 1;
   }
-  int rc = gpt2_forward(j->m, j->seq, kstart, B, L, err);
+  int rc = model_forward_rows(j->m, j->seq, kstart, B, L, err);
   if (!rc)
-    rc = gpt2_class_forward(j->m, at, j->logits, err);
+    rc = model_class_forward(j->m, at, j->logits, err);
   for (int b = 0; !rc && b < B; b++)
     rewards[b] = (float)(1.0 / (1.0 + exp((double)j->logits[2 * b] - j->logits[2 * b + 1])));
   free(at);
@@ -97,10 +103,10 @@ static int judge_reward(void *ctx, int B, const int *prompts, const int *kstart,
 static int bench_rl(const char *shape, const gpt2_config *cfg, const char *algo, int prompts,
                     int plen, int nnew, int iters, int seed, int threads, dfpo_err *err) {
   gpt2_config vc = *cfg, jc = *cfg;
-  vc.head = GPT2_HEAD_VALUE;
-  jc.head = GPT2_HEAD_CLASS;
+  vc.head = MODEL_HEAD_VALUE;
+  jc.head = MODEL_HEAD_CLASS;
   jc.n_classes = 2;
-  gpt2_model *pol = NULL, *ref = NULL, *val = NULL;
+  model_t *pol = NULL, *ref = NULL, *val = NULL;
   bench_judge j = {NULL, NULL, NULL};
   rl_trainer *t = NULL;
   rl_config rc_cfg = rl_config_default();
@@ -122,10 +128,10 @@ static int bench_rl(const char *shape, const gpt2_config *cfg, const char *algo,
   if ((rc = gpt2_new(&pol, cfg, err)) || (rc = gpt2_new(&ref, cfg, err)) ||
       (rc = gpt2_new(&val, &vc, err)) || (rc = gpt2_new(&j.m, &jc, err)))
     goto out;
-  gpt2_init_random(pol, (uint64_t)seed);
-  gpt2_init_random(val, (uint64_t)seed + 1);
-  gpt2_init_random(j.m, (uint64_t)seed + 2);
-  if ((rc = gpt2_copy_params(ref, pol, err)) ||
+  model_init_random(pol, (uint64_t)seed);
+  model_init_random(val, (uint64_t)seed + 1);
+  model_init_random(j.m, (uint64_t)seed + 2);
+  if ((rc = model_copy_params(ref, pol, err)) ||
       (rc = rl_trainer_new(&t, pol, ref, val, &rc_cfg, (uint64_t)seed, err)))
     goto out;
   dfpo_rng rng;
@@ -156,13 +162,13 @@ static int bench_rl(const char *shape, const gpt2_config *cfg, const char *algo,
            "\"params\": %zu, \"peak_rss_mib\": %.1f}\n",
            shape, threads, algo, prompts, plen, nnew, rc_cfg.epochs, rc_cfg.minibatch, best_total,
            best.time_generate, best.time_passes, best.time_reward, best.time_update, iters,
-           gpt2_num_params(pol), peak_rss_mib());
+           model_num_params(pol), peak_rss_mib());
 out:
   rl_trainer_free(t);
-  gpt2_free(pol);
-  gpt2_free(ref);
-  gpt2_free(val);
-  gpt2_free(j.m);
+  model_free(pol);
+  model_free(ref);
+  model_free(val);
+  model_free(j.m);
   free(p);
   free(j.seq);
   free(j.logits);
@@ -270,10 +276,10 @@ int cmd_bench(int argc, char **argv) {
                   e.cpu_threads, &err);
     return rc ? cli_fail(&err) : DFPO_OK;
   }
-  gpt2_model *m;
+  model_t *m;
   if ((rc = gpt2_new(&m, &cfg, &err)))
     return cli_fail(&err);
-  gpt2_init_random(m, (uint64_t)seed);
+  model_init_random(m, (uint64_t)seed);
   dfpo_rng rng;
   dfpo_rng_init(&rng, (uint64_t)seed, DFPO_STREAM_DATA);
   ops_env_info env;
@@ -289,18 +295,18 @@ int cmd_bench(int argc, char **argv) {
         in[b * T + t] = tok[b * (T + 1) + t];
         tg[b * T + t] = tok[b * (T + 1) + t + 1];
       }
-    gpt2_adamw opt = gpt2_adamw_default();
+    opt_adamw opt = opt_adamw_default();
     for (int s = 0; s <= steps && !rc; s++) {
       double t0 = dfpo_now();
       float loss;
-      gpt2_zero_grad(m);
-      rc = gpt2_lm_loss(m, in, tg, NULL, B, T, 1, &loss, &err);
+      model_zero_grad(m);
+      rc = model_lm_loss_rows(m, in, tg, NULL, B, T, 1, &loss, &err);
       if (!rc)
-        rc = gpt2_adamw_step(m, &opt, 1e-4f, NULL, &err);
+        rc = opt_adamw_step(m, &opt, 1e-4f, NULL, &err);
       /* CUDA ops are asynchronous: the norm of the (zeroed) gradients reads
        * a result back and so waits for the update to finish */
-      if (!rc && gpt2_device(m) == OPS_DEVICE_CUDA)
-        (void)gpt2_grad_norm(m);
+      if (!rc && model_device(m) == OPS_DEVICE_CUDA)
+        (void)model_grad_norm(m);
       double dt = dfpo_now() - t0;
       dfpo_info("bench: step %d: %.3f s (loss %.4f)", s, dt, (double)loss);
       if (s > 0 && dt < best)
@@ -314,7 +320,7 @@ int cmd_bench(int argc, char **argv) {
         *out = malloc(sizeof(int) * prompts * nnew), *lens = malloc(sizeof(int) * prompts);
     for (int i = 0; i < prompts * plen; i++)
       p[i] = (int)dfpo_rng_below(&rng, (uint32_t)cfg.vocab_size);
-    gpt2_sampling s = gpt2_sampling_default();
+    smp_settings s = smp_settings_default();
     s.max_new = nnew;
     s.min_new = nnew;
     s.top_k = 50;
@@ -322,7 +328,7 @@ int cmd_bench(int argc, char **argv) {
     dfpo_rng_init(&srng, (uint64_t)seed, DFPO_STREAM_SAMPLING);
     for (int r = 0; r < 2 && !rc; r++) {
       double t0 = dfpo_now();
-      rc = gpt2_generate(m, p, NULL, prompts, plen, &s, &srng, out, lens, NULL, &err);
+      rc = smp_generate(m, p, NULL, prompts, plen, &s, &srng, out, lens, NULL, &err);
       double dt = dfpo_now() - t0;
       dfpo_info("bench: generation %d: %.3f s", r, dt);
       if (dt < best)
@@ -333,13 +339,13 @@ int cmd_bench(int argc, char **argv) {
     free(lens);
   }
   if (rc) {
-    gpt2_free(m);
+    model_free(m);
     return cli_fail(&err);
   }
-  int cuda = gpt2_device(m) == OPS_DEVICE_CUDA;
+  int cuda = model_device(m) == OPS_DEVICE_CUDA;
   printf("{\"engine\": \"dfpo\", \"shape\": \"%s\", \"device\": \"%s\", \"tf32\": %s, "
          "\"bf16\": %s, \"threads\": %d, ",
-         shape, ops_device_name(gpt2_device(m)),
+         shape, ops_device_name(model_device(m)),
          cuda && ops_tf32() && !ops_bf16() ? "true" : "false",
          cuda && ops_bf16() ? "true" : "false", env.cpu_threads);
   if (train)
@@ -347,8 +353,8 @@ int cmd_bench(int argc, char **argv) {
   else
     printf("\"prompts\": %d, \"prompt_len\": %d, \"new\": %d, \"gen_s\": %.4f, ", prompts, plen,
            nnew, best);
-  printf("\"params\": %zu, \"arena_mib\": %.1f, \"peak_rss_mib\": %.1f}\n", gpt2_num_params(m),
-         (double)gpt2_arena_bytes(m) / (1024.0 * 1024.0), peak_rss_mib());
-  gpt2_free(m);
+  printf("\"params\": %zu, \"arena_mib\": %.1f, \"peak_rss_mib\": %.1f}\n", model_num_params(m),
+         (double)model_arena_bytes(m) / (1024.0 * 1024.0), peak_rss_mib());
+  model_free(m);
   return DFPO_OK;
 }

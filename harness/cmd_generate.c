@@ -1,5 +1,11 @@
 #include "harness/cli.h"
-#include "trainer/trainer.h"
+#include "trainer/device.h"
+#include "trainer/gpt2.h"
+#include "trainer/model.h"
+#include "trainer/optim.h"
+#include "trainer/rl.h"
+#include "trainer/sample.h"
+#include "trainer/tok.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -278,7 +284,7 @@ int cmd_generate(int argc, char **argv) {
                                        {NULL, 0, NULL, 0}};
   const char *model = NULL, *tokens = NULL, *tokdir = NULL, *prompt = NULL, *input = NULL,
              *device = "cpu";
-  gpt2_sampling s = gpt2_sampling_default();
+  smp_settings s = smp_settings_default();
   double v, batch = 16, seed = 0;
   int c, rc = DFPO_OK;
   cli_reset_getopt();
@@ -353,10 +359,10 @@ int cmd_generate(int argc, char **argv) {
     return rc;
   dfpo_err err;
   dfpo_err_clear(&err);
-  gpt2_model *m;
-  if ((rc = gpt2_load(&m, model, &err)))
+  model_t *m;
+  if ((rc = model_load(&m, model, &err)))
     return cli_fail(&err);
-  const gpt2_config *cfg = gpt2_get_config(m);
+  const model_config *cfg = model_get_config(m);
   if (s.eos >= cfg->vocab_size)
     s.eos = -1;
   tok_tokenizer *tok = NULL;
@@ -396,7 +402,7 @@ int cmd_generate(int argc, char **argv) {
         in[b * T + t] = t < ks[b] ? 0 : ps.ids[i0 + b][t - ks[b]];
     }
     if (!rc)
-      rc = gpt2_generate(m, in, ks, nb, T, &s, &rng, out, lens, lp, &err);
+      rc = smp_generate(m, in, ks, nb, T, &s, &rng, out, lens, lp, &err);
     for (int b = 0; !rc && b < nb; b++) {
       const int *gen = out + (size_t)b * s.max_new;
       if (!tok) {
@@ -461,6 +467,6 @@ int cmd_generate(int argc, char **argv) {
   free(text);
   prompts_free(&ps);
   tok_free(tok);
-  gpt2_free(m);
+  model_free(m);
   return rc ? cli_fail(&err) : DFPO_OK;
 }

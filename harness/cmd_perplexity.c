@@ -1,5 +1,11 @@
 #include "harness/cli.h"
-#include "trainer/trainer.h"
+#include "trainer/device.h"
+#include "trainer/gpt2.h"
+#include "trainer/model.h"
+#include "trainer/optim.h"
+#include "trainer/rl.h"
+#include "trainer/sample.h"
+#include "trainer/tok.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -156,11 +162,11 @@ int cmd_perplexity(int argc, char **argv) {
     return rc;
   dfpo_err err;
   dfpo_err_clear(&err);
-  gpt2_model *m;
-  rc = gpt2_load(&m, model, &err);
+  model_t *m;
+  rc = model_load(&m, model, &err);
   if (rc)
     return cli_fail(&err);
-  int vocab = gpt2_get_config(m)->vocab_size;
+  int vocab = model_get_config(m)->vocab_size;
   tok_tokenizer *tok = NULL;
   if (input) {
     if (!(rc = tok_load(&tok, tokdir, &err)) && tok_vocab_size(tok) > (size_t)vocab)
@@ -170,7 +176,7 @@ int cmd_perplexity(int argc, char **argv) {
                         tokdir, tok_vocab_size(tok), model, vocab);
     if (rc) {
       tok_free(tok);
-      gpt2_free(m);
+      model_free(m);
       return cli_fail(&err);
     }
     tokens = input; /* the file named in messages */
@@ -179,7 +185,7 @@ int cmd_perplexity(int argc, char **argv) {
   int bos = tok ? (int)tok_eot_id(tok) : 50256;
   if (!no_bos && (bos < 0 || bos >= vocab)) {
     tok_free(tok);
-    gpt2_free(m);
+    model_free(m);
     if (tok)
       return cli_usage_error("perplexity", "the tokenizer %s has no <|endoftext|>: use --no-bos",
                              tokdir);
@@ -191,7 +197,7 @@ int cmd_perplexity(int argc, char **argv) {
   if (!fp) {
     dfpo_err_errno(&err, DFPO_EDATA, errno, "%s", tokens);
     tok_free(tok);
-    gpt2_free(m);
+    model_free(m);
     return cli_fail(&err);
   }
   char *line = NULL;
@@ -221,7 +227,7 @@ int cmd_perplexity(int argc, char **argv) {
     }
     double s;
     size_t k;
-    if ((rc = gpt2_score_tokens(m, ids, (size_t)n, &s, &k, &err))) {
+    if ((rc = model_score_tokens(m, ids, (size_t)n, &s, &k, &err))) {
       dfpo_err_prefix(&err, "%s:%ld", tokens, lineno);
       break;
     }
@@ -235,7 +241,7 @@ int cmd_perplexity(int argc, char **argv) {
   tok_free(tok);
   if (fp != stdin)
     fclose(fp);
-  gpt2_free(m);
+  model_free(m);
   if (rc)
     return cli_fail(&err);
   double per = total ? nll / (double)total : 0.0;

@@ -1,6 +1,12 @@
 #include "harness/cli.h"
 #include "harness/config.h"
-#include "trainer/trainer.h"
+#include "trainer/device.h"
+#include "trainer/gpt2.h"
+#include "trainer/model.h"
+#include "trainer/optim.h"
+#include "trainer/rl.h"
+#include "trainer/sample.h"
+#include "trainer/tok.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -322,9 +328,9 @@ static int opts_from_config(pt_opts *o, const cfg *c, dfpo_err *err) {
 #undef INT
 #undef NUM
   if (!rc && !(rc = cfg_get_str(c, "pretrain.lr_schedule", &str, err)))
-    o->kind = !strcmp(str, "constant") ? GPT2_LR_CONSTANT
-              : !strcmp(str, "linear") ? GPT2_LR_LINEAR
-                                       : GPT2_LR_COSINE;
+    o->kind = !strcmp(str, "constant") ? OPT_LR_CONSTANT
+              : !strcmp(str, "linear") ? OPT_LR_LINEAR
+                                       : OPT_LR_COSINE;
   if (!rc && !(rc = cfg_get_str(c, "pretrain.out", &str, err)))
     o->out = str;
   if (!rc && !(rc = cfg_get_str(c, "tokenizer.path", &str, err)))
@@ -381,12 +387,12 @@ static int pt_run(const pt_opts *o, const char *conf_json, dfpo_err *err) {
   tok_tokenizer *tok = NULL;
   if (o->tokdir && (rc = tok_load(&tok, o->tokdir, err)))
     return rc;
-  gpt2_model *m = NULL;
+  model_t *m = NULL;
   struct stat st;
   int resumed = stat(ckpt_path, &st) == 0;
   if (resumed) {
-    if (!(rc = gpt2_load(&m, ckpt_path, err)))
-      dfpo_info("pretrain: resuming from %s at step %d", ckpt_path, gpt2_step_count(m));
+    if (!(rc = model_load(&m, ckpt_path, err)))
+      dfpo_info("pretrain: resuming from %s at step %d", ckpt_path, model_step_count(m));
   } else {
     gpt2_config gc;
     if (!(rc = gpt2_config_named(&gc, o->shape ? o->shape : "gpt2-tiny", err))) {
@@ -405,13 +411,13 @@ static int pt_run(const pt_opts *o, const char *conf_json, dfpo_err *err) {
       rc = gpt2_new(&m, &gc, err);
     }
     if (!rc)
-      gpt2_init_random(m, (uint64_t)o->seed);
+      model_init_random(m, (uint64_t)o->seed);
   }
   if (rc) {
     tok_free(tok);
     return rc;
   }
-  const gpt2_config *mc = gpt2_get_config(m);
+  const model_config *mc = model_get_config(m);
   stream tr = {0}, va = {0};
   int Bi = (int)o->B, Ti = (int)o->T;
   if (tok && tok_vocab_size(tok) > (size_t)mc->vocab_size)
@@ -433,32 +439,32 @@ static int pt_run(const pt_opts *o, const char *conf_json, dfpo_err *err) {
   if (!rc && conf_json)
     rc = dfpo_atomic_write_file(conf_path, conf_json, strlen(conf_json), err);
   if (!rc && resumed)
-    rc = trim_log(log_path, gpt2_step_count(m), err);
+    rc = trim_log(log_path, model_step_count(m), err);
   FILE *log = rc ? NULL : fopen(log_path, "a");
   if (!rc && !log)
     rc = dfpo_err_errno(err, DFPO_ERUNTIME, errno, "%s", log_path);
   int *toks = malloc(sizeof(int) * Bi * Ti), *tgt = malloc(sizeof(int) * Bi * Ti);
   if (!rc && (!toks || !tgt))
     rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
-  gpt2_adamw opt = gpt2_adamw_default();
+  opt_adamw opt = opt_adamw_default();
   opt.weight_decay = (float)o->wd;
   opt.clip = (float)o->clip;
-  gpt2_lr_schedule sch = {o->kind, (float)o->lr, (float)o->minlr, (int)o->warm, (int)o->steps};
+  opt_lr_schedule sch = {o->kind, (float)o->lr, (float)o->minlr, (int)o->warm, (int)o->steps};
   int total = (int)o->steps, eval_every = (int)o->eval_every, eval_b = (int)o->eval_b,
       ckpt = (int)o->ckpt, stop = (int)o->stop;
   uint64_t seed = (uint64_t)o->seed;
-  for (int step = gpt2_step_count(m); !rc && step < total; step++) {
-    float loss, norm, lrs = gpt2_lr_at(&sch, step);
+  for (int step = model_step_count(m); !rc && step < total; step++) {
+    float loss, norm, lrs = opt_lr_at(&sch, step);
     draw_batch(&tr, Bi, Ti, seed, (uint64_t)step, toks, tgt);
-    gpt2_zero_grad(m);
-    if ((rc = gpt2_lm_loss(m, toks, tgt, NULL, Bi, Ti, 1, &loss, err)))
+    model_zero_grad(m);
+    if ((rc = model_lm_loss_rows(m, toks, tgt, NULL, Bi, Ti, 1, &loss, err)))
       break;
     if (!isfinite(loss)) {
       rc = dfpo_err_set(err, DFPO_ERUNTIME, "loss is %g at step %d; the last good checkpoint is %s",
                         (double)loss, step, ckpt_path);
       break;
     }
-    if ((rc = gpt2_adamw_step(m, &opt, lrs, &norm, err)))
+    if ((rc = opt_adamw_step(m, &opt, lrs, &norm, err)))
       break;
     fprintf(log, "{\"step\": %d, \"loss\": %.6f, \"lr\": %.8g, \"grad_norm\": %.6f", step,
             (double)loss, (double)lrs, (double)norm);
@@ -469,7 +475,7 @@ static int pt_run(const pt_opts *o, const char *conf_json, dfpo_err *err) {
         float vl;
         /* the validation windows are the same at every evaluation */
         draw_batch(&va, Bi, Ti, seed, 0xFFFFFFFFull + (uint64_t)k, toks, tgt);
-        rc = gpt2_lm_loss(m, toks, tgt, NULL, Bi, Ti, 0, &vl, err);
+        rc = model_lm_loss_rows(m, toks, tgt, NULL, Bi, Ti, 0, &vl, err);
         vs += vl;
       }
       fprintf(log, ", \"val_loss\": %.6f", vs / eval_b);
@@ -483,14 +489,14 @@ static int pt_run(const pt_opts *o, const char *conf_json, dfpo_err *err) {
       break;
     }
     if (!rc && (done % ckpt == 0 || done == total))
-      rc = gpt2_save(m, ckpt_path, 1, err);
+      rc = model_save(m, ckpt_path, 1, err);
     if (stop && done >= stop)
       break;
     if (!rc && dfpo_interrupted() && done < total) {
       /* Ctrl-C or SIGTERM (dfpo reproduce forwards it): a checkpoint of
        * this step, from which a rerun goes on bit for bit */
       if (done % ckpt != 0)
-        rc = gpt2_save(m, ckpt_path, 1, err);
+        rc = model_save(m, ckpt_path, 1, err);
       if (!rc)
         rc = dfpo_err_set(err, DFPO_EINTR,
                           "pretrain: interrupted after step %d; run it again to resume from %s",
@@ -503,7 +509,7 @@ static int pt_run(const pt_opts *o, const char *conf_json, dfpo_err *err) {
   free(tgt);
   free(tr.ids);
   free(va.ids);
-  gpt2_free(m);
+  model_free(m);
   return rc;
 }
 
@@ -579,7 +585,7 @@ int cmd_pretrain(int argc, char **argv) {
                .eval_every = 50,
                .eval_b = 4,
                .ckpt = 50,
-               .kind = GPT2_LR_COSINE};
+               .kind = OPT_LR_COSINE};
   const char *config = NULL, *sets[256], *device = NULL;
   int nsets = 0, other = 0, c, rc = DFPO_OK;
   cli_reset_getopt();
@@ -647,11 +653,11 @@ int cmd_pretrain(int argc, char **argv) {
       break;
     case O_SCHED:
       if (!strcmp(optarg, "constant"))
-        o.kind = GPT2_LR_CONSTANT;
+        o.kind = OPT_LR_CONSTANT;
       else if (!strcmp(optarg, "linear"))
-        o.kind = GPT2_LR_LINEAR;
+        o.kind = OPT_LR_LINEAR;
       else if (!strcmp(optarg, "cosine"))
-        o.kind = GPT2_LR_COSINE;
+        o.kind = OPT_LR_COSINE;
       else
         rc = cli_usage_error("pretrain", "--schedule must be constant, linear or cosine");
       break;

@@ -57,13 +57,11 @@ static int tokenize_prompts(trn_run *r, dfpo_err *err) {
 /* The value model: the policy's trunk with a value head (initialised from
  * the run seed), as RL4LMs starts its separate value network. */
 static int make_value_model(trn_run *r, dfpo_err *err) {
-  gpt2_config vc = *gpt2_get_config(r->policy);
-  vc.head = GPT2_HEAD_VALUE;
-  int rc = gpt2_new(&r->value, &vc, err);
+  int rc = model_new_like(&r->value, r->policy, MODEL_HEAD_VALUE, 0, err);
   if (rc)
     return rc;
-  gpt2_init_random(r->value, (uint64_t)r->set.seed);
-  return gpt2_copy_shared_params(r->value, r->policy, NULL, err);
+  model_init_random(r->value, (uint64_t)r->set.seed);
+  return model_copy_shared_params(r->value, r->policy, NULL, err);
 }
 
 static void run_free(trn_run *r) {
@@ -78,9 +76,9 @@ static void run_free(trn_run *r) {
   free(r->sft_ids);
   free(r->sft_len);
   rl_trainer_free(r->rl);
-  gpt2_free(r->policy);
-  gpt2_free(r->ref);
-  gpt2_free(r->value);
+  model_free(r->policy);
+  model_free(r->ref);
+  model_free(r->value);
   tok_free(r->tok);
   task_free(&r->tk);
   cfg_free(&r->conf);
@@ -95,21 +93,21 @@ static int setup(trn_run *r, dfpo_err *err) {
                         "(--tokenizer)");
   if ((rc = task_open(s->task_name, &r->conf, &r->tk, err)))
     return rc;
-  if ((rc = tok_load(&r->tok, s->tokenizer, err)) || (rc = gpt2_load(&r->policy, s->model, err)) ||
-      (rc = gpt2_load(&r->ref, s->model, err)))
+  if ((rc = tok_load(&r->tok, s->tokenizer, err)) || (rc = model_load(&r->policy, s->model, err)) ||
+      (rc = model_load(&r->ref, s->model, err)))
     return rc;
-  if ((size_t)gpt2_get_config(r->policy)->vocab_size < tok_vocab_size(r->tok))
+  if ((size_t)model_get_config(r->policy)->vocab_size < tok_vocab_size(r->tok))
     return dfpo_err_set(err, DFPO_EDATA,
                         "%s: the model's vocabulary (%d) is smaller than the "
                         "tokenizer's (%zu in %s)",
-                        s->model, gpt2_get_config(r->policy)->vocab_size, tok_vocab_size(r->tok),
+                        s->model, model_get_config(r->policy)->vocab_size, tok_vocab_size(r->tok),
                         s->tokenizer);
   r->eos = tok_eot_id(r->tok);
   r->pad = r->eos >= 0 ? r->eos : 0;
   r->sampling = s->sampling;
   r->sampling.eos = r->eos;
   r->set.rl.sampling = r->sampling;
-  int n_ctx = gpt2_get_config(r->policy)->n_ctx;
+  int n_ctx = model_get_config(r->policy)->n_ctx;
   if (s->max_prompt + r->sampling.max_new > n_ctx)
     return dfpo_err_set(err, DFPO_EUSAGE,
                         "train: task.max_prompt_tokens (%d) + generation.max_new_tokens (%d) "
@@ -181,7 +179,7 @@ static int train_loop(trn_run *r, int64_t iterations, int64_t eval_every, size_t
         ls->best = means[0];
         ls->best_iter = (int)it;
         snprintf(path, sizeof path, "%s/checkpoint/best.ckpt", r->dir);
-        if ((rc = gpt2_save(r->policy, path, 0, err))) {
+        if ((rc = model_save(r->policy, path, 0, err))) {
           cJSON_Delete(line);
           break;
         }
@@ -337,13 +335,13 @@ static int run_cell(trn_run *r, dfpo_err *err) {
     if (stopped)
       return DFPO_OK;
     /* the selected policy: the best validation reward */
-    gpt2_model *best = NULL;
+    model_t *best = NULL;
     snprintf(path, sizeof path, "%s/checkpoint/best.ckpt", r->dir);
-    if ((rc = gpt2_load(&best, path, err)) || (rc = gpt2_copy_params(r->policy, best, err))) {
-      gpt2_free(best);
+    if ((rc = model_load(&best, path, err)) || (rc = model_copy_params(r->policy, best, err))) {
+      model_free(best);
       return rc;
     }
-    gpt2_free(best);
+    model_free(best);
   }
   int best_iter = ls.best_iter;
   cJSON *o = cJSON_CreateObject(), *m;

@@ -8,7 +8,13 @@
 #include "harness/cli.h"
 #include "harness/repro_internal.h"
 #include "harness/task_internal.h"
-#include "trainer/trainer.h"
+#include "trainer/device.h"
+#include "trainer/gpt2.h"
+#include "trainer/model.h"
+#include "trainer/optim.h"
+#include "trainer/rl.h"
+#include "trainer/sample.h"
+#include "trainer/tok.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -213,12 +219,12 @@ static int pretrain_child(const cfg *c, const char *what, const char *tokdir, co
                         "base model: pretraining %s (exit %d): %s (log: %s)",
                         st == 130 ? "interrupted" : "failed", st, msg, log);
   }
-  gpt2_model *m = NULL;
+  model_t *m = NULL;
   char path[1800];
   suite_fmt(path, sizeof path, "%s/checkpoint.bin", pre);
-  if (!(rc = gpt2_load(&m, path, err)))
-    rc = gpt2_save(m, model, 0, err);
-  gpt2_free(m);
+  if (!(rc = model_load(&m, path, err)))
+    rc = model_save(m, model, 0, err);
+  model_free(m);
   return rc;
 }
 

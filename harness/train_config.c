@@ -169,7 +169,7 @@ int trn_settings_read(const cfg *c, trn_settings *s, dfpo_err *err) {
   s->max_prompt = (int)v;
   GET(int, "train.batch_size", &v);
   s->batch = (int)v;
-  s->sampling = gpt2_sampling_default();
+  s->sampling = smp_settings_default();
   GET(int, "generation.max_new_tokens", &v);
   s->sampling.max_new = (int)v;
   GET(int, "generation.min_new_tokens", &v);
@@ -195,9 +195,9 @@ int trn_settings_read(const cfg *c, trn_settings *s, dfpo_err *err) {
   GET(num, "train.max_grad_norm", &s->clip);
   const char *sched;
   GET(str, "train.lr_schedule", &sched);
-  s->schedule.kind = !strcmp(sched, "linear")   ? GPT2_LR_LINEAR
-                     : !strcmp(sched, "cosine") ? GPT2_LR_COSINE
-                                                : GPT2_LR_CONSTANT;
+  s->schedule.kind = !strcmp(sched, "linear")   ? OPT_LR_LINEAR
+                     : !strcmp(sched, "cosine") ? OPT_LR_COSINE
+                                                : OPT_LR_CONSTANT;
   s->schedule.lr = (float)s->lr;
   s->schedule.min_lr = 0.0f;
   GET(int, "train.warmup_steps", &v);
@@ -251,7 +251,7 @@ int trn_settings_read(const cfg *c, trn_settings *s, dfpo_err *err) {
 }
 
 float trn_lr_at(const trn_settings *s, int64_t step, int64_t total) {
-  gpt2_lr_schedule sch = s->schedule;
+  opt_lr_schedule sch = s->schedule;
   sch.total = total > INT32_MAX ? INT32_MAX : (int)total;
-  return gpt2_lr_at(&sch, step > INT32_MAX ? INT32_MAX : (int)step);
+  return opt_lr_at(&sch, step > INT32_MAX ? INT32_MAX : (int)step);
 }

@@ -43,7 +43,7 @@ int trn_build_batch(const trn_run *r, int split, const size_t *items, int B, int
 static int generate_eval(trn_run *r, const int *tokens, const int *kstart, int B, int Tp,
                          dfpo_rng *rng, int *out, int *lens, dfpo_err *err) {
   if (!r->set.eval_negative)
-    return gpt2_generate(r->policy, tokens, kstart, B, Tp, &r->sampling, rng, out, lens, NULL, err);
+    return smp_generate(r->policy, tokens, kstart, B, Tp, &r->sampling, rng, out, lens, NULL, err);
   int *sign = malloc(sizeof(int) * (size_t)B);
   if (!sign)
     return dfpo_err_set(err, DFPO_ERUNTIME, "evaluation: out of memory");
@@ -229,12 +229,12 @@ int trn_evaluate_test(trn_run *r, size_t n, const char *samples_path, cJSON *o, 
     cJSON_AddNumberToObject(o, "ppl_ref_texts", (double)nrefs);
   }
   if (!rc && judge_lm[0]) {
-    gpt2_model *lm = NULL;
+    model_t *lm = NULL;
     met_ppl p;
     for (size_t q = 0; q < rows; q++)
       prompts[q] = r->tk.items[TASK_TEST][q / (size_t)k].prompt;
-    if (!(rc = gpt2_load(&lm, judge_lm, err)) &&
-        (size_t)gpt2_get_config(lm)->vocab_size < tok_vocab_size(r->tok))
+    if (!(rc = model_load(&lm, judge_lm, err)) &&
+        (size_t)model_get_config(lm)->vocab_size < tok_vocab_size(r->tok))
       rc = dfpo_err_set(err, DFPO_EUSAGE,
                         "eval.judge_lm %s: its vocabulary is smaller than the tokenizer's",
                         judge_lm);
@@ -247,7 +247,7 @@ int trn_evaluate_test(trn_run *r, size_t n, const char *samples_path, cJSON *o, 
       if (!(rc = ds_sha256_file(judge_lm, hex, err)))
         cJSON_AddStringToObject(j, "sha256", hex);
     }
-    gpt2_free(lm);
+    model_free(lm);
   }
   for (size_t q = 0; q < rows; q++)
     free(conts[q]);

@@ -13,7 +13,13 @@
 #include "harness/algo.h"
 #include "harness/config.h"
 #include "harness/task.h"
-#include "trainer/trainer.h"
+#include "trainer/device.h"
+#include "trainer/gpt2.h"
+#include "trainer/model.h"
+#include "trainer/optim.h"
+#include "trainer/rl.h"
+#include "trainer/sample.h"
+#include "trainer/tok.h"
 
 #include <cjson/cJSON.h>
 #include <stdint.h>
@@ -46,7 +52,7 @@ typedef struct trn_settings {
   int64_t threads;               /* CPU threads (0: the default) */
   int max_prompt;                /* task.max_prompt_tokens */
   int batch;                     /* train.batch_size */
-  gpt2_sampling sampling;        /* generation.*; eos is the tokenizer's, set by setup */
+  smp_settings sampling;         /* generation.*; eos is the tokenizer's, set by setup */
   int64_t iterations;            /* train.iterations */
   int64_t eval_every;            /* train.eval_every */
   int64_t max_prompts;           /* eval.max_prompts (0: all) */
@@ -57,7 +63,7 @@ typedef struct trn_settings {
   /* train.lr_schedule and train.warmup_steps from train.lr down to 0; its
    * steps are RL iterations or SFT optimiser steps, and `total` is set
    * where they are counted (trn_lr_at) */
-  gpt2_lr_schedule schedule;
+  opt_lr_schedule schedule;
   rl_config rl; /* ppo, nlpo, dfpo: the trainer's settings */
 } trn_settings;
 
@@ -74,9 +80,9 @@ typedef struct trn_run {
   trn_settings set;
   task tk;
   tok_tokenizer *tok;
-  gpt2_model *policy, *ref, *value;
+  model_t *policy, *ref, *value;
   rl_trainer *rl;
-  gpt2_sampling sampling; /* set.sampling with the tokenizer's end-of-text */
+  smp_settings sampling; /* set.sampling with the tokenizer's end-of-text */
   int eos, pad;
   int stop_after;      /* --stop-after: iterations before stopping as a kill would (0: off) */
   int64_t resume_prev; /* iteration of the resumable checkpoint on disk (-1: none) */

@@ -59,17 +59,17 @@ int trn_resume_save(trn_run *r, const trn_loop_state *ls, dfpo_err *err) {
   if ((rc = dfpo_mkdirs(path, err)))
     return rc;
   trn_resume_path(r, path, sizeof path, "policy", ls->next_it);
-  if ((rc = gpt2_save(r->policy, path, 1, err)))
+  if ((rc = model_save(r->policy, path, 1, err)))
     return rc;
   if (r->value) {
     trn_resume_path(r, path, sizeof path, "value", ls->next_it);
-    if ((rc = gpt2_save(r->value, path, 1, err)))
+    if ((rc = model_save(r->value, path, 1, err)))
       return rc;
   }
-  gpt2_model *mask = r->rl ? rl_trainer_mask_model(r->rl) : NULL;
+  model_t *mask = r->rl ? rl_trainer_mask_model(r->rl) : NULL;
   if (mask) {
     trn_resume_path(r, path, sizeof path, "mask", ls->next_it);
-    if ((rc = gpt2_save(mask, path, 0, err)))
+    if ((rc = model_save(mask, path, 0, err)))
       return rc;
   }
   cJSON *o = cJSON_CreateObject();
@@ -99,12 +99,12 @@ int trn_resume_save(trn_run *r, const trn_loop_state *ls, dfpo_err *err) {
 }
 
 /* Replaces a model by the checkpoint at path (parameters and AdamW state). */
-static int swap_in(gpt2_model **m, const char *path, dfpo_err *err) {
-  gpt2_model *n = NULL;
-  int rc = gpt2_load(&n, path, err);
+static int swap_in(model_t **m, const char *path, dfpo_err *err) {
+  model_t *n = NULL;
+  int rc = model_load(&n, path, err);
   if (rc)
     return rc;
-  gpt2_free(*m);
+  model_free(*m);
   *m = n;
   return DFPO_OK;
 }
@@ -159,14 +159,14 @@ int trn_resume_load(trn_run *r, trn_loop_state *ls, int *found, dfpo_err *err) {
                              err)))
       return rc;
     rl_trainer_set_state(r->rl, &ts);
-    gpt2_model *mask = rl_trainer_mask_model(r->rl), *saved = NULL;
+    model_t *mask = rl_trainer_mask_model(r->rl), *saved = NULL;
     if (mask) {
       trn_resume_path(r, path, sizeof path, "mask", ls->next_it);
-      if ((rc = gpt2_load(&saved, path, err)) || (rc = gpt2_copy_params(mask, saved, err))) {
-        gpt2_free(saved);
+      if ((rc = model_load(&saved, path, err)) || (rc = model_copy_params(mask, saved, err))) {
+        model_free(saved);
         return rc;
       }
-      gpt2_free(saved);
+      model_free(saved);
     }
   }
   r->resume_prev = ls->next_it;

@@ -9,7 +9,7 @@
  * cut to the model's context. */
 int trn_sft_tokenize(trn_run *r, dfpo_err *err) {
   size_t n = r->tk.n[TASK_TRAIN];
-  int n_ctx = gpt2_get_config(r->policy)->n_ctx;
+  int n_ctx = model_get_config(r->policy)->n_ctx;
   r->sft_ids = calloc(n ? n : 1, sizeof(int32_t *));
   r->sft_len = calloc(n ? n : 1, sizeof(size_t));
   if (!r->sft_ids || !r->sft_len)
@@ -49,11 +49,11 @@ int trn_sft_epoch(trn_run *r, int64_t epoch, int64_t epochs, dfpo_rng *data, dou
   int B = r->set.batch, rc = DFPO_OK;
   double wd = r->set.weight_decay, clip = r->set.clip;
   int64_t per_epoch = (int64_t)((n + (size_t)B - 1) / (size_t)B);
-  gpt2_adamw opt = gpt2_adamw_default();
+  opt_adamw opt = opt_adamw_default();
   opt.weight_decay = (float)wd;
   opt.clip = (float)clip;
   size_t *order = malloc(sizeof(size_t) * (n ? n : 1));
-  int T = gpt2_get_config(r->policy)->n_ctx;
+  int T = model_get_config(r->policy)->n_ctx;
   int *tok = malloc(sizeof(int) * (size_t)B * T), *tgt = malloc(sizeof(int) * (size_t)B * T);
   if (!order || !tok || !tgt)
     rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
@@ -82,11 +82,11 @@ int trn_sft_epoch(trn_run *r, int64_t epoch, int64_t epochs, dfpo_rng *data, dou
       }
     }
     float l;
-    gpt2_zero_grad(r->policy);
-    if ((rc = gpt2_lm_loss(r->policy, tok, tgt, NULL, nb, Tb, 1, &l, err)) ||
-        (rc = gpt2_adamw_step(r->policy, &opt,
-                              trn_lr_at(&r->set, epoch * per_epoch + *steps, epochs * per_epoch),
-                              NULL, err)))
+    model_zero_grad(r->policy);
+    if ((rc = model_lm_loss_rows(r->policy, tok, tgt, NULL, nb, Tb, 1, &l, err)) ||
+        (rc = opt_adamw_step(r->policy, &opt,
+                             trn_lr_at(&r->set, epoch * per_epoch + *steps, epochs * per_epoch),
+                             NULL, err)))
       break;
     *loss += l;
     (*steps)++;

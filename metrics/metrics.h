@@ -1,6 +1,6 @@
 /* metrics: text metrics (BLEU, ROUGE, METEOR, CIDEr-D, coverage, diversity),
  * perplexity over the GPT-2 engine, the judges (sentiment, toxicity) and the
- * Perspective API client, and statistics.
+ * Perspective API client, and statistics (docs/metrics.md).
  * docs/metrics.md defines every metric as implemented here and names the
  * reference implementation it agrees with; docs/judges.md the judges.
  *
@@ -17,7 +17,8 @@
 #define DFPO_METRICS_H
 
 #include "common/common.h"
-#include "trainer/trainer.h"
+#include "trainer/model.h"
+#include "trainer/tok.h"
 
 #include <cjson/cJSON.h>
 
@@ -277,20 +278,20 @@ met_ppl_opts met_ppl_opts_default(void);
  * targets per window with the n_ctx tokens before each as context), so each
  * token is scored exactly once. per_item (optional, [n]) receives each
  * text's own perplexity (NaN when it has no scored token). */
-int met_ppl_ref_ids(gpt2_model *m, const tok_ids *texts, size_t n, const met_ppl_opts *o,
-                    met_ppl *out, double *per_item, dfpo_err *err);
+int met_ppl_ref_ids(model_t *m, const tok_ids *texts, size_t n, const met_ppl_opts *o, met_ppl *out,
+                    double *per_item, dfpo_err *err);
 /* ppl_gen: the perplexity of continuations under a (judge) model given their
  * prompts: only continuation tokens are scored, with [bos] + prompt before
  * them; a prompt too long for the context is left-truncated (then without
  * bos). A continuation longer than n_ctx is an error (DFPO_EDATA); an empty
  * one scores nothing. */
-int met_ppl_gen_ids(gpt2_model *m, const tok_ids *prompts, const tok_ids *conts, size_t n,
+int met_ppl_gen_ids(model_t *m, const tok_ids *prompts, const tok_ids *conts, size_t n,
                     const met_ppl_opts *o, met_ppl *out, double *per_item, dfpo_err *err);
 /* The same over texts, encoded with tok (prompt and continuation separately).
  * o NULL: defaults with bos = tok_eot_id(tok). */
-int met_ppl_ref(gpt2_model *m, tok_tokenizer *tok, const char *const *texts, size_t n,
+int met_ppl_ref(model_t *m, tok_tokenizer *tok, const char *const *texts, size_t n,
                 const met_ppl_opts *o, met_ppl *out, double *per_item, dfpo_err *err);
-int met_ppl_gen(gpt2_model *m, tok_tokenizer *tok, const char *const *prompts,
+int met_ppl_gen(model_t *m, tok_tokenizer *tok, const char *const *prompts,
                 const char *const *conts, size_t n, const met_ppl_opts *o, met_ppl *out,
                 double *per_item, dfpo_err *err);
 

@@ -65,7 +65,7 @@ met_ppl_opts met_ppl_opts_default(void) {
 
 /* Runs the jobs in batches and adds each job's summed NLL and token count to
  * its item. */
-static int run_jobs(gpt2_model *m, const ppl_jobs *j, int batch, double *nll, size_t *count,
+static int run_jobs(model_t *m, const ppl_jobs *j, int batch, double *nll, size_t *count,
                     dfpo_err *err) {
   int B = batch > 0 ? batch : 8;
   int *tok = NULL, *tgt = NULL, *ks = NULL;
@@ -83,7 +83,7 @@ static int run_jobs(gpt2_model *m, const ppl_jobs *j, int batch, double *nll, si
   if (!tok || !tgt || !logp || !ks)
     rc = dfpo_err_set(err, DFPO_ERUNTIME, "perplexity: out of memory");
   else if (j->n) /* the largest batch's memory at once, not grown batch by batch */
-    rc = gpt2_reserve(m, j->n < (size_t)B ? (int)j->n : B, T, err);
+    rc = model_reserve(m, j->n < (size_t)B ? (int)j->n : B, T, err);
   for (size_t s = 0; s < j->n && rc == DFPO_OK; s += (size_t)B) {
     int nb = (int)(j->n - s < (size_t)B ? j->n - s : (size_t)B), Tb = 1;
     for (int b = 0; b < nb; b++)
@@ -99,8 +99,8 @@ static int run_jobs(gpt2_model *m, const ppl_jobs *j, int batch, double *nll, si
         tgt[b * Tb + t] = src >= 0 && src + 1 >= jb->first ? jb->tok[src + 1] : -1;
       }
     }
-    if ((rc = gpt2_forward(m, tok, ks, nb, Tb, err)) ||
-        (rc = gpt2_lm_logprobs(m, tgt, logp, NULL, err)))
+    if ((rc = model_forward_rows(m, tok, ks, nb, Tb, err)) ||
+        (rc = model_lm_logprobs(m, tgt, logp, NULL, err)))
       break;
     for (int b = 0; b < nb; b++) {
       const ppl_job *jb = &j->v[s + b];
@@ -135,9 +135,8 @@ static void finish(const double *nll, const size_t *count, size_t n, met_ppl *ou
   out->ppl = out->tokens ? exp(out->nll / (double)out->tokens) : NAN;
 }
 
-static int check_vocab(gpt2_model *m, const tok_ids *seqs, size_t n, const char *what,
-                       dfpo_err *err) {
-  int V = gpt2_get_config(m)->vocab_size;
+static int check_vocab(model_t *m, const tok_ids *seqs, size_t n, const char *what, dfpo_err *err) {
+  int V = model_get_config(m)->vocab_size;
   for (size_t i = 0; i < n; i++)
     for (size_t k = 0; k < seqs[i].n; k++)
       if (seqs[i].ids[k] < 0 || seqs[i].ids[k] >= V)
@@ -147,15 +146,15 @@ static int check_vocab(gpt2_model *m, const tok_ids *seqs, size_t n, const char 
   return DFPO_OK;
 }
 
-static int check_bos(const gpt2_model *m, int bos, dfpo_err *err) {
-  if (bos >= gpt2_get_config(m)->vocab_size)
+static int check_bos(const model_t *m, int bos, dfpo_err *err) {
+  if (bos >= model_get_config(m)->vocab_size)
     return dfpo_err_set(err, DFPO_EUSAGE, "perplexity: bos id %d outside the vocabulary", bos);
   return DFPO_OK;
 }
 
 /* Runs the queued windows and turns their sums into out and per_item. */
-static int score_jobs(gpt2_model *m, ppl_jobs *j, int batch, size_t n, met_ppl *out,
-                      double *per_item, dfpo_err *err) {
+static int score_jobs(model_t *m, ppl_jobs *j, int batch, size_t n, met_ppl *out, double *per_item,
+                      dfpo_err *err) {
   double *nll = calloc(n ? n : 1, sizeof *nll);
   size_t *count = calloc(n ? n : 1, sizeof *count);
   int rc = nll && count ? run_jobs(m, j, batch, nll, count, err)
@@ -167,10 +166,10 @@ static int score_jobs(gpt2_model *m, ppl_jobs *j, int batch, size_t n, met_ppl *
   return rc;
 }
 
-int met_ppl_ref_ids(gpt2_model *m, const tok_ids *texts, size_t n, const met_ppl_opts *o,
-                    met_ppl *out, double *per_item, dfpo_err *err) {
+int met_ppl_ref_ids(model_t *m, const tok_ids *texts, size_t n, const met_ppl_opts *o, met_ppl *out,
+                    double *per_item, dfpo_err *err) {
   met_ppl_opts d = o ? *o : met_ppl_opts_default();
-  int ctx = gpt2_get_config(m)->n_ctx;
+  int ctx = model_get_config(m)->n_ctx;
   int stride = d.stride > 0 ? d.stride : ctx / 2 > 0 ? ctx / 2 : 1;
   if (stride > ctx)
     stride = ctx;
@@ -212,10 +211,10 @@ int met_ppl_ref_ids(gpt2_model *m, const tok_ids *texts, size_t n, const met_ppl
   return rc;
 }
 
-int met_ppl_gen_ids(gpt2_model *m, const tok_ids *prompts, const tok_ids *conts, size_t n,
+int met_ppl_gen_ids(model_t *m, const tok_ids *prompts, const tok_ids *conts, size_t n,
                     const met_ppl_opts *o, met_ppl *out, double *per_item, dfpo_err *err) {
   met_ppl_opts d = o ? *o : met_ppl_opts_default();
-  int ctx = gpt2_get_config(m)->n_ctx;
+  int ctx = model_get_config(m)->n_ctx;
   int rc = check_vocab(m, prompts, n, "prompt", err);
   if (!rc)
     rc = check_vocab(m, conts, n, "continuation", err);
@@ -303,7 +302,7 @@ static met_ppl_opts with_bos(const met_ppl_opts *o, tok_tokenizer *tok) {
   return d;
 }
 
-int met_ppl_ref(gpt2_model *m, tok_tokenizer *tok, const char *const *texts, size_t n,
+int met_ppl_ref(model_t *m, tok_tokenizer *tok, const char *const *texts, size_t n,
                 const met_ppl_opts *o, met_ppl *out, double *per_item, dfpo_err *err) {
   tok_ids *ids = NULL;
   met_ppl_opts d = with_bos(o, tok);
@@ -314,7 +313,7 @@ int met_ppl_ref(gpt2_model *m, tok_tokenizer *tok, const char *const *texts, siz
   return rc;
 }
 
-int met_ppl_gen(gpt2_model *m, tok_tokenizer *tok, const char *const *prompts,
+int met_ppl_gen(model_t *m, tok_tokenizer *tok, const char *const *prompts,
                 const char *const *conts, size_t n, const met_ppl_opts *o, met_ppl *out,
                 double *per_item, dfpo_err *err) {
   tok_ids *p = NULL, *c = NULL;

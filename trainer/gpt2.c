@@ -1,5 +1,6 @@
-/* GPT-2: the model definition (forward, backward, heads), its arena and the
- * optimiser. Calls only the ops_ interface for the tensors. */
+/* GPT-2: the model definition (forward, backward, heads), its arena and its
+ * model_t table (gpt2_vtable, at the end). Calls only the ops_ interface for
+ * the tensors. */
 #include "trainer/gpt2_internal.h"
 
 #include <math.h>
@@ -44,15 +45,15 @@ int gpt2_config_check(const gpt2_config *c, dfpo_err *err) {
     return dfpo_err_set(err, DFPO_EDATA, "vocab_size %d out of range", c->vocab_size);
   if (c->n_ctx < 1 || c->n_ctx > (1 << 20))
     return dfpo_err_set(err, DFPO_EDATA, "n_ctx %d out of range", c->n_ctx);
-  if (c->head < GPT2_HEAD_NONE || c->head > GPT2_HEAD_CLASS)
+  if (c->head < MODEL_HEAD_NONE || c->head > MODEL_HEAD_CLASS)
     return dfpo_err_set(err, DFPO_EDATA, "head %d unknown", c->head);
-  if (c->head == GPT2_HEAD_CLASS && (c->n_classes < 1 || c->n_classes > 65536))
+  if (c->head == MODEL_HEAD_CLASS && (c->n_classes < 1 || c->n_classes > 65536))
     return dfpo_err_set(err, DFPO_EDATA, "n_classes %d out of range", c->n_classes);
   return DFPO_OK;
 }
 
 int gpt2_head_rows(const gpt2_config *cfg) {
-  return cfg->head == GPT2_HEAD_VALUE ? 1 : cfg->head == GPT2_HEAD_CLASS ? cfg->n_classes : 0;
+  return cfg->head == MODEL_HEAD_VALUE ? 1 : cfg->head == MODEL_HEAD_CLASS ? cfg->n_classes : 0;
 }
 
 /* ------------------------------------------------------------- arena */
@@ -68,7 +69,7 @@ static void add_tensor(gpt2_model *m, const char *name, int rows, int cols, int 
   m->nparams += (size_t)rows * cols;
 }
 
-int gpt2_new(gpt2_model **out, const gpt2_config *cfg, dfpo_err *err) {
+int gpt2_create(gpt2_model **out, const gpt2_config *cfg, dfpo_err *err) {
   *out = NULL;
   if (gpt2_config_check(cfg, err))
     return err ? err->code : DFPO_EDATA;
@@ -76,14 +77,20 @@ int gpt2_new(gpt2_model **out, const gpt2_config *cfg, dfpo_err *err) {
   if (!m)
     return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
   m->cfg = *cfg;
-  m->ops = ops_default_backend();
+  m->base.vt = &gpt2_vtable;
+  m->base.ops = ops_default_backend();
+  m->base.cfg.arch = gpt2_vtable.arch;
+  m->base.cfg.vocab_size = cfg->vocab_size;
+  m->base.cfg.n_ctx = cfg->n_ctx;
+  m->base.cfg.head = cfg->head;
+  m->base.cfg.n_classes = cfg->n_classes;
   int L = cfg->n_layer, C = cfg->n_embd, K = gpt2_head_rows(cfg);
   m->tensors = calloc((size_t)(L * GP_PER_LAYER + 6), sizeof *m->tensors);
   m->layer = calloc((size_t)L, sizeof *m->layer);
   m->kc = calloc((size_t)L, sizeof *m->kc);
   m->vc = calloc((size_t)L, sizeof *m->vc);
   if (!m->tensors || !m->layer || !m->kc || !m->vc) {
-    gpt2_free(m);
+    gpt2_destroy(m);
     return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
   }
   add_tensor(m, "wte.weight", cfg->vocab_size, C, 0, 1);
@@ -109,24 +116,24 @@ int gpt2_new(gpt2_model **out, const gpt2_config *cfg, dfpo_err *err) {
   }
   add_tensor(m, "ln_f.weight", 1, C, 0, 0);
   add_tensor(m, "ln_f.bias", 1, C, 0, 0);
-  if (cfg->head == GPT2_HEAD_VALUE) {
+  if (cfg->head == MODEL_HEAD_VALUE) {
     add_tensor(m, "v_head.summary.weight", 1, C, 0, 1);
     add_tensor(m, "v_head.summary.bias", 1, 1, 0, 0);
-  } else if (cfg->head == GPT2_HEAD_CLASS) {
+  } else if (cfg->head == MODEL_HEAD_CLASS) {
     add_tensor(m, "score.weight", K, C, 0, 1);
     add_tensor(m, "score.bias", 1, K, 0, 0);
   }
-  m->params = m->ops->alloc(m->nparams * sizeof(float));
+  m->params = m->base.ops->alloc(m->nparams * sizeof(float));
   if (!m->params) {
     size_t np = m->nparams;
-    gpt2_free(m);
+    gpt2_destroy(m);
     return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory for %zu parameters", np);
   }
   /* LayerNorm gains start at 1 so that a fresh model is usable (written
    * through upload: the arena may be device memory). */
   float *ones = malloc((size_t)C * sizeof(float));
   if (!ones) {
-    gpt2_free(m);
+    gpt2_destroy(m);
     return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
   }
   for (int c = 0; c < C; c++)
@@ -135,8 +142,8 @@ int gpt2_new(gpt2_model **out, const gpt2_config *cfg, dfpo_err *err) {
     const char *nm = m->tensors[i].name;
     size_t len = strlen(nm);
     if (len > 7 && strcmp(nm + len - 7, ".weight") == 0 && strstr(nm, "ln_"))
-      m->ops->upload(m->params + m->tensors[i].off, ones,
-                     (size_t)m->tensors[i].cols * sizeof(float));
+      m->base.ops->upload(m->params + m->tensors[i].off, ones,
+                          (size_t)m->tensors[i].cols * sizeof(float));
   }
   free(ones);
   *out = m;
@@ -144,9 +151,9 @@ int gpt2_new(gpt2_model **out, const gpt2_config *cfg, dfpo_err *err) {
 }
 
 static void free_acts(gpt2_model *m) {
-  m->last_logits = NULL;
+  m->base.last_logits = NULL;
   if (m->act_block)
-    m->ops->free(m->act_block);
+    m->base.ops->free(m->act_block);
   m->act_block = NULL;
   m->act_bytes = 0;
   m->ab = m->at = m->fb = m->ft = 0;
@@ -155,9 +162,9 @@ static void free_acts(gpt2_model *m) {
 }
 
 static void free_gen(gpt2_model *m) {
-  m->last_logits = NULL;
+  m->base.last_logits = NULL;
   if (m->gen_block)
-    m->ops->free(m->gen_block);
+    m->base.ops->free(m->gen_block);
   m->gen_block = NULL;
   m->gen_bytes = 0;
   m->gb = m->gt = m->gmax = m->gn = 0;
@@ -166,15 +173,15 @@ static void free_gen(gpt2_model *m) {
   m->g_kstart_cap = 0;
 }
 
-void gpt2_free(gpt2_model *m) {
+void gpt2_destroy(gpt2_model *m) {
   if (!m)
     return;
   free_acts(m);
   free_gen(m);
   if (m->params)
-    m->ops->free(m->params);
+    m->base.ops->free(m->params);
   if (m->train_block)
-    m->ops->free(m->train_block);
+    m->base.ops->free(m->train_block);
   free(m->tensors);
   free(m->layer);
   free(m->kc);
@@ -182,28 +189,29 @@ void gpt2_free(gpt2_model *m) {
   free(m);
 }
 
-const gpt2_config *gpt2_get_config(const gpt2_model *m) {
-  return &m->cfg;
-}
-size_t gpt2_num_params(const gpt2_model *m) {
-  return m->nparams;
-}
-int gpt2_num_tensors(const gpt2_model *m) {
-  return m->ntensors;
-}
-ops_device gpt2_device(const gpt2_model *m) {
-  return m->ops == &ops_cpu ? OPS_DEVICE_CPU : OPS_DEVICE_CUDA;
-}
-int gpt2_step_count(const gpt2_model *m) {
-  return m->step;
+int gpt2_new(model_t **out, const gpt2_config *cfg, dfpo_err *err) {
+  gpt2_model *m;
+  int rc = gpt2_create(&m, cfg, err);
+  *out = rc ? NULL : &m->base;
+  return rc;
 }
 
-size_t gpt2_arena_bytes(const gpt2_model *m) {
+const gpt2_config *gpt2_get_config(const model_t *mm) {
+  return mm->vt == &gpt2_vtable ? &gpt2_of_const(mm)->cfg : NULL;
+}
+int gpt2_num_tensors(const model_t *mm) {
+  return mm->vt == &gpt2_vtable ? gpt2_of_const(mm)->ntensors : 0;
+}
+
+static size_t gpt2_arena_bytes(const gpt2_model *m) {
   return m->nparams * sizeof(float) * (m->train_block ? 4 : 1) + m->act_bytes + m->gen_bytes;
 }
 
-int gpt2_tensor_info(const gpt2_model *m, int i, const char **name, int *rows, int *cols,
+int gpt2_tensor_info(const model_t *mm, int i, const char **name, int *rows, int *cols,
                      float **param, float **grad) {
+  if (mm->vt != &gpt2_vtable)
+    return 0;
+  const gpt2_model *m = gpt2_of_const(mm);
   if (i < 0 || i >= m->ntensors)
     return m->ntensors;
   const gpt2_tensor *t = &m->tensors[i];
@@ -220,25 +228,26 @@ int gpt2_tensor_info(const gpt2_model *m, int i, const char **name, int *rows, i
   return m->ntensors;
 }
 
-int gpt2_copy_params(gpt2_model *dst, const gpt2_model *src, dfpo_err *err) {
+static int gpt2_copy_params(gpt2_model *dst, const gpt2_model *src, dfpo_err *err) {
   if (memcmp(&dst->cfg, &src->cfg, sizeof dst->cfg) != 0)
     return dfpo_err_set(err, DFPO_EUSAGE, "gpt2_copy_params: the models' configs differ");
   size_t bytes = src->nparams * sizeof(float);
-  if (dst->ops == src->ops) {
-    dst->ops->copy(dst->params, src->params, bytes);
+  if (dst->base.ops == src->base.ops) {
+    dst->base.ops->copy(dst->params, src->params, bytes);
     return DFPO_OK;
   }
   /* across devices: through the host */
   float *host = malloc(bytes);
   if (!host)
     return dfpo_err_set(err, DFPO_ERUNTIME, "gpt2_copy_params: out of memory (%zu bytes)", bytes);
-  src->ops->download(host, src->params, bytes);
-  dst->ops->upload(dst->params, host, bytes);
+  src->base.ops->download(host, src->params, bytes);
+  dst->base.ops->upload(dst->params, host, bytes);
   free(host);
   return DFPO_OK;
 }
 
-int gpt2_copy_shared_params(gpt2_model *dst, const gpt2_model *src, int *copied, dfpo_err *err) {
+static int gpt2_copy_shared_params(gpt2_model *dst, const gpt2_model *src, int *copied,
+                                   dfpo_err *err) {
   float *host = NULL;
   int n = 0;
   for (int i = 0; i < dst->ntensors; i++) {
@@ -248,15 +257,15 @@ int gpt2_copy_shared_params(gpt2_model *dst, const gpt2_model *src, int *copied,
       if (strcmp(d->name, s->name) || d->rows != s->rows || d->cols != s->cols)
         continue;
       size_t bytes = (size_t)d->rows * d->cols * sizeof(float);
-      if (dst->ops == src->ops) {
-        dst->ops->copy(dst->params + d->off, src->params + s->off, bytes);
+      if (dst->base.ops == src->base.ops) {
+        dst->base.ops->copy(dst->params + d->off, src->params + s->off, bytes);
       } else {
         /* across devices: through the host */
         free(host);
         if (!(host = malloc(bytes)))
           return dfpo_err_set(err, DFPO_ERUNTIME, "gpt2_copy_shared_params: out of memory");
-        src->ops->download(host, src->params + s->off, bytes);
-        dst->ops->upload(dst->params + d->off, host, bytes);
+        src->base.ops->download(host, src->params + s->off, bytes);
+        dst->base.ops->upload(dst->params + d->off, host, bytes);
       }
       n++;
       break;
@@ -268,7 +277,7 @@ int gpt2_copy_shared_params(gpt2_model *dst, const gpt2_model *src, int *copied,
   return DFPO_OK;
 }
 
-void gpt2_init_random(gpt2_model *m, uint64_t seed) {
+static void gpt2_init_random(gpt2_model *m, uint64_t seed) {
   dfpo_rng rng;
   dfpo_rng_init(&rng, seed, DFPO_STREAM_INIT);
   float *host = malloc(m->nparams * sizeof(float));
@@ -292,18 +301,18 @@ void gpt2_init_random(gpt2_model *m, uint64_t seed) {
         p[k] = (float)dfpo_rng_normal(&rng) * sd;
     }
   }
-  m->ops->upload(m->params, host, m->nparams * sizeof(float));
+  m->base.ops->upload(m->params, host, m->nparams * sizeof(float));
   free(host);
 }
 
 int gpt2_ensure_train(gpt2_model *m, dfpo_err *err) {
   if (m->train_block)
     return DFPO_OK;
-  m->train_block = m->ops->alloc(3 * m->nparams * sizeof(float));
+  m->train_block = m->base.ops->alloc(3 * m->nparams * sizeof(float));
   if (!m->train_block)
     return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory for the training state (%zu bytes)",
                         3 * m->nparams * sizeof(float));
-  m->grads_zero = 1; /* the backend's alloc returns zeroed memory */
+  m->base.grads_zero = 1; /* the backend's alloc returns zeroed memory */
   m->grads = m->train_block;
   m->m = m->grads + m->nparams;
   m->v = m->m + m->nparams;
@@ -374,7 +383,7 @@ static int ensure_acts(gpt2_model *m, int B, int T, dfpo_err *err) {
     return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
   if (!m->act_block || sz.off > m->act_bytes) {
     free_acts(m);
-    m->act_block = m->ops->alloc(sz.off);
+    m->act_block = m->base.ops->alloc(sz.off);
     if (!m->act_block) {
       free(cls_at);
       return dfpo_err_set(err, DFPO_ERUNTIME,
@@ -385,7 +394,7 @@ static int ensure_acts(gpt2_model *m, int B, int T, dfpo_err *err) {
   }
   free(m->cls_at);
   m->cls_at = cls_at;
-  m->last_logits = NULL;
+  m->base.last_logits = NULL;
   m->fb = m->ft = 0;
   m->have_lm = 0;
   bump real = {m->act_block, 0};
@@ -418,17 +427,18 @@ static int check_tokens(const gpt2_model *m, const int *tokens, const int *kstar
   return DFPO_OK;
 }
 
-int gpt2_reserve(gpt2_model *m, int B, int T, dfpo_err *err) {
+static int gpt2_reserve(gpt2_model *m, int B, int T, dfpo_err *err) {
   if (B < 1 || T < 1)
     return dfpo_err_set(err, DFPO_EUSAGE, "gpt2_reserve: bad sizes B=%d T=%d", B, T);
   return ensure_acts(m, B, T, err);
 }
 
-int gpt2_forward(gpt2_model *m, const int *tokens, const int *kstart, int B, int T, dfpo_err *err) {
+static int gpt2_forward(gpt2_model *m, const int *tokens, const int *kstart, int B, int T,
+                        dfpo_err *err) {
   int rc = check_tokens(m, tokens, kstart, B, T, err);
   if (rc || (rc = ensure_acts(m, B, T, err)))
     return rc;
-  const ops_backend *o = m->ops;
+  const ops_backend *o = m->base.ops;
   int C = m->cfg.n_embd, NH = m->cfg.n_head, L = m->cfg.n_layer, BT = B * T;
   int *pos = malloc((size_t)BT * sizeof(int)), *ks = calloc((size_t)B, sizeof(int));
   if (!pos || !ks) {
@@ -475,15 +485,15 @@ int gpt2_forward(gpt2_model *m, const int *tokens, const int *kstart, int B, int
   m->fb = B;
   m->ft = T;
   m->have_lm = 0;
-  m->last_logits = NULL;
+  m->base.last_logits = NULL;
   return DFPO_OK;
 }
 
 /* Backward through ln_f and the blocks, from the gradient of the final
  * hidden states in m->dln (which it consumes). */
 static void trunk_backward(gpt2_model *m) {
-  m->grads_zero = 0;
-  const ops_backend *o = m->ops;
+  m->base.grads_zero = 0;
+  const ops_backend *o = m->base.ops;
   int B = m->fb, T = m->ft, C = m->cfg.n_embd, NH = m->cfg.n_head, L = m->cfg.n_layer;
   int BT = B * T;
   size_t BTC = (size_t)BT * C;
@@ -525,11 +535,12 @@ static int need_forward(const gpt2_model *m, dfpo_err *err) {
   return DFPO_OK;
 }
 
-int gpt2_lm_logprobs(gpt2_model *m, const int *targets, float *logp, float *ent, dfpo_err *err) {
+static int gpt2_lm_logprobs(gpt2_model *m, const int *targets, float *logp, float *ent,
+                            dfpo_err *err) {
   int rc = need_forward(m, err);
   if (rc)
     return rc;
-  const ops_backend *o = m->ops;
+  const ops_backend *o = m->base.ops;
   int BT = m->fb * m->ft, C = m->cfg.n_embd, V = m->cfg.vocab_size;
   for (int i = 0; targets && i < BT; i++)
     if (targets[i] >= V)
@@ -553,41 +564,30 @@ int gpt2_lm_logprobs(gpt2_model *m, const int *targets, float *logp, float *ent,
   if (ent)
     o->download(ent, m->ent, (size_t)BT * sizeof(float));
   m->have_lm = 1;
-  m->last_logits = m->logits;
+  m->base.last_logits = m->logits;
   return DFPO_OK;
-}
-
-const float *gpt2_lm_logits(const gpt2_model *m) {
-  return m->last_logits;
-}
-
-const float *gpt2_host_view(const gpt2_model *m, const float *p, size_t n, float *buf) {
-  if (m->ops == &ops_cpu)
-    return p;
-  m->ops->download(buf, p, n * sizeof(float));
-  return buf;
 }
 
 /* The backward pass from m->logits holding dL/dlogits: the tied head, then
  * the trunk. The logits are spent. */
 static void head_backward(gpt2_model *m) {
-  const ops_backend *o = m->ops;
+  const ops_backend *o = m->base.ops;
   int BT = m->fb * m->ft, C = m->cfg.n_embd, V = m->cfg.vocab_size;
   m->have_lm = 0;
-  m->last_logits = NULL;
+  m->base.last_logits = NULL;
   o->zero(m->dln, (size_t)BT * C * sizeof(float));
   o->matmul_bwd(m->dln, m->grads + m->tensors[0].off, NULL, m->logits, m->lnf,
                 m->params + m->tensors[0].off, BT, C, V);
   trunk_backward(m);
 }
 
-int gpt2_lm_backward(gpt2_model *m, const float *dlogp, const float *dent, dfpo_err *err) {
+static int gpt2_lm_backward(gpt2_model *m, const float *dlogp, const float *dent, dfpo_err *err) {
   int rc;
   if (!m->have_lm)
     return dfpo_err_set(err, DFPO_EUSAGE, "gpt2_lm_backward: call gpt2_lm_logprobs first");
   if ((rc = gpt2_ensure_train(m, err)))
     return rc;
-  const ops_backend *o = m->ops;
+  const ops_backend *o = m->base.ops;
   int BT = m->fb * m->ft, V = m->cfg.vocab_size;
   if (dlogp)
     o->upload(m->dlogp, dlogp, (size_t)BT * sizeof(float));
@@ -600,20 +600,21 @@ int gpt2_lm_backward(gpt2_model *m, const float *dlogp, const float *dent, dfpo_
   return DFPO_OK;
 }
 
-int gpt2_lm_backward_logits(gpt2_model *m, const float *dlogits, dfpo_err *err) {
+static int gpt2_lm_backward_logits(gpt2_model *m, const float *dlogits, dfpo_err *err) {
   int rc;
   if (!m->have_lm)
     return dfpo_err_set(err, DFPO_EUSAGE, "gpt2_lm_backward_logits: call gpt2_lm_logprobs first");
   if ((rc = gpt2_ensure_train(m, err)))
     return rc;
   /* the logits buffer becomes their gradient, as logits_bwd leaves it */
-  m->ops->upload(m->logits, dlogits, (size_t)m->fb * m->ft * m->cfg.vocab_size * sizeof(float));
+  m->base.ops->upload(m->logits, dlogits,
+                      (size_t)m->fb * m->ft * m->cfg.vocab_size * sizeof(float));
   head_backward(m);
   return DFPO_OK;
 }
 
-int gpt2_lm_loss(gpt2_model *m, const int *tokens, const int *targets, const int *kstart, int B,
-                 int T, int backward, float *loss, dfpo_err *err) {
+static int gpt2_lm_loss(gpt2_model *m, const int *tokens, const int *targets, const int *kstart,
+                        int B, int T, int backward, float *loss, dfpo_err *err) {
   int rc = gpt2_forward(m, tokens, kstart, B, T, err);
   if (rc)
     return rc;
@@ -642,8 +643,8 @@ int gpt2_lm_loss(gpt2_model *m, const int *tokens, const int *targets, const int
   return rc;
 }
 
-int gpt2_score_tokens(gpt2_model *m, const int *tokens, size_t n, double *nll_sum, size_t *scored,
-                      dfpo_err *err) {
+static int gpt2_score_tokens(gpt2_model *m, const int *tokens, size_t n, double *nll_sum,
+                             size_t *scored, dfpo_err *err) {
   *nll_sum = 0.0;
   *scored = 0;
   if (n < 2)
@@ -688,43 +689,43 @@ static const gpt2_tensor *head_w(const gpt2_model *m) {
   return &m->tensors[gpt2_tidx_lnfw(m) + 2];
 }
 
-int gpt2_value_forward(gpt2_model *m, float *values, dfpo_err *err) {
+static int gpt2_value_forward(gpt2_model *m, float *values, dfpo_err *err) {
   int rc = need_forward(m, err);
   if (rc)
     return rc;
-  if (m->cfg.head != GPT2_HEAD_VALUE)
+  if (m->cfg.head != MODEL_HEAD_VALUE)
     return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: the model has no value head");
   int BT = m->fb * m->ft;
   const gpt2_tensor *w = head_w(m);
-  m->ops->matmul_fwd(m->head_out, m->lnf, m->params + w->off, m->params + w[1].off, BT,
-                     m->cfg.n_embd, 1);
-  m->ops->download(values, m->head_out, (size_t)BT * sizeof(float));
+  m->base.ops->matmul_fwd(m->head_out, m->lnf, m->params + w->off, m->params + w[1].off, BT,
+                          m->cfg.n_embd, 1);
+  m->base.ops->download(values, m->head_out, (size_t)BT * sizeof(float));
   return DFPO_OK;
 }
 
-int gpt2_value_backward(gpt2_model *m, const float *dvalues, dfpo_err *err) {
+static int gpt2_value_backward(gpt2_model *m, const float *dvalues, dfpo_err *err) {
   int rc = need_forward(m, err);
   if (rc || (rc = gpt2_ensure_train(m, err)))
     return rc;
-  if (m->cfg.head != GPT2_HEAD_VALUE)
+  if (m->cfg.head != MODEL_HEAD_VALUE)
     return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: the model has no value head");
   int BT = m->fb * m->ft, C = m->cfg.n_embd;
   const gpt2_tensor *w = head_w(m);
-  m->ops->upload(m->dhead, dvalues, (size_t)BT * sizeof(float));
-  m->ops->zero(m->dln, (size_t)BT * C * sizeof(float));
-  m->ops->matmul_bwd(m->dln, m->grads + w->off, m->grads + w[1].off, m->dhead, m->lnf,
-                     m->params + w->off, BT, C, 1);
+  m->base.ops->upload(m->dhead, dvalues, (size_t)BT * sizeof(float));
+  m->base.ops->zero(m->dln, (size_t)BT * C * sizeof(float));
+  m->base.ops->matmul_bwd(m->dln, m->grads + w->off, m->grads + w[1].off, m->dhead, m->lnf,
+                          m->params + w->off, BT, C, 1);
   m->have_lm = 0;
-  m->last_logits = NULL;
+  m->base.last_logits = NULL;
   trunk_backward(m);
   return DFPO_OK;
 }
 
-int gpt2_class_forward(gpt2_model *m, const int *at, float *logits, dfpo_err *err) {
+static int gpt2_class_forward(gpt2_model *m, const int *at, float *logits, dfpo_err *err) {
   int rc = need_forward(m, err);
   if (rc)
     return rc;
-  if (m->cfg.head != GPT2_HEAD_CLASS)
+  if (m->cfg.head != MODEL_HEAD_CLASS)
     return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: the model has no classification head");
   int B = m->fb, T = m->ft, C = m->cfg.n_embd, K = m->cfg.n_classes;
   for (int b = 0; b < B; b++) {
@@ -732,95 +733,177 @@ int gpt2_class_forward(gpt2_model *m, const int *at, float *logits, dfpo_err *er
       return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: class position %d of row %d outside [0, %d)",
                           at[b], b, T);
     m->cls_at[b] = at[b];
-    m->ops->copy(m->head_in + (size_t)b * C, m->lnf + ((size_t)b * T + at[b]) * C,
-                 (size_t)C * sizeof(float));
+    m->base.ops->copy(m->head_in + (size_t)b * C, m->lnf + ((size_t)b * T + at[b]) * C,
+                      (size_t)C * sizeof(float));
   }
   const gpt2_tensor *w = head_w(m);
-  m->ops->matmul_fwd(m->head_out, m->head_in, m->params + w->off, m->params + w[1].off, B, C, K);
-  m->ops->download(logits, m->head_out, (size_t)B * K * sizeof(float));
+  m->base.ops->matmul_fwd(m->head_out, m->head_in, m->params + w->off, m->params + w[1].off, B, C,
+                          K);
+  m->base.ops->download(logits, m->head_out, (size_t)B * K * sizeof(float));
   return DFPO_OK;
 }
 
-int gpt2_class_backward(gpt2_model *m, const float *dlogits, dfpo_err *err) {
+static int gpt2_class_backward(gpt2_model *m, const float *dlogits, dfpo_err *err) {
   int rc = need_forward(m, err);
   if (rc || (rc = gpt2_ensure_train(m, err)))
     return rc;
-  if (m->cfg.head != GPT2_HEAD_CLASS)
+  if (m->cfg.head != MODEL_HEAD_CLASS)
     return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: the model has no classification head");
   int B = m->fb, T = m->ft, C = m->cfg.n_embd, K = m->cfg.n_classes;
   const gpt2_tensor *w = head_w(m);
-  m->ops->upload(m->dhead, dlogits, (size_t)B * K * sizeof(float));
-  m->ops->zero(m->dhead_in, (size_t)B * C * sizeof(float));
-  m->ops->matmul_bwd(m->dhead_in, m->grads + w->off, m->grads + w[1].off, m->dhead, m->head_in,
-                     m->params + w->off, B, C, K);
-  m->ops->zero(m->dln, (size_t)B * T * C * sizeof(float));
+  m->base.ops->upload(m->dhead, dlogits, (size_t)B * K * sizeof(float));
+  m->base.ops->zero(m->dhead_in, (size_t)B * C * sizeof(float));
+  m->base.ops->matmul_bwd(m->dhead_in, m->grads + w->off, m->grads + w[1].off, m->dhead, m->head_in,
+                          m->params + w->off, B, C, K);
+  m->base.ops->zero(m->dln, (size_t)B * T * C * sizeof(float));
   for (int b = 0; b < B; b++)
-    m->ops->copy(m->dln + ((size_t)b * T + m->cls_at[b]) * C, m->dhead_in + (size_t)b * C,
-                 (size_t)C * sizeof(float));
+    m->base.ops->copy(m->dln + ((size_t)b * T + m->cls_at[b]) * C, m->dhead_in + (size_t)b * C,
+                      (size_t)C * sizeof(float));
   m->have_lm = 0;
-  m->last_logits = NULL;
+  m->base.last_logits = NULL;
   trunk_backward(m);
   return DFPO_OK;
 }
 
 /* ---------------------------------------------------------- optimiser */
 
-void gpt2_zero_grad(gpt2_model *m) {
-  if (gpt2_ensure_train(m, NULL) == DFPO_OK && !m->grads_zero)
-    m->ops->zero(m->grads, m->nparams * sizeof(float));
-  m->grads_zero = 1;
+static void gpt2_zero_grad(gpt2_model *m) {
+  if (gpt2_ensure_train(m, NULL) == DFPO_OK && !m->base.grads_zero)
+    m->base.ops->zero(m->grads, m->nparams * sizeof(float));
+  m->base.grads_zero = 1;
 }
 
-float gpt2_grad_norm(gpt2_model *m) {
+static float gpt2_grad_norm(gpt2_model *m) {
   if (!m->grads)
     return 0.0f;
-  return (float)sqrt(m->ops->sumsq(m->grads, m->nparams));
+  return (float)sqrt(m->base.ops->sumsq(m->grads, m->nparams));
 }
 
-gpt2_adamw gpt2_adamw_default(void) {
-  gpt2_adamw a = {0.9f, 0.999f, 1e-8f, 0.01f, 0.0f};
-  return a;
-}
+/* ------------------------------------------------------ the model_t table */
 
-int gpt2_adamw_step(gpt2_model *m, const gpt2_adamw *opt, float lr, float *norm, dfpo_err *err) {
-  int rc = gpt2_ensure_train(m, err);
-  if (rc)
-    return rc;
-  float n = gpt2_grad_norm(m);
-  if (norm)
-    *norm = n;
-  if (!isfinite(n))
-    return dfpo_err_set(err, DFPO_ERUNTIME, "gpt2: gradient norm is %g (NaN or Inf) at step %d",
-                        (double)n, m->step + 1);
-  if (opt->clip > 0.0f && n > opt->clip)
-    m->ops->scale(m->grads, opt->clip / (n + 1e-6f), m->nparams);
-  m->step++;
-  /* Runs of tensors with the same decay flag are updated in one call. */
-  int i = 0;
-  while (i < m->ntensors) {
-    int j = i;
-    while (j + 1 < m->ntensors && m->tensors[j + 1].decay == m->tensors[i].decay)
-      j++;
-    size_t off = m->tensors[i].off;
-    size_t end = m->tensors[j].off + (size_t)m->tensors[j].rows * m->tensors[j].cols;
-    m->ops->adamw(m->params + off, m->grads + off, m->m + off, m->v + off, end - off, lr,
-                  opt->beta1, opt->beta2, opt->eps, m->tensors[i].decay ? opt->weight_decay : 0.0f,
-                  m->step);
-    i = j + 1;
-  }
-  m->grads_zero = 1; /* the update consumed (and zeroed) the gradients */
+static void vt_free(model_t *m) {
+  gpt2_destroy(gpt2_of(m));
+}
+static void vt_init_random(model_t *m, uint64_t seed) {
+  gpt2_init_random(gpt2_of(m), seed);
+}
+static size_t vt_arena_bytes(const model_t *m) {
+  return gpt2_arena_bytes(gpt2_of_const(m));
+}
+static int vt_new_like(model_t **out, const model_t *src, int head, int n_classes, dfpo_err *err) {
+  gpt2_config c = gpt2_of_const(src)->cfg;
+  c.head = head;
+  c.n_classes = head == MODEL_HEAD_CLASS ? n_classes : 0;
+  return gpt2_new(out, &c, err);
+}
+static int vt_copy_params(model_t *dst, const model_t *src, dfpo_err *err) {
+  return gpt2_copy_params(gpt2_of(dst), gpt2_of_const(src), err);
+}
+static int vt_copy_shared_params(model_t *dst, const model_t *src, int *copied, dfpo_err *err) {
+  return gpt2_copy_shared_params(gpt2_of(dst), gpt2_of_const(src), copied, err);
+}
+static int vt_num_tensors(const model_t *m) {
+  return gpt2_of_const(m)->ntensors;
+}
+static int vt_tensor_at(const model_t *mm, int i, model_tensor *t) {
+  const gpt2_model *m = gpt2_of_const(mm);
+  const gpt2_tensor *g = &m->tensors[i];
+  t->name = g->name;
+  t->rows = g->rows;
+  t->cols = g->cols;
+  t->decay = g->decay;
+  t->param = m->params + g->off;
+  t->grad = m->grads ? m->grads + g->off : NULL;
+  t->m1 = m->m ? m->m + g->off : NULL;
+  t->m2 = m->v ? m->v + g->off : NULL;
   return DFPO_OK;
 }
-
-float gpt2_lr_at(const gpt2_lr_schedule *s, int step) {
-  if (s->warmup > 0 && step < s->warmup)
-    return s->lr * (float)(step + 1) / (float)s->warmup;
-  if (s->kind == GPT2_LR_CONSTANT || s->total <= s->warmup)
-    return s->lr;
-  float frac = (float)(step - s->warmup) / (float)(s->total - s->warmup);
-  if (frac > 1.0f)
-    frac = 1.0f;
-  if (s->kind == GPT2_LR_LINEAR)
-    return s->lr + (s->min_lr - s->lr) * frac;
-  return s->min_lr + 0.5f * (s->lr - s->min_lr) * (1.0f + cosf(3.14159265358979f * frac));
+static int vt_ensure_train(model_t *m, dfpo_err *err) {
+  return gpt2_ensure_train(gpt2_of(m), err);
 }
+static int vt_reserve(model_t *m, int B, int T, dfpo_err *err) {
+  return gpt2_reserve(gpt2_of(m), B, T, err);
+}
+/* A decoder-only model reads whole rows: n_prompt does not matter. */
+static int vt_forward(model_t *m, const model_batch *b, dfpo_err *err) {
+  return gpt2_forward(gpt2_of(m), b->tokens, b->kstart, b->B, b->T, err);
+}
+static int vt_lm_logprobs(model_t *m, const int *targets, float *logp, float *ent, dfpo_err *err) {
+  return gpt2_lm_logprobs(gpt2_of(m), targets, logp, ent, err);
+}
+static int vt_lm_backward(model_t *m, const float *dlogp, const float *dent, dfpo_err *err) {
+  return gpt2_lm_backward(gpt2_of(m), dlogp, dent, err);
+}
+static int vt_lm_backward_logits(model_t *m, const float *dlogits, dfpo_err *err) {
+  return gpt2_lm_backward_logits(gpt2_of(m), dlogits, err);
+}
+static int vt_lm_loss(model_t *m, const model_batch *b, const int *targets, int backward,
+                      float *loss, dfpo_err *err) {
+  return gpt2_lm_loss(gpt2_of(m), b->tokens, targets, b->kstart, b->B, b->T, backward, loss, err);
+}
+static int vt_score_tokens(model_t *m, const int *tokens, size_t n, double *nll_sum, size_t *scored,
+                           dfpo_err *err) {
+  return gpt2_score_tokens(gpt2_of(m), tokens, n, nll_sum, scored, err);
+}
+static int vt_value_forward(model_t *m, float *values, dfpo_err *err) {
+  return gpt2_value_forward(gpt2_of(m), values, err);
+}
+static int vt_value_backward(model_t *m, const float *dvalues, dfpo_err *err) {
+  return gpt2_value_backward(gpt2_of(m), dvalues, err);
+}
+static int vt_class_forward(model_t *m, const int *at, float *logits, dfpo_err *err) {
+  return gpt2_class_forward(gpt2_of(m), at, logits, err);
+}
+static int vt_class_backward(model_t *m, const float *dlogits, dfpo_err *err) {
+  return gpt2_class_backward(gpt2_of(m), dlogits, err);
+}
+static void vt_zero_grad(model_t *m) {
+  gpt2_zero_grad(gpt2_of(m));
+}
+static float vt_grad_norm(model_t *m) {
+  return gpt2_grad_norm(gpt2_of(m));
+}
+static const float *vt_decode_begin(model_t *m, const int *tokens, const int *kstart, int B, int T,
+                                    int max_len, dfpo_err *err) {
+  return gpt2_decode_begin(gpt2_of(m), tokens, kstart, B, T, max_len, err);
+}
+static const float *vt_decode_step(model_t *m, const int *next, dfpo_err *err) {
+  return gpt2_decode_step(gpt2_of(m), next, err);
+}
+static int vt_save(model_t *m, const char *path, int with_optimizer, dfpo_err *err) {
+  return gpt2_save(gpt2_of(m), path, with_optimizer, err);
+}
+static int vt_export_safetensors(const model_t *m, const char *path, int write_config,
+                                 dfpo_err *err) {
+  return gpt2_export_safetensors(gpt2_of_const(m), path, write_config, err);
+}
+
+const model_vtable gpt2_vtable = {
+    .arch = "gpt2",
+    .free = vt_free,
+    .init_random = vt_init_random,
+    .arena_bytes = vt_arena_bytes,
+    .new_like = vt_new_like,
+    .copy_params = vt_copy_params,
+    .copy_shared_params = vt_copy_shared_params,
+    .num_tensors = vt_num_tensors,
+    .tensor_at = vt_tensor_at,
+    .ensure_train = vt_ensure_train,
+    .reserve = vt_reserve,
+    .forward = vt_forward,
+    .lm_logprobs = vt_lm_logprobs,
+    .lm_backward = vt_lm_backward,
+    .lm_backward_logits = vt_lm_backward_logits,
+    .lm_loss = vt_lm_loss,
+    .score_tokens = vt_score_tokens,
+    .value_forward = vt_value_forward,
+    .value_backward = vt_value_backward,
+    .class_forward = vt_class_forward,
+    .class_backward = vt_class_backward,
+    .zero_grad = vt_zero_grad,
+    .grad_norm = vt_grad_norm,
+    .decode_begin = vt_decode_begin,
+    .decode_step = vt_decode_step,
+    .save = vt_save,
+    .export_safetensors = vt_export_safetensors,
+};

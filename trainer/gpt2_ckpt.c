@@ -9,7 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define NATIVE_MAGIC "DFPOGPT2"
+#define NATIVE_MAGIC GPT2_NATIVE_MAGIC
 #define NATIVE_VERSION 1u
 #define NATIVE_HEADER 64u
 #define ST_MAX_HEADER (100u << 20)
@@ -40,7 +40,7 @@ static int write_floats(FILE *fp, const gpt2_model *m, const float *dev, size_t 
     return -1;
   for (size_t i = 0; i < n; i += chunk) {
     size_t k = n - i < chunk ? n - i : chunk;
-    m->ops->download(buf, dev + i, k * sizeof(float));
+    m->base.ops->download(buf, dev + i, k * sizeof(float));
     if (fwrite(buf, sizeof(float), k, fp) != k) {
       free(buf);
       return -1;
@@ -63,7 +63,7 @@ int gpt2_save(gpt2_model *m, const char *path, int with_optimizer, dfpo_err *err
   h.n_ctx = m->cfg.n_ctx;
   h.head = m->cfg.head;
   h.n_classes = m->cfg.n_classes;
-  h.step = m->step;
+  h.step = m->base.step;
   with_optimizer = with_optimizer && m->train_block;
   h.flags = with_optimizer ? 1u : 0u;
   h.nparams = m->nparams;
@@ -95,13 +95,14 @@ static int read_floats(FILE *fp, const gpt2_model *m, float *dev, size_t n, cons
       return dfpo_err_set(err, DFPO_EDATA, "%s: truncated in the %s of tensor '%s'", path, what,
                           tensor_at(m, base + i + got));
     }
-    m->ops->upload(dev + i, buf, k * sizeof(float));
+    m->base.ops->upload(dev + i, buf, k * sizeof(float));
   }
   free(buf);
   return DFPO_OK;
 }
 
-static int load_native(gpt2_model **out, const char *path, FILE *fp, dfpo_err *err) {
+int gpt2_load_native(model_t **out, const char *path, FILE *fp, dfpo_err *err) {
+  *out = NULL;
   native_header h;
   if (fread(&h, sizeof h, 1, fp) != 1)
     return dfpo_err_set(err, DFPO_EDATA, "%s: truncated header (%u bytes expected)", path,
@@ -138,7 +139,7 @@ static int load_native(gpt2_model **out, const char *path, FILE *fp, dfpo_err *e
     return dfpo_err_set(err, DFPO_EDATA, "%s: truncated: %lld bytes, expected %llu", path,
                         (long long)st.st_size, (unsigned long long)expect);
   gpt2_model *m;
-  if ((rc = gpt2_new(&m, &cfg, err)))
+  if ((rc = gpt2_create(&m, &cfg, err)))
     return dfpo_err_prefix(err, "%s", path);
   rc = read_floats(fp, m, m->params, m->nparams, path, "parameters", 0, err);
   if (!rc && (h.flags & 1)) {
@@ -147,11 +148,11 @@ static int load_native(gpt2_model **out, const char *path, FILE *fp, dfpo_err *e
       rc = read_floats(fp, m, m->v, m->nparams, path, "second AdamW moment", 0, err);
   }
   if (rc) {
-    gpt2_free(m);
+    gpt2_destroy(m);
     return rc;
   }
-  m->step = h.step;
-  *out = m;
+  m->base.step = h.step;
+  *out = &m->base;
   return DFPO_OK;
 }
 
@@ -233,7 +234,7 @@ typedef struct st_entry {
   uint64_t begin, end;
 } st_entry;
 
-int gpt2_import_safetensors(gpt2_model **out, const char *path, const gpt2_config *given,
+int gpt2_import_safetensors(model_t **out, const char *path, const gpt2_config *given,
                             dfpo_err *err) {
   *out = NULL;
   FILE *fp = fopen(path, "rb");
@@ -358,9 +359,9 @@ int gpt2_import_safetensors(gpt2_model **out, const char *path, const gpt2_confi
       } else if (sscanf(ents[i].name, "h.%d.", &l) == 1 && l + 1 > cfg.n_layer && l < 100000) {
         cfg.n_layer = l + 1;
       } else if (strcmp(ents[i].name, "v_head.summary.weight") == 0) {
-        cfg.head = GPT2_HEAD_VALUE;
+        cfg.head = MODEL_HEAD_VALUE;
       } else if (strcmp(ents[i].name, "score.weight") == 0 && ents[i].ndim == 2) {
-        cfg.head = GPT2_HEAD_CLASS;
+        cfg.head = MODEL_HEAD_CLASS;
         cfg.n_classes = (int)ents[i].shape[0];
       }
     }
@@ -397,7 +398,7 @@ int gpt2_import_safetensors(gpt2_model **out, const char *path, const gpt2_confi
     dfpo_err_prefix(err, "%s: config from %s", path, cfg_from);
     goto done;
   }
-  if ((rc = gpt2_new(&m, &cfg, err)))
+  if ((rc = gpt2_create(&m, &cfg, err)))
     goto done;
 
   /* every tensor of the model must be there with the right shape */
@@ -492,7 +493,7 @@ int gpt2_import_safetensors(gpt2_model **out, const char *path, const gpt2_confi
           buf[(size_t)r * t->cols + c] = tmp[(size_t)c * t->rows + r];
       dst = buf;
     }
-    m->ops->upload(m->params + t->off, dst, nel * sizeof(float));
+    m->base.ops->upload(m->params + t->off, dst, nel * sizeof(float));
   }
   for (int i = 0; i < ne; i++) {
     const char *nm = ents[i].name;
@@ -505,10 +506,10 @@ int gpt2_import_safetensors(gpt2_model **out, const char *path, const gpt2_confi
         !(L > 17 && strcmp(nm + L - 17, ".attn.masked_bias") == 0))
       dfpo_warn("%s: tensor '%s' is not part of the model; ignored", path, ents[i].name);
   }
-  *out = m;
+  *out = &m->base;
   m = NULL;
 done:
-  gpt2_free(m);
+  gpt2_destroy(m);
   free(buf);
   free(ents);
   cJSON_Delete(root);
@@ -586,7 +587,7 @@ int gpt2_export_safetensors(const gpt2_model *m, const char *path, int write_con
     const gpt2_tensor *t = &m->tensors[k];
     size_t nel = (size_t)t->rows * t->cols;
     float *src = buf + maxn;
-    m->ops->download(src, m->params + t->off, nel * sizeof(float));
+    m->base.ops->download(src, m->params + t->off, nel * sizeof(float));
     if (t->conv1d) {
       for (int r = 0; r < t->rows; r++)
         for (int c = 0; c < t->cols; c++)
@@ -623,29 +624,4 @@ int gpt2_export_safetensors(const gpt2_model *m, const char *path, int write_con
     rc = dfpo_atomic_write_file(cpath, text, (size_t)len, err);
   }
   return rc;
-}
-
-int gpt2_load(gpt2_model **out, const char *path, dfpo_err *err) {
-  *out = NULL;
-  FILE *fp = fopen(path, "rb");
-  if (!fp)
-    return dfpo_err_errno(err, DFPO_EDATA, errno, "%s", path);
-  char magic[8] = {0};
-  size_t got = fread(magic, 1, 8, fp);
-  if (got == 8 && memcmp(magic, NATIVE_MAGIC, 8) == 0) {
-    rewind(fp);
-    int rc = load_native(out, path, fp, err);
-    fclose(fp);
-    return rc;
-  }
-  /* a safetensors file starts with its header length and then '{' */
-  int brace = fgetc(fp);
-  fclose(fp);
-  if (got < 8)
-    return dfpo_err_set(err, DFPO_EDATA, "%s: too short to be a checkpoint (%zu bytes)", path, got);
-  if (brace != '{')
-    return dfpo_err_set(
-        err, DFPO_EDATA,
-        "%s: neither a dfpo checkpoint (magic \"" NATIVE_MAGIC "\") nor a safetensors file", path);
-  return gpt2_import_safetensors(out, path, NULL, err);
 }

@@ -1,10 +1,12 @@
 /* Internal to trainer/: the GPT-2 model's layout, shared by gpt2.c (forward,
- * backward, optimiser), gpt2_sample.c (decoding) and gpt2_ckpt.c (formats). */
+ * backward, the model_t table), gpt2_decode.c (decoding) and gpt2_ckpt.c
+ * (formats). */
 #ifndef DFPO_TRAINER_GPT2_INTERNAL_H
 #define DFPO_TRAINER_GPT2_INTERNAL_H
 
+#include "trainer/gpt2.h"
+#include "trainer/model_internal.h"
 #include "trainer/ops.h"
-#include "trainer/trainer.h"
 
 /* Parameter tensors of one layer, in arena order. */
 enum {
@@ -43,9 +45,11 @@ typedef struct gpt2_layer_acts {
   float *res3;           /* [BT,C] the layer's output */
 } gpt2_layer_acts;
 
-struct gpt2_model {
+/* A GPT-2 is a model_t: the base comes first, so (model_t *)m and
+ * gpt2_of() convert between the two. */
+typedef struct gpt2_model {
+  struct model base;
   gpt2_config cfg;
-  const ops_backend *ops;
   int ntensors;
   gpt2_tensor *tensors;
   size_t nparams;
@@ -53,15 +57,12 @@ struct gpt2_model {
   float *params;      /* nparams */
   float *train_block; /* grads | m | v (3 nparams), NULL until training */
   float *grads, *m, *v;
-  int step;
-  int grads_zero;  /* the gradients are known to be all zero */
   void *act_block; /* activations of the current (B, T) */
   size_t act_bytes;
-  int ab, at;               /* (B, T) the activations are laid out for */
-  int fb, ft;               /* (B, T) of the last forward (0: none) */
-  int have_lm;              /* logits of the last forward are valid */
-  const float *last_logits; /* what gpt2_lm_logits returns (NULL: none valid) */
-  int lm_dirty;             /* logits were turned into gradients */
+  int ab, at;   /* (B, T) the activations are laid out for */
+  int fb, ft;   /* (B, T) of the last forward (0: none) */
+  int have_lm;  /* logits of the last forward are valid */
+  int lm_dirty; /* logits were turned into gradients */
   int *d_tok, *d_pos, *d_kstart, *d_tgt;
   float *encoded;         /* [BT,C] */
   gpt2_layer_acts *layer; /* n_layer */
@@ -80,13 +81,35 @@ struct gpt2_model {
   float **kc, **vc;     /* per layer [B,gmax,C] */
   float *g_x, *g_ln, *g_qkv, *g_atty, *g_fch, *g_logits;
   int *g_tok, *g_pos, *g_kstart;
-  int *g_stok;            /* [B] sampled tokens */
-  float *g_slogp;         /* [B] their log-probabilities */
-  double *g_su;           /* [B] the step's uniforms */
-  unsigned char *g_allow; /* [B, V] allowed sets */
-  int *g_kstart_host;     /* [g_kstart_cap] host copy of the rows' first key */
+  int *g_kstart_host; /* [g_kstart_cap] host copy of the rows' first key */
   int g_kstart_cap;
-};
+} gpt2_model;
+
+extern const model_vtable gpt2_vtable;
+static inline gpt2_model *gpt2_of(model_t *m) {
+  return (gpt2_model *)m;
+}
+static inline const gpt2_model *gpt2_of_const(const model_t *m) {
+  return (const gpt2_model *)m;
+}
+
+/* The constructor and destructor on the concrete type (gpt2_new and
+ * model_free wrap them). */
+int gpt2_create(gpt2_model **out, const gpt2_config *cfg, dfpo_err *err);
+void gpt2_destroy(gpt2_model *m);
+
+/* gpt2_decode.c: decoding with the KV cache (model_decode_begin/step). */
+const float *gpt2_decode_begin(gpt2_model *m, const int *tokens, const int *kstart, int B, int T,
+                               int max_len, dfpo_err *err);
+const float *gpt2_decode_step(gpt2_model *m, const int *next, dfpo_err *err);
+
+/* gpt2_ckpt.c: the native checkpoint (magic GPT2_NATIVE_MAGIC) and
+ * safetensors export (model_save, model_load, model_export_safetensors). */
+#define GPT2_NATIVE_MAGIC "DFPOGPT2"
+int gpt2_save(gpt2_model *m, const char *path, int with_optimizer, dfpo_err *err);
+/* Reads a native checkpoint from fp (at its start); path is for messages. */
+int gpt2_load_native(model_t **out, const char *path, FILE *fp, dfpo_err *err);
+int gpt2_export_safetensors(const gpt2_model *m, const char *path, int write_config, dfpo_err *err);
 
 /* Parameter pointers of layer l, tensor k (GP_*). */
 static inline float *gpt2_lp(const gpt2_model *m, float *base, int l, int k) {

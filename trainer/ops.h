@@ -4,7 +4,7 @@
  * buffers in the backend's memory (host memory for the CPU backend, device
  * memory for CUDA). Shapes are in the comments, row-major, last index
  * fastest. Integer inputs (token ids, positions, key starts) live in backend
- * memory too. The model (gpt2_*.c) never touches a buffer's contents except
+ * memory too. A model (gpt2_*.c) never touches a buffer's contents except
  * through these calls and upload/download, so a second backend only has to
  * fill this table (see docs/engine.md for the contract of each op).
  *
@@ -25,7 +25,7 @@
 
 #include <stddef.h>
 
-#include "trainer/trainer.h"
+#include "trainer/device.h"
 
 typedef struct ops_backend {
   const char *name;
@@ -154,7 +154,7 @@ int ops_cpu_set_isa(int bits);
 int ops_cpu_isa(void);
 
 /* The backend of a resolved device (OPS_DEVICE_CPU or OPS_DEVICE_CUDA; see
- * trainer.h), and the one gpt2_new uses now (ops_use_device). */
+ * trainer/device.h), and the one model constructors use now (ops_use_device). */
 const ops_backend *ops_backend_of(ops_device d);
 const ops_backend *ops_default_backend(void);
 

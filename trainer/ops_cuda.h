@@ -13,7 +13,7 @@
 
 #include <stddef.h>
 
-#include "trainer/trainer.h"
+#include "trainer/device.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -1,6 +1,6 @@
+#include "trainer/device.h"
 #include "trainer/ops.h"
 #include "trainer/ops_cuda.h"
-#include "trainer/trainer.h"
 
 #include <cblas.h>
 #include <dlfcn.h>

@@ -1,4 +1,4 @@
-#include "trainer/trainer.h"
+#include "trainer/rl.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -1,16 +1,19 @@
-/* The RL training loop of DESIGN.md section 7 over the GPT-2 engine: rollouts
+/* The RL training loop (docs/algorithms.md) over any model_t: rollouts
  * (with DfPO's KL-masked sampling and NLPO's top-p masked sampling), rewards,
  * GAE, and minibatch updates of the policy and the value model. The
  * arithmetic lives in rl_math.c. */
-#include "trainer/trainer.h"
+#include "trainer/model.h"
+#include "trainer/optim.h"
+#include "trainer/rl.h"
+#include "trainer/sample.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 struct rl_trainer {
-  gpt2_model *policy, *ref, *value;
-  gpt2_model *mask; /* NLPO's mask model (owned) */
+  model_t *policy, *ref, *value;
+  model_t *mask; /* NLPO's mask model (owned) */
   rl_config cfg;
   double beta;
   int64_t iterations;
@@ -36,18 +39,18 @@ rl_config rl_config_default(void) {
   c.nlpo_top_p = 0.9f;
   c.nlpo_k_min = 100;
   c.nlpo_mask_refresh = 5;
-  c.sampling = gpt2_sampling_default();
+  c.sampling = smp_settings_default();
   return c;
 }
 
-int rl_trainer_new(rl_trainer **out, gpt2_model *policy, gpt2_model *ref, gpt2_model *value,
+int rl_trainer_new(rl_trainer **out, model_t *policy, model_t *ref, model_t *value,
                    const rl_config *cfg, uint64_t seed, dfpo_err *err) {
   *out = NULL;
-  const gpt2_config *pc = gpt2_get_config(policy), *rc = gpt2_get_config(ref),
-                    *vc = gpt2_get_config(value);
+  const model_config *pc = model_get_config(policy), *rc = model_get_config(ref),
+                     *vc = model_get_config(value);
   if (pc->vocab_size != rc->vocab_size || pc->vocab_size != vc->vocab_size)
     return dfpo_err_set(err, DFPO_EUSAGE, "rl: policy, reference and value vocabularies differ");
-  if (vc->head != GPT2_HEAD_VALUE)
+  if (vc->head != MODEL_HEAD_VALUE)
     return dfpo_err_set(err, DFPO_EUSAGE, "rl: the value model needs a value head");
   if (cfg->algo != RL_PPO && cfg->algo != RL_NLPO && cfg->algo != RL_DFPO)
     return dfpo_err_set(err, DFPO_EUSAGE, "rl: algorithm %d is not implemented", cfg->algo);
@@ -71,9 +74,7 @@ int rl_trainer_new(rl_trainer **out, gpt2_model *policy, gpt2_model *ref, gpt2_m
   t->beta = cfg->beta;
   dfpo_rng_init(&t->rng, seed, DFPO_STREAM_SAMPLING);
   if (cfg->algo == RL_NLPO) {
-    int code = gpt2_new(&t->mask, pc, err);
-    if (!code)
-      code = gpt2_copy_params(t->mask, policy, err);
+    int code = model_clone(&t->mask, policy, err);
     if (code) {
       rl_trainer_free(t);
       return code;
@@ -86,7 +87,7 @@ int rl_trainer_new(rl_trainer **out, gpt2_model *policy, gpt2_model *ref, gpt2_m
 void rl_trainer_free(rl_trainer *t) {
   if (!t)
     return;
-  gpt2_free(t->mask);
+  model_free(t->mask);
   free(t);
 }
 
@@ -106,14 +107,14 @@ void rl_trainer_set_lr(rl_trainer *t, float lr) {
   t->cfg.lr = lr;
 }
 
-gpt2_model *rl_trainer_mask_model(rl_trainer *t) {
+model_t *rl_trainer_mask_model(rl_trainer *t) {
   return t->mask;
 }
 
 /* DfPO's sampling mask: the reference decodes in lock step with the policy;
  * row b keeps M+ (sign > 0) or M- (sign < 0) of its current state. */
 typedef struct dfpo_mask_ctx {
-  gpt2_model *ref;
+  model_t *ref;
   const int *prompts, *kstart, *sign;
   int Tp, N, eos, min_new;
   float temperature;
@@ -127,17 +128,17 @@ static int dfpo_mask(void *vctx, int step, int B, int V, const int *seqs, float 
   const float *ref;
   if (step == 0) {
     int max_len = c->Tp + c->N - 1 > c->Tp ? c->Tp + c->N - 1 : c->Tp;
-    ref = gpt2_decode_begin(c->ref, c->prompts, c->kstart, B, c->Tp, max_len, c->err);
+    ref = model_decode_begin(c->ref, c->prompts, c->kstart, B, c->Tp, max_len, c->err);
   } else {
     for (int b = 0; b < B; b++) {
       int tok = seqs[(size_t)b * c->N + step - 1];
       c->next[b] = tok >= 0 ? tok : (c->eos >= 0 ? c->eos : 0);
     }
-    ref = gpt2_decode_step(c->ref, c->next, c->err);
+    ref = model_decode_step(c->ref, c->next, c->err);
   }
   if (!ref)
     return -1;
-  ref = gpt2_host_view(c->ref, ref, (size_t)B * V, c->host);
+  ref = model_host_view(c->ref, ref, (size_t)B * V, c->host);
   float inv_t = c->temperature > 0 ? 1.0f / c->temperature : 1.0f;
   int ban = step < c->min_new ? c->eos : -1;
   for (int b = 0; b < B; b++)
@@ -145,13 +146,13 @@ static int dfpo_mask(void *vctx, int step, int B, int V, const int *seqs, float 
   return 0;
 }
 
-int rl_dfpo_generate(gpt2_model *policy, gpt2_model *ref, const int *prompts, const int *kstart,
-                     int B, int T, const int *sign, const gpt2_sampling *s, dfpo_rng *rng, int *out,
+int rl_dfpo_generate(model_t *policy, model_t *ref, const int *prompts, const int *kstart, int B,
+                     int T, const int *sign, const smp_settings *s, dfpo_rng *rng, int *out,
                      int *lens, float *logps, dfpo_err *err) {
   if (s->mask || s->allow)
     return dfpo_err_set(err, DFPO_EUSAGE, "rl: the sampling config must not carry a mask");
   int *next = malloc(sizeof(int) * (size_t)(B > 0 ? B : 1));
-  float *host = malloc(sizeof(float) * (size_t)(B > 0 ? B : 1) * gpt2_get_config(ref)->vocab_size);
+  float *host = malloc(sizeof(float) * (size_t)(B > 0 ? B : 1) * model_get_config(ref)->vocab_size);
   if (!next || !host) {
     free(next);
     free(host);
@@ -159,10 +160,10 @@ int rl_dfpo_generate(gpt2_model *policy, gpt2_model *ref, const int *prompts, co
   }
   dfpo_mask_ctx mc = {ref,    prompts,    kstart,         sign, T,    s->max_new,
                       s->eos, s->min_new, s->temperature, next, host, err};
-  gpt2_sampling ms = *s;
+  smp_settings ms = *s;
   ms.mask = dfpo_mask;
   ms.mask_ctx = &mc;
-  int rc = gpt2_generate(policy, prompts, kstart, B, T, &ms, rng, out, lens, logps, err);
+  int rc = smp_generate(policy, prompts, kstart, B, T, &ms, rng, out, lens, logps, err);
   free(next);
   free(host);
   return rc;
@@ -172,9 +173,9 @@ int rl_dfpo_generate(gpt2_model *policy, gpt2_model *ref, const int *prompts, co
  * each row keeps the mask model's top-p set (at least k_min tokens, and
  * end-of-text always, as RL4LMs keeps the special tokens), which is recorded
  * in masks[(b * N + step) * V] for the update. An allowed set
- * (gpt2_allow_fn): the policy's logits stay on its device. */
+ * (smp_allow_fn): the policy's logits stay on its device. */
 typedef struct nlpo_mask_ctx {
-  gpt2_model *model;
+  model_t *model;
   const int *prompts, *kstart;
   int Tp, N, eos, k_min;
   float top_p;
@@ -204,17 +205,17 @@ static int nlpo_mask(void *vctx, int step, int B, int V, const int *seqs, unsign
   const float *ml;
   if (step == 0) {
     int max_len = c->Tp + c->N - 1 > c->Tp ? c->Tp + c->N - 1 : c->Tp;
-    ml = gpt2_decode_begin(c->model, c->prompts, c->kstart, B, c->Tp, max_len, c->err);
+    ml = model_decode_begin(c->model, c->prompts, c->kstart, B, c->Tp, max_len, c->err);
   } else {
     for (int b = 0; b < B; b++) {
       int tok = seqs[(size_t)b * c->N + step - 1];
       c->next[b] = tok >= 0 ? tok : (c->eos >= 0 ? c->eos : 0);
     }
-    ml = gpt2_decode_step(c->model, c->next, c->err);
+    ml = model_decode_step(c->model, c->next, c->err);
   }
   if (!ml)
     return -1;
-  ml = gpt2_host_view(c->model, ml, (size_t)B * V, c->host);
+  ml = model_host_view(c->model, ml, (size_t)B * V, c->host);
   for (int b = 0; b < B; b++) {
     const float *z = ml + (size_t)b * V;
     double lz = row_lse(z, V);
@@ -279,16 +280,16 @@ static void scatter(float *dst, const float *src, int B, int L, int Tp, int N) {
 
 /* Row `row` of a model's logits [*, V] on the host (buf: V floats, used
  * when the model is not on the CPU). */
-static const float *logit_row(const gpt2_model *m, const float *logits, size_t row, int V,
+static const float *logit_row(const model_t *m, const float *logits, size_t row, int V,
                               float *buf) {
-  return gpt2_host_view(m, logits + row * V, (size_t)V, buf);
+  return model_host_view(m, logits + row * V, (size_t)V, buf);
 }
 
 /* Log-softmax rows of m's logits at the action positions, for the exact KL:
  * out[(b * N + t) * V + a]. */
-static void action_log_softmax(float *out, const gpt2_model *m, const int *lens, int B, int L,
-                               int Tp, int N, int V, float *buf) {
-  const float *logits = gpt2_lm_logits(m);
+static void action_log_softmax(float *out, const model_t *m, const int *lens, int B, int L, int Tp,
+                               int N, int V, float *buf) {
+  const float *logits = model_lm_logits(m);
   for (int b = 0; b < B; b++)
     for (int t = 0; t < lens[b]; t++) {
       const float *z = logit_row(m, logits, (size_t)b * L + Tp - 1 + t, V, buf);
@@ -309,7 +310,7 @@ static void action_log_softmax(float *out, const gpt2_model *m, const int *lens,
 int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int Tp,
                rl_reward_fn reward, void *reward_ctx, rl_stats *st, dfpo_err *err) {
   const rl_config *cfg = &t->cfg;
-  const int N = cfg->sampling.max_new, L = Tp + N, V = gpt2_get_config(t->policy)->vocab_size;
+  const int N = cfg->sampling.max_new, L = Tp + N, V = model_get_config(t->policy)->vocab_size;
   const int eos = cfg->sampling.eos, pad = eos >= 0 ? eos : 0;
   const int dfpo = cfg->algo == RL_DFPO, nlpo = cfg->algo == RL_NLPO;
   const int dfpo_update = dfpo && cfg->dfpo_mask_at == RL_MASK_AT_UPDATE;
@@ -367,11 +368,11 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
 
   /* 1. rollouts */
   double t0 = dfpo_now();
-  gpt2_sampling s = cfg->sampling;
+  smp_settings s = cfg->sampling;
   for (int b = 0; b < B; b++)
     k.sign[b] = dfpo_update ? 0 : b < (B + 1) / 2 ? 1 : -1;
   if (nlpo && t->iterations % cfg->nlpo_mask_refresh == 0 &&
-      (rc = gpt2_copy_params(t->mask, t->policy, err)))
+      (rc = model_copy_params(t->mask, t->policy, err)))
     goto done;
   nlpo_mask_ctx nc = {
       t->mask, prompts, kstart, Tp, N, eos, cfg->nlpo_k_min, cfg->nlpo_top_p, k.next, k.probs,
@@ -384,8 +385,8 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
     rc = rl_dfpo_generate(t->policy, t->ref, prompts, kstart, B, Tp, k.sign, &s, &t->rng, k.out,
                           k.lens, k.logps_b, err);
   else
-    rc = gpt2_generate(t->policy, prompts, kstart, B, Tp, &s, &t->rng, k.out, k.lens, k.logps_b,
-                       err);
+    rc =
+        smp_generate(t->policy, prompts, kstart, B, Tp, &s, &t->rng, k.out, k.lens, k.logps_b, err);
   if (rc)
     goto done;
   if (nlpo) {
@@ -415,13 +416,15 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
 
   /* 3. log-probabilities under the policy (before the update) and the
    * reference, values, and the exact per-token KL */
-  if ((rc = gpt2_forward(t->policy, k.seq, kstart, B, L, err)) ||
-      (rc = gpt2_lm_logprobs(t->policy, k.targets, k.lp_full, NULL, err)))
+  /* the rollouts' rows: [prompt (Tp columns) | continuation] */
+  const model_batch rows = {k.seq, kstart, B, L, Tp};
+  if ((rc = model_forward(t->policy, &rows, err)) ||
+      (rc = model_lm_logprobs(t->policy, k.targets, k.lp_full, NULL, err)))
     goto done;
   gather(k.logp_old, k.lp_full, B, L, Tp, N);
   if (nlpo) {
     /* the ratio's pi_old: the policy renormalised over the sampling mask */
-    const float *z = gpt2_lm_logits(t->policy);
+    const float *z = model_lm_logits(t->policy);
     for (int b = 0; b < B; b++)
       for (int i = 0; i < k.lens[b]; i++) {
         size_t pos = (size_t)b * L + Tp - 1 + i;
@@ -432,12 +435,12 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
   }
   if (exact_kl)
     action_log_softmax(k.logsm, t->policy, k.lens, B, L, Tp, N, V, k.zrow);
-  if ((rc = gpt2_forward(t->ref, k.seq, kstart, B, L, err)) ||
-      (rc = gpt2_lm_logprobs(t->ref, k.targets, k.lp_full, NULL, err)))
+  if ((rc = model_forward(t->ref, &rows, err)) ||
+      (rc = model_lm_logprobs(t->ref, k.targets, k.lp_full, NULL, err)))
     goto done;
   gather(k.logp_ref, k.lp_full, B, L, Tp, N);
   if (exact_kl) {
-    const float *zr = gpt2_lm_logits(t->ref);
+    const float *zr = model_lm_logits(t->ref);
     double kl = 0, n = 0;
     for (int b = 0; b < B; b++)
       for (int i = 0; i < k.lens[b]; i++) {
@@ -452,8 +455,8 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
   } else {
     st->kl_token = NAN;
   }
-  if ((rc = gpt2_forward(t->value, k.seq, kstart, B, L, err)) ||
-      (rc = gpt2_value_forward(t->value, k.values_full, err)))
+  if ((rc = model_forward(t->value, &rows, err)) ||
+      (rc = model_value_forward(t->value, k.values_full, err)))
     goto done;
   gather(k.values, k.values_full, B, L, Tp, N);
 
@@ -481,7 +484,7 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
       rl_truncate_advantages(k.adv + (size_t)b * N, N, k.sign[b]);
 
   /* 5. minibatch epochs */
-  gpt2_adamw opt = gpt2_adamw_default();
+  opt_adamw opt = opt_adamw_default();
   opt.weight_decay = cfg->weight_decay;
   opt.clip = cfg->max_grad_norm;
   for (int b = 0; b < B; b++)
@@ -503,13 +506,14 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
         memcpy(k.mb_w + (size_t)i * N, k.w + (size_t)b * N, sizeof(float) * N);
       }
       /* policy */
-      gpt2_zero_grad(t->policy);
-      if ((rc = gpt2_forward(t->policy, k.mb_seq, k.mb_kstart, mb, L, err)) ||
-          (rc = gpt2_lm_logprobs(t->policy, k.mb_targets, k.lp_full, NULL, err)))
+      model_zero_grad(t->policy);
+      const model_batch mrows = {k.mb_seq, k.mb_kstart, mb, L, Tp};
+      if ((rc = model_forward(t->policy, &mrows, err)) ||
+          (rc = model_lm_logprobs(t->policy, k.mb_targets, k.lp_full, NULL, err)))
         goto done;
       gather(k.mb_lp, k.lp_full, mb, L, Tp, N);
       int n = mb * N;
-      const float *z = gpt2_lm_logits(t->policy);
+      const float *z = model_lm_logits(t->policy);
       if (nlpo)
         for (int i = 0; i < mb; i++) {
           int b = k.order[start + i];
@@ -543,17 +547,17 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
                                  k.dlogp[(size_t)i * N + j], k.dlogits + pos * V);
           }
         }
-        rc = gpt2_lm_backward_logits(t->policy, k.dlogits, err);
+        rc = model_lm_backward_logits(t->policy, k.dlogits, err);
       } else {
         scatter(k.dlogp_full, k.dlogp, mb, L, Tp, N);
-        rc = gpt2_lm_backward(t->policy, k.dlogp_full, NULL, err);
+        rc = model_lm_backward(t->policy, k.dlogp_full, NULL, err);
       }
-      if (rc || (rc = gpt2_adamw_step(t->policy, &opt, cfg->lr, NULL, err)))
+      if (rc || (rc = opt_adamw_step(t->policy, &opt, cfg->lr, NULL, err)))
         goto done;
       /* value model: vf_coef * 0.5 * mean (V - R)^2 over the actions */
-      gpt2_zero_grad(t->value);
-      if ((rc = gpt2_forward(t->value, k.mb_seq, k.mb_kstart, mb, L, err)) ||
-          (rc = gpt2_value_forward(t->value, k.mb_vals, err)))
+      model_zero_grad(t->value);
+      if ((rc = model_forward(t->value, &mrows, err)) ||
+          (rc = model_value_forward(t->value, k.mb_vals, err)))
         goto done;
       double count = 0, vloss = 0;
       for (int i = 0; i < n; i++)
@@ -569,8 +573,8 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
         }
       }
       st->value_loss = cfg->vf_coef * vloss;
-      if ((rc = gpt2_value_backward(t->value, k.dvals_full, err)) ||
-          (rc = gpt2_adamw_step(t->value, &opt, cfg->lr, NULL, err)))
+      if ((rc = model_value_backward(t->value, k.dvals_full, err)) ||
+          (rc = opt_adamw_step(t->value, &opt, cfg->lr, NULL, err)))
         goto done;
     }
   }

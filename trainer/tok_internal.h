@@ -4,7 +4,7 @@
 #ifndef DFPO_TRAINER_TOK_INTERNAL_H
 #define DFPO_TRAINER_TOK_INTERNAL_H
 
-#include "trainer/trainer.h"
+#include "trainer/tok.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
@@ -133,5 +133,10 @@ static inline int tok_merge_find(const tok_tokenizer *t, int32_t l, int32_t r, u
     i = (i + 1) & mask;
   }
 }
+
+/* Test hook: words of at least n symbols are merged with the heap-based
+ * algorithm instead of the quadratic scan (default 48); both give the same
+ * ids. Process-wide; for tests that compare the two algorithms. */
+void tok_set_heap_threshold(size_t n);
 
 #endif

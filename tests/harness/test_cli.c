@@ -1,5 +1,11 @@
 #include "tests/support/support.h"
-#include "trainer/trainer.h" /* a model for generate and perplexity */
+#include "trainer/device.h"
+#include "trainer/gpt2.h"
+#include "trainer/model.h"
+#include "trainer/optim.h"
+#include "trainer/rl.h"
+#include "trainer/sample.h"
+#include "trainer/tok.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -172,14 +178,14 @@ Test(cli, device_option_on_every_engine_command, .timeout = 300) {
   snprintf(toks, sizeof toks, "%s/t.txt", dir);
   snprintf(out, sizeof out, "%s/out", dir);
   snprintf(cfgf, sizeof cfgf, "%s/suite.json", dir);
-  gpt2_config gc = {1, 2, 32, 300, 64, GPT2_HEAD_NONE, 0};
-  gpt2_model *m;
+  gpt2_config gc = {1, 2, 32, 300, 64, MODEL_HEAD_NONE, 0};
+  model_t *m;
   dfpo_err err;
   dfpo_err_clear(&err);
   cr_assert_eq(gpt2_new(&m, &gc, &err), 0, "%s", err.msg);
-  gpt2_init_random(m, 1);
-  cr_assert_eq(gpt2_save(m, model, 0, &err), 0, "%s", err.msg);
-  gpt2_free(m);
+  model_init_random(m, 1);
+  cr_assert_eq(model_save(m, model, 0, &err), 0, "%s", err.msg);
+  model_free(m);
   ts_write_text(toks, "1 2 3 4 5 6 7 8 9 10 11 12\n13 14 15 16 17 18 19 20 21 22\n");
   ts_write_text(cfgf, "{\"suite\": {\"name\": \"dev\", \"tasks\": [\"synthetic\"], \"algos\": "
                       "[\"zero-shot\"], \"seeds\": [0]}}\n");

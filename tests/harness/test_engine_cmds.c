@@ -1,7 +1,13 @@
 /* `dfpo perplexity` and `dfpo generate` over token ids, against the engine's
- * library calls on the same model (gpt2_score_tokens, gpt2_generate). */
+ * library calls on the same model (model_score_tokens, smp_generate). */
 #include "tests/support/support.h"
-#include "trainer/trainer.h"
+#include "trainer/device.h"
+#include "trainer/gpt2.h"
+#include "trainer/model.h"
+#include "trainer/optim.h"
+#include "trainer/rl.h"
+#include "trainer/sample.h"
+#include "trainer/tok.h"
 
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
@@ -10,15 +16,15 @@
 #include <string.h>
 #include <unistd.h>
 
-static gpt2_model *tiny(const char *path) {
+static model_t *tiny(const char *path) {
   gpt2_config cfg;
   dfpo_err err;
   dfpo_err_clear(&err);
   cr_assert_eq(gpt2_config_named(&cfg, "gpt2-tiny", &err), 0);
-  gpt2_model *m;
+  model_t *m;
   cr_assert_eq(gpt2_new(&m, &cfg, &err), 0);
-  gpt2_init_random(m, 3);
-  cr_assert_eq(gpt2_save(m, path, 0, &err), 0, "%s", err.msg);
+  model_init_random(m, 3);
+  cr_assert_eq(model_save(m, path, 0, &err), 0, "%s", err.msg);
   return m;
 }
 
@@ -27,15 +33,15 @@ Test(engine_cmds, perplexity_matches_the_library) {
   ts_tmpdir(dir, sizeof dir);
   snprintf(model, sizeof model, "%s/m.ckpt", dir);
   snprintf(toks, sizeof toks, "%s/t.txt", dir);
-  gpt2_model *m = tiny(model);
+  model_t *m = tiny(model);
   ts_write_text(toks, "464 2068 7586 21831\n\n318 257 1332 13 50256 40\n");
   int d1[5] = {50256, 464, 2068, 7586, 21831}, d2[7] = {50256, 318, 257, 1332, 13, 50256, 40};
   double n1, n2;
   size_t k1, k2;
   dfpo_err err;
   dfpo_err_clear(&err);
-  cr_assert_eq(gpt2_score_tokens(m, d1, 5, &n1, &k1, &err), 0);
-  cr_assert_eq(gpt2_score_tokens(m, d2, 7, &n2, &k2, &err), 0);
+  cr_assert_eq(model_score_tokens(m, d1, 5, &n1, &k1, &err), 0);
+  cr_assert_eq(model_score_tokens(m, d2, 7, &n2, &k2, &err), 0);
   ts_run r;
   ts_dfpo(&r, "perplexity", "--model", model, "--tokens", toks, "--json", NULL);
   cr_assert_eq(r.status, 0, "%s", r.err);
@@ -61,7 +67,7 @@ Test(engine_cmds, perplexity_matches_the_library) {
   cr_expect_eq(r.status, 2);
   cr_expect(strstr(r.err, ":2:3") != NULL, "%s", r.err);
   ts_run_free(&r);
-  gpt2_free(m);
+  model_free(m);
   ts_rmtree(dir);
 }
 
@@ -70,7 +76,7 @@ Test(engine_cmds, greedy_generate_matches_prompts_run_alone) {
   ts_tmpdir(dir, sizeof dir);
   snprintf(model, sizeof model, "%s/m.ckpt", dir);
   snprintf(toks, sizeof toks, "%s/t.txt", dir);
-  gpt2_model *m = tiny(model);
+  model_t *m = tiny(model);
   ts_write_text(toks, "464 2068 7586\n318\n");
   ts_run r;
   ts_dfpo(&r, "generate", "--model", model, "--tokens", toks, "--temperature", "0", "--max-new",
@@ -80,7 +86,7 @@ Test(engine_cmds, greedy_generate_matches_prompts_run_alone) {
   const int p1[3] = {464, 2068, 7586}, p2[1] = {318};
   const int *ps[2] = {p1, p2};
   int lens[2] = {3, 1};
-  gpt2_sampling s = gpt2_sampling_default();
+  smp_settings s = smp_settings_default();
   s.temperature = 0;
   s.max_new = 5;
   s.eos = -1;
@@ -91,7 +97,7 @@ Test(engine_cmds, greedy_generate_matches_prompts_run_alone) {
   char *line = r.out;
   for (int i = 0; i < 2; i++) {
     int out[5], n;
-    cr_assert_eq(gpt2_generate(m, ps[i], NULL, 1, lens[i], &s, &rng, out, &n, NULL, &err), 0);
+    cr_assert_eq(smp_generate(m, ps[i], NULL, 1, lens[i], &s, &rng, out, &n, NULL, &err), 0);
     char *nl = strchr(line, '\n');
     cr_assert_not_null(nl);
     *nl = 0;
@@ -108,7 +114,7 @@ Test(engine_cmds, greedy_generate_matches_prompts_run_alone) {
   ts_dfpo(&r, "generate", "--model", model, NULL);
   cr_expect_eq(r.status, 1);
   ts_run_free(&r);
-  gpt2_free(m);
+  model_free(m);
   ts_rmtree(dir);
 }
 
@@ -172,7 +178,7 @@ Test(engine_cmds, perplexity_of_text_is_that_of_its_reference_ids) {
   snprintf(text, sizeof text, "%s/docs.txt", dir);
   snprintf(ids, sizeof ids, "%s/docs.ids", dir);
   snprintf(tokdir, sizeof tokdir, "%s/gpt2", data);
-  gpt2_model *m = tiny(model);
+  model_t *m = tiny(model);
   ts_write_text(text, docs_text);
   /* the reference ids of each line without its line end (empty lines kept) */
   snprintf(cmd, sizeof cmd,
@@ -200,7 +206,7 @@ Test(engine_cmds, perplexity_of_text_is_that_of_its_reference_ids) {
     if (python_has("import torch")) {
       dfpo_err err;
       dfpo_err_clear(&err);
-      cr_assert_eq(gpt2_export_safetensors(m, st, 1, &err), 0, "%s", err.msg);
+      cr_assert_eq(model_export_safetensors(m, st, 1, &err), 0, "%s", err.msg);
       snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s' nll '%s' '%s' %s", REF_TORCH, st, ids,
                bos ? "" : "--no-bos");
       char *out = sh(cmd);
@@ -220,7 +226,7 @@ Test(engine_cmds, perplexity_of_text_is_that_of_its_reference_ids) {
     cJSON_Delete(a);
     cJSON_Delete(b);
   }
-  gpt2_free(m);
+  model_free(m);
   ts_rmtree(dir);
 }
 
@@ -236,7 +242,7 @@ Test(engine_cmds, generate_text_prompts_equal_their_token_ids) {
   snprintf(text, sizeof text, "%s/p.txt", dir);
   snprintf(ids, sizeof ids, "%s/p.ids", dir);
   snprintf(tokdir, sizeof tokdir, "%s/gpt2", data);
-  gpt2_model *m = tiny(model);
+  model_t *m = tiny(model);
   /* the ids as `dfpo tokenizer encode` would give them, checked against
    * bench/gpt2_ref.py by tests/trainer/test_tok_reference.c */
   dfpo_err err;
@@ -351,7 +357,7 @@ Test(engine_cmds, generate_text_prompts_equal_their_token_ids) {
   cJSON_Delete(o);
   ts_run_free(&r1);
   tok_free(tok);
-  gpt2_free(m);
+  model_free(m);
   ts_rmtree(dir);
 }
 
@@ -364,7 +370,7 @@ Test(engine_cmds, text_front_end_errors) {
   snprintf(text, sizeof text, "%s/p.txt", dir);
   snprintf(tokdir, sizeof tokdir, "%s/tok", dir);
   snprintf(small, sizeof small, "%s/small.ckpt", dir);
-  gpt2_model *m = tiny(model);
+  model_t *m = tiny(model);
   ts_write_text(text, "abc abd abe abc abd abe\n");
   dfpo_err err;
   dfpo_err_clear(&err);
@@ -374,10 +380,10 @@ Test(engine_cmds, text_front_end_errors) {
   gpt2_config cfg;
   cr_assert_eq(gpt2_config_named(&cfg, "gpt2-tiny", &err), 0);
   cfg.vocab_size = 100;
-  gpt2_model *s;
+  model_t *s;
   cr_assert_eq(gpt2_new(&s, &cfg, &err), 0);
-  cr_assert_eq(gpt2_save(s, small, 0, &err), 0);
-  gpt2_free(s);
+  cr_assert_eq(model_save(s, small, 0, &err), 0);
+  model_free(s);
   struct {
     int status;
     const char *needle;
@@ -407,8 +413,8 @@ Test(engine_cmds, text_front_end_errors) {
   cr_assert_eq(tok_eot_id(tok), 261);
   cfg.vocab_size = 262;
   cr_assert_eq(gpt2_new(&s, &cfg, &err), 0);
-  gpt2_init_random(s, 5);
-  cr_assert_eq(gpt2_save(s, small, 0, &err), 0);
+  model_init_random(s, 5);
+  cr_assert_eq(model_save(s, small, 0, &err), 0);
   tok_ids v = {0};
   cr_assert_eq(tok_encode(tok, "abc abd abe abc abd abe", 23, 0, &v, &err), 0);
   int ids[64];
@@ -417,7 +423,7 @@ Test(engine_cmds, text_front_end_errors) {
     ids[k + 1] = v.ids[k];
   double nll;
   size_t scored;
-  cr_assert_eq(gpt2_score_tokens(s, ids, v.n + 1, &nll, &scored, &err), 0);
+  cr_assert_eq(model_score_tokens(s, ids, v.n + 1, &nll, &scored, &err), 0);
   ts_run r;
   ts_dfpo(&r, "perplexity", "--model", small, "--tokenizer", tokdir, "--input", text, "--json",
           NULL);
@@ -428,7 +434,7 @@ Test(engine_cmds, text_front_end_errors) {
   ts_run_free(&r);
   tok_ids_free(&v);
   tok_free(tok);
-  gpt2_free(s);
-  gpt2_free(m);
+  model_free(s);
+  model_free(m);
   ts_rmtree(dir);
 }

@@ -8,7 +8,13 @@
 #include "harness/suite.h"
 #include "harness/task_internal.h"
 #include "tests/support/support.h"
-#include "trainer/trainer.h"
+#include "trainer/device.h"
+#include "trainer/gpt2.h"
+#include "trainer/model.h"
+#include "trainer/optim.h"
+#include "trainer/rl.h"
+#include "trainer/sample.h"
+#include "trainer/tok.h"
 
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
@@ -166,13 +172,13 @@ Test(metric_names, a_synthetic_eval_json, .timeout = 300) {
   cr_assert_eq(tok_train(files, 1, 300, tokdir, NULL, &err), 0, "%s", err.msg);
   tok_tokenizer *tok;
   cr_assert_eq(tok_load(&tok, tokdir, &err), 0, "%s", err.msg);
-  gpt2_config c = {1, 2, 32, (int)tok_vocab_size(tok), 64, GPT2_HEAD_NONE, 0};
+  gpt2_config c = {1, 2, 32, (int)tok_vocab_size(tok), 64, MODEL_HEAD_NONE, 0};
   tok_free(tok);
-  gpt2_model *m;
+  model_t *m;
   cr_assert_eq(gpt2_new(&m, &c, &err), 0, "%s", err.msg);
-  gpt2_init_random(m, 1);
-  cr_assert_eq(gpt2_save(m, ckpt, 0, &err), 0, "%s", err.msg);
-  gpt2_free(m);
+  model_init_random(m, 1);
+  cr_assert_eq(model_save(m, ckpt, 0, &err), 0, "%s", err.msg);
+  model_free(m);
   ts_run r;
   ts_dfpo(&r, "train", "--task", "synthetic", "--algo", "zero-shot", "--seed", "0", "--out", out,
           "--model", ckpt, "--tokenizer", tokdir, "--set", "device=cpu", "--set",

@@ -3,7 +3,13 @@
  * checkpoint ends bit-identical to an uninterrupted one. */
 #include "common/common.h"
 #include "tests/support/support.h"
-#include "trainer/trainer.h"
+#include "trainer/device.h"
+#include "trainer/gpt2.h"
+#include "trainer/model.h"
+#include "trainer/optim.h"
+#include "trainer/rl.h"
+#include "trainer/sample.h"
+#include "trainer/tok.h"
 
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
@@ -151,11 +157,11 @@ Test(pretrain, config_on_text_learns_and_resumes) {
   cr_expect_str_eq(ta, tb, "the resumed log should equal the uninterrupted one");
   /* the model's vocabulary is the tokenizer's 270 */
   snprintf(p, sizeof p, "%s/checkpoint.bin", a);
-  gpt2_model *m;
-  cr_assert_eq(gpt2_load(&m, p, &err), 0, "%s", err.msg);
-  cr_expect_eq(gpt2_get_config(m)->vocab_size, 270);
-  cr_expect_eq(gpt2_step_count(m), 30);
-  gpt2_free(m);
+  model_t *m;
+  cr_assert_eq(model_load(&m, p, &err), 0, "%s", err.msg);
+  cr_expect_eq(model_get_config(m)->vocab_size, 270);
+  cr_expect_eq(model_step_count(m), 30);
+  model_free(m);
   /* validation loss at steps 10 and 30 falls, below ln(270) = 5.60 */
   double v[2] = {0, 0};
   int line = 0;

@@ -9,7 +9,13 @@
 #include "harness/config.h"
 #include "harness/task.h"
 #include "tests/support/support.h"
-#include "trainer/trainer.h"
+#include "trainer/device.h"
+#include "trainer/gpt2.h"
+#include "trainer/model.h"
+#include "trainer/optim.h"
+#include "trainer/rl.h"
+#include "trainer/sample.h"
+#include "trainer/tok.h"
 
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
@@ -94,12 +100,12 @@ static void make_base(const char *dir, const char *corpus, char *model, char *to
   cr_assert_eq(tok_train(files, 1, 400, tokdir, NULL, &err), 0, "%s", err.msg);
   tok_tokenizer *tok;
   cr_assert_eq(tok_load(&tok, tokdir, &err), 0, "%s", err.msg);
-  gpt2_config c = {2, 2, 64, (int)tok_vocab_size(tok), 128, GPT2_HEAD_NONE, 0};
-  gpt2_model *m;
+  gpt2_config c = {2, 2, 64, (int)tok_vocab_size(tok), 128, MODEL_HEAD_NONE, 0};
+  model_t *m;
   cr_assert_eq(gpt2_new(&m, &c, &err), 0, "%s", err.msg);
-  gpt2_init_random(m, 7);
-  cr_assert_eq(gpt2_save(m, model, 0, &err), 0, "%s", err.msg);
-  gpt2_free(m);
+  model_init_random(m, 7);
+  cr_assert_eq(model_save(m, model, 0, &err), 0, "%s", err.msg);
+  model_free(m);
   tok_free(tok);
 }
 

@@ -7,6 +7,7 @@
  * (float32 forward passes against a float64 log-softmax). */
 #include "metrics/metrics.h"
 #include "tests/support/support.h"
+#include "trainer/gpt2.h" /* the models under test */
 
 #include <criterion/criterion.h>
 #include <math.h>
@@ -15,14 +16,14 @@
 #include <string.h>
 #include <unistd.h>
 
-static gpt2_model *model(int V, int ctx, int zero, uint64_t seed) {
-  gpt2_config cfg = {2, 2, 16, V, ctx, GPT2_HEAD_NONE, 0};
-  gpt2_model *m = NULL;
+static model_t *model(int V, int ctx, int zero, uint64_t seed) {
+  gpt2_config cfg = {2, 2, 16, V, ctx, MODEL_HEAD_NONE, 0};
+  model_t *m = NULL;
   dfpo_err err;
   dfpo_err_clear(&err);
   cr_assert_eq(gpt2_new(&m, &cfg, &err), 0, "%s", err.msg);
   if (!zero) {
-    gpt2_init_random(m, seed);
+    model_init_random(m, seed);
     /* larger weights than GPT-2's init, so the distribution is far from flat */
     dfpo_rng r;
     dfpo_rng_init(&r, seed, 9);
@@ -63,7 +64,7 @@ static tok_ids rand_seq(size_t n, int V, uint64_t seed) {
  * context only (2 + 4 = 6). ppl_gen scores the continuations (2 + 1 = 3). */
 Test(ppl_engine, uniform_model_hand_computation) {
   const int V = 50;
-  gpt2_model *m = model(V, 8, 1, 0);
+  model_t *m = model(V, 8, 1, 0);
   int a[] = {1, 2, 3}, b[] = {4, 5, 6, 7, 8};
   tok_ids texts[2] = {seq(a, 3), seq(b, 5)};
   met_ppl_opts o = met_ppl_opts_default();
@@ -95,11 +96,11 @@ Test(ppl_engine, uniform_model_hand_computation) {
   }
   tok_ids_free(&texts[0]);
   tok_ids_free(&texts[1]);
-  gpt2_free(m);
+  model_free(m);
 }
 
 Test(ppl_engine, bad_input_is_refused) {
-  gpt2_model *m = model(20, 4, 1, 0);
+  model_t *m = model(20, 4, 1, 0);
   int bad[] = {1, 25}, longc[] = {1, 2, 3, 4, 5}, ok[] = {1};
   tok_ids t = seq(bad, 2), c = seq(longc, 5), p = seq(ok, 1);
   met_ppl out;
@@ -113,7 +114,7 @@ Test(ppl_engine, bad_input_is_refused) {
   tok_ids_free(&t);
   tok_ids_free(&c);
   tok_ids_free(&p);
-  gpt2_free(m);
+  model_free(m);
 }
 
 static int have_torch(void) {
@@ -137,10 +138,10 @@ Test(ppl_engine, matches_pytorch) {
   ts_tmpdir(dir, sizeof dir);
   snprintf(path, sizeof path, "%s/model.safetensors", dir);
   snprintf(input, sizeof input, "%s/input.json", dir);
-  gpt2_model *m = model(V, CTX, 0, 7);
+  model_t *m = model(V, CTX, 0, 7);
   dfpo_err err;
   dfpo_err_clear(&err);
-  cr_assert_eq(gpt2_export_safetensors(m, path, 0, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_export_safetensors(m, path, 0, &err), 0, "%s", err.msg);
 
   /* texts: shorter than, equal to and far longer than the context (windows) */
   const size_t tl[NT] = {1, 5, 12, 30, 47};
@@ -215,7 +216,7 @@ Test(ppl_engine, matches_pytorch) {
     tok_ids_free(&prompts[i]);
     tok_ids_free(&conts[i]);
   }
-  gpt2_free(m);
+  model_free(m);
   ts_rmtree(dir);
 }
 
@@ -233,9 +234,9 @@ Test(ppl_engine, text_api_uses_the_tokenizer) {
   cr_assert_eq(tok_load(&tok, tdir, &err), 0, "%s", err.msg);
   gpt2_config cfg;
   cr_assert_eq(gpt2_config_named(&cfg, "gpt2-tiny", &err), 0);
-  gpt2_model *m = NULL;
+  model_t *m = NULL;
   cr_assert_eq(gpt2_new(&m, &cfg, &err), 0);
-  gpt2_init_random(m, 3);
+  model_init_random(m, 3);
   const char *texts[] = {"This movie was great.", "I did not like it at all, sadly!"};
   const char *conts[] = {" It was", " fun."};
   met_ppl a, b;
@@ -258,6 +259,6 @@ Test(ppl_engine, text_api_uses_the_tokenizer) {
     tok_ids_free(&ids[i]);
     tok_ids_free(&cids[i]);
   }
-  gpt2_free(m);
+  model_free(m);
   tok_free(tok);
 }

@@ -3,7 +3,12 @@
 #ifndef DFPO_TESTS_TRAINER_GPT2_TESTUTIL_H
 #define DFPO_TESTS_TRAINER_GPT2_TESTUTIL_H
 
-#include "trainer/trainer.h"
+#include "trainer/device.h"
+#include "trainer/gpt2.h"
+#include "trainer/model.h"
+#include "trainer/optim.h"
+#include "trainer/rl.h"
+#include "trainer/sample.h"
 
 #include <criterion/criterion.h>
 #include <math.h>
@@ -11,23 +16,23 @@
 
 /* A tiny config: V vocabulary, L layers, NH heads, C wide, P positions. */
 static inline gpt2_config tu_config(int V, int L, int NH, int C, int P) {
-  gpt2_config c = {L, NH, C, V, P, GPT2_HEAD_NONE, 0};
+  gpt2_config c = {L, NH, C, V, P, MODEL_HEAD_NONE, 0};
   return c;
 }
 
-static inline gpt2_model *tu_model(const gpt2_config *cfg, uint64_t seed) {
-  gpt2_model *m = NULL;
+static inline model_t *tu_model(const gpt2_config *cfg, uint64_t seed) {
+  model_t *m = NULL;
   dfpo_err err;
   dfpo_err_clear(&err);
   cr_assert_eq(gpt2_new(&m, cfg, &err), 0, "%s", err.msg);
-  gpt2_init_random(m, seed);
+  model_init_random(m, seed);
   return m;
 }
 
 /* Scales every parameter by s and adds noise to the LayerNorm and bias
  * parameters, so that finite differences see a model far from its
  * (degenerate) initial point. */
-static inline void tu_perturb(gpt2_model *m, uint64_t seed, float s) {
+static inline void tu_perturb(model_t *m, uint64_t seed, float s) {
   dfpo_rng r;
   dfpo_rng_init(&r, seed, 77);
   int n = gpt2_num_tensors(m);

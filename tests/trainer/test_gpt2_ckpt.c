@@ -23,8 +23,8 @@ static void write_bytes(const char *path, const void *data, size_t n) {
   fclose(f);
 }
 
-static void same_params(gpt2_model *a, gpt2_model *b) {
-  cr_assert_eq(gpt2_num_params(a), gpt2_num_params(b));
+static void same_params(model_t *a, model_t *b) {
+  cr_assert_eq(model_num_params(a), model_num_params(b));
   int nt = gpt2_num_tensors(a);
   for (int t = 0; t < nt; t++) {
     const char *na, *nb;
@@ -41,10 +41,10 @@ static void same_params(gpt2_model *a, gpt2_model *b) {
 /* Loads path expecting failure; the message must contain each of the
  * NULL-terminated strings. */
 static void expect_bad(const char *path, const char *must1, const char *must2) {
-  gpt2_model *m = NULL;
+  model_t *m = NULL;
   dfpo_err err;
   dfpo_err_clear(&err);
-  int rc = gpt2_load(&m, path, &err);
+  int rc = model_load(&m, path, &err);
   cr_expect_eq(rc, DFPO_EDATA, "loading %s should fail with a data error (rc %d, %s)", path, rc,
                err.msg);
   cr_expect_null(m);
@@ -52,7 +52,7 @@ static void expect_bad(const char *path, const char *must1, const char *must2) {
     cr_expect(strstr(err.msg, must1) != NULL, "message lacks '%s': %s", must1, err.msg);
   if (must2)
     cr_expect(strstr(err.msg, must2) != NULL, "message lacks '%s': %s", must2, err.msg);
-  gpt2_free(m);
+  model_free(m);
 }
 
 Test(gpt2_ckpt, native_round_trip) {
@@ -60,17 +60,17 @@ Test(gpt2_ckpt, native_round_trip) {
   ts_tmpdir(dir, sizeof dir);
   snprintf(path, sizeof path, "%s/model.ckpt", dir);
   gpt2_config cfg = cfg_small();
-  cfg.head = GPT2_HEAD_CLASS;
+  cfg.head = MODEL_HEAD_CLASS;
   cfg.n_classes = 3;
-  gpt2_model *a = tu_model(&cfg, 1), *b = NULL;
+  model_t *a = tu_model(&cfg, 1), *b = NULL;
   dfpo_err err;
   dfpo_err_clear(&err);
-  cr_assert_eq(gpt2_save(a, path, 0, &err), 0, "%s", err.msg);
-  cr_assert_eq(gpt2_load(&b, path, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_save(a, path, 0, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_load(&b, path, &err), 0, "%s", err.msg);
   cr_expect_eq(memcmp(gpt2_get_config(a), gpt2_get_config(b), sizeof cfg), 0);
   same_params(a, b);
-  gpt2_free(a);
-  gpt2_free(b);
+  model_free(a);
+  model_free(b);
   ts_rmtree(dir);
 }
 
@@ -80,16 +80,16 @@ Test(gpt2_ckpt, safetensors_round_trip_and_config_json) {
   snprintf(path, sizeof path, "%s/model.safetensors", dir);
   snprintf(cjson, sizeof cjson, "%s/config.json", dir);
   gpt2_config cfg = cfg_small();
-  cfg.head = GPT2_HEAD_VALUE;
-  gpt2_model *a = tu_model(&cfg, 2), *b = NULL;
+  cfg.head = MODEL_HEAD_VALUE;
+  model_t *a = tu_model(&cfg, 2), *b = NULL;
   tu_perturb(a, 3, 1.0f);
   dfpo_err err;
   dfpo_err_clear(&err);
-  cr_assert_eq(gpt2_export_safetensors(a, path, 1, &err), 0, "%s", err.msg);
-  cr_assert_eq(gpt2_load(&b, path, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_export_safetensors(a, path, 1, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_load(&b, path, &err), 0, "%s", err.msg);
   cr_expect_eq(memcmp(gpt2_get_config(a), gpt2_get_config(b), sizeof cfg), 0);
   same_params(a, b);
-  gpt2_free(b);
+  model_free(b);
   b = NULL;
 
   /* a Hugging Face GPT2LMHeadModel state dict: "transformer." names, the
@@ -136,9 +136,9 @@ Test(gpt2_ckpt, safetensors_round_trip_and_config_json) {
   char hf[300];
   snprintf(hf, sizeof hf, "%s/hf.safetensors", dir);
   write_bytes(hf, nd, 8 + jl + (len - 8 - hl));
-  cr_assert_eq(gpt2_load(&b, hf, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_load(&b, hf, &err), 0, "%s", err.msg);
   same_params(a, b);
-  gpt2_free(b);
+  model_free(b);
   b = NULL;
   /* without config.json, n_head cannot be known */
   remove(cjson);
@@ -154,7 +154,7 @@ Test(gpt2_ckpt, safetensors_round_trip_and_config_json) {
   free(data);
   cJSON_Delete(h);
   cJSON_Delete(out);
-  gpt2_free(a);
+  model_free(a);
   ts_rmtree(dir);
 }
 
@@ -164,11 +164,11 @@ Test(gpt2_ckpt, bad_native_checkpoints) {
   snprintf(path, sizeof path, "%s/good.ckpt", dir);
   snprintf(bad, sizeof bad, "%s/bad.ckpt", dir);
   gpt2_config cfg = cfg_small();
-  gpt2_model *a = tu_model(&cfg, 4);
+  model_t *a = tu_model(&cfg, 4);
   dfpo_err err;
   dfpo_err_clear(&err);
-  gpt2_zero_grad(a); /* so that the optimiser state is written */
-  cr_assert_eq(gpt2_save(a, path, 1, &err), 0, "%s", err.msg);
+  model_zero_grad(a); /* so that the optimiser state is written */
+  cr_assert_eq(model_save(a, path, 1, &err), 0, "%s", err.msg);
   char *data;
   size_t len;
   cr_assert_eq(dfpo_read_file(path, &data, &len, &err), 0);
@@ -207,7 +207,7 @@ Test(gpt2_ckpt, bad_native_checkpoints) {
   write_bytes(bad, data, len);
   expect_bad(bad, bad, "n_head");
   free(data);
-  gpt2_free(a);
+  model_free(a);
   ts_rmtree(dir);
 }
 
@@ -270,10 +270,10 @@ Test(gpt2_ckpt, bad_safetensors) {
   snprintf(path, sizeof path, "%s/model.safetensors", dir);
   snprintf(bad, sizeof bad, "%s/bad.safetensors", dir);
   gpt2_config cfg = cfg_small();
-  gpt2_model *a = tu_model(&cfg, 5);
+  model_t *a = tu_model(&cfg, 5);
   dfpo_err err;
   dfpo_err_clear(&err);
-  cr_assert_eq(gpt2_export_safetensors(a, path, 0, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_export_safetensors(a, path, 0, &err), 0, "%s", err.msg);
   st_edit(path, bad, ed_offsets_past_end);
   expect_bad(bad, bad, "ln_f.bias");
   st_edit(path, bad, ed_bytes_lie);
@@ -304,7 +304,7 @@ Test(gpt2_ckpt, bad_safetensors) {
   write_bytes(bad, data, len - 100);
   expect_bad(bad, bad, NULL);
   free(data);
-  gpt2_free(a);
+  model_free(a);
   ts_rmtree(dir);
 }
 
@@ -330,16 +330,16 @@ static void fuzz_file(const char *good, const char *bad, size_t header_bytes, ui
     }
     size_t cut = dfpo_rng_below(&r, 8) == 0 ? dfpo_rng_below(&r, (uint32_t)len) : len;
     write_bytes(bad, copy, cut);
-    gpt2_model *m = NULL;
+    model_t *m = NULL;
     dfpo_err_clear(&err);
-    int rc = gpt2_load(&m, bad, &err);
+    int rc = model_load(&m, bad, &err);
     if (rc) {
       failed++;
       cr_expect_eq(rc, DFPO_EDATA, "round %d: rc %d (%s)", i, rc, err.msg);
       cr_expect(strstr(err.msg, bad) != NULL, "round %d: message does not name the file: %s", i,
                 err.msg);
     }
-    gpt2_free(m);
+    model_free(m);
   }
   cr_expect_gt(failed, rounds / 4, "most mutations should be caught");
   free(copy);
@@ -352,12 +352,12 @@ Test(gpt2_ckpt, fuzz_native_header) {
   snprintf(path, sizeof path, "%s/good.ckpt", dir);
   snprintf(bad, sizeof bad, "%s/fuzz.ckpt", dir);
   gpt2_config cfg = cfg_small();
-  gpt2_model *a = tu_model(&cfg, 6);
+  model_t *a = tu_model(&cfg, 6);
   dfpo_err err;
   dfpo_err_clear(&err);
-  cr_assert_eq(gpt2_save(a, path, 0, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_save(a, path, 0, &err), 0, "%s", err.msg);
   fuzz_file(path, bad, 64, 1, 400);
-  gpt2_free(a);
+  model_free(a);
   ts_rmtree(dir);
 }
 
@@ -367,10 +367,10 @@ Test(gpt2_ckpt, fuzz_safetensors_header) {
   snprintf(path, sizeof path, "%s/model.safetensors", dir);
   snprintf(bad, sizeof bad, "%s/fuzz.safetensors", dir);
   gpt2_config cfg = cfg_small();
-  gpt2_model *a = tu_model(&cfg, 7);
+  model_t *a = tu_model(&cfg, 7);
   dfpo_err err;
   dfpo_err_clear(&err);
-  cr_assert_eq(gpt2_export_safetensors(a, path, 0, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_export_safetensors(a, path, 0, &err), 0, "%s", err.msg);
   char *data;
   size_t len;
   cr_assert_eq(dfpo_read_file(path, &data, &len, &err), 0);
@@ -378,35 +378,35 @@ Test(gpt2_ckpt, fuzz_safetensors_header) {
   memcpy(&hl, data, 8);
   free(data);
   fuzz_file(path, bad, 8 + (size_t)hl, 2, 400);
-  gpt2_free(a);
+  model_free(a);
   ts_rmtree(dir);
 }
 
 Test(gpt2_ckpt, copy_params_for_reference_models) {
   gpt2_config cfg = cfg_small(), other = cfg;
   other.n_layer = 1;
-  gpt2_model *a = tu_model(&cfg, 8), *b = tu_model(&cfg, 9), *c = tu_model(&other, 9);
+  model_t *a = tu_model(&cfg, 8), *b = tu_model(&cfg, 9), *c = tu_model(&other, 9);
   dfpo_err err;
   dfpo_err_clear(&err);
-  cr_assert_eq(gpt2_copy_params(b, a, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_copy_params(b, a, &err), 0, "%s", err.msg);
   same_params(a, b);
-  cr_expect_eq(gpt2_copy_params(c, a, &err), DFPO_EUSAGE);
-  gpt2_free(a);
-  gpt2_free(b);
-  gpt2_free(c);
+  cr_expect_eq(model_copy_params(c, a, &err), DFPO_EUSAGE);
+  model_free(a);
+  model_free(b);
+  model_free(c);
 }
 
 /* A value model's trunk from a policy (dfpo train's value model): every
  * tensor of the same name and shape is copied, the value head keeps its own
- * initialisation. gpt2_host_view of a CPU model is the buffer itself. */
+ * initialisation. model_host_view of a CPU model is the buffer itself. */
 Test(gpt2_ckpt, copy_shared_params_for_value_models) {
   gpt2_config cfg = cfg_small(), vc = cfg;
-  vc.head = GPT2_HEAD_VALUE;
-  gpt2_model *p = tu_model(&cfg, 8), *v = tu_model(&vc, 9), *v0 = tu_model(&vc, 9);
+  vc.head = MODEL_HEAD_VALUE;
+  model_t *p = tu_model(&cfg, 8), *v = tu_model(&vc, 9), *v0 = tu_model(&vc, 9);
   dfpo_err err;
   dfpo_err_clear(&err);
   int copied = -1;
-  cr_assert_eq(gpt2_copy_shared_params(v, p, &copied, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_copy_shared_params(v, p, &copied, &err), 0, "%s", err.msg);
   cr_expect_eq(copied, gpt2_num_tensors(p), "every policy tensor has a twin in the value model");
   int np = gpt2_num_tensors(p), heads = 0;
   for (int i = 0; i < gpt2_num_tensors(v); i++) {
@@ -432,12 +432,12 @@ Test(gpt2_ckpt, copy_shared_params_for_value_models) {
   }
   cr_expect_gt(heads, 0);
   int tok[2] = {1, 2};
-  cr_assert_eq(gpt2_forward(p, tok, NULL, 1, 2, &err), 0, "%s", err.msg);
-  cr_assert_eq(gpt2_lm_logprobs(p, NULL, NULL, NULL, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_forward_rows(p, tok, NULL, 1, 2, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_lm_logprobs(p, NULL, NULL, NULL, &err), 0, "%s", err.msg);
   float buf[80];
-  const float *z = gpt2_lm_logits(p);
-  cr_expect(z && gpt2_host_view(p, z, 80, buf) == z, "a CPU model's logits are viewed in place");
-  gpt2_free(p);
-  gpt2_free(v);
-  gpt2_free(v0);
+  const float *z = model_lm_logits(p);
+  cr_expect(z && model_host_view(p, z, 80, buf) == z, "a CPU model's logits are viewed in place");
+  model_free(p);
+  model_free(v);
+  model_free(v0);
 }

@@ -71,11 +71,11 @@ Test(gpt2_golden, matches_pytorch) {
   snprintf(out, sizeof out, "%s/ref.safetensors", dir);
 
   gpt2_config cfg = tu_config(97, 2, 4, 32, 32);
-  gpt2_model *m = tu_model(&cfg, 11);
+  model_t *m = tu_model(&cfg, 11);
   tu_perturb(m, 12, 1.0f); /* nonzero biases and LayerNorm shifts */
   dfpo_err err;
   dfpo_err_clear(&err);
-  cr_assert_eq(gpt2_export_safetensors(m, model, 0, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_export_safetensors(m, model, 0, &err), 0, "%s", err.msg);
 
   int tok[B * T], tgt[B * T], ks[B] = {0, 3, 0};
   tu_tokens(tok, B * T, 97, 13);
@@ -83,8 +83,8 @@ Test(gpt2_golden, matches_pytorch) {
   for (int t = 0; t < 3; t++)
     tgt[T + t] = -1; /* the padding of row 1 */
   tgt[2 * T + 5] = -1;
-  gpt2_lr_schedule sched = {GPT2_LR_COSINE, 1e-2f, 1e-3f, 3, STEPS};
-  gpt2_adamw opt = gpt2_adamw_default();
+  opt_lr_schedule sched = {OPT_LR_COSINE, 1e-2f, 1e-3f, 3, STEPS};
+  opt_adamw opt = opt_adamw_default();
   opt.weight_decay = 0.1f;
   opt.clip = 1.0f;
 
@@ -121,13 +121,13 @@ Test(gpt2_golden, matches_pytorch) {
 
   /* forward: logits and loss */
   float loss;
-  gpt2_zero_grad(m);
-  cr_assert_eq(gpt2_lm_loss(m, tok, tgt, ks, B, T, 0, &loss, &err), 0, "%s", err.msg);
+  model_zero_grad(m);
+  cr_assert_eq(model_lm_loss_rows(m, tok, tgt, ks, B, T, 0, &loss, &err), 0, "%s", err.msg);
   const float *rl = st_get(&ref, "logits", &n);
   cr_assert_eq(n, (size_t)B * T * 97);
   float *logp = malloc(sizeof(float) * B * T);
-  cr_assert_eq(gpt2_lm_logprobs(m, tgt, logp, NULL, &err), 0);
-  const float *lg = gpt2_lm_logits(m);
+  cr_assert_eq(model_lm_logprobs(m, tgt, logp, NULL, &err), 0);
+  const float *lg = model_lm_logits(m);
   double maxd = 0.0;
   for (size_t i = 0; i < n; i++)
     maxd = fmax(maxd, fabs((double)lg[i] - rl[i]));
@@ -139,8 +139,8 @@ Test(gpt2_golden, matches_pytorch) {
                (double)rloss[0]);
 
   /* backward: every gradient, in Hugging Face layout on the reference side */
-  gpt2_zero_grad(m);
-  cr_assert_eq(gpt2_lm_loss(m, tok, tgt, ks, B, T, 1, &loss, &err), 0, "%s", err.msg);
+  model_zero_grad(m);
+  cr_assert_eq(model_lm_loss_rows(m, tok, tgt, ks, B, T, 1, &loss, &err), 0, "%s", err.msg);
   int nt = gpt2_num_tensors(m);
   double worst = 0.0;
   for (int t = 0; t < nt; t++) {
@@ -172,9 +172,9 @@ Test(gpt2_golden, matches_pytorch) {
   const float *rlosses = st_get(&ref, "losses", &n);
   cr_assert_eq(n, (size_t)STEPS);
   for (int step = 0; step < STEPS; step++) {
-    gpt2_zero_grad(m);
-    cr_assert_eq(gpt2_lm_loss(m, tok, tgt, ks, B, T, 1, &loss, &err), 0, "%s", err.msg);
-    cr_assert_eq(gpt2_adamw_step(m, &opt, gpt2_lr_at(&sched, step), NULL, &err), 0, "%s", err.msg);
+    model_zero_grad(m);
+    cr_assert_eq(model_lm_loss_rows(m, tok, tgt, ks, B, T, 1, &loss, &err), 0, "%s", err.msg);
+    cr_assert_eq(opt_adamw_step(m, &opt, opt_lr_at(&sched, step), NULL, &err), 0, "%s", err.msg);
     worst_loss = fmax(worst_loss, fabs((double)loss - rlosses[step]));
     cr_expect_lt(fabs((double)loss - rlosses[step]), 5e-5, "step %d: loss %.6f, PyTorch %.6f", step,
                  (double)loss, (double)rlosses[step]);
@@ -185,6 +185,6 @@ Test(gpt2_golden, matches_pytorch) {
 
   cJSON_Delete(ref.hdr);
   free(ref.data);
-  gpt2_free(m);
+  model_free(m);
   ts_rmtree(dir);
 }

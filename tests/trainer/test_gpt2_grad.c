@@ -9,7 +9,7 @@
 
 #include <string.h>
 
-typedef double (*objective_fn)(gpt2_model *m, int backward, void *ctx);
+typedef double (*objective_fn)(model_t *m, int backward, void *ctx);
 
 typedef struct lm_ctx {
   const int *tok, *tgt, *ks;
@@ -18,14 +18,14 @@ typedef struct lm_ctx {
 } lm_ctx;
 
 /* sum_i w_i logp_i + 0.3 sum_i ent_i over rows with targets */
-static double lm_objective(gpt2_model *m, int backward, void *vctx) {
+static double lm_objective(model_t *m, int backward, void *vctx) {
   lm_ctx *c = vctx;
   dfpo_err err;
   dfpo_err_clear(&err);
   int n = c->B * c->T;
   float logp[64], ent[64], dl[64], de[64];
-  cr_assert_eq(gpt2_forward(m, c->tok, c->ks, c->B, c->T, &err), 0, "%s", err.msg);
-  cr_assert_eq(gpt2_lm_logprobs(m, c->tgt, logp, ent, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_forward_rows(m, c->tok, c->ks, c->B, c->T, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_lm_logprobs(m, c->tgt, logp, ent, &err), 0, "%s", err.msg);
   double s = 0.0;
   for (int i = 0; i < n; i++) {
     float w = c->tgt[i] >= 0 ? 0.5f + 0.1f * (float)(i % 5) : 0.0f;
@@ -35,18 +35,18 @@ static double lm_objective(gpt2_model *m, int backward, void *vctx) {
     de[i] = we;
   }
   if (backward)
-    cr_assert_eq(gpt2_lm_backward(m, dl, c->use_entropy ? de : NULL, &err), 0, "%s", err.msg);
+    cr_assert_eq(model_lm_backward(m, dl, c->use_entropy ? de : NULL, &err), 0, "%s", err.msg);
   return s;
 }
 
-static double value_objective(gpt2_model *m, int backward, void *vctx) {
+static double value_objective(model_t *m, int backward, void *vctx) {
   lm_ctx *c = vctx;
   dfpo_err err;
   dfpo_err_clear(&err);
   int n = c->B * c->T;
   float v[64], dv[64];
-  cr_assert_eq(gpt2_forward(m, c->tok, c->ks, c->B, c->T, &err), 0, "%s", err.msg);
-  cr_assert_eq(gpt2_value_forward(m, v, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_forward_rows(m, c->tok, c->ks, c->B, c->T, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_value_forward(m, v, &err), 0, "%s", err.msg);
   double s = 0.0;
   for (int i = 0; i < n; i++) {
     /* 0.5 (v - target)^2 with target i/10 */
@@ -55,41 +55,41 @@ static double value_objective(gpt2_model *m, int backward, void *vctx) {
     dv[i] = (float)d;
   }
   if (backward)
-    cr_assert_eq(gpt2_value_backward(m, dv, &err), 0, "%s", err.msg);
+    cr_assert_eq(model_value_backward(m, dv, &err), 0, "%s", err.msg);
   return s;
 }
 
-static double class_objective(gpt2_model *m, int backward, void *vctx) {
+static double class_objective(model_t *m, int backward, void *vctx) {
   lm_ctx *c = vctx;
   dfpo_err err;
   dfpo_err_clear(&err);
   float lg[2 * 3], dlg[2 * 3];
   int at[2] = {c->T - 1, c->T - 2};
-  cr_assert_eq(gpt2_forward(m, c->tok, c->ks, c->B, c->T, &err), 0, "%s", err.msg);
-  cr_assert_eq(gpt2_class_forward(m, at, lg, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_forward_rows(m, c->tok, c->ks, c->B, c->T, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_class_forward(m, at, lg, &err), 0, "%s", err.msg);
   double s = 0.0;
   for (int i = 0; i < 6; i++) {
     s += (double)(i + 1) * lg[i] * lg[i] * 0.5;
     dlg[i] = (float)(i + 1) * lg[i];
   }
   if (backward)
-    cr_assert_eq(gpt2_class_backward(m, dlg, &err), 0, "%s", err.msg);
+    cr_assert_eq(model_class_backward(m, dlg, &err), 0, "%s", err.msg);
   return s;
 }
 
 /* sum_i w_i log pi_M(tgt_i): the target's log-probability under the softmax
  * renormalised over a per-position mask (NLPO's ratio), backward through
- * gpt2_lm_backward_logits with rl_masked_logit_grad's logit gradients. */
-static double masked_objective(gpt2_model *m, int backward, void *vctx) {
+ * model_lm_backward_logits with rl_masked_logit_grad's logit gradients. */
+static double masked_objective(model_t *m, int backward, void *vctx) {
   lm_ctx *c = vctx;
   dfpo_err err;
   dfpo_err_clear(&err);
-  int n = c->B * c->T, V = gpt2_get_config(m)->vocab_size;
+  int n = c->B * c->T, V = model_get_config(m)->vocab_size;
   float logp[64], dz[64 * 11];
   unsigned char mask[11];
-  cr_assert_eq(gpt2_forward(m, c->tok, c->ks, c->B, c->T, &err), 0, "%s", err.msg);
-  cr_assert_eq(gpt2_lm_logprobs(m, c->tgt, logp, NULL, &err), 0, "%s", err.msg);
-  const float *z = gpt2_lm_logits(m);
+  cr_assert_eq(model_forward_rows(m, c->tok, c->ks, c->B, c->T, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_lm_logprobs(m, c->tgt, logp, NULL, &err), 0, "%s", err.msg);
+  const float *z = model_lm_logits(m);
   double s = 0.0;
   for (int i = 0; i < n; i++) {
     float *d = dz + (size_t)i * V;
@@ -104,12 +104,12 @@ static double masked_objective(gpt2_model *m, int backward, void *vctx) {
     s += w * rl_masked_logit_grad(z + (size_t)i * V, mask, V, c->tgt[i], w, d);
   }
   if (backward)
-    cr_assert_eq(gpt2_lm_backward_logits(m, dz, &err), 0, "%s", err.msg);
+    cr_assert_eq(model_lm_backward_logits(m, dz, &err), 0, "%s", err.msg);
   return s;
 }
 
-static void check_all(gpt2_model *m, objective_fn f, void *ctx) {
-  gpt2_zero_grad(m);
+static void check_all(model_t *m, objective_fn f, void *ctx) {
+  model_zero_grad(m);
   f(m, 1, ctx);
   int nt = gpt2_num_tensors(m);
   const float h = 1e-3f;
@@ -148,48 +148,48 @@ static const int kst[2] = {0, 2};
 
 Test(gpt2_grad, lm_loss_every_parameter) {
   gpt2_config cfg = tu_config(11, 2, 2, 8, 8);
-  gpt2_model *m = tu_model(&cfg, 1);
+  model_t *m = tu_model(&cfg, 1);
   tu_perturb(m, 2, 3.0f);
   lm_ctx c = {toks, tgts, kst, 2, 5, 0};
   check_all(m, lm_objective, &c);
-  gpt2_free(m);
+  model_free(m);
 }
 
 Test(gpt2_grad, lm_entropy_term) {
   gpt2_config cfg = tu_config(11, 1, 2, 8, 8);
-  gpt2_model *m = tu_model(&cfg, 3);
+  model_t *m = tu_model(&cfg, 3);
   tu_perturb(m, 4, 3.0f);
   lm_ctx c = {toks, tgts, kst, 2, 5, 1};
   check_all(m, lm_objective, &c);
-  gpt2_free(m);
+  model_free(m);
 }
 
 Test(gpt2_grad, value_head) {
   gpt2_config cfg = tu_config(11, 1, 2, 8, 8);
-  cfg.head = GPT2_HEAD_VALUE;
-  gpt2_model *m = tu_model(&cfg, 5);
+  cfg.head = MODEL_HEAD_VALUE;
+  model_t *m = tu_model(&cfg, 5);
   tu_perturb(m, 6, 3.0f);
   lm_ctx c = {toks, tgts, kst, 2, 5, 0};
   check_all(m, value_objective, &c);
-  gpt2_free(m);
+  model_free(m);
 }
 
 Test(gpt2_grad, classification_head) {
   gpt2_config cfg = tu_config(11, 1, 2, 8, 8);
-  cfg.head = GPT2_HEAD_CLASS;
+  cfg.head = MODEL_HEAD_CLASS;
   cfg.n_classes = 3;
-  gpt2_model *m = tu_model(&cfg, 7);
+  model_t *m = tu_model(&cfg, 7);
   tu_perturb(m, 8, 3.0f);
   lm_ctx c = {toks, tgts, kst, 2, 5, 0};
   check_all(m, class_objective, &c);
-  gpt2_free(m);
+  model_free(m);
 }
 
 Test(gpt2_grad, lm_backward_from_logits_of_a_masked_softmax) {
   gpt2_config cfg = tu_config(11, 2, 2, 8, 8);
-  gpt2_model *m = tu_model(&cfg, 9);
+  model_t *m = tu_model(&cfg, 9);
   tu_perturb(m, 10, 3.0f);
   lm_ctx c = {toks, tgts, kst, 2, 5, 0};
   check_all(m, masked_objective, &c);
-  gpt2_free(m);
+  model_free(m);
 }

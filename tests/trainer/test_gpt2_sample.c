@@ -8,26 +8,26 @@
 
 #include <string.h>
 
-static gpt2_model *small(int V, uint64_t seed) {
+static model_t *small(int V, uint64_t seed) {
   gpt2_config cfg = tu_config(V, 2, 2, 16, 32);
-  gpt2_model *m = tu_model(&cfg, seed);
+  model_t *m = tu_model(&cfg, seed);
   tu_perturb(m, seed + 1, 4.0f); /* a peaked, uneven next-token distribution */
   return m;
 }
 
 Test(gpt2_sample, kv_cache_matches_full_forward) {
   enum { B = 2, T = 5, S = 3, V = 30 };
-  gpt2_model *m = small(V, 1);
+  model_t *m = small(V, 1);
   int prompt[B * T] = {4, 9, 1, 7, 3, 0, 0, 12, 5, 8}, ks[B] = {0, 2};
   int fed[S][B] = {{2, 6}, {11, 29}, {0, 17}};
   dfpo_err err;
   dfpo_err_clear(&err);
   float step_logits[S + 1][B * V];
-  const float *lg = gpt2_decode_begin(m, prompt, ks, B, T, T + S, &err);
+  const float *lg = model_decode_begin(m, prompt, ks, B, T, T + S, &err);
   cr_assert_not_null(lg, "%s", err.msg);
   memcpy(step_logits[0], lg, sizeof step_logits[0]);
   for (int s = 0; s < S; s++) {
-    lg = gpt2_decode_step(m, fed[s], &err);
+    lg = model_decode_step(m, fed[s], &err);
     cr_assert_not_null(lg, "%s", err.msg);
     memcpy(step_logits[s + 1], lg, sizeof step_logits[0]);
   }
@@ -39,9 +39,9 @@ Test(gpt2_sample, kv_cache_matches_full_forward) {
     for (int s = 0; s < S; s++)
       full[b * (T + S) + T + s] = fed[s][b];
   }
-  cr_assert_eq(gpt2_forward(m, full, ks, B, T + S, &err), 0, "%s", err.msg);
-  cr_assert_eq(gpt2_lm_logprobs(m, NULL, NULL, NULL, &err), 0, "%s", err.msg);
-  const float *ref = gpt2_lm_logits(m);
+  cr_assert_eq(model_forward_rows(m, full, ks, B, T + S, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_lm_logprobs(m, NULL, NULL, NULL, &err), 0, "%s", err.msg);
+  const float *ref = model_lm_logits(m);
   double worst = 0;
   for (int s = 0; s <= S; s++)
     for (int b = 0; b < B; b++)
@@ -50,22 +50,22 @@ Test(gpt2_sample, kv_cache_matches_full_forward) {
                                  ref[((size_t)b * (T + S) + T - 1 + s) * V + v]));
   cr_expect_lt(worst, 1e-5, "KV-cache logits differ from the full pass by %.3g", worst);
   /* a full cache refuses another step */
-  cr_expect_null(gpt2_decode_step(m, fed[0], &err));
-  gpt2_free(m);
+  cr_expect_null(model_decode_step(m, fed[0], &err));
+  model_free(m);
 }
 
 Test(gpt2_sample, left_padding_is_invisible) {
   enum { V = 30 };
-  gpt2_model *m = small(V, 2);
+  model_t *m = small(V, 2);
   int padded[6] = {7, 7, 7, 3, 14, 2}, ks[1] = {3}, plain[3] = {3, 14, 2};
   float lp1[6], lp2[3], e1[6], e2[3];
   int t1[6] = {-1, -1, -1, 14, 2, 9}, t2[3] = {14, 2, 9};
   dfpo_err err;
   dfpo_err_clear(&err);
-  cr_assert_eq(gpt2_forward(m, padded, ks, 1, 6, &err), 0, "%s", err.msg);
-  cr_assert_eq(gpt2_lm_logprobs(m, t1, lp1, e1, &err), 0);
-  cr_assert_eq(gpt2_forward(m, plain, NULL, 1, 3, &err), 0);
-  cr_assert_eq(gpt2_lm_logprobs(m, t2, lp2, e2, &err), 0);
+  cr_assert_eq(model_forward_rows(m, padded, ks, 1, 6, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_lm_logprobs(m, t1, lp1, e1, &err), 0);
+  cr_assert_eq(model_forward_rows(m, plain, NULL, 1, 3, &err), 0);
+  cr_assert_eq(model_lm_logprobs(m, t2, lp2, e2, &err), 0);
   for (int t = 0; t < 3; t++) {
     cr_expect_lt(fabsf(lp1[3 + t] - lp2[t]), 1e-5, "position %d", t);
     cr_expect_lt(fabsf(e1[3 + t] - e2[t]), 1e-5, "position %d", t);
@@ -74,7 +74,7 @@ Test(gpt2_sample, left_padding_is_invisible) {
   }
   for (int t = 0; t < 3; t++)
     cr_expect_eq(lp1[t], 0.0f, "a position without target has log-probability 0");
-  gpt2_free(m);
+  model_free(m);
 }
 
 /* softmax(z / temp) in double */
@@ -110,11 +110,11 @@ static double chi2(const int *count, const double *p, int V, int n, int *dof) {
 
 Test(gpt2_sample, draws_follow_the_model_probabilities) {
   enum { V = 16, N = 20000 };
-  gpt2_model *m = small(V, 3);
+  model_t *m = small(V, 3);
   int prompt[4] = {1, 5, 9, 2};
   dfpo_err err;
   dfpo_err_clear(&err);
-  const float *lg = gpt2_decode_begin(m, prompt, NULL, 1, 4, 4, &err);
+  const float *lg = model_decode_begin(m, prompt, NULL, 1, 4, 4, &err);
   cr_assert_not_null(lg, "%s", err.msg);
   float z[V], row[V];
   memcpy(z, lg, sizeof z);
@@ -123,14 +123,14 @@ Test(gpt2_sample, draws_follow_the_model_probabilities) {
     double p[V];
     probs(z, V, temps[k], p);
     int count[V] = {0};
-    gpt2_sampling s = gpt2_sampling_default();
+    smp_settings s = smp_settings_default();
     s.temperature = (float)temps[k];
     dfpo_rng rng;
     dfpo_rng_init(&rng, 100 + k, DFPO_STREAM_SAMPLING);
     for (int i = 0; i < N; i++) {
       memcpy(row, z, sizeof row);
       float lp;
-      int t = gpt2_sample_token(row, V, &s, &rng, &lp);
+      int t = smp_sample_token(row, V, &s, &rng, &lp);
       cr_assert(t >= 0 && t < V);
       cr_expect_lt(fabs(lp - log(p[t])), 1e-4, "log-probability of the drawn token");
       count[t]++;
@@ -141,12 +141,12 @@ Test(gpt2_sample, draws_follow_the_model_probabilities) {
     cr_expect_lt(x, 37.70, "temperature %.1f: chi-square %.2f over 15 degrees of freedom", temps[k],
                  x);
   }
-  gpt2_free(m);
+  model_free(m);
 }
 
 Test(gpt2_sample, batched_first_tokens_follow_the_model) {
   enum { V = 16, B = 3000 };
-  gpt2_model *m = small(V, 4);
+  model_t *m = small(V, 4);
   int *prompts = malloc(sizeof(int) * B * 3);
   for (int b = 0; b < B; b++) {
     prompts[b * 3] = 4;
@@ -155,17 +155,17 @@ Test(gpt2_sample, batched_first_tokens_follow_the_model) {
   }
   dfpo_err err;
   dfpo_err_clear(&err);
-  const float *lg = gpt2_decode_begin(m, prompts, NULL, 1, 3, 3, &err);
+  const float *lg = model_decode_begin(m, prompts, NULL, 1, 3, 3, &err);
   cr_assert_not_null(lg);
   double p[V];
   probs(lg, V, 1.0, p);
-  gpt2_sampling s = gpt2_sampling_default();
+  smp_settings s = smp_settings_default();
   s.max_new = 2;
   s.eos = -1;
   dfpo_rng rng;
   dfpo_rng_init(&rng, 5, DFPO_STREAM_SAMPLING);
   int *out = malloc(sizeof(int) * B * 2), lens[B];
-  cr_assert_eq(gpt2_generate(m, prompts, NULL, B, 3, &s, &rng, out, lens, NULL, &err), 0, "%s",
+  cr_assert_eq(smp_generate(m, prompts, NULL, B, 3, &s, &rng, out, lens, NULL, &err), 0, "%s",
                err.msg);
   int count[V] = {0};
   for (int b = 0; b < B; b++) {
@@ -177,16 +177,16 @@ Test(gpt2_sample, batched_first_tokens_follow_the_model) {
   cr_expect_lt(x, 37.70, "chi-square %.2f over %d degrees of freedom", x, dof);
   free(prompts);
   free(out);
-  gpt2_free(m);
+  model_free(m);
 }
 
 Test(gpt2_sample, top_k_and_top_p_exclude_and_renormalise) {
   enum { V = 16, N = 20000 };
-  gpt2_model *m = small(V, 5);
+  model_t *m = small(V, 5);
   int prompt[2] = {3, 11};
   dfpo_err err;
   dfpo_err_clear(&err);
-  const float *lg = gpt2_decode_begin(m, prompt, NULL, 1, 2, 2, &err);
+  const float *lg = model_decode_begin(m, prompt, NULL, 1, 2, 2, &err);
   cr_assert_not_null(lg);
   float z[V], row[V];
   memcpy(z, lg, sizeof z);
@@ -216,7 +216,7 @@ Test(gpt2_sample, top_k_and_top_p_exclude_and_renormalise) {
     pp[order[i]] = p[order[i]] / cum;
   cr_assert(kept >= 2 && kept < V, "the test needs a nucleus of 2..15 tokens (got %d)", kept);
   for (int mode = 0; mode < 2; mode++) {
-    gpt2_sampling s = gpt2_sampling_default();
+    smp_settings s = smp_settings_default();
     if (mode == 0)
       s.top_k = 3;
     else
@@ -227,7 +227,7 @@ Test(gpt2_sample, top_k_and_top_p_exclude_and_renormalise) {
     int count[V] = {0};
     for (int i = 0; i < N; i++) {
       memcpy(row, z, sizeof row);
-      count[gpt2_sample_token(row, V, &s, &rng, NULL)]++;
+      count[smp_sample_token(row, V, &s, &rng, NULL)]++;
     }
     int dof;
     double x = chi2(count, want, V, N, &dof);
@@ -236,7 +236,7 @@ Test(gpt2_sample, top_k_and_top_p_exclude_and_renormalise) {
     cr_expect_lt(x, crit, "%s: chi-square %.2f over %d degrees of freedom",
                  mode == 0 ? "top-k" : "top-p", x, dof);
   }
-  gpt2_free(m);
+  model_free(m);
 }
 
 /* forbids even tokens */
@@ -252,10 +252,10 @@ static int no_even(void *ctx, int step, int B, int V, const int *seqs, float *lo
 
 Test(gpt2_sample, logit_mask_is_obeyed_every_step) {
   enum { V = 30, B = 8, N = 10 };
-  gpt2_model *m = small(V, 6);
+  model_t *m = small(V, 6);
   int prompts[B * 2];
   tu_tokens(prompts, B * 2, V, 1);
-  gpt2_sampling s = gpt2_sampling_default();
+  smp_settings s = smp_settings_default();
   s.max_new = N;
   s.eos = -1;
   s.top_k = 5;
@@ -268,14 +268,14 @@ Test(gpt2_sample, logit_mask_is_obeyed_every_step) {
   float lp[B * N];
   dfpo_err err;
   dfpo_err_clear(&err);
-  cr_assert_eq(gpt2_generate(m, prompts, NULL, B, 2, &s, &rng, out, lens, lp, &err), 0, "%s",
+  cr_assert_eq(smp_generate(m, prompts, NULL, B, 2, &s, &rng, out, lens, lp, &err), 0, "%s",
                err.msg);
   cr_expect_eq(calls, N);
   for (int i = 0; i < B * N; i++) {
     cr_expect_eq(out[i] % 2, 1, "token %d at %d is masked", out[i], i);
     cr_expect_leq(lp[i], 0.0f);
   }
-  gpt2_free(m);
+  model_free(m);
 }
 
 /* only token 1 and end-of-text (0) allowed, end-of-text strongly favoured */
@@ -291,9 +291,9 @@ static int eos_favoured(void *ctx, int step, int B, int V, const int *seqs, floa
 
 Test(gpt2_sample, min_new_tokens_and_end_of_text) {
   enum { V = 30, B = 3, N = 8 };
-  gpt2_model *m = small(V, 7);
+  model_t *m = small(V, 7);
   int prompts[B * 2] = {5, 6, 7, 8, 9, 10};
-  gpt2_sampling s = gpt2_sampling_default();
+  smp_settings s = smp_settings_default();
   s.max_new = N;
   s.min_new = 3;
   s.eos = 0;
@@ -303,7 +303,7 @@ Test(gpt2_sample, min_new_tokens_and_end_of_text) {
   int out[B * N], lens[B];
   dfpo_err err;
   dfpo_err_clear(&err);
-  cr_assert_eq(gpt2_generate(m, prompts, NULL, B, 2, &s, &rng, out, lens, NULL, &err), 0, "%s",
+  cr_assert_eq(smp_generate(m, prompts, NULL, B, 2, &s, &rng, out, lens, NULL, &err), 0, "%s",
                err.msg);
   const int want[N] = {1, 1, 1, 0, -1, -1, -1, -1};
   for (int b = 0; b < B; b++) {
@@ -312,24 +312,24 @@ Test(gpt2_sample, min_new_tokens_and_end_of_text) {
       cr_expect_eq(out[b * N + i], want[i], "row %d position %d", b, i);
   }
   /* greedy picks the argmax */
-  s = gpt2_sampling_default();
+  s = smp_settings_default();
   s.temperature = 0;
   s.max_new = 1;
   s.eos = -1;
-  const float *lg = gpt2_decode_begin(m, prompts, NULL, 1, 2, 2, &err);
+  const float *lg = model_decode_begin(m, prompts, NULL, 1, 2, 2, &err);
   int arg = 0;
   for (int v = 1; v < V; v++)
     if (lg[v] > lg[arg])
       arg = v;
-  cr_assert_eq(gpt2_generate(m, prompts, NULL, 1, 2, &s, &rng, out, lens, NULL, &err), 0);
+  cr_assert_eq(smp_generate(m, prompts, NULL, 1, 2, &s, &rng, out, lens, NULL, &err), 0);
   cr_expect_eq(out[0], arg);
-  gpt2_free(m);
+  model_free(m);
 }
 
 Test(gpt2_sample, score_tokens_in_overlapping_windows) {
   enum { V = 30, N = 21 };
   gpt2_config cfg = tu_config(V, 2, 2, 16, 8);
-  gpt2_model *m = tu_model(&cfg, 8);
+  model_t *m = tu_model(&cfg, 8);
   tu_perturb(m, 9, 3.0f);
   int tok[N];
   tu_tokens(tok, N, V, 10);
@@ -338,21 +338,21 @@ Test(gpt2_sample, score_tokens_in_overlapping_windows) {
   /* within n_ctx: the same as one forward pass */
   double nll;
   size_t scored;
-  cr_assert_eq(gpt2_score_tokens(m, tok, 8, &nll, &scored, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_score_tokens(m, tok, 8, &nll, &scored, &err), 0, "%s", err.msg);
   cr_expect_eq(scored, 7);
   int tgt[8];
   float lp[8];
   for (int t = 0; t < 8; t++)
     tgt[t] = t < 7 ? tok[t + 1] : -1;
-  cr_assert_eq(gpt2_forward(m, tok, NULL, 1, 8, &err), 0);
-  cr_assert_eq(gpt2_lm_logprobs(m, tgt, lp, NULL, &err), 0);
+  cr_assert_eq(model_forward_rows(m, tok, NULL, 1, 8, &err), 0);
+  cr_assert_eq(model_lm_logprobs(m, tgt, lp, NULL, &err), 0);
   double want = 0;
   for (int t = 0; t < 7; t++)
     want -= lp[t];
   cr_expect_lt(fabs(nll - want), 1e-5);
   /* longer: windows [0,8) [4,12) [8,16) [12,20) [16,21) score 1..7, 8..11,
    * 12..15, 16..19, 20 once each; check the last window by hand */
-  cr_assert_eq(gpt2_score_tokens(m, tok, N, &nll, &scored, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_score_tokens(m, tok, N, &nll, &scored, &err), 0, "%s", err.msg);
   cr_expect_eq(scored, (size_t)N - 1);
   double total = want;
   const int starts[4] = {4, 8, 12, 16}, first[4] = {8, 12, 16, 20};
@@ -362,12 +362,12 @@ Test(gpt2_sample, score_tokens_in_overlapping_windows) {
       int i = s + t + 1;
       tgt[t] = i < e && i >= first[w] ? tok[i] : -1;
     }
-    cr_assert_eq(gpt2_forward(m, tok + s, NULL, 1, T, &err), 0);
-    cr_assert_eq(gpt2_lm_logprobs(m, tgt, lp, NULL, &err), 0);
+    cr_assert_eq(model_forward_rows(m, tok + s, NULL, 1, T, &err), 0);
+    cr_assert_eq(model_lm_logprobs(m, tgt, lp, NULL, &err), 0);
     for (int t = 0; t < T; t++)
       if (tgt[t] >= 0)
         total -= lp[t];
   }
   cr_expect_lt(fabs(nll - total), 1e-4, "%.6f vs %.6f", nll, total);
-  gpt2_free(m);
+  model_free(m);
 }

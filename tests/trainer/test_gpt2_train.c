@@ -23,18 +23,19 @@ static void batch(int *tok, int *tgt, int step) {
 }
 
 /* Runs steps [from, to) of a fixed recipe on m, writing each loss. */
-static void train(gpt2_model *m, int from, int to, float *losses) {
+static void train(model_t *m, int from, int to, float *losses) {
   int tok[B * T], tgt[B * T];
-  gpt2_adamw opt = gpt2_adamw_default();
+  opt_adamw opt = opt_adamw_default();
   opt.clip = 1.0f;
-  gpt2_lr_schedule s = {GPT2_LR_COSINE, 3e-3f, 3e-4f, 5, 20};
+  opt_lr_schedule s = {OPT_LR_COSINE, 3e-3f, 3e-4f, 5, 20};
   dfpo_err err;
   dfpo_err_clear(&err);
   for (int step = from; step < to; step++) {
     batch(tok, tgt, step);
-    gpt2_zero_grad(m);
-    cr_assert_eq(gpt2_lm_loss(m, tok, tgt, NULL, B, T, 1, &losses[step], &err), 0, "%s", err.msg);
-    cr_assert_eq(gpt2_adamw_step(m, &opt, gpt2_lr_at(&s, step), NULL, &err), 0, "%s", err.msg);
+    model_zero_grad(m);
+    cr_assert_eq(model_lm_loss_rows(m, tok, tgt, NULL, B, T, 1, &losses[step], &err), 0, "%s",
+                 err.msg);
+    cr_assert_eq(opt_adamw_step(m, &opt, opt_lr_at(&s, step), NULL, &err), 0, "%s", err.msg);
   }
 }
 
@@ -43,20 +44,20 @@ Test(gpt2_train, deterministic_and_learning) {
    * on all threads, not just the BLAS */
   gpt2_config cfg = tu_config(600, 2, 4, 384, 32);
   float a[20], b[20];
-  gpt2_model *m1 = tu_model(&cfg, 42), *m2 = tu_model(&cfg, 42);
+  model_t *m1 = tu_model(&cfg, 42), *m2 = tu_model(&cfg, 42);
   train(m1, 0, 20, a);
   train(m2, 0, 20, b);
   cr_expect_eq(memcmp(a, b, sizeof a), 0, "same seed, same threads: losses must match bit for bit");
   cr_expect_lt(a[19], a[0] - 0.5f, "loss %.3f -> %.3f: the model should learn the pattern",
                (double)a[0], (double)a[19]);
   /* a different seed is a different run */
-  gpt2_model *m3 = tu_model(&cfg, 43);
+  model_t *m3 = tu_model(&cfg, 43);
   float c[20];
   train(m3, 0, 1, c);
   cr_expect_neq(c[0], a[0]);
-  gpt2_free(m1);
-  gpt2_free(m2);
-  gpt2_free(m3);
+  model_free(m1);
+  model_free(m2);
+  model_free(m3);
 }
 
 Test(gpt2_train, resume_from_checkpoint_is_bit_identical) {
@@ -65,62 +66,62 @@ Test(gpt2_train, resume_from_checkpoint_is_bit_identical) {
   snprintf(path, sizeof path, "%s/ckpt.bin", dir);
   gpt2_config cfg = tu_config(V, 2, 4, 32, 32);
   float a[20], b[20];
-  gpt2_model *m1 = tu_model(&cfg, 7);
+  model_t *m1 = tu_model(&cfg, 7);
   train(m1, 0, 20, a);
-  gpt2_model *m2 = tu_model(&cfg, 7), *m3 = NULL;
+  model_t *m2 = tu_model(&cfg, 7), *m3 = NULL;
   train(m2, 0, 8, b);
   dfpo_err err;
   dfpo_err_clear(&err);
-  cr_assert_eq(gpt2_save(m2, path, 1, &err), 0, "%s", err.msg);
-  gpt2_free(m2);
-  cr_assert_eq(gpt2_load(&m3, path, &err), 0, "%s", err.msg);
-  cr_expect_eq(gpt2_step_count(m3), 8);
+  cr_assert_eq(model_save(m2, path, 1, &err), 0, "%s", err.msg);
+  model_free(m2);
+  cr_assert_eq(model_load(&m3, path, &err), 0, "%s", err.msg);
+  cr_expect_eq(model_step_count(m3), 8);
   train(m3, 8, 20, b);
   cr_expect_eq(memcmp(a, b, sizeof a), 0, "resumed run differs from the uninterrupted one");
-  gpt2_free(m1);
-  gpt2_free(m3);
+  model_free(m1);
+  model_free(m3);
   ts_rmtree(dir);
 }
 
 Test(gpt2_train, lr_schedules) {
   /* hand-computed: warmup 4 to 1.0 -> 0.25, 0.5, 0.75, 1.0; then over 8
    * more steps to 0.1: linear 1 - 0.9 k/8; cosine 0.1 + 0.45 (1 + cos(pi k/8)) */
-  gpt2_lr_schedule c = {GPT2_LR_CONSTANT, 1.0f, 0.1f, 4, 12};
-  gpt2_lr_schedule l = c, k = c;
-  l.kind = GPT2_LR_LINEAR;
-  k.kind = GPT2_LR_COSINE;
+  opt_lr_schedule c = {OPT_LR_CONSTANT, 1.0f, 0.1f, 4, 12};
+  opt_lr_schedule l = c, k = c;
+  l.kind = OPT_LR_LINEAR;
+  k.kind = OPT_LR_COSINE;
   const float warm[4] = {0.25f, 0.5f, 0.75f, 1.0f};
   for (int i = 0; i < 4; i++) {
-    cr_expect_float_eq(gpt2_lr_at(&c, i), warm[i], 1e-7);
-    cr_expect_float_eq(gpt2_lr_at(&l, i), warm[i], 1e-7);
-    cr_expect_float_eq(gpt2_lr_at(&k, i), warm[i], 1e-7);
+    cr_expect_float_eq(opt_lr_at(&c, i), warm[i], 1e-7);
+    cr_expect_float_eq(opt_lr_at(&l, i), warm[i], 1e-7);
+    cr_expect_float_eq(opt_lr_at(&k, i), warm[i], 1e-7);
   }
-  cr_expect_float_eq(gpt2_lr_at(&c, 9), 1.0f, 1e-7);
-  cr_expect_float_eq(gpt2_lr_at(&l, 6), 0.775f, 1e-6); /* k = 2 */
-  cr_expect_float_eq(gpt2_lr_at(&l, 12), 0.1f, 1e-6);
-  cr_expect_float_eq(gpt2_lr_at(&l, 30), 0.1f, 1e-6);
-  cr_expect_float_eq(gpt2_lr_at(&k, 8), 0.55f, 1e-6); /* k = 4: cos = 0 */
-  cr_expect_float_eq(gpt2_lr_at(&k, 6), 0.1f + 0.45f * (1.0f + 0.70710678f), 1e-6); /* k = 2 */
-  cr_expect_float_eq(gpt2_lr_at(&k, 12), 0.1f, 1e-6);
+  cr_expect_float_eq(opt_lr_at(&c, 9), 1.0f, 1e-7);
+  cr_expect_float_eq(opt_lr_at(&l, 6), 0.775f, 1e-6); /* k = 2 */
+  cr_expect_float_eq(opt_lr_at(&l, 12), 0.1f, 1e-6);
+  cr_expect_float_eq(opt_lr_at(&l, 30), 0.1f, 1e-6);
+  cr_expect_float_eq(opt_lr_at(&k, 8), 0.55f, 1e-6); /* k = 4: cos = 0 */
+  cr_expect_float_eq(opt_lr_at(&k, 6), 0.1f + 0.45f * (1.0f + 0.70710678f), 1e-6); /* k = 2 */
+  cr_expect_float_eq(opt_lr_at(&k, 12), 0.1f, 1e-6);
 }
 
 Test(gpt2_train, clipping_and_nan_guard) {
   gpt2_config cfg = tu_config(V, 1, 2, 16, 32);
-  gpt2_model *m = tu_model(&cfg, 3), *ref = tu_model(&cfg, 3);
+  model_t *m = tu_model(&cfg, 3), *ref = tu_model(&cfg, 3);
   int tok[B * T], tgt[B * T];
   batch(tok, tgt, 0);
   float loss, norm;
   dfpo_err err;
   dfpo_err_clear(&err);
-  gpt2_zero_grad(m);
-  gpt2_zero_grad(ref);
-  cr_assert_eq(gpt2_lm_loss(m, tok, tgt, NULL, B, T, 1, &loss, &err), 0);
-  cr_assert_eq(gpt2_lm_loss(ref, tok, tgt, NULL, B, T, 1, &loss, &err), 0);
-  float n0 = gpt2_grad_norm(m);
+  model_zero_grad(m);
+  model_zero_grad(ref);
+  cr_assert_eq(model_lm_loss_rows(m, tok, tgt, NULL, B, T, 1, &loss, &err), 0);
+  cr_assert_eq(model_lm_loss_rows(ref, tok, tgt, NULL, B, T, 1, &loss, &err), 0);
+  float n0 = model_grad_norm(m);
   cr_expect_gt(n0, 0.0f);
   /* clipping to a quarter of the norm = an unclipped step on gradients
    * scaled by clip / (norm + 1e-6), as torch.nn.utils.clip_grad_norm_ */
-  gpt2_adamw opt = gpt2_adamw_default(), noclip = opt;
+  opt_adamw opt = opt_adamw_default(), noclip = opt;
   opt.clip = n0 / 4;
   float sc = opt.clip / (n0 + 1e-6f);
   int nt = gpt2_num_tensors(ref);
@@ -131,8 +132,8 @@ Test(gpt2_train, clipping_and_nan_guard) {
     for (int i = 0; i < r * c; i++)
       g[i] *= sc;
   }
-  cr_assert_eq(gpt2_adamw_step(m, &opt, 1e-3f, &norm, &err), 0);
-  cr_assert_eq(gpt2_adamw_step(ref, &noclip, 1e-3f, NULL, &err), 0);
+  cr_assert_eq(opt_adamw_step(m, &opt, 1e-3f, &norm, &err), 0);
+  cr_assert_eq(opt_adamw_step(ref, &noclip, 1e-3f, NULL, &err), 0);
   cr_expect_float_eq(norm, n0, 1e-6, "the norm before clipping is reported");
   for (int t = 0; t < nt; t++) {
     int r, c;
@@ -143,13 +144,13 @@ Test(gpt2_train, clipping_and_nan_guard) {
       cr_expect_float_eq(p[i], q[i], 1e-6, "tensor %d element %d", t, i);
   }
   /* the step consumed the gradients */
-  cr_expect_eq(gpt2_grad_norm(m), 0.0f);
+  cr_expect_eq(model_grad_norm(m), 0.0f);
   /* a NaN gradient stops the step with a message and leaves the weights */
   float *g;
   gpt2_tensor_info(m, 0, NULL, NULL, NULL, NULL, &g);
   g[0] = NAN;
-  cr_expect_eq(gpt2_adamw_step(m, &opt, 1e-3f, NULL, &err), DFPO_ERUNTIME);
+  cr_expect_eq(opt_adamw_step(m, &opt, 1e-3f, NULL, &err), DFPO_ERUNTIME);
   cr_expect(strstr(err.msg, "NaN") != NULL, "%s", err.msg);
-  gpt2_free(m);
-  gpt2_free(ref);
+  model_free(m);
+  model_free(ref);
 }

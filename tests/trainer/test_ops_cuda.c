@@ -26,9 +26,15 @@
  *     last bits).
  * Every GPU test skips, saying why, when no CUDA device is usable; the
  * device-selection tests at the end run everywhere. */
+#include "trainer/device.h"
+#include "trainer/gpt2.h"
+#include "trainer/model.h"
 #include "trainer/ops.h"
 #include "trainer/ops_cuda.h"
-#include "trainer/trainer.h"
+#include "trainer/optim.h"
+#include "trainer/rl.h"
+#include "trainer/sample.h"
+#include "trainer/tok.h"
 
 #include <criterion/criterion.h>
 #include <math.h>
@@ -480,23 +486,23 @@ Test(ops_cuda, adamw_ten_steps_sumsq) {
 
 /* ------------------------------------------------------- a whole model */
 
-static gpt2_model *model_on(ops_device d, const gpt2_config *cfg) {
+static model_t *model_on(ops_device d, const gpt2_config *cfg) {
   ops_use_device(d);
-  gpt2_model *m = NULL;
+  model_t *m = NULL;
   dfpo_err err;
   dfpo_err_clear(&err);
   cr_assert_eq(gpt2_new(&m, cfg, &err), 0, "%s", err.msg);
   ops_use_device(OPS_DEVICE_CPU);
-  cr_assert_eq(gpt2_device(m), d);
-  gpt2_init_random(m, 7);
+  cr_assert_eq(model_device(m), d);
+  model_init_random(m, 7);
   return m;
 }
 
 /* all of a model's parameters (grads: 1) on the host, in tensor order */
-static float *host_params(gpt2_model *m, int grads, size_t *n) {
-  *n = gpt2_num_params(m);
+static float *host_params(model_t *m, int grads, size_t *n) {
+  *n = model_num_params(m);
   float *h = malloc(*n * sizeof(float));
-  const ops_backend *o = gpt2_device(m) == OPS_DEVICE_CUDA ? G : C_;
+  const ops_backend *o = model_device(m) == OPS_DEVICE_CUDA ? G : C_;
   size_t off = 0;
   for (int i = 0; i < gpt2_num_tensors(m); i++) {
     int rows, cols;
@@ -510,8 +516,8 @@ static float *host_params(gpt2_model *m, int grads, size_t *n) {
 
 Test(ops_cuda, gpt2_step_and_ten_adamw_steps) {
   NEED_GPU();
-  gpt2_config cfg = {2, 2, 64, 300, 64, GPT2_HEAD_NONE, 0};
-  gpt2_model *mc = model_on(OPS_DEVICE_CPU, &cfg), *mg = model_on(OPS_DEVICE_CUDA, &cfg);
+  gpt2_config cfg = {2, 2, 64, 300, 64, MODEL_HEAD_NONE, 0};
+  model_t *mc = model_on(OPS_DEVICE_CPU, &cfg), *mg = model_on(OPS_DEVICE_CUDA, &cfg);
   int B = 3, T = 20;
   int tok[60], tgt[60], ks[3] = {0, 3, 7};
   dfpo_rng r;
@@ -524,14 +530,14 @@ Test(ops_cuda, gpt2_step_and_ten_adamw_steps) {
   float *p0 = host_params(mc, 0, &n);
   dfpo_err err;
   dfpo_err_clear(&err);
-  gpt2_adamw opt = gpt2_adamw_default();
+  opt_adamw opt = opt_adamw_default();
   opt.clip = 1.0f;
   for (int s = 0; s < 10; s++) {
     float lc, lg;
-    gpt2_zero_grad(mc);
-    gpt2_zero_grad(mg);
-    cr_assert_eq(gpt2_lm_loss(mc, tok, tgt, ks, B, T, 1, &lc, &err), 0, "%s", err.msg);
-    cr_assert_eq(gpt2_lm_loss(mg, tok, tgt, ks, B, T, 1, &lg, &err), 0, "%s", err.msg);
+    model_zero_grad(mc);
+    model_zero_grad(mg);
+    cr_assert_eq(model_lm_loss_rows(mc, tok, tgt, ks, B, T, 1, &lc, &err), 0, "%s", err.msg);
+    cr_assert_eq(model_lm_loss_rows(mg, tok, tgt, ks, B, T, 1, &lg, &err), 0, "%s", err.msg);
     cr_expect(fabsf(lc - lg) <= 1e-4f * fabsf(lc), "step %d: loss cpu %.7f gpu %.7f", s, (double)lc,
               (double)lg);
     if (s == 0) {
@@ -550,8 +556,8 @@ Test(ops_cuda, gpt2_step_and_ten_adamw_steps) {
       free(gc), free(gg);
     }
     float nc, ng;
-    cr_assert_eq(gpt2_adamw_step(mc, &opt, 1e-3f, &nc, &err), 0, "%s", err.msg);
-    cr_assert_eq(gpt2_adamw_step(mg, &opt, 1e-3f, &ng, &err), 0, "%s", err.msg);
+    cr_assert_eq(opt_adamw_step(mc, &opt, 1e-3f, &nc, &err), 0, "%s", err.msg);
+    cr_assert_eq(opt_adamw_step(mg, &opt, 1e-3f, &ng, &err), 0, "%s", err.msg);
     cr_expect(fabsf(nc - ng) <= 1e-4f * nc, "step %d: grad norm cpu %.7f gpu %.7f", s, (double)nc,
               (double)ng);
   }
@@ -567,14 +573,14 @@ Test(ops_cuda, gpt2_step_and_ten_adamw_steps) {
 
   /* decoding on the trained weights: prompt logits, then three steps */
   int next[3] = {1, 2, 3};
-  const float *zc = gpt2_decode_begin(mc, tok, ks, B, T, T + 4, &err);
+  const float *zc = model_decode_begin(mc, tok, ks, B, T, T + 4, &err);
   cr_assert(zc, "%s", err.msg);
-  const float *zg = gpt2_decode_begin(mg, tok, ks, B, T, T + 4, &err);
+  const float *zg = model_decode_begin(mg, tok, ks, B, T, T + 4, &err);
   cr_assert(zg, "%s", err.msg);
   check_dev("decode_begin logits", zc, zg, (size_t)B * 300, 1e-4);
   for (int s = 0; s < 3; s++) {
-    zc = gpt2_decode_step(mc, next, &err);
-    zg = gpt2_decode_step(mg, next, &err);
+    zc = model_decode_step(mc, next, &err);
+    zg = model_decode_step(mg, next, &err);
     cr_assert(zc && zg, "%s", err.msg);
     check_dev("decode_step logits", zc, zg, (size_t)B * 300, 1e-4);
     for (int b = 0; b < B; b++)
@@ -584,15 +590,15 @@ Test(ops_cuda, gpt2_step_and_ten_adamw_steps) {
   char dir[256], path[300];
   ts_tmpdir(dir, sizeof dir);
   snprintf(path, sizeof path, "%s/m.ckpt", dir);
-  cr_assert_eq(gpt2_save(mg, path, 1, &err), 0, "%s", err.msg);
-  gpt2_model *back = NULL;
-  cr_assert_eq(gpt2_load(&back, path, &err), 0, "%s", err.msg);
-  cr_expect_eq(gpt2_device(back), OPS_DEVICE_CPU);
+  cr_assert_eq(model_save(mg, path, 1, &err), 0, "%s", err.msg);
+  model_t *back = NULL;
+  cr_assert_eq(model_load(&back, path, &err), 0, "%s", err.msg);
+  cr_expect_eq(model_device(back), OPS_DEVICE_CPU);
   float *pb = host_params(back, 0, &n);
   cr_expect(memcmp(pb, pg, n * sizeof(float)) == 0, "checkpoint changed the GPU's parameters");
-  gpt2_free(back);
+  model_free(back);
   ts_rmtree(dir);
-  gpt2_free(mc), gpt2_free(mg);
+  model_free(mc), model_free(mg);
   free(p0), free(pc), free(pg), free(pb);
 }
 
@@ -700,15 +706,15 @@ Test(ops_cuda, sample_same_tokens_as_the_cpu) {
   }
 }
 
-/* The sampler of gpt2_generate: a GPU model and a CPU model with the same
+/* The sampler of smp_generate: a GPU model and a CPU model with the same
  * weights generate the same tokens from the same seed (top-k, top-p, a
  * minimum length that bans end-of-text, and left padding). */
 Test(ops_cuda, generate_same_tokens_as_the_cpu) {
   NEED_GPU();
-  gpt2_config cfg = {1, 2, 32, 300, 64, GPT2_HEAD_NONE, 0};
-  gpt2_model *mc = model_on(OPS_DEVICE_CPU, &cfg), *mg = model_on(OPS_DEVICE_CUDA, &cfg);
+  gpt2_config cfg = {1, 2, 32, 300, 64, MODEL_HEAD_NONE, 0};
+  model_t *mc = model_on(OPS_DEVICE_CPU, &cfg), *mg = model_on(OPS_DEVICE_CUDA, &cfg);
   int prompts[12] = {0, 0, 5, 6, 1, 2, 3, 4, 0, 9, 8, 7}, ks[3] = {2, 0, 1};
-  gpt2_sampling s = gpt2_sampling_default();
+  smp_settings s = smp_settings_default();
   s.max_new = 6;
   s.min_new = 3;
   s.eos = 11;
@@ -721,14 +727,14 @@ Test(ops_cuda, generate_same_tokens_as_the_cpu) {
   dfpo_rng_init(&rg, 9, DFPO_STREAM_SAMPLING);
   dfpo_err err;
   dfpo_err_clear(&err);
-  cr_assert_eq(gpt2_generate(mc, prompts, ks, 3, 4, &s, &rc, oc, lc, pc, &err), 0, "%s", err.msg);
-  cr_assert_eq(gpt2_generate(mg, prompts, ks, 3, 4, &s, &rg, og, lg, pg, &err), 0, "%s", err.msg);
+  cr_assert_eq(smp_generate(mc, prompts, ks, 3, 4, &s, &rc, oc, lc, pc, &err), 0, "%s", err.msg);
+  cr_assert_eq(smp_generate(mg, prompts, ks, 3, 4, &s, &rg, og, lg, pg, &err), 0, "%s", err.msg);
   for (int i = 0; i < 18; i++) {
     cr_expect_eq(oc[i], og[i], "token %d: cpu %d gpu %d", i, oc[i], og[i]);
     cr_expect(fabsf(pc[i] - pg[i]) <= 1e-4f * (1.0f + fabsf(pc[i])), "logp %d: cpu %g gpu %g", i,
               (double)pc[i], (double)pg[i]);
   }
-  gpt2_free(mc), gpt2_free(mg);
+  model_free(mc), model_free(mg);
 }
 
 /* ------------------------------------------------------- RL on the GPU */
@@ -744,14 +750,14 @@ Test(ops_cuda, generate_same_tokens_as_the_cpu) {
 Test(ops_cuda, rl_iterations_match_the_cpu) {
   NEED_GPU();
   enum { V = 8, B = 4 }; /* small enough for the CUDA emulator */
-  gpt2_config pc = {1, 2, 16, V, 16, GPT2_HEAD_NONE, 0}, vc = pc;
-  vc.head = GPT2_HEAD_VALUE;
+  gpt2_config pc = {1, 2, 16, V, 16, MODEL_HEAD_NONE, 0}, vc = pc;
+  vc.head = MODEL_HEAD_VALUE;
   const int algos[3] = {RL_PPO, RL_NLPO, RL_DFPO};
   for (int a = 0; a < 3; a++) {
     rl_stats st[2][2];
     for (int d = 0; d < 2; d++) {
       ops_device dev = d ? OPS_DEVICE_CUDA : OPS_DEVICE_CPU;
-      gpt2_model *pol = model_on(dev, &pc), *ref = model_on(dev, &pc), *val = model_on(dev, &vc);
+      model_t *pol = model_on(dev, &pc), *ref = model_on(dev, &pc), *val = model_on(dev, &vc);
       dfpo_err err;
       dfpo_err_clear(&err);
       rl_config cfg = rl_config_default();
@@ -774,7 +780,7 @@ Test(ops_cuda, rl_iterations_match_the_cpu) {
         cr_assert_eq(rl_iterate(t, prompts, NULL, B, 1, tu_share_of, &good, &st[d][it], &err), 0,
                      "%s", err.msg);
       rl_trainer_free(t);
-      gpt2_free(pol), gpt2_free(ref), gpt2_free(val);
+      model_free(pol), model_free(ref), model_free(val);
     }
     for (int it = 0; it < 2; it++) {
       rl_stats *c = &st[0][it], *g = &st[1][it];

@@ -26,11 +26,11 @@ typedef struct extra {
 
 static outcome run_x(int algo, int adaptive, float beta, int iters, uint64_t seed, const extra *x) {
   gpt2_config pc = tu_config(V, 1, 2, 16, 16), vc = pc;
-  vc.head = GPT2_HEAD_VALUE;
-  gpt2_model *policy = tu_model(&pc, 1), *ref = tu_model(&pc, 1), *value = tu_model(&vc, 2);
+  vc.head = MODEL_HEAD_VALUE;
+  model_t *policy = tu_model(&pc, 1), *ref = tu_model(&pc, 1), *value = tu_model(&vc, 2);
   tu_perturb(policy, 5, 1.0f);
   dfpo_err err;
-  cr_assert_eq(gpt2_copy_params(ref, policy, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_copy_params(ref, policy, &err), 0, "%s", err.msg);
   rl_config cfg = rl_config_default();
   cfg.algo = algo;
   cfg.kl_adaptive = adaptive;
@@ -72,9 +72,9 @@ static outcome run_x(int algo, int adaptive, float beta, int iters, uint64_t see
   fprintf(stderr, "algo %d seed %d: reward %.3f -> %.3f, KL %.3f nats/token\n", algo, (int)seed,
           o.reward0, o.reward, o.kl);
   rl_trainer_free(t);
-  gpt2_free(policy);
-  gpt2_free(ref);
-  gpt2_free(value);
+  model_free(policy);
+  model_free(ref);
+  model_free(value);
   return o;
 }
 
@@ -110,21 +110,21 @@ Test(rl_train, ppo_with_adaptive_kl_raises_the_reward_and_stays_close) {
 
 Test(rl_train, bad_configs_are_refused) {
   gpt2_config pc = tu_config(V, 1, 2, 16, 16);
-  gpt2_model *policy = tu_model(&pc, 1), *ref = tu_model(&pc, 1);
+  model_t *policy = tu_model(&pc, 1), *ref = tu_model(&pc, 1);
   rl_config cfg = rl_config_default();
   rl_trainer *t;
   dfpo_err err;
   cr_expect_eq(rl_trainer_new(&t, policy, ref, policy, &cfg, 1, &err), DFPO_EUSAGE);
   cr_expect(strstr(err.msg, "value head") != NULL, "%s", err.msg);
   gpt2_config vc = pc;
-  vc.head = GPT2_HEAD_VALUE;
-  gpt2_model *value = tu_model(&vc, 2);
+  vc.head = MODEL_HEAD_VALUE;
+  model_t *value = tu_model(&vc, 2);
   cfg.algo = 7; /* no such algorithm */
   cr_expect_eq(rl_trainer_new(&t, policy, ref, value, &cfg, 1, &err), DFPO_EUSAGE);
   cr_expect(strstr(err.msg, "not implemented") != NULL, "%s", err.msg);
-  gpt2_free(policy);
-  gpt2_free(ref);
-  gpt2_free(value);
+  model_free(policy);
+  model_free(ref);
+  model_free(value);
 }
 
 /* NLPO's masks in the loop: never fewer than k_min tokens, and with k_min

@@ -1,6 +1,6 @@
 /* `dfpo tokenizer encode|decode|train` end to end. */
 #include "tests/support/support.h"
-#include "trainer/trainer.h"
+#include "trainer/tok.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>

@@ -1,7 +1,8 @@
 /* GPT-2 encoding against ids from a reference encoder, the Hugging Face file
  * forms, round trips, and the two merge algorithms against each other. */
 #include "tests/support/support.h"
-#include "trainer/trainer.h"
+#include "trainer/tok.h"
+#include "trainer/tok_internal.h" /* tok_set_heap_threshold */
 
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>

@@ -1,7 +1,7 @@
 /* Bad tokenizer files: every error names the file, and the line where the
  * format has lines. The files are a small trained tokenizer, then damaged. */
 #include "tests/support/support.h"
-#include "trainer/trainer.h"
+#include "trainer/tok.h"
 
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>

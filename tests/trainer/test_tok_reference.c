@@ -3,8 +3,8 @@
  * gpt-2/src/encoder.py, with Debian's /usr/bin/python3 and its `regex`
  * module. Skips when that Python, `regex` or ../shared/data is missing. */
 #include "tests/support/support.h"
+#include "trainer/tok.h"
 #include "trainer/tok_internal.h" /* tok_split: the pre-tokeniser alone */
-#include "trainer/trainer.h"
 
 #include <criterion/criterion.h>
 #include <glob.h>

@@ -1,6 +1,6 @@
 /* The BPE trainer on corpora small enough to work out by hand. */
 #include "tests/support/support.h"
-#include "trainer/trainer.h"
+#include "trainer/tok.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>

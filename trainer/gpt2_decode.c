@@ -1,5 +1,5 @@
-/* GPT-2 decoding: prompts through a KV cache, then one token per step, and
- * the sampler (temperature, logit masks, top-k, top-p, minimum length). */
+/* GPT-2 decoding: prompts through a KV cache, then one token per step
+ * (model_decode_begin/step; trainer/sample.c samples from the logits). */
 #include "trainer/gpt2_internal.h"
 
 #include <math.h>
@@ -26,16 +26,12 @@ static void layout_gen(gpt2_model *m, bump *bp, int B, int T, int max_len) {
   m->g_tok = take(bp, BT * sizeof(int));
   m->g_pos = take(bp, BT * sizeof(int));
   m->g_kstart = take(bp, (size_t)B * sizeof(int));
-  m->g_stok = take(bp, (size_t)B * sizeof(int));
-  m->g_slogp = TAKEF(bp, B);
-  m->g_su = take(bp, (size_t)B * sizeof(double));
-  m->g_allow = take(bp, (size_t)B * m->cfg.vocab_size);
 }
 
 /* Runs the blocks over g_x [B,T,C] for positions t0..t0+T-1 of the cache and
  * leaves the next-token logits of each row's last position in g_logits. */
 static void run_blocks(gpt2_model *m, int B, int T, int t0) {
-  const ops_backend *o = m->ops;
+  const ops_backend *o = m->base.ops;
   int C = m->cfg.n_embd, NH = m->cfg.n_head, BT = B * T, V = m->cfg.vocab_size;
   float *P = m->params;
   for (int l = 0; l < m->cfg.n_layer; l++) {
@@ -109,11 +105,11 @@ const float *gpt2_decode_begin(gpt2_model *m, const int *tokens, const int *ksta
       return NULL;
     }
   }
-  const ops_backend *o = m->ops;
+  const ops_backend *o = m->base.ops;
   if (!m->gen_block || m->gb != B || m->gmax != max_len || m->gt != T) {
     /* the block is kept while it is big enough (evaluation decodes batches
      * of every prompt length), replaced when it is not */
-    m->last_logits = NULL;
+    m->base.last_logits = NULL;
     m->gn = 0;
     if (B > m->g_kstart_cap) { /* kept while the batch does not grow */
       free(m->g_kstart_host);
@@ -163,7 +159,7 @@ const float *gpt2_decode_begin(gpt2_model *m, const int *tokens, const int *ksta
   run_blocks(m, B, T, 0);
   m->gn = T;
   m->have_lm = 0;
-  m->last_logits = m->g_logits;
+  m->base.last_logits = m->g_logits;
   return m->g_logits;
 }
 
@@ -190,7 +186,7 @@ const float *gpt2_decode_step(gpt2_model *m, const int *next, dfpo_err *err) {
       return NULL;
     }
   }
-  const ops_backend *o = m->ops;
+  const ops_backend *o = m->base.ops;
   o->upload(m->g_tok, next, (size_t)B * sizeof(int));
   o->upload(m->g_pos, pos, (size_t)B * sizeof(int));
   o->encoder_fwd(m->g_x, m->g_tok, m->g_pos, m->params + m->tensors[0].off,
@@ -198,136 +194,6 @@ const float *gpt2_decode_step(gpt2_model *m, const int *next, dfpo_err *err) {
   run_blocks(m, B, 1, m->gn);
   m->gn++;
   m->have_lm = 0;
-  m->last_logits = m->g_logits;
+  m->base.last_logits = m->g_logits;
   return m->g_logits;
-}
-
-/* ----------------------------------------------------------- sampling */
-
-gpt2_sampling gpt2_sampling_default(void) {
-  gpt2_sampling s;
-  memset(&s, 0, sizeof s);
-  s.max_new = 48;
-  s.temperature = 1.0f;
-  s.top_p = 1.0f;
-  s.eos = 50256;
-  return s;
-}
-
-int gpt2_sample_token(float *logits, int V, const gpt2_sampling *s, dfpo_rng *rng, float *logp) {
-  int greedy = s->temperature <= 0.0f;
-  if (!greedy && s->temperature != 1.0f)
-    for (int i = 0; i < V; i++)
-      logits[i] /= s->temperature;
-  double u = greedy ? 0.0 : dfpo_rng_uniform(rng);
-  return ops_sample_row(logits, V, s->top_k, s->top_p, greedy, u, logp);
-}
-
-int gpt2_generate(gpt2_model *m, const int *prompts, const int *kstart, int B, int T,
-                  const gpt2_sampling *s, dfpo_rng *rng, int *out, int *lens, float *logps,
-                  dfpo_err *err) {
-  int V = m->cfg.vocab_size, N = s->max_new;
-  if (N < 1)
-    return dfpo_err_set(err, DFPO_EUSAGE, "gpt2_generate: max_new must be at least 1");
-  if (s->eos >= V)
-    return dfpo_err_set(err, DFPO_EUSAGE, "gpt2_generate: eos %d outside the vocabulary", s->eos);
-  const float *logits =
-      gpt2_decode_begin(m, prompts, kstart, B, T, T + N - 1 > T ? T + N - 1 : T, err);
-  if (!logits)
-    return err ? err->code : DFPO_ERUNTIME;
-  /* Where the sampler runs: the model's backend, on its logits in place;
-   * with a host mask callback, the CPU's op on a host copy. */
-  const ops_backend *o = m->ops;
-  int on_host = s->mask != NULL;
-  float *z = on_host ? malloc((size_t)B * V * sizeof(float)) : NULL;
-  unsigned char *allow = s->allow ? malloc((size_t)B * V) : NULL;
-  int *done = calloc((size_t)B, sizeof(int)), *next = calloc((size_t)B, sizeof(int));
-  double *u = calloc((size_t)B, sizeof(double));
-  int *tok = calloc((size_t)B, sizeof(int));
-  float *lp = calloc((size_t)B, sizeof(float));
-  int rc = DFPO_OK;
-  if ((on_host && !z) || (s->allow && !allow) || !done || !next || !u || !tok || !lp) {
-    rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
-    goto out;
-  }
-  for (int i = 0; i < B * N; i++) {
-    out[i] = -1;
-    if (logps)
-      logps[i] = 0.0f;
-  }
-  for (int b = 0; b < B; b++)
-    lens[b] = 0;
-  int greedy = s->temperature <= 0.0f;
-  for (int step = 0; step < N; step++) {
-    float temperature = s->temperature;
-    if (on_host) {
-      o->download(z, logits, (size_t)B * V * sizeof(float));
-      if (!greedy && s->temperature != 1.0f)
-        for (size_t i = 0; i < (size_t)B * V; i++)
-          z[i] /= s->temperature;
-      temperature = greedy ? 0.0f : 1.0f; /* applied */
-      if (s->mask(s->mask_ctx, step, B, V, out, z) != 0) {
-        rc = dfpo_err_set(err, DFPO_ERUNTIME, "gpt2_generate: the logit mask failed at step %d",
-                          step);
-        goto out;
-      }
-    }
-    if (s->allow && s->allow(s->allow_ctx, step, B, V, out, allow) != 0) {
-      rc = dfpo_err_set(err, DFPO_ERUNTIME, "gpt2_generate: the allowed set failed at step %d",
-                        step);
-      goto out;
-    }
-    /* one uniform per live row, drawn in row order (-1: the row ended) */
-    for (int b = 0; b < B; b++)
-      u[b] = done[b] ? -1.0 : greedy ? 0.0 : dfpo_rng_uniform(rng);
-    int ban = step < s->min_new ? s->eos : -1;
-    if (on_host) {
-      ops_cpu.sample(tok, lp, z, allow, u, B, V, temperature, s->top_k, s->top_p, ban);
-    } else {
-      o->upload(m->g_su, u, (size_t)B * sizeof(double));
-      if (allow)
-        o->upload(m->g_allow, allow, (size_t)B * V);
-      o->sample(m->g_stok, m->g_slogp, m->g_logits, allow ? m->g_allow : NULL, m->g_su, B, V,
-                temperature, s->top_k, s->top_p, ban);
-      o->download(tok, m->g_stok, (size_t)B * sizeof(int));
-      o->download(lp, m->g_slogp, (size_t)B * sizeof(float));
-    }
-    int live = 0;
-    for (int b = 0; b < B; b++) {
-      if (done[b]) {
-        next[b] = s->eos >= 0 ? s->eos : 0;
-        continue;
-      }
-      if (tok[b] < 0) {
-        rc = dfpo_err_set(err, DFPO_EDATA,
-                          "gpt2_generate: every token of row %d is masked at step %d", b, step);
-        goto out;
-      }
-      out[(size_t)b * N + step] = tok[b];
-      if (logps)
-        logps[(size_t)b * N + step] = lp[b];
-      lens[b]++;
-      next[b] = tok[b];
-      if (tok[b] == s->eos)
-        done[b] = 1;
-      else
-        live++;
-    }
-    if (!live || step == N - 1)
-      break;
-    if (!(logits = gpt2_decode_step(m, next, err))) {
-      rc = err ? err->code : DFPO_ERUNTIME;
-      goto out;
-    }
-  }
-out:
-  m->last_logits = NULL; /* spent by the in-place sampler (documented so in every case) */
-  free(z);
-  free(allow);
-  free(done);
-  free(next);
-  free(u);
-  free(tok);
-  free(lp);
-  return rc;
 }

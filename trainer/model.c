@@ -1,0 +1,184 @@
+/* model_t: the public calls dispatch through the architecture's table;
+ * what every architecture shares (device, host views, the step count) and
+ * what picks an architecture (model_load, model_import_safetensors) is here. */
+#include "trainer/gpt2.h"
+#include "trainer/gpt2_internal.h"
+#include "trainer/model_internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+void model_free(model_t *m) {
+  if (m)
+    m->vt->free(m);
+}
+const model_config *model_get_config(const model_t *m) {
+  return &m->cfg;
+}
+ops_device model_device(const model_t *m) {
+  return m->ops == &ops_cpu ? OPS_DEVICE_CPU : OPS_DEVICE_CUDA;
+}
+size_t model_num_params(const model_t *m) {
+  size_t n = 0;
+  model_tensor t;
+  for (int i = 0; i < m->vt->num_tensors(m); i++)
+    if (m->vt->tensor_at(m, i, &t) == DFPO_OK)
+      n += (size_t)t.rows * t.cols;
+  return n;
+}
+size_t model_arena_bytes(const model_t *m) {
+  return m->vt->arena_bytes(m);
+}
+int model_step_count(const model_t *m) {
+  return m->step;
+}
+void model_init_random(model_t *m, uint64_t seed) {
+  m->vt->init_random(m, seed);
+}
+
+int model_new_like(model_t **out, const model_t *src, int head, int n_classes, dfpo_err *err) {
+  *out = NULL;
+  return src->vt->new_like(out, src, head, n_classes, err);
+}
+int model_clone(model_t **out, const model_t *src, dfpo_err *err) {
+  int rc = model_new_like(out, src, src->cfg.head, src->cfg.n_classes, err);
+  if (!rc && (rc = model_copy_params(*out, src, err))) {
+    model_free(*out);
+    *out = NULL;
+  }
+  return rc;
+}
+int model_copy_params(model_t *dst, const model_t *src, dfpo_err *err) {
+  if (dst->vt != src->vt)
+    return dfpo_err_set(err, DFPO_EUSAGE, "model_copy_params: a %s model cannot take a %s's",
+                        dst->cfg.arch, src->cfg.arch);
+  return dst->vt->copy_params(dst, src, err);
+}
+int model_copy_shared_params(model_t *dst, const model_t *src, int *copied, dfpo_err *err) {
+  if (dst->vt != src->vt) {
+    if (copied)
+      *copied = 0;
+    return DFPO_OK; /* no tensor of one architecture is another's */
+  }
+  return dst->vt->copy_shared_params(dst, src, copied, err);
+}
+
+int model_num_tensors(const model_t *m) {
+  return m->vt->num_tensors(m);
+}
+int model_tensor_at(const model_t *m, int i, model_tensor *t, dfpo_err *err) {
+  if (i < 0 || i >= m->vt->num_tensors(m))
+    return dfpo_err_set(err, DFPO_EUSAGE, "model_tensor_at: no tensor %d (the model has %d)", i,
+                        m->vt->num_tensors(m));
+  return m->vt->tensor_at(m, i, t);
+}
+int model_ensure_train(model_t *m, dfpo_err *err) {
+  return m->vt->ensure_train(m, err);
+}
+
+int model_reserve(model_t *m, int B, int T, dfpo_err *err) {
+  return m->vt->reserve(m, B, T, err);
+}
+int model_forward(model_t *m, const model_batch *b, dfpo_err *err) {
+  return m->vt->forward(m, b, err);
+}
+int model_lm_logprobs(model_t *m, const int *targets, float *logp, float *ent, dfpo_err *err) {
+  return m->vt->lm_logprobs(m, targets, logp, ent, err);
+}
+int model_lm_backward(model_t *m, const float *dlogp, const float *dent, dfpo_err *err) {
+  return m->vt->lm_backward(m, dlogp, dent, err);
+}
+int model_lm_backward_logits(model_t *m, const float *dlogits, dfpo_err *err) {
+  return m->vt->lm_backward_logits(m, dlogits, err);
+}
+const float *model_lm_logits(const model_t *m) {
+  return m->last_logits;
+}
+const float *model_host_view(const model_t *m, const float *p, size_t n, float *buf) {
+  if (!p || m->ops == &ops_cpu)
+    return p;
+  m->ops->download(buf, p, n * sizeof(float));
+  return buf;
+}
+int model_lm_loss(model_t *m, const model_batch *b, const int *targets, int backward, float *loss,
+                  dfpo_err *err) {
+  return m->vt->lm_loss(m, b, targets, backward, loss, err);
+}
+int model_score_tokens(model_t *m, const int *tokens, size_t n, double *nll_sum, size_t *scored,
+                       dfpo_err *err) {
+  return m->vt->score_tokens(m, tokens, n, nll_sum, scored, err);
+}
+int model_value_forward(model_t *m, float *values, dfpo_err *err) {
+  return m->vt->value_forward(m, values, err);
+}
+int model_value_backward(model_t *m, const float *dvalues, dfpo_err *err) {
+  return m->vt->value_backward(m, dvalues, err);
+}
+int model_class_forward(model_t *m, const int *at, float *logits, dfpo_err *err) {
+  return m->vt->class_forward(m, at, logits, err);
+}
+int model_class_backward(model_t *m, const float *dlogits, dfpo_err *err) {
+  return m->vt->class_backward(m, dlogits, err);
+}
+void model_zero_grad(model_t *m) {
+  m->vt->zero_grad(m);
+}
+float model_grad_norm(model_t *m) {
+  return m->vt->grad_norm(m);
+}
+const float *model_decode_begin(model_t *m, const int *tokens, const int *kstart, int B, int T,
+                                int max_len, dfpo_err *err) {
+  return m->vt->decode_begin(m, tokens, kstart, B, T, max_len, err);
+}
+const float *model_decode_step(model_t *m, const int *next, dfpo_err *err) {
+  return m->vt->decode_step(m, next, err);
+}
+
+int model_save(model_t *m, const char *path, int with_optimizer, dfpo_err *err) {
+  return m->vt->save(m, path, with_optimizer, err);
+}
+int model_export_safetensors(const model_t *m, const char *path, int write_config, dfpo_err *err) {
+  return m->vt->export_safetensors(m, path, write_config, err);
+}
+
+/* The architectures a file can hold: a native checkpoint names its
+ * architecture in its 8-byte magic. */
+static const struct {
+  const char *magic;
+  int (*load_native)(model_t **out, const char *path, FILE *fp, dfpo_err *err);
+} native_formats[] = {{GPT2_NATIVE_MAGIC, gpt2_load_native}};
+
+int model_import_safetensors(model_t **out, const char *path, dfpo_err *err) {
+  /* GPT-2 is the only architecture with an importer so far; a second one
+   * would be chosen here by the header's __metadata__ or config.json's
+   * model_type (docs/model-interface.md). */
+  return gpt2_import_safetensors(out, path, NULL, err);
+}
+
+int model_load(model_t **out, const char *path, dfpo_err *err) {
+  *out = NULL;
+  FILE *fp = fopen(path, "rb");
+  if (!fp)
+    return dfpo_err_errno(err, DFPO_EDATA, errno, "%s", path);
+  char magic[8] = {0};
+  size_t got = fread(magic, 1, 8, fp);
+  for (size_t i = 0; got == 8 && i < sizeof native_formats / sizeof native_formats[0]; i++)
+    if (memcmp(magic, native_formats[i].magic, 8) == 0) {
+      rewind(fp);
+      int rc = native_formats[i].load_native(out, path, fp, err);
+      fclose(fp);
+      return rc;
+    }
+  /* a safetensors file starts with its header length and then '{' */
+  int brace = fgetc(fp);
+  fclose(fp);
+  if (got < 8)
+    return dfpo_err_set(err, DFPO_EDATA, "%s: too short to be a checkpoint (%zu bytes)", path, got);
+  if (brace != '{')
+    return dfpo_err_set(err, DFPO_EDATA,
+                        "%s: neither a dfpo checkpoint (magic \"" GPT2_NATIVE_MAGIC
+                        "\") nor a safetensors file",
+                        path);
+  return model_import_safetensors(out, path, err);
+}

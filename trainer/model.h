@@ -1,0 +1,200 @@
+/* trainer/model.h: what RL, perplexity, generation, pretraining, judges and
+ * checkpoints need from a language model of any architecture (prefix
+ * model_). GPT-2 (trainer/gpt2.h) is one implementation; docs/model-interface.md
+ * says how an encoder-decoder, a rotary decoder or an encoder classifier
+ * would be another.
+ *
+ * The calls dispatch through the model's table of functions, so code written
+ * against this header (trainer/rl_*.c, trainer/sample.c, trainer/optim.c,
+ * metrics/ppl.c) never names an architecture.
+ *
+ * Depends on common/ and trainer/device.h. Ownership: a model_t is the
+ * caller's (model_free); buffers a call returns (logits) are the model's and
+ * valid until the next call on it unless a comment says otherwise; arrays
+ * the caller passes in are read during the call only. */
+#ifndef DFPO_TRAINER_MODEL_H
+#define DFPO_TRAINER_MODEL_H
+
+#include "common/common.h"
+#include "trainer/device.h"
+
+/* An instance of some architecture. The name is model_t rather than
+ * `model`, since a typedef named `model` would be shadowed (-Wshadow) by the
+ * many variables and parameters of that name. */
+typedef struct model model_t;
+
+/* The optional second head on the final hidden states, besides the LM head:
+ * a scalar value head (value models) or a K-way classification head
+ * (judges). */
+enum { MODEL_HEAD_NONE = 0, MODEL_HEAD_VALUE = 1, MODEL_HEAD_CLASS = 2 };
+
+/* What every architecture has; the architecture's own config (layers,
+ * widths) is in its header. */
+typedef struct model_config {
+  const char *arch; /* "gpt2" */
+  int vocab_size;   /* one more than the largest token id */
+  int n_ctx;        /* positions one row may hold */
+  int head;         /* MODEL_HEAD_* */
+  int n_classes;    /* MODEL_HEAD_CLASS: K */
+} model_config;
+
+/* A padded batch: B rows of T token ids, row-major. Each row is [prompt |
+ * continuation], left-padded by kstart[b] tokens (NULL: no padding), which
+ * are neither attended to nor counted in positions. n_prompt is the
+ * prompt's column count (0: no prompt, the whole row is text). A
+ * decoder-only model reads whole rows and ignores n_prompt; an
+ * encoder-decoder encodes columns < n_prompt and decodes the rest, aligned
+ * so that the outputs at column t predict column t + 1 as for a decoder-only
+ * model (so callers build the same targets either way). */
+typedef struct model_batch {
+  const int *tokens;
+  const int *kstart;
+  int B, T;
+  int n_prompt;
+} model_batch;
+
+void model_free(model_t *m);
+const model_config *model_get_config(const model_t *m);
+/* The device the model's memory lives on. */
+ops_device model_device(const model_t *m);
+size_t model_num_params(const model_t *m);
+/* Bytes held by the model's memory (parameters, training state,
+ * activations, KV cache) right now. */
+size_t model_arena_bytes(const model_t *m);
+/* Optimiser steps taken so far (restored by checkpoints). */
+int model_step_count(const model_t *m);
+
+/* The architecture's initialisation from the DFPO_STREAM_INIT stream of
+ * seed (GPT-2: gpt2.h says which). */
+void model_init_random(model_t *m, uint64_t seed);
+/* A new model of the same architecture and shape as src but with the given
+ * extra head (MODEL_HEAD_*, n_classes for MODEL_HEAD_CLASS), parameters
+ * zeroed, on the current device (ops_use_device). For a value model of a
+ * policy's shape. */
+int model_new_like(model_t **out, const model_t *src, int head, int n_classes, dfpo_err *err);
+/* model_new_like with src's head, then model_copy_params: a copy of src's
+ * parameters (not its training state) on the current device. */
+int model_clone(model_t **out, const model_t *src, dfpo_err *err);
+/* Copies the parameters (not gradients or optimiser state) of src into dst;
+ * architectures and configs must match (the devices need not). */
+int model_copy_params(model_t *dst, const model_t *src, dfpo_err *err);
+/* Copies into dst every parameter tensor of src with the same name and
+ * shape (a value model's trunk from a policy); the devices need not match.
+ * *copied (may be NULL) receives the number of tensors copied. */
+int model_copy_shared_params(model_t *dst, const model_t *src, int *copied, dfpo_err *err);
+
+/* One parameter tensor and its training state, in backend memory (host
+ * memory on the CPU backend, device memory on CUDA). */
+typedef struct model_tensor {
+  const char *name; /* the architecture's name for it ("h.0.attn.c_attn.weight") */
+  int rows, cols;   /* vectors: rows 1 */
+  int decay;        /* AdamW's weight decay applies (matrices) */
+  float *param;
+  float *grad, *m1, *m2; /* gradient and AdamW moments; NULL before training */
+} model_tensor;
+/* The parameter tensors, for optimisers and tools: model_tensor_at fills
+ * *t for 0 <= i < model_num_tensors (else DFPO_EUSAGE). Tensors that follow
+ * each other in memory are adjacent in the list, so an optimiser can update
+ * runs of them in one call. */
+int model_num_tensors(const model_t *m);
+int model_tensor_at(const model_t *m, int i, model_tensor *t, dfpo_err *err);
+/* Allocates the training state (gradients, AdamW moments) when missing. */
+int model_ensure_train(model_t *m, dfpo_err *err);
+
+/* Sizes the activation memory for passes of up to B rows of T tokens now,
+ * so that a run of passes of varying smaller shapes (evaluation batches)
+ * lays out in one block instead of growing it pass by pass. Forgets the
+ * last forward pass. */
+int model_reserve(model_t *m, int B, int T, dfpo_err *err);
+/* Forward pass over a batch, keeping the activations for one backward
+ * pass. Each row's real tokens must fit the context: T - kstart[b] <= n_ctx. */
+int model_forward(model_t *m, const model_batch *b, dfpo_err *err);
+/* After model_forward: the LM head's log-probability of targets[B,T] (a
+ * negative target gives 0) and, when ent is not NULL, the entropy of each
+ * position's next-token distribution. Outputs [B*T], caller-owned. */
+int model_lm_logprobs(model_t *m, const int *targets, float *logp, float *ent, dfpo_err *err);
+/* After model_lm_logprobs: accumulates into the gradients the gradient of
+ * sum dlogp[i] logp[i] + dent[i] ent[i] (dent may be NULL; so may dlogp). */
+int model_lm_backward(model_t *m, const float *dlogp, const float *dent, dfpo_err *err);
+/* After model_lm_logprobs, instead of model_lm_backward: accumulates the
+ * gradient of sum_{i,v} dlogits[i, v] logits[i, v], dlogits [B*T, V] on the
+ * host. For losses of other functions of the logits than the targets'
+ * log-probabilities (a policy renormalised over a mask: NLPO). */
+int model_lm_backward_logits(model_t *m, const float *dlogits, dfpo_err *err);
+/* The LM logits of the last model_forward or of the last decoding call
+ * ([B*T, V] or [B, V], owned by the model, backend memory, valid until the
+ * next call), after model_lm_logprobs (which computes them) and before
+ * model_lm_backward (which overwrites them); NULL when none are valid. */
+const float *model_lm_logits(const model_t *m);
+/* The buffers model_lm_logits, model_decode_begin and model_decode_step
+ * return are backend memory. This gives n floats of such a buffer from p on
+ * the host: p itself on the CPU backend (no copy), else a download into buf
+ * (n floats, the caller's) and buf. */
+const float *model_host_view(const model_t *m, const float *p, size_t n, float *buf);
+/* Mean next-token cross-entropy over positions with targets >= 0 (0 when
+ * there are none); with backward, accumulates its gradient. */
+int model_lm_loss(model_t *m, const model_batch *b, const int *targets, int backward, float *loss,
+                  dfpo_err *err);
+/* Next-token negative log-likelihood of tokens[n] (the first token is
+ * context only: prepend <|endoftext|> to score it). Longer than n_ctx, the
+ * sequence is scored in windows of n_ctx tokens that overlap by half a
+ * window, so every scored token has at least min(n_ctx/2, its index) tokens
+ * of context and is scored once. *nll_sum and *scored (n - 1) receive the
+ * totals. */
+int model_score_tokens(model_t *m, const int *tokens, size_t n, double *nll_sum, size_t *scored,
+                       dfpo_err *err);
+
+/* Rows without a prompt split (n_prompt 0), for callers that hold plain
+ * token rows: language-model training and scoring. */
+static inline int model_forward_rows(model_t *m, const int *tokens, const int *kstart, int B, int T,
+                                     dfpo_err *err) {
+  model_batch b = {tokens, kstart, B, T, 0};
+  return model_forward(m, &b, err);
+}
+static inline int model_lm_loss_rows(model_t *m, const int *tokens, const int *targets,
+                                     const int *kstart, int B, int T, int backward, float *loss,
+                                     dfpo_err *err) {
+  model_batch b = {tokens, kstart, B, T, 0};
+  return model_lm_loss(m, &b, targets, backward, loss, err);
+}
+
+/* After model_forward on a MODEL_HEAD_VALUE model: values[B*T]. Then
+ * model_value_backward accumulates the gradient of sum dvalues[i] values[i]. */
+int model_value_forward(model_t *m, float *values, dfpo_err *err);
+int model_value_backward(model_t *m, const float *dvalues, dfpo_err *err);
+/* After model_forward on a MODEL_HEAD_CLASS model: logits[B, K] of the
+ * hidden state at position at[b] of each row (usually its last real token). */
+int model_class_forward(model_t *m, const int *at, float *logits, dfpo_err *err);
+int model_class_backward(model_t *m, const float *dlogits, dfpo_err *err);
+
+/* Training state (gradients, AdamW moments) is allocated on first use. */
+void model_zero_grad(model_t *m);
+/* Global L2 norm of all gradients (0 before training). */
+float model_grad_norm(model_t *m);
+
+/* Decoding with a cache. model_decode_begin runs the prompts tokens[B,T]
+ * (left-padded by kstart, NULL: none; an encoder-decoder encodes them and
+ * starts its decoder) and returns the next-token logits [B, V];
+ * model_decode_step feeds one token per row and returns the next logits.
+ * Room for max_len (<= n_ctx + max kstart) positions in all, prompt
+ * included. The logits are backend memory owned by the model, valid until
+ * the next call; NULL on error. */
+const float *model_decode_begin(model_t *m, const int *tokens, const int *kstart, int B, int T,
+                                int max_len, dfpo_err *err);
+const float *model_decode_step(model_t *m, const int *next, dfpo_err *err);
+
+/* Checkpoints. model_save writes the architecture's native format
+ * (docs/engine.md; atomically), optionally with the AdamW state.
+ * model_load reads any native checkpoint or a Hugging Face
+ * model.safetensors (by content), and makes a model of the architecture the
+ * file names; *out is a new model the caller frees. */
+int model_save(model_t *m, const char *path, int with_optimizer, dfpo_err *err);
+int model_load(model_t **out, const char *path, dfpo_err *err);
+/* A Hugging Face model.safetensors, the architecture from its metadata or a
+ * config.json beside it (GPT-2 when neither says). */
+int model_import_safetensors(model_t **out, const char *path, dfpo_err *err);
+/* Writes model.safetensors (Hugging Face names and layouts, config in
+ * __metadata__) atomically, and config.json beside it when write_config. */
+int model_export_safetensors(const model_t *m, const char *path, int write_config, dfpo_err *err);
+
+#endif

@@ -1,0 +1,62 @@
+/* Internal to trainer/: what an architecture implements to be a model_t.
+ *
+ * An implementation's struct starts with a `struct model` (so a model_t *
+ * is a pointer to it) and fills the table below; model.c dispatches the
+ * public model_* calls through it and keeps the state every architecture
+ * shares (the backend, the config view, the step count) in the base. The
+ * contract of each entry is the public function's of the same name in
+ * trainer/model.h; an entry for a part the model lacks (a head, an LM
+ * head, decoding) answers DFPO_EUSAGE. docs/model-interface.md says what a
+ * new architecture adds. */
+#ifndef DFPO_TRAINER_MODEL_INTERNAL_H
+#define DFPO_TRAINER_MODEL_INTERNAL_H
+
+#include "trainer/model.h"
+#include "trainer/ops.h"
+
+typedef struct model_vtable {
+  const char *arch;
+  void (*free)(model_t *m);
+  void (*init_random)(model_t *m, uint64_t seed);
+  size_t (*arena_bytes)(const model_t *m);
+  int (*new_like)(model_t **out, const model_t *src, int head, int n_classes, dfpo_err *err);
+  int (*copy_params)(model_t *dst, const model_t *src, dfpo_err *err);
+  int (*copy_shared_params)(model_t *dst, const model_t *src, int *copied, dfpo_err *err);
+  int (*num_tensors)(const model_t *m);
+  int (*tensor_at)(const model_t *m, int i, model_tensor *t);
+  int (*ensure_train)(model_t *m, dfpo_err *err);
+  int (*reserve)(model_t *m, int B, int T, dfpo_err *err);
+  int (*forward)(model_t *m, const model_batch *b, dfpo_err *err);
+  int (*lm_logprobs)(model_t *m, const int *targets, float *logp, float *ent, dfpo_err *err);
+  int (*lm_backward)(model_t *m, const float *dlogp, const float *dent, dfpo_err *err);
+  int (*lm_backward_logits)(model_t *m, const float *dlogits, dfpo_err *err);
+  int (*lm_loss)(model_t *m, const model_batch *b, const int *targets, int backward, float *loss,
+                 dfpo_err *err);
+  int (*score_tokens)(model_t *m, const int *tokens, size_t n, double *nll_sum, size_t *scored,
+                      dfpo_err *err);
+  int (*value_forward)(model_t *m, float *values, dfpo_err *err);
+  int (*value_backward)(model_t *m, const float *dvalues, dfpo_err *err);
+  int (*class_forward)(model_t *m, const int *at, float *logits, dfpo_err *err);
+  int (*class_backward)(model_t *m, const float *dlogits, dfpo_err *err);
+  void (*zero_grad)(model_t *m);
+  float (*grad_norm)(model_t *m);
+  const float *(*decode_begin)(model_t *m, const int *tokens, const int *kstart, int B, int T,
+                               int max_len, dfpo_err *err);
+  const float *(*decode_step)(model_t *m, const int *next, dfpo_err *err);
+  int (*save)(model_t *m, const char *path, int with_optimizer, dfpo_err *err);
+  int (*export_safetensors)(const model_t *m, const char *path, int write_config, dfpo_err *err);
+} model_vtable;
+
+struct model {
+  const model_vtable *vt;
+  const ops_backend *ops; /* the backend the model's memory belongs to */
+  model_config cfg;       /* the architecture fills it at construction */
+  int step;               /* optimiser steps taken (opt_adamw_step counts them) */
+  int grads_zero;         /* the gradients are known to be all zero */
+  /* What model_lm_logits returns (NULL: none valid). The buffers the
+   * decoding calls return may be overwritten by smp_generate's in-place
+   * sampler, which then sets this to NULL. */
+  const float *last_logits;
+};
+
+#endif

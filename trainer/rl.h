@@ -1,0 +1,195 @@
+/* trainer/rl.h: the RL algorithms (prefix rl_): their arithmetic over plain
+ * arrays (rl_math.c) and the trainer that runs PPO, NLPO and DfPO over any
+ * model_t (rl_train.c). Depends on trainer/model.h and trainer/sample.h.
+ * Ownership: an rl_trainer is the caller's (rl_trainer_free); the models it
+ * is given stay the caller's. */
+#ifndef DFPO_TRAINER_RL_H
+#define DFPO_TRAINER_RL_H
+
+#include "trainer/model.h"
+#include "trainer/sample.h"
+
+/* The arithmetic of the RL algorithms (docs/algorithms.md), over plain
+ * arrays so that it can be tested against hand computations and brute force
+ * and shared by every backend. docs/algorithms.md gives the equations.
+ * Batched arrays are [B, T] row-major; lengths[b] is the number of valid
+ * tokens of row b (positions >= lengths[b] are padding: outputs there are 0).
+ * A vocabulary-sized mask is one byte per token (1 = in the set). */
+
+/* Generalised advantage estimation (Schulman et al. 2016) per row:
+ * delta_t = r_t + gamma V_{t+1} - V_t with V = 0 after the last valid token
+ * (the episode ends there), A_t = sum_k (gamma lambda)^k delta_{t+k},
+ * returns_t = A_t + V_t. adv and ret are written (they may not alias the
+ * inputs). */
+void rl_gae(const float *rewards, const float *values, const int *lengths, int B, int T,
+            float gamma, float lambda, float *adv, float *ret);
+
+/* RL4LMs' per-token PPO reward: r_t = -beta (logp_old_t - logp_ref_t), plus
+ * the task reward R[b] at the last valid token. Padding gets 0. */
+void rl_kl_rewards(const float *logp_old, const float *logp_ref, const float *task_reward,
+                   const int *lengths, int B, int T, float beta, float *rewards);
+
+/* Mean and sample standard deviation (n - 1 in the denominator, as
+ * torch.std) of the valid entries, then x = (x - mean) / (sd + 1e-8) on
+ * them. Fewer than two valid entries: only the mean is removed. */
+void rl_normalize(float *x, const int *lengths, int B, int T);
+
+/* The adaptive KL controller (docs/algorithms.md):
+ * beta * (1 + 0.1 * clip((kl - target) / target, -0.2, 0.2)). */
+double rl_kl_adaptive(double beta, double kl, double target);
+
+/* PPO's clipped surrogate over n tokens with weights w (1 valid, 0 padding;
+ * may be NULL for all valid): returns the mean over valid tokens of
+ * -min(rho A, clip(rho, 1 - eps, 1 + eps) A), rho = exp(logp - logp_old);
+ * dlogp[i] = d loss / d logp[i] (already divided by the count). *clipfrac
+ * (may be NULL) gets the share of valid tokens where the clip was active. */
+double rl_ppo_policy_loss(const float *logp, const float *logp_old, const float *adv,
+                          const float *w, int n, float eps, float *dlogp, double *clipfrac);
+
+/* The plain policy-gradient term: mean over valid tokens of -logp A (DfPO's
+ * policy loss with truncated advantages); dlogp[i] = -w_i A_i / count. */
+double rl_pg_loss(const float *logp, const float *adv, const float *w, int n, float *dlogp);
+
+/* DfPO's KL-masking of one state (docs/algorithms.md) for sampling from pi+
+ * (sign > 0: M+ = {a : pi_theta(a) <= pi_ref(a)}) or pi- (sign <= 0: M- =
+ * {a : pi_theta(a) >= pi_ref(a)}). z: the policy's logits (tempered), masked
+ * in place (-inf outside the set); r: the reference's logits, scaled by
+ * inv_t. Both distributions are taken over the sampler's support: the
+ * tokens whose z is finite, less `ban` (the end-of-text token before the
+ * minimum length; -1 for none), which gets -inf. Over the whole vocabulary
+ * the set can hold only the banned token, and the sampler would have
+ * nothing to draw; over the support it always holds a token, since both
+ * distributions sum to 1 there (and the token with the extreme log-ratio is
+ * kept should rounding empty it). Returns the number of tokens kept: 0 only
+ * when the support is empty. */
+int rl_dfpo_mask_logits(float *z, const float *r, float inv_t, int V, int sign, int ban);
+
+/* log of pi renormalised over the set: out[a] = logp[a] - log sum_{m} p for a
+ * in mask, -inf elsewhere. Returns the log of the set's mass under pi
+ * (-inf for an empty set, when out is all -inf). */
+double rl_masked_logprobs(const float *logp, const unsigned char *mask, int V, float *out);
+
+/* DfPO's truncated advantages: A+ = max(A, 0) for rollouts from pi+
+ * (sign > 0), A- = min(A, 0) for rollouts from pi- (sign < 0). */
+void rl_truncate_advantages(float *adv, int n, int sign);
+
+/* NLPO's mask: the smallest set of most likely tokens whose probability sum
+ * reaches top_p, never fewer than k_min (nor more than V). Ties are broken by
+ * the lower token id. probs need not be normalised exactly. Writes mask and
+ * returns the set's size. */
+int rl_top_p_mask(const float *probs, int V, float top_p, int k_min, unsigned char *mask);
+
+/* The log-probability of token a under the distribution softmax(z) renormalised
+ * over mask (NULL: the whole vocabulary), i.e. z[a] - log sum_{j in mask}
+ * exp(z[j]); -inf (and dz all 0) when a is outside the set. With dz, writes
+ * the gradient of g times that log-probability with respect to z:
+ * dz[j] = g (1[j = a] - pi_mask(j)) on the set, 0 elsewhere. */
+double rl_masked_logit_grad(const float *z, const unsigned char *mask, int V, int a, float g,
+                            float *dz);
+
+/* DfPO with the mask at the update (rollouts from pi_theta): token i keeps
+ * max(A, 0) when it is in M+ (logp_old <= logp_ref), min(A, 0) when it is in
+ * M- (logp_old >= logp_ref), both terms when it is in both (equal), so a
+ * token outside a term's set contributes nothing to that term. */
+void rl_dfpo_update_advantages(float *adv, const float *logp_old, const float *logp_ref, int n);
+
+/* ------------------------------------------------ RL training (rl_train) */
+
+/* A task reward: fills rewards[B] for the continuations cont[B, max_new]
+ * (lens[b] tokens each; -1 after) of the prompts[B, Tp] (left-padded by
+ * kstart, NULL: none). Returns a DFPO_* code. */
+typedef int (*rl_reward_fn)(void *ctx, int B, const int *prompts, const int *kstart, int Tp,
+                            const int *cont, const int *lens, int max_new, float *rewards,
+                            dfpo_err *err);
+
+enum { RL_PPO = 0, RL_NLPO = 1, RL_DFPO = 2 };
+enum { RL_MASK_AT_SAMPLE = 0, RL_MASK_AT_UPDATE = 1 };
+
+typedef struct rl_config {
+  int algo;               /* RL_PPO, RL_NLPO or RL_DFPO */
+  int epochs;             /* passes over each iteration's rollouts */
+  int minibatch;          /* rollouts per gradient step */
+  float lr, weight_decay; /* AdamW, for the policy and the value model */
+  float max_grad_norm;    /* global clip per model (<= 0: none) */
+  float gamma, lambda;    /* GAE */
+  float clip_eps;         /* PPO's surrogate clip */
+  float vf_coef;          /* weight of the value loss 0.5 (V - R)^2 */
+  int kl_adaptive;        /* PPO: adaptive (1) or fixed (0) beta */
+  float beta, kl_target;  /* PPO: initial/fixed beta; the adaptive target */
+  int dfpo_mask_at;       /* RL_MASK_AT_SAMPLE or RL_MASK_AT_UPDATE */
+  float dfpo_ratio_clip;  /* > 0: DfPO's optional PPO ratio clip */
+  float nlpo_top_p;       /* NLPO: the mask model's nucleus p */
+  int nlpo_k_min;         /* NLPO: the smallest mask */
+  int nlpo_mask_refresh;  /* NLPO: mu, iterations between mask-model refreshes */
+  smp_settings sampling;  /* rollout sampling; its mask must be NULL */
+} rl_config;
+
+/* The defaults of docs/algorithms.md (the paper's Table 3 and RL4LMs' IMDB PPO
+ * settings): epochs 5, minibatch 64, lr 1e-5, max grad norm 0.5, gamma 0.99, lambda
+ * 0.95, eps 0.2, vf 0.5, adaptive beta 0.1 with target 0.1; NLPO p 0.9,
+ * k_min 100, mu 5. */
+rl_config rl_config_default(void);
+
+/* What one iteration measured. */
+typedef struct rl_stats {
+  double reward;   /* mean task reward of the rollouts */
+  double kl_seq;   /* mean over rollouts of sum_t (log pi_old - log pi_ref) of the sampled tokens */
+  double kl_token; /* mean over generated tokens of the exact KL(pi_old(.|s) || pi_ref(.|s)) */
+  double mean_len; /* mean generated tokens per rollout */
+  double policy_loss; /* of the last minibatch */
+  double value_loss;  /* of the last minibatch */
+  double clipfrac;    /* of the last minibatch (PPO, or DfPO with a ratio clip) */
+  double beta;        /* the KL coefficient used for this iteration's rewards */
+  double mask_mean;   /* NLPO: mean size of the sampling masks (0 otherwise) */
+  int mask_min;       /* NLPO: smallest sampling mask (0 otherwise) */
+  /* wall-clock seconds of the iteration's parts (for dfpo bench) */
+  double time_generate; /* rollouts, masks' lock-step models included */
+  double time_passes;   /* policy, reference and value forward passes over the rollouts */
+  double time_reward;   /* the reward callback */
+  double time_update;   /* GAE and the minibatch epochs of both models */
+} rl_stats;
+
+typedef struct rl_trainer rl_trainer; /* opaque; rl_trainer_free releases it */
+
+/* A trainer over borrowed models: the policy and the value model (a
+ * MODEL_HEAD_VALUE model) are trained in place; the reference stays frozen.
+ * All three must share the vocabulary. */
+int rl_trainer_new(rl_trainer **out, model_t *policy, model_t *ref, model_t *value,
+                   const rl_config *cfg, uint64_t seed, dfpo_err *err);
+void rl_trainer_free(rl_trainer *t);
+
+/* One iteration: B rollouts of the prompts[B, Tp] (DfPO: the first half from
+ * pi+, the rest from pi-; NLPO: from the policy renormalised over the mask
+ * model's top-p set), their rewards, GAE, then `epochs` passes of minibatch
+ * updates of the policy and the value model; the adaptive KL controller
+ * steps once at the end. docs/algorithms.md has the equations. */
+int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int Tp,
+               rl_reward_fn reward, void *reward_ctx, rl_stats *stats, dfpo_err *err);
+
+/* What a trainer carries from one iteration to the next besides the models'
+ * parameters and AdamW states: enough, with those, to resume bit for bit. */
+typedef struct rl_trainer_state {
+  double beta;        /* the KL coefficient of the next iteration */
+  int64_t iterations; /* rl_iterate calls done */
+  dfpo_rng rng;       /* the sampling and minibatch-order stream */
+} rl_trainer_state;
+void rl_trainer_get_state(const rl_trainer *t, rl_trainer_state *s);
+void rl_trainer_set_state(rl_trainer *t, const rl_trainer_state *s);
+/* Sets the learning rate of the next iterations' AdamW steps (policy and
+ * value model), for a schedule over iterations; rl_trainer_new starts with
+ * cfg->lr. */
+void rl_trainer_set_lr(rl_trainer *t, float lr);
+/* NLPO's mask model (owned by the trainer; NULL for other algorithms), for
+ * saving and restoring it with a resumable checkpoint. */
+model_t *rl_trainer_mask_model(rl_trainer *t);
+
+/* DfPO's KL-masked sampling, as smp_generate on policy: row b draws from
+ * pi+ (sign[b] > 0) or pi- (sign[b] < 0), pi_theta renormalised over M+ or
+ * M- of ref, compared at the sampling temperature; ref decodes in lock step
+ * with its own KV cache. s->mask must be NULL. Used by rl_iterate and to
+ * evaluate the negative masked policy. */
+int rl_dfpo_generate(model_t *policy, model_t *ref, const int *prompts, const int *kstart, int B,
+                     int T, const int *sign, const smp_settings *s, dfpo_rng *rng, int *out,
+                     int *lens, float *logps, dfpo_err *err);
+
+#endif

@@ -1,0 +1,84 @@
+/* trainer/tok.h: the tokenizer (prefix tok_). Depends on common/ only.
+ * Ownership: a loaded tokenizer is the caller's (tok_free); id vectors are
+ * the caller's (tok_ids_free). */
+#ifndef DFPO_TRAINER_TOK_H
+#define DFPO_TRAINER_TOK_H
+
+#include "common/common.h"
+
+/* GPT-2's byte-level BPE (Radford et al. 2019; OpenAI's gpt-2/src/encoder.py),
+ * exact to the reference: text is split by the GPT-2 pattern (PCRE2, UTF-8
+ * and Unicode properties), each piece's bytes are mapped to byte tokens and
+ * merged by rank. Bytes that are not valid UTF-8 split like a character that
+ * is neither letter, number nor space (as Python's surrogateescape decoding
+ * makes them) and encode to their own byte tokens, so every byte string
+ * round-trips. docs/tokenizer.md describes the details.
+ *
+ * A tok_tokenizer is immutable after loading except for its encoder states
+ * (word cache and scratch space, one per OpenMP thread, kept from call to
+ * call): so tok_encode and tok_encode_many are one call at a time per object
+ * (tok_encode_many itself runs on all threads). Loaded tokenizers are
+ * cheap to have one per thread if more concurrency is needed. */
+typedef struct tok_tokenizer tok_tokenizer;
+
+/* A growable id vector; zero-initialise, free with tok_ids_free. */
+typedef struct tok_ids {
+  int32_t *ids;
+  size_t n, cap;
+} tok_ids;
+
+void tok_ids_free(tok_ids *v);
+
+/* Encode flags. Without TOK_ALLOW_SPECIAL a special token's text
+ * ("<|endoftext|>") is encoded as ordinary text. */
+enum { TOK_ALLOW_SPECIAL = 1 };
+
+/* Loads a tokenizer from `path`: a folder holding encoder.json + vocab.bpe
+ * (OpenAI's files), vocab.json + merges.txt (Hugging Face's slow form) or
+ * tokenizer.json (Hugging Face's fast form), or a tokenizer.json file itself.
+ * Errors name the file, and the line for merges files and malformed JSON.
+ * *out is the caller's; free with tok_free. */
+int tok_load(tok_tokenizer **out, const char *path, dfpo_err *err);
+/* A vocabulary JSON object (token -> id) and a merges file. */
+int tok_load_files(tok_tokenizer **out, const char *vocab_json, const char *merges, dfpo_err *err);
+/* Hugging Face tokenizer.json with a "BPE" model. */
+int tok_load_hf_json(tok_tokenizer **out, const char *path, dfpo_err *err);
+void tok_free(tok_tokenizer *t);
+
+/* One more than the largest id. */
+size_t tok_vocab_size(const tok_tokenizer *t);
+size_t tok_merge_count(const tok_tokenizer *t);
+/* The id of "<|endoftext|>", or -1 when the vocabulary lacks it. */
+int32_t tok_eot_id(const tok_tokenizer *t);
+/* The bytes of token id (not NUL-terminated; points into t), or NULL for an
+ * id outside the vocabulary. */
+const char *tok_token_bytes(const tok_tokenizer *t, int32_t id, size_t *len);
+
+/* Appends the ids of text[0..len) to out. */
+int tok_encode(tok_tokenizer *t, const char *text, size_t len, int flags, tok_ids *out,
+               dfpo_err *err);
+/* Encodes n documents on all OpenMP threads, one word cache per thread
+ * (kept in t for the next call); outs[i] (zero-initialised by the caller)
+ * receives document i's ids. The result is the same as n calls to
+ * tok_encode. */
+int tok_encode_many(tok_tokenizer *t, const char *const *texts, const size_t *lens, size_t n,
+                    int flags, tok_ids *outs, dfpo_err *err);
+/* Appends the bytes of ids to *buf (heap, grown with realloc, caller frees;
+ * *len and *cap describe it, zero-initialise both with *buf NULL). An id
+ * outside the vocabulary is an error naming it and its position. */
+int tok_decode(const tok_tokenizer *t, const int32_t *ids, size_t n, char **buf, size_t *len,
+               size_t *cap, dfpo_err *err);
+
+/* Trains a byte-level BPE on the files in `corpus` (each read whole and split
+ * by the GPT-2 pattern) until the vocabulary has vocab_size entries: the 256
+ * byte tokens (in GPT-2's order), one per merge, and "<|endoftext|>" last.
+ * Each step merges the most frequent adjacent pair; ties go to the pair whose
+ * (left bytes, right bytes) is smallest bytewise. Writes encoder.json and
+ * vocab.bpe into out_dir (created; files written atomically). Deterministic.
+ * A merge whose bytes are already a token reuses that token. Stops early,
+ * with a warning, when no pair is left. *merges_done (optional) receives the
+ * number of merges learned. */
+int tok_train(const char *const *corpus, size_t n_corpus, size_t vocab_size, const char *out_dir,
+              size_t *merges_done, dfpo_err *err);
+
+#endif
