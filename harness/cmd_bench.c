@@ -157,8 +157,8 @@ static int bench_rl(const char *shape, const gpt2_config *cfg, const char *algo,
   if (!rc)
     printf("{\"engine\": \"dfpo\", \"shape\": \"%s\", \"threads\": %d, \"what\": \"rl\", "
            "\"algo\": \"%s\", \"prompts\": %d, \"prompt_len\": %d, \"new\": %d, "
-           "\"epochs\": %d, \"minibatch\": %d, \"iteration_s\": %.3f, \"generate_s\": %.3f, "
-           "\"passes_s\": %.3f, \"scoring_s\": %.3f, \"update_s\": %.3f, \"iterations\": %d, "
+           "\"epochs\": %d, \"minibatch\": %d, \"iteration_s\": %.6f, \"generate_s\": %.6f, "
+           "\"passes_s\": %.6f, \"scoring_s\": %.6f, \"update_s\": %.6f, \"iterations\": %d, "
            "\"params\": %zu, \"peak_rss_mib\": %.1f}\n",
            shape, threads, algo, prompts, plen, nnew, rc_cfg.epochs, rc_cfg.minibatch, best_total,
            best.time_generate, best.time_passes, best.time_reward, best.time_update, iters,

@@ -298,6 +298,12 @@ static int reproduce(repro *r, const char *file, const char *const *sets, int ns
   int rc = suite_load(&r->s, file, sets, nsets, err);
   if (rc)
     return rc;
+  /* the suite's `threads` for this process and, through OMP_NUM_THREADS,
+   * every child it starts (pretraining, the cells) */
+  int64_t threads = 0;
+  if ((rc = cfg_get_int(&r->s.conf, "threads", &threads, err)))
+    return rc;
+  cli_use_threads(threads);
   r->t0 = dfpo_now();
   ssize_t len = readlink("/proc/self/exe", r->exe, sizeof r->exe - 1);
   if (len <= 0)

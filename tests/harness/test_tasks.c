@@ -443,7 +443,7 @@ Test(tasks, commongen_end_to_end, .timeout = 600) {
   snprintf(path, sizeof path, "%s/default/commongen/zero-shot/seed-0/eval.json", out);
   cJSON *ev = read_json(path);
   const cJSON *m = cJSON_GetObjectItemCaseSensitive(ev, "metrics");
-  const char *keys[] = {"meteor", "bleu4", "rouge_l", "cider_d", "coverage"};
+  const char *keys[] = {"meteor", "bleu4", "rougeL_coco", "cider_d", "coverage"};
   for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
     double x = num(m, keys[i]);
     cr_expect(x >= 0 && x <= (i == 3 ? 10 : 1), "%s %g", keys[i], x);
