@@ -118,15 +118,8 @@ static int read_stream(const char *path, int vocab, stream *s, dfpo_err *err) {
                           (long)(p - line) + 1, vocab);
         break;
       }
-      if (s->n + 2 > s->cap) {
-        s->cap = s->cap ? 2 * s->cap : 4096;
-        int *g = realloc(s->ids, s->cap * sizeof(int));
-        if (!g) {
-          rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
-          break;
-        }
-        s->ids = g;
-      }
+      if ((rc = dfpo_grow(&s->ids, &s->cap, s->n + 2, sizeof *s->ids, 4096, DFPO_NOCAP, err)))
+        break;
       s->ids[s->n++] = (int)v;
       p = end;
     }
@@ -139,14 +132,9 @@ static int read_stream(const char *path, int vocab, stream *s, dfpo_err *err) {
 }
 
 static int stream_push(stream *s, int id, dfpo_err *err) {
-  if (s->n + 1 > s->cap) {
-    size_t cap = s->cap ? 2 * s->cap : 4096;
-    int *g = realloc(s->ids, cap * sizeof(int));
-    if (!g)
-      return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
-    s->ids = g;
-    s->cap = cap;
-  }
+  int rc = dfpo_grow(&s->ids, &s->cap, s->n + 1, sizeof *s->ids, 4096, DFPO_NOCAP, err);
+  if (rc)
+    return rc;
   s->ids[s->n++] = id;
   return DFPO_OK;
 }

@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -235,12 +236,9 @@ static res_task *task_get(res_suite *r, const char *name, dfpo_err *err) {
   for (int i = 0; i < r->n_tasks; i++)
     if (!strcmp(r->tasks[i].name, name))
       return &r->tasks[i];
-  res_task *g = realloc(r->tasks, sizeof *g * (size_t)(r->n_tasks + 1));
-  if (!g) {
-    dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  if (dfpo_grow(&r->tasks, &r->cap_tasks, (size_t)r->n_tasks + 1, sizeof *r->tasks, 8, INT_MAX,
+                err))
     return NULL;
-  }
-  r->tasks = g;
   res_task *t = &r->tasks[r->n_tasks++];
   memset(t, 0, sizeof *t);
   suite_fmt(t->name, sizeof t->name, "%s", name);
@@ -251,12 +249,9 @@ static res_variant *variant_get(res_task *t, const char *name, dfpo_err *err) {
   int i = res_variant_index(t, name);
   if (i >= 0)
     return &t->variants[i];
-  res_variant *g = realloc(t->variants, sizeof *g * (size_t)(t->n_variants + 1));
-  if (!g) {
-    dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  if (dfpo_grow(&t->variants, &t->cap_variants, (size_t)t->n_variants + 1, sizeof *t->variants, 8,
+                INT_MAX, err))
     return NULL;
-  }
-  t->variants = g;
   res_variant *v = &t->variants[t->n_variants++];
   memset(v, 0, sizeof *v);
   suite_fmt(v->name, sizeof v->name, "%s", name);
@@ -291,23 +286,18 @@ static int read_curve(res_curve *c, const char *path) {
     cJSON *o = cJSON_Parse(line);
     const cJSON *it = o ? cJSON_GetObjectItem(o, "iteration") : NULL;
     if (cJSON_IsNumber(it)) {
-      if ((size_t)c->n == ncap) {
-        ncap = ncap ? 2 * ncap : 64;
-        double *x = realloc(c->x, sizeof(double) * ncap);
-        if (x)
-          c->x = x;
-        for (int k = 0; k < RES_CURVES && x; k++) {
-          double *y = realloc(c->y[k], sizeof(double) * ncap);
-          if (!y)
-            x = NULL;
-          else
-            c->y[k] = y;
-        }
-        if (!x) {
-          cJSON_Delete(o);
-          break;
-        }
+      /* one capacity per array, as a failure part-way leaves them apart */
+      size_t need = (size_t)c->n + 1, cx = ncap, cy[RES_CURVES];
+      int bad = dfpo_grow(&c->x, &cx, need, sizeof *c->x, 64, INT_MAX, NULL);
+      for (int k = 0; k < RES_CURVES; k++) {
+        cy[k] = ncap;
+        bad = bad || dfpo_grow(&c->y[k], &cy[k], need, sizeof *c->y[k], 64, INT_MAX, NULL);
       }
+      if (bad) {
+        cJSON_Delete(o);
+        break;
+      }
+      ncap = cx;
       c->x[c->n] = it->valuedouble;
       for (int k = 0; k < RES_CURVES; k++) {
         const cJSON *v = cJSON_GetObjectItem(o, res_curve_names[k]);
@@ -448,7 +438,7 @@ static char **subdirs(const char *dir) {
   if (!d)
     return NULL;
   char **names = NULL;
-  size_t n = 0;
+  size_t n = 0, cap = 0;
   struct dirent *e;
   while ((e = readdir(d))) {
     if (e->d_name[0] == '.')
@@ -458,10 +448,8 @@ static char **subdirs(const char *dir) {
     struct stat st;
     if (stat(p, &st) || !S_ISDIR(st.st_mode))
       continue;
-    char **g = realloc(names, sizeof *names * (n + 2));
-    if (!g)
+    if (dfpo_grow(&names, &cap, n + 2, sizeof *names, 16, DFPO_NOCAP, NULL))
       break;
-    names = g;
     names[n++] = strdup(e->d_name);
     names[n] = NULL;
   }

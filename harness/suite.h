@@ -88,12 +88,14 @@ typedef struct res_task {
   char metrics[RES_MAX_METRICS][32];
   int n_variants;
   res_variant *variants;
+  size_t cap_variants; /* elements allocated in variants */
 } res_task;
 
 typedef struct res_suite {
   char name[64];
   int n_tasks;
   res_task *tasks;
+  size_t cap_tasks;  /* elements allocated in tasks */
   char *config_json; /* suite.json text, or NULL */
 } res_suite;
 

@@ -115,16 +115,11 @@ int task_load_split(task *t, int split, const char *file, task_keep_fn keep, voi
       cJSON_Delete(rec);
       continue;
     }
-    if (t->n[split] == cap) {
-      size_t nc = cap ? cap * 2 : 256;
-      task_item *ni = realloc(t->items[split], nc * sizeof *ni);
-      if (!ni) {
-        cJSON_Delete(rec);
-        rc = dfpo_err_set(err, DFPO_ERUNTIME, "%s: out of memory", path);
-        break;
-      }
-      t->items[split] = ni;
-      cap = nc;
+    if ((rc = dfpo_grow(&t->items[split], &cap, t->n[split] + 1, sizeof *t->items[split], 256,
+                        DFPO_NOCAP, err))) {
+      cJSON_Delete(rec);
+      dfpo_err_prefix(err, "%s", path);
+      break;
     }
     task_item *it = &t->items[split][t->n[split]++];
     memset(it, 0, sizeof *it);
