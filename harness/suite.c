@@ -108,9 +108,17 @@ int suite_load(suite *s, const char *file, const char *const *sets, int nsets, d
     rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
     goto fail;
   }
-  for (int i = 0; i < s->n_tasks; i++)
+  for (int i = 0; i < s->n_tasks; i++) {
     if ((rc = cfg_get_list_str(&s->conf, "suite.tasks", i, &s->tasks[i], err)))
       goto fail;
+    /* a folder name in every cell path: bounded like a variant's, so that
+     * those paths provably fit their buffers */
+    if (strlen(s->tasks[i]) >= sizeof s->variants[0].name) {
+      rc =
+          dfpo_err_set(err, DFPO_EUSAGE, "suite.tasks: '%.40s...' is too long a name", s->tasks[i]);
+      goto fail;
+    }
+  }
   for (int i = 0; i < s->n_seeds; i++)
     if ((rc = cfg_get_list_int(&s->conf, "suite.seeds", i, &s->seeds[i], err)))
       goto fail;
@@ -316,10 +324,10 @@ static int read_curve(res_curve *c, const char *path) {
 static int read_cell(res_task *t, res_variant *v, int64_t seed, const char *cell, int curves,
                      dfpo_err *err) {
   char path[4200];
-  suite_fmt(path, sizeof path, "%s/eval.json", cell);
   cJSON *o;
-  int rc = cfg_json_read(path, &o, err);
-  if (rc)
+  int rc;
+  if ((rc = dfpo_path_fmt(path, sizeof path, err, "%s/eval.json", cell)) ||
+      (rc = cfg_json_read(path, &o, err)))
     return rc;
   int s = v->n_done;
   if (s == RES_MAX_SEEDS) {
@@ -343,7 +351,8 @@ static int read_cell(res_task *t, res_variant *v, int64_t seed, const char *cell
     v->vals[s][m] = it->valuedouble;
   }
   cJSON_Delete(o);
-  suite_fmt(path, sizeof path, "%s/config.json", cell);
+  if ((rc = dfpo_path_fmt(path, sizeof path, err, "%s/config.json", cell)))
+    return rc;
   dfpo_err e2;
   cJSON *c;
   if (cfg_json_read(path, &c, &e2) == DFPO_OK) {
@@ -355,7 +364,8 @@ static int read_cell(res_task *t, res_variant *v, int64_t seed, const char *cell
     cJSON_Delete(c);
   }
   if (curves) {
-    suite_fmt(path, sizeof path, "%s/train.jsonl", cell);
+    if ((rc = dfpo_path_fmt(path, sizeof path, err, "%s/train.jsonl", cell)))
+      return rc;
     read_curve(&v->curves[s], path);
   }
   v->seeds[s] = seed;
@@ -372,10 +382,12 @@ static int exists(const char *path) {
 static void failure_reason(const char *dir, const char *tname, const char *variant, int64_t seed,
                            char *buf, size_t n) {
   char path[4200];
-  suite_fmt(path, sizeof path, "%s/failed/%s/%s/seed-%lld.txt", dir, tname, variant,
-            (long long)seed);
-  FILE *fp = fopen(path, "r");
   suite_fmt(buf, n, "not run");
+  /* a reason that cannot be named cannot have been written either */
+  if (dfpo_path_fmt(path, sizeof path, NULL, "%s/failed/%s/%s/seed-%lld.txt", dir, tname, variant,
+                    (long long)seed))
+    return;
+  FILE *fp = fopen(path, "r");
   if (!fp)
     return;
   if (fgets(buf, (int)n, fp))
@@ -387,9 +399,10 @@ static int add_expected(res_suite *r, const char *dir, int curves, dfpo_err *err
   dfpo_err e;
   suite s;
   char path[4200];
-  suite_fmt(path, sizeof path, "%s/suite.json", dir);
-  int rc = suite_load(&s, path, NULL, 0, &e);
-  if (rc) {
+  int rc = dfpo_path_fmt(path, sizeof path, err, "%s/suite.json", dir);
+  if (rc)
+    return rc;
+  if ((rc = suite_load(&s, path, NULL, 0, &e))) {
     *err = e;
     return rc;
   }
@@ -410,9 +423,10 @@ static int add_expected(res_suite *r, const char *dir, int curves, dfpo_err *err
       v->n_expected = s.n_seeds;
       for (int si = 0; !rc && si < s.n_seeds; si++) {
         char cell[4200];
-        suite_fmt(cell, sizeof cell, "%s/%s/%s/seed-%lld", dir, t->name, v->name,
-                  (long long)s.seeds[si]);
-        suite_fmt(path, sizeof path, "%s/DONE", cell);
+        if ((rc = dfpo_path_fmt(cell, sizeof cell, err, "%s/%s/%s/seed-%lld", dir, t->name, v->name,
+                                (long long)s.seeds[si])) ||
+            (rc = dfpo_path_fmt(path, sizeof path, err, "%s/DONE", cell)))
+          break;
         if (exists(path)) {
           rc = read_cell(t, v, s.seeds[si], cell, curves, err);
         } else if (v->n_missing < RES_MAX_SEEDS) {
@@ -437,16 +451,16 @@ static char **subdirs(const char *dir) {
   DIR *d = opendir(dir);
   if (!d)
     return NULL;
+  int fd = dirfd(d);
   char **names = NULL;
   size_t n = 0, cap = 0;
   struct dirent *e;
   while ((e = readdir(d))) {
     if (e->d_name[0] == '.')
       continue;
-    char p[4200];
-    suite_fmt(p, sizeof p, "%s/%s", dir, e->d_name);
+    /* relative to the open folder: no path to build, none to cut */
     struct stat st;
-    if (stat(p, &st) || !S_ISDIR(st.st_mode))
+    if (fstatat(fd, e->d_name, &st, 0) || !S_ISDIR(st.st_mode))
       continue;
     if (dfpo_grow(&names, &cap, n + 2, sizeof *names, 16, DFPO_NOCAP, NULL))
       break;
@@ -471,19 +485,22 @@ static int add_found(res_suite *r, const char *dir, int curves, dfpo_err *err) {
   char **tasks = subdirs(dir);
   for (size_t ti = 0; !rc && tasks && tasks[ti]; ti++) {
     char tdir[4200];
-    suite_fmt(tdir, sizeof tdir, "%s/%s", dir, tasks[ti]);
+    if ((rc = dfpo_path_fmt(tdir, sizeof tdir, err, "%s/%s", dir, tasks[ti])))
+      break;
     char **vars = subdirs(tdir);
     for (size_t vi = 0; !rc && vars && vars[vi]; vi++) {
       char vdir[4300];
-      suite_fmt(vdir, sizeof vdir, "%s/%s", tdir, vars[vi]);
+      if ((rc = dfpo_path_fmt(vdir, sizeof vdir, err, "%s/%s", tdir, vars[vi])))
+        break;
       char **seeds = subdirs(vdir);
       for (size_t si = 0; !rc && seeds && seeds[si]; si++) {
         long long seed;
         char cell[4400], done[4500];
         if (sscanf(seeds[si], "seed-%lld", &seed) != 1)
           continue;
-        suite_fmt(cell, sizeof cell, "%s/%s", vdir, seeds[si]);
-        suite_fmt(done, sizeof done, "%s/DONE", cell);
+        if ((rc = dfpo_path_fmt(cell, sizeof cell, err, "%s/%s", vdir, seeds[si])) ||
+            (rc = dfpo_path_fmt(done, sizeof done, err, "%s/DONE", cell)))
+          break;
         if (!exists(done))
           continue;
         res_task *t = task_get(r, tasks[ti], err);
@@ -501,11 +518,12 @@ static int add_found(res_suite *r, const char *dir, int curves, dfpo_err *err) {
 int res_collect(res_suite *r, const char *dir, int curves, dfpo_err *err) {
   memset(r, 0, sizeof *r);
   char path[4200];
-  suite_fmt(path, sizeof path, "%s/suite.json", dir);
   struct stat st;
   if (stat(dir, &st) || !S_ISDIR(st.st_mode))
     return dfpo_err_set(err, DFPO_EUSAGE, "%s: not a folder", dir);
   int rc;
+  if ((rc = dfpo_path_fmt(path, sizeof path, err, "%s/suite.json", dir)))
+    return rc;
   if (exists(path)) {
     size_t len;
     if ((rc = dfpo_read_file(path, &r->config_json, &len, err)))
