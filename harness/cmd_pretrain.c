@@ -366,11 +366,11 @@ static int read_split(const char *const *files, int n, tok_tokenizer *tok, int v
 static int pt_run(const pt_opts *o, const char *conf_json, dfpo_err *err) {
   const char *out = o->out;
   char ckpt_path[4096], log_path[4096], conf_path[4096];
-  snprintf(ckpt_path, sizeof ckpt_path, "%s/checkpoint.bin", out);
-  snprintf(log_path, sizeof log_path, "%s/train.jsonl", out);
-  snprintf(conf_path, sizeof conf_path, "%s/config.json", out);
   int rc;
-  if ((rc = dfpo_mkdirs(out, err)))
+  if ((rc = dfpo_path_fmt(ckpt_path, sizeof ckpt_path, err, "%s/checkpoint.bin", out)) ||
+      (rc = dfpo_path_fmt(log_path, sizeof log_path, err, "%s/train.jsonl", out)) ||
+      (rc = dfpo_path_fmt(conf_path, sizeof conf_path, err, "%s/config.json", out)) ||
+      (rc = dfpo_mkdirs(out, err)))
     return rc;
   tok_tokenizer *tok = NULL;
   if (o->tokdir && (rc = tok_load(&tok, o->tokdir, err)))

@@ -161,9 +161,8 @@ int task_find_data(task *t, const cfg *conf, const char *dataset, dfpo_err *err)
   if (rc)
     return rc;
   if (dd[0]) {
-    snprintf(t->data_dir, sizeof t->data_dir, "%s", dd);
     t->data_verified = -1;
-    return DFPO_OK;
+    return dfpo_path_fmt(t->data_dir, sizeof t->data_dir, err, "%s", dd);
   }
   ds_manifest m;
   if ((rc = ds_manifest_load(&m, NULL, err)))
@@ -193,9 +192,8 @@ int task_open_judge(task *t, const cfg *conf, const char *name, const char *role
   int rc = cfg_get_str(conf, key, &d, err);
   if (rc)
     return rc;
-  if (d[0])
-    snprintf(dir, sizeof dir, "%s", d);
-  else if ((rc = met_judge_dir(name, dir, sizeof dir, err)))
+  if ((rc = d[0] ? dfpo_path_fmt(dir, sizeof dir, err, "%s", d)
+                 : met_judge_dir(name, dir, sizeof dir, err)))
     return rc;
   cJSON *card = NULL;
   if ((rc = met_judge_load(out, dir, &card, err)))
