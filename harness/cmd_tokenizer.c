@@ -1,10 +1,4 @@
 #include "harness/cli.h"
-#include "trainer/device.h"
-#include "trainer/gpt2.h"
-#include "trainer/model.h"
-#include "trainer/optim.h"
-#include "trainer/rl.h"
-#include "trainer/sample.h"
 #include "trainer/tok.h"
 
 #include <errno.h>

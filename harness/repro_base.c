@@ -8,12 +8,7 @@
 #include "harness/cli.h"
 #include "harness/repro_internal.h"
 #include "harness/task_internal.h"
-#include "trainer/device.h"
-#include "trainer/gpt2.h"
 #include "trainer/model.h"
-#include "trainer/optim.h"
-#include "trainer/rl.h"
-#include "trainer/sample.h"
 #include "trainer/tok.h"
 
 #include <cjson/cJSON.h>
