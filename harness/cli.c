@@ -1,11 +1,5 @@
 #include "harness/cli.h"
 #include "trainer/device.h"
-#include "trainer/gpt2.h"
-#include "trainer/model.h"
-#include "trainer/optim.h"
-#include "trainer/rl.h"
-#include "trainer/sample.h"
-#include "trainer/tok.h"
 
 #include <errno.h>
 #include <getopt.h>

@@ -6,7 +6,6 @@
 #include "trainer/optim.h"
 #include "trainer/rl.h"
 #include "trainer/sample.h"
-#include "trainer/tok.h"
 
 #include <getopt.h>
 #include <math.h>

@@ -70,14 +70,10 @@ static int check(const char *base_path, const char *dir, double alpha, dfpo_err 
         int nx = res_values(bv, m, x);
         if (nx < 2)
           continue; /* nothing to compare against */
-        if (n == cap) {
-          cmp *g = realloc(all, sizeof *all * (cap *= 2));
-          if (!g) {
-            free(all);
-            all = NULL;
-            break;
-          }
-          all = g;
+        if (dfpo_grow(&all, &cap, n + 1, sizeof *all, 16, DFPO_NOCAP, NULL)) {
+          free(all);
+          all = NULL;
+          break;
         }
         cmp *e = &all[n++];
         memset(e, 0, sizeof *e);

@@ -1,9 +1,5 @@
 #include "harness/cli.h"
-#include "trainer/device.h"
-#include "trainer/gpt2.h"
 #include "trainer/model.h"
-#include "trainer/optim.h"
-#include "trainer/rl.h"
 #include "trainer/sample.h"
 #include "trainer/tok.h"
 
@@ -133,27 +129,19 @@ typedef struct prompts {
 } prompts;
 
 static int prompts_add(prompts *p, int *ids, int n, char *text, size_t tlen, dfpo_err *err) {
-  if (p->n == p->cap) {
-    size_t cap = p->cap ? 2 * p->cap : 64;
-    int **a = realloc(p->ids, cap * sizeof *a);
-    if (a)
-      p->ids = a;
-    int *b = realloc(p->len, cap * sizeof *b);
-    if (b)
-      p->len = b;
-    char **c = realloc(p->text, cap * sizeof *c);
-    if (c)
-      p->text = c;
-    size_t *d = realloc(p->tlen, cap * sizeof *d);
-    if (d)
-      p->tlen = d;
-    if (!a || !b || !c || !d) {
-      free(ids);
-      free(text);
-      return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
-    }
-    p->cap = cap;
+  /* one capacity per array: a failure part-way leaves the grown ones valid
+   * and p->cap at the old, smaller count, which all of them still hold */
+  size_t ca = p->cap, cb = p->cap, cc = p->cap, cd = p->cap;
+  int rc;
+  if ((rc = dfpo_grow(&p->ids, &ca, p->n + 1, sizeof *p->ids, 64, DFPO_NOCAP, err)) ||
+      (rc = dfpo_grow(&p->len, &cb, p->n + 1, sizeof *p->len, 64, DFPO_NOCAP, err)) ||
+      (rc = dfpo_grow(&p->text, &cc, p->n + 1, sizeof *p->text, 64, DFPO_NOCAP, err)) ||
+      (rc = dfpo_grow(&p->tlen, &cd, p->n + 1, sizeof *p->tlen, 64, DFPO_NOCAP, err))) {
+    free(ids);
+    free(text);
+    return rc;
   }
+  p->cap = ca;
   p->ids[p->n] = ids;
   p->len[p->n] = n;
   p->tlen[p->n] = tlen;

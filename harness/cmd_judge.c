@@ -113,9 +113,10 @@ static int do_train(const judge_task *t, const char *splits, const char *jdir, s
                     const met_judge_opts *o, dfpo_err *err) {
   char dir[4096], version[64] = "";
   int verified = 0, rc = DFPO_OK;
-  if (splits) /* a folder outside the cache: nothing says it was checked */
-    snprintf(dir, sizeof dir, "%s", splits);
-  else if ((rc = split_dir(t, dir, sizeof dir, &verified, version, err)))
+  if (splits) { /* a folder outside the cache: nothing says it was checked */
+    if ((rc = dfpo_path_fmt(dir, sizeof dir, err, "%s", splits)))
+      return rc;
+  } else if ((rc = split_dir(t, dir, sizeof dir, &verified, version, err)))
     return rc;
   met_judge_data tr = {0}, va = {0};
   met_judge *j = NULL;
@@ -383,9 +384,8 @@ int cmd_judge(int argc, char **argv) {
   dfpo_err err;
   dfpo_err_clear(&err);
   char jdir[4096];
-  if (dir)
-    snprintf(jdir, sizeof jdir, "%s", dir);
-  else if (met_judge_dir(name, jdir, sizeof jdir, &err))
+  if (dir ? dfpo_path_fmt(jdir, sizeof jdir, &err, "%s", dir)
+          : met_judge_dir(name, jdir, sizeof jdir, &err))
     return cli_fail(&err);
   judge_task tbuf;
   const judge_task *t = find_task(name, &tbuf);

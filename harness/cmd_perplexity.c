@@ -1,10 +1,5 @@
 #include "harness/cli.h"
-#include "trainer/device.h"
-#include "trainer/gpt2.h"
 #include "trainer/model.h"
-#include "trainer/optim.h"
-#include "trainer/rl.h"
-#include "trainer/sample.h"
 #include "trainer/tok.h"
 
 #include <ctype.h>
@@ -65,15 +60,8 @@ static long parse_ids(const char *line, const char *file, long lineno, int vocab
                    (long)(p - line) + 1, vocab);
       return -1;
     }
-    if ((size_t)n + 2 > *cap) {
-      *cap = *cap ? *cap * 2 : 256;
-      int *grown = realloc(*ids, *cap * sizeof(int));
-      if (!grown) {
-        dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
-        return -1;
-      }
-      *ids = grown;
-    }
+    if (dfpo_grow(ids, cap, (size_t)n + 2, sizeof **ids, 256, DFPO_NOCAP, err))
+      return -1;
     (*ids)[n++] = (int)v;
     p = end;
   }
@@ -93,16 +81,8 @@ static long encode_line(tok_tokenizer *tok, const char *line, size_t len, const 
     dfpo_err_prefix(err, "%s:%ld", file, lineno);
     return -1;
   }
-  if (v->n + 2 > *cap) {
-    size_t ncap = v->n + 2 > 2 * *cap ? v->n + 2 : 2 * *cap;
-    int *grown = realloc(*ids, ncap * sizeof(int));
-    if (!grown) {
-      dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
-      return -1;
-    }
-    *ids = grown;
-    *cap = ncap;
-  }
+  if (dfpo_grow(ids, cap, v->n + 2, sizeof **ids, 0, DFPO_NOCAP, err))
+    return -1;
   for (size_t i = 0; i < v->n; i++)
     (*ids)[i] = v->ids[i];
   return (long)v->n;

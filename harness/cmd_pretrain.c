@@ -1,11 +1,8 @@
 #include "harness/cli.h"
 #include "harness/config.h"
-#include "trainer/device.h"
 #include "trainer/gpt2.h"
 #include "trainer/model.h"
 #include "trainer/optim.h"
-#include "trainer/rl.h"
-#include "trainer/sample.h"
 #include "trainer/tok.h"
 
 #include <cjson/cJSON.h>
@@ -118,15 +115,8 @@ static int read_stream(const char *path, int vocab, stream *s, dfpo_err *err) {
                           (long)(p - line) + 1, vocab);
         break;
       }
-      if (s->n + 2 > s->cap) {
-        s->cap = s->cap ? 2 * s->cap : 4096;
-        int *g = realloc(s->ids, s->cap * sizeof(int));
-        if (!g) {
-          rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
-          break;
-        }
-        s->ids = g;
-      }
+      if ((rc = dfpo_grow(&s->ids, &s->cap, s->n + 2, sizeof *s->ids, 4096, DFPO_NOCAP, err)))
+        break;
       s->ids[s->n++] = (int)v;
       p = end;
     }
@@ -139,14 +129,9 @@ static int read_stream(const char *path, int vocab, stream *s, dfpo_err *err) {
 }
 
 static int stream_push(stream *s, int id, dfpo_err *err) {
-  if (s->n + 1 > s->cap) {
-    size_t cap = s->cap ? 2 * s->cap : 4096;
-    int *g = realloc(s->ids, cap * sizeof(int));
-    if (!g)
-      return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
-    s->ids = g;
-    s->cap = cap;
-  }
+  int rc = dfpo_grow(&s->ids, &s->cap, s->n + 1, sizeof *s->ids, 4096, DFPO_NOCAP, err);
+  if (rc)
+    return rc;
   s->ids[s->n++] = id;
   return DFPO_OK;
 }
@@ -378,11 +363,11 @@ static int read_split(const char *const *files, int n, tok_tokenizer *tok, int v
 static int pt_run(const pt_opts *o, const char *conf_json, dfpo_err *err) {
   const char *out = o->out;
   char ckpt_path[4096], log_path[4096], conf_path[4096];
-  snprintf(ckpt_path, sizeof ckpt_path, "%s/checkpoint.bin", out);
-  snprintf(log_path, sizeof log_path, "%s/train.jsonl", out);
-  snprintf(conf_path, sizeof conf_path, "%s/config.json", out);
   int rc;
-  if ((rc = dfpo_mkdirs(out, err)))
+  if ((rc = dfpo_path_fmt(ckpt_path, sizeof ckpt_path, err, "%s/checkpoint.bin", out)) ||
+      (rc = dfpo_path_fmt(log_path, sizeof log_path, err, "%s/train.jsonl", out)) ||
+      (rc = dfpo_path_fmt(conf_path, sizeof conf_path, err, "%s/config.json", out)) ||
+      (rc = dfpo_mkdirs(out, err)))
     return rc;
   tok_tokenizer *tok = NULL;
   if (o->tokdir && (rc = tok_load(&tok, o->tokdir, err)))

@@ -99,7 +99,9 @@ static void deviations(const res_suite *r, const res_task *t, const char *dir, n
   if (d && d->report_note)
     note(n, "%s", d->report_note);
   if (d && !d->paper) {
-    char path[4200];
+    /* dir fits 4200 with "/suite.json" (res_collect) and a task name is under
+     * 32 bytes, so the path fits */
+    char path[4300];
     suite_fmt(path, sizeof path, "%s/base-%s.json", dir, t->name);
     dfpo_err e;
     cJSON *b;
@@ -462,9 +464,11 @@ int res_report(const char *dir, int plots, dfpo_err *err) {
   int rc = res_collect(&r, dir, plots, err);
   if (rc)
     return rc;
+  /* the files in it add at most a task name (31 bytes) and a suffix to outdir
+   * and so fit their buffers of 4300 */
   char outdir[4200], path[4300];
-  suite_fmt(outdir, sizeof outdir, "%s/report", dir);
-  if ((rc = dfpo_mkdirs(outdir, err))) {
+  if ((rc = dfpo_path_fmt(outdir, sizeof outdir, err, "%s/report", dir)) ||
+      (rc = dfpo_mkdirs(outdir, err))) {
     res_free(&r);
     return rc;
   }

@@ -269,25 +269,24 @@ static int run_cell(repro *r, int i, dfpo_err *err) {
 
 /* The shared-data folder: --shared-data, else $DFPO_SHARED_DATA, else
  * ../shared/data beside the source tree. */
-static void repro_shared_data(const char *opt, char *buf, size_t n) {
+static int repro_shared_data(const char *opt, char *buf, size_t n, dfpo_err *err) {
   const char *env = getenv("DFPO_SHARED_DATA");
   if (opt && opt[0])
-    suite_fmt(buf, n, "%s", opt);
-  else if (env && env[0])
-    suite_fmt(buf, n, "%s", env);
-  else
-    suite_fmt(buf, n, "%s/../shared/data", DFPO_SOURCE_DIR);
+    return dfpo_path_fmt(buf, n, err, "%s", opt);
+  if (env && env[0])
+    return dfpo_path_fmt(buf, n, err, "%s", env);
+  return dfpo_path_fmt(buf, n, err, "%s/../shared/data", DFPO_SOURCE_DIR);
 }
 
 static int find_suite(const char *name, char *buf, size_t n) {
   if (strchr(name, '/'))
     return -1;
-  suite_fmt(buf, n, "configs/%s.json", name);
-  if (repro_exists(buf))
+  /* a name too long for a path is no suite's */
+  if (!dfpo_path_fmt(buf, n, NULL, "configs/%s.json", name) && repro_exists(buf))
     return 0;
 #ifdef DFPO_SOURCE_DIR
-  suite_fmt(buf, n, "%s/configs/%s.json", DFPO_SOURCE_DIR, name);
-  if (repro_exists(buf))
+  if (!dfpo_path_fmt(buf, n, NULL, "%s/configs/%s.json", DFPO_SOURCE_DIR, name) &&
+      repro_exists(buf))
     return 0;
 #endif
   return -1;
@@ -315,10 +314,12 @@ static int reproduce(repro *r, const char *file, const char *const *sets, int ns
   char abs[PATH_MAX];
   if (!realpath(r->out, abs))
     return dfpo_err_errno(err, DFPO_ERUNTIME, errno, "%s", r->out);
-  suite_fmt(r->out, sizeof r->out, "%s", abs);
-  if (strlen(r->out) + strlen(r->s.name) + 200 >= sizeof r->root)
-    return dfpo_err_set(err, DFPO_EUSAGE, "--out path too long");
-  suite_fmt(r->root, sizeof r->root, "%s/%s", r->out, r->s.name);
+  /* root is cut 200 bytes short of its buffer: the cell, staging, log and
+   * failure paths below add at most the task, variant and seed to it (each
+   * checked when loaded) and so fit their fixed buffers */
+  if ((rc = dfpo_path_fmt(r->out, sizeof r->out, err, "%s", abs)) ||
+      (rc = dfpo_path_fmt(r->root, sizeof r->root - 200, err, "%s/%s", r->out, r->s.name)))
+    return rc;
   suite_fmt(r->config, sizeof r->config, "%s/suite.json", r->root);
   if ((rc = dfpo_mkdirs(r->root, err)))
     return rc;
@@ -508,12 +509,13 @@ int cmd_reproduce(int argc, char **argv) {
   }
   repro r;
   memset(&r, 0, sizeof r);
-  suite_fmt(r.out, sizeof r.out, "%s", out);
-  repro_shared_data(shared, r.shared_data, sizeof r.shared_data);
   dfpo_err err;
   dfpo_err_clear(&err);
-  rc =
-      reproduce(&r, file, (const char *const *)sets, nsets, emit, max_cells, only_cell, prep, &err);
+  /* before anything is made under the folder: a cut --out would be another */
+  if (!(rc = dfpo_path_fmt(r.out, sizeof r.out, &err, "%s", out)) &&
+      !(rc = repro_shared_data(shared, r.shared_data, sizeof r.shared_data, &err)))
+    rc = reproduce(&r, file, (const char *const *)sets, nsets, emit, max_cells, only_cell, prep,
+                   &err);
   if (rc)
     rc = cli_fail(&err);
   suite_free(&r.s);

@@ -1,10 +1,4 @@
 #include "harness/cli.h"
-#include "trainer/device.h"
-#include "trainer/gpt2.h"
-#include "trainer/model.h"
-#include "trainer/optim.h"
-#include "trainer/rl.h"
-#include "trainer/sample.h"
 #include "trainer/tok.h"
 
 #include <errno.h>
@@ -63,14 +57,9 @@ static int read_stdin(char **data, size_t *len, dfpo_err *err) {
   if (!buf)
     return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
   for (;;) {
-    if (n == cap) {
-      char *b = realloc(buf, cap * 2);
-      if (!b) {
-        free(buf);
-        return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory reading stdin");
-      }
-      buf = b;
-      cap *= 2;
+    if (dfpo_grow(&buf, &cap, n + 1, 1, 0, DFPO_NOCAP, NULL)) {
+      free(buf);
+      return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory reading stdin");
     }
     size_t k = fread(buf + n, 1, cap - n, stdin);
     n += k;
@@ -212,14 +201,9 @@ static int parse_ids(const char *s, size_t len, size_t line, tok_ids *v, dfpo_er
       return dfpo_err_set(err, DFPO_EDATA, "stdin:%zu: \"%.*s\" is not a token id", line,
                           (int)(e - st > 40 ? 40 : e - st), s + st);
     }
-    if (v->n == v->cap) {
-      size_t ncap = v->cap ? v->cap * 2 : 1024;
-      int32_t *ids = realloc(v->ids, ncap * sizeof *ids);
-      if (!ids)
-        return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
-      v->ids = ids;
-      v->cap = ncap;
-    }
+    int rc = dfpo_grow(&v->ids, &v->cap, v->n + 1, sizeof *v->ids, 1024, DFPO_NOCAP, err);
+    if (rc)
+      return rc;
     v->ids[v->n++] = (int32_t)x;
   }
   return DFPO_OK;

@@ -115,10 +115,11 @@ static int setup(trn_run *r, dfpo_err *err) {
                         s->max_prompt, r->sampling.max_new, n_ctx);
   if ((rc = tokenize_prompts(r, err)))
     return rc;
-  int w = snprintf(r->dir, sizeof r->dir, "%s/%s/%s/%s/seed-%lld", s->out, s->suite, s->task_name,
-                   s->algo_name, (long long)s->seed);
-  if (w < 0 || (size_t)w >= sizeof r->dir)
-    return dfpo_err_set(err, DFPO_EUSAGE, "train: run folder path too long");
+  /* the paths under it add at most "/checkpoint/resume/policy-<iteration>.ckpt"
+   * and so fit their buffers of 4200 and more */
+  if ((rc = dfpo_path_fmt(r->dir, sizeof r->dir, err, "%s/%s/%s/%s/seed-%lld", s->out, s->suite,
+                          s->task_name, s->algo_name, (long long)s->seed)))
+    return dfpo_err_prefix(err, "train: run folder");
   char ck[4200];
   snprintf(ck, sizeof ck, "%s/checkpoint", r->dir);
   if ((rc = dfpo_mkdirs(ck, err)))

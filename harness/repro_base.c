@@ -8,12 +8,7 @@
 #include "harness/cli.h"
 #include "harness/repro_internal.h"
 #include "harness/task_internal.h"
-#include "trainer/device.h"
-#include "trainer/gpt2.h"
 #include "trainer/model.h"
-#include "trainer/optim.h"
-#include "trainer/rl.h"
-#include "trainer/sample.h"
 #include "trainer/tok.h"
 
 #include <cjson/cJSON.h>
@@ -328,7 +323,8 @@ done:
     return rc;
 link:
   /* the suite folder records which base its cells used */
-  suite_fmt(path, sizeof path, "%s/base-%s.json", b->root, b->task);
+  if ((rc = dfpo_path_fmt(path, sizeof path, err, "%s/base-%s.json", b->root, b->task)))
+    return rc;
   {
     cJSON *o;
     if ((rc = cfg_json_read(stamp, &o, err)))
@@ -360,7 +356,8 @@ static int text_splits(const task_def *d, const task_base *b, char *dir, size_t 
     return rc;
   *from_cache = !dd[0];
   if (dd[0]) {
-    suite_fmt(dir, n, "%s", dd);
+    if ((rc = dfpo_path_fmt(dir, n, err, "%s", dd)))
+      return rc;
     dfpo_info("reproduce: %s data: the split files in %s (task.data_dir)", d->name, dir);
     return DFPO_OK;
   }
@@ -620,7 +617,8 @@ static int text_judge(const task_def *d, task_base *b, const char *cache, const 
       (rc = cfg_get_int(c, "judge.max_texts", &limit, err)))
     return rc;
   if (given[0]) {
-    suite_fmt(b->judge, sizeof b->judge, "%s", given);
+    if ((rc = dfpo_path_fmt(b->judge, sizeof b->judge, err, "%s", given)))
+      return rc;
     dfpo_info("reproduce: %s judge: %s (%s)", d->name, given, jkey);
     return DFPO_OK;
   }
@@ -718,8 +716,8 @@ int repro_base_text(const task_def *d, task_base *b, dfpo_err *err) {
   cJSON_AddStringToObject(o, "model", b->model);
   cJSON_AddStringToObject(o, "tokenizer", b->tok);
   cJSON_AddStringToObject(o, "judge", b->judge);
-  suite_fmt(path, sizeof path, "%s/base-%s.json", b->root, b->task);
-  rc = cfg_json_write(path, o, err);
+  if (!(rc = dfpo_path_fmt(path, sizeof path, err, "%s/base-%s.json", b->root, b->task)))
+    rc = cfg_json_write(path, o, err);
   cJSON_Delete(o);
   return rc;
 }
@@ -732,12 +730,16 @@ static int imported_base(task_base *b, const char *model, const char *tok, dfpo_
   int rc = dfpo_cache_dir(cache, sizeof cache, err);
   if (rc)
     return rc;
-  if (model[0])
-    suite_fmt(b->model, sizeof b->model, "%s", model);
-  else
+  /* the cache's paths fit (its folder is under 1024 bytes); given ones may not */
+  if (model[0]) {
+    if ((rc = dfpo_path_fmt(b->model, sizeof b->model, err, "%s", model)))
+      return rc;
+  } else {
     suite_fmt(b->model, sizeof b->model, "%s/datasets/gpt2-124m/607a30d/model.safetensors", cache);
+  }
   if (tok[0]) {
-    suite_fmt(b->tok, sizeof b->tok, "%s", tok);
+    if ((rc = dfpo_path_fmt(b->tok, sizeof b->tok, err, "%s", tok)))
+      return rc;
   } else {
     static const char *const files[2][2] = {{"gpt2-encoder/1", "encoder.json"},
                                             {"gpt2-vocab/1", "vocab.bpe"}};
@@ -835,9 +837,9 @@ int repro_prepare_base(task_base *b, dfpo_err *err) {
                           init);
     if (!repro_exists(model) || !repro_exists(tok))
       return dfpo_err_set(err, DFPO_EDATA, "base model: %s or %s does not exist", model, tok);
-    suite_fmt(b->model, sizeof b->model, "%s", model);
-    suite_fmt(b->tok, sizeof b->tok, "%s", tok);
-    return DFPO_OK;
+    if ((rc = dfpo_path_fmt(b->model, sizeof b->model, err, "%s", model)))
+      return rc;
+    return dfpo_path_fmt(b->tok, sizeof b->tok, err, "%s", tok);
   }
   const task_def *d = task_find(b->task);
   if (d && d->base)

@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -107,9 +108,17 @@ int suite_load(suite *s, const char *file, const char *const *sets, int nsets, d
     rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
     goto fail;
   }
-  for (int i = 0; i < s->n_tasks; i++)
+  for (int i = 0; i < s->n_tasks; i++) {
     if ((rc = cfg_get_list_str(&s->conf, "suite.tasks", i, &s->tasks[i], err)))
       goto fail;
+    /* a folder name in every cell path: bounded like a variant's, so that
+     * those paths provably fit their buffers */
+    if (strlen(s->tasks[i]) >= sizeof s->variants[0].name) {
+      rc =
+          dfpo_err_set(err, DFPO_EUSAGE, "suite.tasks: '%.40s...' is too long a name", s->tasks[i]);
+      goto fail;
+    }
+  }
   for (int i = 0; i < s->n_seeds; i++)
     if ((rc = cfg_get_list_int(&s->conf, "suite.seeds", i, &s->seeds[i], err)))
       goto fail;
@@ -235,12 +244,9 @@ static res_task *task_get(res_suite *r, const char *name, dfpo_err *err) {
   for (int i = 0; i < r->n_tasks; i++)
     if (!strcmp(r->tasks[i].name, name))
       return &r->tasks[i];
-  res_task *g = realloc(r->tasks, sizeof *g * (size_t)(r->n_tasks + 1));
-  if (!g) {
-    dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  if (dfpo_grow(&r->tasks, &r->cap_tasks, (size_t)r->n_tasks + 1, sizeof *r->tasks, 8, INT_MAX,
+                err))
     return NULL;
-  }
-  r->tasks = g;
   res_task *t = &r->tasks[r->n_tasks++];
   memset(t, 0, sizeof *t);
   suite_fmt(t->name, sizeof t->name, "%s", name);
@@ -251,12 +257,9 @@ static res_variant *variant_get(res_task *t, const char *name, dfpo_err *err) {
   int i = res_variant_index(t, name);
   if (i >= 0)
     return &t->variants[i];
-  res_variant *g = realloc(t->variants, sizeof *g * (size_t)(t->n_variants + 1));
-  if (!g) {
-    dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  if (dfpo_grow(&t->variants, &t->cap_variants, (size_t)t->n_variants + 1, sizeof *t->variants, 8,
+                INT_MAX, err))
     return NULL;
-  }
-  t->variants = g;
   res_variant *v = &t->variants[t->n_variants++];
   memset(v, 0, sizeof *v);
   suite_fmt(v->name, sizeof v->name, "%s", name);
@@ -291,23 +294,18 @@ static int read_curve(res_curve *c, const char *path) {
     cJSON *o = cJSON_Parse(line);
     const cJSON *it = o ? cJSON_GetObjectItem(o, "iteration") : NULL;
     if (cJSON_IsNumber(it)) {
-      if ((size_t)c->n == ncap) {
-        ncap = ncap ? 2 * ncap : 64;
-        double *x = realloc(c->x, sizeof(double) * ncap);
-        if (x)
-          c->x = x;
-        for (int k = 0; k < RES_CURVES && x; k++) {
-          double *y = realloc(c->y[k], sizeof(double) * ncap);
-          if (!y)
-            x = NULL;
-          else
-            c->y[k] = y;
-        }
-        if (!x) {
-          cJSON_Delete(o);
-          break;
-        }
+      /* one capacity per array, as a failure part-way leaves them apart */
+      size_t need = (size_t)c->n + 1, cx = ncap, cy[RES_CURVES];
+      int bad = dfpo_grow(&c->x, &cx, need, sizeof *c->x, 64, INT_MAX, NULL);
+      for (int k = 0; k < RES_CURVES; k++) {
+        cy[k] = ncap;
+        bad = bad || dfpo_grow(&c->y[k], &cy[k], need, sizeof *c->y[k], 64, INT_MAX, NULL);
       }
+      if (bad) {
+        cJSON_Delete(o);
+        break;
+      }
+      ncap = cx;
       c->x[c->n] = it->valuedouble;
       for (int k = 0; k < RES_CURVES; k++) {
         const cJSON *v = cJSON_GetObjectItem(o, res_curve_names[k]);
@@ -326,10 +324,10 @@ static int read_curve(res_curve *c, const char *path) {
 static int read_cell(res_task *t, res_variant *v, int64_t seed, const char *cell, int curves,
                      dfpo_err *err) {
   char path[4200];
-  suite_fmt(path, sizeof path, "%s/eval.json", cell);
   cJSON *o;
-  int rc = cfg_json_read(path, &o, err);
-  if (rc)
+  int rc;
+  if ((rc = dfpo_path_fmt(path, sizeof path, err, "%s/eval.json", cell)) ||
+      (rc = cfg_json_read(path, &o, err)))
     return rc;
   int s = v->n_done;
   if (s == RES_MAX_SEEDS) {
@@ -353,7 +351,8 @@ static int read_cell(res_task *t, res_variant *v, int64_t seed, const char *cell
     v->vals[s][m] = it->valuedouble;
   }
   cJSON_Delete(o);
-  suite_fmt(path, sizeof path, "%s/config.json", cell);
+  if ((rc = dfpo_path_fmt(path, sizeof path, err, "%s/config.json", cell)))
+    return rc;
   dfpo_err e2;
   cJSON *c;
   if (cfg_json_read(path, &c, &e2) == DFPO_OK) {
@@ -365,7 +364,8 @@ static int read_cell(res_task *t, res_variant *v, int64_t seed, const char *cell
     cJSON_Delete(c);
   }
   if (curves) {
-    suite_fmt(path, sizeof path, "%s/train.jsonl", cell);
+    if ((rc = dfpo_path_fmt(path, sizeof path, err, "%s/train.jsonl", cell)))
+      return rc;
     read_curve(&v->curves[s], path);
   }
   v->seeds[s] = seed;
@@ -382,10 +382,12 @@ static int exists(const char *path) {
 static void failure_reason(const char *dir, const char *tname, const char *variant, int64_t seed,
                            char *buf, size_t n) {
   char path[4200];
-  suite_fmt(path, sizeof path, "%s/failed/%s/%s/seed-%lld.txt", dir, tname, variant,
-            (long long)seed);
-  FILE *fp = fopen(path, "r");
   suite_fmt(buf, n, "not run");
+  /* a reason that cannot be named cannot have been written either */
+  if (dfpo_path_fmt(path, sizeof path, NULL, "%s/failed/%s/%s/seed-%lld.txt", dir, tname, variant,
+                    (long long)seed))
+    return;
+  FILE *fp = fopen(path, "r");
   if (!fp)
     return;
   if (fgets(buf, (int)n, fp))
@@ -397,9 +399,10 @@ static int add_expected(res_suite *r, const char *dir, int curves, dfpo_err *err
   dfpo_err e;
   suite s;
   char path[4200];
-  suite_fmt(path, sizeof path, "%s/suite.json", dir);
-  int rc = suite_load(&s, path, NULL, 0, &e);
-  if (rc) {
+  int rc = dfpo_path_fmt(path, sizeof path, err, "%s/suite.json", dir);
+  if (rc)
+    return rc;
+  if ((rc = suite_load(&s, path, NULL, 0, &e))) {
     *err = e;
     return rc;
   }
@@ -420,9 +423,10 @@ static int add_expected(res_suite *r, const char *dir, int curves, dfpo_err *err
       v->n_expected = s.n_seeds;
       for (int si = 0; !rc && si < s.n_seeds; si++) {
         char cell[4200];
-        suite_fmt(cell, sizeof cell, "%s/%s/%s/seed-%lld", dir, t->name, v->name,
-                  (long long)s.seeds[si]);
-        suite_fmt(path, sizeof path, "%s/DONE", cell);
+        if ((rc = dfpo_path_fmt(cell, sizeof cell, err, "%s/%s/%s/seed-%lld", dir, t->name, v->name,
+                                (long long)s.seeds[si])) ||
+            (rc = dfpo_path_fmt(path, sizeof path, err, "%s/DONE", cell)))
+          break;
         if (exists(path)) {
           rc = read_cell(t, v, s.seeds[si], cell, curves, err);
         } else if (v->n_missing < RES_MAX_SEEDS) {
@@ -447,21 +451,19 @@ static char **subdirs(const char *dir) {
   DIR *d = opendir(dir);
   if (!d)
     return NULL;
+  int fd = dirfd(d);
   char **names = NULL;
-  size_t n = 0;
+  size_t n = 0, cap = 0;
   struct dirent *e;
   while ((e = readdir(d))) {
     if (e->d_name[0] == '.')
       continue;
-    char p[4200];
-    suite_fmt(p, sizeof p, "%s/%s", dir, e->d_name);
+    /* relative to the open folder: no path to build, none to cut */
     struct stat st;
-    if (stat(p, &st) || !S_ISDIR(st.st_mode))
+    if (fstatat(fd, e->d_name, &st, 0) || !S_ISDIR(st.st_mode))
       continue;
-    char **g = realloc(names, sizeof *names * (n + 2));
-    if (!g)
+    if (dfpo_grow(&names, &cap, n + 2, sizeof *names, 16, DFPO_NOCAP, NULL))
       break;
-    names = g;
     names[n++] = strdup(e->d_name);
     names[n] = NULL;
   }
@@ -483,19 +485,22 @@ static int add_found(res_suite *r, const char *dir, int curves, dfpo_err *err) {
   char **tasks = subdirs(dir);
   for (size_t ti = 0; !rc && tasks && tasks[ti]; ti++) {
     char tdir[4200];
-    suite_fmt(tdir, sizeof tdir, "%s/%s", dir, tasks[ti]);
+    if ((rc = dfpo_path_fmt(tdir, sizeof tdir, err, "%s/%s", dir, tasks[ti])))
+      break;
     char **vars = subdirs(tdir);
     for (size_t vi = 0; !rc && vars && vars[vi]; vi++) {
       char vdir[4300];
-      suite_fmt(vdir, sizeof vdir, "%s/%s", tdir, vars[vi]);
+      if ((rc = dfpo_path_fmt(vdir, sizeof vdir, err, "%s/%s", tdir, vars[vi])))
+        break;
       char **seeds = subdirs(vdir);
       for (size_t si = 0; !rc && seeds && seeds[si]; si++) {
         long long seed;
         char cell[4400], done[4500];
         if (sscanf(seeds[si], "seed-%lld", &seed) != 1)
           continue;
-        suite_fmt(cell, sizeof cell, "%s/%s", vdir, seeds[si]);
-        suite_fmt(done, sizeof done, "%s/DONE", cell);
+        if ((rc = dfpo_path_fmt(cell, sizeof cell, err, "%s/%s", vdir, seeds[si])) ||
+            (rc = dfpo_path_fmt(done, sizeof done, err, "%s/DONE", cell)))
+          break;
         if (!exists(done))
           continue;
         res_task *t = task_get(r, tasks[ti], err);
@@ -513,11 +518,12 @@ static int add_found(res_suite *r, const char *dir, int curves, dfpo_err *err) {
 int res_collect(res_suite *r, const char *dir, int curves, dfpo_err *err) {
   memset(r, 0, sizeof *r);
   char path[4200];
-  suite_fmt(path, sizeof path, "%s/suite.json", dir);
   struct stat st;
   if (stat(dir, &st) || !S_ISDIR(st.st_mode))
     return dfpo_err_set(err, DFPO_EUSAGE, "%s: not a folder", dir);
   int rc;
+  if ((rc = dfpo_path_fmt(path, sizeof path, err, "%s/suite.json", dir)))
+    return rc;
   if (exists(path)) {
     size_t len;
     if ((rc = dfpo_read_file(path, &r->config_json, &len, err)))

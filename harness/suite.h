@@ -47,7 +47,8 @@ void suite_free(suite *s);
 int suite_n_cells(const suite *s);
 void suite_cell(const suite *s, int i, int *task, int *variant, int *seed);
 
-/* snprintf for paths and messages that are cut at n bytes by design. */
+/* snprintf for names and messages that are cut at n bytes by design; a path
+ * that could be cut goes through dfpo_path_fmt instead, which fails. */
 void suite_fmt(char *buf, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Removes a folder tree (like rm -rf); a missing path is fine. */
@@ -88,12 +89,14 @@ typedef struct res_task {
   char metrics[RES_MAX_METRICS][32];
   int n_variants;
   res_variant *variants;
+  size_t cap_variants; /* elements allocated in variants */
 } res_task;
 
 typedef struct res_suite {
   char name[64];
   int n_tasks;
   res_task *tasks;
+  size_t cap_tasks;  /* elements allocated in tasks */
   char *config_json; /* suite.json text, or NULL */
 } res_suite;
 

@@ -115,16 +115,11 @@ int task_load_split(task *t, int split, const char *file, task_keep_fn keep, voi
       cJSON_Delete(rec);
       continue;
     }
-    if (t->n[split] == cap) {
-      size_t nc = cap ? cap * 2 : 256;
-      task_item *ni = realloc(t->items[split], nc * sizeof *ni);
-      if (!ni) {
-        cJSON_Delete(rec);
-        rc = dfpo_err_set(err, DFPO_ERUNTIME, "%s: out of memory", path);
-        break;
-      }
-      t->items[split] = ni;
-      cap = nc;
+    if ((rc = dfpo_grow(&t->items[split], &cap, t->n[split] + 1, sizeof *t->items[split], 256,
+                        DFPO_NOCAP, err))) {
+      cJSON_Delete(rec);
+      dfpo_err_prefix(err, "%s", path);
+      break;
     }
     task_item *it = &t->items[split][t->n[split]++];
     memset(it, 0, sizeof *it);
@@ -166,9 +161,8 @@ int task_find_data(task *t, const cfg *conf, const char *dataset, dfpo_err *err)
   if (rc)
     return rc;
   if (dd[0]) {
-    snprintf(t->data_dir, sizeof t->data_dir, "%s", dd);
     t->data_verified = -1;
-    return DFPO_OK;
+    return dfpo_path_fmt(t->data_dir, sizeof t->data_dir, err, "%s", dd);
   }
   ds_manifest m;
   if ((rc = ds_manifest_load(&m, NULL, err)))
@@ -198,9 +192,8 @@ int task_open_judge(task *t, const cfg *conf, const char *name, const char *role
   int rc = cfg_get_str(conf, key, &d, err);
   if (rc)
     return rc;
-  if (d[0])
-    snprintf(dir, sizeof dir, "%s", d);
-  else if ((rc = met_judge_dir(name, dir, sizeof dir, err)))
+  if ((rc = d[0] ? dfpo_path_fmt(dir, sizeof dir, err, "%s", d)
+                 : met_judge_dir(name, dir, sizeof dir, err)))
     return rc;
   cJSON *card = NULL;
   if ((rc = met_judge_load(out, dir, &card, err)))

@@ -13,8 +13,6 @@
 #include "harness/algo.h"
 #include "harness/config.h"
 #include "harness/task.h"
-#include "trainer/device.h"
-#include "trainer/gpt2.h"
 #include "trainer/model.h"
 #include "trainer/optim.h"
 #include "trainer/rl.h"

@@ -24,27 +24,15 @@ typedef struct ppl_jobs {
 } ppl_jobs;
 
 static int push_job(ppl_jobs *j, const int32_t *tok, int len, int first, size_t item) {
-  if (j->n == j->cap) {
-    size_t cap = j->cap ? j->cap * 2 : 64;
-    ppl_job *p = realloc(j->v, cap * sizeof *p);
-    if (!p)
-      return -1;
-    j->v = p;
-    j->cap = cap;
-  }
+  if (dfpo_grow(&j->v, &j->cap, j->n + 1, sizeof *j->v, 64, DFPO_NOCAP, NULL))
+    return -1;
   j->v[j->n++] = (ppl_job){tok, len, first, item};
   return 0;
 }
 
 static int32_t *own(ppl_jobs *j, size_t n) {
-  if (j->n_owned == j->cap_owned) {
-    size_t cap = j->cap_owned ? j->cap_owned * 2 : 64;
-    int32_t **p = realloc(j->owned, cap * sizeof *p);
-    if (!p)
-      return NULL;
-    j->owned = p;
-    j->cap_owned = cap;
-  }
+  if (dfpo_grow(&j->owned, &j->cap_owned, j->n_owned + 1, sizeof *j->owned, 64, DFPO_NOCAP, NULL))
+    return NULL;
   int32_t *s = malloc((n ? n : 1) * sizeof *s);
   if (s)
     j->owned[j->n_owned++] = s;

@@ -372,7 +372,9 @@ int gpt2_import_safetensors(model_t **out, const char *path, const gpt2_config *
       char cpath[4096];
       const char *slash = strrchr(path, '/');
       int dl = slash ? (int)(slash - path) : 0;
-      snprintf(cpath, sizeof cpath, "%.*s%sconfig.json", dl, path, slash ? "/" : "");
+      if ((rc = dfpo_path_fmt(cpath, sizeof cpath, err, "%.*s%sconfig.json", dl, path,
+                              slash ? "/" : "")))
+        goto done;
       char *text = NULL;
       if (dfpo_read_file(cpath, &text, NULL, NULL) == DFPO_OK) {
         cJSON *cj = cJSON_Parse(text);
@@ -609,7 +611,9 @@ int gpt2_export_safetensors(const gpt2_model *m, const char *path, int write_con
     char cpath[4096];
     const char *slash = strrchr(path, '/');
     int dl = slash ? (int)(slash - path) : 0;
-    snprintf(cpath, sizeof cpath, "%.*s%sconfig.json", dl, path, slash ? "/" : "");
+    if ((rc = dfpo_path_fmt(cpath, sizeof cpath, err, "%.*s%sconfig.json", dl, path,
+                            slash ? "/" : "")))
+      return rc;
     char text[1024];
     int len =
         snprintf(text, sizeof text,

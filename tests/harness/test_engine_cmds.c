@@ -1,11 +1,8 @@
 /* `dfpo perplexity` and `dfpo generate` over token ids, against the engine's
  * library calls on the same model (model_score_tokens, smp_generate). */
 #include "tests/support/support.h"
-#include "trainer/device.h"
 #include "trainer/gpt2.h"
 #include "trainer/model.h"
-#include "trainer/optim.h"
-#include "trainer/rl.h"
 #include "trainer/sample.h"
 #include "trainer/tok.h"
 

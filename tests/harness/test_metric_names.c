@@ -8,12 +8,8 @@
 #include "harness/suite.h"
 #include "harness/task_internal.h"
 #include "tests/support/support.h"
-#include "trainer/device.h"
 #include "trainer/gpt2.h"
 #include "trainer/model.h"
-#include "trainer/optim.h"
-#include "trainer/rl.h"
-#include "trainer/sample.h"
 #include "trainer/tok.h"
 
 #include <cjson/cJSON.h>

@@ -3,12 +3,7 @@
  * checkpoint ends bit-identical to an uninterrupted one. */
 #include "common/common.h"
 #include "tests/support/support.h"
-#include "trainer/device.h"
-#include "trainer/gpt2.h"
 #include "trainer/model.h"
-#include "trainer/optim.h"
-#include "trainer/rl.h"
-#include "trainer/sample.h"
 #include "trainer/tok.h"
 
 #include <cjson/cJSON.h>

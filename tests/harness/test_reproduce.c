@@ -291,6 +291,30 @@ Test(reproduce, emit_slurm_writes_one_array_task_per_cell) {
   cr_expect_neq(access(p, F_OK), 0);
 }
 
+/* An --out too long for the suite's path buffers (about 4000 characters in
+ * folders of 99) is refused by its whole name before anything is made; it
+ * used to be cut at 2047 bytes, the cut folders made, and then refused
+ * without a name. */
+Test(reproduce, too_long_out_is_refused_whole_and_makes_nothing) {
+  char out[4400];
+  int n = snprintf(out, sizeof out, "%s", dir);
+  while (n < 4000)
+    n += snprintf(
+        out + n, sizeof out - (size_t)n, "/%.98s",
+        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+        "xxxxxxxxxxxxxx");
+  char *err;
+  int st = run_suite(out, NULL, NULL, &err);
+  cr_expect_eq(st, 3, "exit %d: %s", st, err);
+  char want[300];
+  snprintf(want, sizeof want, "path too long: %.200s", out);
+  cr_expect(strstr(err, want) != NULL, "%s", err);
+  free(err);
+  char first[400];
+  snprintf(first, sizeof first, "%.*s", (int)strlen(dir) + 99, out);
+  cr_expect_neq(access(first, F_OK), 0, "%s was made", first);
+}
+
 Test(reproduce_cli, bad_suites_are_refused) {
   const char *a1[] = {"reproduce", "--suite", "no-such-suite", NULL};
   char *err;

@@ -1,11 +1,8 @@
 #include "harness/task.h"
 #include "tests/support/support.h"
-#include "trainer/device.h"
 #include "trainer/gpt2.h"
 #include "trainer/model.h"
 #include "trainer/optim.h"
-#include "trainer/rl.h"
-#include "trainer/sample.h"
 #include "trainer/tok.h"
 
 #include <cjson/cJSON.h>

@@ -3,12 +3,8 @@
 #ifndef DFPO_TESTS_TRAINER_GPT2_TESTUTIL_H
 #define DFPO_TESTS_TRAINER_GPT2_TESTUTIL_H
 
-#include "trainer/device.h"
 #include "trainer/gpt2.h"
 #include "trainer/model.h"
-#include "trainer/optim.h"
-#include "trainer/rl.h"
-#include "trainer/sample.h"
 
 #include <criterion/criterion.h>
 #include <math.h>

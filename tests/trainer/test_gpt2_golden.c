@@ -12,6 +12,7 @@
  * lacks torch. */
 #include "tests/support/support.h"
 #include "tests/trainer/gpt2_testutil.h"
+#include "trainer/optim.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>

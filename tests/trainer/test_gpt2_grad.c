@@ -6,6 +6,7 @@
  * |g - fd| / (|g| + |fd|) < 2e-2 in the L2 norm, which a wrong term in any
  * backward op exceeds by orders of magnitude. */
 #include "tests/trainer/gpt2_testutil.h"
+#include "trainer/rl.h"
 
 #include <string.h>
 

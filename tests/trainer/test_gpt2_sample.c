@@ -5,6 +5,7 @@
  * top-k, top-p and logit masks never emit an excluded token; minimum length
  * and end-of-text. */
 #include "tests/trainer/gpt2_testutil.h"
+#include "trainer/sample.h"
 
 #include <string.h>
 

@@ -4,6 +4,7 @@
  * tiny model learning a fixed sequence. */
 #include "tests/support/support.h"
 #include "tests/trainer/gpt2_testutil.h"
+#include "trainer/optim.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -34,7 +34,6 @@
 #include "trainer/optim.h"
 #include "trainer/rl.h"
 #include "trainer/sample.h"
-#include "trainer/tok.h"
 
 #include <criterion/criterion.h>
 #include <math.h>

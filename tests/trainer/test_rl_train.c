@@ -1,4 +1,5 @@
 #include "gpt2_testutil.h"
+#include "trainer/rl.h"
 
 #include <criterion/criterion.h>
 #include <math.h>
