@@ -118,7 +118,8 @@ const cfg_key cfg_schema[] = {
     {"dfpo.mask_at", CFG_ENUM, "\"sample\"", "sample|update", NORANGE, "where the KL mask applies"},
     {"dfpo.ratio_clip", CFG_NUM, "0.0", NULL, RANGE(0, 10), "optional PPO ratio clip (0: off)"},
     {"dfpo.eval_policy", CFG_ENUM, "\"negative\"", "theta|negative", NORANGE,
-     "policy evaluated: the negative masked policy pi- (as the paper) or pi_theta"},
+     "policy evaluated: the negative masked policy pi- (as the ICLR 2024 version describes) or "
+     "pi_theta"},
 
     /* evaluation */
     {"eval.samples_per_prompt", CFG_INT, "0", NULL, RANGE(0, 1 << 20),
