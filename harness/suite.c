@@ -184,6 +184,19 @@ int suite_load(suite *s, const char *file, const char *const *sets, int nsets, d
     }
     s->n_variants++;
   }
+  /* suite.deviations: sentences for dfpo report, none of them empty */
+  int ndev = 0;
+  if ((rc = cfg_get_list_len(&s->conf, "suite.deviations", &ndev, err)))
+    goto fail;
+  for (int i = 0; i < ndev; i++) {
+    const char *line;
+    if ((rc = cfg_get_list_str(&s->conf, "suite.deviations", i, &line, err)))
+      goto fail;
+    if (!line[0]) {
+      rc = dfpo_err_set(err, DFPO_EUSAGE, "suite.deviations: item %d is empty", i);
+      goto fail;
+    }
+  }
   int nts = 0;
   if ((rc = cfg_get_list_len(&s->conf, "suite.task_settings", &nts, err)))
     goto fail;

@@ -232,7 +232,8 @@ Test(config, suite_task_settings_per_task_and_algorithm) {
   const char *bad[][2] = {
       {"suite.task_settings=[\"imdb/bogus train.lr=1\"]", "unknown algorithm 'bogus'"},
       {"suite.task_settings=[\"imdb/ppo train.lr\"]", "is not key=value"},
-      {"suite.task_settings=[\"/ppo train.lr=1\"]", "is not \"TASK[/ALGO]"}};
+      {"suite.task_settings=[\"/ppo train.lr=1\"]", "is not \"TASK[/ALGO]"},
+      {"suite.deviations=[\"a\",\"\"]", "item 1 is empty"}};
   for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
     cr_expect_eq(suite_load(&s, NULL, &bad[k][0], 1, &err), DFPO_EUSAGE, "%s", bad[k][0]);
     cr_expect(strstr(err.msg, bad[k][1]) != NULL, "%s", err.msg);
