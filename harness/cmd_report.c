@@ -134,13 +134,36 @@ static void deviations(const res_suite *r, const res_task *t, const char *dir, n
     note(n, "Judges trained by the harness (the paper used external classifiers or APIs).");
     note(n, "Seeded splits made by the harness (Hugging Face shuffles cannot be replayed in C).");
   }
-  if (c)
+  const cJSON *rollout = cJSON_GetObjectItem(cJSON_GetObjectItem(c, "train"), "rollout");
+  if (c && cJSON_IsString(rollout) && !strcmp(rollout->valuestring, "buffer"))
+    note(n,
+         "Budget: %g iterations, each a rollout buffer of %g x %g transitions (%g epochs, "
+         "minibatches of %g transitions, lr %g), %g new tokens; model selection by validation "
+         "reward every %g iterations.",
+         cfg_num(c, "train", "iterations"), cfg_num(c, "train", "n_envs"),
+         cfg_num(c, "train", "n_steps"), cfg_num(c, "train", "epochs"),
+         cfg_num(c, "train", "minibatch_transitions"), cfg_num(c, "train", "lr"),
+         cfg_num(c, "generation", "max_new_tokens"), cfg_num(c, "train", "eval_every"));
+  else if (c)
     note(n,
          "Budget: %g iterations of %g rollouts (%g epochs, minibatch %g, lr %g), %g new tokens; "
          "model selection by validation reward every %g iterations.",
          cfg_num(c, "train", "iterations"), cfg_num(c, "train", "batch_size"),
          cfg_num(c, "train", "epochs"), cfg_num(c, "train", "minibatch"), cfg_num(c, "train", "lr"),
          cfg_num(c, "generation", "max_new_tokens"), cfg_num(c, "train", "eval_every"));
+  /* the suite's own settings for this task (they override the budget
+   * above) and the deviations it declares */
+  const cJSON *sc = cJSON_GetObjectItem(c, "suite"), *x;
+  cJSON_ArrayForEach(x, cJSON_GetObjectItem(sc, "task_settings")) {
+    size_t len = cJSON_IsString(x) ? strcspn(x->valuestring, " /") : 0;
+    if (len && (!strncmp(x->valuestring, "*", len) ||
+                (strlen(t->name) == len && !strncmp(x->valuestring, t->name, len))))
+      note(n, "Settings (suite.task_settings): %s", x->valuestring);
+  }
+  cJSON_ArrayForEach(x, cJSON_GetObjectItem(sc, "deviations")) {
+    if (cJSON_IsString(x))
+      note(n, "%s", x->valuestring);
+  }
   note(n, "DfPO as docs/algorithms.md describes it (from the paper's abstract and published "
           "description; the full text was not available).");
   if (ref_row(t) >= 0)

@@ -185,7 +185,12 @@ static int run_cell(repro *r, int i, dfpo_err *err) {
             (long long)r->s.seeds[si]);
   char seed[32];
   suite_fmt(seed, sizeof seed, "%lld", (long long)r->s.seeds[si]);
-  char *argv[24 + 2 * SUITE_MAX_SETS];
+  const char *sets[4 * SUITE_MAX_SETS];
+  int nsets = suite_cell_sets(&r->s, ti, vi, sets, 4 * SUITE_MAX_SETS);
+  if (nsets < 0)
+    return dfpo_err_set(err, DFPO_EUSAGE, "reproduce: %s/%s has more than %d overrides",
+                        r->s.tasks[ti], v->name, 4 * SUITE_MAX_SETS);
+  char *argv[24 + 8 * SUITE_MAX_SETS];
   int n = 0;
   argv[n++] = "dfpo";
   argv[n++] = "train";
@@ -210,9 +215,9 @@ static int run_cell(repro *r, int i, dfpo_err *err) {
     argv[n++] = "--set";
     argv[n++] = jset;
   }
-  for (int k = 0; k < v->n_sets; k++) {
+  for (int k = 0; k < nsets; k++) {
     argv[n++] = "--set";
-    argv[n++] = v->sets[k];
+    argv[n++] = (char *)sets[k];
   }
   argv[n] = NULL;
   double t0 = dfpo_now();
@@ -227,9 +232,9 @@ static int run_cell(repro *r, int i, dfpo_err *err) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "variant", v->name);
     cJSON_AddStringToObject(o, "algo", v->algo);
-    cJSON *sets = cJSON_AddArrayToObject(o, "overrides");
-    for (int k = 0; k < v->n_sets; k++)
-      cJSON_AddItemToArray(sets, cJSON_CreateString(v->sets[k]));
+    cJSON *over = cJSON_AddArrayToObject(o, "overrides");
+    for (int k = 0; k < nsets; k++)
+      cJSON_AddItemToArray(over, cJSON_CreateString(sets[k]));
     cJSON_AddNumberToObject(o, "seconds", secs);
     suite_fmt(path, sizeof path, "%s/cell.json", run);
     rc = cfg_json_write(path, o, err);

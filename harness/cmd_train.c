@@ -147,7 +147,8 @@ static int train_loop(trn_run *r, int64_t iterations, int64_t eval_every, size_t
   FILE *log = fopen(path, ls->next_it > 0 ? "a" : "w");
   if (!log)
     return dfpo_err_errno(err, DFPO_ERUNTIME, errno, "%s: cannot open", path);
-  int rc = DFPO_OK, B = r->set.batch;
+  /* the prompts an iteration may use: the buffer takes as many as it needs */
+  int rc = DFPO_OK, B = rl_prompts_per_iteration(&r->set.rl, r->set.batch);
   *stopped = 0;
   size_t *items = malloc(sizeof(size_t) * (size_t)B);
   if (!items)
@@ -230,6 +231,11 @@ static int train_loop(trn_run *r, int64_t iterations, int64_t eval_every, size_t
           cJSON_AddNumberToObject(line, "value_loss", st.value_loss);
           cJSON_AddNumberToObject(line, "clipfrac", st.clipfrac);
           cJSON_AddNumberToObject(line, "beta", st.beta);
+          if (r->set.rl.rollout == RL_ROLLOUT_BUFFER) {
+            cJSON_AddNumberToObject(line, "episodes", st.episodes);
+            cJSON_AddNumberToObject(line, "transitions", st.transitions);
+            cJSON_AddNumberToObject(line, "updates", st.updates);
+          }
           if (r->set.algo == ALG_NLPO)
             cJSON_AddNumberToObject(line, "mask_mean", st.mask_mean);
           if (!isfinite(st.policy_loss) || !isfinite(st.value_loss))

@@ -4,10 +4,13 @@
 #define RANGE(lo, hi) 1, (lo), (hi)
 #define NORANGE 0, 0, 0
 
-/* Every key a suite or run config may hold, with its default. Defaults
- * follow the paper's Table 3 and the RL4LMs IMDB settings, as
- * docs/algorithms.md says; docs/configs.md explains each. Later work adds
- * keys here, never ad hoc, and gives each a reader (test_config_keys). */
+/* Every key a suite or run config may hold, with its default. The RL
+ * defaults are the paper's Table 3 where it speaks (lr 1e-5, gamma 0.99,
+ * GAE lambda 0.95) and RL4LMs' IMDB PPO config or stable-baselines3's PPO
+ * defaults for the rest; RL4LMs' own IMDB learning rate is 1e-6.
+ * docs/configs.md explains each key and gives every value's source. Later
+ * work adds keys here, never ad hoc, and gives each a reader
+ * (test_config_keys). */
 const cfg_key cfg_schema[] = {
     /* the suite: which cells to run */
     {"suite.name", CFG_STR, "\"default\"", NULL, NORANGE, "name of the suite (run folder level)"},
@@ -18,6 +21,12 @@ const cfg_key cfg_schema[] = {
     {"suite.variants", CFG_STR_LIST, "[]", NULL, NORANGE,
      "named algorithm variants: \"NAME=ALGO key=value ...\" (e.g. \"ppo-beta0=ppo "
      "ppo.kl_mode=fixed ppo.beta=0\")"},
+    {"suite.task_settings", CFG_STR_LIST, "[]", NULL, NORANGE,
+     "overrides per task or per task and algorithm: \"TASK[/ALGO] key=value ...\" (TASK * for "
+     "every task), laid in list order over the suite config before a variant's own"},
+    {"suite.deviations", CFG_STR_LIST, "[]", NULL, NORANGE,
+     "what the suite knowingly does differently from the paper and RL4LMs, one line each "
+     "(dfpo report lists them)"},
     {"suite.seeds", CFG_INT_LIST, "[0,1,2]", NULL, RANGE(0, 4294967295.0), "seeds of the matrix"},
 
     /* where and how to compute */
@@ -85,7 +94,8 @@ const cfg_key cfg_schema[] = {
 
     /* optimisation shared by the algorithms */
     {"train.iterations", CFG_INT, "50", NULL, RANGE(0, 1 << 30), "RL iterations (SFT: epochs)"},
-    {"train.batch_size", CFG_INT, "16", NULL, RANGE(1, 1 << 20), "rollouts per iteration"},
+    {"train.batch_size", CFG_INT, "16", NULL, RANGE(1, 1 << 20),
+     "episodes rollouts: rollouts per iteration"},
     {"train.lr", CFG_NUM, "1e-5", NULL, RANGE(0, 10), "learning rate"},
     {"train.weight_decay", CFG_NUM, "0.0", NULL, RANGE(0, 10), "AdamW weight decay"},
     {"train.lr_schedule", CFG_ENUM, "\"constant\"", "constant|linear|cosine", NORANGE,
@@ -94,7 +104,18 @@ const cfg_key cfg_schema[] = {
     {"train.warmup_steps", CFG_INT, "0", NULL, RANGE(0, 1 << 30),
      "linear warmup from train.lr/warmup_steps (RL: iterations; SFT: optimiser steps)"},
     {"train.epochs", CFG_INT, "5", NULL, RANGE(1, 1 << 20), "passes over each rollout batch"},
-    {"train.minibatch", CFG_INT, "64", NULL, RANGE(1, 1 << 20), "minibatch size"},
+    {"train.minibatch", CFG_INT, "64", NULL, RANGE(1, 1 << 20),
+     "episodes rollouts: rollouts per minibatch"},
+    {"train.rollout", CFG_ENUM, "\"episodes\"", "episodes|buffer", NORANGE,
+     "episodes: train.batch_size rollouts an iteration, minibatches of train.minibatch rollouts; "
+     "buffer: RL4LMs' rollout buffer of train.n_envs x train.n_steps transitions, minibatches of "
+     "train.minibatch_transitions"},
+    {"train.n_envs", CFG_INT, "10", NULL, RANGE(1, 1 << 16),
+     "buffer: rollouts generated together (RL4LMs' env.n_envs)"},
+    {"train.n_steps", CFG_INT, "128", NULL, RANGE(1, 1 << 20),
+     "buffer: transitions per env; the buffer holds n_envs x n_steps (RL4LMs' alg.args.n_steps)"},
+    {"train.minibatch_transitions", CFG_INT, "64", NULL, RANGE(1, 1 << 30),
+     "buffer: transitions per minibatch (RL4LMs' alg.args.batch_size)"},
     {"train.max_grad_norm", CFG_NUM, "0.5", NULL, RANGE(0, 1e9), "global grad-norm clip (0: off)"},
     {"train.gamma", CFG_NUM, "0.99", NULL, RANGE(0, 1), "discount"},
     {"train.gae_lambda", CFG_NUM, "0.95", NULL, RANGE(0, 1), "GAE lambda"},

@@ -23,6 +23,54 @@ void suite_fmt(char *buf, size_t n, const char *fmt, ...) {
   va_end(ap);
 }
 
+/* The "key=value" words of p (space separated) into sets[*n] (heap
+ * copies); what and def name the entry in errors. */
+static int parse_sets(const char *p, const char *what, const char *def, char **sets, int *n,
+                      dfpo_err *err) {
+  while (*p) {
+    while (*p == ' ')
+      p++;
+    if (!*p)
+      break;
+    size_t len = strcspn(p, " ");
+    if (*n == SUITE_MAX_SETS)
+      return dfpo_err_set(err, DFPO_EUSAGE, "%s: '%s': more than %d overrides", what, def,
+                          SUITE_MAX_SETS);
+    if (!memchr(p, '=', len))
+      return dfpo_err_set(err, DFPO_EUSAGE, "%s: '%s': override '%.*s' is not key=value", what, def,
+                          (int)len, p);
+    char *s = malloc(len + 1);
+    if (!s)
+      return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+    memcpy(s, p, len);
+    s[len] = '\0';
+    sets[(*n)++] = s;
+    p += len;
+  }
+  return DFPO_OK;
+}
+
+/* "TASK[/ALGO] key=value ..." into t; the algorithm is checked. */
+static int parse_task_sets(const char *def, suite_task_sets *t, dfpo_err *err) {
+  memset(t, 0, sizeof *t);
+  size_t len = strcspn(def, " "), tlen = strcspn(def, "/");
+  if (tlen > len)
+    tlen = len;
+  if (tlen == 0 || tlen >= sizeof t->task || (tlen < len && len - tlen - 1 >= sizeof t->algo))
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "suite.task_settings: '%s' is not \"TASK[/ALGO] key=value ...\"", def);
+  memcpy(t->task, def, tlen);
+  if (tlen < len) {
+    memcpy(t->algo, def + tlen + 1, len - tlen - 1);
+    alg_id a;
+    if (alg_parse(t->algo, &a))
+      return dfpo_err_set(err, DFPO_EUSAGE,
+                          "suite.task_settings: '%s': unknown algorithm '%s' (" ALG_CHOICES ")",
+                          def, t->algo);
+  }
+  return parse_sets(def + len, "suite.task_settings", def, t->sets, &t->n_sets, err);
+}
+
 /* "NAME=ALGO key=value ..." into v; the name and algorithm are checked. */
 static int parse_variant(const char *def, suite_variant *v, dfpo_err *err) {
   memset(v, 0, sizeof *v);
@@ -40,49 +88,26 @@ static int parse_variant(const char *def, suite_variant *v, dfpo_err *err) {
                           "suite.variants: name '%s' may hold only letters, digits, '-', '_', '.'",
                           v->name);
   const char *p = eq + 1;
-  int first = 1;
-  while (*p) {
-    while (*p == ' ')
-      p++;
-    if (!*p)
-      break;
-    size_t len = strcspn(p, " ");
-    if (first) {
-      if (len >= sizeof v->algo)
-        return dfpo_err_set(err, DFPO_EUSAGE, "suite.variants: '%s': unknown algorithm", def);
-      memcpy(v->algo, p, len);
-      alg_id a;
-      if (alg_parse(v->algo, &a))
-        return dfpo_err_set(err, DFPO_EUSAGE,
-                            "suite.variants: '%s': unknown algorithm '%s' (" ALG_CHOICES ")",
-                            v->name, v->algo);
-      first = 0;
-    } else {
-      if (v->n_sets == SUITE_MAX_SETS)
-        return dfpo_err_set(err, DFPO_EUSAGE, "suite.variants: '%s': more than %d overrides",
-                            v->name, SUITE_MAX_SETS);
-      if (!memchr(p, '=', len))
-        return dfpo_err_set(err, DFPO_EUSAGE,
-                            "suite.variants: '%s': override '%.*s' is not key=value", v->name,
-                            (int)len, p);
-      char *s = malloc(len + 1);
-      if (!s)
-        return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
-      memcpy(s, p, len);
-      s[len] = '\0';
-      v->sets[v->n_sets++] = s;
-    }
-    p += len;
-  }
-  if (first)
+  while (*p == ' ')
+    p++;
+  size_t len = strcspn(p, " ");
+  if (len == 0)
     return dfpo_err_set(err, DFPO_EUSAGE, "suite.variants: '%s' names no algorithm", def);
-  return DFPO_OK;
+  if (len >= sizeof v->algo)
+    return dfpo_err_set(err, DFPO_EUSAGE, "suite.variants: '%s': unknown algorithm", def);
+  memcpy(v->algo, p, len);
+  alg_id a;
+  if (alg_parse(v->algo, &a))
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "suite.variants: '%s': unknown algorithm '%s' (" ALG_CHOICES ")", v->name,
+                        v->algo);
+  return parse_sets(p + len, "suite.variants", v->name, v->sets, &v->n_sets, err);
 }
 
-static void variant_free(suite_variant *v) {
-  for (int i = 0; i < v->n_sets; i++)
-    free(v->sets[i]);
-  v->n_sets = 0;
+static void sets_free(char **sets, int *n) {
+  for (int i = 0; i < *n; i++)
+    free(sets[i]);
+  *n = 0;
 }
 
 int suite_load(suite *s, const char *file, const char *const *sets, int nsets, dfpo_err *err) {
@@ -159,6 +184,41 @@ int suite_load(suite *s, const char *file, const char *const *sets, int nsets, d
     }
     s->n_variants++;
   }
+  /* suite.deviations: sentences for dfpo report, none of them empty */
+  int ndev = 0;
+  if ((rc = cfg_get_list_len(&s->conf, "suite.deviations", &ndev, err)))
+    goto fail;
+  for (int i = 0; i < ndev; i++) {
+    const char *line;
+    if ((rc = cfg_get_list_str(&s->conf, "suite.deviations", i, &line, err)))
+      goto fail;
+    if (!line[0]) {
+      rc = dfpo_err_set(err, DFPO_EUSAGE, "suite.deviations: item %d is empty", i);
+      goto fail;
+    }
+  }
+  int nts = 0;
+  if ((rc = cfg_get_list_len(&s->conf, "suite.task_settings", &nts, err)))
+    goto fail;
+  if (!(s->task_sets = calloc((size_t)nts + 1, sizeof *s->task_sets))) {
+    rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+    goto fail;
+  }
+  for (; s->n_task_sets < nts; s->n_task_sets++) {
+    const char *def;
+    if ((rc = cfg_get_list_str(&s->conf, "suite.task_settings", s->n_task_sets, &def, err)) ||
+        (rc = parse_task_sets(def, &s->task_sets[s->n_task_sets], err)))
+      goto fail;
+  }
+  for (int ti = 0; ti < s->n_tasks; ti++)
+    for (int vi = 0; vi < s->n_variants; vi++) {
+      const char *cell[4 * SUITE_MAX_SETS];
+      if (suite_cell_sets(s, ti, vi, cell, 4 * SUITE_MAX_SETS) < 0) {
+        rc = dfpo_err_set(err, DFPO_EUSAGE, "%s/%s: more than %d overrides", s->tasks[ti],
+                          s->variants[vi].name, 4 * SUITE_MAX_SETS);
+        goto fail;
+      }
+    }
   if (s->n_tasks == 0 || s->n_variants == 0 || s->n_seeds == 0) {
     rc = dfpo_err_set(err, DFPO_EUSAGE, "the suite has no cells (tasks, algos and seeds needed)");
     goto fail;
@@ -171,12 +231,33 @@ fail:
 
 void suite_free(suite *s) {
   for (int i = 0; s->variants && i < s->n_variants + 1; i++)
-    variant_free(&s->variants[i]);
+    sets_free(s->variants[i].sets, &s->variants[i].n_sets);
+  for (int i = 0; s->task_sets && i < s->n_task_sets + 1; i++)
+    sets_free(s->task_sets[i].sets, &s->task_sets[i].n_sets);
   free(s->variants);
+  free(s->task_sets);
   free(s->tasks);
   free(s->seeds);
   cfg_free(&s->conf);
   memset(s, 0, sizeof *s);
+}
+
+int suite_cell_sets(const suite *s, int ti, int vi, const char **out, int max) {
+  const suite_variant *v = &s->variants[vi];
+  int n = 0;
+  for (int i = 0; i < s->n_task_sets; i++) {
+    const suite_task_sets *t = &s->task_sets[i];
+    if ((strcmp(t->task, "*") && strcmp(t->task, s->tasks[ti])) ||
+        (t->algo[0] && strcmp(t->algo, v->algo)))
+      continue;
+    for (int k = 0; k < t->n_sets; k++, n++)
+      if (n < max)
+        out[n] = t->sets[k];
+  }
+  for (int k = 0; k < v->n_sets; k++, n++)
+    if (n < max)
+      out[n] = v->sets[k];
+  return n <= max ? n : -1;
 }
 
 int suite_n_cells(const suite *s) {

@@ -5,7 +5,9 @@
  * Prefix: suite_ (the matrix) and res_ (results). A variant is a name in
  * suite.algos: an algorithm itself (zero-shot, sft, ppo, nlpo, dfpo) or a name
  * defined in suite.variants as "NAME=ALGO key=value ...", whose overrides are
- * laid over the suite config for that variant's cells (docs/suites.md).
+ * laid over the suite config for that variant's cells (docs/suites.md);
+ * suite.task_settings entries "TASK[/ALGO] key=value ..." are laid over it
+ * first for the cells they select.
  *
  * Ownership: a suite owns its config and variants (suite_free); a res_suite
  * owns everything it holds (res_free).
@@ -27,12 +29,23 @@ typedef struct suite_variant {
   char *sets[SUITE_MAX_SETS]; /* "key=value" overrides (heap) */
 } suite_variant;
 
+/* A suite.task_settings entry "TASK[/ALGO] key=value ...": overrides for
+ * the cells of a task (TASK "*": every task), or of a task and an
+ * algorithm (every variant of that algorithm). */
+typedef struct suite_task_sets {
+  char task[64];
+  char algo[16]; /* "" for every algorithm */
+  int n_sets;
+  char *sets[SUITE_MAX_SETS]; /* "key=value" overrides (heap) */
+} suite_task_sets;
+
 typedef struct suite {
   cfg conf;
   const char *name; /* suite.name, points into conf */
-  int n_tasks, n_variants, n_seeds;
+  int n_tasks, n_variants, n_seeds, n_task_sets;
   const char **tasks; /* point into conf */
   suite_variant *variants;
+  suite_task_sets *task_sets;
   int64_t *seeds;
 } suite;
 
@@ -46,6 +59,13 @@ void suite_free(suite *s);
  * outermost, seeds innermost. */
 int suite_n_cells(const suite *s);
 void suite_cell(const suite *s, int i, int *task, int *variant, int *seed);
+
+/* The overrides of the cell (task ti, variant vi) in the order they are
+ * laid over the suite config: the matching suite.task_settings entries in
+ * list order, then the variant's own, so that a variant's key wins. Writes
+ * at most max pointers (into s) to out; returns their count, or -1 when
+ * there are more. */
+int suite_cell_sets(const suite *s, int ti, int vi, const char **out, int max);
 
 /* snprintf for names and messages that are cut at n bytes by design; a path
  * that could be cut goes through dfpo_path_fmt instead, which fails. */

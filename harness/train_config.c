@@ -219,6 +219,15 @@ int trn_settings_read(const cfg *c, trn_settings *s, dfpo_err *err) {
   rl->epochs = (int)v;
   GET(int, "train.minibatch", &v);
   rl->minibatch = (int)v;
+  const char *rollout;
+  GET(str, "train.rollout", &rollout);
+  rl->rollout = !strcmp(rollout, "buffer") ? RL_ROLLOUT_BUFFER : RL_ROLLOUT_EPISODES;
+  GET(int, "train.n_envs", &v);
+  rl->n_envs = (int)v;
+  GET(int, "train.n_steps", &v);
+  rl->n_steps = (int)v;
+  GET(int, "train.minibatch_transitions", &v);
+  rl->minibatch_transitions = (int)v;
   rl->lr = (float)s->lr;
   rl->weight_decay = (float)s->weight_decay;
   rl->max_grad_norm = (float)s->clip;

@@ -24,6 +24,41 @@
 void rl_gae(const float *rewards, const float *values, const int *lengths, int B, int T,
             float gamma, float lambda, float *adv, float *ret);
 
+/* rl_gae with a bootstrap: boot[b] is the value of the state after row b's
+ * last valid token (0 where the episode ends there), so that
+ * delta_{len-1} = r + gamma boot[b] - V. A row cut at the rollout buffer's
+ * edge bootstraps from the value of its next state, as stable-baselines3's
+ * compute_returns_and_advantage does with last_values and dones = false.
+ * boot NULL: rl_gae (every row ends at its last valid token). */
+void rl_gae_boot(const float *rewards, const float *values, const int *lengths, const float *boot,
+                 int B, int T, float gamma, float lambda, float *adv, float *ret);
+
+/* RL4LMs' rollout buffer edge (alg_wrappers.py, _add_to_buffer): episodes
+ * [E, T] of lens[e] transitions, in the order they were generated, fill a
+ * buffer of `capacity` transitions one episode after the other. keep[e]
+ * gets the transitions of episode e the buffer holds: lens[e] before the
+ * edge, the first ones of the episode the edge cuts, 0 after it (those are
+ * generated, scored and counted in the iteration's statistics, never
+ * trained on). task[e] gets R[e] where the episode's last transition is in
+ * the buffer and 0 where the edge cut it off (the task reward sits on the
+ * last transition), boot[e] the value of the cut episode's next state
+ * values[e, keep[e]] (RL4LMs' next_values with done false) and 0 for the
+ * others. Returns the number of episodes the buffer touches, or -1 when the
+ * episodes hold fewer than capacity transitions. */
+int rl_buffer_edge(const int *lens, const float *values, const float *R, int E, int T, int capacity,
+                   int *keep, float *boot, float *task);
+
+/* One minibatch of a rollout buffer as whole rows: ids[n] are buffer
+ * transitions, transition i being token tr_t[i] of episode tr_ep[i] (of E).
+ * rows[] gets the episodes the minibatch touches in ascending order and
+ * w[r * T + t] (rows x T, written in full) 1 for the selected tokens of
+ * rows[r], 0 elsewhere: a causal model's log-probability of token t depends
+ * only on its prefix, so forwarding each touched episode once and weighting
+ * the selected tokens equals RL4LMs' forward of each transition's
+ * observation. slot is scratch of E ints. Returns the number of rows. */
+int rl_buffer_minibatch(const int *ids, int n, const int *tr_ep, const int *tr_t, int E, int T,
+                        int *rows, float *w, int *slot);
+
 /* RL4LMs' per-token PPO reward: r_t = -beta (logp_old_t - logp_ref_t), plus
  * the task reward R[b] at the last valid token. Padding gets 0. */
 void rl_kl_rewards(const float *logp_old, const float *logp_ref, const float *task_reward,
@@ -33,6 +68,11 @@ void rl_kl_rewards(const float *logp_old, const float *logp_ref, const float *ta
  * torch.std) of the valid entries, then x = (x - mean) / (sd + 1e-8) on
  * them. Fewer than two valid entries: only the mean is removed. */
 void rl_normalize(float *x, const int *lengths, int B, int T);
+
+/* rl_normalize over the entries of x[n] whose weight w is not 0 (the same
+ * entries, sums and result as rl_normalize when w is 1 exactly at the
+ * valid positions). */
+void rl_normalize_weighted(float *x, const float *w, int n);
 
 /* The adaptive KL controller (docs/algorithms.md):
  * beta * (1 + 0.1 * clip((kl - target) / target, -0.2, 0.2)). */
@@ -104,31 +144,45 @@ typedef int (*rl_reward_fn)(void *ctx, int B, const int *prompts, const int *kst
 
 enum { RL_PPO = 0, RL_NLPO = 1, RL_DFPO = 2 };
 enum { RL_MASK_AT_SAMPLE = 0, RL_MASK_AT_UPDATE = 1 };
+enum { RL_ROLLOUT_EPISODES = 0, RL_ROLLOUT_BUFFER = 1 };
 
 typedef struct rl_config {
-  int algo;               /* RL_PPO, RL_NLPO or RL_DFPO */
-  int epochs;             /* passes over each iteration's rollouts */
-  int minibatch;          /* rollouts per gradient step */
-  float lr, weight_decay; /* AdamW, for the policy and the value model */
-  float max_grad_norm;    /* global clip per model (<= 0: none) */
-  float gamma, lambda;    /* GAE */
-  float clip_eps;         /* PPO's surrogate clip */
-  float vf_coef;          /* weight of the value loss 0.5 (V - R)^2 */
-  int kl_adaptive;        /* PPO: adaptive (1) or fixed (0) beta */
-  float beta, kl_target;  /* PPO: initial/fixed beta; the adaptive target */
-  int dfpo_mask_at;       /* RL_MASK_AT_SAMPLE or RL_MASK_AT_UPDATE */
-  float dfpo_ratio_clip;  /* > 0: DfPO's optional PPO ratio clip */
-  float nlpo_top_p;       /* NLPO: the mask model's nucleus p */
-  int nlpo_k_min;         /* NLPO: the smallest mask */
-  int nlpo_mask_refresh;  /* NLPO: mu, iterations between mask-model refreshes */
-  smp_settings sampling;  /* rollout sampling; its mask must be NULL */
+  int algo;                  /* RL_PPO, RL_NLPO or RL_DFPO */
+  int epochs;                /* passes over each iteration's rollouts */
+  int minibatch;             /* episodes: rollouts per gradient step */
+  int rollout;               /* RL_ROLLOUT_EPISODES or RL_ROLLOUT_BUFFER */
+  int n_envs, n_steps;       /* buffer: episodes generated together; n_envs x n_steps transitions */
+  int minibatch_transitions; /* buffer: transitions per gradient step */
+  float lr, weight_decay;    /* AdamW, for the policy and the value model */
+  float max_grad_norm;       /* global clip per model (<= 0: none) */
+  float gamma, lambda;       /* GAE */
+  float clip_eps;            /* PPO's surrogate clip */
+  float vf_coef;             /* weight of the value loss 0.5 (V - R)^2 */
+  int kl_adaptive;           /* PPO: adaptive (1) or fixed (0) beta */
+  float beta, kl_target;     /* PPO: initial/fixed beta; the adaptive target */
+  int dfpo_mask_at;          /* RL_MASK_AT_SAMPLE or RL_MASK_AT_UPDATE */
+  float dfpo_ratio_clip;     /* > 0: DfPO's optional PPO ratio clip */
+  float nlpo_top_p;          /* NLPO: the mask model's nucleus p */
+  int nlpo_k_min;            /* NLPO: the smallest mask */
+  int nlpo_mask_refresh;     /* NLPO: mu, iterations between mask-model refreshes */
+  smp_settings sampling;     /* rollout sampling; its mask must be NULL */
 } rl_config;
 
-/* The defaults of docs/algorithms.md (the paper's Table 3 and RL4LMs' IMDB PPO
- * settings): epochs 5, minibatch 64, lr 1e-5, max grad norm 0.5, gamma 0.99, lambda
- * 0.95, eps 0.2, vf 0.5, adaptive beta 0.1 with target 0.1; NLPO p 0.9,
- * k_min 100, mu 5. */
+/* The defaults (docs/configs.md says where each comes from): epochs 5,
+ * minibatch 64, max grad norm 0.5, eps 0.2, vf 0.5 (RL4LMs' PPO,
+ * stable-baselines3's defaults), gamma 0.99, lambda 0.95, lr 1e-5 (the
+ * paper's Table 3; RL4LMs' IMDB configs use 1e-6), adaptive beta 0.1 with
+ * target 0.1 (RL4LMs' imdb_text_continuation/gpt2_ppo.yml); episodes
+ * rollouts, and for the buffer n_envs 10, n_steps 128, 64 transitions a
+ * minibatch (the same file); NLPO p 0.9, k_min 100, mu 5. */
 rl_config rl_config_default(void);
+
+/* The prompts rl_iterate needs an iteration: `batch` with episodes
+ * rollouts; with the buffer, the most episodes that can fill it, n_envs x
+ * ceil(n_envs n_steps / (n_envs m)) where m = max(1, min(min_new,
+ * max_new)) is the fewest transitions an episode can have (it uses as many
+ * of them as it needs, in order). */
+int rl_prompts_per_iteration(const rl_config *cfg, int batch);
 
 /* What one iteration measured. */
 typedef struct rl_stats {
@@ -140,6 +194,9 @@ typedef struct rl_stats {
   double value_loss;  /* of the last minibatch */
   double clipfrac;    /* of the last minibatch (PPO, or DfPO with a ratio clip) */
   double beta;        /* the KL coefficient used for this iteration's rewards */
+  int episodes;       /* rollouts generated (buffer: those past its edge included) */
+  int transitions;    /* transitions trained on in each epoch */
+  int updates;        /* optimiser steps of the policy */
   double mask_mean;   /* NLPO: mean size of the sampling masks (0 otherwise) */
   int mask_min;       /* NLPO: smallest sampling mask (0 otherwise) */
   /* wall-clock seconds of the iteration's parts (for dfpo bench) */
@@ -162,7 +219,15 @@ void rl_trainer_free(rl_trainer *t);
  * pi+, the rest from pi-; NLPO: from the policy renormalised over the mask
  * model's top-p set), their rewards, GAE, then `epochs` passes of minibatch
  * updates of the policy and the value model; the adaptive KL controller
- * steps once at the end. docs/algorithms.md has the equations. */
+ * steps once at the end. docs/algorithms.md has the equations.
+ * With RL_ROLLOUT_BUFFER (RL4LMs' rollout buffer): the prompts are used
+ * n_envs at a time, in order (DfPO: the first half of each group from pi+),
+ * until the episodes hold n_envs x n_steps transitions; B must be at least
+ * rl_prompts_per_iteration. The buffer takes them episode after episode
+ * (rl_buffer_edge: the episode at the edge is cut, the rest of its group
+ * dropped), each epoch shuffles its transitions into minibatches of
+ * minibatch_transitions (the last one smaller), and the reward callback
+ * gets every episode generated, once. */
 int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int Tp,
                rl_reward_fn reward, void *reward_ctx, rl_stats *stats, dfpo_err *err);
 

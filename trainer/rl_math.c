@@ -2,14 +2,20 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 void rl_gae(const float *rewards, const float *values, const int *lengths, int B, int T,
             float gamma, float lambda, float *adv, float *ret) {
+  rl_gae_boot(rewards, values, lengths, NULL, B, T, gamma, lambda, adv, ret);
+}
+
+void rl_gae_boot(const float *rewards, const float *values, const int *lengths, const float *boot,
+                 int B, int T, float gamma, float lambda, float *adv, float *ret) {
   for (int b = 0; b < B; b++) {
     const float *r = rewards + (size_t)b * T, *v = values + (size_t)b * T;
     float *a = adv + (size_t)b * T, *g = ret + (size_t)b * T;
     int len = lengths[b] < T ? lengths[b] : T;
-    double next_v = 0, next_a = 0;
+    double next_v = boot ? boot[b] : 0, next_a = 0;
     for (int t = T - 1; t >= len; t--)
       a[t] = g[t] = 0;
     for (int t = len - 1; t >= 0; t--) {
@@ -20,6 +26,40 @@ void rl_gae(const float *rewards, const float *values, const int *lengths, int B
       next_v = v[t];
     }
   }
+}
+
+int rl_buffer_edge(const int *lens, const float *values, const float *R, int E, int T, int capacity,
+                   int *keep, float *boot, float *task) {
+  int filled = 0, touched = 0;
+  for (int e = 0; e < E; e++) {
+    int len = lens[e] < T ? lens[e] : T, room = capacity - filled;
+    keep[e] = len < room ? len : room;
+    filled += keep[e];
+    if (keep[e] > 0)
+      touched = e + 1;
+    /* cut: RL4LMs bootstraps from the next transition's value (done false) */
+    boot[e] = keep[e] < len && keep[e] > 0 ? values[(size_t)e * T + keep[e]] : 0.0f;
+    task[e] = keep[e] == len ? R[e] : 0.0f;
+  }
+  return filled < capacity ? -1 : touched;
+}
+
+int rl_buffer_minibatch(const int *ids, int n, const int *tr_ep, const int *tr_t, int E, int T,
+                        int *rows, float *w, int *slot) {
+  for (int e = 0; e < E; e++)
+    slot[e] = -1;
+  for (int i = 0; i < n; i++)
+    slot[tr_ep[ids[i]]] = 0;
+  int nrows = 0;
+  for (int e = 0; e < E; e++)
+    if (slot[e] == 0) {
+      slot[e] = nrows;
+      rows[nrows++] = e;
+    }
+  memset(w, 0, sizeof(float) * (size_t)nrows * T);
+  for (int i = 0; i < n; i++)
+    w[(size_t)slot[tr_ep[ids[i]]] * T + tr_t[ids[i]]] = 1.0f;
+  return nrows;
 }
 
 void rl_kl_rewards(const float *logp_old, const float *logp_ref, const float *task_reward,
@@ -56,6 +96,27 @@ void rl_normalize(float *x, const int *lengths, int B, int T) {
       float *p = x + (size_t)b * T + t;
       *p = (float)((*p - mean) * scale);
     }
+}
+
+void rl_normalize_weighted(float *x, const float *w, int n) {
+  double sum = 0, cnt = 0;
+  for (int i = 0; i < n; i++)
+    if (w[i] != 0) {
+      sum += x[i];
+      cnt++;
+    }
+  if (cnt == 0)
+    return;
+  double mean = sum / cnt, ss = 0;
+  for (int i = 0; i < n; i++)
+    if (w[i] != 0) {
+      double d = x[i] - mean;
+      ss += d * d;
+    }
+  double scale = cnt > 1 ? 1.0 / (sqrt(ss / (cnt - 1)) + 1e-8) : 1.0;
+  for (int i = 0; i < n; i++)
+    if (w[i] != 0)
+      x[i] = (float)((x[i] - mean) * scale);
 }
 
 double rl_kl_adaptive(double beta, double kl, double target) {

@@ -8,6 +8,7 @@
 #include "trainer/sample.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +27,10 @@ rl_config rl_config_default(void) {
   c.algo = RL_PPO;
   c.epochs = 5;
   c.minibatch = 64;
+  c.rollout = RL_ROLLOUT_EPISODES;
+  c.n_envs = 10;
+  c.n_steps = 128;
+  c.minibatch_transitions = 64;
   c.lr = 1e-5f;
   c.max_grad_norm = 0.5f;
   c.gamma = 0.99f;
@@ -64,6 +69,14 @@ int rl_trainer_new(rl_trainer **out, model_t *policy, model_t *ref, model_t *val
     return dfpo_err_set(err, DFPO_EUSAGE, "rl: the sampling config must not carry a mask");
   if (cfg->epochs < 1 || cfg->minibatch < 1)
     return dfpo_err_set(err, DFPO_EUSAGE, "rl: epochs and minibatch must be at least 1");
+  if (cfg->rollout != RL_ROLLOUT_EPISODES && cfg->rollout != RL_ROLLOUT_BUFFER)
+    return dfpo_err_set(err, DFPO_EUSAGE, "rl: unknown rollout mode %d", cfg->rollout);
+  if (cfg->rollout == RL_ROLLOUT_BUFFER &&
+      (cfg->n_envs < 1 || cfg->n_steps < 1 || cfg->minibatch_transitions < 1 ||
+       (int64_t)cfg->n_envs * cfg->n_steps > INT32_MAX))
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "rl: the buffer needs n_envs, n_steps and minibatch_transitions of at "
+                        "least 1 and n_envs x n_steps below 2^31");
   rl_trainer *t = calloc(1, sizeof *t);
   if (!t)
     return dfpo_err_set(err, DFPO_ERUNTIME, "rl: out of memory");
@@ -239,23 +252,27 @@ static int nlpo_mask(void *vctx, int step, int B, int V, const int *seqs, unsign
   return 0;
 }
 
-/* Per-iteration buffers, freed together. */
+/* Per-iteration buffers, freed together. Rows: the episodes of the
+ * iteration (B); a generation batch's scratch (logps_b, values_full, logsm,
+ * mhost) holds G rows, the minibatch's (mb_*, dlogits) MB rows. */
 typedef struct bufs {
-  int *out, *lens, *seq, *targets, *order, *sign, *next, *mb_seq, *mb_targets, *mb_kstart;
+  int *out, *lens, *seq, *targets, *order, *sign, *next, *mb_seq, *mb_targets, *mb_kstart, *mb_row,
+      *keep, *tr_ep, *tr_t, *slot;
   float *logps_b, *lp_full, *logp_old, *logp_ref, *values_full, *values, *R, *rewards, *adv, *ret,
       *w, *mb_lp, *mb_adv, *mb_old, *mb_w, *dlogp, *dlogp_full, *mb_vals, *dvals_full, *logsm,
-      *logp_oldm, *probs, *dlogits, *zrow, *mhost;
+      *logp_oldm, *probs, *dlogits, *zrow, *mhost, *boot, *task;
   unsigned char *masks;
 } bufs;
 
 static void bufs_free(bufs *b) {
-  int *ints[] = {b->out,  b->lens, b->seq,    b->targets,    b->order,
-                 b->sign, b->next, b->mb_seq, b->mb_targets, b->mb_kstart};
-  float *floats[] = {b->logps_b,   b->lp_full,    b->logp_old, b->logp_ref,   b->values_full,
-                     b->values,    b->R,          b->rewards,  b->adv,        b->ret,
-                     b->w,         b->mb_lp,      b->mb_adv,   b->mb_old,     b->mb_w,
-                     b->dlogp,     b->dlogp_full, b->mb_vals,  b->dvals_full, b->logsm,
-                     b->logp_oldm, b->probs,      b->dlogits,  b->zrow,       b->mhost};
+  int *ints[] = {b->out,    b->lens, b->seq,    b->targets,    b->order,
+                 b->sign,   b->next, b->mb_seq, b->mb_targets, b->mb_kstart,
+                 b->mb_row, b->keep, b->tr_ep,  b->tr_t,       b->slot};
+  float *floats[] = {
+      b->logps_b, b->lp_full, b->logp_old,   b->logp_ref, b->values_full, b->values, b->R,
+      b->rewards, b->adv,     b->ret,        b->w,        b->mb_lp,       b->mb_adv, b->mb_old,
+      b->mb_w,    b->dlogp,   b->dlogp_full, b->mb_vals,  b->dvals_full,  b->logsm,  b->logp_oldm,
+      b->probs,   b->dlogits, b->zrow,       b->mhost,    b->boot,        b->task};
   for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
     free(ints[i]);
   for (size_t i = 0; i < sizeof floats / sizeof floats[0]; i++)
@@ -307,6 +324,133 @@ static void action_log_softmax(float *out, const model_t *m, const int *lens, in
       goto oom;                                                                                    \
   } while (0)
 
+int rl_prompts_per_iteration(const rl_config *cfg, int batch) {
+  if (cfg->rollout != RL_ROLLOUT_BUFFER)
+    return batch;
+  int m =
+      cfg->sampling.min_new < cfg->sampling.max_new ? cfg->sampling.min_new : cfg->sampling.max_new;
+  int64_t group = (int64_t)cfg->n_envs * (m > 1 ? m : 1);
+  int64_t cap = (int64_t)cfg->n_envs * cfg->n_steps;
+  int64_t n = (int64_t)cfg->n_envs * ((cap + group - 1) / group);
+  return n > INT32_MAX ? INT32_MAX : (int)n;
+}
+
+/* One iteration's fixed facts and what its generation batches add up. */
+typedef struct iter {
+  rl_trainer *t;
+  bufs *k;
+  int Tp, N, L, V, eos, pad, dfpo, nlpo, dfpo_update, exact_kl;
+  double kl, kl_n;             /* the exact per-token KL, summed over the generated tokens */
+  double mask_sum, mask_steps; /* NLPO's sampling masks */
+  int mask_min;
+} iter;
+
+/* Rollouts (1), their sequences (2) and the passes before the update (3)
+ * for the G rows from r0: prompts and kstart are the iteration's. */
+static int collect(iter *it, int r0, int G, const int *prompts, const int *kstart, rl_stats *st,
+                   dfpo_err *err) {
+  rl_trainer *t = it->t;
+  bufs *kb = it->k;
+  const rl_config *cfg = &t->cfg;
+  const int Tp = it->Tp, N = it->N, L = it->L, V = it->V, eos = it->eos, nlpo = it->nlpo;
+  const int *gp = prompts + (size_t)r0 * Tp, *gk = kstart ? kstart + r0 : NULL;
+  int *out = kb->out + (size_t)r0 * N, *lens = kb->lens + r0, *sign = kb->sign + r0;
+  int *seq = kb->seq + (size_t)r0 * L, *targets = kb->targets + (size_t)r0 * L;
+  unsigned char *masks = nlpo ? kb->masks + (size_t)r0 * N * V : NULL;
+  int rc;
+
+  /* 1. rollouts */
+  double t0 = dfpo_now();
+  smp_settings s = cfg->sampling;
+  for (int b = 0; b < G; b++)
+    sign[b] = it->dfpo_update ? 0 : b < (G + 1) / 2 ? 1 : -1;
+  nlpo_mask_ctx nc = {
+      t->mask,   gp,    gk, Tp, N, eos, cfg->nlpo_k_min, cfg->nlpo_top_p, kb->next, kb->probs,
+      kb->mhost, masks, 0,  0,  0, err};
+  if (nlpo) {
+    s.allow = nlpo_mask;
+    s.allow_ctx = &nc;
+  }
+  if (it->dfpo && !it->dfpo_update)
+    rc = rl_dfpo_generate(t->policy, t->ref, gp, gk, G, Tp, sign, &s, &t->rng, out, lens,
+                          kb->logps_b, err);
+  else
+    rc = smp_generate(t->policy, gp, gk, G, Tp, &s, &t->rng, out, lens, kb->logps_b, err);
+  if (rc)
+    return rc;
+  if (nlpo) {
+    it->mask_sum += nc.size_sum;
+    it->mask_steps += nc.steps;
+    if (nc.size_min > 0 && (it->mask_min == 0 || nc.size_min < it->mask_min))
+      it->mask_min = nc.size_min;
+  }
+
+  st->time_generate += dfpo_now() - t0;
+  t0 = dfpo_now();
+
+  /* 2. whole sequences and the targets that pick each action */
+  for (int b = 0; b < G; b++) {
+    for (int j = 0; j < Tp; j++)
+      seq[(size_t)b * L + j] = gp[(size_t)b * Tp + j];
+    for (int i = 0; i < N; i++) {
+      int tok = out[(size_t)b * N + i];
+      seq[(size_t)b * L + Tp + i] = tok >= 0 ? tok : it->pad;
+    }
+    for (int j = 0; j < L; j++)
+      targets[(size_t)b * L + j] = -1;
+    for (int i = 0; i < lens[b]; i++) {
+      targets[(size_t)b * L + Tp - 1 + i] = seq[(size_t)b * L + Tp + i];
+      kb->w[(size_t)(r0 + b) * N + i] = 1.0f;
+    }
+  }
+
+  /* 3. log-probabilities under the policy (before the update) and the
+   * reference, values, and the exact per-token KL */
+  /* the rollouts' rows: [prompt (Tp columns) | continuation] */
+  const model_batch rows = {seq, gk, G, L, Tp};
+  float *logp_old = kb->logp_old + (size_t)r0 * N;
+  if ((rc = model_forward(t->policy, &rows, err)) ||
+      (rc = model_lm_logprobs(t->policy, targets, kb->lp_full, NULL, err)))
+    return rc;
+  gather(logp_old, kb->lp_full, G, L, Tp, N);
+  if (nlpo) {
+    /* the ratio's pi_old: the policy renormalised over the sampling mask */
+    const float *z = model_lm_logits(t->policy);
+    for (int b = 0; b < G; b++)
+      for (int i = 0; i < lens[b]; i++) {
+        size_t pos = (size_t)b * L + Tp - 1 + i;
+        kb->logp_oldm[(size_t)(r0 + b) * N + i] =
+            (float)rl_masked_logit_grad(logit_row(t->policy, z, pos, V, kb->zrow),
+                                        masks + ((size_t)b * N + i) * V, V, targets[pos], 0, NULL);
+      }
+  }
+  if (it->exact_kl)
+    action_log_softmax(kb->logsm, t->policy, lens, G, L, Tp, N, V, kb->zrow);
+  if ((rc = model_forward(t->ref, &rows, err)) ||
+      (rc = model_lm_logprobs(t->ref, targets, kb->lp_full, NULL, err)))
+    return rc;
+  gather(kb->logp_ref + (size_t)r0 * N, kb->lp_full, G, L, Tp, N);
+  if (it->exact_kl) {
+    const float *zr = model_lm_logits(t->ref);
+    for (int b = 0; b < G; b++)
+      for (int i = 0; i < lens[b]; i++) {
+        const float *z = logit_row(t->ref, zr, (size_t)b * L + Tp - 1 + i, V, kb->zrow);
+        const float *lp = kb->logsm + ((size_t)b * N + i) * V;
+        double lz = row_lse(z, V);
+        for (int a = 0; a < V; a++)
+          it->kl += exp(lp[a]) * (lp[a] - (z[a] - lz));
+        it->kl_n++;
+      }
+  }
+  if ((rc = model_forward(t->value, &rows, err)) ||
+      (rc = model_value_forward(t->value, kb->values_full, err)))
+    return rc;
+  gather(kb->values + (size_t)r0 * N, kb->values_full, G, L, Tp, N);
+
+  st->time_passes += dfpo_now() - t0;
+  return DFPO_OK;
+}
+
 int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int Tp,
                rl_reward_fn reward, void *reward_ctx, rl_stats *st, dfpo_err *err) {
   const rl_config *cfg = &t->cfg;
@@ -314,197 +458,177 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
   const int eos = cfg->sampling.eos, pad = eos >= 0 ? eos : 0;
   const int dfpo = cfg->algo == RL_DFPO, nlpo = cfg->algo == RL_NLPO;
   const int dfpo_update = dfpo && cfg->dfpo_mask_at == RL_MASK_AT_UPDATE;
+  const int buffer = cfg->rollout == RL_ROLLOUT_BUFFER;
   memset(st, 0, sizeof *st);
   st->beta = dfpo ? 0 : t->beta;
   if (B < 1 || Tp < 1 || N < 1)
     return dfpo_err_set(err, DFPO_EUSAGE,
                         "rl: need at least one prompt, prompt token and new token");
+  /* rollouts generated together; the buffer's transitions (M) */
+  const int G = buffer ? cfg->n_envs : B, M = buffer ? cfg->n_envs * cfg->n_steps : 0;
+  const int mbsize = buffer ? cfg->minibatch_transitions : cfg->minibatch;
+  const int MB = mbsize < B ? mbsize : B; /* most rows of a minibatch */
+  if (buffer && B < G)
+    return dfpo_err_set(err, DFPO_EUSAGE, "rl: the buffer needs at least n_envs=%d prompts, got %d",
+                        G, B);
   /* Exact per-token KL needs both models' distributions at every action:
-   * kept only while that fits in 64 MiB. */
-  int exact_kl = (size_t)B * N * V <= ((size_t)16 << 20);
+   * kept only while a generation batch's fit in 64 MiB. */
+  int exact_kl = (size_t)G * N * V <= ((size_t)16 << 20);
   bufs k;
   memset(&k, 0, sizeof k);
   int rc = DFPO_OK;
-  size_t BN = (size_t)B * N, BL = (size_t)B * L;
+  size_t BN = (size_t)B * N, BL = (size_t)B * L, GN = (size_t)G * N, GL = (size_t)G * L,
+         ML = (size_t)MB * L, U = buffer ? (size_t)M : (size_t)B;
   ALLOC(k.out, BN);
   ALLOC(k.lens, B);
   ALLOC(k.seq, BL);
   ALLOC(k.targets, BL);
-  ALLOC(k.order, B);
+  ALLOC(k.order, U);
   ALLOC(k.sign, B);
   ALLOC(k.next, B);
-  ALLOC(k.mb_seq, BL);
-  ALLOC(k.mb_targets, BL);
-  ALLOC(k.mb_kstart, B);
-  ALLOC(k.logps_b, BN);
+  ALLOC(k.mb_seq, ML);
+  ALLOC(k.mb_targets, ML);
+  ALLOC(k.mb_kstart, MB);
+  ALLOC(k.mb_row, MB);
+  ALLOC(k.logps_b, GN);
   ALLOC(k.lp_full, BL);
   ALLOC(k.logp_old, BN);
   ALLOC(k.logp_ref, BN);
-  ALLOC(k.values_full, BL);
+  ALLOC(k.values_full, GL);
   ALLOC(k.values, BN);
   ALLOC(k.R, B);
   ALLOC(k.rewards, BN);
   ALLOC(k.adv, BN);
   ALLOC(k.ret, BN);
   ALLOC(k.w, BN);
-  ALLOC(k.mb_lp, BN);
-  ALLOC(k.mb_adv, BN);
-  ALLOC(k.mb_old, BN);
-  ALLOC(k.mb_w, BN);
-  ALLOC(k.dlogp, BN);
-  ALLOC(k.dlogp_full, BL);
-  ALLOC(k.mb_vals, BL);
-  ALLOC(k.dvals_full, BL);
+  ALLOC(k.mb_lp, (size_t)MB * N);
+  ALLOC(k.mb_adv, (size_t)MB * N);
+  ALLOC(k.mb_old, (size_t)MB * N);
+  ALLOC(k.mb_w, (size_t)MB * N);
+  ALLOC(k.dlogp, (size_t)MB * N);
+  ALLOC(k.dlogp_full, ML);
+  ALLOC(k.mb_vals, ML);
+  ALLOC(k.dvals_full, ML);
   ALLOC(k.zrow, V);
   if (exact_kl)
-    ALLOC(k.logsm, BN * (size_t)V);
+    ALLOC(k.logsm, GN * (size_t)V);
   if (nlpo) {
     ALLOC(k.logp_oldm, BN);
     ALLOC(k.probs, V);
     ALLOC(k.masks, BN * (size_t)V);
-    ALLOC(k.dlogits, BL * (size_t)V);
-    ALLOC(k.mhost, (size_t)B * V);
+    ALLOC(k.dlogits, ML * (size_t)V);
+    ALLOC(k.mhost, (size_t)G * V);
+  }
+  if (buffer) {
+    ALLOC(k.keep, B);
+    ALLOC(k.boot, B);
+    ALLOC(k.task, B);
+    ALLOC(k.tr_ep, M);
+    ALLOC(k.tr_t, M);
+    ALLOC(k.slot, B);
   }
 
-  /* 1. rollouts */
-  double t0 = dfpo_now();
-  smp_settings s = cfg->sampling;
-  for (int b = 0; b < B; b++)
-    k.sign[b] = dfpo_update ? 0 : b < (B + 1) / 2 ? 1 : -1;
+  /* 1-3: rollouts G at a time (the buffer: until it is full) */
   if (nlpo && t->iterations % cfg->nlpo_mask_refresh == 0 &&
       (rc = model_copy_params(t->mask, t->policy, err)))
     goto done;
-  nlpo_mask_ctx nc = {
-      t->mask, prompts, kstart, Tp, N, eos, cfg->nlpo_k_min, cfg->nlpo_top_p, k.next, k.probs,
-      k.mhost, k.masks, 0,      0,  0, err};
-  if (nlpo) {
-    s.allow = nlpo_mask;
-    s.allow_ctx = &nc;
-  }
-  if (dfpo && !dfpo_update)
-    rc = rl_dfpo_generate(t->policy, t->ref, prompts, kstart, B, Tp, k.sign, &s, &t->rng, k.out,
-                          k.lens, k.logps_b, err);
-  else
-    rc =
-        smp_generate(t->policy, prompts, kstart, B, Tp, &s, &t->rng, k.out, k.lens, k.logps_b, err);
-  if (rc)
-    goto done;
-  if (nlpo) {
-    st->mask_mean = nc.steps > 0 ? nc.size_sum / nc.steps : 0;
-    st->mask_min = nc.size_min;
-  }
-
-  st->time_generate = dfpo_now() - t0;
-  t0 = dfpo_now();
-
-  /* 2. whole sequences and the targets that pick each action */
-  for (int b = 0; b < B; b++) {
-    for (int j = 0; j < Tp; j++)
-      k.seq[(size_t)b * L + j] = prompts[(size_t)b * Tp + j];
-    for (int i = 0; i < N; i++) {
-      int tok = k.out[(size_t)b * N + i];
-      k.seq[(size_t)b * L + Tp + i] = tok >= 0 ? tok : pad;
+  iter it = {t, &k, Tp, N, L, V, eos, pad, dfpo, nlpo, dfpo_update, exact_kl, 0, 0, 0, 0, 0};
+  int E = 0;
+  for (int64_t got = 0; E == 0 || (buffer && got < M); E += G) {
+    if (E + G > B) {
+      rc = dfpo_err_set(err, DFPO_EUSAGE,
+                        "rl: %d prompts gave %lld of the buffer's %d transitions (see "
+                        "rl_prompts_per_iteration)",
+                        B, (long long)got, M);
+      goto done;
     }
-    for (int j = 0; j < L; j++)
-      k.targets[(size_t)b * L + j] = -1;
-    for (int i = 0; i < k.lens[b]; i++) {
-      k.targets[(size_t)b * L + Tp - 1 + i] = k.seq[(size_t)b * L + Tp + i];
-      k.w[(size_t)b * N + i] = 1.0f;
-    }
-    st->mean_len += k.lens[b] / (double)B;
+    if ((rc = collect(&it, E, G, prompts, kstart, st, err)))
+      goto done;
+    for (int b = E; b < E + G; b++)
+      got += k.lens[b];
   }
-
-  /* 3. log-probabilities under the policy (before the update) and the
-   * reference, values, and the exact per-token KL */
-  /* the rollouts' rows: [prompt (Tp columns) | continuation] */
-  const model_batch rows = {k.seq, kstart, B, L, Tp};
-  if ((rc = model_forward(t->policy, &rows, err)) ||
-      (rc = model_lm_logprobs(t->policy, k.targets, k.lp_full, NULL, err)))
-    goto done;
-  gather(k.logp_old, k.lp_full, B, L, Tp, N);
+  st->episodes = E;
+  for (int b = 0; b < E; b++)
+    st->mean_len += k.lens[b] / (double)E;
   if (nlpo) {
-    /* the ratio's pi_old: the policy renormalised over the sampling mask */
-    const float *z = model_lm_logits(t->policy);
-    for (int b = 0; b < B; b++)
-      for (int i = 0; i < k.lens[b]; i++) {
-        size_t pos = (size_t)b * L + Tp - 1 + i;
-        k.logp_oldm[(size_t)b * N + i] = (float)rl_masked_logit_grad(
-            logit_row(t->policy, z, pos, V, k.zrow), k.masks + ((size_t)b * N + i) * V, V,
-            k.targets[pos], 0, NULL);
-      }
+    st->mask_mean = it.mask_steps > 0 ? it.mask_sum / it.mask_steps : 0;
+    st->mask_min = it.mask_min;
   }
-  if (exact_kl)
-    action_log_softmax(k.logsm, t->policy, k.lens, B, L, Tp, N, V, k.zrow);
-  if ((rc = model_forward(t->ref, &rows, err)) ||
-      (rc = model_lm_logprobs(t->ref, k.targets, k.lp_full, NULL, err)))
-    goto done;
-  gather(k.logp_ref, k.lp_full, B, L, Tp, N);
-  if (exact_kl) {
-    const float *zr = model_lm_logits(t->ref);
-    double kl = 0, n = 0;
-    for (int b = 0; b < B; b++)
-      for (int i = 0; i < k.lens[b]; i++) {
-        const float *z = logit_row(t->ref, zr, (size_t)b * L + Tp - 1 + i, V, k.zrow);
-        const float *lp = k.logsm + ((size_t)b * N + i) * V;
-        double lz = row_lse(z, V);
-        for (int a = 0; a < V; a++)
-          kl += exp(lp[a]) * (lp[a] - (z[a] - lz));
-        n++;
-      }
-    st->kl_token = n > 0 ? kl / n : 0;
-  } else {
-    st->kl_token = NAN;
-  }
-  if ((rc = model_forward(t->value, &rows, err)) ||
-      (rc = model_value_forward(t->value, k.values_full, err)))
-    goto done;
-  gather(k.values, k.values_full, B, L, Tp, N);
+  st->kl_token = !exact_kl ? NAN : it.kl_n > 0 ? it.kl / it.kl_n : 0;
 
-  st->time_passes = dfpo_now() - t0;
-
-  /* 4. rewards, GAE */
-  t0 = dfpo_now();
-  if ((rc = reward(reward_ctx, B, prompts, kstart, Tp, k.out, k.lens, N, k.R, err)))
+  /* 4. rewards (of every episode generated), GAE over what the update
+   * trains on: every episode, or the buffer's transitions */
+  double t0 = dfpo_now();
+  if ((rc = reward(reward_ctx, E, prompts, kstart, Tp, k.out, k.lens, N, k.R, err)))
     goto done;
   st->time_reward = dfpo_now() - t0;
   t0 = dfpo_now();
-  for (int b = 0; b < B; b++) {
-    st->reward += k.R[b] / B;
+  for (int b = 0; b < E; b++) {
+    st->reward += k.R[b] / E;
     double kl = 0;
     for (int i = 0; i < k.lens[b]; i++)
       kl += k.logp_old[(size_t)b * N + i] - k.logp_ref[(size_t)b * N + i];
-    st->kl_seq += kl / B;
+    st->kl_seq += kl / E;
   }
-  rl_kl_rewards(k.logp_old, k.logp_ref, k.R, k.lens, B, N, dfpo ? 0.0f : (float)t->beta, k.rewards);
-  rl_gae(k.rewards, k.values, k.lens, B, N, cfg->gamma, cfg->lambda, k.adv, k.ret);
+  /* the lengths trained on; the buffer's episode at the edge is cut */
+  const int *glens = k.lens;
+  if (buffer) {
+    if (rl_buffer_edge(k.lens, k.values, k.R, E, N, M, k.keep, k.boot, k.task) < 0) {
+      rc = dfpo_err_set(err, DFPO_ERUNTIME, "rl: the episodes do not fill the buffer");
+      goto done;
+    }
+    glens = k.keep;
+    for (int b = 0, i = 0; b < E; b++)
+      for (int j = 0; j < k.keep[b]; j++, i++) {
+        k.tr_ep[i] = b;
+        k.tr_t[i] = j;
+      }
+  }
+  rl_kl_rewards(k.logp_old, k.logp_ref, buffer ? k.task : k.R, glens, E, N,
+                dfpo ? 0.0f : (float)t->beta, k.rewards);
+  rl_gae_boot(k.rewards, k.values, glens, buffer ? k.boot : NULL, E, N, cfg->gamma, cfg->lambda,
+              k.adv, k.ret);
   if (dfpo_update)
-    rl_dfpo_update_advantages(k.adv, k.logp_old, k.logp_ref, (int)BN);
+    rl_dfpo_update_advantages(k.adv, k.logp_old, k.logp_ref, E * N);
   else if (dfpo)
-    for (int b = 0; b < B; b++)
+    for (int b = 0; b < E; b++)
       rl_truncate_advantages(k.adv + (size_t)b * N, N, k.sign[b]);
 
-  /* 5. minibatch epochs */
+  /* 5. minibatch epochs: of rollouts (episodes) or of the buffer's
+   * transitions, each minibatch as the rows it touches with weight 1 on the
+   * tokens it selects */
   opt_adamw opt = opt_adamw_default();
   opt.weight_decay = cfg->weight_decay;
   opt.clip = cfg->max_grad_norm;
-  for (int b = 0; b < B; b++)
-    k.order[b] = b;
+  const int units = buffer ? M : E;
+  for (int u = 0; u < units; u++)
+    k.order[u] = u;
   for (int e = 0; e < cfg->epochs; e++) {
-    dfpo_rng_shuffle(&t->rng, k.order, (size_t)B, sizeof k.order[0]);
-    for (int start = 0; start < B; start += cfg->minibatch) {
-      int mb = B - start < cfg->minibatch ? B - start : cfg->minibatch;
+    dfpo_rng_shuffle(&t->rng, k.order, (size_t)units, sizeof k.order[0]);
+    for (int start = 0; start < units; start += mbsize) {
+      int cnt = units - start < mbsize ? units - start : mbsize, mb = cnt;
+      if (buffer)
+        mb = rl_buffer_minibatch(k.order + start, cnt, k.tr_ep, k.tr_t, E, N, k.mb_row, k.mb_w,
+                                 k.slot);
+      else
+        memcpy(k.mb_row, k.order + start, sizeof(int) * (size_t)cnt);
       int *mlens = k.next; /* reused: lengths of the minibatch rows */
       for (int i = 0; i < mb; i++) {
-        int b = k.order[start + i];
+        int b = k.mb_row[i];
         memcpy(k.mb_seq + (size_t)i * L, k.seq + (size_t)b * L, sizeof(int) * L);
         memcpy(k.mb_targets + (size_t)i * L, k.targets + (size_t)b * L, sizeof(int) * L);
         k.mb_kstart[i] = kstart ? kstart[b] : 0;
-        mlens[i] = k.lens[b];
+        mlens[i] = glens[b];
         memcpy(k.mb_adv + (size_t)i * N, k.adv + (size_t)b * N, sizeof(float) * N);
         memcpy(k.mb_old + (size_t)i * N, (nlpo ? k.logp_oldm : k.logp_old) + (size_t)b * N,
                sizeof(float) * N);
-        memcpy(k.mb_w + (size_t)i * N, k.w + (size_t)b * N, sizeof(float) * N);
+        if (!buffer)
+          memcpy(k.mb_w + (size_t)i * N, k.w + (size_t)b * N, sizeof(float) * N);
       }
+      if (e == 0)
+        for (int i = 0; i < mb * N; i++)
+          st->transitions += k.mb_w[i] != 0;
+      st->updates++;
       /* policy */
       model_zero_grad(t->policy);
       const model_batch mrows = {k.mb_seq, k.mb_kstart, mb, L, Tp};
@@ -516,7 +640,7 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
       const float *z = model_lm_logits(t->policy);
       if (nlpo)
         for (int i = 0; i < mb; i++) {
-          int b = k.order[start + i];
+          int b = k.mb_row[i];
           for (int j = 0; j < mlens[i]; j++) {
             size_t pos = (size_t)i * L + Tp - 1 + j;
             k.mb_lp[(size_t)i * N + j] = (float)rl_masked_logit_grad(
@@ -525,7 +649,7 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
           }
         }
       if (!dfpo) {
-        rl_normalize(k.mb_adv, mlens, mb, N);
+        rl_normalize_weighted(k.mb_adv, k.mb_w, n);
         st->policy_loss = rl_ppo_policy_loss(k.mb_lp, k.mb_old, k.mb_adv, k.mb_w, n, cfg->clip_eps,
                                              k.dlogp, &st->clipfrac);
       } else if (cfg->dfpo_ratio_clip > 0) {
@@ -539,7 +663,7 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
          * logit of the mask: backward from the logits */
         memset(k.dlogits, 0, sizeof(float) * (size_t)mb * L * V);
         for (int i = 0; i < mb; i++) {
-          int b = k.order[start + i];
+          int b = k.mb_row[i];
           for (int j = 0; j < mlens[i]; j++) {
             size_t pos = (size_t)i * L + Tp - 1 + j;
             rl_masked_logit_grad(logit_row(t->policy, z, pos, V, k.zrow),
@@ -564,8 +688,10 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
         count += k.mb_w[i];
       memset(k.dvals_full, 0, sizeof(float) * (size_t)mb * L);
       for (int i = 0; i < mb; i++) {
-        int b = k.order[start + i];
+        int b = k.mb_row[i];
         for (int j = 0; j < mlens[i]; j++) {
+          if (k.mb_w[(size_t)i * N + j] == 0)
+            continue;
           size_t pos = (size_t)i * L + Tp - 1 + j;
           double d = k.mb_vals[pos] - k.ret[(size_t)b * N + j];
           vloss += 0.5 * d * d / count;

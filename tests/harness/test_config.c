@@ -1,6 +1,8 @@
 #include "harness/config.h"
+#include "harness/suite.h"
 
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -171,4 +173,69 @@ Test(config, shipped_configs_load) {
   cfg_get_str(&c, "suite.name", &s, &err);
   cr_expect_str_eq(s, "default");
   cfg_free(&c);
+}
+
+/* suite.task_settings: a cell gets the entries of its task and of its task
+ * and algorithm, in list order, then its variant's own; every cell of the
+ * paper suite resolves to a valid config with RL4LMs' and Table 3's values
+ * (docs/configs.md). */
+static double cell_num(const suite *s, const char *task, const char *variant, const char *key) {
+  int ti = -1, vi = -1;
+  for (int i = 0; i < s->n_tasks; i++)
+    if (!strcmp(s->tasks[i], task))
+      ti = i;
+  for (int i = 0; i < s->n_variants; i++)
+    if (!strcmp(s->variants[i].name, variant))
+      vi = i;
+  cr_assert(ti >= 0 && vi >= 0, "%s/%s", task, variant);
+  const char *sets[4 * SUITE_MAX_SETS];
+  int n = suite_cell_sets(s, ti, vi, sets, 4 * SUITE_MAX_SETS);
+  cr_assert_geq(n, 0);
+  cfg c;
+  dfpo_err err;
+  cr_assert_eq(cfg_load(&c, cfg_schema, DFPO_SOURCE_DIR "/configs/paper.json", sets, n, &err), 0,
+               "%s/%s: %s", task, variant, err.msg);
+  double v = NAN;
+  int64_t i;
+  if (cfg_get_num(&c, key, &v, &err) && !cfg_get_int(&c, key, &i, &err))
+    v = (double)i;
+  cfg_free(&c);
+  return v;
+}
+
+Test(config, suite_task_settings_per_task_and_algorithm) {
+  suite s;
+  dfpo_err err;
+  cr_assert_eq(suite_load(&s, DFPO_SOURCE_DIR "/configs/paper.json", NULL, 0, &err), 0, "%s",
+               err.msg);
+  for (int ti = 0; ti < s.n_tasks; ti++)
+    for (int vi = 0; vi < s.n_variants; vi++)
+      cell_num(&s, s.tasks[ti], s.variants[vi].name, "train.lr");
+  cr_expect_float_eq(cell_num(&s, "imdb", "ppo", "train.lr"), 1e-6, 1e-12);
+  cr_expect_float_eq(cell_num(&s, "imdb", "dfpo", "train.lr"), 1e-5, 1e-12);
+  cr_expect_float_eq(cell_num(&s, "imdb", "dfpo", "train.minibatch_transitions"), 16, 0);
+  cr_expect_float_eq(cell_num(&s, "imdb", "nlpo", "train.n_steps"), 128, 0);
+  cr_expect_float_eq(cell_num(&s, "rtp", "ppo", "train.lr"), 1e-6, 1e-12);
+  cr_expect_float_eq(cell_num(&s, "rtp", "zero-shot", "generation.top_p"), 0.9, 1e-12);
+  cr_expect_float_eq(cell_num(&s, "commongen", "ppo", "train.n_steps"), 256, 0);
+  cr_expect_float_eq(cell_num(&s, "commongen", "ppo", "ppo.kl_target"), 2.0, 0);
+  cr_expect_float_eq(cell_num(&s, "commongen", "nlpo", "train.n_steps"), 128, 0);
+  cr_expect_float_eq(cell_num(&s, "commongen", "nlpo", "nlpo.mask_refresh"), 20, 0);
+  cr_expect_float_eq(cell_num(&s, "commongen", "nlpo", "generation.top_k"), 50, 0);
+  cr_expect_float_eq(cell_num(&s, "commongen", "dfpo", "generation.top_k"), 0, 0);
+  cr_expect_float_eq(cell_num(&s, "commongen", "sft", "train.batch_size"), 8, 0);
+  /* a PPO variant takes PPO's settings, then its own key wins */
+  cr_expect_float_eq(cell_num(&s, "commongen", "ppo-beta0.5", "ppo.beta"), 0.5, 0);
+  cr_expect_float_eq(cell_num(&s, "commongen", "ppo-beta0.5", "train.lr"), 2e-6, 1e-12);
+  suite_free(&s);
+
+  const char *bad[][2] = {
+      {"suite.task_settings=[\"imdb/bogus train.lr=1\"]", "unknown algorithm 'bogus'"},
+      {"suite.task_settings=[\"imdb/ppo train.lr\"]", "is not key=value"},
+      {"suite.task_settings=[\"/ppo train.lr=1\"]", "is not \"TASK[/ALGO]"},
+      {"suite.deviations=[\"a\",\"\"]", "item 1 is empty"}};
+  for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+    cr_expect_eq(suite_load(&s, NULL, &bad[k][0], 1, &err), DFPO_EUSAGE, "%s", bad[k][0]);
+    cr_expect(strstr(err.msg, bad[k][1]) != NULL, "%s", err.msg);
+  }
 }

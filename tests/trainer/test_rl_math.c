@@ -282,3 +282,127 @@ Test(rl, dfpo_update_mask_advantages_by_hand) {
   for (int i = 0; i < 5; i++)
     cr_expect_eq(adv[i], want[i], "adv[%d] = %g", i, adv[i]);
 }
+
+Test(rl, buffer_edge_and_gae_at_the_cut_by_hand) {
+  /* Three episodes of 3, 4 and 2 tokens (T = 4) fill a buffer of 5
+   * transitions as RL4LMs' _add_to_buffer does: episode 0 whole, the first
+   * two transitions of episode 1, nothing of episode 2. Episode 1's task
+   * reward (7) sits on its last transition, past the edge; its last kept
+   * transition bootstraps from V(s_2) of episode 1 = 0.8.
+   * KL rewards, beta 0.1 (-0.1 (logp_old - logp_ref)); R_0 = 1 on episode
+   * 0's last token: r = -0.1, 0, 0.2 + 1 | -0.05, 0.1.
+   * stable-baselines3's compute_returns_and_advantage over the flat buffer
+   * (episode_starts at 0 and 3; last_values 0.8, dones false), gamma 0.9,
+   * lambda 0.5 (gamma lambda 0.45), from the last step back:
+   *   step 4: delta = 0.1 + 0.9 * 0.8 - 0.6 = 0.22            A = 0.22
+   *   step 3: delta = -0.05 + 0.9 * 0.6 - 0.3 = 0.19          A = 0.19 + 0.45 * 0.22 = 0.289
+   *   step 2: episode 1 starts at step 3: delta = 1.2 - 0.2 = 1.0   A = 1.0
+   *   step 1: delta = 0 + 0.9 * 0.2 - 0.4 = -0.22             A = -0.22 + 0.45 * 1.0 = 0.23
+   *   step 0: delta = -0.1 + 0.9 * 0.4 - 0.5 = -0.24          A = -0.24 + 0.45 * 0.23 = -0.1365
+   *   returns = A + V: -0.1365 + 0.5 = 0.3635, 0.63, 1.2 | 0.589, 0.82. */
+  const int lens[3] = {3, 4, 2};
+  const float values[12] = {0.5f, 0.4f, 0.2f, 9, 0.3f, 0.6f, 0.8f, 0.1f, 5, 5, 9, 9};
+  const float lo[12] = {1, 0, -2, 0, 0.5f, -1, 2, 3, 1, 1, 0, 0};
+  const float lr[12] = {0};
+  const float R[3] = {1, 7, 3};
+  int keep[3];
+  float boot[3], task[3], rew[12], adv[12], ret[12];
+  cr_assert_eq(rl_buffer_edge(lens, values, R, 3, 4, 5, keep, boot, task), 2);
+  cr_expect(keep[0] == 3 && keep[1] == 2 && keep[2] == 0, "%d %d %d", keep[0], keep[1], keep[2]);
+  NEAR(boot[0], 0, 0);
+  NEAR(boot[1], 0.8, 1e-7);
+  NEAR(boot[2], 0, 0);
+  NEAR(task[0], 1, 0);
+  NEAR(task[1], 0, 0);
+  NEAR(task[2], 0, 0);
+  rl_kl_rewards(lo, lr, task, keep, 3, 4, 0.1f, rew);
+  rl_gae_boot(rew, values, keep, boot, 3, 4, 0.9f, 0.5f, adv, ret);
+  const double want_a[12] = {-0.1365, 0.23, 1.0, 0, 0.289, 0.22, 0, 0, 0, 0, 0, 0};
+  const double want_r[12] = {0.3635, 0.63, 1.2, 0, 0.589, 0.82, 0, 0, 0, 0, 0, 0};
+  for (int i = 0; i < 12; i++) {
+    NEAR(adv[i], want_a[i], 1e-6);
+    NEAR(ret[i], want_r[i], 1e-6);
+  }
+  /* the edge exactly at an episode's end: done, no bootstrap, R kept */
+  cr_assert_eq(rl_buffer_edge(lens, values, R, 3, 4, 3, keep, boot, task), 1);
+  cr_expect(keep[0] == 3 && keep[1] == 0 && keep[2] == 0);
+  NEAR(boot[0], 0, 0);
+  NEAR(task[0], 1, 0);
+  /* episodes that cannot fill the buffer */
+  cr_expect_eq(rl_buffer_edge(lens, values, R, 3, 4, 10, keep, boot, task), -1);
+  /* no bootstrap: rl_gae exactly */
+  float adv2[12], ret2[12];
+  rl_gae_boot(rew, values, lens, NULL, 3, 4, 0.9f, 0.5f, adv, ret);
+  rl_gae(rew, values, lens, 3, 4, 0.9f, 0.5f, adv2, ret2);
+  cr_expect_eq(memcmp(adv, adv2, sizeof adv), 0);
+  cr_expect_eq(memcmp(ret, ret2, sizeof ret), 0);
+}
+
+Test(rl, buffer_minibatches_use_every_transition_once_an_epoch) {
+  /* 6 episodes of T = 5 with 3, 0, 5, 1, 2, 4 transitions in the buffer
+   * (15), minibatches of 4 (the last of 3) over a shuffled order, for
+   * several shuffles: each transition gets weight 1 exactly once, nothing
+   * else weight, and a minibatch's rows are the distinct episodes it
+   * selects, ascending. */
+  enum { E = 6, T = 5, M = 15, MB = 4 };
+  const int keep[E] = {3, 0, 5, 1, 2, 4};
+  int tr_ep[M], tr_t[M], ids[M], rows[E], slot[E];
+  float w[E * T];
+  for (int e = 0, i = 0; e < E; e++)
+    for (int t = 0; t < keep[e]; t++, i++) {
+      tr_ep[i] = e;
+      tr_t[i] = t;
+    }
+  srand(7);
+  for (int trial = 0; trial < 20; trial++) {
+    for (int i = 0; i < M; i++)
+      ids[i] = i;
+    for (int i = M - 1; i > 0; i--) {
+      int j = rand() % (i + 1), x = ids[i];
+      ids[i] = ids[j];
+      ids[j] = x;
+    }
+    int used[E * T] = {0}, minibatches = 0;
+    for (int start = 0; start < M; start += MB, minibatches++) {
+      int n = M - start < MB ? M - start : MB;
+      int nrows = rl_buffer_minibatch(ids + start, n, tr_ep, tr_t, E, T, rows, w, slot);
+      int distinct[E] = {0}, want = 0;
+      for (int i = 0; i < n; i++)
+        distinct[tr_ep[ids[start + i]]] = 1;
+      for (int e = 0; e < E; e++)
+        want += distinct[e];
+      cr_assert_eq(nrows, want);
+      for (int r = 0; r < nrows; r++) {
+        cr_expect(distinct[rows[r]], "row %d holds no selected transition", rows[r]);
+        cr_expect(r == 0 || rows[r] > rows[r - 1], "rows not ascending");
+        for (int t = 0; t < T; t++) {
+          cr_assert(w[r * T + t] == 0 || w[r * T + t] == 1);
+          used[rows[r] * T + t] += (int)w[r * T + t];
+        }
+      }
+    }
+    cr_expect_eq(minibatches, 4);
+    for (int e = 0; e < E; e++)
+      for (int t = 0; t < T; t++)
+        cr_expect_eq(used[e * T + t], t < keep[e], "trial %d: episode %d token %d used %d times",
+                     trial, e, t, used[e * T + t]);
+  }
+}
+
+Test(rl, normalize_weighted_is_normalize_over_the_valid_entries) {
+  float x[8] = {1, 2, 3, 9, 4, 7, 7, 7}, y[8];
+  const float w[8] = {1, 1, 1, 0, 1, 0, 0, 0};
+  const int len[2] = {3, 1};
+  memcpy(y, x, sizeof x);
+  rl_normalize(x, len, 2, 4);
+  rl_normalize_weighted(y, w, 8);
+  cr_expect_eq(memcmp(x, y, sizeof x), 0);
+  /* a subset that is not a prefix: entries 1 and 2 (2, 3) -> -/+ 1/sqrt(2) */
+  float z[4] = {5, 2, 3, 6};
+  const float w2[4] = {0, 1, 1, 0};
+  rl_normalize_weighted(z, w2, 4);
+  NEAR(z[0], 5, 0);
+  NEAR(z[1], -0.5 / sqrt(0.5), 1e-6);
+  NEAR(z[2], 0.5 / sqrt(0.5), 1e-6);
+  NEAR(z[3], 6, 0);
+}
