@@ -97,6 +97,19 @@ int suite_load(suite *s, const char *file, const char *const *sets, int nsets, d
       (rc = cfg_get_list_len(&s->conf, "suite.seeds", &s->n_seeds, err)) ||
       (rc = cfg_get_list_len(&s->conf, "suite.variants", &ndef, err)))
     goto fail;
+  /* the dry run's overrides are checked on every load, not only when used */
+  int nd = 0;
+  if ((rc = cfg_get_list_len(&s->conf, "suite.dry_run", &nd, err)))
+    goto fail;
+  for (int i = 0; i < nd; i++) {
+    const char *it;
+    if ((rc = cfg_get_list_str(&s->conf, "suite.dry_run", i, &it, err)))
+      goto fail;
+    if (!strchr(it, '=') || it[0] == '=') {
+      rc = dfpo_err_set(err, DFPO_EUSAGE, "suite.dry_run: '%s' is not key=value", it);
+      goto fail;
+    }
+  }
   if (!s->name[0] || strchr(s->name, '/') || !strcmp(s->name, ".") || !strcmp(s->name, "..")) {
     rc = dfpo_err_set(err, DFPO_EUSAGE, "suite.name '%s' is not a folder name", s->name);
     goto fail;
