@@ -25,6 +25,9 @@
 /* The cache folder of one dataset version: <cache>/datasets/<name>/<version>
  * (docs/datasets.md, "The cache"). Written into buf. */
 int ds_dataset_dir(const char *name, const char *version, char *buf, size_t n, dfpo_err *err);
+/* The folder of an assembled asset folder: <cache>/assets/<folder> (docs/datasets.md,
+ * "Asset folders"). Written into buf. */
+int ds_asset_dir(const char *folder, char *buf, size_t n, dfpo_err *err);
 
 /* ---------------------------------------------- synthetic task (ds_synth_) */
 
@@ -117,13 +120,19 @@ typedef struct ds_member {
   int required; /* an import without a matching file fails */
 } ds_member;
 /* One manifest entry (a dataset or an asset). Every string is owned by the
- * manifest. format: "tar.gz", "zip" or "file" (the download is the member). */
+ * manifest. format: "tar.gz", "zip" or "file" (the download is the member).
+ * An unpinned entry (sha256 "unknown" in the manifest) names something whose
+ * revision and SHA-256 are not known: it has no URL, size 0 and sha256 NULL,
+ * its note says why and what to use instead; ds_fetch refuses it. */
 typedef struct ds_entry {
   char *name, *version, *kind, *importer, *file, *format;
   char **urls;
   size_t n_urls;
-  uint64_t size;        /* bytes of the download */
-  char *sha256;         /* of the download */
+  uint64_t size;        /* bytes of the download (0: unpinned) */
+  char *sha256;         /* of the download (NULL: unpinned) */
+  int pinned;           /* sha256 and size known */
+  char *folder;         /* assets: the asset folder the file is also placed in, or NULL */
+  char *note;           /* why it is unpinned and what to do instead, or NULL */
   char *content_digest; /* of the members (see ds_content_digest), or NULL */
   ds_member *members;   /* for format "file": one member, the file itself */
   size_t n_members;
@@ -141,7 +150,8 @@ typedef struct ds_manifest {
  * failure *m is empty. */
 int ds_manifest_parse(ds_manifest *m, const char *text, size_t len, const char *source,
                       dfpo_err *err);
-/* Loads path, or the built-in manifest when path is NULL. */
+/* Loads path; when path is NULL, the file $DFPO_MANIFEST names, else the
+ * built-in manifest. */
 int ds_manifest_load(ds_manifest *m, const char *path, dfpo_err *err);
 void ds_manifest_free(ds_manifest *m);
 /* The entry named name, or NULL. */
@@ -183,6 +193,10 @@ typedef struct ds_stamp {
   char members_missing[256]; /* optional members not present, space-separated */
   char imported_at[32];      /* UTC, ISO 8601 */
 } ds_stamp;
+/* The folder holding an imported entry's members: <dataset dir>/raw. The one
+ * rule for where fetch and import put the files and where every reader
+ * (verify, prepare, ds_member_path) finds them. */
+int ds_raw_dir(const ds_entry *e, char *buf, size_t n, dfpo_err *err);
 /* Reads <dataset dir>/stamp.json. DFPO_EDATA with "not in the cache" when
  * absent. */
 int ds_stamp_read(const ds_entry *e, ds_stamp *s, dfpo_err *err);
@@ -195,6 +209,12 @@ int ds_stamp_read(const ds_entry *e, ds_stamp *s, dfpo_err *err);
  * content is replaced only after success; prepared splits are removed. */
 int ds_import(const ds_entry *e, const char *path, int allow_unverified, ds_stamp *out,
               dfpo_err *err);
+/* An asset with a folder (format "file"): places its imported file in
+ * ds_asset_dir(e->folder) under its file name (a hard link, a copy across
+ * file systems), replacing what was there. ds_import calls it after each
+ * import; dfpo fetch's "already in the cache" calls it too, so that a cache
+ * filled before folders existed gets them. */
+int ds_asset_place(const ds_entry *e, dfpo_err *err);
 /* Re-checks the cache: the stamp exists and raw/ still has the recorded
  * digest (and, for a content- or file-verified import, the manifest's). */
 int ds_verify(const ds_entry *e, ds_stamp *out, dfpo_err *err);

@@ -21,3 +21,13 @@ int ds_dataset_dir(const char *name, const char *version, char *buf, size_t n, d
     return dfpo_err_set(err, DFPO_EUSAGE, "dataset folder path too long under %s", root);
   return DFPO_OK;
 }
+
+int ds_asset_dir(const char *folder, char *buf, size_t n, dfpo_err *err) {
+  if (!valid_component(folder))
+    return dfpo_err_set(err, DFPO_EUSAGE, "invalid asset folder name: '%s'", folder ? folder : "");
+  char root[4096];
+  int rc = dfpo_cache_dir(root, sizeof root, err);
+  if (rc)
+    return rc;
+  return dfpo_path_fmt(buf, n, err, "%s/assets/%s", root, folder);
+}

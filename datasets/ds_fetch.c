@@ -290,6 +290,11 @@ int ds_download(const char *const *urls, size_t n_urls, const char *dest, uint64
 int ds_fetch(const ds_entry *e, const ds_fetch_opts *o, ds_stamp *out, dfpo_err *err) {
   char dir[DS_PATH_MAX], dest[DS_PATH_MAX];
   int rc;
+  if (!e->pinned)
+    return dfpo_err_set(err, DFPO_EDATA,
+                        "%s is not pinned: the manifest knows no verified revision and SHA-256 "
+                        "of its %s, so it is not fetched; %s",
+                        e->name, e->file, e->note);
   if ((rc = ds_dataset_dir(e->name, e->version, dir, sizeof dir, err)) ||
       (rc = dfpo_mkdirs(dir, err)) || (rc = ds_join(dest, sizeof dest, dir, e->file, err)))
     return rc;

@@ -33,6 +33,12 @@ static int method_parse(const char *s, ds_method *m) {
 
 /* ----------------------------------------------------------------- stamp */
 
+int ds_raw_dir(const ds_entry *e, char *buf, size_t n, dfpo_err *err) {
+  char dir[DS_PATH_MAX];
+  int rc = ds_dataset_dir(e->name, e->version, dir, sizeof dir, err);
+  return rc ? rc : ds_join(buf, n, dir, "raw", err);
+}
+
 static int stamp_path(const ds_entry *e, char *buf, size_t n, dfpo_err *err) {
   char dir[DS_PATH_MAX];
   int rc = ds_dataset_dir(e->name, e->version, dir, sizeof dir, err);
@@ -270,7 +276,7 @@ int ds_import_trusted(const ds_entry *e, const char *path, int allow_unverified,
     return rc;
   if ((rc = dfpo_path_fmt(tmp, sizeof tmp, err, "%s/raw.tmp.%ld", dir, (long)getpid())) ||
       (rc = dfpo_path_fmt(old, sizeof old, err, "%s/raw.old.%ld", dir, (long)getpid())) ||
-      (rc = ds_join(raw, sizeof raw, dir, "raw", err)) || (rc = ds_rmtree(tmp, err)))
+      (rc = ds_raw_dir(e, raw, sizeof raw, err)) || (rc = ds_rmtree(tmp, err)))
     return rc;
   if (mkdir(tmp, 0777) != 0)
     return dfpo_err_errno(err, DFPO_ERUNTIME, errno, "%s: cannot create folder", tmp);
@@ -304,7 +310,7 @@ int ds_import_trusted(const ds_entry *e, const char *path, int allow_unverified,
       snprintf(s.sha256, sizeof s.sha256, "%s", known_sha256);
     else
       rc = ds_sha256_file(path, s.sha256, err);
-    archive_ok = rc == DFPO_OK && !strcmp(s.sha256, e->sha256);
+    archive_ok = rc == DFPO_OK && e->pinned && !strcmp(s.sha256, e->sha256);
     if (rc) {
     } else if (strcmp(e->format, "file") && is_archive_name(path)) {
       rc = ds_extract_list(path, tmp, e->members, e->n_members, e->max_entries, e->max_bytes, &l,
@@ -351,7 +357,10 @@ int ds_import_trusted(const ds_entry *e, const char *path, int allow_unverified,
       s.method = DS_UNVERIFIED;
       char reasons[1024];
       int w = 0;
-      if (s.sha256[0])
+      if (!e->pinned)
+        w += snprintf(reasons + w, sizeof reasons - (size_t)w,
+                      "the manifest does not pin %s (its SHA-256 is unknown)", e->name);
+      else if (s.sha256[0])
         w += snprintf(reasons + w, sizeof reasons - (size_t)w,
                       "its SHA-256 %s is not the manifest's %s", s.sha256, e->sha256);
       else
@@ -410,10 +419,41 @@ int ds_import_trusted(const ds_entry *e, const char *path, int allow_unverified,
   s.bytes = l.bytes;
   ds_utc_now(s.imported_at);
   ds_listing_free(&l);
-  if ((rc = stamp_write(e, &s, err)))
+  if ((rc = stamp_write(e, &s, err)) || (rc = ds_asset_place(e, err)))
     return rc;
   if (out)
     *out = s;
+  return DFPO_OK;
+}
+
+int ds_asset_place(const ds_entry *e, dfpo_err *err) {
+  if (!e->folder)
+    return DFPO_OK;
+  char src[DS_PATH_MAX], dir[DS_PATH_MAX], dst[DS_PATH_MAX], tmp[DS_PATH_MAX];
+  int rc;
+  if ((rc = ds_member_path(e, NULL, src, sizeof src, NULL, err)) ||
+      (rc = ds_asset_dir(e->folder, dir, sizeof dir, err)) || (rc = dfpo_mkdirs(dir, err)) ||
+      (rc = ds_join(dst, sizeof dst, dir, e->file, err)) ||
+      (rc = dfpo_path_fmt(tmp, sizeof tmp, err, "%s.tmp.%ld", dst, (long)getpid())))
+    return rc;
+  unlink(tmp);
+  if (link(src, tmp) != 0) {
+    if (errno != EXDEV && errno != EPERM && errno != EMLINK)
+      return dfpo_err_errno(err, DFPO_ERUNTIME, errno, "%s: cannot link to %s", src, tmp);
+    ds_listing l = {0}; /* another file system: a copy */
+    char sub[DS_PATH_MAX];
+    if ((rc = dfpo_path_fmt(sub, sizeof sub, err, "%s.tmp.%ld", e->file, (long)getpid())) ||
+        (rc = copy_file(src, dir, sub, &l, 0, err))) {
+      ds_listing_free(&l);
+      return rc;
+    }
+    ds_listing_free(&l);
+  }
+  if (rename(tmp, dst) != 0) {
+    int en = errno;
+    unlink(tmp);
+    return dfpo_err_errno(err, DFPO_ERUNTIME, en, "%s: cannot rename to %s", tmp, dst);
+  }
   return DFPO_OK;
 }
 
@@ -426,10 +466,9 @@ int ds_verify(const ds_entry *e, ds_stamp *out, dfpo_err *err) {
     return rc;
   if (out)
     *out = s;
-  char dir[DS_PATH_MAX], raw[DS_PATH_MAX], digest[65];
+  char raw[DS_PATH_MAX], digest[65];
   size_t files = 0;
-  if ((rc = ds_dataset_dir(e->name, e->version, dir, sizeof dir, err)) ||
-      (rc = ds_join(raw, sizeof raw, dir, "raw", err)))
+  if ((rc = ds_raw_dir(e, raw, sizeof raw, err)))
     return rc;
   struct stat st;
   if (stat(raw, &st) != 0 || !S_ISDIR(st.st_mode))
@@ -475,12 +514,10 @@ int ds_member_path(const ds_entry *e, const char *member, char *buf, size_t n, i
   int rc = ds_stamp_read(e, &s, err);
   if (rc)
     return rc;
-  char dir[DS_PATH_MAX];
-  if ((rc = ds_dataset_dir(e->name, e->version, dir, sizeof dir, err)))
+  char raw[DS_PATH_MAX];
+  if ((rc = ds_raw_dir(e, raw, sizeof raw, err)) ||
+      (rc = ds_join(buf, n, raw, member ? member : e->members[0].path, err)))
     return rc;
-  int w = snprintf(buf, n, "%s/raw/%s", dir, member ? member : e->members[0].path);
-  if (w < 0 || (size_t)w >= n)
-    return dfpo_err_set(err, DFPO_ERUNTIME, "path too long under %s", dir);
   if (access(buf, R_OK) != 0)
     return dfpo_err_errno(err, DFPO_EDATA, errno, "%s: missing from the cache", buf);
   if (verified)

@@ -24,6 +24,8 @@ static void entry_free(ds_entry *e) {
     free(e->urls[i]);
   free(e->urls);
   free(e->sha256);
+  free(e->folder);
+  free(e->note);
   free(e->content_digest);
   for (size_t i = 0; i < e->n_members; i++) {
     free(e->members[i].path);
@@ -136,7 +138,8 @@ static int valid_member_path(const char *p) {
 static int parse_entry(mctx *c, const cJSON *o, ds_entry *e) {
   static const char *const known[] = {"name",    "version", "kind",    "importer", "file",
                                       "format",  "urls",    "size",    "sha256",   "content_digest",
-                                      "members", "limits",  "license", "citation", NULL};
+                                      "members", "limits",  "license", "citation", "folder",
+                                      "note",    NULL};
   static const char *const kinds[] = {"dataset", "asset", NULL};
   static const char *const importers[] = {"imdb", "rtp", "commongen", "none", NULL};
   static const char *const formats[] = {"tar.gz", "zip", "file", NULL};
@@ -152,11 +155,31 @@ static int parse_entry(mctx *c, const cJSON *o, ds_entry *e) {
       (rc = get_str(c, o, "kind", 1, &e->kind)) ||
       (rc = get_str(c, o, "importer", 1, &e->importer)) ||
       (rc = get_str(c, o, "file", 1, &e->file)) || (rc = get_str(c, o, "format", 1, &e->format)) ||
-      (rc = get_u64(c, o, "size", 1, &e->size)) || (rc = get_str(c, o, "sha256", 1, &e->sha256)) ||
+      (rc = get_str(c, o, "sha256", 1, &e->sha256)) ||
       (rc = get_str(c, o, "content_digest", 0, &e->content_digest)) ||
       (rc = get_str(c, o, "license", 1, &e->license)) ||
-      (rc = get_str(c, o, "citation", 1, &e->citation)))
+      (rc = get_str(c, o, "citation", 1, &e->citation)) ||
+      (rc = get_str(c, o, "folder", 0, &e->folder)) || (rc = get_str(c, o, "note", 0, &e->note)))
     return rc;
+  /* "unknown": a revision and SHA-256 nobody has verified yet; the entry
+   * keeps its shape (name, file, folder) and says in its note what to do */
+  e->pinned = strcmp(e->sha256, "unknown") != 0;
+  if (!e->pinned) {
+    const cJSON *sz = cJSON_GetObjectItemCaseSensitive(o, "size");
+    const cJSON *uu = cJSON_GetObjectItemCaseSensitive(o, "urls");
+    if (!cJSON_IsNumber(sz) || sz->valuedouble != 0)
+      return bad(c, "size", "must be 0 when sha256 is \"unknown\"");
+    if (!cJSON_IsArray(uu) || cJSON_GetArraySize(uu) != 0)
+      return bad(c, "urls", "must be an empty list when sha256 is \"unknown\"");
+    if (!e->note)
+      return bad(c, "note", "is needed when sha256 is \"unknown\" (why, and what to use instead)");
+    if (strcmp(e->format, "file"))
+      return bad(c, "sha256", "may be \"unknown\" only for format \"file\"");
+    free(e->sha256);
+    e->sha256 = NULL;
+  } else if ((rc = get_u64(c, o, "size", 1, &e->size))) {
+    return rc;
+  }
   if (!valid_name(e->version))
     return bad(c, "version", "must be letters, digits, '.', '_' or '-'");
   if (!valid_name(e->file))
@@ -167,16 +190,19 @@ static int parse_entry(mctx *c, const cJSON *o, ds_entry *e) {
     return bad(c, "importer", "must be \"imdb\", \"rtp\", \"commongen\" or \"none\"");
   if (!one_of(e->format, formats))
     return bad(c, "format", "must be \"tar.gz\", \"zip\" or \"file\"");
-  if (!ds_is_hex64(e->sha256))
-    return bad(c, "sha256", "must be 64 lowercase hex digits");
+  if (e->pinned && !ds_is_hex64(e->sha256))
+    return bad(c, "sha256", "must be 64 lowercase hex digits or \"unknown\"");
+  if (e->folder && (!valid_name(e->folder) || strcmp(e->format, "file")))
+    return bad(c, "folder",
+               "must be a folder name (letters, digits, '.', '_', '-') of a format \"file\" asset");
   if (e->content_digest && !ds_is_hex64(e->content_digest))
     return bad(c, "content_digest", "must be 64 lowercase hex digits");
 
   const cJSON *urls = cJSON_GetObjectItemCaseSensitive(o, "urls");
-  if (!cJSON_IsArray(urls) || cJSON_GetArraySize(urls) < 1)
+  if (e->pinned && (!cJSON_IsArray(urls) || cJSON_GetArraySize(urls) < 1))
     return bad(c, "urls", "must be a non-empty list of URLs");
   size_t nu = (size_t)cJSON_GetArraySize(urls);
-  if (!(e->urls = calloc(nu, sizeof *e->urls)))
+  if (nu && !(e->urls = calloc(nu, sizeof *e->urls)))
     return dfpo_err_set(c->err, DFPO_ERUNTIME, "%s: out of memory", c->src);
   for (const cJSON *u = urls->child; u; u = u->next) {
     if (!cJSON_IsString(u) ||
@@ -196,9 +222,9 @@ static int parse_entry(mctx *c, const cJSON *o, ds_entry *e) {
       return dfpo_err_set(c->err, DFPO_ERUNTIME, "%s: out of memory", c->src);
     e->n_members = 1;
     e->members[0].path = ds_strdup(e->file);
-    e->members[0].sha256 = ds_strdup(e->sha256);
+    e->members[0].sha256 = e->pinned ? ds_strdup(e->sha256) : NULL;
     e->members[0].required = 1;
-    if (!e->members[0].path || !e->members[0].sha256)
+    if (!e->members[0].path || (e->pinned && !e->members[0].sha256))
       return dfpo_err_set(c->err, DFPO_ERUNTIME, "%s: out of memory", c->src);
   } else {
     if (!cJSON_IsArray(mem) || cJSON_GetArraySize(mem) < 1)
@@ -312,6 +338,11 @@ out:
 }
 
 int ds_manifest_load(ds_manifest *m, const char *path, dfpo_err *err) {
+  /* DFPO_MANIFEST stands for the built-in one everywhere (the suite's
+   * preparation and its cells read the manifest too) */
+  const char *env = getenv("DFPO_MANIFEST");
+  if (!path && env && env[0])
+    path = env;
   if (!path) {
     size_t len;
     const char *t = ds_manifest_builtin(&len);

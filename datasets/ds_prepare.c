@@ -597,7 +597,7 @@ int ds_prepare(const ds_entry *e, uint64_t seed, ds_prepared *out, dfpo_err *err
     return rc;
   char dir[DS_PATH_MAX], raw[DS_PATH_MAX], splits[DS_PATH_MAX], meta[DS_PATH_MAX];
   if ((rc = ds_dataset_dir(e->name, e->version, dir, sizeof dir, err)) ||
-      (rc = ds_join(raw, sizeof raw, dir, "raw", err)) ||
+      (rc = ds_raw_dir(e, raw, sizeof raw, err)) ||
       (rc = splits_dir(e, splits, sizeof splits, err)) ||
       (rc = ds_join(meta, sizeof meta, splits, "prepared.json", err)) ||
       (rc = dfpo_mkdirs(splits, err)))

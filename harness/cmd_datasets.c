@@ -63,13 +63,17 @@ static int do_list(const ds_manifest *m, int json) {
       snprintf(state, sizeof state, "verified (%s)", ds_method_name(s.method));
     else
       snprintf(state, sizeof state, "UNVERIFIED (imported so)");
-    human_size(e->size, size, sizeof size);
+    if (e->pinned)
+      human_size(e->size, size, sizeof size);
+    else /* fetch refuses it; its note says what to use */
+      snprintf(size, sizeof size, "unpinned");
     if (json) {
       cJSON *o = cJSON_CreateObject();
       cJSON_AddStringToObject(o, "name", e->name);
       cJSON_AddStringToObject(o, "version", e->version);
       cJSON_AddStringToObject(o, "kind", e->kind);
       cJSON_AddNumberToObject(o, "size", (double)e->size);
+      cJSON_AddBoolToObject(o, "pinned", e->pinned);
       cJSON_AddBoolToObject(o, "in_cache", in_cache);
       cJSON_AddBoolToObject(o, "verified", in_cache && s.verified);
       if (in_cache)

@@ -10,10 +10,15 @@ static const char fetch_usage[] =
     "Usage: dfpo fetch NAME... [--mirror URL]... [--manifest FILE] [--force]\n"
     "\n"
     "Downloads datasets and assets of the manifest into the cache\n"
-    "($DFPO_HOME/datasets/NAME/VERSION), verifies their SHA-256, extracts the\n"
-    "members safely and stamps them. Downloads resume after a cut (HTTP Range),\n"
-    "retry with exponential backoff on transient failures, verify TLS, and refuse\n"
-    "bodies larger than the manifest says. Sources are tried in order: the\n"
+    "($DFPO_HOME/datasets/NAME/VERSION/raw/), verifies their SHA-256, extracts the\n"
+    "members safely and stamps them. An asset with a folder in the manifest is\n"
+    "also placed in $DFPO_HOME/assets/FOLDER/ beside the others of that folder:\n"
+    "gpt2-encoder and gpt2-vocab make assets/gpt2-tokenizer/, a folder to pass\n"
+    "as --tokenizer or tokenizer.path; gpt2-124m makes assets/gpt2-124m/.\n"
+    "Downloads resume after a cut (HTTP Range), retry with exponential backoff\n"
+    "on transient failures, verify TLS, and refuse bodies larger than the\n"
+    "manifest says. An entry the manifest does not pin (gpt2-imdb) is refused\n"
+    "with what to use instead. Sources are tried in order: the\n"
     "mirrors (each is a base URL; the manifest's file name is appended), then\n"
     "the official URLs; a source that serves wrong bytes is reported and the\n"
     "next one is tried. 'dfpo datasets list' names what can be fetched.\n"
@@ -116,17 +121,24 @@ int cmd_fetch(int argc, char **argv) {
     }
     ds_stamp s;
     if (!force && ds_verify(e, &s, &err) == DFPO_OK && s.verified) {
-      printf("%s %s: already in the cache, verified by %s\n", e->name, e->version,
-             ds_method_name(s.method));
-      continue;
+      /* a cache filled before asset folders existed gets them now */
+      if ((rc = ds_asset_place(e, &err)))
+        status = cli_fail(&err);
+      else
+        printf("%s %s: already in the cache, verified by %s\n", e->name, e->version,
+               ds_method_name(s.method));
+    } else {
+      dfpo_err_clear(&err);
+      if ((rc = ds_fetch(e, &o, &s, &err))) {
+        status = cli_fail(&err);
+        continue;
+      }
+      printf("%s %s: fetched from %s, %llu files, verified by %s\n", e->name, e->version, s.source,
+             (unsigned long long)s.files, ds_method_name(s.method));
     }
-    dfpo_err_clear(&err);
-    if ((rc = ds_fetch(e, &o, &s, &err))) {
-      status = cli_fail(&err);
-      continue;
-    }
-    printf("%s %s: fetched from %s, %llu files, verified by %s\n", e->name, e->version, s.source,
-           (unsigned long long)s.files, ds_method_name(s.method));
+    char dir[4096];
+    if (!rc && e->folder && ds_asset_dir(e->folder, dir, sizeof dir, &err) == DFPO_OK)
+      printf("  %s is in the folder %s\n", e->file, dir);
   }
   ds_manifest_free(&m);
   free(envm);

@@ -30,7 +30,8 @@
 static const char reproduce_usage[] =
     "Usage: dfpo reproduce [--suite NAME | --config FILE] [--out DIR] [--set k=v]...\n"
     "                      [--emit slurm] [--max-cells N] [--cell I] [--prepare-only]\n"
-    "                      [--device D] [--shared-data DIR]\n"
+    "                      [--device D] [--shared-data DIR] [--dry-run]\n"
+    "                      [--base-model TASK=FOLDER]...\n"
     "\n"
     "Runs a suite end to end into DIR/<suite.name>/: the task data and the base\n"
     "model (model.init pretrain: the task corpus, a BPE tokenizer trained on it\n"
@@ -68,6 +69,15 @@ static const char reproduce_usage[] =
     "                    in neither the cache nor task.data_dir (default\n"
     "                    $DFPO_SHARED_DATA, else ../shared/data beside the source\n"
     "                    tree)\n"
+    "  --dry-run         lay the suite's suite.dry_run overrides (\"key=value\")\n"
+    "                    over it, after its file and before --set: the whole\n"
+    "                    matrix at its real shapes, small (paper: one seed, one\n"
+    "                    iteration, a few prompts and tokens, on the CPU, into\n"
+    "                    DIR/paper-dryrun)\n"
+    "  --base-model TASK=FOLDER  model.init import: the task's base policy from\n"
+    "                    a Hugging Face GPT-2 folder (config.json +\n"
+    "                    model.safetensors; its tokenizer files are used when it\n"
+    "                    has them), replacing the task's item of model.bases\n"
     "  -h, --help        show this help\n"
     "\n"
     "The children (pretraining, cells) run with OMP_WAIT_POLICY=PASSIVE unless\n"
@@ -297,11 +307,90 @@ static int find_suite(const char *name, char *buf, size_t n) {
   return -1;
 }
 
-static int reproduce(repro *r, const char *file, const char *const *sets, int nsets, int emit,
-                     int max_cells, int only_cell, int prepare_only, dfpo_err *err) {
+/* Loads the suite: its file, then with dry_run its suite.dry_run overrides,
+ * then the --set ones, then the --base-model ones ("TASK=FOLDER", each
+ * replacing the task's item of model.bases). The first load reads what the
+ * second lays over the file. The dry run's and --set's overrides are laid
+ * over every cell again last (suite_set_last). */
+static int load_suite(repro *r, const char *file, const char *const *sets, int nsets, int dry_run,
+                      const char *const *bases, int nbases, dfpo_err *err) {
   int rc = suite_load(&r->s, file, sets, nsets, err);
+  if (!rc && !dry_run && !nbases)
+    rc = suite_set_last(&r->s, sets, nsets, err);
+  if (rc || (!dry_run && !nbases))
+    return rc;
+  int nd = 0, nb = 0;
+  if ((rc = cfg_get_list_len(&r->s.conf, "suite.dry_run", &nd, err)) ||
+      (rc = cfg_get_list_len(&r->s.conf, "model.bases", &nb, err)))
+    return rc;
+  if (dry_run && nd == 0)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "--dry-run: suite %s has no suite.dry_run overrides (docs/suites.md)",
+                        r->s.name);
+  const char **all = calloc((size_t)(nd + nsets + 1), sizeof *all);
+  char **owned = calloc((size_t)nd + 1, sizeof *owned);
+  cJSON *list = cJSON_CreateArray();
+  int n = 0;
+  if (!all || !owned || !list)
+    rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  for (int i = 0; !rc && dry_run && i < nd; i++) {
+    const char *it;
+    if (!(rc = cfg_get_list_str(&r->s.conf, "suite.dry_run", i, &it, err)) &&
+        !(owned[i] = strdup(it)))
+      rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+    all[n++] = owned[i];
+  }
+  for (int i = 0; !rc && i < nsets; i++)
+    all[n++] = sets[i];
+  /* model.bases: the config's items, each task's replaced by its --base-model */
+  for (int i = 0; !rc && i < nb; i++) {
+    const char *it;
+    if ((rc = cfg_get_list_str(&r->s.conf, "model.bases", i, &it, err)))
+      break;
+    int replaced = 0;
+    for (int k = 0; k < nbases && !replaced; k++) {
+      size_t tl = strcspn(bases[k], "=");
+      replaced = !strncmp(it, bases[k], tl) && it[tl] == '=';
+    }
+    if (!replaced)
+      cJSON_AddItemToArray(list, cJSON_CreateString(it));
+  }
+  for (int k = 0; k < nbases; k++)
+    cJSON_AddItemToArray(list, cJSON_CreateString(bases[k]));
+  char *json = rc ? NULL : cJSON_PrintUnformatted(list);
+  char *bset = NULL;
+  if (json && (bset = malloc(strlen(json) + 16)))
+    sprintf(bset, "model.bases=%s", json);
+  if (!rc && nbases && !bset)
+    rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  if (!rc && nbases)
+    all[n++] = bset;
+  if (!rc) {
+    suite_free(&r->s);
+    rc = suite_load(&r->s, file, all, n, err);
+  }
+  /* the dry run's overrides and --set win in every cell, over its task
+   * settings and its variant (model.bases needs no repeating there) */
+  if (!rc)
+    rc = suite_set_last(&r->s, all, n - (nbases ? 1 : 0), err);
+  for (int i = 0; owned && i < nd; i++)
+    free(owned[i]);
+  free(owned);
+  free(all);
+  free(json);
+  free(bset);
+  cJSON_Delete(list);
+  return rc;
+}
+
+static int reproduce(repro *r, const char *file, const char *const *sets, int nsets, int emit,
+                     int max_cells, int only_cell, int prepare_only, int dry_run,
+                     const char *const *bases, int nbases, dfpo_err *err) {
+  int rc = load_suite(r, file, sets, nsets, dry_run, bases, nbases, err);
   if (rc)
     return rc;
+  if (dry_run)
+    dfpo_info("reproduce: dry run of %s: suite.dry_run laid over the suite", r->s.name);
   /* the suite's `threads` for this process and, through OMP_NUM_THREADS,
    * every child it starts (pretraining, the cells) */
   int64_t threads = 0;
@@ -434,7 +523,19 @@ int cmd_reproduce(int argc, char **argv) {
   /* read by the children's OpenMP at their start (this process's has read
    * its own already); a value the user set stays */
   setenv("OMP_WAIT_POLICY", "PASSIVE", 0);
-  enum { O_SUITE = 256, O_CONFIG, O_OUT, O_EMIT, O_MAX, O_CELL, O_PREP, O_DEVICE, O_SHARED };
+  enum {
+    O_SUITE = 256,
+    O_CONFIG,
+    O_OUT,
+    O_EMIT,
+    O_MAX,
+    O_CELL,
+    O_PREP,
+    O_DEVICE,
+    O_SHARED,
+    O_DRY,
+    O_BASE
+  };
   static const struct option opts[] = {{"suite", required_argument, NULL, O_SUITE},
                                        {"config", required_argument, NULL, O_CONFIG},
                                        {"out", required_argument, NULL, O_OUT},
@@ -445,14 +546,21 @@ int cmd_reproduce(int argc, char **argv) {
                                        {"prepare-only", no_argument, NULL, O_PREP},
                                        {"device", required_argument, NULL, O_DEVICE},
                                        {"shared-data", required_argument, NULL, O_SHARED},
+                                       {"dry-run", no_argument, NULL, O_DRY},
+                                       {"base-model", required_argument, NULL, O_BASE},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
   const char *suite_name = NULL, *file = NULL, *out = "out", *shared = NULL;
   char device_set[64] = "";
   char **sets = calloc((size_t)argc + 1, sizeof *sets);
-  if (!sets)
+  char **bases = calloc((size_t)argc + 1, sizeof *bases);
+  if (!sets || !bases) {
+    free(sets);
+    free(bases);
     return DFPO_ERUNTIME;
-  int nsets = 0, emit = 0, max_cells = -1, only_cell = -1, prep = 0, c, rc = DFPO_OK;
+  }
+  int nsets = 0, nbases = 0, emit = 0, max_cells = -1, only_cell = -1, prep = 0, dry = 0, c,
+      rc = DFPO_OK;
   cli_reset_getopt();
   while (rc == DFPO_OK && (c = getopt_long(argc, argv, ":hs:", opts, NULL)) != -1) {
     switch (c) {
@@ -490,9 +598,23 @@ int cmd_reproduce(int argc, char **argv) {
     case O_SHARED:
       shared = optarg;
       break;
+    case O_DRY:
+      dry = 1;
+      break;
+    case O_BASE: {
+      size_t tl = strcspn(optarg, "=");
+      char tname[64];
+      snprintf(tname, sizeof tname, "%.*s", (int)(tl < 63 ? tl : 63), optarg);
+      if (!optarg[tl] || !optarg[tl + 1] || !task_find(tname))
+        rc = cli_usage_error("reproduce", "--base-model needs TASK=FOLDER with a task, not '%s'",
+                             optarg);
+      bases[nbases++] = optarg;
+      break;
+    }
     case 'h':
       fputs(reproduce_usage, stdout);
       free(sets);
+      free(bases);
       return DFPO_OK;
     default:
       rc = cli_bad_option("reproduce", argc, argv, c);
@@ -510,6 +632,7 @@ int cmd_reproduce(int argc, char **argv) {
   }
   if (rc) {
     free(sets);
+    free(bases);
     return rc;
   }
   repro r;
@@ -520,7 +643,7 @@ int cmd_reproduce(int argc, char **argv) {
   if (!(rc = dfpo_path_fmt(r.out, sizeof r.out, &err, "%s", out)) &&
       !(rc = repro_shared_data(shared, r.shared_data, sizeof r.shared_data, &err)))
     rc = reproduce(&r, file, (const char *const *)sets, nsets, emit, max_cells, only_cell, prep,
-                   &err);
+                   dry, (const char *const *)bases, nbases, &err);
   if (rc)
     rc = cli_fail(&err);
   suite_free(&r.s);
@@ -530,5 +653,6 @@ int cmd_reproduce(int argc, char **argv) {
   free(r.base_err);
   free(r.status);
   free(sets);
+  free(bases);
   return rc;
 }

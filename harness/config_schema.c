@@ -28,6 +28,9 @@ const cfg_key cfg_schema[] = {
      "what the suite knowingly does differently from the paper and RL4LMs, one line each "
      "(dfpo report lists them)"},
     {"suite.seeds", CFG_INT_LIST, "[0,1,2]", NULL, RANGE(0, 4294967295.0), "seeds of the matrix"},
+    {"suite.dry_run", CFG_STR_LIST, "[]", NULL, NORANGE,
+     "dfpo reproduce --dry-run: \"key=value\" overrides laid over the suite (after its file, "
+     "before --set) to run the whole matrix small"},
 
     /* where and how to compute */
     {"device", CFG_ENUM, "\"auto\"", "auto|cpu|cuda", NORANGE, "compute device"},
@@ -73,7 +76,12 @@ const cfg_key cfg_schema[] = {
     /* the models */
     {"model.init", CFG_ENUM, "\"pretrain\"", "pretrain|import|checkpoint", NORANGE,
      "base model: pretrained by the harness, imported GPT-2 weights, or a native checkpoint"},
-    {"model.path", CFG_STR, "\"\"", NULL, NORANGE, "weights for import or checkpoint"},
+    {"model.path", CFG_STR, "\"\"", NULL, NORANGE,
+     "weights for import (a Hugging Face folder: config.json + model.safetensors; or the file) or "
+     "checkpoint"},
+    {"model.bases", CFG_STR_LIST, "[]", NULL, NORANGE,
+     "model.init import: a task's own base, \"TASK=SOURCE\" (SOURCE: an asset folder of the "
+     "manifest, e.g. gpt2-imdb, or a path with '/' to a Hugging Face GPT-2 folder)"},
     {"tokenizer.path", CFG_STR, "\"\"", NULL, NORANGE,
      "tokenizer folder (encoder.json + vocab.bpe, or Hugging Face files)"},
     {"model.n_layer", CFG_INT, "2", NULL, RANGE(1, 1024), "transformer blocks"},

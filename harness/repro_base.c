@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* The config keys of the base models: a synthetic base depends on the
  * language and documents (synth_keys), then on the vocabulary (tok_keys),
@@ -650,12 +651,43 @@ static int text_judge(const task_def *d, task_base *b, const char *cache, const 
  * pretraining>/), and the task's judge; each step kept in the cache and
  * reused, and each resumable (files written whole; the pretraining from
  * its checkpoint). */
+/* The suite folder records the base, the tokenizer and the judge its
+ * cells used: o (taken over) with them, as <root>/base-<task>.json. */
+static int record_base(const task_base *b, cJSON *o, dfpo_err *err) {
+  char path[2500];
+  cJSON_AddStringToObject(o, "model", b->model);
+  cJSON_AddStringToObject(o, "tokenizer", b->tok);
+  cJSON_AddStringToObject(o, "judge", b->judge);
+  int rc = dfpo_path_fmt(path, sizeof path, err, "%s/base-%s.json", b->root, b->task);
+  if (!rc)
+    rc = cfg_json_write(path, o, err);
+  cJSON_Delete(o);
+  return rc;
+}
+
+/* The split files a text task's base and judge are keyed on. */
+static const char *const split_files[] = {"train.jsonl", "validation.jsonl", "unsup.jsonl", NULL};
+
+/* The splits and the judge of a task on a dataset, for bases that are not
+ * pretrained on them (repro_base_text does the same in its own order). */
+static int data_and_judge(const task_def *d, task_base *b, dfpo_err *err) {
+  if (!d || !d->dataset)
+    return DFPO_OK;
+  char cache[1024], splits[4096], digest[65];
+  int rc, from_cache = 0;
+  if ((rc = dfpo_cache_dir(cache, sizeof cache, err)) ||
+      (rc = text_splits(d, b, splits, sizeof splits, &from_cache, err)) ||
+      (rc = splits_digest(splits, split_files, digest, err)))
+    return rc;
+  return text_judge(d, b, cache, splits, from_cache, digest, err);
+}
+
 int repro_base_text(const task_def *d, task_base *b, dfpo_err *err) {
   const cfg *c = b->conf;
   char cache[1024], splits[4096], digest[65], tokdir[1400], tokkey[65], dir[1400];
   char stamp[1600], path[1600];
   int rc, from_cache = 0;
-  static const char *const files[] = {"train.jsonl", "validation.jsonl", "unsup.jsonl", NULL};
+  const char *const *files = split_files;
   if ((rc = dfpo_cache_dir(cache, sizeof cache, err)) ||
       (rc = text_splits(d, b, splits, sizeof splits, &from_cache, err)) ||
       (rc = splits_digest(splits, files, digest, err)) ||
@@ -708,70 +740,183 @@ int repro_base_text(const task_def *d, task_base *b, dfpo_err *err) {
   free(key);
   if (rc || (rc = text_judge(d, b, cache, splits, from_cache, digest, err)))
     return rc;
-  /* the suite folder records the base, the tokenizer and the judge its
-   * cells used */
   cJSON *o;
   if ((rc = cfg_json_read(stamp, &o, err)))
     return rc;
-  cJSON_AddStringToObject(o, "model", b->model);
-  cJSON_AddStringToObject(o, "tokenizer", b->tok);
-  cJSON_AddStringToObject(o, "judge", b->judge);
-  if (!(rc = dfpo_path_fmt(path, sizeof path, err, "%s/base-%s.json", b->root, b->task)))
-    rc = cfg_json_write(path, o, err);
+  return record_base(b, o, err);
+}
+
+/* ------------------------------------------------------ imported bases */
+
+/* The asset folder `folder` (<cache>/assets/<folder>, docs/datasets.md)
+ * into dir, after verifying every manifest entry that fills it: each must
+ * be in the cache and unchanged since its import (ds_verify), and is placed
+ * in the folder again (ds_asset_place: cheap, and it mends a folder made by
+ * hand or before folders existed). A missing entry names the `dfpo fetch`
+ * to run, or, when the manifest does not pin it, what to do instead. */
+static int asset_folder(const char *folder, char *dir, size_t n, dfpo_err *err) {
+  ds_manifest m;
+  int rc = ds_manifest_load(&m, NULL, err);
+  if (rc)
+    return rc;
+  char names[512] = "";
+  for (size_t i = 0; i < m.n; i++)
+    if (m.entries[i].folder && !strcmp(m.entries[i].folder, folder)) {
+      size_t l = strlen(names);
+      suite_fmt(names + l, sizeof names - l, "%s%s", l ? " " : "", m.entries[i].name);
+    }
+  if (!names[0])
+    rc = dfpo_err_set(err, DFPO_EUSAGE, "no manifest entry fills the asset folder '%s'", folder);
+  for (size_t i = 0; !rc && i < m.n; i++) {
+    const ds_entry *e = &m.entries[i];
+    if (!e->folder || strcmp(e->folder, folder))
+      continue;
+    ds_stamp st;
+    dfpo_err e2;
+    if (ds_verify(e, &st, &e2) != DFPO_OK) {
+      if (!e->pinned)
+        rc = dfpo_err_set(err, DFPO_EDATA, "%s: %s", e->name, e->note);
+      else
+        rc = dfpo_err_set(err, DFPO_EDATA, "%s (the asset folder %s needs `dfpo fetch %s`)", e2.msg,
+                          folder, names);
+    } else {
+      if (!st.verified)
+        dfpo_warn("reproduce: %s %s in the cache is UNVERIFIED (imported with --unverified)",
+                  e->name, e->version);
+      rc = ds_asset_place(e, err);
+    }
+  }
+  ds_manifest_free(&m);
+  return rc ? rc : ds_asset_dir(folder, dir, n, err);
+}
+
+/* A GPT-2 in Hugging Face layout: path is a folder holding model.safetensors
+ * and config.json (a GPT-2's: model_type "gpt2" where it says one, n_layer,
+ * n_head and n_embd), or a weights file itself (model.path's older form).
+ * model receives the weights file. A folder with pytorch_model.bin alone is
+ * refused by name: dfpo reads safetensors only. */
+static int hf_gpt2(const char *path, char *model, size_t n, dfpo_err *err) {
+  struct stat st;
+  if (stat(path, &st) != 0)
+    return dfpo_err_errno(err, DFPO_EDATA, errno, "base model: %s", path);
+  if (!S_ISDIR(st.st_mode))
+    return dfpo_path_fmt(model, n, err, "%s", path);
+  char cpath[2400], bin[2400];
+  int rc;
+  if ((rc = dfpo_path_fmt(model, n, err, "%s/model.safetensors", path)) ||
+      (rc = dfpo_path_fmt(cpath, sizeof cpath, err, "%s/config.json", path)) ||
+      (rc = dfpo_path_fmt(bin, sizeof bin, err, "%s/pytorch_model.bin", path)))
+    return rc;
+  if (!repro_exists(model))
+    return dfpo_err_set(err, DFPO_EDATA,
+                        "base model: %s holds no model.safetensors%s (a GPT-2 in Hugging Face "
+                        "layout is config.json + model.safetensors; docs/datasets.md)",
+                        path,
+                        repro_exists(bin) ? ", only pytorch_model.bin, which dfpo does not read: "
+                                            "convert it to model.safetensors"
+                                          : "");
+  cJSON *o = NULL;
+  if ((rc = cfg_json_read(cpath, &o, err)))
+    return dfpo_err_prefix(err, "base model: %s is not a Hugging Face model folder", path);
+  const cJSON *mt = cJSON_GetObjectItemCaseSensitive(o, "model_type");
+  const char *need[] = {"n_layer", "n_head", "n_embd"};
+  if (mt && !(cJSON_IsString(mt) && !strcmp(mt->valuestring, "gpt2")))
+    rc = dfpo_err_set(err, DFPO_EDATA, "base model: %s: model_type is not \"gpt2\"", cpath);
+  for (int i = 0; !rc && i < 3; i++)
+    if (!cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(o, need[i])))
+      rc = dfpo_err_set(err, DFPO_EDATA, "base model: %s: no %s (not a GPT-2 config)", cpath,
+                        need[i]);
   cJSON_Delete(o);
   return rc;
 }
 
-/* model.init import without paths: GPT-2 124M and its BPE files from the
- * cache (`dfpo fetch gpt2-124m gpt2-encoder gpt2-vocab`); the two BPE files
- * are copied into one tokenizer folder. */
+/* The config.json of an asset folder that the manifest pins only the
+ * weights of (gpt2-124m): written from the suite's model.* shape with GPT-2's
+ * vocabulary; the import checks every tensor's shape against it. */
+static int shape_config(const cfg *c, const char *dir, dfpo_err *err) {
+  char path[2400];
+  int rc = dfpo_path_fmt(path, sizeof path, err, "%s/config.json", dir);
+  if (rc || repro_exists(path))
+    return rc;
+  int64_t L, H, E, T;
+  if ((rc = cfg_get_int(c, "model.n_layer", &L, err)) ||
+      (rc = cfg_get_int(c, "model.n_head", &H, err)) ||
+      (rc = cfg_get_int(c, "model.n_embd", &E, err)) ||
+      (rc = cfg_get_int(c, "model.block_size", &T, err)))
+    return rc;
+  char text[512];
+  suite_fmt(text, sizeof text,
+            "{\"model_type\": \"gpt2\", \"n_layer\": %lld, \"n_head\": %lld, \"n_embd\": %lld, "
+            "\"n_positions\": %lld, \"vocab_size\": 50257}\n",
+            (long long)L, (long long)H, (long long)E, (long long)T);
+  dfpo_info("reproduce: %s: written from the suite's model.* (the manifest pins the weights only)",
+            path);
+  return dfpo_atomic_write_file(path, text, strlen(text), err);
+}
+
+/* The source of task tname's base in model.bases ("TASK=SOURCE"), or NULL. Every
+ * item is checked: "TASK=SOURCE" with a task of the registry. */
+static int bases_entry(const cfg *c, const char *tname, const char **src, dfpo_err *err) {
+  int n, rc = cfg_get_list_len(c, "model.bases", &n, err);
+  *src = NULL;
+  for (int i = 0; !rc && i < n; i++) {
+    const char *it;
+    if ((rc = cfg_get_list_str(c, "model.bases", i, &it, err)))
+      break;
+    const char *eq = strchr(it, '=');
+    char name[64];
+    suite_fmt(name, sizeof name, "%.*s", eq ? (int)(eq - it) : 0, it);
+    if (!eq || !eq[1] || !task_find(name))
+      return dfpo_err_set(err, DFPO_EUSAGE,
+                          "model.bases: '%s' is not \"TASK=SOURCE\" with a task and an asset "
+                          "folder or a folder",
+                          it);
+    if (!strcmp(name, tname))
+      *src = eq + 1;
+  }
+  return rc;
+}
+
+/* model.init import: the base policy of the task is model.bases' source for
+ * it, else model.path, else the asset folder gpt2-124m; a source without '/'
+ * names an asset folder the cache fills (`dfpo fetch`), one with '/' is a
+ * folder of the user's (hf_gpt2 checks it). The tokenizer is tokenizer.path,
+ * else the base's folder when it holds tokenizer files, else the asset
+ * folder gpt2-tokenizer. Then the task's data and judge. */
 static int imported_base(task_base *b, const char *model, const char *tok, dfpo_err *err) {
-  char cache[1024], dir[1200], src[1300], dst[1300];
-  int rc = dfpo_cache_dir(cache, sizeof cache, err);
+  const cfg *c = b->conf;
+  const task_def *d = task_find(b->task);
+  const char *src;
+  char dir[2400] = "";
+  int rc = bases_entry(c, b->task, &src, err);
   if (rc)
     return rc;
-  /* the cache's paths fit (its folder is under 1024 bytes); given ones may not */
-  if (model[0]) {
-    if ((rc = dfpo_path_fmt(b->model, sizeof b->model, err, "%s", model)))
-      return rc;
-  } else {
-    suite_fmt(b->model, sizeof b->model, "%s/datasets/gpt2-124m/607a30d/model.safetensors", cache);
+  if (!src)
+    src = model[0] ? model : "gpt2-124m";
+  if (strchr(src, '/')) {
+    rc = dfpo_path_fmt(dir, sizeof dir, err, "%s", src);
+  } else if (!(rc = asset_folder(src, dir, sizeof dir, err))) {
+    rc = shape_config(c, dir, err);
   }
+  if (rc || (rc = hf_gpt2(dir, b->model, sizeof b->model, err)))
+    return rc;
+  dfpo_info("reproduce: %s base model: %s", b->task, b->model);
+  tok_tokenizer *t = NULL;
+  dfpo_err e2;
+  struct stat st;
   if (tok[0]) {
-    if ((rc = dfpo_path_fmt(b->tok, sizeof b->tok, err, "%s", tok)))
-      return rc;
+    rc = dfpo_path_fmt(b->tok, sizeof b->tok, err, "%s", tok);
+  } else if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode) && tok_load(&t, dir, &e2) == DFPO_OK) {
+    rc = dfpo_path_fmt(b->tok, sizeof b->tok, err, "%s", dir); /* the model's own */
   } else {
-    static const char *const files[2][2] = {{"gpt2-encoder/1", "encoder.json"},
-                                            {"gpt2-vocab/1", "vocab.bpe"}};
-    suite_fmt(dir, sizeof dir, "%s/bases/gpt2-bpe", cache);
-    if ((rc = dfpo_mkdirs(dir, err)))
-      return rc;
-    for (int i = 0; i < 2; i++) {
-      suite_fmt(src, sizeof src, "%s/datasets/%s/%s", cache, files[i][0], files[i][1]);
-      suite_fmt(dst, sizeof dst, "%s/%s", dir, files[i][1]);
-      if (repro_exists(dst))
-        continue;
-      char *data = NULL;
-      size_t len;
-      dfpo_err e;
-      if (dfpo_read_file(src, &data, &len, &e))
-        return dfpo_err_set(err, DFPO_EDATA,
-                            "base model: %s is missing; run `dfpo fetch gpt2-124m gpt2-encoder "
-                            "gpt2-vocab` first (or set model.path and tokenizer.path)",
-                            src);
-      rc = dfpo_atomic_write_file(dst, data, len, err);
-      free(data);
-      if (rc)
-        return rc;
-    }
-    suite_fmt(b->tok, sizeof b->tok, "%s", dir);
+    rc = asset_folder("gpt2-tokenizer", b->tok, sizeof b->tok, err);
   }
-  if (!repro_exists(b->model))
-    return dfpo_err_set(err, DFPO_EDATA,
-                        "base model: %s is missing; run `dfpo fetch gpt2-124m gpt2-encoder "
-                        "gpt2-vocab` first (or set model.path and tokenizer.path)",
-                        b->model);
-  return DFPO_OK;
+  tok_free(t);
+  if (rc || (rc = data_and_judge(d, b, err)))
+    return rc;
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "init", "import");
+  return record_base(b, o, err);
 }
 
 /* What the language's own continuations of the test prompts (the rest of
@@ -827,7 +972,10 @@ int repro_prepare_base(task_base *b, dfpo_err *err) {
       (rc = cfg_get_str(&*b->conf, "model.path", &model, err)) ||
       (rc = cfg_get_str(&*b->conf, "tokenizer.path", &tok, err)))
     return rc;
-  if (!strcmp(init, "import") && (!model[0] || !tok[0]))
+  const char *given;
+  if ((rc = bases_entry(b->conf, b->task, &given, err))) /* checked whatever model.init is */
+    return rc;
+  if (!strcmp(init, "import"))
     return imported_base(b, model, tok, err);
   if (strcmp(init, "pretrain")) {
     if (!model[0] || !tok[0])

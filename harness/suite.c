@@ -122,6 +122,19 @@ int suite_load(suite *s, const char *file, const char *const *sets, int nsets, d
       (rc = cfg_get_list_len(&s->conf, "suite.seeds", &s->n_seeds, err)) ||
       (rc = cfg_get_list_len(&s->conf, "suite.variants", &ndef, err)))
     goto fail;
+  /* the dry run's overrides are checked on every load, not only when used */
+  int nd = 0;
+  if ((rc = cfg_get_list_len(&s->conf, "suite.dry_run", &nd, err)))
+    goto fail;
+  for (int i = 0; i < nd; i++) {
+    const char *it;
+    if ((rc = cfg_get_list_str(&s->conf, "suite.dry_run", i, &it, err)))
+      goto fail;
+    if (!strchr(it, '=') || it[0] == '=') {
+      rc = dfpo_err_set(err, DFPO_EUSAGE, "suite.dry_run: '%s' is not key=value", it);
+      goto fail;
+    }
+  }
   if (!s->name[0] || strchr(s->name, '/') || !strcmp(s->name, ".") || !strcmp(s->name, "..")) {
     rc = dfpo_err_set(err, DFPO_EUSAGE, "suite.name '%s' is not a folder name", s->name);
     goto fail;
@@ -234,6 +247,8 @@ void suite_free(suite *s) {
     sets_free(s->variants[i].sets, &s->variants[i].n_sets);
   for (int i = 0; s->task_sets && i < s->n_task_sets + 1; i++)
     sets_free(s->task_sets[i].sets, &s->task_sets[i].n_sets);
+  sets_free(s->last, &s->n_last);
+  free(s->last);
   free(s->variants);
   free(s->task_sets);
   free(s->tasks);
@@ -257,7 +272,21 @@ int suite_cell_sets(const suite *s, int ti, int vi, const char **out, int max) {
   for (int k = 0; k < v->n_sets; k++, n++)
     if (n < max)
       out[n] = v->sets[k];
+  for (int k = 0; k < s->n_last; k++, n++)
+    if (n < max)
+      out[n] = s->last[k];
   return n <= max ? n : -1;
+}
+
+int suite_set_last(suite *s, const char *const *sets, int n, dfpo_err *err) {
+  sets_free(s->last, &s->n_last);
+  free(s->last);
+  if (!(s->last = calloc((size_t)n + 1, sizeof *s->last)))
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  for (; s->n_last < n; s->n_last++)
+    if (!(s->last[s->n_last] = strdup(sets[s->n_last])))
+      return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  return DFPO_OK;
 }
 
 int suite_n_cells(const suite *s) {

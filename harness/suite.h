@@ -47,6 +47,8 @@ typedef struct suite {
   suite_variant *variants;
   suite_task_sets *task_sets;
   int64_t *seeds;
+  int n_last;
+  char **last; /* suite_set_last's overrides (heap), laid over every cell last */
 } suite;
 
 /* Loads a suite config (file may be NULL: the defaults) with overrides, and
@@ -60,9 +62,15 @@ void suite_free(suite *s);
 int suite_n_cells(const suite *s);
 void suite_cell(const suite *s, int i, int *task, int *variant, int *seed);
 
+/* Overrides laid over every cell after its task settings and its
+ * variant's own (dfpo reproduce: the dry run's suite.dry_run list and the
+ * command line's --set), so that they hold in every cell; copied. */
+int suite_set_last(suite *s, const char *const *sets, int n, dfpo_err *err);
+
 /* The overrides of the cell (task ti, variant vi) in the order they are
  * laid over the suite config: the matching suite.task_settings entries in
- * list order, then the variant's own, so that a variant's key wins. Writes
+ * list order, then the variant's own, so that a variant's key wins, then
+ * those of suite_set_last. Writes
  * at most max pointers (into s) to out; returns their count, or -1 when
  * there are more. */
 int suite_cell_sets(const suite *s, int ti, int vi, const char **out, int max);

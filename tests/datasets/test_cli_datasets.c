@@ -78,16 +78,20 @@ Test(cli_datasets, list_the_builtin_manifest) {
   ts_run r;
   run(&r, NULL, "datasets", "list", NULL);
   cr_expect_eq(r.status, 0, "%s", r.err);
-  const char *names[] = {"imdb", "commongen", "rtp", "gpt2-encoder", "gpt2-vocab", "gpt2-124m"};
-  for (int i = 0; i < 6; i++)
+  const char *names[] = {"imdb",       "commongen", "rtp",      "gpt2-encoder",
+                         "gpt2-vocab", "gpt2-124m", "gpt2-imdb"};
+  for (int i = 0; i < 7; i++)
     cr_expect(strstr(r.out, names[i]), "no %s in:\n%s", names[i], r.out);
   cr_expect(strstr(r.out, "84.1 MB") && strstr(r.out, "not in cache"), "%s", r.out);
+  cr_expect(strstr(r.out, "unpinned"), "gpt2-imdb is not shown unpinned:\n%s", r.out);
   ts_run_free(&r);
   run(&r, NULL, "datasets", "list", "--json", NULL);
   cJSON *j = cJSON_Parse(r.out);
   cr_assert(cJSON_IsArray(j), "%s", r.out);
-  cr_expect_eq(cJSON_GetArraySize(j), 6);
+  cr_expect_eq(cJSON_GetArraySize(j), 7);
   cr_expect(cJSON_IsFalse(cJSON_GetObjectItem(cJSON_GetArrayItem(j, 0), "in_cache")));
+  cr_expect(cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetArrayItem(j, 0), "pinned")));
+  cr_expect(cJSON_IsFalse(cJSON_GetObjectItem(cJSON_GetArrayItem(j, 6), "pinned")));
   cJSON_Delete(j);
   ts_run_free(&r);
 }

@@ -297,3 +297,47 @@ Test(fetch, fetch_an_entry_through_a_mirror) {
   cr_expect_not(tl_exists(dl), "the download is removed after the import");
   ds_manifest_free(&m);
 }
+
+/* An asset with a folder lands, after the import, in <cache>/assets/<folder>
+ * under its file name, beside the others of that folder; an unpinned one is
+ * refused before any download, with its note. */
+Test(fetch, assets_land_in_their_folder_and_unpinned_ones_are_refused) {
+  char mpath[600], text[3000];
+  snprintf(mpath, sizeof mpath, "%s/manifest.json", tmp);
+  snprintf(text, sizeof text,
+           "{\"manifest_version\": 1, \"datasets\": [{\"name\": \"blob\", \"version\": \"1\", "
+           "\"kind\": \"asset\", \"importer\": \"none\", \"file\": \"blob.bin\", \"format\": "
+           "\"file\", \"urls\": [\"http://127.0.0.1:9/official/blob.bin\"], \"size\": %zu, "
+           "\"sha256\": \"%s\", \"folder\": \"kit\", \"license\": \"l\", \"citation\": \"c\"}, "
+           "{\"name\": \"open\", \"version\": \"unknown\", \"kind\": \"asset\", \"importer\": "
+           "\"none\", \"file\": \"w.bin\", \"format\": \"file\", \"urls\": [], \"size\": 0, "
+           "\"sha256\": \"unknown\", \"note\": \"pass a folder instead\", \"folder\": \"kit\", "
+           "\"license\": \"l\", \"citation\": \"c\"}]}",
+           sizeof body, body_sha);
+  tl_write(mpath, text);
+  ds_manifest m;
+  cr_assert_eq(ds_manifest_load(&m, mpath, &err), 0, "%s", err.msg);
+  tl_kind k[] = {TL_FULL};
+  tl_server *s = serve(k, 1);
+  char base[128];
+  url(base, sizeof base, s, "mirror/");
+  const char *mirrors[] = {base};
+  o.mirrors = mirrors;
+  o.n_mirrors = 1;
+  ds_stamp st;
+  cr_assert_eq(ds_fetch(&m.entries[0], &o, &st, &err), 0, "%s", err.msg);
+  tl_server_stop(s);
+  char placed[600], hex[65];
+  snprintf(placed, sizeof placed, "%s/home/assets/kit/blob.bin", tmp);
+  cr_assert_eq(ds_sha256_file(placed, hex, &err), 0, "%s", err.msg);
+  cr_expect_str_eq(hex, body_sha);
+  char dir[4096];
+  cr_assert_eq(ds_asset_dir("kit", dir, sizeof dir, &err), 0);
+  snprintf(placed, sizeof placed, "%s/home/assets/kit", tmp);
+  cr_expect_str_eq(dir, placed);
+  dfpo_err_clear(&err);
+  cr_expect_eq(ds_fetch(&m.entries[1], &o, &st, &err), DFPO_EDATA);
+  cr_expect(strstr(err.msg, "not pinned") && strstr(err.msg, "pass a folder instead"), "%s",
+            err.msg);
+  ds_manifest_free(&m);
+}

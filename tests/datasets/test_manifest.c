@@ -21,7 +21,7 @@ static void done(void) {
 TestSuite(manifest, .init = load_builtin, .fini = done);
 
 Test(manifest, builtin_has_the_official_facts) {
-  cr_assert_eq(m.n, 6);
+  cr_assert_eq(m.n, 7);
   const ds_entry *e = ds_manifest_find(&m, "imdb");
   cr_assert_not_null(e);
   cr_expect_eq(e->size, 84125825);
@@ -64,6 +64,20 @@ Test(manifest, builtin_has_the_official_facts) {
   cr_assert_not_null(e);
   cr_expect_eq(e->size, 548105171);
   cr_expect_str_eq(e->sha256, "248dfc3911869ec493c76e65bf2fcf7f615828b0254c12b473182f0f81d3a707");
+  cr_expect_str_eq(e->folder, "gpt2-124m");
+  cr_expect_str_eq(ds_manifest_find(&m, "gpt2-encoder")->folder, "gpt2-tokenizer");
+  cr_expect_str_eq(ds_manifest_find(&m, "gpt2-vocab")->folder, "gpt2-tokenizer");
+  cr_expect(e->pinned);
+  /* lvwerra/gpt2-imdb: its shape, no pin (docs/datasets.md says what was found) */
+  e = ds_manifest_find(&m, "gpt2-imdb");
+  cr_assert_not_null(e);
+  cr_expect_not(e->pinned);
+  cr_expect_null(e->sha256);
+  cr_expect_eq(e->size, 0);
+  cr_expect_eq(e->n_urls, 0);
+  cr_expect_str_eq(e->folder, "gpt2-imdb");
+  cr_expect_str_eq(e->file, "model.safetensors");
+  cr_expect(e->note && strstr(e->note, "--base-model imdb=FOLDER"));
   cr_expect_null(ds_manifest_find(&m, "nope"));
   for (size_t i = 0; i < m.n; i++) {
     cr_expect(m.entries[i].license && m.entries[i].license[0]);
@@ -110,6 +124,38 @@ Test(manifest, good_minimal_entry_parses) {
   cr_expect_eq(g.entries[0].max_entries, 5);
   cr_expect_eq(g.entries[0].max_bytes, 100);
   ds_manifest_free(&g);
+}
+
+/* An asset whose pin is unknown: sha256 "unknown", size 0, no URL and a
+ * note; anything else with "unknown" is refused. A folder belongs to a
+ * format "file" asset and is a plain name. */
+#define ASSET_HEAD                                                                                 \
+  "{\"manifest_version\": 1, \"datasets\": [{\"name\": \"a\", \"version\": \"1\", \"kind\": "      \
+  "\"asset\", \"importer\": \"none\", \"file\": \"m.bin\", \"format\": \"file\", \"license\": "    \
+  "\"x\", \"citation\": \"y\", "
+
+Test(manifest, unpinned_assets_and_folders) {
+  ds_manifest g;
+  const char *t = ASSET_HEAD "\"urls\": [], \"size\": 0, \"sha256\": \"unknown\", \"note\": \"use "
+                             "a folder\", \"folder\": \"f\"}]}";
+  cr_assert_eq(ds_manifest_parse(&g, t, strlen(t), "test.json", &err), 0, "%s", err.msg);
+  cr_expect_not(g.entries[0].pinned);
+  cr_expect_null(g.entries[0].sha256);
+  cr_expect_null(g.entries[0].members[0].sha256);
+  cr_expect_str_eq(g.entries[0].note, "use a folder");
+  cr_expect_str_eq(g.entries[0].folder, "f");
+  ds_manifest_free(&g);
+  expect_bad(ASSET_HEAD "\"urls\": [], \"size\": 0, \"sha256\": \"unknown\"}]}",
+             "dataset 'a'.note: is needed");
+  expect_bad(ASSET_HEAD "\"urls\": [], \"size\": 5, \"sha256\": \"unknown\", \"note\": \"n\"}]}",
+             "dataset 'a'.size: must be 0");
+  expect_bad(ASSET_HEAD "\"urls\": [\"http://x/m.bin\"], \"size\": 0, \"sha256\": \"unknown\", "
+                        "\"note\": \"n\"}]}",
+             "dataset 'a'.urls: must be an empty list");
+  expect_bad(ASSET_HEAD "\"urls\": [], \"size\": 0, \"sha256\": \"unknown\", \"note\": \"n\", "
+                        "\"folder\": \"../up\"}]}",
+             "dataset 'a'.folder: must be a folder name");
+  expect_bad(ENTRY_HEAD "\"folder\": \"f\", " GOOD_REST, "dataset 't'.folder");
 }
 
 Test(manifest, bad_manifests_are_refused_naming_the_place) {
