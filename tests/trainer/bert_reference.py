@@ -15,7 +15,7 @@ text (GPT-2's split pattern restricted to ASCII, merges by rank).
 usage: bert_reference.py SPEC.json OUT.json
 
 SPEC: {"folders": [{"dir", "family", "layers", "width", "heads", "ffn",
-"max_pos", "labels", "seed", "act", "problem_type", "lower", "words",
+"max_pos", "labels", "seed", "act", "problem_type", "lower", "words", "emb_sd",
 "ids": [[...]], "texts": [...]}]}. For each folder the script writes a
 Hugging Face folder (config.json, tokenizer files, model.safetensors with
 random float32 weights), then the label probabilities of each id row (one row
@@ -140,10 +140,11 @@ def make_folder(s):
                  "attention.output.dense", "attention.output.LayerNorm", "intermediate.dense",
                  "output.dense", "output.LayerNorm"]
         stack = b + "encoder.layer."
-    sd[b + "embeddings.word_embeddings.weight"] = rn(V, C, sd=0.5)
-    sd[b + "embeddings.position_embeddings.weight"] = rn(P, C, sd=0.5)
+    esd = s.get("emb_sd", 0.5)  # small: LayerNorm's epsilon matters
+    sd[b + "embeddings.word_embeddings.weight"] = rn(V, C, sd=esd)
+    sd[b + "embeddings.position_embeddings.weight"] = rn(P, C, sd=esd)
     if fam != "distilbert":
-        sd[b + "embeddings.token_type_embeddings.weight"] = rn(cfg["type_vocab_size"], C, sd=0.5)
+        sd[b + "embeddings.token_type_embeddings.weight"] = rn(cfg["type_vocab_size"], C, sd=esd)
         sd[b + "embeddings.position_ids"] = torch.arange(P)  # a buffer, not a parameter
     sd[b + "embeddings.LayerNorm.weight"] = 1 + rn(C, sd=0.1)
     sd[b + "embeddings.LayerNorm.bias"] = rn(C, sd=0.1)

@@ -39,6 +39,8 @@ static const char *const bt_tricky[] = {
     "我\u3000爱",                       /* ideographic space */
     "the movie was great. not bad!",    /* plain */
     "  \n ",                            /* nothing but space */
+    "very good film, very good film, very good film, very good film, very good film, very good "
+    "film, very good film, very good film, very good film", /* past 32 tokens: cut */
 };
 enum { BT_NTRICKY = sizeof bt_tricky / sizeof bt_tricky[0] };
 
