@@ -690,28 +690,27 @@ static unsigned warp_rows_grid(long long rows) {
   return (unsigned)((rows + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK);
 }
 
-extern "C" void ops_cuda_attention_fwd(float *out, float *att, const float *qkv, const int *kstart,
-                                       int B, int T, int C, int NH) {
+/* Both forward attentions: causal (bidir 0) or the encoders' (1). */
+static void attention_launch(float *out, float *att, const float *qkv, const int *kstart, int B,
+                             int T, int C, int NH, int bidir) {
   if (B <= 0 || T <= 0 || C <= 0 || NH <= 0)
     return;
   int HS = C / NH;
   float scale = 1.0f / sqrtf((float)HS);
   long long rows = (long long)B * NH * T;
   k_attention_fwd<<<warp_rows_grid(rows), ROWS_PER_BLOCK * WARP>>>(out, att, qkv, kstart, B, T, C,
-                                                                   NH, scale, 0);
-  launched("attention_fwd");
+                                                                   NH, scale, bidir);
+  launched(bidir ? "attention_bidir_fwd" : "attention_fwd");
+}
+
+extern "C" void ops_cuda_attention_fwd(float *out, float *att, const float *qkv, const int *kstart,
+                                       int B, int T, int C, int NH) {
+  attention_launch(out, att, qkv, kstart, B, T, C, NH, 0);
 }
 
 extern "C" void ops_cuda_attention_bidir_fwd(float *out, float *att, const float *qkv,
                                              const int *kstart, int B, int T, int C, int NH) {
-  if (B <= 0 || T <= 0 || C <= 0 || NH <= 0)
-    return;
-  int HS = C / NH;
-  float scale = 1.0f / sqrtf((float)HS);
-  long long rows = (long long)B * NH * T;
-  k_attention_fwd<<<warp_rows_grid(rows), ROWS_PER_BLOCK * WARP>>>(out, att, qkv, kstart, B, T, C,
-                                                                   NH, scale, 1);
-  launched("attention_bidir_fwd");
+  attention_launch(out, att, qkv, kstart, B, T, C, NH, 1);
 }
 
 /* Backward, pass 1 (warp per query row): dpre[row, j] = a (datt - a.datt)

@@ -27,7 +27,6 @@ import json
 import math
 import os
 import re
-import struct
 import sys
 import unicodedata
 
@@ -40,6 +39,8 @@ SPECIALS_WP = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 # ------------------------------------------------------------------ folders
 
 def byte_alphabet():
+    # GPT-2's byte -> character table (bench/gpt2_ref.py has it too, but
+    # imports the regex module, which this peer does without)
     bs = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
     cs = bs[:]
     n = 0
@@ -49,22 +50,6 @@ def byte_alphabet():
             cs.append(256 + n)
             n += 1
     return {b: chr(c) for b, c in zip(bs, cs)}
-
-
-def write_safetensors(path, tensors):
-    header, blobs, off = {}, [], 0
-    for name, t in tensors.items():
-        data = t.detach().to(torch.float32).contiguous().numpy().tobytes()
-        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [off, off + len(data)]}
-        blobs.append(data)
-        off += len(data)
-    h = json.dumps(header).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
 
 
 def make_folder(s):
@@ -166,6 +151,8 @@ def make_folder(s):
     sd[dense + ".bias"] = rn(C, sd=0.1)
     sd[out + ".weight"] = rn(K, C, sd=1.5 / math.sqrt(C))
     sd[out + ".bias"] = rn(K, sd=0.1)
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench"))
+    from gpt2_torch import write_safetensors  # the engine's golden peer's writer
     write_safetensors(os.path.join(d, "model.safetensors"), sd)
     return cfg, sd, tok
 

@@ -266,20 +266,27 @@ Test(ops_cpu, attention_gradients_with_left_padding) {
 /* The training attention on every path the CPU has against double
  * precision: head size 32 (the AVX-512 path where it runs) and 12 (the
  * plain loop), left padding that leaves some queries only themselves. */
-Test(ops_cpu, attention_forward_agrees_with_double) {
+/* attention_fwd (causal, bidir 0) or attention_bidir_fwd (every query of
+ * a row sees the row's keys ks..T-1) against double precision, on both the
+ * AVX-512 and the portable paths. */
+static void attention_vs_double(int bidir) {
   static const int ks[2] = {0, 3}, isas[2] = {512, 256}, Cs[2] = {64, 24};
   int B = 2, T = 7, NH = 2;
   for (int c = 0; c < 4; c++) {
     int got = ops_cpu_set_isa(isas[c / 2]), C = Cs[c % 2], HS = C / NH;
     size_t n = (size_t)B * T * C;
-    float *qkv = rnd(3 * n, 15, 1), *out = calloc(n, 4), *att = calloc((size_t)B * NH * T * T, 4);
-    O->attention_fwd(out, att, qkv, ks, B, T, C, NH);
+    float *qkv = rnd(3 * n, 15 + (uint64_t)bidir, 1), *out = calloc(n, 4);
+    float *att = calloc((size_t)B * NH * T * T, 4);
+    if (bidir)
+      O->attention_bidir_fwd(out, att, qkv, ks, B, T, C, NH);
+    else
+      O->attention_fwd(out, att, qkv, ks, B, T, C, NH);
     for (int b = 0; b < B; b++)
       for (int h = 0; h < NH; h++)
         for (int t = 0; t < T; t++) {
-          int j0 = t < ks[b] ? t : ks[b];
+          int j0 = bidir || t >= ks[b] ? ks[b] : t, jl = bidir ? T - 1 : t;
           double s[7], mx = -INFINITY, sum = 0.0;
-          for (int j = j0; j <= t; j++) {
+          for (int j = j0; j <= jl; j++) {
             s[j] = 0.0;
             for (int i = 0; i < HS; i++)
               s[j] += (double)qkv[((size_t)b * T + t) * 3 * C + h * HS + i] *
@@ -287,18 +294,18 @@ Test(ops_cpu, attention_forward_agrees_with_double) {
             s[j] /= sqrt((double)HS);
             mx = s[j] > mx ? s[j] : mx;
           }
-          for (int j = j0; j <= t; j++)
+          for (int j = j0; j <= jl; j++)
             sum += s[j] = exp(s[j] - mx);
           const float *a = att + (((size_t)b * NH + h) * T + t) * T;
           for (int j = 0; j < T; j++)
-            cr_expect_lt(fabs((j >= j0 && j <= t ? s[j] / sum : 0.0) - a[j]), 1e-6,
-                         "isa %d C=%d prob [%d,%d,%d,%d]", got, C, b, h, t, j);
+            cr_expect_lt(fabs((j >= j0 && j <= jl ? s[j] / sum : 0.0) - a[j]), 1e-6,
+                         "bidir %d isa %d C=%d prob [%d,%d,%d,%d]", bidir, got, C, b, h, t, j);
           for (int i = 0; i < HS; i++) {
             double r = 0.0;
-            for (int j = j0; j <= t; j++)
+            for (int j = j0; j <= jl; j++)
               r += s[j] / sum * qkv[((size_t)b * T + j) * 3 * C + 2 * C + h * HS + i];
             cr_expect_lt(fabs(r - out[((size_t)b * T + t) * C + h * HS + i]), 1e-5,
-                         "isa %d C=%d out [%d,%d,%d]", got, C, b, t, h * HS + i);
+                         "bidir %d isa %d C=%d out [%d,%d,%d]", bidir, got, C, b, t, h * HS + i);
           }
         }
     free(qkv), free(out), free(att);
@@ -306,44 +313,13 @@ Test(ops_cpu, attention_forward_agrees_with_double) {
   ops_cpu_set_isa(512);
 }
 
+Test(ops_cpu, attention_forward_agrees_with_double) {
+  attention_vs_double(0);
+}
+
 /* Every query of a row, padding or not, sees the row's keys ks..T-1. */
 Test(ops_cpu, attention_bidirectional_agrees_with_double) {
-  static const int ks[2] = {0, 3}, isas[2] = {512, 256}, Cs[2] = {64, 24};
-  int B = 2, T = 7, NH = 2;
-  for (int c = 0; c < 4; c++) {
-    int got = ops_cpu_set_isa(isas[c / 2]), C = Cs[c % 2], HS = C / NH;
-    size_t n = (size_t)B * T * C;
-    float *qkv = rnd(3 * n, 16, 1), *out = calloc(n, 4), *att = calloc((size_t)B * NH * T * T, 4);
-    O->attention_bidir_fwd(out, att, qkv, ks, B, T, C, NH);
-    for (int b = 0; b < B; b++)
-      for (int h = 0; h < NH; h++)
-        for (int t = 0; t < T; t++) {
-          double s[7], mx = -INFINITY, sum = 0.0;
-          for (int j = ks[b]; j < T; j++) {
-            s[j] = 0.0;
-            for (int i = 0; i < HS; i++)
-              s[j] += (double)qkv[((size_t)b * T + t) * 3 * C + h * HS + i] *
-                      qkv[((size_t)b * T + j) * 3 * C + C + h * HS + i];
-            s[j] /= sqrt((double)HS);
-            mx = s[j] > mx ? s[j] : mx;
-          }
-          for (int j = ks[b]; j < T; j++)
-            sum += s[j] = exp(s[j] - mx);
-          const float *a = att + (((size_t)b * NH + h) * T + t) * T;
-          for (int j = 0; j < T; j++)
-            cr_expect_lt(fabs((j >= ks[b] ? s[j] / sum : 0.0) - a[j]), 1e-6,
-                         "isa %d C=%d prob [%d,%d,%d,%d]", got, C, b, h, t, j);
-          for (int i = 0; i < HS; i++) {
-            double r = 0.0;
-            for (int j = ks[b]; j < T; j++)
-              r += s[j] / sum * qkv[((size_t)b * T + j) * 3 * C + 2 * C + h * HS + i];
-            cr_expect_lt(fabs(r - out[((size_t)b * T + t) * C + h * HS + i]), 1e-5,
-                         "isa %d C=%d out [%d,%d,%d]", got, C, b, t, h * HS + i);
-          }
-        }
-    free(qkv), free(out), free(att);
-  }
-  ops_cpu_set_isa(512);
+  attention_vs_double(1);
 }
 
 Test(ops_cpu, attention_step_matches_full_attention) {
