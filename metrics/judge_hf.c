@@ -145,7 +145,8 @@ int met_hf_judge_encode(met_hf_judge *j, const char *text, size_t len, tok_ids *
   }
   if (!rc) {
     out->ids[out->n++] = j->cls;
-    memcpy(out->ids + out->n, body.ids, keep * sizeof *body.ids);
+    if (keep) /* an empty text has no ids (body.ids NULL) */
+      memcpy(out->ids + out->n, body.ids, keep * sizeof *body.ids);
     out->n += keep;
     out->ids[out->n++] = j->sep;
   }
