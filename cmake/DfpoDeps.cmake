@@ -18,6 +18,8 @@ dfpo_require_pkg(CJSON libcjson libcjson-dev)
 dfpo_require_pkg(OPENBLAS openblas libopenblas-dev)
 dfpo_require_pkg(PLPLOT plplot libplplot-dev)
 dfpo_require_pkg(PCRE2 libpcre2-8 libpcre2-dev)
+# the WordPiece tokenizer (BERT): NFD, Unicode categories, lower-casing
+dfpo_require_pkg(ICU icu-uc libicu-dev)
 # datasets/: downloads, archive extraction, SHA-256
 dfpo_require_pkg(CURL libcurl libcurl4-openssl-dev)
 dfpo_require_pkg(ARCHIVE libarchive libarchive-dev)

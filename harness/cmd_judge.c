@@ -14,6 +14,7 @@ static const char judge_usage[] =
     "Usage: dfpo judge train NAME [options]\n"
     "       dfpo judge eval NAME [options]\n"
     "       dfpo judge score NAME --input FILE [--dir DIR]\n"
+    "       dfpo judge score --model FOLDER --input FILE [--json] [--device D]\n"
     "       dfpo judge show NAME [--dir DIR]\n"
     "\n"
     "The judges that score samples (docs/judges.md): NAME is sentiment\n"
@@ -33,6 +34,12 @@ static const char judge_usage[] =
     "          instead (key in $PERSPECTIVE_API_KEY, endpoint overridable with\n"
     "          $DFPO_PERSPECTIVE_URL; 1 request/s, retries, scores cached in\n"
     "          <cache>/perspective by text SHA-256)\n"
+    "          With --model, a Hugging Face sequence classifier scores instead\n"
+    "          (DistilBERT, BERT or RoBERTa: config.json, model.safetensors and\n"
+    "          vocab.txt or vocab.json + merges.txt; docs/judges.md): each line\n"
+    "          gets the probability of every label, tab-separated in label\n"
+    "          order, or with --json a JSON object {\"<id2label name>\": p, ...};\n"
+    "          texts longer than the model's length are cut to it\n"
     "  show    prints the card\n"
     "\n"
     "Options:\n"
@@ -48,7 +55,10 @@ static const char judge_usage[] =
     "                     comment_text, toxic) as an out-of-distribution check\n"
     "  --test FILE        eval: score this JSONL split file instead\n"
     "  --input FILE       score: the texts, one per line\n"
-    "  --json             eval: print the scores as JSON\n"
+    "  --model FOLDER     score: a Hugging Face classifier folder (no NAME)\n"
+    "  --device D         score --model: cpu (default), cuda, or auto\n"
+    "  --json             eval: print the scores as JSON; score --model: one\n"
+    "                     JSON object per line\n"
     "  -h, --help         show this help\n";
 
 /* A judge and the dataset it learns from: the judge of a task's registry
@@ -264,6 +274,76 @@ static int do_score(const char *name, const char *jdir, const char *input, dfpo_
   return rc;
 }
 
+/* One line of score --model: the K probabilities. */
+static void print_probs(const met_hf_judge *j, const double *p, int json) {
+  int K = met_hf_judge_labels(j);
+  if (!json) {
+    for (int k = 0; k < K; k++)
+      printf("%s%.6f", k ? "\t" : "", p[k]);
+    putchar('\n');
+    return;
+  }
+  cJSON *o = cJSON_CreateObject();
+  for (int k = 0; k < K; k++)
+    cJSON_AddNumberToObject(o, met_hf_judge_label(j, k), p[k]);
+  char *s = cJSON_PrintUnformatted(o);
+  cJSON_Delete(o);
+  printf("%s\n", s ? s : "{}");
+  free(s);
+}
+
+/* score --model: the lines of input in chunks, each scored in padded
+ * batches. */
+static int do_score_model(const char *folder, const char *input, int json, dfpo_err *err) {
+  enum { CHUNK = 1024 };
+  met_hf_judge *j = NULL;
+  int rc = met_hf_judge_open(&j, folder, err);
+  if (rc)
+    return rc;
+  FILE *fp = strcmp(input, "-") ? fopen(input, "rb") : stdin;
+  if (!fp) {
+    met_hf_judge_free(j);
+    return dfpo_err_errno(err, DFPO_EDATA, errno, "cannot open %s", input);
+  }
+  int K = met_hf_judge_labels(j);
+  char *texts[CHUNK] = {0};
+  size_t lens[CHUNK], caps[CHUNK] = {0}, n = 0, total = 0;
+  double *probs = malloc((size_t)CHUNK * K * sizeof *probs), t0 = dfpo_now();
+  if (!probs)
+    rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  for (int eof = 0; !rc && !eof;) {
+    ssize_t len = getline(&texts[n], &caps[n], fp);
+    if (len >= 0) {
+      if (len && texts[n][len - 1] == '\n')
+        texts[n][--len] = '\0';
+      lens[n++] = (size_t)len;
+    } else {
+      eof = 1;
+    }
+    if (n == CHUNK || (eof && n)) {
+      if ((rc = met_hf_judge_score(j, (const char *const *)texts, lens, n, 0, probs, err))) {
+        dfpo_err_prefix(err, "%s: lines %zu..%zu", input, total + 1, total + n);
+        break;
+      }
+      for (size_t i = 0; i < n; i++)
+        print_probs(j, probs + i * K, json);
+      total += n;
+      n = 0;
+    }
+  }
+  if (!rc && ferror(fp))
+    rc = dfpo_err_errno(err, DFPO_ERUNTIME, errno, "reading %s", input);
+  if (!rc)
+    dfpo_info("%s: scored %zu texts in %.3f s", folder, total, dfpo_now() - t0);
+  for (size_t i = 0; i < CHUNK; i++)
+    free(texts[i]);
+  free(probs);
+  if (fp != stdin)
+    fclose(fp);
+  met_hf_judge_free(j);
+  return rc;
+}
+
 static void name_defaults(const char *name, met_judge_opts *o, int char_set, int cmin, int cmax) {
   const task_def *d = task_find_judge(name);
   if (d && !char_set && (d->judge->char_min || d->judge->char_max)) {
@@ -302,7 +382,9 @@ int cmd_judge(int argc, char **argv) {
     O_JIGSAW,
     O_TEST,
     O_INPUT,
-    O_JSON
+    O_JSON,
+    O_MODEL,
+    O_DEVICE
   };
   static const struct option opts[] = {{"dir", required_argument, NULL, O_DIR},
                                        {"limit", required_argument, NULL, O_LIMIT},
@@ -315,9 +397,12 @@ int cmd_judge(int argc, char **argv) {
                                        {"test", required_argument, NULL, O_TEST},
                                        {"input", required_argument, NULL, O_INPUT},
                                        {"json", no_argument, NULL, O_JSON},
+                                       {"model", required_argument, NULL, O_MODEL},
+                                       {"device", required_argument, NULL, O_DEVICE},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
-  const char *dir = NULL, *jigsaw = NULL, *test = NULL, *input = NULL;
+  const char *dir = NULL, *jigsaw = NULL, *test = NULL, *input = NULL, *model = NULL;
+  const char *device = NULL;
   size_t limit = 0;
   int json = 0, c, char_set = 0, cmin = 0, cmax = 0;
   met_judge_opts o = met_judge_opts_default();
@@ -369,12 +454,33 @@ int cmd_judge(int argc, char **argv) {
     case O_JSON:
       json = 1;
       break;
+    case O_MODEL:
+      model = optarg;
+      break;
+    case O_DEVICE:
+      device = optarg;
+      break;
     case 'h':
       fputs(judge_usage, stdout);
       return DFPO_OK;
     default:
       return cli_bad_option("judge", argc, argv, c);
     }
+  }
+  if (model || device) {
+    if (argc - optind != 1 || strcmp(argv[optind], "score"))
+      return cli_usage_error("judge", "--model and --device go with `score --model FOLDER` alone "
+                                      "(no judge name)");
+    if (!model)
+      return cli_usage_error("judge", "--device needs --model FOLDER");
+    if (!input)
+      return cli_usage_error("judge", "score needs --input FILE");
+    int drc = cli_device("judge", device ? device : "cpu");
+    if (drc)
+      return drc;
+    dfpo_err err;
+    dfpo_err_clear(&err);
+    return do_score_model(model, input, json, &err) ? cli_fail(&err) : DFPO_OK;
   }
   if (argc - optind < 2)
     return cli_usage_error("judge", "want an action (train, eval, score, show) and a judge name");

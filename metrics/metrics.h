@@ -410,6 +410,38 @@ const char *met_judge_id(const met_judge *j);
 /* <cache>/judges/<name>. */
 int met_judge_dir(const char *name, char *buf, size_t n, dfpo_err *err);
 
+/* ------------------------------------- Hugging Face classifiers as judges */
+
+/* A judge from a Hugging Face sequence-classifier folder (docs/judges.md):
+ * DistilBERT, BERT or RoBERTa (trainer/bert.h) with its tokenizer (vocab.txt
+ * WordPiece, or RoBERTa's vocab.json + merges.txt byte-level BPE). Each text
+ * becomes [CLS] ids [SEP] (<s> ids </s>), its ids cut to the model's
+ * length (max_position_embeddings, less RoBERTa's offset, or the
+ * tokenizer_config.json model_max_length when smaller), and scores the
+ * probability of each label: a softmax over the labels, or one sigmoid per
+ * label for problem_type multi_label_classification or a single label (as
+ * Hugging Face's text-classification pipeline). The model lives on the
+ * current device (ops_use_device). Not thread-safe (the model's
+ * activations); *out is the caller's (met_hf_judge_free). */
+typedef struct met_hf_judge met_hf_judge;
+int met_hf_judge_open(met_hf_judge **out, const char *folder, dfpo_err *err);
+void met_hf_judge_free(met_hf_judge *j);
+int met_hf_judge_labels(const met_hf_judge *j);
+/* id2label's name of label k. */
+const char *met_hf_judge_label(const met_hf_judge *j, int k);
+/* The tokens per text after truncation, special tokens included. */
+int met_hf_judge_max_tokens(const met_hf_judge *j);
+/* The model's ids of text[0..len), special tokens included, truncated;
+ * appended to out. */
+int met_hf_judge_encode(met_hf_judge *j, const char *text, size_t len, tok_ids *out, dfpo_err *err);
+/* probs[n * K]: the label probabilities of n texts, in padded batches of
+ * texts of similar length (up to batch_tokens padded tokens; 0: 8192). */
+int met_hf_judge_score(met_hf_judge *j, const char *const *texts, const size_t *lens, size_t n,
+                       size_t batch_tokens, double *probs, dfpo_err *err);
+/* The same for texts already encoded (met_hf_judge_encode). */
+int met_hf_judge_score_ids(met_hf_judge *j, const tok_ids *ids, size_t n, size_t batch_tokens,
+                           double *probs, dfpo_err *err);
+
 /* ------------------------------------------------------- Perspective API */
 
 /* A client for Google's Perspective API (comments:analyze, attribute

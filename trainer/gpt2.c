@@ -464,7 +464,7 @@ static int gpt2_forward(gpt2_model *m, const int *tokens, const int *kstart, int
     gpt2_layer_acts *a = &m->layer[l];
     const float *x = l == 0 ? m->encoded : m->layer[l - 1].res3;
     o->layernorm_fwd(a->ln1, a->ln1_mean, a->ln1_rstd, x, gpt2_lp(m, P, l, GP_LN1W),
-                     gpt2_lp(m, P, l, GP_LN1B), BT, C);
+                     gpt2_lp(m, P, l, GP_LN1B), BT, C, GPT2_LN_EPS);
     o->matmul_fwd(a->qkv, a->ln1, gpt2_lp(m, P, l, GP_QKVW), gpt2_lp(m, P, l, GP_QKVB), BT, C,
                   3 * C);
     o->attention_fwd(a->atty, a->att, a->qkv, m->d_kstart, B, T, C, NH);
@@ -472,7 +472,7 @@ static int gpt2_forward(gpt2_model *m, const int *tokens, const int *kstart, int
                   C);
     o->add(a->res2, a->res2, x, (size_t)BT * C);
     o->layernorm_fwd(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, gpt2_lp(m, P, l, GP_LN2W),
-                     gpt2_lp(m, P, l, GP_LN2B), BT, C);
+                     gpt2_lp(m, P, l, GP_LN2B), BT, C, GPT2_LN_EPS);
     o->matmul_fwd(a->fch, a->ln2, gpt2_lp(m, P, l, GP_FCW), gpt2_lp(m, P, l, GP_FCB), BT, C, 4 * C);
     o->gelu_fwd(a->fch_gelu, a->fch, (size_t)BT * 4 * C);
     o->matmul_fwd(a->res3, a->fch_gelu, gpt2_lp(m, P, l, GP_FCPW), gpt2_lp(m, P, l, GP_FCPB), BT,
@@ -481,7 +481,7 @@ static int gpt2_forward(gpt2_model *m, const int *tokens, const int *kstart, int
   }
   int f = gpt2_tidx_lnfw(m);
   o->layernorm_fwd(m->lnf, m->lnf_mean, m->lnf_rstd, m->layer[L - 1].res3, P + m->tensors[f].off,
-                   P + m->tensors[f + 1].off, BT, C);
+                   P + m->tensors[f + 1].off, BT, C, GPT2_LN_EPS);
   m->fb = B;
   m->ft = T;
   m->have_lm = 0;

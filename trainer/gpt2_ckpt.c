@@ -2,6 +2,7 @@
  * Both are little-endian (the only byte order this code runs on). */
 #define _FILE_OFFSET_BITS 64
 #include "trainer/gpt2_internal.h"
+#include "trainer/st_internal.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -12,7 +13,6 @@
 #define NATIVE_MAGIC GPT2_NATIVE_MAGIC
 #define NATIVE_VERSION 1u
 #define NATIVE_HEADER 64u
-#define ST_MAX_HEADER (100u << 20)
 
 typedef struct native_header {
   char magic[8];
@@ -158,38 +158,6 @@ int gpt2_load_native(model_t **out, const char *path, FILE *fp, dfpo_err *err) {
 
 /* ------------------------------------------------------- safetensors */
 
-static int st_dtype_size(const char *d) {
-  if (strcmp(d, "F32") == 0)
-    return 4;
-  if (strcmp(d, "F16") == 0 || strcmp(d, "BF16") == 0)
-    return 2;
-  return 0;
-}
-
-static float half_to_float(uint16_t h) {
-  uint32_t s = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 0x1f, f = h & 0x3ff, bits;
-  if (e == 0) {
-    if (f == 0) {
-      bits = s;
-    } else {
-      e = 127 - 15 + 1;
-      while (!(f & 0x400)) {
-        f <<= 1;
-        e--;
-      }
-      f &= 0x3ff;
-      bits = s | (e << 23) | (f << 13);
-    }
-  } else if (e == 31) {
-    bits = s | 0x7f800000u | (f << 13);
-  } else {
-    bits = s | ((e + 127 - 15) << 23) | (f << 13);
-  }
-  float out;
-  memcpy(&out, &bits, 4);
-  return out;
-}
-
 static const char *strip_prefix(const char *name) {
   return strncmp(name, "transformer.", 12) == 0 ? name + 12 : name;
 }
@@ -226,121 +194,16 @@ static int config_from_json(const cJSON *o, gpt2_config *c) {
   return found;
 }
 
-typedef struct st_entry {
-  const char *name; /* without prefix */
-  const char *dtype;
-  int ndim;
-  int64_t shape[4];
-  uint64_t begin, end;
-} st_entry;
-
 int gpt2_import_safetensors(model_t **out, const char *path, const gpt2_config *given,
                             dfpo_err *err) {
   *out = NULL;
-  FILE *fp = fopen(path, "rb");
-  if (!fp)
-    return dfpo_err_errno(err, DFPO_EDATA, errno, "%s", path);
-  int rc = DFPO_OK;
-  char *hdr = NULL;
-  cJSON *root = NULL;
-  st_entry *ents = NULL;
+  st_file f;
+  int rc = st_open(&f, path, err);
+  if (rc)
+    return rc;
   gpt2_model *m = NULL;
   float *buf = NULL;
-  unsigned char len8[8];
-  struct stat st;
-  if (fstat(fileno(fp), &st) != 0 || fread(len8, 1, 8, fp) != 8) {
-    rc = dfpo_err_set(err, DFPO_EDATA, "%s: too short for a safetensors file", path);
-    goto done;
-  }
-  uint64_t hlen = 0;
-  for (int i = 7; i >= 0; i--)
-    hlen = hlen << 8 | len8[i];
-  if (hlen < 2 || hlen > ST_MAX_HEADER || hlen > (uint64_t)st.st_size - 8) {
-    rc = dfpo_err_set(err, DFPO_EDATA,
-                      "%s: safetensors header length %llu does not fit the file (%lld bytes)", path,
-                      (unsigned long long)hlen, (long long)st.st_size);
-    goto done;
-  }
-  uint64_t data_len = (uint64_t)st.st_size - 8 - hlen;
-  hdr = malloc(hlen + 1);
-  if (!hdr || fread(hdr, 1, hlen, fp) != hlen) {
-    rc = dfpo_err_set(err, DFPO_EDATA, "%s: cannot read the safetensors header", path);
-    goto done;
-  }
-  hdr[hlen] = 0;
-  root = cJSON_ParseWithLength(hdr, hlen);
-  if (!cJSON_IsObject(root)) {
-    rc = dfpo_err_set(err, DFPO_EDATA, "%s: the safetensors header is not a JSON object", path);
-    goto done;
-  }
-  int n = cJSON_GetArraySize(root), ne = 0;
-  ents = calloc((size_t)n + 1, sizeof *ents);
-  if (!ents) {
-    rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
-    goto done;
-  }
-  const cJSON *meta = NULL, *it;
-  cJSON_ArrayForEach(it, root) {
-    if (strcmp(it->string, "__metadata__") == 0) {
-      meta = it;
-      continue;
-    }
-    st_entry *e = &ents[ne];
-    e->name = strip_prefix(it->string);
-    const cJSON *dt = cJSON_GetObjectItemCaseSensitive(it, "dtype");
-    const cJSON *sh = cJSON_GetObjectItemCaseSensitive(it, "shape");
-    const cJSON *of = cJSON_GetObjectItemCaseSensitive(it, "data_offsets");
-    if (!cJSON_IsString(dt) || !cJSON_IsArray(sh) || !cJSON_IsArray(of) ||
-        cJSON_GetArraySize(of) != 2) {
-      rc = dfpo_err_set(err, DFPO_EDATA, "%s: tensor '%s': needs dtype, shape and data_offsets",
-                        path, it->string);
-      goto done;
-    }
-    e->dtype = dt->valuestring;
-    int es = st_dtype_size(e->dtype);
-    e->ndim = cJSON_GetArraySize(sh);
-    if (e->ndim > 4) {
-      rc = dfpo_err_set(err, DFPO_EDATA, "%s: tensor '%s': %d dimensions", path, it->string,
-                        e->ndim);
-      goto done;
-    }
-    uint64_t numel = 1;
-    for (int d = 0; d < e->ndim; d++) {
-      const cJSON *x = cJSON_GetArrayItem(sh, d);
-      if (!cJSON_IsNumber(x) || x->valuedouble < 0 || x->valuedouble > 4e9) {
-        rc = dfpo_err_set(err, DFPO_EDATA, "%s: tensor '%s': bad shape", path, it->string);
-        goto done;
-      }
-      e->shape[d] = (int64_t)x->valuedouble;
-      numel *= (uint64_t)e->shape[d];
-      if (numel > ((uint64_t)1 << 40)) {
-        rc = dfpo_err_set(err, DFPO_EDATA, "%s: tensor '%s': shape too large", path, it->string);
-        goto done;
-      }
-    }
-    const cJSON *b = cJSON_GetArrayItem(of, 0), *en = cJSON_GetArrayItem(of, 1);
-    if (!cJSON_IsNumber(b) || !cJSON_IsNumber(en) || b->valuedouble < 0 ||
-        en->valuedouble < b->valuedouble || en->valuedouble > (double)data_len) {
-      rc =
-          dfpo_err_set(err, DFPO_EDATA, "%s: tensor '%s': data_offsets outside the %llu data bytes",
-                       path, it->string, (unsigned long long)data_len);
-      goto done;
-    }
-    e->begin = (uint64_t)b->valuedouble;
-    e->end = (uint64_t)en->valuedouble;
-    if (es && e->end - e->begin != numel * (uint64_t)es) {
-      rc = dfpo_err_set(err, DFPO_EDATA, "%s: tensor '%s': %llu bytes for %llu elements of %s",
-                        path, it->string, (unsigned long long)(e->end - e->begin),
-                        (unsigned long long)numel, e->dtype);
-      goto done;
-    }
-    e->dtype = es ? e->dtype : NULL;
-    if (!es) {
-      /* only our tensors must be floats; others (buffers) are skipped */
-      e->dtype = dt->valuestring;
-    }
-    ne++;
-  }
+  const cJSON *meta = f.meta;
 
   /* the config: given, else metadata, else config.json beside, else shapes */
   gpt2_config cfg;
@@ -349,20 +212,22 @@ int gpt2_import_safetensors(model_t **out, const char *path, const gpt2_config *
   if (given) {
     cfg = *given;
   } else {
-    for (int i = 0; i < ne; i++) {
+    for (int i = 0; i < f.n; i++) {
+      const st_entry *e = &f.ents[i];
+      const char *nm = strip_prefix(e->name);
       int l;
-      if (strcmp(ents[i].name, "wte.weight") == 0 && ents[i].ndim == 2) {
-        cfg.vocab_size = (int)ents[i].shape[0];
-        cfg.n_embd = (int)ents[i].shape[1];
-      } else if (strcmp(ents[i].name, "wpe.weight") == 0 && ents[i].ndim == 2) {
-        cfg.n_ctx = (int)ents[i].shape[0];
-      } else if (sscanf(ents[i].name, "h.%d.", &l) == 1 && l + 1 > cfg.n_layer && l < 100000) {
+      if (strcmp(nm, "wte.weight") == 0 && e->ndim == 2) {
+        cfg.vocab_size = (int)e->shape[0];
+        cfg.n_embd = (int)e->shape[1];
+      } else if (strcmp(nm, "wpe.weight") == 0 && e->ndim == 2) {
+        cfg.n_ctx = (int)e->shape[0];
+      } else if (sscanf(nm, "h.%d.", &l) == 1 && l + 1 > cfg.n_layer && l < 100000) {
         cfg.n_layer = l + 1;
-      } else if (strcmp(ents[i].name, "v_head.summary.weight") == 0) {
+      } else if (strcmp(nm, "v_head.summary.weight") == 0) {
         cfg.head = MODEL_HEAD_VALUE;
-      } else if (strcmp(ents[i].name, "score.weight") == 0 && ents[i].ndim == 2) {
+      } else if (strcmp(nm, "score.weight") == 0 && e->ndim == 2) {
         cfg.head = MODEL_HEAD_CLASS;
-        cfg.n_classes = (int)ents[i].shape[0];
+        cfg.n_classes = (int)e->shape[0];
       }
     }
     cfg_from = "the tensor shapes";
@@ -418,87 +283,38 @@ int gpt2_import_safetensors(model_t **out, const char *path, const gpt2_config *
   for (int k = 0; k < m->ntensors; k++) {
     const gpt2_tensor *t = &m->tensors[k];
     const st_entry *e = NULL;
-    for (int i = 0; i < ne && !e; i++)
-      if (strcmp(ents[i].name, t->name) == 0)
-        e = &ents[i];
+    for (int i = 0; i < f.n && !e; i++)
+      if (strcmp(strip_prefix(f.ents[i].name), t->name) == 0)
+        e = &f.ents[i];
     if (!e) {
       rc = dfpo_err_set(err, DFPO_EDATA, "%s: tensor '%s' missing (config from %s)", path, t->name,
                         cfg_from);
       goto done;
     }
-    int es = st_dtype_size(e->dtype);
-    if (!es) {
-      rc = dfpo_err_set(err, DFPO_EDATA, "%s: tensor '%s': dtype %s (F32, F16 or BF16 expected)",
-                        path, t->name, e->dtype);
-      goto done;
-    }
     /* expected shape in Hugging Face's layout */
-    int64_t want[2] = {0, 0};
-    int wd;
+    int64_t want[2] = {t->rows, t->cols};
+    int wd = 2;
     if (t->rows == 1 && strcmp(t->name, "v_head.summary.weight") != 0) {
       wd = 1;
       want[0] = t->cols;
     } else if (t->conv1d) {
-      wd = 2;
       want[0] = t->cols;
       want[1] = t->rows;
-    } else {
-      wd = 2;
-      want[0] = t->rows;
-      want[1] = t->cols;
     }
-    if (e->ndim != wd || e->shape[0] != want[0] || (wd == 2 && e->shape[1] != want[1])) {
-      char got[96] = "", exp[64];
-      for (int d = 0; d < e->ndim; d++)
-        snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? ", " : "",
-                 (long long)e->shape[d]);
-      if (wd == 1)
-        snprintf(exp, sizeof exp, "%lld", (long long)want[0]);
-      else
-        snprintf(exp, sizeof exp, "%lld, %lld", (long long)want[0], (long long)want[1]);
-      rc = dfpo_err_set(err, DFPO_EDATA,
-                        "%s: tensor '%s' has shape [%s], the config (from %s) needs [%s]", path,
-                        t->name, got, cfg_from, exp);
+    if ((rc = st_check_shape(&f, e, t->name, wd, want, cfg_from, err)) ||
+        (rc = st_read_f32(&f, e, t->name, buf + maxn, err)))
       goto done;
-    }
-    size_t nel = (size_t)t->rows * t->cols;
-    float *tmp = buf + maxn;
-    if (fseeko(fp, (off_t)(8 + hlen + e->begin), SEEK_SET) != 0) {
-      rc = dfpo_err_set(err, DFPO_EDATA, "%s: tensor '%s': cannot seek to its data", path, t->name);
-      goto done;
-    }
-    if (es == 4) {
-      if (fread(tmp, 4, nel, fp) != nel) {
-        rc = dfpo_err_set(err, DFPO_EDATA, "%s: tensor '%s': truncated data", path, t->name);
-        goto done;
-      }
-    } else {
-      uint16_t *h16 = (uint16_t *)buf;
-      if (fread(h16, 2, nel, fp) != nel) {
-        rc = dfpo_err_set(err, DFPO_EDATA, "%s: tensor '%s': truncated data", path, t->name);
-        goto done;
-      }
-      int bf = strcmp(e->dtype, "BF16") == 0;
-      for (size_t i = 0; i < nel; i++) {
-        if (bf) {
-          uint32_t bits = (uint32_t)h16[i] << 16;
-          memcpy(&tmp[i], &bits, 4);
-        } else {
-          tmp[i] = half_to_float(h16[i]);
-        }
-      }
-    }
-    float *dst = tmp;
+    float *dst = buf + maxn;
     if (t->conv1d) { /* [in=cols, out=rows] -> [rows, cols] */
       for (int r = 0; r < t->rows; r++)
         for (int c = 0; c < t->cols; c++)
-          buf[(size_t)r * t->cols + c] = tmp[(size_t)c * t->rows + r];
+          buf[(size_t)r * t->cols + c] = dst[(size_t)c * t->rows + r];
       dst = buf;
     }
-    m->base.ops->upload(m->params + t->off, dst, nel * sizeof(float));
+    m->base.ops->upload(m->params + t->off, dst, (size_t)t->rows * t->cols * sizeof(float));
   }
-  for (int i = 0; i < ne; i++) {
-    const char *nm = ents[i].name;
+  for (int i = 0; i < f.n; i++) {
+    const char *nm = strip_prefix(f.ents[i].name);
     int known = 0;
     for (int k = 0; k < m->ntensors && !known; k++)
       known = strcmp(m->tensors[k].name, nm) == 0;
@@ -506,17 +322,14 @@ int gpt2_import_safetensors(model_t **out, const char *path, const gpt2_config *
     if (!known && strcmp(nm, "lm_head.weight") != 0 &&
         !(L > 10 && strcmp(nm + L - 10, ".attn.bias") == 0) &&
         !(L > 17 && strcmp(nm + L - 17, ".attn.masked_bias") == 0))
-      dfpo_warn("%s: tensor '%s' is not part of the model; ignored", path, ents[i].name);
+      dfpo_warn("%s: tensor '%s' is not part of the model; ignored", path, f.ents[i].name);
   }
   *out = &m->base;
   m = NULL;
 done:
   gpt2_destroy(m);
   free(buf);
-  free(ents);
-  cJSON_Delete(root);
-  free(hdr);
-  fclose(fp);
+  st_close(&f);
   return rc;
 }
 

@@ -36,7 +36,7 @@ static void run_blocks(gpt2_model *m, int B, int T, int t0) {
   float *P = m->params;
   for (int l = 0; l < m->cfg.n_layer; l++) {
     o->layernorm_fwd(m->g_ln, NULL, NULL, m->g_x, gpt2_lp(m, P, l, GP_LN1W),
-                     gpt2_lp(m, P, l, GP_LN1B), BT, C);
+                     gpt2_lp(m, P, l, GP_LN1B), BT, C, GPT2_LN_EPS);
     o->matmul_fwd(m->g_qkv, m->g_ln, gpt2_lp(m, P, l, GP_QKVW), gpt2_lp(m, P, l, GP_QKVB), BT, C,
                   3 * C);
     o->kv_write(m->kc[l], m->vc[l], m->g_qkv, B, T, t0, m->gmax, C);
@@ -49,7 +49,7 @@ static void run_blocks(gpt2_model *m, int B, int T, int t0) {
                   C);
     o->add(m->g_x, m->g_x, m->g_ln, (size_t)BT * C);
     o->layernorm_fwd(m->g_ln, NULL, NULL, m->g_x, gpt2_lp(m, P, l, GP_LN2W),
-                     gpt2_lp(m, P, l, GP_LN2B), BT, C);
+                     gpt2_lp(m, P, l, GP_LN2B), BT, C, GPT2_LN_EPS);
     o->matmul_fwd(m->g_fch, m->g_ln, gpt2_lp(m, P, l, GP_FCW), gpt2_lp(m, P, l, GP_FCB), BT, C,
                   4 * C);
     o->gelu_fwd(m->g_fch, m->g_fch, (size_t)BT * 4 * C);
@@ -65,7 +65,7 @@ static void run_blocks(gpt2_model *m, int B, int T, int t0) {
   const float *last = T > 1 ? m->g_atty : m->g_x;
   int f = gpt2_tidx_lnfw(m);
   o->layernorm_fwd(m->g_ln, NULL, NULL, last, P + m->tensors[f].off, P + m->tensors[f + 1].off, B,
-                   C);
+                   C, GPT2_LN_EPS);
   o->matmul_fwd(m->g_logits, m->g_ln, P + m->tensors[0].off, NULL, B, C, V);
 }
 

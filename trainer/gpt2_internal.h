@@ -98,6 +98,9 @@ static inline const gpt2_model *gpt2_of_const(const model_t *m) {
 int gpt2_create(gpt2_model **out, const gpt2_config *cfg, dfpo_err *err);
 void gpt2_destroy(gpt2_model *m);
 
+/* GPT-2's LayerNorm epsilon (layer_norm_epsilon). */
+#define GPT2_LN_EPS 1e-5f
+
 /* gpt2_decode.c: decoding with the KV cache (model_decode_begin/step). */
 const float *gpt2_decode_begin(gpt2_model *m, const int *tokens, const int *kstart, int B, int T,
                                int max_len, dfpo_err *err);

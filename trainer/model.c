@@ -1,12 +1,15 @@
 /* model_t: the public calls dispatch through the architecture's table;
  * what every architecture shares (device, host views, the step count) and
  * what picks an architecture (model_load, model_import_safetensors) is here. */
+#include "trainer/bert.h"
 #include "trainer/gpt2.h"
 #include "trainer/gpt2_internal.h"
 #include "trainer/model_internal.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 void model_free(model_t *m) {
@@ -150,9 +153,32 @@ static const struct {
 } native_formats[] = {{GPT2_NATIVE_MAGIC, gpt2_load_native}};
 
 int model_import_safetensors(model_t **out, const char *path, dfpo_err *err) {
-  /* GPT-2 is the only architecture with an importer so far; a second one
-   * would be chosen here by the header's __metadata__ or config.json's
-   * model_type (docs/model-interface.md). */
+  /* config.json's model_type beside the file chooses the architecture;
+   * GPT-2 when there is none (files this project exported name their
+   * config in the header's __metadata__) */
+  *out = NULL;
+  char cpath[4096], type[32] = "";
+  const char *slash = strrchr(path, '/');
+  int dl = slash ? (int)(slash - path) : 0;
+  int rc = dfpo_path_fmt(cpath, sizeof cpath, err, "%.*s%sconfig.json", dl, path, slash ? "/" : "");
+  if (rc)
+    return rc;
+  char *text = NULL;
+  if (dfpo_read_file(cpath, &text, NULL, NULL) == DFPO_OK) {
+    cJSON *j = cJSON_Parse(text);
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(j, "model_type");
+    if (cJSON_IsString(mt))
+      snprintf(type, sizeof type, "%s", mt->valuestring);
+    cJSON_Delete(j);
+    free(text);
+  }
+  if (bert_handles(type))
+    return bert_import_safetensors(out, path, err);
+  if (type[0] && strcmp(type, "gpt2") != 0)
+    return dfpo_err_set(err, DFPO_EDATA,
+                        "%s: model_type '%s' is not an architecture this build reads (gpt2, "
+                        "distilbert, bert, roberta)",
+                        cpath, type);
   return gpt2_import_safetensors(out, path, NULL, err);
 }
 

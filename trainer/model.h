@@ -1,8 +1,9 @@
 /* trainer/model.h: what RL, perplexity, generation, pretraining, judges and
  * checkpoints need from a language model of any architecture (prefix
- * model_). GPT-2 (trainer/gpt2.h) is one implementation; docs/model-interface.md
- * says how an encoder-decoder, a rotary decoder or an encoder classifier
- * would be another.
+ * model_). GPT-2 (trainer/gpt2.h) is one implementation, the encoder
+ * classifiers (trainer/bert.h, inference only) another;
+ * docs/model-interface.md says how an encoder-decoder or a rotary decoder
+ * would be a third.
  *
  * The calls dispatch through the model's table of functions, so code written
  * against this header (trainer/rl_*.c, trainer/sample.c, trainer/optim.c,
@@ -190,8 +191,10 @@ const float *model_decode_step(model_t *m, const int *next, dfpo_err *err);
  * file names; *out is a new model the caller frees. */
 int model_save(model_t *m, const char *path, int with_optimizer, dfpo_err *err);
 int model_load(model_t **out, const char *path, dfpo_err *err);
-/* A Hugging Face model.safetensors, the architecture from its metadata or a
- * config.json beside it (GPT-2 when neither says). */
+/* A Hugging Face model.safetensors, the architecture from config.json's
+ * model_type beside it (distilbert, bert, roberta: trainer/bert.h; gpt2 or
+ * none: GPT-2, its config from the header's metadata or config.json; any
+ * other type is DFPO_EDATA naming it). */
 int model_import_safetensors(model_t **out, const char *path, dfpo_err *err);
 /* Writes model.safetensors (Hugging Face names and layouts, config in
  * __metadata__) atomically, and config.json beside it when write_config. */

@@ -27,6 +27,11 @@
 
 #include "trainer/device.h"
 
+/* Elementwise activations of act_fwd: the exact GELU x Phi(x) =
+ * 0.5 x (1 + erf(x / sqrt 2)) (PyTorch's gelu, BERT's "gelu"), tanh and
+ * ReLU (the classifier heads). */
+enum { OPS_ACT_GELU_ERF = 0, OPS_ACT_TANH = 1, OPS_ACT_RELU = 2 };
+
 typedef struct ops_backend {
   const char *name;
 
@@ -53,10 +58,12 @@ typedef struct ops_backend {
   void (*encoder_bwd)(float *dwte, float *dwpe, const float *dout, const int *tok, const int *pos,
                       int N, int C);
 
-  /* out[N,C] = (inp - mean) * rstd * w + b; mean[N], rstd[N] saved (may be
-   * NULL when no backward follows) */
+  /* out[N,C] = (inp - mean) * rstd * w + b with rstd = 1 / sqrt(var + eps)
+   * (biased variance, as PyTorch's LayerNorm; GPT-2 and RoBERTa use eps
+   * 1e-5, BERT and DistilBERT 1e-12); mean[N], rstd[N] saved (may be NULL
+   * when no backward follows) */
   void (*layernorm_fwd)(float *out, float *mean, float *rstd, const float *inp, const float *w,
-                        const float *b, int N, int C);
+                        const float *b, int N, int C, float eps);
   /* dinp[N,C] +=; dw[C] +=; db[C] += */
   void (*layernorm_bwd)(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                         const float *w, const float *mean, const float *rstd, int N, int C);
@@ -69,6 +76,14 @@ typedef struct ops_backend {
   /* dqkv[B,T,3C] = (overwritten) */
   void (*attention_bwd)(float *dqkv, const float *dout, const float *qkv, const float *att,
                         const int *kstart, int B, int T, int C, int NH);
+
+  /* Bidirectional (encoder) multi-head attention over qkv[B,T,3C], forward
+   * only: every query of row b, padding or not, sees the keys
+   * kstart[b]..T-1 (the row's real tokens; kstart NULL: all), as BERT's
+   * padding mask makes it. out[B,T,C] =; att[B,NH,T,T] = the softmax
+   * probabilities (zero outside the visible keys), scratch for the caller. */
+  void (*attention_bidir_fwd)(float *out, float *att, const float *qkv, const int *kstart, int B,
+                              int T, int C, int NH);
 
   /* KV cache kc,vc [B,Tmax,C]: rows t0..t0+T-1 = the k and v parts of
    * qkv[B,T,3C]. */
@@ -83,6 +98,9 @@ typedef struct ops_backend {
   void (*gelu_fwd)(float *out, const float *inp, size_t n);
   /* dinp[n] = gelu'(inp) * dout (overwrite) */
   void (*gelu_bwd)(float *dinp, const float *inp, const float *dout, size_t n);
+  /* out[n] = f(inp), f the OPS_ACT_* kind (out may alias inp); forward
+   * only (the encoder classifiers' activations) */
+  void (*act_fwd)(float *out, const float *inp, size_t n, int kind);
   /* out[n] = a + b (out may alias a or b) */
   void (*add)(float *out, const float *a, const float *b, size_t n);
 

@@ -421,7 +421,7 @@ static void cpu_encoder_bwd(float *dwte, float *dwpe, const float *dout, const i
 }
 
 static void cpu_layernorm_fwd(float *out, float *mean, float *rstd, const float *inp,
-                              const float *w, const float *b, int N, int C) {
+                              const float *w, const float *b, int N, int C, float eps) {
 #pragma omp parallel for schedule(static) if ((size_t)N * C > PAR_MIN)
   for (int n = 0; n < N; n++) {
     const float *x = inp + (size_t)n * C;
@@ -435,7 +435,7 @@ static void cpu_layernorm_fwd(float *out, float *mean, float *rstd, const float 
       v += d * d;
     }
     v /= C;
-    float s = 1.0f / sqrtf(v + 1e-5f);
+    float s = 1.0f / sqrtf(v + eps);
     float *o = out + (size_t)n * C;
     for (int c = 0; c < C; c++)
       o[c] = (x[c] - m) * s * w[c] + b[c];
@@ -499,9 +499,9 @@ static inline float exp_shift_sum(float *a, int j0, int j1, float mx) {
 }
 
 #ifdef HAVE_SMALLM
-/* One query of cpu_attention_fwd with AVX-512 (head size 16 HV, HV <= 8):
+/* One query of attention_rows with AVX-512 (head size 16 HV, HV <= 8):
  * q, k and v point at the head's channels of row 0 of the batch row, rows
- * C3 apart; keys j0..t. Each score is a 16-lane FMA sum, reduced; the
+ * C3 apart; keys j0..t (t: the last key). Each score is a 16-lane FMA sum, reduced; the
  * softmax as in the plain loop (expf); the output sums a_j v_j over the
  * keys in order with FMA. a: the query's T probabilities (zero outside). */
 __attribute__((target("avx512f"))) static void
@@ -535,7 +535,7 @@ attention_query512(float *o, float *a, const float *q, const float *k, const flo
 }
 #endif
 
-/* One query of cpu_attention_fwd, the portable loop: the same arguments as
+/* One query of attention_rows, the portable loop: the same arguments as
  * attention_query512 with the head size HS; each score summed over the
  * channels in order, the output over the keys in order. */
 static void attention_query(float *o, float *a, const float *q, const float *k, const float *v,
@@ -563,8 +563,11 @@ static void attention_query(float *o, float *a, const float *q, const float *k, 
   }
 }
 
-static void cpu_attention_fwd(float *out, float *att, const float *qkv, const int *kstart, int B,
-                              int T, int C, int NH) {
+/* Causal (bidir 0: keys up to the query, from the row's key start or the
+ * padding query itself) or bidirectional (keys kstart[b]..T-1 for every
+ * query) attention; ops.h says what each op computes. */
+static void attention_rows(float *out, float *att, const float *qkv, const int *kstart, int B,
+                           int T, int C, int NH, int bidir) {
   int HS = C / NH;
   float scale = 1.0f / sqrtf((float)HS);
   size_t C3 = (size_t)3 * C;
@@ -576,19 +579,30 @@ static void cpu_attention_fwd(float *out, float *att, const float *qkv, const in
   for (int b = 0; b < B; b++)
     for (int h = 0; h < NH; h++)
       for (int t = 0; t < T; t++) {
-        int ks = kstart ? kstart[b] : 0, j0 = t < ks ? t : ks;
+        int ks = kstart ? kstart[b] : 0;
+        int j0 = bidir || t >= ks ? ks : t, jl = bidir ? T - 1 : t;    /* keys j0..jl */
         const float *row0 = qkv + (size_t)b * T * C3 + (size_t)h * HS; /* batch row b, head h */
         float *o = out + ((size_t)b * T + t) * C + (size_t)h * HS;
         float *a = att + (((size_t)b * NH + h) * T + t) * T;
         const float *q = row0 + (size_t)t * C3, *k = row0 + C, *v = row0 + 2 * (size_t)C;
 #ifdef HAVE_SMALLM
         if (wide) {
-          attention_query512(o, a, q, k, v, C3, j0, t, T, HS / 16, scale);
+          attention_query512(o, a, q, k, v, C3, j0, jl, T, HS / 16, scale);
           continue;
         }
 #endif
-        attention_query(o, a, q, k, v, C3, j0, t, T, HS, scale);
+        attention_query(o, a, q, k, v, C3, j0, jl, T, HS, scale);
       }
+}
+
+static void cpu_attention_fwd(float *out, float *att, const float *qkv, const int *kstart, int B,
+                              int T, int C, int NH) {
+  attention_rows(out, att, qkv, kstart, B, T, C, NH, 0);
+}
+
+static void cpu_attention_bidir_fwd(float *out, float *att, const float *qkv, const int *kstart,
+                                    int B, int T, int C, int NH) {
+  attention_rows(out, att, qkv, kstart, B, T, C, NH, 1);
 }
 
 static void cpu_attention_bwd(float *dqkv, const float *dout, const float *qkv, const float *att,
@@ -824,6 +838,22 @@ static void cpu_gelu_bwd(float *dinp, const float *inp, const float *dout, size_
     float sech2 = 1.0f - th * th;
     float g = 0.5f * (1.0f + th) + 0.5f * x * sech2 * GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
     dinp[i] = g * dout[i];
+  }
+}
+
+static void cpu_act_fwd(float *out, const float *inp, size_t n, int kind) {
+  if (kind == OPS_ACT_GELU_ERF) {
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+    for (size_t i = 0; i < n; i++)
+      out[i] = 0.5f * inp[i] * (1.0f + erff(inp[i] * 0.70710678118654752f));
+  } else if (kind == OPS_ACT_TANH) {
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+    for (size_t i = 0; i < n; i++)
+      out[i] = tanhf(inp[i]);
+  } else {
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+    for (size_t i = 0; i < n; i++)
+      out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
   }
 }
 
@@ -1120,10 +1150,12 @@ const ops_backend ops_cpu = {
     .layernorm_bwd = cpu_layernorm_bwd,
     .attention_fwd = cpu_attention_fwd,
     .attention_bwd = cpu_attention_bwd,
+    .attention_bidir_fwd = cpu_attention_bidir_fwd,
     .kv_write = cpu_kv_write,
     .attention_step = cpu_attention_step,
     .gelu_fwd = cpu_gelu_fwd,
     .gelu_bwd = cpu_gelu_bwd,
+    .act_fwd = cpu_act_fwd,
     .add = cpu_add,
     .logits_stats = cpu_logits_stats,
     .logits_bwd = cpu_logits_bwd,

@@ -12,6 +12,9 @@
  * instead of the CPU's polynomial), within the tolerances docs/cuda.md
  * gives and tests/trainer/test_ops_cuda.c holds them to. */
 #include "trainer/ops_cuda.h"
+extern "C" {
+#include "trainer/ops.h" /* OPS_ACT_* */
+}
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -522,7 +525,7 @@ extern "C" void ops_cuda_encoder_bwd(float *dwte, float *dwpe, const float *dout
 #define ROWS_PER_BLOCK 8 /* warps per block in the warp-per-row kernels */
 
 __global__ static void k_layernorm_fwd(float *out, float *mean, float *rstd, const float *inp,
-                                       const float *w, const float *b, int N, int C) {
+                                       const float *w, const float *b, int N, int C, float eps) {
   int lane = threadIdx.x % WARP;
   int n = blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / WARP;
   if (n >= N)
@@ -538,7 +541,7 @@ __global__ static void k_layernorm_fwd(float *out, float *mean, float *rstd, con
     v += d * d;
   }
   v = warp_sum(v) / C;
-  float r = 1.0f / sqrtf(v + 1e-5f);
+  float r = 1.0f / sqrtf(v + eps);
   float *o = out + (size_t)n * C;
   for (int c = lane; c < C; c += WARP)
     o[c] = (x[c] - m) * r * w[c] + b[c];
@@ -551,11 +554,11 @@ __global__ static void k_layernorm_fwd(float *out, float *mean, float *rstd, con
 }
 
 extern "C" void ops_cuda_layernorm_fwd(float *out, float *mean, float *rstd, const float *inp,
-                                       const float *w, const float *b, int N, int C) {
+                                       const float *w, const float *b, int N, int C, float eps) {
   if (N <= 0 || C <= 0)
     return;
   k_layernorm_fwd<<<(N + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK, ROWS_PER_BLOCK * WARP>>>(
-      out, mean, rstd, inp, w, b, N, C);
+      out, mean, rstd, inp, w, b, N, C, eps);
   launched("layernorm_fwd");
 }
 
@@ -632,20 +635,22 @@ __device__ static inline int first_key(const int *kstart, int b, int t) {
   return t < ks ? t : ks;
 }
 
+/* Causal, or with bidir every query sees keys kstart[b]..T-1 (ops.h). */
 __global__ static void k_attention_fwd(float *out, float *att, const float *qkv, const int *kstart,
-                                       int B, int T, int C, int NH, float scale) {
+                                       int B, int T, int C, int NH, float scale, int bidir) {
   int lane = threadIdx.x % WARP;
   long long row = (long long)blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / WARP;
   if (row >= (long long)B * NH * T)
     return;
   int t = (int)(row % T), h = (int)((row / T) % NH), b = (int)(row / ((long long)T * NH));
-  int HS = C / NH, j0 = first_key(kstart, b, t);
+  int HS = C / NH, j0 = bidir ? (kstart ? kstart[b] : 0) : first_key(kstart, b, t);
+  int jl = bidir ? T - 1 : t; /* keys j0..jl */
   size_t C3 = (size_t)3 * C;
   const float *q = qkv + ((size_t)b * T + t) * C3 + (size_t)h * HS;
   float *a = att + (size_t)row * T;
   float mx = -INFINITY;
   for (int j = lane; j < T; j += WARP) {
-    if (j < j0 || j > t) {
+    if (j < j0 || j > jl) {
       a[j] = 0.0f;
       continue;
     }
@@ -661,7 +666,7 @@ __global__ static void k_attention_fwd(float *out, float *att, const float *qkv,
   /* each lane revisits the keys it wrote itself (j = lane mod 32) */
   float sum = 0.0f;
   for (int j = lane; j < T; j += WARP) {
-    if (j < j0 || j > t)
+    if (j < j0 || j > jl)
       continue;
     float e = expf(a[j] - mx);
     a[j] = e;
@@ -669,13 +674,13 @@ __global__ static void k_attention_fwd(float *out, float *att, const float *qkv,
   }
   float inv = 1.0f / warp_sum(sum);
   for (int j = lane; j < T; j += WARP)
-    if (j >= j0 && j <= t)
+    if (j >= j0 && j <= jl)
       a[j] *= inv;
   __syncwarp(); /* the lanes' writes to a[] are seen by the whole warp */
   float *o = out + ((size_t)b * T + t) * C + (size_t)h * HS;
   for (int i = lane; i < HS; i += WARP) {
     float s = 0.0f;
-    for (int j = j0; j <= t; j++)
+    for (int j = j0; j <= jl; j++)
       s += a[j] * qkv[((size_t)b * T + j) * C3 + 2 * (size_t)C + (size_t)h * HS + i];
     o[i] = s;
   }
@@ -685,16 +690,27 @@ static unsigned warp_rows_grid(long long rows) {
   return (unsigned)((rows + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK);
 }
 
-extern "C" void ops_cuda_attention_fwd(float *out, float *att, const float *qkv, const int *kstart,
-                                       int B, int T, int C, int NH) {
+/* Both forward attentions: causal (bidir 0) or the encoders' (1). */
+static void attention_launch(float *out, float *att, const float *qkv, const int *kstart, int B,
+                             int T, int C, int NH, int bidir) {
   if (B <= 0 || T <= 0 || C <= 0 || NH <= 0)
     return;
   int HS = C / NH;
   float scale = 1.0f / sqrtf((float)HS);
   long long rows = (long long)B * NH * T;
   k_attention_fwd<<<warp_rows_grid(rows), ROWS_PER_BLOCK * WARP>>>(out, att, qkv, kstart, B, T, C,
-                                                                   NH, scale);
-  launched("attention_fwd");
+                                                                   NH, scale, bidir);
+  launched(bidir ? "attention_bidir_fwd" : "attention_fwd");
+}
+
+extern "C" void ops_cuda_attention_fwd(float *out, float *att, const float *qkv, const int *kstart,
+                                       int B, int T, int C, int NH) {
+  attention_launch(out, att, qkv, kstart, B, T, C, NH, 0);
+}
+
+extern "C" void ops_cuda_attention_bidir_fwd(float *out, float *att, const float *qkv,
+                                             const int *kstart, int B, int T, int C, int NH) {
+  attention_launch(out, att, qkv, kstart, B, T, C, NH, 1);
 }
 
 /* Backward, pass 1 (warp per query row): dpre[row, j] = a (datt - a.datt)
@@ -906,6 +922,16 @@ __global__ static void k_gelu_bwd(float *dinp, const float *inp, const float *do
   }
 }
 
+__global__ static void k_act_fwd(float *out, const float *inp, size_t n, int kind) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+       i += (size_t)gridDim.x * blockDim.x) {
+    float x = inp[i];
+    out[i] = kind == OPS_ACT_GELU_ERF ? 0.5f * x * (1.0f + erff(x * 0.70710678118654752f))
+             : kind == OPS_ACT_TANH   ? tanhf(x)
+                                      : fmaxf(x, 0.0f);
+  }
+}
+
 __global__ static void k_add(float *out, const float *a, const float *b, size_t n) {
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
        i += (size_t)gridDim.x * blockDim.x)
@@ -923,6 +949,12 @@ extern "C" void ops_cuda_gelu_fwd(float *out, const float *inp, size_t n) {
     return;
   k_gelu_fwd<<<grid_for(n, 256), 256>>>(out, inp, n);
   launched("gelu_fwd");
+}
+extern "C" void ops_cuda_act_fwd(float *out, const float *inp, size_t n, int kind) {
+  if (!n)
+    return;
+  k_act_fwd<<<grid_for(n, 256), 256>>>(out, inp, n, kind);
+  launched("act_fwd");
 }
 extern "C" void ops_cuda_gelu_bwd(float *dinp, const float *inp, const float *dout, size_t n) {
   if (!n)

@@ -55,19 +55,22 @@ void ops_cuda_encoder_fwd(float *out, const int *tok, const int *pos, const floa
 void ops_cuda_encoder_bwd(float *dwte, float *dwpe, const float *dout, const int *tok,
                           const int *pos, int N, int C);
 void ops_cuda_layernorm_fwd(float *out, float *mean, float *rstd, const float *inp, const float *w,
-                            const float *b, int N, int C);
+                            const float *b, int N, int C, float eps);
 void ops_cuda_layernorm_bwd(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                             const float *w, const float *mean, const float *rstd, int N, int C);
 void ops_cuda_attention_fwd(float *out, float *att, const float *qkv, const int *kstart, int B,
                             int T, int C, int NH);
 void ops_cuda_attention_bwd(float *dqkv, const float *dout, const float *qkv, const float *att,
                             const int *kstart, int B, int T, int C, int NH);
+void ops_cuda_attention_bidir_fwd(float *out, float *att, const float *qkv, const int *kstart,
+                                  int B, int T, int C, int NH);
 void ops_cuda_kv_write(float *kc, float *vc, const float *qkv, int B, int T, int t0, int Tmax,
                        int C);
 void ops_cuda_attention_step(float *out, const float *qkv, const float *kc, const float *vc,
                              const int *kstart, int B, int n, int Tmax, int C, int NH);
 void ops_cuda_gelu_fwd(float *out, const float *inp, size_t n);
 void ops_cuda_gelu_bwd(float *dinp, const float *inp, const float *dout, size_t n);
+void ops_cuda_act_fwd(float *out, const float *inp, size_t n, int kind);
 void ops_cuda_add(float *out, const float *a, const float *b, size_t n);
 void ops_cuda_logits_stats(float *lse, float *logp, float *ent, const float *logits, const int *tgt,
                            int N, int V, int ld);

@@ -47,6 +47,9 @@ void tok_free(tok_tokenizer *t);
 
 /* One more than the largest id. */
 size_t tok_vocab_size(const tok_tokenizer *t);
+/* The id of the token whose bytes are s[0..len) ("<s>", "</s>", "<pad>"
+ * of RoBERTa's vocabulary), or -1. */
+int32_t tok_token_id(const tok_tokenizer *t, const char *s, size_t len);
 size_t tok_merge_count(const tok_tokenizer *t);
 /* The id of "<|endoftext|>", or -1 when the vocabulary lacks it. */
 int32_t tok_eot_id(const tok_tokenizer *t);
@@ -80,5 +83,44 @@ int tok_decode(const tok_tokenizer *t, const int32_t *ids, size_t n, char **buf,
  * number of merges learned. */
 int tok_train(const char *const *corpus, size_t n_corpus, size_t vocab_size, const char *out_dir,
               size_t *merges_done, dfpo_err *err);
+
+/* ---------------------------------------------------------- WordPiece */
+
+/* BERT's tokenizer, as Hugging Face's fast BertTokenizerFast runs it (the
+ * tokenizers library's BertNormalizer, BertPreTokenizer and WordPiece):
+ *   1. clean: drop NUL, U+FFFD (also what invalid UTF-8 bytes decode to)
+ *      and control characters (categories Cc, Cf, Cn, Co, Cs except tab,
+ *      newline and carriage return); other white space becomes ' ';
+ *   2. put spaces around CJK ideographs (the CJK Unified Ideographs blocks
+ *      and extensions A-E, the compatibility ideographs);
+ *   3. strip accents (when strip_accents, by default when lowercase): NFD,
+ *      then drop non-spacing marks (Mn);
+ *   4. lower-case (when lowercase): each character's full lower-case
+ *      mapping on its own (so a final capital sigma becomes σ, not ς, as
+ *      in the fast tokenizer; the slow Python one lower-cases whole words);
+ *   5. split on white space and isolate each punctuation character (ASCII
+ *      punctuation and Unicode categories P*);
+ *   6. WordPiece each word: longest match first from the start, pieces
+ *      after the first prefixed with "##"; a word of more than 100
+ *      characters, or with a part no piece matches, is [UNK].
+ * Unicode data is ICU's. docs/tokenizer.md describes the details.
+ * Immutable after loading: encoding is thread-safe. */
+typedef struct tok_wordpiece tok_wordpiece;
+
+/* Reads vocab.txt (one token per line, id = line number from 0; the
+ * last line may lack its newline). The vocabulary must hold unk ("[UNK]"
+ * for BERT). *out is the caller's (tok_wp_free). */
+int tok_wp_load(tok_wordpiece **out, const char *vocab_txt, int lowercase, int strip_accents,
+                const char *unk, dfpo_err *err);
+void tok_wp_free(tok_wordpiece *w);
+size_t tok_wp_vocab_size(const tok_wordpiece *w);
+/* The id of token (NUL-terminated), or -1. */
+int32_t tok_wp_id(const tok_wordpiece *w, const char *token);
+/* The token of id (NUL-terminated, points into w), or NULL. */
+const char *tok_wp_token(const tok_wordpiece *w, int32_t id);
+/* Appends the ids of text[0..len) (UTF-8; invalid bytes read as U+FFFD)
+ * to out, without [CLS]/[SEP]. */
+int tok_wp_encode(const tok_wordpiece *w, const char *text, size_t len, tok_ids *out,
+                  dfpo_err *err);
 
 #endif

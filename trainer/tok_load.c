@@ -683,6 +683,10 @@ int tok_load(tok_tokenizer **out, const char *path, dfpo_err *err) {
 size_t tok_vocab_size(const tok_tokenizer *t) {
   return t->n_ids;
 }
+int32_t tok_token_id(const tok_tokenizer *t, const char *s, size_t len) {
+  int64_t *v = tok_strmap_get(&t->vocab, s, len);
+  return v ? (int32_t)*v : -1;
+}
 size_t tok_merge_count(const tok_tokenizer *t) {
   return t->n_merges;
 }

@@ -166,7 +166,7 @@ typedef struct {
 } ln_ctx;
 static double ln_obj(void *v) {
   ln_ctx *c = v;
-  O->layernorm_fwd(c->out, c->mean, c->rstd, c->inp, c->w, c->b, c->N, c->C);
+  O->layernorm_fwd(c->out, c->mean, c->rstd, c->inp, c->w, c->b, c->N, c->C, 1e-5f);
   return dot(c->out, c->dout, (size_t)c->N * c->C);
 }
 
@@ -192,6 +192,22 @@ Test(ops_cpu, layernorm_forward_and_gradients) {
       double want = (c.inp[n * C + i] - m) / sqrt(v + 1e-5) * c.w[i] + c.b[i];
       cr_expect_lt(fabs(want - c.out[n * C + i]), 1e-5);
     }
+  }
+  /* BERT's eps 1e-12 on rows of constant value: (x - mean) = 0 exactly */
+  float flat[2 * 9], fo[2 * 9];
+  for (int i = 0; i < 18; i++)
+    flat[i] = i < 9 ? 0.25f : 0.25f + 1e-3f * (float)(i - 9);
+  O->layernorm_fwd(fo, NULL, NULL, flat, c.w, c.b, 2, C, 1e-12f);
+  for (int i = 0; i < 9; i++)
+    cr_expect_eq(fo[i], c.b[i], "constant row: the bias");
+  double m = 0, v = 0;
+  for (int i = 0; i < C; i++)
+    m += flat[9 + i] / (double)C;
+  for (int i = 0; i < C; i++)
+    v += (flat[9 + i] - m) * (flat[9 + i] - m) / C;
+  for (int i = 0; i < C; i++) {
+    double want = (flat[9 + i] - m) / sqrt(v + 1e-12) * c.w[i] + c.b[i];
+    cr_expect_lt(fabs(want - fo[9 + i]), 1e-4, "eps 1e-12: %g, want %g", fo[9 + i], want);
   }
   float *di = calloc(36, 4), *dw = calloc(9, 4), *db = calloc(9, 4);
   O->layernorm_bwd(di, dw, db, c.dout, c.inp, c.w, c.mean, c.rstd, N, C);
@@ -250,20 +266,27 @@ Test(ops_cpu, attention_gradients_with_left_padding) {
 /* The training attention on every path the CPU has against double
  * precision: head size 32 (the AVX-512 path where it runs) and 12 (the
  * plain loop), left padding that leaves some queries only themselves. */
-Test(ops_cpu, attention_forward_agrees_with_double) {
+/* attention_fwd (causal, bidir 0) or attention_bidir_fwd (every query of
+ * a row sees the row's keys ks..T-1) against double precision, on both the
+ * AVX-512 and the portable paths. */
+static void attention_vs_double(int bidir) {
   static const int ks[2] = {0, 3}, isas[2] = {512, 256}, Cs[2] = {64, 24};
   int B = 2, T = 7, NH = 2;
   for (int c = 0; c < 4; c++) {
     int got = ops_cpu_set_isa(isas[c / 2]), C = Cs[c % 2], HS = C / NH;
     size_t n = (size_t)B * T * C;
-    float *qkv = rnd(3 * n, 15, 1), *out = calloc(n, 4), *att = calloc((size_t)B * NH * T * T, 4);
-    O->attention_fwd(out, att, qkv, ks, B, T, C, NH);
+    float *qkv = rnd(3 * n, 15 + (uint64_t)bidir, 1), *out = calloc(n, 4);
+    float *att = calloc((size_t)B * NH * T * T, 4);
+    if (bidir)
+      O->attention_bidir_fwd(out, att, qkv, ks, B, T, C, NH);
+    else
+      O->attention_fwd(out, att, qkv, ks, B, T, C, NH);
     for (int b = 0; b < B; b++)
       for (int h = 0; h < NH; h++)
         for (int t = 0; t < T; t++) {
-          int j0 = t < ks[b] ? t : ks[b];
+          int j0 = bidir || t >= ks[b] ? ks[b] : t, jl = bidir ? T - 1 : t;
           double s[7], mx = -INFINITY, sum = 0.0;
-          for (int j = j0; j <= t; j++) {
+          for (int j = j0; j <= jl; j++) {
             s[j] = 0.0;
             for (int i = 0; i < HS; i++)
               s[j] += (double)qkv[((size_t)b * T + t) * 3 * C + h * HS + i] *
@@ -271,23 +294,32 @@ Test(ops_cpu, attention_forward_agrees_with_double) {
             s[j] /= sqrt((double)HS);
             mx = s[j] > mx ? s[j] : mx;
           }
-          for (int j = j0; j <= t; j++)
+          for (int j = j0; j <= jl; j++)
             sum += s[j] = exp(s[j] - mx);
           const float *a = att + (((size_t)b * NH + h) * T + t) * T;
           for (int j = 0; j < T; j++)
-            cr_expect_lt(fabs((j >= j0 && j <= t ? s[j] / sum : 0.0) - a[j]), 1e-6,
-                         "isa %d C=%d prob [%d,%d,%d,%d]", got, C, b, h, t, j);
+            cr_expect_lt(fabs((j >= j0 && j <= jl ? s[j] / sum : 0.0) - a[j]), 1e-6,
+                         "bidir %d isa %d C=%d prob [%d,%d,%d,%d]", bidir, got, C, b, h, t, j);
           for (int i = 0; i < HS; i++) {
             double r = 0.0;
-            for (int j = j0; j <= t; j++)
+            for (int j = j0; j <= jl; j++)
               r += s[j] / sum * qkv[((size_t)b * T + j) * 3 * C + 2 * C + h * HS + i];
             cr_expect_lt(fabs(r - out[((size_t)b * T + t) * C + h * HS + i]), 1e-5,
-                         "isa %d C=%d out [%d,%d,%d]", got, C, b, t, h * HS + i);
+                         "bidir %d isa %d C=%d out [%d,%d,%d]", bidir, got, C, b, t, h * HS + i);
           }
         }
     free(qkv), free(out), free(att);
   }
   ops_cpu_set_isa(512);
+}
+
+Test(ops_cpu, attention_forward_agrees_with_double) {
+  attention_vs_double(0);
+}
+
+/* Every query of a row, padding or not, sees the row's keys ks..T-1. */
+Test(ops_cpu, attention_bidirectional_agrees_with_double) {
+  attention_vs_double(1);
 }
 
 Test(ops_cpu, attention_step_matches_full_attention) {
@@ -435,6 +467,24 @@ Test(ops_cpu, gelu_tanh_forward_and_gradient) {
   O->gelu_bwd(di, c.inp, c.dout, 64);
   fd_check("gelu", c.inp, di, 64, ge_obj, &c);
   free(c.out), free(c.inp), free(c.dout), free(di);
+}
+
+Test(ops_cpu, activations_agree_with_double) {
+  float *x = rnd(64, 17, 3), *o = calloc(64, 4);
+  for (int k = 0; k < 3; k++) {
+    O->act_fwd(o, x, 64, k);
+    for (int i = 0; i < 64; i++) { /* torch's gelu (exact), tanh, relu */
+      double v = x[i];
+      double want = k == OPS_ACT_GELU_ERF ? 0.5 * v * (1 + erf(v / sqrt(2.0)))
+                    : k == OPS_ACT_TANH   ? tanh(v)
+                                          : (v > 0 ? v : 0);
+      cr_expect_lt(fabs(want - o[i]), 1e-6, "kind %d x=%g: %g, want %g", k, v, o[i], want);
+    }
+  }
+  O->act_fwd(x, x, 64, OPS_ACT_RELU); /* in place */
+  for (int i = 0; i < 64; i++)
+    cr_expect_geq(x[i], 0.0f);
+  free(x), free(o);
 }
 
 /* ------------------------------------------- softmax + cross-entropy */

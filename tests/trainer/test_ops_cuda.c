@@ -291,14 +291,19 @@ Test(ops_cuda, layernorm_forward_backward) {
     float *gx = UPF(x, NC), *gw = UPF(w, C), *gb = UPF(b, C), *gout = UPF(out, NC);
     float *gmean = UPF(mean, N), *grstd = UPF(rstd, N), *gdout = UPF(dout, NC);
     float *gdx = UPF(dx, NC), *gdw = UPF(dw, C), *gdb = UPF(db, C);
-    C_->layernorm_fwd(out, mean, rstd, x, w, b, N, C);
-    G->layernorm_fwd(gout, gmean, grstd, gx, gw, gb, N, C);
+    C_->layernorm_fwd(out, mean, rstd, x, w, b, N, C, 1e-5f);
+    G->layernorm_fwd(gout, gmean, grstd, gx, gw, gb, N, C, 1e-5f);
     check_dev("layernorm_fwd out", out, gout, NC, TOL_RED);
     check_dev("layernorm_fwd mean", mean, gmean, (size_t)N, TOL_RED);
     check_dev("layernorm_fwd rstd", rstd, grstd, (size_t)N, TOL_RED);
     /* without saved statistics (decoding) */
-    G->layernorm_fwd(gout, NULL, NULL, gx, gw, gb, N, C);
+    G->layernorm_fwd(gout, NULL, NULL, gx, gw, gb, N, C, 1e-5f);
     check_dev("layernorm_fwd out (no stats)", out, gout, NC, TOL_RED);
+    /* BERT's eps 1e-12 */
+    C_->layernorm_fwd(out, NULL, NULL, x, w, b, N, C, 1e-12f);
+    G->layernorm_fwd(gout, NULL, NULL, gx, gw, gb, N, C, 1e-12f);
+    check_dev("layernorm_fwd out (eps 1e-12)", out, gout, NC, TOL_RED);
+    C_->layernorm_fwd(out, mean, rstd, x, w, b, N, C, 1e-5f);
     C_->layernorm_bwd(dx, dw, db, dout, x, w, mean, rstd, N, C);
     G->layernorm_bwd(gdx, gdw, gdb, gdout, gx, gw, gmean, grstd, N, C);
     check_dev("layernorm_bwd dinp", dx, gdx, NC, TOL_RED);
@@ -388,6 +393,48 @@ Test(ops_cuda, kv_cache_and_decoding_step) {
 }
 
 /* ---------------------------------------------------------- elementwise */
+
+/* The encoders' bidirectional attention (forward only), over garbage. */
+static void bidir_case(int B, int T, int C, int NH, const int *kstart) {
+  size_t n3 = (size_t)B * T * 3 * C, no = (size_t)B * T * C, na = (size_t)B * NH * T * T;
+  float *qkv = rnd(n3, (uint64_t)(T + C + 1), 1), *out = calloc(no, 4), *att = calloc(na, 4);
+  float *junk = rnd(na > n3 ? na : n3, 10, 100);
+  float *gqkv = UPF(qkv, n3), *gout = UPF(junk, no), *gatt = UPF(junk, na);
+  int *gks = kstart ? UPI(kstart, B) : NULL;
+  char what[128];
+  C_->attention_bidir_fwd(out, att, qkv, kstart, B, T, C, NH);
+  G->attention_bidir_fwd(gout, gatt, gqkv, gks, B, T, C, NH);
+  snprintf(what, sizeof what, "attention_bidir_fwd out B=%d T=%d C=%d NH=%d", B, T, C, NH);
+  check_dev(what, out, gout, no, TOL_RED);
+  snprintf(what, sizeof what, "attention_bidir_fwd att B=%d T=%d C=%d NH=%d", B, T, C, NH);
+  check_dev(what, att, gatt, na, TOL_RED);
+  G->free(gqkv), G->free(gout), G->free(gatt);
+  if (gks)
+    G->free(gks);
+  free(qkv), free(out), free(att), free(junk);
+}
+
+Test(ops_cuda, attention_bidirectional) {
+  NEED_GPU();
+  static const int ks3[3] = {0, 5, 16};
+  bidir_case(3, 17, 48, 3, ks3);
+  bidir_case(2, 70, 768, 12, NULL); /* distilbert-base's heads */
+}
+
+Test(ops_cuda, activations) {
+  NEED_GPU();
+  size_t n = 100003;
+  float *x = rnd(n, 11, 3), *o = calloc(n, 4);
+  float *gx = UPF(x, n), *go = UPF(o, n);
+  static const char *names[3] = {"act_fwd gelu_erf", "act_fwd tanh", "act_fwd relu"};
+  for (int k = 0; k < 3; k++) {
+    C_->act_fwd(o, x, n, k);
+    G->act_fwd(go, gx, n, k);
+    check_dev(names[k], o, go, n, TOL_RED);
+  }
+  G->free(gx), G->free(go);
+  free(x), free(o);
+}
 
 Test(ops_cuda, gelu_add_scale) {
   NEED_GPU();

@@ -1,0 +1,59 @@
+/* Internal to trainer/: reading Hugging Face model.safetensors files (prefix
+ * st_), shared by the importers of every architecture (gpt2_ckpt.c,
+ * bert.c).
+ *
+ * The format: an 8-byte little-endian header length, a JSON header
+ * (tensor name -> {dtype, shape, data_offsets}, and an optional
+ * "__metadata__" object of strings), then the raw data, each tensor's bytes
+ * at data_offsets relative to the end of the header. st_open checks every
+ * entry against the file (offsets inside the data, byte counts matching the
+ * shape for F32, F16 and BF16); st_read_f32 reads one tensor as float32.
+ *
+ * Ownership: an st_file owns its open FILE, the parsed header and the entry
+ * table (st_close frees them); entry names and dtypes point into the header
+ * and live as long as the st_file. The path is the caller's and must
+ * outlive it (messages name it). */
+#ifndef DFPO_TRAINER_ST_INTERNAL_H
+#define DFPO_TRAINER_ST_INTERNAL_H
+
+#include "common/common.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+
+typedef struct st_entry {
+  const char *name;  /* as in the file */
+  const char *dtype; /* "F32", "F16", "BF16" or another type (not readable as floats) */
+  int ndim;
+  int64_t shape[4];
+  uint64_t begin, end; /* byte offsets in the data section */
+} st_entry;
+
+typedef struct st_file {
+  const char *path;
+  FILE *fp;
+  char *hdr;
+  cJSON *root;
+  const cJSON *meta; /* "__metadata__", NULL when absent */
+  st_entry *ents;
+  int n;
+  uint64_t data_off; /* where the data section starts in the file */
+} st_file;
+
+/* Opens and checks path; on error f holds nothing to close. */
+int st_open(st_file *f, const char *path, dfpo_err *err);
+void st_close(st_file *f);
+/* The entry named name exactly, or NULL. */
+const st_entry *st_find(const st_file *f, const char *name);
+/* The element count of e. */
+uint64_t st_numel(const st_entry *e);
+/* DFPO_OK when e has the nd dimensions want[nd]; else DFPO_EDATA naming the
+ * file, the tensor (as `name`), its shape, the one wanted and where the
+ * config came from (cfg_from). */
+int st_check_shape(const st_file *f, const st_entry *e, const char *name, int nd,
+                   const int64_t *want, const char *cfg_from, dfpo_err *err);
+/* Reads e (F32, F16 or BF16; else DFPO_EDATA naming the dtype) as
+ * st_numel(e) floats into dst, host memory. `name` is for messages. */
+int st_read_f32(st_file *f, const st_entry *e, const char *name, float *dst, dfpo_err *err);
+
+#endif

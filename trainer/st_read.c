@@ -1,0 +1,218 @@
+/* Reading Hugging Face safetensors files (st_internal.h). Little-endian
+ * only, as the rest of the checkpoint code. */
+#define _FILE_OFFSET_BITS 64
+#include "trainer/st_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define ST_MAX_HEADER (100u << 20)
+
+static int dtype_size(const char *d) {
+  if (strcmp(d, "F32") == 0)
+    return 4;
+  if (strcmp(d, "F16") == 0 || strcmp(d, "BF16") == 0)
+    return 2;
+  return 0;
+}
+
+static float half_to_float(uint16_t h) {
+  uint32_t s = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 0x1f, f = h & 0x3ff, bits;
+  if (e == 0) {
+    if (f == 0) {
+      bits = s;
+    } else {
+      e = 127 - 15 + 1;
+      while (!(f & 0x400)) {
+        f <<= 1;
+        e--;
+      }
+      f &= 0x3ff;
+      bits = s | (e << 23) | (f << 13);
+    }
+  } else if (e == 31) {
+    bits = s | 0x7f800000u | (f << 13);
+  } else {
+    bits = s | ((e + 127 - 15) << 23) | (f << 13);
+  }
+  float out;
+  memcpy(&out, &bits, 4);
+  return out;
+}
+
+void st_close(st_file *f) {
+  if (f->fp)
+    fclose(f->fp);
+  cJSON_Delete(f->root);
+  free(f->hdr);
+  free(f->ents);
+  memset(f, 0, sizeof *f);
+}
+
+/* Fills e from the header entry it; DFPO_OK or DFPO_EDATA. */
+static int parse_entry(const st_file *f, const cJSON *it, uint64_t data_len, st_entry *e,
+                       dfpo_err *err) {
+  const char *path = f->path;
+  e->name = it->string;
+  const cJSON *dt = cJSON_GetObjectItemCaseSensitive(it, "dtype");
+  const cJSON *sh = cJSON_GetObjectItemCaseSensitive(it, "shape");
+  const cJSON *of = cJSON_GetObjectItemCaseSensitive(it, "data_offsets");
+  if (!cJSON_IsString(dt) || !cJSON_IsArray(sh) || !cJSON_IsArray(of) ||
+      cJSON_GetArraySize(of) != 2)
+    return dfpo_err_set(err, DFPO_EDATA, "%s: tensor '%s': needs dtype, shape and data_offsets",
+                        path, it->string);
+  e->dtype = dt->valuestring;
+  int es = dtype_size(e->dtype);
+  e->ndim = cJSON_GetArraySize(sh);
+  if (e->ndim > 4)
+    return dfpo_err_set(err, DFPO_EDATA, "%s: tensor '%s': %d dimensions", path, it->string,
+                        e->ndim);
+  uint64_t numel = 1;
+  for (int d = 0; d < e->ndim; d++) {
+    const cJSON *x = cJSON_GetArrayItem(sh, d);
+    if (!cJSON_IsNumber(x) || x->valuedouble < 0 || x->valuedouble > 4e9)
+      return dfpo_err_set(err, DFPO_EDATA, "%s: tensor '%s': bad shape", path, it->string);
+    e->shape[d] = (int64_t)x->valuedouble;
+    numel *= (uint64_t)e->shape[d];
+    if (numel > ((uint64_t)1 << 40))
+      return dfpo_err_set(err, DFPO_EDATA, "%s: tensor '%s': shape too large", path, it->string);
+  }
+  const cJSON *b = cJSON_GetArrayItem(of, 0), *en = cJSON_GetArrayItem(of, 1);
+  if (!cJSON_IsNumber(b) || !cJSON_IsNumber(en) || b->valuedouble < 0 ||
+      en->valuedouble < b->valuedouble || en->valuedouble > (double)data_len)
+    return dfpo_err_set(err, DFPO_EDATA,
+                        "%s: tensor '%s': data_offsets outside the %llu data bytes", path,
+                        it->string, (unsigned long long)data_len);
+  e->begin = (uint64_t)b->valuedouble;
+  e->end = (uint64_t)en->valuedouble;
+  /* only float tensors are checked: others (int64 buffers) are never read */
+  if (es && e->end - e->begin != numel * (uint64_t)es)
+    return dfpo_err_set(err, DFPO_EDATA, "%s: tensor '%s': %llu bytes for %llu elements of %s",
+                        path, it->string, (unsigned long long)(e->end - e->begin),
+                        (unsigned long long)numel, e->dtype);
+  return DFPO_OK;
+}
+
+int st_open(st_file *f, const char *path, dfpo_err *err) {
+  memset(f, 0, sizeof *f);
+  f->path = path;
+  f->fp = fopen(path, "rb");
+  if (!f->fp)
+    return dfpo_err_errno(err, DFPO_EDATA, errno, "%s", path);
+  int rc = DFPO_OK;
+  unsigned char len8[8];
+  struct stat st;
+  if (fstat(fileno(f->fp), &st) != 0 || fread(len8, 1, 8, f->fp) != 8) {
+    rc = dfpo_err_set(err, DFPO_EDATA, "%s: too short for a safetensors file", path);
+    goto fail;
+  }
+  uint64_t hlen = 0;
+  for (int i = 7; i >= 0; i--)
+    hlen = hlen << 8 | len8[i];
+  if (hlen < 2 || hlen > ST_MAX_HEADER || hlen > (uint64_t)st.st_size - 8) {
+    rc = dfpo_err_set(err, DFPO_EDATA,
+                      "%s: safetensors header length %llu does not fit the file (%lld bytes)", path,
+                      (unsigned long long)hlen, (long long)st.st_size);
+    goto fail;
+  }
+  uint64_t data_len = (uint64_t)st.st_size - 8 - hlen;
+  f->data_off = 8 + hlen;
+  f->hdr = malloc(hlen + 1);
+  if (!f->hdr || fread(f->hdr, 1, hlen, f->fp) != hlen) {
+    rc = dfpo_err_set(err, DFPO_EDATA, "%s: cannot read the safetensors header", path);
+    goto fail;
+  }
+  f->hdr[hlen] = 0;
+  f->root = cJSON_ParseWithLength(f->hdr, hlen);
+  if (!cJSON_IsObject(f->root)) {
+    rc = dfpo_err_set(err, DFPO_EDATA, "%s: the safetensors header is not a JSON object", path);
+    goto fail;
+  }
+  f->ents = calloc((size_t)cJSON_GetArraySize(f->root) + 1, sizeof *f->ents);
+  if (!f->ents) {
+    rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+    goto fail;
+  }
+  const cJSON *it;
+  cJSON_ArrayForEach(it, f->root) {
+    if (strcmp(it->string, "__metadata__") == 0) {
+      f->meta = it;
+      continue;
+    }
+    if ((rc = parse_entry(f, it, data_len, &f->ents[f->n], err)))
+      goto fail;
+    f->n++;
+  }
+  return DFPO_OK;
+fail:
+  st_close(f);
+  return rc;
+}
+
+const st_entry *st_find(const st_file *f, const char *name) {
+  for (int i = 0; i < f->n; i++)
+    if (strcmp(f->ents[i].name, name) == 0)
+      return &f->ents[i];
+  return NULL;
+}
+
+uint64_t st_numel(const st_entry *e) {
+  uint64_t n = 1;
+  for (int d = 0; d < e->ndim; d++)
+    n *= (uint64_t)e->shape[d];
+  return n;
+}
+
+int st_check_shape(const st_file *f, const st_entry *e, const char *name, int nd,
+                   const int64_t *want, const char *cfg_from, dfpo_err *err) {
+  int same = e->ndim == nd;
+  for (int d = 0; d < nd && same; d++)
+    same = e->shape[d] == want[d];
+  if (same)
+    return DFPO_OK;
+  char got[96] = "", exp[96] = "";
+  for (int d = 0; d < e->ndim; d++)
+    snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? ", " : "",
+             (long long)e->shape[d]);
+  for (int d = 0; d < nd; d++)
+    snprintf(exp + strlen(exp), sizeof exp - strlen(exp), "%s%lld", d ? ", " : "",
+             (long long)want[d]);
+  return dfpo_err_set(err, DFPO_EDATA,
+                      "%s: tensor '%s' has shape [%s], the config (from %s) needs [%s]", f->path,
+                      name, got, cfg_from, exp);
+}
+
+int st_read_f32(st_file *f, const st_entry *e, const char *name, float *dst, dfpo_err *err) {
+  int es = dtype_size(e->dtype);
+  if (!es)
+    return dfpo_err_set(err, DFPO_EDATA, "%s: tensor '%s': dtype %s (F32, F16 or BF16 expected)",
+                        f->path, name, e->dtype);
+  size_t nel = (size_t)st_numel(e);
+  if (fseeko(f->fp, (off_t)(f->data_off + e->begin), SEEK_SET) != 0)
+    return dfpo_err_set(err, DFPO_EDATA, "%s: tensor '%s': cannot seek to its data", f->path, name);
+  if (es == 4) {
+    if (fread(dst, 4, nel, f->fp) != nel)
+      return dfpo_err_set(err, DFPO_EDATA, "%s: tensor '%s': truncated data", f->path, name);
+    return DFPO_OK;
+  }
+  uint16_t *h16 = malloc(nel * 2 + 2);
+  if (!h16)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  if (fread(h16, 2, nel, f->fp) != nel) {
+    free(h16);
+    return dfpo_err_set(err, DFPO_EDATA, "%s: tensor '%s': truncated data", f->path, name);
+  }
+  int bf = strcmp(e->dtype, "BF16") == 0;
+  for (size_t i = 0; i < nel; i++) {
+    if (bf) {
+      uint32_t bits = (uint32_t)h16[i] << 16;
+      memcpy(&dst[i], &bits, 4);
+    } else {
+      dst[i] = half_to_float(h16[i]);
+    }
+  }
+  free(h16);
+  return DFPO_OK;
+}
