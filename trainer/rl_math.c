@@ -278,3 +278,33 @@ void rl_dfpo_update_advantages(float *adv, const float *logp_old, const float *l
     adv[i] = (plus && a > 0 ? a : 0.0f) + (minus && a < 0 ? a : 0.0f);
   }
 }
+
+void rl_scale_advantages(float *x, const int *lengths, int B, int T) {
+  double sum = 0, n = 0;
+  for (int b = 0; b < B; b++)
+    for (int t = 0; t < lengths[b] && t < T; t++) {
+      sum += x[(size_t)b * T + t];
+      n++;
+    }
+  if (n < 2)
+    return;
+  double mean = sum / n, ss = 0;
+  for (int b = 0; b < B; b++)
+    for (int t = 0; t < lengths[b] && t < T; t++) {
+      double d = x[(size_t)b * T + t] - mean;
+      ss += d * d;
+    }
+  double scale = 1.0 / (sqrt(ss / (n - 1)) + 1e-8);
+  for (int b = 0; b < B; b++)
+    for (int t = 0; t < lengths[b] && t < T; t++) {
+      float *p = x + (size_t)b * T + t;
+      *p = (float)(*p * scale);
+    }
+}
+
+int rl_dfpo_plus_rows(int B, float plus_fraction) {
+  /* a float fraction is within 6e-8 (relative) of the decimal it was read
+   * from: a margin of 1e-6 B keeps ceil from counting that error as a row */
+  double n = ceil((double)plus_fraction * B - 1e-6 * B);
+  return n < 0 ? 0 : n > B ? B : (int)n;
+}

@@ -36,6 +36,9 @@ rl_config rl_config_default(void) {
   c.beta = 0.1f;
   c.kl_target = 0.1f;
   c.dfpo_mask_at = RL_MASK_AT_SAMPLE;
+  c.dfpo_adv_norm = RL_DFPO_ADV_NONE;
+  c.dfpo_grad = RL_DFPO_GRAD_THETA;
+  c.dfpo_plus_fraction = 0.5f;
   c.nlpo_top_p = 0.9f;
   c.nlpo_k_min = 100;
   c.nlpo_mask_refresh = 5;
@@ -56,6 +59,18 @@ int rl_trainer_new(rl_trainer **out, model_t *policy, model_t *ref, model_t *val
     return dfpo_err_set(err, DFPO_EUSAGE, "rl: algorithm %d is not implemented", cfg->algo);
   if (cfg->dfpo_mask_at != RL_MASK_AT_SAMPLE && cfg->dfpo_mask_at != RL_MASK_AT_UPDATE)
     return dfpo_err_set(err, DFPO_EUSAGE, "rl: unknown DfPO mask place %d", cfg->dfpo_mask_at);
+  if (cfg->dfpo_adv_norm != RL_DFPO_ADV_NONE && cfg->dfpo_adv_norm != RL_DFPO_ADV_SCALE)
+    return dfpo_err_set(err, DFPO_EUSAGE, "rl: unknown DfPO advantage scaling %d",
+                        cfg->dfpo_adv_norm);
+  if (cfg->dfpo_grad != RL_DFPO_GRAD_THETA && cfg->dfpo_grad != RL_DFPO_GRAD_MASKED)
+    return dfpo_err_set(err, DFPO_EUSAGE, "rl: unknown DfPO gradient %d", cfg->dfpo_grad);
+  if (!(cfg->dfpo_plus_fraction >= 0) || cfg->dfpo_plus_fraction > 1)
+    return dfpo_err_set(err, DFPO_EUSAGE, "rl: DfPO's plus_fraction %g is not in [0, 1]",
+                        (double)cfg->dfpo_plus_fraction);
+  if (cfg->algo == RL_DFPO && cfg->dfpo_grad == RL_DFPO_GRAD_MASKED &&
+      cfg->dfpo_mask_at == RL_MASK_AT_UPDATE)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "rl: DfPO's masked gradient needs the sampling masks (mask_at sample)");
   if (cfg->algo == RL_NLPO && (cfg->nlpo_mask_refresh < 1 || cfg->nlpo_k_min < 1 ||
                                !(cfg->nlpo_top_p >= 0) || cfg->nlpo_top_p > 1))
     return dfpo_err_set(err, DFPO_EUSAGE,
@@ -119,7 +134,8 @@ typedef struct dfpo_mask_ctx {
   int Tp, N, eos, min_new;
   float temperature;
   int *next;
-  float *host; /* [B, V]: the reference's logits on the host when it is not on the CPU */
+  float *host;          /* [B, V]: the reference's logits on the host when it is not on the CPU */
+  unsigned char *masks; /* [B, N, V] or NULL: the drawable sets, kept for the update */
   dfpo_err *err;
 } dfpo_mask_ctx;
 
@@ -141,14 +157,21 @@ static int dfpo_mask(void *vctx, int step, int B, int V, const int *seqs, float 
   ref = model_host_view(c->ref, ref, (size_t)B * V, c->host);
   float inv_t = c->temperature > 0 ? 1.0f / c->temperature : 1.0f;
   int ban = step < c->min_new ? c->eos : -1;
-  for (int b = 0; b < B; b++)
-    rl_dfpo_mask_logits(logits + (size_t)b * V, ref + (size_t)b * V, inv_t, V, c->sign[b], ban);
+  for (int b = 0; b < B; b++) {
+    float *z = logits + (size_t)b * V;
+    rl_dfpo_mask_logits(z, ref + (size_t)b * V, inv_t, V, c->sign[b], ban);
+    if (c->masks) {
+      unsigned char *mk = c->masks + ((size_t)b * c->N + step) * V;
+      for (int a = 0; a < V; a++)
+        mk[a] = z[a] > -INFINITY;
+    }
+  }
   return 0;
 }
 
 int rl_dfpo_generate(model_t *policy, model_t *ref, const int *prompts, const int *kstart, int B,
                      int T, const int *sign, const smp_settings *s, dfpo_rng *rng, int *out,
-                     int *lens, float *logps, dfpo_err *err) {
+                     int *lens, float *logps, unsigned char *masks, dfpo_err *err) {
   if (s->mask || s->allow)
     return dfpo_err_set(err, DFPO_EUSAGE, "rl: the sampling config must not carry a mask");
   int *next = malloc(sizeof(int) * (size_t)(B > 0 ? B : 1));
@@ -158,8 +181,8 @@ int rl_dfpo_generate(model_t *policy, model_t *ref, const int *prompts, const in
     free(host);
     return dfpo_err_set(err, DFPO_ERUNTIME, "rl: out of memory");
   }
-  dfpo_mask_ctx mc = {ref,    prompts,    kstart,         sign, T,    s->max_new,
-                      s->eos, s->min_new, s->temperature, next, host, err};
+  dfpo_mask_ctx mc = {ref,        prompts,        kstart, sign, T,     s->max_new, s->eos,
+                      s->min_new, s->temperature, next,   host, masks, err};
   smp_settings ms = *s;
   ms.mask = dfpo_mask;
   ms.mask_ctx = &mc;
@@ -314,6 +337,10 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
   const int eos = cfg->sampling.eos, pad = eos >= 0 ? eos : 0;
   const int dfpo = cfg->algo == RL_DFPO, nlpo = cfg->algo == RL_NLPO;
   const int dfpo_update = dfpo && cfg->dfpo_mask_at == RL_MASK_AT_UPDATE;
+  /* the policy's log-probabilities renormalised over a kept mask: NLPO's,
+   * and DfPO's pi+/pi- with dfpo.grad masked */
+  const int dfpo_masked = dfpo && !dfpo_update && cfg->dfpo_grad == RL_DFPO_GRAD_MASKED;
+  const int masked = nlpo || dfpo_masked;
   memset(st, 0, sizeof *st);
   st->beta = dfpo ? 0 : t->beta;
   if (B < 1 || Tp < 1 || N < 1)
@@ -358,19 +385,22 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
   ALLOC(k.zrow, V);
   if (exact_kl)
     ALLOC(k.logsm, BN * (size_t)V);
-  if (nlpo) {
+  if (masked) {
     ALLOC(k.logp_oldm, BN);
-    ALLOC(k.probs, V);
     ALLOC(k.masks, BN * (size_t)V);
     ALLOC(k.dlogits, BL * (size_t)V);
+  }
+  if (nlpo) {
+    ALLOC(k.probs, V);
     ALLOC(k.mhost, (size_t)B * V);
   }
 
   /* 1. rollouts */
   double t0 = dfpo_now();
   smp_settings s = cfg->sampling;
+  const int n_plus = rl_dfpo_plus_rows(B, cfg->dfpo_plus_fraction);
   for (int b = 0; b < B; b++)
-    k.sign[b] = dfpo_update ? 0 : b < (B + 1) / 2 ? 1 : -1;
+    k.sign[b] = dfpo_update ? 0 : b < n_plus ? 1 : -1;
   if (nlpo && t->iterations % cfg->nlpo_mask_refresh == 0 &&
       (rc = model_copy_params(t->mask, t->policy, err)))
     goto done;
@@ -383,7 +413,7 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
   }
   if (dfpo && !dfpo_update)
     rc = rl_dfpo_generate(t->policy, t->ref, prompts, kstart, B, Tp, k.sign, &s, &t->rng, k.out,
-                          k.lens, k.logps_b, err);
+                          k.lens, k.logps_b, dfpo_masked ? k.masks : NULL, err);
   else
     rc =
         smp_generate(t->policy, prompts, kstart, B, Tp, &s, &t->rng, k.out, k.lens, k.logps_b, err);
@@ -422,7 +452,7 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
       (rc = model_lm_logprobs(t->policy, k.targets, k.lp_full, NULL, err)))
     goto done;
   gather(k.logp_old, k.lp_full, B, L, Tp, N);
-  if (nlpo) {
+  if (masked) {
     /* the ratio's pi_old: the policy renormalised over the sampling mask */
     const float *z = model_lm_logits(t->policy);
     for (int b = 0; b < B; b++)
@@ -482,6 +512,8 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
   else if (dfpo)
     for (int b = 0; b < B; b++)
       rl_truncate_advantages(k.adv + (size_t)b * N, N, k.sign[b]);
+  if (dfpo && cfg->dfpo_adv_norm == RL_DFPO_ADV_SCALE)
+    rl_scale_advantages(k.adv, k.lens, B, N);
 
   /* 5. minibatch epochs */
   opt_adamw opt = opt_adamw_default();
@@ -501,7 +533,7 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
         k.mb_kstart[i] = kstart ? kstart[b] : 0;
         mlens[i] = k.lens[b];
         memcpy(k.mb_adv + (size_t)i * N, k.adv + (size_t)b * N, sizeof(float) * N);
-        memcpy(k.mb_old + (size_t)i * N, (nlpo ? k.logp_oldm : k.logp_old) + (size_t)b * N,
+        memcpy(k.mb_old + (size_t)i * N, (masked ? k.logp_oldm : k.logp_old) + (size_t)b * N,
                sizeof(float) * N);
         memcpy(k.mb_w + (size_t)i * N, k.w + (size_t)b * N, sizeof(float) * N);
       }
@@ -514,7 +546,7 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
       gather(k.mb_lp, k.lp_full, mb, L, Tp, N);
       int n = mb * N;
       const float *z = model_lm_logits(t->policy);
-      if (nlpo)
+      if (masked)
         for (int i = 0; i < mb; i++) {
           int b = k.order[start + i];
           for (int j = 0; j < mlens[i]; j++) {
@@ -534,7 +566,7 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
       } else {
         st->policy_loss = rl_pg_loss(k.mb_lp, k.mb_adv, k.mb_w, n, k.dlogp);
       }
-      if (nlpo) {
+      if (masked) {
         /* the gradient of the renormalised log-probabilities reaches every
          * logit of the mask: backward from the logits */
         memset(k.dlogits, 0, sizeof(float) * (size_t)mb * L * V);
