@@ -116,7 +116,9 @@ const cfg_key cfg_schema[] = {
 
     /* DfPO's switches (docs/algorithms.md) */
     {"dfpo.mask_at", CFG_ENUM, "\"sample\"", "sample|update", NORANGE, "where the KL mask applies"},
-    {"dfpo.ratio_clip", CFG_NUM, "0.0", NULL, RANGE(0, 10), "optional PPO ratio clip (0: off)"},
+    {"dfpo.ratio_clip", CFG_NUM, "0.2", NULL, RANGE(0, 10),
+     "PPO ratio clip of the policy loss (0: off, the plain policy gradient; 0.2 since the "
+     "dfpo-ablation suite, docs/algorithms.md)"},
     {"dfpo.adv_norm", CFG_ENUM, "\"none\"", "none|scale", NORANGE,
      "advantages after the truncation: as they are, or divided by their sd over the batch's "
      "tokens (no centring, so no sign changes)"},

@@ -154,7 +154,11 @@ def main():
     def col(v, k):
         return [c[k] for c in data[v] if isinstance(c[k], (int, float))]
 
+    with open(os.path.join(args.suite_dir, "suite.json")) as f:
+        name = json.load(f)["suite"]["name"]
     w = sys.stdout.write
+    w(f"### {args.task}: suite {name}, means with 95% intervals over seeds "
+      f"(`reports/ci_table.py`)\n\n")
     w("| | " + " | ".join(m[1] for m in METRICS) + " | n |\n")
     w("|---" * (len(METRICS) + 2) + "|\n")
     for v in data:

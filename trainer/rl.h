@@ -132,7 +132,7 @@ typedef struct rl_config {
   int kl_adaptive;          /* PPO: adaptive (1) or fixed (0) beta */
   float beta, kl_target;    /* PPO: initial/fixed beta; the adaptive target */
   int dfpo_mask_at;         /* RL_MASK_AT_SAMPLE or RL_MASK_AT_UPDATE */
-  float dfpo_ratio_clip;    /* > 0: DfPO's optional PPO ratio clip */
+  float dfpo_ratio_clip;    /* > 0: DfPO's PPO ratio clip; 0: the plain policy gradient */
   int dfpo_adv_norm;        /* RL_DFPO_ADV_NONE or _SCALE (rl_scale_advantages) */
   int dfpo_grad;            /* RL_DFPO_GRAD_THETA: through log pi_theta; _MASKED: through
                                log pi+ / pi-, renormalised over the sampling mask (mask_at
@@ -147,7 +147,9 @@ typedef struct rl_config {
 /* The defaults of docs/algorithms.md (the paper's Table 3 and RL4LMs' IMDB PPO
  * settings): epochs 5, minibatch 64, lr 1e-5, max grad norm 0.5, gamma 0.99, lambda
  * 0.95, eps 0.2, vf 0.5, adaptive beta 0.1 with target 0.1; NLPO p 0.9,
- * k_min 100, mu 5. */
+ * k_min 100, mu 5; DfPO: mask at sampling, ratio clip 0.2 (the dfpo-ablation
+ * suite's choice), no advantage scale, gradient through log pi_theta, half
+ * of each batch from pi+. */
 rl_config rl_config_default(void);
 
 /* What one iteration measured. */

@@ -36,6 +36,7 @@ rl_config rl_config_default(void) {
   c.beta = 0.1f;
   c.kl_target = 0.1f;
   c.dfpo_mask_at = RL_MASK_AT_SAMPLE;
+  c.dfpo_ratio_clip = 0.2f;
   c.dfpo_adv_norm = RL_DFPO_ADV_NONE;
   c.dfpo_grad = RL_DFPO_GRAD_THETA;
   c.dfpo_plus_fraction = 0.5f;
