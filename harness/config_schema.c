@@ -145,7 +145,17 @@ const cfg_key cfg_schema[] = {
 
     /* DfPO's switches (docs/algorithms.md) */
     {"dfpo.mask_at", CFG_ENUM, "\"sample\"", "sample|update", NORANGE, "where the KL mask applies"},
-    {"dfpo.ratio_clip", CFG_NUM, "0.0", NULL, RANGE(0, 10), "optional PPO ratio clip (0: off)"},
+    {"dfpo.ratio_clip", CFG_NUM, "0.2", NULL, RANGE(0, 10),
+     "PPO ratio clip of the policy loss (0: off, the plain policy gradient; 0.2 since the "
+     "dfpo-ablation suite, docs/algorithms.md)"},
+    {"dfpo.adv_norm", CFG_ENUM, "\"none\"", "none|scale", NORANGE,
+     "advantages after the truncation: as they are, or divided by their sd over the batch's "
+     "tokens (no centring, so no sign changes)"},
+    {"dfpo.grad", CFG_ENUM, "\"theta\"", "theta|masked", NORANGE,
+     "policy gradient through log pi_theta of the sampled token, or through log pi+/pi- (pi_theta "
+     "renormalised over the set it was drawn from; mask_at sample only)"},
+    {"dfpo.plus_fraction", CFG_NUM, "0.5", NULL, RANGE(0, 1),
+     "share of each batch's rollouts drawn from pi+ (ceil; the rest from pi-)"},
     {"dfpo.eval_policy", CFG_ENUM, "\"negative\"", "theta|negative", NORANGE,
      "policy evaluated: the negative masked policy pi- (as the ICLR 2024 version describes) or "
      "pi_theta"},

@@ -39,8 +39,9 @@ static const char train_usage[] =
     "\n"
     "Algorithms: sft (next-token cross-entropy on the training references;\n"
     "train.iterations counts epochs), ppo, nlpo, dfpo (dfpo.mask_at\n"
-    "sample|update, dfpo.eval_policy theta|negative) and zero-shot (the base\n"
-    "model evaluated untrained). The learning rate follows train.lr_schedule\n"
+    "sample|update, dfpo.eval_policy theta|negative, dfpo.ratio_clip,\n"
+    "dfpo.adv_norm none|scale, dfpo.grad theta|masked, dfpo.plus_fraction) and\n"
+    "zero-shot (the base model evaluated untrained). The learning rate follows train.lr_schedule\n"
     "and train.warmup_steps (RL: per iteration; SFT: per optimiser step); threads\n"
     "sets the CPU threads (0: the default).\n"
     "\n"
@@ -250,6 +251,13 @@ int trn_settings_read(const cfg *c, trn_settings *s, dfpo_err *err) {
   rl->dfpo_mask_at = !strcmp(mask_at, "update") ? RL_MASK_AT_UPDATE : RL_MASK_AT_SAMPLE;
   GET(num, "dfpo.ratio_clip", &d);
   rl->dfpo_ratio_clip = (float)d;
+  const char *adv_norm, *grad;
+  GET(str, "dfpo.adv_norm", &adv_norm);
+  rl->dfpo_adv_norm = !strcmp(adv_norm, "scale") ? RL_DFPO_ADV_SCALE : RL_DFPO_ADV_NONE;
+  GET(str, "dfpo.grad", &grad);
+  rl->dfpo_grad = !strcmp(grad, "masked") ? RL_DFPO_GRAD_MASKED : RL_DFPO_GRAD_THETA;
+  GET(num, "dfpo.plus_fraction", &d);
+  rl->dfpo_plus_fraction = (float)d;
   GET(num, "nlpo.top_p", &d);
   rl->nlpo_top_p = (float)d;
   GET(int, "nlpo.k_min", &v);

@@ -50,7 +50,7 @@ static int generate_eval(trn_run *r, const int *tokens, const int *kstart, int B
   for (int b = 0; b < B; b++)
     sign[b] = -1;
   int rc = rl_dfpo_generate(r->policy, r->ref, tokens, kstart, B, Tp, sign, &r->sampling, rng, out,
-                            lens, NULL, err);
+                            lens, NULL, NULL, err);
   free(sign);
   return rc;
 }

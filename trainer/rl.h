@@ -133,6 +133,19 @@ double rl_masked_logit_grad(const float *z, const unsigned char *mask, int V, in
  * token outside a term's set contributes nothing to that term. */
 void rl_dfpo_update_advantages(float *adv, const float *logp_old, const float *logp_ref, int n);
 
+/* DfPO's optional advantage scale (dfpo.adv_norm scale), applied to the
+ * whole batch after the truncation: the valid entries are divided by
+ * (sd + 1e-8), sd their sample standard deviation (n - 1, as torch.std),
+ * without removing the mean, so that no entry changes sign. Fewer than two
+ * valid entries: unchanged. */
+void rl_scale_advantages(float *x, const int *lengths, int B, int T);
+
+/* DfPO's rollouts from pi+ in a batch of B (dfpo.plus_fraction f in
+ * [0, 1]): ceil(f B), read with a margin of 1e-6 B so that a fraction
+ * written in decimal (0.3 of 10) gives the count it names; f = 0.5 gives
+ * ceil(B / 2), the rows 0 .. n-1 draw from pi+ and the rest from pi-. */
+int rl_dfpo_plus_rows(int B, float plus_fraction);
+
 /* ------------------------------------------------ RL training (rl_train) */
 
 /* A task reward: fills rewards[B] for the continuations cont[B, max_new]
@@ -145,6 +158,8 @@ typedef int (*rl_reward_fn)(void *ctx, int B, const int *prompts, const int *kst
 enum { RL_PPO = 0, RL_NLPO = 1, RL_DFPO = 2 };
 enum { RL_MASK_AT_SAMPLE = 0, RL_MASK_AT_UPDATE = 1 };
 enum { RL_ROLLOUT_EPISODES = 0, RL_ROLLOUT_BUFFER = 1 };
+enum { RL_DFPO_ADV_NONE = 0, RL_DFPO_ADV_SCALE = 1 };
+enum { RL_DFPO_GRAD_THETA = 0, RL_DFPO_GRAD_MASKED = 1 };
 
 typedef struct rl_config {
   int algo;                  /* RL_PPO, RL_NLPO or RL_DFPO */
@@ -161,7 +176,12 @@ typedef struct rl_config {
   int kl_adaptive;           /* PPO: adaptive (1) or fixed (0) beta */
   float beta, kl_target;     /* PPO: initial/fixed beta; the adaptive target */
   int dfpo_mask_at;          /* RL_MASK_AT_SAMPLE or RL_MASK_AT_UPDATE */
-  float dfpo_ratio_clip;     /* > 0: DfPO's optional PPO ratio clip */
+  float dfpo_ratio_clip;     /* > 0: DfPO's PPO ratio clip; 0: the plain policy gradient */
+  int dfpo_adv_norm;         /* RL_DFPO_ADV_NONE or _SCALE (rl_scale_advantages) */
+  int dfpo_grad;             /* RL_DFPO_GRAD_THETA: through log pi_theta; _MASKED: through
+                                log pi+ / pi-, renormalised over the sampling mask (mask_at
+                                sample only) */
+  float dfpo_plus_fraction;  /* share of each batch drawn from pi+ (rl_dfpo_plus_rows) */
   float nlpo_top_p;          /* NLPO: the mask model's nucleus p */
   int nlpo_k_min;            /* NLPO: the smallest mask */
   int nlpo_mask_refresh;     /* NLPO: mu, iterations between mask-model refreshes */
@@ -174,7 +194,9 @@ typedef struct rl_config {
  * paper's Table 3; RL4LMs' IMDB configs use 1e-6), adaptive beta 0.1 with
  * target 0.1 (RL4LMs' imdb_text_continuation/gpt2_ppo.yml); episodes
  * rollouts, and for the buffer n_envs 10, n_steps 128, 64 transitions a
- * minibatch (the same file); NLPO p 0.9, k_min 100, mu 5. */
+ * minibatch (the same file); NLPO p 0.9, k_min 100, mu 5; DfPO: mask at
+ * sampling, ratio clip 0.2 (the dfpo-ablation suite's choice), no advantage
+ * scale, gradient through log pi_theta, half of each batch from pi+. */
 rl_config rl_config_default(void);
 
 /* The prompts rl_iterate needs an iteration: `batch` with episodes
@@ -215,8 +237,8 @@ int rl_trainer_new(rl_trainer **out, model_t *policy, model_t *ref, model_t *val
                    const rl_config *cfg, uint64_t seed, dfpo_err *err);
 void rl_trainer_free(rl_trainer *t);
 
-/* One iteration: B rollouts of the prompts[B, Tp] (DfPO: the first half from
- * pi+, the rest from pi-; NLPO: from the policy renormalised over the mask
+/* One iteration: B rollouts of the prompts[B, Tp] (DfPO: the first
+ * rl_dfpo_plus_rows from pi+, the rest from pi-; NLPO: from the policy renormalised over the mask
  * model's top-p set), their rewards, GAE, then `epochs` passes of minibatch
  * updates of the policy and the value model; the adaptive KL controller
  * steps once at the end. docs/algorithms.md has the equations.
@@ -251,10 +273,13 @@ model_t *rl_trainer_mask_model(rl_trainer *t);
 /* DfPO's KL-masked sampling, as smp_generate on policy: row b draws from
  * pi+ (sign[b] > 0) or pi- (sign[b] < 0), pi_theta renormalised over M+ or
  * M- of ref, compared at the sampling temperature; ref decodes in lock step
- * with its own KV cache. s->mask must be NULL. Used by rl_iterate and to
- * evaluate the negative masked policy. */
+ * with its own KV cache. s->mask must be NULL. masks (may be NULL): gets
+ * each state's set, masks[(b * max_new + step) * V + a] = 1 when token a
+ * was drawable (in the set, and not the banned end-of-text), for a
+ * gradient through pi+/pi-. Used by rl_iterate and to evaluate the
+ * negative masked policy. */
 int rl_dfpo_generate(model_t *policy, model_t *ref, const int *prompts, const int *kstart, int B,
                      int T, const int *sign, const smp_settings *s, dfpo_rng *rng, int *out,
-                     int *lens, float *logps, dfpo_err *err);
+                     int *lens, float *logps, unsigned char *masks, dfpo_err *err);
 
 #endif

@@ -75,27 +75,40 @@ void rl_kl_rewards(const float *logp_old, const float *logp_ref, const float *ta
   }
 }
 
-void rl_normalize(float *x, const int *lengths, int B, int T) {
-  double sum = 0, n = 0;
+/* Count, mean and sum of squared deviations of the valid entries of x. */
+static void valid_moments(const float *x, const int *lengths, int B, int T, double *n, double *mean,
+                          double *ss) {
+  double sum = 0;
+  *n = 0;
   for (int b = 0; b < B; b++)
     for (int t = 0; t < lengths[b] && t < T; t++) {
       sum += x[(size_t)b * T + t];
-      n++;
+      (*n)++;
     }
-  if (n == 0)
-    return;
-  double mean = sum / n, ss = 0;
+  *mean = *n > 0 ? sum / *n : 0;
+  *ss = 0;
   for (int b = 0; b < B; b++)
     for (int t = 0; t < lengths[b] && t < T; t++) {
-      double d = x[(size_t)b * T + t] - mean;
-      ss += d * d;
+      double d = x[(size_t)b * T + t] - *mean;
+      *ss += d * d;
     }
-  double scale = n > 1 ? 1.0 / (sqrt(ss / (n - 1)) + 1e-8) : 1.0;
+}
+
+/* x = (x - shift) * scale on the valid entries. */
+static void valid_affine(float *x, const int *lengths, int B, int T, double shift, double scale) {
   for (int b = 0; b < B; b++)
     for (int t = 0; t < lengths[b] && t < T; t++) {
       float *p = x + (size_t)b * T + t;
-      *p = (float)((*p - mean) * scale);
+      *p = (float)((*p - shift) * scale);
     }
+}
+
+void rl_normalize(float *x, const int *lengths, int B, int T) {
+  double n, mean, ss;
+  valid_moments(x, lengths, B, T, &n, &mean, &ss);
+  if (n == 0)
+    return;
+  valid_affine(x, lengths, B, T, mean, n > 1 ? 1.0 / (sqrt(ss / (n - 1)) + 1e-8) : 1.0);
 }
 
 void rl_normalize_weighted(float *x, const float *w, int n) {
@@ -338,4 +351,19 @@ void rl_dfpo_update_advantages(float *adv, const float *logp_old, const float *l
     float a = adv[i];
     adv[i] = (plus && a > 0 ? a : 0.0f) + (minus && a < 0 ? a : 0.0f);
   }
+}
+
+void rl_scale_advantages(float *x, const int *lengths, int B, int T) {
+  double n, mean, ss;
+  valid_moments(x, lengths, B, T, &n, &mean, &ss);
+  if (n < 2)
+    return;
+  valid_affine(x, lengths, B, T, 0.0, 1.0 / (sqrt(ss / (n - 1)) + 1e-8));
+}
+
+int rl_dfpo_plus_rows(int B, float plus_fraction) {
+  /* a float fraction is within 6e-8 (relative) of the decimal it was read
+   * from: a margin of 1e-6 B keeps ceil from counting that error as a row */
+  double n = ceil((double)plus_fraction * B - 1e-6 * B);
+  return n < 0 ? 0 : n > B ? B : (int)n;
 }

@@ -41,6 +41,10 @@ rl_config rl_config_default(void) {
   c.beta = 0.1f;
   c.kl_target = 0.1f;
   c.dfpo_mask_at = RL_MASK_AT_SAMPLE;
+  c.dfpo_ratio_clip = 0.2f;
+  c.dfpo_adv_norm = RL_DFPO_ADV_NONE;
+  c.dfpo_grad = RL_DFPO_GRAD_THETA;
+  c.dfpo_plus_fraction = 0.5f;
   c.nlpo_top_p = 0.9f;
   c.nlpo_k_min = 100;
   c.nlpo_mask_refresh = 5;
@@ -61,6 +65,18 @@ int rl_trainer_new(rl_trainer **out, model_t *policy, model_t *ref, model_t *val
     return dfpo_err_set(err, DFPO_EUSAGE, "rl: algorithm %d is not implemented", cfg->algo);
   if (cfg->dfpo_mask_at != RL_MASK_AT_SAMPLE && cfg->dfpo_mask_at != RL_MASK_AT_UPDATE)
     return dfpo_err_set(err, DFPO_EUSAGE, "rl: unknown DfPO mask place %d", cfg->dfpo_mask_at);
+  if (cfg->dfpo_adv_norm != RL_DFPO_ADV_NONE && cfg->dfpo_adv_norm != RL_DFPO_ADV_SCALE)
+    return dfpo_err_set(err, DFPO_EUSAGE, "rl: unknown DfPO advantage scaling %d",
+                        cfg->dfpo_adv_norm);
+  if (cfg->dfpo_grad != RL_DFPO_GRAD_THETA && cfg->dfpo_grad != RL_DFPO_GRAD_MASKED)
+    return dfpo_err_set(err, DFPO_EUSAGE, "rl: unknown DfPO gradient %d", cfg->dfpo_grad);
+  if (!(cfg->dfpo_plus_fraction >= 0) || cfg->dfpo_plus_fraction > 1)
+    return dfpo_err_set(err, DFPO_EUSAGE, "rl: DfPO's plus_fraction %g is not in [0, 1]",
+                        (double)cfg->dfpo_plus_fraction);
+  if (cfg->algo == RL_DFPO && cfg->dfpo_grad == RL_DFPO_GRAD_MASKED &&
+      cfg->dfpo_mask_at == RL_MASK_AT_UPDATE)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "rl: DfPO's masked gradient needs the sampling masks (mask_at sample)");
   if (cfg->algo == RL_NLPO && (cfg->nlpo_mask_refresh < 1 || cfg->nlpo_k_min < 1 ||
                                !(cfg->nlpo_top_p >= 0) || cfg->nlpo_top_p > 1))
     return dfpo_err_set(err, DFPO_EUSAGE,
@@ -132,7 +148,8 @@ typedef struct dfpo_mask_ctx {
   int Tp, N, eos, min_new;
   float temperature;
   int *next;
-  float *host; /* [B, V]: the reference's logits on the host when it is not on the CPU */
+  float *host;          /* [B, V]: the reference's logits on the host when it is not on the CPU */
+  unsigned char *masks; /* [B, N, V] or NULL: the drawable sets, kept for the update */
   dfpo_err *err;
 } dfpo_mask_ctx;
 
@@ -154,14 +171,21 @@ static int dfpo_mask(void *vctx, int step, int B, int V, const int *seqs, float 
   ref = model_host_view(c->ref, ref, (size_t)B * V, c->host);
   float inv_t = c->temperature > 0 ? 1.0f / c->temperature : 1.0f;
   int ban = step < c->min_new ? c->eos : -1;
-  for (int b = 0; b < B; b++)
-    rl_dfpo_mask_logits(logits + (size_t)b * V, ref + (size_t)b * V, inv_t, V, c->sign[b], ban);
+  for (int b = 0; b < B; b++) {
+    float *z = logits + (size_t)b * V;
+    rl_dfpo_mask_logits(z, ref + (size_t)b * V, inv_t, V, c->sign[b], ban);
+    if (c->masks) {
+      unsigned char *mk = c->masks + ((size_t)b * c->N + step) * V;
+      for (int a = 0; a < V; a++)
+        mk[a] = z[a] > -INFINITY;
+    }
+  }
   return 0;
 }
 
 int rl_dfpo_generate(model_t *policy, model_t *ref, const int *prompts, const int *kstart, int B,
                      int T, const int *sign, const smp_settings *s, dfpo_rng *rng, int *out,
-                     int *lens, float *logps, dfpo_err *err) {
+                     int *lens, float *logps, unsigned char *masks, dfpo_err *err) {
   if (s->mask || s->allow)
     return dfpo_err_set(err, DFPO_EUSAGE, "rl: the sampling config must not carry a mask");
   int *next = malloc(sizeof(int) * (size_t)(B > 0 ? B : 1));
@@ -171,8 +195,8 @@ int rl_dfpo_generate(model_t *policy, model_t *ref, const int *prompts, const in
     free(host);
     return dfpo_err_set(err, DFPO_ERUNTIME, "rl: out of memory");
   }
-  dfpo_mask_ctx mc = {ref,    prompts,    kstart,         sign, T,    s->max_new,
-                      s->eos, s->min_new, s->temperature, next, host, err};
+  dfpo_mask_ctx mc = {ref,        prompts,        kstart, sign, T,     s->max_new, s->eos,
+                      s->min_new, s->temperature, next,   host, masks, err};
   smp_settings ms = *s;
   ms.mask = dfpo_mask;
   ms.mask_ctx = &mc;
@@ -339,7 +363,9 @@ int rl_prompts_per_iteration(const rl_config *cfg, int batch) {
 typedef struct iter {
   rl_trainer *t;
   bufs *k;
-  int Tp, N, L, V, eos, pad, dfpo, nlpo, dfpo_update, exact_kl;
+  int Tp, N, L, V, eos, pad, dfpo, nlpo, dfpo_update;
+  int dfpo_masked, masked; /* the sampling masks are kept (rl_iterate says when) */
+  int exact_kl;
   double kl, kl_n;             /* the exact per-token KL, summed over the generated tokens */
   double mask_sum, mask_steps; /* NLPO's sampling masks */
   int mask_min;
@@ -356,14 +382,15 @@ static int collect(iter *it, int r0, int G, const int *prompts, const int *kstar
   const int *gp = prompts + (size_t)r0 * Tp, *gk = kstart ? kstart + r0 : NULL;
   int *out = kb->out + (size_t)r0 * N, *lens = kb->lens + r0, *sign = kb->sign + r0;
   int *seq = kb->seq + (size_t)r0 * L, *targets = kb->targets + (size_t)r0 * L;
-  unsigned char *masks = nlpo ? kb->masks + (size_t)r0 * N * V : NULL;
+  unsigned char *masks = it->masked ? kb->masks + (size_t)r0 * N * V : NULL;
   int rc;
 
   /* 1. rollouts */
   double t0 = dfpo_now();
   smp_settings s = cfg->sampling;
+  const int n_plus = rl_dfpo_plus_rows(G, cfg->dfpo_plus_fraction);
   for (int b = 0; b < G; b++)
-    sign[b] = it->dfpo_update ? 0 : b < (G + 1) / 2 ? 1 : -1;
+    sign[b] = it->dfpo_update ? 0 : b < n_plus ? 1 : -1;
   nlpo_mask_ctx nc = {
       t->mask,   gp,    gk, Tp, N, eos, cfg->nlpo_k_min, cfg->nlpo_top_p, kb->next, kb->probs,
       kb->mhost, masks, 0,  0,  0, err};
@@ -373,7 +400,7 @@ static int collect(iter *it, int r0, int G, const int *prompts, const int *kstar
   }
   if (it->dfpo && !it->dfpo_update)
     rc = rl_dfpo_generate(t->policy, t->ref, gp, gk, G, Tp, sign, &s, &t->rng, out, lens,
-                          kb->logps_b, err);
+                          kb->logps_b, it->dfpo_masked ? masks : NULL, err);
   else
     rc = smp_generate(t->policy, gp, gk, G, Tp, &s, &t->rng, out, lens, kb->logps_b, err);
   if (rc)
@@ -413,7 +440,7 @@ static int collect(iter *it, int r0, int G, const int *prompts, const int *kstar
       (rc = model_lm_logprobs(t->policy, targets, kb->lp_full, NULL, err)))
     return rc;
   gather(logp_old, kb->lp_full, G, L, Tp, N);
-  if (nlpo) {
+  if (it->masked) {
     /* the ratio's pi_old: the policy renormalised over the sampling mask */
     const float *z = model_lm_logits(t->policy);
     for (int b = 0; b < G; b++)
@@ -459,6 +486,10 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
   const int dfpo = cfg->algo == RL_DFPO, nlpo = cfg->algo == RL_NLPO;
   const int dfpo_update = dfpo && cfg->dfpo_mask_at == RL_MASK_AT_UPDATE;
   const int buffer = cfg->rollout == RL_ROLLOUT_BUFFER;
+  /* the policy's log-probabilities renormalised over a kept mask: NLPO's,
+   * and DfPO's pi+/pi- with dfpo.grad masked */
+  const int dfpo_masked = dfpo && !dfpo_update && cfg->dfpo_grad == RL_DFPO_GRAD_MASKED;
+  const int masked = nlpo || dfpo_masked;
   memset(st, 0, sizeof *st);
   st->beta = dfpo ? 0 : t->beta;
   if (B < 1 || Tp < 1 || N < 1)
@@ -512,11 +543,13 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
   ALLOC(k.zrow, V);
   if (exact_kl)
     ALLOC(k.logsm, GN * (size_t)V);
-  if (nlpo) {
+  if (masked) {
     ALLOC(k.logp_oldm, BN);
-    ALLOC(k.probs, V);
     ALLOC(k.masks, BN * (size_t)V);
     ALLOC(k.dlogits, ML * (size_t)V);
+  }
+  if (nlpo) {
+    ALLOC(k.probs, V);
     ALLOC(k.mhost, (size_t)G * V);
   }
   if (buffer) {
@@ -532,7 +565,8 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
   if (nlpo && t->iterations % cfg->nlpo_mask_refresh == 0 &&
       (rc = model_copy_params(t->mask, t->policy, err)))
     goto done;
-  iter it = {t, &k, Tp, N, L, V, eos, pad, dfpo, nlpo, dfpo_update, exact_kl, 0, 0, 0, 0, 0};
+  iter it = {t,           &k,          Tp,     N,        L, V, eos, pad, dfpo, nlpo,
+             dfpo_update, dfpo_masked, masked, exact_kl, 0, 0, 0,   0,   0};
   int E = 0;
   for (int64_t got = 0; E == 0 || (buffer && got < M); E += G) {
     if (E + G > B) {
@@ -593,6 +627,8 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
   else if (dfpo)
     for (int b = 0; b < E; b++)
       rl_truncate_advantages(k.adv + (size_t)b * N, N, k.sign[b]);
+  if (dfpo && cfg->dfpo_adv_norm == RL_DFPO_ADV_SCALE)
+    rl_scale_advantages(k.adv, glens, E, N);
 
   /* 5. minibatch epochs: of rollouts (episodes) or of the buffer's
    * transitions, each minibatch as the rows it touches with weight 1 on the
@@ -620,7 +656,7 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
         k.mb_kstart[i] = kstart ? kstart[b] : 0;
         mlens[i] = glens[b];
         memcpy(k.mb_adv + (size_t)i * N, k.adv + (size_t)b * N, sizeof(float) * N);
-        memcpy(k.mb_old + (size_t)i * N, (nlpo ? k.logp_oldm : k.logp_old) + (size_t)b * N,
+        memcpy(k.mb_old + (size_t)i * N, (masked ? k.logp_oldm : k.logp_old) + (size_t)b * N,
                sizeof(float) * N);
         if (!buffer)
           memcpy(k.mb_w + (size_t)i * N, k.w + (size_t)b * N, sizeof(float) * N);
@@ -638,7 +674,7 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
       gather(k.mb_lp, k.lp_full, mb, L, Tp, N);
       int n = mb * N;
       const float *z = model_lm_logits(t->policy);
-      if (nlpo)
+      if (masked)
         for (int i = 0; i < mb; i++) {
           int b = k.mb_row[i];
           for (int j = 0; j < mlens[i]; j++) {
@@ -658,7 +694,7 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
       } else {
         st->policy_loss = rl_pg_loss(k.mb_lp, k.mb_adv, k.mb_w, n, k.dlogp);
       }
-      if (nlpo) {
+      if (masked) {
         /* the gradient of the renormalised log-probabilities reaches every
          * logit of the mask: backward from the logits */
         memset(k.dlogits, 0, sizeof(float) * (size_t)mb * L * V);

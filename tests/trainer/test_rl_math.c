@@ -406,3 +406,58 @@ Test(rl, normalize_weighted_is_normalize_over_the_valid_entries) {
   NEAR(z[2], 0.5 / sqrt(0.5), 1e-6);
   NEAR(z[3], 6, 0);
 }
+
+Test(rl, scale_advantages_by_hand) {
+  /* dfpo.adv_norm scale. Valid entries 3, 0, 1 (row 0) and 0 (row 1, length
+   * 1): mean 1, deviations 2, -1, 0, -1, sum of squares 6, sample sd
+   * sqrt(6 / 3) = sqrt(2). Each valid entry is divided by sqrt(2) + 1e-8
+   * without removing the mean: 3 -> 2.12132034, 0 -> 0, 1 -> 0.707106781
+   * (PPO's rl_normalize would give 1.414, -0.707, 0, -0.707 and turn the
+   * truncated zeros negative). Padding (77, 88) is left alone. */
+  float x[6] = {3, 0, 1, 0, 77, 88};
+  const int len[2] = {3, 1};
+  rl_scale_advantages(x, len, 2, 3);
+  NEAR(x[0], 3 / sqrt(2.0), 1e-6);
+  NEAR(x[1], 0, 0);
+  NEAR(x[2], 1 / sqrt(2.0), 1e-6);
+  NEAR(x[3], 0, 0);
+  NEAR(x[4], 77, 0);
+  NEAR(x[5], 88, 0);
+  /* pi- rows: -4, -2 and a zero: mean -2, deviations -2, 0, 2, sd
+   * sqrt(8 / 2) = 2: -2, -1, 0, signs kept */
+  float y[3] = {-4, -2, 0};
+  const int len3[1] = {3};
+  rl_scale_advantages(y, len3, 1, 3);
+  NEAR(y[0], -2, 1e-6);
+  NEAR(y[1], -1, 1e-6);
+  NEAR(y[2], 0, 0);
+  /* fewer than two valid entries: unchanged; all zero: stays zero */
+  float one[2] = {5, 9};
+  const int len1[1] = {1};
+  rl_scale_advantages(one, len1, 1, 2);
+  NEAR(one[0], 5, 0);
+  NEAR(one[1], 9, 0);
+  float zero[3] = {0, 0, 0};
+  rl_scale_advantages(zero, len3, 1, 3);
+  for (int i = 0; i < 3; i++)
+    NEAR(zero[i], 0, 0);
+}
+
+Test(rl, dfpo_plus_rows_by_hand) {
+  /* ceil(f B): 0.5 of 16 is 8, 0.25 of 16 is 4, 0.75 of 16 is 12, 0.26 of
+   * 16 = 4.16 -> 5, 0 -> 0 (pi- only), 1 -> 16 (pi+ only), 0.5 of 15 =
+   * 7.5 -> 8, 0.5 of 1 -> 1. 0.3 of 10: the float 0.3f is 0.300000012, so
+   * 0.3f * 10 = 3.00000012 and a plain ceil would say 4. */
+  cr_expect_eq(rl_dfpo_plus_rows(16, 0.5f), 8);
+  cr_expect_eq(rl_dfpo_plus_rows(16, 0.25f), 4);
+  cr_expect_eq(rl_dfpo_plus_rows(16, 0.75f), 12);
+  cr_expect_eq(rl_dfpo_plus_rows(16, 0.26f), 5);
+  cr_expect_eq(rl_dfpo_plus_rows(16, 0.0f), 0);
+  cr_expect_eq(rl_dfpo_plus_rows(16, 1.0f), 16);
+  cr_expect_eq(rl_dfpo_plus_rows(15, 0.5f), 8);
+  cr_expect_eq(rl_dfpo_plus_rows(1, 0.5f), 1);
+  cr_expect_eq(rl_dfpo_plus_rows(10, 0.3f), 3);
+  /* f = 0.5 is the split before the key existed: the first ceil(B / 2) */
+  for (int B = 1; B <= 4096; B++)
+    cr_assert_eq(rl_dfpo_plus_rows(B, 0.5f), (B + 1) / 2, "B %d", B);
+}

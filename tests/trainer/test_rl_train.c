@@ -14,17 +14,33 @@ enum { V = 8, GOOD = 3, NEW = 6, B = 16 };
 
 typedef struct outcome {
   double reward0, reward, kl;
-  double mask_mean; /* NLPO: mean mask size over the iterations */
-  int mask_min;     /* NLPO: smallest mask of any iteration */
+  double mask_mean;              /* NLPO: mean mask size over the iterations */
+  int mask_min;                  /* NLPO: smallest mask of any iteration */
+  double loss0;                  /* the policy loss of iteration 0's last minibatch */
+  double kl1;                    /* iteration 1's exact per-token KL (after one update) */
+  double kl_seq_min, kl_seq_max; /* over the iterations, of the rollouts' summed log-ratio */
 } outcome;
 
 /* Settings of one run beyond the algorithm's: NLPO's mask and DfPO's
- * switch. */
+ * switches. */
 typedef struct extra {
   float top_p;
   int k_min, refresh, mask_at;
+  int grad, adv_norm;
+  float plus_fraction;
+  int epochs, minibatch; /* 0: the run's defaults (4 and 8) */
+  float ratio_clip;
   int buffer, n_envs, n_steps, mb_transitions; /* RL4LMs' rollout buffer when buffer is 1 */
 } extra;
+
+/* DfPO's keys at their defaults but the ratio clip (off: the plain policy
+ * gradient the thresholds were measured with); NLPO's p 0.9, k_min 1, mu 1. */
+static extra extra_default(void) {
+  extra x = {
+      0.9f, 1, 1, RL_MASK_AT_SAMPLE, RL_DFPO_GRAD_THETA, RL_DFPO_ADV_NONE, 0.5f, 0, 0, 0.0f, 0,
+      0,    0, 0};
+  return x;
+}
 
 static outcome run_x(int algo, int adaptive, float beta, int iters, uint64_t seed, const extra *x) {
   gpt2_config pc = tu_config(V, 1, 2, 16, 16), vc = pc;
@@ -43,11 +59,22 @@ static outcome run_x(int algo, int adaptive, float beta, int iters, uint64_t see
   cfg.sampling.max_new = NEW;
   cfg.sampling.min_new = NEW;
   cfg.sampling.eos = -1;
+  /* the thresholds below were measured with DfPO's plain policy gradient
+   * (no ratio clip, the trainer's default before 2026-12-03) */
+  cfg.dfpo_ratio_clip = 0.0f;
   if (x) {
+    cfg.dfpo_ratio_clip = x->ratio_clip;
     cfg.nlpo_top_p = x->top_p;
     cfg.nlpo_k_min = x->k_min;
     cfg.nlpo_mask_refresh = x->refresh;
     cfg.dfpo_mask_at = x->mask_at;
+    cfg.dfpo_grad = x->grad;
+    cfg.dfpo_adv_norm = x->adv_norm;
+    cfg.dfpo_plus_fraction = x->plus_fraction;
+    if (x->epochs)
+      cfg.epochs = x->epochs;
+    if (x->minibatch)
+      cfg.minibatch = x->minibatch;
     if (x->buffer) {
       cfg.rollout = RL_ROLLOUT_BUFFER;
       cfg.n_envs = x->n_envs;
@@ -61,14 +88,22 @@ static outcome run_x(int algo, int adaptive, float beta, int iters, uint64_t see
   cr_assert_leq(np, 4 * B);
   for (int b = 0; b < np; b++)
     prompts[b] = b % V;
-  outcome o = {0, 0, 0, 0, 0};
+  outcome o;
+  memset(&o, 0, sizeof o);
   rl_stats st;
   for (int it = 0; it < iters; it++) {
     int good = GOOD;
     cr_assert_eq(rl_iterate(t, prompts, NULL, np, 1, tu_share_of, &good, &st, &err), 0, "%s",
                  err.msg);
-    if (it == 0)
+    if (it == 0) {
       o.reward0 = st.reward;
+      o.loss0 = st.policy_loss;
+      o.kl_seq_min = o.kl_seq_max = st.kl_seq;
+    }
+    if (it == 1)
+      o.kl1 = st.kl_token;
+    o.kl_seq_min = st.kl_seq < o.kl_seq_min ? st.kl_seq : o.kl_seq_min;
+    o.kl_seq_max = st.kl_seq > o.kl_seq_max ? st.kl_seq : o.kl_seq_max;
     o.mask_mean += st.mask_mean / iters;
     if (it == 0 || st.mask_min < o.mask_min)
       o.mask_min = st.mask_min;
@@ -111,6 +146,20 @@ Test(rl_train, dfpo_raises_the_reward_and_stays_close) {
   }
 }
 
+/* The default since the dfpo-ablation suite: the ratio clip 0.2. Seeds 1-2,
+ * 30 iterations (2026-12-03): 0.08 -> 0.27 at 0.12 nats/token, 0.07 -> 0.15
+ * at 0.09 (the plain gradient: 0.26-0.31 at 0.27-0.44): slower here, and
+ * closer to the reference. */
+Test(rl_train, dfpo_with_the_ratio_clip_raises_the_reward_and_stays_closer) {
+  extra x = extra_default();
+  x.ratio_clip = 0.2f;
+  for (int seed = 1; seed <= 2; seed++) {
+    outcome o = run_x(RL_DFPO, 0, 0.0f, 30, (uint64_t)seed, &x);
+    cr_expect_gt(o.reward, o.reward0 + 0.05, "seed %d: %g -> %g", seed, o.reward0, o.reward);
+    cr_expect_lt(o.kl, 0.25, "seed %d: KL %g", seed, o.kl);
+  }
+}
+
 Test(rl_train, ppo_with_adaptive_kl_raises_the_reward_and_stays_close) {
   outcome o = run(RL_PPO, 1, 0.1f, 30, 1);
   cr_expect_gt(o.reward, o.reward0 + 0.08, "%g -> %g", o.reward0, o.reward);
@@ -141,7 +190,10 @@ Test(rl_train, bad_configs_are_refused) {
  * from uniform puts half its mass on fewer than 8 tokens); with k_min = V
  * every mask is the whole vocabulary and NLPO is PPO on the same stream. */
 Test(rl_train, nlpo_masks_obey_p_and_k_min) {
-  extra x = {0.5f, 3, 2, RL_MASK_AT_SAMPLE, 0, 0, 0, 0};
+  extra x = extra_default();
+  x.top_p = 0.5f;
+  x.k_min = 3;
+  x.refresh = 2;
   outcome o = run_x(RL_NLPO, 1, 0.1f, 3, 1, &x);
   cr_expect_geq(o.mask_min, 3);
   cr_expect_lt(o.mask_mean, 7.0, "mean mask %g", o.mask_mean);
@@ -157,7 +209,9 @@ Test(rl_train, nlpo_masks_obey_p_and_k_min) {
 /* Seed 1, 30 iterations, p 0.9, k_min 3, mu 5 (2026-11-22): 0.03 -> 0.22
  * at 0.10 nats/token. */
 Test(rl_train, nlpo_raises_the_reward) {
-  extra x = {0.9f, 3, 5, RL_MASK_AT_SAMPLE, 0, 0, 0, 0};
+  extra x = extra_default();
+  x.k_min = 3;
+  x.refresh = 5;
   outcome o = run_x(RL_NLPO, 1, 0.1f, 30, 1, &x);
   cr_expect_gt(o.reward, o.reward0 + 0.08, "%g -> %g", o.reward0, o.reward);
 }
@@ -166,7 +220,8 @@ Test(rl_train, nlpo_raises_the_reward) {
  * nats/token, slower than the mask at sampling (it keeps only the terms
  * whose token lies in the right set). */
 Test(rl_train, dfpo_with_the_mask_at_the_update_raises_the_reward_and_stays_close) {
-  extra x = {0.9f, 1, 1, RL_MASK_AT_UPDATE, 0, 0, 0, 0};
+  extra x = extra_default();
+  x.mask_at = RL_MASK_AT_UPDATE;
   for (int seed = 1; seed <= 2; seed++) {
     outcome o = run_x(RL_DFPO, 0, 0.0f, 30, (uint64_t)seed, &x);
     cr_expect_gt(o.reward, o.reward0 + 0.04, "seed %d: %g -> %g", seed, o.reward0, o.reward);
@@ -261,7 +316,13 @@ Test(rl_train, buffer_collects_n_envs_x_n_steps_transitions) {
  * nats/token; DfPO from 0.04-0.10 to 0.10-0.26 at 0.45-0.93 (seed 3 did not
  * move in 30 iterations). Seeds 1 and 2, with margins, as the tests above. */
 Test(rl_train, buffer_ppo_and_dfpo_raise_the_reward) {
-  extra x = {0.9f, 100, 5, RL_MASK_AT_SAMPLE, 1, 4, 8, 8};
+  extra x = extra_default();
+  x.k_min = 100;
+  x.refresh = 5;
+  x.buffer = 1;
+  x.n_envs = 4;
+  x.n_steps = 8;
+  x.mb_transitions = 8;
   for (int seed = 1; seed <= 2; seed++) {
     outcome p = run_x(RL_PPO, 1, 0.1f, 30, (uint64_t)seed, &x);
     cr_expect_gt(p.reward, p.reward0 + 0.05, "seed %d: PPO %g -> %g", seed, p.reward0, p.reward);
@@ -270,4 +331,155 @@ Test(rl_train, buffer_ppo_and_dfpo_raise_the_reward) {
     cr_expect_gt(d.reward, d.reward0 + 0.1, "seed %d: DfPO %g -> %g", seed, d.reward0, d.reward);
     cr_expect_lt(d.kl, 1.2, "seed %d: DfPO KL %g", seed, d.kl);
   }
+}
+
+/* dfpo.grad masked, the gradient through log pi+/pi- over the kept sets. At
+ * iteration 0 pi_theta = pi_ref, so M+ and M- are the whole vocabulary (the
+ * tiny environment bans nothing) and log pi+- = log pi_theta: the first
+ * update, so the KL of iteration 1, must equal the theta gradient's (to
+ * float rounding: the two backward paths differ). Later the sets shrink
+ * and the runs part. In the loop (seeds 1-2, 30 iterations, 2026-12-03) the
+ * masked gradient raised the reward further than theta (0.08 -> 0.49, 0.07
+ * -> 0.48; theta 0.26-0.31) but far from the reference (1.5-1.7
+ * nats/token; theta 0.27-0.44): lowering log pi-(a) renormalised over M-
+ * raises the other tokens of M-, which are already above the reference
+ * (and raising log pi+(a) lowers the rest of M+, already below it). No KL
+ * bound is asserted for it. */
+Test(rl_train, dfpo_masked_gradient_equals_theta_on_full_sets_then_learns) {
+  extra x = extra_default();
+  outcome th = run_x(RL_DFPO, 0, 0.0f, 2, 1, &x);
+  x.grad = RL_DFPO_GRAD_MASKED;
+  outcome ma = run_x(RL_DFPO, 0, 0.0f, 2, 1, &x);
+  cr_expect_gt(th.kl1, 1e-4, "the first update moved the policy: KL %g", th.kl1);
+  cr_expect_float_eq(ma.kl1, th.kl1, 1e-5 * th.kl1, "masked %.9g, theta %.9g", ma.kl1, th.kl1);
+  for (int seed = 1; seed <= 2; seed++) {
+    outcome o = run_x(RL_DFPO, 0, 0.0f, 30, (uint64_t)seed, &x);
+    cr_expect_gt(o.reward, o.reward0 + 0.08, "seed %d: %g -> %g", seed, o.reward0, o.reward);
+  }
+}
+
+/* dfpo.plus_fraction in the loop: a token drawn from pi+ has
+ * pi_theta <= pi_ref, one from pi- has pi_theta >= pi_ref (temperature 1,
+ * no ban, no top-k here), so the rollouts' summed log-ratio kl_seq is <= 0
+ * in every iteration with pi+ alone (fraction 1) and >= 0 with pi- alone
+ * (fraction 0), and strictly so once the policy has moved. */
+Test(rl_train, dfpo_plus_fraction_picks_the_sampling_policy) {
+  extra x = extra_default();
+  x.plus_fraction = 1.0f;
+  outcome p = run_x(RL_DFPO, 0, 0.0f, 8, 1, &x);
+  cr_expect_leq(p.kl_seq_max, 1e-4, "pi+ only: largest kl_seq %g", p.kl_seq_max);
+  cr_expect_lt(p.kl_seq_min, -1e-3, "pi+ only: smallest kl_seq %g", p.kl_seq_min);
+  x.plus_fraction = 0.0f;
+  outcome m = run_x(RL_DFPO, 0, 0.0f, 8, 1, &x);
+  cr_expect_geq(m.kl_seq_min, -1e-4, "pi- only: smallest kl_seq %g", m.kl_seq_min);
+  cr_expect_gt(m.kl_seq_max, 1e-3, "pi- only: largest kl_seq %g", m.kl_seq_max);
+}
+
+/* dfpo.adv_norm scale in the loop: iteration 0 draws the same rollouts
+ * either way (the same seed and parameters), and with one epoch of one
+ * minibatch its policy loss is the unscaled loss divided by the batch's sd
+ * of the truncated advantages: it must differ from the unscaled loss, have
+ * the same sign, and the sd it implies must be that of advantages of a
+ * reward in [0, 1] (between 0.01 and 1). The scaled run also learns. */
+Test(rl_train, dfpo_adv_scale_divides_the_loss_and_learns) {
+  extra x = extra_default();
+  x.epochs = 1;
+  x.minibatch = B;
+  outcome n = run_x(RL_DFPO, 0, 0.0f, 1, 1, &x);
+  x.adv_norm = RL_DFPO_ADV_SCALE;
+  outcome s = run_x(RL_DFPO, 0, 0.0f, 1, 1, &x);
+  cr_expect_float_eq(s.reward0, n.reward0, 1e-12, "the same rollouts");
+  double sd = n.loss0 / s.loss0;
+  cr_expect(sd > 0.01 && sd < 1, "loss %g unscaled, %g scaled: sd %g", n.loss0, s.loss0, sd);
+  x = extra_default();
+  x.adv_norm = RL_DFPO_ADV_SCALE;
+  for (int seed = 1; seed <= 2; seed++) {
+    outcome o = run_x(RL_DFPO, 0, 0.0f, 30, (uint64_t)seed, &x);
+    cr_expect_gt(o.reward, o.reward0 + 0.08, "seed %d: %g -> %g", seed, o.reward0, o.reward);
+  }
+}
+
+/* The sets rl_dfpo_generate keeps for the masked gradient, against a brute
+ * force: the policy's and the reference's distributions at each sampled
+ * state from a full forward pass (not the lock-step decoding), over the
+ * support (end-of-text banned before min_new), at the sampling
+ * temperature, compared in double. Tokens whose log-ratio is within 1e-4
+ * of 0 are skipped (the two passes round differently); the banned token is
+ * never in a set, and the sampled token always is. */
+Test(rl_train, dfpo_kept_sets_match_a_brute_force) {
+  enum { TP = 2, NN = 6, L = TP + NN, EOS = 7, MIN_NEW = 3 };
+  gpt2_config pc = tu_config(V, 1, 2, 16, 16);
+  model_t *policy = tu_model(&pc, 1), *ref = tu_model(&pc, 1);
+  tu_perturb(policy, 5, 1.0f);
+  tu_perturb(ref, 9, 1.0f);
+  smp_settings s = smp_settings_default();
+  s.max_new = NN;
+  s.min_new = MIN_NEW;
+  s.eos = EOS;
+  s.temperature = 0.8f;
+  int prompts[B * TP], sign[B], out[B * NN], lens[B], seq[B * L];
+  tu_tokens(prompts, B * TP, V, 3);
+  for (int b = 0; b < B; b++)
+    sign[b] = b % 3 ? 1 : -1;
+  static unsigned char masks[B * NN * V];
+  static float zp[B * L * V], zr[B * L * V];
+  dfpo_rng rng;
+  dfpo_rng_init(&rng, 11, 0);
+  dfpo_err err;
+  cr_assert_eq(rl_dfpo_generate(policy, ref, prompts, NULL, B, TP, sign, &s, &rng, out, lens, NULL,
+                                masks, &err),
+               0, "%s", err.msg);
+  for (int b = 0; b < B; b++)
+    for (int j = 0; j < L; j++) {
+      int tok = j < TP ? prompts[b * TP + j] : out[b * NN + j - TP];
+      seq[b * L + j] = tok >= 0 ? tok : EOS;
+    }
+  static int targets[B * L];
+  static float lp[B * L];
+  for (int i = 0; i < B * L; i++)
+    targets[i] = -1;
+  cr_assert_eq(model_forward_rows(policy, seq, NULL, B, L, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_lm_logprobs(policy, targets, lp, NULL, &err), 0, "%s", err.msg);
+  memcpy(zp, model_lm_logits(policy), sizeof zp);
+  cr_assert_eq(model_forward_rows(ref, seq, NULL, B, L, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_lm_logprobs(ref, targets, lp, NULL, &err), 0, "%s", err.msg);
+  memcpy(zr, model_lm_logits(ref), sizeof zr);
+  int checked = 0, outside = 0;
+  for (int b = 0; b < B; b++)
+    for (int t = 0; t < lens[b]; t++) {
+      const unsigned char *mk = masks + ((size_t)b * NN + t) * V;
+      const float *a = zp + ((size_t)b * L + TP - 1 + t) * V,
+                  *r = zr + ((size_t)b * L + TP - 1 + t) * V;
+      int ban = t < MIN_NEW ? EOS : -1;
+      double pa[V], pr[V], ma = -1e300, mr = -1e300, sa = 0, sr = 0;
+      for (int k = 0; k < V; k++)
+        if (k != ban) {
+          ma = fmax(ma, a[k] / 0.8);
+          mr = fmax(mr, r[k] / 0.8);
+        }
+      for (int k = 0; k < V; k++) {
+        pa[k] = k == ban ? 0 : exp(a[k] / 0.8 - ma);
+        pr[k] = k == ban ? 0 : exp(r[k] / 0.8 - mr);
+        sa += pa[k];
+        sr += pr[k];
+      }
+      cr_assert_eq(mk[out[b * NN + t]], 1, "row %d step %d: the sampled token is in its set", b, t);
+      for (int k = 0; k < V; k++) {
+        if (k == ban) {
+          cr_assert_eq(mk[k], 0, "row %d step %d: the banned token is not drawable", b, t);
+          continue;
+        }
+        double d = log(pa[k] / sa) - log(pr[k] / sr);
+        if (fabs(d) < 1e-4)
+          continue;
+        int in = sign[b] > 0 ? d < 0 : d > 0;
+        cr_assert_eq(mk[k], in, "row %d step %d token %d (sign %d, d %g)", b, t, k, sign[b], d);
+        checked++;
+        outside += !in;
+      }
+    }
+  cr_expect_gt(checked, B * NN, "checked %d", checked);
+  cr_expect_gt(outside, B, "the sets are not the whole vocabulary (%d outside)", outside);
+  model_free(policy);
+  model_free(ref);
 }
