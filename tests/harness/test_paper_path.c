@@ -369,7 +369,27 @@ Test(paper_path, dry_run_of_the_whole_matrix) {
   for (int t = 0; t < 3; t++)
     cr_expect(strstr(md, tasks[t]) != NULL, "report.md lacks %s", tasks[t]);
   cr_expect(strstr(md, "| dfpo") != NULL, "report.md has no table row for dfpo");
+  /* every deviation the suite declares is printed (configs/paper.json's
+   * suite.deviations, read back from the run's suite.json) */
+  snprintf(path, sizeof path, "%s/paper-dryrun/suite.json", out);
+  cJSON *sj = read_json(path);
+  const cJSON *dev = cJSON_GetObjectItem(cJSON_GetObjectItem(sj, "suite"), "deviations"), *dv;
+  cr_expect_gt(cJSON_GetArraySize(dev), 0, "the paper suite declares no deviations");
+  cJSON_ArrayForEach(dv, dev) {
+    cr_expect(strstr(md, dv->valuestring) != NULL, "report.md lacks the deviation '%s'",
+              dv->valuestring);
+  }
+  cJSON_Delete(sj);
   free(md);
+  /* the dry run's budgets hold in every cell, over the suite's task
+   * settings (commongen/ppo asks for 200 iterations and n_steps 256) */
+  snprintf(path, sizeof path, "%s/paper-dryrun/commongen/ppo/seed-0/config.json", out);
+  cJSON *cc = read_json(path);
+  const cJSON *tr = cJSON_GetObjectItem(cc, "train");
+  cr_expect_eq(cJSON_GetObjectItem(tr, "iterations")->valuedouble, 1);
+  cr_expect_eq(cJSON_GetObjectItem(tr, "n_steps")->valuedouble, 4);
+  cr_expect_str_eq(str(tr, "rollout"), "buffer");
+  cJSON_Delete(cc);
   /* the bases: imdb's from the folder, the others from the fetched asset,
    * each with its judge where the task has one */
   snprintf(path, sizeof path, "%s/paper-dryrun/base-imdb.json", out);
