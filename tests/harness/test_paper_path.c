@@ -132,20 +132,6 @@ static int fetch(char **err) {
   return ts_dfpo_in(home, args, env, err);
 }
 
-static cJSON *read_json(const char *path) {
-  char *s = ts_slurp(path);
-  cJSON *o = cJSON_Parse(s);
-  cr_assert_not_null(o, "%s is not JSON", path);
-  free(s);
-  return o;
-}
-
-static const char *str(const cJSON *o, const char *key) {
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-  cr_assert(cJSON_IsString(v), "'%s' missing or not a string", key);
-  return v->valuestring;
-}
-
 /* The issue's steps: fetch the BPE files (and the weights) from a file://
  * mirror, then the paper suite's preparation finds them: the tokenizer as
  * the one folder assets/gpt2-tokenizer (encoder.json + vocab.bpe), the
@@ -177,12 +163,12 @@ Test(paper_path, fetch_then_prepare_finds_the_files) {
   free(err);
   char path[600];
   snprintf(path, sizeof path, "%s/paper/base-synthetic.json", out);
-  cJSON *b = read_json(path);
+  cJSON *b = ts_read_json(path);
   char want[600];
   snprintf(want, sizeof want, "%s/assets/gpt2-tokenizer", home);
-  cr_expect_str_eq(str(b, "tokenizer"), want);
+  cr_expect_str_eq(ts_json_str(b, "tokenizer"), want);
   snprintf(want, sizeof want, "%s/assets/gpt2-124m/model.safetensors", home);
-  cr_expect_str_eq(str(b, "model"), want);
+  cr_expect_str_eq(ts_json_str(b, "model"), want);
   cJSON_Delete(b);
   const char *files[] = {"gpt2-tokenizer/encoder.json", "gpt2-tokenizer/vocab.bpe",
                          "gpt2-124m/model.safetensors", "gpt2-124m/config.json"};
@@ -232,10 +218,10 @@ Test(paper_path, gpt2_imdb_from_a_folder) {
   cr_assert_eq(ts_dfpo_in(home, prep, NULL, &err), 0, "%s", err);
   free(err);
   snprintf(path, sizeof path, "%s/paper/base-synthetic.json", out);
-  cJSON *b = read_json(path);
-  cr_expect_str_eq(str(b, "tokenizer"), folder);
+  cJSON *b = ts_read_json(path);
+  cr_expect_str_eq(ts_json_str(b, "tokenizer"), folder);
   snprintf(path, sizeof path, "%s/model.safetensors", folder);
-  cr_expect_str_eq(str(b, "model"), path);
+  cr_expect_str_eq(ts_json_str(b, "model"), path);
   cJSON_Delete(b);
 }
 
@@ -343,22 +329,22 @@ Test(paper_path, dry_run_of_the_whole_matrix) {
       cr_expect_eq(stat(path, &st), 0, "%s is missing", path);
     }
   snprintf(path, sizeof path, "%s/paper-dryrun/report/results.json", out);
-  cJSON *r = read_json(path);
+  cJSON *r = ts_read_json(path);
   const cJSON *rt = cJSON_GetObjectItemCaseSensitive(r, "tasks"), *to, *vo;
   cr_assert_eq(cJSON_GetArraySize(rt), 3, "results.json: not 3 tasks");
   int cells = 0;
   cJSON_ArrayForEach(to, rt) {
     cr_expect_eq(cJSON_GetArraySize(cJSON_GetObjectItem(to, "variants")), 10, "%s: not 10 variants",
-                 str(to, "task"));
+                 ts_json_str(to, "task"));
     cJSON_ArrayForEach(vo, cJSON_GetObjectItem(to, "variants")) {
       int known = 0;
       for (int a = 0; a < 10; a++)
-        known |= !strcmp(str(vo, "variant"), algos[a]);
-      cr_expect(known, "results.json: variant %s", str(vo, "variant"));
+        known |= !strcmp(ts_json_str(vo, "variant"), algos[a]);
+      cr_expect(known, "results.json: variant %s", ts_json_str(vo, "variant"));
       cr_expect_eq(cJSON_GetArraySize(cJSON_GetObjectItem(vo, "seeds")), 1, "%s/%s: no seed done",
-                   str(to, "task"), str(vo, "variant"));
+                   ts_json_str(to, "task"), ts_json_str(vo, "variant"));
       cr_expect_eq(cJSON_GetArraySize(cJSON_GetObjectItem(vo, "missing")), 0, "%s/%s missing",
-                   str(to, "task"), str(vo, "variant"));
+                   ts_json_str(to, "task"), ts_json_str(vo, "variant"));
       cells++;
     }
   }
@@ -372,7 +358,7 @@ Test(paper_path, dry_run_of_the_whole_matrix) {
   /* every deviation the suite declares is printed (configs/paper.json's
    * suite.deviations, read back from the run's suite.json) */
   snprintf(path, sizeof path, "%s/paper-dryrun/suite.json", out);
-  cJSON *sj = read_json(path);
+  cJSON *sj = ts_read_json(path);
   const cJSON *dev = cJSON_GetObjectItem(cJSON_GetObjectItem(sj, "suite"), "deviations"), *dv;
   cr_expect_gt(cJSON_GetArraySize(dev), 0, "the paper suite declares no deviations");
   cJSON_ArrayForEach(dv, dev) {
@@ -384,24 +370,24 @@ Test(paper_path, dry_run_of_the_whole_matrix) {
   /* the dry run's budgets hold in every cell, over the suite's task
    * settings (commongen/ppo asks for 200 iterations and n_steps 256) */
   snprintf(path, sizeof path, "%s/paper-dryrun/commongen/ppo/seed-0/config.json", out);
-  cJSON *cc = read_json(path);
+  cJSON *cc = ts_read_json(path);
   const cJSON *tr = cJSON_GetObjectItem(cc, "train");
   cr_expect_eq(cJSON_GetObjectItem(tr, "iterations")->valuedouble, 1);
   cr_expect_eq(cJSON_GetObjectItem(tr, "n_steps")->valuedouble, 4);
-  cr_expect_str_eq(str(tr, "rollout"), "buffer");
+  cr_expect_str_eq(ts_json_str(tr, "rollout"), "buffer");
   cJSON_Delete(cc);
   /* the bases: imdb's from the folder, the others from the fetched asset,
    * each with its judge where the task has one */
   snprintf(path, sizeof path, "%s/paper-dryrun/base-imdb.json", out);
-  cJSON *b = read_json(path);
+  cJSON *b = ts_read_json(path);
   snprintf(path, sizeof path, "%s/model.safetensors", folder);
-  cr_expect_str_eq(str(b, "model"), path);
-  cr_expect_neq(str(b, "judge")[0], '\0');
+  cr_expect_str_eq(ts_json_str(b, "model"), path);
+  cr_expect_neq(ts_json_str(b, "judge")[0], '\0');
   cJSON_Delete(b);
   snprintf(path, sizeof path, "%s/paper-dryrun/base-rtp.json", out);
-  b = read_json(path);
-  cr_expect(strstr(str(b, "model"), "assets/gpt2-124m/model.safetensors") != NULL, "%s",
-            str(b, "model"));
-  cr_expect_neq(str(b, "judge")[0], '\0');
+  b = ts_read_json(path);
+  cr_expect(strstr(ts_json_str(b, "model"), "assets/gpt2-124m/model.safetensors") != NULL, "%s",
+            ts_json_str(b, "model"));
+  cr_expect_neq(ts_json_str(b, "judge")[0], '\0');
   cJSON_Delete(b);
 }

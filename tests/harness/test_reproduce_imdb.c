@@ -65,20 +65,6 @@ static int run_suite(const char *out, const char *set, char **err) {
   return dfpo(args, NULL, err);
 }
 
-static cJSON *read_json(const char *path) {
-  char *s = ts_slurp(path);
-  cJSON *o = cJSON_Parse(s);
-  cr_assert_not_null(o, "%s is not JSON", path);
-  free(s);
-  return o;
-}
-
-static const char *str(const cJSON *o, const char *key) {
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-  cr_assert(cJSON_IsString(v), "'%s' missing or not a string", key);
-  return v->valuestring;
-}
-
 /* A file's identity and last change: the same after a run that reused it. */
 typedef struct file_id {
   ino_t ino;
@@ -124,11 +110,11 @@ Test(reproduce_imdb, prepares_once_reuses_and_rebuilds_on_a_new_vocabulary) {
   cr_expect_eq(stat(path, &sb), 0, "the splits were prepared");
 
   snprintf(path, sizeof path, "%s/tiny-imdb/base-imdb.json", out);
-  cJSON *base = read_json(path);
+  cJSON *base = ts_read_json(path);
   char model[600], tok[600], judge[600], bpe[700], jbin[700];
-  snprintf(model, sizeof model, "%s", str(base, "model"));
-  snprintf(tok, sizeof tok, "%s", str(base, "tokenizer"));
-  snprintf(judge, sizeof judge, "%s", str(base, "judge"));
+  snprintf(model, sizeof model, "%s", ts_json_str(base, "model"));
+  snprintf(tok, sizeof tok, "%s", ts_json_str(base, "tokenizer"));
+  snprintf(judge, sizeof judge, "%s", ts_json_str(base, "judge"));
   cr_expect(strstr(model, "/bases/imdb-"), "%s", model);
   cr_expect(strstr(tok, "/bases/imdb-tok-"), "%s", tok);
   cr_expect(strstr(judge, "/judges/sentiment-"), "%s", judge);
@@ -137,12 +123,12 @@ Test(reproduce_imdb, prepares_once_reuses_and_rebuilds_on_a_new_vocabulary) {
   static const char *const algos[] = {"zero-shot", "dfpo"};
   for (int a = 0; a < 2; a++) {
     snprintf(path, sizeof path, "%s/tiny-imdb/imdb/%s/seed-0/eval.json", out, algos[a]);
-    cJSON *ev = read_json(path);
+    cJSON *ev = ts_read_json(path);
     const cJSON *j = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(ev, "judges"), 0);
     cr_assert_not_null(j, "%s names no judge", path);
-    cr_expect_str_eq(str(j, "dir"), judge);
-    cr_expect_str_eq(str(j, "name"), "sentiment");
-    cr_expect(strstr(str(j, "id"), "sentiment v1 sha256:"), "%s", str(j, "id"));
+    cr_expect_str_eq(ts_json_str(j, "dir"), judge);
+    cr_expect_str_eq(ts_json_str(j, "name"), "sentiment");
+    cr_expect(strstr(ts_json_str(j, "id"), "sentiment v1 sha256:"), "%s", ts_json_str(j, "id"));
     cJSON_Delete(ev);
   }
   snprintf(bpe, sizeof bpe, "%s/vocab.bpe", tok);
@@ -163,10 +149,10 @@ Test(reproduce_imdb, prepares_once_reuses_and_rebuilds_on_a_new_vocabulary) {
   cr_expect(same(id_of(bpe), t1), "the tokenizer was rewritten");
   cr_expect(same(id_of(jbin), j1), "the judge was rewritten");
   snprintf(path, sizeof path, "%s/tiny-imdb/base-imdb.json", out);
-  base = read_json(path);
-  cr_expect_str_eq(str(base, "model"), model);
-  cr_expect_str_eq(str(base, "tokenizer"), tok);
-  cr_expect_str_eq(str(base, "judge"), judge);
+  base = ts_read_json(path);
+  cr_expect_str_eq(ts_json_str(base, "model"), model);
+  cr_expect_str_eq(ts_json_str(base, "tokenizer"), tok);
+  cr_expect_str_eq(ts_json_str(base, "judge"), judge);
   cJSON_Delete(base);
 
   /* another vocabulary: a new tokenizer and base; the judge does not depend
@@ -184,10 +170,10 @@ Test(reproduce_imdb, prepares_once_reuses_and_rebuilds_on_a_new_vocabulary) {
   cr_expect(strstr(err, "imdb judge: reusing"), "%s", err);
   free(err);
   snprintf(path, sizeof path, "%s/tiny-imdb/base-imdb.json", out);
-  base = read_json(path);
-  cr_expect_str_neq(str(base, "model"), model);
-  cr_expect_str_neq(str(base, "tokenizer"), tok);
-  cr_expect_str_eq(str(base, "judge"), judge);
+  base = ts_read_json(path);
+  cr_expect_str_neq(ts_json_str(base, "model"), model);
+  cr_expect_str_neq(ts_json_str(base, "tokenizer"), tok);
+  cr_expect_str_eq(ts_json_str(base, "judge"), judge);
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(base, "vocab");
   cr_expect(cJSON_IsNumber(v) && v->valuedouble > 400 && v->valuedouble <= 420, "vocab %g",
             cJSON_IsNumber(v) ? v->valuedouble : -1);

@@ -45,24 +45,10 @@ static void mustv(const char *home, ...) {
   must(home, args);
 }
 
-static cJSON *read_json(const char *path) {
-  char *s = ts_slurp(path);
-  cJSON *o = cJSON_Parse(s);
-  cr_assert_not_null(o, "%s is not JSON: %s", path, s);
-  free(s);
-  return o;
-}
-
 static double num(const cJSON *o, const char *key) {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
   cr_assert(cJSON_IsNumber(v), "'%s' missing or not a number", key);
   return v->valuedouble;
-}
-
-static const char *str(const cJSON *o, const char *key) {
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-  cr_assert(cJSON_IsString(v), "'%s' missing or not a string", key);
-  return v->valuestring;
 }
 
 /* The lines of a JSONL file as parsed objects (*n of them). */
@@ -111,14 +97,14 @@ static void check_judge_recorded(const cJSON *ev, const char *judge_dir, const c
   const cJSON *j = cJSON_GetArrayItem(js, 0);
   char path[600], want[128];
   snprintf(path, sizeof path, "%s/card.json", judge_dir);
-  cJSON *card = read_json(path);
-  const char *sha = str(card, "model_sha256");
+  cJSON *card = ts_read_json(path);
+  const char *sha = ts_json_str(card, "model_sha256");
   cr_expect_eq(strlen(sha), 64);
-  cr_expect_str_eq(str(j, "sha256"), sha);
+  cr_expect_str_eq(ts_json_str(j, "sha256"), sha);
   cr_expect_eq(num(j, "version"), num(card, "version"));
-  cr_expect_str_eq(str(j, "name"), name);
+  cr_expect_str_eq(ts_json_str(j, "name"), name);
   snprintf(want, sizeof want, "%s v%d sha256:%.16s", name, (int)num(card, "version"), sha);
-  cr_expect_str_eq(str(j, "id"), want);
+  cr_expect_str_eq(ts_json_str(j, "id"), want);
   cJSON_Delete(card);
 }
 
@@ -216,7 +202,7 @@ Test(tasks, imdb_end_to_end, .timeout = 600) {
   char run[600], path[700];
   snprintf(run, sizeof run, "%s/default/imdb/zero-shot/seed-1", out);
   snprintf(path, sizeof path, "%s/eval.json", run);
-  cJSON *ev = read_json(path);
+  cJSON *ev = ts_read_json(path);
   check_judge_recorded(ev, jdir, "sentiment");
   const cJSON *m = cJSON_GetObjectItemCaseSensitive(ev, "metrics");
   double sent = num(m, "sentiment");
@@ -253,7 +239,8 @@ Test(tasks, imdb_end_to_end, .timeout = 600) {
   for (size_t i = 0; i < ns; i++) {
     size_t idx = (size_t)num(smp[i], "index");
     cr_assert_lt(idx, nt);
-    cr_expect_str_eq(str(smp[i], "prompt"), str(tst[idx], "prompt"), "prompt %zu", idx);
+    cr_expect_str_eq(ts_json_str(smp[i], "prompt"), ts_json_str(tst[idx], "prompt"), "prompt %zu",
+                     idx);
     double s = num(smp[i], "sentiment");
     mean += s / (double)ns;
     if (num(tst[idx], "label") == 1)
@@ -283,7 +270,7 @@ Test(tasks, imdb_end_to_end, .timeout = 600) {
   cr_expect(strstr(log, "\"reward\"") && strstr(log, "\"val_reward\""), "%s", log);
   free(log);
   snprintf(path, sizeof path, "%s/default/imdb/ppo/seed-1/eval.json", out);
-  ev = read_json(path);
+  ev = ts_read_json(path);
   cr_expect_null(
       cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(ev, "metrics"), "ppl_ref"),
       "eval.ppl_ref=false");
@@ -315,7 +302,7 @@ Test(tasks, rtp_end_to_end, .timeout = 600) {
   cJSON **tr = read_jsonl(path, &ntr);
   FILE *cf = fopen(corpus, "w");
   for (size_t i = 0; i < ntr; i++)
-    fprintf(cf, "%s\n", str(tr[i], "prompt"));
+    fprintf(cf, "%s\n", ts_json_str(tr[i], "prompt"));
   fclose(cf);
   free_jsonl(tr, ntr);
   make_base(home, corpus, model, tok, sizeof model);
@@ -329,7 +316,7 @@ Test(tasks, rtp_end_to_end, .timeout = 600) {
   char run[600];
   snprintf(run, sizeof run, "%s/default/rtp/zero-shot/seed-2", out);
   snprintf(path, sizeof path, "%s/eval.json", run);
-  cJSON *ev = read_json(path);
+  cJSON *ev = ts_read_json(path);
   check_judge_recorded(ev, jdir, "toxicity");
   cr_expect(deviation_mentions(ev, "Perspective API"));
   cr_expect_eq(num(ev, "samples_per_prompt"), 25, "the RTP protocol's 25 samples by default");
@@ -437,7 +424,7 @@ Test(tasks, commongen_end_to_end, .timeout = 600) {
         "generation.max_new_tokens=12", "--set", "generation.min_new_tokens=4", "--set",
         "train.batch_size=6", "--set", lm, NULL);
   snprintf(path, sizeof path, "%s/default/commongen/zero-shot/seed-0/eval.json", out);
-  cJSON *ev = read_json(path);
+  cJSON *ev = ts_read_json(path);
   const cJSON *m = cJSON_GetObjectItemCaseSensitive(ev, "metrics");
   const char *keys[] = {"meteor", "bleu4", "rougeL_coco", "cider_d", "coverage"};
   for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
@@ -447,7 +434,7 @@ Test(tasks, commongen_end_to_end, .timeout = 600) {
   cr_expect_eq(num(m, "reward"), num(m, "meteor"));
   cr_expect_not_null(cJSON_GetObjectItemCaseSensitive(m, "diversity"));
   const cJSON *j = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(ev, "judges"), 0);
-  cr_expect(strstr(str(j, "id"), "meteor"), "%s", str(j, "id"));
+  cr_expect(strstr(ts_json_str(j, "id"), "meteor"), "%s", ts_json_str(j, "id"));
   cr_expect(deviation_mentions(ev, "dev set"));
   cr_expect_eq(num(ev, "test_prompts"), 6);
   /* its own samples (top-k 50 of a random model over 400 tokens) are far
@@ -455,8 +442,8 @@ Test(tasks, commongen_end_to_end, .timeout = 600) {
   double pg = num(m, "ppl_gen");
   cr_expect(pg > 1 && pg < 400, "ppl_gen %g", pg);
   const cJSON *jl = cJSON_GetObjectItemCaseSensitive(ev, "judge_lm");
-  cr_expect_str_eq(str(jl, "path"), model);
-  cr_expect_eq(strlen(str(jl, "sha256")), 64);
+  cr_expect_str_eq(ts_json_str(jl, "path"), model);
+  cr_expect_eq(strlen(ts_json_str(jl, "sha256")), 64);
   cr_log_info("commongen zero-shot: METEOR %.4f, BLEU-4 %.4f, CIDEr-D %.4f, coverage %.4f, "
               "ppl_gen %.1f",
               num(m, "meteor"), num(m, "bleu4"), num(m, "cider_d"), num(m, "coverage"), pg);

@@ -222,6 +222,20 @@ void ts_write_text(const char *path, const char *text) {
   cr_assert_eq(fclose(fp), 0, "%s: write failed", path);
 }
 
+cJSON *ts_read_json(const char *path) {
+  char *s = ts_slurp(path);
+  cJSON *o = cJSON_Parse(s);
+  cr_assert_not_null(o, "%s is not JSON: %s", path, s);
+  free(s);
+  return o;
+}
+
+const char *ts_json_str(const cJSON *o, const char *key) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+  cr_assert(cJSON_IsString(v), "'%s' missing or not a string", key);
+  return v->valuestring;
+}
+
 char *ts_slurp(const char *path) {
   FILE *fp = fopen(path, "rb");
   cr_assert_not_null(fp, "%s missing", path);

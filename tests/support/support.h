@@ -2,6 +2,7 @@
 #ifndef DFPO_TESTS_SUPPORT_H
 #define DFPO_TESTS_SUPPORT_H
 
+#include <cJSON.h>
 #include <stddef.h>
 
 /* The result of running a command: exit status (or 128 + signal), and its
@@ -41,6 +42,12 @@ void ts_imdb_slice(const char *data, const char *src, const char *corpus, int n_
 /* The whole file as a NUL-terminated heap string (caller frees); aborts the
  * test when it cannot be read. */
 char *ts_slurp(const char *path);
+/* The file parsed as JSON (caller frees with cJSON_Delete); aborts the
+ * test when it cannot be read or parsed. */
+cJSON *ts_read_json(const char *path);
+/* The string member key of o (owned by o); aborts the test when it is
+ * missing or not a string. */
+const char *ts_json_str(const cJSON *o, const char *key);
 /* Writes text to path (created or truncated); aborts the test on failure. */
 void ts_write_text(const char *path, const char *text);
 
