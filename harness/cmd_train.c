@@ -224,6 +224,7 @@ static int train_loop(trn_run *r, int64_t iterations, int64_t eval_every, size_t
         if (!rc) {
           cJSON_AddNumberToObject(line, "reward", st.reward);
           cJSON_AddNumberToObject(line, "kl_seq", st.kl_seq);
+          cJSON_AddNumberToObject(line, "kl_sampled", st.kl_sampled);
           if (isfinite(st.kl_token))
             cJSON_AddNumberToObject(line, "kl_token", st.kl_token);
           cJSON_AddNumberToObject(line, "mean_len", st.mean_len);

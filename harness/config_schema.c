@@ -136,6 +136,9 @@ const cfg_key cfg_schema[] = {
     {"ppo.kl_mode", CFG_ENUM, "\"adaptive\"", "adaptive|fixed", NORANGE, "KL controller"},
     {"ppo.beta", CFG_NUM, "0.1", NULL, RANGE(0, 1e6), "initial (or fixed) KL coefficient"},
     {"ppo.kl_target", CFG_NUM, "0.1", NULL, RANGE(1e-12, 1e6), "adaptive controller's target"},
+    {"ppo.kl_measure", CFG_ENUM, "\"sequence\"", "sequence|token", NORANGE,
+     "the KL the adaptive controller reads: per sequence (summed log-ratio) or per generated "
+     "token (RL4LMs')"},
 
     /* NLPO */
     {"nlpo.top_p", CFG_NUM, "0.9", NULL, RANGE(0, 1), "mask model's nucleus"},

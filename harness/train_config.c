@@ -247,6 +247,9 @@ int trn_settings_read(const cfg *c, trn_settings *s, dfpo_err *err) {
   rl->beta = (float)d;
   GET(num, "ppo.kl_target", &d);
   rl->kl_target = (float)d;
+  const char *kl_measure;
+  GET(str, "ppo.kl_measure", &kl_measure);
+  rl->kl_measure = !strcmp(kl_measure, "token") ? RL_KL_TOKEN : RL_KL_SEQUENCE;
   GET(str, "dfpo.mask_at", &mask_at);
   rl->dfpo_mask_at = !strcmp(mask_at, "update") ? RL_MASK_AT_UPDATE : RL_MASK_AT_SAMPLE;
   GET(num, "dfpo.ratio_clip", &d);

@@ -157,6 +157,8 @@ typedef int (*rl_reward_fn)(void *ctx, int B, const int *prompts, const int *kst
 
 enum { RL_PPO = 0, RL_NLPO = 1, RL_DFPO = 2 };
 enum { RL_MASK_AT_SAMPLE = 0, RL_MASK_AT_UPDATE = 1 };
+/* The KL the adaptive controller reads (rl_config.kl_measure). */
+enum { RL_KL_SEQUENCE = 0, RL_KL_TOKEN = 1 };
 enum { RL_ROLLOUT_EPISODES = 0, RL_ROLLOUT_BUFFER = 1 };
 enum { RL_DFPO_ADV_NONE = 0, RL_DFPO_ADV_SCALE = 1 };
 enum { RL_DFPO_GRAD_THETA = 0, RL_DFPO_GRAD_MASKED = 1 };
@@ -175,6 +177,8 @@ typedef struct rl_config {
   float vf_coef;             /* weight of the value loss 0.5 (V - R)^2 */
   int kl_adaptive;           /* PPO: adaptive (1) or fixed (0) beta */
   float beta, kl_target;     /* PPO: initial/fixed beta; the adaptive target */
+  int kl_measure;            /* what the adaptive controller reads: RL_KL_SEQUENCE (kl_seq) or
+                                RL_KL_TOKEN (kl_sampled, RL4LMs' measure) */
   int dfpo_mask_at;          /* RL_MASK_AT_SAMPLE or RL_MASK_AT_UPDATE */
   float dfpo_ratio_clip;     /* > 0: DfPO's PPO ratio clip; 0: the plain policy gradient */
   int dfpo_adv_norm;         /* RL_DFPO_ADV_NONE or _SCALE (rl_scale_advantages) */
@@ -211,7 +215,9 @@ typedef struct rl_stats {
   double reward;   /* mean task reward of the rollouts */
   double kl_seq;   /* mean over rollouts of sum_t (log pi_old - log pi_ref) of the sampled tokens */
   double kl_token; /* mean over generated tokens of the exact KL(pi_old(.|s) || pi_ref(.|s)) */
-  double mean_len; /* mean generated tokens per rollout */
+  double kl_sampled;  /* mean over generated tokens of log pi_old - log pi_ref of the sampled
+                         token (kl_seq x rollouts / generated tokens) */
+  double mean_len;    /* mean generated tokens per rollout */
   double policy_loss; /* of the last minibatch */
   double value_loss;  /* of the last minibatch */
   double clipfrac;    /* of the last minibatch (PPO, or DfPO with a ratio clip) */

@@ -40,6 +40,7 @@ rl_config rl_config_default(void) {
   c.kl_adaptive = 1;
   c.beta = 0.1f;
   c.kl_target = 0.1f;
+  c.kl_measure = RL_KL_SEQUENCE;
   c.dfpo_mask_at = RL_MASK_AT_SAMPLE;
   c.dfpo_ratio_clip = 0.2f;
   c.dfpo_adv_norm = RL_DFPO_ADV_NONE;
@@ -597,13 +598,17 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
     goto done;
   st->time_reward = dfpo_now() - t0;
   t0 = dfpo_now();
+  double kl_all = 0, ntok = 0;
   for (int b = 0; b < E; b++) {
     st->reward += k.R[b] / E;
     double kl = 0;
     for (int i = 0; i < k.lens[b]; i++)
       kl += k.logp_old[(size_t)b * N + i] - k.logp_ref[(size_t)b * N + i];
     st->kl_seq += kl / E;
+    kl_all += kl;
+    ntok += k.lens[b];
   }
+  st->kl_sampled = ntok > 0 ? kl_all / ntok : 0;
   /* the lengths trained on; the buffer's episode at the edge is cut */
   const int *glens = k.lens;
   if (buffer) {
@@ -741,7 +746,8 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
     }
   }
   if (!dfpo && cfg->kl_adaptive)
-    t->beta = rl_kl_adaptive(t->beta, st->kl_seq, cfg->kl_target);
+    t->beta = rl_kl_adaptive(t->beta, cfg->kl_measure == RL_KL_TOKEN ? st->kl_sampled : st->kl_seq,
+                             cfg->kl_target);
   t->iterations++;
   st->time_update = dfpo_now() - t0;
 done:

@@ -483,3 +483,62 @@ Test(rl_train, dfpo_kept_sets_match_a_brute_force) {
   model_free(policy);
   model_free(ref);
 }
+
+/* ppo.kl_measure: the adaptive controller steps on kl_seq (the rollouts'
+ * mean summed log-ratio) or on kl_sampled (the same log-ratios averaged over
+ * generated tokens, RL4LMs' rollout_info/kl_div_mean). With every episode
+ * NEW tokens long, kl_sampled = kl_seq / NEW, and each iteration's beta
+ * follows beta (1 + 0.1 clip((KL - target) / target, -0.2, 0.2)) with the
+ * chosen KL, written out here. The target 0.15 sits between the two
+ * measures (iteration 0 measured kl_seq 0.85, kl_sampled 0.14), so the
+ * controller moves beta differently under each. */
+Test(rl_train, kl_measure_token_is_the_mean_per_generated_token) {
+  for (int measure = RL_KL_SEQUENCE; measure <= RL_KL_TOKEN; measure++) {
+    gpt2_config pc = tu_config(V, 1, 2, 16, 16), vc = pc;
+    vc.head = MODEL_HEAD_VALUE;
+    model_t *policy = tu_model(&pc, 1), *ref = tu_model(&pc, 1), *value = tu_model(&vc, 2);
+    dfpo_err err;
+    cr_assert_eq(model_copy_params(ref, policy, &err), 0, "%s", err.msg);
+    tu_perturb(policy, 5, 1.0f); /* the policy starts away from the reference: KL != 0 */
+    rl_config cfg = rl_config_default();
+    cfg.algo = RL_PPO;
+    cfg.kl_adaptive = 1;
+    cfg.beta = 0.1f;
+    cfg.kl_target = 0.15f;
+    cfg.kl_measure = measure;
+    cfg.lr = 3e-3f;
+    cfg.epochs = 1;
+    cfg.minibatch = 8;
+    cfg.sampling.max_new = NEW;
+    cfg.sampling.min_new = NEW;
+    cfg.sampling.eos = -1;
+    rl_trainer *t;
+    cr_assert_eq(rl_trainer_new(&t, policy, ref, value, &cfg, 7, &err), 0, "%s", err.msg);
+    int prompts[B];
+    for (int b = 0; b < B; b++)
+      prompts[b] = b % V;
+    double beta = 0.1;
+    for (int it = 0; it < 3; it++) {
+      rl_stats st;
+      int good = GOOD;
+      cr_assert_eq(rl_iterate(t, prompts, NULL, B, 1, tu_share_of, &good, &st, &err), 0, "%s",
+                   err.msg);
+      cr_assert_float_eq(st.kl_sampled, st.kl_seq / NEW, 1e-9, "kl_sampled %g, kl_seq %g",
+                         st.kl_sampled, st.kl_seq);
+      cr_assert(fabs(st.kl_seq) > 1e-3, "the policy differs from the reference: kl_seq %g",
+                st.kl_seq);
+      double kl = measure == RL_KL_TOKEN ? st.kl_sampled : st.kl_seq;
+      double e = (kl - 0.15) / 0.15;
+      e = e < -0.2 ? -0.2 : e > 0.2 ? 0.2 : e;
+      beta *= 1 + 0.1 * e;
+      rl_trainer_state s;
+      rl_trainer_get_state(t, &s);
+      cr_assert_float_eq(s.beta, beta, 1e-6, "measure %d iteration %d: beta %g, expected %g",
+                         measure, it, s.beta, beta);
+    }
+    rl_trainer_free(t);
+    model_free(policy);
+    model_free(ref);
+    model_free(value);
+  }
+}
