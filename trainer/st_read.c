@@ -268,18 +268,10 @@ static int set_add(st_set *s, char *path, dfpo_err *err) {
   return DFPO_OK;
 }
 
-static char *str_dup(const char *p) {
-  size_t n = strlen(p) + 1;
-  char *d = malloc(n);
-  if (d)
-    memcpy(d, p, n);
-  return d;
-}
-
 int st_set_open(st_set *s, const char *path, dfpo_err *err) {
   memset(s, 0, sizeof *s);
   if (!st_is_index(path)) {
-    char *p = str_dup(path);
+    char *p = strdup(path);
     if (!p)
       return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
     return set_add(s, p, err);

@@ -196,16 +196,26 @@ static void check_against_reference(fixture *f, const char *folder) {
   cJSON_Delete(o);
 }
 
+/* `dfpo export` of the fixture's checkpoint and tokenizer into f->out,
+ * which must succeed; its stderr (heap, the caller's). */
+static char *export_ok(fixture *f) {
+  ts_run r;
+  ts_dfpo(&r, "export", "--model", f->ckpt, "--tokenizer", f->tok, "--out", f->out, NULL);
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  char *err = r.err;
+  r.err = NULL;
+  ts_run_free(&r);
+  return err;
+}
+
 Test(export, folder_reads_as_transformers_would, .timeout = 300) {
   if (!have_torch())
     cr_skip_test("/usr/bin/python3 with torch and regex is missing: no reference to compare with");
   fixture f;
   setup(&f, MODEL_HEAD_NONE);
-  ts_run r;
-  ts_dfpo(&r, "export", "--model", f.ckpt, "--tokenizer", f.tok, "--out", f.out, NULL);
-  cr_assert_eq(r.status, 0, "%s", r.err);
-  ts_run_free(&r);
+  free(export_ok(&f));
   check_against_reference(&f, f.out);
+  ts_run r;
   /* sharded, as save_pretrained writes big models: the same numbers */
   char *argv[] = {"/usr/bin/python3", REF, "shard", f.out, "3", NULL};
   ts_run_cmd(&r, argv, NULL, NULL);
@@ -222,29 +232,11 @@ Test(export, a_value_head_is_left_out, .timeout = 300) {
     cr_skip_test("/usr/bin/python3 with torch and regex is missing: no reference to compare with");
   fixture f;
   setup(&f, MODEL_HEAD_VALUE);
-  ts_run r;
-  ts_dfpo(&r, "export", "--model", f.ckpt, "--tokenizer", f.tok, "--out", f.out, NULL);
-  cr_assert_eq(r.status, 0, "%s", r.err);
-  cr_expect(strstr(r.err, "value head is no part of GPT2LMHeadModel: left out"), "%s", r.err);
-  ts_run_free(&r);
+  char *err = export_ok(&f);
+  cr_expect(strstr(err, "value head is no part of GPT2LMHeadModel: left out"), "%s", err);
+  free(err);
   check_against_reference(&f, f.out); /* strict: a v_head tensor would be unexpected */
   teardown(&f);
-}
-
-/* Every parameter of a and b equal, bit for bit. */
-static void same_params(const model_t *a, const model_t *b) {
-  int n = gpt2_num_tensors(a);
-  cr_assert_eq(n, gpt2_num_tensors(b));
-  for (int i = 0; i < n; i++) {
-    const char *na, *nb;
-    int ra, ca, rb, cb;
-    float *pa, *pb;
-    gpt2_tensor_info(a, i, &na, &ra, &ca, &pa, NULL);
-    gpt2_tensor_info(b, i, &nb, &rb, &cb, &pb, NULL);
-    cr_assert_str_eq(na, nb);
-    cr_assert(ra == rb && ca == cb, "%s", na);
-    cr_expect_eq(memcmp(pa, pb, sizeof(float) * (size_t)ra * ca), 0, "%s", na);
-  }
 }
 
 /* The folder as --model: the same weights, and dfpo perplexity and generate
@@ -252,15 +244,12 @@ static void same_params(const model_t *a, const model_t *b) {
 Test(export, folder_round_trip_through_the_commands, .timeout = 300) {
   fixture f;
   setup(&f, MODEL_HEAD_NONE);
-  ts_run r;
-  ts_dfpo(&r, "export", "--model", f.ckpt, "--tokenizer", f.tok, "--out", f.out, NULL);
-  cr_assert_eq(r.status, 0, "%s", r.err);
-  ts_run_free(&r);
+  free(export_ok(&f));
   dfpo_err err;
   dfpo_err_clear(&err);
   model_t *b = NULL;
   cr_assert_eq(model_load(&b, f.out, &err), 0, "%s", err.msg);
-  same_params(f.m, b);
+  tu_same_params(f.m, b);
   model_free(b);
   /* the exported tokenizer files read back to the same tokenizer */
   tok_tokenizer *t2;

@@ -24,21 +24,6 @@ static void write_bytes(const char *path, const void *data, size_t n) {
   fclose(f);
 }
 
-static void same_params(model_t *a, model_t *b) {
-  cr_assert_eq(model_num_params(a), model_num_params(b));
-  int nt = gpt2_num_tensors(a);
-  for (int t = 0; t < nt; t++) {
-    const char *na, *nb;
-    int r, c, r2, c2;
-    float *pa, *pb;
-    gpt2_tensor_info(a, t, &na, &r, &c, &pa, NULL);
-    gpt2_tensor_info(b, t, &nb, &r2, &c2, &pb, NULL);
-    cr_expect_str_eq(na, nb);
-    cr_assert(r == r2 && c == c2);
-    cr_expect_eq(memcmp(pa, pb, sizeof(float) * r * c), 0, "tensor %s differs", na);
-  }
-}
-
 /* Loads path expecting failure; the message must contain each of the
  * NULL-terminated strings. */
 static void expect_bad(const char *path, const char *must1, const char *must2) {
@@ -69,7 +54,7 @@ Test(gpt2_ckpt, native_round_trip) {
   cr_assert_eq(model_save(a, path, 0, &err), 0, "%s", err.msg);
   cr_assert_eq(model_load(&b, path, &err), 0, "%s", err.msg);
   cr_expect_eq(memcmp(gpt2_get_config(a), gpt2_get_config(b), sizeof cfg), 0);
-  same_params(a, b);
+  tu_same_params(a, b);
   model_free(a);
   model_free(b);
   ts_rmtree(dir);
@@ -89,7 +74,7 @@ Test(gpt2_ckpt, safetensors_round_trip_and_config_json) {
   cr_assert_eq(model_export_safetensors(a, path, 1, &err), 0, "%s", err.msg);
   cr_assert_eq(model_load(&b, path, &err), 0, "%s", err.msg);
   cr_expect_eq(memcmp(gpt2_get_config(a), gpt2_get_config(b), sizeof cfg), 0);
-  same_params(a, b);
+  tu_same_params(a, b);
   model_free(b);
   b = NULL;
 
@@ -138,7 +123,7 @@ Test(gpt2_ckpt, safetensors_round_trip_and_config_json) {
   snprintf(hf, sizeof hf, "%s/hf.safetensors", dir);
   write_bytes(hf, nd, 8 + jl + (len - 8 - hl));
   cr_assert_eq(model_load(&b, hf, &err), 0, "%s", err.msg);
-  same_params(a, b);
+  tu_same_params(a, b);
   model_free(b);
   b = NULL;
   /* without config.json, n_head cannot be known */
@@ -390,7 +375,7 @@ Test(gpt2_ckpt, copy_params_for_reference_models) {
   dfpo_err err;
   dfpo_err_clear(&err);
   cr_assert_eq(model_copy_params(b, a, &err), 0, "%s", err.msg);
-  same_params(a, b);
+  tu_same_params(a, b);
   cr_expect_eq(model_copy_params(c, a, &err), DFPO_EUSAGE);
   model_free(a);
   model_free(b);
@@ -472,7 +457,7 @@ Test(gpt2_ckpt, shard_index_folder_and_config_ids) {
   cJSON_Delete(cj);
   /* the folder itself */
   cr_assert_eq(model_load(&b, dir, &err), 0, "%s", err.msg);
-  same_params(a, b);
+  tu_same_params(a, b);
   model_free(b);
   b = NULL;
   /* one shard: every tensor in shard.safetensors */
@@ -501,7 +486,7 @@ Test(gpt2_ckpt, shard_index_folder_and_config_ids) {
   dfpo_buf_adds(&map, "}}", &err);
   put(dir, "model.safetensors.index.json", map.data);
   cr_assert_eq(model_load(&b, idx, &err), 0, "%s", err.msg);
-  same_params(a, b);
+  tu_same_params(a, b);
   model_free(b);
   b = NULL;
   /* the folder finds the index when model.safetensors is absent */
