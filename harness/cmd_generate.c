@@ -321,8 +321,10 @@ int cmd_generate(int argc, char **argv) {
         s.top_p = (float)v;
       break;
     case 'e':
-      if (!(rc = cli_number("generate", optarg, -1, 1 << 24, "--eos", &v)))
-        s.eos = (int)v, eos_given = 1;
+      if (!(rc = cli_number("generate", optarg, -1, 1 << 24, "--eos", &v))) {
+        s.eos = (int)v;
+        eos_given = 1;
+      }
       break;
     case 'b':
       rc = cli_number("generate", optarg, 1, 4096, "--batch", &batch);
