@@ -1,5 +1,6 @@
 #include "harness/cli.h"
 #include "trainer/device.h"
+#include "trainer/model.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -18,6 +19,8 @@ const cli_cmd cli_commands[] = {
     {"train", "fine-tune one (task, algorithm, seed) cell and write its run folder", cmd_train},
     {"generate", "sample continuations of token-id prompts from a GPT-2 model", cmd_generate},
     {"perplexity", "score token-id documents under a GPT-2 model", cmd_perplexity},
+    {"export", "write a policy as a Hugging Face GPT-2 folder (weights, config, tokenizer)",
+     cmd_export},
     {"pretrain", "train a GPT-2 from scratch on token ids, with validation and resume",
      cmd_pretrain},
     {"bench", "time the GPT-2 engine: a training step or KV-cache generation", cmd_bench},
@@ -111,4 +114,12 @@ void cli_use_threads(int64_t n) {
   snprintf(buf, sizeof buf, "%lld", (long long)n);
   setenv("OMP_NUM_THREADS", buf, 1); /* for the child processes */
   omp_set_num_threads((int)n);
+}
+
+const char *cli_model_tokenizer(const char *model, const char *tokenizer) {
+  if (tokenizer && tokenizer[0])
+    return tokenizer;
+  if (model && model[0] && model_path_is_folder(model) && tok_folder_has_files(model))
+    return model;
+  return NULL;
 }

@@ -35,6 +35,7 @@ int cmd_judge(int argc, char **argv);
 int cmd_reproduce(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_check(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 /* What `dfpo judge train NAME --dir DIR --limit LIMIT` does with the default
  * options (harness/cmd_judge.c): trains judge NAME (sentiment, toxicity) on
@@ -68,6 +69,11 @@ int cli_device(const char *cmd, const char *arg);
  * the driver's reason when cuda is not usable. For commands that report
  * their errors themselves (a config's `device` key). */
 int cli_use_device(const char *arg, dfpo_err *err);
+/* The tokenizer folder of a command given model (--model, model.path) and
+ * tokenizer (--tokenizer, tokenizer.path; NULL or "" when not given): the
+ * tokenizer when given, else the model itself when it is a Hugging Face
+ * folder holding tokenizer files, else NULL. */
+const char *cli_model_tokenizer(const char *model, const char *tokenizer);
 /* Applies a config's `threads` key: n > 0 makes it the OpenMP thread count
  * of the CPU backend in this process and (through OMP_NUM_THREADS) in the
  * processes it starts; 0 keeps the default (OMP_NUM_THREADS when set, else

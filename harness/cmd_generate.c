@@ -14,8 +14,11 @@ static const char generate_usage[] =
     "                     [sampling options]\n"
     "       dfpo generate --model PATH --tokens FILE [--tokenizer DIR] [sampling options]\n"
     "\n"
-    "Samples continuations from a GPT-2 model (a native checkpoint or a Hugging\n"
-    "Face model.safetensors). Prompts are text encoded with the tokenizer:\n"
+    "Samples continuations from a GPT-2 model (a native checkpoint, a Hugging\n"
+    "Face model.safetensors, or a Hugging Face folder: config.json +\n"
+    "model.safetensors or a sharded model.safetensors.index.json, whose\n"
+    "tokenizer files serve when --tokenizer is not given). Prompts are text\n"
+    "encoded with the tokenizer:\n"
     "--prompt TEXT is one prompt, --input FILE holds one prompt per line ('-' for\n"
     "stdin; the line's end is not part of it; an empty prompt starts from\n"
     "<|endoftext|>). With --tokens FILE the prompts are token ids instead, one\n"
@@ -31,9 +34,10 @@ static const char generate_usage[] =
     "from.\n"
     "\n"
     "Options:\n"
-    "  --model PATH         the model\n"
+    "  --model PATH         the model: a file or a Hugging Face folder\n"
     "  --tokenizer DIR      GPT-2 BPE files (encoder.json + vocab.bpe, or Hugging\n"
-    "                       Face's); its ids must lie below the model's vocabulary\n"
+    "                       Face's); its ids must lie below the model's vocabulary.\n"
+    "                       Default: the model's folder when it has them\n"
     "  --prompt TEXT        one text prompt\n"
     "  --input FILE         text prompts, one per line\n"
     "  --tokens FILE        prompts as token ids\n"
@@ -42,7 +46,10 @@ static const char generate_usage[] =
     "  --temperature X      0 for greedy (default 1)\n"
     "  --top-k K            0 for off (default 0)\n"
     "  --top-p P            1 for off (default 1)\n"
-    "  --eos ID             end-of-text id, -1 for none (default 50256)\n"
+    "  --eos ID             the id that ends a continuation, -1 for none. Default:\n"
+    "                       the tokenizer's <|endoftext|> (none when it has\n"
+    "                       none); without a tokenizer, GPT-2's 50256 when the\n"
+    "                       model's vocabulary holds it, else none\n"
     "  --batch N            prompts per batch (default 16)\n"
     "  --seed N             sampling seed (default 0)\n"
     "  --device D           cpu (default), cuda, or auto: CUDA when a device is\n"
@@ -274,7 +281,7 @@ int cmd_generate(int argc, char **argv) {
              *device = "cpu";
   smp_settings s = smp_settings_default();
   double v, batch = 16, seed = 0;
-  int c, rc = DFPO_OK;
+  int c, rc = DFPO_OK, eos_given = 0;
   cli_reset_getopt();
   while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
     switch (c) {
@@ -314,8 +321,10 @@ int cmd_generate(int argc, char **argv) {
         s.top_p = (float)v;
       break;
     case 'e':
-      if (!(rc = cli_number("generate", optarg, -1, 1 << 24, "--eos", &v)))
+      if (!(rc = cli_number("generate", optarg, -1, 1 << 24, "--eos", &v))) {
         s.eos = (int)v;
+        eos_given = 1;
+      }
       break;
     case 'b':
       rc = cli_number("generate", optarg, 1, 4096, "--batch", &batch);
@@ -341,8 +350,10 @@ int cmd_generate(int argc, char **argv) {
     return cli_usage_error("generate", "--model is required");
   if ((tokens != NULL) + (prompt != NULL) + (input != NULL) != 1)
     return cli_usage_error("generate", "give exactly one of --prompt, --input and --tokens");
+  tokdir = cli_model_tokenizer(model, tokdir);
   if (!tokens && !tokdir)
-    return cli_usage_error("generate", "--prompt and --input need --tokenizer");
+    return cli_usage_error("generate", "--prompt and --input need --tokenizer (or a model folder "
+                                       "with tokenizer files)");
   if ((rc = cli_device("generate", device)))
     return rc;
   dfpo_err err;
@@ -351,8 +362,6 @@ int cmd_generate(int argc, char **argv) {
   if ((rc = model_load(&m, model, &err)))
     return cli_fail(&err);
   const model_config *cfg = model_get_config(m);
-  if (s.eos >= cfg->vocab_size)
-    s.eos = -1;
   tok_tokenizer *tok = NULL;
   if (tokdir && !(rc = tok_load(&tok, tokdir, &err)) &&
       tok_vocab_size(tok) > (size_t)cfg->vocab_size)
@@ -360,6 +369,16 @@ int cmd_generate(int argc, char **argv) {
                       "the tokenizer %s has %zu ids but the model %s only %d: they do not belong "
                       "together",
                       tokdir, tok_vocab_size(tok), model, cfg->vocab_size);
+  /* end-of-text: --eos, else the tokenizer's, else GPT-2's where it fits */
+  if (!eos_given && tok)
+    s.eos = tok_eot_id(tok);
+  if (s.eos >= cfg->vocab_size) {
+    if (eos_given)
+      rc = rc ? rc
+              : dfpo_err_set(&err, DFPO_EUSAGE, "--eos %d: the model's vocabulary has %d ids",
+                             s.eos, cfg->vocab_size);
+    s.eos = -1;
+  }
   prompts ps = {0};
   if (!rc && prompt)
     rc = add_text_prompt(&ps, tok, prompt, strlen(prompt), "--prompt", &err);

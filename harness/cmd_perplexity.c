@@ -11,10 +11,12 @@
 
 static const char perplexity_usage[] =
     "Usage: dfpo perplexity --model PATH --tokenizer DIR --input FILE [--no-bos] [--json]\n"
-    "       dfpo perplexity --model PATH --tokens FILE [--no-bos] [--json]\n"
+    "       dfpo perplexity --model PATH --tokens FILE [--tokenizer DIR] [--no-bos] [--json]\n"
     "\n"
-    "Scores documents under a GPT-2 model (a native checkpoint or a Hugging Face\n"
-    "model.safetensors). With --input, FILE holds one text document per line\n"
+    "Scores documents under a GPT-2 model (a native checkpoint, a Hugging Face\n"
+    "model.safetensors, or a Hugging Face folder: config.json + model.safetensors\n"
+    "or a sharded model.safetensors.index.json, whose tokenizer files serve when\n"
+    "--tokenizer is not given). With --input, FILE holds one text document per line\n"
     "('-' for stdin; the line's end is not part of it), encoded with the\n"
     "tokenizer (\"<|endoftext|>\" in the text is ordinary text). With --tokens,\n"
     "FILE holds one document per line as whitespace-separated token ids. Empty\n"
@@ -28,9 +30,10 @@ static const char perplexity_usage[] =
     "ppl = exp(nll_per_token); the JSON also has bos.\n"
     "\n"
     "Options:\n"
-    "  --model PATH     the model\n"
+    "  --model PATH     the model: a file or a Hugging Face folder\n"
     "  --tokenizer DIR  GPT-2 BPE files (encoder.json + vocab.bpe, or Hugging\n"
-    "                   Face's); its ids must lie below the model's vocabulary\n"
+    "                   Face's); its ids must lie below the model's vocabulary.\n"
+    "                   Default: the model's folder when it has them\n"
     "  --input FILE     text, one document per line\n"
     "  --tokens FILE    token ids, one document per line\n"
     "  --no-bos         do not prepend <|endoftext|>\n"
@@ -135,8 +138,10 @@ int cmd_perplexity(int argc, char **argv) {
     return cli_usage_error("perplexity", "unexpected argument '%s'", argv[optind]);
   if (!model || (tokens != NULL) == (input != NULL))
     return cli_usage_error("perplexity", "--model and one of --input and --tokens are required");
+  tokdir = cli_model_tokenizer(model, tokdir);
   if (input && !tokdir)
-    return cli_usage_error("perplexity", "--input needs --tokenizer");
+    return cli_usage_error("perplexity",
+                           "--input needs --tokenizer (or a model folder with tokenizer files)");
   int rc = cli_device("perplexity", device);
   if (rc)
     return rc;
@@ -148,7 +153,7 @@ int cmd_perplexity(int argc, char **argv) {
     return cli_fail(&err);
   int vocab = model_get_config(m)->vocab_size;
   tok_tokenizer *tok = NULL;
-  if (input) {
+  if (tokdir) { /* with --tokens too: its <|endoftext|> starts the documents */
     if (!(rc = tok_load(&tok, tokdir, &err)) && tok_vocab_size(tok) > (size_t)vocab)
       rc = dfpo_err_set(&err, DFPO_EUSAGE,
                         "the tokenizer %s has %zu ids but the model %s only %d: they do not "
@@ -159,7 +164,8 @@ int cmd_perplexity(int argc, char **argv) {
       model_free(m);
       return cli_fail(&err);
     }
-    tokens = input; /* the file named in messages */
+    if (input)
+      tokens = input; /* the file named in messages */
   }
   /* the document start: GPT-2's <|endoftext|>, or the tokenizer's */
   int bos = tok ? (int)tok_eot_id(tok) : 50256;
@@ -190,7 +196,7 @@ int cmd_perplexity(int argc, char **argv) {
   while ((got = getline(&line, &lcap, fp)) != -1) {
     lineno++;
     long n;
-    if (tok)
+    if (input)
       n = encode_line(tok, line, (size_t)got, tokens, lineno, &v, &ids, &cap, &err);
     else
       n = parse_ids(line, tokens, lineno, vocab, &ids, &cap, &err);

@@ -87,13 +87,15 @@ static void run_free(trn_run *r) {
 static int setup(trn_run *r, dfpo_err *err) {
   const trn_settings *s = &r->set;
   int rc;
-  if (!s->model[0] || !s->tokenizer[0])
+  /* a Hugging Face folder as the model brings its own tokenizer */
+  const char *tokdir = cli_model_tokenizer(s->model, s->tokenizer);
+  if (!s->model[0] || !tokdir)
     return dfpo_err_set(err, DFPO_EUSAGE,
                         "train: needs a base model (--model) and a tokenizer "
-                        "(--tokenizer)");
+                        "(--tokenizer, or a model folder with tokenizer files)");
   if ((rc = task_open(s->task_name, &r->conf, &r->tk, err)))
     return rc;
-  if ((rc = tok_load(&r->tok, s->tokenizer, err)) || (rc = model_load(&r->policy, s->model, err)) ||
+  if ((rc = tok_load(&r->tok, tokdir, err)) || (rc = model_load(&r->policy, s->model, err)) ||
       (rc = model_load(&r->ref, s->model, err)))
     return rc;
   if ((size_t)model_get_config(r->policy)->vocab_size < tok_vocab_size(r->tok))
@@ -101,7 +103,7 @@ static int setup(trn_run *r, dfpo_err *err) {
                         "%s: the model's vocabulary (%d) is smaller than the "
                         "tokenizer's (%zu in %s)",
                         s->model, model_get_config(r->policy)->vocab_size, tok_vocab_size(r->tok),
-                        s->tokenizer);
+                        tokdir);
   r->eos = tok_eot_id(r->tok);
   r->pad = r->eos >= 0 ? r->eos : 0;
   r->sampling = s->sampling;

@@ -83,7 +83,8 @@ const cfg_key cfg_schema[] = {
      "model.init import: a task's own base, \"TASK=SOURCE\" (SOURCE: an asset folder of the "
      "manifest, e.g. gpt2-imdb, or a path with '/' to a Hugging Face GPT-2 folder)"},
     {"tokenizer.path", CFG_STR, "\"\"", NULL, NORANGE,
-     "tokenizer folder (encoder.json + vocab.bpe, or Hugging Face files)"},
+     "tokenizer folder (encoder.json + vocab.bpe, or Hugging Face files); empty: model.path's when "
+     "it is a Hugging Face folder holding tokenizer files"},
     {"model.n_layer", CFG_INT, "2", NULL, RANGE(1, 1024), "transformer blocks"},
     {"model.n_head", CFG_INT, "2", NULL, RANGE(1, 1024), "attention heads"},
     {"model.n_embd", CFG_INT, "64", NULL, RANGE(1, 1 << 16), "embedding width"},

@@ -763,9 +763,9 @@ static int vt_save(model_t *m, const char *path, int with_optimizer, dfpo_err *e
   (void)m, (void)path, (void)with_optimizer;
   return usage(err, "native checkpoint (load its Hugging Face folder instead)");
 }
-static int vt_export_safetensors(const model_t *m, const char *path, int write_config,
+static int vt_export_safetensors(const model_t *m, const char *path, const model_export_opts *o,
                                  dfpo_err *err) {
-  (void)m, (void)path, (void)write_config;
+  (void)m, (void)path, (void)o;
   return usage(err, "safetensors export yet");
 }
 

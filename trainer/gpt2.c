@@ -873,9 +873,9 @@ static const float *vt_decode_step(model_t *m, const int *next, dfpo_err *err) {
 static int vt_save(model_t *m, const char *path, int with_optimizer, dfpo_err *err) {
   return gpt2_save(gpt2_of(m), path, with_optimizer, err);
 }
-static int vt_export_safetensors(const model_t *m, const char *path, int write_config,
+static int vt_export_safetensors(const model_t *m, const char *path, const model_export_opts *o,
                                  dfpo_err *err) {
-  return gpt2_export_safetensors(gpt2_of_const(m), path, write_config, err);
+  return gpt2_export_safetensors(gpt2_of_const(m), path, o, err);
 }
 
 const model_vtable gpt2_vtable = {

@@ -197,13 +197,13 @@ static int config_from_json(const cJSON *o, gpt2_config *c) {
 int gpt2_import_safetensors(model_t **out, const char *path, const gpt2_config *given,
                             dfpo_err *err) {
   *out = NULL;
-  st_file f;
-  int rc = st_open(&f, path, err);
+  st_set set;
+  int rc = st_set_open(&set, path, err);
   if (rc)
     return rc;
   gpt2_model *m = NULL;
   float *buf = NULL;
-  const cJSON *meta = f.meta;
+  const cJSON *meta = set.files[0].meta;
 
   /* the config: given, else metadata, else config.json beside, else shapes */
   gpt2_config cfg;
@@ -212,24 +212,25 @@ int gpt2_import_safetensors(model_t **out, const char *path, const gpt2_config *
   if (given) {
     cfg = *given;
   } else {
-    for (int i = 0; i < f.n; i++) {
-      const st_entry *e = &f.ents[i];
-      const char *nm = strip_prefix(e->name);
-      int l;
-      if (strcmp(nm, "wte.weight") == 0 && e->ndim == 2) {
-        cfg.vocab_size = (int)e->shape[0];
-        cfg.n_embd = (int)e->shape[1];
-      } else if (strcmp(nm, "wpe.weight") == 0 && e->ndim == 2) {
-        cfg.n_ctx = (int)e->shape[0];
-      } else if (sscanf(nm, "h.%d.", &l) == 1 && l + 1 > cfg.n_layer && l < 100000) {
-        cfg.n_layer = l + 1;
-      } else if (strcmp(nm, "v_head.summary.weight") == 0) {
-        cfg.head = MODEL_HEAD_VALUE;
-      } else if (strcmp(nm, "score.weight") == 0 && e->ndim == 2) {
-        cfg.head = MODEL_HEAD_CLASS;
-        cfg.n_classes = (int)e->shape[0];
+    for (int j = 0; j < set.n; j++)
+      for (int i = 0; i < set.files[j].n; i++) {
+        const st_entry *e = &set.files[j].ents[i];
+        const char *nm = strip_prefix(e->name);
+        int l;
+        if (strcmp(nm, "wte.weight") == 0 && e->ndim == 2) {
+          cfg.vocab_size = (int)e->shape[0];
+          cfg.n_embd = (int)e->shape[1];
+        } else if (strcmp(nm, "wpe.weight") == 0 && e->ndim == 2) {
+          cfg.n_ctx = (int)e->shape[0];
+        } else if (sscanf(nm, "h.%d.", &l) == 1 && l + 1 > cfg.n_layer && l < 100000) {
+          cfg.n_layer = l + 1;
+        } else if (strcmp(nm, "v_head.summary.weight") == 0) {
+          cfg.head = MODEL_HEAD_VALUE;
+        } else if (strcmp(nm, "score.weight") == 0 && e->ndim == 2) {
+          cfg.head = MODEL_HEAD_CLASS;
+          cfg.n_classes = (int)e->shape[0];
+        }
       }
-    }
     cfg_from = "the tensor shapes";
     if (meta && config_from_json(meta, &cfg) > 0) {
       cfg_from = "the header's __metadata__";
@@ -283,9 +284,13 @@ int gpt2_import_safetensors(model_t **out, const char *path, const gpt2_config *
   for (int k = 0; k < m->ntensors; k++) {
     const gpt2_tensor *t = &m->tensors[k];
     const st_entry *e = NULL;
-    for (int i = 0; i < f.n && !e; i++)
-      if (strcmp(strip_prefix(f.ents[i].name), t->name) == 0)
-        e = &f.ents[i];
+    st_file *f = NULL;
+    for (int j = 0; j < set.n && !e; j++)
+      for (int i = 0; i < set.files[j].n && !e; i++)
+        if (strcmp(strip_prefix(set.files[j].ents[i].name), t->name) == 0) {
+          e = &set.files[j].ents[i];
+          f = &set.files[j];
+        }
     if (!e) {
       rc = dfpo_err_set(err, DFPO_EDATA, "%s: tensor '%s' missing (config from %s)", path, t->name,
                         cfg_from);
@@ -301,8 +306,8 @@ int gpt2_import_safetensors(model_t **out, const char *path, const gpt2_config *
       want[0] = t->cols;
       want[1] = t->rows;
     }
-    if ((rc = st_check_shape(&f, e, t->name, wd, want, cfg_from, err)) ||
-        (rc = st_read_f32(&f, e, t->name, buf + maxn, err)))
+    if ((rc = st_check_shape(f, e, t->name, wd, want, cfg_from, err)) ||
+        (rc = st_read_f32(f, e, t->name, buf + maxn, err)))
       goto done;
     float *dst = buf + maxn;
     if (t->conv1d) { /* [in=cols, out=rows] -> [rows, cols] */
@@ -313,30 +318,79 @@ int gpt2_import_safetensors(model_t **out, const char *path, const gpt2_config *
     }
     m->base.ops->upload(m->params + t->off, dst, (size_t)t->rows * t->cols * sizeof(float));
   }
-  for (int i = 0; i < f.n; i++) {
-    const char *nm = strip_prefix(f.ents[i].name);
-    int known = 0;
-    for (int k = 0; k < m->ntensors && !known; k++)
-      known = strcmp(m->tensors[k].name, nm) == 0;
-    size_t L = strlen(nm);
-    if (!known && strcmp(nm, "lm_head.weight") != 0 &&
-        !(L > 10 && strcmp(nm + L - 10, ".attn.bias") == 0) &&
-        !(L > 17 && strcmp(nm + L - 17, ".attn.masked_bias") == 0))
-      dfpo_warn("%s: tensor '%s' is not part of the model; ignored", path, f.ents[i].name);
-  }
+  for (int j = 0; j < set.n; j++)
+    for (int i = 0; i < set.files[j].n; i++) {
+      const char *nm = strip_prefix(set.files[j].ents[i].name);
+      int known = 0;
+      for (int k = 0; k < m->ntensors && !known; k++)
+        known = strcmp(m->tensors[k].name, nm) == 0;
+      size_t L = strlen(nm);
+      if (!known && strcmp(nm, "lm_head.weight") != 0 &&
+          !(L > 10 && strcmp(nm + L - 10, ".attn.bias") == 0) &&
+          !(L > 17 && strcmp(nm + L - 17, ".attn.masked_bias") == 0))
+        dfpo_warn("%s: tensor '%s' is not part of the model; ignored", set.paths[j],
+                  set.files[j].ents[i].name);
+    }
   *out = &m->base;
   m = NULL;
 done:
   gpt2_destroy(m);
   free(buf);
-  st_close(&f);
+  st_set_close(&set);
   return rc;
 }
 
-int gpt2_export_safetensors(const gpt2_model *m, const char *path, int write_config,
+/* Whether tensor t is the extra head's (not part of transformers'
+ * GPT2LMHeadModel). */
+static int is_head_tensor(const gpt2_tensor *t) {
+  return strncmp(t->name, "v_head.", 7) == 0 || strncmp(t->name, "score.", 6) == 0;
+}
+
+/* config.json for transformers' GPT2Config: the model's own sizes, and the
+ * end-of-text id of its tokenizer (null when unknown: an absent key would
+ * read as GPT-2's 50256). dfpo trains without dropout, so the dropout
+ * rates are 0. */
+static char *hf_config_json(const gpt2_model *m, int eot_id) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON *arch = cJSON_AddArrayToObject(o, "architectures");
+  cJSON_AddItemToArray(arch, cJSON_CreateString("GPT2LMHeadModel"));
+  cJSON_AddStringToObject(o, "model_type", "gpt2");
+  cJSON_AddNumberToObject(o, "vocab_size", m->cfg.vocab_size);
+  cJSON_AddNumberToObject(o, "n_positions", m->cfg.n_ctx);
+  cJSON_AddNumberToObject(o, "n_ctx", m->cfg.n_ctx);
+  cJSON_AddNumberToObject(o, "n_embd", m->cfg.n_embd);
+  cJSON_AddNumberToObject(o, "n_layer", m->cfg.n_layer);
+  cJSON_AddNumberToObject(o, "n_head", m->cfg.n_head);
+  cJSON_AddNullToObject(o, "n_inner");
+  cJSON_AddStringToObject(o, "activation_function", "gelu_new");
+  cJSON_AddNumberToObject(o, "layer_norm_epsilon", 1e-5);
+  cJSON_AddNumberToObject(o, "resid_pdrop", 0);
+  cJSON_AddNumberToObject(o, "embd_pdrop", 0);
+  cJSON_AddNumberToObject(o, "attn_pdrop", 0);
+  cJSON_AddNumberToObject(o, "initializer_range", 0.02);
+  cJSON_AddBoolToObject(o, "scale_attn_weights", 1);
+  cJSON_AddBoolToObject(o, "scale_attn_by_inverse_layer_idx", 0);
+  cJSON_AddBoolToObject(o, "reorder_and_upcast_attn", 0);
+  cJSON_AddBoolToObject(o, "tie_word_embeddings", 1);
+  cJSON_AddBoolToObject(o, "use_cache", 1);
+  if (eot_id >= 0) {
+    cJSON_AddNumberToObject(o, "bos_token_id", eot_id);
+    cJSON_AddNumberToObject(o, "eos_token_id", eot_id);
+  } else {
+    cJSON_AddNullToObject(o, "bos_token_id");
+    cJSON_AddNullToObject(o, "eos_token_id");
+  }
+  cJSON_AddStringToObject(o, "torch_dtype", "float32");
+  char *text = cJSON_Print(o);
+  cJSON_Delete(o);
+  return text;
+}
+
+int gpt2_export_safetensors(const gpt2_model *m, const char *path, const model_export_opts *o,
                             dfpo_err *err) {
   cJSON *root = cJSON_CreateObject(), *meta = cJSON_CreateObject();
-  char num[32];
+  char num[32], name[160];
+  const char *prefix = o->lm_only ? "transformer." : "";
   cJSON_AddStringToObject(meta, "format", "pt");
 #define META(k, v)                                                                                 \
   snprintf(num, sizeof num, "%d", v);                                                              \
@@ -346,13 +400,15 @@ int gpt2_export_safetensors(const gpt2_model *m, const char *path, int write_con
   META("n_embd", m->cfg.n_embd);
   META("vocab_size", m->cfg.vocab_size);
   META("n_ctx", m->cfg.n_ctx);
-  META("head", m->cfg.head);
-  META("n_classes", m->cfg.n_classes);
+  META("head", o->lm_only ? MODEL_HEAD_NONE : m->cfg.head);
+  META("n_classes", o->lm_only ? 0 : m->cfg.n_classes);
 #undef META
   cJSON_AddItemToObject(root, "__metadata__", meta);
   uint64_t off = 0;
   for (int k = 0; k < m->ntensors; k++) {
     const gpt2_tensor *t = &m->tensors[k];
+    if (o->lm_only && is_head_tensor(t))
+      continue;
     cJSON *e = cJSON_CreateObject();
     cJSON_AddStringToObject(e, "dtype", "F32");
     cJSON *sh = cJSON_CreateArray();
@@ -371,7 +427,8 @@ int gpt2_export_safetensors(const gpt2_model *m, const char *path, int write_con
     cJSON_AddItemToArray(of, cJSON_CreateNumber((double)off));
     cJSON_AddItemToArray(of, cJSON_CreateNumber((double)(off + bytes)));
     cJSON_AddItemToObject(e, "data_offsets", of);
-    cJSON_AddItemToObject(root, t->name, e);
+    snprintf(name, sizeof name, "%s%s", prefix, t->name);
+    cJSON_AddItemToObject(root, name, e);
     off += bytes;
   }
   char *json = cJSON_PrintUnformatted(root);
@@ -400,6 +457,8 @@ int gpt2_export_safetensors(const gpt2_model *m, const char *path, int write_con
     bad = fputc(' ', a.fp) == EOF;
   for (int k = 0; k < m->ntensors && !bad; k++) {
     const gpt2_tensor *t = &m->tensors[k];
+    if (o->lm_only && is_head_tensor(t))
+      continue;
     size_t nel = (size_t)t->rows * t->cols;
     float *src = buf + maxn;
     m->base.ops->download(src, m->params + t->off, nel * sizeof(float));
@@ -420,25 +479,20 @@ int gpt2_export_safetensors(const gpt2_model *m, const char *path, int write_con
   }
   if ((rc = dfpo_atomic_commit(&a, err)))
     return rc;
-  if (write_config) {
+  if (o->write_config) {
     char cpath[4096];
     const char *slash = strrchr(path, '/');
     int dl = slash ? (int)(slash - path) : 0;
     if ((rc = dfpo_path_fmt(cpath, sizeof cpath, err, "%.*s%sconfig.json", dl, path,
                             slash ? "/" : "")))
       return rc;
-    char text[1024];
-    int len =
-        snprintf(text, sizeof text,
-                 "{\n  \"architectures\": [\"GPT2LMHeadModel\"],\n  \"model_type\": "
-                 "\"gpt2\",\n  \"activation_function\": \"gelu_new\",\n  \"n_layer\": %d,\n  "
-                 "\"n_head\": %d,\n  \"n_embd\": %d,\n  \"vocab_size\": %d,\n  "
-                 "\"n_positions\": %d,\n  \"n_ctx\": %d,\n  \"layer_norm_epsilon\": 1e-05,\n  "
-                 "\"tie_word_embeddings\": true,\n  \"bos_token_id\": 50256,\n  "
-                 "\"eos_token_id\": 50256\n}\n",
-                 m->cfg.n_layer, m->cfg.n_head, m->cfg.n_embd, m->cfg.vocab_size, m->cfg.n_ctx,
-                 m->cfg.n_ctx);
-    rc = dfpo_atomic_write_file(cpath, text, (size_t)len, err);
+    char *text = hf_config_json(m, o->eot_id);
+    if (!text)
+      return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+    size_t len = strlen(text);
+    text[len] = '\n'; /* cJSON's buffer has room: it holds the NUL there */
+    rc = dfpo_atomic_write_file(cpath, text, len + 1, err);
+    free(text);
   }
   return rc;
 }

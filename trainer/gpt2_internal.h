@@ -112,7 +112,8 @@ const float *gpt2_decode_step(gpt2_model *m, const int *next, dfpo_err *err);
 int gpt2_save(gpt2_model *m, const char *path, int with_optimizer, dfpo_err *err);
 /* Reads a native checkpoint from fp (at its start); path is for messages. */
 int gpt2_load_native(model_t **out, const char *path, FILE *fp, dfpo_err *err);
-int gpt2_export_safetensors(const gpt2_model *m, const char *path, int write_config, dfpo_err *err);
+int gpt2_export_safetensors(const gpt2_model *m, const char *path, const model_export_opts *o,
+                            dfpo_err *err);
 
 /* Parameter pointers of layer l, tensor k (GP_*). */
 static inline float *gpt2_lp(const gpt2_model *m, float *base, int l, int k) {

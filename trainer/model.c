@@ -5,12 +5,14 @@
 #include "trainer/gpt2.h"
 #include "trainer/gpt2_internal.h"
 #include "trainer/model_internal.h"
+#include "trainer/st_internal.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 void model_free(model_t *m) {
   if (m)
@@ -142,7 +144,32 @@ int model_save(model_t *m, const char *path, int with_optimizer, dfpo_err *err) 
   return m->vt->save(m, path, with_optimizer, err);
 }
 int model_export_safetensors(const model_t *m, const char *path, int write_config, dfpo_err *err) {
-  return m->vt->export_safetensors(m, path, write_config, err);
+  model_export_opts o = {write_config, -1, 0};
+  return m->vt->export_safetensors(m, path, &o, err);
+}
+
+int model_export_hf(const model_t *m, const tok_tokenizer *tok, const char *dir, dfpo_err *err) {
+  if (tok_eot_id(tok) < 0)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "export: the tokenizer has no <|endoftext|>, which a Hugging Face GPT-2 "
+                        "folder names as its bos and eos token");
+  if (tok_vocab_size(tok) > (size_t)m->cfg.vocab_size)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "export: the tokenizer has %zu ids but the model only %d: they do not "
+                        "belong together",
+                        tok_vocab_size(tok), m->cfg.vocab_size);
+  if (m->cfg.head != MODEL_HEAD_NONE)
+    dfpo_warn("export: the model's %s head is no part of GPT2LMHeadModel: left out (the folder "
+              "holds the language model only)",
+              m->cfg.head == MODEL_HEAD_VALUE ? "value" : "classification");
+  char path[4200];
+  model_export_opts o = {1, (int)tok_eot_id(tok), 1};
+  int rc = dfpo_path_fmt(path, sizeof path, err, "%s/model.safetensors", dir);
+  if (!rc)
+    rc = m->vt->export_safetensors(m, path, &o, err);
+  if (!rc)
+    rc = tok_save_hf(tok, dir, m->cfg.n_ctx, err);
+  return rc;
 }
 
 /* The architectures a file can hold: a native checkpoint names its
@@ -172,6 +199,11 @@ int model_import_safetensors(model_t **out, const char *path, dfpo_err *err) {
     cJSON_Delete(j);
     free(text);
   }
+  if (bert_handles(type) && st_is_index(path))
+    return dfpo_err_set(err, DFPO_EDATA,
+                        "%s: sharded weights are read for GPT-2 only; a %s model needs one "
+                        "model.safetensors",
+                        path, type);
   if (bert_handles(type))
     return bert_import_safetensors(out, path, err);
   if (type[0] && strcmp(type, "gpt2") != 0)
@@ -182,8 +214,41 @@ int model_import_safetensors(model_t **out, const char *path, dfpo_err *err) {
   return gpt2_import_safetensors(out, path, NULL, err);
 }
 
+int model_path_is_folder(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static int is_file(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+int model_hf_weights(const char *dir, char *buf, size_t n, dfpo_err *err) {
+  int rc = dfpo_path_fmt(buf, n, err, "%s/model.safetensors", dir);
+  if (rc || is_file(buf))
+    return rc;
+  if ((rc = dfpo_path_fmt(buf, n, err, "%s/model.safetensors.index.json", dir)) || is_file(buf))
+    return rc;
+  char bin[4200];
+  snprintf(bin, sizeof bin, "%s/pytorch_model.bin", dir);
+  return dfpo_err_set(err, DFPO_EDATA,
+                      "%s: a folder without model.safetensors or model.safetensors.index.json%s",
+                      dir,
+                      is_file(bin) ? " (only pytorch_model.bin, which dfpo does not read: convert "
+                                     "it to model.safetensors)"
+                                   : "");
+}
+
 int model_load(model_t **out, const char *path, dfpo_err *err) {
   *out = NULL;
+  if (model_path_is_folder(path)) {
+    char w[4200];
+    int rc = model_hf_weights(path, w, sizeof w, err);
+    return rc ? rc : model_import_safetensors(out, w, err);
+  }
+  if (st_is_index(path))
+    return model_import_safetensors(out, path, err);
   FILE *fp = fopen(path, "rb");
   if (!fp)
     return dfpo_err_errno(err, DFPO_EDATA, errno, "%s", path);

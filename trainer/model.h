@@ -18,6 +18,7 @@
 
 #include "common/common.h"
 #include "trainer/device.h"
+#include "trainer/tok.h"
 
 /* An instance of some architecture. The name is model_t rather than
  * `model`, since a typedef named `model` would be shadowed (-Wshadow) by the
@@ -186,18 +187,44 @@ const float *model_decode_step(model_t *m, const int *next, dfpo_err *err);
 
 /* Checkpoints. model_save writes the architecture's native format
  * (docs/engine.md; atomically), optionally with the AdamW state.
- * model_load reads any native checkpoint or a Hugging Face
- * model.safetensors (by content), and makes a model of the architecture the
- * file names; *out is a new model the caller frees. */
+ * model_load is the one place that turns a path into a model: a native
+ * checkpoint or a Hugging Face model.safetensors (told apart by content), a
+ * shard index (a file named *.index.json), or a Hugging Face model folder
+ * (model_hf_weights says which file of it is read); it makes a model of the
+ * architecture the file names; *out is a new model the caller frees. */
 int model_save(model_t *m, const char *path, int with_optimizer, dfpo_err *err);
 int model_load(model_t **out, const char *path, dfpo_err *err);
-/* A Hugging Face model.safetensors, the architecture from config.json's
- * model_type beside it (distilbert, bert, roberta: trainer/bert.h; gpt2 or
- * none: GPT-2, its config from the header's metadata or config.json; any
- * other type is DFPO_EDATA naming it). */
+/* Whether path is a folder (a Hugging Face model folder to model_load,
+ * whose tokenizer files callers take when they were given none). */
+int model_path_is_folder(const char *path);
+/* The weights file of the Hugging Face model folder dir, into buf[n]:
+ * model.safetensors, else model.safetensors.index.json (shards). DFPO_EDATA
+ * naming the folder when it has neither (and saying so when it holds only
+ * pytorch_model.bin, which dfpo does not read). */
+int model_hf_weights(const char *dir, char *buf, size_t n, dfpo_err *err);
+/* A Hugging Face model.safetensors or shard index (model.safetensors.index.json
+ * and the shards it names), the architecture from config.json's model_type
+ * beside it (distilbert, bert, roberta: trainer/bert.h, single files only;
+ * gpt2 or none: GPT-2, its config from the header's metadata or
+ * config.json; any other type is DFPO_EDATA naming it). */
 int model_import_safetensors(model_t **out, const char *path, dfpo_err *err);
-/* Writes model.safetensors (Hugging Face names and layouts, config in
- * __metadata__) atomically, and config.json beside it when write_config. */
+/* Writes model.safetensors (Hugging Face names without "transformer.",
+ * layouts, an extra head as trl's v_head.summary.* or score.*, config in
+ * __metadata__) atomically, and, when write_config, a config.json beside it
+ * whose bos_token_id/eos_token_id are null (no tokenizer is known here;
+ * model_export_hf writes the tokenizer's). */
 int model_export_safetensors(const model_t *m, const char *path, int write_config, dfpo_err *err);
+/* Fills the existing folder dir with a Hugging Face model folder that
+ * transformers' GPT2LMHeadModel.from_pretrained and
+ * GPT2TokenizerFast.from_pretrained read, each file written atomically:
+ * model.safetensors ("transformer." names, Conv1D weights [in, out],
+ * lm_head.weight left out: tied to transformer.wte.weight), config.json (the
+ * model's sizes; bos_token_id and eos_token_id tok's <|endoftext|>) and
+ * tok's files (tok_save_hf). An extra head (value, classification) is no
+ * part of GPT2LMHeadModel: it is left out, with a warning. tok must have
+ * <|endoftext|> and no more ids than the model's vocabulary (else
+ * DFPO_EUSAGE). Another architecture answers DFPO_EUSAGE. The staging of the
+ * folder (a temporary one renamed) is the caller's. */
+int model_export_hf(const model_t *m, const tok_tokenizer *tok, const char *dir, dfpo_err *err);
 
 #endif

@@ -14,6 +14,17 @@
 #include "trainer/model.h"
 #include "trainer/ops.h"
 
+/* What a safetensors export writes (model_export_safetensors,
+ * model_export_hf). */
+typedef struct model_export_opts {
+  int write_config; /* config.json beside the file */
+  int eot_id;       /* config.json's bos_token_id and eos_token_id (the tokenizer's
+                       end-of-text); -1: unknown, written as null (transformers'
+                       GPT2Config would otherwise take GPT-2's 50256) */
+  int lm_only;      /* transformers' LM class (GPT2LMHeadModel): its names
+                       ("transformer." prefix), an extra head left out */
+} model_export_opts;
+
 typedef struct model_vtable {
   const char *arch;
   void (*free)(model_t *m);
@@ -44,7 +55,8 @@ typedef struct model_vtable {
                                int max_len, dfpo_err *err);
   const float *(*decode_step)(model_t *m, const int *next, dfpo_err *err);
   int (*save)(model_t *m, const char *path, int with_optimizer, dfpo_err *err);
-  int (*export_safetensors)(const model_t *m, const char *path, int write_config, dfpo_err *err);
+  int (*export_safetensors)(const model_t *m, const char *path, const model_export_opts *o,
+                            dfpo_err *err);
 } model_vtable;
 
 struct model {

@@ -56,4 +56,24 @@ int st_check_shape(const st_file *f, const st_entry *e, const char *name, int nd
  * st_numel(e) floats into dst, host memory. `name` is for messages. */
 int st_read_f32(st_file *f, const st_entry *e, const char *name, float *dst, dfpo_err *err);
 
+/* The files of one checkpoint: a single model.safetensors, or the shards a
+ * Hugging Face index (model.safetensors.index.json: {"weight_map": {tensor:
+ * shard file}}) names, each shard opened once, relative to the index's
+ * folder. st_set_open checks that every tensor of the weight map is in
+ * the shard it names and that no tensor is in two shards. Owns its files
+ * and their paths (st_set_close). */
+typedef struct st_set {
+  st_file *files;
+  char **paths;
+  int n;
+} st_set;
+
+/* path: a .safetensors file, or an index whose name ends in ".index.json". */
+int st_set_open(st_set *s, const char *path, dfpo_err *err);
+void st_set_close(st_set *s);
+/* The entry named name in any file of s (and its file in *f), or NULL. */
+const st_entry *st_set_find(const st_set *s, const char *name, st_file **f);
+/* Whether path names a shard index (ends in ".index.json"). */
+int st_is_index(const char *path);
+
 #endif

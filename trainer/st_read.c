@@ -216,3 +216,116 @@ int st_read_f32(st_file *f, const st_entry *e, const char *name, float *dst, dfp
   free(h16);
   return DFPO_OK;
 }
+
+/* ---------------------------------------------------------- shard sets */
+
+int st_is_index(const char *path) {
+  size_t n = strlen(path);
+  return n >= 11 && strcmp(path + n - 11, ".index.json") == 0;
+}
+
+void st_set_close(st_set *s) {
+  for (int i = 0; i < s->n; i++) {
+    st_close(&s->files[i]);
+    free(s->paths[i]);
+  }
+  free(s->files);
+  free(s->paths);
+  memset(s, 0, sizeof *s);
+}
+
+const st_entry *st_set_find(const st_set *s, const char *name, st_file **f) {
+  for (int i = 0; i < s->n; i++) {
+    const st_entry *e = st_find(&s->files[i], name);
+    if (e) {
+      if (f)
+        *f = &s->files[i];
+      return e;
+    }
+  }
+  return NULL;
+}
+
+/* Adds the file at path (a heap string s takes over) to s, opened. */
+static int set_add(st_set *s, char *path, dfpo_err *err) {
+  st_file *files = realloc(s->files, sizeof *files * (size_t)(s->n + 1));
+  if (files)
+    s->files = files;
+  char **paths = files ? realloc(s->paths, sizeof *paths * (size_t)(s->n + 1)) : NULL;
+  if (paths)
+    s->paths = paths;
+  if (!files || !paths) {
+    free(path);
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  }
+  s->paths[s->n] = path;
+  int rc = st_open(&s->files[s->n], path, err);
+  if (rc) {
+    free(path);
+    return rc;
+  }
+  s->n++;
+  return DFPO_OK;
+}
+
+int st_set_open(st_set *s, const char *path, dfpo_err *err) {
+  memset(s, 0, sizeof *s);
+  if (!st_is_index(path)) {
+    char *p = strdup(path);
+    if (!p)
+      return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+    return set_add(s, p, err);
+  }
+  char *text = NULL;
+  int rc = dfpo_read_file(path, &text, NULL, err);
+  if (rc)
+    return rc;
+  cJSON *root = cJSON_Parse(text);
+  free(text);
+  const cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
+  if (!cJSON_IsObject(map) || !cJSON_GetArraySize(map)) {
+    cJSON_Delete(root);
+    return dfpo_err_set(err, DFPO_EDATA, "%s: no \"weight_map\" object naming the shards", path);
+  }
+  const char *slash = strrchr(path, '/');
+  int dl = slash ? (int)(slash - path) + 1 : 0;
+  const cJSON *it;
+  cJSON_ArrayForEach(it, map) {
+    if (!cJSON_IsString(it) || !it->valuestring[0] || strchr(it->valuestring, '/')) {
+      rc = dfpo_err_set(err, DFPO_EDATA,
+                        "%s: weight_map[\"%s\"] is not the name of a file beside the index", path,
+                        it->string);
+      break;
+    }
+    size_t n = (size_t)dl + strlen(it->valuestring) + 1;
+    char *shard = malloc(n);
+    if (!shard) {
+      rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+      break;
+    }
+    snprintf(shard, n, "%.*s%s", dl, path, it->valuestring);
+    int k = 0;
+    while (k < s->n && strcmp(s->paths[k], shard) != 0)
+      k++;
+    if (k < s->n)
+      free(shard);
+    else if ((rc = set_add(s, shard, err)))
+      break;
+    if (!st_find(&s->files[k], it->string)) {
+      rc = dfpo_err_set(err, DFPO_EDATA, "%s: tensor '%s' is not in %s, where the index puts it",
+                        path, it->string, s->paths[k]);
+      break;
+    }
+  }
+  /* a tensor in two shards would be read from whichever comes first */
+  for (int a = 0; !rc && a < s->n; a++)
+    for (int i = 0; !rc && i < s->files[a].n; i++)
+      for (int b = a + 1; !rc && b < s->n; b++)
+        if (st_find(&s->files[b], s->files[a].ents[i].name))
+          rc = dfpo_err_set(err, DFPO_EDATA, "%s: tensor '%s' is in both %s and %s", path,
+                            s->files[a].ents[i].name, s->paths[a], s->paths[b]);
+  cJSON_Delete(root);
+  if (rc)
+    st_set_close(s);
+  return rc;
+}

@@ -44,6 +44,17 @@ int tok_load_files(tok_tokenizer **out, const char *vocab_json, const char *merg
 /* Hugging Face tokenizer.json with a "BPE" model. */
 int tok_load_hf_json(tok_tokenizer **out, const char *path, dfpo_err *err);
 void tok_free(tok_tokenizer *t);
+/* Whether the folder dir holds tokenizer files tok_load would read. */
+int tok_folder_has_files(const char *dir);
+/* Writes t as Hugging Face's GPT-2 tokenizer files into the existing folder
+ * dir, each atomically: vocab.json (token string -> id), merges.txt
+ * ("#version: 0.2", then the merges by rank; transformers skips the first
+ * line), tokenizer_config.json (GPT2Tokenizer, model_max_length, no prefix
+ * space, no clean-up of spaces on decoding, <|endoftext|> as bos, eos and
+ * unk and as a special added token) and special_tokens_map.json. Only
+ * <|endoftext|> is written as special; t must have it (else DFPO_EUSAGE).
+ * tok_load reads the folder back to the same ids. */
+int tok_save_hf(const tok_tokenizer *t, const char *dir, int model_max_length, dfpo_err *err);
 
 /* One more than the largest id. */
 size_t tok_vocab_size(const tok_tokenizer *t);

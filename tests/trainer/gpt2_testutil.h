@@ -9,6 +9,7 @@
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* A tiny config: V vocabulary, L layers, NH heads, C wide, P positions. */
 static inline gpt2_config tu_config(int V, int L, int NH, int C, int P) {
@@ -23,6 +24,22 @@ static inline model_t *tu_model(const gpt2_config *cfg, uint64_t seed) {
   cr_assert_eq(gpt2_new(&m, cfg, &err), 0, "%s", err.msg);
   model_init_random(m, seed);
   return m;
+}
+
+/* Every parameter of a and b (GPT-2s of one shape) equal, bit for bit. */
+static inline void tu_same_params(const model_t *a, const model_t *b) {
+  cr_assert_eq(model_num_params(a), model_num_params(b));
+  int nt = gpt2_num_tensors(a);
+  for (int t = 0; t < nt; t++) {
+    const char *na, *nb;
+    int r, c, r2, c2;
+    float *pa, *pb;
+    gpt2_tensor_info(a, t, &na, &r, &c, &pa, NULL);
+    gpt2_tensor_info(b, t, &nb, &r2, &c2, &pb, NULL);
+    cr_expect_str_eq(na, nb);
+    cr_assert(r == r2 && c == c2, "%s", na);
+    cr_expect_eq(memcmp(pa, pb, sizeof(float) * r * c), 0, "tensor %s differs", na);
+  }
 }
 
 /* Scales every parameter by s and adds noise to the LayerNorm and bias

@@ -4,7 +4,8 @@
  * config.json, and bad input: every malformed file gives DFPO_EDATA with a
  * message naming the file (and the tensor where there is one). The fuzz
  * tests mutate header bytes with a fixed seed; under the sanitizer build
- * they also prove the parsers never read out of bounds. */
+ * they also prove the parsers never read out of bounds. Shard indexes and
+ * folders as paths are read through model_load too. */
 #include "tests/support/support.h"
 #include "tests/trainer/gpt2_testutil.h"
 
@@ -21,21 +22,6 @@ static void write_bytes(const char *path, const void *data, size_t n) {
   cr_assert_not_null(f);
   cr_assert_eq(fwrite(data, 1, n, f), n);
   fclose(f);
-}
-
-static void same_params(model_t *a, model_t *b) {
-  cr_assert_eq(model_num_params(a), model_num_params(b));
-  int nt = gpt2_num_tensors(a);
-  for (int t = 0; t < nt; t++) {
-    const char *na, *nb;
-    int r, c, r2, c2;
-    float *pa, *pb;
-    gpt2_tensor_info(a, t, &na, &r, &c, &pa, NULL);
-    gpt2_tensor_info(b, t, &nb, &r2, &c2, &pb, NULL);
-    cr_expect_str_eq(na, nb);
-    cr_assert(r == r2 && c == c2);
-    cr_expect_eq(memcmp(pa, pb, sizeof(float) * r * c), 0, "tensor %s differs", na);
-  }
 }
 
 /* Loads path expecting failure; the message must contain each of the
@@ -68,7 +54,7 @@ Test(gpt2_ckpt, native_round_trip) {
   cr_assert_eq(model_save(a, path, 0, &err), 0, "%s", err.msg);
   cr_assert_eq(model_load(&b, path, &err), 0, "%s", err.msg);
   cr_expect_eq(memcmp(gpt2_get_config(a), gpt2_get_config(b), sizeof cfg), 0);
-  same_params(a, b);
+  tu_same_params(a, b);
   model_free(a);
   model_free(b);
   ts_rmtree(dir);
@@ -88,7 +74,7 @@ Test(gpt2_ckpt, safetensors_round_trip_and_config_json) {
   cr_assert_eq(model_export_safetensors(a, path, 1, &err), 0, "%s", err.msg);
   cr_assert_eq(model_load(&b, path, &err), 0, "%s", err.msg);
   cr_expect_eq(memcmp(gpt2_get_config(a), gpt2_get_config(b), sizeof cfg), 0);
-  same_params(a, b);
+  tu_same_params(a, b);
   model_free(b);
   b = NULL;
 
@@ -137,7 +123,7 @@ Test(gpt2_ckpt, safetensors_round_trip_and_config_json) {
   snprintf(hf, sizeof hf, "%s/hf.safetensors", dir);
   write_bytes(hf, nd, 8 + jl + (len - 8 - hl));
   cr_assert_eq(model_load(&b, hf, &err), 0, "%s", err.msg);
-  same_params(a, b);
+  tu_same_params(a, b);
   model_free(b);
   b = NULL;
   /* without config.json, n_head cannot be known */
@@ -389,7 +375,7 @@ Test(gpt2_ckpt, copy_params_for_reference_models) {
   dfpo_err err;
   dfpo_err_clear(&err);
   cr_assert_eq(model_copy_params(b, a, &err), 0, "%s", err.msg);
-  same_params(a, b);
+  tu_same_params(a, b);
   cr_expect_eq(model_copy_params(c, a, &err), DFPO_EUSAGE);
   model_free(a);
   model_free(b);
@@ -440,4 +426,102 @@ Test(gpt2_ckpt, copy_shared_params_for_value_models) {
   model_free(p);
   model_free(v);
   model_free(v0);
+}
+
+/* Writes text to dir/name. */
+static void put(const char *dir, const char *name, const char *text) {
+  char p[400];
+  snprintf(p, sizeof p, "%s/%s", dir, name);
+  ts_write_text(p, text);
+}
+
+/* Sharded weights (model.safetensors.index.json and the shards it names),
+ * a folder as the path, and the config.json an export without a tokenizer
+ * writes: bos/eos null, not GPT-2's 50256 (this model has 40 ids). */
+Test(gpt2_ckpt, shard_index_folder_and_config_ids) {
+  char dir[256], st[300], idx[300], cjson[300];
+  ts_tmpdir(dir, sizeof dir);
+  snprintf(st, sizeof st, "%s/model.safetensors", dir);
+  snprintf(idx, sizeof idx, "%s/model.safetensors.index.json", dir);
+  snprintf(cjson, sizeof cjson, "%s/config.json", dir);
+  gpt2_config cfg = cfg_small();
+  model_t *a = tu_model(&cfg, 4), *b = NULL;
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  cr_assert_eq(model_export_safetensors(a, st, 1, &err), 0, "%s", err.msg);
+  cJSON *cj = ts_read_json(cjson);
+  cr_expect(cJSON_IsNull(cJSON_GetObjectItem(cj, "bos_token_id")));
+  cr_expect(cJSON_IsNull(cJSON_GetObjectItem(cj, "eos_token_id")));
+  cr_expect_eq(cJSON_GetObjectItem(cj, "vocab_size")->valueint, 40);
+  cr_expect_eq(cJSON_GetObjectItem(cj, "n_positions")->valueint, 16);
+  cJSON_Delete(cj);
+  /* the folder itself */
+  cr_assert_eq(model_load(&b, dir, &err), 0, "%s", err.msg);
+  tu_same_params(a, b);
+  model_free(b);
+  b = NULL;
+  /* one shard: every tensor in shard.safetensors */
+  char shard[300];
+  snprintf(shard, sizeof shard, "%s/shard.safetensors", dir);
+  cr_assert_eq(rename(st, shard), 0);
+  dfpo_buf map;
+  dfpo_buf_init(&map, DFPO_NOCAP);
+  dfpo_buf_adds(&map, "{\"metadata\": {}, \"weight_map\": {", &err);
+  for (int i = 0; i < gpt2_num_tensors(a); i++) {
+    const char *name;
+    gpt2_tensor_info(a, i, &name, NULL, NULL, NULL, NULL);
+    dfpo_buf_addf(&map, &err, "%s\"transformer.%s\": \"shard.safetensors\"", i ? ", " : "", name);
+  }
+  dfpo_buf_adds(&map, "}}", &err);
+  /* the exported names carry no prefix: the index must say where each is */
+  put(dir, "model.safetensors.index.json", map.data);
+  expect_bad(idx, "'transformer.wte.weight' is not in", "shard.safetensors");
+  dfpo_buf_reset(&map);
+  dfpo_buf_adds(&map, "{\"weight_map\": {", &err);
+  for (int i = 0; i < gpt2_num_tensors(a); i++) {
+    const char *name;
+    gpt2_tensor_info(a, i, &name, NULL, NULL, NULL, NULL);
+    dfpo_buf_addf(&map, &err, "%s\"%s\": \"shard.safetensors\"", i ? ", " : "", name);
+  }
+  dfpo_buf_adds(&map, "}}", &err);
+  put(dir, "model.safetensors.index.json", map.data);
+  cr_assert_eq(model_load(&b, idx, &err), 0, "%s", err.msg);
+  tu_same_params(a, b);
+  model_free(b);
+  b = NULL;
+  /* the folder finds the index when model.safetensors is absent */
+  cr_assert_eq(model_load(&b, dir, &err), 0, "%s", err.msg);
+  model_free(b);
+  b = NULL;
+  /* a tensor in two shards */
+  char *bytes;
+  size_t n;
+  cr_assert_eq(dfpo_read_file(shard, &bytes, &n, &err), 0);
+  char two[300];
+  snprintf(two, sizeof two, "%s/two.safetensors", dir);
+  write_bytes(two, bytes, n);
+  free(bytes);
+  put(dir, "model.safetensors.index.json",
+      "{\"weight_map\": {\"wte.weight\": \"shard.safetensors\", \"wpe.weight\": "
+      "\"two.safetensors\"}}");
+  expect_bad(idx, "is in both", "two.safetensors");
+  put(dir, "model.safetensors.index.json",
+      "{\"weight_map\": {\"wte.weight\": \"../shard.safetensors\"}}");
+  expect_bad(idx, "not the name of a file beside the index", NULL);
+  put(dir, "model.safetensors.index.json",
+      "{\"weight_map\": {\"wte.weight\": \"gone.safetensors\"}}");
+  expect_bad(idx, "gone.safetensors", NULL);
+  put(dir, "model.safetensors.index.json", "{\"metadata\": {}}");
+  expect_bad(idx, "weight_map", NULL);
+  /* a BERT's shards are not read */
+  put(dir, "config.json", "{\"model_type\": \"bert\"}");
+  expect_bad(idx, "sharded weights are read for GPT-2 only", NULL);
+  /* a folder with neither file */
+  remove(idx);
+  expect_bad(dir, "without model.safetensors", NULL);
+  put(dir, "pytorch_model.bin", "x");
+  expect_bad(dir, "pytorch_model.bin", NULL);
+  dfpo_buf_free(&map);
+  model_free(a);
+  ts_rmtree(dir);
 }

@@ -1,7 +1,9 @@
 /* The model interface (trainer/model.h) over its GPT-2 implementation: the
  * parts model.c and optim.c add on top of the engine (tensor list, clone,
- * new_like, the batch's prompt split, load's dispatch by magic). The
+ * new_like, the batch's prompt split, load's dispatch by magic, what the
+ * Hugging Face folder export refuses). The
  * numbers themselves are held by test_gpt2_*.c. */
+#include "tests/support/support.h"
 #include "tests/trainer/gpt2_testutil.h"
 
 #include <criterion/criterion.h>
@@ -105,4 +107,45 @@ Test(model, load_dispatches_by_content) {
   unlink(cfgp);
   rmdir(dir);
   model_free(m);
+}
+
+/* model_export_hf: the tokenizer must name <|endoftext|> (a Hugging Face
+ * GPT-2 folder's bos and eos) and fit the vocabulary; an encoder answers
+ * DFPO_EUSAGE. */
+Test(model, export_hf_needs_end_of_text) {
+  char dir[] = "/tmp/dfpo-test-model-XXXXXX", corpus[128], tokdir[128], enc[160];
+  cr_assert_not_null(mkdtemp(dir));
+  snprintf(corpus, sizeof corpus, "%s/c.txt", dir);
+  snprintf(tokdir, sizeof tokdir, "%s/tok", dir);
+  snprintf(enc, sizeof enc, "%s/encoder.json", tokdir);
+  FILE *fp = fopen(corpus, "w");
+  cr_assert_not_null(fp);
+  fputs("aa ab aa ab\n", fp);
+  fclose(fp);
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  const char *files[1] = {corpus};
+  cr_assert_eq(tok_train(files, 1, 258, tokdir, NULL, &err), 0, "%s", err.msg);
+  /* the same vocabulary without <|endoftext|> */
+  char *text;
+  cr_assert_eq(dfpo_read_file(enc, &text, NULL, &err), 0);
+  cJSON *v = cJSON_Parse(text);
+  free(text);
+  cJSON_DeleteItemFromObject(v, "<|endoftext|>");
+  text = cJSON_PrintUnformatted(v);
+  cJSON_Delete(v);
+  cr_assert_eq(dfpo_atomic_write_file(enc, text, strlen(text), &err), 0);
+  free(text);
+  tok_tokenizer *t;
+  cr_assert_eq(tok_load(&t, tokdir, &err), 0, "%s", err.msg);
+  cr_assert_eq(tok_eot_id(t), -1);
+  gpt2_config c = tu_config(300, 1, 2, 16, 8);
+  model_t *m = tu_model(&c, 1);
+  cr_expect_eq(model_export_hf(m, t, dir, &err), DFPO_EUSAGE);
+  cr_expect(strstr(err.msg, "no <|endoftext|>"), "%s", err.msg);
+  dfpo_err_clear(&err);
+  cr_expect_eq(tok_save_hf(t, dir, 8, &err), DFPO_EUSAGE);
+  tok_free(t);
+  model_free(m);
+  ts_rmtree(dir);
 }
