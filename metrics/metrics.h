@@ -431,6 +431,13 @@ int met_hf_judge_labels(const met_hf_judge *j);
 const char *met_hf_judge_label(const met_hf_judge *j, int k);
 /* The tokens per text after truncation, special tokens included. */
 int met_hf_judge_max_tokens(const met_hf_judge *j);
+/* config.json's model_type ("distilbert", "bert", "roberta"). */
+const char *met_hf_judge_model_type(const met_hf_judge *j);
+/* Whether the labels are independent sigmoids (multi-label or one label)
+ * rather than a softmax. */
+int met_hf_judge_multi_label(const met_hf_judge *j);
+/* The index of the label called name in id2label, -1 when none is. */
+int met_hf_judge_label_index(const met_hf_judge *j, const char *name);
 /* The model's ids of text[0..len), special tokens included, truncated;
  * appended to out. */
 int met_hf_judge_encode(met_hf_judge *j, const char *text, size_t len, tok_ids *out, dfpo_err *err);
