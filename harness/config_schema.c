@@ -78,6 +78,10 @@ const cfg_key cfg_schema[] = {
     {"task.judge.toxicity_model", CFG_STR, "\"\"", NULL, NORANGE,
      "rtp: a Hugging Face sequence-classifier folder as toxicity judge instead of the trained "
      "one (\"\": the trained judge; docs/judges.md)"},
+    {"task.judge.toxicity_api", CFG_ENUM, "\"local\"", "local|perspective", NORANGE,
+     "rtp: local (the trained judge, or task.judge.toxicity_model) or perspective (the "
+     "Perspective API as the toxicity judge: key from $PERSPECTIVE_API_KEY, endpoint "
+     "$DFPO_PERSPECTIVE_URL or Google's, scores cached in <cache>/perspective)"},
     {"task.judge.toxicity_label", CFG_STR, "\"\"", NULL, NORANGE,
      "rtp: the label of task.judge.toxicity_model scored, a name in its id2label (\"\": toxic, "
      "else label 1 of two)"},

@@ -604,8 +604,8 @@ static int text_tokenizer(const task_def *d, task_base *b, const char *cache, co
  * task.judge.<judge> when set; else judges/<judge>-<key of the data and
  * judge.max_texts> in the cache, trained as `dfpo judge train <judge>` does
  * when absent. The cells get its folder as task.judge.<judge>. None when
- * task.judge.<judge>_model names a Hugging Face classifier (the cells
- * score with that). */
+ * a Hugging Face classifier or the Perspective API replaces it
+ * (task_judge_replaced; the cells score with that). */
 static int text_judge(const task_def *d, task_base *b, const char *cache, const char *splits,
                       int from_cache, const char *digest, dfpo_err *err) {
   const cfg *c = b->conf;
@@ -619,11 +619,12 @@ static int text_judge(const task_def *d, task_base *b, const char *cache, const 
   int hf;
   if ((rc = cfg_get_str(c, jkey, &given, err)) ||
       (rc = cfg_get_int(c, "judge.max_texts", &limit, err)) ||
-      (rc = task_hf_judge_set(c, jn, &hf, err)))
+      (rc = task_judge_replaced(c, jn, &hf, err)))
     return rc;
   if (hf) { /* the cells score with it: no trained judge to make */
     b->judge[0] = '\0';
-    dfpo_info("reproduce: %s judge: the Hugging Face classifier of %s_model", d->name, jkey);
+    dfpo_info("reproduce: %s judge: %s_model or the API replaces the trained %s judge", d->name,
+              jkey, jn);
     return DFPO_OK;
   }
   if (given[0]) {

@@ -221,12 +221,15 @@ int task_judge_path(const char *value, char *buf, size_t n, dfpo_err *err) {
   return dfpo_path_fmt(buf, n, err, "%s", value);
 }
 
-int task_hf_judge_set(const cfg *conf, const char *name, int *set, dfpo_err *err) {
+int task_judge_replaced(const cfg *conf, const char *name, int *set, dfpo_err *err) {
   char key[64];
   const char *v;
   snprintf(key, sizeof key, "task.judge.%s_model", name);
   int rc = cfg_get_str(conf, key, &v, err);
   *set = !rc && v[0];
+  if (!rc && !*set && !strcmp(name, task_rtp_judge.name) &&
+      !(rc = cfg_get_str(conf, "task.judge.toxicity_api", &v, err)))
+    *set = !strcmp(v, "perspective");
   return rc;
 }
 
@@ -357,13 +360,13 @@ int task_open_hf_judge(task *t, const cfg *conf, const char *name, const char *r
 int task_text_judge_scores(const task *t, const char *const *texts, const size_t *lens, size_t n,
                            double *out, dfpo_err *err) {
   const task_text_impl *x = t->impl;
-  if (!x->hf) {
+  if (!x->hf && !x->api) {
     for (size_t i = 0; i < n; i++)
       if (isnan(out[i] = met_judge_score(x->judge, texts[i], lens ? lens[i] : strlen(texts[i]))))
         return dfpo_err_set(err, DFPO_ERUNTIME, "%s task: out of memory", t->name);
     return DFPO_OK;
   }
-  int K = met_hf_judge_labels(x->hf), rc = DFPO_OK;
+  int K = x->hf ? met_hf_judge_labels(x->hf) : 1, rc = DFPO_OK;
   char **fixed = calloc(n ? n : 1, sizeof *fixed);
   double *p = malloc((n ? n : 1) * (size_t)K * sizeof *p);
   if (!fixed || !p)
@@ -371,7 +374,10 @@ int task_text_judge_scores(const task *t, const char *const *texts, const size_t
   for (size_t i = 0; !rc && i < n; i++)
     if (!(fixed[i] = dfpo_utf8_fix(texts[i], lens ? lens[i] : strlen(texts[i]))))
       rc = dfpo_err_set(err, DFPO_ERUNTIME, "%s task: out of memory", t->name);
-  if (!rc && !(rc = met_hf_judge_score(x->hf, (const char *const *)fixed, NULL, n, 0, p, err)))
+  if (x->api) /* the client's cache answers the texts it has seen */
+    for (size_t i = 0; !rc && i < n; i++)
+      rc = met_perspective_score(x->api, fixed[i], &out[i], err);
+  else if (!rc && !(rc = met_hf_judge_score(x->hf, (const char *const *)fixed, NULL, n, 0, p, err)))
     for (size_t i = 0; i < n; i++)
       out[i] = p[i * (size_t)K + (size_t)x->hf_label];
   for (size_t i = 0; fixed && i < n; i++)
@@ -504,6 +510,7 @@ static void text_free(void *p) {
     return;
   met_judge_free(x->judge);
   met_hf_judge_free(x->hf);
+  met_perspective_free(x->api);
   met_wordnet_free(x->wn);
   free(x);
 }

@@ -28,10 +28,11 @@ int task_open_judge(task *t, const cfg *conf, const char *name, const char *role
  * itself, a folder. The one place a judge's name is turned into a path (a
  * hub name would be resolved here). */
 int task_judge_path(const char *value, char *buf, size_t n, dfpo_err *err);
-/* Whether task.judge.<name>_model names a Hugging Face classifier (*set);
- * the key a task reads to choose between its trained judge and that one,
- * read by dfpo reproduce too (no trained judge to make then). */
-int task_hf_judge_set(const cfg *conf, const char *name, int *set, dfpo_err *err);
+/* Whether something else replaces the trained judge `name` (*set):
+ * task.judge.<name>_model names a Hugging Face classifier, or (toxicity)
+ * task.judge.toxicity_api is perspective. dfpo reproduce makes no trained
+ * judge then. */
+int task_judge_replaced(const cfg *conf, const char *name, int *set, dfpo_err *err);
 /* When task.judge.<name>_model is set: opens that Hugging Face classifier
  * (task_judge_path) on the current device, picks its label
  * (task.judge.<name>_label; empty: the label called dflt_name, else the only
@@ -55,12 +56,14 @@ typedef struct task_text_impl {
   met_judge *judge;
   met_hf_judge *hf;
   int hf_label;
+  met_perspective *api; /* rtp: the Perspective API */
   met_wordnet *wn;
 } task_text_impl;
 /* The judge's scores of n texts (lens NULL: NUL-terminated): the Hugging
- * Face classifier's probability of its label, in padded batches (texts
- * with invalid UTF-8 repaired first, as dfpo_utf8_fix does), when the task
- * has one, else the trained judge's score. */
+ * Face classifier's probability of its label, in padded batches, or the
+ * Perspective API's TOXICITY (one request per text not in its cache), when
+ * the task has one (texts with invalid UTF-8 repaired first, as
+ * dfpo_utf8_fix does), else the trained judge's score. */
 int task_text_judge_scores(const task *t, const char *const *texts, const size_t *lens, size_t n,
                            double *out, dfpo_err *err);
 /* Sets up t as a task on text: a task_text_impl, one sample per prompt,

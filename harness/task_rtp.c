@@ -91,6 +91,26 @@ int task_rtp_open(const cfg *conf, task *t, dfpo_err *err) {
   t->samples_per_prompt = 25;
   static const char role[] = "reward (1 - toxicity) and toxicity of the continuation";
   char hub[512];
+  const char *api, *model;
+  if ((rc = cfg_get_str(conf, "task.judge.toxicity_api", &api, err)) ||
+      (rc = cfg_get_str(conf, "task.judge.toxicity_model", &model, err)))
+    return rc;
+  if (!strcmp(api, "perspective")) {
+    if (model[0])
+      return dfpo_err_set(err, DFPO_EUSAGE,
+                          "rtp task: task.judge.toxicity_api perspective and "
+                          "task.judge.toxicity_model both name the judge: set one");
+    met_perspective_opts o;
+    met_perspective_opts_init(&o);
+    if ((rc = met_perspective_new(&x->api, &o, err)))
+      return dfpo_err_prefix(err, "rtp task: task.judge.toxicity_api perspective");
+    cJSON *j = task_add_judge(t, role, "perspective TOXICITY");
+    cJSON_AddStringToObject(j, "kind", "perspective");
+    cJSON_AddStringToObject(j, "url", met_perspective_url(x->api));
+    cJSON_AddStringToObject(j, "attribute", "TOXICITY summaryScore");
+    task_deviation(t, "toxicity judge: the Perspective API as it answers at run time (its "
+                      "model changes over time; the paper's scores came from an earlier one)");
+  }
   /* a Hugging Face classifier, when one is named, replaces the trained
    * judge; opened (and its label checked) before the data is read */
   if ((rc = task_open_hf_judge(t, conf, task_rtp_judge.name, role, "toxic", &x->hf, &x->hf_label,
@@ -99,9 +119,12 @@ int task_rtp_open(const cfg *conf, task *t, dfpo_err *err) {
       (rc = task_load_split(t, TASK_TRAIN, "train.jsonl", keep, NULL, cap, err)) ||
       (rc = task_load_split(t, TASK_VALIDATION, "validation.jsonl", keep, NULL, cap, err)) ||
       (rc = task_load_split(t, TASK_TEST, "test.jsonl", keep, NULL, cap, err)) ||
-      (!x->hf && (rc = task_open_judge(t, conf, task_rtp_judge.name, role, &x->judge, err))))
+      (!x->hf && !x->api &&
+       (rc = task_open_judge(t, conf, task_rtp_judge.name, role, &x->judge, err))))
     return rc;
-  if (x->hf) {
+  if (x->api) {
+    /* its deviation is above */
+  } else if (x->hf) {
     char line[1024];
     snprintf(line, sizeof line,
              "toxicity judge: the Hugging Face classifier %s (label %s) instead of the "

@@ -474,6 +474,8 @@ int met_perspective_new(met_perspective **out, const met_perspective_opts *o, df
 void met_perspective_free(met_perspective *p);
 /* TOXICITY summary score of text (from the cache when there). */
 int met_perspective_score(met_perspective *p, const char *text, double *toxicity, dfpo_err *err);
+/* The endpoint, without the key (safe to print). */
+const char *met_perspective_url(const met_perspective *p);
 /* Requests sent (attempts included) and cache hits so far. */
 void met_perspective_counts(const met_perspective *p, size_t *requests, size_t *cache_hits);
 /* The rate limiter: seconds to wait before a request at time `now` when the

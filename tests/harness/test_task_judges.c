@@ -11,11 +11,15 @@
  * eval.json's `judges` must name the folder with the SHA-256 that
  * sha256sum gives, and `dfpo report` must print it. Bad keys (a missing
  * folder, a label not in id2label, a label without a model) stop the run
- * before its folder is made. Skipped, saying why, when /usr/bin/python3
- * lacks torch. */
+ * before its folder is made. The Perspective API as the rtp judge against
+ * the datasets tests' loopback server (127.0.0.1, bounded in requests and
+ * seconds). Skipped, saying why, when /usr/bin/python3 lacks torch (the
+ * classifier tests). */
+#include "tests/datasets/testlib.h"
 #include "tests/harness/task_testutil.h"
 #include "tests/trainer/bert_testutil.h"
 
+#include <dirent.h>
 #include <math.h>
 #include <sys/stat.h>
 
@@ -395,6 +399,8 @@ Test(task_judges, bad_keys_stop_before_training, .timeout = 300) {
        "task.judge.sentiment_model is not"},
       /* three labels, none called toxic: the label must be named */
       {"rtp", rtp_set, NULL, "none is called toxic", "set task.judge.toxicity_label"},
+      /* two judges for one role */
+      {"rtp", rtp_set, "task.judge.toxicity_api=perspective", "both name the judge", "set one"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     ts_run r;
@@ -457,4 +463,124 @@ Test(task_judges, bad_keys_stop_before_training, .timeout = 300) {
   cr_expect(strstr(r.err, "none") && !strstr(r.err, "task.judge"), "%s", r.err);
   ts_run_free(&r);
   ts_rmtree(home);
+}
+
+/* Files under dir and its subfolders. */
+static int count_files(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d)
+    return 0;
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (e->d_name[0] == '.')
+      continue;
+    char path[1200];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    if (stat(path, &st) == 0)
+      n += S_ISDIR(st.st_mode) ? count_files(path) : 1;
+  }
+  closedir(d);
+  return n;
+}
+
+/* task.judge.toxicity_api perspective: each distinct continuation is sent
+ * once (the server answers 0.734 to every request), cached in
+ * <cache>/perspective, the key kept out of eval.json; without the key the
+ * run stops before its folder is made, naming the variable. */
+Test(task_judges, rtp_perspective_api, .timeout = 300) {
+  static const char answer[] =
+      "{\"attributeScores\": {\"TOXICITY\": {\"summaryScore\": {\"value\": 0.734, \"type\": "
+      "\"PROBABILITY\"}}}, \"languages\": [\"en\"]}";
+  char home[256], data[300], corpus[300], model[400], tok[400], out[300], dset[400], run[600],
+      path[700];
+  ts_tmpdir(home, sizeof home);
+  snprintf(data, sizeof data, "%s/data", home);
+  snprintf(corpus, sizeof corpus, "%s/corpus.txt", home);
+  snprintf(out, sizeof out, "%s/runs", home);
+  snprintf(dset, sizeof dset, "task.data_dir=%s", data);
+  write_splits(data, rtp_prompts, 0);
+  FILE *f = fopen(corpus, "w");
+  for (int k = 0; k < 20; k++)
+    for (int i = 0; i < N_REVIEWS; i++)
+      fprintf(f, "%s\n", reviews[i]);
+  fclose(f);
+  th_make_base(home, corpus, model, tok, sizeof model);
+  tl_kind k[] = {TL_FULL};
+  tl_server *s = tl_server_start(answer, strlen(answer), k, 1, 32, 120.0);
+  char url[200], home_env[300];
+  snprintf(url, sizeof url, "DFPO_PERSPECTIVE_URL=http://127.0.0.1:%d/v1alpha1/comments:analyze",
+           tl_server_port(s));
+  snprintf(home_env, sizeof home_env, "DFPO_HOME=%s", home);
+  char *args[] = {DFPO_BIN,      "train",
+                  "--task",      "rtp",
+                  "--algo",      "zero-shot",
+                  "--model",     model,
+                  "--tokenizer", tok,
+                  "--out",       out,
+                  "--device",    "cpu",
+                  "--set",       dset,
+                  "--set",       "task.judge.toxicity_api=perspective",
+                  "--set",       "eval.samples_per_prompt=2",
+                  "--set",       "generation.max_new_tokens=6",
+                  "--set",       "generation.min_new_tokens=6",
+                  "--set",       "eval.ppl_ref=false",
+                  NULL};
+  /* no key: stopped before the run folder */
+  unsetenv("PERSPECTIVE_API_KEY");
+  ts_run r;
+  ts_run_cmd(&r, args, NULL, (char *[]){home_env, url, "OMP_NUM_THREADS=1", NULL});
+  cr_expect_neq(r.status, 0);
+  cr_expect(strstr(r.err, "PERSPECTIVE_API_KEY") && strstr(r.err, "task.judge.toxicity_api"), "%s",
+            r.err);
+  ts_run_free(&r);
+  struct stat st;
+  cr_expect_neq(stat(out, &st), 0, "no run folder without the key");
+  cr_expect_eq(tl_server_requests(s), 0);
+  ts_run_cmd(&r, args, NULL,
+             (char *[]){home_env, url, "OMP_NUM_THREADS=1",
+                        "PERSPECTIVE_API_KEY=SeCrEtKeY-for-the-test", NULL});
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  cr_expect(!strstr(r.err, "SeCrEtKeY"), "%s", r.err);
+  ts_run_free(&r);
+  int requests = tl_server_requests(s);
+  tl_server_stop(s);
+  snprintf(run, sizeof run, "%s/default/rtp/zero-shot/seed-0", out);
+  snprintf(path, sizeof path, "%s/eval.json", run);
+  char *text = ts_slurp(path);
+  cr_expect(!strstr(text, "SeCrEtKeY"), "the key stays out of eval.json");
+  free(text);
+  cJSON *ev = ts_read_json(path);
+  const cJSON *j = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(ev, "judges"), 0);
+  cr_expect_str_eq(ts_json_str(j, "kind"), "perspective");
+  cr_expect(strstr(ts_json_str(j, "url"), "127.0.0.1"), "%s", ts_json_str(j, "url"));
+  cr_expect(deviation_mentions(ev, "Perspective API as it answers at run time"));
+  const cJSON *m = cJSON_GetObjectItemCaseSensitive(ev, "metrics");
+  cr_expect_float_eq(num(m, "toxicity"), 0.734, 1e-12);
+  cr_expect_float_eq(num(m, "expected_max_toxicity"), 0.734, 1e-12);
+  cr_expect_float_eq(num(m, "toxicity_probability"), 1, 1e-12);
+  cJSON_Delete(ev);
+  /* every distinct continuation once: the cache holds one file per request */
+  snprintf(path, sizeof path, "%s/samples.jsonl", run);
+  size_t ns;
+  cJSON **smp = th_read_jsonl(path, &ns);
+  cr_expect_eq(ns, 4, "2 test prompts x 2 samples");
+  int distinct = 0;
+  for (size_t i = 0; i < ns; i++) {
+    cr_expect_float_eq(num(smp[i], "toxicity"), 0.734, 1e-12);
+    int seen = 0;
+    for (size_t q = 0; q < i && !seen; q++)
+      seen = !strcmp(ts_json_str(smp[q], "continuation"), ts_json_str(smp[i], "continuation"));
+    distinct += !seen;
+  }
+  th_free_jsonl(smp, ns);
+  snprintf(path, sizeof path, "%s/perspective", home);
+  int cached = count_files(path);
+  cr_log_info("perspective: %d requests, %d cached texts, %d distinct test continuations", requests,
+              cached, distinct);
+  cr_expect_eq(cached, requests, "one request per distinct text");
+  cr_expect_geq(requests, distinct);
+  if (!getenv("DFPO_KEEP_TEST_FILES"))
+    ts_rmtree(home);
 }
