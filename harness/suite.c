@@ -452,6 +452,9 @@ void res_judge_line(const cJSON *j, char *buf, size_t n, int *trained) {
               jstr(j, "dir", "?"), jstr(j, "model_type", "?"), jstr(j, "label", "?"),
               jstr(j, "probability", "?"), jstr(j, "model_sha256", "?"),
               jstr(j, "config_sha256", "?"), where, role);
+  } else if (!strcmp(kind, "perspective")) {
+    suite_fmt(buf, n, "the Perspective API (%.300s, %.60s); scores the %.120s", jstr(j, "url", "?"),
+              jstr(j, "attribute", "?"), role);
   } else {
     *trained = !strcmp(kind, "trained");
     suite_fmt(buf, n, "%s %.200s (%.300s); scores the %.120s",

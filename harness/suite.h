@@ -150,7 +150,8 @@ void res_free(res_suite *r);
 /* One line naming a judge of an eval.json's "judges" list: for a Hugging
  * Face classifier its folder, model_type, label, the SHA-256 of
  * model.safetensors and config.json and the hub revision or "local
- * folder"; for a trained judge its id and folder; then "; scores the
+ * folder"; for a trained judge its id and folder; for the Perspective API
+ * its endpoint; then "; scores the
  * ROLE". *trained: whether it is a judge trained by the harness. */
 void res_judge_line(const cJSON *judge, char *buf, size_t n, int *trained);
 /* Index of a metric or variant by name, -1 when absent. */

@@ -289,7 +289,7 @@ static void hub_identity(const char *folder, cJSON *o, char *hub, size_t hub_n) 
   free(real);
 }
 
-int task_open_hf_judge(task *t, const cfg *conf, const char *name, const char *role,
+int task_open_hf_judge(task *t, const cfg *conf, const char *name, const char *role_fmt,
                        const char *dflt_name, met_hf_judge **out, int *label, char *hub,
                        size_t hub_n, dfpo_err *err) {
   char mkey[64], lkey[64], dir[4096];
@@ -339,6 +339,8 @@ int task_open_hf_judge(task *t, const cfg *conf, const char *name, const char *r
   base = base && base[1] ? base + 1 : dir;
   snprintf(id, sizeof id, "%.40s %.200s [%.200s] sha256:%.16s", met_hf_judge_model_type(j), base,
            met_hf_judge_label(j, *label), msha);
+  char role[512];
+  snprintf(role, sizeof role, role_fmt, met_hf_judge_label(j, *label));
   cJSON *o = task_add_judge(t, role, id);
   cJSON_AddStringToObject(o, "kind", "huggingface");
   cJSON_AddStringToObject(o, "dir", dir);

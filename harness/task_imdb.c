@@ -94,8 +94,9 @@ int task_imdb_open(const cfg *conf, task *t, dfpo_err *err) {
   char hub[512];
   /* the Hugging Face classifier, when one is named, replaces the trained
    * judge; opened (and its label checked) before the data is read */
-  if ((rc = task_open_hf_judge(t, conf, task_imdb_judge.name, role, "POSITIVE", &x->hf,
-                               &x->hf_label, hub, sizeof hub, err)) ||
+  if ((rc = task_open_hf_judge(t, conf, task_imdb_judge.name,
+                               "reward and sentiment: P(%s) of prompt + continuation", "POSITIVE",
+                               &x->hf, &x->hf_label, hub, sizeof hub, err)) ||
       (rc = task_find_data(t, conf, "imdb", err)) ||
       (rc = task_load_split(t, TASK_TRAIN, "train.jsonl", NULL, NULL, cap, err)) ||
       (rc = task_load_split(t, TASK_VALIDATION, "validation.jsonl", NULL, NULL, cap, err)) ||

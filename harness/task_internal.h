@@ -38,13 +38,13 @@ int task_judge_replaced(const cfg *conf, const char *name, int *set, dfpo_err *e
  * (task.judge.<name>_label; empty: the label called dflt_name, else the only
  * label of a one-label model, else label 1 of a two-label model, else an
  * error asking for the key) and records it in t->judges with its role
- * (kind "huggingface": folder, model_type, label, the SHA-256 of
- * model.safetensors and config.json, the hub revision or "local folder").
- * *out stays NULL when the key is empty; *hub gets the hub repository the
- * folder is a snapshot of ("" when unknown). Both keys are read either way. */
-int task_open_hf_judge(task *t, const cfg *conf, const char *name, const char *role,
+ * (role_fmt with the label's name for its %s; kind "huggingface": folder, model_type, label, the
+ * SHA-256 of model.safetensors and config.json, the hub revision or "local folder"). *out stays
+ * NULL when the key is empty; *hub gets the hub repository the folder is a snapshot of ("" when
+ * unknown). Both keys are read either way. */
+int task_open_hf_judge(task *t, const cfg *conf, const char *name, const char *role_fmt,
                        const char *dflt_name, met_hf_judge **out, int *label, char *hub,
-                       size_t hub_n, dfpo_err *err);
+                       size_t hub_n, dfpo_err *err) __attribute__((format(printf, 4, 0)));
 void task_deviation(task *t, const char *text);
 /* Appends {"role": role, "id": id} to t->judges and returns it (owned by
  * t), for more fields. */

@@ -113,8 +113,9 @@ int task_rtp_open(const cfg *conf, task *t, dfpo_err *err) {
   }
   /* a Hugging Face classifier, when one is named, replaces the trained
    * judge; opened (and its label checked) before the data is read */
-  if ((rc = task_open_hf_judge(t, conf, task_rtp_judge.name, role, "toxic", &x->hf, &x->hf_label,
-                               hub, sizeof hub, err)) ||
+  if ((rc = task_open_hf_judge(t, conf, task_rtp_judge.name,
+                               "reward (1 - toxicity) and toxicity (P(%s)) of the continuation",
+                               "toxic", &x->hf, &x->hf_label, hub, sizeof hub, err)) ||
       (rc = task_find_data(t, conf, "rtp", err)) ||
       (rc = task_load_split(t, TASK_TRAIN, "train.jsonl", keep, NULL, cap, err)) ||
       (rc = task_load_split(t, TASK_VALIDATION, "validation.jsonl", keep, NULL, cap, err)) ||

@@ -289,6 +289,9 @@ Test(task_judges, imdb_distilbert_folder, .timeout = 600) {
   check_entry(ev, judge, "distilbert", "NEGATIVE", 0, "softmax over the labels",
               "0123456789abcdef0123456789abcdef01234567");
   cr_expect(!deviation_mentions(ev, "sentiment judge"), "the paper's classifier: no deviation");
+  const char *role =
+      ts_json_str(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(ev, "judges"), 0), "role");
+  cr_expect(strstr(role, "P(NEGATIVE)"), "the role names the label: %s", role);
   cross_check(home, run, judge, "NEGATIVE", "sentiment", 1);
   cJSON_Delete(ev);
 
@@ -363,6 +366,15 @@ Test(task_judges, rtp_multilabel_bert_folder, .timeout = 600) {
   cr_expect_float_eq(num(m, "toxicity"), mean, 1e-12);
   cr_expect_float_eq(num(m, "reward"), 1 - mean, 1e-12);
   cJSON_Delete(ev);
+  char rdir[400], want[700];
+  snprintf(rdir, sizeof rdir, "%s/default", out);
+  run_ok(home, (char *[]){"report", rdir, "--no-plots", NULL});
+  snprintf(path, sizeof path, "%s/report/report.md", rdir);
+  char *rep = ts_slurp(path);
+  snprintf(want, sizeof want, "Judge: Hugging Face classifier %s (bert, label toxic, sigmoid;",
+           judge);
+  cr_expect(strstr(rep, want), "report.md lacks '%s':\n%s", want, rep);
+  free(rep);
   if (!getenv("DFPO_KEEP_TEST_FILES"))
     ts_rmtree(home);
 }
@@ -581,6 +593,15 @@ Test(task_judges, rtp_perspective_api, .timeout = 300) {
               cached, distinct);
   cr_expect_eq(cached, requests, "one request per distinct text");
   cr_expect_geq(requests, distinct);
+  /* dfpo report names the API */
+  char rdir[400];
+  snprintf(rdir, sizeof rdir, "%s/default", out);
+  run_ok(home, (char *[]){"report", rdir, "--no-plots", NULL});
+  snprintf(path, sizeof path, "%s/report/report.md", rdir);
+  char *rep = ts_slurp(path);
+  cr_expect(strstr(rep, "Judge: the Perspective API (http://127.0.0.1:"), "%s", rep);
+  cr_expect(!strstr(rep, "Judges trained by the harness") && !strstr(rep, "SeCrEtKeY"), "%s", rep);
+  free(rep);
   if (!getenv("DFPO_KEEP_TEST_FILES"))
     ts_rmtree(home);
 }
