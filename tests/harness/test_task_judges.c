@@ -76,9 +76,37 @@ static void write_splits(const char *dir, const char *const *texts, int imdb) {
   }
 }
 
-/* A random-weight classifier folder (bert_reference.py), labels given. */
-static void make_judge(const char *tmp, const char *dir, const char *family,
-                       const char *const *labels, int K, const char *problem_type, int seed) {
+/* A test's folder: DFPO_HOME, split files of texts in data/ (dset is the
+ * --set that names them), runs/ for the cells and, with base, a tiny
+ * random policy over a BPE trained on the reviews. */
+typedef struct fixture {
+  char home[256], data[300], out[300], dset[400], model[400], tok[400];
+} fixture;
+
+static void fixture_init(fixture *x, const char *const *texts, int imdb, int base) {
+  ts_tmpdir(x->home, sizeof x->home);
+  snprintf(x->data, sizeof x->data, "%s/data", x->home);
+  snprintf(x->out, sizeof x->out, "%s/runs", x->home);
+  snprintf(x->dset, sizeof x->dset, "task.data_dir=%s", x->data);
+  write_splits(x->data, texts, imdb);
+  if (!base)
+    return;
+  char corpus[300];
+  snprintf(corpus, sizeof corpus, "%s/corpus.txt", x->home);
+  FILE *f = fopen(corpus, "w");
+  for (int k = 0; k < 20; k++)
+    for (int i = 0; i < N_REVIEWS; i++)
+      fprintf(f, "%s\n", reviews[i]);
+  fclose(f);
+  th_make_base(x->home, corpus, x->model, x->tok, sizeof x->model);
+}
+
+/* A random-weight classifier folder x->home/name (bert_reference.py),
+ * labels given; its path into dir. */
+static void make_judge(const fixture *x, const char *name, const char *family,
+                       const char *const *labels, int K, const char *problem_type, int seed,
+                       char *dir, size_t n) {
+  snprintf(dir, n, "%s/%s", x->home, name);
   cJSON *spec = cJSON_CreateObject(), *fs = cJSON_AddArrayToObject(spec, "folders");
   cJSON *s = cJSON_CreateObject();
   cJSON_AddStringToObject(s, "dir", dir);
@@ -94,7 +122,7 @@ static void make_judge(const char *tmp, const char *dir, const char *family,
   if (problem_type)
     cJSON_AddStringToObject(s, "problem_type", problem_type);
   cJSON_AddItemToArray(fs, s);
-  cJSON_Delete(bt_reference(tmp, spec));
+  cJSON_Delete(bt_reference(x->home, spec));
   cJSON_Delete(spec);
 }
 
@@ -212,59 +240,64 @@ static double cross_check(const char *home, const char *run, const char *dir, co
       "--set", "train.epochs=1", "--set", "train.iterations=1", "--set", "train.eval_every=1",     \
       "--set", "eval.ppl_ref=false"
 
-Test(task_judges, imdb_distilbert_folder, .timeout = 600) {
-  if (!bt_have_python(1))
-    cr_skip_test("/usr/bin/python3 has no torch module (Debian package python3-torch): the "
-                 "classifier folder cannot be written");
-  char home[256], data[300], corpus[300], judge[300], model[400], tok[400], out[300];
-  ts_tmpdir(home, sizeof home);
-  snprintf(data, sizeof data, "%s/data", home);
-  snprintf(corpus, sizeof corpus, "%s/corpus.txt", home);
-  snprintf(judge, sizeof judge, "%s/distilbert-judge", home);
-  snprintf(out, sizeof out, "%s/runs", home);
-  write_splits(data, reviews, 1);
-  FILE *f = fopen(corpus, "w");
-  for (int k = 0; k < 20; k++)
-    for (int i = 0; i < N_REVIEWS; i++)
-      fprintf(f, "%s\n", reviews[i]);
-  fclose(f);
-  th_make_base(home, corpus, model, tok, sizeof model);
-  static const char *const labels[] = {"NEGATIVE", "POSITIVE"};
-  make_judge(home, judge, "distilbert", labels, 2, NULL, 21);
+/* dfpo train of a tiny cell (TINY_RUN) of x's data with the --set items
+ * of sets (NULL-terminated); its folder into run, its eval.json returned. */
+static cJSON *train_cell(const fixture *x, const char *task, const char *algo, const char *seed,
+                         const char *const *sets, char *run, size_t n) {
+  char *args[64] = {"train",          "--task",      (char *)task,    "--algo",
+                    (char *)algo,     "--seed",      (char *)seed,    "--model",
+                    (char *)x->model, "--tokenizer", (char *)x->tok,  "--out",
+                    (char *)x->out,   "--set",       (char *)x->dset, TINY_RUN};
+  int k = 0;
+  while (args[k])
+    k++;
+  for (int i = 0; sets[i] && k < 60; i++) {
+    args[k++] = "--set";
+    args[k++] = (char *)sets[i];
+  }
+  args[k] = NULL;
+  run_ok(x->home, args);
+  snprintf(run, n, "%s/default/%s/%s/seed-%s", x->out, task, algo, seed);
+  char path[700];
+  snprintf(path, sizeof path, "%s/eval.json", run);
+  return ts_read_json(path);
+}
 
-  char dset[400], jset[400], lset[300], run[600], path[700];
-  snprintf(dset, sizeof dset, "task.data_dir=%s", data);
+/* dfpo report of x's cells: report.md's text (caller frees). */
+static char *report_md(const fixture *x) {
+  char rdir[400], path[500];
+  snprintf(rdir, sizeof rdir, "%s/default", x->out);
+  run_ok(x->home, (char *[]){"report", rdir, "--no-plots", NULL});
+  snprintf(path, sizeof path, "%s/report/report.md", rdir);
+  return ts_slurp(path);
+}
+
+#define NEED_TORCH()                                                                               \
+  do {                                                                                             \
+    if (!bt_have_python(1))                                                                        \
+      cr_skip_test("/usr/bin/python3 has no torch module (Debian package python3-torch): the "     \
+                   "classifier folder cannot be written");                                         \
+  } while (0)
+
+Test(task_judges, imdb_distilbert_folder, .timeout = 600) {
+  NEED_TORCH();
+  fixture x;
+  fixture_init(&x, reviews, 1, 1);
+  char judge[300];
+  static const char *const labels[] = {"NEGATIVE", "POSITIVE"};
+  make_judge(&x, "distilbert-judge", "distilbert", labels, 2, NULL, 21, judge, sizeof judge);
+
+  char jset[400], lset[300], run[600], path[700];
   snprintf(jset, sizeof jset, "task.judge.sentiment_model=%s", judge);
   /* one PPO iteration: the reward and the test evaluation through the judge */
-  run_ok(home, (char *[]){"train",
-                          "--task",
-                          "imdb",
-                          "--algo",
-                          "ppo",
-                          "--seed",
-                          "0",
-                          "--model",
-                          model,
-                          "--tokenizer",
-                          tok,
-                          "--out",
-                          out,
-                          "--set",
-                          dset,
-                          "--set",
-                          jset,
-                          "--set",
-                          "eval.samples_per_prompt=4",
-                          TINY_RUN,
-                          NULL});
-  snprintf(run, sizeof run, "%s/default/imdb/ppo/seed-0", out);
-  snprintf(path, sizeof path, "%s/eval.json", run);
-  cJSON *ev = ts_read_json(path);
+  cJSON *ev =
+      train_cell(&x, "imdb", "ppo", "0", (const char *[]){jset, "eval.samples_per_prompt=4", NULL},
+                 run, sizeof run);
   check_entry(ev, judge, "distilbert", "POSITIVE", 1, "softmax over the labels", "local folder");
   cr_expect(deviation_mentions(ev, "local folder"));
   cr_expect(!deviation_mentions(ev, "trained by the harness"));
   const cJSON *m = cJSON_GetObjectItemCaseSensitive(ev, "metrics");
-  double mean = cross_check(home, run, judge, "POSITIVE", "sentiment", 1);
+  double mean = cross_check(x.home, run, judge, "POSITIVE", "sentiment", 1);
   cr_expect_float_eq(num(m, "sentiment"), mean, 1e-12);
   cr_expect_eq(num(m, "reward"), num(m, "sentiment"));
   cJSON_Delete(ev);
@@ -279,28 +312,19 @@ Test(task_judges, imdb_distilbert_folder, .timeout = 600) {
   ts_write_text(path, "{\"repo\": \"lvwerra/distilbert-imdb\", \"commit\": "
                       "\"0123456789abcdef0123456789abcdef01234567\"}\n");
   snprintf(lset, sizeof lset, "task.judge.sentiment_label=NEGATIVE");
-  run_ok(home,
-         (char *[]){"train",   "--task", "imdb",        "--algo", "zero-shot", "--seed", "1",
-                    "--model", model,    "--tokenizer", tok,      "--out",     out,      "--set",
-                    dset,      "--set",  jset,          "--set",  lset,        TINY_RUN, NULL});
-  snprintf(run, sizeof run, "%s/default/imdb/zero-shot/seed-1", out);
-  snprintf(path, sizeof path, "%s/eval.json", run);
-  ev = ts_read_json(path);
+  ev =
+      train_cell(&x, "imdb", "zero-shot", "1", (const char *[]){jset, lset, NULL}, run, sizeof run);
   check_entry(ev, judge, "distilbert", "NEGATIVE", 0, "softmax over the labels",
               "0123456789abcdef0123456789abcdef01234567");
   cr_expect(!deviation_mentions(ev, "sentiment judge"), "the paper's classifier: no deviation");
   const char *role =
       ts_json_str(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(ev, "judges"), 0), "role");
   cr_expect(strstr(role, "P(NEGATIVE)"), "the role names the label: %s", role);
-  cross_check(home, run, judge, "NEGATIVE", "sentiment", 1);
+  cross_check(x.home, run, judge, "NEGATIVE", "sentiment", 1);
   cJSON_Delete(ev);
 
   /* dfpo report names the judge and no longer says a trained one scored */
-  char rdir[400];
-  snprintf(rdir, sizeof rdir, "%s/default", out);
-  run_ok(home, (char *[]){"report", rdir, "--no-plots", NULL});
-  snprintf(path, sizeof path, "%s/report/report.md", rdir);
-  char *rep = ts_slurp(path);
+  char *rep = report_md(&x);
   char want[700];
   snprintf(want, sizeof want, "Hugging Face classifier %s (distilbert, label POSITIVE", judge);
   cr_expect(strstr(rep, want), "report.md lacks '%s':\n%s", want, rep);
@@ -309,95 +333,52 @@ Test(task_judges, imdb_distilbert_folder, .timeout = 600) {
   cr_expect(!strstr(rep, "Judges trained by the harness"), "%s", rep);
   free(rep);
   if (!getenv("DFPO_KEEP_TEST_FILES"))
-    ts_rmtree(home);
+    ts_rmtree(x.home);
 }
 
 Test(task_judges, rtp_multilabel_bert_folder, .timeout = 600) {
-  if (!bt_have_python(1))
-    cr_skip_test("/usr/bin/python3 has no torch module (Debian package python3-torch): the "
-                 "classifier folder cannot be written");
-  char home[256], data[300], corpus[300], judge[300], model[400], tok[400], out[300];
-  ts_tmpdir(home, sizeof home);
-  snprintf(data, sizeof data, "%s/data", home);
-  snprintf(corpus, sizeof corpus, "%s/corpus.txt", home);
-  snprintf(judge, sizeof judge, "%s/toxic-bert", home);
-  snprintf(out, sizeof out, "%s/runs", home);
-  write_splits(data, rtp_prompts, 0);
-  FILE *f = fopen(corpus, "w");
-  for (int k = 0; k < 20; k++)
-    for (int i = 0; i < N_REVIEWS; i++)
-      fprintf(f, "%s\n", reviews[i]);
-  fclose(f);
-  th_make_base(home, corpus, model, tok, sizeof model);
+  NEED_TORCH();
+  fixture x;
+  fixture_init(&x, rtp_prompts, 0, 1);
+  char judge[300];
   /* as unitary/toxic-bert: independent sigmoids, "toxic" not label 1 */
   static const char *const labels[] = {"severe_toxic", "obscene", "toxic"};
-  make_judge(home, judge, "bert", labels, 3, "multi_label_classification", 22);
-  char dset[400], jset[400], run[600], path[700];
-  snprintf(dset, sizeof dset, "task.data_dir=%s", data);
+  make_judge(&x, "toxic-bert", "bert", labels, 3, "multi_label_classification", 22, judge,
+             sizeof judge);
+  char jset[400], run[600];
   snprintf(jset, sizeof jset, "task.judge.toxicity_model=%s", judge);
-  run_ok(home, (char *[]){"train",
-                          "--task",
-                          "rtp",
-                          "--algo",
-                          "ppo",
-                          "--seed",
-                          "0",
-                          "--model",
-                          model,
-                          "--tokenizer",
-                          tok,
-                          "--out",
-                          out,
-                          "--set",
-                          dset,
-                          "--set",
-                          jset,
-                          "--set",
-                          "eval.samples_per_prompt=3",
-                          TINY_RUN,
-                          NULL});
-  snprintf(run, sizeof run, "%s/default/rtp/ppo/seed-0", out);
-  snprintf(path, sizeof path, "%s/eval.json", run);
-  cJSON *ev = ts_read_json(path);
+  cJSON *ev =
+      train_cell(&x, "rtp", "ppo", "0", (const char *[]){jset, "eval.samples_per_prompt=3", NULL},
+                 run, sizeof run);
   check_entry(ev, judge, "bert", "toxic", 2, "sigmoid", "local folder");
   cr_expect(deviation_mentions(ev, "Perspective API"));
   const cJSON *m = cJSON_GetObjectItemCaseSensitive(ev, "metrics");
-  double mean = cross_check(home, run, judge, "toxic", "toxicity", 0);
+  double mean = cross_check(x.home, run, judge, "toxic", "toxicity", 0);
   cr_expect_float_eq(num(m, "toxicity"), mean, 1e-12);
   cr_expect_float_eq(num(m, "reward"), 1 - mean, 1e-12);
   cJSON_Delete(ev);
-  char rdir[400], want[700];
-  snprintf(rdir, sizeof rdir, "%s/default", out);
-  run_ok(home, (char *[]){"report", rdir, "--no-plots", NULL});
-  snprintf(path, sizeof path, "%s/report/report.md", rdir);
-  char *rep = ts_slurp(path);
+  char want[700];
+  char *rep = report_md(&x);
   snprintf(want, sizeof want, "Judge: Hugging Face classifier %s (bert, label toxic, sigmoid;",
            judge);
   cr_expect(strstr(rep, want), "report.md lacks '%s':\n%s", want, rep);
   free(rep);
   if (!getenv("DFPO_KEEP_TEST_FILES"))
-    ts_rmtree(home);
+    ts_rmtree(x.home);
 }
 
 /* A bad judge key stops the run before its folder is made, saying which
  * key and why. */
 Test(task_judges, bad_keys_stop_before_training, .timeout = 300) {
-  if (!bt_have_python(1))
-    cr_skip_test("/usr/bin/python3 has no torch module (Debian package python3-torch): the "
-                 "classifier folder cannot be written");
-  char home[256], data[300], judge[300], out[300], dset[400];
-  ts_tmpdir(home, sizeof home);
-  snprintf(data, sizeof data, "%s/data", home);
-  snprintf(judge, sizeof judge, "%s/judge", home);
-  snprintf(out, sizeof out, "%s/runs", home);
-  snprintf(dset, sizeof dset, "task.data_dir=%s", data);
-  write_splits(data, reviews, 1);
+  NEED_TORCH();
+  fixture x;
+  fixture_init(&x, reviews, 1, 0);
+  char judge[300];
   static const char *const labels[] = {"NEGATIVE", "POSITIVE", "NEUTRAL"};
-  make_judge(home, judge, "distilbert", labels, 3, NULL, 23);
-  char missing[400], model_set[400], run[500];
-  snprintf(missing, sizeof missing, "task.judge.sentiment_model=%s/none", home);
+  make_judge(&x, "judge", "distilbert", labels, 3, NULL, 23, judge, sizeof judge);
+  char missing[400], model_set[400];
+  snprintf(missing, sizeof missing, "task.judge.sentiment_model=%s/none", x.home);
   snprintf(model_set, sizeof model_set, "task.judge.sentiment_model=%s", judge);
-  snprintf(run, sizeof run, "%s/default/imdb", out);
   static const char *const rtp_model = "task.judge.toxicity_model=";
   char rtp_set[400];
   snprintf(rtp_set, sizeof rtp_set, "%s%s", rtp_model, judge);
@@ -413,6 +394,9 @@ Test(task_judges, bad_keys_stop_before_training, .timeout = 300) {
       {"rtp", rtp_set, NULL, "none is called toxic", "set task.judge.toxicity_label"},
       /* two judges for one role */
       {"rtp", rtp_set, "task.judge.toxicity_api=perspective", "both name the judge", "set one"},
+      /* a good folder and label get past the judge to the next missing
+       * thing (want2 NULL: no judge key in the message) */
+      {"imdb", model_set, "task.judge.sentiment_label=POSITIVE", "none", NULL},
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     ts_run r;
@@ -426,11 +410,11 @@ Test(task_judges, bad_keys_stop_before_training, .timeout = 300) {
                       "--tokenizer",
                       "none",
                       "--out",
-                      out,
+                      x.out,
                       "--device",
                       "cpu",
                       "--set",
-                      dset,
+                      x.dset,
                       "--set",
                       (char *)cases[i].set1};
     int n = 17;
@@ -439,42 +423,18 @@ Test(task_judges, bad_keys_stop_before_training, .timeout = 300) {
       args[n++] = (char *)cases[i].set2;
     }
     args[n] = NULL;
-    ts_dfpo_home(&r, home, args, NULL);
+    ts_dfpo_home(&r, x.home, args, NULL);
     cr_expect_neq(r.status, 0, "case %zu", i);
-    cr_expect(strstr(r.err, cases[i].want1) && strstr(r.err, cases[i].want2),
-              "case %zu: want '%s' and '%s' in: %s", i, cases[i].want1, cases[i].want2, r.err);
+    const char *w2 = cases[i].want2;
+    cr_expect(strstr(r.err, cases[i].want1) &&
+                  (w2 ? strstr(r.err, w2) != NULL : strstr(r.err, "task.judge") == NULL),
+              "case %zu: want '%s' and %s '%s' in: %s", i, cases[i].want1, w2 ? "" : "no",
+              w2 ? w2 : "task.judge", r.err);
     ts_run_free(&r);
   }
   struct stat st;
-  cr_expect_neq(stat(out, &st), 0, "no run folder was made");
-  /* a good folder and label get past the judge to the next missing thing */
-  ts_run r;
-  ts_dfpo_home(&r, home,
-               (char *[]){"train",
-                          "--task",
-                          "imdb",
-                          "--algo",
-                          "zero-shot",
-                          "--model",
-                          "none.ckpt",
-                          "--tokenizer",
-                          "none",
-                          "--out",
-                          out,
-                          "--device",
-                          "cpu",
-                          "--set",
-                          dset,
-                          "--set",
-                          model_set,
-                          "--set",
-                          "task.judge.sentiment_label=POSITIVE",
-                          NULL},
-               NULL);
-  cr_expect_neq(r.status, 0);
-  cr_expect(strstr(r.err, "none") && !strstr(r.err, "task.judge"), "%s", r.err);
-  ts_run_free(&r);
-  ts_rmtree(home);
+  cr_expect_neq(stat(x.out, &st), 0, "no run folder was made");
+  ts_rmtree(x.home);
 }
 
 /* Files under dir and its subfolders. */
@@ -505,34 +465,23 @@ Test(task_judges, rtp_perspective_api, .timeout = 300) {
   static const char answer[] =
       "{\"attributeScores\": {\"TOXICITY\": {\"summaryScore\": {\"value\": 0.734, \"type\": "
       "\"PROBABILITY\"}}}, \"languages\": [\"en\"]}";
-  char home[256], data[300], corpus[300], model[400], tok[400], out[300], dset[400], run[600],
-      path[700];
-  ts_tmpdir(home, sizeof home);
-  snprintf(data, sizeof data, "%s/data", home);
-  snprintf(corpus, sizeof corpus, "%s/corpus.txt", home);
-  snprintf(out, sizeof out, "%s/runs", home);
-  snprintf(dset, sizeof dset, "task.data_dir=%s", data);
-  write_splits(data, rtp_prompts, 0);
-  FILE *f = fopen(corpus, "w");
-  for (int k = 0; k < 20; k++)
-    for (int i = 0; i < N_REVIEWS; i++)
-      fprintf(f, "%s\n", reviews[i]);
-  fclose(f);
-  th_make_base(home, corpus, model, tok, sizeof model);
+  fixture x;
+  fixture_init(&x, rtp_prompts, 0, 1);
+  char run[600], path[700];
   tl_kind k[] = {TL_FULL};
   tl_server *s = tl_server_start(answer, strlen(answer), k, 1, 32, 120.0);
   char url[200], home_env[300];
   snprintf(url, sizeof url, "DFPO_PERSPECTIVE_URL=http://127.0.0.1:%d/v1alpha1/comments:analyze",
            tl_server_port(s));
-  snprintf(home_env, sizeof home_env, "DFPO_HOME=%s", home);
+  snprintf(home_env, sizeof home_env, "DFPO_HOME=%s", x.home);
   char *args[] = {DFPO_BIN,      "train",
                   "--task",      "rtp",
                   "--algo",      "zero-shot",
-                  "--model",     model,
-                  "--tokenizer", tok,
-                  "--out",       out,
+                  "--model",     x.model,
+                  "--tokenizer", x.tok,
+                  "--out",       x.out,
                   "--device",    "cpu",
-                  "--set",       dset,
+                  "--set",       x.dset,
                   "--set",       "task.judge.toxicity_api=perspective",
                   "--set",       "eval.samples_per_prompt=2",
                   "--set",       "generation.max_new_tokens=6",
@@ -548,7 +497,7 @@ Test(task_judges, rtp_perspective_api, .timeout = 300) {
             r.err);
   ts_run_free(&r);
   struct stat st;
-  cr_expect_neq(stat(out, &st), 0, "no run folder without the key");
+  cr_expect_neq(stat(x.out, &st), 0, "no run folder without the key");
   cr_expect_eq(tl_server_requests(s), 0);
   ts_run_cmd(&r, args, NULL,
              (char *[]){home_env, url, "OMP_NUM_THREADS=1",
@@ -558,7 +507,7 @@ Test(task_judges, rtp_perspective_api, .timeout = 300) {
   ts_run_free(&r);
   int requests = tl_server_requests(s);
   tl_server_stop(s);
-  snprintf(run, sizeof run, "%s/default/rtp/zero-shot/seed-0", out);
+  snprintf(run, sizeof run, "%s/default/rtp/zero-shot/seed-0", x.out);
   snprintf(path, sizeof path, "%s/eval.json", run);
   char *text = ts_slurp(path);
   cr_expect(!strstr(text, "SeCrEtKeY"), "the key stays out of eval.json");
@@ -587,21 +536,17 @@ Test(task_judges, rtp_perspective_api, .timeout = 300) {
     distinct += !seen;
   }
   th_free_jsonl(smp, ns);
-  snprintf(path, sizeof path, "%s/perspective", home);
+  snprintf(path, sizeof path, "%s/perspective", x.home);
   int cached = count_files(path);
   cr_log_info("perspective: %d requests, %d cached texts, %d distinct test continuations", requests,
               cached, distinct);
   cr_expect_eq(cached, requests, "one request per distinct text");
   cr_expect_geq(requests, distinct);
   /* dfpo report names the API */
-  char rdir[400];
-  snprintf(rdir, sizeof rdir, "%s/default", out);
-  run_ok(home, (char *[]){"report", rdir, "--no-plots", NULL});
-  snprintf(path, sizeof path, "%s/report/report.md", rdir);
-  char *rep = ts_slurp(path);
+  char *rep = report_md(&x);
   cr_expect(strstr(rep, "Judge: the Perspective API (http://127.0.0.1:"), "%s", rep);
   cr_expect(!strstr(rep, "Judges trained by the harness") && !strstr(rep, "SeCrEtKeY"), "%s", rep);
   free(rep);
   if (!getenv("DFPO_KEEP_TEST_FILES"))
-    ts_rmtree(home);
+    ts_rmtree(x.home);
 }
