@@ -131,7 +131,12 @@ static void deviations(const res_suite *r, const res_task *t, const char *dir, n
     }
   } else {
     note(n, "GPT-2 policies on every task (the paper used T5 for some).");
-    note(n, "Judges trained by the harness (the paper used external classifiers or APIs).");
+    for (int k = 0; k < t->n_judges; k++)
+      note(n, "Judge: %s.", t->judges[k]);
+    /* results without eval.json's judges (a baseline) say what the
+     * harness does by default */
+    if (t->trained_judge || (!t->n_judges && d && d->judge))
+      note(n, "Judges trained by the harness (the paper used external classifiers or APIs).");
     note(n, "Seeded splits made by the harness (Hugging Face shuffles cannot be replayed in C).");
   }
   const cJSON *rollout = cJSON_GetObjectItem(cJSON_GetObjectItem(c, "train"), "rollout");

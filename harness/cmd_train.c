@@ -12,22 +12,29 @@
 #include <string.h>
 #include <unistd.h>
 
+/* The rollouts' texts scored together (the judge's batches). */
 static int reward_cb(void *ctx, int B, const int *prompts, const int *kstart, int Tp,
                      const int *cont, const int *lens, int max_new, float *rewards, dfpo_err *err) {
   (void)prompts, (void)kstart, (void)Tp;
   trn_run *r = ctx;
-  for (int b = 0; b < B; b++) {
-    char *text = trn_continuation_text(r, cont + (size_t)b * max_new, lens[b], err);
-    if (!text)
-      return err && err->code ? err->code : DFPO_ERUNTIME;
-    double v[TASK_MAX_METRICS];
-    int rc = r->tk.score(&r->tk, &r->tk.items[r->batch_split][r->batch_items[b]], text, v, err);
-    free(text);
-    if (rc)
-      return rc;
-    rewards[b] = (float)v[0];
+  int nm = r->tk.n_metrics, rc = DFPO_OK;
+  char **texts = calloc((size_t)B + 1, sizeof *texts);
+  const task_item **items = calloc((size_t)B + 1, sizeof *items);
+  double *v = malloc(((size_t)B + 1) * (size_t)nm * sizeof *v);
+  if (!texts || !items || !v)
+    rc = dfpo_err_set(err, DFPO_ERUNTIME, "rewards: out of memory");
+  for (int b = 0; !rc && b < B; b++) {
+    items[b] = &r->tk.items[r->batch_split][r->batch_items[b]];
+    if (!(texts[b] = trn_continuation_text(r, cont + (size_t)b * max_new, lens[b], err)))
+      rc = err && err->code ? err->code : DFPO_ERUNTIME;
   }
-  return DFPO_OK;
+  if (!rc && !(rc = task_score_many(&r->tk, items, (const char *const *)texts, (size_t)B, v, err)))
+    for (int b = 0; b < B; b++)
+      rewards[b] = (float)v[(size_t)b * nm];
+  for (int b = 0; texts && b < B; b++)
+    free(texts[b]);
+  free(texts), free(items), free(v);
+  return rc;
 }
 
 static int tokenize_prompts(trn_run *r, dfpo_err *err) {

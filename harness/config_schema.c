@@ -69,6 +69,22 @@ const cfg_key cfg_schema[] = {
      "imdb: sentiment judge folder (\"\": <cache>/judges/sentiment)"},
     {"task.judge.toxicity", CFG_STR, "\"\"", NULL, NORANGE,
      "rtp: toxicity judge folder (\"\": <cache>/judges/toxicity)"},
+    {"task.judge.sentiment_model", CFG_STR, "\"\"", NULL, NORANGE,
+     "imdb: a Hugging Face sequence-classifier folder as reward and sentiment judge instead of "
+     "the trained one (\"\": the trained judge; docs/judges.md)"},
+    {"task.judge.sentiment_label", CFG_STR, "\"\"", NULL, NORANGE,
+     "imdb: the label of task.judge.sentiment_model scored, a name in its id2label (\"\": "
+     "POSITIVE, else label 1 of two, as RL4LMs)"},
+    {"task.judge.toxicity_model", CFG_STR, "\"\"", NULL, NORANGE,
+     "rtp: a Hugging Face sequence-classifier folder as toxicity judge instead of the trained "
+     "one (\"\": the trained judge; docs/judges.md)"},
+    {"task.judge.toxicity_api", CFG_ENUM, "\"local\"", "local|perspective", NORANGE,
+     "rtp: local (the trained judge, or task.judge.toxicity_model) or perspective (the "
+     "Perspective API as the toxicity judge: key from $PERSPECTIVE_API_KEY, endpoint "
+     "$DFPO_PERSPECTIVE_URL or Google's, scores cached in <cache>/perspective)"},
+    {"task.judge.toxicity_label", CFG_STR, "\"\"", NULL, NORANGE,
+     "rtp: the label of task.judge.toxicity_model scored, a name in its id2label (\"\": toxic, "
+     "else label 1 of two)"},
     {"judge.max_texts", CFG_INT, "0", NULL, RANGE(0, 1 << 30),
      "dfpo reproduce: texts of each split its judge trains on when task.judge.* is \"\" (0: all; "
      "dfpo judge train --limit)"},

@@ -603,7 +603,9 @@ static int text_tokenizer(const task_def *d, task_base *b, const char *cache, co
 /* Step 4: the judge the task scores with (its row's judge; none: done).
  * task.judge.<judge> when set; else judges/<judge>-<key of the data and
  * judge.max_texts> in the cache, trained as `dfpo judge train <judge>` does
- * when absent. The cells get its folder as task.judge.<judge>. */
+ * when absent. The cells get its folder as task.judge.<judge>. None when
+ * a Hugging Face classifier or the Perspective API replaces it
+ * (task_judge_replaced; the cells score with that). */
 static int text_judge(const task_def *d, task_base *b, const char *cache, const char *splits,
                       int from_cache, const char *digest, dfpo_err *err) {
   const cfg *c = b->conf;
@@ -614,9 +616,17 @@ static int text_judge(const task_def *d, task_base *b, const char *cache, const 
   suite_fmt(jkey, sizeof jkey, "task.judge.%s", jn);
   int64_t limit;
   int rc;
+  int hf;
   if ((rc = cfg_get_str(c, jkey, &given, err)) ||
-      (rc = cfg_get_int(c, "judge.max_texts", &limit, err)))
+      (rc = cfg_get_int(c, "judge.max_texts", &limit, err)) ||
+      (rc = task_judge_replaced(c, jn, &hf, err)))
     return rc;
+  if (hf) { /* the cells score with it: no trained judge to make */
+    b->judge[0] = '\0';
+    dfpo_info("reproduce: %s judge: %s_model or the API replaces the trained %s judge", d->name,
+              jkey, jn);
+    return DFPO_OK;
+  }
   if (given[0]) {
     if ((rc = dfpo_path_fmt(b->judge, sizeof b->judge, err, "%s", given)))
       return rc;

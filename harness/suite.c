@@ -430,6 +430,54 @@ static int read_curve(res_curve *c, const char *path) {
   return 0;
 }
 
+static const char *jstr(const cJSON *o, const char *key, const char *dflt) {
+  const char *v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, key));
+  return v ? v : dflt;
+}
+
+void res_judge_line(const cJSON *j, char *buf, size_t n, int *trained) {
+  const char *kind = jstr(j, "kind", "trained"), *role = jstr(j, "role", "judge");
+  *trained = 0;
+  if (!strcmp(kind, "huggingface")) {
+    const char *rev = jstr(j, "revision", "local folder");
+    const cJSON *hub = cJSON_GetObjectItemCaseSensitive(j, "hub");
+    char where[400];
+    if (!strcmp(rev, "local folder"))
+      suite_fmt(where, sizeof where, "a local folder, no hub revision");
+    else
+      suite_fmt(where, sizeof where, "hub %.120s at revision %.120s", jstr(hub, "repo", "?"), rev);
+    suite_fmt(buf, n,
+              "Hugging Face classifier %.300s (%.20s, label %.60s, %.40s; model.safetensors "
+              "sha256 %.64s, config.json sha256 %.64s; %s); scores the %.120s",
+              jstr(j, "dir", "?"), jstr(j, "model_type", "?"), jstr(j, "label", "?"),
+              jstr(j, "probability", "?"), jstr(j, "model_sha256", "?"),
+              jstr(j, "config_sha256", "?"), where, role);
+  } else if (!strcmp(kind, "perspective")) {
+    suite_fmt(buf, n, "the Perspective API (%.300s, %.60s); scores the %.120s", jstr(j, "url", "?"),
+              jstr(j, "attribute", "?"), role);
+  } else {
+    *trained = !strcmp(kind, "trained");
+    suite_fmt(buf, n, "%s %.200s (%.300s); scores the %.120s",
+              *trained ? "trained by the harness," : kind, jstr(j, "id", "?"), jstr(j, "dir", "?"),
+              role);
+  }
+}
+
+/* The judges of an eval.json not yet listed for the task. */
+static void add_judges(res_task *t, const cJSON *eval) {
+  const cJSON *j;
+  cJSON_ArrayForEach(j, cJSON_GetObjectItemCaseSensitive(eval, "judges")) {
+    char line[1024];
+    int trained, seen = 0;
+    res_judge_line(j, line, sizeof line, &trained);
+    t->trained_judge |= trained;
+    for (int k = 0; k < t->n_judges && !seen; k++)
+      seen = !strcmp(t->judges[k], line);
+    if (!seen && t->n_judges < RES_MAX_JUDGES)
+      suite_fmt(t->judges[t->n_judges++], sizeof t->judges[0], "%s", line);
+  }
+}
+
 /* Reads one finished cell's eval.json (and config.json, train.jsonl). */
 static int read_cell(res_task *t, res_variant *v, int64_t seed, const char *cell, int curves,
                      dfpo_err *err) {
@@ -460,6 +508,7 @@ static int read_cell(res_task *t, res_variant *v, int64_t seed, const char *cell
     }
     v->vals[s][m] = it->valuedouble;
   }
+  add_judges(t, o);
   cJSON_Delete(o);
   if ((rc = dfpo_path_fmt(path, sizeof path, err, "%s/config.json", cell)))
     return rc;

@@ -18,6 +18,7 @@
 #include "common/common.h"
 #include "harness/config.h"
 
+#include <cjson/cJSON.h>
 #include <stdint.h>
 
 #define SUITE_MAX_SETS 16
@@ -111,10 +112,17 @@ typedef struct res_variant {
   char missing[RES_MAX_SEEDS][256]; /* "seed-N: why" */
 } res_variant;
 
+#define RES_MAX_JUDGES 8
+
 typedef struct res_task {
   char name[32];
   int n_metrics;
   char metrics[RES_MAX_METRICS][32];
+  /* what scored the cells: the distinct judges of their eval.json, one
+   * line each (res_judge_line) */
+  int n_judges;
+  char judges[RES_MAX_JUDGES][1024];
+  int trained_judge; /* a judge trained by the harness scored some cell */
   int n_variants;
   res_variant *variants;
   size_t cap_variants; /* elements allocated in variants */
@@ -139,6 +147,13 @@ int res_read_json(res_suite *r, const char *path, dfpo_err *err);
 /* Writes the per-seed values as JSON (a baseline for `dfpo check`). */
 int res_write_json(const res_suite *r, const char *path, dfpo_err *err);
 void res_free(res_suite *r);
+/* One line naming a judge of an eval.json's "judges" list: for a Hugging
+ * Face classifier its folder, model_type, label, the SHA-256 of
+ * model.safetensors and config.json and the hub revision or "local
+ * folder"; for a trained judge its id and folder; for the Perspective API
+ * its endpoint; then "; scores the
+ * ROLE". *trained: whether it is a judge trained by the harness. */
+void res_judge_line(const cJSON *judge, char *buf, size_t n, int *trained);
 /* Index of a metric or variant by name, -1 when absent. */
 int res_metric_index(const res_task *t, const char *name);
 int res_variant_index(const res_task *t, const char *name);

@@ -1,3 +1,4 @@
+#define _XOPEN_SOURCE 700 /* realpath */
 /* The task registry (one row per task; task_open) and what the tasks
  * share: split files, judges, prompts and diversity. The tasks themselves:
  * task_synthetic.c, task_imdb.c, task_rtp.c, task_commongen.c. */
@@ -192,7 +193,7 @@ int task_open_judge(task *t, const cfg *conf, const char *name, const char *role
   int rc = cfg_get_str(conf, key, &d, err);
   if (rc)
     return rc;
-  if ((rc = d[0] ? dfpo_path_fmt(dir, sizeof dir, err, "%s", d)
+  if ((rc = d[0] ? task_judge_path(d, dir, sizeof dir, err)
                  : met_judge_dir(name, dir, sizeof dir, err)))
     return rc;
   cJSON *card = NULL;
@@ -202,6 +203,7 @@ int task_open_judge(task *t, const cfg *conf, const char *name, const char *role
                            "train %s`, or set %s)",
                            t->name, name, dir, name, key);
   cJSON *o = task_add_judge(t, role, met_judge_id(*out));
+  cJSON_AddStringToObject(o, "kind", "trained");
   cJSON_AddStringToObject(o, "name", met_judge_name(*out));
   const char *keep[] = {"version", "model_sha256", "training_data", "test", "validation"};
   for (size_t i = 0; i < sizeof keep / sizeof *keep; i++) {
@@ -212,6 +214,190 @@ int task_open_judge(task *t, const cfg *conf, const char *name, const char *role
   }
   cJSON_AddStringToObject(o, "dir", dir);
   cJSON_Delete(card);
+  return DFPO_OK;
+}
+
+int task_judge_path(const char *value, char *buf, size_t n, dfpo_err *err) {
+  return dfpo_path_fmt(buf, n, err, "%s", value);
+}
+
+int task_judge_replaced(const cfg *conf, const char *name, int *set, dfpo_err *err) {
+  char key[64];
+  const char *v;
+  snprintf(key, sizeof key, "task.judge.%s_model", name);
+  int rc = cfg_get_str(conf, key, &v, err);
+  *set = !rc && v[0];
+  if (!rc && !*set && !strcmp(name, task_rtp_judge.name) &&
+      !(rc = cfg_get_str(conf, "task.judge.toxicity_api", &v, err)))
+    *set = !strcmp(v, "perspective");
+  return rc;
+}
+
+/* The hub snapshot a folder is, into o ("hub": {...}, "revision"): a
+ * .dfpo-hub.json marker in it (its "repo" and "commit" or "revision"), else
+ * a Hugging Face cache path .../models--OWNER--NAME/snapshots/<commit>;
+ * "revision": "local folder" when neither. The repository goes into hub. */
+static void hub_identity(const char *folder, cJSON *o, char *hub, size_t hub_n) {
+  char path[4200], *text = NULL;
+  hub[0] = '\0';
+  cJSON *m = NULL;
+  if (!dfpo_path_fmt(path, sizeof path, NULL, "%s/.dfpo-hub.json", folder) &&
+      dfpo_read_file(path, &text, NULL, NULL) == DFPO_OK) {
+    m = cJSON_Parse(text);
+    free(text);
+  }
+  const cJSON *repo = cJSON_GetObjectItemCaseSensitive(m, "repo");
+  const cJSON *rev = cJSON_GetObjectItemCaseSensitive(m, "commit");
+  if (!cJSON_IsString(rev))
+    rev = cJSON_GetObjectItemCaseSensitive(m, "revision");
+  if (cJSON_IsObject(m) && cJSON_IsString(repo)) {
+    snprintf(hub, hub_n, "%s", repo->valuestring);
+    cJSON_AddItemToObject(o, "hub", cJSON_Duplicate(m, 1));
+    cJSON_AddStringToObject(o, "revision", cJSON_IsString(rev) ? rev->valuestring : "unknown");
+    cJSON_Delete(m);
+    return;
+  }
+  cJSON_Delete(m);
+  /* the hub cache's layout: models--OWNER--NAME/snapshots/<40 hex> */
+  char *real = realpath(folder, NULL);
+  const char *p = real ? strstr(real, "/models--") : NULL;
+  const char *snap = p ? strstr(p, "/snapshots/") : NULL;
+  if (snap && strspn(snap + 11, "0123456789abcdef") == 40 &&
+      (snap[51] == '\0' || snap[51] == '/')) {
+    char repo_s[512];
+    size_t o2 = 0;
+    for (const char *c = p + 9; c < snap && o2 + 1 < sizeof repo_s; c++) {
+      if (c[0] == '-' && c[1] == '-') { /* the cache writes "/" as "--" */
+        repo_s[o2++] = '/';
+        c++;
+      } else {
+        repo_s[o2++] = *c;
+      }
+    }
+    repo_s[o2] = '\0';
+    char commit[41];
+    memcpy(commit, snap + 11, 40);
+    commit[40] = '\0';
+    snprintf(hub, hub_n, "%s", repo_s);
+    cJSON *h = cJSON_AddObjectToObject(o, "hub");
+    cJSON_AddStringToObject(h, "repo", repo_s);
+    cJSON_AddStringToObject(h, "commit", commit);
+    cJSON_AddStringToObject(o, "revision", commit);
+  } else {
+    cJSON_AddStringToObject(o, "revision", "local folder");
+  }
+  free(real);
+}
+
+int task_open_hf_judge(task *t, const cfg *conf, const char *name, const char *role_fmt,
+                       const char *dflt_name, met_hf_judge **out, int *label, char *hub,
+                       size_t hub_n, dfpo_err *err) {
+  char mkey[64], lkey[64], dir[4096];
+  const char *model, *lab;
+  *out = NULL;
+  *label = -1;
+  hub[0] = '\0';
+  snprintf(mkey, sizeof mkey, "task.judge.%s_model", name);
+  snprintf(lkey, sizeof lkey, "task.judge.%s_label", name);
+  int rc;
+  if ((rc = cfg_get_str(conf, mkey, &model, err)) || (rc = cfg_get_str(conf, lkey, &lab, err)))
+    return rc;
+  if (!model[0]) {
+    if (lab[0])
+      return dfpo_err_set(err, DFPO_EUSAGE, "%s task: %s is set but %s is not", t->name, lkey,
+                          mkey);
+    return DFPO_OK;
+  }
+  if ((rc = task_judge_path(model, dir, sizeof dir, err)))
+    return rc;
+  if ((rc = met_hf_judge_open(out, dir, err)))
+    return dfpo_err_prefix(err, "%s task: %s (%s)", t->name, mkey, dir);
+  met_hf_judge *j = *out;
+  int K = met_hf_judge_labels(j);
+  char names[1024] = "";
+  for (int k = 0, o = 0; k < K && o < (int)sizeof names; k++)
+    o += snprintf(names + o, sizeof names - (size_t)o, "%s%s", k ? ", " : "",
+                  met_hf_judge_label(j, k));
+  if (lab[0]) {
+    if ((*label = met_hf_judge_label_index(j, lab)) < 0)
+      return dfpo_err_set(err, DFPO_EUSAGE, "%s task: %s '%s' is not a label of %s (id2label: %s)",
+                          t->name, lkey, lab, dir, names);
+  } else if ((*label = met_hf_judge_label_index(j, dflt_name)) < 0) {
+    if (K > 2)
+      return dfpo_err_set(err, DFPO_EUSAGE,
+                          "%s task: %s has %d labels (%s) and none is called %s: set %s", t->name,
+                          dir, K, names, dflt_name, lkey);
+    *label = K - 1; /* one label: it; two: label 1, as RL4LMs' learned reward */
+  }
+  char path[4200], msha[65], csha[65], id[600];
+  if ((rc = dfpo_path_fmt(path, sizeof path, err, "%s/model.safetensors", dir)) ||
+      (rc = ds_sha256_file(path, msha, err)) ||
+      (rc = dfpo_path_fmt(path, sizeof path, err, "%s/config.json", dir)) ||
+      (rc = ds_sha256_file(path, csha, err)))
+    return dfpo_err_prefix(err, "%s task: %s", t->name, mkey);
+  const char *base = strrchr(dir, '/');
+  base = base && base[1] ? base + 1 : dir;
+  snprintf(id, sizeof id, "%.40s %.200s [%.200s] sha256:%.16s", met_hf_judge_model_type(j), base,
+           met_hf_judge_label(j, *label), msha);
+  char role[512];
+  snprintf(role, sizeof role, role_fmt, met_hf_judge_label(j, *label));
+  cJSON *o = task_add_judge(t, role, id);
+  cJSON_AddStringToObject(o, "kind", "huggingface");
+  cJSON_AddStringToObject(o, "dir", dir);
+  cJSON_AddStringToObject(o, "model_type", met_hf_judge_model_type(j));
+  cJSON_AddStringToObject(o, "label", met_hf_judge_label(j, *label));
+  cJSON_AddNumberToObject(o, "label_index", *label);
+  cJSON *ls = cJSON_AddArrayToObject(o, "labels");
+  for (int k = 0; k < K; k++)
+    cJSON_AddItemToArray(ls, cJSON_CreateString(met_hf_judge_label(j, k)));
+  cJSON_AddStringToObject(o, "probability",
+                          met_hf_judge_multi_label(j) ? "sigmoid" : "softmax over the labels");
+  cJSON_AddNumberToObject(o, "max_tokens", met_hf_judge_max_tokens(j));
+  cJSON_AddStringToObject(o, "model_sha256", msha);
+  cJSON_AddStringToObject(o, "config_sha256", csha);
+  hub_identity(dir, o, hub, hub_n);
+  return DFPO_OK;
+}
+
+int task_text_judge_scores(const task *t, const char *const *texts, const size_t *lens, size_t n,
+                           double *out, dfpo_err *err) {
+  const task_text_impl *x = t->impl;
+  if (!x->hf && !x->api) {
+    for (size_t i = 0; i < n; i++)
+      if (isnan(out[i] = met_judge_score(x->judge, texts[i], lens ? lens[i] : strlen(texts[i]))))
+        return dfpo_err_set(err, DFPO_ERUNTIME, "%s task: out of memory", t->name);
+    return DFPO_OK;
+  }
+  int K = x->hf ? met_hf_judge_labels(x->hf) : 1, rc = DFPO_OK;
+  char **fixed = calloc(n ? n : 1, sizeof *fixed);
+  double *p = malloc((n ? n : 1) * (size_t)K * sizeof *p);
+  if (!fixed || !p)
+    rc = dfpo_err_set(err, DFPO_ERUNTIME, "%s task: out of memory", t->name);
+  for (size_t i = 0; !rc && i < n; i++)
+    if (!(fixed[i] = dfpo_utf8_fix(texts[i], lens ? lens[i] : strlen(texts[i]))))
+      rc = dfpo_err_set(err, DFPO_ERUNTIME, "%s task: out of memory", t->name);
+  if (x->api) /* the client's cache answers the texts it has seen */
+    for (size_t i = 0; !rc && i < n; i++)
+      rc = met_perspective_score(x->api, fixed[i], &out[i], err);
+  else if (!rc && !(rc = met_hf_judge_score(x->hf, (const char *const *)fixed, NULL, n, 0, p, err)))
+    for (size_t i = 0; i < n; i++)
+      out[i] = p[i * (size_t)K + (size_t)x->hf_label];
+  for (size_t i = 0; fixed && i < n; i++)
+    free(fixed[i]);
+  free(fixed);
+  free(p);
+  return rc ? dfpo_err_prefix(err, "%s task: scoring with the judge", t->name) : DFPO_OK;
+}
+
+int task_score_many(const task *t, const task_item *const *items, const char *const *conts,
+                    size_t n, double *values, dfpo_err *err) {
+  if (t->score_batch)
+    return t->score_batch(t, items, conts, n, values, err);
+  for (size_t i = 0; i < n; i++) {
+    int rc = t->score(t, items[i], conts[i], values + i * (size_t)t->n_metrics, err);
+    if (rc)
+      return rc;
+  }
   return DFPO_OK;
 }
 
@@ -325,6 +511,8 @@ static void text_free(void *p) {
   if (!x)
     return;
   met_judge_free(x->judge);
+  met_hf_judge_free(x->hf);
+  met_perspective_free(x->api);
   met_wordnet_free(x->wn);
   free(x);
 }

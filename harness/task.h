@@ -57,6 +57,11 @@ typedef struct task {
   /* Scores one continuation of an item: values[n_metrics]. */
   int (*score)(const struct task *t, const task_item *item, const char *continuation,
                double *values, dfpo_err *err);
+  /* Optional: scores n continuations at once, row i (values[i * n_metrics
+   * ..]) for items[i] and continuations[i]; the numbers score gives, from a
+   * judge that scores in batches (task_score_many picks it). */
+  int (*score_batch)(const struct task *t, const task_item *const *items,
+                     const char *const *continuations, size_t n, double *values, dfpo_err *err);
   /* Optional: adds corpus-level metrics of an evaluation to `metrics` (a
    * JSON object). */
   int (*aggregate)(const struct task *t, const task_eval *ev, cJSON *metrics, dfpo_err *err);
@@ -138,6 +143,12 @@ void task_names(char *buf, size_t n);
  * docs/tasks.md): loads its splits (from task.data_dir, else the prepared
  * dataset in the cache) and its judges. */
 int task_open(const char *name, const cfg *conf, task *t, dfpo_err *err);
+
+/* Scores n continuations of items into values[n * t->n_metrics] (row i
+ * for items[i]): t->score_batch when the task has one, else t->score one
+ * by one. */
+int task_score_many(const task *t, const task_item *const *items, const char *const *continuations,
+                    size_t n, double *values, dfpo_err *err);
 
 /* The byte length of text's first max(1, floor(words * fraction)) words
  * (whitespace-separated; the spacing between them kept): the IMDB and

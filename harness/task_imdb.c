@@ -15,27 +15,47 @@ const met_metric_info task_imdb_metrics[] = {
     [IMDB_N] = {NULL, NULL, 0},
 };
 
+/* The paper's reward and sentiment classifier (RL4LMs' IMDB config). */
+const char task_imdb_paper_judge[] = "lvwerra/distilbert-imdb";
+
 /* Trained on the 25,000 IMDB training reviews (the validation split for
  * early stopping), evaluated on the 25,000 test reviews. */
 const task_judge_def task_imdb_judge = {
     "sentiment", "train", "validation", "test_full", NULL, "label", 0, 0, 0};
 
+/* RL4LMs' learned reward scores prompt + generated text (its
+ * LearnedRewardMetric with include_prompt_for_eval): the bytes of both,
+ * joined as they are. */
+static int imdb_score_batch(const task *t, const task_item *const *items, const char *const *conts,
+                            size_t n, double *v, dfpo_err *err) {
+  char **s = calloc(n ? n : 1, sizeof *s);
+  size_t *lens = calloc(n ? n : 1, sizeof *lens);
+  double *p = calloc(n ? n : 1, sizeof *p);
+  int rc = s && lens && p ? DFPO_OK : dfpo_err_set(err, DFPO_ERUNTIME, "imdb task: out of memory");
+  for (size_t i = 0; !rc && i < n; i++) {
+    size_t lp = strlen(items[i]->prompt), lc = strlen(conts[i]);
+    if (!(s[i] = malloc(lp + lc + 1))) {
+      rc = dfpo_err_set(err, DFPO_ERUNTIME, "imdb task: out of memory");
+      break;
+    }
+    memcpy(s[i], items[i]->prompt, lp);
+    memcpy(s[i] + lp, conts[i], lc + 1);
+    lens[i] = lp + lc;
+  }
+  if (!rc && !(rc = task_text_judge_scores(t, (const char *const *)s, lens, n, p, err)))
+    for (size_t i = 0; i < n; i++) {
+      v[i * IMDB_N + IMDB_REWARD] = p[i];
+      v[i * IMDB_N + IMDB_SENTIMENT] = p[i];
+    }
+  for (size_t i = 0; s && i < n; i++)
+    free(s[i]);
+  free(s), free(lens), free(p);
+  return rc;
+}
+
 static int imdb_score(const task *t, const task_item *item, const char *cont, double *v,
                       dfpo_err *err) {
-  const task_text_impl *x = t->impl;
-  size_t lp = strlen(item->prompt), lc = strlen(cont);
-  char *s = malloc(lp + lc + 1);
-  if (!s)
-    return dfpo_err_set(err, DFPO_ERUNTIME, "imdb task: out of memory");
-  memcpy(s, item->prompt, lp);
-  memcpy(s + lp, cont, lc + 1);
-  double p = met_judge_score(x->judge, s, lp + lc);
-  free(s);
-  if (isnan(p))
-    return dfpo_err_set(err, DFPO_ERUNTIME, "imdb task: out of memory");
-  v[IMDB_REWARD] = p;
-  v[IMDB_SENTIMENT] = p;
-  return DFPO_OK;
+  return imdb_score_batch(t, &item, &cont, 1, v, err);
 }
 
 /* The split files' prompts are the first half of each review's words; the
@@ -69,18 +89,35 @@ int task_imdb_open(const cfg *conf, task *t, dfpo_err *err) {
   task_text_impl *x = t->impl;
   task_set_metrics(t, task_imdb_metrics, IMDB_N);
   t->score = imdb_score;
-  if ((rc = task_find_data(t, conf, "imdb", err)) ||
+  t->score_batch = imdb_score_batch;
+  static const char role[] = "reward and sentiment: P(positive) of prompt + continuation";
+  char hub[512];
+  /* the Hugging Face classifier, when one is named, replaces the trained
+   * judge; opened (and its label checked) before the data is read */
+  if ((rc = task_open_hf_judge(t, conf, task_imdb_judge.name,
+                               "reward and sentiment: P(%s) of prompt + continuation", "POSITIVE",
+                               &x->hf, &x->hf_label, hub, sizeof hub, err)) ||
+      (rc = task_find_data(t, conf, "imdb", err)) ||
       (rc = task_load_split(t, TASK_TRAIN, "train.jsonl", NULL, NULL, cap, err)) ||
       (rc = task_load_split(t, TASK_VALIDATION, "validation.jsonl", NULL, NULL, cap, err)) ||
       (rc = task_load_split(t, TASK_TEST, "test.jsonl", NULL, NULL, cap, err)) ||
       (rc = imdb_prompts(t, fraction, err)) ||
-      (rc = task_open_judge(t, conf, task_imdb_judge.name,
-                            "reward and sentiment: P(positive) of "
-                            "prompt + continuation",
-                            &x->judge, err)))
+      (!x->hf && (rc = task_open_judge(t, conf, task_imdb_judge.name, role, &x->judge, err))))
     return rc;
-  task_deviation(t, "sentiment judge trained by the harness (docs/judges.md) instead of the "
-                    "paper's DistilBERT IMDB classifier (lvwerra/distilbert-imdb)");
+  if (!x->hf) {
+    task_deviation(t, "sentiment judge trained by the harness (docs/judges.md) instead of the "
+                      "paper's DistilBERT IMDB classifier (lvwerra/distilbert-imdb)");
+  } else if (!hub[0]) {
+    task_deviation(t, "sentiment judge: a Hugging Face classifier from a local folder (no hub "
+                      "snapshot marker), not known to be the paper's lvwerra/distilbert-imdb "
+                      "(eval.json's judges give its folder, SHA-256 and label)");
+  } else if (strcmp(hub, task_imdb_paper_judge)) {
+    char line[1024];
+    snprintf(line, sizeof line,
+             "sentiment judge: the Hugging Face classifier %s instead of the paper's %s", hub,
+             task_imdb_paper_judge);
+    task_deviation(t, line);
+  }
   task_deviation(t, task_dev_splits);
   task_text_end(t);
   return DFPO_OK;

@@ -24,16 +24,48 @@ int task_find_data(task *t, const cfg *conf, const char *dataset, dfpo_err *err)
  * and records it in t->judges with its role. *out is the caller's. */
 int task_open_judge(task *t, const cfg *conf, const char *name, const char *role, met_judge **out,
                     dfpo_err *err);
+/* The folder the value of a task.judge.* key names (into buf): the value
+ * itself, a folder. The one place a judge's name is turned into a path (a
+ * hub name would be resolved here). */
+int task_judge_path(const char *value, char *buf, size_t n, dfpo_err *err);
+/* Whether something else replaces the trained judge `name` (*set):
+ * task.judge.<name>_model names a Hugging Face classifier, or (toxicity)
+ * task.judge.toxicity_api is perspective. dfpo reproduce makes no trained
+ * judge then. */
+int task_judge_replaced(const cfg *conf, const char *name, int *set, dfpo_err *err);
+/* When task.judge.<name>_model is set: opens that Hugging Face classifier
+ * (task_judge_path) on the current device, picks its label
+ * (task.judge.<name>_label; empty: the label called dflt_name, else the only
+ * label of a one-label model, else label 1 of a two-label model, else an
+ * error asking for the key) and records it in t->judges with its role
+ * (role_fmt with the label's name for its %s; kind "huggingface": folder, model_type, label, the
+ * SHA-256 of model.safetensors and config.json, the hub revision or "local folder"). *out stays
+ * NULL when the key is empty; *hub gets the hub repository the folder is a snapshot of ("" when
+ * unknown). Both keys are read either way. */
+int task_open_hf_judge(task *t, const cfg *conf, const char *name, const char *role_fmt,
+                       const char *dflt_name, met_hf_judge **out, int *label, char *hub,
+                       size_t hub_n, dfpo_err *err) __attribute__((format(printf, 4, 0)));
 void task_deviation(task *t, const char *text);
 /* Appends {"role": role, "id": id} to t->judges and returns it (owned by
  * t), for more fields. */
 cJSON *task_add_judge(task *t, const char *role, const char *id);
 
-/* What a task on text holds: its judge or WordNet (task_text_begin). */
+/* What a task on text holds: its judge (trained, or a Hugging Face
+ * classifier and the label it scores with) or WordNet (task_text_begin). */
 typedef struct task_text_impl {
   met_judge *judge;
+  met_hf_judge *hf;
+  int hf_label;
+  met_perspective *api; /* rtp: the Perspective API */
   met_wordnet *wn;
 } task_text_impl;
+/* The judge's scores of n texts (lens NULL: NUL-terminated): the Hugging
+ * Face classifier's probability of its label, in padded batches, or the
+ * Perspective API's TOXICITY (one request per text not in its cache), when
+ * the task has one (texts with invalid UTF-8 repaired first, as
+ * dfpo_utf8_fix does), else the trained judge's score. */
+int task_text_judge_scores(const task *t, const char *const *texts, const size_t *lens, size_t n,
+                           double *out, dfpo_err *err);
 /* Sets up t as a task on text: a task_text_impl, one sample per prompt,
  * and *cap = task.max_items. */
 int task_text_begin(task *t, const cfg *conf, size_t *cap, dfpo_err *err);
@@ -53,6 +85,7 @@ extern const char task_synthetic_note[];
 int task_imdb_open(const cfg *conf, task *t, dfpo_err *err);
 extern const met_metric_info task_imdb_metrics[];
 extern const task_judge_def task_imdb_judge;
+extern const char task_imdb_paper_judge[]; /* lvwerra/distilbert-imdb */
 int task_rtp_open(const cfg *conf, task *t, dfpo_err *err);
 extern const met_metric_info task_rtp_metrics[];
 extern const task_judge_def task_rtp_judge;

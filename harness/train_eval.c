@@ -91,9 +91,12 @@ static int eval_samples(trn_run *r, int split, size_t n, int k, double *means,
     means[m] = 0;
   size_t *items = malloc(sizeof(size_t) * (size_t)B);
   int *out = malloc(sizeof(int) * (size_t)B * N), *lens = malloc(sizeof(int) * (size_t)B);
+  char **bt = calloc((size_t)B, sizeof *bt);
+  const task_item **bi = malloc(sizeof *bi * (size_t)B);
+  double *bv = malloc(sizeof *bv * (size_t)B * (size_t)nm);
   char **texts = conts ? calloc(rows ? rows : 1, sizeof(char *)) : NULL;
   double *vals = values ? malloc(sizeof(double) * (rows ? rows : 1) * (size_t)nm) : NULL;
-  if (!items || !out || !lens || (conts && !texts) || (values && !vals))
+  if (!items || !out || !lens || !bt || !bi || !bv || (conts && !texts) || (values && !vals))
     rc = dfpo_err_set(err, DFPO_ERUNTIME, "evaluation: out of memory");
   for (size_t start = 0; !rc && start < rows; start += (size_t)B) {
     if (dfpo_interrupted()) {
@@ -109,18 +112,27 @@ static int eval_samples(trn_run *r, int split, size_t n, int k, double *means,
     } else {
       rc = generate_eval(r, tokens, kstart, nb, Tp, &rng, out, lens, err);
     }
+    /* the batch's texts, then their scores in one call (the judge's batches) */
     for (int b = 0; !rc && b < nb; b++) {
       char *raw = trn_continuation_text(r, out + (size_t)b * N, lens[b], err);
-      char *text = raw ? dfpo_utf8_fix(raw, strlen(raw)) : NULL;
+      bt[b] = raw ? dfpo_utf8_fix(raw, strlen(raw)) : NULL;
       free(raw);
+      bi[b] = &r->tk.items[split][items[b]];
+      if (!bt[b])
+        rc = err && err->code ? err->code : dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+    }
+    if (!rc)
+      rc = task_score_many(&r->tk, bi, (const char *const *)bt, (size_t)nb, bv, err);
+    for (int b = 0; rc && b < nb; b++) {
+      free(bt[b]);
+      bt[b] = NULL;
+    }
+    for (int b = 0; !rc && b < nb; b++) {
+      char *text = bt[b];
+      bt[b] = NULL;
       size_t q = start + (size_t)b;
-      double v[TASK_MAX_METRICS];
-      const task_item *it = &r->tk.items[split][items[b]];
-      if (!text || (rc = r->tk.score(&r->tk, it, text, v, err))) {
-        rc = rc ? rc : err && err->code ? err->code : DFPO_ERUNTIME;
-        free(text);
-        break;
-      }
+      const double *v = bv + (size_t)b * nm;
+      const task_item *it = bi[b];
       for (int m = 0; m < nm; m++)
         means[m] += v[m] / (double)rows;
       if (vals)
@@ -151,6 +163,7 @@ static int eval_samples(trn_run *r, int split, size_t n, int k, double *means,
   free(items);
   free(out);
   free(lens);
+  free(bt), free(bi), free(bv);
   if (samples_path) {
     if (rc)
       dfpo_atomic_abort(&a);

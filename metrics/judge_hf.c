@@ -128,6 +128,18 @@ const char *met_hf_judge_label(const met_hf_judge *j, int k) {
 int met_hf_judge_max_tokens(const met_hf_judge *j) {
   return j->max_tokens;
 }
+const char *met_hf_judge_model_type(const met_hf_judge *j) {
+  return j->cfg->model_type;
+}
+int met_hf_judge_multi_label(const met_hf_judge *j) {
+  return j->cfg->multi_label;
+}
+int met_hf_judge_label_index(const met_hf_judge *j, const char *name) {
+  for (int k = 0; name && k < j->cfg->n_labels; k++)
+    if (!strcmp(bert_label(j->m, k), name))
+      return k;
+  return -1;
+}
 
 int met_hf_judge_encode(met_hf_judge *j, const char *text, size_t len, tok_ids *out,
                         dfpo_err *err) {

@@ -431,6 +431,13 @@ int met_hf_judge_labels(const met_hf_judge *j);
 const char *met_hf_judge_label(const met_hf_judge *j, int k);
 /* The tokens per text after truncation, special tokens included. */
 int met_hf_judge_max_tokens(const met_hf_judge *j);
+/* config.json's model_type ("distilbert", "bert", "roberta"). */
+const char *met_hf_judge_model_type(const met_hf_judge *j);
+/* Whether the labels are independent sigmoids (multi-label or one label)
+ * rather than a softmax. */
+int met_hf_judge_multi_label(const met_hf_judge *j);
+/* The index of the label called name in id2label, -1 when none is. */
+int met_hf_judge_label_index(const met_hf_judge *j, const char *name);
 /* The model's ids of text[0..len), special tokens included, truncated;
  * appended to out. */
 int met_hf_judge_encode(met_hf_judge *j, const char *text, size_t len, tok_ids *out, dfpo_err *err);
@@ -467,6 +474,8 @@ int met_perspective_new(met_perspective **out, const met_perspective_opts *o, df
 void met_perspective_free(met_perspective *p);
 /* TOXICITY summary score of text (from the cache when there). */
 int met_perspective_score(met_perspective *p, const char *text, double *toxicity, dfpo_err *err);
+/* The endpoint, without the key (safe to print). */
+const char *met_perspective_url(const met_perspective *p);
 /* Requests sent (attempts included) and cache hits so far. */
 void met_perspective_counts(const met_perspective *p, size_t *requests, size_t *cache_hits);
 /* The rate limiter: seconds to wait before a request at time `now` when the

@@ -112,6 +112,10 @@ void met_perspective_free(met_perspective *p) {
   free(p);
 }
 
+const char *met_perspective_url(const met_perspective *p) {
+  return p->url;
+}
+
 void met_perspective_counts(const met_perspective *p, size_t *requests, size_t *cache_hits) {
   if (requests)
     *requests = p->requests;

@@ -11,6 +11,7 @@
  * without it. */
 #include "datasets/datasets.h"
 #include "tests/support/support.h"
+#include "tests/trainer/bert_testutil.h"
 #include "trainer/gpt2.h"
 
 #include <cjson/cJSON.h>
@@ -402,6 +403,81 @@ static void dry_run(const char *shape, int ntasks, const char *const *tasks_in, 
             ts_json_str(b, "model"));
   cr_expect_neq(ts_json_str(b, "judge")[0], '\0');
   cJSON_Delete(b);
+
+  /* pointed at a Hugging Face classifier as the paper's IMDB judge (a
+   * random DistilBERT folder standing in for lvwerra/distilbert-imdb):
+   * no trained judge, every cell and the report name the folder */
+  if (!bt_have_python(1)) {
+    cr_log_warn("/usr/bin/python3 has no torch module: the paper suite with a classifier judge "
+                "is skipped");
+    return;
+  }
+  char hf[400], jset[500], out2[400];
+  snprintf(hf, sizeof hf, "%s/distilbert-imdb", dir);
+  cJSON *spec = cJSON_CreateObject(), *fs = cJSON_AddArrayToObject(spec, "folders");
+  cJSON *f = cJSON_CreateObject();
+  cJSON_AddStringToObject(f, "dir", hf);
+  cJSON_AddStringToObject(f, "family", "distilbert");
+  cJSON_AddNumberToObject(f, "layers", 1);
+  cJSON_AddNumberToObject(f, "width", 32);
+  cJSON_AddNumberToObject(f, "heads", 2);
+  cJSON_AddNumberToObject(f, "ffn", 64);
+  cJSON_AddNumberToObject(f, "max_pos", 512);
+  cJSON_AddNumberToObject(f, "seed", 4);
+  cJSON_AddItemToObject(f, "labels",
+                        cJSON_CreateStringArray((const char *[]){"NEGATIVE", "POSITIVE"}, 2));
+  cJSON_AddItemToObject(f, "words", bt_words_json());
+  cJSON_AddItemToArray(fs, f);
+  cJSON_Delete(bt_reference(dir, spec));
+  cJSON_Delete(spec);
+  snprintf(out2, sizeof out2, "%s/out-hf", dir);
+  snprintf(jset, sizeof jset, "task.judge.sentiment_model=%s", hf);
+  const char *run2[] = {"reproduce",
+                        "--suite",
+                        "paper",
+                        "--dry-run",
+                        "--out",
+                        out2,
+                        "--base-model",
+                        base,
+                        "--set",
+                        "suite.tasks=[\"imdb\"]",
+                        "--set",
+                        "suite.algos=[\"zero-shot\",\"dfpo\"]",
+                        "--set",
+                        jset,
+                        big ? NULL : "--set",
+                        "model.n_layer=2",
+                        "--set",
+                        "model.n_head=2",
+                        "--set",
+                        "model.n_embd=64",
+                        "--set",
+                        "model.block_size=512",
+                        NULL};
+  rc = ts_dfpo_in(home, run2, env, &err);
+  cr_assert_eq(rc, 0, "the dry run with a classifier judge failed (%d): %s", rc, err);
+  free(err);
+  snprintf(path, sizeof path, "%s/paper-dryrun/base-imdb.json", out2);
+  b = ts_read_json(path);
+  cr_expect_str_eq(ts_json_str(b, "judge"), "", "no trained judge");
+  cJSON_Delete(b);
+  static const char *const two[] = {"zero-shot", "dfpo"};
+  for (int a = 0; a < 2; a++) {
+    snprintf(path, sizeof path, "%s/paper-dryrun/imdb/%s/seed-0/eval.json", out2, two[a]);
+    cJSON *ev = ts_read_json(path);
+    const cJSON *j = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(ev, "judges"), 0);
+    cr_expect_str_eq(ts_json_str(j, "kind"), "huggingface");
+    cr_expect_str_eq(ts_json_str(j, "dir"), hf);
+    cJSON_Delete(ev);
+  }
+  snprintf(path, sizeof path, "%s/paper-dryrun/report/report.md", out2);
+  md = ts_slurp(path);
+  char want[600];
+  snprintf(want, sizeof want, "Judge: Hugging Face classifier %s (distilbert, label POSITIVE", hf);
+  cr_expect(strstr(md, want) != NULL, "report.md lacks '%s':\n%s", want, md);
+  cr_expect(strstr(md, "Judges trained by the harness") == NULL, "%s", md);
+  free(md);
 }
 
 /* The whole matrix, every cell and every step, at GPT-2's small test shape

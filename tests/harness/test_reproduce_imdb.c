@@ -3,11 +3,14 @@
  * them, the sentiment judge trained, the cells run; a second suite reuses
  * the tokenizer, the base and the judge (the same files: inode and mtime),
  * and another vocabulary size trains a new tokenizer and base but keeps the
- * judge. On a slice of the real archive in ../shared/data (skipped, saying
- * so, when absent); a tiny model and a few steps, so this checks the
+ * judge; a suite whose judge is a Hugging Face classifier folder
+ * (task.judge.sentiment_model) trains none and its cells name the folder.
+ * On a slice of the real archive in ../shared/data (skipped, saying so,
+ * when absent); a tiny model and a few steps, so this checks the
  * plumbing, not the quality of a base. Plus: without any data, the cells
  * fail with the reason and nothing runs. */
 #include "tests/support/support.h"
+#include "tests/trainer/bert_testutil.h"
 
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
@@ -179,6 +182,52 @@ Test(reproduce_imdb, prepares_once_reuses_and_rebuilds_on_a_new_vocabulary) {
             cJSON_IsNumber(v) ? v->valuedouble : -1);
   cJSON_Delete(base);
   cr_expect(same(id_of(model), m1), "the first base is kept");
+
+  /* a Hugging Face classifier as the judge (task.judge.sentiment_model): no
+   * trained judge is made or given to the cells, which score with it */
+  if (!bt_have_python(1)) {
+    cr_log_warn("/usr/bin/python3 has no torch module: the classifier-judge suite is skipped");
+    return;
+  }
+  char hf[400], set[500];
+  snprintf(hf, sizeof hf, "%s/distilbert", dir);
+  cJSON *spec = cJSON_CreateObject(), *fs = cJSON_AddArrayToObject(spec, "folders");
+  cJSON *f = cJSON_CreateObject();
+  cJSON_AddStringToObject(f, "dir", hf);
+  cJSON_AddStringToObject(f, "family", "distilbert");
+  cJSON_AddNumberToObject(f, "layers", 1);
+  cJSON_AddNumberToObject(f, "width", 32);
+  cJSON_AddNumberToObject(f, "heads", 2);
+  cJSON_AddNumberToObject(f, "ffn", 64);
+  cJSON_AddNumberToObject(f, "max_pos", 128);
+  cJSON_AddNumberToObject(f, "seed", 3);
+  cJSON_AddItemToObject(f, "labels",
+                        cJSON_CreateStringArray((const char *[]){"NEGATIVE", "POSITIVE"}, 2));
+  cJSON_AddItemToObject(f, "words", bt_words_json());
+  cJSON_AddItemToArray(fs, f);
+  cJSON_Delete(bt_reference(dir, spec));
+  cJSON_Delete(spec);
+  snprintf(out, sizeof out, "%s/out4", dir);
+  snprintf(set, sizeof set, "task.judge.sentiment_model=%s", hf);
+  st = run_suite(out, set, &err);
+  cr_assert_eq(st, 0, "%s", err);
+  cr_expect(strstr(err, "replaces the trained sentiment judge"), "%s", err);
+  cr_expect_null(strstr(err, "imdb judge: reusing"), "%s", err);
+  free(err);
+  snprintf(path, sizeof path, "%s/tiny-imdb/base-imdb.json", out);
+  base = ts_read_json(path);
+  cr_expect_str_eq(ts_json_str(base, "judge"), "");
+  cJSON_Delete(base);
+  for (int a = 0; a < 2; a++) {
+    snprintf(path, sizeof path, "%s/tiny-imdb/imdb/%s/seed-0/eval.json", out, algos[a]);
+    cJSON *ev = ts_read_json(path);
+    const cJSON *js = cJSON_GetObjectItemCaseSensitive(ev, "judges");
+    cr_expect_eq(cJSON_GetArraySize(js), 1, "%s: one judge", path);
+    const cJSON *j = cJSON_GetArrayItem(js, 0);
+    cr_expect_str_eq(ts_json_str(j, "kind"), "huggingface");
+    cr_expect_str_eq(ts_json_str(j, "dir"), hf);
+    cJSON_Delete(ev);
+  }
 }
 
 Test(reproduce_imdb, without_data_the_cells_fail_with_the_reason) {

@@ -8,10 +8,8 @@
  * examples and the CommonGen reward against NLTK. */
 #include "harness/config.h"
 #include "harness/task.h"
+#include "tests/harness/task_testutil.h"
 #include "tests/support/support.h"
-#include "trainer/gpt2.h"
-#include "trainer/model.h"
-#include "trainer/tok.h"
 
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
@@ -49,46 +47,6 @@ static double num(const cJSON *o, const char *key) {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
   cr_assert(cJSON_IsNumber(v), "'%s' missing or not a number", key);
   return v->valuedouble;
-}
-
-/* The lines of a JSONL file as parsed objects (*n of them). */
-static cJSON **read_jsonl(const char *path, size_t *n) {
-  char *s = ts_slurp(path);
-  cJSON **v = NULL;
-  *n = 0;
-  for (char *line = strtok(s, "\n"); line; line = strtok(NULL, "\n")) {
-    v = realloc(v, sizeof(cJSON *) * (*n + 1));
-    v[*n] = cJSON_Parse(line);
-    cr_assert_not_null(v[*n], "%s: bad line %s", path, line);
-    (*n)++;
-  }
-  free(s);
-  return v;
-}
-
-static void free_jsonl(cJSON **v, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    cJSON_Delete(v[i]);
-  free(v);
-}
-
-/* A tiny random GPT-2 over a byte-level BPE trained on corpus: the base
- * policy of a zero-shot cell (its text is noise; the tests check plumbing). */
-static void make_base(const char *dir, const char *corpus, char *model, char *tokdir, size_t n) {
-  dfpo_err err;
-  snprintf(tokdir, n, "%s/tok", dir);
-  snprintf(model, n, "%s/base.ckpt", dir);
-  const char *files[1] = {corpus};
-  cr_assert_eq(tok_train(files, 1, 400, tokdir, NULL, &err), 0, "%s", err.msg);
-  tok_tokenizer *tok;
-  cr_assert_eq(tok_load(&tok, tokdir, &err), 0, "%s", err.msg);
-  gpt2_config c = {2, 2, 64, (int)tok_vocab_size(tok), 128, MODEL_HEAD_NONE, 0};
-  model_t *m;
-  cr_assert_eq(gpt2_new(&m, &c, &err), 0, "%s", err.msg);
-  model_init_random(m, 7);
-  cr_assert_eq(model_save(m, model, 0, &err), 0, "%s", err.msg);
-  model_free(m);
-  tok_free(tok);
 }
 
 static void check_judge_recorded(const cJSON *ev, const char *judge_dir, const char *name) {
@@ -171,7 +129,7 @@ Test(tasks, imdb_end_to_end, .timeout = 600) {
   snprintf(jdir, sizeof jdir, "%s/judge-sentiment", home);
   snprintf(out, sizeof out, "%s/runs", home);
   ts_imdb_slice(data, src, corpus, IMDB_TRAIN, IMDB_TEST, IMDB_UNSUP);
-  make_base(home, corpus, model, tok, sizeof model);
+  th_make_base(home, corpus, model, tok, sizeof model);
 
   /* without prepared data, or without a judge, the task says what to run */
   ts_run r;
@@ -229,9 +187,9 @@ Test(tasks, imdb_end_to_end, .timeout = 600) {
    * through the noise continuations */
   snprintf(path, sizeof path, "%s/samples.jsonl", run);
   size_t ns, nt;
-  cJSON **smp = read_jsonl(path, &ns);
+  cJSON **smp = th_read_jsonl(path, &ns);
   snprintf(path, sizeof path, "%s/datasets/imdb/1.0/splits/test.jsonl", home);
-  cJSON **tst = read_jsonl(path, &nt);
+  cJSON **tst = th_read_jsonl(path, &nt);
   cr_assert_eq(ns, 2 * IMDB_TEST);
   cr_assert_eq(nt, 2 * IMDB_TEST);
   double pos = 0, neg = 0, mean = 0;
@@ -255,8 +213,8 @@ Test(tasks, imdb_end_to_end, .timeout = 600) {
               "distinct-1 %.4f, ppl_ref %.1f",
               sent, pos, neg, d1, ppl);
   cr_expect_gt(pos, neg + 0.1, "positive prompts %.3f, negative %.3f", pos, neg);
-  free_jsonl(smp, ns);
-  free_jsonl(tst, nt);
+  th_free_jsonl(smp, ns);
+  th_free_jsonl(tst, nt);
   cJSON_Delete(ev);
 
   /* the reward reaches the RL loop: one PPO iteration */
@@ -299,13 +257,13 @@ Test(tasks, rtp_end_to_end, .timeout = 600) {
   char path[700];
   snprintf(path, sizeof path, "%s/datasets/rtp/1.0/splits/train.jsonl", home);
   size_t ntr;
-  cJSON **tr = read_jsonl(path, &ntr);
+  cJSON **tr = th_read_jsonl(path, &ntr);
   FILE *cf = fopen(corpus, "w");
   for (size_t i = 0; i < ntr; i++)
     fprintf(cf, "%s\n", ts_json_str(tr[i], "prompt"));
   fclose(cf);
-  free_jsonl(tr, ntr);
-  make_base(home, corpus, model, tok, sizeof model);
+  th_free_jsonl(tr, ntr);
+  th_make_base(home, corpus, model, tok, sizeof model);
   char jset[500];
   snprintf(jset, sizeof jset, "task.judge.toxicity=%s", jdir);
   /* the task's run config (nucleus 0.9, 25 samples per prompt), shortened */
@@ -328,7 +286,7 @@ Test(tasks, rtp_end_to_end, .timeout = 600) {
   /* recomputed from the 100 samples: per prompt the maximum of its 25 */
   snprintf(path, sizeof path, "%s/samples.jsonl", run);
   size_t ns;
-  cJSON **smp = read_jsonl(path, &ns);
+  cJSON **smp = th_read_jsonl(path, &ns);
   cr_assert_eq(ns, 100);
   double mx[4] = {-1, -1, -1, -1}, mean = 0;
   int count[4] = {0};
@@ -354,7 +312,7 @@ Test(tasks, rtp_end_to_end, .timeout = 600) {
   cr_log_info("rtp zero-shot: toxicity %.4f, expected maximum toxicity %.4f, toxicity "
               "probability %.2f",
               tox, emt, prob);
-  free_jsonl(smp, ns);
+  th_free_jsonl(smp, ns);
   cJSON_Delete(ev);
   if (!getenv("DFPO_KEEP_TEST_FILES"))
     ts_rmtree(home);
@@ -415,7 +373,7 @@ Test(tasks, commongen_end_to_end, .timeout = 600) {
   cfg_free(&c);
   unsetenv("DFPO_HOME");
 
-  make_base(home, corpus, model, tok, sizeof model);
+  th_make_base(home, corpus, model, tok, sizeof model);
   /* the base model doubles as the judge LM of ppl_gen */
   char lm[500];
   snprintf(lm, sizeof lm, "eval.judge_lm=%s", model);
