@@ -1,4 +1,5 @@
 #include "harness/cli.h"
+#include "datasets/datasets.h"
 #include "trainer/device.h"
 
 #include <errno.h>
@@ -111,4 +112,10 @@ void cli_use_threads(int64_t n) {
   snprintf(buf, sizeof buf, "%lld", (long long)n);
   setenv("OMP_NUM_THREADS", buf, 1); /* for the child processes */
   omp_set_num_threads((int)n);
+}
+
+int cli_model_path(const char *arg, char *out, size_t n, dfpo_err *err) {
+  ds_fetch_opts o;
+  ds_fetch_opts_init(&o);
+  return ds_hub_resolve(arg, &o, out, n, err);
 }

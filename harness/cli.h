@@ -68,6 +68,13 @@ int cli_device(const char *cmd, const char *arg);
  * the driver's reason when cuda is not usable. For commands that report
  * their errors themselves (a config's `device` key). */
 int cli_use_device(const char *arg, dfpo_err *err);
+/* A model or judge argument (--model, model.path, model.bases, --base-model,
+ * eval.judge_lm) as a local path: an existing file or folder stays as it is,
+ * a Hugging Face hub name (owner/name[@revision]) becomes its cache folder,
+ * fetched when the cache lacks it. ds_hub_resolve (datasets/) is the one
+ * place this is decided; this only adds the download settings of the
+ * environment (DFPO_FETCH_*, HF_TOKEN, HF_ENDPOINT). */
+int cli_model_path(const char *arg, char *out, size_t n, dfpo_err *err);
 /* Applies a config's `threads` key: n > 0 makes it the OpenMP thread count
  * of the CPU backend in this process and (through OMP_NUM_THREADS) in the
  * processes it starts; 0 keeps the default (OMP_NUM_THREADS when set, else

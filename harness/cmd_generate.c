@@ -31,7 +31,9 @@ static const char generate_usage[] =
     "from.\n"
     "\n"
     "Options:\n"
-    "  --model PATH         the model\n"
+    "  --model PATH         the model: a file, or a Hugging Face hub name\n"
+    "                       OWNER/NAME[@REVISION] (its cache folder, fetched\n"
+    "                       when absent; docs/datasets.md)\n"
     "  --tokenizer DIR      GPT-2 BPE files (encoder.json + vocab.bpe, or Hugging\n"
     "                       Face's); its ids must lie below the model's vocabulary\n"
     "  --prompt TEXT        one text prompt\n"
@@ -348,7 +350,9 @@ int cmd_generate(int argc, char **argv) {
   dfpo_err err;
   dfpo_err_clear(&err);
   model_t *m;
-  if ((rc = model_load(&m, model, &err)))
+  char mpath[4096];
+  if ((rc = cli_model_path(model, mpath, sizeof mpath, &err)) ||
+      (rc = model_load(&m, model = mpath, &err)))
     return cli_fail(&err);
   const model_config *cfg = model_get_config(m);
   if (s.eos >= cfg->vocab_size)

@@ -28,7 +28,9 @@ static const char perplexity_usage[] =
     "ppl = exp(nll_per_token); the JSON also has bos.\n"
     "\n"
     "Options:\n"
-    "  --model PATH     the model\n"
+    "  --model PATH     the model: a file, or a Hugging Face hub name\n"
+    "                   OWNER/NAME[@REVISION] (its cache folder, fetched when\n"
+    "                   absent; docs/datasets.md)\n"
     "  --tokenizer DIR  GPT-2 BPE files (encoder.json + vocab.bpe, or Hugging\n"
     "                   Face's); its ids must lie below the model's vocabulary\n"
     "  --input FILE     text, one document per line\n"
@@ -143,8 +145,9 @@ int cmd_perplexity(int argc, char **argv) {
   dfpo_err err;
   dfpo_err_clear(&err);
   model_t *m;
-  rc = model_load(&m, model, &err);
-  if (rc)
+  char mpath[4096];
+  if ((rc = cli_model_path(model, mpath, sizeof mpath, &err)) ||
+      (rc = model_load(&m, model = mpath, &err)))
     return cli_fail(&err);
   int vocab = model_get_config(m)->vocab_size;
   tok_tokenizer *tok = NULL;

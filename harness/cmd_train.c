@@ -91,6 +91,17 @@ static int setup(trn_run *r, dfpo_err *err) {
     return dfpo_err_set(err, DFPO_EUSAGE,
                         "train: needs a base model (--model) and a tokenizer "
                         "(--tokenizer)");
+  /* hub names become cache folders before anything is loaded */
+  if ((rc = cli_model_path(s->model, r->model_path, sizeof r->model_path, err)))
+    return rc;
+  if (strcmp(r->model_path, s->model))
+    dfpo_info("train: model.path %s is %s", s->model, r->model_path);
+  r->set.model = r->model_path;
+  if (s->judge_lm[0]) {
+    if ((rc = cli_model_path(s->judge_lm, r->judge_lm_path, sizeof r->judge_lm_path, err)))
+      return dfpo_err_prefix(err, "eval.judge_lm");
+    r->set.judge_lm = r->judge_lm_path;
+  }
   if ((rc = task_open(s->task_name, &r->conf, &r->tk, err)))
     return rc;
   if ((rc = tok_load(&r->tok, s->tokenizer, err)) || (rc = model_load(&r->policy, s->model, err)) ||

@@ -77,11 +77,12 @@ const cfg_key cfg_schema[] = {
     {"model.init", CFG_ENUM, "\"pretrain\"", "pretrain|import|checkpoint", NORANGE,
      "base model: pretrained by the harness, imported GPT-2 weights, or a native checkpoint"},
     {"model.path", CFG_STR, "\"\"", NULL, NORANGE,
-     "weights for import (a Hugging Face folder: config.json + model.safetensors; or the file) or "
-     "checkpoint"},
+     "weights for import (a Hugging Face folder: config.json + model.safetensors; or the file; or "
+     "a hub name owner/name[@revision], fetched into the cache) or checkpoint"},
     {"model.bases", CFG_STR_LIST, "[]", NULL, NORANGE,
      "model.init import: a task's own base, \"TASK=SOURCE\" (SOURCE: an asset folder of the "
-     "manifest, e.g. gpt2-imdb, or a path with '/' to a Hugging Face GPT-2 folder)"},
+     "manifest, e.g. gpt2-imdb; a path with '/' to a Hugging Face GPT-2 folder; or a hub name "
+     "owner/name[@revision])"},
     {"tokenizer.path", CFG_STR, "\"\"", NULL, NORANGE,
      "tokenizer folder (encoder.json + vocab.bpe, or Hugging Face files)"},
     {"model.n_layer", CFG_INT, "2", NULL, RANGE(1, 1024), "transformer blocks"},
@@ -167,7 +168,8 @@ const cfg_key cfg_schema[] = {
      "report ppl_ref: the policy's perplexity on the test items' references (and val_ppl_ref "
      "on the validation items' at each validation, in train.jsonl)"},
     {"eval.judge_lm", CFG_STR, "\"\"", NULL, NORANGE,
-     "a fixed LM (same tokenizer) for ppl_gen of the test continuations (\"\": none)"},
+     "a fixed LM (same tokenizer; a file, a folder or a hub name owner/name[@revision]) for "
+     "ppl_gen of the test continuations (\"\": none)"},
     {"eval.max_prompts", CFG_INT, "0", NULL, RANGE(0, 1 << 30), "cap on test prompts (0: all)"},
 
     /* the tokenizer `dfpo reproduce` trains when model.init is pretrain */
