@@ -575,6 +575,13 @@ static int download_model(ds_hub_model *m, const ds_hub_model *all, const char *
         !(rc = ds_join(path, sizeof path, part_dir, index, err)))
       rc = index_shards(path, all, m, &cap, err); /* appended: fetched by this loop */
   }
+  if (rc == DFPO_EDATA) {
+    /* bytes that are not what they should be: nothing of this commit stays
+     * (network failures keep the partial folder, which the next run resumes) */
+    dfpo_err e2;
+    if (ds_rmtree(part_dir, &e2))
+      dfpo_warn("%s", e2.msg);
+  }
   if (rc)
     return rc;
   cJSON *rec = entry_json(m);
@@ -729,10 +736,14 @@ int ds_hub_resolve(const char *spec, const ds_fetch_opts *opts, char *dir, size_
   if (rc)
     return rc;
   ds_hub_model m;
+  char cmd[512];
+  say_command(&r, cmd, sizeof cmd);
   dfpo_info("%s: not in the cache; fetching it from the Hugging Face hub", spec);
   if ((rc = ds_hub_fetch(spec, opts, 0, &m, err)))
-    return dfpo_err_prefix(err, "'%s' is not a file or folder here, and as a Hugging Face model",
-                           spec);
+    return dfpo_err_prefix(err,
+                           "'%s' is not a file or folder here, nor a Hugging Face model in the "
+                           "cache (`%s` fetches it where the hub can be reached)",
+                           spec, cmd);
   rc = dfpo_path_fmt(dir, n, err, "%s", m.dir);
   ds_hub_model_free(&m);
   return rc;

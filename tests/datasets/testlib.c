@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #define TL_MAX_REQ 64
+#define TL_MAX_ROUTES 32
 
 struct tl_server {
   int fd, port, max_requests, n_script, stop;
@@ -25,6 +26,10 @@ struct tl_server {
   const unsigned char *body;
   size_t len;
   tl_kind script[16];
+  const tl_route *routes; /* NULL: one body for every path */
+  int n_routes;
+  int route_hits[TL_MAX_ROUTES];
+  char auth[TL_MAX_REQ][128];
   pthread_t thread;
   pthread_mutex_t mu;
   int requests;
@@ -104,14 +109,26 @@ static int read_head(tl_server *s, int c, char *buf, size_t cap) {
   return 0;
 }
 
-static void answer(tl_server *s, int c, tl_kind k, const char *range) {
-  char hdr[512];
+/* Answers one request with body[0..len) as kind k says; location (a
+ * format with the port as its one %d) is TL_302's target. */
+static void answer(tl_server *s, int c, tl_kind k, const char *range, const unsigned char *body,
+                   size_t len, const char *location) {
+  char hdr[1024];
   size_t off = 0;
   if (!strncmp(range, "bytes=", 6))
     off = (size_t)strtoull(range + 6, NULL, 10);
-  if (off > s->len)
-    off = s->len;
+  if (off > len)
+    off = len;
   switch (k) {
+  case TL_302: {
+    char loc[512];
+    snprintf(loc, sizeof loc, location ? location : "/", s->port);
+    snprintf(hdr, sizeof hdr,
+             "HTTP/1.1 302 Found\r\nLocation: %s\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+             loc);
+    send_all(c, hdr, strlen(hdr));
+    return;
+  }
   case TL_404:
   case TL_429:
   case TL_500: {
@@ -130,7 +147,7 @@ static void answer(tl_server *s, int c, tl_kind k, const char *range) {
       snprintf(hdr, sizeof hdr,
                "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes %zu-%zu/%zu\r\n"
                "Content-Length: %zu\r\nConnection: close\r\n\r\n",
-               off, s->len - 1, s->len, s->len - off);
+               off, len - 1, len, len - off);
       break;
     }
     /* fall through */
@@ -138,11 +155,11 @@ static void answer(tl_server *s, int c, tl_kind k, const char *range) {
   case TL_WRONG:
     off = 0;
     snprintf(hdr, sizeof hdr, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
-             s->len);
+             len);
     break;
   case TL_OVER_CL:
     snprintf(hdr, sizeof hdr, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
-             s->len + 100);
+             len + 100);
     break;
   case TL_OVER_NOCL:
     snprintf(hdr, sizeof hdr, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
@@ -160,18 +177,18 @@ static void answer(tl_server *s, int c, tl_kind k, const char *range) {
     return;
   }
   if (k == TL_CUT) {
-    send_all(c, s->body + off, (s->len - off) / 2);
+    send_all(c, body + off, (len - off) / 2);
     return;
   }
   if (k == TL_WRONG) {
-    unsigned char *w = malloc(s->len);
-    for (size_t i = 0; i < s->len; i++)
-      w[i] = s->body[i] ^ 0x5a;
-    send_all(c, w, s->len);
+    unsigned char *w = malloc(len);
+    for (size_t i = 0; i < len; i++)
+      w[i] = body[i] ^ 0x5a;
+    send_all(c, w, len);
     free(w);
     return;
   }
-  send_all(c, s->body + off, s->len - off);
+  send_all(c, body + off, len - off);
   if (k == TL_OVER_CL || k == TL_OVER_NOCL) {
     char extra[100];
     memset(extra, 'x', sizeof extra);
@@ -195,17 +212,35 @@ static void *serve(void *arg) {
       continue;
     char head[8192], range[64], path[256] = "";
     if (read_head(s, c, head, sizeof head)) {
+      char auth[128];
       header_value(head, "Range", range, sizeof range);
+      header_value(head, "Authorization", auth, sizeof auth);
       sscanf(head, "%*s %255s", path);
       pthread_mutex_lock(&s->mu);
       int i = s->requests++;
       if (i < TL_MAX_REQ) {
         snprintf(s->range[i], sizeof s->range[i], "%s", range);
         snprintf(s->path[i], sizeof s->path[i], "%s", path);
+        snprintf(s->auth[i], sizeof s->auth[i], "%s", auth);
       }
+      int r = -1, hit = 0;
+      for (int q = 0; s->routes && q < s->n_routes && r < 0; q++)
+        if (!strcmp(s->routes[q].path, path)) {
+          r = q;
+          hit = s->route_hits[q]++;
+        }
       pthread_mutex_unlock(&s->mu);
-      tl_kind k = s->script[i < s->n_script ? i : s->n_script - 1];
-      answer(s, c, k, range);
+      if (!s->routes) {
+        tl_kind k = s->script[i < s->n_script ? i : s->n_script - 1];
+        answer(s, c, k, range, s->body, s->len, NULL);
+      } else if (r < 0) {
+        answer(s, c, TL_404, range, NULL, 0, NULL);
+      } else {
+        const tl_route *rt = &s->routes[r];
+        tl_kind k =
+            rt->n_script ? rt->script[hit < rt->n_script ? hit : rt->n_script - 1] : TL_FULL;
+        answer(s, c, k, range, rt->body, rt->len, rt->location);
+      }
     }
     shutdown(c, SHUT_RDWR);
     close(c);
@@ -241,6 +276,24 @@ tl_server *tl_server_start(const void *body, size_t len, const tl_kind *script, 
   s->port = ntohs(a.sin_port);
   cr_assert_eq(pthread_create(&s->thread, NULL, serve, s), 0);
   return s;
+}
+
+tl_server *tl_server_routes(const tl_route *routes, size_t n, int max_requests,
+                            double max_seconds) {
+  cr_assert(n >= 1 && n <= TL_MAX_ROUTES);
+  for (size_t i = 0; i < n; i++)
+    cr_assert(routes[i].n_script >= 0 && routes[i].n_script <= 8);
+  tl_kind k = TL_FULL;
+  tl_server *s = tl_server_start(NULL, 0, &k, 1, max_requests, max_seconds);
+  pthread_mutex_lock(&s->mu);
+  s->n_routes = (int)n;
+  s->routes = routes;
+  pthread_mutex_unlock(&s->mu);
+  return s;
+}
+
+const char *tl_server_auth(tl_server *s, int i) {
+  return i >= 0 && i < TL_MAX_REQ ? s->auth[i] : "";
 }
 
 int tl_server_port(const tl_server *s) {

@@ -17,7 +17,8 @@ typedef enum {
   TL_OVER_NOCL,    /* 200 without a length, 100 bytes too many, then close */
   TL_STALL,        /* headers, then silence until the client gives up */
   TL_IGNORE_RANGE, /* 200 with everything, whatever the Range */
-  TL_429           /* Too Many Requests (the Perspective client tests) */
+  TL_429,          /* Too Many Requests (the Perspective client tests) */
+  TL_302           /* Found: a redirect to the route's location */
 } tl_kind;
 
 typedef struct tl_server tl_server;
@@ -28,12 +29,28 @@ typedef struct tl_server tl_server;
  * max_requests requests or max_seconds seconds, whichever comes first. */
 tl_server *tl_server_start(const void *body, size_t len, const tl_kind *script, size_t n,
                            int max_requests, double max_seconds);
+/* A server whose answer depends on the request target (path and query, as
+ * sent): the route with that path answers with its body, request k of the
+ * route getting script[k] (the last repeats; TL_FULL when n_script is 0);
+ * any other path gets 404. The routes must outlive the server. A TL_302's
+ * location is a format whose one %d becomes the server's port. */
+typedef struct tl_route {
+  const char *path;
+  const void *body;
+  size_t len;
+  tl_kind script[8];
+  int n_script;
+  const char *location;
+} tl_route;
+tl_server *tl_server_routes(const tl_route *routes, size_t n, int max_requests, double max_seconds);
 int tl_server_port(const tl_server *s);
 /* Number of requests answered so far; the Range header value of request i
  * ("" when none) and its path. */
 int tl_server_requests(tl_server *s);
 const char *tl_server_range(tl_server *s, int i);
 const char *tl_server_path(tl_server *s, int i);
+/* The Authorization header of request i ("" when none). */
+const char *tl_server_auth(tl_server *s, int i);
 /* Waits for the thread to end (it ends early when asked) and frees. */
 void tl_server_stop(tl_server *s);
 
