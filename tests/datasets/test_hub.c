@@ -55,103 +55,33 @@ enum { NFILES = sizeof files / sizeof files[0] };
 static const char *const taken[] = {"config.json", "model.safetensors", "vocab.txt",
                                     "tokenizer_config.json"};
 
-/* The hub: the API answers for main and for the commit, a route per file,
- * and the CDN path of each LFS file. */
-typedef struct fake_hub {
-  tl_route routes[32];
-  int n;
-  char api_main[256], api_commit[256], paths[NFILES][256], cdn[NFILES][256], loc[NFILES][300];
-  char *api;
-  char sha256[NFILES][65], blob[NFILES][41];
-  tl_server *s;
-} fake_hub;
+typedef tl_hub fake_hub;
 
-static void digests(const unsigned char *data, size_t len, char sha[65], char blob[41]) {
-  char p[600];
-  snprintf(p, sizeof p, "%s/digest.tmp", tmp);
-  FILE *f = fopen(p, "wb");
-  cr_assert_not_null(f);
-  fwrite(data, 1, len, f);
-  fclose(f);
-  ds_got g;
-  cr_assert_eq(ds_hash_file(p, 1, &g, &err), 0, "%s", err.msg);
-  memcpy(sha, g.sha256, 65);
-  memcpy(blob, g.git_sha1, 41);
-  unlink(p);
-}
-
-/* kind_of(path) scripts a file's route (the LFS files: their CDN route);
- * cdn_host "localhost" sends the redirect to another host name. */
-static void hub_start(fake_hub *h, const tl_kind *weights_script, int n_weights,
-                      const char *vocab_kind_wrong, const char *cdn_host, int with_api) {
-  memset(h, 0, sizeof *h);
-  cJSON *api = cJSON_CreateObject();
-  cJSON_AddStringToObject(api, "id", OWNER "/" NAME);
-  cJSON_AddStringToObject(api, "sha", COMMIT);
-  cJSON *sib = cJSON_AddArrayToObject(api, "siblings");
+/* The repository above; weights_script scripts the CDN route of
+ * model.safetensors, wrong names a file served with wrong bytes, cdn_host
+ * "localhost" sends the redirect to another host name. */
+static void hub_start(fake_hub *h, const tl_kind *weights_script, int n_weights, const char *wrong,
+                      const char *cdn_host, int with_api) {
+  tl_hub_file hf[NFILES];
+  memset(hf, 0, sizeof hf);
   for (int i = 0; i < NFILES; i++) {
-    const fake_file *f = &files[i];
-    digests(f->data, f->len, h->sha256[i], h->blob[i]);
-    cJSON *j = cJSON_CreateObject();
-    cJSON_AddStringToObject(j, "rfilename", f->path);
-    cJSON_AddNumberToObject(j, "size", (double)f->len);
-    if (f->lfs) {
-      /* the blob of an LFS file is its pointer: any id will do here */
-      cJSON_AddStringToObject(j, "blobId", "1111111111111111111111111111111111111111");
-      cJSON *l = cJSON_AddObjectToObject(j, "lfs");
-      cJSON_AddStringToObject(l, "sha256", h->sha256[i]);
-      cJSON_AddNumberToObject(l, "size", (double)f->len);
-      cJSON_AddNumberToObject(l, "pointerSize", 134);
-    } else {
-      cJSON_AddStringToObject(j, "blobId", h->blob[i]);
-    }
-    cJSON_AddItemToArray(sib, j);
-    snprintf(h->paths[i], sizeof h->paths[i], "/" OWNER "/" NAME "/resolve/" COMMIT "/%s", f->path);
-    tl_route *r = &h->routes[h->n++];
-    r->path = h->paths[i];
-    if (f->lfs) {
-      snprintf(h->cdn[i], sizeof h->cdn[i], "/cdn/%s", h->sha256[i]);
-      snprintf(h->loc[i], sizeof h->loc[i], "http://%s:%%d%s", cdn_host, h->cdn[i]);
-      r->script[0] = TL_302;
-      r->n_script = 1;
-      r->location = h->loc[i];
-      r = &h->routes[h->n++];
-      r->path = h->cdn[i];
-      if (f->data == weights)
-        for (int k = 0; k < n_weights; k++)
-          r->script[r->n_script++] = weights_script[k];
-    }
-    r->body = f->data;
-    r->len = f->len;
-    if (vocab_kind_wrong && !strcmp(f->path, vocab_kind_wrong)) {
-      r->script[0] = TL_WRONG;
-      r->n_script = 1;
+    hf[i].path = files[i].path;
+    hf[i].data = files[i].data;
+    hf[i].len = files[i].len;
+    hf[i].lfs = files[i].lfs;
+    if (files[i].data == weights)
+      for (int k = 0; k < n_weights; k++)
+        hf[i].script[hf[i].n_script++] = weights_script[k];
+    if (wrong && !strcmp(files[i].path, wrong)) {
+      hf[i].script[0] = TL_WRONG;
+      hf[i].n_script = 1;
     }
   }
-  h->api = cJSON_PrintUnformatted(api);
-  cJSON_Delete(api);
-  if (with_api) {
-    snprintf(h->api_main, sizeof h->api_main,
-             "/api/models/" OWNER "/" NAME "/revision/main?blobs=true");
-    snprintf(h->api_commit, sizeof h->api_commit,
-             "/api/models/" OWNER "/" NAME "/revision/" COMMIT "?blobs=true");
-    const char *ap[] = {h->api_main, h->api_commit};
-    for (int k = 0; k < 2; k++) {
-      tl_route *r = &h->routes[h->n++];
-      r->path = ap[k];
-      r->body = h->api;
-      r->len = strlen(h->api);
-    }
-  }
-  h->s = tl_server_routes(h->routes, (size_t)h->n, 24, 20.0);
-  char ep[64];
-  snprintf(ep, sizeof ep, "http://127.0.0.1:%d", tl_server_port(h->s));
-  setenv("HF_ENDPOINT", ep, 1);
+  tl_hub_start(h, OWNER, NAME, COMMIT, hf, NFILES, cdn_host, with_api, 24);
 }
 
 static void hub_stop(fake_hub *h) {
-  tl_server_stop(h->s);
-  free(h->api);
+  tl_hub_stop(h);
 }
 
 /* The requests' paths, one per line, for messages and searches. */

@@ -1,8 +1,10 @@
 #include "tests/datasets/testlib.h"
+#include "datasets/ds_internal.h"
 
 #include <archive.h>
 #include <archive_entry.h>
 #include <arpa/inet.h>
+#include <cjson/cJSON.h>
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -429,4 +431,89 @@ void tl_expect_first_ids(const char *path, const char *const *ids, int n) {
     line = nl + 1;
   }
   free(txt);
+}
+
+/* SHA-256 and git blob id of a buffer, through a temporary file. */
+static void tl_digests(const void *data, size_t len, char sha[65], char blob[41]) {
+  char p[] = "/tmp/dfpo-tl-XXXXXX";
+  int fd = mkstemp(p);
+  cr_assert(fd >= 0);
+  FILE *f = fdopen(fd, "wb");
+  fwrite(data, 1, len, f);
+  fclose(f);
+  ds_got g;
+  dfpo_err err;
+  cr_assert_eq(ds_hash_file(p, 1, &g, &err), 0, "%s", err.msg);
+  unlink(p);
+  memcpy(sha, g.sha256, 65);
+  memcpy(blob, g.git_sha1, 41);
+}
+
+void tl_hub_start(tl_hub *h, const char *owner, const char *name, const char *commit,
+                  const tl_hub_file *files, size_t n, const char *cdn_host, int with_api,
+                  int max_requests) {
+  cr_assert(n <= TL_HUB_MAX_FILES);
+  memset(h, 0, sizeof *h);
+  cJSON *api = cJSON_CreateObject();
+  char id[256];
+  snprintf(id, sizeof id, "%s/%s", owner, name);
+  cJSON_AddStringToObject(api, "id", id);
+  cJSON_AddStringToObject(api, "sha", commit);
+  cJSON *sib = cJSON_AddArrayToObject(api, "siblings");
+  for (size_t i = 0; i < n; i++) {
+    const tl_hub_file *f = &files[i];
+    tl_digests(f->data, f->len, h->sha256[i], h->blob[i]);
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "rfilename", f->path);
+    cJSON_AddNumberToObject(j, "size", (double)f->len);
+    tl_route *r = &h->routes[h->n++];
+    snprintf(h->paths[i], sizeof h->paths[i], "/%s/%s/resolve/%s/%s", owner, name, commit, f->path);
+    r->path = h->paths[i];
+    if (f->lfs) {
+      /* the blob of an LFS file is its pointer's: any id will do here */
+      cJSON_AddStringToObject(j, "blobId", "1111111111111111111111111111111111111111");
+      cJSON *l = cJSON_AddObjectToObject(j, "lfs");
+      cJSON_AddStringToObject(l, "sha256", h->sha256[i]);
+      cJSON_AddNumberToObject(l, "size", (double)f->len);
+      cJSON_AddNumberToObject(l, "pointerSize", 134);
+      snprintf(h->cdn[i], sizeof h->cdn[i], "/cdn/%s", h->sha256[i]);
+      snprintf(h->loc[i], sizeof h->loc[i], "http://%s:%%d%s", cdn_host, h->cdn[i]);
+      r->script[0] = TL_302;
+      r->n_script = 1;
+      r->location = h->loc[i];
+      r = &h->routes[h->n++];
+      r->path = h->cdn[i];
+    } else {
+      cJSON_AddStringToObject(j, "blobId", h->blob[i]);
+    }
+    cJSON_AddItemToArray(sib, j);
+    r->body = f->data;
+    r->len = f->len;
+    memcpy(r->script, f->script, sizeof r->script);
+    r->n_script = f->n_script;
+  }
+  h->api = cJSON_PrintUnformatted(api);
+  cJSON_Delete(api);
+  if (with_api) {
+    snprintf(h->api_main, sizeof h->api_main, "/api/models/%s/%s/revision/main?blobs=true", owner,
+             name);
+    snprintf(h->api_commit, sizeof h->api_commit, "/api/models/%s/%s/revision/%s?blobs=true", owner,
+             name, commit);
+    const char *ap[] = {h->api_main, h->api_commit};
+    for (int k = 0; k < 2; k++) {
+      tl_route *r = &h->routes[h->n++];
+      r->path = ap[k];
+      r->body = h->api;
+      r->len = strlen(h->api);
+    }
+  }
+  h->s = tl_server_routes(h->routes, (size_t)h->n, max_requests, 30.0);
+  snprintf(h->endpoint, sizeof h->endpoint, "http://127.0.0.1:%d", tl_server_port(h->s));
+  setenv("HF_ENDPOINT", h->endpoint, 1);
+}
+
+void tl_hub_stop(tl_hub *h) {
+  tl_server_stop(h->s);
+  free(h->api);
+  h->api = NULL;
 }

@@ -54,6 +54,37 @@ const char *tl_server_auth(tl_server *s, int i);
 /* Waits for the thread to end (it ends early when asked) and frees. */
 void tl_server_stop(tl_server *s);
 
+/* A model repository served as the Hugging Face hub serves one: the API's
+ * JSON (GET /api/models/OWNER/NAME/revision/{main,COMMIT}?blobs=true: sha
+ * and siblings with size, blobId and, for LFS files, lfs.sha256 and size)
+ * and the files at /OWNER/NAME/resolve/COMMIT/PATH; an LFS file's URL
+ * answers 302 to http://CDN_HOST:PORT/cdn/<sha256>, which serves it. */
+#define TL_HUB_MAX_FILES 12
+typedef struct tl_hub_file {
+  const char *path;
+  const void *data;
+  size_t len;
+  int lfs;
+  tl_kind script[8]; /* the route that serves the bytes (an LFS file's: the CDN's) */
+  int n_script;
+} tl_hub_file;
+typedef struct tl_hub {
+  tl_route routes[32];
+  int n;
+  char api_main[256], api_commit[256];
+  char paths[TL_HUB_MAX_FILES][320], cdn[TL_HUB_MAX_FILES][128], loc[TL_HUB_MAX_FILES][300];
+  char *api;
+  char sha256[TL_HUB_MAX_FILES][65], blob[TL_HUB_MAX_FILES][41]; /* of files[i] */
+  char endpoint[64];
+  tl_server *s;
+} tl_hub;
+/* Starts the server (without the API routes when with_api is 0) and points
+ * HF_ENDPOINT at it; the files must outlive it. */
+void tl_hub_start(tl_hub *h, const char *owner, const char *name, const char *commit,
+                  const tl_hub_file *files, size_t n, const char *cdn_host, int with_api,
+                  int max_requests);
+void tl_hub_stop(tl_hub *h);
+
 /* An archive entry: type 'f' file (data, or size zero bytes when data is
  * NULL), 'd' folder, 'l' symbolic link, 'h' hard link (link: the target), 'c'
  * character device, 'p' FIFO. */
