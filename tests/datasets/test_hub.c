@@ -431,3 +431,52 @@ Test(hub, a_malformed_lock_is_refused) {
     cr_expect(strstr(err.msg, cases[i].want) && strstr(err.msg, lock), "case %zu: %s", i, err.msg);
   }
 }
+
+/* A sharded checkpoint: the index, then the shards its weight_map names;
+ * a repository with only pytorch_model.bin gets it (with a warning, since
+ * dfpo cannot read it). */
+Test(hub, an_index_brings_its_shards) {
+  static const char index[] =
+      "{\"metadata\": {\"total_size\": 8000}, \"weight_map\": {\"a.weight\": "
+      "\"model-00001-of-00002.safetensors\", \"b.weight\": \"model-00002-of-00002.safetensors\", "
+      "\"c.weight\": \"model-00001-of-00002.safetensors\"}}";
+  tl_hub_file hf[] = {
+      {"config.json", config_text, sizeof config_text - 1, 0, {TL_FULL}, 0},
+      {"model.safetensors.index.json", index, sizeof index - 1, 0, {TL_FULL}, 0},
+      {"model-00001-of-00002.safetensors", weights, 4000, 1, {TL_FULL}, 0},
+      {"model-00002-of-00002.safetensors", weights + 4000, 4000, 1, {TL_FULL}, 0},
+      {"model-00003-of-00003.safetensors", weights + 8000, 10, 1, {TL_FULL}, 0},
+      {"vocab.json", "{}", 2, 0, {TL_FULL}, 0},
+      {"merges.txt", "#version: 0.2\n", 14, 0, {TL_FULL}, 0},
+  };
+  tl_hub h;
+  tl_hub_start(&h, OWNER, "sharded", COMMIT, hf, 7, "127.0.0.1", 1, 24);
+  ds_hub_model m;
+  cr_assert_eq(ds_hub_fetch(OWNER "/sharded", &o, 0, &m, &err), 0, "%s", err.msg);
+  tl_hub_stop(&h);
+  const char *want[] = {
+      "config.json", "model.safetensors.index.json",     "vocab.json",
+      "merges.txt",  "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"};
+  cr_assert_eq(m.n_files, 6);
+  for (int i = 0; i < 6; i++)
+    cr_expect_str_eq(m.files[i].path, want[i]);
+  ds_hub_model_free(&m);
+
+  tl_hub_file old[] = {{"config.json", config_text, sizeof config_text - 1, 0, {TL_FULL}, 0},
+                       {"pytorch_model.bin", bin, sizeof bin, 1, {TL_FULL}, 0}};
+  tl_hub_start(&h, OWNER, "old", COMMIT, old, 2, "127.0.0.1", 1, 24);
+  cr_assert_eq(ds_hub_fetch(OWNER "/old", &o, 0, &m, &err), 0, "%s", err.msg);
+  tl_hub_stop(&h);
+  cr_assert_eq(m.n_files, 2);
+  cr_expect_str_eq(m.files[1].path, "pytorch_model.bin");
+  ds_hub_model_free(&m);
+
+  /* no config.json: refused before any download */
+  tl_hub_start(&h, OWNER, "bare", COMMIT, old + 1, 1, "127.0.0.1", 1, 24);
+  dfpo_err_clear(&err);
+  cr_expect_eq(ds_hub_fetch(OWNER "/bare", &o, 0, &m, &err), DFPO_EDATA);
+  int n = tl_server_requests(h.s);
+  tl_hub_stop(&h);
+  cr_expect(strstr(err.msg, "has no config.json"), "%s", err.msg);
+  cr_expect_eq(n, 1, "only the API was asked");
+}
