@@ -13,6 +13,7 @@
 #include "tests/support/support.h"
 
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -479,4 +480,50 @@ Test(hub, an_index_brings_its_shards) {
   tl_hub_stop(&h);
   cr_expect(strstr(err.msg, "has no config.json"), "%s", err.msg);
   cr_expect_eq(n, 1, "only the API was asked");
+}
+
+/* A commit the cache has is checked and kept (only the API is asked);
+ * --force downloads it again; a cache file damaged by hand is noticed and
+ * fetched again. */
+Test(hub, a_cached_commit_is_kept_unless_forced_or_damaged) {
+  fake_hub h;
+  hub_start(&h, NULL, 0, NULL, "127.0.0.1", 1);
+  ds_hub_model m;
+  cr_assert_eq(ds_hub_fetch(OWNER "/" NAME, &o, 0, &m, &err), 0, "%s", err.msg);
+  ds_hub_model_free(&m);
+  int n0 = tl_server_requests(h.s);
+  cr_assert_eq(ds_hub_fetch(OWNER "/" NAME, &o, 0, &m, &err), 0, "%s", err.msg);
+  int n1 = tl_server_requests(h.s);
+  cr_expect_not(m.fetched);
+  cr_expect_eq(m.n_files, 4);
+  ds_hub_model_free(&m);
+  cr_expect_eq(n1 - n0, 1, "the API only");
+  cr_assert_eq(ds_hub_fetch(OWNER "/" NAME, &o, 1, &m, &err), 0, "%s", err.msg);
+  int n2 = tl_server_requests(h.s);
+  cr_expect(m.fetched);
+  ds_hub_model_free(&m);
+  cr_expect_eq(n2 - n1, 6, "--force: the API and every file again");
+  char p[900];
+  repo_path(p, sizeof p, "/" COMMIT "/vocab.txt");
+  tl_write(p, "[PAD]\n");
+  cr_assert_eq(ds_hub_fetch(OWNER "/" NAME, &o, 0, &m, &err), 0, "%s", err.msg);
+  cr_expect(m.fetched, "a damaged folder is fetched again");
+  ds_hub_model_free(&m);
+  hub_stop(&h);
+  size_t len;
+  char *v = tl_read(p, &len);
+  cr_expect(v && len == sizeof vocab_text - 1 && !memcmp(v, vocab_text, len));
+  free(v);
+  /* nothing else beside the folder and the refs (no .partial, no .old.<pid>) */
+  char repo[900], names[1024] = "";
+  repo_path(repo, sizeof repo, "");
+  DIR *d = opendir(repo);
+  cr_assert_not_null(d);
+  for (struct dirent *de; (de = readdir(d));)
+    if (de->d_name[0] != '.') {
+      size_t l = strlen(names);
+      snprintf(names + l, sizeof names - l, "%s ", de->d_name);
+    }
+  closedir(d);
+  cr_expect(!strcmp(names, COMMIT " refs ") || !strcmp(names, "refs " COMMIT " "), "%s", names);
 }
