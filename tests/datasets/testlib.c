@@ -512,8 +512,43 @@ void tl_hub_start(tl_hub *h, const char *owner, const char *name, const char *co
   setenv("HF_ENDPOINT", h->endpoint, 1);
 }
 
+void tl_hub_serve_folder(tl_hub *h, const char *owner, const char *name, const char *commit,
+                         const char *folder, const char *const *names, size_t n, int with_api,
+                         int max_requests) {
+  cr_assert(n <= TL_HUB_MAX_FILES);
+  tl_hub_file hf[TL_HUB_MAX_FILES];
+  char *owned[TL_HUB_MAX_FILES];
+  memset(hf, 0, sizeof hf);
+  for (size_t i = 0; i < n; i++) {
+    char p[4200];
+    snprintf(p, sizeof p, "%s/%s", folder, names[i]);
+    owned[i] = tl_read(p, &hf[i].len);
+    cr_assert_not_null(owned[i], "no %s", p);
+    size_t l = strlen(names[i]);
+    hf[i].path = names[i];
+    hf[i].data = owned[i];
+    hf[i].lfs = (l > 12 && !strcmp(names[i] + l - 12, ".safetensors")) ||
+                (l > 4 && !strcmp(names[i] + l - 4, ".bin"));
+  }
+  tl_hub_start(h, owner, name, commit, hf, n, "127.0.0.1", with_api, max_requests);
+  memcpy(h->owned, owned, n * sizeof *owned);
+}
+
 void tl_hub_stop(tl_hub *h) {
   tl_server_stop(h->s);
   free(h->api);
   h->api = NULL;
+  for (int i = 0; i < TL_HUB_MAX_FILES; i++) {
+    free(h->owned[i]);
+    h->owned[i] = NULL;
+  }
+}
+
+void tl_fetch_opts(struct ds_fetch_opts *o) {
+  ds_fetch_opts_init(o);
+  o->connect_timeout_s = 2;
+  o->stall_timeout_s = 1;
+  o->retries = 2;
+  o->backoff_ms = 10;
+  o->progress = 0;
 }

@@ -76,6 +76,7 @@ typedef struct tl_hub {
   char *api;
   char sha256[TL_HUB_MAX_FILES][65], blob[TL_HUB_MAX_FILES][41]; /* of files[i] */
   char endpoint[64];
+  char *owned[TL_HUB_MAX_FILES]; /* tl_hub_serve_folder's file contents */
   tl_server *s;
 } tl_hub;
 /* Starts the server (without the API routes when with_api is 0) and points
@@ -83,7 +84,18 @@ typedef struct tl_hub {
 void tl_hub_start(tl_hub *h, const char *owner, const char *name, const char *commit,
                   const tl_hub_file *files, size_t n, const char *cdn_host, int with_api,
                   int max_requests);
+/* tl_hub_start over the files names[0..n) of a folder (read into memory,
+ * owned by h); those ending in .safetensors or .bin are LFS files; with_api
+ * as for tl_hub_start. */
+void tl_hub_serve_folder(tl_hub *h, const char *owner, const char *name, const char *commit,
+                         const char *folder, const char *const *names, size_t n, int with_api,
+                         int max_requests);
 void tl_hub_stop(tl_hub *h);
+
+/* Download settings for tests against the loopback server: 2 s to connect,
+ * 1 s of silence is a stall, 2 retries 10 ms apart, no progress bar. */
+struct ds_fetch_opts;
+void tl_fetch_opts(struct ds_fetch_opts *o);
 
 /* An archive entry: type 'f' file (data, or size zero bytes when data is
  * NULL), 'd' folder, 'l' symbolic link, 'h' hard link (link: the target), 'c'

@@ -97,20 +97,8 @@ Test(hub_cli, fetch_lock_replay_and_a_judge_by_name, .timeout = 300) {
 
   /* the hub serves the folder's files */
   const char *names[] = {"config.json", "model.safetensors", "tokenizer_config.json", "vocab.txt"};
-  char *data[4];
-  tl_hub_file hf[4];
-  memset(hf, 0, sizeof hf);
-  for (int i = 0; i < 4; i++) {
-    char p[600];
-    snprintf(p, sizeof p, "%s/%s", src, names[i]);
-    data[i] = tl_read(p, &hf[i].len);
-    cr_assert_not_null(data[i], "no %s", p);
-    hf[i].path = names[i];
-    hf[i].data = data[i];
-    hf[i].lfs = i == 1;
-  }
   tl_hub h;
-  tl_hub_start(&h, "acme", "tiny-distilbert", COMMIT, hf, 4, "127.0.0.1", 1, 40);
+  tl_hub_serve_folder(&h, "acme", "tiny-distilbert", COMMIT, src, names, 4, 1, 40);
 
   ts_run r;
   const char *fetch[] = {"fetch", REPO "@main", "--lock", lock, "--no-progress", NULL};
@@ -146,7 +134,7 @@ Test(hub_cli, fetch_lock_replay_and_a_judge_by_name, .timeout = 300) {
   tl_hub_stop(&h);
 
   /* another machine: the lock alone, the hub without its API */
-  tl_hub_start(&h, "acme", "tiny-distilbert", COMMIT, hf, 4, "127.0.0.1", 0, 20);
+  tl_hub_serve_folder(&h, "acme", "tiny-distilbert", COMMIT, src, names, 4, 0, 20);
   const char *replay[] = {"fetch", "--lock", lock, "--no-progress", NULL};
   run(&r, home[2], replay, NULL);
   int api = 0;
@@ -183,8 +171,6 @@ Test(hub_cli, fetch_lock_replay_and_a_judge_by_name, .timeout = 300) {
   ts_run_free(&r);
 
   free(first);
-  for (int i = 0; i < 4; i++)
-    free(data[i]);
   cJSON_Delete(ref);
   cJSON_Delete(spec);
   ts_rmtree(tmp);

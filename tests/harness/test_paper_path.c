@@ -229,20 +229,9 @@ Test(paper_path, gpt2_imdb_from_a_folder) {
   /* the same folder as a hub name, served by a loopback hub: --base-model
    * TASK=OWNER/NAME fetches it into the cache and takes it from there */
   const char *names[] = {"config.json", "model.safetensors", "vocab.json", "merges.txt"};
-  char *bytes[4];
-  tl_hub_file hf[4];
-  memset(hf, 0, sizeof hf);
-  for (int i = 0; i < 4; i++) {
-    snprintf(path, sizeof path, "%s/%s", folder, names[i]);
-    bytes[i] = tl_read(path, &hf[i].len);
-    cr_assert_not_null(bytes[i], "%s", path);
-    hf[i].path = names[i];
-    hf[i].data = bytes[i];
-    hf[i].lfs = i == 1;
-  }
   tl_hub h;
-  tl_hub_start(&h, "lvwerra", "gpt2-imdb", "71c46c805a6f1f373e843782e67ed29cdf135d37", hf, 4,
-               "127.0.0.1", 1, 16);
+  tl_hub_serve_folder(&h, "lvwerra", "gpt2-imdb", "71c46c805a6f1f373e843782e67ed29cdf135d37",
+                      folder, names, 4, 1, 16);
   snprintf(base, sizeof base, "synthetic=lvwerra/gpt2-imdb");
   snprintf(out, sizeof out, "%s/out-hub", dir);
   int rc = ts_dfpo_in(home, prep, NULL, &err);
@@ -258,8 +247,6 @@ Test(paper_path, gpt2_imdb_from_a_folder) {
   snprintf(path, sizeof path, "%s/model.safetensors", hub);
   cr_expect_str_eq(ts_json_str(b, "model"), path);
   cJSON_Delete(b);
-  for (int i = 0; i < 4; i++)
-    free(bytes[i]);
 }
 
 /* The first n lines of src into dst. */
