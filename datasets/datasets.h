@@ -22,6 +22,9 @@
 
 #include <cjson/cJSON.h>
 
+/* Room for a cache path in the structs below. */
+#define DS_PATH_MAX_PUBLIC 4096
+
 /* The cache folder of one dataset version: <cache>/datasets/<name>/<version>
  * (docs/datasets.md, "The cache"). Written into buf. */
 int ds_dataset_dir(const char *name, const char *version, char *buf, size_t n, dfpo_err *err);
@@ -239,6 +242,8 @@ typedef struct ds_fetch_opts {
   long backoff_ms;        /* first backoff, doubled per attempt: DFPO_FETCH_BACKOFF_MS, 1000 */
   long backoff_max_ms;    /* cap: 60000 */
   int progress;           /* draw a progress bar on stderr */
+  const char *bearer;     /* sent as "Authorization: Bearer" (never logged, not sent to another
+                             host after a redirect), or NULL */
 } ds_fetch_opts;
 /* Defaults, then the DFPO_FETCH_* environment variables; mirrors are left
  * empty (the caller adds --mirror and DFPO_MIRROR). */
@@ -257,6 +262,84 @@ int ds_download(const char *const *urls, size_t n_urls, const char *dest, uint64
  * manifest's URLs) into the dataset folder, then ds_import of the verified
  * download, which is deleted afterwards. */
 int ds_fetch(const ds_entry *e, const ds_fetch_opts *o, ds_stamp *out, dfpo_err *err);
+/* ------------------------------------------- Hugging Face hub (ds_hub_) */
+/* Models named on the Hugging Face hub (docs/datasets.md, "Hub models"):
+ * "owner/name" or "owner/name@revision" (a branch, a tag or a 40-hex
+ * commit; "main" when none is given). The hub is $HF_ENDPOINT (default
+ * https://huggingface.co); $HF_TOKEN, when set, goes along as a bearer token
+ * and nowhere else; HF_HUB_OFFLINE or DFPO_HUB_OFFLINE (set, and not 0)
+ * forbids any request.
+ *
+ * Cache, under dfpo_cache_dir():
+ *   hub/<owner>--<name>/<commit>/           a complete model folder: the files
+ *                                           and dfpo-hub.json (what they are)
+ *   hub/<owner>--<name>/<commit>.partial/   a download under way (resumed)
+ *   hub/<owner>--<name>/refs/<revision>     the commit its last fetch found
+ *                                           ('/' written as %2F)
+ * A folder appears whole (renamed from .partial after every file is
+ * verified) or not at all. */
+#define DS_HUB_NAME_MAX 96
+#define DS_HUB_REV_MAX 256
+#define DS_HUB_PATH_MAX 256
+typedef struct ds_hub_ref {
+  char owner[DS_HUB_NAME_MAX + 1], name[DS_HUB_NAME_MAX + 1];
+  char revision[DS_HUB_REV_MAX]; /* as asked, "main" when none was */
+  int explicit_revision;         /* the name carried "@revision" */
+} ds_hub_ref;
+/* One file of a model: its size, SHA-256, and how the hub states it (an LFS
+ * file by its SHA-256, any other by git's blob id). */
+typedef struct ds_hub_file {
+  char path[DS_HUB_PATH_MAX];
+  uint64_t size;
+  char sha256[65];
+  char git_sha1[41]; /* "" for an LFS file */
+  int lfs;
+} ds_hub_file;
+/* A model at one commit. files is heap memory: ds_hub_model_free. */
+typedef struct ds_hub_model {
+  ds_hub_ref ref;
+  char commit[41];
+  char dir[DS_PATH_MAX_PUBLIC]; /* the cache folder */
+  ds_hub_file *files;
+  size_t n_files;
+  int fetched; /* 1: downloaded by this call; 0: the cache had it */
+} ds_hub_model;
+void ds_hub_model_free(ds_hub_model *m);
+/* 1 when s is a hub name (owner/name[@revision] with the hub's rules: letters,
+ * digits, '-', '_', '.', at most 96 each, no "--" or ".."); fills r. */
+int ds_hub_parse(const char *s, ds_hub_ref *r);
+/* 1 when rev is a commit (40 lowercase hex digits). */
+int ds_hub_is_commit(const char *rev);
+/* 1 when HF_HUB_OFFLINE or DFPO_HUB_OFFLINE forbids requests. */
+int ds_hub_offline(void);
+/* Fetches a model into the cache: asks the hub which commit the revision is
+ * and which files it holds, takes the files the harness reads (config.json;
+ * model.safetensors, else its index and shards, else pytorch_model.bin with a
+ * warning; the tokenizer files), downloads each (resumed, retried; o: NULL
+ * for the defaults), refuses any whose size, SHA-256 (LFS) or git blob id
+ * differs from the hub's, installs the folder and records the revision's
+ * commit in refs. A commit already in the cache is checked whole and kept
+ * unless force. Offline: what the cache holds, checked. */
+int ds_hub_fetch(const char *spec, const ds_fetch_opts *o, int force, ds_hub_model *out,
+                 dfpo_err *err);
+/* The one place a model or judge argument becomes a local path: an
+ * existing file or folder stays as it is; a hub name becomes its cache
+ * folder: the commit (or, for a branch or tag, the commit its last fetch
+ * recorded, without asking the hub) when the cache has it, else fetched
+ * now (ds_hub_fetch). Anything else fails naming the path. */
+int ds_hub_resolve(const char *spec, const ds_fetch_opts *o, char *dir, size_t n, dfpo_err *err);
+/* The lock file (docs/datasets.md, "The lock file"): writes or replaces
+ * m's entry, keyed by name and revision, in the lock at path (created when
+ * absent), atomically. */
+int ds_hub_lock_add(const char *path, const ds_hub_model *m, dfpo_err *err);
+/* Fetches exactly the lock's commits and files: a cache folder of the commit
+ * must hold the lock's bytes (SHA-256), else each file is downloaded and
+ * refused unless it has the lock's size, SHA-256 and blob id; force
+ * downloads again. refs record each entry's revision. done (optional) is
+ * called for each model. */
+typedef void (*ds_hub_replay_fn)(void *ctx, const ds_hub_model *m);
+int ds_hub_lock_replay(const char *path, const ds_fetch_opts *o, int force, ds_hub_replay_fn done,
+                       void *ctx, dfpo_err *err);
 /* ----------------------------------------------------------------- JSONL */
 /* A JSONL reader: one JSON object per line; empty lines are skipped. */
 typedef struct ds_jsonl {

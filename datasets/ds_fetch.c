@@ -32,12 +32,15 @@ void ds_fetch_opts_init(ds_fetch_opts *o) {
   o->progress = 1;
 }
 
-/* One attempt's state, shared with the curl callbacks. */
+/* One attempt's state, shared with the curl callbacks. The body goes to a
+ * file (fp: a .part, resumable) or to memory (mem). */
 typedef struct xfer {
   FILE *fp;
-  uint64_t have; /* bytes in .part before this attempt */
-  uint64_t got;  /* bytes written by this attempt */
-  uint64_t size; /* the manifest's size */
+  dfpo_buf *mem;
+  uint64_t have;  /* bytes in .part before this attempt */
+  uint64_t got;   /* bytes written by this attempt */
+  uint64_t size;  /* the expected size (a file) or the cap (memory) */
+  const char *by; /* who states size: "the manifest", "the hub", ... */
   int started, over, restarted, werr;
   CURL *curl;
   dfpo_progress *prog;
@@ -70,8 +73,8 @@ static size_t on_write(char *data, size_t one, size_t n, void *user) {
     x->over = 1;
     return 0;
   }
-  if (fwrite(data, 1, n, x->fp) != n) {
-    x->werr = errno ? errno : EIO;
+  if (x->mem ? dfpo_buf_add(x->mem, data, n, NULL) != DFPO_OK : fwrite(data, 1, n, x->fp) != n) {
+    x->werr = x->mem ? ENOMEM : errno ? errno : EIO;
     return 0;
   }
   x->got += n;
@@ -102,42 +105,16 @@ static uint64_t file_size(const char *path) {
 
 enum { TRY_OK, TRY_TRANSIENT, TRY_NEXT, TRY_FATAL };
 
-/* One attempt at url, appending to part. Fills why on failure. */
-static int attempt(const char *url, const char *part, uint64_t size, const ds_fetch_opts *o,
-                   char *why, size_t nwhy, int *wrong) {
-  uint64_t have = file_size(part);
-  if (have > size) {
-    if (truncate(part, 0) != 0) {
-      ds_sfmt(why, nwhy, "%s: cannot truncate: %s", part, strerror(errno));
-      return TRY_FATAL;
-    }
-    have = 0;
-  }
-  if (have == size)
-    return TRY_OK; /* complete already (e.g. killed before the rename) */
-  FILE *fp = fopen(part, "ab");
-  if (!fp) {
-    ds_sfmt(why, nwhy, "%s: cannot open: %s", part, strerror(errno));
-    return TRY_FATAL;
-  }
+/* A handle with the options every request shares: protocols, redirects
+ * (http(s) only), TLS verification, timeouts, and the bearer token as an
+ * Authorization header, which libcurl does not carry over a redirect to
+ * another host or port (a CDN). *hdr receives the header list to free. */
+static CURL *easy_open(const char *url, const ds_fetch_opts *o, char *errbuf, xfer *x,
+                       struct curl_slist **hdr) {
   CURL *c = curl_easy_init();
-  if (!c) {
-    fclose(fp);
-    ds_sfmt(why, nwhy, "cannot start libcurl");
-    return TRY_FATAL;
-  }
-  dfpo_progress prog;
-  xfer x = {fp, have, 0, size, 0, 0, 0, 0, c, NULL};
-  if (o->progress) {
-    char label[64];
-    const char *base = strrchr(part, '/') ? strrchr(part, '/') + 1 : part;
-    snprintf(label, sizeof label, "%.*s", (int)(strlen(base) - 5 < 40 ? strlen(base) - 5 : 40),
-             base);
-    dfpo_progress_start(&prog, label, size, 1);
-    dfpo_progress_update(&prog, have);
-    x.prog = &prog;
-  }
-  char errbuf[CURL_ERROR_SIZE] = "";
+  *hdr = NULL;
+  if (!c)
+    return NULL;
   curl_easy_setopt(c, CURLOPT_URL, url);
   curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
   curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https,file");
@@ -153,36 +130,37 @@ static int attempt(const char *url, const char *part, uint64_t size, const ds_fe
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(c, CURLOPT_USERAGENT, "dfpo (https://github.com/; dataset fetcher)");
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_write);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, &x);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, x);
   curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
   curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
-  curl_easy_setopt(c, CURLOPT_XFERINFODATA, &x);
-  if (have)
-    curl_easy_setopt(c, CURLOPT_RESUME_FROM_LARGE, (curl_off_t)have);
-  CURLcode r = curl_easy_perform(c);
-  long code = 0;
-  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-  curl_easy_cleanup(c);
-  int ferr = fclose(fp) != 0;
-  if (o->progress)
-    dfpo_progress_finish(&prog);
-  if (have && !x.restarted && x.got)
-    dfpo_info("resumed %s at byte %llu", url, (unsigned long long)have);
+  curl_easy_setopt(c, CURLOPT_XFERINFODATA, x);
+  if (o->bearer && o->bearer[0]) {
+    size_t len = strlen(o->bearer) + 32;
+    char *h = malloc(len);
+    if (h) {
+      snprintf(h, len, "Authorization: Bearer %s", o->bearer);
+      *hdr = curl_slist_append(NULL, h);
+      memset(h, 0, len); /* the token lives on only in libcurl's list */
+      free(h);
+    }
+    if (!*hdr) {
+      curl_easy_cleanup(c);
+      return NULL;
+    }
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, *hdr);
+  }
+  return c;
+}
+
+/* What a finished transfer means: TRY_OK, a transient failure (retried on
+ * the same source), or one that moves on to the next source. part (NULL for
+ * memory) is started over where the server cannot resume it. */
+static int classify(CURLcode r, long code, const char *url, const char *part, uint64_t have,
+                    const char *errbuf, char *why, size_t nwhy) {
   const char *msg = errbuf[0] ? errbuf : curl_easy_strerror(r);
-  if (x.over) {
-    unlink(part);
-    ds_sfmt(why, nwhy, "%s: the body is larger than the manifest's %llu bytes; refused", url,
-            (unsigned long long)size);
-    *wrong = 1;
-    return TRY_NEXT;
-  }
-  if (x.werr || ferr) {
-    ds_sfmt(why, nwhy, "%s: write failed: %s", part, strerror(x.werr ? x.werr : EIO));
-    return TRY_FATAL;
-  }
   switch (r) {
   case CURLE_OK:
-    break;
+    return TRY_OK;
   case CURLE_HTTP_RETURNED_ERROR:
     ds_sfmt(why, nwhy, "%s: HTTP %ld", url, code);
     if (code == 416 && have) {
@@ -207,7 +185,7 @@ static int attempt(const char *url, const char *part, uint64_t size, const ds_fe
     return TRY_TRANSIENT;
   case CURLE_RANGE_ERROR:
   case CURLE_BAD_DOWNLOAD_RESUME:
-    if (truncate(part, 0) != 0)
+    if (part && truncate(part, 0) != 0)
       dfpo_debug("%s: cannot truncate: %s", part, strerror(errno));
     ds_sfmt(why, nwhy, "%s: cannot resume (%s); starting again", url, msg);
     return TRY_TRANSIENT;
@@ -215,6 +193,72 @@ static int attempt(const char *url, const char *part, uint64_t size, const ds_fe
     ds_sfmt(why, nwhy, "%s: %s", url, msg);
     return TRY_NEXT;
   }
+}
+
+/* One attempt at url, appending to part. Fills why on failure. */
+static int attempt(const char *url, const char *part, uint64_t size, const char *by,
+                   const ds_fetch_opts *o, char *why, size_t nwhy, int *wrong) {
+  uint64_t have = file_size(part);
+  if (have > size) {
+    if (truncate(part, 0) != 0) {
+      ds_sfmt(why, nwhy, "%s: cannot truncate: %s", part, strerror(errno));
+      return TRY_FATAL;
+    }
+    have = 0;
+  }
+  if (have == size)
+    return TRY_OK; /* complete already (e.g. killed before the rename) */
+  FILE *fp = fopen(part, "ab");
+  if (!fp) {
+    ds_sfmt(why, nwhy, "%s: cannot open: %s", part, strerror(errno));
+    return TRY_FATAL;
+  }
+  dfpo_progress prog;
+  xfer x = {fp, NULL, have, 0, size, by, 0, 0, 0, 0, NULL, NULL};
+  char errbuf[CURL_ERROR_SIZE] = "";
+  struct curl_slist *hdr;
+  CURL *c = easy_open(url, o, errbuf, &x, &hdr);
+  if (!c) {
+    fclose(fp);
+    ds_sfmt(why, nwhy, "cannot start libcurl");
+    return TRY_FATAL;
+  }
+  x.curl = c;
+  if (o->progress) {
+    char label[64];
+    const char *base = strrchr(part, '/') ? strrchr(part, '/') + 1 : part;
+    snprintf(label, sizeof label, "%.*s", (int)(strlen(base) - 5 < 40 ? strlen(base) - 5 : 40),
+             base);
+    dfpo_progress_start(&prog, label, size, 1);
+    dfpo_progress_update(&prog, have);
+    x.prog = &prog;
+  }
+  if (have)
+    curl_easy_setopt(c, CURLOPT_RESUME_FROM_LARGE, (curl_off_t)have);
+  CURLcode r = curl_easy_perform(c);
+  long code = 0;
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+  curl_easy_cleanup(c);
+  curl_slist_free_all(hdr);
+  int ferr = fclose(fp) != 0;
+  if (o->progress)
+    dfpo_progress_finish(&prog);
+  if (have && !x.restarted && x.got)
+    dfpo_info("resumed %s at byte %llu", url, (unsigned long long)have);
+  if (x.over) {
+    unlink(part);
+    ds_sfmt(why, nwhy, "%s: the body is larger than %s's %llu bytes; refused", url, by,
+            (unsigned long long)size);
+    *wrong = 1;
+    return TRY_NEXT;
+  }
+  if (x.werr || ferr) {
+    ds_sfmt(why, nwhy, "%s: write failed: %s", part, strerror(x.werr ? x.werr : EIO));
+    return TRY_FATAL;
+  }
+  int res = classify(r, code, url, part, have, errbuf, why, nwhy);
+  if (res != TRY_OK)
+    return res;
   uint64_t now = file_size(part);
   if (now < size) {
     ds_sfmt(why, nwhy, "%s: the body ended after %llu of %llu bytes", url, (unsigned long long)now,
@@ -224,13 +268,70 @@ static int attempt(const char *url, const char *part, uint64_t size, const ds_fe
   return TRY_OK;
 }
 
-int ds_download(const char *const *urls, size_t n_urls, const char *dest, uint64_t size,
-                const char *sha256, const ds_fetch_opts *o, char *used, size_t n_used,
-                dfpo_err *err) {
+/* Waits before retry a (1-based) with the doubling backoff, saying why. */
+static void backoff(const ds_fetch_opts *o, int a, const char *why) {
+  long ms = o->backoff_ms;
+  for (int k = 1; k < a && ms < o->backoff_max_ms; k++)
+    ms *= 2;
+  if (ms > o->backoff_max_ms)
+    ms = o->backoff_max_ms;
+  dfpo_warn("%s; retrying in %.1f s (attempt %d of %d)", why, (double)ms / 1000.0, a + 1,
+            o->retries + 1);
+  sleep_ms(ms);
+}
+
+int ds_http_get(const char *url, size_t cap, const ds_fetch_opts *o, char **body, size_t *len,
+                long *status, dfpo_err *err) {
+  char why[512] = "";
+  long code = 0;
+  int res = TRY_NEXT, over = 0;
+  dfpo_buf b;
+  dfpo_buf_init(&b, cap);
+  *body = NULL;
+  for (int a = 0; a <= o->retries; a++) {
+    if (a)
+      backoff(o, a, why);
+    dfpo_buf_reset(&b);
+    xfer x = {NULL, &b, 0, 0, cap, NULL, 0, 0, 0, 0, NULL, NULL};
+    char errbuf[CURL_ERROR_SIZE] = "";
+    struct curl_slist *hdr;
+    CURL *c = easy_open(url, o, errbuf, &x, &hdr);
+    if (!c) {
+      dfpo_buf_free(&b);
+      return dfpo_err_set(err, DFPO_ERUNTIME, "cannot start libcurl");
+    }
+    x.curl = c;
+    dfpo_debug("requesting %s", url);
+    CURLcode r = curl_easy_perform(c);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    curl_easy_cleanup(c);
+    curl_slist_free_all(hdr);
+    if ((over = x.over) != 0 || x.werr)
+      break;
+    if ((res = classify(r, code, url, NULL, 0, errbuf, why, sizeof why)) != TRY_TRANSIENT)
+      break;
+  }
+  if (status)
+    *status = code;
+  if (over || res != TRY_OK) {
+    dfpo_buf_free(&b);
+    if (over)
+      return dfpo_err_set(err, DFPO_EDATA, "%s: the answer is larger than %zu bytes; refused", url,
+                          cap);
+    return dfpo_err_set(err, DFPO_ERUNTIME, "%s", why[0] ? why : "out of memory");
+  }
+  *body = dfpo_buf_detach(&b, len);
+  return *body ? DFPO_OK : dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+}
+
+int ds_download_checked(const char *const *urls, size_t n_urls, const char *dest,
+                        const ds_want *want, ds_got *got, const ds_fetch_opts *o, char *used,
+                        size_t n_used, dfpo_err *err) {
   char part[DS_PATH_MAX];
   int w = snprintf(part, sizeof part, "%s.part", dest);
   if (w < 0 || (size_t)w >= sizeof part)
     return dfpo_err_set(err, DFPO_ERUNTIME, "path too long: %s", dest);
+  const char *by = want->by ? want->by : "the manifest";
   char log[DFPO_ERR_MSG_MAX] = "";
   size_t ll = 0;
   int any_wrong = 0;
@@ -238,39 +339,38 @@ int ds_download(const char *const *urls, size_t n_urls, const char *dest, uint64
     char why[512] = "";
     int wrong = 0, res = TRY_NEXT;
     for (int a = 0; a <= o->retries; a++) {
-      if (a) {
-        long ms = o->backoff_ms;
-        for (int k = 1; k < a && ms < o->backoff_max_ms; k++)
-          ms *= 2;
-        if (ms > o->backoff_max_ms)
-          ms = o->backoff_max_ms;
-        dfpo_warn("%s; retrying in %.1f s (attempt %d of %d)", why, (double)ms / 1000.0, a + 1,
-                  o->retries + 1);
-        sleep_ms(ms);
-      }
+      if (a)
+        backoff(o, a, why);
       dfpo_info("downloading %s", urls[i]);
-      res = attempt(urls[i], part, size, o, why, sizeof why, &wrong);
+      res = attempt(urls[i], part, want->size, by, o, why, sizeof why, &wrong);
       if (res != TRY_TRANSIENT)
         break;
     }
     if (res == TRY_FATAL)
       return dfpo_err_set(err, DFPO_ERUNTIME, "%s", why);
     if (res == TRY_OK) {
-      char hex[65];
-      int rc = ds_sha256_file(part, hex, err);
+      ds_got g;
+      int rc = ds_hash_file(part, want->git_sha1 != NULL, &g, err);
       if (rc)
         return rc;
-      if (!strcmp(hex, sha256)) {
+      const char *bad = NULL, *is = NULL, *says = NULL;
+      if (want->sha256 && strcmp(g.sha256, want->sha256))
+        bad = "SHA-256", is = g.sha256, says = want->sha256;
+      else if (want->git_sha1 && strcmp(g.git_sha1, want->git_sha1))
+        bad = "git blob SHA-1", is = g.git_sha1, says = want->git_sha1;
+      if (!bad) {
         if (rename(part, dest) != 0)
           return dfpo_err_errno(err, DFPO_ERUNTIME, errno, "%s: cannot rename to %s", part, dest);
         if (used)
           snprintf(used, n_used, "%s", urls[i]);
+        if (got)
+          *got = g;
         return DFPO_OK;
       }
       unlink(part);
       wrong = 1;
-      ds_sfmt(why, sizeof why, "%s: wrong bytes (SHA-256 %s, the manifest says %s); deleted",
-              urls[i], hex, sha256);
+      ds_sfmt(why, sizeof why, "%s: wrong bytes (%s %s, %s says %s); deleted", urls[i], bad, is, by,
+              says);
     }
     any_wrong |= wrong;
     if (i + 1 < n_urls)
@@ -285,6 +385,13 @@ int ds_download(const char *const *urls, size_t n_urls, const char *dest, uint64
                       "download failed from every "
                       "source: %s",
                       log);
+}
+
+int ds_download(const char *const *urls, size_t n_urls, const char *dest, uint64_t size,
+                const char *sha256, const ds_fetch_opts *o, char *used, size_t n_used,
+                dfpo_err *err) {
+  ds_want want = {size, sha256, NULL, "the manifest"};
+  return ds_download_checked(urls, n_urls, dest, &want, NULL, o, used, n_used, err);
 }
 
 int ds_fetch(const ds_entry *e, const ds_fetch_opts *o, ds_stamp *out, dfpo_err *err) {

@@ -6,7 +6,7 @@
 
 #include <sys/stat.h>
 
-#define DS_PATH_MAX 4096
+#define DS_PATH_MAX DS_PATH_MAX_PUBLIC
 
 /* snprintf that truncates silently: for messages only (paths go through
  * dfpo_path_fmt, which refuses instead). */
@@ -54,6 +54,39 @@ int ds_sha256_init(ds_sha256 *h);
 void ds_sha256_update(ds_sha256 *h, const void *data, size_t len);
 void ds_sha256_final(ds_sha256 *h, char hex[65]); /* also frees */
 void ds_sha256_abort(ds_sha256 *h);
+
+/* What a download must be: its exact size (a body over it is refused as it
+ * comes), and the SHA-256 and git blob SHA-1 it must have (NULL: not
+ * checked). by names who says so in messages ("the manifest", "the hub",
+ * "the lock"). */
+typedef struct ds_want {
+  uint64_t size;
+  const char *sha256;
+  const char *git_sha1;
+  const char *by;
+} ds_want;
+/* What a file hashes to: SHA-256 and, when asked, git's blob id (SHA-1 of
+ * "blob <size>\0" followed by the bytes; "" when not asked). */
+typedef struct ds_got {
+  char sha256[65];
+  char git_sha1[41];
+} ds_got;
+/* Hashes path in one pass: SHA-256 always, the git blob SHA-1 when
+ * git_sha1 is nonzero (libcrypto's EVP digests). */
+int ds_hash_file(const char *path, int git_sha1, ds_got *out, dfpo_err *err);
+/* ds_download with a ds_want: the file is renamed from .part to dest only
+ * when it has want->size bytes and the wanted digests; got (optional)
+ * receives its digests. */
+int ds_download_checked(const char *const *urls, size_t n_urls, const char *dest,
+                        const ds_want *want, ds_got *got, const ds_fetch_opts *o, char *used,
+                        size_t n_used, dfpo_err *err);
+/* GET url into memory (a NUL-terminated heap string the caller frees, at most
+ * cap bytes; more is refused with DFPO_EDATA), with ds_download's retries,
+ * backoff, timeouts and TLS rules. *status (optional) receives the last HTTP
+ * status; failures are DFPO_ERUNTIME with a message naming the URL and the
+ * status ("HTTP 404"). */
+int ds_http_get(const char *url, size_t cap, const ds_fetch_opts *o, char **body, size_t *len,
+                long *status, dfpo_err *err);
 
 /* ds_extract, also recording (path, SHA-256) of every file written into l. */
 int ds_extract_list(const char *archive, const char *dest, const ds_member *members,

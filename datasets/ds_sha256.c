@@ -157,3 +157,38 @@ int ds_content_digest(const char *dir, const ds_member *members, size_t n_member
   ds_listing_free(&l);
   return rc;
 }
+
+int ds_hash_file(const char *path, int git_sha1, ds_got *out, dfpo_err *err) {
+  FILE *fp = fopen(path, "rb");
+  if (!fp)
+    return dfpo_err_errno(err, errno == ENOENT ? DFPO_EDATA : DFPO_ERUNTIME, errno,
+                          "%s: cannot open", path);
+  struct stat st;
+  EVP_MD_CTX *c256 = EVP_MD_CTX_new(), *c1 = git_sha1 ? EVP_MD_CTX_new() : NULL;
+  int ok = fstat(fileno(fp), &st) == 0 && c256 && EVP_DigestInit_ex(c256, EVP_sha256(), NULL) == 1;
+  if (ok && git_sha1) {
+    /* git's object id of a blob: SHA-1 over "blob <size>\0" and the bytes */
+    char head[48];
+    int k = snprintf(head, sizeof head, "blob %llu", (unsigned long long)st.st_size);
+    ok = c1 && EVP_DigestInit_ex(c1, EVP_sha1(), NULL) == 1 &&
+         EVP_DigestUpdate(c1, head, (size_t)k + 1) == 1;
+  }
+  unsigned char buf[1 << 16];
+  size_t n;
+  while (ok && (n = fread(buf, 1, sizeof buf, fp)) > 0)
+    ok = EVP_DigestUpdate(c256, buf, n) == 1 && (!c1 || EVP_DigestUpdate(c1, buf, n) == 1);
+  ok = ok && !ferror(fp);
+  fclose(fp);
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (ok && (ok = EVP_DigestFinal_ex(c256, md, &len) == 1))
+    for (unsigned i = 0; i < 32; i++)
+      snprintf(out->sha256 + 2 * i, 3, "%02x", md[i]);
+  out->git_sha1[0] = '\0';
+  if (ok && c1 && (ok = EVP_DigestFinal_ex(c1, md, &len) == 1))
+    for (unsigned i = 0; i < 20; i++)
+      snprintf(out->git_sha1 + 2 * i, 3, "%02x", md[i]);
+  EVP_MD_CTX_free(c256);
+  EVP_MD_CTX_free(c1);
+  return ok ? DFPO_OK : dfpo_err_set(err, DFPO_ERUNTIME, "%s: cannot read or hash", path);
+}

@@ -1,4 +1,5 @@
 #include "harness/cli.h"
+#include "datasets/datasets.h"
 #include "trainer/device.h"
 #include "trainer/model.h"
 
@@ -122,4 +123,10 @@ const char *cli_model_tokenizer(const char *model, const char *tokenizer) {
   if (model && model[0] && model_path_is_folder(model) && tok_folder_has_files(model))
     return model;
   return NULL;
+}
+
+int cli_model_path(const char *arg, char *out, size_t n, dfpo_err *err) {
+  ds_fetch_opts o;
+  ds_fetch_opts_init(&o);
+  return ds_hub_resolve(arg, &o, out, n, err);
 }

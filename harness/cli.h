@@ -74,6 +74,13 @@ int cli_use_device(const char *arg, dfpo_err *err);
  * tokenizer when given, else the model itself when it is a Hugging Face
  * folder holding tokenizer files, else NULL. */
 const char *cli_model_tokenizer(const char *model, const char *tokenizer);
+/* A model or judge argument (--model, model.path, model.bases, --base-model,
+ * eval.judge_lm) as a local path: an existing file or folder stays as it is,
+ * a Hugging Face hub name (owner/name[@revision]) becomes its cache folder,
+ * fetched when the cache lacks it. ds_hub_resolve (datasets/) is the one
+ * place this is decided; this only adds the download settings of the
+ * environment (DFPO_FETCH_*, HF_TOKEN, HF_ENDPOINT). */
+int cli_model_path(const char *arg, char *out, size_t n, dfpo_err *err);
 /* Applies a config's `threads` key: n > 0 makes it the OpenMP thread count
  * of the CPU backend in this process and (through OMP_NUM_THREADS) in the
  * processes it starts; 0 keeps the default (OMP_NUM_THREADS when set, else

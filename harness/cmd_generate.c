@@ -34,7 +34,9 @@ static const char generate_usage[] =
     "from.\n"
     "\n"
     "Options:\n"
-    "  --model PATH         the model: a file or a Hugging Face folder\n"
+    "  --model PATH         the model: a file, a Hugging Face folder or hub name\n"
+    "                       OWNER/NAME[@REVISION] (its cache folder, fetched\n"
+    "                       when absent; docs/datasets.md)\n"
     "  --tokenizer DIR      GPT-2 BPE files (encoder.json + vocab.bpe, or Hugging\n"
     "                       Face's); its ids must lie below the model's vocabulary.\n"
     "                       Default: the model's folder when it has them\n"
@@ -350,14 +352,19 @@ int cmd_generate(int argc, char **argv) {
     return cli_usage_error("generate", "--model is required");
   if ((tokens != NULL) + (prompt != NULL) + (input != NULL) != 1)
     return cli_usage_error("generate", "give exactly one of --prompt, --input and --tokens");
-  tokdir = cli_model_tokenizer(model, tokdir);
-  if (!tokens && !tokdir)
-    return cli_usage_error("generate", "--prompt and --input need --tokenizer (or a model folder "
-                                       "with tokenizer files)");
   if ((rc = cli_device("generate", device)))
     return rc;
   dfpo_err err;
   dfpo_err_clear(&err);
+  /* a hub name becomes its cache folder first: a folder brings its tokenizer */
+  char mpath[4096];
+  if ((rc = cli_model_path(model, mpath, sizeof mpath, &err)))
+    return cli_fail(&err);
+  model = mpath;
+  tokdir = cli_model_tokenizer(model, tokdir);
+  if (!tokens && !tokdir)
+    return cli_usage_error("generate", "--prompt and --input need --tokenizer (or a model folder "
+                                       "with tokenizer files)");
   model_t *m;
   if ((rc = model_load(&m, model, &err)))
     return cli_fail(&err);

@@ -14,7 +14,8 @@ static const char judge_usage[] =
     "Usage: dfpo judge train NAME [options]\n"
     "       dfpo judge eval NAME [options]\n"
     "       dfpo judge score NAME --input FILE [--dir DIR]\n"
-    "       dfpo judge score --model FOLDER --input FILE [--json] [--device D]\n"
+    "       dfpo judge score --model FOLDER|OWNER/NAME[@REV] --input FILE [--json]\n"
+    "                        [--device D]\n"
     "       dfpo judge show NAME [--dir DIR]\n"
     "\n"
     "The judges that score samples (docs/judges.md): NAME is sentiment\n"
@@ -36,7 +37,9 @@ static const char judge_usage[] =
     "          <cache>/perspective by text SHA-256)\n"
     "          With --model, a Hugging Face sequence classifier scores instead\n"
     "          (DistilBERT, BERT or RoBERTa: config.json, model.safetensors and\n"
-    "          vocab.txt or vocab.json + merges.txt; docs/judges.md): each line\n"
+    "          vocab.txt or vocab.json + merges.txt; docs/judges.md), from a\n"
+    "          folder or a hub name (fetched into the cache when absent, as\n"
+    "          `dfpo fetch OWNER/NAME[@REV]` does): each line\n"
     "          gets the probability of every label, tab-separated in label\n"
     "          order, or with --json a JSON object {\"<id2label name>\": p, ...};\n"
     "          texts longer than the model's length are cut to it\n"
@@ -55,7 +58,8 @@ static const char judge_usage[] =
     "                     comment_text, toxic) as an out-of-distribution check\n"
     "  --test FILE        eval: score this JSONL split file instead\n"
     "  --input FILE       score: the texts, one per line\n"
-    "  --model FOLDER     score: a Hugging Face classifier folder (no NAME)\n"
+    "  --model M          score: a Hugging Face classifier, a folder or a hub\n"
+    "                     name OWNER/NAME[@REVISION] (no judge NAME)\n"
     "  --device D         score --model: cpu (default), cuda, or auto\n"
     "  --json             eval: print the scores as JSON; score --model: one\n"
     "                     JSON object per line\n"
@@ -480,7 +484,10 @@ int cmd_judge(int argc, char **argv) {
       return drc;
     dfpo_err err;
     dfpo_err_clear(&err);
-    return do_score_model(model, input, json, &err) ? cli_fail(&err) : DFPO_OK;
+    char folder[4096];
+    if (cli_model_path(model, folder, sizeof folder, &err))
+      return cli_fail(&err);
+    return do_score_model(folder, input, json, &err) ? cli_fail(&err) : DFPO_OK;
   }
   if (argc - optind < 2)
     return cli_usage_error("judge", "want an action (train, eval, score, show) and a judge name");

@@ -30,7 +30,9 @@ static const char perplexity_usage[] =
     "ppl = exp(nll_per_token); the JSON also has bos.\n"
     "\n"
     "Options:\n"
-    "  --model PATH     the model: a file or a Hugging Face folder\n"
+    "  --model PATH     the model: a file, a Hugging Face folder or hub name\n"
+    "                   OWNER/NAME[@REVISION] (its cache folder, fetched when\n"
+    "                   absent; docs/datasets.md)\n"
     "  --tokenizer DIR  GPT-2 BPE files (encoder.json + vocab.bpe, or Hugging\n"
     "                   Face's); its ids must lie below the model's vocabulary.\n"
     "                   Default: the model's folder when it has them\n"
@@ -138,18 +140,22 @@ int cmd_perplexity(int argc, char **argv) {
     return cli_usage_error("perplexity", "unexpected argument '%s'", argv[optind]);
   if (!model || (tokens != NULL) == (input != NULL))
     return cli_usage_error("perplexity", "--model and one of --input and --tokens are required");
-  tokdir = cli_model_tokenizer(model, tokdir);
-  if (input && !tokdir)
-    return cli_usage_error("perplexity",
-                           "--input needs --tokenizer (or a model folder with tokenizer files)");
   int rc = cli_device("perplexity", device);
   if (rc)
     return rc;
   dfpo_err err;
   dfpo_err_clear(&err);
+  /* a hub name becomes its cache folder first: a folder brings its tokenizer */
+  char mpath[4096];
+  if ((rc = cli_model_path(model, mpath, sizeof mpath, &err)))
+    return cli_fail(&err);
+  model = mpath;
+  tokdir = cli_model_tokenizer(model, tokdir);
+  if (input && !tokdir)
+    return cli_usage_error("perplexity",
+                           "--input needs --tokenizer (or a model folder with tokenizer files)");
   model_t *m;
-  rc = model_load(&m, model, &err);
-  if (rc)
+  if ((rc = model_load(&m, model, &err)))
     return cli_fail(&err);
   int vocab = model_get_config(m)->vocab_size;
   tok_tokenizer *tok = NULL;

@@ -31,7 +31,7 @@ static const char reproduce_usage[] =
     "Usage: dfpo reproduce [--suite NAME | --config FILE] [--out DIR] [--set k=v]...\n"
     "                      [--emit slurm] [--max-cells N] [--cell I] [--prepare-only]\n"
     "                      [--device D] [--shared-data DIR] [--dry-run]\n"
-    "                      [--base-model TASK=FOLDER]...\n"
+    "                      [--base-model TASK=FOLDER|OWNER/NAME[@REV]]...\n"
     "\n"
     "Runs a suite end to end into DIR/<suite.name>/: the task data and the base\n"
     "model (model.init pretrain: the task corpus, a BPE tokenizer trained on it\n"
@@ -77,7 +77,9 @@ static const char reproduce_usage[] =
     "  --base-model TASK=FOLDER  model.init import: the task's base policy from\n"
     "                    a Hugging Face GPT-2 folder (config.json +\n"
     "                    model.safetensors; its tokenizer files are used when it\n"
-    "                    has them), replacing the task's item of model.bases\n"
+    "                    has them), or from a hub name OWNER/NAME[@REVISION]\n"
+    "                    (its cache folder, fetched when absent as `dfpo fetch`\n"
+    "                    does), replacing the task's item of model.bases\n"
     "  -h, --help        show this help\n"
     "\n"
     "The children (pretraining, cells) run with OMP_WAIT_POLICY=PASSIVE unless\n"
@@ -606,8 +608,10 @@ int cmd_reproduce(int argc, char **argv) {
       char tname[64];
       snprintf(tname, sizeof tname, "%.*s", (int)(tl < 63 ? tl : 63), optarg);
       if (!optarg[tl] || !optarg[tl + 1] || !task_find(tname))
-        rc = cli_usage_error("reproduce", "--base-model needs TASK=FOLDER with a task, not '%s'",
-                             optarg);
+        rc = cli_usage_error(
+            "reproduce",
+            "--base-model needs TASK=FOLDER (or TASK=OWNER/NAME[@REV]) with a task, not '%s'",
+            optarg);
       bases[nbases++] = optarg;
       break;
     }

@@ -94,14 +94,32 @@ static void run_free(trn_run *r) {
 static int setup(trn_run *r, dfpo_err *err) {
   const trn_settings *s = &r->set;
   int rc;
-  /* a Hugging Face folder as the model brings its own tokenizer */
-  const char *tokdir = cli_model_tokenizer(s->model, s->tokenizer);
-  if (!s->model[0] || !tokdir)
+  if (!s->model[0])
     return dfpo_err_set(err, DFPO_EUSAGE,
                         "train: needs a base model (--model) and a tokenizer "
                         "(--tokenizer, or a model folder with tokenizer files)");
+  /* the task and its judges first: a bad judge setting stops the run
+   * before a model is fetched or loaded */
   if ((rc = task_open(s->task_name, &r->conf, &r->tk, err)))
     return rc;
+  /* hub names become cache folders before they are loaded */
+  if ((rc = cli_model_path(s->model, r->model_path, sizeof r->model_path, err)))
+    return rc;
+  if (strcmp(r->model_path, s->model))
+    dfpo_info("train: model.path %s is %s", s->model, r->model_path);
+  r->set.model = r->model_path;
+  if (s->judge_lm[0]) {
+    if ((rc = cli_model_path(s->judge_lm, r->judge_lm_path, sizeof r->judge_lm_path, err)))
+      return dfpo_err_prefix(err, "eval.judge_lm");
+    r->set.judge_lm = r->judge_lm_path;
+  }
+  /* a Hugging Face folder as the model (or a hub name's) brings its own
+   * tokenizer */
+  const char *tokdir = cli_model_tokenizer(s->model, s->tokenizer);
+  if (!tokdir)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "train: needs a base model (--model) and a tokenizer "
+                        "(--tokenizer, or a model folder with tokenizer files)");
   if ((rc = tok_load(&r->tok, tokdir, err)) || (rc = model_load(&r->policy, s->model, err)) ||
       (rc = model_load(&r->ref, s->model, err)))
     return rc;

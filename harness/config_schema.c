@@ -70,13 +70,15 @@ const cfg_key cfg_schema[] = {
     {"task.judge.toxicity", CFG_STR, "\"\"", NULL, NORANGE,
      "rtp: toxicity judge folder (\"\": <cache>/judges/toxicity)"},
     {"task.judge.sentiment_model", CFG_STR, "\"\"", NULL, NORANGE,
-     "imdb: a Hugging Face sequence-classifier folder as reward and sentiment judge instead of "
+     "imdb: a Hugging Face sequence-classifier folder or hub name (owner/name[@revision]) as "
+     "reward and sentiment judge instead of "
      "the trained one (\"\": the trained judge; docs/judges.md)"},
     {"task.judge.sentiment_label", CFG_STR, "\"\"", NULL, NORANGE,
      "imdb: the label of task.judge.sentiment_model scored, a name in its id2label (\"\": "
      "POSITIVE, else label 1 of two, as RL4LMs)"},
     {"task.judge.toxicity_model", CFG_STR, "\"\"", NULL, NORANGE,
-     "rtp: a Hugging Face sequence-classifier folder as toxicity judge instead of the trained "
+     "rtp: a Hugging Face sequence-classifier folder or hub name (owner/name[@revision]) as "
+     "toxicity judge instead of the trained "
      "one (\"\": the trained judge; docs/judges.md)"},
     {"task.judge.toxicity_api", CFG_ENUM, "\"local\"", "local|perspective", NORANGE,
      "rtp: local (the trained judge, or task.judge.toxicity_model) or perspective (the "
@@ -93,11 +95,12 @@ const cfg_key cfg_schema[] = {
     {"model.init", CFG_ENUM, "\"pretrain\"", "pretrain|import|checkpoint", NORANGE,
      "base model: pretrained by the harness, imported GPT-2 weights, or a native checkpoint"},
     {"model.path", CFG_STR, "\"\"", NULL, NORANGE,
-     "weights for import (a Hugging Face folder: config.json + model.safetensors; or the file) or "
-     "checkpoint"},
+     "weights for import (a Hugging Face folder: config.json + model.safetensors; or the file; or "
+     "a hub name owner/name[@revision], fetched into the cache) or checkpoint"},
     {"model.bases", CFG_STR_LIST, "[]", NULL, NORANGE,
      "model.init import: a task's own base, \"TASK=SOURCE\" (SOURCE: an asset folder of the "
-     "manifest, e.g. gpt2-imdb, or a path with '/' to a Hugging Face GPT-2 folder)"},
+     "manifest, e.g. gpt2-imdb; a path with '/' to a Hugging Face GPT-2 folder; or a hub name "
+     "owner/name[@revision])"},
     {"tokenizer.path", CFG_STR, "\"\"", NULL, NORANGE,
      "tokenizer folder (encoder.json + vocab.bpe, or Hugging Face files); empty: model.path's when "
      "it is a Hugging Face folder holding tokenizer files"},
@@ -187,7 +190,8 @@ const cfg_key cfg_schema[] = {
      "report ppl_ref: the policy's perplexity on the test items' references (and val_ppl_ref "
      "on the validation items' at each validation, in train.jsonl)"},
     {"eval.judge_lm", CFG_STR, "\"\"", NULL, NORANGE,
-     "a fixed LM (same tokenizer) for ppl_gen of the test continuations (\"\": none)"},
+     "a fixed LM (same tokenizer; a file, a folder or a hub name owner/name[@revision]) for "
+     "ppl_gen of the test continuations (\"\": none)"},
     {"eval.max_prompts", CFG_INT, "0", NULL, RANGE(0, 1 << 30), "cap on test prompts (0: all)"},
 
     /* the tokenizer `dfpo reproduce` trains when model.init is pretrain */

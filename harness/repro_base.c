@@ -890,7 +890,8 @@ static int bases_entry(const cfg *c, const char *tname, const char **src, dfpo_e
 /* model.init import: the base policy of the task is model.bases' source for
  * it, else model.path, else the asset folder gpt2-124m; a source without '/'
  * names an asset folder the cache fills (`dfpo fetch`), one with '/' is a
- * folder of the user's (hf_gpt2 checks it). The tokenizer is tokenizer.path,
+ * folder of the user's or a hub name (cli_model_path; hf_gpt2 checks the
+ * folder). The tokenizer is tokenizer.path,
  * else the base's folder when it holds tokenizer files, else the asset
  * folder gpt2-tokenizer. Then the task's data and judge. */
 static int imported_base(task_base *b, const char *model, const char *tok, dfpo_err *err) {
@@ -904,7 +905,7 @@ static int imported_base(task_base *b, const char *model, const char *tok, dfpo_
   if (!src)
     src = model[0] ? model : "gpt2-124m";
   if (strchr(src, '/')) {
-    rc = dfpo_path_fmt(dir, sizeof dir, err, "%s", src);
+    rc = cli_model_path(src, dir, sizeof dir, err); /* a folder, or a hub name */
   } else if (!(rc = asset_folder(src, dir, sizeof dir, err))) {
     rc = shape_config(c, dir, err);
   }
@@ -993,10 +994,10 @@ int repro_prepare_base(task_base *b, dfpo_err *err) {
                           "model.init %s needs model.path and tokenizer.path (for GPT-2 124M: "
                           "its model.safetensors and the folder of its tokenizer files)",
                           init);
-    if (!repro_exists(model) || !repro_exists(tok))
-      return dfpo_err_set(err, DFPO_EDATA, "base model: %s or %s does not exist", model, tok);
-    if ((rc = dfpo_path_fmt(b->model, sizeof b->model, err, "%s", model)))
-      return rc;
+    if ((rc = cli_model_path(model, b->model, sizeof b->model, err)))
+      return dfpo_err_prefix(err, "base model");
+    if (!repro_exists(tok))
+      return dfpo_err_set(err, DFPO_EDATA, "base model: %s does not exist", tok);
     return dfpo_path_fmt(b->tok, sizeof b->tok, err, "%s", tok);
   }
   const task_def *d = task_find(b->task);

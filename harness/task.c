@@ -4,6 +4,7 @@
  * task_synthetic.c, task_imdb.c, task_rtp.c, task_commongen.c. */
 #include "harness/task.h"
 #include "datasets/datasets.h"
+#include "harness/cli.h"
 #include "harness/task_internal.h"
 #include "metrics/metrics.h"
 
@@ -233,27 +234,31 @@ int task_judge_replaced(const cfg *conf, const char *name, int *set, dfpo_err *e
   return rc;
 }
 
-/* The hub snapshot a folder is, into o ("hub": {...}, "revision"): a
- * .dfpo-hub.json marker in it (its "repo" and "commit" or "revision"), else
- * a Hugging Face cache path .../models--OWNER--NAME/snapshots/<commit>;
+/* The hub snapshot a folder is, into o ("hub": {...}, "revision"): the
+ * record dfpo's hub cache keeps in each model folder (dfpo-hub.json: its
+ * "name", "revision" as asked and "commit"; ds_hub_fetch writes it), else a
+ * Hugging Face cache path .../models--OWNER--NAME/snapshots/<commit>;
  * "revision": "local folder" when neither. The repository goes into hub. */
 static void hub_identity(const char *folder, cJSON *o, char *hub, size_t hub_n) {
   char path[4200], *text = NULL;
   hub[0] = '\0';
   cJSON *m = NULL;
-  if (!dfpo_path_fmt(path, sizeof path, NULL, "%s/.dfpo-hub.json", folder) &&
+  if (!dfpo_path_fmt(path, sizeof path, NULL, "%s/dfpo-hub.json", folder) &&
       dfpo_read_file(path, &text, NULL, NULL) == DFPO_OK) {
     m = cJSON_Parse(text);
     free(text);
   }
-  const cJSON *repo = cJSON_GetObjectItemCaseSensitive(m, "repo");
-  const cJSON *rev = cJSON_GetObjectItemCaseSensitive(m, "commit");
-  if (!cJSON_IsString(rev))
-    rev = cJSON_GetObjectItemCaseSensitive(m, "revision");
-  if (cJSON_IsObject(m) && cJSON_IsString(repo)) {
+  const cJSON *repo = cJSON_GetObjectItemCaseSensitive(m, "name");
+  const cJSON *commit = cJSON_GetObjectItemCaseSensitive(m, "commit");
+  const cJSON *asked = cJSON_GetObjectItemCaseSensitive(m, "revision");
+  if (cJSON_IsObject(m) && cJSON_IsString(repo) && cJSON_IsString(commit)) {
     snprintf(hub, hub_n, "%s", repo->valuestring);
-    cJSON_AddItemToObject(o, "hub", cJSON_Duplicate(m, 1));
-    cJSON_AddStringToObject(o, "revision", cJSON_IsString(rev) ? rev->valuestring : "unknown");
+    cJSON *h = cJSON_AddObjectToObject(o, "hub");
+    cJSON_AddStringToObject(h, "repo", repo->valuestring);
+    if (cJSON_IsString(asked))
+      cJSON_AddStringToObject(h, "revision", asked->valuestring);
+    cJSON_AddStringToObject(h, "commit", commit->valuestring);
+    cJSON_AddStringToObject(o, "revision", commit->valuestring);
     cJSON_Delete(m);
     return;
   }
@@ -275,14 +280,14 @@ static void hub_identity(const char *folder, cJSON *o, char *hub, size_t hub_n) 
       }
     }
     repo_s[o2] = '\0';
-    char commit[41];
-    memcpy(commit, snap + 11, 40);
-    commit[40] = '\0';
+    char snap_commit[41];
+    memcpy(snap_commit, snap + 11, 40);
+    snap_commit[40] = '\0';
     snprintf(hub, hub_n, "%s", repo_s);
     cJSON *h = cJSON_AddObjectToObject(o, "hub");
     cJSON_AddStringToObject(h, "repo", repo_s);
-    cJSON_AddStringToObject(h, "commit", commit);
-    cJSON_AddStringToObject(o, "revision", commit);
+    cJSON_AddStringToObject(h, "commit", snap_commit);
+    cJSON_AddStringToObject(o, "revision", snap_commit);
   } else {
     cJSON_AddStringToObject(o, "revision", "local folder");
   }
@@ -308,8 +313,10 @@ int task_open_hf_judge(task *t, const cfg *conf, const char *name, const char *r
                           mkey);
     return DFPO_OK;
   }
-  if ((rc = task_judge_path(model, dir, sizeof dir, err)))
-    return rc;
+  /* a folder, or a hub name (owner/name[@revision]) resolved to its cache
+   * folder, fetched when absent */
+  if ((rc = cli_model_path(model, dir, sizeof dir, err)))
+    return dfpo_err_prefix(err, "%s task: %s", t->name, mkey);
   if ((rc = met_hf_judge_open(out, dir, err)))
     return dfpo_err_prefix(err, "%s task: %s (%s)", t->name, mkey, dir);
   met_hf_judge *j = *out;

@@ -7,6 +7,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 int trn_build_batch(const trn_run *r, int split, const size_t *items, int B, int **tokens,
                     int **kstart, int *Tp) {
@@ -257,7 +258,14 @@ int trn_evaluate_test(trn_run *r, size_t n, const char *samples_path, cJSON *o, 
       cJSON_AddNumberToObject(metrics, "ppl_gen", p.ppl);
       cJSON *j = cJSON_AddObjectToObject(o, "judge_lm");
       cJSON_AddStringToObject(j, "path", judge_lm);
-      if (!(rc = ds_sha256_file(judge_lm, hex, err)))
+      /* a folder (a hub model's): the SHA-256 of its weights */
+      char wpath[4200];
+      struct stat st;
+      if (stat(judge_lm, &st) == 0 && S_ISDIR(st.st_mode))
+        snprintf(wpath, sizeof wpath, "%s/model.safetensors", judge_lm);
+      else
+        snprintf(wpath, sizeof wpath, "%s", judge_lm);
+      if (!(rc = ds_sha256_file(wpath, hex, err)))
         cJSON_AddStringToObject(j, "sha256", hex);
     }
     model_free(lm);

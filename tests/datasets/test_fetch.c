@@ -32,12 +32,7 @@ static void setup(void) {
   for (size_t i = 0; i < sizeof body; i++)
     body[i] = (unsigned char)dfpo_rng_u32(&r);
   ds_sha256_buf(body, sizeof body, body_sha);
-  ds_fetch_opts_init(&o);
-  o.connect_timeout_s = 2;
-  o.stall_timeout_s = 1;
-  o.retries = 2;
-  o.backoff_ms = 10;
-  o.progress = 0;
+  tl_fetch_opts(&o);
   dfpo_err_clear(&err);
 }
 

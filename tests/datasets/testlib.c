@@ -1,8 +1,10 @@
 #include "tests/datasets/testlib.h"
+#include "datasets/ds_internal.h"
 
 #include <archive.h>
 #include <archive_entry.h>
 #include <arpa/inet.h>
+#include <cjson/cJSON.h>
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -18,6 +20,7 @@
 #include <unistd.h>
 
 #define TL_MAX_REQ 64
+#define TL_MAX_ROUTES 32
 
 struct tl_server {
   int fd, port, max_requests, n_script, stop;
@@ -25,6 +28,10 @@ struct tl_server {
   const unsigned char *body;
   size_t len;
   tl_kind script[16];
+  const tl_route *routes; /* NULL: one body for every path */
+  int n_routes;
+  int route_hits[TL_MAX_ROUTES];
+  char auth[TL_MAX_REQ][128];
   pthread_t thread;
   pthread_mutex_t mu;
   int requests;
@@ -104,14 +111,26 @@ static int read_head(tl_server *s, int c, char *buf, size_t cap) {
   return 0;
 }
 
-static void answer(tl_server *s, int c, tl_kind k, const char *range) {
-  char hdr[512];
+/* Answers one request with body[0..len) as kind k says; location (a
+ * format with the port as its one %d) is TL_302's target. */
+static void answer(tl_server *s, int c, tl_kind k, const char *range, const unsigned char *body,
+                   size_t len, const char *location) {
+  char hdr[1024] = "";
   size_t off = 0;
   if (!strncmp(range, "bytes=", 6))
     off = (size_t)strtoull(range + 6, NULL, 10);
-  if (off > s->len)
-    off = s->len;
+  if (off > len)
+    off = len;
   switch (k) {
+  case TL_302: {
+    char loc[512];
+    snprintf(loc, sizeof loc, location ? location : "/", s->port);
+    snprintf(hdr, sizeof hdr,
+             "HTTP/1.1 302 Found\r\nLocation: %s\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+             loc);
+    send_all(c, hdr, strlen(hdr));
+    return;
+  }
   case TL_404:
   case TL_429:
   case TL_500: {
@@ -130,7 +149,7 @@ static void answer(tl_server *s, int c, tl_kind k, const char *range) {
       snprintf(hdr, sizeof hdr,
                "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes %zu-%zu/%zu\r\n"
                "Content-Length: %zu\r\nConnection: close\r\n\r\n",
-               off, s->len - 1, s->len, s->len - off);
+               off, len - 1, len, len - off);
       break;
     }
     /* fall through */
@@ -138,11 +157,11 @@ static void answer(tl_server *s, int c, tl_kind k, const char *range) {
   case TL_WRONG:
     off = 0;
     snprintf(hdr, sizeof hdr, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
-             s->len);
+             len);
     break;
   case TL_OVER_CL:
     snprintf(hdr, sizeof hdr, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
-             s->len + 100);
+             len + 100);
     break;
   case TL_OVER_NOCL:
     snprintf(hdr, sizeof hdr, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
@@ -160,18 +179,18 @@ static void answer(tl_server *s, int c, tl_kind k, const char *range) {
     return;
   }
   if (k == TL_CUT) {
-    send_all(c, s->body + off, (s->len - off) / 2);
+    send_all(c, body + off, (len - off) / 2);
     return;
   }
   if (k == TL_WRONG) {
-    unsigned char *w = malloc(s->len);
-    for (size_t i = 0; i < s->len; i++)
-      w[i] = s->body[i] ^ 0x5a;
-    send_all(c, w, s->len);
+    unsigned char *w = malloc(len);
+    for (size_t i = 0; i < len; i++)
+      w[i] = body[i] ^ 0x5a;
+    send_all(c, w, len);
     free(w);
     return;
   }
-  send_all(c, s->body + off, s->len - off);
+  send_all(c, body + off, len - off);
   if (k == TL_OVER_CL || k == TL_OVER_NOCL) {
     char extra[100];
     memset(extra, 'x', sizeof extra);
@@ -195,17 +214,35 @@ static void *serve(void *arg) {
       continue;
     char head[8192], range[64], path[256] = "";
     if (read_head(s, c, head, sizeof head)) {
+      char auth[128];
       header_value(head, "Range", range, sizeof range);
+      header_value(head, "Authorization", auth, sizeof auth);
       sscanf(head, "%*s %255s", path);
       pthread_mutex_lock(&s->mu);
       int i = s->requests++;
       if (i < TL_MAX_REQ) {
         snprintf(s->range[i], sizeof s->range[i], "%s", range);
         snprintf(s->path[i], sizeof s->path[i], "%s", path);
+        snprintf(s->auth[i], sizeof s->auth[i], "%s", auth);
       }
+      int r = -1, hit = 0;
+      for (int q = 0; s->routes && q < s->n_routes && r < 0; q++)
+        if (!strcmp(s->routes[q].path, path)) {
+          r = q;
+          hit = s->route_hits[q]++;
+        }
       pthread_mutex_unlock(&s->mu);
-      tl_kind k = s->script[i < s->n_script ? i : s->n_script - 1];
-      answer(s, c, k, range);
+      if (!s->routes) {
+        tl_kind k = s->script[i < s->n_script ? i : s->n_script - 1];
+        answer(s, c, k, range, s->body, s->len, NULL);
+      } else if (r < 0) {
+        answer(s, c, TL_404, range, NULL, 0, NULL);
+      } else {
+        const tl_route *rt = &s->routes[r];
+        tl_kind k =
+            rt->n_script ? rt->script[hit < rt->n_script ? hit : rt->n_script - 1] : TL_FULL;
+        answer(s, c, k, range, rt->body, rt->len, rt->location);
+      }
     }
     shutdown(c, SHUT_RDWR);
     close(c);
@@ -241,6 +278,24 @@ tl_server *tl_server_start(const void *body, size_t len, const tl_kind *script, 
   s->port = ntohs(a.sin_port);
   cr_assert_eq(pthread_create(&s->thread, NULL, serve, s), 0);
   return s;
+}
+
+tl_server *tl_server_routes(const tl_route *routes, size_t n, int max_requests,
+                            double max_seconds) {
+  cr_assert(n >= 1 && n <= TL_MAX_ROUTES);
+  for (size_t i = 0; i < n; i++)
+    cr_assert(routes[i].n_script >= 0 && routes[i].n_script <= 8);
+  tl_kind k = TL_FULL;
+  tl_server *s = tl_server_start(NULL, 0, &k, 1, max_requests, max_seconds);
+  pthread_mutex_lock(&s->mu);
+  s->n_routes = (int)n;
+  s->routes = routes;
+  pthread_mutex_unlock(&s->mu);
+  return s;
+}
+
+const char *tl_server_auth(tl_server *s, int i) {
+  return i >= 0 && i < TL_MAX_REQ ? s->auth[i] : "";
 }
 
 int tl_server_port(const tl_server *s) {
@@ -376,4 +431,124 @@ void tl_expect_first_ids(const char *path, const char *const *ids, int n) {
     line = nl + 1;
   }
   free(txt);
+}
+
+/* SHA-256 and git blob id of a buffer, through a temporary file. */
+static void tl_digests(const void *data, size_t len, char sha[65], char blob[41]) {
+  char p[] = "/tmp/dfpo-tl-XXXXXX";
+  int fd = mkstemp(p);
+  cr_assert(fd >= 0);
+  FILE *f = fdopen(fd, "wb");
+  fwrite(data, 1, len, f);
+  fclose(f);
+  ds_got g;
+  dfpo_err err;
+  cr_assert_eq(ds_hash_file(p, 1, &g, &err), 0, "%s", err.msg);
+  unlink(p);
+  memcpy(sha, g.sha256, 65);
+  memcpy(blob, g.git_sha1, 41);
+}
+
+void tl_hub_start(tl_hub *h, const char *owner, const char *name, const char *commit,
+                  const tl_hub_file *files, size_t n, const char *cdn_host, int with_api,
+                  int max_requests) {
+  cr_assert(n <= TL_HUB_MAX_FILES);
+  memset(h, 0, sizeof *h);
+  cJSON *api = cJSON_CreateObject();
+  char id[256];
+  snprintf(id, sizeof id, "%s/%s", owner, name);
+  cJSON_AddStringToObject(api, "id", id);
+  cJSON_AddStringToObject(api, "sha", commit);
+  cJSON *sib = cJSON_AddArrayToObject(api, "siblings");
+  for (size_t i = 0; i < n; i++) {
+    const tl_hub_file *f = &files[i];
+    tl_digests(f->data, f->len, h->sha256[i], h->blob[i]);
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "rfilename", f->path);
+    cJSON_AddNumberToObject(j, "size", (double)f->len);
+    tl_route *r = &h->routes[h->n++];
+    snprintf(h->paths[i], sizeof h->paths[i], "/%s/%s/resolve/%s/%s", owner, name, commit, f->path);
+    r->path = h->paths[i];
+    if (f->lfs) {
+      /* the blob of an LFS file is its pointer's: any id will do here */
+      cJSON_AddStringToObject(j, "blobId", "1111111111111111111111111111111111111111");
+      cJSON *l = cJSON_AddObjectToObject(j, "lfs");
+      cJSON_AddStringToObject(l, "sha256", h->sha256[i]);
+      cJSON_AddNumberToObject(l, "size", (double)f->len);
+      cJSON_AddNumberToObject(l, "pointerSize", 134);
+      snprintf(h->cdn[i], sizeof h->cdn[i], "/cdn/%s", h->sha256[i]);
+      snprintf(h->loc[i], sizeof h->loc[i], "http://%s:%%d%s", cdn_host, h->cdn[i]);
+      r->script[0] = TL_302;
+      r->n_script = 1;
+      r->location = h->loc[i];
+      r = &h->routes[h->n++];
+      r->path = h->cdn[i];
+    } else {
+      cJSON_AddStringToObject(j, "blobId", h->blob[i]);
+    }
+    cJSON_AddItemToArray(sib, j);
+    r->body = f->data;
+    r->len = f->len;
+    memcpy(r->script, f->script, sizeof r->script);
+    r->n_script = f->n_script;
+  }
+  h->api = cJSON_PrintUnformatted(api);
+  cJSON_Delete(api);
+  if (with_api) {
+    snprintf(h->api_main, sizeof h->api_main, "/api/models/%s/%s/revision/main?blobs=true", owner,
+             name);
+    snprintf(h->api_commit, sizeof h->api_commit, "/api/models/%s/%s/revision/%s?blobs=true", owner,
+             name, commit);
+    const char *ap[] = {h->api_main, h->api_commit};
+    for (int k = 0; k < 2; k++) {
+      tl_route *r = &h->routes[h->n++];
+      r->path = ap[k];
+      r->body = h->api;
+      r->len = strlen(h->api);
+    }
+  }
+  h->s = tl_server_routes(h->routes, (size_t)h->n, max_requests, 30.0);
+  snprintf(h->endpoint, sizeof h->endpoint, "http://127.0.0.1:%d", tl_server_port(h->s));
+  setenv("HF_ENDPOINT", h->endpoint, 1);
+}
+
+void tl_hub_serve_folder(tl_hub *h, const char *owner, const char *name, const char *commit,
+                         const char *folder, const char *const *names, size_t n, int with_api,
+                         int max_requests) {
+  cr_assert(n <= TL_HUB_MAX_FILES);
+  tl_hub_file hf[TL_HUB_MAX_FILES];
+  char *owned[TL_HUB_MAX_FILES];
+  memset(hf, 0, sizeof hf);
+  for (size_t i = 0; i < n; i++) {
+    char p[4200];
+    snprintf(p, sizeof p, "%s/%s", folder, names[i]);
+    owned[i] = tl_read(p, &hf[i].len);
+    cr_assert_not_null(owned[i], "no %s", p);
+    size_t l = strlen(names[i]);
+    hf[i].path = names[i];
+    hf[i].data = owned[i];
+    hf[i].lfs = (l > 12 && !strcmp(names[i] + l - 12, ".safetensors")) ||
+                (l > 4 && !strcmp(names[i] + l - 4, ".bin"));
+  }
+  tl_hub_start(h, owner, name, commit, hf, n, "127.0.0.1", with_api, max_requests);
+  memcpy(h->owned, owned, n * sizeof *owned);
+}
+
+void tl_hub_stop(tl_hub *h) {
+  tl_server_stop(h->s);
+  free(h->api);
+  h->api = NULL;
+  for (int i = 0; i < TL_HUB_MAX_FILES; i++) {
+    free(h->owned[i]);
+    h->owned[i] = NULL;
+  }
+}
+
+void tl_fetch_opts(struct ds_fetch_opts *o) {
+  ds_fetch_opts_init(o);
+  o->connect_timeout_s = 2;
+  o->stall_timeout_s = 1;
+  o->retries = 2;
+  o->backoff_ms = 10;
+  o->progress = 0;
 }

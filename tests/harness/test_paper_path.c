@@ -10,6 +10,7 @@
  * are the real ones from ../shared/data, and the tests skip, saying so,
  * without it. */
 #include "datasets/datasets.h"
+#include "tests/datasets/testlib.h"
 #include "tests/support/support.h"
 #include "tests/trainer/bert_testutil.h"
 #include "trainer/gpt2.h"
@@ -191,7 +192,8 @@ Test(paper_path, fetch_then_prepare_finds_the_files) {
 /* lvwerra/gpt2-imdb is not pinned: fetch refuses it, saying what to do;
  * a folder with only pytorch_model.bin is refused by name, and one that
  * is a Hugging Face GPT-2 folder (config.json, model.safetensors, and
- * vocab.json + merges.txt) is taken as the task's base and tokenizer. */
+ * vocab.json + merges.txt) is taken as the task's base and tokenizer, from
+ * its path and from a hub name (a loopback hub serving the folder). */
 Test(paper_path, gpt2_imdb_from_a_folder) {
   const char *data = shared_or_skip();
   char *err = NULL;
@@ -222,6 +224,28 @@ Test(paper_path, gpt2_imdb_from_a_folder) {
   cJSON *b = ts_read_json(path);
   cr_expect_str_eq(ts_json_str(b, "tokenizer"), folder);
   snprintf(path, sizeof path, "%s/model.safetensors", folder);
+  cr_expect_str_eq(ts_json_str(b, "model"), path);
+  cJSON_Delete(b);
+
+  /* the same folder as a hub name, served by a loopback hub: --base-model
+   * TASK=OWNER/NAME fetches it into the cache and takes it from there */
+  const char *names[] = {"config.json", "model.safetensors", "vocab.json", "merges.txt"};
+  tl_hub h;
+  tl_hub_serve_folder(&h, "lvwerra", "gpt2-imdb", "71c46c805a6f1f373e843782e67ed29cdf135d37",
+                      folder, names, 4, 1, 16);
+  snprintf(base, sizeof base, "synthetic=lvwerra/gpt2-imdb");
+  snprintf(out, sizeof out, "%s/out-hub", dir);
+  int rc = ts_dfpo_in(home, prep, NULL, &err);
+  tl_hub_stop(&h);
+  cr_assert_eq(rc, 0, "%s", err);
+  free(err);
+  snprintf(path, sizeof path, "%s/paper/base-synthetic.json", out);
+  b = ts_read_json(path);
+  char hub[500];
+  snprintf(hub, sizeof hub, "%s/hub/lvwerra--gpt2-imdb/71c46c805a6f1f373e843782e67ed29cdf135d37",
+           home);
+  cr_expect_str_eq(ts_json_str(b, "tokenizer"), hub);
+  snprintf(path, sizeof path, "%s/model.safetensors", hub);
   cr_expect_str_eq(ts_json_str(b, "model"), path);
   cJSON_Delete(b);
 }

@@ -306,11 +306,12 @@ Test(task_judges, imdb_distilbert_folder, .timeout = 600) {
   cr_expect(strstr(log, "\"reward\"") && strstr(log, "\"val_reward\""), "%s", log);
   free(log);
 
-  /* the label by name (NEGATIVE) and a hub snapshot's marker: the paper's
+  /* the label by name (NEGATIVE) and the record dfpo's hub cache keeps in a
+   * model folder (dfpo-hub.json, as ds_hub_fetch writes it): the paper's
    * classifier needs no deviation */
-  snprintf(path, sizeof path, "%s/.dfpo-hub.json", judge);
-  ts_write_text(path, "{\"repo\": \"lvwerra/distilbert-imdb\", \"commit\": "
-                      "\"0123456789abcdef0123456789abcdef01234567\"}\n");
+  snprintf(path, sizeof path, "%s/dfpo-hub.json", judge);
+  ts_write_text(path, "{\"name\": \"lvwerra/distilbert-imdb\", \"revision\": \"main\", "
+                      "\"commit\": \"0123456789abcdef0123456789abcdef01234567\", \"files\": []}\n");
   snprintf(lset, sizeof lset, "task.judge.sentiment_label=NEGATIVE");
   ev =
       train_cell(&x, "imdb", "zero-shot", "1", (const char *[]){jset, lset, NULL}, run, sizeof run);
