@@ -1,0 +1,113 @@
+#!/usr/bin/python3
+"""PyTorch's own pytorch_model.bin files for tests/trainer/test_pt_bin.c.
+
+usage: pt_bin_reference.py SRC OUT
+
+SRC: a GPT-2 folder the test exported (config.json, model.safetensors, F32,
+Hugging Face names and Conv1D layouts). Everything below is written by
+PyTorch 1.13's torch.save (the default zip format) from those weights:
+
+  OUT/bin/      pytorch_model.bin of every tensor as float32, as
+                GPT2LMHeadModel.state_dict() holds them: an OrderedDict with
+                a _metadata attribute (pickled through BUILD), the names
+                with "transformer.", lm_head.weight sharing wte's storage,
+                and h.0.attn.c_attn.bias a view at offset 5 of a larger
+                storage
+  OUT/f16/      the same with wpe.weight as float16 and ln_f.weight as
+                bfloat16; OUT/f16ref/model.safetensors holds those rounded
+                values as float32 (the same weights, through safetensors)
+  OUT/shards/   two shards pytorch_model-0000i-of-00002.bin and
+                pytorch_model.bin.index.json
+  OUT/evil.bin  a zip whose data.pkl calls os.system("touch OUT/pwned")
+                through GLOBAL + REDUCE: must be refused, OUT/pwned never made
+  OUT/trunc.bin bin/'s file with one storage entry 4 bytes short
+  OUT/legacy.bin the legacy format (_use_new_zipfile_serialization=False)
+  OUT/view.bin  wte.weight saved as a transposed (non-contiguous) view
+  OUT/nested.bin {"model": state_dict}: not a flat state dict
+"""
+import collections
+import json
+import os
+import shutil
+import sys
+import zipfile
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench"))
+from gpt2_torch import read_safetensors, write_safetensors  # noqa: E402
+
+
+def state_dict(w):
+    sd = collections.OrderedDict()
+    for k, v in w.items():
+        sd["transformer." + k] = v.clone()
+    sd._metadata = collections.OrderedDict([("", {"version": 1})])
+    return sd
+
+
+def folder(src, d, sd):
+    os.makedirs(d, exist_ok=True)
+    shutil.copy(os.path.join(src, "config.json"), d)
+    torch.save(sd, os.path.join(d, "pytorch_model.bin"))
+
+
+def main():
+    src, out = sys.argv[1], sys.argv[2]
+    w, _ = read_safetensors(os.path.join(src, "model.safetensors"))
+
+    sd = state_dict(w)
+    sd["lm_head.weight"] = sd["transformer.wte.weight"]  # tied: one storage
+    b = sd["transformer.h.0.attn.c_attn.bias"]
+    big = torch.cat([torch.arange(5, dtype=torch.float32), b, torch.ones(3)])
+    sd["transformer.h.0.attn.c_attn.bias"] = big[5:5 + b.numel()]  # storage offset 5
+    folder(src, os.path.join(out, "bin"), sd)
+
+    sd = state_dict(w)
+    sd["transformer.wpe.weight"] = sd["transformer.wpe.weight"].half()
+    sd["transformer.ln_f.weight"] = sd["transformer.ln_f.weight"].bfloat16()
+    folder(src, os.path.join(out, "f16"), sd)
+    os.makedirs(os.path.join(out, "f16ref"), exist_ok=True)
+    shutil.copy(os.path.join(src, "config.json"), os.path.join(out, "f16ref"))
+    write_safetensors(os.path.join(out, "f16ref", "model.safetensors"),
+                      {k: v.float() for k, v in sd.items()})
+
+    sd = state_dict(w)
+    d = os.path.join(out, "shards")
+    os.makedirs(d, exist_ok=True)
+    shutil.copy(os.path.join(src, "config.json"), d)
+    keys = list(sd)
+    parts = [keys[:len(keys) // 2], keys[len(keys) // 2:]]
+    wmap = {}
+    for i, part in enumerate(parts):
+        fn = "pytorch_model-%05d-of-00002.bin" % (i + 1)
+        torch.save(collections.OrderedDict((k, sd[k]) for k in part), os.path.join(d, fn))
+        wmap.update({k: fn for k in part})
+    with open(os.path.join(d, "pytorch_model.bin.index.json"), "w") as f:
+        json.dump({"metadata": {}, "weight_map": wmap}, f)
+
+    # os.system("touch OUT/pwned") as a pickle: GLOBAL, the argument, TUPLE1, REDUCE
+    cmd = ("touch " + os.path.join(out, "pwned")).encode()
+    pkl = (b"\x80\x02cos\nsystem\nq\x00X" + len(cmd).to_bytes(4, "little") + cmd +
+           b"q\x01\x85q\x02Rq\x03.")
+    with zipfile.ZipFile(os.path.join(out, "evil.bin"), "w", zipfile.ZIP_STORED) as z:
+        z.writestr("evil/data.pkl", pkl)
+        z.writestr("evil/version", "3\n")
+
+    with zipfile.ZipFile(os.path.join(out, "bin", "pytorch_model.bin")) as zi, \
+            zipfile.ZipFile(os.path.join(out, "trunc.bin"), "w", zipfile.ZIP_STORED) as zo:
+        for n in zi.namelist():
+            data = zi.read(n)
+            if n.endswith("/data/1"):
+                data = data[:-4]
+            zo.writestr(n, data)
+
+    torch.save(state_dict(w), os.path.join(out, "legacy.bin"), _use_new_zipfile_serialization=False)
+    sd = state_dict(w)
+    sd["transformer.wte.weight"] = sd["transformer.wte.weight"].t().contiguous().t()
+    torch.save(sd, os.path.join(out, "view.bin"))
+    torch.save({"model": state_dict(w)}, os.path.join(out, "nested.bin"))
+
+
+if __name__ == "__main__":
+    main()
