@@ -11,6 +11,7 @@
  * .bin's pickle and zip directory checks (under ASan/UBSan) that nothing
  * reads out of bounds. Skips when /usr/bin/python3 lacks torch. */
 #include "tests/support/support.h"
+#include "tests/trainer/bert_testutil.h"
 #include "tests/trainer/gpt2_testutil.h"
 
 #include <stdio.h>
@@ -18,37 +19,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int have_torch(void) {
-  if (access("/usr/bin/python3", X_OK) != 0)
-    return 0;
-  ts_run r;
-  char *argv[] = {"/usr/bin/python3", "-c", "import torch", NULL};
-  ts_run_cmd(&r, argv, NULL, NULL);
-  int ok = r.status == 0;
-  ts_run_free(&r);
-  return ok;
-}
-
 static model_t *load(const char *path) {
   model_t *m = NULL;
   dfpo_err err;
   dfpo_err_clear(&err);
   cr_assert_eq(model_load(&m, path, &err), 0, "%s: %s", path, err.msg);
   return m;
-}
-
-static void expect_bad(const char *path, const char *must1, const char *must2) {
-  model_t *m = NULL;
-  dfpo_err err;
-  dfpo_err_clear(&err);
-  int rc = model_load(&m, path, &err);
-  cr_expect_eq(rc, DFPO_EDATA, "%s should fail with a data error (rc %d, %s)", path, rc, err.msg);
-  cr_expect_null(m);
-  if (must1)
-    cr_expect(strstr(err.msg, must1) != NULL, "message lacks '%s': %s", must1, err.msg);
-  if (must2)
-    cr_expect(strstr(err.msg, must2) != NULL, "message lacks '%s': %s", must2, err.msg);
-  model_free(m);
 }
 
 static double nll(model_t *m) {
@@ -64,7 +40,7 @@ static double nll(model_t *m) {
 }
 
 Test(pt_bin, gpt2_folders_and_refusals, .timeout = 300) {
-  if (!have_torch())
+  if (!bt_have_python(1))
     cr_skip_test("/usr/bin/python3 has no torch module (Debian package python3-torch): the "
                  ".bin files cannot be written");
   char dir[256], src[300], out[300], p[400], q[400];
@@ -108,17 +84,17 @@ Test(pt_bin, gpt2_folders_and_refusals, .timeout = 300) {
   model_free(hr);
 
   snprintf(p, sizeof p, "%s/evil.bin", out);
-  expect_bad(p, "os.system", "refused");
+  tu_expect_load_fails(p, "os.system", "refused");
   snprintf(q, sizeof q, "%s/pwned", out);
   cr_expect_neq(access(q, F_OK), 0, "the pickle's os.system ran");
   snprintf(p, sizeof p, "%s/trunc.bin", out);
-  expect_bad(p, "truncated", "data/1");
+  tu_expect_load_fails(p, "truncated", "data/1");
   snprintf(p, sizeof p, "%s/legacy.bin", out);
-  expect_bad(p, "legacy", "re-save");
+  tu_expect_load_fails(p, "legacy", "re-save");
   snprintf(p, sizeof p, "%s/view.bin", out);
-  expect_bad(p, "transformer.wte.weight", "not contiguous");
+  tu_expect_load_fails(p, "transformer.wte.weight", "not contiguous");
   snprintf(p, sizeof p, "%s/nested.bin", out);
-  expect_bad(p, "'model'", "not a tensor");
+  tu_expect_load_fails(p, "'model'", "not a tensor");
 
   /* fuzz: single bytes of the .bin (pickle and zip directory included)
    * set to random values; every result is a model or DFPO_EDATA */
