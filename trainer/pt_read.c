@@ -680,18 +680,18 @@ static int to_entry(const char *path, const pt_zip *z, const char *prefix, const
                         "%llu (truncated)",
                         path, name, key, (unsigned long long)ze->size, (long long)s->numel,
                         s->dtype, (unsigned long long)s->numel * (uint64_t)s->esize);
-  uint64_t numel = 1, want = 1;
+  uint64_t numel = 1; /* of the dimensions after d: the stride d must have */
   int contiguous = 1;
   for (int d = t->ndim - 1; d >= 0; d--) {
-    if (t->shape[d] > ((int64_t)1 << 40))
+    /* both factors at most 2^40 before each product: no overflow */
+    if (t->shape[d] > ((int64_t)1 << 40) || numel > ((uint64_t)1 << 40))
       return dfpo_err_set(err, DFPO_EDATA, "%s: tensor '%s': shape too large", path, name);
-    if (t->shape[d] != 1 && (uint64_t)t->stride[d] != want)
+    if (t->shape[d] != 1 && (uint64_t)t->stride[d] != numel)
       contiguous = 0;
-    want *= (uint64_t)t->shape[d];
     numel *= (uint64_t)t->shape[d];
-    if (numel > ((uint64_t)1 << 40))
-      return dfpo_err_set(err, DFPO_EDATA, "%s: tensor '%s': shape too large", path, name);
   }
+  if (numel > ((uint64_t)1 << 40))
+    return dfpo_err_set(err, DFPO_EDATA, "%s: tensor '%s': shape too large", path, name);
   if (!contiguous && numel > 0)
     return dfpo_err_set(err, DFPO_EDATA,
                         "%s: tensor '%s' is not contiguous in its storage (a view); save "
