@@ -524,7 +524,7 @@ static int select_files(const ds_hub_model *all, ds_hub_model *sel, size_t *cap,
                         all->ref.owner, all->ref.name, all->commit);
   if (w >= 2)
     dfpo_info("%s/%s@%s has no model.safetensors, only %s: read as torch.save's zip format "
-              "(a legacy, pre-1.6 file is refused when loaded)",
+              "(or its legacy, pre-1.6 format)",
               all->ref.owner, all->ref.name, all->commit, weights[w]);
   if ((rc = add_file(sel, cap, f, err)))
     return rc;

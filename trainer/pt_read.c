@@ -7,7 +7,10 @@
  * the pickle by a restricted interpreter: only the opcodes torch.save's
  * state dicts use, and of the globals only OrderedDict, the tensor rebuild
  * functions and the storage types; nothing is ever called or imported.
- * Every length and offset is checked against the file. */
+ * The legacy format (before 1.6; checkpoints of 2019-2020 such as
+ * lvwerra/gpt2-imdb's) is read too: the same pickles one after another,
+ * then the storages (legacy_open). Every length and offset is checked
+ * against the file. */
 #define _FILE_OFFSET_BITS 64
 #include "trainer/st_internal.h"
 
@@ -196,7 +199,9 @@ typedef enum {
   PV_DICT,
   PV_GLOBAL,
   PV_STORAGE,
-  PV_TENSOR
+  PV_TENSOR,
+  PV_LIST,
+  PV_BIG /* an integer wider than 64 bits (the legacy format's magic): never used */
 } pv_kind;
 
 /* the globals a state dict may name */
@@ -407,11 +412,12 @@ static int persid(pt_vm *vm) {
   pv *t = pop(vm);
   if (!t)
     return DFPO_EDATA;
-  /* ('storage', storage type, key, location, numel) */
-  if (t->k != PV_TUPLE || t->n != 5 || t->items[0]->k != PV_STR ||
-      strcmp(t->items[0]->s, "storage") != 0 || t->items[1]->k != PV_GLOBAL ||
-      t->items[1]->i != G_STORAGE || t->items[2]->k != PV_STR || t->items[4]->k != PV_INT ||
-      t->items[4]->i < 0)
+  /* ('storage', storage type, key, location, numel); the legacy format adds
+   * a view (None: views of storages are not read) */
+  if (t->k != PV_TUPLE || (t->n != 5 && !(t->n == 6 && t->items[5]->k == PV_NONE)) ||
+      t->items[0]->k != PV_STR || strcmp(t->items[0]->s, "storage") != 0 ||
+      t->items[1]->k != PV_GLOBAL || t->items[1]->i != G_STORAGE || t->items[2]->k != PV_STR ||
+      t->items[4]->k != PV_INT || t->items[4]->i < 0)
     return bad(vm, "a persistent id not ('storage', type, key, location, numel)");
   pv *s = pv_new(vm, PV_STORAGE);
   if (!s)
@@ -424,7 +430,7 @@ static int persid(pt_vm *vm) {
 }
 
 /* Runs the pickle p[0..n); *root receives the value STOP returns. */
-static int run(pt_vm *vm, const unsigned char *p, size_t n, pv **root) {
+static int run(pt_vm *vm, const unsigned char *p, size_t n, pv **root, size_t *used) {
   size_t i = 0;
   int rc = DFPO_OK;
 #define NEED(k)                                                                                    \
@@ -451,11 +457,38 @@ static int run(pt_vm *vm, const unsigned char *p, size_t n, pv **root) {
       if (!r)
         return DFPO_EDATA;
       *root = r;
+      *used = i;
       return DFPO_OK;
     }
     case '(': /* MARK */
       rc = push(vm, pv_new(vm, PV_MARK));
       break;
+    case ']': /* EMPTY_LIST */
+      rc = push(vm, pv_new(vm, PV_LIST));
+      break;
+    case 'a':   /* APPEND */
+    case 'e': { /* APPENDS */
+      int64_t m = vm->sp - 2;
+      if (op == 'e' && (m = find_mark(vm) - 1) < -1)
+        return DFPO_EDATA;
+      if (m < 0 || vm->stack[m]->k != PV_LIST || vm->stack[vm->sp - 1]->k == PV_MARK)
+        return bad(vm, "APPEND(S) without a list");
+      pv *l = vm->stack[m];
+      int64_t from = op == 'e' ? m + 2 : m + 1;
+      for (int64_t j = from; j < vm->sp; j++) {
+        if (l->n == l->cap) {
+          int64_t nc = l->cap ? l->cap * 2 : 16;
+          pv **it = realloc(l->items, sizeof *it * (size_t)nc);
+          if (!it)
+            return dfpo_err_set(vm->err, DFPO_ERUNTIME, "out of memory");
+          l->items = it;
+          l->cap = nc;
+        }
+        l->items[l->n++] = vm->stack[j];
+      }
+      vm->sp = m + 1;
+      break;
+    }
     case '}': /* EMPTY_DICT */
       rc = push(vm, pv_new(vm, PV_DICT));
       break;
@@ -488,9 +521,12 @@ static int run(pt_vm *vm, const unsigned char *p, size_t n, pv **root) {
     case 0x8a: { /* LONG1 */
       NEED(1);
       unsigned w = p[i++];
-      if (w > 8)
-        return bad(vm, "an integer wider than 64 bits");
       NEED(w);
+      if (w > 8) {
+        i += w;
+        rc = push(vm, pv_new(vm, PV_BIG));
+        break;
+      }
       uint64_t u = 0;
       for (unsigned b = 0; b < w; b++)
         u |= (uint64_t)p[i + b] << (8 * b);
@@ -664,15 +700,36 @@ static void vm_free(pt_vm *vm) {
 /* ----------------------------------------------------------- the file */
 
 /* Turns tensor t (named name) into entry e; names go to the pool. */
-static int to_entry(const char *path, const pt_zip *z, const char *prefix, const char *name,
-                    const pv *t, st_entry *e, dfpo_err *err) {
+/* Where the storages are: a zip's entries (<prefix>/data/<key>), or the
+ * legacy format's records (keys[i] at offset off[i], size[i] bytes). */
+typedef struct pt_src {
+  const pt_zip *z;
+  const char *prefix;
+  const pv *keys; /* PV_LIST of PV_STR */
+  uint64_t *off, *size;
+} pt_src;
+
+static int to_entry(const char *path, const pt_src *src, const char *name, const pv *t, st_entry *e,
+                    dfpo_err *err) {
   const pv *s = t->storage;
   char key[512];
-  if (snprintf(key, sizeof key, "%s/data/%s", prefix, s->key) >= (int)sizeof key)
-    return dfpo_err_set(err, DFPO_EDATA, "%s: tensor '%s': storage key too long", path, name);
-  const pt_zent *ze = zip_find(z, key);
+  pt_zent found = {0};
+  const pt_zent *ze = NULL;
+  if (src->z) {
+    if (snprintf(key, sizeof key, "%s/data/%s", src->prefix, s->key) >= (int)sizeof key)
+      return dfpo_err_set(err, DFPO_EDATA, "%s: tensor '%s': storage key too long", path, name);
+    ze = zip_find(src->z, key);
+  } else {
+    snprintf(key, sizeof key, "%.500s", s->key);
+    for (int64_t i = 0; i < src->keys->n && !ze; i++)
+      if (strcmp(src->keys->items[i]->s, s->key) == 0) {
+        found.off = src->off[i];
+        found.size = src->size[i];
+        ze = &found;
+      }
+  }
   if (!ze)
-    return dfpo_err_set(err, DFPO_EDATA, "%s: tensor '%s': storage %s is not in the zip", path,
+    return dfpo_err_set(err, DFPO_EDATA, "%s: tensor '%s': storage %s is not in the file", path,
                         name, key);
   if ((uint64_t)s->numel > ze->size / (uint64_t)s->esize)
     return dfpo_err_set(err, DFPO_EDATA,
@@ -710,6 +767,76 @@ static int to_entry(const char *path, const pt_zip *z, const char *prefix, const
   return DFPO_OK;
 }
 
+/* The legacy format (torch.save before 1.6): pickles one after another
+ * (the magic number, the protocol version 1001, sys_info, the object, the
+ * list of storage keys), then each storage of that list as an 8-byte
+ * little-endian element count and its bytes. */
+static const unsigned char legacy_magic[] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46,
+                                             0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e};
+
+static const pv *dict_get(const pv *d, const char *key) {
+  for (int64_t k = 0; d->k == PV_DICT && k < d->n; k++)
+    if (d->items[2 * k]->k == PV_STR && strcmp(d->items[2 * k]->s, key) == 0)
+      return d->items[2 * k + 1];
+  return NULL;
+}
+
+/* Runs the legacy file's pickles; *root the object, src its storages. */
+static int legacy_open(pt_vm *vm, FILE *fp, uint64_t fsize, unsigned char **pkl, pv **root,
+                       pt_src *src) {
+  size_t n = fsize < PT_MAX_PKL ? (size_t)fsize : PT_MAX_PKL;
+  if (!(*pkl = malloc(n ? n : 1)))
+    return dfpo_err_set(vm->err, DFPO_ERUNTIME, "out of memory");
+  if (!read_at(fp, 0, *pkl, n))
+    return bad(vm, "cannot read the file");
+  size_t at = sizeof legacy_magic, used = 0;
+  pv *v[4] = {NULL};
+  for (int k = 0; k < 4; k++) {
+    vm->sp = 0;
+    vm->nmemo = 0; /* each pickle has its own memo */
+    int rc = run(vm, *pkl + at, n - at, &v[k], &used);
+    if (rc)
+      return rc;
+    at += used;
+  }
+  const pv *le = dict_get(v[1], "little_endian");
+  if (v[0]->k != PV_INT || v[0]->i != 1001 || !le || le->k != PV_BOOL || !le->i)
+    return bad(vm, "a legacy file not of protocol 1001, little-endian");
+  if (v[3]->k != PV_LIST)
+    return bad(vm, "the legacy storage key list is not a list");
+  *root = v[2];
+  src->keys = v[3];
+  int64_t nk = v[3]->n;
+  src->off = calloc((size_t)nk + 1, sizeof *src->off);
+  src->size = calloc((size_t)nk + 1, sizeof *src->size);
+  if (!src->off || !src->size)
+    return dfpo_err_set(vm->err, DFPO_ERUNTIME, "out of memory");
+  uint64_t pos = at;
+  for (int64_t k = 0; k < nk; k++) {
+    const pv *key = v[3]->items[k];
+    if (key->k != PV_STR)
+      return bad(vm, "a legacy storage key is not a string");
+    int esize = 0;
+    for (const pv *x = vm->all; x && !esize; x = x->next_alloc)
+      if (x->k == PV_STORAGE && strcmp(x->key, key->s) == 0)
+        esize = x->esize;
+    unsigned char c8[8];
+    if (!esize || pos > fsize - 8 || !read_at(fp, pos, c8, 8))
+      return dfpo_err_set(vm->err, DFPO_EDATA, "%s: legacy storage %s: %s", vm->path, key->s,
+                          esize ? "truncated" : "no tensor names it");
+    uint64_t numel = le64(c8);
+    pos += 8;
+    if (numel > (fsize - pos) / (uint64_t)esize)
+      return dfpo_err_set(vm->err, DFPO_EDATA,
+                          "%s: legacy storage %s: %llu elements run past the end (truncated)",
+                          vm->path, key->s, (unsigned long long)numel);
+    src->off[k] = pos;
+    src->size[k] = numel * (uint64_t)esize;
+    pos += src->size[k];
+  }
+  return DFPO_OK;
+}
+
 int pt_open(st_file *f, const char *path, dfpo_err *err) {
   memset(f, 0, sizeof *f);
   f->path = path;
@@ -723,6 +850,21 @@ int pt_open(st_file *f, const char *path, dfpo_err *err) {
   int rc;
   if (fstat(fileno(f->fp), &st) != 0) {
     rc = dfpo_err_errno(err, DFPO_EDATA, errno, "%s", path);
+    goto done;
+  }
+  pv *root = NULL;
+  pt_src src = {0};
+  unsigned char head[sizeof legacy_magic];
+  if (read_at(f->fp, 0, head, sizeof head) && memcmp(head, legacy_magic, sizeof head) == 0) {
+    if ((rc = legacy_open(&vm, f->fp, (uint64_t)st.st_size, &pkl, &root, &src)))
+      goto done;
+    goto entries;
+  }
+  if (head[0] == 0x80) {
+    rc = dfpo_err_set(err, DFPO_EDATA,
+                      "%s: a pickle, but not torch.save's (no zip, no legacy magic number): "
+                      "re-save it with torch.save(state_dict, path) from PyTorch 1.6 or later",
+                      path);
     goto done;
   }
   if ((rc = zip_open(&z, f->fp, path, (uint64_t)st.st_size, err)))
@@ -756,9 +898,12 @@ int pt_open(st_file *f, const char *path, dfpo_err *err) {
     rc = dfpo_err_set(err, DFPO_EDATA, "%s: cannot read data.pkl", path);
     goto done;
   }
-  pv *root = NULL;
-  if ((rc = run(&vm, pkl, pe->size, &root)))
+  size_t used;
+  if ((rc = run(&vm, pkl, pe->size, &root, &used)))
     goto done;
+  src.z = &z;
+  src.prefix = prefix;
+entries:
   if (root->k != PV_DICT) {
     rc = bad(&vm, "the pickled object is not a state dict (a dict of tensors)");
     goto done;
@@ -787,7 +932,7 @@ int pt_open(st_file *f, const char *path, dfpo_err *err) {
   for (int64_t k = 0; k < root->n; k++) {
     const char *name = root->items[2 * k]->s;
     st_entry *e = &f->ents[f->n];
-    if ((rc = to_entry(path, &z, prefix, name, root->items[2 * k + 1], e, err)))
+    if ((rc = to_entry(path, &src, name, root->items[2 * k + 1], e, err)))
       goto done;
     size_t L = strlen(name) + 1;
     memcpy(w, name, L);
@@ -798,6 +943,8 @@ int pt_open(st_file *f, const char *path, dfpo_err *err) {
   f->data_off = 0; /* entries' offsets are the file's */
 done:
   free(pkl);
+  free(src.off);
+  free(src.size);
   vm_free(&vm);
   zip_free(&z);
   if (rc)

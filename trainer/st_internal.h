@@ -41,8 +41,8 @@ typedef struct st_file {
 } st_file;
 
 /* Opens and checks path; on error f holds nothing to close. A zip (a
- * pytorch_model.bin) goes to pt_open; a legacy torch.save file is refused,
- * saying to re-save it. */
+ * pytorch_model.bin) or a pickle (the legacy torch.save format) goes to
+ * pt_open. */
 int st_open(st_file *f, const char *path, dfpo_err *err);
 /* pt_read.c: opens PyTorch's zip format (torch.save since 1.6: a stored
  * zip of <archive>/data.pkl, the pickled state dict, and
@@ -54,8 +54,10 @@ int st_open(st_file *f, const char *path, dfpo_err *err);
  * a state dict uses (collections.OrderedDict, torch._utils'
  * _rebuild_tensor_v2 and _rebuild_parameter, torch's storage types); any
  * other is refused by name. Tensors must be contiguous and inside their
- * storage, storages inside their zip entry. The names live in f->hdr; meta
- * and root are NULL. */
+ * storage, storages inside their zip entry. The legacy format (before
+ * 1.6: the pickles one after another, then the storages, each after its
+ * 8-byte element count) is read the same way. The names live in f->hdr;
+ * meta and root are NULL. */
 int pt_open(st_file *f, const char *path, dfpo_err *err);
 void st_close(st_file *f);
 /* The entry named name exactly, or NULL. */

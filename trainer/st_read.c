@@ -112,13 +112,9 @@ int st_open(st_file *f, const char *path, dfpo_err *err) {
     st_close(f);
     return pt_open(f, path, err);
   }
-  if (len8[0] == 0x80 && len8[1] <= 5 && len8[2] == 0x8a) {
-    rc = dfpo_err_set(err, DFPO_EDATA,
-                      "%s: a legacy (before PyTorch 1.6, not zip) torch.save file, which dfpo "
-                      "does not read: re-save it with torch.save(torch.load(path), path) from "
-                      "PyTorch 1.6 or later (the zip format), or as model.safetensors",
-                      path);
-    goto fail;
+  if (len8[0] == 0x80 && len8[1] <= 5) { /* a pickle: the legacy torch.save format */
+    st_close(f);
+    return pt_open(f, path, err);
   }
   uint64_t hlen = 0;
   for (int i = 7; i >= 0; i--)

@@ -21,7 +21,10 @@ PyTorch 1.13's torch.save (the default zip format) from those weights:
   OUT/evil.bin  a zip whose data.pkl calls os.system("touch OUT/pwned")
                 through GLOBAL + REDUCE: must be refused, OUT/pwned never made
   OUT/trunc.bin bin/'s file with one storage entry 4 bytes short
-  OUT/legacy.bin the legacy format (_use_new_zipfile_serialization=False)
+  OUT/legacy/   f16's weights in the legacy format
+                (_use_new_zipfile_serialization=False: pickles, then the
+                storages), and OUT/legacy-trunc.bin that file 4 bytes short
+  OUT/pickle.bin a pickle of {"hello": 1}: not torch.save's
   OUT/view.bin  wte.weight saved as a transposed (non-contiguous) view
   OUT/nested.bin {"model": state_dict}: not a flat state dict
 """
@@ -102,7 +105,19 @@ def main():
                 data = data[:-4]
             zo.writestr(n, data)
 
-    torch.save(state_dict(w), os.path.join(out, "legacy.bin"), _use_new_zipfile_serialization=False)
+    d = os.path.join(out, "legacy")
+    os.makedirs(d, exist_ok=True)
+    shutil.copy(os.path.join(src, "config.json"), d)
+    sd = state_dict(w)
+    sd["transformer.wpe.weight"] = sd["transformer.wpe.weight"].half()  # the f16 folder's weights
+    sd["transformer.ln_f.weight"] = sd["transformer.ln_f.weight"].bfloat16()
+    torch.save(sd, os.path.join(d, "pytorch_model.bin"), _use_new_zipfile_serialization=False)
+    with open(os.path.join(d, "pytorch_model.bin"), "rb") as f:
+        data = f.read()
+    with open(os.path.join(out, "legacy-trunc.bin"), "wb") as f:
+        f.write(data[:-4])
+    with open(os.path.join(out, "pickle.bin"), "wb") as f:  # a pickle, not torch.save's
+        f.write(b"\x80\x02}q\x00X\x05\x00\x00\x00helloK\x01s.")
     sd = state_dict(w)
     sd["transformer.wte.weight"] = sd["transformer.wte.weight"].t().contiguous().t()
     torch.save(sd, os.path.join(out, "view.bin"))

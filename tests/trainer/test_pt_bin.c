@@ -4,12 +4,13 @@
  * safetensors path (itself checked against PyTorch in test_export.c): the
  * .bin folders must give bit-identical parameters and identical
  * log-likelihoods (model_score_tokens); F16/BF16 tensors the same as their
- * rounded values written as F32 safetensors. The bad files (a pickle
- * calling os.system, a truncated storage, the legacy format, a
+ * rounded values written as F32 safetensors; the legacy (pre-1.6) format
+ * the same as the zip one. The bad files (a pickle calling os.system, a
+ * truncated storage in either format, a pickle not torch.save's, a
  * non-contiguous view, a nested dict) are refused with messages saying
- * why, and the os.system pickle never runs. A byte-flip fuzz of the
- * .bin's pickle and zip directory checks (under ASan/UBSan) that nothing
- * reads out of bounds. Skips when /usr/bin/python3 lacks torch. */
+ * why, and the os.system pickle never runs. A byte-flip fuzz of both
+ * formats checks (under ASan/UBSan) that nothing reads out of bounds.
+ * Skips when /usr/bin/python3 lacks torch. */
 #include "tests/support/support.h"
 #include "tests/trainer/bert_testutil.h"
 #include "tests/trainer/gpt2_testutil.h"
@@ -37,6 +38,37 @@ static double nll(model_t *m) {
                err.msg);
   cr_assert_eq(n, sizeof toks / sizeof *toks - 1);
   return s;
+}
+
+/* 400 copies of src at dst, each with one byte near the start or the end
+ * set at random (seeded): every load is a model or DFPO_EDATA. Returns how
+ * many loaded. */
+static int fuzz(const char *src, const char *dst, uint64_t s) {
+  char *bytes;
+  size_t n;
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  cr_assert_eq(dfpo_read_file(src, &bytes, &n, &err), 0, "%s", err.msg);
+  int loaded = 0;
+  for (int it = 0; it < 400; it++) {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    size_t at = (it & 1) ? (size_t)(s >> 33) % 2048 : n - 1 - (size_t)(s >> 33) % 2048;
+    char old = bytes[at];
+    bytes[at] = (char)(s >> 20);
+    FILE *f = fopen(dst, "wb");
+    cr_assert_not_null(f);
+    cr_assert_eq(fwrite(bytes, 1, n, f), n);
+    fclose(f);
+    model_t *m = NULL;
+    dfpo_err_clear(&err);
+    int rc = model_load(&m, dst, &err);
+    cr_assert(rc == DFPO_OK || rc == DFPO_EDATA, "byte %zu: rc %d %s", at, rc, err.msg);
+    loaded += rc == DFPO_OK;
+    model_free(m);
+    bytes[at] = old;
+  }
+  free(bytes);
+  return loaded;
 }
 
 Test(pt_bin, gpt2_folders_and_refusals, .timeout = 300) {
@@ -89,42 +121,31 @@ Test(pt_bin, gpt2_folders_and_refusals, .timeout = 300) {
   cr_expect_neq(access(q, F_OK), 0, "the pickle's os.system ran");
   snprintf(p, sizeof p, "%s/trunc.bin", out);
   tu_expect_load_fails(p, "truncated", "data/1");
-  snprintf(p, sizeof p, "%s/legacy.bin", out);
-  tu_expect_load_fails(p, "legacy", "re-save");
+  /* the legacy format: the same weights as f16/ */
+  snprintf(p, sizeof p, "%s/legacy", out);
+  snprintf(q, sizeof q, "%s/f16ref", out);
+  h = load(p);
+  hr = load(q);
+  tu_same_params(h, hr);
+  model_free(h);
+  model_free(hr);
+  snprintf(p, sizeof p, "%s/legacy-trunc.bin", out);
+  tu_expect_load_fails(p, "legacy storage", "truncated");
+  snprintf(p, sizeof p, "%s/pickle.bin", out);
+  tu_expect_load_fails(p, "not torch.save's", "re-save");
   snprintf(p, sizeof p, "%s/view.bin", out);
   tu_expect_load_fails(p, "transformer.wte.weight", "not contiguous");
   snprintf(p, sizeof p, "%s/nested.bin", out);
   tu_expect_load_fails(p, "'model'", "not a tensor");
 
-  /* fuzz: single bytes of the .bin (pickle and zip directory included)
-   * set to random values; every result is a model or DFPO_EDATA */
+  /* fuzz: single bytes set to random values, in the zip format's pickle
+   * and directory, and in the legacy format's pickles and last storage */
   snprintf(p, sizeof p, "%s/bin/pytorch_model.bin", out);
-  char *bytes;
-  size_t n;
-  cr_assert_eq(dfpo_read_file(p, &bytes, &n, &err), 0, "%s", err.msg);
   snprintf(q, sizeof q, "%s/bin/fuzz.bin", out); /* config.json beside */
-  uint64_t s = 12345;
-  int loaded = 0;
-  for (int it = 0; it < 400; it++) {
-    s = s * 6364136223846793005ull + 1442695040888963407ull;
-    /* the pickle sits near the start, the directory at the end: half each */
-    size_t at = (it & 1) ? (size_t)(s >> 33) % 2048 : n - 1 - (size_t)(s >> 33) % 2048;
-    char old = bytes[at];
-    bytes[at] = (char)(s >> 20);
-    FILE *f = fopen(q, "wb");
-    cr_assert_not_null(f);
-    cr_assert_eq(fwrite(bytes, 1, n, f), n);
-    fclose(f);
-    model_t *m = NULL;
-    dfpo_err_clear(&err);
-    int rc = model_load(&m, q, &err);
-    cr_assert(rc == DFPO_OK || rc == DFPO_EDATA, "byte %zu: rc %d %s", at, rc, err.msg);
-    loaded += rc == DFPO_OK;
-    model_free(m);
-    bytes[at] = old;
-  }
-  cr_log_info("fuzz: %d of 400 mutated files still loaded", loaded);
-  free(bytes);
+  cr_log_info("fuzz, zip: %d of 400 mutated files still loaded", fuzz(p, q, 12345));
+  snprintf(p, sizeof p, "%s/legacy/pytorch_model.bin", out);
+  snprintf(q, sizeof q, "%s/legacy/fuzz.bin", out);
+  cr_log_info("fuzz, legacy: %d of 400 mutated files still loaded", fuzz(p, q, 777));
   model_free(a);
   ts_rmtree(dir);
 }
