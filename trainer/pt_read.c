@@ -920,6 +920,11 @@ entries:
                         key->k == PV_STR ? "'" : "");
       goto done;
     }
+    for (int64_t j = 0; j < k; j++) /* Python keeps the last; say so instead */
+      if (strcmp(root->items[2 * j]->s, key->s) == 0) {
+        rc = dfpo_err_set(err, DFPO_EDATA, "%s: the state dict holds '%s' twice", path, key->s);
+        goto done;
+      }
     pool += strlen(key->s) + 1;
   }
   f->hdr = malloc(pool);

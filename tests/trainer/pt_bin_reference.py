@@ -21,6 +21,7 @@ PyTorch 1.13's torch.save (the default zip format) from those weights:
   OUT/evil.bin  a zip whose data.pkl calls os.system("touch OUT/pwned")
                 through GLOBAL + REDUCE: must be refused, OUT/pwned never made
   OUT/trunc.bin bin/'s file with one storage entry 4 bytes short
+  OUT/dup.bin   bin/'s file with wpe.weight's key renamed to wte.weight's
   OUT/legacy/   f16's weights in the legacy format
                 (_use_new_zipfile_serialization=False: pickles, then the
                 storages), and OUT/legacy-trunc.bin that file 4 bytes short
@@ -98,12 +99,15 @@ def main():
         z.writestr("evil/version", "3\n")
 
     with zipfile.ZipFile(os.path.join(out, "bin", "pytorch_model.bin")) as zi, \
-            zipfile.ZipFile(os.path.join(out, "trunc.bin"), "w", zipfile.ZIP_STORED) as zo:
+            zipfile.ZipFile(os.path.join(out, "trunc.bin"), "w", zipfile.ZIP_STORED) as zo, \
+            zipfile.ZipFile(os.path.join(out, "dup.bin"), "w", zipfile.ZIP_STORED) as zd:
         for n in zi.namelist():
             data = zi.read(n)
-            if n.endswith("/data/1"):
-                data = data[:-4]
-            zo.writestr(n, data)
+            zo.writestr(n, data[:-4] if n.endswith("/data/1") else data)
+            if n.endswith("/data.pkl"):  # one key renamed to another of its length
+                assert b"transformer.wpe.weight" in data
+                data = data.replace(b"transformer.wpe.weight", b"transformer.wte.weight")
+            zd.writestr(n, data)
 
     d = os.path.join(out, "legacy")
     os.makedirs(d, exist_ok=True)

@@ -7,7 +7,7 @@
  * rounded values written as F32 safetensors; the legacy (pre-1.6) format
  * the same as the zip one. The bad files (a pickle calling os.system, a
  * truncated storage in either format, a pickle not torch.save's, a
- * non-contiguous view, a nested dict) are refused with messages saying
+ * non-contiguous view, a key twice, a nested dict) are refused with messages saying
  * why, and the os.system pickle never runs. A byte-flip fuzz of both
  * formats checks (under ASan/UBSan) that nothing reads out of bounds.
  * Skips when /usr/bin/python3 lacks torch. */
@@ -135,6 +135,8 @@ Test(pt_bin, gpt2_folders_and_refusals, .timeout = 300) {
   tu_expect_load_fails(p, "not torch.save's", "re-save");
   snprintf(p, sizeof p, "%s/view.bin", out);
   tu_expect_load_fails(p, "transformer.wte.weight", "not contiguous");
+  snprintf(p, sizeof p, "%s/dup.bin", out);
+  tu_expect_load_fails(p, "'transformer.wte.weight' twice", NULL);
   snprintf(p, sizeof p, "%s/nested.bin", out);
   tu_expect_load_fails(p, "'model'", "not a tensor");
 
