@@ -314,10 +314,10 @@ int ds_hub_is_commit(const char *rev);
 int ds_hub_offline(void);
 /* Fetches a model into the cache: asks the hub which commit the revision is
  * and which files it holds, takes the files the harness reads (config.json;
- * model.safetensors, else its index and shards, else pytorch_model.bin with a
- * warning; the tokenizer files), downloads each (resumed, retried; o: NULL
- * for the defaults), refuses any whose size, SHA-256 (LFS) or git blob id
- * differs from the hub's, installs the folder and records the revision's
+ * model.safetensors, else its index and shards, else pytorch_model.bin,
+ * else its index and shards (torch.save's zip format; an info line says so); the tokenizer files),
+ * downloads each (resumed, retried; o: NULL for the defaults), refuses any whose size, SHA-256
+ * (LFS) or git blob id differs from the hub's, installs the folder and records the revision's
  * commit in refs. A commit already in the cache is checked whole and kept
  * unless force. Offline: what the cache holds, checked. */
 int ds_hub_fetch(const char *spec, const ds_fetch_opts *o, int force, ds_hub_model *out,

@@ -523,8 +523,8 @@ static int select_files(const ds_hub_model *all, ds_hub_model *sel, size_t *cap,
                         "pytorch_model.bin)",
                         all->ref.owner, all->ref.name, all->commit);
   if (w >= 2)
-    dfpo_warn("%s/%s@%s has no model.safetensors, only %s, which dfpo cannot read: it is "
-              "downloaded, but convert it to model.safetensors to use the model",
+    dfpo_info("%s/%s@%s has no model.safetensors, only %s: read as torch.save's zip format "
+              "(or its legacy, pre-1.6 format)",
               all->ref.owner, all->ref.name, all->commit, weights[w]);
   if ((rc = add_file(sel, cap, f, err)))
     return rc;

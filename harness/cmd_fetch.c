@@ -28,7 +28,7 @@ static const char fetch_usage[] =
     "branch, a tag or a 40-hex commit; default main). The hub says which commit\n"
     "the revision is and the size and hash of every file; config.json, the\n"
     "weights (model.safetensors, else its index and shards, else\n"
-    "pytorch_model.bin, which dfpo cannot read) and the tokenizer files are\n"
+    "pytorch_model.bin or its index) and the tokenizer files are\n"
     "downloaded into $DFPO_HOME/hub/OWNER--MODEL/COMMIT/ (complete or absent)\n"
     "and refused unless each has the hub's size and SHA-256 (LFS files) or git\n"
     "blob id (the others). The folder is printed; any --model, model.path,\n"

@@ -95,7 +95,8 @@ const cfg_key cfg_schema[] = {
     {"model.init", CFG_ENUM, "\"pretrain\"", "pretrain|import|checkpoint", NORANGE,
      "base model: pretrained by the harness, imported GPT-2 weights, or a native checkpoint"},
     {"model.path", CFG_STR, "\"\"", NULL, NORANGE,
-     "weights for import (a Hugging Face folder: config.json + model.safetensors; or the file; or "
+     "weights for import (a Hugging Face folder: config.json + model.safetensors or "
+     "pytorch_model.bin; or the file; or "
      "a hub name owner/name[@revision], fetched into the cache) or checkpoint"},
     {"model.bases", CFG_STR_LIST, "[]", NULL, NORANGE,
      "model.init import: a task's own base, \"TASK=SOURCE\" (SOURCE: an asset folder of the "

@@ -803,8 +803,8 @@ static int asset_folder(const char *folder, char *dir, size_t n, dfpo_err *err) 
 /* A GPT-2 in Hugging Face layout: path is a folder holding model.safetensors
  * and config.json (a GPT-2's: model_type "gpt2" where it says one, n_layer,
  * n_head and n_embd), or a weights file itself (model.path's older form).
- * model receives the weights file. A folder with pytorch_model.bin alone is
- * refused by name: dfpo reads safetensors only. */
+ * model receives the weights file: model.safetensors, else pytorch_model.bin
+ * (torch.save's zip format, trainer/pt_read.c). */
 static int hf_gpt2(const char *path, char *model, size_t n, dfpo_err *err) {
   struct stat st;
   if (stat(path, &st) != 0)
@@ -817,14 +817,14 @@ static int hf_gpt2(const char *path, char *model, size_t n, dfpo_err *err) {
       (rc = dfpo_path_fmt(cpath, sizeof cpath, err, "%s/config.json", path)) ||
       (rc = dfpo_path_fmt(bin, sizeof bin, err, "%s/pytorch_model.bin", path)))
     return rc;
-  if (!repro_exists(model))
+  if (!repro_exists(model) && repro_exists(bin))
+    snprintf(model, n, "%s", bin);
+  else if (!repro_exists(model))
     return dfpo_err_set(err, DFPO_EDATA,
-                        "base model: %s holds no model.safetensors%s (a GPT-2 in Hugging Face "
-                        "layout is config.json + model.safetensors; docs/datasets.md)",
-                        path,
-                        repro_exists(bin) ? ", only pytorch_model.bin, which dfpo does not read: "
-                                            "convert it to model.safetensors"
-                                          : "");
+                        "base model: %s holds no model.safetensors nor pytorch_model.bin (a GPT-2 "
+                        "in Hugging Face layout is config.json + model.safetensors or "
+                        "pytorch_model.bin; docs/datasets.md)",
+                        path);
   cJSON *o = NULL;
   if ((rc = cfg_json_read(cpath, &o, err)))
     return dfpo_err_prefix(err, "base model: %s is not a Hugging Face model folder", path);

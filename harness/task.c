@@ -11,6 +11,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void free_strv(char **v, size_t n) {
   for (size_t i = 0; i < n; i++)
@@ -337,7 +338,10 @@ int task_open_hf_judge(task *t, const cfg *conf, const char *name, const char *r
     *label = K - 1; /* one label: it; two: label 1, as RL4LMs' learned reward */
   }
   char path[4200], msha[65], csha[65], id[600];
+  /* the weights bert_load read: model.safetensors, else pytorch_model.bin */
   if ((rc = dfpo_path_fmt(path, sizeof path, err, "%s/model.safetensors", dir)) ||
+      (access(path, F_OK) != 0 &&
+       (rc = dfpo_path_fmt(path, sizeof path, err, "%s/pytorch_model.bin", dir))) ||
       (rc = ds_sha256_file(path, msha, err)) ||
       (rc = dfpo_path_fmt(path, sizeof path, err, "%s/config.json", dir)) ||
       (rc = ds_sha256_file(path, csha, err)))

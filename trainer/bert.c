@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* The tensors of one layer, in memory order: q, k and v weights follow
  * each other, and so do their biases, so that they form the fused
@@ -441,8 +442,14 @@ done:
 }
 
 int bert_load(model_t **out, const char *folder, dfpo_err *err) {
+  /* model.safetensors, else pytorch_model.bin (shards are GPT-2's only) */
   char path[4096];
   int rc = dfpo_path_fmt(path, sizeof path, err, "%s/model.safetensors", folder);
+  struct stat st;
+  if (!rc && stat(path, &st) != 0)
+    rc = dfpo_path_fmt(path, sizeof path, err, "%s/pytorch_model.bin", folder);
+  if (!rc && stat(path, &st) != 0)
+    return dfpo_err_set(err, DFPO_EDATA, "%s: no model.safetensors nor pytorch_model.bin", folder);
   return rc ? rc : bert_import_safetensors(out, path, err);
 }
 

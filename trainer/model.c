@@ -202,7 +202,7 @@ int model_import_safetensors(model_t **out, const char *path, dfpo_err *err) {
   if (bert_handles(type) && st_is_index(path))
     return dfpo_err_set(err, DFPO_EDATA,
                         "%s: sharded weights are read for GPT-2 only; a %s model needs one "
-                        "model.safetensors",
+                        "model.safetensors or pytorch_model.bin",
                         path, type);
   if (bert_handles(type))
     return bert_import_safetensors(out, path, err);
@@ -230,14 +230,15 @@ int model_hf_weights(const char *dir, char *buf, size_t n, dfpo_err *err) {
     return rc;
   if ((rc = dfpo_path_fmt(buf, n, err, "%s/model.safetensors.index.json", dir)) || is_file(buf))
     return rc;
-  char bin[4200];
-  snprintf(bin, sizeof bin, "%s/pytorch_model.bin", dir);
+  if ((rc = dfpo_path_fmt(buf, n, err, "%s/pytorch_model.bin", dir)) || is_file(buf))
+    return rc;
+  if ((rc = dfpo_path_fmt(buf, n, err, "%s/pytorch_model.bin.index.json", dir)) || is_file(buf))
+    return rc;
   return dfpo_err_set(err, DFPO_EDATA,
-                      "%s: a folder without model.safetensors or model.safetensors.index.json%s",
-                      dir,
-                      is_file(bin) ? " (only pytorch_model.bin, which dfpo does not read: convert "
-                                     "it to model.safetensors)"
-                                   : "");
+                      "%s: a folder without weights (model.safetensors, "
+                      "model.safetensors.index.json, pytorch_model.bin or "
+                      "pytorch_model.bin.index.json)",
+                      dir);
 }
 
 int model_load(model_t **out, const char *path, dfpo_err *err) {
@@ -261,15 +262,16 @@ int model_load(model_t **out, const char *path, dfpo_err *err) {
       fclose(fp);
       return rc;
     }
-  /* a safetensors file starts with its header length and then '{' */
+  /* a safetensors file starts with its header length and then '{'; a
+   * torch.save file is a zip (or, legacy, a pickle: st_open says so) */
   int brace = fgetc(fp);
   fclose(fp);
   if (got < 8)
     return dfpo_err_set(err, DFPO_EDATA, "%s: too short to be a checkpoint (%zu bytes)", path, got);
-  if (brace != '{')
+  if (brace != '{' && memcmp(magic, "PK\3\4", 4) != 0 && (unsigned char)magic[0] != 0x80)
     return dfpo_err_set(err, DFPO_EDATA,
                         "%s: neither a dfpo checkpoint (magic \"" GPT2_NATIVE_MAGIC
-                        "\") nor a safetensors file",
+                        "\"), a safetensors file nor a torch.save zip (pytorch_model.bin)",
                         path);
   return model_import_safetensors(out, path, err);
 }

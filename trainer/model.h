@@ -198,9 +198,10 @@ int model_load(model_t **out, const char *path, dfpo_err *err);
  * whose tokenizer files callers take when they were given none). */
 int model_path_is_folder(const char *path);
 /* The weights file of the Hugging Face model folder dir, into buf[n]:
- * model.safetensors, else model.safetensors.index.json (shards). DFPO_EDATA
- * naming the folder when it has neither (and saying so when it holds only
- * pytorch_model.bin, which dfpo does not read). */
+ * model.safetensors, else model.safetensors.index.json (shards), else
+ * pytorch_model.bin (torch.save's zip format), else
+ * pytorch_model.bin.index.json. DFPO_EDATA naming the folder when it has
+ * none of them. */
 int model_hf_weights(const char *dir, char *buf, size_t n, dfpo_err *err);
 /* A Hugging Face model.safetensors or shard index (model.safetensors.index.json
  * and the shards it names), the architecture from config.json's model_type

@@ -1,6 +1,6 @@
 /* Internal to trainer/: reading Hugging Face model.safetensors files (prefix
- * st_), shared by the importers of every architecture (gpt2_ckpt.c,
- * bert.c).
+ * st_) and PyTorch's pytorch_model.bin (pt_open, behind st_open), shared by the importers of every
+ * architecture (gpt2_ckpt.c, bert.c).
  *
  * The format: an 8-byte little-endian header length, a JSON header
  * (tensor name -> {dtype, shape, data_offsets}, and an optional
@@ -40,8 +40,25 @@ typedef struct st_file {
   uint64_t data_off; /* where the data section starts in the file */
 } st_file;
 
-/* Opens and checks path; on error f holds nothing to close. */
+/* Opens and checks path; on error f holds nothing to close. A zip (a
+ * pytorch_model.bin) or a pickle (the legacy torch.save format) goes to
+ * pt_open. */
 int st_open(st_file *f, const char *path, dfpo_err *err);
+/* pt_read.c: opens PyTorch's zip format (torch.save since 1.6: a stored
+ * zip of <archive>/data.pkl, the pickled state dict, and
+ * <archive>/data/<key>, each storage's raw little-endian bytes) as an
+ * st_file: the same entries (name, dtype by safetensors' names from the
+ * storage type: F32, F16, BF16, F64, I64, I32, I16, I8, U8, BOOL; shape;
+ * begin and end as offsets in the file, data_off 0), read by st_read_f32.
+ * The pickle is interpreted, never executed: only the opcodes and globals
+ * a state dict uses (collections.OrderedDict, torch._utils'
+ * _rebuild_tensor_v2 and _rebuild_parameter, torch's storage types); any
+ * other is refused by name. Tensors must be contiguous and inside their
+ * storage, storages inside their zip entry. The legacy format (before
+ * 1.6: the pickles one after another, then the storages, each after its
+ * 8-byte element count) is read the same way. The names live in f->hdr;
+ * meta and root are NULL. */
+int pt_open(st_file *f, const char *path, dfpo_err *err);
 void st_close(st_file *f);
 /* The entry named name exactly, or NULL. */
 const st_entry *st_find(const st_file *f, const char *name);

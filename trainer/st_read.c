@@ -108,6 +108,14 @@ int st_open(st_file *f, const char *path, dfpo_err *err) {
     rc = dfpo_err_set(err, DFPO_EDATA, "%s: too short for a safetensors file", path);
     goto fail;
   }
+  if (memcmp(len8, "PK\3\4", 4) == 0) { /* a zip: torch.save's format */
+    st_close(f);
+    return pt_open(f, path, err);
+  }
+  if (len8[0] == 0x80 && len8[1] <= 5) { /* a pickle: the legacy torch.save format */
+    st_close(f);
+    return pt_open(f, path, err);
+  }
   uint64_t hlen = 0;
   for (int i = 7; i >= 0; i--)
     hlen = hlen << 8 | len8[i];

@@ -429,8 +429,8 @@ Test(hub, a_malformed_lock_is_refused) {
 }
 
 /* A sharded checkpoint: the index, then the shards its weight_map names;
- * a repository with only pytorch_model.bin gets it (with a warning, since
- * dfpo cannot read it). */
+ * a repository with only pytorch_model.bin gets it (model_load reads it:
+ * tests/trainer/test_pt_bin.c). */
 Test(hub, an_index_brings_its_shards) {
   static const char index[] =
       "{\"metadata\": {\"total_size\": 8000}, \"weight_map\": {\"a.weight\": "

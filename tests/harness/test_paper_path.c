@@ -190,10 +190,13 @@ Test(paper_path, fetch_then_prepare_finds_the_files) {
 }
 
 /* lvwerra/gpt2-imdb is not pinned: fetch refuses it, saying what to do;
- * a folder with only pytorch_model.bin is refused by name, and one that
+ * a folder with only a pytorch_model.bin and no config.json is refused as
+ * not a Hugging Face folder (model.safetensors or pytorch_model.bin are
+ * both read: tests/trainer/test_pt_bin.c), and one that
  * is a Hugging Face GPT-2 folder (config.json, model.safetensors, and
  * vocab.json + merges.txt) is taken as the task's base and tokenizer, from
- * its path and from a hub name (a loopback hub serving the folder). */
+ * its path and from a hub name (a loopback hub serving the folder); the
+ * same weights as a pytorch_model.bin alone are the base's weights file. */
 Test(paper_path, gpt2_imdb_from_a_folder) {
   const char *data = shared_or_skip();
   char *err = NULL;
@@ -213,7 +216,7 @@ Test(paper_path, gpt2_imdb_from_a_folder) {
       "cpu",          "--out",   out,     "--set",          "suite.tasks=synthetic",
       "--base-model", base,      NULL};
   cr_expect_neq(ts_dfpo_in(home, prep, NULL, &err), 0);
-  cr_expect(strstr(err, "pytorch_model.bin") && strstr(err, "model.safetensors"), "%s", err);
+  cr_expect(strstr(err, "bin-only") && strstr(err, "not a Hugging Face model folder"), "%s", err);
   free(err);
   snprintf(folder, sizeof folder, "%s/gpt2-imdb", dir);
   hf_folder(data, "gpt2-tiny", 2, folder);
@@ -226,6 +229,38 @@ Test(paper_path, gpt2_imdb_from_a_folder) {
   snprintf(path, sizeof path, "%s/model.safetensors", folder);
   cr_expect_str_eq(ts_json_str(b, "model"), path);
   cJSON_Delete(b);
+
+  /* the same weights as a pytorch_model.bin only (torch.save of the
+   * safetensors' tensors, as lvwerra/gpt2-imdb holds them): taken as the
+   * base's weights file */
+  if (bt_have_python(1)) {
+    char binf[400], cmd[2400];
+    snprintf(binf, sizeof binf, "%s/gpt2-imdb-bin", dir);
+    cr_assert_eq(mkdir(binf, 0777), 0);
+    static const char *const keep[] = {"config.json", "vocab.json", "merges.txt"};
+    for (int i = 0; i < 3; i++) {
+      char s[600], d[600];
+      snprintf(s, sizeof s, "%s/%s", folder, keep[i]);
+      snprintf(d, sizeof d, "%s/%s", binf, keep[i]);
+      copy(s, d);
+    }
+    snprintf(cmd, sizeof cmd,
+             "/usr/bin/python3 -c 'import sys, torch; sys.path.insert(0, \"%s/bench\"); "
+             "from gpt2_torch import read_safetensors; w, _ = read_safetensors(\"%s/"
+             "model.safetensors\"); torch.save({\"transformer.\" + k: v for k, v in w.items()}, "
+             "\"%s/pytorch_model.bin\")'",
+             DFPO_SOURCE_DIR, folder, binf);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    snprintf(base, sizeof base, "synthetic=%s", binf);
+    snprintf(out, sizeof out, "%s/out-bin", dir);
+    cr_assert_eq(ts_dfpo_in(home, prep, NULL, &err), 0, "%s", err);
+    free(err);
+    snprintf(path, sizeof path, "%s/paper/base-synthetic.json", out);
+    b = ts_read_json(path);
+    snprintf(path, sizeof path, "%s/pytorch_model.bin", binf);
+    cr_expect_str_eq(ts_json_str(b, "model"), path);
+    cJSON_Delete(b);
+  }
 
   /* the same folder as a hub name, served by a loopback hub: --base-model
    * TASK=OWNER/NAME fetches it into the cache and takes it from there */

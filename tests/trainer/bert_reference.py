@@ -16,9 +16,11 @@ usage: bert_reference.py SPEC.json OUT.json
 
 SPEC: {"folders": [{"dir", "family", "layers", "width", "heads", "ffn",
 "max_pos", "labels", "seed", "act", "problem_type", "lower", "words", "emb_sd",
-"ids": [[...]], "texts": [...]}]}. For each folder the script writes a
-Hugging Face folder (config.json, tokenizer files, model.safetensors with
-random float32 weights), then the label probabilities of each id row (one row
+"ids": [[...]], "texts": [...], "weights": "bin", "half": [tensor names]}]}.
+For each folder the script writes a Hugging Face folder (config.json,
+tokenizer files, model.safetensors with random float32 weights, or with
+"weights": "bin" a pytorch_model.bin by torch.save; the "half" tensors
+rounded to float16, stored so in the .bin), then the label probabilities of each id row (one row
 alone, no padding) and of each text (tokenised here, truncated to the model's
 length with [CLS]/[SEP] or <s>/</s>). OUT: {dir: {"ids_probs", "text_ids",
 "text_probs"}}.
@@ -151,6 +153,22 @@ def make_folder(s):
     sd[dense + ".bias"] = rn(C, sd=0.1)
     sd[out + ".weight"] = rn(K, C, sd=1.5 / math.sqrt(C))
     sd[out + ".bias"] = rn(K, sd=0.1)
+    # "half": tensors rounded to float16 (the forward uses the rounded
+    # values; a .bin stores them as float16, a safetensors as their float32)
+    half = set(s.get("half", []))
+    for n in half:
+        sd[n] = sd[n].half().float()
+    if s.get("weights") == "bin":
+        # torch.save's zip format, as save_pretrained wrote before
+        # safetensors: an OrderedDict with a _metadata attribute; the
+        # classifier's bias a view at offset 2 of a larger storage
+        import collections
+        od = collections.OrderedDict((k, v.half() if k in half else v) for k, v in sd.items())
+        od._metadata = collections.OrderedDict([("", {"version": 1})])
+        bias = od[out + ".bias"]
+        od[out + ".bias"] = torch.cat([torch.zeros(2), bias, torch.ones(1)])[2:2 + bias.numel()]
+        torch.save(od, os.path.join(d, "pytorch_model.bin"))
+        return cfg, sd, tok
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench"))
     from gpt2_torch import write_safetensors  # the engine's golden peer's writer
     write_safetensors(os.path.join(d, "model.safetensors"), sd)

@@ -82,4 +82,21 @@ static inline void tu_tokens(int *t, size_t n, int V, uint64_t seed) {
     t[i] = (int)dfpo_rng_below(&r, (uint32_t)V);
 }
 
+/* Loads path expecting failure; the message must contain each of the
+ * NULL-terminated strings. */
+static inline void tu_expect_load_fails(const char *path, const char *must1, const char *must2) {
+  model_t *m = NULL;
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  int rc = model_load(&m, path, &err);
+  cr_expect_eq(rc, DFPO_EDATA, "loading %s should fail with a data error (rc %d, %s)", path, rc,
+               err.msg);
+  cr_expect_null(m);
+  if (must1)
+    cr_expect(strstr(err.msg, must1) != NULL, "message lacks '%s': %s", must1, err.msg);
+  if (must2)
+    cr_expect(strstr(err.msg, must2) != NULL, "message lacks '%s': %s", must2, err.msg);
+  model_free(m);
+}
+
 #endif

@@ -326,3 +326,71 @@ Test(bert, cuda_matches_the_cpu) {
   cJSON_Delete(spec);
   ts_rmtree(dir);
 }
+
+/* pytorch_model.bin (torch.save's zip format, trainer/pt_read.c): a
+ * DistilBERT and a RoBERTa (whose position_ids buffer is an int64 storage)
+ * written by bert_reference.py both as model.safetensors and as
+ * pytorch_model.bin from the same seed, the word embeddings rounded to
+ * float16 (stored as F16 in the .bin), the classifier's bias a view at a
+ * storage offset. Each folder holds to the PyTorch reference (TOL) and the
+ * two give bit-identical probabilities (the same weights). */
+Test(bert, pytorch_model_bin) {
+  if (!bt_have_python(1))
+    cr_skip_test("/usr/bin/python3 has no torch module (Debian package python3-torch): the "
+                 "PyTorch reference cannot run");
+  char dir[256], sub[4][300];
+  ts_tmpdir(dir, sizeof dir);
+  cJSON *spec = cJSON_CreateObject(), *fs = cJSON_AddArrayToObject(spec, "folders");
+  static const int lens[4] = {3, 9, 17, 30};
+  const char *fam[2] = {"distilbert", "roberta"};
+  for (int f = 0; f < 4; f++) {
+    const char *fm = fam[f / 2];
+    int rob = f >= 2;
+    snprintf(sub[f], sizeof sub[f], "%s/%s_%s", dir, fm, f % 2 ? "bin" : "st");
+    cJSON *s = folder_spec(sub[f], fm, 2, 32, 4, 64, rob ? 34 : 32, 2, 40 + f / 2);
+    add_rows(s, rob ? 0 : 2, rob ? 2 : 3, rob ? 4 : 5, rob ? 260 : 5 + BT_NWORDS, lens, 4,
+             (uint64_t)(f / 2));
+    const char *half[1] = {rob ? "roberta.embeddings.word_embeddings.weight"
+                               : "distilbert.embeddings.word_embeddings.weight"};
+    cJSON_AddItemToObject(s, "half", cJSON_CreateStringArray(half, 1));
+    if (f % 2)
+      cJSON_AddStringToObject(s, "weights", "bin");
+    cJSON_AddItemToArray(fs, s);
+  }
+  cJSON *ref = bt_reference(dir, spec);
+  for (int f = 0; f < 4; f++)
+    check_folder(sub[f], cJSON_GetArrayItem(fs, f), cJSON_GetObjectItem(ref, sub[f]));
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  for (int f = 0; f < 4; f += 2) {
+    char w[400];
+    snprintf(w, sizeof w, "%s/pytorch_model.bin", sub[f + 1]);
+    cr_assert_eq(access(w, F_OK), 0, "%s not written", w);
+    snprintf(w, sizeof w, "%s/model.safetensors", sub[f + 1]);
+    cr_assert_neq(access(w, F_OK), 0, "%s: the .bin folder has a model.safetensors", w);
+    met_hf_judge *a = NULL, *b = NULL;
+    cr_assert_eq(met_hf_judge_open(&a, sub[f], &err), 0, "%s", err.msg);
+    cr_assert_eq(met_hf_judge_open(&b, sub[f + 1], &err), 0, "%s", err.msg);
+    const cJSON *rows = cJSON_GetObjectItem(cJSON_GetArrayItem(fs, f), "ids");
+    tok_ids ids[4] = {{0}};
+    for (int i = 0; i < 4; i++) {
+      const cJSON *x;
+      cJSON_ArrayForEach(x, cJSON_GetArrayItem(rows, i)) {
+        ids[i].ids = realloc(ids[i].ids, (ids[i].n + 1) * sizeof(int32_t));
+        ids[i].ids[ids[i].n++] = (int32_t)x->valuedouble;
+      }
+    }
+    double pa[8], pb[8];
+    cr_assert_eq(met_hf_judge_score_ids(a, ids, 4, 1 << 20, pa, &err), 0, "%s", err.msg);
+    cr_assert_eq(met_hf_judge_score_ids(b, ids, 4, 1 << 20, pb, &err), 0, "%s", err.msg);
+    cr_expect_eq(memcmp(pa, pb, sizeof pa), 0, "%s: .bin and safetensors probabilities differ",
+                 fam[f / 2]);
+    for (int i = 0; i < 4; i++)
+      tok_ids_free(&ids[i]);
+    met_hf_judge_free(a);
+    met_hf_judge_free(b);
+  }
+  cJSON_Delete(ref);
+  cJSON_Delete(spec);
+  ts_rmtree(dir);
+}

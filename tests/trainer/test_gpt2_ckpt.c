@@ -24,23 +24,6 @@ static void write_bytes(const char *path, const void *data, size_t n) {
   fclose(f);
 }
 
-/* Loads path expecting failure; the message must contain each of the
- * NULL-terminated strings. */
-static void expect_bad(const char *path, const char *must1, const char *must2) {
-  model_t *m = NULL;
-  dfpo_err err;
-  dfpo_err_clear(&err);
-  int rc = model_load(&m, path, &err);
-  cr_expect_eq(rc, DFPO_EDATA, "loading %s should fail with a data error (rc %d, %s)", path, rc,
-               err.msg);
-  cr_expect_null(m);
-  if (must1)
-    cr_expect(strstr(err.msg, must1) != NULL, "message lacks '%s': %s", must1, err.msg);
-  if (must2)
-    cr_expect(strstr(err.msg, must2) != NULL, "message lacks '%s': %s", must2, err.msg);
-  model_free(m);
-}
-
 Test(gpt2_ckpt, native_round_trip) {
   char dir[256], path[300];
   ts_tmpdir(dir, sizeof dir);
@@ -128,7 +111,7 @@ Test(gpt2_ckpt, safetensors_round_trip_and_config_json) {
   b = NULL;
   /* without config.json, n_head cannot be known */
   remove(cjson);
-  expect_bad(hf, hf, "n_head");
+  tu_expect_load_fails(hf, hf, "n_head");
   /* the caller's config wins; a wrong one names the tensor that disagrees */
   gpt2_config wrong = cfg;
   wrong.n_embd = 12;
@@ -161,37 +144,37 @@ Test(gpt2_ckpt, bad_native_checkpoints) {
 
   /* truncated: in the header, in the parameters (named), in the moments */
   write_bytes(bad, data, 40);
-  expect_bad(bad, bad, "truncated");
+  tu_expect_load_fails(bad, bad, "truncated");
   write_bytes(bad, data, 64 + 4 * (40 * 8 + 16 * 8 + 5));
-  expect_bad(bad, bad, "h.0.ln_1.weight");
+  tu_expect_load_fails(bad, bad, "h.0.ln_1.weight");
   write_bytes(bad, data, len - 4);
-  expect_bad(bad, bad, "moment");
+  tu_expect_load_fails(bad, bad, "moment");
   /* trailing bytes */
   char *longer = malloc(len + 4);
   memcpy(longer, data, len);
   memset(longer + len, 0, 4);
   write_bytes(bad, longer, len + 4);
-  expect_bad(bad, bad, "trailing");
+  tu_expect_load_fails(bad, bad, "trailing");
   free(longer);
   /* wrong magic (then it is not a safetensors file either) */
   data[0] = 'X';
   write_bytes(bad, data, len);
-  expect_bad(bad, bad, "neither a dfpo checkpoint");
+  tu_expect_load_fails(bad, bad, "neither a dfpo checkpoint");
   data[0] = 'D';
   /* wrong version */
   data[8] = 9;
   write_bytes(bad, data, len);
-  expect_bad(bad, bad, "version 9");
+  tu_expect_load_fails(bad, bad, "version 9");
   data[8] = 1;
   /* a config that does not match the tensors: one layer more */
   data[16] = 3;
   write_bytes(bad, data, len);
-  expect_bad(bad, bad, "do not match");
+  tu_expect_load_fails(bad, bad, "do not match");
   data[16] = 2;
   /* a config that makes no sense */
   data[20] = 3; /* n_head 3 does not divide n_embd 8 */
   write_bytes(bad, data, len);
-  expect_bad(bad, bad, "n_head");
+  tu_expect_load_fails(bad, bad, "n_head");
   free(data);
   model_free(a);
   ts_rmtree(dir);
@@ -261,17 +244,17 @@ Test(gpt2_ckpt, bad_safetensors) {
   dfpo_err_clear(&err);
   cr_assert_eq(model_export_safetensors(a, path, 0, &err), 0, "%s", err.msg);
   st_edit(path, bad, ed_offsets_past_end);
-  expect_bad(bad, bad, "ln_f.bias");
+  tu_expect_load_fails(bad, bad, "ln_f.bias");
   st_edit(path, bad, ed_bytes_lie);
-  expect_bad(bad, bad, "h.1.mlp.c_fc.bias");
+  tu_expect_load_fails(bad, bad, "h.1.mlp.c_fc.bias");
   st_edit(path, bad, ed_shape_lies);
-  expect_bad(bad, bad, "h.0.attn.c_attn.weight");
+  tu_expect_load_fails(bad, bad, "h.0.attn.c_attn.weight");
   st_edit(path, bad, ed_dtype);
-  expect_bad(bad, bad, "wpe.weight");
+  tu_expect_load_fails(bad, bad, "wpe.weight");
   st_edit(path, bad, ed_missing);
-  expect_bad(bad, bad, "h.1.ln_2.bias");
+  tu_expect_load_fails(bad, bad, "h.1.ln_2.bias");
   st_edit(path, bad, ed_not_object);
-  expect_bad(bad, bad, "wte.weight");
+  tu_expect_load_fails(bad, bad, "wte.weight");
   /* a header length past the end, and a header that is not JSON */
   char *data;
   size_t len;
@@ -279,16 +262,16 @@ Test(gpt2_ckpt, bad_safetensors) {
   uint64_t huge = len;
   memcpy(data, &huge, 8);
   write_bytes(bad, data, len);
-  expect_bad(bad, bad, "header length");
+  tu_expect_load_fails(bad, bad, "header length");
   uint64_t hl = 16;
   memcpy(data, &hl, 8);
   write_bytes(bad, data, len);
-  expect_bad(bad, bad, "JSON");
+  tu_expect_load_fails(bad, bad, "JSON");
   /* truncated data */
   free(data);
   cr_assert_eq(dfpo_read_file(path, &data, &len, &err), 0);
   write_bytes(bad, data, len - 100);
-  expect_bad(bad, bad, NULL);
+  tu_expect_load_fails(bad, bad, NULL);
   free(data);
   model_free(a);
   ts_rmtree(dir);
@@ -475,7 +458,7 @@ Test(gpt2_ckpt, shard_index_folder_and_config_ids) {
   dfpo_buf_adds(&map, "}}", &err);
   /* the exported names carry no prefix: the index must say where each is */
   put(dir, "model.safetensors.index.json", map.data);
-  expect_bad(idx, "'transformer.wte.weight' is not in", "shard.safetensors");
+  tu_expect_load_fails(idx, "'transformer.wte.weight' is not in", "shard.safetensors");
   dfpo_buf_reset(&map);
   dfpo_buf_adds(&map, "{\"weight_map\": {", &err);
   for (int i = 0; i < gpt2_num_tensors(a); i++) {
@@ -504,23 +487,25 @@ Test(gpt2_ckpt, shard_index_folder_and_config_ids) {
   put(dir, "model.safetensors.index.json",
       "{\"weight_map\": {\"wte.weight\": \"shard.safetensors\", \"wpe.weight\": "
       "\"two.safetensors\"}}");
-  expect_bad(idx, "is in both", "two.safetensors");
+  tu_expect_load_fails(idx, "is in both", "two.safetensors");
   put(dir, "model.safetensors.index.json",
       "{\"weight_map\": {\"wte.weight\": \"../shard.safetensors\"}}");
-  expect_bad(idx, "not the name of a file beside the index", NULL);
+  tu_expect_load_fails(idx, "not the name of a file beside the index", NULL);
   put(dir, "model.safetensors.index.json",
       "{\"weight_map\": {\"wte.weight\": \"gone.safetensors\"}}");
-  expect_bad(idx, "gone.safetensors", NULL);
+  tu_expect_load_fails(idx, "gone.safetensors", NULL);
   put(dir, "model.safetensors.index.json", "{\"metadata\": {}}");
-  expect_bad(idx, "weight_map", NULL);
+  tu_expect_load_fails(idx, "weight_map", NULL);
   /* a BERT's shards are not read */
   put(dir, "config.json", "{\"model_type\": \"bert\"}");
-  expect_bad(idx, "sharded weights are read for GPT-2 only", NULL);
+  tu_expect_load_fails(idx, "sharded weights are read for GPT-2 only", NULL);
   /* a folder with neither file */
   remove(idx);
-  expect_bad(dir, "without model.safetensors", NULL);
+  tu_expect_load_fails(dir, "a folder without weights", "pytorch_model.bin.index.json");
+  /* a pytorch_model.bin is read (tests/trainer/test_pt_bin.c): this one is
+   * not a torch.save file */
   put(dir, "pytorch_model.bin", "x");
-  expect_bad(dir, "pytorch_model.bin", NULL);
+  tu_expect_load_fails(dir, "pytorch_model.bin", "too short");
   dfpo_buf_free(&map);
   model_free(a);
   ts_rmtree(dir);
