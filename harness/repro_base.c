@@ -817,9 +817,10 @@ static int hf_gpt2(const char *path, char *model, size_t n, dfpo_err *err) {
       (rc = dfpo_path_fmt(cpath, sizeof cpath, err, "%s/config.json", path)) ||
       (rc = dfpo_path_fmt(bin, sizeof bin, err, "%s/pytorch_model.bin", path)))
     return rc;
-  if (!repro_exists(model) && repro_exists(bin))
-    snprintf(model, n, "%s", bin);
-  else if (!repro_exists(model))
+  if (!repro_exists(model) && repro_exists(bin)) {
+    if ((rc = dfpo_path_fmt(model, n, err, "%s", bin)))
+      return rc;
+  } else if (!repro_exists(model))
     return dfpo_err_set(err, DFPO_EDATA,
                         "base model: %s holds no model.safetensors nor pytorch_model.bin (a GPT-2 "
                         "in Hugging Face layout is config.json + model.safetensors or "
