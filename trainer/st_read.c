@@ -282,7 +282,10 @@ int st_set_open(st_set *s, const char *path, dfpo_err *err) {
     char *p = strdup(path);
     if (!p)
       return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
-    return set_add(s, p, err);
+    int rc = set_add(s, p, err);
+    if (rc)
+      st_set_close(s); /* the arrays set_add grew */
+    return rc;
   }
   char *text = NULL;
   int rc = dfpo_read_file(path, &text, NULL, err);
