@@ -170,6 +170,9 @@ typedef struct dfpo_atomic {
 
 int dfpo_atomic_open(dfpo_atomic *a, const char *path, dfpo_err *err);
 int dfpo_atomic_commit(dfpo_atomic *a, dfpo_err *err);
+/* fsync of the folder holding path (best effort: some file systems refuse
+ * fsync on folders), so that a rename into it is durable. */
+void dfpo_fsync_parent(const char *path);
 void dfpo_atomic_abort(dfpo_atomic *a);
 /* Writes len bytes to path atomically. */
 int dfpo_atomic_write_file(const char *path, const void *data, size_t len, dfpo_err *err);

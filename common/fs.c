@@ -66,7 +66,7 @@ void dfpo_atomic_abort(dfpo_atomic *a) {
   memset(a, 0, sizeof *a);
 }
 
-static void fsync_parent(const char *path) {
+void dfpo_fsync_parent(const char *path) {
   char *dir = str_dup(path);
   if (!dir)
     return;
@@ -101,7 +101,7 @@ int dfpo_atomic_commit(dfpo_atomic *a, dfpo_err *err) {
     rc = dfpo_err_errno(err, DFPO_ERUNTIME, errno, "%s: rename from %s failed", a->path,
                         a->tmp_path);
   if (rc == DFPO_OK) {
-    fsync_parent(a->path);
+    dfpo_fsync_parent(a->path);
     free(a->tmp_path);
     a->tmp_path = NULL; /* renamed: nothing to unlink */
   }

@@ -9,7 +9,6 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,23 +81,6 @@ static void run_tokenizer(const char *model, char *buf, size_t n) {
   }
 }
 
-static void fsync_dir(const char *path) {
-  char dir[4200];
-  snprintf(dir, sizeof dir, "%s", path);
-  char *slash = strrchr(dir, '/');
-  if (slash == dir)
-    dir[1] = 0;
-  else if (slash)
-    *slash = 0;
-  else
-    snprintf(dir, sizeof dir, ".");
-  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd >= 0) {
-    fsync(fd); /* best effort, as dfpo_atomic's */
-    close(fd);
-  }
-}
-
 /* Writes the folder into tmp and renames it to out (out, when it exists
  * and force is set, is renamed away first and removed last). */
 static int stage(const model_t *m, const tok_tokenizer *tok, const char *out, int force,
@@ -135,7 +117,7 @@ static int stage(const model_t *m, const tok_tokenizer *tok, const char *out, in
     suite_rmtree(tmp, &e2);
     return rc;
   }
-  fsync_dir(out);
+  dfpo_fsync_parent(out);
   if (exists && suite_rmtree(old, &e2))
     dfpo_warn("export: %s", e2.msg);
   return DFPO_OK;
