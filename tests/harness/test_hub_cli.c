@@ -75,18 +75,8 @@ Test(hub_cli, fetch_lock_replay_and_a_judge_by_name, .timeout = 300) {
 
   /* the model: a random DistilBERT folder and PyTorch's probabilities */
   cJSON *spec = cJSON_CreateObject(), *fs = cJSON_AddArrayToObject(spec, "folders");
-  cJSON *s = cJSON_CreateObject();
-  cJSON_AddStringToObject(s, "dir", src);
-  cJSON_AddStringToObject(s, "family", "distilbert");
-  cJSON_AddNumberToObject(s, "layers", 2);
-  cJSON_AddNumberToObject(s, "width", 16);
-  cJSON_AddNumberToObject(s, "heads", 2);
-  cJSON_AddNumberToObject(s, "ffn", 32);
-  cJSON_AddNumberToObject(s, "max_pos", 32);
-  cJSON_AddNumberToObject(s, "seed", 19);
   const char *labels[2] = {"NEGATIVE", "POSITIVE"};
-  cJSON_AddItemToObject(s, "labels", cJSON_CreateStringArray(labels, 2));
-  cJSON_AddItemToObject(s, "words", bt_words_json());
+  cJSON *s = bt_folder(src, "distilbert", 2, 16, 2, 32, 32, 19, labels, 2);
   cJSON_AddItemToObject(s, "texts", cJSON_CreateStringArray(texts, NTEXTS));
   cJSON_AddItemToArray(fs, s);
   cJSON *ref = bt_reference(tmp, spec);

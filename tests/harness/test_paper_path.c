@@ -474,18 +474,8 @@ static void dry_run(const char *shape, int ntasks, const char *const *tasks_in, 
   char hf[400], jset[500], out2[400];
   snprintf(hf, sizeof hf, "%s/distilbert-imdb", dir);
   cJSON *spec = cJSON_CreateObject(), *fs = cJSON_AddArrayToObject(spec, "folders");
-  cJSON *f = cJSON_CreateObject();
-  cJSON_AddStringToObject(f, "dir", hf);
-  cJSON_AddStringToObject(f, "family", "distilbert");
-  cJSON_AddNumberToObject(f, "layers", 1);
-  cJSON_AddNumberToObject(f, "width", 32);
-  cJSON_AddNumberToObject(f, "heads", 2);
-  cJSON_AddNumberToObject(f, "ffn", 64);
-  cJSON_AddNumberToObject(f, "max_pos", 512);
-  cJSON_AddNumberToObject(f, "seed", 4);
-  cJSON_AddItemToObject(f, "labels",
-                        cJSON_CreateStringArray((const char *[]){"NEGATIVE", "POSITIVE"}, 2));
-  cJSON_AddItemToObject(f, "words", bt_words_json());
+  cJSON *f = bt_folder(hf, "distilbert", 1, 32, 2, 64, 512, 4,
+                       (const char *[]){"NEGATIVE", "POSITIVE"}, 2);
   cJSON_AddItemToArray(fs, f);
   cJSON_Delete(bt_reference(dir, spec));
   cJSON_Delete(spec);

@@ -192,18 +192,8 @@ Test(reproduce_imdb, prepares_once_reuses_and_rebuilds_on_a_new_vocabulary) {
   char hf[400], set[500];
   snprintf(hf, sizeof hf, "%s/distilbert", dir);
   cJSON *spec = cJSON_CreateObject(), *fs = cJSON_AddArrayToObject(spec, "folders");
-  cJSON *f = cJSON_CreateObject();
-  cJSON_AddStringToObject(f, "dir", hf);
-  cJSON_AddStringToObject(f, "family", "distilbert");
-  cJSON_AddNumberToObject(f, "layers", 1);
-  cJSON_AddNumberToObject(f, "width", 32);
-  cJSON_AddNumberToObject(f, "heads", 2);
-  cJSON_AddNumberToObject(f, "ffn", 64);
-  cJSON_AddNumberToObject(f, "max_pos", 128);
-  cJSON_AddNumberToObject(f, "seed", 3);
-  cJSON_AddItemToObject(f, "labels",
-                        cJSON_CreateStringArray((const char *[]){"NEGATIVE", "POSITIVE"}, 2));
-  cJSON_AddItemToObject(f, "words", bt_words_json());
+  cJSON *f = bt_folder(hf, "distilbert", 1, 32, 2, 64, 128, 3,
+                       (const char *[]){"NEGATIVE", "POSITIVE"}, 2);
   cJSON_AddItemToArray(fs, f);
   cJSON_Delete(bt_reference(dir, spec));
   cJSON_Delete(spec);

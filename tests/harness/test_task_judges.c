@@ -108,17 +108,7 @@ static void make_judge(const fixture *x, const char *name, const char *family,
                        char *dir, size_t n) {
   snprintf(dir, n, "%s/%s", x->home, name);
   cJSON *spec = cJSON_CreateObject(), *fs = cJSON_AddArrayToObject(spec, "folders");
-  cJSON *s = cJSON_CreateObject();
-  cJSON_AddStringToObject(s, "dir", dir);
-  cJSON_AddStringToObject(s, "family", family);
-  cJSON_AddNumberToObject(s, "layers", 2);
-  cJSON_AddNumberToObject(s, "width", 32);
-  cJSON_AddNumberToObject(s, "heads", 2);
-  cJSON_AddNumberToObject(s, "ffn", 64);
-  cJSON_AddNumberToObject(s, "max_pos", 64);
-  cJSON_AddNumberToObject(s, "seed", seed);
-  cJSON_AddItemToObject(s, "labels", cJSON_CreateStringArray(labels, K));
-  cJSON_AddItemToObject(s, "words", bt_words_json());
+  cJSON *s = bt_folder(dir, family, 2, 32, 2, 64, 64, seed, labels, K);
   if (problem_type)
     cJSON_AddStringToObject(s, "problem_type", problem_type);
   cJSON_AddItemToArray(fs, s);

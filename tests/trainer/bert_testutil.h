@@ -84,4 +84,24 @@ static inline cJSON *bt_words_json(void) {
   return a;
 }
 
+/* One folder of a bert_reference.py spec: a random-weight classifier of
+ * `family` at dir, the given shape, seed and labels, over bt_words. The
+ * caller adds more keys (texts, problem_type) and puts it in "folders". */
+static inline cJSON *bt_folder(const char *dir, const char *family, int layers, int width,
+                               int heads, int ffn, int max_pos, int seed, const char *const *labels,
+                               int n_labels) {
+  cJSON *f = cJSON_CreateObject();
+  cJSON_AddStringToObject(f, "dir", dir);
+  cJSON_AddStringToObject(f, "family", family);
+  cJSON_AddNumberToObject(f, "layers", layers);
+  cJSON_AddNumberToObject(f, "width", width);
+  cJSON_AddNumberToObject(f, "heads", heads);
+  cJSON_AddNumberToObject(f, "ffn", ffn);
+  cJSON_AddNumberToObject(f, "max_pos", max_pos);
+  cJSON_AddNumberToObject(f, "seed", seed);
+  cJSON_AddItemToObject(f, "labels", cJSON_CreateStringArray(labels, n_labels));
+  cJSON_AddItemToObject(f, "words", bt_words_json());
+  return f;
+}
+
 #endif
