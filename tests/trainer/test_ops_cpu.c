@@ -4,9 +4,11 @@
  * far more). Forward values: against double-precision formulas written out
  * here. The same checks are the contract a second backend must meet. */
 #include "trainer/ops.h"
+#include "trainer/ops_cpu_gemm.h"
 
 #include <criterion/criterion.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -105,10 +107,11 @@ Test(ops_cpu, matmul_every_path_agrees_with_double) {
    * own kernels off, go to sgemm. The AVX-512 kernel takes every size: rows
    * in groups of 32 across two registers' lanes, the last group of 16 where
    * that is enough (7: one partial 16; 16: one full; 20: a partial 32; 32:
-   * one full; 40: 32 + a partial 16; 90: 32 + 32 + a partial 32), in blocks
-   * of 12 outputs (16 lanes) or 8 (32). K = 131 and N = 70 leave remainders
-   * of all of them; N * K is far below the prefetch distances, so
-   * prefetches run past the weights' end as they do at every matrix's end. */
+   * one full; 40: 32 + a partial 16), in blocks of 12 outputs (16 lanes) or
+   * 8 (32); above 64 rows (90) the packed product of ops_cpu_gemm.c, tested
+   * on its own below. K = 131 and N = 70 leave remainders of all of them;
+   * N * K is far below the prefetch distances, so prefetches run past the
+   * weights' end as they do at every matrix's end. */
   enum { NM = 6, NI = 3 };
   const int Ms[NM] = {7, 16, 20, 32, 40, 90}, isas[NI] = {512, 256, 0};
   for (int c = 0; c < NM * NI; c++) {
@@ -132,6 +135,95 @@ Test(ops_cpu, matmul_every_path_agrees_with_double) {
     free(x), free(w), free(b), free(o);
   }
   ops_cpu_set_isa(512);
+}
+
+/* The packed AVX-512 product (ops_cpu_gemm.c) in the three forms the
+ * engine uses, through the ops table, against double-precision sums written
+ * here: out = x w^T + b (forward, more than 64 rows), dinp += dout w and
+ * dw += dout^T x (backward; both accumulate onto what is there). The sizes
+ * leave partial tiles everywhere (rows not a multiple of 6, columns not of
+ * 64) and K = 1500 splits the sum into two blocks of k (752 + 748), so the
+ * C tile is read back between blocks. Then the same products with one
+ * OpenMP thread and with two must agree bit for bit (both splits: by rows
+ * when A is the larger side to pack, by columns otherwise). */
+static void mm_expect_double(const char *what, const float *got, const float *init, int M, int N,
+                             int K, const float *A, size_t ars, size_t acs, const float *B,
+                             size_t brs, size_t bcs, const float *bias) {
+  double worst = 0.0;
+  for (int m = 0; m < M; m++)
+    for (int n = 0; n < N; n++) {
+      double s = bias ? bias[n] : init ? init[(size_t)m * N + n] : 0.0, mag = fabs(s);
+      for (int k = 0; k < K; k++) {
+        double t = (double)A[m * ars + k * acs] * B[k * brs + n * bcs];
+        s += t;
+        mag += fabs(t);
+      }
+      /* the difference against the sum of the terms' sizes: float sums of
+       * K terms stray by about sqrt(K) ulps of that (1e-6 here); a lost or
+       * doubled term or block is off by 1e-3 or more */
+      double d = fabs(s - got[(size_t)m * N + n]) / (mag + 1e-30);
+      worst = d > worst ? d : worst;
+    }
+  cr_expect_lt(worst, 1e-5, "%s M=%d N=%d K=%d: worst difference %.3g of the terms' sizes", what, M,
+               N, K, worst);
+}
+
+Test(ops_cpu, packed_product_every_form_against_double) {
+  if (ops_cpu_set_isa(512) < 512) {
+    cr_log_info("packed product: this CPU has no AVX-512; the product falls back to OpenBLAS");
+    return;
+  }
+  const int shapes[3][3] = {{65, 131, 70}, {131, 1500, 200}, {97, 300, 1100}}; /* M, K, N */
+  for (int c = 0; c < 3; c++) {
+    int M = shapes[c][0], K = shapes[c][1], N = shapes[c][2];
+    float *x = rnd((size_t)M * K, 60 + c, 1), *w = rnd((size_t)N * K, 70 + c, 1),
+          *b = rnd((size_t)N, 80 + c, 1), *dout = rnd((size_t)M * N, 90 + c, 1),
+          *o = calloc((size_t)M * N, 4), *di = rnd((size_t)M * K, 100 + c, 1),
+          *dw = rnd((size_t)N * K, 110 + c, 1);
+    float *di0 = malloc((size_t)M * K * 4), *dw0 = malloc((size_t)N * K * 4);
+    memcpy(di0, di, (size_t)M * K * 4);
+    memcpy(dw0, dw, (size_t)N * K * 4);
+    O->matmul_fwd(o, x, w, b, M, K, N);
+    mm_expect_double("forward", o, NULL, M, N, K, x, (size_t)K, 1, w, 1, (size_t)K, b);
+    O->matmul_bwd(di, dw, NULL, dout, x, w, M, K, N);
+    mm_expect_double("dinp", di, di0, M, K, N, dout, (size_t)N, 1, w, (size_t)K, 1, NULL);
+    mm_expect_double("dw", dw, dw0, N, K, M, dout, 1, (size_t)N, x, (size_t)K, 1, NULL);
+    /* beta scales what is there (used by no op today, part of the contract) */
+    float *c2 = malloc((size_t)M * N * 4);
+    memcpy(c2, dout, (size_t)M * N * 4);
+    for (size_t i = 0; i < (size_t)M * N; i++)
+      o[i] = 0.5f * dout[i];
+    cr_assert_eq(ops_cpu_gemm(M, N, K, x, (size_t)K, 1, w, 1, (size_t)K, NULL, 0.5f, c2, (size_t)N),
+                 0);
+    mm_expect_double("beta 0.5", c2, o, M, N, K, x, (size_t)K, 1, w, 1, (size_t)K, NULL);
+    free(x), free(w), free(b), free(dout), free(o), free(di), free(dw), free(di0), free(dw0),
+        free(c2);
+  }
+}
+
+Test(ops_cpu, packed_product_same_bits_on_one_thread_and_two) {
+  if (ops_cpu_set_isa(512) < 512) {
+    cr_log_info("packed product: this CPU has no AVX-512; nothing to check");
+    return;
+  }
+  /* 400 x 1500 x 300: A is the larger side (split by rows); its transpose
+   * 300 x 1500 x 400 as dw: B is larger (split by columns) */
+  int M = 400, K = 1500, N = 300;
+  float *x = rnd((size_t)M * K, 120, 1), *w = rnd((size_t)N * K, 121, 1),
+        *dout = rnd((size_t)M * N, 122, 1);
+  float *o[2], *dw[2];
+  int saved = omp_get_max_threads();
+  for (int t = 0; t < 2; t++) {
+    omp_set_num_threads(t + 1);
+    o[t] = calloc((size_t)M * N, 4);
+    dw[t] = calloc((size_t)N * K, 4);
+    O->matmul_fwd(o[t], x, w, NULL, M, K, N);
+    O->matmul_bwd(NULL, dw[t], NULL, dout, x, w, M, K, N);
+  }
+  omp_set_num_threads(saved);
+  cr_expect(memcmp(o[0], o[1], (size_t)M * N * 4) == 0, "forward differs between 1 and 2 threads");
+  cr_expect(memcmp(dw[0], dw[1], (size_t)N * K * 4) == 0, "dw differs between 1 and 2 threads");
+  free(x), free(w), free(dout), free(o[0]), free(o[1]), free(dw[0]), free(dw[1]);
 }
 
 /* ---------------------------------------------------------- encoder */
@@ -470,21 +562,37 @@ Test(ops_cpu, gelu_tanh_forward_and_gradient) {
 }
 
 Test(ops_cpu, activations_agree_with_double) {
-  float *x = rnd(64, 17, 3), *o = calloc(64, 4);
-  for (int k = 0; k < 3; k++) {
-    O->act_fwd(o, x, 64, k);
-    for (int i = 0; i < 64; i++) { /* torch's gelu (exact), tanh, relu */
-      double v = x[i];
-      double want = k == OPS_ACT_GELU_ERF ? 0.5 * v * (1 + erf(v / sqrt(2.0)))
-                    : k == OPS_ACT_TANH   ? tanh(v)
-                                          : (v > 0 ? v : 0);
-      cr_expect_lt(fabs(want - o[i]), 1e-6, "kind %d x=%g: %g, want %g", k, v, o[i], want);
+  /* both the AVX-512 path (the exact GELU through glibc's vector erff) and
+   * the scalar one; 70 values leave a partial block of 16, 40,000 run in
+   * parallel blocks */
+  const int isas[2] = {512, 0}, ns[2] = {70, 40000};
+  for (int c = 0; c < 4; c++) {
+    int got = ops_cpu_set_isa(isas[c / 2]), n = ns[c % 2];
+    float *x = rnd((size_t)n, 17, 3), *o = calloc((size_t)n, 4);
+    for (int k = 0; k < 3; k++) {
+      O->act_fwd(o, x, (size_t)n, k);
+      double worst = 0.0;
+      for (int i = 0; i < n; i++) { /* torch's gelu (exact), tanh, relu */
+        double v = x[i];
+        double want = k == OPS_ACT_GELU_ERF ? 0.5 * v * (1 + erf(v / sqrt(2.0)))
+                      : k == OPS_ACT_TANH   ? tanh(v)
+                                            : (v > 0 ? v : 0);
+        double d = fabs(want - o[i]);
+        worst = d > worst ? d : worst;
+      }
+      cr_expect_lt(worst, 1e-6, "isa %d n %d kind %d: worst difference %g", got, n, k, worst);
     }
+    O->act_fwd(o, x, (size_t)n, OPS_ACT_GELU_ERF);
+    O->act_fwd(x, x, (size_t)n, OPS_ACT_GELU_ERF); /* in place: the same bits */
+    cr_expect(memcmp(x, o, (size_t)n * 4) == 0, "isa %d n %d: in-place GELU differs", got, n);
+    free(x), free(o);
   }
+  ops_cpu_set_isa(512);
+  float *x = rnd(64, 17, 3);
   O->act_fwd(x, x, 64, OPS_ACT_RELU); /* in place */
   for (int i = 0; i < 64; i++)
     cr_expect_geq(x[i], 0.0f);
-  free(x), free(o);
+  free(x);
 }
 
 /* ------------------------------------------- softmax + cross-entropy */
