@@ -41,7 +41,9 @@ static const char export_usage[] =
     "Options:\n"
     "  --model PATH     the policy: a native checkpoint (a run's\n"
     "                   checkpoint/best.ckpt, pretrain's checkpoint.bin), a\n"
-    "                   model.safetensors, or a Hugging Face folder\n"
+    "                   model.safetensors, a Hugging Face folder, or a hub\n"
+    "                   name OWNER/NAME[@REVISION] (fetched into the cache\n"
+    "                   as `dfpo fetch` does)\n"
     "  --out FOLDER     the folder to write\n"
     "  --tokenizer DIR  its tokenizer (encoder.json + vocab.bpe, or Hugging\n"
     "                   Face's files). Default: the model's own folder when it\n"
@@ -165,6 +167,14 @@ int cmd_export(int argc, char **argv) {
     if (!force)
       return cli_usage_error("export", "%s exists: give --force to replace it", out);
   }
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  /* a hub name becomes its cache folder first: a folder brings its tokenizer */
+  char mpath[4096];
+  int rc;
+  if ((rc = cli_model_path(model, mpath, sizeof mpath, &err)))
+    return cli_fail(&err);
+  model = mpath;
   char found[4200];
   tokdir = cli_model_tokenizer(model, tokdir);
   if (!tokdir) {
@@ -175,11 +185,8 @@ int cmd_export(int argc, char **argv) {
     return cli_usage_error("export",
                            "no tokenizer: give --tokenizer DIR (the model is no Hugging Face "
                            "folder with tokenizer files, and no run config beside it names one)");
-  dfpo_err err;
-  dfpo_err_clear(&err);
   model_t *m = NULL;
   tok_tokenizer *tok = NULL;
-  int rc;
   if (!(rc = model_load(&m, model, &err)) && !(rc = tok_load(&tok, tokdir, &err)) &&
       !(rc = stage(m, tok, out, force, &err)))
     dfpo_info("export: wrote %s (vocabulary %d, %d positions, end-of-text id %d)", out,

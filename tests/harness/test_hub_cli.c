@@ -11,6 +11,7 @@
 #include "tests/support/support.h"
 #include "tests/trainer/bert_testutil.h"
 #include "trainer/gpt2.h"
+#include "trainer/tok.h"
 
 #include <criterion/criterion.h>
 #include <math.h>
@@ -208,11 +209,41 @@ Test(hub_cli, a_gpt2_policy_by_name, .timeout = 120) {
   cr_assert_eq(b.status, 0, "%s", b.err);
   cr_expect(strstr(a.out, "nll_sum "), "%s", a.out);
   cr_expect_str_eq(a.out, b.out, "by name: %s\nby path: %s", a.out, b.out);
-  ts_run_free(&a);
   ts_run_free(&b);
   snprintf(path, sizeof path, "%s/hub/acme--tiny-gpt2/" COMMIT "/model.safetensors", home);
   struct stat st;
   cr_expect_eq(stat(path, &st), 0, "%s is not in the cache", path);
+
+  /* `dfpo export --model OWNER/NAME` takes the cached folder (offline: the
+   * hub is gone) and writes a folder that scores the same */
+  char corpus[400], tokdir[400], out[400];
+  snprintf(corpus, sizeof corpus, "%s/corpus.txt", tmp);
+  snprintf(tokdir, sizeof tokdir, "%s/tok", tmp);
+  snprintf(out, sizeof out, "%s/exported", tmp);
+  ts_write_text(corpus, "the hub serves the model and the cache keeps it\n");
+  const char *files[1] = {corpus};
+  cr_assert_eq(tok_train(files, 1, 262, tokdir, NULL, &err), 0, "%s", err.msg);
+  setenv("DFPO_HUB_OFFLINE", "1", 1);
+  const char *export[] = {"export", "--model", "acme/tiny-gpt2", "--tokenizer", tokdir, "--out",
+                          out,      NULL};
+  run(&b, home, export, NULL);
+  cr_assert_eq(b.status, 0, "%s", b.err);
+  ts_run_free(&b);
+  /* without the prepended <|endoftext|>: the exported config names the
+   * tokenizer's (261), the served one GPT-2's */
+  ts_run_free(&a);
+  const char *name_nobos[] = {"perplexity", "--model", "acme/tiny-gpt2", "--tokens", tokens,
+                              "--no-bos",   NULL};
+  run(&a, home, name_nobos, NULL);
+  cr_assert_eq(a.status, 0, "%s", a.err);
+  const char *by_export[] = {"perplexity", "--model", out, "--tokens", tokens, "--no-bos", NULL};
+  run(&b, home, by_export, NULL);
+  unsetenv("DFPO_HUB_OFFLINE");
+  cr_assert_eq(b.status, 0, "%s", b.err);
+  cr_expect(strstr(a.out, "nll_sum "), "%s", a.out);
+  cr_expect_str_eq(a.out, b.out, "by name: %s\nexported: %s", a.out, b.out);
+  ts_run_free(&a);
+  ts_run_free(&b);
   if (!getenv("DFPO_KEEP_TEST_FILES"))
     ts_rmtree(tmp);
 }
