@@ -43,8 +43,9 @@
 #                fp32, TF32 and bf16 products
 #   generate_*   KV-cache generation, 48 tokens for 64 prompts of 64, against
 #                transformers' generate
-#   rl_ppo, rl_dfpo  one IMDB-shaped RL iteration (dfpo bench --what rl);
-#                no peer yet (bench/ has no PyTorch + transformers RL loop)
+#   rl_ppo, rl_dfpo  one IMDB-shaped RL iteration (dfpo bench --what rl)
+#                against a PyTorch + transformers loop doing the same work
+#                (bench/rl_torch_gpu.py)
 #   judge        a distilbert-base-shaped classifier scoring 5,000 texts,
 #                dfpo judge score --model against bench/bert_peer.py's
 #                PyTorch forward (and transformers' model, where installed)
@@ -57,7 +58,9 @@
 # machine run it without --small. Environment: PY (the python with torch and
 # transformers, default python3), DFPO_CHECK_BUILD, DFPO_CHECK_BUDGET,
 # DFPO_CHECK_GPU=0 (treat the GPU as absent), DFPO_CHECK_PACK=1 (use the
-# carried pack without trying to build).
+# carried pack without trying to build), DFPO_CHECK_ONLY=REGEX (run only the
+# steps whose names match the extended regex, for a rerun, e.g.
+# 'cuda_tests|memcheck|train_.*'; env, build and gpu always run).
 set -uo pipefail
 
 if [ "${1:-}" = --step ]; then # a step's body, run by run_step under timeout
@@ -278,10 +281,13 @@ run_pair() {
       tail -1 "$WORK/$name.peer.err" >"$WORK/$name.peer"
     fi
   fi
-  "$PY" - "$WORK/$name" "$peer_ok" "$dev" <<'PY'
+  "$PY" - "$WORK/$name" "$peer_ok" "$dev" "${d[*]}" <<'PY'
 import json, sys
-base, peer_ok, dev = sys.argv[1], sys.argv[2] == "1", sys.argv[3]
+base, peer_ok, dev, args = sys.argv[1], sys.argv[2] == "1", sys.argv[3], sys.argv[4].split()
 r = {"device": dev, "dfpo": json.loads(open(base + ".dfpo").read().strip().splitlines()[-1])}
+# dfpo bench --what rl prints no precision keys: take them from its options
+for k in ("tf32", "bf16"):
+    r["dfpo"].setdefault(k, "--" + k in args)
 try:
     txt = open(base + ".peer").read().strip()
 except OSError:
@@ -321,7 +327,9 @@ body_rl() { # ALGO
   # the IMDB shape of docs/benchmarks.md ("RL iteration"): 16 prompts of 64
   # tokens, 48 new, 5 epochs; TF32 products (the mode a GPU run would train in)
   run_pair "$step_name" --what rl --algo "$1" --shape "$shape" --prompts $n --prompt-len $tp \
-    --new $new --steps 1 "${f[@]}"
+    --new $new --steps 1 "${f[@]}" -- \
+    bench/rl_torch_gpu.py --algo "$1" --shape "$shape" --prompts $n --prompt-len $tp --new $new \
+    --steps 1 "${f[@]}"
 }
 
 body_judge() {
@@ -453,7 +461,11 @@ run_step() {
   left=$((BUDGET - (SECONDS - T0)))
   [ "$limit" -gt "$left" ] && limit=$left
   echo | tee -a "$LOG"
-  if [ "$limit" -lt 10 ]; then
+  if [ -n "${DFPO_CHECK_ONLY:-}" ] && ! [[ $name =~ ^(env|build|gpu|$DFPO_CHECK_ONLY)$ ]]; then
+    status=skip reason="not selected by DFPO_CHECK_ONLY=$DFPO_CHECK_ONLY"
+    rc=-1
+    echo "== $name: skip ($reason)" | tee -a "$LOG"
+  elif [ "$limit" -lt 10 ]; then
     status=skip reason="the run's budget of ${BUDGET}s is spent"
     rc=-1
     echo "== $name: skip ($reason)" | tee -a "$LOG"

@@ -74,9 +74,11 @@ def markdown(s):
         kind = name.split("_")[0]
         if kind not in ("train", "generate", "rl", "judge"):
             continue
-        if st["status"] != "ok":
-            rows.append("| %s | %s: %s | | | | | |" % (name, st["status"], st.get("reason", "")))
+        if not r:
+            rows.append("| %s | %s: %s | | | | | |" % (name, st["status"], st.get("reason", "")[:160]))
             continue
+        if st["status"] != "ok":  # the dry run's CPU stand-in, or a failure with a result
+            name += " (%s: CPU stand-in)" % st["status"] if r.get("device") == "cpu" else " (%s)" % st["status"]
         on_gpu = r.get("device") == "cuda"
         if kind == "judge":
             d, p = r["dfpo"], r["peer"]
