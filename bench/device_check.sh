@@ -69,7 +69,9 @@ if [ "${1:-}" = --step ]; then # a step's body, run by run_step under timeout
 else
   step_name=
 fi
-cd "$(dirname "$0")/.."
+SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
+CALLER_PWD=$PWD
+cd "$(dirname "$SELF")/.."
 
 # ------------------------------------------------------------ step bodies
 # Each prints what it does; exit 0 = ok, 77 = skip (reason in $WORK/NAME.why),
@@ -138,20 +140,22 @@ body_build() {
     cmake -S . -B "$BUILD" "${gen[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDFPO_CUDA=ON \
       -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_CUDA_FLAGS=-lineinfo; then
     local t0=$SECONDS
-    cmake --build "$BUILD" -j "$jobs" || exit 1
-    echo "built $BUILD with $jobs jobs in $((SECONDS - t0)) s"
-    {
-      echo "DFPO_REAL=$PWD/$BUILD/harness/dfpo"
-      echo "OPS_TEST=$PWD/$BUILD/tests/trainer/trainer_test_ops_cuda"
-      echo "CTEST_DIR=$PWD/$BUILD"
-    } >"$WORK/build.env"
-    echo "{\"mode\": \"built\", \"dir\": \"$BUILD\", \"jobs\": $jobs, \"build_s\": $((SECONDS - t0))}" \
-      >"$WORK/build.json"
-    return 0
+    if cmake --build "$BUILD" -j "$jobs"; then
+      echo "built $BUILD with $jobs jobs in $((SECONDS - t0)) s"
+      {
+        echo "DFPO_REAL=$PWD/$BUILD/harness/dfpo"
+        echo "OPS_TEST=$PWD/$BUILD/tests/trainer/trainer_test_ops_cuda"
+        echo "CTEST_DIR=$PWD/$BUILD"
+      } >"$WORK/build.env"
+      echo "{\"mode\": \"built\", \"dir\": \"$BUILD\", \"jobs\": $jobs, \"build_s\": $((SECONDS - t0))}" \
+        >"$WORK/build.json"
+      return 0
+    fi
+    echo "the build failed after $((SECONDS - t0)) s"
   fi
   local pack=.devpack/dfpo-devpack.tar.xz
-  [ -f "$pack" ] || { echo "configuring failed and there is no $pack to fall back on"; exit 1; }
-  echo "configuring failed or DFPO_CHECK_PACK=1: using the prebuilt $pack (bench/device_pack.sh)"
+  [ -f "$pack" ] || { echo "configuring or building failed and there is no $pack to fall back on"; exit 1; }
+  echo "configuring or building failed, or DFPO_CHECK_PACK=1: using the prebuilt $pack (bench/device_pack.sh)"
   rm -rf "$WORK/pack" && mkdir -p "$WORK/pack" && tar -C "$WORK/pack" -xJf "$pack" || exit 1
   # the tests' compiled-in paths (DFPO_SOURCE_DIR, DFPO_BIN) name the
   # folder the pack was built in: make that folder this checkout
@@ -171,6 +175,7 @@ body_build() {
 }
 
 body_gpu() {
+  [ -x "$DFPO_REAL" ] || { echo "no dfpo binary at $DFPO_REAL (see the build step)"; exit 1; }
   [ "${DFPO_CHECK_GPU:-1}" = 0 ] && why "DFPO_CHECK_GPU=0"
   command -v nvidia-smi >/dev/null &&
     nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1
@@ -215,7 +220,7 @@ body_cuda_tests() {
     "$PY" -c 'import json,re,sys; s=sys.stdin.read(); d={k.lower(): int(v) for k, v in re.findall(r"(\w+): (\d+)", s)}; d["in_file"]=int(sys.argv[1]); d["skipped"]=d["in_file"]-d.get("tested",0); print(json.dumps(d))' "$total" \
     >"$WORK/cuda_tests.json"
   cat "$WORK/cuda_tests.json"
-  [ $rc -eq 0 ] || return $rc
+  [ $rc -eq 0 ] || { echo "the CUDA tests failed (exit $rc; the log has their output)"; exit $rc; }
   local skipped
   skipped=$(grep -c '\[SKIP\]' "$txt")
   if [ "$skipped" -gt 0 ]; then
@@ -405,10 +410,11 @@ fi
 
 # ------------------------------------------------------------ the driver
 
-[ $# -ge 1 ] && [ "${1#-}" = "$1" ] || { sed -n '2,60p' "$0" | sed 's/^# \{0,1\}//'; exit 1; }
+[ $# -ge 1 ] && [ "${1#-}" = "$1" ] || { sed -n '2,63p' "$SELF" | sed 's/^# \{0,1\}//'; exit 1; }
 OUTDIR=$1
 SMALL=${DFPO_CHECK_SMALL:-0}
 [ "${2:-}" = --small ] && SMALL=1
+case $OUTDIR in /*) ;; *) OUTDIR=$CALLER_PWD/$OUTDIR ;; esac
 mkdir -p "$OUTDIR" || exit 1
 OUTDIR=$(cd "$OUTDIR" && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/dfpo-device-check.XXXXXX")
@@ -472,7 +478,7 @@ run_step() {
   else
     echo "== $name (limit ${limit}s, $((SECONDS - T0))s into the run)" | tee -a "$LOG"
     t0=$(date +%s%N)
-    STEP_LIMIT=$limit timeout -k 10 "$limit" "$0" --step "$name" >"$WORK/$name.txt" 2>&1
+    STEP_LIMIT=$limit timeout -k 10 "$limit" "$SELF" --step "$name" >"$WORK/$name.txt" 2>&1
     rc=$?
     local secs
     secs=$((($(date +%s%N) - t0) / 1000000))
