@@ -179,19 +179,30 @@ body_gpu() {
   [ "${DFPO_CHECK_GPU:-1}" = 0 ] && why "DFPO_CHECK_GPU=0"
   command -v nvidia-smi >/dev/null &&
     nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1
-  # cuBLAS is opened at run time (libcublas.so.13): the toolkit's lib64 or
-  # the nvidia-cublas wheel of the python there
-  local d
-  for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
-    $("$PY" -c 'import nvidia.cublas, os; print(os.path.join(list(nvidia.cublas.__path__)[0], "lib"))' 2>/dev/null); do
-    if ls "$d"/libcublas.so.* >/dev/null 2>&1; then
-      echo "cuBLAS: $(ls "$d"/libcublas.so.* | head -1)"
+  # cuBLAS is opened at run time (libcublas.so.<CUDA major>): from the
+  # system's library path, else the folder the build recorded, else this
+  # search (the toolkit's lib64, then the nvidia wheels of the python there,
+  # whose CUDA 13 layout is nvidia/cu13/lib)
+  local lib d roots
+  if ldconfig -p 2>/dev/null | grep -q 'libcublas\.so\.'; then
+    echo "cuBLAS: on the system's library path ($(ldconfig -p | grep -m1 -o '/[^ ]*libcublas\.so\.[0-9]*'))"
+  else
+    roots="/usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/local/cuda $(ls -d /usr/local/cuda-* 2>/dev/null | tr '\n' ' ')"
+    roots+=" $("$PY" -c 'import nvidia, os; print(" ".join(list(nvidia.__path__)))' 2>/dev/null)"
+    for d in $roots; do
+      lib=$(find "$d/" -maxdepth 4 -name 'libcublas.so.[0-9]*' 2>/dev/null | sort | head -1)
+      [ -n "$lib" ] && break
+    done
+    if [ -n "$lib" ]; then
+      d=$(dirname "$lib")
+      echo "cuBLAS: $lib"
       echo "DFPO_LD=$d${DFPO_LD:+:$DFPO_LD}" >>"$WORK/gpu.env"
       DFPO_LD="$d${DFPO_LD:+:$DFPO_LD}" # read by the $DFPO wrapper
       export DFPO_LD
-      break
+    else
+      echo "cuBLAS: not found under $roots (dfpo then tries the folder it was built with)"
     fi
-  done
+  fi
   local msg
   if msg=$("$DFPO" env --device cuda 2>&1); then
     echo "$msg"
