@@ -366,23 +366,32 @@ body_judge() {
     { echo "dfpo judge score failed"; exit 1; }
   t1=$(date +%s%N)
   echo "dfpo judge score: $n texts in $(((t1 - t0) / 1000000)) ms"
+  # the peers' batches: 64 rows (bert_peer.py's default 32 suits the CPU);
+  # each peer's whole process is timed too, as dfpo's is (python's start
+  # and imports included, as bench/bert_judge.sh times it)
+  local p0 p1 p2
+  p0=$(date +%s%N)
   "$PY" bench/bert_peer.py score "$dir/model" "$dir/texts.txt" "$dir/peer.txt" --device "$dev" \
-    --json >"$dir/peer.json" || { echo "bert_peer.py score failed"; exit 1; }
+    --batch 64 --json >"$dir/peer.json" || { echo "bert_peer.py score failed"; exit 1; }
+  p1=$(date +%s%N)
   cat "$dir/peer.json"
   local hf=0
   if "$PY" bench/bert_peer.py score "$dir/model" "$dir/texts.txt" "$dir/hf.txt" --device "$dev" \
-    --json --transformers >"$dir/hf.json" 2>"$dir/hf.err"; then
+    --batch 64 --json --transformers >"$dir/hf.json" 2>"$dir/hf.err"; then
     hf=1
     cat "$dir/hf.json"
   else
     cat "$dir/hf.err"
   fi
-  "$PY" - "$dir" "$t0" "$t1" "$dev" "$hf" "$WORK/judge.json" <<'PY'
+  p2=$(date +%s%N)
+  "$PY" - "$dir" "$t0" "$t1" "$dev" "$hf" "$WORK/judge.json" "$p0" "$p1" "$p2" <<'PY'
 import json, sys
 d, t0, t1, dev, hf, out = sys.argv[1], float(sys.argv[2]) / 1e9, float(sys.argv[3]) / 1e9, sys.argv[4], sys.argv[5] == "1", sys.argv[6]
+p0, p1, p2 = (float(x) / 1e9 for x in sys.argv[7:10])
 rd = lambda p: [[float(x) for x in l.split()] for l in open(p)]
 a = rd(d + "/dfpo.txt")
 r = {"device": dev, "dfpo": {"texts": len(a), "wall_s": t1 - t0}, "peer": json.load(open(d + "/peer.json"))}
+r["peer"]["process_s"] = p1 - p0
 def diff(p):
     b = rd(p)
     assert len(a) == len(b), (len(a), len(b))
@@ -390,6 +399,7 @@ def diff(p):
 r["peer"]["max_abs_diff"] = diff(d + "/peer.txt")
 if hf:
     r["transformers"] = json.load(open(d + "/hf.json"))
+    r["transformers"]["process_s"] = p2 - p1
     r["transformers"]["max_abs_diff"] = diff(d + "/hf.txt")
 else:
     r["transformers_skipped"] = open(d + "/hf.err").read().strip().splitlines()[-1:]

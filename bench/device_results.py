@@ -83,10 +83,16 @@ def markdown(s):
         if kind == "judge":
             d, p = r["dfpo"], r["peer"]
             tok, texts = p.get("tokens", 0), max(p.get("texts", 1), 1)
+            # dfpo's whole process (start, CUDA's, the folder's load, the
+            # tokenizer, the scoring) against the peer's load, tokenizer and
+            # forward (CUDA's start included, python's imports not; its whole
+            # process in brackets)
             t, pt = d["wall_s"], p["wall_s"]
             f = judge_flops(p)
             hf = r.get("transformers")
-            extra = " (transformers %s)" % fmt_s(hf["wall_s"]) if hf else ""
+            extra = " [process %s]" % fmt_s(p["process_s"]) if "process_s" in p else ""
+            if hf:
+                extra += "; transformers %s" % fmt_s(hf["wall_s"])
             mfu = "%.1f%% of fp32" % (100 * f / t / PEAK["fp32"]) if on_gpu else "-"
             rows.append("| %s: %d texts, %d tokens, fp32 | %s | %s%s | %.2fx | %s | %.2f | %s |" % (
                 name, texts, tok, fmt_s(t), fmt_s(pt), extra, pt / t, "2x", f / t / 1e12, mfu))
