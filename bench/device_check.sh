@@ -57,7 +57,8 @@
 # so that every command line and the summary are exercised. On the GPU
 # machine run it without --small. Environment: PY (the python with torch and
 # transformers, default python3), DFPO_CHECK_BUILD, DFPO_CHECK_BUDGET,
-# DFPO_CHECK_GPU=0 (treat the GPU as absent), DFPO_CHECK_PACK=1 (use the
+# DFPO_CHECK_COMMIT (the commit to record, where the tree came without
+# .git), DFPO_CHECK_GPU=0 (treat the GPU as absent), DFPO_CHECK_PACK=1 (use the
 # carried pack without trying to build), DFPO_CHECK_ONLY=REGEX (run only the
 # steps whose names match the extended regex, for a rerun, e.g.
 # 'cuda_tests|memcheck|train_.*'; env, build and gpu always run).
@@ -97,20 +98,23 @@ body_env() {
   uname -a
   echo "cores: $(nproc)"
   free -g 2>/dev/null | head -2
-  git log -1 --format='commit %H %cd' 2>/dev/null
+  # the device machine gets the working tree, maybe without .git: the caller
+  # can name the commit (DFPO_CHECK_COMMIT=$(git rev-parse HEAD) here)
+  local commit=${DFPO_CHECK_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
+  echo "commit: $commit"
   git status --short 2>/dev/null | head -20
   if command -v nvidia-smi >/dev/null; then nvidia-smi 2>&1 | head -20; else echo "nvidia-smi: absent"; fi
   for t in nvcc compute-sanitizer ncu; do
     p=$(command -v $t || ls /usr/local/cuda/bin/$t 2>/dev/null)
     if [ -n "$p" ]; then echo "$t: $p: $("$p" --version 2>&1 | tail -1)"; else echo "$t: absent"; fi
   done
-  "$PY" - <<'PY'
+  "$PY" - "$WORK/env.json" "$commit" <<'PY'
 import importlib, json, sys
-v = {"python": sys.version.split()[0]}
+v = {"commit": sys.argv[2], "python": sys.version.split()[0]}
 for m in ("torch", "transformers", "peft", "safetensors", "numpy"):
     try:
         v[m] = importlib.import_module(m).__version__
-    except Exception as e:
+    except Exception:
         v[m] = None
 try:
     import torch
@@ -119,15 +123,6 @@ try:
 except Exception:
     pass
 print(json.dumps(v))
-PY
-  "$PY" - "$WORK/env.json" <<'PY'
-import importlib, json, sys
-v = {}
-for m in ("torch", "transformers"):
-    try:
-        v[m] = importlib.import_module(m).__version__
-    except Exception:
-        v[m] = None
 json.dump(v, open(sys.argv[1], "w"))
 PY
 }
@@ -431,7 +426,7 @@ fi
 
 # ------------------------------------------------------------ the driver
 
-[ $# -ge 1 ] && [ "${1#-}" = "$1" ] || { sed -n '2,63p' "$SELF" | sed 's/^# \{0,1\}//'; exit 1; }
+[ $# -ge 1 ] && [ "${1#-}" = "$1" ] || { sed -n '2,64p' "$SELF" | sed 's/^# \{0,1\}//'; exit 1; }
 OUTDIR=$1
 SMALL=${DFPO_CHECK_SMALL:-0}
 [ "${2:-}" = --small ] && SMALL=1
