@@ -72,7 +72,7 @@ else
 fi
 SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
 CALLER_PWD=$PWD
-cd "$(dirname "$SELF")/.."
+cd "$(dirname "$SELF")/.." || exit 1
 
 # ------------------------------------------------------------ step bodies
 # Each prints what it does; exit 0 = ok, 77 = skip (reason in $WORK/NAME.why),
@@ -157,7 +157,8 @@ body_build() {
   local src
   src=$(cat "$WORK/pack/source_dir")
   if [ ! -e "$src" ]; then mkdir -p "$(dirname "$src")" && ln -s "$PWD" "$src"; fi
-  local b="$src/$(cat "$WORK/pack/build_dir")"
+  local b
+  b="$src/$(cat "$WORK/pack/build_dir")"
   mkdir -p "$b/harness" "$b/tests/trainer"
   cp "$WORK/pack/dfpo" "$b/harness/dfpo" && cp "$WORK/pack/trainer_test_ops_cuda" "$b/tests/trainer/"
   {

@@ -50,7 +50,6 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gpt2_torch import GPT2, SHAPES  # noqa: E402
