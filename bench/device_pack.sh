@@ -7,7 +7,7 @@
 #   dfpo, trainer_test_ops_cuda  the two binaries the check runs
 #   lib/                         every shared library they load except the C
 #                                and C++ runtimes (ldd), about 97 MB
-#                                unpacked, 23 MB packed (2026-12-03)
+#                                unpacked, 24.8 MB packed (2026-12-03)
 #   source_dir, build_dir        where they were built: the tests' compiled-in
 #                                paths, which device_check.sh links to the
 #                                checkout there
