@@ -12,17 +12,28 @@ the machine's threads. The rows are sorted by length before batching, as
 dfpo sorts them, so that both score the same number of padded tokens.
 
 usage:
-  bert_peer.py make DIR TEXTS [--seed S]
+  bert_peer.py make DIR TEXTS [--seed S] [--layers L --width C --heads H --ffn F]
       a distilbert-base-shaped folder (6 layers, 768 wide, 12 heads, 3,072
       feed-forward, 512 positions, 30,522 WordPiece tokens: the specials, the
       printable ASCII characters alone and as ##continuations, then the most
       frequent words of TEXTS after BERT's basic tokenizer), random float32
-      weights
-  bert_peer.py score DIR TEXTS OUT [--batch N] [--threads N]
+      weights; the four options give another shape (the dry run's small one)
+  bert_peer.py score DIR TEXTS OUT [--batch N] [--threads N] [--device D]
+                     [--json] [--transformers]
       tokenizes TEXTS (one text per line; the tokenizer peer of
       bert_reference.py, timed apart), scores them, writes the label
       probabilities one line per text (tab-separated, as dfpo prints them)
-      and prints the times on stderr
+      and prints the times on stderr (with --json also as one JSON line on
+      stdout). --device cuda runs the forward on the GPU (timed between
+      synchronisations; the weights moved there before the clock starts).
+      --transformers runs Hugging Face's DistilBertForSequenceClassification
+      (from_pretrained DIR, eval, fp32) on the same ids instead of the
+      forward written here; exit 2 when transformers is not installed.
+  bert_peer.py texts OUT --n N [--words W] [--seed S]
+      N synthetic texts of W words (default 84, the length bench/bert_judge.sh
+      cuts IMDB reviews to), drawn Zipf-like (rank r with weight 1/r) from
+      5,000 made-up lower-case words of 2 to 9 letters: for machines without
+      the IMDB data (bench/device_check.sh)
 """
 import argparse
 import collections
@@ -59,8 +70,8 @@ def cmd_make(a):
         if w not in seen:
             seen.add(w)
             toks.append(w)
-    spec = {"dir": a.dir, "family": "distilbert", "layers": 6, "width": 768, "heads": 12,
-            "ffn": 3072, "max_pos": 512, "labels": ["NEGATIVE", "POSITIVE"], "seed": a.seed,
+    spec = {"dir": a.dir, "family": "distilbert", "layers": a.layers, "width": a.width,
+            "heads": a.heads, "ffn": a.ffn, "max_pos": 512, "labels": ["NEGATIVE", "POSITIVE"], "seed": a.seed,
             "words": toks, "emb_sd": 0.02}
     ref.make_folder(spec)
     print(f"{a.dir}: {len(ref.SPECIALS_WP) + len(toks)} tokens", file=sys.stderr)
@@ -111,8 +122,35 @@ def forward_batch(cfg, sd, ids, mask):
     return torch.softmax(logits, -1)
 
 
+def cmd_texts(a):
+    import random
+    rng = random.Random(a.seed)
+    letters = "etaoinshrdlcumwfgypbvkjxqz"
+    words = set()
+    while len(words) < 5000:
+        n = rng.randint(2, 9)
+        words.add("".join(rng.choice(letters[:12] if i % 2 else letters) for i in range(n)))
+    words = sorted(words)
+    rng.shuffle(words)
+    weights = [1.0 / (r + 1) for r in range(len(words))]
+    with open(a.out, "w") as f:
+        for _ in range(a.n):
+            f.write(" ".join(rng.choices(words, weights, k=a.words)) + "\n")
+
+
+def hf_model(a, dev):
+    try:
+        from transformers import AutoModelForSequenceClassification
+    except ImportError as e:
+        sys.stderr.write("bert_peer.py: transformers is not installed: %s\n" % e)
+        sys.exit(2)
+    return AutoModelForSequenceClassification.from_pretrained(a.dir).to(dev).eval()
+
+
 def cmd_score(a):
     torch.set_num_threads(a.threads or os.cpu_count())
+    dev = torch.device(a.device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     t0 = time.perf_counter()
     with open(os.path.join(a.dir, "config.json")) as f:
         cfg = json.load(f)
@@ -123,6 +161,9 @@ def cmd_score(a):
     sd, _ = read_safetensors(os.path.join(a.dir, "model.safetensors"))
     # read_safetensors strips a leading "transformer." (GPT-2's prefix):
     # DistilBERT's names keep theirs, "distilbert.transformer.layer..."
+    sd = {k: v.to(dev) for k, v in sd.items()}
+    model = hf_model(a, dev) if a.transformers else None
+    sync()
     t1 = time.perf_counter()
     with open(a.texts, encoding="utf-8") as f:
         texts = [line.rstrip("\n") for line in f]
@@ -141,9 +182,15 @@ def cmd_score(a):
                 ids[r, :len(rows[i])] = torch.tensor(rows[i])
                 mask[r, :len(rows[i])] = 1
                 ntok += len(rows[i])
-            p = forward_batch(cfg, sd, ids, mask)
+            ids, mask = ids.to(dev), mask.to(dev)
+            if model is not None:
+                p = torch.softmax(model(input_ids=ids, attention_mask=mask).logits.float(), -1)
+            else:
+                p = forward_batch(cfg, sd, ids, mask)
+            p = p.cpu()
             for r, i in enumerate(idx):
                 probs[i] = p[r].tolist()
+    sync()
     t3 = time.perf_counter()
     with open(a.out, "w") as f:
         for p in probs:
@@ -151,6 +198,16 @@ def cmd_score(a):
     print(f"peer: {len(rows)} texts, {ntok} tokens; load {t1 - t0:.2f} s, tokenize {t2 - t1:.2f} s, "
           f"forward {t3 - t2:.2f} s ({ntok / (t3 - t2):.0f} tokens/s), threads {torch.get_num_threads()}",
           file=sys.stderr)
+    if a.json:
+        n_params = sum(v.numel() for k, v in sd.items() if "position_ids" not in k)
+        # the matrices of the products (the model FLOPs' N), not the lookups
+        n_mat = sum(v.numel() for k, v in sd.items() if v.dim() == 2 and "embeddings" not in k)
+        print(json.dumps({"peer": "transformers" if a.transformers else "pytorch",
+                          "torch": torch.__version__, "device": str(dev), "texts": len(rows),
+                          "tokens": ntok, "params": n_params, "matmul_params": n_mat,
+                          "layers": cfg["n_layers"], "width": cfg["dim"], "batch": a.batch,
+                          "load_s": t1 - t0, "tokenize_s": t2 - t1, "forward_s": t3 - t2,
+                          "wall_s": t3 - t0}))
 
 
 def main():
@@ -160,14 +217,26 @@ def main():
     m.add_argument("dir")
     m.add_argument("texts")
     m.add_argument("--seed", type=int, default=1)
+    m.add_argument("--layers", type=int, default=6)
+    m.add_argument("--width", type=int, default=768)
+    m.add_argument("--heads", type=int, default=12)
+    m.add_argument("--ffn", type=int, default=3072)
     s = sub.add_parser("score")
     s.add_argument("dir")
     s.add_argument("texts")
     s.add_argument("out")
     s.add_argument("--batch", type=int, default=32)
     s.add_argument("--threads", type=int, default=0)
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--transformers", action="store_true")
+    t = sub.add_parser("texts")
+    t.add_argument("out")
+    t.add_argument("--n", type=int, required=True)
+    t.add_argument("--words", type=int, default=84)
+    t.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
-    {"make": cmd_make, "score": cmd_score}[a.cmd](a)
+    {"make": cmd_make, "score": cmd_score, "texts": cmd_texts}[a.cmd](a)
 
 
 if __name__ == "__main__":

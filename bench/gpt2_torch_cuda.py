@@ -1,21 +1,25 @@
 #!/usr/bin/python3
-"""The GPU peers of `dfpo bench --device cuda` (run by bench/cuda_check.sh).
+"""The GPU peers of `dfpo bench --device cuda` (run by bench/device_check.sh).
 
     gpt2_torch_cuda.py train --shape gpt2-124M --batch 4 --seq 64 [--steps 3]
-                             [--tf32] [--device cuda]
+                             [--tf32 | --bf16] [--device cuda]
         PyTorch eager, the model of bench/gpt2_torch.py
         (scaled_dot_product_attention when the torch has it): a training step (forward, cross-entropy, backward,
         AdamW) on random weights and tokens, the best of --steps after one
         warm-up step, timed between torch.cuda.synchronize() calls.
 
     gpt2_torch_cuda.py generate --shape gpt2-124M --prompts 16 --prompt-len 64
-                                --new 48 [--tf32] [--device cuda]
+                                --new 48 [--tf32 | --bf16] [--device cuda]
         Hugging Face transformers' GPT2LMHeadModel.generate (KV cache,
         top-k 50, temperature 1, exactly --new tokens), the better of two runs.
 
 Prints one JSON line like dfpo bench. fp32 unless --tf32 (which sets
-torch.backends.cuda.matmul.allow_tf32 and cudnn.allow_tf32). --device cpu
-runs the same code on the CPU (to check the script without a GPU).
+torch.backends.cuda.matmul.allow_tf32 and cudnn.allow_tf32) or --bf16
+(torch.autocast to bfloat16 around the forward: fp32 weights and AdamW,
+bf16 products, PyTorch's usual mixed precision; dfpo's --bf16 rounds only
+the matrix products' inputs, so the peer does somewhat less fp32 work).
+--device cpu runs the same code on the CPU (to check the script without a
+GPU; --bf16 is then CPU autocast where the torch has it).
 """
 import argparse
 import json
@@ -45,16 +49,22 @@ def main():
     ap.add_argument("--prompt-len", type=int, default=64)
     ap.add_argument("--new", type=int, default=48)
     ap.add_argument("--tf32", action="store_true")
+    ap.add_argument("--bf16", action="store_true")
     ap.add_argument("--device", default="cuda")
     a = ap.parse_args()
     dev = torch.device(a.device)
+    if a.bf16:
+        amp = lambda: torch.autocast(device_type=dev.type, dtype=torch.bfloat16)  # noqa: E731
+    else:
+        import contextlib
+        amp = contextlib.nullcontext
     if dev.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = a.tf32
         torch.backends.cudnn.allow_tf32 = a.tf32
     torch.manual_seed(0)
     L, NH, C = SHAPES[a.shape]
     res = {"peer": "pytorch" if a.what == "train" else "transformers", "torch": torch.__version__,
-           "shape": a.shape, "device": str(dev), "tf32": a.tf32}
+           "shape": a.shape, "device": str(dev), "tf32": a.tf32, "bf16": a.bf16}
     if dev.type == "cuda":
         res["gpu"] = torch.cuda.get_device_name(0)
     if a.what == "train":
@@ -66,8 +76,10 @@ def main():
             sync(dev)
             t0 = time.perf_counter()
             opt.zero_grad(set_to_none=True)
-            logits, _ = model(tok[:, :-1])
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tok[:, 1:].reshape(-1))
+            with amp():
+                logits, _ = model(tok[:, :-1])
+                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
+                                       tok[:, 1:].reshape(-1))
             loss.backward()
             opt.step()
             sync(dev)
@@ -84,7 +96,7 @@ def main():
         model = GPT2LMHeadModel(cfg).to(dev).eval()
         tok = torch.randint(0, 50257, (a.prompts, a.prompt_len), device=dev)
         times = []
-        with torch.no_grad():
+        with torch.no_grad(), amp():
             for _ in range(2):
                 sync(dev)
                 t0 = time.perf_counter()
