@@ -359,15 +359,26 @@ static int read_split(const char *const *files, int n, tok_tokenizer *tok, int v
   return rc;
 }
 
-/* Trains as o says; conf_json (may be NULL) is written to DIR/config.json. */
+static int pt_run_locked(const pt_opts *o, const char *conf_json, dfpo_err *err);
+
+/* Trains as o says; conf_json (may be NULL) is written to DIR/config.json.
+ * DIR is locked throughout: a second process on it stops (DFPO_ELOCKED). */
 static int pt_run(const pt_opts *o, const char *conf_json, dfpo_err *err) {
+  dfpo_lock l = {0};
+  int rc = dfpo_mkdirs(o->out, err);
+  if (!rc && !(rc = dfpo_lock_take(&l, o->out, err)))
+    rc = pt_run_locked(o, conf_json, err);
+  dfpo_lock_release(&l);
+  return rc;
+}
+
+static int pt_run_locked(const pt_opts *o, const char *conf_json, dfpo_err *err) {
   const char *out = o->out;
   char ckpt_path[4096], log_path[4096], conf_path[4096];
   int rc;
   if ((rc = dfpo_path_fmt(ckpt_path, sizeof ckpt_path, err, "%s/checkpoint.bin", out)) ||
       (rc = dfpo_path_fmt(log_path, sizeof log_path, err, "%s/train.jsonl", out)) ||
-      (rc = dfpo_path_fmt(conf_path, sizeof conf_path, err, "%s/config.json", out)) ||
-      (rc = dfpo_mkdirs(out, err)))
+      (rc = dfpo_path_fmt(conf_path, sizeof conf_path, err, "%s/config.json", out)))
     return rc;
   tok_tokenizer *tok = NULL;
   if (o->tokdir && (rc = tok_load(&tok, o->tokdir, err)))
