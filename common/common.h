@@ -209,6 +209,11 @@ typedef struct dfpo_lock {
  * naming path, the holder (pid, host, start time, command) and the lock
  * file; other failures (an unwritable folder) are DFPO_ERUNTIME. */
 int dfpo_lock_take(dfpo_lock *l, const char *path, dfpo_err *err);
+/* DFPO_ELOCKED, with dfpo_lock_take's message, when another process holds
+ * the lock of path now; DFPO_OK otherwise. Creates nothing: a command
+ * that must not make folders before its inputs are checked asks this
+ * early and takes the lock later. */
+int dfpo_lock_check(const char *path, dfpo_err *err);
 /* Lets go of a lock taken by dfpo_lock_take (nothing when it is not held). */
 void dfpo_lock_release(dfpo_lock *l);
 /* When another process holds the lock of path: 0 and its holder as one

@@ -101,6 +101,28 @@ static int lock_fail(const char *path, const char *file, int fd, dfpo_err *err) 
                       path, who, file);
 }
 
+int dfpo_lock_check(const char *path, dfpo_err *err) {
+  char file[4200];
+  int rc = dfpo_path_fmt(file, sizeof file, err, "%s.lock", path);
+  if (rc)
+    return rc;
+  int fd = open(file, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return DFPO_OK; /* nobody has taken it */
+  struct stat st;
+  if (fstat(fd, &st) == 0)
+    for (int i = 0; i < n_held; i++)
+      if (held[i].count > 0 && held[i].pid == getpid() && held[i].dev == st.st_dev &&
+          held[i].ino == st.st_ino) {
+        close(fd);
+        return DFPO_OK; /* this process's own */
+      }
+  if (flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK)
+    return lock_fail(path, file, fd, err);
+  close(fd);
+  return DFPO_OK;
+}
+
 int dfpo_lock_take(dfpo_lock *l, const char *path, dfpo_err *err) {
   memset(l, 0, sizeof *l);
   char file[4200];

@@ -99,22 +99,20 @@ static int setup(trn_run *r, dfpo_err *err) {
     return dfpo_err_set(err, DFPO_EUSAGE,
                         "train: needs a base model (--model) and a tokenizer "
                         "(--tokenizer, or a model folder with tokenizer files)");
-  /* the run folder first, locked before anything is read or written in
-   * it: a second process on the same folder stops here (DFPO_ELOCKED) and
-   * leaves the first one's files alone. The paths under it add at most
+  /* the task and its judges first: a bad judge setting stops the run
+   * before a model is fetched or loaded */
+  if ((rc = task_open(s->task_name, &r->conf, &r->tk, err)))
+    return rc;
+  /* the run folder next: another process on it stops this one here
+   * (DFPO_ELOCKED), before any model is loaded; the lock itself is taken
+   * below, before anything is written (a bad setting found on the way
+   * makes no folder). The paths under it add at most
    * "/checkpoint/resume/policy-<iteration>.ckpt" and so fit their buffers
    * of 4200 and more. */
   if ((rc = dfpo_path_fmt(r->dir, sizeof r->dir, err, "%s/%s/%s/%s/seed-%lld", s->out, s->suite,
                           s->task_name, s->algo_name, (long long)s->seed)))
     return dfpo_err_prefix(err, "train: run folder");
-  char parent[4200];
-  snprintf(parent, sizeof parent, "%s", r->dir);
-  *strrchr(parent, '/') = '\0';
-  if ((rc = dfpo_mkdirs(parent, err)) || (rc = dfpo_lock_take(&r->lock, r->dir, err)))
-    return rc;
-  /* the task and its judges next: a bad judge setting stops the run
-   * before a model is fetched or loaded */
-  if ((rc = task_open(s->task_name, &r->conf, &r->tk, err)))
+  if ((rc = dfpo_lock_check(r->dir, err)))
     return rc;
   /* hub names become cache folders before they are loaded */
   if ((rc = cli_model_path(s->model, r->model_path, sizeof r->model_path, err)))
@@ -155,6 +153,13 @@ static int setup(trn_run *r, dfpo_err *err) {
                         "exceed the model's context (%d)",
                         s->max_prompt, r->sampling.max_new, n_ctx);
   if ((rc = tokenize_prompts(r, err)))
+    return rc;
+  /* locked before anything is read or written in it: a second process on
+   * the same folder stops here and leaves the first one's files alone */
+  char parent[4200];
+  snprintf(parent, sizeof parent, "%s", r->dir);
+  *strrchr(parent, '/') = '\0';
+  if ((rc = dfpo_mkdirs(parent, err)) || (rc = dfpo_lock_take(&r->lock, r->dir, err)))
     return rc;
   char ck[4200];
   snprintf(ck, sizeof ck, "%s/checkpoint", r->dir);

@@ -79,6 +79,9 @@ Test(lock, a_second_process_is_refused_with_the_holder_named) {
   char who[1400];
   cr_expect_eq(dfpo_lock_holder(path, who, sizeof who), 0);
   cr_expect(strstr(who, want) != NULL, "%s", who);
+  dfpo_err_clear(&e);
+  cr_expect_eq(dfpo_lock_check(path, &e), DFPO_ELOCKED);
+  cr_expect(strstr(e.msg, want) != NULL, "%s", e.msg);
   /* once the holder lets go, the lock file is gone and the lock free */
   cr_assert_eq(write(go, "x", 1), 1);
   int st;
@@ -86,6 +89,8 @@ Test(lock, a_second_process_is_refused_with_the_holder_named) {
   cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
   cr_expect_neq(access(file, F_OK), 0, "the holder removed %s", file);
   cr_expect_eq(dfpo_lock_holder(path, who, sizeof who), -1);
+  cr_expect_eq(dfpo_lock_check(path, &e), DFPO_OK, "%s", e.msg);
+  cr_expect_neq(access(file, F_OK), 0, "a check creates nothing");
   cr_assert_eq(dfpo_lock_take(&l, path, &e), DFPO_OK, "%s", e.msg);
   dfpo_lock_release(&l);
   close(go);
