@@ -64,7 +64,10 @@ static const char judge_usage[] =
     "  --device D         score --model: cpu (default), cuda, or auto\n"
     "  --json             eval: print the scores as JSON; score --model: one\n"
     "                     JSON object per line\n"
-    "  -h, --help         show this help\n";
+    "  -h, --help         show this help\n"
+    "\n"
+    "train locks DIR (flock on DIR.lock) while it writes it: a second process\n"
+    "on it exits 5 at once, naming the holder (pid, host, start time, command).\n";
 
 /* A judge and the dataset it learns from: the judge of a task's registry
  * row (task_find_judge; harness/task.h). */

@@ -72,7 +72,10 @@ static const char pretrain_usage[] =
     "                      else the CPU with a warning that says why; cuda fails\n"
     "                      with the driver's reason when none is; the CUDA\n"
     "                      backend has not yet run on a real GPU (docs/cuda.md)\n"
-    "  -h, --help          show this help\n";
+    "  -h, --help          show this help\n"
+    "\n"
+    "DIR is locked (flock on DIR.lock) while the run lasts: a second process on\n"
+    "it exits 5 at once, naming the holder (pid, host, start time, command).\n";
 
 #define PT_MAX_FILES 64
 

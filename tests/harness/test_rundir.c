@@ -66,54 +66,49 @@ static void make_base(void) {
   task_free(&t);
 }
 
-/* `dfpo train` of a PPO cell into dir/runs (4 iterations, a resumable
- * checkpoint every 2); stop: --stop-after (NULL: none). Returns the exit
- * status; *err (optional) gets stderr. */
+/* The arguments of `dfpo train` for a PPO cell into dir/runs (4
+ * iterations, a resumable checkpoint every 2; stop: --stop-after, NULL for
+ * none), NULL-terminated, from argv[n] on; paths points at three buffers of
+ * 300 bytes that hold the model, tokenizer and output paths. */
+static void train_args(const char **argv, int n, char (*paths)[300], const char *stop) {
+  snprintf(paths[0], 300, "%s/base.ckpt", dir);
+  snprintf(paths[1], 300, "%s/tok", dir);
+  snprintf(paths[2], 300, "%s/runs", dir);
+  static const char *const fixed[] = {"--task",   "synthetic",
+                                      "--algo",   "ppo",
+                                      "--seed",   "3",
+                                      "--device", "cpu",
+                                      "--set",    "train.iterations=4",
+                                      "--set",    "train.eval_every=2",
+                                      "--set",    "train.batch_size=4",
+                                      "--set",    "train.minibatch=4",
+                                      "--set",    "train.epochs=1",
+                                      "--set",    "task.max_prompt_tokens=24",
+                                      "--set",    "generation.max_new_tokens=8",
+                                      "--set",    "generation.min_new_tokens=2",
+                                      "--set",    "task.synthetic.n_train=16",
+                                      "--set",    "task.synthetic.n_validation=4",
+                                      "--set",    "task.synthetic.n_test=4",
+                                      NULL};
+  argv[n++] = "train";
+  for (int i = 0; fixed[i]; i++)
+    argv[n++] = fixed[i];
+  const char *opt[] = {"--model", paths[0], "--tokenizer", paths[1], "--out", paths[2]};
+  for (int i = 0; i < 6; i++)
+    argv[n++] = opt[i];
+  if (stop) {
+    argv[n++] = "--stop-after";
+    argv[n++] = stop;
+  }
+  argv[n] = NULL;
+}
+
+/* `dfpo train` (train_args); returns the exit status, *err (optional)
+ * gets stderr. */
 static int train(const char *stop, char **err) {
-  char model[300], tok[300], out[300];
-  snprintf(model, sizeof model, "%s/base.ckpt", dir);
-  snprintf(tok, sizeof tok, "%s/tok", dir);
-  snprintf(out, sizeof out, "%s/runs", dir);
-  const char *args[] = {"train",
-                        "--task",
-                        "synthetic",
-                        "--algo",
-                        "ppo",
-                        "--seed",
-                        "3",
-                        "--out",
-                        out,
-                        "--model",
-                        model,
-                        "--tokenizer",
-                        tok,
-                        "--device",
-                        "cpu",
-                        "--set",
-                        "train.iterations=4",
-                        "--set",
-                        "train.eval_every=2",
-                        "--set",
-                        "train.batch_size=4",
-                        "--set",
-                        "train.minibatch=4",
-                        "--set",
-                        "train.epochs=1",
-                        "--set",
-                        "task.max_prompt_tokens=24",
-                        "--set",
-                        "generation.max_new_tokens=8",
-                        "--set",
-                        "generation.min_new_tokens=2",
-                        "--set",
-                        "task.synthetic.n_train=16",
-                        "--set",
-                        "task.synthetic.n_validation=4",
-                        "--set",
-                        "task.synthetic.n_test=4",
-                        stop ? "--stop-after" : NULL,
-                        stop,
-                        NULL};
+  const char *args[48];
+  char paths[3][300];
+  train_args(args, 0, paths, stop);
   return ts_dfpo_in(home, args, NULL, err);
 }
 
@@ -285,57 +280,15 @@ Test(rundir_train, a_log_that_cannot_be_written_stops_the_run) {
 Test(rundir_train, the_log_is_synced_before_state_json) {
   if (access("/usr/bin/strace", X_OK) != 0)
     cr_skip_test("strace is not installed");
-  char model[300], tok[300], out[300], trace[300], envhome[400];
-  snprintf(model, sizeof model, "%s/base.ckpt", dir);
-  snprintf(tok, sizeof tok, "%s/tok", dir);
-  snprintf(out, sizeof out, "%s/runs", dir);
+  char trace[300], envhome[400], paths[3][300];
   snprintf(trace, sizeof trace, "%s/trace.txt", dir);
   snprintf(envhome, sizeof envhome, "DFPO_HOME=%s", home);
-  char *argv[] = {"/usr/bin/strace",
-                  "-f",
-                  "-y",
-                  "-e",
-                  "trace=fsync,rename",
-                  "-o",
-                  trace,
-                  DFPO_BIN,
-                  "train",
-                  "--task",
-                  "synthetic",
-                  "--algo",
-                  "ppo",
-                  "--seed",
-                  "3",
-                  "--out",
-                  out,
-                  "--model",
-                  model,
-                  "--tokenizer",
-                  tok,
-                  "--device",
-                  "cpu",
-                  "--set",
-                  "train.iterations=4",
-                  "--set",
-                  "train.eval_every=2",
-                  "--set",
-                  "train.batch_size=4",
-                  "--set",
-                  "train.minibatch=4",
-                  "--set",
-                  "generation.max_new_tokens=8",
-                  "--set",
-                  "task.max_prompt_tokens=24",
-                  "--set",
-                  "task.synthetic.n_train=16",
-                  "--set",
-                  "task.synthetic.n_validation=4",
-                  "--set",
-                  "task.synthetic.n_test=4",
-                  NULL};
+  const char *argv[64] = {"/usr/bin/strace",    "-f", "-y",  "-e",
+                          "trace=fsync,rename", "-o", trace, DFPO_BIN};
+  train_args(argv, 8, paths, NULL);
   char *env[] = {envhome, "OMP_NUM_THREADS=1", NULL};
   ts_run r;
-  ts_run_cmd(&r, argv, NULL, env);
+  ts_run_cmd(&r, (char *const *)argv, NULL, env);
   if (r.status != 0 && strstr(r.err, "ptrace"))
     cr_skip_test("strace cannot trace here: %s", r.err);
   cr_assert_eq(r.status, 0, "%s", r.err);
@@ -448,15 +401,11 @@ ParameterizedTest(damage *d, rundir_report, report_and_check_refuse_a_malformed_
   if (is_log)
     hand_cell(root, 2, eval, d->text, d->len);
   else {
-    char *text = malloc(d->len + 1);
-    memcpy(text, d->text, d->len);
-    text[d->len] = '\0';
     hand_cell(root, 2, eval, good_log, sizeof good_log - 1);
     snprintf(f, sizeof f, "%s/synthetic/ppo/seed-2/eval.json", root);
     FILE *fp = fopen(f, "wb");
     fwrite(d->text, 1, d->len, fp);
     fclose(fp);
-    free(text);
     char c[400];
     snprintf(c, sizeof c, "%s/synthetic/ppo/seed-2", root);
     dfpo_err e;
