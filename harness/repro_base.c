@@ -74,9 +74,14 @@ static void key_hex(const char *text, char hex[65]) {
   hex[16] = '\0';
 }
 
-/* The lock of a cache entry being built (its folder's parent, bases/ or
- * judges/, made first). */
-static int cache_lock(dfpo_lock *l, const char *dir, dfpo_err *err) {
+/* The lock of a cache entry about to be built (its folder's parent,
+ * bases/ or judges/, made first); none when its stamp is there: an entry
+ * is whole once its stamp is written (last), so reading one needs no lock
+ * and processes that only reuse it (Slurm array tasks) never contend. The
+ * caller checks the stamp again under the lock. */
+static int cache_lock(dfpo_lock *l, const char *dir, const char *stamp, dfpo_err *err) {
+  if (repro_exists(stamp))
+    return DFPO_OK;
   char parent[1600];
   suite_fmt(parent, sizeof parent, "%s", dir);
   char *slash = strrchr(parent, '/');
@@ -270,7 +275,7 @@ int repro_base_synthetic(const task_def *d, task_base *b, dfpo_err *err) {
   suite_fmt(stamp, sizeof stamp, "%s/base.json", dir);
   /* one process builds a cache entry; another stops (DFPO_ELOCKED) */
   dfpo_lock lk = {0};
-  if ((rc = cache_lock(&lk, dir, err))) {
+  if ((rc = cache_lock(&lk, dir, stamp, err))) {
     free(key);
     return rc;
   }
@@ -567,7 +572,7 @@ static int text_tokenizer(const task_def *d, task_base *b, const char *cache, co
   char stamp[1600], corpus[1600], tokdone[1600], train_ids[1600], val_ids[1600];
   suite_fmt(stamp, sizeof stamp, "%s/tok.json", dir);
   dfpo_lock lk = {0};
-  int rc = cache_lock(&lk, dir, err);
+  int rc = cache_lock(&lk, dir, stamp, err);
   if (rc || repro_exists(stamp)) {
     if (!rc)
       dfpo_info("reproduce: %s tokenizer: reusing %s", d->name, dir);
@@ -674,7 +679,7 @@ static int text_judge(const task_def *d, task_base *b, const char *cache, const 
   suite_fmt(b->judge, sizeof b->judge, "%s/judges/%s-%s", cache, jn, hex);
   suite_fmt(card, sizeof card, "%s/card.json", b->judge);
   dfpo_lock lk = {0};
-  if ((rc = cache_lock(&lk, b->judge, err)))
+  if ((rc = cache_lock(&lk, b->judge, card, err)))
     return rc;
   if (repro_exists(card)) { /* written last */
     dfpo_info("reproduce: %s judge: reusing %s", d->name, b->judge);
@@ -750,7 +755,7 @@ int repro_base_text(const task_def *d, task_base *b, dfpo_err *err) {
   suite_fmt(b->model, sizeof b->model, "%s/base.ckpt", dir);
   suite_fmt(stamp, sizeof stamp, "%s/base.json", dir);
   dfpo_lock lk = {0};
-  if ((rc = cache_lock(&lk, dir, err))) {
+  if ((rc = cache_lock(&lk, dir, stamp, err))) {
     /* nothing to release */
   } else if (repro_exists(stamp)) {
     dfpo_info("reproduce: %s: reusing %s", what, dir);

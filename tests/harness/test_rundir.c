@@ -568,12 +568,20 @@ Test(rundir_repro, cells_that_are_not_whole_run_again_and_cache_entries_are_lock
    * a new folder stops at it and leaves its pretraining log alone */
   char entry[500], log[700];
   base_entry(entry, sizeof entry);
+  dfpo_lock l = {0};
+  dfpo_err e;
+  /* a built entry is reused without its lock: processes that only read it
+   * (Slurm array tasks) never stop each other */
+  cr_assert_eq(dfpo_lock_take(&l, entry, &e), 0, "%s", e.msg);
+  snprintf(out, sizeof out, "%s/out-reuse", dir);
+  st = reproduce(out, "--prepare-only", &err);
+  dfpo_lock_release(&l);
+  cr_expect_eq(st, 0, "exit %d: %s", st, err);
+  free(err);
   snprintf(f, sizeof f, "%s/base.json", entry);
   cr_assert_eq(unlink(f), 0, "as if not yet built");
   snprintf(log, sizeof log, "%s/pretrain/train.jsonl", entry);
   char *before = ts_slurp(log);
-  dfpo_lock l = {0};
-  dfpo_err e;
   cr_assert_eq(dfpo_lock_take(&l, entry, &e), 0, "%s", e.msg);
   snprintf(out, sizeof out, "%s/out2", dir);
   st = reproduce(out, "--prepare-only", &err);
