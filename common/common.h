@@ -27,7 +27,9 @@ enum {
   DFPO_EUSAGE = 1,   /* bad command line, bad config key or value */
   DFPO_EDATA = 2,    /* bad or unverifiable input data, parse errors */
   DFPO_ERUNTIME = 3, /* I/O, memory, device or other runtime failure */
-  DFPO_EINTR = 130   /* interrupted by a signal */
+  /* 4 is `dfpo check`'s "a metric moved beyond seed noise" */
+  DFPO_ELOCKED = 5, /* another process holds the lock of a folder this one would write */
+  DFPO_EINTR = 130  /* interrupted by a signal */
 };
 
 #define DFPO_ERR_MSG_MAX 1024
@@ -185,6 +187,40 @@ void dfpo_atomic_set_fail_before_rename(int on);
 int dfpo_read_file(const char *path, char **data, size_t *len, dfpo_err *err);
 /* mkdir -p with mode 0777 & ~umask; existing folders are fine. */
 int dfpo_mkdirs(const char *path, dfpo_err *err);
+
+/* ----------------------------------------------------------------- locks */
+
+/* An exclusive, non-blocking advisory lock (flock) on a folder that one
+ * process writes at a time (a run folder, a suite folder, a cache entry
+ * being built). The lock file is "<path>.lock" beside the folder, so that
+ * the folder itself may be created, replaced or renamed under the lock; it
+ * holds "pid N\nhost H\nstarted ISO-TIME\ncommand ARGS\n" of the holder,
+ * who removes it as it lets go. The kernel drops the lock when the holder
+ * dies, so a killed process never leaves a stale lock. The lock file's
+ * descriptor is close-on-exec: child processes do not inherit it.
+ *
+ * Taking a lock this process already holds counts (released as often as
+ * taken), so nested steps may each lock what they write. */
+typedef struct dfpo_lock {
+  int slot; /* internal: 1 + the process's table entry; 0 (as zeroed) when not held */
+} dfpo_lock;
+
+/* Takes the lock of path, or fails at once with DFPO_ELOCKED and a message
+ * naming path, the holder (pid, host, start time, command) and the lock
+ * file; other failures (an unwritable folder) are DFPO_ERUNTIME. */
+int dfpo_lock_take(dfpo_lock *l, const char *path, dfpo_err *err);
+/* DFPO_ELOCKED, with dfpo_lock_take's message, when another process holds
+ * the lock of path now; DFPO_OK otherwise. Creates nothing: a command
+ * that must not make folders before its inputs are checked asks this
+ * early and takes the lock later. */
+int dfpo_lock_check(const char *path, dfpo_err *err);
+/* Lets go of a lock taken by dfpo_lock_take (nothing when it is not held). */
+void dfpo_lock_release(dfpo_lock *l);
+/* When another process holds the lock of path: 0 and its holder as one
+ * phrase into buf; -1 when nobody does. */
+int dfpo_lock_holder(const char *path, char *buf, size_t n);
+/* The current UTC time as ISO 8601 ("2026-11-22T19:30:00Z"). */
+void dfpo_utc_now(char buf[32]);
 
 /* ----------------------------------------------------------------- cache */
 

@@ -173,6 +173,18 @@ void ds_sha256_buf(const void *data, size_t len, char hex[65]);
  * the number of files listed (optional). */
 int ds_content_digest(const char *dir, const ds_member *members, size_t n_members, char hex[65],
                       size_t *files, dfpo_err *err);
+/* One regular file of a tree with its size and SHA-256 (ds_hash_tree). */
+typedef struct ds_file_hash {
+  char *path; /* relative to the tree's root (heap) */
+  uint64_t size;
+  char sha256[65];
+} ds_file_hash;
+/* Every regular file under dir (links are not followed, none is listed),
+ * sorted bytewise by relative path, with its size and SHA-256; skip
+ * (optional) names a relative path left out. *files is a heap array of *n
+ * (free with ds_hash_tree_free). */
+int ds_hash_tree(const char *dir, const char *skip, ds_file_hash **files, size_t *n, dfpo_err *err);
+void ds_hash_tree_free(ds_file_hash *files, size_t n);
 /* ----------------------------------------------------------------- stamp */
 /* How an import was verified (the stamp's "verified_by"). */
 typedef enum {

@@ -1,4 +1,4 @@
-#include "datasets/datasets.h"
+#include "datasets/ds_internal.h"
 
 #include <string.h>
 
@@ -20,6 +20,14 @@ int ds_dataset_dir(const char *name, const char *version, char *buf, size_t n, d
   if (w < 0 || (size_t)w >= n)
     return dfpo_err_set(err, DFPO_EUSAGE, "dataset folder path too long under %s", root);
   return DFPO_OK;
+}
+
+int ds_dataset_lock(const ds_entry *e, dfpo_lock *l, dfpo_err *err) {
+  char dir[4096];
+  int rc = ds_dataset_dir(e->name, e->version, dir, sizeof dir, err);
+  if (!rc)
+    rc = dfpo_mkdirs(dir, err);
+  return rc ? rc : dfpo_lock_take(l, dir, err);
 }
 
 int ds_asset_dir(const char *folder, char *buf, size_t n, dfpo_err *err) {

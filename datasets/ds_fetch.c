@@ -394,7 +394,7 @@ int ds_download(const char *const *urls, size_t n_urls, const char *dest, uint64
   return ds_download_checked(urls, n_urls, dest, &want, NULL, o, used, n_used, err);
 }
 
-int ds_fetch(const ds_entry *e, const ds_fetch_opts *o, ds_stamp *out, dfpo_err *err) {
+static int fetch_locked(const ds_entry *e, const ds_fetch_opts *o, ds_stamp *out, dfpo_err *err) {
   char dir[DS_PATH_MAX], dest[DS_PATH_MAX];
   int rc;
   if (!e->pinned)
@@ -443,5 +443,14 @@ int ds_fetch(const ds_entry *e, const ds_fetch_opts *o, ds_stamp *out, dfpo_err 
     if (out)
       *out = s;
   }
+  return rc;
+}
+
+int ds_fetch(const ds_entry *e, const ds_fetch_opts *o, ds_stamp *out, dfpo_err *err) {
+  dfpo_lock l = {0};
+  int rc = e->pinned ? ds_dataset_lock(e, &l, err) : DFPO_OK;
+  if (!rc)
+    rc = fetch_locked(e, o, out, err);
+  dfpo_lock_release(&l);
   return rc;
 }

@@ -558,8 +558,8 @@ static int install(const char *part_dir, const char *final, dfpo_err *err) {
 /* Downloads m's files (known hashes: a lock; or the hub's) into
  * <repo>/<commit>.partial, expands an index into its shards, writes the
  * record, and installs the folder. */
-static int download_model(ds_hub_model *m, const ds_hub_model *all, const char *index,
-                          const char *by, const ds_fetch_opts *o, dfpo_err *err) {
+static int download_locked(ds_hub_model *m, const ds_hub_model *all, const char *index,
+                           const char *by, const ds_fetch_opts *o, dfpo_err *err) {
   char repo[DS_PATH_MAX], part_dir[DS_PATH_MAX], final[DS_PATH_MAX], path[DS_PATH_MAX];
   int rc;
   if ((rc = repo_dir(&m->ref, repo, sizeof repo, err)) ||
@@ -592,6 +592,23 @@ static int download_model(ds_hub_model *m, const ds_hub_model *all, const char *
   }
   cJSON_Delete(rec);
   return dfpo_path_fmt(m->dir, sizeof m->dir, err, "%s", final);
+}
+
+/* download_locked under the lock of <repo>/<commit>: one process fetches
+ * a commit at a time, another stops (DFPO_ELOCKED) and leaves its partial
+ * folder alone. */
+static int download_model(ds_hub_model *m, const ds_hub_model *all, const char *index,
+                          const char *by, const ds_fetch_opts *o, dfpo_err *err) {
+  char repo[DS_PATH_MAX], final[DS_PATH_MAX];
+  dfpo_lock l = {0};
+  int rc;
+  if ((rc = repo_dir(&m->ref, repo, sizeof repo, err)) ||
+      (rc = dfpo_path_fmt(final, sizeof final, err, "%s/%s", repo, m->commit)) ||
+      (rc = dfpo_mkdirs(repo, err)) || (rc = dfpo_lock_take(&l, final, err)))
+    return rc;
+  rc = download_locked(m, all, index, by, o, err);
+  dfpo_lock_release(&l);
+  return rc;
 }
 
 static void opts_with_token(const ds_fetch_opts *in, ds_fetch_opts *out) {

@@ -261,8 +261,23 @@ int ds_import(const ds_entry *e, const char *path, int allow_unverified, ds_stam
   return ds_import_trusted(e, path, allow_unverified, NULL, NULL, out, err);
 }
 
+static int import_locked(const ds_entry *e, const char *path, int allow_unverified,
+                         const char *known_sha256, const char *source, ds_stamp *out,
+                         dfpo_err *err);
+
 int ds_import_trusted(const ds_entry *e, const char *path, int allow_unverified,
                       const char *known_sha256, const char *source, ds_stamp *out, dfpo_err *err) {
+  dfpo_lock l = {0};
+  int rc = ds_dataset_lock(e, &l, err);
+  if (!rc)
+    rc = import_locked(e, path, allow_unverified, known_sha256, source, out, err);
+  dfpo_lock_release(&l);
+  return rc;
+}
+
+static int import_locked(const ds_entry *e, const char *path, int allow_unverified,
+                         const char *known_sha256, const char *source, ds_stamp *out,
+                         dfpo_err *err) {
   ds_stamp s;
   memset(&s, 0, sizeof s);
   char dir[DS_PATH_MAX], tmp[DS_PATH_MAX], raw[DS_PATH_MAX], old[DS_PATH_MAX];

@@ -30,6 +30,9 @@ int ds_join(char *buf, size_t n, const char *a, const char *b, dfpo_err *err);
 typedef int (*ds_walk_fn)(void *ctx, const char *rel, const char *full, const struct stat *st,
                           dfpo_err *err);
 int ds_walk_files(const char *root, int file_links, ds_walk_fn visit, void *ctx, dfpo_err *err);
+/* Takes the lock of e's cache folder (datasets/<name>/<version>, made
+ * first): one process fetches, imports or prepares a dataset at a time. */
+int ds_dataset_lock(const ds_entry *e, dfpo_lock *l, dfpo_err *err);
 /* 1 when s is 64 lowercase hex characters. */
 int ds_is_hex64(const char *s);
 /* The current UTC time as ISO 8601 ("2026-11-22T19:30:00Z"). */

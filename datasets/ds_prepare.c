@@ -587,10 +587,21 @@ static int splits_dir(const ds_entry *e, char *buf, size_t n, dfpo_err *err) {
   return rc ? rc : ds_join(buf, n, dir, "splits", err);
 }
 
+static int prepare_locked(const ds_entry *e, uint64_t seed, ds_prepared *out, dfpo_err *err);
+
 int ds_prepare(const ds_entry *e, uint64_t seed, ds_prepared *out, dfpo_err *err) {
   memset(out, 0, sizeof *out);
   if (!strcmp(e->importer, "none"))
     return dfpo_err_set(err, DFPO_EUSAGE, "%s is an asset: there is nothing to prepare", e->name);
+  dfpo_lock l = {0};
+  int rc = ds_dataset_lock(e, &l, err);
+  if (!rc)
+    rc = prepare_locked(e, seed, out, err);
+  dfpo_lock_release(&l);
+  return rc;
+}
+
+static int prepare_locked(const ds_entry *e, uint64_t seed, ds_prepared *out, dfpo_err *err) {
   ds_stamp s;
   int rc = ds_stamp_read(e, &s, err);
   if (rc)

@@ -158,6 +158,56 @@ int ds_content_digest(const char *dir, const ds_member *members, size_t n_member
   return rc;
 }
 
+typedef struct tree_walk {
+  const char *skip;
+  ds_file_hash *f;
+  size_t n, cap;
+} tree_walk;
+
+static int tree_visit(void *ctx, const char *rel, const char *full, const struct stat *st,
+                      dfpo_err *err) {
+  tree_walk *w = ctx;
+  if (w->skip && !strcmp(rel, w->skip))
+    return DFPO_OK;
+  int rc = dfpo_grow(&w->f, &w->cap, w->n + 1, sizeof *w->f, 16, DFPO_NOCAP, err);
+  if (rc)
+    return dfpo_err_prefix(err, "listing %s", full);
+  ds_file_hash *h = &w->f[w->n];
+  if (!(h->path = ds_strdup(rel)))
+    return dfpo_err_set(err, DFPO_ERUNTIME, "listing %s: out of memory", full);
+  w->n++;
+  h->size = (uint64_t)st->st_size;
+  return ds_sha256_file(full, h->sha256, err);
+}
+
+static int by_path(const void *a, const void *b) {
+  return strcmp(((const ds_file_hash *)a)->path, ((const ds_file_hash *)b)->path);
+}
+
+int ds_hash_tree(const char *dir, const char *skip, ds_file_hash **files, size_t *n,
+                 dfpo_err *err) {
+  tree_walk w = {skip, NULL, 0, 0};
+  int rc = ds_walk_files(dir, 0, tree_visit, &w, err);
+  if (rc) {
+    ds_hash_tree_free(w.f, w.n);
+    *files = NULL;
+    *n = 0;
+    return rc;
+  }
+  /* strcmp compares as unsigned char: the bytewise order of LC_ALL=C sort */
+  if (w.n)
+    qsort(w.f, w.n, sizeof *w.f, by_path);
+  *files = w.f;
+  *n = w.n;
+  return DFPO_OK;
+}
+
+void ds_hash_tree_free(ds_file_hash *files, size_t n) {
+  for (size_t i = 0; files && i < n; i++)
+    free(files[i].path);
+  free(files);
+}
+
 int ds_hash_file(const char *path, int git_sha1, ds_got *out, dfpo_err *err) {
   FILE *fp = fopen(path, "rb");
   if (!fp)

@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 void ds_sfmt(char *buf, size_t n, const char *fmt, ...) {
@@ -99,10 +98,7 @@ int ds_is_hex64(const char *s) {
 }
 
 void ds_utc_now(char buf[32]) {
-  time_t t = time(NULL);
-  struct tm tm;
-  gmtime_r(&t, &tm);
-  strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  dfpo_utc_now(buf);
 }
 
 int ds_writer_open(ds_writer *w, const char *path, dfpo_err *err) {

@@ -29,8 +29,13 @@ static const char datasets_usage[] =
     "  --json           list: print a JSON array\n"
     "  -h, --help       show this help\n"
     "\n"
+    "A dataset is locked (flock on <cache>/datasets/NAME/VERSION.lock) while it\n"
+    "is imported or prepared: a second process on it exits 5 at once, naming\n"
+    "the holder (pid, host, start time, command).\n"
+    "\n"
     "Exit status: 0 ok, 1 usage error, 2 data not verified, missing or damaged,\n"
-    "3 runtime failure. docs/datasets.md describes the formats.\n";
+    "3 runtime failure, 5 the dataset is locked by another process.\n"
+    "docs/datasets.md describes the formats.\n";
 
 static void human_size(uint64_t b, char *buf, size_t n) {
   static const char *const unit[] = {"B", "KB", "MB", "GB"};

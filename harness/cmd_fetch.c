@@ -58,7 +58,12 @@ static const char fetch_usage[] =
     "retry, default 1000); for the hub: HF_ENDPOINT (default\n"
     "https://huggingface.co), HF_TOKEN (sent as a bearer token to the hub only,\n"
     "never printed), HF_HUB_OFFLINE or DFPO_HUB_OFFLINE (no requests: only what\n"
-    "the cache holds).\n";
+    "the cache holds).\n"
+    "\n"
+    "A dataset or a hub commit being fetched is locked (flock on <folder>.lock\n"
+    "in the cache): a second fetch of it exits 5 at once, naming the holder.\n"
+    "Exit status: 0 ok, 1 usage, 2 data that fails verification, 3 runtime\n"
+    "failure (network, disk), 5 locked by another process.\n";
 
 static int first_dataset(int argc, char **argv) {
   for (int i = optind; i < argc; i++)

@@ -64,7 +64,10 @@ static const char judge_usage[] =
     "  --device D         score --model: cpu (default), cuda, or auto\n"
     "  --json             eval: print the scores as JSON; score --model: one\n"
     "                     JSON object per line\n"
-    "  -h, --help         show this help\n";
+    "  -h, --help         show this help\n"
+    "\n"
+    "train locks DIR (flock on DIR.lock) while it writes it: a second process\n"
+    "on it exits 5 at once, naming the holder (pid, host, start time, command).\n";
 
 /* A judge and the dataset it learns from: the judge of a task's registry
  * row (task_find_judge; harness/task.h). */
@@ -124,8 +127,30 @@ static void print_eval(const char *what, const met_judge_eval *ev) {
 }
 
 /* splits: the prepared split folder to train on (NULL: the cache's). */
+static int train_locked(const judge_task *t, const char *splits, const char *jdir, size_t limit,
+                        const met_judge_opts *o, dfpo_err *err);
+
+/* train_locked under the lock of the judge folder: one process writes it
+ * at a time, another stops (DFPO_ELOCKED). */
 static int do_train(const judge_task *t, const char *splits, const char *jdir, size_t limit,
                     const met_judge_opts *o, dfpo_err *err) {
+  char parent[4096];
+  int rc = dfpo_path_fmt(parent, sizeof parent, err, "%s", jdir);
+  if (rc)
+    return rc;
+  char *slash = strrchr(parent, '/');
+  if (slash && slash != parent)
+    *slash = '\0';
+  dfpo_lock l = {0};
+  if ((!slash || slash == parent || !(rc = dfpo_mkdirs(parent, err))) &&
+      !(rc = dfpo_lock_take(&l, jdir, err)))
+    rc = train_locked(t, splits, jdir, limit, o, err);
+  dfpo_lock_release(&l);
+  return rc;
+}
+
+static int train_locked(const judge_task *t, const char *splits, const char *jdir, size_t limit,
+                        const met_judge_opts *o, dfpo_err *err) {
   char dir[4096], version[64] = "";
   int verified = 0, rc = DFPO_OK;
   if (splits) { /* a folder outside the cache: nothing says it was checked */

@@ -72,7 +72,10 @@ static const char pretrain_usage[] =
     "                      else the CPU with a warning that says why; cuda fails\n"
     "                      with the driver's reason when none is; the CUDA\n"
     "                      backend has not yet run on a real GPU (docs/cuda.md)\n"
-    "  -h, --help          show this help\n";
+    "  -h, --help          show this help\n"
+    "\n"
+    "DIR is locked (flock on DIR.lock) while the run lasts: a second process on\n"
+    "it exits 5 at once, naming the holder (pid, host, start time, command).\n";
 
 #define PT_MAX_FILES 64
 
@@ -359,15 +362,26 @@ static int read_split(const char *const *files, int n, tok_tokenizer *tok, int v
   return rc;
 }
 
-/* Trains as o says; conf_json (may be NULL) is written to DIR/config.json. */
+static int pt_run_locked(const pt_opts *o, const char *conf_json, dfpo_err *err);
+
+/* Trains as o says; conf_json (may be NULL) is written to DIR/config.json.
+ * DIR is locked throughout: a second process on it stops (DFPO_ELOCKED). */
 static int pt_run(const pt_opts *o, const char *conf_json, dfpo_err *err) {
+  dfpo_lock l = {0};
+  int rc = dfpo_mkdirs(o->out, err);
+  if (!rc && !(rc = dfpo_lock_take(&l, o->out, err)))
+    rc = pt_run_locked(o, conf_json, err);
+  dfpo_lock_release(&l);
+  return rc;
+}
+
+static int pt_run_locked(const pt_opts *o, const char *conf_json, dfpo_err *err) {
   const char *out = o->out;
   char ckpt_path[4096], log_path[4096], conf_path[4096];
   int rc;
   if ((rc = dfpo_path_fmt(ckpt_path, sizeof ckpt_path, err, "%s/checkpoint.bin", out)) ||
       (rc = dfpo_path_fmt(log_path, sizeof log_path, err, "%s/train.jsonl", out)) ||
-      (rc = dfpo_path_fmt(conf_path, sizeof conf_path, err, "%s/config.json", out)) ||
-      (rc = dfpo_mkdirs(out, err)))
+      (rc = dfpo_path_fmt(conf_path, sizeof conf_path, err, "%s/config.json", out)))
     return rc;
   tok_tokenizer *tok = NULL;
   if (o->tokdir && (rc = tok_load(&tok, o->tokdir, err)))

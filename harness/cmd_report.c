@@ -35,6 +35,13 @@ static const char report_usage[] =
     "  results.json               every seed's values (a baseline for dfpo check)\n"
     "Prints the path of report.md.\n"
     "\n"
+    "A cell is read only when its files are the ones its DONE lists (sizes and\n"
+    "SHA-256); one that differs is listed as missing, with the difference. A\n"
+    "read cell's train.jsonl (one whole JSON object per iteration, in order)\n"
+    "and eval.json (finite numbers) must be well-formed: a NUL byte, a cut or\n"
+    "garbled line, or a number that is not finite is an error naming the file\n"
+    "and line (exit 2).\n"
+    "\n"
     "Options:\n"
     "  --no-plots   tables only\n"
     "  -h, --help   show this help\n";

@@ -17,6 +17,7 @@
  * repro_slurm.c the Slurm scripts. */
 #include "harness/cli.h"
 #include "harness/repro_internal.h"
+#include "harness/rundir.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -43,6 +44,18 @@ static const char reproduce_usage[] =
     "the base model's pretraining from its checkpoint. A cell that fails (for\n"
     "example an algorithm not built yet) is recorded with its reason and the\n"
     "others go on; the report lists it as missing and the exit status is 3.\n"
+    "A cell counts as done only when its files are the ones its DONE lists\n"
+    "(sizes and SHA-256); one that differs is run again, with a warning that\n"
+    "says which file differs and how.\n"
+    "\n"
+    "Locks (flock, non-blocking): the suite folder DIR/<suite> (a whole run;\n"
+    "--cell jobs lock only their cell), each cell, and each cache entry being\n"
+    "built (base models and tokenizers in bases/, judges in judges/, datasets\n"
+    "being fetched, imported or prepared, hub models being fetched). A second\n"
+    "process that finds one taken exits 5 at once with a message naming the\n"
+    "holder (pid, host, start time, command) and leaves the first's files as\n"
+    "they are. Exit status: 0 ok, 1 usage, 2 data, 3 a cell failed, 5 locked,\n"
+    "130 interrupted or stopped by --max-cells.\n"
     "\n"
     "Options:\n"
     "  --suite NAME      configs/NAME.json (smoke, imdb-small, paper; looked up in\n"
@@ -170,18 +183,25 @@ static void clear_failure(const repro *r, int i) {
  * finished run folder is renamed into place (so a run folder under the
  * suite always has DONE). Returns DFPO_OK when done, DFPO_EINTR when
  * interrupted, another code when the cell failed (recorded). */
-static int run_cell(repro *r, int i, dfpo_err *err) {
-  char final[2600], staging[2600], path[2800], log[2800];
-  cell_paths(r, i, final, sizeof final, staging, sizeof staging);
-  suite_fmt(path, sizeof path, "%s/DONE", final);
-  if (repro_exists(path)) {
-    r->status[i] = 'S';
-    clear_failure(r, i);
-    return DFPO_OK;
-  }
+static int run_cell_locked(repro *r, int i, const char *final, const char *staging, dfpo_err *err) {
+  char path[2800], log[2800];
   int ti, vi, si;
   suite_cell(&r->s, i, &ti, &vi, &si);
   const suite_variant *v = &r->s.variants[vi];
+  suite_fmt(path, sizeof path, "%s/DONE", final);
+  if (repro_exists(path)) {
+    /* finished only when its files are the ones DONE lists */
+    dfpo_err why;
+    dfpo_err_clear(&why);
+    if (rundir_done_check(final, &why) == DFPO_OK) {
+      r->status[i] = 'S';
+      clear_failure(r, i);
+      return DFPO_OK;
+    }
+    dfpo_warn("reproduce: %s/%s seed %lld is not whole, running it again: %s", r->s.tasks[ti],
+              v->name, (long long)r->s.seeds[si], why.msg);
+    remove(path);
+  }
   if (!r->model[ti][0]) {
     r->status[i] = 'F';
     write_failure(r, i, r->base_err[ti]);
@@ -215,7 +235,7 @@ static int run_cell(repro *r, int i, dfpo_err *err) {
   argv[n++] = "--seed";
   argv[n++] = seed;
   argv[n++] = "--out";
-  argv[n++] = staging;
+  argv[n++] = (char *)staging;
   argv[n++] = "--model";
   argv[n++] = r->model[ti];
   argv[n++] = "--tokenizer";
@@ -251,6 +271,8 @@ static int run_cell(repro *r, int i, dfpo_err *err) {
     suite_fmt(path, sizeof path, "%s/cell.json", run);
     rc = cfg_json_write(path, o, err);
     cJSON_Delete(o);
+    if (!rc) /* DONE lists cell.json too */
+      rc = rundir_done_write(run, err);
     char parent[2600];
     suite_fmt(parent, sizeof parent, "%s", final);
     *strrchr(parent, '/') = '\0';
@@ -280,6 +302,22 @@ static int run_cell(repro *r, int i, dfpo_err *err) {
   dfpo_warn("reproduce: %s/%s seed %lld failed: %s (log: %s)", r->s.tasks[ti], v->name,
             (long long)r->s.seeds[si], msg, log);
   return dfpo_err_set(err, DFPO_ERUNTIME, "%s", msg);
+}
+
+/* Cell i under its lock (the final folder's): a `dfpo reproduce --cell`
+ * job on the same cell stops at it (DFPO_ELOCKED). */
+static int run_cell(repro *r, int i, dfpo_err *err) {
+  char final[2600], staging[2600], parent[2600];
+  cell_paths(r, i, final, sizeof final, staging, sizeof staging);
+  suite_fmt(parent, sizeof parent, "%s", final);
+  *strrchr(parent, '/') = '\0';
+  dfpo_lock lk = {0};
+  int rc = dfpo_mkdirs(parent, err);
+  if (rc || (rc = dfpo_lock_take(&lk, final, err)))
+    return rc;
+  rc = run_cell_locked(r, i, final, staging, err);
+  dfpo_lock_release(&lk);
+  return rc;
 }
 
 /* --------------------------------------------------------------- command */
@@ -417,6 +455,11 @@ static int reproduce(repro *r, const char *file, const char *const *sets, int ns
       (rc = dfpo_path_fmt(r->root, sizeof r->root - 200, err, "%s/%s", r->out, r->s.name)))
     return rc;
   suite_fmt(r->config, sizeof r->config, "%s/suite.json", r->root);
+  /* one whole run of a suite folder at a time: a second stops here
+   * (DFPO_ELOCKED) before it writes anything; --cell jobs (a Slurm array)
+   * run side by side and lock only their cells */
+  if (only_cell < 0 && (rc = dfpo_lock_take(&r->lock, r->root, err)))
+    return rc;
   if ((rc = dfpo_mkdirs(r->root, err)))
     return rc;
   /* the resolved suite: what the cells, the Slurm jobs and the report read */
@@ -456,6 +499,10 @@ static int reproduce(repro *r, const char *file, const char *const *sets, int ns
     dfpo_err e;
     dfpo_err_clear(&e);
     rc = prepare_base(r, ti, &e);
+    if (rc == DFPO_ELOCKED) { /* another process builds the same cache entry */
+      *err = e;
+      return rc;
+    }
     if (rc == DFPO_EINTR || dfpo_interrupted()) {
       if (rc == DFPO_OK) /* it came after the preparation had finished */
         return dfpo_err_set(err, DFPO_EINTR, "reproduce: interrupted; run it again to go on");
@@ -495,9 +542,9 @@ static int reproduce(repro *r, const char *file, const char *const *sets, int ns
     int was_done = repro_exists(done);
     int crc = run_cell(r, i, &e);
     ran += !was_done;
-    if (crc == DFPO_EINTR) {
+    if (crc == DFPO_EINTR || crc == DFPO_ELOCKED) {
       *err = e;
-      rc = DFPO_EINTR;
+      rc = crc;
       break;
     }
     failed += crc != DFPO_OK;
@@ -650,6 +697,7 @@ int cmd_reproduce(int argc, char **argv) {
                    dry, (const char *const *)bases, nbases, &err);
   if (rc)
     rc = cli_fail(&err);
+  dfpo_lock_release(&r.lock);
   suite_free(&r.s);
   free(r.model);
   free(r.tok);

@@ -4,6 +4,7 @@
  * train_config.c, the evaluations live in train_eval.c, SFT in train_sft.c,
  * the resumable checkpoint in train_resume.c. */
 #include "harness/cli.h"
+#include "harness/rundir.h"
 #include "harness/train_internal.h"
 
 #include <errno.h>
@@ -102,6 +103,17 @@ static int setup(trn_run *r, dfpo_err *err) {
    * before a model is fetched or loaded */
   if ((rc = task_open(s->task_name, &r->conf, &r->tk, err)))
     return rc;
+  /* the run folder next: another process on it stops this one here
+   * (DFPO_ELOCKED), before any model is loaded; the lock itself is taken
+   * below, before anything is written (a bad setting found on the way
+   * makes no folder). The paths under it add at most
+   * "/checkpoint/resume/policy-<iteration>.ckpt" and so fit their buffers
+   * of 4200 and more. */
+  if ((rc = dfpo_path_fmt(r->dir, sizeof r->dir, err, "%s/%s/%s/%s/seed-%lld", s->out, s->suite,
+                          s->task_name, s->algo_name, (long long)s->seed)))
+    return dfpo_err_prefix(err, "train: run folder");
+  if ((rc = dfpo_lock_check(r->dir, err)))
+    return rc;
   /* hub names become cache folders before they are loaded */
   if ((rc = cli_model_path(s->model, r->model_path, sizeof r->model_path, err)))
     return rc;
@@ -142,11 +154,13 @@ static int setup(trn_run *r, dfpo_err *err) {
                         s->max_prompt, r->sampling.max_new, n_ctx);
   if ((rc = tokenize_prompts(r, err)))
     return rc;
-  /* the paths under it add at most "/checkpoint/resume/policy-<iteration>.ckpt"
-   * and so fit their buffers of 4200 and more */
-  if ((rc = dfpo_path_fmt(r->dir, sizeof r->dir, err, "%s/%s/%s/%s/seed-%lld", s->out, s->suite,
-                          s->task_name, s->algo_name, (long long)s->seed)))
-    return dfpo_err_prefix(err, "train: run folder");
+  /* locked before anything is read or written in it: a second process on
+   * the same folder stops here and leaves the first one's files alone */
+  char parent[4200];
+  snprintf(parent, sizeof parent, "%s", r->dir);
+  *strrchr(parent, '/') = '\0';
+  if ((rc = dfpo_mkdirs(parent, err)) || (rc = dfpo_lock_take(&r->lock, r->dir, err)))
+    return rc;
   char ck[4200];
   snprintf(ck, sizeof ck, "%s/checkpoint", r->dir);
   if ((rc = dfpo_mkdirs(ck, err)))
@@ -160,20 +174,42 @@ static int setup(trn_run *r, dfpo_err *err) {
 
 /* ------------------------------------------------------------- the loop */
 
+/* fsync of the log; a file that cannot be synced at all (EINVAL: a pipe or
+ * a device) is taken as synced. */
+static int log_sync(FILE *log) {
+  return fsync(fileno(log)) != 0 && errno != EINVAL ? -1 : 0;
+}
+
 /* Iterations ls->next_it..iterations: validation every eval_every (and at
  * the last), training, one train.jsonl line each, and a resumable checkpoint
  * after every eval_every-th iteration. *stopped: --stop-after ended it. */
 static int train_loop(trn_run *r, int64_t iterations, int64_t eval_every, size_t n_val,
                       trn_loop_state *ls, int *stopped, dfpo_err *err) {
-  char path[4300];
-  snprintf(path, sizeof path, "%s/train.jsonl", r->dir);
+  char path[4300], logpath[4300];
+  snprintf(logpath, sizeof logpath, "%s/train.jsonl", r->dir);
   /* train.jsonl grows line by line; a kill leaves whole lines behind, and a
-   * resumed run cuts it back to its checkpoint */
-  if (ls->next_it > 0 && truncate(path, (off_t)ls->log_bytes) != 0)
-    return dfpo_err_errno(err, DFPO_ERUNTIME, errno, "%s: cannot cut back to its checkpoint", path);
-  FILE *log = fopen(path, ls->next_it > 0 ? "a" : "w");
+   * resumed run cuts it back to its checkpoint, after checking that the
+   * part it keeps is what the checkpoint recorded: as long, one whole
+   * record per iteration up to the last. A shorter or damaged log is an
+   * error (it is never padded). */
+  if (ls->next_it > 0) {
+    int64_t lines = 0;
+    int rc = rundir_log_read(logpath, ls->log_bytes, NULL, NULL, &lines, err);
+    if (rc)
+      return dfpo_err_prefix(err, "train: cannot resume %s", r->dir);
+    if (lines != ls->next_it)
+      return dfpo_err_set(err, DFPO_EDATA,
+                          "train: cannot resume %s: %s has %lld iterations up to the "
+                          "checkpoint's %lld bytes, the checkpoint is at iteration %lld",
+                          r->dir, logpath, (long long)lines, (long long)ls->log_bytes,
+                          (long long)ls->next_it);
+    if (truncate(logpath, (off_t)ls->log_bytes) != 0)
+      return dfpo_err_errno(err, DFPO_ERUNTIME, errno, "%s: cannot cut back to its checkpoint",
+                            logpath);
+  }
+  FILE *log = fopen(logpath, ls->next_it > 0 ? "a" : "w");
   if (!log)
-    return dfpo_err_errno(err, DFPO_ERUNTIME, errno, "%s: cannot open", path);
+    return dfpo_err_errno(err, DFPO_ERUNTIME, errno, "%s: cannot open", logpath);
   /* the prompts an iteration may use: the buffer takes as many as it needs */
   int rc = DFPO_OK, B = rl_prompts_per_iteration(&r->set.rl, r->set.batch);
   *stopped = 0;
@@ -276,11 +312,17 @@ static int train_loop(trn_run *r, int64_t iterations, int64_t eval_every, size_t
     }
     char *s = cJSON_PrintUnformatted(line);
     cJSON_Delete(line);
-    if (s) {
-      fprintf(log, "%s\n", s);
-      fflush(log);
-    }
+    /* a line that cannot be written stops the run: a log with a hole is
+     * not a log */
+    int wrc = DFPO_OK;
+    if (!s)
+      wrc = dfpo_err_set(err, DFPO_ERUNTIME, "%s: out of memory", logpath);
+    else if (fprintf(log, "%s\n", s) < 0 || fflush(log) != 0)
+      wrc = dfpo_err_errno(err, DFPO_ERUNTIME, errno, "%s: write failed at iteration %lld", logpath,
+                           (long long)it);
     free(s);
+    if (!rc)
+      rc = wrc;
     if (rc)
       break;
     dfpo_info("train: iteration %lld of %lld", (long long)it, (long long)iterations);
@@ -288,6 +330,11 @@ static int train_loop(trn_run *r, int64_t iterations, int64_t eval_every, size_t
     if (done < iterations + 1 && done % eval_every == 0) {
       ls->next_it = done;
       ls->log_bytes = (int64_t)ftell(log);
+      /* on the disk before state.json names its length */
+      if (ls->log_bytes < 0 || log_sync(log) != 0) {
+        rc = dfpo_err_errno(err, DFPO_ERUNTIME, errno, "%s: cannot sync", logpath);
+        break;
+      }
       if ((rc = trn_resume_save(r, ls, err)))
         break;
     }
@@ -298,8 +345,13 @@ static int train_loop(trn_run *r, int64_t iterations, int64_t eval_every, size_t
     }
   }
   free(items);
-  if (fclose(log) != 0 && !rc)
-    rc = dfpo_err_set(err, DFPO_ERUNTIME, "%s/train.jsonl: write failed", r->dir);
+  int e = 0;
+  if (fflush(log) != 0 || log_sync(log) != 0)
+    e = errno;
+  if (fclose(log) != 0 && !e)
+    e = errno;
+  if (e && !rc)
+    rc = dfpo_err_errno(err, DFPO_ERUNTIME, e, "%s: write failed", logpath);
   return rc;
 }
 
@@ -417,8 +469,9 @@ static int run_cell(trn_run *r, dfpo_err *err) {
   remove(path);
   trn_resume_path(r, path, sizeof path, "", -1);
   rmdir(path);
-  snprintf(path, sizeof path, "%s/DONE", r->dir);
-  return dfpo_atomic_write_file(path, "done\n", 5, err);
+  /* last: the files as they are now, so that a reader can tell a whole
+   * run folder from one that changed or was cut since */
+  return rundir_done_write(r->dir, err);
 }
 
 int cmd_train(int argc, char **argv) {
@@ -439,6 +492,7 @@ int cmd_train(int argc, char **argv) {
     if (!rc) {
       rc = run_cell(&r, &err);
       run_free(&r);
+      dfpo_lock_release(&r.lock);
     }
     if (rc)
       rc = cli_fail(&err);

@@ -586,7 +586,32 @@ int cfg_json_read(const char *path, cJSON **out, dfpo_err *err) {
   int rc = dfpo_read_file(path, &text, &len, err);
   if (rc)
     return rc;
-  *out = cJSON_ParseWithLength(text, len);
+  /* whole and nothing else: a NUL byte, a cut file or text after the value
+   * (two writers, a damaged disk) is refused where it is */
+  int line, col;
+  const char *nul = memchr(text, '\0', len), *end = NULL;
+  if (nul) {
+    dfpo_text_position(text, (size_t)(nul - text), &line, &col);
+    free(text);
+    return dfpo_err_set(err, DFPO_EDATA, "%s:%d:%d: a NUL byte: the file is damaged", path, line,
+                        col);
+  }
+  cJSON *o = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+  size_t pos = end && end >= text && end <= text + len ? (size_t)(end - text) : len;
+  if (!o) {
+    dfpo_text_position(text, pos, &line, &col);
+    free(text);
+    return dfpo_err_set(err, DFPO_EDATA, "%s:%d:%d: not valid JSON", path, line, col);
+  }
+  pos = skip_space(text, pos, len);
+  if (pos < len) {
+    dfpo_text_position(text, pos, &line, &col);
+    free(text);
+    cJSON_Delete(o);
+    return dfpo_err_set(err, DFPO_EDATA, "%s:%d:%d: text after the JSON value: the file is damaged",
+                        path, line, col);
+  }
   free(text);
-  return *out ? DFPO_OK : dfpo_err_set(err, DFPO_EDATA, "%s: not valid JSON", path);
+  *out = o;
+  return DFPO_OK;
 }

@@ -87,7 +87,8 @@ char *cfg_to_json(const cfg *c);
  * writes o indented, with a final newline, atomically (o stays the
  * caller's). cfg_json_read parses the file into *out (caller frees with
  * cJSON_Delete); on failure *out is NULL and the code is the file's error,
- * or DFPO_EDATA "not valid JSON". */
+ * or DFPO_EDATA for a NUL byte, JSON that is not valid or text after the
+ * value, each with the file, line and column. */
 struct cJSON;
 int cfg_json_write(const char *path, const struct cJSON *o, dfpo_err *err);
 int cfg_json_read(const char *path, struct cJSON **out, dfpo_err *err);

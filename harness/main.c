@@ -17,7 +17,9 @@ static void print_usage(FILE *out) {
                "Run 'dfpo <command> --help' for a command's options.\n"
                "Exit status: 0 ok, 1 usage error, 2 data or verification error,\n"
                "3 runtime failure (reproduce: a cell failed), 4 check: a metric moved\n"
-               "beyond seed noise, 130 interrupted.\n");
+               "beyond seed noise, 5 a folder this command would write (a run or suite\n"
+               "folder, a cache entry) is locked by another dfpo process, named in the\n"
+               "message; nothing of it was touched, 130 interrupted.\n");
 }
 
 int main(int argc, char **argv) {

@@ -74,6 +74,23 @@ static void key_hex(const char *text, char hex[65]) {
   hex[16] = '\0';
 }
 
+/* The lock of a cache entry about to be built (its folder's parent,
+ * bases/ or judges/, made first); none when its stamp is there: an entry
+ * is whole once its stamp is written (last), so reading one needs no lock
+ * and processes that only reuse it (Slurm array tasks) never contend. The
+ * caller checks the stamp again under the lock. */
+static int cache_lock(dfpo_lock *l, const char *dir, const char *stamp, dfpo_err *err) {
+  if (repro_exists(stamp))
+    return DFPO_OK;
+  char parent[1600];
+  suite_fmt(parent, sizeof parent, "%s", dir);
+  char *slash = strrchr(parent, '/');
+  if (slash)
+    *slash = '\0';
+  int rc = dfpo_mkdirs(parent, err);
+  return rc ? rc : dfpo_lock_take(l, dir, err);
+}
+
 static char *base_key_json(const cfg *c) {
   const char *const *lists[] = {synth_keys, tok_keys, model_keys, NULL};
   return key_json(c, lists, NULL, "synthetic-base-1");
@@ -256,6 +273,12 @@ int repro_base_synthetic(const task_def *d, task_base *b, dfpo_err *err) {
   suite_fmt(b->model, sizeof b->model, "%s/base.ckpt", dir);
   suite_fmt(b->tok, sizeof b->tok, "%s/tok", dir);
   suite_fmt(stamp, sizeof stamp, "%s/base.json", dir);
+  /* one process builds a cache entry; another stops (DFPO_ELOCKED) */
+  dfpo_lock lk = {0};
+  if ((rc = cache_lock(&lk, dir, stamp, err))) {
+    free(key);
+    return rc;
+  }
   if (repro_exists(stamp)) {
     free(key);
     dfpo_info("reproduce: base model for synthetic: reusing %s", dir);
@@ -265,6 +288,7 @@ int repro_base_synthetic(const task_def *d, task_base *b, dfpo_err *err) {
   double t0 = dfpo_now();
   if ((rc = dfpo_mkdirs(dir, err))) {
     free(key);
+    dfpo_lock_release(&lk);
     return rc;
   }
   task t;
@@ -272,6 +296,7 @@ int repro_base_synthetic(const task_def *d, task_base *b, dfpo_err *err) {
   memset(&t, 0, sizeof t);
   if ((rc = task_synth_params_from_cfg(c, &p, err)) || (rc = task_synth_init(&t, &p, err))) {
     free(key);
+    dfpo_lock_release(&lk);
     return rc;
   }
   char corpus[1600], tokdone[1600], train_ids[1600], val_ids[1600];
@@ -320,9 +345,12 @@ int repro_base_synthetic(const task_def *d, task_base *b, dfpo_err *err) {
 done:
   task_free(&t);
   free(key);
-  if (rc)
+  if (rc) {
+    dfpo_lock_release(&lk);
     return rc;
+  }
 link:
+  dfpo_lock_release(&lk);
   /* the suite folder records which base its cells used */
   if ((rc = dfpo_path_fmt(path, sizeof path, err, "%s/base-%s.json", b->root, b->task)))
     return rc;
@@ -543,15 +571,19 @@ static int text_tokenizer(const task_def *d, task_base *b, const char *cache, co
   suite_fmt(b->tok, sizeof b->tok, "%s/tok", dir);
   char stamp[1600], corpus[1600], tokdone[1600], train_ids[1600], val_ids[1600];
   suite_fmt(stamp, sizeof stamp, "%s/tok.json", dir);
-  if (repro_exists(stamp)) {
-    dfpo_info("reproduce: %s tokenizer: reusing %s", d->name, dir);
+  dfpo_lock lk = {0};
+  int rc = cache_lock(&lk, dir, stamp, err);
+  if (rc || repro_exists(stamp)) {
+    if (!rc)
+      dfpo_info("reproduce: %s tokenizer: reusing %s", d->name, dir);
+    dfpo_lock_release(&lk);
     free(key);
-    return DFPO_OK;
+    return rc;
   }
   double t0 = dfpo_now();
   int64_t vocab;
-  int rc;
   if ((rc = cfg_get_int(c, "tokenizer.vocab_size", &vocab, err)) || (rc = dfpo_mkdirs(dir, err))) {
+    dfpo_lock_release(&lk);
     free(key);
     return rc;
   }
@@ -597,6 +629,7 @@ static int text_tokenizer(const task_def *d, task_base *b, const char *cache, co
   }
   tok_free(tok);
   free(key);
+  dfpo_lock_release(&lk);
   return rc;
 }
 
@@ -645,14 +678,19 @@ static int text_judge(const task_def *d, task_base *b, const char *cache, const 
   free(key);
   suite_fmt(b->judge, sizeof b->judge, "%s/judges/%s-%s", cache, jn, hex);
   suite_fmt(card, sizeof card, "%s/card.json", b->judge);
+  dfpo_lock lk = {0};
+  if ((rc = cache_lock(&lk, b->judge, card, err)))
+    return rc;
   if (repro_exists(card)) { /* written last */
     dfpo_info("reproduce: %s judge: reusing %s", d->name, b->judge);
-    return DFPO_OK;
+  } else {
+    dfpo_info("reproduce: %s judge: training the %s judge into %s", d->name, jn, b->judge);
+    fflush(NULL);
+    /* from the cache: the judge's card gets the dataset's version and verdict */
+    rc = cmd_judge_train(jn, from_cache ? NULL : splits, b->judge, (size_t)limit, err);
   }
-  dfpo_info("reproduce: %s judge: training the %s judge into %s", d->name, jn, b->judge);
-  fflush(NULL);
-  /* from the cache: the judge's card gets the dataset's version and verdict */
-  return cmd_judge_train(jn, from_cache ? NULL : splits, b->judge, (size_t)limit, err);
+  dfpo_lock_release(&lk);
+  return rc;
 }
 
 /* model.init pretrain on a task on text (imdb): the data, a BPE trained on
@@ -716,7 +754,10 @@ int repro_base_text(const task_def *d, task_base *b, dfpo_err *err) {
   suite_fmt(dir, sizeof dir, "%s/bases/%s-%s", cache, d->name, hex);
   suite_fmt(b->model, sizeof b->model, "%s/base.ckpt", dir);
   suite_fmt(stamp, sizeof stamp, "%s/base.json", dir);
-  if (repro_exists(stamp)) {
+  dfpo_lock lk = {0};
+  if ((rc = cache_lock(&lk, dir, stamp, err))) {
+    /* nothing to release */
+  } else if (repro_exists(stamp)) {
     dfpo_info("reproduce: %s: reusing %s", what, dir);
   } else if (!(rc = dfpo_mkdirs(dir, err))) {
     dfpo_info("reproduce: %s: preparing %s", what, dir);
@@ -748,6 +789,7 @@ int repro_base_text(const task_def *d, task_base *b, dfpo_err *err) {
     }
   }
   free(key);
+  dfpo_lock_release(&lk);
   if (rc || (rc = text_judge(d, b, cache, splits, from_cache, digest, err)))
     return rc;
   cJSON *o;

@@ -26,6 +26,7 @@ typedef struct repro {
   char (*base_err)[512]; /* per task: why no base model */
   char *status;          /* per cell: '.', 'D' done, 'F' failed, 'R' running, 'S' skipped */
   double t0;
+  dfpo_lock lock; /* of root, for a whole run (not --cell) */
 } repro;
 
 /* ---------------------------------------------------------- repro_child.c */

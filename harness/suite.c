@@ -1,6 +1,7 @@
 #define _XOPEN_SOURCE 700 /* nftw */
 #include "harness/suite.h"
 #include "harness/algo.h"
+#include "harness/rundir.h"
 #include "harness/task.h"
 
 #include <cjson/cJSON.h>
@@ -394,40 +395,59 @@ static int metric_get(res_task *t, const char *name, dfpo_err *err) {
   return t->n_metrics++;
 }
 
-static int read_curve(res_curve *c, const char *path) {
-  FILE *fp = fopen(path, "r");
-  if (!fp)
-    return 0;
-  char *line = NULL;
-  size_t cap = 0, ncap = 0;
-  while (getline(&line, &cap, fp) != -1) {
-    cJSON *o = cJSON_Parse(line);
-    const cJSON *it = o ? cJSON_GetObjectItem(o, "iteration") : NULL;
-    if (cJSON_IsNumber(it)) {
-      /* one capacity per array, as a failure part-way leaves them apart */
-      size_t need = (size_t)c->n + 1, cx = ncap, cy[RES_CURVES];
-      int bad = dfpo_grow(&c->x, &cx, need, sizeof *c->x, 64, INT_MAX, NULL);
-      for (int k = 0; k < RES_CURVES; k++) {
-        cy[k] = ncap;
-        bad = bad || dfpo_grow(&c->y[k], &cy[k], need, sizeof *c->y[k], 64, INT_MAX, NULL);
-      }
-      if (bad) {
-        cJSON_Delete(o);
-        break;
-      }
-      ncap = cx;
-      c->x[c->n] = it->valuedouble;
-      for (int k = 0; k < RES_CURVES; k++) {
-        const cJSON *v = cJSON_GetObjectItem(o, res_curve_names[k]);
-        c->y[k][c->n] = cJSON_IsNumber(v) ? v->valuedouble : NAN;
-      }
-      c->n++;
-    }
-    cJSON_Delete(o);
+typedef struct curve_read {
+  res_curve *c;
+  size_t cap;
+  int keep; /* store the points (else only check the lines) */
+} curve_read;
+
+static int curve_line(void *ctx, int64_t index, const cJSON *o, dfpo_err *err) {
+  curve_read *cr = ctx;
+  res_curve *c = cr->c;
+  if (!cr->keep)
+    return DFPO_OK;
+  /* one capacity per array, as a failure part-way leaves them apart */
+  size_t need = (size_t)c->n + 1, cx = cr->cap, cy[RES_CURVES];
+  int bad = dfpo_grow(&c->x, &cx, need, sizeof *c->x, 64, INT_MAX, NULL);
+  for (int k = 0; k < RES_CURVES; k++) {
+    cy[k] = cr->cap;
+    bad = bad || dfpo_grow(&c->y[k], &cy[k], need, sizeof *c->y[k], 64, INT_MAX, NULL);
   }
-  free(line);
-  fclose(fp);
-  return 0;
+  if (bad)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory reading the curves");
+  cr->cap = cx;
+  c->x[c->n] = (double)index;
+  for (int k = 0; k < RES_CURVES; k++) {
+    const cJSON *v = cJSON_GetObjectItem(o, res_curve_names[k]);
+    c->y[k][c->n] = cJSON_IsNumber(v) ? v->valuedouble : NAN;
+  }
+  c->n++;
+  return DFPO_OK;
+}
+
+/* A cell's train.jsonl, checked line by line (rundir_log_read); its points
+ * into c when keep. A cell without one (zero-shot) has no curve. */
+static int read_curve(res_curve *c, const char *path, int keep, dfpo_err *err) {
+  struct stat st;
+  if (stat(path, &st) != 0)
+    return DFPO_OK;
+  curve_read cr = {c, 0, keep};
+  return rundir_log_read(path, -1, curve_line, &cr, NULL, err);
+}
+
+/* The 1-based line of the first "key" in a JSON file (0 when not found),
+ * for messages about a value that parses but is wrong. */
+static int key_line(const char *path, const char *key) {
+  char *text, pat[128];
+  if (dfpo_read_file(path, &text, NULL, NULL))
+    return 0;
+  suite_fmt(pat, sizeof pat, "\"%s\"", key);
+  const char *at = strstr(text, pat);
+  int line = 0, col;
+  if (at)
+    dfpo_text_position(text, (size_t)(at - text), &line, &col);
+  free(text);
+  return line;
 }
 
 static const char *jstr(const cJSON *o, const char *key, const char *dflt) {
@@ -499,8 +519,17 @@ static int read_cell(res_task *t, res_variant *v, int64_t seed, const char *cell
   if (cJSON_IsString(algo) && !v->algo[0])
     suite_fmt(v->algo, sizeof v->algo, "%s", algo->valuestring);
   cJSON_ArrayForEach(it, ms) {
-    if (!cJSON_IsNumber(it))
+    /* null: a metric that could not be computed (NaN is written so); an
+     * object: a group of metrics the tables do not show (diversity) */
+    if (cJSON_IsNull(it) || cJSON_IsObject(it))
       continue;
+    if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble)) {
+      rc =
+          dfpo_err_set(err, DFPO_EDATA, "%s:%d: metric \"%s\" is not a finite number", path,
+                       key_line(path, it->string ? it->string : ""), it->string ? it->string : "?");
+      cJSON_Delete(o);
+      return rc;
+    }
     int m = metric_get(t, it->string, err);
     if (m < 0) {
       cJSON_Delete(o);
@@ -522,11 +551,11 @@ static int read_cell(res_task *t, res_variant *v, int64_t seed, const char *cell
     v->kl_fixed = cJSON_IsString(mode) && !strcmp(mode->valuestring, "fixed");
     cJSON_Delete(c);
   }
-  if (curves) {
-    if ((rc = dfpo_path_fmt(path, sizeof path, err, "%s/train.jsonl", cell)))
-      return rc;
-    read_curve(&v->curves[s], path);
-  }
+  /* the log is checked whether or not its curves are wanted: a damaged one
+   * is refused, naming its line */
+  if ((rc = dfpo_path_fmt(path, sizeof path, err, "%s/train.jsonl", cell)) ||
+      (rc = read_curve(&v->curves[s], path, curves, err)))
+    return rc;
   v->seeds[s] = seed;
   v->n_done++;
   return DFPO_OK;
@@ -586,11 +615,20 @@ static int add_expected(res_suite *r, const char *dir, int curves, dfpo_err *err
                                 (long long)s.seeds[si])) ||
             (rc = dfpo_path_fmt(path, sizeof path, err, "%s/DONE", cell)))
           break;
-        if (exists(path)) {
+        dfpo_err whole;
+        dfpo_err_clear(&whole);
+        int done = exists(path);
+        if (done && rundir_done_check(cell, &whole) != DFPO_OK) {
+          dfpo_warn("report: %s", whole.msg);
+          done = 0;
+        }
+        if (done) {
           rc = read_cell(t, v, s.seeds[si], cell, curves, err);
         } else if (v->n_missing < RES_MAX_SEEDS) {
           char why[200];
           failure_reason(dir, t->name, v->name, s.seeds[si], why, sizeof why);
+          if (whole.code) /* finished once, changed since */
+            suite_fmt(why, sizeof why, "not whole: %s", whole.msg);
           suite_fmt(v->missing[v->n_missing++], sizeof v->missing[0], "seed %lld: %s",
                     (long long)s.seeds[si], why);
         }
@@ -662,6 +700,11 @@ static int add_found(res_suite *r, const char *dir, int curves, dfpo_err *err) {
           break;
         if (!exists(done))
           continue;
+        dfpo_err whole;
+        if (rundir_done_check(cell, &whole) != DFPO_OK) {
+          dfpo_warn("report: left out: %s", whole.msg);
+          continue;
+        }
         res_task *t = task_get(r, tasks[ti], err);
         res_variant *v = t ? variant_get(t, vars[vi], err) : NULL;
         rc = v ? read_cell(t, v, seed, cell, curves, err) : err->code;
@@ -797,10 +840,18 @@ int res_read_json(res_suite *r, const char *path, dfpo_err *err) {
         suite_fmt(v->algo, sizeof v->algo, "%s", al->valuestring);
       v->n_done = cJSON_GetArraySize(seeds);
       for (int s = 0; s < v->n_done; s++) {
-        v->seeds[s] = (int64_t)cJSON_GetArrayItem(seeds, s)->valuedouble;
+        const cJSON *sd = cJSON_GetArrayItem(seeds, s);
+        if (!cJSON_IsNumber(sd) || !isfinite(sd->valuedouble)) {
+          rc = dfpo_err_set(err, DFPO_EDATA, "%s:%d: %s/%s: a seed is not a number", path,
+                            key_line(path, "seeds"), t->name, v->name);
+          break;
+        }
+        v->seeds[s] = (int64_t)sd->valuedouble;
         for (int k = 0; k < RES_MAX_METRICS; k++)
           v->vals[s][k] = NAN;
       }
+      if (rc)
+        break;
       cJSON_ArrayForEach(m, ms) {
         int k = metric_get(t, m->string, err);
         if (k < 0) {
@@ -812,10 +863,20 @@ int res_read_json(res_suite *r, const char *path, dfpo_err *err) {
                             path, t->name, v->name, m->string);
           break;
         }
-        for (int s = 0; s < v->n_done; s++) {
+        for (int s = 0; !rc && s < v->n_done; s++) {
           const cJSON *x = cJSON_GetArrayItem(m, s);
-          v->vals[s][k] = cJSON_IsNumber(x) ? x->valuedouble : NAN;
+          /* null: absent (res_write_json writes NaN so); anything else that
+           * is not a finite number is damage */
+          if (!cJSON_IsNull(x) && (!cJSON_IsNumber(x) || !isfinite(x->valuedouble)))
+            rc = dfpo_err_set(err, DFPO_EDATA,
+                              "%s:%d: %s/%s: metric '%s' has a value that is "
+                              "not a finite number",
+                              path, key_line(path, m->string), t->name, v->name, m->string);
+          else
+            v->vals[s][k] = cJSON_IsNumber(x) ? x->valuedouble : NAN;
         }
+        if (rc)
+          break;
       }
       if (rc)
         break;

@@ -87,6 +87,7 @@ typedef struct trn_run {
   int32_t **sft_ids;   /* SFT: tokenized training references */
   size_t *sft_len;
   char dir[4096];
+  dfpo_lock lock; /* of dir, held from setup to the end (released by cmd_train) */
   /* model.path and eval.judge_lm as local paths (cli_model_path): set.model
    * and set.judge_lm point here after setup */
   char model_path[4096], judge_lm_path[4096];

@@ -6,7 +6,8 @@
  * Names, the digests, which files are taken, a cut LFS body resumed after
  * the redirect, wrong bytes refused with nothing cached, the bearer token
  * kept off the CDN, refs resolving a branch offline, an existing path kept,
- * the lock written, replayed without the API, and refusing other bytes. */
+ * the lock written, replayed without the API, and refusing other bytes; a
+ * commit another process is fetching is left to it (DFPO_ELOCKED). */
 #include "datasets/datasets.h"
 #include "datasets/ds_internal.h"
 #include "tests/datasets/testlib.h"
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define OWNER "acme"
@@ -521,4 +523,50 @@ Test(hub, a_cached_commit_is_kept_unless_forced_or_damaged) {
     }
   closedir(d);
   cr_expect(!strcmp(names, COMMIT " refs ") || !strcmp(names, "refs " COMMIT " "), "%s", names);
+}
+
+/* Issue 23 (nothing locked the cache): a commit another process is
+ * downloading (its lock held by a fork of this test, which waits on a
+ * pipe) is refused at once with the holder named, and the other's partial
+ * folder is left alone. */
+Test(hub, a_commit_being_fetched_by_another_process_is_left_to_it) {
+  char final[900], part[900], sentinel[1000];
+  repo_path(final, sizeof final, "/" COMMIT);
+  repo_path(part, sizeof part, "/" COMMIT ".partial");
+  snprintf(sentinel, sizeof sentinel, "%s/model.safetensors", part);
+  cr_assert_eq(dfpo_mkdirs(part, &err), 0, "%s", err.msg);
+  tl_write(sentinel, "the first process's bytes");
+  int ready[2], go[2];
+  cr_assert_eq(pipe(ready), 0);
+  cr_assert_eq(pipe(go), 0);
+  pid_t pid = fork();
+  cr_assert_geq(pid, 0);
+  if (pid == 0) {
+    dfpo_lock l = {0};
+    char c = dfpo_lock_take(&l, final, NULL) == DFPO_OK ? 'y' : 'n';
+    if (write(ready[1], &c, 1) != 1 || read(go[0], &c, 1) < 0)
+      _exit(2);
+    dfpo_lock_release(&l);
+    _exit(0);
+  }
+  char c = 0;
+  cr_assert_eq(read(ready[0], &c, 1), 1);
+  cr_assert_eq(c, 'y');
+  fake_hub h;
+  hub_start(&h, NULL, 0, NULL, "127.0.0.1", 1);
+  ds_hub_model m;
+  int rc = ds_hub_fetch(OWNER "/" NAME, &o, 0, &m, &err);
+  hub_stop(&h);
+  cr_assert_eq(write(go[1], "x", 1), 1);
+  int st;
+  cr_assert_eq(waitpid(pid, &st, 0), pid);
+  cr_expect_eq(rc, DFPO_ELOCKED, "%s", err.msg);
+  char want[64];
+  snprintf(want, sizeof want, "pid %ld on ", (long)pid);
+  cr_expect(strstr(err.msg, final) && strstr(err.msg, want), "%s", err.msg);
+  size_t len;
+  char *v = tl_read(sentinel, &len);
+  cr_expect(v && !strcmp(v, "the first process's bytes"), "the partial folder is untouched");
+  free(v);
+  cr_expect_not(tl_exists(final));
 }

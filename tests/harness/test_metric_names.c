@@ -5,6 +5,7 @@
  * and the diversity block run on hand data, and on the eval.json of a real
  * synthetic run; plus: a suite with more metrics than a table holds fails
  * with a message instead of dropping them. */
+#include "harness/rundir.h"
 #include "harness/suite.h"
 #include "harness/task_internal.h"
 #include "tests/support/support.h"
@@ -212,11 +213,10 @@ Test(metric_names, too_many_metrics_fail_with_a_message) {
   strcat(json, "}}\n");
   snprintf(path, sizeof path, "%s/eval.json", cell);
   ts_write_text(path, json);
-  snprintf(path, sizeof path, "%s/DONE", cell);
-  ts_write_text(path, "");
   res_suite s;
   dfpo_err err;
   dfpo_err_clear(&err);
+  cr_assert_eq(rundir_done_write(cell, &err), 0, "%s", err.msg);
   cr_expect_neq(res_collect(&s, dir, 0, &err), 0, "metric %d is not dropped silently",
                 RES_MAX_METRICS + 1);
   cr_expect(strstr(err.msg, "one too many"), "%s", err.msg);
