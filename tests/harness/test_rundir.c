@@ -521,8 +521,10 @@ static void base_entry(char *buf, size_t n) {
   struct dirent *de;
   buf[0] = '\0';
   while ((de = readdir(d)))
-    if (!strncmp(de->d_name, "synthetic-", 10) && !strchr(de->d_name, '.'))
-      snprintf(buf, n, "%s/%s", bases, de->d_name);
+    if (!strncmp(de->d_name, "synthetic-", 10) && !strchr(de->d_name, '.')) {
+      int w = snprintf(buf, n, "%s/%s", bases, de->d_name);
+      cr_assert(w > 0 && (size_t)w < n, "%s/%s: path too long", bases, de->d_name);
+    }
   closedir(d);
   cr_assert(buf[0], "no base in %s", bases);
 }
