@@ -362,10 +362,14 @@ Test(ops_cpu, attention_gradients_with_left_padding) {
  * a row sees the row's keys ks..T-1) against double precision, on both the
  * AVX-512 and the portable paths. */
 static void attention_vs_double(int bidir) {
-  static const int ks[2] = {0, 3}, isas[2] = {512, 256}, Cs[2] = {64, 24};
-  int B = 2, T = 7, NH = 2;
-  for (int c = 0; c < 4; c++) {
-    int got = ops_cpu_set_isa(isas[c / 2]), C = Cs[c % 2], HS = C / NH;
+  /* T 7: one partial block of 16 keys in the bidirectional AVX-512 kernel;
+   * 37: two whole and a partial one */
+  /* head sizes 64 (the bidirectional kernel's unrolled case), 32 and 12
+   * (the plain loop) */
+  static const int ks[2] = {0, 3}, isas[2] = {512, 256}, Cs[3] = {128, 64, 24}, Ts[2] = {7, 37};
+  int B = 2, NH = 2;
+  for (int c = 0; c < 12; c++) {
+    int got = ops_cpu_set_isa(isas[c / 3 % 2]), C = Cs[c % 3], HS = C / NH, T = Ts[c / 6];
     size_t n = (size_t)B * T * C;
     float *qkv = rnd(3 * n, 15 + (uint64_t)bidir, 1), *out = calloc(n, 4);
     float *att = calloc((size_t)B * NH * T * T, 4);
@@ -377,7 +381,7 @@ static void attention_vs_double(int bidir) {
       for (int h = 0; h < NH; h++)
         for (int t = 0; t < T; t++) {
           int j0 = bidir || t >= ks[b] ? ks[b] : t, jl = bidir ? T - 1 : t;
-          double s[7], mx = -INFINITY, sum = 0.0;
+          double s[37], mx = -INFINITY, sum = 0.0;
           for (int j = j0; j <= jl; j++) {
             s[j] = 0.0;
             for (int i = 0; i < HS; i++)
@@ -391,13 +395,15 @@ static void attention_vs_double(int bidir) {
           const float *a = att + (((size_t)b * NH + h) * T + t) * T;
           for (int j = 0; j < T; j++)
             cr_expect_lt(fabs((j >= j0 && j <= jl ? s[j] / sum : 0.0) - a[j]), 1e-6,
-                         "bidir %d isa %d C=%d prob [%d,%d,%d,%d]", bidir, got, C, b, h, t, j);
+                         "bidir %d isa %d C=%d T=%d prob [%d,%d,%d,%d]", bidir, got, C, T, b, h, t,
+                         j);
           for (int i = 0; i < HS; i++) {
             double r = 0.0;
             for (int j = j0; j <= jl; j++)
               r += s[j] / sum * qkv[((size_t)b * T + j) * 3 * C + 2 * C + h * HS + i];
             cr_expect_lt(fabs(r - out[((size_t)b * T + t) * C + h * HS + i]), 1e-5,
-                         "bidir %d isa %d C=%d out [%d,%d,%d]", bidir, got, C, b, t, h * HS + i);
+                         "bidir %d isa %d C=%d T=%d out [%d,%d,%d]", bidir, got, C, T, b, t,
+                         h * HS + i);
           }
         }
     free(qkv), free(out), free(att);
