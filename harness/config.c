@@ -325,6 +325,31 @@ int cfg_merge_file(cfg *c, const char *file, dfpo_err *err) {
   return rc;
 }
 
+/* Whether s is written as a decimal number: digits with an optional sign,
+ * and with frac, a point and an exponent. strtod alone would also read
+ * "0x10" as 16, "inf", " 5" and "1e5" for an integer key. */
+static int decimal_text(const char *s, int frac) {
+  if (*s == '+' || *s == '-')
+    s++;
+  int digits = 0, point = 0;
+  for (; (*s >= '0' && *s <= '9') || (frac && *s == '.' && !point); s++) {
+    point |= *s == '.';
+    digits += *s != '.';
+  }
+  if (!digits)
+    return 0;
+  if (frac && (*s == 'e' || *s == 'E')) {
+    s++;
+    if (*s == '+' || *s == '-')
+      s++;
+    if (!(*s >= '0' && *s <= '9'))
+      return 0;
+    while (*s >= '0' && *s <= '9')
+      s++;
+  }
+  return *s == '\0';
+}
+
 /* Parses the text of a --set value as the key's type. */
 static cJSON *parse_set_value(const cfg_key *k, const char *s, const char *assignment,
                               dfpo_err *err) {
@@ -333,7 +358,7 @@ static cJSON *parse_set_value(const cfg_key *k, const char *s, const char *assig
     errno = 0;
     char *end;
     long long v = strtoll(s, &end, 10);
-    if (!s[0] || *end || errno || fabs((double)v) > CFG_INT_LIMIT) {
+    if (!decimal_text(s, 0) || *end || errno || fabs((double)v) > CFG_INT_LIMIT) {
       dfpo_err_set(err, DFPO_EUSAGE, "--set %s: key '%s': expected an integer, got '%s'",
                    assignment, k->path, s);
       return NULL;
@@ -344,7 +369,7 @@ static cJSON *parse_set_value(const cfg_key *k, const char *s, const char *assig
     errno = 0;
     char *end;
     double v = strtod(s, &end);
-    if (!s[0] || *end || errno || !isfinite(v)) {
+    if (!decimal_text(s, 1) || *end || errno || !isfinite(v)) {
       dfpo_err_set(err, DFPO_EUSAGE, "--set %s: key '%s': expected a number, got '%s'", assignment,
                    k->path, s);
       return NULL;
@@ -365,17 +390,33 @@ static cJSON *parse_set_value(const cfg_key *k, const char *s, const char *assig
   case CFG_INT_LIST:
   case CFG_STR_LIST: {
     if (s[0] == '[') {
-      cJSON *v = cJSON_Parse(s);
+      cJSON *v = cJSON_ParseWithOpts(s, NULL, 1); /* nothing after the list */
       if (!v)
         dfpo_err_set(err, DFPO_EUSAGE, "--set %s: key '%s': malformed JSON list '%s'", assignment,
                      k->path, s);
       return v;
     }
     cJSON *arr = cJSON_CreateArray();
-    char buf[1024];
-    snprintf(buf, sizeof buf, "%s", s);
-    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok && arr;
-         tok = strtok_r(NULL, ",", &save)) {
+    char *buf = strdup(s);
+    if (!buf) {
+      cJSON_Delete(arr);
+      dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+      return NULL;
+    }
+    /* "" is the empty list; otherwise every item between commas must be
+     * there: "1,,2" is a typo, not [1, 2] */
+    for (char *tok = buf[0] ? buf : NULL, *next; tok && arr; tok = next) {
+      char *comma = strchr(tok, ',');
+      next = comma ? comma + 1 : NULL;
+      if (comma)
+        *comma = '\0';
+      if (!tok[0]) {
+        cJSON_Delete(arr);
+        free(buf);
+        dfpo_err_set(err, DFPO_EUSAGE, "--set %s: key '%s': an empty item in the list '%s'",
+                     assignment, k->path, s);
+        return NULL;
+      }
       cJSON *item;
       if (k->type == CFG_STR_LIST) {
         item = cJSON_CreateString(tok);
@@ -386,10 +427,12 @@ static cJSON *parse_set_value(const cfg_key *k, const char *s, const char *assig
       }
       if (!item) {
         cJSON_Delete(arr);
+        free(buf);
         return NULL;
       }
       cJSON_AddItemToArray(arr, item);
     }
+    free(buf);
     return arr;
   }
   }
