@@ -59,6 +59,14 @@ void dfpo_text_position(const char *text, size_t pos, int *line, int *col);
  * well-formed UTF-8 sequence (no overlong forms, surrogates or code points
  * past U+10FFFF) becomes U+FFFD; NULL when out of memory (caller frees). */
 char *dfpo_utf8_fix(const char *s, size_t len);
+/* The length of the longest prefix of s[0..len) that is well-formed UTF-8
+ * (as dfpo_utf8_fix judges it): len when all of it is. */
+size_t dfpo_utf8_check(const char *s, size_t len);
+/* The byte offset of the first "\u0000" escape inside a string of the
+ * JSON text[0..len), or -1. cJSON turns it into a NUL that ends the C
+ * string early ("a\u0000b" reads as "a"), so readers whose strings are C
+ * strings refuse such text rather than read a shorter string. */
+long dfpo_json_nul_escape(const char *text, size_t len);
 
 /* --------------------------------------------------------------- buffers */
 

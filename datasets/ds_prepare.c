@@ -465,6 +465,15 @@ int ds_commongen_record(const cJSON *src, const char *id, const char *where, siz
   for (const cJSON *s = sc ? sc->child : NULL; s; s = s->next)
     if (!cJSON_IsString(s))
       return dfpo_err_set(err, DFPO_EDATA, "%s:%zu: every scene must be a string", where, lineno);
+  /* the split files are UTF-8 (the metrics refuse anything else): a bad
+   * byte is named here, where the file and line are known */
+  for (const cJSON *s = cs; s; s = s == cs ? (sc ? sc->child : NULL) : s->next) {
+    size_t n = strlen(s->valuestring), ok = dfpo_utf8_check(s->valuestring, n);
+    if (ok < n)
+      return dfpo_err_set(err, DFPO_EDATA, "%s:%zu: %s is not valid UTF-8 (byte %zu is 0x%02x)",
+                          where, lineno, s == cs ? "'concept_set'" : "a scene", ok,
+                          (unsigned)(unsigned char)s->valuestring[ok]);
+  }
   cJSON *o = cJSON_CreateObject();
   cJSON_AddStringToObject(o, "id", id);
   cJSON *concepts = cJSON_AddArrayToObject(o, "concepts");

@@ -284,6 +284,14 @@ static size_t skip_space(const char *text, size_t pos, size_t len) {
 
 int cfg_merge_text(cfg *c, const char *name, const char *text, size_t len, dfpo_err *err) {
   const char *end = NULL;
+  long nul = dfpo_json_nul_escape(text, len);
+  if (nul >= 0) {
+    int l, k;
+    dfpo_text_position(text, (size_t)nul, &l, &k);
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "%s:%d:%d: \\u0000 in a string: a NUL cannot be part of a config value",
+                        name, l, k);
+  }
   cJSON *doc = cJSON_ParseWithLengthOpts(text, len, &end, 0);
   size_t pos = end && end >= text && end <= text + len ? (size_t)(end - text) : len;
   int line, col;
@@ -390,8 +398,8 @@ static cJSON *parse_set_value(const cfg_key *k, const char *s, const char *assig
   case CFG_INT_LIST:
   case CFG_STR_LIST: {
     if (s[0] == '[') {
-      cJSON *v = cJSON_ParseWithOpts(s, NULL, 1); /* nothing after the list */
-      if (!v)
+      cJSON *v = dfpo_json_nul_escape(s, strlen(s)) < 0 ? cJSON_ParseWithOpts(s, NULL, 1) : NULL;
+      if (!v) /* also \u0000 in a string, which would end it early */
         dfpo_err_set(err, DFPO_EUSAGE, "--set %s: key '%s': malformed JSON list '%s'", assignment,
                      k->path, s);
       return v;

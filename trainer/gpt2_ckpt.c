@@ -305,11 +305,12 @@ int gpt2_import_safetensors(model_t **out, const char *path, const gpt2_config *
         goto done;
       char *text = NULL;
       if (dfpo_read_file(cpath, &text, NULL, NULL) == DFPO_OK) {
-        cJSON *cj = cJSON_Parse(text);
+        cJSON *cj = dfpo_json_nul_escape(text, strlen(text)) < 0 ? cJSON_Parse(text) : NULL;
         free(text);
         if (!cJSON_IsObject(cj)) {
           cJSON_Delete(cj);
-          rc = dfpo_err_set(err, DFPO_EDATA, "%s: not a JSON object", cpath);
+          rc = dfpo_err_set(err, DFPO_EDATA, "%s: not a JSON object (or \\u0000 in a string)",
+                            cpath);
           goto done;
         }
         rc = config_from_json(cj, &cfg, cpath, &found, err);

@@ -166,6 +166,10 @@ int st_open(st_file *f, const char *path, dfpo_err *err) {
     goto fail;
   }
   f->hdr[hlen] = 0;
+  if (dfpo_json_nul_escape(f->hdr, hlen) >= 0) {
+    rc = dfpo_err_set(err, DFPO_EDATA, "%s: \\u0000 in a name of the safetensors header", path);
+    goto fail;
+  }
   f->root = cJSON_ParseWithLength(f->hdr, hlen);
   if (!cJSON_IsObject(f->root)) {
     rc = dfpo_err_set(err, DFPO_EDATA, "%s: the safetensors header is not a JSON object", path);

@@ -408,6 +408,16 @@ static int parse_json(const char *path, cJSON **doc, char **text_out, dfpo_err *
   int rc = dfpo_read_file(path, &text, &len, err);
   if (rc)
     return rc;
+  long nul = dfpo_json_nul_escape(text, len);
+  if (nul >= 0) {
+    int line, col;
+    dfpo_text_position(text, (size_t)nul, &line, &col);
+    free(text);
+    return dfpo_err_set(err, DFPO_EDATA,
+                        "%s:%d:%d: \\u0000 in a string: a token cannot hold a NUL escaped this "
+                        "way",
+                        path, line, col);
+  }
   const char *end = NULL;
   *doc = cJSON_ParseWithLengthOpts(text, len, &end, 0);
   if (!*doc) {
