@@ -187,6 +187,16 @@ int dfpo_atomic_write_file(const char *path, const void *data, size_t len, dfpo_
 /* Test hook: when set, dfpo_atomic_commit fails (as if the disk filled or the
  * process died) after writing and before the rename. */
 void dfpo_atomic_set_fail_before_rename(int on);
+/* Removes the temporaries ("<name>.tmp.<pid>.<n>") that atomic writes of
+ * killed processes left in dir (not below it): those whose pid is no
+ * running process on this machine and that nobody wrote to for min_age
+ * seconds (a process on another machine of a shared file system writes on).
+ * *removed (may be NULL) counts them. DFPO_OK also when dir is absent. */
+int dfpo_atomic_sweep(const char *dir, double min_age, int *removed, dfpo_err *err);
+/* Removes dir's empty subfolders, deepest first, then dir itself when it is
+ * left empty; a folder holding anything stays (rmdir refuses it), so a
+ * concurrent writer loses nothing. */
+void dfpo_prune_empty_dirs(const char *dir);
 
 /* Reads a whole file into a NUL-terminated heap buffer (caller frees);
  * *len (optional) receives the size without the NUL. */

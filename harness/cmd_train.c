@@ -151,6 +151,14 @@ static int setup(trn_run *r, dfpo_err *err) {
   snprintf(ck, sizeof ck, "%s/checkpoint", r->dir);
   if ((rc = dfpo_mkdirs(ck, err)))
     return rc;
+  /* what a killed run's atomic writes left (samples.jsonl.tmp.<pid>.<n>,
+   * checkpoints): their writers are gone, and nobody reads them */
+  int swept = 0, more = 0;
+  if ((rc = dfpo_atomic_sweep(r->dir, 60, &swept, err)) ||
+      (rc = dfpo_atomic_sweep(ck, 60, &more, err)))
+    return rc;
+  if (swept + more)
+    dfpo_info("train: removed %d temporary files left by killed runs in %s", swept + more, r->dir);
   if (s->rl.algo < 0) /* zero-shot, sft */
     return DFPO_OK;
   if ((rc = make_value_model(r, err)))
