@@ -15,8 +15,8 @@ static size_t utf8_seq(const unsigned char *p, const unsigned char *e) {
     cp = (cp << 6) | (p[k] & 0x3f);
   }
   /* no overlong forms, no surrogates, nothing past U+10FFFF */
-  if (ok && ((need == 1 && cp < 0x80) || (need == 2 && cp < 0x800) ||
-             (need == 3 && cp < 0x10000) || (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff))
+  if (ok && ((need == 1 && cp < 0x80) || (need == 2 && cp < 0x800) || (need == 3 && cp < 0x10000) ||
+             (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff))
     ok = 0;
   return ok ? need + 1 : 0;
 }

@@ -227,8 +227,8 @@ int cmd_perplexity(int argc, char **argv) {
     if (!isfinite(s)) {
       /* the weights are finite (model_load refuses others), but the sum can
        * still overflow; a NaN is never printed as a result */
-      rc = dfpo_err_set(&err, DFPO_ERUNTIME, "%s:%ld: the model's log-likelihood is %s",
-                        tokens, lineno, isnan(s) ? "NaN" : "infinite");
+      rc = dfpo_err_set(&err, DFPO_ERUNTIME, "%s:%ld: the model's log-likelihood is %s", tokens,
+                        lineno, isnan(s) ? "NaN" : "infinite");
       break;
     }
     nll += s;

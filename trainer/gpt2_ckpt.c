@@ -220,10 +220,10 @@ static int config_from_json(const cJSON *o, gpt2_config *c, const char *from, in
     const char *key;
     int *v;
     int counts;
-  } f[] = {{"n_layer", &c->n_layer, 1},     {"n_head", &c->n_head, 1},
-           {"n_embd", &c->n_embd, 1},       {"vocab_size", &c->vocab_size, 1},
-           {"n_ctx", &c->n_ctx, 1},         {"n_positions", &c->n_ctx, 1},
-           {"head", &c->head, 0},           {"n_classes", &c->n_classes, 0}};
+  } f[] = {{"n_layer", &c->n_layer, 1}, {"n_head", &c->n_head, 1},
+           {"n_embd", &c->n_embd, 1},   {"vocab_size", &c->vocab_size, 1},
+           {"n_ctx", &c->n_ctx, 1},     {"n_positions", &c->n_ctx, 1},
+           {"head", &c->head, 0},       {"n_classes", &c->n_classes, 0}};
   *found = 0;
   int have_ctx = 0;
   for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
@@ -395,8 +395,7 @@ int gpt2_import_safetensors(model_t **out, const char *path, const gpt2_config *
       size_t L = strlen(nm);
       if (!known && strcmp(nm, "lm_head.weight") != 0 &&
           !(L > 10 && strcmp(nm + L - 10, ".attn.bias") == 0) &&
-          !(L > 17 && strcmp(nm + L - 17, ".attn.masked_bias") == 0) &&
-          extra++ < GPT2_EXTRA_WARN)
+          !(L > 17 && strcmp(nm + L - 17, ".attn.masked_bias") == 0) && extra++ < GPT2_EXTRA_WARN)
         dfpo_warn("%s: tensor '%s' is not part of the model; ignored", set.paths[j],
                   set.files[j].ents[i].name);
     }

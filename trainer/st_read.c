@@ -84,10 +84,9 @@ static int parse_entry(const st_file *f, const cJSON *it, uint64_t data_len, st_
   const cJSON *b = cJSON_GetArrayItem(of, 0), *en = cJSON_GetArrayItem(of, 1);
   if (!cJSON_IsNumber(b) || !cJSON_IsNumber(en) || b->valuedouble != floor(b->valuedouble) ||
       en->valuedouble != floor(en->valuedouble))
-    return dfpo_err_set(err, DFPO_EDATA, "%s: tensor '%s': data_offsets must be two integers",
-                        path, it->string);
-  if (b->valuedouble < 0 || en->valuedouble < b->valuedouble ||
-      en->valuedouble > (double)data_len)
+    return dfpo_err_set(err, DFPO_EDATA, "%s: tensor '%s': data_offsets must be two integers", path,
+                        it->string);
+  if (b->valuedouble < 0 || en->valuedouble < b->valuedouble || en->valuedouble > (double)data_len)
     return dfpo_err_set(err, DFPO_EDATA,
                         "%s: tensor '%s': data_offsets outside the %llu data bytes", path,
                         it->string, (unsigned long long)data_len);
@@ -236,7 +235,10 @@ int st_check_finite(const char *path, const char *name, const float *v, size_t n
     if (!isfinite(v[i]))
       return dfpo_err_set(err, DFPO_EDATA,
                           "%s: tensor '%s': element %zu is %s; non-finite weights are refused",
-                          path, name, i, isnan(v[i]) ? "NaN" : v[i] > 0 ? "+Inf" : "-Inf");
+                          path, name, i,
+                          isnan(v[i]) ? "NaN"
+                          : v[i] > 0  ? "+Inf"
+                                      : "-Inf");
   return DFPO_OK;
 }
 

@@ -149,9 +149,9 @@ Test(atomic, sweep_removes_only_dead_writers_old_temporaries) {
   char n1[128], n2[128], n3[128], n4[128], n5[128];
   snprintf(n1, sizeof n1, "samples.jsonl.tmp.%ld.0", dead);
   snprintf(n2, sizeof n2, "eval.json.tmp.%ld.17", dead);
-  snprintf(n3, sizeof n3, "state.json.tmp.%ld.3", dead);          /* recent */
+  snprintf(n3, sizeof n3, "state.json.tmp.%ld.3", dead);             /* recent */
   snprintf(n4, sizeof n4, "train.jsonl.tmp.%ld.0", (long)getppid()); /* alive */
-  snprintf(n5, sizeof n5, "notes.tmp.%ldx", dead);                /* not one */
+  snprintf(n5, sizeof n5, "notes.tmp.%ldx", dead);                   /* not one */
   touch_at(n1, old);
   touch_at(n2, old);
   touch_at(n3, now);

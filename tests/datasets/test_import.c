@@ -380,7 +380,8 @@ Test(import, commongen_file_sha256_and_malformed_lines) {
        * the split files; "\u0000" cut a string short at the NUL */
       {"{\"concept_set\": \"a#b\", \"scene\": [\"ok\", \"caf\x80\"]}\n",
        ".jsonl:1: a scene is not valid UTF-8 (byte 3 is 0x80)"},
-      {"{\"concept_set\": \"a#\xc0\xaf" "b\", \"scene\": [\"x\"]}\n",
+      {"{\"concept_set\": \"a#\xc0\xaf"
+       "b\", \"scene\": [\"x\"]}\n",
        ".jsonl:1: 'concept_set' is not valid UTF-8 (byte 2 is 0xc0)"},
       {"{\"concept_set\": \"a#b\", \"scene\": [\"x\\u0000y\"]}\n",
        ".jsonl:1:36: \\u0000 in a string"},
