@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -563,6 +564,14 @@ int ds_prepare_commongen(const char *raw, const char *splits, ds_prepared *out, 
 
 /* ------------------------------------------------------------- prepare */
 
+/* Whether x is an integer in [0, 2^53] (exact in a double): counts and the
+ * seed of prepared.json, cast below (a cast past a type's range is
+ * undefined). */
+static int count_ok(const cJSON *x) {
+  return cJSON_IsNumber(x) && x->valuedouble >= 0 && x->valuedouble <= 9007199254740992.0 &&
+         x->valuedouble == floor(x->valuedouble);
+}
+
 static int prepared_write(const char *splits, const ds_prepared *p, dfpo_err *err) {
   char path[DS_PATH_MAX];
   int rc = ds_join(path, sizeof path, splits, "prepared.json", err);
@@ -649,7 +658,7 @@ int ds_prepared_read(const ds_entry *e, ds_prepared *out, dfpo_err *err) {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "verified");
   const cJSON *seed = cJSON_GetObjectItemCaseSensitive(o, "seed");
   const cJSON *a = cJSON_GetObjectItemCaseSensitive(o, "splits");
-  int ok = cJSON_IsBool(v) && cJSON_IsNumber(seed) && cJSON_IsArray(a);
+  int ok = cJSON_IsBool(v) && count_ok(seed) && cJSON_IsArray(a);
   if (ok) {
     snprintf(out->dir, sizeof out->dir, "%s", splits);
     out->verified = cJSON_IsTrue(v);
@@ -658,7 +667,7 @@ int ds_prepared_read(const ds_entry *e, ds_prepared *out, dfpo_err *err) {
       const cJSON *nm = cJSON_GetObjectItemCaseSensitive(s, "name");
       const cJSON *r = cJSON_GetObjectItemCaseSensitive(s, "records");
       const cJSON *rf = cJSON_GetObjectItemCaseSensitive(s, "references");
-      ok = cJSON_IsString(nm) && cJSON_IsNumber(r) && cJSON_IsNumber(rf);
+      ok = cJSON_IsString(nm) && count_ok(r) && count_ok(rf);
       if (ok) {
         ds_split_info *si = &out->splits[out->n_splits++];
         snprintf(si->name, sizeof si->name, "%s", nm->valuestring);
