@@ -329,7 +329,7 @@ static int run_cell(trn_run *r, dfpo_err *err) {
   dfpo_rng_init(&ls.data, (uint64_t)r->set.seed, DFPO_STREAM_DATA);
   int resumed = 0;
   snprintf(path, sizeof path, "%s/config.json", r->dir);
-  if (!was_done && !r->set.algo == ALG_ZERO_SHOT) {
+  if (!was_done && r->set.algo != ALG_ZERO_SHOT) {
     char *old = NULL;
     size_t olen = 0;
     int have_old = dfpo_read_file(path, &old, &olen, NULL) == DFPO_OK;
@@ -371,7 +371,7 @@ static int run_cell(trn_run *r, dfpo_err *err) {
   }
   if (r->set.algo == ALG_SFT && (rc = trn_sft_tokenize(r, err)))
     return rc;
-  if (!r->set.algo == ALG_ZERO_SHOT) {
+  if (r->set.algo != ALG_ZERO_SHOT) {
     int stopped = 0;
     if ((rc = train_loop(r, iterations, eval_every, n_val, &ls, &stopped, err)))
       return rc;
