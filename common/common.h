@@ -61,6 +61,14 @@ void dfpo_text_position(const char *text, size_t pos, int *line, int *col);
  * well-formed UTF-8 sequence (no overlong forms, surrogates or code points
  * past U+10FFFF) becomes U+FFFD; NULL when out of memory (caller frees). */
 char *dfpo_utf8_fix(const char *s, size_t len);
+/* The length of the longest prefix of s[0..len) that is well-formed UTF-8
+ * (as dfpo_utf8_fix judges it): len when all of it is. */
+size_t dfpo_utf8_check(const char *s, size_t len);
+/* The byte offset of the first "\u0000" escape inside a string of the
+ * JSON text[0..len), or -1. cJSON turns it into a NUL that ends the C
+ * string early ("a\u0000b" reads as "a"), so readers whose strings are C
+ * strings refuse such text rather than read a shorter string. */
+long dfpo_json_nul_escape(const char *text, size_t len);
 
 /* --------------------------------------------------------------- buffers */
 
@@ -181,6 +189,16 @@ int dfpo_atomic_write_file(const char *path, const void *data, size_t len, dfpo_
 /* Test hook: when set, dfpo_atomic_commit fails (as if the disk filled or the
  * process died) after writing and before the rename. */
 void dfpo_atomic_set_fail_before_rename(int on);
+/* Removes the temporaries ("<name>.tmp.<pid>.<n>") that atomic writes of
+ * killed processes left in dir (not below it): those whose pid is no
+ * running process on this machine and that nobody wrote to for min_age
+ * seconds (a process on another machine of a shared file system writes on).
+ * *removed (may be NULL) counts them. DFPO_OK also when dir is absent. */
+int dfpo_atomic_sweep(const char *dir, double min_age, int *removed, dfpo_err *err);
+/* Removes dir's empty subfolders, deepest first, then dir itself when it is
+ * left empty; a folder holding anything stays (rmdir refuses it), so a
+ * concurrent writer loses nothing. */
+void dfpo_prune_empty_dirs(const char *dir);
 
 /* Reads a whole file into a NUL-terminated heap buffer (caller frees);
  * *len (optional) receives the size without the NUL. */

@@ -1,10 +1,13 @@
 #include "common/common.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static int atomic_fail_before_rename;
@@ -196,4 +199,72 @@ int dfpo_cache_dir(char *buf, size_t n, dfpo_err *err) {
   if (w < 0 || (size_t)w >= n)
     return dfpo_err_set(err, DFPO_EUSAGE, "cache folder path too long: %s", v);
   return DFPO_OK;
+}
+
+/* The pid of an atomic writer's temporary name "<name>.tmp.<pid>.<n>", or
+ * 0 when name is not one. */
+static long tmp_pid(const char *name) {
+  const char *t = NULL;
+  for (const char *p = strstr(name, ".tmp."); p; p = strstr(p + 1, ".tmp."))
+    t = p; /* the last one: the final name may hold ".tmp." too */
+  if (!t || t == name)
+    return 0;
+  const char *p = t + 5, *d0 = p;
+  long pid = 0;
+  for (; *p >= '0' && *p <= '9' && pid < 100000000; p++)
+    pid = pid * 10 + (*p - '0');
+  if (p == d0 || *p != '.' || !p[1])
+    return 0;
+  for (p++; *p >= '0' && *p <= '9'; p++)
+    ;
+  return *p == '\0' && pid > 0 ? pid : 0;
+}
+
+int dfpo_atomic_sweep(const char *dir, double min_age, int *removed, dfpo_err *err) {
+  if (removed)
+    *removed = 0;
+  DIR *d = opendir(dir);
+  if (!d)
+    return errno == ENOENT ? DFPO_OK : dfpo_err_errno(err, DFPO_ERUNTIME, errno, "%s", dir);
+  time_t now = time(NULL);
+  struct dirent *de;
+  int rc = DFPO_OK;
+  while ((de = readdir(d)) != NULL) {
+    long pid = tmp_pid(de->d_name);
+    if (!pid || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+      continue; /* not a temporary, or its writer may be alive */
+    char path[4352];
+    if (dfpo_path_fmt(path, sizeof path, NULL, "%s/%s", dir, de->d_name))
+      continue;
+    struct stat st;
+    if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode) || difftime(now, st.st_mtime) < min_age)
+      continue;
+    if (unlink(path) != 0 && errno != ENOENT) {
+      rc = dfpo_err_errno(err, DFPO_ERUNTIME, errno, "%s: cannot remove", path);
+      break;
+    }
+    dfpo_debug("removed %s, left by process %ld", path, pid);
+    if (removed)
+      (*removed)++;
+  }
+  closedir(d);
+  return rc;
+}
+
+void dfpo_prune_empty_dirs(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d)
+    return;
+  struct dirent *de;
+  while ((de = readdir(d)) != NULL) {
+    if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+      continue;
+    char path[4352];
+    struct stat st;
+    if (dfpo_path_fmt(path, sizeof path, NULL, "%s/%s", dir, de->d_name) == DFPO_OK &&
+        lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
+      dfpo_prune_empty_dirs(path);
+  }
+  closedir(d);
+  rmdir(dir); /* fails, harmlessly, when anything is left */
 }

@@ -195,9 +195,11 @@ static int classify(CURLcode r, long code, const char *url, const char *part, ui
   }
 }
 
-/* One attempt at url, appending to part. Fills why on failure. */
+/* One attempt at url, appending to part. Fills why on failure. *resumed is
+ * set when bytes already in part (a leftover, or an earlier attempt's) are
+ * kept: a hash mismatch may then be theirs, not this server's. */
 static int attempt(const char *url, const char *part, uint64_t size, const char *by,
-                   const ds_fetch_opts *o, char *why, size_t nwhy, int *wrong) {
+                   const ds_fetch_opts *o, char *why, size_t nwhy, int *wrong, int *resumed) {
   uint64_t have = file_size(part);
   if (have > size) {
     if (truncate(part, 0) != 0) {
@@ -206,8 +208,10 @@ static int attempt(const char *url, const char *part, uint64_t size, const char 
     }
     have = 0;
   }
-  if (have == size)
+  if (have == size) {
+    *resumed = 1;
     return TRY_OK; /* complete already (e.g. killed before the rename) */
+  }
   FILE *fp = fopen(part, "ab");
   if (!fp) {
     ds_sfmt(why, nwhy, "%s: cannot open: %s", part, strerror(errno));
@@ -245,6 +249,8 @@ static int attempt(const char *url, const char *part, uint64_t size, const char 
     dfpo_progress_finish(&prog);
   if (have && !x.restarted && x.got)
     dfpo_info("resumed %s at byte %llu", url, (unsigned long long)have);
+  if (have && !x.restarted)
+    *resumed = 1;
   if (x.over) {
     unlink(part);
     ds_sfmt(why, nwhy, "%s: the body is larger than %s's %llu bytes; refused", url, by,
@@ -337,12 +343,13 @@ int ds_download_checked(const char *const *urls, size_t n_urls, const char *dest
   int any_wrong = 0;
   for (size_t i = 0; i < n_urls; i++) {
     char why[512] = "";
-    int wrong = 0, res = TRY_NEXT;
+    int wrong = 0, res = TRY_NEXT, resumed = 0, fresh = 0;
+  again:
     for (int a = 0; a <= o->retries; a++) {
       if (a)
         backoff(o, a, why);
       dfpo_info("downloading %s", urls[i]);
-      res = attempt(urls[i], part, want->size, by, o, why, sizeof why, &wrong);
+      res = attempt(urls[i], part, want->size, by, o, why, sizeof why, &wrong, &resumed);
       if (res != TRY_TRANSIENT)
         break;
     }
@@ -368,6 +375,17 @@ int ds_download_checked(const char *const *urls, size_t n_urls, const char *dest
         return DFPO_OK;
       }
       unlink(part);
+      if (resumed && !fresh) {
+        /* the bytes kept from before may be the bad ones (a leftover .part
+         * from another file or a damaged disk): once from byte 0 before
+         * this source is blamed */
+        dfpo_warn("%s: wrong bytes after resuming a partial download (%s %s); starting again "
+                  "from byte 0",
+                  urls[i], bad, is);
+        fresh = 1;
+        resumed = 0;
+        goto again;
+      }
       wrong = 1;
       ds_sfmt(why, sizeof why, "%s: wrong bytes (%s %s, %s says %s); deleted", urls[i], bad, is, by,
               says);
@@ -379,6 +397,10 @@ int ds_download_checked(const char *const *urls, size_t n_urls, const char *dest
     if (k > 0)
       ll = ll + (size_t)k < sizeof log ? ll + (size_t)k : sizeof log - 1;
   }
+  /* an attempt that got nothing leaves an empty .part behind: nothing to
+   * resume, so nothing to keep */
+  if (file_size(part) == 0)
+    unlink(part);
   if (!n_urls)
     return dfpo_err_set(err, DFPO_EUSAGE, "%s: no source to download from", dest);
   return dfpo_err_set(err, any_wrong ? DFPO_EDATA : DFPO_ERUNTIME,

@@ -403,7 +403,8 @@ static int parse_api(const char *url, const char *text, size_t len, ds_hub_model
     if (cJSON_IsObject(lfs)) {
       const char *h = str_key(lfs, "sha256");
       const cJSON *ls = cJSON_GetObjectItemCaseSensitive(lfs, "size");
-      if (!h || !ds_is_hex64(h) || !cJSON_IsNumber(ls) || ls->valuedouble < 0) {
+      if (!h || !ds_is_hex64(h) || !cJSON_IsNumber(ls) || !(ls->valuedouble >= 0) ||
+          ls->valuedouble > 9007199254740992.0) {
         rc = dfpo_err_set(err, DFPO_EDATA, "%s: %s: 'lfs' without a sha256 and a size", url, p);
         break;
       }
@@ -411,7 +412,8 @@ static int parse_api(const char *url, const char *text, size_t len, ds_hub_model
       f.size = (uint64_t)ls->valuedouble;
       memcpy(f.sha256, h, 65);
     } else {
-      if (!cJSON_IsNumber(size) || size->valuedouble < 0 || !blob ||
+      if (!cJSON_IsNumber(size) || !(size->valuedouble >= 0) ||
+          size->valuedouble > 9007199254740992.0 || !blob ||
           !(strlen(blob) == 40 && is_hex(blob, 40))) {
         /* no way to check it: it is refused if the harness selects it */
         f.size = UINT64_MAX;

@@ -109,7 +109,9 @@ int ds_stamp_read(const ds_entry *e, ds_stamp *s, dfpo_err *err) {
            copy_str(s->raw_digest, sizeof s->raw_digest, o, "raw_digest") &&
            copy_str(s->members_missing, sizeof s->members_missing, o, "members_missing") &&
            copy_str(s->imported_at, sizeof s->imported_at, o, "imported_at") &&
-           cJSON_IsNumber(files) && cJSON_IsNumber(bytes) && ds_is_hex64(s->raw_digest);
+           cJSON_IsNumber(files) && cJSON_IsNumber(bytes) && files->valuedouble >= 0 &&
+           files->valuedouble <= 9007199254740992.0 && bytes->valuedouble >= 0 &&
+           bytes->valuedouble <= 9007199254740992.0 && ds_is_hex64(s->raw_digest);
   if (ok) {
     s->files = (uint64_t)files->valuedouble;
     s->bytes = (uint64_t)bytes->valuedouble;

@@ -38,6 +38,10 @@ int ds_jsonl_parse_line(const char *line, size_t len, const char *name, size_t l
   *obj = NULL;
   if (memchr(line, '\0', len))
     return dfpo_err_set(err, DFPO_EDATA, "%s:%zu: contains a NUL byte", name, lineno);
+  long nul = dfpo_json_nul_escape(line, len);
+  if (nul >= 0)
+    return dfpo_err_set(err, DFPO_EDATA, "%s:%zu:%ld: \\u0000 in a string (a NUL byte)", name,
+                        lineno, nul + 1);
   const char *end = NULL;
   cJSON *o = cJSON_ParseWithLengthOpts(line, len, &end, 0);
   if (!o) {

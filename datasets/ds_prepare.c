@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -465,6 +466,15 @@ int ds_commongen_record(const cJSON *src, const char *id, const char *where, siz
   for (const cJSON *s = sc ? sc->child : NULL; s; s = s->next)
     if (!cJSON_IsString(s))
       return dfpo_err_set(err, DFPO_EDATA, "%s:%zu: every scene must be a string", where, lineno);
+  /* the split files are UTF-8 (the metrics refuse anything else): a bad
+   * byte is named here, where the file and line are known */
+  for (const cJSON *s = cs; s; s = s == cs ? (sc ? sc->child : NULL) : s->next) {
+    size_t n = strlen(s->valuestring), ok = dfpo_utf8_check(s->valuestring, n);
+    if (ok < n)
+      return dfpo_err_set(err, DFPO_EDATA, "%s:%zu: %s is not valid UTF-8 (byte %zu is 0x%02x)",
+                          where, lineno, s == cs ? "'concept_set'" : "a scene", ok,
+                          (unsigned)(unsigned char)s->valuestring[ok]);
+  }
   cJSON *o = cJSON_CreateObject();
   cJSON_AddStringToObject(o, "id", id);
   cJSON *concepts = cJSON_AddArrayToObject(o, "concepts");
@@ -553,6 +563,14 @@ int ds_prepare_commongen(const char *raw, const char *splits, ds_prepared *out, 
 }
 
 /* ------------------------------------------------------------- prepare */
+
+/* Whether x is an integer in [0, 2^53] (exact in a double): counts and the
+ * seed of prepared.json, cast below (a cast past a type's range is
+ * undefined). */
+static int count_ok(const cJSON *x) {
+  return cJSON_IsNumber(x) && x->valuedouble >= 0 && x->valuedouble <= 9007199254740992.0 &&
+         x->valuedouble == floor(x->valuedouble);
+}
 
 static int prepared_write(const char *splits, const ds_prepared *p, dfpo_err *err) {
   char path[DS_PATH_MAX];
@@ -651,7 +669,7 @@ int ds_prepared_read(const ds_entry *e, ds_prepared *out, dfpo_err *err) {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "verified");
   const cJSON *seed = cJSON_GetObjectItemCaseSensitive(o, "seed");
   const cJSON *a = cJSON_GetObjectItemCaseSensitive(o, "splits");
-  int ok = cJSON_IsBool(v) && cJSON_IsNumber(seed) && cJSON_IsArray(a);
+  int ok = cJSON_IsBool(v) && count_ok(seed) && cJSON_IsArray(a);
   if (ok) {
     snprintf(out->dir, sizeof out->dir, "%s", splits);
     out->verified = cJSON_IsTrue(v);
@@ -660,7 +678,7 @@ int ds_prepared_read(const ds_entry *e, ds_prepared *out, dfpo_err *err) {
       const cJSON *nm = cJSON_GetObjectItemCaseSensitive(s, "name");
       const cJSON *r = cJSON_GetObjectItemCaseSensitive(s, "records");
       const cJSON *rf = cJSON_GetObjectItemCaseSensitive(s, "references");
-      ok = cJSON_IsString(nm) && cJSON_IsNumber(r) && cJSON_IsNumber(rf);
+      ok = cJSON_IsString(nm) && count_ok(r) && count_ok(rf);
       if (ok) {
         ds_split_info *si = &out->splits[out->n_splits++];
         snprintf(si->name, sizeof si->name, "%s", nm->valuestring);

@@ -10,7 +10,7 @@
 #include <string.h>
 
 static const char check_usage[] =
-    "Usage: dfpo check --baseline FILE DIR [--alpha A]\n"
+    "Usage: dfpo check --baseline FILE DIR [--alpha A] [--any-suite]\n"
     "\n"
     "Compares the results of the suite folder DIR (as `dfpo report` reads it)\n"
     "with a baseline FILE (a results.json that `dfpo report` wrote, e.g.\n"
@@ -22,7 +22,10 @@ static const char check_usage[] =
     "constant over seeds in both must be equal to 1e-5, relative (float32\n"
     "rounding, which other kernels or CPUs change, moves the last digits; see\n"
     "DFPO_CPU_ISA in docs/engine.md). A baseline\n"
-    "cell absent from DIR, or with fewer than 2 seeds there, fails.\n"
+    "cell absent from DIR, or with fewer than 2 seeds there, fails. The suite\n"
+    "DIR holds (its suite.json's name, else the folder's name) must be the\n"
+    "baseline's (its \"suite\"): another suite's baseline is refused unless\n"
+    "--any-suite says to compare anyway.\n"
     "Prints one line per comparison; exits 0 when nothing moved further than\n"
     "seed noise allows, 4 when something did, 2 when DIR's logs or results or\n"
     "the baseline are malformed (a NUL byte, a cut or garbled line, a value\n"
@@ -32,6 +35,7 @@ static const char check_usage[] =
     "Options:\n"
     "  --baseline FILE   the stored results\n"
     "  --alpha A         family-wise significance level (default 0.05)\n"
+    "  --any-suite       compare even when DIR's suite is not the baseline's\n"
     "  -h, --help        show this help\n";
 
 #define CHECK_MOVED 4
@@ -48,7 +52,8 @@ static int by_p(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
-static int check(const char *base_path, const char *dir, double alpha, dfpo_err *err) {
+static int check(const char *base_path, const char *dir, double alpha, int any_suite,
+                 dfpo_err *err) {
   res_suite b, c;
   int rc = res_read_json(&b, base_path, err);
   if (rc)
@@ -56,6 +61,19 @@ static int check(const char *base_path, const char *dir, double alpha, dfpo_err 
   if ((rc = res_collect(&c, dir, 0, err))) {
     res_free(&b);
     return rc;
+  }
+  if (strcmp(b.name, c.name) != 0) {
+    if (!any_suite) {
+      rc = dfpo_err_set(err, DFPO_EUSAGE,
+                        "%s holds suite '%s' but the baseline %s is suite '%s': give the "
+                        "baseline of that suite, or --any-suite to compare anyway",
+                        dir, c.name, base_path, b.name);
+      res_free(&b);
+      res_free(&c);
+      return rc;
+    }
+    dfpo_warn("check: %s holds suite '%s', the baseline suite '%s' (--any-suite)", dir, c.name,
+              b.name);
   }
   size_t cap = 16, n = 0;
   cmp *all = malloc(sizeof *all * cap);
@@ -166,11 +184,12 @@ static int check(const char *base_path, const char *dir, double alpha, dfpo_err 
 int cmd_check(int argc, char **argv) {
   static const struct option opts[] = {{"baseline", required_argument, NULL, 'b'},
                                        {"alpha", required_argument, NULL, 'a'},
+                                       {"any-suite", no_argument, NULL, 's'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
   const char *base = NULL;
   double alpha = 0.05;
-  int c, rc;
+  int c, rc, any_suite = 0;
   cli_reset_getopt();
   while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
     switch (c) {
@@ -180,6 +199,9 @@ int cmd_check(int argc, char **argv) {
     case 'a':
       if ((rc = cli_number("check", optarg, 1e-12, 0.5, "--alpha", &alpha)))
         return rc;
+      break;
+    case 's':
+      any_suite = 1;
       break;
     case 'h':
       fputs(check_usage, stdout);
@@ -194,6 +216,6 @@ int cmd_check(int argc, char **argv) {
     return cli_usage_error("check", "needs exactly one suite folder DIR");
   dfpo_err err;
   dfpo_err_clear(&err);
-  rc = check(base, argv[optind], alpha, &err);
+  rc = check(base, argv[optind], alpha, any_suite, &err);
   return rc ? cli_fail(&err) : DFPO_OK;
 }

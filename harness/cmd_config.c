@@ -21,7 +21,9 @@ static const char config_usage[] =
     "\n"
     "Options:\n"
     "  -s, --set key.path=value  override one key (repeatable); the value is read\n"
-    "                            as the key's type; lists as [1,2] or 1,2\n"
+    "                            as the key's type: numbers in decimal (no hex,\n"
+    "                            inf or spaces); lists as [1,2] or 1,2 (no\n"
+    "                            empty item: 1,,2 is an error)\n"
     "  -h, --help                show this help\n"
     "\n"
     "Every key, its type and default: docs/configs.md.\n";

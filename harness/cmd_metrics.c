@@ -59,7 +59,8 @@ static void print_table(const cJSON *o, const char *prefix) {
     else if (cJSON_IsArray(x) && cJSON_GetArraySize(x) == 2)
       printf("%-24s [%.6f, %.6f]\n", name, cJSON_GetArrayItem(x, 0)->valuedouble,
              cJSON_GetArrayItem(x, 1)->valuedouble);
-    else if (cJSON_IsNumber(x) && x->valuedouble == (double)(long long)x->valuedouble)
+    else if (cJSON_IsNumber(x) && fabs(x->valuedouble) < 9007199254740992.0 &&
+             x->valuedouble == floor(x->valuedouble))
       printf("%-24s %lld\n", name, (long long)x->valuedouble);
     else if (cJSON_IsNumber(x))
       printf("%-24s %.6f\n", name, x->valuedouble);

@@ -28,7 +28,10 @@ static const char perplexity_usage[] =
     "half-overlapping windows.\n"
     "\n"
     "Prints documents, tokens (scored), nll_sum, nll_per_token and\n"
-    "ppl = exp(nll_per_token); the JSON also has bos.\n"
+    "ppl = exp(nll_per_token); the JSON also has bos, and ppl null when it is\n"
+    "past the largest double. A model with a NaN or infinite weight is refused\n"
+    "at load (exit 2, naming the tensor); a document whose log-likelihood is\n"
+    "not finite is an error (exit 3), never a printed nan.\n"
     "\n"
     "Options:\n"
     "  --model PATH     the model: a file, a Hugging Face folder or hub name\n"
@@ -224,6 +227,13 @@ int cmd_perplexity(int argc, char **argv) {
       dfpo_err_prefix(&err, "%s:%ld", tokens, lineno);
       break;
     }
+    if (!isfinite(s)) {
+      /* the weights are finite (model_load refuses others), but the sum can
+       * still overflow; a NaN is never printed as a result */
+      rc = dfpo_err_set(&err, DFPO_ERUNTIME, "%s:%ld: the model's log-likelihood is %s", tokens,
+                        lineno, isnan(s) ? "NaN" : "infinite");
+      break;
+    }
     nll += s;
     total += k;
     docs++;
@@ -237,11 +247,15 @@ int cmd_perplexity(int argc, char **argv) {
   model_free(m);
   if (rc)
     return cli_fail(&err);
-  double per = total ? nll / (double)total : 0.0;
-  if (json)
+  double per = total ? nll / (double)total : 0.0, ppl = exp(per);
+  if (json && !isfinite(ppl)) /* past DBL_MAX: JSON has no infinity */
+    printf("{\"documents\": %ld, \"tokens\": %zu, \"nll_sum\": %.6f, \"nll_per_token\": %.6f, "
+           "\"ppl\": null, \"bos\": %s}\n",
+           docs, total, nll, per, no_bos ? "false" : "true");
+  else if (json)
     printf("{\"documents\": %ld, \"tokens\": %zu, \"nll_sum\": %.6f, \"nll_per_token\": %.6f, "
            "\"ppl\": %.6f, \"bos\": %s}\n",
-           docs, total, nll, per, exp(per), no_bos ? "false" : "true");
+           docs, total, nll, per, ppl, no_bos ? "false" : "true");
   else
     printf("documents %ld, tokens %zu, nll_sum %.4f, nll_per_token %.4f, ppl %.4f\n", docs, total,
            nll, per, exp(per));

@@ -554,6 +554,15 @@ static int reproduce(repro *r, const char *file, const char *const *sets, int ns
     }
   }
   print_matrix(r, -1);
+  if (only_cell < 0) {
+    /* a finished cell's staging folder is gone but its parents stay: drop
+     * the empty ones (a failed or interrupted cell's folder holds files and
+     * stays for the rerun). Not with --cell: array tasks run side by side,
+     * and one's rmdir could remove a parent another has just made. */
+    char st[2600];
+    suite_fmt(st, sizeof st, "%s/.staging", r->root);
+    dfpo_prune_empty_dirs(st);
+  }
   if (only_cell >= 0)
     return rc ? rc : failed ? dfpo_err_set(err, DFPO_ERUNTIME, "the cell failed") : DFPO_OK;
   if (rc)

@@ -165,6 +165,14 @@ static int setup(trn_run *r, dfpo_err *err) {
   snprintf(ck, sizeof ck, "%s/checkpoint", r->dir);
   if ((rc = dfpo_mkdirs(ck, err)))
     return rc;
+  /* what a killed run's atomic writes left (samples.jsonl.tmp.<pid>.<n>,
+   * checkpoints): their writers are gone, and nobody reads them */
+  int swept = 0, more = 0;
+  if ((rc = dfpo_atomic_sweep(r->dir, 60, &swept, err)) ||
+      (rc = dfpo_atomic_sweep(ck, 60, &more, err)))
+    return rc;
+  if (swept + more)
+    dfpo_info("train: removed %d temporary files left by killed runs in %s", swept + more, r->dir);
   if (s->rl.algo < 0) /* zero-shot, sft */
     return DFPO_OK;
   if ((rc = make_value_model(r, err)))
@@ -373,7 +381,7 @@ static int run_cell(trn_run *r, dfpo_err *err) {
   dfpo_rng_init(&ls.data, (uint64_t)r->set.seed, DFPO_STREAM_DATA);
   int resumed = 0;
   snprintf(path, sizeof path, "%s/config.json", r->dir);
-  if (!was_done && !r->set.algo == ALG_ZERO_SHOT) {
+  if (!was_done && r->set.algo != ALG_ZERO_SHOT) {
     char *old = NULL;
     size_t olen = 0;
     int have_old = dfpo_read_file(path, &old, &olen, NULL) == DFPO_OK;
@@ -415,7 +423,7 @@ static int run_cell(trn_run *r, dfpo_err *err) {
   }
   if (r->set.algo == ALG_SFT && (rc = trn_sft_tokenize(r, err)))
     return rc;
-  if (!r->set.algo == ALG_ZERO_SHOT) {
+  if (r->set.algo != ALG_ZERO_SHOT) {
     int stopped = 0;
     if ((rc = train_loop(r, iterations, eval_every, n_val, &ls, &stopped, err)))
       return rc;

@@ -284,6 +284,14 @@ static size_t skip_space(const char *text, size_t pos, size_t len) {
 
 int cfg_merge_text(cfg *c, const char *name, const char *text, size_t len, dfpo_err *err) {
   const char *end = NULL;
+  long nul = dfpo_json_nul_escape(text, len);
+  if (nul >= 0) {
+    int l, k;
+    dfpo_text_position(text, (size_t)nul, &l, &k);
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "%s:%d:%d: \\u0000 in a string: a NUL cannot be part of a config value",
+                        name, l, k);
+  }
   cJSON *doc = cJSON_ParseWithLengthOpts(text, len, &end, 0);
   size_t pos = end && end >= text && end <= text + len ? (size_t)(end - text) : len;
   int line, col;
@@ -325,6 +333,31 @@ int cfg_merge_file(cfg *c, const char *file, dfpo_err *err) {
   return rc;
 }
 
+/* Whether s is written as a decimal number: digits with an optional sign,
+ * and with frac, a point and an exponent. strtod alone would also read
+ * "0x10" as 16, "inf", " 5" and "1e5" for an integer key. */
+static int decimal_text(const char *s, int frac) {
+  if (*s == '+' || *s == '-')
+    s++;
+  int digits = 0, point = 0;
+  for (; (*s >= '0' && *s <= '9') || (frac && *s == '.' && !point); s++) {
+    point |= *s == '.';
+    digits += *s != '.';
+  }
+  if (!digits)
+    return 0;
+  if (frac && (*s == 'e' || *s == 'E')) {
+    s++;
+    if (*s == '+' || *s == '-')
+      s++;
+    if (!(*s >= '0' && *s <= '9'))
+      return 0;
+    while (*s >= '0' && *s <= '9')
+      s++;
+  }
+  return *s == '\0';
+}
+
 /* Parses the text of a --set value as the key's type. */
 static cJSON *parse_set_value(const cfg_key *k, const char *s, const char *assignment,
                               dfpo_err *err) {
@@ -333,7 +366,7 @@ static cJSON *parse_set_value(const cfg_key *k, const char *s, const char *assig
     errno = 0;
     char *end;
     long long v = strtoll(s, &end, 10);
-    if (!s[0] || *end || errno || fabs((double)v) > CFG_INT_LIMIT) {
+    if (!decimal_text(s, 0) || *end || errno || fabs((double)v) > CFG_INT_LIMIT) {
       dfpo_err_set(err, DFPO_EUSAGE, "--set %s: key '%s': expected an integer, got '%s'",
                    assignment, k->path, s);
       return NULL;
@@ -344,7 +377,7 @@ static cJSON *parse_set_value(const cfg_key *k, const char *s, const char *assig
     errno = 0;
     char *end;
     double v = strtod(s, &end);
-    if (!s[0] || *end || errno || !isfinite(v)) {
+    if (!decimal_text(s, 1) || *end || errno || !isfinite(v)) {
       dfpo_err_set(err, DFPO_EUSAGE, "--set %s: key '%s': expected a number, got '%s'", assignment,
                    k->path, s);
       return NULL;
@@ -365,17 +398,33 @@ static cJSON *parse_set_value(const cfg_key *k, const char *s, const char *assig
   case CFG_INT_LIST:
   case CFG_STR_LIST: {
     if (s[0] == '[') {
-      cJSON *v = cJSON_Parse(s);
-      if (!v)
+      cJSON *v = dfpo_json_nul_escape(s, strlen(s)) < 0 ? cJSON_ParseWithOpts(s, NULL, 1) : NULL;
+      if (!v) /* also \u0000 in a string, which would end it early */
         dfpo_err_set(err, DFPO_EUSAGE, "--set %s: key '%s': malformed JSON list '%s'", assignment,
                      k->path, s);
       return v;
     }
     cJSON *arr = cJSON_CreateArray();
-    char buf[1024];
-    snprintf(buf, sizeof buf, "%s", s);
-    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok && arr;
-         tok = strtok_r(NULL, ",", &save)) {
+    char *buf = strdup(s);
+    if (!buf) {
+      cJSON_Delete(arr);
+      dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+      return NULL;
+    }
+    /* "" is the empty list; otherwise every item between commas must be
+     * there: "1,,2" is a typo, not [1, 2] */
+    for (char *tok = buf[0] ? buf : NULL, *next; tok && arr; tok = next) {
+      char *comma = strchr(tok, ',');
+      next = comma ? comma + 1 : NULL;
+      if (comma)
+        *comma = '\0';
+      if (!tok[0]) {
+        cJSON_Delete(arr);
+        free(buf);
+        dfpo_err_set(err, DFPO_EUSAGE, "--set %s: key '%s': an empty item in the list '%s'",
+                     assignment, k->path, s);
+        return NULL;
+      }
       cJSON *item;
       if (k->type == CFG_STR_LIST) {
         item = cJSON_CreateString(tok);
@@ -386,10 +435,12 @@ static cJSON *parse_set_value(const cfg_key *k, const char *s, const char *assig
       }
       if (!item) {
         cJSON_Delete(arr);
+        free(buf);
         return NULL;
       }
       cJSON_AddItemToArray(arr, item);
     }
+    free(buf);
     return arr;
   }
   }

@@ -430,12 +430,14 @@ static int synset_lemmas(met_wordnet *wn, int p, uint32_t off, strlist *out, dfp
   line[ll] = '\0';
   char *q = line, *t_off = next_tok(&q), *t_lex = next_tok(&q), *t_pos = next_tok(&q);
   unsigned long v, nw;
-  int rc = DFPO_OK;
   if (parse_uint(t_off, 10, &v) || v != off || !t_lex || !t_pos ||
       parse_uint(next_tok(&q), 16, &nw)) {
-    rc = dfpo_err_set(err, DFPO_EDATA, "%s/%s: no synset record at offset %u", wn->dir, path,
-                      (unsigned)off);
+    /* nw is unset here: no word loop on a record without a header */
+    free(line);
+    return dfpo_err_set(err, DFPO_EDATA, "%s/%s: no synset record at offset %u", wn->dir, path,
+                        (unsigned)off);
   }
+  int rc = DFPO_OK;
   for (unsigned long k = 0; k < nw && !rc; k++) {
     char *name = next_tok(&q), *lexid = next_tok(&q);
     if (!name || !lexid) {

@@ -215,9 +215,15 @@ static int bert_create(bert_model **out, const bert_config *c, dfpo_err *err) {
 
 /* ------------------------------------------------------------ config */
 
+/* o[key] as an int, dflt when absent; -1 (refused by the range checks
+ * below) when it is not an integer in [0, 1e9]: a cast of 1e20 to int
+ * would be undefined. */
 static int jint(const cJSON *o, const char *key, int dflt) {
   const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, key);
-  return cJSON_IsNumber(x) ? (int)x->valuedouble : dflt;
+  if (!x)
+    return dflt;
+  double d = cJSON_IsNumber(x) ? x->valuedouble : -1;
+  return d >= 0 && d <= 1e9 && d == floor(d) ? (int)d : -1;
 }
 static const char *jstr(const cJSON *o, const char *key) {
   const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, key);

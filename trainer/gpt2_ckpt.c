@@ -6,6 +6,8 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -13,6 +15,8 @@
 #define NATIVE_MAGIC GPT2_NATIVE_MAGIC
 #define NATIVE_VERSION 1u
 #define NATIVE_HEADER 64u
+/* extra tensors named one by one before the rest are counted */
+#define GPT2_EXTRA_WARN 5
 
 typedef struct native_header {
   char magic[8];
@@ -25,10 +29,13 @@ typedef struct native_header {
 _Static_assert(sizeof(native_header) == NATIVE_HEADER, "native header is 64 bytes");
 
 /* The tensor holding float index i of the parameter block (for messages). */
-static const char *tensor_at(const gpt2_model *m, size_t i) {
+static const char *tensor_at(const gpt2_model *m, size_t i, size_t *start) {
   for (int k = m->ntensors - 1; k >= 0; k--)
-    if (m->tensors[k].off <= i)
+    if (m->tensors[k].off <= i) {
+      if (start)
+        *start = m->tensors[k].off;
       return m->tensors[k].name;
+    }
   return "?";
 }
 
@@ -93,8 +100,19 @@ static int read_floats(FILE *fp, const gpt2_model *m, float *dev, size_t n, cons
     if (got != k) {
       free(buf);
       return dfpo_err_set(err, DFPO_EDATA, "%s: truncated in the %s of tensor '%s'", path, what,
-                          tensor_at(m, base + i + got));
+                          tensor_at(m, base + i + got, NULL));
     }
+    for (size_t j = 0; j < k; j++)
+      if (!isfinite(buf[j])) {
+        /* named by its tensor and its index inside that tensor */
+        size_t at = base + i + j, off = 0;
+        const char *tn = tensor_at(m, at, &off), *what_v = isnan(buf[j]) ? "NaN" : "an infinity";
+        free(buf);
+        return dfpo_err_set(err, DFPO_EDATA,
+                            "%s: the %s of tensor '%s' has %s at element %zu; non-finite values "
+                            "are refused",
+                            path, what, tn, what_v, at - off);
+      }
     m->base.ops->upload(dev + i, buf, k * sizeof(float));
   }
   free(buf);
@@ -162,36 +180,77 @@ static const char *strip_prefix(const char *name) {
   return strncmp(name, "transformer.", 12) == 0 ? name + 12 : name;
 }
 
-static int json_int(const cJSON *o, const char *key, int *v) {
+/* o[key] as an int in *v: 1 when it is there (a JSON integer, or a string
+ * of decimal digits as safetensors' __metadata__ holds), 0 when absent, -1
+ * (DFPO_EDATA in err, naming the key) when it is there but not an integer
+ * in [0, INT_MAX]: "4294967298" must not become 2. */
+static int json_int(const cJSON *o, const char *key, int *v, const char *from, dfpo_err *err) {
   const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, key);
+  if (!x)
+    return 0;
   if (cJSON_IsNumber(x)) {
-    *v = (int)x->valuedouble;
-    return 1;
-  }
-  if (cJSON_IsString(x)) {
+    double d = x->valuedouble;
+    if (d >= 0 && d <= INT_MAX && d == floor(d)) {
+      *v = (int)d;
+      return 1;
+    }
+  } else if (cJSON_IsString(x)) {
+    const char *s = x->valuestring;
     char *end;
-    long l = strtol(x->valuestring, &end, 10);
-    if (end != x->valuestring && *end == 0) {
+    errno = 0;
+    long long l = s[0] >= '0' && s[0] <= '9' ? strtoll(s, &end, 10) : -1;
+    if (l >= 0 && !errno && *end == 0 && l <= INT_MAX) {
       *v = (int)l;
       return 1;
     }
   }
-  return 0;
+  char *shown = cJSON_PrintUnformatted(x);
+  dfpo_err_set(err, DFPO_EDATA, "%s: \"%s\" is %.40s, not an integer in [0, %d]", from, key,
+               shown ? shown : "?", INT_MAX);
+  free(shown);
+  return -1;
 }
 
-/* Reads n_layer, n_head, ... from a JSON object (metadata or config.json);
- * returns how many fields it found. */
-static int config_from_json(const cJSON *o, gpt2_config *c) {
-  int found = 0;
-  found += json_int(o, "n_layer", &c->n_layer);
-  found += json_int(o, "n_head", &c->n_head);
-  found += json_int(o, "n_embd", &c->n_embd);
-  found += json_int(o, "vocab_size", &c->vocab_size);
-  if (json_int(o, "n_ctx", &c->n_ctx) || json_int(o, "n_positions", &c->n_ctx))
-    found++;
-  json_int(o, "head", &c->head);
-  json_int(o, "n_classes", &c->n_classes);
-  return found;
+/* Reads n_layer, n_head, ... from a JSON object (metadata or config.json)
+ * into c; *found counts the fields it found. DFPO_EDATA when one is not an
+ * integer in range. */
+static int config_from_json(const cJSON *o, gpt2_config *c, const char *from, int *found,
+                            dfpo_err *err) {
+  struct {
+    const char *key;
+    int *v;
+    int counts;
+  } f[] = {{"n_layer", &c->n_layer, 1}, {"n_head", &c->n_head, 1},
+           {"n_embd", &c->n_embd, 1},   {"vocab_size", &c->vocab_size, 1},
+           {"n_ctx", &c->n_ctx, 1},     {"n_positions", &c->n_ctx, 1},
+           {"head", &c->head, 0},       {"n_classes", &c->n_classes, 0}};
+  *found = 0;
+  int have_ctx = 0;
+  for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+    if (f[i].v == &c->n_ctx && have_ctx)
+      continue; /* n_ctx first, else n_positions */
+    int r = json_int(o, f[i].key, f[i].v, from, err);
+    if (r < 0)
+      return DFPO_EDATA;
+    if (r && f[i].v == &c->n_ctx)
+      have_ctx = 1;
+    *found += r && f[i].counts;
+  }
+  return DFPO_OK;
+}
+
+/* The layer of a tensor named "h.<l>.<rest>", l in [0, 100000); else -1
+ * (sscanf's %d would be undefined on a number past INT_MAX). */
+static int layer_of(const char *nm) {
+  if (strncmp(nm, "h.", 2) != 0)
+    return -1;
+  int l = 0, digits = 0;
+  for (nm += 2; *nm >= '0' && *nm <= '9'; nm++, digits++) {
+    l = l * 10 + (*nm - '0');
+    if (l >= 100000)
+      return -1;
+  }
+  return digits && *nm == '.' ? l : -1;
 }
 
 int gpt2_import_safetensors(model_t **out, const char *path, const gpt2_config *given,
@@ -222,7 +281,7 @@ int gpt2_import_safetensors(model_t **out, const char *path, const gpt2_config *
           cfg.n_embd = (int)e->shape[1];
         } else if (strcmp(nm, "wpe.weight") == 0 && e->ndim == 2) {
           cfg.n_ctx = (int)e->shape[0];
-        } else if (sscanf(nm, "h.%d.", &l) == 1 && l + 1 > cfg.n_layer && l < 100000) {
+        } else if ((l = layer_of(nm)) >= 0 && l + 1 > cfg.n_layer) {
           cfg.n_layer = l + 1;
         } else if (strcmp(nm, "v_head.summary.weight") == 0) {
           cfg.head = MODEL_HEAD_VALUE;
@@ -232,7 +291,10 @@ int gpt2_import_safetensors(model_t **out, const char *path, const gpt2_config *
         }
       }
     cfg_from = "the tensor shapes";
-    if (meta && config_from_json(meta, &cfg) > 0) {
+    int found = 0;
+    if (meta && (rc = config_from_json(meta, &cfg, path, &found, err)))
+      goto done;
+    if (found > 0) {
       cfg_from = "the header's __metadata__";
     } else {
       char cpath[4096];
@@ -243,15 +305,18 @@ int gpt2_import_safetensors(model_t **out, const char *path, const gpt2_config *
         goto done;
       char *text = NULL;
       if (dfpo_read_file(cpath, &text, NULL, NULL) == DFPO_OK) {
-        cJSON *cj = cJSON_Parse(text);
+        cJSON *cj = dfpo_json_nul_escape(text, strlen(text)) < 0 ? cJSON_Parse(text) : NULL;
         free(text);
         if (!cJSON_IsObject(cj)) {
           cJSON_Delete(cj);
-          rc = dfpo_err_set(err, DFPO_EDATA, "%s: not a JSON object", cpath);
+          rc = dfpo_err_set(err, DFPO_EDATA, "%s: not a JSON object (or \\u0000 in a string)",
+                            cpath);
           goto done;
         }
-        config_from_json(cj, &cfg);
+        rc = config_from_json(cj, &cfg, cpath, &found, err);
         cJSON_Delete(cj);
+        if (rc)
+          goto done;
         cfg_from = "config.json";
       } else if (cfg.n_head == 0) {
         rc = dfpo_err_set(err, DFPO_EDATA,
@@ -318,6 +383,9 @@ int gpt2_import_safetensors(model_t **out, const char *path, const gpt2_config *
     }
     m->base.ops->upload(m->params + t->off, dst, (size_t)t->rows * t->cols * sizeof(float));
   }
+  /* the first few extra tensors by name, then how many more: a file of
+   * 100,000 extra tensors must not print 100,000 lines */
+  long extra = 0;
   for (int j = 0; j < set.n; j++)
     for (int i = 0; i < set.files[j].n; i++) {
       const char *nm = strip_prefix(set.files[j].ents[i].name);
@@ -327,10 +395,13 @@ int gpt2_import_safetensors(model_t **out, const char *path, const gpt2_config *
       size_t L = strlen(nm);
       if (!known && strcmp(nm, "lm_head.weight") != 0 &&
           !(L > 10 && strcmp(nm + L - 10, ".attn.bias") == 0) &&
-          !(L > 17 && strcmp(nm + L - 17, ".attn.masked_bias") == 0))
+          !(L > 17 && strcmp(nm + L - 17, ".attn.masked_bias") == 0) && extra++ < GPT2_EXTRA_WARN)
         dfpo_warn("%s: tensor '%s' is not part of the model; ignored", set.paths[j],
                   set.files[j].ents[i].name);
     }
+  if (extra > GPT2_EXTRA_WARN)
+    dfpo_warn("%s: %ld more tensors that are not part of the model; ignored", path,
+              extra - GPT2_EXTRA_WARN);
   *out = &m->base;
   m = NULL;
 done:

@@ -192,7 +192,7 @@ int model_import_safetensors(model_t **out, const char *path, dfpo_err *err) {
     return rc;
   char *text = NULL;
   if (dfpo_read_file(cpath, &text, NULL, NULL) == DFPO_OK) {
-    cJSON *j = cJSON_Parse(text);
+    cJSON *j = dfpo_json_nul_escape(text, strlen(text)) < 0 ? cJSON_Parse(text) : NULL;
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(j, "model_type");
     if (cJSON_IsString(mt))
       snprintf(type, sizeof type, "%s", mt->valuestring);

@@ -895,8 +895,11 @@ static void cpu_attention_step(float *out, const float *qkv, const float *kc, co
  * call per element): x = k ln2 + r with |r| <= ln2/2, the Cephes expf
  * polynomial for e^r, and 2^k built in the exponent bits. Relative error
  * about 2e-7 over the range; below -87.3 it returns ~2^-126, not 0. */
-static inline float vexpf(float x) {
-  x = x < -87.3f ? -87.3f : x > 88.7f ? 88.7f : x;
+static inline float vexpf(float x0) {
+  /* NaN compares false both ways: it is clamped to a finite value here (the
+   * cast and the shift below would be undefined on it) and given back at
+   * the end */
+  float x = x0 > 88.7f ? 88.7f : x0 >= -87.3f ? x0 : -87.3f;
   float k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round to nearest */
   float r = x - k * 0.693359375f - k * -2.12194440e-4f;
   float p = 1.9875691500e-4f;
@@ -909,7 +912,7 @@ static inline float vexpf(float x) {
   int32_t bits = ((int32_t)k + 127) << 23;
   float scale;
   memcpy(&scale, &bits, sizeof scale);
-  return p * scale;
+  return x0 == x0 ? p * scale : x0;
 }
 
 /* tanh through vexpf; absolute error about 1e-7 */

@@ -6,8 +6,9 @@
  * (tensor name -> {dtype, shape, data_offsets}, and an optional
  * "__metadata__" object of strings), then the raw data, each tensor's bytes
  * at data_offsets relative to the end of the header. st_open checks every
- * entry against the file (offsets inside the data, byte counts matching the
- * shape for F32, F16 and BF16); st_read_f32 reads one tensor as float32.
+ * entry against the file (shapes and offsets integers, offsets inside the
+ * data, no two tensors' bytes overlapping, byte counts matching the shape
+ * for F32, F16 and BF16); st_read_f32 reads one tensor as float32.
  *
  * Ownership: an st_file owns its open FILE, the parsed header and the entry
  * table (st_close frees them); entry names and dtypes point into the header
@@ -70,8 +71,12 @@ uint64_t st_numel(const st_entry *e);
 int st_check_shape(const st_file *f, const st_entry *e, const char *name, int nd,
                    const int64_t *want, const char *cfg_from, dfpo_err *err);
 /* Reads e (F32, F16 or BF16; else DFPO_EDATA naming the dtype) as
- * st_numel(e) floats into dst, host memory. `name` is for messages. */
+ * st_numel(e) floats into dst, host memory. `name` is for messages. A NaN
+ * or an infinity in the tensor is DFPO_EDATA naming it (st_check_finite). */
 int st_read_f32(st_file *f, const st_entry *e, const char *name, float *dst, dfpo_err *err);
+/* DFPO_OK when the n floats of v are all finite; else DFPO_EDATA naming
+ * path, the tensor `name`, the first bad element's index and its value. */
+int st_check_finite(const char *path, const char *name, const float *v, size_t n, dfpo_err *err);
 
 /* The files of one checkpoint: a single model.safetensors, or the shards a
  * Hugging Face index (model.safetensors.index.json: {"weight_map": {tensor:

@@ -4,6 +4,7 @@
 #include "trainer/st_internal.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -72,7 +73,8 @@ static int parse_entry(const st_file *f, const cJSON *it, uint64_t data_len, st_
   uint64_t numel = 1;
   for (int d = 0; d < e->ndim; d++) {
     const cJSON *x = cJSON_GetArrayItem(sh, d);
-    if (!cJSON_IsNumber(x) || x->valuedouble < 0 || x->valuedouble > 4e9)
+    if (!cJSON_IsNumber(x) || x->valuedouble < 0 || x->valuedouble > 4e9 ||
+        x->valuedouble != floor(x->valuedouble))
       return dfpo_err_set(err, DFPO_EDATA, "%s: tensor '%s': bad shape", path, it->string);
     e->shape[d] = (int64_t)x->valuedouble;
     numel *= (uint64_t)e->shape[d];
@@ -80,8 +82,11 @@ static int parse_entry(const st_file *f, const cJSON *it, uint64_t data_len, st_
       return dfpo_err_set(err, DFPO_EDATA, "%s: tensor '%s': shape too large", path, it->string);
   }
   const cJSON *b = cJSON_GetArrayItem(of, 0), *en = cJSON_GetArrayItem(of, 1);
-  if (!cJSON_IsNumber(b) || !cJSON_IsNumber(en) || b->valuedouble < 0 ||
-      en->valuedouble < b->valuedouble || en->valuedouble > (double)data_len)
+  if (!cJSON_IsNumber(b) || !cJSON_IsNumber(en) || b->valuedouble != floor(b->valuedouble) ||
+      en->valuedouble != floor(en->valuedouble))
+    return dfpo_err_set(err, DFPO_EDATA, "%s: tensor '%s': data_offsets must be two integers", path,
+                        it->string);
+  if (b->valuedouble < 0 || en->valuedouble < b->valuedouble || en->valuedouble > (double)data_len)
     return dfpo_err_set(err, DFPO_EDATA,
                         "%s: tensor '%s': data_offsets outside the %llu data bytes", path,
                         it->string, (unsigned long long)data_len);
@@ -93,6 +98,33 @@ static int parse_entry(const st_file *f, const cJSON *it, uint64_t data_len, st_
                         path, it->string, (unsigned long long)(e->end - e->begin),
                         (unsigned long long)numel, e->dtype);
   return DFPO_OK;
+}
+
+static int by_begin(const void *a, const void *b) {
+  const st_entry *x = *(const st_entry *const *)a, *y = *(const st_entry *const *)b;
+  return x->begin < y->begin ? -1 : x->begin > y->begin;
+}
+
+/* DFPO_EDATA naming two tensors whose bytes overlap (a writer's bug, or a
+ * file made to alias one tensor as another); empty tensors overlap none. */
+static int check_overlaps(const st_file *f, dfpo_err *err) {
+  const st_entry **v = malloc(sizeof *v * (size_t)(f->n + 1));
+  if (!v)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  int n = 0, rc = DFPO_OK;
+  for (int i = 0; i < f->n; i++)
+    if (f->ents[i].end > f->ents[i].begin)
+      v[n++] = &f->ents[i];
+  qsort(v, (size_t)n, sizeof *v, by_begin);
+  for (int i = 1; i < n && !rc; i++)
+    if (v[i]->begin < v[i - 1]->end)
+      rc = dfpo_err_set(err, DFPO_EDATA,
+                        "%s: tensors '%s' (bytes %llu..%llu) and '%s' (bytes %llu..%llu) overlap",
+                        f->path, v[i - 1]->name, (unsigned long long)v[i - 1]->begin,
+                        (unsigned long long)v[i - 1]->end, v[i]->name,
+                        (unsigned long long)v[i]->begin, (unsigned long long)v[i]->end);
+  free(v);
+  return rc;
 }
 
 int st_open(st_file *f, const char *path, dfpo_err *err) {
@@ -133,6 +165,10 @@ int st_open(st_file *f, const char *path, dfpo_err *err) {
     goto fail;
   }
   f->hdr[hlen] = 0;
+  if (dfpo_json_nul_escape(f->hdr, hlen) >= 0) {
+    rc = dfpo_err_set(err, DFPO_EDATA, "%s: \\u0000 in a name of the safetensors header", path);
+    goto fail;
+  }
   f->root = cJSON_ParseWithLength(f->hdr, hlen);
   if (!cJSON_IsObject(f->root)) {
     rc = dfpo_err_set(err, DFPO_EDATA, "%s: the safetensors header is not a JSON object", path);
@@ -153,6 +189,8 @@ int st_open(st_file *f, const char *path, dfpo_err *err) {
       goto fail;
     f->n++;
   }
+  if ((rc = check_overlaps(f, err)))
+    goto fail;
   return DFPO_OK;
 fail:
   st_close(f);
@@ -192,6 +230,18 @@ int st_check_shape(const st_file *f, const st_entry *e, const char *name, int nd
                       name, got, cfg_from, exp);
 }
 
+int st_check_finite(const char *path, const char *name, const float *v, size_t n, dfpo_err *err) {
+  for (size_t i = 0; i < n; i++)
+    if (!isfinite(v[i]))
+      return dfpo_err_set(err, DFPO_EDATA,
+                          "%s: tensor '%s': element %zu is %s; non-finite weights are refused",
+                          path, name, i,
+                          isnan(v[i]) ? "NaN"
+                          : v[i] > 0  ? "+Inf"
+                                      : "-Inf");
+  return DFPO_OK;
+}
+
 int st_read_f32(st_file *f, const st_entry *e, const char *name, float *dst, dfpo_err *err) {
   int es = dtype_size(e->dtype);
   if (!es)
@@ -203,7 +253,7 @@ int st_read_f32(st_file *f, const st_entry *e, const char *name, float *dst, dfp
   if (es == 4) {
     if (fread(dst, 4, nel, f->fp) != nel)
       return dfpo_err_set(err, DFPO_EDATA, "%s: tensor '%s': truncated data", f->path, name);
-    return DFPO_OK;
+    return st_check_finite(f->path, name, dst, nel, err);
   }
   uint16_t *h16 = malloc(nel * 2 + 2);
   if (!h16)
@@ -222,7 +272,7 @@ int st_read_f32(st_file *f, const st_entry *e, const char *name, float *dst, dfp
     }
   }
   free(h16);
-  return DFPO_OK;
+  return st_check_finite(f->path, name, dst, nel, err);
 }
 
 /* ---------------------------------------------------------- shard sets */

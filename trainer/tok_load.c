@@ -4,6 +4,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -407,6 +408,16 @@ static int parse_json(const char *path, cJSON **doc, char **text_out, dfpo_err *
   int rc = dfpo_read_file(path, &text, &len, err);
   if (rc)
     return rc;
+  long nul = dfpo_json_nul_escape(text, len);
+  if (nul >= 0) {
+    int line, col;
+    dfpo_text_position(text, (size_t)nul, &line, &col);
+    free(text);
+    return dfpo_err_set(err, DFPO_EDATA,
+                        "%s:%d:%d: \\u0000 in a string: a token cannot hold a NUL escaped this "
+                        "way",
+                        path, line, col);
+  }
   const char *end = NULL;
   *doc = cJSON_ParseWithLengthOpts(text, len, &end, 0);
   if (!*doc) {
@@ -442,14 +453,27 @@ static int json_line(const char *text, const char *from, const cJSON *item) {
   return line;
 }
 
+/* x as an integer id in *id: 0, or -1 when x is not a JSON number with an
+ * integer value of at most 2^53 in magnitude (casting 1e300 would be
+ * undefined); the range of ids is tok_add_token's to check. */
+static int json_id(const cJSON *x, long long *id) {
+  if (!cJSON_IsNumber(x))
+    return -1;
+  double d = x->valuedouble;
+  if (d != floor(d) || fabs(d) > 9007199254740992.0)
+    return -1;
+  *id = (long long)d;
+  return 0;
+}
+
 static int add_vocab_object(tok_tokenizer *t, const cJSON *obj, const char *path, const char *text,
                             const char *jpath, dfpo_err *err) {
   if (!cJSON_IsObject(obj))
     return dfpo_err_set(err, DFPO_EDATA, "%s: %s must be a JSON object of token -> id", path,
                         jpath);
   for (const cJSON *it = obj->child; it; it = it->next) {
-    double d = it->valuedouble;
-    if (!cJSON_IsNumber(it) || d != (double)(long long)d) {
+    long long d;
+    if (json_id(it, &d)) {
       char where[512];
       int line = json_line(text, NULL, it);
       snprintf(where, sizeof where, "%s:%d", path, line);
@@ -458,7 +482,7 @@ static int add_vocab_object(tok_tokenizer *t, const cJSON *obj, const char *path
     }
     char where[512];
     snprintf(where, sizeof where, "%s: %s", path, jpath);
-    int rc = tok_add_token(t, it->string, strlen(it->string), (long long)d, where, err);
+    int rc = tok_add_token(t, it->string, strlen(it->string), d, where, err);
     if (rc)
       return rc;
   }
@@ -471,6 +495,14 @@ static int add_merges_text(tok_tokenizer *t, const char *path, const char *text,
                            dfpo_err *err) {
   size_t pos = 0;
   int line = 0;
+  /* an empty file is a failed download or copy, not a tokenizer: even one
+   * without merges has its "#version" line (tok_save writes it) */
+  size_t p0 = 0;
+  while (p0 < len && (text[p0] == ' ' || text[p0] == '\n' || text[p0] == '\r' || text[p0] == '\t'))
+    p0++;
+  if (p0 == len)
+    return dfpo_err_set(err, DFPO_EDATA,
+                        "%s: empty; a merges file has at least its \"#version\" line", path);
   while (pos < len) {
     size_t e = pos;
     while (e < len && text[e] != '\n')
@@ -574,9 +606,10 @@ int tok_load_hf_json(tok_tokenizer **out, const char *path, dfpo_err *err) {
   for (const cJSON *a = cJSON_IsArray(added) ? added->child : NULL; a && !rc; a = a->next) {
     const cJSON *c = cJSON_GetObjectItemCaseSensitive(a, "content");
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(a, "id");
-    if (!cJSON_IsString(c) || !cJSON_IsNumber(id)) {
-      rc = dfpo_err_set(err, DFPO_EDATA, "%s: added_tokens entries need \"content\" and \"id\"",
-                        path);
+    long long idv;
+    if (!cJSON_IsString(c) || json_id(id, &idv)) {
+      rc = dfpo_err_set(err, DFPO_EDATA,
+                        "%s: added_tokens entries need \"content\" and an integer \"id\"", path);
       break;
     }
     size_t n = strlen(c->valuestring);
@@ -585,10 +618,10 @@ int tok_load_hf_json(tok_tokenizer **out, const char *path, dfpo_err *err) {
     int64_t *v = nb >= 0 ? tok_strmap_get(&t->vocab, bytes, (size_t)nb) : NULL;
     free(bytes);
     if (!v)
-      rc = tok_add_token(t, c->valuestring, n, (long long)id->valuedouble, path, err);
-    else if (*v != (int64_t)id->valuedouble)
+      rc = tok_add_token(t, c->valuestring, n, idv, path, err);
+    else if (*v != idv)
       rc = dfpo_err_set(err, DFPO_EDATA, "%s: added token \"%s\" has id %lld but model.vocab %lld",
-                        path, c->valuestring, (long long)id->valuedouble, (long long)*v);
+                        path, c->valuestring, idv, (long long)*v);
   }
   if (!rc)
     rc = tok_finish_vocab(t, path, err);

@@ -107,6 +107,75 @@ Test(fetch, resume_from_a_part_left_by_an_earlier_run) {
   expect_dest_is_body();
 }
 
+/* A leftover .part whose bytes are not the file's (another download's, a
+ * damaged disk): the resumed file fails its hash, and the good server was
+ * blamed ("wrong bytes") and the download failed. Now the .part is thrown
+ * away and the file fetched once more from byte 0 before the source is
+ * blamed; also when the leftover is already full-size (no request made). */
+Test(fetch, corrupt_leftover_part_restarts_from_zero) {
+  unsigned char junk[1234];
+  memset(junk, 0xa5, sizeof junk);
+  FILE *f = fopen(part, "wb");
+  fwrite(junk, 1, sizeof junk, f);
+  fclose(f);
+  tl_kind k[] = {TL_FULL};
+  tl_server *s = serve(k, 1);
+  char u[128];
+  url(u, sizeof u, s, "file.bin");
+  const char *urls[] = {u};
+  cr_expect_eq(ds_download(urls, 1, dest, sizeof body, body_sha, &o, NULL, 0, &err), 0, "%s",
+               err.msg);
+  cr_expect_eq(tl_server_requests(s), 2);
+  cr_expect_str_eq(tl_server_range(s, 0), "bytes=1234-", "the leftover is resumed first");
+  cr_expect_str_eq(tl_server_range(s, 1), "", "then the whole file from byte 0");
+  tl_server_stop(s);
+  expect_dest_is_body();
+  /* a full-size leftover with one byte wrong */
+  remove(dest);
+  f = fopen(part, "wb");
+  fwrite(body, 1, sizeof body, f);
+  fclose(f);
+  f = fopen(part, "r+b");
+  fputc(body[77] ^ 1, f);
+  fclose(f);
+  s = serve(k, 1);
+  url(u, sizeof u, s, "file.bin");
+  cr_expect_eq(ds_download(urls, 1, dest, sizeof body, body_sha, &o, NULL, 0, &err), 0, "%s",
+               err.msg);
+  cr_expect_eq(tl_server_requests(s), 1);
+  cr_expect_str_eq(tl_server_range(s, 0), "");
+  tl_server_stop(s);
+  expect_dest_is_body();
+  /* a server whose bytes are wrong is still blamed after the fresh try
+   * (its first answer the right tail after the junk, then wrong bytes) */
+  remove(dest);
+  f = fopen(part, "wb");
+  fwrite(junk, 1, sizeof junk, f);
+  fclose(f);
+  tl_kind w[] = {TL_FULL, TL_WRONG};
+  s = serve(w, 2);
+  url(u, sizeof u, s, "file.bin");
+  cr_expect_eq(ds_download(urls, 1, dest, sizeof body, body_sha, &o, NULL, 0, &err), DFPO_EDATA);
+  cr_expect(strstr(err.msg, "wrong bytes"), "%s", err.msg);
+  cr_expect_eq(tl_server_requests(s), 2);
+  tl_server_stop(s);
+  cr_expect_not(tl_exists(part));
+}
+
+/* A download that got no byte from any source left a 0-byte .part behind. */
+Test(fetch, failed_download_leaves_no_empty_part) {
+  tl_kind k[] = {TL_404};
+  tl_server *s = serve(k, 1);
+  char u[128];
+  url(u, sizeof u, s, "file.bin");
+  const char *urls[] = {u};
+  cr_expect_eq(ds_download(urls, 1, dest, sizeof body, body_sha, &o, NULL, 0, &err), DFPO_ERUNTIME);
+  cr_expect(strstr(err.msg, "HTTP 404"), "%s", err.msg);
+  tl_server_stop(s);
+  cr_expect_not(tl_exists(dest));
+  cr_expect_not(tl_exists(part), "an empty .part left behind");
+}
+
 Test(fetch, server_ignoring_range_restarts_cleanly) {
   FILE *f = fopen(part, "wb");
   fwrite("garbage garbage", 1, 15, f);

@@ -376,6 +376,15 @@ Test(import, commongen_file_sha256_and_malformed_lines) {
       {"{\"concept_set\": \"a##b\", \"scene\": [\"x\"]}\n", ".jsonl:1: bad concept_set"},
       {"{\"concept_set\": \"a#b\", \"scene\": [3]}\n", ".jsonl:1: every scene must be a string"},
       {"{\"concept_set\": \"a#b\"}\n", ".jsonl:1: 'scene' must be a non-empty list"},
+      /* invalid UTF-8 (a lone continuation byte, an overlong '/') went into
+       * the split files; "\u0000" cut a string short at the NUL */
+      {"{\"concept_set\": \"a#b\", \"scene\": [\"ok\", \"caf\x80\"]}\n",
+       ".jsonl:1: a scene is not valid UTF-8 (byte 3 is 0x80)"},
+      {"{\"concept_set\": \"a#\xc0\xaf"
+       "b\", \"scene\": [\"x\"]}\n",
+       ".jsonl:1: 'concept_set' is not valid UTF-8 (byte 2 is 0xc0)"},
+      {"{\"concept_set\": \"a#b\", \"scene\": [\"x\\u0000y\"]}\n",
+       ".jsonl:1:36: \\u0000 in a string"},
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     write_cg(dir, bad[i].text);

@@ -157,6 +157,60 @@ Test(config, set_values_are_type_checked) {
   }
 }
 
+/* --set numbers are decimal and lists have no empty items: strtod read
+ * train.lr=0x10 as 16 (and "inf", " 5"), strtok_r read seeds=1,,2 as
+ * [1, 2], and a JSON list could have text after it. "\u0000" in a config
+ * string cut it short. */
+Test(config, set_numbers_decimal_lists_whole_no_nul) {
+  struct {
+    const char *set, *frag;
+  } cases[] = {
+      {"train.lr=0x10", "--set train.lr=0x10: key 'train.lr': expected a number, got '0x10'"},
+      {"train.lr=inf", "expected a number, got 'inf'"},
+      {"train.lr= 5", "expected a number, got ' 5'"},
+      {"train.lr=1e", "expected a number, got '1e'"},
+      {"train.iterations=0x10", "expected an integer, got '0x10'"},
+      {"train.iterations= 7", "expected an integer, got ' 7'"},
+      {"suite.seeds=1,,2", "key 'suite.seeds': an empty item in the list '1,,2'"},
+      {"suite.seeds=1,2,", "an empty item in the list '1,2,'"},
+      {"suite.seeds=,1", "an empty item in the list ',1'"},
+      {"suite.algos=ppo,,dfpo", "key 'suite.algos': an empty item in the list"},
+      {"suite.seeds=[1,2]x", "malformed JSON list '[1,2]x'"},
+      {"suite.algos=[\"pp\\u0000o\"]", "malformed JSON list"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    const char *sets[] = {cases[i].set};
+    const char *f[] = {cases[i].frag, NULL};
+    expect_error(NULL, sets, 1, DFPO_EUSAGE, f);
+  }
+  /* what is still read: decimal forms, and a list longer than 1023 bytes
+   * whole (it was cut at 1023 bytes) */
+  char seeds[3000] = "suite.seeds=";
+  for (int k = 0; k < 500; k++)
+    snprintf(seeds + strlen(seeds), sizeof seeds - strlen(seeds), "%s%d", k ? "," : "", 1000 + k);
+  const char *sets[] = {"train.lr=+1.5E-4", "train.iterations=-0", seeds};
+  cfg c;
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  cr_assert_eq(cfg_load(&c, cfg_schema, NULL, sets, 3, &err), DFPO_OK, "%s", err.msg);
+  double v;
+  int64_t i;
+  int n;
+  cfg_get_num(&c, "train.lr", &v, &err);
+  cr_expect_eq(v, 1.5e-4);
+  cfg_get_list_len(&c, "suite.seeds", &n, &err);
+  cr_expect_eq(n, 500);
+  cfg_get_list_int(&c, "suite.seeds", 499, &i, &err);
+  cr_expect_eq(i, 1499);
+  cfg_free(&c);
+  /* a config file: the NUL escape is named by line and column */
+  cfg_init(&c, cfg_schema, &err);
+  const char *text = "{\n  \"suite\": {\"name\": \"a\\u0000b\"}\n}\n";
+  cr_expect_eq(cfg_merge_text(&c, "nul.json", text, strlen(text), &err), DFPO_EUSAGE);
+  cr_expect(strstr(err.msg, "nul.json:2:23: \\u0000 in a string") != NULL, "%s", err.msg);
+  cfg_free(&c);
+}
+
 Test(config, text_after_the_object_is_an_error) {
   const char *f[] = {"trailing.json:1:13: malformed JSON: text after the end of the top-level "
                      "object",

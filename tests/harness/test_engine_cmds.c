@@ -115,6 +115,82 @@ Test(engine_cmds, greedy_generate_matches_prompts_run_alone) {
   ts_rmtree(dir);
 }
 
+/* A checkpoint with a NaN weight: `dfpo perplexity` printed "nll_sum": nan
+ * (not JSON) and exited 0, `generate` said "every token of row 0 is
+ * masked". Both now exit 2 naming the tensor, and print nothing on stdout. */
+Test(engine_cmds, non_finite_weights_exit_2) {
+  char dir[256], model[300], toks[300];
+  ts_tmpdir(dir, sizeof dir);
+  snprintf(model, sizeof model, "%s/m.ckpt", dir);
+  snprintf(toks, sizeof toks, "%s/t.txt", dir);
+  model_t *m = tiny(model);
+  for (int i = 0; i < gpt2_num_tensors(m); i++) {
+    const char *name;
+    float *p;
+    gpt2_tensor_info(m, i, &name, NULL, NULL, &p, NULL);
+    if (strcmp(name, "h.0.mlp.c_fc.bias") == 0)
+      p[3] = NAN;
+  }
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  cr_assert_eq(model_save(m, model, 0, &err), 0, "%s", err.msg);
+  ts_write_text(toks, "464 2068 7586\n");
+  static const char *const cmds[][12] = {
+      {"perplexity", "--model", NULL, "--tokens", NULL, "--json", NULL},
+      {"generate", "--model", NULL, "--tokens", NULL, "--max-new", "3", NULL}};
+  for (int c = 0; c < 2; c++) {
+    char *argv[12];
+    for (int k = 0; k < 12; k++)
+      argv[k] = (char *)cmds[c][k];
+    argv[2] = model;
+    argv[4] = toks;
+    ts_run r;
+    ts_dfpo_home(&r, dir, argv, NULL);
+    cr_expect_eq(r.status, 2, "%s: status %d, %s", cmds[c][0], r.status, r.err);
+    cr_expect(strstr(r.err, "tensor 'h.0.mlp.c_fc.bias' has NaN at element 3") != NULL, "%s: %s",
+              cmds[c][0], r.err);
+    cr_expect_str_eq(r.out, "", "%s printed %s", cmds[c][0], r.out);
+    ts_run_free(&r);
+  }
+  model_free(m);
+  ts_rmtree(dir);
+}
+
+/* Finite weights whose perplexity is past DBL_MAX (embeddings of +-1e4:
+ * logits of about 1e4 apart, so nll per token far above log(DBL_MAX) =
+ * 709.8): `--json` printed "ppl": inf, which is not JSON; now null. */
+Test(engine_cmds, perplexity_overflow_is_json_null) {
+  char dir[256], model[300], toks[300];
+  ts_tmpdir(dir, sizeof dir);
+  snprintf(model, sizeof model, "%s/m.ckpt", dir);
+  snprintf(toks, sizeof toks, "%s/t.txt", dir);
+  model_t *m = tiny(model);
+  for (int i = 0; i < gpt2_num_tensors(m); i++) {
+    const char *name;
+    int rows, cols;
+    float *p;
+    gpt2_tensor_info(m, i, &name, &rows, &cols, &p, NULL);
+    if (strcmp(name, "wte.weight") == 0)
+      for (int k = 0; k < rows * cols; k++)
+        p[k] = (k * 2654435761u) >> 31 ? 1e4f : -1e4f;
+  }
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  cr_assert_eq(model_save(m, model, 0, &err), 0, "%s", err.msg);
+  ts_write_text(toks, "464 2068 7586 21831 13\n");
+  ts_run r;
+  ts_dfpo(&r, "perplexity", "--model", model, "--tokens", toks, "--json", NULL);
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  cJSON *o = cJSON_Parse(r.out);
+  cr_assert_not_null(o, "not JSON: %s", r.out);
+  cr_expect_gt(cJSON_GetObjectItem(o, "nll_per_token")->valuedouble, 710.0, "%s", r.out);
+  cr_expect(cJSON_IsNull(cJSON_GetObjectItem(o, "ppl")), "%s", r.out);
+  cJSON_Delete(o);
+  ts_run_free(&r);
+  model_free(m);
+  ts_rmtree(dir);
+}
+
 /* ------------------------------------------------------ text front ends */
 
 #define REF_TOK DFPO_SOURCE_DIR "/bench/gpt2_ref.py"

@@ -404,3 +404,34 @@ Test(report, tables_of_a_suite_folder_match_the_expected_files) {
   snprintf(p, sizeof p, "%s/report/synthetic-frontier.png", root);
   cr_expect_eq(access(p, F_OK), 0);
 }
+
+/* `dfpo check` compared a folder with another suite's baseline silently:
+ * the folder's suite must now be the baseline's, unless --any-suite. */
+Test(report, check_refuses_another_suites_baseline) {
+  char root[400], other[400], base[500];
+  snprintf(root, sizeof root, "%s/smoke", dir);
+  snprintf(other, sizeof other, "%s/paper", dir);
+  const double dr[] = {0.6, 0.7, 0.8}, dn[] = {4.0, 4.1, 4.2}, doo[] = {0.01, 0.01, 0.04};
+  for (int s = 0; s < 3; s++) {
+    fake_cell(root, "dfpo", s, dr[s], dn[s], doo[s]);
+    fake_cell(other, "dfpo", s, dr[s], dn[s], doo[s]);
+  }
+  const char *rep[] = {"report", root, NULL};
+  char *err;
+  cr_assert_eq(dfpo(rep, &err), 0, "%s", err);
+  free(err);
+  snprintf(base, sizeof base, "%s/report/results.json", root);
+  const char *same[] = {"check", "--baseline", base, root, NULL};
+  cr_expect_eq(dfpo(same, &err), 0, "%s", err);
+  free(err);
+  const char *diff[] = {"check", "--baseline", base, other, NULL};
+  cr_expect_eq(dfpo(diff, &err), 1);
+  cr_expect(strstr(err, "holds suite 'paper' but the baseline") != NULL &&
+                strstr(err, "is suite 'smoke'") != NULL,
+            "%s", err);
+  free(err);
+  const char *forced[] = {"check", "--baseline", base, other, "--any-suite", NULL};
+  cr_expect_eq(dfpo(forced, &err), 0, "%s", err);
+  cr_expect(strstr(err, "--any-suite") != NULL, "%s", err);
+  free(err);
+}

@@ -126,8 +126,8 @@ Test(judge_perspective, missing_key_and_bad_answers) {
   cr_expect(strstr(err.msg, "DFPO_TEST_NO_SUCH_KEY_VARIABLE"), "%s", err.msg);
   double t;
   const char *bad[] = {"not json", "{}",
-                       "{\"attributeScores\":{\"TOXICITY\":{\"summaryScore\":"
-                       "{\"value\":1.5}}}}"};
+                       ("{\"attributeScores\":{\"TOXICITY\":{\"summaryScore\":"
+                        "{\"value\":1.5}}}}")}; /* one string (clang's -Wstring-concatenation) */
   for (int i = 0; i < 3; i++) {
     dfpo_err_clear(&err);
     cr_expect_eq(met_perspective_parse(bad[i], strlen(bad[i]), &t, &err), DFPO_EDATA, "%s", bad[i]);

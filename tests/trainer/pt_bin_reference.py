@@ -28,6 +28,10 @@ PyTorch 1.13's torch.save (the default zip format) from those weights:
   OUT/pickle.bin a pickle of {"hello": 1}: not torch.save's
   OUT/view.bin  wte.weight saved as a transposed (non-contiguous) view
   OUT/nested.bin {"model": state_dict}: not a flat state dict
+  OUT/nan/      bin/'s weights (float32) with h.1.mlp.c_proj.weight[0, 3]
+                NaN: refused, naming the tensor and element 3
+  OUT/inf16/    bin/'s weights with wpe.weight as float16 and its [2, 1]
+                +Inf: refused, naming the tensor and element 2 * 8 + 1 = 17
 """
 import collections
 import json
@@ -126,6 +130,13 @@ def main():
     sd["transformer.wte.weight"] = sd["transformer.wte.weight"].t().contiguous().t()
     torch.save(sd, os.path.join(out, "view.bin"))
     torch.save({"model": state_dict(w)}, os.path.join(out, "nested.bin"))
+    sd = state_dict(w)
+    sd["transformer.h.1.mlp.c_proj.weight"][0, 3] = float("nan")
+    folder(src, os.path.join(out, "nan"), sd)
+    sd = state_dict(w)
+    sd["transformer.wpe.weight"] = sd["transformer.wpe.weight"].half()
+    sd["transformer.wpe.weight"][2, 1] = float("inf")
+    folder(src, os.path.join(out, "inf16"), sd)
 
 
 if __name__ == "__main__":

@@ -137,14 +137,10 @@ static void check_folder(const char *dir, const cJSON *spec, const cJSON *r) {
 }
 
 static const char *const ascii_texts[] = {
-    "hello world",
-    "the movie was great",
-    "bad bad movie!",
-    "x",
-    "",
-    "the movie the movie the movie the movie the movie the movie the movie the movie the movie the "
-    "movie the movie the movie the movie the movie the movie the movie the movie the movie"}; /* cut
-                                                                                               */
+    "hello world", "the movie was great", "bad bad movie!", "x", "",
+    /* one string, cut (the parentheses tell clang's -Wstring-concatenation) */
+    ("the movie the movie the movie the movie the movie the movie the movie the movie the movie "
+     "the movie the movie the movie the movie the movie the movie the movie the movie the movie")};
 
 Test(bert, three_families_small_shape) {
   if (!bt_have_python(1))
@@ -285,6 +281,16 @@ Test(bert, bad_folders_say_what_is_wrong) {
   cr_expect_neq(r.status, 0);
   cr_expect(strstr(r.err, "no judge name") != NULL, "%s", r.err);
   ts_run_free(&r);
+  /* sizes past int: 1e20 was cast to int (undefined; the sanitizer build
+   * stopped), 12.5 truncated to 12 */
+  ts_write_text(path, "{\"model_type\": \"bert\", \"hidden_size\": 1e20, \"id2label\": "
+                      "{\"0\": \"a\"}}");
+  cr_expect_neq(bert_load(&m, dir, &err), 0);
+  cr_expect(strstr(err.msg, "sizes out of range") && strstr(err.msg, "width -1"), "%s", err.msg);
+  ts_write_text(path, "{\"model_type\": \"bert\", \"num_attention_heads\": 12.5, "
+                      "\"id2label\": {\"0\": \"a\"}}");
+  cr_expect_neq(bert_load(&m, dir, &err), 0);
+  cr_expect(strstr(err.msg, "heads -1") != NULL, "%s", err.msg);
   ts_rmtree(dir);
 }
 

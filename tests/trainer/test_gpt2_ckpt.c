@@ -71,7 +71,7 @@ Test(gpt2_ckpt, safetensors_round_trip_and_config_json) {
   memcpy(&hl, data, 8);
   cJSON *h = cJSON_ParseWithLength(data + 8, hl), *out = cJSON_CreateObject();
   cJSON *it;
-  size_t wte_bytes = 0;
+  size_t wte_bytes = 0, wte_at = 0, dl = len - 8 - hl;
   cJSON_ArrayForEach(it, h) {
     if (strcmp(it->string, "__metadata__") == 0)
       continue;
@@ -79,11 +79,15 @@ Test(gpt2_ckpt, safetensors_round_trip_and_config_json) {
     snprintf(name, sizeof name, "transformer.%s", it->string);
     cJSON_AddItemToObject(out, name, cJSON_Duplicate(it, 1));
     if (strcmp(it->string, "wte.weight") == 0) {
+      /* a copy of wte's bytes after the data (tensors never overlap) */
       cJSON *lm = cJSON_Duplicate(it, 1);
-      cJSON_AddItemToObject(out, "lm_head.weight", lm);
       const cJSON *of = cJSON_GetObjectItem(it, "data_offsets");
-      wte_bytes =
-          (size_t)(cJSON_GetArrayItem(of, 1)->valuedouble - cJSON_GetArrayItem(of, 0)->valuedouble);
+      wte_at = (size_t)cJSON_GetArrayItem(of, 0)->valuedouble;
+      wte_bytes = (size_t)cJSON_GetArrayItem(of, 1)->valuedouble - wte_at;
+      cJSON *lof = cJSON_GetObjectItem(lm, "data_offsets");
+      cJSON_ReplaceItemInArray(lof, 0, cJSON_CreateNumber((double)dl));
+      cJSON_ReplaceItemInArray(lof, 1, cJSON_CreateNumber((double)(dl + wte_bytes)));
+      cJSON_AddItemToObject(out, "lm_head.weight", lm);
     }
   }
   cr_assert_gt(wte_bytes, 0);
@@ -92,19 +96,21 @@ Test(gpt2_ckpt, safetensors_round_trip_and_config_json) {
   cJSON *sh = cJSON_AddArrayToObject(buf, "shape");
   cJSON_AddItemToArray(sh, cJSON_CreateNumber(1));
   cJSON *of = cJSON_AddArrayToObject(buf, "data_offsets");
-  cJSON_AddItemToArray(of, cJSON_CreateNumber(0));
-  cJSON_AddItemToArray(of, cJSON_CreateNumber(1));
+  cJSON_AddItemToArray(of, cJSON_CreateNumber((double)(dl + wte_bytes)));
+  cJSON_AddItemToArray(of, cJSON_CreateNumber((double)(dl + wte_bytes + 1)));
   cJSON_AddItemToObject(out, "transformer.h.0.attn.bias", buf);
   char *js = cJSON_PrintUnformatted(out);
-  size_t jl = strlen(js);
-  char *nd = malloc(8 + jl + (len - 8 - hl));
+  size_t jl = strlen(js), nl = 8 + jl + dl + wte_bytes + 1;
+  char *nd = malloc(nl);
   uint64_t njl = jl;
   memcpy(nd, &njl, 8);
   memcpy(nd + 8, js, jl);
-  memcpy(nd + 8 + jl, data + 8 + hl, len - 8 - hl);
+  memcpy(nd + 8 + jl, data + 8 + hl, dl);
+  memcpy(nd + 8 + jl + dl, data + 8 + hl + wte_at, wte_bytes);
+  nd[nl - 1] = 1;
   char hf[300];
   snprintf(hf, sizeof hf, "%s/hf.safetensors", dir);
-  write_bytes(hf, nd, 8 + jl + (len - 8 - hl));
+  write_bytes(hf, nd, nl);
   cr_assert_eq(model_load(&b, hf, &err), 0, "%s", err.msg);
   tu_same_params(a, b);
   model_free(b);
@@ -507,6 +513,153 @@ Test(gpt2_ckpt, shard_index_folder_and_config_ids) {
   put(dir, "pytorch_model.bin", "x");
   tu_expect_load_fails(dir, "pytorch_model.bin", "too short");
   dfpo_buf_free(&map);
+  model_free(a);
+  ts_rmtree(dir);
+}
+
+/* The parameter pointer of the tensor named name in a CPU model. */
+static float *param_of(model_t *m, const char *name) {
+  for (int i = 0; i < gpt2_num_tensors(m); i++) {
+    const char *n;
+    float *p;
+    gpt2_tensor_info(m, i, &n, NULL, NULL, &p, NULL);
+    if (strcmp(n, name) == 0)
+      return p;
+  }
+  cr_assert_fail("no tensor %s", name);
+  return NULL;
+}
+
+/* A NaN or an infinity in a checkpoint is refused at load, naming the
+ * tensor and the element: native (parameters and AdamW moments),
+ * safetensors (F32 and F16) and a folder. Before, all of these loaded and
+ * the NaN surfaced later as a NaN loss or "every token is masked". */
+Test(gpt2_ckpt, non_finite_weights_refused) {
+  char dir[256], path[300], st[300];
+  ts_tmpdir(dir, sizeof dir);
+  snprintf(path, sizeof path, "%s/nan.ckpt", dir);
+  snprintf(st, sizeof st, "%s/model.safetensors", dir);
+  gpt2_config cfg = cfg_small();
+  model_t *a = tu_model(&cfg, 6);
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  float *p = param_of(a, "h.1.attn.c_proj.weight");
+  p[5] = NAN;
+  cr_assert_eq(model_save(a, path, 0, &err), 0, "%s", err.msg);
+  tu_expect_load_fails(path, "tensor 'h.1.attn.c_proj.weight' has NaN at element 5", NULL);
+  cr_assert_eq(model_export_safetensors(a, st, 1, &err), 0, "%s", err.msg);
+  /* the export writes Conv1D weights transposed: [in=8, out=8], so
+   * element (row 0, col 5) is at 5 * 8 + 0 */
+  tu_expect_load_fails(st, "'h.1.attn.c_proj.weight': element 40 is NaN", NULL);
+  tu_expect_load_fails(dir, "'h.1.attn.c_proj.weight': element 40 is NaN", NULL);
+  p[5] = 0.25f;
+  p = param_of(a, "ln_f.bias");
+  p[7] = -INFINITY;
+  cr_assert_eq(model_save(a, path, 0, &err), 0, "%s", err.msg);
+  tu_expect_load_fails(path, "tensor 'ln_f.bias' has an infinity at element 7", NULL);
+  cr_assert_eq(model_export_safetensors(a, st, 1, &err), 0, "%s", err.msg);
+  tu_expect_load_fails(st, "'ln_f.bias': element 7 is -Inf", NULL);
+  p[7] = 0.0f;
+  /* a NaN in the second AdamW moment of a training checkpoint: the last
+   * float of the file is the last tensor's last element */
+  model_zero_grad(a);
+  cr_assert_eq(model_save(a, path, 1, &err), 0, "%s", err.msg);
+  char *data;
+  size_t len;
+  cr_assert_eq(dfpo_read_file(path, &data, &len, &err), 0);
+  float nan = NAN;
+  memcpy(data + len - 4, &nan, 4);
+  write_bytes(path, data, len);
+  free(data);
+  tu_expect_load_fails(path, "second AdamW moment of tensor 'ln_f.bias' has NaN at element 7",
+                       NULL);
+  model_free(a);
+  ts_rmtree(dir);
+}
+
+static void ed_meta_n_layer_wraps(cJSON *h) {
+  cJSON *m = cJSON_GetObjectItem(h, "__metadata__");
+  cJSON_ReplaceItemInObject(m, "n_layer", cJSON_CreateString("4294967298"));
+}
+static void ed_no_meta(cJSON *h) {
+  cJSON_DeleteItemFromObject(h, "__metadata__");
+}
+static void ed_offsets_fractional(cJSON *h) {
+  const cJSON *of = cJSON_GetObjectItem(cJSON_GetObjectItem(h, "ln_f.bias"), "data_offsets");
+  double b = cJSON_GetArrayItem(of, 0)->valuedouble, e = cJSON_GetArrayItem(of, 1)->valuedouble;
+  set_offsets(h, "ln_f.bias", b + 0.5, e + 0.5);
+}
+static void ed_offsets_overlap(cJSON *h) {
+  /* ln_f.bias read from ln_f.weight's bytes (both 8 floats) */
+  const cJSON *of = cJSON_GetObjectItem(cJSON_GetObjectItem(h, "ln_f.weight"), "data_offsets");
+  set_offsets(h, "ln_f.bias", cJSON_GetArrayItem(of, 0)->valuedouble,
+              cJSON_GetArrayItem(of, 1)->valuedouble);
+}
+static void ed_thousand_extra(cJSON *h) {
+  for (int i = 0; i < 1000; i++) {
+    char name[32];
+    snprintf(name, sizeof name, "extra.%d", i);
+    cJSON *e = cJSON_AddObjectToObject(h, name);
+    cJSON_AddStringToObject(e, "dtype", "F32");
+    cJSON *sh = cJSON_AddArrayToObject(e, "shape");
+    cJSON_AddItemToArray(sh, cJSON_CreateNumber(0));
+    cJSON *of = cJSON_AddArrayToObject(e, "data_offsets");
+    cJSON_AddItemToArray(of, cJSON_CreateNumber(0));
+    cJSON_AddItemToArray(of, cJSON_CreateNumber(0));
+  }
+}
+
+/* Numbers in a safetensors header are range-checked: __metadata__'s
+ * "4294967298" was read as 2 layers (strtol, then a cast to int) and a
+ * config.json's 1e20 cast to int (undefined); fractional data_offsets were
+ * truncated and overlapping ones let one tensor be read from another's
+ * bytes. Extra tensors are warned about by name 5 times, then counted. */
+Test(gpt2_ckpt, safetensors_numbers_range_checked) {
+  char dir[256], path[300], bad[300], cjson[300];
+  ts_tmpdir(dir, sizeof dir);
+  snprintf(path, sizeof path, "%s/good.safetensors", dir);
+  snprintf(bad, sizeof bad, "%s/model.safetensors", dir);
+  snprintf(cjson, sizeof cjson, "%s/config.json", dir);
+  gpt2_config cfg = cfg_small(); /* 2 layers: the wrapped 4294967298 */
+  model_t *a = tu_model(&cfg, 8), *b = NULL;
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  cr_assert_eq(model_export_safetensors(a, path, 0, &err), 0, "%s", err.msg);
+  st_edit(path, bad, ed_meta_n_layer_wraps);
+  tu_expect_load_fails(bad, "\"n_layer\" is \"4294967298\", not an integer", NULL);
+  st_edit(path, bad, ed_no_meta);
+  ts_write_text(cjson, "{\"n_layer\": 1e20, \"n_head\": 2, \"n_embd\": 8, \"vocab_size\": 40, "
+                       "\"n_positions\": 16}");
+  tu_expect_load_fails(bad, "config.json: \"n_layer\" is 1e+20, not an integer", NULL);
+  ts_write_text(cjson, "{\"n_layer\": 2, \"n_head\": 2.5, \"n_embd\": 8, \"vocab_size\": 40, "
+                       "\"n_positions\": 16}");
+  tu_expect_load_fails(bad, "\"n_head\" is 2.5", NULL);
+  ts_write_text(cjson, "{\"n_layer\": 2, \"n_head\": 2, \"n_embd\": 8, \"vocab_size\": 40, "
+                       "\"n_positions\": 16}");
+  cr_assert_eq(model_load(&b, bad, &err), 0, "%s", err.msg); /* the same file, a good config */
+  tu_same_params(a, b);
+  model_free(b);
+  remove(cjson);
+  st_edit(path, bad, ed_offsets_fractional);
+  tu_expect_load_fails(bad, "'ln_f.bias': data_offsets must be two integers", NULL);
+  st_edit(path, bad, ed_offsets_overlap);
+  tu_expect_load_fails(bad, "overlap", "'ln_f.bias'");
+  /* 1000 extra (empty) tensors: 5 warnings by name and one count, through
+   * `dfpo perplexity`, whose stderr the test reads */
+  st_edit(path, bad, ed_thousand_extra);
+  char toks[300];
+  snprintf(toks, sizeof toks, "%s/t.txt", dir);
+  ts_write_text(toks, "1 2 3\n");
+  ts_run r;
+  ts_dfpo(&r, "perplexity", "--model", bad, "--tokens", toks, "--no-bos", NULL);
+  cr_expect_eq(r.status, 0, "%s", r.err);
+  int lines = 0;
+  for (const char *s = r.err; (s = strstr(s, "is not part of the model")) != NULL; s++)
+    lines++;
+  cr_expect_eq(lines, 5, "%d warnings by name: %.300s", lines, r.err);
+  cr_expect(strstr(r.err, "995 more tensors that are not part of the model") != NULL, "%.2000s",
+            r.err);
+  ts_run_free(&r);
   model_free(a);
   ts_rmtree(dir);
 }

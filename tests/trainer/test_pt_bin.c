@@ -7,8 +7,9 @@
  * rounded values written as F32 safetensors; the legacy (pre-1.6) format
  * the same as the zip one. The bad files (a pickle calling os.system, a
  * truncated storage in either format, a pickle not torch.save's, a
- * non-contiguous view, a key twice, a nested dict) are refused with messages saying
- * why, and the os.system pickle never runs. A byte-flip fuzz of both
+ * non-contiguous view, a key twice, a nested dict, a NaN in an F32 tensor
+ * and an infinity in an F16 one) are refused with messages saying why, and
+ * the os.system pickle never runs. A byte-flip fuzz of both
  * formats checks (under ASan/UBSan) that nothing reads out of bounds.
  * Skips when /usr/bin/python3 lacks torch. */
 #include "tests/support/support.h"
@@ -139,6 +140,11 @@ Test(pt_bin, gpt2_folders_and_refusals, .timeout = 300) {
   tu_expect_load_fails(p, "'transformer.wte.weight' twice", NULL);
   snprintf(p, sizeof p, "%s/nested.bin", out);
   tu_expect_load_fails(p, "'model'", "not a tensor");
+  /* non-finite weights, F32 and F16, are refused naming tensor and element */
+  snprintf(p, sizeof p, "%s/nan", out);
+  tu_expect_load_fails(p, "'h.1.mlp.c_proj.weight': element 3 is NaN", NULL);
+  snprintf(p, sizeof p, "%s/inf16", out);
+  tu_expect_load_fails(p, "'wpe.weight': element 17 is +Inf", NULL);
 
   /* fuzz: single bytes set to random values, in the zip format's pickle
    * and directory, and in the legacy format's pickles and last storage */

@@ -208,3 +208,48 @@ Test(tok_errors, bad_tokenizer_json_names_the_merge_line, .init = setup, .fini =
   free(text);
   free(enc);
 }
+
+/* Numbers, NULs and an empty merges file: an id of 1e300 was cast to long
+ * long (undefined; the sanitizer build stopped there), "a\u0000b" was read
+ * as the token "a", and an empty vocab.bpe gave a tokenizer without merges. */
+Test(tok_errors, huge_ids_nul_escapes_and_empty_merges, .init = setup, .fini = teardown) {
+  char *enc = slurp(good, "encoder.json");
+  cJSON *doc = cJSON_Parse(enc);
+  char v[600];
+  cJSON_AddNumberToObject(doc, "zz", 1e300);
+  char *s = cJSON_PrintUnformatted(doc);
+  variant("huge", "encoder.json", s, v, sizeof v);
+  expect_error(v, DFPO_EDATA, "[\"zz\"] must be an integer id");
+  free(s);
+  cJSON_DeleteItemFromObjectCaseSensitive(doc, "zz");
+  cJSON_AddNumberToObject(doc, "zz", 1e15); /* an integer, out of range */
+  s = cJSON_PrintUnformatted(doc);
+  variant("big", "encoder.json", s, v, sizeof v);
+  expect_error(v, DFPO_EDATA, "has id 1000000000000000, outside 0..");
+  free(s);
+  cJSON_DeleteItemFromObjectCaseSensitive(doc, "zz");
+  /* "{...,"t\u0000zz":300}": the backslash is column n + 3 */
+  s = cJSON_PrintUnformatted(doc);
+  size_t n = strlen(s);
+  char *w = malloc(n + 32);
+  snprintf(w, n + 32, "%.*s,\"t\\u0000zz\":300}", (int)(n - 1), s);
+  variant("nul", "encoder.json", w, v, sizeof v);
+  char want[64];
+  snprintf(want, sizeof want, "encoder.json:1:%zu: \\u0000 in a string", n + 3);
+  expect_error(v, DFPO_EDATA, want);
+  free(w);
+  free(s);
+  cJSON_Delete(doc);
+  free(enc);
+  variant("empty", "vocab.bpe", "", v, sizeof v);
+  expect_error(v, DFPO_EDATA, "vocab.bpe: empty; a merges file has at least its \"#version\" line");
+  variant("blank", "vocab.bpe", "\n \n", v, sizeof v);
+  expect_error(v, DFPO_EDATA, "vocab.bpe: empty");
+  /* the version line alone is a tokenizer of bytes only, as tok_save writes one */
+  variant("bytes", "vocab.bpe", "#version: 0.2\n", v, sizeof v);
+  tok_tokenizer *t = NULL;
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  cr_expect_eq(tok_load(&t, v, &err), 0, "%s", err.msg);
+  tok_free(t);
+}
