@@ -93,8 +93,8 @@ static void par_sgemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int ncols, 
 /* glibc's vector erff and expf (libmvec, the x86-64 vector function ABI:
  * 16 floats in a zmm register; within 4 ulp, as glibc documents its vector
  * functions) */
-__m512 _ZGVeN16v_erff(__m512 x);
-__m512 _ZGVeN16v_expf(__m512 x);
+__m512 _ZGVeN16v_erff(__m512 x) __attribute__((target("avx512f")));
+__m512 _ZGVeN16v_expf(__m512 x) __attribute__((target("avx512f")));
 /* How far ahead (in floats) the decoding kernel prefetches the weights:
  * about 27 KB, tuned on the 124M head (K 768, N 50257) and the MLP's second
  * product (K 3072) streamed from memory, where it took each from about 50-65
@@ -661,6 +661,21 @@ static inline void bidir_head(float *out, float *att, const float *row0, float *
   }
 }
 
+/* bidir_head as a real function (for the reason gelu_erf16 gives), with
+ * HV 4 known and with any HV */
+__attribute__((noinline, target("avx512f"))) static void bidir_head4(float *out, float *att,
+                                                                     const float *row0, float *kt,
+                                                                     int ks, int b, int h, int T,
+                                                                     int C, int NH) {
+  bidir_head(out, att, row0, kt, ks, b, h, T, C, NH, 4);
+}
+__attribute__((noinline, target("avx512f"))) static void bidir_headn(float *out, float *att,
+                                                                     const float *row0, float *kt,
+                                                                     int ks, int b, int h, int T,
+                                                                     int C, int NH, int HV) {
+  bidir_head(out, att, row0, kt, ks, b, h, T, C, NH, HV);
+}
+
 __attribute__((target("avx512f"))) static void attention_bidir512(float *out, float *att,
                                                                   const float *qkv,
                                                                   const int *kstart, int B, int T,
@@ -681,9 +696,9 @@ __attribute__((target("avx512f"))) static void attention_bidir512(float *out, fl
         int ks = kstart ? kstart[b] : 0;
         const float *row0 = qkv + (size_t)b * T * C3 + (size_t)h * HS;
         if (HV == 4)
-          bidir_head(out, att, row0, kt, ks, b, h, T, C, NH, 4);
+          bidir_head4(out, att, row0, kt, ks, b, h, T, C, NH);
         else
-          bidir_head(out, att, row0, kt, ks, b, h, T, C, NH, HV);
+          bidir_headn(out, att, row0, kt, ks, b, h, T, C, NH, HV);
       }
   }
   if (fail) /* no scratch: the per-query path (out and att overwritten whole) */
@@ -944,20 +959,27 @@ static void cpu_gelu_bwd(float *dinp, const float *inp, const float *dout, size_
 
 #ifdef HAVE_SMALLM
 
-/* the exact GELU with 16 erff at a time: a fifth of the time of scalar
- * erff, which took 12% of an encoder judge's scoring in perf */
+/* the exact GELU of the 16 (fewer at the end) values from i: erff 16 at
+ * a time, a fifth of the time of scalar erff, which took 12% of an encoder
+ * judge's scoring in perf. Never inlined: clang outlines an OpenMP region
+ * without its function's target attribute, and a vector call there would
+ * pass its argument the way plain x86-64 does, not in a zmm register. */
+__attribute__((noinline, target("avx512f"))) static void gelu_erf16(float *out, const float *inp,
+                                                                    size_t i, size_t n) {
+  size_t r = n - i < 16 ? n - i : 16;
+  __mmask16 m = r == 16 ? (__mmask16)0xffff : (__mmask16)((1u << r) - 1);
+  __m512 x = _mm512_maskz_loadu_ps(m, inp + i);
+  __m512 e = _ZGVeN16v_erff(_mm512_mul_ps(x, _mm512_set1_ps(0.70710678118654752f)));
+  _mm512_mask_storeu_ps(out + i, m,
+                        _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), x),
+                                      _mm512_add_ps(_mm512_set1_ps(1.0f), e)));
+}
+
 __attribute__((target("avx512f"))) static void gelu_erf512(float *out, const float *inp, size_t n) {
-  const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f),
-               rs2 = _mm512_set1_ps(0.70710678118654752f);
   size_t blocks = (n + 15) / 16;
 #pragma omp parallel for schedule(static) if (n > PAR_MIN)
-  for (size_t b = 0; b < blocks; b++) {
-    size_t i = 16 * b, r = n - i < 16 ? n - i : 16;
-    __mmask16 m = r == 16 ? (__mmask16)0xffff : (__mmask16)((1u << r) - 1);
-    __m512 x = _mm512_maskz_loadu_ps(m, inp + i);
-    __m512 e = _ZGVeN16v_erff(_mm512_mul_ps(x, rs2));
-    _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(_mm512_mul_ps(half, x), _mm512_add_ps(one, e)));
-  }
+  for (size_t b = 0; b < blocks; b++)
+    gelu_erf16(out, inp, 16 * b, n);
 }
 #endif
 
