@@ -135,6 +135,8 @@ static void tex_escape(FILE *out, const char *s) {
       s += strlen(sym[k].utf8) - 1;
     } else if (strchr("&%$#_{}", *s))
       fprintf(out, "\\%c", *s);
+    else if (*s == '<' || *s == '>') /* text-mode < and > are other glyphs in OT1 */
+      fprintf(out, "$%c$", *s);
     else if (*s == '~')
       fputs("\\textasciitilde{}", out);
     else if (*s == '^')
@@ -258,6 +260,31 @@ static void tex_label(FILE *out, const char *s) {
           out);
 }
 
+/* A column header; one of more than 10 characters with a space goes on two
+ * lines, split at the space nearest its middle, as headers are often wider
+ * than the numbers under them ("Perplexity (ref)"). */
+static void tex_header(FILE *out, const char *s) {
+  size_t n = strlen(s), cut = 0;
+  for (size_t i = 1; n > 10 && i + 1 < n; i++)
+    if (s[i] == ' ' && (!cut || labs((long)(2 * i) - (long)n) < labs((long)(2 * cut) - (long)n)))
+      cut = i;
+  if (!cut) {
+    tex_escape(out, s);
+    return;
+  }
+  char *a = strndup(s, cut);
+  if (!a) {
+    tex_escape(out, s);
+    return;
+  }
+  fputs("\\begin{tabular}[b]{@{}c@{}}", out);
+  tex_escape(out, a);
+  fputs("\\\\", out);
+  tex_escape(out, s + cut + 1);
+  fputs("\\end{tabular}", out);
+  free(a);
+}
+
 int rep_table_latex(const rep_table *t, FILE *out, dfpo_err *err) {
   int seeds = common_n(t), ncol = seeds < 0;
   const char *env = t->wide ? "table*" : "table",
@@ -281,7 +308,7 @@ int rep_table_latex(const rep_table *t, FILE *out, dfpo_err *err) {
   }
   /* shrunk to the column only when wider than it */
   fprintf(out,
-          "\\small\n\\setlength{\\tabcolsep}{3pt}\n"
+          "\\small\n\\setlength{\\tabcolsep}{2.5pt}\n"
           "\\resizebox{\\ifdim\\width>%s%s\\else\\width\\fi}{!}{%%\n"
           "\\begin{tabular}{@{}l",
           width, width);
@@ -290,7 +317,7 @@ int rep_table_latex(const rep_table *t, FILE *out, dfpo_err *err) {
   fputs(ncol ? "r@{}}\n\\toprule\n" : "@{}}\n\\toprule\n", out);
   for (int c = 0; c < t->n_cols; c++) {
     fputs(" & ", out);
-    tex_escape(out, t->col_names[c]);
+    tex_header(out, t->col_names[c]);
   }
   fputs(ncol ? " & $n$ \\\\\n\\midrule\n" : " \\\\\n\\midrule\n", out);
   for (int r = 0; r < t->n_rows; r++) {
