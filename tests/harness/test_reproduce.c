@@ -48,6 +48,8 @@ static void teardown(void) {
 }
 
 TestSuite(reproduce, .init = setup, .fini = teardown, .timeout = 900);
+/* without it the report test's folder was "/fake" (dir empty) */
+TestSuite(report, .init = setup, .fini = teardown);
 
 /* Runs dfpo with DFPO_HOME in the test folder; returns the exit status. */
 static int dfpo(const char *const *args, char **err_out) {
