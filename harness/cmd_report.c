@@ -497,8 +497,7 @@ static int plot_frontier(const res_task *t, const char *outdir, char *file, size
       sx[i] = sweep[i].x;
       sy[i] = sweep[i].y;
     }
-    ser[ns] =
-        (rep_series){.label = "PPO, fixed β (sweep)", .n = nsw, .x = sx, .y = sy, .points_only = 1};
+    ser[ns] = (rep_series){.label = "fixed-β sweep", .n = nsw, .x = sx, .y = sy, .points_only = 1};
     ser[ns].style = (rep_style){{150, 150, 150}, "", 1};
     ser[ns++].connect = 1;
   }

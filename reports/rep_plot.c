@@ -228,8 +228,12 @@ static void draw_series(const rep_plot *p, const rep_series *r) {
     plcol0(1);
     for (int i = 0; i < r->n; i++) {
       double xi = ax(r->x[i], xl), yi = ax(r->y[i], yl);
+      /* right of the point, or left of it in the right quarter, so that
+       * the text stays inside the frame */
+      int left = xi > w0 + 0.75 * (w1 - w0);
       if (r->tags[i] && isfinite(xi) && isfinite(yi))
-        plptex(xi + 0.012 * (w1 - w0), yi + 0.03 * (h1 - h0), 1, 0, 0, r->tags[i]);
+        plptex(xi + (left ? -0.012 : 0.012) * (w1 - w0), yi + 0.03 * (h1 - h0), 1, 0, left ? 1 : 0,
+               r->tags[i]);
     }
     plschr(0, 1.0);
   }
@@ -259,6 +263,7 @@ static void log_axis(int is_x, double lo, double hi) {
   PLFLT wx0, wx1, wy0, wy1;
   plgvpw(&wx0, &wx1, &wy0, &wy1);
   double tick = is_x ? (wy1 - wy0) * 0.015 : (wx1 - wx0) * 0.01;
+  double last = -INFINITY;
   for (int e = (int)floor(lo) - 1; e <= (int)ceil(hi); e++)
     for (int d = 1; d <= 9; d++) {
       double v = log10(d) + e;
@@ -267,6 +272,15 @@ static void log_axis(int is_x, double lo, double hi) {
       int labelled = 0;
       for (int j = 0; j < ns; j++)
         labelled |= steps[j] == d;
+      /* with every digit labelled, none crowding one before it or a 1, 2
+       * or 5 after it (9 beside 10: 10 keeps its label) */
+      if (labelled && ns == 9 && d != 1 && d != 2 && d != 5) {
+        double next = log10(d < 5 ? 5 : 10) + e, gap = 0.07 * (hi - lo);
+        if (v - last < gap || (next <= hi && next - v < gap))
+          labelled = 0;
+      }
+      if (labelled)
+        last = v;
       double t = labelled ? tick * 2 : tick;
       if (is_x) {
         if (labelled) {
@@ -321,7 +335,13 @@ static void legend(const rep_plot *p) {
     if (r->style.marker && r->style.marker[0])
       plstring(1, x1, y1, r->style.marker);
     plcol0(1);
-    plptex(0.26, y, 1, 0, 0, r->label ? r->label : "");
+    /* a label longer than the legend's width is set smaller */
+    const char *lab = r->label ? r->label : "";
+    double room = 0.72 * 0.21 * (p->width > 0 ? p->width : 800),
+           need = utf8_len(lab, strlen(lab)) * TITLE_ADVANCE_PX * 0.8;
+    plschr(0, need > room ? 0.8 * room / need : 0.8);
+    plptex(0.26, y, 1, 0, 0, lab);
+    plschr(0, 0.8);
   }
   if (p->note) {
     /* the note in lines of about 26 characters, at word boundaries */
