@@ -12,6 +12,12 @@ const char *alg_name(alg_id a) {
   return (unsigned)a < ALG_COUNT ? alg_names[a] : "?";
 }
 
+const char *alg_display(alg_id a) {
+  static const char *const shown[] = {"Zero-shot", "SFT", "PPO", "NLPO", "DfPO"};
+  _Static_assert(sizeof shown / sizeof shown[0] == ALG_COUNT, "one display name per algorithm");
+  return (unsigned)a < ALG_COUNT ? shown[a] : "?";
+}
+
 int alg_parse(const char *name, alg_id *out) {
   for (int i = 0; i < ALG_COUNT; i++)
     if (!strcmp(name, alg_names[i])) {

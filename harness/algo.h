@@ -23,6 +23,9 @@ typedef enum { ALG_ZERO_SHOT, ALG_SFT, ALG_PPO, ALG_NLPO, ALG_DFPO, ALG_COUNT } 
 
 /* The name of an algorithm ("?" for a value outside the enum). */
 const char *alg_name(alg_id a);
+/* Its name in tables and figures: "Zero-shot", "SFT", "PPO", "NLPO",
+ * "DfPO" ("?" outside the enum). */
+const char *alg_display(alg_id a);
 /* The algorithm called name: 0 and *out, or -1 (and *out untouched) when
  * name is none of them. */
 int alg_parse(const char *name, alg_id *out);

@@ -14,26 +14,39 @@
 #include <sys/stat.h>
 
 static const char report_usage[] =
-    "Usage: dfpo report DIR [--no-plots]\n"
+    "Usage: dfpo report DIR [--no-plots] [--wide]\n"
     "\n"
     "Reads the suite folder DIR (DIR/suite.json and DIR/<task>/<algo>/seed-<n>/,\n"
     "as `dfpo reproduce` writes them; without suite.json the finished cells\n"
     "found) and writes DIR/report/:\n"
     "  <task>.md .tex .csv .json  a table per task: rows the algorithms, columns\n"
-    "                             the test metrics, mean +- sd over seeds and n;\n"
-    "                             the best mean of each column in bold; a dagger\n"
-    "                             where Welch's t-test against dfpo gives p < 0.05;\n"
-    "                             under it the deviations from the paper and the\n"
-    "                             cells that are missing, with the reason\n"
-    "  <task>-val_reward.png, <task>-val_nll_word.png, <task>-val_ppl_ref.png,\n"
-    "  <task>-reward.png          learning curves (mean and 95%% t band over seeds)\n"
-    "                             of what train.jsonl holds\n"
-    "  <task>-frontier.png        reward against NLL per word (ppl_ref where the\n"
-    "                             task has no NLL): the PPO variants (fixed beta\n"
-    "                             sweep as a line) and DfPO's point\n"
+    "                             the test metrics (display names: \"PPO (beta 0)\",\n"
+    "                             \"Perplexity (ref)\"), mean +- sd over seeds; the\n"
+    "                             best mean of each column in bold; a dagger where\n"
+    "                             Welch's t-test against dfpo gives p < 0.05; an\n"
+    "                             em dash for an sd that rounds to zero. LaTeX:\n"
+    "                             booktabs, caption and \\label{tab:<suite>-<task>},\n"
+    "                             shrunk to \\columnwidth only when wider (needs\n"
+    "                             booktabs and graphicx). CSV: one row per cell in\n"
+    "                             results.json's keys (task, variant, algo, metric).\n"
+    "                             Under the table the deviations from the paper\n"
+    "                             and the missing cells, with the reason\n"
+    "  <task>-val_reward, <task>-val_nll_word, <task>-val_ppl_ref,\n"
+    "  <task>-reward (.png .svg .pdf)\n"
+    "                             learning curves from train.jsonl: mean over\n"
+    "                             seeds and a 95% t band on the logit scale for\n"
+    "                             rewards, the log scale (and a log axis) for\n"
+    "                             perplexities; SFT left out (it trains by\n"
+    "                             epochs), as the legend says\n"
+    "  <task>-frontier (.png .svg .pdf)\n"
+    "                             test reward against NLL per word (ppl_ref on a\n"
+    "                             log axis where the task has no NLL): every\n"
+    "                             variant a point with 95% error bars both ways,\n"
+    "                             PPO's fixed betas labelled and joined\n"
     "  report.md                  all of it on one page\n"
     "  results.json               every seed's values (a baseline for dfpo check)\n"
-    "Prints the path of report.md.\n"
+    "Every algorithm has one colour and marker in every figure. Prints the\n"
+    "path of report.md. Exit 2 when DIR holds no cell at all.\n"
     "\n"
     "A cell is read only when its files are the ones its DONE lists (sizes and\n"
     "SHA-256); one that differs is listed as missing, with the difference. A\n"
@@ -44,23 +57,107 @@ static const char report_usage[] =
     "\n"
     "Options:\n"
     "  --no-plots   tables only\n"
+    "  --wide       LaTeX tables as table* (both columns, \\textwidth)\n"
     "  -h, --help   show this help\n";
 
 #define ALPHA 0.05
 
-/* A column's or a curve's label: the learning curves' own, else the
- * metric's from the task registry and the metrics library's table. */
+/* The display names of figures and tables, in one place: a learning
+ * curve's own, else the metric's from the task registry and the metrics
+ * library's table (res_metric_label). */
 static const char *label(const char *metric) {
   static const struct {
     const char *key, *text;
   } curves[] = {{"val_reward", "Validation reward"},
-                {"val_nll_word", "Validation NLL per word (true language)"},
-                {"val_ppl_ref", "Validation ppl_ref"},
-                {"kl_seq", "KL(pi || ref) per sequence"}};
+                {"val_nll_word", "Validation NLL/word"},
+                {"val_ppl_ref", "Validation perplexity (ref)"},
+                {"kl_seq", "KL(π || ref) per sequence"}};
   for (size_t i = 0; i < sizeof curves / sizeof curves[0]; i++)
     if (!strcmp(metric, curves[i].key))
       return curves[i].text;
   return res_metric_label(metric);
+}
+
+/* A task's name in captions and titles. */
+static const char *task_display(const char *name) {
+  static const char *const names[][2] = {{"synthetic", "Synthetic language"},
+                                         {"imdb", "IMDB"},
+                                         {"rtp", "RealToxicityPrompts"},
+                                         {"commongen", "CommonGen"}};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    if (!strcmp(name, names[i][0]))
+      return names[i][1];
+  return name;
+}
+
+/* A variant's display name: its algorithm's ("PPO"); a PPO with a fixed
+ * beta "PPO (β = 0.05)"; another variant of an algorithm the rest of its
+ * name in brackets, '-' as ", " (dfpo-clip-ep5: "DfPO (clip, ep5)"); any
+ * other name as it is. */
+static void variant_display(const res_variant *v, char *buf, size_t n) {
+  alg_id a;
+  if (alg_parse(v->algo, &a) != 0) {
+    suite_fmt(buf, n, "%s", v->name);
+    return;
+  }
+  size_t la = strlen(v->algo);
+  if (!strcmp(v->name, v->algo))
+    suite_fmt(buf, n, "%s", alg_display(a));
+  else if (a == ALG_PPO && v->kl_fixed && isfinite(v->beta))
+    suite_fmt(buf, n, "%s (β = %g)", alg_display(a), v->beta);
+  else if (!strncmp(v->name, v->algo, la) && v->name[la] == '-' && v->name[la + 1]) {
+    char rest[64];
+    size_t o = 0;
+    for (const char *c = v->name + la + 1; *c && o + 3 < sizeof rest; c++) {
+      if (*c == '-') {
+        rest[o++] = ',';
+        rest[o++] = ' ';
+      } else {
+        rest[o++] = *c;
+      }
+    }
+    rest[o] = '\0';
+    suite_fmt(buf, n, "%s (%s)", alg_display(a), rest);
+  } else {
+    suite_fmt(buf, n, "%s", v->name);
+  }
+}
+
+/* The scale a metric's bands and error bars are computed on: logit for
+ * what lies in [0, 1] (every task's reward is a probability or a score in
+ * [0, 1], as are the rates), log for perplexities, else linear. */
+static rep_scale scale_of(const char *metric) {
+  static const char *const unit[] = {"reward",
+                                     "val_reward",
+                                     "sentiment",
+                                     "toxicity",
+                                     "expected_max_toxicity",
+                                     "toxicity_probability",
+                                     "oov_rate",
+                                     "coverage",
+                                     "meteor"};
+  static const char *const positive[] = {"ppl_ref", "ppl_gen", "val_ppl_ref"};
+  for (size_t i = 0; i < sizeof unit / sizeof unit[0]; i++)
+    if (!strcmp(metric, unit[i]))
+      return REP_SCALE_LOGIT;
+  for (size_t i = 0; i < sizeof positive / sizeof positive[0]; i++)
+    if (!strcmp(metric, positive[i]))
+      return REP_SCALE_LOG;
+  return REP_SCALE_LINEAR;
+}
+
+/* The style of variant v of a task, the same in every figure of the
+ * report: an algorithm's own for the variant named after it, else its
+ * algorithm's marker with the k-th variant colour, k counting the task's
+ * other variants in suite order. */
+static rep_style variant_style(const res_task *t, int v) {
+  const res_variant *rv = &t->variants[v];
+  if (!strcmp(rv->name, rv->algo))
+    return rep_style_of(rv->algo);
+  int k = 0;
+  for (int i = 0; i < v; i++)
+    k += strcmp(t->variants[i].name, t->variants[i].algo) != 0;
+  return rep_style_variant(rv->algo, k);
 }
 
 /* The row of DfPO: the variant named dfpo, else the first with algo dfpo. */
@@ -227,8 +324,25 @@ static int write_table(const rep_table *t, writer w, const char *path, dfpo_err 
   return dfpo_atomic_commit(&a, err);
 }
 
-/* Mean and 95% t band over the seeds of curve kind k of a variant, by
- * position in train.jsonl (every seed logs the same iterations). */
+/* Writes a figure as STEM.png, .svg and .pdf in outdir; file gets
+ * "STEM.png". */
+static int write_figure(const rep_plot *p, const char *outdir, const char *stem, char *file,
+                        size_t nf, dfpo_err *err) {
+  static const char *const ext[] = {"png", "svg", "pdf"};
+  for (int i = 0; i < 3; i++) {
+    char path[4300];
+    int rc;
+    if ((rc = dfpo_path_fmt(path, sizeof path, err, "%s/%s.%s", outdir, stem, ext[i])) ||
+        (rc = rep_plot_write(p, path, err)))
+      return rc;
+  }
+  suite_fmt(file, nf, "%s.png", stem);
+  return DFPO_OK;
+}
+
+/* The mean and 95% t band over the seeds of curve kind k of a variant, by
+ * position in train.jsonl (every seed logs the same iterations), the band
+ * on the curve's scale (scale_of). */
 static int curve_series(const res_variant *v, int k, double **x, double **y, double **lo,
                         double **hi) {
   int len = 0;
@@ -241,6 +355,7 @@ static int curve_series(const res_variant *v, int k, double **x, double **y, dou
   *hi = malloc(sizeof(double) * (size_t)(len + 1));
   if (!*x || !*y || !*lo || !*hi)
     return 0;
+  rep_scale sc = scale_of(res_curve_names[k]);
   int n = 0;
   for (int i = 0; i < len; i++) {
     double vals[RES_MAX_SEEDS], xi = NAN;
@@ -252,53 +367,76 @@ static int curve_series(const res_variant *v, int k, double **x, double **y, dou
         xi = c->x[i];
       }
     }
-    if (!m)
-      continue;
-    met_summary sm;
     dfpo_err e;
-    if (met_summarize(vals, m, 0.95, &sm, &e))
+    if (!m || rep_band(vals, m, 0.95, sc, &(*y)[n], &(*lo)[n], &(*hi)[n], &e))
       continue;
     (*x)[n] = xi;
-    (*y)[n] = sm.mean;
-    (*lo)[n] = m > 1 ? sm.ci_lo : sm.mean;
-    (*hi)[n] = m > 1 ? sm.ci_hi : sm.mean;
     n++;
   }
   return n;
+}
+
+static const char *const scale_words[] = {"", ", band on the logit scale",
+                                          ", band on the log scale"};
+
+/* A learning curve's axis label: "reward" there is the training rollouts'
+ * (the table's Reward is the test set's). */
+static const char *curve_label(int k) {
+  return !strcmp(res_curve_names[k], "reward") ? "Rollout reward (training)"
+                                               : label(res_curve_names[k]);
 }
 
 static int plot_curves(const res_task *t, const char *outdir, int k, char *file, size_t nf,
                        dfpo_err *err) {
   rep_series *ser = calloc((size_t)t->n_variants + 1, sizeof *ser);
   double **bufs = calloc((size_t)t->n_variants * 4 + 1, sizeof *bufs);
-  int ns = 0, rc = DFPO_OK;
+  char(*names)[96] = calloc((size_t)t->n_variants + 1, sizeof *names);
+  int ns = 0, rc = DFPO_OK, sft = 0;
   file[0] = '\0';
-  if (!ser || !bufs) {
+  if (!ser || !bufs || !names) {
     free(ser);
     free(bufs);
+    free(names);
     return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
   }
   for (int v = 0; v < t->n_variants; v++) {
+    const res_variant *rv = &t->variants[v];
+    /* SFT's train.jsonl counts epochs: it has no place on an axis of RL
+     * iterations */
+    if (!strcmp(rv->algo, alg_name(ALG_SFT))) {
+      sft = 1;
+      continue;
+    }
     double **b = &bufs[4 * v];
-    int n = curve_series(&t->variants[v], k, &b[0], &b[1], &b[2], &b[3]);
+    int n = curve_series(rv, k, &b[0], &b[1], &b[2], &b[3]);
     if (n < 2)
       continue;
-    ser[ns++] = (rep_series){t->variants[v].name, n, b[0], b[1], b[2], b[3], 0};
+    variant_display(rv, names[v], sizeof names[v]);
+    ser[ns] = (rep_series){.label = names[v], .n = n, .x = b[0], .y = b[1], .lo = b[2], .hi = b[3]};
+    ser[ns++].style = variant_style(t, v);
   }
   if (ns) {
-    char title[256];
-    suite_fmt(title, sizeof title, "%s: %s (mean, 95%% band over seeds)", t->name,
-              label(res_curve_names[k]));
-    rep_plot p = {title, "iteration", label(res_curve_names[k]), ns, ser, 0, 0};
-    char path[4300];
-    suite_fmt(file, nf, "%s-%s.png", t->name, res_curve_names[k]);
-    suite_fmt(path, sizeof path, "%s/%s", outdir, file);
-    rc = rep_plot_write(&p, path, err);
+    char title[256], stem[128];
+    rep_scale sc = scale_of(res_curve_names[k]);
+    suite_fmt(title, sizeof title, "%s: %s (mean over seeds, 95%% CI%s)", task_display(t->name),
+              curve_label(k), scale_words[sc]);
+    rep_plot p = {.title = title,
+                  .xlabel = "RL iteration",
+                  .ylabel = curve_label(k),
+                  .n_series = ns,
+                  .series = ser};
+    p.ylog = sc == REP_SCALE_LOG;
+    p.note = sft ? "SFT not shown: it trains by epochs, not RL iterations (its test values are "
+                   "in the table)."
+                 : NULL;
+    suite_fmt(stem, sizeof stem, "%s-%s", t->name, res_curve_names[k]);
+    rc = write_figure(&p, outdir, stem, file, nf, err);
   }
   for (int i = 0; i < t->n_variants * 4; i++)
     free(bufs[i]);
   free(bufs);
   free(ser);
+  free(names);
   return rc;
 }
 
@@ -317,112 +455,127 @@ static int frontier_nll(const res_task *t) {
   return res_metric_index(t, "nll_word") >= 0;
 }
 
-/* Reward against the frontier's x metric: the PPO fixed-beta sweep as a
- * line; the adaptive PPO, DfPO, NLPO and the base model (zero-shot) as
- * points. */
+/* Reward against the frontier's x metric: every variant a point in its own
+ * style with 95% error bars in both directions (each on its metric's
+ * scale); the PPO variants with a fixed beta carry their beta and are
+ * joined by a thin line in beta order (the sweep). */
 static int plot_frontier(const res_task *t, const char *outdir, char *file, size_t nf,
                          dfpo_err *err) {
-  int nll = frontier_nll(t), mr = res_metric_index(t, "reward"),
-      mx = res_metric_index(t, nll ? "nll_word" : "ppl_ref");
+  int nll = frontier_nll(t), mr = res_metric_index(t, "reward");
+  const char *xkey = nll ? "nll_word" : "ppl_ref";
+  int mx = res_metric_index(t, xkey);
   file[0] = '\0';
   if (mr < 0 || mx < 0)
     return DFPO_OK;
-  int nv = t->n_variants;
+  int nv = t->n_variants, ns = 0, nsw = 0, rc = DFPO_OK;
+  /* per variant: x, y, xlo, xhi, ylo, yhi */
+  double *v6 = calloc((size_t)nv * 6 + 6, sizeof *v6);
+  rep_series *ser = calloc((size_t)nv + 2, sizeof *ser);
+  char(*names)[96] = calloc((size_t)nv + 1, sizeof *names);
+  char(*tags)[32] = calloc((size_t)nv + 1, sizeof *tags);
+  const char **tagp = calloc((size_t)nv + 1, sizeof *tagp);
   pt *sweep = calloc((size_t)nv + 1, sizeof *sweep);
-  double *px = calloc((size_t)nv * 4 + 4, sizeof *px), *py = calloc((size_t)nv * 4 + 4, sizeof *py);
-  rep_series ser[5];
-  int ns = 0, nsw = 0, rc = DFPO_OK;
-  if (!sweep || !px || !py) {
+  double *sx = calloc((size_t)nv + 1, sizeof *sx), *sy = calloc((size_t)nv + 1, sizeof *sy);
+  if (!v6 || !ser || !names || !tags || !tagp || !sweep || !sx || !sy) {
     rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
     goto out;
   }
-  const char *groups[4] = {"PPO, adaptive KL", "DfPO", "NLPO", "base (zero-shot)"};
-  int off = 0;
   for (int v = 0; v < nv; v++) {
     const res_variant *rv = &t->variants[v];
     double a[RES_MAX_SEEDS], b[RES_MAX_SEEDS];
     int n1 = res_values(rv, mr, a), n2 = res_values(rv, mx, b);
-    if (!n1 || !n2 || strcmp(rv->algo, alg_name(ALG_PPO)) != 0 || !rv->kl_fixed)
+    double *q = v6 + 6 * v, ym, xm;
+    dfpo_err e;
+    if (!n1 || !n2 ||
+        rep_band(b, (size_t)n2, 0.95, scale_of(xkey), &xm, &q[2], &q[3], &e) != DFPO_OK ||
+        rep_band(a, (size_t)n1, 0.95, scale_of("reward"), &ym, &q[4], &q[5], &e) != DFPO_OK)
       continue;
-    met_summary s1, s2;
-    met_summarize(a, (size_t)n1, 0.95, &s1, err);
-    met_summarize(b, (size_t)n2, 0.95, &s2, err);
-    sweep[nsw++] = (pt){rv->beta, s2.mean, s1.mean};
+    q[0] = xm;
+    q[1] = ym;
+    variant_display(rv, names[v], sizeof names[v]);
+    int fixed = !strcmp(rv->algo, alg_name(ALG_PPO)) && rv->kl_fixed && isfinite(rv->beta);
+    if (fixed) {
+      suite_fmt(tags[v], sizeof tags[v], "β = %g", rv->beta);
+      tagp[v] = tags[v];
+      sweep[nsw++] = (pt){rv->beta, xm, ym};
+    }
+    ser[ns] = (rep_series){.label = names[v],
+                           .n = 1,
+                           .x = &q[0],
+                           .y = &q[1],
+                           .lo = &q[4],
+                           .hi = &q[5],
+                           .points_only = 1};
+    ser[ns].style = variant_style(t, v);
+    ser[ns].xlo = &q[2];
+    ser[ns].xhi = &q[3];
+    ser[ns].tags = fixed ? &tagp[v] : NULL;
+    ns++;
   }
-  qsort(sweep, (size_t)nsw, sizeof *sweep, by_beta);
-  if (nsw) {
+  if (nsw > 1) {
+    qsort(sweep, (size_t)nsw, sizeof *sweep, by_beta);
     for (int i = 0; i < nsw; i++) {
-      px[i] = sweep[i].x;
-      py[i] = sweep[i].y;
+      sx[i] = sweep[i].x;
+      sy[i] = sweep[i].y;
     }
-    ser[ns++] = (rep_series){"PPO, fixed beta", nsw, px, py, NULL, NULL, nsw == 1};
-    off = nsw;
-  }
-  for (int g = 0; g < 4; g++) {
-    int n = 0;
-    for (int v = 0; v < nv; v++) {
-      const res_variant *rv = &t->variants[v];
-      static const alg_id algo_of[4] = {ALG_PPO, ALG_DFPO, ALG_NLPO, ALG_ZERO_SHOT};
-      int want = !strcmp(rv->algo, alg_name(algo_of[g])) && (g != 0 || !rv->kl_fixed);
-      double a[RES_MAX_SEEDS], b[RES_MAX_SEEDS];
-      int n1 = res_values(rv, mr, a), n2 = res_values(rv, mx, b);
-      if (!want || !n1 || !n2)
-        continue;
-      met_summary s1, s2;
-      met_summarize(a, (size_t)n1, 0.95, &s1, err);
-      met_summarize(b, (size_t)n2, 0.95, &s2, err);
-      px[off + n] = s2.mean;
-      py[off + n] = s1.mean;
-      n++;
-    }
-    if (n)
-      ser[ns++] = (rep_series){groups[g], n, px + off, py + off, NULL, NULL, 1};
-    off += n;
+    ser[ns] = (rep_series){.label = "fixed-β sweep", .n = nsw, .x = sx, .y = sy, .points_only = 1};
+    ser[ns].style = (rep_style){{150, 150, 150}, "", 1};
+    ser[ns++].connect = 1;
   }
   if (ns) {
-    char title[256], path[4300];
-    suite_fmt(title, sizeof title, "%s: reward against %s (means over seeds)", t->name,
-              nll ? "NLL per word" : "ppl_ref");
-    rep_plot p = {title,
-                  nll ? "NLL per word under the true language (lower: more fluent)"
-                      : "ppl_ref: perplexity of the reference texts (lower: closer to them)",
-                  "reward (test)",
-                  ns,
-                  ser,
-                  0,
-                  0};
-    suite_fmt(file, nf, "%s-frontier.png", t->name);
-    suite_fmt(path, sizeof path, "%s/%s", outdir, file);
-    rc = rep_plot_write(&p, path, err);
+    char title[256], stem[128];
+    suite_fmt(title, sizeof title, "%s: test reward against %s (means, 95%% CI over seeds)",
+              task_display(t->name), label(xkey));
+    rep_plot p = {.title = title,
+                  .xlabel = nll ? "NLL/word under the true language (lower: more fluent)"
+                                : "Perplexity of the reference texts (lower: closer to them)",
+                  .ylabel = "Test reward",
+                  .n_series = ns,
+                  .series = ser,
+                  .xlog = !nll};
+    suite_fmt(stem, sizeof stem, "%s-frontier", t->name);
+    rc = write_figure(&p, outdir, stem, file, nf, err);
   }
 out:
+  free(v6);
+  free(ser);
+  free(names);
+  free(tags);
+  free(tagp);
   free(sweep);
-  free(px);
-  free(py);
+  free(sx);
+  free(sy);
   return rc;
 }
 
 static int task_report(const res_suite *r, const res_task *t, const char *dir, const char *outdir,
-                       int plots, FILE *page, dfpo_err *err) {
+                       int plots, int wide, FILE *page, dfpo_err *err) {
   int nr = t->n_variants, nc = t->n_metrics, ref = ref_row(t), rc = DFPO_OK;
   rep_cell *cells = calloc((size_t)(nr * nc) + 1, sizeof *cells);
   const char **rows = calloc((size_t)nr + 1, sizeof *rows);
+  const char **keys = calloc((size_t)nr + 1, sizeof *keys);
+  const char **groups = calloc((size_t)nr + 1, sizeof *groups);
+  char(*shown)[96] = calloc((size_t)nr + 1, sizeof *shown);
   const char **cols = calloc((size_t)nc + 1, sizeof *cols);
+  const char **ckeys = calloc((size_t)nc + 1, sizeof *ckeys);
   rep_best *best = calloc((size_t)nc + 1, sizeof *best);
   int *digits = calloc((size_t)nc + 1, sizeof *digits);
   notes n = {0};
-  if (!cells || !rows || !cols || !best || !digits) {
+  if (!cells || !rows || !keys || !groups || !shown || !cols || !ckeys || !best || !digits) {
     rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
     goto out;
   }
   for (int j = 0; j < nc; j++) {
     cols[j] = label(t->metrics[j]);
+    ckeys[j] = t->metrics[j];
     best[j] = (rep_best)res_metric_direction(t->metrics[j]);
-    digits[j] = 3;
   }
   for (int i = 0; i < nr; i++) {
     const res_variant *v = &t->variants[i];
-    rows[i] = v->name;
+    variant_display(v, shown[i], sizeof shown[i]);
+    rows[i] = shown[i];
+    keys[i] = v->name;
+    groups[i] = v->algo;
     for (int j = 0; j < nc; j++) {
       rep_cell *c = &cells[i * nc + j];
       double a[RES_MAX_SEEDS], b[RES_MAX_SEEDS];
@@ -443,14 +596,38 @@ static int task_report(const res_suite *r, const res_task *t, const char *dir, c
         c->p_value = w.p;
     }
   }
+  /* a column's digits from its largest mean */
+  for (int j = 0; j < nc; j++) {
+    double m = NAN;
+    for (int i = 0; i < nr; i++)
+      if (cells[i * nc + j].n && (isnan(m) || fabs(cells[i * nc + j].mean) > m))
+        m = fabs(cells[i * nc + j].mean);
+    digits[j] = rep_digits_for(m);
+  }
   deviations(r, t, dir, &n);
-  char title[256];
+  char title[256], tlabel[128];
   suite_fmt(title, sizeof title,
-            "%s: suite %s, test metrics of the checkpoint with the best "
-            "validation reward",
-            t->name, r->name);
-  rep_table tab = {
-      title, nr, nc, rows, cols, best, digits, cells, ref, ALPHA, (const char *const *)n.line, n.n};
+            "%s (suite %s): test metrics of the checkpoint with the best validation reward",
+            task_display(t->name), r->name);
+  suite_fmt(tlabel, sizeof tlabel, "tab:%s-%s", r->name, t->name);
+  rep_table tab = {.title = title,
+                   .n_rows = nr,
+                   .n_cols = nc,
+                   .row_names = rows,
+                   .col_names = cols,
+                   .best = best,
+                   .digits = digits,
+                   .cells = cells,
+                   .ref_row = ref,
+                   .alpha = ALPHA,
+                   .notes = (const char *const *)n.line,
+                   .n_notes = n.n,
+                   .task = t->name,
+                   .row_keys = keys,
+                   .row_groups = groups,
+                   .col_keys = ckeys,
+                   .label = tlabel,
+                   .wide = wide};
   static const struct {
     const char *ext;
     writer w;
@@ -475,30 +652,47 @@ static int task_report(const res_suite *r, const res_task *t, const char *dir, c
       if ((rc = plot_curves(t, outdir, kinds[k], file, sizeof file, err)))
         goto out;
       if (file[0])
-        fprintf(page, "![%s](%s)\n", label(res_curve_names[kinds[k]]), file);
+        fprintf(page, "![%s](%s)\n", curve_label(kinds[k]), file);
     }
     if ((rc = plot_frontier(t, outdir, file, sizeof file, err)))
       goto out;
     if (file[0])
-      fprintf(page, "![reward against %s](%s)\n", frontier_nll(t) ? "NLL per word" : "ppl_ref",
+      fprintf(page, "![reward against %s](%s)\n", label(frontier_nll(t) ? "nll_word" : "ppl_ref"),
               file);
+    fprintf(page, "\nEvery figure is also here as PDF and SVG (the same name).\n");
   }
 out:
   for (int i = 0; i < n.n; i++)
     free(n.line[i]);
   free(cells);
   free(rows);
+  free(keys);
+  free(groups);
+  free(shown);
+  free(ckeys);
   free(cols);
   free(best);
   free(digits);
   return rc;
 }
 
-int res_report(const char *dir, int plots, dfpo_err *err) {
+int res_report(const char *dir, int plots, int wide, dfpo_err *err) {
   res_suite r;
   int rc = res_collect(&r, dir, plots, err);
   if (rc)
     return rc;
+  int n_cells = 0;
+  for (int t = 0; t < r.n_tasks; t++)
+    for (int v = 0; v < r.tasks[t].n_variants; v++)
+      n_cells += r.tasks[t].variants[v].n_done + r.tasks[t].variants[v].n_missing;
+  if (n_cells == 0) {
+    res_free(&r);
+    return dfpo_err_set(err, DFPO_EDATA,
+                        "%s: no cells to report (neither a suite.json nor a finished cell "
+                        "<task>/<variant>/seed-<n>/ with eval.json and DONE, as dfpo reproduce "
+                        "writes them)",
+                        dir);
+  }
   /* the files in it add at most a task name (31 bytes) and a suffix to outdir
    * and so fit their buffers of 4300 */
   char outdir[4200], path[4300];
@@ -525,7 +719,7 @@ int res_report(const char *dir, int plots, dfpo_err *err) {
           "seed's values are in results.json.\n",
           r.name, done, cells);
   for (int t = 0; !rc && t < r.n_tasks; t++)
-    rc = task_report(&r, &r.tasks[t], dir, outdir, plots, page.fp, err);
+    rc = task_report(&r, &r.tasks[t], dir, outdir, plots, wide, page.fp, err);
   if (rc) {
     dfpo_atomic_abort(&page);
     res_free(&r);
@@ -545,14 +739,19 @@ int res_report(const char *dir, int plots, dfpo_err *err) {
 }
 
 int cmd_report(int argc, char **argv) {
-  static const struct option opts[] = {
-      {"no-plots", no_argument, NULL, 'P'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
-  int c, plots = 1;
+  static const struct option opts[] = {{"no-plots", no_argument, NULL, 'P'},
+                                       {"wide", no_argument, NULL, 'W'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
+  int c, plots = 1, wide = 0;
   cli_reset_getopt();
   while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
     switch (c) {
     case 'P':
       plots = 0;
+      break;
+    case 'W':
+      wide = 1;
       break;
     case 'h':
       fputs(report_usage, stdout);
@@ -565,6 +764,6 @@ int cmd_report(int argc, char **argv) {
     return cli_usage_error("report", "needs exactly one suite folder DIR");
   dfpo_err err;
   dfpo_err_clear(&err);
-  int rc = res_report(argv[optind], plots, &err);
+  int rc = res_report(argv[optind], plots, wide, &err);
   return rc ? cli_fail(&err) : DFPO_OK;
 }

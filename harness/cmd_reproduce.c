@@ -567,7 +567,7 @@ static int reproduce(repro *r, const char *file, const char *const *sets, int ns
     return rc ? rc : failed ? dfpo_err_set(err, DFPO_ERUNTIME, "the cell failed") : DFPO_OK;
   if (rc)
     return rc;
-  int rrc = res_report(r->root, 1, err);
+  int rrc = res_report(r->root, 1, 0, err);
   if (rrc)
     return rrc;
   if (failed)

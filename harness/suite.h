@@ -166,7 +166,8 @@ int res_metric_direction(const char *metric);
 const char *res_metric_label(const char *metric);
 
 /* `dfpo report`: reads the suite folder dir and writes dir/report/ (tables,
- * plots when `plots`, report.md, results.json). */
-int res_report(const char *dir, int plots, dfpo_err *err);
+ * plots when `plots`, report.md, results.json); the LaTeX tables as table*
+ * when `wide`. DFPO_EDATA when the folder holds no cell at all. */
+int res_report(const char *dir, int plots, int wide, dfpo_err *err);
 
 #endif

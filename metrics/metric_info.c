@@ -32,8 +32,8 @@ const met_metric_info met_metrics[MET_METRIC_COUNT] = {
     [MET_ENTROPY2] = {"entropy2", "Entropy-2", 1},
     [MET_MEAN_LENGTH] = {"mean_length", "Mean length", 0},
     [MET_TOTAL_LENGTH] = {"total_length", "Total length", 0},
-    [MET_PPL_REF] = {"ppl_ref", "ppl_ref", -1},
-    [MET_PPL_GEN] = {"ppl_gen", "ppl_gen", -1},
+    [MET_PPL_REF] = {"ppl_ref", "Perplexity (ref)", -1},
+    [MET_PPL_GEN] = {"ppl_gen", "Perplexity (gen)", -1},
 };
 
 const char *met_key(met_metric_id id) {

@@ -64,6 +64,26 @@ static void row_n(const rep_table *t, int r, char *buf, size_t n) {
 
 typedef enum { FMT_MD, FMT_TEX } text_fmt;
 
+int rep_digits_for(double m) {
+  m = fabs(m);
+  if (!isfinite(m) || m < 1)
+    return 3;
+  if (m < 10)
+    return 2;
+  if (m < 1000)
+    return 1;
+  return 0;
+}
+
+/* Whether sd is shown as 0 at d digits: then an em dash stands for it. */
+static int sd_rounds_to_zero(double sd, int d) {
+  char buf[64];
+  snprintf(buf, sizeof buf, "%.*f", d, sd);
+  return strtod(buf, NULL) == 0;
+}
+
+/* Markdown: "mean ± sd"; LaTeX: "mean\textsubscript{$\pm$sd}", narrower.
+ * Bold marks the mean alone. */
 static void format_cell(const rep_table *t, int r, int c, int bold, text_fmt f, char *buf,
                         size_t n) {
   const rep_cell *x = cell(t, r, c);
@@ -72,17 +92,23 @@ static void format_cell(const rep_table *t, int r, int c, int bold, text_fmt f, 
     return;
   }
   int d = digits(t, c);
-  char num[96];
-  const char *pm = f == FMT_MD ? " ± " : " $\\pm$ ";
-  if (x->n >= 2 && isfinite(x->sd))
-    snprintf(num, sizeof num, "%.*f%s%.*f", d, x->mean, pm, d, x->sd);
-  else
-    snprintf(num, sizeof num, "%.*f", d, x->mean);
+  char mean[64], sd[64] = "";
+  snprintf(mean, sizeof mean,
+           f == FMT_MD ? (bold ? "**%.*f**" : "%.*f") : (bold ? "\\textbf{%.*f}" : "%.*f"), d,
+           x->mean);
+  if (x->n >= 2 && isfinite(x->sd)) {
+    int zero = sd_rounds_to_zero(x->sd, d);
+    if (f == FMT_MD && zero)
+      snprintf(sd, sizeof sd, " ± —");
+    else if (f == FMT_MD)
+      snprintf(sd, sizeof sd, " ± %.*f", d, x->sd);
+    else if (zero)
+      snprintf(sd, sizeof sd, "\\textsubscript{$\\pm$---}");
+    else
+      snprintf(sd, sizeof sd, "\\textsubscript{$\\pm$%.*f}", d, x->sd);
+  }
   const char *dag = significant(t, r, c) ? (f == FMT_MD ? "†" : "$^\\dagger$") : "";
-  if (bold)
-    snprintf(buf, n, f == FMT_MD ? "**%s**%s" : "\\textbf{%s}%s", num, dag);
-  else
-    snprintf(buf, n, "%s%s", num, dag);
+  snprintf(buf, n, "%s%s%s", mean, sd, dag);
 }
 
 static int io_check(FILE *out, dfpo_err *err) {
@@ -91,10 +117,26 @@ static int io_check(FILE *out, dfpo_err *err) {
   return DFPO_OK;
 }
 
+/* Escapes TeX's special characters; the few non-ASCII characters the
+ * display names and notes use become their TeX commands (pdflatex's UTF-8
+ * input knows no Greek). */
 static void tex_escape(FILE *out, const char *s) {
+  static const struct {
+    const char *utf8, *tex;
+  } sym[] = {{"β", "$\\beta$"},    {"±", "$\\pm$"}, {"—", "---"},      {"–", "--"},
+             {"†", "$^\\dagger$"}, {"π", "$\\pi$"}, {"θ", "$\\theta$"}};
   for (; *s; s++) {
-    if (strchr("&%$#_{}", *s))
+    size_t k = 0;
+    for (; k < sizeof sym / sizeof sym[0]; k++)
+      if (!strncmp(s, sym[k].utf8, strlen(sym[k].utf8)))
+        break;
+    if (k < sizeof sym / sizeof sym[0]) {
+      fputs(sym[k].tex, out);
+      s += strlen(sym[k].utf8) - 1;
+    } else if (strchr("&%$#_{}", *s))
       fprintf(out, "\\%c", *s);
+    else if (*s == '<' || *s == '>') /* text-mode < and > are other glyphs in OT1 */
+      fprintf(out, "$%c$", *s);
     else if (*s == '~')
       fputs("\\textasciitilde{}", out);
     else if (*s == '^')
@@ -118,19 +160,59 @@ static void md_escape(FILE *out, const char *s) {
   }
 }
 
-static void legend(const rep_table *t, FILE *out, int tex) {
-  int any_bold = 0;
+/* The seeds of every non-empty cell when they are all the same, else -1. */
+static int common_n(const rep_table *t) {
+  int n = -1;
+  for (int r = 0; r < t->n_rows; r++)
+    for (int c = 0; c < t->n_cols; c++) {
+      int k = cell(t, r, c)->n;
+      if (k == 0)
+        continue;
+      if (n >= 0 && k != n)
+        return -1;
+      n = k;
+    }
+  return n;
+}
+
+static int any_zero_sd(const rep_table *t) {
+  for (int r = 0; r < t->n_rows; r++)
+    for (int c = 0; c < t->n_cols; c++) {
+      const rep_cell *x = cell(t, r, c);
+      if (x->n >= 2 && isfinite(x->sd) && sd_rounds_to_zero(x->sd, digits(t, c)))
+        return 1;
+    }
+  return 0;
+}
+
+/* What the marks mean, one sentence each (UTF-8; tex_escape for LaTeX). */
+static void legend_text(const rep_table *t, char *buf, size_t n) {
+  int any_bold = 0, seeds = common_n(t);
   for (int c = 0; c < t->n_cols; c++)
     any_bold |= t->best && t->best[c] != REP_BEST_NONE;
-  if (tex)
-    fputs("% ", out);
-  fputs("Mean ± sample sd over seeds; n = seeds.", out);
+  size_t o = 0;
+#define ADD(...)                                                                                   \
+  do {                                                                                             \
+    if (o < n)                                                                                     \
+      o += (size_t)snprintf(buf + o, n - o, __VA_ARGS__);                                          \
+  } while (0)
+  if (seeds > 0)
+    ADD("Mean ± sample sd over %d seeds.", seeds);
+  else
+    ADD("Mean ± sample sd over seeds; n = seeds.");
+  if (any_zero_sd(t))
+    ADD(" —: the sd rounds to zero at the digits shown.");
   if (any_bold)
-    fputs(" Bold: best mean of the column.", out);
-  if (t->ref_row >= 0) {
-    fprintf(out, " †: Welch's t-test against %s, p < %g.", t->row_names[t->ref_row], t->alpha);
-  }
-  fputc('\n', out);
+    ADD(" Bold: best mean of the column.");
+  if (t->ref_row >= 0)
+    ADD(" †: Welch's t-test against %s, p < %g.", t->row_names[t->ref_row], t->alpha);
+#undef ADD
+}
+
+static void legend(const rep_table *t, FILE *out) {
+  char buf[1024];
+  legend_text(t, buf, sizeof buf);
+  fprintf(out, "%s\n", buf);
 }
 
 int rep_table_markdown(const rep_table *t, FILE *out, dfpo_err *err) {
@@ -160,7 +242,7 @@ int rep_table_markdown(const rep_table *t, FILE *out, dfpo_err *err) {
     fprintf(out, " %s |\n", n);
   }
   fputc('\n', out);
-  legend(t, out, 0);
+  legend(t, out);
   for (int i = 0; i < t->n_notes; i++)
     fprintf(out, "\n- %s", t->notes[i]);
   if (t->n_notes)
@@ -168,35 +250,91 @@ int rep_table_markdown(const rep_table *t, FILE *out, dfpo_err *err) {
   return io_check(out, err);
 }
 
+/* A \\label key: letters, digits and '-', ':' kept, the rest '-'. */
+static void tex_label(FILE *out, const char *s) {
+  for (; *s; s++)
+    fputc(((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+           *s == ':' || *s == '-')
+              ? *s
+              : '-',
+          out);
+}
+
+/* A column header; one of more than 10 characters with a space goes on two
+ * lines, split at the space nearest its middle, as headers are often wider
+ * than the numbers under them ("Perplexity (ref)"). */
+static void tex_header(FILE *out, const char *s) {
+  size_t n = strlen(s), cut = 0;
+  for (size_t i = 1; n > 10 && i + 1 < n; i++)
+    if (s[i] == ' ' && (!cut || labs((long)(2 * i) - (long)n) < labs((long)(2 * cut) - (long)n)))
+      cut = i;
+  if (!cut) {
+    tex_escape(out, s);
+    return;
+  }
+  char *a = strndup(s, cut);
+  if (!a) {
+    tex_escape(out, s);
+    return;
+  }
+  fputs("\\begin{tabular}[b]{@{}c@{}}", out);
+  tex_escape(out, a);
+  fputs("\\\\", out);
+  tex_escape(out, s + cut + 1);
+  fputs("\\end{tabular}", out);
+  free(a);
+}
+
 int rep_table_latex(const rep_table *t, FILE *out, dfpo_err *err) {
-  fputs("% requires \\usepackage{booktabs}\n\\begin{table}[t]\n\\centering\n", out);
+  int seeds = common_n(t), ncol = seeds < 0;
+  const char *env = t->wide ? "table*" : "table",
+             *width = t->wide ? "\\textwidth" : "\\columnwidth";
+  fprintf(out,
+          "%% dfpo report: needs \\usepackage{booktabs} and \\usepackage{graphicx}\n"
+          "\\begin{%s}[t]\n\\centering\n\\caption{",
+          env);
   if (t->title) {
-    fputs("\\caption{", out);
     tex_escape(out, t->title);
+    fputs(". ", out);
+  }
+  char buf[1024];
+  legend_text(t, buf, sizeof buf);
+  tex_escape(out, buf);
+  fputs("}\n", out);
+  if (t->label) {
+    fputs("\\label{", out);
+    tex_label(out, t->label);
     fputs("}\n", out);
   }
-  fputs("\\begin{tabular}{l", out);
+  /* shrunk to the column only when wider than it */
+  fprintf(out,
+          "\\small\n\\setlength{\\tabcolsep}{2.5pt}\n"
+          "\\resizebox{\\ifdim\\width>%s%s\\else\\width\\fi}{!}{%%\n"
+          "\\begin{tabular}{@{}l",
+          width, width);
   for (int c = 0; c < t->n_cols; c++)
     fputc('c', out);
-  fputs("r}\n\\toprule\n", out);
+  fputs(ncol ? "r@{}}\n\\toprule\n" : "@{}}\n\\toprule\n", out);
   for (int c = 0; c < t->n_cols; c++) {
     fputs(" & ", out);
-    tex_escape(out, t->col_names[c]);
+    tex_header(out, t->col_names[c]);
   }
-  fputs(" & $n$ \\\\\n\\midrule\n", out);
+  fputs(ncol ? " & $n$ \\\\\n\\midrule\n" : " \\\\\n\\midrule\n", out);
   for (int r = 0; r < t->n_rows; r++) {
     tex_escape(out, t->row_names[r]);
     for (int c = 0; c < t->n_cols; c++) {
-      char buf[160];
-      format_cell(t, r, c, best_row(t, c) == r, FMT_TEX, buf, sizeof buf);
-      fprintf(out, " & %s", buf);
+      char cb[200];
+      format_cell(t, r, c, best_row(t, c) == r, FMT_TEX, cb, sizeof cb);
+      fprintf(out, " & %s", cb);
     }
-    char n[32];
-    row_n(t, r, n, sizeof n);
-    fprintf(out, " & %s \\\\\n", n);
+    if (ncol) {
+      char n[32];
+      row_n(t, r, n, sizeof n);
+      fprintf(out, " & %s", n);
+    }
+    fputs(" \\\\\n", out);
   }
-  fputs("\\bottomrule\n\\end{tabular}\n\\end{table}\n", out);
-  legend(t, out, 1);
+  fprintf(out, "\\bottomrule\n\\end{tabular}}\n\\end{%s}\n", env);
   for (int i = 0; i < t->n_notes; i++) {
     fputs("% ", out);
     fputs(t->notes[i], out);
@@ -232,14 +370,25 @@ static void csv_num(FILE *out, double v) {
   fputs(buf, out);
 }
 
+static const char *row_key(const rep_table *t, int r) {
+  return t->row_keys ? t->row_keys[r] : t->row_names[r];
+}
+static const char *col_key(const rep_table *t, int c) {
+  return t->col_keys ? t->col_keys[c] : t->col_names[c];
+}
+
 int rep_table_csv(const rep_table *t, FILE *out, dfpo_err *err) {
-  fputs("row,column,n,mean,sd,p_value,best,significant\n", out);
+  fputs("task,variant,algo,metric,n,mean,sd,p_value,best,significant\n", out);
   for (int r = 0; r < t->n_rows; r++)
     for (int c = 0; c < t->n_cols; c++) {
       const rep_cell *x = cell(t, r, c);
-      csv_field(out, t->row_names[r]);
+      csv_field(out, t->task ? t->task : "");
       fputc(',', out);
-      csv_field(out, t->col_names[c]);
+      csv_field(out, row_key(t, r));
+      fputc(',', out);
+      csv_field(out, t->row_groups ? t->row_groups[r] : "");
+      fputc(',', out);
+      csv_field(out, col_key(t, c));
       fprintf(out, ",%d,", x->n);
       if (x->n) {
         csv_num(out, x->mean);
@@ -265,19 +414,25 @@ int rep_table_json(const rep_table *t, FILE *out, dfpo_err *err) {
     return dfpo_err_set(err, DFPO_ERUNTIME, "table JSON: out of memory");
   if (t->title)
     cJSON_AddStringToObject(root, "title", t->title);
+  if (t->task)
+    cJSON_AddStringToObject(root, "task", t->task);
   if (t->ref_row >= 0)
-    cJSON_AddStringToObject(root, "reference", t->row_names[t->ref_row]);
+    cJSON_AddStringToObject(root, "reference", row_key(t, t->ref_row));
   cJSON_AddNumberToObject(root, "alpha", t->alpha);
   cJSON *rows = cJSON_AddArrayToObject(root, "rows");
   for (int r = 0; r < t->n_rows; r++) {
     cJSON *row = cJSON_CreateObject();
     cJSON_AddItemToArray(rows, row);
+    cJSON_AddStringToObject(row, "variant", row_key(t, r));
+    if (t->row_groups)
+      cJSON_AddStringToObject(row, "algo", t->row_groups[r]);
     cJSON_AddStringToObject(row, "name", t->row_names[r]);
     cJSON *cols = cJSON_AddObjectToObject(row, "metrics");
     for (int c = 0; c < t->n_cols; c++) {
       const rep_cell *x = cell(t, r, c);
       cJSON *o = cJSON_CreateObject();
-      cJSON_AddItemToObject(cols, t->col_names[c], o);
+      cJSON_AddItemToObject(cols, col_key(t, c), o);
+      cJSON_AddStringToObject(o, "name", t->col_names[c]);
       cJSON_AddNumberToObject(o, "n", x->n);
       cJSON_AddItemToObject(o, "mean", x->n ? json_num(x->mean) : cJSON_CreateNull());
       cJSON_AddItemToObject(o, "sd", x->n ? json_num(x->sd) : cJSON_CreateNull());

@@ -417,9 +417,19 @@ static void dry_run(const char *shape, int ntasks, const char *const *tasks_in, 
   for (int t = 0; t < ntasks; t++)
     cr_expect(strstr(md, tasks[t]) != NULL, "report.md lacks %s", tasks[t]);
   for (int a = 0; a < nalgos; a++) {
-    char row[64];
-    snprintf(row, sizeof row, "| %s ", algos[a]);
-    cr_expect(strstr(md, row) != NULL, "report.md has no table row for %s", algos[a]);
+    /* rows by display name: "PPO (β = 0.01)" for ppo-beta0.01 */
+    static const char *const shown[][2] = {{"zero-shot", "Zero-shot"},
+                                           {"sft", "SFT"},
+                                           {"ppo", "PPO"},
+                                           {"nlpo", "NLPO"},
+                                           {"dfpo", "DfPO"}};
+    char row[64] = "";
+    for (size_t k = 0; k < sizeof shown / sizeof shown[0]; k++)
+      if (!strcmp(algos[a], shown[k][0]))
+        snprintf(row, sizeof row, "| %s |", shown[k][1]);
+    if (!strncmp(algos[a], "ppo-beta", 8))
+      snprintf(row, sizeof row, "| PPO (β = %s) |", algos[a] + 8);
+    cr_expect(row[0] && strstr(md, row) != NULL, "report.md has no table row for %s", algos[a]);
   }
   /* every deviation the suite declares is printed (configs/paper.json's
    * suite.deviations, read back from the run's suite.json) */
