@@ -6,6 +6,7 @@
 #include "trainer/gpt2_internal.h"
 #include "trainer/model_internal.h"
 #include "trainer/st_internal.h"
+#include "trainer/t5.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -199,17 +200,19 @@ int model_import_safetensors(model_t **out, const char *path, dfpo_err *err) {
     cJSON_Delete(j);
     free(text);
   }
-  if (bert_handles(type) && st_is_index(path))
+  if ((bert_handles(type) || t5_handles(type)) && st_is_index(path))
     return dfpo_err_set(err, DFPO_EDATA,
                         "%s: sharded weights are read for GPT-2 only; a %s model needs one "
                         "model.safetensors or pytorch_model.bin",
                         path, type);
   if (bert_handles(type))
     return bert_import_safetensors(out, path, err);
+  if (t5_handles(type))
+    return t5_import_safetensors(out, path, err);
   if (type[0] && strcmp(type, "gpt2") != 0)
     return dfpo_err_set(err, DFPO_EDATA,
                         "%s: model_type '%s' is not an architecture this build reads (gpt2, "
-                        "distilbert, bert, roberta)",
+                        "distilbert, bert, roberta, t5)",
                         cpath, type);
   return gpt2_import_safetensors(out, path, NULL, err);
 }
