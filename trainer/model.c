@@ -278,3 +278,40 @@ int model_load(model_t **out, const char *path, dfpo_err *err) {
                         path);
   return model_import_safetensors(out, path, err);
 }
+
+int model_copy_floats(const model_t *dst, float *dp, const model_t *src, const float *sp, size_t n,
+                      dfpo_err *err) {
+  size_t bytes = n * sizeof(float);
+  if (dst->ops == src->ops) {
+    dst->ops->copy(dp, sp, bytes);
+    return DFPO_OK;
+  }
+  float *h = malloc(bytes ? bytes : 1);
+  if (!h)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  src->ops->download(h, sp, bytes);
+  dst->ops->upload(dp, h, bytes);
+  free(h);
+  return DFPO_OK;
+}
+
+int model_copy_shared_by_name(model_t *dst, const model_t *src, int *copied, dfpo_err *err) {
+  int n = 0, nd = dst->vt->num_tensors(dst), ns = src->vt->num_tensors(src);
+  for (int i = 0; i < nd; i++) {
+    model_tensor a, b;
+    dst->vt->tensor_at(dst, i, &a);
+    for (int j = 0; j < ns; j++) {
+      src->vt->tensor_at(src, j, &b);
+      if (strcmp(a.name, b.name) || a.rows != b.rows || a.cols != b.cols)
+        continue;
+      int rc = model_copy_floats(dst, a.param, src, b.param, (size_t)a.rows * a.cols, err);
+      if (rc)
+        return rc;
+      n++;
+      break;
+    }
+  }
+  if (copied)
+    *copied = n;
+  return DFPO_OK;
+}
