@@ -24,15 +24,19 @@ Writes, under ROOT: spm/spiece.model; v10/ and v11/, Hugging Face T5 folders
 (config.json, model.safetensors with random float32 weights under Hugging Face's
 names, plus the aliases encoder.embed_tokens.weight and
 decoder.embed_tokens.weight; v11 also spiece.model), each with pairs.tsv (source
-ids TAB target ids per line); v11/texts.tsv (source text TAB target text).
+ids TAB target ids per line); v11/texts.tsv (source text TAB target text);
+v10bin/, v10's weights as torch.save's pytorch_model.bin with the aliases and
+lm_head.weight sharing shared.weight's storage, and its pairs.tsv.
 OUT: {"spm": {"texts": [...], "ids": [[...]], "decoded": [...], "pieces": n},
 "folders": {"v10": {"pairs": [[src], [tgt]], "nll": [...]}, "v11": {...,
 "text_nll": [...]}}}.
 """
+import collections
 import json
 import math
 import os
 import random
+import shutil
 import sys
 
 import torch
@@ -239,6 +243,17 @@ def main():
         files["encoder.embed_tokens.weight"] = P["shared.weight"]
         files["decoder.embed_tokens.weight"] = P["shared.weight"]
         write_safetensors(os.path.join(d, "model.safetensors"), files)
+        if name == "v10":
+            # the same weights as torch.save writes a tied T5's
+            # pytorch_model.bin: the aliases and lm_head.weight one storage
+            # with shared.weight
+            db = d + "bin"
+            os.makedirs(db, exist_ok=True)
+            shutil.copy(os.path.join(d, "config.json"), db)
+            od = collections.OrderedDict((k, v.clone()) for k, v in P.items())
+            for alias in ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight", "lm_head.weight"):
+                od[alias] = od["shared.weight"]
+            torch.save(od, os.path.join(db, "pytorch_model.bin"))
         rnd = random.Random(seed)
         V = cfg["vocab_size"]
         pairs = []
@@ -252,9 +267,10 @@ def main():
         with open(os.path.join(d, "pairs.tsv"), "w") as f:
             for s, t in pairs:
                 f.write(" ".join(map(str, s)) + "\t" + " ".join(map(str, t)) + "\n")
+        if name == "v10":
+            shutil.copy(os.path.join(d, "pairs.tsv"), d + "bin")
         r = {"pairs": pairs, "nll": [pair_nll(P, cfg, s, t) for s, t in pairs]}
         if name == "v11":
-            import shutil
             shutil.copy(os.path.join(root, "spm", "spiece.model"), os.path.join(d, "spiece.model"))
             tp = [("generate a sentence with: dog cat park", "the dog runs in the park"),
                   ("Crème brûlée, naïve café", "我爱北京 \U0001F600"),
