@@ -20,6 +20,8 @@ dfpo_require_pkg(PLPLOT plplot libplplot-dev)
 dfpo_require_pkg(PCRE2 libpcre2-8 libpcre2-dev)
 # the WordPiece tokenizer (BERT): NFD, Unicode categories, lower-casing
 dfpo_require_pkg(ICU icu-uc libicu-dev)
+# T5's tokenizer (spiece.model): the SentencePiece library, C++ (trainer/tok_spm.cc)
+dfpo_require_pkg(SENTENCEPIECE sentencepiece libsentencepiece-dev)
 # datasets/: downloads, archive extraction, SHA-256 (and SHA-1: the git blob ids of hub files)
 dfpo_require_pkg(CURL libcurl libcurl4-openssl-dev)
 dfpo_require_pkg(ARCHIVE libarchive libarchive-dev)

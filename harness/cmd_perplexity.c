@@ -1,5 +1,6 @@
 #include "harness/cli.h"
 #include "trainer/model.h"
+#include "trainer/t5.h"
 #include "trainer/tok.h"
 
 #include <ctype.h>
@@ -10,8 +11,10 @@
 #include <string.h>
 
 static const char perplexity_usage[] =
-    "Usage: dfpo perplexity --model PATH --tokenizer DIR --input FILE [--no-bos] [--json]\n"
-    "       dfpo perplexity --model PATH --tokens FILE [--tokenizer DIR] [--no-bos] [--json]\n"
+    "Usage: dfpo perplexity --model PATH --tokenizer DIR --input FILE [--no-bos] [--per-doc]\n"
+    "                       [--json]\n"
+    "       dfpo perplexity --model PATH --tokens FILE [--tokenizer DIR] [--no-bos] [--per-doc]\n"
+    "                       [--json]\n"
     "\n"
     "Scores documents under a GPT-2 model (a native checkpoint, a Hugging Face\n"
     "model.safetensors, or a Hugging Face folder: config.json + model.safetensors\n"
@@ -31,18 +34,29 @@ static const char perplexity_usage[] =
     "ppl = exp(nll_per_token); the JSON also has bos, and ppl null when it is\n"
     "past the largest double. A model with a NaN or infinite weight is refused\n"
     "at load (exit 2, naming the tensor); a document whose log-likelihood is\n"
-    "not finite is an error (exit 3), never a printed nan.\n"
+    "not finite is an error (exit 3), never a printed nan. With --per-doc, one\n"
+    "line per document comes first (doc, its input line, tokens, nll_sum).\n"
+    "\n"
+    "A T5 model (a Hugging Face folder whose config.json says model_type t5)\n"
+    "scores source/target pairs instead: each line is the source, a tab, and\n"
+    "the target (ids with --tokens; text with --input, each side encoded and\n"
+    "ended with </s> as T5's tokenizer does). nll_sum is the negative sum of\n"
+    "log p(target token) under teacher forcing, the decoder started with\n"
+    "decoder_start_token_id (pad 0); every target token is scored, none is\n"
+    "added, and --no-bos has no effect (T5 has no bos) (docs/t5.md).\n"
     "\n"
     "Options:\n"
     "  --model PATH     the model: a file, a Hugging Face folder or hub name\n"
     "                   OWNER/NAME[@REVISION] (its cache folder, fetched when\n"
     "                   absent; docs/datasets.md)\n"
     "  --tokenizer DIR  GPT-2 BPE files (encoder.json + vocab.bpe, or Hugging\n"
-    "                   Face's); its ids must lie below the model's vocabulary.\n"
+    "                   Face's), or T5's spiece.model; its ids must lie below\n"
+    "                   the model's vocabulary.\n"
     "                   Default: the model's folder when it has them\n"
     "  --input FILE     text, one document per line\n"
     "  --tokens FILE    token ids, one document per line\n"
     "  --no-bos         do not prepend <|endoftext|>\n"
+    "  --per-doc        also print each document's (each pair's) tokens and nll_sum\n"
     "  --json           one JSON object instead of text\n"
     "  --device D       cpu (default), cuda, or auto: CUDA when a device is\n"
     "                   usable, else the CPU with a warning that says why; cuda\n"
@@ -97,18 +111,118 @@ static long encode_line(tok_tokenizer *tok, const char *line, size_t len, const 
   return (long)v->n;
 }
 
+/* One T5 pair: the line's source and target (ids, or text encoded and
+ * ended with </s>, split at the first tab), scored by teacher forcing:
+ * *nll the negative sum of the target's log-probabilities, *scored its
+ * length. Returns the target's length, 0 for an empty line, -1 on error. */
+static long score_pair(model_t *m, tok_tokenizer *tok, const char *line, size_t len,
+                       const char *file, long lineno, int vocab, tok_ids *v, int **ids, size_t *cap,
+                       double *nll, size_t *scored, dfpo_err *err) {
+  if (len && line[len - 1] == '\n')
+    len--;
+  if (len && line[len - 1] == '\r')
+    len--;
+  if (!len)
+    return 0;
+  const char *tab = memchr(line, '\t', len);
+  if (!tab) {
+    dfpo_err_set(err, DFPO_EDATA, "%s:%ld: a T5 pair needs a tab between source and target", file,
+                 lineno);
+    return -1;
+  }
+  long ns, nt;
+  if (tok) {
+    if ((ns = encode_line(tok, line, (size_t)(tab - line), file, lineno, v, ids, cap, err)) < 0)
+      return -1;
+    if (dfpo_grow(ids, cap, (size_t)ns + 2, sizeof **ids, 0, DFPO_NOCAP, err))
+      return -1;
+    (*ids)[ns++] = tok_eot_id(tok);
+    int *src = malloc((size_t)ns * sizeof *src);
+    if (!src) {
+      dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+      return -1;
+    }
+    memcpy(src, *ids, (size_t)ns * sizeof *src);
+    const char *t = tab + 1;
+    nt = encode_line(tok, t, len - (size_t)(t - line), file, lineno, v, ids, cap, err);
+    if (nt >= 0 && dfpo_grow(ids, cap, (size_t)(ns + nt) + 2, sizeof **ids, 0, DFPO_NOCAP, err))
+      nt = -1;
+    if (nt >= 0) {
+      (*ids)[nt++] = tok_eot_id(tok);
+      memmove(*ids + ns, *ids, (size_t)nt * sizeof **ids);
+      memcpy(*ids, src, (size_t)ns * sizeof **ids);
+    }
+    free(src);
+    if (nt < 0)
+      return -1;
+  } else {
+    char *buf = malloc(len + 1);
+    if (!buf) {
+      dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+      return -1;
+    }
+    memcpy(buf, line, len);
+    buf[len] = '\0';
+    buf[tab - line] = '\0';
+    int *src = NULL;
+    size_t scap = 0;
+    ns = parse_ids(buf, file, lineno, vocab, &src, &scap, err);
+    nt = ns < 0 ? -1 : parse_ids(buf + (tab - line) + 1, file, lineno, vocab, ids, cap, err);
+    free(buf);
+    if (nt >= 0 && dfpo_grow(ids, cap, (size_t)(ns + nt) + 2, sizeof **ids, 0, DFPO_NOCAP, err))
+      nt = -1;
+    if (nt >= 0) {
+      memmove(*ids + ns, *ids, (size_t)nt * sizeof **ids);
+      memcpy(*ids, src, (size_t)ns * sizeof **ids);
+    }
+    free(src);
+    if (nt < 0)
+      return -1;
+  }
+  if (ns < 1 || nt < 1) {
+    dfpo_err_set(err, DFPO_EDATA, "%s:%ld: a T5 pair needs a source and a target token at least",
+                 file, lineno);
+    return -1;
+  }
+  /* one row [source | target]: the outputs at columns ns-1 .. T-2 predict
+   * the target (docs/model-interface.md) */
+  int T = (int)(ns + nt);
+  int *tg = malloc((size_t)T * sizeof *tg);
+  float *lp = malloc((size_t)T * sizeof *lp);
+  int rc = tg && lp ? DFPO_OK : dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  for (int c = 0; c < T && !rc; c++)
+    tg[c] = c >= ns - 1 && c < T - 1 ? (*ids)[c + 1] : -1;
+  model_batch b = {*ids, NULL, 1, T, (int)ns};
+  if (!rc && !(rc = model_forward(m, &b, err)))
+    rc = model_lm_logprobs(m, tg, lp, NULL, err);
+  double s = 0.0;
+  for (int c = 0; c < T && !rc; c++)
+    if (tg[c] >= 0)
+      s -= lp[c];
+  free(tg);
+  free(lp);
+  if (rc) {
+    dfpo_err_prefix(err, "%s:%ld", file, lineno);
+    return -1;
+  }
+  *nll = s;
+  *scored = (size_t)nt;
+  return nt;
+}
+
 int cmd_perplexity(int argc, char **argv) {
   static const struct option opts[] = {{"model", required_argument, NULL, 'm'},
                                        {"tokens", required_argument, NULL, 't'},
                                        {"tokenizer", required_argument, NULL, 'z'},
                                        {"input", required_argument, NULL, 'i'},
                                        {"no-bos", no_argument, NULL, 'n'},
+                                       {"per-doc", no_argument, NULL, 'p'},
                                        {"json", no_argument, NULL, 'j'},
                                        {"device", required_argument, NULL, 'D'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
   const char *model = NULL, *tokens = NULL, *tokdir = NULL, *input = NULL, *device = "cpu";
-  int no_bos = 0, json = 0, c;
+  int no_bos = 0, json = 0, per_doc = 0, c;
   cli_reset_getopt();
   while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
     switch (c) {
@@ -129,6 +243,9 @@ int cmd_perplexity(int argc, char **argv) {
       break;
     case 'j':
       json = 1;
+      break;
+    case 'p':
+      per_doc = 1;
       break;
     case 'D':
       device = optarg;
@@ -177,9 +294,16 @@ int cmd_perplexity(int argc, char **argv) {
     if (input)
       tokens = input; /* the file named in messages */
   }
-  /* the document start: GPT-2's <|endoftext|>, or the tokenizer's */
+  /* the document start: GPT-2's <|endoftext|>, or the tokenizer's; T5
+   * scores pairs and has none */
+  int pairs = t5_get_config(m) != NULL;
   int bos = tok ? (int)tok_eot_id(tok) : 50256;
-  if (!no_bos && (bos < 0 || bos >= vocab)) {
+  if (pairs && input && (bos < 0 || bos >= vocab)) {
+    tok_free(tok);
+    model_free(m);
+    return cli_usage_error("perplexity", "the tokenizer %s has no </s> to end T5's texts", tokdir);
+  }
+  if (!pairs && !no_bos && (bos < 0 || bos >= vocab)) {
     tok_free(tok);
     model_free(m);
     if (tok)
@@ -206,26 +330,37 @@ int cmd_perplexity(int argc, char **argv) {
   while ((got = getline(&line, &lcap, fp)) != -1) {
     lineno++;
     long n;
-    if (input)
-      n = encode_line(tok, line, (size_t)got, tokens, lineno, &v, &ids, &cap, &err);
-    else
-      n = parse_ids(line, tokens, lineno, vocab, &ids, &cap, &err);
-    if (n < 0) {
-      rc = err.code;
-      break;
-    }
-    if (n == 0)
-      continue;
-    if (!no_bos) {
-      memmove(ids + 1, ids, (size_t)n * sizeof(int));
-      ids[0] = bos;
-      n++;
-    }
     double s;
     size_t k;
-    if ((rc = model_score_tokens(m, ids, (size_t)n, &s, &k, &err))) {
-      dfpo_err_prefix(&err, "%s:%ld", tokens, lineno);
-      break;
+    if (pairs) {
+      n = score_pair(m, input ? tok : NULL, line, (size_t)got, tokens, lineno, vocab, &v, &ids,
+                     &cap, &s, &k, &err);
+      if (n < 0) {
+        rc = err.code;
+        break;
+      }
+      if (n == 0)
+        continue;
+    } else {
+      if (input)
+        n = encode_line(tok, line, (size_t)got, tokens, lineno, &v, &ids, &cap, &err);
+      else
+        n = parse_ids(line, tokens, lineno, vocab, &ids, &cap, &err);
+      if (n < 0) {
+        rc = err.code;
+        break;
+      }
+      if (n == 0)
+        continue;
+      if (!no_bos) {
+        memmove(ids + 1, ids, (size_t)n * sizeof(int));
+        ids[0] = bos;
+        n++;
+      }
+      if ((rc = model_score_tokens(m, ids, (size_t)n, &s, &k, &err))) {
+        dfpo_err_prefix(&err, "%s:%ld", tokens, lineno);
+        break;
+      }
     }
     if (!isfinite(s)) {
       /* the weights are finite (model_load refuses others), but the sum can
@@ -234,6 +369,11 @@ int cmd_perplexity(int argc, char **argv) {
                         lineno, isnan(s) ? "NaN" : "infinite");
       break;
     }
+    if (per_doc && json)
+      printf("{\"doc\": %ld, \"line\": %ld, \"tokens\": %zu, \"nll_sum\": %.9g}\n", docs, lineno, k,
+             s);
+    else if (per_doc)
+      printf("doc %ld, line %ld, tokens %zu, nll_sum %.6f\n", docs, lineno, k, s);
     nll += s;
     total += k;
     docs++;
@@ -255,7 +395,7 @@ int cmd_perplexity(int argc, char **argv) {
   else if (json)
     printf("{\"documents\": %ld, \"tokens\": %zu, \"nll_sum\": %.6f, \"nll_per_token\": %.6f, "
            "\"ppl\": %.6f, \"bos\": %s}\n",
-           docs, total, nll, per, ppl, no_bos ? "false" : "true");
+           docs, total, nll, per, ppl, no_bos || pairs ? "false" : "true");
   else
     printf("documents %ld, tokens %zu, nll_sum %.4f, nll_per_token %.4f, ppl %.4f\n", docs, total,
            nll, per, exp(per));

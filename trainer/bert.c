@@ -656,41 +656,10 @@ static int vt_copy_params(model_t *dst, const model_t *src, dfpo_err *err) {
   const bert_model *s = bert_of_const(src);
   if (!same_shape(d, s))
     return dfpo_err_set(err, DFPO_EUSAGE, "bert: copy_params between different configs");
-  size_t bytes = d->nparams * sizeof(float);
-  if (d->base.ops == s->base.ops) {
-    d->base.ops->copy(d->params, s->params, bytes);
-    return DFPO_OK;
-  }
-  float *h = malloc(bytes);
-  if (!h)
-    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
-  s->base.ops->download(h, s->params, bytes);
-  d->base.ops->upload(d->params, h, bytes);
-  free(h);
-  return DFPO_OK;
+  return model_copy_floats(dst, d->params, src, s->params, d->nparams, err);
 }
 static int vt_copy_shared_params(model_t *dst, const model_t *src, int *copied, dfpo_err *err) {
-  bert_model *d = bert_of(dst);
-  const bert_model *s = bert_of_const(src);
-  int n = 0;
-  for (int i = 0; i < d->ntensors; i++)
-    for (int j = 0; j < s->ntensors; j++) {
-      const bert_tensor *a = &d->tensors[i], *b = &s->tensors[j];
-      if (strcmp(a->name, b->name) || a->rows != b->rows || a->cols != b->cols)
-        continue;
-      size_t bytes = (size_t)a->rows * a->cols * sizeof(float);
-      float *h = malloc(bytes);
-      if (!h)
-        return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
-      s->base.ops->download(h, s->params + b->off, bytes);
-      d->base.ops->upload(d->params + a->off, h, bytes);
-      free(h);
-      n++;
-      break;
-    }
-  if (copied)
-    *copied = n;
-  return DFPO_OK;
+  return model_copy_shared_by_name(dst, src, copied, err);
 }
 static int vt_num_tensors(const model_t *m) {
   return bert_of_const(m)->ntensors;

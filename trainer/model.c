@@ -6,6 +6,7 @@
 #include "trainer/gpt2_internal.h"
 #include "trainer/model_internal.h"
 #include "trainer/st_internal.h"
+#include "trainer/t5.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -199,17 +200,19 @@ int model_import_safetensors(model_t **out, const char *path, dfpo_err *err) {
     cJSON_Delete(j);
     free(text);
   }
-  if (bert_handles(type) && st_is_index(path))
+  if ((bert_handles(type) || t5_handles(type)) && st_is_index(path))
     return dfpo_err_set(err, DFPO_EDATA,
                         "%s: sharded weights are read for GPT-2 only; a %s model needs one "
                         "model.safetensors or pytorch_model.bin",
                         path, type);
   if (bert_handles(type))
     return bert_import_safetensors(out, path, err);
+  if (t5_handles(type))
+    return t5_import_safetensors(out, path, err);
   if (type[0] && strcmp(type, "gpt2") != 0)
     return dfpo_err_set(err, DFPO_EDATA,
                         "%s: model_type '%s' is not an architecture this build reads (gpt2, "
-                        "distilbert, bert, roberta)",
+                        "distilbert, bert, roberta, t5)",
                         cpath, type);
   return gpt2_import_safetensors(out, path, NULL, err);
 }
@@ -274,4 +277,41 @@ int model_load(model_t **out, const char *path, dfpo_err *err) {
                         "\"), a safetensors file nor a torch.save zip (pytorch_model.bin)",
                         path);
   return model_import_safetensors(out, path, err);
+}
+
+int model_copy_floats(const model_t *dst, float *dp, const model_t *src, const float *sp, size_t n,
+                      dfpo_err *err) {
+  size_t bytes = n * sizeof(float);
+  if (dst->ops == src->ops) {
+    dst->ops->copy(dp, sp, bytes);
+    return DFPO_OK;
+  }
+  float *h = malloc(bytes ? bytes : 1);
+  if (!h)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  src->ops->download(h, sp, bytes);
+  dst->ops->upload(dp, h, bytes);
+  free(h);
+  return DFPO_OK;
+}
+
+int model_copy_shared_by_name(model_t *dst, const model_t *src, int *copied, dfpo_err *err) {
+  int n = 0, nd = dst->vt->num_tensors(dst), ns = src->vt->num_tensors(src);
+  for (int i = 0; i < nd; i++) {
+    model_tensor a, b;
+    dst->vt->tensor_at(dst, i, &a);
+    for (int j = 0; j < ns; j++) {
+      src->vt->tensor_at(src, j, &b);
+      if (strcmp(a.name, b.name) || a.rows != b.rows || a.cols != b.cols)
+        continue;
+      int rc = model_copy_floats(dst, a.param, src, b.param, (size_t)a.rows * a.cols, err);
+      if (rc)
+        return rc;
+      n++;
+      break;
+    }
+  }
+  if (copied)
+    *copied = n;
+  return DFPO_OK;
 }

@@ -71,4 +71,13 @@ struct model {
   const float *last_logits;
 };
 
+/* Helpers for an architecture's table (bert.c, t5.c). */
+/* Copies n floats at sp (src's backend memory) to dp (dst's), through the
+ * host when the backends differ. */
+int model_copy_floats(const model_t *dst, float *dp, const model_t *src, const float *sp, size_t n,
+                      dfpo_err *err);
+/* copy_shared_params through the tensor lists: every tensor of dst whose
+ * name and shape a tensor of src has. */
+int model_copy_shared_by_name(model_t *dst, const model_t *src, int *copied, dfpo_err *err);
+
 #endif

@@ -104,6 +104,24 @@ typedef struct ops_backend {
   /* out[n] = a + b (out may alias a or b) */
   void (*add)(float *out, const float *a, const float *b, size_t n);
 
+  /* T5's ops, forward only; the CUDA backend leaves them NULL (its T5
+   * answers DFPO_EUSAGE naming them). */
+  /* out[n] = a * b elementwise (out may alias a or b): gated feed-forward */
+  void (*mul)(float *out, const float *a, const float *b, size_t n);
+  /* RMS LayerNorm (T5LayerNorm): out[N,C] = inp * rsqrt(mean(inp^2) + eps)
+   * * w (no mean subtraction, no bias; the mean of squares in double);
+   * out may alias inp */
+  void (*rmsnorm_fwd)(float *out, const float *inp, const float *w, int N, int C, float eps);
+  /* Multi-head attention without the 1/sqrt(d) scale, with an additive
+   * bias: for row b, head h, query i the scores q.k + bias[h, i, j] (bias
+   * [NH, Tq, Tk], NULL: none) over the keys j >= kstart[b] (NULL: 0) and,
+   * when causal, j <= i; softmax; out = the weighted v. q[b, i] starts at
+   * q + (b Tq + i) ldq + h HS, k and v rows at + (b Tk + j) ldkv + h HS;
+   * out[B, Tq, NH HS] =; a query that sees no key gets 0. */
+  void (*attention_rel_fwd)(float *out, const float *q, int ldq, const float *k, const float *v,
+                            int ldkv, const float *bias, const int *kstart, int causal, int B,
+                            int Tq, int Tk, int NH, int HS);
+
   /* Fused log-softmax statistics of logits[N,V] (row stride ld >= V):
    * lse[N] = logsumexp; logp[N] = logits[tgt] - lse (tgt < 0: 0);
    * ent[N] = entropy of the softmax (ent may be NULL). */

@@ -1282,6 +1282,66 @@ static void cpu_sample(int *tok, float *logp, float *z, const unsigned char *all
   }
 }
 
+static void cpu_mul(float *out, const float *a, const float *b, size_t n) {
+#pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
+  for (size_t i = 0; i < n; i++)
+    out[i] = a[i] * b[i];
+}
+
+static void cpu_rmsnorm_fwd(float *out, const float *inp, const float *w, int N, int C, float eps) {
+#pragma omp parallel for schedule(static) if ((size_t)N * C > PAR_MIN)
+  for (int n = 0; n < N; n++) {
+    const float *x = inp + (size_t)n * C;
+    float *o = out + (size_t)n * C;
+    double ss = 0.0;
+    for (int c = 0; c < C; c++)
+      ss += (double)x[c] * x[c];
+    float r = 1.0f / sqrtf((float)(ss / C) + eps);
+    for (int c = 0; c < C; c++)
+      o[c] = w[c] * (x[c] * r);
+  }
+}
+
+static void cpu_attention_rel_fwd(float *out, const float *q, int ldq, const float *k,
+                                  const float *v, int ldkv, const float *bias, const int *kstart,
+                                  int causal, int B, int Tq, int Tk, int NH, int HS) {
+  size_t C = (size_t)NH * HS;
+#pragma omp parallel for collapse(3) schedule(static) if ((size_t)B * Tq * Tk * C > PAR_MIN)
+  for (int b = 0; b < B; b++)
+    for (int h = 0; h < NH; h++)
+      for (int i = 0; i < Tq; i++) {
+        float sc[Tk > 0 ? Tk : 1];
+        const float *qi = q + ((size_t)b * Tq + i) * ldq + (size_t)h * HS;
+        float *o = out + ((size_t)b * Tq + i) * C + (size_t)h * HS;
+        int j0 = kstart ? kstart[b] : 0, j1 = causal && i < Tk - 1 ? i : Tk - 1;
+        for (int d = 0; d < HS; d++)
+          o[d] = 0.0f;
+        if (j0 > j1)
+          continue;
+        float mx = -INFINITY;
+        for (int j = j0; j <= j1; j++) {
+          const float *kj = k + ((size_t)b * Tk + j) * ldkv + (size_t)h * HS;
+          float s = 0.0f;
+          for (int d = 0; d < HS; d++)
+            s += qi[d] * kj[d];
+          if (bias)
+            s += bias[((size_t)h * Tq + i) * Tk + j];
+          sc[j] = s;
+          mx = s > mx ? s : mx;
+        }
+        float sum = 0.0f;
+        for (int j = j0; j <= j1; j++)
+          sum += sc[j] = expf(sc[j] - mx);
+        float inv = 1.0f / sum;
+        for (int j = j0; j <= j1; j++) {
+          const float *vj = v + ((size_t)b * Tk + j) * ldkv + (size_t)h * HS;
+          float p = sc[j] * inv;
+          for (int d = 0; d < HS; d++)
+            o[d] += p * vj[d];
+        }
+      }
+}
+
 const ops_backend ops_cpu = {
     .name = "cpu",
     .alloc = cpu_alloc,
@@ -1305,6 +1365,9 @@ const ops_backend ops_cpu = {
     .gelu_bwd = cpu_gelu_bwd,
     .act_fwd = cpu_act_fwd,
     .add = cpu_add,
+    .mul = cpu_mul,
+    .rmsnorm_fwd = cpu_rmsnorm_fwd,
+    .attention_rel_fwd = cpu_attention_rel_fwd,
     .logits_stats = cpu_logits_stats,
     .logits_bwd = cpu_logits_bwd,
     .adamw = cpu_adamw,

@@ -34,8 +34,17 @@ void tok_ids_free(tok_ids *v);
 enum { TOK_ALLOW_SPECIAL = 1 };
 
 /* Loads a tokenizer from `path`: a folder holding encoder.json + vocab.bpe
- * (OpenAI's files), vocab.json + merges.txt (Hugging Face's slow form) or
- * tokenizer.json (Hugging Face's fast form), or a tokenizer.json file itself.
+ * (OpenAI's files), vocab.json + merges.txt (Hugging Face's slow form),
+ * spiece.model (T5's SentencePiece, below) or tokenizer.json (Hugging
+ * Face's fast form), or a tokenizer.json file itself.
+ *
+ * T5's SentencePiece: the model is read and run by libsentencepiece
+ * (encoding exactly as its SentencePieceProcessor::Encode, decoding as its
+ * Decode); T5's conventions on top: pad 0, eos "</s>" 1 (what tok_eot_id
+ * answers), unk 2, no bos, and "<extra_id_N>" as the top ids (N = 0 the
+ * largest; tokenizer_config.json's "extra_ids", default 100). tok_encode
+ * adds no eos; with TOK_ALLOW_SPECIAL the texts "<extra_id_N>", "</s>" and
+ * "<pad>" are their ids. tok_save_hf refuses it; tok_merge_count is 0.
  * Errors name the file, and the line for merges files and malformed JSON.
  * *out is the caller's; free with tok_free. */
 int tok_load(tok_tokenizer **out, const char *path, dfpo_err *err);

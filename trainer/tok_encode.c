@@ -1,6 +1,7 @@
 /* Encoding and decoding: the GPT-2 pre-tokenisation pattern with PCRE2, BPE
  * merges by rank, a per-thread cache of encoded words. */
 #include "trainer/tok_internal.h"
+#include "trainer/tok_spm.h"
 
 #include <omp.h>
 #include <stdlib.h>
@@ -615,6 +616,8 @@ static int ensure_slots(tok_tokenizer *t, size_t n, dfpo_err *err) {
 
 int tok_encode(tok_tokenizer *t, const char *text, size_t len, int flags, tok_ids *out,
                dfpo_err *err) {
+  if (t->spm)
+    return tok_spm_encode_text(t, text, len, flags, out, err);
   tok_worker *w;
   int rc = ensure_slots(t, 1, err);
   if (!rc)
@@ -624,6 +627,14 @@ int tok_encode(tok_tokenizer *t, const char *text, size_t len, int flags, tok_id
 
 int tok_encode_many(tok_tokenizer *t, const char *const *texts, const size_t *lens, size_t n,
                     int flags, tok_ids *outs, dfpo_err *err) {
+  if (t->spm) { /* one document after another */
+    for (size_t i = 0; i < n; i++) {
+      int rc = tok_spm_encode_text(t, texts[i], lens[i], flags, &outs[i], err);
+      if (rc)
+        return rc;
+    }
+    return DFPO_OK;
+  }
   int nt = omp_get_max_threads();
   int status = ensure_slots(t, (size_t)(nt > 0 ? nt : 1), err);
   if (status)
@@ -659,6 +670,8 @@ int tok_encode_many(tok_tokenizer *t, const char *const *texts, const size_t *le
 
 int tok_decode(const tok_tokenizer *t, const int32_t *ids, size_t n, char **buf, size_t *len,
                size_t *cap, dfpo_err *err) {
+  if (t->spm)
+    return tok_spm_decode_ids(t, ids, n, buf, len, cap, err);
   size_t need = *len;
   for (size_t i = 0; i < n; i++) {
     if (ids[i] < 0 || (size_t)ids[i] >= t->n_ids || !t->tok_bytes[ids[i]])
@@ -700,5 +713,6 @@ void tok_free(tok_tokenizer *t) {
     free(t->special[i].text);
   free(t->special);
   tok_regex_free(&t->re);
+  tok_spm_free(t->spm);
   free(t);
 }

@@ -95,7 +95,21 @@ struct tok_tokenizer {
    * OpenMP thread number, created on first use; tok_encode uses slot 0. */
   struct tok_worker **workers;
   size_t n_workers;
+  /* T5's SentencePiece (tok_sentencepiece.c), NULL for a BPE: the model,
+   * its piece count and the extra ids above it (tok_bytes and vocab hold
+   * every piece and "<extra_id_N>" at id n_ids - 1 - N). */
+  struct tok_spm *spm;
+  size_t spm_pieces, spm_extra;
 };
+
+/* tok_sentencepiece.c: a folder's spiece.model (T5), and encoding and
+ * decoding with it (tok_encode, tok_encode_many and tok_decode send a
+ * SentencePiece tokenizer there). */
+int tok_spm_load_dir(tok_tokenizer **out, const char *dir, dfpo_err *err);
+int tok_spm_encode_text(tok_tokenizer *t, const char *text, size_t len, int flags, tok_ids *out,
+                        dfpo_err *err);
+int tok_spm_decode_ids(const tok_tokenizer *t, const int32_t *ids, size_t n, char **buf,
+                       size_t *len, size_t *cap, dfpo_err *err);
 
 /* Building a tokenizer: the loaders parse files into tokens and merges in
  * token-string form (byte alphabet); `where` names the source for errors

@@ -700,12 +700,15 @@ int tok_load(tok_tokenizer **out, const char *path, dfpo_err *err) {
   }
   if (rc < 0) {
     snprintf(a, n, "%s/tokenizer.json", path);
-    if (is_file(a))
+    snprintf(b, n, "%s/spiece.model", path);
+    if (is_file(b)) /* T5's SentencePiece (its tokenizer.json is a Unigram) */
+      rc = tok_spm_load_dir(out, path, err);
+    else if (is_file(a))
       rc = tok_load_hf_json(out, a, err);
     else
       rc = dfpo_err_set(err, DFPO_EDATA,
                         "%s: no tokenizer files (expected encoder.json + vocab.bpe, vocab.json + "
-                        "merges.txt, or tokenizer.json)",
+                        "merges.txt, spiece.model or tokenizer.json)",
                         path);
   }
   free(a);

@@ -9,8 +9,8 @@
 #include <sys/stat.h>
 
 int tok_folder_has_files(const char *dir) {
-  static const char *const names[] = {"encoder.json", "vocab.bpe", "vocab.json", "merges.txt",
-                                      "tokenizer.json"};
+  static const char *const names[] = {"encoder.json", "vocab.bpe",      "vocab.json",
+                                      "merges.txt",   "tokenizer.json", "spiece.model"};
   char path[4200];
   struct stat st;
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
@@ -65,6 +65,9 @@ static int merges_by_rank(const tok_tokenizer *t, int32_t (**out)[2], dfpo_err *
 
 int tok_save_hf(const tok_tokenizer *t, const char *dir, int model_max_length, dfpo_err *err) {
   static const char eot[] = "<|endoftext|>";
+  if (t->spm)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "a SentencePiece tokenizer (spiece.model) is not written as GPT-2's files");
   if (t->eot < 0)
     return dfpo_err_set(err, DFPO_EUSAGE,
                         "the tokenizer has no %s, which Hugging Face's GPT-2 tokenizer needs as "

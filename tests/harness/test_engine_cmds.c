@@ -51,6 +51,30 @@ Test(engine_cmds, perplexity_matches_the_library) {
   cr_expect_lt(fabs(cJSON_GetObjectItem(o, "ppl")->valuedouble - exp((n1 + n2) / 10)), 1e-3);
   cJSON_Delete(o);
   ts_run_free(&r);
+  /* --per-doc: each document's line first (the empty line 2 is skipped),
+   * each the library's score of that document alone */
+  ts_dfpo(&r, "perplexity", "--model", model, "--tokens", toks, "--json", "--per-doc", NULL);
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  char *save = NULL, *l1 = strtok_r(r.out, "\n", &save), *l2 = strtok_r(NULL, "\n", &save);
+  char *l3 = strtok_r(NULL, "\n", &save);
+  cr_assert(l1 && l2 && l3 && !strtok_r(NULL, "\n", &save), "three lines expected");
+  static const int lines[2] = {1, 3}, ntok[2] = {4, 6};
+  double want[2] = {n1, n2};
+  char *per[2] = {l1, l2};
+  for (int d = 0; d < 2; d++) {
+    o = cJSON_Parse(per[d]);
+    cr_assert_not_null(o, "%s", per[d]);
+    cr_expect_eq(cJSON_GetObjectItem(o, "doc")->valueint, d);
+    cr_expect_eq(cJSON_GetObjectItem(o, "line")->valueint, lines[d]);
+    cr_expect_eq(cJSON_GetObjectItem(o, "tokens")->valueint, ntok[d]);
+    cr_expect_lt(fabs(cJSON_GetObjectItem(o, "nll_sum")->valuedouble - want[d]), 1e-5, "%s",
+                 per[d]);
+    cJSON_Delete(o);
+  }
+  o = cJSON_Parse(l3);
+  cr_expect_eq(cJSON_GetObjectItem(o, "documents")->valueint, 2);
+  cJSON_Delete(o);
+  ts_run_free(&r);
   /* --no-bos: the first token of each document is context only */
   ts_dfpo(&r, "perplexity", "--model", model, "--tokens", toks, "--json", "--no-bos", NULL);
   cr_assert_eq(r.status, 0, "%s", r.err);

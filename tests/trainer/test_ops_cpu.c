@@ -684,3 +684,68 @@ Test(ops_cpu, sumsq_and_scale) {
   cr_expect_lt(fabs(O->sumsq(x, n) - s / 4), 1e-9 * s);
   free(x);
 }
+
+/* T5's attention (attention_rel_fwd) against double precision: no scale,
+ * an additive bias [NH, Tq, Tk], the keys' padding mask, causal or not,
+ * cross-attention shapes (Tq != Tk, separate q and k/v buffers with their
+ * own row strides). */
+Test(ops_cpu, attention_rel_agrees_with_double) {
+  static const int ks[2] = {0, 3};
+  int B = 2, NH = 3, HS = 5, C = NH * HS;
+  for (int causal = 0; causal < 2; causal++) {
+    int Tq = causal ? 6 : 4, Tk = 6, ldq = 2 * C + 1, ldkv = 3 * C;
+    float *q = rnd((size_t)B * Tq * ldq, 40 + (uint64_t)causal, 1);
+    float *kv = rnd((size_t)B * Tk * ldkv, 42, 1), *bias = rnd((size_t)NH * Tq * Tk, 43, 1);
+    float *out = calloc((size_t)B * Tq * C, 4);
+    /* k at column 0 of each kv row, v at column 2C */
+    O->attention_rel_fwd(out, q, ldq, kv, kv + 2 * C, ldkv, bias, ks, causal, B, Tq, Tk, NH, HS);
+    for (int b = 0; b < B; b++)
+      for (int h = 0; h < NH; h++)
+        for (int i = 0; i < Tq; i++) {
+          int j0 = ks[b], j1 = causal ? i : Tk - 1;
+          double s[6], mx = -INFINITY, sum = 0.0;
+          for (int j = j0; j <= j1; j++) {
+            s[j] = bias[((size_t)h * Tq + i) * Tk + j];
+            for (int d = 0; d < HS; d++)
+              s[j] += (double)q[((size_t)b * Tq + i) * ldq + h * HS + d] *
+                      kv[((size_t)b * Tk + j) * ldkv + h * HS + d];
+            mx = s[j] > mx ? s[j] : mx;
+          }
+          for (int j = j0; j <= j1; j++)
+            sum += s[j] = exp(s[j] - mx);
+          for (int d = 0; d < HS; d++) {
+            double r = 0.0;
+            for (int j = j0; j <= j1; j++)
+              r += s[j] / sum * kv[((size_t)b * Tk + j) * ldkv + 2 * C + h * HS + d];
+            /* a query before the row's first key sees none: 0 */
+            cr_expect_lt(fabs(r - out[((size_t)b * Tq + i) * C + h * HS + d]), 1e-5,
+                         "causal %d out [%d,%d,%d]", causal, b, i, h * HS + d);
+          }
+        }
+    free(q), free(kv), free(bias), free(out);
+  }
+}
+
+/* T5LayerNorm (rmsnorm_fwd, in place too) and mul against double precision. */
+Test(ops_cpu, rmsnorm_and_mul_agree_with_double) {
+  int N = 5, C = 37;
+  float *x = rnd((size_t)N * C, 50, 1), *w = rnd((size_t)C, 51, 1);
+  float *out = calloc((size_t)N * C, 4), *y = malloc((size_t)N * C * 4);
+  memcpy(y, x, (size_t)N * C * 4);
+  O->rmsnorm_fwd(out, x, w, N, C, 1e-6f);
+  O->rmsnorm_fwd(y, y, w, N, C, 1e-6f);
+  for (int n = 0; n < N; n++) {
+    double ss = 0.0;
+    for (int c = 0; c < C; c++)
+      ss += (double)x[n * C + c] * x[n * C + c];
+    double r = 1.0 / sqrt(ss / C + 1e-6);
+    for (int c = 0; c < C; c++) {
+      cr_expect_lt(fabs(w[c] * x[n * C + c] * r - out[n * C + c]), 1e-5, "[%d,%d]", n, c);
+      cr_expect_eq(y[n * C + c], out[n * C + c]);
+    }
+  }
+  O->mul(y, x, w, (size_t)C);
+  for (int c = 0; c < C; c++)
+    cr_expect_eq(y[c], x[c] * w[c]);
+  free(x), free(w), free(out), free(y);
+}

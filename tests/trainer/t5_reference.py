@@ -1,0 +1,288 @@
+#!/usr/bin/python3
+"""Reference peer for the T5 tests (tests/trainer/test_t5.c).
+
+Hugging Face's transformers is not installed here, so this script carries its
+own PyTorch T5ForConditionalGeneration forward pass, written from the
+architecture as transformers defines it (modeling_t5.py): pre-norm blocks with
+T5LayerNorm (the mean of squares in float32, no mean subtraction, no bias),
+attention without the 1/sqrt(d) scale, a relative position bias computed by
+layer 0 of each stack and shared by the others (bidirectional buckets in the
+encoder, causal in the decoder, none in cross-attention), the encoder's padding
+mask on its keys, ReLU (v1.0) or gelu_new-gated (v1.1) feed-forward, the tied
+head with the d_model^-0.5 scale (v1.0) or an untied lm_head (v1.1). The bucket
+is computed exactly with integers (bucket(): the largest k with
+(rel / max_exact)^(n - max_exact) >= (max_distance / max_exact)^k), so no
+rounding of a logarithm can move it.
+
+It also trains a small SentencePiece model with python3-sentencepiece
+(SentencePieceTrainer.train on a text this script writes) with T5's ids
+(pad 0, eos 1, unk 2, no bos), and encodes and decodes tricky texts with it.
+
+usage: t5_reference.py ROOT OUT.json
+
+Writes, under ROOT: spm/spiece.model; v10/ and v11/, Hugging Face T5 folders
+(config.json, model.safetensors with random float32 weights under Hugging Face's
+names, plus the aliases encoder.embed_tokens.weight and
+decoder.embed_tokens.weight; v11 also spiece.model), each with pairs.tsv (source
+ids TAB target ids per line); v11/texts.tsv (source text TAB target text);
+v10bin/, v10's weights as torch.save's pytorch_model.bin with the aliases and
+lm_head.weight sharing shared.weight's storage, and its pairs.tsv.
+OUT: {"spm": {"texts": [...], "ids": [[...]], "decoded": [...], "pieces": n},
+"folders": {"v10": {"pairs": [[src], [tgt]], "nll": [...]}, "v11": {...,
+"text_nll": [...]}}}.
+"""
+import collections
+import json
+import math
+import os
+import random
+import shutil
+import sys
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench"))
+from gpt2_torch import write_safetensors  # noqa: E402  (the engine's golden peer's writer)
+
+TEXTS = [
+    "Héllo, wörld! Crème brûlée, naïve café.",
+    "我爱北京天安门。東京タワー",
+    "emoji \U0001F600 \u2764\ufe0f and \U0001F44D\U0001F3FD",
+    "runs   of    spaces\tand\ttabs  \n newline",
+    "   leading and trailing   ",
+    "e\u0301 composed é and ﬁ ligature ＡＢＣ full width",
+    "unknown: \u16a0\u16a2\u16a6 runes",
+    "",
+]
+
+
+def bucket(rel, bidirectional, num_buckets, max_distance):
+    """Hugging Face's T5Attention._relative_position_bucket for one
+    rel = key - query, exactly: bucket = max_exact + floor(log(rel/max_exact)
+    / log(max_distance/max_exact) * (n - max_exact)) without a logarithm."""
+    b, n = 0, num_buckets
+    if bidirectional:
+        n //= 2
+        if rel > 0:
+            b += n
+        rel = abs(rel)
+    else:
+        rel = -min(rel, 0)
+    me = n // 2
+    if rel < me:
+        return b + rel
+    k = 0  # largest k: rel^(n-me) * me^k >= max_distance^k * me^(n-me)
+    while k + 1 <= n - 1 - me and rel ** (n - me) * me ** (k + 1) >= max_distance ** (k + 1) * me ** (n - me):
+        k += 1
+    return b + me + k
+
+
+def rel_bias(table, Tq, Tk, bidirectional, nb, md):
+    idx = torch.tensor([[bucket(j - i, bidirectional, nb, md) for j in range(Tk)] for i in range(Tq)])
+    return table[idx].permute(2, 0, 1)  # [NH, Tq, Tk]
+
+
+def rms(x, w, eps):
+    var = x.to(torch.float32).pow(2).mean(-1, keepdim=True)
+    return w * (x * torch.rsqrt(var + eps))
+
+
+def gelu_new(x):
+    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
+
+
+def attention(P, pre, xq, xkv, bias, mask, NH, dkv):
+    B, Tq, _ = xq.shape
+    Tk = xkv.shape[1]
+    q = (xq @ P[pre + ".q.weight"].T).view(B, Tq, NH, dkv).transpose(1, 2)
+    k = (xkv @ P[pre + ".k.weight"].T).view(B, Tk, NH, dkv).transpose(1, 2)
+    v = (xkv @ P[pre + ".v.weight"].T).view(B, Tk, NH, dkv).transpose(1, 2)
+    s = q @ k.transpose(-1, -2)  # no 1/sqrt(d)
+    if bias is not None:
+        s = s + bias[None]
+    s = s + mask
+    a = F.softmax(s.float(), dim=-1)
+    o = (a @ v).transpose(1, 2).reshape(B, Tq, NH * dkv)
+    return o @ P[pre + ".o.weight"].T
+
+
+def ff(P, pre, x, gated):
+    if gated:
+        h = gelu_new(x @ P[pre + ".wi_0.weight"].T) * (x @ P[pre + ".wi_1.weight"].T)
+    else:
+        h = F.relu(x @ P[pre + ".wi.weight"].T)
+    return h @ P[pre + ".wo.weight"].T
+
+
+def t5_logits(P, cfg, src, ksrc, dec):
+    """src [B, Ts] left-padded by ksrc; dec [B, Td] decoder input ids."""
+    NH, dkv, eps = cfg["num_heads"], cfg["d_kv"], cfg["layer_norm_epsilon"]
+    nb, md = cfg["relative_attention_num_buckets"], cfg["relative_attention_max_distance"]
+    gated = cfg["feed_forward_proj"] == "gated-gelu"
+    B, Ts = src.shape
+    Td = dec.shape[1]
+    neg = torch.finfo(torch.float32).min
+    keep = torch.arange(Ts)[None, :] >= ksrc[:, None]  # [B, Ts]
+    emask = torch.where(keep, 0.0, neg)[:, None, None, :]
+    h = P["shared.weight"][src]
+    eb = rel_bias(P["encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"], Ts, Ts, True, nb, md)
+    for l in range(cfg["num_layers"]):
+        p = "encoder.block.%d." % l
+        h = h + attention(P, p + "layer.0.SelfAttention", rms(h, P[p + "layer.0.layer_norm.weight"], eps),
+                          rms(h, P[p + "layer.0.layer_norm.weight"], eps), eb, emask, NH, dkv)
+        h = h + ff(P, p + "layer.1.DenseReluDense", rms(h, P[p + "layer.1.layer_norm.weight"], eps), gated)
+    eo = rms(h, P["encoder.final_layer_norm.weight"], eps)
+    causal = torch.where(torch.arange(Td)[None, :] <= torch.arange(Td)[:, None], 0.0, neg)[None, None]
+    db = rel_bias(P["decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"], Td, Td, False, nb, md)
+    h = P["shared.weight"][dec]
+    for l in range(cfg["num_decoder_layers"]):
+        p = "decoder.block.%d." % l
+        n = rms(h, P[p + "layer.0.layer_norm.weight"], eps)
+        h = h + attention(P, p + "layer.0.SelfAttention", n, n, db, causal, NH, dkv)
+        n = rms(h, P[p + "layer.1.layer_norm.weight"], eps)
+        h = h + attention(P, p + "layer.1.EncDecAttention", n, eo, None, emask, NH, dkv)
+        h = h + ff(P, p + "layer.2.DenseReluDense", rms(h, P[p + "layer.2.layer_norm.weight"], eps), gated)
+    out = rms(h, P["decoder.final_layer_norm.weight"], eps)
+    if cfg["tie_word_embeddings"]:
+        out = out * cfg["d_model"] ** -0.5
+        return out @ P["shared.weight"].T
+    return out @ P["lm_head.weight"].T
+
+
+def pair_nll(P, cfg, src, tgt):
+    s = torch.tensor([src])
+    d = torch.tensor([[cfg["decoder_start_token_id"]] + tgt[:-1]])
+    lp = F.log_softmax(t5_logits(P, cfg, s, torch.tensor([0]), d)[0], dim=-1)
+    return -float(sum(lp[j, t].double() for j, t in enumerate(tgt)))
+
+
+def make_weights(cfg, gen):
+    C, I, Fd, NH = cfg["d_model"], cfg["num_heads"] * cfg["d_kv"], cfg["d_ff"], cfg["num_heads"]
+    V, nb = cfg["vocab_size"], cfg["relative_attention_num_buckets"]
+    gated = cfg["feed_forward_proj"] == "gated-gelu"
+    P = {}
+
+    def rnd(*shape, sd):
+        return torch.randn(*shape, generator=gen) * sd
+
+    P["shared.weight"] = rnd(V, C, sd=1.0)
+    for st, L in (("encoder", cfg["num_layers"]), ("decoder", cfg["num_decoder_layers"])):
+        for l in range(L):
+            p = "%s.block.%d.layer." % (st, l)
+            atts = [("0.SelfAttention", "0")] + ([("1.EncDecAttention", "1")] if st == "decoder" else [])
+            for a, ln in atts:
+                P[p + a + ".q.weight"] = rnd(I, C, sd=(C * cfg["d_kv"]) ** -0.5)
+                P[p + a + ".k.weight"] = rnd(I, C, sd=C ** -0.5)
+                P[p + a + ".v.weight"] = rnd(I, C, sd=C ** -0.5)
+                P[p + a + ".o.weight"] = rnd(C, I, sd=I ** -0.5)
+                P[p + ln + ".layer_norm.weight"] = 1.0 + rnd(C, sd=0.2)
+            if l == 0:
+                P[p + "0.SelfAttention.relative_attention_bias.weight"] = rnd(nb, NH, sd=1.0)
+            f = "2" if st == "decoder" else "1"
+            if gated:
+                P[p + f + ".DenseReluDense.wi_0.weight"] = rnd(Fd, C, sd=C ** -0.5)
+                P[p + f + ".DenseReluDense.wi_1.weight"] = rnd(Fd, C, sd=C ** -0.5)
+            else:
+                P[p + f + ".DenseReluDense.wi.weight"] = rnd(Fd, C, sd=C ** -0.5)
+            P[p + f + ".DenseReluDense.wo.weight"] = rnd(C, Fd, sd=Fd ** -0.5)
+            P[p + f + ".layer_norm.weight"] = 1.0 + rnd(C, sd=0.2)
+        P[st + ".final_layer_norm.weight"] = 1.0 + rnd(C, sd=0.2)
+    if not cfg["tie_word_embeddings"]:
+        P["lm_head.weight"] = rnd(V, C, sd=C ** -0.5)
+    return P
+
+
+def train_spm(d):
+    import sentencepiece as spm
+    os.makedirs(d, exist_ok=True)
+    rnd = random.Random(7)
+    words = ["the", "movie", "was", "great", "bad", "café", "crème", "brûlée", "naïve", "wörld",
+             "hello", "北京", "天安门", "我爱", "東京", "\U0001F600", "\u2764\ufe0f", "film", "plot",
+             "actor", "sentence", "generate", "with", "dog", "cat", "run", "jump", "park", "ball"]
+    lines = [" ".join(rnd.choice(words) for _ in range(rnd.randint(3, 12))) for _ in range(600)]
+    corpus = os.path.join(d, "corpus.txt")
+    with open(corpus, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    spm.SentencePieceTrainer.train(input=corpus, model_prefix=os.path.join(d, "spiece"),
+                                   vocab_size=120, model_type="unigram", pad_id=0, eos_id=1,
+                                   unk_id=2, bos_id=-1, character_coverage=1.0,
+                                   hard_vocab_limit=False, minloglevel=2)
+    sp = spm.SentencePieceProcessor(model_file=os.path.join(d, "spiece.model"))
+    return sp
+
+
+def main():
+    root, out = sys.argv[1], sys.argv[2]
+    torch.manual_seed(0)
+    sp = train_spm(os.path.join(root, "spm"))
+    res = {"spm": {"texts": TEXTS, "pieces": sp.get_piece_size(),
+                   "ids": [sp.encode(t) for t in TEXTS]}, "folders": {}}
+    res["spm"]["decoded"] = [sp.decode(i) for i in res["spm"]["ids"]]
+    npieces = sp.get_piece_size()
+    shapes = {
+        "v10": dict(d_model=32, d_kv=8, d_ff=48, num_heads=4, num_layers=2, num_decoder_layers=3,
+                    relative_attention_num_buckets=32, relative_attention_max_distance=128,
+                    feed_forward_proj="relu", tie_word_embeddings=True, vocab_size=97),
+        "v11": dict(d_model=24, d_kv=10, d_ff=40, num_heads=3, num_layers=3, num_decoder_layers=2,
+                    relative_attention_num_buckets=16, relative_attention_max_distance=20,
+                    feed_forward_proj="gated-gelu", tie_word_embeddings=False,
+                    vocab_size=npieces + 100 + 8),
+    }
+    for seed, (name, shp) in enumerate(shapes.items()):
+        cfg = dict(model_type="t5", architectures=["T5ForConditionalGeneration"],
+                   layer_norm_epsilon=1e-6, decoder_start_token_id=0, pad_token_id=0,
+                   eos_token_id=1, n_positions=512, is_encoder_decoder=True, **shp)
+        d = os.path.join(root, name)
+        os.makedirs(d, exist_ok=True)
+        gen = torch.Generator().manual_seed(100 + seed)
+        P = make_weights(cfg, gen)
+        with open(os.path.join(d, "config.json"), "w") as f:
+            json.dump(cfg, f, indent=1)
+        files = dict(P)
+        files["encoder.embed_tokens.weight"] = P["shared.weight"]
+        files["decoder.embed_tokens.weight"] = P["shared.weight"]
+        write_safetensors(os.path.join(d, "model.safetensors"), files)
+        if name == "v10":
+            # the same weights as torch.save writes a tied T5's
+            # pytorch_model.bin: the aliases and lm_head.weight one storage
+            # with shared.weight
+            db = d + "bin"
+            os.makedirs(db, exist_ok=True)
+            shutil.copy(os.path.join(d, "config.json"), db)
+            od = collections.OrderedDict((k, v.clone()) for k, v in P.items())
+            for alias in ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight", "lm_head.weight"):
+                od[alias] = od["shared.weight"]
+            torch.save(od, os.path.join(db, "pytorch_model.bin"))
+        rnd = random.Random(seed)
+        V = cfg["vocab_size"]
+        pairs = []
+        # source lengths 1..24 (past max_exact and into the logarithmic
+        # buckets), target lengths 1..22; several of length 4 and 7 for the
+        # batched check
+        for k in range(14):
+            ns = [1, 2, 5, 9, 13, 24, 17, 3, 8, 11, 6, 20, 4, 15][k]
+            nt = [1, 4, 7, 4, 7, 22, 4, 7, 2, 18, 4, 7, 9, 3][k]
+            pairs.append([[rnd.randrange(V) for _ in range(ns)], [rnd.randrange(V) for _ in range(nt)]])
+        with open(os.path.join(d, "pairs.tsv"), "w") as f:
+            for s, t in pairs:
+                f.write(" ".join(map(str, s)) + "\t" + " ".join(map(str, t)) + "\n")
+        if name == "v10":
+            shutil.copy(os.path.join(d, "pairs.tsv"), d + "bin")
+        r = {"pairs": pairs, "nll": [pair_nll(P, cfg, s, t) for s, t in pairs]}
+        if name == "v11":
+            shutil.copy(os.path.join(root, "spm", "spiece.model"), os.path.join(d, "spiece.model"))
+            tp = [("generate a sentence with: dog cat park", "the dog runs in the park"),
+                  ("Crème brûlée, naïve café", "我爱北京 \U0001F600"),
+                  ("  spaces   everywhere ", "hello wörld")]
+            with open(os.path.join(d, "texts.tsv"), "w", encoding="utf-8") as f:
+                for s, t in tp:
+                    f.write(s + "\t" + t + "\n")
+            r["text_nll"] = [pair_nll(P, cfg, sp.encode(s) + [1], sp.encode(t) + [1]) for s, t in tp]
+        res["folders"][name] = r
+    with open(out, "w") as f:
+        json.dump(res, f)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,293 @@
+/* T5 (trainer/t5.h) and T5's SentencePiece tokenizer (trainer/tok.h)
+ * against tests/trainer/t5_reference.py: a PyTorch T5ForConditionalGeneration
+ * forward pass written in that script from the architecture as Hugging
+ * Face's transformers defines it (transformers is not installed), over
+ * random-weight Hugging Face folders it writes (v1.0: ReLU, tied head with
+ * the d_model^-0.5 scale; v1.1: gated gelu_new, untied lm_head), and
+ * python3-sentencepiece over a spiece.model the script trains itself.
+ * Each pair's nll_sum from `dfpo perplexity --per-doc --json` within 1e-4
+ * relative of the script's (float32 on both sides; the measured maxima are
+ * logged), alone and in left-padded batches through model_forward; token
+ * ids exactly. Skipped, saying why, when /usr/bin/python3 lacks torch or
+ * sentencepiece. The bucket function is held to hand calculations. */
+#include "tests/support/support.h"
+#include "trainer/model.h"
+#include "trainer/t5.h"
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define TOL 1e-4
+
+/* Hugging Face's _relative_position_bucket worked by hand:
+ * bidirectional, 32 buckets, max distance 128: n = 16 per side, max_exact 8,
+ * a key after the query adds 16; |rel| >= 8 gives 8 + floor(ln(|rel|/8) /
+ * ln(16) * 8), at most 15. Causal, 32 buckets: a later key is 0, else n =
+ * 32, max_exact 16, 16 + floor(ln(|rel|/16) / ln(8) * 16), at most 31. */
+Test(t5, bucket_by_hand) {
+  struct {
+    int rel, bidir, nb, md, want;
+  } c[] = {
+      {0, 1, 32, 128, 0},      {-3, 1, 32, 128, 3},   {3, 1, 32, 128, 19}, /* 16 + 3 */
+      {-7, 1, 32, 128, 7},                                                 /* the last exact one */
+      {-8, 1, 32, 128, 8},                         /* 8 + floor(ln 1 ...) = 8 */
+      {-11, 1, 32, 128, 8},                        /* ln(1.375)/ln(16)*8 = 0.919 */
+      {-12, 1, 32, 128, 9},                        /* ln(1.5)/ln(16)*8 = 1.170 */
+      {-16, 1, 32, 128, 10},                       /* ln 2/ln 16*8 = 2 exactly: never 9 */
+      {16, 1, 32, 128, 26},                        /* 16 + 10 */
+      {-32, 1, 32, 128, 12},                       /* ln 4/ln 16*8 = 4 exactly */
+      {-64, 1, 32, 128, 14},                       /* 6 exactly */
+      {-128, 1, 32, 128, 15},                      /* 8 + 8 = 16, capped at 15 */
+      {-1000, 1, 32, 128, 15}, {5, 0, 32, 128, 0}, /* causal: a later key */
+      {-5, 0, 32, 128, 5},     {-15, 0, 32, 128, 15}, {-16, 0, 32, 128, 16},
+      {-32, 0, 32, 128, 21},  /* ln 2/ln 8*16 = 5.333 */
+      {-64, 0, 32, 128, 26},  /* ln 4/ln 8*16 = 10.667 */
+      {-128, 0, 32, 128, 31}, /* 16 + 16, capped */
+      {-8, 1, 16, 20, 5},     /* n 8, max_exact 4: ln 2/ln 5*4 = 1.723 */
+      {10, 1, 16, 20, 14},    /* 8 + 4 + floor(ln 2.5/ln 5*4 = 2.277) */
+      {-20, 1, 16, 20, 7},    /* 4 + 4, capped at 7 */
+  };
+  for (size_t i = 0; i < sizeof c / sizeof c[0]; i++)
+    cr_expect_eq(t5_bucket(c[i].rel, c[i].bidir, c[i].nb, c[i].md), c[i].want,
+                 "bucket(%d, %s, %d, %d) = %d, by hand %d", c[i].rel,
+                 c[i].bidir ? "bidirectional" : "causal", c[i].nb, c[i].md,
+                 t5_bucket(c[i].rel, c[i].bidir, c[i].nb, c[i].md), c[i].want);
+}
+
+static int have_python(void) {
+  if (access("/usr/bin/python3", X_OK) != 0)
+    return 0;
+  ts_run r;
+  char *argv[] = {"/usr/bin/python3", "-c", "import torch, sentencepiece", NULL};
+  ts_run_cmd(&r, argv, NULL, NULL);
+  int ok = r.status == 0;
+  ts_run_free(&r);
+  return ok;
+}
+
+/* Runs the reference into a fresh folder dir; returns its output. */
+static cJSON *reference(char *dir, size_t n) {
+  if (!have_python())
+    cr_skip_test("/usr/bin/python3 lacks torch or sentencepiece (Debian packages python3-torch, "
+                 "python3-sentencepiece): the T5 reference cannot run");
+  ts_tmpdir(dir, n);
+  char op[600];
+  snprintf(op, sizeof op, "%s/ref.json", dir);
+  ts_run r;
+  char *argv[] = {"/usr/bin/python3", DFPO_SOURCE_DIR "/tests/trainer/t5_reference.py", dir, op,
+                  NULL};
+  ts_run_cmd(&r, argv, NULL, NULL);
+  cr_assert_eq(r.status, 0, "t5_reference.py failed: %s", r.err);
+  ts_run_free(&r);
+  return ts_read_json(op);
+}
+
+static double rel_diff(double a, double b) {
+  return fabs(a - b) / fmax(fabs(b), 1e-12);
+}
+
+/* dfpo perplexity --per-doc --json over file; each per-pair nll_sum held
+ * to want[]; returns the largest relative difference. */
+static double check_perplexity(const char *home, const char *model, const char *opt,
+                               const char *file, const cJSON *want) {
+  ts_run r;
+  char *args[] = {"perplexity", "--model",   (char *)model, (char *)opt,
+                  (char *)file, "--per-doc", "--json",      NULL};
+  ts_dfpo_home(&r, home, args, NULL);
+  cr_assert_eq(r.status, 0, "dfpo perplexity %s %s: %s", model, file, r.err);
+  int n = cJSON_GetArraySize(want), k = 0;
+  double md = 0;
+  char *save = NULL;
+  for (char *line = strtok_r(r.out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+    cJSON *j = cJSON_Parse(line);
+    cr_assert_not_null(j, "not JSON: %s", line);
+    const cJSON *doc = cJSON_GetObjectItem(j, "doc");
+    if (doc) {
+      cr_assert_eq(doc->valueint, k, "%s", line);
+      cr_assert_lt(k, n, "more pairs than the reference: %s", line);
+      double got = cJSON_GetObjectItem(j, "nll_sum")->valuedouble;
+      double ref = cJSON_GetArrayItem(want, k)->valuedouble;
+      cr_expect_leq(rel_diff(got, ref), TOL, "%s pair %d: nll_sum %.9g, PyTorch %.9g", model, k,
+                    got, ref);
+      md = fmax(md, rel_diff(got, ref));
+      k++;
+    } else {
+      cr_assert_eq(cJSON_GetObjectItem(j, "documents")->valueint, n, "%s", line);
+    }
+    cJSON_Delete(j);
+  }
+  cr_assert_eq(k, n, "%s: %d pairs printed, %d in the reference", model, k, n);
+  ts_run_free(&r);
+  return md;
+}
+
+/* The pairs whose target has L tokens, left-padded into one batch through
+ * model_forward and model_lm_logprobs; returns the largest relative
+ * difference to the reference and the rows in *rows. */
+static double check_batch(model_t *m, const cJSON *pairs, const cJSON *nll, int L, int *rows) {
+  int n = cJSON_GetArraySize(pairs), B = 0, Ts = 0, idx[64];
+  for (int i = 0; i < n; i++) {
+    const cJSON *p = cJSON_GetArrayItem(pairs, i);
+    if (cJSON_GetArraySize(cJSON_GetArrayItem(p, 1)) != L)
+      continue;
+    int ns = cJSON_GetArraySize(cJSON_GetArrayItem(p, 0));
+    Ts = ns > Ts ? ns : Ts;
+    idx[B++] = i;
+  }
+  cr_assert_geq(B, 2, "fewer than two pairs with %d target tokens", L);
+  int T = Ts + L;
+  int *tok = calloc((size_t)B * T, sizeof *tok), *tg = malloc((size_t)B * T * sizeof *tg);
+  int *ks = malloc((size_t)B * sizeof *ks);
+  float *lp = malloc((size_t)B * T * sizeof *lp);
+  for (int b = 0; b < B; b++) {
+    const cJSON *p = cJSON_GetArrayItem(pairs, idx[b]);
+    const cJSON *s = cJSON_GetArrayItem(p, 0), *t = cJSON_GetArrayItem(p, 1);
+    int ns = cJSON_GetArraySize(s);
+    ks[b] = Ts - ns;
+    for (int i = 0; i < ns; i++)
+      tok[(size_t)b * T + ks[b] + i] = cJSON_GetArrayItem(s, i)->valueint;
+    for (int j = 0; j < L; j++)
+      tok[(size_t)b * T + Ts + j] = cJSON_GetArrayItem(t, j)->valueint;
+    for (int c = 0; c < T; c++)
+      tg[(size_t)b * T + c] = c >= Ts - 1 && c < T - 1 ? tok[(size_t)b * T + c + 1] : -1;
+  }
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  model_batch batch = {tok, ks, B, T, Ts};
+  cr_assert_eq(model_forward(m, &batch, &err), DFPO_OK, "%s", err.msg);
+  cr_assert_eq(model_lm_logprobs(m, tg, lp, NULL, &err), DFPO_OK, "%s", err.msg);
+  double md = 0;
+  for (int b = 0; b < B; b++) {
+    double s = 0;
+    for (int c = 0; c < T; c++) {
+      if (tg[(size_t)b * T + c] < 0)
+        cr_assert_eq(lp[(size_t)b * T + c], 0.0f, "column %d without an output", c);
+      else
+        s -= lp[(size_t)b * T + c];
+    }
+    double ref = cJSON_GetArrayItem(nll, idx[b])->valuedouble;
+    cr_expect_leq(rel_diff(s, ref), TOL, "batched pair %d: %.9g, PyTorch %.9g", idx[b], s, ref);
+    md = fmax(md, rel_diff(s, ref));
+  }
+  free(tok), free(tg), free(ks), free(lp);
+  *rows = B;
+  return md;
+}
+
+Test(t5, perplexity_matches_pytorch, .timeout = 120) {
+  char dir[512], home[600], model[600], file[700];
+  cJSON *ref = reference(dir, sizeof dir);
+  snprintf(home, sizeof home, "%s/home", dir);
+  const cJSON *folders = cJSON_GetObjectItem(ref, "folders");
+  static const char *const names[2] = {"v10", "v11"};
+  for (int v = 0; v < 2; v++) {
+    const cJSON *f = cJSON_GetObjectItem(folders, names[v]);
+    snprintf(model, sizeof model, "%s/%s", dir, names[v]);
+    snprintf(file, sizeof file, "%s/pairs.tsv", model);
+    const cJSON *nll = cJSON_GetObjectItem(f, "nll");
+    double md = check_perplexity(home, model, "--tokens", file, nll);
+    cr_log_info("%s: %d pairs, max relative |nll_sum - PyTorch| %.3g", names[v],
+                cJSON_GetArraySize(nll), md);
+    if (v == 0) { /* the same weights as a tied pytorch_model.bin */
+      char bin[700], bfile[760];
+      snprintf(bin, sizeof bin, "%sbin", model);
+      snprintf(bfile, sizeof bfile, "%s/pairs.tsv", bin);
+      md = check_perplexity(home, bin, "--tokens", bfile, nll);
+      cr_log_info("%s as pytorch_model.bin: max relative difference %.3g", names[v], md);
+    }
+    if (v == 1) { /* text pairs through the folder's spiece.model */
+      snprintf(file, sizeof file, "%s/texts.tsv", model);
+      const cJSON *tn = cJSON_GetObjectItem(f, "text_nll");
+      md = check_perplexity(home, model, "--input", file, tn);
+      cr_log_info("%s: %d text pairs, max relative difference %.3g", names[v],
+                  cJSON_GetArraySize(tn), md);
+    }
+    model_t *m;
+    dfpo_err err;
+    dfpo_err_clear(&err);
+    cr_assert_eq(model_load(&m, model, &err), DFPO_OK, "%s", err.msg);
+    cr_assert_str_eq(model_get_config(m)->arch, "t5");
+    cr_assert_eq(t5_get_config(m)->tied, v == 0);
+    cr_assert_eq(t5_get_config(m)->gated, v == 1);
+    for (int L = 4; L <= 7; L += 3) {
+      int rows;
+      md = check_batch(m, cJSON_GetObjectItem(f, "pairs"), nll, L, &rows);
+      cr_log_info("%s: %d left-padded rows of %d target tokens, max relative difference %.3g",
+                  names[v], rows, L, md);
+    }
+    /* what T5 cannot do yet says so */
+    double s;
+    size_t k;
+    int ids[3] = {5, 6, 7};
+    cr_expect_eq(model_score_tokens(m, ids, 3, &s, &k, &err), DFPO_EUSAGE);
+    model_free(m);
+  }
+  ts_run r;
+  snprintf(model, sizeof model, "%s/v10", dir);
+  snprintf(file, sizeof file, "%s/nopair.txt", dir);
+  ts_write_text(file, "1 2 3\n");
+  char *args[] = {"perplexity", "--model", model, "--tokens", file, NULL};
+  ts_dfpo_home(&r, home, args, NULL);
+  cr_expect_neq(r.status, 0);
+  cr_expect(strstr(r.err, "tab") != NULL, "%s", r.err);
+  ts_run_free(&r);
+  cJSON_Delete(ref);
+  ts_rmtree(dir);
+}
+
+Test(t5, sentencepiece_matches_python, .timeout = 120) {
+  char dir[512], home[600], spm[600];
+  cJSON *ref = reference(dir, sizeof dir);
+  snprintf(home, sizeof home, "%s/home", dir);
+  snprintf(spm, sizeof spm, "%s/spm", dir);
+  const cJSON *s = cJSON_GetObjectItem(ref, "spm");
+  const cJSON *texts = cJSON_GetObjectItem(s, "texts"), *ids = cJSON_GetObjectItem(s, "ids");
+  const cJSON *dec = cJSON_GetObjectItem(s, "decoded");
+  int n = cJSON_GetArraySize(texts), pieces = cJSON_GetObjectItem(s, "pieces")->valueint;
+  for (int i = 0; i < n; i++) {
+    const char *text = cJSON_GetArrayItem(texts, i)->valuestring;
+    ts_run r;
+    char *args[] = {"tokenizer", "encode", "--tokenizer", spm, NULL};
+    ts_dfpo_home(&r, home, args, text);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    /* the reference's ids as the command prints them */
+    char want[8192] = "";
+    size_t w = 0;
+    const cJSON *row = cJSON_GetArrayItem(ids, i), *it;
+    cJSON_ArrayForEach(it, row) w +=
+        (size_t)snprintf(want + w, sizeof want - w, "%s%d", w ? " " : "", it->valueint);
+    snprintf(want + w, sizeof want - w, "\n");
+    cr_expect_str_eq(r.out, want, "text %d '%s'", i, text);
+    ts_run_free(&r);
+    /* decoding the reference's ids gives the reference's text */
+    char *dargs[] = {"tokenizer", "decode", "--tokenizer", spm, NULL};
+    ts_dfpo_home(&r, home, dargs, want);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect_str_eq(r.out, cJSON_GetArrayItem(dec, i)->valuestring, "decoding text %d", i);
+    ts_run_free(&r);
+  }
+  cr_log_info("sentencepiece: %d texts, ids and decoding equal to python3-sentencepiece's (%d "
+              "pieces)",
+              n, pieces);
+  /* T5's conventions: the extra ids above the pieces, </s> 1, no eos added */
+  ts_run r;
+  char *args[] = {"tokenizer", "encode", "--allow-special", "--tokenizer", spm, NULL};
+  ts_dfpo_home(&r, home, args, "<extra_id_0></s><extra_id_99><pad>");
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  char want[64];
+  snprintf(want, sizeof want, "%d 1 %d 0\n", pieces + 99, pieces);
+  cr_expect_str_eq(r.out, want);
+  ts_run_free(&r);
+  char *dargs[] = {"tokenizer", "decode", "--tokenizer", spm, NULL};
+  snprintf(want, sizeof want, "%d", pieces + 98);
+  ts_dfpo_home(&r, home, dargs, want);
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  cr_expect_str_eq(r.out, "<extra_id_1>");
+  ts_run_free(&r);
+  cJSON_Delete(ref);
+  ts_rmtree(dir);
+}

@@ -1,0 +1,205 @@
+/* T5's tokenizer: a SentencePiece model (spiece.model, read by Debian's
+ * libsentencepiece through the bridge trainer/tok_spm.h) with T5's
+ * conventions: pad 0, eos "</s>" 1, unk 2 (the model's own ids), no bos, and
+ * the extra ids "<extra_id_N>" as the top ids (N = 0 is the largest id),
+ * as Hugging Face's T5Tokenizer numbers them. */
+#include "trainer/tok_internal.h"
+#include "trainer/tok_spm.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* The extra ids: tokenizer_config.json's "extra_ids" when the folder has
+ * it, else Hugging Face's default, 100. */
+static long extra_ids_of(const char *dir, dfpo_err *err) {
+  char path[4200];
+  struct stat st;
+  if (dfpo_path_fmt(path, sizeof path, err, "%s/tokenizer_config.json", dir))
+    return -1;
+  if (stat(path, &st) != 0)
+    return 100;
+  char *text = NULL;
+  if (dfpo_read_file(path, &text, NULL, err))
+    return -1;
+  cJSON *j = cJSON_Parse(text);
+  free(text);
+  const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, "extra_ids");
+  long n = cJSON_IsNumber(x) ? (long)x->valuedouble : 100;
+  cJSON_Delete(j);
+  if (n < 0 || n > 100000) {
+    dfpo_err_set(err, DFPO_EDATA, "%s: extra_ids %ld out of range", path, n);
+    return -1;
+  }
+  return n;
+}
+
+int tok_spm_load_dir(tok_tokenizer **out, const char *dir, dfpo_err *err) {
+  *out = NULL;
+  char path[4200], msg[512];
+  int rc = dfpo_path_fmt(path, sizeof path, err, "%s/spiece.model", dir);
+  if (rc)
+    return rc;
+  long extra = extra_ids_of(dir, err);
+  if (extra < 0)
+    return err ? err->code : DFPO_EDATA;
+  tok_tokenizer *t = calloc(1, sizeof *t);
+  if (!t)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  t->eot = -1;
+  if (tok_spm_load(&t->spm, path, msg, sizeof msg)) {
+    free(t);
+    return dfpo_err_set(err, DFPO_EDATA, "%s: %s", path, msg);
+  }
+  int np = tok_spm_size(t->spm);
+  t->spm_pieces = (size_t)np;
+  t->spm_extra = (size_t)extra;
+  t->n_ids = t->ids_cap = (size_t)np + (size_t)extra;
+  t->tok_bytes = calloc(t->n_ids ? t->n_ids : 1, sizeof *t->tok_bytes);
+  t->tok_len = calloc(t->n_ids ? t->n_ids : 1, sizeof *t->tok_len);
+  if (!t->tok_bytes || !t->tok_len)
+    rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  for (size_t id = 0; id < t->n_ids && !rc; id++) {
+    char xb[32];
+    const char *p;
+    size_t len;
+    if (id < (size_t)np) {
+      p = tok_spm_piece(t->spm, (int)id, &len);
+    } else {
+      len = (size_t)snprintf(xb, sizeof xb, "<extra_id_%zu>", t->n_ids - 1 - id);
+      p = xb;
+    }
+    int ins;
+    if (!(t->tok_bytes[id] = malloc(len + 1)) ||
+        !tok_strmap_put(&t->vocab, p, len, (int64_t)id, &ins)) {
+      rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+      break;
+    }
+    memcpy(t->tok_bytes[id], p, len);
+    t->tok_bytes[id][len] = '\0';
+    t->tok_len[id] = (uint32_t)len;
+  }
+  /* T5's end of sequence plays the part of GPT-2's <|endoftext|> */
+  if (!rc)
+    t->eot = tok_spm_piece_id(t->spm, "</s>", 4);
+  if (rc) {
+    tok_free(t);
+    return rc;
+  }
+  *out = t;
+  return DFPO_OK;
+}
+
+static int push_ids(tok_ids *out, const int *ids, size_t n, dfpo_err *err) {
+  if (dfpo_grow(&out->ids, &out->cap, out->n + n + 1, sizeof *out->ids, 64, DFPO_NOCAP, err))
+    return err ? err->code : DFPO_ERUNTIME;
+  for (size_t i = 0; i < n; i++)
+    out->ids[out->n++] = ids[i];
+  return DFPO_OK;
+}
+
+static int encode_plain(tok_tokenizer *t, const char *text, size_t len, tok_ids *out,
+                        dfpo_err *err) {
+  if (!len)
+    return DFPO_OK;
+  int *ids;
+  size_t n;
+  char msg[512];
+  if (tok_spm_encode(t->spm, text, len, &ids, &n, msg, sizeof msg))
+    return dfpo_err_set(err, DFPO_ERUNTIME, "sentencepiece: %s", msg);
+  int rc = push_ids(out, ids, n, err);
+  free(ids);
+  return rc;
+}
+
+/* The special text at text[0..len) with TOK_ALLOW_SPECIAL: "<extra_id_N>"
+ * (N below the extra ids), "</s>" or "<pad>"; its id, *n its bytes, or -1. */
+static int special_at(const tok_tokenizer *t, const char *s, size_t len, size_t *n) {
+  static const char *const ctl[] = {"</s>", "<pad>"};
+  for (int k = 0; k < 2; k++) {
+    size_t L = strlen(ctl[k]);
+    if (len >= L && !memcmp(s, ctl[k], L)) {
+      int64_t *v = tok_strmap_get(&t->vocab, s, L);
+      if (v) {
+        *n = L;
+        return (int)*v;
+      }
+    }
+  }
+  static const char pre[] = "<extra_id_";
+  size_t P = sizeof pre - 1, i = P;
+  if (len <= P || memcmp(s, pre, P))
+    return -1;
+  while (i < len && s[i] >= '0' && s[i] <= '9' && i < P + 7)
+    i++;
+  if (i == P || i >= len || s[i] != '>')
+    return -1;
+  int64_t *v = tok_strmap_get(&t->vocab, s, i + 1);
+  if (!v || (size_t)*v < t->spm_pieces)
+    return -1;
+  *n = i + 1;
+  return (int)*v;
+}
+
+int tok_spm_encode_text(tok_tokenizer *t, const char *text, size_t len, int flags, tok_ids *out,
+                        dfpo_err *err) {
+  if (!(flags & TOK_ALLOW_SPECIAL))
+    return encode_plain(t, text, len, out, err);
+  size_t start = 0;
+  for (size_t i = 0; i < len;) {
+    size_t n;
+    int id = text[i] == '<' ? special_at(t, text + i, len - i, &n) : -1;
+    if (id < 0) {
+      i++;
+      continue;
+    }
+    int rc = encode_plain(t, text + start, i - start, out, err);
+    if (!rc)
+      rc = push_ids(out, &id, 1, err);
+    if (rc)
+      return rc;
+    i += n;
+    start = i;
+  }
+  return encode_plain(t, text + start, len - start, out, err);
+}
+
+static int append(char **buf, size_t *len, size_t *cap, const char *s, size_t n, dfpo_err *err) {
+  int rc = dfpo_grow(buf, cap, *len + n + 1, 1, *len + n + 1, DFPO_NOCAP, err);
+  if (rc)
+    return rc;
+  memcpy(*buf + *len, s, n);
+  *len += n;
+  (*buf)[*len] = '\0';
+  return DFPO_OK;
+}
+
+int tok_spm_decode_ids(const tok_tokenizer *t, const int32_t *ids, size_t n, char **buf,
+                       size_t *len, size_t *cap, dfpo_err *err) {
+  for (size_t i = 0; i < n; i++)
+    if (ids[i] < 0 || (size_t)ids[i] >= t->n_ids)
+      return dfpo_err_set(err, DFPO_EDATA, "token id %ld at position %zu is not in the vocabulary",
+                          (long)ids[i], i);
+  int rc = append(buf, len, cap, "", 0, err);
+  /* runs of the model's own ids go to the library; an extra id is its text */
+  for (size_t i = 0; i < n && !rc;) {
+    size_t j = i;
+    while (j < n && (size_t)ids[j] < t->spm_pieces)
+      j++;
+    if (j > i) {
+      char *s, msg[512];
+      size_t sl;
+      if (tok_spm_decode(t->spm, ids + i, j - i, &s, &sl, msg, sizeof msg))
+        return dfpo_err_set(err, DFPO_ERUNTIME, "sentencepiece: %s", msg);
+      rc = append(buf, len, cap, s, sl, err);
+      free(s);
+      i = j;
+    } else {
+      rc = append(buf, len, cap, t->tok_bytes[ids[i]], t->tok_len[ids[i]], err);
+      i++;
+    }
+  }
+  return rc;
+}
