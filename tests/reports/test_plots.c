@@ -225,8 +225,11 @@ static unsigned char *png_decode(const unsigned char *b, size_t len, unsigned *w
                                  int *ch) {
   size_t i = 8, nidat = 0;
   unsigned char *idat = malloc(len);
+  *w = *h = 0;
+  *ch = 0;
   while (i + 12 <= len) {
     unsigned n = (unsigned)b[i] << 24 | b[i + 1] << 16 | b[i + 2] << 8 | b[i + 3];
+    cr_assert(n <= len - i - 12, "PNG chunk at %zu runs past the file", i);
     const unsigned char *d = b + i + 8;
     if (!memcmp(b + i + 4, "IHDR", 4)) {
       *w = (unsigned)d[0] << 24 | d[1] << 16 | d[2] << 8 | d[3];
@@ -239,6 +242,7 @@ static unsigned char *png_decode(const unsigned char *b, size_t len, unsigned *w
     }
     i += 12 + n;
   }
+  cr_assert(*w > 0 && *h > 0 && *ch > 0, "no IHDR chunk");
   size_t stride = (size_t)*w * (size_t)*ch;
   uLongf rawlen = (uLongf)((stride + 1) * *h);
   unsigned char *raw = malloc(rawlen), *img = calloc(stride, *h);
