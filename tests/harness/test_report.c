@@ -4,6 +4,7 @@
  * the CSV in results.json's keys) and a clear refusal of a folder with no
  * cells. The values are made up; the statistics are tested in
  * tests/reports and test_reproduce.c. */
+#include "harness/rundir.h"
 #include "tests/support/support.h"
 
 #include <cjson/cJSON.h>
@@ -50,8 +51,6 @@ static void cell(const char *root, const char *variant, const char *algo, int se
   snprintf(p, sizeof p, "%s/config.json", d);
   snprintf(text, sizeof text, "{\"ppo\": %s}\n", ppo);
   ts_write_text(p, text);
-  snprintf(p, sizeof p, "%s/DONE", d);
-  ts_write_text(p, "done\n");
   snprintf(p, sizeof p, "%s/train.jsonl", d);
   FILE *fp = fopen(p, "w");
   for (int it = 0; it <= 4; it++)
@@ -61,6 +60,9 @@ static void cell(const char *root, const char *variant, const char *algo, int se
             it, r * it / 4 + 0.01 * seed, 0.4 + r * it / 8 + 0.02 * seed, 4 + 0.1 * it,
             12 + it * r * 5 + seed);
   fclose(fp);
+  /* DONE last, listing the files as dfpo train does */
+  dfpo_err e;
+  cr_assert_eq(rundir_done_write(d, &e), 0, "%s", e.msg);
 }
 
 static const char adaptive[] = "{\"kl_mode\": \"adaptive\", \"beta\": 0.05}";
