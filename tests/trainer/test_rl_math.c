@@ -194,6 +194,8 @@ Test(rl, truncated_advantages_zero_the_gradient_where_they_should) {
 
 static int brute_top_p(const float *p, int V, float top_p, int k_min, unsigned char *mask) {
   /* selection sort by (p desc, id asc), then the shortest qualifying prefix */
+  if (V <= 0 || V > 256)
+    return 0;
   int order[256];
   unsigned char used[256] = {0};
   for (int i = 0; i < V; i++) {
