@@ -163,6 +163,9 @@ void dfpo_progress_finish(dfpo_progress *p);
 /* Formats the text of the line (no colour, no carriage return) into buf;
  * exposed for tests. */
 void dfpo_progress_format(const dfpo_progress *p, double now, char *buf, size_t n);
+/* s seconds as h:mm:ss ("0:41:10"); "--:--:--" for a negative or NaN time
+ * or one past 99:59:59. */
+void dfpo_format_hms(double s, char *buf, size_t n);
 /* Seconds from a monotonic clock. */
 double dfpo_now(void);
 

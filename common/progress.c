@@ -25,11 +25,18 @@ static void fmt_count(char *buf, size_t n, double v, int bytes) {
   snprintf(buf, n, u ? "%.1f %s" : "%.0f %s", v, unit[u]);
 }
 
+void dfpo_format_hms(double s, char *buf, size_t n) {
+  if (!(s >= 0) || s > 359999.0) /* NaN, negative, or past 99:59:59 */
+    snprintf(buf, n, "--:--:--");
+  else
+    snprintf(buf, n, "%d:%02d:%02d", (int)s / 3600, ((int)s / 60) % 60, (int)s % 60);
+}
+
 static void fmt_duration(char *buf, size_t n, double s) {
   if (s < 0 || s > 359999)
     snprintf(buf, n, "--:--");
   else if (s >= 3600)
-    snprintf(buf, n, "%d:%02d:%02d", (int)s / 3600, ((int)s / 60) % 60, (int)s % 60);
+    dfpo_format_hms(s, buf, n);
   else
     snprintf(buf, n, "%02d:%02d", (int)s / 60, (int)s % 60);
 }

@@ -11,6 +11,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* The rollouts' texts scored together (the judge's batches). */
@@ -224,9 +225,18 @@ static int train_loop(trn_run *r, int64_t iterations, int64_t eval_every, size_t
   size_t *items = malloc(sizeof(size_t) * (size_t)B);
   if (!items)
     rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  double t_loop = dfpo_now();
+  int64_t first = ls->next_it;
   for (int64_t it = ls->next_it; !rc && it <= iterations; it++) {
+    double t_it = dfpo_now();
     cJSON *line = cJSON_CreateObject();
     cJSON_AddNumberToObject(line, "iteration", (double)it);
+    char stamp[32];
+    time_t now = time(NULL);
+    struct tm tmv;
+    if (gmtime_r(&now, &tmv) && strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tmv))
+      cJSON_AddStringToObject(line, "time", stamp);
+    double shown_reward = NAN, shown_kl = NAN, shown_loss = NAN;
     if (it % eval_every == 0 || it == iterations) {
       double means[TASK_MAX_METRICS];
       if ((rc = trn_evaluate(r, TASK_VALIDATION, n_val, means, NULL, err))) {
@@ -269,6 +279,7 @@ static int train_loop(trn_run *r, int64_t iterations, int64_t eval_every, size_t
         int steps;
         rc = trn_sft_epoch(r, it, iterations, &ls->data, &loss, &steps, err);
         if (!rc) {
+          shown_loss = loss;
           cJSON_AddNumberToObject(line, "loss", loss);
           cJSON_AddNumberToObject(line, "steps", steps);
           if (!isfinite(loss))
@@ -287,7 +298,9 @@ static int train_loop(trn_run *r, int64_t iterations, int64_t eval_every, size_t
         } else {
           r->batch_items = items;
           r->batch_split = TASK_TRAIN;
-          rl_trainer_set_lr(r->rl, trn_lr_at(&r->set, it, iterations));
+          float lr = trn_lr_at(&r->set, it, iterations);
+          rl_trainer_set_lr(r->rl, lr);
+          cJSON_AddNumberToObject(line, "lr", lr);
           rc = rl_iterate(r->rl, tokens, kstart, B, Tp, reward_cb, r, &st, err);
         }
         free(tokens);
@@ -299,6 +312,9 @@ static int train_loop(trn_run *r, int64_t iterations, int64_t eval_every, size_t
           if (isfinite(st.kl_token))
             cJSON_AddNumberToObject(line, "kl_token", st.kl_token);
           cJSON_AddNumberToObject(line, "mean_len", st.mean_len);
+          cJSON_AddNumberToObject(line, "entropy", st.entropy);
+          shown_reward = st.reward;
+          shown_kl = st.kl_sampled;
           cJSON_AddNumberToObject(line, "policy_loss", st.policy_loss);
           cJSON_AddNumberToObject(line, "value_loss", st.value_loss);
           cJSON_AddNumberToObject(line, "clipfrac", st.clipfrac);
@@ -318,6 +334,9 @@ static int train_loop(trn_run *r, int64_t iterations, int64_t eval_every, size_t
         }
       }
     }
+    double took = dfpo_now() - t_it;
+    cJSON_AddNumberToObject(line, "iteration_s", took);
+    cJSON_AddNumberToObject(line, "elapsed_s", dfpo_now() - t_loop);
     char *s = cJSON_PrintUnformatted(line);
     cJSON_Delete(line);
     /* a line that cannot be written stops the run: a log with a hole is
@@ -333,7 +352,20 @@ static int train_loop(trn_run *r, int64_t iterations, int64_t eval_every, size_t
       rc = wrc;
     if (rc)
       break;
-    dfpo_info("train: iteration %lld of %lld", (long long)it, (long long)iterations);
+    /* one line an iteration: what it did, its time, and the time left at
+     * the mean pace of this run's iterations so far */
+    {
+      double pace = (dfpo_now() - t_loop) / (double)(it - first + 1);
+      char left[32], what[160] = "";
+      dfpo_format_hms(pace * (double)(iterations - it), left, sizeof left);
+      if (isfinite(shown_reward))
+        snprintf(what, sizeof what, ": reward %.4f, KL %.4f nats/token", shown_reward, shown_kl);
+      else if (isfinite(shown_loss))
+        snprintf(what, sizeof what, ": loss %.4f", shown_loss);
+      dfpo_info("train: %s %lld of %lld%s, %.1f s, left %s",
+                r->set.algo == ALG_SFT ? "epoch" : "iteration", (long long)it,
+                (long long)iterations, what, took, left);
+    }
     int64_t done = it + 1;
     if (done < iterations + 1 && done % eval_every == 0) {
       ls->next_it = done;
@@ -423,6 +455,7 @@ static int run_cell(trn_run *r, dfpo_err *err) {
   }
   if (r->set.algo == ALG_SFT && (rc = trn_sft_tokenize(r, err)))
     return rc;
+  double t_run = dfpo_now();
   if (r->set.algo != ALG_ZERO_SHOT) {
     int stopped = 0;
     if ((rc = train_loop(r, iterations, eval_every, n_val, &ls, &stopped, err)))
@@ -479,7 +512,20 @@ static int run_cell(trn_run *r, dfpo_err *err) {
   rmdir(path);
   /* last: the files as they are now, so that a reader can tell a whole
    * run folder from one that changed or was cut since */
-  return rundir_done_write(r->dir, err);
+  if ((rc = rundir_done_write(r->dir, err)))
+    return rc;
+  char took[32];
+  dfpo_format_hms(dfpo_now() - t_run, took, sizeof took);
+  if (r->set.algo == ALG_ZERO_SHOT)
+    dfpo_info("train: done in %s (zero-shot: evaluated only); results in %s/eval.json", took,
+              r->dir);
+  else
+    dfpo_info("train: done in %s%s: %lld %s, best validation %s %.4f at %lld; results in "
+              "%s/eval.json",
+              took, resumed ? " (this process, resumed)" : "", (long long)iterations,
+              r->set.algo == ALG_SFT ? "epochs" : "iterations", r->tk.metric_names[0], ls.best,
+              (long long)best_iter, r->dir);
+  return DFPO_OK;
 }
 
 int cmd_train(int argc, char **argv) {

@@ -218,6 +218,8 @@ typedef struct rl_stats {
   double kl_sampled;  /* mean over generated tokens of log pi_old - log pi_ref of the sampled
                          token (kl_seq x rollouts / generated tokens) */
   double mean_len;    /* mean generated tokens per rollout */
+  double entropy;     /* mean over generated tokens of the entropy (nats) of pi_old(.|s_t), the
+                         policy's full next-token distribution before the update */
   double policy_loss; /* of the last minibatch */
   double value_loss;  /* of the last minibatch */
   double clipfrac;    /* of the last minibatch (PPO, or DfPO with a ratio clip) */

@@ -285,7 +285,7 @@ typedef struct bufs {
       *keep, *tr_ep, *tr_t, *slot;
   float *logps_b, *lp_full, *logp_old, *logp_ref, *values_full, *values, *R, *rewards, *adv, *ret,
       *w, *mb_lp, *mb_adv, *mb_old, *mb_w, *dlogp, *dlogp_full, *mb_vals, *dvals_full, *logsm,
-      *logp_oldm, *probs, *dlogits, *zrow, *mhost, *boot, *task;
+      *logp_oldm, *probs, *dlogits, *zrow, *mhost, *boot, *task, *ent_full;
   unsigned char *masks;
 } bufs;
 
@@ -297,7 +297,7 @@ static void bufs_free(bufs *b) {
       b->logps_b, b->lp_full, b->logp_old,   b->logp_ref, b->values_full, b->values, b->R,
       b->rewards, b->adv,     b->ret,        b->w,        b->mb_lp,       b->mb_adv, b->mb_old,
       b->mb_w,    b->dlogp,   b->dlogp_full, b->mb_vals,  b->dvals_full,  b->logsm,  b->logp_oldm,
-      b->probs,   b->dlogits, b->zrow,       b->mhost,    b->boot,        b->task};
+      b->probs,   b->dlogits, b->zrow,       b->mhost,    b->boot,        b->task,   b->ent_full};
   for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
     free(ints[i]);
   for (size_t i = 0; i < sizeof floats / sizeof floats[0]; i++)
@@ -369,6 +369,7 @@ typedef struct iter {
   int exact_kl;
   double kl, kl_n;             /* the exact per-token KL, summed over the generated tokens */
   double mask_sum, mask_steps; /* NLPO's sampling masks */
+  double ent, ent_n;           /* the policy's entropy, summed over the generated tokens */
   int mask_min;
 } iter;
 
@@ -438,9 +439,14 @@ static int collect(iter *it, int r0, int G, const int *prompts, const int *kstar
   const model_batch rows = {seq, gk, G, L, Tp};
   float *logp_old = kb->logp_old + (size_t)r0 * N;
   if ((rc = model_forward(t->policy, &rows, err)) ||
-      (rc = model_lm_logprobs(t->policy, targets, kb->lp_full, NULL, err)))
+      (rc = model_lm_logprobs(t->policy, targets, kb->lp_full, kb->ent_full, err)))
     return rc;
   gather(logp_old, kb->lp_full, G, L, Tp, N);
+  for (int b = 0; b < G; b++) /* the entropy where each action was chosen */
+    for (int i = 0; i < lens[b]; i++) {
+      it->ent += kb->ent_full[(size_t)b * L + Tp - 1 + i];
+      it->ent_n++;
+    }
   if (it->masked) {
     /* the ratio's pi_old: the policy renormalised over the sampling mask */
     const float *z = model_lm_logits(t->policy);
@@ -524,6 +530,7 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
   ALLOC(k.mb_row, MB);
   ALLOC(k.logps_b, GN);
   ALLOC(k.lp_full, BL);
+  ALLOC(k.ent_full, BL);
   ALLOC(k.logp_old, BN);
   ALLOC(k.logp_ref, BN);
   ALLOC(k.values_full, GL);
@@ -566,8 +573,8 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
   if (nlpo && t->iterations % cfg->nlpo_mask_refresh == 0 &&
       (rc = model_copy_params(t->mask, t->policy, err)))
     goto done;
-  iter it = {t,           &k,          Tp,     N,        L, V, eos, pad, dfpo, nlpo,
-             dfpo_update, dfpo_masked, masked, exact_kl, 0, 0, 0,   0,   0};
+  iter it = {t,           &k,     Tp,       N, L, V, eos, pad, dfpo, nlpo, dfpo_update,
+             dfpo_masked, masked, exact_kl, 0, 0, 0, 0,   0,   0,    0};
   int E = 0;
   for (int64_t got = 0; E == 0 || (buffer && got < M); E += G) {
     if (E + G > B) {
@@ -590,6 +597,7 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
     st->mask_min = it.mask_min;
   }
   st->kl_token = !exact_kl ? NAN : it.kl_n > 0 ? it.kl / it.kl_n : 0;
+  st->entropy = it.ent_n > 0 ? it.ent / it.ent_n : 0;
 
   /* 4. rewards (of every episode generated), GAE over what the update
    * trains on: every episode, or the buffer's transitions */

@@ -90,6 +90,9 @@ TestSuite(train, .init = make_base, .fini = remove_base, .timeout = 600);
 
 /* One cell under out_name; extra: one more --set (may be NULL); stop: the
  * --stop-after value (NULL: none). */
+/* the stderr of the last run_cell_x */
+static char *last_err;
+
 static void run_cell_x(const char *algo, const char *iterations, const char *out_name,
                        const char *extra, const char *stop) {
   char model[300], tok[300], out[300], it[64];
@@ -106,6 +109,8 @@ static void run_cell_x(const char *algo, const char *iterations, const char *out
           "task.synthetic.n_validation=8", "--set", "task.synthetic.n_test=12", "--set",
           extra ? extra : "train.epochs=2", stop ? "--stop-after" : NULL, stop, NULL);
   cr_assert_eq(r.status, 0, "%s", r.err);
+  free(last_err);
+  last_err = strdup(r.err ? r.err : "");
   ts_run_free(&r);
 }
 
@@ -155,7 +160,51 @@ Test(train, cells_write_their_run_folders) {
   cr_expect_eq(lines, 5, "%s", log);
   cr_expect_eq(vals, 3, "%s", log);
   cr_expect(strstr(log, "\"kl_seq\"") && strstr(log, "\"policy_loss\""), "%s", log);
+  /* issue 22, "training you can watch": every line has its UTC time, the
+   * iteration's seconds and the run's; RL lines the learning rate (train.lr
+   * 1e-4, constant) and the policy's entropy, a number in (0, ln V] */
+  {
+    int n = 0;
+    char *save = NULL;
+    for (char *ln = strtok_r(log, "\n", &save); ln; ln = strtok_r(NULL, "\n", &save), n++) {
+      cJSON *o = cJSON_Parse(ln);
+      cr_assert_not_null(o, "%s", ln);
+      const cJSON *tm = cJSON_GetObjectItem(o, "time");
+      int Y, M, D, h, mi, sec;
+      char z = 0;
+      cr_expect(cJSON_IsString(tm) &&
+                    sscanf(tm->valuestring, "%4d-%2d-%2dT%2d:%2d:%2d%c", &Y, &M, &D, &h, &mi, &sec,
+                           &z) == 7 &&
+                    z == 'Z' && Y >= 2024 && M >= 1 && M <= 12,
+                "line %d: time %s", n, cJSON_IsString(tm) ? tm->valuestring : "(none)");
+      const cJSON *its = cJSON_GetObjectItem(o, "iteration_s"),
+                  *el = cJSON_GetObjectItem(o, "elapsed_s");
+      cr_expect(cJSON_IsNumber(its) && its->valuedouble >= 0 && cJSON_IsNumber(el) &&
+                    el->valuedouble >= its->valuedouble - 1e-6,
+                "line %d: iteration_s/elapsed_s", n);
+      if (n < 4) { /* iterations 0..3 train; 4 only validates */
+        const cJSON *lr = cJSON_GetObjectItem(o, "lr"), *en = cJSON_GetObjectItem(o, "entropy");
+        cr_expect(cJSON_IsNumber(lr) && fabs(lr->valuedouble - 1e-4) < 1e-9, "line %d: lr", n);
+        cr_expect(cJSON_IsNumber(en) && en->valuedouble > 0 &&
+                      en->valuedouble < 13.8155, /* ln 1e6 */
+                  "line %d: entropy", n);
+      }
+      cJSON_Delete(o);
+    }
+    cr_expect_eq(n, 5);
+  }
   free(log);
+  /* the console: a line an iteration with reward, KL, seconds and the time
+   * left as h:mm:ss, and a closing line naming the results */
+  cr_expect(strstr(last_err, "train: iteration 2 of 4: reward ") &&
+                strstr(last_err, " nats/token, ") && strstr(last_err, ", left "),
+            "%s", last_err);
+  const char *left = strstr(last_err, ", left ");
+  int hh, mm, ss;
+  cr_expect(left && sscanf(left, ", left %d:%2d:%2d", &hh, &mm, &ss) == 3 && hh >= 0 && mm < 60 &&
+                ss < 60,
+            "time left as h:mm:ss: %s", left ? left : last_err);
+  cr_expect(strstr(last_err, "train: done in ") && strstr(last_err, "/eval.json"), "%s", last_err);
   /* eval.json: the task's metrics over the 12 test prompts */
   snprintf(f, sizeof f, "%s/eval.json", p);
   char *ev = ts_slurp(f);
@@ -242,11 +291,41 @@ static void sft_lowers_the_reference_loss(void) {
   cr_expect_eq(access(f, F_OK), 0);
 }
 
+/* A train.jsonl without its clock readings (time, iteration_s, elapsed_s),
+ * which differ from run to run; every other key as written. */
+static char *without_clock(char *text) {
+  size_t cap = strlen(text) + 1, len = 0;
+  char *out = malloc(cap), *save = NULL;
+  out[0] = '\0';
+  for (char *ln = strtok_r(text, "\n", &save); ln; ln = strtok_r(NULL, "\n", &save)) {
+    cJSON *o = cJSON_Parse(ln);
+    cr_assert_not_null(o, "%s", ln);
+    cJSON_DeleteItemFromObject(o, "time");
+    cJSON_DeleteItemFromObject(o, "iteration_s");
+    cJSON_DeleteItemFromObject(o, "elapsed_s");
+    char *p = cJSON_PrintUnformatted(o);
+    size_t pl = strlen(p);
+    cr_assert(len + pl + 2 <= cap);
+    memcpy(out + len, p, pl);
+    len += pl;
+    out[len++] = '\n';
+    out[len] = '\0';
+    free(p);
+    cJSON_Delete(o);
+  }
+  free(text);
+  return out;
+}
+
 static void expect_same_file(const char *a_dir, const char *b_dir, const char *name) {
   char fa[600], fb[600];
   snprintf(fa, sizeof fa, "%s/%s/default/synthetic/%s", dir, a_dir, name);
   snprintf(fb, sizeof fb, "%s/%s/default/synthetic/%s", dir, b_dir, name);
   char *a = ts_slurp(fa), *b = ts_slurp(fb);
+  if (strstr(name, "train.jsonl")) {
+    a = without_clock(a);
+    b = without_clock(b);
+  }
   cr_expect_str_eq(a, b, "%s and %s differ", fa, fb);
   free(a);
   free(b);

@@ -542,3 +542,53 @@ Test(rl_train, kl_measure_token_is_the_mean_per_generated_token) {
     model_free(value);
   }
 }
+
+/* rl_stats.entropy: the mean over generated tokens of the entropy of the
+ * policy's next-token distribution. A policy with every weight zero gives
+ * equal logits everywhere, so each token's entropy is ln V exactly (ln 8 =
+ * 2.0794415...); perturbed away from uniform it must fall below ln V (and
+ * stay positive). */
+Test(rl_train, entropy_is_the_mean_over_generated_tokens) {
+  for (int uniform = 1; uniform >= 0; uniform--) {
+    gpt2_config pc = tu_config(V, 1, 2, 16, 16), vc = pc;
+    vc.head = MODEL_HEAD_VALUE;
+    model_t *policy = tu_model(&pc, 1), *ref = tu_model(&pc, 1), *value = tu_model(&vc, 2);
+    dfpo_err err;
+    if (uniform) {
+      for (int i = 0; i < model_num_tensors(policy); i++) {
+        model_tensor mt;
+        cr_assert_eq(model_tensor_at(policy, i, &mt, &err), 0, "%s", err.msg);
+        memset(mt.param, 0, (size_t)mt.rows * mt.cols * sizeof(float));
+      }
+    } else {
+      tu_perturb(policy, 5, 3.0f);
+    }
+    cr_assert_eq(model_copy_params(ref, policy, &err), 0, "%s", err.msg);
+    rl_config cfg = rl_config_default();
+    cfg.algo = RL_PPO;
+    cfg.epochs = 1;
+    cfg.minibatch = 8;
+    cfg.sampling.max_new = NEW;
+    cfg.sampling.min_new = NEW;
+    cfg.sampling.eos = -1;
+    rl_trainer *t;
+    cr_assert_eq(rl_trainer_new(&t, policy, ref, value, &cfg, 7, &err), 0, "%s", err.msg);
+    int prompts[B];
+    for (int b = 0; b < B; b++)
+      prompts[b] = b % V;
+    rl_stats st;
+    int good = GOOD;
+    cr_assert_eq(rl_iterate(t, prompts, NULL, B, 1, tu_share_of, &good, &st, &err), 0, "%s",
+                 err.msg);
+    if (uniform)
+      cr_expect(fabs(st.entropy - log((double)V)) < 1e-5, "uniform: entropy %.7f, ln V %.7f",
+                st.entropy, log((double)V));
+    else
+      cr_expect(st.entropy > 0.0 && st.entropy < log((double)V) - 1e-3,
+                "perturbed: entropy %.7f not in (0, ln V)", st.entropy);
+    rl_trainer_free(t);
+    model_free(policy);
+    model_free(ref);
+    model_free(value);
+  }
+}
