@@ -5,8 +5,10 @@
  * the resumable checkpoint in train_resume.c. */
 #include "harness/cli.h"
 #include "harness/rundir.h"
+#include "harness/tb_events.h"
 #include "harness/train_internal.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -189,6 +191,27 @@ static int log_sync(FILE *log) {
   return fsync(fileno(log)) != 0 && errno != EINVAL ? -1 : 0;
 }
 
+/* The numbers of one train.jsonl line as TensorBoard scalars: val_* keys
+ * under "val/", the others under "train/" (iteration is the step). */
+static int tb_line(tb_writer *tb, int64_t it, const cJSON *line, dfpo_err *err) {
+  const char *tags[64];
+  char names[64][80];
+  double vals[64];
+  int n = 0;
+  const cJSON *c;
+  cJSON_ArrayForEach(c, line) {
+    if (n == 64 || !cJSON_IsNumber(c) || !c->string || !strcmp(c->string, "iteration"))
+      continue;
+    if (!strncmp(c->string, "val_", 4))
+      snprintf(names[n], sizeof names[n], "val/%s", c->string + 4);
+    else
+      snprintf(names[n], sizeof names[n], "train/%s", c->string);
+    tags[n] = names[n];
+    vals[n++] = c->valuedouble;
+  }
+  return tb_scalars(tb, it, tags, vals, n, err);
+}
+
 /* Iterations ls->next_it..iterations: validation every eval_every (and at
  * the last), training, one train.jsonl line each, and a resumable checkpoint
  * after every eval_every-th iteration. *stopped: --stop-after ended it. */
@@ -227,6 +250,11 @@ static int train_loop(trn_run *r, int64_t iterations, int64_t eval_every, size_t
     rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
   double t_loop = dfpo_now();
   int64_t first = ls->next_it;
+  /* the same numbers for TensorBoard, a new event file per process (a
+   * resumed run's replayed iterations appear twice there, not in the log) */
+  tb_writer *tb = NULL;
+  if (!rc && (rc = tb_open(&tb, r->dir, err)))
+    tb = NULL;
   for (int64_t it = ls->next_it; !rc && it <= iterations; it++) {
     double t_it = dfpo_now();
     cJSON *line = cJSON_CreateObject();
@@ -338,7 +366,6 @@ static int train_loop(trn_run *r, int64_t iterations, int64_t eval_every, size_t
     cJSON_AddNumberToObject(line, "iteration_s", took);
     cJSON_AddNumberToObject(line, "elapsed_s", dfpo_now() - t_loop);
     char *s = cJSON_PrintUnformatted(line);
-    cJSON_Delete(line);
     /* a line that cannot be written stops the run: a log with a hole is
      * not a log */
     int wrc = DFPO_OK;
@@ -350,6 +377,9 @@ static int train_loop(trn_run *r, int64_t iterations, int64_t eval_every, size_t
     free(s);
     if (!rc)
       rc = wrc;
+    if (!rc)
+      rc = tb_line(tb, it, line, err);
+    cJSON_Delete(line);
     if (rc)
       break;
     /* one line an iteration: what it did, its time, and the time left at
@@ -385,6 +415,14 @@ static int train_loop(trn_run *r, int64_t iterations, int64_t eval_every, size_t
     }
   }
   free(items);
+  if (tb) {
+    dfpo_err terr;
+    int trc = tb_close(tb, &terr);
+    if (trc && !rc) {
+      *err = terr;
+      rc = trc;
+    }
+  }
   int e = 0;
   if (fflush(log) != 0 || log_sync(log) != 0)
     e = errno;
@@ -439,6 +477,16 @@ static int run_cell(trn_run *r, dfpo_err *err) {
   if (!resumed) {
     trn_resume_path(r, path, sizeof path, "state.json", -1);
     remove(path);
+    /* a run from scratch: the event files of earlier runs would mix in */
+    DIR *d = opendir(r->dir);
+    struct dirent *de;
+    dfpo_err perr;
+    while (d && (de = readdir(d)))
+      if (!strncmp(de->d_name, "events.out.tfevents.", 20) &&
+          dfpo_path_fmt(path, sizeof path, &perr, "%s/%s", r->dir, de->d_name) == DFPO_OK)
+        remove(path);
+    if (d)
+      closedir(d);
   }
   snprintf(path, sizeof path, "%s/config.json", r->dir);
   size_t n = strlen(json);

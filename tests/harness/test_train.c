@@ -7,10 +7,12 @@
 
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static char dir[256];
@@ -194,6 +196,27 @@ Test(train, cells_write_their_run_folders) {
     cr_expect_eq(n, 5);
   }
   free(log);
+  /* TensorBoard's event file beside it (its format: test_tb_events.c): one
+   * file, a record per iteration after the file_version one */
+  {
+    DIR *d = opendir(p);
+    struct dirent *de;
+    int nev = 0;
+    long size = 0;
+    while (d && (de = readdir(d)))
+      if (!strncmp(de->d_name, "events.out.tfevents.", 20)) {
+        char ef[900];
+        snprintf(ef, sizeof ef, "%s/%s", p, de->d_name);
+        struct stat st;
+        if (stat(ef, &st) == 0)
+          size = (long)st.st_size;
+        nev++;
+      }
+    if (d)
+      closedir(d);
+    cr_expect_eq(nev, 1, "event files in %s", p);
+    cr_expect_gt(size, 6 * 16, "the event file holds %ld bytes", size);
+  }
   /* the console: a line an iteration with reward, KL, seconds and the time
    * left as h:mm:ss, and a closing line naming the results */
   cr_expect(strstr(last_err, "train: iteration 2 of 4: reward ") &&
