@@ -841,8 +841,12 @@ int res_read_json(res_suite *r, const char *path, dfpo_err *err) {
       v->n_done = cJSON_GetArraySize(seeds);
       for (int s = 0; s < v->n_done; s++) {
         const cJSON *sd = cJSON_GetArrayItem(seeds, s);
-        if (!cJSON_IsNumber(sd) || !isfinite(sd->valuedouble)) {
-          rc = dfpo_err_set(err, DFPO_EDATA, "%s:%d: %s/%s: a seed is not a number", path,
+        /* a seed as suite.seeds takes it (an integer in [0, 2^32)): a value
+         * past int64_t's range must not reach the conversion below */
+        if (!cJSON_IsNumber(sd) || !(sd->valuedouble >= 0 && sd->valuedouble <= 4294967295.0) ||
+            sd->valuedouble != floor(sd->valuedouble)) {
+          rc = dfpo_err_set(err, DFPO_EDATA,
+                            "%s:%d: %s/%s: a seed is not an integer in [0, 4294967295]", path,
                             key_line(path, "seeds"), t->name, v->name);
           break;
         }

@@ -9,6 +9,7 @@
 
 #include <criterion/criterion.h>
 #include <stdint.h>
+#include <string.h>
 
 /* mutants per target */
 #define FUZZ_MUTANTS 3000
@@ -74,4 +75,56 @@ Test(fuzz, eval_corpus_and_mutants) {
 
 Test(fuzz, done_corpus_and_mutants) {
   ts_fuzz_run(fuzz_done_one, DFPO_FIXTURES "/harness/fuzz/done", FUZZ_MUTANTS);
+}
+/* Regression (ci/fuzz, fuzz_results): a seed of 3e114 in a results file was
+ * converted to int64_t, undefined behaviour; seeds are now integers in
+ * suite.seeds' range [0, 4294967295] or the file is refused. */
+Test(fuzz, results_seed_out_of_range_is_refused) {
+  res_suite r;
+  dfpo_err err;
+  int rc = res_read_json(&r, DFPO_FIXTURES "/harness/fuzz/results/crash-seed-1e114.json", &err);
+  cr_assert_eq(rc, DFPO_EDATA);
+  cr_assert(strstr(err.msg, "a seed is not an integer in [0, 4294967295]"), "%s", err.msg);
+}
+
+/* The message trn_resume_load gives for state.json text (a run folder with
+ * nothing else in it), into msg. */
+static int state_load(const char *text, char *msg, size_t n) {
+  trn_run *r = calloc(1, sizeof *r);
+  cr_assert_not_null(r);
+  char dir[512], path[4400];
+  ts_tmpdir(dir, sizeof dir);
+  snprintf(r->dir, sizeof r->dir, "%s", dir);
+  trn_resume_path(r, path, sizeof path, "", -1);
+  dfpo_err err;
+  cr_assert_eq(dfpo_mkdirs(path, &err), DFPO_OK, "%s", err.msg);
+  trn_resume_path(r, path, sizeof path, "state.json", -1);
+  ts_write_text(path, text);
+  trn_loop_state ls;
+  int found = 0, rc = trn_resume_load(r, &ls, &found, &err);
+  snprintf(msg, n, "%s", rc ? err.msg : "");
+  ts_rmtree(dir);
+  free(r);
+  return rc;
+}
+
+/* Regression (the fuzz_state target under UBSan): "next_iteration": 1e300
+ * was converted to int64_t, undefined behaviour; counts are now integers in
+ * [0, 2^53] (best_iteration from -1) or the state is refused. The valid
+ * seed gets as far as the missing policy checkpoint. */
+Test(fuzz, state_counts_out_of_range_are_refused) {
+  char msg[1024];
+  char *ok = ts_slurp(DFPO_FIXTURES "/harness/fuzz/state/state.json");
+  cr_assert_eq(state_load(ok, msg, sizeof msg), DFPO_EDATA);
+  cr_assert(strstr(msg, "policy-4.ckpt"), "%s", msg);
+  free(ok);
+  static const char *const bad[] = {"crash-next-1e300.json", "next-negative.json"};
+  for (size_t i = 0; i < 2; i++) {
+    char p[512];
+    snprintf(p, sizeof p, "%s/harness/fuzz/state/%s", DFPO_FIXTURES, bad[i]);
+    char *text = ts_slurp(p);
+    cr_assert_eq(state_load(text, msg, sizeof msg), DFPO_EDATA, "%s", bad[i]);
+    cr_assert(strstr(msg, "not a resumable-checkpoint state"), "%s: %s", bad[i], msg);
+    free(text);
+  }
 }
