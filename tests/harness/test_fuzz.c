@@ -5,6 +5,7 @@
  * catches memory errors, undefined behaviour and leaks. ci/fuzz runs the
  * same targets under libFuzzer for longer. */
 #include "common/common.h"
+#include "harness/rundir.h"
 #include "tests/support/support.h"
 
 #include <criterion/criterion.h>
@@ -127,4 +128,40 @@ Test(fuzz, state_counts_out_of_range_are_refused) {
     cr_assert(strstr(msg, "not a resumable-checkpoint state"), "%s: %s", bad[i], msg);
     free(text);
   }
+}
+
+/* A finished cell (eval.json with one metric, an empty train.jsonl, DONE)
+ * at dir/imdb/ppo/<seed>. */
+static void make_cell(const char *dir, const char *seed) {
+  char cell[1024], path[1200];
+  snprintf(cell, sizeof cell, "%s/imdb/ppo/%s", dir, seed);
+  dfpo_err err;
+  cr_assert_eq(dfpo_mkdirs(cell, &err), DFPO_OK, "%s", err.msg);
+  snprintf(path, sizeof path, "%s/eval.json", cell);
+  ts_write_text(path, "{\"algo\": \"ppo\", \"metrics\": {\"reward\": 0.5}}\n");
+  snprintf(path, sizeof path, "%s/train.jsonl", cell);
+  ts_write_text(path, "");
+  cr_assert_eq(rundir_done_write(cell, &err), DFPO_OK, "%s", err.msg);
+}
+
+/* Reading the folders of a suite without suite.json took the seed from
+ * "seed-%lld" with sscanf: undefined past LLONG_MAX, and "seed-1x" was seed
+ * 1. Only seed-<digits> with a seed in [0, 4294967295] is a cell now. */
+Test(fuzz, report_seed_folders_are_whole_numbers_in_range) {
+  char dir[512];
+  ts_tmpdir(dir, sizeof dir);
+  make_cell(dir, "seed-7");
+  make_cell(dir, "seed-99999999999999999999999");
+  make_cell(dir, "seed-4294967296");
+  make_cell(dir, "seed-1x");
+  res_suite r;
+  dfpo_err err;
+  cr_assert_eq(res_collect(&r, dir, 0, &err), DFPO_OK, "%s", err.msg);
+  cr_assert_eq(r.n_tasks, 1);
+  cr_assert_eq(r.tasks[0].n_variants, 1);
+  const res_variant *v = &r.tasks[0].variants[0];
+  cr_assert_eq(v->n_done, 1);
+  cr_assert_eq(v->seeds[0], 7);
+  res_free(&r);
+  ts_rmtree(dir);
 }
