@@ -561,6 +561,24 @@ static int read_cell(res_task *t, res_variant *v, int64_t seed, const char *cell
   return DFPO_OK;
 }
 
+/* Whether name is "seed-<n>", n decimal digits of a seed as suite.seeds
+ * takes it ([0, 4294967295]; sscanf's %lld would be undefined past
+ * LLONG_MAX, and took "seed-1x" for seed 1). */
+static int seed_folder(const char *name, int64_t *seed) {
+  if (strncmp(name, "seed-", 5) != 0 || !name[5] || strlen(name + 5) > 10)
+    return 0;
+  int64_t v = 0;
+  for (const char *p = name + 5; *p; p++) {
+    if (*p < '0' || *p > '9')
+      return 0;
+    v = v * 10 + (*p - '0');
+  }
+  if (v > 4294967295LL)
+    return 0;
+  *seed = v;
+  return 1;
+}
+
 static int exists(const char *path) {
   struct stat st;
   return stat(path, &st) == 0;
@@ -691,9 +709,9 @@ static int add_found(res_suite *r, const char *dir, int curves, dfpo_err *err) {
         break;
       char **seeds = subdirs(vdir);
       for (size_t si = 0; !rc && seeds && seeds[si]; si++) {
-        long long seed;
+        int64_t seed;
         char cell[4400], done[4500];
-        if (sscanf(seeds[si], "seed-%lld", &seed) != 1)
+        if (!seed_folder(seeds[si], &seed))
           continue;
         if ((rc = dfpo_path_fmt(cell, sizeof cell, err, "%s/%s", vdir, seeds[si])) ||
             (rc = dfpo_path_fmt(done, sizeof done, err, "%s/DONE", cell)))
@@ -841,8 +859,12 @@ int res_read_json(res_suite *r, const char *path, dfpo_err *err) {
       v->n_done = cJSON_GetArraySize(seeds);
       for (int s = 0; s < v->n_done; s++) {
         const cJSON *sd = cJSON_GetArrayItem(seeds, s);
-        if (!cJSON_IsNumber(sd) || !isfinite(sd->valuedouble)) {
-          rc = dfpo_err_set(err, DFPO_EDATA, "%s:%d: %s/%s: a seed is not a number", path,
+        /* a seed as suite.seeds takes it (an integer in [0, 2^32)): a value
+         * past int64_t's range must not reach the conversion below */
+        if (!cJSON_IsNumber(sd) || !(sd->valuedouble >= 0 && sd->valuedouble <= 4294967295.0) ||
+            sd->valuedouble != floor(sd->valuedouble)) {
+          rc = dfpo_err_set(err, DFPO_EDATA,
+                            "%s:%d: %s/%s: a seed is not an integer in [0, 4294967295]", path,
                             key_line(path, "seeds"), t->name, v->name);
           break;
         }

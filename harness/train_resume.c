@@ -2,6 +2,8 @@
  * their AdamW states and state.json, written last (docs/algorithms.md). */
 #include "harness/train_internal.h"
 
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +21,20 @@ static int get_u64(const cJSON *o, const char *key, uint64_t *v) {
   char *end;
   *v = (uint64_t)strtoull(it->valuestring, &end, 16);
   return *end ? -1 : 0;
+}
+
+/* o[key] as an integer in [lo, 2^53] (what a double holds exactly); -1
+ * when it is absent, not a number, fractional or out of range, so that
+ * 1e300 never reaches a conversion to an integer type. */
+static int get_int(const cJSON *o, const char *key, double lo, int64_t *v) {
+  const cJSON *it = cJSON_GetObjectItem(o, key);
+  if (!cJSON_IsNumber(it))
+    return -1;
+  double d = it->valuedouble;
+  if (!(d >= lo && d <= 9007199254740992.0) || d != floor(d))
+    return -1;
+  *v = (int64_t)d;
+  return 0;
 }
 
 static uint64_t dbits(double d) {
@@ -123,27 +139,24 @@ int trn_resume_load(trn_run *r, trn_loop_state *ls, int *found, dfpo_err *err) {
   cJSON *o = cJSON_ParseWithLength(text, len);
   free(text);
   uint64_t best, ds, di, beta = 0, rs = 0, ri = 0;
-  const cJSON *nx = cJSON_GetObjectItem(o, "next_iteration"),
-              *bi = cJSON_GetObjectItem(o, "best_iteration"),
-              *lb = cJSON_GetObjectItem(o, "log_bytes"),
-              *ri_n = cJSON_GetObjectItem(o, "rl_iterations");
-  int bad = !o || !cJSON_IsNumber(nx) || !cJSON_IsNumber(bi) || !cJSON_IsNumber(lb) ||
-            get_u64(o, "best_bits", &best) || get_u64(o, "data_state", &ds) ||
-            get_u64(o, "data_inc", &di);
+  int64_t nx, bi, lb, rli = 0;
+  int bad = !o || get_int(o, "next_iteration", 0, &nx) || get_int(o, "best_iteration", -1, &bi) ||
+            bi > INT_MAX || get_int(o, "log_bytes", 0, &lb) || get_u64(o, "best_bits", &best) ||
+            get_u64(o, "data_state", &ds) || get_u64(o, "data_inc", &di);
   if (!bad && r->rl)
-    bad = !cJSON_IsNumber(ri_n) || get_u64(o, "beta_bits", &beta) || get_u64(o, "rng_state", &rs) ||
-          get_u64(o, "rng_inc", &ri);
+    bad = get_int(o, "rl_iterations", 0, &rli) || get_u64(o, "beta_bits", &beta) ||
+          get_u64(o, "rng_state", &rs) || get_u64(o, "rng_inc", &ri);
   if (bad) {
     cJSON_Delete(o);
     return dfpo_err_set(err, DFPO_EDATA, "%s: not a resumable-checkpoint state", path);
   }
-  ls->next_it = (int64_t)nx->valuedouble;
-  ls->best_iter = bi->valueint;
+  ls->next_it = nx;
+  ls->best_iter = (int)bi;
   ls->best = bitsd(best);
   ls->data.state = ds;
   ls->data.inc = di;
-  ls->log_bytes = (int64_t)lb->valuedouble;
-  rl_trainer_state ts = {bitsd(beta), r->rl ? (int64_t)ri_n->valuedouble : 0, {rs, ri}};
+  ls->log_bytes = lb;
+  rl_trainer_state ts = {bitsd(beta), rli, {rs, ri}};
   cJSON_Delete(o);
   int rc;
   trn_resume_path(r, path, sizeof path, "policy", ls->next_it);

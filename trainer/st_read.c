@@ -144,7 +144,15 @@ int st_open(st_file *f, const char *path, dfpo_err *err) {
     st_close(f);
     return pt_open(f, path, err);
   }
-  if (len8[0] == 0x80 && len8[1] <= 5) { /* a pickle: the legacy torch.save format */
+  /* a pickle (the legacy torch.save format) starts with PROTO (0x80) and
+   * its version; a safetensors header length can start so too (0x580 is
+   * 1408 bytes), so its '{' is looked for first */
+  int brace = fgetc(f->fp);
+  if (brace != EOF && ungetc(brace, f->fp) == EOF) {
+    rc = dfpo_err_errno(err, DFPO_EDATA, errno, "%s", path);
+    goto fail;
+  }
+  if (len8[0] == 0x80 && len8[1] <= 5 && brace != '{') {
     st_close(f);
     return pt_open(f, path, err);
   }

@@ -149,7 +149,10 @@ int64_t *tok_strmap_get(const tok_strmap *m, const char *key, size_t n) {
   uint64_t h = tok_hash_bytes(key, n);
   size_t j = (size_t)h & (m->cap - 1);
   while (m->hash[j]) {
-    if (m->hash[j] == h && m->key_len[j] == n && !memcmp(m->arena + m->key_off[j], key, n))
+    /* an empty key has no bytes in the arena, which stays NULL while every
+     * key is empty (NULL + 0 is undefined) */
+    if (m->hash[j] == h && m->key_len[j] == n &&
+        (n == 0 || !memcmp(m->arena + m->key_off[j], key, n)))
       return &m->val[j];
     j = (j + 1) & (m->cap - 1);
   }

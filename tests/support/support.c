@@ -1,9 +1,11 @@
 #define _XOPEN_SOURCE 700 /* nftw with FTW_DEPTH and FTW_PHYS */
 #include "tests/support/support.h"
+#include "common/common.h"
 
 #include <archive.h>
 #include <archive_entry.h>
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <poll.h>
@@ -309,4 +311,71 @@ void ts_imdb_slice(const char *data, const char *src, const char *corpus, int n_
   archive_read_free(a);
   for (int d = 0; d < 5; d++)
     cr_assert_eq(have[d], want[d], "the archive lacks %s reviews", dirs[d]);
+}
+
+/* ------------------------------------------------------------ fuzzing */
+
+/* Loads every file of a corpus folder, in name order; returns the count. */
+static size_t fuzz_corpus(const char *dir, char **bufs, size_t *lens, size_t max) {
+  struct dirent **names;
+  int k = scandir(dir, &names, NULL, alphasort);
+  cr_assert(k >= 0, "%s: cannot list", dir);
+  size_t n = 0;
+  for (int i = 0; i < k; i++) {
+    if (names[i]->d_name[0] != '.' && n < max) {
+      char path[1024];
+      snprintf(path, sizeof path, "%s/%s", dir, names[i]->d_name);
+      dfpo_err err;
+      cr_assert_eq(dfpo_read_file(path, &bufs[n], &lens[n], &err), 0, "%s", err.msg);
+      n++;
+    }
+    free(names[i]);
+  }
+  free(names);
+  cr_assert(n > 0, "empty corpus %s", dir);
+  return n;
+}
+
+void ts_fuzz_run(ts_fuzz_fn fn, const char *dir, int mutants) {
+  char *bufs[64];
+  size_t lens[64];
+  size_t n = fuzz_corpus(dir, bufs, lens, 64);
+  for (size_t i = 0; i < n; i++)
+    fn((const uint8_t *)bufs[i], lens[i]);
+  dfpo_rng r;
+  dfpo_rng_init(&r, 2024, 11);
+  static const char tokens[] = "{}[]\":,\\0123456789.-+eE truefalsnul\n\xff\xc3";
+  for (int k = 0; k < mutants; k++) {
+    size_t src = dfpo_rng_below(&r, (uint32_t)n);
+    size_t len = lens[src];
+    uint8_t *m = malloc(len + 64);
+    cr_assert_not_null(m);
+    memcpy(m, bufs[src], len);
+    int edits = 1 + (int)dfpo_rng_below(&r, 8);
+    for (int e = 0; e < edits; e++) {
+      uint32_t op = dfpo_rng_below(&r, 5);
+      size_t at = len ? dfpo_rng_below(&r, (uint32_t)len) : 0;
+      if (op == 0 && len) { /* flip a byte */
+        m[at] = (uint8_t)dfpo_rng_u32(&r);
+      } else if (op == 1 && len + 1 < lens[src] + 64) { /* insert a JSON-ish byte */
+        memmove(m + at + 1, m + at, len - at);
+        m[at] = (uint8_t)tokens[dfpo_rng_below(&r, sizeof tokens - 1)];
+        len++;
+      } else if (op == 2 && len) { /* delete */
+        memmove(m + at, m + at + 1, len - at - 1);
+        len--;
+      } else if (op == 3) { /* truncate */
+        len = at;
+      } else if (len) { /* splice from another corpus file */
+        size_t o = dfpo_rng_below(&r, (uint32_t)n);
+        size_t take = lens[o] < 32 ? lens[o] : 32;
+        if (at + take <= len)
+          memcpy(m + at, bufs[o], take);
+      }
+    }
+    fn(m, len);
+    free(m);
+  }
+  for (size_t i = 0; i < n; i++)
+    free(bufs[i]);
 }

@@ -4,6 +4,7 @@
 
 #include <cJSON.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* The result of running a command: exit status (or 128 + signal), and its
  * stdout and stderr as NUL-terminated heap strings. */
@@ -54,5 +55,15 @@ void ts_write_text(const char *path, const char *text);
 /* A fresh temporary folder (mkdtemp) and its recursive removal. */
 void ts_tmpdir(char *buf, size_t n);
 void ts_rmtree(const char *path);
+
+/* A fuzz target (an LLVMFuzzerTestOneInput under another name: it aborts on
+ * a broken contract). */
+typedef int (*ts_fuzz_fn)(const uint8_t *data, size_t size);
+/* Runs fn over every file of the corpus folder dir (at most 64) and then
+ * over `mutants` inputs made from them by a seeded generator (byte flips,
+ * insertions of JSON-ish bytes, deletions, truncations, splices from another
+ * corpus file): the same inputs on every run. ci/fuzz runs the targets
+ * under libFuzzer for longer. */
+void ts_fuzz_run(ts_fuzz_fn fn, const char *dir, int mutants);
 
 #endif
