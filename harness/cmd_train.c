@@ -13,7 +13,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 /* The rollouts' texts scored together (the judge's batches). */
@@ -260,10 +259,8 @@ static int train_loop(trn_run *r, int64_t iterations, int64_t eval_every, size_t
     cJSON *line = cJSON_CreateObject();
     cJSON_AddNumberToObject(line, "iteration", (double)it);
     char stamp[32];
-    time_t now = time(NULL);
-    struct tm tmv;
-    if (gmtime_r(&now, &tmv) && strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tmv))
-      cJSON_AddStringToObject(line, "time", stamp);
+    dfpo_utc_now(stamp);
+    cJSON_AddStringToObject(line, "time", stamp);
     double shown_reward = NAN, shown_kl = NAN, shown_loss = NAN;
     if (it % eval_every == 0 || it == iterations) {
       double means[TASK_MAX_METRICS];

@@ -7,7 +7,6 @@
 #include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /* The judge struct is private to judge.c; this file reaches it through the
  * accessors below, declared in met_internal.h. */
@@ -150,10 +149,7 @@ int met_judge_save(const met_judge *j, const char *dir, const met_judge_fit *fit
   cJSON_AddStringToObject(card, "model_file", "judge.bin");
   cJSON_AddStringToObject(card, "model_sha256", hex);
   char when[32];
-  time_t now = time(NULL);
-  struct tm tm;
-  gmtime_r(&now, &tm);
-  strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  dfpo_utc_now(when);
   cJSON_AddStringToObject(card, "created_at", when);
   cJSON_AddItemToObject(card, "features", feat_json(f, met_judge_nb(j)));
   if (fit) {
