@@ -479,6 +479,25 @@ static inline float exp_shift_sum(float *a, int j0, int j1, float mx) {
 }
 
 #ifdef HAVE_SMALLM
+/* o[16 HV] = sum over keys j0..j1-1, in order, of a[j] v_j (v_j C3 floats
+ * apart): the output of a query in both AVX-512 attention paths. */
+static inline void av_sum512(float *o, const float *a, const float *v, size_t C3, int j0, int j1,
+                             int HV) __attribute__((always_inline, target("avx512f")));
+static inline void av_sum512(float *o, const float *a, const float *v, size_t C3, int j0, int j1,
+                             int HV) {
+  __m512 acc[8];
+  for (int i = 0; i < HV; i++)
+    acc[i] = _mm512_setzero_ps();
+  for (int j = j0; j < j1; j++) {
+    __m512 w = _mm512_set1_ps(a[j]);
+    const float *vj = v + (size_t)j * C3;
+    for (int i = 0; i < HV; i++)
+      acc[i] = _mm512_fmadd_ps(w, _mm512_loadu_ps(vj + 16 * i), acc[i]);
+  }
+  for (int i = 0; i < HV; i++)
+    _mm512_storeu_ps(o + 16 * i, acc[i]);
+}
+
 /* One query of attention_rows with AVX-512 (head size 16 HV, HV <= 8):
  * q, k and v point at the head's channels of row 0 of the batch row, rows
  * C3 apart; keys j0..t (t: the last key). Each score is a 16-lane FMA sum, reduced; the
@@ -500,18 +519,9 @@ attention_query512(float *o, float *a, const float *q, const float *k, const flo
       mx = s;
   }
   float inv = 1.0f / exp_shift_sum(a, j0, t + 1, mx);
-  __m512 acc[8];
-  for (int i = 0; i < HV; i++)
-    acc[i] = _mm512_setzero_ps();
-  for (int j = j0; j <= t; j++) {
+  for (int j = j0; j <= t; j++)
     a[j] *= inv;
-    __m512 w = _mm512_set1_ps(a[j]);
-    const float *vj = v + (size_t)j * C3;
-    for (int i = 0; i < HV; i++)
-      acc[i] = _mm512_fmadd_ps(w, _mm512_loadu_ps(vj + 16 * i), acc[i]);
-  }
-  for (int i = 0; i < HV; i++)
-    _mm512_storeu_ps(o + 16 * i, acc[i]);
+  av_sum512(o, a, v, C3, j0, t + 1, HV);
 }
 #endif
 
@@ -645,19 +655,10 @@ static inline void bidir_head(float *out, float *att, const float *row0, float *
       vs = _mm512_add_ps(vs, e);
     }
     float inv = 1.0f / _mm512_reduce_add_ps(vs);
-    __m512 acc[8];
-    for (int i = 0; i < HV; i++)
-      acc[i] = _mm512_setzero_ps();
     memset(a, 0, (size_t)T * sizeof(float));
-    for (int j = ks; j < T; j++) {
+    for (int j = ks; j < T; j++)
       a[j] = sc[j] * inv;
-      __m512 w = _mm512_set1_ps(a[j]);
-      const float *vj = v + (size_t)j * C3;
-      for (int i = 0; i < HV; i++)
-        acc[i] = _mm512_fmadd_ps(w, _mm512_loadu_ps(vj + 16 * i), acc[i]);
-    }
-    for (int i = 0; i < HV; i++)
-      _mm512_storeu_ps(o + 16 * i, acc[i]);
+    av_sum512(o, a, v, C3, ks, T, HV);
   }
 }
 
