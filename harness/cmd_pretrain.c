@@ -1,5 +1,6 @@
 #include "harness/cli.h"
 #include "harness/config.h"
+#include "harness/rundir.h"
 #include "trainer/gpt2.h"
 #include "trainer/model.h"
 #include "trainer/optim.h"
@@ -258,33 +259,6 @@ static void draw_batch(const stream *s, int B, int T, uint64_t seed, uint64_t ke
   }
 }
 
-/* Keeps the lines of train.jsonl for steps before `step` (a resumed run
- * rewrites the steps after its checkpoint). */
-static int trim_log(const char *path, int step, dfpo_err *err) {
-  char *text;
-  size_t len;
-  if (dfpo_read_file(path, &text, &len, NULL) != DFPO_OK)
-    return DFPO_OK;
-  char *out = malloc(len + 1);
-  size_t ol = 0;
-  for (char *line = text; *line;) {
-    char *nl = strchr(line, '\n');
-    size_t ll = nl ? (size_t)(nl - line) + 1 : strlen(line);
-    cJSON *o = cJSON_ParseWithLength(line, ll);
-    const cJSON *st = cJSON_GetObjectItem(o, "step");
-    if (cJSON_IsNumber(st) && st->valueint < step) {
-      memcpy(out + ol, line, ll);
-      ol += ll;
-    }
-    cJSON_Delete(o);
-    line += ll;
-  }
-  int rc = dfpo_atomic_write_file(path, out, ol, err);
-  free(out);
-  free(text);
-  return rc;
-}
-
 /* The pretrain.* keys (and model.*, tokenizer.path) of a config into o. */
 static int opts_from_config(pt_opts *o, const cfg *c, dfpo_err *err) {
   int64_t v;
@@ -375,6 +349,15 @@ static int pt_run(const pt_opts *o, const char *conf_json, dfpo_err *err) {
   return rc;
 }
 
+/* The resumable checkpoint, after the log lines of the steps it holds are
+ * on disk (a resumed run requires them: rundir_log_keep). */
+static int save_checkpoint(model_t *m, const char *ckpt_path, FILE *log, const char *log_path,
+                           dfpo_err *err) {
+  if (rundir_log_sync(log) != 0)
+    return dfpo_err_errno(err, DFPO_ERUNTIME, errno, "%s: cannot sync", log_path);
+  return model_save(m, ckpt_path, 1, err);
+}
+
 static int pt_run_locked(const pt_opts *o, const char *conf_json, dfpo_err *err) {
   const char *out = o->out;
   char ckpt_path[4096], log_path[4096], conf_path[4096];
@@ -437,9 +420,12 @@ static int pt_run_locked(const pt_opts *o, const char *conf_json, dfpo_err *err)
     dfpo_info("pretrain: %zu training and %zu validation tokens", tr.n, va.n);
   if (!rc && conf_json)
     rc = dfpo_atomic_write_file(conf_path, conf_json, strlen(conf_json), err);
+  /* A resumed run keeps the log's lines for the steps before its checkpoint
+   * (checked: whole, finite, one per step in order) and rewrites the rest;
+   * a new run starts a new log. */
   if (!rc && resumed)
-    rc = trim_log(log_path, model_step_count(m), err);
-  FILE *log = rc ? NULL : fopen(log_path, "a");
+    rc = rundir_log_keep(log_path, "step", model_step_count(m), err);
+  FILE *log = rc ? NULL : fopen(log_path, resumed ? "a" : "w");
   if (!rc && !log)
     rc = dfpo_err_errno(err, DFPO_ERUNTIME, errno, "%s", log_path);
   int *toks = malloc(sizeof(int) * Bi * Ti), *tgt = malloc(sizeof(int) * Bi * Ti);
@@ -481,21 +467,23 @@ static int pt_run_locked(const pt_opts *o, const char *conf_json, dfpo_err *err)
       dfpo_info("pretrain: step %d/%d: loss %.4f, validation loss %.4f", done, total, (double)loss,
                 vs / eval_b);
     }
-    fprintf(log, "}\n");
-    fflush(log);
+    if (fprintf(log, "}\n") < 0 || fflush(log) != 0) {
+      rc = dfpo_err_errno(err, DFPO_ERUNTIME, errno, "%s: cannot write", log_path);
+      break;
+    }
     if (stop && done >= stop && done < total && done % ckpt != 0) {
       dfpo_info("pretrain: stopping after step %d as asked", done);
       break;
     }
     if (!rc && (done % ckpt == 0 || done == total))
-      rc = model_save(m, ckpt_path, 1, err);
+      rc = save_checkpoint(m, ckpt_path, log, log_path, err);
     if (stop && done >= stop)
       break;
     if (!rc && dfpo_interrupted() && done < total) {
       /* Ctrl-C or SIGTERM (dfpo reproduce forwards it): a checkpoint of
        * this step, from which a rerun goes on bit for bit */
       if (done % ckpt != 0)
-        rc = model_save(m, ckpt_path, 1, err);
+        rc = save_checkpoint(m, ckpt_path, log, log_path, err);
       if (!rc)
         rc = dfpo_err_set(err, DFPO_EINTR,
                           "pretrain: interrupted after step %d; run it again to resume from %s",

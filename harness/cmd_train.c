@@ -184,12 +184,6 @@ static int setup(trn_run *r, dfpo_err *err) {
 
 /* ------------------------------------------------------------- the loop */
 
-/* fsync of the log; a file that cannot be synced at all (EINVAL: a pipe or
- * a device) is taken as synced. */
-static int log_sync(FILE *log) {
-  return fsync(fileno(log)) != 0 && errno != EINVAL ? -1 : 0;
-}
-
 /* The numbers of one train.jsonl line as TensorBoard scalars: val_* keys
  * under "val/", the others under "train/" (iteration is the step). */
 static int tb_line(tb_writer *tb, int64_t it, const cJSON *line, dfpo_err *err) {
@@ -398,7 +392,7 @@ static int train_loop(trn_run *r, int64_t iterations, int64_t eval_every, size_t
       ls->next_it = done;
       ls->log_bytes = (int64_t)ftell(log);
       /* on the disk before state.json names its length */
-      if (ls->log_bytes < 0 || log_sync(log) != 0) {
+      if (ls->log_bytes < 0 || rundir_log_sync(log) != 0) {
         rc = dfpo_err_errno(err, DFPO_ERUNTIME, errno, "%s: cannot sync", logpath);
         break;
       }
@@ -421,7 +415,7 @@ static int train_loop(trn_run *r, int64_t iterations, int64_t eval_every, size_t
     }
   }
   int e = 0;
-  if (fflush(log) != 0 || log_sync(log) != 0)
+  if (fflush(log) != 0 || rundir_log_sync(log) != 0)
     e = errno;
   if (fclose(log) != 0 && !e)
     e = errno;

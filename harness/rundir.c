@@ -4,12 +4,14 @@
 #include "datasets/datasets.h"
 #include "harness/config.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 int rundir_done_write(const char *dir, dfpo_err *err) {
   ds_file_hash *f = NULL;
@@ -99,8 +101,12 @@ static const cJSON *non_finite(const cJSON *o) {
   return bad;
 }
 
-int rundir_log_read(const char *path, int64_t limit, rundir_line_fn fn, void *ctx, int64_t *lines,
-                    dfpo_err *err) {
+/* The reader behind rundir_log_read and rundir_log_keep: key is the field
+ * that must equal each line's 0-based index; limit as rundir_log_read's;
+ * max_lines >= 0 stops after that many lines (the rest is not looked at);
+ * *end gets the byte offset just past the last line read. */
+static int log_read(const char *path, const char *key, int64_t limit, int64_t max_lines,
+                    rundir_line_fn fn, void *ctx, int64_t *lines, size_t *end, dfpo_err *err) {
   char *text;
   size_t len;
   int64_t n = 0;
@@ -123,13 +129,13 @@ int rundir_log_read(const char *path, int64_t limit, rundir_line_fn fn, void *ct
     len = (size_t)limit;
   }
   size_t pos = 0;
-  while (!rc && pos < len) {
+  while (!rc && pos < len && (max_lines < 0 || n < max_lines)) {
     const char *line = text + pos, *nl = memchr(line, '\n', len - pos);
     size_t ll = nl ? (size_t)(nl - line) : len - pos;
     cJSON *o = NULL;
     if ((rc = ds_jsonl_parse_line(line, ll, path, (size_t)n + 1, &o, err)))
       break;
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, "iteration"), *bad = non_finite(o);
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key), *bad = non_finite(o);
     if (!nl)
       rc = dfpo_err_set(err, DFPO_EDATA, "%s:%" PRId64 ": the last line is cut (no newline)", path,
                         n + 1);
@@ -138,9 +144,8 @@ int rundir_log_read(const char *path, int64_t limit, rundir_line_fn fn, void *ct
                         n + 1, bad->string ? bad->string : "?");
     else if (!cJSON_IsNumber(it) || it->valuedouble != (double)n)
       rc = dfpo_err_set(err, DFPO_EDATA,
-                        "%s:%" PRId64 ": \"iteration\" should be %" PRId64
-                        " (one line per iteration, in order)",
-                        path, n + 1, n);
+                        "%s:%" PRId64 ": \"%s\" should be %" PRId64 " (one line per %s, in order)",
+                        path, n + 1, key, n, key);
     else if (fn)
       rc = fn(ctx, n, o, err);
     cJSON_Delete(o);
@@ -152,5 +157,34 @@ int rundir_log_read(const char *path, int64_t limit, rundir_line_fn fn, void *ct
   free(text);
   if (!rc && lines)
     *lines = n;
+  if (end)
+    *end = pos;
   return rc;
+}
+
+int rundir_log_read(const char *path, int64_t limit, rundir_line_fn fn, void *ctx, int64_t *lines,
+                    dfpo_err *err) {
+  return log_read(path, "iteration", limit, -1, fn, ctx, lines, NULL, err);
+}
+
+int rundir_log_keep(const char *path, const char *key, int64_t n, dfpo_err *err) {
+  int64_t lines = 0;
+  size_t end = 0;
+  if (n == 0 && access(path, F_OK) != 0)
+    return DFPO_OK; /* nothing logged yet and nothing to keep */
+  int rc = log_read(path, key, -1, n, NULL, NULL, &lines, &end, err);
+  if (rc)
+    return rc;
+  if (lines < n)
+    return dfpo_err_set(err, DFPO_EDATA,
+                        "%s: %" PRId64 " whole lines, but the checkpoint is at %s %" PRId64
+                        ": the log lost lines (remove the folder to start again)",
+                        path, lines, key, n);
+  if (truncate(path, (off_t)end) != 0)
+    return dfpo_err_errno(err, DFPO_ERUNTIME, errno, "%s: cannot cut back to its checkpoint", path);
+  return DFPO_OK;
+}
+
+int rundir_log_sync(FILE *log) {
+  return fsync(fileno(log)) != 0 && errno != EINVAL ? -1 : 0;
 }

@@ -14,6 +14,7 @@
 
 #include <cjson/cJSON.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* DONE's format version ("done_version"). */
 #define RUNDIR_DONE_VERSION 1
@@ -40,5 +41,18 @@ typedef int (*rundir_line_fn)(void *ctx, int64_t index, const cJSON *line, dfpo_
  * *lines (optional) gets their count. */
 int rundir_log_read(const char *path, int64_t limit, rundir_line_fn fn, void *ctx, int64_t *lines,
                     dfpo_err *err);
+/* For a log resumed from a checkpoint taken after n lines, when the
+ * checkpoint did not record the log's length (`dfpo pretrain`'s, one line
+ * per "step"): checks the first n lines as rundir_log_read does, with key
+ * for "iteration", and cuts the file just after them; what follows them
+ * (lines written after the checkpoint, perhaps a cut one) is dropped
+ * unread. Fewer than n whole lines is DFPO_EDATA; a missing file is
+ * DFPO_OK only for n 0. */
+int rundir_log_keep(const char *path, const char *key, int64_t n, dfpo_err *err);
+
+/* fsync of an open log, before a checkpoint that counts its lines is
+ * written; -1 with errno on failure. A file that cannot be synced at all
+ * (EINVAL: a pipe or a device) is taken as synced. */
+int rundir_log_sync(FILE *log);
 
 #endif

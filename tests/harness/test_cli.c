@@ -253,3 +253,18 @@ Test(cli, device_option_on_every_engine_command, .timeout = 300) {
 #undef DEV
   ts_rmtree(dir);
 }
+
+/* dfpo train names what it refuses (moved from test_train.c, whose suite
+ * makes a base model for every test). */
+Test(cli, train_refuses_bad_choices_clearly) {
+  ts_run r;
+  ts_dfpo(&r, "train", "--task", "nosuch", "--algo", "ppo", "--model", "x", "--tokenizer", "y",
+          NULL);
+  cr_expect_eq(r.status, 1);
+  cr_expect(strstr(r.err, "nosuch") != NULL, "%s", r.err);
+  ts_run_free(&r);
+  ts_dfpo(&r, "train", "--algo", "ppo", NULL);
+  cr_expect_eq(r.status, 1);
+  cr_expect(strstr(r.err, "needs a base model") != NULL, "%s", r.err);
+  ts_run_free(&r);
+}

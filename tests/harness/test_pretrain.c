@@ -9,7 +9,9 @@
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void corpus(const char *path, int lines, int shift) {
   FILE *f = fopen(path, "w");
@@ -22,12 +24,19 @@ static void corpus(const char *path, int lines, int shift) {
   fclose(f);
 }
 
+/* dfpo pretrain with the shape and schedule every test here uses; r's
+ * status and stderr are the caller's to look at and free. */
+static void run_r(ts_run *r, const char *train, const char *val, const char *out,
+                  const char *stop) {
+  ts_dfpo(r, "pretrain", "--train", train, "--val", val, "--out", out, "--vocab", "50", "--n-layer",
+          "1", "--n-head", "2", "--n-embd", "32", "--n-ctx", "32", "--steps", "40", "--batch", "4",
+          "--seq", "16", "--lr", "3e-3", "--warmup", "5", "--eval-every", "20", "--ckpt-every",
+          "20", "--seed", "5", stop ? "--stop-after" : NULL, stop, NULL);
+}
+
 static void run(const char *train, const char *val, const char *out, const char *stop) {
   ts_run r;
-  ts_dfpo(&r, "pretrain", "--train", train, "--val", val, "--out", out, "--vocab", "50",
-          "--n-layer", "1", "--n-head", "2", "--n-embd", "32", "--n-ctx", "32", "--steps", "40",
-          "--batch", "4", "--seq", "16", "--lr", "3e-3", "--warmup", "5", "--eval-every", "20",
-          "--ckpt-every", "20", "--seed", "5", stop ? "--stop-after" : NULL, stop, NULL);
+  run_r(&r, train, val, out, stop);
   cr_assert_eq(r.status, 0, "dfpo pretrain failed: %s", r.err);
   ts_run_free(&r);
 }
@@ -76,6 +85,79 @@ Test(pretrain, learns_and_resumes_bit_identically) {
   cr_expect_lt(v[1], v[0], "validation loss %.3f -> %.3f should fall", v[0], v[1]);
   cr_expect_lt(v[0], 3.0);
   free(da), free(db), free(ta), free(tb);
+  ts_rmtree(dir);
+}
+
+/* The number of lines of a file (0 when it cannot be read). */
+static int count_lines(const char *path) {
+  char *t;
+  dfpo_err err;
+  if (dfpo_read_file(path, &t, NULL, &err))
+    return 0;
+  int n = 0;
+  for (char *p = t; (p = strchr(p, '\n')); p++)
+    n++;
+  free(t);
+  return n;
+}
+
+/* Issue 23, "a log that cannot rot unseen", for pretraining: a resumed run
+ * keeps the log's lines before its checkpoint only when they are whole
+ * (here a damaged line 6 and a log cut to 12 lines are refused, exit 2,
+ * naming the file and the line), and a new run in a folder that holds an
+ * old log (no checkpoint) starts a new log instead of appending to it.
+ * Before, the damaged line was dropped silently, the short log resumed with
+ * steps 12..19 missing, and the new run appended steps 0..39 to the old. */
+Test(pretrain, a_damaged_log_is_refused_on_resume) {
+  char dir[256], train[300], val[300], b[300], lb[320], ck[320];
+  ts_tmpdir(dir, sizeof dir);
+  snprintf(train, sizeof train, "%s/train.txt", dir);
+  snprintf(val, sizeof val, "%s/val.txt", dir);
+  snprintf(b, sizeof b, "%s/b", dir);
+  snprintf(lb, sizeof lb, "%s/train.jsonl", b);
+  snprintf(ck, sizeof ck, "%s/checkpoint.bin", b);
+  corpus(train, 50, 0);
+  corpus(val, 10, 1);
+  run(train, val, b, "27"); /* checkpoint at 20, log to 27 */
+  cr_assert_eq(count_lines(lb), 27);
+  char *t;
+  size_t n;
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  cr_assert_eq(dfpo_read_file(lb, &t, &n, &err), 0, "%s", err.msg);
+  /* line 6 (step 5): its loss becomes NaN, as a bad disk or hand might */
+  char *l6 = t;
+  for (int i = 0; i < 5; i++)
+    l6 = strchr(l6, '\n') + 1;
+  char *loss = strstr(l6, "\"loss\": ");
+  cr_assert_not_null(loss);
+  loss += 8;
+  memcpy(loss, "NaN     ", 8);
+  FILE *f = fopen(lb, "w");
+  fwrite(t, 1, n, f);
+  fclose(f);
+  ts_run r;
+  run_r(&r, train, val, b, NULL);
+  cr_expect_eq(r.status, 2, "%s", r.err);
+  cr_expect(strstr(r.err, "train.jsonl:6") != NULL, "%s", r.err);
+  ts_run_free(&r);
+  /* cut to 12 whole lines: steps 12..19 lost */
+  char *l13 = t;
+  for (int i = 0; i < 12; i++)
+    l13 = strchr(l13, '\n') + 1;
+  memcpy(loss, "1.0     ", 8);
+  f = fopen(lb, "w");
+  fwrite(t, 1, (size_t)(l13 - t), f);
+  fclose(f);
+  run_r(&r, train, val, b, NULL);
+  cr_expect_eq(r.status, 2, "%s", r.err);
+  cr_expect(strstr(r.err, "lost lines") != NULL, "%s", r.err);
+  ts_run_free(&r);
+  free(t);
+  /* no checkpoint, an old log: a new run writes a new one, 40 lines */
+  cr_assert_eq(unlink(ck), 0);
+  run(train, val, b, NULL);
+  cr_expect_eq(count_lines(lb), 40);
   ts_rmtree(dir);
 }
 

@@ -135,11 +135,12 @@ static int val_ppl_refs(const char *path, double *v, int max) {
   return n;
 }
 
-static void sft_lowers_the_reference_loss(void);
-static void a_stopped_run_resumes_to_the_same_numbers(void);
+static void a_stopped_run_resumes_to_the_same_numbers(const char *algo, const char *extra);
 
-/* One test for all cells: the base model is made once (by the suite's init,
- * which Criterion runs per test), so SFT and resuming are checked here too. */
+/* The RL cells and zero-shot, and a stopped NLPO run resumed. SFT, whose
+ * epochs cost the most, is a test of its own (sft_learns_and_resumes, its
+ * own CTest test) so that neither comes near its time limit under the
+ * sanitizers; each makes its base model (the suite's init runs per test). */
 Test(train, cells_write_their_run_folders) {
   run_cell("ppo", "4");
   char p[512];
@@ -279,26 +280,12 @@ Test(train, cells_write_their_run_folders) {
   cr_expect_eq(access(f, F_OK), 0);
   snprintf(f, sizeof f, "%s/runs/default/synthetic/zero-shot/seed-3/eval.json", dir);
   cr_expect_eq(access(f, F_OK), 0);
-  sft_lowers_the_reference_loss();
-  a_stopped_run_resumes_to_the_same_numbers();
-}
-
-Test(train_cli, bad_choices_are_refused_clearly) {
-  ts_run r;
-  ts_dfpo(&r, "train", "--task", "nosuch", "--algo", "ppo", "--model", "x", "--tokenizer", "y",
-          NULL);
-  cr_expect_eq(r.status, 1);
-  cr_expect(strstr(r.err, "nosuch") != NULL, "%s", r.err);
-  ts_run_free(&r);
-  ts_dfpo(&r, "train", "--algo", "ppo", NULL);
-  cr_expect_eq(r.status, 1);
-  cr_expect(strstr(r.err, "needs a base model") != NULL, "%s", r.err);
-  ts_run_free(&r);
+  a_stopped_run_resumes_to_the_same_numbers("nlpo", "nlpo.mask_refresh=3");
 }
 
 /* SFT: the cross-entropy on the training references falls from epoch to
- * epoch, and the run folder is the others'. */
-static void sft_lowers_the_reference_loss(void) {
+ * epoch, the run folder is the others', and a stopped run resumes. */
+Test(train, sft_learns_and_resumes) {
   run_cell_x("sft", "4", "runs", "train.lr=1e-3", NULL);
   char f[600];
   snprintf(f, sizeof f, "%s/runs/default/synthetic/sft/seed-3/train.jsonl", dir);
@@ -312,6 +299,7 @@ static void sft_lowers_the_reference_loss(void) {
   free(log);
   snprintf(f, sizeof f, "%s/runs/default/synthetic/sft/seed-3/eval.json", dir);
   cr_expect_eq(access(f, F_OK), 0);
+  a_stopped_run_resumes_to_the_same_numbers("sft", "train.lr=1e-3");
 }
 
 /* A train.jsonl without its clock readings (time, iteration_s, elapsed_s),
@@ -354,30 +342,27 @@ static void expect_same_file(const char *a_dir, const char *b_dir, const char *n
   free(b);
 }
 
-/* A run stopped after 3 of 4 iterations (its last resumable checkpoint is at
- * 2, so the resumed run cuts train.jsonl back and replays iteration 2) ends
- * with the numbers of the uninterrupted runs above, bit for bit: NLPO with a
- * mask model refreshed every 3 iterations (so the checkpoint's mask model is
- * not the policy), and SFT (its data stream). */
-static void a_stopped_run_resumes_to_the_same_numbers(void) {
-  const char *cells[][2] = {{"nlpo", "nlpo.mask_refresh=3"}, {"sft", "train.lr=1e-3"}};
-  for (int i = 0; i < 2; i++) {
-    const char *algo = cells[i][0];
-    run_cell_x(algo, "4", "resumed", cells[i][1], "3");
-    char f[600];
-    snprintf(f, sizeof f, "%s/resumed/default/synthetic/%s/seed-3/DONE", dir, algo);
-    cr_expect_neq(access(f, F_OK), 0, "a stopped run is not done");
-    snprintf(f, sizeof f, "%s/resumed/default/synthetic/%s/seed-3/checkpoint/resume/state.json",
-             dir, algo);
-    cr_expect_eq(access(f, F_OK), 0, "%s missing", f);
-    run_cell_x(algo, "4", "resumed", cells[i][1], NULL);
-    char name[100];
-    snprintf(name, sizeof name, "%s/seed-3/train.jsonl", algo);
-    expect_same_file("runs", "resumed", name);
-    snprintf(name, sizeof name, "%s/seed-3/eval.json", algo);
-    expect_same_file("runs", "resumed", name);
-    snprintf(name, sizeof name, "%s/seed-3/samples.jsonl", algo);
-    expect_same_file("runs", "resumed", name);
-    cr_expect_neq(access(f, F_OK), 0, "a finished run keeps no resumable checkpoint");
-  }
+/* A run of algo stopped after 3 of 4 iterations (its last resumable
+ * checkpoint is at 2, so the resumed run cuts train.jsonl back and replays
+ * iteration 2) ends with the numbers of the uninterrupted run of the same
+ * settings under "runs", bit for bit: NLPO with a mask model refreshed
+ * every 3 iterations (so the checkpoint's mask model is not the policy),
+ * and SFT (its data stream). */
+static void a_stopped_run_resumes_to_the_same_numbers(const char *algo, const char *extra) {
+  run_cell_x(algo, "4", "resumed", extra, "3");
+  char f[600];
+  snprintf(f, sizeof f, "%s/resumed/default/synthetic/%s/seed-3/DONE", dir, algo);
+  cr_expect_neq(access(f, F_OK), 0, "a stopped run is not done");
+  snprintf(f, sizeof f, "%s/resumed/default/synthetic/%s/seed-3/checkpoint/resume/state.json", dir,
+           algo);
+  cr_expect_eq(access(f, F_OK), 0, "%s missing", f);
+  run_cell_x(algo, "4", "resumed", extra, NULL);
+  char name[100];
+  snprintf(name, sizeof name, "%s/seed-3/train.jsonl", algo);
+  expect_same_file("runs", "resumed", name);
+  snprintf(name, sizeof name, "%s/seed-3/eval.json", algo);
+  expect_same_file("runs", "resumed", name);
+  snprintf(name, sizeof name, "%s/seed-3/samples.jsonl", algo);
+  expect_same_file("runs", "resumed", name);
+  cr_expect_neq(access(f, F_OK), 0, "a finished run keeps no resumable checkpoint");
 }
