@@ -67,10 +67,19 @@ static int open_wordpiece(met_hf_judge *j, const char *folder, const cJSON *tcfg
     lower = jbool(norm, "lowercase", lower);
     strip = jbool(norm, "strip_accents", strip);
   }
+  /* the vocabulary: tokenizer.json's WordPiece model when it has one (what
+   * AutoTokenizer's fast tokenizer reads), else vocab.txt */
+  const cJSON *mtype =
+      cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(tj, "model"), "type");
+  int from_json = cJSON_IsString(mtype) && !strcmp(mtype->valuestring, "WordPiece");
   cJSON_Delete(tj);
   char path[4096];
-  if ((rc = dfpo_path_fmt(path, sizeof path, err, "%s/vocab.txt", folder)) ||
-      (rc = tok_wp_load(&j->wp, path, lower, strip < 0 ? lower : strip, "[UNK]", err)))
+  if ((rc = dfpo_path_fmt(path, sizeof path, err, "%s/%s", folder,
+                          from_json ? "tokenizer.json" : "vocab.txt")))
+    return rc;
+  rc = from_json ? tok_wp_load_json(&j->wp, path, lower, strip < 0 ? lower : strip, err)
+                 : tok_wp_load(&j->wp, path, lower, strip < 0 ? lower : strip, "[UNK]", err);
+  if (rc)
     return rc;
   j->cls = tok_wp_id(j->wp, "[CLS]");
   j->sep = tok_wp_id(j->wp, "[SEP]");

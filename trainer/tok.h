@@ -127,11 +127,20 @@ int tok_train(const char *const *corpus, size_t n_corpus, size_t vocab_size, con
  * Immutable after loading: encoding is thread-safe. */
 typedef struct tok_wordpiece tok_wordpiece;
 
-/* Reads vocab.txt (one token per line, id = line number from 0; the
- * last line may lack its newline). The vocabulary must hold unk ("[UNK]"
- * for BERT). *out is the caller's (tok_wp_free). */
+/* Reads vocab.txt (one token per line, id = line number from 0; lines end
+ * at "\r\n", "\r" or "\n", as Python's text mode reads them; the last line
+ * may lack its end). The vocabulary must hold unk ("[UNK]" for BERT).
+ * *out is the caller's (tok_wp_free). */
 int tok_wp_load(tok_wordpiece **out, const char *vocab_txt, int lowercase, int strip_accents,
                 const char *unk, dfpo_err *err);
+/* The same from a fast tokenizer's tokenizer.json: its model (type
+ * "WordPiece") gives the vocabulary (token -> id; ids may skip numbers, each
+ * id and token once) and the unknown token; a continuing_subword_prefix
+ * other than "##" or a max_input_chars_per_word other than 100 is refused.
+ * The normalizer's settings are the caller's to read (lowercase,
+ * strip_accents). */
+int tok_wp_load_json(tok_wordpiece **out, const char *tokenizer_json, int lowercase,
+                     int strip_accents, dfpo_err *err);
 void tok_wp_free(tok_wordpiece *w);
 size_t tok_wp_vocab_size(const tok_wordpiece *w);
 /* The id of token (NUL-terminated), or -1. */

@@ -4,6 +4,8 @@
  * (u_strToLower). */
 #include "trainer/tok_internal.h"
 
+#include <cjson/cJSON.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unicode/uchar.h>
@@ -16,7 +18,7 @@
 
 struct tok_wordpiece {
   tok_strmap vocab; /* token -> id */
-  char **tokens;    /* [n_ids], NULL for gaps (never: ids are line numbers) */
+  char **tokens;    /* [n_ids], NULL for gaps (tokenizer.json may skip ids) */
   size_t n_ids;
   int32_t unk;
   int lowercase, strip_accents;
@@ -32,6 +34,53 @@ void tok_wp_free(tok_wordpiece *w) {
   free(w);
 }
 
+/* A tokenizer with room for n_ids ids (all gaps so far). NULL: out of
+ * memory. */
+static tok_wordpiece *wp_new(size_t n_ids, int lowercase, int strip_accents) {
+  tok_wordpiece *w = calloc(1, sizeof *w);
+  if (w)
+    w->tokens = calloc(n_ids ? n_ids : 1, sizeof *w->tokens);
+  if (!w || !w->tokens) {
+    tok_wp_free(w);
+    return NULL;
+  }
+  w->n_ids = n_ids;
+  w->lowercase = lowercase;
+  w->strip_accents = strip_accents;
+  return w;
+}
+
+/* Gives token tok[0..n) the id `id` (< n_ids, not yet taken); a token that
+ * is already there takes the new id, as a Python dict keeps the later
+ * value. -1: out of memory. */
+static int wp_add(tok_wordpiece *w, const char *tok, size_t n, size_t id) {
+  int inserted;
+  int64_t *v = tok_strmap_put(&w->vocab, tok, n, (int64_t)id, &inserted);
+  char *copy = malloc(n + 1);
+  if (!v || !copy) {
+    free(copy);
+    return -1;
+  }
+  *v = (int64_t)id;
+  memcpy(copy, tok, n);
+  copy[n] = 0;
+  w->tokens[id] = copy;
+  return 0;
+}
+
+/* Looks up unk and hands w to *out, or frees it. */
+static int wp_finish(tok_wordpiece **out, tok_wordpiece *w, const char *path, const char *unk,
+                     dfpo_err *err) {
+  w->unk = tok_wp_id(w, unk);
+  if (w->unk < 0) {
+    tok_wp_free(w);
+    return dfpo_err_set(err, DFPO_EDATA, "%s: the vocabulary lacks the unknown token \"%s\"", path,
+                        unk);
+  }
+  *out = w;
+  return DFPO_OK;
+}
+
 int tok_wp_load(tok_wordpiece **out, const char *vocab_txt, int lowercase, int strip_accents,
                 const char *unk, dfpo_err *err) {
   *out = NULL;
@@ -40,49 +89,108 @@ int tok_wp_load(tok_wordpiece **out, const char *vocab_txt, int lowercase, int s
   int rc = dfpo_read_file(vocab_txt, &text, &len, err);
   if (rc)
     return rc;
-  tok_wordpiece *w = calloc(1, sizeof *w);
-  size_t lines = 1;
-  for (size_t i = 0; i < len; i++)
-    lines += text[i] == '\n';
-  if (w)
-    w->tokens = calloc(lines, sizeof *w->tokens);
-  if (!w || !w->tokens) {
+  /* Lines end at "\r\n", "\r" or "\n", as Python's text mode reads them
+   * (transformers' load_vocab: readlines, then rstrip("\n")), so a CRLF
+   * file gives the tokens an LF one does. */
+  size_t lines = 0;
+  for (size_t at = 0; at < len; lines++) {
+    size_t e = at;
+    while (e < len && text[e] != '\n' && text[e] != '\r')
+      e++;
+    at = e + (e + 1 < len && text[e] == '\r' && text[e + 1] == '\n' ? 2 : 1);
+  }
+  tok_wordpiece *w = wp_new(lines, lowercase, strip_accents);
+  if (!w) {
     free(text);
-    tok_wp_free(w);
     return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
   }
-  w->lowercase = lowercase;
-  w->strip_accents = strip_accents;
-  for (size_t at = 0, line = 1; at < len; line++) {
-    char *nl = memchr(text + at, '\n', len - at);
-    size_t e = nl ? (size_t)(nl - text) : len, n = e - at;
-    /* the Python loader strips the newline only; a CRLF file keeps its \r
-     * in the token as there */
-    int inserted;
-    int64_t *v = tok_strmap_put(&w->vocab, text + at, n, (int64_t)w->n_ids, &inserted);
-    char *tok = malloc(n + 1);
-    if (!v || !tok) {
-      free(tok);
+  size_t line = 0;
+  for (size_t at = 0; at < len; line++) {
+    size_t e = at;
+    while (e < len && text[e] != '\n' && text[e] != '\r')
+      e++;
+    if (wp_add(w, text + at, e - at, line)) {
       free(text);
       tok_wp_free(w);
-      return dfpo_err_set(err, DFPO_ERUNTIME, "%s:%zu: out of memory", vocab_txt, line);
+      return dfpo_err_set(err, DFPO_ERUNTIME, "%s:%zu: out of memory", vocab_txt, line + 1);
     }
-    if (!inserted) /* a repeated token keeps the later id, as Python's dict */
-      *v = (int64_t)w->n_ids;
-    memcpy(tok, text + at, n);
-    tok[n] = 0;
-    w->tokens[w->n_ids++] = tok;
-    at = e + 1;
+    at = e + (e + 1 < len && text[e] == '\r' && text[e + 1] == '\n' ? 2 : 1);
   }
   free(text);
-  w->unk = tok_wp_id(w, unk);
-  if (w->unk < 0) {
-    tok_wp_free(w);
-    return dfpo_err_set(err, DFPO_EDATA, "%s: the vocabulary lacks the unknown token \"%s\"",
-                        vocab_txt, unk);
+  return wp_finish(out, w, vocab_txt, unk, err);
+}
+
+int tok_wp_load_json(tok_wordpiece **out, const char *tokenizer_json, int lowercase,
+                     int strip_accents, dfpo_err *err) {
+  *out = NULL;
+  char *text = NULL;
+  size_t len = 0;
+  int rc = dfpo_read_file(tokenizer_json, &text, &len, err);
+  if (rc)
+    return rc;
+  cJSON *root = cJSON_ParseWithLength(text, len);
+  free(text);
+  if (!root)
+    return dfpo_err_set(err, DFPO_EDATA, "%s: not JSON", tokenizer_json);
+  const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+  const cJSON *type = cJSON_GetObjectItemCaseSensitive(model, "type");
+  const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
+  const cJSON *unk = cJSON_GetObjectItemCaseSensitive(model, "unk_token");
+  const cJSON *pre = cJSON_GetObjectItemCaseSensitive(model, "continuing_subword_prefix");
+  const cJSON *maxc = cJSON_GetObjectItemCaseSensitive(model, "max_input_chars_per_word");
+  const char *bad = NULL;
+  if (!cJSON_IsString(type) || strcmp(type->valuestring, "WordPiece"))
+    bad = "model.type is not \"WordPiece\"";
+  else if (!cJSON_IsObject(vocab))
+    bad = "model.vocab is not an object";
+  else if (!cJSON_IsString(unk))
+    bad = "model.unk_token is not a string";
+  else if (pre && !cJSON_IsNull(pre) && (!cJSON_IsString(pre) || strcmp(pre->valuestring, "##")))
+    bad = "model.continuing_subword_prefix is not \"##\" (the only one supported)";
+  else if (maxc && !cJSON_IsNull(maxc) &&
+           (!cJSON_IsNumber(maxc) || maxc->valuedouble != WP_MAX_WORD))
+    bad = "model.max_input_chars_per_word is not 100 (the only one supported)";
+  /* the ids: whole numbers from 0, each once; gaps are allowed */
+  double top = -1;
+  const cJSON *e, *scan = bad ? NULL : vocab;
+  cJSON_ArrayForEach(e, scan) {
+    if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble > 16777216.0 ||
+        e->valuedouble != (double)(int64_t)e->valuedouble) {
+      bad = "model.vocab has an id that is not a whole number from 0 to 2^24";
+      break;
+    }
+    if (e->valuedouble > top)
+      top = e->valuedouble;
   }
-  *out = w;
-  return DFPO_OK;
+  if (bad) {
+    cJSON_Delete(root);
+    return dfpo_err_set(err, DFPO_EDATA, "%s: %s", tokenizer_json, bad);
+  }
+  tok_wordpiece *w = wp_new((size_t)(top + 1), lowercase, strip_accents);
+  if (!w) {
+    cJSON_Delete(root);
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  }
+  cJSON_ArrayForEach(e, vocab) {
+    size_t id = (size_t)e->valuedouble;
+    if (w->tokens[id] || tok_strmap_get(&w->vocab, e->string, strlen(e->string))) {
+      rc = dfpo_err_set(err, DFPO_EDATA, "%s: model.vocab: %s \"%s\" (id %zu) appears twice",
+                        tokenizer_json, w->tokens[id] ? "the id of" : "the token", e->string, id);
+      break;
+    }
+    if (wp_add(w, e->string, strlen(e->string), id)) {
+      rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+      break;
+    }
+  }
+  if (rc) {
+    cJSON_Delete(root);
+    tok_wp_free(w);
+    return rc;
+  }
+  rc = wp_finish(out, w, tokenizer_json, unk->valuestring, err);
+  cJSON_Delete(root);
+  return rc;
 }
 
 size_t tok_wp_vocab_size(const tok_wordpiece *w) {

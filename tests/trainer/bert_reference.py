@@ -15,12 +15,13 @@ text (GPT-2's split pattern restricted to ASCII, merges by rank).
 usage: bert_reference.py SPEC.json OUT.json
 
 SPEC: {"folders": [{"dir", "family", "layers", "width", "heads", "ffn",
-"max_pos", "labels", "seed", "act", "problem_type", "lower", "words", "emb_sd",
+"max_pos", "labels", "seed", "act", "problem_type", "lower", "words", "emb_sd", "wp_json",
 "ids": [[...]], "texts": [...], "weights": "bin", "half": [tensor names]}]}.
 For each folder the script writes a Hugging Face folder (config.json,
 tokenizer files, model.safetensors with random float32 weights, or with
 "weights": "bin" a pytorch_model.bin by torch.save; the "half" tensors
-rounded to float16, stored so in the .bin), then the label probabilities of each id row (one row
+rounded to float16, stored so in the .bin; with "wp_json" the WordPiece
+vocabulary goes into tokenizer.json's model instead of vocab.txt), then the label probabilities of each id row (one row
 alone, no padding) and of each text (tokenised here, truncated to the model's
 length with [CLS]/[SEP] or <s>/</s>). OUT: {dir: {"ids_probs", "text_ids",
 "text_probs"}}.
@@ -87,8 +88,20 @@ def make_folder(s):
     else:
         toks = SPECIALS_WP + words
         V, pad = len(toks), 0
-        with open(os.path.join(d, "vocab.txt"), "w") as f:
-            f.write("".join(t + "\n" for t in toks))
+        if s.get("wp_json"):
+            # the fast tokenizer's file alone: its WordPiece model holds the
+            # vocabulary (written in reverse order; a map token -> id)
+            tj = {"normalizer": {"type": "BertNormalizer", "clean_text": True,
+                                 "handle_chinese_chars": True, "strip_accents": None,
+                                 "lowercase": s.get("lower", True)},
+                  "model": {"type": "WordPiece", "unk_token": "[UNK]",
+                            "continuing_subword_prefix": "##", "max_input_chars_per_word": 100,
+                            "vocab": {t: i for i, t in reversed(list(enumerate(toks)))}}}
+            with open(os.path.join(d, "tokenizer.json"), "w") as f:
+                json.dump(tj, f)
+        else:
+            with open(os.path.join(d, "vocab.txt"), "w") as f:
+                f.write("".join(t + "\n" for t in toks))
         with open(os.path.join(d, "tokenizer_config.json"), "w") as f:
             json.dump({"do_lower_case": s.get("lower", True), "model_max_length": P}, f)
         tok = {"vocab": {t: i for i, t in enumerate(toks)}}

@@ -163,6 +163,8 @@ Test(bert, three_families_small_shape) {
       cJSON_AddStringToObject(s, "act", "relu");
       cJSON_AddStringToObject(s, "problem_type", "multi_label_classification");
     }
+    if (f == 1) /* no vocab.txt: the vocabulary from tokenizer.json's WordPiece model */
+      cJSON_AddBoolToObject(s, "wp_json", 1);
     if (f == 4) { /* the tanh GELU; one label: a sigmoid; a pad id inside a row */
       cJSON_AddStringToObject(s, "act", "gelu_new");
       cJSON *row = cJSON_GetArrayItem(cJSON_GetObjectItem(s, "ids"), 2);

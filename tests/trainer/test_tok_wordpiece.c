@@ -139,3 +139,89 @@ Test(tok_wordpiece, errors_name_the_file) {
   cr_expect(strstr(err.msg, path) != NULL, "%s", err.msg);
   ts_rmtree(dir);
 }
+
+/* The space-separated ids of text. */
+static const char *ids_of(tok_wordpiece *w, const char *text, char *buf, size_t n) {
+  tok_ids ids = {0};
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  cr_assert_eq(tok_wp_encode(w, text, strlen(text), &ids, &err), 0, "%s", err.msg);
+  buf[0] = 0;
+  for (size_t i = 0; i < ids.n; i++)
+    snprintf(buf + strlen(buf), n - strlen(buf), "%s%d", i ? " " : "", (int)ids.ids[i]);
+  tok_ids_free(&ids);
+  return buf;
+}
+
+/* transformers' load_vocab reads vocab.txt in Python's text mode, whose
+ * universal newlines end a line at "\r\n", "\r" or "\n" and hand back "\n"
+ * alone, which rstrip("\n") removes: a CRLF file (and a file of lone CRs)
+ * gives the ids an LF file does. Worked out by hand from those rules: [PAD]
+ * 0, [UNK] 1, hello 2, ##s 3, world 4, so "hellos world" is 2 3 4. Before,
+ * the CRLF file kept "\r" in every token: "hellos world" was [UNK] twice. */
+Test(tok_wordpiece, crlf_and_cr_vocab_lines_as_python_reads_them) {
+  char dir[256], path[512], buf[256];
+  ts_tmpdir(dir, sizeof dir);
+  snprintf(path, sizeof path, "%s/vocab.txt", dir);
+  static const char *const files[] = {
+      "[PAD]\n[UNK]\nhello\n##s\nworld\n", "[PAD]\r\n[UNK]\r\nhello\r\n##s\r\nworld\r\n",
+      "[PAD]\r[UNK]\rhello\r##s\rworld", "[PAD]\r\n[UNK]\rhello\n##s\r\nworld"};
+  for (size_t f = 0; f < sizeof files / sizeof files[0]; f++) {
+    ts_write_text(path, files[f]);
+    tok_wordpiece *w = NULL;
+    dfpo_err err;
+    dfpo_err_clear(&err);
+    cr_assert_eq(tok_wp_load(&w, path, 1, 1, "[UNK]", &err), 0, "%s", err.msg);
+    cr_expect_eq(tok_wp_vocab_size(w), 5, "file %zu", f);
+    cr_expect_str_eq(ids_of(w, "Hellos world", buf, sizeof buf), "2 3 4", "file %zu", f);
+    cr_expect_str_eq(tok_wp_token(w, 4), "world", "file %zu", f);
+    tok_wp_free(w);
+  }
+  ts_rmtree(dir);
+}
+
+/* A fast tokenizer's tokenizer.json (model.type WordPiece) gives its own
+ * vocabulary, ids in any order and with gaps (the tokenizers library keeps
+ * a token -> id map): here hello 7, ##s 3, world 5, [UNK] 0, so "hellos
+ * world" is 7 3 5 and ids 1, 2, 4 and 6 have no token. Duplicates and
+ * settings the encoder does not implement are refused by name. */
+Test(tok_wordpiece, tokenizer_json_vocabulary) {
+  char dir[256], path[512], buf[256];
+  ts_tmpdir(dir, sizeof dir);
+  snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+  ts_write_text(path, "{\"model\": {\"type\": \"WordPiece\", \"unk_token\": \"[UNK]\", "
+                      "\"continuing_subword_prefix\": \"##\", \"max_input_chars_per_word\": 100, "
+                      "\"vocab\": {\"hello\": 7, \"##s\": 3, \"world\": 5, \"[UNK]\": 0}}}");
+  tok_wordpiece *w = NULL;
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  cr_assert_eq(tok_wp_load_json(&w, path, 1, 1, &err), 0, "%s", err.msg);
+  cr_expect_eq(tok_wp_vocab_size(w), 8);
+  cr_expect_str_eq(ids_of(w, "Hellos WORLD", buf, sizeof buf), "7 3 5");
+  cr_expect_str_eq(ids_of(w, "bye", buf, sizeof buf), "0");
+  cr_expect_null(tok_wp_token(w, 4));
+  tok_wp_free(w);
+  static const char *const bad[][2] = {
+      {"{\"model\": {\"type\": \"BPE\", \"vocab\": {}}}", "WordPiece"},
+      {"{\"model\": {\"type\": \"WordPiece\", \"unk_token\": \"[UNK]\", \"vocab\": {\"[UNK]\": 0, "
+       "\"a\": 0}}}",
+       "appears twice"},
+      {"{\"model\": {\"type\": \"WordPiece\", \"unk_token\": \"[UNK]\", \"vocab\": {\"[UNK]\": 0, "
+       "\"a\": 1.5}}}",
+       "whole number"},
+      {"{\"model\": {\"type\": \"WordPiece\", \"unk_token\": \"[UNK]\", "
+       "\"continuing_subword_prefix\": \"@@\", \"vocab\": {\"[UNK]\": 0}}}",
+       "continuing_subword_prefix"},
+      {"{\"model\": {\"type\": \"WordPiece\", \"unk_token\": \"<unk>\", \"vocab\": {\"[UNK]\": "
+       "0}}}",
+       "<unk>"},
+      {"{\"model\": ", "not JSON"}};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    ts_write_text(path, bad[i][0]);
+    w = NULL;
+    cr_expect_neq(tok_wp_load_json(&w, path, 1, 1, &err), 0, "case %zu", i);
+    cr_expect(strstr(err.msg, path) && strstr(err.msg, bad[i][1]), "case %zu: %s", i, err.msg);
+    cr_expect_null(w);
+  }
+  ts_rmtree(dir);
+}

@@ -1,5 +1,6 @@
 /* Fuzz target: WordPiece's vocab.txt (tok_wp_load, BERT's
- * tokenizer), loaded with each of the normalisations, then a few texts
+ * tokenizer), loaded with each of the normalisations, and the same bytes as
+ * a tokenizer.json (tok_wp_load_json), then a few texts
  * encoded. Encoded ids must be in the vocabulary; a refusal must come with a
  * message; nothing may crash or leak.
  *
@@ -22,11 +23,12 @@ int FUZZ_NAME(const uint8_t *data, size_t size) {
   char path[600];
   fz_path(path, sizeof path, "vocab.txt");
   fz_write(path, data, size);
-  for (int mode = 0; mode < 2; mode++) {
+  for (int mode = 0; mode < 3; mode++) {
     tok_wordpiece *w = NULL;
     dfpo_err err;
     dfpo_err_clear(&err);
-    int rc = tok_wp_load(&w, path, mode, mode, "[UNK]", &err);
+    int rc = mode < 2 ? tok_wp_load(&w, path, mode, mode, "[UNK]", &err)
+                      : tok_wp_load_json(&w, path, 1, 1, &err);
     if (rc && !err.msg[0])
       abort();
     if (rc)
