@@ -122,6 +122,49 @@ __attribute__((target("avx512f"))) static void kernel(int kc, const float *a, co
   }
 }
 
+/* One panel of A stored by rows (k contiguous): the mr (<= MR) rows from
+ * a, ars apart, over kc values of k, into d[k][i], zero past row mr. A
+ * transpose of 6 rows x 16 values of k at a time in registers: output
+ * vector o holds elements 16 o .. 16 o + 15 of the panel, element e being
+ * row e % 6 at k e / 6, taken from the pairs of rows (0, 1), (2, 3) and
+ * (4, 5) by a two-source permute each and merged by row masks. The scalar
+ * loop it replaces cost about 6% of an encoder's forward pass. */
+__attribute__((target("avx512f"))) static void pack_a_rows(float *d, const float *a, size_t ars,
+                                                           int mr, int kc) {
+  int idx[MR][16];
+  __mmask16 m23[MR], m45[MR];
+  for (int o = 0; o < MR; o++) {
+    m23[o] = m45[o] = 0;
+    for (int j = 0; j < 16; j++) {
+      int e = 16 * o + j, i = e % MR;
+      idx[o][j] = e / MR + (i & 1 ? 16 : 0);
+      if (i / 2 == 1)
+        m23[o] |= (__mmask16)(1u << j);
+      if (i / 2 == 2)
+        m45[o] |= (__mmask16)(1u << j);
+    }
+  }
+  __m512i iv[MR];
+  for (int o = 0; o < MR; o++)
+    iv[o] = _mm512_loadu_si512((const void *)idx[o]);
+  int k = 0;
+  for (; k + 16 <= kc; k += 16) {
+    __m512 r[MR];
+    for (int i = 0; i < MR; i++)
+      r[i] = i < mr ? _mm512_loadu_ps(a + (size_t)i * ars + k) : _mm512_setzero_ps();
+    float *o16 = d + (size_t)k * MR;
+    for (int o = 0; o < MR; o++) {
+      __m512 v = _mm512_permutex2var_ps(r[0], iv[o], r[1]);
+      v = _mm512_mask_mov_ps(v, m23[o], _mm512_permutex2var_ps(r[2], iv[o], r[3]));
+      v = _mm512_mask_mov_ps(v, m45[o], _mm512_permutex2var_ps(r[4], iv[o], r[5]));
+      _mm512_storeu_ps(o16 + 16 * o, v);
+    }
+  }
+  for (; k < kc; k++)
+    for (int i = 0; i < MR; i++)
+      d[(size_t)k * MR + i] = i < mr ? a[(size_t)i * ars + k] : 0.0f;
+}
+
 /* rows m0..m0+mc of A, k0..k0+kc, as panels of MR rows: d[p][k][i], zero
  * past the last row */
 static void pack_a(float *d, const float *A, size_t ars, size_t acs, int m0, int mc, int k0,
@@ -134,6 +177,10 @@ static void pack_a(float *d, const float *A, size_t ars, size_t acs, int m0, int
         for (int i = 0; i < MR; i++)
           d[(size_t)k * MR + i] = i < mr ? s[i] : 0.0f;
       }
+      continue;
+    }
+    if (acs == 1) { /* A(m, k) contiguous in k: the rows transposed */
+      pack_a_rows(d, A + (size_t)(m0 + p) * ars + (size_t)k0, ars, mr, kc);
       continue;
     }
     for (int i = 0; i < MR; i++) {
