@@ -80,11 +80,12 @@ int model_copy_floats(const model_t *dst, float *dp, const model_t *src, const f
  * name and shape a tensor of src has. */
 int model_copy_shared_by_name(model_t *dst, const model_t *src, int *copied, dfpo_err *err);
 
-/* Forward-only passes over the table's forward and lm_logprobs, for an
- * architecture without a backward pass of its own (rdec.c): lm_loss
- * without backward (the mean next-token cross-entropy over targets >= 0),
- * and score_tokens in the half-overlapping windows of n_ctx tokens that
- * model_score_tokens documents (rows of one sequence, no padding). */
+/* Passes over the table's forward and lm_logprobs that every decoder
+ * shares: lm_loss without backward (the mean next-token cross-entropy
+ * over targets >= 0; t5.c and rdec.c, which have no backward pass), and
+ * score_tokens in the half-overlapping windows of n_ctx tokens that
+ * model_score_tokens documents, one row of the sequence per window, no
+ * padding (gpt2.c, rdec.c). */
 int model_lm_loss_forward(model_t *m, const model_batch *b, const int *targets, float *loss,
                           dfpo_err *err);
 int model_score_windows(model_t *m, const int *tokens, size_t n, double *nll_sum, size_t *scored,

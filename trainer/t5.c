@@ -702,23 +702,7 @@ static int vt_lm_loss(model_t *mm, const model_batch *b, const int *targets, int
                       float *loss, dfpo_err *err) {
   if (backward)
     return usage(err, "the backward pass");
-  int rc = t5_forward(t5_of(mm), b, err);
-  size_t n = (size_t)b->B * b->T;
-  float *lp = rc ? NULL : malloc(n * sizeof(float));
-  if (!rc && !lp)
-    rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
-  if (!rc)
-    rc = t5_lm_logprobs(t5_of(mm), targets, lp, NULL, err);
-  if (!rc) {
-    double s = 0.0;
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-      if (targets[i] >= 0)
-        s -= lp[i], k++;
-    *loss = k ? (float)(s / (double)k) : 0.0f;
-  }
-  free(lp);
-  return rc;
+  return model_lm_loss_forward(mm, b, targets, loss, err);
 }
 static int vt_score_tokens(model_t *m, const int *tokens, size_t n, double *nll_sum, size_t *scored,
                            dfpo_err *err) {
