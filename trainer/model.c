@@ -187,9 +187,7 @@ int model_import_safetensors(model_t **out, const char *path, dfpo_err *err) {
    * config in the header's __metadata__) */
   *out = NULL;
   char cpath[4096], type[32] = "";
-  const char *slash = strrchr(path, '/');
-  int dl = slash ? (int)(slash - path) : 0;
-  int rc = dfpo_path_fmt(cpath, sizeof cpath, err, "%.*s%sconfig.json", dl, path, slash ? "/" : "");
+  int rc = model_config_beside(path, cpath, sizeof cpath, err);
   if (rc)
     return rc;
   char *text = NULL;
@@ -378,4 +376,10 @@ int model_score_windows(model_t *m, const int *tokens, size_t n, double *nll_sum
   free(tgt);
   free(logp);
   return rc;
+}
+
+int model_config_beside(const char *path, char *buf, size_t n, dfpo_err *err) {
+  const char *slash = strrchr(path, '/');
+  int dl = slash ? (int)(slash - path) : 0;
+  return dfpo_path_fmt(buf, n, err, "%.*s%sconfig.json", dl, path, slash ? "/" : "");
 }

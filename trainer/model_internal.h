@@ -80,6 +80,10 @@ int model_copy_floats(const model_t *dst, float *dp, const model_t *src, const f
  * name and shape a tensor of src has. */
 int model_copy_shared_by_name(model_t *dst, const model_t *src, int *copied, dfpo_err *err);
 
+/* The path of the config.json beside the weights file path (in the same
+ * folder), into buf[n]; DFPO_EUSAGE when it does not fit. */
+int model_config_beside(const char *path, char *buf, size_t n, dfpo_err *err);
+
 /* Passes over the table's forward and lm_logprobs that every decoder
  * shares: lm_loss without backward (the mean next-token cross-entropy
  * over targets >= 0; t5.c and rdec.c, which have no backward pass), and

@@ -307,7 +307,8 @@ static int gelu_kind(const char *a, int *act) {
   return 0;
 }
 
-static int read_config(const char *cpath, const char *type, rdec_config *c, dfpo_err *err) {
+/* The config of cpath; its model_type names the family. */
+static int read_config(const char *cpath, rdec_config *c, dfpo_err *err) {
   char *text = NULL;
   int rc = dfpo_read_file(cpath, &text, NULL, err);
   if (rc)
@@ -317,6 +318,13 @@ static int read_config(const char *cpath, const char *type, rdec_config *c, dfpo
   if (!cJSON_IsObject(j)) {
     cJSON_Delete(j);
     return dfpo_err_set(err, DFPO_EDATA, "%s: not a JSON object", cpath);
+  }
+  const char *type = jstr(j, "model_type", "");
+  if (!rdec_handles(type)) {
+    rc =
+        dfpo_err_set(err, DFPO_EDATA, "%s: model_type '%s' is not a rotary decoder's", cpath, type);
+    cJSON_Delete(j);
+    return rc;
   }
   memset(c, 0, sizeof *c);
   const char *act = NULL;
@@ -468,25 +476,12 @@ static int read_tensor(rdec_model *m, st_set *set, const rdec_tensor *t, float *
 
 int rdec_import_safetensors(model_t **out, const char *path, dfpo_err *err) {
   *out = NULL;
-  char cpath[4096], type[32] = "";
-  const char *slash = strrchr(path, '/');
-  int dl = slash ? (int)(slash - path) : 0;
-  int rc = dfpo_path_fmt(cpath, sizeof cpath, err, "%.*s%sconfig.json", dl, path, slash ? "/" : "");
-  if (rc)
-    return rc;
-  char *text = NULL;
-  if ((rc = dfpo_read_file(cpath, &text, NULL, err)))
-    return rc;
-  cJSON *j = cJSON_Parse(text);
-  free(text);
-  snprintf(type, sizeof type, "%s", jstr(j, "model_type", ""));
-  cJSON_Delete(j);
-  if (!rdec_handles(type))
-    return dfpo_err_set(err, DFPO_EDATA, "%s: model_type '%s' is not a rotary decoder's", cpath,
-                        type);
+  char cpath[4096];
   rdec_config c;
-  if ((rc = read_config(cpath, type, &c, err)))
+  int rc = model_config_beside(path, cpath, sizeof cpath, err);
+  if (rc || (rc = read_config(cpath, &c, err)))
     return rc;
+  const char *type = family_name[c.family];
   st_set set;
   if ((rc = st_set_open(&set, path, err)))
     return rc;

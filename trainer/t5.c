@@ -277,9 +277,7 @@ static int read_config(const char *cpath, t5_config *c, dfpo_err *err) {
 int t5_import_safetensors(model_t **out, const char *path, dfpo_err *err) {
   *out = NULL;
   char cpath[4096];
-  const char *slash = strrchr(path, '/');
-  int dl = slash ? (int)(slash - path) : 0;
-  int rc = dfpo_path_fmt(cpath, sizeof cpath, err, "%.*s%sconfig.json", dl, path, slash ? "/" : "");
+  int rc = model_config_beside(path, cpath, sizeof cpath, err);
   t5_config c;
   if (rc || (rc = read_config(cpath, &c, err)))
     return rc;

@@ -41,40 +41,17 @@ over the greedy steps}}.
 import json
 import math
 import os
-import struct
 import sys
 
 import torch
 import torch.nn.functional as F
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench"))
+from gpt2_torch import write_safetensors  # noqa: E402  (the engine's golden peer's writer)
+
 V, NCTX, NEW = 97, 64, 10
 DOC_LENS = [2, 5, 17, 40, 90]  # 90 > n_ctx: scored in windows
 PROMPT_LENS = [3, 7, 1, 12, 5]
-
-
-def write_st(path, tensors):
-    """tensors: name -> (tensor, dtype) with dtype F32, F16, BF16 or BOOL."""
-    header, blobs, off = {}, [], 0
-    for name, (t, dt) in tensors.items():
-        t = t.detach().contiguous()
-        if dt == "F32":
-            b = t.to(torch.float32).numpy().tobytes()
-        elif dt == "F16":
-            b = t.to(torch.float16).numpy().tobytes()
-        elif dt == "BF16":
-            b = t.to(torch.bfloat16).view(torch.int16).numpy().tobytes()
-        else:
-            b = t.to(torch.uint8).numpy().tobytes()
-        header[name] = {"dtype": dt, "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    h = json.dumps(header).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
 
 
 def rope(x, rot, base, interleaved):
@@ -272,7 +249,8 @@ def params(fam, c, g):
 
 
 def buffers(fam, c):
-    """The non-weight buffers transformers' save_pretrained may write."""
+    """The non-weight buffers transformers' save_pretrained may write: name ->
+    (tensor, dtype)."""
     B = {}
     if fam == "gptj":
         for l in range(c["n_layer"]):
@@ -344,7 +322,8 @@ def main():
             json.dump(c, f, indent=1)
         st = {k: (v, dt) for k, v in P.items()}
         st.update(buffers(fam, c))
-        write_st(os.path.join(d, "model.safetensors"), st)
+        write_safetensors(os.path.join(d, "model.safetensors"), {k: v[0] for k, v in st.items()},
+                          {k: v[1] for k, v in st.items()})
         # the reference reads the weights as stored
         rd = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32}[dt]
         P = {k: v.to(rd).double() for k, v in P.items()}
