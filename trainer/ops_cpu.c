@@ -1346,11 +1346,12 @@ static void cpu_attention_rel_fwd(float *out, const float *q, int ldq, const flo
       }
 }
 
-/* the angles in double: pos * base^(-2i/rot), then its cosine and sine
+/* The rotation of rope_fwd (sgn 1) or its inverse (sgn -1, rope_bwd). The
+ * angles in double: pos * base^(-2i/rot), then its cosine and sine
  * rounded to float, so that no float product of a large position with a
- * small frequency loses the angle's low digits */
-static void cpu_rope_fwd(float *x, int ld, const int *pos, int N, int nh, int HS, int rot,
-                         int interleaved, float base) {
+ * small frequency loses the angle's low digits. */
+static void rope_rotate(float *x, int ld, const int *pos, int N, int nh, int HS, int rot,
+                        int interleaved, float base, float sgn) {
   int half = rot / 2;
   if (half < 1)
     return;
@@ -1360,7 +1361,7 @@ static void cpu_rope_fwd(float *x, int ld, const int *pos, int N, int nh, int HS
     for (int i = 0; i < half; i++) {
       double a = (double)pos[n] * pow((double)base, -2.0 * i / rot);
       cs[i] = (float)cos(a);
-      sn[i] = (float)sin(a);
+      sn[i] = sgn * (float)sin(a);
     }
     for (int h = 0; h < nh; h++) {
       float *r = x + (size_t)n * ld + (size_t)h * HS;
@@ -1375,6 +1376,16 @@ static void cpu_rope_fwd(float *x, int ld, const int *pos, int N, int nh, int HS
   }
 }
 
+static void cpu_rope_fwd(float *x, int ld, const int *pos, int N, int nh, int HS, int rot,
+                         int interleaved, float base) {
+  rope_rotate(x, ld, pos, N, nh, HS, rot, interleaved, base, 1.0f);
+}
+
+static void cpu_rope_bwd(float *dx, int ld, const int *pos, int N, int nh, int HS, int rot,
+                         int interleaved, float base) {
+  rope_rotate(dx, ld, pos, N, nh, HS, rot, interleaved, base, -1.0f);
+}
+
 static void cpu_swiglu_fwd(float *out, const float *gu, int N, int F) {
 #pragma omp parallel for schedule(static) if ((size_t)N * F > PAR_MIN)
   for (int n = 0; n < N; n++) {
@@ -1382,6 +1393,19 @@ static void cpu_swiglu_fwd(float *out, const float *gu, int N, int F) {
     float *o = out + (size_t)n * F;
     for (int f = 0; f < F; f++)
       o[f] = g[f] / (1.0f + expf(-g[f])) * u[f];
+  }
+}
+
+static void cpu_swiglu_bwd(float *dgu, const float *gu, const float *dout, int N, int F) {
+#pragma omp parallel for schedule(static) if ((size_t)N * F > PAR_MIN)
+  for (int n = 0; n < N; n++) {
+    const float *g = gu + (size_t)n * 2 * F, *u = g + F, *d = dout + (size_t)n * F;
+    float *dg = dgu + (size_t)n * 2 * F, *du = dg + F;
+    for (int f = 0; f < F; f++) {
+      float sg = 1.0f / (1.0f + expf(-g[f]));
+      dg[f] = d[f] * u[f] * sg * (1.0f + g[f] * (1.0f - sg));
+      du[f] = d[f] * g[f] * sg;
+    }
   }
 }
 
@@ -1428,7 +1452,9 @@ const ops_backend ops_cpu = {
     .rmsnorm_fwd = cpu_rmsnorm_fwd,
     .attention_rel_fwd = cpu_attention_rel_fwd,
     .rope_fwd = cpu_rope_fwd,
+    .rope_bwd = cpu_rope_bwd,
     .swiglu_fwd = cpu_swiglu_fwd,
+    .swiglu_bwd = cpu_swiglu_bwd,
     .kv_repeat = cpu_kv_repeat,
     .logits_stats = cpu_logits_stats,
     .logits_bwd = cpu_logits_bwd,

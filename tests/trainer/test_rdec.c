@@ -19,7 +19,10 @@
  * - model_forward over left-padded rows: each row's summed log-probability
  *   within 1e-4 of the script's nll_sum;
  * - what is not written answers DFPO_EUSAGE; configs this build does not
- *   read are refused by name; rope_fwd against a hand calculation.
+ *   read are refused by name; rope_fwd against a hand calculation;
+ * - rope_fwd/rope_bwd and swiglu_fwd/swiglu_bwd against PyTorch autograd
+ *   (tests/trainer/rdec_ops_reference.py; the backward ops are not used by
+ *   a model yet).
  * Skipped, saying why, when /usr/bin/python3 lacks torch. */
 #include "tests/support/support.h"
 #include "trainer/model.h"
@@ -291,4 +294,104 @@ Test(rdec, rope_by_hand) {
   float want[6] = {1, 2, 3, 3, 4, 4};
   for (int i = 0; i < 6; i++)
     cr_expect_eq(out[i], want[i]);
+}
+
+/* rope_fwd/rope_bwd (both forms, partial and whole heads, a row stride with
+ * channels past the heads) and swiglu_fwd/swiglu_bwd against PyTorch
+ * autograd in tests/trainer/rdec_ops_reference.py (float64; the
+ * gradients of sum(dy * y)). The backward ops are not used by a model yet.
+ * Tolerance 1e-5 absolute on values of order 1 (float32 against float64;
+ * measured maxima logged). */
+static double randu(uint64_t *s) {
+  *s = *s * 6364136223846793005ULL + 1442695040888963407ULL;
+  return (double)(*s >> 11) / 9007199254740992.0 * 2.0 - 1.0;
+}
+
+static void put_floats(FILE *fp, const char *key, const float *v, int n) {
+  fprintf(fp, "\"%s\": [", key);
+  for (int i = 0; i < n; i++)
+    fprintf(fp, "%s%.9g", i ? ", " : "", (double)v[i]);
+  fprintf(fp, "]");
+}
+
+static double max_diff(const float *got, const cJSON *want, int n) {
+  cr_assert_eq(cJSON_GetArraySize(want), n);
+  double md = 0;
+  for (int i = 0; i < n; i++)
+    md = fmax(md, fabs(got[i] - cJSON_GetArrayItem(want, i)->valuedouble));
+  return md;
+}
+
+Test(rdec, rope_and_swiglu_backward_match_autograd, .timeout = 60) {
+  if (!have_torch())
+    cr_skip_test("/usr/bin/python3 lacks torch: the autograd reference cannot run");
+  char dir[512], in[600], out[600];
+  ts_tmpdir(dir, sizeof dir);
+  snprintf(in, sizeof in, "%s/in.json", dir);
+  snprintf(out, sizeof out, "%s/out.json", dir);
+  enum { N = 5, NH = 3, HS = 8, LD = NH * HS + 4, F = 7, NC = 4 };
+  static const struct {
+    int rot, inter;
+    float base;
+  } cases[NC] = {{6, 0, 10000.0f}, {8, 0, 500.0f}, {6, 1, 10000.0f}, {8, 1, 500.0f}};
+  float x[NC][N * LD], dy[NC][N * LD], gu[N * 2 * F], dout[N * F];
+  int pos[N] = {0, 1, 7, 33, 50};
+  uint64_t s = 42;
+  FILE *fp = fopen(in, "w");
+  cr_assert_not_null(fp);
+  fprintf(fp, "{\"rope\": [");
+  for (int c = 0; c < NC; c++) {
+    for (int i = 0; i < N * LD; i++)
+      x[c][i] = (float)randu(&s), dy[c][i] = (float)randu(&s);
+    fprintf(fp, "%s{", c ? ", " : "");
+    put_floats(fp, "x", x[c], N * LD);
+    fprintf(fp, ", ");
+    put_floats(fp, "dy", dy[c], N * LD);
+    fprintf(fp,
+            ", \"pos\": [0, 1, 7, 33, 50], \"ld\": %d, \"nh\": %d, \"hs\": %d, \"rot\": %d, "
+            "\"interleaved\": %s, \"base\": %g}",
+            LD, NH, HS, cases[c].rot, cases[c].inter ? "true" : "false", (double)cases[c].base);
+  }
+  for (int i = 0; i < N * 2 * F; i++)
+    gu[i] = (float)(3.0 * randu(&s));
+  for (int i = 0; i < N * F; i++)
+    dout[i] = (float)randu(&s);
+  fprintf(fp, "], \"swiglu\": {\"F\": %d, ", F);
+  put_floats(fp, "gu", gu, N * 2 * F);
+  fprintf(fp, ", ");
+  put_floats(fp, "dout", dout, N * F);
+  fprintf(fp, "}}\n");
+  fclose(fp);
+  ts_run r;
+  char *argv[] = {"/usr/bin/python3", DFPO_SOURCE_DIR "/tests/trainer/rdec_ops_reference.py", in,
+                  out, NULL};
+  ts_run_cmd(&r, argv, NULL, NULL);
+  cr_assert_eq(r.status, 0, "rdec_ops_reference.py failed: %s", r.err);
+  ts_run_free(&r);
+  cJSON *ref = ts_read_json(out);
+  const cJSON *rr = cJSON_GetObjectItem(ref, "rope");
+  for (int c = 0; c < NC; c++) {
+    const cJSON *w = cJSON_GetArrayItem(rr, c);
+    ops_cpu.rope_fwd(x[c], LD, pos, N, NH, HS, cases[c].rot, cases[c].inter, cases[c].base);
+    ops_cpu.rope_bwd(dy[c], LD, pos, N, NH, HS, cases[c].rot, cases[c].inter, cases[c].base);
+    double dyv = max_diff(x[c], cJSON_GetObjectItem(w, "y"), N * LD);
+    double ddx = max_diff(dy[c], cJSON_GetObjectItem(w, "dx"), N * LD);
+    cr_expect_leq(dyv, 1e-5, "rope rot %d %s: forward off by %.3g", cases[c].rot,
+                  cases[c].inter ? "interleaved" : "half-split", dyv);
+    cr_expect_leq(ddx, 1e-5, "rope rot %d %s: backward off by %.3g", cases[c].rot,
+                  cases[c].inter ? "interleaved" : "half-split", ddx);
+    cr_log_info("rope rot %d of %d, %s: forward %.3g, backward %.3g from autograd", cases[c].rot,
+                HS, cases[c].inter ? "interleaved" : "half-split", dyv, ddx);
+  }
+  const cJSON *sw = cJSON_GetObjectItem(ref, "swiglu");
+  float o[N * F], dgu[N * 2 * F];
+  ops_cpu.swiglu_fwd(o, gu, N, F);
+  ops_cpu.swiglu_bwd(dgu, gu, dout, N, F);
+  double d1 = max_diff(o, cJSON_GetObjectItem(sw, "out"), N * F);
+  double d2 = max_diff(dgu, cJSON_GetObjectItem(sw, "dgu"), N * 2 * F);
+  cr_expect_leq(d1, 1e-5, "swiglu forward off by %.3g", d1);
+  cr_expect_leq(d2, 1e-5, "swiglu backward off by %.3g", d2);
+  cr_log_info("swiglu: forward %.3g, backward %.3g from autograd", d1, d2);
+  cJSON_Delete(ref);
+  ts_rmtree(dir);
 }
