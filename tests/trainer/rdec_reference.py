@@ -30,7 +30,9 @@ usage: rdec_reference.py ROOT OUT.json
 
 Writes, under ROOT, one Hugging Face folder per model (config.json,
 model.safetensors with random weights under Hugging Face's names, the
-attention buffers transformers saves among them), docs.txt (one document of
+attention buffers transformers saves among them; llama_gqa's weights also
+as two shards with model.safetensors.index.json in llama_gqa_shards/, and
+neox_par's as torch.save's pytorch_model.bin in neox_par_bin/), docs.txt (one document of
 token ids per line) and prompts.txt (one prompt per line). OUT: {name:
 {"dir", "nll": [per document, the nll_sum of tokens 2..n scored as
 model_score_tokens does, in windows of n_ctx tokens overlapping by half],
@@ -41,6 +43,7 @@ over the greedy steps}}.
 import json
 import math
 import os
+import shutil
 import sys
 
 import torch
@@ -326,12 +329,32 @@ def main():
                           {k: v[1] for k, v in st.items()})
         # the reference reads the weights as stored
         rd = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32}[dt]
-        P = {k: v.to(rd).double() for k, v in P.items()}
+        Pd = {k: v.to(rd).double() for k, v in P.items()}
         with torch.no_grad():
-            sc = [score(fam, c, P, doc) for doc in docs]
-            gen = [greedy(fam, c, P, p) for p in prompts]
+            sc = [score(fam, c, Pd, doc) for doc in docs]
+            gen = [greedy(fam, c, Pd, p) for p in prompts]
         res[name] = {"dir": d, "nll": [s[0] for s in sc], "tokens": [s[1] for s in sc],
                      "gen": [x[0] for x in gen], "margin": min(x[1] for x in gen)}
+        if name == "llama_gqa":  # the same weights in two shards with an index
+            sd = d + "_shards"
+            os.makedirs(sd)
+            shutil.copy(os.path.join(d, "config.json"), sd)
+            names, wmap = sorted(P), {}
+            for i, part in enumerate((names[: len(names) // 2], names[len(names) // 2 :])):
+                fn = "model-%05d-of-00002.safetensors" % (i + 1)
+                write_safetensors(os.path.join(sd, fn), {k: P[k] for k in part})
+                wmap.update({k: fn for k in part})
+            with open(os.path.join(sd, "model.safetensors.index.json"), "w") as f:
+                json.dump({"metadata": {}, "weight_map": wmap}, f)
+            res[name + "_shards"] = dict(res[name], dir=sd)
+        if name == "neox_par":  # the same weights as torch.save's pytorch_model.bin
+            bd = d + "_bin"
+            os.makedirs(bd)
+            shutil.copy(os.path.join(d, "config.json"), bd)
+            sdict = dict(P)
+            sdict.update({k: v[0].bool() if v[1] == "BOOL" else v[0] for k, v in buffers(fam, c).items()})
+            torch.save(sdict, os.path.join(bd, "pytorch_model.bin"))
+            res[name + "_bin"] = dict(res[name], dir=bd)
     with open(out, "w") as f:
         json.dump(res, f)
 

@@ -7,7 +7,9 @@
  * LayerNorm, lm_head bias; F32 and BF16 files), GPT-NeoX with the parallel
  * and the sequential residual (partial half-split rotary, fused per-head
  * query_key_value, biases; F32 and BF16), Llama with grouped-query
- * attention (F32 and BF16) and a tied Llama without grouping (F16).
+ * attention (F32 and BF16) and a tied Llama without grouping (F16); the
+ * Llama's weights also as two shards with an index, the parallel
+ * GPT-NeoX's as torch.save's pytorch_model.bin.
  *
  * - `dfpo perplexity --no-bos --per-doc --json`: each document's nll_sum
  *   within 1e-4 relative of the script's and the same token counts (one
@@ -38,8 +40,9 @@
 
 #define TOL 1e-4
 
-static const char *const models[] = {"gptj",      "gptj_bf16", "neox_par",       "neox_seq",
-                                     "neox_bf16", "llama_gqa", "llama_gqa_bf16", "llama_tied_f16"};
+static const char *const models[] = {
+    "gptj",      "gptj_bf16",      "neox_par",       "neox_seq",         "neox_bf16",
+    "llama_gqa", "llama_gqa_bf16", "llama_tied_f16", "llama_gqa_shards", "neox_par_bin"};
 #define NMODELS ((int)(sizeof models / sizeof models[0]))
 
 static int have_torch(void) {
