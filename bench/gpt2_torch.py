@@ -60,11 +60,22 @@ def read_safetensors(path):
     return tensors, meta
 
 
-def write_safetensors(path, tensors):
+def write_safetensors(path, tensors, dtypes=None):
+    """tensors: name -> tensor, written as float32 unless dtypes (name ->
+    "F32", "F16", "BF16" or "BOOL") names another type."""
     header, blobs, off = {}, [], 0
     for name, t in tensors.items():
-        b = t.detach().contiguous().to(torch.float32).numpy().tobytes()
-        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
+        dt = (dtypes or {}).get(name, "F32")
+        t = t.detach().contiguous()
+        if dt == "F16":
+            b = t.to(torch.float16).numpy().tobytes()
+        elif dt == "BF16":
+            b = t.to(torch.bfloat16).view(torch.int16).numpy().tobytes()
+        elif dt == "BOOL":
+            b = t.to(torch.bool).numpy().tobytes()
+        else:
+            b = t.to(torch.float32).numpy().tobytes()
+        header[name] = {"dtype": dt, "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
         blobs.append(b)
         off += len(b)
     h = json.dumps(header).encode()

@@ -14,11 +14,13 @@ static const char generate_usage[] =
     "                     [sampling options]\n"
     "       dfpo generate --model PATH --tokens FILE [--tokenizer DIR] [sampling options]\n"
     "\n"
-    "Samples continuations from a GPT-2 model (a native checkpoint, a Hugging\n"
-    "Face model.safetensors, or a Hugging Face folder: config.json +\n"
+    "Samples continuations from a decoder: GPT-2 (a native checkpoint, a\n"
+    "Hugging Face model.safetensors, or a Hugging Face folder: config.json +\n"
     "model.safetensors or a sharded model.safetensors.index.json, or\n"
     "pytorch_model.bin (torch.save's zip format) or its shard index, whose\n"
-    "tokenizer files serve when --tokenizer is not given). Prompts are text\n"
+    "tokenizer files serve when --tokenizer is not given), or GPT-J, GPT-NeoX /\n"
+    "Pythia or Llama (a Hugging Face folder whose config.json says model_type\n"
+    "gptj, gpt_neox or llama; on the CPU; docs/rotary.md). Prompts are text\n"
     "encoded with the tokenizer:\n"
     "--prompt TEXT is one prompt, --input FILE holds one prompt per line ('-' for\n"
     "stdin; the line's end is not part of it; an empty prompt starts from\n"
@@ -52,7 +54,8 @@ static const char generate_usage[] =
     "  --eos ID             the id that ends a continuation, -1 for none. Default:\n"
     "                       the tokenizer's <|endoftext|> (none when it has\n"
     "                       none); without a tokenizer, GPT-2's 50256 when the\n"
-    "                       model's vocabulary holds it, else none\n"
+    "                       model is a GPT-2 or GPT-J whose vocabulary holds it,\n"
+    "                       else none\n"
     "  --batch N            prompts per batch (default 16)\n"
     "  --seed N             sampling seed (default 0)\n"
     "  --device D           cpu (default), cuda, or auto: CUDA when a device is\n"
@@ -380,6 +383,9 @@ int cmd_generate(int argc, char **argv) {
   /* end-of-text: --eos, else the tokenizer's, else GPT-2's where it fits */
   if (!eos_given && tok)
     s.eos = tok_eot_id(tok);
+  /* 50256 is <|endoftext|> in GPT-2's and GPT-J's vocabularies only */
+  if (!eos_given && !tok && strcmp(cfg->arch, "gpt2") && strcmp(cfg->arch, "gptj"))
+    s.eos = -1;
   if (s.eos >= cfg->vocab_size) {
     if (eos_given)
       rc = rc ? rc

@@ -16,19 +16,22 @@ static const char perplexity_usage[] =
     "       dfpo perplexity --model PATH --tokens FILE [--tokenizer DIR] [--no-bos] [--per-doc]\n"
     "                       [--json]\n"
     "\n"
-    "Scores documents under a GPT-2 model (a native checkpoint, a Hugging Face\n"
+    "Scores documents under a decoder: GPT-2 (a native checkpoint, a Hugging Face\n"
     "model.safetensors, or a Hugging Face folder: config.json + model.safetensors\n"
     "or a sharded model.safetensors.index.json, or pytorch_model.bin (torch.save's\n"
     "zip format) or its shard index, whose tokenizer files serve when\n"
-    "--tokenizer is not given). With --input, FILE holds one text document per line\n"
+    "--tokenizer is not given), or GPT-J, GPT-NeoX / Pythia or Llama (a Hugging\n"
+    "Face folder whose config.json says model_type gptj, gpt_neox or llama; on\n"
+    "the CPU; docs/rotary.md). With --input, FILE holds one text document per line\n"
     "('-' for stdin; the line's end is not part of it), encoded with the\n"
     "tokenizer (\"<|endoftext|>\" in the text is ordinary text). With --tokens,\n"
     "FILE holds one document per line as whitespace-separated token ids. Empty\n"
     "lines are skipped. Each document gets <|endoftext|> (id 50256) prepended, so\n"
     "that its first token is scored too (with --tokenizer, the tokenizer's\n"
-    "<|endoftext|> id); with --no-bos its first token is\n"
-    "context only. Documents longer than the model's context are scored in\n"
-    "half-overlapping windows.\n"
+    "<|endoftext|> id; a GPT-NeoX or Llama model without a tokenizer needs\n"
+    "--no-bos, since 50256 is no document start of theirs); with --no-bos its\n"
+    "first token is context only. Documents longer than the model's context are\n"
+    "scored in half-overlapping windows.\n"
     "\n"
     "Prints documents, tokens (scored), nll_sum, nll_per_token and\n"
     "ppl = exp(nll_per_token); the JSON also has bos, and ppl null when it is\n"
@@ -302,6 +305,14 @@ int cmd_perplexity(int argc, char **argv) {
     tok_free(tok);
     model_free(m);
     return cli_usage_error("perplexity", "the tokenizer %s has no </s> to end T5's texts", tokdir);
+  }
+  const char *arch = model_get_config(m)->arch;
+  if (!pairs && !no_bos && !tok && strcmp(arch, "gpt2") && strcmp(arch, "gptj")) {
+    model_free(m);
+    return cli_usage_error("perplexity",
+                           "a %s model's document start is not GPT-2's 50256: give its "
+                           "tokenizer or --no-bos (and put the start token in the file)",
+                           arch);
   }
   if (!pairs && !no_bos && (bos < 0 || bos >= vocab)) {
     tok_free(tok);

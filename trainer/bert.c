@@ -366,9 +366,7 @@ done:
 int bert_import_safetensors(model_t **out, const char *path, dfpo_err *err) {
   *out = NULL;
   char cpath[4096];
-  const char *slash = strrchr(path, '/');
-  int dl = slash ? (int)(slash - path) : 0;
-  int rc = dfpo_path_fmt(cpath, sizeof cpath, err, "%.*s%sconfig.json", dl, path, slash ? "/" : "");
+  int rc = model_config_beside(path, cpath, sizeof cpath, err);
   if (rc)
     return rc;
   st_file f;

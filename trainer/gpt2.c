@@ -643,46 +643,6 @@ static int gpt2_lm_loss(gpt2_model *m, const int *tokens, const int *targets, co
   return rc;
 }
 
-static int gpt2_score_tokens(gpt2_model *m, const int *tokens, size_t n, double *nll_sum,
-                             size_t *scored, dfpo_err *err) {
-  *nll_sum = 0.0;
-  *scored = 0;
-  if (n < 2)
-    return DFPO_OK;
-  size_t W = (size_t)m->cfg.n_ctx < n ? (size_t)m->cfg.n_ctx : n, half = W / 2 ? W / 2 : 1;
-  int *tgt = malloc(W * sizeof(int));
-  float *logp = malloc(W * sizeof(float));
-  if (!tgt || !logp) {
-    free(tgt);
-    free(logp);
-    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
-  }
-  int rc = DFPO_OK;
-  size_t done = 1; /* the first index not scored yet */
-  for (size_t s = 0; done < n && !rc; s = done > half ? done - half : 0) {
-    size_t e = s + W < n ? s + W : n;
-    if (e - s < 2)
-      break;
-    int T = (int)(e - s);
-    for (int t = 0; t < T; t++) {
-      size_t i = s + (size_t)t + 1; /* the token position t predicts */
-      tgt[t] = i < e && i >= done ? tokens[i] : -1;
-    }
-    if ((rc = gpt2_forward(m, tokens + s, NULL, 1, T, err)) ||
-        (rc = gpt2_lm_logprobs(m, tgt, logp, NULL, err)))
-      break;
-    for (int t = 0; t < T; t++)
-      if (tgt[t] >= 0) {
-        *nll_sum -= logp[t];
-        (*scored)++;
-      }
-    done = e;
-  }
-  free(tgt);
-  free(logp);
-  return rc;
-}
-
 /* -------------------------------------------------------------- heads */
 
 static const gpt2_tensor *head_w(const gpt2_model *m) {
@@ -843,7 +803,7 @@ static int vt_lm_loss(model_t *m, const model_batch *b, const int *targets, int 
 }
 static int vt_score_tokens(model_t *m, const int *tokens, size_t n, double *nll_sum, size_t *scored,
                            dfpo_err *err) {
-  return gpt2_score_tokens(gpt2_of(m), tokens, n, nll_sum, scored, err);
+  return model_score_windows(m, tokens, n, nll_sum, scored, err);
 }
 static int vt_value_forward(model_t *m, float *values, dfpo_err *err) {
   return gpt2_value_forward(gpt2_of(m), values, err);

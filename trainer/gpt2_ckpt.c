@@ -298,10 +298,7 @@ int gpt2_import_safetensors(model_t **out, const char *path, const gpt2_config *
       cfg_from = "the header's __metadata__";
     } else {
       char cpath[4096];
-      const char *slash = strrchr(path, '/');
-      int dl = slash ? (int)(slash - path) : 0;
-      if ((rc = dfpo_path_fmt(cpath, sizeof cpath, err, "%.*s%sconfig.json", dl, path,
-                              slash ? "/" : "")))
+      if ((rc = model_config_beside(path, cpath, sizeof cpath, err)))
         goto done;
       char *text = NULL;
       if (dfpo_read_file(cpath, &text, NULL, NULL) == DFPO_OK) {
@@ -552,10 +549,7 @@ int gpt2_export_safetensors(const gpt2_model *m, const char *path, const model_e
     return rc;
   if (o->write_config) {
     char cpath[4096];
-    const char *slash = strrchr(path, '/');
-    int dl = slash ? (int)(slash - path) : 0;
-    if ((rc = dfpo_path_fmt(cpath, sizeof cpath, err, "%.*s%sconfig.json", dl, path,
-                            slash ? "/" : "")))
+    if ((rc = model_config_beside(path, cpath, sizeof cpath, err)))
       return rc;
     char *text = hf_config_json(m, o->eot_id);
     if (!text)

@@ -5,6 +5,7 @@
 #include "trainer/gpt2.h"
 #include "trainer/gpt2_internal.h"
 #include "trainer/model_internal.h"
+#include "trainer/rdec.h"
 #include "trainer/st_internal.h"
 #include "trainer/t5.h"
 
@@ -186,9 +187,7 @@ int model_import_safetensors(model_t **out, const char *path, dfpo_err *err) {
    * config in the header's __metadata__) */
   *out = NULL;
   char cpath[4096], type[32] = "";
-  const char *slash = strrchr(path, '/');
-  int dl = slash ? (int)(slash - path) : 0;
-  int rc = dfpo_path_fmt(cpath, sizeof cpath, err, "%.*s%sconfig.json", dl, path, slash ? "/" : "");
+  int rc = model_config_beside(path, cpath, sizeof cpath, err);
   if (rc)
     return rc;
   char *text = NULL;
@@ -205,6 +204,8 @@ int model_import_safetensors(model_t **out, const char *path, dfpo_err *err) {
                         "%s: sharded weights are read for GPT-2 only; a %s model needs one "
                         "model.safetensors or pytorch_model.bin",
                         path, type);
+  if (rdec_handles(type))
+    return rdec_import_safetensors(out, path, err); /* shards too */
   if (bert_handles(type))
     return bert_import_safetensors(out, path, err);
   if (t5_handles(type))
@@ -212,7 +213,7 @@ int model_import_safetensors(model_t **out, const char *path, dfpo_err *err) {
   if (type[0] && strcmp(type, "gpt2") != 0)
     return dfpo_err_set(err, DFPO_EDATA,
                         "%s: model_type '%s' is not an architecture this build reads (gpt2, "
-                        "distilbert, bert, roberta, t5)",
+                        "gptj, gpt_neox, llama, distilbert, bert, roberta, t5)",
                         cpath, type);
   return gpt2_import_safetensors(out, path, NULL, err);
 }
@@ -314,4 +315,71 @@ int model_copy_shared_by_name(model_t *dst, const model_t *src, int *copied, dfp
   if (copied)
     *copied = n;
   return DFPO_OK;
+}
+
+int model_lm_loss_forward(model_t *m, const model_batch *b, const int *targets, float *loss,
+                          dfpo_err *err) {
+  size_t n = (size_t)b->B * b->T;
+  float *lp = malloc((n ? n : 1) * sizeof(float));
+  if (!lp)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  int rc = m->vt->forward(m, b, err);
+  if (!rc)
+    rc = m->vt->lm_logprobs(m, targets, lp, NULL, err);
+  if (!rc) {
+    double s = 0.0;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+      if (targets[i] >= 0)
+        s -= lp[i], k++;
+    *loss = k ? (float)(s / (double)k) : 0.0f;
+  }
+  free(lp);
+  return rc;
+}
+
+int model_score_windows(model_t *m, const int *tokens, size_t n, double *nll_sum, size_t *scored,
+                        dfpo_err *err) {
+  *nll_sum = 0.0;
+  *scored = 0;
+  if (n < 2)
+    return DFPO_OK;
+  size_t W = (size_t)m->cfg.n_ctx < n ? (size_t)m->cfg.n_ctx : n, half = W / 2 ? W / 2 : 1;
+  int *tgt = malloc(W * sizeof(int));
+  float *logp = malloc(W * sizeof(float));
+  if (!tgt || !logp) {
+    free(tgt);
+    free(logp);
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  }
+  int rc = DFPO_OK;
+  size_t done = 1; /* the first index not scored yet */
+  for (size_t s = 0; done < n && !rc; s = done > half ? done - half : 0) {
+    size_t e = s + W < n ? s + W : n;
+    if (e - s < 2)
+      break;
+    int T = (int)(e - s);
+    for (int t = 0; t < T; t++) {
+      size_t i = s + (size_t)t + 1; /* the token position t predicts */
+      tgt[t] = i < e && i >= done ? tokens[i] : -1;
+    }
+    model_batch b = {tokens + s, NULL, 1, T, 0};
+    if ((rc = m->vt->forward(m, &b, err)) || (rc = m->vt->lm_logprobs(m, tgt, logp, NULL, err)))
+      break;
+    for (int t = 0; t < T; t++)
+      if (tgt[t] >= 0) {
+        *nll_sum -= logp[t];
+        (*scored)++;
+      }
+    done = e;
+  }
+  free(tgt);
+  free(logp);
+  return rc;
+}
+
+int model_config_beside(const char *path, char *buf, size_t n, dfpo_err *err) {
+  const char *slash = strrchr(path, '/');
+  int dl = slash ? (int)(slash - path) : 0;
+  return dfpo_path_fmt(buf, n, err, "%.*s%sconfig.json", dl, path, slash ? "/" : "");
 }

@@ -1,9 +1,10 @@
 /* trainer/model.h: what RL, perplexity, generation, pretraining, judges and
  * checkpoints need from a language model of any architecture (prefix
  * model_). GPT-2 (trainer/gpt2.h) is one implementation, the encoder
- * classifiers (trainer/bert.h, inference only) another;
- * docs/model-interface.md says how an encoder-decoder or a rotary decoder
- * would be a third.
+ * classifiers (trainer/bert.h, inference only) another, T5 (trainer/t5.h,
+ * forward only) and the rotary decoders GPT-J, GPT-NeoX and Llama
+ * (trainer/rdec.h, forward and decoding) two more; docs/model-interface.md
+ * says how each fits.
  *
  * The calls dispatch through the model's table of functions, so code written
  * against this header (trainer/rl_*.c, trainer/sample.c, trainer/optim.c,
@@ -205,9 +206,10 @@ int model_path_is_folder(const char *path);
 int model_hf_weights(const char *dir, char *buf, size_t n, dfpo_err *err);
 /* A Hugging Face model.safetensors or shard index (model.safetensors.index.json
  * and the shards it names), the architecture from config.json's model_type
- * beside it (distilbert, bert, roberta: trainer/bert.h, single files only;
- * gpt2 or none: GPT-2, its config from the header's metadata or
- * config.json; any other type is DFPO_EDATA naming it). */
+ * beside it (gptj, gpt_neox, llama: trainer/rdec.h, shards too;
+ * distilbert, bert, roberta: trainer/bert.h, and t5: trainer/t5.h, single
+ * files only; gpt2 or none: GPT-2, its config from the header's metadata
+ * or config.json; any other type is DFPO_EDATA naming it). */
 int model_import_safetensors(model_t **out, const char *path, dfpo_err *err);
 /* Writes model.safetensors (Hugging Face names without "transformer.",
  * layouts, an extra head as trl's v_head.summary.* or score.*, config in

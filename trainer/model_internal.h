@@ -80,4 +80,19 @@ int model_copy_floats(const model_t *dst, float *dp, const model_t *src, const f
  * name and shape a tensor of src has. */
 int model_copy_shared_by_name(model_t *dst, const model_t *src, int *copied, dfpo_err *err);
 
+/* The path of the config.json beside the weights file path (in the same
+ * folder), into buf[n]; DFPO_EUSAGE when it does not fit. */
+int model_config_beside(const char *path, char *buf, size_t n, dfpo_err *err);
+
+/* Passes over the table's forward and lm_logprobs that every decoder
+ * shares: lm_loss without backward (the mean next-token cross-entropy
+ * over targets >= 0; t5.c and rdec.c, which have no backward pass), and
+ * score_tokens in the half-overlapping windows of n_ctx tokens that
+ * model_score_tokens documents, one row of the sequence per window, no
+ * padding (gpt2.c, rdec.c). */
+int model_lm_loss_forward(model_t *m, const model_batch *b, const int *targets, float *loss,
+                          dfpo_err *err);
+int model_score_windows(model_t *m, const int *tokens, size_t n, double *nll_sum, size_t *scored,
+                        dfpo_err *err);
+
 #endif

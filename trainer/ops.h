@@ -122,6 +122,41 @@ typedef struct ops_backend {
                             int ldkv, const float *bias, const int *kstart, int causal, int B,
                             int Tq, int Tk, int NH, int HS);
 
+  /* The rotary decoders' ops (trainer/rdec.c: GPT-J, GPT-NeoX, Llama),
+   * forward only; the CUDA backend leaves them NULL (its rotary decoders
+   * answer DFPO_EUSAGE naming them). */
+  /* Rotary position embedding, in place: row n of x (N rows, ld floats
+   * apart) holds nh heads of HS channels; the first rot (even, <= HS)
+   * channels of each head are rotated by the angles pos[n] * theta_i,
+   * theta_i = base^(-2i/rot) for i < rot/2 (computed in double), the
+   * others left alone. interleaved (GPT-J's rotate_every_two): the pairs
+   * (2i, 2i+1); else half-split (GPT-NeoX's and Llama's rotate_half): the
+   * pairs (i, i + rot/2). A pair (a, b) becomes (a cos - b sin, b cos + a
+   * sin). */
+  void (*rope_fwd)(float *x, int ld, const int *pos, int N, int nh, int HS, int rot,
+                   int interleaved, float base);
+  /* rope_fwd's backward, in place: dx (rows as rope_fwd's x) holds the
+   * gradient of the rotated values and becomes that of the inputs (each
+   * pair rotated back: (da, db) -> (da cos + db sin, db cos - da sin));
+   * the channels past rot pass through. Not used by a model yet (the
+   * rotary decoders do not train yet). */
+  void (*rope_bwd)(float *dx, int ld, const int *pos, int N, int nh, int HS, int rot,
+                   int interleaved, float base);
+  /* SwiGLU: out[N, F] = silu(gu[n, f]) * gu[n, F + f] with silu(g) =
+   * g / (1 + exp(-g)), from gu[N, 2F] (the gate's columns, then the up
+   * projection's) */
+  void (*swiglu_fwd)(float *out, const float *gu, int N, int F);
+  /* swiglu_fwd's backward: dgu[N, 2F] = (overwritten) dout u silu'(g) in
+   * the gate's columns, dout silu(g) in the up projection's, with
+   * silu'(g) = s (1 + g (1 - s)), s = 1 / (1 + exp(-g)). Not used by a
+   * model yet. */
+  void (*swiglu_bwd)(float *dgu, const float *gu, const float *dout, int N, int F);
+  /* Grouped-query attention onto attention_fwd's layout: inp[N, (NH + 2
+   * NKV) HS] holds q (NH heads), k and v (NKV heads each); out[N, 3 NH HS]
+   * = q | k | v with key/value head g repeated for the query heads g R ..
+   * g R + R - 1 (R = NH / NKV), as Hugging Face's repeat_kv. */
+  void (*kv_repeat)(float *out, const float *inp, int N, int NH, int NKV, int HS);
+
   /* Fused log-softmax statistics of logits[N,V] (row stride ld >= V):
    * lse[N] = logsumexp; logp[N] = logits[tgt] - lse (tgt < 0: 0);
    * ent[N] = entropy of the softmax (ent may be NULL). */

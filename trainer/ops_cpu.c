@@ -1346,6 +1346,85 @@ static void cpu_attention_rel_fwd(float *out, const float *q, int ldq, const flo
       }
 }
 
+/* The rotation of rope_fwd (sgn 1) or its inverse (sgn -1, rope_bwd). The
+ * angles in double: pos * base^(-2i/rot), then its cosine and sine
+ * rounded to float, so that no float product of a large position with a
+ * small frequency loses the angle's low digits. */
+static void rope_rotate(float *x, int ld, const int *pos, int N, int nh, int HS, int rot,
+                        int interleaved, float base, float sgn) {
+  int half = rot / 2;
+  if (half < 1)
+    return;
+#pragma omp parallel for schedule(static) if ((size_t)N * nh * rot > PAR_MIN)
+  for (int n = 0; n < N; n++) {
+    float cs[half], sn[half];
+    for (int i = 0; i < half; i++) {
+      double a = (double)pos[n] * pow((double)base, -2.0 * i / rot);
+      cs[i] = (float)cos(a);
+      sn[i] = sgn * (float)sin(a);
+    }
+    for (int h = 0; h < nh; h++) {
+      float *r = x + (size_t)n * ld + (size_t)h * HS;
+      for (int i = 0; i < half; i++) {
+        float *pa = interleaved ? r + 2 * i : r + i,
+              *pb = interleaved ? r + 2 * i + 1 : r + i + half;
+        float a = *pa, b = *pb;
+        *pa = a * cs[i] - b * sn[i];
+        *pb = b * cs[i] + a * sn[i];
+      }
+    }
+  }
+}
+
+static void cpu_rope_fwd(float *x, int ld, const int *pos, int N, int nh, int HS, int rot,
+                         int interleaved, float base) {
+  rope_rotate(x, ld, pos, N, nh, HS, rot, interleaved, base, 1.0f);
+}
+
+static void cpu_rope_bwd(float *dx, int ld, const int *pos, int N, int nh, int HS, int rot,
+                         int interleaved, float base) {
+  rope_rotate(dx, ld, pos, N, nh, HS, rot, interleaved, base, -1.0f);
+}
+
+static void cpu_swiglu_fwd(float *out, const float *gu, int N, int F) {
+#pragma omp parallel for schedule(static) if ((size_t)N * F > PAR_MIN)
+  for (int n = 0; n < N; n++) {
+    const float *g = gu + (size_t)n * 2 * F, *u = g + F;
+    float *o = out + (size_t)n * F;
+    for (int f = 0; f < F; f++)
+      o[f] = g[f] / (1.0f + expf(-g[f])) * u[f];
+  }
+}
+
+static void cpu_swiglu_bwd(float *dgu, const float *gu, const float *dout, int N, int F) {
+#pragma omp parallel for schedule(static) if ((size_t)N * F > PAR_MIN)
+  for (int n = 0; n < N; n++) {
+    const float *g = gu + (size_t)n * 2 * F, *u = g + F, *d = dout + (size_t)n * F;
+    float *dg = dgu + (size_t)n * 2 * F, *du = dg + F;
+    for (int f = 0; f < F; f++) {
+      float sg = 1.0f / (1.0f + expf(-g[f]));
+      dg[f] = d[f] * u[f] * sg * (1.0f + g[f] * (1.0f - sg));
+      du[f] = d[f] * g[f] * sg;
+    }
+  }
+}
+
+static void cpu_kv_repeat(float *out, const float *inp, int N, int NH, int NKV, int HS) {
+  size_t CQ = (size_t)NH * HS, IK = (size_t)NKV * HS, hb = (size_t)HS * sizeof(float);
+  int R = NH / NKV;
+#pragma omp parallel for schedule(static) if ((size_t)N * CQ > PAR_MIN)
+  for (int n = 0; n < N; n++) {
+    const float *src = inp + (size_t)n * (CQ + 2 * IK);
+    float *dst = out + (size_t)n * 3 * CQ;
+    memcpy(dst, src, CQ * sizeof(float));
+    for (int h = 0; h < NH; h++) {
+      int g = h / R;
+      memcpy(dst + CQ + (size_t)h * HS, src + CQ + (size_t)g * HS, hb);
+      memcpy(dst + 2 * CQ + (size_t)h * HS, src + CQ + IK + (size_t)g * HS, hb);
+    }
+  }
+}
+
 const ops_backend ops_cpu = {
     .name = "cpu",
     .alloc = cpu_alloc,
@@ -1372,6 +1451,11 @@ const ops_backend ops_cpu = {
     .mul = cpu_mul,
     .rmsnorm_fwd = cpu_rmsnorm_fwd,
     .attention_rel_fwd = cpu_attention_rel_fwd,
+    .rope_fwd = cpu_rope_fwd,
+    .rope_bwd = cpu_rope_bwd,
+    .swiglu_fwd = cpu_swiglu_fwd,
+    .swiglu_bwd = cpu_swiglu_bwd,
+    .kv_repeat = cpu_kv_repeat,
     .logits_stats = cpu_logits_stats,
     .logits_bwd = cpu_logits_bwd,
     .adamw = cpu_adamw,

@@ -277,9 +277,7 @@ static int read_config(const char *cpath, t5_config *c, dfpo_err *err) {
 int t5_import_safetensors(model_t **out, const char *path, dfpo_err *err) {
   *out = NULL;
   char cpath[4096];
-  const char *slash = strrchr(path, '/');
-  int dl = slash ? (int)(slash - path) : 0;
-  int rc = dfpo_path_fmt(cpath, sizeof cpath, err, "%.*s%sconfig.json", dl, path, slash ? "/" : "");
+  int rc = model_config_beside(path, cpath, sizeof cpath, err);
   t5_config c;
   if (rc || (rc = read_config(cpath, &c, err)))
     return rc;
@@ -702,23 +700,7 @@ static int vt_lm_loss(model_t *mm, const model_batch *b, const int *targets, int
                       float *loss, dfpo_err *err) {
   if (backward)
     return usage(err, "the backward pass");
-  int rc = t5_forward(t5_of(mm), b, err);
-  size_t n = (size_t)b->B * b->T;
-  float *lp = rc ? NULL : malloc(n * sizeof(float));
-  if (!rc && !lp)
-    rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
-  if (!rc)
-    rc = t5_lm_logprobs(t5_of(mm), targets, lp, NULL, err);
-  if (!rc) {
-    double s = 0.0;
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-      if (targets[i] >= 0)
-        s -= lp[i], k++;
-    *loss = k ? (float)(s / (double)k) : 0.0f;
-  }
-  free(lp);
-  return rc;
+  return model_lm_loss_forward(mm, b, targets, loss, err);
 }
 static int vt_score_tokens(model_t *m, const int *tokens, size_t n, double *nll_sum, size_t *scored,
                            dfpo_err *err) {

@@ -1,0 +1,1032 @@
+/* The rotary decoders (trainer/rdec.h): GPT-J, GPT-NeoX / Pythia and Llama
+ * on one code path, forward and KV-cache decoding, through the backend's
+ * op table. */
+#include "trainer/rdec.h"
+#include "trainer/model_internal.h"
+#include "trainer/st_internal.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The tensors of one layer, in memory order (-1: the family has none).
+ * QKV is q | k | v stacked by rows ([(NH + 2 NKV) HS, C]; GPT-NeoX's fused
+ * per-head rows are reordered so at import), FC GPT-J's fc_in, GPT-NeoX's
+ * dense_h_to_4h or Llama's gate_proj | up_proj ([2F, C]), OUT the MLP's
+ * output projection. */
+enum {
+  L_LN1W,
+  L_LN1B,
+  L_QKVW,
+  L_QKVB,
+  L_OW,
+  L_OB,
+  L_LN2W,
+  L_LN2B,
+  L_FCW,
+  L_FCB,
+  L_OUTW,
+  L_OUTB,
+  L_N
+};
+
+typedef struct rdec_tensor {
+  char name[96];
+  size_t off;
+  int rows, cols; /* vectors: rows 1 */
+  int vec;
+  char src[3][96]; /* the Hugging Face tensors stacked by rows into this one */
+  int nsrc;
+  int neox_qkv; /* rows per head [q, k, v] in the file: reordered to q | k | v */
+} rdec_tensor;
+
+/* The activations of one pass over N = B T tokens (a forward pass, or a
+ * decoding call) in backend memory. */
+typedef struct rdec_ws {
+  float *x, *h, *h2, *qkvr, *qkv, *att, *y, *t, *f, *fo;
+  int *tok, *pos, *zeros, *kstart;
+} rdec_ws;
+
+typedef struct rdec_model {
+  struct model base;
+  rdec_config cfg;
+  rdec_tensor *tensors;
+  int ntensors;
+  int (*layer)[L_N];
+  int wte, lnfw, lnfb, headw, headb; /* headw -1 when tied, lnfb/headb -1 when absent */
+  float *params;
+  size_t nparams;
+  float *zero; /* [C] zeros: the position table encoder_fwd adds */
+  /* forward pass */
+  float *act;
+  size_t act_floats;
+  rdec_ws fw;
+  float *logits, *lse, *lp, *ent;
+  int *ids;
+  size_t ids_cap;
+  int fB, fT; /* the last forward pass (fB 0: none) */
+  /* decoding */
+  float *gen;
+  size_t gen_floats;
+  rdec_ws gw;
+  float **kc, **vc, *g_logits;
+  int *gen_ids;
+  size_t gen_ids_cap;
+  int *g_kstart; /* host copy */
+  int gB, gmax, gn;
+} rdec_model;
+
+extern const model_vtable rdec_vtable;
+
+static rdec_model *rdec_of(model_t *m) {
+  return (rdec_model *)m;
+}
+static const rdec_model *rdec_of_const(const model_t *m) {
+  return (const rdec_model *)m;
+}
+
+static const char *const family_name[] = {"gptj", "gpt_neox", "llama"};
+
+int rdec_handles(const char *model_type) {
+  for (int i = 0; model_type && i < 3; i++)
+    if (!strcmp(model_type, family_name[i]))
+      return 1;
+  return 0;
+}
+
+const rdec_config *rdec_get_config(const model_t *m) {
+  return m && m->vt == &rdec_vtable ? &rdec_of_const(m)->cfg : NULL;
+}
+
+/* ------------------------------------------------------------ layout */
+
+static int add_tensor(rdec_model *m, int vec, int rows, int cols, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static int add_tensor(rdec_model *m, int vec, int rows, int cols, const char *fmt, ...) {
+  rdec_tensor *t = &m->tensors[m->ntensors];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(t->name, sizeof t->name, fmt, ap);
+  va_end(ap);
+  t->off = m->nparams;
+  t->rows = rows;
+  t->cols = cols;
+  t->vec = vec;
+  m->nparams += (size_t)rows * cols;
+  return m->ntensors++;
+}
+
+/* a source tensor of t, in stacking order */
+static void add_src(rdec_model *m, int ti, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void add_src(rdec_model *m, int ti, const char *fmt, ...) {
+  rdec_tensor *t = &m->tensors[ti];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(t->src[t->nsrc++], sizeof t->src[0], fmt, ap);
+  va_end(ap);
+}
+
+/* A tensor read from one Hugging Face tensor of the same name. */
+static int add_own(rdec_model *m, int vec, int rows, int cols, const char *name) {
+  int i = add_tensor(m, vec, rows, cols, "%s", name);
+  add_src(m, i, "%s", name);
+  return i;
+}
+
+static void build_layout(rdec_model *m) {
+  const rdec_config *c = &m->cfg;
+  int C = c->n_embd, HS = c->head_dim, I = c->n_head * HS, IK = c->n_kv_head * HS, F = c->d_ff,
+      V = c->vocab_size, QKV = I + 2 * IK;
+  char p[64], nm[160];
+  for (int l = 0; l < c->n_layer; l++) {
+    int *L = m->layer[l];
+    for (int k = 0; k < L_N; k++)
+      L[k] = -1;
+    if (c->family == RDEC_GPTJ) {
+      snprintf(p, sizeof p, "transformer.h.%d.", l);
+      snprintf(nm, sizeof nm, "%sln_1.weight", p), L[L_LN1W] = add_own(m, 1, 1, C, nm);
+      snprintf(nm, sizeof nm, "%sln_1.bias", p), L[L_LN1B] = add_own(m, 1, 1, C, nm);
+      L[L_QKVW] = add_tensor(m, 0, QKV, C, "%sattn.qkv_proj.weight", p);
+      add_src(m, L[L_QKVW], "%sattn.q_proj.weight", p);
+      add_src(m, L[L_QKVW], "%sattn.k_proj.weight", p);
+      add_src(m, L[L_QKVW], "%sattn.v_proj.weight", p);
+      snprintf(nm, sizeof nm, "%sattn.out_proj.weight", p), L[L_OW] = add_own(m, 0, C, I, nm);
+      snprintf(nm, sizeof nm, "%smlp.fc_in.weight", p), L[L_FCW] = add_own(m, 0, F, C, nm);
+      snprintf(nm, sizeof nm, "%smlp.fc_in.bias", p), L[L_FCB] = add_own(m, 1, 1, F, nm);
+      snprintf(nm, sizeof nm, "%smlp.fc_out.weight", p), L[L_OUTW] = add_own(m, 0, C, F, nm);
+      snprintf(nm, sizeof nm, "%smlp.fc_out.bias", p), L[L_OUTB] = add_own(m, 1, 1, C, nm);
+    } else if (c->family == RDEC_NEOX) {
+      snprintf(p, sizeof p, "gpt_neox.layers.%d.", l);
+      snprintf(nm, sizeof nm, "%sinput_layernorm.weight", p), L[L_LN1W] = add_own(m, 1, 1, C, nm);
+      snprintf(nm, sizeof nm, "%sinput_layernorm.bias", p), L[L_LN1B] = add_own(m, 1, 1, C, nm);
+      snprintf(nm, sizeof nm, "%sattention.query_key_value.weight", p);
+      L[L_QKVW] = add_own(m, 0, QKV, C, nm);
+      m->tensors[L[L_QKVW]].neox_qkv = 1;
+      snprintf(nm, sizeof nm, "%sattention.query_key_value.bias", p);
+      L[L_QKVB] = add_own(m, 1, 1, QKV, nm);
+      m->tensors[L[L_QKVB]].neox_qkv = 1;
+      snprintf(nm, sizeof nm, "%sattention.dense.weight", p), L[L_OW] = add_own(m, 0, C, I, nm);
+      snprintf(nm, sizeof nm, "%sattention.dense.bias", p), L[L_OB] = add_own(m, 1, 1, C, nm);
+      snprintf(nm, sizeof nm, "%spost_attention_layernorm.weight", p);
+      L[L_LN2W] = add_own(m, 1, 1, C, nm);
+      snprintf(nm, sizeof nm, "%spost_attention_layernorm.bias", p);
+      L[L_LN2B] = add_own(m, 1, 1, C, nm);
+      snprintf(nm, sizeof nm, "%smlp.dense_h_to_4h.weight", p), L[L_FCW] = add_own(m, 0, F, C, nm);
+      snprintf(nm, sizeof nm, "%smlp.dense_h_to_4h.bias", p), L[L_FCB] = add_own(m, 1, 1, F, nm);
+      snprintf(nm, sizeof nm, "%smlp.dense_4h_to_h.weight", p), L[L_OUTW] = add_own(m, 0, C, F, nm);
+      snprintf(nm, sizeof nm, "%smlp.dense_4h_to_h.bias", p), L[L_OUTB] = add_own(m, 1, 1, C, nm);
+    } else {
+      snprintf(p, sizeof p, "model.layers.%d.", l);
+      snprintf(nm, sizeof nm, "%sinput_layernorm.weight", p), L[L_LN1W] = add_own(m, 1, 1, C, nm);
+      L[L_QKVW] = add_tensor(m, 0, QKV, C, "%sself_attn.qkv_proj.weight", p);
+      add_src(m, L[L_QKVW], "%sself_attn.q_proj.weight", p);
+      add_src(m, L[L_QKVW], "%sself_attn.k_proj.weight", p);
+      add_src(m, L[L_QKVW], "%sself_attn.v_proj.weight", p);
+      snprintf(nm, sizeof nm, "%sself_attn.o_proj.weight", p), L[L_OW] = add_own(m, 0, C, I, nm);
+      snprintf(nm, sizeof nm, "%spost_attention_layernorm.weight", p);
+      L[L_LN2W] = add_own(m, 1, 1, C, nm);
+      L[L_FCW] = add_tensor(m, 0, 2 * F, C, "%smlp.gate_up_proj.weight", p);
+      add_src(m, L[L_FCW], "%smlp.gate_proj.weight", p);
+      add_src(m, L[L_FCW], "%smlp.up_proj.weight", p);
+      snprintf(nm, sizeof nm, "%smlp.down_proj.weight", p), L[L_OUTW] = add_own(m, 0, C, F, nm);
+    }
+  }
+  static const char *const emb[] = {"transformer.wte.weight", "gpt_neox.embed_in.weight",
+                                    "model.embed_tokens.weight"};
+  static const char *const lnf[] = {"transformer.ln_f", "gpt_neox.final_layer_norm", "model.norm"};
+  static const char *const head[] = {"lm_head", "embed_out", "lm_head"};
+  /* the embedding after the layers: the layers' tensors stay one block
+   * whatever the family */
+  m->wte = add_own(m, 0, V, C, emb[c->family]);
+  snprintf(nm, sizeof nm, "%s.weight", lnf[c->family]), m->lnfw = add_own(m, 1, 1, C, nm);
+  m->lnfb = -1;
+  if (!c->rmsnorm)
+    snprintf(nm, sizeof nm, "%s.bias", lnf[c->family]), m->lnfb = add_own(m, 1, 1, C, nm);
+  m->headw = m->headb = -1;
+  if (!c->tied)
+    snprintf(nm, sizeof nm, "%s.weight", head[c->family]), m->headw = add_own(m, 0, V, C, nm);
+  if (c->head_bias)
+    snprintf(nm, sizeof nm, "%s.bias", head[c->family]), m->headb = add_own(m, 1, 1, V, nm);
+}
+
+static float *P(const rdec_model *m, int i) {
+  return i < 0 ? NULL : m->params + m->tensors[i].off;
+}
+static float *LP(const rdec_model *m, int l, int slot) {
+  return P(m, m->layer[l][slot]);
+}
+
+static void rdec_destroy(rdec_model *m) {
+  if (!m)
+    return;
+  const ops_backend *o = m->base.ops;
+  if (o) {
+    o->free(m->params);
+    o->free(m->zero);
+    o->free(m->act);
+    o->free(m->ids);
+    o->free(m->gen);
+    o->free(m->gen_ids);
+  }
+  free(m->kc);
+  free(m->vc);
+  free(m->g_kstart);
+  free(m->tensors);
+  free(m->layer);
+  free(m);
+}
+
+static int rdec_create(rdec_model **out, const rdec_config *c, dfpo_err *err) {
+  *out = NULL;
+  rdec_model *m = calloc(1, sizeof *m);
+  if (!m)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  m->cfg = *c;
+  m->base.vt = &rdec_vtable;
+  m->base.ops = ops_default_backend();
+  m->base.cfg.arch = family_name[c->family];
+  m->base.cfg.vocab_size = c->vocab_size;
+  m->base.cfg.n_ctx = c->n_ctx;
+  m->base.cfg.head = MODEL_HEAD_NONE;
+  m->tensors = calloc((size_t)c->n_layer * L_N + 8, sizeof *m->tensors);
+  m->layer = calloc((size_t)c->n_layer, sizeof *m->layer);
+  m->kc = calloc((size_t)c->n_layer, sizeof *m->kc);
+  m->vc = calloc((size_t)c->n_layer, sizeof *m->vc);
+  if (!m->tensors || !m->layer || !m->kc || !m->vc) {
+    rdec_destroy(m);
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  }
+  build_layout(m);
+  m->params = m->base.ops->alloc(m->nparams * sizeof(float));
+  m->zero = m->base.ops->alloc((size_t)c->n_embd * sizeof(float));
+  if (!m->params || !m->zero) {
+    int rc = dfpo_err_set(err, DFPO_ERUNTIME, "cannot allocate %zu parameters on %s", m->nparams,
+                          m->base.ops->name);
+    rdec_destroy(m);
+    return rc;
+  }
+  *out = m;
+  return DFPO_OK;
+}
+
+/* ------------------------------------------------------------ config */
+
+static const cJSON *jget(const cJSON *o, const char *key) {
+  const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, key);
+  return cJSON_IsNull(x) ? NULL : x;
+}
+static int jint(const cJSON *o, const char *key, int dflt) {
+  const cJSON *x = jget(o, key);
+  return cJSON_IsNumber(x) ? (int)x->valuedouble : dflt;
+}
+static double jnum(const cJSON *o, const char *key, double dflt) {
+  const cJSON *x = jget(o, key);
+  return cJSON_IsNumber(x) ? x->valuedouble : dflt;
+}
+static int jbool(const cJSON *o, const char *key, int dflt) {
+  const cJSON *x = jget(o, key);
+  return cJSON_IsBool(x) ? cJSON_IsTrue(x) : dflt;
+}
+static const char *jstr(const cJSON *o, const char *key, const char *dflt) {
+  const cJSON *x = jget(o, key);
+  return cJSON_IsString(x) ? x->valuestring : dflt;
+}
+
+/* the GELU of hidden_act / activation_function */
+static int gelu_kind(const char *a, int *act) {
+  if (!strcmp(a, "gelu"))
+    *act = RDEC_ACT_GELU_ERF;
+  else if (!strcmp(a, "gelu_new") || !strcmp(a, "gelu_pytorch_tanh") || !strcmp(a, "gelu_fast"))
+    *act = RDEC_ACT_GELU_TANH;
+  else
+    return -1;
+  return 0;
+}
+
+/* The config of cpath; its model_type names the family. */
+static int read_config(const char *cpath, rdec_config *c, dfpo_err *err) {
+  char *text = NULL;
+  int rc = dfpo_read_file(cpath, &text, NULL, err);
+  if (rc)
+    return rc;
+  cJSON *j = cJSON_Parse(text);
+  free(text);
+  if (!cJSON_IsObject(j)) {
+    cJSON_Delete(j);
+    return dfpo_err_set(err, DFPO_EDATA, "%s: not a JSON object", cpath);
+  }
+  const char *type = jstr(j, "model_type", "");
+  if (!rdec_handles(type)) {
+    rc =
+        dfpo_err_set(err, DFPO_EDATA, "%s: model_type '%s' is not a rotary decoder's", cpath, type);
+    cJSON_Delete(j);
+    return rc;
+  }
+  memset(c, 0, sizeof *c);
+  const char *act = NULL;
+  if (!strcmp(type, "gptj")) {
+    c->family = RDEC_GPTJ;
+    c->vocab_size = jint(j, "vocab_size", 50400);
+    c->n_embd = jint(j, "n_embd", 4096);
+    c->n_layer = jint(j, "n_layer", 28);
+    c->n_head = c->n_kv_head = jint(j, "n_head", 16);
+    c->head_dim = c->n_head > 0 ? c->n_embd / c->n_head : 0;
+    c->d_ff = jint(j, "n_inner", 4 * c->n_embd);
+    c->n_ctx = jint(j, "n_positions", 2048);
+    c->rot = jint(j, "rotary_dim", c->head_dim);
+    c->interleaved = 1;
+    c->rope_base = 10000.0f;
+    c->eps = (float)jnum(j, "layer_norm_epsilon", 1e-5);
+    c->parallel = c->shared_ln = 1;
+    act = jstr(j, "activation_function", "gelu_new");
+    c->mlp_bias = c->head_bias = 1;
+    c->tied = jbool(j, "tie_word_embeddings", 0);
+  } else if (!strcmp(type, "gpt_neox")) {
+    c->family = RDEC_NEOX;
+    c->vocab_size = jint(j, "vocab_size", 50432);
+    c->n_embd = jint(j, "hidden_size", 6144);
+    c->n_layer = jint(j, "num_hidden_layers", 44);
+    c->n_head = c->n_kv_head = jint(j, "num_attention_heads", 64);
+    c->head_dim = c->n_head > 0 ? c->n_embd / c->n_head : 0;
+    c->d_ff = jint(j, "intermediate_size", 4 * c->n_embd);
+    c->n_ctx = jint(j, "max_position_embeddings", 2048);
+    double pct = jnum(j, "rotary_pct", jnum(j, "partial_rotary_factor", 0.25));
+    c->rot = (int)(c->head_dim * pct);
+    c->rope_base = (float)jnum(j, "rotary_emb_base", jnum(j, "rope_theta", 10000.0));
+    c->eps = (float)jnum(j, "layer_norm_eps", 1e-5);
+    c->parallel = jbool(j, "use_parallel_residual", 1);
+    act = jstr(j, "hidden_act", "gelu");
+    c->bias = c->mlp_bias = 1;
+    if (!jbool(j, "attention_bias", 1))
+      rc = dfpo_err_set(err, DFPO_EDATA,
+                        "%s: attention_bias false is not read (GPT-NeoX's "
+                        "attention has biases here)",
+                        cpath);
+    c->tied = jbool(j, "tie_word_embeddings", 0);
+  } else {
+    c->family = RDEC_LLAMA;
+    c->vocab_size = jint(j, "vocab_size", 32000);
+    c->n_embd = jint(j, "hidden_size", 4096);
+    c->n_layer = jint(j, "num_hidden_layers", 32);
+    c->n_head = jint(j, "num_attention_heads", 32);
+    c->n_kv_head = jint(j, "num_key_value_heads", c->n_head);
+    c->head_dim = jint(j, "head_dim", c->n_head > 0 ? c->n_embd / c->n_head : 0);
+    c->d_ff = jint(j, "intermediate_size", 11008);
+    c->n_ctx = jint(j, "max_position_embeddings", 2048);
+    c->rot = c->head_dim;
+    c->rope_base = (float)jnum(j, "rope_theta", 10000.0);
+    c->eps = (float)jnum(j, "rms_norm_eps", 1e-6);
+    c->rmsnorm = 1;
+    c->act = RDEC_ACT_SWIGLU;
+    const char *ha = jstr(j, "hidden_act", "silu");
+    c->tied = jbool(j, "tie_word_embeddings", 0);
+    if (strcmp(ha, "silu"))
+      rc = dfpo_err_set(err, DFPO_EDATA, "%s: hidden_act '%s' (Llama's silu is read)", cpath, ha);
+    else if (jbool(j, "attention_bias", 0) || jbool(j, "mlp_bias", 0))
+      rc = dfpo_err_set(err, DFPO_EDATA,
+                        "%s: attention_bias or mlp_bias true is not read (Llama has no biases "
+                        "here)",
+                        cpath);
+  }
+  if (!rc && act && gelu_kind(act, &c->act))
+    rc = dfpo_err_set(err, DFPO_EDATA,
+                      "%s: activation '%s' is not read (gelu, gelu_new, gelu_pytorch_tanh)", cpath,
+                      act);
+  if (!rc && jget(j, "rope_scaling"))
+    rc = dfpo_err_set(err, DFPO_EDATA,
+                      "%s: rope_scaling is set: scaled rotary embeddings are not read", cpath);
+  if (!rc &&
+      (c->vocab_size <= 0 || c->n_embd <= 0 || c->n_layer <= 0 || c->n_head <= 0 ||
+       c->n_kv_head <= 0 || c->head_dim <= 0 || c->d_ff <= 0 || c->n_ctx < 2 || c->n_embd > 65536 ||
+       c->d_ff > 1 << 20 || c->n_layer > 1000 || c->n_head > 4096 || c->head_dim > 4096 ||
+       c->vocab_size > 1 << 24 || c->n_kv_head > c->n_head || c->n_head % c->n_kv_head ||
+       (c->family != RDEC_LLAMA && c->n_embd % c->n_head) || c->rot < 0 || c->rot > c->head_dim ||
+       c->rot % 2 || !(c->rope_base > 0.0f) || !(c->eps > 0.0f)))
+    rc = dfpo_err_set(err, DFPO_EDATA,
+                      "%s: sizes out of range (hidden %d, layers %d, heads %d, key/value heads %d, "
+                      "head size %d, MLP %d, positions %d, vocabulary %d, rotary channels %d, "
+                      "rotary base %g, eps %g)",
+                      cpath, c->n_embd, c->n_layer, c->n_head, c->n_kv_head, c->head_dim, c->d_ff,
+                      c->n_ctx, c->vocab_size, c->rot, (double)c->rope_base, (double)c->eps);
+  cJSON_Delete(j);
+  return rc;
+}
+
+/* ------------------------------------------------------------ loading */
+
+/* GPT-NeoX's fused rows (per head h: q, k, v, HS rows each, of cols
+ * floats) in src become q | k | v in dst. */
+static void neox_reorder(float *dst, const float *src, int NH, int HS, int cols) {
+  size_t rb = (size_t)cols * sizeof(float);
+  for (int h = 0; h < NH; h++)
+    for (int s = 0; s < 3; s++)
+      for (int d = 0; d < HS; d++)
+        memcpy(dst + ((size_t)s * NH * HS + (size_t)h * HS + d) * cols,
+               src + ((size_t)h * 3 * HS + (size_t)s * HS + d) * cols, rb);
+}
+
+/* Hugging Face buffers that are no weights */
+static int is_buffer(const char *nm) {
+  static const char *const sfx[] = {".attn.bias", ".attn.masked_bias", ".attention.bias",
+                                    ".attention.masked_bias", ".rotary_emb.inv_freq"};
+  size_t L = strlen(nm);
+  for (size_t i = 0; i < sizeof sfx / sizeof sfx[0]; i++) {
+    size_t k = strlen(sfx[i]);
+    if (L > k && !strcmp(nm + L - k, sfx[i]))
+      return 1;
+  }
+  return 0;
+}
+
+static int read_tensor(rdec_model *m, st_set *set, const rdec_tensor *t, float *buf, float *tmp,
+                       const char *path, const char *cpath, dfpo_err *err) {
+  int rows_each = t->rows / t->nsrc, rc = DFPO_OK;
+  const rdec_config *c = &m->cfg;
+  if (t->nsrc == 3 && c->n_kv_head != c->n_head) /* q | k | v of a grouped-query layer */
+    rows_each = -1;
+  size_t at = 0;
+  for (int s = 0; s < t->nsrc && !rc; s++) {
+    st_file *f = NULL;
+    const st_entry *e = st_set_find(set, t->src[s], &f);
+    if (!e)
+      return dfpo_err_set(err, DFPO_EDATA, "%s: tensor '%s' missing (a %s of %s)", path, t->src[s],
+                          family_name[c->family], cpath);
+    int rows = rows_each;
+    if (rows < 0)
+      rows = (s == 0 ? c->n_head : c->n_kv_head) * c->head_dim;
+    int64_t want[2] = {t->vec ? t->cols : rows, t->cols};
+    if ((rc = st_check_shape(f, e, t->src[s], t->vec ? 1 : 2, want, "config.json", err)) ||
+        (rc = st_read_f32(f, e, t->src[s], buf + at, err)))
+      return rc;
+    at += (size_t)rows * t->cols;
+  }
+  const float *h = buf;
+  if (t->neox_qkv) {
+    /* a bias reorders as a matrix of one column */
+    neox_reorder(tmp, buf, c->n_head, c->head_dim, t->vec ? 1 : t->cols);
+    h = tmp;
+  }
+  m->base.ops->upload(m->params + t->off, h, (size_t)t->rows * t->cols * sizeof(float));
+  return DFPO_OK;
+}
+
+int rdec_import_safetensors(model_t **out, const char *path, dfpo_err *err) {
+  *out = NULL;
+  char cpath[4096];
+  rdec_config c;
+  int rc = model_config_beside(path, cpath, sizeof cpath, err);
+  if (rc || (rc = read_config(cpath, &c, err)))
+    return rc;
+  const char *type = family_name[c.family];
+  st_set set;
+  if ((rc = st_set_open(&set, path, err)))
+    return rc;
+  rdec_model *m = NULL;
+  float *buf = NULL;
+  if ((rc = rdec_create(&m, &c, err)))
+    goto done;
+  size_t maxn = 0;
+  for (int k = 0; k < m->ntensors; k++)
+    if ((size_t)m->tensors[k].rows * m->tensors[k].cols > maxn)
+      maxn = (size_t)m->tensors[k].rows * m->tensors[k].cols;
+  if (!(buf = malloc(2 * maxn * sizeof(float)))) {
+    rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+    goto done;
+  }
+  for (int k = 0; k < m->ntensors && !rc; k++)
+    rc = read_tensor(m, &set, &m->tensors[k], buf, buf + maxn, path, cpath, err);
+  for (int s = 0; !rc && s < set.n; s++)
+    for (int i = 0; i < set.files[s].n; i++) {
+      const char *nm = set.files[s].ents[i].name;
+      int known = is_buffer(nm);
+      for (int k = 0; k < m->ntensors && !known; k++)
+        for (int q = 0; q < m->tensors[k].nsrc && !known; q++)
+          known = !strcmp(m->tensors[k].src[q], nm);
+      /* a tied model's saved lm_head.weight is the embedding again */
+      if (!known && !(c.tied && (!strcmp(nm, "lm_head.weight") || !strcmp(nm, "embed_out.weight"))))
+        dfpo_warn("%s: tensor '%s' is not part of the %s; ignored", path, nm, type);
+    }
+  if (!rc) {
+    *out = &m->base;
+    m = NULL;
+  }
+done:
+  free(buf);
+  rdec_destroy(m);
+  st_set_close(&set);
+  return rc;
+}
+
+/* ------------------------------------------------------------ passes */
+
+static int missing_ops(const rdec_model *m, dfpo_err *err) {
+  const ops_backend *o = m->base.ops;
+  const rdec_config *c = &m->cfg;
+  if (o->rope_fwd && (c->act != RDEC_ACT_SWIGLU || o->swiglu_fwd) &&
+      (!c->rmsnorm || o->rmsnorm_fwd) && (c->n_kv_head == c->n_head || o->kv_repeat))
+    return DFPO_OK;
+  return dfpo_err_set(
+      err, DFPO_EUSAGE,
+      "%s: the %s backend lacks the rotary decoders' ops (rope_fwd%s%s%s); run "
+      "it on the CPU (--device cpu)",
+      family_name[c->family], o->name, c->act == RDEC_ACT_SWIGLU ? ", swiglu_fwd" : "",
+      c->rmsnorm ? ", rmsnorm_fwd" : "", c->n_kv_head != c->n_head ? ", kv_repeat" : "");
+}
+
+/* Lays out (sz.x NULL: only counts) the activations of N = B T tokens from
+ * base p; returns the floats taken. */
+static size_t layout_ws(const rdec_model *m, rdec_ws *w, float *p, int B, int T) {
+  const rdec_config *c = &m->cfg;
+  size_t N = (size_t)B * T, C = (size_t)c->n_embd, I = (size_t)c->n_head * c->head_dim,
+         QKV = I + 2 * (size_t)c->n_kv_head * c->head_dim, F = (size_t)c->d_ff;
+  size_t n = 0;
+#define TAKE(ptr, k) (w->ptr = p ? p + n : NULL, n += (k))
+  TAKE(x, N * C);
+  TAKE(h, N * C);
+  TAKE(h2, N * C);
+  TAKE(qkvr, N * QKV);
+  TAKE(qkv, c->n_kv_head == c->n_head ? 0 : N * 3 * I);
+  TAKE(att, (size_t)B * c->n_head * T * T);
+  TAKE(y, N * I);
+  TAKE(t, N * C);
+  TAKE(f, N * 2 * F);
+  TAKE(fo, c->act == RDEC_ACT_SWIGLU ? N * F : 0);
+#undef TAKE
+  if (c->n_kv_head == c->n_head)
+    w->qkv = w->qkvr;
+  return n;
+}
+/* the integer arrays of a pass: tok, pos, zeros [N], kstart [B] */
+static size_t layout_ids(rdec_ws *w, int *p, int B, int T) {
+  size_t N = (size_t)B * T;
+  w->tok = p, w->pos = p ? p + N : NULL, w->zeros = p ? p + 2 * N : NULL;
+  w->kstart = p ? p + 3 * N : NULL;
+  return 3 * N + (size_t)B;
+}
+
+/* Grows *buf to n elements of size es (backend memory); the old contents
+ * are not kept. */
+static int grow(const ops_backend *o, void **buf, size_t *cap, size_t n, size_t es, dfpo_err *err) {
+  if (n <= *cap)
+    return DFPO_OK;
+  void *a = o->alloc(n * es);
+  if (!a)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "cannot allocate %zu MiB on %s", (n * es) >> 20,
+                        o->name);
+  o->free(*buf);
+  *buf = a;
+  *cap = n;
+  return DFPO_OK;
+}
+
+static void norm(const rdec_model *m, float *out, const float *x, int w, int b, int N) {
+  const ops_backend *o = m->base.ops;
+  int C = m->cfg.n_embd;
+  if (m->cfg.rmsnorm)
+    o->rmsnorm_fwd(out, x, P(m, w), N, C, m->cfg.eps);
+  else
+    o->layernorm_fwd(out, NULL, NULL, x, P(m, w), P(m, b), N, C, m->cfg.eps);
+}
+
+/* out[N, C] = the MLP of in[N, C] */
+static void mlp(const rdec_model *m, const rdec_ws *w, int l, float *out, const float *in, int N) {
+  const ops_backend *o = m->base.ops;
+  const rdec_config *c = &m->cfg;
+  int C = c->n_embd, F = c->d_ff;
+  size_t NF = (size_t)N * F;
+  if (c->act == RDEC_ACT_SWIGLU) {
+    o->matmul_fwd(w->f, in, LP(m, l, L_FCW), NULL, N, C, 2 * F);
+    o->swiglu_fwd(w->fo, w->f, N, F);
+    o->matmul_fwd(out, w->fo, LP(m, l, L_OUTW), NULL, N, F, C);
+    return;
+  }
+  o->matmul_fwd(w->f, in, LP(m, l, L_FCW), LP(m, l, L_FCB), N, C, F);
+  if (c->act == RDEC_ACT_GELU_TANH)
+    o->gelu_fwd(w->f, w->f, NF);
+  else
+    o->act_fwd(w->f, w->f, NF, OPS_ACT_GELU_ERF);
+  o->matmul_fwd(out, w->f, LP(m, l, L_OUTW), LP(m, l, L_OUTB), N, F, C);
+}
+
+/* The layers over w->x [B, T, C] at positions w->pos. With a cache (kc
+ * non-NULL): the keys and values go to cache rows t0..t0+T-1 and a single
+ * token (T 1) attends to the cache rows kstart..t0. */
+static void run_layers(const rdec_model *m, const rdec_ws *w, int B, int T, int t0, int Tmax,
+                       int cache) {
+  const ops_backend *o = m->base.ops;
+  const rdec_config *c = &m->cfg;
+  int N = B * T, C = c->n_embd, NH = c->n_head, NKV = c->n_kv_head, HS = c->head_dim;
+  int I = NH * HS, QKV = I + 2 * NKV * HS;
+  size_t NC = (size_t)N * C;
+  for (int l = 0; l < c->n_layer; l++) {
+    norm(m, w->h, w->x, m->layer[l][L_LN1W], m->layer[l][L_LN1B], N);
+    o->matmul_fwd(w->qkvr, w->h, LP(m, l, L_QKVW), LP(m, l, L_QKVB), N, C, QKV);
+    o->rope_fwd(w->qkvr, QKV, w->pos, N, NH, HS, c->rot, c->interleaved, c->rope_base);
+    o->rope_fwd(w->qkvr + I, QKV, w->pos, N, NKV, HS, c->rot, c->interleaved, c->rope_base);
+    if (NKV != NH)
+      o->kv_repeat(w->qkv, w->qkvr, N, NH, NKV, HS);
+    if (cache)
+      o->kv_write(m->kc[l], m->vc[l], w->qkv, B, T, t0, Tmax, I);
+    if (cache && T == 1)
+      o->attention_step(w->y, w->qkv, m->kc[l], m->vc[l], w->kstart, B, t0 + 1, Tmax, I, NH);
+    else
+      o->attention_fwd(w->y, w->att, w->qkv, w->kstart, B, T, I, NH);
+    o->matmul_fwd(w->t, w->y, LP(m, l, L_OW), LP(m, l, L_OB), N, I, C);
+    if (c->parallel) {
+      /* x + attn(ln1 x) + mlp(ln1 x or ln2 x), both from the same x */
+      if (c->shared_ln) {
+        mlp(m, w, l, w->h2, w->h, N);
+      } else {
+        norm(m, w->h2, w->x, m->layer[l][L_LN2W], m->layer[l][L_LN2B], N);
+        mlp(m, w, l, w->h, w->h2, N);
+      }
+      float *mo = c->shared_ln ? w->h2 : w->h;
+      o->add(w->t, w->t, mo, NC);
+      o->add(w->x, w->x, w->t, NC);
+    } else {
+      o->add(w->x, w->x, w->t, NC);
+      norm(m, w->h2, w->x, m->layer[l][L_LN2W], m->layer[l][L_LN2B], N);
+      mlp(m, w, l, w->h, w->h2, N);
+      o->add(w->x, w->x, w->h, NC);
+    }
+  }
+}
+
+/* logits[N, V] of the final hidden states x[N, C] (h: scratch [N, C]) */
+static void lm_head(const rdec_model *m, float *logits, float *h, const float *x, int N) {
+  norm(m, h, x, m->lnfw, m->lnfb, N);
+  m->base.ops->matmul_fwd(logits, h, P(m, m->cfg.tied ? m->wte : m->headw), P(m, m->headb), N,
+                          m->cfg.n_embd, m->cfg.vocab_size);
+}
+
+/* Checks the token ids and left padding of a batch and fills the host
+ * arrays tok (pads as 0), pos (t - kstart, 0 on padding), zeros and ks. */
+static int host_ids(const rdec_model *m, const int *tokens, const int *kstart, int B, int T, int *h,
+                    const char *what, dfpo_err *err) {
+  size_t N = (size_t)B * T;
+  int *tok = h, *pos = h + N, *zeros = h + 2 * N, *ks = h + 3 * N;
+  for (int b = 0; b < B; b++) {
+    ks[b] = kstart ? kstart[b] : 0;
+    if (ks[b] < 0 || ks[b] >= T)
+      return dfpo_err_set(err, DFPO_EUSAGE, "%s: row %d: padding %d leaves no token of %d", what, b,
+                          ks[b], T);
+    if (T - ks[b] > m->cfg.n_ctx)
+      return dfpo_err_set(err, DFPO_EUSAGE, "%s: row %d has %d tokens (n_ctx %d)", what, b,
+                          T - ks[b], m->cfg.n_ctx);
+    for (int t = 0; t < T; t++) {
+      size_t i = (size_t)b * T + t;
+      int id = tokens[i];
+      if (t >= ks[b] && (id < 0 || id >= m->cfg.vocab_size))
+        return dfpo_err_set(err, DFPO_EUSAGE, "%s: token id %d at row %d column %d (vocabulary %d)",
+                            what, id, b, t, m->cfg.vocab_size);
+      tok[i] = t < ks[b] ? 0 : id;
+      pos[i] = t < ks[b] ? 0 : t - ks[b];
+      zeros[i] = 0;
+    }
+  }
+  return DFPO_OK;
+}
+
+static int rdec_forward(rdec_model *m, const model_batch *b, dfpo_err *err) {
+  const ops_backend *o = m->base.ops;
+  int B = b->B, T = b->T, V = m->cfg.vocab_size;
+  m->fB = 0;
+  m->base.last_logits = NULL;
+  int rc = missing_ops(m, err);
+  if (rc)
+    return rc;
+  if (B <= 0 || T <= 0)
+    return dfpo_err_set(err, DFPO_EUSAGE, "%s: empty batch (%d x %d)", family_name[m->cfg.family],
+                        B, T);
+  size_t N = (size_t)B * T, ni = layout_ids(&m->fw, NULL, B, T) + N;
+  int *h = malloc(ni * sizeof(int));
+  if (!h)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  rc = host_ids(m, b->tokens, b->kstart, B, T, h, family_name[m->cfg.family], err);
+  size_t nf = layout_ws(m, &m->fw, NULL, B, T) + N * V + 3 * N;
+  if (!rc)
+    rc = grow(o, (void **)&m->act, &m->act_floats, nf, sizeof(float), err);
+  if (!rc)
+    rc = grow(o, (void **)&m->ids, &m->ids_cap, ni, sizeof(int), err);
+  if (rc) {
+    free(h);
+    return rc;
+  }
+  size_t at = layout_ws(m, &m->fw, m->act, B, T);
+  m->logits = m->act + at;
+  m->lse = m->logits + N * V;
+  m->lp = m->lse + N;
+  m->ent = m->lp + N;
+  layout_ids(&m->fw, m->ids, B, T);
+  o->upload(m->ids, h, (ni - N) * sizeof(int));
+  free(h);
+  const rdec_ws *w = &m->fw;
+  o->encoder_fwd(w->x, w->tok, w->zeros, P(m, m->wte), m->zero, (int)N, m->cfg.n_embd);
+  run_layers(m, w, B, T, 0, 0, 0);
+  lm_head(m, m->logits, w->h, w->x, (int)N);
+  m->fB = B, m->fT = T;
+  return DFPO_OK;
+}
+
+static int rdec_lm_logprobs(rdec_model *m, const int *targets, float *logp, float *ent,
+                            dfpo_err *err) {
+  if (!m->fB)
+    return dfpo_err_set(err, DFPO_EUSAGE, "%s: lm_logprobs before a forward pass",
+                        family_name[m->cfg.family]);
+  const ops_backend *o = m->base.ops;
+  int V = m->cfg.vocab_size;
+  size_t N = (size_t)m->fB * m->fT;
+  for (size_t i = 0; i < N; i++)
+    if (targets[i] >= V)
+      return dfpo_err_set(err, DFPO_EUSAGE, "%s: target %d at %zu (vocabulary %d)",
+                          family_name[m->cfg.family], targets[i], i, V);
+  int *d_tg = m->ids + (m->ids_cap - N);
+  o->upload(d_tg, targets, N * sizeof(int));
+  o->logits_stats(m->lse, m->lp, ent ? m->ent : NULL, m->logits, d_tg, (int)N, V, V);
+  o->download(logp, m->lp, N * sizeof(float));
+  if (ent)
+    o->download(ent, m->ent, N * sizeof(float));
+  m->base.last_logits = m->logits;
+  return DFPO_OK;
+}
+
+/* ------------------------------------------------------------ decoding */
+
+static const float *rdec_decode_begin(rdec_model *m, const int *tokens, const int *kstart, int B,
+                                      int T, int max_len, dfpo_err *err) {
+  const ops_backend *o = m->base.ops;
+  const char *fam = family_name[m->cfg.family];
+  m->gn = 0;
+  m->base.last_logits = NULL;
+  if (missing_ops(m, err))
+    return NULL;
+  if (B < 1 || T < 1 || max_len < T) {
+    dfpo_err_set(err, DFPO_EUSAGE, "%s decode_begin: bad sizes B=%d T=%d max_len=%d", fam, B, T,
+                 max_len);
+    return NULL;
+  }
+  for (int b = 0; b < B; b++) {
+    int ks = kstart ? kstart[b] : 0;
+    if (ks >= 0 && ks < T && max_len - ks > m->cfg.n_ctx) {
+      dfpo_err_set(err, DFPO_EUSAGE, "%s decode_begin: row %d needs %d positions (n_ctx %d)", fam,
+                   b, max_len - ks, m->cfg.n_ctx);
+      return NULL;
+    }
+  }
+  size_t N = (size_t)B * T, I = (size_t)m->cfg.n_head * m->cfg.head_dim, L = m->cfg.n_layer;
+  size_t cache = (size_t)B * max_len * I;
+  size_t nf = layout_ws(m, &m->gw, NULL, B, T) + 2 * L * cache + (size_t)B * m->cfg.vocab_size;
+  size_t ni = layout_ids(&m->gw, NULL, B, T);
+  int *h = malloc(ni * sizeof(int));
+  int *ks = realloc(m->g_kstart, (size_t)B * sizeof(int));
+  if (ks)
+    m->g_kstart = ks;
+  if (!h || !ks) {
+    free(h);
+    dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+    return NULL;
+  }
+  if (host_ids(m, tokens, kstart, B, T, h, fam, err) ||
+      grow(o, (void **)&m->gen, &m->gen_floats, nf, sizeof(float), err) ||
+      grow(o, (void **)&m->gen_ids, &m->gen_ids_cap, ni, sizeof(int), err)) {
+    free(h);
+    return NULL;
+  }
+  float *p = m->gen;
+  for (size_t l = 0; l < L; l++) {
+    m->kc[l] = p, p += cache;
+    m->vc[l] = p, p += cache;
+  }
+  m->g_logits = p, p += (size_t)B * m->cfg.vocab_size;
+  layout_ws(m, &m->gw, p, B, T);
+  layout_ids(&m->gw, m->gen_ids, B, T);
+  memcpy(m->g_kstart, h + 3 * N, (size_t)B * sizeof(int));
+  o->upload(m->gen_ids, h, ni * sizeof(int));
+  free(h);
+  const rdec_ws *w = &m->gw;
+  int C = m->cfg.n_embd;
+  o->encoder_fwd(w->x, w->tok, w->zeros, P(m, m->wte), m->zero, (int)N, C);
+  run_layers(m, w, B, T, 0, max_len, 1);
+  /* the head of each row's last position only */
+  for (int b = 0; b < B; b++)
+    o->copy(w->t + (size_t)b * C, w->x + ((size_t)b * T + T - 1) * C, (size_t)C * sizeof(float));
+  lm_head(m, m->g_logits, w->h, w->t, B);
+  m->gB = B, m->gmax = max_len, m->gn = T;
+  m->base.last_logits = m->g_logits;
+  return m->g_logits;
+}
+
+static const float *rdec_decode_step(rdec_model *m, const int *next, dfpo_err *err) {
+  const char *fam = family_name[m->cfg.family];
+  if (m->gn == 0) {
+    dfpo_err_set(err, DFPO_EUSAGE, "%s decode_step: call decode_begin first", fam);
+    return NULL;
+  }
+  if (m->gn >= m->gmax) {
+    dfpo_err_set(err, DFPO_EUSAGE, "%s decode_step: the cache is full (%d positions)", fam,
+                 m->gmax);
+    return NULL;
+  }
+  const ops_backend *o = m->base.ops;
+  int B = m->gB, C = m->cfg.n_embd;
+  int *h = malloc((size_t)3 * B * sizeof(int));
+  if (!h) {
+    dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+    return NULL;
+  }
+  for (int b = 0; b < B; b++) {
+    if (next[b] < 0 || next[b] >= m->cfg.vocab_size) {
+      dfpo_err_set(err, DFPO_EUSAGE, "%s decode_step: token %d of row %d outside the vocabulary",
+                   fam, next[b], b);
+      free(h);
+      return NULL;
+    }
+    h[b] = next[b];
+    h[B + b] = m->gn - m->g_kstart[b];
+    h[2 * B + b] = 0;
+  }
+  /* one token per row: the workspace's first B rows, its own kstart kept */
+  rdec_ws w = m->gw;
+  w.pos = w.tok + B;
+  w.zeros = w.tok + 2 * B;
+  o->upload(w.tok, h, (size_t)3 * B * sizeof(int));
+  free(h);
+  o->encoder_fwd(w.x, w.tok, w.zeros, P(m, m->wte), m->zero, B, C);
+  run_layers(m, &w, B, 1, m->gn, m->gmax, 1);
+  lm_head(m, m->g_logits, w.h, w.x, B);
+  m->gn++;
+  m->base.last_logits = m->g_logits;
+  return m->g_logits;
+}
+
+/* ------------------------------------------------------------ table */
+
+static int usage(const model_t *m, dfpo_err *err, const char *what) {
+  return dfpo_err_set(err, DFPO_EUSAGE,
+                      "%s: %s is not written yet for the rotary decoders (forward, perplexity and "
+                      "generation only)",
+                      m->cfg.arch, what);
+}
+
+static void vt_free(model_t *m) {
+  rdec_destroy(rdec_of(m));
+}
+/* Hugging Face's _init_weights with initializer_range 0.02: matrices and
+ * the embedding normal(0, 0.02), biases 0, norm weights 1. */
+static void vt_init_random(model_t *mm, uint64_t seed) {
+  rdec_model *m = rdec_of(mm);
+  dfpo_rng r;
+  dfpo_rng_init(&r, seed, DFPO_STREAM_INIT);
+  float *h = malloc(m->nparams * sizeof(float));
+  if (!h)
+    return;
+  for (int k = 0; k < m->ntensors; k++) {
+    const rdec_tensor *t = &m->tensors[k];
+    size_t n = (size_t)t->rows * t->cols, L = strlen(t->name);
+    int normw = t->vec && L > 7 && !strcmp(t->name + L - 7, ".weight");
+    for (size_t i = 0; i < n; i++)
+      h[t->off + i] = normw ? 1.0f : t->vec ? 0.0f : (float)(0.02 * dfpo_rng_normal(&r));
+  }
+  m->base.ops->upload(m->params, h, m->nparams * sizeof(float));
+  free(h);
+}
+static size_t vt_arena_bytes(const model_t *mm) {
+  const rdec_model *m = rdec_of_const(mm);
+  return (m->nparams + m->act_floats + m->gen_floats + (size_t)m->cfg.n_embd) * sizeof(float) +
+         (m->ids_cap + m->gen_ids_cap) * sizeof(int);
+}
+static int vt_new_like(model_t **out, const model_t *src, int head, int n_classes, dfpo_err *err) {
+  (void)head, (void)n_classes;
+  *out = NULL;
+  return usage(src, err, "new_like (a value model)");
+}
+static int vt_copy_params(model_t *dst, const model_t *src, dfpo_err *err) {
+  rdec_model *d = rdec_of(dst);
+  const rdec_model *s = rdec_of_const(src);
+  if (memcmp(&d->cfg, &s->cfg, sizeof d->cfg))
+    return dfpo_err_set(err, DFPO_EUSAGE, "%s: copy_params between different configs",
+                        dst->cfg.arch);
+  return model_copy_floats(dst, d->params, src, s->params, d->nparams, err);
+}
+static int vt_copy_shared_params(model_t *dst, const model_t *src, int *copied, dfpo_err *err) {
+  return model_copy_shared_by_name(dst, src, copied, err);
+}
+static int vt_num_tensors(const model_t *m) {
+  return rdec_of_const(m)->ntensors;
+}
+static int vt_tensor_at(const model_t *mm, int i, model_tensor *t) {
+  const rdec_model *m = rdec_of_const(mm);
+  const rdec_tensor *b = &m->tensors[i];
+  memset(t, 0, sizeof *t);
+  t->name = b->name;
+  t->rows = b->rows;
+  t->cols = b->cols;
+  t->decay = !b->vec;
+  t->param = m->params + b->off;
+  return DFPO_OK;
+}
+static int vt_ensure_train(model_t *m, dfpo_err *err) {
+  return usage(m, err, "training");
+}
+static int vt_reserve(model_t *m, int B, int T, dfpo_err *err) {
+  rdec_of(m)->fB = 0;
+  (void)B, (void)T, (void)err; /* each forward pass grows the block as it needs */
+  return DFPO_OK;
+}
+static int vt_forward(model_t *m, const model_batch *b, dfpo_err *err) {
+  return rdec_forward(rdec_of(m), b, err);
+}
+static int vt_lm_logprobs(model_t *m, const int *targets, float *logp, float *ent, dfpo_err *err) {
+  return rdec_lm_logprobs(rdec_of(m), targets, logp, ent, err);
+}
+static int vt_lm_backward(model_t *m, const float *dlogp, const float *dent, dfpo_err *err) {
+  (void)dlogp, (void)dent;
+  return usage(m, err, "the backward pass (training)");
+}
+static int vt_lm_backward_logits(model_t *m, const float *dlogits, dfpo_err *err) {
+  (void)dlogits;
+  return usage(m, err, "the backward pass (training)");
+}
+static int vt_lm_loss(model_t *mm, const model_batch *b, const int *targets, int backward,
+                      float *loss, dfpo_err *err) {
+  if (backward)
+    return usage(mm, err, "the backward pass (training)");
+  return model_lm_loss_forward(mm, b, targets, loss, err);
+}
+static int vt_score_tokens(model_t *m, const int *tokens, size_t n, double *nll_sum, size_t *scored,
+                           dfpo_err *err) {
+  return model_score_windows(m, tokens, n, nll_sum, scored, err);
+}
+static int vt_value_forward(model_t *m, float *values, dfpo_err *err) {
+  (void)values;
+  return usage(m, err, "a value head");
+}
+static int vt_value_backward(model_t *m, const float *dvalues, dfpo_err *err) {
+  (void)dvalues;
+  return usage(m, err, "a value head");
+}
+static int vt_class_forward(model_t *m, const int *at, float *logits, dfpo_err *err) {
+  (void)at, (void)logits;
+  return usage(m, err, "a classification head");
+}
+static int vt_class_backward(model_t *m, const float *dlogits, dfpo_err *err) {
+  (void)dlogits;
+  return usage(m, err, "a classification head");
+}
+static void vt_zero_grad(model_t *m) {
+  (void)m; /* no gradients */
+}
+static float vt_grad_norm(model_t *m) {
+  (void)m;
+  return 0.0f;
+}
+static const float *vt_decode_begin(model_t *m, const int *tokens, const int *kstart, int B, int T,
+                                    int max_len, dfpo_err *err) {
+  return rdec_decode_begin(rdec_of(m), tokens, kstart, B, T, max_len, err);
+}
+static const float *vt_decode_step(model_t *m, const int *next, dfpo_err *err) {
+  return rdec_decode_step(rdec_of(m), next, err);
+}
+static int vt_save(model_t *m, const char *path, int with_optimizer, dfpo_err *err) {
+  (void)path, (void)with_optimizer;
+  return usage(m, err, "a native checkpoint (load its Hugging Face folder instead)");
+}
+static int vt_export_safetensors(const model_t *m, const char *path, const model_export_opts *o,
+                                 dfpo_err *err) {
+  (void)path, (void)o;
+  return usage(m, err, "safetensors export");
+}
+
+const model_vtable rdec_vtable = {
+    .arch = "rdec",
+    .free = vt_free,
+    .init_random = vt_init_random,
+    .arena_bytes = vt_arena_bytes,
+    .new_like = vt_new_like,
+    .copy_params = vt_copy_params,
+    .copy_shared_params = vt_copy_shared_params,
+    .num_tensors = vt_num_tensors,
+    .tensor_at = vt_tensor_at,
+    .ensure_train = vt_ensure_train,
+    .reserve = vt_reserve,
+    .forward = vt_forward,
+    .lm_logprobs = vt_lm_logprobs,
+    .lm_backward = vt_lm_backward,
+    .lm_backward_logits = vt_lm_backward_logits,
+    .lm_loss = vt_lm_loss,
+    .score_tokens = vt_score_tokens,
+    .value_forward = vt_value_forward,
+    .value_backward = vt_value_backward,
+    .class_forward = vt_class_forward,
+    .class_backward = vt_class_backward,
+    .zero_grad = vt_zero_grad,
+    .grad_norm = vt_grad_norm,
+    .decode_begin = vt_decode_begin,
+    .decode_step = vt_decode_step,
+    .save = vt_save,
+    .export_safetensors = vt_export_safetensors,
+};
