@@ -80,4 +80,18 @@ int model_copy_floats(const model_t *dst, float *dp, const model_t *src, const f
  * name and shape a tensor of src has. */
 int model_copy_shared_by_name(model_t *dst, const model_t *src, int *copied, dfpo_err *err);
 
+/* A bump allocator for laying out buffers inside an arena: a sizing pass
+ * with base NULL counts the bytes, the real pass hands out pointers. Every
+ * buffer is 64-byte aligned. */
+typedef struct bump {
+  char *base;
+  size_t off;
+} bump;
+static inline void *take(bump *b, size_t bytes) {
+  void *p = b->base ? b->base + b->off : NULL;
+  b->off += (bytes + 63) & ~(size_t)63;
+  return p;
+}
+#define TAKEF(b, n) ((float *)take(b, (size_t)(n) * sizeof(float)))
+
 #endif

@@ -43,6 +43,7 @@ typedef struct t5_config {
   int tied;     /* tie_word_embeddings: no lm_head, output scaled by d_model^-0.5 */
   int n_pos;    /* decoder positions allowed (n_ctx): n_positions, else 512 */
   int start_id; /* decoder_start_token_id (pad 0) */
+  int eos_id;   /* eos_token_id (</s> 1; -1: none) */
 } t5_config;
 
 /* The relative-position bucket of Hugging Face's T5Attention for
