@@ -409,6 +409,34 @@ Test(t5, training_and_decoding_match_pytorch, .timeout = 240) {
                 "tensor's largest entry",
                 names[v], model_num_tensors(m), e);
 
+    /* the same objective's gradient of the logits, worked on the host
+     * (dz = wl (1[z = target] - p) - we p (log p + entropy) at each output
+     * column), through model_lm_backward_logits */
+    model_zero_grad(m);
+    cr_assert_eq(model_forward(m, &batch, &err), DFPO_OK, "%s", err.msg);
+    cr_assert_eq(model_lm_logprobs(m, targets, lp, ent, &err), DFPO_OK, "%s", err.msg);
+    int V = model_get_config(m)->vocab_size;
+    const float *z = model_lm_logits(m); /* CPU memory */
+    float *dz = calloc((size_t)n * V, sizeof *dz);
+    for (int i = 0; i < n; i++) {
+      if (wl[i] == 0 && we[i] == 0)
+        continue; /* columns without an output */
+      double mx = -INFINITY, sum = 0;
+      for (int a = 0; a < V; a++)
+        mx = fmax(mx, z[(size_t)i * V + a]);
+      for (int a = 0; a < V; a++)
+        sum += exp(z[(size_t)i * V + a] - mx);
+      for (int a = 0; a < V; a++) {
+        double lq = z[(size_t)i * V + a] - mx - log(sum), p = exp(lq);
+        dz[(size_t)i * V + a] = (float)((targets[i] >= 0 ? wl[i] * ((a == targets[i]) - p) : 0) -
+                                        we[i] * p * (lq + ent[i]));
+      }
+    }
+    cr_assert_eq(model_lm_backward_logits(m, dz, &err), DFPO_OK, "%s", err.msg);
+    free(dz);
+    e = check_grads(m, g, "lm_backward_logits");
+    cr_log_info("%s: the same through model_lm_backward_logits, worst %.3g", names[v], e);
+
     /* a value model: the policy's trunk and a value head */
     cr_assert_eq(model_new_like(&vm, m, MODEL_HEAD_VALUE, 0, &err), DFPO_OK, "%s", err.msg);
     int copied = 0;
