@@ -1306,6 +1306,30 @@ static void cpu_rmsnorm_fwd(float *out, const float *inp, const float *w, int N,
   }
 }
 
+/* The softmax probabilities p[j0..j1] of one query qi of T5's attention
+ * over the keys from kb (row stride ldkv): q.k + brow[j] (brow NULL: no
+ * bias); the forward op and the backward op's recomputation share it. */
+static inline void rel_probs(float *p, const float *qi, const float *kb, int ldkv,
+                             const float *brow, int j0, int j1, int HS) {
+  float mx = -INFINITY;
+  for (int j = j0; j <= j1; j++) {
+    const float *kj = kb + (size_t)j * ldkv;
+    float s = 0.0f;
+    for (int d = 0; d < HS; d++)
+      s += qi[d] * kj[d];
+    if (brow)
+      s += brow[j];
+    p[j] = s;
+    mx = s > mx ? s : mx;
+  }
+  float sum = 0.0f;
+  for (int j = j0; j <= j1; j++)
+    sum += p[j] = expf(p[j] - mx);
+  float inv = 1.0f / sum;
+  for (int j = j0; j <= j1; j++)
+    p[j] *= inv;
+}
+
 static void cpu_attention_rel_fwd(float *out, const float *q, int ldq, const float *k,
                                   const float *v, int ldkv, const float *bias, const int *kstart,
                                   int causal, int B, int Tq, int Tk, int NH, int HS) {
@@ -1322,26 +1346,12 @@ static void cpu_attention_rel_fwd(float *out, const float *q, int ldq, const flo
           o[d] = 0.0f;
         if (j0 > j1)
           continue;
-        float mx = -INFINITY;
-        for (int j = j0; j <= j1; j++) {
-          const float *kj = k + ((size_t)b * Tk + j) * ldkv + (size_t)h * HS;
-          float s = 0.0f;
-          for (int d = 0; d < HS; d++)
-            s += qi[d] * kj[d];
-          if (bias)
-            s += bias[((size_t)h * Tq + i) * Tk + j];
-          sc[j] = s;
-          mx = s > mx ? s : mx;
-        }
-        float sum = 0.0f;
-        for (int j = j0; j <= j1; j++)
-          sum += sc[j] = expf(sc[j] - mx);
-        float inv = 1.0f / sum;
+        rel_probs(sc, qi, k + (size_t)b * Tk * ldkv + (size_t)h * HS, ldkv,
+                  bias ? bias + ((size_t)h * Tq + i) * Tk : NULL, j0, j1, HS);
         for (int j = j0; j <= j1; j++) {
           const float *vj = v + ((size_t)b * Tk + j) * ldkv + (size_t)h * HS;
-          float p = sc[j] * inv;
           for (int d = 0; d < HS; d++)
-            o[d] += p * vj[d];
+            o[d] += sc[j] * vj[d];
         }
       }
 }
@@ -1364,26 +1374,13 @@ static void cpu_attention_rel_bwd(float *dq, float *dk, float *dv, float *dbias,
         int j0 = kstart ? kstart[b] : 0, j1 = causal && i < Tk - 1 ? i : Tk - 1;
         if (j0 > j1)
           continue;
-        float mx = -INFINITY;
-        for (int j = j0; j <= j1; j++) {
-          const float *kj = k + ((size_t)b * Tk + j) * ldkv + (size_t)h * HS;
-          float s = 0.0f;
-          for (int e = 0; e < HS; e++)
-            s += qi[e] * kj[e];
-          if (bias)
-            s += bias[((size_t)h * Tq + i) * Tk + j];
-          p[j] = s;
-          mx = s > mx ? s : mx;
-        }
-        float sum = 0.0f;
-        for (int j = j0; j <= j1; j++)
-          sum += p[j] = expf(p[j] - mx);
-        float inv = 1.0f / sum, dot = 0.0f;
+        rel_probs(p, qi, k + (size_t)b * Tk * ldkv + (size_t)h * HS, ldkv,
+                  bias ? bias + ((size_t)h * Tq + i) * Tk : NULL, j0, j1, HS);
+        float dot = 0.0f;
         for (int j = j0; j <= j1; j++) {
           size_t ko = ((size_t)b * Tk + j) * ldkv + (size_t)h * HS;
           const float *vj = v + ko;
           float *dvj = dv + ko;
-          p[j] *= inv;
           float s = 0.0f;
           for (int e = 0; e < HS; e++) {
             s += d[e] * vj[e];
