@@ -177,6 +177,31 @@ static int t5_create(t5_model **out, const t5_config *c, int head, dfpo_err *err
 
 /* ------------------------------------------------------------ config */
 
+int t5_config_check(const t5_config *c, const char *where, dfpo_err *err) {
+  if (c->vocab_size <= 0 || c->d_model <= 0 || c->d_kv <= 0 || c->d_ff <= 0 || c->n_head <= 0 ||
+      c->n_layer <= 0 || c->n_dec_layer <= 0 || c->num_buckets < 2 || c->max_distance < 2 ||
+      c->n_pos < 2 || c->d_model > 65536 || c->d_kv > 65536 || c->d_ff > 1 << 20 ||
+      c->n_layer > 1000 || c->n_dec_layer > 1000 || c->n_head > 4096 || c->num_buckets > 65536 ||
+      c->vocab_size > 1 << 24 || c->start_id < 0 || c->start_id >= c->vocab_size ||
+      c->eos_id < -1 || c->eos_id >= c->vocab_size || !(c->eps > 0.0f))
+    return dfpo_err_set(
+        err, DFPO_EDATA,
+        "%s: sizes out of range (d_model %d, d_kv %d, d_ff %d, heads %d, layers %d/%d, "
+        "buckets %d, max distance %d, vocabulary %d, decoder start %d, eos %d, epsilon %g)",
+        where, c->d_model, c->d_kv, c->d_ff, c->n_head, c->n_layer, c->n_dec_layer,
+        c->num_buckets, c->max_distance, c->vocab_size, c->start_id, c->eos_id, (double)c->eps);
+  return DFPO_OK;
+}
+
+int t5_new(model_t **out, const t5_config *c, dfpo_err *err) {
+  *out = NULL;
+  int rc = t5_config_check(c, "t5_new", err);
+  t5_model *m = NULL;
+  if (!rc && !(rc = t5_create(&m, c, MODEL_HEAD_NONE, err)))
+    *out = &m->base;
+  return rc;
+}
+
 static int jint(const cJSON *o, const char *key, int dflt) {
   const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, key);
   return cJSON_IsNumber(x) ? (int)x->valuedouble : dflt;
@@ -219,18 +244,8 @@ static int read_config(const char *cpath, t5_config *c, dfpo_err *err) {
   else
     rc = dfpo_err_set(err, DFPO_EDATA, "%s: feed_forward_proj '%s' (relu and gated-gelu are read)",
                       cpath, fp);
-  if (!rc &&
-      (c->vocab_size <= 0 || c->d_model <= 0 || c->d_kv <= 0 || c->d_ff <= 0 || c->n_head <= 0 ||
-       c->n_layer <= 0 || c->n_dec_layer <= 0 || c->num_buckets < 2 || c->max_distance < 2 ||
-       c->n_pos < 2 || c->d_model > 65536 || c->d_ff > 1 << 20 || c->n_layer > 1000 ||
-       c->n_dec_layer > 1000 || c->n_head > 4096 || c->num_buckets > 65536 || c->start_id < 0 ||
-       c->start_id >= c->vocab_size || c->eos_id < -1 || c->eos_id >= c->vocab_size))
-    rc = dfpo_err_set(
-        err, DFPO_EDATA,
-        "%s: sizes out of range (d_model %d, d_kv %d, d_ff %d, heads %d, layers %d/%d, "
-        "buckets %d, max distance %d, vocabulary %d, decoder start %d, eos %d)",
-        cpath, c->d_model, c->d_kv, c->d_ff, c->n_head, c->n_layer, c->n_dec_layer, c->num_buckets,
-        c->max_distance, c->vocab_size, c->start_id, c->eos_id);
+  if (!rc)
+    rc = t5_config_check(c, cpath, err);
   cJSON_Delete(j);
   return rc;
 }

@@ -61,6 +61,11 @@ int t5_handles(const char *model_type);
  * other extra tensor with a warning; a missing or misshapen one is
  * DFPO_EDATA naming it. */
 int t5_import_safetensors(model_t **out, const char *path, dfpo_err *err);
+/* DFPO_EDATA naming `where` and the sizes when c is out of range. */
+int t5_config_check(const t5_config *c, const char *where, dfpo_err *err);
+/* A T5 of config c (no extra head) on the current device, its parameters
+ * zeroed (model_init_random gives Hugging Face's initialisation). */
+int t5_new(model_t **out, const t5_config *c, dfpo_err *err);
 /* NULL when m is not a T5. */
 const t5_config *t5_get_config(const model_t *m);
 

@@ -13,6 +13,7 @@
 #include "tests/support/support.h"
 #include "trainer/model.h"
 #include "trainer/optim.h"
+#include "trainer/rl.h"
 #include "trainer/t5.h"
 
 #include <criterion/criterion.h>
@@ -547,4 +548,110 @@ Test(t5, training_and_decoding_match_pytorch, .timeout = 240) {
   }
   cJSON_Delete(ref);
   ts_rmtree(dir);
+}
+
+/* ------------------------------------------------------------ RL */
+
+/* The reward of a copying task: the share of a row's new tokens equal to
+ * its source's first token, which only a policy that reads the encoder
+ * (through the cross-attention) can raise. */
+static int copy_share(void *ctx, int nb, const int *prompts, const int *kstart, int Tp,
+                      const int *cont, const int *lens, int max_new, float *rewards,
+                      dfpo_err *err) {
+  (void)ctx, (void)err;
+  for (int b = 0; b < nb; b++) {
+    int want = prompts[(size_t)b * Tp + (kstart ? kstart[b] : 0)], good = 0;
+    for (int i = 0; i < lens[b]; i++)
+      good += cont[(size_t)b * max_new + i] == want;
+    rewards[b] = lens[b] ? (float)good / lens[b] : 0;
+  }
+  return 0;
+}
+
+/* rl_iterate over a T5 policy, a T5 reference (a clone) and a T5 value
+ * model (model_new_like + the policy's trunk): sources of 3 tokens of a
+ * vocabulary of 8, 5 new tokens; returns the mean reward of the first and
+ * of the last 5 iterations, and in *blind the best a policy that ignores
+ * the source can have (the share of the most frequent first token). */
+static void t5_rl(int algo, int iters, double *r0, double *r1, double *blind) {
+  t5_config c = {.vocab_size = 8,
+                 .d_model = 16,
+                 .d_kv = 4,
+                 .d_ff = 32,
+                 .n_head = 2,
+                 .n_layer = 1,
+                 .n_dec_layer = 2,
+                 .num_buckets = 8,
+                 .max_distance = 16,
+                 .eps = 1e-6f,
+                 .gated = algo == RL_NLPO,
+                 .tied = algo != RL_NLPO,
+                 .n_pos = 64,
+                 .start_id = 0,
+                 .eos_id = -1};
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  model_t *policy, *ref, *value;
+  cr_assert_eq(t5_new(&policy, &c, &err), DFPO_OK, "%s", err.msg);
+  model_init_random(policy, 11);
+  cr_assert_eq(model_clone(&ref, policy, &err), DFPO_OK, "%s", err.msg);
+  cr_assert_eq(model_new_like(&value, policy, MODEL_HEAD_VALUE, 0, &err), DFPO_OK, "%s", err.msg);
+  cr_assert_eq(model_copy_shared_params(value, policy, NULL, &err), DFPO_OK, "%s", err.msg);
+  rl_config cfg = rl_config_default();
+  cfg.algo = algo;
+  cfg.lr = 1e-2f;
+  cfg.kl_adaptive = 0;
+  cfg.beta = 0.01f;
+  cfg.epochs = 4;
+  cfg.minibatch = 8;
+  cfg.sampling.max_new = cfg.sampling.min_new = 5;
+  cfg.sampling.eos = -1;
+  rl_trainer *t;
+  cr_assert_eq(rl_trainer_new(&t, policy, ref, value, &cfg, 5, &err), DFPO_OK, "%s", err.msg);
+  enum { NB = 16, TP = 3 };
+  int prompts[NB * TP];
+  dfpo_rng r;
+  dfpo_rng_init(&r, 9, 1);
+  for (int i = 0; i < NB * TP; i++)
+    prompts[i] = (int)dfpo_rng_below(&r, 8);
+  int count[8] = {0};
+  *blind = 0;
+  for (int b = 0; b < NB; b++)
+    if (++count[prompts[b * TP]] > *blind * NB)
+      *blind = (double)count[prompts[b * TP]] / NB;
+  *r0 = *r1 = 0;
+  for (int it = 0; it < iters; it++) {
+    rl_stats st;
+    cr_assert_eq(rl_iterate(t, prompts, NULL, NB, TP, copy_share, NULL, &st, &err), DFPO_OK, "%s",
+                 err.msg);
+    if (it == 0)
+      *r0 = st.reward;
+    if (it >= iters - 5)
+      *r1 += st.reward / 5;
+  }
+  rl_trainer_free(t);
+  model_free(policy), model_free(ref), model_free(value);
+}
+
+/* PPO, NLPO (over a gated, untied T5) and DfPO train a T5 policy through
+ * the model interface with nothing T5-specific in the RL code. Measured
+ * (2026-12-03, seed 5, 30 iterations, lr 1e-2, beta 0.01): PPO 0.050 ->
+ * 0.365, NLPO 0.163 -> 0.298, DfPO 0.050 -> 0.133 (it stays close to the
+ * reference by design); the 16 sources' most frequent first token is a
+ * quarter of them, so PPO's 0.365 reads the source. The bounds leave
+ * about a third of each gain as margin. */
+Test(t5, rl_iterate_trains_a_t5_policy, .timeout = 300) {
+  static const int algos[3] = {RL_PPO, RL_NLPO, RL_DFPO};
+  static const char *const names[3] = {"PPO", "NLPO", "DfPO"};
+  static const double gain[3] = {0.2, 0.09, 0.05};
+  for (int a = 0; a < 3; a++) {
+    double r0, r1, blind;
+    t5_rl(algos[a], 30, &r0, &r1, &blind);
+    cr_log_info("%s over a T5: copying reward %.3f -> %.3f (30 iterations; a policy blind to the "
+                "source gets at most %.3f)",
+                names[a], r0, r1, blind);
+    cr_expect_gt(r1, r0 + gain[a], "%s: %.3f -> %.3f", names[a], r0, r1);
+    if (algos[a] == RL_PPO)
+      cr_expect_gt(r1, blind, "PPO's %.3f does not show it reads the source (%.3f)", r1, blind);
+  }
 }
