@@ -1,9 +1,9 @@
 /* trainer/model.h: what RL, perplexity, generation, pretraining, judges and
  * checkpoints need from a language model of any architecture (prefix
  * model_). GPT-2 (trainer/gpt2.h) is one implementation, the encoder
- * classifiers (trainer/bert.h, inference only) another;
- * docs/model-interface.md says how an encoder-decoder or a rotary decoder
- * would be a third.
+ * classifiers (trainer/bert.h, inference only) another, the
+ * encoder-decoder T5 (trainer/t5.h) a third; docs/model-interface.md says
+ * how a rotary decoder would be a fourth.
  *
  * The calls dispatch through the model's table of functions, so code written
  * against this header (trainer/rl_*.c, trainer/sample.c, trainer/optim.c,

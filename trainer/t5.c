@@ -188,8 +188,8 @@ int t5_config_check(const t5_config *c, const char *where, dfpo_err *err) {
         err, DFPO_EDATA,
         "%s: sizes out of range (d_model %d, d_kv %d, d_ff %d, heads %d, layers %d/%d, "
         "buckets %d, max distance %d, vocabulary %d, decoder start %d, eos %d, epsilon %g)",
-        where, c->d_model, c->d_kv, c->d_ff, c->n_head, c->n_layer, c->n_dec_layer,
-        c->num_buckets, c->max_distance, c->vocab_size, c->start_id, c->eos_id, (double)c->eps);
+        where, c->d_model, c->d_kv, c->d_ff, c->n_head, c->n_layer, c->n_dec_layer, c->num_buckets,
+        c->max_distance, c->vocab_size, c->start_id, c->eos_id, (double)c->eps);
   return DFPO_OK;
 }
 
