@@ -80,6 +80,13 @@ int model_copy_floats(const model_t *dst, float *dp, const model_t *src, const f
  * name and shape a tensor of src has. */
 int model_copy_shared_by_name(model_t *dst, const model_t *src, int *copied, dfpo_err *err);
 
+/* The training state of a model of n parameters, once: one zeroed block
+ * of the backend's memory holding the gradients, AdamW's first and second
+ * moments (n floats each) into *block, *grads, *m1, *m2, and grads_zero
+ * set. Nothing happens when *block is already set. */
+int model_alloc_train(model_t *m, size_t n, float **block, float **grads, float **m1, float **m2,
+                      dfpo_err *err);
+
 /* A bump allocator for laying out buffers inside an arena: a sizing pass
  * with base NULL counts the bytes, the real pass hands out pointers. Every
  * buffer is 64-byte aligned. */

@@ -11,17 +11,7 @@
 #include <string.h>
 
 int t5_ensure_train(t5_model *m, dfpo_err *err) {
-  if (m->train_block)
-    return DFPO_OK;
-  m->train_block = m->base.ops->alloc(3 * m->nparams * sizeof(float));
-  if (!m->train_block)
-    return dfpo_err_set(err, DFPO_ERUNTIME, "t5: out of memory for the training state (%zu bytes)",
-                        3 * m->nparams * sizeof(float));
-  m->base.grads_zero = 1; /* the backend's alloc returns zeroed memory */
-  m->grads = m->train_block;
-  m->m1 = m->grads + m->nparams;
-  m->m2 = m->m1 + m->nparams;
-  return DFPO_OK;
+  return model_alloc_train(&m->base, m->nparams, &m->train_block, &m->grads, &m->m1, &m->m2, err);
 }
 
 void t5_zero_grad(t5_model *m) {
