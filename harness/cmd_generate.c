@@ -458,7 +458,8 @@ int cmd_generate(int argc, char **argv) {
         }
         for (int t = 0; t < nt; t++)
           ids32[t] = gen[t];
-        if (!(rc = tok_decode(tok, ids32, (size_t)nt, &text, &tlen, &tcap, &err)) && !text)
+        int gen_failed = rc = tok_decode(tok, ids32, (size_t)nt, &text, &tlen, &tcap, &err);
+        if (!rc && !text)
           rc = dfpo_err_set(&err, DFPO_ERUNTIME, "out of memory");
         if (!rc && !ps.text[i0 + b]) {
           /* token-id prompts: decode them too */
@@ -478,7 +479,10 @@ int cmd_generate(int argc, char **argv) {
         }
         free(ids32);
         if (rc) {
-          dfpo_err_prefix(&err, "prompt %zu", i0 + (size_t)b + 1);
+          /* a model whose vocabulary passes its tokenizer's (T5's 28
+           * unused ids) can draw ids the tokenizer cannot write */
+          dfpo_err_prefix(&err, "prompt %zu%s", i0 + (size_t)b + 1,
+                          gen_failed ? ", its new tokens" : "");
           break;
         }
         printf("{\"prompt\": ");
