@@ -8,13 +8,17 @@
  * Each pair's nll_sum from `dfpo perplexity --per-doc --json` within 1e-4
  * relative of the script's (float32 on both sides; the measured maxima are
  * logged), alone and in left-padded batches through model_forward; token
- * ids exactly. Skipped, saying why, when /usr/bin/python3 lacks torch or
- * sentencepiece. The bucket function is held to hand calculations. */
+ * ids exactly. The script's autograd holds the backward passes (every
+ * tensor's gradient, the value head's, one AdamW step) and its greedy loop
+ * holds `dfpo generate`. Skipped, saying why, when /usr/bin/python3 lacks
+ * torch or sentencepiece. The bucket function is held to hand
+ * calculations; the RL trainer runs over T5s without the script. */
 #include "tests/support/support.h"
 #include "trainer/model.h"
 #include "trainer/optim.h"
 #include "trainer/rl.h"
 #include "trainer/t5.h"
+#include "trainer/t5_internal.h"
 
 #include <criterion/criterion.h>
 #include <math.h>
@@ -654,4 +658,26 @@ Test(t5, rl_iterate_trains_a_t5_policy, .timeout = 300) {
     if (algos[a] == RL_PPO)
       cr_expect_gt(r1, blind, "PPO's %.3f does not show it reads the source (%.3f)", r1, blind);
   }
+}
+
+/* A backend without T5's ops (the CUDA table, a CPU table with one
+ * backward op taken out) is refused with a message naming it and the way
+ * out, forward passes only when a backward op is missing. */
+Test(t5, a_backend_without_t5_ops_is_named) {
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  cr_expect_eq(t5_missing_ops(&ops_cpu, 1, &err), DFPO_OK);
+  ops_backend o = ops_cpu;
+  o.name = "partial";
+  o.attention_rel_bwd = NULL;
+  cr_expect_eq(t5_missing_ops(&o, 0, &err), DFPO_OK);
+  cr_expect_eq(t5_missing_ops(&o, 1, &err), DFPO_EUSAGE);
+  cr_expect(strstr(err.msg, "partial") && strstr(err.msg, "backward") &&
+                strstr(err.msg, "--device cpu"),
+            "%s", err.msg);
+#ifdef DFPO_HAVE_CUDA
+  dfpo_err_clear(&err);
+  cr_expect_eq(t5_missing_ops(&ops_cuda, 0, &err), DFPO_EUSAGE);
+  cr_expect(strstr(err.msg, "cuda") && strstr(err.msg, "rmsnorm_fwd"), "%s", err.msg);
+#endif
 }
