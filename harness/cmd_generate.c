@@ -1,6 +1,7 @@
 #include "harness/cli.h"
 #include "trainer/model.h"
 #include "trainer/sample.h"
+#include "trainer/t5.h"
 #include "trainer/tok.h"
 
 #include <ctype.h>
@@ -18,10 +19,13 @@ static const char generate_usage[] =
     "Hugging Face model.safetensors, or a Hugging Face folder: config.json +\n"
     "model.safetensors or a sharded model.safetensors.index.json, or\n"
     "pytorch_model.bin (torch.save's zip format) or its shard index, whose\n"
-    "tokenizer files serve when --tokenizer is not given), or GPT-J, GPT-NeoX /\n"
-    "Pythia or Llama (a Hugging Face folder whose config.json says model_type\n"
-    "gptj, gpt_neox or llama; on the CPU; docs/rotary.md). Prompts are text\n"
-    "encoded with the tokenizer:\n"
+    "tokenizer files serve when --tokenizer is not given), from a T5 (a\n"
+    "Hugging Face T5 folder: the prompt is the encoder's input, the tokens are\n"
+    "the decoder's, started from decoder_start_token_id; a text prompt is\n"
+    "ended with </s> as T5's tokenizer does), or from GPT-J, GPT-NeoX / Pythia\n"
+    "or Llama (a Hugging Face folder whose config.json says model_type gptj,\n"
+    "gpt_neox or llama; on the CPU; docs/rotary.md). Prompts are text encoded\n"
+    "with the tokenizer:\n"
     "--prompt TEXT is one prompt, --input FILE holds one prompt per line ('-' for\n"
     "stdin; the line's end is not part of it; an empty prompt starts from\n"
     "<|endoftext|>). With --tokens FILE the prompts are token ids instead, one\n"
@@ -52,10 +56,11 @@ static const char generate_usage[] =
     "  --top-k K            0 for off (default 0)\n"
     "  --top-p P            1 for off (default 1)\n"
     "  --eos ID             the id that ends a continuation, -1 for none. Default:\n"
-    "                       the tokenizer's <|endoftext|> (none when it has\n"
-    "                       none); without a tokenizer, GPT-2's 50256 when the\n"
-    "                       model is a GPT-2 or GPT-J whose vocabulary holds it,\n"
-    "                       else none\n"
+    "                       the tokenizer's <|endoftext|> (T5's </s>; none when\n"
+    "                       it has none); without a tokenizer, a T5's\n"
+    "                       eos_token_id (config.json), else GPT-2's 50256 when\n"
+    "                       the model is a GPT-2 or GPT-J whose vocabulary holds\n"
+    "                       it, else none\n"
     "  --batch N            prompts per batch (default 16)\n"
     "  --seed N             sampling seed (default 0)\n"
     "  --device D           cpu (default), cuda, or auto: CUDA when a device is\n"
@@ -173,14 +178,19 @@ static void prompts_free(prompts *p) {
   free(p->tlen);
 }
 
-/* Encodes one text prompt (an empty one becomes <|endoftext|>) and adds it;
- * `where` names it in messages. */
+/* Encodes one text prompt (an empty one becomes <|endoftext|>; with
+ * end_eot, every one is ended with the tokenizer's end-of-text: T5's </s>)
+ * and adds it; `where` names it in messages. */
 static int add_text_prompt(prompts *p, tok_tokenizer *tok, const char *text, size_t len,
-                           const char *where, dfpo_err *err) {
+                           int end_eot, const char *where, dfpo_err *err) {
   tok_ids v = {0};
   int rc = tok_encode(tok, text, len, 0, &v, err);
-  if (!rc && v.n == 0) {
-    int32_t eot = tok_eot_id(tok);
+  int32_t eot = tok_eot_id(tok);
+  if (!rc && end_eot && eot < 0) {
+    tok_ids_free(&v);
+    return dfpo_err_set(err, DFPO_EDATA, "%s: the tokenizer has no </s> to end T5's prompt", where);
+  }
+  if (!rc && v.n == 0 && !end_eot) {
     if (eot < 0) {
       tok_ids_free(&v);
       return dfpo_err_set(err, DFPO_EDATA,
@@ -194,7 +204,7 @@ static int add_text_prompt(prompts *p, tok_tokenizer *tok, const char *text, siz
     tok_ids_free(&v);
     return dfpo_err_prefix(err, "%s", where);
   }
-  int *ids = malloc(sizeof(int) * (v.n ? v.n : 1));
+  int *ids = malloc(sizeof(int) * (v.n + 1));
   char *copy = malloc(len + 1);
   if (!ids || !copy) {
     free(ids);
@@ -204,9 +214,11 @@ static int add_text_prompt(prompts *p, tok_tokenizer *tok, const char *text, siz
   }
   for (size_t i = 0; i < v.n; i++)
     ids[i] = v.ids[i];
+  if (end_eot)
+    ids[v.n] = eot;
   memcpy(copy, text, len);
   copy[len] = 0;
-  int n = (int)v.n;
+  int n = (int)v.n + (end_eot != 0);
   tok_ids_free(&v);
   return prompts_add(p, ids, n, copy, len, err);
 }
@@ -214,7 +226,7 @@ static int add_text_prompt(prompts *p, tok_tokenizer *tok, const char *text, siz
 /* Reads prompts from FILE (text lines when tok is set and !ids_mode, else
  * token ids). */
 static int read_prompts(prompts *p, const char *file, int ids_mode, tok_tokenizer *tok, int vocab,
-                        dfpo_err *err) {
+                        int end_eot, dfpo_err *err) {
   FILE *fp = strcmp(file, "-") == 0 ? stdin : fopen(file, "r");
   if (!fp)
     return dfpo_err_errno(err, DFPO_EDATA, errno, "%s", file);
@@ -232,7 +244,7 @@ static int read_prompts(prompts *p, const char *file, int ids_mode, tok_tokenize
         len--;
       if (len && line[len - 1] == '\r')
         len--;
-      rc = add_text_prompt(p, tok, line, len, where, err);
+      rc = add_text_prompt(p, tok, line, len, end_eot, where, err);
       continue;
     }
     int *ids = malloc((strlen(line) / 2 + 2) * sizeof(int));
@@ -380,11 +392,15 @@ int cmd_generate(int argc, char **argv) {
                       "the tokenizer %s has %zu ids but the model %s only %d: they do not belong "
                       "together",
                       tokdir, tok_vocab_size(tok), model, cfg->vocab_size);
-  /* end-of-text: --eos, else the tokenizer's, else GPT-2's where it fits */
+  /* end-of-text: --eos, else the tokenizer's, else a T5's config.json's,
+   * else GPT-2's where it fits */
+  const t5_config *t5 = t5_get_config(m);
   if (!eos_given && tok)
     s.eos = tok_eot_id(tok);
+  else if (!eos_given && t5)
+    s.eos = t5->eos_id;
   /* 50256 is <|endoftext|> in GPT-2's and GPT-J's vocabularies only */
-  if (!eos_given && !tok && strcmp(cfg->arch, "gpt2") && strcmp(cfg->arch, "gptj"))
+  else if (!eos_given && strcmp(cfg->arch, "gpt2") && strcmp(cfg->arch, "gptj"))
     s.eos = -1;
   if (s.eos >= cfg->vocab_size) {
     if (eos_given)
@@ -395,10 +411,16 @@ int cmd_generate(int argc, char **argv) {
   }
   prompts ps = {0};
   if (!rc && prompt)
-    rc = add_text_prompt(&ps, tok, prompt, strlen(prompt), "--prompt", &err);
+    rc = add_text_prompt(&ps, tok, prompt, strlen(prompt), t5 != NULL, "--prompt", &err);
   else if (!rc)
-    rc = read_prompts(&ps, tokens ? tokens : input, tokens != NULL, tok, cfg->vocab_size, &err);
-  for (size_t i = 0; !rc && i < ps.n; i++)
+    rc = read_prompts(&ps, tokens ? tokens : input, tokens != NULL, tok, cfg->vocab_size,
+                      t5 != NULL, &err);
+  /* a T5's prompt is the encoder's (relative positions: no limit); its
+   * decoder holds n_ctx positions, the start and max_new - 1 tokens */
+  if (!rc && t5 && s.max_new > cfg->n_ctx)
+    rc = dfpo_err_set(&err, DFPO_EUSAGE, "--max-new %d: the T5's decoder holds %d positions",
+                      s.max_new, cfg->n_ctx);
+  for (size_t i = 0; !rc && !t5 && i < ps.n; i++)
     if (ps.len[i] + s.max_new > cfg->n_ctx)
       rc = dfpo_err_set(&err, DFPO_EUSAGE, "prompt %zu: %d prompt tokens + %d new exceed n_ctx %d",
                         i + 1, ps.len[i], s.max_new, cfg->n_ctx);
@@ -442,7 +464,8 @@ int cmd_generate(int argc, char **argv) {
         }
         for (int t = 0; t < nt; t++)
           ids32[t] = gen[t];
-        if (!(rc = tok_decode(tok, ids32, (size_t)nt, &text, &tlen, &tcap, &err)) && !text)
+        int gen_failed = rc = tok_decode(tok, ids32, (size_t)nt, &text, &tlen, &tcap, &err);
+        if (!rc && !text)
           rc = dfpo_err_set(&err, DFPO_ERUNTIME, "out of memory");
         if (!rc && !ps.text[i0 + b]) {
           /* token-id prompts: decode them too */
@@ -462,7 +485,10 @@ int cmd_generate(int argc, char **argv) {
         }
         free(ids32);
         if (rc) {
-          dfpo_err_prefix(&err, "prompt %zu", i0 + (size_t)b + 1);
+          /* a model whose vocabulary passes its tokenizer's (T5's 28
+           * unused ids) can draw ids the tokenizer cannot write */
+          dfpo_err_prefix(&err, "prompt %zu%s", i0 + (size_t)b + 1,
+                          gen_failed ? ", its new tokens" : "");
           break;
         }
         printf("{\"prompt\": ");

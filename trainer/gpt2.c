@@ -306,17 +306,7 @@ static void gpt2_init_random(gpt2_model *m, uint64_t seed) {
 }
 
 int gpt2_ensure_train(gpt2_model *m, dfpo_err *err) {
-  if (m->train_block)
-    return DFPO_OK;
-  m->train_block = m->base.ops->alloc(3 * m->nparams * sizeof(float));
-  if (!m->train_block)
-    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory for the training state (%zu bytes)",
-                        3 * m->nparams * sizeof(float));
-  m->base.grads_zero = 1; /* the backend's alloc returns zeroed memory */
-  m->grads = m->train_block;
-  m->m = m->grads + m->nparams;
-  m->v = m->m + m->nparams;
-  return DFPO_OK;
+  return model_alloc_train(&m->base, m->nparams, &m->train_block, &m->grads, &m->m, &m->v, err);
 }
 
 /* Lays out the activations for (B, T): a sizing pass with base NULL, then

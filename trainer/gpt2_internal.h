@@ -129,18 +129,4 @@ int gpt2_head_rows(const gpt2_config *cfg);
 /* Allocates the training state (gradients, moments) when missing. */
 int gpt2_ensure_train(gpt2_model *m, dfpo_err *err);
 
-/* A bump allocator for laying out buffers inside an arena: a sizing pass
- * with base NULL counts the bytes, the real pass hands out pointers. Every
- * buffer is 64-byte aligned. */
-typedef struct bump {
-  char *base;
-  size_t off;
-} bump;
-static inline void *take(bump *b, size_t bytes) {
-  void *p = b->base ? b->base + b->off : NULL;
-  b->off += (bytes + 63) & ~(size_t)63;
-  return p;
-}
-#define TAKEF(b, n) ((float *)take(b, (size_t)(n) * sizeof(float)))
-
 #endif

@@ -296,6 +296,20 @@ int model_copy_floats(const model_t *dst, float *dp, const model_t *src, const f
   return DFPO_OK;
 }
 
+int model_alloc_train(model_t *m, size_t n, float **block, float **grads, float **m1, float **m2,
+                      dfpo_err *err) {
+  if (*block)
+    return DFPO_OK;
+  if (!(*block = m->ops->alloc(3 * n * sizeof(float))))
+    return dfpo_err_set(err, DFPO_ERUNTIME, "%s: out of memory for the training state (%zu bytes)",
+                        m->cfg.arch, 3 * n * sizeof(float));
+  m->grads_zero = 1; /* the backend's alloc returns zeroed memory */
+  *grads = *block;
+  *m1 = *grads + n;
+  *m2 = *m1 + n;
+  return DFPO_OK;
+}
+
 int model_copy_shared_by_name(model_t *dst, const model_t *src, int *copied, dfpo_err *err) {
   int n = 0, nd = dst->vt->num_tensors(dst), ns = src->vt->num_tensors(src);
   for (int i = 0; i < nd; i++) {

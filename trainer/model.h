@@ -1,10 +1,10 @@
 /* trainer/model.h: what RL, perplexity, generation, pretraining, judges and
  * checkpoints need from a language model of any architecture (prefix
  * model_). GPT-2 (trainer/gpt2.h) is one implementation, the encoder
- * classifiers (trainer/bert.h, inference only) another, T5 (trainer/t5.h,
- * forward only) and the rotary decoders GPT-J, GPT-NeoX and Llama
- * (trainer/rdec.h, forward and decoding) two more; docs/model-interface.md
- * says how each fits.
+ * classifiers (trainer/bert.h, inference only) another, the
+ * encoder-decoder T5 (trainer/t5.h) a third and the rotary decoders GPT-J,
+ * GPT-NeoX and Llama (trainer/rdec.h, forward and decoding) a fourth;
+ * docs/model-interface.md says how each fits.
  *
  * The calls dispatch through the model's table of functions, so code written
  * against this header (trainer/rl_*.c, trainer/sample.c, trainer/optim.c,

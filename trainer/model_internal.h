@@ -86,7 +86,7 @@ int model_config_beside(const char *path, char *buf, size_t n, dfpo_err *err);
 
 /* Passes over the table's forward and lm_logprobs that every decoder
  * shares: lm_loss without backward (the mean next-token cross-entropy
- * over targets >= 0; t5.c and rdec.c, which have no backward pass), and
+ * over targets >= 0; rdec.c, which has no backward pass yet), and
  * score_tokens in the half-overlapping windows of n_ctx tokens that
  * model_score_tokens documents, one row of the sequence per window, no
  * padding (gpt2.c, rdec.c). */
@@ -94,5 +94,26 @@ int model_lm_loss_forward(model_t *m, const model_batch *b, const int *targets, 
                           dfpo_err *err);
 int model_score_windows(model_t *m, const int *tokens, size_t n, double *nll_sum, size_t *scored,
                         dfpo_err *err);
+
+/* The training state of a model of n parameters, once: one zeroed block
+ * of the backend's memory holding the gradients, AdamW's first and second
+ * moments (n floats each) into *block, *grads, *m1, *m2, and grads_zero
+ * set. Nothing happens when *block is already set. */
+int model_alloc_train(model_t *m, size_t n, float **block, float **grads, float **m1, float **m2,
+                      dfpo_err *err);
+
+/* A bump allocator for laying out buffers inside an arena: a sizing pass
+ * with base NULL counts the bytes, the real pass hands out pointers. Every
+ * buffer is 64-byte aligned. */
+typedef struct bump {
+  char *base;
+  size_t off;
+} bump;
+static inline void *take(bump *b, size_t bytes) {
+  void *p = b->base ? b->base + b->off : NULL;
+  b->off += (bytes + 63) & ~(size_t)63;
+  return p;
+}
+#define TAKEF(b, n) ((float *)take(b, (size_t)(n) * sizeof(float)))
 
 #endif

@@ -104,8 +104,8 @@ typedef struct ops_backend {
   /* out[n] = a + b (out may alias a or b) */
   void (*add)(float *out, const float *a, const float *b, size_t n);
 
-  /* T5's ops, forward only; the CUDA backend leaves them NULL (its T5
-   * answers DFPO_EUSAGE naming them). */
+  /* T5's ops (forward and backward); the CUDA backend leaves them NULL
+   * (its T5 answers DFPO_EUSAGE naming them). */
   /* out[n] = a * b elementwise (out may alias a or b): gated feed-forward */
   void (*mul)(float *out, const float *a, const float *b, size_t n);
   /* RMS LayerNorm (T5LayerNorm): out[N,C] = inp * rsqrt(mean(inp^2) + eps)
@@ -121,6 +121,27 @@ typedef struct ops_backend {
   void (*attention_rel_fwd)(float *out, const float *q, int ldq, const float *k, const float *v,
                             int ldkv, const float *bias, const int *kstart, int causal, int B,
                             int Tq, int Tk, int NH, int HS);
+  /* The backward pass of attention_rel_fwd with the same arguments,
+   * recomputing the softmax from q, k and bias (nothing saved): dq, dk and
+   * dv += (same layouts and strides as q, k and v; dk and dv may share a
+   * buffer with dq, interleaved as in a fused qkv row); dbias[NH, Tq, Tk]
+   * += the scores' gradient summed over the rows (may be NULL). Keys and
+   * values accumulate in a fixed order: one thread per head. */
+  void (*attention_rel_bwd)(float *dq, float *dk, float *dv, float *dbias, const float *dout,
+                            const float *q, int ldq, const float *k, const float *v, int ldkv,
+                            const float *bias, const int *kstart, int causal, int B, int Tq, int Tk,
+                            int NH, int HS);
+  /* The backward pass of rmsnorm_fwd: dinp[N,C] +=; dw[C] += (the sum over
+   * rows in a fixed order). */
+  void (*rmsnorm_bwd)(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
+                      int N, int C, float eps);
+  /* The gated product's backward (out = a * b): da[n] = dout * b and
+   * db[n] = dout * a (overwrite; either may be NULL). */
+  void (*mul_bwd)(float *da, float *db, const float *dout, const float *a, const float *b,
+                  size_t n);
+  /* dinp[n] = f'(inp) * dout (overwrite; dinp may alias dout), f the
+   * OPS_ACT_* kind of act_fwd */
+  void (*act_bwd)(float *dinp, const float *inp, const float *dout, size_t n, int kind);
 
   /* The rotary decoders' ops (trainer/rdec.c: GPT-J, GPT-NeoX, Llama),
    * forward only; the CUDA backend leaves them NULL (its rotary decoders

@@ -1306,6 +1306,30 @@ static void cpu_rmsnorm_fwd(float *out, const float *inp, const float *w, int N,
   }
 }
 
+/* The softmax probabilities p[j0..j1] of one query qi of T5's attention
+ * over the keys from kb (row stride ldkv): q.k + brow[j] (brow NULL: no
+ * bias); the forward op and the backward op's recomputation share it. */
+static inline void rel_probs(float *p, const float *qi, const float *kb, int ldkv,
+                             const float *brow, int j0, int j1, int HS) {
+  float mx = -INFINITY;
+  for (int j = j0; j <= j1; j++) {
+    const float *kj = kb + (size_t)j * ldkv;
+    float s = 0.0f;
+    for (int d = 0; d < HS; d++)
+      s += qi[d] * kj[d];
+    if (brow)
+      s += brow[j];
+    p[j] = s;
+    mx = s > mx ? s : mx;
+  }
+  float sum = 0.0f;
+  for (int j = j0; j <= j1; j++)
+    sum += p[j] = expf(p[j] - mx);
+  float inv = 1.0f / sum;
+  for (int j = j0; j <= j1; j++)
+    p[j] *= inv;
+}
+
 static void cpu_attention_rel_fwd(float *out, const float *q, int ldq, const float *k,
                                   const float *v, int ldkv, const float *bias, const int *kstart,
                                   int causal, int B, int Tq, int Tk, int NH, int HS) {
@@ -1322,26 +1346,12 @@ static void cpu_attention_rel_fwd(float *out, const float *q, int ldq, const flo
           o[d] = 0.0f;
         if (j0 > j1)
           continue;
-        float mx = -INFINITY;
-        for (int j = j0; j <= j1; j++) {
-          const float *kj = k + ((size_t)b * Tk + j) * ldkv + (size_t)h * HS;
-          float s = 0.0f;
-          for (int d = 0; d < HS; d++)
-            s += qi[d] * kj[d];
-          if (bias)
-            s += bias[((size_t)h * Tq + i) * Tk + j];
-          sc[j] = s;
-          mx = s > mx ? s : mx;
-        }
-        float sum = 0.0f;
-        for (int j = j0; j <= j1; j++)
-          sum += sc[j] = expf(sc[j] - mx);
-        float inv = 1.0f / sum;
+        rel_probs(sc, qi, k + (size_t)b * Tk * ldkv + (size_t)h * HS, ldkv,
+                  bias ? bias + ((size_t)h * Tq + i) * Tk : NULL, j0, j1, HS);
         for (int j = j0; j <= j1; j++) {
           const float *vj = v + ((size_t)b * Tk + j) * ldkv + (size_t)h * HS;
-          float p = sc[j] * inv;
           for (int d = 0; d < HS; d++)
-            o[d] += p * vj[d];
+            o[d] += sc[j] * vj[d];
         }
       }
 }
@@ -1425,6 +1435,126 @@ static void cpu_kv_repeat(float *out, const float *inp, int N, int NH, int NKV, 
   }
 }
 
+/* One thread per head: a head's keys, values and bias entries are its
+ * own, accumulated over rows and queries in order. */
+static void cpu_attention_rel_bwd(float *dq, float *dk, float *dv, float *dbias, const float *dout,
+                                  const float *q, int ldq, const float *k, const float *v, int ldkv,
+                                  const float *bias, const int *kstart, int causal, int B, int Tq,
+                                  int Tk, int NH, int HS) {
+  size_t C = (size_t)NH * HS;
+#pragma omp parallel for schedule(static) if ((size_t)B * Tq * Tk * C > PAR_MIN)
+  for (int h = 0; h < NH; h++) {
+    float p[Tk > 0 ? Tk : 1], dp[Tk > 0 ? Tk : 1];
+    for (int b = 0; b < B; b++)
+      for (int i = 0; i < Tq; i++) {
+        size_t qo = ((size_t)b * Tq + i) * ldq + (size_t)h * HS;
+        const float *qi = q + qo, *d = dout + ((size_t)b * Tq + i) * C + (size_t)h * HS;
+        float *dqi = dq + qo;
+        int j0 = kstart ? kstart[b] : 0, j1 = causal && i < Tk - 1 ? i : Tk - 1;
+        if (j0 > j1)
+          continue;
+        rel_probs(p, qi, k + (size_t)b * Tk * ldkv + (size_t)h * HS, ldkv,
+                  bias ? bias + ((size_t)h * Tq + i) * Tk : NULL, j0, j1, HS);
+        float dot = 0.0f;
+        for (int j = j0; j <= j1; j++) {
+          size_t ko = ((size_t)b * Tk + j) * ldkv + (size_t)h * HS;
+          const float *vj = v + ko;
+          float *dvj = dv + ko;
+          float s = 0.0f;
+          for (int e = 0; e < HS; e++) {
+            s += d[e] * vj[e];
+            dvj[e] += p[j] * d[e];
+          }
+          dp[j] = s;
+          dot += p[j] * s;
+        }
+        for (int j = j0; j <= j1; j++) {
+          float ds = p[j] * (dp[j] - dot);
+          size_t ko = ((size_t)b * Tk + j) * ldkv + (size_t)h * HS;
+          const float *kj = k + ko;
+          float *dkj = dk + ko;
+          for (int e = 0; e < HS; e++) {
+            dqi[e] += ds * kj[e];
+            dkj[e] += ds * qi[e];
+          }
+          if (dbias)
+            dbias[((size_t)h * Tq + i) * Tk + j] += ds;
+        }
+      }
+  }
+}
+
+/* y = w x r with r = (mean(x^2) + eps)^-1/2: dx = r (w dy) - x r^3 / C
+ * sum(w dy x); dw = sum over rows of dy x r (column blocks, rows in order). */
+static void cpu_rmsnorm_bwd(float *dinp, float *dw, const float *dout, const float *inp,
+                            const float *w, int N, int C, float eps) {
+#pragma omp parallel for schedule(static) if ((size_t)N * C > PAR_MIN)
+  for (int n = 0; n < N; n++) {
+    const float *x = inp + (size_t)n * C, *d = dout + (size_t)n * C;
+    double ss = 0.0, g = 0.0;
+    for (int c = 0; c < C; c++) {
+      ss += (double)x[c] * x[c];
+      g += (double)w[c] * d[c] * x[c];
+    }
+    float r = 1.0f / sqrtf((float)(ss / C) + eps);
+    float k = (float)(g / C) * r * r * r;
+    float *di = dinp + (size_t)n * C;
+    for (int c = 0; c < C; c++)
+      di[c] += r * w[c] * d[c] - k * x[c];
+  }
+  int nb = (C + COLBLOCK - 1) / COLBLOCK;
+#pragma omp parallel for schedule(static) if ((size_t)N * C > PAR_MIN)
+  for (int blk = 0; blk < nb; blk++) {
+    int c0 = blk * COLBLOCK, c1 = c0 + COLBLOCK < C ? c0 + COLBLOCK : C;
+    float aw[COLBLOCK] = {0};
+    for (int n = 0; n < N; n++) {
+      const float *x = inp + (size_t)n * C, *d = dout + (size_t)n * C;
+      double ss = 0.0; /* the row's r again: cheaper than a buffer the op cannot fail to get */
+      for (int c = 0; c < C; c++)
+        ss += (double)x[c] * x[c];
+      float r = 1.0f / sqrtf((float)(ss / C) + eps);
+      for (int c = c0; c < c1; c++)
+        aw[c - c0] += d[c] * x[c] * r;
+    }
+    for (int c = c0; c < c1; c++)
+      dw[c] += aw[c - c0];
+  }
+}
+
+static void cpu_mul_bwd(float *da, float *db, const float *dout, const float *a, const float *b,
+                        size_t n) {
+#pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
+  for (size_t i = 0; i < n; i++) {
+    float g = dout[i], av = a[i], bv = b[i];
+    if (da)
+      da[i] = g * bv;
+    if (db)
+      db[i] = g * av;
+  }
+}
+
+static void cpu_act_bwd(float *dinp, const float *inp, const float *dout, size_t n, int kind) {
+  if (kind == OPS_ACT_GELU_ERF) {
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+    for (size_t i = 0; i < n; i++) {
+      float x = inp[i];
+      float cdf = 0.5f * (1.0f + erff(x * 0.70710678118654752f));
+      float pdf = 0.39894228040143268f * expf(-0.5f * x * x);
+      dinp[i] = (cdf + x * pdf) * dout[i];
+    }
+  } else if (kind == OPS_ACT_TANH) {
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+    for (size_t i = 0; i < n; i++) {
+      float y = tanhf(inp[i]);
+      dinp[i] = (1.0f - y * y) * dout[i];
+    }
+  } else {
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+    for (size_t i = 0; i < n; i++)
+      dinp[i] = inp[i] > 0.0f ? dout[i] : 0.0f;
+  }
+}
+
 const ops_backend ops_cpu = {
     .name = "cpu",
     .alloc = cpu_alloc,
@@ -1456,6 +1586,10 @@ const ops_backend ops_cpu = {
     .swiglu_fwd = cpu_swiglu_fwd,
     .swiglu_bwd = cpu_swiglu_bwd,
     .kv_repeat = cpu_kv_repeat,
+    .attention_rel_bwd = cpu_attention_rel_bwd,
+    .rmsnorm_bwd = cpu_rmsnorm_bwd,
+    .mul_bwd = cpu_mul_bwd,
+    .act_bwd = cpu_act_bwd,
     .logits_stats = cpu_logits_stats,
     .logits_bwd = cpu_logits_bwd,
     .adamw = cpu_adamw,

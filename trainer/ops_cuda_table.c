@@ -28,10 +28,12 @@ const ops_backend ops_cuda = {
     .gelu_bwd = ops_cuda_gelu_bwd,
     .act_fwd = ops_cuda_act_fwd,
     .add = ops_cuda_add,
-    /* T5's mul, rmsnorm_fwd and attention_rel_fwd are not written for CUDA
-     * yet: NULL, and trainer/t5.c answers DFPO_EUSAGE naming them; nor the
-     * rotary decoders' rope_fwd, swiglu_fwd and kv_repeat (trainer/rdec.c
-     * answers DFPO_EUSAGE naming them), nor rope_bwd and swiglu_bwd */
+    /* T5's mul, rmsnorm_fwd, attention_rel_fwd and their backward passes
+     * (mul_bwd, rmsnorm_bwd, attention_rel_bwd, act_bwd) are not written
+     * for CUDA yet: NULL, and trainer/t5.c answers DFPO_EUSAGE naming them;
+     * nor the rotary decoders' rope_fwd, swiglu_fwd and kv_repeat
+     * (trainer/rdec.c answers DFPO_EUSAGE naming them), nor rope_bwd and
+     * swiglu_bwd */
     .logits_stats = ops_cuda_logits_stats,
     .logits_bwd = ops_cuda_logits_bwd,
     .adamw = ops_cuda_adamw,

@@ -1,8 +1,9 @@
-/* T5 (trainer/t5.h): Hugging Face's T5ForConditionalGeneration, forward
- * only, through the backend's op table. */
-#include "trainer/t5.h"
-#include "trainer/model_internal.h"
+/* T5 (trainer/t5.h): Hugging Face's T5ForConditionalGeneration through the
+ * backend's op table: the tensors, loading, the forward pass and the
+ * model_t table; backward passes and the value head are in t5_train.c,
+ * decoding in t5_decode.c. */
 #include "trainer/st_internal.h"
+#include "trainer/t5_internal.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -10,52 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* The tensors of one layer, in memory order; q, k and v follow each other
- * (the fused [3I, C] product of self-attention; cross-attention's k and v
- * the fused [2I, C] product over the encoder output). */
-enum { SA_Q, SA_K, SA_V, SA_O, SA_LN, SA_N }; /* self-attention, encoder and decoder */
-enum { CA_Q, CA_K, CA_V, CA_O, CA_LN, CA_N }; /* decoder cross-attention */
-enum { FF_WI0, FF_WI1, FF_WO, FF_LN, FF_N };  /* FF_WI1 only when gated */
-
-typedef struct t5_tensor {
-  char name[96];
-  size_t off;
-  int rows, cols; /* vectors: rows 1 */
-  int vec;
-} t5_tensor;
-
-typedef struct t5_layer {
-  int sa, ca, ff; /* index of the first tensor of each part (ca -1 in the encoder) */
-} t5_layer;
-
-typedef struct t5_model {
-  struct model base;
-  t5_config cfg;
-  t5_tensor *tensors;
-  int ntensors;
-  int shared, enc_bias, dec_bias, enc_ln, dec_ln, lm_head; /* lm_head -1 when tied */
-  t5_layer *enc, *dec;
-  float *params;
-  size_t nparams;
-  /* activations */
-  float *act;
-  size_t act_floats;
-  float *he, *hd, *n, *qkv, *ctx, *tmp, *f0, *f1, *eo, *ekv, *benc, *bdec, *logits, *lse, *lp, *ent,
-      *zero;
-  int *ids; /* device: enc tok [B Ts], dec tok [B Ld], zeros [max], kstart [B], tgt [B Ld] */
-  size_t ids_cap;
-  int fB, fT, fTs, fLd, fnp; /* the last forward pass (fB 0: none) */
-} t5_model;
-
-extern const model_vtable t5_vtable;
-
-static t5_model *t5_of(model_t *m) {
-  return (t5_model *)m;
-}
-static const t5_model *t5_of_const(const model_t *m) {
-  return (const t5_model *)m;
-}
 
 int t5_handles(const char *model_type) {
   return model_type && !strcmp(model_type, "t5");
@@ -155,16 +110,11 @@ static void build_layout(t5_model *m) {
       m->enc_ln = add_tensor(m, 1, 1, C, "encoder.final_layer_norm.weight");
   }
   m->lm_head = c->tied ? -1 : add_tensor(m, 0, c->vocab_size, C, "lm_head.weight");
-}
-
-static float *P(const t5_model *m, int i) {
-  return m->params + m->tensors[i].off;
-}
-/* the feed-forward's tensors by slot (FF_WI1 only when gated) */
-static float *FFP(const t5_model *m, const t5_layer *l, int slot) {
-  if (!m->cfg.gated && slot > FF_WI0)
-    slot--;
-  return P(m, l->ff + slot);
+  m->v_head = -1;
+  if (m->base.cfg.head == MODEL_HEAD_VALUE) { /* trl's names, as GPT-2's value head */
+    m->v_head = add_tensor(m, 0, 1, C, "v_head.summary.weight");
+    add_tensor(m, 1, 1, 1, "v_head.summary.bias");
+  }
 }
 
 static void t5_destroy(t5_model *m) {
@@ -173,16 +123,22 @@ static void t5_destroy(t5_model *m) {
   const ops_backend *o = m->base.ops;
   if (o) {
     o->free(m->params);
-    o->free(m->act);
-    o->free(m->ids);
+    o->free(m->train_block);
+    o->free(m->act_block);
   }
+  t5_decode_free(m);
   free(m->tensors);
+  free(m->ea);
+  free(m->da);
+  free(m->kc);
+  free(m->vc);
+  free(m->ckv);
   free(m->enc);
   free(m->dec);
   free(m);
 }
 
-static int t5_create(t5_model **out, const t5_config *c, dfpo_err *err) {
+static int t5_create(t5_model **out, const t5_config *c, int head, dfpo_err *err) {
   *out = NULL;
   t5_model *m = calloc(1, sizeof *m);
   if (!m)
@@ -193,12 +149,17 @@ static int t5_create(t5_model **out, const t5_config *c, dfpo_err *err) {
   m->base.cfg.arch = t5_vtable.arch;
   m->base.cfg.vocab_size = c->vocab_size;
   m->base.cfg.n_ctx = c->n_pos;
-  m->base.cfg.head = MODEL_HEAD_NONE;
+  m->base.cfg.head = head;
   size_t nt = (size_t)(c->n_layer + c->n_dec_layer) * 16 + 8;
   m->tensors = calloc(nt, sizeof *m->tensors);
   m->enc = calloc((size_t)c->n_layer, sizeof *m->enc);
   m->dec = calloc((size_t)c->n_dec_layer, sizeof *m->dec);
-  if (!m->tensors || !m->enc || !m->dec) {
+  m->ea = calloc((size_t)c->n_layer, sizeof *m->ea);
+  m->da = calloc((size_t)c->n_dec_layer, sizeof *m->da);
+  m->kc = calloc((size_t)c->n_dec_layer, sizeof *m->kc);
+  m->vc = calloc((size_t)c->n_dec_layer, sizeof *m->vc);
+  m->ckv = calloc((size_t)c->n_dec_layer, sizeof *m->ckv);
+  if (!m->tensors || !m->enc || !m->dec || !m->ea || !m->da || !m->kc || !m->vc || !m->ckv) {
     t5_destroy(m);
     return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
   }
@@ -215,6 +176,31 @@ static int t5_create(t5_model **out, const t5_config *c, dfpo_err *err) {
 }
 
 /* ------------------------------------------------------------ config */
+
+int t5_config_check(const t5_config *c, const char *where, dfpo_err *err) {
+  if (c->vocab_size <= 0 || c->d_model <= 0 || c->d_kv <= 0 || c->d_ff <= 0 || c->n_head <= 0 ||
+      c->n_layer <= 0 || c->n_dec_layer <= 0 || c->num_buckets < 2 || c->max_distance < 2 ||
+      c->n_pos < 2 || c->d_model > 65536 || c->d_kv > 65536 || c->d_ff > 1 << 20 ||
+      c->n_layer > 1000 || c->n_dec_layer > 1000 || c->n_head > 4096 || c->num_buckets > 65536 ||
+      c->vocab_size > 1 << 24 || c->start_id < 0 || c->start_id >= c->vocab_size ||
+      c->eos_id < -1 || c->eos_id >= c->vocab_size || !(c->eps > 0.0f))
+    return dfpo_err_set(
+        err, DFPO_EDATA,
+        "%s: sizes out of range (d_model %d, d_kv %d, d_ff %d, heads %d, layers %d/%d, "
+        "buckets %d, max distance %d, vocabulary %d, decoder start %d, eos %d, epsilon %g)",
+        where, c->d_model, c->d_kv, c->d_ff, c->n_head, c->n_layer, c->n_dec_layer, c->num_buckets,
+        c->max_distance, c->vocab_size, c->start_id, c->eos_id, (double)c->eps);
+  return DFPO_OK;
+}
+
+int t5_new(model_t **out, const t5_config *c, dfpo_err *err) {
+  *out = NULL;
+  int rc = t5_config_check(c, "t5_new", err);
+  t5_model *m = NULL;
+  if (!rc && !(rc = t5_create(&m, c, MODEL_HEAD_NONE, err)))
+    *out = &m->base;
+  return rc;
+}
 
 static int jint(const cJSON *o, const char *key, int dflt) {
   const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, key);
@@ -244,6 +230,7 @@ static int read_config(const char *cpath, t5_config *c, dfpo_err *err) {
   c->max_distance = jint(j, "relative_attention_max_distance", 128);
   c->n_pos = jint(j, "n_positions", 512);
   c->start_id = jint(j, "decoder_start_token_id", 0);
+  c->eos_id = jint(j, "eos_token_id", 1);
   const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "layer_norm_epsilon");
   c->eps = cJSON_IsNumber(e) ? (float)e->valuedouble : 1e-6f;
   const cJSON *tw = cJSON_GetObjectItemCaseSensitive(j, "tie_word_embeddings");
@@ -257,17 +244,8 @@ static int read_config(const char *cpath, t5_config *c, dfpo_err *err) {
   else
     rc = dfpo_err_set(err, DFPO_EDATA, "%s: feed_forward_proj '%s' (relu and gated-gelu are read)",
                       cpath, fp);
-  if (!rc && (c->vocab_size <= 0 || c->d_model <= 0 || c->d_kv <= 0 || c->d_ff <= 0 ||
-              c->n_head <= 0 || c->n_layer <= 0 || c->n_dec_layer <= 0 || c->num_buckets < 2 ||
-              c->max_distance < 2 || c->n_pos < 2 || c->d_model > 65536 || c->d_ff > 1 << 20 ||
-              c->n_layer > 1000 || c->n_dec_layer > 1000 || c->n_head > 4096 ||
-              c->num_buckets > 65536 || c->start_id < 0 || c->start_id >= c->vocab_size))
-    rc = dfpo_err_set(
-        err, DFPO_EDATA,
-        "%s: sizes out of range (d_model %d, d_kv %d, d_ff %d, heads %d, layers %d/%d, "
-        "buckets %d, max distance %d, vocabulary %d, decoder start %d)",
-        cpath, c->d_model, c->d_kv, c->d_ff, c->n_head, c->n_layer, c->n_dec_layer, c->num_buckets,
-        c->max_distance, c->vocab_size, c->start_id);
+  if (!rc)
+    rc = t5_config_check(c, cpath, err);
   cJSON_Delete(j);
   return rc;
 }
@@ -286,7 +264,7 @@ int t5_import_safetensors(model_t **out, const char *path, dfpo_err *err) {
     return rc;
   t5_model *m = NULL;
   float *buf = NULL;
-  if ((rc = t5_create(&m, &c, err)))
+  if ((rc = t5_create(&m, &c, MODEL_HEAD_NONE, err)))
     goto done;
   size_t maxn = 0;
   for (int k = 0; k < m->ntensors; k++)
@@ -332,67 +310,118 @@ done:
 
 /* ------------------------------------------------------------ forward */
 
-static int missing_ops(const ops_backend *o, dfpo_err *err) {
-  if (o->mul && o->rmsnorm_fwd && o->attention_rel_fwd)
+int t5_missing_ops(const ops_backend *o, int training, dfpo_err *err) {
+  if (o->mul && o->rmsnorm_fwd && o->attention_rel_fwd &&
+      (!training || (o->mul_bwd && o->rmsnorm_bwd && o->attention_rel_bwd && o->act_bwd)))
     return DFPO_OK;
   return dfpo_err_set(err, DFPO_EUSAGE,
-                      "t5: the %s backend lacks T5's ops (mul, rmsnorm_fwd, attention_rel_fwd); "
+                      "t5: the %s backend lacks T5's ops (mul, rmsnorm_fwd, attention_rel_fwd%s); "
                       "run T5 on the CPU (--device cpu)",
-                      o->name);
+                      o->name, training ? " and their backward passes" : "");
 }
 
-/* Lays out the activations for B rows of Ts encoder and Ld decoder tokens. */
-static int reserve_act(t5_model *m, int B, int Ts, int Ld, dfpo_err *err) {
+static void lay_stack(t5_model *m, bump *bp, t5_lacts *a, int N, int BS, int dec) {
   const t5_config *c = &m->cfg;
-  const ops_backend *o = m->base.ops;
+  size_t C = (size_t)c->d_model, I = (size_t)c->n_head * c->d_kv, F = (size_t)c->d_ff;
+  size_t n = (size_t)N;
+  memset(a, 0, sizeof *a);
+  a->x = TAKEF(bp, n * C);
+  a->n1 = TAKEF(bp, n * C);
+  a->qkv = TAKEF(bp, n * 3 * I);
+  a->ctx = TAKEF(bp, n * I);
+  a->xm1 = TAKEF(bp, n * C);
+  if (dec) {
+    a->n2 = TAKEF(bp, n * C);
+    a->q2 = TAKEF(bp, n * I);
+    a->ctx2 = TAKEF(bp, n * I);
+    a->ekv = TAKEF(bp, (size_t)BS * 2 * I);
+    a->xm2 = TAKEF(bp, n * C);
+  }
+  a->nf = TAKEF(bp, n * C);
+  a->f0 = TAKEF(bp, n * F);
+  if (c->gated) {
+    a->g = TAKEF(bp, n * F);
+    a->f1 = TAKEF(bp, n * F);
+  }
+  a->h = TAKEF(bp, n * F);
+}
+
+static void lay(t5_model *m, bump *bp, int B, int Ts, int Ld, int T) {
+  const t5_config *c = &m->cfg;
   size_t C = (size_t)c->d_model, I = (size_t)c->n_head * c->d_kv, F = (size_t)c->d_ff;
   size_t V = (size_t)c->vocab_size, NH = (size_t)c->n_head;
-  size_t BS = (size_t)B * Ts, BD = (size_t)B * Ld, BM = BS > BD ? BS : BD;
-  size_t n = BS * C + BD * C + BM * C + BM * 3 * I + BM * I + BM * C + 2 * BM * F + BS * C +
-             BS * 2 * I + NH * Ts * Ts + NH * Ld * Ld + BD * V + 3 * BD + C;
-  if (n > m->act_floats) {
-    float *a = o->alloc(n * sizeof(float));
-    if (!a)
-      return dfpo_err_set(err, DFPO_ERUNTIME, "cannot allocate %zu activation floats on %s", n,
-                          o->name);
-    o->free(m->act);
-    m->act = a;
-    m->act_floats = n;
+  size_t BS = (size_t)B * Ts, BD = (size_t)B * Ld, BT = (size_t)B * T, BM = BS > BD ? BS : BD;
+  for (int l = 0; l < c->n_layer; l++)
+    lay_stack(m, bp, &m->ea[l], (int)BS, (int)BS, 0);
+  m->xe = TAKEF(bp, BS * C);
+  m->eo = TAKEF(bp, BS * C);
+  for (int l = 0; l < c->n_dec_layer; l++)
+    lay_stack(m, bp, &m->da[l], (int)BD, (int)BS, 1);
+  m->xd = TAKEF(bp, BD * C);
+  m->hn = TAKEF(bp, BD * C);
+  m->hg = TAKEF(bp, BT * C);
+  m->benc = TAKEF(bp, NH * Ts * Ts);
+  m->bdec = TAKEF(bp, NH * Ld * Ld);
+  m->logits = TAKEF(bp, BT * V);
+  m->lse = TAKEF(bp, BT);
+  m->lp = TAKEF(bp, BT);
+  m->ent = TAKEF(bp, BT);
+  m->dlp = TAKEF(bp, BT);
+  m->dent = TAKEF(bp, BT);
+  m->vals = TAKEF(bp, BD);
+  m->dvals = TAKEF(bp, BD);
+  m->zero = TAKEF(bp, C);
+  m->gx = TAKEF(bp, BM * C);
+  m->geo = TAKEF(bp, BS * C);
+  m->gn = TAKEF(bp, (BM > BT ? BM : BT) * C); /* also the head's input gradient [B T, C] */
+  m->gqkv = TAKEF(bp, BM * 3 * I);
+  m->gctx = TAKEF(bp, BM * I);
+  m->gekv = TAKEF(bp, BS * 2 * I);
+  m->gh = TAKEF(bp, BM * F);
+  m->gf1 = TAKEF(bp, BM * F);
+  m->gbe = TAKEF(bp, NH * Ts * Ts);
+  m->gbd = TAKEF(bp, NH * Ld * Ld);
+  m->ghn = TAKEF(bp, BD * C);
+  m->gpos = TAKEF(bp, C);
+  m->etok = take(bp, BS * sizeof(int));
+  m->dtok = take(bp, BD * sizeof(int));
+  m->zeros = take(bp, BM * sizeof(int));
+  m->ks = take(bp, (size_t)B * sizeof(int));
+  m->tgt = take(bp, BT * sizeof(int));
+}
+
+int t5_layout(t5_model *m, int B, int Ts, int Ld, int T, dfpo_err *err) {
+  const ops_backend *o = m->base.ops;
+  m->fB = 0;
+  m->have_lm = 0;
+  m->base.last_logits = NULL;
+  if (m->act_block && m->aB == B && m->aTs == Ts && m->aLd == Ld && m->aT == T)
+    return DFPO_OK;
+  bump sz = {NULL, 0};
+  lay(m, &sz, B, Ts, Ld, T);
+  if (!m->act_block || sz.off > m->act_bytes) { /* kept while big enough */
+    o->free(m->act_block);
+    m->aB = 0;
+    m->act_bytes = 0;
+    if (!(m->act_block = o->alloc(sz.off)))
+      return dfpo_err_set(err, DFPO_ERUNTIME,
+                          "t5: cannot allocate %zu MiB of activations on %s (B %d, source %d, "
+                          "decoder %d)",
+                          sz.off >> 20, o->name, B, Ts, Ld);
+    m->act_bytes = sz.off;
   }
-  float *p = m->act;
-  m->he = p, p += BS * C;
-  m->hd = p, p += BD * C;
-  m->n = p, p += BM * C;
-  m->qkv = p, p += BM * 3 * I;
-  m->ctx = p, p += BM * I;
-  m->tmp = p, p += BM * C;
-  m->f0 = p, p += BM * F;
-  m->f1 = p, p += BM * F;
-  m->eo = p, p += BS * C;
-  m->ekv = p, p += BS * 2 * I;
-  m->benc = p, p += NH * Ts * Ts;
-  m->bdec = p, p += NH * Ld * Ld;
-  m->logits = p, p += BD * V;
-  m->lse = p, p += BD;
-  m->lp = p, p += BD;
-  m->ent = p, p += BD;
-  m->zero = p;
-  o->zero(m->zero, C * sizeof(float));
-  size_t ni = BS + 2 * BD + BM + (size_t)B;
-  if (ni > m->ids_cap) {
-    int *ids = o->alloc(ni * sizeof(int));
-    if (!ids)
-      return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory on %s", o->name);
-    o->free(m->ids);
-    m->ids = ids;
-    m->ids_cap = ni;
-  }
+  bump real = {m->act_block, 0};
+  lay(m, &real, B, Ts, Ld, T);
+  o->zero(m->zero, (size_t)m->cfg.d_model * sizeof(float));
+  size_t BS = (size_t)B * Ts, BD = (size_t)B * Ld;
+  o->zero(m->zeros, (BS > BD ? BS : BD) * sizeof(int));
+  m->aB = B, m->aTs = Ts, m->aLd = Ld, m->aT = T;
   return DFPO_OK;
 }
 
 /* The position bias [NH, Tq, Tk] of a stack from its table [buckets, NH]
  * (host work: the table is small), into backend memory dst. */
-static int position_bias(t5_model *m, float *dst, int tab, int T, int bidir, dfpo_err *err) {
+int t5_position_bias(t5_model *m, float *dst, int tab, int T, int bidir, dfpo_err *err) {
   const t5_config *c = &m->cfg;
   const ops_backend *o = m->base.ops;
   int NH = c->n_head, NB = c->num_buckets;
@@ -403,7 +432,7 @@ static int position_bias(t5_model *m, float *dst, int tab, int T, int bidir, dfp
     free(w), free(b), free(bk);
     return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
   }
-  o->download(w, P(m, tab), (size_t)NB * NH * sizeof(float));
+  o->download(w, t5_P(m, tab), (size_t)NB * NH * sizeof(float));
   for (int r = -(T - 1); r <= T - 1; r++) /* bk[r + T - 1]: rel = key - query */
     bk[r + T - 1] = t5_bucket(r, bidir, NB, c->max_distance);
   for (int h = 0; h < NH; h++)
@@ -415,23 +444,73 @@ static int position_bias(t5_model *m, float *dst, int tab, int T, int bidir, dfp
   return DFPO_OK;
 }
 
-/* h[N, C] += the feed-forward of rmsnorm(h) */
-static void feed_forward(t5_model *m, const t5_layer *l, float *h, int N) {
+void t5_feed_forward(t5_model *m, const t5_layer *l, const t5_lacts *a, const float *x, float *y,
+                     int N) {
   const t5_config *c = &m->cfg;
   const ops_backend *o = m->base.ops;
   int C = c->d_model, F = c->d_ff;
   size_t NF = (size_t)N * F;
-  o->rmsnorm_fwd(m->n, h, FFP(m, l, FF_LN), N, C, c->eps);
-  o->matmul_fwd(m->f0, m->n, FFP(m, l, FF_WI0), NULL, N, C, F);
+  o->rmsnorm_fwd(a->nf, x, t5_P(m, t5_ff(m, l, FF_LN)), N, C, c->eps);
+  o->matmul_fwd(a->f0, a->nf, t5_P(m, t5_ff(m, l, FF_WI0)), NULL, N, C, F);
   if (c->gated) { /* gelu_new(x wi_0) * (x wi_1) */
-    o->gelu_fwd(m->f0, m->f0, NF);
-    o->matmul_fwd(m->f1, m->n, FFP(m, l, FF_WI1), NULL, N, C, F);
-    o->mul(m->f0, m->f0, m->f1, NF);
+    o->gelu_fwd(a->g, a->f0, NF);
+    o->matmul_fwd(a->f1, a->nf, t5_P(m, t5_ff(m, l, FF_WI1)), NULL, N, C, F);
+    o->mul(a->h, a->g, a->f1, NF);
   } else {
-    o->act_fwd(m->f0, m->f0, NF, OPS_ACT_RELU);
+    o->act_fwd(a->h, a->f0, NF, OPS_ACT_RELU);
   }
-  o->matmul_fwd(m->tmp, m->f0, FFP(m, l, FF_WO), NULL, N, F, C);
-  o->add(h, h, m->tmp, (size_t)N * C);
+  o->matmul_fwd(y, a->h, t5_P(m, t5_ff(m, l, FF_WO)), NULL, N, F, C);
+}
+
+void t5_encode(t5_model *m, int B, int Ts) {
+  const t5_config *c = &m->cfg;
+  const ops_backend *o = m->base.ops;
+  int C = c->d_model, NH = c->n_head, HS = c->d_kv, I = NH * HS, BS = B * Ts;
+  o->encoder_fwd(m->ea[0].x, m->etok, m->zeros, t5_P(m, m->shared), m->zero, BS, C);
+  for (int l = 0; l < c->n_layer; l++) {
+    const t5_layer *L = &m->enc[l];
+    const t5_lacts *a = &m->ea[l];
+    float *out = l + 1 < c->n_layer ? m->ea[l + 1].x : m->xe;
+    o->rmsnorm_fwd(a->n1, a->x, t5_P(m, L->sa + SA_LN), BS, C, c->eps);
+    o->matmul_fwd(a->qkv, a->n1, t5_P(m, L->sa + SA_Q), NULL, BS, C, 3 * I);
+    o->attention_rel_fwd(a->ctx, a->qkv, 3 * I, a->qkv + I, a->qkv + 2 * I, 3 * I, m->benc, m->ks,
+                         0, B, Ts, Ts, NH, HS);
+    o->matmul_fwd(a->xm1, a->ctx, t5_P(m, L->sa + SA_O), NULL, BS, I, C);
+    o->add(a->xm1, a->xm1, a->x, (size_t)BS * C);
+    t5_feed_forward(m, L, a, a->xm1, out, BS);
+    o->add(out, out, a->xm1, (size_t)BS * C);
+  }
+  o->rmsnorm_fwd(m->eo, m->xe, t5_P(m, m->enc_ln), BS, C, c->eps);
+}
+
+static void decode_train(t5_model *m, int B, int Ts, int Ld) {
+  const t5_config *c = &m->cfg;
+  const ops_backend *o = m->base.ops;
+  int C = c->d_model, NH = c->n_head, HS = c->d_kv, I = NH * HS, BS = B * Ts, BD = B * Ld;
+  o->encoder_fwd(m->da[0].x, m->dtok, m->zeros, t5_P(m, m->shared), m->zero, BD, C);
+  for (int l = 0; l < c->n_dec_layer; l++) {
+    const t5_layer *L = &m->dec[l];
+    const t5_lacts *a = &m->da[l];
+    float *out = l + 1 < c->n_dec_layer ? m->da[l + 1].x : m->xd;
+    o->rmsnorm_fwd(a->n1, a->x, t5_P(m, L->sa + SA_LN), BD, C, c->eps);
+    o->matmul_fwd(a->qkv, a->n1, t5_P(m, L->sa + SA_Q), NULL, BD, C, 3 * I);
+    o->attention_rel_fwd(a->ctx, a->qkv, 3 * I, a->qkv + I, a->qkv + 2 * I, 3 * I, m->bdec, NULL, 1,
+                         B, Ld, Ld, NH, HS);
+    o->matmul_fwd(a->xm1, a->ctx, t5_P(m, L->sa + SA_O), NULL, BD, I, C);
+    o->add(a->xm1, a->xm1, a->x, (size_t)BD * C);
+    /* cross-attention: queries from the decoder, keys and values from the
+     * encoder output, its padding masked, no position bias */
+    o->rmsnorm_fwd(a->n2, a->xm1, t5_P(m, L->ca + CA_LN), BD, C, c->eps);
+    o->matmul_fwd(a->q2, a->n2, t5_P(m, L->ca + CA_Q), NULL, BD, C, I);
+    o->matmul_fwd(a->ekv, m->eo, t5_P(m, L->ca + CA_K), NULL, BS, C, 2 * I);
+    o->attention_rel_fwd(a->ctx2, a->q2, I, a->ekv, a->ekv + I, 2 * I, NULL, m->ks, 0, B, Ld, Ts,
+                         NH, HS);
+    o->matmul_fwd(a->xm2, a->ctx2, t5_P(m, L->ca + CA_O), NULL, BD, I, C);
+    o->add(a->xm2, a->xm2, a->xm1, (size_t)BD * C);
+    t5_feed_forward(m, L, a, a->xm2, out, BD);
+    o->add(out, out, a->xm2, (size_t)BD * C);
+  }
+  o->rmsnorm_fwd(m->hn, m->xd, t5_P(m, m->dec_ln), BD, C, c->eps);
 }
 
 static int t5_forward(t5_model *m, const model_batch *b, dfpo_err *err) {
@@ -439,7 +518,7 @@ static int t5_forward(t5_model *m, const model_batch *b, dfpo_err *err) {
   const ops_backend *o = m->base.ops;
   int B = b->B, T = b->T, np = b->n_prompt;
   m->fB = 0;
-  int rc = missing_ops(o, err);
+  int rc = t5_missing_ops(o, 0, err);
   if (rc)
     return rc;
   if (B <= 0 || T <= 0)
@@ -455,11 +534,10 @@ static int t5_forward(t5_model *m, const model_batch *b, dfpo_err *err) {
   if (Ld > c->n_pos)
     return dfpo_err_set(err, DFPO_EUSAGE, "t5: %d decoder positions (%d fit)", Ld, c->n_pos);
   size_t BS = (size_t)B * Ts, BD = (size_t)B * Ld;
-  int *h_ids = malloc((BS + BD + (BS > BD ? BS : BD) + (size_t)B) * sizeof(int));
+  int *h_ids = malloc((BS + BD + (size_t)B) * sizeof(int));
   if (!h_ids)
     return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
-  size_t BM = BS > BD ? BS : BD;
-  int *etok = h_ids, *dtok = etok + BS, *zeros = dtok + BD, *ks = zeros + BM;
+  int *etok = h_ids, *dtok = etok + BS, *ks = dtok + BD;
   for (int r = 0; r < B && !rc; r++) {
     ks[r] = b->kstart ? b->kstart[r] : 0;
     if (ks[r] < 0 || ks[r] >= Ts) {
@@ -481,122 +559,80 @@ static int t5_forward(t5_model *m, const model_batch *b, dfpo_err *err) {
     for (int j = 0; j < Ld; j++)
       dtok[(size_t)r * Ld + j] = j == 0 ? c->start_id : b->tokens[(size_t)r * T + np + j - 1];
   }
-  for (size_t i = 0; i < BM; i++)
-    zeros[i] = 0;
   if (!rc)
-    rc = reserve_act(m, B, Ts, Ld, err);
+    rc = t5_layout(m, B, Ts, Ld, T, err);
   if (!rc)
-    rc = position_bias(m, m->benc, m->enc_bias, Ts, 1, err);
+    rc = t5_position_bias(m, m->benc, m->enc_bias, Ts, 1, err);
   if (!rc)
-    rc = position_bias(m, m->bdec, m->dec_bias, Ld, 0, err);
-  if (rc) {
-    free(h_ids);
-    return rc;
+    rc = t5_position_bias(m, m->bdec, m->dec_bias, Ld, 0, err);
+  if (!rc) {
+    o->upload(m->etok, etok, BS * sizeof(int));
+    o->upload(m->dtok, dtok, BD * sizeof(int));
+    o->upload(m->ks, ks, (size_t)B * sizeof(int));
   }
-  o->upload(m->ids, h_ids, (BS + BD + BM + (size_t)B) * sizeof(int));
   free(h_ids);
-  int *d_etok = m->ids, *d_dtok = d_etok + BS, *d_zero = d_dtok + BD, *d_ks = d_zero + BM;
-  int C = c->d_model, NH = c->n_head, HS = c->d_kv, I = NH * HS;
-
-  /* encoder */
-  o->encoder_fwd(m->he, d_etok, d_zero, P(m, m->shared), m->zero, (int)BS, C);
-  for (int l = 0; l < c->n_layer; l++) {
-    const t5_layer *L = &m->enc[l];
-    o->rmsnorm_fwd(m->n, m->he, P(m, L->sa + SA_LN), (int)BS, C, c->eps);
-    o->matmul_fwd(m->qkv, m->n, P(m, L->sa + SA_Q), NULL, (int)BS, C, 3 * I);
-    o->attention_rel_fwd(m->ctx, m->qkv, 3 * I, m->qkv + I, m->qkv + 2 * I, 3 * I, m->benc, d_ks, 0,
-                         B, Ts, Ts, NH, HS);
-    o->matmul_fwd(m->tmp, m->ctx, P(m, L->sa + SA_O), NULL, (int)BS, I, C);
-    o->add(m->he, m->he, m->tmp, BS * C);
-    feed_forward(m, L, m->he, (int)BS);
-  }
-  o->rmsnorm_fwd(m->eo, m->he, P(m, m->enc_ln), (int)BS, C, c->eps);
-
-  /* decoder */
-  o->encoder_fwd(m->hd, d_dtok, d_zero, P(m, m->shared), m->zero, (int)BD, C);
-  for (int l = 0; l < c->n_dec_layer; l++) {
-    const t5_layer *L = &m->dec[l];
-    o->rmsnorm_fwd(m->n, m->hd, P(m, L->sa + SA_LN), (int)BD, C, c->eps);
-    o->matmul_fwd(m->qkv, m->n, P(m, L->sa + SA_Q), NULL, (int)BD, C, 3 * I);
-    o->attention_rel_fwd(m->ctx, m->qkv, 3 * I, m->qkv + I, m->qkv + 2 * I, 3 * I, m->bdec, NULL, 1,
-                         B, Ld, Ld, NH, HS);
-    o->matmul_fwd(m->tmp, m->ctx, P(m, L->sa + SA_O), NULL, (int)BD, I, C);
-    o->add(m->hd, m->hd, m->tmp, BD * C);
-    /* cross-attention: queries from the decoder, keys and values from the
-     * encoder output, its padding masked, no position bias */
-    o->rmsnorm_fwd(m->n, m->hd, P(m, L->ca + CA_LN), (int)BD, C, c->eps);
-    o->matmul_fwd(m->qkv, m->n, P(m, L->ca + CA_Q), NULL, (int)BD, C, I);
-    o->matmul_fwd(m->ekv, m->eo, P(m, L->ca + CA_K), NULL, (int)BS, C, 2 * I);
-    o->attention_rel_fwd(m->ctx, m->qkv, I, m->ekv, m->ekv + I, 2 * I, NULL, d_ks, 0, B, Ld, Ts, NH,
-                         HS);
-    o->matmul_fwd(m->tmp, m->ctx, P(m, L->ca + CA_O), NULL, (int)BD, I, C);
-    o->add(m->hd, m->hd, m->tmp, BD * C);
-    feed_forward(m, L, m->hd, (int)BD);
-  }
-  o->rmsnorm_fwd(m->n, m->hd, P(m, m->dec_ln), (int)BD, C, c->eps);
-  if (c->tied) /* v1.0: the tied head sees the output scaled by d_model^-0.5 */
-    o->scale(m->n, (float)(1.0 / sqrt((double)C)), BD * C);
-  o->matmul_fwd(m->logits, m->n, P(m, c->tied ? m->shared : m->lm_head), NULL, (int)BD, C,
-                c->vocab_size);
+  if (rc)
+    return rc;
+  t5_encode(m, B, Ts);
+  decode_train(m, B, Ts, Ld);
   m->fB = B, m->fT = T, m->fTs = Ts, m->fLd = Ld, m->fnp = np;
-  m->base.last_logits = NULL;
   return DFPO_OK;
 }
 
+/* The column of decoder position j (docs/model-interface.md): n_prompt - 1 + j. */
+static int is_output(const t5_model *m, int col) {
+  return col >= m->fnp - 1 && col < m->fnp - 1 + m->fLd;
+}
+
 /* The LM log-probabilities on the [B, T] grid: decoder position j at column
- * n_prompt - 1 + j (docs/model-interface.md). */
+ * n_prompt - 1 + j; the logits [B T, V] on the same grid (0 at columns
+ * without an output). */
 static int t5_lm_logprobs(t5_model *m, const int *targets, float *logp, float *ent, dfpo_err *err) {
   if (!m->fB)
     return dfpo_err_set(err, DFPO_EUSAGE, "t5: lm_logprobs before a forward pass");
   const ops_backend *o = m->base.ops;
-  int B = m->fB, T = m->fT, Ld = m->fLd, np = m->fnp, V = m->cfg.vocab_size;
-  size_t BD = (size_t)B * Ld;
-  int *tg = malloc(BD * sizeof(int));
-  float *hl = malloc(2 * BD * sizeof(float));
-  if (!tg || !hl) {
-    free(tg), free(hl);
+  const t5_config *c = &m->cfg;
+  int B = m->fB, T = m->fT, Ld = m->fLd, np = m->fnp, V = c->vocab_size, C = c->d_model;
+  size_t BT = (size_t)B * T;
+  int *tg = calloc(BT, sizeof(int));
+  if (!tg)
     return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
-  }
   for (int b = 0; b < B; b++)
-    for (int j = 0; j < Ld; j++) {
-      int col = np - 1 + j;
-      tg[(size_t)b * Ld + j] = col < T ? targets[(size_t)b * T + col] : -1;
-      if (tg[(size_t)b * Ld + j] >= V) {
-        free(tg), free(hl);
+    for (int col = 0; col < T; col++) {
+      int t = targets && is_output(m, col) ? targets[(size_t)b * T + col] : -1;
+      if (t >= V) {
+        free(tg);
         return dfpo_err_set(err, DFPO_EUSAGE, "t5: target %d at row %d column %d (vocabulary %d)",
-                            targets[(size_t)b * T + col], b, col, V);
+                            t, b, col, V);
       }
+      tg[(size_t)b * T + col] = t < 0 ? -1 : t;
     }
-  int *d_tg = m->ids + (m->ids_cap - BD);
-  o->upload(d_tg, tg, BD * sizeof(int));
-  o->logits_stats(m->lse, m->lp, ent ? m->ent : NULL, m->logits, d_tg, (int)BD, V, V);
-  o->download(hl, m->lp, BD * sizeof(float));
-  if (ent)
-    o->download(hl + BD, m->ent, BD * sizeof(float));
-  for (size_t i = 0; i < (size_t)B * T; i++) {
-    logp[i] = 0.0f;
-    if (ent)
-      ent[i] = 0.0f;
-  }
+  o->upload(m->tgt, tg, BT * sizeof(int));
+  free(tg);
+  /* the head's input on the grid; v1.0's tied head sees the output scaled
+   * by d_model^-0.5 */
+  o->zero(m->hg, BT * C * sizeof(float));
   for (int b = 0; b < B; b++)
-    for (int j = 0; j < Ld; j++) {
-      int col = np - 1 + j;
-      if (col >= T)
-        continue;
-      logp[(size_t)b * T + col] = hl[(size_t)b * Ld + j];
-      if (ent)
-        ent[(size_t)b * T + col] = hl[BD + (size_t)b * Ld + j];
-    }
-  free(tg), free(hl);
+    o->copy(m->hg + ((size_t)b * T + np - 1) * C, m->hn + (size_t)b * Ld * C,
+            (size_t)Ld * C * sizeof(float));
+  if (c->tied)
+    o->scale(m->hg, (float)(1.0 / sqrt((double)C)), BT * C);
+  o->matmul_fwd(m->logits, m->hg, t5_P(m, c->tied ? m->shared : m->lm_head), NULL, (int)BT, C, V);
+  o->logits_stats(m->lse, m->lp, m->ent, m->logits, m->tgt, (int)BT, V, V);
+  if (logp)
+    o->download(logp, m->lp, BT * sizeof(float));
+  if (ent) {
+    o->download(ent, m->ent, BT * sizeof(float));
+    for (size_t i = 0; i < BT; i++)
+      if (!is_output(m, (int)(i % (size_t)T)))
+        ent[i] = 0.0f;
+  }
+  m->have_lm = 1;
   m->base.last_logits = m->logits;
   return DFPO_OK;
 }
 
 /* ------------------------------------------------------------ table */
-
-static int usage(dfpo_err *err, const char *what) {
-  return dfpo_err_set(err, DFPO_EUSAGE, "t5: %s is not written yet (T5 runs forward only)", what);
-}
 
 static void vt_free(model_t *m) {
   t5_destroy(t5_of(m));
@@ -604,7 +640,8 @@ static void vt_free(model_t *m) {
 /* Hugging Face's T5PreTrainedModel._init_weights with factor 1: shared and
  * lm_head normal(0, 1); q normal(0, (C d_kv)^-0.5); k, v normal(0,
  * C^-0.5); o normal(0, (NH d_kv)^-0.5); the bias tables normal(0,
- * C^-0.5); wi normal(0, C^-0.5); wo normal(0, d_ff^-0.5); LayerNorm 1. */
+ * C^-0.5); wi normal(0, C^-0.5); wo normal(0, d_ff^-0.5); LayerNorm 1; the
+ * value head (not Hugging Face's) normal(0, C^-0.5) and bias 0. */
 static void vt_init_random(model_t *mm, uint64_t seed) {
   t5_model *m = t5_of(mm);
   const t5_config *c = &m->cfg;
@@ -621,7 +658,7 @@ static void vt_init_random(model_t *mm, uint64_t seed) {
     const char *nm = t->name;
     size_t L = strlen(nm);
     if (strstr(nm, "relative_attention_bias") || strstr(nm, ".k.weight") ||
-        strstr(nm, ".v.weight") || strstr(nm, ".wi"))
+        strstr(nm, ".v.weight") || strstr(nm, ".wi") || !strcmp(nm, "v_head.summary.weight"))
       sd = 1.0 / sqrt(C);
     else if (L > 9 && !strcmp(nm + L - 9, ".q.weight"))
       sd = 1.0 / sqrt(C * c->d_kv);
@@ -629,30 +666,39 @@ static void vt_init_random(model_t *mm, uint64_t seed) {
       sd = 1.0 / sqrt((double)c->n_head * c->d_kv);
     else if (strstr(nm, ".wo."))
       sd = 1.0 / sqrt((double)c->d_ff);
+    float one = strcmp(nm, "v_head.summary.bias") ? 1.0f : 0.0f;
     for (size_t i = 0; i < n; i++)
-      h[t->off + i] = t->vec ? 1.0f : (float)(sd * dfpo_rng_normal(&r));
+      h[t->off + i] = t->vec ? one : (float)(sd * dfpo_rng_normal(&r));
   }
   m->base.ops->upload(m->params, h, m->nparams * sizeof(float));
   free(h);
 }
 static size_t vt_arena_bytes(const model_t *mm) {
   const t5_model *m = t5_of_const(mm);
-  return (m->nparams + m->act_floats) * sizeof(float) + m->ids_cap * sizeof(int);
+  return m->nparams * sizeof(float) * (m->train_block ? 4 : 1) + m->act_bytes + m->gen_bytes;
 }
+/* The same T5 with another head (MODEL_HEAD_VALUE: a value model on the
+ * decoder's final hidden states), parameters zeroed. */
 static int vt_new_like(model_t **out, const model_t *src, int head, int n_classes, dfpo_err *err) {
-  (void)src, (void)head, (void)n_classes;
+  (void)n_classes;
   *out = NULL;
-  return usage(err, "new_like (a value model)");
+  if (head != MODEL_HEAD_NONE && head != MODEL_HEAD_VALUE)
+    return dfpo_err_set(err, DFPO_EUSAGE, "t5: a classification head is not written");
+  t5_model *m;
+  int rc = t5_create(&m, &t5_of_const(src)->cfg, head, err);
+  if (!rc)
+    *out = &m->base;
+  return rc;
 }
 static int same_shape(const t5_model *a, const t5_model *b) {
   return a->nparams == b->nparams && a->ntensors == b->ntensors && a->cfg.gated == b->cfg.gated &&
-         a->cfg.tied == b->cfg.tied;
+         a->cfg.tied == b->cfg.tied && a->base.cfg.head == b->base.cfg.head;
 }
 static int vt_copy_params(model_t *dst, const model_t *src, dfpo_err *err) {
   t5_model *d = t5_of(dst);
   const t5_model *s = t5_of_const(src);
   if (!same_shape(d, s))
-    return dfpo_err_set(err, DFPO_EUSAGE, "t5: copy_params between different configs");
+    return dfpo_err_set(err, DFPO_EUSAGE, "t5: copy_params between different configs or heads");
   return model_copy_floats(dst, d->params, src, s->params, d->nparams, err);
 }
 static int vt_copy_shared_params(model_t *dst, const model_t *src, int *copied, dfpo_err *err) {
@@ -670,15 +716,17 @@ static int vt_tensor_at(const model_t *mm, int i, model_tensor *t) {
   t->cols = b->cols;
   t->decay = !b->vec;
   t->param = m->params + b->off;
+  t->grad = m->grads ? m->grads + b->off : NULL;
+  t->m1 = m->m1 ? m->m1 + b->off : NULL;
+  t->m2 = m->m2 ? m->m2 + b->off : NULL;
   return DFPO_OK;
 }
 static int vt_ensure_train(model_t *m, dfpo_err *err) {
-  (void)m;
-  return usage(err, "training state");
+  return t5_ensure_train(t5_of(m), err);
 }
 static int vt_reserve(model_t *m, int B, int T, dfpo_err *err) {
   t5_of(m)->fB = 0;
-  (void)B, (void)T, (void)err; /* the shapes are laid out by each forward pass */
+  (void)B, (void)T, (void)err; /* the split of T is the batch's: each pass lays itself out */
   return DFPO_OK;
 }
 static int vt_forward(model_t *m, const model_batch *b, dfpo_err *err) {
@@ -688,19 +736,38 @@ static int vt_lm_logprobs(model_t *m, const int *targets, float *logp, float *en
   return t5_lm_logprobs(t5_of(m), targets, logp, ent, err);
 }
 static int vt_lm_backward(model_t *m, const float *dlogp, const float *dent, dfpo_err *err) {
-  (void)m, (void)dlogp, (void)dent;
-  return usage(err, "the backward pass");
+  return t5_lm_backward(t5_of(m), dlogp, dent, err);
 }
 static int vt_lm_backward_logits(model_t *m, const float *dlogits, dfpo_err *err) {
-  (void)m, (void)dlogits;
-  return usage(err, "the backward pass");
+  return t5_lm_backward_logits(t5_of(m), dlogits, err);
 }
-/* The mean next-token cross-entropy, forward only. */
+/* The mean next-token cross-entropy over the targets >= 0; with backward,
+ * its gradient. */
 static int vt_lm_loss(model_t *mm, const model_batch *b, const int *targets, int backward,
                       float *loss, dfpo_err *err) {
-  if (backward)
-    return usage(err, "the backward pass");
-  return model_lm_loss_forward(mm, b, targets, loss, err);
+  t5_model *m = t5_of(mm);
+  int rc = t5_forward(m, b, err);
+  size_t n = (size_t)b->B * b->T;
+  float *lp = rc ? NULL : malloc(n * sizeof(float));
+  if (!rc && !lp)
+    rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  if (!rc)
+    rc = t5_lm_logprobs(m, targets, lp, NULL, err);
+  if (!rc) {
+    double s = 0.0;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+      if (targets[i] >= 0 && is_output(m, (int)(i % (size_t)b->T)))
+        s -= lp[i], k++;
+    *loss = k ? (float)(s / (double)k) : 0.0f;
+    if (backward && k) {
+      for (size_t i = 0; i < n; i++)
+        lp[i] = targets[i] >= 0 ? -1.0f / (float)k : 0.0f;
+      rc = t5_lm_backward(m, lp, NULL, err);
+    }
+  }
+  free(lp);
+  return rc;
 }
 static int vt_score_tokens(model_t *m, const int *tokens, size_t n, double *nll_sum, size_t *scored,
                            dfpo_err *err) {
@@ -710,47 +777,41 @@ static int vt_score_tokens(model_t *m, const int *tokens, size_t n, double *nll_
                       "(dfpo perplexity --tokens with a tab between source and target)");
 }
 static int vt_value_forward(model_t *m, float *values, dfpo_err *err) {
-  (void)m, (void)values;
-  return usage(err, "a value head");
+  return t5_value_forward(t5_of(m), values, err);
 }
 static int vt_value_backward(model_t *m, const float *dvalues, dfpo_err *err) {
-  (void)m, (void)dvalues;
-  return usage(err, "a value head");
+  return t5_value_backward(t5_of(m), dvalues, err);
 }
 static int vt_class_forward(model_t *m, const int *at, float *logits, dfpo_err *err) {
   (void)m, (void)at, (void)logits;
-  return usage(err, "a classification head");
+  return dfpo_err_set(err, DFPO_EUSAGE, "t5: a classification head is not written");
 }
 static int vt_class_backward(model_t *m, const float *dlogits, dfpo_err *err) {
   (void)m, (void)dlogits;
-  return usage(err, "a classification head");
+  return dfpo_err_set(err, DFPO_EUSAGE, "t5: a classification head is not written");
 }
 static void vt_zero_grad(model_t *m) {
-  (void)m; /* no gradients */
+  t5_zero_grad(t5_of(m));
 }
 static float vt_grad_norm(model_t *m) {
-  (void)m;
-  return 0.0f;
+  return t5_grad_norm(t5_of(m));
 }
 static const float *vt_decode_begin(model_t *m, const int *tokens, const int *kstart, int B, int T,
                                     int max_len, dfpo_err *err) {
-  (void)m, (void)tokens, (void)kstart, (void)B, (void)T, (void)max_len;
-  usage(err, "decoding");
-  return NULL;
+  return t5_decode_begin(t5_of(m), tokens, kstart, B, T, max_len, err);
 }
 static const float *vt_decode_step(model_t *m, const int *next, dfpo_err *err) {
-  (void)m, (void)next;
-  usage(err, "decoding");
-  return NULL;
+  return t5_decode_step(t5_of(m), next, err);
 }
 static int vt_save(model_t *m, const char *path, int with_optimizer, dfpo_err *err) {
   (void)m, (void)path, (void)with_optimizer;
-  return usage(err, "a native checkpoint (load its Hugging Face folder instead)");
+  return dfpo_err_set(err, DFPO_EUSAGE,
+                      "t5: a native checkpoint is not written yet (load its Hugging Face folder)");
 }
 static int vt_export_safetensors(const model_t *m, const char *path, const model_export_opts *o,
                                  dfpo_err *err) {
   (void)m, (void)path, (void)o;
-  return usage(err, "safetensors export");
+  return dfpo_err_set(err, DFPO_EUSAGE, "t5: safetensors export is not written yet");
 }
 
 const model_vtable t5_vtable = {

@@ -1,6 +1,7 @@
 /* trainer/t5.h: T5, the encoder-decoder (prefix t5_), one implementation of
  * the model interface (trainer/model.h) for Hugging Face's
- * T5ForConditionalGeneration, forward only so far (docs/t5.md).
+ * T5ForConditionalGeneration (docs/t5.md): forward and backward passes, a
+ * value head and decoding with caches, on the CPU.
  *
  * Both versions Hugging Face folders hold: v1.0 (t5-small, t5-base:
  * feed_forward_proj "relu", the LM head tied to shared.weight with the
@@ -12,18 +13,22 @@
  * by the others, bidirectional in the encoder and causal in the decoder;
  * cross-attention has none.
  *
- * As a model_t (head MODEL_HEAD_NONE, n_ctx the decoder's positions): the
- * model_forward of a batch with n_prompt >= 1 encodes each row's columns
- * < n_prompt (left padding kstart masked) and decodes [pad 0, the
- * continuation but its last token], so decoder position j sits at column
- * n_prompt - 1 + j and predicts column n_prompt + j, as
- * docs/model-interface.md lays it out; model_lm_logprobs then answers on
- * the [B, T] grid (0 at columns without an output). Rows without a prompt
- * (n_prompt 0), perplexity of plain text (model_score_tokens), backward
- * passes, heads, decoding, native checkpoints and export answer
- * DFPO_EUSAGE. The CUDA backend lacks the ops T5 adds (rmsnorm_fwd,
- * attention_rel_fwd, mul): a T5 forward there answers DFPO_EUSAGE naming
- * them.
+ * As a model_t (head MODEL_HEAD_NONE or, from model_new_like,
+ * MODEL_HEAD_VALUE on the decoder's final hidden states; n_ctx the
+ * decoder's positions): the model_forward of a batch with n_prompt >= 1
+ * encodes each row's columns < n_prompt (left padding kstart masked) and
+ * decodes [pad 0, the continuation but its last token], so decoder
+ * position j sits at column n_prompt - 1 + j and predicts column
+ * n_prompt + j, as docs/model-interface.md lays it out; model_lm_logprobs,
+ * model_lm_logits, the backward passes and the value head then answer on
+ * the [B, T] grid (0 at columns without an output). model_decode_begin
+ * encodes the prompts once and starts the decoder with start_id;
+ * model_decode_step extends its self-attention cache (every cache laid out
+ * by row). Rows without a prompt (n_prompt 0), perplexity of plain text
+ * (model_score_tokens), a classification head, native checkpoints and
+ * export answer DFPO_EUSAGE. The CUDA backend lacks the ops T5 adds
+ * (rmsnorm_fwd/bwd, attention_rel_fwd/bwd, mul, mul_bwd, act_bwd): a T5
+ * there answers DFPO_EUSAGE naming them.
  *
  * Depends on common/ and the model interface. Ownership: a model from
  * t5_import_safetensors is the caller's (model_free); the config returned
@@ -43,6 +48,7 @@ typedef struct t5_config {
   int tied;     /* tie_word_embeddings: no lm_head, output scaled by d_model^-0.5 */
   int n_pos;    /* decoder positions allowed (n_ctx): n_positions, else 512 */
   int start_id; /* decoder_start_token_id (pad 0) */
+  int eos_id;   /* eos_token_id (</s> 1; -1: none) */
 } t5_config;
 
 /* The relative-position bucket of Hugging Face's T5Attention for
@@ -60,6 +66,11 @@ int t5_handles(const char *model_type);
  * other extra tensor with a warning; a missing or misshapen one is
  * DFPO_EDATA naming it. */
 int t5_import_safetensors(model_t **out, const char *path, dfpo_err *err);
+/* DFPO_EDATA naming `where` and the sizes when c is out of range. */
+int t5_config_check(const t5_config *c, const char *where, dfpo_err *err);
+/* A T5 of config c (no extra head) on the current device, its parameters
+ * zeroed (model_init_random gives Hugging Face's initialisation). */
+int t5_new(model_t **out, const t5_config *c, dfpo_err *err);
 /* NULL when m is not a T5. */
 const t5_config *t5_get_config(const model_t *m);
 

@@ -115,8 +115,10 @@ def ff(P, pre, x, gated):
     return h @ P[pre + ".wo.weight"].T
 
 
-def t5_logits(P, cfg, src, ksrc, dec):
-    """src [B, Ts] left-padded by ksrc; dec [B, Td] decoder input ids."""
+def t5_logits(P, cfg, src, ksrc, dec, hidden=False):
+    """src [B, Ts] left-padded by ksrc; dec [B, Td] decoder input ids. With
+    hidden, also the decoder's final hidden states (its final norm, before
+    the tied head's scale)."""
     NH, dkv, eps = cfg["num_heads"], cfg["d_kv"], cfg["layer_norm_epsilon"]
     nb, md = cfg["relative_attention_num_buckets"], cfg["relative_attention_max_distance"]
     gated = cfg["feed_forward_proj"] == "gated-gelu"
@@ -145,9 +147,10 @@ def t5_logits(P, cfg, src, ksrc, dec):
         h = h + ff(P, p + "layer.2.DenseReluDense", rms(h, P[p + "layer.2.layer_norm.weight"], eps), gated)
     out = rms(h, P["decoder.final_layer_norm.weight"], eps)
     if cfg["tie_word_embeddings"]:
-        out = out * cfg["d_model"] ** -0.5
-        return out @ P["shared.weight"].T
-    return out @ P["lm_head.weight"].T
+        z = (out * cfg["d_model"] ** -0.5) @ P["shared.weight"].T
+    else:
+        z = out @ P["lm_head.weight"].T
+    return (z, out) if hidden else z
 
 
 def pair_nll(P, cfg, src, tgt):
@@ -155,6 +158,133 @@ def pair_nll(P, cfg, src, tgt):
     d = torch.tensor([[cfg["decoder_start_token_id"]] + tgt[:-1]])
     lp = F.log_softmax(t5_logits(P, cfg, s, torch.tensor([0]), d)[0], dim=-1)
     return -float(sum(lp[j, t].double() for j, t in enumerate(tgt)))
+
+
+def train_checks(P, cfg, d, rnd):
+    """One batch of 3 rows [source | continuation of 5] with sources of 4, 9
+    and 2 tokens (the C side left-pads them into 9 columns; here each row
+    runs alone, unpadded). Writes d + "grad/": the gradient of
+    sum wl * logp(target) + we * entropy over the output columns as a T5
+    folder (each tensor's gradient under its name); returns the weights on
+    the [B, T] grid, the gradient of the value head's objective
+    sum dv * (hn . v_w + v_b) (v_head's own gradient in the JSON, the rest
+    as d + "vgrad/"), the mean cross-entropy before and after one
+    torch.optim.AdamW step (lr 1e-2, weight decay 0.01 on matrices only)."""
+    V, C = cfg["vocab_size"], cfg["d_model"]
+    lens, Lc = [4, 9, 2], 5
+    Ts = max(lens)
+    T = Ts + Lc
+    rows = [([rnd.randrange(V) for _ in range(n)], [rnd.randrange(V) for _ in range(Lc)]) for n in lens]
+    tokens, kstart, targets, wl, we, dv = [], [], [], [], [], []
+    for b, (src, cont) in enumerate(rows):
+        tokens.append([0] * (Ts - len(src)) + src + cont)
+        kstart.append(Ts - len(src))
+        tg = [-1] * T
+        for j in range(Lc):
+            tg[Ts - 1 + j] = cont[j]
+        if b == 1:
+            tg[Ts + 1] = -1  # an output column without a target: its entropy still counts
+        targets.append(tg)
+        out = [Ts - 1 + j for j in range(Lc)]
+        wl.append([round(rnd.uniform(-1, 1), 3) if c in out else 0.0 for c in range(T)])
+        we.append([round(rnd.uniform(-1, 1), 3) if c in out else 0.0 for c in range(T)])
+        dv.append([round(rnd.uniform(-1, 1), 3) if c in out else 0.0 for c in range(T)])
+    vw = [round(rnd.uniform(-0.5, 0.5), 4) for _ in range(C)]
+    vb = 0.125
+    Q = {k: v.clone().requires_grad_(True) for k, v in P.items()}
+    Vw = torch.tensor(vw, requires_grad=True)
+    Vb = torch.tensor(vb, requires_grad=True)
+
+    def row_out(Pd, b):
+        src, cont = rows[b]
+        dec = torch.tensor([[cfg["decoder_start_token_id"]] + cont[:-1]])
+        z, hn = t5_logits(Pd, cfg, torch.tensor([src]), torch.tensor([0]), dec, hidden=True)
+        return F.log_softmax(z[0], dim=-1), hn[0]
+
+    obj, vobj = 0.0, 0.0
+    for b in range(3):
+        lp, hn = row_out(Q, b)
+        ent = -(lp.exp() * lp).sum(-1)
+        for j in range(Lc):
+            c = Ts - 1 + j
+            if targets[b][c] >= 0:
+                obj = obj + wl[b][c] * lp[j, targets[b][c]]
+            obj = obj + we[b][c] * ent[j]
+            vobj = vobj + dv[b][c] * (hn[j] @ Vw + Vb)
+    obj.backward(retain_graph=True)
+    grads = {k: v.grad.clone() for k, v in Q.items()}
+    write_safetensors(os.path.join(d + "grad", "model.safetensors"), grads)
+    for q in Q.values():
+        q.grad = None
+    vobj.backward()
+    vgrads = {k: (v.grad.clone() if v.grad is not None else torch.zeros_like(v)) for k, v in Q.items()}
+    write_safetensors(os.path.join(d + "vgrad", "model.safetensors"), vgrads)
+
+    def mean_ce(Pd):
+        s, n = 0.0, 0
+        for b in range(3):
+            lp, _ = row_out(Pd, b)
+            for j in range(Lc):
+                t = targets[b][Ts - 1 + j]
+                if t >= 0:
+                    s, n = s - lp[j, t], n + 1
+        return s / n
+
+    R = {k: v.clone().requires_grad_(True) for k, v in P.items()}
+    opt = torch.optim.AdamW([{"params": [v for v in R.values() if v.dim() == 2], "weight_decay": 0.01},
+                             {"params": [v for v in R.values() if v.dim() != 2], "weight_decay": 0.0}],
+                            lr=1e-2, betas=(0.9, 0.999), eps=1e-8)
+    loss0 = mean_ce(R)
+    loss0.backward()
+    opt.step()
+    with torch.no_grad():
+        loss1 = mean_ce(R)
+    return {"tokens": tokens, "kstart": kstart, "n_prompt": Ts, "targets": targets, "wl": wl,
+            "we": we, "dv": dv, "v_w": vw, "v_b": vb, "v_w_grad": Vw.grad.tolist(),
+            "v_b_grad": float(Vb.grad), "loss0": float(loss0), "loss1": float(loss1)}
+
+
+def greedy(P, cfg, d, rnd, max_new=8):
+    """Greedy decoding of 4 prompts of 3, 7, 1 and 12 tokens, each alone:
+    the decoder from decoder_start_token_id, argmax of the last position,
+    stopping after eos_token_id (1, never drawn here: asserted) or max_new
+    tokens. Writes d + "gen/": the folder without a tokenizer (the ids may
+    pass the tokenizer's) whose config.json names as eos_token_id the first
+    row's third token E (so greedy decoding with that folder's eos is these
+    tokens cut after their first E) and prompts.txt;
+    returns the tokens, their log-probabilities and the smallest gap between the best and the second
+    logit (how far from a tie an argmax was)."""
+    V = cfg["vocab_size"]
+    prompts = [[rnd.randrange(2, V) for _ in range(n)] for n in (3, 7, 1, 12)]
+    os.makedirs(d + "gen", exist_ok=True)
+    for fn in ("config.json", "model.safetensors"):
+        shutil.copy(os.path.join(d, fn), d + "gen")
+    with open(os.path.join(d + "gen", "prompts.txt"), "w") as f:
+        for p in prompts:
+            f.write(" ".join(map(str, p)) + "\n")
+    out, lps, gap = [], [], float("inf")
+    with torch.no_grad():
+        for p in prompts:
+            dec = [cfg["decoder_start_token_id"]]
+            toks, lp = [], []
+            while len(toks) < max_new:
+                z = t5_logits(P, cfg, torch.tensor([p]), torch.tensor([0]), torch.tensor([dec]))[0, -1]
+                top = torch.topk(z, 2).values
+                gap = min(gap, float(top[0] - top[1]))
+                t = int(torch.argmax(z))
+                toks.append(t)
+                lp.append(float(F.log_softmax(z, dim=-1)[t]))
+                dec.append(t)
+                if t == cfg["eos_token_id"]:
+                    break
+            out.append(toks)
+            lps.append(lp)
+    assert all(cfg["eos_token_id"] not in t for t in out)
+    gc = dict(cfg, eos_token_id=out[0][2])
+    with open(os.path.join(d + "gen", "config.json"), "w") as f:
+        json.dump(gc, f, indent=1)
+    return {"prompts": prompts, "tokens": out, "logprobs": lps, "max_new": max_new, "min_gap": gap,
+            "eos": out[0][2]}
 
 
 def make_weights(cfg, gen):
@@ -270,6 +400,11 @@ def main():
         if name == "v10":
             shutil.copy(os.path.join(d, "pairs.tsv"), d + "bin")
         r = {"pairs": pairs, "nll": [pair_nll(P, cfg, s, t) for s, t in pairs]}
+        for g in ("grad", "vgrad"):
+            os.makedirs(d + g, exist_ok=True)
+            shutil.copy(os.path.join(d, "config.json"), d + g)
+        r["train"] = train_checks(P, cfg, d, rnd)
+        r["greedy"] = greedy(P, cfg, d, rnd)
         if name == "v11":
             shutil.copy(os.path.join(root, "spm", "spiece.model"), os.path.join(d, "spiece.model"))
             tp = [("generate a sentence with: dog cat park", "the dog runs in the park"),

@@ -749,3 +749,98 @@ Test(ops_cpu, rmsnorm_and_mul_agree_with_double) {
     cr_expect_eq(y[c], x[c] * w[c]);
   free(x), free(w), free(out), free(y);
 }
+
+/* ---------------------------------------------- T5's backward ops */
+
+typedef struct {
+  float *q, *kv, *bias, *dout, *out;
+  const int *ks;
+  int causal, B, Tq, Tk, NH, HS, ldq, ldkv;
+} rel_ctx;
+static double rel_obj(void *p) {
+  rel_ctx *c = p;
+  int C = c->NH * c->HS;
+  O->attention_rel_fwd(c->out, c->q, c->ldq, c->kv, c->kv + C, c->ldkv, c->bias, c->ks, c->causal,
+                       c->B, c->Tq, c->Tk, c->NH, c->HS);
+  return dot(c->out, c->dout, (size_t)c->B * c->Tq * C);
+}
+
+/* attention_rel_bwd: the gradients of q, k, v and the bias against finite
+ * differences of attention_rel_fwd, causal self-attention shapes and
+ * padded cross-attention shapes, strides wider than the heads. */
+Test(ops_cpu, attention_rel_bwd_matches_finite_differences) {
+  static const int ks[2] = {0, 2};
+  for (int causal = 0; causal < 2; causal++) {
+    rel_ctx c = {.causal = causal, .B = 2, .NH = 2, .HS = 3, .ks = causal ? NULL : ks};
+    int C = c.NH * c.HS;
+    c.Tq = causal ? 5 : 3, c.Tk = 5, c.ldq = C + 2, c.ldkv = 2 * C + 1;
+    size_t nq = (size_t)c.B * c.Tq * c.ldq, nkv = (size_t)c.B * c.Tk * c.ldkv;
+    size_t nb = (size_t)c.NH * c.Tq * c.Tk, no = (size_t)c.B * c.Tq * C;
+    c.q = rnd(nq, 60 + (uint64_t)causal, 1), c.kv = rnd(nkv, 62, 1), c.bias = rnd(nb, 63, 1);
+    c.dout = rnd(no, 64, 1), c.out = calloc(no, 4);
+    float *dq = calloc(nq, 4), *dkv = calloc(nkv, 4), *db = calloc(nb, 4);
+    O->attention_rel_bwd(dq, dkv, dkv + C, db, c.dout, c.q, c.ldq, c.kv, c.kv + C, c.ldkv, c.bias,
+                         c.ks, causal, c.B, c.Tq, c.Tk, c.NH, c.HS);
+    fd_check(causal ? "attention_rel causal: q" : "attention_rel cross: q", c.q, dq, nq, rel_obj,
+             &c);
+    fd_check(causal ? "attention_rel causal: k|v" : "attention_rel cross: k|v", c.kv, dkv, nkv,
+             rel_obj, &c);
+    fd_check(causal ? "attention_rel causal: bias" : "attention_rel cross: bias", c.bias, db, nb,
+             rel_obj, &c);
+    free(c.q), free(c.kv), free(c.bias), free(c.dout), free(c.out), free(dq), free(dkv), free(db);
+  }
+}
+
+typedef struct {
+  float *x, *w, *dout, *out;
+  int N, C;
+} rms_ctx;
+static double rms_obj(void *p) {
+  rms_ctx *c = p;
+  O->rmsnorm_fwd(c->out, c->x, c->w, c->N, c->C, 1e-6f);
+  return dot(c->out, c->dout, (size_t)c->N * c->C);
+}
+
+/* rmsnorm_bwd (accumulating) against finite differences; mul_bwd and
+ * act_bwd against their derivatives written out. */
+Test(ops_cpu, rmsnorm_mul_act_bwd) {
+  rms_ctx c = {.N = 4, .C = 70}; /* two column blocks */
+  size_t n = (size_t)c.N * c.C;
+  c.x = rnd(n, 70, 1), c.w = rnd((size_t)c.C, 71, 1), c.dout = rnd(n, 72, 1);
+  c.out = calloc(n, 4);
+  float *dx = calloc(n, 4), *dw = calloc((size_t)c.C, 4);
+  for (size_t i = 0; i < n; i++)
+    dx[i] = 0.5f; /* += */
+  for (int i = 0; i < c.C; i++)
+    dw[i] = 0.25f;
+  O->rmsnorm_bwd(dx, dw, c.dout, c.x, c.w, c.N, c.C, 1e-6f);
+  for (size_t i = 0; i < n; i++)
+    dx[i] -= 0.5f;
+  for (int i = 0; i < c.C; i++)
+    dw[i] -= 0.25f;
+  fd_check("rmsnorm: x", c.x, dx, n, rms_obj, &c);
+  fd_check("rmsnorm: w", c.w, dw, (size_t)c.C, rms_obj, &c);
+  float *a = rnd(n, 73, 1), *b = rnd(n, 74, 1), *da = calloc(n, 4), *dbv = calloc(n, 4);
+  O->mul_bwd(da, dbv, c.dout, a, b, n);
+  for (size_t i = 0; i < n; i++) {
+    cr_expect_eq(da[i], c.dout[i] * b[i]);
+    cr_expect_eq(dbv[i], c.dout[i] * a[i]);
+  }
+  static const int kinds[3] = {OPS_ACT_GELU_ERF, OPS_ACT_TANH, OPS_ACT_RELU};
+  for (int k = 0; k < 3; k++) {
+    O->act_bwd(da, a, c.dout, n, kinds[k]);
+    for (size_t i = 0; i < n; i++) {
+      double x = a[i], d;
+      if (kinds[k] == OPS_ACT_GELU_ERF) /* Phi(x) + x phi(x) */
+        d = 0.5 * (1 + erf(x / sqrt(2.0))) +
+            x * exp(-0.5 * x * x) * 0.39894228040143268; /* 1/sqrt(2 pi) */
+      else if (kinds[k] == OPS_ACT_TANH)
+        d = 1 - tanh(x) * tanh(x);
+      else
+        d = x > 0;
+      cr_expect_lt(fabs(d * c.dout[i] - da[i]), 1e-5, "act %d at %zu", kinds[k], i);
+    }
+  }
+  free(c.x), free(c.w), free(c.dout), free(c.out), free(dx), free(dw);
+  free(a), free(b), free(da), free(dbv);
+}

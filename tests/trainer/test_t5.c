@@ -8,11 +8,17 @@
  * Each pair's nll_sum from `dfpo perplexity --per-doc --json` within 1e-4
  * relative of the script's (float32 on both sides; the measured maxima are
  * logged), alone and in left-padded batches through model_forward; token
- * ids exactly. Skipped, saying why, when /usr/bin/python3 lacks torch or
- * sentencepiece. The bucket function is held to hand calculations. */
+ * ids exactly. The script's autograd holds the backward passes (every
+ * tensor's gradient, the value head's, one AdamW step) and its greedy loop
+ * holds `dfpo generate`. Skipped, saying why, when /usr/bin/python3 lacks
+ * torch or sentencepiece. The bucket function is held to hand
+ * calculations; the RL trainer runs over T5s without the script. */
 #include "tests/support/support.h"
 #include "trainer/model.h"
+#include "trainer/optim.h"
+#include "trainer/rl.h"
 #include "trainer/t5.h"
+#include "trainer/t5_internal.h"
 
 #include <criterion/criterion.h>
 #include <math.h>
@@ -290,4 +296,388 @@ Test(t5, sentencepiece_matches_python, .timeout = 120) {
   ts_run_free(&r);
   cJSON_Delete(ref);
   ts_rmtree(dir);
+}
+
+/* ------------------------------------------------ training and decoding */
+
+static int *json_ints(const cJSON *a, int *n) {
+  int k = cJSON_GetArraySize(a), total = 0;
+  for (int i = 0; i < k; i++) {
+    const cJSON *row = cJSON_GetArrayItem(a, i);
+    total += cJSON_IsArray(row) ? cJSON_GetArraySize(row) : 1;
+  }
+  int *v = malloc((size_t)(total ? total : 1) * sizeof *v), w = 0;
+  for (int i = 0; i < k; i++) {
+    const cJSON *row = cJSON_GetArrayItem(a, i), *x;
+    if (cJSON_IsArray(row)) {
+      cJSON_ArrayForEach(x, row) v[w++] = x->valueint;
+    } else {
+      v[w++] = row->valueint;
+    }
+  }
+  *n = total;
+  return v;
+}
+static float *json_floats(const cJSON *a, int *n) {
+  int k = cJSON_GetArraySize(a), total = 0;
+  for (int i = 0; i < k; i++) {
+    const cJSON *row = cJSON_GetArrayItem(a, i);
+    total += cJSON_IsArray(row) ? cJSON_GetArraySize(row) : 1;
+  }
+  float *v = malloc((size_t)(total ? total : 1) * sizeof *v);
+  int w = 0;
+  for (int i = 0; i < k; i++) {
+    const cJSON *row = cJSON_GetArrayItem(a, i), *x;
+    if (cJSON_IsArray(row)) {
+      cJSON_ArrayForEach(x, row) v[w++] = (float)x->valuedouble;
+    } else {
+      v[w++] = (float)row->valuedouble;
+    }
+  }
+  *n = total;
+  return v;
+}
+
+/* The largest |got - want| of a tensor over its largest |want| (absolute
+ * when the reference is all zero). */
+static double tensor_err(const float *got, const float *want, size_t n) {
+  double md = 0, mx = 0;
+  for (size_t i = 0; i < n; i++) {
+    md = fmax(md, fabs((double)got[i] - want[i]));
+    mx = fmax(mx, fabs((double)want[i]));
+  }
+  return mx > 0 ? md / mx : md;
+}
+
+#define GRAD_TOL 1e-4
+
+/* Every tensor's gradient of m against the same tensor of ref (a T5 folder
+ * whose weights are the reference's gradients); the tensors m has beyond
+ * ref's (a value head) are skipped. Returns the largest error. */
+static double check_grads(model_t *m, model_t *ref, const char *what) {
+  double worst = 0;
+  int n = model_num_tensors(ref);
+  for (int i = 0; i < n; i++) {
+    model_tensor g, r;
+    dfpo_err err;
+    cr_assert_eq(model_tensor_at(m, i, &g, &err), DFPO_OK, "%s", err.msg);
+    cr_assert_eq(model_tensor_at(ref, i, &r, &err), DFPO_OK, "%s", err.msg);
+    cr_assert_str_eq(g.name, r.name);
+    cr_assert_not_null(g.grad, "%s: no gradient", g.name);
+    double e = tensor_err(g.grad, r.param, (size_t)g.rows * g.cols);
+    cr_expect_leq(e, GRAD_TOL, "%s: %s gradient off by %.3g of its largest entry", what, g.name, e);
+    worst = fmax(worst, e);
+  }
+  return worst;
+}
+
+/* Gradients against the reference's autograd (an objective of the
+ * log-probabilities and entropies; a value head's), one AdamW step against
+ * torch.optim.AdamW's, and `dfpo generate --temperature 0` against the
+ * reference's greedy loop, for v1.0 and v1.1. */
+Test(t5, training_and_decoding_match_pytorch, .timeout = 240) {
+  char dir[512], home[600], path[700], ppath[760];
+  cJSON *ref = reference(dir, sizeof dir);
+  snprintf(home, sizeof home, "%s/home", dir);
+  const cJSON *folders = cJSON_GetObjectItem(ref, "folders");
+  static const char *const names[2] = {"v10", "v11"};
+  for (int v = 0; v < 2; v++) {
+    const cJSON *f = cJSON_GetObjectItem(folders, names[v]);
+    const cJSON *tr = cJSON_GetObjectItem(f, "train");
+    dfpo_err err;
+    dfpo_err_clear(&err);
+    model_t *m, *g, *gv, *vm;
+    snprintf(path, sizeof path, "%s/%s", dir, names[v]);
+    cr_assert_eq(model_load(&m, path, &err), DFPO_OK, "%s", err.msg);
+    snprintf(ppath, sizeof ppath, "%sgrad", path);
+    cr_assert_eq(model_load(&g, ppath, &err), DFPO_OK, "%s", err.msg);
+    snprintf(ppath, sizeof ppath, "%svgrad", path);
+    cr_assert_eq(model_load(&gv, ppath, &err), DFPO_OK, "%s", err.msg);
+    int n, B, nt;
+    int *tokens = json_ints(cJSON_GetObjectItem(tr, "tokens"), &n);
+    int *kstart = json_ints(cJSON_GetObjectItem(tr, "kstart"), &B);
+    int *targets = json_ints(cJSON_GetObjectItem(tr, "targets"), &nt);
+    float *wl = json_floats(cJSON_GetObjectItem(tr, "wl"), &nt);
+    float *we = json_floats(cJSON_GetObjectItem(tr, "we"), &nt);
+    float *dv = json_floats(cJSON_GetObjectItem(tr, "dv"), &nt);
+    int T = n / B, np = cJSON_GetObjectItem(tr, "n_prompt")->valueint;
+    model_batch batch = {tokens, kstart, B, T, np};
+    float *lp = malloc((size_t)n * sizeof *lp), *ent = malloc((size_t)n * sizeof *ent);
+
+    /* the LM objective sum wl logp + we entropy */
+    model_zero_grad(m);
+    cr_assert_eq(model_forward(m, &batch, &err), DFPO_OK, "%s", err.msg);
+    cr_assert_eq(model_lm_logprobs(m, targets, lp, ent, &err), DFPO_OK, "%s", err.msg);
+    cr_assert_eq(model_lm_backward(m, wl, we, &err), DFPO_OK, "%s", err.msg);
+    double e = check_grads(m, g, "lm");
+    cr_log_info("%s: gradients of sum wl logp + we entropy over %d tensors, worst %.3g of a "
+                "tensor's largest entry",
+                names[v], model_num_tensors(m), e);
+
+    /* the same objective's gradient of the logits, worked on the host
+     * (dz = wl (1[z = target] - p) - we p (log p + entropy) at each output
+     * column), through model_lm_backward_logits */
+    model_zero_grad(m);
+    cr_assert_eq(model_forward(m, &batch, &err), DFPO_OK, "%s", err.msg);
+    cr_assert_eq(model_lm_logprobs(m, targets, lp, ent, &err), DFPO_OK, "%s", err.msg);
+    int V = model_get_config(m)->vocab_size;
+    const float *z = model_lm_logits(m); /* CPU memory */
+    float *dz = calloc((size_t)n * V, sizeof *dz);
+    for (int i = 0; i < n; i++) {
+      if (wl[i] == 0 && we[i] == 0)
+        continue; /* columns without an output */
+      double mx = -INFINITY, sum = 0;
+      for (int a = 0; a < V; a++)
+        mx = fmax(mx, z[(size_t)i * V + a]);
+      for (int a = 0; a < V; a++)
+        sum += exp(z[(size_t)i * V + a] - mx);
+      for (int a = 0; a < V; a++) {
+        double lq = z[(size_t)i * V + a] - mx - log(sum), p = exp(lq);
+        dz[(size_t)i * V + a] = (float)((targets[i] >= 0 ? wl[i] * ((a == targets[i]) - p) : 0) -
+                                        we[i] * p * (lq + ent[i]));
+      }
+    }
+    cr_assert_eq(model_lm_backward_logits(m, dz, &err), DFPO_OK, "%s", err.msg);
+    free(dz);
+    e = check_grads(m, g, "lm_backward_logits");
+    cr_log_info("%s: the same through model_lm_backward_logits, worst %.3g", names[v], e);
+
+    /* a value model: the policy's trunk and a value head */
+    cr_assert_eq(model_new_like(&vm, m, MODEL_HEAD_VALUE, 0, &err), DFPO_OK, "%s", err.msg);
+    int copied = 0;
+    cr_assert_eq(model_copy_shared_params(vm, m, &copied, &err), DFPO_OK, "%s", err.msg);
+    cr_expect_eq(copied, model_num_tensors(m));
+    cr_assert_eq(model_num_tensors(vm), model_num_tensors(m) + 2);
+    model_tensor vw, vb;
+    cr_assert_eq(model_tensor_at(vm, model_num_tensors(m), &vw, &err), DFPO_OK);
+    cr_assert_eq(model_tensor_at(vm, model_num_tensors(m) + 1, &vb, &err), DFPO_OK);
+    cr_assert_str_eq(vw.name, "v_head.summary.weight");
+    int nw;
+    float *w = json_floats(cJSON_GetObjectItem(tr, "v_w"), &nw);
+    cr_assert_eq(nw, vw.cols);
+    memcpy(vw.param, w, (size_t)nw * sizeof(float)); /* CPU memory */
+    vb.param[0] = (float)cJSON_GetObjectItem(tr, "v_b")->valuedouble;
+    float *vals = malloc((size_t)n * sizeof *vals);
+    model_zero_grad(vm);
+    cr_assert_eq(model_forward(vm, &batch, &err), DFPO_OK, "%s", err.msg);
+    cr_assert_eq(model_value_forward(vm, vals, &err), DFPO_OK, "%s", err.msg);
+    cr_assert_eq(model_value_backward(vm, dv, &err), DFPO_OK, "%s", err.msg);
+    e = check_grads(vm, gv, "value");
+    cr_assert_eq(model_tensor_at(vm, model_num_tensors(m), &vw, &err), DFPO_OK);
+    cr_assert_eq(model_tensor_at(vm, model_num_tensors(m) + 1, &vb, &err), DFPO_OK);
+    float *wg = json_floats(cJSON_GetObjectItem(tr, "v_w_grad"), &nw);
+    double ev = tensor_err(vw.grad, wg, (size_t)nw);
+    float bg = (float)cJSON_GetObjectItem(tr, "v_b_grad")->valuedouble;
+    ev = fmax(ev, fabs(vb.grad[0] - bg) / fmax(fabs(bg), 1e-6));
+    cr_expect_leq(ev, GRAD_TOL, "v_head gradient off by %.3g", ev);
+    cr_log_info("%s: value head gradients, trunk worst %.3g, head %.3g", names[v], e, ev);
+
+    /* one AdamW step on the mean cross-entropy */
+    opt_adamw o = opt_adamw_default();
+    o.weight_decay = 0.01f;
+    float l0, l1;
+    model_zero_grad(m);
+    cr_assert_eq(model_lm_loss(m, &batch, targets, 1, &l0, &err), DFPO_OK, "%s", err.msg);
+    cr_assert_eq(opt_adamw_step(m, &o, 1e-2f, NULL, &err), DFPO_OK, "%s", err.msg);
+    cr_assert_eq(model_lm_loss(m, &batch, targets, 0, &l1, &err), DFPO_OK, "%s", err.msg);
+    double r0 = cJSON_GetObjectItem(tr, "loss0")->valuedouble;
+    double r1 = cJSON_GetObjectItem(tr, "loss1")->valuedouble;
+    cr_expect_leq(rel_diff(l0, r0), 1e-5, "loss before the step %.8g, PyTorch %.8g", l0, r0);
+    cr_expect_leq(rel_diff(l1 - l0, r1 - r0), 1e-4, "the step's change %.8g, PyTorch %.8g", l1 - l0,
+                  r1 - r0);
+    cr_log_info("%s: AdamW step: loss %.6f -> %.6f, PyTorch %.6f -> %.6f (change off by %.3g)",
+                names[v], l0, l1, r0, r1, rel_diff(l1 - l0, r1 - r0));
+    free(tokens), free(kstart), free(targets), free(wl), free(we), free(dv), free(lp), free(ent);
+    free(w), free(wg), free(vals);
+    model_free(vm), model_free(g), model_free(gv), model_free(m);
+
+    /* greedy decoding of prompts of different lengths in one batch */
+    const cJSON *gr = cJSON_GetObjectItem(f, "greedy");
+    const cJSON *gt = cJSON_GetObjectItem(gr, "tokens"), *gl = cJSON_GetObjectItem(gr, "logprobs");
+    snprintf(path, sizeof path, "%s/%sgen", dir, names[v]); /* no tokenizer */
+    snprintf(ppath, sizeof ppath, "%s/prompts.txt", path);
+    char mn[16];
+    snprintf(mn, sizeof mn, "%d", cJSON_GetObjectItem(gr, "max_new")->valueint);
+    int eos = cJSON_GetObjectItem(gr, "eos")->valueint;
+    for (int stop = 1; stop >= 0; stop--) {
+      /* stop 1: the folder's eos_token_id E (the first row's third token),
+       * which ends the rows that draw it at its first occurrence; stop 0:
+       * --eos -1, none */
+      char *args[] = {"generate", "--model",
+                      path,       "--tokens",
+                      ppath,      "--temperature",
+                      "0",        "--max-new",
+                      mn,         stop ? NULL : "--eos",
+                      "-1",       NULL};
+      ts_run r;
+      ts_dfpo_home(&r, home, args, NULL);
+      cr_assert_eq(r.status, 0, "dfpo generate %s: %s", path, r.err);
+      int k = 0;
+      double md = 0;
+      char *save = NULL;
+      for (char *line = strtok_r(r.out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        cJSON *j = cJSON_Parse(line);
+        cr_assert_not_null(j, "not JSON: %s", line);
+        const cJSON *want = cJSON_GetArrayItem(gt, k), *wlp = cJSON_GetArrayItem(gl, k);
+        const cJSON *got = cJSON_GetObjectItem(j, "tokens"),
+                    *glp = cJSON_GetObjectItem(j, "logprobs");
+        int wn = cJSON_GetArraySize(want);
+        if (stop)
+          for (int t = 0; t < wn; t++)
+            if (cJSON_GetArrayItem(want, t)->valueint == eos) {
+              wn = t + 1;
+              break;
+            }
+        cr_expect_eq(cJSON_GetArraySize(got), wn, "%s prompt %d%s: %d tokens, PyTorch %d: %s",
+                     names[v], k, stop ? " (config.json's eos)" : "", cJSON_GetArraySize(got), wn,
+                     line);
+        for (int t = 0; t < wn && t < cJSON_GetArraySize(got); t++) {
+          cr_expect_eq(cJSON_GetArrayItem(got, t)->valueint, cJSON_GetArrayItem(want, t)->valueint,
+                       "%s prompt %d token %d: %s", names[v], k, t, line);
+          double d = fabs(cJSON_GetArrayItem(glp, t)->valuedouble -
+                          cJSON_GetArrayItem(wlp, t)->valuedouble);
+          cr_expect_leq(d, 1e-4, "%s prompt %d token %d: logprob off by %.3g", names[v], k, t, d);
+          md = fmax(md, d);
+        }
+        cJSON_Delete(j);
+        k++;
+      }
+      cr_assert_eq(k, cJSON_GetArraySize(gt));
+      cr_log_info("%s: greedy tokens of %d prompts%s equal PyTorch's (closest argmax gap %.3g), "
+                  "log-probabilities within %.3g",
+                  names[v], k, stop ? " with config.json's eos" : " with --eos -1",
+                  cJSON_GetObjectItem(gr, "min_gap")->valuedouble, md);
+      ts_run_free(&r);
+    }
+  }
+  cJSON_Delete(ref);
+  ts_rmtree(dir);
+}
+
+/* ------------------------------------------------------------ RL */
+
+/* The reward of a copying task: the share of a row's new tokens equal to
+ * its source's first token, which only a policy that reads the encoder
+ * (through the cross-attention) can raise. */
+static int copy_share(void *ctx, int nb, const int *prompts, const int *kstart, int Tp,
+                      const int *cont, const int *lens, int max_new, float *rewards,
+                      dfpo_err *err) {
+  (void)ctx, (void)err;
+  for (int b = 0; b < nb; b++) {
+    int want = prompts[(size_t)b * Tp + (kstart ? kstart[b] : 0)], good = 0;
+    for (int i = 0; i < lens[b]; i++)
+      good += cont[(size_t)b * max_new + i] == want;
+    rewards[b] = lens[b] ? (float)good / lens[b] : 0;
+  }
+  return 0;
+}
+
+/* rl_iterate over a T5 policy, a T5 reference (a clone) and a T5 value
+ * model (model_new_like + the policy's trunk): sources of 3 tokens of a
+ * vocabulary of 8, 5 new tokens; returns the mean reward of the first and
+ * of the last 5 iterations, and in *blind the best a policy that ignores
+ * the source can have (the share of the most frequent first token). */
+static void t5_rl(int algo, int iters, double *r0, double *r1, double *blind) {
+  t5_config c = {.vocab_size = 8,
+                 .d_model = 16,
+                 .d_kv = 4,
+                 .d_ff = 32,
+                 .n_head = 2,
+                 .n_layer = 1,
+                 .n_dec_layer = 2,
+                 .num_buckets = 8,
+                 .max_distance = 16,
+                 .eps = 1e-6f,
+                 .gated = algo == RL_NLPO,
+                 .tied = algo != RL_NLPO,
+                 .n_pos = 64,
+                 .start_id = 0,
+                 .eos_id = -1};
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  model_t *policy, *ref, *value;
+  cr_assert_eq(t5_new(&policy, &c, &err), DFPO_OK, "%s", err.msg);
+  model_init_random(policy, 11);
+  cr_assert_eq(model_clone(&ref, policy, &err), DFPO_OK, "%s", err.msg);
+  cr_assert_eq(model_new_like(&value, policy, MODEL_HEAD_VALUE, 0, &err), DFPO_OK, "%s", err.msg);
+  cr_assert_eq(model_copy_shared_params(value, policy, NULL, &err), DFPO_OK, "%s", err.msg);
+  rl_config cfg = rl_config_default();
+  cfg.algo = algo;
+  cfg.lr = 1e-2f;
+  cfg.kl_adaptive = 0;
+  cfg.beta = 0.01f;
+  cfg.epochs = 4;
+  cfg.minibatch = 8;
+  cfg.sampling.max_new = cfg.sampling.min_new = 5;
+  cfg.sampling.eos = -1;
+  rl_trainer *t;
+  cr_assert_eq(rl_trainer_new(&t, policy, ref, value, &cfg, 5, &err), DFPO_OK, "%s", err.msg);
+  enum { NB = 16, TP = 3 };
+  int prompts[NB * TP];
+  dfpo_rng r;
+  dfpo_rng_init(&r, 9, 1);
+  for (int i = 0; i < NB * TP; i++)
+    prompts[i] = (int)dfpo_rng_below(&r, 8);
+  int count[8] = {0};
+  *blind = 0;
+  for (int b = 0; b < NB; b++)
+    if (++count[prompts[b * TP]] > *blind * NB)
+      *blind = (double)count[prompts[b * TP]] / NB;
+  *r0 = *r1 = 0;
+  for (int it = 0; it < iters; it++) {
+    rl_stats st;
+    cr_assert_eq(rl_iterate(t, prompts, NULL, NB, TP, copy_share, NULL, &st, &err), DFPO_OK, "%s",
+                 err.msg);
+    if (it == 0)
+      *r0 = st.reward;
+    if (it >= iters - 5)
+      *r1 += st.reward / 5;
+  }
+  rl_trainer_free(t);
+  model_free(policy), model_free(ref), model_free(value);
+}
+
+/* PPO, NLPO (over a gated, untied T5) and DfPO train a T5 policy through
+ * the model interface with nothing T5-specific in the RL code. Measured
+ * (2026-12-03, seed 5, 30 iterations, lr 1e-2, beta 0.01): PPO 0.050 ->
+ * 0.365, NLPO 0.163 -> 0.298, DfPO 0.050 -> 0.133 (it stays close to the
+ * reference by design); the 16 sources' most frequent first token is a
+ * quarter of them, so PPO's 0.365 reads the source. The bounds leave
+ * about a third of each gain as margin. */
+Test(t5, rl_iterate_trains_a_t5_policy, .timeout = 300) {
+  static const int algos[3] = {RL_PPO, RL_NLPO, RL_DFPO};
+  static const char *const names[3] = {"PPO", "NLPO", "DfPO"};
+  static const double gain[3] = {0.2, 0.09, 0.05};
+  for (int a = 0; a < 3; a++) {
+    double r0, r1, blind;
+    t5_rl(algos[a], 30, &r0, &r1, &blind);
+    cr_log_info("%s over a T5: copying reward %.3f -> %.3f (30 iterations; a policy blind to the "
+                "source gets at most %.3f)",
+                names[a], r0, r1, blind);
+    cr_expect_gt(r1, r0 + gain[a], "%s: %.3f -> %.3f", names[a], r0, r1);
+    if (algos[a] == RL_PPO)
+      cr_expect_gt(r1, blind, "PPO's %.3f does not show it reads the source (%.3f)", r1, blind);
+  }
+}
+
+/* A backend without T5's ops (the CUDA table, a CPU table with one
+ * backward op taken out) is refused with a message naming it and the way
+ * out, forward passes only when a backward op is missing. */
+Test(t5, a_backend_without_t5_ops_is_named) {
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  cr_expect_eq(t5_missing_ops(&ops_cpu, 1, &err), DFPO_OK);
+  ops_backend o = ops_cpu;
+  o.name = "partial";
+  o.attention_rel_bwd = NULL;
+  cr_expect_eq(t5_missing_ops(&o, 0, &err), DFPO_OK);
+  cr_expect_eq(t5_missing_ops(&o, 1, &err), DFPO_EUSAGE);
+  cr_expect(strstr(err.msg, "partial") && strstr(err.msg, "backward") &&
+                strstr(err.msg, "--device cpu"),
+            "%s", err.msg);
+#ifdef DFPO_HAVE_CUDA
+  dfpo_err_clear(&err);
+  cr_expect_eq(t5_missing_ops(&ops_cuda, 0, &err), DFPO_EUSAGE);
+  cr_expect(strstr(err.msg, "cuda") && strstr(err.msg, "rmsnorm_fwd"), "%s", err.msg);
+#endif
 }
