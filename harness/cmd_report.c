@@ -48,6 +48,13 @@ static const char report_usage[] =
     "Every algorithm has one colour and marker in every figure. Prints the\n"
     "path of report.md. Exit 2 when DIR holds no cell at all.\n"
     "\n"
+    "Cells under way (a run folder with train.jsonl and no DONE: a cell of\n"
+    "dfpo reproduce in DIR/.staging/, or a folder dfpo train is writing) are\n"
+    "shown as far as they got: the row marked (running) while a process holds\n"
+    "the run folder's lock, else (stopped); \"running, iteration k of n\" in\n"
+    "the notes and in results.json's missing list; the curve so far in short\n"
+    "dashes.\n"
+    "\n"
     "A cell is read only when its files are the ones its DONE lists (sizes and\n"
     "SHA-256); one that differs is listed as missing, with the difference. A\n"
     "read cell's train.jsonl (one whole JSON object per iteration, in order)\n"
@@ -749,7 +756,7 @@ int res_report(const char *dir, int plots, int wide, dfpo_err *err) {
     return dfpo_err_set(err, DFPO_EDATA,
                         "%s: no cells to report (neither a suite.json nor a finished cell "
                         "<task>/<variant>/seed-<n>/ with eval.json and DONE, as dfpo reproduce "
-                        "writes them)",
+                        "writes them, nor one under way with a train.jsonl)",
                         dir);
   }
   /* the files in it add at most a task name (31 bytes) and a suffix to outdir

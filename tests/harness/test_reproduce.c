@@ -263,15 +263,16 @@ Test(reproduce, check_passes_new_seeds_and_fails_a_planted_regression) {
   plant(cdir, "dfpo", "reward", -fmax(50 * sd, 0.05));
   st = dfpo(args, &err);
   cr_expect_eq(st, 4, "a planted regression fails: exit %d: %s", st, err);
-  cr_expect(strstr(err, "moved beyond seed noise") != NULL, "%s", err);
+  cr_expect(strstr(err, "regressed beyond seed noise") != NULL, "%s", err);
   free(err);
-  /* a missing cell is a failure too */
+  /* a missing cell is a failure too, with its own exit status */
   char p[600];
   plant(cdir, "dfpo", "reward", fmax(50 * sd, 0.05));
   snprintf(p, sizeof p, "%s/synthetic/dfpo/seed-5/DONE", cdir);
   cr_assert_eq(remove(p), 0);
   st = dfpo(args, &err);
-  cr_expect_eq(st, 4, "exit %d: %s", st, err);
+  cr_expect_eq(st, 6, "exit %d: %s", st, err);
+  cr_expect(strstr(err, "missing") != NULL, "%s", err);
   free(err);
 }
 
