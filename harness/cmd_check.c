@@ -377,14 +377,17 @@ static int compare(const res_suite *b, const res_suite *c, const spec *sp, cmp *
   return DFPO_OK;
 }
 
-/* The missing cells of DIR among the baseline's variants: an expected seed
- * not done (with its reason), or a variant or task absent. */
+/* The missing cells of DIR among the baseline's variants that have
+ * results (one that failed in the baseline too is not a change): an
+ * expected seed not done (with its reason), or a variant or task absent. */
 static int missing_cells(const res_suite *b, const res_suite *c, cJSON *list) {
   int n = 0;
   for (int ti = 0; ti < b->n_tasks; ti++) {
     const res_task *bt = &b->tasks[ti];
     for (int vi = 0; vi < bt->n_variants; vi++) {
       const res_task *ct;
+      if (!bt->variants[vi].n_done)
+        continue;
       const res_variant *cv = find_variant(c, bt->name, bt->variants[vi].name, &ct);
       char line[400];
       if (!cv || (!cv->n_done && !cv->n_missing)) {
