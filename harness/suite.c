@@ -498,6 +498,16 @@ static void add_judges(res_task *t, const cJSON *eval) {
   }
 }
 
+/* A run's PPO settings from its config.json (the display name of a PPO
+ * variant with a fixed beta). */
+static void ppo_settings(res_variant *v, const cJSON *c) {
+  const cJSON *ppo = cJSON_GetObjectItem(c, "ppo");
+  const cJSON *b = cJSON_GetObjectItem(ppo, "beta"), *mode = cJSON_GetObjectItem(ppo, "kl_mode");
+  if (cJSON_IsNumber(b))
+    v->beta = b->valuedouble;
+  v->kl_fixed = cJSON_IsString(mode) && !strcmp(mode->valuestring, "fixed");
+}
+
 /* Reads one finished cell's eval.json (and config.json, train.jsonl). */
 static int read_cell(res_task *t, res_variant *v, int64_t seed, const char *cell, int curves,
                      dfpo_err *err) {
@@ -544,11 +554,7 @@ static int read_cell(res_task *t, res_variant *v, int64_t seed, const char *cell
   dfpo_err e2;
   cJSON *c;
   if (cfg_json_read(path, &c, &e2) == DFPO_OK) {
-    const cJSON *ppo = cJSON_GetObjectItem(c, "ppo");
-    const cJSON *b = cJSON_GetObjectItem(ppo, "beta"), *mode = cJSON_GetObjectItem(ppo, "kl_mode");
-    if (cJSON_IsNumber(b))
-      v->beta = b->valuedouble;
-    v->kl_fixed = cJSON_IsString(mode) && !strcmp(mode->valuestring, "fixed");
+    ppo_settings(v, c);
     cJSON_Delete(c);
   }
   /* the log is checked whether or not its curves are wanted: a damaged one
@@ -600,6 +606,8 @@ static int read_partial(res_variant *v, int64_t seed, const char *run, int curve
       v->partial_of[k] = (int64_t)it->valuedouble;
     if (cJSON_IsString(algo) && !v->algo[0])
       suite_fmt(v->algo, sizeof v->algo, "%s", algo->valuestring);
+    if (!v->n_done) /* a finished seed's config says it otherwise */
+      ppo_settings(v, c);
     cJSON_Delete(c);
   }
   v->partial_live[k] = dfpo_lock_holder(run, holder, sizeof holder) == 0;
