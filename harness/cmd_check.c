@@ -14,7 +14,8 @@
 #include <sys/stat.h>
 
 static const char check_usage[] =
-    "Usage: dfpo check --baseline FILE DIR [--alpha A] [--power P] [--json] [--any-suite]\n"
+    "Usage: dfpo check --baseline FILE DIR [--alpha A] [--power P] [--json]\n"
+    "                  [--any-suite]\n"
     "       dfpo check --baseline FILE DIR --write-baseline OUT\n"
     "\n"
     "Compares the results DIR (a suite folder, read as `dfpo report` reads it,\n"
@@ -50,7 +51,8 @@ static const char check_usage[] =
     "\n"
     "Options:\n"
     "  --baseline FILE   the stored results\n"
-    "  --alpha A         family-wise significance level (default: the baseline's, else 0.05)\n"
+    "  --alpha A         family-wise significance level (default: the baseline's,\n"
+    "                    else 0.05)\n"
     "  --power P         the power of the \"detectable\" column (default: the\n"
     "                    baseline's, else 0.8)\n"
     "  --json            the comparisons, claims and missing cells as JSON on stdout\n"
