@@ -48,6 +48,13 @@ static const char report_usage[] =
     "Every algorithm has one colour and marker in every figure. Prints the\n"
     "path of report.md. Exit 2 when DIR holds no cell at all.\n"
     "\n"
+    "Cells under way (a run folder with train.jsonl and no DONE: a cell of\n"
+    "dfpo reproduce in DIR/.staging/, or a folder dfpo train is writing) are\n"
+    "shown as far as they got: the row marked (running) while a process holds\n"
+    "the run folder's lock, else (stopped); \"running, iteration k of n\" in\n"
+    "the notes and in results.json's missing list; the curve so far in short\n"
+    "dashes.\n"
+    "\n"
     "A cell is read only when its files are the ones its DONE lists (sizes and\n"
     "SHA-256); one that differs is listed as missing, with the difference. A\n"
     "read cell's train.jsonl (one whole JSON object per iteration, in order)\n"
@@ -304,7 +311,10 @@ static void deviations(const res_suite *r, const res_task *t, const char *dir, n
         }
         count++;
       }
-      note(n, "Missing: %s, seed%s %s: %s.", rv->name, count > 1 ? "s" : "", seeds, why);
+      /* a cell under way (suite.c's read_partial) is not missing for good */
+      int partial = !strncmp(why, "running", 7) || !strncmp(why, "stopped", 7);
+      note(n, "%s: %s, seed%s %s: %s.", partial ? "Under way" : "Missing", rv->name,
+           count > 1 ? "s" : "", seeds, why);
       any = 1;
     }
   }
@@ -343,15 +353,15 @@ static int write_figure(const rep_plot *p, const char *outdir, const char *stem,
   return DFPO_OK;
 }
 
-/* The mean and 95% t band over the seeds of curve kind k of a variant, by
- * position in train.jsonl (every seed logs the same iterations), the band
- * on the curve's scale (scale_of). */
-static int curve_series(const res_variant *v, int k, double **x, double **y, double **lo,
-                        double **hi) {
+/* The mean and 95% t band over the seeds' curves (kind k), by position in
+ * train.jsonl (every seed logs the same iterations), the band on the
+ * curve's scale (scale_of); where one seed has a point, that point. */
+static int curve_series(const res_curve *curves, int n_curves, int k, double **x, double **y,
+                        double **lo, double **hi) {
   int len = 0;
-  for (int s = 0; s < v->n_done; s++)
-    if (v->curves[s].n > len)
-      len = v->curves[s].n;
+  for (int s = 0; s < n_curves; s++)
+    if (curves[s].n > len)
+      len = curves[s].n;
   *x = malloc(sizeof(double) * (size_t)(len + 1));
   *y = malloc(sizeof(double) * (size_t)(len + 1));
   *lo = malloc(sizeof(double) * (size_t)(len + 1));
@@ -363,8 +373,8 @@ static int curve_series(const res_variant *v, int k, double **x, double **y, dou
   for (int i = 0; i < len; i++) {
     double vals[RES_MAX_SEEDS], xi = NAN;
     size_t m = 0;
-    for (int s = 0; s < v->n_done; s++) {
-      const res_curve *c = &v->curves[s];
+    for (int s = 0; s < n_curves; s++) {
+      const res_curve *c = &curves[s];
       if (i < c->n && isfinite(c->y[k][i])) {
         vals[m++] = c->y[k][i];
         xi = c->x[i];
@@ -389,11 +399,38 @@ static const char *curve_label(int k) {
                                                : label(res_curve_names[k]);
 }
 
+/* A legend's words for a variant's cells under way, the iterations they
+ * logged: "running, 31 of 48" for one, "2 running, 12-31 of 48" for more
+ * ("stopped" when no process holds any of them). */
+static void partial_words(const res_variant *v, char *buf, size_t n) {
+  int live = 0;
+  int64_t lo = INT64_MAX, hi = 0, of = 0;
+  for (int s = 0; s < v->n_partial; s++) {
+    live += v->partial_live[s];
+    lo = v->partial_done[s] < lo ? v->partial_done[s] : lo;
+    hi = v->partial_done[s] > hi ? v->partial_done[s] : hi;
+    of = v->partial_of[s] > of ? v->partial_of[s] : of;
+  }
+  char ofs[32] = "", its[64];
+  if (of > 0)
+    suite_fmt(ofs, sizeof ofs, " of %lld", (long long)of);
+  if (lo == hi)
+    suite_fmt(its, sizeof its, "%lld", (long long)hi);
+  else
+    suite_fmt(its, sizeof its, "%lld-%lld", (long long)lo, (long long)hi);
+  const char *what = live ? "running" : "stopped";
+  if (v->n_partial == 1)
+    suite_fmt(buf, n, "%s, %s%s", what, its, ofs);
+  else
+    suite_fmt(buf, n, "%d %s, %s%s", v->n_partial, what, its, ofs);
+}
+
 static int plot_curves(const res_task *t, const char *outdir, int k, char *file, size_t nf,
                        dfpo_err *err) {
-  rep_series *ser = calloc((size_t)t->n_variants + 1, sizeof *ser);
-  double **bufs = calloc((size_t)t->n_variants * 4 + 1, sizeof *bufs);
-  char(*names)[96] = calloc((size_t)t->n_variants + 1, sizeof *names);
+  /* per variant: its finished seeds' series and its cells under way */
+  rep_series *ser = calloc((size_t)t->n_variants * 2 + 1, sizeof *ser);
+  double **bufs = calloc((size_t)t->n_variants * 8 + 1, sizeof *bufs);
+  char(*names)[160] = calloc((size_t)t->n_variants * 2 + 1, sizeof *names);
   int ns = 0, rc = DFPO_OK, sft = 0;
   file[0] = '\0';
   if (!ser || !bufs || !names) {
@@ -410,13 +447,32 @@ static int plot_curves(const res_task *t, const char *outdir, int k, char *file,
       sft = 1;
       continue;
     }
-    double **b = &bufs[4 * v];
-    int n = curve_series(rv, k, &b[0], &b[1], &b[2], &b[3]);
-    if (n < 2)
-      continue;
-    variant_display(rv, names[v], sizeof names[v]);
-    ser[ns] = (rep_series){.label = names[v], .n = n, .x = b[0], .y = b[1], .lo = b[2], .hi = b[3]};
-    ser[ns++].style = variant_style(t, v);
+    double **b = &bufs[8 * v];
+    int n = curve_series(rv->curves, rv->n_done, k, &b[0], &b[1], &b[2], &b[3]);
+    if (n >= 2) {
+      variant_display(rv, names[2 * v], sizeof names[2 * v]);
+      ser[ns] =
+          (rep_series){.label = names[2 * v], .n = n, .x = b[0], .y = b[1], .lo = b[2], .hi = b[3]};
+      ser[ns++].style = variant_style(t, v);
+    }
+    /* its cells under way: their mean so far, in short dashes */
+    n = rv->n_partial
+            ? curve_series(rv->partial_curves, rv->n_partial, k, &b[4], &b[5], &b[6], &b[7])
+            : 0;
+    if (n >= 2) {
+      char shown[96], words[64];
+      variant_display(rv, shown, sizeof shown);
+      partial_words(rv, words, sizeof words);
+      suite_fmt(names[2 * v + 1], sizeof names[0], "%s (%s)", shown, words);
+      ser[ns] = (rep_series){.label = names[2 * v + 1],
+                             .n = n,
+                             .x = b[4],
+                             .y = b[5],
+                             .lo = rv->n_partial > 1 ? b[6] : NULL,
+                             .hi = rv->n_partial > 1 ? b[7] : NULL};
+      ser[ns].style = variant_style(t, v);
+      ser[ns++].style.dashed = REP_LINE_UNDER_WAY;
+    }
   }
   if (ns) {
     char title[256], stem[128];
@@ -435,7 +491,7 @@ static int plot_curves(const res_task *t, const char *outdir, int k, char *file,
     suite_fmt(stem, sizeof stem, "%s-%s", t->name, res_curve_names[k]);
     rc = write_figure(&p, outdir, stem, file, nf, err);
   }
-  for (int i = 0; i < t->n_variants * 4; i++)
+  for (int i = 0; i < t->n_variants * 8; i++)
     free(bufs[i]);
   free(bufs);
   free(ser);
@@ -576,6 +632,13 @@ static int task_report(const res_suite *r, const res_task *t, const char *dir, c
   for (int i = 0; i < nr; i++) {
     const res_variant *v = &t->variants[i];
     variant_display(v, shown[i], sizeof shown[i]);
+    if (v->n_partial) { /* seeds under way: the notes say which and how far */
+      int live = 0;
+      for (int s = 0; s < v->n_partial; s++)
+        live += v->partial_live[s];
+      size_t len = strlen(shown[i]);
+      suite_fmt(shown[i] + len, sizeof shown[i] - len, " (%s)", live ? "running" : "stopped");
+    }
     rows[i] = shown[i];
     keys[i] = v->name;
     groups[i] = v->algo;
@@ -693,7 +756,7 @@ int res_report(const char *dir, int plots, int wide, dfpo_err *err) {
     return dfpo_err_set(err, DFPO_EDATA,
                         "%s: no cells to report (neither a suite.json nor a finished cell "
                         "<task>/<variant>/seed-<n>/ with eval.json and DONE, as dfpo reproduce "
-                        "writes them)",
+                        "writes them, nor one under way with a train.jsonl)",
                         dir);
   }
   /* the files in it add at most a task name (31 bytes) and a suffix to outdir
@@ -710,17 +773,24 @@ int res_report(const char *dir, int plots, int wide, dfpo_err *err) {
     res_free(&r);
     return rc;
   }
-  int cells = 0, done = 0;
+  int cells = 0, done = 0, under_way = 0;
   for (int t = 0; t < r.n_tasks; t++)
     for (int v = 0; v < r.tasks[t].n_variants; v++) {
       done += r.tasks[t].variants[v].n_done;
+      under_way += r.tasks[t].variants[v].n_partial;
       cells += r.tasks[t].variants[v].n_done + r.tasks[t].variants[v].n_missing;
     }
+  char partial[200] = "";
+  if (under_way)
+    suite_fmt(partial, sizeof partial,
+              " %d under way: marked (running) or (stopped) in the tables, their iteration in "
+              "the notes, their curves so far in short dashes.",
+              under_way);
   fprintf(page.fp,
-          "# Suite %s\n\n%d of %d cells finished. Made by `dfpo report` from the run folders "
+          "# Suite %s\n\n%d of %d cells finished.%s Made by `dfpo report` from the run folders "
           "beside this folder; every table is also here as LaTeX, CSV and JSON, and every "
           "seed's values are in results.json.\n",
-          r.name, done, cells);
+          r.name, done, cells, partial);
   for (int t = 0; !rc && t < r.n_tasks; t++)
     rc = task_report(&r, &r.tasks[t], dir, outdir, plots, wide, page.fp, err);
   if (rc) {

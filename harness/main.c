@@ -16,10 +16,11 @@ static void print_usage(FILE *out) {
   fprintf(out, "\n"
                "Run 'dfpo <command> --help' for a command's options.\n"
                "Exit status: 0 ok, 1 usage error, 2 data or verification error,\n"
-               "3 runtime failure (reproduce: a cell failed), 4 check: a metric moved\n"
-               "beyond seed noise, 5 a folder this command would write (a run or suite\n"
-               "folder, a cache entry) is locked by another dfpo process, named in the\n"
-               "message; nothing of it was touched, 130 interrupted.\n");
+               "3 runtime failure (reproduce: a cell failed), 4 check: a metric regressed\n"
+               "beyond seed noise or a claim fails, 5 a folder this command would write\n"
+               "(a run or suite folder, a cache entry) is locked by another dfpo process,\n"
+               "named in the message; nothing of it was touched, 6 check: a cell of the\n"
+               "baseline is missing, 130 interrupted.\n");
 }
 
 int main(int argc, char **argv) {

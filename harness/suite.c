@@ -498,6 +498,16 @@ static void add_judges(res_task *t, const cJSON *eval) {
   }
 }
 
+/* A run's PPO settings from its config.json (the display name of a PPO
+ * variant with a fixed beta). */
+static void ppo_settings(res_variant *v, const cJSON *c) {
+  const cJSON *ppo = cJSON_GetObjectItem(c, "ppo");
+  const cJSON *b = cJSON_GetObjectItem(ppo, "beta"), *mode = cJSON_GetObjectItem(ppo, "kl_mode");
+  if (cJSON_IsNumber(b))
+    v->beta = b->valuedouble;
+  v->kl_fixed = cJSON_IsString(mode) && !strcmp(mode->valuestring, "fixed");
+}
+
 /* Reads one finished cell's eval.json (and config.json, train.jsonl). */
 static int read_cell(res_task *t, res_variant *v, int64_t seed, const char *cell, int curves,
                      dfpo_err *err) {
@@ -544,11 +554,7 @@ static int read_cell(res_task *t, res_variant *v, int64_t seed, const char *cell
   dfpo_err e2;
   cJSON *c;
   if (cfg_json_read(path, &c, &e2) == DFPO_OK) {
-    const cJSON *ppo = cJSON_GetObjectItem(c, "ppo");
-    const cJSON *b = cJSON_GetObjectItem(ppo, "beta"), *mode = cJSON_GetObjectItem(ppo, "kl_mode");
-    if (cJSON_IsNumber(b))
-      v->beta = b->valuedouble;
-    v->kl_fixed = cJSON_IsString(mode) && !strcmp(mode->valuestring, "fixed");
+    ppo_settings(v, c);
     cJSON_Delete(c);
   }
   /* the log is checked whether or not its curves are wanted: a damaged one
@@ -559,6 +565,63 @@ static int read_cell(res_task *t, res_variant *v, int64_t seed, const char *cell
   v->seeds[s] = seed;
   v->n_done++;
   return DFPO_OK;
+}
+
+/* A run folder with train.jsonl and no DONE: a cell under way. Its curve to
+ * the last whole line (a running `dfpo train` may be writing the next), the
+ * iterations logged and planned (config.json's train.iterations) and
+ * whether a process holds the folder's lock; the reason it is not done into
+ * why. 0 when run has no train.jsonl (nothing of it to show). */
+static int exists(const char *path);
+
+static int read_partial(res_variant *v, int64_t seed, const char *run, int curves, char *why,
+                        size_t nwhy) {
+  char path[4400], holder[512];
+  if (v->n_partial == RES_MAX_SEEDS ||
+      dfpo_path_fmt(path, sizeof path, NULL, "%s/train.jsonl", run) || !exists(path))
+    return 0;
+  int k = v->n_partial;
+  char *text;
+  size_t len;
+  int64_t lines = 0, limit = 0;
+  dfpo_err e;
+  if (dfpo_read_file(path, &text, &len, &e) == DFPO_OK) {
+    while (len && text[len - 1] != '\n')
+      len--;
+    limit = (int64_t)len;
+    free(text);
+  }
+  curve_read cr = {&v->partial_curves[k], 0, curves};
+  if (rundir_log_read(path, limit, curve_line, &cr, &lines, &e) != DFPO_OK)
+    dfpo_warn("report: a cell under way: %s", e.msg); /* its curve stops there */
+  v->partial_seeds[k] = seed;
+  v->partial_done[k] = lines ? lines : v->partial_curves[k].n;
+  v->partial_of[k] = 0;
+  cJSON *c;
+  if (dfpo_path_fmt(path, sizeof path, NULL, "%s/config.json", run) == DFPO_OK &&
+      cfg_json_read(path, &c, &e) == DFPO_OK) {
+    const cJSON *it = cJSON_GetObjectItem(cJSON_GetObjectItem(c, "train"), "iterations");
+    const cJSON *algo = cJSON_GetObjectItem(c, "algo");
+    if (cJSON_IsNumber(it))
+      v->partial_of[k] = (int64_t)it->valuedouble;
+    if (cJSON_IsString(algo) && !v->algo[0])
+      suite_fmt(v->algo, sizeof v->algo, "%s", algo->valuestring);
+    if (!v->n_done) /* a finished seed's config says it otherwise */
+      ppo_settings(v, c);
+    cJSON_Delete(c);
+  }
+  v->partial_live[k] = dfpo_lock_holder(run, holder, sizeof holder) == 0;
+  char of[32] = "";
+  if (v->partial_of[k] > 0)
+    suite_fmt(of, sizeof of, " of %lld", (long long)v->partial_of[k]);
+  if (v->partial_live[k])
+    suite_fmt(why, nwhy, "running, iteration %lld%s", (long long)v->partial_done[k], of);
+  else
+    suite_fmt(why, nwhy,
+              "stopped at iteration %lld%s (no process holds it; dfpo reproduce resumes it)",
+              (long long)v->partial_done[k], of);
+  v->n_partial++;
+  return 1;
 }
 
 /* Whether name is "seed-<n>", n decimal digits of a seed as suite.seeds
@@ -643,10 +706,19 @@ static int add_expected(res_suite *r, const char *dir, int curves, dfpo_err *err
         if (done) {
           rc = read_cell(t, v, s.seeds[si], cell, curves, err);
         } else if (v->n_missing < RES_MAX_SEEDS) {
-          char why[200];
+          char why[200], run[4400];
           failure_reason(dir, t->name, v->name, s.seeds[si], why, sizeof why);
           if (whole.code) /* finished once, changed since */
             suite_fmt(why, sizeof why, "not whole: %s", whole.msg);
+          /* under way in its staging folder (cmd_reproduce.c's cell_paths;
+           * dfpo train puts its run folder under <suite>/<task>/<algo>/):
+           * running, or stopped without a failure on record */
+          else if (dfpo_path_fmt(run, sizeof run, NULL,
+                                 "%s/.staging/%s/%s/seed-%lld/%s/%s/%s/seed-%lld", dir, t->name,
+                                 v->name, (long long)s.seeds[si], s.name, t->name, v->algo,
+                                 (long long)s.seeds[si]) == DFPO_OK &&
+                   (dfpo_lock_holder(run, path, sizeof path) == 0 || !strcmp(why, "not run")))
+            read_partial(v, s.seeds[si], run, curves, why, sizeof why);
           suite_fmt(v->missing[v->n_missing++], sizeof v->missing[0], "seed %lld: %s",
                     (long long)s.seeds[si], why);
         }
@@ -716,8 +788,24 @@ static int add_found(res_suite *r, const char *dir, int curves, dfpo_err *err) {
         if ((rc = dfpo_path_fmt(cell, sizeof cell, err, "%s/%s", vdir, seeds[si])) ||
             (rc = dfpo_path_fmt(done, sizeof done, err, "%s/DONE", cell)))
           break;
-        if (!exists(done))
+        if (!exists(done)) {
+          /* a run under way (a folder `dfpo train --out` writes) */
+          char why[200], log[4600];
+          if ((rc = dfpo_path_fmt(log, sizeof log, err, "%s/train.jsonl", cell)))
+            break;
+          if (!exists(log))
+            continue;
+          res_task *t = task_get(r, tasks[ti], err);
+          res_variant *v = t ? variant_get(t, vars[vi], err) : NULL;
+          if (!v) {
+            rc = err->code;
+            break;
+          }
+          if (read_partial(v, seed, cell, curves, why, sizeof why) && v->n_missing < RES_MAX_SEEDS)
+            suite_fmt(v->missing[v->n_missing++], sizeof v->missing[0], "seed %lld: %s",
+                      (long long)seed, why);
           continue;
+        }
         dfpo_err whole;
         if (rundir_done_check(cell, &whole) != DFPO_OK) {
           dfpo_warn("report: left out: %s", whole.msg);
@@ -763,10 +851,13 @@ void res_free(res_suite *r) {
   for (int t = 0; t < r->n_tasks; t++) {
     for (int v = 0; v < r->tasks[t].n_variants; v++)
       for (int s = 0; s < RES_MAX_SEEDS; s++) {
-        res_curve *c = &r->tasks[t].variants[v].curves[s];
-        free(c->x);
-        for (int k = 0; k < RES_CURVES; k++)
-          free(c->y[k]);
+        for (int part = 0; part < 2; part++) {
+          res_variant *rv = &r->tasks[t].variants[v];
+          res_curve *c = part ? &rv->partial_curves[s] : &rv->curves[s];
+          free(c->x);
+          for (int k = 0; k < RES_CURVES; k++)
+            free(c->y[k]);
+        }
       }
     free(r->tasks[t].variants);
   }
@@ -902,6 +993,12 @@ int res_read_json(res_suite *r, const char *path, dfpo_err *err) {
       }
       if (rc)
         break;
+      /* the cells res_write_json listed as missing, with their reasons */
+      const cJSON *miss = cJSON_GetObjectItem(vo, "missing"), *w;
+      cJSON_ArrayForEach(w, miss) {
+        if (cJSON_IsString(w) && v->n_missing < RES_MAX_SEEDS)
+          suite_fmt(v->missing[v->n_missing++], sizeof v->missing[0], "%s", w->valuestring);
+      }
     }
     if (rc)
       break;

@@ -109,7 +109,16 @@ typedef struct res_variant {
   double vals[RES_MAX_SEEDS][RES_MAX_METRICS]; /* NaN where absent */
   res_curve curves[RES_MAX_SEEDS];
   int n_missing;
-  char missing[RES_MAX_SEEDS][256]; /* "seed-N: why" */
+  char missing[RES_MAX_SEEDS][256]; /* "seed N: why" */
+  /* cells under way: a run folder with train.jsonl and no DONE (in a suite
+   * folder, the cell's .staging/ run); each is also one of the missing
+   * cells, its reason "running, iteration k of n" when a process holds the
+   * run folder's lock, else "stopped at iteration k of n ..." */
+  int n_partial;
+  int64_t partial_seeds[RES_MAX_SEEDS];
+  int partial_live[RES_MAX_SEEDS];                                /* a process holds it */
+  int64_t partial_done[RES_MAX_SEEDS], partial_of[RES_MAX_SEEDS]; /* k of n (n 0: unknown) */
+  res_curve partial_curves[RES_MAX_SEEDS];                        /* to the last whole line */
 } res_variant;
 
 #define RES_MAX_JUDGES 8
@@ -139,8 +148,11 @@ typedef struct res_suite {
 /* Reads a suite folder (the one `dfpo reproduce` writes: suite.json and
  * <task>/<variant>/seed-<n>/ with eval.json and DONE). With suite.json the
  * matrix it names is expected and absent cells are listed as missing (with
- * the reason recorded under failed/, when there is one); without it the
- * folders found are used. With curves, train.jsonl is read too. */
+ * the reason recorded under failed/, when there is one, or as running or
+ * stopped when its .staging/ run folder has a train.jsonl); without it the
+ * folders found are used (one with train.jsonl and no DONE as running or
+ * stopped). With curves, train.jsonl is read too, a running cell's to its
+ * last whole line. */
 int res_collect(res_suite *r, const char *dir, int curves, dfpo_err *err);
 /* The same from a results JSON (res_write_json's format; a baseline). */
 int res_read_json(res_suite *r, const char *path, dfpo_err *err);

@@ -243,6 +243,30 @@ typedef struct met_welch {
 /* Welch's unequal-variance t-test of a against b (each n >= 2). */
 int met_welch_test(const double *a, size_t na, const double *b, size_t nb, met_welch *w,
                    dfpo_err *err);
+/* A shift of a against b with a common spread: the two groups' pooled
+ * sample sd (both groups are taken to have the same seed spread, as an
+ * unchanged build's reruns do), raised to sd_floor when below it, so that a
+ * spread of zero (a deterministic metric) does not make every difference
+ * significant; the t statistic of mean(a) - mean(b) on na + nb - 2 degrees
+ * of freedom and its one-sided p-values. Needs na, nb >= 1 and na + nb >= 3;
+ * DFPO_EDATA when the floored sd is 0. */
+typedef struct met_shift {
+  double diff;    /* mean(a) - mean(b) */
+  double sd;      /* max(pooled sample sd, sd_floor) */
+  double se;      /* sd * sqrt(1/na + 1/nb) */
+  double df;      /* na + nb - 2 */
+  double t;       /* diff / se */
+  double p_below; /* P(T <= t) under no shift: small when a lies below b */
+  double p_above; /* P(T >= t): small when a lies above b */
+  int floored;    /* the floor was used */
+} met_shift;
+
+int met_shift_test(const double *a, size_t na, const double *b, size_t nb, double sd_floor,
+                   met_shift *s, dfpo_err *err);
+/* The p-quantile of Student's t with df degrees of freedom (GSL's
+ * gsl_cdf_tdist_Pinv); NaN for p outside (0, 1) or df <= 0. */
+double met_t_quantile(double p, double df);
+
 /* Percentile bootstrap CI of the mean: `resamples` resamples of n drawn with
  * replacement from the stream (seed, DFPO_STREAM_BOOTSTRAP), the level's
  * quantiles of the resampled means (GSL's interpolated quantile). */

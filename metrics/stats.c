@@ -1,5 +1,6 @@
 /* Statistics over per-seed or per-sample values, with GSL: summaries with a
- * t interval, Welch's t-test and a seeded percentile bootstrap. */
+ * t interval, Welch's t-test, the pooled shift test of `dfpo check`, t
+ * quantiles and a seeded percentile bootstrap. */
 #include "metrics/metrics.h"
 
 #include <gsl/gsl_cdf.h>
@@ -55,6 +56,36 @@ int met_welch_test(const double *a, size_t na, const double *b, size_t nb, met_w
   w->df = se2 * se2 / (va * va / (double)(na - 1) + vb * vb / (double)(nb - 1));
   w->p = 2 * gsl_cdf_tdist_Q(fabs(w->t), w->df);
   return DFPO_OK;
+}
+
+int met_shift_test(const double *a, size_t na, const double *b, size_t nb, double sd_floor,
+                   met_shift *s, dfpo_err *err) {
+  if (na < 1 || nb < 1 || na + nb < 3)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "shift test needs a value in each group and 3 in all (got %zu and %zu)", na,
+                        nb);
+  double ma = gsl_stats_mean(a, 1, na), mb = gsl_stats_mean(b, 1, nb);
+  double ssa = na > 1 ? gsl_stats_variance_m(a, 1, na, ma) * (double)(na - 1) : 0;
+  double ssb = nb > 1 ? gsl_stats_variance_m(b, 1, nb, mb) * (double)(nb - 1) : 0;
+  s->diff = ma - mb;
+  s->df = (double)(na + nb - 2);
+  double pooled = sqrt((ssa + ssb) / s->df);
+  s->floored = !(pooled >= sd_floor);
+  s->sd = s->floored ? sd_floor : pooled;
+  if (!(s->sd > 0) || !isfinite(s->sd))
+    return dfpo_err_set(err, DFPO_EDATA,
+                        "shift test: the groups have no spread and no floor is given");
+  s->se = s->sd * sqrt(1 / (double)na + 1 / (double)nb);
+  s->t = s->diff / s->se;
+  s->p_below = gsl_cdf_tdist_P(s->t, s->df);
+  s->p_above = gsl_cdf_tdist_Q(s->t, s->df);
+  return DFPO_OK;
+}
+
+double met_t_quantile(double p, double df) {
+  if (!(p > 0 && p < 1) || !(df > 0))
+    return NAN;
+  return gsl_cdf_tdist_Pinv(p, df);
 }
 
 int met_bootstrap_ci(const double *x, size_t n, size_t resamples, double level, uint64_t seed,

@@ -43,6 +43,12 @@ rep_style rep_style_variant(const char *algo, int k) {
   return s;
 }
 
+/* PLplot's line style of a series: 1 solid, 3 long dashes (a variant), 2
+ * short dashes (runs under way). */
+static int line_style(const rep_style *s) {
+  return s->dashed == REP_LINE_UNDER_WAY ? 2 : s->dashed ? 3 : 1;
+}
+
 /* ----------------------------------------------------------------- title */
 
 /* The title's character scale, and the average advance per character at
@@ -205,7 +211,7 @@ static void draw_series(const rep_plot *p, const rep_series *r) {
       plwidth(1.0);
     }
   if (k > 1 && (!r->points_only || r->connect)) {
-    pllsty(r->style.dashed ? 3 : 1);
+    pllsty(line_style(&r->style));
     plwidth(r->points_only ? 1.0 : 2.0);
     plline(k, x, y);
     plwidth(1.0);
@@ -325,7 +331,7 @@ static void legend(const rep_plot *p) {
     set_colour(14, &r->style, 1.0);
     if (!r->points_only || r->connect) {
       PLFLT x2[2] = {0.02, 0.2}, y2[2] = {y, y};
-      pllsty(r->style.dashed ? 3 : 1);
+      pllsty(line_style(&r->style));
       plwidth(r->points_only ? 1.0 : 2.0);
       plline(2, x2, y2);
       plwidth(1.0);

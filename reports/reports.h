@@ -100,8 +100,12 @@ int rep_band(const double *v, size_t n, double level, rep_scale scale, double *m
 typedef struct rep_style {
   unsigned char rgb[3];
   const char *marker; /* a UTF-8 glyph drawn at each point ("●", "■", ...) */
-  int dashed;
+  int dashed;         /* 0 solid, 1 long dashes (a variant), REP_LINE_UNDER_WAY */
 } rep_style;
+
+/* rep_style.dashed for short dashes: the curve of runs under way (dfpo
+ * report's running cells), apart from a variant's long dashes. */
+#define REP_LINE_UNDER_WAY 2
 
 rep_style rep_style_of(const char *algo);
 rep_style rep_style_variant(const char *algo, int k);

@@ -1,9 +1,9 @@
 /* dfpo report on made-up suite folders: what a paper needs of its output
  * (figures in PNG, SVG and PDF, each algorithm in one colour across them,
  * SFT kept off the iteration axis, display names, a caption and a label,
- * the CSV in results.json's keys) and a clear refusal of a folder with no
- * cells. The values are made up; the statistics are tested in
- * tests/reports and test_reproduce.c. */
+ * the CSV in results.json's keys), cells under way marked in the tables and
+ * drawn in short dashes, and a clear refusal of a folder with no cells. The values are made up; the
+ * statistics are tested in tests/reports and test_reproduce.c. */
 #include "harness/rundir.h"
 #include "tests/support/support.h"
 
@@ -184,6 +184,108 @@ Test(report_paper, tables_in_display_names_and_csv_in_results_keys) {
   tex = report_file(root, "synthetic.tex");
   cr_expect(strstr(tex, "\\begin{table*}[t]") && strstr(tex, "\\textwidth"), "%s", tex);
   free(tex);
+}
+
+/* A run folder with train.jsonl and no DONE is a cell under way: "running"
+ * while a process holds its lock (here this test process), "stopped"
+ * otherwise. Its table row is marked, the notes say how far it got (the
+ * whole lines of train.jsonl; a line being written is not counted) and of
+ * how many iterations (config.json), its curve so far is drawn in short
+ * dashes, and results.json and dfpo check list it as missing. */
+static void partial_cell(const char *root, const char *variant, int seed, int lines, int cut) {
+  char d[600], p[700], cmd[800];
+  snprintf(d, sizeof d, "%s/synthetic/%s/seed-%d", root, variant, seed);
+  snprintf(cmd, sizeof cmd, "mkdir -p %s", d);
+  cr_assert_eq(system(cmd), 0);
+  snprintf(p, sizeof p, "%s/config.json", d);
+  char text[256];
+  snprintf(text, sizeof text, "{\"algo\": \"%s\", \"train\": {\"iterations\": 8}}\n", variant);
+  ts_write_text(p, text);
+  snprintf(p, sizeof p, "%s/train.jsonl", d);
+  FILE *fp = fopen(p, "w");
+  for (int it = 0; it < lines; it++)
+    fprintf(fp, "{\"iteration\": %d, \"reward\": %g, \"val_reward\": %g}\n", it, 0.3 + 0.05 * it,
+            0.35 + 0.04 * it);
+  if (cut) /* the next line, half written */
+    fprintf(fp, "{\"iteration\": %d, \"rew", lines);
+  fclose(fp);
+}
+
+/* The opaque strokes of an RGB colour in a cairo SVG (lines, not bands). */
+static int strokes(const char *svg, const char *rgb) {
+  char pat[128];
+  snprintf(pat, sizeof pat, "stroke:%s;stroke-opacity:1;", rgb);
+  int n = 0;
+  for (const char *p = strstr(svg, pat); p; p = strstr(p + 1, pat))
+    n++;
+  return n;
+}
+
+Test(report_paper, cells_under_way_are_marked_in_tables_and_curves) {
+  char root[400], run[600], p[700];
+  snprintf(root, sizeof root, "%s/fake", dir);
+  make_suite(root);
+  /* the baseline before the new cells start */
+  const char *rep[] = {"report", root, NULL};
+  char *err;
+  cr_assert_eq(dfpo(rep, &err), 0, "%s", err);
+  free(err);
+  char *svg0 = report_file(root, "synthetic-val_reward.svg");
+  int before_dfpo = strokes(svg0, dfpo_rgb), before_ppo = strokes(svg0, ppo_rgb);
+  free(svg0);
+  char base[700], cmd[1600];
+  snprintf(base, sizeof base, "%s/base.json", dir);
+  snprintf(cmd, sizeof cmd, "cp %s/report/results.json %s", root, base);
+  cr_assert_eq(system(cmd), 0);
+  partial_cell(root, "dfpo", 3, 3, 1);
+  partial_cell(root, "ppo", 3, 2, 0);
+  snprintf(run, sizeof run, "%s/synthetic/dfpo/seed-3", root);
+  dfpo_lock lk = {0};
+  dfpo_err e;
+  cr_assert_eq(dfpo_lock_take(&lk, run, &e), 0, "%s", e.msg);
+  const char *args[] = {"report", root, NULL};
+  int st = dfpo(args, &err);
+  cr_assert_eq(st, 0, "%s", err);
+  free(err);
+  char *md = report_file(root, "synthetic.md");
+  static const char *const want[] = {"| DfPO (running) | 0.570 ± — |",
+                                     "| PPO (stopped) | 0.550 ± —† |",
+                                     "Under way: dfpo, seed 3: running, iteration 3 of 8.",
+                                     "Under way: ppo, seed 3: stopped at iteration 2 of 8 (no "
+                                     "process holds it; dfpo reproduce resumes it)."};
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+    cr_expect(strstr(md, want[i]) != NULL, "no '%s' in:\n%s", want[i], md);
+  free(md);
+  char *page = report_file(root, "report.md");
+  cr_expect(strstr(page, "15 of 17 cells finished. 2 under way") != NULL, "%s", page);
+  free(page);
+  /* each curve so far in its variant's colour, dashed: PLplot draws a
+   * dashed line as one stroke per dash, a solid one as one stroke */
+  char *svg = report_file(root, "synthetic-val_reward.svg");
+  int dfpo_strokes = strokes(svg, dfpo_rgb), ppo_strokes = strokes(svg, ppo_rgb);
+  cr_expect_gt(dfpo_strokes, before_dfpo + 3,
+               "DfPO's running curve in dashes: %d strokes, %d before", dfpo_strokes, before_dfpo);
+  cr_expect_gt(ppo_strokes, before_ppo + 3, "PPO's stopped curve in dashes: %d strokes, %d before",
+               ppo_strokes, before_ppo);
+  free(svg);
+  snprintf(p, sizeof p, "%s/report/results.json", root);
+  char *res = ts_slurp(p);
+  cr_expect(strstr(res, "seed 3: running, iteration 3 of 8") != NULL, "%s", res);
+  free(res);
+  /* dfpo check: nothing moved, but cells are missing (exit 6) */
+  const char *chk[] = {"check", "--baseline", base, root, NULL};
+  st = dfpo(chk, &err);
+  cr_expect_eq(st, 6, "exit %d: %s", st, err);
+  free(err);
+  dfpo_lock_release(&lk);
+  /* let go: the same cell is stopped */
+  st = dfpo(rep, &err);
+  cr_assert_eq(st, 0, "%s", err);
+  free(err);
+  md = report_file(root, "synthetic.md");
+  cr_expect(strstr(md, "| DfPO (stopped) |") && strstr(md, "dfpo, seed 3: stopped at iteration 3"),
+            "%s", md);
+  free(md);
 }
 
 /* A folder with no cells, and one with only unfinished cells (no DONE):

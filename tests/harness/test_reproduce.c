@@ -148,6 +148,23 @@ Test(reproduce, resumed_equals_uninterrupted_and_failures_are_reported) {
   snprintf(cmd, sizeof cmd, "mkdir -p %s && echo '{\"iteration\": 0, \"rew' > %s/train.jsonl", p,
            p);
   cr_assert_eq(system(cmd), 0);
+  /* the report of the folder as it stands: the two cells under way in
+   * .staging/ are shown as stopped (no process holds them), as far as
+   * their whole lines go (the leftover's cut line is no iteration) */
+  char bt[400];
+  snprintf(bt, sizeof bt, "%s/tiny", b);
+  const char *rargs[] = {"report", "--no-plots", bt, NULL};
+  st = dfpo(rargs, &err);
+  cr_assert_eq(st, 0, "exit %d: %s", st, err);
+  free(err);
+  snprintf(p, sizeof p, "%s/tiny/report/synthetic.md", b);
+  char *md0 = ts_slurp(p);
+  cr_expect(strstr(md0, "| PPO (β = 0) (stopped) |") &&
+                strstr(md0, "Under way: ppo-beta0, seed 0: stopped at iteration 1 of 2 (no process "
+                            "holds it; dfpo reproduce resumes it).") &&
+                strstr(md0, "Under way: ppo-beta0, seed 1: stopped at iteration 0 (no process"),
+            "%s", md0);
+  free(md0);
   st = run_suite(b, NULL, NULL, &err);
   cr_assert_eq(st, 3, "exit %d: %s", st, err);
   free(err);
@@ -263,15 +280,16 @@ Test(reproduce, check_passes_new_seeds_and_fails_a_planted_regression) {
   plant(cdir, "dfpo", "reward", -fmax(50 * sd, 0.05));
   st = dfpo(args, &err);
   cr_expect_eq(st, 4, "a planted regression fails: exit %d: %s", st, err);
-  cr_expect(strstr(err, "moved beyond seed noise") != NULL, "%s", err);
+  cr_expect(strstr(err, "regressed beyond seed noise") != NULL, "%s", err);
   free(err);
-  /* a missing cell is a failure too */
+  /* a missing cell is a failure too, with its own exit status */
   char p[600];
   plant(cdir, "dfpo", "reward", fmax(50 * sd, 0.05));
   snprintf(p, sizeof p, "%s/synthetic/dfpo/seed-5/DONE", cdir);
   cr_assert_eq(remove(p), 0);
   st = dfpo(args, &err);
-  cr_expect_eq(st, 4, "exit %d: %s", st, err);
+  cr_expect_eq(st, 6, "exit %d: %s", st, err);
+  cr_expect(strstr(err, "missing") != NULL, "%s", err);
   free(err);
 }
 

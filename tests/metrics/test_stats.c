@@ -58,6 +58,41 @@ Test(stats, welch_t_test) {
   cr_expect_eq(met_welch_test(a, 1, b, 6, &w, &err), DFPO_EUSAGE);
 }
 
+/* The shift test of `dfpo check`, a = 1..5 against b = 2, 4, ..., 12: pooled
+ * sd sqrt((10 + 70) / 9) = 2.98142396999971959521223155831, se = sd sqrt(1/5 +
+ * 1/6) = 1.8053418676968800801021963485, t = -2.21564683762798918921633188225
+ * on 9 df, P(T <= t) = 0.0269729602547035868651146789513. With a = {3, 3},
+ * b = {3.5} there is no spread: the floor 0.25 stands in, se = 0.25 sqrt(3/2)
+ * = 0.306186217847897262274660509338, t = -1.6329931618554520654648560498 on
+ * 1 df, P(T <= t) = 0.174900856140521420022684658086. Quantiles:
+ * t(0.99, 4) = 3.74694738797919683660746564099, t(1 - 0.05/24, 21) =
+ * 3.21392132846379658409838282751 (mpmath.findroot, as above). */
+Test(stats, shift_test_pooled_with_a_floor) {
+  const double a[] = {1, 2, 3, 4, 5}, b[] = {2, 4, 6, 8, 10, 12};
+  met_shift s;
+  dfpo_err err;
+  cr_assert_eq(met_shift_test(a, 5, b, 6, 0.1, &s, &err), 0);
+  cr_expect_float_eq(s.diff, -4.0, 1e-15);
+  cr_expect_float_eq(s.sd, 2.98142396999971959521223155831, 1e-14);
+  cr_expect_float_eq(s.se, 1.8053418676968800801021963485, 1e-14);
+  cr_expect_float_eq(s.t, -2.21564683762798918921633188225, 1e-13);
+  cr_expect_eq(s.df, 9.0);
+  cr_expect_float_eq(s.p_below, 0.0269729602547035868651146789513, 1e-12);
+  cr_expect_float_eq(s.p_above, 1 - 0.0269729602547035868651146789513, 1e-12);
+  cr_expect_eq(s.floored, 0);
+  const double c[] = {3, 3}, d[] = {3.5};
+  cr_assert_eq(met_shift_test(c, 2, d, 1, 0.25, &s, &err), 0);
+  cr_expect_eq(s.floored, 1);
+  cr_expect_float_eq(s.se, 0.306186217847897262274660509338, 1e-14);
+  cr_expect_float_eq(s.t, -1.6329931618554520654648560498, 1e-13);
+  cr_expect_float_eq(s.p_below, 0.174900856140521420022684658086, 1e-12);
+  cr_expect_eq(met_shift_test(c, 2, d, 1, 0, &s, &err), DFPO_EDATA, "no spread, no floor");
+  cr_expect_eq(met_shift_test(c, 1, d, 1, 0.25, &s, &err), DFPO_EUSAGE, "2 values: no df");
+  cr_expect_float_eq(met_t_quantile(0.99, 4), 3.74694738797919683660746564099, 1e-10);
+  cr_expect_float_eq(met_t_quantile(1 - 0.05 / 24, 21), 3.21392132846379658409838282751, 1e-10);
+  cr_expect(isnan(met_t_quantile(1.0, 4)) && isnan(met_t_quantile(0.5, 0)));
+}
+
 /* The bootstrap is re-derived here from its definition: resample b draws n
  * indices with dfpo_rng_below from the stream (seed, DFPO_STREAM_BOOTSTRAP);
  * the CI ends are GSL's quantiles of the sorted means: with 1000 resamples
