@@ -251,8 +251,8 @@ Test(report_paper, cells_under_way_are_marked_in_tables_and_curves) {
   static const char *const want[] = {"| DfPO (running) | 0.570 ± — |",
                                      "| PPO (stopped) | 0.550 ± —† |",
                                      "Under way: dfpo, seed 3: running, iteration 3 of 8.",
-                                     "Under way: ppo, seed 3: stopped at iteration 2 of 8 (no "
-                                     "process holds it; dfpo reproduce resumes it)."};
+                                     ("Under way: ppo, seed 3: stopped at iteration 2 of 8 (no "
+                                      "process holds it; dfpo reproduce resumes it).")};
   for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
     cr_expect(strstr(md, want[i]) != NULL, "no '%s' in:\n%s", want[i], md);
   free(md);
