@@ -64,6 +64,10 @@ const cfg_key cfg_schema[] = {
      "imdb, rtp, commongen: folder of prepared split files (\"\": the dataset's in the cache)"},
     {"task.max_items", CFG_INT, "0", NULL, RANGE(0, 1 << 30),
      "imdb, rtp, commongen: at most this many items per split, in file order (0: all)"},
+    {"task.commongen.repeat_penalty", CFG_NUM, "1", NULL, RANGE(0, 100),
+     "commongen: subtracted from the reward of a sentence that repeats its prompt (the concepts "
+     "in order, \"generate a sentence with: \", \"generate\" or \"sentence\"; RL4LMs' "
+     "common_gen_repeat_penalty); 0: off"},
     {"task.rtp.challenging", CFG_BOOL, "false", NULL, NORANGE, "rtp: only the challenging prompts"},
     {"task.judge.sentiment", CFG_STR, "\"\"", NULL, NORANGE,
      "imdb: sentiment judge folder (\"\": <cache>/judges/sentiment)"},

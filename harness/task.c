@@ -8,6 +8,7 @@
 #include "harness/task_internal.h"
 #include "metrics/metrics.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +75,44 @@ char *task_commongen_prompt(char *const *concepts, size_t n) {
     o += (size_t)snprintf(s + o, len - o, " %s", concepts[i]);
   snprintf(s + o, len - o, ".");
   return s;
+}
+
+/* Whether needle (lower-case) occurs in text lower-cased (ASCII). */
+static int contains_lower(const char *text, const char *needle, size_t nl) {
+  if (!nl)
+    return 1;
+  for (const char *p = text; *p; p++) {
+    size_t i = 0;
+    while (i < nl && p[i] && (char)tolower((unsigned char)p[i]) == needle[i])
+      i++;
+    if (i == nl)
+      return 1;
+  }
+  return 0;
+}
+
+int task_commongen_repeats(char *const *concepts, size_t n, const char *text) {
+  static const char *const words[] = {"generate a sentence with: ", "generate", "sentence"};
+  for (size_t w = 0; w < sizeof words / sizeof words[0]; w++)
+    if (contains_lower(text, words[w], strlen(words[w])))
+      return 1;
+  size_t len = 0;
+  for (size_t i = 0; i < n; i++)
+    len += strlen(concepts[i]) + 1;
+  char *joined = malloc(len + 1);
+  if (!joined)
+    return -1;
+  size_t o = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (i)
+      joined[o++] = ' ';
+    for (const char *c = concepts[i]; *c; c++)
+      joined[o++] = (char)tolower((unsigned char)*c);
+  }
+  joined[o] = '\0';
+  int r = contains_lower(text, joined, o);
+  free(joined);
+  return r;
 }
 
 /* ----------------------------------------------------------- split files */

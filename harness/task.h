@@ -157,6 +157,13 @@ size_t task_prompt_len(const char *text, double fraction);
 
 /* The CommonGen prompt "generate a sentence with: c1 c2 c3." (heap string). */
 char *task_commongen_prompt(char *const *concepts, size_t n);
+/* Whether a commongen sentence repeats its prompt as RL4LMs'
+ * common_gen_repeat_penalty shaping tests it (CommonGenPenaltyShapingFunction,
+ * on the text lower-cased): it holds the concepts joined by single spaces
+ * (the prompt's concept part), "generate a sentence with: ", "generate" or
+ * "sentence". ASCII letters are lower-cased (the concepts and the
+ * searched words are ASCII, so other letters cannot make a match). */
+int task_commongen_repeats(char *const *concepts, size_t n, const char *text);
 
 /* Adds "diversity" (gem-metrics' MSTTR-100, distinct-1/2, vocabulary
  * sizes, unique n-grams, entropies, mean length; docs/metrics.md) of n texts

@@ -1,6 +1,7 @@
 /* The commongen task (docs/tasks.md): a sentence with the given concepts;
- * reward = METEOR against the item's references; the CommonGen metrics
- * over the test samples. */
+ * reward = METEOR against the item's references, less
+ * task.commongen.repeat_penalty when the sentence repeats the prompt
+ * (RL4LMs' shaping); the CommonGen metrics over the test samples. */
 #include "harness/task_internal.h"
 
 #include <stdlib.h>
@@ -44,9 +45,13 @@ static int commongen_score(const task *t, const task_item *item, const char *con
   if (!rc)
     rc = met_meteor(&c, x->wn, &meteor, NULL, err);
   met_corpus_free(&c);
+  int rep = 0;
+  if (!rc && x->repeat_penalty > 0 &&
+      (rep = task_commongen_repeats(item->concepts, item->n_concepts, fixed)) < 0)
+    rc = dfpo_err_set(err, DFPO_ERUNTIME, "commongen task: out of memory");
   free(fixed);
-  v[0] = meteor; /* reward */
-  v[1] = meteor; /* meteor */
+  v[0] = meteor - (rep > 0 ? x->repeat_penalty : 0.0); /* reward */
+  v[1] = meteor;                                       /* meteor */
   return rc;
 }
 
@@ -116,6 +121,8 @@ int task_commongen_open(const cfg *conf, task *t, dfpo_err *err) {
   t->metric_names[t->n_metrics++] = met_key(MET_METEOR);
   t->score = commongen_score;
   t->aggregate = task_commongen_aggregate;
+  if ((rc = cfg_get_num(conf, "task.commongen.repeat_penalty", &x->repeat_penalty, err)))
+    return rc;
   if ((rc = met_wordnet_open(&x->wn, NULL, err)))
     return dfpo_err_prefix(err, "commongen task: METEOR and coverage need WordNet");
   if ((rc = task_find_data(t, conf, "commongen", err)) ||
@@ -124,7 +131,11 @@ int task_commongen_open(const cfg *conf, task *t, dfpo_err *err) {
       (rc = task_load_split(t, TASK_TEST, "validation.jsonl", NULL, NULL, cap, err)) ||
       (rc = commongen_prompts(t, err)))
     return rc;
-  task_add_judge(t, "reward: METEOR against the references",
+  task_add_judge(t,
+                 x->repeat_penalty > 0
+                     ? "reward: METEOR against the references, less task.commongen.repeat_penalty "
+                       "for a sentence that repeats the prompt (RL4LMs' common_gen_repeat_penalty)"
+                     : "reward: METEOR against the references",
                  "meteor: NLTK 3.8 meteor_score as metrics/meteor.c implements it, WordNet 3.0 "
                  "(docs/metrics.md)");
   task_deviation(t, "tested on the CommonGen dev set (the official test set has no "

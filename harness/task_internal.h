@@ -58,6 +58,7 @@ typedef struct task_text_impl {
   int hf_label;
   met_perspective *api; /* rtp: the Perspective API */
   met_wordnet *wn;
+  double repeat_penalty; /* commongen: task.commongen.repeat_penalty */
 } task_text_impl;
 /* The judge's scores of n texts (lens NULL: NUL-terminated): the Hugging
  * Face classifier's probability of its label, in padded batches, or the

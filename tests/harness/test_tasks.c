@@ -91,6 +91,25 @@ Test(task_prompts, hand_examples) {
   char *p = task_commongen_prompt(c, 3);
   cr_expect_str_eq(p, "generate a sentence with: field look stand.");
   free(p);
+  /* RL4LMs' common_gen_repeat_penalty (CommonGenPenaltyShapingFunction):
+   * penalised when the lower-cased text holds the concepts joined by
+   * spaces ("field look stand"), the prefix, "generate" or "sentence";
+   * each case worked out by hand from that rule */
+  static const struct {
+    const char *text;
+    int repeats;
+  } rep[] = {
+      {" A man stands in the field and looks at the sky.", 0}, /* the concepts, not in order */
+      {" Field look stand in a row.", 1},                      /* "field look stand", any case */
+      {" field  look stand", 0},                               /* two spaces: not the string */
+      {" Generate a sentence with: field.", 1},
+      {" We GENERATEd power.", 1}, /* "generate" inside a word */
+      {" The sentences were long.", 1},
+      {" A generator in a field.", 0}, /* "generat" only */
+      {"", 0},
+  };
+  for (size_t i = 0; i < sizeof rep / sizeof rep[0]; i++)
+    cr_expect_eq(task_commongen_repeats(c, 3, rep[i].text), rep[i].repeats, "'%s'", rep[i].text);
 }
 
 Test(task_prompts, utf8_repair) {
@@ -361,6 +380,12 @@ Test(tasks, commongen_end_to_end, .timeout = 600) {
   cr_assert_eq(t.score(&t, &t.items[TASK_TEST][1], " The kids dance in the room.", v, &err), 0,
                "%s", err.msg);
   cr_expect_float_eq(v[0], 0.7014492753623188, 1e-9, "METEOR %.16g", v[0]);
+  /* a sentence that repeats the prompt loses task.commongen.repeat_penalty
+   * (default 1) from its reward; its meteor is the plain score */
+  cr_assert_eq(t.score(&t, &t.items[TASK_TEST][0], " Field look stand: a sentence.", v, &err), 0,
+               "%s", err.msg);
+  cr_expect(v[1] > 0 && v[1] < 1, "meteor %g", v[1]);
+  cr_expect_float_eq(v[0], v[1] - 1.0, 1e-12, "reward %g, meteor %g", v[0], v[1]);
   /* invalid UTF-8 from a byte-level model is repaired, not an error */
   cr_assert_eq(t.score(&t, &t.items[TASK_TEST][0], "\xff\xfe field", v, &err), 0, "%s", err.msg);
   cr_expect(v[0] >= 0 && v[0] < 1);
