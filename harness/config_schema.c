@@ -158,6 +158,9 @@ const cfg_key cfg_schema[] = {
     /* PPO (also the base of NLPO) */
     {"ppo.clip", CFG_NUM, "0.2", NULL, RANGE(0, 10), "clipped surrogate epsilon"},
     {"ppo.vf_coef", CFG_NUM, "0.5", NULL, RANGE(0, 1e6), "value loss weight"},
+    {"ppo.ent_coef", CFG_NUM, "0", NULL, RANGE(0, 100),
+     "entropy bonus: the policy loss less this times the mean entropy of the policy over a "
+     "minibatch's transitions (NLPO: of its masked distribution); RL4LMs' ent_coef"},
     {"ppo.kl_mode", CFG_ENUM, "\"adaptive\"", "adaptive|fixed", NORANGE, "KL controller"},
     {"ppo.beta", CFG_NUM, "0.1", NULL, RANGE(0, 1e6), "initial (or fixed) KL coefficient"},
     {"ppo.kl_target", CFG_NUM, "0.1", NULL, RANGE(1e-12, 1e6), "adaptive controller's target"},

@@ -255,6 +255,8 @@ int trn_settings_read(const cfg *c, trn_settings *s, dfpo_err *err) {
   rl->clip_eps = (float)d;
   GET(num, "ppo.vf_coef", &d);
   rl->vf_coef = (float)d;
+  GET(num, "ppo.ent_coef", &d);
+  rl->ent_coef = (float)d;
   const char *kl_mode, *mask_at;
   GET(str, "ppo.kl_mode", &kl_mode);
   rl->kl_adaptive = !strcmp(kl_mode, "adaptive");

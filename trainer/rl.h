@@ -126,6 +126,10 @@ int rl_top_p_mask(const float *probs, int V, float top_p, int k_min, unsigned ch
  * dz[j] = g (1[j = a] - pi_mask(j)) on the set, 0 elsewhere. */
 double rl_masked_logit_grad(const float *z, const unsigned char *mask, int V, int a, float g,
                             float *dz);
+/* The entropy H = -sum pi log pi of softmax(z) renormalised over mask
+ * (NULL: the whole vocabulary); with dz, adds g times its gradient with
+ * respect to z: dz[j] += -g pi(j) (log pi(j) + H) on the set. */
+double rl_masked_entropy_grad(const float *z, const unsigned char *mask, int V, float g, float *dz);
 
 /* DfPO with the mask at the update (rollouts from pi_theta): token i keeps
  * max(A, 0) when it is in M+ (logp_old <= logp_ref), min(A, 0) when it is in
@@ -175,6 +179,10 @@ typedef struct rl_config {
   float gamma, lambda;       /* GAE */
   float clip_eps;            /* PPO's surrogate clip */
   float vf_coef;             /* weight of the value loss 0.5 (V - R)^2 */
+  float ent_coef;            /* weight of the entropy bonus: the loss less ent_coef times the
+                                mean entropy of the policy over the minibatch's transitions
+                                (NLPO: of its masked distribution); 0: none (RL4LMs'
+                                ent_coef) */
   int kl_adaptive;           /* PPO: adaptive (1) or fixed (0) beta */
   float beta, kl_target;     /* PPO: initial/fixed beta; the adaptive target */
   int kl_measure;            /* what the adaptive controller reads: RL_KL_SEQUENCE (kl_seq) or

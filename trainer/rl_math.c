@@ -345,6 +345,33 @@ double rl_masked_logit_grad(const float *z, const unsigned char *mask, int V, in
   return z[a] - lz;
 }
 
+double rl_masked_entropy_grad(const float *z, const unsigned char *mask, int V, float g,
+                              float *dz) {
+  double m = -INFINITY;
+  for (int j = 0; j < V; j++)
+    if ((!mask || mask[j]) && z[j] > m)
+      m = z[j];
+  if (m == -INFINITY)
+    return 0.0;
+  double s = 0;
+  for (int j = 0; j < V; j++)
+    if (!mask || mask[j])
+      s += exp(z[j] - m);
+  double lz = m + log(s), H = 0;
+  for (int j = 0; j < V; j++)
+    if (!mask || mask[j]) {
+      double lp = z[j] - lz;
+      H -= exp(lp) * lp;
+    }
+  if (dz)
+    for (int j = 0; j < V; j++)
+      if (!mask || mask[j]) {
+        double lp = z[j] - lz;
+        dz[j] += (float)(-g * exp(lp) * (lp + H));
+      }
+  return H;
+}
+
 void rl_dfpo_update_advantages(float *adv, const float *logp_old, const float *logp_ref, int n) {
   for (int i = 0; i < n; i++) {
     int plus = logp_old[i] <= logp_ref[i], minus = logp_old[i] >= logp_ref[i];

@@ -285,7 +285,7 @@ typedef struct bufs {
       *keep, *tr_ep, *tr_t, *slot;
   float *logps_b, *lp_full, *logp_old, *logp_ref, *values_full, *values, *R, *rewards, *adv, *ret,
       *w, *mb_lp, *mb_adv, *mb_old, *mb_w, *dlogp, *dlogp_full, *mb_vals, *dvals_full, *logsm,
-      *logp_oldm, *probs, *dlogits, *zrow, *mhost, *boot, *task, *ent_full;
+      *logp_oldm, *probs, *dlogits, *zrow, *mhost, *boot, *task, *ent_full, *dent, *dent_full;
   unsigned char *masks;
 } bufs;
 
@@ -293,11 +293,12 @@ static void bufs_free(bufs *b) {
   int *ints[] = {b->out,    b->lens, b->seq,    b->targets,    b->order,
                  b->sign,   b->next, b->mb_seq, b->mb_targets, b->mb_kstart,
                  b->mb_row, b->keep, b->tr_ep,  b->tr_t,       b->slot};
-  float *floats[] = {
-      b->logps_b, b->lp_full, b->logp_old,   b->logp_ref, b->values_full, b->values, b->R,
-      b->rewards, b->adv,     b->ret,        b->w,        b->mb_lp,       b->mb_adv, b->mb_old,
-      b->mb_w,    b->dlogp,   b->dlogp_full, b->mb_vals,  b->dvals_full,  b->logsm,  b->logp_oldm,
-      b->probs,   b->dlogits, b->zrow,       b->mhost,    b->boot,        b->task,   b->ent_full};
+  float *floats[] = {b->logps_b,   b->lp_full,    b->logp_old, b->logp_ref,   b->values_full,
+                     b->values,    b->R,          b->rewards,  b->adv,        b->ret,
+                     b->w,         b->mb_lp,      b->mb_adv,   b->mb_old,     b->mb_w,
+                     b->dlogp,     b->dlogp_full, b->mb_vals,  b->dvals_full, b->logsm,
+                     b->logp_oldm, b->probs,      b->dlogits,  b->zrow,       b->mhost,
+                     b->boot,      b->task,       b->ent_full, b->dent,       b->dent_full};
   for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
     free(ints[i]);
   for (size_t i = 0; i < sizeof floats / sizeof floats[0]; i++)
@@ -546,6 +547,10 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
   ALLOC(k.mb_w, (size_t)MB * N);
   ALLOC(k.dlogp, (size_t)MB * N);
   ALLOC(k.dlogp_full, ML);
+  if (cfg->ent_coef > 0) {
+    ALLOC(k.dent, (size_t)MB * N);
+    ALLOC(k.dent_full, ML);
+  }
   ALLOC(k.mb_vals, ML);
   ALLOC(k.dvals_full, ML);
   ALLOC(k.zrow, V);
@@ -707,6 +712,15 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
       } else {
         st->policy_loss = rl_pg_loss(k.mb_lp, k.mb_adv, k.mb_w, n, k.dlogp);
       }
+      /* the entropy bonus: -ent_coef times the mean entropy over the
+       * minibatch's transitions (weights w), its gradient per position */
+      if (cfg->ent_coef > 0) {
+        double wsum = 0;
+        for (int i = 0; i < n; i++)
+          wsum += k.mb_w[i];
+        for (int i = 0; i < n; i++)
+          k.dent[i] = wsum > 0 ? (float)(-cfg->ent_coef * k.mb_w[i] / wsum) : 0.0f;
+      }
       if (masked) {
         /* the gradient of the renormalised log-probabilities reaches every
          * logit of the mask: backward from the logits */
@@ -715,15 +729,21 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
           int b = k.mb_row[i];
           for (int j = 0; j < mlens[i]; j++) {
             size_t pos = (size_t)i * L + Tp - 1 + j;
-            rl_masked_logit_grad(logit_row(t->policy, z, pos, V, k.zrow),
-                                 k.masks + ((size_t)b * N + j) * V, V, k.mb_targets[pos],
-                                 k.dlogp[(size_t)i * N + j], k.dlogits + pos * V);
+            const float *zr = logit_row(t->policy, z, pos, V, k.zrow);
+            const unsigned char *mk = k.masks + ((size_t)b * N + j) * V;
+            rl_masked_logit_grad(zr, mk, V, k.mb_targets[pos], k.dlogp[(size_t)i * N + j],
+                                 k.dlogits + pos * V);
+            if (cfg->ent_coef > 0)
+              rl_masked_entropy_grad(zr, mk, V, k.dent[(size_t)i * N + j], k.dlogits + pos * V);
           }
         }
         rc = model_lm_backward_logits(t->policy, k.dlogits, err);
       } else {
         scatter(k.dlogp_full, k.dlogp, mb, L, Tp, N);
-        rc = model_lm_backward(t->policy, k.dlogp_full, NULL, err);
+        if (cfg->ent_coef > 0)
+          scatter(k.dent_full, k.dent, mb, L, Tp, N);
+        rc =
+            model_lm_backward(t->policy, k.dlogp_full, cfg->ent_coef > 0 ? k.dent_full : NULL, err);
       }
       if (rc || (rc = opt_adamw_step(t->policy, &opt, cfg->lr, NULL, err)))
         goto done;

@@ -95,8 +95,10 @@ Test(config_keys, every_schema_key_has_a_reader, .timeout = 600) {
                         out,     "--set",  dd,     "--set",   js,   NULL};
   const char *rtp[] = {"train", "--task", "rtp", "--model", none, "--tokenizer", none, "--out",
                        out,     "--set",  dd,    "--set",   jt,   NULL};
-  const char *const *runs[] = {imdb_prep, imdb, rtp};
-  for (int i = 0; i < 3; i++) {
+  const char *cg[] = {"train", "--task", "commongen", "--model", none, "--tokenizer",
+                      none,    "--out",  out,         "--set",   dd,   NULL};
+  const char *const *runs[] = {imdb_prep, imdb, rtp, cg};
+  for (int i = 0; i < 4; i++) {
     ts_dfpo_in(home, runs[i], env, &err);
     free(err);
   }
