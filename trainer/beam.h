@@ -49,8 +49,8 @@ int beam_prefix_len(const model_t *m, int T);
  * its score, sum of the log-softmax of its tokens (the end-of-text's
  * included) over length^length_penalty (transformers' sequences_scores; for
  * greedy search, which has none there, the same formula over the greedy
- * tokens). The model's last logits are spent (model_lm_logits gives NULL
- * after). */
+ * tokens). The model's decoding cache is overwritten, and its last logits
+ * may be spent (model_lm_logits may give NULL after). */
 int beam_search(model_t *m, const int *prompts, const int *kstart, int B, int T,
                 const beam_settings *s, int *out, int *lens, double *scores, dfpo_err *err);
 

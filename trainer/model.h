@@ -6,7 +6,7 @@
  * would be a third.
  *
  * The calls dispatch through the model's table of functions, so code written
- * against this header (trainer/rl_*.c, trainer/sample.c, trainer/optim.c,
+ * against this header (trainer/rl_*.c, trainer/sample.c, trainer/beam.c, trainer/optim.c,
  * metrics/ppl.c) never names an architecture.
  *
  * Depends on common/ and trainer/device.h. Ownership: a model_t is the
