@@ -137,6 +137,7 @@ static int val_ppl_refs(const char *path, double *v, int max) {
 
 static void sft_lowers_the_reference_loss(void);
 static void a_stopped_run_resumes_to_the_same_numbers(void);
+static void beam_evaluation_is_generates(void);
 
 /* One test for all cells: the base model is made once (by the suite's init,
  * which Criterion runs per test), so SFT and resuming are checked here too. */
@@ -281,6 +282,7 @@ Test(train, cells_write_their_run_folders) {
   cr_expect_eq(access(f, F_OK), 0);
   sft_lowers_the_reference_loss();
   a_stopped_run_resumes_to_the_same_numbers();
+  beam_evaluation_is_generates();
 }
 
 Test(train_cli, bad_choices_are_refused_clearly) {
@@ -293,6 +295,71 @@ Test(train_cli, bad_choices_are_refused_clearly) {
   ts_dfpo(&r, "train", "--algo", "ppo", NULL);
   cr_expect_eq(r.status, 1);
   cr_expect(strstr(r.err, "needs a base model") != NULL, "%s", r.err);
+  ts_run_free(&r);
+  /* beam search cannot decode DfPO's negative policy, which is sampled
+   * against the reference */
+  ts_dfpo(&r, "train", "--task", "synthetic", "--algo", "dfpo", "--model", "x", "--tokenizer", "y",
+          "--set", "eval.num_beams=2", NULL);
+  cr_expect_eq(r.status, 1);
+  cr_expect(strstr(r.err, "dfpo.eval_policy=theta") != NULL, "%s", r.err);
+  ts_run_free(&r);
+}
+
+/* eval.num_beams: the test samples of a zero-shot run are what `dfpo
+ * generate --beams` makes of the same prompts (their last
+ * task.max_prompt_tokens = 64 tokens, as the run truncates them) with the
+ * same model, batch size (so the same padded widths) and lengths. */
+static void beam_evaluation_is_generates(void) {
+  run_cell_x("zero-shot", "0", "runs-beam", "eval.num_beams=3", NULL);
+  char f[600], prompts[600], model[300], tok[300];
+  snprintf(f, sizeof f, "%s/runs-beam/default/synthetic/zero-shot/seed-3/samples.jsonl", dir);
+  snprintf(prompts, sizeof prompts, "%s/beam-prompts.txt", dir);
+  snprintf(model, sizeof model, "%s/base.ckpt", dir);
+  snprintf(tok, sizeof tok, "%s/tok", dir);
+  char *sm = ts_slurp(f), *save = NULL;
+  char *conts[12];
+  int n = 0;
+  FILE *fp = fopen(prompts, "w");
+  cr_assert_not_null(fp);
+  tok_tokenizer *tk;
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  cr_assert_eq(tok_load(&tk, tok, &err), 0, "%s", err.msg);
+  for (char *ln = strtok_r(sm, "\n", &save); ln && n < 12; ln = strtok_r(NULL, "\n", &save)) {
+    cJSON *o = cJSON_Parse(ln);
+    cr_assert_not_null(o, "%s", ln);
+    cr_assert_eq(cJSON_GetObjectItem(o, "index")->valueint, n);
+    const char *pr = ts_json_str(o, "prompt");
+    cr_assert_not_null(pr, "%s", ln);
+    tok_ids v = {0};
+    cr_assert_eq(tok_encode(tk, pr, strlen(pr), 0, &v, &err), 0, "%s", err.msg);
+    for (size_t t = v.n > 64 ? v.n - 64 : 0; t < v.n; t++)
+      fprintf(fp, "%d ", (int)v.ids[t]);
+    fputc('\n', fp);
+    tok_ids_free(&v);
+    conts[n++] = strdup(ts_json_str(o, "continuation"));
+    cJSON_Delete(o);
+  }
+  fclose(fp);
+  free(sm);
+  tok_free(tk);
+  cr_assert_eq(n, 12);
+  ts_run r;
+  ts_dfpo(&r, "generate", "--model", model, "--tokenizer", tok, "--tokens", prompts, "--beams", "3",
+          "--max-new", "16", "--min-new", "4", "--batch", "8", NULL);
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  save = NULL;
+  int i = 0, differ = 0;
+  for (char *ln = strtok_r(r.out, "\n", &save); ln && i < n; ln = strtok_r(NULL, "\n", &save)) {
+    cJSON *o = cJSON_Parse(ln);
+    cr_assert_not_null(o, "%s", ln);
+    cr_expect_str_eq(ts_json_str(o, "text"), conts[i], "prompt %d", i);
+    differ += i > 0 && strcmp(conts[i], conts[0]) != 0;
+    cJSON_Delete(o);
+    free(conts[i++]);
+  }
+  cr_expect_eq(i, n);
+  cr_expect_gt(differ, 0, "every prompt got the same continuation");
   ts_run_free(&r);
 }
 
