@@ -18,7 +18,7 @@ const cli_cmd cli_commands[] = {
     {"fetch", "download datasets and assets: resumable, verified, mirrors first", cmd_fetch},
     {"metrics", "score predictions: CommonGen metrics, diversity", cmd_metrics},
     {"train", "fine-tune one (task, algorithm, seed) cell and write its run folder", cmd_train},
-    {"generate", "sample continuations of token-id prompts from a GPT-2 model", cmd_generate},
+    {"generate", "sample or beam-search continuations of prompts from a GPT-2 model", cmd_generate},
     {"perplexity", "score token-id documents under a GPT-2 model", cmd_perplexity},
     {"export", "write a policy as a Hugging Face GPT-2 folder (weights, config, tokenizer)",
      cmd_export},

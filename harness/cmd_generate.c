@@ -1,4 +1,5 @@
 #include "harness/cli.h"
+#include "trainer/beam.h"
 #include "trainer/model.h"
 #include "trainer/sample.h"
 #include "trainer/t5.h"
@@ -12,20 +13,21 @@
 
 static const char generate_usage[] =
     "Usage: dfpo generate --model PATH --tokenizer DIR (--prompt TEXT | --input FILE)\n"
-    "                     [sampling options]\n"
-    "       dfpo generate --model PATH --tokens FILE [--tokenizer DIR] [sampling options]\n"
+    "                     [sampling or beam options]\n"
+    "       dfpo generate --model PATH --tokens FILE [--tokenizer DIR]\n"
+    "                     [sampling or beam options]\n"
     "\n"
-    "Samples continuations from a decoder: GPT-2 (a native checkpoint, a\n"
-    "Hugging Face model.safetensors, or a Hugging Face folder: config.json +\n"
-    "model.safetensors or a sharded model.safetensors.index.json, or\n"
+    "Samples (or beam-searches) continuations from a decoder: GPT-2 (a native\n"
+    "checkpoint, a Hugging Face model.safetensors, or a Hugging Face folder:\n"
+    "config.json + model.safetensors or a sharded model.safetensors.index.json, or\n"
     "pytorch_model.bin (torch.save's zip format) or its shard index, whose\n"
     "tokenizer files serve when --tokenizer is not given), from a T5 (a\n"
     "Hugging Face T5 folder: the prompt is the encoder's input, the tokens are\n"
     "the decoder's, started from decoder_start_token_id; a text prompt is\n"
-    "ended with </s> as T5's tokenizer does), or from GPT-J, GPT-NeoX / Pythia\n"
-    "or Llama (a Hugging Face folder whose config.json says model_type gptj,\n"
-    "gpt_neox or llama; on the CPU; docs/rotary.md). Prompts are text encoded\n"
-    "with the tokenizer:\n"
+    "ended with </s> as T5's tokenizer does; no beam search yet), or from\n"
+    "GPT-J, GPT-NeoX / Pythia or Llama (a Hugging Face folder whose config.json\n"
+    "says model_type gptj, gpt_neox or llama; on the CPU; docs/rotary.md).\n"
+    "Prompts are text encoded with the tokenizer:\n"
     "--prompt TEXT is one prompt, --input FILE holds one prompt per line ('-' for\n"
     "stdin; the line's end is not part of it; an empty prompt starts from\n"
     "<|endoftext|>). With --tokens FILE the prompts are token ids instead, one\n"
@@ -39,6 +41,17 @@ static const char generate_usage[] =
     "tokens without a final end-of-text (bytes that are not UTF-8 become U+FFFD).\n"
     "The log-probabilities are those of the distribution each token was drawn\n"
     "from.\n"
+    "\n"
+    "With --beams N the continuations come from beam search as Hugging Face's\n"
+    "generate runs it (transformers 4.30: num_beams, length_penalty,\n"
+    "early_stopping, min_new_tokens, min_length, max_new_tokens; --beams 1 is\n"
+    "its greedy search; docs/model-interface.md#decoding) instead of sampling.\n"
+    "Each line then has the best hypothesis's \"tokens\" (and \"text\"), its\n"
+    "\"score\" (the sum of its tokens' log-probabilities over\n"
+    "length^length_penalty, the length counting the prompt's padded columns and\n"
+    "the new tokens before an end-of-text) and, with --num-return N > 1,\n"
+    "\"beams\": the N best hypotheses, best first, each {\"tokens\", \"score\"}\n"
+    "(and \"text\"); no \"logprobs\".\n"
     "\n"
     "Options:\n"
     "  --model PATH         the model: a file, a Hugging Face folder or hub name\n"
@@ -61,7 +74,22 @@ static const char generate_usage[] =
     "                       eos_token_id (config.json), else GPT-2's 50256 when\n"
     "                       the model is a GPT-2 or GPT-J whose vocabulary holds\n"
     "                       it, else none\n"
-    "  --batch N            prompts per batch (default 16)\n"
+    "  --beams N            beam search with N beams (1: greedy search); not with\n"
+    "                       --temperature, --top-k or --top-p\n"
+    "  --length-penalty X   beam search: the exponent of the length dividing a\n"
+    "                       hypothesis's summed log-probabilities (default 1)\n"
+    "  --early-stopping E   beam search: true (stop once N hypotheses ended),\n"
+    "                       false (default: stop when the best open beam cannot\n"
+    "                       beat the worst ended one at the current length) or\n"
+    "                       never (... at any length up to --max-new)\n"
+    "  --num-return N       beam search: hypotheses printed per prompt, at most\n"
+    "                       --beams (default 1)\n"
+    "  --min-length N       end-of-text is banned while the prompt's padded\n"
+    "                       columns + new tokens are fewer than N (Hugging Face's\n"
+    "                       min_length; default 0); --min-new counts new tokens\n"
+    "                       only\n"
+    "  --batch N            prompts per batch (default 16; beam search decodes\n"
+    "                       N x beams rows)\n"
     "  --seed N             sampling seed (default 0)\n"
     "  --device D           cpu (default), cuda, or auto: CUDA when a device is\n"
     "                       usable, else the CPU with a warning that says why;\n"
@@ -278,6 +306,94 @@ static int read_prompts(prompts *p, const char *file, int ids_mode, tok_tokenize
   return rc;
 }
 
+/* The text of the new tokens gen[n] without a final end-of-text, into
+ * *text (a buffer tok_decode grows). */
+static int continuation_text(tok_tokenizer *tok, const int *gen, int n, int eos, char **text,
+                             size_t *tlen, size_t *tcap, dfpo_err *err) {
+  if (n > 0 && eos >= 0 && gen[n - 1] == eos)
+    n--;
+  int32_t *ids32 = malloc(sizeof(int32_t) * (n ? n : 1));
+  if (!ids32)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  for (int t = 0; t < n; t++)
+    ids32[t] = gen[t];
+  *tlen = 0;
+  int rc = tok_decode(tok, ids32, (size_t)n, text, tlen, tcap, err);
+  free(ids32);
+  /* a model whose vocabulary passes its tokenizer's (T5's 28 unused ids)
+   * can draw ids the tokenizer cannot write */
+  if (rc)
+    return dfpo_err_prefix(err, "its new tokens");
+  if (!*text)
+    rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  return rc;
+}
+
+/* Prompt i's text: token-id prompts are decoded once, on first use. */
+static int prompt_text(prompts *ps, size_t i, tok_tokenizer *tok, dfpo_err *err) {
+  if (ps->text[i])
+    return DFPO_OK;
+  size_t plen = 0, pcap = 0;
+  char *ptext = NULL;
+  int32_t *p32 = malloc(sizeof(int32_t) * ps->len[i]);
+  if (!p32)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  for (int t = 0; t < ps->len[i]; t++)
+    p32[t] = ps->ids[i][t];
+  int rc = tok_decode(tok, p32, (size_t)ps->len[i], &ptext, &plen, &pcap, err);
+  free(p32);
+  if (!rc && !ptext)
+    rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  if (rc) {
+    free(ptext);
+    return rc;
+  }
+  ps->text[i] = ptext;
+  ps->tlen[i] = plen;
+  return DFPO_OK;
+}
+
+/* The line's start: the prompt (ids, or its text and ids with a tokenizer). */
+static int put_prompt(FILE *o, prompts *ps, size_t i, tok_tokenizer *tok, dfpo_err *err) {
+  int rc;
+  if (!tok) {
+    fprintf(o, "{\"prompt\": ");
+    put_ids(ps->ids[i], ps->len[i], o);
+    return DFPO_OK;
+  }
+  if ((rc = prompt_text(ps, i, tok, err)))
+    return rc;
+  fprintf(o, "{\"prompt\": ");
+  put_json_string(ps->text[i], ps->tlen[i], o);
+  fprintf(o, ", \"prompt_tokens\": ");
+  put_ids(ps->ids[i], ps->len[i], o);
+  return DFPO_OK;
+}
+
+/* One hypothesis's fields: "text" (with a tokenizer), "tokens", "score". */
+static int put_hypothesis(FILE *o, tok_tokenizer *tok, const int *gen, int n, int eos, double score,
+                          char **text, size_t *tcap, dfpo_err *err) {
+  size_t tlen = 0;
+  int rc;
+  if (tok) {
+    if ((rc = continuation_text(tok, gen, n, eos, text, &tlen, tcap, err)))
+      return rc;
+    fprintf(o, "\"text\": ");
+    put_json_string(*text, tlen, o);
+    fprintf(o, ", ");
+  }
+  fprintf(o, "\"tokens\": ");
+  put_ids(gen, n, o);
+  fprintf(o, ", \"score\": %.6f", score);
+  return DFPO_OK;
+}
+
+/* The beam options of a command line (beams 0: sampling). */
+typedef struct beam_opts {
+  beam_settings s;
+  int beams, sampling_given;
+} beam_opts;
+
 int cmd_generate(int argc, char **argv) {
   static const struct option opts[] = {{"model", required_argument, NULL, 'm'},
                                        {"tokens", required_argument, NULL, 't'},
@@ -293,11 +409,18 @@ int cmd_generate(int argc, char **argv) {
                                        {"batch", required_argument, NULL, 'b'},
                                        {"seed", required_argument, NULL, 's'},
                                        {"device", required_argument, NULL, 'D'},
+                                       {"beams", required_argument, NULL, 'B'},
+                                       {"length-penalty", required_argument, NULL, 'L'},
+                                       {"early-stopping", required_argument, NULL, 'E'},
+                                       {"num-return", required_argument, NULL, 'R'},
+                                       {"min-length", required_argument, NULL, 'M'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
   const char *model = NULL, *tokens = NULL, *tokdir = NULL, *prompt = NULL, *input = NULL,
              *device = "cpu";
   smp_settings s = smp_settings_default();
+  beam_opts bo = {beam_settings_default(), 0, 0};
+  int beam_only = 0; /* a beam option was given */
   double v, batch = 16, seed = 0;
   int c, rc = DFPO_OK, eos_given = 0;
   cli_reset_getopt();
@@ -329,14 +452,17 @@ int cmd_generate(int argc, char **argv) {
     case 'T':
       if (!(rc = cli_number("generate", optarg, 0, 1e6, "--temperature", &v)))
         s.temperature = (float)v;
+      bo.sampling_given = 1;
       break;
     case 'k':
       if (!(rc = cli_number("generate", optarg, 0, 1 << 24, "--top-k", &v)))
         s.top_k = (int)v;
+      bo.sampling_given = 1;
       break;
     case 'p':
       if (!(rc = cli_number("generate", optarg, 1e-6, 1, "--top-p", &v)))
         s.top_p = (float)v;
+      bo.sampling_given = 1;
       break;
     case 'e':
       if (!(rc = cli_number("generate", optarg, -1, 1 << 24, "--eos", &v))) {
@@ -353,6 +479,34 @@ int cmd_generate(int argc, char **argv) {
     case 'D':
       device = optarg;
       break;
+    case 'B':
+      rc = cli_integer("generate", optarg, 1, 1024, "--beams", &bo.beams);
+      break;
+    case 'L':
+      if (!(rc = cli_number("generate", optarg, -1e6, 1e6, "--length-penalty", &v)))
+        bo.s.length_penalty = (float)v;
+      beam_only = 1;
+      break;
+    case 'E':
+      if (!strcmp(optarg, "true"))
+        bo.s.early_stopping = BEAM_EARLY_TRUE;
+      else if (!strcmp(optarg, "false"))
+        bo.s.early_stopping = BEAM_EARLY_FALSE;
+      else if (!strcmp(optarg, "never"))
+        bo.s.early_stopping = BEAM_EARLY_NEVER;
+      else
+        rc = cli_usage_error("generate", "--early-stopping must be true, false or never, got '%s'",
+                             optarg);
+      beam_only = 1;
+      break;
+    case 'R':
+      rc = cli_integer("generate", optarg, 1, 1024, "--num-return", &bo.s.num_return);
+      beam_only = 1;
+      break;
+    case 'M':
+      rc = cli_integer("generate", optarg, 0, 1 << 20, "--min-length", &bo.s.min_length);
+      beam_only = 1;
+      break;
     case 'h':
       fputs(generate_usage, stdout);
       return DFPO_OK;
@@ -368,6 +522,15 @@ int cmd_generate(int argc, char **argv) {
     return cli_usage_error("generate", "--model is required");
   if ((tokens != NULL) + (prompt != NULL) + (input != NULL) != 1)
     return cli_usage_error("generate", "give exactly one of --prompt, --input and --tokens");
+  if (beam_only && !bo.beams)
+    return cli_usage_error("generate", "--length-penalty, --early-stopping, --num-return and "
+                                       "--min-length are beam search's: give --beams");
+  if (bo.beams && bo.sampling_given)
+    return cli_usage_error("generate", "--beams decodes by beam search: --temperature, --top-k "
+                                       "and --top-p are sampling's");
+  if (bo.beams && bo.s.num_return > bo.beams)
+    return cli_usage_error("generate", "--num-return %d exceeds --beams %d", bo.s.num_return,
+                           bo.beams);
   if ((rc = cli_device("generate", device)))
     return rc;
   dfpo_err err;
@@ -409,6 +572,10 @@ int cmd_generate(int argc, char **argv) {
                              s.eos, cfg->vocab_size);
     s.eos = -1;
   }
+  bo.s.num_beams = bo.beams;
+  bo.s.max_new = s.max_new;
+  bo.s.min_new = s.min_new;
+  bo.s.eos = s.eos;
   prompts ps = {0};
   if (!rc && prompt)
     rc = add_text_prompt(&ps, tok, prompt, strlen(prompt), t5 != NULL, "--prompt", &err);
@@ -426,7 +593,7 @@ int cmd_generate(int argc, char **argv) {
                         i + 1, ps.len[i], s.max_new, cfg->n_ctx);
   dfpo_rng rng;
   dfpo_rng_init(&rng, (uint64_t)seed, DFPO_STREAM_SAMPLING);
-  int B = (int)batch;
+  int B = (int)batch, NR = bo.beams ? bo.s.num_return : 1;
   char *text = NULL;
   size_t tcap = 0;
   for (size_t i0 = 0; !rc && i0 < ps.n; i0 += (size_t)B) {
@@ -435,81 +602,85 @@ int cmd_generate(int argc, char **argv) {
       if (ps.len[i0 + b] > T)
         T = ps.len[i0 + b];
     int *in = malloc(sizeof(int) * nb * T), *ks = malloc(sizeof(int) * nb),
-        *out = malloc(sizeof(int) * nb * s.max_new), *lens = malloc(sizeof(int) * nb);
+        *out = malloc(sizeof(int) * nb * NR * s.max_new), *lens = malloc(sizeof(int) * nb * NR);
     float *lp = malloc(sizeof(float) * nb * s.max_new);
-    if (!in || !ks || !out || !lens || !lp)
+    double *scores = malloc(sizeof(double) * nb * NR);
+    if (!in || !ks || !out || !lens || !lp || !scores)
       rc = dfpo_err_set(&err, DFPO_ERUNTIME, "out of memory");
     for (int b = 0; !rc && b < nb; b++) {
       ks[b] = T - ps.len[i0 + b];
       for (int t = 0; t < T; t++)
         in[b * T + t] = t < ks[b] ? 0 : ps.ids[i0 + b][t - ks[b]];
     }
-    if (!rc)
+    if (!rc && bo.beams)
+      rc = beam_search(m, in, ks, nb, T, &bo.s, out, lens, scores, &err);
+    else if (!rc)
       rc = smp_generate(m, in, ks, nb, T, &s, &rng, out, lens, lp, &err);
     for (int b = 0; !rc && b < nb; b++) {
-      const int *gen = out + (size_t)b * s.max_new;
-      if (!tok) {
-        printf("{\"prompt\": ");
-        put_ids(ps.ids[i0 + b], ps.len[i0 + b], stdout);
-      } else {
-        /* the continuation's text: the new tokens without a final end-of-text */
-        int nt = lens[b];
-        if (nt > 0 && s.eos >= 0 && gen[nt - 1] == s.eos)
-          nt--;
-        size_t tlen = 0;
-        int32_t *ids32 = malloc(sizeof(int32_t) * (nt ? nt : 1));
-        if (!ids32) {
-          rc = dfpo_err_set(&err, DFPO_ERUNTIME, "out of memory");
-          break;
-        }
-        for (int t = 0; t < nt; t++)
-          ids32[t] = gen[t];
-        int gen_failed = rc = tok_decode(tok, ids32, (size_t)nt, &text, &tlen, &tcap, &err);
-        if (!rc && !text)
-          rc = dfpo_err_set(&err, DFPO_ERUNTIME, "out of memory");
-        if (!rc && !ps.text[i0 + b]) {
-          /* token-id prompts: decode them too */
-          size_t plen = 0;
-          char *ptext = NULL;
-          size_t pcap = 0;
-          int32_t *p32 = malloc(sizeof(int32_t) * ps.len[i0 + b]);
-          if (!p32)
-            rc = dfpo_err_set(&err, DFPO_ERUNTIME, "out of memory");
-          for (int t = 0; !rc && t < ps.len[i0 + b]; t++)
-            p32[t] = ps.ids[i0 + b][t];
-          if (!rc)
-            rc = tok_decode(tok, p32, (size_t)ps.len[i0 + b], &ptext, &plen, &pcap, &err);
-          free(p32);
-          ps.text[i0 + b] = ptext;
-          ps.tlen[i0 + b] = plen;
-        }
-        free(ids32);
-        if (rc) {
-          /* a model whose vocabulary passes its tokenizer's (T5's 28
-           * unused ids) can draw ids the tokenizer cannot write */
-          dfpo_err_prefix(&err, "prompt %zu%s", i0 + (size_t)b + 1,
-                          gen_failed ? ", its new tokens" : "");
-          break;
-        }
-        printf("{\"prompt\": ");
-        put_json_string(ps.text[i0 + b], ps.tlen[i0 + b], stdout);
-        printf(", \"prompt_tokens\": ");
-        put_ids(ps.ids[i0 + b], ps.len[i0 + b], stdout);
-        printf(", \"text\": ");
-        put_json_string(text, tlen, stdout);
+      size_t i = i0 + (size_t)b;
+      const int *gen = out + (size_t)b * NR * s.max_new;
+      /* the line is built in memory and printed whole, or not at all */
+      char *lbuf = NULL;
+      size_t lsize = 0;
+      FILE *o = open_memstream(&lbuf, &lsize);
+      if (!o) {
+        rc = dfpo_err_set(&err, DFPO_ERUNTIME, "out of memory");
+        break;
       }
-      printf(", \"tokens\": ");
-      put_ids(gen, lens[b], stdout);
-      printf(", \"logprobs\": [");
+      if ((rc = put_prompt(o, &ps, i, tok, &err)))
+        goto line_failed;
+      fprintf(o, ", ");
+      if (bo.beams) {
+        if ((rc = put_hypothesis(o, tok, gen, lens[b * NR], s.eos, scores[b * NR], &text, &tcap,
+                                 &err)))
+          goto line_failed;
+        if (NR > 1) {
+          fprintf(o, ", \"beams\": [");
+          for (int r = 0; r < NR; r++) {
+            fprintf(o, "%s{", r ? ", " : "");
+            if ((rc = put_hypothesis(o, tok, gen + (size_t)r * s.max_new, lens[b * NR + r], s.eos,
+                                     scores[b * NR + r], &text, &tcap, &err)))
+              goto line_failed;
+            fprintf(o, "}");
+          }
+          fprintf(o, "]");
+        }
+        fprintf(o, "}\n");
+        goto line_done;
+      }
+      if (tok) {
+        size_t tlen = 0;
+        if ((rc = continuation_text(tok, gen, lens[b], s.eos, &text, &tlen, &tcap, &err)))
+          goto line_failed;
+        fprintf(o, "\"text\": ");
+        put_json_string(text, tlen, o);
+        fprintf(o, ", ");
+      }
+      fprintf(o, "\"tokens\": ");
+      put_ids(gen, lens[b], o);
+      fprintf(o, ", \"logprobs\": [");
       for (int t = 0; t < lens[b]; t++)
-        printf("%s%.6f", t ? ", " : "", (double)lp[b * s.max_new + t]);
-      printf("]}\n");
+        fprintf(o, "%s%.6f", t ? ", " : "", (double)lp[b * s.max_new + t]);
+      fprintf(o, "]}\n");
+    line_done:
+      if (fclose(o) == 0)
+        fwrite(lbuf, 1, lsize, stdout);
+      else
+        rc = dfpo_err_set(&err, DFPO_ERUNTIME, "out of memory");
+      free(lbuf);
+      continue;
+    line_failed:
+      fclose(o);
+      free(lbuf);
+      dfpo_err_prefix(&err, "prompt %zu", i + 1);
+      break;
     }
     free(in);
     free(ks);
     free(out);
     free(lens);
     free(lp);
+    free(scores);
   }
   free(text);
   prompts_free(&ps);

@@ -148,6 +148,10 @@ static int setup(trn_run *r, dfpo_err *err) {
   r->sampling = s->sampling;
   r->sampling.eos = r->eos;
   r->set.rl.sampling = r->sampling;
+  r->beam = s->eval_beam;
+  r->beam.max_new = r->sampling.max_new;
+  r->beam.min_new = r->sampling.min_new;
+  r->beam.eos = r->sampling.eos;
   int n_ctx = model_get_config(r->policy)->n_ctx;
   if (s->max_prompt + r->sampling.max_new > n_ctx)
     return dfpo_err_set(err, DFPO_EUSAGE,

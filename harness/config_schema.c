@@ -201,6 +201,16 @@ const cfg_key cfg_schema[] = {
      "a fixed LM (same tokenizer; a file, a folder or a hub name owner/name[@revision]) for "
      "ppl_gen of the test continuations (\"\": none)"},
     {"eval.max_prompts", CFG_INT, "0", NULL, RANGE(0, 1 << 30), "cap on test prompts (0: all)"},
+    {"eval.num_beams", CFG_INT, "0", NULL, RANGE(0, 1024),
+     "evaluation decoding (validation and test): 0 samples with generation.*; N decodes by beam "
+     "search with N beams as Hugging Face's generate (1: greedy search), with "
+     "generation.max_new_tokens and generation.min_new_tokens (RL4LMs' CommonGen: 5)"},
+    {"eval.length_penalty", CFG_NUM, "1.0", NULL, RANGE(-1e6, 1e6),
+     "eval.num_beams > 1: a finished hypothesis scores its summed log-probabilities over "
+     "length^length_penalty"},
+    {"eval.early_stopping", CFG_ENUM, "\"false\"", "false|true|never", NORANGE,
+     "eval.num_beams > 1: when a prompt's search ends (Hugging Face's early_stopping; "
+     "docs/model-interface.md#beam-search)"},
 
     /* the tokenizer `dfpo reproduce` trains when model.init is pretrain */
     {"tokenizer.vocab_size", CFG_INT, "512", NULL, RANGE(257, 1 << 20),

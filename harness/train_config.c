@@ -206,6 +206,23 @@ int trn_settings_read(const cfg *c, trn_settings *s, dfpo_err *err) {
   const char *eval_policy;
   GET(str, "dfpo.eval_policy", &eval_policy);
   s->eval_negative = s->algo == ALG_DFPO && !strcmp(eval_policy, "negative");
+  const char *early;
+  GET(int, "eval.num_beams", &v);
+  s->eval_beams = (int)v;
+  s->eval_beam = beam_settings_default();
+  s->eval_beam.num_beams = s->eval_beams ? s->eval_beams : 1;
+  GET(num, "eval.length_penalty", &d);
+  s->eval_beam.length_penalty = (float)d;
+  GET(str, "eval.early_stopping", &early);
+  s->eval_beam.early_stopping = !strcmp(early, "true")    ? BEAM_EARLY_TRUE
+                                : !strcmp(early, "never") ? BEAM_EARLY_NEVER
+                                                          : BEAM_EARLY_FALSE;
+  if (s->eval_beams && s->eval_negative)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "eval.num_beams %d: beam search decodes pi_theta, but dfpo.eval_policy is "
+                        "negative (pi-, sampled against the reference): set dfpo.eval_policy=theta "
+                        "or eval.num_beams=0",
+                        s->eval_beams);
   GET(num, "train.lr", &s->lr);
   GET(num, "train.weight_decay", &s->weight_decay);
   GET(num, "train.max_grad_norm", &s->clip);

@@ -43,6 +43,8 @@ int trn_build_batch(const trn_run *r, int split, const size_t *items, int B, int
  * negative masked policy pi- (against the frozen reference). */
 static int generate_eval(trn_run *r, const int *tokens, const int *kstart, int B, int Tp,
                          dfpo_rng *rng, int *out, int *lens, dfpo_err *err) {
+  if (r->set.eval_beams)
+    return beam_search(r->policy, tokens, kstart, B, Tp, &r->beam, out, lens, NULL, err);
   if (!r->set.eval_negative)
     return smp_generate(r->policy, tokens, kstart, B, Tp, &r->sampling, rng, out, lens, NULL, err);
   int *sign = malloc(sizeof(int) * (size_t)B);

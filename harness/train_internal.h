@@ -13,6 +13,7 @@
 #include "harness/algo.h"
 #include "harness/config.h"
 #include "harness/task.h"
+#include "trainer/beam.h"
 #include "trainer/model.h"
 #include "trainer/optim.h"
 #include "trainer/rl.h"
@@ -57,6 +58,8 @@ typedef struct trn_settings {
   int samples_per_prompt;        /* eval.samples_per_prompt (0: the task's protocol) */
   int ppl_ref;                   /* eval.ppl_ref */
   int eval_negative;             /* DfPO with dfpo.eval_policy=negative: evaluate pi- */
+  int eval_beams;                /* eval.num_beams (0: sample with `sampling`) */
+  beam_settings eval_beam;       /* eval.*; lengths and eos as `sampling`'s, set by setup */
   double lr, weight_decay, clip; /* train.lr, train.weight_decay, train.max_grad_norm */
   /* train.lr_schedule and train.warmup_steps from train.lr down to 0; its
    * steps are RL iterations or SFT optimiser steps, and `total` is set
@@ -81,6 +84,7 @@ typedef struct trn_run {
   model_t *policy, *ref, *value;
   rl_trainer *rl;
   smp_settings sampling; /* set.sampling with the tokenizer's end-of-text */
+  beam_settings beam;    /* set.eval_beam with sampling's lengths and end-of-text */
   int eos, pad;
   int stop_after;      /* --stop-after: iterations before stopping as a kill would (0: off) */
   int64_t resume_prev; /* iteration of the resumable checkpoint on disk (-1: none) */

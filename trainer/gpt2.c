@@ -171,6 +171,10 @@ static void free_gen(gpt2_model *m) {
   free(m->g_kstart_host);
   m->g_kstart_host = NULL;
   m->g_kstart_cap = 0;
+  if (m->g_spare)
+    m->base.ops->free(m->g_spare);
+  m->g_spare = NULL;
+  m->g_spare_bytes = 0;
 }
 
 void gpt2_destroy(gpt2_model *m) {
@@ -204,7 +208,8 @@ int gpt2_num_tensors(const model_t *mm) {
 }
 
 static size_t gpt2_arena_bytes(const gpt2_model *m) {
-  return m->nparams * sizeof(float) * (m->train_block ? 4 : 1) + m->act_bytes + m->gen_bytes;
+  return m->nparams * sizeof(float) * (m->train_block ? 4 : 1) + m->act_bytes + m->gen_bytes +
+         m->g_spare_bytes;
 }
 
 int gpt2_tensor_info(const model_t *mm, int i, const char **name, int *rows, int *cols,
@@ -820,6 +825,9 @@ static const float *vt_decode_begin(model_t *m, const int *tokens, const int *ks
 static const float *vt_decode_step(model_t *m, const int *next, dfpo_err *err) {
   return gpt2_decode_step(gpt2_of(m), next, err);
 }
+static int vt_decode_reorder(model_t *m, const int *src_rows, dfpo_err *err) {
+  return gpt2_decode_reorder(gpt2_of(m), src_rows, err);
+}
 static int vt_save(model_t *m, const char *path, int with_optimizer, dfpo_err *err) {
   return gpt2_save(gpt2_of(m), path, with_optimizer, err);
 }
@@ -854,6 +862,7 @@ const model_vtable gpt2_vtable = {
     .grad_norm = vt_grad_norm,
     .decode_begin = vt_decode_begin,
     .decode_step = vt_decode_step,
+    .decode_reorder = vt_decode_reorder,
     .save = vt_save,
     .export_safetensors = vt_export_safetensors,
 };

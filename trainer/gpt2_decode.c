@@ -197,3 +197,48 @@ const float *gpt2_decode_step(gpt2_model *m, const int *next, dfpo_err *err) {
   m->base.last_logits = m->g_logits;
   return m->g_logits;
 }
+
+int gpt2_decode_reorder(gpt2_model *m, const int *src_rows, dfpo_err *err) {
+  if (!m->gen_block || m->gn == 0)
+    return dfpo_err_set(err, DFPO_EUSAGE, "gpt2_decode_reorder: call gpt2_decode_begin first");
+  int B = m->gb, identity = 1;
+  for (int i = 0; i < B; i++) {
+    if (src_rows[i] < 0 || src_rows[i] >= B)
+      return dfpo_err_set(err, DFPO_EUSAGE,
+                          "gpt2_decode_reorder: row %d: source row %d outside the %d rows", i,
+                          src_rows[i], B);
+    identity &= src_rows[i] == i;
+  }
+  m->base.last_logits = NULL; /* the logits' rows no longer match the cache's */
+  m->have_lm = 0;
+  if (identity)
+    return DFPO_OK;
+  const ops_backend *o = m->base.ops;
+  size_t C = (size_t)m->cfg.n_embd, row = (size_t)m->gmax * C, bytes = (size_t)B * row * 4;
+  if (m->g_spare_bytes < bytes) {
+    if (m->g_spare)
+      o->free(m->g_spare);
+    m->g_spare = o->alloc(bytes);
+    m->g_spare_bytes = m->g_spare ? bytes : 0;
+    if (!m->g_spare)
+      return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory for the reorder scratch (%zu MiB)",
+                          bytes >> 20);
+  }
+  /* per cache tensor: gather the filled positions of each source row into
+   * the scratch with the backend's copy, then the block back in one copy */
+  size_t used = (size_t)m->gn * C * sizeof(float);
+  for (int l = 0; l < m->cfg.n_layer; l++)
+    for (int kv = 0; kv < 2; kv++) {
+      float *c = kv ? m->vc[l] : m->kc[l];
+      for (int i = 0; i < B; i++)
+        o->copy(m->g_spare + (size_t)i * row, c + (size_t)src_rows[i] * row, used);
+      o->copy(c, m->g_spare, bytes);
+    }
+  /* each row's first key moves with it */
+  int *ks = m->g_kstart_host, tmp[B];
+  for (int i = 0; i < B; i++)
+    tmp[i] = ks[src_rows[i]];
+  memcpy(ks, tmp, sizeof tmp);
+  o->upload(m->g_kstart, ks, (size_t)B * sizeof(int));
+  return DFPO_OK;
+}

@@ -83,6 +83,11 @@ typedef struct gpt2_model {
   int *g_tok, *g_pos, *g_kstart;
   int *g_kstart_host; /* [g_kstart_cap] host copy of the rows' first key */
   int g_kstart_cap;
+  /* model_decode_reorder's scratch, one layer's k or v cache [gb,gmax,C]
+   * (its own allocation, made on the first reorder and kept while big
+   * enough) */
+  float *g_spare;
+  size_t g_spare_bytes;
 } gpt2_model;
 
 extern const model_vtable gpt2_vtable;
@@ -105,6 +110,7 @@ void gpt2_destroy(gpt2_model *m);
 const float *gpt2_decode_begin(gpt2_model *m, const int *tokens, const int *kstart, int B, int T,
                                int max_len, dfpo_err *err);
 const float *gpt2_decode_step(gpt2_model *m, const int *next, dfpo_err *err);
+int gpt2_decode_reorder(gpt2_model *m, const int *src_rows, dfpo_err *err);
 
 /* gpt2_ckpt.c: the native checkpoint (magic GPT2_NATIVE_MAGIC) and
  * safetensors export (model_save, model_load, model_export_safetensors). */

@@ -141,6 +141,11 @@ const float *model_decode_begin(model_t *m, const int *tokens, const int *kstart
 const float *model_decode_step(model_t *m, const int *next, dfpo_err *err) {
   return m->vt->decode_step(m, next, err);
 }
+int model_decode_reorder(model_t *m, const int *src_rows, dfpo_err *err) {
+  if (!m->vt->decode_reorder)
+    return dfpo_err_set(err, DFPO_EUSAGE, "decoding reorder not supported by %s", m->vt->arch);
+  return m->vt->decode_reorder(m, src_rows, err);
+}
 
 int model_save(model_t *m, const char *path, int with_optimizer, dfpo_err *err) {
   return m->vt->save(m, path, with_optimizer, err);

@@ -7,7 +7,7 @@
  * docs/model-interface.md says how each fits.
  *
  * The calls dispatch through the model's table of functions, so code written
- * against this header (trainer/rl_*.c, trainer/sample.c, trainer/optim.c,
+ * against this header (trainer/rl_*.c, trainer/sample.c, trainer/beam.c, trainer/optim.c,
  * metrics/ppl.c) never names an architecture.
  *
  * Depends on common/ and trainer/device.h. Ownership: a model_t is the
@@ -39,6 +39,12 @@ typedef struct model_config {
   int n_ctx;        /* positions one row may hold */
   int head;         /* MODEL_HEAD_* */
   int n_classes;    /* MODEL_HEAD_CLASS: K */
+  /* 1: an encoder-decoder (T5): model_decode_begin encodes the prompt and
+   * starts the decoder from its start token, so Hugging Face's generate
+   * counts a row's length from that one token instead of from the prompt's
+   * columns (beam search's length penalty, trainer/beam.h). 0: decoder-only
+   * or no decoding. */
+  int encoder_decoder;
 } model_config;
 
 /* A padded batch: B rows of T token ids, row-major. Each row is [prompt |
@@ -185,6 +191,16 @@ float model_grad_norm(model_t *m);
 const float *model_decode_begin(model_t *m, const int *tokens, const int *kstart, int B, int T,
                                 int max_len, dfpo_err *err);
 const float *model_decode_step(model_t *m, const int *next, dfpo_err *err);
+/* Between decoding calls: permutes the decoding caches' rows, so that row i
+ * becomes what row src_rows[i] was (src_rows[B], each in [0, B), repeats
+ * allowed: beam search continues a beam in several rows and drops others;
+ * B as at model_decode_begin). Positions, padding and everything else a row
+ * carries move with it; the next model_decode_step feeds row i's token
+ * after old row src_rows[i]'s history. The last logits are spent
+ * (model_lm_logits gives NULL after). DFPO_EUSAGE before model_decode_begin,
+ * for a row out of range, or from an architecture that cannot ("decoding
+ * reorder not supported by <arch>"). */
+int model_decode_reorder(model_t *m, const int *src_rows, dfpo_err *err);
 
 /* Checkpoints. model_save writes the architecture's native format
  * (docs/engine.md; atomically), optionally with the AdamW state.

@@ -54,6 +54,8 @@ typedef struct model_vtable {
   const float *(*decode_begin)(model_t *m, const int *tokens, const int *kstart, int B, int T,
                                int max_len, dfpo_err *err);
   const float *(*decode_step)(model_t *m, const int *next, dfpo_err *err);
+  /* may be NULL: model_decode_reorder answers DFPO_EUSAGE naming the arch */
+  int (*decode_reorder)(model_t *m, const int *src_rows, dfpo_err *err);
   int (*save)(model_t *m, const char *path, int with_optimizer, dfpo_err *err);
   int (*export_safetensors)(const model_t *m, const char *path, const model_export_opts *o,
                             dfpo_err *err);

@@ -267,4 +267,11 @@ Test(cli, train_refuses_bad_choices_clearly) {
   cr_expect_eq(r.status, 1);
   cr_expect(strstr(r.err, "needs a base model") != NULL, "%s", r.err);
   ts_run_free(&r);
+  /* beam search cannot decode DfPO's negative policy, which is sampled
+   * against the reference */
+  ts_dfpo(&r, "train", "--task", "synthetic", "--algo", "dfpo", "--model", "x", "--tokenizer", "y",
+          "--set", "eval.num_beams=2", NULL);
+  cr_expect_eq(r.status, 1);
+  cr_expect(strstr(r.err, "dfpo.eval_policy=theta") != NULL, "%s", r.err);
+  ts_run_free(&r);
 }

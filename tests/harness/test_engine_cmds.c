@@ -1,6 +1,8 @@
 /* `dfpo perplexity` and `dfpo generate` over token ids, against the engine's
- * library calls on the same model (model_score_tokens, smp_generate). */
+ * library calls on the same model (model_score_tokens, smp_generate,
+ * beam_search). */
 #include "tests/support/support.h"
+#include "trainer/beam.h"
 #include "trainer/gpt2.h"
 #include "trainer/model.h"
 #include "trainer/sample.h"
@@ -88,6 +90,72 @@ Test(engine_cmds, perplexity_matches_the_library) {
   cr_expect_eq(r.status, 2);
   cr_expect(strstr(r.err, ":2:3") != NULL, "%s", r.err);
   ts_run_free(&r);
+  model_free(m);
+  ts_rmtree(dir);
+}
+
+/* --beams: the library's beam search over the same left-padded batch, every
+ * hypothesis --num-return asks for; the options beam search does not take */
+Test(engine_cmds, beam_generate_matches_the_library) {
+  char dir[256], model[300], toks[300];
+  ts_tmpdir(dir, sizeof dir);
+  snprintf(model, sizeof model, "%s/m.ckpt", dir);
+  snprintf(toks, sizeof toks, "%s/t.txt", dir);
+  model_t *m = tiny(model);
+  ts_write_text(toks, "464 2068 7586\n318\n40 1101\n");
+  ts_run r;
+  ts_dfpo(&r, "generate", "--model", model, "--tokens", toks, "--beams", "3", "--num-return", "2",
+          "--max-new", "4", "--length-penalty", "0.6", "--early-stopping", "never", "--eos", "13",
+          NULL);
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  enum { NB = 3, T = 3, N = 4, NR = 2 };
+  const int in[NB * T] = {464, 2068, 7586, 0, 0, 318, 0, 40, 1101}, ks[NB] = {0, 2, 1};
+  beam_settings s = beam_settings_default();
+  s.num_beams = 3;
+  s.num_return = NR;
+  s.max_new = N;
+  s.length_penalty = 0.6f;
+  s.early_stopping = BEAM_EARLY_NEVER;
+  s.eos = 13;
+  int out[NB * NR * N], lens[NB * NR];
+  double scores[NB * NR];
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  cr_assert_eq(beam_search(m, in, ks, NB, T, &s, out, lens, scores, &err), 0, "%s", err.msg);
+  char *save = NULL, *line = strtok_r(r.out, "\n", &save);
+  for (int b = 0; b < NB; b++, line = strtok_r(NULL, "\n", &save)) {
+    cr_assert_not_null(line, "line %d missing", b + 1);
+    cJSON *o = cJSON_Parse(line);
+    cr_assert_not_null(o, "%s", line);
+    cr_expect_null(cJSON_GetObjectItem(o, "logprobs"));
+    const cJSON *hs = cJSON_GetObjectItem(o, "beams");
+    cr_assert_eq(cJSON_GetArraySize(hs), NR, "%s", line);
+    for (int h = 0; h < NR; h++) {
+      /* the best hypothesis also at the top level */
+      const cJSON *hy = h ? cJSON_GetArrayItem(hs, h) : o;
+      for (int rep = 0; rep < (h ? 1 : 2); rep++, hy = cJSON_GetArrayItem(hs, 0)) {
+        const cJSON *t = cJSON_GetObjectItem(hy, "tokens");
+        cr_assert_eq(cJSON_GetArraySize(t), lens[b * NR + h], "%s", line);
+        for (int k = 0; k < lens[b * NR + h]; k++)
+          cr_expect_eq(cJSON_GetArrayItem(t, k)->valueint, out[(b * NR + h) * N + k],
+                       "prompt %d hypothesis %d token %d", b, h, k);
+        cr_expect_lt(fabs(cJSON_GetObjectItem(hy, "score")->valuedouble - scores[b * NR + h]), 1e-5,
+                     "%s", line);
+      }
+    }
+    cJSON_Delete(o);
+  }
+  ts_run_free(&r);
+  static const char *const bad[][3] = {{"--temperature", "0", "sampling's"},
+                                       {"--num-return", "2", "give --beams"},
+                                       {"--early-stopping", "maybe", "true, false or never"}};
+  for (int i = 0; i < 3; i++) {
+    ts_dfpo(&r, "generate", "--model", model, "--tokens", toks, i == 1 ? "--max-new" : "--beams",
+            "2", bad[i][0], bad[i][1], NULL);
+    cr_expect_eq(r.status, 1, "%s %s: %s", bad[i][0], bad[i][1], r.err);
+    cr_expect(strstr(r.err, bad[i][2]) != NULL, "%s", r.err);
+    ts_run_free(&r);
+  }
   model_free(m);
   ts_rmtree(dir);
 }

@@ -136,6 +136,7 @@ static int val_ppl_refs(const char *path, double *v, int max) {
 }
 
 static void a_stopped_run_resumes_to_the_same_numbers(const char *algo, const char *extra);
+static void beam_evaluation_is_generates(void);
 
 /* The RL cells and zero-shot, and a stopped NLPO run resumed. SFT, whose
  * epochs cost the most, is a test of its own (sft_learns_and_resumes, its
@@ -281,6 +282,67 @@ Test(train, cells_write_their_run_folders) {
   snprintf(f, sizeof f, "%s/runs/default/synthetic/zero-shot/seed-3/eval.json", dir);
   cr_expect_eq(access(f, F_OK), 0);
   a_stopped_run_resumes_to_the_same_numbers("nlpo", "nlpo.mask_refresh=3");
+  beam_evaluation_is_generates();
+}
+
+/* eval.num_beams: the test samples of a zero-shot run are what `dfpo
+ * generate --beams` makes of the same prompts (their last
+ * task.max_prompt_tokens = 64 tokens, as the run truncates them) with the
+ * same model, batch size (so the same padded widths) and lengths. */
+static void beam_evaluation_is_generates(void) {
+  run_cell_x("zero-shot", "0", "runs-beam", "eval.num_beams=3", NULL);
+  char f[600], prompts[600], model[300], tok[300];
+  snprintf(f, sizeof f, "%s/runs-beam/default/synthetic/zero-shot/seed-3/samples.jsonl", dir);
+  snprintf(prompts, sizeof prompts, "%s/beam-prompts.txt", dir);
+  snprintf(model, sizeof model, "%s/base.ckpt", dir);
+  snprintf(tok, sizeof tok, "%s/tok", dir);
+  char *sm = ts_slurp(f), *save = NULL;
+  char *conts[12];
+  int n = 0;
+  FILE *fp = fopen(prompts, "w");
+  cr_assert_not_null(fp);
+  tok_tokenizer *tk;
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  cr_assert_eq(tok_load(&tk, tok, &err), 0, "%s", err.msg);
+  for (char *ln = strtok_r(sm, "\n", &save); ln && n < 12; ln = strtok_r(NULL, "\n", &save)) {
+    cJSON *o = cJSON_Parse(ln);
+    cr_assert_not_null(o, "%s", ln);
+    cr_assert_eq(cJSON_GetObjectItem(o, "index")->valueint, n);
+    const char *pr = ts_json_str(o, "prompt");
+    cr_assert_not_null(pr, "%s", ln);
+    tok_ids v = {0};
+    cr_assert_eq(tok_encode(tk, pr, strlen(pr), 0, &v, &err), 0, "%s", err.msg);
+    for (size_t t = v.n > 64 ? v.n - 64 : 0; t < v.n; t++)
+      fprintf(fp, "%d ", (int)v.ids[t]);
+    fputc('\n', fp);
+    tok_ids_free(&v);
+    conts[n++] = strdup(ts_json_str(o, "continuation"));
+    cJSON_Delete(o);
+  }
+  fclose(fp);
+  free(sm);
+  tok_free(tk);
+  cr_assert_eq(n, 12);
+  ts_run r;
+  ts_dfpo(&r, "generate", "--model", model, "--tokenizer", tok, "--tokens", prompts, "--beams", "3",
+          "--max-new", "16", "--min-new", "4", "--batch", "8", NULL);
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  save = NULL;
+  int i = 0, differ = 0;
+  for (char *ln = strtok_r(r.out, "\n", &save); ln && i < n; ln = strtok_r(NULL, "\n", &save)) {
+    cJSON *o = cJSON_Parse(ln);
+    cr_assert_not_null(o, "%s", ln);
+    cr_expect_str_eq(ts_json_str(o, "text"), conts[i], "prompt %d", i);
+    differ += i > 0 && strcmp(conts[i], conts[0]) != 0;
+    cJSON_Delete(o);
+    i++;
+  }
+  cr_expect_eq(i, n);
+  for (int j = 0; j < n; j++)
+    free(conts[j]);
+  cr_expect_gt(differ, 0, "every prompt got the same continuation");
+  ts_run_free(&r);
 }
 
 /* SFT: the cross-entropy on the training references falls from epoch to

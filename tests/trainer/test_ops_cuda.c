@@ -26,6 +26,7 @@
  *     last bits).
  * Every GPU test skips, saying why, when no CUDA device is usable; the
  * device-selection tests at the end run everywhere. */
+#include "trainer/beam.h"
 #include "trainer/device.h"
 #include "trainer/gpt2.h"
 #include "trainer/model.h"
@@ -780,6 +781,38 @@ Test(ops_cuda, generate_same_tokens_as_the_cpu) {
     cr_expect(fabsf(pc[i] - pg[i]) <= 1e-4f * (1.0f + fabsf(pc[i])), "logp %d: cpu %g gpu %g", i,
               (double)pc[i], (double)pg[i]);
   }
+  model_free(mc), model_free(mg);
+}
+
+/* Beam search over model_decode_reorder, whose CUDA path is the backend's
+ * copy op: a GPU model and a CPU model with the same weights give the same
+ * hypotheses and scores (left padding, an end-of-text, several returned). */
+Test(ops_cuda, beam_search_same_as_the_cpu) {
+  NEED_GPU();
+  gpt2_config cfg = {1, 2, 32, 300, 64, MODEL_HEAD_NONE, 0};
+  model_t *mc = model_on(OPS_DEVICE_CPU, &cfg), *mg = model_on(OPS_DEVICE_CUDA, &cfg);
+  int prompts[12] = {0, 0, 5, 6, 1, 2, 3, 4, 0, 9, 8, 7}, ks[3] = {2, 0, 1};
+  beam_settings s = beam_settings_default();
+  s.num_beams = 4;
+  s.num_return = 2;
+  s.max_new = 6;
+  s.min_new = 1;
+  s.eos = 11;
+  s.length_penalty = 0.6f;
+  s.early_stopping = BEAM_EARLY_NEVER;
+  int oc[36], og[36], lc[6], lg[6];
+  double sc[6], sg[6];
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  cr_assert_eq(beam_search(mc, prompts, ks, 3, 4, &s, oc, lc, sc, &err), 0, "%s", err.msg);
+  cr_assert_eq(beam_search(mg, prompts, ks, 3, 4, &s, og, lg, sg, &err), 0, "%s", err.msg);
+  for (int h = 0; h < 6; h++) {
+    cr_expect_eq(lc[h], lg[h], "hypothesis %d: cpu %d tokens, gpu %d", h, lc[h], lg[h]);
+    cr_expect(fabs(sc[h] - sg[h]) <= 1e-4 * (1.0 + fabs(sc[h])), "score %d: cpu %g gpu %g", h,
+              sc[h], sg[h]);
+  }
+  for (int i = 0; i < 36; i++)
+    cr_expect_eq(oc[i], og[i], "token %d: cpu %d gpu %d", i, oc[i], og[i]);
   model_free(mc), model_free(mg);
 }
 

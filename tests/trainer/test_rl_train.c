@@ -617,6 +617,6 @@ Test(rl_train, the_entropy_bonus_keeps_the_policy_broader) {
   outcome c = run_x(RL_NLPO, 0, 0.0f, 30, 1, &x);
   x.ent_coef = 0.5f;
   outcome d = run_x(RL_NLPO, 0, 0.0f, 30, 1, &x);
-  cr_expect_gt(d.entropy, c.entropy + 0.5, "NLPO: entropy %g without the bonus, %g with",
-               c.entropy, d.entropy);
+  cr_expect_gt(d.entropy, c.entropy + 0.5, "NLPO: entropy %g without the bonus, %g with", c.entropy,
+               d.entropy);
 }
