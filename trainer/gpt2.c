@@ -178,7 +178,7 @@ void gpt2_destroy(gpt2_model *m) {
     return;
   free_acts(m);
   free_gen(m);
-  if (m->params)
+  if (m->params && !m->params_borrowed)
     m->base.ops->free(m->params);
   if (m->train_block)
     m->base.ops->free(m->train_block);
@@ -211,7 +211,7 @@ int gpt2_num_tensors(const model_t *mm) {
 }
 
 static size_t gpt2_arena_bytes(const gpt2_model *m) {
-  return m->nparams * sizeof(float) * (m->train_block ? 4 : 1) +
+  return m->nparams * sizeof(float) * ((m->train_block ? 3 : 0) + (m->params_borrowed ? 0 : 1)) +
          m->lora.nparams * sizeof(float) * (m->lora.train_block ? 4 : 1) + m->act_bytes +
          m->gen_bytes;
 }
@@ -238,6 +238,8 @@ int gpt2_tensor_info(const model_t *mm, int i, const char **name, int *rows, int
 }
 
 static int gpt2_copy_params(gpt2_model *dst, const gpt2_model *src, dfpo_err *err) {
+  if (dst->params_borrowed)
+    return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: a base view's parameters are another model's");
   if (memcmp(&dst->cfg, &src->cfg, sizeof dst->cfg) != 0)
     return dfpo_err_set(err, DFPO_EUSAGE, "gpt2_copy_params: the models' configs differ");
   size_t bytes = src->nparams * sizeof(float);
@@ -287,6 +289,8 @@ static int gpt2_copy_shared_params(gpt2_model *dst, const gpt2_model *src, int *
 }
 
 static void gpt2_init_random(gpt2_model *m, uint64_t seed) {
+  if (m->params_borrowed)
+    return; /* a base view's parameters are another model's */
   dfpo_rng rng;
   dfpo_rng_init(&rng, seed, DFPO_STREAM_INIT);
   float *host = malloc(m->nparams * sizeof(float));
@@ -315,6 +319,8 @@ static void gpt2_init_random(gpt2_model *m, uint64_t seed) {
 }
 
 int gpt2_ensure_train(gpt2_model *m, dfpo_err *err) {
+  if (m->params_borrowed)
+    return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: a base view does not train");
   if (m->lora.r)
     return model_alloc_train(&m->base, m->lora.nparams, &m->lora.train_block, &m->lora.grads,
                              &m->lora.m, &m->lora.v, err);
@@ -544,6 +550,23 @@ oom:
   free(z->u);
   memset(z, 0, sizeof *z);
   return dfpo_err_set(err, DFPO_ERUNTIME, "gpt2: out of memory for the LoRA adapters");
+}
+
+static int gpt2_base_view(model_t **out, const gpt2_model *src, dfpo_err *err) {
+  *out = NULL;
+  if (src->params_borrowed)
+    return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: a base view of a base view");
+  if (ops_default_backend() != src->base.ops)
+    return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: a base view must be made on its model's device");
+  gpt2_model *v;
+  int rc = gpt2_create(&v, &src->cfg, err);
+  if (rc)
+    return rc;
+  v->base.ops->free(v->params);
+  v->params = src->params;
+  v->params_borrowed = 1;
+  *out = &v->base;
+  return DFPO_OK;
 }
 
 static int gpt2_set_adapters(gpt2_model *m, int on) {
@@ -1055,6 +1078,9 @@ static int vt_export_safetensors(const model_t *m, const char *path, const model
 static int vt_add_lora(model_t *m, const model_lora_config *c, uint64_t seed, dfpo_err *err) {
   return gpt2_add_lora(gpt2_of(m), c, seed, err);
 }
+static int vt_base_view(model_t **out, const model_t *src, dfpo_err *err) {
+  return gpt2_base_view(out, gpt2_of_const(src), err);
+}
 static int vt_lora_rank(const model_t *m) {
   return gpt2_of_const(m)->lora.r;
 }
@@ -1094,4 +1120,5 @@ const model_vtable gpt2_vtable = {
     .add_lora = vt_add_lora,
     .lora_rank = vt_lora_rank,
     .set_adapters = vt_set_adapters,
+    .base_view = vt_base_view,
 };

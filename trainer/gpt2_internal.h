@@ -105,9 +105,11 @@ typedef struct gpt2_model {
   int *g_tok, *g_pos, *g_kstart;
   int *g_kstart_host; /* [g_kstart_cap] host copy of the rows' first key */
   int g_kstart_cap;
-  gpt2_lora lora; /* LoRA adapters (lora.r 0: none); when present, the tensor list
-                     (model_tensor_at) is the adapters' and the base has no training
-                     state */
+  int params_borrowed; /* params are another model's (model_base_view): never freed,
+                          written or trained here */
+  gpt2_lora lora;      /* LoRA adapters (lora.r 0: none); when present, the tensor list
+                          (model_tensor_at) is the adapters' and the base has no training
+                          state */
 } gpt2_model;
 
 extern const model_vtable gpt2_vtable;

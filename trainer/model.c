@@ -143,6 +143,13 @@ int model_set_adapters(model_t *m, int on, dfpo_err *err) {
                         m->cfg.arch);
   return m->vt->set_adapters(m, on, err);
 }
+int model_base_view(model_t **out, const model_t *src, dfpo_err *err) {
+  *out = NULL;
+  if (!src->vt->base_view)
+    return dfpo_err_set(err, DFPO_EUSAGE, "model_base_view: not implemented for %s models",
+                        src->cfg.arch);
+  return src->vt->base_view(out, src, err);
+}
 void model_zero_grad(model_t *m) {
   m->vt->zero_grad(m);
 }

@@ -207,6 +207,16 @@ int model_lora_rank(const model_t *m);
  * remembers the setting it ran with for its backward pass. DFPO_EUSAGE on
  * a model without adapters. */
 int model_set_adapters(model_t *m, int on, dfpo_err *err);
+/* A model over src's base weights without adapters, sharing them (no
+ * copy: src must outlive it, and its parameters change when src's base
+ * does), with its own activations and KV cache: a frozen reference that
+ * decodes in lock step with its LoRA policy (DfPO's sampling), where
+ * model_set_adapters would need a second cache. It does not train
+ * (model_ensure_train, model_copy_params into it: DFPO_EUSAGE);
+ * model_arena_bytes counts none of the shared weights. GPT-2 only (else
+ * DFPO_EUSAGE); made on src's device (ops_use_device). *out is the
+ * caller's (model_free). */
+int model_base_view(model_t **out, const model_t *src, dfpo_err *err);
 
 /* Decoding with a cache. model_decode_begin runs the prompts tokens[B,T]
  * (left-padded by kstart, NULL: none; an encoder-decoder encodes them and

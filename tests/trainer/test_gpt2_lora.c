@@ -446,3 +446,46 @@ Test(gpt2_lora, refusals) {
   cr_expect_eq(model_add_lora(v, &ok, 1, &err), DFPO_EUSAGE);
   model_free(v);
 }
+
+Test(gpt2_lora, a_base_view_is_the_reference_without_a_copy) {
+  model_t *base = base_model(51), *m = NULL, *view = NULL;
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  cr_assert_eq(model_clone(&m, base, &err), 0, "%s", err.msg);
+  add_lora(m, NULL, 52);
+  cr_assert_eq(model_base_view(&view, m, &err), 0, "%s", err.msg);
+  cr_expect_eq(model_arena_bytes(view), 0, "a fresh view holds no weights of its own");
+  cr_expect_eq(model_lora_rank(view), 0);
+  cr_expect_eq(model_ensure_train(view, &err), DFPO_EUSAGE);
+  cr_expect_eq(model_copy_params(view, base, &err), DFPO_EUSAGE);
+  /* train the adapters a little, then decode policy and view in lock step:
+   * the view gives the base's logits bit for bit, the policy its own */
+  opt_adamw o = opt_adamw_default();
+  for (int s = 0; s < 2; s++) {
+    model_zero_grad(m);
+    engine_objective(m, 1);
+    cr_assert_eq(opt_adamw_step(m, &o, 1e-2f, NULL, &err), 0, "%s", err.msg);
+  }
+  float want[B * V], pol[B * V];
+  const float *d = model_decode_begin(base, toks, kst, B, T, T + 2, &err);
+  cr_assert_not_null(d, "%s", err.msg);
+  memcpy(want, d, sizeof want);
+  d = model_decode_begin(m, toks, kst, B, T, T + 2, &err);
+  cr_assert_not_null(d, "%s", err.msg);
+  memcpy(pol, d, sizeof pol);
+  d = model_decode_begin(view, toks, kst, B, T, T + 2, &err);
+  cr_assert_not_null(d, "%s", err.msg);
+  cr_expect_eq(memcmp(want, d, sizeof want), 0, "the view's first logits differ from the base's");
+  cr_expect_neq(memcmp(want, pol, sizeof want), 0, "the policy's adapters did nothing");
+  int next[B] = {4, 6};
+  d = model_decode_step(base, next, &err);
+  cr_assert_not_null(d, "%s", err.msg);
+  memcpy(want, d, sizeof want);
+  cr_assert_not_null(model_decode_step(m, next, &err), "%s", err.msg);
+  d = model_decode_step(view, next, &err);
+  cr_assert_not_null(d, "%s", err.msg);
+  cr_expect_eq(memcmp(want, d, sizeof want), 0, "the view's step logits differ from the base's");
+  model_free(view);
+  model_free(m);
+  model_free(base);
+}
