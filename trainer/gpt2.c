@@ -182,10 +182,17 @@ void gpt2_destroy(gpt2_model *m) {
     return;
   free_acts(m);
   free_gen(m);
-  if (m->params)
+  if (m->params && !m->params_borrowed)
     m->base.ops->free(m->params);
   if (m->train_block)
     m->base.ops->free(m->train_block);
+  if (m->lora.params)
+    m->base.ops->free(m->lora.params);
+  if (m->lora.train_block)
+    m->base.ops->free(m->lora.train_block);
+  free(m->lora.tensors);
+  free(m->lora.first);
+  free(m->lora.u);
   free(m->tensors);
   free(m->layer);
   free(m->kc);
@@ -208,8 +215,9 @@ int gpt2_num_tensors(const model_t *mm) {
 }
 
 static size_t gpt2_arena_bytes(const gpt2_model *m) {
-  return m->nparams * sizeof(float) * (m->train_block ? 4 : 1) + m->act_bytes + m->gen_bytes +
-         m->g_spare_bytes;
+  return m->nparams * sizeof(float) * ((m->train_block ? 3 : 0) + (m->params_borrowed ? 0 : 1)) +
+         m->lora.nparams * sizeof(float) * (m->lora.train_block ? 4 : 1) + m->act_bytes +
+         m->gen_bytes + m->g_spare_bytes;
 }
 
 int gpt2_tensor_info(const model_t *mm, int i, const char **name, int *rows, int *cols,
@@ -234,6 +242,8 @@ int gpt2_tensor_info(const model_t *mm, int i, const char **name, int *rows, int
 }
 
 static int gpt2_copy_params(gpt2_model *dst, const gpt2_model *src, dfpo_err *err) {
+  if (dst->params_borrowed)
+    return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: a base view's parameters are another model's");
   if (memcmp(&dst->cfg, &src->cfg, sizeof dst->cfg) != 0)
     return dfpo_err_set(err, DFPO_EUSAGE, "gpt2_copy_params: the models' configs differ");
   size_t bytes = src->nparams * sizeof(float);
@@ -283,6 +293,8 @@ static int gpt2_copy_shared_params(gpt2_model *dst, const gpt2_model *src, int *
 }
 
 static void gpt2_init_random(gpt2_model *m, uint64_t seed) {
+  if (m->params_borrowed)
+    return; /* a base view's parameters are another model's */
   dfpo_rng rng;
   dfpo_rng_init(&rng, seed, DFPO_STREAM_INIT);
   float *host = malloc(m->nparams * sizeof(float));
@@ -311,6 +323,11 @@ static void gpt2_init_random(gpt2_model *m, uint64_t seed) {
 }
 
 int gpt2_ensure_train(gpt2_model *m, dfpo_err *err) {
+  if (m->params_borrowed)
+    return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: a base view does not train");
+  if (m->lora.r)
+    return model_alloc_train(&m->base, m->lora.nparams, &m->lora.train_block, &m->lora.grads,
+                             &m->lora.m, &m->lora.v, err);
   return model_alloc_train(&m->base, m->nparams, &m->train_block, &m->grads, &m->m, &m->v, err);
 }
 
@@ -361,6 +378,11 @@ static void layout_acts(gpt2_model *m, bump *bp, int B, int T) {
   m->dqkv = TAKEF(bp, BT * 3 * C);
   m->datty = TAKEF(bp, BT * C);
   m->dfch = TAKEF(bp, BT * 4 * C);
+  if (m->lora.r) {
+    for (int i = 0; i < m->cfg.n_layer * GPT2_LORA_N; i++)
+      m->lora.u[i] = m->lora.first[i] >= 0 ? TAKEF(bp, BT * (size_t)m->lora.r) : NULL;
+    m->lora.du = TAKEF(bp, BT * (size_t)m->lora.r);
+  }
 }
 
 /* Lays the activations out for [B, T]. The block is kept while it is big
@@ -396,6 +418,168 @@ static int ensure_acts(gpt2_model *m, int B, int T, dfpo_err *err) {
   layout_acts(m, &real, B, T);
   m->ab = B;
   m->at = T;
+  return DFPO_OK;
+}
+
+/* ------------------------------------------------------------- LoRA */
+
+static float *lora_u(const gpt2_model *m, int l, int k) {
+  return m->lora.r ? m->lora.u[l * GPT2_LORA_N + k] : NULL;
+}
+
+void gpt2_lora_fwd(const gpt2_model *m, int l, int k, float *out, const float *x, float *u,
+                   int rows) {
+  const gpt2_lora *z = &m->lora;
+  int i = z->r && z->on ? z->first[l * GPT2_LORA_N + k] : -1;
+  if (i < 0)
+    return;
+  const ops_backend *o = m->base.ops;
+  int C = m->cfg.n_embd, nin = k == GPT2_LORA_FCP ? 4 * C : C;
+  int nout = k == GPT2_LORA_QKV ? 3 * C : k == GPT2_LORA_FC ? 4 * C : C;
+  const float *A = z->params + z->tensors[i].off, *Bt = z->params + z->tensors[i + 1].off;
+  o->matmul_fwd(u, x, A, NULL, rows, nin, z->r);
+  o->scale(u, z->alpha / (float)z->r, (size_t)rows * z->r);
+  /* out[rows, n_out] += u Bt: the accumulating product of matmul_bwd */
+  o->matmul_bwd(out, NULL, NULL, u, u, Bt, rows, nout, z->r);
+}
+
+static const char *const lora_names[GPT2_LORA_N] = {"attn.c_attn", "attn.c_proj", "mlp.c_fc",
+                                                    "mlp.c_proj"};
+
+/* The target list into bits (NULL or "": all four). */
+static int lora_targets(const char *list, unsigned *bits, dfpo_err *err) {
+  *bits = 0;
+  if (!list || !*list) {
+    *bits = (1u << GPT2_LORA_N) - 1;
+    return DFPO_OK;
+  }
+  const char *p = list;
+  while (*p) {
+    const char *e = strchr(p, ',');
+    size_t n = e ? (size_t)(e - p) : strlen(p);
+    int k = 0;
+    while (k < GPT2_LORA_N && !(strlen(lora_names[k]) == n && strncmp(p, lora_names[k], n) == 0))
+      k++;
+    if (k == GPT2_LORA_N)
+      return dfpo_err_set(err, DFPO_EUSAGE,
+                          "LoRA target '%.*s' unknown (GPT-2's: attn.c_attn, attn.c_proj, "
+                          "mlp.c_fc, mlp.c_proj)",
+                          (int)n, p);
+    *bits |= 1u << k;
+    p += n + (e ? 1 : 0);
+  }
+  return DFPO_OK;
+}
+
+static int gpt2_add_lora(gpt2_model *m, const model_lora_config *c, uint64_t seed, dfpo_err *err) {
+  gpt2_lora *z = &m->lora;
+  int L = m->cfg.n_layer, C = m->cfg.n_embd, rc;
+  unsigned bits;
+  if (z->r)
+    return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: the model already has LoRA adapters");
+  if (m->cfg.head != MODEL_HEAD_NONE)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "gpt2: LoRA on a model with a value or class head is not implemented");
+  if (c->rank < 1 || c->rank > C)
+    return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: LoRA rank %d outside [1, n_embd %d]", c->rank, C);
+  if (!(c->alpha > 0.0f) || !isfinite(c->alpha))
+    return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: LoRA alpha %g must be positive", (double)c->alpha);
+  if ((rc = lora_targets(c->targets, &bits, err)))
+    return rc;
+  int per = 0;
+  for (int k = 0; k < GPT2_LORA_N; k++)
+    per += (bits >> k) & 1;
+  z->tensors = calloc((size_t)(2 * per * L), sizeof *z->tensors);
+  z->first = malloc((size_t)(L * GPT2_LORA_N) * sizeof *z->first);
+  z->u = calloc((size_t)(L * GPT2_LORA_N), sizeof *z->u);
+  if (!z->tensors || !z->first || !z->u)
+    goto oom;
+  z->nparams = 0;
+  z->ntensors = 0;
+  for (int l = 0; l < L; l++)
+    for (int k = 0; k < GPT2_LORA_N; k++) {
+      z->first[l * GPT2_LORA_N + k] = -1;
+      if (!((bits >> k) & 1))
+        continue;
+      int nin = k == GPT2_LORA_FCP ? 4 * C : C;
+      int nout = k == GPT2_LORA_QKV ? 3 * C : k == GPT2_LORA_FC ? 4 * C : C;
+      z->first[l * GPT2_LORA_N + k] = z->ntensors;
+      for (int ab = 0; ab < 2; ab++) {
+        gpt2_tensor *t = &z->tensors[z->ntensors++];
+        snprintf(t->name, sizeof t->name, "h.%d.%s.lora_%c.weight", l, lora_names[k],
+                 ab ? 'B' : 'A');
+        t->off = z->nparams;
+        t->rows = c->rank;
+        t->cols = ab ? nout : nin;
+        t->conv1d = ab;
+        t->decay = 1;
+        z->nparams += (size_t)t->rows * t->cols;
+      }
+    }
+  if (!(z->params = m->base.ops->alloc(z->nparams * sizeof(float))))
+    goto oom;
+  /* A: Kaiming-uniform with a = sqrt 5, U(-1/sqrt(in), 1/sqrt(in)); B: 0
+   * (the backend's alloc returns zeroed memory) */
+  float *host = malloc(z->nparams * sizeof(float));
+  if (!host)
+    goto oom;
+  memset(host, 0, z->nparams * sizeof(float));
+  dfpo_rng rng;
+  dfpo_rng_init(&rng, seed, DFPO_STREAM_INIT);
+  for (int i = 0; i < z->ntensors; i += 2) {
+    const gpt2_tensor *t = &z->tensors[i];
+    double bound = 1.0 / sqrt((double)t->cols);
+    for (size_t j = 0; j < (size_t)t->rows * t->cols; j++)
+      host[t->off + j] = (float)((2.0 * dfpo_rng_uniform(&rng) - 1.0) * bound);
+  }
+  m->base.ops->upload(z->params, host, z->nparams * sizeof(float));
+  free(host);
+  z->r = c->rank;
+  z->alpha = c->alpha;
+  z->targets = bits;
+  z->on = 1;
+  /* the base is frozen: its training state goes, and the activations are
+   * laid out again with the adapters' */
+  if (m->train_block)
+    m->base.ops->free(m->train_block);
+  m->train_block = m->grads = m->m = m->v = NULL;
+  m->base.grads_zero = 0;
+  free_acts(m);
+  return DFPO_OK;
+oom:
+  if (z->params)
+    m->base.ops->free(z->params);
+  free(z->tensors);
+  free(z->first);
+  free(z->u);
+  memset(z, 0, sizeof *z);
+  return dfpo_err_set(err, DFPO_ERUNTIME, "gpt2: out of memory for the LoRA adapters");
+}
+
+static int gpt2_base_view(model_t **out, const gpt2_model *src, dfpo_err *err) {
+  *out = NULL;
+  if (src->params_borrowed)
+    return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: a base view of a base view");
+  if (ops_default_backend() != src->base.ops)
+    return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: a base view must be made on its model's device");
+  gpt2_model *v;
+  int rc = gpt2_create(&v, &src->cfg, err);
+  if (rc)
+    return rc;
+  v->base.ops->free(v->params);
+  v->params = src->params;
+  v->params_borrowed = 1;
+  *out = &v->base;
+  return DFPO_OK;
+}
+
+static int gpt2_set_adapters(gpt2_model *m, int on) {
+  if (m->lora.on != !!on) {
+    m->lora.on = !!on;
+    /* the last logits (and a decoding's cache) belong to the other setting */
+    m->have_lm = 0;
+    m->base.last_logits = NULL;
+  }
   return DFPO_OK;
 }
 
@@ -462,16 +646,20 @@ static int gpt2_forward(gpt2_model *m, const int *tokens, const int *kstart, int
                      gpt2_lp(m, P, l, GP_LN1B), BT, C, GPT2_LN_EPS);
     o->matmul_fwd(a->qkv, a->ln1, gpt2_lp(m, P, l, GP_QKVW), gpt2_lp(m, P, l, GP_QKVB), BT, C,
                   3 * C);
+    gpt2_lora_fwd(m, l, GPT2_LORA_QKV, a->qkv, a->ln1, lora_u(m, l, GPT2_LORA_QKV), BT);
     o->attention_fwd(a->atty, a->att, a->qkv, m->d_kstart, B, T, C, NH);
     o->matmul_fwd(a->res2, a->atty, gpt2_lp(m, P, l, GP_PROJW), gpt2_lp(m, P, l, GP_PROJB), BT, C,
                   C);
+    gpt2_lora_fwd(m, l, GPT2_LORA_PROJ, a->res2, a->atty, lora_u(m, l, GPT2_LORA_PROJ), BT);
     o->add(a->res2, a->res2, x, (size_t)BT * C);
     o->layernorm_fwd(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, gpt2_lp(m, P, l, GP_LN2W),
                      gpt2_lp(m, P, l, GP_LN2B), BT, C, GPT2_LN_EPS);
     o->matmul_fwd(a->fch, a->ln2, gpt2_lp(m, P, l, GP_FCW), gpt2_lp(m, P, l, GP_FCB), BT, C, 4 * C);
+    gpt2_lora_fwd(m, l, GPT2_LORA_FC, a->fch, a->ln2, lora_u(m, l, GPT2_LORA_FC), BT);
     o->gelu_fwd(a->fch_gelu, a->fch, (size_t)BT * 4 * C);
     o->matmul_fwd(a->res3, a->fch_gelu, gpt2_lp(m, P, l, GP_FCPW), gpt2_lp(m, P, l, GP_FCPB), BT,
                   4 * C, C);
+    gpt2_lora_fwd(m, l, GPT2_LORA_FCP, a->res3, a->fch_gelu, lora_u(m, l, GPT2_LORA_FCP), BT);
     o->add(a->res3, a->res3, a->res2, (size_t)BT * C);
   }
   int f = gpt2_tidx_lnfw(m);
@@ -481,7 +669,40 @@ static int gpt2_forward(gpt2_model *m, const int *tokens, const int *kstart, int
   m->ft = T;
   m->have_lm = 0;
   m->base.last_logits = NULL;
+  m->lora.fwd_on = m->lora.on;
   return DFPO_OK;
+}
+
+/* The gradient of base tensor i, or of layer l's tensor k; NULL when the
+ * base is frozen (LoRA), which the ops read as "no gradient wanted". */
+static float *gpt2_gt(const gpt2_model *m, int i) {
+  return m->grads ? m->grads + m->tensors[i].off : NULL;
+}
+static float *gpt2_gl(const gpt2_model *m, int l, int k) {
+  return m->grads ? gpt2_lp(m, m->grads, l, k) : NULL;
+}
+
+/* The backward pass of gpt2_lora_fwd as the last forward ran it: dout
+ * [rows, n_out] the output's gradient, x its input; dx [rows, in] +=, the
+ * adapters' gradients +=. With u = s A x (s = alpha/r) kept by the forward
+ * and B stored transposed (Bt [r, out]): dBt += u^T dout; du = s dout Bt^T;
+ * dA += du^T x; dx += du A. */
+static void lora_bwd(gpt2_model *m, int l, int k, float *dx, const float *dout, const float *x,
+                     int rows) {
+  const gpt2_lora *z = &m->lora;
+  int i = z->r ? z->first[l * GPT2_LORA_N + k] : -1;
+  if (i < 0 || !z->fwd_on)
+    return;
+  const ops_backend *o = m->base.ops;
+  int C = m->cfg.n_embd, nin = k == GPT2_LORA_FCP ? 4 * C : C;
+  int nout = k == GPT2_LORA_QKV ? 3 * C : k == GPT2_LORA_FC ? 4 * C : C;
+  const float *A = z->params + z->tensors[i].off, *Bt = z->params + z->tensors[i + 1].off;
+  float *dA = z->grads + z->tensors[i].off, *dBt = z->grads + z->tensors[i + 1].off;
+  const float *u = z->u[l * GPT2_LORA_N + k];
+  o->matmul_bwd(NULL, dBt, NULL, u, dout, Bt, rows, nout, z->r);
+  o->matmul_fwd(z->du, dout, Bt, NULL, rows, nout, z->r);
+  o->scale(z->du, z->alpha / (float)z->r, (size_t)rows * z->r);
+  o->matmul_bwd(dx, dA, NULL, z->du, x, A, rows, nin, z->r);
 }
 
 /* Backward through ln_f and the blocks, from the gradient of the final
@@ -492,36 +713,41 @@ static void trunk_backward(gpt2_model *m) {
   int B = m->fb, T = m->ft, C = m->cfg.n_embd, NH = m->cfg.n_head, L = m->cfg.n_layer;
   int BT = B * T;
   size_t BTC = (size_t)BT * C;
-  float *P = m->params, *G = m->grads;
+  float *P = m->params;
   int f = gpt2_tidx_lnfw(m);
   o->zero(m->dres, BTC * sizeof(float));
-  o->layernorm_bwd(m->dres, G + m->tensors[f].off, G + m->tensors[f + 1].off, m->dln,
-                   m->layer[L - 1].res3, P + m->tensors[f].off, m->lnf_mean, m->lnf_rstd, BT, C);
+  o->layernorm_bwd(m->dres, gpt2_gt(m, f), gpt2_gt(m, f + 1), m->dln, m->layer[L - 1].res3,
+                   P + m->tensors[f].off, m->lnf_mean, m->lnf_rstd, BT, C);
   for (int l = L - 1; l >= 0; l--) {
     gpt2_layer_acts *a = &m->layer[l];
     const float *x = l == 0 ? m->encoded : m->layer[l - 1].res3;
     /* res3 = res2 + fc_proj(gelu(fc(ln2(res2)))): dres carries on to res2 */
     o->zero(m->dfch, 4 * BTC * sizeof(float));
-    o->matmul_bwd(m->dfch, gpt2_lp(m, G, l, GP_FCPW), gpt2_lp(m, G, l, GP_FCPB), m->dres,
-                  a->fch_gelu, gpt2_lp(m, P, l, GP_FCPW), BT, 4 * C, C);
+    o->matmul_bwd(m->dfch, gpt2_gl(m, l, GP_FCPW), gpt2_gl(m, l, GP_FCPB), m->dres, a->fch_gelu,
+                  gpt2_lp(m, P, l, GP_FCPW), BT, 4 * C, C);
+    lora_bwd(m, l, GPT2_LORA_FCP, m->dfch, m->dres, a->fch_gelu, BT);
     o->gelu_bwd(m->dfch, a->fch, m->dfch, 4 * BTC);
     o->zero(m->dln, BTC * sizeof(float));
-    o->matmul_bwd(m->dln, gpt2_lp(m, G, l, GP_FCW), gpt2_lp(m, G, l, GP_FCB), m->dfch, a->ln2,
+    o->matmul_bwd(m->dln, gpt2_gl(m, l, GP_FCW), gpt2_gl(m, l, GP_FCB), m->dfch, a->ln2,
                   gpt2_lp(m, P, l, GP_FCW), BT, C, 4 * C);
-    o->layernorm_bwd(m->dres, gpt2_lp(m, G, l, GP_LN2W), gpt2_lp(m, G, l, GP_LN2B), m->dln, a->res2,
+    lora_bwd(m, l, GPT2_LORA_FC, m->dln, m->dfch, a->ln2, BT);
+    o->layernorm_bwd(m->dres, gpt2_gl(m, l, GP_LN2W), gpt2_gl(m, l, GP_LN2B), m->dln, a->res2,
                      gpt2_lp(m, P, l, GP_LN2W), a->ln2_mean, a->ln2_rstd, BT, C);
     /* res2 = x + proj(attn(qkv(ln1(x)))): dres carries on to x */
     o->zero(m->datty, BTC * sizeof(float));
-    o->matmul_bwd(m->datty, gpt2_lp(m, G, l, GP_PROJW), gpt2_lp(m, G, l, GP_PROJB), m->dres,
-                  a->atty, gpt2_lp(m, P, l, GP_PROJW), BT, C, C);
+    o->matmul_bwd(m->datty, gpt2_gl(m, l, GP_PROJW), gpt2_gl(m, l, GP_PROJB), m->dres, a->atty,
+                  gpt2_lp(m, P, l, GP_PROJW), BT, C, C);
+    lora_bwd(m, l, GPT2_LORA_PROJ, m->datty, m->dres, a->atty, BT);
     o->attention_bwd(m->dqkv, m->datty, a->qkv, a->att, m->d_kstart, B, T, C, NH);
     o->zero(m->dln, BTC * sizeof(float));
-    o->matmul_bwd(m->dln, gpt2_lp(m, G, l, GP_QKVW), gpt2_lp(m, G, l, GP_QKVB), m->dqkv, a->ln1,
+    o->matmul_bwd(m->dln, gpt2_gl(m, l, GP_QKVW), gpt2_gl(m, l, GP_QKVB), m->dqkv, a->ln1,
                   gpt2_lp(m, P, l, GP_QKVW), BT, C, 3 * C);
-    o->layernorm_bwd(m->dres, gpt2_lp(m, G, l, GP_LN1W), gpt2_lp(m, G, l, GP_LN1B), m->dln, x,
+    lora_bwd(m, l, GPT2_LORA_QKV, m->dln, m->dqkv, a->ln1, BT);
+    o->layernorm_bwd(m->dres, gpt2_gl(m, l, GP_LN1W), gpt2_gl(m, l, GP_LN1B), m->dln, x,
                      gpt2_lp(m, P, l, GP_LN1W), a->ln1_mean, a->ln1_rstd, BT, C);
   }
-  o->encoder_bwd(G + m->tensors[0].off, G + m->tensors[1].off, m->dres, m->d_tok, m->d_pos, BT, C);
+  if (m->grads) /* a frozen base (LoRA) needs no gradient below the first block */
+    o->encoder_bwd(gpt2_gt(m, 0), gpt2_gt(m, 1), m->dres, m->d_tok, m->d_pos, BT, C);
 }
 
 static int need_forward(const gpt2_model *m, dfpo_err *err) {
@@ -571,8 +797,8 @@ static void head_backward(gpt2_model *m) {
   m->have_lm = 0;
   m->base.last_logits = NULL;
   o->zero(m->dln, (size_t)BT * C * sizeof(float));
-  o->matmul_bwd(m->dln, m->grads + m->tensors[0].off, NULL, m->logits, m->lnf,
-                m->params + m->tensors[0].off, BT, C, V);
+  o->matmul_bwd(m->dln, gpt2_gt(m, 0), NULL, m->logits, m->lnf, m->params + m->tensors[0].off, BT,
+                C, V);
   trunk_backward(m);
 }
 
@@ -723,12 +949,18 @@ static int gpt2_class_backward(gpt2_model *m, const float *dlogits, dfpo_err *er
 /* ---------------------------------------------------------- optimiser */
 
 static void gpt2_zero_grad(gpt2_model *m) {
-  if (gpt2_ensure_train(m, NULL) == DFPO_OK && !m->base.grads_zero)
-    m->base.ops->zero(m->grads, m->nparams * sizeof(float));
+  if (gpt2_ensure_train(m, NULL) == DFPO_OK && !m->base.grads_zero) {
+    if (m->lora.r)
+      m->base.ops->zero(m->lora.grads, m->lora.nparams * sizeof(float));
+    else
+      m->base.ops->zero(m->grads, m->nparams * sizeof(float));
+  }
   m->base.grads_zero = 1;
 }
 
 static float gpt2_grad_norm(gpt2_model *m) {
+  if (m->lora.r)
+    return m->lora.grads ? (float)sqrt(m->base.ops->sumsq(m->lora.grads, m->lora.nparams)) : 0.0f;
   if (!m->grads)
     return 0.0f;
   return (float)sqrt(m->base.ops->sumsq(m->grads, m->nparams));
@@ -758,10 +990,24 @@ static int vt_copy_shared_params(model_t *dst, const model_t *src, int *copied, 
   return gpt2_copy_shared_params(gpt2_of(dst), gpt2_of_const(src), copied, err);
 }
 static int vt_num_tensors(const model_t *m) {
-  return gpt2_of_const(m)->ntensors;
+  const gpt2_model *g = gpt2_of_const(m);
+  return g->lora.r ? g->lora.ntensors : g->ntensors;
 }
 static int vt_tensor_at(const model_t *mm, int i, model_tensor *t) {
   const gpt2_model *m = gpt2_of_const(mm);
+  if (m->lora.r) { /* the adapters are the only trainable tensors */
+    const gpt2_lora *z = &m->lora;
+    const gpt2_tensor *g = &z->tensors[i];
+    t->name = g->name;
+    t->rows = g->rows;
+    t->cols = g->cols;
+    t->decay = g->decay;
+    t->param = z->params + g->off;
+    t->grad = z->grads ? z->grads + g->off : NULL;
+    t->m1 = z->m ? z->m + g->off : NULL;
+    t->m2 = z->v ? z->v + g->off : NULL;
+    return DFPO_OK;
+  }
   const gpt2_tensor *g = &m->tensors[i];
   t->name = g->name;
   t->rows = g->rows;
@@ -836,6 +1082,20 @@ static int vt_export_safetensors(const model_t *m, const char *path, const model
   return gpt2_export_safetensors(gpt2_of_const(m), path, o, err);
 }
 
+static int vt_add_lora(model_t *m, const model_lora_config *c, uint64_t seed, dfpo_err *err) {
+  return gpt2_add_lora(gpt2_of(m), c, seed, err);
+}
+static int vt_base_view(model_t **out, const model_t *src, dfpo_err *err) {
+  return gpt2_base_view(out, gpt2_of_const(src), err);
+}
+static int vt_lora_rank(const model_t *m) {
+  return gpt2_of_const(m)->lora.r;
+}
+static int vt_set_adapters(model_t *m, int on, dfpo_err *err) {
+  (void)err;
+  return gpt2_set_adapters(gpt2_of(m), on);
+}
+
 const model_vtable gpt2_vtable = {
     .arch = "gpt2",
     .free = vt_free,
@@ -865,4 +1125,8 @@ const model_vtable gpt2_vtable = {
     .decode_reorder = vt_decode_reorder,
     .save = vt_save,
     .export_safetensors = vt_export_safetensors,
+    .add_lora = vt_add_lora,
+    .lora_rank = vt_lora_rank,
+    .set_adapters = vt_set_adapters,
+    .base_view = vt_base_view,
 };

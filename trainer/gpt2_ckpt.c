@@ -58,6 +58,9 @@ static int write_floats(FILE *fp, const gpt2_model *m, const float *dev, size_t 
 }
 
 int gpt2_save(gpt2_model *m, const char *path, int with_optimizer, dfpo_err *err) {
+  if (m->lora.r)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "%s: saving a model with LoRA adapters is not implemented", path);
   native_header h;
   memset(&h, 0, sizeof h);
   memcpy(h.magic, NATIVE_MAGIC, 8);
@@ -456,6 +459,9 @@ static char *hf_config_json(const gpt2_model *m, int eot_id) {
 
 int gpt2_export_safetensors(const gpt2_model *m, const char *path, const model_export_opts *o,
                             dfpo_err *err) {
+  if (m->lora.r)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "%s: exporting a model with LoRA adapters is not implemented", path);
   cJSON *root = cJSON_CreateObject(), *meta = cJSON_CreateObject();
   char num[32], name[160];
   const char *prefix = o->lm_only ? "transformer." : "";

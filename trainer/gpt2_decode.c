@@ -39,6 +39,8 @@ static void run_blocks(gpt2_model *m, int B, int T, int t0) {
                      gpt2_lp(m, P, l, GP_LN1B), BT, C, GPT2_LN_EPS);
     o->matmul_fwd(m->g_qkv, m->g_ln, gpt2_lp(m, P, l, GP_QKVW), gpt2_lp(m, P, l, GP_QKVB), BT, C,
                   3 * C);
+    /* LoRA's scratch (BT x r <= BT x C floats): a buffer free at that point */
+    gpt2_lora_fwd(m, l, GPT2_LORA_QKV, m->g_qkv, m->g_ln, m->g_fch, BT);
     o->kv_write(m->kc[l], m->vc[l], m->g_qkv, B, T, t0, m->gmax, C);
     if (T == 1)
       o->attention_step(m->g_atty, m->g_qkv, m->kc[l], m->vc[l], m->g_kstart, B, t0 + 1, m->gmax, C,
@@ -47,14 +49,17 @@ static void run_blocks(gpt2_model *m, int B, int T, int t0) {
       o->attention_fwd(m->g_atty, m->g_fch, m->g_qkv, m->g_kstart, B, T, C, NH);
     o->matmul_fwd(m->g_ln, m->g_atty, gpt2_lp(m, P, l, GP_PROJW), gpt2_lp(m, P, l, GP_PROJB), BT, C,
                   C);
+    gpt2_lora_fwd(m, l, GPT2_LORA_PROJ, m->g_ln, m->g_atty, m->g_qkv, BT);
     o->add(m->g_x, m->g_x, m->g_ln, (size_t)BT * C);
     o->layernorm_fwd(m->g_ln, NULL, NULL, m->g_x, gpt2_lp(m, P, l, GP_LN2W),
                      gpt2_lp(m, P, l, GP_LN2B), BT, C, GPT2_LN_EPS);
     o->matmul_fwd(m->g_fch, m->g_ln, gpt2_lp(m, P, l, GP_FCW), gpt2_lp(m, P, l, GP_FCB), BT, C,
                   4 * C);
+    gpt2_lora_fwd(m, l, GPT2_LORA_FC, m->g_fch, m->g_ln, m->g_qkv, BT);
     o->gelu_fwd(m->g_fch, m->g_fch, (size_t)BT * 4 * C);
     o->matmul_fwd(m->g_ln, m->g_fch, gpt2_lp(m, P, l, GP_FCPW), gpt2_lp(m, P, l, GP_FCPB), BT,
                   4 * C, C);
+    gpt2_lora_fwd(m, l, GPT2_LORA_FCP, m->g_ln, m->g_fch, m->g_qkv, BT);
     o->add(m->g_x, m->g_x, m->g_ln, (size_t)BT * C);
   }
   /* only the last position of each row needs the head */

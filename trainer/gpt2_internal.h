@@ -45,6 +45,28 @@ typedef struct gpt2_layer_acts {
   float *res3;           /* [BT,C] the layer's output */
 } gpt2_layer_acts;
 
+/* LoRA (Hu et al. 2021) on the block's linear layers: W x + (alpha/r) B(A x)
+ * with W frozen. The adapted layers, in the order of their index k. */
+enum { GPT2_LORA_QKV, GPT2_LORA_PROJ, GPT2_LORA_FC, GPT2_LORA_FCP, GPT2_LORA_N };
+
+typedef struct gpt2_lora {
+  int r;            /* rank; 0: no adapters */
+  float alpha;      /* the scale is alpha / r */
+  unsigned targets; /* bit k: layer kind GPT2_LORA_* k adapted */
+  int on;           /* adapters applied by forward passes and decoding */
+  int fwd_on;       /* they were applied by the last forward pass */
+  int ntensors;     /* two per adapted linear: A [r, in], then B stored [r, out] (peft's
+                       lora_B.weight [out, r] transposed, so the conv1d flag is set) */
+  gpt2_tensor *tensors;
+  int *first; /* [n_layer * GPT2_LORA_N]: index of A in tensors, -1 when not adapted */
+  size_t nparams;
+  float *params;      /* nparams, its own allocation */
+  float *train_block; /* grads | m | v of the adapters only */
+  float *grads, *m, *v;
+  float **u; /* [n_layer * GPT2_LORA_N] in the activations: (alpha/r) A x [BT, r] */
+  float *du; /* [BT, r] backward scratch */
+} gpt2_lora;
+
 /* A GPT-2 is a model_t: the base comes first, so (model_t *)m and
  * gpt2_of() convert between the two. */
 typedef struct gpt2_model {
@@ -88,6 +110,11 @@ typedef struct gpt2_model {
    * enough) */
   float *g_spare;
   size_t g_spare_bytes;
+  int params_borrowed; /* params are another model's (model_base_view): never freed,
+                          written or trained here */
+  gpt2_lora lora;      /* LoRA adapters (lora.r 0: none); when present, the tensor list
+                          (model_tensor_at) is the adapters' and the base has no training
+                          state */
 } gpt2_model;
 
 extern const model_vtable gpt2_vtable;
@@ -129,6 +156,13 @@ static inline float *gpt2_lp(const gpt2_model *m, float *base, int l, int k) {
 static inline int gpt2_tidx_lnfw(const gpt2_model *m) {
   return 2 + m->cfg.n_layer * GP_PER_LAYER;
 }
+
+/* LoRA on layer l's linear of kind k (GPT2_LORA_*), when adapted and on:
+ * out[rows, n_out] += (alpha/r) (x A^T) B, with u [rows, r] scratch that
+ * receives (alpha/r) x A^T (the training forward keeps it for backward;
+ * decoding passes any free buffer of rows * r floats). */
+void gpt2_lora_fwd(const gpt2_model *m, int l, int k, float *out, const float *x, float *u,
+                   int rows);
 
 /* Rows of the extra head (0 none, 1 value, K classes). */
 int gpt2_head_rows(const gpt2_config *cfg);

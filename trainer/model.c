@@ -128,6 +128,28 @@ int model_class_forward(model_t *m, const int *at, float *logits, dfpo_err *err)
 int model_class_backward(model_t *m, const float *dlogits, dfpo_err *err) {
   return m->vt->class_backward(m, dlogits, err);
 }
+int model_add_lora(model_t *m, const model_lora_config *c, uint64_t seed, dfpo_err *err) {
+  if (!m->vt->add_lora)
+    return dfpo_err_set(err, DFPO_EUSAGE, "LoRA adapters: not implemented for %s models",
+                        m->cfg.arch);
+  return m->vt->add_lora(m, c, seed, err);
+}
+int model_lora_rank(const model_t *m) {
+  return m->vt->lora_rank ? m->vt->lora_rank(m) : 0;
+}
+int model_set_adapters(model_t *m, int on, dfpo_err *err) {
+  if (!m->vt->set_adapters || model_lora_rank(m) == 0)
+    return dfpo_err_set(err, DFPO_EUSAGE, "model_set_adapters: the %s model has no LoRA adapters",
+                        m->cfg.arch);
+  return m->vt->set_adapters(m, on, err);
+}
+int model_base_view(model_t **out, const model_t *src, dfpo_err *err) {
+  *out = NULL;
+  if (!src->vt->base_view)
+    return dfpo_err_set(err, DFPO_EUSAGE, "model_base_view: not implemented for %s models",
+                        src->cfg.arch);
+  return src->vt->base_view(out, src, err);
+}
 void model_zero_grad(model_t *m) {
   m->vt->zero_grad(m);
 }

@@ -66,6 +66,8 @@ void model_free(model_t *m);
 const model_config *model_get_config(const model_t *m);
 /* The device the model's memory lives on. */
 ops_device model_device(const model_t *m);
+/* The parameters of the tensors model_tensor_at lists (with LoRA
+ * adapters: the adapters only). */
 size_t model_num_params(const model_t *m);
 /* Bytes held by the model's memory (parameters, training state,
  * activations, KV cache) right now. */
@@ -180,6 +182,47 @@ int model_class_backward(model_t *m, const float *dlogits, dfpo_err *err);
 void model_zero_grad(model_t *m);
 /* Global L2 norm of all gradients (0 before training). */
 float model_grad_norm(model_t *m);
+
+/* LoRA adapters (Hu et al. 2021): low-rank updates of a set of the model's
+ * linear layers, W x + (alpha/r) B (A x), with every base parameter frozen.
+ * model_add_lora adds them once to a model without training state of its
+ * own use yet: A [r, in] drawn Kaiming-uniform as PyTorch's nn.Linear and
+ * peft draw it, U(-1/sqrt(in), 1/sqrt(in)) (a = sqrt 5) from the
+ * DFPO_STREAM_INIT stream of seed, B zero, so the model's outputs do not
+ * change. From then on model_num_tensors/model_tensor_at (and so AdamW,
+ * model_grad_norm, model_zero_grad and model_num_params) cover the adapters
+ * only; the base's gradients and AdamW moments are freed and never
+ * allocated again, and backward passes compute no gradient for it.
+ * targets: a comma-separated list of the architecture's linear layers
+ * (GPT-2: attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj; NULL or "": all
+ * four). Only GPT-2 without an extra head has adapters today (another
+ * architecture or a model with a value or class head: DFPO_EUSAGE), and a
+ * model with adapters cannot be saved or exported yet (DFPO_EUSAGE). */
+typedef struct model_lora_config {
+  int rank;            /* r, 1 <= r <= the model's width */
+  float alpha;         /* the update's scale is alpha / r */
+  const char *targets; /* the adapted linear layers */
+} model_lora_config;
+int model_add_lora(model_t *m, const model_lora_config *c, uint64_t seed, dfpo_err *err);
+/* The adapters' rank (0: the model has none). */
+int model_lora_rank(const model_t *m);
+/* Switches the adapters on (1, as model_add_lora leaves them) or off (0):
+ * off, every forward pass and decoding call computes the frozen base
+ * alone, bit for bit as the model without adapters, so the base serves as
+ * the RL reference without a second copy of the weights. A forward pass
+ * remembers the setting it ran with for its backward pass. DFPO_EUSAGE on
+ * a model without adapters. */
+int model_set_adapters(model_t *m, int on, dfpo_err *err);
+/* A model over src's base weights without adapters, sharing them (no
+ * copy: src must outlive it, and its parameters change when src's base
+ * does), with its own activations and KV cache: a frozen reference that
+ * decodes in lock step with its LoRA policy (DfPO's sampling), where
+ * model_set_adapters would need a second cache. It does not train
+ * (model_ensure_train, model_copy_params into it: DFPO_EUSAGE);
+ * model_arena_bytes counts none of the shared weights. GPT-2 only (else
+ * DFPO_EUSAGE); made on src's device (ops_use_device). *out is the
+ * caller's (model_free). */
+int model_base_view(model_t **out, const model_t *src, dfpo_err *err);
 
 /* Decoding with a cache. model_decode_begin runs the prompts tokens[B,T]
  * (left-padded by kstart, NULL: none; an encoder-decoder encodes them and

@@ -59,6 +59,11 @@ typedef struct model_vtable {
   int (*save)(model_t *m, const char *path, int with_optimizer, dfpo_err *err);
   int (*export_safetensors)(const model_t *m, const char *path, const model_export_opts *o,
                             dfpo_err *err);
+  /* LoRA (NULL: the architecture has none; model.c answers DFPO_EUSAGE) */
+  int (*add_lora)(model_t *m, const model_lora_config *c, uint64_t seed, dfpo_err *err);
+  int (*lora_rank)(const model_t *m);
+  int (*set_adapters)(model_t *m, int on, dfpo_err *err);
+  int (*base_view)(model_t **out, const model_t *src, dfpo_err *err);
 } model_vtable;
 
 struct model {

@@ -64,7 +64,7 @@ typedef struct ops_backend {
    * when no backward follows) */
   void (*layernorm_fwd)(float *out, float *mean, float *rstd, const float *inp, const float *w,
                         const float *b, int N, int C, float eps);
-  /* dinp[N,C] +=; dw[C] +=; db[C] += */
+  /* dinp[N,C] +=; dw[C] +=; db[C] += (dw and db both NULL: frozen, not computed) */
   void (*layernorm_bwd)(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                         const float *w, const float *mean, const float *rstd, int N, int C);
 

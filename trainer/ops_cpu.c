@@ -447,6 +447,8 @@ static void cpu_layernorm_bwd(float *dinp, float *dw, float *db, const float *do
       di[c] += (dn - dnorm_mean - norm * dnorm_norm_mean) * s;
     }
   }
+  if (!dw || !db) /* frozen parameters (LoRA's base) */
+    return;
   int nb = (C + COLBLOCK - 1) / COLBLOCK;
 #pragma omp parallel for schedule(static) if ((size_t)N * C > PAR_MIN)
   for (int blk = 0; blk < nb; blk++) {

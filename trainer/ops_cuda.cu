@@ -622,6 +622,8 @@ extern "C" void ops_cuda_layernorm_bwd(float *dinp, float *dw, float *db, const 
   k_layernorm_bwd_inp<<<(N + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK, ROWS_PER_BLOCK * WARP>>>(
       dinp, dout, inp, w, mean, rstd, N, C);
   launched("layernorm_bwd dinp");
+  if (!dw || !db) /* frozen parameters (LoRA's base) */
+    return;
   dim3 block(WARP, CS_Y);
   k_layernorm_bwd_params<<<(C + WARP - 1) / WARP, block>>>(dw, db, dout, inp, mean, rstd, N, C);
   launched("layernorm_bwd params");

@@ -1,0 +1,491 @@
+/* LoRA adapters on GPT-2 (model_add_lora, model_set_adapters).
+ *
+ * Gradients: every adapter of a 2-layer model (all four linears adapted, B
+ * made non-zero) under sum_i w_i log p(tgt_i) with a left-padded row,
+ * against central differences (h = 1e-5) of a double-precision transcription
+ * of the forward pass written below (GPT-2 with the adapters, from
+ * docs/engine.md's equations: tanh GELU, LayerNorm eps 1e-5, 1/sqrt(d)
+ * attention over the row's real keys, positions counted from the first real
+ * token, the tied LM head), so the reference shares no code with the
+ * engine. The transcription's objective also checks the engine's forward
+ * (1e-4 relative: float32 against double). Per tensor, the relative L2
+ * error |g - fd| / (|g| + |fd|) must be under 1e-3 (float32 gradients of a
+ * tiny model; a wrong term is off by O(1)).
+ *
+ * Then: with B = 0 the outputs equal the base model's bit for bit; with the
+ * adapters off after AdamW steps they still do (the base is frozen and one
+ * copy serves as the reference); AdamW sees and moves only the adapters;
+ * decoding applies the adapters as the forward pass does; errors. */
+#include "tests/trainer/gpt2_testutil.h"
+#include "trainer/optim.h"
+
+#include <math.h>
+#include <string.h>
+
+enum { V = 11, L = 2, NH = 2, C = 8, P = 8, R = 2, B = 2, T = 5 };
+static const float ALPHA = 3.0f;
+static const int toks[B * T] = {3, 7, 1, 9, 4, 0, 0, 5, 2, 10};
+static const int tgts[B * T] = {7, 1, 9, 4, 6, -1, -1, 2, 10, 8};
+static const int kst[B] = {0, 2};
+
+static float wgt(int i) {
+  return tgts[i] >= 0 ? 0.5f + 0.1f * (float)(i % 5) : 0.0f;
+}
+
+/* ----------------------------------------- the double transcription */
+
+/* parameters of the model as doubles, by pointer into the engine's floats */
+typedef struct ref_model {
+  const float *wte, *wpe, *lnfw, *lnfb;
+  const float *lp[L][12];          /* the GP_* order of a layer */
+  const float *A[L][4], *Bt[L][4]; /* adapters; NULL: not adapted */
+} ref_model;
+
+static void ref_ln(double *out, const double *x, const float *w, const float *b) {
+  double m = 0, v = 0;
+  for (int c = 0; c < C; c++)
+    m += x[c];
+  m /= C;
+  for (int c = 0; c < C; c++)
+    v += (x[c] - m) * (x[c] - m);
+  v /= C;
+  double s = 1.0 / sqrt(v + 1e-5);
+  for (int c = 0; c < C; c++)
+    out[c] = (x[c] - m) * s * w[c] + b[c];
+}
+
+/* out[nout] = W x + b + (alpha/r) Bt^T (A x) */
+static void ref_linear(double *out, const double *x, const float *w, const float *b, const float *A,
+                       const float *Bt, int nin, int nout) {
+  for (int j = 0; j < nout; j++) {
+    double s = b[j];
+    for (int i = 0; i < nin; i++)
+      s += (double)w[(size_t)j * nin + i] * x[i];
+    out[j] = s;
+  }
+  if (!A)
+    return;
+  double u[R];
+  for (int q = 0; q < R; q++) {
+    u[q] = 0;
+    for (int i = 0; i < nin; i++)
+      u[q] += (double)A[(size_t)q * nin + i] * x[i];
+  }
+  for (int j = 0; j < nout; j++)
+    for (int q = 0; q < R; q++)
+      out[j] += (double)ALPHA / R * u[q] * Bt[(size_t)q * nout + j];
+}
+
+static double ref_gelu(double x) {
+  return 0.5 * x * (1.0 + tanh(sqrt(2.0 / 3.14159265358979323846) * (x + 0.044715 * x * x * x)));
+}
+
+/* sum_i w_i log p(tgt_i) */
+static double ref_objective(const ref_model *rm) {
+  static double h[B * T][C], ln[B * T][C], qkv[B * T][3 * C], y[B * T][C], tmp[B * T][4 * C];
+  double total = 0;
+  for (int b = 0; b < B; b++)
+    for (int t = 0; t < T; t++) {
+      int pos = t < kst[b] ? 0 : t - kst[b], tok = toks[b * T + t];
+      for (int c = 0; c < C; c++)
+        h[b * T + t][c] = (double)rm->wte[tok * C + c] + rm->wpe[pos * C + c];
+    }
+  int hs = C / NH;
+  for (int l = 0; l < L; l++) {
+    const float *const *p = rm->lp[l];
+    for (int i = 0; i < B * T; i++) {
+      ref_ln(ln[i], h[i], p[0], p[1]);
+      ref_linear(qkv[i], ln[i], p[2], p[3], rm->A[l][0], rm->Bt[l][0], C, 3 * C);
+    }
+    for (int b = 0; b < B; b++)
+      for (int t = 0; t < T; t++)
+        for (int hd = 0; hd < NH; hd++) {
+          /* a real query sees the real keys up to itself; a padding one only itself */
+          int k0 = t < kst[b] ? t : kst[b];
+          double sc[T], mx = -1e300, z = 0;
+          const double *q = qkv[b * T + t] + hd * hs;
+          for (int k = k0; k <= t; k++) {
+            const double *kk = qkv[b * T + k] + C + hd * hs;
+            double d = 0;
+            for (int e = 0; e < hs; e++)
+              d += q[e] * kk[e];
+            sc[k] = d / sqrt((double)hs);
+            mx = sc[k] > mx ? sc[k] : mx;
+          }
+          for (int k = k0; k <= t; k++)
+            z += (sc[k] = exp(sc[k] - mx));
+          for (int e = 0; e < hs; e++) {
+            double s = 0;
+            for (int k = k0; k <= t; k++)
+              s += sc[k] / z * qkv[b * T + k][2 * C + hd * hs + e];
+            y[b * T + t][hd * hs + e] = s;
+          }
+        }
+    for (int i = 0; i < B * T; i++) {
+      ref_linear(tmp[i], y[i], p[4], p[5], rm->A[l][1], rm->Bt[l][1], C, C);
+      for (int c = 0; c < C; c++)
+        h[i][c] += tmp[i][c];
+      ref_ln(ln[i], h[i], p[6], p[7]);
+      ref_linear(tmp[i], ln[i], p[8], p[9], rm->A[l][2], rm->Bt[l][2], C, 4 * C);
+      double g[4 * C], o[C];
+      for (int c = 0; c < 4 * C; c++)
+        g[c] = ref_gelu(tmp[i][c]);
+      ref_linear(o, g, p[10], p[11], rm->A[l][3], rm->Bt[l][3], 4 * C, C);
+      for (int c = 0; c < C; c++)
+        h[i][c] += o[c];
+    }
+  }
+  for (int i = 0; i < B * T; i++) {
+    if (tgts[i] < 0)
+      continue;
+    double f[C], lg[V], mx = -1e300, z = 0;
+    ref_ln(f, h[i], rm->lnfw, rm->lnfb);
+    for (int v = 0; v < V; v++) {
+      lg[v] = 0;
+      for (int c = 0; c < C; c++)
+        lg[v] += (double)rm->wte[v * C + c] * f[c];
+      mx = lg[v] > mx ? lg[v] : mx;
+    }
+    for (int v = 0; v < V; v++)
+      z += exp(lg[v] - mx);
+    total += wgt(i) * (lg[tgts[i]] - mx - log(z));
+  }
+  return total;
+}
+
+static void ref_bind(ref_model *rm, const model_t *m) {
+  float *p;
+  memset(rm, 0, sizeof *rm);
+  gpt2_tensor_info(m, 0, NULL, NULL, NULL, &p, NULL);
+  rm->wte = p;
+  gpt2_tensor_info(m, 1, NULL, NULL, NULL, &p, NULL);
+  rm->wpe = p;
+  for (int l = 0; l < L; l++)
+    for (int k = 0; k < 12; k++) {
+      gpt2_tensor_info(m, 2 + 12 * l + k, NULL, NULL, NULL, &p, NULL);
+      rm->lp[l][k] = p;
+    }
+  gpt2_tensor_info(m, 2 + 12 * L, NULL, NULL, NULL, &p, NULL);
+  rm->lnfw = p;
+  gpt2_tensor_info(m, 3 + 12 * L, NULL, NULL, NULL, &p, NULL);
+  rm->lnfb = p;
+  static const char *kinds[4] = {"attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"};
+  for (int i = 0; i < model_num_tensors(m); i += 2) {
+    model_tensor a, bt;
+    cr_assert_eq(model_tensor_at(m, i, &a, NULL), 0);
+    cr_assert_eq(model_tensor_at(m, i + 1, &bt, NULL), 0);
+    int l = -1, k = -1;
+    char want[64];
+    for (int ll = 0; ll < L && k < 0; ll++)
+      for (int kk = 0; kk < 4; kk++) {
+        snprintf(want, sizeof want, "h.%d.%s.lora_A.weight", ll, kinds[kk]);
+        if (strcmp(want, a.name) == 0) {
+          l = ll;
+          k = kk;
+        }
+      }
+    cr_assert(k >= 0, "unexpected tensor %s", a.name);
+    rm->A[l][k] = a.param;
+    rm->Bt[l][k] = bt.param;
+  }
+}
+
+/* ----------------------------------------------------------- helpers */
+
+static double engine_objective(model_t *m, int backward) {
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  float logp[B * T], dl[B * T];
+  cr_assert_eq(model_forward_rows(m, toks, kst, B, T, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_lm_logprobs(m, tgts, logp, NULL, &err), 0, "%s", err.msg);
+  double s = 0;
+  for (int i = 0; i < B * T; i++) {
+    s += (double)wgt(i) * logp[i];
+    dl[i] = wgt(i);
+  }
+  if (backward)
+    cr_assert_eq(model_lm_backward(m, dl, NULL, &err), 0, "%s", err.msg);
+  return s;
+}
+
+static model_t *base_model(uint64_t seed) {
+  gpt2_config cfg = tu_config(V, L, NH, C, P);
+  model_t *m = tu_model(&cfg, seed);
+  tu_perturb(m, seed + 1, 3.0f);
+  return m;
+}
+
+static void add_lora(model_t *m, const char *targets, uint64_t seed) {
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  model_lora_config lc = {R, ALPHA, targets};
+  cr_assert_eq(model_add_lora(m, &lc, seed, &err), 0, "%s", err.msg);
+}
+
+/* Sets every adapter element (B included) to a seeded normal of sd s. */
+static void randomise_adapters(model_t *m, uint64_t seed, float s) {
+  dfpo_rng r;
+  dfpo_rng_init(&r, seed, 91);
+  for (int i = 0; i < model_num_tensors(m); i++) {
+    model_tensor t;
+    cr_assert_eq(model_tensor_at(m, i, &t, NULL), 0);
+    for (int k = 0; k < t.rows * t.cols; k++)
+      t.param[k] = s * (float)dfpo_rng_normal(&r);
+  }
+}
+
+static void logits_of(model_t *m, float *out) {
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  cr_assert_eq(model_forward_rows(m, toks, kst, B, T, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_lm_logprobs(m, tgts, NULL, NULL, &err), 0, "%s", err.msg);
+  memcpy(out, model_lm_logits(m), sizeof(float) * B * T * V);
+}
+
+/* ------------------------------------------------------------- tests */
+
+Test(gpt2_lora, adapter_gradients_against_a_double_transcription) {
+  model_t *m = base_model(1);
+  add_lora(m, NULL, 5);
+  randomise_adapters(m, 6, 0.3f);
+  cr_assert_eq(model_num_tensors(m), 2 * 4 * L);
+  ref_model rm;
+  ref_bind(&rm, m);
+  model_zero_grad(m);
+  double fe = engine_objective(m, 1), fr = ref_objective(&rm);
+  cr_expect_lt(fabs(fe - fr), 1e-4 * fabs(fr) + 1e-6, "objective: engine %.9g, double %.9g", fe,
+               fr);
+  for (int i = 0; i < model_num_tensors(m); i++) {
+    model_tensor t;
+    cr_assert_eq(model_tensor_at(m, i, &t, NULL), 0);
+    cr_assert_not_null(t.grad);
+    double num = 0, dg = 0, df = 0;
+    for (int k = 0; k < t.rows * t.cols; k++) {
+      /* the reference reads the engine's floats: step the float and divide
+       * by the step it actually took */
+      float old = t.param[k];
+      const float h = 1e-3f;
+      t.param[k] = old + h;
+      double hp = (double)t.param[k] - old, fp = ref_objective(&rm);
+      t.param[k] = old - h;
+      double hm = old - (double)t.param[k], fm = ref_objective(&rm);
+      t.param[k] = old;
+      double fd = (fp - fm) / (hp + hm);
+      num += (t.grad[k] - fd) * (t.grad[k] - fd);
+      dg += (double)t.grad[k] * t.grad[k];
+      df += fd * fd;
+    }
+    double rel = sqrt(num) / (sqrt(dg) + sqrt(df) + 1e-300);
+    cr_expect_gt(sqrt(df), 1e-4, "%s: the objective should depend on it", t.name);
+    cr_expect_lt(rel, 1e-3, "%s: relative error %.3g (|g| %.4g, |fd| %.4g)", t.name, rel, sqrt(dg),
+                 sqrt(df));
+  }
+  model_free(m);
+}
+
+Test(gpt2_lora, zero_b_equals_the_base_bit_for_bit) {
+  model_t *base = base_model(11), *m = NULL;
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  cr_assert_eq(model_clone(&m, base, &err), 0, "%s", err.msg);
+  add_lora(m, "attn.c_attn,mlp.c_proj", 12);
+  cr_assert_eq(model_num_tensors(m), 2 * 2 * L);
+  /* A is drawn (non-zero), B is zero */
+  model_tensor a, bt;
+  cr_assert_eq(model_tensor_at(m, 0, &a, NULL), 0);
+  cr_assert_eq(model_tensor_at(m, 1, &bt, NULL), 0);
+  cr_expect_str_eq(a.name, "h.0.attn.c_attn.lora_A.weight");
+  cr_expect(a.rows == R && a.cols == C && bt.rows == R && bt.cols == 3 * C);
+  double bound = 1.0 / sqrt((double)C), amax = 0;
+  for (int k = 0; k < R * C; k++)
+    amax = fabs(a.param[k]) > amax ? fabs(a.param[k]) : amax;
+  cr_expect(amax > 0.5 * bound && amax <= bound, "A's range %g against the bound %g", amax, bound);
+  for (int k = 0; k < R * 3 * C; k++)
+    cr_assert_eq(bt.param[k], 0.0f);
+  static float lb[B * T * V], lm[B * T * V];
+  logits_of(base, lb);
+  logits_of(m, lm);
+  cr_expect_eq(memcmp(lb, lm, sizeof lb), 0, "B = 0: logits differ from the base's");
+  /* decoding too */
+  const float *db = model_decode_begin(base, toks, kst, B, T, T + 2, &err);
+  cr_assert_not_null(db, "%s", err.msg);
+  float first[B * V];
+  memcpy(first, db, sizeof first);
+  const float *dm = model_decode_begin(m, toks, kst, B, T, T + 2, &err);
+  cr_assert_not_null(dm, "%s", err.msg);
+  cr_expect_eq(memcmp(first, dm, sizeof first), 0, "B = 0: decoding logits differ");
+  model_free(m);
+  model_free(base);
+}
+
+Test(gpt2_lora, adamw_moves_only_the_adapters_and_off_is_the_base) {
+  model_t *base = base_model(21), *m = NULL;
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  cr_assert_eq(model_clone(&m, base, &err), 0, "%s", err.msg);
+  add_lora(m, NULL, 22);
+  size_t np_base = model_num_params(base);
+  cr_expect_eq(model_num_params(m), (size_t)L * R * (4 * C + 2 * C + 5 * C + 5 * C),
+               "the tensor list is the adapters' (P_a = L r 16 C)");
+  for (int i = 0; i < model_num_tensors(m); i++) {
+    model_tensor t;
+    cr_assert_eq(model_tensor_at(m, i, &t, NULL), 0);
+    cr_expect(strstr(t.name, ".lora_") != NULL, "%s is trainable", t.name);
+  }
+  /* memory before any pass: the base's fp32 weights (one copy) and the
+   * adapters with gradients and two moments (docs/memory.md: 4P + 16P_a),
+   * no training state of the base */
+  cr_assert_eq(model_ensure_train(m, &err), 0, "%s", err.msg);
+  cr_expect_eq(model_arena_bytes(m), 4 * np_base + 16 * model_num_params(m), "arena %zu bytes",
+               model_arena_bytes(m));
+  /* snapshot the adapters, then AdamW steps on the LM loss */
+  static float before[4096];
+  size_t nb = 0;
+  for (int i = 0; i < model_num_tensors(m); i++) {
+    model_tensor t;
+    model_tensor_at(m, i, &t, NULL);
+    memcpy(before + nb, t.param, sizeof(float) * t.rows * t.cols);
+    nb += (size_t)t.rows * t.cols;
+  }
+  cr_assert_leq(nb, sizeof before / sizeof before[0]);
+  opt_adamw o = opt_adamw_default();
+  for (int s = 0; s < 3; s++) {
+    model_zero_grad(m);
+    engine_objective(m, 1);
+    float norm;
+    cr_assert_eq(opt_adamw_step(m, &o, 1e-2f, &norm, &err), 0, "%s", err.msg);
+    cr_expect_gt(norm, 0.0f);
+  }
+  /* the base's parameters are untouched and it has no training state */
+  int nt = gpt2_num_tensors(m);
+  cr_assert_eq(nt, gpt2_num_tensors(base));
+  for (int t = 0; t < nt; t++) {
+    const char *name;
+    int rows, cols;
+    float *pa, *pb, *g;
+    gpt2_tensor_info(base, t, NULL, NULL, NULL, &pa, NULL);
+    gpt2_tensor_info(m, t, &name, &rows, &cols, &pb, &g);
+    cr_expect_eq(memcmp(pa, pb, sizeof(float) * rows * cols), 0, "base tensor %s moved", name);
+    cr_expect_null(g, "base tensor %s has gradients", name);
+  }
+  /* every adapter tensor moved (B from zero, A from its draw) and has moments */
+  nb = 0;
+  for (int i = 0; i < model_num_tensors(m); i++) {
+    model_tensor t;
+    model_tensor_at(m, i, &t, NULL);
+    cr_expect_not_null(t.m1);
+    cr_expect(memcmp(before + nb, t.param, sizeof(float) * t.rows * t.cols) != 0, "%s unchanged",
+              t.name);
+    nb += (size_t)t.rows * t.cols;
+  }
+  /* on: the outputs moved; off: the base's, bit for bit */
+  static float lb[B * T * V], lm[B * T * V];
+  logits_of(base, lb);
+  logits_of(m, lm);
+  cr_expect_neq(memcmp(lb, lm, sizeof lb), 0, "trained adapters leave the logits unchanged");
+  cr_assert_eq(model_set_adapters(m, 0, &err), 0, "%s", err.msg);
+  logits_of(m, lm);
+  cr_expect_eq(memcmp(lb, lm, sizeof lb), 0, "adapters off: logits differ from the base's");
+  float db0[B * V];
+  const float *d = model_decode_begin(base, toks, kst, B, T, T + 1, &err);
+  cr_assert_not_null(d, "%s", err.msg);
+  memcpy(db0, d, sizeof db0);
+  d = model_decode_begin(m, toks, kst, B, T, T + 1, &err);
+  cr_assert_not_null(d, "%s", err.msg);
+  cr_expect_eq(memcmp(db0, d, sizeof db0), 0, "adapters off: decoding differs from the base's");
+  cr_assert_eq(model_set_adapters(m, 1, &err), 0, "%s", err.msg);
+  model_free(m);
+  model_free(base);
+}
+
+Test(gpt2_lora, decoding_applies_the_adapters) {
+  model_t *m = base_model(31);
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  add_lora(m, NULL, 32);
+  randomise_adapters(m, 33, 0.3f);
+  static float lf[B * T * V];
+  logits_of(m, lf);
+  /* the cached pass over the prompts gives each row's last-position logits
+   * of the forward pass */
+  const float *d = model_decode_begin(m, toks, kst, B, T, T + 1, &err);
+  cr_assert_not_null(d, "%s", err.msg);
+  for (int b = 0; b < B; b++)
+    for (int v = 0; v < V; v++) {
+      float want = lf[((size_t)b * T + T - 1) * V + v];
+      cr_expect_float_eq(d[b * V + v], want, 1e-5f * (1.0f + fabsf(want)), "row %d token %d", b, v);
+    }
+  model_free(m);
+}
+
+Test(gpt2_lora, refusals) {
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  model_t *m = base_model(41);
+  cr_expect_eq(model_lora_rank(m), 0);
+  cr_expect_eq(model_set_adapters(m, 0, &err), DFPO_EUSAGE);
+  model_lora_config bad = {R, ALPHA, "attn.c_attn,mlp.c_gate"};
+  cr_expect_eq(model_add_lora(m, &bad, 1, &err), DFPO_EUSAGE);
+  cr_expect(strstr(err.msg, "mlp.c_gate") != NULL, "%s", err.msg);
+  model_lora_config r0 = {0, ALPHA, NULL}, big = {C + 1, ALPHA, NULL}, a0 = {R, 0.0f, NULL};
+  cr_expect_eq(model_add_lora(m, &r0, 1, &err), DFPO_EUSAGE);
+  cr_expect_eq(model_add_lora(m, &big, 1, &err), DFPO_EUSAGE);
+  cr_expect_eq(model_add_lora(m, &a0, 1, &err), DFPO_EUSAGE);
+  cr_expect_eq(model_lora_rank(m), 0, "a refused call leaves no adapters");
+  add_lora(m, "mlp.c_fc", 2);
+  cr_expect_eq(model_lora_rank(m), R);
+  model_lora_config again = {R, ALPHA, NULL};
+  cr_expect_eq(model_add_lora(m, &again, 1, &err), DFPO_EUSAGE);
+  cr_expect_eq(model_save(m, "/nonexistent/x.ckpt", 0, &err), DFPO_EUSAGE);
+  cr_expect(strstr(err.msg, "LoRA") != NULL, "%s", err.msg);
+  model_free(m);
+  gpt2_config vc = tu_config(V, 1, NH, C, P);
+  vc.head = MODEL_HEAD_VALUE;
+  model_t *v = tu_model(&vc, 3);
+  model_lora_config ok = {R, ALPHA, NULL};
+  cr_expect_eq(model_add_lora(v, &ok, 1, &err), DFPO_EUSAGE);
+  model_free(v);
+}
+
+Test(gpt2_lora, a_base_view_is_the_reference_without_a_copy) {
+  model_t *base = base_model(51), *m = NULL, *view = NULL;
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  cr_assert_eq(model_clone(&m, base, &err), 0, "%s", err.msg);
+  add_lora(m, NULL, 52);
+  cr_assert_eq(model_base_view(&view, m, &err), 0, "%s", err.msg);
+  cr_expect_eq(model_arena_bytes(view), 0, "a fresh view holds no weights of its own");
+  cr_expect_eq(model_lora_rank(view), 0);
+  cr_expect_eq(model_ensure_train(view, &err), DFPO_EUSAGE);
+  cr_expect_eq(model_copy_params(view, base, &err), DFPO_EUSAGE);
+  /* train the adapters a little, then decode policy and view in lock step:
+   * the view gives the base's logits bit for bit, the policy its own */
+  opt_adamw o = opt_adamw_default();
+  for (int s = 0; s < 2; s++) {
+    model_zero_grad(m);
+    engine_objective(m, 1);
+    cr_assert_eq(opt_adamw_step(m, &o, 1e-2f, NULL, &err), 0, "%s", err.msg);
+  }
+  float want[B * V], pol[B * V];
+  const float *d = model_decode_begin(base, toks, kst, B, T, T + 2, &err);
+  cr_assert_not_null(d, "%s", err.msg);
+  memcpy(want, d, sizeof want);
+  d = model_decode_begin(m, toks, kst, B, T, T + 2, &err);
+  cr_assert_not_null(d, "%s", err.msg);
+  memcpy(pol, d, sizeof pol);
+  d = model_decode_begin(view, toks, kst, B, T, T + 2, &err);
+  cr_assert_not_null(d, "%s", err.msg);
+  cr_expect_eq(memcmp(want, d, sizeof want), 0, "the view's first logits differ from the base's");
+  cr_expect_neq(memcmp(want, pol, sizeof want), 0, "the policy's adapters did nothing");
+  int next[B] = {4, 6};
+  d = model_decode_step(base, next, &err);
+  cr_assert_not_null(d, "%s", err.msg);
+  memcpy(want, d, sizeof want);
+  cr_assert_not_null(model_decode_step(m, next, &err), "%s", err.msg);
+  d = model_decode_step(view, next, &err);
+  cr_assert_not_null(d, "%s", err.msg);
+  cr_expect_eq(memcmp(want, d, sizeof want), 0, "the view's step logits differ from the base's");
+  model_free(view);
+  model_free(m);
+  model_free(base);
+}
