@@ -345,6 +345,8 @@ static int gelu_kind(const char *a, int *act) {
   return 0;
 }
 
+static int check_sizes(const rdec_config *c, const char *what, dfpo_err *err);
+
 /* The config of cpath; its model_type names the family. */
 static int read_config(const char *cpath, rdec_config *c, dfpo_err *err) {
   char *text = NULL;
@@ -437,20 +439,57 @@ static int read_config(const char *cpath, rdec_config *c, dfpo_err *err) {
   if (!rc && jget(j, "rope_scaling"))
     rc = dfpo_err_set(err, DFPO_EDATA,
                       "%s: rope_scaling is set: scaled rotary embeddings are not read", cpath);
-  if (!rc &&
-      (c->vocab_size <= 0 || c->n_embd <= 0 || c->n_layer <= 0 || c->n_head <= 0 ||
+  if (!rc)
+    rc = check_sizes(c, cpath, err);
+  cJSON_Delete(j);
+  return rc;
+}
+
+/* The config's sizes in range (what names them: a config.json, a caller). */
+static int check_sizes(const rdec_config *c, const char *what, dfpo_err *err) {
+  if ((c->vocab_size <= 0 || c->n_embd <= 0 || c->n_layer <= 0 || c->n_head <= 0 ||
        c->n_kv_head <= 0 || c->head_dim <= 0 || c->d_ff <= 0 || c->n_ctx < 2 || c->n_embd > 65536 ||
        c->d_ff > 1 << 20 || c->n_layer > 1000 || c->n_head > 4096 || c->head_dim > 4096 ||
        c->vocab_size > 1 << 24 || c->n_kv_head > c->n_head || c->n_head % c->n_kv_head ||
        (c->family != RDEC_LLAMA && c->n_embd % c->n_head) || c->rot < 0 || c->rot > c->head_dim ||
        c->rot % 2 || !(c->rope_base > 0.0f) || !(c->eps > 0.0f)))
+    return dfpo_err_set(
+        err, DFPO_EDATA,
+        "%s: sizes out of range (hidden %d, layers %d, heads %d, key/value heads "
+        "%d, head size %d, MLP %d, positions %d, vocabulary %d, rotary channels %d, "
+        "rotary base %g, eps %g)",
+        what, c->n_embd, c->n_layer, c->n_head, c->n_kv_head, c->head_dim, c->d_ff, c->n_ctx,
+        c->vocab_size, c->rot, (double)c->rope_base, (double)c->eps);
+  return DFPO_OK;
+}
+
+/* The switches the family's tensors fix (its layout has the norms, biases
+ * and MLP it has); the residual's form (GPT-NeoX), the GELU (GPT-J,
+ * GPT-NeoX), the rotary form and fraction, tying and grouping are free. */
+static int family_fits(const rdec_config *c) {
+  int llama = c->family == RDEC_LLAMA;
+  if (c->family < RDEC_GPTJ || c->family > RDEC_LLAMA || c->act < RDEC_ACT_GELU_TANH ||
+      c->act > RDEC_ACT_SWIGLU || (c->act == RDEC_ACT_SWIGLU) != llama || c->rmsnorm != llama ||
+      c->mlp_bias == llama || c->head_bias != (c->family == RDEC_GPTJ) ||
+      c->bias != (c->family == RDEC_NEOX) || c->shared_ln != (c->family == RDEC_GPTJ) ||
+      (c->shared_ln && !c->parallel) || (llama && c->parallel))
+    return 0;
+  return c->n_kv_head == c->n_head || llama;
+}
+
+int rdec_new(model_t **out, const rdec_config *c, dfpo_err *err) {
+  *out = NULL;
+  int rc = check_sizes(c, "rdec_new", err);
+  if (!rc && !family_fits(c))
     rc = dfpo_err_set(err, DFPO_EDATA,
-                      "%s: sizes out of range (hidden %d, layers %d, heads %d, key/value heads %d, "
-                      "head size %d, MLP %d, positions %d, vocabulary %d, rotary channels %d, "
-                      "rotary base %g, eps %g)",
-                      cpath, c->n_embd, c->n_layer, c->n_head, c->n_kv_head, c->head_dim, c->d_ff,
-                      c->n_ctx, c->vocab_size, c->rot, (double)c->rope_base, (double)c->eps);
-  cJSON_Delete(j);
+                      "rdec_new: the switches (activation %d, RMSNorm %d, biases %d/%d/%d, "
+                      "parallel %d, shared norm %d, key/value heads %d of %d) are not those of "
+                      "family %d's tensors",
+                      c->act, c->rmsnorm, c->bias, c->mlp_bias, c->head_bias, c->parallel,
+                      c->shared_ln, c->n_kv_head, c->n_head, c->family);
+  rdec_model *m = NULL;
+  if (!rc && !(rc = rdec_create(&m, c, MODEL_HEAD_NONE, err)))
+    *out = &m->base;
   return rc;
 }
 

@@ -78,6 +78,12 @@ int rdec_handles(const char *model_type);
  * build does not read (rope_scaling, Llama's attention_bias or mlp_bias,
  * another activation), is DFPO_EDATA naming it. */
 int rdec_import_safetensors(model_t **out, const char *path, dfpo_err *err);
+/* A model of config c (its switches as the header's struct says; the
+ * family's name is its model_type), parameters zeroed (model_init_random
+ * draws them), with no head besides the LM head, on the current device.
+ * Sizes out of range or a combination no family has (SwiGLU outside
+ * Llama, a shared norm without the parallel residual) are DFPO_EDATA. */
+int rdec_new(model_t **out, const rdec_config *c, dfpo_err *err);
 /* NULL when m is not a rotary decoder. */
 const rdec_config *rdec_get_config(const model_t *m);
 
