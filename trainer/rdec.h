@@ -22,15 +22,19 @@
  * As a model_t (head MODEL_HEAD_NONE, n_ctx the config's positions): a
  * decoder-only model, so model_forward reads whole rows (n_prompt is
  * ignored), left padding kstart masked, positions counted from each row's
- * first real token as GPT-2's are; model_lm_logprobs, model_lm_loss
- * (forward only), model_score_tokens (perplexity) and decoding with a KV
- * cache (model_decode_begin/step; the cache holds rotated keys, the
- * key/value heads repeated to the query heads') work on the CPU. Training
- * (backward passes, training state, new_like for a value model), the value
- * and classification heads, native checkpoints and export answer
- * DFPO_EUSAGE saying so. The CUDA backend lacks the ops these models add
- * (rope_fwd, swiglu_fwd, kv_repeat; rmsnorm_fwd for Llama): a forward pass
- * or decoding there answers DFPO_EUSAGE naming them.
+ * first real token as GPT-2's are; model_lm_logprobs, model_lm_loss,
+ * model_score_tokens (perplexity), decoding with a KV cache
+ * (model_decode_begin/step; the cache holds rotated keys, the key/value
+ * heads repeated to the query heads') and training work on the CPU: the
+ * backward passes (model_lm_backward, _backward_logits, model_lm_loss with
+ * backward; each spends its forward pass, recomputing each layer from its
+ * saved input), the training state AdamW walks, and a value model
+ * (model_new_like with MODEL_HEAD_VALUE: v_head.summary.weight/.bias on the
+ * final norm's output). The classification head, native checkpoints and
+ * export answer DFPO_EUSAGE saying so. The CUDA backend lacks the ops these
+ * models add (rope_fwd, swiglu_fwd, kv_repeat and their backward ops;
+ * rmsnorm_fwd/bwd for Llama): a forward pass or decoding there answers
+ * DFPO_EUSAGE naming them.
  *
  * Weights in F32, F16 or BF16 (safetensors or pytorch_model.bin, sharded
  * too) are read into float32.
