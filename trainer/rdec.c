@@ -6,11 +6,13 @@
 #include "trainer/st_internal.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* The tensors of one layer, in memory order (-1: the family has none).
  * QKV is q | k | v stacked by rows ([(NH + 2 NKV) HS, C]; GPT-NeoX's fused
@@ -1226,6 +1228,171 @@ static const float *rdec_decode_step(rdec_model *m, const int *next, dfpo_err *e
   return m->g_logits;
 }
 
+/* ------------------------------------------------------------ checkpoints */
+
+/* The native checkpoint (RDEC_NATIVE_MAGIC): a 128-byte header (the
+ * magic, version 1, the header's size, the rdec_config's fields, the head,
+ * the step, flags bit 0 = the AdamW moments follow, the parameter count),
+ * then the parameters, then, with bit 0, the first and second moments, all
+ * little-endian float32 in the model's tensor order. */
+#define RDEC_NATIVE_VERSION 1u
+#define RDEC_NATIVE_HEADER 128u
+
+typedef struct rdec_native_header {
+  char magic[8];
+  uint32_t version, header_bytes;
+  int32_t family, vocab_size, n_embd, n_layer, n_head, n_kv_head, head_dim, d_ff, n_ctx, rot;
+  int32_t interleaved, rmsnorm, parallel, shared_ln, act, bias, mlp_bias, head_bias, tied;
+  float rope_base, eps;
+  int32_t head, step;
+  uint32_t flags;
+  uint64_t nparams;
+  char reserved[8];
+} rdec_native_header;
+_Static_assert(sizeof(rdec_native_header) == RDEC_NATIVE_HEADER, "header is 128 bytes");
+
+/* n floats of backend memory p to fp through a bounded host buffer */
+static int write_block(FILE *fp, const ops_backend *o, const float *p, size_t n) {
+  size_t chunk = (size_t)1 << 20;
+  float *buf = malloc(chunk * sizeof(float));
+  int bad = !buf;
+  for (size_t i = 0; i < n && !bad; i += chunk) {
+    size_t k = n - i < chunk ? n - i : chunk;
+    o->download(buf, p + i, k * sizeof(float));
+    bad = fwrite(buf, sizeof(float), k, fp) != k;
+  }
+  free(buf);
+  return bad ? -1 : 0;
+}
+
+/* n floats from fp into backend memory p; non-finite values refused */
+static int read_block(FILE *fp, const ops_backend *o, float *p, size_t n, const char *path,
+                      const char *what, dfpo_err *err) {
+  size_t chunk = (size_t)1 << 20;
+  float *buf = malloc(chunk * sizeof(float));
+  if (!buf)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  int rc = DFPO_OK;
+  for (size_t i = 0; i < n && !rc; i += chunk) {
+    size_t k = n - i < chunk ? n - i : chunk;
+    if (fread(buf, sizeof(float), k, fp) != k)
+      rc = dfpo_err_set(err, DFPO_EDATA, "%s: truncated in the %s", path, what);
+    for (size_t j = 0; j < k && !rc; j++)
+      if (!isfinite(buf[j]))
+        rc = dfpo_err_set(err, DFPO_EDATA, "%s: the %s hold a non-finite value at %zu", path, what,
+                          i + j);
+    if (!rc)
+      o->upload(p + i, buf, k * sizeof(float));
+  }
+  free(buf);
+  return rc;
+}
+
+static int rdec_save(rdec_model *m, const char *path, int with_optimizer, dfpo_err *err) {
+  const rdec_config *c = &m->cfg;
+  rdec_native_header h;
+  memset(&h, 0, sizeof h);
+  memcpy(h.magic, RDEC_NATIVE_MAGIC, 8);
+  h.version = RDEC_NATIVE_VERSION;
+  h.header_bytes = RDEC_NATIVE_HEADER;
+  h.family = c->family, h.vocab_size = c->vocab_size, h.n_embd = c->n_embd;
+  h.n_layer = c->n_layer, h.n_head = c->n_head, h.n_kv_head = c->n_kv_head;
+  h.head_dim = c->head_dim, h.d_ff = c->d_ff, h.n_ctx = c->n_ctx, h.rot = c->rot;
+  h.interleaved = c->interleaved, h.rmsnorm = c->rmsnorm, h.parallel = c->parallel;
+  h.shared_ln = c->shared_ln, h.act = c->act, h.bias = c->bias, h.mlp_bias = c->mlp_bias;
+  h.head_bias = c->head_bias, h.tied = c->tied, h.rope_base = c->rope_base, h.eps = c->eps;
+  h.head = m->base.cfg.head;
+  h.step = m->base.step;
+  with_optimizer = with_optimizer && m->train_block;
+  h.flags = with_optimizer ? 1u : 0u;
+  h.nparams = m->nparams;
+  dfpo_atomic a;
+  int rc = dfpo_atomic_open(&a, path, err);
+  if (rc)
+    return rc;
+  const ops_backend *o = m->base.ops;
+  if (fwrite(&h, sizeof h, 1, a.fp) != 1 || write_block(a.fp, o, m->params, m->nparams) ||
+      (with_optimizer &&
+       (write_block(a.fp, o, m->m1, m->nparams) || write_block(a.fp, o, m->m2, m->nparams)))) {
+    int e = errno;
+    dfpo_atomic_abort(&a);
+    return dfpo_err_errno(err, DFPO_ERUNTIME, e, "%s: write failed", path);
+  }
+  return dfpo_atomic_commit(&a, err);
+}
+
+int rdec_load_native(model_t **out, const char *path, FILE *fp, dfpo_err *err) {
+  *out = NULL;
+  rdec_native_header h;
+  if (fread(&h, sizeof h, 1, fp) != 1)
+    return dfpo_err_set(err, DFPO_EDATA, "%s: truncated header (%u bytes expected)", path,
+                        RDEC_NATIVE_HEADER);
+  if (memcmp(h.magic, RDEC_NATIVE_MAGIC, 8) != 0)
+    return dfpo_err_set(err, DFPO_EDATA, "%s: not a rotary decoder checkpoint (bad magic)", path);
+  if (h.version != RDEC_NATIVE_VERSION)
+    return dfpo_err_set(err, DFPO_EDATA, "%s: checkpoint version %u, this build reads version %u",
+                        path, h.version, RDEC_NATIVE_VERSION);
+  if (h.header_bytes != RDEC_NATIVE_HEADER || (h.flags & ~1u) || h.step < 0 ||
+      (h.head != MODEL_HEAD_NONE && h.head != MODEL_HEAD_VALUE))
+    return dfpo_err_set(err, DFPO_EDATA,
+                        "%s: corrupt header (size %u, flags %#x, step %d, head %d)", path,
+                        h.header_bytes, h.flags, h.step, h.head);
+  rdec_config c = {.family = h.family,
+                   .vocab_size = h.vocab_size,
+                   .n_embd = h.n_embd,
+                   .n_layer = h.n_layer,
+                   .n_head = h.n_head,
+                   .n_kv_head = h.n_kv_head,
+                   .head_dim = h.head_dim,
+                   .d_ff = h.d_ff,
+                   .n_ctx = h.n_ctx,
+                   .rot = h.rot,
+                   .interleaved = h.interleaved,
+                   .rope_base = h.rope_base,
+                   .eps = h.eps,
+                   .rmsnorm = h.rmsnorm,
+                   .parallel = h.parallel,
+                   .shared_ln = h.shared_ln,
+                   .act = h.act,
+                   .bias = h.bias,
+                   .mlp_bias = h.mlp_bias,
+                   .head_bias = h.head_bias,
+                   .tied = h.tied};
+  int rc = check_sizes(&c, path, err);
+  if (rc)
+    return rc;
+  if (!family_fits(&c))
+    return dfpo_err_set(err, DFPO_EDATA, "%s: header config: switches no rotary family has", path);
+  rdec_model *m;
+  if ((rc = rdec_create(&m, &c, h.head, err)))
+    return dfpo_err_prefix(err, "%s", path);
+  if (h.nparams != m->nparams) {
+    rc = dfpo_err_set(err, DFPO_EDATA,
+                      "%s: header says %llu parameters, its config has %zu: config and tensors do "
+                      "not match",
+                      path, (unsigned long long)h.nparams, m->nparams);
+  } else {
+    struct stat st;
+    uint64_t expect = RDEC_NATIVE_HEADER + h.nparams * sizeof(float) * ((h.flags & 1) ? 3 : 1);
+    if (fstat(fileno(fp), &st) == 0 && (uint64_t)st.st_size != expect)
+      rc = dfpo_err_set(err, DFPO_EDATA, "%s: %lld bytes, expected %llu", path,
+                        (long long)st.st_size, (unsigned long long)expect);
+  }
+  const ops_backend *o = m->base.ops;
+  if (!rc)
+    rc = read_block(fp, o, m->params, m->nparams, path, "parameters", err);
+  if (!rc && (h.flags & 1) && !(rc = rdec_ensure_train(m, err)) &&
+      !(rc = read_block(fp, o, m->m1, m->nparams, path, "first AdamW moment", err)))
+    rc = read_block(fp, o, m->m2, m->nparams, path, "second AdamW moment", err);
+  if (rc) {
+    rdec_destroy(m);
+    return rc;
+  }
+  m->base.step = h.step;
+  *out = &m->base;
+  return DFPO_OK;
+}
+
 /* ------------------------------------------------------------ table */
 
 static int usage(const model_t *m, dfpo_err *err, const char *what) {
@@ -1366,8 +1533,7 @@ static const float *vt_decode_step(model_t *m, const int *next, dfpo_err *err) {
   return rdec_decode_step(rdec_of(m), next, err);
 }
 static int vt_save(model_t *m, const char *path, int with_optimizer, dfpo_err *err) {
-  (void)path, (void)with_optimizer;
-  return usage(m, err, "a native checkpoint (load its Hugging Face folder instead)");
+  return rdec_save(rdec_of(m), path, with_optimizer, err);
 }
 static int vt_export_safetensors(const model_t *m, const char *path, const model_export_opts *o,
                                  dfpo_err *err) {

@@ -47,6 +47,8 @@
 
 #include "trainer/model.h"
 
+#include <stdio.h>
+
 enum { RDEC_GPTJ = 0, RDEC_NEOX = 1, RDEC_LLAMA = 2 };
 /* The MLP's activation. */
 enum { RDEC_ACT_GELU_TANH = 0, RDEC_ACT_GELU_ERF = 1, RDEC_ACT_SWIGLU = 2 };
@@ -88,6 +90,11 @@ int rdec_import_safetensors(model_t **out, const char *path, dfpo_err *err);
  * Sizes out of range or a combination no family has (SwiGLU outside
  * Llama, a shared norm without the parallel residual) are DFPO_EDATA. */
 int rdec_new(model_t **out, const rdec_config *c, dfpo_err *err);
+/* The native checkpoint's magic (model_save; docs/rotary.md says the
+ * format), and its reader for model_load, which has checked the magic:
+ * fp at the file's start, read but not closed. */
+#define RDEC_NATIVE_MAGIC "DFPORDEC"
+int rdec_load_native(model_t **out, const char *path, FILE *fp, dfpo_err *err);
 /* NULL when m is not a rotary decoder. */
 const rdec_config *rdec_get_config(const model_t *m);
 
