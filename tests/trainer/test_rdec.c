@@ -679,20 +679,22 @@ static void rdec_rl(int family, int algo, int iters, double *r0, double *r1, dou
 
 /* PPO, NLPO and DfPO train a tiny Llama and a tiny GPT-NeoX through the
  * model interface with nothing rotary in the RL code. Measured
- * (2026-12-03, seed 5, 30 iterations, lr 1e-2, beta 0.01; deterministic:
- * the CPU's reductions have a fixed order): Llama PPO 0.075 -> 0.485, NLPO
- * 0.075 -> 0.698, DfPO 0.075 -> 0.123; GPT-NeoX PPO 0.113 -> 0.450, NLPO
- * 0.113 -> 0.463, DfPO 0.113 -> 0.125. A policy blind to the prompt gets at
- * most 0.25, so PPO's rewards read the prompt. DfPO stays close to its
- * reference by design and gains little on this task (T5's test saw the
- * same): its bounds only ask for a rise. The other bounds leave about a
- * third of each gain as margin. */
+ * (2026-12-03, seed 5, 30 iterations, lr 1e-2, beta 0.01), in the
+ * optimised build and the sanitizer (Debug) build, whose rounding differs
+ * and which the RL loop amplifies: Llama PPO 0.075 -> 0.485 / 0.688, NLPO
+ * 0.075 -> 0.698 / 0.438, DfPO 0.075 -> 0.123 / 0.105; GPT-NeoX PPO 0.113
+ * -> 0.450 / 0.463, NLPO 0.113 -> 0.463 / 0.585, DfPO 0.113 -> 0.125 /
+ * 0.128. A policy blind to the prompt gets at most 0.25, so PPO's rewards
+ * read the prompt. PPO's and NLPO's bounds (a gain of 0.2) leave at least
+ * 40% of the smaller gain as margin. DfPO stays close to its reference by
+ * design and gains little on this task: its bounds ask only for a rise
+ * (0.01 for the Llama, any for the GPT-NeoX). */
 Test(rdec, rl_iterate_trains_rotary_policies, .timeout = 300) {
   static const int algos[3] = {RL_PPO, RL_NLPO, RL_DFPO};
   static const char *const names[3] = {"PPO", "NLPO", "DfPO"};
   static const int fams[2] = {RDEC_LLAMA, RDEC_NEOX};
   static const char *const fnames[2] = {"Llama", "GPT-NeoX"};
-  static const double gain[2][3] = {{0.27, 0.4, 0.02}, {0.22, 0.22, 0.0}};
+  static const double gain[2][3] = {{0.2, 0.2, 0.01}, {0.2, 0.2, 0.0}};
   static const int iters[3] = {30, 30, 30};
   for (int f = 0; f < 2; f++)
     for (int a = 0; a < 3; a++) {
