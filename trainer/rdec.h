@@ -30,11 +30,10 @@
  * backward; each spends its forward pass, recomputing each layer from its
  * saved input), the training state AdamW walks, and a value model
  * (model_new_like with MODEL_HEAD_VALUE: v_head.summary.weight/.bias on the
- * final norm's output). The classification head, native checkpoints and
- * export answer DFPO_EUSAGE saying so. The CUDA backend lacks the ops these
- * models add (rope_fwd, swiglu_fwd, kv_repeat and their backward ops;
- * rmsnorm_fwd/bwd for Llama): a forward pass or decoding there answers
- * DFPO_EUSAGE naming them.
+ * final norm's output), and native checkpoints (model_save, model_load).
+ * The classification head and export answer DFPO_EUSAGE saying so. The CUDA backend lacks the ops
+ * these models add (rope_fwd, swiglu_fwd, kv_repeat and their backward ops; rmsnorm_fwd/bwd for
+ * Llama): a forward pass or decoding there answers DFPO_EUSAGE naming them.
  *
  * Weights in F32, F16 or BF16 (safetensors or pytorch_model.bin, sharded
  * too) are read into float32.
