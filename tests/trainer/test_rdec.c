@@ -422,26 +422,6 @@ Test(rdec, rope_and_swiglu_backward_match_autograd, .timeout = 60) {
  * step's loss change agreed within 3.0e-7 relative (bound 1e-5). */
 #define GRAD_TOL 2e-5
 
-/* Every tensor's gradient of m against the same tensor of ref (a folder of
- * the same config whose weights are the reference's gradients); tensors m
- * has beyond ref's (a value head) are skipped. Returns the largest error. */
-static double check_grads(model_t *m, model_t *ref, const char *what) {
-  double worst = 0;
-  int n = model_num_tensors(ref);
-  for (int i = 0; i < n; i++) {
-    model_tensor g, r;
-    dfpo_err err;
-    cr_assert_eq(model_tensor_at(m, i, &g, &err), DFPO_OK, "%s", err.msg);
-    cr_assert_eq(model_tensor_at(ref, i, &r, &err), DFPO_OK, "%s", err.msg);
-    cr_assert_str_eq(g.name, r.name);
-    cr_assert_not_null(g.grad, "%s: no gradient", g.name);
-    double e = tensor_err(g.grad, r.param, (size_t)g.rows * g.cols);
-    cr_expect_leq(e, GRAD_TOL, "%s: %s gradient off by %.3g of its largest entry", what, g.name, e);
-    worst = fmax(worst, e);
-  }
-  return worst;
-}
-
 static const char *const trained[] = {"gptj", "neox_par", "neox_seq", "llama_gqa",
                                       "llama_tied_f16"};
 
@@ -483,7 +463,7 @@ Test(rdec, training_matches_pytorch, .timeout = 240) {
     cr_assert_eq(model_forward(m, &batch, &err), DFPO_OK, "%s", err.msg);
     cr_assert_eq(model_lm_logprobs(m, targets, lp, ent, &err), DFPO_OK, "%s", err.msg);
     cr_assert_eq(model_lm_backward(m, wl, we, &err), DFPO_OK, "%s", err.msg);
-    double e = check_grads(m, g, "lm");
+    double e = check_grads(m, g, GRAD_TOL, "lm");
     cr_log_info("%s: gradients of sum wl logp + we entropy over %d tensors, worst %.3g of a "
                 "tensor's largest entry",
                 name, model_num_tensors(m), e);
@@ -512,7 +492,7 @@ Test(rdec, training_matches_pytorch, .timeout = 240) {
     }
     cr_assert_eq(model_lm_backward_logits(m, dz, &err), DFPO_OK, "%s", err.msg);
     free(dz);
-    double e2 = check_grads(m, g, "lm_backward_logits");
+    double e2 = check_grads(m, g, GRAD_TOL, "lm_backward_logits");
     cr_log_info("%s: the same through model_lm_backward_logits, worst %.3g", name, e2);
 
     /* a value model: the policy's trunk and a value head */
@@ -536,7 +516,7 @@ Test(rdec, training_matches_pytorch, .timeout = 240) {
     cr_assert_eq(model_forward(vm, &batch, &err), DFPO_OK, "%s", err.msg);
     cr_assert_eq(model_value_forward(vm, vals, &err), DFPO_OK, "%s", err.msg);
     cr_assert_eq(model_value_backward(vm, dv, &err), DFPO_OK, "%s", err.msg);
-    double e3 = check_grads(vm, gv, "value");
+    double e3 = check_grads(vm, gv, GRAD_TOL, "value");
     cr_assert_eq(model_tensor_at(vm, model_num_tensors(m), &vw, &err), DFPO_OK);
     cr_assert_eq(model_tensor_at(vm, model_num_tensors(m) + 1, &vb, &err), DFPO_OK);
     float *wg = json_floats(cJSON_GetObjectItem(tr, "v_w_grad"), &nw);
@@ -587,22 +567,6 @@ Test(rdec, kv_repeat_backward_by_hand) {
 
 /* ------------------------------------------------------------ RL */
 
-/* The toy task's reward: the share of the continuation's tokens equal to
- * the prompt's first real token, which only a policy that reads its
- * prompt can raise. */
-static int copy_first(void *ctx, int nb, const int *prompts, const int *kstart, int Tp,
-                      const int *cont, const int *lens, int max_new, float *rewards,
-                      dfpo_err *err) {
-  (void)ctx, (void)err;
-  for (int b = 0; b < nb; b++) {
-    int want = prompts[(size_t)b * Tp + (kstart ? kstart[b] : 0)], good = 0;
-    for (int i = 0; i < lens[b]; i++)
-      good += cont[(size_t)b * max_new + i] == want;
-    rewards[b] = lens[b] ? (float)good / lens[b] : 0;
-  }
-  return 0;
-}
-
 /* A tiny Llama (grouped-query, tied) or GPT-NeoX (sequential residual,
  * half the head rotated): vocabulary 8, width 16, 2 layers. */
 static rdec_config tiny(int family) {
@@ -626,55 +590,15 @@ static rdec_config tiny(int family) {
   return c;
 }
 
-/* rl_iterate over a rotary policy, its reference (a clone) and a value
- * model (model_new_like + the policy's trunk): prompts of 3 tokens, 5 new
- * tokens; the mean reward of the first iteration and of the last 5, and in
- * *blind the best a policy blind to the prompt can have (the share of the
- * most frequent first token). */
+/* rl_copy_task over a tiny rotary policy of the family. */
 static void rdec_rl(int family, int algo, int iters, double *r0, double *r1, double *blind) {
   rdec_config c = tiny(family);
   dfpo_err err;
   dfpo_err_clear(&err);
-  model_t *policy, *ref, *value;
+  model_t *policy;
   cr_assert_eq(rdec_new(&policy, &c, &err), DFPO_OK, "%s", err.msg);
   model_init_random(policy, 11);
-  cr_assert_eq(model_clone(&ref, policy, &err), DFPO_OK, "%s", err.msg);
-  cr_assert_eq(model_new_like(&value, policy, MODEL_HEAD_VALUE, 0, &err), DFPO_OK, "%s", err.msg);
-  cr_assert_eq(model_copy_shared_params(value, policy, NULL, &err), DFPO_OK, "%s", err.msg);
-  rl_config cfg = rl_config_default();
-  cfg.algo = algo;
-  cfg.lr = 1e-2f;
-  cfg.kl_adaptive = 0;
-  cfg.beta = 0.01f;
-  cfg.epochs = 4;
-  cfg.minibatch = 8;
-  cfg.sampling.max_new = cfg.sampling.min_new = 5;
-  cfg.sampling.eos = -1;
-  rl_trainer *t;
-  cr_assert_eq(rl_trainer_new(&t, policy, ref, value, &cfg, 5, &err), DFPO_OK, "%s", err.msg);
-  enum { NB = 16, TP = 3 };
-  int prompts[NB * TP];
-  dfpo_rng r;
-  dfpo_rng_init(&r, 9, 1);
-  for (int i = 0; i < NB * TP; i++)
-    prompts[i] = (int)dfpo_rng_below(&r, 8);
-  int count[8] = {0};
-  *blind = 0;
-  for (int b = 0; b < NB; b++)
-    if (++count[prompts[b * TP]] > *blind * NB)
-      *blind = (double)count[prompts[b * TP]] / NB;
-  *r0 = *r1 = 0;
-  for (int it = 0; it < iters; it++) {
-    rl_stats st;
-    cr_assert_eq(rl_iterate(t, prompts, NULL, NB, TP, copy_first, NULL, &st, &err), DFPO_OK, "%s",
-                 err.msg);
-    if (it == 0)
-      *r0 = st.reward;
-    if (it >= iters - 5)
-      *r1 += st.reward / 5;
-  }
-  rl_trainer_free(t);
-  model_free(policy), model_free(ref), model_free(value);
+  rl_copy_task(policy, algo, iters, r0, r1, blind);
 }
 
 /* PPO, NLPO and DfPO train a tiny Llama and a tiny GPT-NeoX through the
