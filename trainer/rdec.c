@@ -1321,6 +1321,25 @@ static int rdec_save(rdec_model *m, const char *path, int with_optimizer, dfpo_e
   return dfpo_atomic_commit(&a, err);
 }
 
+/* The parameter count of a model of config c and head, laid out without
+ * allocating the parameters. */
+static int count_params(const rdec_config *c, int head, size_t *n, dfpo_err *err) {
+  rdec_model m;
+  memset(&m, 0, sizeof m);
+  m.cfg = *c;
+  m.base.cfg.head = head;
+  m.tensors = calloc((size_t)c->n_layer * L_N + 10, sizeof *m.tensors);
+  m.layer = calloc((size_t)c->n_layer, sizeof *m.layer);
+  if (m.tensors && m.layer)
+    build_layout(&m);
+  free(m.tensors);
+  free(m.layer);
+  if (!m.ntensors)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  *n = m.nparams;
+  return DFPO_OK;
+}
+
 int rdec_load_native(model_t **out, const char *path, FILE *fp, dfpo_err *err) {
   *out = NULL;
   rdec_native_header h;
@@ -1363,24 +1382,25 @@ int rdec_load_native(model_t **out, const char *path, FILE *fp, dfpo_err *err) {
     return rc;
   if (!family_fits(&c))
     return dfpo_err_set(err, DFPO_EDATA, "%s: header config: switches no rotary family has", path);
+  /* the sizes must agree before the parameters are allocated */
+  size_t want = 0;
+  if ((rc = count_params(&c, h.head, &want, err)))
+    return rc;
+  if (h.nparams != want)
+    return dfpo_err_set(err, DFPO_EDATA,
+                        "%s: header says %llu parameters, its config has %zu: config and tensors "
+                        "do not match",
+                        path, (unsigned long long)h.nparams, want);
+  struct stat st;
+  uint64_t expect = RDEC_NATIVE_HEADER + h.nparams * sizeof(float) * ((h.flags & 1) ? 3 : 1);
+  if (fstat(fileno(fp), &st) == 0 && (uint64_t)st.st_size != expect)
+    return dfpo_err_set(err, DFPO_EDATA, "%s: %lld bytes, expected %llu", path,
+                        (long long)st.st_size, (unsigned long long)expect);
   rdec_model *m;
   if ((rc = rdec_create(&m, &c, h.head, err)))
     return dfpo_err_prefix(err, "%s", path);
-  if (h.nparams != m->nparams) {
-    rc = dfpo_err_set(err, DFPO_EDATA,
-                      "%s: header says %llu parameters, its config has %zu: config and tensors do "
-                      "not match",
-                      path, (unsigned long long)h.nparams, m->nparams);
-  } else {
-    struct stat st;
-    uint64_t expect = RDEC_NATIVE_HEADER + h.nparams * sizeof(float) * ((h.flags & 1) ? 3 : 1);
-    if (fstat(fileno(fp), &st) == 0 && (uint64_t)st.st_size != expect)
-      rc = dfpo_err_set(err, DFPO_EDATA, "%s: %lld bytes, expected %llu", path,
-                        (long long)st.st_size, (unsigned long long)expect);
-  }
   const ops_backend *o = m->base.ops;
-  if (!rc)
-    rc = read_block(fp, o, m->params, m->nparams, path, "parameters", err);
+  rc = read_block(fp, o, m->params, m->nparams, path, "parameters", err);
   if (!rc && (h.flags & 1) && !(rc = rdec_ensure_train(m, err)) &&
       !(rc = read_block(fp, o, m->m1, m->nparams, path, "first AdamW moment", err)))
     rc = read_block(fp, o, m->m2, m->nparams, path, "second AdamW moment", err);
