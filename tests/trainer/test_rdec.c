@@ -31,7 +31,9 @@
  *   torch autograd (through model_lm_backward and model_lm_backward_logits),
  *   a value model's gradients, one AdamW step against torch.optim.AdamW;
  * - rl_iterate's PPO, NLPO and DfPO raise the reward of a tiny Llama and a
- *   tiny GPT-NeoX policy on a toy task.
+ *   tiny GPT-NeoX policy on a toy task;
+ * - native checkpoints round-trip (parameters, moments, step, a value
+ *   head) and a loaded copy trains on bit for bit as the original.
  * Skipped, saying why, when /usr/bin/python3 lacks torch. */
 #include "tests/support/support.h"
 #include "tests/trainer/train_testutil.h"
