@@ -206,7 +206,7 @@ int model_export_hf(const model_t *m, const tok_tokenizer *tok, const char *dir,
 static const struct {
   const char *magic;
   int (*load_native)(model_t **out, const char *path, FILE *fp, dfpo_err *err);
-} native_formats[] = {{GPT2_NATIVE_MAGIC, gpt2_load_native}};
+} native_formats[] = {{GPT2_NATIVE_MAGIC, gpt2_load_native}, {RDEC_NATIVE_MAGIC, rdec_load_native}};
 
 int model_import_safetensors(model_t **out, const char *path, dfpo_err *err) {
   /* config.json's model_type beside the file chooses the architecture;

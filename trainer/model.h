@@ -3,7 +3,7 @@
  * model_). GPT-2 (trainer/gpt2.h) is one implementation, the encoder
  * classifiers (trainer/bert.h, inference only) another, the
  * encoder-decoder T5 (trainer/t5.h) a third and the rotary decoders GPT-J,
- * GPT-NeoX and Llama (trainer/rdec.h, forward and decoding) a fourth;
+ * GPT-NeoX and Llama (trainer/rdec.h, forward, training and decoding) a fourth;
  * docs/model-interface.md says how each fits.
  *
  * The calls dispatch through the model's table of functions, so code written

@@ -93,7 +93,7 @@ int model_config_beside(const char *path, char *buf, size_t n, dfpo_err *err);
 
 /* Passes over the table's forward and lm_logprobs that every decoder
  * shares: lm_loss without backward (the mean next-token cross-entropy
- * over targets >= 0; rdec.c, which has no backward pass yet), and
+ * over targets >= 0; rdec.c's lm_loss without backward), and
  * score_tokens in the half-overlapping windows of n_ctx tokens that
  * model_score_tokens documents, one row of the sequence per window, no
  * padding (gpt2.c, rdec.c). */

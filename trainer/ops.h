@@ -144,7 +144,7 @@ typedef struct ops_backend {
   void (*act_bwd)(float *dinp, const float *inp, const float *dout, size_t n, int kind);
 
   /* The rotary decoders' ops (trainer/rdec.c: GPT-J, GPT-NeoX, Llama),
-   * forward only; the CUDA backend leaves them NULL (its rotary decoders
+   * forward and backward; the CUDA backend leaves them NULL (its rotary decoders
    * answer DFPO_EUSAGE naming them). */
   /* Rotary position embedding, in place: row n of x (N rows, ld floats
    * apart) holds nh heads of HS channels; the first rot (even, <= HS)
@@ -159,8 +159,7 @@ typedef struct ops_backend {
   /* rope_fwd's backward, in place: dx (rows as rope_fwd's x) holds the
    * gradient of the rotated values and becomes that of the inputs (each
    * pair rotated back: (da, db) -> (da cos + db sin, db cos - da sin));
-   * the channels past rot pass through. Not used by a model yet (the
-   * rotary decoders do not train yet). */
+   * the channels past rot pass through. */
   void (*rope_bwd)(float *dx, int ld, const int *pos, int N, int nh, int HS, int rot,
                    int interleaved, float base);
   /* SwiGLU: out[N, F] = silu(gu[n, f]) * gu[n, F + f] with silu(g) =
@@ -169,14 +168,17 @@ typedef struct ops_backend {
   void (*swiglu_fwd)(float *out, const float *gu, int N, int F);
   /* swiglu_fwd's backward: dgu[N, 2F] = (overwritten) dout u silu'(g) in
    * the gate's columns, dout silu(g) in the up projection's, with
-   * silu'(g) = s (1 + g (1 - s)), s = 1 / (1 + exp(-g)). Not used by a
-   * model yet. */
+   * silu'(g) = s (1 + g (1 - s)), s = 1 / (1 + exp(-g)). */
   void (*swiglu_bwd)(float *dgu, const float *gu, const float *dout, int N, int F);
   /* Grouped-query attention onto attention_fwd's layout: inp[N, (NH + 2
    * NKV) HS] holds q (NH heads), k and v (NKV heads each); out[N, 3 NH HS]
    * = q | k | v with key/value head g repeated for the query heads g R ..
    * g R + R - 1 (R = NH / NKV), as Hugging Face's repeat_kv. */
   void (*kv_repeat)(float *out, const float *inp, int N, int NH, int NKV, int HS);
+  /* kv_repeat's backward: dinp[N, (NH + 2 NKV) HS] = (overwritten) the q
+   * part of dout[N, 3 NH HS] copied, each key/value head's gradient the sum
+   * of its R repeated heads' (in head order). */
+  void (*kv_repeat_bwd)(float *dinp, const float *dout, int N, int NH, int NKV, int HS);
 
   /* Fused log-softmax statistics of logits[N,V] (row stride ld >= V):
    * lse[N] = logsumexp; logp[N] = logits[tgt] - lse (tgt < 0: 0);

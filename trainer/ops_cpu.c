@@ -1437,6 +1437,27 @@ static void cpu_kv_repeat(float *out, const float *inp, int N, int NH, int NKV, 
   }
 }
 
+static void cpu_kv_repeat_bwd(float *dinp, const float *dout, int N, int NH, int NKV, int HS) {
+  size_t CQ = (size_t)NH * HS, IK = (size_t)NKV * HS;
+  int R = NH / NKV;
+#pragma omp parallel for schedule(static) if ((size_t)N * CQ > PAR_MIN)
+  for (int n = 0; n < N; n++) {
+    const float *src = dout + (size_t)n * 3 * CQ;
+    float *dst = dinp + (size_t)n * (CQ + 2 * IK);
+    memcpy(dst, src, CQ * sizeof(float));
+    for (int part = 1; part <= 2; part++) /* keys, then values */
+      for (int g = 0; g < NKV; g++) {
+        float *d = dst + CQ + (size_t)(part - 1) * IK + (size_t)g * HS;
+        for (int i = 0; i < HS; i++) {
+          float s = 0.0f;
+          for (int r = 0; r < R; r++)
+            s += src[(size_t)part * CQ + ((size_t)g * R + r) * HS + i];
+          d[i] = s;
+        }
+      }
+  }
+}
+
 /* One thread per head: a head's keys, values and bias entries are its
  * own, accumulated over rows and queries in order. */
 static void cpu_attention_rel_bwd(float *dq, float *dk, float *dv, float *dbias, const float *dout,
@@ -1588,6 +1609,7 @@ const ops_backend ops_cpu = {
     .swiglu_fwd = cpu_swiglu_fwd,
     .swiglu_bwd = cpu_swiglu_bwd,
     .kv_repeat = cpu_kv_repeat,
+    .kv_repeat_bwd = cpu_kv_repeat_bwd,
     .attention_rel_bwd = cpu_attention_rel_bwd,
     .rmsnorm_bwd = cpu_rmsnorm_bwd,
     .mul_bwd = cpu_mul_bwd,

@@ -32,8 +32,8 @@ const ops_backend ops_cuda = {
      * (mul_bwd, rmsnorm_bwd, attention_rel_bwd, act_bwd) are not written
      * for CUDA yet: NULL, and trainer/t5.c answers DFPO_EUSAGE naming them;
      * nor the rotary decoders' rope_fwd, swiglu_fwd and kv_repeat
-     * (trainer/rdec.c answers DFPO_EUSAGE naming them), nor rope_bwd and
-     * swiglu_bwd */
+     * (trainer/rdec.c answers DFPO_EUSAGE naming them), nor rope_bwd,
+     * swiglu_bwd and kv_repeat_bwd */
     .logits_stats = ops_cuda_logits_stats,
     .logits_bwd = ops_cuda_logits_bwd,
     .adamw = ops_cuda_adamw,

@@ -6,11 +6,13 @@
 #include "trainer/st_internal.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* The tensors of one layer, in memory order (-1: the family has none).
  * QKV is q | k | v stacked by rows ([(NH + 2 NKV) HS, C]; GPT-NeoX's fused
@@ -44,11 +46,27 @@ typedef struct rdec_tensor {
 } rdec_tensor;
 
 /* The activations of one pass over N = B T tokens (a forward pass, or a
- * decoding call) in backend memory. */
+ * decoding call) in backend memory: x the residual stream, h ln1's output
+ * (or the final norm's after the pass), qkvr the rotated q | k | v, qkv
+ * them with the key/value heads repeated, att the softmax, y the heads'
+ * output, t the attention's, xm the sequential residual's middle (x + t),
+ * h2 ln2's output, f the MLP's pre-activation, fo its activation, mo its
+ * output, st the norms' mean and rstd [4N]. A forward pass also keeps xs,
+ * the input of every layer [L, N, C] (the backward pass recomputes each
+ * layer from it), and vals [N] (a value head's output). */
 typedef struct rdec_ws {
-  float *x, *h, *h2, *qkvr, *qkv, *att, *y, *t, *f, *fo;
+  float *x, *h, *h2, *qkvr, *qkv, *att, *y, *t, *xm, *f, *fo, *mo, *st, *xs, *vals;
   int *tok, *pos, *zeros, *kstart;
 } rdec_ws;
+
+/* The backward pass's scratch over N tokens (backend memory): gx the
+ * residual's gradient, dh and dh2 the norms' outputs', dy, dqkv (repeated
+ * heads), dqkvr, dfo, df, dlp and dent [N] the LM objective's weights, dv
+ * [N] the value head's, dpos [C] the sink of encoder_bwd's position
+ * table. */
+typedef struct rdec_grad_ws {
+  float *gx, *dh, *dh2, *dy, *dqkv, *dqkvr, *dfo, *df, *dlp, *dent, *dv, *dpos;
+} rdec_grad_ws;
 
 typedef struct rdec_model {
   struct model base;
@@ -57,8 +75,15 @@ typedef struct rdec_model {
   int ntensors;
   int (*layer)[L_N];
   int wte, lnfw, lnfb, headw, headb; /* headw -1 when tied, lnfb/headb -1 when absent */
+  int vhead;                         /* v_head.summary.weight (bias next); -1: none */
   float *params;
   size_t nparams;
+  /* training state (NULL until model_ensure_train) and backward scratch */
+  float *train_block, *grads, *m1, *m2;
+  float *bwd;
+  size_t bwd_floats;
+  rdec_grad_ws gw_;
+  int have_lm; /* lm_logprobs ran on the current forward pass */
   float *zero; /* [C] zeros: the position table encoder_fwd adds */
   /* forward pass */
   float *act;
@@ -211,6 +236,12 @@ static void build_layout(rdec_model *m) {
     snprintf(nm, sizeof nm, "%s.weight", head[c->family]), m->headw = add_own(m, 0, V, C, nm);
   if (c->head_bias)
     snprintf(nm, sizeof nm, "%s.bias", head[c->family]), m->headb = add_own(m, 1, 1, V, nm);
+  /* a value model's head, trl's names as GPT-2's (no Hugging Face source) */
+  m->vhead = -1;
+  if (m->base.cfg.head == MODEL_HEAD_VALUE) {
+    m->vhead = add_tensor(m, 0, 1, C, "v_head.summary.weight");
+    add_tensor(m, 1, 1, 1, "v_head.summary.bias");
+  }
 }
 
 static float *P(const rdec_model *m, int i) {
@@ -218,6 +249,13 @@ static float *P(const rdec_model *m, int i) {
 }
 static float *LP(const rdec_model *m, int l, int slot) {
   return P(m, m->layer[l][slot]);
+}
+/* gradients (training state allocated) */
+static float *G(const rdec_model *m, int i) {
+  return i < 0 ? NULL : m->grads + m->tensors[i].off;
+}
+static float *LG(const rdec_model *m, int l, int slot) {
+  return G(m, m->layer[l][slot]);
 }
 
 static void rdec_destroy(rdec_model *m) {
@@ -231,6 +269,8 @@ static void rdec_destroy(rdec_model *m) {
     o->free(m->ids);
     o->free(m->gen);
     o->free(m->gen_ids);
+    o->free(m->train_block);
+    o->free(m->bwd);
   }
   free(m->kc);
   free(m->vc);
@@ -240,7 +280,7 @@ static void rdec_destroy(rdec_model *m) {
   free(m);
 }
 
-static int rdec_create(rdec_model **out, const rdec_config *c, dfpo_err *err) {
+static int rdec_create(rdec_model **out, const rdec_config *c, int head, dfpo_err *err) {
   *out = NULL;
   rdec_model *m = calloc(1, sizeof *m);
   if (!m)
@@ -251,8 +291,8 @@ static int rdec_create(rdec_model **out, const rdec_config *c, dfpo_err *err) {
   m->base.cfg.arch = family_name[c->family];
   m->base.cfg.vocab_size = c->vocab_size;
   m->base.cfg.n_ctx = c->n_ctx;
-  m->base.cfg.head = MODEL_HEAD_NONE;
-  m->tensors = calloc((size_t)c->n_layer * L_N + 8, sizeof *m->tensors);
+  m->base.cfg.head = head;
+  m->tensors = calloc((size_t)c->n_layer * L_N + 10, sizeof *m->tensors);
   m->layer = calloc((size_t)c->n_layer, sizeof *m->layer);
   m->kc = calloc((size_t)c->n_layer, sizeof *m->kc);
   m->vc = calloc((size_t)c->n_layer, sizeof *m->vc);
@@ -306,6 +346,8 @@ static int gelu_kind(const char *a, int *act) {
     return -1;
   return 0;
 }
+
+static int check_sizes(const rdec_config *c, const char *what, dfpo_err *err);
 
 /* The config of cpath; its model_type names the family. */
 static int read_config(const char *cpath, rdec_config *c, dfpo_err *err) {
@@ -399,20 +441,57 @@ static int read_config(const char *cpath, rdec_config *c, dfpo_err *err) {
   if (!rc && jget(j, "rope_scaling"))
     rc = dfpo_err_set(err, DFPO_EDATA,
                       "%s: rope_scaling is set: scaled rotary embeddings are not read", cpath);
-  if (!rc &&
-      (c->vocab_size <= 0 || c->n_embd <= 0 || c->n_layer <= 0 || c->n_head <= 0 ||
+  if (!rc)
+    rc = check_sizes(c, cpath, err);
+  cJSON_Delete(j);
+  return rc;
+}
+
+/* The config's sizes in range (what names them: a config.json, a caller). */
+static int check_sizes(const rdec_config *c, const char *what, dfpo_err *err) {
+  if ((c->vocab_size <= 0 || c->n_embd <= 0 || c->n_layer <= 0 || c->n_head <= 0 ||
        c->n_kv_head <= 0 || c->head_dim <= 0 || c->d_ff <= 0 || c->n_ctx < 2 || c->n_embd > 65536 ||
        c->d_ff > 1 << 20 || c->n_layer > 1000 || c->n_head > 4096 || c->head_dim > 4096 ||
        c->vocab_size > 1 << 24 || c->n_kv_head > c->n_head || c->n_head % c->n_kv_head ||
        (c->family != RDEC_LLAMA && c->n_embd % c->n_head) || c->rot < 0 || c->rot > c->head_dim ||
        c->rot % 2 || !(c->rope_base > 0.0f) || !(c->eps > 0.0f)))
+    return dfpo_err_set(
+        err, DFPO_EDATA,
+        "%s: sizes out of range (hidden %d, layers %d, heads %d, key/value heads "
+        "%d, head size %d, MLP %d, positions %d, vocabulary %d, rotary channels %d, "
+        "rotary base %g, eps %g)",
+        what, c->n_embd, c->n_layer, c->n_head, c->n_kv_head, c->head_dim, c->d_ff, c->n_ctx,
+        c->vocab_size, c->rot, (double)c->rope_base, (double)c->eps);
+  return DFPO_OK;
+}
+
+/* The switches the family's tensors fix (its layout has the norms, biases
+ * and MLP it has); the residual's form (GPT-NeoX), the GELU (GPT-J,
+ * GPT-NeoX), the rotary form and fraction, tying and grouping are free. */
+static int family_fits(const rdec_config *c) {
+  int llama = c->family == RDEC_LLAMA;
+  if (c->family < RDEC_GPTJ || c->family > RDEC_LLAMA || c->act < RDEC_ACT_GELU_TANH ||
+      c->act > RDEC_ACT_SWIGLU || (c->act == RDEC_ACT_SWIGLU) != llama || c->rmsnorm != llama ||
+      c->mlp_bias == llama || c->head_bias != (c->family == RDEC_GPTJ) ||
+      c->bias != (c->family == RDEC_NEOX) || c->shared_ln != (c->family == RDEC_GPTJ) ||
+      (c->shared_ln && !c->parallel) || (llama && c->parallel))
+    return 0;
+  return c->n_kv_head == c->n_head || llama;
+}
+
+int rdec_new(model_t **out, const rdec_config *c, dfpo_err *err) {
+  *out = NULL;
+  int rc = check_sizes(c, "rdec_new", err);
+  if (!rc && !family_fits(c))
     rc = dfpo_err_set(err, DFPO_EDATA,
-                      "%s: sizes out of range (hidden %d, layers %d, heads %d, key/value heads %d, "
-                      "head size %d, MLP %d, positions %d, vocabulary %d, rotary channels %d, "
-                      "rotary base %g, eps %g)",
-                      cpath, c->n_embd, c->n_layer, c->n_head, c->n_kv_head, c->head_dim, c->d_ff,
-                      c->n_ctx, c->vocab_size, c->rot, (double)c->rope_base, (double)c->eps);
-  cJSON_Delete(j);
+                      "rdec_new: the switches (activation %d, RMSNorm %d, biases %d/%d/%d, "
+                      "parallel %d, shared norm %d, key/value heads %d of %d) are not those of "
+                      "family %d's tensors",
+                      c->act, c->rmsnorm, c->bias, c->mlp_bias, c->head_bias, c->parallel,
+                      c->shared_ln, c->n_kv_head, c->n_head, c->family);
+  rdec_model *m = NULL;
+  if (!rc && !(rc = rdec_create(&m, c, MODEL_HEAD_NONE, err)))
+    *out = &m->base;
   return rc;
 }
 
@@ -487,7 +566,7 @@ int rdec_import_safetensors(model_t **out, const char *path, dfpo_err *err) {
     return rc;
   rdec_model *m = NULL;
   float *buf = NULL;
-  if ((rc = rdec_create(&m, &c, err)))
+  if ((rc = rdec_create(&m, &c, MODEL_HEAD_NONE, err)))
     goto done;
   size_t maxn = 0;
   for (int k = 0; k < m->ntensors; k++)
@@ -537,9 +616,30 @@ static int missing_ops(const rdec_model *m, dfpo_err *err) {
       c->rmsnorm ? ", rmsnorm_fwd" : "", c->n_kv_head != c->n_head ? ", kv_repeat" : "");
 }
 
-/* Lays out (sz.x NULL: only counts) the activations of N = B T tokens from
- * base p; returns the floats taken. */
-static size_t layout_ws(const rdec_model *m, rdec_ws *w, float *p, int B, int T) {
+/* The backward passes' ops beyond missing_ops'. */
+static int missing_bwd_ops(const rdec_model *m, dfpo_err *err) {
+  const ops_backend *o = m->base.ops;
+  const rdec_config *c = &m->cfg;
+  int rc = missing_ops(m, err);
+  if (rc)
+    return rc;
+  if (o->rope_bwd && (c->act != RDEC_ACT_SWIGLU || o->swiglu_bwd) &&
+      (c->act != RDEC_ACT_GELU_ERF || o->act_bwd) && (!c->rmsnorm || o->rmsnorm_bwd) &&
+      (c->n_kv_head == c->n_head || o->kv_repeat_bwd))
+    return DFPO_OK;
+  return dfpo_err_set(
+      err, DFPO_EUSAGE,
+      "%s: the %s backend lacks the rotary decoders' backward ops (rope_bwd%s%s%s%s); "
+      "train it on the CPU (--device cpu)",
+      family_name[c->family], o->name, c->act == RDEC_ACT_SWIGLU ? ", swiglu_bwd" : "",
+      c->act == RDEC_ACT_GELU_ERF ? ", act_bwd" : "", c->rmsnorm ? ", rmsnorm_bwd" : "",
+      c->n_kv_head != c->n_head ? ", kv_repeat_bwd" : "");
+}
+
+/* Lays out (p NULL: only counts) the activations of N = B T tokens from
+ * base p; with keep (a forward pass), the layers' inputs and the value
+ * head's output too. Returns the floats taken. */
+static size_t layout_ws(const rdec_model *m, rdec_ws *w, float *p, int B, int T, int keep) {
   const rdec_config *c = &m->cfg;
   size_t N = (size_t)B * T, C = (size_t)c->n_embd, I = (size_t)c->n_head * c->head_dim,
          QKV = I + 2 * (size_t)c->n_kv_head * c->head_dim, F = (size_t)c->d_ff;
@@ -553,11 +653,18 @@ static size_t layout_ws(const rdec_model *m, rdec_ws *w, float *p, int B, int T)
   TAKE(att, (size_t)B * c->n_head * T * T);
   TAKE(y, N * I);
   TAKE(t, N * C);
+  TAKE(xm, c->parallel ? 0 : N * C);
   TAKE(f, N * 2 * F);
-  TAKE(fo, c->act == RDEC_ACT_SWIGLU ? N * F : 0);
+  TAKE(fo, N * F);
+  TAKE(mo, N * C);
+  TAKE(st, 4 * N);
+  TAKE(xs, keep ? (size_t)c->n_layer * N * C : 0);
+  TAKE(vals, keep ? N : 0);
 #undef TAKE
   if (c->n_kv_head == c->n_head)
     w->qkv = w->qkvr;
+  if (!keep)
+    w->xs = w->vals = NULL;
   return n;
 }
 /* the integer arrays of a pass: tok, pos, zeros [N], kstart [B] */
@@ -583,17 +690,30 @@ static int grow(const ops_backend *o, void **buf, size_t *cap, size_t n, size_t 
   return DFPO_OK;
 }
 
-static void norm(const rdec_model *m, float *out, const float *x, int w, int b, int N) {
+/* out = norm(x) with weight w and bias b (tensor indices); st[2N] receives
+ * a LayerNorm's mean and rstd */
+static void norm(const rdec_model *m, float *out, float *st, const float *x, int w, int b, int N) {
   const ops_backend *o = m->base.ops;
   int C = m->cfg.n_embd;
   if (m->cfg.rmsnorm)
     o->rmsnorm_fwd(out, x, P(m, w), N, C, m->cfg.eps);
   else
-    o->layernorm_fwd(out, NULL, NULL, x, P(m, w), P(m, b), N, C, m->cfg.eps);
+    o->layernorm_fwd(out, st, st + N, x, P(m, w), P(m, b), N, C, m->cfg.eps);
+}
+/* dx += the gradient through norm (its input x, statistics st) of dout */
+static void norm_bwd(const rdec_model *m, float *dx, const float *dout, const float *st,
+                     const float *x, int w, int b, int N) {
+  const ops_backend *o = m->base.ops;
+  int C = m->cfg.n_embd;
+  if (m->cfg.rmsnorm)
+    o->rmsnorm_bwd(dx, G(m, w), dout, x, P(m, w), N, C, m->cfg.eps);
+  else
+    o->layernorm_bwd(dx, G(m, w), G(m, b), dout, x, P(m, w), st, st + N, N, C);
 }
 
-/* out[N, C] = the MLP of in[N, C] */
-static void mlp(const rdec_model *m, const rdec_ws *w, int l, float *out, const float *in, int N) {
+/* w->mo[N, C] = the MLP of in[N, C] (w->f its pre-activation, w->fo its
+ * activation) */
+static void mlp(const rdec_model *m, const rdec_ws *w, int l, const float *in, int N) {
   const ops_backend *o = m->base.ops;
   const rdec_config *c = &m->cfg;
   int C = c->n_embd, F = c->d_ff;
@@ -601,64 +721,76 @@ static void mlp(const rdec_model *m, const rdec_ws *w, int l, float *out, const 
   if (c->act == RDEC_ACT_SWIGLU) {
     o->matmul_fwd(w->f, in, LP(m, l, L_FCW), NULL, N, C, 2 * F);
     o->swiglu_fwd(w->fo, w->f, N, F);
-    o->matmul_fwd(out, w->fo, LP(m, l, L_OUTW), NULL, N, F, C);
-    return;
+  } else {
+    o->matmul_fwd(w->f, in, LP(m, l, L_FCW), LP(m, l, L_FCB), N, C, F);
+    if (c->act == RDEC_ACT_GELU_TANH)
+      o->gelu_fwd(w->fo, w->f, NF);
+    else
+      o->act_fwd(w->fo, w->f, NF, OPS_ACT_GELU_ERF);
   }
-  o->matmul_fwd(w->f, in, LP(m, l, L_FCW), LP(m, l, L_FCB), N, C, F);
-  if (c->act == RDEC_ACT_GELU_TANH)
-    o->gelu_fwd(w->f, w->f, NF);
-  else
-    o->act_fwd(w->f, w->f, NF, OPS_ACT_GELU_ERF);
-  o->matmul_fwd(out, w->f, LP(m, l, L_OUTW), LP(m, l, L_OUTB), N, F, C);
+  o->matmul_fwd(w->mo, w->fo, LP(m, l, L_OUTW), LP(m, l, L_OUTB), N, F, C);
 }
 
-/* The layers over w->x [B, T, C] at positions w->pos. With a cache (kc
- * non-NULL): the keys and values go to cache rows t0..t0+T-1 and a single
- * token (T 1) attends to the cache rows kstart..t0. */
-static void run_layers(const rdec_model *m, const rdec_ws *w, int B, int T, int t0, int Tmax,
-                       int cache) {
+/* Layer l over w->x [B, T, C] at positions w->pos, in place, its
+ * intermediates left in w. With a cache: the keys and values go to cache
+ * rows t0..t0+T-1 and a single token (T 1) attends to the cache rows
+ * kstart..t0. */
+static void layer_fwd(const rdec_model *m, const rdec_ws *w, int l, int B, int T, int t0, int Tmax,
+                      int cache) {
   const ops_backend *o = m->base.ops;
   const rdec_config *c = &m->cfg;
   int N = B * T, C = c->n_embd, NH = c->n_head, NKV = c->n_kv_head, HS = c->head_dim;
   int I = NH * HS, QKV = I + 2 * NKV * HS;
   size_t NC = (size_t)N * C;
-  for (int l = 0; l < c->n_layer; l++) {
-    norm(m, w->h, w->x, m->layer[l][L_LN1W], m->layer[l][L_LN1B], N);
-    o->matmul_fwd(w->qkvr, w->h, LP(m, l, L_QKVW), LP(m, l, L_QKVB), N, C, QKV);
-    o->rope_fwd(w->qkvr, QKV, w->pos, N, NH, HS, c->rot, c->interleaved, c->rope_base);
-    o->rope_fwd(w->qkvr + I, QKV, w->pos, N, NKV, HS, c->rot, c->interleaved, c->rope_base);
-    if (NKV != NH)
-      o->kv_repeat(w->qkv, w->qkvr, N, NH, NKV, HS);
-    if (cache)
-      o->kv_write(m->kc[l], m->vc[l], w->qkv, B, T, t0, Tmax, I);
-    if (cache && T == 1)
-      o->attention_step(w->y, w->qkv, m->kc[l], m->vc[l], w->kstart, B, t0 + 1, Tmax, I, NH);
-    else
-      o->attention_fwd(w->y, w->att, w->qkv, w->kstart, B, T, I, NH);
-    o->matmul_fwd(w->t, w->y, LP(m, l, L_OW), LP(m, l, L_OB), N, I, C);
-    if (c->parallel) {
-      /* x + attn(ln1 x) + mlp(ln1 x or ln2 x), both from the same x */
-      if (c->shared_ln) {
-        mlp(m, w, l, w->h2, w->h, N);
-      } else {
-        norm(m, w->h2, w->x, m->layer[l][L_LN2W], m->layer[l][L_LN2B], N);
-        mlp(m, w, l, w->h, w->h2, N);
-      }
-      float *mo = c->shared_ln ? w->h2 : w->h;
-      o->add(w->t, w->t, mo, NC);
-      o->add(w->x, w->x, w->t, NC);
+  const int *L = m->layer[l];
+  norm(m, w->h, w->st, w->x, L[L_LN1W], L[L_LN1B], N);
+  o->matmul_fwd(w->qkvr, w->h, LP(m, l, L_QKVW), LP(m, l, L_QKVB), N, C, QKV);
+  o->rope_fwd(w->qkvr, QKV, w->pos, N, NH, HS, c->rot, c->interleaved, c->rope_base);
+  o->rope_fwd(w->qkvr + I, QKV, w->pos, N, NKV, HS, c->rot, c->interleaved, c->rope_base);
+  if (NKV != NH)
+    o->kv_repeat(w->qkv, w->qkvr, N, NH, NKV, HS);
+  if (cache)
+    o->kv_write(m->kc[l], m->vc[l], w->qkv, B, T, t0, Tmax, I);
+  if (cache && T == 1)
+    o->attention_step(w->y, w->qkv, m->kc[l], m->vc[l], w->kstart, B, t0 + 1, Tmax, I, NH);
+  else
+    o->attention_fwd(w->y, w->att, w->qkv, w->kstart, B, T, I, NH);
+  o->matmul_fwd(w->t, w->y, LP(m, l, L_OW), LP(m, l, L_OB), N, I, C);
+  if (c->parallel) {
+    /* x + attn(ln1 x) + mlp(ln1 x or ln2 x), both from the same x */
+    if (c->shared_ln) {
+      mlp(m, w, l, w->h, N);
     } else {
-      o->add(w->x, w->x, w->t, NC);
-      norm(m, w->h2, w->x, m->layer[l][L_LN2W], m->layer[l][L_LN2B], N);
-      mlp(m, w, l, w->h, w->h2, N);
-      o->add(w->x, w->x, w->h, NC);
+      norm(m, w->h2, w->st + 2 * N, w->x, L[L_LN2W], L[L_LN2B], N);
+      mlp(m, w, l, w->h2, N);
     }
+    o->add(w->x, w->x, w->t, NC);
+    o->add(w->x, w->x, w->mo, NC);
+  } else {
+    o->add(w->xm, w->x, w->t, NC);
+    norm(m, w->h2, w->st + 2 * N, w->xm, L[L_LN2W], L[L_LN2B], N);
+    mlp(m, w, l, w->h2, N);
+    o->add(w->x, w->xm, w->mo, NC);
   }
 }
 
-/* logits[N, V] of the final hidden states x[N, C] (h: scratch [N, C]) */
-static void lm_head(const rdec_model *m, float *logits, float *h, const float *x, int N) {
-  norm(m, h, x, m->lnfw, m->lnfb, N);
+/* The layers over w->x; a forward pass (w->xs set) keeps each layer's
+ * input. */
+static void run_layers(const rdec_model *m, const rdec_ws *w, int B, int T, int t0, int Tmax,
+                       int cache) {
+  size_t NC = (size_t)B * T * m->cfg.n_embd;
+  for (int l = 0; l < m->cfg.n_layer; l++) {
+    if (w->xs)
+      m->base.ops->copy(w->xs + l * NC, w->x, NC * sizeof(float));
+    layer_fwd(m, w, l, B, T, t0, Tmax, cache);
+  }
+}
+
+/* logits[N, V] of the final hidden states x[N, C] (h [N, C] receives the
+ * final norm's output, st [2N] its statistics) */
+static void lm_head(const rdec_model *m, float *logits, float *h, float *st, const float *x,
+                    int N) {
+  norm(m, h, st, x, m->lnfw, m->lnfb, N);
   m->base.ops->matmul_fwd(logits, h, P(m, m->cfg.tied ? m->wte : m->headw), P(m, m->headb), N,
                           m->cfg.n_embd, m->cfg.vocab_size);
 }
@@ -695,6 +827,7 @@ static int rdec_forward(rdec_model *m, const model_batch *b, dfpo_err *err) {
   const ops_backend *o = m->base.ops;
   int B = b->B, T = b->T, V = m->cfg.vocab_size;
   m->fB = 0;
+  m->have_lm = 0;
   m->base.last_logits = NULL;
   int rc = missing_ops(m, err);
   if (rc)
@@ -707,7 +840,7 @@ static int rdec_forward(rdec_model *m, const model_batch *b, dfpo_err *err) {
   if (!h)
     return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
   rc = host_ids(m, b->tokens, b->kstart, B, T, h, family_name[m->cfg.family], err);
-  size_t nf = layout_ws(m, &m->fw, NULL, B, T) + N * V + 3 * N;
+  size_t nf = layout_ws(m, &m->fw, NULL, B, T, 1) + N * V + 3 * N;
   if (!rc)
     rc = grow(o, (void **)&m->act, &m->act_floats, nf, sizeof(float), err);
   if (!rc)
@@ -716,7 +849,7 @@ static int rdec_forward(rdec_model *m, const model_batch *b, dfpo_err *err) {
     free(h);
     return rc;
   }
-  size_t at = layout_ws(m, &m->fw, m->act, B, T);
+  size_t at = layout_ws(m, &m->fw, m->act, B, T, 1);
   m->logits = m->act + at;
   m->lse = m->logits + N * V;
   m->lp = m->lse + N;
@@ -727,7 +860,7 @@ static int rdec_forward(rdec_model *m, const model_batch *b, dfpo_err *err) {
   const rdec_ws *w = &m->fw;
   o->encoder_fwd(w->x, w->tok, w->zeros, P(m, m->wte), m->zero, (int)N, m->cfg.n_embd);
   run_layers(m, w, B, T, 0, 0, 0);
-  lm_head(m, m->logits, w->h, w->x, (int)N);
+  lm_head(m, m->logits, w->h, w->st, w->x, (int)N);
   m->fB = B, m->fT = T;
   return DFPO_OK;
 }
@@ -746,11 +879,243 @@ static int rdec_lm_logprobs(rdec_model *m, const int *targets, float *logp, floa
                           family_name[m->cfg.family], targets[i], i, V);
   int *d_tg = m->ids + (m->ids_cap - N);
   o->upload(d_tg, targets, N * sizeof(int));
-  o->logits_stats(m->lse, m->lp, ent ? m->ent : NULL, m->logits, d_tg, (int)N, V, V);
+  /* the entropy always: lm_backward may want its gradient */
+  o->logits_stats(m->lse, m->lp, m->ent, m->logits, d_tg, (int)N, V, V);
   o->download(logp, m->lp, N * sizeof(float));
   if (ent)
     o->download(ent, m->ent, N * sizeof(float));
   m->base.last_logits = m->logits;
+  m->have_lm = 1;
+  return DFPO_OK;
+}
+
+/* ------------------------------------------------------------ backward */
+
+static int rdec_ensure_train(rdec_model *m, dfpo_err *err) {
+  return model_alloc_train(&m->base, m->nparams, &m->train_block, &m->grads, &m->m1, &m->m2, err);
+}
+
+/* Lays out the backward pass's scratch for the last forward pass. */
+static int layout_grad(rdec_model *m, dfpo_err *err) {
+  const rdec_config *c = &m->cfg;
+  size_t N = (size_t)m->fB * m->fT, C = (size_t)c->n_embd, I = (size_t)c->n_head * c->head_dim,
+         QKV = I + 2 * (size_t)c->n_kv_head * c->head_dim, F = (size_t)c->d_ff;
+  int gqa = c->n_kv_head != c->n_head;
+  size_t need = 3 * N * C + N * I + (gqa ? N * 3 * I : 0) + N * QKV + 3 * N * F + 3 * N + C;
+  int rc = grow(m->base.ops, (void **)&m->bwd, &m->bwd_floats, need, sizeof(float), err);
+  if (rc)
+    return rc;
+  rdec_grad_ws *g = &m->gw_;
+  float *p = m->bwd;
+  g->gx = p, p += N * C;
+  g->dh = p, p += N * C;
+  g->dh2 = p, p += N * C;
+  g->dy = p, p += N * I;
+  g->dqkvr = p, p += N * QKV;
+  g->dqkv = g->dqkvr;
+  if (gqa)
+    g->dqkv = p, p += N * 3 * I;
+  g->dfo = p, p += N * F;
+  g->df = p, p += 2 * N * F;
+  g->dlp = p, p += N;
+  g->dent = p, p += N;
+  g->dv = p, p += N;
+  g->dpos = p;
+  return DFPO_OK;
+}
+
+/* Layer l's backward pass: its forward recomputed from its saved input,
+ * then m->gw_.gx, the gradient of its output, becomes its input's, the
+ * parameters' gradients accumulated. */
+static void layer_bwd(rdec_model *m, int l) {
+  const ops_backend *o = m->base.ops;
+  const rdec_config *c = &m->cfg;
+  const rdec_ws *w = &m->fw;
+  const rdec_grad_ws *g = &m->gw_;
+  const int *L = m->layer[l];
+  int B = m->fB, T = m->fT, N = B * T, C = c->n_embd, NH = c->n_head, NKV = c->n_kv_head,
+      HS = c->head_dim, F = c->d_ff, I = NH * HS, QKV = I + 2 * NKV * HS;
+  size_t NC = (size_t)N * C, NF = (size_t)N * F;
+  const float *xin = w->xs + l * NC;
+  o->copy(w->x, xin, NC * sizeof(float));
+  layer_fwd(m, w, l, B, T, 0, 0, 0);
+  /* the MLP, from the gradient of its output (the layer's output's) */
+  const float *min = c->shared_ln ? w->h : w->h2;
+  float *dmin = c->shared_ln ? g->dh : g->dh2;
+  o->zero(g->dfo, NF * sizeof(float));
+  o->matmul_bwd(g->dfo, LG(m, l, L_OUTW), LG(m, l, L_OUTB), g->gx, w->fo, LP(m, l, L_OUTW), N, F,
+                C);
+  if (c->act == RDEC_ACT_SWIGLU)
+    o->swiglu_bwd(g->df, w->f, g->dfo, N, F);
+  else if (c->act == RDEC_ACT_GELU_TANH)
+    o->gelu_bwd(g->df, w->f, g->dfo, NF);
+  else
+    o->act_bwd(g->df, w->f, g->dfo, NF, OPS_ACT_GELU_ERF);
+  o->zero(dmin, NC * sizeof(float));
+  o->matmul_bwd(dmin, LG(m, l, L_FCW), LG(m, l, L_FCB), g->df, min, LP(m, l, L_FCW), N, C,
+                c->act == RDEC_ACT_SWIGLU ? 2 * F : F);
+  if (!c->parallel) /* x_out = xm + mlp(ln2 xm): gx becomes xm's gradient */
+    norm_bwd(m, g->gx, g->dh2, w->st + 2 * N, w->xm, L[L_LN2W], L[L_LN2B], N);
+  /* the attention, from the gradient of its output (gx: the layer's
+   * output's when parallel, xm's when sequential) */
+  o->zero(g->dy, (size_t)N * I * sizeof(float));
+  o->matmul_bwd(g->dy, LG(m, l, L_OW), LG(m, l, L_OB), g->gx, w->y, LP(m, l, L_OW), N, I, C);
+  o->attention_bwd(g->dqkv, g->dy, w->qkv, w->att, w->kstart, B, T, I, NH);
+  if (NKV != NH)
+    o->kv_repeat_bwd(g->dqkvr, g->dqkv, N, NH, NKV, HS);
+  o->rope_bwd(g->dqkvr, QKV, w->pos, N, NH, HS, c->rot, c->interleaved, c->rope_base);
+  o->rope_bwd(g->dqkvr + I, QKV, w->pos, N, NKV, HS, c->rot, c->interleaved, c->rope_base);
+  if (!c->shared_ln) /* with GPT-J's shared norm, dh already holds the MLP's part */
+    o->zero(g->dh, NC * sizeof(float));
+  o->matmul_bwd(g->dh, LG(m, l, L_QKVW), LG(m, l, L_QKVB), g->dqkvr, w->h, LP(m, l, L_QKVW), N, C,
+                QKV);
+  /* the norms into the residual's gradient (which passes through) */
+  if (c->parallel && !c->shared_ln)
+    norm_bwd(m, g->gx, g->dh2, w->st + 2 * N, xin, L[L_LN2W], L[L_LN2B], N);
+  norm_bwd(m, g->gx, g->dh, w->st, xin, L[L_LN1W], L[L_LN1B], N);
+}
+
+/* From m->gw_.dh, the gradient of the final norm's output, through the
+ * layers into the embedding. The forward pass is spent. */
+static void trunk_backward(rdec_model *m) {
+  const ops_backend *o = m->base.ops;
+  const rdec_ws *w = &m->fw;
+  const rdec_grad_ws *g = &m->gw_;
+  int N = m->fB * m->fT, C = m->cfg.n_embd;
+  m->base.grads_zero = 0;
+  m->have_lm = 0;
+  m->base.last_logits = NULL;
+  o->zero(g->gx, (size_t)N * C * sizeof(float));
+  norm_bwd(m, g->gx, g->dh, w->st, w->x, m->lnfw, m->lnfb, N);
+  for (int l = m->cfg.n_layer - 1; l >= 0; l--)
+    layer_bwd(m, l);
+  o->encoder_bwd(G(m, m->wte), g->dpos, g->gx, w->tok, w->zeros, N, C);
+  m->fB = 0;
+}
+
+/* What a backward pass needs: a forward pass, the ops, the training state
+ * and the scratch. */
+static int need_bwd(rdec_model *m, const char *what, dfpo_err *err) {
+  const char *fam = family_name[m->cfg.family];
+  if (!m->fB)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "%s: %s needs a forward pass (each backward pass spends "
+                        "one)",
+                        fam, what);
+  int rc = missing_bwd_ops(m, err);
+  if (!rc)
+    rc = rdec_ensure_train(m, err);
+  return rc ? rc : layout_grad(m, err);
+}
+
+/* From m->logits holding the gradient of the logits: the LM head, then
+ * the trunk. */
+static void head_backward(rdec_model *m) {
+  const ops_backend *o = m->base.ops;
+  int N = m->fB * m->fT, C = m->cfg.n_embd, V = m->cfg.vocab_size;
+  int hw = m->cfg.tied ? m->wte : m->headw;
+  o->zero(m->gw_.dh, (size_t)N * C * sizeof(float));
+  o->matmul_bwd(m->gw_.dh, G(m, hw), G(m, m->headb), m->logits, m->fw.h, P(m, hw), N, C, V);
+  trunk_backward(m);
+}
+
+static int rdec_lm_backward(rdec_model *m, const float *dlogp, const float *dent, dfpo_err *err) {
+  if (!m->have_lm)
+    return dfpo_err_set(err, DFPO_EUSAGE, "%s: lm_backward needs model_lm_logprobs first",
+                        family_name[m->cfg.family]);
+  int rc = need_bwd(m, "lm_backward", err);
+  if (rc)
+    return rc;
+  const ops_backend *o = m->base.ops;
+  size_t N = (size_t)m->fB * m->fT;
+  int V = m->cfg.vocab_size;
+  if (dlogp)
+    o->upload(m->gw_.dlp, dlogp, N * sizeof(float));
+  else
+    o->zero(m->gw_.dlp, N * sizeof(float));
+  if (dent)
+    o->upload(m->gw_.dent, dent, N * sizeof(float));
+  const int *d_tg = m->ids + (m->ids_cap - N); /* lm_logprobs' targets */
+  o->logits_bwd(m->logits, m->lse, m->ent, d_tg, m->gw_.dlp, dent ? m->gw_.dent : NULL, (int)N, V,
+                V);
+  head_backward(m);
+  return DFPO_OK;
+}
+
+static int rdec_lm_backward_logits(rdec_model *m, const float *dlogits, dfpo_err *err) {
+  if (!m->have_lm)
+    return dfpo_err_set(err, DFPO_EUSAGE, "%s: lm_backward_logits needs model_lm_logprobs first",
+                        family_name[m->cfg.family]);
+  int rc = need_bwd(m, "lm_backward_logits", err);
+  if (rc)
+    return rc;
+  /* the logits become their gradient */
+  m->base.ops->upload(m->logits, dlogits,
+                      (size_t)m->fB * m->fT * m->cfg.vocab_size * sizeof(float));
+  head_backward(m);
+  return DFPO_OK;
+}
+
+/* The mean next-token cross-entropy over targets >= 0 and its gradient. */
+static int rdec_lm_loss(rdec_model *m, const model_batch *b, const int *targets, float *loss,
+                        dfpo_err *err) {
+  size_t n = (size_t)b->B * b->T, k = 0;
+  float *lp = malloc((n ? n : 1) * sizeof(float));
+  if (!lp)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  int rc = rdec_forward(m, b, err);
+  if (!rc)
+    rc = rdec_lm_logprobs(m, targets, lp, NULL, err);
+  if (!rc) {
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++)
+      if (targets[i] >= 0)
+        s -= lp[i], k++;
+    *loss = k ? (float)(s / (double)k) : 0.0f;
+    for (size_t i = 0; i < n; i++)
+      lp[i] = targets[i] >= 0 ? -1.0f / (float)k : 0.0f;
+    if (k)
+      rc = rdec_lm_backward(m, lp, NULL, err);
+  }
+  free(lp);
+  return rc;
+}
+
+static int need_value(rdec_model *m, dfpo_err *err) {
+  if (!m->fB)
+    return dfpo_err_set(err, DFPO_EUSAGE, "%s: the value head before a forward pass",
+                        family_name[m->cfg.family]);
+  if (m->vhead < 0)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "%s: the model has no value head (model_new_like makes "
+                        "one)",
+                        family_name[m->cfg.family]);
+  return DFPO_OK;
+}
+
+/* values[N] = the final norm's output . v_w + v_b at every position */
+static int rdec_value_forward(rdec_model *m, float *values, dfpo_err *err) {
+  int rc = need_value(m, err);
+  if (rc)
+    return rc;
+  int N = m->fB * m->fT;
+  m->base.ops->matmul_fwd(m->fw.vals, m->fw.h, P(m, m->vhead), P(m, m->vhead + 1), N, m->cfg.n_embd,
+                          1);
+  m->base.ops->download(values, m->fw.vals, (size_t)N * sizeof(float));
+  return DFPO_OK;
+}
+
+static int rdec_value_backward(rdec_model *m, const float *dvalues, dfpo_err *err) {
+  int rc = need_value(m, err);
+  if (rc || (rc = need_bwd(m, "value_backward", err)))
+    return rc;
+  const ops_backend *o = m->base.ops;
+  int N = m->fB * m->fT, C = m->cfg.n_embd;
+  o->upload(m->gw_.dv, dvalues, (size_t)N * sizeof(float));
+  o->zero(m->gw_.dh, (size_t)N * C * sizeof(float));
+  o->matmul_bwd(m->gw_.dh, G(m, m->vhead), G(m, m->vhead + 1), m->gw_.dv, m->fw.h, P(m, m->vhead),
+                N, C, 1);
+  trunk_backward(m);
   return DFPO_OK;
 }
 
@@ -779,7 +1144,7 @@ static const float *rdec_decode_begin(rdec_model *m, const int *tokens, const in
   }
   size_t N = (size_t)B * T, I = (size_t)m->cfg.n_head * m->cfg.head_dim, L = m->cfg.n_layer;
   size_t cache = (size_t)B * max_len * I;
-  size_t nf = layout_ws(m, &m->gw, NULL, B, T) + 2 * L * cache + (size_t)B * m->cfg.vocab_size;
+  size_t nf = layout_ws(m, &m->gw, NULL, B, T, 0) + 2 * L * cache + (size_t)B * m->cfg.vocab_size;
   size_t ni = layout_ids(&m->gw, NULL, B, T);
   int *h = malloc(ni * sizeof(int));
   int *ks = realloc(m->g_kstart, (size_t)B * sizeof(int));
@@ -802,7 +1167,7 @@ static const float *rdec_decode_begin(rdec_model *m, const int *tokens, const in
     m->vc[l] = p, p += cache;
   }
   m->g_logits = p, p += (size_t)B * m->cfg.vocab_size;
-  layout_ws(m, &m->gw, p, B, T);
+  layout_ws(m, &m->gw, p, B, T, 0);
   layout_ids(&m->gw, m->gen_ids, B, T);
   memcpy(m->g_kstart, h + 3 * N, (size_t)B * sizeof(int));
   o->upload(m->gen_ids, h, ni * sizeof(int));
@@ -814,7 +1179,7 @@ static const float *rdec_decode_begin(rdec_model *m, const int *tokens, const in
   /* the head of each row's last position only */
   for (int b = 0; b < B; b++)
     o->copy(w->t + (size_t)b * C, w->x + ((size_t)b * T + T - 1) * C, (size_t)C * sizeof(float));
-  lm_head(m, m->g_logits, w->h, w->t, B);
+  lm_head(m, m->g_logits, w->h, w->st, w->t, B);
   m->gB = B, m->gmax = max_len, m->gn = T;
   m->base.last_logits = m->g_logits;
   return m->g_logits;
@@ -857,18 +1222,201 @@ static const float *rdec_decode_step(rdec_model *m, const int *next, dfpo_err *e
   free(h);
   o->encoder_fwd(w.x, w.tok, w.zeros, P(m, m->wte), m->zero, B, C);
   run_layers(m, &w, B, 1, m->gn, m->gmax, 1);
-  lm_head(m, m->g_logits, w.h, w.x, B);
+  lm_head(m, m->g_logits, w.h, w.st, w.x, B);
   m->gn++;
   m->base.last_logits = m->g_logits;
   return m->g_logits;
 }
 
+/* ------------------------------------------------------------ checkpoints */
+
+/* The native checkpoint (RDEC_NATIVE_MAGIC): a 128-byte header (the
+ * magic, version 1, the header's size, the rdec_config's fields, the head,
+ * the step, flags bit 0 = the AdamW moments follow, the parameter count),
+ * then the parameters, then, with bit 0, the first and second moments, all
+ * little-endian float32 in the model's tensor order. */
+#define RDEC_NATIVE_VERSION 1u
+#define RDEC_NATIVE_HEADER 128u
+
+typedef struct rdec_native_header {
+  char magic[8];
+  uint32_t version, header_bytes;
+  int32_t family, vocab_size, n_embd, n_layer, n_head, n_kv_head, head_dim, d_ff, n_ctx, rot;
+  int32_t interleaved, rmsnorm, parallel, shared_ln, act, bias, mlp_bias, head_bias, tied;
+  float rope_base, eps;
+  int32_t head, step;
+  uint32_t flags;
+  uint64_t nparams;
+  char reserved[8];
+} rdec_native_header;
+_Static_assert(sizeof(rdec_native_header) == RDEC_NATIVE_HEADER, "header is 128 bytes");
+
+/* n floats of backend memory p to fp through a bounded host buffer */
+static int write_block(FILE *fp, const ops_backend *o, const float *p, size_t n) {
+  size_t chunk = (size_t)1 << 20;
+  float *buf = malloc(chunk * sizeof(float));
+  int bad = !buf;
+  for (size_t i = 0; i < n && !bad; i += chunk) {
+    size_t k = n - i < chunk ? n - i : chunk;
+    o->download(buf, p + i, k * sizeof(float));
+    bad = fwrite(buf, sizeof(float), k, fp) != k;
+  }
+  free(buf);
+  return bad ? -1 : 0;
+}
+
+/* n floats from fp into backend memory p; non-finite values refused */
+static int read_block(FILE *fp, const ops_backend *o, float *p, size_t n, const char *path,
+                      const char *what, dfpo_err *err) {
+  size_t chunk = (size_t)1 << 20;
+  float *buf = malloc(chunk * sizeof(float));
+  if (!buf)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  int rc = DFPO_OK;
+  for (size_t i = 0; i < n && !rc; i += chunk) {
+    size_t k = n - i < chunk ? n - i : chunk;
+    if (fread(buf, sizeof(float), k, fp) != k)
+      rc = dfpo_err_set(err, DFPO_EDATA, "%s: truncated in the %s", path, what);
+    for (size_t j = 0; j < k && !rc; j++)
+      if (!isfinite(buf[j]))
+        rc = dfpo_err_set(err, DFPO_EDATA, "%s: the %s hold a non-finite value at %zu", path, what,
+                          i + j);
+    if (!rc)
+      o->upload(p + i, buf, k * sizeof(float));
+  }
+  free(buf);
+  return rc;
+}
+
+static int rdec_save(rdec_model *m, const char *path, int with_optimizer, dfpo_err *err) {
+  const rdec_config *c = &m->cfg;
+  rdec_native_header h;
+  memset(&h, 0, sizeof h);
+  memcpy(h.magic, RDEC_NATIVE_MAGIC, 8);
+  h.version = RDEC_NATIVE_VERSION;
+  h.header_bytes = RDEC_NATIVE_HEADER;
+  h.family = c->family, h.vocab_size = c->vocab_size, h.n_embd = c->n_embd;
+  h.n_layer = c->n_layer, h.n_head = c->n_head, h.n_kv_head = c->n_kv_head;
+  h.head_dim = c->head_dim, h.d_ff = c->d_ff, h.n_ctx = c->n_ctx, h.rot = c->rot;
+  h.interleaved = c->interleaved, h.rmsnorm = c->rmsnorm, h.parallel = c->parallel;
+  h.shared_ln = c->shared_ln, h.act = c->act, h.bias = c->bias, h.mlp_bias = c->mlp_bias;
+  h.head_bias = c->head_bias, h.tied = c->tied, h.rope_base = c->rope_base, h.eps = c->eps;
+  h.head = m->base.cfg.head;
+  h.step = m->base.step;
+  with_optimizer = with_optimizer && m->train_block;
+  h.flags = with_optimizer ? 1u : 0u;
+  h.nparams = m->nparams;
+  dfpo_atomic a;
+  int rc = dfpo_atomic_open(&a, path, err);
+  if (rc)
+    return rc;
+  const ops_backend *o = m->base.ops;
+  if (fwrite(&h, sizeof h, 1, a.fp) != 1 || write_block(a.fp, o, m->params, m->nparams) ||
+      (with_optimizer &&
+       (write_block(a.fp, o, m->m1, m->nparams) || write_block(a.fp, o, m->m2, m->nparams)))) {
+    int e = errno;
+    dfpo_atomic_abort(&a);
+    return dfpo_err_errno(err, DFPO_ERUNTIME, e, "%s: write failed", path);
+  }
+  return dfpo_atomic_commit(&a, err);
+}
+
+/* The parameter count of a model of config c and head, laid out without
+ * allocating the parameters. */
+static int count_params(const rdec_config *c, int head, size_t *n, dfpo_err *err) {
+  rdec_model m;
+  memset(&m, 0, sizeof m);
+  m.cfg = *c;
+  m.base.cfg.head = head;
+  m.tensors = calloc((size_t)c->n_layer * L_N + 10, sizeof *m.tensors);
+  m.layer = calloc((size_t)c->n_layer, sizeof *m.layer);
+  if (m.tensors && m.layer)
+    build_layout(&m);
+  free(m.tensors);
+  free(m.layer);
+  if (!m.ntensors)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  *n = m.nparams;
+  return DFPO_OK;
+}
+
+int rdec_load_native(model_t **out, const char *path, FILE *fp, dfpo_err *err) {
+  *out = NULL;
+  rdec_native_header h;
+  if (fread(&h, sizeof h, 1, fp) != 1)
+    return dfpo_err_set(err, DFPO_EDATA, "%s: truncated header (%u bytes expected)", path,
+                        RDEC_NATIVE_HEADER);
+  if (memcmp(h.magic, RDEC_NATIVE_MAGIC, 8) != 0)
+    return dfpo_err_set(err, DFPO_EDATA, "%s: not a rotary decoder checkpoint (bad magic)", path);
+  if (h.version != RDEC_NATIVE_VERSION)
+    return dfpo_err_set(err, DFPO_EDATA, "%s: checkpoint version %u, this build reads version %u",
+                        path, h.version, RDEC_NATIVE_VERSION);
+  if (h.header_bytes != RDEC_NATIVE_HEADER || (h.flags & ~1u) || h.step < 0 ||
+      (h.head != MODEL_HEAD_NONE && h.head != MODEL_HEAD_VALUE))
+    return dfpo_err_set(err, DFPO_EDATA,
+                        "%s: corrupt header (size %u, flags %#x, step %d, head %d)", path,
+                        h.header_bytes, h.flags, h.step, h.head);
+  rdec_config c = {.family = h.family,
+                   .vocab_size = h.vocab_size,
+                   .n_embd = h.n_embd,
+                   .n_layer = h.n_layer,
+                   .n_head = h.n_head,
+                   .n_kv_head = h.n_kv_head,
+                   .head_dim = h.head_dim,
+                   .d_ff = h.d_ff,
+                   .n_ctx = h.n_ctx,
+                   .rot = h.rot,
+                   .interleaved = h.interleaved,
+                   .rope_base = h.rope_base,
+                   .eps = h.eps,
+                   .rmsnorm = h.rmsnorm,
+                   .parallel = h.parallel,
+                   .shared_ln = h.shared_ln,
+                   .act = h.act,
+                   .bias = h.bias,
+                   .mlp_bias = h.mlp_bias,
+                   .head_bias = h.head_bias,
+                   .tied = h.tied};
+  int rc = check_sizes(&c, path, err);
+  if (rc)
+    return rc;
+  if (!family_fits(&c))
+    return dfpo_err_set(err, DFPO_EDATA, "%s: header config: switches no rotary family has", path);
+  /* the sizes must agree before the parameters are allocated */
+  size_t want = 0;
+  if ((rc = count_params(&c, h.head, &want, err)))
+    return rc;
+  if (h.nparams != want)
+    return dfpo_err_set(err, DFPO_EDATA,
+                        "%s: header says %llu parameters, its config has %zu: config and tensors "
+                        "do not match",
+                        path, (unsigned long long)h.nparams, want);
+  struct stat st;
+  uint64_t expect = RDEC_NATIVE_HEADER + h.nparams * sizeof(float) * ((h.flags & 1) ? 3 : 1);
+  if (fstat(fileno(fp), &st) == 0 && (uint64_t)st.st_size != expect)
+    return dfpo_err_set(err, DFPO_EDATA, "%s: %lld bytes, expected %llu", path,
+                        (long long)st.st_size, (unsigned long long)expect);
+  rdec_model *m;
+  if ((rc = rdec_create(&m, &c, h.head, err)))
+    return dfpo_err_prefix(err, "%s", path);
+  const ops_backend *o = m->base.ops;
+  rc = read_block(fp, o, m->params, m->nparams, path, "parameters", err);
+  if (!rc && (h.flags & 1) && !(rc = rdec_ensure_train(m, err)) &&
+      !(rc = read_block(fp, o, m->m1, m->nparams, path, "first AdamW moment", err)))
+    rc = read_block(fp, o, m->m2, m->nparams, path, "second AdamW moment", err);
+  if (rc) {
+    rdec_destroy(m);
+    return rc;
+  }
+  m->base.step = h.step;
+  *out = &m->base;
+  return DFPO_OK;
+}
+
 /* ------------------------------------------------------------ table */
 
 static int usage(const model_t *m, dfpo_err *err, const char *what) {
-  return dfpo_err_set(err, DFPO_EUSAGE,
-                      "%s: %s is not written yet for the rotary decoders (forward, perplexity and "
-                      "generation only)",
+  return dfpo_err_set(err, DFPO_EUSAGE, "%s: %s is not written yet for the rotary decoders",
                       m->cfg.arch, what);
 }
 
@@ -896,19 +1444,30 @@ static void vt_init_random(model_t *mm, uint64_t seed) {
 }
 static size_t vt_arena_bytes(const model_t *mm) {
   const rdec_model *m = rdec_of_const(mm);
-  return (m->nparams + m->act_floats + m->gen_floats + (size_t)m->cfg.n_embd) * sizeof(float) +
+  return (m->nparams * (m->train_block ? 4 : 1) + m->act_floats + m->gen_floats + m->bwd_floats +
+          (size_t)m->cfg.n_embd) *
+             sizeof(float) +
          (m->ids_cap + m->gen_ids_cap) * sizeof(int);
 }
+/* The same decoder with another head (MODEL_HEAD_VALUE: a value model on
+ * the final norm's output), parameters zeroed. */
 static int vt_new_like(model_t **out, const model_t *src, int head, int n_classes, dfpo_err *err) {
-  (void)head, (void)n_classes;
+  (void)n_classes;
   *out = NULL;
-  return usage(src, err, "new_like (a value model)");
+  if (head != MODEL_HEAD_NONE && head != MODEL_HEAD_VALUE)
+    return usage(src, err, "a classification head");
+  rdec_model *m;
+  int rc = rdec_create(&m, &rdec_of_const(src)->cfg, head, err);
+  if (!rc)
+    *out = &m->base;
+  return rc;
 }
 static int vt_copy_params(model_t *dst, const model_t *src, dfpo_err *err) {
   rdec_model *d = rdec_of(dst);
   const rdec_model *s = rdec_of_const(src);
-  if (memcmp(&d->cfg, &s->cfg, sizeof d->cfg))
-    return dfpo_err_set(err, DFPO_EUSAGE, "%s: copy_params between different configs",
+  if (dst->vt != src->vt || memcmp(&d->cfg, &s->cfg, sizeof d->cfg) ||
+      dst->cfg.head != src->cfg.head)
+    return dfpo_err_set(err, DFPO_EUSAGE, "%s: copy_params between different configs or heads",
                         dst->cfg.arch);
   return model_copy_floats(dst, d->params, src, s->params, d->nparams, err);
 }
@@ -927,10 +1486,13 @@ static int vt_tensor_at(const model_t *mm, int i, model_tensor *t) {
   t->cols = b->cols;
   t->decay = !b->vec;
   t->param = m->params + b->off;
+  t->grad = m->grads ? m->grads + b->off : NULL;
+  t->m1 = m->m1 ? m->m1 + b->off : NULL;
+  t->m2 = m->m2 ? m->m2 + b->off : NULL;
   return DFPO_OK;
 }
 static int vt_ensure_train(model_t *m, dfpo_err *err) {
-  return usage(m, err, "training");
+  return rdec_ensure_train(rdec_of(m), err);
 }
 static int vt_reserve(model_t *m, int B, int T, dfpo_err *err) {
   rdec_of(m)->fB = 0;
@@ -944,17 +1506,15 @@ static int vt_lm_logprobs(model_t *m, const int *targets, float *logp, float *en
   return rdec_lm_logprobs(rdec_of(m), targets, logp, ent, err);
 }
 static int vt_lm_backward(model_t *m, const float *dlogp, const float *dent, dfpo_err *err) {
-  (void)dlogp, (void)dent;
-  return usage(m, err, "the backward pass (training)");
+  return rdec_lm_backward(rdec_of(m), dlogp, dent, err);
 }
 static int vt_lm_backward_logits(model_t *m, const float *dlogits, dfpo_err *err) {
-  (void)dlogits;
-  return usage(m, err, "the backward pass (training)");
+  return rdec_lm_backward_logits(rdec_of(m), dlogits, err);
 }
 static int vt_lm_loss(model_t *mm, const model_batch *b, const int *targets, int backward,
                       float *loss, dfpo_err *err) {
   if (backward)
-    return usage(mm, err, "the backward pass (training)");
+    return rdec_lm_loss(rdec_of(mm), b, targets, loss, err);
   return model_lm_loss_forward(mm, b, targets, loss, err);
 }
 static int vt_score_tokens(model_t *m, const int *tokens, size_t n, double *nll_sum, size_t *scored,
@@ -962,12 +1522,10 @@ static int vt_score_tokens(model_t *m, const int *tokens, size_t n, double *nll_
   return model_score_windows(m, tokens, n, nll_sum, scored, err);
 }
 static int vt_value_forward(model_t *m, float *values, dfpo_err *err) {
-  (void)values;
-  return usage(m, err, "a value head");
+  return rdec_value_forward(rdec_of(m), values, err);
 }
 static int vt_value_backward(model_t *m, const float *dvalues, dfpo_err *err) {
-  (void)dvalues;
-  return usage(m, err, "a value head");
+  return rdec_value_backward(rdec_of(m), dvalues, err);
 }
 static int vt_class_forward(model_t *m, const int *at, float *logits, dfpo_err *err) {
   (void)at, (void)logits;
@@ -977,12 +1535,15 @@ static int vt_class_backward(model_t *m, const float *dlogits, dfpo_err *err) {
   (void)dlogits;
   return usage(m, err, "a classification head");
 }
-static void vt_zero_grad(model_t *m) {
-  (void)m; /* no gradients */
+static void vt_zero_grad(model_t *mm) {
+  rdec_model *m = rdec_of(mm);
+  if (rdec_ensure_train(m, NULL) == DFPO_OK && !mm->grads_zero)
+    mm->ops->zero(m->grads, m->nparams * sizeof(float));
+  mm->grads_zero = 1;
 }
-static float vt_grad_norm(model_t *m) {
-  (void)m;
-  return 0.0f;
+static float vt_grad_norm(model_t *mm) {
+  rdec_model *m = rdec_of(mm);
+  return m->grads ? (float)sqrt(mm->ops->sumsq(m->grads, m->nparams)) : 0.0f;
 }
 static const float *vt_decode_begin(model_t *m, const int *tokens, const int *kstart, int B, int T,
                                     int max_len, dfpo_err *err) {
@@ -992,8 +1553,7 @@ static const float *vt_decode_step(model_t *m, const int *next, dfpo_err *err) {
   return rdec_decode_step(rdec_of(m), next, err);
 }
 static int vt_save(model_t *m, const char *path, int with_optimizer, dfpo_err *err) {
-  (void)path, (void)with_optimizer;
-  return usage(m, err, "a native checkpoint (load its Hugging Face folder instead)");
+  return rdec_save(rdec_of(m), path, with_optimizer, err);
 }
 static int vt_export_safetensors(const model_t *m, const char *path, const model_export_opts *o,
                                  dfpo_err *err) {

@@ -22,15 +22,18 @@
  * As a model_t (head MODEL_HEAD_NONE, n_ctx the config's positions): a
  * decoder-only model, so model_forward reads whole rows (n_prompt is
  * ignored), left padding kstart masked, positions counted from each row's
- * first real token as GPT-2's are; model_lm_logprobs, model_lm_loss
- * (forward only), model_score_tokens (perplexity) and decoding with a KV
- * cache (model_decode_begin/step; the cache holds rotated keys, the
- * key/value heads repeated to the query heads') work on the CPU. Training
- * (backward passes, training state, new_like for a value model), the value
- * and classification heads, native checkpoints and export answer
- * DFPO_EUSAGE saying so. The CUDA backend lacks the ops these models add
- * (rope_fwd, swiglu_fwd, kv_repeat; rmsnorm_fwd for Llama): a forward pass
- * or decoding there answers DFPO_EUSAGE naming them.
+ * first real token as GPT-2's are; model_lm_logprobs, model_lm_loss,
+ * model_score_tokens (perplexity), decoding with a KV cache
+ * (model_decode_begin/step; the cache holds rotated keys, the key/value
+ * heads repeated to the query heads') and training work on the CPU: the
+ * backward passes (model_lm_backward, _backward_logits, model_lm_loss with
+ * backward; each spends its forward pass, recomputing each layer from its
+ * saved input), the training state AdamW walks, and a value model
+ * (model_new_like with MODEL_HEAD_VALUE: v_head.summary.weight/.bias on the
+ * final norm's output), and native checkpoints (model_save, model_load).
+ * The classification head and export answer DFPO_EUSAGE saying so. The CUDA backend lacks the ops
+ * these models add (rope_fwd, swiglu_fwd, kv_repeat and their backward ops; rmsnorm_fwd/bwd for
+ * Llama): a forward pass or decoding there answers DFPO_EUSAGE naming them.
  *
  * Weights in F32, F16 or BF16 (safetensors or pytorch_model.bin, sharded
  * too) are read into float32.
@@ -42,6 +45,8 @@
 #define DFPO_TRAINER_RDEC_H
 
 #include "trainer/model.h"
+
+#include <stdio.h>
 
 enum { RDEC_GPTJ = 0, RDEC_NEOX = 1, RDEC_LLAMA = 2 };
 /* The MLP's activation. */
@@ -78,6 +83,17 @@ int rdec_handles(const char *model_type);
  * build does not read (rope_scaling, Llama's attention_bias or mlp_bias,
  * another activation), is DFPO_EDATA naming it. */
 int rdec_import_safetensors(model_t **out, const char *path, dfpo_err *err);
+/* A model of config c (its switches as the header's struct says; the
+ * family's name is its model_type), parameters zeroed (model_init_random
+ * draws them), with no head besides the LM head, on the current device.
+ * Sizes out of range or a combination no family has (SwiGLU outside
+ * Llama, a shared norm without the parallel residual) are DFPO_EDATA. */
+int rdec_new(model_t **out, const rdec_config *c, dfpo_err *err);
+/* The native checkpoint's magic (model_save; docs/rotary.md says the
+ * format), and its reader for model_load, which has checked the magic:
+ * fp at the file's start, read but not closed. */
+#define RDEC_NATIVE_MAGIC "DFPORDEC"
+int rdec_load_native(model_t **out, const char *path, FILE *fp, dfpo_err *err);
 /* NULL when m is not a rotary decoder. */
 const rdec_config *rdec_get_config(const model_t *m);
 

@@ -3,6 +3,7 @@
 #include "trainer/gpt2.h"
 #include "trainer/model.h"
 #include "trainer/optim.h"
+#include "trainer/rdec.h"
 #include "trainer/tok.h"
 
 #include <cjson/cJSON.h>
@@ -94,11 +95,13 @@ TestSuite(train, .init = make_base, .fini = remove_base, .timeout = 600);
  * --stop-after value (NULL: none). */
 /* the stderr of the last run_cell_x */
 static char *last_err;
+/* the base model run_cell_x trains (NULL: the suite's GPT-2, base.ckpt) */
+static const char *base_model;
 
 static void run_cell_x(const char *algo, const char *iterations, const char *out_name,
                        const char *extra, const char *stop) {
   char model[300], tok[300], out[300], it[64];
-  snprintf(model, sizeof model, "%s/base.ckpt", dir);
+  snprintf(model, sizeof model, "%s/%s", dir, base_model ? base_model : "base.ckpt");
   snprintf(tok, sizeof tok, "%s/tok", dir);
   snprintf(out, sizeof out, "%s/%s", dir, out_name);
   snprintf(it, sizeof it, "train.iterations=%s", iterations);
@@ -427,4 +430,54 @@ static void a_stopped_run_resumes_to_the_same_numbers(const char *algo, const ch
   snprintf(name, sizeof name, "%s/seed-3/samples.jsonl", algo);
   expect_same_file("runs", "resumed", name);
   cr_expect_neq(access(f, F_OK), 0, "a finished run keeps no resumable checkpoint");
+}
+
+/* `dfpo train --algo ppo` over a rotary decoder: a random tiny Llama
+ * (grouped-query attention, tied embeddings) of the suite tokenizer's
+ * vocabulary, as a native checkpoint, trains on the synthetic task, writes
+ * its run folder, and a run stopped after 3 iterations resumes to the same
+ * train.jsonl, eval.json and samples.jsonl as the unbroken run. */
+Test(train, ppo_over_a_tiny_llama) {
+  char tokdir[300], ckpt[300];
+  snprintf(tokdir, sizeof tokdir, "%s/tok", dir);
+  snprintf(ckpt, sizeof ckpt, "%s/llama.ckpt", dir);
+  tok_tokenizer *tok;
+  dfpo_err err;
+  cr_assert_eq(tok_load(&tok, tokdir, &err), 0, "%s", err.msg);
+  rdec_config c = {.family = RDEC_LLAMA,
+                   .vocab_size = (int)tok_vocab_size(tok),
+                   .n_embd = 32,
+                   .n_layer = 2,
+                   .n_head = 4,
+                   .n_kv_head = 2,
+                   .head_dim = 8,
+                   .d_ff = 64,
+                   .n_ctx = 128,
+                   .rot = 8,
+                   .rope_base = 10000.0f,
+                   .eps = 1e-5f,
+                   .rmsnorm = 1,
+                   .act = RDEC_ACT_SWIGLU,
+                   .tied = 1};
+  tok_free(tok);
+  model_t *m;
+  cr_assert_eq(rdec_new(&m, &c, &err), 0, "%s", err.msg);
+  model_init_random(m, 1);
+  cr_assert_eq(model_save(m, ckpt, 0, &err), 0, "%s", err.msg);
+  model_free(m);
+  base_model = "llama.ckpt";
+  run_cell("ppo", "4");
+  char f[600];
+  const char *files[] = {"train.jsonl", "eval.json", "samples.jsonl", "checkpoint/best.ckpt",
+                         "DONE"};
+  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+    snprintf(f, sizeof f, "%s/runs/default/synthetic/ppo/seed-3/%s", dir, files[i]);
+    cr_expect_eq(access(f, F_OK), 0, "%s missing", f);
+  }
+  snprintf(f, sizeof f, "%s/runs/default/synthetic/ppo/seed-3/checkpoint/best.ckpt", dir);
+  cr_assert_eq(model_load(&m, f, &err), 0, "%s", err.msg);
+  cr_expect_str_eq(model_get_config(m)->arch, "llama");
+  model_free(m);
+  a_stopped_run_resumes_to_the_same_numbers("ppo", NULL);
+  base_model = NULL;
 }

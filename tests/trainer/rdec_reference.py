@@ -39,6 +39,18 @@ model_score_tokens does, in windows of n_ctx tokens overlapping by half],
 "tokens": [scored per document], "gen": [[greedy tokens per prompt]],
 "margin": the smallest gap between the largest and second largest logit
 over the greedy steps}}.
+
+For the training checks (TRAIN below: GPT-J, GPT-NeoX parallel and
+sequential, Llama with grouped-query attention, the tied Llama), a batch of
+three left-padded rows (each row computed alone, unpadded, here) and
+OUT[name]["train"]: tokens, kstart, targets (-1 off the rows and at one
+column inside), the weights wl and we (0 on padding), writes ROOT/NAMEgrad/
+(the config and, under each Hugging Face name, torch autograd's gradient of
+sum wl logp(target) + we entropy in float64) and ROOT/NAMEvgrad/ (the
+gradient of a value head's objective sum dv (hf . v_w + v_b), hf the final
+norm's output; v_head's own gradient in the JSON), and the mean
+cross-entropy before and after one torch.optim.AdamW step (lr 1e-2, betas
+0.9/0.999, eps 1e-8, weight decay 0.01 on matrices only).
 """
 import json
 import math
@@ -92,8 +104,9 @@ def rms(x, w, eps):
     return w * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
 
 
-def forward(fam, c, P, ids):
-    """The logits [T, V] of one unpadded sequence, float64."""
+def forward(fam, c, P, ids, hidden=False):
+    """The logits [T, V] of one unpadded sequence, float64 (with hidden, also
+    the final norm's output [T, C])."""
     T = len(ids)
     ids = torch.tensor(ids)
     if fam == "gptj":
@@ -112,7 +125,8 @@ def forward(fam, c, P, ids):
             m = m @ p("mlp.fc_out.weight").T + p("mlp.fc_out.bias")
             x = a + m + x
         x = F.layer_norm(x, (C,), P["transformer.ln_f.weight"], P["transformer.ln_f.bias"], eps)
-        return x @ P["lm_head.weight"].T + P["lm_head.bias"]
+        z = x @ P["lm_head.weight"].T + P["lm_head.bias"]
+        return (z, x) if hidden else z
     if fam == "gpt_neox":
         C, NH = c["hidden_size"], c["num_attention_heads"]
         HS, eps = C // NH, c["layer_norm_eps"]
@@ -143,7 +157,8 @@ def forward(fam, c, P, ids):
         x = F.layer_norm(
             x, (C,), P["gpt_neox.final_layer_norm.weight"], P["gpt_neox.final_layer_norm.bias"], eps
         )
-        return x @ P["embed_out.weight"].T
+        z = x @ P["embed_out.weight"].T
+        return (z, x) if hidden else z
     C, NH, NKV = c["hidden_size"], c["num_attention_heads"], c["num_key_value_heads"]
     HS, eps, base = C // NH, c["rms_norm_eps"], c["rope_theta"]
     x = P["model.embed_tokens.weight"][ids]
@@ -162,7 +177,81 @@ def forward(fam, c, P, ids):
         x = m @ p("mlp.down_proj.weight").T + x
     x = rms(x, P["model.norm.weight"], eps)
     head = P["model.embed_tokens.weight"] if c.get("tie_word_embeddings") else P["lm_head.weight"]
-    return x @ head.T
+    z = x @ head.T
+    return (z, x) if hidden else z
+
+
+TRAIN = ["gptj", "neox_par", "neox_seq", "llama_gqa", "llama_tied_f16"]
+
+
+def train_checks(fam, c, P, d, g):
+    """The gradients and the AdamW step of the module docstring for the
+    weights P (float64, as stored); returns the JSON's "train"."""
+    lens, T = [7, 4, 9], 9
+    C = c.get("n_embd") or c["hidden_size"]
+    rnd = lambda n: [int(t) for t in torch.randint(0, V, (n,), generator=g)]
+    unif = lambda: round(float(torch.rand(1, generator=g)) * 2 - 1, 3)
+    rows = [rnd(n) for n in lens]
+    tokens, kstart, targets, wl, we, dv = [], [], [], [], [], []
+    for b, r in enumerate(rows):
+        ks = T - len(r)
+        tokens.append([0] * ks + r)
+        kstart.append(ks)
+        tg = [r[t - ks + 1] if ks <= t < T - 1 else -1 for t in range(T)]
+        if b == 2:
+            tg[4] = -1  # a real column without a target: its entropy still counts
+        targets.append(tg)
+        wl.append([unif() if t >= ks else 0.0 for t in range(T)])
+        we.append([unif() if t >= ks else 0.0 for t in range(T)])
+        dv.append([unif() if t >= ks else 0.0 for t in range(T)])
+    vw = [round(float(x), 4) for x in torch.rand(C, generator=g) - 0.5]
+    vb = 0.125
+    Q = {k: v.clone().requires_grad_(True) for k, v in P.items()}
+    Vw = torch.tensor(vw, dtype=torch.float64, requires_grad=True)
+    Vb = torch.tensor(vb, dtype=torch.float64, requires_grad=True)
+    obj, vobj = 0.0, 0.0
+    for b in range(3):
+        ks = kstart[b]
+        z, hf = forward(fam, c, Q, rows[b], hidden=True)
+        lp = F.log_softmax(z, -1)
+        ent = -(lp.exp() * lp).sum(-1)
+        for t in range(ks, T):
+            j = t - ks
+            if targets[b][t] >= 0:
+                obj = obj + wl[b][t] * lp[j, targets[b][t]]
+            obj = obj + we[b][t] * ent[j]
+            vobj = vobj + dv[b][t] * (hf[j] @ Vw + Vb)
+    obj.backward(retain_graph=True)
+    write_safetensors(os.path.join(d + "grad", "model.safetensors"),
+                      {k: v.grad.float() for k, v in Q.items()})
+    for q in Q.values():
+        q.grad = None
+    vobj.backward()
+    write_safetensors(os.path.join(d + "vgrad", "model.safetensors"),
+                      {k: (v.grad if v.grad is not None else torch.zeros_like(v)).float()
+                       for k, v in Q.items()})
+
+    def mean_ce(Pd):
+        s, n = 0.0, 0
+        for b in range(3):
+            lp = F.log_softmax(forward(fam, c, Pd, rows[b]), -1)
+            for t in range(kstart[b], T):
+                if targets[b][t] >= 0:
+                    s, n = s - lp[t - kstart[b], targets[b][t]], n + 1
+        return s / n
+
+    R = {k: v.clone().requires_grad_(True) for k, v in P.items()}
+    opt = torch.optim.AdamW([{"params": [v for v in R.values() if v.dim() == 2], "weight_decay": 0.01},
+                             {"params": [v for v in R.values() if v.dim() != 2], "weight_decay": 0.0}],
+                            lr=1e-2, betas=(0.9, 0.999), eps=1e-8)
+    loss0 = mean_ce(R)
+    loss0.backward()
+    opt.step()
+    with torch.no_grad():
+        loss1 = mean_ce(R)
+    return {"tokens": tokens, "kstart": kstart, "targets": targets, "wl": wl, "we": we, "dv": dv,
+            "v_w": vw, "v_b": vb, "v_w_grad": Vw.grad.tolist(), "v_b_grad": float(Vb.grad),
+            "loss0": float(loss0), "loss1": float(loss1)}
 
 
 def score(fam, c, P, ids):
@@ -335,6 +424,11 @@ def main():
             gen = [greedy(fam, c, Pd, p) for p in prompts]
         res[name] = {"dir": d, "nll": [s[0] for s in sc], "tokens": [s[1] for s in sc],
                      "gen": [x[0] for x in gen], "margin": min(x[1] for x in gen)}
+        if name in TRAIN:
+            for sfx in ("grad", "vgrad"):
+                os.makedirs(d + sfx)
+                shutil.copy(os.path.join(d, "config.json"), d + sfx)
+            res[name]["train"] = train_checks(fam, c, Pd, d, g)
         if name == "llama_gqa":  # the same weights in two shards with an index
             sd = d + "_shards"
             os.makedirs(sd)

@@ -14,6 +14,7 @@
  * torch or sentencepiece. The bucket function is held to hand
  * calculations; the RL trainer runs over T5s without the script. */
 #include "tests/support/support.h"
+#include "tests/trainer/train_testutil.h"
 #include "trainer/model.h"
 #include "trainer/optim.h"
 #include "trainer/rl.h"
@@ -300,76 +301,7 @@ Test(t5, sentencepiece_matches_python, .timeout = 120) {
 
 /* ------------------------------------------------ training and decoding */
 
-static int *json_ints(const cJSON *a, int *n) {
-  int k = cJSON_GetArraySize(a), total = 0;
-  for (int i = 0; i < k; i++) {
-    const cJSON *row = cJSON_GetArrayItem(a, i);
-    total += cJSON_IsArray(row) ? cJSON_GetArraySize(row) : 1;
-  }
-  int *v = malloc((size_t)(total ? total : 1) * sizeof *v), w = 0;
-  for (int i = 0; i < k; i++) {
-    const cJSON *row = cJSON_GetArrayItem(a, i), *x;
-    if (cJSON_IsArray(row)) {
-      cJSON_ArrayForEach(x, row) v[w++] = x->valueint;
-    } else {
-      v[w++] = row->valueint;
-    }
-  }
-  *n = total;
-  return v;
-}
-static float *json_floats(const cJSON *a, int *n) {
-  int k = cJSON_GetArraySize(a), total = 0;
-  for (int i = 0; i < k; i++) {
-    const cJSON *row = cJSON_GetArrayItem(a, i);
-    total += cJSON_IsArray(row) ? cJSON_GetArraySize(row) : 1;
-  }
-  float *v = malloc((size_t)(total ? total : 1) * sizeof *v);
-  int w = 0;
-  for (int i = 0; i < k; i++) {
-    const cJSON *row = cJSON_GetArrayItem(a, i), *x;
-    if (cJSON_IsArray(row)) {
-      cJSON_ArrayForEach(x, row) v[w++] = (float)x->valuedouble;
-    } else {
-      v[w++] = (float)row->valuedouble;
-    }
-  }
-  *n = total;
-  return v;
-}
-
-/* The largest |got - want| of a tensor over its largest |want| (absolute
- * when the reference is all zero). */
-static double tensor_err(const float *got, const float *want, size_t n) {
-  double md = 0, mx = 0;
-  for (size_t i = 0; i < n; i++) {
-    md = fmax(md, fabs((double)got[i] - want[i]));
-    mx = fmax(mx, fabs((double)want[i]));
-  }
-  return mx > 0 ? md / mx : md;
-}
-
 #define GRAD_TOL 1e-4
-
-/* Every tensor's gradient of m against the same tensor of ref (a T5 folder
- * whose weights are the reference's gradients); the tensors m has beyond
- * ref's (a value head) are skipped. Returns the largest error. */
-static double check_grads(model_t *m, model_t *ref, const char *what) {
-  double worst = 0;
-  int n = model_num_tensors(ref);
-  for (int i = 0; i < n; i++) {
-    model_tensor g, r;
-    dfpo_err err;
-    cr_assert_eq(model_tensor_at(m, i, &g, &err), DFPO_OK, "%s", err.msg);
-    cr_assert_eq(model_tensor_at(ref, i, &r, &err), DFPO_OK, "%s", err.msg);
-    cr_assert_str_eq(g.name, r.name);
-    cr_assert_not_null(g.grad, "%s: no gradient", g.name);
-    double e = tensor_err(g.grad, r.param, (size_t)g.rows * g.cols);
-    cr_expect_leq(e, GRAD_TOL, "%s: %s gradient off by %.3g of its largest entry", what, g.name, e);
-    worst = fmax(worst, e);
-  }
-  return worst;
-}
 
 /* Gradients against the reference's autograd (an objective of the
  * log-probabilities and entropies; a value head's), one AdamW step against
@@ -409,7 +341,7 @@ Test(t5, training_and_decoding_match_pytorch, .timeout = 240) {
     cr_assert_eq(model_forward(m, &batch, &err), DFPO_OK, "%s", err.msg);
     cr_assert_eq(model_lm_logprobs(m, targets, lp, ent, &err), DFPO_OK, "%s", err.msg);
     cr_assert_eq(model_lm_backward(m, wl, we, &err), DFPO_OK, "%s", err.msg);
-    double e = check_grads(m, g, "lm");
+    double e = check_grads(m, g, GRAD_TOL, "lm");
     cr_log_info("%s: gradients of sum wl logp + we entropy over %d tensors, worst %.3g of a "
                 "tensor's largest entry",
                 names[v], model_num_tensors(m), e);
@@ -439,7 +371,7 @@ Test(t5, training_and_decoding_match_pytorch, .timeout = 240) {
     }
     cr_assert_eq(model_lm_backward_logits(m, dz, &err), DFPO_OK, "%s", err.msg);
     free(dz);
-    e = check_grads(m, g, "lm_backward_logits");
+    e = check_grads(m, g, GRAD_TOL, "lm_backward_logits");
     cr_log_info("%s: the same through model_lm_backward_logits, worst %.3g", names[v], e);
 
     /* a value model: the policy's trunk and a value head */
@@ -462,7 +394,7 @@ Test(t5, training_and_decoding_match_pytorch, .timeout = 240) {
     cr_assert_eq(model_forward(vm, &batch, &err), DFPO_OK, "%s", err.msg);
     cr_assert_eq(model_value_forward(vm, vals, &err), DFPO_OK, "%s", err.msg);
     cr_assert_eq(model_value_backward(vm, dv, &err), DFPO_OK, "%s", err.msg);
-    e = check_grads(vm, gv, "value");
+    e = check_grads(vm, gv, GRAD_TOL, "value");
     cr_assert_eq(model_tensor_at(vm, model_num_tensors(m), &vw, &err), DFPO_OK);
     cr_assert_eq(model_tensor_at(vm, model_num_tensors(m) + 1, &vb, &err), DFPO_OK);
     float *wg = json_floats(cJSON_GetObjectItem(tr, "v_w_grad"), &nw);
@@ -556,27 +488,8 @@ Test(t5, training_and_decoding_match_pytorch, .timeout = 240) {
 
 /* ------------------------------------------------------------ RL */
 
-/* The reward of a copying task: the share of a row's new tokens equal to
- * its source's first token, which only a policy that reads the encoder
- * (through the cross-attention) can raise. */
-static int copy_share(void *ctx, int nb, const int *prompts, const int *kstart, int Tp,
-                      const int *cont, const int *lens, int max_new, float *rewards,
-                      dfpo_err *err) {
-  (void)ctx, (void)err;
-  for (int b = 0; b < nb; b++) {
-    int want = prompts[(size_t)b * Tp + (kstart ? kstart[b] : 0)], good = 0;
-    for (int i = 0; i < lens[b]; i++)
-      good += cont[(size_t)b * max_new + i] == want;
-    rewards[b] = lens[b] ? (float)good / lens[b] : 0;
-  }
-  return 0;
-}
-
-/* rl_iterate over a T5 policy, a T5 reference (a clone) and a T5 value
- * model (model_new_like + the policy's trunk): sources of 3 tokens of a
- * vocabulary of 8, 5 new tokens; returns the mean reward of the first and
- * of the last 5 iterations, and in *blind the best a policy that ignores
- * the source can have (the share of the most frequent first token). */
+/* rl_copy_task over a T5 policy (its reference and value model T5s too):
+ * gated and untied for NLPO, else tied and not gated. */
 static void t5_rl(int algo, int iters, double *r0, double *r1, double *blind) {
   t5_config c = {.vocab_size = 8,
                  .d_model = 16,
@@ -595,46 +508,10 @@ static void t5_rl(int algo, int iters, double *r0, double *r1, double *blind) {
                  .eos_id = -1};
   dfpo_err err;
   dfpo_err_clear(&err);
-  model_t *policy, *ref, *value;
+  model_t *policy;
   cr_assert_eq(t5_new(&policy, &c, &err), DFPO_OK, "%s", err.msg);
   model_init_random(policy, 11);
-  cr_assert_eq(model_clone(&ref, policy, &err), DFPO_OK, "%s", err.msg);
-  cr_assert_eq(model_new_like(&value, policy, MODEL_HEAD_VALUE, 0, &err), DFPO_OK, "%s", err.msg);
-  cr_assert_eq(model_copy_shared_params(value, policy, NULL, &err), DFPO_OK, "%s", err.msg);
-  rl_config cfg = rl_config_default();
-  cfg.algo = algo;
-  cfg.lr = 1e-2f;
-  cfg.kl_adaptive = 0;
-  cfg.beta = 0.01f;
-  cfg.epochs = 4;
-  cfg.minibatch = 8;
-  cfg.sampling.max_new = cfg.sampling.min_new = 5;
-  cfg.sampling.eos = -1;
-  rl_trainer *t;
-  cr_assert_eq(rl_trainer_new(&t, policy, ref, value, &cfg, 5, &err), DFPO_OK, "%s", err.msg);
-  enum { NB = 16, TP = 3 };
-  int prompts[NB * TP];
-  dfpo_rng r;
-  dfpo_rng_init(&r, 9, 1);
-  for (int i = 0; i < NB * TP; i++)
-    prompts[i] = (int)dfpo_rng_below(&r, 8);
-  int count[8] = {0};
-  *blind = 0;
-  for (int b = 0; b < NB; b++)
-    if (++count[prompts[b * TP]] > *blind * NB)
-      *blind = (double)count[prompts[b * TP]] / NB;
-  *r0 = *r1 = 0;
-  for (int it = 0; it < iters; it++) {
-    rl_stats st;
-    cr_assert_eq(rl_iterate(t, prompts, NULL, NB, TP, copy_share, NULL, &st, &err), DFPO_OK, "%s",
-                 err.msg);
-    if (it == 0)
-      *r0 = st.reward;
-    if (it >= iters - 5)
-      *r1 += st.reward / 5;
-  }
-  rl_trainer_free(t);
-  model_free(policy), model_free(ref), model_free(value);
+  rl_copy_task(policy, algo, iters, r0, r1, blind);
 }
 
 /* PPO, NLPO (over a gated, untied T5) and DfPO train a T5 policy through
