@@ -53,6 +53,28 @@ static int read_log(const char *path, double *loss, double *val, int n) {
   return k;
 }
 
+/* The lines of train.jsonl without their clock readings (time,
+ * iteration_s, elapsed_s), as heap strings into out[n]; returns the count. */
+static int log_lines(const char *path, char **out, int n) {
+  char *text = NULL;
+  dfpo_err err;
+  cr_assert_eq(dfpo_read_file(path, &text, NULL, &err), DFPO_OK, "%s", path);
+  int k = 0;
+  char *save = NULL;
+  for (char *line = strtok_r(text, "\n", &save); line && k < n;
+       line = strtok_r(NULL, "\n", &save), k++) {
+    cJSON *j = cJSON_Parse(line);
+    cr_assert_not_null(j, "%s: not JSON: %s", path, line);
+    cJSON_DeleteItemFromObject(j, "time");
+    cJSON_DeleteItemFromObject(j, "iteration_s");
+    cJSON_DeleteItemFromObject(j, "elapsed_s");
+    out[k] = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+  }
+  free(text);
+  return k;
+}
+
 Test(t5_train, commongen_zero_shot_and_sft_with_a_t5, .timeout = 600) {
   const char *data = ts_shared_data();
   if (!data)
@@ -190,5 +212,50 @@ Test(t5_train, commongen_zero_shot_and_sft_with_a_t5, .timeout = 600) {
   cr_expect_eq(memcmp(t5_get_config(b), &c, sizeof c), 0, "best.ckpt's config differs");
   model_free(b);
   model_free(m);
+
+  /* PPO over the T5 policy and its T5 value model, uninterrupted and
+   * stopped after iteration 1 then resumed from the resumable checkpoint
+   * (policy, value model, AdamW states): the same log */
+  char *whole[8] = {0}, *resumed[8] = {0};
+  for (int k = 0; k < 3; k++) {
+    char o2[400];
+    snprintf(o2, sizeof o2, "%s/%s", dir, k ? "ppo-resumed" : "ppo");
+    char *ppo[] = {"train",
+                   "--task",
+                   "commongen",
+                   "--algo",
+                   "ppo",
+                   "--seed",
+                   "0",
+                   "--out",
+                   o2,
+                   "--model",
+                   model,
+                   "--device",
+                   "cpu",
+                   "--set",
+                   "eval.ppl_ref=false",
+                   "--set",
+                   "task.max_items=32",
+                   "--set",
+                   "train.iterations=3",
+                   "--set",
+                   "train.eval_every=1",
+                   "--set",
+                   "train.batch_size=8",
+                   k == 1 ? "--stop-after" : NULL,
+                   "1",
+                   NULL};
+    run_dfpo(home, ppo, 0, NULL);
+    if (k == 1)
+      continue;
+    snprintf(path, sizeof path, "%s/default/commongen/ppo/seed-0/train.jsonl", o2);
+    cr_assert_eq(log_lines(path, k ? resumed : whole, 8), 4, "%s: 4 lines expected", path);
+  }
+  for (int i = 0; i < 4; i++) {
+    cr_expect_str_eq(resumed[i], whole[i], "PPO iteration %d: resumed and uninterrupted differ", i);
+    cr_log_info("T5 PPO on CommonGen, iteration %d: %s", i, whole[i]);
+    free(resumed[i]), free(whole[i]);
+  }
   ts_rmtree(dir);
 }
