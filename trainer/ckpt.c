@@ -79,6 +79,39 @@ int ckpt_read_floats(FILE *fp, const model_t *m, float *dev, size_t n, const cha
   return DFPO_OK;
 }
 
+int ckpt_save(const model_t *m, const char *path, const void *header, size_t hbytes, size_t n,
+              int moments, dfpo_err *err) {
+  model_tensor t0;
+  m->vt->tensor_at(m, 0, &t0);
+  if (moments && (!t0.m1 || !t0.m2))
+    return dfpo_err_set(err, DFPO_EUSAGE, "%s: the model has no optimiser state to save", path);
+  dfpo_atomic a;
+  int rc = dfpo_atomic_open(&a, path, err);
+  if (rc)
+    return rc;
+  if (fwrite(header, hbytes, 1, a.fp) != 1 || ckpt_write_floats(a.fp, m, t0.param, n) ||
+      (moments && (ckpt_write_floats(a.fp, m, t0.m1, n) || ckpt_write_floats(a.fp, m, t0.m2, n)))) {
+    int e = errno;
+    dfpo_atomic_abort(&a);
+    return dfpo_err_errno(err, DFPO_ERUNTIME, e, "%s: write failed", path);
+  }
+  return dfpo_atomic_commit(&a, err);
+}
+
+int ckpt_load_blocks(FILE *fp, model_t *m, size_t n, int moments, const char *path, dfpo_err *err) {
+  model_tensor t0;
+  m->vt->tensor_at(m, 0, &t0);
+  int rc = ckpt_read_floats(fp, m, t0.param, n, path, "parameters", err);
+  if (rc || !moments)
+    return rc;
+  if ((rc = m->vt->ensure_train(m, err)))
+    return rc;
+  m->vt->tensor_at(m, 0, &t0);
+  if (!(rc = ckpt_read_floats(fp, m, t0.m1, n, path, "first AdamW moment", err)))
+    rc = ckpt_read_floats(fp, m, t0.m2, n, path, "second AdamW moment", err);
+  return rc;
+}
+
 int ckpt_check_size(FILE *fp, const char *path, uint64_t header_bytes, uint64_t nparams,
                     int with_moments, dfpo_err *err) {
   struct stat st;

@@ -27,6 +27,15 @@ int ckpt_write_floats(FILE *fp, const model_t *m, const float *dev, size_t n);
  * of a NaN or an infinity (refused). */
 int ckpt_read_floats(FILE *fp, const model_t *m, float *dev, size_t n, const char *path,
                      const char *what, dfpo_err *err);
+/* The native file: header[hbytes], then m's n parameters and, with
+ * moments, AdamW's two moments (the blocks model_tensor_at's tensor 0
+ * starts), written to path atomically. */
+int ckpt_save(const model_t *m, const char *path, const void *header, size_t hbytes, size_t n,
+              int moments, dfpo_err *err);
+/* After the header: m's n parameters and, with moments, the training
+ * state (model_ensure_train) and AdamW's two moments, read from fp as
+ * ckpt_read_floats reads them. */
+int ckpt_load_blocks(FILE *fp, model_t *m, size_t n, int moments, const char *path, dfpo_err *err);
 /* The file's size against header_bytes + nparams floats, three times that
  * with the moments: DFPO_EDATA naming path for trailing data, and for a
  * short file when nparams is past 2^28 (smaller ones are reported while

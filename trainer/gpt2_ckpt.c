@@ -46,19 +46,7 @@ int gpt2_save(gpt2_model *m, const char *path, int with_optimizer, dfpo_err *err
   with_optimizer = with_optimizer && m->train_block;
   h.flags = with_optimizer ? 1u : 0u;
   h.nparams = m->nparams;
-  dfpo_atomic a;
-  int rc = dfpo_atomic_open(&a, path, err);
-  if (rc)
-    return rc;
-  if (fwrite(&h, sizeof h, 1, a.fp) != 1 ||
-      ckpt_write_floats(a.fp, &m->base, m->params, m->nparams) ||
-      (with_optimizer && (ckpt_write_floats(a.fp, &m->base, m->m, m->nparams) ||
-                          ckpt_write_floats(a.fp, &m->base, m->v, m->nparams)))) {
-    int e = errno;
-    dfpo_atomic_abort(&a);
-    return dfpo_err_errno(err, DFPO_ERUNTIME, e, "%s: write failed", path);
-  }
-  return dfpo_atomic_commit(&a, err);
+  return ckpt_save(&m->base, path, &h, sizeof h, m->nparams, with_optimizer, err);
 }
 
 int gpt2_load_native(model_t **out, const char *path, FILE *fp, dfpo_err *err) {
@@ -93,12 +81,7 @@ int gpt2_load_native(model_t **out, const char *path, FILE *fp, dfpo_err *err) {
   gpt2_model *m;
   if ((rc = gpt2_create(&m, &cfg, err)))
     return dfpo_err_prefix(err, "%s", path);
-  rc = ckpt_read_floats(fp, &m->base, m->params, m->nparams, path, "parameters", err);
-  if (!rc && (h.flags & 1)) {
-    if (!(rc = gpt2_ensure_train(m, err)) &&
-        !(rc = ckpt_read_floats(fp, &m->base, m->m, m->nparams, path, "first AdamW moment", err)))
-      rc = ckpt_read_floats(fp, &m->base, m->v, m->nparams, path, "second AdamW moment", err);
-  }
+  rc = ckpt_load_blocks(fp, &m->base, m->nparams, h.flags & 1, path, err);
   if (rc) {
     gpt2_destroy(m);
     return rc;
