@@ -33,6 +33,30 @@ static void run_dfpo(const char *home, char **args, int want_status, const char 
   ts_run_free(&r);
 }
 
+/* dfpo train --task commongen --algo ALGO --seed 0 --out OUT --model MODEL
+ * --device cpu, each of sets[] (NULL-terminated) as --set, --stop-after N
+ * when stop_after > 0. */
+static void train(const char *home, const char *out, const char *model, const char *algo,
+                  const char *const *sets, int stop_after, int want_status, const char *want_err) {
+  char *args[40], stop[16];
+  int n = 0;
+  const char *fixed[] = {"train", "--task", "commongen", "--algo", algo,       "--seed", "0",
+                         "--out", out,      "--model",   model,    "--device", "cpu"};
+  for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+    args[n++] = (char *)fixed[i];
+  for (int i = 0; sets && sets[i] && n < 36; i++) {
+    args[n++] = "--set";
+    args[n++] = (char *)sets[i];
+  }
+  if (stop_after > 0) {
+    snprintf(stop, sizeof stop, "%d", stop_after);
+    args[n++] = "--stop-after";
+    args[n++] = stop;
+  }
+  args[n] = NULL;
+  run_dfpo(home, args, want_status, want_err);
+}
+
 /* The training loss of each epoch line of train.jsonl (NAN where none) and
  * the validation rewards, n lines at most; returns the lines read. */
 static int read_log(const char *path, double *loss, double *val, int n) {
@@ -79,8 +103,7 @@ Test(t5_train, commongen_zero_shot_and_sft_with_a_t5, .timeout = 600) {
   const char *data = ts_shared_data();
   if (!data)
     cr_skip_test("no ../shared/data (CommonGen): skipped");
-  if (access("/usr/bin/python3", X_OK) != 0 ||
-      system("/usr/bin/python3 -c 'import torch, sentencepiece' 2>/dev/null") != 0)
+  if (!ts_python_has("torch, sentencepiece"))
     cr_skip_test("/usr/bin/python3 lacks torch or sentencepiece: no spiece.model can be trained");
   char dir[256], home[300], spm[300], model[300], cg[300], out[300], src[700], dst[700];
   ts_tmpdir(dir, sizeof dir);
@@ -139,28 +162,9 @@ Test(t5_train, commongen_zero_shot_and_sft_with_a_t5, .timeout = 600) {
   run_dfpo(home, prep, 0, NULL);
 
   /* ppl_ref (on by default) needs plain-text scoring: refused, saying how */
-  char *bad[] = {"train", "--task", "commongen", "--algo", "zero-shot", "--seed", "0",
-                 "--out", out,      "--model",   model,    "--device",  "cpu",    NULL};
-  run_dfpo(home, bad, 1, "eval.ppl_ref=false");
-  char *zs[] = {"train",
-                "--task",
-                "commongen",
-                "--algo",
-                "zero-shot",
-                "--seed",
-                "0",
-                "--out",
-                out,
-                "--model",
-                model,
-                "--device",
-                "cpu",
-                "--set",
-                "eval.ppl_ref=false",
-                "--set",
-                "task.max_items=32",
-                NULL};
-  run_dfpo(home, zs, 0, NULL);
+  train(home, out, model, "zero-shot", NULL, 0, 1, "eval.ppl_ref=false");
+  const char *zs[] = {"eval.ppl_ref=false", "task.max_items=32", NULL};
+  train(home, out, model, "zero-shot", zs, 0, 0, NULL);
   char path[1000];
   snprintf(path, sizeof path, "%s/default/commongen/zero-shot/seed-0/eval.json", out);
   cJSON *ev = ts_read_json(path);
@@ -169,31 +173,9 @@ Test(t5_train, commongen_zero_shot_and_sft_with_a_t5, .timeout = 600) {
   cr_expect(cJSON_IsNumber(cJSON_GetObjectItem(met, "bleu4")), "no bleu4 in %s", path);
   cJSON_Delete(ev);
 
-  char *sft[] = {"train",
-                 "--task",
-                 "commongen",
-                 "--algo",
-                 "sft",
-                 "--seed",
-                 "0",
-                 "--out",
-                 out,
-                 "--model",
-                 model,
-                 "--device",
-                 "cpu",
-                 "--set",
-                 "eval.ppl_ref=false",
-                 "--set",
-                 "task.max_items=400",
-                 "--set",
-                 "train.iterations=4",
-                 "--set",
-                 "train.eval_every=4",
-                 "--set",
-                 "train.lr=3e-3",
-                 NULL};
-  run_dfpo(home, sft, 0, NULL);
+  const char *sft[] = {"eval.ppl_ref=false", "task.max_items=400", "train.iterations=4",
+                       "train.eval_every=4", "train.lr=3e-3",      NULL};
+  train(home, out, model, "sft", sft, 0, 0, NULL);
   snprintf(path, sizeof path, "%s/default/commongen/sft/seed-0/train.jsonl", out);
   double loss[8], val[8];
   int n = read_log(path, loss, val, 8);
@@ -220,33 +202,9 @@ Test(t5_train, commongen_zero_shot_and_sft_with_a_t5, .timeout = 600) {
   for (int k = 0; k < 3; k++) {
     char o2[400];
     snprintf(o2, sizeof o2, "%s/%s", dir, k ? "ppo-resumed" : "ppo");
-    char *ppo[] = {"train",
-                   "--task",
-                   "commongen",
-                   "--algo",
-                   "ppo",
-                   "--seed",
-                   "0",
-                   "--out",
-                   o2,
-                   "--model",
-                   model,
-                   "--device",
-                   "cpu",
-                   "--set",
-                   "eval.ppl_ref=false",
-                   "--set",
-                   "task.max_items=32",
-                   "--set",
-                   "train.iterations=3",
-                   "--set",
-                   "train.eval_every=1",
-                   "--set",
-                   "train.batch_size=8",
-                   k == 1 ? "--stop-after" : NULL,
-                   "1",
-                   NULL};
-    run_dfpo(home, ppo, 0, NULL);
+    const char *ppo[] = {"eval.ppl_ref=false", "task.max_items=32",  "train.iterations=3",
+                         "train.eval_every=1", "train.batch_size=8", NULL};
+    train(home, o2, model, "ppo", ppo, k == 1 ? 1 : 0, 0, NULL);
     if (k == 1)
       continue;
     snprintf(path, sizeof path, "%s/default/commongen/ppo/seed-0/train.jsonl", o2);
