@@ -7,8 +7,8 @@
 
 /* SFT's texts: the training references, each as <|endoftext|> + its tokens,
  * cut to the model's context; for an encoder-decoder (r->seq2seq) its
- * tokens + </s>, cut to the decoder's positions (the prompt is the
- * source, r->prompt_ids). */
+ * tokens + </s> (without the prompt where the reference begins with it),
+ * cut to the decoder's positions (the prompt is the source, r->prompt_ids). */
 int trn_sft_tokenize(trn_run *r, dfpo_err *err) {
   size_t n = r->tk.n[TASK_TRAIN];
   int n_ctx = model_get_config(r->policy)->n_ctx;
@@ -24,6 +24,11 @@ int trn_sft_tokenize(trn_run *r, dfpo_err *err) {
       return dfpo_err_set(err, DFPO_EDATA, "%s: training item %zu has no reference text for SFT",
                           r->tk.name, i);
     int32_t bos = r->pad;
+    /* a seq2seq target is what follows the prompt where the reference
+     * holds it (imdb, synthetic); commongen's reference is the scene alone */
+    const char *p = r->tk.items[TASK_TRAIN][i].prompt;
+    if (r->seq2seq && p && p[0] && !strncmp(t, p, strlen(p)) && t[strlen(p)])
+      t += strlen(p);
     if ((rc = tok_encode(r->tok, t, strlen(t), 0, &v, err))) {
       tok_ids_free(&v);
       return rc;
