@@ -20,7 +20,7 @@ const cli_cmd cli_commands[] = {
     {"train", "fine-tune one (task, algorithm, seed) cell and write its run folder", cmd_train},
     {"generate", "sample or beam-search continuations of prompts from a GPT-2 model", cmd_generate},
     {"perplexity", "score token-id documents under a GPT-2 model", cmd_perplexity},
-    {"export", "write a policy as a Hugging Face GPT-2 folder (weights, config, tokenizer)",
+    {"export", "write a GPT-2 or T5 policy as a Hugging Face folder with its tokenizer",
      cmd_export},
     {"pretrain", "train a GPT-2 from scratch on token ids, with validation and resume",
      cmd_pretrain},

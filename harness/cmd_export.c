@@ -1,4 +1,4 @@
-/* dfpo export: a policy as a Hugging Face GPT-2 folder. The files are
+/* dfpo export: a policy as a Hugging Face GPT-2 (or T5) folder. The files are
  * trainer/'s (model_export_hf); this command finds the tokenizer and
  * stages the folder so that FOLDER is either what it was before or the
  * whole export, never half of one. */
@@ -30,9 +30,17 @@ static const char export_usage[] =
     "special_tokens_map.json (<|endoftext|> as bos, eos and unk). Every dfpo\n"
     "command that takes a model takes the folder back (--model FOLDER).\n"
     "\n"
+    "A T5 (a T5 checkpoint or folder, with its SentencePiece tokenizer) is\n"
+    "written as T5ForConditionalGeneration's folder instead: model.safetensors\n"
+    "(shared.weight, encoder.block.N.layer.0.SelfAttention.q.weight, ...;\n"
+    "lm_head.weight when untied, no embed_tokens aliases), config.json (d_model,\n"
+    "d_kv, d_ff, num_heads, num_layers, num_decoder_layers, the buckets,\n"
+    "feed_forward_proj, tie_word_embeddings, ...) and spiece.model,\n"
+    "tokenizer_config.json (T5Tokenizer, extra_ids), special_tokens_map.json.\n"
+    "\n"
     "A value or classification head (a value model's, a judge's) is no part of\n"
-    "GPT2LMHeadModel: it is left out with a warning, and the folder holds the\n"
-    "language model under it.\n"
+    "GPT2LMHeadModel or T5ForConditionalGeneration: it is left out with a\n"
+    "warning, and the folder holds the language model under it.\n"
     "\n"
     "The folder is written as FOLDER.tmp.<pid> beside it and renamed when\n"
     "complete; a failure leaves FOLDER as it was. An existing FOLDER is an\n"
@@ -45,11 +53,12 @@ static const char export_usage[] =
     "                   name OWNER/NAME[@REVISION] (fetched into the cache\n"
     "                   as `dfpo fetch` does)\n"
     "  --out FOLDER     the folder to write\n"
-    "  --tokenizer DIR  its tokenizer (encoder.json + vocab.bpe, or Hugging\n"
-    "                   Face's files). Default: the model's own folder when it\n"
-    "                   is a Hugging Face folder with tokenizer files, else the\n"
-    "                   tokenizer.path of the run or pretraining config.json\n"
-    "                   beside the checkpoint or one folder up\n"
+    "  --tokenizer DIR  its tokenizer (encoder.json + vocab.bpe, Hugging Face's\n"
+    "                   files, or a folder with T5's spiece.model). Default: the\n"
+    "                   model's own folder when it is a Hugging Face folder with\n"
+    "                   tokenizer files, else the tokenizer.path of the run or\n"
+    "                   pretraining config.json beside the checkpoint or one\n"
+    "                   folder up\n"
     "  --force          replace FOLDER when it exists\n"
     "  -h, --help       show this help\n";
 

@@ -7,6 +7,7 @@
 #include "harness/rundir.h"
 #include "harness/tb_events.h"
 #include "harness/train_internal.h"
+#include "trainer/t5.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -56,6 +57,16 @@ static int tokenize_prompts(trn_run *r, dfpo_err *err) {
       if (v.n == 0) {
         tok_ids_free(&v);
         return dfpo_err_set(err, DFPO_EDATA, "%s prompt %zu tokenizes to nothing", r->tk.name, i);
+      }
+      /* an encoder's source ends with eos, as T5Tokenizer encodes one */
+      if (r->seq2seq) {
+        int32_t *grown = realloc(v.ids, (v.n + 1) * sizeof *grown);
+        if (!grown) {
+          tok_ids_free(&v);
+          return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+        }
+        v.ids = grown;
+        v.ids[v.n++] = r->eos;
       }
       r->prompt_ids[s][i] = v.ids;
       r->prompt_len[s][i] = v.n;
@@ -145,6 +156,7 @@ static int setup(trn_run *r, dfpo_err *err) {
                         tokdir);
   r->eos = tok_eot_id(r->tok);
   r->pad = r->eos >= 0 ? r->eos : 0;
+  r->seq2seq = t5_get_config(r->policy) != NULL;
   r->sampling = s->sampling;
   r->sampling.eos = r->eos;
   r->set.rl.sampling = r->sampling;
@@ -153,11 +165,25 @@ static int setup(trn_run *r, dfpo_err *err) {
   r->beam.min_new = r->sampling.min_new;
   r->beam.eos = r->sampling.eos;
   int n_ctx = model_get_config(r->policy)->n_ctx;
-  if (s->max_prompt + r->sampling.max_new > n_ctx)
+  if (r->seq2seq && r->eos < 0)
+    return dfpo_err_set(err, DFPO_EUSAGE, "train: %s's tokenizer has no </s> to end a source",
+                        s->model);
+  if (r->seq2seq && r->sampling.max_new + 1 > n_ctx)
+    /* the source has no length limit (relative positions); the decoder
+     * holds the start token and the new tokens */
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "train: generation.max_new_tokens (%d) + the start token exceed the "
+                        "decoder's positions (%d)",
+                        r->sampling.max_new, n_ctx);
+  if (!r->seq2seq && s->max_prompt + r->sampling.max_new > n_ctx)
     return dfpo_err_set(err, DFPO_EUSAGE,
                         "train: task.max_prompt_tokens (%d) + generation.max_new_tokens (%d) "
                         "exceed the model's context (%d)",
                         s->max_prompt, r->sampling.max_new, n_ctx);
+  if (r->seq2seq && s->ppl_ref)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "train: eval.ppl_ref scores the references as plain text, which an "
+                        "encoder-decoder (T5) cannot yet (no source): set eval.ppl_ref=false");
   if ((rc = tokenize_prompts(r, err)))
     return rc;
   /* locked before anything is read or written in it: a second process on

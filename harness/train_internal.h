@@ -86,9 +86,12 @@ typedef struct trn_run {
   smp_settings sampling; /* set.sampling with the tokenizer's end-of-text */
   beam_settings beam;    /* set.eval_beam with sampling's lengths and end-of-text */
   int eos, pad;
+  int seq2seq;         /* the policy is an encoder-decoder (T5): prompts are its sources,
+                          each ended with eos; SFT rows are [source | reference eos] */
   int stop_after;      /* --stop-after: iterations before stopping as a kill would (0: off) */
   int64_t resume_prev; /* iteration of the resumable checkpoint on disk (-1: none) */
-  int32_t **sft_ids;   /* SFT: tokenized training references */
+  int32_t **sft_ids;   /* SFT: tokenized training references (seq2seq: the reference
+                          then eos; else bos then the reference) */
   size_t *sft_len;
   char dir[4096];
   dfpo_lock lock; /* of dir, held from setup to the end (released by cmd_train) */

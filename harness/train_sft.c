@@ -6,7 +6,9 @@
 #include <string.h>
 
 /* SFT's texts: the training references, each as <|endoftext|> + its tokens,
- * cut to the model's context. */
+ * cut to the model's context; for an encoder-decoder (r->seq2seq) its
+ * tokens + </s> (without the prompt where the reference begins with it),
+ * cut to the decoder's positions (the prompt is the source, r->prompt_ids). */
 int trn_sft_tokenize(trn_run *r, dfpo_err *err) {
   size_t n = r->tk.n[TASK_TRAIN];
   int n_ctx = model_get_config(r->policy)->n_ctx;
@@ -22,22 +24,66 @@ int trn_sft_tokenize(trn_run *r, dfpo_err *err) {
       return dfpo_err_set(err, DFPO_EDATA, "%s: training item %zu has no reference text for SFT",
                           r->tk.name, i);
     int32_t bos = r->pad;
+    /* a seq2seq target is what follows the prompt where the reference
+     * holds it (imdb, synthetic); commongen's reference is the scene alone */
+    const char *p = r->tk.items[TASK_TRAIN][i].prompt;
+    if (r->seq2seq && p && p[0] && !strncmp(t, p, strlen(p)) && t[strlen(p)])
+      t += strlen(p);
     if ((rc = tok_encode(r->tok, t, strlen(t), 0, &v, err))) {
       tok_ids_free(&v);
       return rc;
     }
     size_t len = v.n + 1 < (size_t)n_ctx + 1 ? v.n + 1 : (size_t)n_ctx + 1;
+    if (r->seq2seq) /* the reference and </s>, the decoder's positions at most */
+      len = v.n + 1 < (size_t)n_ctx ? v.n + 1 : (size_t)n_ctx;
     r->sft_ids[i] = malloc(sizeof(int32_t) * len);
     if (!r->sft_ids[i]) {
       tok_ids_free(&v);
       return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
     }
-    r->sft_ids[i][0] = bos;
-    memcpy(r->sft_ids[i] + 1, v.ids, sizeof(int32_t) * (len - 1));
+    if (r->seq2seq) {
+      memcpy(r->sft_ids[i], v.ids, sizeof(int32_t) * (len - 1));
+      r->sft_ids[i][len - 1] = len - 1 < v.n ? v.ids[len - 1] : r->eos;
+    } else {
+      r->sft_ids[i][0] = bos;
+      memcpy(r->sft_ids[i] + 1, v.ids, sizeof(int32_t) * (len - 1));
+    }
     r->sft_len[i] = len;
     tok_ids_free(&v);
   }
   return DFPO_OK;
+}
+
+/* An encoder-decoder's SFT loss (with its gradient) over the training
+ * items[0..nb): rows [source, left-padded | reference </s>, right-padded
+ * with pad], n_prompt the sources' width; decoder position j predicts the
+ * reference's token j (the padding is not scored). */
+static int seq2seq_loss(trn_run *r, const size_t *items, int nb, float *loss, dfpo_err *err) {
+  int *src = NULL, *ks = NULL, Tp = 0, L = 1;
+  if (trn_build_batch(r, TASK_TRAIN, items, nb, &src, &ks, &Tp) != 0)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  for (int b = 0; b < nb; b++)
+    if ((int)r->sft_len[items[b]] > L)
+      L = (int)r->sft_len[items[b]];
+  int T = Tp + L, rc = DFPO_OK;
+  int *tok = malloc(sizeof(int) * (size_t)nb * T), *tgt = malloc(sizeof(int) * (size_t)nb * T);
+  if (!tok || !tgt)
+    rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  for (int b = 0; !rc && b < nb; b++) {
+    const int32_t *ids = r->sft_ids[items[b]];
+    int len = (int)r->sft_len[items[b]];
+    for (int c = 0; c < T; c++) {
+      int j = c - Tp;
+      tok[b * T + c] = c < Tp ? src[b * Tp + c] : j < len ? ids[j] : r->pad;
+      j = c - (Tp - 1);
+      tgt[b * T + c] = j >= 0 && j < len ? ids[j] : -1;
+    }
+  }
+  model_batch batch = {tok, ks, nb, T, Tp};
+  if (!rc)
+    rc = model_lm_loss(r->policy, &batch, tgt, 1, loss, err);
+  free(src), free(ks), free(tok), free(tgt);
+  return rc;
 }
 
 /* One SFT epoch: the training references in an order drawn from the data
@@ -73,20 +119,24 @@ int trn_sft_epoch(trn_run *r, int64_t epoch, int64_t epochs, dfpo_rng *data, dou
     for (int b = 0; b < nb; b++)
       if ((int)r->sft_len[order[start + b]] - 1 > Tb)
         Tb = (int)r->sft_len[order[start + b]] - 1;
-    for (int b = 0; b < nb; b++) {
-      const int32_t *ids = r->sft_ids[order[start + b]];
-      int len = (int)r->sft_len[order[start + b]] - 1;
-      for (int j = 0; j < Tb; j++) {
-        tok[b * Tb + j] = j < len ? ids[j] : r->pad;
-        tgt[b * Tb + j] = j < len ? ids[j + 1] : -1;
-      }
-    }
     float l;
     model_zero_grad(r->policy);
-    if ((rc = model_lm_loss_rows(r->policy, tok, tgt, NULL, nb, Tb, 1, &l, err)) ||
-        (rc = opt_adamw_step(r->policy, &opt,
-                             trn_lr_at(&r->set, epoch * per_epoch + *steps, epochs * per_epoch),
-                             NULL, err)))
+    if (r->seq2seq) {
+      rc = seq2seq_loss(r, order + start, nb, &l, err);
+    } else {
+      for (int b = 0; b < nb; b++) {
+        const int32_t *ids = r->sft_ids[order[start + b]];
+        int len = (int)r->sft_len[order[start + b]] - 1;
+        for (int j = 0; j < Tb; j++) {
+          tok[b * Tb + j] = j < len ? ids[j] : r->pad;
+          tgt[b * Tb + j] = j < len ? ids[j + 1] : -1;
+        }
+      }
+      rc = model_lm_loss_rows(r->policy, tok, tgt, NULL, nb, Tb, 1, &l, err);
+    }
+    if (rc || (rc = opt_adamw_step(
+                   r->policy, &opt,
+                   trn_lr_at(&r->set, epoch * per_epoch + *steps, epochs * per_epoch), NULL, err)))
       break;
     *loss += l;
     (*steps)++;

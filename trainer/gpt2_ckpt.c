@@ -1,6 +1,7 @@
 /* GPT-2 checkpoints: the native format and Hugging Face model.safetensors.
  * Both are little-endian (the only byte order this code runs on). */
 #define _FILE_OFFSET_BITS 64
+#include "trainer/ckpt_internal.h"
 #include "trainer/gpt2_internal.h"
 #include "trainer/st_internal.h"
 
@@ -28,35 +29,6 @@ typedef struct native_header {
 } native_header;
 _Static_assert(sizeof(native_header) == NATIVE_HEADER, "native header is 64 bytes");
 
-/* The tensor holding float index i of the parameter block (for messages). */
-static const char *tensor_at(const gpt2_model *m, size_t i, size_t *start) {
-  for (int k = m->ntensors - 1; k >= 0; k--)
-    if (m->tensors[k].off <= i) {
-      if (start)
-        *start = m->tensors[k].off;
-      return m->tensors[k].name;
-    }
-  return "?";
-}
-
-static int write_floats(FILE *fp, const gpt2_model *m, const float *dev, size_t n) {
-  /* through a bounded host buffer so that a device backend works too */
-  size_t chunk = 1 << 20;
-  float *buf = malloc(chunk * sizeof(float));
-  if (!buf)
-    return -1;
-  for (size_t i = 0; i < n; i += chunk) {
-    size_t k = n - i < chunk ? n - i : chunk;
-    m->base.ops->download(buf, dev + i, k * sizeof(float));
-    if (fwrite(buf, sizeof(float), k, fp) != k) {
-      free(buf);
-      return -1;
-    }
-  }
-  free(buf);
-  return 0;
-}
-
 int gpt2_save(gpt2_model *m, const char *path, int with_optimizer, dfpo_err *err) {
   if (m->lora.r)
     return dfpo_err_set(err, DFPO_EUSAGE,
@@ -77,49 +49,7 @@ int gpt2_save(gpt2_model *m, const char *path, int with_optimizer, dfpo_err *err
   with_optimizer = with_optimizer && m->train_block;
   h.flags = with_optimizer ? 1u : 0u;
   h.nparams = m->nparams;
-  dfpo_atomic a;
-  int rc = dfpo_atomic_open(&a, path, err);
-  if (rc)
-    return rc;
-  if (fwrite(&h, sizeof h, 1, a.fp) != 1 || write_floats(a.fp, m, m->params, m->nparams) ||
-      (with_optimizer &&
-       (write_floats(a.fp, m, m->m, m->nparams) || write_floats(a.fp, m, m->v, m->nparams)))) {
-    int e = errno;
-    dfpo_atomic_abort(&a);
-    return dfpo_err_errno(err, DFPO_ERUNTIME, e, "%s: write failed", path);
-  }
-  return dfpo_atomic_commit(&a, err);
-}
-
-static int read_floats(FILE *fp, const gpt2_model *m, float *dev, size_t n, const char *path,
-                       const char *what, size_t base, dfpo_err *err) {
-  size_t chunk = 1 << 20;
-  float *buf = malloc(chunk * sizeof(float));
-  if (!buf)
-    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
-  for (size_t i = 0; i < n; i += chunk) {
-    size_t k = n - i < chunk ? n - i : chunk;
-    size_t got = fread(buf, sizeof(float), k, fp);
-    if (got != k) {
-      free(buf);
-      return dfpo_err_set(err, DFPO_EDATA, "%s: truncated in the %s of tensor '%s'", path, what,
-                          tensor_at(m, base + i + got, NULL));
-    }
-    for (size_t j = 0; j < k; j++)
-      if (!isfinite(buf[j])) {
-        /* named by its tensor and its index inside that tensor */
-        size_t at = base + i + j, off = 0;
-        const char *tn = tensor_at(m, at, &off), *what_v = isnan(buf[j]) ? "NaN" : "an infinity";
-        free(buf);
-        return dfpo_err_set(err, DFPO_EDATA,
-                            "%s: the %s of tensor '%s' has %s at element %zu; non-finite values "
-                            "are refused",
-                            path, what, tn, what_v, at - off);
-      }
-    m->base.ops->upload(dev + i, buf, k * sizeof(float));
-  }
-  free(buf);
-  return DFPO_OK;
+  return ckpt_save(&m->base, path, &h, sizeof h, m->nparams, with_optimizer, err);
 }
 
 int gpt2_load_native(model_t **out, const char *path, FILE *fp, dfpo_err *err) {
@@ -149,25 +79,12 @@ int gpt2_load_native(model_t **out, const char *path, FILE *fp, dfpo_err *err) {
                         "%s: header says %llu parameters, its config has %llu: config and tensors "
                         "do not match",
                         path, (unsigned long long)h.nparams, (unsigned long long)want);
-  struct stat st;
-  uint64_t expect = NATIVE_HEADER + want * sizeof(float) * ((h.flags & 1) ? 3 : 1);
-  if (fstat(fileno(fp), &st) == 0 && (uint64_t)st.st_size > expect)
-    return dfpo_err_set(err, DFPO_EDATA, "%s: %lld bytes, expected %llu: trailing data", path,
-                        (long long)st.st_size, (unsigned long long)expect);
-  /* a short file is reported while reading, naming the tensor where its
-   * data ends; but not at the price of allocating a huge model first */
-  if (fstat(fileno(fp), &st) == 0 && (uint64_t)st.st_size < expect && want > ((uint64_t)1 << 28))
-    return dfpo_err_set(err, DFPO_EDATA, "%s: truncated: %lld bytes, expected %llu", path,
-                        (long long)st.st_size, (unsigned long long)expect);
+  if ((rc = ckpt_check_size(fp, path, NATIVE_HEADER, want, h.flags & 1, err)))
+    return rc;
   gpt2_model *m;
   if ((rc = gpt2_create(&m, &cfg, err)))
     return dfpo_err_prefix(err, "%s", path);
-  rc = read_floats(fp, m, m->params, m->nparams, path, "parameters", 0, err);
-  if (!rc && (h.flags & 1)) {
-    if (!(rc = gpt2_ensure_train(m, err)) &&
-        !(rc = read_floats(fp, m, m->m, m->nparams, path, "first AdamW moment", 0, err)))
-      rc = read_floats(fp, m, m->v, m->nparams, path, "second AdamW moment", 0, err);
-  }
+  rc = ckpt_load_blocks(fp, &m->base, m->nparams, h.flags & 1, path, err);
   if (rc) {
     gpt2_destroy(m);
     return rc;
@@ -421,7 +338,7 @@ static int is_head_tensor(const gpt2_tensor *t) {
  * end-of-text id of its tokenizer (null when unknown: an absent key would
  * read as GPT-2's 50256). dfpo trains without dropout, so the dropout
  * rates are 0. */
-static char *hf_config_json(const gpt2_model *m, int eot_id) {
+static cJSON *hf_config_json(const gpt2_model *m, int eot_id) {
   cJSON *o = cJSON_CreateObject();
   cJSON *arch = cJSON_AddArrayToObject(o, "architectures");
   cJSON_AddItemToArray(arch, cJSON_CreateString("GPT2LMHeadModel"));
@@ -452,9 +369,7 @@ static char *hf_config_json(const gpt2_model *m, int eot_id) {
     cJSON_AddNullToObject(o, "eos_token_id");
   }
   cJSON_AddStringToObject(o, "torch_dtype", "float32");
-  char *text = cJSON_Print(o);
-  cJSON_Delete(o);
-  return text;
+  return o;
 }
 
 int gpt2_export_safetensors(const gpt2_model *m, const char *path, const model_export_opts *o,
@@ -462,9 +377,8 @@ int gpt2_export_safetensors(const gpt2_model *m, const char *path, const model_e
   if (m->lora.r)
     return dfpo_err_set(err, DFPO_EUSAGE,
                         "%s: exporting a model with LoRA adapters is not implemented", path);
-  cJSON *root = cJSON_CreateObject(), *meta = cJSON_CreateObject();
-  char num[32], name[160];
-  const char *prefix = o->lm_only ? "transformer." : "";
+  cJSON *meta = cJSON_CreateObject();
+  char num[32];
   cJSON_AddStringToObject(meta, "format", "pt");
 #define META(k, v)                                                                                 \
   snprintf(num, sizeof num, "%d", v);                                                              \
@@ -477,93 +391,39 @@ int gpt2_export_safetensors(const gpt2_model *m, const char *path, const model_e
   META("head", o->lm_only ? MODEL_HEAD_NONE : m->cfg.head);
   META("n_classes", o->lm_only ? 0 : m->cfg.n_classes);
 #undef META
-  cJSON_AddItemToObject(root, "__metadata__", meta);
-  uint64_t off = 0;
+  ckpt_st_tensor *ts = calloc((size_t)m->ntensors, sizeof *ts);
+  char(*names)[160] = calloc((size_t)m->ntensors, sizeof *names);
+  if (!ts || !names) {
+    free(ts), free(names);
+    cJSON_Delete(meta);
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  }
+  int n = 0;
   for (int k = 0; k < m->ntensors; k++) {
     const gpt2_tensor *t = &m->tensors[k];
     if (o->lm_only && is_head_tensor(t))
       continue;
-    cJSON *e = cJSON_CreateObject();
-    cJSON_AddStringToObject(e, "dtype", "F32");
-    cJSON *sh = cJSON_CreateArray();
-    if (t->rows == 1 && strcmp(t->name, "v_head.summary.weight") != 0) {
-      cJSON_AddItemToArray(sh, cJSON_CreateNumber(t->cols));
-    } else if (t->conv1d) {
-      cJSON_AddItemToArray(sh, cJSON_CreateNumber(t->cols));
-      cJSON_AddItemToArray(sh, cJSON_CreateNumber(t->rows));
-    } else {
-      cJSON_AddItemToArray(sh, cJSON_CreateNumber(t->rows));
-      cJSON_AddItemToArray(sh, cJSON_CreateNumber(t->cols));
-    }
-    cJSON_AddItemToObject(e, "shape", sh);
-    uint64_t bytes = (uint64_t)t->rows * t->cols * 4;
-    cJSON *of = cJSON_CreateArray();
-    cJSON_AddItemToArray(of, cJSON_CreateNumber((double)off));
-    cJSON_AddItemToArray(of, cJSON_CreateNumber((double)(off + bytes)));
-    cJSON_AddItemToObject(e, "data_offsets", of);
-    snprintf(name, sizeof name, "%s%s", prefix, t->name);
-    cJSON_AddItemToObject(root, name, e);
-    off += bytes;
+    snprintf(names[n], sizeof names[n], "%s%s", o->lm_only ? "transformer." : "", t->name);
+    ts[n] = (ckpt_st_tensor){names[n],
+                             m->params + t->off,
+                             t->rows,
+                             t->cols,
+                             t->rows == 1 && strcmp(t->name, "v_head.summary.weight") != 0 ? 1 : 2,
+                             t->conv1d};
+    n++;
   }
-  char *json = cJSON_PrintUnformatted(root);
-  cJSON_Delete(root);
-  if (!json)
+  int rc = ckpt_write_safetensors(&m->base, path, meta, ts, n, err);
+  free(ts);
+  free(names);
+  if (rc || !o->write_config)
+    return rc;
+  char cpath[4096];
+  if ((rc = model_config_beside(path, cpath, sizeof cpath, err)))
+    return rc;
+  cJSON *cj = hf_config_json(m, o->eot_id);
+  if (!cj)
     return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
-  size_t jl = strlen(json), padded = (jl + 7) & ~(size_t)7;
-  size_t maxn = 0;
-  for (int k = 0; k < m->ntensors; k++)
-    if ((size_t)m->tensors[k].rows * m->tensors[k].cols > maxn)
-      maxn = (size_t)m->tensors[k].rows * m->tensors[k].cols;
-  float *buf = malloc(2 * maxn * sizeof(float));
-  dfpo_atomic a;
-  int rc =
-      buf ? dfpo_atomic_open(&a, path, err) : dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
-  if (rc) {
-    free(json);
-    free(buf);
-    return rc;
-  }
-  unsigned char len8[8];
-  for (int i = 0; i < 8; i++)
-    len8[i] = (unsigned char)((uint64_t)padded >> (8 * i));
-  int bad = fwrite(len8, 1, 8, a.fp) != 8 || fwrite(json, 1, jl, a.fp) != jl;
-  for (size_t i = jl; i < padded && !bad; i++)
-    bad = fputc(' ', a.fp) == EOF;
-  for (int k = 0; k < m->ntensors && !bad; k++) {
-    const gpt2_tensor *t = &m->tensors[k];
-    if (o->lm_only && is_head_tensor(t))
-      continue;
-    size_t nel = (size_t)t->rows * t->cols;
-    float *src = buf + maxn;
-    m->base.ops->download(src, m->params + t->off, nel * sizeof(float));
-    if (t->conv1d) {
-      for (int r = 0; r < t->rows; r++)
-        for (int c = 0; c < t->cols; c++)
-          buf[(size_t)c * t->rows + r] = src[(size_t)r * t->cols + c];
-      src = buf;
-    }
-    bad = fwrite(src, 4, nel, a.fp) != nel;
-  }
-  free(json);
-  free(buf);
-  if (bad) {
-    int e = errno;
-    dfpo_atomic_abort(&a);
-    return dfpo_err_errno(err, DFPO_ERUNTIME, e, "%s: write failed", path);
-  }
-  if ((rc = dfpo_atomic_commit(&a, err)))
-    return rc;
-  if (o->write_config) {
-    char cpath[4096];
-    if ((rc = model_config_beside(path, cpath, sizeof cpath, err)))
-      return rc;
-    char *text = hf_config_json(m, o->eot_id);
-    if (!text)
-      return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
-    size_t len = strlen(text);
-    text[len] = '\n'; /* cJSON's buffer has room: it holds the NUL there */
-    rc = dfpo_atomic_write_file(cpath, text, len + 1, err);
-    free(text);
-  }
+  rc = ckpt_write_json(cpath, cj, err);
+  cJSON_Delete(cj);
   return rc;
 }

@@ -8,6 +8,7 @@
 #include "trainer/rdec.h"
 #include "trainer/st_internal.h"
 #include "trainer/t5.h"
+#include "trainer/t5_internal.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -188,9 +189,10 @@ int model_export_hf(const model_t *m, const tok_tokenizer *tok, const char *dir,
                         "belong together",
                         tok_vocab_size(tok), m->cfg.vocab_size);
   if (m->cfg.head != MODEL_HEAD_NONE)
-    dfpo_warn("export: the model's %s head is no part of GPT2LMHeadModel: left out (the folder "
-              "holds the language model only)",
-              m->cfg.head == MODEL_HEAD_VALUE ? "value" : "classification");
+    dfpo_warn("export: the model's %s head is no part of %s: left out (the folder holds the "
+              "language model only)",
+              m->cfg.head == MODEL_HEAD_VALUE ? "value" : "classification",
+              strcmp(m->cfg.arch, "t5") ? "GPT2LMHeadModel" : "T5ForConditionalGeneration");
   char path[4200];
   model_export_opts o = {1, (int)tok_eot_id(tok), 1};
   int rc = dfpo_path_fmt(path, sizeof path, err, "%s/model.safetensors", dir);
@@ -206,7 +208,9 @@ int model_export_hf(const model_t *m, const tok_tokenizer *tok, const char *dir,
 static const struct {
   const char *magic;
   int (*load_native)(model_t **out, const char *path, FILE *fp, dfpo_err *err);
-} native_formats[] = {{GPT2_NATIVE_MAGIC, gpt2_load_native}, {RDEC_NATIVE_MAGIC, rdec_load_native}};
+} native_formats[] = {{GPT2_NATIVE_MAGIC, gpt2_load_native},
+                      {RDEC_NATIVE_MAGIC, rdec_load_native},
+                      {T5_NATIVE_MAGIC, t5_load_native}};
 
 int model_import_safetensors(model_t **out, const char *path, dfpo_err *err) {
   /* config.json's model_type beside the file chooses the architecture;

@@ -117,7 +117,7 @@ static void build_layout(t5_model *m) {
   }
 }
 
-static void t5_destroy(t5_model *m) {
+void t5_destroy(t5_model *m) {
   if (!m)
     return;
   const ops_backend *o = m->base.ops;
@@ -138,7 +138,7 @@ static void t5_destroy(t5_model *m) {
   free(m);
 }
 
-static int t5_create(t5_model **out, const t5_config *c, int head, dfpo_err *err) {
+int t5_create(t5_model **out, const t5_config *c, int head, dfpo_err *err) {
   *out = NULL;
   t5_model *m = calloc(1, sizeof *m);
   if (!m)
@@ -231,6 +231,8 @@ static int read_config(const char *cpath, t5_config *c, dfpo_err *err) {
   c->n_pos = jint(j, "n_positions", 512);
   c->start_id = jint(j, "decoder_start_token_id", 0);
   c->eos_id = jint(j, "eos_token_id", 1);
+  if (cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "eos_token_id")))
+    c->eos_id = -1; /* none: what an export of a model without one writes */
   const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "layer_norm_epsilon");
   c->eps = cJSON_IsNumber(e) ? (float)e->valuedouble : 1e-6f;
   const cJSON *tw = cJSON_GetObjectItemCaseSensitive(j, "tie_word_embeddings");
@@ -804,14 +806,11 @@ static const float *vt_decode_step(model_t *m, const int *next, dfpo_err *err) {
   return t5_decode_step(t5_of(m), next, err);
 }
 static int vt_save(model_t *m, const char *path, int with_optimizer, dfpo_err *err) {
-  (void)m, (void)path, (void)with_optimizer;
-  return dfpo_err_set(err, DFPO_EUSAGE,
-                      "t5: a native checkpoint is not written yet (load its Hugging Face folder)");
+  return t5_save(t5_of(m), path, with_optimizer, err);
 }
 static int vt_export_safetensors(const model_t *m, const char *path, const model_export_opts *o,
                                  dfpo_err *err) {
-  (void)m, (void)path, (void)o;
-  return dfpo_err_set(err, DFPO_EUSAGE, "t5: safetensors export is not written yet");
+  return t5_export_safetensors(t5_of_const(m), path, o, err);
 }
 
 const model_vtable t5_vtable = {

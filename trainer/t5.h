@@ -24,11 +24,13 @@
  * the [B, T] grid (0 at columns without an output). model_decode_begin
  * encodes the prompts once and starts the decoder with start_id;
  * model_decode_step extends its self-attention cache (every cache laid out
- * by row). Rows without a prompt (n_prompt 0), perplexity of plain text
- * (model_score_tokens), a classification head, native checkpoints and
- * export answer DFPO_EUSAGE. The CUDA backend lacks the ops T5 adds
- * (rmsnorm_fwd/bwd, attention_rel_fwd/bwd, mul, mul_bwd, act_bwd): a T5
- * there answers DFPO_EUSAGE naming them.
+ * by row). model_save writes T5's native checkpoint (magic "DFPOT5\0\0",
+ * model_load reads it) and model_export_safetensors / model_export_hf
+ * T5ForConditionalGeneration's Hugging Face files (trainer/t5_ckpt.c).
+ * Rows without a prompt (n_prompt 0), perplexity of plain text
+ * (model_score_tokens) and a classification head answer DFPO_EUSAGE. The CUDA backend lacks the ops
+ * T5 adds (rmsnorm_fwd/bwd, attention_rel_fwd/bwd, mul, mul_bwd, act_bwd): a T5 there answers
+ * DFPO_EUSAGE naming them.
  *
  * Depends on common/ and the model interface. Ownership: a model from
  * t5_import_safetensors is the caller's (model_free); the config returned

@@ -99,6 +99,11 @@ static inline int t5_ff(const t5_model *m, const t5_layer *l, int slot) {
 }
 
 /* t5.c */
+/* A T5 of config c (unchecked) and head (MODEL_HEAD_NONE or
+ * MODEL_HEAD_VALUE) on the default backend, its parameters uninitialised;
+ * t5_destroy frees one (NULL: nothing). */
+int t5_create(t5_model **out, const t5_config *c, int head, dfpo_err *err);
+void t5_destroy(t5_model *m);
 /* DFPO_EUSAGE naming what the backend lacks of T5's forward (training: its
  * backward too) ops. */
 int t5_missing_ops(const ops_backend *o, int training, dfpo_err *err);
@@ -133,5 +138,19 @@ const float *t5_decode_begin(t5_model *m, const int *tokens, const int *kstart, 
                              int max_len, dfpo_err *err);
 const float *t5_decode_step(t5_model *m, const int *next, dfpo_err *err);
 void t5_decode_free(t5_model *m);
+
+/* t5_ckpt.c: the native checkpoint (docs/engine.md: a 96-byte header with
+ * the config, the head, the step count and flag 1 for AdamW's moments,
+ * then the parameters in the tensor table's order, then the moments) and
+ * the Hugging Face export (T5ForConditionalGeneration's names; the
+ * stacks' embed_tokens aliases and a tied lm_head are not stored, as
+ * transformers' save_pretrained leaves them out; config.json with every
+ * field t5_import_safetensors reads). model_load reaches t5_load_native by
+ * the magic. */
+#define T5_NATIVE_MAGIC "DFPOT5\0\0"
+int t5_save(t5_model *m, const char *path, int with_optimizer, dfpo_err *err);
+int t5_load_native(model_t **out, const char *path, FILE *fp, dfpo_err *err);
+int t5_export_safetensors(const t5_model *m, const char *path, const model_export_opts *o,
+                          dfpo_err *err);
 
 #endif

@@ -44,7 +44,8 @@ enum { TOK_ALLOW_SPECIAL = 1 };
  * answers), unk 2, no bos, and "<extra_id_N>" as the top ids (N = 0 the
  * largest; tokenizer_config.json's "extra_ids", default 100). tok_encode
  * adds no eos; with TOK_ALLOW_SPECIAL the texts "<extra_id_N>", "</s>" and
- * "<pad>" are their ids. tok_save_hf refuses it; tok_merge_count is 0.
+ * "<pad>" are their ids. tok_save_hf writes it as T5's files;
+ * tok_merge_count is 0.
  * Errors name the file, and the line for merges files and malformed JSON.
  * *out is the caller's; free with tok_free. */
 int tok_load(tok_tokenizer **out, const char *path, dfpo_err *err);
@@ -62,7 +63,11 @@ int tok_folder_has_files(const char *dir);
  * space, no clean-up of spaces on decoding, <|endoftext|> as bos, eos and
  * unk and as a special added token) and special_tokens_map.json. Only
  * <|endoftext|> is written as special; t must have it (else DFPO_EUSAGE).
- * tok_load reads the folder back to the same ids. */
+ * A SentencePiece tokenizer is written as T5's files instead: spiece.model
+ * (the loaded model's own bytes, as libsentencepiece serializes it),
+ * tokenizer_config.json (T5Tokenizer, extra_ids, model_max_length, </s>,
+ * <unk> and <pad>) and special_tokens_map.json. tok_load reads the folder
+ * back to the same ids. */
 int tok_save_hf(const tok_tokenizer *t, const char *dir, int model_max_length, dfpo_err *err);
 
 /* One more than the largest id. */

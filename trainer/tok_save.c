@@ -1,6 +1,8 @@
-/* Writing a loaded byte-level BPE as Hugging Face's GPT-2 tokenizer files
- * (tok_save_hf) and telling whether a folder holds tokenizer files. */
+/* Writing a loaded tokenizer as Hugging Face's files (tok_save_hf: a
+ * byte-level BPE as GPT-2's, a SentencePiece as T5's) and telling whether
+ * a folder holds tokenizer files. */
 #include "trainer/tok_internal.h"
+#include "trainer/tok_spm.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -63,11 +65,44 @@ static int merges_by_rank(const tok_tokenizer *t, int32_t (**out)[2], dfpo_err *
   return DFPO_OK;
 }
 
+/* T5's files: spiece.model (the loaded model's bytes), tokenizer_config.json
+ * (T5Tokenizer, extra_ids) and special_tokens_map.json. */
+static int save_spm(const tok_tokenizer *t, const char *dir, int model_max_length, dfpo_err *err) {
+  char path[4200], msg[256], *data = NULL;
+  size_t len = 0;
+  int rc = dfpo_path_fmt(path, sizeof path, err, "%s/spiece.model", dir);
+  if (rc)
+    return rc;
+  if (tok_spm_serialize(t->spm, &data, &len, msg, sizeof msg))
+    return dfpo_err_set(err, DFPO_ERUNTIME, "%s: %s", path, msg);
+  rc = dfpo_atomic_write_file(path, data, len, err);
+  free(data);
+  if (rc)
+    return rc;
+  cJSON *map = cJSON_CreateObject();
+  cJSON_AddStringToObject(map, "eos_token", "</s>");
+  cJSON_AddStringToObject(map, "unk_token", "<unk>");
+  cJSON_AddStringToObject(map, "pad_token", "<pad>");
+  rc = write_json(dir, "special_tokens_map.json", map, 1, err);
+  cJSON_Delete(map);
+  if (rc)
+    return rc;
+  cJSON *c = cJSON_CreateObject();
+  cJSON_AddStringToObject(c, "tokenizer_class", "T5Tokenizer");
+  cJSON_AddNumberToObject(c, "extra_ids", (double)t->spm_extra);
+  cJSON_AddNumberToObject(c, "model_max_length", model_max_length);
+  cJSON_AddStringToObject(c, "eos_token", "</s>");
+  cJSON_AddStringToObject(c, "unk_token", "<unk>");
+  cJSON_AddStringToObject(c, "pad_token", "<pad>");
+  rc = write_json(dir, "tokenizer_config.json", c, 1, err);
+  cJSON_Delete(c);
+  return rc;
+}
+
 int tok_save_hf(const tok_tokenizer *t, const char *dir, int model_max_length, dfpo_err *err) {
   static const char eot[] = "<|endoftext|>";
   if (t->spm)
-    return dfpo_err_set(err, DFPO_EUSAGE,
-                        "a SentencePiece tokenizer (spiece.model) is not written as GPT-2's files");
+    return save_spm(t, dir, model_max_length, err);
   if (t->eot < 0)
     return dfpo_err_set(err, DFPO_EUSAGE,
                         "the tokenizer has no %s, which Hugging Face's GPT-2 tokenizer needs as "

@@ -106,3 +106,23 @@ extern "C" int tok_spm_decode(const tok_spm *s, const int *ids, size_t n, char *
     return fail(msg, msgn, e.what());
   }
 }
+
+extern "C" int tok_spm_serialize(const tok_spm *s, char **data, size_t *len, char *msg,
+                                 size_t msgn) {
+  *data = nullptr;
+  *len = 0;
+  try {
+    std::string out = s->sp.serialized_model_proto();
+    if (out.empty())
+      return fail(msg, msgn, "the SentencePiece model serializes to nothing");
+    char *a = static_cast<char *>(std::malloc(out.size()));
+    if (!a)
+      return fail(msg, msgn, "out of memory");
+    std::memcpy(a, out.data(), out.size());
+    *data = a;
+    *len = out.size();
+    return 0;
+  } catch (const std::exception &e) {
+    return fail(msg, msgn, e.what());
+  }
+}

@@ -36,6 +36,9 @@ int tok_spm_encode(const tok_spm *s, const char *text, size_t len, int **ids, si
  * NUL, malloc'ed). */
 int tok_spm_decode(const tok_spm *s, const int *ids, size_t n, char **text, size_t *len, char *msg,
                    size_t msgn);
+/* The model as the bytes of a spiece.model file (its serialized proto)
+ * into *data (*len bytes, malloc'ed). */
+int tok_spm_serialize(const tok_spm *s, char **data, size_t *len, char *msg, size_t msgn);
 
 #ifdef __cplusplus
 }

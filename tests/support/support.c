@@ -379,3 +379,16 @@ void ts_fuzz_run(ts_fuzz_fn fn, const char *dir, int mutants) {
   for (size_t i = 0; i < n; i++)
     free(bufs[i]);
 }
+
+int ts_python_has(const char *modules) {
+  if (access("/usr/bin/python3", X_OK) != 0)
+    return 0;
+  char code[512];
+  snprintf(code, sizeof code, "import %s", modules);
+  ts_run r;
+  char *argv[] = {"/usr/bin/python3", "-c", code, NULL};
+  ts_run_cmd(&r, argv, NULL, NULL);
+  int ok = r.status == 0;
+  ts_run_free(&r);
+  return ok;
+}

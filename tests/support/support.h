@@ -28,6 +28,10 @@ void ts_dfpo_home(ts_run *r, const char *home, char *const *args, const char *in
 int ts_dfpo_in(const char *home, const char *const *args, const char *extra_env, char **err);
 void ts_run_free(ts_run *r);
 
+/* Whether /usr/bin/python3 imports the comma-separated modules ("torch,
+ * sentencepiece"): the reference scripts' peers; tests skip without them. */
+int ts_python_has(const char *modules);
+
 /* The shared data folder (../shared/data beside the checkout, or $DFPO_SHARED_DATA),
  * or NULL when absent; tests that need it skip with a message. */
 const char *ts_shared_data(void);

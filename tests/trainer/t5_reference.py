@@ -19,6 +19,8 @@ It also trains a small SentencePiece model with python3-sentencepiece
 (pad 0, eos 1, unk 2, no bos), and encodes and decodes tricky texts with it.
 
 usage: t5_reference.py ROOT OUT.json
+       t5_reference.py --spm DIR
+       t5_reference.py --nll FOLDER PAIRS.tsv OUT.json
 
 Writes, under ROOT: spm/spiece.model; v10/ and v11/, Hugging Face T5 folders
 (config.json, model.safetensors with random float32 weights under Hugging Face's
@@ -30,6 +32,16 @@ lm_head.weight sharing shared.weight's storage, and its pairs.tsv.
 OUT: {"spm": {"texts": [...], "ids": [[...]], "decoded": [...], "pieces": n},
 "folders": {"v10": {"pairs": [[src], [tgt]], "nll": [...]}, "v11": {...,
 "text_nll": [...]}}}.
+
+--spm DIR trains the same spiece.model into DIR alone and prints its piece
+count (tests/trainer/test_t5_ckpt.c sizes its random T5s by it).
+
+--nll FOLDER PAIRS.tsv OUT.json reads a T5 folder that `dfpo export` wrote
+(config.json, model.safetensors): its tensor names and shapes must be exactly
+those make_weights() gives for its config (shared.weight without the stacks'
+embed_tokens aliases, lm_head.weight only when untied, as transformers'
+save_pretrained writes them); OUT: {"nll": [...]}, each pair's negative
+log-likelihood under teacher forcing (pair_nll).
 """
 import collections
 import json
@@ -43,7 +55,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench"))
-from gpt2_torch import write_safetensors  # noqa: E402  (the engine's golden peer's writer)
+from gpt2_torch import read_safetensors, write_safetensors  # noqa: E402  (the engine's golden peer's)
 
 TEXTS = [
     "Héllo, wörld! Crème brûlée, naïve café.",
@@ -419,5 +431,29 @@ def main():
         json.dump(res, f)
 
 
+def cmd_nll(folder, pairs_path, out):
+    with open(os.path.join(folder, "config.json")) as f:
+        cfg = json.load(f)
+    assert cfg["model_type"] == "t5" and cfg["architectures"] == ["T5ForConditionalGeneration"], cfg
+    P, _ = read_safetensors(os.path.join(folder, "model.safetensors"))
+    want = make_weights(cfg, torch.Generator().manual_seed(0))
+    assert set(P) == set(want), "names differ: extra %s, missing %s" % (
+        sorted(set(P) - set(want)), sorted(set(want) - set(P)))
+    for k, v in want.items():
+        assert P[k].shape == v.shape, "%s: %s, want %s" % (k, tuple(P[k].shape), tuple(v.shape))
+    nll = []
+    with open(pairs_path) as f:
+        for line in f:
+            s, t = line.rstrip("\n").split("\t")
+            nll.append(pair_nll(P, cfg, [int(x) for x in s.split()], [int(x) for x in t.split()]))
+    with open(out, "w") as f:
+        json.dump({"nll": nll}, f)
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1] == "--spm":
+        print(train_spm(sys.argv[2]).get_piece_size())
+    elif sys.argv[1] == "--nll":
+        cmd_nll(sys.argv[2], sys.argv[3], sys.argv[4])
+    else:
+        main()

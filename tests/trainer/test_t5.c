@@ -66,14 +66,7 @@ Test(t5, bucket_by_hand) {
 }
 
 static int have_python(void) {
-  if (access("/usr/bin/python3", X_OK) != 0)
-    return 0;
-  ts_run r;
-  char *argv[] = {"/usr/bin/python3", "-c", "import torch, sentencepiece", NULL};
-  ts_run_cmd(&r, argv, NULL, NULL);
-  int ok = r.status == 0;
-  ts_run_free(&r);
-  return ok;
+  return ts_python_has("torch, sentencepiece");
 }
 
 /* Runs the reference into a fresh folder dir; returns its output. */

@@ -1,0 +1,205 @@
+/* The native checkpoints' shared reading and writing (trainer/ckpt_internal.h). */
+#define _FILE_OFFSET_BITS 64
+#include "trainer/ckpt_internal.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define CKPT_CHUNK ((size_t)1 << 20)
+
+/* The tensor holding float index i of m's parameter block (for messages),
+ * its first index in *start. */
+static const char *tensor_holding(const model_t *m, size_t i, size_t *start) {
+  model_tensor t0, t;
+  int n = m->vt->num_tensors(m);
+  if (n <= 0 || m->vt->tensor_at(m, 0, &t0))
+    return "?";
+  for (int k = n - 1; k >= 0; k--) {
+    if (m->vt->tensor_at(m, k, &t))
+      continue;
+    size_t off = (size_t)(t.param - t0.param);
+    if (off <= i) {
+      if (start)
+        *start = off;
+      return t.name;
+    }
+  }
+  return "?";
+}
+
+int ckpt_write_floats(FILE *fp, const model_t *m, const float *dev, size_t n) {
+  float *buf = malloc(CKPT_CHUNK * sizeof(float));
+  if (!buf) {
+    errno = ENOMEM;
+    return -1;
+  }
+  for (size_t i = 0; i < n; i += CKPT_CHUNK) {
+    size_t k = n - i < CKPT_CHUNK ? n - i : CKPT_CHUNK;
+    m->ops->download(buf, dev + i, k * sizeof(float));
+    if (fwrite(buf, sizeof(float), k, fp) != k) {
+      free(buf);
+      return -1;
+    }
+  }
+  free(buf);
+  return 0;
+}
+
+int ckpt_read_floats(FILE *fp, const model_t *m, float *dev, size_t n, const char *path,
+                     const char *what, dfpo_err *err) {
+  float *buf = malloc(CKPT_CHUNK * sizeof(float));
+  if (!buf)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  for (size_t i = 0; i < n; i += CKPT_CHUNK) {
+    size_t k = n - i < CKPT_CHUNK ? n - i : CKPT_CHUNK;
+    size_t got = fread(buf, sizeof(float), k, fp);
+    if (got != k) {
+      free(buf);
+      return dfpo_err_set(err, DFPO_EDATA, "%s: truncated in the %s of tensor '%s'", path, what,
+                          tensor_holding(m, i + got, NULL));
+    }
+    for (size_t j = 0; j < k; j++)
+      if (!isfinite(buf[j])) {
+        /* named by its tensor and its index inside that tensor */
+        size_t at = i + j, off = 0;
+        const char *tn = tensor_holding(m, at, &off),
+                   *what_v = isnan(buf[j]) ? "NaN" : "an infinity";
+        free(buf);
+        return dfpo_err_set(err, DFPO_EDATA,
+                            "%s: the %s of tensor '%s' has %s at element %zu; non-finite values "
+                            "are refused",
+                            path, what, tn, what_v, at - off);
+      }
+    m->ops->upload(dev + i, buf, k * sizeof(float));
+  }
+  free(buf);
+  return DFPO_OK;
+}
+
+int ckpt_save(const model_t *m, const char *path, const void *header, size_t hbytes, size_t n,
+              int moments, dfpo_err *err) {
+  model_tensor t0;
+  m->vt->tensor_at(m, 0, &t0);
+  if (moments && (!t0.m1 || !t0.m2))
+    return dfpo_err_set(err, DFPO_EUSAGE, "%s: the model has no optimiser state to save", path);
+  dfpo_atomic a;
+  int rc = dfpo_atomic_open(&a, path, err);
+  if (rc)
+    return rc;
+  if (fwrite(header, hbytes, 1, a.fp) != 1 || ckpt_write_floats(a.fp, m, t0.param, n) ||
+      (moments && (ckpt_write_floats(a.fp, m, t0.m1, n) || ckpt_write_floats(a.fp, m, t0.m2, n)))) {
+    int e = errno;
+    dfpo_atomic_abort(&a);
+    return dfpo_err_errno(err, DFPO_ERUNTIME, e, "%s: write failed", path);
+  }
+  return dfpo_atomic_commit(&a, err);
+}
+
+int ckpt_load_blocks(FILE *fp, model_t *m, size_t n, int moments, const char *path, dfpo_err *err) {
+  model_tensor t0;
+  m->vt->tensor_at(m, 0, &t0);
+  int rc = ckpt_read_floats(fp, m, t0.param, n, path, "parameters", err);
+  if (rc || !moments)
+    return rc;
+  if ((rc = m->vt->ensure_train(m, err)))
+    return rc;
+  m->vt->tensor_at(m, 0, &t0);
+  if (!(rc = ckpt_read_floats(fp, m, t0.m1, n, path, "first AdamW moment", err)))
+    rc = ckpt_read_floats(fp, m, t0.m2, n, path, "second AdamW moment", err);
+  return rc;
+}
+
+int ckpt_check_size(FILE *fp, const char *path, uint64_t header_bytes, uint64_t nparams,
+                    int with_moments, dfpo_err *err) {
+  struct stat st;
+  uint64_t expect = header_bytes + nparams * sizeof(float) * (with_moments ? 3 : 1);
+  if (fstat(fileno(fp), &st) != 0)
+    return DFPO_OK; /* the reads will say what is wrong */
+  if ((uint64_t)st.st_size > expect)
+    return dfpo_err_set(err, DFPO_EDATA, "%s: %lld bytes, expected %llu: trailing data", path,
+                        (long long)st.st_size, (unsigned long long)expect);
+  if ((uint64_t)st.st_size < expect && nparams > ((uint64_t)1 << 28))
+    return dfpo_err_set(err, DFPO_EDATA, "%s: truncated: %lld bytes, expected %llu", path,
+                        (long long)st.st_size, (unsigned long long)expect);
+  return DFPO_OK;
+}
+
+int ckpt_write_safetensors(const model_t *m, const char *path, cJSON *meta, const ckpt_st_tensor *t,
+                           int n, dfpo_err *err) {
+  cJSON *root = cJSON_CreateObject();
+  if (meta)
+    cJSON_AddItemToObject(root, "__metadata__", meta);
+  uint64_t off = 0;
+  size_t maxn = 0;
+  for (int k = 0; k < n; k++) {
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddStringToObject(e, "dtype", "F32");
+    cJSON *sh = cJSON_AddArrayToObject(e, "shape");
+    size_t nel = (size_t)t[k].rows * t[k].cols;
+    if (t[k].ndim == 1) {
+      cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)nel));
+    } else {
+      cJSON_AddItemToArray(sh, cJSON_CreateNumber(t[k].transpose ? t[k].cols : t[k].rows));
+      cJSON_AddItemToArray(sh, cJSON_CreateNumber(t[k].transpose ? t[k].rows : t[k].cols));
+    }
+    cJSON *of = cJSON_AddArrayToObject(e, "data_offsets");
+    cJSON_AddItemToArray(of, cJSON_CreateNumber((double)off));
+    cJSON_AddItemToArray(of, cJSON_CreateNumber((double)(off + nel * 4)));
+    cJSON_AddItemToObject(root, t[k].name, e);
+    off += nel * 4;
+    if (nel > maxn)
+      maxn = nel;
+  }
+  char *json = cJSON_PrintUnformatted(root);
+  cJSON_Delete(root);
+  float *buf = malloc((2 * maxn + 1) * sizeof(float));
+  dfpo_atomic a;
+  int rc = json && buf ? dfpo_atomic_open(&a, path, err)
+                       : dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  if (rc) {
+    free(json);
+    free(buf);
+    return rc;
+  }
+  size_t jl = strlen(json), padded = (jl + 7) & ~(size_t)7;
+  unsigned char len8[8];
+  for (int i = 0; i < 8; i++)
+    len8[i] = (unsigned char)((uint64_t)padded >> (8 * i));
+  int bad = fwrite(len8, 1, 8, a.fp) != 8 || fwrite(json, 1, jl, a.fp) != jl;
+  for (size_t i = jl; i < padded && !bad; i++)
+    bad = fputc(' ', a.fp) == EOF;
+  for (int k = 0; k < n && !bad; k++) {
+    size_t nel = (size_t)t[k].rows * t[k].cols;
+    float *src = buf + maxn;
+    m->ops->download(src, t[k].dev, nel * sizeof(float));
+    if (t[k].transpose) { /* [rows, cols] -> [cols, rows] */
+      for (int r = 0; r < t[k].rows; r++)
+        for (int c = 0; c < t[k].cols; c++)
+          buf[(size_t)c * t[k].rows + r] = src[(size_t)r * t[k].cols + c];
+      src = buf;
+    }
+    bad = fwrite(src, 4, nel, a.fp) != nel;
+  }
+  free(json);
+  free(buf);
+  if (bad) {
+    int e = errno;
+    dfpo_atomic_abort(&a);
+    return dfpo_err_errno(err, DFPO_ERUNTIME, e, "%s: write failed", path);
+  }
+  return dfpo_atomic_commit(&a, err);
+}
+
+int ckpt_write_json(const char *path, const cJSON *o, dfpo_err *err) {
+  char *text = cJSON_Print(o);
+  if (!text)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  size_t len = strlen(text);
+  text[len] = '\n'; /* cJSON's buffer has room: it holds the NUL there */
+  int rc = dfpo_atomic_write_file(path, text, len + 1, err);
+  free(text);
+  return rc;
+}

@@ -1,0 +1,65 @@
+/* Internal to trainer/: what the checkpoints of every architecture share
+ * (prefix ckpt_; gpt2_ckpt.c, t5_ckpt.c). The native format: a fixed header, then the
+ * parameter block as the model's tensor table lays it out (float32,
+ * little-endian), then, when the header's flag 1 says so, AdamW's first and
+ * second moments in the same layout. The float blocks pass through a
+ * bounded host buffer, so a device backend works too.
+ *
+ * The model's tensor table (model_tensor_at) must lay the tensors out in
+ * order in one block starting at tensor 0's param: an index into the block
+ * is named by the tensor holding it. */
+#ifndef DFPO_TRAINER_CKPT_INTERNAL_H
+#define DFPO_TRAINER_CKPT_INTERNAL_H
+
+#include "trainer/model_internal.h"
+
+#include <cjson/cJSON.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Writes n floats of m's backend memory at dev to fp; -1 (errno set by the
+ * failed write, or ENOMEM) on failure. */
+int ckpt_write_floats(FILE *fp, const model_t *m, const float *dev, size_t n);
+/* Reads n floats from fp into m's backend memory at dev (the block of
+ * parameters, or a moment laid out as it); `what` names the block in
+ * messages ("parameters", "first AdamW moment"). DFPO_EDATA naming path,
+ * the block and the tensor where the file ends, or the tensor and element
+ * of a NaN or an infinity (refused). */
+int ckpt_read_floats(FILE *fp, const model_t *m, float *dev, size_t n, const char *path,
+                     const char *what, dfpo_err *err);
+/* The native file: header[hbytes], then m's n parameters and, with
+ * moments, AdamW's two moments (the blocks model_tensor_at's tensor 0
+ * starts), written to path atomically. */
+int ckpt_save(const model_t *m, const char *path, const void *header, size_t hbytes, size_t n,
+              int moments, dfpo_err *err);
+/* After the header: m's n parameters and, with moments, the training
+ * state (model_ensure_train) and AdamW's two moments, read from fp as
+ * ckpt_read_floats reads them. */
+int ckpt_load_blocks(FILE *fp, model_t *m, size_t n, int moments, const char *path, dfpo_err *err);
+/* The file's size against header_bytes + nparams floats, three times that
+ * with the moments: DFPO_EDATA naming path for trailing data, and for a
+ * short file when nparams is past 2^28 (smaller ones are reported while
+ * reading, naming the tensor, without allocating a huge model first). */
+int ckpt_check_size(FILE *fp, const char *path, uint64_t header_bytes, uint64_t nparams,
+                    int with_moments, dfpo_err *err);
+
+/* One tensor of a safetensors export: rows x cols floats, row-major, at
+ * dev in the model's backend memory; written as F32 of shape [rows * cols]
+ * (ndim 1), [rows, cols], or [cols, rows] with transpose (GPT-2's Conv1D). */
+typedef struct ckpt_st_tensor {
+  const char *name;
+  const float *dev;
+  int rows, cols;
+  int ndim, transpose;
+} ckpt_st_tensor;
+/* Writes the n tensors of m as a safetensors file at path, atomically, in
+ * the order given, with meta (a JSON object of strings, or NULL) as the
+ * header's __metadata__ (consumed); the header is padded with spaces to a
+ * multiple of 8 bytes. */
+int ckpt_write_safetensors(const model_t *m, const char *path, cJSON *meta, const ckpt_st_tensor *t,
+                           int n, dfpo_err *err);
+/* Writes the JSON object o (pretty-printed, a newline after it) to path
+ * atomically; o stays the caller's. */
+int ckpt_write_json(const char *path, const cJSON *o, dfpo_err *err);
+
+#endif
