@@ -24,7 +24,7 @@ static const char generate_usage[] =
     "tokenizer files serve when --tokenizer is not given), from a T5 (a\n"
     "Hugging Face T5 folder: the prompt is the encoder's input, the tokens are\n"
     "the decoder's, started from decoder_start_token_id; a text prompt is\n"
-    "ended with </s> as T5's tokenizer does; no beam search yet), or from\n"
+    "ended with </s> as T5's tokenizer does), or from\n"
     "GPT-J, GPT-NeoX / Pythia or Llama (a Hugging Face folder whose config.json\n"
     "says model_type gptj, gpt_neox or llama; on the CPU; docs/rotary.md).\n"
     "Prompts are text encoded with the tokenizer:\n"

@@ -150,6 +150,7 @@ int t5_create(t5_model **out, const t5_config *c, int head, dfpo_err *err) {
   m->base.cfg.vocab_size = c->vocab_size;
   m->base.cfg.n_ctx = c->n_pos;
   m->base.cfg.head = head;
+  m->base.cfg.encoder_decoder = 1; /* beam search counts lengths from the decoder start */
   size_t nt = (size_t)(c->n_layer + c->n_dec_layer) * 16 + 8;
   m->tensors = calloc(nt, sizeof *m->tensors);
   m->enc = calloc((size_t)c->n_layer, sizeof *m->enc);
@@ -805,6 +806,9 @@ static const float *vt_decode_begin(model_t *m, const int *tokens, const int *ks
 static const float *vt_decode_step(model_t *m, const int *next, dfpo_err *err) {
   return t5_decode_step(t5_of(m), next, err);
 }
+static int vt_decode_reorder(model_t *m, const int *src_rows, dfpo_err *err) {
+  return t5_decode_reorder(t5_of(m), src_rows, err);
+}
 static int vt_save(model_t *m, const char *path, int with_optimizer, dfpo_err *err) {
   return t5_save(t5_of(m), path, with_optimizer, err);
 }
@@ -839,6 +843,7 @@ const model_vtable t5_vtable = {
     .grad_norm = vt_grad_norm,
     .decode_begin = vt_decode_begin,
     .decode_step = vt_decode_step,
+    .decode_reorder = vt_decode_reorder,
     .save = vt_save,
     .export_safetensors = vt_export_safetensors,
 };

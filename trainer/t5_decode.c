@@ -2,7 +2,7 @@
  * over the prompts, each decoder layer's cross-attention keys and values
  * computed once from its output, then the decoder one token per step
  * through a self-attention cache. Every cache is laid out by row ([B, ...]
- * per layer), so that rows can be gathered. */
+ * per layer), so that t5_decode_reorder (beam search's) gathers rows. */
 #include "trainer/t5_internal.h"
 
 #include <math.h>
@@ -199,4 +199,56 @@ const float *t5_decode_step(t5_model *m, const int *next, dfpo_err *err) {
     return NULL;
   }
   return step(m, next, err);
+}
+
+int t5_decode_reorder(t5_model *m, const int *src_rows, dfpo_err *err) {
+  if (!m->gen_block || m->gB == 0 || m->gn_pos == 0)
+    return dfpo_err_set(err, DFPO_EUSAGE, "t5_decode_reorder: call model_decode_begin first");
+  int B = m->gB, identity = 1;
+  for (int i = 0; i < B; i++) {
+    if (src_rows[i] < 0 || src_rows[i] >= B)
+      return dfpo_err_set(err, DFPO_EUSAGE,
+                          "t5_decode_reorder: row %d: source row %d outside the %d rows", i,
+                          src_rows[i], B);
+    identity &= src_rows[i] == i;
+  }
+  m->base.last_logits = NULL; /* the logits' rows no longer match the caches' */
+  if (identity)
+    return DFPO_OK;
+  const ops_backend *o = m->base.ops;
+  const t5_config *c = &m->cfg;
+  size_t I = (size_t)c->n_head * c->d_kv, self_row = (size_t)m->gD * I,
+         cross_row = (size_t)m->gTs * 2 * I, row = self_row > cross_row ? self_row : cross_row;
+  float *tmp = o->alloc((size_t)B * row * sizeof(float));
+  int *ks = malloc(2 * (size_t)B * sizeof(int));
+  if (!tmp || !ks) {
+    if (tmp)
+      o->free(tmp);
+    free(ks);
+    return dfpo_err_set(err, DFPO_ERUNTIME, "t5_decode_reorder: out of memory");
+  }
+  /* per layer: each row's filled self-attention positions and its whole
+   * cross-attention keys and values, gathered from the source rows into
+   * the scratch, then copied back in one block */
+  size_t used = (size_t)m->gn_pos * I * sizeof(float);
+  for (int l = 0; l < c->n_dec_layer; l++) {
+    for (int kv = 0; kv < 2; kv++) {
+      float *cache = kv ? m->vc[l] : m->kc[l];
+      for (int i = 0; i < B; i++)
+        o->copy(tmp + (size_t)i * self_row, cache + (size_t)src_rows[i] * self_row, used);
+      o->copy(cache, tmp, (size_t)B * self_row * sizeof(float));
+    }
+    for (int i = 0; i < B; i++)
+      o->copy(tmp + (size_t)i * cross_row, m->ckv[l] + (size_t)src_rows[i] * cross_row,
+              cross_row * sizeof(float));
+    o->copy(m->ckv[l], tmp, (size_t)B * cross_row * sizeof(float));
+  }
+  o->free(tmp);
+  /* each row's encoder padding moves with it */
+  o->download(ks, m->g_ks, (size_t)B * sizeof(int));
+  for (int i = 0; i < B; i++)
+    ks[B + i] = ks[src_rows[i]];
+  o->upload(m->g_ks, ks + B, (size_t)B * sizeof(int));
+  free(ks);
+  return DFPO_OK;
 }

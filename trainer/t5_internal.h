@@ -137,6 +137,10 @@ float t5_grad_norm(t5_model *m);
 const float *t5_decode_begin(t5_model *m, const int *tokens, const int *kstart, int B, int T,
                              int max_len, dfpo_err *err);
 const float *t5_decode_step(t5_model *m, const int *next, dfpo_err *err);
+/* model_decode_reorder: row i of every decoding cache (self-attention,
+ * cross-attention keys and values, encoder padding) becomes row
+ * src_rows[i]. */
+int t5_decode_reorder(t5_model *m, const int *src_rows, dfpo_err *err);
 void t5_decode_free(t5_model *m);
 
 /* t5_ckpt.c: the native checkpoint (docs/engine.md: a 96-byte header with

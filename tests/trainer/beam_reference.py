@@ -42,6 +42,13 @@ do, not copied:
     transformers does not return) is the same formula over the greedy tokens.
 The model runs each prompt alone, unpadded, in double precision, over the
 whole sequence every step (no cache), and the beam arithmetic is in double.
+
+A FOLDER whose config.json says model_type "t5" (what dfpo's T5 export
+writes) is read as T5ForConditionalGeneration by tests/trainer/t5_reference.py
+instead (in float32, as that module computes): each prompt is the encoder's source, the decoder starts from
+decoder_start_token_id, and the lengths count the decoder's ids (the start
+token and the new tokens), as transformers does for an encoder-decoder; "T"
+is then 1.
 """
 import json
 import os
@@ -53,9 +60,20 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import hf_gpt2_reference as ref  # noqa: E402
 
 
+class T5Source:
+    """A T5 bound to one encoder source: next_logprobs runs its decoder."""
+
+    def __init__(self, P, cfg, src):
+        self.P, self.cfg, self.src = P, cfg, src
+
+
 def load(folder):
     with open(os.path.join(folder, "config.json")) as f:
         cfg = json.load(f)
+    if cfg.get("model_type") == "t5":
+        import t5_reference as t5r
+        P, _ = t5r.read_safetensors(os.path.join(folder, "model.safetensors"))
+        return ("t5", P, cfg)  # float32: t5_reference computes as transformers does
     state, _ = ref.read_safetensors(os.path.join(folder, "model.safetensors"))
     state = {("transformer." + k if not k.startswith(("transformer.", "lm_head.")) else k): v
              for k, v in state.items()}
@@ -69,7 +87,13 @@ def load(folder):
 
 def next_logprobs(model, seqs):
     with torch.no_grad():
-        logits = model(torch.tensor(seqs))[:, -1, :]
+        if isinstance(model, T5Source):
+            import t5_reference as t5r
+            src = torch.tensor([model.src] * len(seqs))
+            logits = t5r.t5_logits(model.P, model.cfg, src, torch.zeros(len(seqs), dtype=torch.long),
+                                   torch.tensor(seqs))[:, -1, :]
+        else:
+            logits = model(torch.tensor(seqs))[:, -1, :]
     return logits, torch.log_softmax(logits, dim=-1)
 
 
@@ -166,7 +190,12 @@ def main(folder, spec_path):
     for c in spec["cases"]:
         c = dict(c, eos=spec["eos"])
         run = greedy if c["num_beams"] == 1 else beam
-        results.append([run(model, p, c, spec["T"]) for p in spec["prompts"]])
+        if isinstance(model, tuple):  # T5: the prompt is the source, the decoder starts alone
+            _, P, cfg = model
+            results.append([run(T5Source(P, cfg, p), [cfg["decoder_start_token_id"]], c, 1)
+                            for p in spec["prompts"]])
+        else:
+            results.append([run(model, p, c, spec["T"]) for p in spec["prompts"]])
     print(json.dumps({"results": results}))
 
 

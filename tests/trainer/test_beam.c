@@ -15,6 +15,7 @@
 #include "tests/trainer/gpt2_testutil.h"
 #include "trainer/beam.h"
 #include "trainer/model_internal.h"
+#include "trainer/t5.h"
 
 #include <cjson/cJSON.h>
 #include <string.h>
@@ -130,51 +131,23 @@ typedef struct bcase {
 } bcase;
 static const char *const early_name[] = {"false", "true", "never"};
 
-Test(beam, against_reference, .timeout = 300) {
-  if (!have_torch())
-    cr_skip_test("/usr/bin/python3 with torch and regex is missing: no reference to compare with");
-  enum { V = 40, NP = 4, MAXC = 40 };
-  const int EOS = 35;
-  model_t *m = small(V, 11);
-  char dir[256], path[512], spec_path[512];
-  ts_tmpdir(dir, sizeof dir);
-  snprintf(path, sizeof path, "%s/model.safetensors", dir);
+/* Runs beam_search on m over the prompts (left-padded to T by ks) for each
+ * case and holds every hypothesis to beam_reference.py's over the model
+ * exported in dir; counts the hypotheses ended by eos and by length and the
+ * largest score difference; returns the reference's results (the caller
+ * deletes them). */
+static cJSON *against_the_reference(model_t *m, const char *dir, const int *prompts, const int *ks,
+                                    int NP, int T, const bcase *cases, int nc, int EOS,
+                                    int *ended_eos, int *ended_len, int *compared,
+                                    double *maxdiff) {
+  char spec_path[512];
   dfpo_err err;
   dfpo_err_clear(&err);
-  cr_assert_eq(model_export_safetensors(m, path, 1, &err), 0, "%s", err.msg);
-  /* four prompts of 1 to 6 tokens, left-padded to 6 */
-  static const int plen[NP] = {3, 1, 6, 4};
-  int T = 6, prompts[NP * 6], ks[NP];
-  dfpo_rng r;
-  dfpo_rng_init(&r, 21, 1);
-  for (int b = 0; b < NP; b++) {
-    ks[b] = T - plen[b];
-    for (int t = 0; t < T; t++) {
-      int v;
-      do
-        v = (int)dfpo_rng_below(&r, V);
-      while (v == EOS);
-      prompts[b * T + t] = t < ks[b] ? 0 : v;
-    }
-  }
-  bcase cases[MAXC];
-  int nc = 0;
-  static const int beams[] = {1, 3, 5};
-  static const float lps[] = {1.0f, 0.6f, 2.0f};
-  for (int i = 0; i < 3; i++)
-    for (int j = 0; j < 3; j++)
-      for (int e = 0; e < 3; e++)
-        cases[nc++] = (bcase){beams[i], 1, 12, 0, 0, lps[j], e};
-  cases[nc++] = (bcase){5, 3, 8, 0, 0, 1.0f, BEAM_EARLY_FALSE};
-  cases[nc++] = (bcase){3, 3, 10, 2, 0, 0.6f, BEAM_EARLY_NEVER};
-  cases[nc++] = (bcase){4, 2, 8, 0, 9, 1.0f, BEAM_EARLY_TRUE};
-  cases[nc++] = (bcase){1, 1, 8, 3, 0, 1.0f, BEAM_EARLY_FALSE};
-  cases[nc++] = (bcase){3, 1, 12, 0, 0, -0.5f, BEAM_EARLY_NEVER};
   /* the spec the reference reads */
   cJSON *spec = cJSON_CreateObject(), *ps = cJSON_AddArrayToObject(spec, "prompts"),
         *cs = cJSON_AddArrayToObject(spec, "cases");
   for (int b = 0; b < NP; b++)
-    cJSON_AddItemToArray(ps, cJSON_CreateIntArray(prompts + b * T + ks[b], plen[b]));
+    cJSON_AddItemToArray(ps, cJSON_CreateIntArray(prompts + b * T + ks[b], T - ks[b]));
   cJSON_AddNumberToObject(spec, "T", T);
   cJSON_AddNumberToObject(spec, "eos", EOS);
   for (int c = 0; c < nc; c++) {
@@ -193,7 +166,7 @@ Test(beam, against_reference, .timeout = 300) {
   ts_write_text(spec_path, text);
   free(text);
   cJSON_Delete(spec);
-  char *argv[] = {"/usr/bin/python3", REF, dir, spec_path, NULL};
+  char *argv[] = {"/usr/bin/python3", REF, (char *)dir, spec_path, NULL};
   ts_run run;
   ts_run_cmd(&run, argv, NULL, NULL);
   cr_assert_eq(run.status, 0, "%s", run.err);
@@ -202,8 +175,6 @@ Test(beam, against_reference, .timeout = 300) {
   ts_run_free(&run);
   const cJSON *all = cJSON_GetObjectItem(res, "results");
   cr_assert_eq(cJSON_GetArraySize(all), nc);
-  int ended_eos = 0, ended_len = 0, compared = 0;
-  double maxdiff = 0;
   for (int c = 0; c < nc; c++) {
     beam_settings s = beam_settings_default();
     s.num_beams = cases[c].beams;
@@ -242,19 +213,67 @@ Test(beam, against_reference, .timeout = 300) {
           cr_assert_eq(out[o * N + t], -1, "%s: token %d after the end", where, t);
         cr_assert(fabs(scores[o] - want) <= 1e-4, "%s: score %.8f, the reference %.8f", where,
                   scores[o], want);
-        if (fabs(scores[o] - want) > maxdiff)
-          maxdiff = fabs(scores[o] - want);
+        if (fabs(scores[o] - want) > *maxdiff)
+          *maxdiff = fabs(scores[o] - want);
         if (n && out[o * N + n - 1] == EOS)
-          ended_eos++;
+          (*ended_eos)++;
         else
-          ended_len++;
-        compared++;
+          (*ended_len)++;
+        (*compared)++;
       }
     }
     free(out);
     free(lens);
     free(scores);
   }
+  return res;
+}
+
+Test(beam, against_reference, .timeout = 300) {
+  if (!have_torch())
+    cr_skip_test("/usr/bin/python3 with torch and regex is missing: no reference to compare with");
+  enum { V = 40, NP = 4, MAXC = 40 };
+  const int EOS = 35;
+  model_t *m = small(V, 11);
+  char dir[256], path[512];
+  ts_tmpdir(dir, sizeof dir);
+  snprintf(path, sizeof path, "%s/model.safetensors", dir);
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  cr_assert_eq(model_export_safetensors(m, path, 1, &err), 0, "%s", err.msg);
+  /* four prompts of 1 to 6 tokens, left-padded to 6 */
+  static const int plen[NP] = {3, 1, 6, 4};
+  int T = 6, prompts[NP * 6], ks[NP];
+  dfpo_rng r;
+  dfpo_rng_init(&r, 21, 1);
+  for (int b = 0; b < NP; b++) {
+    ks[b] = T - plen[b];
+    for (int t = 0; t < T; t++) {
+      int v;
+      do
+        v = (int)dfpo_rng_below(&r, V);
+      while (v == EOS);
+      prompts[b * T + t] = t < ks[b] ? 0 : v;
+    }
+  }
+  bcase cases[MAXC];
+  int nc = 0;
+  static const int beams[] = {1, 3, 5};
+  static const float lps[] = {1.0f, 0.6f, 2.0f};
+  for (int i = 0; i < 3; i++)
+    for (int j = 0; j < 3; j++)
+      for (int e = 0; e < 3; e++)
+        cases[nc++] = (bcase){beams[i], 1, 12, 0, 0, lps[j], e};
+  cases[nc++] = (bcase){5, 3, 8, 0, 0, 1.0f, BEAM_EARLY_FALSE};
+  cases[nc++] = (bcase){3, 3, 10, 2, 0, 0.6f, BEAM_EARLY_NEVER};
+  cases[nc++] = (bcase){4, 2, 8, 0, 9, 1.0f, BEAM_EARLY_TRUE};
+  cases[nc++] = (bcase){1, 1, 8, 3, 0, 1.0f, BEAM_EARLY_FALSE};
+  cases[nc++] = (bcase){3, 1, 12, 0, 0, -0.5f, BEAM_EARLY_NEVER};
+  int ended_eos = 0, ended_len = 0, compared = 0;
+  double maxdiff = 0;
+  cJSON *res = against_the_reference(m, dir, prompts, ks, NP, T, cases, nc, EOS, &ended_eos,
+                                     &ended_len, &compared, &maxdiff);
+  const cJSON *all = cJSON_GetObjectItem(res, "results");
   /* the grid tells the three early-stopping rules apart: for each pair,
    * some (beams, length penalty) whose reference results differ */
   for (int e1 = 0; e1 < 3; e1++)
@@ -274,4 +293,64 @@ Test(beam, against_reference, .timeout = 300) {
   cr_expect_gt(ended_len, 0, "no hypothesis ran to max_new");
   ts_rmtree(dir);
   model_free(m);
+}
+
+/* T5 (an encoder-decoder: lengths count the decoder's ids from its start
+ * token, model_config.encoder_decoder): each prompt is the encoder's
+ * source, left-padded in the batch; t5_decode_reorder moves the
+ * self-attention caches, the cross-attention keys and values and the
+ * encoder padding with the beams. v1.1 (gated-GELU, untied head) and v1.0
+ * (ReLU, tied head with its d_model^-0.5 scale), random weights, against
+ * beam_reference.py's T5 mode (tests/trainer/t5_reference.py's T5 over the
+ * exported folder, each source alone). */
+Test(beam, t5_against_reference, .timeout = 300) {
+  if (!have_torch())
+    cr_skip_test("/usr/bin/python3 with torch and regex is missing: no reference to compare with");
+  enum { V = 40, NP = 4 };
+  const int EOS = 1;
+  int ended_eos = 0, ended_len = 0;
+  for (int v11 = 1; v11 >= 0; v11--) {
+    t5_config c = {V, 16, 4, 32, 2, 2, 2, 8, 16, 1e-6f, v11, !v11, 64, 0, EOS};
+    model_t *m;
+    dfpo_err err;
+    dfpo_err_clear(&err);
+    cr_assert_eq(t5_new(&m, &c, &err), 0, "%s", err.msg);
+    model_init_random(m, 31 + (uint64_t)v11);
+    cr_expect_eq(model_get_config(m)->encoder_decoder, 1);
+    char dir[256], path[512];
+    ts_tmpdir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    cr_assert_eq(model_export_safetensors(m, path, 1, &err), 0, "%s", err.msg);
+    static const int plen[NP] = {3, 1, 6, 4};
+    int T = 6, prompts[NP * 6], ks[NP];
+    dfpo_rng r;
+    dfpo_rng_init(&r, 23, 1);
+    for (int b = 0; b < NP; b++) {
+      ks[b] = T - plen[b];
+      for (int t = 0; t < T; t++)
+        prompts[b * T + t] = t < ks[b] ? 0 : 2 + (int)dfpo_rng_below(&r, V - 2);
+    }
+    bcase cases[16];
+    int nc = 0;
+    static const int beams[] = {1, 3, 4};
+    static const float lps[] = {1.0f, 2.0f};
+    for (int i = 0; i < 3; i++)
+      for (int j = 0; j < 2; j++)
+        cases[nc++] =
+            (bcase){beams[i], 1, 8, 0, 0, lps[j], j ? BEAM_EARLY_NEVER : BEAM_EARLY_FALSE};
+    cases[nc++] = (bcase){3, 3, 8, 2, 0, 0.6f, BEAM_EARLY_TRUE};
+    cases[nc++] = (bcase){4, 2, 6, 0, 4, 1.0f, BEAM_EARLY_FALSE};
+    int compared = 0;
+    double maxdiff = 0;
+    cJSON *res = against_the_reference(m, dir, prompts, ks, NP, T, cases, nc, EOS, &ended_eos,
+                                       &ended_len, &compared, &maxdiff);
+    cr_log_info("T5 %s beam search: %d hypotheses equal to the reference's (scores within %.2g), "
+                "%d ended by end-of-text so far, %d by length",
+                v11 ? "v1.1" : "v1.0", compared, maxdiff, ended_eos, ended_len);
+    cJSON_Delete(res);
+    ts_rmtree(dir);
+    model_free(m);
+  }
+  cr_expect_gt(ended_eos, 0, "no T5 hypothesis ended by end-of-text");
+  cr_expect_gt(ended_len, 0, "no T5 hypothesis ran to max_new");
 }
