@@ -443,8 +443,8 @@ void gpt2_lora_fwd(const gpt2_model *m, int l, int k, float *out, const float *x
   o->matmul_bwd(out, NULL, NULL, u, u, Bt, rows, nout, z->r);
 }
 
-static const char *const lora_names[GPT2_LORA_N] = {"attn.c_attn", "attn.c_proj", "mlp.c_fc",
-                                                    "mlp.c_proj"};
+const char *const gpt2_lora_names[GPT2_LORA_N] = {"attn.c_attn", "attn.c_proj", "mlp.c_fc",
+                                                  "mlp.c_proj"};
 
 /* The target list into bits (NULL or "": all four). */
 static int lora_targets(const char *list, unsigned *bits, dfpo_err *err) {
@@ -458,7 +458,8 @@ static int lora_targets(const char *list, unsigned *bits, dfpo_err *err) {
     const char *e = strchr(p, ',');
     size_t n = e ? (size_t)(e - p) : strlen(p);
     int k = 0;
-    while (k < GPT2_LORA_N && !(strlen(lora_names[k]) == n && strncmp(p, lora_names[k], n) == 0))
+    while (k < GPT2_LORA_N &&
+           !(strlen(gpt2_lora_names[k]) == n && strncmp(p, gpt2_lora_names[k], n) == 0))
       k++;
     if (k == GPT2_LORA_N)
       return dfpo_err_set(err, DFPO_EUSAGE,
@@ -506,7 +507,7 @@ static int gpt2_add_lora(gpt2_model *m, const model_lora_config *c, uint64_t see
       z->first[l * GPT2_LORA_N + k] = z->ntensors;
       for (int ab = 0; ab < 2; ab++) {
         gpt2_tensor *t = &z->tensors[z->ntensors++];
-        snprintf(t->name, sizeof t->name, "h.%d.%s.lora_%c.weight", l, lora_names[k],
+        snprintf(t->name, sizeof t->name, "h.%d.%s.lora_%c.weight", l, gpt2_lora_names[k],
                  ab ? 'B' : 'A');
         t->off = z->nparams;
         t->rows = c->rank;

@@ -196,8 +196,10 @@ float model_grad_norm(model_t *m);
  * targets: a comma-separated list of the architecture's linear layers
  * (GPT-2: attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj; NULL or "": all
  * four). Only GPT-2 without an extra head has adapters today (another
- * architecture or a model with a value or class head: DFPO_EUSAGE), and a
- * model with adapters cannot be saved or exported yet (DFPO_EUSAGE). */
+ * architecture or a model with a value or class head: DFPO_EUSAGE).
+ * model_save keeps the adapters (config, A and B, and with the optimizer
+ * state their AdamW moments) and model_load restores them; a model with
+ * adapters cannot be exported yet (DFPO_EUSAGE). */
 typedef struct model_lora_config {
   int rank;            /* r, 1 <= r <= the model's width */
   float alpha;         /* the update's scale is alpha / r */
