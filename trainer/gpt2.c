@@ -241,24 +241,38 @@ int gpt2_tensor_info(const model_t *mm, int i, const char **name, int *rows, int
   return m->ntensors;
 }
 
+/* bytes of src's memory at sp into dst's at dp, across devices through the
+ * host. */
+static int copy_block(gpt2_model *dst, float *dp, const gpt2_model *src, const float *sp,
+                      size_t bytes, dfpo_err *err) {
+  if (dst->base.ops == src->base.ops) {
+    dst->base.ops->copy(dp, sp, bytes);
+    return DFPO_OK;
+  }
+  float *host = malloc(bytes);
+  if (!host)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "gpt2_copy_params: out of memory (%zu bytes)", bytes);
+  src->base.ops->download(host, sp, bytes);
+  dst->base.ops->upload(dp, host, bytes);
+  free(host);
+  return DFPO_OK;
+}
+
 static int gpt2_copy_params(gpt2_model *dst, const gpt2_model *src, dfpo_err *err) {
   if (dst->params_borrowed)
     return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: a base view's parameters are another model's");
   if (memcmp(&dst->cfg, &src->cfg, sizeof dst->cfg) != 0)
     return dfpo_err_set(err, DFPO_EUSAGE, "gpt2_copy_params: the models' configs differ");
-  size_t bytes = src->nparams * sizeof(float);
-  if (dst->base.ops == src->base.ops) {
-    dst->base.ops->copy(dst->params, src->params, bytes);
-    return DFPO_OK;
-  }
-  /* across devices: through the host */
-  float *host = malloc(bytes);
-  if (!host)
-    return dfpo_err_set(err, DFPO_ERUNTIME, "gpt2_copy_params: out of memory (%zu bytes)", bytes);
-  src->base.ops->download(host, src->params, bytes);
-  dst->base.ops->upload(dst->params, host, bytes);
-  free(host);
-  return DFPO_OK;
+  /* adapters are parameters too: both have the same ones, or neither */
+  const gpt2_lora *zd = &dst->lora, *zs = &src->lora;
+  if (zd->r != zs->r || zd->alpha != zs->alpha || zd->targets != zs->targets)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "gpt2_copy_params: the models' LoRA adapters differ (rank %d and %d)",
+                        zd->r, zs->r);
+  int rc = copy_block(dst, dst->params, src, src->params, src->nparams * sizeof(float), err);
+  if (!rc && zs->r)
+    rc = copy_block(dst, zd->params, src, zs->params, zs->nparams * sizeof(float), err);
+  return rc;
 }
 
 static int gpt2_copy_shared_params(gpt2_model *dst, const gpt2_model *src, int *copied,

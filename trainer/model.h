@@ -87,7 +87,9 @@ int model_new_like(model_t **out, const model_t *src, int head, int n_classes, d
  * parameters (not its training state) on the current device. */
 int model_clone(model_t **out, const model_t *src, dfpo_err *err);
 /* Copies the parameters (not gradients or optimiser state) of src into dst;
- * architectures and configs must match (the devices need not). */
+ * architectures and configs must match (the devices need not), and so must
+ * their LoRA adapters (rank, alpha, targets; none on either), which are
+ * copied too: model_clone of a model with adapters is DFPO_EUSAGE. */
 int model_copy_params(model_t *dst, const model_t *src, dfpo_err *err);
 /* Copies into dst every parameter tensor of src with the same name and
  * shape (a value model's trunk from a policy); the devices need not match.

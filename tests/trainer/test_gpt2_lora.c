@@ -20,7 +20,9 @@
  * Checkpoints: a model with adapters saved and loaded gives the same
  * adapter tensors and logits bit for bit (adapters on and off); an AdamW
  * step after a resume equals the uninterrupted run's step bit for bit; a
- * damaged adapter section is refused with a message that says so. */
+ * damaged adapter section is refused with a message that says so.
+ * model_copy_params copies the adapters with the base (a best checkpoint
+ * restored into a LoRA policy) and refuses models whose adapters differ. */
 #include "tests/support/support.h"
 #include "tests/trainer/gpt2_testutil.h"
 #include "trainer/optim.h"
@@ -658,4 +660,29 @@ Test(gpt2_lora, a_damaged_adapter_section_is_refused) {
   free(copy);
   free(data);
   ts_rmtree(dir);
+}
+
+Test(gpt2_lora, copy_params_copies_the_adapters) {
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  model_t *a = base_model(91), *b = base_model(93), *plain = base_model(91);
+  add_lora(a, "attn.c_attn", 92);
+  train_steps(a, 2);
+  cr_expect_eq(model_copy_params(b, a, &err), DFPO_EUSAGE, "no adapters on b: refused");
+  cr_expect(strstr(err.msg, "LoRA") != NULL, "%s", err.msg);
+  add_lora(b, "attn.c_attn", 94);
+  cr_assert_eq(model_copy_params(b, a, &err), 0, "%s", err.msg);
+  same_adapters(a, b, 0);
+  float la[B * T * V], lb[B * T * V];
+  logits_of(a, la);
+  logits_of(b, lb);
+  cr_expect_eq(memcmp(la, lb, sizeof la), 0, "the copy's logits differ");
+  model_t *c = base_model(95);
+  add_lora(c, "mlp.c_fc", 96);
+  cr_expect_eq(model_copy_params(c, a, &err), DFPO_EUSAGE, "other targets: refused");
+  cr_expect_eq(model_copy_params(plain, a, &err), DFPO_EUSAGE);
+  model_free(c);
+  model_free(plain);
+  model_free(b);
+  model_free(a);
 }
