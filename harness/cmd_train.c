@@ -97,8 +97,8 @@ static void run_free(trn_run *r) {
   free(r->sft_ids);
   free(r->sft_len);
   rl_trainer_free(r->rl);
+  model_free(r->ref); /* a LoRA policy's base view: before its policy */
   model_free(r->policy);
-  model_free(r->ref);
   model_free(r->value);
   tok_free(r->tok);
   task_free(&r->tk);
@@ -145,15 +145,27 @@ static int setup(trn_run *r, dfpo_err *err) {
     return dfpo_err_set(err, DFPO_EUSAGE,
                         "train: needs a base model (--model) and a tokenizer "
                         "(--tokenizer, or a model folder with tokenizer files)");
-  if ((rc = tok_load(&r->tok, tokdir, err)) || (rc = model_load(&r->policy, s->model, err)) ||
-      (rc = model_load(&r->ref, s->model, err)))
+  if ((rc = tok_load(&r->tok, tokdir, err)) || (rc = model_load(&r->policy, s->model, err)))
     return rc;
+  if (s->lora_rank) {
+    /* adapters on the policy; the reference is its base, not a copy */
+    model_lora_config lc = {s->lora_rank, (float)s->lora_alpha, s->lora_targets};
+    if ((rc = model_add_lora(r->policy, &lc, (uint64_t)s->seed, err)) ||
+        (rc = model_base_view(&r->ref, r->policy, err)))
+      return dfpo_err_prefix(err, "train: model.lora_rank %d", s->lora_rank);
+  } else if ((rc = model_load(&r->ref, s->model, err))) {
+    return rc;
+  }
   if ((size_t)model_get_config(r->policy)->vocab_size < tok_vocab_size(r->tok))
     return dfpo_err_set(err, DFPO_EDATA,
                         "%s: the model's vocabulary (%d) is smaller than the "
                         "tokenizer's (%zu in %s)",
                         s->model, model_get_config(r->policy)->vocab_size, tok_vocab_size(r->tok),
                         tokdir);
+  /* what the weights cost: a LoRA policy's reference shares its base */
+  dfpo_info("train: policy and reference hold %zu bytes (model_arena_bytes)%s",
+            model_arena_bytes(r->policy) + model_arena_bytes(r->ref),
+            s->lora_rank ? ", the reference a view of the LoRA policy's base" : "");
   r->eos = tok_eot_id(r->tok);
   r->pad = r->eos >= 0 ? r->eos : 0;
   r->seq2seq = t5_get_config(r->policy) != NULL;

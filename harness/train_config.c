@@ -65,10 +65,13 @@ static const char train_usage[] =
     "  --model CKPT      model.path: the base policy (native checkpoint,\n"
     "                    model.safetensors, a Hugging Face folder, or a hub\n"
     "                    name OWNER/NAME[@REVISION]: its cache folder, fetched\n"
-    "                    when absent); the reference is a frozen copy. GPT-2\n"
-    "                    and the rotary decoders GPT-J, GPT-NeoX / Pythia and\n"
-    "                    Llama (on the CPU only; docs/rotary.md) train here; a\n"
-    "                    T5 (docs/t5.md) trains on the CPU with its prompts as\n"
+    "                    when absent); the reference is a frozen copy\n"
+    "                    (with model.lora_rank > 0, PPO and DfPO: LoRA\n"
+    "                    adapters train on the policy and the reference is\n"
+    "                    its frozen base, not a copy). GPT-2 and the rotary\n"
+    "                    decoders GPT-J, GPT-NeoX / Pythia and Llama (on the\n"
+    "                    CPU only; docs/rotary.md) train here; a T5\n"
+    "                    (docs/t5.md) trains on the CPU with its prompts as\n"
     "                    sources ended with </s>; it needs eval.ppl_ref=false\n"
     "  --tokenizer DIR   tokenizer.path (default: the model's folder when it\n"
     "                    holds tokenizer files)\n"
@@ -241,6 +244,15 @@ int trn_settings_read(const cfg *c, trn_settings *s, dfpo_err *err) {
   s->schedule.warmup = (int)v;
   /* the schema allows "separate" alone: a value head on the policy's trunk
    * is not implemented (docs/configs.md) */
+  GET(int, "model.lora_rank", &v);
+  s->lora_rank = (int)v;
+  GET(num, "model.lora_alpha", &s->lora_alpha);
+  GET(str, "model.lora_targets", &s->lora_targets);
+  if (s->lora_rank && s->algo != ALG_PPO && s->algo != ALG_DFPO)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "train: LoRA (model.lora_rank %d) with algo %s is not implemented (ppo "
+                        "and dfpo only: NLPO's mask model and SFT do not take adapters yet)",
+                        s->lora_rank, s->algo_name);
   const char *value_model;
   GET(str, "model.value_model", &value_model);
   if (strcmp(value_model, "separate"))

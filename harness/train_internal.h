@@ -66,6 +66,10 @@ typedef struct trn_settings {
    * where they are counted (trn_lr_at) */
   opt_lr_schedule schedule;
   rl_config rl; /* ppo, nlpo, dfpo: the trainer's settings */
+  /* model.lora_*: adapters on the policy (rank 0: none) */
+  int lora_rank;
+  double lora_alpha;
+  const char *lora_targets;
 } trn_settings;
 
 int trn_settings_read(const cfg *c, trn_settings *s, dfpo_err *err);

@@ -160,8 +160,16 @@ int trn_resume_load(trn_run *r, trn_loop_state *ls, int *found, dfpo_err *err) {
   cJSON_Delete(o);
   int rc;
   trn_resume_path(r, path, sizeof path, "policy", ls->next_it);
-  if ((rc = swap_in(&r->policy, path, err)))
+  if (model_lora_rank(r->policy)) {
+    /* the reference is a view of the policy's base: made again over the
+     * loaded policy (whose base is the same frozen weights) */
+    model_free(r->ref);
+    r->ref = NULL;
+    if ((rc = swap_in(&r->policy, path, err)) || (rc = model_base_view(&r->ref, r->policy, err)))
+      return rc;
+  } else if ((rc = swap_in(&r->policy, path, err))) {
     return rc;
+  }
   if (r->rl) {
     trn_resume_path(r, path, sizeof path, "value", ls->next_it);
     if ((rc = swap_in(&r->value, path, err)))

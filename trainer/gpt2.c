@@ -241,24 +241,38 @@ int gpt2_tensor_info(const model_t *mm, int i, const char **name, int *rows, int
   return m->ntensors;
 }
 
+/* bytes of src's memory at sp into dst's at dp, across devices through the
+ * host. */
+static int copy_block(gpt2_model *dst, float *dp, const gpt2_model *src, const float *sp,
+                      size_t bytes, dfpo_err *err) {
+  if (dst->base.ops == src->base.ops) {
+    dst->base.ops->copy(dp, sp, bytes);
+    return DFPO_OK;
+  }
+  float *host = malloc(bytes);
+  if (!host)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "gpt2_copy_params: out of memory (%zu bytes)", bytes);
+  src->base.ops->download(host, sp, bytes);
+  dst->base.ops->upload(dp, host, bytes);
+  free(host);
+  return DFPO_OK;
+}
+
 static int gpt2_copy_params(gpt2_model *dst, const gpt2_model *src, dfpo_err *err) {
   if (dst->params_borrowed)
     return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: a base view's parameters are another model's");
   if (memcmp(&dst->cfg, &src->cfg, sizeof dst->cfg) != 0)
     return dfpo_err_set(err, DFPO_EUSAGE, "gpt2_copy_params: the models' configs differ");
-  size_t bytes = src->nparams * sizeof(float);
-  if (dst->base.ops == src->base.ops) {
-    dst->base.ops->copy(dst->params, src->params, bytes);
-    return DFPO_OK;
-  }
-  /* across devices: through the host */
-  float *host = malloc(bytes);
-  if (!host)
-    return dfpo_err_set(err, DFPO_ERUNTIME, "gpt2_copy_params: out of memory (%zu bytes)", bytes);
-  src->base.ops->download(host, src->params, bytes);
-  dst->base.ops->upload(dst->params, host, bytes);
-  free(host);
-  return DFPO_OK;
+  /* adapters are parameters too: both have the same ones, or neither */
+  const gpt2_lora *zd = &dst->lora, *zs = &src->lora;
+  if (zd->r != zs->r || zd->alpha != zs->alpha || zd->targets != zs->targets)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "gpt2_copy_params: the models' LoRA adapters differ (rank %d and %d)",
+                        zd->r, zs->r);
+  int rc = copy_block(dst, dst->params, src, src->params, src->nparams * sizeof(float), err);
+  if (!rc && zs->r)
+    rc = copy_block(dst, zd->params, src, zs->params, zs->nparams * sizeof(float), err);
+  return rc;
 }
 
 static int gpt2_copy_shared_params(gpt2_model *dst, const gpt2_model *src, int *copied,
@@ -443,8 +457,8 @@ void gpt2_lora_fwd(const gpt2_model *m, int l, int k, float *out, const float *x
   o->matmul_bwd(out, NULL, NULL, u, u, Bt, rows, nout, z->r);
 }
 
-static const char *const lora_names[GPT2_LORA_N] = {"attn.c_attn", "attn.c_proj", "mlp.c_fc",
-                                                    "mlp.c_proj"};
+const char *const gpt2_lora_names[GPT2_LORA_N] = {"attn.c_attn", "attn.c_proj", "mlp.c_fc",
+                                                  "mlp.c_proj"};
 
 /* The target list into bits (NULL or "": all four). */
 static int lora_targets(const char *list, unsigned *bits, dfpo_err *err) {
@@ -458,7 +472,8 @@ static int lora_targets(const char *list, unsigned *bits, dfpo_err *err) {
     const char *e = strchr(p, ',');
     size_t n = e ? (size_t)(e - p) : strlen(p);
     int k = 0;
-    while (k < GPT2_LORA_N && !(strlen(lora_names[k]) == n && strncmp(p, lora_names[k], n) == 0))
+    while (k < GPT2_LORA_N &&
+           !(strlen(gpt2_lora_names[k]) == n && strncmp(p, gpt2_lora_names[k], n) == 0))
       k++;
     if (k == GPT2_LORA_N)
       return dfpo_err_set(err, DFPO_EUSAGE,
@@ -506,7 +521,7 @@ static int gpt2_add_lora(gpt2_model *m, const model_lora_config *c, uint64_t see
       z->first[l * GPT2_LORA_N + k] = z->ntensors;
       for (int ab = 0; ab < 2; ab++) {
         gpt2_tensor *t = &z->tensors[z->ntensors++];
-        snprintf(t->name, sizeof t->name, "h.%d.%s.lora_%c.weight", l, lora_names[k],
+        snprintf(t->name, sizeof t->name, "h.%d.%s.lora_%c.weight", l, gpt2_lora_names[k],
                  ab ? 'B' : 'A');
         t->off = z->nparams;
         t->rows = c->rank;

@@ -15,7 +15,13 @@
 
 #define NATIVE_MAGIC GPT2_NATIVE_MAGIC
 #define NATIVE_VERSION 1u
+/* version 2: version 1's layout, then the LoRA adapter section (flag 2) */
+#define NATIVE_VERSION_LORA 2u
 #define NATIVE_HEADER 64u
+#define NATIVE_FLAG_OPT 1u
+#define NATIVE_FLAG_LORA 2u
+#define LORA_MAGIC "DFPOLORA"
+#define LORA_HEADER 32u
 /* extra tensors named one by one before the rest are counted */
 #define GPT2_EXTRA_WARN 5
 
@@ -29,14 +35,55 @@ typedef struct native_header {
 } native_header;
 _Static_assert(sizeof(native_header) == NATIVE_HEADER, "native header is 64 bytes");
 
+/* The LoRA adapter section after the base's parameters (a model with
+ * adapters has no base AdamW moments: its base is frozen): this header, the
+ * adapters' parameters in the order of their tensor list, then with the
+ * optimizer state their first and second AdamW moments. */
+typedef struct lora_section {
+  char magic[8];
+  int32_t rank;
+  float alpha;
+  uint32_t targets; /* bit k: gpt2_lora_names[k] adapted */
+  uint32_t reserved;
+  uint64_t nparams; /* the adapters' parameters */
+} lora_section;
+_Static_assert(sizeof(lora_section) == LORA_HEADER, "LoRA section header is 32 bytes");
+
+/* The tensor holding float index i of the parameter block (for messages). */
+static const char *tensor_at(const gpt2_model *m, size_t i, size_t *start) {
+  for (int k = m->ntensors - 1; k >= 0; k--)
+    if (m->tensors[k].off <= i) {
+      if (start)
+        *start = m->tensors[k].off;
+      return m->tensors[k].name;
+    }
+  return "?";
+}
+
+static int write_floats(FILE *fp, const gpt2_model *m, const float *dev, size_t n) {
+  /* through a bounded host buffer so that a device backend works too */
+  size_t chunk = 1 << 20;
+  float *buf = malloc(chunk * sizeof(float));
+  if (!buf)
+    return -1;
+  for (size_t i = 0; i < n; i += chunk) {
+    size_t k = n - i < chunk ? n - i : chunk;
+    m->base.ops->download(buf, dev + i, k * sizeof(float));
+    if (fwrite(buf, sizeof(float), k, fp) != k) {
+      free(buf);
+      return -1;
+    }
+  }
+  free(buf);
+  return 0;
+}
+
 int gpt2_save(gpt2_model *m, const char *path, int with_optimizer, dfpo_err *err) {
-  if (m->lora.r)
-    return dfpo_err_set(err, DFPO_EUSAGE,
-                        "%s: saving a model with LoRA adapters is not implemented", path);
+  const gpt2_lora *z = &m->lora;
   native_header h;
   memset(&h, 0, sizeof h);
   memcpy(h.magic, NATIVE_MAGIC, 8);
-  h.version = NATIVE_VERSION;
+  h.version = z->r ? NATIVE_VERSION_LORA : NATIVE_VERSION;
   h.header_bytes = NATIVE_HEADER;
   h.n_layer = m->cfg.n_layer;
   h.n_head = m->cfg.n_head;
@@ -46,10 +93,146 @@ int gpt2_save(gpt2_model *m, const char *path, int with_optimizer, dfpo_err *err
   h.head = m->cfg.head;
   h.n_classes = m->cfg.n_classes;
   h.step = m->base.step;
-  with_optimizer = with_optimizer && m->train_block;
-  h.flags = with_optimizer ? 1u : 0u;
+  with_optimizer = with_optimizer && (z->r ? z->train_block != NULL : m->train_block != NULL);
+  h.flags = (with_optimizer ? NATIVE_FLAG_OPT : 0u) | (z->r ? NATIVE_FLAG_LORA : 0u);
   h.nparams = m->nparams;
-  return ckpt_save(&m->base, path, &h, sizeof h, m->nparams, with_optimizer, err);
+  dfpo_atomic a;
+  int rc = dfpo_atomic_open(&a, path, err);
+  if (rc)
+    return rc;
+  lora_section ls;
+  memset(&ls, 0, sizeof ls);
+  memcpy(ls.magic, LORA_MAGIC, 8);
+  ls.rank = z->r;
+  ls.alpha = z->alpha;
+  ls.targets = z->targets;
+  ls.nparams = z->nparams;
+  if (fwrite(&h, sizeof h, 1, a.fp) != 1 || write_floats(a.fp, m, m->params, m->nparams) ||
+      (with_optimizer && !z->r &&
+       (write_floats(a.fp, m, m->m, m->nparams) || write_floats(a.fp, m, m->v, m->nparams))) ||
+      (z->r &&
+       (fwrite(&ls, sizeof ls, 1, a.fp) != 1 || write_floats(a.fp, m, z->params, z->nparams) ||
+        (with_optimizer &&
+         (write_floats(a.fp, m, z->m, z->nparams) || write_floats(a.fp, m, z->v, z->nparams)))))) {
+    int e = errno;
+    dfpo_atomic_abort(&a);
+    return dfpo_err_errno(err, DFPO_ERUNTIME, e, "%s: write failed", path);
+  }
+  return dfpo_atomic_commit(&a, err);
+}
+
+static int read_floats(FILE *fp, const gpt2_model *m, float *dev, size_t n, const char *path,
+                       const char *what, size_t base, dfpo_err *err) {
+  size_t chunk = 1 << 20;
+  float *buf = malloc(chunk * sizeof(float));
+  if (!buf)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  for (size_t i = 0; i < n; i += chunk) {
+    size_t k = n - i < chunk ? n - i : chunk;
+    size_t got = fread(buf, sizeof(float), k, fp);
+    if (got != k) {
+      free(buf);
+      return dfpo_err_set(err, DFPO_EDATA, "%s: truncated in the %s of tensor '%s'", path, what,
+                          tensor_at(m, base + i + got, NULL));
+    }
+    for (size_t j = 0; j < k; j++)
+      if (!isfinite(buf[j])) {
+        /* named by its tensor and its index inside that tensor */
+        size_t at = base + i + j, off = 0;
+        const char *tn = tensor_at(m, at, &off), *what_v = isnan(buf[j]) ? "NaN" : "an infinity";
+        free(buf);
+        return dfpo_err_set(err, DFPO_EDATA,
+                            "%s: the %s of tensor '%s' has %s at element %zu; non-finite values "
+                            "are refused",
+                            path, what, tn, what_v, at - off);
+      }
+    m->base.ops->upload(dev + i, buf, k * sizeof(float));
+  }
+  free(buf);
+  return DFPO_OK;
+}
+
+/* n adapter floats of the LoRA section into dev (backend memory), refusing
+ * a short read or a non-finite value with the adapter tensor named. */
+static int read_lora_floats(FILE *fp, const gpt2_model *m, float *dev, const char *path,
+                            const char *what, dfpo_err *err) {
+  const gpt2_lora *z = &m->lora;
+  size_t n = z->nparams;
+  float *buf = malloc(n * sizeof(float));
+  if (!buf)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  size_t got = fread(buf, sizeof(float), n, fp), bad = got;
+  for (size_t j = 0; j < got && bad == got; j++)
+    if (!isfinite(buf[j]))
+      bad = j;
+  size_t at = bad < n ? bad : n - 1;
+  int k = z->ntensors - 1;
+  while (k > 0 && z->tensors[k].off > at)
+    k--;
+  const char *tn = z->tensors[k].name;
+  int rc = DFPO_OK;
+  if (bad < got)
+    rc = dfpo_err_set(err, DFPO_EDATA,
+                      "%s: LoRA adapter section damaged: the %s of adapter '%s' has %s at element "
+                      "%zu; non-finite values are refused",
+                      path, what, tn, isnan(buf[bad]) ? "NaN" : "an infinity",
+                      bad - z->tensors[k].off);
+  else if (got != n)
+    rc = dfpo_err_set(err, DFPO_EDATA,
+                      "%s: LoRA adapter section truncated in the %s of adapter '%s'", path, what,
+                      tn);
+  else
+    m->base.ops->upload(dev, buf, n * sizeof(float));
+  free(buf);
+  return rc;
+}
+
+/* The LoRA section of a version-2 file, after the base's parameters: adds
+ * the adapters its header describes to m and reads them (and with
+ * NATIVE_FLAG_OPT their AdamW moments); the file must end there. */
+static int load_lora_section(FILE *fp, gpt2_model *m, const char *path, int with_opt,
+                             dfpo_err *err) {
+  lora_section ls;
+  if (fread(&ls, sizeof ls, 1, fp) != 1)
+    return dfpo_err_set(err, DFPO_EDATA,
+                        "%s: LoRA adapter section truncated: its %u-byte header is missing", path,
+                        LORA_HEADER);
+  if (memcmp(ls.magic, LORA_MAGIC, 8) != 0)
+    return dfpo_err_set(err, DFPO_EDATA, "%s: LoRA adapter section damaged (bad magic)", path);
+  if (ls.rank < 1 || ls.rank > m->cfg.n_embd || !(ls.alpha > 0.0f) || !isfinite(ls.alpha) ||
+      ls.targets == 0 || ls.targets >= (1u << GPT2_LORA_N) || ls.reserved)
+    return dfpo_err_set(err, DFPO_EDATA,
+                        "%s: LoRA adapter section damaged: rank %d (n_embd %d), alpha %g, target "
+                        "bits %#x",
+                        path, ls.rank, m->cfg.n_embd, (double)ls.alpha, ls.targets);
+  char targets[96] = "";
+  for (int k = 0; k < GPT2_LORA_N; k++)
+    if ((ls.targets >> k) & 1) {
+      if (*targets)
+        strcat(targets, ",");
+      strcat(targets, gpt2_lora_names[k]);
+    }
+  model_lora_config c = {ls.rank, ls.alpha, targets};
+  dfpo_err why;
+  dfpo_err_clear(&why);
+  if (model_add_lora(&m->base, &c, 0, &why))
+    return dfpo_err_set(err, DFPO_EDATA, "%s: LoRA adapter section: %s", path, why.msg);
+  int rc;
+  if (ls.nparams != m->lora.nparams)
+    return dfpo_err_set(err, DFPO_EDATA,
+                        "%s: LoRA adapter section damaged: it says %llu parameters, rank %d on "
+                        "%s has %llu",
+                        path, (unsigned long long)ls.nparams, ls.rank, targets,
+                        (unsigned long long)m->lora.nparams);
+  if ((rc = read_lora_floats(fp, m, m->lora.params, path, "parameters", err)))
+    return rc;
+  if (with_opt && ((rc = gpt2_ensure_train(m, err)) ||
+                   (rc = read_lora_floats(fp, m, m->lora.m, path, "first AdamW moment", err)) ||
+                   (rc = read_lora_floats(fp, m, m->lora.v, path, "second AdamW moment", err))))
+    return rc;
+  if (fgetc(fp) != EOF)
+    return dfpo_err_set(err, DFPO_EDATA, "%s: trailing data after the LoRA adapter section", path);
+  return DFPO_OK;
 }
 
 int gpt2_load_native(model_t **out, const char *path, FILE *fp, dfpo_err *err) {
@@ -60,10 +243,14 @@ int gpt2_load_native(model_t **out, const char *path, FILE *fp, dfpo_err *err) {
                         NATIVE_HEADER);
   if (memcmp(h.magic, NATIVE_MAGIC, 8) != 0)
     return dfpo_err_set(err, DFPO_EDATA, "%s: not a dfpo checkpoint (bad magic)", path);
-  if (h.version != NATIVE_VERSION)
-    return dfpo_err_set(err, DFPO_EDATA, "%s: checkpoint version %u, this build reads version %u",
-                        path, h.version, NATIVE_VERSION);
-  if (h.header_bytes != NATIVE_HEADER || (h.flags & ~1u) || h.step < 0)
+  if (h.version != NATIVE_VERSION && h.version != NATIVE_VERSION_LORA)
+    return dfpo_err_set(err, DFPO_EDATA,
+                        "%s: checkpoint version %u, this build reads versions %u and %u", path,
+                        h.version, NATIVE_VERSION, NATIVE_VERSION_LORA);
+  /* version 2 is the file with a LoRA section, and only it */
+  int lora = h.version == NATIVE_VERSION_LORA;
+  if (h.header_bytes != NATIVE_HEADER || (h.flags & ~(NATIVE_FLAG_OPT | NATIVE_FLAG_LORA)) ||
+      !!(h.flags & NATIVE_FLAG_LORA) != lora || h.step < 0)
     return dfpo_err_set(err, DFPO_EDATA, "%s: corrupt header (size %u, flags %#x, step %d)", path,
                         h.header_bytes, h.flags, h.step);
   gpt2_config cfg = {h.n_layer, h.n_head, h.n_embd, h.vocab_size, h.n_ctx, h.head, h.n_classes};
@@ -79,12 +266,30 @@ int gpt2_load_native(model_t **out, const char *path, FILE *fp, dfpo_err *err) {
                         "%s: header says %llu parameters, its config has %llu: config and tensors "
                         "do not match",
                         path, (unsigned long long)h.nparams, (unsigned long long)want);
-  if ((rc = ckpt_check_size(fp, path, NATIVE_HEADER, want, h.flags & 1, err)))
-    return rc;
+  struct stat st;
+  /* with adapters, the base's part (no AdamW moments) and then at least
+   * the section's header; the section's end is checked after it */
+  uint64_t expect = NATIVE_HEADER + want * sizeof(float) * ((h.flags & 1) && !lora ? 3 : 1) +
+                    (lora ? LORA_HEADER : 0);
+  if (!lora && fstat(fileno(fp), &st) == 0 && (uint64_t)st.st_size > expect)
+    return dfpo_err_set(err, DFPO_EDATA, "%s: %lld bytes, expected %llu: trailing data", path,
+                        (long long)st.st_size, (unsigned long long)expect);
+  /* a short file is reported while reading, naming the tensor where its
+   * data ends; but not at the price of allocating a huge model first */
+  if (fstat(fileno(fp), &st) == 0 && (uint64_t)st.st_size < expect && want > ((uint64_t)1 << 28))
+    return dfpo_err_set(err, DFPO_EDATA, "%s: truncated: %lld bytes, expected %llu", path,
+                        (long long)st.st_size, (unsigned long long)expect);
   gpt2_model *m;
   if ((rc = gpt2_create(&m, &cfg, err)))
     return dfpo_err_prefix(err, "%s", path);
-  rc = ckpt_load_blocks(fp, &m->base, m->nparams, h.flags & 1, path, err);
+  rc = read_floats(fp, m, m->params, m->nparams, path, "parameters", 0, err);
+  if (!rc && lora)
+    rc = load_lora_section(fp, m, path, h.flags & NATIVE_FLAG_OPT, err);
+  else if (!rc && (h.flags & 1)) {
+    if (!(rc = gpt2_ensure_train(m, err)) &&
+        !(rc = read_floats(fp, m, m->m, m->nparams, path, "first AdamW moment", 0, err)))
+      rc = read_floats(fp, m, m->v, m->nparams, path, "second AdamW moment", 0, err);
+  }
   if (rc) {
     gpt2_destroy(m);
     return rc;

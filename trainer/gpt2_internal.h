@@ -66,6 +66,9 @@ typedef struct gpt2_lora {
   float **u; /* [n_layer * GPT2_LORA_N] in the activations: (alpha/r) A x [BT, r] */
   float *du; /* [BT, r] backward scratch */
 } gpt2_lora;
+/* The adapted layers' names, by index k ("attn.c_attn", ...), as
+ * model_lora_config's targets spell them. */
+extern const char *const gpt2_lora_names[GPT2_LORA_N];
 
 /* A GPT-2 is a model_t: the base comes first, so (model_t *)m and
  * gpt2_of() convert between the two. */

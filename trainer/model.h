@@ -87,7 +87,9 @@ int model_new_like(model_t **out, const model_t *src, int head, int n_classes, d
  * parameters (not its training state) on the current device. */
 int model_clone(model_t **out, const model_t *src, dfpo_err *err);
 /* Copies the parameters (not gradients or optimiser state) of src into dst;
- * architectures and configs must match (the devices need not). */
+ * architectures and configs must match (the devices need not), and so must
+ * their LoRA adapters (rank, alpha, targets; none on either), which are
+ * copied too: model_clone of a model with adapters is DFPO_EUSAGE. */
 int model_copy_params(model_t *dst, const model_t *src, dfpo_err *err);
 /* Copies into dst every parameter tensor of src with the same name and
  * shape (a value model's trunk from a policy); the devices need not match.
@@ -196,8 +198,10 @@ float model_grad_norm(model_t *m);
  * targets: a comma-separated list of the architecture's linear layers
  * (GPT-2: attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj; NULL or "": all
  * four). Only GPT-2 without an extra head has adapters today (another
- * architecture or a model with a value or class head: DFPO_EUSAGE), and a
- * model with adapters cannot be saved or exported yet (DFPO_EUSAGE). */
+ * architecture or a model with a value or class head: DFPO_EUSAGE).
+ * model_save keeps the adapters (config, A and B, and with the optimizer
+ * state their AdamW moments) and model_load restores them; a model with
+ * adapters cannot be exported yet (DFPO_EUSAGE). */
 typedef struct model_lora_config {
   int rank;            /* r, 1 <= r <= the model's width */
   float alpha;         /* the update's scale is alpha / r */

@@ -481,3 +481,63 @@ Test(train, ppo_over_a_tiny_llama) {
   a_stopped_run_resumes_to_the_same_numbers("ppo", NULL);
   base_model = NULL;
 }
+
+/* The "train: policy and reference hold N bytes" figure of the last run. */
+static size_t held_bytes(void) {
+  const char *p = strstr(last_err, "train: policy and reference hold ");
+  cr_assert_not_null(p, "%s", last_err);
+  return (size_t)strtoull(p + strlen("train: policy and reference hold "), NULL, 10);
+}
+
+/* LoRA (model.lora_rank) on DfPO and PPO: the adapters start with B = 0, so
+ * the first iteration's sampled KL to the reference (the policy's base) is
+ * exactly 0 and later ones are not (the adapters learned); config.json
+ * records the settings; a stopped run resumes bit for bit (its resume
+ * checkpoints carry the adapters and their AdamW moments); and policy plus
+ * reference hold less than two full models, since the reference is a view
+ * of the policy's base. NLPO and SFT are refused. */
+Test(train, lora_cells_learn_resume_and_share_the_base) {
+  const char *algos[2] = {"dfpo", "ppo"};
+  run_cell_x("dfpo", "1", "full", NULL, NULL);
+  size_t full = held_bytes();
+  for (int a = 0; a < 2; a++) {
+    run_cell_x(algos[a], "4", "runs", "model.lora_rank=4", NULL);
+    size_t lora = held_bytes();
+    cr_expect_lt(lora, full, "%s: LoRA holds %zu bytes, full fine-tuning %zu", algos[a], lora,
+                 full);
+    char f[600];
+    snprintf(f, sizeof f, "%s/runs/default/synthetic/%s/seed-3/train.jsonl", dir, algos[a]);
+    char *log = ts_slurp(f);
+    double kl[8];
+    int n = 0;
+    for (char *s = log; n < 8 && (s = strstr(s, "\"kl_seq\":")); s++)
+      kl[n++] = strtod(s + 9, NULL);
+    cr_assert_eq(n, 4, "%s", log);
+    cr_expect_eq(kl[0], 0.0, "%s: the first iteration's KL is not 0: %s", algos[a], log);
+    cr_expect_neq(kl[3], 0.0, "%s: the adapters did not move the policy: %s", algos[a], log);
+    free(log);
+    snprintf(f, sizeof f, "%s/runs/default/synthetic/%s/seed-3/config.json", dir, algos[a]);
+    char *text = ts_slurp(f);
+    cJSON *o = cJSON_Parse(text);
+    const cJSON *mo = cJSON_GetObjectItem(o, "model");
+    const cJSON *rank = cJSON_GetObjectItem(mo, "lora_rank");
+    cr_expect(cJSON_IsNumber(rank) && rank->valuedouble == 4, "%s", text);
+    cr_expect_not_null(cJSON_GetObjectItem(mo, "lora_alpha"), "%s", text);
+    cJSON_Delete(o);
+    free(text);
+    a_stopped_run_resumes_to_the_same_numbers(algos[a], "model.lora_rank=4");
+  }
+  char model[300], tok[300], out[300];
+  snprintf(model, sizeof model, "%s/base.ckpt", dir);
+  snprintf(tok, sizeof tok, "%s/tok", dir);
+  snprintf(out, sizeof out, "%s/refused", dir);
+  const char *refused[2] = {"nlpo", "sft"};
+  for (int a = 0; a < 2; a++) {
+    ts_run r;
+    ts_dfpo(&r, "train", "--task", "synthetic", "--algo", refused[a], "--out", out, "--model",
+            model, "--tokenizer", tok, "--set", "model.lora_rank=4", NULL);
+    cr_expect_neq(r.status, 0, "%s with LoRA ran", refused[a]);
+    cr_expect(r.err && strstr(r.err, "not implemented"), "%s", r.err ? r.err : "");
+    ts_run_free(&r);
+  }
+}

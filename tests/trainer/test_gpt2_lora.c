@@ -15,7 +15,15 @@
  * Then: with B = 0 the outputs equal the base model's bit for bit; with the
  * adapters off after AdamW steps they still do (the base is frozen and one
  * copy serves as the reference); AdamW sees and moves only the adapters;
- * decoding applies the adapters as the forward pass does; errors. */
+ * decoding applies the adapters as the forward pass does; errors.
+ *
+ * Checkpoints: a model with adapters saved and loaded gives the same
+ * adapter tensors and logits bit for bit (adapters on and off); an AdamW
+ * step after a resume equals the uninterrupted run's step bit for bit; a
+ * damaged adapter section is refused with a message that says so.
+ * model_copy_params copies the adapters with the base (a best checkpoint
+ * restored into a LoRA policy) and refuses models whose adapters differ. */
+#include "tests/support/support.h"
 #include "tests/trainer/gpt2_testutil.h"
 #include "trainer/optim.h"
 
@@ -436,7 +444,7 @@ Test(gpt2_lora, refusals) {
   cr_expect_eq(model_lora_rank(m), R);
   model_lora_config again = {R, ALPHA, NULL};
   cr_expect_eq(model_add_lora(m, &again, 1, &err), DFPO_EUSAGE);
-  cr_expect_eq(model_save(m, "/nonexistent/x.ckpt", 0, &err), DFPO_EUSAGE);
+  cr_expect_eq(model_export_safetensors(m, "/nonexistent/x.safetensors", 0, &err), DFPO_EUSAGE);
   cr_expect(strstr(err.msg, "LoRA") != NULL, "%s", err.msg);
   model_free(m);
   gpt2_config vc = tu_config(V, 1, NH, C, P);
@@ -488,4 +496,193 @@ Test(gpt2_lora, a_base_view_is_the_reference_without_a_copy) {
   model_free(view);
   model_free(m);
   model_free(base);
+}
+
+/* ------------------------------------------------------- checkpoints */
+
+/* Two AdamW steps on the test batch (so that the moments are non-zero). */
+static void train_steps(model_t *m, int n) {
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  opt_adamw o = opt_adamw_default();
+  for (int s = 0; s < n; s++) {
+    model_zero_grad(m);
+    engine_objective(m, 1);
+    cr_assert_eq(opt_adamw_step(m, &o, 1e-2f, NULL, &err), 0, "%s", err.msg);
+  }
+}
+
+/* Every adapter tensor of a and b, parameters and (when both have them)
+ * AdamW moments, bit for bit. */
+static void same_adapters(model_t *a, model_t *b, int moments) {
+  cr_assert_eq(model_num_tensors(a), model_num_tensors(b));
+  for (int i = 0; i < model_num_tensors(a); i++) {
+    model_tensor x, y;
+    cr_assert_eq(model_tensor_at(a, i, &x, NULL), 0);
+    cr_assert_eq(model_tensor_at(b, i, &y, NULL), 0);
+    cr_expect_str_eq(x.name, y.name);
+    size_t n = (size_t)x.rows * x.cols * sizeof(float);
+    cr_assert_eq(x.rows * x.cols, y.rows * y.cols, "%s", x.name);
+    cr_expect_eq(memcmp(x.param, y.param, n), 0, "%s differs", x.name);
+    if (moments) {
+      cr_assert(x.m1 && y.m1 && x.m2 && y.m2, "%s: no AdamW moments", x.name);
+      cr_expect_eq(memcmp(x.m1, y.m1, n), 0, "%s: first moment differs", x.name);
+      cr_expect_eq(memcmp(x.m2, y.m2, n), 0, "%s: second moment differs", x.name);
+    }
+  }
+}
+
+static size_t adapter_floats(model_t *m) {
+  size_t n = 0;
+  for (int i = 0; i < model_num_tensors(m); i++) {
+    model_tensor t;
+    cr_assert_eq(model_tensor_at(m, i, &t, NULL), 0);
+    n += (size_t)t.rows * t.cols;
+  }
+  return n;
+}
+
+Test(gpt2_lora, checkpoint_round_trip_keeps_the_adapters) {
+  char dir[256], path[300];
+  ts_tmpdir(dir, sizeof dir);
+  snprintf(path, sizeof path, "%s/lora.ckpt", dir);
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  model_t *m = base_model(61), *b = NULL;
+  add_lora(m, "attn.c_attn,mlp.c_proj", 62);
+  train_steps(m, 2);
+  cr_assert_eq(model_save(m, path, 1, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_load(&b, path, &err), 0, "%s", err.msg);
+  cr_expect_eq(model_lora_rank(b), R);
+  cr_expect_eq(model_step_count(b), 2);
+  same_adapters(m, b, 1);
+  float la[B * T * V], lb[B * T * V];
+  logits_of(m, la);
+  logits_of(b, lb);
+  cr_expect_eq(memcmp(la, lb, sizeof la), 0, "logits with the adapters differ after a round trip");
+  cr_assert_eq(model_set_adapters(m, 0, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_set_adapters(b, 0, &err), 0, "%s", err.msg);
+  logits_of(m, la);
+  logits_of(b, lb);
+  cr_expect_eq(memcmp(la, lb, sizeof la), 0, "the base's logits differ after a round trip");
+  model_free(b);
+  /* without the optimizer state: the adapters, no moments */
+  cr_assert_eq(model_save(m, path, 0, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_load(&b, path, &err), 0, "%s", err.msg);
+  same_adapters(m, b, 0);
+  model_tensor t;
+  cr_assert_eq(model_tensor_at(b, 0, &t, NULL), 0);
+  cr_expect_null(t.m1, "a file without the optimizer state gave moments");
+  model_free(b);
+  model_free(m);
+  ts_rmtree(dir);
+}
+
+Test(gpt2_lora, a_resumed_adamw_step_equals_the_uninterrupted_one) {
+  char dir[256], path[300];
+  ts_tmpdir(dir, sizeof dir);
+  snprintf(path, sizeof path, "%s/resume.ckpt", dir);
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  model_t *m = base_model(71), *r = NULL;
+  add_lora(m, NULL, 72);
+  train_steps(m, 3);
+  cr_assert_eq(model_save(m, path, 1, &err), 0, "%s", err.msg);
+  train_steps(m, 2);
+  cr_assert_eq(model_load(&r, path, &err), 0, "%s", err.msg);
+  train_steps(r, 2);
+  cr_expect_eq(model_step_count(r), 5);
+  same_adapters(m, r, 1);
+  model_free(r);
+  model_free(m);
+  ts_rmtree(dir);
+}
+
+Test(gpt2_lora, a_damaged_adapter_section_is_refused) {
+  char dir[256], path[300], bad[300];
+  ts_tmpdir(dir, sizeof dir);
+  snprintf(path, sizeof path, "%s/good.ckpt", dir);
+  snprintf(bad, sizeof bad, "%s/bad.ckpt", dir);
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  model_t *m = base_model(81);
+  add_lora(m, "attn.c_proj,mlp.c_fc", 82);
+  train_steps(m, 1);
+  cr_assert_eq(model_save(m, path, 1, &err), 0, "%s", err.msg);
+  size_t na = adapter_floats(m);
+  model_free(m);
+  char *data;
+  size_t len;
+  cr_assert_eq(dfpo_read_file(path, &data, &len, &err), 0, "%s", err.msg);
+  /* the section: 32 header bytes, then parameters and two moments */
+  size_t sec = len - 32 - 3 * na * sizeof(float);
+  cr_assert_eq(memcmp(data + sec, "DFPOLORA", 8), 0, "the section is not where it should be");
+  char *copy = malloc(len + 4);
+  cr_assert_not_null(copy);
+#define DAMAGED(n, must)                                                                           \
+  do {                                                                                             \
+    FILE *f = fopen(bad, "wb");                                                                    \
+    cr_assert_not_null(f);                                                                         \
+    cr_assert_eq(fwrite(copy, 1, (n), f), (n));                                                    \
+    fclose(f);                                                                                     \
+    tu_expect_load_fails(bad, bad, must);                                                          \
+    memcpy(copy, data, len);                                                                       \
+  } while (0)
+  memcpy(copy, data, len);
+  DAMAGED(sec + 20, "LoRA adapter section truncated"); /* in its header */
+  DAMAGED(sec, "LoRA adapter section truncated");      /* without it */
+  DAMAGED(len - 4, "second AdamW moment");
+  memset(copy + len, 0, 4);
+  DAMAGED(len + 4, "trailing data after the LoRA adapter section");
+  copy[sec] = 'X';
+  DAMAGED(len, "LoRA adapter section damaged (bad magic)");
+  int32_t rank = C + 1;
+  memcpy(copy + sec + 8, &rank, 4);
+  DAMAGED(len, "rank 9");
+  float alpha = -1.0f;
+  memcpy(copy + sec + 12, &alpha, 4);
+  DAMAGED(len, "alpha -1");
+  uint32_t bits = 1u << 4;
+  memcpy(copy + sec + 16, &bits, 4);
+  DAMAGED(len, "target bits 0x10");
+  bits = 1u; /* attn.c_attn alone: the sizes no longer match */
+  memcpy(copy + sec + 16, &bits, 4);
+  DAMAGED(len, "parameters, rank 2 on attn.c_attn has");
+  float nan = NAN;
+  memcpy(copy + sec + 32 + 3 * sizeof(float), &nan, 4);
+  DAMAGED(len, "adapter 'h.0.attn.c_proj.lora_A.weight' has NaN at element 3");
+  /* version 2 without the LoRA flag, version 1 with it */
+  copy[48] &= ~2; /* the header's flags word */
+  DAMAGED(len, "corrupt header");
+  copy[8] = 1;
+  DAMAGED(len, "corrupt header");
+#undef DAMAGED
+  free(copy);
+  free(data);
+  ts_rmtree(dir);
+}
+
+Test(gpt2_lora, copy_params_copies_the_adapters) {
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  model_t *a = base_model(91), *b = base_model(93), *plain = base_model(91);
+  add_lora(a, "attn.c_attn", 92);
+  train_steps(a, 2);
+  cr_expect_eq(model_copy_params(b, a, &err), DFPO_EUSAGE, "no adapters on b: refused");
+  cr_expect(strstr(err.msg, "LoRA") != NULL, "%s", err.msg);
+  add_lora(b, "attn.c_attn", 94);
+  cr_assert_eq(model_copy_params(b, a, &err), 0, "%s", err.msg);
+  same_adapters(a, b, 0);
+  float la[B * T * V], lb[B * T * V];
+  logits_of(a, la);
+  logits_of(b, lb);
+  cr_expect_eq(memcmp(la, lb, sizeof la), 0, "the copy's logits differ");
+  model_t *c = base_model(95);
+  add_lora(c, "mlp.c_fc", 96);
+  cr_expect_eq(model_copy_params(c, a, &err), DFPO_EUSAGE, "other targets: refused");
+  cr_expect_eq(model_copy_params(plain, a, &err), DFPO_EUSAGE);
+  model_free(c);
+  model_free(plain);
+  model_free(b);
+  model_free(a);
 }
