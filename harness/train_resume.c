@@ -160,7 +160,7 @@ int trn_resume_load(trn_run *r, trn_loop_state *ls, int *found, dfpo_err *err) {
   cJSON_Delete(o);
   int rc;
   trn_resume_path(r, path, sizeof path, "policy", ls->next_it);
-  if (model_lora_rank(r->policy)) {
+  if (r->policy && model_lora_rank(r->policy)) {
     /* the reference is a view of the policy's base: made again over the
      * loaded policy (whose base is the same frozen weights) */
     model_free(r->ref);
