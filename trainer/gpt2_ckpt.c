@@ -49,35 +49,6 @@ typedef struct lora_section {
 } lora_section;
 _Static_assert(sizeof(lora_section) == LORA_HEADER, "LoRA section header is 32 bytes");
 
-/* The tensor holding float index i of the parameter block (for messages). */
-static const char *tensor_at(const gpt2_model *m, size_t i, size_t *start) {
-  for (int k = m->ntensors - 1; k >= 0; k--)
-    if (m->tensors[k].off <= i) {
-      if (start)
-        *start = m->tensors[k].off;
-      return m->tensors[k].name;
-    }
-  return "?";
-}
-
-static int write_floats(FILE *fp, const gpt2_model *m, const float *dev, size_t n) {
-  /* through a bounded host buffer so that a device backend works too */
-  size_t chunk = 1 << 20;
-  float *buf = malloc(chunk * sizeof(float));
-  if (!buf)
-    return -1;
-  for (size_t i = 0; i < n; i += chunk) {
-    size_t k = n - i < chunk ? n - i : chunk;
-    m->base.ops->download(buf, dev + i, k * sizeof(float));
-    if (fwrite(buf, sizeof(float), k, fp) != k) {
-      free(buf);
-      return -1;
-    }
-  }
-  free(buf);
-  return 0;
-}
-
 int gpt2_save(gpt2_model *m, const char *path, int with_optimizer, dfpo_err *err) {
   const gpt2_lora *z = &m->lora;
   native_header h;
@@ -107,49 +78,20 @@ int gpt2_save(gpt2_model *m, const char *path, int with_optimizer, dfpo_err *err
   ls.alpha = z->alpha;
   ls.targets = z->targets;
   ls.nparams = z->nparams;
-  if (fwrite(&h, sizeof h, 1, a.fp) != 1 || write_floats(a.fp, m, m->params, m->nparams) ||
+  if (fwrite(&h, sizeof h, 1, a.fp) != 1 ||
+      ckpt_write_floats(a.fp, &m->base, m->params, m->nparams) ||
       (with_optimizer && !z->r &&
-       (write_floats(a.fp, m, m->m, m->nparams) || write_floats(a.fp, m, m->v, m->nparams))) ||
-      (z->r &&
-       (fwrite(&ls, sizeof ls, 1, a.fp) != 1 || write_floats(a.fp, m, z->params, z->nparams) ||
-        (with_optimizer &&
-         (write_floats(a.fp, m, z->m, z->nparams) || write_floats(a.fp, m, z->v, z->nparams)))))) {
+       (ckpt_write_floats(a.fp, &m->base, m->m, m->nparams) ||
+        ckpt_write_floats(a.fp, &m->base, m->v, m->nparams))) ||
+      (z->r && (fwrite(&ls, sizeof ls, 1, a.fp) != 1 ||
+                ckpt_write_floats(a.fp, &m->base, z->params, z->nparams) ||
+                (with_optimizer && (ckpt_write_floats(a.fp, &m->base, z->m, z->nparams) ||
+                                    ckpt_write_floats(a.fp, &m->base, z->v, z->nparams)))))) {
     int e = errno;
     dfpo_atomic_abort(&a);
     return dfpo_err_errno(err, DFPO_ERUNTIME, e, "%s: write failed", path);
   }
   return dfpo_atomic_commit(&a, err);
-}
-
-static int read_floats(FILE *fp, const gpt2_model *m, float *dev, size_t n, const char *path,
-                       const char *what, size_t base, dfpo_err *err) {
-  size_t chunk = 1 << 20;
-  float *buf = malloc(chunk * sizeof(float));
-  if (!buf)
-    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
-  for (size_t i = 0; i < n; i += chunk) {
-    size_t k = n - i < chunk ? n - i : chunk;
-    size_t got = fread(buf, sizeof(float), k, fp);
-    if (got != k) {
-      free(buf);
-      return dfpo_err_set(err, DFPO_EDATA, "%s: truncated in the %s of tensor '%s'", path, what,
-                          tensor_at(m, base + i + got, NULL));
-    }
-    for (size_t j = 0; j < k; j++)
-      if (!isfinite(buf[j])) {
-        /* named by its tensor and its index inside that tensor */
-        size_t at = base + i + j, off = 0;
-        const char *tn = tensor_at(m, at, &off), *what_v = isnan(buf[j]) ? "NaN" : "an infinity";
-        free(buf);
-        return dfpo_err_set(err, DFPO_EDATA,
-                            "%s: the %s of tensor '%s' has %s at element %zu; non-finite values "
-                            "are refused",
-                            path, what, tn, what_v, at - off);
-      }
-    m->base.ops->upload(dev + i, buf, k * sizeof(float));
-  }
-  free(buf);
-  return DFPO_OK;
 }
 
 /* n adapter floats of the LoRA section into dev (backend memory), refusing
@@ -282,13 +224,13 @@ int gpt2_load_native(model_t **out, const char *path, FILE *fp, dfpo_err *err) {
   gpt2_model *m;
   if ((rc = gpt2_create(&m, &cfg, err)))
     return dfpo_err_prefix(err, "%s", path);
-  rc = read_floats(fp, m, m->params, m->nparams, path, "parameters", 0, err);
+  rc = ckpt_read_floats(fp, &m->base, m->params, m->nparams, path, "parameters", err);
   if (!rc && lora)
     rc = load_lora_section(fp, m, path, h.flags & NATIVE_FLAG_OPT, err);
   else if (!rc && (h.flags & 1)) {
     if (!(rc = gpt2_ensure_train(m, err)) &&
-        !(rc = read_floats(fp, m, m->m, m->nparams, path, "first AdamW moment", 0, err)))
-      rc = read_floats(fp, m, m->v, m->nparams, path, "second AdamW moment", 0, err);
+        !(rc = ckpt_read_floats(fp, &m->base, m->m, m->nparams, path, "first AdamW moment", err)))
+      rc = ckpt_read_floats(fp, &m->base, m->v, m->nparams, path, "second AdamW moment", err);
   }
   if (rc) {
     gpt2_destroy(m);
