@@ -665,13 +665,8 @@ static int vt_num_tensors(const model_t *m) {
 static int vt_tensor_at(const model_t *mm, int i, model_tensor *t) {
   const bert_model *m = bert_of_const(mm);
   const bert_tensor *b = &m->tensors[i];
-  memset(t, 0, sizeof *t);
-  t->name = b->name;
-  t->rows = b->rows;
-  t->cols = b->cols;
-  t->decay = !b->vec;
-  t->param = m->params + b->off;
-  return DFPO_OK;
+  return model_tensor_fill(t, b->name, b->rows, b->cols, !b->vec, b->off, m->params, NULL, NULL,
+                           NULL);
 }
 static int vt_ensure_train(model_t *m, dfpo_err *err) {
   (void)m;

@@ -1013,26 +1013,12 @@ static int vt_tensor_at(const model_t *mm, int i, model_tensor *t) {
   if (m->lora.r) { /* the adapters are the only trainable tensors */
     const gpt2_lora *z = &m->lora;
     const gpt2_tensor *g = &z->tensors[i];
-    t->name = g->name;
-    t->rows = g->rows;
-    t->cols = g->cols;
-    t->decay = g->decay;
-    t->param = z->params + g->off;
-    t->grad = z->grads ? z->grads + g->off : NULL;
-    t->m1 = z->m ? z->m + g->off : NULL;
-    t->m2 = z->v ? z->v + g->off : NULL;
-    return DFPO_OK;
+    return model_tensor_fill(t, g->name, g->rows, g->cols, g->decay, g->off, z->params, z->grads,
+                             z->m, z->v);
   }
   const gpt2_tensor *g = &m->tensors[i];
-  t->name = g->name;
-  t->rows = g->rows;
-  t->cols = g->cols;
-  t->decay = g->decay;
-  t->param = m->params + g->off;
-  t->grad = m->grads ? m->grads + g->off : NULL;
-  t->m1 = m->m ? m->m + g->off : NULL;
-  t->m2 = m->v ? m->v + g->off : NULL;
-  return DFPO_OK;
+  return model_tensor_fill(t, g->name, g->rows, g->cols, g->decay, g->off, m->params, m->grads,
+                           m->m, m->v);
 }
 static int vt_ensure_train(model_t *m, dfpo_err *err) {
   return gpt2_ensure_train(gpt2_of(m), err);

@@ -341,6 +341,19 @@ int model_alloc_train(model_t *m, size_t n, float **block, float **grads, float 
   return DFPO_OK;
 }
 
+int model_tensor_fill(model_tensor *t, const char *name, int rows, int cols, int decay, size_t off,
+                      float *params, float *grads, float *m1, float *m2) {
+  t->name = name;
+  t->rows = rows;
+  t->cols = cols;
+  t->decay = decay;
+  t->param = params + off;
+  t->grad = grads ? grads + off : NULL;
+  t->m1 = m1 ? m1 + off : NULL;
+  t->m2 = m2 ? m2 + off : NULL;
+  return DFPO_OK;
+}
+
 int model_copy_shared_by_name(model_t *dst, const model_t *src, int *copied, dfpo_err *err) {
   int n = 0, nd = dst->vt->num_tensors(dst), ns = src->vt->num_tensors(src);
   for (int i = 0; i < nd; i++) {

@@ -83,6 +83,11 @@ struct model {
  * host when the backends differ. */
 int model_copy_floats(const model_t *dst, float *dp, const model_t *src, const float *sp, size_t n,
                       dfpo_err *err);
+/* tensor_at's answer for a tensor of rows x cols floats at offset off of
+ * the parameter block params and of the gradient and AdamW moment blocks
+ * laid out as it (each may be NULL: no training state yet). */
+int model_tensor_fill(model_tensor *t, const char *name, int rows, int cols, int decay, size_t off,
+                      float *params, float *grads, float *m1, float *m2);
 /* copy_shared_params through the tensor lists: every tensor of dst whose
  * name and shape a tensor of src has. */
 int model_copy_shared_by_name(model_t *dst, const model_t *src, int *copied, dfpo_err *err);

@@ -1480,16 +1480,8 @@ static int vt_num_tensors(const model_t *m) {
 static int vt_tensor_at(const model_t *mm, int i, model_tensor *t) {
   const rdec_model *m = rdec_of_const(mm);
   const rdec_tensor *b = &m->tensors[i];
-  memset(t, 0, sizeof *t);
-  t->name = b->name;
-  t->rows = b->rows;
-  t->cols = b->cols;
-  t->decay = !b->vec;
-  t->param = m->params + b->off;
-  t->grad = m->grads ? m->grads + b->off : NULL;
-  t->m1 = m->m1 ? m->m1 + b->off : NULL;
-  t->m2 = m->m2 ? m->m2 + b->off : NULL;
-  return DFPO_OK;
+  return model_tensor_fill(t, b->name, b->rows, b->cols, !b->vec, b->off, m->params, m->grads,
+                           m->m1, m->m2);
 }
 static int vt_ensure_train(model_t *m, dfpo_err *err) {
   return rdec_ensure_train(rdec_of(m), err);
