@@ -498,6 +498,8 @@ static const char *const tokenizer_files[] = {"vocab.txt",
                                               "tokenizer.json",
                                               "tokenizer_config.json",
                                               "special_tokens_map.json",
+                                              "spiece.model",
+                                              "tokenizer.model",
                                               NULL};
 
 /* The files the harness takes from a commit (docs/datasets.md, "Hub

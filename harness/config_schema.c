@@ -45,7 +45,11 @@ const cfg_key cfg_schema[] = {
     {"task.name", CFG_ENUM, "\"synthetic\"", "synthetic|imdb|rtp|commongen", NORANGE,
      "task of a single run"},
     {"task.max_prompt_tokens", CFG_INT, "64", NULL, RANGE(1, 1 << 20),
-     "prompts are left-truncated to this many tokens"},
+     "prompts longer than this many tokens are truncated (task.prompt_truncation says "
+     "which end goes; an encoder's source keeps its final eos)"},
+    {"task.prompt_truncation", CFG_ENUM, "\"left\"", "left|right", NORANGE,
+     "which end of a prompt longer than task.max_prompt_tokens is cut: left keeps its end "
+     "(RL4LMs' default), right keeps its start (RL4LMs' CommonGen PPO, prompt_truncation_side)"},
     {"task.prompt_fraction", CFG_NUM, "0.5", NULL, RANGE(0, 1),
      "share of a document's words used as the prompt (IMDB, synthetic)"},
     {"task.synthetic.language_seed", CFG_INT, "0", NULL, RANGE(0, 4294967295.0),

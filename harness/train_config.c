@@ -190,6 +190,9 @@ int trn_settings_read(const cfg *c, trn_settings *s, dfpo_err *err) {
                         s->algo_name);
   GET(int, "task.max_prompt_tokens", &v);
   s->max_prompt = (int)v;
+  const char *trunc;
+  GET(str, "task.prompt_truncation", &trunc);
+  s->prompt_right = !strcmp(trunc, "right");
   GET(int, "train.batch_size", &v);
   s->batch = (int)v;
   s->sampling = smp_settings_default();

@@ -25,15 +25,18 @@ int trn_build_batch(const trn_run *r, int split, const size_t *items, int B, int
     return -1;
   for (int b = 0; b < B; b++) {
     const int32_t *ids = r->prompt_ids[split][items[b]];
-    int n = (int)r->prompt_len[split][items[b]], skip = 0;
+    int n = (int)r->prompt_len[split][items[b]], skip = 0, full = n;
     if (n > r->set.max_prompt) {
-      skip = n - r->set.max_prompt;
+      skip = r->set.prompt_right ? 0 : n - r->set.max_prompt;
       n = r->set.max_prompt;
     }
     int pad = T - n;
     (*kstart)[b] = pad;
+    int *row = *tokens + (size_t)b * T;
     for (int j = 0; j < T; j++)
-      (*tokens)[(size_t)b * T + j] = j < pad ? r->pad : ids[skip + j - pad];
+      row[j] = j < pad ? r->pad : ids[skip + j - pad];
+    if (n < full && r->set.prompt_right && r->seq2seq)
+      row[T - 1] = ids[full - 1]; /* the source's eos stays */
   }
   *Tp = T;
   return 0;

@@ -50,6 +50,7 @@ typedef struct trn_settings {
   int64_t seed;
   int64_t threads;               /* CPU threads (0: the default) */
   int max_prompt;                /* task.max_prompt_tokens */
+  int prompt_right;              /* task.prompt_truncation right: keep a long prompt's start */
   int batch;                     /* train.batch_size */
   smp_settings sampling;         /* generation.*; eos is the tokenizer's, set by setup */
   int64_t iterations;            /* train.iterations */
@@ -113,8 +114,10 @@ typedef struct trn_run {
 /* --------------------------------------------------------- train_eval.c */
 
 /* Left-pads the prompts of items[0..B) into tokens[B, Tp] (kstart: pad
- * count), truncating each from the left to max_prompt tokens. The arrays
- * are the caller's (free); -1 when out of memory. */
+ * count), each longer than max_prompt tokens truncated to it: its start cut
+ * (task.prompt_truncation left), or its end (right; an encoder's source
+ * keeps its final eos, as Hugging Face's tokenizers truncate before adding
+ * it). The arrays are the caller's (free); -1 when out of memory. */
 int trn_build_batch(const trn_run *r, int split, const size_t *items, int B, int **tokens,
                     int **kstart, int *Tp);
 /* The text of a continuation, without a final end-of-text. Heap string. */

@@ -37,7 +37,7 @@ typedef struct fake_file {
   int lfs;
 } fake_file;
 
-static unsigned char weights[300000], bin[5000];
+static unsigned char weights[300000], bin[5000], spm_bytes[2000];
 static const char config_text[] = "{\"model_type\": \"distilbert\", \"dim\": 8}\n";
 static const char vocab_text[] = "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nhello\n";
 static const char tokcfg_text[] = "{\"do_lower_case\": true}\n";
@@ -52,11 +52,14 @@ static fake_file files[] = {
     {"onnx/model.onnx", bin, sizeof bin, 1},
     {"tokenizer_config.json", (const unsigned char *)tokcfg_text, sizeof tokcfg_text - 1, 0},
     {"vocab.txt", (const unsigned char *)vocab_text, sizeof vocab_text - 1, 0},
+    /* a SentencePiece model (T5's spiece.model; an LFS file on the hub,
+     * served plainly here: the LFS route is model.safetensors') */
+    {"spiece.model", spm_bytes, sizeof spm_bytes, 0},
 };
 enum { NFILES = sizeof files / sizeof files[0] };
 /* what the harness takes from this repository, in its order */
 static const char *const taken[] = {"config.json", "model.safetensors", "vocab.txt",
-                                    "tokenizer_config.json"};
+                                    "tokenizer_config.json", "spiece.model"};
 
 typedef tl_hub fake_hub;
 
@@ -111,6 +114,8 @@ static void setup(void) {
     weights[i] = (unsigned char)dfpo_rng_u32(&r);
   for (size_t i = 0; i < sizeof bin; i++)
     bin[i] = (unsigned char)dfpo_rng_u32(&r);
+  for (size_t i = 0; i < sizeof spm_bytes; i++)
+    spm_bytes[i] = (unsigned char)dfpo_rng_u32(&r);
   tl_fetch_opts(&o);
   dfpo_err_clear(&err);
 }
@@ -192,11 +197,11 @@ Test(hub, fetch_takes_the_model_files_and_resumes_a_cut) {
   cr_expect_not(strstr(got, "onnx"), "%s", got);
   cr_expect_str_eq(m.commit, COMMIT);
   cr_expect(m.fetched);
-  cr_assert_eq(m.n_files, 4);
+  cr_assert_eq(m.n_files, 5);
   char dir[600], p[900];
   repo_path(dir, sizeof dir, "/" COMMIT);
   cr_expect_str_eq(m.dir, dir);
-  for (int i = 0; i < 4; i++) {
+  for (int i = 0; i < 5; i++) {
     cr_expect_str_eq(m.files[i].path, taken[i]);
     int k = 0;
     while (strcmp(files[k].path, taken[i]))
@@ -281,7 +286,7 @@ Test(hub, a_branch_resolves_offline_and_paths_stay_paths) {
   hub_stop(&h);
   repo_path(want, sizeof want, "/" COMMIT);
   cr_expect_str_eq(dir, want);
-  cr_expect_eq(first, 6, "the API and four files (one redirect)");
+  cr_expect_eq(first, 7, "the API and five files (one redirect)");
   setenv("HF_HUB_OFFLINE", "1", 1);
   const char *same[] = {OWNER "/" NAME, OWNER "/" NAME "@main", OWNER "/" NAME "@" COMMIT};
   for (int i = 0; i < 3; i++) {
@@ -350,7 +355,7 @@ Test(hub, the_lock_is_written_then_replayed) {
   cr_expect_str_eq(ts_json_str(e, "revision"), "main");
   cr_expect_str_eq(ts_json_str(e, "commit"), COMMIT);
   const cJSON *fs = cJSON_GetObjectItem(e, "files");
-  cr_assert_eq(cJSON_GetArraySize(fs), 4);
+  cr_assert_eq(cJSON_GetArraySize(fs), 5);
   const cJSON *cfg = cJSON_GetArrayItem(fs, 0), *w = cJSON_GetArrayItem(fs, 1);
   cr_expect_str_eq(ts_json_str(cfg, "path"), "config.json");
   cr_expect_str_eq(ts_json_str(cfg, "blob_sha1"), h.blob[2]);
@@ -492,14 +497,14 @@ Test(hub, a_cached_commit_is_kept_unless_forced_or_damaged) {
   cr_assert_eq(ds_hub_fetch(OWNER "/" NAME, &o, 0, &m, &err), 0, "%s", err.msg);
   int n1 = tl_server_requests(h.s);
   cr_expect_not(m.fetched);
-  cr_expect_eq(m.n_files, 4);
+  cr_expect_eq(m.n_files, 5);
   ds_hub_model_free(&m);
   cr_expect_eq(n1 - n0, 1, "the API only");
   cr_assert_eq(ds_hub_fetch(OWNER "/" NAME, &o, 1, &m, &err), 0, "%s", err.msg);
   int n2 = tl_server_requests(h.s);
   cr_expect(m.fetched);
   ds_hub_model_free(&m);
-  cr_expect_eq(n2 - n1, 6, "--force: the API and every file again");
+  cr_expect_eq(n2 - n1, 7, "--force: the API and every file again");
   char p[900];
   repo_path(p, sizeof p, "/" COMMIT "/vocab.txt");
   tl_write(p, "[PAD]\n");

@@ -1,0 +1,79 @@
+/* trn_build_batch: the prompts of a batch left-padded to the longest and
+ * truncated to task.max_prompt_tokens at the end task.prompt_truncation
+ * names. The expected rows are written out by hand below from the rule
+ * Hugging Face's tokenizers follow (truncation_side "left" drops the first
+ * tokens, "right" the last ones; an encoder's source is truncated before
+ * its eos is added, so the eos stays), which RL4LMs' CommonGen configs use
+ * (t5_ppo.yml: prompt_truncation_side "right"; t5_nlpo.yml: the tokenizer's
+ * truncation_side "left"). */
+#include "harness/train_internal.h"
+
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PAD 0
+
+/* Three prompts: 7 tokens (the last, 1, is an eos when seq2seq), 3 tokens
+ * and 5 tokens; the batch is built with max_prompt 5. */
+static int32_t p0[] = {11, 12, 13, 14, 15, 16, 1};
+static int32_t p1[] = {21, 22, 1};
+static int32_t p2[] = {31, 32, 33, 34, 1};
+
+static void build(int right, int seq2seq, int *out, int *kstart_out, int *Tp) {
+  static trn_run r; /* large: static, zeroed */
+  memset(&r, 0, sizeof r);
+  int32_t *ids[3] = {p0, p1, p2};
+  size_t len[3] = {7, 3, 5};
+  r.prompt_ids[TASK_TEST] = ids;
+  r.prompt_len[TASK_TEST] = len;
+  r.set.max_prompt = 5;
+  r.set.prompt_right = right;
+  r.seq2seq = seq2seq;
+  r.pad = PAD;
+  size_t items[3] = {0, 1, 2};
+  int *tokens = NULL, *kstart = NULL;
+  cr_assert_eq(trn_build_batch(&r, TASK_TEST, items, 3, &tokens, &kstart, Tp), 0);
+  memcpy(out, tokens, sizeof(int) * 3 * (size_t)*Tp);
+  memcpy(kstart_out, kstart, sizeof(int) * 3);
+  free(tokens);
+  free(kstart);
+}
+
+static void expect_rows(const int *got, const int want[3][5], const char *what) {
+  for (int b = 0; b < 3; b++)
+    for (int j = 0; j < 5; j++)
+      cr_expect_eq(got[b * 5 + j], want[b][j], "%s: row %d column %d: %d, want %d", what, b, j,
+                   got[b * 5 + j], want[b][j]);
+}
+
+Test(prompt_batch, left_truncation_keeps_the_end) {
+  int tok[15], ks[3], T;
+  build(0, 0, tok, ks, &T);
+  cr_assert_eq(T, 5);
+  /* 11 12 13 14 15 16 1 -> its last five; the others padded on the left */
+  const int want[3][5] = {{13, 14, 15, 16, 1}, {PAD, PAD, 21, 22, 1}, {31, 32, 33, 34, 1}};
+  expect_rows(tok, want, "left");
+  cr_expect_eq(ks[0], 0);
+  cr_expect_eq(ks[1], 2);
+  cr_expect_eq(ks[2], 0);
+  /* the same for an encoder's source: its eos is already the last token */
+  build(0, 1, tok, ks, &T);
+  expect_rows(tok, want, "left, seq2seq");
+}
+
+Test(prompt_batch, right_truncation_keeps_the_start) {
+  int tok[15], ks[3], T;
+  /* a decoder's prompt: its first five tokens */
+  build(1, 0, tok, ks, &T);
+  cr_assert_eq(T, 5);
+  const int dec[3][5] = {{11, 12, 13, 14, 15}, {PAD, PAD, 21, 22, 1}, {31, 32, 33, 34, 1}};
+  expect_rows(tok, dec, "right");
+  /* an encoder's source: its first four tokens, then its eos (T5Tokenizer
+   * with truncation_side "right" and max_length 5) */
+  build(1, 1, tok, ks, &T);
+  const int enc[3][5] = {{11, 12, 13, 14, 1}, {PAD, PAD, 21, 22, 1}, {31, 32, 33, 34, 1}};
+  expect_rows(tok, enc, "right, seq2seq");
+  cr_expect_eq(ks[0], 0);
+  cr_expect_eq(ks[1], 2);
+}
