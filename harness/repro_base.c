@@ -9,6 +9,8 @@
 #include "harness/repro_internal.h"
 #include "harness/task_internal.h"
 #include "trainer/model.h"
+#include "trainer/rdec.h"
+#include "trainer/t5.h"
 #include "trainer/tok.h"
 
 #include <cjson/cJSON.h>
@@ -842,40 +844,41 @@ static int asset_folder(const char *folder, char *dir, size_t n, dfpo_err *err) 
   return rc ? rc : ds_asset_dir(folder, dir, n, err);
 }
 
-/* A GPT-2 in Hugging Face layout: path is a folder holding model.safetensors
- * and config.json (a GPT-2's: model_type "gpt2" where it says one, n_layer,
- * n_head and n_embd), or a weights file itself (model.path's older form).
- * model receives the weights file: model.safetensors, else pytorch_model.bin
- * (torch.save's zip format, trainer/pt_read.c). */
-static int hf_gpt2(const char *path, char *model, size_t n, dfpo_err *err) {
+/* A policy in Hugging Face layout: path is a folder holding config.json
+ * and its weights (model_hf_weights: model.safetensors, its shards, or
+ * pytorch_model.bin, read as torch.save's zip format by trainer/pt_read.c),
+ * or a weights file itself (model.path's older form). config.json names a
+ * policy architecture the engine has: gpt2 (also when it names none, with
+ * n_layer, n_head and n_embd), t5 (the encoder-decoder, RL4LMs' CommonGen
+ * policy), or a rotary decoder (gptj, gpt_neox, llama). model receives the
+ * weights file. */
+static int hf_policy(const char *path, char *model, size_t n, dfpo_err *err) {
   struct stat st;
   if (stat(path, &st) != 0)
     return dfpo_err_errno(err, DFPO_EDATA, errno, "base model: %s", path);
   if (!S_ISDIR(st.st_mode))
     return dfpo_path_fmt(model, n, err, "%s", path);
-  char cpath[2400], bin[2400];
+  char cpath[2400];
   int rc;
-  if ((rc = dfpo_path_fmt(model, n, err, "%s/model.safetensors", path)) ||
-      (rc = dfpo_path_fmt(cpath, sizeof cpath, err, "%s/config.json", path)) ||
-      (rc = dfpo_path_fmt(bin, sizeof bin, err, "%s/pytorch_model.bin", path)))
+  if ((rc = dfpo_path_fmt(cpath, sizeof cpath, err, "%s/config.json", path)))
     return rc;
-  if (!repro_exists(model) && repro_exists(bin)) {
-    if ((rc = dfpo_path_fmt(model, n, err, "%s", bin)))
-      return rc;
-  } else if (!repro_exists(model))
-    return dfpo_err_set(err, DFPO_EDATA,
-                        "base model: %s holds no model.safetensors nor pytorch_model.bin (a GPT-2 "
-                        "in Hugging Face layout is config.json + model.safetensors or "
-                        "pytorch_model.bin; docs/datasets.md)",
-                        path);
+  if (model_hf_weights(path, model, n, err))
+    return dfpo_err_prefix(err, "base model (a policy in Hugging Face layout is config.json and "
+                                "its weights; docs/datasets.md)");
   cJSON *o = NULL;
   if ((rc = cfg_json_read(cpath, &o, err)))
     return dfpo_err_prefix(err, "base model: %s is not a Hugging Face model folder", path);
   const cJSON *mt = cJSON_GetObjectItemCaseSensitive(o, "model_type");
+  const char *type = cJSON_IsString(mt) ? mt->valuestring : NULL;
+  if (mt && !type)
+    rc = dfpo_err_set(err, DFPO_EDATA, "base model: %s: model_type is not a string", cpath);
+  else if (type && strcmp(type, "gpt2") && !t5_handles(type) && !rdec_handles(type))
+    rc = dfpo_err_set(err, DFPO_EDATA,
+                      "base model: %s: model_type \"%s\" is not a policy the engine trains "
+                      "(gpt2, t5, gptj, gpt_neox, llama)",
+                      cpath, type);
   const char *need[] = {"n_layer", "n_head", "n_embd"};
-  if (mt && !(cJSON_IsString(mt) && !strcmp(mt->valuestring, "gpt2")))
-    rc = dfpo_err_set(err, DFPO_EDATA, "base model: %s: model_type is not \"gpt2\"", cpath);
-  for (int i = 0; !rc && i < 3; i++)
+  for (int i = 0; !rc && (!type || !strcmp(type, "gpt2")) && i < 3; i++)
     if (!cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(o, need[i])))
       rc = dfpo_err_set(err, DFPO_EDATA, "base model: %s: no %s (not a GPT-2 config)", cpath,
                         need[i]);
@@ -933,7 +936,7 @@ static int bases_entry(const cfg *c, const char *tname, const char **src, dfpo_e
 /* model.init import: the base policy of the task is model.bases' source for
  * it, else model.path, else the asset folder gpt2-124m; a source without '/'
  * names an asset folder the cache fills (`dfpo fetch`), one with '/' is a
- * folder of the user's or a hub name (cli_model_path; hf_gpt2 checks the
+ * folder of the user's or a hub name (cli_model_path; hf_policy checks the
  * folder). The tokenizer is tokenizer.path,
  * else the base's folder when it holds tokenizer files, else the asset
  * folder gpt2-tokenizer. Then the task's data and judge. */
@@ -952,7 +955,7 @@ static int imported_base(task_base *b, const char *model, const char *tok, dfpo_
   } else if (!(rc = asset_folder(src, dir, sizeof dir, err))) {
     rc = shape_config(c, dir, err);
   }
-  if (rc || (rc = hf_gpt2(dir, b->model, sizeof b->model, err)))
+  if (rc || (rc = hf_policy(dir, b->model, sizeof b->model, err)))
     return rc;
   dfpo_info("reproduce: %s base model: %s", b->task, b->model);
   tok_tokenizer *t = NULL;
