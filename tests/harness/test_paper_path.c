@@ -14,6 +14,8 @@
 #include "tests/support/support.h"
 #include "tests/trainer/bert_testutil.h"
 #include "trainer/gpt2.h"
+#include "trainer/t5.h"
+#include "trainer/tok.h"
 
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
@@ -83,6 +85,53 @@ static void hf_folder(const char *data, const char *shape, uint64_t seed, const 
   snprintf(src, sizeof src, "%s/gpt2/vocab.bpe", data);
   snprintf(path, sizeof path, "%s/merges.txt", folder);
   copy(src, path);
+}
+
+/* The paper suite's CommonGen base, RL4LMs' t5-base, pinned by commit
+ * (configs/paper.json's model.bases). */
+#define T5_OWNER "google-t5"
+#define T5_NAME "t5-base"
+#define T5_COMMIT "a9723ea7f1b39c1eae772870f3b547bf6ef7e6c1"
+
+/* A T5 v1.0 (t5-base's kind: ReLU, tied) of a tiny shape with random
+ * weights, as the Hugging Face folder `dfpo export` writes (config.json,
+ * model.safetensors, spiece.model), its tokenizer the small SentencePiece
+ * model tests/trainer/t5_reference.py --spm trains (python3-sentencepiece,
+ * which needs /usr/bin/python3's torch for the script's imports). */
+static void random_t5_folder(const char *folder) {
+  char spm[600];
+  snprintf(spm, sizeof spm, "%s-spm", folder);
+  ts_run r;
+  char *sargv[] = {"/usr/bin/python3", DFPO_SOURCE_DIR "/tests/trainer/t5_reference.py", "--spm",
+                   spm, NULL};
+  ts_run_cmd(&r, sargv, NULL, NULL);
+  cr_assert_eq(r.status, 0, "t5_reference.py --spm: %s", r.err);
+  ts_run_free(&r);
+  dfpo_err err;
+  tok_tokenizer *tok;
+  cr_assert_eq(tok_load(&tok, spm, &err), DFPO_OK, "%s", err.msg);
+  t5_config c = {.vocab_size = (int)tok_vocab_size(tok),
+                 .d_model = 32,
+                 .d_kv = 8,
+                 .d_ff = 48,
+                 .n_head = 2,
+                 .n_layer = 2,
+                 .n_dec_layer = 2,
+                 .num_buckets = 32,
+                 .max_distance = 128,
+                 .eps = 1e-6f,
+                 .gated = 0,
+                 .tied = 1,
+                 .n_pos = 512,
+                 .start_id = 0,
+                 .eos_id = 1};
+  model_t *m;
+  cr_assert_eq(t5_new(&m, &c, &err), DFPO_OK, "%s", err.msg);
+  model_init_random(m, 3);
+  cr_assert_eq(mkdir(folder, 0777), 0);
+  cr_assert_eq(model_export_hf(m, tok, folder, &err), DFPO_OK, "%s", err.msg);
+  model_free(m);
+  tok_free(tok);
 }
 
 /* The built-in manifest with gpt2-124m pinned to the mirror's random
@@ -361,6 +410,22 @@ static void dry_run(const char *shape, int ntasks, const char *const *tasks_in, 
   import_unverified("commongen", d);
   time_t t1 = time(NULL);
 
+  /* CommonGen's base, t5-base at its commit, from a loopback hub */
+  int commongen = 0;
+  for (int t = 0; t < ntasks; t++)
+    commongen |= !strcmp(tasks[t], "commongen");
+  char t5dir[400];
+  tl_hub hub;
+  snprintf(t5dir, sizeof t5dir, "%s/t5-base", dir);
+  if (commongen) {
+    if (!ts_python_has("torch, sentencepiece"))
+      cr_skip_test("/usr/bin/python3 lacks torch or sentencepiece: no stand-in for CommonGen's "
+                   "t5-base (its spiece.model) can be made");
+    random_t5_folder(t5dir);
+    const char *names[] = {"config.json", "model.safetensors", "spiece.model"};
+    tl_hub_serve_folder(&hub, T5_OWNER, T5_NAME, T5_COMMIT, t5dir, names, 3, 1, 64);
+  }
+
   char out[400], base[500];
   snprintf(out, sizeof out, "%s/out", dir);
   snprintf(base, sizeof base, "imdb=%s", folder);
@@ -378,6 +443,8 @@ static void dry_run(const char *shape, int ntasks, const char *const *tasks_in, 
   run[na] = NULL;
   int rc = ts_dfpo_in(home, run, env, &err);
   time_t t2 = time(NULL);
+  if (commongen)
+    tl_hub_stop(&hub);
   cr_log_info("paper dry run at %s: %lld s to make the mirror, fetch and import; %lld s for "
               "reproduce",
               shape, (long long)(t1 - t0), (long long)(t2 - t1));
@@ -464,8 +531,25 @@ static void dry_run(const char *shape, int ntasks, const char *const *tasks_in, 
   cr_expect_eq(cJSON_GetObjectItem(tr, "n_steps")->valuedouble, 4);
   cr_expect_str_eq(ts_json_str(tr, "rollout"), "buffer");
   cJSON_Delete(cc);
-  snprintf(path, sizeof path, "%s/paper-dryrun/base-rtp.json", out);
+  /* CommonGen's: the T5 fetched at the pinned commit, its own tokenizer */
+  snprintf(path, sizeof path, "%s/paper-dryrun/base-commongen.json", out);
   cJSON *b = ts_read_json(path);
+  char hubdir[500];
+  snprintf(hubdir, sizeof hubdir, "%s/hub/" T5_OWNER "--" T5_NAME "/" T5_COMMIT, home);
+  snprintf(path, sizeof path, "%s/model.safetensors", hubdir);
+  cr_expect_str_eq(ts_json_str(b, "model"), path);
+  cr_expect_str_eq(ts_json_str(b, "tokenizer"), hubdir);
+  cJSON_Delete(b);
+  /* its PPO keeps the start of a long prompt (RL4LMs' t5_ppo.yml), its
+   * NLPO the end (t5_nlpo.yml) */
+  static const char *const cut[][2] = {{"ppo", "right"}, {"nlpo", "left"}};
+  for (int i = 0; i < 2; i++) {
+    snprintf(path, sizeof path, "%s/paper-dryrun/commongen/%s/seed-0/config.json", out, cut[i][0]);
+    cc = ts_read_json(path);
+    cr_expect_str_eq(ts_json_str(cJSON_GetObjectItem(cc, "task"), "prompt_truncation"), cut[i][1],
+                     "commongen/%s", cut[i][0]);
+    cJSON_Delete(cc);
+  }
   snprintf(path, sizeof path, "%s/paper-dryrun/base-rtp.json", out);
   b = ts_read_json(path);
   cr_expect(strstr(ts_json_str(b, "model"), "assets/gpt2-124m/model.safetensors") != NULL, "%s",
