@@ -17,10 +17,14 @@ packages).
         Used by tests/harness/test_engine_cmds.c.
 
     gpt2_torch.py bench --shape gpt2-124M --batch 4 --seq 64 [--threads 2]
+                        [--lora-rank R [--lora-alpha A]]
                         [--gen-prompts 16 --gen-prompt-len 64 --gen-new 48]
         Times a training step (forward, backward, AdamW) and KV-cache
         generation on random weights and tokens; prints one JSON line. The peer
-        of `dfpo bench`.
+        of `dfpo bench`. With --lora-rank, the step trains LoRA adapters of
+        rank R (scale A / R) on c_attn, attn.c_proj, c_fc and mlp.c_proj with
+        the base frozen, as `dfpo bench --lora-rank` does (written out here as
+        peft computes it: y = W x + b + (A / R) B A x, no dropout).
 
 The model is written out here (no transformers): pre-LayerNorm blocks,
 tanh-GELU, learned positions, tied LM head; left padding as dfpo does it (row
@@ -230,6 +234,33 @@ class Block(torch.nn.Module):
         return x, present
 
 
+class LoRALinear(torch.nn.Module):
+    """A frozen nn.Linear plus a rank-r update: base(x) + scale * (x A^T) B^T,
+    A [r, in] Kaiming-uniform, B [out, r] zero (peft's LoRA Linear)."""
+
+    def __init__(self, base, r, alpha):
+        super().__init__()
+        self.base = base
+        self.scale = alpha / r
+        self.lora_A = torch.nn.Parameter(torch.empty(r, base.in_features))
+        self.lora_B = torch.nn.Parameter(torch.zeros(base.out_features, r))
+        torch.nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+
+    def forward(self, x):
+        return self.base(x) + (x @ self.lora_A.t() @ self.lora_B.t()) * self.scale
+
+
+def add_lora(model, r, alpha):
+    """Freezes every weight and wraps the four adapted layers of each block;
+    returns the adapters' parameters."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for blk in model.h:
+        for name in ("c_attn", "c_proj", "c_fc", "mlp_proj"):
+            setattr(blk, name, LoRALinear(getattr(blk, name), r, alpha))
+    return [p for p in model.parameters() if p.requires_grad]
+
+
 class GPT2(torch.nn.Module):
     def __init__(self, L, NH, C, V=50257, P=1024):
         super().__init__()
@@ -272,6 +303,8 @@ def cmd_bench(argv):
     ap.add_argument("--gen-prompts", type=int, default=0)
     ap.add_argument("--gen-prompt-len", type=int, default=64)
     ap.add_argument("--gen-new", type=int, default=48)
+    ap.add_argument("--lora-rank", type=int, default=0)
+    ap.add_argument("--lora-alpha", type=float, default=16.0)
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -279,7 +312,8 @@ def cmd_bench(argv):
     model = GPT2(L, NH, C)
     res = {"peer": "pytorch", "torch": torch.__version__, "shape": a.shape, "threads": a.threads}
     if a.gen_prompts == 0:
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        params = add_lora(model, a.lora_rank, a.lora_alpha) if a.lora_rank else model.parameters()
+        opt = torch.optim.AdamW(params, lr=1e-4)
         tok = torch.randint(0, 50257, (a.batch, a.seq + 1))
         times = []
         for _ in range(a.steps + 1):  # the first step warms up
@@ -290,7 +324,8 @@ def cmd_bench(argv):
             loss.backward()
             opt.step()
             times.append(time.perf_counter() - t0)
-        res.update(batch=a.batch, seq=a.seq, step_s=min(times[1:]), steps=a.steps)
+        res.update(batch=a.batch, seq=a.seq, step_s=min(times[1:]), steps=a.steps,
+                   lora_rank=a.lora_rank)
     else:
         tok = torch.randint(0, 50257, (a.gen_prompts, a.gen_prompt_len))
         g = torch.Generator().manual_seed(0)

@@ -45,6 +45,11 @@ static const char bench_usage[] =
     "  --prompt-len T     prompt tokens (default 64)\n"
     "  --new N            new tokens (default 48)\n"
     "  --seed N           seed of weights, tokens and sampling (default 0)\n"
+    "  --lora-rank R      train: LoRA adapters of rank R on c_attn, attn.c_proj,\n"
+    "                     c_fc and mlp.c_proj, the base frozen, AdamW on the\n"
+    "                     adapters only (default 0: no adapters, every weight\n"
+    "                     trained); the peer's option of the same name\n"
+    "  --lora-alpha A     the adapters' scale is A / R (default 16)\n"
     "  --device D         cpu (default), cuda, or auto (cuda when usable, else\n"
     "                     the CPU, saying why)\n"
     "  --tf32             CUDA: matrix products on TF32 tensor cores\n"
@@ -188,12 +193,15 @@ int cmd_bench(int argc, char **argv) {
                                        {"tf32", no_argument, NULL, 'f'},
                                        {"bf16", no_argument, NULL, 'F'},
                                        {"algo", required_argument, NULL, 'a'},
+                                       {"lora-rank", required_argument, NULL, 'R'},
+                                       {"lora-alpha", required_argument, NULL, 'A'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
   const char *shape = "gpt2-124M", *what = "train", *device = "cpu", *algo = alg_name(ALG_PPO);
   int tf32 = 0, bf16 = 0;
   int B = 4, T = 64, steps = 3, prompts = 16, plen = 64, nnew = 48, seed = 0, c, rc;
-  int steps_given = 0;
+  int steps_given = 0, lora_rank = 0;
+  double lora_alpha = 16.0;
   cli_reset_getopt();
   while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
     rc = DFPO_OK;
@@ -217,6 +225,17 @@ int cmd_bench(int argc, char **argv) {
     case 'a':
       algo = optarg;
       break;
+    case 'R':
+      rc = cli_integer("bench", optarg, 0, 1 << 16, "--lora-rank", &lora_rank);
+      break;
+    case 'A': {
+      char *end;
+      lora_alpha = strtod(optarg, &end);
+      if (*optarg == '\0' || *end != '\0' || !(lora_alpha > 0) || lora_alpha > 1e6)
+        return cli_usage_error("bench", "--lora-alpha must be a number in (0, 1e6], got '%s'",
+                               optarg);
+      break;
+    }
     case 'p':
       rc = cli_integer("bench", optarg, 1, 4096, "--prompts", &prompts);
       break;
@@ -252,6 +271,8 @@ int cmd_bench(int argc, char **argv) {
   int train = strcmp(what, "train") == 0, rl = strcmp(what, "rl") == 0;
   if (!train && !rl && strcmp(what, "generate") != 0)
     return cli_usage_error("bench", "--what must be train, generate or rl, got '%s'", what);
+  if (lora_rank && !train)
+    return cli_usage_error("bench", "--lora-rank times a training step: it needs --what train");
   alg_id algo_id;
   if (alg_parse(algo, &algo_id) || alg_rl(algo_id) < 0)
     return cli_usage_error("bench", "--algo must be ppo, nlpo or dfpo, got '%s'", algo);
@@ -279,6 +300,13 @@ int cmd_bench(int argc, char **argv) {
   if ((rc = gpt2_new(&m, &cfg, &err)))
     return cli_fail(&err);
   model_init_random(m, (uint64_t)seed);
+  if (lora_rank) {
+    model_lora_config lc = {lora_rank, (float)lora_alpha, ""};
+    if ((rc = model_add_lora(m, &lc, (uint64_t)seed, &err))) {
+      model_free(m);
+      return cli_fail(&err);
+    }
+  }
   dfpo_rng rng;
   dfpo_rng_init(&rng, (uint64_t)seed, DFPO_STREAM_DATA);
   ops_env_info env;
@@ -348,7 +376,8 @@ int cmd_bench(int argc, char **argv) {
          cuda && ops_tf32() && !ops_bf16() ? "true" : "false",
          cuda && ops_bf16() ? "true" : "false", env.cpu_threads);
   if (train)
-    printf("\"batch\": %d, \"seq\": %d, \"step_s\": %.4f, \"steps\": %d, ", B, T, best, steps);
+    printf("\"batch\": %d, \"seq\": %d, \"step_s\": %.4f, \"steps\": %d, \"lora_rank\": %d, ", B, T,
+           best, steps, lora_rank);
   else
     printf("\"prompts\": %d, \"prompt_len\": %d, \"new\": %d, \"gen_s\": %.4f, ", prompts, plen,
            nnew, best);
