@@ -32,6 +32,30 @@ Test(bench, train_and_generate_on_a_tiny_shape) {
   ts_run_free(&r);
 }
 
+/* --lora-rank: the step trains the adapters alone. Their parameters at
+ * gpt2-tiny (2 layers, C 64) and rank 4, each A [4, in] + B [out, 4]:
+ * c_attn 4*64 + 192*4 = 1024, attn.c_proj 4*64 + 64*4 = 512, c_fc
+ * 4*64 + 256*4 = 1280, mlp.c_proj 4*256 + 64*4 = 1280; 4096 a layer, 8192
+ * in all. Generation has nothing to train: refused. */
+Test(bench, lora_trains_the_adapters_alone) {
+  ts_run r;
+  ts_dfpo(&r, "bench", "--shape", "gpt2-tiny", "--batch", "2", "--seq", "8", "--steps", "1",
+          "--lora-rank", "4", "--lora-alpha", "8", NULL);
+  cJSON *o = bench_json(&r);
+  cr_expect_eq(cJSON_GetObjectItem(o, "lora_rank")->valueint, 4);
+  cr_expect_eq(cJSON_GetObjectItem(o, "params")->valuedouble, 8192.0);
+  cJSON_Delete(o);
+  ts_run_free(&r);
+  ts_dfpo(&r, "bench", "--shape", "gpt2-tiny", "--what", "generate", "--lora-rank", "4", NULL);
+  cr_expect_eq(r.status, 1);
+  cr_expect(strstr(r.err, "needs --what train") != NULL, "%s", r.err);
+  ts_run_free(&r);
+  ts_dfpo(&r, "bench", "--lora-alpha", "0", NULL);
+  cr_expect_eq(r.status, 1);
+  cr_expect(strstr(r.err, "--lora-alpha must be a number") != NULL, "%s", r.err);
+  ts_run_free(&r);
+}
+
 /* --what rl: one RL iteration per algorithm on a tiny shape, split into its
  * parts (the parts are within the whole; the numbers are not checked). */
 Test(bench, rl_iteration_on_a_tiny_shape) {
