@@ -104,8 +104,9 @@ typedef struct ops_backend {
   /* out[n] = a + b (out may alias a or b) */
   void (*add)(float *out, const float *a, const float *b, size_t n);
 
-  /* T5's ops (forward and backward); the CUDA backend leaves them NULL
-   * (its T5 answers DFPO_EUSAGE naming them). */
+  /* T5's ops (forward and backward); a backend may leave them NULL (T5
+   * then answers DFPO_EUSAGE naming them); the CPU and CUDA backends have
+   * them. */
   /* out[n] = a * b elementwise (out may alias a or b): gated feed-forward */
   void (*mul)(float *out, const float *a, const float *b, size_t n);
   /* RMS LayerNorm (T5LayerNorm): out[N,C] = inp * rsqrt(mean(inp^2) + eps)
@@ -144,8 +145,9 @@ typedef struct ops_backend {
   void (*act_bwd)(float *dinp, const float *inp, const float *dout, size_t n, int kind);
 
   /* The rotary decoders' ops (trainer/rdec.c: GPT-J, GPT-NeoX, Llama),
-   * forward and backward; the CUDA backend leaves them NULL (its rotary decoders
-   * answer DFPO_EUSAGE naming them). */
+   * forward and backward; a backend may leave them NULL (the rotary
+   * decoders then answer DFPO_EUSAGE naming them); the CPU and CUDA
+   * backends have them. */
   /* Rotary position embedding, in place: row n of x (N rows, ld floats
    * apart) holds nh heads of HS channels; the first rot (even, <= HS)
    * channels of each head are rotated by the angles pos[n] * theta_i,

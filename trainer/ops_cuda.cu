@@ -1391,3 +1391,540 @@ extern "C" void ops_cuda_sample(int *tok, float *logp, float *z, const unsigned 
                                             ban);
   launched("sample");
 }
+
+/* ------------------------------------------------ T5's ops (ops.h) */
+
+__global__ static void k_mul(float *out, const float *a, const float *b, size_t n) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+       i += (size_t)gridDim.x * blockDim.x)
+    out[i] = a[i] * b[i];
+}
+
+extern "C" void ops_cuda_mul(float *out, const float *a, const float *b, size_t n) {
+  if (!n)
+    return;
+  k_mul<<<grid_for(n, 256), 256>>>(out, a, b, n);
+  launched("mul");
+}
+
+/* da = dout b, db = dout a; every input read before either output is
+ * written (an output may alias dout, as on the CPU) */
+__global__ static void k_mul_bwd(float *da, float *db, const float *dout, const float *a,
+                                 const float *b, size_t n) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+       i += (size_t)gridDim.x * blockDim.x) {
+    float g = dout[i], av = a[i], bv = b[i];
+    if (da)
+      da[i] = g * bv;
+    if (db)
+      db[i] = g * av;
+  }
+}
+
+extern "C" void ops_cuda_mul_bwd(float *da, float *db, const float *dout, const float *a,
+                                 const float *b, size_t n) {
+  if (!n || (!da && !db))
+    return;
+  k_mul_bwd<<<grid_for(n, 256), 256>>>(da, db, dout, a, b, n);
+  launched("mul_bwd");
+}
+
+/* act_fwd's derivative times dout, the CPU's expressions (dinp may alias
+ * dout: read before write) */
+__global__ static void k_act_bwd(float *dinp, const float *inp, const float *dout, size_t n,
+                                 int kind) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+       i += (size_t)gridDim.x * blockDim.x) {
+    float x = inp[i], d = dout[i];
+    if (kind == OPS_ACT_GELU_ERF) {
+      float cdf = 0.5f * (1.0f + erff(x * 0.70710678118654752f));
+      float pdf = 0.39894228040143268f * expf(-0.5f * x * x);
+      dinp[i] = (cdf + x * pdf) * d;
+    } else if (kind == OPS_ACT_TANH) {
+      float y = tanhf(x);
+      dinp[i] = (1.0f - y * y) * d;
+    } else {
+      dinp[i] = x > 0.0f ? d : 0.0f;
+    }
+  }
+}
+
+extern "C" void ops_cuda_act_bwd(float *dinp, const float *inp, const float *dout, size_t n,
+                                 int kind) {
+  if (!n)
+    return;
+  k_act_bwd<<<grid_for(n, 256), 256>>>(dinp, inp, dout, n, kind);
+  launched("act_bwd");
+}
+
+/* RMS norm: one block per row; the sums of squares (and the backward's
+ * sum of w dy x) in double as the CPU, partial sums per thread added by
+ * block_sum_d. Threads per block: the row's width rounded up to a warp,
+ * at most 256. */
+static unsigned norm_threads(int C) {
+  unsigned t = ((unsigned)C + WARP - 1) / WARP * WARP;
+  return t > 256 ? 256 : t;
+}
+
+/* out may alias inp: every thread reads its x[c] for the sum before the
+ * block_sum_d barrier and writes only the o[c] it reads after it */
+__global__ static void k_rmsnorm_fwd(float *out, const float *inp, const float *w, int C,
+                                     float eps) {
+  __shared__ double red[WARP];
+  int n = blockIdx.x;
+  const float *x = inp + (size_t)n * C;
+  float *o = out + (size_t)n * C;
+  double ss = 0.0;
+  for (int c = threadIdx.x; c < C; c += blockDim.x)
+    ss += (double)x[c] * x[c];
+  ss = block_sum_d(ss, red);
+  float r = 1.0f / sqrtf((float)(ss / C) + eps);
+  for (int c = threadIdx.x; c < C; c += blockDim.x)
+    o[c] = w[c] * (x[c] * r);
+}
+
+extern "C" void ops_cuda_rmsnorm_fwd(float *out, const float *inp, const float *w, int N, int C,
+                                     float eps) {
+  if (N <= 0 || C <= 0)
+    return;
+  k_rmsnorm_fwd<<<(unsigned)N, norm_threads(C)>>>(out, inp, w, C, eps);
+  launched("rmsnorm_fwd");
+}
+
+/* dinp += r w dy - x r^3 mean(w dy x) per row; the row's r saved for the
+ * column sums of dw */
+__global__ static void k_rmsnorm_bwd_inp(float *dinp, float *rs, const float *dout,
+                                         const float *inp, const float *w, int C, float eps) {
+  __shared__ double red[WARP];
+  int n = blockIdx.x;
+  const float *x = inp + (size_t)n * C, *d = dout + (size_t)n * C;
+  double ss = 0.0, g = 0.0;
+  for (int c = threadIdx.x; c < C; c += blockDim.x) {
+    ss += (double)x[c] * x[c];
+    g += (double)w[c] * d[c] * x[c];
+  }
+  ss = block_sum_d(ss, red);
+  g = block_sum_d(g, red);
+  float r = 1.0f / sqrtf((float)(ss / C) + eps);
+  float k = (float)(g / C) * r * r * r;
+  float *di = dinp + (size_t)n * C;
+  for (int c = threadIdx.x; c < C; c += blockDim.x)
+    di[c] += r * w[c] * d[c] - k * x[c];
+  if (threadIdx.x == 0)
+    rs[n] = r;
+}
+
+/* dw[c] += sum_n dy[n,c] x[n,c] r[n]: the row stripes of k_colsum_add */
+__global__ static void k_rmsnorm_bwd_w(float *dw, const float *dout, const float *inp,
+                                       const float *rs, int N, int C) {
+  __shared__ float part[CS_Y][WARP + 1];
+  int c = blockIdx.x * WARP + threadIdx.x;
+  float s = 0.0f;
+  if (c < C)
+    for (int n = threadIdx.y; n < N; n += CS_Y) {
+      size_t i = (size_t)n * C + c;
+      s += dout[i] * inp[i] * rs[n];
+    }
+  part[threadIdx.y][threadIdx.x] = s;
+  __syncthreads();
+  if (threadIdx.y == 0 && c < C) {
+    float t = part[0][threadIdx.x];
+    for (int y = 1; y < CS_Y; y++)
+      t += part[y][threadIdx.x];
+    dw[c] += t;
+  }
+}
+
+extern "C" void ops_cuda_rmsnorm_bwd(float *dinp, float *dw, const float *dout, const float *inp,
+                                     const float *w, int N, int C, float eps) {
+  if (N <= 0 || C <= 0)
+    return;
+  float *rs = (float *)scratch_get((size_t)N * sizeof(float));
+  k_rmsnorm_bwd_inp<<<(unsigned)N, norm_threads(C)>>>(dinp, rs, dout, inp, w, C, eps);
+  launched("rmsnorm_bwd dinp");
+  if (!dw)
+    return;
+  dim3 block(WARP, CS_Y);
+  k_rmsnorm_bwd_w<<<(C + WARP - 1) / WARP, block>>>(dw, dout, inp, rs, N, C);
+  launched("rmsnorm_bwd dw");
+}
+
+/* T5's attention (attention_rel_fwd/bwd in ops.h): one warp per query row
+ * (b, h, i), rows numbered ((b NH + h) Tq + i), as k_attention_fwd. Query
+ * i of row b sees the keys rel_j0..rel_j1 (none when j0 > j1), exactly the
+ * CPU's range. */
+__device__ static inline int rel_j0(const int *kstart, int b) {
+  return kstart ? kstart[b] : 0;
+}
+__device__ static inline int rel_j1(int causal, int i, int Tk) {
+  return causal && i < Tk - 1 ? i : Tk - 1;
+}
+
+/* The softmax of one query row over keys j0..j1 into p[] (Tk floats, this
+ * warp's): lanes take the keys j = lane mod 32 for the scores q.k + bias,
+ * the maximum and the sum by butterflies; ends with __syncwarp, so every
+ * lane then sees all of p[j0..j1]. */
+__device__ static void rel_softmax(float *p, const float *qi, const float *kb, int ldkv,
+                                   const float *brow, int j0, int j1, int HS) {
+  int lane = threadIdx.x % WARP;
+  float mx = -INFINITY;
+  for (int j = j0 + lane; j <= j1; j += WARP) {
+    const float *kj = kb + (size_t)j * ldkv;
+    float s = 0.0f;
+    for (int d = 0; d < HS; d++)
+      s += qi[d] * kj[d];
+    if (brow)
+      s += brow[j];
+    p[j] = s;
+    mx = fmaxf(mx, s);
+  }
+  mx = warp_max(mx);
+  float sum = 0.0f;
+  for (int j = j0 + lane; j <= j1; j += WARP) { /* the keys this lane wrote */
+    float e = expf(p[j] - mx);
+    p[j] = e;
+    sum += e;
+  }
+  float inv = 1.0f / warp_sum(sum);
+  for (int j = j0 + lane; j <= j1; j += WARP)
+    p[j] *= inv;
+  __syncwarp();
+}
+
+/* Scores in shared memory (ROWS_PER_BLOCK rows of Tk floats) up to
+ * REL_SHARED_MAX keys, past it in the global scratch (Tk floats a row). */
+#define REL_SHARED_MAX 1024
+
+__global__ static void k_attention_rel_fwd(float *out, const float *q, int ldq, const float *k,
+                                           const float *v, int ldkv, const float *bias,
+                                           const int *kstart, int causal, int B, int Tq, int Tk,
+                                           int NH, int HS, float *gsc) {
+  extern __shared__ float shsc[];
+  int lane = threadIdx.x % WARP, wib = threadIdx.x / WARP;
+  long long row = (long long)blockIdx.x * ROWS_PER_BLOCK + wib;
+  if (row >= (long long)B * NH * Tq)
+    return;
+  int i = (int)(row % Tq), h = (int)((row / Tq) % NH), b = (int)(row / ((long long)Tq * NH));
+  size_t C = (size_t)NH * HS;
+  float *o = out + ((size_t)b * Tq + i) * C + (size_t)h * HS;
+  int j0 = rel_j0(kstart, b), j1 = rel_j1(causal, i, Tk);
+  if (j0 > j1) { /* no key: 0, as the CPU */
+    for (int d = lane; d < HS; d += WARP)
+      o[d] = 0.0f;
+    return;
+  }
+  float *p = gsc ? gsc + (size_t)row * Tk : shsc + (size_t)wib * Tk;
+  const float *qi = q + ((size_t)b * Tq + i) * ldq + (size_t)h * HS;
+  rel_softmax(p, qi, k + (size_t)b * Tk * ldkv + (size_t)h * HS, ldkv,
+              bias ? bias + ((size_t)h * Tq + i) * Tk : NULL, j0, j1, HS);
+  const float *vb = v + (size_t)b * Tk * ldkv + (size_t)h * HS;
+  for (int d = lane; d < HS; d += WARP) {
+    float s = 0.0f;
+    for (int j = j0; j <= j1; j++)
+      s += p[j] * vb[(size_t)j * ldkv + d];
+    o[d] = s;
+  }
+}
+
+extern "C" void ops_cuda_attention_rel_fwd(float *out, const float *q, int ldq, const float *k,
+                                           const float *v, int ldkv, const float *bias,
+                                           const int *kstart, int causal, int B, int Tq, int Tk,
+                                           int NH, int HS) {
+  if (B <= 0 || Tq <= 0 || NH <= 0 || HS <= 0)
+    return;
+  long long rows = (long long)B * NH * Tq;
+  if (Tk <= 0) { /* no keys at all: every query gets 0 */
+    ops_cuda_zero(out, (size_t)rows * HS * sizeof(float));
+    return;
+  }
+  float *gsc = NULL;
+  size_t shared = (size_t)ROWS_PER_BLOCK * Tk * sizeof(float);
+  if (Tk > REL_SHARED_MAX) {
+    gsc = (float *)scratch_get((size_t)rows * Tk * sizeof(float));
+    shared = 0;
+  }
+  k_attention_rel_fwd<<<warp_rows_grid(rows), ROWS_PER_BLOCK * WARP, shared>>>(
+      out, q, ldq, k, v, ldkv, bias, kstart, causal, B, Tq, Tk, NH, HS, gsc);
+  launched("attention_rel_fwd");
+}
+
+/* Backward, pass 1 (warp per query row): the probabilities p[row, j] again
+ * (as the forward) and ds[row, j] = p (dout_i . v_j - sum_j p dout_i . v_j)
+ * over the visible keys; both [rows, Tk] in the scratch, untouched outside
+ * the visible keys (the later passes read only those). */
+__global__ static void k_attention_rel_bwd_pre(float *P, float *DS, const float *dout,
+                                               const float *q, int ldq, const float *k,
+                                               const float *v, int ldkv, const float *bias,
+                                               const int *kstart, int causal, int B, int Tq, int Tk,
+                                               int NH, int HS) {
+  int lane = threadIdx.x % WARP;
+  long long row = (long long)blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / WARP;
+  if (row >= (long long)B * NH * Tq)
+    return;
+  int i = (int)(row % Tq), h = (int)((row / Tq) % NH), b = (int)(row / ((long long)Tq * NH));
+  int j0 = rel_j0(kstart, b), j1 = rel_j1(causal, i, Tk);
+  if (j0 > j1)
+    return;
+  size_t C = (size_t)NH * HS;
+  float *p = P + (size_t)row * Tk, *ds = DS + (size_t)row * Tk;
+  const float *qi = q + ((size_t)b * Tq + i) * ldq + (size_t)h * HS;
+  const float *d = dout + ((size_t)b * Tq + i) * C + (size_t)h * HS;
+  rel_softmax(p, qi, k + (size_t)b * Tk * ldkv + (size_t)h * HS, ldkv,
+              bias ? bias + ((size_t)h * Tq + i) * Tk : NULL, j0, j1, HS);
+  const float *vb = v + (size_t)b * Tk * ldkv + (size_t)h * HS;
+  float dot = 0.0f;
+  for (int j = j0 + lane; j <= j1; j += WARP) {
+    const float *vj = vb + (size_t)j * ldkv;
+    float s = 0.0f;
+    for (int e = 0; e < HS; e++)
+      s += d[e] * vj[e];
+    ds[j] = s;
+    dot += p[j] * s;
+  }
+  dot = warp_sum(dot);
+  for (int j = j0 + lane; j <= j1; j += WARP) /* the keys this lane wrote */
+    ds[j] = p[j] * (ds[j] - dot);
+}
+
+/* Pass 2 (warp per query row): dq_i += sum_j ds[i, j] k_j, j ascending
+ * (added into dq one term after another, as the CPU). */
+__global__ static void k_attention_rel_bwd_q(float *dq, const float *DS, const float *k, int ldq,
+                                             int ldkv, const int *kstart, int causal, int B, int Tq,
+                                             int Tk, int NH, int HS) {
+  int lane = threadIdx.x % WARP;
+  long long row = (long long)blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / WARP;
+  if (row >= (long long)B * NH * Tq)
+    return;
+  int i = (int)(row % Tq), h = (int)((row / Tq) % NH), b = (int)(row / ((long long)Tq * NH));
+  int j0 = rel_j0(kstart, b), j1 = rel_j1(causal, i, Tk);
+  if (j0 > j1)
+    return;
+  const float *ds = DS + (size_t)row * Tk;
+  const float *kb = k + (size_t)b * Tk * ldkv + (size_t)h * HS;
+  float *dqi = dq + ((size_t)b * Tq + i) * ldq + (size_t)h * HS;
+  for (int e = lane; e < HS; e += WARP) {
+    float a = dqi[e];
+    for (int j = j0; j <= j1; j++)
+      a += ds[j] * kb[(size_t)j * ldkv + e];
+    dqi[e] = a;
+  }
+}
+
+/* Pass 3 (warp per key row (b, h, j), rows ((b NH + h) Tk + j)): over the
+ * queries i that see key j, ascending: dk_j += ds[i, j] q_i, dv_j += p[i,
+ * j] dout_i. A key left of kstart[b] is seen by none. */
+__global__ static void k_attention_rel_bwd_kv(float *dk, float *dv, const float *P, const float *DS,
+                                              const float *dout, const float *q, int ldq, int ldkv,
+                                              const int *kstart, int causal, int B, int Tq, int Tk,
+                                              int NH, int HS) {
+  int lane = threadIdx.x % WARP;
+  long long row = (long long)blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / WARP;
+  if (row >= (long long)B * NH * Tk)
+    return;
+  int j = (int)(row % Tk), h = (int)((row / Tk) % NH), b = (int)(row / ((long long)Tk * NH));
+  if (j < rel_j0(kstart, b))
+    return;
+  size_t C = (size_t)NH * HS;
+  size_t head = ((size_t)b * NH + h) * Tq; /* the first query row of (b, h) */
+  size_t ko = ((size_t)b * Tk + j) * ldkv + (size_t)h * HS;
+  float *dkj = dk + ko, *dvj = dv + ko;
+  /* query i sees key j iff j <= rel_j1(causal, i, Tk): every i without
+   * causality, else i >= j or i >= Tk - 1, which is i >= j since j <= Tk - 1 */
+  int i0 = causal ? j : 0;
+  for (int e = lane; e < HS; e += WARP) {
+    float ak = dkj[e], av = dvj[e];
+    for (int i = i0; i < Tq; i++) {
+      size_t at = (head + i) * Tk + j;
+      ak += DS[at] * q[((size_t)b * Tq + i) * ldq + (size_t)h * HS + e];
+      av += P[at] * dout[((size_t)b * Tq + i) * C + (size_t)h * HS + e];
+    }
+    dkj[e] = ak;
+    dvj[e] = av;
+  }
+}
+
+/* Pass 4: dbias[h, i, j] += ds[b, h, i, j] for b ascending over the rows
+ * whose query i sees key j (the CPU adds them in that order); one thread
+ * per entry, j fastest. */
+__global__ static void k_attention_rel_bwd_bias(float *dbias, const float *DS, const int *kstart,
+                                                int causal, int B, int Tq, int Tk, int NH) {
+  size_t total = (size_t)NH * Tq * Tk;
+  for (size_t x = blockIdx.x * (size_t)blockDim.x + threadIdx.x; x < total;
+       x += (size_t)gridDim.x * blockDim.x) {
+    int j = (int)(x % Tk), i = (int)((x / Tk) % Tq), h = (int)(x / ((size_t)Tk * Tq));
+    if (j > rel_j1(causal, i, Tk))
+      continue;
+    float a = dbias[x];
+    for (int b = 0; b < B; b++)
+      if (j >= rel_j0(kstart, b))
+        a += DS[(((size_t)b * NH + h) * Tq + i) * Tk + j];
+    dbias[x] = a;
+  }
+}
+
+extern "C" void ops_cuda_attention_rel_bwd(float *dq, float *dk, float *dv, float *dbias,
+                                           const float *dout, const float *q, int ldq,
+                                           const float *k, const float *v, int ldkv,
+                                           const float *bias, const int *kstart, int causal, int B,
+                                           int Tq, int Tk, int NH, int HS) {
+  if (B <= 0 || Tq <= 0 || Tk <= 0 || NH <= 0 || HS <= 0)
+    return;
+  long long rows = (long long)B * NH * Tq, krows = (long long)B * NH * Tk;
+  size_t each = (size_t)rows * Tk;
+  float *P = (float *)scratch_get(2 * each * sizeof(float)), *DS = P + each;
+  unsigned threads = ROWS_PER_BLOCK * WARP;
+  k_attention_rel_bwd_pre<<<warp_rows_grid(rows), threads>>>(P, DS, dout, q, ldq, k, v, ldkv, bias,
+                                                             kstart, causal, B, Tq, Tk, NH, HS);
+  launched("attention_rel_bwd pre");
+  k_attention_rel_bwd_q<<<warp_rows_grid(rows), threads>>>(dq, DS, k, ldq, ldkv, kstart, causal, B,
+                                                           Tq, Tk, NH, HS);
+  launched("attention_rel_bwd q");
+  k_attention_rel_bwd_kv<<<warp_rows_grid(krows), threads>>>(dk, dv, P, DS, dout, q, ldq, ldkv,
+                                                             kstart, causal, B, Tq, Tk, NH, HS);
+  launched("attention_rel_bwd kv");
+  if (dbias) {
+    size_t nb = (size_t)NH * Tq * Tk;
+    k_attention_rel_bwd_bias<<<grid_for(nb, 256), 256>>>(dbias, DS, kstart, causal, B, Tq, Tk, NH);
+    launched("attention_rel_bwd bias");
+  }
+}
+
+/* ------------------------------- the rotary decoders' ops (ops.h) */
+
+/* One thread per (row n, pair i): the angle pos[n] base^(-2i/rot) in
+ * double and its cosine and sine rounded to float, as the CPU, then the
+ * pair (a, b) of every head rotated by it (sgn -1: rotated back). */
+__global__ static void k_rope(float *x, int ld, const int *pos, int N, int nh, int HS, int rot,
+                              int interleaved, float base, float sgn) {
+  int half = rot / 2;
+  size_t total = (size_t)N * half;
+  for (size_t t = blockIdx.x * (size_t)blockDim.x + threadIdx.x; t < total;
+       t += (size_t)gridDim.x * blockDim.x) {
+    int n = (int)(t / half), i = (int)(t % half);
+    double a = (double)pos[n] * pow((double)base, -2.0 * i / rot);
+    float cs = (float)cos(a), sn = sgn * (float)sin(a);
+    for (int h = 0; h < nh; h++) {
+      float *r = x + (size_t)n * ld + (size_t)h * HS;
+      float *pa = interleaved ? r + 2 * i : r + i, *pb = interleaved ? r + 2 * i + 1 : r + i + half;
+      float va = *pa, vb = *pb;
+      *pa = va * cs - vb * sn;
+      *pb = vb * cs + va * sn;
+    }
+  }
+}
+
+static void rope_launch(float *x, int ld, const int *pos, int N, int nh, int HS, int rot,
+                        int interleaved, float base, float sgn, const char *what) {
+  int half = rot / 2;
+  if (N <= 0 || nh <= 0 || half < 1)
+    return;
+  size_t total = (size_t)N * half;
+  k_rope<<<grid_for(total, 128), 128>>>(x, ld, pos, N, nh, HS, rot, interleaved, base, sgn);
+  launched(what);
+}
+
+extern "C" void ops_cuda_rope_fwd(float *x, int ld, const int *pos, int N, int nh, int HS, int rot,
+                                  int interleaved, float base) {
+  rope_launch(x, ld, pos, N, nh, HS, rot, interleaved, base, 1.0f, "rope_fwd");
+}
+
+extern "C" void ops_cuda_rope_bwd(float *dx, int ld, const int *pos, int N, int nh, int HS, int rot,
+                                  int interleaved, float base) {
+  rope_launch(dx, ld, pos, N, nh, HS, rot, interleaved, base, -1.0f, "rope_bwd");
+}
+
+/* one thread per (n, f) of out[N, F] */
+__global__ static void k_swiglu_fwd(float *out, const float *gu, size_t N, size_t F) {
+  size_t total = N * F;
+  for (size_t t = blockIdx.x * (size_t)blockDim.x + threadIdx.x; t < total;
+       t += (size_t)gridDim.x * blockDim.x) {
+    size_t n = t / F, f = t % F;
+    const float *g = gu + n * 2 * F;
+    float gf = g[f];
+    out[t] = gf / (1.0f + expf(-gf)) * g[F + f];
+  }
+}
+
+__global__ static void k_swiglu_bwd(float *dgu, const float *gu, const float *dout, size_t N,
+                                    size_t F) {
+  size_t total = N * F;
+  for (size_t t = blockIdx.x * (size_t)blockDim.x + threadIdx.x; t < total;
+       t += (size_t)gridDim.x * blockDim.x) {
+    size_t n = t / F, f = t % F;
+    const float *g = gu + n * 2 * F;
+    float *dg = dgu + n * 2 * F;
+    float gf = g[f], uf = g[F + f], d = dout[t];
+    float sg = 1.0f / (1.0f + expf(-gf));
+    dg[f] = d * uf * sg * (1.0f + gf * (1.0f - sg));
+    dg[F + f] = d * gf * sg;
+  }
+}
+
+extern "C" void ops_cuda_swiglu_fwd(float *out, const float *gu, int N, int F) {
+  if (N <= 0 || F <= 0)
+    return;
+  k_swiglu_fwd<<<grid_for((size_t)N * F, 256), 256>>>(out, gu, (size_t)N, (size_t)F);
+  launched("swiglu_fwd");
+}
+
+extern "C" void ops_cuda_swiglu_bwd(float *dgu, const float *gu, const float *dout, int N, int F) {
+  if (N <= 0 || F <= 0)
+    return;
+  k_swiglu_bwd<<<grid_for((size_t)N * F, 256), 256>>>(dgu, gu, dout, (size_t)N, (size_t)F);
+  launched("swiglu_bwd");
+}
+
+/* One thread per output float of out[N, 3 NH HS]: the q part copied, key
+ * and value head h from the input's head h / R. */
+__global__ static void k_kv_repeat(float *out, const float *inp, size_t N, int NH, int NKV,
+                                   int HS) {
+  size_t CQ = (size_t)NH * HS, IK = (size_t)NKV * HS, W = 3 * CQ;
+  size_t total = N * W;
+  int R = NH / NKV;
+  for (size_t t = blockIdx.x * (size_t)blockDim.x + threadIdx.x; t < total;
+       t += (size_t)gridDim.x * blockDim.x) {
+    size_t n = t / W, c = t % W, part = c / CQ, w = c % CQ;
+    size_t src = part == 0 ? w : CQ + (part - 1) * IK + (w / HS) / R * HS + w % HS;
+    out[t] = inp[n * (CQ + 2 * IK) + src];
+  }
+}
+
+/* One thread per float of dinp[N, (NH + 2 NKV) HS]: the q part copied; a
+ * key or value head's the sum of its R heads' in head order, as the CPU */
+__global__ static void k_kv_repeat_bwd(float *dinp, const float *dout, size_t N, int NH, int NKV,
+                                       int HS) {
+  size_t CQ = (size_t)NH * HS, IK = (size_t)NKV * HS, W = CQ + 2 * IK;
+  size_t total = N * W;
+  int R = NH / NKV;
+  for (size_t t = blockIdx.x * (size_t)blockDim.x + threadIdx.x; t < total;
+       t += (size_t)gridDim.x * blockDim.x) {
+    size_t n = t / W, c = t % W;
+    const float *src = dout + n * 3 * CQ;
+    if (c < CQ) {
+      dinp[t] = src[c];
+      continue;
+    }
+    size_t part = (c - CQ) / IK + 1, w = (c - CQ) % IK, g = w / HS, e = w % HS;
+    float s = 0.0f;
+    for (int r = 0; r < R; r++)
+      s += src[part * CQ + (g * R + r) * HS + e];
+    dinp[t] = s;
+  }
+}
+
+extern "C" void ops_cuda_kv_repeat(float *out, const float *inp, int N, int NH, int NKV, int HS) {
+  if (N <= 0 || NH <= 0 || NKV <= 0 || HS <= 0)
+    return;
+  size_t total = (size_t)N * 3 * NH * HS;
+  k_kv_repeat<<<grid_for(total, 256), 256>>>(out, inp, (size_t)N, NH, NKV, HS);
+  launched("kv_repeat");
+}
+
+extern "C" void ops_cuda_kv_repeat_bwd(float *dinp, const float *dout, int N, int NH, int NKV,
+                                       int HS) {
+  if (N <= 0 || NH <= 0 || NKV <= 0 || HS <= 0)
+    return;
+  size_t total = (size_t)N * (NH + 2 * NKV) * HS;
+  k_kv_repeat_bwd<<<grid_for(total, 256), 256>>>(dinp, dout, (size_t)N, NH, NKV, HS);
+  launched("kv_repeat_bwd");
+}

@@ -72,6 +72,30 @@ void ops_cuda_gelu_fwd(float *out, const float *inp, size_t n);
 void ops_cuda_gelu_bwd(float *dinp, const float *inp, const float *dout, size_t n);
 void ops_cuda_act_fwd(float *out, const float *inp, size_t n, int kind);
 void ops_cuda_add(float *out, const float *a, const float *b, size_t n);
+/* T5's ops */
+void ops_cuda_mul(float *out, const float *a, const float *b, size_t n);
+void ops_cuda_mul_bwd(float *da, float *db, const float *dout, const float *a, const float *b,
+                      size_t n);
+void ops_cuda_act_bwd(float *dinp, const float *inp, const float *dout, size_t n, int kind);
+void ops_cuda_rmsnorm_fwd(float *out, const float *inp, const float *w, int N, int C, float eps);
+void ops_cuda_rmsnorm_bwd(float *dinp, float *dw, const float *dout, const float *inp,
+                          const float *w, int N, int C, float eps);
+void ops_cuda_attention_rel_fwd(float *out, const float *q, int ldq, const float *k, const float *v,
+                                int ldkv, const float *bias, const int *kstart, int causal, int B,
+                                int Tq, int Tk, int NH, int HS);
+void ops_cuda_attention_rel_bwd(float *dq, float *dk, float *dv, float *dbias, const float *dout,
+                                const float *q, int ldq, const float *k, const float *v, int ldkv,
+                                const float *bias, const int *kstart, int causal, int B, int Tq,
+                                int Tk, int NH, int HS);
+/* the rotary decoders' ops */
+void ops_cuda_rope_fwd(float *x, int ld, const int *pos, int N, int nh, int HS, int rot,
+                       int interleaved, float base);
+void ops_cuda_rope_bwd(float *dx, int ld, const int *pos, int N, int nh, int HS, int rot,
+                       int interleaved, float base);
+void ops_cuda_swiglu_fwd(float *out, const float *gu, int N, int F);
+void ops_cuda_swiglu_bwd(float *dgu, const float *gu, const float *dout, int N, int F);
+void ops_cuda_kv_repeat(float *out, const float *inp, int N, int NH, int NKV, int HS);
+void ops_cuda_kv_repeat_bwd(float *dinp, const float *dout, int N, int NH, int NKV, int HS);
 void ops_cuda_logits_stats(float *lse, float *logp, float *ent, const float *logits, const int *tgt,
                            int N, int V, int ld);
 void ops_cuda_logits_bwd(float *logits, const float *lse, const float *ent, const int *tgt,

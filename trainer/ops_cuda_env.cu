@@ -27,6 +27,11 @@ extern "C" void ops_cuda_probe(ops_env_info *info) {
     return;
   }
   info->cuda_devices = count;
-  snprintf(info->cuda_device, sizeof info->cuda_device, "%s (sm_%d%d, %.1f GiB)", prop.name,
-           prop.major, prop.minor, (double)prop.totalGlobalMem / (1024.0 * 1024.0 * 1024.0));
+  /* a name too long for the field is cut; the return value is looked at so
+   * that g++'s -Wformat-truncation (nvcc -Xcompiler=-Wall,-Werror) accepts
+   * the cut */
+  if (snprintf(info->cuda_device, sizeof info->cuda_device, "%s (sm_%d%d, %.1f GiB)", prop.name,
+               prop.major, prop.minor,
+               (double)prop.totalGlobalMem / (1024.0 * 1024.0 * 1024.0)) < 0)
+    info->cuda_device[0] = '\0';
 }

@@ -28,12 +28,19 @@ const ops_backend ops_cuda = {
     .gelu_bwd = ops_cuda_gelu_bwd,
     .act_fwd = ops_cuda_act_fwd,
     .add = ops_cuda_add,
-    /* T5's mul, rmsnorm_fwd, attention_rel_fwd and their backward passes
-     * (mul_bwd, rmsnorm_bwd, attention_rel_bwd, act_bwd) are not written
-     * for CUDA yet: NULL, and trainer/t5.c answers DFPO_EUSAGE naming them;
-     * nor the rotary decoders' rope_fwd, swiglu_fwd and kv_repeat
-     * (trainer/rdec.c answers DFPO_EUSAGE naming them), nor rope_bwd,
-     * swiglu_bwd and kv_repeat_bwd */
+    .mul = ops_cuda_mul,
+    .rmsnorm_fwd = ops_cuda_rmsnorm_fwd,
+    .attention_rel_fwd = ops_cuda_attention_rel_fwd,
+    .attention_rel_bwd = ops_cuda_attention_rel_bwd,
+    .rmsnorm_bwd = ops_cuda_rmsnorm_bwd,
+    .mul_bwd = ops_cuda_mul_bwd,
+    .act_bwd = ops_cuda_act_bwd,
+    .rope_fwd = ops_cuda_rope_fwd,
+    .rope_bwd = ops_cuda_rope_bwd,
+    .swiglu_fwd = ops_cuda_swiglu_fwd,
+    .swiglu_bwd = ops_cuda_swiglu_bwd,
+    .kv_repeat = ops_cuda_kv_repeat,
+    .kv_repeat_bwd = ops_cuda_kv_repeat_bwd,
     .logits_stats = ops_cuda_logits_stats,
     .logits_bwd = ops_cuda_logits_bwd,
     .adamw = ops_cuda_adamw,

@@ -10,8 +10,12 @@ std::barrier<> *emu_block_bar;
 void *emu_dyn_shared;
 
 int emu_grid_stride(const char *name) {
-  static const char *const names[] = {"k_fill_rows", "k_encoder_fwd", "k_kv_write", "k_gelu_fwd",
-                                      "k_gelu_bwd",  "k_add",         "k_scale",    "k_adamw"};
+  static const char *const names[] = {"k_fill_rows", "k_encoder_fwd",  "k_kv_write",
+                                      "k_gelu_fwd",  "k_gelu_bwd",     "k_add",
+                                      "k_scale",     "k_adamw",        "k_mul",
+                                      "k_mul_bwd",   "k_act_bwd",      "k_attention_rel_bwd_bias",
+                                      "k_rope",      "k_swiglu_fwd",   "k_swiglu_bwd",
+                                      "k_kv_repeat", "k_kv_repeat_bwd"};
   for (const char *n : names)
     if (strcmp(n, name) == 0)
       return 1;

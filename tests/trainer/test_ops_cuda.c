@@ -33,8 +33,10 @@
 #include "trainer/ops.h"
 #include "trainer/ops_cuda.h"
 #include "trainer/optim.h"
+#include "trainer/rdec.h"
 #include "trainer/rl.h"
 #include "trainer/sample.h"
+#include "trainer/t5.h"
 
 #include <criterion/criterion.h>
 #include <math.h>
@@ -877,6 +879,479 @@ Test(ops_cuda, rl_iterations_match_the_cpu) {
                 g->value_loss);
       cr_expect_eq(c->mask_mean, g->mask_mean);
     }
+  }
+}
+
+/* ------------------------------------------------------- T5's ops */
+
+/* check_dev, and the error logged (criterion --verbose) for the record */
+static double check_log(const char *what, const float *h, const float *d, size_t n, double tol) {
+  double e = check_dev(what, h, d, n, tol);
+  cr_log_info("%s: error %.3g of tolerance %.3g", what, e, tol);
+  return e;
+}
+
+/* mul and mul_bwd (one rounding each: exact), act_bwd in place as T5 calls
+ * it (ReLU exact; the exact GELU's and tanh's derivatives through erff,
+ * expf and tanhf: TOL_RED). */
+Test(ops_cuda, t5_elementwise) {
+  NEED_GPU();
+  size_t n = 100003;
+  float *a = rnd(n, 31, 2), *b = rnd(n, 32, 2), *d = rnd(n, 33, 1);
+  float *o = calloc(n, 4), *da = calloc(n, 4), *db = calloc(n, 4), *junk = rnd(n, 34, 100);
+  float *ga = UPF(a, n), *gb = UPF(b, n), *gd = UPF(d, n), *go = UPF(junk, n);
+  float *gda = UPF(junk, n), *gdb = UPF(junk, n);
+  C_->mul(o, a, b, n);
+  G->mul(go, ga, gb, n);
+  check_log("mul", o, go, n, 0.0);
+  C_->mul_bwd(da, db, d, a, b, n);
+  G->mul_bwd(gda, gdb, gd, ga, gb, n);
+  check_log("mul_bwd da", da, gda, n, 0.0);
+  check_log("mul_bwd db", db, gdb, n, 0.0);
+  /* T5's gated feed-forward: da is dout itself, db NULL */
+  float *dd = dupf(d, n);
+  C_->mul_bwd(dd, NULL, dd, a, b, n);
+  G->upload(gda, d, n * 4);
+  G->mul_bwd(gda, NULL, gda, ga, gb, n);
+  check_log("mul_bwd da (in place, db NULL)", dd, gda, n, 0.0);
+  check_log("mul_bwd db untouched", db, gdb, n, 0.0);
+  /* and out = a in place */
+  float *s = dupf(a, n);
+  C_->mul(s, s, b, n);
+  G->mul(ga, ga, gb, n);
+  check_log("mul (in place)", s, ga, n, 0.0);
+  static const char *names[3] = {"act_bwd gelu_erf", "act_bwd tanh", "act_bwd relu"};
+  for (int k = 0; k < 3; k++) {
+    memcpy(dd, d, n * 4);
+    C_->act_bwd(dd, a, dd, n, k);
+    G->upload(gda, d, n * 4);
+    G->upload(ga, a, n * 4);
+    G->act_bwd(gda, ga, gda, n, k);
+    check_log(names[k], dd, gda, n, k == OPS_ACT_RELU ? 0.0 : TOL_RED);
+  }
+  G->free(ga), G->free(gb), G->free(gd), G->free(go), G->free(gda), G->free(gdb);
+  free(a), free(b), free(d), free(o), free(da), free(db), free(junk), free(dd), free(s);
+}
+
+/* RMS norm forward (also in place, as T5's decoder calls it on its own
+ * input nowhere but the op allows) and backward accumulating into dinp and
+ * dw; widths below a warp, between and above a block of 256 threads. */
+Test(ops_cuda, rmsnorm_forward_backward) {
+  NEED_GPU();
+  const int Cs[3] = {16, 100, 768};
+  for (int k = 0; k < 3; k++) {
+    int N = 45, C = Cs[k];
+    size_t NC = (size_t)N * C;
+    float *x = rnd(NC, 41 + k, 2), *w = rnd((size_t)C, 42, 1), *out = calloc(NC, 4);
+    float *dout = rnd(NC, 43, 1), *dx = rnd(NC, 44, 1), *dw = rnd((size_t)C, 45, 1);
+    float *junk = rnd(NC, 46, 100);
+    float *gx = UPF(x, NC), *gw = UPF(w, C), *gout = UPF(junk, NC), *gdout = UPF(dout, NC);
+    float *gdx = UPF(dx, NC), *gdw = UPF(dw, C);
+    char what[96];
+    C_->rmsnorm_fwd(out, x, w, N, C, 1e-6f);
+    G->rmsnorm_fwd(gout, gx, gw, N, C, 1e-6f);
+    snprintf(what, sizeof what, "rmsnorm_fwd C=%d", C);
+    check_log(what, out, gout, NC, TOL_RED);
+    C_->rmsnorm_bwd(dx, dw, dout, x, w, N, C, 1e-6f);
+    G->rmsnorm_bwd(gdx, gdw, gdout, gx, gw, N, C, 1e-6f);
+    snprintf(what, sizeof what, "rmsnorm_bwd dinp C=%d", C);
+    check_log(what, dx, gdx, NC, TOL_RED);
+    snprintf(what, sizeof what, "rmsnorm_bwd dw C=%d", C);
+    check_log(what, dw, gdw, (size_t)C, TOL_RED);
+    /* in place: out = inp */
+    G->rmsnorm_fwd(gx, gx, gw, N, C, 1e-6f);
+    snprintf(what, sizeof what, "rmsnorm_fwd C=%d (in place)", C);
+    check_log(what, out, gx, NC, TOL_RED);
+    G->free(gx), G->free(gw), G->free(gout), G->free(gdout), G->free(gdx), G->free(gdw);
+    free(x), free(w), free(out), free(dout), free(dx), free(dw), free(junk);
+  }
+}
+
+/* One attention_rel case on both backends. fused: q, k and v (and dq, dk,
+ * dv) interleaved in one [B, T, 3 NH HS] buffer as T5's self-attention
+ * (Tq = Tk, ld 3 NH HS); else q [B, Tq, ldq] and k | v in [B, Tk, ldkv]
+ * as its cross-attention, with ldq and ldkv wider than the heads. The
+ * forward into garbage; the backward accumulating into non-zero dq, dk,
+ * dv and dbias. */
+static void rel_case(int B, int Tq, int Tk, int NH, int HS, int fused, int ldq, int ldkv,
+                     int with_bias, const int *kstart, int causal) {
+  int I = NH * HS;
+  if (fused)
+    ldq = ldkv = 3 * I;
+  size_t nq = (size_t)B * Tq * ldq, nkv = fused ? nq : (size_t)B * Tk * ldkv;
+  size_t no = (size_t)B * Tq * I, nb = (size_t)NH * Tq * Tk;
+  float *q = rnd(nq, (uint64_t)(51 + Tq), 1), *kv = fused ? q : rnd(nkv, (uint64_t)(52 + Tk), 1);
+  float *bias = rnd(nb, 53, 1), *dout = rnd(no, 54, 1), *out = calloc(no, 4);
+  float *dq = rnd(nq, 55, 1), *dkv = fused ? dq : rnd(nkv, 56, 1), *db = rnd(nb, 57, 1);
+  float *junk = rnd(no, 58, 100);
+  float *gq = UPF(q, nq), *gkv = fused ? gq : UPF(kv, nkv), *gbias = UPF(bias, nb);
+  float *gdout = UPF(dout, no), *gout = UPF(junk, no), *gdq = UPF(dq, nq);
+  float *gdkv = fused ? gdq : UPF(dkv, nkv), *gdb = UPF(db, nb);
+  int *gks = kstart ? UPI(kstart, B) : NULL;
+  int ko = fused ? I : 0, vo = fused ? 2 * I : I; /* k and v's offsets in their rows */
+  const float *bp = with_bias ? bias : NULL, *gbp = with_bias ? gbias : NULL;
+  char what[160], shape[120];
+  snprintf(shape, sizeof shape, "B=%d Tq=%d Tk=%d NH=%d HS=%d fused=%d bias=%d ks=%s causal=%d", B,
+           Tq, Tk, NH, HS, fused, with_bias, kstart ? "yes" : "NULL", causal);
+  C_->attention_rel_fwd(out, q, ldq, kv + ko, kv + vo, ldkv, bp, kstart, causal, B, Tq, Tk, NH, HS);
+  G->attention_rel_fwd(gout, gq, ldq, gkv + ko, gkv + vo, ldkv, gbp, gks, causal, B, Tq, Tk, NH,
+                       HS);
+  snprintf(what, sizeof what, "attention_rel_fwd %s", shape);
+  check_log(what, out, gout, no, TOL_RED);
+  C_->attention_rel_bwd(dq, dkv + ko, dkv + vo, with_bias ? db : NULL, dout, q, ldq, kv + ko,
+                        kv + vo, ldkv, bp, kstart, causal, B, Tq, Tk, NH, HS);
+  G->attention_rel_bwd(gdq, gdkv + ko, gdkv + vo, with_bias ? gdb : NULL, gdout, gq, ldq, gkv + ko,
+                       gkv + vo, ldkv, gbp, gks, causal, B, Tq, Tk, NH, HS);
+  snprintf(what, sizeof what, "attention_rel_bwd dq%s %s", fused ? "|dk|dv" : "", shape);
+  check_log(what, dq, gdq, nq, TOL_RED);
+  if (!fused) {
+    snprintf(what, sizeof what, "attention_rel_bwd dk|dv %s", shape);
+    check_log(what, dkv, gdkv, nkv, TOL_RED);
+  }
+  snprintf(what, sizeof what, "attention_rel_bwd dbias %s", shape);
+  check_log(what, db, gdb, nb, TOL_RED); /* untouched without a bias */
+  G->free(gq), G->free(gbias), G->free(gdout), G->free(gout), G->free(gdq), G->free(gdb);
+  if (!fused)
+    G->free(gkv), G->free(gdkv), free(kv), free(dkv);
+  if (gks)
+    G->free(gks);
+  free(q), free(bias), free(dout), free(out), free(dq), free(db), free(junk);
+}
+
+Test(ops_cuda, attention_rel_forward_backward) {
+  NEED_GPU();
+  /* the encoder's self-attention: bidirectional, padded, with the bias;
+   * a row of padding only (kstart = T): its queries see no key, get 0 */
+  static const int ks3[3] = {0, 5, 37};
+  rel_case(3, 37, 37, 3, 8, 1, 0, 0, 1, ks3, 0);
+  /* the decoder's: causal, no padding; then causal with padding, where
+   * the queries left of kstart see no key */
+  rel_case(2, 21, 21, 2, 40, 1, 0, 0, 1, NULL, 1);
+  rel_case(3, 37, 37, 3, 8, 1, 0, 0, 1, ks3, 1);
+  /* cross-attention: decoder queries over the padded encoder output, no
+   * bias, strides wider than the heads; head size 40 over two lanes'
+   * strides */
+  static const int ks2[2] = {2, 0};
+  rel_case(2, 11, 40, 2, 40, 0, 88, 164, 0, ks2, 0);
+  /* causal with Tq < Tk (query i sees keys ..i except the last query,
+   * which sees them all), a bias */
+  rel_case(2, 3, 7, 2, 8, 0, 16, 40, 1, NULL, 1);
+  /* the decoding step's shape: one query over the cache, and keys past
+   * the shared-memory rows (the global scratch) */
+  rel_case(1, 1, 9, 4, 8, 0, 96, 64, 1, NULL, 0);
+  rel_case(1, 2, 1100, 1, 4, 0, 4, 8, 1, NULL, 0);
+}
+
+/* ---------------------------------------- the rotary decoders' ops */
+
+/* rope_fwd and rope_bwd in place over rows wider than the heads: GPT-J's
+ * interleaved pairs and the half-split ones, the whole head and a part of
+ * it rotated (the rest untouched: exact), positions up to 5000 (the angles
+ * in double on both). */
+Test(ops_cuda, rope_forward_backward) {
+  NEED_GPU();
+  int N = 37, nh = 3, HS = 10, ld = nh * HS + 7;
+  size_t nx = (size_t)N * ld;
+  int *pos = malloc((size_t)N * sizeof(int));
+  dfpo_rng r;
+  dfpo_rng_init(&r, 61, 1);
+  for (int n = 0; n < N; n++)
+    pos[n] = n < 5 ? n : (int)dfpo_rng_below(&r, 5000);
+  int *gpos = UPI(pos, N);
+  const int rots[2] = {10, 4};
+  for (int k = 0; k < 4; k++) {
+    int rot = rots[k % 2], inter = k / 2;
+    float *x = rnd(nx, (uint64_t)(62 + k), 1), *gx = UPF(x, nx);
+    char what[96];
+    C_->rope_fwd(x, ld, pos, N, nh, HS, rot, inter, 10000.0f);
+    G->rope_fwd(gx, ld, gpos, N, nh, HS, rot, inter, 10000.0f);
+    snprintf(what, sizeof what, "rope_fwd rot=%d interleaved=%d", rot, inter);
+    check_log(what, x, gx, nx, TOL_RED);
+    G->upload(gx, x, nx * 4);
+    C_->rope_bwd(x, ld, pos, N, nh, HS, rot, inter, 10000.0f);
+    G->rope_bwd(gx, ld, gpos, N, nh, HS, rot, inter, 10000.0f);
+    snprintf(what, sizeof what, "rope_bwd rot=%d interleaved=%d", rot, inter);
+    check_log(what, x, gx, nx, TOL_RED);
+    G->free(gx);
+    free(x);
+  }
+  G->free(gpos);
+  free(pos);
+}
+
+/* swiglu_fwd and its backward (expf on both: TOL_RED), the backward
+ * overwriting garbage */
+Test(ops_cuda, swiglu_forward_backward) {
+  NEED_GPU();
+  int N = 45, F = 100;
+  size_t nf = (size_t)N * F;
+  float *gu = rnd(2 * nf, 71, 3), *dout = rnd(nf, 72, 1), *out = calloc(nf, 4);
+  float *dgu = calloc(2 * nf, 4), *junk = rnd(2 * nf, 73, 100);
+  float *ggu = UPF(gu, 2 * nf), *gdout = UPF(dout, nf), *gout = UPF(junk, nf);
+  float *gdgu = UPF(junk, 2 * nf);
+  C_->swiglu_fwd(out, gu, N, F);
+  G->swiglu_fwd(gout, ggu, N, F);
+  check_log("swiglu_fwd", out, gout, nf, TOL_RED);
+  C_->swiglu_bwd(dgu, gu, dout, N, F);
+  G->swiglu_bwd(gdgu, ggu, gdout, N, F);
+  check_log("swiglu_bwd", dgu, gdgu, 2 * nf, TOL_RED);
+  G->free(ggu), G->free(gdout), G->free(gout), G->free(gdgu);
+  free(gu), free(dout), free(out), free(dgu), free(junk);
+}
+
+/* kv_repeat (copies: exact) and its backward (the R heads' sums in head
+ * order, as the CPU: exact), grouped 3 to 1 and not grouped */
+Test(ops_cuda, kv_repeat_forward_backward) {
+  NEED_GPU();
+  const int nkv[2] = {2, 6};
+  for (int k = 0; k < 2; k++) {
+    int N = 13, NH = 6, NKV = nkv[k], HS = 5;
+    size_t ni = (size_t)N * (NH + 2 * NKV) * HS, no = (size_t)N * 3 * NH * HS;
+    float *inp = rnd(ni, 81, 1), *dout = rnd(no, 82, 1), *out = calloc(no, 4);
+    float *din = calloc(ni, 4), *junk = rnd(no, 83, 100);
+    float *ginp = UPF(inp, ni), *gdout = UPF(dout, no), *gout = UPF(junk, no);
+    float *gdin = UPF(junk, ni);
+    char what[64];
+    C_->kv_repeat(out, inp, N, NH, NKV, HS);
+    G->kv_repeat(gout, ginp, N, NH, NKV, HS);
+    snprintf(what, sizeof what, "kv_repeat NKV=%d", NKV);
+    check_log(what, out, gout, no, 0.0);
+    C_->kv_repeat_bwd(din, dout, N, NH, NKV, HS);
+    G->kv_repeat_bwd(gdin, gdout, N, NH, NKV, HS);
+    snprintf(what, sizeof what, "kv_repeat_bwd NKV=%d", NKV);
+    check_log(what, din, gdin, ni, 0.0);
+    G->free(ginp), G->free(gdout), G->free(gout), G->free(gdin);
+    free(inp), free(dout), free(out), free(din), free(junk);
+  }
+}
+
+/* --------------------------- T5 and the rotary decoders, whole models */
+
+/* A copy of the CPU model mc on the CUDA backend (model_clone: the same
+ * architecture, config and parameters). */
+static model_t *cuda_twin(const model_t *mc) {
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  model_t *mg = NULL;
+  ops_use_device(OPS_DEVICE_CUDA);
+  int rc = model_clone(&mg, mc, &err);
+  ops_use_device(OPS_DEVICE_CPU);
+  cr_assert_eq(rc, DFPO_OK, "%s", err.msg);
+  cr_assert_eq(model_device(mg), OPS_DEVICE_CUDA);
+  return mg;
+}
+
+/* Moves every parameter of a CPU model without weight decay (norm gains,
+ * biases, T5's position bias tables) by 0.2 N(0, 1), so that a gain or
+ * bias read in another's place shows. */
+static void move_undecayed(model_t *m, uint64_t seed) {
+  dfpo_rng r;
+  dfpo_rng_init(&r, seed, 3);
+  for (int i = 0; i < model_num_tensors(m); i++) {
+    model_tensor t;
+    dfpo_err err;
+    cr_assert_eq(model_tensor_at(m, i, &t, &err), DFPO_OK);
+    if (!t.decay) /* CPU: host memory */
+      for (int k = 0; k < t.rows * t.cols; k++)
+        t.param[k] += 0.2f * (float)dfpo_rng_normal(&r);
+  }
+}
+
+/* tensor i of m (grad: its gradient) on the host; caller frees */
+static float *tensor_host(const model_t *m, int i, int grad, size_t *n, const char **name) {
+  model_tensor t;
+  dfpo_err err;
+  cr_assert_eq(model_tensor_at(m, i, &t, &err), DFPO_OK);
+  *n = (size_t)t.rows * t.cols;
+  *name = t.name;
+  float *h = malloc(*n * sizeof(float));
+  cr_assert(h && (!grad || t.grad));
+  (model_device(m) == OPS_DEVICE_CUDA ? G : C_)
+      ->download(h, grad ? t.grad : t.param, *n * sizeof(float));
+  return h;
+}
+
+/* The CPU model mc against its CUDA twin, at the whole-model tolerance
+ * (1e-4, as GPT-2's step): the log-probabilities and entropies of a batch;
+ * the mean loss and every tensor's gradient; the loss after one AdamW step
+ * (lr 1e-2) and the step's gradient norm; decoding the prompts (the first
+ * logits and three steps). */
+static void twin_case(const char *what, model_t *mc, const model_batch *b, const int *tgt,
+                      const int *prompt, const int *pks, int PB, int PT) {
+  model_t *mg = cuda_twin(mc);
+  int V = model_get_config(mc)->vocab_size;
+  size_t BT = (size_t)b->B * b->T;
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  char msg[160];
+  float *lp[2], *en[2];
+  model_t *m[2] = {mc, mg};
+  for (int d = 0; d < 2; d++) {
+    lp[d] = malloc(BT * sizeof(float));
+    en[d] = malloc(BT * sizeof(float));
+    cr_assert_eq(model_forward(m[d], b, &err), DFPO_OK, "%s", err.msg);
+    cr_assert_eq(model_lm_logprobs(m[d], tgt, lp[d], en[d], &err), DFPO_OK, "%s", err.msg);
+  }
+  snprintf(msg, sizeof msg, "%s: log-probabilities", what);
+  double e_lp = close_to(msg, lp[0], lp[1], BT, 1e-4);
+  snprintf(msg, sizeof msg, "%s: entropies", what);
+  double e_en = close_to(msg, en[0], en[1], BT, 1e-4);
+  float loss[2], norm[2];
+  for (int d = 0; d < 2; d++) {
+    model_zero_grad(m[d]);
+    cr_assert_eq(model_lm_loss(m[d], b, tgt, 1, &loss[d], &err), DFPO_OK, "%s", err.msg);
+  }
+  double e_loss = fabs((double)loss[0] - loss[1]) / fabs((double)loss[0]);
+  cr_expect(e_loss <= 1e-4, "%s: loss cpu %.7f gpu %.7f", what, (double)loss[0], (double)loss[1]);
+  cr_assert_eq(model_num_tensors(mc), model_num_tensors(mg));
+  double e_grad = 0.0;
+  const char *worst = "";
+  for (int i = 0; i < model_num_tensors(mc); i++) {
+    size_t n;
+    const char *name;
+    float *gc = tensor_host(mc, i, 1, &n, &name), *gg = tensor_host(mg, i, 1, &n, &name);
+    snprintf(msg, sizeof msg, "%s: gradient of %s", what, name);
+    double e = close_to(msg, gc, gg, n, 1e-4);
+    if (e >= e_grad)
+      e_grad = e, worst = name;
+    free(gc), free(gg);
+  }
+  opt_adamw o = opt_adamw_default();
+  for (int d = 0; d < 2; d++) {
+    cr_assert_eq(opt_adamw_step(m[d], &o, 1e-2f, &norm[d], &err), DFPO_OK, "%s", err.msg);
+    cr_assert_eq(model_lm_loss(m[d], b, tgt, 0, &loss[d], &err), DFPO_OK, "%s", err.msg);
+  }
+  double e_norm = fabs((double)norm[0] - norm[1]) / norm[0];
+  double e_loss2 = fabs((double)loss[0] - loss[1]) / fabs((double)loss[0]);
+  cr_expect(e_norm <= 1e-4, "%s: grad norm cpu %.7f gpu %.7f", what, (double)norm[0],
+            (double)norm[1]);
+  cr_expect(e_loss2 <= 1e-4, "%s: loss after a step cpu %.7f gpu %.7f", what, (double)loss[0],
+            (double)loss[1]);
+  int next[8];
+  cr_assert(PB <= 8);
+  for (int r = 0; r < PB; r++)
+    next[r] = (3 + 5 * r) % V;
+  const float *zc = model_decode_begin(mc, prompt, pks, PB, PT, PT + 4, &err);
+  cr_assert(zc, "%s", err.msg);
+  const float *zg = model_decode_begin(mg, prompt, pks, PB, PT, PT + 4, &err);
+  cr_assert(zg, "%s", err.msg);
+  snprintf(msg, sizeof msg, "%s: decode_begin logits", what);
+  double e_dec = check_dev(msg, zc, zg, (size_t)PB * V, 1e-4);
+  for (int s = 0; s < 3; s++) {
+    zc = model_decode_step(mc, next, &err);
+    cr_assert(zc, "%s", err.msg);
+    zg = model_decode_step(mg, next, &err);
+    cr_assert(zg, "%s", err.msg);
+    snprintf(msg, sizeof msg, "%s: decode_step %d logits", what, s);
+    double e = check_dev(msg, zc, zg, (size_t)PB * V, 1e-4);
+    e_dec = e > e_dec ? e : e_dec;
+    for (int r = 0; r < PB; r++)
+      next[r] = (next[r] * 7 + 5) % V;
+  }
+  cr_log_info("%s: errors (tolerance 1e-4): log-probabilities %.3g, entropies %.3g, loss %.3g, "
+              "gradients %.3g (worst: %s), grad norm %.3g, loss after a step %.3g, decoding "
+              "logits %.3g",
+              what, e_lp, e_en, e_loss, e_grad, worst, e_norm, e_loss2, e_dec);
+  model_free(mg);
+  for (int d = 0; d < 2; d++)
+    free(lp[d]), free(en[d]);
+}
+
+/* T5 v1.0 (ReLU, tied) and v1.1 (gated GELU, untied) on both backends: 3
+ * rows of sources of 9, 5 and 2 tokens (left-padded into 9 columns) and 5
+ * decoder columns, the last without a target. */
+Test(ops_cuda, t5_step_and_decoding_match_the_cpu) {
+  NEED_GPU();
+  enum { V = 40, B = 3, TS = 9, T = TS + 5 };
+  int tok[B * T], tgt[B * T], ks[B] = {0, 4, 7}, src[B * TS];
+  dfpo_rng r;
+  dfpo_rng_init(&r, 91, 2);
+  for (int i = 0; i < B * T; i++)
+    tok[i] = 2 + (int)dfpo_rng_below(&r, V - 2);
+  for (int bb = 0; bb < B; bb++) {
+    for (int c = 0; c < T; c++)
+      tgt[bb * T + c] = c >= TS - 1 && c < T - 2 ? tok[bb * T + c + 1] : -1;
+    memcpy(src + bb * TS, tok + bb * T, TS * sizeof(int));
+  }
+  model_batch batch = {tok, ks, B, T, TS};
+  for (int gated = 0; gated < 2; gated++) {
+    t5_config c = {.vocab_size = V,
+                   .d_model = 32,
+                   .d_kv = 8,
+                   .d_ff = 48,
+                   .n_head = 4,
+                   .n_layer = 2,
+                   .n_dec_layer = 2,
+                   .num_buckets = 8,
+                   .max_distance = 16,
+                   .eps = 1e-6f,
+                   .gated = gated,
+                   .tied = !gated,
+                   .n_pos = 64,
+                   .start_id = 0,
+                   .eos_id = 1};
+    dfpo_err err;
+    dfpo_err_clear(&err);
+    model_t *m;
+    cr_assert_eq(t5_new(&m, &c, &err), DFPO_OK, "%s", err.msg);
+    model_init_random(m, 92 + (uint64_t)gated);
+    move_undecayed(m, 93);
+    twin_case(gated ? "T5 v1.1" : "T5 v1.0", m, &batch, tgt, src, ks, B, TS);
+    model_free(m);
+  }
+}
+
+/* A tiny GPT-J (interleaved pairs, half the head rotated, parallel
+ * residual with one shared norm, gelu_new), GPT-NeoX (half-split, a
+ * quarter rotated, biases, the exact GELU) and Llama (grouped-query, 4
+ * heads over 2, RMS norms, SwiGLU, tied, the whole head rotated) on both
+ * backends: 3 left-padded rows of 12 tokens. */
+Test(ops_cuda, rotary_decoders_match_the_cpu) {
+  NEED_GPU();
+  enum { V = 50, B = 3, T = 12 };
+  int tok[B * T], tgt[B * T], ks[B] = {0, 3, 8};
+  dfpo_rng r;
+  dfpo_rng_init(&r, 94, 2);
+  for (int i = 0; i < B * T; i++)
+    tok[i] = (int)dfpo_rng_below(&r, V);
+  for (int i = 0; i < B * T; i++)
+    tgt[i] = i % T >= ks[i / T] && i % T < T - 1 ? tok[i + 1] : -1;
+  model_batch batch = {tok, ks, B, T, 0};
+  static const char *const names[3] = {"GPT-J", "GPT-NeoX", "Llama"};
+  for (int f = RDEC_GPTJ; f <= RDEC_LLAMA; f++) {
+    rdec_config c = {.family = f,
+                     .vocab_size = V,
+                     .n_embd = 32,
+                     .n_layer = 2,
+                     .n_head = 4,
+                     .n_kv_head = f == RDEC_LLAMA ? 2 : 4,
+                     .head_dim = 8,
+                     .d_ff = 48,
+                     .n_ctx = 32,
+                     .rot = f == RDEC_GPTJ   ? 4
+                            : f == RDEC_NEOX ? 2
+                                             : 8,
+                     .interleaved = f == RDEC_GPTJ,
+                     .rope_base = 10000.0f,
+                     .eps = 1e-5f,
+                     .rmsnorm = f == RDEC_LLAMA,
+                     .parallel = f != RDEC_LLAMA,
+                     .shared_ln = f == RDEC_GPTJ,
+                     .act = f == RDEC_GPTJ   ? RDEC_ACT_GELU_TANH
+                            : f == RDEC_NEOX ? RDEC_ACT_GELU_ERF
+                                             : RDEC_ACT_SWIGLU,
+                     .bias = f == RDEC_NEOX,
+                     .mlp_bias = f != RDEC_LLAMA,
+                     .head_bias = f == RDEC_GPTJ,
+                     .tied = f == RDEC_LLAMA};
+    dfpo_err err;
+    dfpo_err_clear(&err);
+    model_t *m;
+    cr_assert_eq(rdec_new(&m, &c, &err), DFPO_OK, "%s", err.msg);
+    model_init_random(m, 95 + (uint64_t)f);
+    move_undecayed(m, 96);
+    twin_case(names[f], m, &batch, tgt, tok, ks, B, T);
+    model_free(m);
   }
 }
 
