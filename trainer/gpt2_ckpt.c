@@ -147,13 +147,8 @@ static int load_lora_section(FILE *fp, gpt2_model *m, const char *path, int with
                         "%s: LoRA adapter section damaged: rank %d (n_embd %d), alpha %g, target "
                         "bits %#x",
                         path, ls.rank, m->cfg.n_embd, (double)ls.alpha, ls.targets);
-  char targets[96] = "";
-  for (int k = 0; k < GPT2_LORA_N; k++)
-    if ((ls.targets >> k) & 1) {
-      if (*targets)
-        strcat(targets, ",");
-      strcat(targets, gpt2_lora_names[k]);
-    }
+  char targets[96];
+  gpt2_lora_target_list(ls.targets, targets, sizeof targets);
   model_lora_config c = {ls.rank, ls.alpha, targets};
   dfpo_err why;
   dfpo_err_clear(&why);

@@ -149,7 +149,14 @@ int model_base_view(model_t **out, const model_t *src, dfpo_err *err) {
   if (!src->vt->base_view)
     return dfpo_err_set(err, DFPO_EUSAGE, "model_base_view: not implemented for %s models",
                         src->cfg.arch);
-  return src->vt->base_view(out, src, err);
+  return src->vt->base_view(out, src, 0, err);
+}
+int model_adapter_view(model_t **out, const model_t *src, dfpo_err *err) {
+  *out = NULL;
+  if (!src->vt->base_view || model_lora_rank(src) == 0)
+    return dfpo_err_set(err, DFPO_EUSAGE, "model_adapter_view: the %s model has no LoRA adapters",
+                        src->cfg.arch);
+  return src->vt->base_view(out, src, 1, err);
 }
 void model_zero_grad(model_t *m) {
   m->vt->zero_grad(m);

@@ -89,7 +89,9 @@ int model_clone(model_t **out, const model_t *src, dfpo_err *err);
 /* Copies the parameters (not gradients or optimiser state) of src into dst;
  * architectures and configs must match (the devices need not), and so must
  * their LoRA adapters (rank, alpha, targets; none on either), which are
- * copied too: model_clone of a model with adapters is DFPO_EUSAGE. */
+ * copied too (into a model_adapter_view: the adapters only). model_clone
+ * of a model with adapters is DFPO_EUSAGE (model_adapter_view makes its
+ * copy). */
 int model_copy_params(model_t *dst, const model_t *src, dfpo_err *err);
 /* Copies into dst every parameter tensor of src with the same name and
  * shape (a value model's trunk from a policy); the devices need not match.
@@ -227,6 +229,16 @@ int model_set_adapters(model_t *m, int on, dfpo_err *err);
  * DFPO_EUSAGE); made on src's device (ops_use_device). *out is the
  * caller's (model_free). */
 int model_base_view(model_t **out, const model_t *src, dfpo_err *err);
+/* model_base_view with a copy of src's LoRA adapters (their own parameters,
+ * rank, alpha, targets and on/off setting; no training state): a second
+ * adapted model over the same shared base, which costs the adapters' bytes
+ * (and its own activations and KV cache) instead of a second copy of the
+ * weights: NLPO's mask model of a LoRA policy. model_copy_params(view, m)
+ * copies m's adapters into it again, the base left shared: m must be the
+ * view's source or a model whose base weights are equal to it (compared;
+ * else DFPO_EUSAGE). It does not train. DFPO_EUSAGE when src has no
+ * adapters. *out is the caller's (model_free), src must outlive it. */
+int model_adapter_view(model_t **out, const model_t *src, dfpo_err *err);
 
 /* Decoding with a cache. model_decode_begin runs the prompts tokens[B,T]
  * (left-padded by kstart, NULL: none; an encoder-decoder encodes them and
