@@ -23,6 +23,9 @@ typedef struct model_export_opts {
                        GPT2Config would otherwise take GPT-2's 50256) */
   int lm_only;      /* transformers' LM class (GPT2LMHeadModel): its names
                        ("transformer." prefix), an extra head left out */
+  int adapters;     /* the LoRA adapters alone, as peft's adapter_model.safetensors
+                       (the path) and adapter_config.json beside it (model.c
+                       asks it of models with adapters only) */
 } model_export_opts;
 
 typedef struct model_vtable {
