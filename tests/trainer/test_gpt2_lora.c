@@ -252,6 +252,20 @@ static void logits_of(model_t *m, float *out) {
   memcpy(out, model_lm_logits(m), sizeof(float) * B * T * V);
 }
 
+/* model_decode_begin over the test prompts: a's and b's first logits bit
+ * for bit. */
+static void expect_same_first_decode(model_t *a, model_t *b, const char *what) {
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  float da[B * V];
+  const float *d = model_decode_begin(a, toks, kst, B, T, T + 1, &err);
+  cr_assert_not_null(d, "%s", err.msg);
+  memcpy(da, d, sizeof da);
+  d = model_decode_begin(b, toks, kst, B, T, T + 1, &err);
+  cr_assert_not_null(d, "%s", err.msg);
+  cr_expect_eq(memcmp(da, d, sizeof da), 0, "%s", what);
+}
+
 /* ------------------------------------------------------------- tests */
 
 Test(gpt2_lora, adapter_gradients_against_a_double_transcription) {
@@ -396,13 +410,7 @@ Test(gpt2_lora, adamw_moves_only_the_adapters_and_off_is_the_base) {
   cr_assert_eq(model_set_adapters(m, 0, &err), 0, "%s", err.msg);
   logits_of(m, lm);
   cr_expect_eq(memcmp(lb, lm, sizeof lb), 0, "adapters off: logits differ from the base's");
-  float db0[B * V];
-  const float *d = model_decode_begin(base, toks, kst, B, T, T + 1, &err);
-  cr_assert_not_null(d, "%s", err.msg);
-  memcpy(db0, d, sizeof db0);
-  d = model_decode_begin(m, toks, kst, B, T, T + 1, &err);
-  cr_assert_not_null(d, "%s", err.msg);
-  cr_expect_eq(memcmp(db0, d, sizeof db0), 0, "adapters off: decoding differs from the base's");
+  expect_same_first_decode(base, m, "adapters off: decoding differs from the base's");
   cr_assert_eq(model_set_adapters(m, 1, &err), 0, "%s", err.msg);
   model_free(m);
   model_free(base);
@@ -541,13 +549,7 @@ Test(gpt2_lora, an_adapter_view_is_the_policy_at_the_adapters_cost) {
   logits_of(m, lm);
   logits_of(view, lv);
   cr_expect_eq(memcmp(lm, lv, sizeof lm), 0, "the view's logits differ from the policy's");
-  float dm[B * V];
-  const float *d = model_decode_begin(m, toks, kst, B, T, T + 2, &err);
-  cr_assert_not_null(d, "%s", err.msg);
-  memcpy(dm, d, sizeof dm);
-  d = model_decode_begin(view, toks, kst, B, T, T + 2, &err);
-  cr_assert_not_null(d, "%s", err.msg);
-  cr_expect_eq(memcmp(dm, d, sizeof dm), 0, "the view decodes otherwise");
+  expect_same_first_decode(m, view, "the view decodes otherwise");
   /* the policy trains on; the view stays behind until copied again */
   train_steps(m, 2);
   logits_of(m, lm);
