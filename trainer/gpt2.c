@@ -611,10 +611,9 @@ oom:
 void gpt2_lora_target_list(unsigned bits, char *buf, size_t n) {
   size_t len = 0;
   buf[0] = '\0';
-  for (int k = 0; k < GPT2_LORA_N; k++)
+  for (int k = 0; k < GPT2_LORA_N && len < n; k++)
     if ((bits >> k) & 1)
-      len += (size_t)snprintf(buf + len, len < n ? n - len : 0, "%s%s", len ? "," : "",
-                              gpt2_lora_names[k]);
+      len += (size_t)snprintf(buf + len, n - len, "%s%s", len ? "," : "", gpt2_lora_names[k]);
 }
 
 static int gpt2_base_view(model_t **out, const gpt2_model *src, int adapters, dfpo_err *err) {
