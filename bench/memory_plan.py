@@ -66,6 +66,8 @@ for name, L, C, NH, V, ctx, gptj, F in MODELS:
           (gb(4 * P), gb(2 * P), gb(12 * P)))
     print("activations of one model at (B, T): %s GB; with block checkpointing %s GB; KV cache %s GB; "
           "NLPO/DfPO mask buffer B*T_new*V bytes %s GB" % (gb(A), gb(Ack), gb(K), gb(masks)))
+    print("NLPO's mask model with LoRA (the policy's base shared, its own adapters) 4P_a = %s GB" %
+          gb(4 * Pa))
     rows = [
         ("PPO/DfPO fp32 today: policy 16P + ref 4P + value 16P", 36 * P, 3 * A, 2 * K),
         ("NLPO fp32 today: + mask model 4P", 40 * P, 3 * A, 2 * K),

@@ -17,7 +17,8 @@
 #include <unistd.h>
 
 static const char export_usage[] =
-    "Usage: dfpo export --model PATH --out FOLDER [--tokenizer DIR] [--force]\n"
+    "Usage: dfpo export --model PATH --out FOLDER [--tokenizer DIR] [--adapters-only]\n"
+    "                   [--force]\n"
     "\n"
     "Writes a GPT-2 policy as a Hugging Face model folder that transformers'\n"
     "GPT2LMHeadModel.from_pretrained and GPT2TokenizerFast.from_pretrained read:\n"
@@ -42,6 +43,17 @@ static const char export_usage[] =
     "GPT2LMHeadModel or T5ForConditionalGeneration: it is left out with a\n"
     "warning, and the folder holds the language model under it.\n"
     "\n"
+    "A policy with LoRA adapters (a `dfpo train` run with model.lora_rank > 0)\n"
+    "is written merged: each adapted weight as W + (lora_alpha / lora_rank) B A,\n"
+    "a plain GPT-2 folder that computes what the adapted policy computes (and\n"
+    "that dfpo train takes as a base model). With --adapters-only the folder\n"
+    "holds the adapters alone as peft's PeftModel.save_pretrained writes them:\n"
+    "adapter_model.safetensors (base_model.model.transformer.h.N.attn.c_attn.\n"
+    "lora_A.weight [r, in], .lora_B.weight [out, r], ...) and adapter_config.json\n"
+    "(peft_type LORA, r, lora_alpha, target_modules, fan_in_fan_out true), for\n"
+    "PeftModel.from_pretrained over the base model the run started from; no\n"
+    "tokenizer is needed or written.\n"
+    "\n"
     "The folder is written as FOLDER.tmp.<pid> beside it and renamed when\n"
     "complete; a failure leaves FOLDER as it was. An existing FOLDER is an\n"
     "error unless --force, which replaces it (a file there is never replaced).\n"
@@ -59,6 +71,7 @@ static const char export_usage[] =
     "                   tokenizer files, else the tokenizer.path of the run or\n"
     "                   pretraining config.json beside the checkpoint or one\n"
     "                   folder up\n"
+    "  --adapters-only  a LoRA policy's adapters alone, peft's files (above)\n"
     "  --force          replace FOLDER when it exists\n"
     "  -h, --help       show this help\n";
 
@@ -95,7 +108,7 @@ static void run_tokenizer(const char *model, char *buf, size_t n) {
 /* Writes the folder into tmp and renames it to out (out, when it exists
  * and force is set, is renamed away first and removed last). */
 static int stage(const model_t *m, const tok_tokenizer *tok, const char *out, int force,
-                 dfpo_err *err) {
+                 int adapters_only, dfpo_err *err) {
   char tmp[4200], old[4200];
   int rc;
   if ((rc = dfpo_path_fmt(tmp, sizeof tmp, err, "%s.tmp.%ld", out, (long)getpid())) ||
@@ -104,7 +117,8 @@ static int stage(const model_t *m, const tok_tokenizer *tok, const char *out, in
     return rc;
   if (mkdir(tmp, 0777) != 0)
     return dfpo_err_errno(err, DFPO_ERUNTIME, errno, "%s: cannot create", tmp);
-  if ((rc = model_export_hf(m, tok, tmp, err))) {
+  if ((rc = adapters_only ? model_export_adapters(m, tmp, err)
+                          : model_export_hf(m, tok, tmp, err))) {
     dfpo_err e2;
     suite_rmtree(tmp, &e2);
     return rc;
@@ -139,10 +153,11 @@ int cmd_export(int argc, char **argv) {
                                        {"out", required_argument, NULL, 'o'},
                                        {"tokenizer", required_argument, NULL, 'z'},
                                        {"force", no_argument, NULL, 'f'},
+                                       {"adapters-only", no_argument, NULL, 'a'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
   const char *model = NULL, *out = NULL, *tokdir = NULL;
-  int force = 0, c;
+  int force = 0, adapters_only = 0, c;
   cli_reset_getopt();
   while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
     switch (c) {
@@ -157,6 +172,9 @@ int cmd_export(int argc, char **argv) {
       break;
     case 'f':
       force = 1;
+      break;
+    case 'a':
+      adapters_only = 1;
       break;
     case 'h':
       fputs(export_usage, stdout);
@@ -185,6 +203,14 @@ int cmd_export(int argc, char **argv) {
     return cli_fail(&err);
   model = mpath;
   char found[4200];
+  model_t *m = NULL;
+  tok_tokenizer *tok = NULL;
+  if (adapters_only) { /* peft's adapter files: no tokenizer */
+    if (!(rc = model_load(&m, model, &err)) && !(rc = stage(m, NULL, out, force, 1, &err)))
+      dfpo_info("export: wrote %s (the LoRA adapters alone: rank %d)", out, model_lora_rank(m));
+    model_free(m);
+    return rc ? cli_fail(&err) : DFPO_OK;
+  }
   tokdir = cli_model_tokenizer(model, tokdir);
   if (!tokdir) {
     run_tokenizer(model, found, sizeof found);
@@ -194,12 +220,14 @@ int cmd_export(int argc, char **argv) {
     return cli_usage_error("export",
                            "no tokenizer: give --tokenizer DIR (the model is no Hugging Face "
                            "folder with tokenizer files, and no run config beside it names one)");
-  model_t *m = NULL;
-  tok_tokenizer *tok = NULL;
   if (!(rc = model_load(&m, model, &err)) && !(rc = tok_load(&tok, tokdir, &err)) &&
-      !(rc = stage(m, tok, out, force, &err)))
+      !(rc = stage(m, tok, out, force, 0, &err))) {
     dfpo_info("export: wrote %s (vocabulary %d, %d positions, end-of-text id %d)", out,
               model_get_config(m)->vocab_size, model_get_config(m)->n_ctx, (int)tok_eot_id(tok));
+    if (model_lora_rank(m))
+      dfpo_info("export: the LoRA adapters (rank %d) are merged into the weights",
+                model_lora_rank(m));
+  }
   tok_free(tok);
   model_free(m);
   return rc ? cli_fail(&err) : DFPO_OK;

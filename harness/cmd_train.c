@@ -221,7 +221,16 @@ static int setup(trn_run *r, dfpo_err *err) {
     return DFPO_OK;
   if ((rc = make_value_model(r, err)))
     return rc;
-  return rl_trainer_new(&r->rl, r->policy, r->ref, r->value, &r->set.rl, (uint64_t)s->seed, err);
+  if ((rc =
+           rl_trainer_new(&r->rl, r->policy, r->ref, r->value, &r->set.rl, (uint64_t)s->seed, err)))
+    return rc;
+  /* NLPO's mask model: with LoRA the policy's base shared, its own adapters */
+  const model_t *mask = rl_trainer_mask_model(r->rl);
+  if (mask)
+    dfpo_info("train: NLPO's mask model holds %zu bytes (model_arena_bytes)%s",
+              model_arena_bytes(mask),
+              s->lora_rank ? ", a view of the LoRA policy's base with its own adapters" : "");
+  return DFPO_OK;
 }
 
 /* ------------------------------------------------------------- the loop */

@@ -121,8 +121,9 @@ const cfg_key cfg_schema[] = {
      "value model: its own trunk, a copy of the policy's with a value head (RL4LMs); a value "
      "head on the policy's own trunk (shared) is not implemented"},
     {"model.lora_rank", CFG_INT, "0", NULL, RANGE(0, 1 << 16),
-     "dfpo train, ppo and dfpo: LoRA adapters of this rank on the policy, base frozen, the "
-     "reference the policy's base without a copy (0: off, full fine-tuning; GPT-2 only)"},
+     "dfpo train, sft, ppo, nlpo and dfpo: LoRA adapters of this rank on the policy, base "
+     "frozen, the reference the policy's base without a copy, NLPO's mask model that base with "
+     "its own copy of the adapters (0: off, full fine-tuning; GPT-2 only)"},
     {"model.lora_alpha", CFG_NUM, "16.0", NULL, RANGE(1e-6, 1e6),
      "LoRA: the update's scale is lora_alpha / lora_rank"},
     {"model.lora_targets", CFG_STR, "\"\"", NULL, NORANGE,

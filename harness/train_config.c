@@ -66,9 +66,11 @@ static const char train_usage[] =
     "                    model.safetensors, a Hugging Face folder, or a hub\n"
     "                    name OWNER/NAME[@REVISION]: its cache folder, fetched\n"
     "                    when absent); the reference is a frozen copy\n"
-    "                    (with model.lora_rank > 0, PPO and DfPO: LoRA\n"
-    "                    adapters train on the policy and the reference is\n"
-    "                    its frozen base, not a copy). GPT-2 and the rotary\n"
+    "                    (with model.lora_rank > 0, SFT, PPO, NLPO and\n"
+    "                    DfPO: LoRA adapters train on the policy, the\n"
+    "                    reference is its frozen base, not a copy, and NLPO's\n"
+    "                    mask model that base with its own copy of the\n"
+    "                    adapters; GPT-2 only). GPT-2 and the rotary\n"
     "                    decoders GPT-J, GPT-NeoX / Pythia and Llama\n"
     "                    (docs/rotary.md) train here; a T5 (docs/t5.md)\n"
     "                    trains with its prompts as sources ended with </s>;\n"
@@ -251,11 +253,11 @@ int trn_settings_read(const cfg *c, trn_settings *s, dfpo_err *err) {
   s->lora_rank = (int)v;
   GET(num, "model.lora_alpha", &s->lora_alpha);
   GET(str, "model.lora_targets", &s->lora_targets);
-  if (s->lora_rank && s->algo != ALG_PPO && s->algo != ALG_DFPO)
+  if (s->lora_rank && s->algo == ALG_ZERO_SHOT)
     return dfpo_err_set(err, DFPO_EUSAGE,
-                        "train: LoRA (model.lora_rank %d) with algo %s is not implemented (ppo "
-                        "and dfpo only: NLPO's mask model and SFT do not take adapters yet)",
-                        s->lora_rank, s->algo_name);
+                        "train: LoRA (model.lora_rank %d) with algo zero-shot: it trains nothing "
+                        "(sft, ppo, nlpo and dfpo take adapters)",
+                        s->lora_rank);
   const char *value_model;
   GET(str, "model.value_model", &value_model);
   if (strcmp(value_model, "separate"))

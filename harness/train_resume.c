@@ -158,7 +158,11 @@ int trn_resume_load(trn_run *r, trn_loop_state *ls, int *found, dfpo_err *err) {
   ls->log_bytes = lb;
   rl_trainer_state ts = {bitsd(beta), rli, {rs, ri}};
   cJSON_Delete(o);
-  int rc;
+  int rc, rl = r->rl != NULL;
+  /* the trainer goes first: NLPO's mask model of a LoRA policy is a view of
+   * the policy about to be replaced */
+  rl_trainer_free(r->rl);
+  r->rl = NULL;
   trn_resume_path(r, path, sizeof path, "policy", ls->next_it);
   if (r->policy && model_lora_rank(r->policy)) {
     /* the reference is a view of the policy's base: made again over the
@@ -170,12 +174,10 @@ int trn_resume_load(trn_run *r, trn_loop_state *ls, int *found, dfpo_err *err) {
   } else if ((rc = swap_in(&r->policy, path, err))) {
     return rc;
   }
-  if (r->rl) {
+  if (rl) {
     trn_resume_path(r, path, sizeof path, "value", ls->next_it);
     if ((rc = swap_in(&r->value, path, err)))
       return rc;
-    rl_trainer_free(r->rl);
-    r->rl = NULL;
     if ((rc = rl_trainer_new(&r->rl, r->policy, r->ref, r->value, &r->set.rl, (uint64_t)r->set.seed,
                              err)))
       return rc;

@@ -127,6 +127,34 @@ int ckpt_check_size(FILE *fp, const char *path, uint64_t header_bytes, uint64_t 
   return DFPO_OK;
 }
 
+/* w[rows, cols] (host) += lo_scale lo_b^T lo_a (ckpt_st_tensor); -1 with
+ * errno ENOMEM when out of memory. */
+static int merge_low_rank(const model_t *m, const ckpt_st_tensor *t, float *w) {
+  size_t r = (size_t)t->lo_r, R = (size_t)t->rows, C = (size_t)t->cols;
+  float *a = malloc(r * C * sizeof(float)), *b = malloc(r * R * sizeof(float));
+  double *row = malloc(C * sizeof(double));
+  if (!a || !b || !row) {
+    free(a), free(b), free(row);
+    errno = ENOMEM;
+    return -1;
+  }
+  m->ops->download(a, t->lo_a, r * C * sizeof(float));
+  m->ops->download(b, t->lo_b, r * R * sizeof(float));
+  for (size_t o = 0; o < R; o++) {
+    for (size_t i = 0; i < C; i++)
+      row[i] = 0.0;
+    for (size_t k = 0; k < r; k++) {
+      double bk = b[k * R + o];
+      for (size_t i = 0; i < C; i++)
+        row[i] += bk * a[k * C + i];
+    }
+    for (size_t i = 0; i < C; i++)
+      w[o * C + i] = (float)((double)w[o * C + i] + (double)t->lo_scale * row[i]);
+  }
+  free(a), free(b), free(row);
+  return 0;
+}
+
 int ckpt_write_safetensors(const model_t *m, const char *path, cJSON *meta, const ckpt_st_tensor *t,
                            int n, dfpo_err *err) {
   cJSON *root = cJSON_CreateObject();
@@ -175,6 +203,8 @@ int ckpt_write_safetensors(const model_t *m, const char *path, cJSON *meta, cons
     size_t nel = (size_t)t[k].rows * t[k].cols;
     float *src = buf + maxn;
     m->ops->download(src, t[k].dev, nel * sizeof(float));
+    if (t[k].lo_r > 0 && (bad = merge_low_rank(m, &t[k], src)) != 0)
+      break;
     if (t[k].transpose) { /* [rows, cols] -> [cols, rows] */
       for (int r = 0; r < t[k].rows; r++)
         for (int c = 0; c < t[k].cols; c++)

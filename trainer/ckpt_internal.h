@@ -45,12 +45,19 @@ int ckpt_check_size(FILE *fp, const char *path, uint64_t header_bytes, uint64_t 
 
 /* One tensor of a safetensors export: rows x cols floats, row-major, at
  * dev in the model's backend memory; written as F32 of shape [rows * cols]
- * (ndim 1), [rows, cols], or [cols, rows] with transpose (GPT-2's Conv1D). */
+ * (ndim 1), [rows, cols], or [cols, rows] with transpose (GPT-2's Conv1D).
+ * With lo_r > 0 the tensor written is dev + lo_scale lo_b^T lo_a, lo_a
+ * [lo_r, cols] and lo_b [lo_r, rows] in backend memory: a LoRA update
+ * merged on the way out (each element summed in double precision and
+ * rounded to float once). */
 typedef struct ckpt_st_tensor {
   const char *name;
   const float *dev;
   int rows, cols;
   int ndim, transpose;
+  const float *lo_a, *lo_b;
+  int lo_r;
+  float lo_scale;
 } ckpt_st_tensor;
 /* Writes the n tensors of m as a safetensors file at path, atomically, in
  * the order given, with meta (a JSON object of strings, or NULL) as the

@@ -69,7 +69,9 @@ static void add_tensor(gpt2_model *m, const char *name, int rows, int cols, int 
   m->nparams += (size_t)rows * cols;
 }
 
-int gpt2_create(gpt2_model **out, const gpt2_config *cfg, dfpo_err *err) {
+/* gpt2_create, or with borrow (a base view) over another model's parameter
+ * block, which is never allocated here (no transient copy of the base). */
+static int create(gpt2_model **out, const gpt2_config *cfg, float *borrow, dfpo_err *err) {
   *out = NULL;
   if (gpt2_config_check(cfg, err))
     return err ? err->code : DFPO_EDATA;
@@ -123,6 +125,12 @@ int gpt2_create(gpt2_model **out, const gpt2_config *cfg, dfpo_err *err) {
     add_tensor(m, "score.weight", K, C, 0, 1);
     add_tensor(m, "score.bias", 1, K, 0, 0);
   }
+  if (borrow) {
+    m->params = borrow;
+    m->params_borrowed = 1;
+    *out = m;
+    return DFPO_OK;
+  }
   m->params = m->base.ops->alloc(m->nparams * sizeof(float));
   if (!m->params) {
     size_t np = m->nparams;
@@ -148,6 +156,10 @@ int gpt2_create(gpt2_model **out, const gpt2_config *cfg, dfpo_err *err) {
   free(ones);
   *out = m;
   return DFPO_OK;
+}
+
+int gpt2_create(gpt2_model **out, const gpt2_config *cfg, dfpo_err *err) {
+  return create(out, cfg, NULL, err);
 }
 
 static void free_acts(gpt2_model *m) {
@@ -258,8 +270,29 @@ static int copy_block(gpt2_model *dst, float *dp, const gpt2_model *src, const f
   return DFPO_OK;
 }
 
+/* Whether a's and b's base parameters hold the same values (compared
+ * through the host in slices when either is device memory): DFPO_EUSAGE
+ * when not. */
+static int same_base(const gpt2_model *a, const gpt2_model *b, dfpo_err *err) {
+  size_t n = a->nparams, slice = (size_t)1 << 20;
+  float *ha = malloc(slice * sizeof(float)), *hb = malloc(slice * sizeof(float));
+  int rc = ha && hb ? DFPO_OK : dfpo_err_set(err, DFPO_ERUNTIME, "gpt2_copy_params: out of memory");
+  for (size_t i = 0; !rc && i < n; i += slice) {
+    size_t k = n - i < slice ? n - i : slice;
+    a->base.ops->download(ha, a->params + i, k * sizeof(float));
+    b->base.ops->download(hb, b->params + i, k * sizeof(float));
+    if (memcmp(ha, hb, k * sizeof(float)) != 0)
+      rc = dfpo_err_set(err, DFPO_EUSAGE,
+                        "gpt2_copy_params: an adapter view takes adapters only, and the source's "
+                        "base weights differ from the view's");
+  }
+  free(ha);
+  free(hb);
+  return rc;
+}
+
 static int gpt2_copy_params(gpt2_model *dst, const gpt2_model *src, dfpo_err *err) {
-  if (dst->params_borrowed)
+  if (dst->params_borrowed && !dst->lora.r)
     return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: a base view's parameters are another model's");
   if (memcmp(&dst->cfg, &src->cfg, sizeof dst->cfg) != 0)
     return dfpo_err_set(err, DFPO_EUSAGE, "gpt2_copy_params: the models' configs differ");
@@ -269,7 +302,11 @@ static int gpt2_copy_params(gpt2_model *dst, const gpt2_model *src, dfpo_err *er
     return dfpo_err_set(err, DFPO_EUSAGE,
                         "gpt2_copy_params: the models' LoRA adapters differ (rank %d and %d)",
                         zd->r, zs->r);
-  int rc = copy_block(dst, dst->params, src, src->params, src->nparams * sizeof(float), err);
+  int rc;
+  if (dst->params_borrowed) /* an adapter view: the base is shared, not copied */
+    rc = dst->params == src->params ? DFPO_OK : same_base(dst, src, err);
+  else
+    rc = copy_block(dst, dst->params, src, src->params, src->nparams * sizeof(float), err);
   if (!rc && zs->r)
     rc = copy_block(dst, zd->params, src, zs->params, zs->nparams * sizeof(float), err);
   return rc;
@@ -571,21 +608,38 @@ oom:
   return dfpo_err_set(err, DFPO_ERUNTIME, "gpt2: out of memory for the LoRA adapters");
 }
 
-static int gpt2_base_view(model_t **out, const gpt2_model *src, dfpo_err *err) {
+void gpt2_lora_target_list(unsigned bits, char *buf, size_t n) {
+  size_t len = 0;
+  buf[0] = '\0';
+  for (int k = 0; k < GPT2_LORA_N && len < n; k++)
+    if ((bits >> k) & 1)
+      len += (size_t)snprintf(buf + len, n - len, "%s%s", len ? "," : "", gpt2_lora_names[k]);
+}
+
+static int gpt2_base_view(model_t **out, const gpt2_model *src, int adapters, dfpo_err *err) {
   *out = NULL;
   if (src->params_borrowed)
     return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: a base view of a base view");
   if (ops_default_backend() != src->base.ops)
     return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: a base view must be made on its model's device");
   gpt2_model *v;
-  int rc = gpt2_create(&v, &src->cfg, err);
-  if (rc)
+  int rc = create(&v, &src->cfg, src->params, err);
+  if (rc || !adapters)
+    goto out;
+  /* the adapter view: adapters of src's shape, then src's values */
+  const gpt2_lora *z = &src->lora;
+  char targets[96];
+  gpt2_lora_target_list(z->targets, targets, sizeof targets);
+  model_lora_config c = {z->r, z->alpha, targets};
+  if ((rc = gpt2_add_lora(v, &c, 0, err)) ||
+      (rc = copy_block(v, v->lora.params, src, z->params, z->nparams * sizeof(float), err))) {
+    gpt2_destroy(v);
     return rc;
-  v->base.ops->free(v->params);
-  v->params = src->params;
-  v->params_borrowed = 1;
-  *out = &v->base;
-  return DFPO_OK;
+  }
+  v->lora.on = z->on;
+out:
+  *out = rc ? NULL : &v->base;
+  return rc;
 }
 
 static int gpt2_set_adapters(gpt2_model *m, int on) {
@@ -1086,8 +1140,8 @@ static int vt_export_safetensors(const model_t *m, const char *path, const model
 static int vt_add_lora(model_t *m, const model_lora_config *c, uint64_t seed, dfpo_err *err) {
   return gpt2_add_lora(gpt2_of(m), c, seed, err);
 }
-static int vt_base_view(model_t **out, const model_t *src, dfpo_err *err) {
-  return gpt2_base_view(out, gpt2_of_const(src), err);
+static int vt_base_view(model_t **out, const model_t *src, int adapters, dfpo_err *err) {
+  return gpt2_base_view(out, gpt2_of_const(src), adapters, err);
 }
 static int vt_lora_rank(const model_t *m) {
   return gpt2_of_const(m)->lora.r;

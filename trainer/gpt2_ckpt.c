@@ -147,13 +147,8 @@ static int load_lora_section(FILE *fp, gpt2_model *m, const char *path, int with
                         "%s: LoRA adapter section damaged: rank %d (n_embd %d), alpha %g, target "
                         "bits %#x",
                         path, ls.rank, m->cfg.n_embd, (double)ls.alpha, ls.targets);
-  char targets[96] = "";
-  for (int k = 0; k < GPT2_LORA_N; k++)
-    if ((ls.targets >> k) & 1) {
-      if (*targets)
-        strcat(targets, ",");
-      strcat(targets, gpt2_lora_names[k]);
-    }
+  char targets[96];
+  gpt2_lora_target_list(ls.targets, targets, sizeof targets);
   model_lora_config c = {ls.rank, ls.alpha, targets};
   dfpo_err why;
   dfpo_err_clear(&why);
@@ -519,11 +514,86 @@ static cJSON *hf_config_json(const gpt2_model *m, int eot_id) {
   return o;
 }
 
+/* The LoRA adapters alone as peft saves them for transformers'
+ * GPT2LMHeadModel (save_pretrained of a PeftModel): adapter_model.safetensors
+ * at path with peft's names (the adapter name left out, as
+ * get_peft_model_state_dict does), base_model.model.transformer.h.<l>.<layer>.
+ * lora_A.weight [r, in] and .lora_B.weight [out, r] (GPT-2's Conv1D layers
+ * take the in and out of their [in, out] weight), and adapter_config.json
+ * beside it: LoraConfig's fields, fan_in_fan_out true (Conv1D), target
+ * modules by their dotted suffix so that attn.c_proj and mlp.c_proj stay
+ * apart. */
+static int export_adapters(const gpt2_model *m, const char *path, dfpo_err *err) {
+  const gpt2_lora *z = &m->lora;
+  ckpt_st_tensor *ts = calloc((size_t)z->ntensors, sizeof *ts);
+  char(*names)[160] = calloc((size_t)z->ntensors, sizeof *names);
+  cJSON *meta = cJSON_CreateObject();
+  if (!ts || !names || !meta) {
+    free(ts), free(names);
+    cJSON_Delete(meta);
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  }
+  cJSON_AddStringToObject(meta, "format", "pt");
+  for (int i = 0; i < z->ntensors; i++) {
+    const gpt2_tensor *t = &z->tensors[i];
+    snprintf(names[i], sizeof names[i], "base_model.model.transformer.%s", t->name);
+    /* A [r, in] as stored; B stored [r, out], written [out, r] */
+    ts[i] = (ckpt_st_tensor){.name = names[i],
+                             .dev = z->params + t->off,
+                             .rows = t->rows,
+                             .cols = t->cols,
+                             .ndim = 2,
+                             .transpose = t->conv1d};
+  }
+  int rc = ckpt_write_safetensors(&m->base, path, meta, ts, z->ntensors, err);
+  free(ts);
+  free(names);
+  if (rc)
+    return rc;
+  char cpath[4096];
+  const char *slash = strrchr(path, '/');
+  if ((rc = dfpo_path_fmt(cpath, sizeof cpath, err, "%.*s%sadapter_config.json",
+                          slash ? (int)(slash - path) : 0, path, slash ? "/" : "")))
+    return rc;
+  cJSON *c = cJSON_CreateObject();
+  cJSON_AddStringToObject(c, "peft_type", "LORA");
+  cJSON_AddStringToObject(c, "task_type", "CAUSAL_LM");
+  cJSON_AddNullToObject(c, "base_model_name_or_path");
+  cJSON_AddNullToObject(c, "revision");
+  cJSON_AddNumberToObject(c, "r", z->r);
+  cJSON_AddNumberToObject(c, "lora_alpha", z->alpha);
+  cJSON_AddNumberToObject(c, "lora_dropout", 0);
+  cJSON *tm = cJSON_AddArrayToObject(c, "target_modules");
+  for (int k = 0; k < GPT2_LORA_N; k++)
+    if ((z->targets >> k) & 1)
+      cJSON_AddItemToArray(tm, cJSON_CreateString(gpt2_lora_names[k]));
+  cJSON_AddBoolToObject(c, "fan_in_fan_out", 1);
+  cJSON_AddStringToObject(c, "bias", "none");
+  cJSON_AddNullToObject(c, "modules_to_save");
+  cJSON_AddBoolToObject(c, "init_lora_weights", 1);
+  cJSON_AddBoolToObject(c, "inference_mode", 1);
+  rc = ckpt_write_json(cpath, c, err);
+  cJSON_Delete(c);
+  return rc;
+}
+
+/* The adapter of GPT-2 tensor index k (a block's linear weight), as the
+ * index of its A in m->lora.tensors; -1 when not adapted. */
+static int adapter_of(const gpt2_model *m, int k) {
+  static const int kind[GP_PER_LAYER] = {[GP_QKVW] = GPT2_LORA_QKV + 1,
+                                         [GP_PROJW] = GPT2_LORA_PROJ + 1,
+                                         [GP_FCW] = GPT2_LORA_FC + 1,
+                                         [GP_FCPW] = GPT2_LORA_FCP + 1};
+  if (!m->lora.r || k < 2 || k >= gpt2_tidx_lnfw(m) || !kind[(k - 2) % GP_PER_LAYER])
+    return -1;
+  return m->lora.first[(k - 2) / GP_PER_LAYER * GPT2_LORA_N + kind[(k - 2) % GP_PER_LAYER] - 1];
+}
+
 int gpt2_export_safetensors(const gpt2_model *m, const char *path, const model_export_opts *o,
                             dfpo_err *err) {
-  if (m->lora.r)
-    return dfpo_err_set(err, DFPO_EUSAGE,
-                        "%s: exporting a model with LoRA adapters is not implemented", path);
+  if (o->adapters)
+    return m->lora.r ? export_adapters(m, path, err)
+                     : dfpo_err_set(err, DFPO_EUSAGE, "%s: the model has no LoRA adapters", path);
   cJSON *meta = cJSON_CreateObject();
   char num[32];
   cJSON_AddStringToObject(meta, "format", "pt");
@@ -551,12 +621,21 @@ int gpt2_export_safetensors(const gpt2_model *m, const char *path, const model_e
     if (o->lm_only && is_head_tensor(t))
       continue;
     snprintf(names[n], sizeof names[n], "%s%s", o->lm_only ? "transformer." : "", t->name);
-    ts[n] = (ckpt_st_tensor){names[n],
-                             m->params + t->off,
-                             t->rows,
-                             t->cols,
-                             t->rows == 1 && strcmp(t->name, "v_head.summary.weight") != 0 ? 1 : 2,
-                             t->conv1d};
+    ts[n] = (ckpt_st_tensor){
+        .name = names[n],
+        .dev = m->params + t->off,
+        .rows = t->rows,
+        .cols = t->cols,
+        .ndim = t->rows == 1 && strcmp(t->name, "v_head.summary.weight") != 0 ? 1 : 2,
+        .transpose = t->conv1d};
+    int a = adapter_of(m, k);
+    if (a >= 0) { /* W + (alpha/r) B A: the adapters merged */
+      const gpt2_lora *z = &m->lora;
+      ts[n].lo_a = z->params + z->tensors[a].off;
+      ts[n].lo_b = z->params + z->tensors[a + 1].off;
+      ts[n].lo_r = z->r;
+      ts[n].lo_scale = z->alpha / (float)z->r;
+    }
     n++;
   }
   int rc = ckpt_write_safetensors(&m->base, path, meta, ts, n, err);

@@ -69,6 +69,9 @@ typedef struct gpt2_lora {
 /* The adapted layers' names, by index k ("attn.c_attn", ...), as
  * model_lora_config's targets spell them. */
 extern const char *const gpt2_lora_names[GPT2_LORA_N];
+/* The layers of target bits (GPT2_LORA_* k at bit k) as model_lora_config's
+ * comma-separated targets, into buf[n] (96 bytes hold all four). */
+void gpt2_lora_target_list(unsigned bits, char *buf, size_t n);
 
 /* A GPT-2 is a model_t: the base comes first, so (model_t *)m and
  * gpt2_of() convert between the two. */

@@ -149,7 +149,14 @@ int model_base_view(model_t **out, const model_t *src, dfpo_err *err) {
   if (!src->vt->base_view)
     return dfpo_err_set(err, DFPO_EUSAGE, "model_base_view: not implemented for %s models",
                         src->cfg.arch);
-  return src->vt->base_view(out, src, err);
+  return src->vt->base_view(out, src, 0, err);
+}
+int model_adapter_view(model_t **out, const model_t *src, dfpo_err *err) {
+  *out = NULL;
+  if (!src->vt->base_view || model_lora_rank(src) == 0)
+    return dfpo_err_set(err, DFPO_EUSAGE, "model_adapter_view: the %s model has no LoRA adapters",
+                        src->cfg.arch);
+  return src->vt->base_view(out, src, 1, err);
 }
 void model_zero_grad(model_t *m) {
   m->vt->zero_grad(m);
@@ -174,7 +181,7 @@ int model_save(model_t *m, const char *path, int with_optimizer, dfpo_err *err) 
   return m->vt->save(m, path, with_optimizer, err);
 }
 int model_export_safetensors(const model_t *m, const char *path, int write_config, dfpo_err *err) {
-  model_export_opts o = {write_config, -1, 0};
+  model_export_opts o = {write_config, -1, 0, 0};
   return m->vt->export_safetensors(m, path, &o, err);
 }
 
@@ -194,13 +201,24 @@ int model_export_hf(const model_t *m, const tok_tokenizer *tok, const char *dir,
               m->cfg.head == MODEL_HEAD_VALUE ? "value" : "classification",
               strcmp(m->cfg.arch, "t5") ? "GPT2LMHeadModel" : "T5ForConditionalGeneration");
   char path[4200];
-  model_export_opts o = {1, (int)tok_eot_id(tok), 1};
+  model_export_opts o = {1, (int)tok_eot_id(tok), 1, 0};
   int rc = dfpo_path_fmt(path, sizeof path, err, "%s/model.safetensors", dir);
   if (!rc)
     rc = m->vt->export_safetensors(m, path, &o, err);
   if (!rc)
     rc = tok_save_hf(tok, dir, m->cfg.n_ctx, err);
   return rc;
+}
+
+int model_export_adapters(const model_t *m, const char *dir, dfpo_err *err) {
+  if (model_lora_rank(m) == 0)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "export: the %s model has no LoRA adapters to write on their own",
+                        m->cfg.arch);
+  char path[4200];
+  model_export_opts o = {1, -1, 1, 1};
+  int rc = dfpo_path_fmt(path, sizeof path, err, "%s/adapter_model.safetensors", dir);
+  return rc ? rc : m->vt->export_safetensors(m, path, &o, err);
 }
 
 /* The architectures a file can hold: a native checkpoint names its

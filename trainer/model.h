@@ -89,7 +89,9 @@ int model_clone(model_t **out, const model_t *src, dfpo_err *err);
 /* Copies the parameters (not gradients or optimiser state) of src into dst;
  * architectures and configs must match (the devices need not), and so must
  * their LoRA adapters (rank, alpha, targets; none on either), which are
- * copied too: model_clone of a model with adapters is DFPO_EUSAGE. */
+ * copied too (into a model_adapter_view: the adapters only). model_clone
+ * of a model with adapters is DFPO_EUSAGE (model_adapter_view makes its
+ * copy). */
 int model_copy_params(model_t *dst, const model_t *src, dfpo_err *err);
 /* Copies into dst every parameter tensor of src with the same name and
  * shape (a value model's trunk from a policy); the devices need not match.
@@ -200,8 +202,10 @@ float model_grad_norm(model_t *m);
  * four). Only GPT-2 without an extra head has adapters today (another
  * architecture or a model with a value or class head: DFPO_EUSAGE).
  * model_save keeps the adapters (config, A and B, and with the optimizer
- * state their AdamW moments) and model_load restores them; a model with
- * adapters cannot be exported yet (DFPO_EUSAGE). */
+ * state their AdamW moments) and model_load restores them;
+ * model_export_safetensors and model_export_hf write them merged into the
+ * weights (W + (alpha/r) B A: a plain GPT-2), model_export_adapters alone
+ * as peft's adapter files. */
 typedef struct model_lora_config {
   int rank;            /* r, 1 <= r <= the model's width */
   float alpha;         /* the update's scale is alpha / r */
@@ -227,6 +231,16 @@ int model_set_adapters(model_t *m, int on, dfpo_err *err);
  * DFPO_EUSAGE); made on src's device (ops_use_device). *out is the
  * caller's (model_free). */
 int model_base_view(model_t **out, const model_t *src, dfpo_err *err);
+/* model_base_view with a copy of src's LoRA adapters (their own parameters,
+ * rank, alpha, targets and on/off setting; no training state): a second
+ * adapted model over the same shared base, which costs the adapters' bytes
+ * (and its own activations and KV cache) instead of a second copy of the
+ * weights: NLPO's mask model of a LoRA policy. model_copy_params(view, m)
+ * copies m's adapters into it again, the base left shared: m must be the
+ * view's source or a model whose base weights are equal to it (compared;
+ * else DFPO_EUSAGE). It does not train. DFPO_EUSAGE when src has no
+ * adapters. *out is the caller's (model_free), src must outlive it. */
+int model_adapter_view(model_t **out, const model_t *src, dfpo_err *err);
 
 /* Decoding with a cache. model_decode_begin runs the prompts tokens[B,T]
  * (left-padded by kstart, NULL: none; an encoder-decoder encodes them and
@@ -276,15 +290,16 @@ int model_hf_weights(const char *dir, char *buf, size_t n, dfpo_err *err);
 int model_import_safetensors(model_t **out, const char *path, dfpo_err *err);
 /* Writes model.safetensors (Hugging Face names without "transformer.",
  * layouts, an extra head as trl's v_head.summary.* or score.*, config in
- * __metadata__) atomically, and, when write_config, a config.json beside it
- * whose bos_token_id/eos_token_id are null (no tokenizer is known here;
- * model_export_hf writes the tokenizer's). */
+ * __metadata__; LoRA adapters merged into the weights they adapt) atomically, and, when
+ * write_config, a config.json beside it whose bos_token_id/eos_token_id are null (no tokenizer is
+ * known here; model_export_hf writes the tokenizer's). */
 int model_export_safetensors(const model_t *m, const char *path, int write_config, dfpo_err *err);
 /* Fills the existing folder dir with a Hugging Face model folder that
  * transformers' GPT2LMHeadModel.from_pretrained and
  * GPT2TokenizerFast.from_pretrained read, each file written atomically:
  * model.safetensors ("transformer." names, Conv1D weights [in, out],
- * lm_head.weight left out: tied to transformer.wte.weight), config.json (the
+ * lm_head.weight left out: tied to transformer.wte.weight; LoRA adapters
+ * merged, W + (alpha/r) B A), config.json (the
  * model's sizes; bos_token_id and eos_token_id tok's <|endoftext|>) and
  * tok's files (tok_save_hf). An extra head (value, classification) is no
  * part of GPT2LMHeadModel: it is left out, with a warning. tok must have
@@ -292,5 +307,15 @@ int model_export_safetensors(const model_t *m, const char *path, int write_confi
  * DFPO_EUSAGE). Another architecture answers DFPO_EUSAGE. The staging of the
  * folder (a temporary one renamed) is the caller's. */
 int model_export_hf(const model_t *m, const tok_tokenizer *tok, const char *dir, dfpo_err *err);
+/* The LoRA adapters of m alone, as peft's PeftModel.save_pretrained writes
+ * them for transformers' GPT2LMHeadModel, into the existing folder dir:
+ * adapter_model.safetensors (base_model.model.transformer.h.N.attn.c_attn.
+ * lora_A.weight [r, in], .lora_B.weight [out, r], ..., F32) and
+ * adapter_config.json (peft_type LORA, task_type CAUSAL_LM, r, lora_alpha,
+ * target_modules, fan_in_fan_out true for GPT-2's Conv1D layers, ...), each
+ * written atomically; PeftModel.from_pretrained(base, dir) over the base
+ * model they were trained on computes what m computes. DFPO_EUSAGE for a
+ * model without adapters. */
+int model_export_adapters(const model_t *m, const char *dir, dfpo_err *err);
 
 #endif

@@ -23,6 +23,9 @@ typedef struct model_export_opts {
                        GPT2Config would otherwise take GPT-2's 50256) */
   int lm_only;      /* transformers' LM class (GPT2LMHeadModel): its names
                        ("transformer." prefix), an extra head left out */
+  int adapters;     /* the LoRA adapters alone, as peft's adapter_model.safetensors
+                       (the path) and adapter_config.json beside it (model.c
+                       asks it of models with adapters only) */
 } model_export_opts;
 
 typedef struct model_vtable {
@@ -63,7 +66,8 @@ typedef struct model_vtable {
   int (*add_lora)(model_t *m, const model_lora_config *c, uint64_t seed, dfpo_err *err);
   int (*lora_rank)(const model_t *m);
   int (*set_adapters)(model_t *m, int on, dfpo_err *err);
-  int (*base_view)(model_t **out, const model_t *src, dfpo_err *err);
+  /* adapters: 1 for model_adapter_view (src has adapters), 0 for model_base_view */
+  int (*base_view)(model_t **out, const model_t *src, int adapters, dfpo_err *err);
 } model_vtable;
 
 struct model {

@@ -283,7 +283,10 @@ void rl_trainer_set_state(rl_trainer *t, const rl_trainer_state *s);
  * cfg->lr. */
 void rl_trainer_set_lr(rl_trainer *t, float lr);
 /* NLPO's mask model (owned by the trainer; NULL for other algorithms), for
- * saving and restoring it with a resumable checkpoint. */
+ * saving and restoring it with a resumable checkpoint: model_clone of the
+ * policy, or for a policy with LoRA adapters model_adapter_view (the
+ * policy's base shared, its own copy of the adapters), so the policy must
+ * outlive the trainer. */
 model_t *rl_trainer_mask_model(rl_trainer *t);
 
 /* DfPO's KL-masked sampling, as smp_generate on policy: row b draws from

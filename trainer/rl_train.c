@@ -104,7 +104,10 @@ int rl_trainer_new(rl_trainer **out, model_t *policy, model_t *ref, model_t *val
   t->beta = cfg->beta;
   dfpo_rng_init(&t->rng, seed, DFPO_STREAM_SAMPLING);
   if (cfg->algo == RL_NLPO) {
-    int code = model_clone(&t->mask, policy, err);
+    /* a LoRA policy's mask model shares its frozen base and holds a copy
+     * of its adapters only */
+    int code = model_lora_rank(policy) ? model_adapter_view(&t->mask, policy, err)
+                                       : model_clone(&t->mask, policy, err);
     if (code) {
       rl_trainer_free(t);
       return code;

@@ -201,7 +201,11 @@ int t5_export_safetensors(const t5_model *m, const char *path, const model_expor
       continue;
     /* the norms' weights and the head's bias are vectors; the value
      * head's weight [1, C] stays a matrix (trl's nn.Linear) */
-    ts[n++] = (ckpt_st_tensor){t->name, t5_P(m, k), t->rows, t->cols, t->vec ? 1 : 2, 0};
+    ts[n++] = (ckpt_st_tensor){.name = t->name,
+                               .dev = t5_P(m, k),
+                               .rows = t->rows,
+                               .cols = t->cols,
+                               .ndim = t->vec ? 1 : 2};
   }
   cJSON *meta = cJSON_CreateObject();
   cJSON_AddStringToObject(meta, "format", "pt");

@@ -19,6 +19,17 @@ transformers (not installed here): PyTorch 1.13 and the `regex` module only.
         "added_tokens_decoder" (tokenizer_config.json's ids -> contents) and
         "model_max_length".
 
+    hf_gpt2_reference.py score FOLDER IDS_FILE TEXT_FILE ADAPTER_FOLDER
+        The same over FOLDER with the LoRA adapters of ADAPTER_FOLDER applied
+        as peft's PeftModel.from_pretrained(model, ADAPTER_FOLDER) applies
+        them, unmerged: adapter_config.json's target_modules matched against
+        the module names (a name equal to an entry or ending in "." + it),
+        each matched Conv1D computing base(x) + (x A^T B^T) * lora_alpha / r
+        with A = base_model.model.<name>.lora_A.weight [r, in] and B =
+        .lora_B.weight [out, r] from adapter_model.safetensors (a missing,
+        unused or misshapen adapter tensor fails). The JSON gets "adapted":
+        the names of the adapted modules, and "adapter_config".
+
     hf_gpt2_reference.py shard FOLDER N
         Splits FOLDER/model.safetensors into N shards
         model-0000i-of-0000N.safetensors with a model.safetensors.index.json,
@@ -201,6 +212,47 @@ def load_model(folder, cfg):
     return model.double().eval()
 
 
+class LoraConv1D(nn.Module):
+    """peft's LoRA Linear over a Conv1D, unmerged, dropout 0."""
+
+    def __init__(self, base, a, b, scale):
+        super().__init__()
+        self.base, self.a, self.b, self.scale = base, a, b, scale
+
+    def forward(self, x):
+        return self.base(x) + (x @ self.a.t() @ self.b.t()) * self.scale
+
+
+def apply_adapters(model, folder):
+    with open(os.path.join(folder, "adapter_config.json")) as f:
+        acfg = json.load(f)
+    assert acfg["peft_type"] == "LORA" and acfg["fan_in_fan_out"] is True, acfg
+    state, _ = read_safetensors(os.path.join(folder, "adapter_model.safetensors"))
+    scale = acfg["lora_alpha"] / acfg["r"]
+    used, adapted = set(), []
+    for name, mod in list(model.named_modules()):
+        if not isinstance(mod, Conv1D):
+            continue
+        if not any(name == t or name.endswith("." + t) for t in acfg["target_modules"]):
+            continue
+        ka = "base_model.model." + name + ".lora_A.weight"
+        kb = "base_model.model." + name + ".lora_B.weight"
+        if ka not in state or kb not in state:
+            sys.exit("adapter tensors of %s missing" % name)
+        a, b = state[ka].double(), state[kb].double()
+        nin, nout = mod.weight.shape
+        if tuple(a.shape) != (acfg["r"], nin) or tuple(b.shape) != (nout, acfg["r"]):
+            sys.exit("%s: lora_A %s, lora_B %s for a [%d, %d] Conv1D" % (name, tuple(a.shape),
+                                                                       tuple(b.shape), nin, nout))
+        used |= {ka, kb}
+        parent = model.get_submodule(name.rsplit(".", 1)[0])
+        setattr(parent, name.rsplit(".", 1)[1], LoraConv1D(mod, a, b, scale))
+        adapted.append(name)
+    if set(state) - used:
+        sys.exit("adapter tensors not used: %s" % sorted(set(state) - used))
+    return adapted, acfg
+
+
 def load_tokenizer(folder):
     """GPT2Tokenizer's reading of vocab.json and merges.txt, on the project's
     reference BPE (bench/gpt2_ref.py)."""
@@ -216,11 +268,12 @@ def load_tokenizer(folder):
     return enc
 
 
-def score(folder, ids_file, text_file):
+def score(folder, ids_file, text_file, adapter_folder=None):
     with open(os.path.join(folder, "config.json")) as f:
         cfg = json.load(f)
     assert cfg["model_type"] == "gpt2" and cfg["architectures"] == ["GPT2LMHeadModel"], cfg
     model = load_model(folder, cfg)
+    adapted, acfg = apply_adapters(model, adapter_folder) if adapter_folder else ([], None)
     logprobs = []
     with open(ids_file) as f, torch.no_grad():
         for line in f:
@@ -246,6 +299,8 @@ def score(folder, ids_file, text_file):
         "model_max_length": tcfg.get("model_max_length"),
         "vocab_entries": len(enc.encoder),
         "max_vocab_id": max(enc.encoder.values()),
+        "adapted": adapted,
+        "adapter_config": acfg,
     }))
 
 
@@ -275,7 +330,7 @@ def shard(folder, n):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 5 and sys.argv[1] == "score":
+    if len(sys.argv) in (5, 6) and sys.argv[1] == "score":
         score(*sys.argv[2:])
     elif len(sys.argv) == 4 and sys.argv[1] == "shard":
         shard(sys.argv[2], int(sys.argv[3]))

@@ -91,8 +91,8 @@ static void remove_base(void) {
 
 TestSuite(train, .init = make_base, .fini = remove_base, .timeout = 600);
 
-/* One cell under out_name; extra: one more --set (may be NULL); stop: the
- * --stop-after value (NULL: none). */
+/* One cell under out_name; extra: one or two more --set values, separated
+ * by a space (may be NULL); stop: the --stop-after value (NULL: none). */
 /* the stderr of the last run_cell_x */
 static char *last_err;
 /* the base model run_cell_x trains (NULL: the suite's GPT-2, base.ckpt) */
@@ -100,7 +100,11 @@ static const char *base_model;
 
 static void run_cell_x(const char *algo, const char *iterations, const char *out_name,
                        const char *extra, const char *stop) {
-  char model[300], tok[300], out[300], it[64];
+  char model[300], tok[300], out[300], it[64], extra1[200], *extra2 = NULL;
+  /* extra may hold two settings separated by a space */
+  snprintf(extra1, sizeof extra1, "%s", extra ? extra : "train.epochs=2");
+  if ((extra2 = strchr(extra1, ' ')))
+    *extra2++ = '\0';
   snprintf(model, sizeof model, "%s/%s", dir, base_model ? base_model : "base.ckpt");
   snprintf(tok, sizeof tok, "%s/tok", dir);
   snprintf(out, sizeof out, "%s/%s", dir, out_name);
@@ -111,8 +115,8 @@ static void run_cell_x(const char *algo, const char *iterations, const char *out
           "train.minibatch=8", "--set", "train.epochs=2", "--set", "train.lr=1e-4", "--set",
           "train.eval_every=2", "--set", "generation.max_new_tokens=16", "--set",
           "generation.min_new_tokens=4", "--set", "task.synthetic.n_train=64", "--set",
-          "task.synthetic.n_validation=8", "--set", "task.synthetic.n_test=12", "--set",
-          extra ? extra : "train.epochs=2", stop ? "--stop-after" : NULL, stop, NULL);
+          "task.synthetic.n_validation=8", "--set", "task.synthetic.n_test=12", "--set", extra1,
+          "--set", extra2 ? extra2 : "train.epochs=2", stop ? "--stop-after" : NULL, stop, NULL);
   cr_assert_eq(r.status, 0, "%s", r.err);
   free(last_err);
   last_err = strdup(r.err ? r.err : "");
@@ -122,6 +126,22 @@ static void run_cell_x(const char *algo, const char *iterations, const char *out
 static void run_cell(const char *algo, const char *iterations) {
   run_cell_x(algo, iterations, "runs", NULL, NULL);
 }
+
+/* The N of the last run's "<what> N bytes" line. */
+static size_t logged_bytes(const char *what) {
+  const char *p = strstr(last_err, what);
+  cr_assert_not_null(p, "no '%s' in: %s", what, last_err);
+  return (size_t)strtoull(p + strlen(what), NULL, 10);
+}
+
+/* The suite's base model (make_base: GPT-2, L = 2 layers, C = 64, V = 320
+ * tokens, n_ctx = 128) by hand: P = V C + n_ctx C + L (12 C^2 + 13 C) + 2 C
+ * = 20480 + 8192 + 2 (49152 + 832) + 128 = 128,768 parameters, 515,072
+ * bytes; LoRA of rank r = 4 on its four linears has per layer r (C + 3C)
+ * + r (C + C) + r (C + 4C) + r (4C + C) = 16 r C = 4,096 parameters,
+ * P_a = 8,192, 32,768 bytes. */
+#define BASE_BYTES 515072u
+#define ADAPTER_BYTES 32768u
 
 /* The val_ppl_ref values of a train.jsonl, in order (at most max). */
 static int val_ppl_refs(const char *path, double *v, int max) {
@@ -275,6 +295,8 @@ Test(train, cells_write_their_run_folders) {
   snprintf(f, sizeof f, "%s/runs-upd/default/synthetic/dfpo/seed-3/DONE", dir);
   cr_expect_eq(access(f, F_OK), 0);
   run_cell_x("nlpo", "4", "runs", "nlpo.mask_refresh=3", NULL);
+  /* without LoRA the mask model is a whole copy of the policy: 4P bytes */
+  cr_expect_eq(logged_bytes("NLPO's mask model holds "), BASE_BYTES);
   snprintf(f, sizeof f, "%s/runs/default/synthetic/nlpo/seed-3/train.jsonl", dir);
   log = ts_slurp(f);
   cr_expect(strstr(log, "\"mask_mean\"") != NULL, "%s", log);
@@ -413,8 +435,10 @@ static void expect_same_file(const char *a_dir, const char *b_dir, const char *n
  * settings under "runs", bit for bit: NLPO with a mask model refreshed
  * every 3 iterations (so the checkpoint's mask model is not the policy),
  * and SFT (its data stream). */
-static void a_stopped_run_resumes_to_the_same_numbers(const char *algo, const char *extra) {
+static void stop_after_3(const char *algo, const char *extra) {
   run_cell_x(algo, "4", "resumed", extra, "3");
+}
+static void resume_to_the_same_numbers(const char *algo, const char *extra) {
   char f[600];
   snprintf(f, sizeof f, "%s/resumed/default/synthetic/%s/seed-3/DONE", dir, algo);
   cr_expect_neq(access(f, F_OK), 0, "a stopped run is not done");
@@ -430,6 +454,10 @@ static void a_stopped_run_resumes_to_the_same_numbers(const char *algo, const ch
   snprintf(name, sizeof name, "%s/seed-3/samples.jsonl", algo);
   expect_same_file("runs", "resumed", name);
   cr_expect_neq(access(f, F_OK), 0, "a finished run keeps no resumable checkpoint");
+}
+static void a_stopped_run_resumes_to_the_same_numbers(const char *algo, const char *extra) {
+  stop_after_3(algo, extra);
+  resume_to_the_same_numbers(algo, extra);
 }
 
 /* `dfpo train --algo ppo` over a rotary decoder: a random tiny Llama
@@ -484,9 +512,7 @@ Test(train, ppo_over_a_tiny_llama) {
 
 /* The "train: policy and reference hold N bytes" figure of the last run. */
 static size_t held_bytes(void) {
-  const char *p = strstr(last_err, "train: policy and reference hold ");
-  cr_assert_not_null(p, "%s", last_err);
-  return (size_t)strtoull(p + strlen("train: policy and reference hold "), NULL, 10);
+  return logged_bytes("train: policy and reference hold ");
 }
 
 /* LoRA (model.lora_rank) on DfPO and PPO: the adapters start with B = 0, so
@@ -495,7 +521,8 @@ static size_t held_bytes(void) {
  * records the settings; a stopped run resumes bit for bit (its resume
  * checkpoints carry the adapters and their AdamW moments); and policy plus
  * reference hold less than two full models, since the reference is a view
- * of the policy's base. NLPO and SFT are refused. */
+ * of the policy's base: 4P + 4 P_a bytes (547,840). zero-shot, which trains
+ * nothing, is refused. */
 Test(train, lora_cells_learn_resume_and_share_the_base) {
   const char *algos[2] = {"dfpo", "ppo"};
   run_cell_x("dfpo", "1", "full", NULL, NULL);
@@ -527,17 +554,103 @@ Test(train, lora_cells_learn_resume_and_share_the_base) {
     free(text);
     a_stopped_run_resumes_to_the_same_numbers(algos[a], "model.lora_rank=4");
   }
+  /* the policy's base plus its adapters; the reference holds no weights */
+  cr_expect_eq(held_bytes(), BASE_BYTES + ADAPTER_BYTES);
   char model[300], tok[300], out[300];
   snprintf(model, sizeof model, "%s/base.ckpt", dir);
   snprintf(tok, sizeof tok, "%s/tok", dir);
   snprintf(out, sizeof out, "%s/refused", dir);
-  const char *refused[2] = {"nlpo", "sft"};
-  for (int a = 0; a < 2; a++) {
-    ts_run r;
-    ts_dfpo(&r, "train", "--task", "synthetic", "--algo", refused[a], "--out", out, "--model",
-            model, "--tokenizer", tok, "--set", "model.lora_rank=4", NULL);
-    cr_expect_neq(r.status, 0, "%s with LoRA ran", refused[a]);
-    cr_expect(r.err && strstr(r.err, "not implemented"), "%s", r.err ? r.err : "");
-    ts_run_free(&r);
+  ts_run r;
+  ts_dfpo(&r, "train", "--task", "synthetic", "--algo", "zero-shot", "--out", out, "--model", model,
+          "--tokenizer", tok, "--set", "model.lora_rank=4", NULL);
+  cr_expect_neq(r.status, 0, "zero-shot with LoRA ran");
+  cr_expect(r.err && strstr(r.err, "trains nothing"), "%s", r.err ? r.err : "");
+  ts_run_free(&r);
+}
+
+/* The first n values of "key": in a train.jsonl. */
+static int log_values(const char *path, const char *key, double *v, int n) {
+  char *log = ts_slurp(path), pat[64];
+  snprintf(pat, sizeof pat, "\"%s\":", key);
+  int k = 0;
+  for (char *s = log; k < n && (s = strstr(s, pat)); s++)
+    v[k++] = strtod(s + strlen(pat), NULL);
+  free(log);
+  return k;
+}
+
+/* NLPO with LoRA: the mask model is the policy's base (shared) with its own
+ * copy of the adapters, so it holds exactly the adapters' bytes (32,768,
+ * ADAPTER_BYTES by hand) where the full-model mask holds 4P (515,072,
+ * checked in cells_write_their_run_folders); policy and reference hold 4P +
+ * 4 P_a (547,840). The first iteration's KL to the reference is exactly 0
+ * (B = 0), a later one is not; a run stopped after 3 iterations with the
+ * mask refreshed every 3 (the checkpoint's mask model is not the policy)
+ * resumes bit for bit. */
+Test(train, lora_nlpo_shares_the_base_with_its_mask_model) {
+  run_cell_x("nlpo", "4", "runs", "model.lora_rank=4 nlpo.mask_refresh=3", NULL);
+  cr_expect_eq(held_bytes(), BASE_BYTES + ADAPTER_BYTES);
+  cr_expect_eq(logged_bytes("NLPO's mask model holds "), ADAPTER_BYTES, "%s", last_err);
+  char f[600];
+  snprintf(f, sizeof f, "%s/runs/default/synthetic/nlpo/seed-3/train.jsonl", dir);
+  double kl[4], mask[4];
+  cr_assert_eq(log_values(f, "kl_seq", kl, 4), 4);
+  cr_assert_eq(log_values(f, "mask_mean", mask, 4), 4);
+  cr_expect_eq(kl[0], 0.0, "the first iteration's KL is %g", kl[0]);
+  cr_expect_neq(kl[3], 0.0, "the adapters did not move the policy");
+  cr_log_info("lora nlpo: kl_seq %g %g %g %g, mask_mean %g %g %g %g", kl[0], kl[1], kl[2], kl[3],
+              mask[0], mask[1], mask[2], mask[3]);
+  a_stopped_run_resumes_to_the_same_numbers("nlpo", "model.lora_rank=4 nlpo.mask_refresh=3");
+}
+
+/* SFT with LoRA: the cross-entropy falls from epoch to epoch, the best
+ * checkpoint after two epochs is the suite's base bit for bit plus rank-4
+ * adapters whose B moved (only they trained), policy and reference hold 4P + 4 P_a, and a stopped
+ * run resumes bit for bit (the adapters' AdamW moments in its checkpoint). */
+Test(train, lora_sft_trains_the_adapters_only) {
+  run_cell_x("sft", "4", "runs", "model.lora_rank=4 train.lr=1e-3", NULL);
+  cr_expect_eq(held_bytes(), BASE_BYTES + ADAPTER_BYTES);
+  char f[600];
+  snprintf(f, sizeof f, "%s/runs/default/synthetic/sft/seed-3/train.jsonl", dir);
+  double loss[4];
+  cr_assert_eq(log_values(f, "loss", loss, 4), 4);
+  cr_expect_lt(loss[3], loss[0], "loss %g -> %g", loss[0], loss[3]);
+  cr_log_info("lora sft: loss %g %g %g %g", loss[0], loss[1], loss[2], loss[3]);
+  /* the stopped run's resumable checkpoint after two epochs */
+  stop_after_3("sft", "model.lora_rank=4 train.lr=1e-3");
+  model_t *trained, *base;
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  snprintf(f, sizeof f, "%s/resumed/default/synthetic/sft/seed-3/checkpoint/resume/policy-2.ckpt",
+           dir);
+  cr_assert_eq(model_load(&trained, f, &err), 0, "%s", err.msg);
+  snprintf(f, sizeof f, "%s/base.ckpt", dir);
+  cr_assert_eq(model_load(&base, f, &err), 0, "%s", err.msg);
+  cr_expect_eq(model_lora_rank(trained), 4);
+  /* two epochs of 64 references, 8 a step, after the base's 150 */
+  cr_expect_eq(model_step_count(trained), model_step_count(base) + 16, "%d steps",
+               model_step_count(trained));
+  int n = gpt2_num_tensors(base);
+  cr_assert_eq(gpt2_num_tensors(trained), n);
+  for (int i = 0; i < n; i++) {
+    int rows, cols;
+    float *a, *b;
+    const char *name;
+    gpt2_tensor_info(base, i, &name, &rows, &cols, &a, NULL);
+    gpt2_tensor_info(trained, i, NULL, NULL, NULL, &b, NULL);
+    cr_expect_eq(memcmp(a, b, sizeof(float) * (size_t)rows * cols), 0, "%s changed", name);
   }
+  /* the adapters did: B is no longer 0 */
+  double sumsq = 0;
+  for (int i = 0; i < model_num_tensors(trained); i++) {
+    model_tensor t;
+    cr_assert_eq(model_tensor_at(trained, i, &t, &err), 0, "%s", err.msg);
+    for (size_t k = 0; strstr(t.name, "lora_B") && k < (size_t)t.rows * t.cols; k++)
+      sumsq += (double)t.param[k] * t.param[k];
+  }
+  cr_expect_gt(sumsq, 0.0);
+  cr_log_info("lora sft: |B|^2 after two epochs %g", sumsq);
+  model_free(trained);
+  model_free(base);
+  resume_to_the_same_numbers("sft", "model.lora_rank=4 train.lr=1e-3");
 }

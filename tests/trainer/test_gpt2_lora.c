@@ -22,7 +22,9 @@
  * step after a resume equals the uninterrupted run's step bit for bit; a
  * damaged adapter section is refused with a message that says so.
  * model_copy_params copies the adapters with the base (a best checkpoint
- * restored into a LoRA policy) and refuses models whose adapters differ. */
+ * restored into a LoRA policy) and refuses models whose adapters differ.
+ * model_adapter_view (NLPO's mask model): the policy bit for bit at the
+ * adapters' bytes, refreshed by model_copy_params. */
 #include "tests/support/support.h"
 #include "tests/trainer/gpt2_testutil.h"
 #include "trainer/optim.h"
@@ -250,6 +252,20 @@ static void logits_of(model_t *m, float *out) {
   memcpy(out, model_lm_logits(m), sizeof(float) * B * T * V);
 }
 
+/* model_decode_begin over the test prompts: a's and b's first logits bit
+ * for bit. */
+static void expect_same_first_decode(model_t *a, model_t *b, const char *what) {
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  float da[B * V];
+  const float *d = model_decode_begin(a, toks, kst, B, T, T + 1, &err);
+  cr_assert_not_null(d, "%s", err.msg);
+  memcpy(da, d, sizeof da);
+  d = model_decode_begin(b, toks, kst, B, T, T + 1, &err);
+  cr_assert_not_null(d, "%s", err.msg);
+  cr_expect_eq(memcmp(da, d, sizeof da), 0, "%s", what);
+}
+
 /* ------------------------------------------------------------- tests */
 
 Test(gpt2_lora, adapter_gradients_against_a_double_transcription) {
@@ -394,13 +410,7 @@ Test(gpt2_lora, adamw_moves_only_the_adapters_and_off_is_the_base) {
   cr_assert_eq(model_set_adapters(m, 0, &err), 0, "%s", err.msg);
   logits_of(m, lm);
   cr_expect_eq(memcmp(lb, lm, sizeof lb), 0, "adapters off: logits differ from the base's");
-  float db0[B * V];
-  const float *d = model_decode_begin(base, toks, kst, B, T, T + 1, &err);
-  cr_assert_not_null(d, "%s", err.msg);
-  memcpy(db0, d, sizeof db0);
-  d = model_decode_begin(m, toks, kst, B, T, T + 1, &err);
-  cr_assert_not_null(d, "%s", err.msg);
-  cr_expect_eq(memcmp(db0, d, sizeof db0), 0, "adapters off: decoding differs from the base's");
+  expect_same_first_decode(base, m, "adapters off: decoding differs from the base's");
   cr_assert_eq(model_set_adapters(m, 1, &err), 0, "%s", err.msg);
   model_free(m);
   model_free(base);
@@ -432,6 +442,11 @@ Test(gpt2_lora, refusals) {
   model_t *m = base_model(41);
   cr_expect_eq(model_lora_rank(m), 0);
   cr_expect_eq(model_set_adapters(m, 0, &err), DFPO_EUSAGE);
+  model_t *none = NULL;
+  cr_expect_eq(model_adapter_view(&none, m, &err), DFPO_EUSAGE);
+  cr_expect_null(none);
+  cr_expect_eq(model_export_adapters(m, "/nonexistent", &err), DFPO_EUSAGE);
+  cr_expect(strstr(err.msg, "no LoRA adapters") != NULL, "%s", err.msg);
   model_lora_config bad = {R, ALPHA, "attn.c_attn,mlp.c_gate"};
   cr_expect_eq(model_add_lora(m, &bad, 1, &err), DFPO_EUSAGE);
   cr_expect(strstr(err.msg, "mlp.c_gate") != NULL, "%s", err.msg);
@@ -444,8 +459,6 @@ Test(gpt2_lora, refusals) {
   cr_expect_eq(model_lora_rank(m), R);
   model_lora_config again = {R, ALPHA, NULL};
   cr_expect_eq(model_add_lora(m, &again, 1, &err), DFPO_EUSAGE);
-  cr_expect_eq(model_export_safetensors(m, "/nonexistent/x.safetensors", 0, &err), DFPO_EUSAGE);
-  cr_expect(strstr(err.msg, "LoRA") != NULL, "%s", err.msg);
   model_free(m);
   gpt2_config vc = tu_config(V, 1, NH, C, P);
   vc.head = MODEL_HEAD_VALUE;
@@ -510,6 +523,64 @@ static void train_steps(model_t *m, int n) {
     engine_objective(m, 1);
     cr_assert_eq(opt_adamw_step(m, &o, 1e-2f, NULL, &err), 0, "%s", err.msg);
   }
+}
+
+/* model_adapter_view (NLPO's mask model of a LoRA policy): the policy's
+ * base shared and a copy of its adapters, so it holds exactly the adapters'
+ * bytes (4 bytes x L 2 x R 2 x (C + 3C + C + C + C + 4C + 4C + C = 16 C,
+ * C 8) = 2,048 here) and computes the policy's logits bit for bit, in a forward
+ * pass and decoding; it does not train; once the policy's adapters move,
+ * model_copy_params brings the view level again, from the policy or from a
+ * loaded copy of it (another base in memory, the same values); a model
+ * whose base differs is refused. */
+Test(gpt2_lora, an_adapter_view_is_the_policy_at_the_adapters_cost) {
+  model_t *base = base_model(61), *m = NULL, *view = NULL, *copy = NULL, *other = NULL;
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  cr_assert_eq(model_clone(&m, base, &err), 0, "%s", err.msg);
+  add_lora(m, NULL, 62);
+  randomise_adapters(m, 63, 0.3f);
+  cr_assert_eq(model_adapter_view(&view, m, &err), 0, "%s", err.msg);
+  cr_expect_eq(model_lora_rank(view), R);
+  cr_expect_eq(model_arena_bytes(view), (size_t)4 * L * R * 16 * C);
+  cr_expect_eq(model_arena_bytes(view), model_num_params(m) * sizeof(float));
+  cr_expect_eq(model_ensure_train(view, &err), DFPO_EUSAGE);
+  static float lm[B * T * V], lv[B * T * V];
+  logits_of(m, lm);
+  logits_of(view, lv);
+  cr_expect_eq(memcmp(lm, lv, sizeof lm), 0, "the view's logits differ from the policy's");
+  expect_same_first_decode(m, view, "the view decodes otherwise");
+  /* the policy trains on; the view stays behind until copied again */
+  train_steps(m, 2);
+  logits_of(m, lm);
+  logits_of(view, lv);
+  cr_expect_neq(memcmp(lm, lv, sizeof lm), 0, "the view followed the policy by itself");
+  cr_assert_eq(model_copy_params(view, m, &err), 0, "%s", err.msg);
+  logits_of(view, lv);
+  cr_expect_eq(memcmp(lm, lv, sizeof lm), 0, "model_copy_params did not bring the view level");
+  /* from a loaded copy: another base in memory with the same values */
+  char dir[256], path[300];
+  ts_tmpdir(dir, sizeof dir);
+  snprintf(path, sizeof path, "%s/m.ckpt", dir);
+  train_steps(m, 2);
+  cr_assert_eq(model_save(m, path, 0, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_load(&copy, path, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_copy_params(view, copy, &err), 0, "%s", err.msg);
+  logits_of(m, lm);
+  logits_of(view, lv);
+  cr_expect_eq(memcmp(lm, lv, sizeof lm), 0, "copied from a loaded copy: differs");
+  /* another base */
+  cr_assert_eq(model_clone(&other, base, &err), 0, "%s", err.msg);
+  tu_perturb(other, 64, 1.0f);
+  add_lora(other, NULL, 65);
+  cr_expect_eq(model_copy_params(view, other, &err), DFPO_EUSAGE);
+  cr_expect(strstr(err.msg, "base weights differ") != NULL, "%s", err.msg);
+  model_free(other);
+  model_free(copy);
+  model_free(view);
+  model_free(m);
+  model_free(base);
+  ts_rmtree(dir);
 }
 
 /* Every adapter tensor of a and b, parameters and (when both have them)
