@@ -406,14 +406,9 @@ typedef struct t5_rows {
   int *src, *tgt;             /* one row's source and target while it is built */
 } t5_rows;
 
-/* T5's span corruption (Raffel et al. 2020, sec. 3.1.4) of doc[n]: about
- * 15% of the tokens, in spans of mean length 3, each span replaced in the
- * source by a sentinel (<extra_id_0>, <extra_id_1>, ...) and the target the
- * sentinels each followed by its span; the spans and the kept runs between
- * them have random lengths (at least 1), the source starting with a kept
- * run. *ns and *nt get the lengths (without </s>). */
-static void span_corrupt(const int *doc, int n, dfpo_rng *r, const t5_rows *w, int *src, int *ns,
-                         int *tgt, int *nt) {
+/* harness/cli.h says what this draws. */
+void cmd_pretrain_span_corrupt(const int *doc, int n, dfpo_rng *r, int sentinel0, int n_sentinels,
+                               int *src, int *ns, int *tgt, int *nt) {
   int noise = (int)lround(n * 0.15);
   if (noise < 1)
     noise = 1;
@@ -422,8 +417,8 @@ static void span_corrupt(const int *doc, int n, dfpo_rng *r, const t5_rows *w, i
   int spans = (int)lround(noise / 3.0);
   if (spans < 1)
     spans = 1;
-  if (spans > w->n_sentinels)
-    spans = w->n_sentinels;
+  if (spans > n_sentinels)
+    spans = n_sentinels;
   if (spans > n - noise)
     spans = n - noise;
   /* k segments of m items: k - 1 distinct cuts among 1..m-1 */
@@ -454,8 +449,8 @@ static void span_corrupt(const int *doc, int n, dfpo_rng *r, const t5_rows *w, i
   for (int k = 0; k < spans; k++) {
     for (int i = cut_keep[k]; i < cut_keep[k + 1]; i++)
       src[(*ns)++] = doc[at++];
-    src[(*ns)++] = w->sentinel0 - k;
-    tgt[(*nt)++] = w->sentinel0 - k;
+    src[(*ns)++] = sentinel0 - k;
+    tgt[(*nt)++] = sentinel0 - k;
     for (int i = cut_noise[k]; i < cut_noise[k + 1]; i++)
       tgt[(*nt)++] = doc[at++];
   }
@@ -491,7 +486,8 @@ static int draw_pairs(const pairs *ps, int B, uint64_t seed, uint64_t key, t5_ro
       if (n > Lt - 1)
         n = Lt - 1;
       if (n >= 2) {
-        span_corrupt(t, n, &r, w, w->src, &n_s, w->tgt, &n_t);
+        cmd_pretrain_span_corrupt(t, n, &r, w->sentinel0, w->n_sentinels, w->src, &n_s, w->tgt,
+                                  &n_t);
         s = w->src, t = w->tgt;
       }
     }

@@ -2,6 +2,7 @@
  * (validation loss falls), and a run stopped mid-way and resumed from its
  * checkpoint ends bit-identical to an uninterrupted one. */
 #include "common/common.h"
+#include "harness/cli.h"
 #include "tests/support/support.h"
 #include "trainer/model.h"
 #include "trainer/t5.h"
@@ -418,4 +419,78 @@ Test(pretrain, t5_on_pairs_learns_and_resumes) {
   cr_expect(strstr(r.err, "train.tsv:201: not SOURCE<TAB>TARGET") != NULL, "%s", r.err);
   ts_run_free(&r);
   ts_rmtree(dir);
+}
+
+/* T5's span corruption as dfpo pretrain draws it: two cases worked by hand
+ * (one span: no cut is drawn, so the result is fixed), then, for every
+ * length from 3 to 200 and 5 seeds each, the invariants that make it T5's:
+ * the noise and span counts of the documented rounding, kept run first,
+ * sentinels in order and never adjacent, and the source with each
+ * sentinel replaced by its target span giving the document back. */
+Test(pretrain, span_corruption_by_hand_and_its_invariants) {
+  enum { S0 = 999 };
+  int doc[200], src[200], tgt[200], ns, nt;
+  for (int i = 0; i < 200; i++)
+    doc[i] = 100 + i;
+  dfpo_rng r;
+  dfpo_rng_init(&r, 1, DFPO_STREAM_DATA);
+  /* n 20: noise round(3.0) = 3, spans round(1.0) = 1: 17 kept, then the
+   * sentinel; the target the sentinel and the last 3 */
+  cmd_pretrain_span_corrupt(doc, 20, &r, S0, 100, src, &ns, tgt, &nt);
+  cr_assert_eq(ns, 18);
+  cr_assert_eq(nt, 4);
+  for (int i = 0; i < 17; i++)
+    cr_expect_eq(src[i], 100 + i);
+  cr_expect_eq(src[17], S0);
+  cr_expect(tgt[0] == S0 && tgt[1] == 117 && tgt[2] == 118 && tgt[3] == 119);
+  /* n 2: noise round(0.3) = 0 -> 1, one span: [d0 s0] and [s0 d1] */
+  cmd_pretrain_span_corrupt(doc, 2, &r, S0, 100, src, &ns, tgt, &nt);
+  cr_expect(ns == 2 && src[0] == 100 && src[1] == S0, "n 2: source");
+  cr_expect(nt == 2 && tgt[0] == S0 && tgt[1] == 101, "n 2: target");
+  int varied = 0, first[200], nfirst = -1;
+  for (int n = 3; n <= 200; n++)
+    for (uint64_t seed = 0; seed < 5; seed++) {
+      dfpo_rng_init(&r, seed, DFPO_STREAM_DATA);
+      int cap = n == 100 ? 2 : 100; /* the sentinels there are */
+      cmd_pretrain_span_corrupt(doc, n, &r, S0, cap, src, &ns, tgt, &nt);
+      int noise = (int)lround(n * 0.15), spans;
+      noise = noise < 1 ? 1 : noise > n - 1 ? n - 1 : noise;
+      spans = (int)lround(noise / 3.0);
+      spans = spans < 1 ? 1 : spans;
+      spans = spans > cap ? cap : spans > n - noise ? n - noise : spans;
+      cr_assert_eq(nt, noise + spans, "n %d seed %d: target length", n, (int)seed);
+      cr_assert_eq(ns, n - noise + spans, "n %d seed %d: source length", n, (int)seed);
+      cr_assert(src[0] < S0 - 99 && tgt[0] == S0 && src[ns - 1] == S0 - (spans - 1) &&
+                    tgt[nt - 1] < S0 - 99,
+                "n %d: kept run first, the source ends with a sentinel", n);
+      /* the document again: the source with each sentinel replaced by the
+       * target's tokens after that sentinel */
+      int back[200], nb = 0, k = 0, t = 0;
+      for (int i = 0; i < ns; i++) {
+        if (src[i] < S0 - 99) {
+          back[nb++] = src[i];
+          continue;
+        }
+        cr_assert_eq(src[i], S0 - k, "n %d: sentinel %d out of order", n, k);
+        cr_assert(i > 0 && src[i - 1] < S0 - 99, "n %d: an empty kept run", n);
+        cr_assert_eq(tgt[t], S0 - k, "n %d: the target's sentinel %d", n, k);
+        t++;
+        cr_assert(t < nt && tgt[t] < S0 - 99, "n %d: an empty noise span", n);
+        while (t < nt && tgt[t] < S0 - 99)
+          back[nb++] = tgt[t++];
+        k++;
+      }
+      cr_assert_eq(k, spans);
+      cr_assert_eq(nb, n);
+      cr_assert_eq(memcmp(back, doc, sizeof(int) * (size_t)n), 0, "n %d: not the document", n);
+      if (n == 60) { /* noise 9 in 3 spans: the cuts differ with the seed */
+        if (nfirst < 0) {
+          memcpy(first, src, sizeof(int) * (size_t)ns);
+          nfirst = ns;
+        } else {
+          varied += memcmp(first, src, sizeof(int) * (size_t)ns) != 0;
+        }
+      }
+    }
+  cr_expect_gt(varied, 0, "the spans never moved with the seed");
 }
