@@ -730,28 +730,28 @@ static int data_and_judge(const task_def *d, task_base *b, dfpo_err *err) {
   return text_judge(d, b, cache, splits, from_cache, digest, err);
 }
 
-int repro_base_text(const task_def *d, task_base *b, dfpo_err *err) {
+/* Step 3 of a text task's base, and the judge: `dfpo pretrain --config` on
+ * the tokenizer folder's corpus files train and val (in tokdir) with the
+ * config's model keys (lists), in bases/<task>-<kind><key of the
+ * tokenizer's key and those keys>/ (recipe <task>-<kind>base-1); arch
+ * (may be NULL) is recorded in the stamp. Then the suite folder's
+ * base-<task>.json. */
+static int pretrained_base(const task_def *d, task_base *b, const char *cache, const char *splits,
+                           const char *digest, int from_cache, const char *tokdir,
+                           const char *tokkey, const char *const *const *lists, const char *kind,
+                           const char *train, const char *val, const char *arch, dfpo_err *err) {
   const cfg *c = b->conf;
-  char cache[1024], splits[4096], digest[65], tokdir[1400], tokkey[65], dir[1400];
-  char stamp[1600], path[1600];
-  int rc, from_cache = 0;
-  const char *const *files = split_files;
-  if ((rc = dfpo_cache_dir(cache, sizeof cache, err)) ||
-      (rc = text_splits(d, b, splits, sizeof splits, &from_cache, err)) ||
-      (rc = splits_digest(splits, files, digest, err)) ||
-      (rc = text_tokenizer(d, b, cache, splits, digest, tokdir, sizeof tokdir, tokkey, err)))
-    return rc;
-  const char *const *lists[] = {model_keys, NULL};
   const char *extra[] = {"tokenizer_key", tokkey, NULL};
-  char recipe[64], what[96];
-  suite_fmt(recipe, sizeof recipe, "%s-base-1", d->name);
+  char recipe[64], what[96], dir[1400], stamp[1600], path[1600];
+  int rc;
+  suite_fmt(recipe, sizeof recipe, "%s-%sbase-1", d->name, kind);
   suite_fmt(what, sizeof what, "%s base model", d->name);
   char *key = key_json(c, lists, extra, recipe);
   if (!key)
     return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
   char hex[65];
   key_hex(key, hex);
-  suite_fmt(dir, sizeof dir, "%s/bases/%s-%s", cache, d->name, hex);
+  suite_fmt(dir, sizeof dir, "%s/bases/%s-%s%s", cache, d->name, kind, hex);
   suite_fmt(b->model, sizeof b->model, "%s/base.ckpt", dir);
   suite_fmt(stamp, sizeof stamp, "%s/base.json", dir);
   dfpo_lock lk = {0};
@@ -762,9 +762,9 @@ int repro_base_text(const task_def *d, task_base *b, dfpo_err *err) {
   } else if (!(rc = dfpo_mkdirs(dir, err))) {
     dfpo_info("reproduce: %s: preparing %s", what, dir);
     double t0 = dfpo_now();
-    char train_ids[1600], val_ids[1600], pre[1600];
-    suite_fmt(train_ids, sizeof train_ids, "%s/train.ids", tokdir);
-    suite_fmt(val_ids, sizeof val_ids, "%s/val.ids", tokdir);
+    char train_path[1600], val_path[1600], pre[1600];
+    suite_fmt(train_path, sizeof train_path, "%s/%s", tokdir, train);
+    suite_fmt(val_path, sizeof val_path, "%s/%s", tokdir, val);
     suite_fmt(pre, sizeof pre, "%s/pretrain", dir);
     tok_tokenizer *tok = NULL;
     size_t V = 0;
@@ -772,12 +772,14 @@ int repro_base_text(const task_def *d, task_base *b, dfpo_err *err) {
       V = tok_vocab_size(tok);
     tok_free(tok);
     if (!rc)
-      rc = pretrain_child(c, what, b->tok, train_ids, val_ids, pre, b->model, err);
+      rc = pretrain_child(c, what, b->tok, train_path, val_path, pre, b->model, err);
     if (!rc) {
       suite_fmt(path, sizeof path, "%s/train.jsonl", pre);
       double vl = last_val_loss(path);
       cJSON *o = cJSON_CreateObject();
       cJSON_AddItemToObject(o, "config", cJSON_Parse(key));
+      if (arch)
+        cJSON_AddStringToObject(o, "arch", arch);
       cJSON_AddNumberToObject(o, "vocab", (double)V);
       cJSON_AddStringToObject(o, "data_sha256", digest);
       cJSON_AddStringToObject(o, "splits", splits);
@@ -796,6 +798,19 @@ int repro_base_text(const task_def *d, task_base *b, dfpo_err *err) {
   if ((rc = cfg_json_read(stamp, &o, err)))
     return rc;
   return record_base(b, o, err);
+}
+
+int repro_base_text(const task_def *d, task_base *b, dfpo_err *err) {
+  char cache[1024], splits[4096], digest[65], tokdir[1400], tokkey[65];
+  int rc, from_cache = 0;
+  if ((rc = dfpo_cache_dir(cache, sizeof cache, err)) ||
+      (rc = text_splits(d, b, splits, sizeof splits, &from_cache, err)) ||
+      (rc = splits_digest(splits, split_files, digest, err)) ||
+      (rc = text_tokenizer(d, b, cache, splits, digest, tokdir, sizeof tokdir, tokkey, err)))
+    return rc;
+  const char *const *lists[] = {model_keys, NULL};
+  return pretrained_base(d, b, cache, splits, digest, from_cache, tokdir, tokkey, lists, "",
+                         "train.ids", "val.ids", NULL, err);
 }
 
 /* ----------------------------------------------------- the T5 (commongen) */
@@ -922,12 +937,10 @@ static int t5_tokenizer(const task_def *d, task_base *b, const char *cache, cons
 }
 
 int repro_base_t5(const task_def *d, task_base *b, dfpo_err *err) {
-  const cfg *c = b->conf;
-  char cache[1024], splits[4096], digest[65], tokdir[1400], tokkey[65], dir[1400];
-  char stamp[1600], path[1600];
+  char cache[1024], splits[4096], digest[65], tokdir[1400], tokkey[65];
   const char *arch;
   int rc, from_cache = 0;
-  if ((rc = cfg_get_str(c, "model.arch", &arch, err)))
+  if ((rc = cfg_get_str(b->conf, "model.arch", &arch, err)))
     return rc;
   if (strcmp(arch, "t5"))
     return dfpo_err_set(err, DFPO_EUSAGE,
@@ -940,61 +953,8 @@ int repro_base_t5(const task_def *d, task_base *b, dfpo_err *err) {
       (rc = t5_tokenizer(d, b, cache, digest, tokdir, sizeof tokdir, tokkey, err)))
     return rc;
   const char *const *lists[] = {model_keys, t5_keys, NULL};
-  const char *extra[] = {"tokenizer_key", tokkey, NULL};
-  char recipe[64], what[96];
-  suite_fmt(recipe, sizeof recipe, "%s-t5-base-1", d->name);
-  suite_fmt(what, sizeof what, "%s base model", d->name);
-  char *key = key_json(c, lists, extra, recipe);
-  if (!key)
-    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
-  char hex[65];
-  key_hex(key, hex);
-  suite_fmt(dir, sizeof dir, "%s/bases/%s-t5-%s", cache, d->name, hex);
-  suite_fmt(b->model, sizeof b->model, "%s/base.ckpt", dir);
-  suite_fmt(stamp, sizeof stamp, "%s/base.json", dir);
-  dfpo_lock lk = {0};
-  if ((rc = cache_lock(&lk, dir, stamp, err))) {
-    /* nothing to release */
-  } else if (repro_exists(stamp)) {
-    dfpo_info("reproduce: %s: reusing %s", what, dir);
-  } else if (!(rc = dfpo_mkdirs(dir, err))) {
-    dfpo_info("reproduce: %s: preparing %s", what, dir);
-    double t0 = dfpo_now();
-    char train[1600], val[1600], pre[1600];
-    suite_fmt(train, sizeof train, "%s/train.tsv", tokdir);
-    suite_fmt(val, sizeof val, "%s/val.tsv", tokdir);
-    suite_fmt(pre, sizeof pre, "%s/pretrain", dir);
-    tok_tokenizer *tok = NULL;
-    size_t V = 0;
-    if (!(rc = tok_load(&tok, b->tok, err)))
-      V = tok_vocab_size(tok);
-    tok_free(tok);
-    if (!rc)
-      rc = pretrain_child(c, what, b->tok, train, val, pre, b->model, err);
-    if (!rc) {
-      suite_fmt(path, sizeof path, "%s/train.jsonl", pre);
-      double vl = last_val_loss(path);
-      cJSON *o = cJSON_CreateObject();
-      cJSON_AddItemToObject(o, "config", cJSON_Parse(key));
-      cJSON_AddStringToObject(o, "arch", "t5");
-      cJSON_AddNumberToObject(o, "vocab", (double)V);
-      cJSON_AddStringToObject(o, "data_sha256", digest);
-      cJSON_AddStringToObject(o, "splits", splits);
-      if (isfinite(vl))
-        cJSON_AddNumberToObject(o, "val_loss_per_token", vl);
-      cJSON_AddNumberToObject(o, "seconds", dfpo_now() - t0);
-      rc = cfg_json_write(stamp, o, err);
-      cJSON_Delete(o);
-    }
-  }
-  free(key);
-  dfpo_lock_release(&lk);
-  if (rc || (rc = text_judge(d, b, cache, splits, from_cache, digest, err)))
-    return rc;
-  cJSON *o;
-  if ((rc = cfg_json_read(stamp, &o, err)))
-    return rc;
-  return record_base(b, o, err);
+  return pretrained_base(d, b, cache, splits, digest, from_cache, tokdir, tokkey, lists, "t5-",
+                         "train.tsv", "val.tsv", "t5", err);
 }
 
 /* ------------------------------------------------------ imported bases */
