@@ -552,6 +552,38 @@ static int write_docs(const char *dir, const char *const *names, const char *pat
   return dfpo_atomic_commit(&a, err);
 }
 
+/* The start of a tokenizer step: its key (the config's keys, the data
+ * digest, the recipe <task>-<kind>-1) into *key and tokkey, its folder
+ * bases/<task>-<kind>-<key> into dir, b->tok and the stamp path; its lock
+ * taken. *reused when the stamp is there (said; the lock is then released
+ * and *key freed, as on failure). */
+static int tok_step_open(const task_def *d, task_base *b, const char *cache,
+                         const char *const *keys, const char *digest, const char *kind, char *dir,
+                         size_t ndir, char *tokkey, char *stamp, size_t nstamp, char **key,
+                         dfpo_lock *lk, int *reused, dfpo_err *err) {
+  const char *const *lists[] = {keys, NULL};
+  const char *extra[] = {"data_sha256", digest, NULL};
+  char recipe[64];
+  suite_fmt(recipe, sizeof recipe, "%s-%s-1", d->name, kind);
+  *reused = 0;
+  if (!(*key = key_json(b->conf, lists, extra, recipe)))
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  key_hex(*key, tokkey);
+  suite_fmt(dir, ndir, "%s/bases/%s-%s-%s", cache, d->name, kind, tokkey);
+  suite_fmt(b->tok, sizeof b->tok, "%s/tok", dir);
+  suite_fmt(stamp, nstamp, "%s/tok.json", dir);
+  int rc = cache_lock(lk, dir, stamp, err);
+  *reused = !rc && repro_exists(stamp);
+  if (*reused)
+    dfpo_info("reproduce: %s tokenizer: reusing %s", d->name, dir);
+  if (rc || *reused) {
+    dfpo_lock_release(lk);
+    free(*key);
+    *key = NULL;
+  }
+  return rc;
+}
+
 /* Step 2: the tokenizer, trained on the training documents, and the
  * pretraining corpus as token ids (unsup.jsonl and train.jsonl;
  * validation.jsonl for validation), in bases/<task>-tok-<key of the data and
@@ -559,27 +591,12 @@ static int write_docs(const char *dir, const char *const *names, const char *pat
 static int text_tokenizer(const task_def *d, task_base *b, const char *cache, const char *splits,
                           const char *digest, char *dir, size_t ndir, char *tokkey, dfpo_err *err) {
   const cfg *c = b->conf;
-  const char *const *lists[] = {tok_keys, NULL};
-  const char *extra[] = {"data_sha256", digest, NULL};
-  char recipe[64];
-  suite_fmt(recipe, sizeof recipe, "%s-tok-1", d->name);
-  char *key = key_json(c, lists, extra, recipe);
-  if (!key)
-    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
-  key_hex(key, tokkey);
-  suite_fmt(dir, ndir, "%s/bases/%s-tok-%s", cache, d->name, tokkey);
-  suite_fmt(b->tok, sizeof b->tok, "%s/tok", dir);
-  char stamp[1600], corpus[1600], tokdone[1600], train_ids[1600], val_ids[1600];
-  suite_fmt(stamp, sizeof stamp, "%s/tok.json", dir);
+  char stamp[1600], corpus[1600], tokdone[1600], train_ids[1600], val_ids[1600], *key;
   dfpo_lock lk = {0};
-  int rc = cache_lock(&lk, dir, stamp, err);
-  if (rc || repro_exists(stamp)) {
-    if (!rc)
-      dfpo_info("reproduce: %s tokenizer: reusing %s", d->name, dir);
-    dfpo_lock_release(&lk);
-    free(key);
+  int reused, rc = tok_step_open(d, b, cache, tok_keys, digest, "tok", dir, ndir, tokkey, stamp,
+                                 sizeof stamp, &key, &lk, &reused, err);
+  if (rc || reused)
     return rc;
-  }
   double t0 = dfpo_now();
   int64_t vocab;
   if ((rc = cfg_get_int(c, "tokenizer.vocab_size", &vocab, err)) || (rc = dfpo_mkdirs(dir, err))) {
@@ -873,27 +890,12 @@ static int write_pairs(const task *t, int split, int refs_only, const char *path
 static int t5_tokenizer(const task_def *d, task_base *b, const char *cache, const char *digest,
                         char *dir, size_t ndir, char *tokkey, dfpo_err *err) {
   const cfg *c = b->conf;
-  const char *const *lists[] = {t5_tok_keys, NULL};
-  const char *extra[] = {"data_sha256", digest, NULL};
-  char recipe[64];
-  suite_fmt(recipe, sizeof recipe, "%s-spm-1", d->name);
-  char *key = key_json(c, lists, extra, recipe);
-  if (!key)
-    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
-  key_hex(key, tokkey);
-  suite_fmt(dir, ndir, "%s/bases/%s-spm-%s", cache, d->name, tokkey);
-  suite_fmt(b->tok, sizeof b->tok, "%s/tok", dir);
-  char stamp[1600], corpus[1600], tmp[1600], train[1600], val[1600];
-  suite_fmt(stamp, sizeof stamp, "%s/tok.json", dir);
+  char stamp[1600], corpus[1600], tmp[1600], train[1600], val[1600], *key;
   dfpo_lock lk = {0};
-  int rc = cache_lock(&lk, dir, stamp, err);
-  if (rc || repro_exists(stamp)) {
-    if (!rc)
-      dfpo_info("reproduce: %s tokenizer: reusing %s", d->name, dir);
-    dfpo_lock_release(&lk);
-    free(key);
+  int reused, rc = tok_step_open(d, b, cache, t5_tok_keys, digest, "spm", dir, ndir, tokkey, stamp,
+                                 sizeof stamp, &key, &lk, &reused, err);
+  if (rc || reused)
     return rc;
-  }
   double t0 = dfpo_now();
   int64_t vocab;
   task t;

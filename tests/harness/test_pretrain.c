@@ -189,6 +189,36 @@ static void run_config(const char *config, const char *out, const char *stop) {
   ts_run_free(&r);
 }
 
+/* Runs conf into a uninterrupted and into b stopped after step 17 then
+ * resumed (from the checkpoint of step 10): the two checkpoints and logs
+ * must be the same bytes. Returns a's log and its checkpoint's first 8
+ * bytes in magic (the caller frees the log). */
+static char *resume_equals_uninterrupted(const char *conf, const char *a, const char *b,
+                                         char magic[8]) {
+  char p[400];
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  run_config(conf, a, NULL);
+  run_config(conf, b, "17");
+  run_config(conf, b, NULL);
+  char *da, *db, *ta, *tb;
+  size_t na, nb;
+  snprintf(p, sizeof p, "%s/checkpoint.bin", a);
+  cr_assert_eq(dfpo_read_file(p, &da, &na, &err), 0, "%s", err.msg);
+  snprintf(p, sizeof p, "%s/checkpoint.bin", b);
+  cr_assert_eq(dfpo_read_file(p, &db, &nb, &err), 0, "%s", err.msg);
+  cr_expect(na == nb && memcmp(da, db, na) == 0, "resumed checkpoint differs");
+  cr_assert_gt(na, 8);
+  memcpy(magic, da, 8);
+  snprintf(p, sizeof p, "%s/train.jsonl", a);
+  cr_assert_eq(dfpo_read_file(p, &ta, NULL, &err), 0);
+  snprintf(p, sizeof p, "%s/train.jsonl", b);
+  cr_assert_eq(dfpo_read_file(p, &tb, NULL, &err), 0);
+  cr_expect_str_eq(ta, tb, "the resumed log should equal the uninterrupted one");
+  free(da), free(db), free(tb);
+  return ta;
+}
+
 /* `dfpo pretrain --config` on text (a .jsonl and a plain file) with a BPE
  * trained on it: the vocabulary is the tokenizer's, validation loss falls,
  * the resolved config is kept, and a stopped run resumes bit-identically. */
@@ -220,21 +250,8 @@ Test(pretrain, config_on_text_learns_and_resumes) {
       "  \"eval_every\": 10, \"ckpt_every\": 10, \"seed\": 2}}\n",
       tok, tr1, tr2, va);
   fclose(f);
-  run_config(conf, a, NULL);
-  run_config(conf, b, "17"); /* checkpoint at 10, log to 17 */
-  run_config(conf, b, NULL); /* resumes at 10 */
-  char *da, *db, *ta, *tb;
-  size_t na, nb;
-  snprintf(p, sizeof p, "%s/checkpoint.bin", a);
-  cr_assert_eq(dfpo_read_file(p, &da, &na, &err), 0, "%s", err.msg);
-  snprintf(p, sizeof p, "%s/checkpoint.bin", b);
-  cr_assert_eq(dfpo_read_file(p, &db, &nb, &err), 0, "%s", err.msg);
-  cr_expect(na == nb && memcmp(da, db, na) == 0, "resumed checkpoint differs");
-  snprintf(p, sizeof p, "%s/train.jsonl", a);
-  cr_assert_eq(dfpo_read_file(p, &ta, NULL, &err), 0);
-  snprintf(p, sizeof p, "%s/train.jsonl", b);
-  cr_assert_eq(dfpo_read_file(p, &tb, NULL, &err), 0);
-  cr_expect_str_eq(ta, tb, "the resumed log should equal the uninterrupted one");
+  char magic[8];
+  char *ta = resume_equals_uninterrupted(conf, a, b, magic);
   /* the model's vocabulary is the tokenizer's 270 */
   snprintf(p, sizeof p, "%s/checkpoint.bin", a);
   model_t *m;
@@ -268,7 +285,7 @@ Test(pretrain, config_on_text_learns_and_resumes) {
   cr_expect_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(c, "pretrain"), "steps")->valueint, 30);
   cJSON_Delete(c);
   free(cj);
-  free(da), free(db), free(ta), free(tb);
+  free(ta);
   /* bad input */
   ts_run r;
   ts_dfpo(&r, "pretrain", "--config", conf, "--steps", "3", NULL);
@@ -362,22 +379,9 @@ Test(pretrain, t5_on_pairs_learns_and_resumes) {
       "  \"eval_every\": 10, \"ckpt_every\": 10, \"seed\": 3}}\n",
       tok, tr, va);
   fclose(f);
-  run_config(conf, a, NULL);
-  run_config(conf, b, "17"); /* checkpoint at 10, log to 17 */
-  run_config(conf, b, NULL); /* resumes at 10 */
-  char *da, *db, *ta, *tb;
-  size_t na, nb;
-  snprintf(p, sizeof p, "%s/checkpoint.bin", a);
-  cr_assert_eq(dfpo_read_file(p, &da, &na, &err), 0, "%s", err.msg);
-  snprintf(p, sizeof p, "%s/checkpoint.bin", b);
-  cr_assert_eq(dfpo_read_file(p, &db, &nb, &err), 0, "%s", err.msg);
-  cr_expect(na == nb && memcmp(da, db, na) == 0, "resumed checkpoint differs");
-  cr_expect(na > 8 && !memcmp(da, "DFPOT5", 6), "not T5's native checkpoint");
-  snprintf(p, sizeof p, "%s/train.jsonl", a);
-  cr_assert_eq(dfpo_read_file(p, &ta, NULL, &err), 0);
-  snprintf(p, sizeof p, "%s/train.jsonl", b);
-  cr_assert_eq(dfpo_read_file(p, &tb, NULL, &err), 0);
-  cr_expect_str_eq(ta, tb, "the resumed log should equal the uninterrupted one");
+  char magic[8];
+  char *ta = resume_equals_uninterrupted(conf, a, b, magic);
+  cr_expect(!memcmp(magic, "DFPOT5", 6), "not T5's native checkpoint");
   snprintf(p, sizeof p, "%s/checkpoint.bin", a);
   model_t *m;
   cr_assert_eq(model_load(&m, p, &err), 0, "%s", err.msg);
@@ -400,7 +404,7 @@ Test(pretrain, t5_on_pairs_learns_and_resumes) {
               v[0], v[1]);
   cr_expect_lt(v[1], v[0], "validation loss %.3f -> %.3f should fall", v[0], v[1]);
   cr_expect_lt(v[1], 0.6 * log((double)V));
-  free(da), free(db), free(ta), free(tb);
+  free(ta);
   /* a GPT-2 config on the T5's folder */
   ts_run r;
   snprintf(p, sizeof p, "pretrain.out=%s", a);
