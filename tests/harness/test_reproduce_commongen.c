@@ -86,19 +86,9 @@ Test(reproduce_commongen, the_suite_runs_end_to_end_on_a_pretrained_t5) {
   if (!data)
     cr_skip_test("../shared/data is absent: no CommonGen files to build a commongen base from");
   /* CommonGen's first 600 training concept sets, 40 dev, 10 test */
-  char cg[400], src[700], dst[700], out[400], path[800];
+  char cg[400], out[400], path[800];
   snprintf(cg, sizeof cg, "%s/commongen", dir);
-  cr_assert_eq(mkdir(cg, 0777), 0);
-  static const char *const files[3] = {"commongen.train.jsonl", "commongen.dev.jsonl",
-                                       "commongen.test_noref.jsonl"};
-  static const int lines[3] = {600, 40, 10};
-  for (int i = 0; i < 3; i++) {
-    char cmd[1600];
-    snprintf(src, sizeof src, "%s/commongen/%s", data, files[i]);
-    snprintf(dst, sizeof dst, "%s/%s", cg, files[i]);
-    snprintf(cmd, sizeof cmd, "head -n %d '%s' > '%s'", lines[i], src, dst);
-    cr_assert_eq(system(cmd), 0, "%s", cmd);
-  }
+  ts_commongen_slice(data, cg, 600, 40, 10);
   char *err;
   const char *imp[] = {"datasets", "import", "commongen", cg, "--unverified", NULL};
   cr_assert_eq(ts_dfpo_in(home, imp, NULL, &err), 0, "%s", err);
