@@ -44,6 +44,18 @@ int cmd_export(int argc, char **argv);
 int cmd_judge_train(const char *name, const char *splits, const char *dir, size_t limit,
                     dfpo_err *err);
 
+/* T5's span corruption (Raffel et al. 2020, sec. 3.1.4) of doc[n], n >= 2,
+ * as `dfpo pretrain --span-fraction` draws it (harness/cmd_pretrain.c):
+ * noise = round(0.15 n) tokens (at least 1, at most n - 1) in
+ * spans = round(noise / 3) spans (at least 1, at most n_sentinels and
+ * n - noise); the noise and the kept tokens are each cut into `spans` runs
+ * of random positive lengths (the cuts drawn from r), kept run 0 first.
+ * src gets kept run k then the sentinel sentinel0 - k for each k (the ids
+ * of <extra_id_k>); tgt gets each sentinel followed by its noise run. *ns
+ * and *nt get their lengths (at most n each; no </s>). */
+void cmd_pretrain_span_corrupt(const int *doc, int n, dfpo_rng *r, int sentinel0, int n_sentinels,
+                               int *src, int *ns, int *tgt, int *nt);
+
 /* Makes the next getopt_long call start afresh on a new argv. */
 void cli_reset_getopt(void);
 /* Reports the option getopt_long just rejected (unknown, or missing its

@@ -4,6 +4,7 @@
 #include "trainer/gpt2.h"
 #include "trainer/model.h"
 #include "trainer/optim.h"
+#include "trainer/t5.h"
 #include "trainer/tok.h"
 
 #include <cjson/cJSON.h>
@@ -20,7 +21,8 @@ static const char pretrain_usage[] =
     "       dfpo pretrain --tokenizer DIR --train FILE... --val FILE... --out DIR [options]\n"
     "       dfpo pretrain --train FILE --val FILE --out DIR [options]\n"
     "\n"
-    "Trains a GPT-2 from scratch on a corpus. With a tokenizer the corpus is text:\n"
+    "Trains a GPT-2 (or, with --arch t5 / model.arch t5, a T5: below) from scratch\n"
+    "on a corpus. With a tokenizer the corpus is text:\n"
     "a .jsonl file gives each record's \"text\" (or, for task records, its first\n"
     "\"references\" entry) as one document, as the prepared IMDB splits hold them\n"
     "(unsup.jsonl, train.jsonl); any other file gives each line (without its\n"
@@ -31,9 +33,26 @@ static const char pretrain_usage[] =
     "windows of --seq + 1 tokens at offsets from the data stream of (seed, step),\n"
     "so a run resumed from its checkpoint repeats an uninterrupted one bit for bit.\n"
     "\n"
+    "A T5 (v1.0: ReLU feed-forward, head tied to the embeddings; v1.1 with\n"
+    "model.t5.feed_forward gated-gelu) trains on source/target pairs: each line of\n"
+    "a corpus file is SOURCE<TAB>TARGET, text with a tokenizer (T5's spiece.model\n"
+    "folder), else (or in a file named *.ids) token ids; each side is cut to\n"
+    "--seq - 1 tokens (the source) or --n-ctx - 1 (the target, the decoder's\n"
+    "positions) and ended with </s>. Every step draws --batch pairs from the data\n"
+    "stream of (seed, step); with --span-fraction X a share X of the rows is T5's\n"
+    "span corruption of the pair's target instead (15% of its tokens in spans of\n"
+    "mean length 3, each span replaced by a sentinel <extra_id_N> in the source;\n"
+    "the target the sentinels and their spans), else the pair itself. The loss is\n"
+    "the mean cross-entropy of the target tokens and </s>. --n-embd is d_model,\n"
+    "--n-head the heads, --n-layer the encoder's and decoder's layers; d_kv is\n"
+    "d_model / heads, d_ff 4 d_model, 32 relative buckets up to distance 128\n"
+    "(with --config: model.t5.*). Defaults: 2 layers, 4 heads, d_model 128, 64\n"
+    "decoder positions.\n"
+    "\n"
     "With --config (and --set overrides, docs/configs.md) the run is described by\n"
-    "the pretrain.* keys, the shape by model.n_layer, model.n_head, model.n_embd and\n"
-    "model.block_size, the tokenizer by tokenizer.path (required); the vocabulary\n"
+    "the pretrain.* keys, the architecture by model.arch, the shape by model.n_layer,\n"
+    "model.n_head, model.n_embd and model.block_size (and model.t5.* for a T5), the\n"
+    "tokenizer by tokenizer.path (required); the vocabulary\n"
     "is the tokenizer's, the device by device, the CPU threads by threads.\n"
     "--config and --set exclude the other options but --stop-after and --device\n"
     "(which wins over the key).\n"
@@ -48,15 +67,18 @@ static const char pretrain_usage[] =
     "Options:\n"
     "  --config FILE       a run config (JSON)\n"
     "  --set KEY=VALUE     overrides one config key (repeatable)\n"
-    "  --tokenizer DIR     GPT-2 BPE files: the corpus is text, the vocabulary\n"
-    "                      (unless --vocab) the tokenizer's\n"
+    "  --tokenizer DIR     GPT-2 BPE files (a T5: spiece.model): the corpus is text,\n"
+    "                      the vocabulary (unless --vocab) the tokenizer's\n"
+    "  --arch A            gpt2 (default) or t5\n"
+    "  --span-fraction X   T5: the share of rows that are span corruption (default 0)\n"
     "  --train FILE        training corpus (repeatable)\n"
     "  --val FILE          validation corpus (repeatable)\n"
     "  --out DIR           where the checkpoint and the log go\n"
-    "  --shape NAME        gpt2-tiny (default), gpt2-124M, ...; or set the sizes:\n"
+    "  --shape NAME        GPT-2: gpt2-tiny (default), gpt2-124M, ...; or set the sizes:\n"
     "  --n-layer N --n-head N --n-embd N --n-ctx N --vocab N\n"
     "  --steps N           optimiser steps in all (default 100)\n"
-    "  --batch B --seq T   rows and tokens per step (default 8 x 64)\n"
+    "  --batch B --seq T   rows and tokens per step (default 8 x 64; a T5: the\n"
+    "                      source's tokens with </s>)\n"
     "  --lr X --min-lr X   peak and final learning rate (default 6e-4, 6e-5)\n"
     "  --schedule S        constant|linear|cosine (default cosine)\n"
     "  --warmup N          warmup steps (default 10)\n"
@@ -88,6 +110,9 @@ typedef struct pt_opts {
   double nl, nh, ne, nc, nv, steps, B, T, lr, minlr, warm, wd, clip, eval_every, eval_b, ckpt, seed,
       stop;
   int kind;
+  int t5; /* model.arch t5: an encoder-decoder on source/target pairs */
+  double dkv, dff, ndl, buckets, maxdist, span; /* T5's shape (0: derived) and span_fraction */
+  int gated;
 } pt_opts;
 
 typedef struct stream {
@@ -259,6 +284,257 @@ static void draw_batch(const stream *s, int B, int T, uint64_t seed, uint64_t ke
   }
 }
 
+/* Whether a corpus file is token ids whatever the tokenizer (a name ending
+ * in .ids, as `dfpo reproduce` writes its pretraining corpora). */
+static int is_ids(const char *path) {
+  size_t n = strlen(path);
+  return n >= 4 && !strcmp(path + n - 4, ".ids");
+}
+
+/* ------------------------------------------------------------- T5 pairs */
+
+/* A T5 corpus: source/target pairs, each side's ids in ids[] (without
+ * </s>). */
+typedef struct pairs {
+  int *ids;
+  size_t n_ids, cap;
+  size_t *at; /* per pair: source offset, source length, target offset, target length */
+  size_t n, at_cap;
+} pairs;
+
+static int pairs_add(pairs *p, const int *src, size_t ns, const int *tgt, size_t nt,
+                     dfpo_err *err) {
+  int rc = dfpo_grow(&p->ids, &p->cap, p->n_ids + ns + nt, sizeof *p->ids, 4096, DFPO_NOCAP, err);
+  if (!rc)
+    rc = dfpo_grow(&p->at, &p->at_cap, 4 * (p->n + 1), sizeof *p->at, 4096, DFPO_NOCAP, err);
+  if (rc)
+    return rc;
+  size_t *a = p->at + 4 * p->n++;
+  a[0] = p->n_ids, a[1] = ns;
+  memcpy(p->ids + p->n_ids, src, ns * sizeof *src);
+  p->n_ids += ns;
+  a[2] = p->n_ids, a[3] = nt;
+  memcpy(p->ids + p->n_ids, tgt, nt * sizeof *tgt);
+  p->n_ids += nt;
+  return DFPO_OK;
+}
+
+/* Whitespace-separated ids of s[0..len) below vocab into *v. */
+static int parse_ids(const char *s, size_t len, int vocab, stream *v, const char *path, long lineno,
+                     dfpo_err *err) {
+  char *copy = strndup(s, len), *p = copy, *end;
+  int rc = copy ? DFPO_OK : dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  v->n = 0;
+  while (!rc) {
+    while (isspace((unsigned char)*p))
+      p++;
+    if (!*p)
+      break;
+    errno = 0;
+    long x = strtol(p, &end, 10);
+    if (end == p || errno || x < 0 || x >= vocab || (*end && !isspace((unsigned char)*end))) {
+      rc = dfpo_err_set(err, DFPO_EDATA, "%s:%ld: not a token id below %d", path, lineno, vocab);
+      break;
+    }
+    rc = stream_push(v, (int)x, err);
+    p = end;
+  }
+  free(copy);
+  return rc;
+}
+
+/* Appends the pairs of a T5 corpus file: each line SOURCE<TAB>TARGET, text
+ * encoded with tok, or token ids (no tokenizer, or a name ending in .ids).
+ * Blank lines are skipped; a pair with an empty side is an error. */
+static int read_pairs(const char *path, tok_tokenizer *tok, int vocab, pairs *ps, dfpo_err *err) {
+  FILE *fp = fopen(path, "r");
+  if (!fp)
+    return dfpo_err_errno(err, DFPO_EDATA, errno, "%s", path);
+  char *line = NULL;
+  size_t lcap = 0;
+  ssize_t got;
+  long lineno = 0;
+  int rc = DFPO_OK, text = tok && !is_ids(path);
+  stream sv = {0}, tv = {0};
+  while (!rc && (got = getline(&line, &lcap, fp)) != -1) {
+    lineno++;
+    size_t len = (size_t)got;
+    while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+      len--;
+    if (!len)
+      continue;
+    char *tab = memchr(line, '\t', len);
+    if (!tab) {
+      rc = dfpo_err_set(err, DFPO_EDATA, "%s:%ld: not SOURCE<TAB>TARGET", path, lineno);
+      break;
+    }
+    size_t ls = (size_t)(tab - line), lt = len - ls - 1;
+    if (text) {
+      tok_ids a = {0}, b = {0};
+      if (!(rc = tok_encode(tok, line, ls, 0, &a, err)) &&
+          !(rc = tok_encode(tok, tab + 1, lt, 0, &b, err))) {
+        if (!a.n || !b.n)
+          rc = dfpo_err_set(err, DFPO_EDATA, "%s:%ld: the %s encodes to nothing", path, lineno,
+                            a.n ? "target" : "source");
+        else
+          rc = pairs_add(ps, a.ids, a.n, b.ids, b.n, err);
+      }
+      tok_ids_free(&a);
+      tok_ids_free(&b);
+      if (rc)
+        dfpo_err_prefix(err, "%s:%ld", path, lineno);
+    } else if (!(rc = parse_ids(line, ls, vocab, &sv, path, lineno, err)) &&
+               !(rc = parse_ids(tab + 1, lt, vocab, &tv, path, lineno, err))) {
+      rc = !sv.n || !tv.n ? dfpo_err_set(err, DFPO_EDATA, "%s:%ld: an empty %s", path, lineno,
+                                         sv.n ? "target" : "source")
+                          : pairs_add(ps, sv.ids, sv.n, tv.ids, tv.n, err);
+    }
+  }
+  free(sv.ids);
+  free(tv.ids);
+  free(line);
+  fclose(fp);
+  return rc;
+}
+
+/* What a T5 step needs besides the pairs. */
+typedef struct t5_rows {
+  int eos, pad;
+  int sentinel0, n_sentinels; /* <extra_id_0>'s id; the ids below it are <extra_id_1>, ... */
+  int max_src, max_tgt;       /* the source's tokens and </s> (pretrain.seq_len); the decoder's */
+  double span;                /* the share of rows that are span corruption */
+  int *src, *tgt;             /* one row's source and target while it is built */
+} t5_rows;
+
+/* harness/cli.h says what this draws. */
+void cmd_pretrain_span_corrupt(const int *doc, int n, dfpo_rng *r, int sentinel0, int n_sentinels,
+                               int *src, int *ns, int *tgt, int *nt) {
+  int noise = (int)lround(n * 0.15);
+  if (noise < 1)
+    noise = 1;
+  if (noise > n - 1)
+    noise = n - 1;
+  int spans = (int)lround(noise / 3.0);
+  if (spans < 1)
+    spans = 1;
+  if (spans > n_sentinels)
+    spans = n_sentinels;
+  if (spans > n - noise)
+    spans = n - noise;
+  /* k segments of m items: k - 1 distinct cuts among 1..m-1 */
+  int cut_noise[128], cut_keep[128];
+  for (int which = 0; which < 2; which++) {
+    int m = which ? n - noise : noise, *cut = which ? cut_keep : cut_noise, pool[512];
+    int np = m - 1 < 512 ? m - 1 : 511;
+    for (int i = 0; i < np; i++)
+      pool[i] = i + 1;
+    for (int i = 0; i < spans - 1; i++) {
+      int j = i + (int)dfpo_rng_below(r, (uint32_t)(np - i));
+      int t = pool[i];
+      pool[i] = pool[j], pool[j] = t;
+    }
+    /* sorted: an insertion sort of at most 127 */
+    for (int i = 1; i < spans - 1; i++)
+      for (int j = i; j > 0 && pool[j - 1] > pool[j]; j--) {
+        int t = pool[j];
+        pool[j] = pool[j - 1], pool[j - 1] = t;
+      }
+    cut[0] = 0;
+    for (int i = 0; i < spans - 1; i++)
+      cut[i + 1] = pool[i];
+    cut[spans] = m;
+  }
+  int at = 0;
+  *ns = *nt = 0;
+  for (int k = 0; k < spans; k++) {
+    for (int i = cut_keep[k]; i < cut_keep[k + 1]; i++)
+      src[(*ns)++] = doc[at++];
+    src[(*ns)++] = sentinel0 - k;
+    tgt[(*nt)++] = sentinel0 - k;
+    for (int i = cut_noise[k]; i < cut_noise[k + 1]; i++)
+      tgt[(*nt)++] = doc[at++];
+  }
+}
+
+/* B pairs drawn from (seed, key) as T5 rows [source, left-padded | target
+ * </s>, right-padded]: *tok [B, *T] with *Tp source columns, *ks the
+ * padding, *tg the targets on the model's grid (-1 where none). Each row is
+ * a span corruption of the pair's target with probability w->span, else the
+ * pair itself; the source is cut to w->max_src - 1 tokens and the target
+ * to w->max_tgt - 1, each then ended with </s>. The buffers grow as
+ * needed (caller frees). */
+static int draw_pairs(const pairs *ps, int B, uint64_t seed, uint64_t key, t5_rows *w, int **tok,
+                      int **tg, int **ks, size_t *cap, int *T, int *Tp, dfpo_err *err) {
+  dfpo_rng r;
+  dfpo_rng_init(&r, seed * 0x9E3779B97F4A7C15ull + key, DFPO_STREAM_DATA);
+  int Ls = w->max_src, Lt = w->max_tgt;
+  int *rows = malloc(sizeof(int) * (size_t)B * (size_t)(Ls + Lt)),
+      *len = malloc(sizeof(int) * 2 * B);
+  if (!rows || !len) {
+    free(rows), free(len);
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  }
+  int ms = 1, mt = 1;
+  for (int b = 0; b < B; b++) {
+    const size_t *a = ps->at + 4 * dfpo_rng_below(&r, (uint32_t)ps->n);
+    const int *s = ps->ids + a[0], *t = ps->ids + a[2];
+    int n_s = (int)a[1], n_t = (int)a[3], *src = rows + (size_t)b * (Ls + Lt), *tgt = src + Ls;
+    int draw = w->span > 0 && dfpo_rng_uniform(&r) < w->span;
+    if (draw && n_t >= 2 && w->n_sentinels > 0) {
+      /* the document: the target, cut so that it and its sentinels fit */
+      int n = n_t < Ls - 1 ? n_t : Ls - 1;
+      if (n > Lt - 1)
+        n = Lt - 1;
+      if (n >= 2) {
+        cmd_pretrain_span_corrupt(t, n, &r, w->sentinel0, w->n_sentinels, w->src, &n_s, w->tgt,
+                                  &n_t);
+        s = w->src, t = w->tgt;
+      }
+    }
+    if (n_s > Ls - 1)
+      n_s = Ls - 1;
+    if (n_t > Lt - 1)
+      n_t = Lt - 1;
+    memcpy(src, s, sizeof(int) * (size_t)n_s);
+    src[n_s++] = w->eos;
+    memcpy(tgt, t, sizeof(int) * (size_t)n_t);
+    tgt[n_t++] = w->eos;
+    len[2 * b] = n_s, len[2 * b + 1] = n_t;
+    ms = n_s > ms ? n_s : ms;
+    mt = n_t > mt ? n_t : mt;
+  }
+  *Tp = ms;
+  *T = ms + mt;
+  int rc = DFPO_OK;
+  size_t need = (size_t)B * (size_t)*T;
+  if (need > *cap) {
+    int *a = realloc(*tok, need * sizeof(int)), *c = a ? realloc(*tg, need * sizeof(int)) : NULL;
+    if (a)
+      *tok = a;
+    if (c)
+      *tg = c;
+    if (!a || !c)
+      rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+    else
+      *cap = need;
+  }
+  for (int b = 0; !rc && b < B; b++) {
+    const int *src = rows + (size_t)b * (Ls + Lt), *tgt = src + Ls;
+    int n_s = len[2 * b], n_t = len[2 * b + 1];
+    (*ks)[b] = ms - n_s;
+    for (int c = 0; c < *T; c++) {
+      int j = c - ms;
+      (*tok)[b * *T + c] = c < ms    ? (c < ms - n_s ? w->pad : src[c - (ms - n_s)])
+                           : j < n_t ? tgt[j]
+                                     : w->pad;
+      j = c - (ms - 1);
+      (*tg)[b * *T + c] = j >= 0 && j < n_t ? tgt[j] : -1;
+    }
+  }
+  free(rows), free(len);
+  return rc;
+}
+
 /* The pretrain.* keys (and model.*, tokenizer.path) of a config into o. */
 static int opts_from_config(pt_opts *o, const cfg *c, dfpo_err *err) {
   int64_t v;
@@ -287,12 +563,22 @@ static int opts_from_config(pt_opts *o, const cfg *c, dfpo_err *err) {
   INT("pretrain.eval_batches", eval_b);
   INT("pretrain.ckpt_every", ckpt);
   INT("pretrain.seed", seed);
+  NUM("pretrain.span_fraction", span);
+  INT("model.t5.d_kv", dkv);
+  INT("model.t5.d_ff", dff);
+  INT("model.t5.decoder_layers", ndl);
+  INT("model.t5.num_buckets", buckets);
+  INT("model.t5.max_distance", maxdist);
 #undef INT
 #undef NUM
   if (!rc && !(rc = cfg_get_str(c, "pretrain.lr_schedule", &str, err)))
     o->kind = !strcmp(str, "constant") ? OPT_LR_CONSTANT
               : !strcmp(str, "linear") ? OPT_LR_LINEAR
                                        : OPT_LR_COSINE;
+  if (!rc && !(rc = cfg_get_str(c, "model.arch", &str, err)))
+    o->t5 = !strcmp(str, "t5");
+  if (!rc && !(rc = cfg_get_str(c, "model.t5.feed_forward", &str, err)))
+    o->gated = !strcmp(str, "gated-gelu");
   if (!rc && !(rc = cfg_get_str(c, "pretrain.out", &str, err)))
     o->out = str;
   if (!rc && !(rc = cfg_get_str(c, "tokenizer.path", &str, err)))
@@ -317,13 +603,6 @@ static int opts_from_config(pt_opts *o, const cfg *c, dfpo_err *err) {
   if (!o->out[0])
     return dfpo_err_set(err, DFPO_EUSAGE, "pretrain: pretrain.out is empty");
   return DFPO_OK;
-}
-
-/* Whether a corpus file is token ids whatever the tokenizer (a name ending
- * in .ids, as `dfpo reproduce` writes its pretraining corpora). */
-static int is_ids(const char *path) {
-  size_t n = strlen(path);
-  return n >= 4 && !strcmp(path + n - 4, ".ids");
 }
 
 /* Reads the corpus files of one split into s. */
@@ -375,6 +654,32 @@ static int pt_run_locked(const pt_opts *o, const char *conf_json, dfpo_err *err)
   if (resumed) {
     if (!(rc = model_load(&m, ckpt_path, err)))
       dfpo_info("pretrain: resuming from %s at step %d", ckpt_path, model_step_count(m));
+  } else if (o->t5) {
+    /* T5 v1.0 (relu, tied head) or v1.1 (gated-gelu, untied), T5's ids */
+    int ne = o->ne ? (int)o->ne : 128, nh = o->nh ? (int)o->nh : 4;
+    t5_config tc = {.vocab_size = tok ? (int)tok_vocab_size(tok) : 0,
+                    .d_model = ne,
+                    .d_kv = o->dkv ? (int)o->dkv : (ne / nh > 0 ? ne / nh : 1),
+                    .d_ff = o->dff ? (int)o->dff : 4 * ne,
+                    .n_head = nh,
+                    .n_layer = o->nl ? (int)o->nl : 2,
+                    .n_dec_layer = o->ndl ? (int)o->ndl : (o->nl ? (int)o->nl : 2),
+                    .num_buckets = o->buckets ? (int)o->buckets : 32,
+                    .max_distance = o->maxdist ? (int)o->maxdist : 128,
+                    .eps = 1e-6f,
+                    .gated = o->gated,
+                    .tied = !o->gated,
+                    .n_pos = o->nc ? (int)o->nc : 64,
+                    .start_id = 0,
+                    .eos_id = 1};
+    if (o->nv)
+      tc.vocab_size = (int)o->nv;
+    if (!tc.vocab_size)
+      rc = dfpo_err_set(err, DFPO_EUSAGE, "pretrain: a T5 needs --vocab or a tokenizer");
+    if (!rc && !(rc = t5_config_check(&tc, "pretrain", err)))
+      rc = t5_new(&m, &tc, err);
+    if (!rc)
+      model_init_random(m, (uint64_t)o->seed);
   } else {
     gpt2_config gc;
     if (!(rc = gpt2_config_named(&gc, o->shape ? o->shape : "gpt2-tiny", err))) {
@@ -400,24 +705,75 @@ static int pt_run_locked(const pt_opts *o, const char *conf_json, dfpo_err *err)
     return rc;
   }
   const model_config *mc = model_get_config(m);
+  int is_t5 = t5_get_config(m) != NULL;
   stream tr = {0}, va = {0};
+  pairs ptr = {0}, pva = {0};
+  t5_rows w = {.eos = 1, .pad = 0, .span = o->span};
   int Bi = (int)o->B, Ti = (int)o->T;
-  if (tok && tok_vocab_size(tok) > (size_t)mc->vocab_size)
+  if (is_t5 != o->t5)
+    rc = dfpo_err_set(err, DFPO_EUSAGE, "%s holds a %s but model.arch (--arch) is %s", ckpt_path,
+                      mc->arch, o->t5 ? "t5" : "gpt2");
+  if (!rc && tok && tok_vocab_size(tok) > (size_t)mc->vocab_size)
     rc = dfpo_err_set(err, DFPO_EUSAGE,
                       "the tokenizer %s has %zu ids but the model's vocabulary is %d", o->tokdir,
                       tok_vocab_size(tok), mc->vocab_size);
-  if (!rc && Ti > mc->n_ctx)
+  if (!rc && !is_t5 && Ti > mc->n_ctx)
     rc = dfpo_err_set(err, DFPO_EUSAGE, "--seq %d exceeds the model's n_ctx %d", Ti, mc->n_ctx);
-  if (!rc)
-    rc = read_split(o->train, o->ntrain, tok, mc->vocab_size, &tr, err);
-  if (!rc)
-    rc = read_split(o->val, o->nval, tok, mc->vocab_size, &va, err);
+  if (!rc && is_t5) {
+    /* </s> ends each side; the sentinels are the extra ids from
+     * <extra_id_0> down (a tokenizer's, else the vocabulary's top 100) */
+    w.max_src = Ti;
+    w.max_tgt = mc->n_ctx;
+    w.eos = t5_get_config(m)->eos_id >= 0 ? t5_get_config(m)->eos_id : 1;
+    w.sentinel0 = mc->vocab_size - 1;
+    w.n_sentinels = 100;
+    if (tok) {
+      w.eos = (int)tok_eot_id(tok);
+      w.sentinel0 = (int)tok_token_id(tok, "<extra_id_0>", 12);
+      w.n_sentinels = 0;
+      for (char name[32]; w.sentinel0 >= 0 && w.n_sentinels < 100; w.n_sentinels++) {
+        int k = snprintf(name, sizeof name, "<extra_id_%d>", w.n_sentinels);
+        if (tok_token_id(tok, name, (size_t)k) != w.sentinel0 - w.n_sentinels)
+          break;
+      }
+    }
+    if (w.eos < 0)
+      rc = dfpo_err_set(err, DFPO_EUSAGE, "the tokenizer %s has no </s> to end a T5's sequences",
+                        o->tokdir);
+    else if (o->span > 0 && w.n_sentinels == 0)
+      rc = dfpo_err_set(err, DFPO_EUSAGE,
+                        "pretrain.span_fraction (--span-fraction) needs the tokenizer's "
+                        "<extra_id_N> sentinels; %s has none",
+                        o->tokdir);
+    else if (Ti < 2)
+      rc = dfpo_err_set(err, DFPO_EUSAGE, "--seq %d leaves a T5 source no token before </s>", Ti);
+    w.src = malloc(sizeof(int) * (size_t)(Ti + mc->n_ctx + 2));
+    w.tgt = malloc(sizeof(int) * (size_t)(Ti + mc->n_ctx + 2));
+    if (!rc && (!w.src || !w.tgt))
+      rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+    for (int i = 0; !rc && i < o->ntrain; i++)
+      rc = read_pairs(o->train[i], tok, mc->vocab_size, &ptr, err);
+    for (int i = 0; !rc && i < o->nval; i++)
+      rc = read_pairs(o->val[i], tok, mc->vocab_size, &pva, err);
+    if (!rc && (!ptr.n || !pva.n))
+      rc = dfpo_err_set(err, DFPO_EDATA, "%s: no source/target pairs",
+                        !ptr.n ? o->train[0] : o->val[0]);
+    if (!rc)
+      dfpo_info("pretrain: %zu training and %zu validation pairs (T5, %.0f%% of the rows span "
+                "corruption)",
+                ptr.n, pva.n, 100 * o->span);
+  } else if (!rc) {
+    if (!rc)
+      rc = read_split(o->train, o->ntrain, tok, mc->vocab_size, &tr, err);
+    if (!rc)
+      rc = read_split(o->val, o->nval, tok, mc->vocab_size, &va, err);
+    if (!rc && (tr.n <= (size_t)Ti || va.n <= (size_t)Ti))
+      rc = dfpo_err_set(err, DFPO_EDATA, "%s: fewer than --seq + 1 = %d tokens",
+                        tr.n <= (size_t)Ti ? o->train[0] : o->val[0], Ti + 1);
+    if (!rc)
+      dfpo_info("pretrain: %zu training and %zu validation tokens", tr.n, va.n);
+  }
   tok_free(tok);
-  if (!rc && (tr.n <= (size_t)Ti || va.n <= (size_t)Ti))
-    rc = dfpo_err_set(err, DFPO_EDATA, "%s: fewer than --seq + 1 = %d tokens",
-                      tr.n <= (size_t)Ti ? o->train[0] : o->val[0], Ti + 1);
-  if (!rc)
-    dfpo_info("pretrain: %zu training and %zu validation tokens", tr.n, va.n);
   if (!rc && conf_json)
     rc = dfpo_atomic_write_file(conf_path, conf_json, strlen(conf_json), err);
   /* A resumed run keeps the log's lines for the steps before its checkpoint
@@ -429,7 +785,9 @@ static int pt_run_locked(const pt_opts *o, const char *conf_json, dfpo_err *err)
   if (!rc && !log)
     rc = dfpo_err_errno(err, DFPO_ERUNTIME, errno, "%s", log_path);
   int *toks = malloc(sizeof(int) * Bi * Ti), *tgt = malloc(sizeof(int) * Bi * Ti);
-  if (!rc && (!toks || !tgt))
+  int *ks = malloc(sizeof(int) * Bi), Tb = Ti, Tp = 0;
+  size_t cap = (size_t)Bi * (size_t)Ti;
+  if (!rc && (!toks || !tgt || !ks))
     rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
   opt_adamw opt = opt_adamw_default();
   opt.weight_decay = (float)o->wd;
@@ -440,10 +798,19 @@ static int pt_run_locked(const pt_opts *o, const char *conf_json, dfpo_err *err)
   uint64_t seed = (uint64_t)o->seed;
   for (int step = model_step_count(m); !rc && step < total; step++) {
     float loss, norm, lrs = opt_lr_at(&sch, step);
-    draw_batch(&tr, Bi, Ti, seed, (uint64_t)step, toks, tgt);
     model_zero_grad(m);
-    if ((rc = model_lm_loss_rows(m, toks, tgt, NULL, Bi, Ti, 1, &loss, err)))
-      break;
+    if (is_t5) {
+      if ((rc = draw_pairs(&ptr, Bi, seed, (uint64_t)step, &w, &toks, &tgt, &ks, &cap, &Tb, &Tp,
+                           err)))
+        break;
+      model_batch mb = {toks, ks, Bi, Tb, Tp};
+      if ((rc = model_lm_loss(m, &mb, tgt, 1, &loss, err)))
+        break;
+    } else {
+      draw_batch(&tr, Bi, Ti, seed, (uint64_t)step, toks, tgt);
+      if ((rc = model_lm_loss_rows(m, toks, tgt, NULL, Bi, Ti, 1, &loss, err)))
+        break;
+    }
     if (!isfinite(loss)) {
       rc = dfpo_err_set(err, DFPO_ERUNTIME, "loss is %g at step %d; the last good checkpoint is %s",
                         (double)loss, step, ckpt_path);
@@ -458,10 +825,18 @@ static int pt_run_locked(const pt_opts *o, const char *conf_json, dfpo_err *err)
       double vs = 0;
       for (int k = 0; !rc && k < eval_b; k++) {
         float vl;
-        /* the validation windows are the same at every evaluation */
-        draw_batch(&va, Bi, Ti, seed, 0xFFFFFFFFull + (uint64_t)k, toks, tgt);
-        rc = model_lm_loss_rows(m, toks, tgt, NULL, Bi, Ti, 0, &vl, err);
-        vs += vl;
+        /* the validation windows (rows) are the same at every evaluation */
+        if (is_t5) {
+          if (!(rc = draw_pairs(&pva, Bi, seed, 0xFFFFFFFFull + (uint64_t)k, &w, &toks, &tgt, &ks,
+                                &cap, &Tb, &Tp, err))) {
+            model_batch mb = {toks, ks, Bi, Tb, Tp};
+            rc = model_lm_loss(m, &mb, tgt, 0, &vl, err);
+          }
+        } else {
+          draw_batch(&va, Bi, Ti, seed, 0xFFFFFFFFull + (uint64_t)k, toks, tgt);
+          rc = model_lm_loss_rows(m, toks, tgt, NULL, Bi, Ti, 0, &vl, err);
+        }
+        vs += rc ? 0 : vl;
       }
       fprintf(log, ", \"val_loss\": %.6f", vs / eval_b);
       dfpo_info("pretrain: step %d/%d: loss %.4f, validation loss %.4f", done, total, (double)loss,
@@ -494,8 +869,13 @@ static int pt_run_locked(const pt_opts *o, const char *conf_json, dfpo_err *err)
     fclose(log);
   free(toks);
   free(tgt);
+  free(ks);
+  free(w.src);
+  free(w.tgt);
   free(tr.ids);
   free(va.ids);
+  free(ptr.ids), free(ptr.at);
+  free(pva.ids), free(pva.at);
   model_free(m);
   return rc;
 }
@@ -527,7 +907,9 @@ enum {
   O_CONFIG,
   O_SET,
   O_TOK,
-  O_DEVICE
+  O_DEVICE,
+  O_ARCH,
+  O_SPAN
 };
 
 int cmd_pretrain(int argc, char **argv) {
@@ -558,6 +940,8 @@ int cmd_pretrain(int argc, char **argv) {
                                        {"set", required_argument, NULL, O_SET},
                                        {"tokenizer", required_argument, NULL, O_TOK},
                                        {"device", required_argument, NULL, O_DEVICE},
+                                       {"arch", required_argument, NULL, O_ARCH},
+                                       {"span-fraction", required_argument, NULL, O_SPAN},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
   pt_opts o = {.shape = "gpt2-tiny",
@@ -577,7 +961,8 @@ int cmd_pretrain(int argc, char **argv) {
   int nsets = 0, other = 0, c, rc = DFPO_OK;
   cli_reset_getopt();
   while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-    other += c >= O_TRAIN && c <= O_TOK && c != O_CONFIG && c != O_SET && c != O_STOP;
+    other += ((c >= O_TRAIN && c <= O_TOK) || c == O_ARCH || c == O_SPAN) && c != O_CONFIG &&
+             c != O_SET && c != O_STOP;
     switch (c) {
     case O_CONFIG:
       config = optarg;
@@ -592,6 +977,15 @@ int cmd_pretrain(int argc, char **argv) {
       break;
     case O_DEVICE:
       device = optarg;
+      break;
+    case O_ARCH:
+      if (!strcmp(optarg, "t5") || !strcmp(optarg, "gpt2"))
+        o.t5 = !strcmp(optarg, "t5");
+      else
+        rc = cli_usage_error("pretrain", "--arch must be gpt2 or t5");
+      break;
+    case O_SPAN:
+      rc = cli_number("pretrain", optarg, 0, 1, "--span-fraction", &o.span);
       break;
     case O_TRAIN:
     case O_VAL: {

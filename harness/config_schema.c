@@ -117,6 +117,23 @@ const cfg_key cfg_schema[] = {
     {"model.n_head", CFG_INT, "2", NULL, RANGE(1, 1024), "attention heads"},
     {"model.n_embd", CFG_INT, "64", NULL, RANGE(1, 1 << 16), "embedding width"},
     {"model.block_size", CFG_INT, "128", NULL, RANGE(1, 1 << 16), "maximum sequence length"},
+    {"model.arch", CFG_ENUM, "\"gpt2\"", "gpt2|t5", NORANGE,
+     "model.init pretrain (dfpo pretrain --config): GPT-2, or T5, an encoder-decoder on "
+     "source/target pairs (d_model model.n_embd, heads model.n_head, encoder and decoder layers "
+     "model.n_layer, decoder positions model.block_size; docs/t5.md)"},
+    {"model.t5.d_kv", CFG_INT, "0", NULL, RANGE(0, 1 << 16),
+     "T5: channels per attention head (0: model.n_embd / model.n_head)"},
+    {"model.t5.d_ff", CFG_INT, "0", NULL, RANGE(0, 1 << 20),
+     "T5: feed-forward width (0: 4 model.n_embd)"},
+    {"model.t5.decoder_layers", CFG_INT, "0", NULL, RANGE(0, 1024),
+     "T5: decoder layers (0: model.n_layer)"},
+    {"model.t5.num_buckets", CFG_INT, "32", NULL, RANGE(1, 1 << 16),
+     "T5: relative-position buckets"},
+    {"model.t5.max_distance", CFG_INT, "128", NULL, RANGE(1, 1 << 20),
+     "T5: the distance the largest bucket starts at"},
+    {"model.t5.feed_forward", CFG_ENUM, "\"relu\"", "relu|gated-gelu", NORANGE,
+     "T5: v1.0's ReLU feed-forward with the head tied to the embeddings, or v1.1's gated GELU "
+     "with an untied head"},
     {"model.value_model", CFG_ENUM, "\"separate\"", "separate", NORANGE,
      "value model: its own trunk, a copy of the policy's with a value head (RL4LMs); a value "
      "head on the policy's own trunk (shared) is not implemented"},
@@ -227,14 +244,15 @@ const cfg_key cfg_schema[] = {
 
     /* the tokenizer `dfpo reproduce` trains when model.init is pretrain */
     {"tokenizer.vocab_size", CFG_INT, "512", NULL, RANGE(257, 1 << 20),
-     "BPE vocabulary trained on the task corpus (model.init pretrain)"},
+     "BPE vocabulary trained on the task corpus (model.init pretrain); model.arch t5: the "
+     "SentencePiece pieces (T5's 100 extra ids come on top)"},
 
     /* dfpo pretrain --config: the base model trained from scratch on text
      * (the shape from model.*, the tokenizer from tokenizer.path); dfpo
      * reproduce pretrains its base models with the same keys */
     {"pretrain.train", CFG_STR_LIST, "[]", NULL, NORANGE,
      "training corpus files: .jsonl (each record's text, or its first reference) or text (a "
-     "document per line)"},
+     "document per line); a T5: SOURCE<TAB>TARGET lines (text, or ids in *.ids)"},
     {"pretrain.validation", CFG_STR_LIST, "[]", NULL, NORANGE,
      "validation corpus files, as pretrain.train"},
     {"pretrain.out", CFG_STR, "\"out/pretrain\"", NULL, NORANGE,
@@ -242,7 +260,10 @@ const cfg_key cfg_schema[] = {
     {"pretrain.steps", CFG_INT, "100", NULL, RANGE(0, 1 << 30), "optimiser steps in all"},
     {"pretrain.batch_size", CFG_INT, "8", NULL, RANGE(1, 1 << 16), "rows per step"},
     {"pretrain.seq_len", CFG_INT, "64", NULL, RANGE(1, 1 << 20),
-     "tokens per row (at most model.block_size)"},
+     "tokens per row (at most model.block_size); a T5: the source's tokens with </s>"},
+    {"pretrain.span_fraction", CFG_NUM, "0.0", NULL, RANGE(0, 1),
+     "T5: the share of rows that are span corruption of a pair's target (15% of its tokens in "
+     "spans of mean length 3 behind sentinels), the rest the source/target pairs"},
     {"pretrain.lr", CFG_NUM, "6e-4", NULL, RANGE(0, 10), "peak learning rate"},
     {"pretrain.min_lr", CFG_NUM, "6e-5", NULL, RANGE(0, 10), "final learning rate"},
     {"pretrain.lr_schedule", CFG_ENUM, "\"cosine\"", "constant|linear|cosine", NORANGE,

@@ -554,6 +554,38 @@ static int write_docs(const char *dir, const char *const *names, const char *pat
   return dfpo_atomic_commit(&a, err);
 }
 
+/* The start of a tokenizer step: its key (the config's keys, the data
+ * digest, the recipe <task>-<kind>-1) into *key and tokkey, its folder
+ * bases/<task>-<kind>-<key> into dir, b->tok and the stamp path; its lock
+ * taken. *reused when the stamp is there (said; the lock is then released
+ * and *key freed, as on failure). */
+static int tok_step_open(const task_def *d, task_base *b, const char *cache,
+                         const char *const *keys, const char *digest, const char *kind, char *dir,
+                         size_t ndir, char *tokkey, char *stamp, size_t nstamp, char **key,
+                         dfpo_lock *lk, int *reused, dfpo_err *err) {
+  const char *const *lists[] = {keys, NULL};
+  const char *extra[] = {"data_sha256", digest, NULL};
+  char recipe[64];
+  suite_fmt(recipe, sizeof recipe, "%s-%s-1", d->name, kind);
+  *reused = 0;
+  if (!(*key = key_json(b->conf, lists, extra, recipe)))
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  key_hex(*key, tokkey);
+  suite_fmt(dir, ndir, "%s/bases/%s-%s-%s", cache, d->name, kind, tokkey);
+  suite_fmt(b->tok, sizeof b->tok, "%s/tok", dir);
+  suite_fmt(stamp, nstamp, "%s/tok.json", dir);
+  int rc = cache_lock(lk, dir, stamp, err);
+  *reused = !rc && repro_exists(stamp);
+  if (*reused)
+    dfpo_info("reproduce: %s tokenizer: reusing %s", d->name, dir);
+  if (rc || *reused) {
+    dfpo_lock_release(lk);
+    free(*key);
+    *key = NULL;
+  }
+  return rc;
+}
+
 /* Step 2: the tokenizer, trained on the training documents, and the
  * pretraining corpus as token ids (unsup.jsonl and train.jsonl;
  * validation.jsonl for validation), in bases/<task>-tok-<key of the data and
@@ -561,27 +593,12 @@ static int write_docs(const char *dir, const char *const *names, const char *pat
 static int text_tokenizer(const task_def *d, task_base *b, const char *cache, const char *splits,
                           const char *digest, char *dir, size_t ndir, char *tokkey, dfpo_err *err) {
   const cfg *c = b->conf;
-  const char *const *lists[] = {tok_keys, NULL};
-  const char *extra[] = {"data_sha256", digest, NULL};
-  char recipe[64];
-  suite_fmt(recipe, sizeof recipe, "%s-tok-1", d->name);
-  char *key = key_json(c, lists, extra, recipe);
-  if (!key)
-    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
-  key_hex(key, tokkey);
-  suite_fmt(dir, ndir, "%s/bases/%s-tok-%s", cache, d->name, tokkey);
-  suite_fmt(b->tok, sizeof b->tok, "%s/tok", dir);
-  char stamp[1600], corpus[1600], tokdone[1600], train_ids[1600], val_ids[1600];
-  suite_fmt(stamp, sizeof stamp, "%s/tok.json", dir);
+  char stamp[1600], corpus[1600], tokdone[1600], train_ids[1600], val_ids[1600], *key;
   dfpo_lock lk = {0};
-  int rc = cache_lock(&lk, dir, stamp, err);
-  if (rc || repro_exists(stamp)) {
-    if (!rc)
-      dfpo_info("reproduce: %s tokenizer: reusing %s", d->name, dir);
-    dfpo_lock_release(&lk);
-    free(key);
+  int reused, rc = tok_step_open(d, b, cache, tok_keys, digest, "tok", dir, ndir, tokkey, stamp,
+                                 sizeof stamp, &key, &lk, &reused, err);
+  if (rc || reused)
     return rc;
-  }
   double t0 = dfpo_now();
   int64_t vocab;
   if ((rc = cfg_get_int(c, "tokenizer.vocab_size", &vocab, err)) || (rc = dfpo_mkdirs(dir, err))) {
@@ -732,28 +749,28 @@ static int data_and_judge(const task_def *d, task_base *b, dfpo_err *err) {
   return text_judge(d, b, cache, splits, from_cache, digest, err);
 }
 
-int repro_base_text(const task_def *d, task_base *b, dfpo_err *err) {
+/* Step 3 of a text task's base, and the judge: `dfpo pretrain --config` on
+ * the tokenizer folder's corpus files train and val (in tokdir) with the
+ * config's model keys (lists), in bases/<task>-<kind><key of the
+ * tokenizer's key and those keys>/ (recipe <task>-<kind>base-1); arch
+ * (may be NULL) is recorded in the stamp. Then the suite folder's
+ * base-<task>.json. */
+static int pretrained_base(const task_def *d, task_base *b, const char *cache, const char *splits,
+                           const char *digest, int from_cache, const char *tokdir,
+                           const char *tokkey, const char *const *const *lists, const char *kind,
+                           const char *train, const char *val, const char *arch, dfpo_err *err) {
   const cfg *c = b->conf;
-  char cache[1024], splits[4096], digest[65], tokdir[1400], tokkey[65], dir[1400];
-  char stamp[1600], path[1600];
-  int rc, from_cache = 0;
-  const char *const *files = split_files;
-  if ((rc = dfpo_cache_dir(cache, sizeof cache, err)) ||
-      (rc = text_splits(d, b, splits, sizeof splits, &from_cache, err)) ||
-      (rc = splits_digest(splits, files, digest, err)) ||
-      (rc = text_tokenizer(d, b, cache, splits, digest, tokdir, sizeof tokdir, tokkey, err)))
-    return rc;
-  const char *const *lists[] = {model_keys, NULL};
   const char *extra[] = {"tokenizer_key", tokkey, NULL};
-  char recipe[64], what[96];
-  suite_fmt(recipe, sizeof recipe, "%s-base-1", d->name);
+  char recipe[64], what[96], dir[1400], stamp[1600], path[1600];
+  int rc;
+  suite_fmt(recipe, sizeof recipe, "%s-%sbase-1", d->name, kind);
   suite_fmt(what, sizeof what, "%s base model", d->name);
   char *key = key_json(c, lists, extra, recipe);
   if (!key)
     return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
   char hex[65];
   key_hex(key, hex);
-  suite_fmt(dir, sizeof dir, "%s/bases/%s-%s", cache, d->name, hex);
+  suite_fmt(dir, sizeof dir, "%s/bases/%s-%s%s", cache, d->name, kind, hex);
   suite_fmt(b->model, sizeof b->model, "%s/base.ckpt", dir);
   suite_fmt(stamp, sizeof stamp, "%s/base.json", dir);
   dfpo_lock lk = {0};
@@ -764,9 +781,9 @@ int repro_base_text(const task_def *d, task_base *b, dfpo_err *err) {
   } else if (!(rc = dfpo_mkdirs(dir, err))) {
     dfpo_info("reproduce: %s: preparing %s", what, dir);
     double t0 = dfpo_now();
-    char train_ids[1600], val_ids[1600], pre[1600];
-    suite_fmt(train_ids, sizeof train_ids, "%s/train.ids", tokdir);
-    suite_fmt(val_ids, sizeof val_ids, "%s/val.ids", tokdir);
+    char train_path[1600], val_path[1600], pre[1600];
+    suite_fmt(train_path, sizeof train_path, "%s/%s", tokdir, train);
+    suite_fmt(val_path, sizeof val_path, "%s/%s", tokdir, val);
     suite_fmt(pre, sizeof pre, "%s/pretrain", dir);
     tok_tokenizer *tok = NULL;
     size_t V = 0;
@@ -774,12 +791,14 @@ int repro_base_text(const task_def *d, task_base *b, dfpo_err *err) {
       V = tok_vocab_size(tok);
     tok_free(tok);
     if (!rc)
-      rc = pretrain_child(c, what, b->tok, train_ids, val_ids, pre, b->model, err);
+      rc = pretrain_child(c, what, b->tok, train_path, val_path, pre, b->model, err);
     if (!rc) {
       suite_fmt(path, sizeof path, "%s/train.jsonl", pre);
       double vl = last_val_loss(path);
       cJSON *o = cJSON_CreateObject();
       cJSON_AddItemToObject(o, "config", cJSON_Parse(key));
+      if (arch)
+        cJSON_AddStringToObject(o, "arch", arch);
       cJSON_AddNumberToObject(o, "vocab", (double)V);
       cJSON_AddStringToObject(o, "data_sha256", digest);
       cJSON_AddStringToObject(o, "splits", splits);
@@ -798,6 +817,148 @@ int repro_base_text(const task_def *d, task_base *b, dfpo_err *err) {
   if ((rc = cfg_json_read(stamp, &o, err)))
     return rc;
   return record_base(b, o, err);
+}
+
+int repro_base_text(const task_def *d, task_base *b, dfpo_err *err) {
+  char cache[1024], splits[4096], digest[65], tokdir[1400], tokkey[65];
+  int rc, from_cache = 0;
+  if ((rc = dfpo_cache_dir(cache, sizeof cache, err)) ||
+      (rc = text_splits(d, b, splits, sizeof splits, &from_cache, err)) ||
+      (rc = splits_digest(splits, split_files, digest, err)) ||
+      (rc = text_tokenizer(d, b, cache, splits, digest, tokdir, sizeof tokdir, tokkey, err)))
+    return rc;
+  const char *const *lists[] = {model_keys, NULL};
+  return pretrained_base(d, b, cache, splits, digest, from_cache, tokdir, tokkey, lists, "",
+                         "train.ids", "val.ids", NULL, err);
+}
+
+/* ----------------------------------------------------- the T5 (commongen) */
+
+/* What a T5 base depends on besides the tokenizer: the shape, the
+ * architecture and the pretraining (model_keys and T5's own). */
+static const char *const t5_keys[] = {"model.arch",
+                                      "model.t5.d_kv",
+                                      "model.t5.d_ff",
+                                      "model.t5.decoder_layers",
+                                      "model.t5.num_buckets",
+                                      "model.t5.max_distance",
+                                      "model.t5.feed_forward",
+                                      "pretrain.span_fraction",
+                                      "pretrain.eval_batches",
+                                      NULL};
+/* The task items a T5 base is made from (task.max_items caps them). */
+static const char *const t5_tok_keys[] = {"tokenizer.vocab_size", "task.max_items", NULL};
+
+/* s on one line: tabs and line ends as spaces (a pairs file's fields). */
+static void put_field(FILE *fp, const char *s) {
+  for (; *s; s++)
+    fputc(*s == '\t' || *s == '\n' || *s == '\r' ? ' ' : *s, fp);
+}
+
+/* The pairs of a split, "prompt<TAB>reference" for each of an item's
+ * references (its one reference where it has no list), atomically into
+ * path; the references alone, one a line, when refs_only (the tokenizer's
+ * corpus). *count gets the lines. */
+static int write_pairs(const task *t, int split, int refs_only, const char *path, size_t *count,
+                       dfpo_err *err) {
+  dfpo_atomic a;
+  int rc = dfpo_atomic_open(&a, path, err);
+  if (rc)
+    return rc;
+  *count = 0;
+  for (size_t i = 0; i < t->n[split]; i++) {
+    const task_item *it = &t->items[split][i];
+    size_t nr = it->n_refs ? it->n_refs : 1;
+    for (size_t k = 0; k < nr; k++) {
+      const char *ref = it->n_refs ? it->refs[k] : it->reference;
+      if (!ref || !ref[0])
+        continue;
+      if (!refs_only) {
+        put_field(a.fp, it->prompt);
+        fputc('\t', a.fp);
+      }
+      put_field(a.fp, ref);
+      fputc('\n', a.fp);
+      ++*count;
+    }
+  }
+  return dfpo_atomic_commit(&a, err);
+}
+
+/* Step 2 of a T5 base: a SentencePiece model (T5's ids and 100 extra ids)
+ * trained on the training references, and the pretraining pairs (the
+ * training split's, the validation split's for validation) as text in
+ * bases/<task>-spm-<key of the data, the vocabulary and task.max_items>/. */
+static int t5_tokenizer(const task_def *d, task_base *b, const char *cache, const char *digest,
+                        char *dir, size_t ndir, char *tokkey, dfpo_err *err) {
+  const cfg *c = b->conf;
+  char stamp[1600], corpus[1600], tmp[1600], train[1600], val[1600], *key;
+  dfpo_lock lk = {0};
+  int reused, rc = tok_step_open(d, b, cache, t5_tok_keys, digest, "spm", dir, ndir, tokkey, stamp,
+                                 sizeof stamp, &key, &lk, &reused, err);
+  if (rc || reused)
+    return rc;
+  double t0 = dfpo_now();
+  int64_t vocab;
+  task t;
+  memset(&t, 0, sizeof t);
+  size_t n_corpus = 0, n_train = 0, n_val = 0;
+  tok_tokenizer *tok = NULL;
+  suite_fmt(corpus, sizeof corpus, "%s/corpus.txt", dir);
+  suite_fmt(tmp, sizeof tmp, "%s/tok.tmp", dir);
+  suite_fmt(train, sizeof train, "%s/train.tsv", dir);
+  suite_fmt(val, sizeof val, "%s/val.tsv", dir);
+  if (!(rc = cfg_get_int(c, "tokenizer.vocab_size", &vocab, err)) &&
+      !(rc = dfpo_mkdirs(dir, err)) && !(rc = task_open(d->name, c, &t, err)) &&
+      !(rc = write_pairs(&t, TASK_TRAIN, 1, corpus, &n_corpus, err)) &&
+      !(rc = write_pairs(&t, TASK_TRAIN, 0, train, &n_train, err)) &&
+      !(rc = write_pairs(&t, TASK_VALIDATION, 0, val, &n_val, err))) {
+    dfpo_info("reproduce: %s tokenizer: training a %lld-piece SentencePiece model on %zu "
+              "training references (%s)",
+              d->name, (long long)vocab, n_corpus, corpus);
+    if (!(rc = suite_rmtree(tmp, err)) &&
+        !(rc = tok_train_spm(corpus, (size_t)vocab, 100, tmp, err)) &&
+        !(rc = suite_rmtree(b->tok, err)) && rename(tmp, b->tok) != 0)
+      rc = dfpo_err_errno(err, DFPO_ERUNTIME, errno, "%s: cannot rename", tmp);
+  }
+  task_free(&t);
+  if (!rc)
+    rc = tok_load(&tok, b->tok, err);
+  if (!rc) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToObject(o, "config", cJSON_Parse(key));
+    cJSON_AddNumberToObject(o, "vocab", (double)tok_vocab_size(tok));
+    cJSON_AddNumberToObject(o, "pretrain_pairs", (double)n_train);
+    cJSON_AddNumberToObject(o, "validation_pairs", (double)n_val);
+    cJSON_AddNumberToObject(o, "seconds", dfpo_now() - t0);
+    rc = cfg_json_write(stamp, o, err);
+    cJSON_Delete(o);
+  }
+  tok_free(tok);
+  free(key);
+  dfpo_lock_release(&lk);
+  return rc;
+}
+
+int repro_base_t5(const task_def *d, task_base *b, dfpo_err *err) {
+  char cache[1024], splits[4096], digest[65], tokdir[1400], tokkey[65];
+  const char *arch;
+  int rc, from_cache = 0;
+  if ((rc = cfg_get_str(b->conf, "model.arch", &arch, err)))
+    return rc;
+  if (strcmp(arch, "t5"))
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "base model: the %s task's pretrained base is a T5 (source/target "
+                        "pairs): set model.arch=t5",
+                        d->name);
+  if ((rc = dfpo_cache_dir(cache, sizeof cache, err)) ||
+      (rc = text_splits(d, b, splits, sizeof splits, &from_cache, err)) ||
+      (rc = splits_digest(splits, split_files, digest, err)) ||
+      (rc = t5_tokenizer(d, b, cache, digest, tokdir, sizeof tokdir, tokkey, err)))
+    return rc;
+  const char *const *lists[] = {model_keys, t5_keys, NULL};
+  return pretrained_base(d, b, cache, splits, digest, from_cache, tokdir, tokkey, lists, "t5-",
+                         "train.tsv", "val.tsv", "t5", err);
 }
 
 /* ------------------------------------------------------ imported bases */

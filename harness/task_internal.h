@@ -101,5 +101,11 @@ int task_commongen_aggregate(const task *t, const task_eval *ev, cJSON *m, dfpo_
  * (its tokenizer, base model and judge). */
 int repro_base_synthetic(const task_def *d, task_base *b, dfpo_err *err);
 int repro_base_text(const task_def *d, task_base *b, dfpo_err *err);
+/* model.init pretrain on a task of source/target pairs (commongen): the
+ * data, a SentencePiece model trained on the training references, a T5
+ * pretrained on the training pairs (and span corruption of their targets,
+ * pretrain.span_fraction), validated on the validation pairs; each step
+ * cached under bases/ and reused. model.arch must be t5. */
+int repro_base_t5(const task_def *d, task_base *b, dfpo_err *err);
 
 #endif

@@ -109,6 +109,20 @@ int tok_decode(const tok_tokenizer *t, const int32_t *ids, size_t n, char **buf,
 int tok_train(const char *const *corpus, size_t n_corpus, size_t vocab_size, const char *out_dir,
               size_t *merges_done, dfpo_err *err);
 
+/* Trains T5's tokenizer: a Unigram SentencePiece model of about vocab_size
+ * pieces on the text file corpus (one sentence a line), by
+ * libsentencepiece's own trainer (SentencePieceTrainer; hard_vocab_limit
+ * off, so a small corpus may give fewer pieces), with T5's ids (pad 0,
+ * "</s>" 1, "<unk>" 2, no "<s>"), the library's NFKC normaliser, character
+ * coverage 1 and one thread (the model depends on the corpus and the
+ * settings alone). Writes T5's files into out_dir (made): spiece.model,
+ * tokenizer_config.json (extra_ids "<extra_id_N>" above the pieces,
+ * model_max_length 512) and special_tokens_map.json, which tok_load reads.
+ * spiece.model is the library's write, not atomic: callers that need the
+ * folder whole train into a temporary one and rename it. */
+int tok_train_spm(const char *corpus, size_t vocab_size, size_t extra_ids, const char *out_dir,
+                  dfpo_err *err);
+
 /* ---------------------------------------------------------- WordPiece */
 
 /* BERT's tokenizer, as Hugging Face's fast BertTokenizerFast runs it (the

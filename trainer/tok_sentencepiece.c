@@ -203,3 +203,35 @@ int tok_spm_decode_ids(const tok_tokenizer *t, const int32_t *ids, size_t n, cha
   }
   return rc;
 }
+
+int tok_train_spm(const char *corpus, size_t vocab_size, size_t extra_ids, const char *out_dir,
+                  dfpo_err *err) {
+  char prefix[4200], path[4200], msg[512];
+  int rc;
+  if (vocab_size < 8 || vocab_size > (1u << 20) || extra_ids > 100000)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "sentencepiece: vocabulary %zu (8 to 2^20) or extra ids %zu (at most "
+                        "100000) out of range",
+                        vocab_size, extra_ids);
+  if ((rc = dfpo_mkdirs(out_dir, err)) ||
+      (rc = dfpo_path_fmt(prefix, sizeof prefix, err, "%s/spiece", out_dir)))
+    return rc;
+  if (tok_spm_train(corpus, prefix, (int)vocab_size, msg, sizeof msg))
+    return dfpo_err_set(err, DFPO_EDATA, "sentencepiece: training on %s: %s", corpus, msg);
+  /* the library's .vocab (pieces and scores) is for people; spiece.model
+   * holds them too */
+  if ((rc = dfpo_path_fmt(path, sizeof path, err, "%s/spiece.vocab", out_dir)))
+    return rc;
+  remove(path);
+  /* the extra ids first, where tok_load reads them; then T5's whole files */
+  char text[64];
+  int n = snprintf(text, sizeof text, "{\"extra_ids\": %zu}\n", extra_ids);
+  tok_tokenizer *t = NULL;
+  if ((rc = dfpo_path_fmt(path, sizeof path, err, "%s/tokenizer_config.json", out_dir)) ||
+      (rc = dfpo_atomic_write_file(path, text, (size_t)n, err)) ||
+      (rc = tok_spm_load_dir(&t, out_dir, err)))
+    return rc;
+  rc = tok_save_hf(t, out_dir, 512, err);
+  tok_free(t);
+  return rc;
+}

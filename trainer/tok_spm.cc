@@ -4,12 +4,14 @@
 #include "trainer/tok_spm.h"
 
 #include <sentencepiece_processor.h>
+#include <sentencepiece_trainer.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <new>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 struct tok_spm {
@@ -121,6 +123,33 @@ extern "C" int tok_spm_serialize(const tok_spm *s, char **data, size_t *len, cha
     std::memcpy(a, out.data(), out.size());
     *data = a;
     *len = out.size();
+    return 0;
+  } catch (const std::exception &e) {
+    return fail(msg, msgn, e.what());
+  }
+}
+
+extern "C" int tok_spm_train(const char *input, const char *prefix, int vocab_size, char *msg,
+                             size_t msgn) {
+  try {
+    // T5's ids (pad 0, </s> 1, <unk> 2, no <s>); one thread, so that the
+    // model depends on the corpus and the settings alone
+    std::unordered_map<std::string, std::string> args = {
+        {"input", input},
+        {"model_prefix", prefix},
+        {"vocab_size", std::to_string(vocab_size)},
+        {"model_type", "unigram"},
+        {"pad_id", "0"},
+        {"eos_id", "1"},
+        {"unk_id", "2"},
+        {"bos_id", "-1"},
+        {"character_coverage", "1.0"},
+        {"hard_vocab_limit", "false"},
+        {"num_threads", "1"},
+        {"minloglevel", "2"}};
+    auto st = sentencepiece::SentencePieceTrainer::Train(args);
+    if (!st.ok())
+      return fail(msg, msgn, st.ToString());
     return 0;
   } catch (const std::exception &e) {
     return fail(msg, msgn, e.what());

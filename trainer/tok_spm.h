@@ -40,6 +40,13 @@ int tok_spm_decode(const tok_spm *s, const int *ids, size_t n, char **text, size
  * into *data (*len bytes, malloc'ed). */
 int tok_spm_serialize(const tok_spm *s, char **data, size_t *len, char *msg, size_t msgn);
 
+/* Trains a Unigram SentencePiece model of about vocab_size pieces (the
+ * library's hard_vocab_limit off: a small corpus may give fewer) on the
+ * text file `input` (one sentence a line) with T5's ids: pad 0, "</s>" 1,
+ * "<unk>" 2, no "<s>"; the library's NFKC normaliser, character coverage
+ * 1, one thread. Writes <prefix>.model and <prefix>.vocab. */
+int tok_spm_train(const char *input, const char *prefix, int vocab_size, char *msg, size_t msgn);
+
 #ifdef __cplusplus
 }
 #endif

@@ -105,7 +105,7 @@ Test(t5_train, commongen_zero_shot_and_sft_with_a_t5, .timeout = 600) {
     cr_skip_test("no ../shared/data (CommonGen): skipped");
   if (!ts_python_has("torch, sentencepiece"))
     cr_skip_test("/usr/bin/python3 lacks torch or sentencepiece: no spiece.model can be trained");
-  char dir[256], home[300], spm[300], model[300], cg[300], out[300], src[700], dst[700];
+  char dir[256], home[300], spm[300], model[300], cg[300], out[300];
   ts_tmpdir(dir, sizeof dir);
   snprintf(home, sizeof home, "%s/home", dir);
   snprintf(spm, sizeof spm, "%s/spm", dir);
@@ -145,17 +145,7 @@ Test(t5_train, commongen_zero_shot_and_sft_with_a_t5, .timeout = 600) {
   cr_assert_eq(model_export_hf(m, tok, model, &err), DFPO_OK, "%s", err.msg);
   tok_free(tok);
   /* CommonGen's first 600 training concept sets and the dev set's first 200 */
-  cr_assert_eq(mkdir(cg, 0777), 0);
-  static const char *const files[3] = {"commongen.train.jsonl", "commongen.dev.jsonl",
-                                       "commongen.test_noref.jsonl"};
-  static const int lines[3] = {600, 200, 20};
-  for (int i = 0; i < 3; i++) {
-    char cmd[1600];
-    snprintf(src, sizeof src, "%s/commongen/%s", data, files[i]);
-    snprintf(dst, sizeof dst, "%s/%s", cg, files[i]);
-    snprintf(cmd, sizeof cmd, "head -n %d '%s' > '%s'", lines[i], src, dst);
-    cr_assert_eq(system(cmd), 0, "%s", cmd);
-  }
+  ts_commongen_slice(data, cg, 600, 200, 20);
   char *imp[] = {"datasets", "import", "commongen", cg, "--unverified", NULL};
   run_dfpo(home, imp, 0, NULL);
   char *prep[] = {"datasets", "prepare", "commongen", NULL};

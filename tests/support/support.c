@@ -6,6 +6,7 @@
 #include <archive_entry.h>
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <poll.h>
@@ -391,4 +392,17 @@ int ts_python_has(const char *modules) {
   int ok = r.status == 0;
   ts_run_free(&r);
   return ok;
+}
+
+void ts_commongen_slice(const char *data, const char *dst, int n_train, int n_dev, int n_test) {
+  static const char *const files[3] = {"commongen.train.jsonl", "commongen.dev.jsonl",
+                                       "commongen.test_noref.jsonl"};
+  const int lines[3] = {n_train, n_dev, n_test};
+  cr_assert(mkdir(dst, 0777) == 0 || errno == EEXIST, "%s", dst);
+  for (int i = 0; i < 3; i++) {
+    char cmd[2400];
+    snprintf(cmd, sizeof cmd, "head -n %d '%s/commongen/%s' > '%s/%s'", lines[i], data, files[i],
+             dst, files[i]);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+  }
 }

@@ -44,6 +44,12 @@ const char *ts_shared_data(void);
 void ts_imdb_slice(const char *data, const char *src, const char *corpus, int n_train, int n_test,
                    int n_unsup);
 
+/* The first n_train, n_dev and n_test lines of CommonGen's three files in
+ * <data>/commongen/ copied into the folder dst (made), which the
+ * commongen importer takes (--unverified, since it is not the whole
+ * dataset). */
+void ts_commongen_slice(const char *data, const char *dst, int n_train, int n_dev, int n_test);
+
 /* The whole file as a NUL-terminated heap string (caller frees); aborts the
  * test when it cannot be read. */
 char *ts_slurp(const char *path);
