@@ -7,6 +7,7 @@
 #include "trainer/rl.h"
 #include "trainer/sample.h"
 
+#include <cjson/cJSON.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdlib.h>
@@ -34,8 +35,18 @@ static const char bench_usage[] =
     "policy/reference/value passes, scoring (the judge) and the update; each\n"
     "the best of --steps iterations (default 1 here).\n"
     "\n"
+    "--model PATH times a model that dfpo loads (a Hugging Face folder or a\n"
+    "checkpoint, e.g. a T5 that bench/t5_torch.py write makes) instead of a\n"
+    "random --shape, for train and generate: a training step over --batch rows\n"
+    "of --prompt-len prompt tokens followed by --seq target tokens, the mean\n"
+    "cross-entropy of the targets (an encoder-decoder such as T5 encodes the\n"
+    "prompt as its source and decodes the targets by teacher forcing), and\n"
+    "generation with no end-of-text (every row makes --new tokens). The peer\n"
+    "is bench/t5_torch.py bench (bench/t5_pair.sh runs both).\n"
+    "\n"
     "Options:\n"
     "  --shape NAME       gpt2-124M (default), gpt2-350M, gpt2-774M, gpt2-1558M, gpt2-tiny\n"
+    "  --model PATH       a model to load instead of --shape (train, generate)\n"
     "  --what train|generate|rl  what to time (default train)\n"
     "  --algo ppo|nlpo|dfpo  the RL algorithm of --what rl (default ppo)\n"
     "  --batch B          training rows (default 4)\n"
@@ -44,6 +55,7 @@ static const char bench_usage[] =
     "  --prompts N        generation rows (default 16)\n"
     "  --prompt-len T     prompt tokens (default 64)\n"
     "  --new N            new tokens (default 48)\n"
+    "  --greedy           generation: greedy (temperature 0) instead of top-k 50\n"
     "  --seed N           seed of weights, tokens and sampling (default 0)\n"
     "  --device D         cpu (default), cuda, or auto (cuda when usable, else\n"
     "                     the CPU, saying why)\n"
@@ -174,6 +186,121 @@ out:
   return rc;
 }
 
+/* --model: a training step over rows [prompt | target] (the targets
+ * scored; an encoder-decoder's prompt is its source) or generation with no
+ * end-of-text, on the loaded model; one JSON line as the shapes' bench. */
+static int bench_model(const char *path, int train, int B, int T, int steps, int prompts, int plen,
+                       int nnew, int greedy, int seed, dfpo_err *err) {
+  model_t *m;
+  int rc = model_load(&m, path, err);
+  if (rc)
+    return cli_fail(err);
+  const model_config *mc = model_get_config(m);
+  int V = mc->vocab_size, encdec = mc->encoder_decoder;
+  /* an encoder-decoder's decoder holds the targets (or the start token and
+   * the new tokens); a decoder-only model the prompt too */
+  int need = encdec ? (train ? T : nnew + 1) : plen + (train ? T : nnew);
+  if (need > mc->n_ctx) {
+    model_free(m);
+    return cli_usage_error("bench", "%d positions needed, %s has %d", need, path, mc->n_ctx);
+  }
+  dfpo_rng rng;
+  dfpo_rng_init(&rng, (uint64_t)seed, DFPO_STREAM_DATA);
+  ops_env_info env;
+  ops_env_probe(&env);
+  double best = 1e30, first_loss = NAN;
+  int W = plen + T;
+  if (train) {
+    int *tok = malloc(sizeof(int) * (size_t)B * W), *tg = malloc(sizeof(int) * (size_t)B * W);
+    if (!tok || !tg)
+      rc = dfpo_err_set(err, DFPO_ERUNTIME, "bench: out of memory");
+    for (int i = 0; !rc && i < B * W; i++)
+      tok[i] = (int)dfpo_rng_below(&rng, (uint32_t)V);
+    for (int i = 0; !rc && i < B * W; i++) /* column c predicts c + 1: the targets */
+      tg[i] = i % W >= plen - 1 && i % W < W - 1 ? tok[i + 1] : -1;
+    model_batch batch = {tok, NULL, B, W, plen};
+    opt_adamw opt = opt_adamw_default();
+    for (int s = 0; s <= steps && !rc; s++) {
+      double t0 = dfpo_now();
+      float loss;
+      model_zero_grad(m);
+      rc = model_lm_loss(m, &batch, tg, 1, &loss, err);
+      if (!rc)
+        rc = opt_adamw_step(m, &opt, 1e-4f, NULL, err);
+      double dt = dfpo_now() - t0;
+      dfpo_info("bench: step %d: %.3f s (loss %.4f)", s, dt, (double)loss);
+      if (s == 0)
+        first_loss = loss;
+      if (s > 0 && dt < best)
+        best = dt;
+    }
+    free(tok);
+    free(tg);
+  } else {
+    int *p = malloc(sizeof(int) * (size_t)prompts * plen),
+        *out = malloc(sizeof(int) * (size_t)prompts * nnew),
+        *lens = malloc(sizeof(int) * (size_t)prompts);
+    if (!p || !out || !lens)
+      rc = dfpo_err_set(err, DFPO_ERUNTIME, "bench: out of memory");
+    for (int i = 0; !rc && i < prompts * plen; i++)
+      p[i] = (int)dfpo_rng_below(&rng, (uint32_t)V);
+    smp_settings s = smp_settings_default();
+    s.max_new = nnew;
+    s.min_new = nnew;
+    s.eos = -1; /* no end-of-text: every row makes nnew tokens */
+    s.top_k = greedy ? 0 : 50;
+    s.temperature = greedy ? 0.0f : 1.0f;
+    dfpo_rng srng;
+    dfpo_rng_init(&srng, (uint64_t)seed, DFPO_STREAM_SAMPLING);
+    for (int r = 0; r < 2 && !rc; r++) {
+      double t0 = dfpo_now();
+      rc = smp_generate(m, p, NULL, prompts, plen, &s, &srng, out, lens, NULL, err);
+      double dt = dfpo_now() - t0;
+      dfpo_info("bench: generation %d: %.3f s", r, dt);
+      if (dt < best)
+        best = dt;
+    }
+    free(p);
+    free(out);
+    free(lens);
+  }
+  if (rc) {
+    model_free(m);
+    return cli_fail(err);
+  }
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "engine", "dfpo");
+  cJSON_AddStringToObject(o, "model", path);
+  cJSON_AddStringToObject(o, "arch", mc->arch);
+  cJSON_AddStringToObject(o, "device", ops_device_name(model_device(m)));
+  cJSON_AddNumberToObject(o, "threads", env.cpu_threads);
+  cJSON_AddStringToObject(o, "what", train ? "train" : "generate");
+  if (train) {
+    cJSON_AddNumberToObject(o, "batch", B);
+    cJSON_AddNumberToObject(o, "prompt_len", plen);
+    cJSON_AddNumberToObject(o, "seq", T);
+    cJSON_AddNumberToObject(o, "step_s", best);
+    cJSON_AddNumberToObject(o, "steps", steps);
+    cJSON_AddNumberToObject(o, "loss", first_loss);
+  } else {
+    cJSON_AddNumberToObject(o, "prompts", prompts);
+    cJSON_AddNumberToObject(o, "prompt_len", plen);
+    cJSON_AddNumberToObject(o, "new", nnew);
+    cJSON_AddBoolToObject(o, "greedy", greedy);
+    cJSON_AddNumberToObject(o, "gen_s", best);
+  }
+  cJSON_AddNumberToObject(o, "params", (double)model_num_params(m));
+  cJSON_AddNumberToObject(o, "arena_mib", (double)model_arena_bytes(m) / (1024.0 * 1024.0));
+  cJSON_AddNumberToObject(o, "peak_rss_mib", peak_rss_mib());
+  char *j = cJSON_PrintUnformatted(o);
+  if (j)
+    printf("%s\n", j);
+  free(j);
+  cJSON_Delete(o);
+  model_free(m);
+  return DFPO_OK;
+}
+
 int cmd_bench(int argc, char **argv) {
   static const struct option opts[] = {{"shape", required_argument, NULL, 's'},
                                        {"what", required_argument, NULL, 'w'},
@@ -188,10 +315,13 @@ int cmd_bench(int argc, char **argv) {
                                        {"tf32", no_argument, NULL, 'f'},
                                        {"bf16", no_argument, NULL, 'F'},
                                        {"algo", required_argument, NULL, 'a'},
+                                       {"model", required_argument, NULL, 'M'},
+                                       {"greedy", no_argument, NULL, 'G'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
   const char *shape = "gpt2-124M", *what = "train", *device = "cpu", *algo = alg_name(ALG_PPO);
-  int tf32 = 0, bf16 = 0;
+  const char *model_path = NULL;
+  int tf32 = 0, bf16 = 0, greedy = 0, shape_given = 0;
   int B = 4, T = 64, steps = 3, prompts = 16, plen = 64, nnew = 48, seed = 0, c, rc;
   int steps_given = 0;
   cli_reset_getopt();
@@ -200,6 +330,13 @@ int cmd_bench(int argc, char **argv) {
     switch (c) {
     case 's':
       shape = optarg;
+      shape_given = 1;
+      break;
+    case 'M':
+      model_path = optarg;
+      break;
+    case 'G':
+      greedy = 1;
       break;
     case 'w':
       what = optarg;
@@ -256,18 +393,23 @@ int cmd_bench(int argc, char **argv) {
   if (alg_parse(algo, &algo_id) || alg_rl(algo_id) < 0)
     return cli_usage_error("bench", "--algo must be ppo, nlpo or dfpo, got '%s'", algo);
 
+  if (model_path && (shape_given || rl))
+    return cli_usage_error("bench", "--model replaces --shape, for --what train or generate");
+
   dfpo_err err;
   dfpo_err_clear(&err);
   gpt2_config cfg;
-  if ((rc = gpt2_config_named(&cfg, shape, &err)))
+  if (!model_path && (rc = gpt2_config_named(&cfg, shape, &err)))
     return cli_fail(&err);
-  if ((train ? T : plen + nnew) > cfg.n_ctx)
+  if (!model_path && (train ? T : plen + nnew) > cfg.n_ctx)
     return cli_usage_error("bench", "the sequence is longer than the shape's %d positions",
                            cfg.n_ctx);
   if ((rc = cli_device("bench", device)))
     return rc;
   ops_set_tf32(tf32);
   ops_set_bf16(bf16);
+  if (model_path)
+    return bench_model(model_path, train, B, T, steps, prompts, plen, nnew, greedy, seed, &err);
   if (rl) {
     ops_env_info e;
     ops_env_probe(&e);
@@ -322,7 +464,8 @@ int cmd_bench(int argc, char **argv) {
     smp_settings s = smp_settings_default();
     s.max_new = nnew;
     s.min_new = nnew;
-    s.top_k = 50;
+    s.top_k = greedy ? 0 : 50;
+    s.temperature = greedy ? 0.0f : 1.0f;
     dfpo_rng srng;
     dfpo_rng_init(&srng, (uint64_t)seed, DFPO_STREAM_SAMPLING);
     for (int r = 0; r < 2 && !rc; r++) {
