@@ -25,8 +25,9 @@ py=/usr/bin/python3
 export OMP_NUM_THREADS=2
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-run() { # name, command...
+run() { # name, command... (the load average before it into NAME.load)
   local name=$1; shift
+  cut -d' ' -f1 /proc/loadavg >"$out/$name.load"
   "$@" >"$out/$name.json" 2>"$out/$name.log" || { cat "$out/$name.log" >&2; exit 3; }
   cat "$out/$name.json"
 }
@@ -54,14 +55,19 @@ for l in open(sys.argv[1]):
 import json, os, statistics, sys
 d, reps = sys.argv[1], int(sys.argv[2])
 j = lambda n: json.load(open(os.path.join(d, n + ".json")))
-print("\n| what | dfpo s (median) | PyTorch s (median) | dfpo / PyTorch |")
+load = lambda n: float(open(os.path.join(d, n + ".load")).read())
+print("\n| what | dfpo s: median (runs) | PyTorch s: median (runs) | dfpo / PyTorch |")
 print("|---|---|---|---|")
-for what, key, label in (("train", "step_s", "training step"), ("gen", "gen_s", "greedy decoding")):
+for what, key, label in (("train", "step_s", "training step"), ("train", "step_cpu_s", "training step, CPU s"),
+                         ("gen", "gen_s", "greedy decoding"), ("gen", "gen_cpu_s", "greedy decoding, CPU s")):
     a = [j("dfpo-%s-%d" % (what, r))[key] for r in range(1, reps + 1)]
     b = [j("torch-%s-%d" % (what, r))[key] for r in range(1, reps + 1)]
     ma, mb = statistics.median(a), statistics.median(b)
-    print("| %s | %.2f (%s) | %.2f (%s) | %.2f |" % (label, ma, ", ".join("%.2f" % x for x in a), mb,
-                                                   ", ".join("%.2f" % x for x in b), ma / mb))
+    print("| %s | %.2f (%s) | %.2f (%s) | %.3f |" % (label, ma, ", ".join("%.2f" % x for x in a), mb,
+                                                    ", ".join("%.2f" % x for x in b), ma / mb))
+for side in ("dfpo", "torch"):
+    print("load average before each %s run: %s" % (side, ", ".join(
+        "%.1f" % load("%s-%s-%d" % (side, w, r)) for r in range(1, reps + 1) for w in ("train", "gen"))))
 for what in ("train", "gen"):
     print("peak RSS %s: dfpo %.0f MiB, PyTorch %.0f MiB" % (
         what, j("dfpo-%s-1" % what)["peak_rss_mib"], j("torch-%s-1" % what)["peak_rss_mib"]))

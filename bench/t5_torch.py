@@ -37,7 +37,7 @@ tests/trainer/t5_reference.py (the T5 tests' reference) imports it.
         them all) for --prompts random sources, the encoder once, then the
         decoder one token at a time with a cache of its self-attention keys
         and values and the cross-attention's computed once: the better of
-        two runs. --tokens FILE writes each prompt and its greedy tokens
+        two runs (gen_s; gen_cpu_s the lesser CPU time). --tokens FILE writes each prompt and its greedy tokens
         ({"prompt": [...], "tokens": [...]} lines, as `dfpo generate
         --tokens` prints them).
 
@@ -331,33 +331,35 @@ def cmd_bench(argv):
         params = [p.requires_grad_() for p in P.values()]
         # AdamW as dfpo's default: lr 1e-4, betas (0.9, 0.999), eps 1e-8, decay 0.01
         opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.01)
-        times, loss0 = [], None
+        times, cpu, loss0 = [], [], None
         for _ in range(a.steps + 1):  # the first step warms up
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             opt.zero_grad(set_to_none=True)
             z = t5_logits(P, cfg, src, ks, dec)
             loss = F.cross_entropy(z.reshape(-1, V), tgt.reshape(-1))
             loss.backward()
             opt.step()
             times.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
             if loss0 is None:
                 loss0 = float(loss)
         res.update(batch=a.batch, src_len=a.src_len, tgt_len=a.tgt_len, step_s=min(times[1:]),
-                   steps=a.steps, step_times=times, loss=loss0)
+                   step_cpu_s=min(cpu[1:]), steps=a.steps, step_times=times, loss=loss0)
     else:
         src = torch.randint(2, V, (a.prompts, a.prompt_len), generator=g)
-        times = []
+        times, cpu = [], []
         with torch.no_grad():
             for _ in range(2):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 out = greedy_cached(P, cfg, src, a.new)
                 times.append(time.perf_counter() - t0)
+                cpu.append(time.process_time() - c0)
         if a.tokens:
             with open(a.tokens, "w") as f:
                 for s, t in zip(src.tolist(), out.tolist()):
                     f.write(json.dumps({"prompt": s, "tokens": t}) + "\n")
         res.update(prompts=a.prompts, prompt_len=a.prompt_len, new=a.new, gen_s=min(times),
-                   gen_times=times)
+                   gen_cpu_s=min(cpu), gen_times=times)
     res["params"] = sum(p.numel() for p in P.values())
     res["peak_rss_mib"] = peak_rss_mib()
     print(json.dumps(res))
