@@ -197,6 +197,46 @@ static double cpu_now(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* Generation timed twice (the better run kept, *best wall and *best_cpu CPU
+ * seconds): prompts x plen random ids below V from seed's data stream, nnew
+ * new tokens each (min nnew), top-k 50 or greedy; no_eos: no end-of-text
+ * at all, else smp_settings_default's. */
+static int time_generation(model_t *m, int V, int prompts, int plen, int nnew, int greedy,
+                           int no_eos, int seed, double *best, double *best_cpu, dfpo_err *err) {
+  int rc = DFPO_OK;
+  int *p = malloc(sizeof(int) * (size_t)prompts * plen),
+      *out = malloc(sizeof(int) * (size_t)prompts * nnew),
+      *lens = malloc(sizeof(int) * (size_t)prompts);
+  if (!p || !out || !lens)
+    rc = dfpo_err_set(err, DFPO_ERUNTIME, "bench: out of memory");
+  dfpo_rng rng;
+  dfpo_rng_init(&rng, (uint64_t)seed, DFPO_STREAM_DATA);
+  for (int i = 0; !rc && i < prompts * plen; i++)
+    p[i] = (int)dfpo_rng_below(&rng, (uint32_t)V);
+  smp_settings s = smp_settings_default();
+  s.max_new = nnew;
+  s.min_new = nnew;
+  if (no_eos)
+    s.eos = -1;
+  s.top_k = greedy ? 0 : 50;
+  s.temperature = greedy ? 0.0f : 1.0f;
+  dfpo_rng srng;
+  dfpo_rng_init(&srng, (uint64_t)seed, DFPO_STREAM_SAMPLING);
+  *best = *best_cpu = 1e30;
+  for (int r = 0; r < 2 && !rc; r++) {
+    double t0 = dfpo_now(), c0 = cpu_now();
+    rc = smp_generate(m, p, NULL, prompts, plen, &s, &srng, out, lens, NULL, err);
+    double dt = dfpo_now() - t0, dc = cpu_now() - c0;
+    dfpo_info("bench: generation %d: %.3f s, %.3f s CPU", r, dt, dc);
+    *best = dt < *best ? dt : *best;
+    *best_cpu = dc < *best_cpu ? dc : *best_cpu;
+  }
+  free(p);
+  free(out);
+  free(lens);
+  return rc;
+}
+
 /* --model: a training step over rows [prompt | target] (the targets
  * scored; an encoder-decoder's prompt is its source) or generation with no
  * end-of-text, on the loaded model; one JSON line as the shapes' bench. */
@@ -250,34 +290,7 @@ static int bench_model(const char *path, int train, int B, int T, int steps, int
     free(tok);
     free(tg);
   } else {
-    int *p = malloc(sizeof(int) * (size_t)prompts * plen),
-        *out = malloc(sizeof(int) * (size_t)prompts * nnew),
-        *lens = malloc(sizeof(int) * (size_t)prompts);
-    if (!p || !out || !lens)
-      rc = dfpo_err_set(err, DFPO_ERUNTIME, "bench: out of memory");
-    for (int i = 0; !rc && i < prompts * plen; i++)
-      p[i] = (int)dfpo_rng_below(&rng, (uint32_t)V);
-    smp_settings s = smp_settings_default();
-    s.max_new = nnew;
-    s.min_new = nnew;
-    s.eos = -1; /* no end-of-text: every row makes nnew tokens */
-    s.top_k = greedy ? 0 : 50;
-    s.temperature = greedy ? 0.0f : 1.0f;
-    dfpo_rng srng;
-    dfpo_rng_init(&srng, (uint64_t)seed, DFPO_STREAM_SAMPLING);
-    for (int r = 0; r < 2 && !rc; r++) {
-      double t0 = dfpo_now(), c0 = cpu_now();
-      rc = smp_generate(m, p, NULL, prompts, plen, &s, &srng, out, lens, NULL, err);
-      double dt = dfpo_now() - t0, dc = cpu_now() - c0;
-      dfpo_info("bench: generation %d: %.3f s, %.3f s CPU", r, dt, dc);
-      if (dt < best)
-        best = dt;
-      if (dc < best_cpu)
-        best_cpu = dc;
-    }
-    free(p);
-    free(out);
-    free(lens);
+    rc = time_generation(m, V, prompts, plen, nnew, greedy, 1, seed, &best, &best_cpu, err);
   }
   if (rc) {
     model_free(m);
@@ -474,28 +487,9 @@ int cmd_bench(int argc, char **argv) {
     free(in);
     free(tg);
   } else {
-    int *p = malloc(sizeof(int) * (size_t)prompts * plen),
-        *out = malloc(sizeof(int) * prompts * nnew), *lens = malloc(sizeof(int) * prompts);
-    for (int i = 0; i < prompts * plen; i++)
-      p[i] = (int)dfpo_rng_below(&rng, (uint32_t)cfg.vocab_size);
-    smp_settings s = smp_settings_default();
-    s.max_new = nnew;
-    s.min_new = nnew;
-    s.top_k = greedy ? 0 : 50;
-    s.temperature = greedy ? 0.0f : 1.0f;
-    dfpo_rng srng;
-    dfpo_rng_init(&srng, (uint64_t)seed, DFPO_STREAM_SAMPLING);
-    for (int r = 0; r < 2 && !rc; r++) {
-      double t0 = dfpo_now();
-      rc = smp_generate(m, p, NULL, prompts, plen, &s, &srng, out, lens, NULL, &err);
-      double dt = dfpo_now() - t0;
-      dfpo_info("bench: generation %d: %.3f s", r, dt);
-      if (dt < best)
-        best = dt;
-    }
-    free(p);
-    free(out);
-    free(lens);
+    double best_cpu;
+    rc = time_generation(m, cfg.vocab_size, prompts, plen, nnew, greedy, 0, seed, &best, &best_cpu,
+                         &err);
   }
   if (rc) {
     model_free(m);

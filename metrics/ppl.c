@@ -206,13 +206,15 @@ static int check_bos(const model_t *m, int bos, dfpo_err *err) {
   return DFPO_OK;
 }
 
-/* Runs the queued windows and turns their sums into out and per_item. */
-static int score_jobs(model_t *m, ppl_jobs *j, int batch, size_t n, met_ppl *out, double *per_item,
-                      dfpo_err *err) {
+/* Runs the queued windows (j), or with j NULL an encoder-decoder's pairs
+ * (src, cont), and turns their sums into out and per_item. */
+static int score_jobs(model_t *m, ppl_jobs *j, const tok_ids *src, const tok_ids *cont, int batch,
+                      size_t n, met_ppl *out, double *per_item, dfpo_err *err) {
   double *nll = calloc(n ? n : 1, sizeof *nll);
   size_t *count = calloc(n ? n : 1, sizeof *count);
-  int rc = nll && count ? run_jobs(m, j, batch, nll, count, err)
-                        : dfpo_err_set(err, DFPO_ERUNTIME, "perplexity: out of memory");
+  int rc = !nll || !count ? dfpo_err_set(err, DFPO_ERUNTIME, "perplexity: out of memory")
+           : j            ? run_jobs(m, j, batch, nll, count, err)
+                          : run_pairs(m, src, cont, n, batch, nll, count, err);
   if (!rc)
     finish(nll, count, n, out, per_item);
   free(nll);
@@ -237,15 +239,7 @@ static int score_pairs(model_t *m, const tok_ids *src, const tok_ids *cont, size
                           "positions",
                           i, cont[i].n, ctx);
   }
-  double *nll = calloc(n ? n : 1, sizeof *nll);
-  size_t *count = calloc(n ? n : 1, sizeof *count);
-  int rc = nll && count ? run_pairs(m, src, cont, n, batch, nll, count, err)
-                        : dfpo_err_set(err, DFPO_ERUNTIME, "perplexity: out of memory");
-  if (!rc)
-    finish(nll, count, n, out, per_item);
-  free(nll);
-  free(count);
-  return rc;
+  return score_jobs(m, NULL, src, cont, batch, n, out, per_item, err);
 }
 
 int met_ppl_ref_ids(model_t *m, const tok_ids *texts, size_t n, const met_ppl_opts *o, met_ppl *out,
@@ -293,7 +287,7 @@ int met_ppl_ref_ids(model_t *m, const tok_ids *texts, size_t n, const met_ppl_op
     }
   }
   if (!rc)
-    rc = score_jobs(m, &j, d.batch, n, out, per_item, err);
+    rc = score_jobs(m, &j, NULL, NULL, d.batch, n, out, per_item, err);
   jobs_free(&j);
   return rc;
 }
@@ -351,7 +345,7 @@ int met_ppl_gen_ids(model_t *m, const tok_ids *prompts, const tok_ids *conts, si
       rc = dfpo_err_set(err, DFPO_ERUNTIME, "perplexity: out of memory");
   }
   if (!rc)
-    rc = score_jobs(m, &j, d.batch, n, out, per_item, err);
+    rc = score_jobs(m, &j, NULL, NULL, d.batch, n, out, per_item, err);
   jobs_free(&j);
   return rc;
 }
