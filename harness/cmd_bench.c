@@ -17,9 +17,10 @@
 static const char bench_usage[] =
     "Usage: dfpo bench [options]\n"
     "\n"
-    "Times the GPT-2 engine on random weights and tokens and prints one JSON\n"
-    "line: a training step (forward, backward, AdamW) at --batch x --seq, or\n"
-    "KV-cache generation of --new tokens (top-k 50, temperature 1) for\n"
+    "Times the GPT-2 engine on random weights and tokens (or a loaded model:\n"
+    "--model below) and prints one JSON line: a training step (forward,\n"
+    "backward, AdamW) at --batch x --seq, or KV-cache generation of --new\n"
+    "tokens (top-k 50, temperature 1; --greedy: temperature 0) for\n"
     "--prompts prompts of --prompt-len tokens. A training time is the best of\n"
     "--steps steps after one warm-up step; a generation time the better of two\n"
     "runs. Also reported: the model's arena and the process's peak RSS. The peer is "
