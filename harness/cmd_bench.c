@@ -253,8 +253,9 @@ static int bench_model(const char *path, int train, int B, int T, int steps, int
    * the new tokens); a decoder-only model the prompt too */
   int need = encdec ? (train ? T : nnew + 1) : plen + (train ? T : nnew);
   if (need > mc->n_ctx) {
+    int n_ctx = mc->n_ctx;
     model_free(m);
-    return cli_usage_error("bench", "%d positions needed, %s has %d", need, path, mc->n_ctx);
+    return cli_usage_error("bench", "%d positions needed, %s has %d", need, path, n_ctx);
   }
   dfpo_rng rng;
   dfpo_rng_init(&rng, (uint64_t)seed, DFPO_STREAM_DATA);
