@@ -7,17 +7,20 @@
 #include "trainer/rl.h"
 #include "trainer/sample.h"
 
+#include <cjson/cJSON.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static const char bench_usage[] =
     "Usage: dfpo bench [options]\n"
     "\n"
-    "Times the GPT-2 engine on random weights and tokens and prints one JSON\n"
-    "line: a training step (forward, backward, AdamW) at --batch x --seq, or\n"
-    "KV-cache generation of --new tokens (top-k 50, temperature 1) for\n"
+    "Times the GPT-2 engine on random weights and tokens (or a loaded model:\n"
+    "--model below) and prints one JSON line: a training step (forward,\n"
+    "backward, AdamW) at --batch x --seq, or KV-cache generation of --new\n"
+    "tokens (top-k 50, temperature 1; --greedy: temperature 0) for\n"
     "--prompts prompts of --prompt-len tokens. A training time is the best of\n"
     "--steps steps after one warm-up step; a generation time the better of two\n"
     "runs. Also reported: the model's arena and the process's peak RSS. The peer is "
@@ -34,8 +37,20 @@ static const char bench_usage[] =
     "policy/reference/value passes, scoring (the judge) and the update; each\n"
     "the best of --steps iterations (default 1 here).\n"
     "\n"
+    "--model PATH times a model that dfpo loads (a Hugging Face folder or a\n"
+    "checkpoint, e.g. a T5 that bench/t5_torch.py write makes) instead of a\n"
+    "random --shape, for train and generate: a training step over --batch rows\n"
+    "of --prompt-len prompt tokens followed by --seq target tokens, the mean\n"
+    "cross-entropy of the targets (an encoder-decoder such as T5 encodes the\n"
+    "prompt as its source and decodes the targets by teacher forcing), and\n"
+    "generation with no end-of-text (every row makes --new tokens); besides\n"
+    "the wall times, the least process CPU time (all threads) of the timed\n"
+    "steps or runs (step_cpu_s, gen_cpu_s). The peer is bench/t5_torch.py\n"
+    "bench (bench/t5_pair.sh runs both).\n"
+    "\n"
     "Options:\n"
     "  --shape NAME       gpt2-124M (default), gpt2-350M, gpt2-774M, gpt2-1558M, gpt2-tiny\n"
+    "  --model PATH       a model to load instead of --shape (train, generate)\n"
     "  --what train|generate|rl  what to time (default train)\n"
     "  --algo ppo|nlpo|dfpo  the RL algorithm of --what rl (default ppo)\n"
     "  --batch B          training rows (default 4)\n"
@@ -44,6 +59,7 @@ static const char bench_usage[] =
     "  --prompts N        generation rows (default 16)\n"
     "  --prompt-len T     prompt tokens (default 64)\n"
     "  --new N            new tokens (default 48)\n"
+    "  --greedy           generation: greedy (temperature 0) instead of top-k 50\n"
     "  --seed N           seed of weights, tokens and sampling (default 0)\n"
     "  --lora-rank R      train: LoRA adapters of rank R on c_attn, attn.c_proj,\n"
     "                     c_fc and mlp.c_proj, the base frozen, AdamW on the\n"
@@ -179,6 +195,149 @@ out:
   return rc;
 }
 
+/* The process's CPU time (every thread), seconds: with the wall time, how
+ * much of it the process had on a shared machine. */
+static double cpu_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Generation timed twice (the better run kept, *best wall and *best_cpu CPU
+ * seconds): prompts x plen random ids below V from seed's data stream, nnew
+ * new tokens each (min nnew), top-k 50 or greedy; no_eos: no end-of-text
+ * at all, else smp_settings_default's. */
+static int time_generation(model_t *m, int V, int prompts, int plen, int nnew, int greedy,
+                           int no_eos, int seed, double *best, double *best_cpu, dfpo_err *err) {
+  int rc = DFPO_OK;
+  int *p = malloc(sizeof(int) * (size_t)prompts * plen),
+      *out = malloc(sizeof(int) * (size_t)prompts * nnew),
+      *lens = malloc(sizeof(int) * (size_t)prompts);
+  if (!p || !out || !lens)
+    rc = dfpo_err_set(err, DFPO_ERUNTIME, "bench: out of memory");
+  dfpo_rng rng;
+  dfpo_rng_init(&rng, (uint64_t)seed, DFPO_STREAM_DATA);
+  for (int i = 0; !rc && i < prompts * plen; i++)
+    p[i] = (int)dfpo_rng_below(&rng, (uint32_t)V);
+  smp_settings s = smp_settings_default();
+  s.max_new = nnew;
+  s.min_new = nnew;
+  if (no_eos)
+    s.eos = -1;
+  s.top_k = greedy ? 0 : 50;
+  s.temperature = greedy ? 0.0f : 1.0f;
+  dfpo_rng srng;
+  dfpo_rng_init(&srng, (uint64_t)seed, DFPO_STREAM_SAMPLING);
+  *best = *best_cpu = 1e30;
+  for (int r = 0; r < 2 && !rc; r++) {
+    double t0 = dfpo_now(), c0 = cpu_now();
+    rc = smp_generate(m, p, NULL, prompts, plen, &s, &srng, out, lens, NULL, err);
+    double dt = dfpo_now() - t0, dc = cpu_now() - c0;
+    dfpo_info("bench: generation %d: %.3f s, %.3f s CPU", r, dt, dc);
+    *best = dt < *best ? dt : *best;
+    *best_cpu = dc < *best_cpu ? dc : *best_cpu;
+  }
+  free(p);
+  free(out);
+  free(lens);
+  return rc;
+}
+
+/* --model: a training step over rows [prompt | target] (the targets
+ * scored; an encoder-decoder's prompt is its source) or generation with no
+ * end-of-text, on the loaded model; one JSON line as the shapes' bench. */
+static int bench_model(const char *path, int train, int B, int T, int steps, int prompts, int plen,
+                       int nnew, int greedy, int seed, dfpo_err *err) {
+  model_t *m;
+  int rc = model_load(&m, path, err);
+  if (rc)
+    return cli_fail(err);
+  const model_config *mc = model_get_config(m);
+  int V = mc->vocab_size, encdec = mc->encoder_decoder;
+  /* an encoder-decoder's decoder holds the targets (or the start token and
+   * the new tokens); a decoder-only model the prompt too */
+  int need = encdec ? (train ? T : nnew + 1) : plen + (train ? T : nnew);
+  if (need > mc->n_ctx) {
+    int n_ctx = mc->n_ctx;
+    model_free(m);
+    return cli_usage_error("bench", "%d positions needed, %s has %d", need, path, n_ctx);
+  }
+  dfpo_rng rng;
+  dfpo_rng_init(&rng, (uint64_t)seed, DFPO_STREAM_DATA);
+  ops_env_info env;
+  ops_env_probe(&env);
+  double best = 1e30, best_cpu = 1e30, first_loss = NAN;
+  int W = plen + T;
+  if (train) {
+    int *tok = malloc(sizeof(int) * (size_t)B * W), *tg = malloc(sizeof(int) * (size_t)B * W);
+    if (!tok || !tg)
+      rc = dfpo_err_set(err, DFPO_ERUNTIME, "bench: out of memory");
+    for (int i = 0; !rc && i < B * W; i++)
+      tok[i] = (int)dfpo_rng_below(&rng, (uint32_t)V);
+    for (int i = 0; !rc && i < B * W; i++) /* column c predicts c + 1: the targets */
+      tg[i] = i % W >= plen - 1 && i % W < W - 1 ? tok[i + 1] : -1;
+    model_batch batch = {tok, NULL, B, W, plen};
+    opt_adamw opt = opt_adamw_default();
+    for (int s = 0; s <= steps && !rc; s++) {
+      double t0 = dfpo_now(), c0 = cpu_now();
+      float loss;
+      model_zero_grad(m);
+      rc = model_lm_loss(m, &batch, tg, 1, &loss, err);
+      if (!rc)
+        rc = opt_adamw_step(m, &opt, 1e-4f, NULL, err);
+      double dt = dfpo_now() - t0, dc = cpu_now() - c0;
+      dfpo_info("bench: step %d: %.3f s, %.3f s CPU (loss %.4f)", s, dt, dc, (double)loss);
+      if (s == 0)
+        first_loss = loss;
+      if (s > 0 && dt < best)
+        best = dt;
+      if (s > 0 && dc < best_cpu)
+        best_cpu = dc;
+    }
+    free(tok);
+    free(tg);
+  } else {
+    rc = time_generation(m, V, prompts, plen, nnew, greedy, 1, seed, &best, &best_cpu, err);
+  }
+  if (rc) {
+    model_free(m);
+    return cli_fail(err);
+  }
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "engine", "dfpo");
+  cJSON_AddStringToObject(o, "model", path);
+  cJSON_AddStringToObject(o, "arch", mc->arch);
+  cJSON_AddStringToObject(o, "device", ops_device_name(model_device(m)));
+  cJSON_AddNumberToObject(o, "threads", env.cpu_threads);
+  cJSON_AddStringToObject(o, "what", train ? "train" : "generate");
+  if (train) {
+    cJSON_AddNumberToObject(o, "batch", B);
+    cJSON_AddNumberToObject(o, "prompt_len", plen);
+    cJSON_AddNumberToObject(o, "seq", T);
+    cJSON_AddNumberToObject(o, "step_s", best);
+    cJSON_AddNumberToObject(o, "step_cpu_s", best_cpu);
+    cJSON_AddNumberToObject(o, "steps", steps);
+    cJSON_AddNumberToObject(o, "loss", first_loss);
+  } else {
+    cJSON_AddNumberToObject(o, "prompts", prompts);
+    cJSON_AddNumberToObject(o, "prompt_len", plen);
+    cJSON_AddNumberToObject(o, "new", nnew);
+    cJSON_AddBoolToObject(o, "greedy", greedy);
+    cJSON_AddNumberToObject(o, "gen_s", best);
+    cJSON_AddNumberToObject(o, "gen_cpu_s", best_cpu);
+  }
+  cJSON_AddNumberToObject(o, "params", (double)model_num_params(m));
+  cJSON_AddNumberToObject(o, "arena_mib", (double)model_arena_bytes(m) / (1024.0 * 1024.0));
+  cJSON_AddNumberToObject(o, "peak_rss_mib", peak_rss_mib());
+  char *j = cJSON_PrintUnformatted(o);
+  if (j)
+    printf("%s\n", j);
+  free(j);
+  cJSON_Delete(o);
+  model_free(m);
+  return DFPO_OK;
+}
+
 int cmd_bench(int argc, char **argv) {
   static const struct option opts[] = {{"shape", required_argument, NULL, 's'},
                                        {"what", required_argument, NULL, 'w'},
@@ -195,10 +354,13 @@ int cmd_bench(int argc, char **argv) {
                                        {"algo", required_argument, NULL, 'a'},
                                        {"lora-rank", required_argument, NULL, 'R'},
                                        {"lora-alpha", required_argument, NULL, 'A'},
+                                       {"model", required_argument, NULL, 'M'},
+                                       {"greedy", no_argument, NULL, 'G'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
   const char *shape = "gpt2-124M", *what = "train", *device = "cpu", *algo = alg_name(ALG_PPO);
-  int tf32 = 0, bf16 = 0;
+  const char *model_path = NULL;
+  int tf32 = 0, bf16 = 0, greedy = 0, shape_given = 0;
   int B = 4, T = 64, steps = 3, prompts = 16, plen = 64, nnew = 48, seed = 0, c, rc;
   int steps_given = 0, lora_rank = 0;
   double lora_alpha = 16.0;
@@ -208,6 +370,13 @@ int cmd_bench(int argc, char **argv) {
     switch (c) {
     case 's':
       shape = optarg;
+      shape_given = 1;
+      break;
+    case 'M':
+      model_path = optarg;
+      break;
+    case 'G':
+      greedy = 1;
       break;
     case 'w':
       what = optarg;
@@ -273,22 +442,29 @@ int cmd_bench(int argc, char **argv) {
     return cli_usage_error("bench", "--what must be train, generate or rl, got '%s'", what);
   if (lora_rank && !train)
     return cli_usage_error("bench", "--lora-rank times a training step: it needs --what train");
+  if (lora_rank && model_path)
+    return cli_usage_error("bench", "--lora-rank adds adapters to a --shape GPT-2, not to --model");
   alg_id algo_id;
   if (alg_parse(algo, &algo_id) || alg_rl(algo_id) < 0)
     return cli_usage_error("bench", "--algo must be ppo, nlpo or dfpo, got '%s'", algo);
 
+  if (model_path && (shape_given || rl))
+    return cli_usage_error("bench", "--model replaces --shape, for --what train or generate");
+
   dfpo_err err;
   dfpo_err_clear(&err);
   gpt2_config cfg;
-  if ((rc = gpt2_config_named(&cfg, shape, &err)))
+  if (!model_path && (rc = gpt2_config_named(&cfg, shape, &err)))
     return cli_fail(&err);
-  if ((train ? T : plen + nnew) > cfg.n_ctx)
+  if (!model_path && (train ? T : plen + nnew) > cfg.n_ctx)
     return cli_usage_error("bench", "the sequence is longer than the shape's %d positions",
                            cfg.n_ctx);
   if ((rc = cli_device("bench", device)))
     return rc;
   ops_set_tf32(tf32);
   ops_set_bf16(bf16);
+  if (model_path)
+    return bench_model(model_path, train, B, T, steps, prompts, plen, nnew, greedy, seed, &err);
   if (rl) {
     ops_env_info e;
     ops_env_probe(&e);
@@ -343,27 +519,9 @@ int cmd_bench(int argc, char **argv) {
     free(in);
     free(tg);
   } else {
-    int *p = malloc(sizeof(int) * (size_t)prompts * plen),
-        *out = malloc(sizeof(int) * prompts * nnew), *lens = malloc(sizeof(int) * prompts);
-    for (int i = 0; i < prompts * plen; i++)
-      p[i] = (int)dfpo_rng_below(&rng, (uint32_t)cfg.vocab_size);
-    smp_settings s = smp_settings_default();
-    s.max_new = nnew;
-    s.min_new = nnew;
-    s.top_k = 50;
-    dfpo_rng srng;
-    dfpo_rng_init(&srng, (uint64_t)seed, DFPO_STREAM_SAMPLING);
-    for (int r = 0; r < 2 && !rc; r++) {
-      double t0 = dfpo_now();
-      rc = smp_generate(m, p, NULL, prompts, plen, &s, &srng, out, lens, NULL, &err);
-      double dt = dfpo_now() - t0;
-      dfpo_info("bench: generation %d: %.3f s", r, dt);
-      if (dt < best)
-        best = dt;
-    }
-    free(p);
-    free(out);
-    free(lens);
+    double best_cpu;
+    rc = time_generation(m, cfg.vocab_size, prompts, plen, nnew, greedy, 0, seed, &best, &best_cpu,
+                         &err);
   }
   if (rc) {
     model_free(m);

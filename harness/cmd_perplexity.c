@@ -1,4 +1,5 @@
 #include "harness/cli.h"
+#include "metrics/metrics.h"
 #include "trainer/model.h"
 #include "trainer/t5.h"
 #include "trainer/tok.h"
@@ -187,27 +188,17 @@ static long score_pair(model_t *m, tok_tokenizer *tok, const char *line, size_t 
                  file, lineno);
     return -1;
   }
-  /* one row [source | target]: the outputs at columns ns-1 .. T-2 predict
-   * the target (docs/model-interface.md) */
-  int T = (int)(ns + nt);
-  int *tg = malloc((size_t)T * sizeof *tg);
-  float *lp = malloc((size_t)T * sizeof *lp);
-  int rc = tg && lp ? DFPO_OK : dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
-  for (int c = 0; c < T && !rc; c++)
-    tg[c] = c >= ns - 1 && c < T - 1 ? (*ids)[c + 1] : -1;
-  model_batch b = {*ids, NULL, 1, T, (int)ns};
-  if (!rc && !(rc = model_forward(m, &b, err)))
-    rc = model_lm_logprobs(m, tg, lp, NULL, err);
-  double s = 0.0;
-  for (int c = 0; c < T && !rc; c++)
-    if (tg[c] >= 0)
-      s -= lp[c];
-  free(tg);
-  free(lp);
+  /* the pair's score is ppl_ref's and ppl_gen's for an encoder-decoder
+   * (metrics/ppl.c): teacher forcing from the decoder start, every target
+   * token scored */
+  tok_ids src = {*ids, (size_t)ns, 0}, tgt = {*ids + ns, (size_t)nt, 0};
+  met_ppl p;
+  int rc = met_ppl_gen_ids(m, &src, &tgt, 1, NULL, &p, NULL, err);
   if (rc) {
     dfpo_err_prefix(err, "%s:%ld", file, lineno);
     return -1;
   }
+  double s = p.nll;
   *nll = s;
   *scored = (size_t)nt;
   return nt;

@@ -192,10 +192,6 @@ static int setup(trn_run *r, dfpo_err *err) {
                         "train: task.max_prompt_tokens (%d) + generation.max_new_tokens (%d) "
                         "exceed the model's context (%d)",
                         s->max_prompt, r->sampling.max_new, n_ctx);
-  if (r->seq2seq && s->ppl_ref)
-    return dfpo_err_set(err, DFPO_EUSAGE,
-                        "train: eval.ppl_ref scores the references as plain text, which an "
-                        "encoder-decoder (T5) cannot yet (no source): set eval.ppl_ref=false");
   if ((rc = tokenize_prompts(r, err)))
     return rc;
   /* locked before anything is read or written in it: a second process on

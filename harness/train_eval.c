@@ -198,6 +198,34 @@ int trn_evaluate(trn_run *r, int split, size_t n, double *means, const char *sam
   return eval_samples(r, split, n, 1, means, samples_path, NULL, NULL, err);
 }
 
+/* An encoder-decoder's ppl_ref: each reference's target given its item's
+ * source, cut as trn_build_batch cuts it (the tokens the policy is given). */
+static int seq2seq_refs_ppl(trn_run *r, int split, size_t n, met_ppl *p, dfpo_err *err) {
+  tok_ids *src = calloc(n ? n : 1, sizeof *src), *tgt = calloc(n ? n : 1, sizeof *tgt);
+  size_t k = 0;
+  int rc = src && tgt ? DFPO_OK : dfpo_err_set(err, DFPO_ERUNTIME, "evaluation: out of memory");
+  for (size_t i = 0; !rc && i < n; i++) {
+    const task_item *it = &r->tk.items[split][i];
+    if (!it->reference || !it->reference[0])
+      continue;
+    size_t len = r->prompt_len[split][i], skip = 0;
+    if (len > (size_t)r->set.max_prompt) {
+      skip = len - (size_t)r->set.max_prompt;
+      len = (size_t)r->set.max_prompt;
+    }
+    src[k].ids = r->prompt_ids[split][i] + skip; /* a view: not freed here */
+    src[k].n = len;
+    if (!(rc = trn_seq2seq_target(r, it->prompt, it->reference, &tgt[k].ids, &tgt[k].n, err)))
+      k++;
+  }
+  if (!rc)
+    rc = met_ppl_gen_ids(r->policy, src, tgt, k, NULL, p, NULL, err);
+  for (size_t i = 0; tgt && i < k; i++)
+    free(tgt[i].ids);
+  free(src), free(tgt);
+  return rc;
+}
+
 int trn_refs_ppl(trn_run *r, int split, size_t n, double *ppl, size_t *nrefs, dfpo_err *err) {
   const char **refs = malloc(sizeof(char *) * (n ? n : 1));
   if (!refs)
@@ -208,7 +236,11 @@ int trn_refs_ppl(trn_run *r, int split, size_t n, double *ppl, size_t *nrefs, df
       refs[(*nrefs)++] = r->tk.items[split][i].reference;
   int rc = DFPO_OK;
   met_ppl p;
-  if (*nrefs && !(rc = met_ppl_ref(r->policy, r->tok, refs, *nrefs, NULL, &p, NULL, err)))
+  if (r->seq2seq)
+    rc = seq2seq_refs_ppl(r, split, n, &p, err);
+  else if (*nrefs)
+    rc = met_ppl_ref(r->policy, r->tok, refs, *nrefs, NULL, &p, NULL, err);
+  if (*nrefs && !rc)
     *ppl = p.ppl;
   free(refs);
   return rc;

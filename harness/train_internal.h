@@ -131,8 +131,10 @@ char *trn_continuation_text(const trn_run *r, const int *cont, int len, dfpo_err
 int trn_evaluate(trn_run *r, int split, size_t n, double *means, const char *samples_path,
                  dfpo_err *err);
 /* ppl_ref over the first n items of a split: the policy's perplexity of the
- * items' reference texts. *nrefs = 0 (and *ppl untouched) when none of them
- * has one. */
+ * items' reference texts (met_ppl_ref); for an encoder-decoder (seq2seq),
+ * of each item's target (trn_seq2seq_target) given its source as the
+ * sampler sees it (trn_build_batch's cut), met_ppl_gen_ids. *nrefs = 0
+ * (and *ppl untouched) when none of them has one. */
 int trn_refs_ppl(trn_run *r, int split, size_t n, double *ppl, size_t *nrefs, dfpo_err *err);
 /* The test evaluation written to eval.json: the samples (from the run
  * seed's stream DFPO_STREAM_EVAL_TEST) into samples_path, the metrics into
@@ -144,6 +146,13 @@ int trn_evaluate_test(trn_run *r, size_t n, const char *samples_path, cJSON *o, 
 
 /* SFT's texts: the training references, tokenized into r->sft_ids. */
 int trn_sft_tokenize(trn_run *r, dfpo_err *err);
+/* An encoder-decoder's target for an item's reference: its tokens (without
+ * the prompt where the reference begins with it, as imdb's and
+ * synthetic's references do) and r->eos (</s>), cut to the decoder's n_ctx
+ * positions; what SFT trains on and ppl_ref scores. *ids (*len ids) is a
+ * heap array, the caller's. */
+int trn_seq2seq_target(const trn_run *r, const char *prompt, const char *reference, int32_t **ids,
+                       size_t *len, dfpo_err *err);
 /* SFT's epoch `epoch` of `epochs` (data: the data-order stream; the
  * learning rate follows the schedule over all epochs' steps); *loss gets
  * the mean step loss, *steps the optimiser steps. */

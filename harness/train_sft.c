@@ -5,10 +5,38 @@
 #include <stdlib.h>
 #include <string.h>
 
+int trn_seq2seq_target(const trn_run *r, const char *prompt, const char *reference, int32_t **ids,
+                       size_t *len, dfpo_err *err) {
+  int n_ctx = model_get_config(r->policy)->n_ctx;
+  tok_ids v = {0};
+  const char *t = reference;
+  /* the target is what follows the prompt where the reference holds it
+   * (imdb, synthetic); commongen's reference is the scene alone */
+  if (prompt && prompt[0] && !strncmp(t, prompt, strlen(prompt)) && t[strlen(prompt)])
+    t += strlen(prompt);
+  int rc = tok_encode(r->tok, t, strlen(t), 0, &v, err);
+  if (rc) {
+    tok_ids_free(&v);
+    return rc;
+  }
+  /* the reference and </s>, the decoder's positions at most */
+  size_t n = v.n + 1 < (size_t)n_ctx ? v.n + 1 : (size_t)n_ctx;
+  *ids = malloc(sizeof(int32_t) * n);
+  if (!*ids) {
+    tok_ids_free(&v);
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  }
+  if (n > 1)
+    memcpy(*ids, v.ids, sizeof(int32_t) * (n - 1));
+  (*ids)[n - 1] = n - 1 < v.n ? v.ids[n - 1] : r->eos;
+  *len = n;
+  tok_ids_free(&v);
+  return DFPO_OK;
+}
+
 /* SFT's texts: the training references, each as <|endoftext|> + its tokens,
  * cut to the model's context; for an encoder-decoder (r->seq2seq) its
- * tokens + </s> (without the prompt where the reference begins with it),
- * cut to the decoder's positions (the prompt is the source, r->prompt_ids). */
+ * target (trn_seq2seq_target; the prompt is the source, r->prompt_ids). */
 int trn_sft_tokenize(trn_run *r, dfpo_err *err) {
   size_t n = r->tk.n[TASK_TRAIN];
   int n_ctx = model_get_config(r->policy)->n_ctx;
@@ -23,31 +51,24 @@ int trn_sft_tokenize(trn_run *r, dfpo_err *err) {
     if (!t || !t[0])
       return dfpo_err_set(err, DFPO_EDATA, "%s: training item %zu has no reference text for SFT",
                           r->tk.name, i);
-    int32_t bos = r->pad;
-    /* a seq2seq target is what follows the prompt where the reference
-     * holds it (imdb, synthetic); commongen's reference is the scene alone */
-    const char *p = r->tk.items[TASK_TRAIN][i].prompt;
-    if (r->seq2seq && p && p[0] && !strncmp(t, p, strlen(p)) && t[strlen(p)])
-      t += strlen(p);
+    if (r->seq2seq) {
+      if ((rc = trn_seq2seq_target(r, r->tk.items[TASK_TRAIN][i].prompt, t, &r->sft_ids[i],
+                                   &r->sft_len[i], err)))
+        return rc;
+      continue;
+    }
     if ((rc = tok_encode(r->tok, t, strlen(t), 0, &v, err))) {
       tok_ids_free(&v);
       return rc;
     }
     size_t len = v.n + 1 < (size_t)n_ctx + 1 ? v.n + 1 : (size_t)n_ctx + 1;
-    if (r->seq2seq) /* the reference and </s>, the decoder's positions at most */
-      len = v.n + 1 < (size_t)n_ctx ? v.n + 1 : (size_t)n_ctx;
     r->sft_ids[i] = malloc(sizeof(int32_t) * len);
     if (!r->sft_ids[i]) {
       tok_ids_free(&v);
       return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
     }
-    if (r->seq2seq) {
-      memcpy(r->sft_ids[i], v.ids, sizeof(int32_t) * (len - 1));
-      r->sft_ids[i][len - 1] = len - 1 < v.n ? v.ids[len - 1] : r->eos;
-    } else {
-      r->sft_ids[i][0] = bos;
-      memcpy(r->sft_ids[i] + 1, v.ids, sizeof(int32_t) * (len - 1));
-    }
+    r->sft_ids[i][0] = r->pad;
+    memcpy(r->sft_ids[i] + 1, v.ids, sizeof(int32_t) * (len - 1));
     r->sft_len[i] = len;
     tok_ids_free(&v);
   }

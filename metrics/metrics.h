@@ -295,7 +295,10 @@ typedef struct met_ppl_opts {
 /* batch 8, stride n_ctx / 2, bos -1. */
 met_ppl_opts met_ppl_opts_default(void);
 
-/* ppl_ref: the model's perplexity on reference texts (token ids). Each text
+/* ppl_ref: the model's perplexity on reference texts (token ids). An
+ * encoder-decoder (model_config.encoder_decoder: T5) has no source for a
+ * text alone: DFPO_EUSAGE (its ppl_ref is met_ppl_gen_ids of each reference
+ * given its source, docs/metrics.md). Each text
  * is scored alone as [bos] + ids: every token after the first position is
  * predicted from all tokens before it; a text longer than the context is
  * scored in sliding windows (the first a full context, then `stride` new
@@ -308,11 +311,15 @@ int met_ppl_ref_ids(model_t *m, const tok_ids *texts, size_t n, const met_ppl_op
  * prompts: only continuation tokens are scored, with [bos] + prompt before
  * them; a prompt too long for the context is left-truncated (then without
  * bos). A continuation longer than n_ctx is an error (DFPO_EDATA); an empty
- * one scores nothing. */
+ * one scores nothing. On an encoder-decoder each prompt is the encoder's
+ * source (no bos, not truncated; an empty one is DFPO_EUSAGE) and the
+ * continuation is decoded by teacher forcing from the decoder start, every
+ * token scored; n_ctx is then the decoder's positions. */
 int met_ppl_gen_ids(model_t *m, const tok_ids *prompts, const tok_ids *conts, size_t n,
                     const met_ppl_opts *o, met_ppl *out, double *per_item, dfpo_err *err);
-/* The same over texts, encoded with tok (prompt and continuation separately).
- * o NULL: defaults with bos = tok_eot_id(tok). */
+/* The same over texts, encoded with tok (prompt and continuation separately;
+ * on an encoder-decoder each ended with tok_eot_id, as T5Tokenizer encodes
+ * a source and a target). o NULL: defaults with bos = tok_eot_id(tok). */
 int met_ppl_ref(model_t *m, tok_tokenizer *tok, const char *const *texts, size_t n,
                 const met_ppl_opts *o, met_ppl *out, double *per_item, dfpo_err *err);
 int met_ppl_gen(model_t *m, tok_tokenizer *tok, const char *const *prompts,

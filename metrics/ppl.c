@@ -1,7 +1,10 @@
-/* Perplexity over the GPT-2 engine: ppl_ref (a policy on reference texts)
- * and ppl_gen (continuations under a judge LM given their prompts). Both
- * reduce to "score tokens first..len-1 of a window given what precedes them",
- * batched into left-padded forward passes. */
+/* Perplexity over the model interface: ppl_ref (a policy on reference
+ * texts) and ppl_gen (continuations under a judge LM given their prompts).
+ * For a decoder-only model both reduce to "score tokens first..len-1 of a
+ * window given what precedes them", batched into left-padded forward
+ * passes; an encoder-decoder (T5) scores a continuation given its prompt as
+ * the encoder's source (run_pairs), which is also ppl_ref's definition for
+ * it (docs/metrics.md). */
 #include "metrics/metrics.h"
 
 #include <math.h>
@@ -110,6 +113,69 @@ static int run_jobs(model_t *m, const ppl_jobs *j, int batch, double *nll, size_
   return rc;
 }
 
+/* An encoder-decoder's items (model_config.encoder_decoder): each item i
+ * with a non-empty continuation is one row [source, left-padded |
+ * continuation, right-padded with 0], n_prompt the batch's widest source;
+ * the decoder is run by teacher forcing from its start token and every
+ * continuation token is scored (the outputs at columns n_prompt - 1 .. of
+ * the row predict the continuation, docs/model-interface.md). Adds each
+ * item's summed NLL and token count to nll[i], count[i]. */
+static int run_pairs(model_t *m, const tok_ids *src, const tok_ids *cont, size_t n, int batch,
+                     double *nll, size_t *count, dfpo_err *err) {
+  int B = batch > 0 ? batch : 8, rc = DFPO_OK;
+  size_t *idx = malloc((n ? n : 1) * sizeof *idx), k = 0;
+  if (!idx)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "perplexity: out of memory");
+  for (size_t i = 0; i < n; i++)
+    if (cont[i].n)
+      idx[k++] = i;
+  int *tok = NULL, *tgt = NULL, *ks = NULL;
+  float *logp = NULL;
+  for (size_t s = 0; s < k && rc == DFPO_OK; s += (size_t)B) {
+    int nb = (int)(k - s < (size_t)B ? k - s : (size_t)B), Ts = 1, Tc = 1;
+    for (int b = 0; b < nb; b++) {
+      const tok_ids *ps = &src[idx[s + b]], *pc = &cont[idx[s + b]];
+      Ts = (int)ps->n > Ts ? (int)ps->n : Ts;
+      Tc = (int)pc->n > Tc ? (int)pc->n : Tc;
+    }
+    int T = Ts + Tc;
+    size_t cells = (size_t)nb * (size_t)T;
+    free(tok), free(tgt), free(logp), free(ks);
+    tok = malloc(cells * sizeof *tok);
+    tgt = malloc(cells * sizeof *tgt);
+    logp = malloc(cells * sizeof *logp);
+    ks = malloc((size_t)nb * sizeof *ks);
+    if (!tok || !tgt || !logp || !ks) {
+      rc = dfpo_err_set(err, DFPO_ERUNTIME, "perplexity: out of memory");
+      break;
+    }
+    for (int b = 0; b < nb; b++) {
+      const tok_ids *ps = &src[idx[s + b]], *pc = &cont[idx[s + b]];
+      int ns = (int)ps->n, nc = (int)pc->n, *row = tok + (size_t)b * T, *tg = tgt + (size_t)b * T;
+      ks[b] = Ts - ns;
+      for (int c = 0; c < T; c++) {
+        int j = c - Ts; /* the continuation's token at column c */
+        row[c] = c < Ts ? (c < ks[b] ? 0 : ps->ids[c - ks[b]]) : j < nc ? pc->ids[j] : 0;
+        j = c - (Ts - 1); /* the continuation's token column c predicts */
+        tg[c] = j >= 0 && j < nc ? pc->ids[j] : -1;
+      }
+    }
+    model_batch mb = {tok, ks, nb, T, Ts};
+    if ((rc = model_forward(m, &mb, err)) || (rc = model_lm_logprobs(m, tgt, logp, NULL, err)))
+      break;
+    for (int b = 0; b < nb; b++)
+      for (int c = 0; c < T; c++)
+        if (tgt[(size_t)b * T + c] >= 0) {
+          nll[idx[s + b]] -= (double)logp[(size_t)b * T + c];
+          count[idx[s + b]]++;
+        }
+    if (dfpo_interrupted())
+      rc = dfpo_err_set(err, DFPO_EINTR, "perplexity: interrupted");
+  }
+  free(tok), free(tgt), free(logp), free(ks), free(idx);
+  return rc;
+}
+
 static void finish(const double *nll, const size_t *count, size_t n, met_ppl *out,
                    double *per_item) {
   out->nll = 0;
@@ -140,13 +206,15 @@ static int check_bos(const model_t *m, int bos, dfpo_err *err) {
   return DFPO_OK;
 }
 
-/* Runs the queued windows and turns their sums into out and per_item. */
-static int score_jobs(model_t *m, ppl_jobs *j, int batch, size_t n, met_ppl *out, double *per_item,
-                      dfpo_err *err) {
+/* Runs the queued windows (j), or with j NULL an encoder-decoder's pairs
+ * (src, cont), and turns their sums into out and per_item. */
+static int score_jobs(model_t *m, ppl_jobs *j, const tok_ids *src, const tok_ids *cont, int batch,
+                      size_t n, met_ppl *out, double *per_item, dfpo_err *err) {
   double *nll = calloc(n ? n : 1, sizeof *nll);
   size_t *count = calloc(n ? n : 1, sizeof *count);
-  int rc = nll && count ? run_jobs(m, j, batch, nll, count, err)
-                        : dfpo_err_set(err, DFPO_ERUNTIME, "perplexity: out of memory");
+  int rc = !nll || !count ? dfpo_err_set(err, DFPO_ERUNTIME, "perplexity: out of memory")
+           : j            ? run_jobs(m, j, batch, nll, count, err)
+                          : run_pairs(m, src, cont, n, batch, nll, count, err);
   if (!rc)
     finish(nll, count, n, out, per_item);
   free(nll);
@@ -154,9 +222,34 @@ static int score_jobs(model_t *m, ppl_jobs *j, int batch, size_t n, met_ppl *out
   return rc;
 }
 
+/* An encoder-decoder's met_ppl_gen_ids: no bos, no truncation (a source
+ * has no position limit); a continuation must fit the decoder's positions. */
+static int score_pairs(model_t *m, const tok_ids *src, const tok_ids *cont, size_t n, int batch,
+                       met_ppl *out, double *per_item, dfpo_err *err) {
+  int ctx = model_get_config(m)->n_ctx;
+  for (size_t i = 0; i < n; i++) {
+    if (cont[i].n && !src[i].n)
+      return dfpo_err_set(err, DFPO_EUSAGE,
+                          "perplexity: item %zu has an empty source; an encoder-decoder scores "
+                          "a continuation given its source",
+                          i);
+    if (cont[i].n > (size_t)ctx)
+      return dfpo_err_set(err, DFPO_EDATA,
+                          "perplexity: continuation %zu has %zu tokens; the decoder has %d "
+                          "positions",
+                          i, cont[i].n, ctx);
+  }
+  return score_jobs(m, NULL, src, cont, batch, n, out, per_item, err);
+}
+
 int met_ppl_ref_ids(model_t *m, const tok_ids *texts, size_t n, const met_ppl_opts *o, met_ppl *out,
                     double *per_item, dfpo_err *err) {
   met_ppl_opts d = o ? *o : met_ppl_opts_default();
+  if (model_get_config(m)->encoder_decoder)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "perplexity: an encoder-decoder (%s) scores a text given its source: "
+                        "give the sources as prompts (met_ppl_gen_ids)",
+                        model_get_config(m)->arch);
   int ctx = model_get_config(m)->n_ctx;
   int stride = d.stride > 0 ? d.stride : ctx / 2 > 0 ? ctx / 2 : 1;
   if (stride > ctx)
@@ -194,7 +287,7 @@ int met_ppl_ref_ids(model_t *m, const tok_ids *texts, size_t n, const met_ppl_op
     }
   }
   if (!rc)
-    rc = score_jobs(m, &j, d.batch, n, out, per_item, err);
+    rc = score_jobs(m, &j, NULL, NULL, d.batch, n, out, per_item, err);
   jobs_free(&j);
   return rc;
 }
@@ -208,6 +301,8 @@ int met_ppl_gen_ids(model_t *m, const tok_ids *prompts, const tok_ids *conts, si
     rc = check_vocab(m, conts, n, "continuation", err);
   if (rc)
     return rc;
+  if (model_get_config(m)->encoder_decoder)
+    return score_pairs(m, prompts, conts, n, d.batch, out, per_item, err);
   if ((rc = check_bos(m, d.bos, err)))
     return rc;
   ppl_jobs j = {0};
@@ -250,7 +345,7 @@ int met_ppl_gen_ids(model_t *m, const tok_ids *prompts, const tok_ids *conts, si
       rc = dfpo_err_set(err, DFPO_ERUNTIME, "perplexity: out of memory");
   }
   if (!rc)
-    rc = score_jobs(m, &j, d.batch, n, out, per_item, err);
+    rc = score_jobs(m, &j, NULL, NULL, d.batch, n, out, per_item, err);
   jobs_free(&j);
   return rc;
 }
@@ -273,6 +368,19 @@ static int encode_all(tok_tokenizer *tok, const char *const *texts, size_t n, to
   int rc = tok_encode_many(tok, texts, lens, n, 0, *out, err);
   free(lens);
   return rc;
+}
+
+/* An encoder-decoder's texts end with the tokenizer's end-of-text (T5's
+ * </s>), as T5Tokenizer encodes a source and a target. */
+static int end_all(tok_ids *v, size_t n, int eot, dfpo_err *err) {
+  if (eot < 0)
+    return DFPO_OK;
+  for (size_t i = 0; i < n; i++) {
+    if (dfpo_grow(&v[i].ids, &v[i].cap, v[i].n + 1, sizeof *v[i].ids, 16, DFPO_NOCAP, NULL))
+      return dfpo_err_set(err, DFPO_ERUNTIME, "perplexity: out of memory");
+    v[i].ids[v[i].n++] = eot;
+  }
+  return DFPO_OK;
 }
 
 static void ids_free(tok_ids *v, size_t n) {
@@ -309,6 +417,8 @@ int met_ppl_gen(model_t *m, tok_tokenizer *tok, const char *const *prompts,
   int rc = encode_all(tok, prompts, n, &p, err);
   if (!rc)
     rc = encode_all(tok, conts, n, &c, err);
+  if (!rc && model_get_config(m)->encoder_decoder && !(rc = end_all(p, n, tok_eot_id(tok), err)))
+    rc = end_all(c, n, tok_eot_id(tok), err);
   if (!rc)
     rc = met_ppl_gen_ids(m, p, c, n, &d, out, per_item, err);
   ids_free(p, n);

@@ -50,7 +50,8 @@ typedef struct model_config {
 /* A padded batch: B rows of T token ids, row-major. Each row is [prompt |
  * continuation], left-padded by kstart[b] tokens (NULL: no padding), which
  * are neither attended to nor counted in positions. n_prompt is the
- * prompt's column count (0: no prompt, the whole row is text). A
+ * prompt's column count (0: no prompt, the whole row is text; an
+ * encoder-decoder refuses such rows: it scores a text given a source). A
  * decoder-only model reads whole rows and ignores n_prompt; an
  * encoder-decoder encodes columns < n_prompt and decodes the rest, aligned
  * so that the outputs at column t predict column t + 1 as for a decoder-only
@@ -155,7 +156,8 @@ int model_lm_loss(model_t *m, const model_batch *b, const int *targets, int back
  * sequence is scored in windows of n_ctx tokens that overlap by half a
  * window, so every scored token has at least min(n_ctx/2, its index) tokens
  * of context and is scored once. *nll_sum and *scored (n - 1) receive the
- * totals. */
+ * totals. An encoder-decoder answers DFPO_EUSAGE (no source: score pairs
+ * as met_ppl_gen_ids does, docs/model-interface.md). */
 int model_score_tokens(model_t *m, const int *tokens, size_t n, double *nll_sum, size_t *scored,
                        dfpo_err *err);
 

@@ -1,10 +1,19 @@
 /* `dfpo bench`: its JSON line on a tiny shape (the numbers are not checked:
- * timings are never tested), --help, and usage errors. */
+ * timings are never tested), on a loaded T5 folder (--model; its first
+ * step's loss against the perplexities' pair scoring of the same rows),
+ * --help, and usage errors. */
+#include "metrics/metrics.h"
 #include "tests/support/support.h"
+#include "trainer/model.h"
+#include "trainer/t5.h"
 
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static cJSON *bench_json(ts_run *r) {
   cr_assert_eq(r->status, 0, "dfpo bench failed: %s", r->err);
@@ -79,11 +88,92 @@ Test(bench, rl_iteration_on_a_tiny_shape) {
   }
 }
 
+/* --model on a tiny random T5 folder: a training step over 2 rows of 3
+ * source and 4 target tokens, and greedy decoding. The rows are the bench's
+ * draws (seed 0's DFPO_STREAM_DATA, ids below the vocabulary, row-major),
+ * drawn again here: the first step's loss (before any update) must be the
+ * mean NLL met_ppl_gen_ids gives the same pairs (itself held to PyTorch,
+ * tests/trainer/test_t5.c). */
+Test(bench, a_t5_folder_with_model) {
+  char dir[256], w[400];
+  ts_tmpdir(dir, sizeof dir);
+  t5_config c = {.vocab_size = 40,
+                 .d_model = 16,
+                 .d_kv = 4,
+                 .d_ff = 24,
+                 .n_head = 2,
+                 .n_layer = 1,
+                 .n_dec_layer = 2,
+                 .num_buckets = 8,
+                 .max_distance = 16,
+                 .eps = 1e-6f,
+                 .gated = 0,
+                 .tied = 1,
+                 .n_pos = 16,
+                 .start_id = 0,
+                 .eos_id = 1};
+  model_t *m;
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  cr_assert_eq(t5_new(&m, &c, &err), DFPO_OK, "%s", err.msg);
+  model_init_random(m, 3);
+  snprintf(w, sizeof w, "%s/model.safetensors", dir);
+  cr_assert_eq(model_export_safetensors(m, w, 1, &err), DFPO_OK, "%s", err.msg);
+  ts_run r;
+  ts_dfpo(&r, "bench", "--model", dir, "--batch", "2", "--prompt-len", "3", "--seq", "4", "--steps",
+          "1", NULL);
+  cJSON *o = bench_json(&r);
+  cr_expect_str_eq(cJSON_GetObjectItem(o, "arch")->valuestring, "t5");
+  cr_expect_gt(cJSON_GetObjectItem(o, "step_s")->valuedouble, 0.0);
+  cr_expect_eq(cJSON_GetObjectItem(o, "params")->valuedouble, (double)model_num_params(m));
+  double loss = cJSON_GetObjectItem(o, "loss")->valuedouble;
+  cJSON_Delete(o);
+  ts_run_free(&r);
+  dfpo_rng rng;
+  dfpo_rng_init(&rng, 0, DFPO_STREAM_DATA);
+  int32_t ids[2][7];
+  tok_ids src[2], tgt[2];
+  for (int b = 0; b < 2; b++) {
+    for (int i = 0; i < 7; i++)
+      ids[b][i] = (int32_t)dfpo_rng_below(&rng, 40);
+    src[b] = (tok_ids){ids[b], 3, 0};
+    tgt[b] = (tok_ids){ids[b] + 3, 4, 0};
+  }
+  met_ppl p;
+  cr_assert_eq(met_ppl_gen_ids(m, src, tgt, 2, NULL, &p, NULL, &err), DFPO_OK, "%s", err.msg);
+  cr_expect_eq(p.tokens, 8);
+  double want = p.nll / 8.0;
+  cr_expect_leq(fabs(loss - want), 1e-5 * want, "bench's first loss %.8g, the pairs' %.8g", loss,
+                want);
+  ts_dfpo(&r, "bench", "--model", dir, "--what", "generate", "--prompts", "3", "--prompt-len", "5",
+          "--new", "6", "--greedy", NULL);
+  o = bench_json(&r);
+  cr_expect_gt(cJSON_GetObjectItem(o, "gen_s")->valuedouble, 0.0);
+  cr_expect(cJSON_IsTrue(cJSON_GetObjectItem(o, "greedy")));
+  cJSON_Delete(o);
+  ts_run_free(&r);
+  /* the decoder's 16 positions: 16 new tokens and the start do not fit */
+  ts_dfpo(&r, "bench", "--model", dir, "--what", "generate", "--new", "16", NULL);
+  cr_expect_eq(r.status, 1);
+  cr_expect(strstr(r.err, "positions") != NULL, "%s", r.err);
+  ts_run_free(&r);
+  ts_dfpo(&r, "bench", "--model", dir, "--shape", "gpt2-tiny", NULL);
+  cr_expect_eq(r.status, 1);
+  cr_expect(strstr(r.err, "--model") != NULL, "%s", r.err);
+  ts_run_free(&r);
+  ts_dfpo(&r, "bench", "--model", dir, "--what", "rl", NULL);
+  cr_expect_eq(r.status, 1);
+  ts_run_free(&r);
+  model_free(m);
+  ts_rmtree(dir);
+}
+
 Test(bench, help_and_usage_errors) {
   ts_run r;
   ts_dfpo(&r, "bench", "--help", NULL);
   cr_expect_eq(r.status, 0);
-  cr_expect(strstr(r.out, "--shape") && strstr(r.out, "gpt2_torch.py"));
+  cr_expect(strstr(r.out, "--shape") && strstr(r.out, "gpt2_torch.py") &&
+            strstr(r.out, "--model") && strstr(r.out, "t5_torch.py"));
   ts_run_free(&r);
   ts_dfpo(&r, "bench", "--shape", "gpt2-huge", NULL);
   cr_expect_eq(r.status, 1);

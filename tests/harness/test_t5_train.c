@@ -5,8 +5,10 @@
  * (ended with </s>), zero-shot and SFT (rows [source | reference </s>]).
  * No reference numbers: SFT must lower its own training loss and raise its
  * validation METEOR above the untrained model's, and its best.ckpt must
- * load back as the same T5. eval.ppl_ref (plain-text scoring, which T5
- * lacks) is refused with a message saying how to turn it off. Skipped,
+ * load back as the same T5. eval.ppl_ref is on: zero-shot's ppl_ref (each
+ * test reference and </s> given its prompt and </s> as the source) is held
+ * to tests/trainer/t5_reference.py --nll over the same id pairs within
+ * 1e-4 relative, and SFT must lower its validation ppl_ref. Skipped,
  * saying why, without ../shared/data (CommonGen) or without
  * /usr/bin/python3's torch and sentencepiece (the tokenizer's trainer). */
 #include "tests/support/support.h"
@@ -57,9 +59,108 @@ static void train(const char *home, const char *out, const char *model, const ch
   run_dfpo(home, args, want_status, want_err);
 }
 
-/* The training loss of each epoch line of train.jsonl (NAN where none) and
- * the validation rewards, n lines at most; returns the lines read. */
-static int read_log(const char *path, double *loss, double *val, int n) {
+/* Zero-shot's ppl_ref against PyTorch: the test items eval.json scored
+ * (samples.jsonl's indices and prompts), their references (the first scene
+ * of each line of the CommonGen dev file cg_dev, which the test split is),
+ * each side encoded with tok and ended with </s> (1), as the pairs
+ * t5_reference.py --nll scores under the folder model's weights; returns
+ * the relative difference of the perplexities. */
+static double ppl_ref_against_pytorch(const char *dir, const char *run, const char *model,
+                                      const char *cg_dev, tok_tokenizer *tok) {
+  char path[1100], pairs[1000], out[1000];
+  snprintf(path, sizeof path, "%s/eval.json", run);
+  cJSON *ev = ts_read_json(path);
+  const cJSON *p = cJSON_GetObjectItem(cJSON_GetObjectItem(ev, "metrics"), "ppl_ref");
+  const cJSON *nt = cJSON_GetObjectItem(ev, "ppl_ref_texts");
+  cr_assert(cJSON_IsNumber(p) && cJSON_IsNumber(nt), "no ppl_ref in %s", path);
+  double got = p->valuedouble;
+  int ntexts = nt->valueint;
+  cJSON_Delete(ev);
+  /* the dev file's first scenes */
+  char *text = NULL, *save = NULL;
+  dfpo_err err;
+  cr_assert_eq(dfpo_read_file(cg_dev, &text, NULL, &err), DFPO_OK, "%s", err.msg);
+  char *scene[256];
+  int nd = 0;
+  for (char *line = strtok_r(text, "\n", &save); line && nd < 256;
+       line = strtok_r(NULL, "\n", &save)) {
+    cJSON *j = cJSON_Parse(line);
+    scene[nd++] = strdup(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "scene"), 0)->valuestring);
+    cJSON_Delete(j);
+  }
+  free(text);
+  snprintf(path, sizeof path, "%s/samples.jsonl", run);
+  cr_assert_eq(dfpo_read_file(path, &text, NULL, &err), DFPO_OK, "%s", err.msg);
+  snprintf(pairs, sizeof pairs, "%s/ppl_pairs.tsv", dir);
+  FILE *f = fopen(pairs, "w");
+  cr_assert_not_null(f);
+  int seen[256] = {0}, n = 0, cuts = 0;
+  size_t tokens = 0;
+  for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+    cJSON *j = cJSON_Parse(line);
+    int i = cJSON_GetObjectItem(j, "index")->valueint;
+    cr_assert(i >= 0 && i < nd, "sample index %d outside the dev file's %d lines", i, nd);
+    if (!seen[i]) {
+      seen[i] = 1;
+      const char *side[2] = {cJSON_GetObjectItem(j, "prompt")->valuestring, scene[i]};
+      for (int k = 0; k < 2; k++) {
+        tok_ids v = {0};
+        cr_assert_eq(tok_encode(tok, side[k], strlen(side[k]), 0, &v, &err), DFPO_OK, "%s",
+                     err.msg);
+        /* the run's cuts: the source (with </s>) to its last 64 tokens
+         * (task.max_prompt_tokens), the target (with </s>) to its first 64
+         * (the decoder's positions) */
+        size_t len = v.n + 1, from = 0;
+        if (len > 64) {
+          cuts++;
+          from = k ? 0 : len - 64;
+          len = 64;
+        }
+        for (size_t t = from; t < from + len; t++)
+          fprintf(f, "%d%s", t < v.n ? (int)v.ids[t] : 1, t + 1 < from + len ? " " : "");
+        fprintf(f, "%s", k ? "\n" : "\t");
+        tokens += k ? len : 0;
+        tok_ids_free(&v);
+      }
+      n++;
+    }
+    cJSON_Delete(j);
+  }
+  fclose(f);
+  free(text);
+  for (int i = 0; i < nd; i++)
+    free(scene[i]);
+  cr_assert_eq(n, ntexts, "eval.json scored %d references, samples.jsonl has %d items", ntexts, n);
+  snprintf(out, sizeof out, "%s/ppl_nll.json", dir);
+  ts_run r;
+  char *argv[] = {"/usr/bin/python3",
+                  DFPO_SOURCE_DIR "/tests/trainer/t5_reference.py",
+                  "--nll",
+                  (char *)model,
+                  pairs,
+                  out,
+                  NULL};
+  ts_run_cmd(&r, argv, NULL, NULL);
+  cr_assert_eq(r.status, 0, "t5_reference.py --nll: %s", r.err);
+  ts_run_free(&r);
+  cJSON *ref = ts_read_json(out);
+  const cJSON *nll = cJSON_GetObjectItem(ref, "nll");
+  cr_assert_eq(cJSON_GetArraySize(nll), n);
+  double sum = 0;
+  for (int i = 0; i < n; i++)
+    sum += cJSON_GetArrayItem(nll, i)->valuedouble;
+  cJSON_Delete(ref);
+  double want = exp(sum / (double)tokens);
+  cr_log_info("T5 zero-shot ppl_ref over %d CommonGen references (%zu tokens, %d sides cut to 64 "
+              "tokens): %.6f, PyTorch %.6f",
+              n, tokens, cuts, got, want);
+  return fabs(got - want) / want;
+}
+
+/* The training loss of each epoch line of train.jsonl (NAN where none),
+ * the validation rewards and ppl_ref, n lines at most; returns the lines
+ * read. */
+static int read_log(const char *path, double *loss, double *val, double *ppl, int n) {
   char *text = NULL;
   dfpo_err err;
   cr_assert_eq(dfpo_read_file(path, &text, NULL, &err), DFPO_OK, "%s", path);
@@ -71,6 +172,8 @@ static int read_log(const char *path, double *loss, double *val, int n) {
     const cJSON *l = cJSON_GetObjectItem(j, "loss"), *v = cJSON_GetObjectItem(j, "val_reward");
     loss[k] = cJSON_IsNumber(l) ? l->valuedouble : NAN;
     val[k] = cJSON_IsNumber(v) ? v->valuedouble : NAN;
+    const cJSON *p = cJSON_GetObjectItem(j, "val_ppl_ref");
+    ppl[k] = cJSON_IsNumber(p) ? p->valuedouble : NAN;
     cJSON_Delete(j);
   }
   free(text);
@@ -151,9 +254,8 @@ Test(t5_train, commongen_zero_shot_and_sft_with_a_t5, .timeout = 600) {
   char *prep[] = {"datasets", "prepare", "commongen", NULL};
   run_dfpo(home, prep, 0, NULL);
 
-  /* ppl_ref (on by default) needs plain-text scoring: refused, saying how */
-  train(home, out, model, "zero-shot", NULL, 0, 1, "eval.ppl_ref=false");
-  const char *zs[] = {"eval.ppl_ref=false", "task.max_items=32", NULL};
+  /* zero-shot with eval.ppl_ref (on by default): the references given their sources */
+  const char *zs[] = {"task.max_items=32", NULL};
   train(home, out, model, "zero-shot", zs, 0, 0, NULL);
   char path[1000];
   snprintf(path, sizeof path, "%s/default/commongen/zero-shot/seed-0/eval.json", out);
@@ -162,13 +264,20 @@ Test(t5_train, commongen_zero_shot_and_sft_with_a_t5, .timeout = 600) {
   cr_expect(cJSON_IsNumber(cJSON_GetObjectItem(met, "meteor")), "no meteor in %s", path);
   cr_expect(cJSON_IsNumber(cJSON_GetObjectItem(met, "bleu4")), "no bleu4 in %s", path);
   cJSON_Delete(ev);
+  snprintf(path, sizeof path, "%s/default/commongen/zero-shot/seed-0", out);
+  snprintf(src, sizeof src, "%s/commongen.dev.jsonl", cg);
+  cr_assert_eq(tok_load(&tok, model, &err), DFPO_OK, "%s", err.msg);
+  double d = ppl_ref_against_pytorch(dir, path, model, src, tok);
+  tok_free(tok);
+  cr_expect_leq(d, 1e-4, "ppl_ref differs from PyTorch's by %.3g relative", d);
+  cr_log_info("ppl_ref: relative difference to PyTorch %.3g", d);
 
-  const char *sft[] = {"eval.ppl_ref=false", "task.max_items=400", "train.iterations=4",
-                       "train.eval_every=4", "train.lr=3e-3",      NULL};
+  const char *sft[] = {"task.max_items=400", "train.iterations=4", "train.eval_every=4",
+                       "train.lr=3e-3", NULL};
   train(home, out, model, "sft", sft, 0, 0, NULL);
   snprintf(path, sizeof path, "%s/default/commongen/sft/seed-0/train.jsonl", out);
-  double loss[8], val[8];
-  int n = read_log(path, loss, val, 8);
+  double loss[8], val[8], pv[8];
+  int n = read_log(path, loss, val, pv, 8);
   cr_assert_eq(n, 5, "%s: %d lines, 5 expected (epochs 0-4)", path, n);
   cr_log_info("T5 SFT on CommonGen: epoch losses %.3f %.3f %.3f %.3f; validation METEOR %.4f -> "
               "%.4f",
@@ -177,6 +286,9 @@ Test(t5_train, commongen_zero_shot_and_sft_with_a_t5, .timeout = 600) {
                loss[3]);
   cr_expect_gt(val[4], val[0], "SFT did not raise the validation METEOR: %.4f -> %.4f", val[0],
                val[4]);
+  cr_log_info("T5 SFT on CommonGen: validation ppl_ref %.2f -> %.2f", pv[0], pv[4]);
+  cr_expect_lt(pv[4], pv[0], "SFT did not lower the validation ppl_ref: %.3f -> %.3f", pv[0],
+               pv[4]);
   snprintf(path, sizeof path, "%s/default/commongen/sft/seed-0/checkpoint/best.ckpt", out);
   model_t *b;
   cr_assert_eq(model_load(&b, path, &err), DFPO_OK, "%s", err.msg);
@@ -192,8 +304,8 @@ Test(t5_train, commongen_zero_shot_and_sft_with_a_t5, .timeout = 600) {
   for (int k = 0; k < 3; k++) {
     char o2[400];
     snprintf(o2, sizeof o2, "%s/%s", dir, k ? "ppo-resumed" : "ppo");
-    const char *ppo[] = {"eval.ppl_ref=false", "task.max_items=32",  "train.iterations=3",
-                         "train.eval_every=1", "train.batch_size=8", NULL};
+    const char *ppo[] = {"task.max_items=32", "train.iterations=3", "train.eval_every=1",
+                         "train.batch_size=8", NULL};
     train(home, o2, model, "ppo", ppo, k == 1 ? 1 : 0, 0, NULL);
     if (k == 1)
       continue;

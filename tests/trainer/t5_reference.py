@@ -1,18 +1,13 @@
 #!/usr/bin/python3
 """Reference peer for the T5 tests (tests/trainer/test_t5.c).
 
-Hugging Face's transformers is not installed here, so this script carries its
-own PyTorch T5ForConditionalGeneration forward pass, written from the
-architecture as transformers defines it (modeling_t5.py): pre-norm blocks with
-T5LayerNorm (the mean of squares in float32, no mean subtraction, no bias),
-attention without the 1/sqrt(d) scale, a relative position bias computed by
-layer 0 of each stack and shared by the others (bidirectional buckets in the
-encoder, causal in the decoder, none in cross-attention), the encoder's padding
-mask on its keys, ReLU (v1.0) or gelu_new-gated (v1.1) feed-forward, the tied
-head with the d_model^-0.5 scale (v1.0) or an untied lm_head (v1.1). The bucket
-is computed exactly with integers (bucket(): the largest k with
-(rel / max_exact)^(n - max_exact) >= (max_distance / max_exact)^k), so no
-rounding of a logarithm can move it.
+Hugging Face's transformers is not installed here, so the T5 is
+bench/t5_torch.py's, a PyTorch T5ForConditionalGeneration forward pass written
+there from the architecture as transformers defines it (modeling_t5.py; its
+docstring says how), imported: t5_logits (the encoder over left-padded
+sources, the decoder by teacher forcing, the LM head), make_weights (random
+weights under Hugging Face's names) and bucket (the relative-position bucket,
+exactly, with integers).
 
 It also trains a small SentencePiece model with python3-sentencepiece
 (SentencePieceTrainer.train on a text this script writes) with T5's ids
@@ -45,7 +40,6 @@ log-likelihood under teacher forcing (pair_nll).
 """
 import collections
 import json
-import math
 import os
 import random
 import shutil
@@ -56,6 +50,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench"))
 from gpt2_torch import read_safetensors, write_safetensors  # noqa: E402  (the engine's golden peer's)
+from t5_torch import bucket, make_weights, t5_logits  # noqa: E402,F401  (the T5 peer's model)
 
 TEXTS = [
     "Héllo, wörld! Crème brûlée, naïve café.",
@@ -68,101 +63,6 @@ TEXTS = [
     "",
 ]
 
-
-def bucket(rel, bidirectional, num_buckets, max_distance):
-    """Hugging Face's T5Attention._relative_position_bucket for one
-    rel = key - query, exactly: bucket = max_exact + floor(log(rel/max_exact)
-    / log(max_distance/max_exact) * (n - max_exact)) without a logarithm."""
-    b, n = 0, num_buckets
-    if bidirectional:
-        n //= 2
-        if rel > 0:
-            b += n
-        rel = abs(rel)
-    else:
-        rel = -min(rel, 0)
-    me = n // 2
-    if rel < me:
-        return b + rel
-    k = 0  # largest k: rel^(n-me) * me^k >= max_distance^k * me^(n-me)
-    while k + 1 <= n - 1 - me and rel ** (n - me) * me ** (k + 1) >= max_distance ** (k + 1) * me ** (n - me):
-        k += 1
-    return b + me + k
-
-
-def rel_bias(table, Tq, Tk, bidirectional, nb, md):
-    idx = torch.tensor([[bucket(j - i, bidirectional, nb, md) for j in range(Tk)] for i in range(Tq)])
-    return table[idx].permute(2, 0, 1)  # [NH, Tq, Tk]
-
-
-def rms(x, w, eps):
-    var = x.to(torch.float32).pow(2).mean(-1, keepdim=True)
-    return w * (x * torch.rsqrt(var + eps))
-
-
-def gelu_new(x):
-    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
-
-
-def attention(P, pre, xq, xkv, bias, mask, NH, dkv):
-    B, Tq, _ = xq.shape
-    Tk = xkv.shape[1]
-    q = (xq @ P[pre + ".q.weight"].T).view(B, Tq, NH, dkv).transpose(1, 2)
-    k = (xkv @ P[pre + ".k.weight"].T).view(B, Tk, NH, dkv).transpose(1, 2)
-    v = (xkv @ P[pre + ".v.weight"].T).view(B, Tk, NH, dkv).transpose(1, 2)
-    s = q @ k.transpose(-1, -2)  # no 1/sqrt(d)
-    if bias is not None:
-        s = s + bias[None]
-    s = s + mask
-    a = F.softmax(s.float(), dim=-1)
-    o = (a @ v).transpose(1, 2).reshape(B, Tq, NH * dkv)
-    return o @ P[pre + ".o.weight"].T
-
-
-def ff(P, pre, x, gated):
-    if gated:
-        h = gelu_new(x @ P[pre + ".wi_0.weight"].T) * (x @ P[pre + ".wi_1.weight"].T)
-    else:
-        h = F.relu(x @ P[pre + ".wi.weight"].T)
-    return h @ P[pre + ".wo.weight"].T
-
-
-def t5_logits(P, cfg, src, ksrc, dec, hidden=False):
-    """src [B, Ts] left-padded by ksrc; dec [B, Td] decoder input ids. With
-    hidden, also the decoder's final hidden states (its final norm, before
-    the tied head's scale)."""
-    NH, dkv, eps = cfg["num_heads"], cfg["d_kv"], cfg["layer_norm_epsilon"]
-    nb, md = cfg["relative_attention_num_buckets"], cfg["relative_attention_max_distance"]
-    gated = cfg["feed_forward_proj"] == "gated-gelu"
-    B, Ts = src.shape
-    Td = dec.shape[1]
-    neg = torch.finfo(torch.float32).min
-    keep = torch.arange(Ts)[None, :] >= ksrc[:, None]  # [B, Ts]
-    emask = torch.where(keep, 0.0, neg)[:, None, None, :]
-    h = P["shared.weight"][src]
-    eb = rel_bias(P["encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"], Ts, Ts, True, nb, md)
-    for l in range(cfg["num_layers"]):
-        p = "encoder.block.%d." % l
-        h = h + attention(P, p + "layer.0.SelfAttention", rms(h, P[p + "layer.0.layer_norm.weight"], eps),
-                          rms(h, P[p + "layer.0.layer_norm.weight"], eps), eb, emask, NH, dkv)
-        h = h + ff(P, p + "layer.1.DenseReluDense", rms(h, P[p + "layer.1.layer_norm.weight"], eps), gated)
-    eo = rms(h, P["encoder.final_layer_norm.weight"], eps)
-    causal = torch.where(torch.arange(Td)[None, :] <= torch.arange(Td)[:, None], 0.0, neg)[None, None]
-    db = rel_bias(P["decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"], Td, Td, False, nb, md)
-    h = P["shared.weight"][dec]
-    for l in range(cfg["num_decoder_layers"]):
-        p = "decoder.block.%d." % l
-        n = rms(h, P[p + "layer.0.layer_norm.weight"], eps)
-        h = h + attention(P, p + "layer.0.SelfAttention", n, n, db, causal, NH, dkv)
-        n = rms(h, P[p + "layer.1.layer_norm.weight"], eps)
-        h = h + attention(P, p + "layer.1.EncDecAttention", n, eo, None, emask, NH, dkv)
-        h = h + ff(P, p + "layer.2.DenseReluDense", rms(h, P[p + "layer.2.layer_norm.weight"], eps), gated)
-    out = rms(h, P["decoder.final_layer_norm.weight"], eps)
-    if cfg["tie_word_embeddings"]:
-        z = (out * cfg["d_model"] ** -0.5) @ P["shared.weight"].T
-    else:
-        z = out @ P["lm_head.weight"].T
-    return (z, out) if hidden else z
 
 
 def pair_nll(P, cfg, src, tgt):
@@ -297,42 +197,6 @@ def greedy(P, cfg, d, rnd, max_new=8):
         json.dump(gc, f, indent=1)
     return {"prompts": prompts, "tokens": out, "logprobs": lps, "max_new": max_new, "min_gap": gap,
             "eos": out[0][2]}
-
-
-def make_weights(cfg, gen):
-    C, I, Fd, NH = cfg["d_model"], cfg["num_heads"] * cfg["d_kv"], cfg["d_ff"], cfg["num_heads"]
-    V, nb = cfg["vocab_size"], cfg["relative_attention_num_buckets"]
-    gated = cfg["feed_forward_proj"] == "gated-gelu"
-    P = {}
-
-    def rnd(*shape, sd):
-        return torch.randn(*shape, generator=gen) * sd
-
-    P["shared.weight"] = rnd(V, C, sd=1.0)
-    for st, L in (("encoder", cfg["num_layers"]), ("decoder", cfg["num_decoder_layers"])):
-        for l in range(L):
-            p = "%s.block.%d.layer." % (st, l)
-            atts = [("0.SelfAttention", "0")] + ([("1.EncDecAttention", "1")] if st == "decoder" else [])
-            for a, ln in atts:
-                P[p + a + ".q.weight"] = rnd(I, C, sd=(C * cfg["d_kv"]) ** -0.5)
-                P[p + a + ".k.weight"] = rnd(I, C, sd=C ** -0.5)
-                P[p + a + ".v.weight"] = rnd(I, C, sd=C ** -0.5)
-                P[p + a + ".o.weight"] = rnd(C, I, sd=I ** -0.5)
-                P[p + ln + ".layer_norm.weight"] = 1.0 + rnd(C, sd=0.2)
-            if l == 0:
-                P[p + "0.SelfAttention.relative_attention_bias.weight"] = rnd(nb, NH, sd=1.0)
-            f = "2" if st == "decoder" else "1"
-            if gated:
-                P[p + f + ".DenseReluDense.wi_0.weight"] = rnd(Fd, C, sd=C ** -0.5)
-                P[p + f + ".DenseReluDense.wi_1.weight"] = rnd(Fd, C, sd=C ** -0.5)
-            else:
-                P[p + f + ".DenseReluDense.wi.weight"] = rnd(Fd, C, sd=C ** -0.5)
-            P[p + f + ".DenseReluDense.wo.weight"] = rnd(C, Fd, sd=Fd ** -0.5)
-            P[p + f + ".layer_norm.weight"] = 1.0 + rnd(C, sd=0.2)
-        P[st + ".final_layer_norm.weight"] = 1.0 + rnd(C, sd=0.2)
-    if not cfg["tie_word_embeddings"]:
-        P["lm_head.weight"] = rnd(V, C, sd=C ** -0.5)
-    return P
 
 
 def train_spm(d):
