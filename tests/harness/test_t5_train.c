@@ -208,7 +208,7 @@ Test(t5_train, commongen_zero_shot_and_sft_with_a_t5, .timeout = 600) {
     cr_skip_test("no ../shared/data (CommonGen): skipped");
   if (!ts_python_has("torch, sentencepiece"))
     cr_skip_test("/usr/bin/python3 lacks torch or sentencepiece: no spiece.model can be trained");
-  char dir[256], home[300], spm[300], model[300], cg[300], out[300];
+  char dir[256], home[300], spm[300], model[300], cg[300], out[300], src[700];
   ts_tmpdir(dir, sizeof dir);
   snprintf(home, sizeof home, "%s/home", dir);
   snprintf(spm, sizeof spm, "%s/spm", dir);
