@@ -226,7 +226,8 @@ const cfg_key cfg_schema[] = {
      "test samples per prompt (0: the task's protocol, 25 for rtp, else 1)"},
     {"eval.ppl_ref", CFG_BOOL, "true", NULL, NORANGE,
      "report ppl_ref: the policy's perplexity on the test items' references (and val_ppl_ref "
-     "on the validation items' at each validation, in train.jsonl)"},
+     "on the validation items' at each validation, in train.jsonl); a T5 policy's: each "
+     "reference given its prompt as the source"},
     {"eval.judge_lm", CFG_STR, "\"\"", NULL, NORANGE,
      "a fixed LM (same tokenizer; a file, a folder or a hub name owner/name[@revision]) for "
      "ppl_gen of the test continuations (\"\": none)"},
