@@ -115,6 +115,11 @@ typedef struct gpt2_model {
   size_t g_spare_bytes;
   int params_borrowed; /* params are another model's (model_base_view): never freed,
                           written or trained here */
+  int ckpt;            /* activation checkpointing: the layers' activations other than
+                          their outputs (res3) share layer 0's buffers, and the backward
+                          pass recomputes each layer from its input */
+  int ckpt_layer;      /* with ckpt: the layer whose activations the shared buffers hold
+                          (-1: none) */
   gpt2_lora lora;      /* LoRA adapters (lora.r 0: none); when present, the tensor list
                           (model_tensor_at) is the adapters' and the base has no training
                           state */

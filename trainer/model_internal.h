@@ -64,6 +64,12 @@ typedef struct model_vtable {
   int (*lora_rank)(const model_t *m);
   int (*set_adapters)(model_t *m, int on, dfpo_err *err);
   int (*base_view)(model_t **out, const model_t *src, dfpo_err *err);
+  /* the value head on the policy's trunk (NULL: not implemented) */
+  int (*lm_value_backward)(model_t *m, const float *dlogp, const float *dent, const float *dlogits,
+                           const float *dvalues, dfpo_err *err);
+  /* activation checkpointing (NULL: not implemented) */
+  int (*set_checkpointing)(model_t *m, int on, dfpo_err *err);
+  int (*checkpointing)(const model_t *m);
 } model_vtable;
 
 struct model {
