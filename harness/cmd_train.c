@@ -76,13 +76,51 @@ static int tokenize_prompts(trn_run *r, dfpo_err *err) {
 }
 
 /* The value model: the policy's trunk with a value head (initialised from
- * the run seed), as RL4LMs starts its separate value network. */
+ * the run seed), as RL4LMs starts its separate value network. With
+ * model.value_model shared the policy itself becomes that model (its
+ * trunk, the same head) and r->value stays NULL. */
 static int make_value_model(trn_run *r, dfpo_err *err) {
-  int rc = model_new_like(&r->value, r->policy, MODEL_HEAD_VALUE, 0, err);
+  model_t *v = NULL;
+  int rc = model_new_like(&v, r->policy, MODEL_HEAD_VALUE, 0, err);
   if (rc)
     return rc;
-  model_init_random(r->value, (uint64_t)r->set.seed);
-  return model_copy_shared_params(r->value, r->policy, NULL, err);
+  model_init_random(v, (uint64_t)r->set.seed);
+  if ((rc = model_copy_shared_params(v, r->policy, NULL, err))) {
+    model_free(v);
+    return rc;
+  }
+  if (!r->set.shared_value) {
+    r->value = v;
+    return DFPO_OK;
+  }
+  model_free(r->policy);
+  r->policy = v;
+  return DFPO_OK;
+}
+
+int trn_memory_apply(trn_run *r, dfpo_err *err) {
+  if (!r->set.activation_checkpointing)
+    return DFPO_OK;
+  model_t *ms[4] = {r->policy, r->ref, r->value, r->rl ? rl_trainer_mask_model(r->rl) : NULL};
+  for (int i = 0; i < 4; i++)
+    if (ms[i] && model_set_checkpointing(ms[i], 1, err))
+      return dfpo_err_prefix(err, "train: model.activation_checkpointing");
+  return DFPO_OK;
+}
+
+size_t trn_models_bytes(const trn_run *r) {
+  const model_t *ms[4] = {r->policy, r->ref, r->value, r->rl ? rl_trainer_mask_model(r->rl) : NULL};
+  size_t n = 0;
+  for (int i = 0; i < 4; i++)
+    n += ms[i] ? model_arena_bytes(ms[i]) : 0;
+  return n;
+}
+
+void trn_memory_json(const trn_run *r, cJSON *o) {
+  cJSON *m = cJSON_AddObjectToObject(o, "memory");
+  cJSON_AddNumberToObject(m, "lora_rank", model_lora_rank(r->policy));
+  cJSON_AddStringToObject(m, "value_model", !r->rl ? "none" : r->value ? "separate" : "shared");
+  cJSON_AddBoolToObject(m, "activation_checkpointing", model_checkpointing(r->policy));
 }
 
 static void run_free(trn_run *r) {
@@ -217,11 +255,18 @@ static int setup(trn_run *r, dfpo_err *err) {
     return rc;
   if (swept + more)
     dfpo_info("train: removed %d temporary files left by killed runs in %s", swept + more, r->dir);
-  if (s->rl.algo < 0) /* zero-shot, sft */
-    return DFPO_OK;
-  if ((rc = make_value_model(r, err)))
+  if (s->rl.algo < 0) /* zero-shot, sft: no value model */
+    return trn_memory_apply(r, err);
+  if (s->shared_value && !model_can_share_value(r->policy))
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "train: model.value_model shared: a value head on the policy's trunk is "
+                        "not implemented for %s models (GPT-2 only)",
+                        model_get_config(r->policy)->arch);
+  if ((rc = make_value_model(r, err)) ||
+      (rc = rl_trainer_new(&r->rl, r->policy, r->ref, r->value ? r->value : r->policy, &r->set.rl,
+                           (uint64_t)s->seed, err)))
     return rc;
-  return rl_trainer_new(&r->rl, r->policy, r->ref, r->value, &r->set.rl, (uint64_t)s->seed, err);
+  return trn_memory_apply(r, err);
 }
 
 /* ------------------------------------------------------------- the loop */
@@ -579,6 +624,16 @@ static int run_cell(trn_run *r, dfpo_err *err) {
   cJSON_AddItemToObject(o, "deviations",
                         r->tk.deviations ? cJSON_Duplicate(r->tk.deviations, 1)
                                          : cJSON_CreateArray());
+  /* the memory switches the run used, and what its models held at the end */
+  trn_memory_json(r, o);
+  dfpo_info("train: the models hold %zu bytes after training (model_arena_bytes: policy, "
+            "reference, value and mask models; value model %s%s%s)",
+            trn_models_bytes(r),
+            !r->rl     ? "none"
+            : r->value ? "separate"
+                       : "on the policy's trunk",
+            model_lora_rank(r->policy) ? ", LoRA" : "",
+            model_checkpointing(r->policy) ? ", activation checkpointing" : "");
   snprintf(path, sizeof path, "%s/eval.json", r->dir);
   rc = cfg_json_write(path, o, err);
   cJSON_Delete(o);

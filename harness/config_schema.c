@@ -117,9 +117,16 @@ const cfg_key cfg_schema[] = {
     {"model.n_head", CFG_INT, "2", NULL, RANGE(1, 1024), "attention heads"},
     {"model.n_embd", CFG_INT, "64", NULL, RANGE(1, 1 << 16), "embedding width"},
     {"model.block_size", CFG_INT, "128", NULL, RANGE(1, 1 << 16), "maximum sequence length"},
-    {"model.value_model", CFG_ENUM, "\"separate\"", "separate", NORANGE,
-     "value model: its own trunk, a copy of the policy's with a value head (RL4LMs); a value "
-     "head on the policy's own trunk (shared) is not implemented"},
+    {"model.value_model", CFG_ENUM, "\"separate\"", "separate|shared", NORANGE,
+     "dfpo train, ppo, nlpo and dfpo: the value model; separate: its own trunk, a copy of the "
+     "policy's with a value head, trained by its own AdamW (RL4LMs); shared: a value head on the "
+     "policy's trunk, its loss (vf_coef x value loss) backpropagated through the trunk with the "
+     "policy's, one AdamW and one gradient clip (stable-baselines3's shared actor-critic; GPT-2 "
+     "only, not with LoRA)"},
+    {"model.activation_checkpointing", CFG_BOOL, "false", NULL, NORANGE,
+     "dfpo train: the policy, reference, value and mask models keep only each block's input in a "
+     "forward pass and recompute the block in the backward pass (the same gradients, bit for "
+     "bit; GPT-2 only)"},
     {"model.lora_rank", CFG_INT, "0", NULL, RANGE(0, 1 << 16),
      "dfpo train, ppo and dfpo: LoRA adapters of this rank on the policy, base frozen, the "
      "reference the policy's base without a copy (0: off, full fine-tuning; GPT-2 only)"},

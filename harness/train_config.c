@@ -245,8 +245,6 @@ int trn_settings_read(const cfg *c, trn_settings *s, dfpo_err *err) {
   s->schedule.min_lr = 0.0f;
   GET(int, "train.warmup_steps", &v);
   s->schedule.warmup = (int)v;
-  /* the schema allows "separate" alone: a value head on the policy's trunk
-   * is not implemented (docs/configs.md) */
   GET(int, "model.lora_rank", &v);
   s->lora_rank = (int)v;
   GET(num, "model.lora_alpha", &s->lora_alpha);
@@ -258,9 +256,13 @@ int trn_settings_read(const cfg *c, trn_settings *s, dfpo_err *err) {
                         s->lora_rank, s->algo_name);
   const char *value_model;
   GET(str, "model.value_model", &value_model);
-  if (strcmp(value_model, "separate"))
-    return dfpo_err_set(err, DFPO_EUSAGE, "train: model.value_model '%s' is not implemented",
-                        value_model);
+  s->shared_value = strcmp(value_model, "shared") == 0;
+  if (s->shared_value && s->lora_rank)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "train: model.value_model shared with LoRA (model.lora_rank %d) is not "
+                        "implemented (a frozen base has no trainable head)",
+                        s->lora_rank);
+  GET(bool, "model.activation_checkpointing", &s->activation_checkpointing);
 
   /* the RL trainer's settings (read for every algorithm, used by three) */
   rl_config *rl = &s->rl;

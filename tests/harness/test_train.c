@@ -98,6 +98,8 @@ static char *last_err;
 /* the base model run_cell_x trains (NULL: the suite's GPT-2, base.ckpt) */
 static const char *base_model;
 
+/* a second --set of run_cell_x (NULL: none) */
+static const char *extra2;
 static void run_cell_x(const char *algo, const char *iterations, const char *out_name,
                        const char *extra, const char *stop) {
   char model[300], tok[300], out[300], it[64];
@@ -112,7 +114,8 @@ static void run_cell_x(const char *algo, const char *iterations, const char *out
           "train.eval_every=2", "--set", "generation.max_new_tokens=16", "--set",
           "generation.min_new_tokens=4", "--set", "task.synthetic.n_train=64", "--set",
           "task.synthetic.n_validation=8", "--set", "task.synthetic.n_test=12", "--set",
-          extra ? extra : "train.epochs=2", stop ? "--stop-after" : NULL, stop, NULL);
+          extra ? extra : "train.epochs=2", "--set", extra2 ? extra2 : "train.epochs=2",
+          stop ? "--stop-after" : NULL, stop, NULL);
   cr_assert_eq(r.status, 0, "%s", r.err);
   free(last_err);
   last_err = strdup(r.err ? r.err : "");
@@ -430,6 +433,115 @@ static void a_stopped_run_resumes_to_the_same_numbers(const char *algo, const ch
   snprintf(name, sizeof name, "%s/seed-3/samples.jsonl", algo);
   expect_same_file("runs", "resumed", name);
   cr_expect_neq(access(f, F_OK), 0, "a finished run keeps no resumable checkpoint");
+}
+
+/* What the models of the last run_cell_x held after training (its log). */
+static size_t models_bytes(void) {
+  const char *key = "train: the models hold ";
+  const char *p = strstr(last_err, key);
+  cr_assert_not_null(p, "%s", last_err);
+  return (size_t)strtoull(p + strlen(key), NULL, 10);
+}
+
+/* eval.json's "memory" object of a run under out_name. */
+static cJSON *memory_of(const char *out_name, const char *algo) {
+  char f[600];
+  snprintf(f, sizeof f, "%s/%s/default/synthetic/%s/seed-3/eval.json", dir, out_name, algo);
+  char *text = ts_slurp(f);
+  cJSON *o = cJSON_Parse(text);
+  free(text);
+  cr_assert_not_null(cJSON_GetObjectItem(o, "memory"), "%s has no memory object", f);
+  return o;
+}
+
+/* The kl_seq or value_loss values of a train.jsonl, in order. */
+static int log_values(const char *out_name, const char *algo, const char *key, double *v, int max) {
+  char f[600], k[64];
+  snprintf(f, sizeof f, "%s/%s/default/synthetic/%s/seed-3/train.jsonl", dir, out_name, algo);
+  snprintf(k, sizeof k, "\"%s\":", key);
+  char *log = ts_slurp(f);
+  int n = 0;
+  for (char *s = log; n < max && (s = strstr(s, k)); s++)
+    v[n++] = strtod(s + strlen(k), NULL);
+  free(log);
+  return n;
+}
+
+/* model.value_model=shared (the value head on the policy's trunk, issue 21
+ * item 3): PPO learns with it on the synthetic task (the first
+ * iteration's KL to the reference is 0, later ones are not: the policy
+ * moved; the value loss falls from the first iteration to the last: the
+ * head and trunk fit the returns), eval.json says what was used, a stopped
+ * run resumes bit for bit (the policy checkpoint carries the head and its
+ * AdamW moments; there is no value checkpoint), and the models hold fewer
+ * bytes than with a separate value model. With
+ * model.activation_checkpointing too, the run is the same number for number
+ * (the gradients are bit-identical) and holds fewer bytes still. NLPO and
+ * DfPO train with the shared head; LoRA with it is refused. */
+Test(train, shared_value_head_learns_resumes_and_holds_less) {
+  run_cell_x("ppo", "4", "separate", NULL, NULL);
+  size_t separate = models_bytes();
+  run_cell_x("ppo", "4", "runs", "model.value_model=shared", NULL);
+  size_t shared = models_bytes();
+  cr_expect_lt(shared, separate, "shared holds %zu bytes, separate %zu", shared, separate);
+  cr_log_info("ppo models after training: %zu bytes with a separate value model, %zu shared",
+              separate, shared);
+  double kl[8], vl[8];
+  cr_assert_eq(log_values("runs", "ppo", "kl_seq", kl, 8), 4);
+  cr_expect_eq(kl[0], 0.0, "the first iteration's KL is not 0");
+  cr_expect_neq(kl[3], 0.0, "the policy did not move");
+  cr_assert_eq(log_values("runs", "ppo", "value_loss", vl, 8), 4);
+  cr_expect_lt(vl[3], vl[0], "value loss %g at iteration 0, %g at 3", vl[0], vl[3]);
+  cJSON *o = memory_of("runs", "ppo");
+  const cJSON *mem = cJSON_GetObjectItem(o, "memory");
+  cr_expect_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(mem, "value_model")), "shared");
+  cr_expect(cJSON_IsFalse(cJSON_GetObjectItem(mem, "activation_checkpointing")));
+  cr_expect_eq(cJSON_GetNumberValue(cJSON_GetObjectItem(mem, "lora_rank")), 0);
+  cJSON_Delete(o);
+  o = memory_of("separate", "ppo");
+  cr_expect_str_eq(
+      cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "memory"), "value_model")),
+      "separate");
+  cJSON_Delete(o);
+  a_stopped_run_resumes_to_the_same_numbers("ppo", "model.value_model=shared");
+  /* checkpointing: the same run, fewer bytes */
+  extra2 = "model.activation_checkpointing=true";
+  run_cell_x("ppo", "4", "ckpt", "model.value_model=shared", NULL);
+  size_t ckpt = models_bytes();
+  extra2 = NULL;
+  cr_expect_lt(ckpt, shared, "checkpointed %zu bytes, shared %zu", ckpt, shared);
+  cr_log_info("ppo, shared value head, with activation checkpointing: %zu bytes", ckpt);
+  expect_same_file("runs", "ckpt", "ppo/seed-3/train.jsonl");
+  expect_same_file("runs", "ckpt", "ppo/seed-3/samples.jsonl");
+  o = memory_of("ckpt", "ppo");
+  cr_expect(cJSON_IsTrue(
+      cJSON_GetObjectItem(cJSON_GetObjectItem(o, "memory"), "activation_checkpointing")));
+  cJSON_Delete(o);
+  /* NLPO (its mask model a clone of the policy, head and all) and DfPO */
+  const char *others[2] = {"nlpo", "dfpo"};
+  for (int a = 0; a < 2; a++) {
+    run_cell_x(others[a], "2", "runs", "model.value_model=shared", NULL);
+    cr_assert_eq(log_values("runs", others[a], "value_loss", vl, 8), 2);
+    cr_expect(isfinite(vl[0]) && vl[0] > 0, "%s: value loss %g", others[a], vl[0]);
+  }
+  /* zero-shot has no value model: the setting changes nothing */
+  run_cell_x("zero-shot", "0", "runs", "model.value_model=shared", NULL);
+  o = memory_of("runs", "zero-shot");
+  cr_expect_str_eq(
+      cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "memory"), "value_model")),
+      "none");
+  cJSON_Delete(o);
+  char model[300], tok[300], out[300];
+  snprintf(model, sizeof model, "%s/base.ckpt", dir);
+  snprintf(tok, sizeof tok, "%s/tok", dir);
+  snprintf(out, sizeof out, "%s/refused", dir);
+  ts_run r;
+  ts_dfpo(&r, "train", "--task", "synthetic", "--algo", "ppo", "--out", out, "--model", model,
+          "--tokenizer", tok, "--set", "model.lora_rank=4", "--set", "model.value_model=shared",
+          NULL);
+  cr_expect_neq(r.status, 0, "LoRA with the shared value head ran");
+  cr_expect(r.err && strstr(r.err, "not implemented"), "%s", r.err ? r.err : "");
+  ts_run_free(&r);
 }
 
 /* `dfpo train --algo ppo` over a rotary decoder: a random tiny Llama
