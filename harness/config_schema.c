@@ -126,7 +126,7 @@ const cfg_key cfg_schema[] = {
     {"model.activation_checkpointing", CFG_BOOL, "false", NULL, NORANGE,
      "dfpo train: the policy, reference, value and mask models keep only each block's input in a "
      "forward pass and recompute the block in the backward pass (the same gradients, bit for "
-     "bit; GPT-2 only)"},
+     "bit; GPT-2; the rotary decoders always recompute; T5 refuses it)"},
     {"model.lora_rank", CFG_INT, "0", NULL, RANGE(0, 1 << 16),
      "dfpo train, ppo and dfpo: LoRA adapters of this rank on the policy, base frozen, the "
      "reference the policy's base without a copy (0: off, full fine-tuning; GPT-2 only)"},

@@ -199,8 +199,10 @@ int model_can_share_value(const model_t *m);
  * forward-only model (a reference) saves the same memory. Changing the
  * setting forgets the last forward pass and lays the activations out again
  * at the next one. DFPO_EUSAGE from an architecture that does not
- * implement it (GPT-2 does; the rotary decoders always recompute).
- * model_checkpointing gives the setting (0 where unsupported). */
+ * implement it (GPT-2 does; the rotary decoders always recompute, accept
+ * either setting and report 1; T5 and the encoder classifiers answer
+ * DFPO_EUSAGE). model_checkpointing gives the setting (0 where
+ * unsupported). */
 int model_set_checkpointing(model_t *m, int on, dfpo_err *err);
 int model_checkpointing(const model_t *m);
 /* After model_forward on a MODEL_HEAD_CLASS model: logits[B, K] of the
