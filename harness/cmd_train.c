@@ -76,10 +76,11 @@ static int tokenize_prompts(trn_run *r, dfpo_err *err) {
 }
 
 /* The value model: the policy's trunk with a value head (initialised from
- * the run seed), as RL4LMs starts its separate value network. With
- * model.value_model shared the policy itself becomes that model (its
- * trunk, the same head) and r->value stays NULL. */
-static int make_value_model(trn_run *r, dfpo_err *err) {
+ * the run seed), as RL4LMs starts its separate value network, into *out.
+ * With model.value_model shared the policy itself becomes that model (its
+ * trunk, the same head), before any LoRA adapters (which then train a copy
+ * of the head with them), and r->value stays NULL. */
+static int make_value_model(trn_run *r, model_t **out, dfpo_err *err) {
   model_t *v = NULL;
   int rc = model_new_like(&v, r->policy, MODEL_HEAD_VALUE, 0, err);
   if (rc)
@@ -89,12 +90,7 @@ static int make_value_model(trn_run *r, dfpo_err *err) {
     model_free(v);
     return rc;
   }
-  if (!r->set.shared_value) {
-    r->value = v;
-    return DFPO_OK;
-  }
-  model_free(r->policy);
-  r->policy = v;
+  *out = v;
   return DFPO_OK;
 }
 
@@ -185,6 +181,20 @@ static int setup(trn_run *r, dfpo_err *err) {
                         "(--tokenizer, or a model folder with tokenizer files)");
   if ((rc = tok_load(&r->tok, tokdir, err)) || (rc = model_load(&r->policy, s->model, err)))
     return rc;
+  if (s->shared_value && s->rl.algo >= 0) {
+    /* the value head on the policy's trunk: the policy becomes the model
+     * with the head (SFT and zero-shot have no value model) */
+    model_t *v;
+    if (!model_can_share_value(r->policy))
+      return dfpo_err_set(err, DFPO_EUSAGE,
+                          "train: model.value_model shared: a value head on the policy's trunk "
+                          "is not implemented for %s models (GPT-2 only)",
+                          model_get_config(r->policy)->arch);
+    if ((rc = make_value_model(r, &v, err)))
+      return rc;
+    model_free(r->policy);
+    r->policy = v;
+  }
   if (s->lora_rank) {
     /* adapters on the policy; the reference is its base, not a copy */
     model_lora_config lc = {s->lora_rank, (float)s->lora_alpha, s->lora_targets};
@@ -257,12 +267,7 @@ static int setup(trn_run *r, dfpo_err *err) {
     dfpo_info("train: removed %d temporary files left by killed runs in %s", swept + more, r->dir);
   if (s->rl.algo < 0) /* zero-shot, sft: no value model */
     return trn_memory_apply(r, err);
-  if (s->shared_value && !model_can_share_value(r->policy))
-    return dfpo_err_set(err, DFPO_EUSAGE,
-                        "train: model.value_model shared: a value head on the policy's trunk is "
-                        "not implemented for %s models (GPT-2 only)",
-                        model_get_config(r->policy)->arch);
-  if ((rc = make_value_model(r, err)) ||
+  if ((!s->shared_value && (rc = make_value_model(r, &r->value, err))) ||
       (rc = rl_trainer_new(&r->rl, r->policy, r->ref, r->value ? r->value : r->policy, &r->set.rl,
                            (uint64_t)s->seed, err)))
     return rc;

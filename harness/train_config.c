@@ -265,11 +265,6 @@ int trn_settings_read(const cfg *c, trn_settings *s, dfpo_err *err) {
   const char *value_model;
   GET(str, "model.value_model", &value_model);
   s->shared_value = strcmp(value_model, "shared") == 0;
-  if (s->shared_value && s->lora_rank)
-    return dfpo_err_set(err, DFPO_EUSAGE,
-                        "train: model.value_model shared with LoRA (model.lora_rank %d) is not "
-                        "implemented (a frozen base has no trainable head)",
-                        s->lora_rank);
   GET(bool, "model.activation_checkpointing", &s->activation_checkpointing);
 
   /* the RL trainer's settings (read for every algorithm, used by three) */

@@ -503,9 +503,9 @@ static int gpt2_add_lora(gpt2_model *m, const model_lora_config *c, uint64_t see
   unsigned bits;
   if (z->r)
     return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: the model already has LoRA adapters");
-  if (m->cfg.head != MODEL_HEAD_NONE)
+  if (m->cfg.head == MODEL_HEAD_CLASS)
     return dfpo_err_set(err, DFPO_EUSAGE,
-                        "gpt2: LoRA on a model with a value or class head is not implemented");
+                        "gpt2: LoRA on a model with a class head is not implemented");
   if (c->rank < 1 || c->rank > C)
     return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: LoRA rank %d outside [1, n_embd %d]", c->rank, C);
   if (!(c->alpha > 0.0f) || !isfinite(c->alpha))
@@ -515,7 +515,7 @@ static int gpt2_add_lora(gpt2_model *m, const model_lora_config *c, uint64_t see
   int per = 0;
   for (int k = 0; k < GPT2_LORA_N; k++)
     per += (bits >> k) & 1;
-  z->tensors = calloc((size_t)(2 * per * L), sizeof *z->tensors);
+  z->tensors = calloc((size_t)(2 * per * L + 2), sizeof *z->tensors);
   z->first = malloc((size_t)(L * GPT2_LORA_N) * sizeof *z->first);
   z->u = calloc((size_t)(L * GPT2_LORA_N), sizeof *z->u);
   if (!z->tensors || !z->first || !z->u)
@@ -542,6 +542,18 @@ static int gpt2_add_lora(gpt2_model *m, const model_lora_config *c, uint64_t see
         z->nparams += (size_t)t->rows * t->cols;
       }
     }
+  int nadapt = z->ntensors;
+  z->head = -1;
+  if (m->cfg.head == MODEL_HEAD_VALUE) {
+    /* the value head trains with the adapters: a copy of it joins them */
+    z->head = z->ntensors;
+    for (int wb = 0; wb < 2; wb++) {
+      gpt2_tensor *t = &z->tensors[z->ntensors++];
+      *t = m->tensors[gpt2_tidx_lnfw(m) + 2 + wb];
+      t->off = z->nparams;
+      z->nparams += (size_t)t->rows * t->cols;
+    }
+  }
   if (!(z->params = m->base.ops->alloc(z->nparams * sizeof(float))))
     goto oom;
   /* A: Kaiming-uniform with a = sqrt 5, U(-1/sqrt(in), 1/sqrt(in)); B: 0
@@ -552,12 +564,16 @@ static int gpt2_add_lora(gpt2_model *m, const model_lora_config *c, uint64_t see
   memset(host, 0, z->nparams * sizeof(float));
   dfpo_rng rng;
   dfpo_rng_init(&rng, seed, DFPO_STREAM_INIT);
-  for (int i = 0; i < z->ntensors; i += 2) {
+  for (int i = 0; i < nadapt; i += 2) {
     const gpt2_tensor *t = &z->tensors[i];
     double bound = 1.0 / sqrt((double)t->cols);
     for (size_t j = 0; j < (size_t)t->rows * t->cols; j++)
       host[t->off + j] = (float)((2.0 * dfpo_rng_uniform(&rng) - 1.0) * bound);
   }
+  if (z->head >= 0) /* the head as it is (weight, then bias, adjacent in both) */
+    m->base.ops->download(host + z->tensors[z->head].off,
+                          m->params + m->tensors[gpt2_tidx_lnfw(m) + 2].off,
+                          (size_t)(m->cfg.n_embd + 1) * sizeof(float));
   m->base.ops->upload(z->params, host, z->nparams * sizeof(float));
   free(host);
   z->r = c->rank;
@@ -835,6 +851,18 @@ static const gpt2_tensor *head_w(const gpt2_model *m) {
   return &m->tensors[gpt2_tidx_lnfw(m) + 2];
 }
 
+/* The value head's weight (its bias follows it) and its gradient: the
+ * trainable copy among a LoRA model's adapters, else the parameter
+ * block's. */
+static float *vhead_param(const gpt2_model *m) {
+  const gpt2_lora *z = &m->lora;
+  return z->r && z->head >= 0 ? z->params + z->tensors[z->head].off : m->params + head_w(m)->off;
+}
+static float *vhead_grad(const gpt2_model *m) {
+  const gpt2_lora *z = &m->lora;
+  return z->r && z->head >= 0 ? z->grads + z->tensors[z->head].off : m->grads + head_w(m)->off;
+}
+
 /* The backward pass from the LM head (and, with dvalues, the value head on
  * the same final hidden states) through the trunk, once: the logits'
  * gradient is dlogits when given (uploaded into the logits buffer), else
@@ -869,10 +897,9 @@ static int gpt2_lm_value_backward(gpt2_model *m, const float *dlogp, const float
                 C, V);
   if (dvalues) {
     /* the value head adds its part of the hidden states' gradient */
-    const gpt2_tensor *w = head_w(m);
+    float *w = vhead_param(m), *g = vhead_grad(m);
     o->upload(m->dhead, dvalues, (size_t)BT * sizeof(float));
-    o->matmul_bwd(m->dln, m->grads + w->off, m->grads + w[1].off, m->dhead, m->lnf,
-                  m->params + w->off, BT, C, 1);
+    o->matmul_bwd(m->dln, g, g + C, m->dhead, m->lnf, w, BT, C, 1);
   }
   trunk_backward(m);
   return DFPO_OK;
@@ -925,9 +952,8 @@ static int gpt2_value_forward(gpt2_model *m, float *values, dfpo_err *err) {
   if (m->cfg.head != MODEL_HEAD_VALUE)
     return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: the model has no value head");
   int BT = m->fb * m->ft;
-  const gpt2_tensor *w = head_w(m);
-  m->base.ops->matmul_fwd(m->head_out, m->lnf, m->params + w->off, m->params + w[1].off, BT,
-                          m->cfg.n_embd, 1);
+  const float *w = vhead_param(m);
+  m->base.ops->matmul_fwd(m->head_out, m->lnf, w, w + m->cfg.n_embd, BT, m->cfg.n_embd, 1);
   m->base.ops->download(values, m->head_out, (size_t)BT * sizeof(float));
   return DFPO_OK;
 }
@@ -939,11 +965,10 @@ static int gpt2_value_backward(gpt2_model *m, const float *dvalues, dfpo_err *er
   if (m->cfg.head != MODEL_HEAD_VALUE)
     return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: the model has no value head");
   int BT = m->fb * m->ft, C = m->cfg.n_embd;
-  const gpt2_tensor *w = head_w(m);
+  float *w = vhead_param(m), *g = vhead_grad(m);
   m->base.ops->upload(m->dhead, dvalues, (size_t)BT * sizeof(float));
   m->base.ops->zero(m->dln, (size_t)BT * C * sizeof(float));
-  m->base.ops->matmul_bwd(m->dln, m->grads + w->off, m->grads + w[1].off, m->dhead, m->lnf,
-                          m->params + w->off, BT, C, 1);
+  m->base.ops->matmul_bwd(m->dln, g, g + C, m->dhead, m->lnf, w, BT, C, 1);
   m->have_lm = 0;
   m->base.last_logits = NULL;
   trunk_backward(m);

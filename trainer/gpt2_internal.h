@@ -56,7 +56,11 @@ typedef struct gpt2_lora {
   int on;           /* adapters applied by forward passes and decoding */
   int fwd_on;       /* they were applied by the last forward pass */
   int ntensors;     /* two per adapted linear: A [r, in], then B stored [r, out] (peft's
-                       lora_B.weight [out, r] transposed, so the conv1d flag is set) */
+                       lora_B.weight [out, r] transposed, so the conv1d flag is set); on
+                       a model with a value head, then the head's weight and bias */
+  int head;         /* index of the value head's weight in tensors (-1: none): with a
+                       value head the frozen base's head is not used, this trainable
+                       copy is (the value head on a LoRA policy's trunk) */
   gpt2_tensor *tensors;
   int *first; /* [n_layer * GPT2_LORA_N]: index of A in tensors, -1 when not adapted */
   size_t nparams;

@@ -162,18 +162,24 @@ static void ref_bind(ref_model *rm, const model_t *m) {
   rm->lnfw = p;
   gpt2_tensor_info(m, 3 + 12 * L, NULL, NULL, NULL, &p, NULL);
   rm->lnfb = p;
-  if (model_get_config(m)->head == MODEL_HEAD_VALUE) {
-    gpt2_tensor_info(m, 4 + 12 * L, NULL, NULL, NULL, &p, NULL);
-    rm->vw = p;
-    gpt2_tensor_info(m, 5 + 12 * L, NULL, NULL, NULL, &p, NULL);
-    rm->vb = p;
+  /* the value head the model uses: the trained tensor of that name (a LoRA
+   * model's copy among its adapters) */
+  for (int i = 0; i < model_num_tensors(m); i++) {
+    model_tensor t;
+    cr_assert_eq(model_tensor_at(m, i, &t, NULL), 0);
+    if (!strcmp(t.name, "v_head.summary.weight"))
+      rm->vw = t.param;
+    else if (!strcmp(t.name, "v_head.summary.bias"))
+      rm->vb = t.param;
   }
   if (!model_lora_rank(m))
     return;
   static const char *kinds[4] = {"attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"};
-  for (int i = 0; i < model_num_tensors(m); i += 2) {
+  for (int i = 0; i < model_num_tensors(m); i++) {
     model_tensor a, bt;
     cr_assert_eq(model_tensor_at(m, i, &a, NULL), 0);
+    if (!strstr(a.name, ".lora_A."))
+      continue;
     cr_assert_eq(model_tensor_at(m, i + 1, &bt, NULL), 0);
     int l = -1, k = -1;
     char want[64];

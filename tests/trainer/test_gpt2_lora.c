@@ -296,11 +296,15 @@ Test(gpt2_lora, refusals) {
   cr_expect_eq(model_export_safetensors(m, "/nonexistent/x.safetensors", 0, &err), DFPO_EUSAGE);
   cr_expect(strstr(err.msg, "LoRA") != NULL, "%s", err.msg);
   model_free(m);
+  /* a class head is refused (a value head trains with the adapters:
+   * test_gpt2_shared.c) */
   gpt2_config vc = tu_config(V, 1, NH, C, P);
-  vc.head = MODEL_HEAD_VALUE;
+  vc.head = MODEL_HEAD_CLASS;
+  vc.n_classes = 2;
   model_t *v = tu_model(&vc, 3);
   model_lora_config ok = {R, ALPHA, NULL};
   cr_expect_eq(model_add_lora(v, &ok, 1, &err), DFPO_EUSAGE);
+  cr_expect(strstr(err.msg, "class head") != NULL, "%s", err.msg);
   model_free(v);
 }
 

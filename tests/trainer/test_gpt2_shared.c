@@ -91,8 +91,10 @@ static double shared_objective(model_t *m, int backward, int logits_form) {
   return s;
 }
 
-Test(gpt2_shared, gradients_against_a_double_transcription) {
-  model_t *m = value_model(1);
+/* Every listed tensor's gradient of J against central differences of the
+ * transcription (the trunk and heads, or with LoRA the adapters and the
+ * value head's trainable copy). */
+static void gradients_match(model_t *m) {
   ref_model rm;
   ref_bind(&rm, m);
   cr_assert_not_null(rm.vw);
@@ -101,7 +103,6 @@ Test(gpt2_shared, gradients_against_a_double_transcription) {
   cr_expect_lt(fabs(fe - fr), 1e-4 * fabs(fr) + 1e-6, "objective: engine %.9g, double %.9g", fe,
                fr);
   int n = model_num_tensors(m);
-  cr_assert_eq(n, 2 + 12 * L + 4, "the trunk, ln_f and the value head");
   for (int i = 0; i < n; i++) {
     model_tensor t;
     cr_assert_eq(model_tensor_at(m, i, &t, NULL), 0);
@@ -127,9 +128,57 @@ Test(gpt2_shared, gradients_against_a_double_transcription) {
     cr_expect_lt(rel, 1e-3, "%s: relative error %.3g (|g| %.4g, |fd| %.4g)", t.name, rel, sqrt(dg),
                  sqrt(df));
   }
+}
+
+Test(gpt2_shared, gradients_against_a_double_transcription) {
+  model_t *m = value_model(1);
+  cr_assert_eq(model_num_tensors(m), 2 + 12 * L + 4, "the trunk, ln_f and the value head");
+  gradients_match(m);
   model_free(m);
 }
 
+/* LoRA on a model with a value head: the adapters and a trainable copy of
+ * the head are the tensors (the base, head included, frozen); the value
+ * loss's gradient reaches the trunk's adapters. The copy starts as the
+ * head, so the values are the base model's until it trains. */
+static void add_lora_all(model_t *m, uint64_t seed) {
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  model_lora_config lc = {R, ALPHA, NULL};
+  cr_assert_eq(model_add_lora(m, &lc, seed, &err), 0, "%s", err.msg);
+  /* B non-zero (A is already drawn), so that every adapter matters */
+  for (int i = 0; i < model_num_tensors(m); i++) {
+    model_tensor t;
+    cr_assert_eq(model_tensor_at(m, i, &t, NULL), 0);
+    if (strstr(t.name, ".lora_B."))
+      for (int k = 0; k < t.rows * t.cols; k++)
+        t.param[k] = 0.3f * sinf((float)(3 * k + i));
+  }
+}
+
+Test(gpt2_shared, lora_with_the_value_head) {
+  model_t *m = value_model(41);
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  float before[B * T], after[B * T];
+  cr_assert_eq(model_forward_rows(m, toks, kst, B, T, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_value_forward(m, before, &err), 0, "%s", err.msg);
+  model_lora_config lc = {R, ALPHA, NULL};
+  cr_assert_eq(model_add_lora(m, &lc, 42, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_num_tensors(m), 2 * 4 * L + 2, "the adapters and the head's copy");
+  model_tensor h;
+  cr_assert_eq(model_tensor_at(m, 2 * 4 * L, &h, NULL), 0);
+  cr_expect_str_eq(h.name, "v_head.summary.weight");
+  cr_assert_eq(model_forward_rows(m, toks, kst, B, T, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_value_forward(m, after, &err), 0, "%s", err.msg);
+  cr_expect_eq(memcmp(before, after, sizeof before), 0,
+               "B = 0 and the head's copy: the same values");
+  model_free(m);
+  m = value_model(43);
+  add_lora_all(m, 44);
+  gradients_match(m);
+  model_free(m);
+}
 /* Every gradient of a and b (models of one shape) within tol of each
  * other relative to the tensor's norm; tol 0: bit for bit. */
 static void same_grads(model_t *a, model_t *b, double tol, const char *what) {
@@ -196,6 +245,36 @@ Test(gpt2_shared, a_resumed_step_equals_the_uninterrupted_one) {
   shared_steps(m, 1);
   shared_steps(r, 1);
   tu_same_params(m, r);
+  model_free(m);
+  model_free(r);
+  ts_rmtree(dir);
+}
+
+/* The same with LoRA: the checkpoint's LoRA section carries the head's
+ * copy and its moments. */
+Test(gpt2_shared, a_resumed_lora_step_equals_the_uninterrupted_one) {
+  char dir[256], path[512];
+  ts_tmpdir(dir, sizeof dir);
+  snprintf(path, sizeof path, "%s/shared-lora.ckpt", dir);
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  model_t *m = value_model(45), *r = NULL;
+  add_lora_all(m, 46);
+  shared_steps(m, 2);
+  cr_assert_eq(model_save(m, path, 1, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_load(&r, path, &err), 0, "%s", err.msg);
+  cr_expect_eq(model_lora_rank(r), R);
+  shared_steps(m, 1);
+  shared_steps(r, 1);
+  cr_assert_eq(model_num_tensors(m), model_num_tensors(r));
+  for (int i = 0; i < model_num_tensors(m); i++) {
+    model_tensor a, b;
+    cr_assert_eq(model_tensor_at(m, i, &a, NULL), 0);
+    cr_assert_eq(model_tensor_at(r, i, &b, NULL), 0);
+    cr_expect_str_eq(a.name, b.name);
+    cr_expect_eq(memcmp(a.param, b.param, sizeof(float) * a.rows * a.cols), 0, "%s differs",
+                 a.name);
+  }
   model_free(m);
   model_free(r);
   ts_rmtree(dir);
