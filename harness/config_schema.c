@@ -122,7 +122,7 @@ const cfg_key cfg_schema[] = {
      "policy's with a value head, trained by its own AdamW (RL4LMs); shared: a value head on the "
      "policy's trunk, its loss (vf_coef x value loss) backpropagated through the trunk with the "
      "policy's, one AdamW and one gradient clip (stable-baselines3's shared actor-critic; GPT-2 "
-     "only, not with LoRA)"},
+     "only; with LoRA the head trains with the adapters)"},
     {"model.activation_checkpointing", CFG_BOOL, "false", NULL, NORANGE,
      "dfpo train: the policy, reference, value and mask models keep only each block's input in a "
      "forward pass and recompute the block in the backward pass (the same gradients, bit for "

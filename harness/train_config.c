@@ -52,7 +52,7 @@ static const char train_usage[] =
     "\n"
     "Memory (docs/memory.md): model.lora_rank (PPO, DfPO: LoRA adapters, the\n"
     "reference the policy's base); model.value_model=shared (PPO, NLPO, DfPO on\n"
-    "GPT-2, not with LoRA: the value head on the policy's trunk, its loss\n"
+    "GPT-2, LoRA too: the value head on the policy's trunk, its loss\n"
     "backpropagated with the policy's, one AdamW); model.activation_checkpointing\n"
     "(GPT-2: each block recomputed in the backward pass, the same numbers). The\n"
     "run prints what its models hold at the end.\n"

@@ -227,8 +227,12 @@ float model_grad_norm(model_t *m);
  * allocated again, and backward passes compute no gradient for it.
  * targets: a comma-separated list of the architecture's linear layers
  * (GPT-2: attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj; NULL or "": all
- * four). Only GPT-2 without an extra head has adapters today (another
- * architecture or a model with a value or class head: DFPO_EUSAGE).
+ * four). Only GPT-2 without a class head has adapters today (another
+ * architecture or a model with a class head: DFPO_EUSAGE); on a model
+ * with a value head a trainable copy of the head joins the adapters (the
+ * tensor list ends with v_head.summary.weight and .bias; the base's head
+ * is frozen and unused), so that the value head on a LoRA policy's trunk
+ * trains (model_lm_value_backward).
  * model_save keeps the adapters (config, A and B, and with the optimizer
  * state their AdamW moments) and model_load restores them; a model with
  * adapters cannot be exported yet (DFPO_EUSAGE). */

@@ -15,6 +15,10 @@
  * rounding; a checkpoint with the AdamW state resumes bit for bit; misuse
  * is refused.
  *
+ * With LoRA on a model with a value head the adapters and a trainable copy
+ * of the head are the tensors, checked the same way, and a checkpoint with
+ * them resumes bit for bit.
+ *
  * Checkpointing: the gradients of the LM loss, the shared loss, a LoRA
  * model's and a value model's are bit-identical with and without it (the
  * backward pass recomputes each block with the same operations on the same
