@@ -6,11 +6,11 @@
  * reference of the central-difference gradient tests (test_gpt2_lora.c,
  * test_gpt2_shared.c). Prefix ref_.
  *
- * The including test defines before including it: the sizes as enum
- * constants V, L, NH, C, R (adapter rank), B, T; ALPHA (the adapters'
- * alpha); the batch toks[B*T], tgts[B*T] (-1: none) and kst[B] (left
- * padding); wgt(i), the weight of log p(tgt_i), and vwgt(i), that of
- * value_i (read only with a value head). */
+ * The test model and batch are here: the sizes V, L, NH, C, R (adapter
+ * rank), B, T; ALPHA (the adapters' alpha); the batch toks[B*T], tgts[B*T]
+ * (-1: none) with left padding kst[B], and wgt(i), the weight of
+ * log p(tgt_i). The including test defines vwgt(i), the weight of value_i
+ * (read only with a value head), before including it. */
 #ifndef DFPO_TESTS_TRAINER_GPT2_DOUBLE_H
 #define DFPO_TESTS_TRAINER_GPT2_DOUBLE_H
 
@@ -18,6 +18,16 @@
 
 #include <math.h>
 #include <string.h>
+
+enum { V = 11, L = 2, NH = 2, C = 8, P = 8, R = 2, B = 2, T = 5 };
+static const float ALPHA = 3.0f;
+static const int toks[B * T] = {3, 7, 1, 9, 4, 0, 0, 5, 2, 10};
+static const int tgts[B * T] = {7, 1, 9, 4, 6, -1, -1, 2, 10, 8};
+static const int kst[B] = {0, 2};
+
+static float wgt(int i) {
+  return tgts[i] >= 0 ? 0.5f + 0.1f * (float)(i % 5) : 0.0f;
+}
 
 /* parameters of the model as doubles, by pointer into the engine's floats */
 typedef struct ref_model {
@@ -194,6 +204,43 @@ static void ref_bind(ref_model *rm, const model_t *m) {
     cr_assert(k >= 0, "unexpected tensor %s", a.name);
     rm->A[l][k] = a.param;
     rm->Bt[l][k] = bt.param;
+  }
+}
+
+/* Checks the engine's objective fe (computed with its gradient
+ * accumulated) against the transcription's to 1e-4 relative, and every
+ * tensor model_tensor_at lists against central differences of the
+ * transcription: per tensor the relative L2 error |g - fd| / (|g| + |fd|)
+ * under 1e-3 (float32 gradients of a tiny model; a wrong term is off by
+ * O(1)), and the objective must depend on it. */
+static void ref_check_gradients(model_t *m, const ref_model *rm, double fe) {
+  double fr = ref_objective(rm);
+  cr_expect_lt(fabs(fe - fr), 1e-4 * fabs(fr) + 1e-6, "objective: engine %.9g, double %.9g", fe,
+               fr);
+  for (int i = 0; i < model_num_tensors(m); i++) {
+    model_tensor t;
+    cr_assert_eq(model_tensor_at(m, i, &t, NULL), 0);
+    cr_assert_not_null(t.grad);
+    double num = 0, dg = 0, df = 0;
+    for (int k = 0; k < t.rows * t.cols; k++) {
+      /* the reference reads the engine's floats: step the float and divide
+       * by the step it actually took */
+      float old = t.param[k];
+      const float h = 1e-3f;
+      t.param[k] = old + h;
+      double hp = (double)t.param[k] - old, fp = ref_objective(rm);
+      t.param[k] = old - h;
+      double hm = old - (double)t.param[k], fm = ref_objective(rm);
+      t.param[k] = old;
+      double fd = (fp - fm) / (hp + hm);
+      num += (t.grad[k] - fd) * (t.grad[k] - fd);
+      dg += (double)t.grad[k] * t.grad[k];
+      df += fd * fd;
+    }
+    double rel = sqrt(num) / (sqrt(dg) + sqrt(df) + 1e-300);
+    cr_expect_gt(sqrt(df), 1e-4, "%s: the objective should depend on it", t.name);
+    cr_expect_lt(rel, 1e-3, "%s: relative error %.3g (|g| %.4g, |fd| %.4g)", t.name, rel, sqrt(dg),
+                 sqrt(df));
   }
 }
 
