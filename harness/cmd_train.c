@@ -116,7 +116,7 @@ void trn_memory_json(const trn_run *r, cJSON *o) {
   cJSON *m = cJSON_AddObjectToObject(o, "memory");
   cJSON_AddNumberToObject(m, "lora_rank", model_lora_rank(r->policy));
   cJSON_AddStringToObject(m, "value_model", !r->rl ? "none" : r->value ? "separate" : "shared");
-  cJSON_AddBoolToObject(m, "activation_checkpointing", model_checkpointing(r->policy));
+  cJSON_AddBoolToObject(m, "activation_checkpointing", r->set.activation_checkpointing);
 }
 
 static void run_free(trn_run *r) {
@@ -638,7 +638,7 @@ static int run_cell(trn_run *r, dfpo_err *err) {
             : r->value ? "separate"
                        : "on the policy's trunk",
             model_lora_rank(r->policy) ? ", LoRA" : "",
-            model_checkpointing(r->policy) ? ", activation checkpointing" : "");
+            r->set.activation_checkpointing ? ", activation checkpointing" : "");
   snprintf(path, sizeof path, "%s/eval.json", r->dir);
   rc = cfg_json_write(path, o, err);
   cJSON_Delete(o);
