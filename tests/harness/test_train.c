@@ -476,8 +476,10 @@ static int log_values(const char *out_name, const char *algo, const char *key, d
  * AdamW moments; there is no value checkpoint), and the models hold fewer
  * bytes than with a separate value model. With
  * model.activation_checkpointing too, the run is the same number for number
- * (the gradients are bit-identical) and holds fewer bytes still. NLPO and
- * DfPO train with the shared head. (With LoRA: shared_value_head_with_lora.) */
+ * (the gradients are bit-identical) and holds fewer bytes still. (NLPO,
+ * DfPO and zero-shot: shared_value_head_in_nlpo_dfpo_and_zero_shot; with
+ * LoRA: shared_value_head_with_lora; each its own CTest test, within the
+ * time limit under the sanitizers.) */
 Test(train, shared_value_head_learns_resumes_and_holds_less) {
   run_cell_x("ppo", "4", "separate", NULL, NULL);
   size_t separate = models_bytes();
@@ -517,7 +519,15 @@ Test(train, shared_value_head_learns_resumes_and_holds_less) {
   cr_expect(cJSON_IsTrue(
       cJSON_GetObjectItem(cJSON_GetObjectItem(o, "memory"), "activation_checkpointing")));
   cJSON_Delete(o);
-  /* NLPO (its mask model a clone of the policy, head and all) and DfPO */
+}
+
+/* NLPO (its mask model a clone of the policy, head and all) and DfPO train
+ * with the value head on the policy's trunk (a finite, positive value
+ * loss); zero-shot has no value model, so the setting changes nothing and
+ * eval.json says "none". */
+Test(train, shared_value_head_in_nlpo_dfpo_and_zero_shot) {
+  double vl[8];
+  cJSON *o;
   const char *others[2] = {"nlpo", "dfpo"};
   for (int a = 0; a < 2; a++) {
     run_cell_x(others[a], "2", "runs", "model.value_model=shared", NULL);
