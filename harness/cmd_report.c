@@ -29,7 +29,10 @@ static const char report_usage[] =
     "                             shrunk to \\columnwidth only when wider (needs\n"
     "                             booktabs and graphicx). CSV: one row per cell in\n"
     "                             results.json's keys (task, variant, algo, metric).\n"
-    "                             Under the table the deviations from the paper\n"
+    "                             Under the table the deviations from the paper,\n"
+    "                             the memory switches cells used (\"Memory:\" LoRA\n"
+    "                             rank, value head on the policy's trunk,\n"
+    "                             activation checkpointing; eval.json's memory)\n"
     "                             and the missing cells, with the reason\n"
     "  <task>-val_reward, <task>-val_nll_word, <task>-val_ppl_ref,\n"
     "  <task>-reward (.png .svg .pdf)\n"
@@ -270,6 +273,15 @@ static void deviations(const res_suite *r, const res_task *t, const char *dir, n
          cfg_num(c, "train", "iterations"), cfg_num(c, "train", "batch_size"),
          cfg_num(c, "train", "epochs"), cfg_num(c, "train", "minibatch"), cfg_num(c, "train", "lr"),
          cfg_num(c, "generation", "max_new_tokens"), cfg_num(c, "train", "eval_every"));
+  /* the memory switches the cells used (docs/memory.md), when any did */
+  char mem[1024] = "";
+  size_t ml = 0;
+  for (int v = 0; v < t->n_variants && ml < sizeof mem; v++)
+    if (t->variants[v].memory[0])
+      ml += (size_t)snprintf(mem + ml, sizeof mem - ml, "%s%s: %s", ml ? "; " : "",
+                             t->variants[v].name, t->variants[v].memory);
+  if (ml)
+    note(n, "Memory: %s.", mem);
   /* the suite's own settings for this task (they override the budget
    * above) and the deviations it declares */
   const cJSON *sc = cJSON_GetObjectItem(c, "suite"), *x;

@@ -76,13 +76,47 @@ static int tokenize_prompts(trn_run *r, dfpo_err *err) {
 }
 
 /* The value model: the policy's trunk with a value head (initialised from
- * the run seed), as RL4LMs starts its separate value network. */
-static int make_value_model(trn_run *r, dfpo_err *err) {
-  int rc = model_new_like(&r->value, r->policy, MODEL_HEAD_VALUE, 0, err);
+ * the run seed), as RL4LMs starts its separate value network, into *out.
+ * With model.value_model shared the policy itself becomes that model (its
+ * trunk, the same head), before any LoRA adapters (which then train a copy
+ * of the head with them), and r->value stays NULL. */
+static int make_value_model(trn_run *r, model_t **out, dfpo_err *err) {
+  model_t *v = NULL;
+  int rc = model_new_like(&v, r->policy, MODEL_HEAD_VALUE, 0, err);
   if (rc)
     return rc;
-  model_init_random(r->value, (uint64_t)r->set.seed);
-  return model_copy_shared_params(r->value, r->policy, NULL, err);
+  model_init_random(v, (uint64_t)r->set.seed);
+  if ((rc = model_copy_shared_params(v, r->policy, NULL, err))) {
+    model_free(v);
+    return rc;
+  }
+  *out = v;
+  return DFPO_OK;
+}
+
+int trn_memory_apply(trn_run *r, dfpo_err *err) {
+  if (!r->set.activation_checkpointing)
+    return DFPO_OK;
+  model_t *ms[4] = {r->policy, r->ref, r->value, r->rl ? rl_trainer_mask_model(r->rl) : NULL};
+  for (int i = 0; i < 4; i++)
+    if (ms[i] && model_set_checkpointing(ms[i], 1, err))
+      return dfpo_err_prefix(err, "train: model.activation_checkpointing");
+  return DFPO_OK;
+}
+
+size_t trn_models_bytes(const trn_run *r) {
+  const model_t *ms[4] = {r->policy, r->ref, r->value, r->rl ? rl_trainer_mask_model(r->rl) : NULL};
+  size_t n = 0;
+  for (int i = 0; i < 4; i++)
+    n += ms[i] ? model_arena_bytes(ms[i]) : 0;
+  return n;
+}
+
+void trn_memory_json(const trn_run *r, cJSON *o) {
+  cJSON *m = cJSON_AddObjectToObject(o, "memory");
+  cJSON_AddNumberToObject(m, "lora_rank", model_lora_rank(r->policy));
+  cJSON_AddStringToObject(m, "value_model", !r->rl ? "none" : r->value ? "separate" : "shared");
+  cJSON_AddBoolToObject(m, "activation_checkpointing", r->set.activation_checkpointing);
 }
 
 static void run_free(trn_run *r) {
@@ -147,6 +181,20 @@ static int setup(trn_run *r, dfpo_err *err) {
                         "(--tokenizer, or a model folder with tokenizer files)");
   if ((rc = tok_load(&r->tok, tokdir, err)) || (rc = model_load(&r->policy, s->model, err)))
     return rc;
+  if (s->shared_value && s->rl.algo >= 0) {
+    /* the value head on the policy's trunk: the policy becomes the model
+     * with the head (SFT and zero-shot have no value model) */
+    model_t *v;
+    if (!model_can_share_value(r->policy))
+      return dfpo_err_set(err, DFPO_EUSAGE,
+                          "train: model.value_model shared: a value head on the policy's trunk "
+                          "is not implemented for %s models (GPT-2 only)",
+                          model_get_config(r->policy)->arch);
+    if ((rc = make_value_model(r, &v, err)))
+      return rc;
+    model_free(r->policy);
+    r->policy = v;
+  }
   if (s->lora_rank) {
     /* adapters on the policy; the reference is its base, not a copy */
     model_lora_config lc = {s->lora_rank, (float)s->lora_alpha, s->lora_targets};
@@ -213,12 +261,11 @@ static int setup(trn_run *r, dfpo_err *err) {
     return rc;
   if (swept + more)
     dfpo_info("train: removed %d temporary files left by killed runs in %s", swept + more, r->dir);
-  if (s->rl.algo < 0) /* zero-shot, sft */
-    return DFPO_OK;
-  if ((rc = make_value_model(r, err)))
-    return rc;
-  if ((rc =
-           rl_trainer_new(&r->rl, r->policy, r->ref, r->value, &r->set.rl, (uint64_t)s->seed, err)))
+  if (s->rl.algo < 0) /* zero-shot, sft: no value model */
+    return trn_memory_apply(r, err);
+  if ((!s->shared_value && (rc = make_value_model(r, &r->value, err))) ||
+      (rc = rl_trainer_new(&r->rl, r->policy, r->ref, r->value ? r->value : r->policy, &r->set.rl,
+                           (uint64_t)s->seed, err)))
     return rc;
   /* NLPO's mask model: with LoRA the policy's base shared, its own adapters */
   const model_t *mask = rl_trainer_mask_model(r->rl);
@@ -226,7 +273,7 @@ static int setup(trn_run *r, dfpo_err *err) {
     dfpo_info("train: NLPO's mask model holds %zu bytes (model_arena_bytes)%s",
               model_arena_bytes(mask),
               s->lora_rank ? ", a view of the LoRA policy's base with its own adapters" : "");
-  return DFPO_OK;
+  return trn_memory_apply(r, err);
 }
 
 /* ------------------------------------------------------------- the loop */
@@ -584,6 +631,16 @@ static int run_cell(trn_run *r, dfpo_err *err) {
   cJSON_AddItemToObject(o, "deviations",
                         r->tk.deviations ? cJSON_Duplicate(r->tk.deviations, 1)
                                          : cJSON_CreateArray());
+  /* the memory switches the run used, and what its models held at the end */
+  trn_memory_json(r, o);
+  dfpo_info("train: the models hold %zu bytes after training (model_arena_bytes: policy, "
+            "reference, value and mask models; value model %s%s%s)",
+            trn_models_bytes(r),
+            !r->rl     ? "none"
+            : r->value ? "separate"
+                       : "on the policy's trunk",
+            model_lora_rank(r->policy) ? ", LoRA" : "",
+            r->set.activation_checkpointing ? ", activation checkpointing" : "");
   snprintf(path, sizeof path, "%s/eval.json", r->dir);
   rc = cfg_json_write(path, o, err);
   cJSON_Delete(o);

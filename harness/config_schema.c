@@ -134,9 +134,16 @@ const cfg_key cfg_schema[] = {
     {"model.t5.feed_forward", CFG_ENUM, "\"relu\"", "relu|gated-gelu", NORANGE,
      "T5: v1.0's ReLU feed-forward with the head tied to the embeddings, or v1.1's gated GELU "
      "with an untied head"},
-    {"model.value_model", CFG_ENUM, "\"separate\"", "separate", NORANGE,
-     "value model: its own trunk, a copy of the policy's with a value head (RL4LMs); a value "
-     "head on the policy's own trunk (shared) is not implemented"},
+    {"model.value_model", CFG_ENUM, "\"separate\"", "separate|shared", NORANGE,
+     "dfpo train, ppo, nlpo and dfpo: the value model; separate: its own trunk, a copy of the "
+     "policy's with a value head, trained by its own AdamW (RL4LMs); shared: a value head on the "
+     "policy's trunk, its loss (vf_coef x value loss) backpropagated through the trunk with the "
+     "policy's, one AdamW and one gradient clip (stable-baselines3's shared actor-critic; GPT-2 "
+     "only; with LoRA the head trains with the adapters)"},
+    {"model.activation_checkpointing", CFG_BOOL, "false", NULL, NORANGE,
+     "dfpo train: the policy, reference, value and mask models keep only each block's input in a "
+     "forward pass and recompute the block in the backward pass (the same gradients, bit for "
+     "bit; GPT-2; the rotary decoders always recompute; T5 refuses it)"},
     {"model.lora_rank", CFG_INT, "0", NULL, RANGE(0, 1 << 16),
      "dfpo train, sft, ppo, nlpo and dfpo: LoRA adapters of this rank on the policy, base "
      "frozen, the reference the policy's base without a copy, NLPO's mask model that base with "

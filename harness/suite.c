@@ -508,6 +508,27 @@ static void ppo_settings(res_variant *v, const cJSON *c) {
   v->kl_fixed = cJSON_IsString(mode) && !strcmp(mode->valuestring, "fixed");
 }
 
+/* The memory switches of an eval.json's "memory" object (dfpo train's
+ * trn_memory_json) in words into v->memory, unless a cell read before
+ * used some. */
+static void memory_switches(res_variant *v, const cJSON *eval) {
+  const cJSON *m = cJSON_GetObjectItem(eval, "memory");
+  if (v->memory[0] || !cJSON_IsObject(m))
+    return;
+  const cJSON *rank = cJSON_GetObjectItem(m, "lora_rank"),
+              *vm = cJSON_GetObjectItem(m, "value_model");
+  char buf[sizeof v->memory] = "";
+  size_t n = 0;
+  if (cJSON_IsNumber(rank) && rank->valuedouble > 0)
+    n += (size_t)snprintf(buf + n, sizeof buf - n, "LoRA rank %g", rank->valuedouble);
+  if (n < sizeof buf && cJSON_IsString(vm) && !strcmp(vm->valuestring, "shared"))
+    n += (size_t)snprintf(buf + n, sizeof buf - n, "%svalue head on the policy's trunk",
+                          n ? ", " : "");
+  if (n < sizeof buf && cJSON_IsTrue(cJSON_GetObjectItem(m, "activation_checkpointing")))
+    snprintf(buf + n, sizeof buf - n, "%sactivation checkpointing", n ? ", " : "");
+  suite_fmt(v->memory, sizeof v->memory, "%s", buf);
+}
+
 /* Reads one finished cell's eval.json (and config.json, train.jsonl). */
 static int read_cell(res_task *t, res_variant *v, int64_t seed, const char *cell, int curves,
                      dfpo_err *err) {
@@ -548,6 +569,7 @@ static int read_cell(res_task *t, res_variant *v, int64_t seed, const char *cell
     v->vals[s][m] = it->valuedouble;
   }
   add_judges(t, o);
+  memory_switches(v, o);
   cJSON_Delete(o);
   if ((rc = dfpo_path_fmt(path, sizeof path, err, "%s/config.json", cell)))
     return rc;

@@ -101,7 +101,11 @@ extern const char *const res_curve_names[RES_CURVES];
 
 typedef struct res_variant {
   char name[64], algo[16];
-  double beta;    /* ppo.beta of its config (NaN unknown) */
+  double beta; /* ppo.beta of its config (NaN unknown) */
+  /* the memory switches its cells used (eval.json's "memory": "LoRA rank
+   * 4, value head on the policy's trunk, activation checkpointing"; empty:
+   * none or unknown), the first cell's that used any */
+  char memory[160];
   int kl_fixed;   /* ppo.kl_mode == fixed */
   int n_expected; /* seeds the suite asked for (0: unknown) */
   int n_done;

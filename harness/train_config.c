@@ -46,8 +46,16 @@ static const char train_usage[] =
     "(rtp: expected maximum toxicity and toxicity probability over\n"
     "eval.samples_per_prompt samples, 25 by default; commongen: BLEU-4, ROUGE-L,\n"
     "CIDEr-D, coverage), diversity, ppl_ref (and ppl_gen with eval.judge_lm),\n"
-    "the judges that scored it (name or folder, version or label, SHA-256) and\n"
-    "the deviations from the paper.\n"
+    "the judges that scored it (name or folder, version or label, SHA-256),\n"
+    "the deviations from the paper and the memory switches the run used\n"
+    "(memory: lora_rank, value_model, activation_checkpointing).\n"
+    "\n"
+    "Memory (docs/memory.md): model.lora_rank (PPO, DfPO: LoRA adapters, the\n"
+    "reference the policy's base); model.value_model=shared (PPO, NLPO, DfPO on\n"
+    "GPT-2, LoRA too: the value head on the policy's trunk, its loss\n"
+    "backpropagated with the policy's, one AdamW); model.activation_checkpointing\n"
+    "(GPT-2: each block recomputed in the backward pass, the same numbers). The\n"
+    "run prints what its models hold at the end.\n"
     "\n"
     "Algorithms: sft (next-token cross-entropy on the training references;\n"
     "train.iterations counts epochs), ppo, nlpo, dfpo (dfpo.mask_at\n"
@@ -247,8 +255,6 @@ int trn_settings_read(const cfg *c, trn_settings *s, dfpo_err *err) {
   s->schedule.min_lr = 0.0f;
   GET(int, "train.warmup_steps", &v);
   s->schedule.warmup = (int)v;
-  /* the schema allows "separate" alone: a value head on the policy's trunk
-   * is not implemented (docs/configs.md) */
   GET(int, "model.lora_rank", &v);
   s->lora_rank = (int)v;
   GET(num, "model.lora_alpha", &s->lora_alpha);
@@ -260,9 +266,8 @@ int trn_settings_read(const cfg *c, trn_settings *s, dfpo_err *err) {
                         s->lora_rank);
   const char *value_model;
   GET(str, "model.value_model", &value_model);
-  if (strcmp(value_model, "separate"))
-    return dfpo_err_set(err, DFPO_EUSAGE, "train: model.value_model '%s' is not implemented",
-                        value_model);
+  s->shared_value = strcmp(value_model, "shared") == 0;
+  GET(bool, "model.activation_checkpointing", &s->activation_checkpointing);
 
   /* the RL trainer's settings (read for every algorithm, used by three) */
   rl_config *rl = &s->rl;

@@ -71,6 +71,8 @@ typedef struct trn_settings {
   int lora_rank;
   double lora_alpha;
   const char *lora_targets;
+  int shared_value;             /* model.value_model shared: the value head on the policy's trunk */
+  int activation_checkpointing; /* model.activation_checkpointing */
 } trn_settings;
 
 int trn_settings_read(const cfg *c, trn_settings *s, dfpo_err *err);
@@ -110,6 +112,19 @@ typedef struct trn_run {
   const size_t *batch_items;
   int batch_split;
 } trn_run;
+
+/* cmd_train.c: the memory switches (docs/memory.md). trn_memory_apply
+ * turns on model.activation_checkpointing in every model of the run
+ * (policy, reference, value and mask models; after setup and after a
+ * resume, whose loaded models start without it); trn_models_bytes is what
+ * they hold (model_arena_bytes); trn_memory_json adds eval.json's "memory"
+ * object: the switches the run used (lora_rank, value_model none, separate
+ * or shared, activation_checkpointing; not the bytes, which depend on the
+ * shapes this process ran, so that a resumed run's eval.json is the
+ * uninterrupted one's). */
+int trn_memory_apply(trn_run *r, dfpo_err *err);
+size_t trn_models_bytes(const trn_run *r);
+void trn_memory_json(const trn_run *r, cJSON *o);
 
 /* --------------------------------------------------------- train_eval.c */
 

@@ -175,11 +175,13 @@ int trn_resume_load(trn_run *r, trn_loop_state *ls, int *found, dfpo_err *err) {
     return rc;
   }
   if (rl) {
+    /* a value head on the policy's trunk (r->value NULL) came back with
+     * the policy */
     trn_resume_path(r, path, sizeof path, "value", ls->next_it);
-    if ((rc = swap_in(&r->value, path, err)))
+    if (r->value && (rc = swap_in(&r->value, path, err)))
       return rc;
-    if ((rc = rl_trainer_new(&r->rl, r->policy, r->ref, r->value, &r->set.rl, (uint64_t)r->set.seed,
-                             err)))
+    if ((rc = rl_trainer_new(&r->rl, r->policy, r->ref, r->value ? r->value : r->policy, &r->set.rl,
+                             (uint64_t)r->set.seed, err)))
       return rc;
     rl_trainer_set_state(r->rl, &ts);
     model_t *mask = rl_trainer_mask_model(r->rl), *saved = NULL;
@@ -192,6 +194,8 @@ int trn_resume_load(trn_run *r, trn_loop_state *ls, int *found, dfpo_err *err) {
       model_free(saved);
     }
   }
+  if ((rc = trn_memory_apply(r, err)))
+    return rc;
   r->resume_prev = ls->next_it;
   *found = 1;
   return DFPO_OK;

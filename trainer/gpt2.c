@@ -169,6 +169,7 @@ static void free_acts(gpt2_model *m) {
   m->act_block = NULL;
   m->act_bytes = 0;
   m->ab = m->at = m->fb = m->ft = 0;
+  m->have_lm = 0;
   free(m->cls_at);
   m->cls_at = NULL;
 }
@@ -397,6 +398,13 @@ static void layout_acts(gpt2_model *m, bump *bp, int B, int T) {
   m->encoded = TAKEF(bp, BT * C);
   for (int l = 0; l < m->cfg.n_layer; l++) {
     gpt2_layer_acts *a = &m->layer[l];
+    if (m->ckpt && l > 0) {
+      /* checkpointing: one layer's activations, recomputed by the
+       * backward pass; only each layer's output is kept */
+      *a = m->layer[0];
+      a->res3 = TAKEF(bp, BT * C);
+      continue;
+    }
     a->ln1 = TAKEF(bp, BT * C);
     a->ln1_mean = TAKEF(bp, BT);
     a->ln1_rstd = TAKEF(bp, BT);
@@ -431,7 +439,9 @@ static void layout_acts(gpt2_model *m, bump *bp, int B, int T) {
   m->dfch = TAKEF(bp, BT * 4 * C);
   if (m->lora.r) {
     for (int i = 0; i < m->cfg.n_layer * GPT2_LORA_N; i++)
-      m->lora.u[i] = m->lora.first[i] >= 0 ? TAKEF(bp, BT * (size_t)m->lora.r) : NULL;
+      m->lora.u[i] = m->lora.first[i] < 0          ? NULL
+                     : m->ckpt && i >= GPT2_LORA_N ? m->lora.u[i % GPT2_LORA_N]
+                                                   : TAKEF(bp, BT * (size_t)m->lora.r);
     m->lora.du = TAKEF(bp, BT * (size_t)m->lora.r);
   }
 }
@@ -465,6 +475,7 @@ static int ensure_acts(gpt2_model *m, int B, int T, dfpo_err *err) {
   m->base.last_logits = NULL;
   m->fb = m->ft = 0;
   m->have_lm = 0;
+  m->ckpt_layer = -1;
   bump real = {m->act_block, 0};
   layout_acts(m, &real, B, T);
   m->ab = B;
@@ -529,9 +540,9 @@ static int gpt2_add_lora(gpt2_model *m, const model_lora_config *c, uint64_t see
   unsigned bits;
   if (z->r)
     return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: the model already has LoRA adapters");
-  if (m->cfg.head != MODEL_HEAD_NONE)
+  if (m->cfg.head == MODEL_HEAD_CLASS)
     return dfpo_err_set(err, DFPO_EUSAGE,
-                        "gpt2: LoRA on a model with a value or class head is not implemented");
+                        "gpt2: LoRA on a model with a class head is not implemented");
   if (c->rank < 1 || c->rank > C)
     return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: LoRA rank %d outside [1, n_embd %d]", c->rank, C);
   if (!(c->alpha > 0.0f) || !isfinite(c->alpha))
@@ -541,7 +552,7 @@ static int gpt2_add_lora(gpt2_model *m, const model_lora_config *c, uint64_t see
   int per = 0;
   for (int k = 0; k < GPT2_LORA_N; k++)
     per += (bits >> k) & 1;
-  z->tensors = calloc((size_t)(2 * per * L), sizeof *z->tensors);
+  z->tensors = calloc((size_t)(2 * per * L + 2), sizeof *z->tensors);
   z->first = malloc((size_t)(L * GPT2_LORA_N) * sizeof *z->first);
   z->u = calloc((size_t)(L * GPT2_LORA_N), sizeof *z->u);
   if (!z->tensors || !z->first || !z->u)
@@ -568,6 +579,18 @@ static int gpt2_add_lora(gpt2_model *m, const model_lora_config *c, uint64_t see
         z->nparams += (size_t)t->rows * t->cols;
       }
     }
+  int nadapt = z->ntensors;
+  z->head = -1;
+  if (m->cfg.head == MODEL_HEAD_VALUE) {
+    /* the value head trains with the adapters: a copy of it joins them */
+    z->head = z->ntensors;
+    for (int wb = 0; wb < 2; wb++) {
+      gpt2_tensor *t = &z->tensors[z->ntensors++];
+      *t = m->tensors[gpt2_tidx_lnfw(m) + 2 + wb];
+      t->off = z->nparams;
+      z->nparams += (size_t)t->rows * t->cols;
+    }
+  }
   if (!(z->params = m->base.ops->alloc(z->nparams * sizeof(float))))
     goto oom;
   /* A: Kaiming-uniform with a = sqrt 5, U(-1/sqrt(in), 1/sqrt(in)); B: 0
@@ -578,12 +601,16 @@ static int gpt2_add_lora(gpt2_model *m, const model_lora_config *c, uint64_t see
   memset(host, 0, z->nparams * sizeof(float));
   dfpo_rng rng;
   dfpo_rng_init(&rng, seed, DFPO_STREAM_INIT);
-  for (int i = 0; i < z->ntensors; i += 2) {
+  for (int i = 0; i < nadapt; i += 2) {
     const gpt2_tensor *t = &z->tensors[i];
     double bound = 1.0 / sqrt((double)t->cols);
     for (size_t j = 0; j < (size_t)t->rows * t->cols; j++)
       host[t->off + j] = (float)((2.0 * dfpo_rng_uniform(&rng) - 1.0) * bound);
   }
+  if (z->head >= 0) /* the head as it is (weight, then bias, adjacent in both) */
+    m->base.ops->download(host + z->tensors[z->head].off,
+                          m->params + m->tensors[gpt2_tidx_lnfw(m) + 2].off,
+                          (size_t)(m->cfg.n_embd + 1) * sizeof(float));
   m->base.ops->upload(z->params, host, z->nparams * sizeof(float));
   free(host);
   z->r = c->rank;
@@ -681,13 +708,42 @@ static int gpt2_reserve(gpt2_model *m, int B, int T, dfpo_err *err) {
   return ensure_acts(m, B, T, err);
 }
 
+/* Layer l of a forward pass at (B, T): from its input (the embeddings or
+ * layer l - 1's output) into its activations. The backward pass of
+ * checkpointing runs it again, with the LoRA setting of the forward pass. */
+static void layer_fwd(gpt2_model *m, int l, int B, int T) {
+  const ops_backend *o = m->base.ops;
+  int C = m->cfg.n_embd, NH = m->cfg.n_head, BT = B * T;
+  float *P = m->params;
+  gpt2_layer_acts *a = &m->layer[l];
+  const float *x = l == 0 ? m->encoded : m->layer[l - 1].res3;
+  o->layernorm_fwd(a->ln1, a->ln1_mean, a->ln1_rstd, x, gpt2_lp(m, P, l, GP_LN1W),
+                   gpt2_lp(m, P, l, GP_LN1B), BT, C, GPT2_LN_EPS);
+  o->matmul_fwd(a->qkv, a->ln1, gpt2_lp(m, P, l, GP_QKVW), gpt2_lp(m, P, l, GP_QKVB), BT, C, 3 * C);
+  gpt2_lora_fwd(m, l, GPT2_LORA_QKV, a->qkv, a->ln1, lora_u(m, l, GPT2_LORA_QKV), BT);
+  o->attention_fwd(a->atty, a->att, a->qkv, m->d_kstart, B, T, C, NH);
+  o->matmul_fwd(a->res2, a->atty, gpt2_lp(m, P, l, GP_PROJW), gpt2_lp(m, P, l, GP_PROJB), BT, C, C);
+  gpt2_lora_fwd(m, l, GPT2_LORA_PROJ, a->res2, a->atty, lora_u(m, l, GPT2_LORA_PROJ), BT);
+  o->add(a->res2, a->res2, x, (size_t)BT * C);
+  o->layernorm_fwd(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, gpt2_lp(m, P, l, GP_LN2W),
+                   gpt2_lp(m, P, l, GP_LN2B), BT, C, GPT2_LN_EPS);
+  o->matmul_fwd(a->fch, a->ln2, gpt2_lp(m, P, l, GP_FCW), gpt2_lp(m, P, l, GP_FCB), BT, C, 4 * C);
+  gpt2_lora_fwd(m, l, GPT2_LORA_FC, a->fch, a->ln2, lora_u(m, l, GPT2_LORA_FC), BT);
+  o->gelu_fwd(a->fch_gelu, a->fch, (size_t)BT * 4 * C);
+  o->matmul_fwd(a->res3, a->fch_gelu, gpt2_lp(m, P, l, GP_FCPW), gpt2_lp(m, P, l, GP_FCPB), BT,
+                4 * C, C);
+  gpt2_lora_fwd(m, l, GPT2_LORA_FCP, a->res3, a->fch_gelu, lora_u(m, l, GPT2_LORA_FCP), BT);
+  o->add(a->res3, a->res3, a->res2, (size_t)BT * C);
+  m->ckpt_layer = l;
+}
+
 static int gpt2_forward(gpt2_model *m, const int *tokens, const int *kstart, int B, int T,
                         dfpo_err *err) {
   int rc = check_tokens(m, tokens, kstart, B, T, err);
   if (rc || (rc = ensure_acts(m, B, T, err)))
     return rc;
   const ops_backend *o = m->base.ops;
-  int C = m->cfg.n_embd, NH = m->cfg.n_head, L = m->cfg.n_layer, BT = B * T;
+  int C = m->cfg.n_embd, L = m->cfg.n_layer, BT = B * T;
   int *pos = malloc((size_t)BT * sizeof(int)), *ks = calloc((size_t)B, sizeof(int));
   if (!pos || !ks) {
     free(pos);
@@ -708,29 +764,8 @@ static int gpt2_forward(gpt2_model *m, const int *tokens, const int *kstart, int
   float *P = m->params;
   o->encoder_fwd(m->encoded, m->d_tok, m->d_pos, P + m->tensors[0].off, P + m->tensors[1].off, BT,
                  C);
-  for (int l = 0; l < L; l++) {
-    gpt2_layer_acts *a = &m->layer[l];
-    const float *x = l == 0 ? m->encoded : m->layer[l - 1].res3;
-    o->layernorm_fwd(a->ln1, a->ln1_mean, a->ln1_rstd, x, gpt2_lp(m, P, l, GP_LN1W),
-                     gpt2_lp(m, P, l, GP_LN1B), BT, C, GPT2_LN_EPS);
-    o->matmul_fwd(a->qkv, a->ln1, gpt2_lp(m, P, l, GP_QKVW), gpt2_lp(m, P, l, GP_QKVB), BT, C,
-                  3 * C);
-    gpt2_lora_fwd(m, l, GPT2_LORA_QKV, a->qkv, a->ln1, lora_u(m, l, GPT2_LORA_QKV), BT);
-    o->attention_fwd(a->atty, a->att, a->qkv, m->d_kstart, B, T, C, NH);
-    o->matmul_fwd(a->res2, a->atty, gpt2_lp(m, P, l, GP_PROJW), gpt2_lp(m, P, l, GP_PROJB), BT, C,
-                  C);
-    gpt2_lora_fwd(m, l, GPT2_LORA_PROJ, a->res2, a->atty, lora_u(m, l, GPT2_LORA_PROJ), BT);
-    o->add(a->res2, a->res2, x, (size_t)BT * C);
-    o->layernorm_fwd(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, gpt2_lp(m, P, l, GP_LN2W),
-                     gpt2_lp(m, P, l, GP_LN2B), BT, C, GPT2_LN_EPS);
-    o->matmul_fwd(a->fch, a->ln2, gpt2_lp(m, P, l, GP_FCW), gpt2_lp(m, P, l, GP_FCB), BT, C, 4 * C);
-    gpt2_lora_fwd(m, l, GPT2_LORA_FC, a->fch, a->ln2, lora_u(m, l, GPT2_LORA_FC), BT);
-    o->gelu_fwd(a->fch_gelu, a->fch, (size_t)BT * 4 * C);
-    o->matmul_fwd(a->res3, a->fch_gelu, gpt2_lp(m, P, l, GP_FCPW), gpt2_lp(m, P, l, GP_FCPB), BT,
-                  4 * C, C);
-    gpt2_lora_fwd(m, l, GPT2_LORA_FCP, a->res3, a->fch_gelu, lora_u(m, l, GPT2_LORA_FCP), BT);
-    o->add(a->res3, a->res3, a->res2, (size_t)BT * C);
-  }
+  for (int l = 0; l < L; l++)
+    layer_fwd(m, l, B, T);
   int f = gpt2_tidx_lnfw(m);
   o->layernorm_fwd(m->lnf, m->lnf_mean, m->lnf_rstd, m->layer[L - 1].res3, P + m->tensors[f].off,
                    P + m->tensors[f + 1].off, BT, C, GPT2_LN_EPS);
@@ -790,6 +825,14 @@ static void trunk_backward(gpt2_model *m) {
   for (int l = L - 1; l >= 0; l--) {
     gpt2_layer_acts *a = &m->layer[l];
     const float *x = l == 0 ? m->encoded : m->layer[l - 1].res3;
+    if (m->ckpt && m->ckpt_layer != l) {
+      /* checkpointing: the layer's activations again, from its input, as
+       * the forward pass computed them (its LoRA setting) */
+      int on = m->lora.on;
+      m->lora.on = m->lora.fwd_on;
+      layer_fwd(m, l, B, T);
+      m->lora.on = on;
+    }
     /* res3 = res2 + fc_proj(gelu(fc(ln2(res2)))): dres carries on to res2 */
     o->zero(m->dfch, 4 * BTC * sizeof(float));
     o->matmul_bwd(m->dfch, gpt2_gl(m, l, GP_FCPW), gpt2_gl(m, l, GP_FCPB), m->dres, a->fch_gelu,
@@ -858,49 +901,70 @@ static int gpt2_lm_logprobs(gpt2_model *m, const int *targets, float *logp, floa
   return DFPO_OK;
 }
 
-/* The backward pass from m->logits holding dL/dlogits: the tied head, then
- * the trunk. The logits are spent. */
-static void head_backward(gpt2_model *m) {
+static const gpt2_tensor *head_w(const gpt2_model *m) {
+  return &m->tensors[gpt2_tidx_lnfw(m) + 2];
+}
+
+/* The value head's weight (its bias follows it) and its gradient: the
+ * trainable copy among a LoRA model's adapters, else the parameter
+ * block's. */
+static float *vhead_param(const gpt2_model *m) {
+  const gpt2_lora *z = &m->lora;
+  return z->r && z->head >= 0 ? z->params + z->tensors[z->head].off : m->params + head_w(m)->off;
+}
+static float *vhead_grad(const gpt2_model *m) {
+  const gpt2_lora *z = &m->lora;
+  return z->r && z->head >= 0 ? z->grads + z->tensors[z->head].off : m->grads + head_w(m)->off;
+}
+
+/* The backward pass from the LM head (and, with dvalues, the value head on
+ * the same final hidden states) through the trunk, once: the logits'
+ * gradient is dlogits when given (uploaded into the logits buffer), else
+ * that of sum dlogp logp + dent ent (logits_bwd). The logits are spent. */
+static int gpt2_lm_value_backward(gpt2_model *m, const float *dlogp, const float *dent,
+                                  const float *dlogits, const float *dvalues, dfpo_err *err) {
+  int rc;
+  if (!m->have_lm)
+    return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: an LM backward pass needs gpt2_lm_logprobs first");
+  if (dvalues && m->cfg.head != MODEL_HEAD_VALUE)
+    return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: the model has no value head");
+  if ((rc = gpt2_ensure_train(m, err)))
+    return rc;
   const ops_backend *o = m->base.ops;
   int BT = m->fb * m->ft, C = m->cfg.n_embd, V = m->cfg.vocab_size;
+  if (dlogits) {
+    /* the logits buffer becomes their gradient, as logits_bwd leaves it */
+    o->upload(m->logits, dlogits, (size_t)BT * V * sizeof(float));
+  } else {
+    if (dlogp)
+      o->upload(m->dlogp, dlogp, (size_t)BT * sizeof(float));
+    else
+      o->zero(m->dlogp, (size_t)BT * sizeof(float));
+    if (dent)
+      o->upload(m->dent, dent, (size_t)BT * sizeof(float));
+    o->logits_bwd(m->logits, m->lse, m->ent, m->d_tgt, m->dlogp, dent ? m->dent : NULL, BT, V, V);
+  }
   m->have_lm = 0;
   m->base.last_logits = NULL;
   o->zero(m->dln, (size_t)BT * C * sizeof(float));
   o->matmul_bwd(m->dln, gpt2_gt(m, 0), NULL, m->logits, m->lnf, m->params + m->tensors[0].off, BT,
                 C, V);
+  if (dvalues) {
+    /* the value head adds its part of the hidden states' gradient */
+    float *w = vhead_param(m), *g = vhead_grad(m);
+    o->upload(m->dhead, dvalues, (size_t)BT * sizeof(float));
+    o->matmul_bwd(m->dln, g, g + C, m->dhead, m->lnf, w, BT, C, 1);
+  }
   trunk_backward(m);
+  return DFPO_OK;
 }
 
 static int gpt2_lm_backward(gpt2_model *m, const float *dlogp, const float *dent, dfpo_err *err) {
-  int rc;
-  if (!m->have_lm)
-    return dfpo_err_set(err, DFPO_EUSAGE, "gpt2_lm_backward: call gpt2_lm_logprobs first");
-  if ((rc = gpt2_ensure_train(m, err)))
-    return rc;
-  const ops_backend *o = m->base.ops;
-  int BT = m->fb * m->ft, V = m->cfg.vocab_size;
-  if (dlogp)
-    o->upload(m->dlogp, dlogp, (size_t)BT * sizeof(float));
-  else
-    o->zero(m->dlogp, (size_t)BT * sizeof(float));
-  if (dent)
-    o->upload(m->dent, dent, (size_t)BT * sizeof(float));
-  o->logits_bwd(m->logits, m->lse, m->ent, m->d_tgt, m->dlogp, dent ? m->dent : NULL, BT, V, V);
-  head_backward(m);
-  return DFPO_OK;
+  return gpt2_lm_value_backward(m, dlogp, dent, NULL, NULL, err);
 }
 
 static int gpt2_lm_backward_logits(gpt2_model *m, const float *dlogits, dfpo_err *err) {
-  int rc;
-  if (!m->have_lm)
-    return dfpo_err_set(err, DFPO_EUSAGE, "gpt2_lm_backward_logits: call gpt2_lm_logprobs first");
-  if ((rc = gpt2_ensure_train(m, err)))
-    return rc;
-  /* the logits buffer becomes their gradient, as logits_bwd leaves it */
-  m->base.ops->upload(m->logits, dlogits,
-                      (size_t)m->fb * m->ft * m->cfg.vocab_size * sizeof(float));
-  head_backward(m);
-  return DFPO_OK;
+  return gpt2_lm_value_backward(m, NULL, NULL, dlogits, NULL, err);
 }
 
 static int gpt2_lm_loss(gpt2_model *m, const int *tokens, const int *targets, const int *kstart,
@@ -935,10 +999,6 @@ static int gpt2_lm_loss(gpt2_model *m, const int *tokens, const int *targets, co
 
 /* -------------------------------------------------------------- heads */
 
-static const gpt2_tensor *head_w(const gpt2_model *m) {
-  return &m->tensors[gpt2_tidx_lnfw(m) + 2];
-}
-
 static int gpt2_value_forward(gpt2_model *m, float *values, dfpo_err *err) {
   int rc = need_forward(m, err);
   if (rc)
@@ -946,9 +1006,8 @@ static int gpt2_value_forward(gpt2_model *m, float *values, dfpo_err *err) {
   if (m->cfg.head != MODEL_HEAD_VALUE)
     return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: the model has no value head");
   int BT = m->fb * m->ft;
-  const gpt2_tensor *w = head_w(m);
-  m->base.ops->matmul_fwd(m->head_out, m->lnf, m->params + w->off, m->params + w[1].off, BT,
-                          m->cfg.n_embd, 1);
+  const float *w = vhead_param(m);
+  m->base.ops->matmul_fwd(m->head_out, m->lnf, w, w + m->cfg.n_embd, BT, m->cfg.n_embd, 1);
   m->base.ops->download(values, m->head_out, (size_t)BT * sizeof(float));
   return DFPO_OK;
 }
@@ -960,11 +1019,10 @@ static int gpt2_value_backward(gpt2_model *m, const float *dvalues, dfpo_err *er
   if (m->cfg.head != MODEL_HEAD_VALUE)
     return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: the model has no value head");
   int BT = m->fb * m->ft, C = m->cfg.n_embd;
-  const gpt2_tensor *w = head_w(m);
+  float *w = vhead_param(m), *g = vhead_grad(m);
   m->base.ops->upload(m->dhead, dvalues, (size_t)BT * sizeof(float));
   m->base.ops->zero(m->dln, (size_t)BT * C * sizeof(float));
-  m->base.ops->matmul_bwd(m->dln, m->grads + w->off, m->grads + w[1].off, m->dhead, m->lnf,
-                          m->params + w->off, BT, C, 1);
+  m->base.ops->matmul_bwd(m->dln, g, g + C, m->dhead, m->lnf, w, BT, C, 1);
   m->have_lm = 0;
   m->base.last_logits = NULL;
   trunk_backward(m);
@@ -1143,6 +1201,22 @@ static int vt_add_lora(model_t *m, const model_lora_config *c, uint64_t seed, df
 static int vt_base_view(model_t **out, const model_t *src, int adapters, dfpo_err *err) {
   return gpt2_base_view(out, gpt2_of_const(src), adapters, err);
 }
+static int vt_lm_value_backward(model_t *m, const float *dlogp, const float *dent,
+                                const float *dlogits, const float *dvalues, dfpo_err *err) {
+  return gpt2_lm_value_backward(gpt2_of(m), dlogp, dent, dlogits, dvalues, err);
+}
+static int vt_set_checkpointing(model_t *mm, int on, dfpo_err *err) {
+  (void)err;
+  gpt2_model *m = gpt2_of(mm);
+  if (m->ckpt != !!on) {
+    m->ckpt = !!on;
+    free_acts(m); /* laid out again, the other way, by the next pass */
+  }
+  return DFPO_OK;
+}
+static int vt_checkpointing(const model_t *m) {
+  return gpt2_of_const(m)->ckpt;
+}
 static int vt_lora_rank(const model_t *m) {
   return gpt2_of_const(m)->lora.r;
 }
@@ -1184,4 +1258,7 @@ const model_vtable gpt2_vtable = {
     .lora_rank = vt_lora_rank,
     .set_adapters = vt_set_adapters,
     .base_view = vt_base_view,
+    .lm_value_backward = vt_lm_value_backward,
+    .set_checkpointing = vt_set_checkpointing,
+    .checkpointing = vt_checkpointing,
 };

@@ -56,7 +56,11 @@ typedef struct gpt2_lora {
   int on;           /* adapters applied by forward passes and decoding */
   int fwd_on;       /* they were applied by the last forward pass */
   int ntensors;     /* two per adapted linear: A [r, in], then B stored [r, out] (peft's
-                       lora_B.weight [out, r] transposed, so the conv1d flag is set) */
+                       lora_B.weight [out, r] transposed, so the conv1d flag is set); on
+                       a model with a value head, then the head's weight and bias */
+  int head;         /* index of the value head's weight in tensors (-1: none): with a
+                       value head the frozen base's head is not used, this trainable
+                       copy is (the value head on a LoRA policy's trunk) */
   gpt2_tensor *tensors;
   int *first; /* [n_layer * GPT2_LORA_N]: index of A in tensors, -1 when not adapted */
   size_t nparams;
@@ -118,6 +122,11 @@ typedef struct gpt2_model {
   size_t g_spare_bytes;
   int params_borrowed; /* params are another model's (model_base_view): never freed,
                           written or trained here */
+  int ckpt;            /* activation checkpointing: the layers' activations other than
+                          their outputs (res3) share layer 0's buffers, and the backward
+                          pass recomputes each layer from its input */
+  int ckpt_layer;      /* with ckpt: the layer whose activations the shared buffers hold
+                          (-1: none) */
   gpt2_lora lora;      /* LoRA adapters (lora.r 0: none); when present, the tensor list
                           (model_tensor_at) is the adapters' and the base has no training
                           state */

@@ -123,6 +123,33 @@ int model_value_forward(model_t *m, float *values, dfpo_err *err) {
 int model_value_backward(model_t *m, const float *dvalues, dfpo_err *err) {
   return m->vt->value_backward(m, dvalues, err);
 }
+int model_lm_value_backward(model_t *m, const float *dlogp, const float *dent, const float *dlogits,
+                            const float *dvalues, dfpo_err *err) {
+  if (!m->vt->lm_value_backward)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "model_lm_value_backward: a value head on the trunk is not implemented "
+                        "for %s models",
+                        m->cfg.arch);
+  if (dlogits && (dlogp || dent))
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "model_lm_value_backward: dlogits with dlogp or dent (one form or the "
+                        "other)");
+  return m->vt->lm_value_backward(m, dlogp, dent, dlogits, dvalues, err);
+}
+int model_can_share_value(const model_t *m) {
+  return m->vt->lm_value_backward != NULL;
+}
+int model_set_checkpointing(model_t *m, int on, dfpo_err *err) {
+  if (!m->vt->set_checkpointing)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "model_set_checkpointing: activation checkpointing is not implemented for "
+                        "%s models",
+                        m->cfg.arch);
+  return m->vt->set_checkpointing(m, on, err);
+}
+int model_checkpointing(const model_t *m) {
+  return m->vt->checkpointing ? m->vt->checkpointing(m) : 0;
+}
 int model_class_forward(model_t *m, const int *at, float *logits, dfpo_err *err) {
   return m->vt->class_forward(m, at, logits, err);
 }

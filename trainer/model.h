@@ -179,6 +179,36 @@ static inline int model_lm_loss_rows(model_t *m, const int *tokens, const int *t
  * model_value_backward accumulates the gradient of sum dvalues[i] values[i]. */
 int model_value_forward(model_t *m, float *values, dfpo_err *err);
 int model_value_backward(model_t *m, const float *dvalues, dfpo_err *err);
+/* A value head on the policy's trunk (a shared actor-critic, as
+ * stable-baselines3's ActorCriticPolicy with shared layers): a
+ * MODEL_HEAD_VALUE model that is also the policy. After model_forward,
+ * model_lm_logprobs and model_value_forward of the same pass, accumulates
+ * in one backward pass through the trunk the gradient of
+ * sum dlogp[i] logp[i] + dent[i] ent[i] + dvalues[i] values[i] (dlogp, dent
+ * may be NULL), or, with dlogits non-NULL (then dlogp and dent must be
+ * NULL), of sum dlogits[i, v] logits[i, v] + dvalues[i] values[i] as
+ * model_lm_backward_logits. dvalues [B*T] (NULL: the LM part alone).
+ * DFPO_EUSAGE from a model without a value head or an architecture that
+ * does not implement it (model_can_share_value says which do: GPT-2). */
+int model_lm_value_backward(model_t *m, const float *dlogp, const float *dent, const float *dlogits,
+                            const float *dvalues, dfpo_err *err);
+/* 1 when m's architecture implements model_lm_value_backward. */
+int model_can_share_value(const model_t *m);
+
+/* Activation checkpointing (Chen et al. 2016) at block boundaries: on, a
+ * training forward pass keeps only each block's input and one block's
+ * activations, and the backward pass recomputes each block from its input
+ * before going through it; the gradients are those without it, bit for bit
+ * (the recomputation runs the same operations on the same inputs). A
+ * forward-only model (a reference) saves the same memory. Changing the
+ * setting forgets the last forward pass and lays the activations out again
+ * at the next one. DFPO_EUSAGE from an architecture that does not
+ * implement it (GPT-2 does; the rotary decoders always recompute, accept
+ * either setting and report 1; T5 and the encoder classifiers answer
+ * DFPO_EUSAGE). model_checkpointing gives the setting (0 where
+ * unsupported). */
+int model_set_checkpointing(model_t *m, int on, dfpo_err *err);
+int model_checkpointing(const model_t *m);
 /* After model_forward on a MODEL_HEAD_CLASS model: logits[B, K] of the
  * hidden state at position at[b] of each row (usually its last real token). */
 int model_class_forward(model_t *m, const int *at, float *logits, dfpo_err *err);
@@ -201,8 +231,12 @@ float model_grad_norm(model_t *m);
  * allocated again, and backward passes compute no gradient for it.
  * targets: a comma-separated list of the architecture's linear layers
  * (GPT-2: attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj; NULL or "": all
- * four). Only GPT-2 without an extra head has adapters today (another
- * architecture or a model with a value or class head: DFPO_EUSAGE).
+ * four). Only GPT-2 without a class head has adapters today (another
+ * architecture or a model with a class head: DFPO_EUSAGE); on a model
+ * with a value head a trainable copy of the head joins the adapters (the
+ * tensor list ends with v_head.summary.weight and .bias; the base's head
+ * is frozen and unused), so that the value head on a LoRA policy's trunk
+ * trains (model_lm_value_backward).
  * model_save keeps the adapters (config, A and B, and with the optimizer
  * state their AdamW moments) and model_load restores them;
  * model_export_safetensors and model_export_hf write them merged into the

@@ -68,6 +68,12 @@ typedef struct model_vtable {
   int (*set_adapters)(model_t *m, int on, dfpo_err *err);
   /* adapters: 1 for model_adapter_view (src has adapters), 0 for model_base_view */
   int (*base_view)(model_t **out, const model_t *src, int adapters, dfpo_err *err);
+  /* the value head on the policy's trunk (NULL: not implemented) */
+  int (*lm_value_backward)(model_t *m, const float *dlogp, const float *dent, const float *dlogits,
+                           const float *dvalues, dfpo_err *err);
+  /* activation checkpointing (NULL: not implemented) */
+  int (*set_checkpointing)(model_t *m, int on, dfpo_err *err);
+  int (*checkpointing)(const model_t *m);
 } model_vtable;
 
 struct model {

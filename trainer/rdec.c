@@ -1553,6 +1553,18 @@ static int vt_export_safetensors(const model_t *m, const char *path, const model
   return usage(m, err, "safetensors export");
 }
 
+/* The backward pass always recomputes each layer from its saved input
+ * (layer_bwd): activation checkpointing is this architecture's only way,
+ * so the setting is accepted and changes nothing. */
+static int vt_set_checkpointing(model_t *m, int on, dfpo_err *err) {
+  (void)m, (void)on, (void)err;
+  return DFPO_OK;
+}
+static int vt_checkpointing(const model_t *m) {
+  (void)m;
+  return 1;
+}
+
 const model_vtable rdec_vtable = {
     .arch = "rdec",
     .free = vt_free,
@@ -1581,4 +1593,6 @@ const model_vtable rdec_vtable = {
     .decode_step = vt_decode_step,
     .save = vt_save,
     .export_safetensors = vt_export_safetensors,
+    .set_checkpointing = vt_set_checkpointing,
+    .checkpointing = vt_checkpointing,
 };

@@ -248,7 +248,12 @@ typedef struct rl_trainer rl_trainer; /* opaque; rl_trainer_free releases it */
 
 /* A trainer over borrowed models: the policy and the value model (a
  * MODEL_HEAD_VALUE model) are trained in place; the reference stays frozen.
- * All three must share the vocabulary. */
+ * All three must share the vocabulary. value may be the policy itself (a
+ * policy with a value head, model_can_share_value): the value head on its
+ * trunk, whose values come from the policy's forward passes and whose loss
+ * (vf_coef times the value loss) joins the policy's in one backward pass
+ * (model_lm_value_backward) and one AdamW step, the gradient clip over
+ * both, as stable-baselines3's shared actor-critic. */
 int rl_trainer_new(rl_trainer **out, model_t *policy, model_t *ref, model_t *value,
                    const rl_config *cfg, uint64_t seed, dfpo_err *err);
 void rl_trainer_free(rl_trainer *t);

@@ -14,6 +14,7 @@
 
 struct rl_trainer {
   model_t *policy, *ref, *value;
+  int shared;    /* value == policy: the value head on the policy's trunk */
   model_t *mask; /* NLPO's mask model (owned) */
   rl_config cfg;
   double beta;
@@ -62,6 +63,12 @@ int rl_trainer_new(rl_trainer **out, model_t *policy, model_t *ref, model_t *val
     return dfpo_err_set(err, DFPO_EUSAGE, "rl: policy, reference and value vocabularies differ");
   if (vc->head != MODEL_HEAD_VALUE)
     return dfpo_err_set(err, DFPO_EUSAGE, "rl: the value model needs a value head");
+  if (value == policy && !model_can_share_value(policy))
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "rl: a value head on the policy's trunk is not implemented for %s models",
+                        pc->arch);
+  if (value == ref)
+    return dfpo_err_set(err, DFPO_EUSAGE, "rl: the reference cannot be the value model");
   if (cfg->algo != RL_PPO && cfg->algo != RL_NLPO && cfg->algo != RL_DFPO)
     return dfpo_err_set(err, DFPO_EUSAGE, "rl: algorithm %d is not implemented", cfg->algo);
   if (cfg->dfpo_mask_at != RL_MASK_AT_SAMPLE && cfg->dfpo_mask_at != RL_MASK_AT_UPDATE)
@@ -100,6 +107,7 @@ int rl_trainer_new(rl_trainer **out, model_t *policy, model_t *ref, model_t *val
   t->policy = policy;
   t->ref = ref;
   t->value = value;
+  t->shared = value == policy;
   t->cfg = *cfg;
   t->beta = cfg->beta;
   dfpo_rng_init(&t->rng, seed, DFPO_STREAM_SAMPLING);
@@ -309,6 +317,29 @@ static void bufs_free(bufs *b) {
   free(b->masks);
 }
 
+/* The value loss of a minibatch, vf_coef * 0.5 * mean (V - R)^2 over its
+ * actions (weights mb_w), from the values k->mb_vals [mb, L]; its gradient
+ * into k->dvals_full [mb, L] (0 where no action is). */
+static double value_loss_grad(bufs *k, const rl_config *cfg, int mb, const int *mlens, int N, int L,
+                              int Tp) {
+  double count = 0, vloss = 0;
+  for (int i = 0; i < mb * N; i++)
+    count += k->mb_w[i];
+  memset(k->dvals_full, 0, sizeof(float) * (size_t)mb * L);
+  for (int i = 0; i < mb; i++) {
+    int b = k->mb_row[i];
+    for (int j = 0; j < mlens[i]; j++) {
+      if (k->mb_w[(size_t)i * N + j] == 0)
+        continue;
+      size_t pos = (size_t)i * L + Tp - 1 + j;
+      double d = k->mb_vals[pos] - k->ret[(size_t)b * N + j];
+      vloss += 0.5 * d * d / count;
+      k->dvals_full[pos] = (float)(cfg->vf_coef * d / count);
+    }
+  }
+  return cfg->vf_coef * vloss;
+}
+
 /* Gathers per-action values: dst[b, t] = src[b, Tp - 1 + t] of a [B, L]
  * array (the position whose output predicts action t). */
 static void gather(float *dst, const float *src, int B, int L, int Tp, int N) {
@@ -446,6 +477,11 @@ static int collect(iter *it, int r0, int G, const int *prompts, const int *kstar
       (rc = model_lm_logprobs(t->policy, targets, kb->lp_full, kb->ent_full, err)))
     return rc;
   gather(logp_old, kb->lp_full, G, L, Tp, N);
+  if (t->shared) { /* the values from the same pass */
+    if ((rc = model_value_forward(t->policy, kb->values_full, err)))
+      return rc;
+    gather(kb->values + (size_t)r0 * N, kb->values_full, G, L, Tp, N);
+  }
   for (int b = 0; b < G; b++) /* the entropy where each action was chosen */
     for (int i = 0; i < lens[b]; i++) {
       it->ent += kb->ent_full[(size_t)b * L + Tp - 1 + i];
@@ -480,10 +516,12 @@ static int collect(iter *it, int r0, int G, const int *prompts, const int *kstar
         it->kl_n++;
       }
   }
-  if ((rc = model_forward(t->value, &rows, err)) ||
-      (rc = model_value_forward(t->value, kb->values_full, err)))
-    return rc;
-  gather(kb->values + (size_t)r0 * N, kb->values_full, G, L, Tp, N);
+  if (!t->shared) {
+    if ((rc = model_forward(t->value, &rows, err)) ||
+        (rc = model_value_forward(t->value, kb->values_full, err)))
+      return rc;
+    gather(kb->values + (size_t)r0 * N, kb->values_full, G, L, Tp, N);
+  }
 
   st->time_passes += dfpo_now() - t0;
   return DFPO_OK;
@@ -690,7 +728,8 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
       model_zero_grad(t->policy);
       const model_batch mrows = {k.mb_seq, k.mb_kstart, mb, L, Tp};
       if ((rc = model_forward(t->policy, &mrows, err)) ||
-          (rc = model_lm_logprobs(t->policy, k.mb_targets, k.lp_full, NULL, err)))
+          (rc = model_lm_logprobs(t->policy, k.mb_targets, k.lp_full, NULL, err)) ||
+          (t->shared && (rc = model_value_forward(t->policy, k.mb_vals, err))))
         goto done;
       gather(k.mb_lp, k.lp_full, mb, L, Tp, N);
       int n = mb * N;
@@ -724,6 +763,11 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
         for (int i = 0; i < n; i++)
           k.dent[i] = wsum > 0 ? (float)(-cfg->ent_coef * k.mb_w[i] / wsum) : 0.0f;
       }
+      /* the value head on the trunk: its loss joins the policy's (one
+       * backward pass, one optimiser step, one gradient clip: a shared
+       * actor-critic's loss, stable-baselines3's PPO) */
+      if (t->shared)
+        st->value_loss = value_loss_grad(&k, cfg, mb, mlens, N, L, Tp);
       if (masked) {
         /* the gradient of the renormalised log-probabilities reaches every
          * logit of the mask: backward from the logits */
@@ -740,37 +784,28 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
               rl_masked_entropy_grad(zr, mk, V, k.dent[(size_t)i * N + j], k.dlogits + pos * V);
           }
         }
-        rc = model_lm_backward_logits(t->policy, k.dlogits, err);
+        rc = t->shared
+                 ? model_lm_value_backward(t->policy, NULL, NULL, k.dlogits, k.dvals_full, err)
+                 : model_lm_backward_logits(t->policy, k.dlogits, err);
       } else {
         scatter(k.dlogp_full, k.dlogp, mb, L, Tp, N);
         if (cfg->ent_coef > 0)
           scatter(k.dent_full, k.dent, mb, L, Tp, N);
-        rc =
-            model_lm_backward(t->policy, k.dlogp_full, cfg->ent_coef > 0 ? k.dent_full : NULL, err);
+        const float *dent = cfg->ent_coef > 0 ? k.dent_full : NULL;
+        rc = t->shared
+                 ? model_lm_value_backward(t->policy, k.dlogp_full, dent, NULL, k.dvals_full, err)
+                 : model_lm_backward(t->policy, k.dlogp_full, dent, err);
       }
       if (rc || (rc = opt_adamw_step(t->policy, &opt, cfg->lr, NULL, err)))
         goto done;
+      if (t->shared) /* the value head trained with the policy, above */
+        continue;
       /* value model: vf_coef * 0.5 * mean (V - R)^2 over the actions */
       model_zero_grad(t->value);
       if ((rc = model_forward(t->value, &mrows, err)) ||
           (rc = model_value_forward(t->value, k.mb_vals, err)))
         goto done;
-      double count = 0, vloss = 0;
-      for (int i = 0; i < n; i++)
-        count += k.mb_w[i];
-      memset(k.dvals_full, 0, sizeof(float) * (size_t)mb * L);
-      for (int i = 0; i < mb; i++) {
-        int b = k.mb_row[i];
-        for (int j = 0; j < mlens[i]; j++) {
-          if (k.mb_w[(size_t)i * N + j] == 0)
-            continue;
-          size_t pos = (size_t)i * L + Tp - 1 + j;
-          double d = k.mb_vals[pos] - k.ret[(size_t)b * N + j];
-          vloss += 0.5 * d * d / count;
-          k.dvals_full[pos] = (float)(cfg->vf_coef * d / count);
-        }
-      }
-      st->value_loss = cfg->vf_coef * vloss;
+      st->value_loss = value_loss_grad(&k, cfg, mb, mlens, N, L, Tp);
       if ((rc = model_value_backward(t->value, k.dvals_full, err)) ||
           (rc = opt_adamw_step(t->value, &opt, cfg->lr, NULL, err)))
         goto done;

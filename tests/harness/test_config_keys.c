@@ -135,14 +135,32 @@ Test(config_keys, every_schema_key_has_a_reader, .timeout = 600) {
     ts_rmtree(dir);
 }
 
-/* model.value_model: a value head on the policy's own trunk is not
- * implemented, so "shared" is refused, naming the value that works. */
-Test(config_keys, shared_value_model_is_refused) {
+/* model.value_model and model.activation_checkpointing (docs/memory.md):
+ * separate (the default) and shared are read into the settings, another
+ * value is refused naming the two; shared goes with LoRA. */
+Test(config_keys, memory_switches) {
   cfg c;
   dfpo_err err;
-  const char *sets[] = {"model.value_model=shared"};
-  cr_assert_neq(cfg_load(&c, cfg_schema, NULL, sets, 1, &err), DFPO_OK);
-  cr_expect(strstr(err.msg, "model.value_model") && strstr(err.msg, "separate"), "%s", err.msg);
+  trn_settings s;
+  cr_assert_eq(cfg_load(&c, cfg_schema, NULL, NULL, 0, &err), DFPO_OK, "%s", err.msg);
+  cr_assert_eq(trn_settings_read(&c, &s, &err), DFPO_OK, "%s", err.msg);
+  cr_expect(!s.shared_value && !s.activation_checkpointing, "the defaults are off");
+  cfg_free(&c);
+  const char *on[] = {"model.value_model=shared", "model.activation_checkpointing=true"};
+  cr_assert_eq(cfg_load(&c, cfg_schema, NULL, on, 2, &err), DFPO_OK, "%s", err.msg);
+  cr_assert_eq(trn_settings_read(&c, &s, &err), DFPO_OK, "%s", err.msg);
+  cr_expect(s.shared_value && s.activation_checkpointing);
+  cfg_free(&c);
+  const char *bad[] = {"model.value_model=both"};
+  cr_assert_neq(cfg_load(&c, cfg_schema, NULL, bad, 1, &err), DFPO_OK);
+  cr_expect(strstr(err.msg, "model.value_model") && strstr(err.msg, "separate") &&
+                strstr(err.msg, "shared"),
+            "%s", err.msg);
+  const char *lora[] = {"model.value_model=shared", "model.lora_rank=4", "algo=ppo"};
+  cr_assert_eq(cfg_load(&c, cfg_schema, NULL, lora, 3, &err), DFPO_OK, "%s", err.msg);
+  cr_assert_eq(trn_settings_read(&c, &s, &err), DFPO_OK, "%s", err.msg);
+  cr_expect(s.shared_value && s.lora_rank == 4);
+  cfg_free(&c);
 }
 
 /* train.lr_schedule and train.warmup_steps: the defaults give train.lr at

@@ -32,6 +32,9 @@ static int dfpo(const char *const *args, char **err) {
   return ts_dfpo_in(home, args, NULL, err);
 }
 
+/* eval.json's "memory" object of the cells cell() writes (NULL: none). */
+static const char *cell_memory;
+
 /* A finished cell: eval.json with reward, nll_word, oov_rate and ppl_ref,
  * config.json with the PPO settings, and a train.jsonl of 5 iterations
  * (SFT's too, as its epochs). */
@@ -45,8 +48,9 @@ static void cell(const char *root, const char *variant, const char *algo, int se
   snprintf(p, sizeof p, "%s/eval.json", d);
   snprintf(text, sizeof text,
            "{\"metrics\": {\"reward\": %.17g, \"nll_word\": %.17g, \"oov_rate\": %.17g, "
-           "\"ppl_ref\": %.17g}, \"algo\": \"%s\"}\n",
-           r, 4 + r + 0.1 * seed, 0.01 + 0.01 * seed, 12 + 10 * r + seed, algo);
+           "\"ppl_ref\": %.17g}, \"algo\": \"%s\"%s%s}\n",
+           r, 4 + r + 0.1 * seed, 0.01 + 0.01 * seed, 12 + 10 * r + seed, algo,
+           cell_memory ? ", \"memory\": " : "", cell_memory ? cell_memory : "");
   ts_write_text(p, text);
   snprintf(p, sizeof p, "%s/config.json", d);
   snprintf(text, sizeof text, "{\"ppo\": %s}\n", ppo);
@@ -183,6 +187,47 @@ Test(report_paper, tables_in_display_names_and_csv_in_results_keys) {
   free(err);
   tex = report_file(root, "synthetic.tex");
   cr_expect(strstr(tex, "\\begin{table*}[t]") && strstr(tex, "\\textwidth"), "%s", tex);
+  free(tex);
+}
+
+/* The memory switches the cells used (eval.json's "memory", which dfpo
+ * train writes): a "Memory:" note under the table names each variant that
+ * used one and what; none when no cell did (or the cells predate the
+ * record), nor for a variant whose cells used none. */
+Test(report_paper, the_notes_say_which_memory_switches_cells_used) {
+  char root[400];
+  snprintf(root, sizeof root, "%s/plain", dir);
+  cell_memory = "{\"lora_rank\": 0, \"value_model\": \"separate\", "
+                "\"activation_checkpointing\": false}";
+  make_suite(root);
+  const char *args[] = {"report", "--no-plots", root, NULL};
+  char *err;
+  cr_assert_eq(dfpo(args, &err), 0, "%s", err);
+  free(err);
+  char *md = report_file(root, "synthetic.md");
+  cr_expect(strstr(md, "Memory:") == NULL, "no cell used a switch:\n%s", md);
+  free(md);
+  snprintf(root, sizeof root, "%s/mem", dir);
+  make_suite(root);
+  for (int s = 0; s < 3; s++) {
+    cell_memory = "{\"lora_rank\": 0, \"value_model\": \"shared\", "
+                  "\"activation_checkpointing\": true}";
+    cell(root, "ppo", "ppo", s, 0.55, adaptive);
+    cell_memory = "{\"lora_rank\": 16, \"value_model\": \"separate\", "
+                  "\"activation_checkpointing\": false}";
+    cell(root, "dfpo", "dfpo", s, 0.57, adaptive);
+  }
+  cell_memory = NULL;
+  const char *args2[] = {"report", "--no-plots", root, NULL};
+  cr_assert_eq(dfpo(args2, &err), 0, "%s", err);
+  free(err);
+  md = report_file(root, "synthetic.md");
+  const char *want = "Memory: dfpo: LoRA rank 16; ppo: value head on the policy's trunk, "
+                     "activation checkpointing.";
+  cr_expect(strstr(md, want) != NULL, "no \"%s\" in:\n%s", want, md);
+  free(md);
+  char *tex = report_file(root, "synthetic.tex");
+  cr_expect(strstr(tex, "% Memory: dfpo: LoRA rank 16; ppo: value head") != NULL, "%s", tex);
   free(tex);
 }
 

@@ -98,13 +98,15 @@ static char *last_err;
 /* the base model run_cell_x trains (NULL: the suite's GPT-2, base.ckpt) */
 static const char *base_model;
 
+/* a second --set of run_cell_x (NULL: none) */
+static const char *extra2;
 static void run_cell_x(const char *algo, const char *iterations, const char *out_name,
                        const char *extra, const char *stop) {
-  char model[300], tok[300], out[300], it[64], extra1[200], *extra2 = NULL;
+  char model[300], tok[300], out[300], it[64], extra1[200], *extra1b = NULL;
   /* extra may hold two settings separated by a space */
   snprintf(extra1, sizeof extra1, "%s", extra ? extra : "train.epochs=2");
-  if ((extra2 = strchr(extra1, ' ')))
-    *extra2++ = '\0';
+  if ((extra1b = strchr(extra1, ' ')))
+    *extra1b++ = '\0';
   snprintf(model, sizeof model, "%s/%s", dir, base_model ? base_model : "base.ckpt");
   snprintf(tok, sizeof tok, "%s/tok", dir);
   snprintf(out, sizeof out, "%s/%s", dir, out_name);
@@ -116,7 +118,8 @@ static void run_cell_x(const char *algo, const char *iterations, const char *out
           "train.eval_every=2", "--set", "generation.max_new_tokens=16", "--set",
           "generation.min_new_tokens=4", "--set", "task.synthetic.n_train=64", "--set",
           "task.synthetic.n_validation=8", "--set", "task.synthetic.n_test=12", "--set", extra1,
-          "--set", extra2 ? extra2 : "train.epochs=2", stop ? "--stop-after" : NULL, stop, NULL);
+          "--set", extra1b ? extra1b : "train.epochs=2", "--set",
+          extra2 ? extra2 : "train.epochs=2", stop ? "--stop-after" : NULL, stop, NULL);
   cr_assert_eq(r.status, 0, "%s", r.err);
   free(last_err);
   last_err = strdup(r.err ? r.err : "");
@@ -460,6 +463,149 @@ static void a_stopped_run_resumes_to_the_same_numbers(const char *algo, const ch
   resume_to_the_same_numbers(algo, extra);
 }
 
+/* What the models of the last run_cell_x held after training (its log). */
+static size_t models_bytes(void) {
+  const char *key = "train: the models hold ";
+  const char *p = strstr(last_err, key);
+  cr_assert_not_null(p, "%s", last_err);
+  return (size_t)strtoull(p + strlen(key), NULL, 10);
+}
+
+/* eval.json's "memory" object of a run under out_name. */
+static cJSON *memory_of(const char *out_name, const char *algo) {
+  char f[600];
+  snprintf(f, sizeof f, "%s/%s/default/synthetic/%s/seed-3/eval.json", dir, out_name, algo);
+  char *text = ts_slurp(f);
+  cJSON *o = cJSON_Parse(text);
+  free(text);
+  cr_assert_not_null(cJSON_GetObjectItem(o, "memory"), "%s has no memory object", f);
+  return o;
+}
+
+/* The first n values of "key": in a train.jsonl. */
+static int log_file_values(const char *path, const char *key, double *v, int n) {
+  char *log = ts_slurp(path), pat[64];
+  snprintf(pat, sizeof pat, "\"%s\":", key);
+  int k = 0;
+  for (char *s = log; k < n && (s = strstr(s, pat)); s++)
+    v[k++] = strtod(s + strlen(pat), NULL);
+  free(log);
+  return k;
+}
+
+/* The kl_seq or value_loss values of a cell's train.jsonl, in order. */
+static int log_values(const char *out_name, const char *algo, const char *key, double *v, int max) {
+  char f[600];
+  snprintf(f, sizeof f, "%s/%s/default/synthetic/%s/seed-3/train.jsonl", dir, out_name, algo);
+  return log_file_values(f, key, v, max);
+}
+
+/* model.value_model=shared (the value head on the policy's trunk, issue 21
+ * item 3): PPO learns with it on the synthetic task (the first
+ * iteration's KL to the reference is 0, later ones are not: the policy
+ * moved; the value loss falls from the first iteration to the last: the
+ * head and trunk fit the returns), eval.json says what was used, a stopped
+ * run resumes bit for bit (the policy checkpoint carries the head and its
+ * AdamW moments; there is no value checkpoint), and the models hold fewer
+ * bytes than with a separate value model. With
+ * model.activation_checkpointing too, the run is the same number for number
+ * (the gradients are bit-identical) and holds fewer bytes still. (NLPO,
+ * DfPO and zero-shot: shared_value_head_in_nlpo_dfpo_and_zero_shot; with
+ * LoRA: shared_value_head_with_lora; each its own CTest test, within the
+ * time limit under the sanitizers.) */
+Test(train, shared_value_head_learns_resumes_and_holds_less) {
+  run_cell_x("ppo", "4", "separate", NULL, NULL);
+  size_t separate = models_bytes();
+  run_cell_x("ppo", "4", "runs", "model.value_model=shared", NULL);
+  size_t shared = models_bytes();
+  cr_expect_lt(shared, separate, "shared holds %zu bytes, separate %zu", shared, separate);
+  cr_log_info("ppo models after training: %zu bytes with a separate value model, %zu shared",
+              separate, shared);
+  double kl[8], vl[8];
+  cr_assert_eq(log_values("runs", "ppo", "kl_seq", kl, 8), 4);
+  cr_expect_eq(kl[0], 0.0, "the first iteration's KL is not 0");
+  cr_expect_neq(kl[3], 0.0, "the policy did not move");
+  cr_assert_eq(log_values("runs", "ppo", "value_loss", vl, 8), 4);
+  cr_expect_lt(vl[3], vl[0], "value loss %g at iteration 0, %g at 3", vl[0], vl[3]);
+  cJSON *o = memory_of("runs", "ppo");
+  const cJSON *mem = cJSON_GetObjectItem(o, "memory");
+  cr_expect_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(mem, "value_model")), "shared");
+  cr_expect(cJSON_IsFalse(cJSON_GetObjectItem(mem, "activation_checkpointing")));
+  cr_expect_eq(cJSON_GetNumberValue(cJSON_GetObjectItem(mem, "lora_rank")), 0);
+  cJSON_Delete(o);
+  o = memory_of("separate", "ppo");
+  cr_expect_str_eq(
+      cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "memory"), "value_model")),
+      "separate");
+  cJSON_Delete(o);
+  a_stopped_run_resumes_to_the_same_numbers("ppo", "model.value_model=shared");
+  /* checkpointing: the same run, fewer bytes */
+  extra2 = "model.activation_checkpointing=true";
+  run_cell_x("ppo", "4", "ckpt", "model.value_model=shared", NULL);
+  size_t ckpt = models_bytes();
+  extra2 = NULL;
+  cr_expect_lt(ckpt, shared, "checkpointed %zu bytes, shared %zu", ckpt, shared);
+  cr_log_info("ppo, shared value head, with activation checkpointing: %zu bytes", ckpt);
+  expect_same_file("runs", "ckpt", "ppo/seed-3/train.jsonl");
+  expect_same_file("runs", "ckpt", "ppo/seed-3/samples.jsonl");
+  o = memory_of("ckpt", "ppo");
+  cr_expect(cJSON_IsTrue(
+      cJSON_GetObjectItem(cJSON_GetObjectItem(o, "memory"), "activation_checkpointing")));
+  cJSON_Delete(o);
+}
+
+/* NLPO (its mask model a clone of the policy, head and all) and DfPO train
+ * with the value head on the policy's trunk (a finite, positive value
+ * loss); zero-shot has no value model, so the setting changes nothing and
+ * eval.json says "none". */
+Test(train, shared_value_head_in_nlpo_dfpo_and_zero_shot) {
+  double vl[8];
+  cJSON *o;
+  const char *others[2] = {"nlpo", "dfpo"};
+  for (int a = 0; a < 2; a++) {
+    run_cell_x(others[a], "2", "runs", "model.value_model=shared", NULL);
+    cr_assert_eq(log_values("runs", others[a], "value_loss", vl, 8), 2);
+    cr_expect(isfinite(vl[0]) && vl[0] > 0, "%s: value loss %g", others[a], vl[0]);
+  }
+  /* zero-shot has no value model: the setting changes nothing */
+  run_cell_x("zero-shot", "0", "runs", "model.value_model=shared", NULL);
+  o = memory_of("runs", "zero-shot");
+  cr_expect_str_eq(
+      cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "memory"), "value_model")),
+      "none");
+  cJSON_Delete(o);
+}
+
+/* The value head on a LoRA policy's trunk: the adapters and a trainable
+ * copy of the head train together (the value loss's gradient reaches the
+ * trunk through the adapters only). PPO learns (KL 0 at the first
+ * iteration, not later), eval.json records both switches, a stopped run
+ * resumes bit for bit (the policy checkpoint's LoRA section carries the
+ * head's copy and its moments), and the models hold fewer bytes than LoRA
+ * with a separate value model. */
+Test(train, shared_value_head_with_lora) {
+  extra2 = "model.lora_rank=4";
+  run_cell_x("ppo", "4", "lora-separate", NULL, NULL);
+  size_t separate = models_bytes();
+  run_cell_x("ppo", "4", "runs", "model.value_model=shared", NULL);
+  size_t shared = models_bytes();
+  cr_expect_lt(shared, separate, "LoRA: shared holds %zu bytes, separate %zu", shared, separate);
+  cr_log_info("ppo with LoRA rank 4, models after training: %zu bytes with a separate value "
+              "model, %zu shared",
+              separate, shared);
+  double kl[8];
+  cr_assert_eq(log_values("runs", "ppo", "kl_seq", kl, 8), 4);
+  cr_expect_eq(kl[0], 0.0, "the first iteration's KL is not 0");
+  cr_expect_neq(kl[3], 0.0, "the adapters did not move the policy");
+  cJSON *o = memory_of("runs", "ppo");
+  const cJSON *mem = cJSON_GetObjectItem(o, "memory");
+  cr_expect_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(mem, "value_model")), "shared");
+  cr_expect_eq(cJSON_GetNumberValue(cJSON_GetObjectItem(mem, "lora_rank")), 4);
+  cJSON_Delete(o);
+  a_stopped_run_resumes_to_the_same_numbers("ppo", "model.value_model=shared");
+  extra2 = NULL;
+}
+
 /* `dfpo train --algo ppo` over a rotary decoder: a random tiny Llama
  * (grouped-query attention, tied embeddings) of the suite tokenizer's
  * vocabulary, as a native checkpoint, trains on the synthetic task, writes
@@ -568,17 +714,6 @@ Test(train, lora_cells_learn_resume_and_share_the_base) {
   ts_run_free(&r);
 }
 
-/* The first n values of "key": in a train.jsonl. */
-static int log_values(const char *path, const char *key, double *v, int n) {
-  char *log = ts_slurp(path), pat[64];
-  snprintf(pat, sizeof pat, "\"%s\":", key);
-  int k = 0;
-  for (char *s = log; k < n && (s = strstr(s, pat)); s++)
-    v[k++] = strtod(s + strlen(pat), NULL);
-  free(log);
-  return k;
-}
-
 /* NLPO with LoRA: the mask model is the policy's base (shared) with its own
  * copy of the adapters, so it holds exactly the adapters' bytes (32,768,
  * ADAPTER_BYTES by hand) where the full-model mask holds 4P (515,072,
@@ -594,8 +729,8 @@ Test(train, lora_nlpo_shares_the_base_with_its_mask_model) {
   char f[600];
   snprintf(f, sizeof f, "%s/runs/default/synthetic/nlpo/seed-3/train.jsonl", dir);
   double kl[4], mask[4];
-  cr_assert_eq(log_values(f, "kl_seq", kl, 4), 4);
-  cr_assert_eq(log_values(f, "mask_mean", mask, 4), 4);
+  cr_assert_eq(log_file_values(f, "kl_seq", kl, 4), 4);
+  cr_assert_eq(log_file_values(f, "mask_mean", mask, 4), 4);
   cr_expect_eq(kl[0], 0.0, "the first iteration's KL is %g", kl[0]);
   cr_expect_neq(kl[3], 0.0, "the adapters did not move the policy");
   cr_log_info("lora nlpo: kl_seq %g %g %g %g, mask_mean %g %g %g %g", kl[0], kl[1], kl[2], kl[3],
@@ -613,7 +748,7 @@ Test(train, lora_sft_trains_the_adapters_only) {
   char f[600];
   snprintf(f, sizeof f, "%s/runs/default/synthetic/sft/seed-3/train.jsonl", dir);
   double loss[4];
-  cr_assert_eq(log_values(f, "loss", loss, 4), 4);
+  cr_assert_eq(log_file_values(f, "loss", loss, 4), 4);
   cr_expect_lt(loss[3], loss[0], "loss %g -> %g", loss[0], loss[3]);
   cr_log_info("lora sft: loss %g %g %g %g", loss[0], loss[1], loss[2], loss[3]);
   /* the stopped run's resumable checkpoint after two epochs */
