@@ -13,9 +13,8 @@
 #include "tests/datasets/testlib.h"
 #include "tests/support/support.h"
 #include "tests/trainer/bert_testutil.h"
+#include "tests/trainer/t5_testutil.h"
 #include "trainer/gpt2.h"
-#include "trainer/t5.h"
-#include "trainer/tok.h"
 
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
@@ -92,47 +91,6 @@ static void hf_folder(const char *data, const char *shape, uint64_t seed, const 
 #define T5_OWNER "google-t5"
 #define T5_NAME "t5-base"
 #define T5_COMMIT "a9723ea7f1b39c1eae772870f3b547bf6ef7e6c1"
-
-/* A T5 v1.0 (t5-base's kind: ReLU, tied) of a tiny shape with random
- * weights, as the Hugging Face folder `dfpo export` writes (config.json,
- * model.safetensors, spiece.model), its tokenizer the small SentencePiece
- * model tests/trainer/t5_reference.py --spm trains (python3-sentencepiece,
- * which needs /usr/bin/python3's torch for the script's imports). */
-static void random_t5_folder(const char *folder) {
-  char spm[600];
-  snprintf(spm, sizeof spm, "%s-spm", folder);
-  ts_run r;
-  char *sargv[] = {"/usr/bin/python3", DFPO_SOURCE_DIR "/tests/trainer/t5_reference.py", "--spm",
-                   spm, NULL};
-  ts_run_cmd(&r, sargv, NULL, NULL);
-  cr_assert_eq(r.status, 0, "t5_reference.py --spm: %s", r.err);
-  ts_run_free(&r);
-  dfpo_err err;
-  tok_tokenizer *tok;
-  cr_assert_eq(tok_load(&tok, spm, &err), DFPO_OK, "%s", err.msg);
-  t5_config c = {.vocab_size = (int)tok_vocab_size(tok),
-                 .d_model = 32,
-                 .d_kv = 8,
-                 .d_ff = 48,
-                 .n_head = 2,
-                 .n_layer = 2,
-                 .n_dec_layer = 2,
-                 .num_buckets = 32,
-                 .max_distance = 128,
-                 .eps = 1e-6f,
-                 .gated = 0,
-                 .tied = 1,
-                 .n_pos = 512,
-                 .start_id = 0,
-                 .eos_id = 1};
-  model_t *m;
-  cr_assert_eq(t5_new(&m, &c, &err), DFPO_OK, "%s", err.msg);
-  model_init_random(m, 3);
-  cr_assert_eq(mkdir(folder, 0777), 0);
-  cr_assert_eq(model_export_hf(m, tok, folder, &err), DFPO_OK, "%s", err.msg);
-  model_free(m);
-  tok_free(tok);
-}
 
 /* The built-in manifest with gpt2-124m pinned to the mirror's random
  * model.safetensors, written to `manifest`. */
@@ -421,7 +379,25 @@ static void dry_run(const char *shape, int ntasks, const char *const *tasks_in, 
     if (!ts_python_has("torch, sentencepiece"))
       cr_skip_test("/usr/bin/python3 lacks torch or sentencepiece: no stand-in for CommonGen's "
                    "t5-base (its spiece.model) can be made");
-    random_t5_folder(t5dir);
+    /* a T5 v1.0 (t5-base's kind: ReLU, tied) of a tiny shape */
+    char spm[500];
+    snprintf(spm, sizeof spm, "%s-spm", t5dir);
+    tt_random_t5_folder(spm, t5dir,
+                        (t5_config){.d_model = 32,
+                                    .d_kv = 8,
+                                    .d_ff = 48,
+                                    .n_head = 2,
+                                    .n_layer = 2,
+                                    .n_dec_layer = 2,
+                                    .num_buckets = 32,
+                                    .max_distance = 128,
+                                    .eps = 1e-6f,
+                                    .gated = 0,
+                                    .tied = 1,
+                                    .n_pos = 512,
+                                    .start_id = 0,
+                                    .eos_id = 1},
+                        3);
     const char *names[] = {"config.json", "model.safetensors", "spiece.model"};
     tl_hub_serve_folder(&hub, T5_OWNER, T5_NAME, T5_COMMIT, t5dir, names, 3, 1, 64);
   }

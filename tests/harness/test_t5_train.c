@@ -12,6 +12,7 @@
  * saying why, without ../shared/data (CommonGen) or without
  * /usr/bin/python3's torch and sentencepiece (the tokenizer's trainer). */
 #include "tests/support/support.h"
+#include "tests/trainer/t5_testutil.h"
 #include "trainer/model.h"
 #include "trainer/t5.h"
 #include "trainer/tok.h"
@@ -216,37 +217,25 @@ Test(t5_train, commongen_zero_shot_and_sft_with_a_t5, .timeout = 600) {
   snprintf(cg, sizeof cg, "%s/commongen", dir);
   snprintf(out, sizeof out, "%s/runs", dir);
   /* the tokenizer, then a random T5 of its vocabulary as a folder */
-  ts_run r;
-  char *sargv[] = {"/usr/bin/python3", DFPO_SOURCE_DIR "/tests/trainer/t5_reference.py", "--spm",
-                   spm, NULL};
-  ts_run_cmd(&r, sargv, NULL, NULL);
-  cr_assert_eq(r.status, 0, "t5_reference.py --spm: %s", r.err);
-  ts_run_free(&r);
+  t5_config c = tt_random_t5_folder(spm, model,
+                                    (t5_config){.d_model = 24,
+                                                .d_kv = 8,
+                                                .d_ff = 32,
+                                                .n_head = 2,
+                                                .n_layer = 1,
+                                                .n_dec_layer = 1,
+                                                .num_buckets = 16,
+                                                .max_distance = 32,
+                                                .eps = 1e-6f,
+                                                .gated = 0,
+                                                .tied = 1,
+                                                .n_pos = 64,
+                                                .start_id = 0,
+                                                .eos_id = 1},
+                                    5);
   dfpo_err err;
   dfpo_err_clear(&err);
   tok_tokenizer *tok;
-  cr_assert_eq(tok_load(&tok, spm, &err), DFPO_OK, "%s", err.msg);
-  t5_config c = {.vocab_size = (int)tok_vocab_size(tok),
-                 .d_model = 24,
-                 .d_kv = 8,
-                 .d_ff = 32,
-                 .n_head = 2,
-                 .n_layer = 1,
-                 .n_dec_layer = 1,
-                 .num_buckets = 16,
-                 .max_distance = 32,
-                 .eps = 1e-6f,
-                 .gated = 0,
-                 .tied = 1,
-                 .n_pos = 64,
-                 .start_id = 0,
-                 .eos_id = 1};
-  model_t *m;
-  cr_assert_eq(t5_new(&m, &c, &err), DFPO_OK, "%s", err.msg);
-  model_init_random(m, 5);
-  cr_assert_eq(mkdir(model, 0777), 0);
-  cr_assert_eq(model_export_hf(m, tok, model, &err), DFPO_OK, "%s", err.msg);
-  tok_free(tok);
   /* CommonGen's first 600 training concept sets and the dev set's first 200 */
   ts_commongen_slice(data, cg, 600, 200, 20);
   char *imp[] = {"datasets", "import", "commongen", cg, "--unverified", NULL};
@@ -295,7 +284,6 @@ Test(t5_train, commongen_zero_shot_and_sft_with_a_t5, .timeout = 600) {
   cr_expect_str_eq(model_get_config(b)->arch, "t5");
   cr_expect_eq(memcmp(t5_get_config(b), &c, sizeof c), 0, "best.ckpt's config differs");
   model_free(b);
-  model_free(m);
 
   /* PPO over the T5 policy and its T5 value model, uninterrupted and
    * stopped after iteration 1 then resumed from the resumable checkpoint

@@ -1,0 +1,44 @@
+/* Shared by the tests that need a T5 Hugging Face folder: a random T5 of a
+ * given shape over the small SentencePiece model that
+ * tests/trainer/t5_reference.py --spm trains (python3-sentencepiece; the
+ * script imports torch too, so callers check ts_python_has("torch,
+ * sentencepiece") first), written by model_export_hf (config.json,
+ * model.safetensors, spiece.model). */
+#ifndef DFPO_TESTS_TRAINER_T5_TESTUTIL_H
+#define DFPO_TESTS_TRAINER_T5_TESTUTIL_H
+
+#include "tests/support/support.h"
+#include "trainer/t5.h"
+#include "trainer/tok.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+/* Trains the tokenizer into spm_dir, then writes a T5 of shape c (its
+ * vocab_size set to the tokenizer's) with weights drawn from seed into the
+ * new folder `folder`. Returns the config written. */
+static inline t5_config tt_random_t5_folder(const char *spm_dir, const char *folder, t5_config c,
+                                            uint64_t seed) {
+  ts_run r;
+  char *sargv[] = {"/usr/bin/python3", DFPO_SOURCE_DIR "/tests/trainer/t5_reference.py", "--spm",
+                   (char *)spm_dir, NULL};
+  ts_run_cmd(&r, sargv, NULL, NULL);
+  cr_assert_eq(r.status, 0, "t5_reference.py --spm: %s", r.err);
+  ts_run_free(&r);
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  tok_tokenizer *tok;
+  cr_assert_eq(tok_load(&tok, spm_dir, &err), DFPO_OK, "%s", err.msg);
+  c.vocab_size = (int)tok_vocab_size(tok);
+  model_t *m;
+  cr_assert_eq(t5_new(&m, &c, &err), DFPO_OK, "%s", err.msg);
+  model_init_random(m, seed);
+  cr_assert_eq(mkdir(folder, 0777), 0, "mkdir %s", folder);
+  cr_assert_eq(model_export_hf(m, tok, folder, &err), DFPO_OK, "%s", err.msg);
+  model_free(m);
+  tok_free(tok);
+  return c;
+}
+
+#endif
