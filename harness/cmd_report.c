@@ -247,7 +247,19 @@ static void deviations(const res_suite *r, const res_task *t, const char *dir, n
       cJSON_Delete(b);
     }
   } else {
-    note(n, "GPT-2 policies on every task (the paper used T5 for some).");
+    /* the policy's architecture, as the base record names it: RL4LMs and
+     * the paper fine-tune T5 on CommonGen */
+    char path[4300];
+    suite_fmt(path, sizeof path, "%s/base-%s.json", dir, t->name);
+    dfpo_err e;
+    cJSON *b;
+    if (!strcmp(t->name, "commongen") && cfg_json_read(path, &b, &e) == DFPO_OK) {
+      const cJSON *a = cJSON_GetObjectItem(b, "arch");
+      if (cJSON_IsString(a) && strcmp(a->valuestring, "t5"))
+        note(n, "Policy: a %s, not T5 as RL4LMs and the paper fine-tune on CommonGen.",
+             a->valuestring);
+      cJSON_Delete(b);
+    }
     for (int k = 0; k < t->n_judges; k++)
       note(n, "Judge: %s.", t->judges[k]);
     /* results without eval.json's judges (a baseline) say what the

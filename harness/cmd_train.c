@@ -6,6 +6,7 @@
 #include "harness/cli.h"
 #include "harness/rundir.h"
 #include "harness/tb_events.h"
+#include "harness/task_internal.h"
 #include "harness/train_internal.h"
 #include "trainer/t5.h"
 
@@ -217,6 +218,10 @@ static int setup(trn_run *r, dfpo_err *err) {
   r->eos = tok_eot_id(r->tok);
   r->pad = r->eos >= 0 ? r->eos : 0;
   r->seq2seq = t5_get_config(r->policy) != NULL;
+  /* RL4LMs and the paper fine-tune T5 on CommonGen */
+  if (!r->seq2seq && !strcmp(r->tk.name, "commongen"))
+    task_deviation(&r->tk, "a decoder-only policy (RL4LMs and the paper fine-tune T5 on "
+                           "CommonGen)");
   r->sampling = s->sampling;
   r->sampling.eos = r->eos;
   r->set.rl.sampling = r->sampling;

@@ -1012,8 +1012,8 @@ static int asset_folder(const char *folder, char *dir, size_t n, dfpo_err *err) 
  * policy architecture the engine has: gpt2 (also when it names none, with
  * n_layer, n_head and n_embd), t5 (the encoder-decoder, RL4LMs' CommonGen
  * policy), or a rotary decoder (gptj, gpt_neox, llama). model receives the
- * weights file. */
-static int hf_policy(const char *path, char *model, size_t n, dfpo_err *err) {
+ * weights file, arch the model_type ("" for a weights file given alone). */
+static int hf_policy(const char *path, char *model, size_t n, char arch[32], dfpo_err *err) {
   struct stat st;
   if (stat(path, &st) != 0)
     return dfpo_err_errno(err, DFPO_EDATA, errno, "base model: %s", path);
@@ -1038,6 +1038,8 @@ static int hf_policy(const char *path, char *model, size_t n, dfpo_err *err) {
                       "base model: %s: model_type \"%s\" is not a policy the engine trains "
                       "(gpt2, t5, gptj, gpt_neox, llama)",
                       cpath, type);
+  if (!rc)
+    suite_fmt(arch, 32, "%s", type ? type : "gpt2");
   const char *need[] = {"n_layer", "n_head", "n_embd"};
   for (int i = 0; !rc && (!type || !strcmp(type, "gpt2")) && i < 3; i++)
     if (!cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(o, need[i])))
@@ -1116,7 +1118,8 @@ static int imported_base(task_base *b, const char *model, const char *tok, dfpo_
   } else if (!(rc = asset_folder(src, dir, sizeof dir, err))) {
     rc = shape_config(c, dir, err);
   }
-  if (rc || (rc = hf_policy(dir, b->model, sizeof b->model, err)))
+  char arch[32] = "";
+  if (rc || (rc = hf_policy(dir, b->model, sizeof b->model, arch, err)))
     return rc;
   dfpo_info("reproduce: %s base model: %s", b->task, b->model);
   tok_tokenizer *t = NULL;
@@ -1134,6 +1137,8 @@ static int imported_base(task_base *b, const char *model, const char *tok, dfpo_
     return rc;
   cJSON *o = cJSON_CreateObject();
   cJSON_AddStringToObject(o, "init", "import");
+  if (arch[0])
+    cJSON_AddStringToObject(o, "arch", arch);
   return record_base(b, o, err);
 }
 

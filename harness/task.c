@@ -590,7 +590,6 @@ int task_text_begin(task *t, const cfg *conf, size_t *cap, dfpo_err *err) {
 }
 
 void task_text_end(task *t) {
-  task_deviation(t, "GPT-2 policy (the paper used T5 for some tasks)");
   if (t->data_verified == 0)
     task_deviation(t, "the dataset was imported unverified (prepared.json says verified: false)");
 }

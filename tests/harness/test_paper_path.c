@@ -459,6 +459,8 @@ static void dry_run(const char *shape, int ntasks, const char *const *tasks_in, 
   char *md = ts_slurp(path);
   for (int t = 0; t < ntasks; t++)
     cr_expect(strstr(md, tasks[t]) != NULL, "report.md lacks %s", tasks[t]);
+  /* CommonGen's policy is T5, as RL4LMs': no "Policy:" note */
+  cr_expect(strstr(md, "Policy: a") == NULL, "report.md has a policy note:\n%s", md);
   for (int a = 0; a < nalgos; a++) {
     /* rows by display name: "PPO (β = 0.01)" for ppo-beta0.01 */
     static const char *const shown[][2] = {{"zero-shot", "Zero-shot"},
@@ -515,6 +517,7 @@ static void dry_run(const char *shape, int ntasks, const char *const *tasks_in, 
   snprintf(path, sizeof path, "%s/model.safetensors", hubdir);
   cr_expect_str_eq(ts_json_str(b, "model"), path);
   cr_expect_str_eq(ts_json_str(b, "tokenizer"), hubdir);
+  cr_expect_str_eq(ts_json_str(b, "arch"), "t5");
   cJSON_Delete(b);
   /* its PPO keeps the start of a long prompt (RL4LMs' t5_ppo.yml), its
    * NLPO the end (t5_nlpo.yml) */
@@ -530,6 +533,7 @@ static void dry_run(const char *shape, int ntasks, const char *const *tasks_in, 
   b = ts_read_json(path);
   cr_expect(strstr(ts_json_str(b, "model"), "assets/gpt2-124m/model.safetensors") != NULL, "%s",
             ts_json_str(b, "model"));
+  cr_expect_str_eq(ts_json_str(b, "arch"), "gpt2");
   cr_expect_neq(ts_json_str(b, "judge")[0], '\0');
   cJSON_Delete(b);
 

@@ -419,6 +419,8 @@ Test(tasks, commongen_end_to_end, .timeout = 600) {
   const cJSON *j = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(ev, "judges"), 0);
   cr_expect(strstr(ts_json_str(j, "id"), "meteor"), "%s", ts_json_str(j, "id"));
   cr_expect(deviation_mentions(ev, "dev set"));
+  /* a GPT-2 on CommonGen says it is not RL4LMs' T5 */
+  cr_expect(deviation_mentions(ev, "decoder-only policy"));
   cr_expect_eq(num(ev, "test_prompts"), 6);
   /* its own samples (top-k 50 of a random model over 400 tokens) are far
    * likelier under it than uniform text: ppl_gen well below 400, above 1 */
