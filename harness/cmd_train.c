@@ -5,8 +5,8 @@
  * the resumable checkpoint in train_resume.c. */
 #include "harness/cli.h"
 #include "harness/rundir.h"
-#include "harness/tb_events.h"
 #include "harness/task_internal.h"
+#include "harness/tb_events.h"
 #include "harness/train_internal.h"
 #include "trainer/t5.h"
 
