@@ -215,14 +215,17 @@ static void deviations(const res_suite *r, const res_task *t, const char *dir, n
   const task_def *d = task_find(t->name);
   if (d && d->report_note)
     note(n, "%s", d->report_note);
+  /* the suite's record of the task's base (absent for a baseline): dir fits
+   * 4200 with "/suite.json" (res_collect) and a task name is under 32
+   * bytes, so the path fits */
+  char path[4300];
+  suite_fmt(path, sizeof path, "%s/base-%s.json", dir, t->name);
+  dfpo_err e;
+  cJSON *b = NULL;
+  if (cfg_json_read(path, &b, &e) != DFPO_OK)
+    b = NULL;
   if (d && !d->paper) {
-    /* dir fits 4200 with "/suite.json" (res_collect) and a task name is under
-     * 32 bytes, so the path fits */
-    char path[4300];
-    suite_fmt(path, sizeof path, "%s/base-%s.json", dir, t->name);
-    dfpo_err e;
-    cJSON *b;
-    if (cfg_json_read(path, &b, &e) == DFPO_OK) {
+    if (b) {
       const cJSON *k = cJSON_GetObjectItem(b, "config");
       const cJSON *vl = cJSON_GetObjectItem(b, "val_loss_per_token");
       const cJSON *docs = cJSON_GetObjectItem(b, "corpus_documents");
@@ -244,22 +247,14 @@ static void deviations(const res_suite *r, const res_task *t, const char *dir, n
              cJSON_GetNumberValue(cJSON_GetObjectItem(ref, "reward")),
              cJSON_GetNumberValue(cJSON_GetObjectItem(ref, "nll_word")),
              cJSON_GetNumberValue(cJSON_GetObjectItem(ref, "oov_rate")));
-      cJSON_Delete(b);
     }
   } else {
     /* the policy's architecture, as the base record names it: RL4LMs and
      * the paper fine-tune T5 on CommonGen */
-    char path[4300];
-    suite_fmt(path, sizeof path, "%s/base-%s.json", dir, t->name);
-    dfpo_err e;
-    cJSON *b;
-    if (!strcmp(t->name, "commongen") && cfg_json_read(path, &b, &e) == DFPO_OK) {
-      const cJSON *a = cJSON_GetObjectItem(b, "arch");
-      if (cJSON_IsString(a) && strcmp(a->valuestring, "t5"))
-        note(n, "Policy: a %s, not T5 as RL4LMs and the paper fine-tune on CommonGen.",
-             a->valuestring);
-      cJSON_Delete(b);
-    }
+    const cJSON *a = cJSON_GetObjectItem(b, "arch");
+    if (!strcmp(t->name, "commongen") && cJSON_IsString(a) && strcmp(a->valuestring, "t5"))
+      note(n, "Policy: a %s, not T5 as RL4LMs and the paper fine-tune on CommonGen.",
+           a->valuestring);
     for (int k = 0; k < t->n_judges; k++)
       note(n, "Judge: %s.", t->judges[k]);
     /* results without eval.json's judges (a baseline) say what the
@@ -345,6 +340,7 @@ static void deviations(const res_suite *r, const res_task *t, const char *dir, n
   if (any)
     note(n, "Each cell's log: logs/<task>-<variant>-seed-<n>.log in the suite folder.");
   cJSON_Delete(c);
+  cJSON_Delete(b);
 }
 
 typedef int (*writer)(const rep_table *, FILE *, dfpo_err *);
