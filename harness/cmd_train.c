@@ -182,6 +182,13 @@ static int setup(trn_run *r, dfpo_err *err) {
                         "(--tokenizer, or a model folder with tokenizer files)");
   if ((rc = tok_load(&r->tok, tokdir, err)) || (rc = model_load(&r->policy, s->model, err)))
     return rc;
+  if (r->set.judge_lm && r->set.judge_lm[0]) { /* fail before training, not after */
+    model_t *lm;
+    tok_tokenizer *jt;
+    if ((rc = trn_judge_lm_open(r, &lm, &jt, err)))
+      return rc;
+    model_free(lm), tok_free(jt);
+  }
   if (s->shared_value && s->rl.algo >= 0) {
     /* the value head on the policy's trunk: the policy becomes the model
      * with the head (SFT and zero-shot have no value model) */

@@ -236,8 +236,9 @@ const cfg_key cfg_schema[] = {
      "on the validation items' at each validation, in train.jsonl); a T5 policy's: each "
      "reference given its prompt as the source"},
     {"eval.judge_lm", CFG_STR, "\"\"", NULL, NORANGE,
-     "a fixed LM (same tokenizer; a file, a folder or a hub name owner/name[@revision]) for "
-     "ppl_gen of the test continuations (\"\": none)"},
+     "a fixed LM (a file, a folder or a hub name owner/name[@revision]) for ppl_gen of the "
+     "test continuations; it reads the texts with its folder's own tokenizer files, else with "
+     "the run's tokenizer (\"\": none)"},
     {"eval.max_prompts", CFG_INT, "0", NULL, RANGE(0, 1 << 30), "cap on test prompts (0: all)"},
     {"eval.num_beams", CFG_INT, "0", NULL, RANGE(0, 1024),
      "evaluation decoding (validation and test): 0 samples with generation.*; N decodes by beam "

@@ -246,6 +246,35 @@ int trn_refs_ppl(trn_run *r, int split, size_t n, double *ppl, size_t *nrefs, df
   return rc;
 }
 
+int trn_judge_lm_open(const trn_run *r, model_t **lm, tok_tokenizer **jtok, dfpo_err *err) {
+  const char *judge_lm = r->set.judge_lm;
+  int rc = DFPO_OK;
+  *lm = NULL, *jtok = NULL;
+  if (model_path_is_folder(judge_lm) && tok_folder_has_files(judge_lm) &&
+      (rc = tok_load(jtok, judge_lm, err)))
+    return dfpo_err_prefix(err, "eval.judge_lm's tokenizer");
+  const tok_tokenizer *use = *jtok ? *jtok : r->tok;
+  if ((rc = model_load(lm, judge_lm, err)))
+    dfpo_err_prefix(err, "eval.judge_lm");
+  else if ((size_t)model_get_config(*lm)->vocab_size < tok_vocab_size(use))
+    rc = dfpo_err_set(err, DFPO_EUSAGE,
+                      "eval.judge_lm %s: its vocabulary (%d ids) is smaller than %s (%zu ids)",
+                      judge_lm, model_get_config(*lm)->vocab_size,
+                      *jtok ? "its tokenizer's" : "the run's tokenizer's", tok_vocab_size(use));
+  else if (!*jtok && model_get_config(r->policy)->encoder_decoder &&
+           !model_get_config(*lm)->encoder_decoder)
+    rc = dfpo_err_set(err, DFPO_EUSAGE,
+                      "eval.judge_lm %s: a decoder-only judge without tokenizer files of its own "
+                      "cannot read the encoder-decoder policy's SentencePiece ids; give a Hugging "
+                      "Face folder with its tokenizer (e.g. gpt2)",
+                      judge_lm);
+  if (rc) {
+    model_free(*lm), tok_free(*jtok);
+    *lm = NULL, *jtok = NULL;
+  }
+  return rc;
+}
+
 int trn_evaluate_test(trn_run *r, size_t n, const char *samples_path, cJSON *o, cJSON *metrics,
                       dfpo_err *err) {
   int rc, ppl_ref = r->set.ppl_ref;
@@ -284,13 +313,10 @@ int trn_evaluate_test(trn_run *r, size_t n, const char *samples_path, cJSON *o, 
     met_ppl p;
     for (size_t q = 0; q < rows; q++)
       prompts[q] = r->tk.items[TASK_TEST][q / (size_t)k].prompt;
-    if (!(rc = model_load(&lm, judge_lm, err)) &&
-        (size_t)model_get_config(lm)->vocab_size < tok_vocab_size(r->tok))
-      rc = dfpo_err_set(err, DFPO_EUSAGE,
-                        "eval.judge_lm %s: its vocabulary is smaller than the tokenizer's",
-                        judge_lm);
-    if (!rc && !(rc = met_ppl_gen(lm, r->tok, prompts, (const char *const *)conts, rows, NULL, &p,
-                                  NULL, err))) {
+    tok_tokenizer *jtok = NULL;
+    rc = trn_judge_lm_open(r, &lm, &jtok, err);
+    if (!rc && !(rc = met_ppl_gen(lm, jtok ? jtok : r->tok, prompts, (const char *const *)conts,
+                                  rows, NULL, &p, NULL, err))) {
       char hex[65];
       cJSON_AddNumberToObject(metrics, "ppl_gen", p.ppl);
       cJSON *j = cJSON_AddObjectToObject(o, "judge_lm");
@@ -299,13 +325,15 @@ int trn_evaluate_test(trn_run *r, size_t n, const char *samples_path, cJSON *o, 
       char wpath[4200];
       struct stat st;
       if (stat(judge_lm, &st) == 0 && S_ISDIR(st.st_mode))
-        snprintf(wpath, sizeof wpath, "%s/model.safetensors", judge_lm);
+        rc = model_hf_weights(judge_lm, wpath, sizeof wpath, err);
       else
         snprintf(wpath, sizeof wpath, "%s", judge_lm);
-      if (!(rc = ds_sha256_file(wpath, hex, err)))
+      if (!rc && !(rc = ds_sha256_file(wpath, hex, err)))
         cJSON_AddStringToObject(j, "sha256", hex);
+      cJSON_AddBoolToObject(j, "own_tokenizer", jtok != NULL);
     }
     model_free(lm);
+    tok_free(jtok);
   }
   for (size_t q = 0; q < rows; q++)
     free(conts[q]);

@@ -151,6 +151,16 @@ int trn_evaluate(trn_run *r, int split, size_t n, double *means, const char *sam
  * sampler sees it (trn_build_batch's cut), met_ppl_gen_ids. *nrefs = 0
  * (and *ppl untouched) when none of them has one. */
 int trn_refs_ppl(trn_run *r, int split, size_t n, double *ppl, size_t *nrefs, dfpo_err *err);
+/* Loads eval.json's judge LM (r->set.judge_lm, a local path) and the
+ * tokenizer it reads the texts with: its own (*jtok) when its folder has
+ * tokenizer files (a GPT-2 judging a T5 policy's samples, as the paper's
+ * ppl_gen), else the run's (*jtok NULL), which must then be its
+ * tokenizer: a decoder-only judge without one is refused for an
+ * encoder-decoder policy (SentencePiece ids), and any judge whose
+ * vocabulary is smaller than the tokenizer's (DFPO_EUSAGE). dfpo train
+ * calls it before training too, so that a bad judge fails first. *lm and
+ * *jtok are the caller's (model_free, tok_free); both NULL on error. */
+int trn_judge_lm_open(const trn_run *r, model_t **lm, tok_tokenizer **jtok, dfpo_err *err);
 /* The test evaluation written to eval.json: the samples (from the run
  * seed's stream DFPO_STREAM_EVAL_TEST) into samples_path, the metrics into
  * `metrics`, what produced them into `o`. */

@@ -10,9 +10,14 @@
  * to tests/trainer/t5_reference.py --nll over the same id pairs within
  * 1e-4 relative, and SFT must lower its validation ppl_ref. Skipped,
  * saying why, without ../shared/data (CommonGen) or without
- * /usr/bin/python3's torch and sentencepiece (the tokenizer's trainer). */
+ * /usr/bin/python3's torch and sentencepiece (the tokenizer's trainer).
+ * eval.judge_lm with a T5 policy: a GPT-2 judge folder with its own
+ * tokenizer files scores the samples with that tokenizer, one without is
+ * refused before training. */
+#include "metrics/metrics.h"
 #include "tests/support/support.h"
 #include "tests/trainer/t5_testutil.h"
+#include "trainer/gpt2.h"
 #include "trainer/model.h"
 #include "trainer/t5.h"
 #include "trainer/tok.h"
@@ -310,5 +315,122 @@ Test(t5_train, commongen_zero_shot_and_sft_with_a_t5, .timeout = 600) {
     cr_log_info("T5 PPO on CommonGen, iteration %d: %s", i, whole[i]);
     free(resumed[i]), free(whole[i]);
   }
+  ts_rmtree(dir);
+}
+
+/* The paper's ppl_gen of a T5 policy's samples under a GPT-2: the judge
+ * (a random GPT-2 over GPT-2's real 50,257-id tokenizer, as a Hugging Face
+ * folder with encoder.json and vocab.bpe from ../shared/data/gpt2) reads
+ * the texts with its own tokenizer. The expectation is met_ppl_gen of the
+ * run's samples.jsonl (prompts and continuations) under the judge with
+ * that tokenizer; with the T5's SentencePiece ids instead (what the run
+ * did before the judge's tokenizer was taken) the number differs. A judge
+ * file without tokenizer files is refused before any training. */
+Test(t5_train, judge_lm_reads_with_its_own_tokenizer, .timeout = 300) {
+  const char *data = ts_shared_data();
+  if (!data)
+    cr_skip_test("no ../shared/data (CommonGen, GPT-2's tokenizer): skipped");
+  if (!ts_python_has("torch, sentencepiece"))
+    cr_skip_test("/usr/bin/python3 lacks torch or sentencepiece: no spiece.model can be trained");
+  char dir[256], home[300], spm[300], model[300], cg[300], out[300], judge[300], path[1000];
+  ts_tmpdir(dir, sizeof dir);
+  snprintf(home, sizeof home, "%s/home", dir);
+  snprintf(spm, sizeof spm, "%s/spm", dir);
+  snprintf(model, sizeof model, "%s/t5", dir);
+  snprintf(cg, sizeof cg, "%s/commongen", dir);
+  snprintf(out, sizeof out, "%s/runs", dir);
+  snprintf(judge, sizeof judge, "%s/judge", dir);
+  tt_random_t5_folder(spm, model,
+                      (t5_config){.d_model = 16,
+                                  .d_kv = 8,
+                                  .d_ff = 24,
+                                  .n_head = 2,
+                                  .n_layer = 1,
+                                  .n_dec_layer = 1,
+                                  .num_buckets = 16,
+                                  .max_distance = 32,
+                                  .eps = 1e-6f,
+                                  .gated = 0,
+                                  .tied = 1,
+                                  .n_pos = 64,
+                                  .start_id = 0,
+                                  .eos_id = 1},
+                      7);
+  ts_commongen_slice(data, cg, 100, 50, 20);
+  char *imp[] = {"datasets", "import", "commongen", cg, "--unverified", NULL};
+  run_dfpo(home, imp, 0, NULL);
+  char *prep[] = {"datasets", "prepare", "commongen", NULL};
+  run_dfpo(home, prep, 0, NULL);
+
+  /* the judge: weights alone first (no tokenizer files) */
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  cr_assert_eq(mkdir(judge, 0755), 0);
+  gpt2_config gc = {1, 2, 16, 50257, 1024, MODEL_HEAD_NONE, 0};
+  model_t *g;
+  cr_assert_eq(gpt2_new(&g, &gc, &err), 0, "%s", err.msg);
+  model_init_random(g, 3);
+  snprintf(path, sizeof path, "%s/model.safetensors", judge);
+  cr_assert_eq(model_export_safetensors(g, path, 1, &err), 0, "%s", err.msg);
+  model_free(g);
+  char set[1100];
+  snprintf(set, sizeof set, "eval.judge_lm=%s", path);
+  const char *bad[] = {"task.max_items=8", set, NULL};
+  train(home, out, model, "zero-shot", bad, 0, 1, "cannot read the encoder-decoder policy");
+  snprintf(path, sizeof path, "%s/default/commongen/zero-shot/seed-0/eval.json", out);
+  cr_expect_neq(access(path, F_OK), 0, "a refused judge left %s", path);
+
+  /* then with GPT-2's tokenizer beside the weights */
+  const char *names[] = {"encoder.json", "vocab.bpe"};
+  for (int i = 0; i < 2; i++) {
+    char from[600], to[600];
+    snprintf(from, sizeof from, "%s/gpt2/%s", data, names[i]);
+    snprintf(to, sizeof to, "%s/%s", judge, names[i]);
+    cr_assert_eq(symlink(from, to), 0, "%s", to);
+  }
+  snprintf(set, sizeof set, "eval.judge_lm=%s", judge);
+  const char *good[] = {"task.max_items=8", set, NULL};
+  train(home, out, model, "zero-shot", good, 0, 0, NULL);
+  cJSON *ev = ts_read_json(path);
+  double pg = cJSON_GetObjectItem(cJSON_GetObjectItem(ev, "metrics"), "ppl_gen")->valuedouble;
+  const cJSON *jl = cJSON_GetObjectItem(ev, "judge_lm");
+  cr_expect(cJSON_IsTrue(cJSON_GetObjectItem(jl, "own_tokenizer")));
+  cr_expect_str_eq(cJSON_GetObjectItem(jl, "path")->valuestring, judge);
+
+  /* the expectation from the samples */
+  snprintf(path, sizeof path, "%s/default/commongen/zero-shot/seed-0/samples.jsonl", out);
+  size_t n = 0;
+  char *prompts[64], *conts[64], line[8192];
+  FILE *f = fopen(path, "r");
+  cr_assert_not_null(f, "%s", path);
+  while (n < 64 && fgets(line, sizeof line, f)) {
+    cJSON *o = cJSON_Parse(line);
+    prompts[n] = strdup(cJSON_GetObjectItem(o, "prompt")->valuestring);
+    conts[n] = strdup(cJSON_GetObjectItem(o, "continuation")->valuestring);
+    cJSON_Delete(o);
+    n++;
+  }
+  fclose(f);
+  cr_assert_gt(n, 0);
+  model_t *lm;
+  tok_tokenizer *gt, *tt;
+  met_ppl p, q;
+  cr_assert_eq(model_load(&lm, judge, &err), 0, "%s", err.msg);
+  cr_assert_eq(tok_load(&gt, judge, &err), 0, "%s", err.msg);
+  cr_assert_eq(tok_load(&tt, model, &err), 0, "%s", err.msg);
+  cr_assert_eq(met_ppl_gen(lm, gt, (const char *const *)prompts, (const char *const *)conts, n,
+                           NULL, &p, NULL, &err),
+               0, "%s", err.msg);
+  cr_assert_eq(met_ppl_gen(lm, tt, (const char *const *)prompts, (const char *const *)conts, n,
+                           NULL, &q, NULL, &err),
+               0, "%s", err.msg);
+  cr_log_info("ppl_gen %.4f: GPT-2's tokenizer %.4f, the T5's SentencePiece ids %.4f", pg, p.ppl,
+              q.ppl);
+  cr_expect_float_eq(pg, p.ppl, 1e-9 * p.ppl, "ppl_gen %.10g, expected %.10g", pg, p.ppl);
+  cr_expect_gt(fabs(q.ppl - p.ppl), 1e-3 * p.ppl, "the two tokenizers gave the same ppl_gen");
+  for (size_t i = 0; i < n; i++)
+    free(prompts[i]), free(conts[i]);
+  tok_free(gt), tok_free(tt), model_free(lm);
+  cJSON_Delete(ev);
   ts_rmtree(dir);
 }
