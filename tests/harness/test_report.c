@@ -2,7 +2,8 @@
  * (figures in PNG, SVG and PDF, each algorithm in one colour across them,
  * SFT kept off the iteration axis, display names, a caption and a label,
  * the CSV in results.json's keys), cells under way marked in the tables and
- * drawn in short dashes, and a clear refusal of a folder with no cells. The values are made up; the
+ * drawn in short dashes, a CommonGen policy other than T5 noted as a deviation, and a clear refusal
+ * of a folder with no cells. The values are made up; the
  * statistics are tested in tests/reports and test_reproduce.c. */
 #include "harness/rundir.h"
 #include "tests/support/support.h"
@@ -34,6 +35,8 @@ static int dfpo(const char *const *args, char **err) {
 
 /* eval.json's "memory" object of the cells cell() writes (NULL: none). */
 static const char *cell_memory;
+/* The task folder cell() writes into. */
+static const char *cell_task = "synthetic";
 
 /* A finished cell: eval.json with reward, nll_word, oov_rate and ppl_ref,
  * config.json with the PPO settings, and a train.jsonl of 5 iterations
@@ -41,7 +44,7 @@ static const char *cell_memory;
 static void cell(const char *root, const char *variant, const char *algo, int seed, double r,
                  const char *ppo) {
   char d[600], p[700], cmd[800];
-  snprintf(d, sizeof d, "%s/synthetic/%s/seed-%d", root, variant, seed);
+  snprintf(d, sizeof d, "%s/%s/%s/seed-%d", root, cell_task, variant, seed);
   snprintf(cmd, sizeof cmd, "mkdir -p %s", d);
   cr_assert_eq(system(cmd), 0);
   char text[1024];
@@ -229,6 +232,35 @@ Test(report_paper, the_notes_say_which_memory_switches_cells_used) {
   char *tex = report_file(root, "synthetic.tex");
   cr_expect(strstr(tex, "% Memory: dfpo: LoRA rank 16; ppo: value head") != NULL, "%s", tex);
   free(tex);
+}
+
+/* CommonGen's notes name the policy's architecture from the suite's base
+ * record (base-commongen.json's "arch", which dfpo reproduce writes): a
+ * decoder-only base is a deviation from RL4LMs' and the paper's T5, a T5
+ * base none. */
+Test(report_paper, a_commongen_policy_other_than_t5_is_a_noted_deviation) {
+  const char *arch[] = {"gpt2", "t5"};
+  cell_task = "commongen";
+  for (int a = 0; a < 2; a++) {
+    char root[400], p[500], text[200];
+    snprintf(root, sizeof root, "%s/%s", dir, arch[a]);
+    make_suite(root);
+    snprintf(p, sizeof p, "%s/base-commongen.json", root);
+    snprintf(text, sizeof text, "{\"task\": \"commongen\", \"arch\": \"%s\"}\n", arch[a]);
+    ts_write_text(p, text);
+    const char *args[] = {"report", "--no-plots", root, NULL};
+    char *err;
+    cr_assert_eq(dfpo(args, &err), 0, "%s", err);
+    free(err);
+    char *md = report_file(root, "commongen.md");
+    const char *want = "Policy: a gpt2, not T5 as RL4LMs and the paper fine-tune on CommonGen.";
+    if (a == 0)
+      cr_expect(strstr(md, want) != NULL, "no \"%s\" in:\n%s", want, md);
+    else
+      cr_expect(strstr(md, "Policy:") == NULL, "a T5 base noted as a deviation:\n%s", md);
+    free(md);
+  }
+  cell_task = "synthetic";
 }
 
 /* A run folder with train.jsonl and no DONE is a cell under way: "running"
