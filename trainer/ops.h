@@ -253,8 +253,9 @@ int ops_sample_row(float *z, int V, int top_k, float top_p, int greedy, double u
  * .to(torch.bfloat16) and .half(): a value past the type's largest finite
  * one becomes inf (fp16: from 65520 up), one below its smallest
  * subnormal's half becomes a signed zero, inf stays inf; a NaN becomes a
- * quiet NaN (bf16: 0x7fc0 whatever its sign, as PyTorch; fp16: the sign
- * kept, 0x7e00 or 0xfe00, as PyTorch's fp16_ieee_from_fp32_value). To fp32:
+ * quiet NaN (bf16: 0x7fc0 whatever its sign, as PyTorch's scalar
+ * c10::BFloat16, where its vectorised CPU cast gives 0xffff, also a NaN;
+ * fp16: the sign kept, 0x7e00 or 0xfe00, as PyTorch's .half()). To fp32:
  * exact. */
 uint16_t ops_f32_to_bf16(float x);
 uint16_t ops_f32_to_f16(float x);
