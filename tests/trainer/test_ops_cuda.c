@@ -844,6 +844,45 @@ Test(ops_cuda, generate_same_tokens_as_the_cpu) {
   model_free(mc), model_free(mg);
 }
 
+/* A GPT-2 with its weights in bf16 and in fp16 (model_set_weight_dtype, the
+ * conversion through the host into device memory) on both backends: the
+ * same bytes, the prompt's logits (decode_begin, left-padded) within the
+ * products' tolerance of the CPU's (the GPU rounds the activations too:
+ * TOL_BF16, TOL_TF32 for fp16) and a scored sequence's NLL within 1e-3
+ * relative (a sum of logits' small errors). */
+Test(ops_cuda, gpt2_in_16_bits_matches_the_cpu) {
+  NEED_GPU();
+  gpt2_config cfg = {1, 2, 32, 300, 64, MODEL_HEAD_NONE, 0};
+  int prompts[12] = {0, 0, 5, 6, 1, 2, 3, 4, 0, 9, 8, 7}, ks[3] = {2, 0, 1}, seq[20];
+  for (int i = 0; i < 20; i++)
+    seq[i] = (i * 37 + 11) % 300;
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  for (int dt = OPS_DTYPE_BF16; dt <= OPS_DTYPE_F16; dt++) {
+    model_t *mc = model_on(OPS_DEVICE_CPU, &cfg), *mg = model_on(OPS_DEVICE_CUDA, &cfg);
+    cr_assert_eq(model_set_weight_dtype(mc, dt, &err), 0, "%s", err.msg);
+    cr_assert_eq(model_set_weight_dtype(mg, dt, &err), 0, "%s", err.msg);
+    cr_expect_eq(model_arena_bytes(mc), model_arena_bytes(mg));
+    const float *zc = model_decode_begin(mc, prompts, ks, 3, 4, 8, &err);
+    cr_assert_not_null(zc, "%s", err.msg);
+    const float *zg = model_decode_begin(mg, prompts, ks, 3, 4, 8, &err);
+    cr_assert_not_null(zg, "%s", err.msg);
+    char what[64];
+    snprintf(what, sizeof what, "gpt2 %s decode_begin logits", ops_dtype_name(dt));
+    double tol = dt == OPS_DTYPE_BF16 ? TOL_BF16 : TOL_TF32;
+    cr_log_info("%s: error %.3g of tolerance %.3g", what, check_dev(what, zc, zg, 3 * 300, tol),
+                tol);
+    double nc, ng;
+    size_t k;
+    cr_assert_eq(model_score_tokens(mc, seq, 20, &nc, &k, &err), 0, "%s", err.msg);
+    cr_assert_eq(model_score_tokens(mg, seq, 20, &ng, &k, &err), 0, "%s", err.msg);
+    cr_expect(fabs(nc - ng) <= 1e-3 * fabs(nc), "%s NLL: cpu %.9g gpu %.9g", ops_dtype_name(dt), nc,
+              ng);
+    cr_log_info("gpt2 %s NLL: cpu %.9g gpu %.9g", ops_dtype_name(dt), nc, ng);
+    model_free(mc), model_free(mg);
+  }
+}
+
 /* Beam search over model_decode_reorder, whose CUDA path is the backend's
  * copy op: a GPU model and a CPU model with the same weights give the same
  * hypotheses and scores (left padding, an end-of-text, several returned). */
