@@ -21,8 +21,8 @@ inline __half __float2half_rn(float f) {
     return r;
   }
   int e;
-  std::frexp(a, &e); /* a = m 2^e, m in [0.5, 1) */
-  int q = e - 11 < -24 ? -24 : e - 11; /* the unit of the last place: 2^q */
+  std::frexp(a, &e);                                /* a = m 2^e, m in [0.5, 1) */
+  int q = e - 11 < -24 ? -24 : e - 11;              /* the unit of the last place: 2^q */
   double units = std::nearbyint(std::ldexp(a, -q)); /* ties to even (default mode) */
   double v = std::ldexp(units, q);
   if (v == 0) {
@@ -49,7 +49,7 @@ inline __half __ushort_as_half(unsigned short u) {
 }
 inline float __half2float(__half h) {
   unsigned e = (h.x >> 10) & 0x1f, f = h.x & 0x3ff;
-  double v = e == 0 ? std::ldexp((double)f, -24)
+  double v = e == 0    ? std::ldexp((double)f, -24)
              : e == 31 ? (f ? NAN : INFINITY)
                        : std::ldexp(1.0 + f / 1024.0, (int)e - 15);
   return (float)((h.x & 0x8000) ? -v : v);

@@ -129,7 +129,7 @@ static std::vector<float> widen16(const void *p, cudaDataType t, int rows, int c
       memcpy(&out[i], &u, 4);
     } else { /* IEEE half, by its definition */
       unsigned e = (h[i] >> 10) & 0x1f, f = h[i] & 0x3ff;
-      double v = e == 0 ? std::ldexp((double)f, -24)
+      double v = e == 0    ? std::ldexp((double)f, -24)
                  : e == 31 ? (f ? NAN : INFINITY)
                            : std::ldexp(1.0 + f / 1024.0, (int)e - 15);
       out[i] = (float)((h[i] & 0x8000) ? -v : v);
@@ -148,8 +148,10 @@ cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperat
                             cublasGemmAlgo_t) {
   if ((at == CUDA_R_16BF || at == CUDA_R_16F) && bt == at && ct == CUDA_R_32F &&
       compute == CUBLAS_COMPUTE_32F) {
-    std::vector<float> a = widen16(A, at, ta == CUBLAS_OP_N ? m : k, ta == CUBLAS_OP_N ? k : m, lda);
-    std::vector<float> b = widen16(B, bt, tb == CUBLAS_OP_N ? k : n, tb == CUBLAS_OP_N ? n : k, ldb);
+    std::vector<float> a =
+        widen16(A, at, ta == CUBLAS_OP_N ? m : k, ta == CUBLAS_OP_N ? k : m, lda);
+    std::vector<float> b =
+        widen16(B, bt, tb == CUBLAS_OP_N ? k : n, tb == CUBLAS_OP_N ? n : k, ldb);
     int saved = math_mode;
     math_mode = CUBLAS_DEFAULT_MATH;
     cublasStatus_t s = cublasSgemm_v2(h, ta, tb, m, n, k, (const float *)alpha, a.data(), lda,
