@@ -109,6 +109,14 @@ int cli_device(const char *cmd, const char *arg) {
   return rc ? cli_fail(&err) : DFPO_OK;
 }
 
+int cli_dtype(const char *cmd, const char *arg, ops_dtype *out) {
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  if (ops_dtype_parse(arg, out, &err))
+    return cli_usage_error(cmd, "--dtype: %s", err.msg);
+  return DFPO_OK;
+}
+
 void cli_use_threads(int64_t n) {
   if (n <= 0)
     return;

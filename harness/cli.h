@@ -8,6 +8,7 @@
 #define DFPO_HARNESS_CLI_H
 
 #include "common/common.h"
+#include "trainer/device.h"
 
 #include <stdint.h>
 
@@ -76,6 +77,10 @@ int cli_fail(const dfpo_err *e);
  * reason) and makes it the device new models go to. Returns DFPO_OK, or the
  * code of the error it printed. */
 int cli_device(const char *cmd, const char *arg);
+/* A command's --dtype f32|bf16|f16 (the precision a frozen model keeps its
+ * weight matrices in, model_set_weight_dtype) into *out: DFPO_OK, or the
+ * code of the usage error it printed. */
+int cli_dtype(const char *cmd, const char *arg, ops_dtype *out);
 /* The same without printing the error (the fallback's warning is printed):
  * DFPO_EUSAGE for a name other than cpu, cuda or auto, DFPO_ERUNTIME with
  * the driver's reason when cuda is not usable. For commands that report

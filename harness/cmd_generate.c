@@ -91,6 +91,11 @@ static const char generate_usage[] =
     "  --batch N            prompts per batch (default 16; beam search decodes\n"
     "                       N x beams rows)\n"
     "  --seed N             sampling seed (default 0)\n"
+    "  --dtype T            f32 (default), bf16 or f16: the precision the model\n"
+    "                       keeps its weight matrices in (GPT-2; bf16 and f16\n"
+    "                       halve their bytes: rounded to nearest even at load,\n"
+    "                       widened to fp32 in the products on the CPU;\n"
+    "                       docs/memory.md)\n"
     "  --device D           cpu (default), cuda, or auto: CUDA when a device is\n"
     "                       usable, else the CPU with a warning that says why;\n"
     "                       cuda fails with the driver's reason when none is;\n"
@@ -409,6 +414,7 @@ int cmd_generate(int argc, char **argv) {
                                        {"batch", required_argument, NULL, 'b'},
                                        {"seed", required_argument, NULL, 's'},
                                        {"device", required_argument, NULL, 'D'},
+                                       {"dtype", required_argument, NULL, 'W'},
                                        {"beams", required_argument, NULL, 'B'},
                                        {"length-penalty", required_argument, NULL, 'L'},
                                        {"early-stopping", required_argument, NULL, 'E'},
@@ -423,6 +429,7 @@ int cmd_generate(int argc, char **argv) {
   int beam_only = 0; /* a beam option was given */
   double v, batch = 16, seed = 0;
   int c, rc = DFPO_OK, eos_given = 0;
+  ops_dtype dtype = OPS_DTYPE_F32;
   cli_reset_getopt();
   while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
     switch (c) {
@@ -478,6 +485,9 @@ int cmd_generate(int argc, char **argv) {
       break;
     case 'D':
       device = optarg;
+      break;
+    case 'W':
+      rc = cli_dtype("generate", optarg, &dtype);
       break;
     case 'B':
       rc = cli_integer("generate", optarg, 1, 1024, "--beams", &bo.beams);
@@ -547,6 +557,10 @@ int cmd_generate(int argc, char **argv) {
   model_t *m;
   if ((rc = model_load(&m, model, &err)))
     return cli_fail(&err);
+  if ((rc = model_set_weight_dtype(m, dtype, &err))) {
+    model_free(m);
+    return cli_fail(&err);
+  }
   const model_config *cfg = model_get_config(m);
   tok_tokenizer *tok = NULL;
   if (tokdir && !(rc = tok_load(&tok, tokdir, &err)) &&

@@ -13,9 +13,9 @@
 
 static const char perplexity_usage[] =
     "Usage: dfpo perplexity --model PATH --tokenizer DIR --input FILE [--no-bos] [--per-doc]\n"
-    "                       [--json]\n"
+    "                       [--json] [--dtype T]\n"
     "       dfpo perplexity --model PATH --tokens FILE [--tokenizer DIR] [--no-bos] [--per-doc]\n"
-    "                       [--json]\n"
+    "                       [--json] [--dtype T]\n"
     "\n"
     "Scores documents under a decoder: GPT-2 (a native checkpoint, a Hugging Face\n"
     "model.safetensors, or a Hugging Face folder: config.json + model.safetensors\n"
@@ -62,6 +62,10 @@ static const char perplexity_usage[] =
     "  --no-bos         do not prepend <|endoftext|>\n"
     "  --per-doc        also print each document's (each pair's) tokens and nll_sum\n"
     "  --json           one JSON object instead of text\n"
+    "  --dtype T        f32 (default), bf16 or f16: the precision the model keeps\n"
+    "                   its weight matrices in (GPT-2; bf16 and f16 halve their\n"
+    "                   bytes: rounded to nearest even at load, widened to fp32\n"
+    "                   in the products on the CPU; docs/memory.md)\n"
     "  --device D       cpu (default), cuda, or auto: CUDA when a device is\n"
     "                   usable, else the CPU with a warning that says why; cuda\n"
     "                   fails with the driver's reason when none is; the CUDA\n"
@@ -213,10 +217,12 @@ int cmd_perplexity(int argc, char **argv) {
                                        {"per-doc", no_argument, NULL, 'p'},
                                        {"json", no_argument, NULL, 'j'},
                                        {"device", required_argument, NULL, 'D'},
+                                       {"dtype", required_argument, NULL, 'W'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
   const char *model = NULL, *tokens = NULL, *tokdir = NULL, *input = NULL, *device = "cpu";
   int no_bos = 0, json = 0, per_doc = 0, c;
+  ops_dtype dtype = OPS_DTYPE_F32;
   cli_reset_getopt();
   while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
     switch (c) {
@@ -243,6 +249,10 @@ int cmd_perplexity(int argc, char **argv) {
       break;
     case 'D':
       device = optarg;
+      break;
+    case 'W':
+      if (cli_dtype("perplexity", optarg, &dtype))
+        return DFPO_EUSAGE;
       break;
     case 'h':
       fputs(perplexity_usage, stdout);
@@ -272,6 +282,10 @@ int cmd_perplexity(int argc, char **argv) {
   model_t *m;
   if ((rc = model_load(&m, model, &err)))
     return cli_fail(&err);
+  if ((rc = model_set_weight_dtype(m, dtype, &err))) {
+    model_free(m);
+    return cli_fail(&err);
+  }
   int vocab = model_get_config(m)->vocab_size;
   tok_tokenizer *tok = NULL;
   if (tokdir) { /* with --tokens too: its <|endoftext|> starts the documents */

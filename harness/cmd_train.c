@@ -118,6 +118,7 @@ void trn_memory_json(const trn_run *r, cJSON *o) {
   cJSON_AddNumberToObject(m, "lora_rank", model_lora_rank(r->policy));
   cJSON_AddStringToObject(m, "value_model", !r->rl ? "none" : r->value ? "separate" : "shared");
   cJSON_AddBoolToObject(m, "activation_checkpointing", r->set.activation_checkpointing);
+  cJSON_AddStringToObject(m, "reference_dtype", ops_dtype_name(model_weight_dtype(r->ref)));
 }
 
 static void run_free(trn_run *r) {
@@ -211,6 +212,10 @@ static int setup(trn_run *r, dfpo_err *err) {
       return dfpo_err_prefix(err, "train: model.lora_rank %d", s->lora_rank);
   } else if ((rc = model_load(&r->ref, s->model, err))) {
     return rc;
+  } else if (s->reference_dtype != OPS_DTYPE_F32 &&
+             (rc = model_set_weight_dtype(r->ref, s->reference_dtype, err))) {
+    return dfpo_err_prefix(err, "train: model.reference_dtype %s",
+                           ops_dtype_name(s->reference_dtype));
   }
   if ((size_t)model_get_config(r->policy)->vocab_size < tok_vocab_size(r->tok))
     return dfpo_err_set(err, DFPO_EDATA,
@@ -219,9 +224,11 @@ static int setup(trn_run *r, dfpo_err *err) {
                         s->model, model_get_config(r->policy)->vocab_size, tok_vocab_size(r->tok),
                         tokdir);
   /* what the weights cost: a LoRA policy's reference shares its base */
-  dfpo_info("train: policy and reference hold %zu bytes (model_arena_bytes)%s",
+  dfpo_info("train: policy and reference hold %zu bytes (model_arena_bytes)%s%s%s",
             model_arena_bytes(r->policy) + model_arena_bytes(r->ref),
-            s->lora_rank ? ", the reference a view of the LoRA policy's base" : "");
+            s->lora_rank ? ", the reference a view of the LoRA policy's base" : "",
+            s->reference_dtype != OPS_DTYPE_F32 ? ", the reference's weights in " : "",
+            s->reference_dtype != OPS_DTYPE_F32 ? ops_dtype_name(s->reference_dtype) : "");
   r->eos = tok_eot_id(r->tok);
   r->pad = r->eos >= 0 ? r->eos : 0;
   r->seq2seq = t5_get_config(r->policy) != NULL;
@@ -646,13 +653,14 @@ static int run_cell(trn_run *r, dfpo_err *err) {
   /* the memory switches the run used, and what its models held at the end */
   trn_memory_json(r, o);
   dfpo_info("train: the models hold %zu bytes after training (model_arena_bytes: policy, "
-            "reference, value and mask models; value model %s%s%s)",
+            "reference, value and mask models; value model %s%s%s%s)",
             trn_models_bytes(r),
             !r->rl     ? "none"
             : r->value ? "separate"
                        : "on the policy's trunk",
             model_lora_rank(r->policy) ? ", LoRA" : "",
-            r->set.activation_checkpointing ? ", activation checkpointing" : "");
+            r->set.activation_checkpointing ? ", activation checkpointing" : "",
+            model_weight_dtype(r->ref) != OPS_DTYPE_F32 ? ", reference in 16 bits" : "");
   snprintf(path, sizeof path, "%s/eval.json", r->dir);
   rc = cfg_json_write(path, o, err);
   cJSON_Delete(o);

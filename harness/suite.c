@@ -525,7 +525,10 @@ static void memory_switches(res_variant *v, const cJSON *eval) {
     n += (size_t)snprintf(buf + n, sizeof buf - n, "%svalue head on the policy's trunk",
                           n ? ", " : "");
   if (n < sizeof buf && cJSON_IsTrue(cJSON_GetObjectItem(m, "activation_checkpointing")))
-    snprintf(buf + n, sizeof buf - n, "%sactivation checkpointing", n ? ", " : "");
+    n += (size_t)snprintf(buf + n, sizeof buf - n, "%sactivation checkpointing", n ? ", " : "");
+  const cJSON *rd = cJSON_GetObjectItem(m, "reference_dtype");
+  if (n < sizeof buf && cJSON_IsString(rd) && strcmp(rd->valuestring, "f32") != 0)
+    snprintf(buf + n, sizeof buf - n, "%sreference in %s", n ? ", " : "", rd->valuestring);
   suite_fmt(v->memory, sizeof v->memory, "%s", buf);
 }
 

@@ -48,14 +48,16 @@ static const char train_usage[] =
     "CIDEr-D, coverage), diversity, ppl_ref (and ppl_gen with eval.judge_lm),\n"
     "the judges that scored it (name or folder, version or label, SHA-256),\n"
     "the deviations from the paper and the memory switches the run used\n"
-    "(memory: lora_rank, value_model, activation_checkpointing).\n"
+    "(memory: lora_rank, value_model, activation_checkpointing, reference_dtype).\n"
     "\n"
     "Memory (docs/memory.md): model.lora_rank (PPO, DfPO: LoRA adapters, the\n"
     "reference the policy's base); model.value_model=shared (PPO, NLPO, DfPO on\n"
     "GPT-2, LoRA too: the value head on the policy's trunk, its loss\n"
     "backpropagated with the policy's, one AdamW); model.activation_checkpointing\n"
-    "(GPT-2: each block recomputed in the backward pass, the same numbers). The\n"
-    "run prints what its models hold at the end.\n"
+    "(GPT-2: each block recomputed in the backward pass, the same numbers);\n"
+    "model.reference_dtype bf16|f16 (GPT-2: the frozen reference's weight\n"
+    "matrices in 16 bits, half their bytes). The run prints what its models hold\n"
+    "at the end.\n"
     "\n"
     "Algorithms: sft (next-token cross-entropy on the training references;\n"
     "train.iterations counts epochs), ppo, nlpo, dfpo (dfpo.mask_at\n"
@@ -268,6 +270,16 @@ int trn_settings_read(const cfg *c, trn_settings *s, dfpo_err *err) {
   GET(str, "model.value_model", &value_model);
   s->shared_value = strcmp(value_model, "shared") == 0;
   GET(bool, "model.activation_checkpointing", &s->activation_checkpointing);
+  const char *ref_dtype;
+  GET(str, "model.reference_dtype", &ref_dtype);
+  if (ops_dtype_parse(ref_dtype, &s->reference_dtype, err))
+    return dfpo_err_prefix(err, "train: model.reference_dtype");
+  if (s->reference_dtype != OPS_DTYPE_F32 && s->lora_rank)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "train: model.reference_dtype %s with model.lora_rank %d: the reference is "
+                        "the LoRA policy's fp32 base, shared without a copy (use one or the "
+                        "other)",
+                        ops_dtype_name(s->reference_dtype), s->lora_rank);
 
   /* the RL trainer's settings (read for every algorithm, used by three) */
   rl_config *rl = &s->rl;

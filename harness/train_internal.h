@@ -73,6 +73,7 @@ typedef struct trn_settings {
   const char *lora_targets;
   int shared_value;             /* model.value_model shared: the value head on the policy's trunk */
   int activation_checkpointing; /* model.activation_checkpointing */
+  ops_dtype reference_dtype;    /* model.reference_dtype */
 } trn_settings;
 
 int trn_settings_read(const cfg *c, trn_settings *s, dfpo_err *err);
@@ -119,7 +120,7 @@ typedef struct trn_run {
  * resume, whose loaded models start without it); trn_models_bytes is what
  * they hold (model_arena_bytes); trn_memory_json adds eval.json's "memory"
  * object: the switches the run used (lora_rank, value_model none, separate
- * or shared, activation_checkpointing; not the bytes, which depend on the
+ * or shared, activation_checkpointing, reference_dtype; not the bytes, which depend on the
  * shapes this process ran, so that a resumed run's eval.json is the
  * uninterrupted one's). */
 int trn_memory_apply(trn_run *r, dfpo_err *err);

@@ -53,4 +53,15 @@ int ops_tf32(void);
  * stay fp32 (the master copy); wins over TF32. No effect on the CPU. */
 void ops_set_bf16(int on);
 int ops_bf16(void);
+
+/* The precision a model keeps its weight matrices in (model_set_weight_dtype,
+ * trainer/model.h; the ops' *_w16 products, trainer/ops.h): fp32, or 16 bits
+ * per weight, bf16 (1 sign, 8 exponent, 7 mantissa bits: fp32's range) or
+ * IEEE fp16 (5 exponent, 10 mantissa bits). */
+typedef enum { OPS_DTYPE_F32 = 0, OPS_DTYPE_BF16 = 1, OPS_DTYPE_F16 = 2 } ops_dtype;
+/* "f32", "bf16" or "f16" (also "fp32", "float32", "bfloat16", "fp16",
+ * "float16"; anything else: DFPO_EUSAGE naming the text). */
+int ops_dtype_parse(const char *s, ops_dtype *out, dfpo_err *err);
+/* "f32", "bf16" or "f16" */
+const char *ops_dtype_name(ops_dtype d);
 #endif

@@ -125,6 +125,7 @@ static int create(gpt2_model **out, const gpt2_config *cfg, float *borrow, dfpo_
     add_tensor(m, "score.weight", K, C, 0, 1);
     add_tensor(m, "score.bias", 1, K, 0, 0);
   }
+  m->nparams32 = m->nparams;
   if (borrow) {
     m->params = borrow;
     m->params_borrowed = 1;
@@ -197,6 +198,10 @@ void gpt2_destroy(gpt2_model *m) {
   free_gen(m);
   if (m->params && !m->params_borrowed)
     m->base.ops->free(m->params);
+  if (m->params16)
+    m->base.ops->free(m->params16);
+  if (m->view_of)
+    m->view_of->nviews--;
   if (m->train_block)
     m->base.ops->free(m->train_block);
   if (m->lora.params)
@@ -228,7 +233,8 @@ int gpt2_num_tensors(const model_t *mm) {
 }
 
 static size_t gpt2_arena_bytes(const gpt2_model *m) {
-  return m->nparams * sizeof(float) * ((m->train_block ? 3 : 0) + (m->params_borrowed ? 0 : 1)) +
+  return m->nparams * sizeof(float) * (m->train_block ? 3 : 0) +
+         (m->params_borrowed ? 0 : m->nparams32 * sizeof(float) + m->n16 * sizeof(uint16_t)) +
          m->lora.nparams * sizeof(float) * (m->lora.train_block ? 4 : 1) + m->act_bytes +
          m->gen_bytes + m->g_spare_bytes;
 }
@@ -248,7 +254,7 @@ int gpt2_tensor_info(const model_t *mm, int i, const char **name, int *rows, int
   if (cols)
     *cols = t->cols;
   if (param)
-    *param = m->params + t->off;
+    *param = t->w16 ? NULL : m->params + t->off;
   if (grad)
     *grad = m->grads ? m->grads + t->off : NULL;
   return m->ntensors;
@@ -297,6 +303,11 @@ static int gpt2_copy_params(gpt2_model *dst, const gpt2_model *src, dfpo_err *er
     return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: a base view's parameters are another model's");
   if (memcmp(&dst->cfg, &src->cfg, sizeof dst->cfg) != 0)
     return dfpo_err_set(err, DFPO_EUSAGE, "gpt2_copy_params: the models' configs differ");
+  if (dst->wdtype != src->wdtype)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "gpt2_copy_params: the models keep their weights in different precisions "
+                        "(%s into %s): copy into an fp32 model, then model_set_weight_dtype",
+                        ops_dtype_name(src->wdtype), ops_dtype_name(dst->wdtype));
   /* adapters are parameters too: both have the same ones, or neither */
   const gpt2_lora *zd = &dst->lora, *zs = &src->lora;
   if (zd->r != zs->r || zd->alpha != zs->alpha || zd->targets != zs->targets)
@@ -307,7 +318,10 @@ static int gpt2_copy_params(gpt2_model *dst, const gpt2_model *src, dfpo_err *er
   if (dst->params_borrowed) /* an adapter view: the base is shared, not copied */
     rc = dst->params == src->params ? DFPO_OK : same_base(dst, src, err);
   else
-    rc = copy_block(dst, dst->params, src, src->params, src->nparams * sizeof(float), err);
+    rc = copy_block(dst, dst->params, src, src->params, src->nparams32 * sizeof(float), err);
+  if (!rc && src->n16) /* the same layout: same config, same precision */
+    rc = copy_block(dst, (float *)dst->params16, src, (const float *)src->params16,
+                    src->n16 * sizeof(uint16_t), err);
   if (!rc && zs->r)
     rc = copy_block(dst, zd->params, src, zs->params, zs->nparams * sizeof(float), err);
   return rc;
@@ -317,6 +331,11 @@ static int gpt2_copy_shared_params(gpt2_model *dst, const gpt2_model *src, int *
                                    dfpo_err *err) {
   float *host = NULL;
   int n = 0;
+  if (dst->wdtype != OPS_DTYPE_F32 || src->wdtype != OPS_DTYPE_F32)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "gpt2_copy_shared_params: a model with weights in %s (copy between fp32 "
+                        "models)",
+                        ops_dtype_name(dst->wdtype != OPS_DTYPE_F32 ? dst->wdtype : src->wdtype));
   for (int i = 0; i < dst->ntensors; i++) {
     const gpt2_tensor *d = &dst->tensors[i];
     for (int j = 0; j < src->ntensors; j++) {
@@ -345,8 +364,8 @@ static int gpt2_copy_shared_params(gpt2_model *dst, const gpt2_model *src, int *
 }
 
 static void gpt2_init_random(gpt2_model *m, uint64_t seed) {
-  if (m->params_borrowed)
-    return; /* a base view's parameters are another model's */
+  if (m->params_borrowed || m->wdtype != OPS_DTYPE_F32)
+    return; /* a base view's parameters are another model's; 16-bit weights are frozen */
   dfpo_rng rng;
   dfpo_rng_init(&rng, seed, DFPO_STREAM_INIT);
   float *host = malloc(m->nparams * sizeof(float));
@@ -377,10 +396,116 @@ static void gpt2_init_random(gpt2_model *m, uint64_t seed) {
 int gpt2_ensure_train(gpt2_model *m, dfpo_err *err) {
   if (m->params_borrowed)
     return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: a base view does not train");
+  if (m->wdtype != OPS_DTYPE_F32)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "gpt2: the model keeps its weights in %s and does not train (a frozen "
+                        "reference, judge or scorer); train an fp32 model",
+                        ops_dtype_name(m->wdtype));
   if (m->lora.r)
     return model_alloc_train(&m->base, m->lora.nparams, &m->lora.train_block, &m->lora.grads,
                              &m->lora.m, &m->lora.v, err);
   return model_alloc_train(&m->base, m->nparams, &m->train_block, &m->grads, &m->m, &m->v, err);
+}
+
+/* ------------------------------------------------------ 16-bit weights */
+
+/* The tensors kept in 16 bits: the embedding (the tied LM head) and each
+ * block's four matrices; wpe, the LayerNorms, the biases and the extra
+ * heads stay fp32. */
+static int w16_tensor(const gpt2_model *m, int i) {
+  if (i == 0)
+    return 1;
+  if (i < 2 || i >= gpt2_tidx_lnfw(m))
+    return 0;
+  int k = (i - 2) % GP_PER_LAYER;
+  return k == GP_QKVW || k == GP_PROJW || k == GP_FCW || k == GP_FCPW;
+}
+
+/* Moves the weights into the precision d: new blocks laid out for it
+ * (fp32 tensors compacted into params, the 16-bit ones into params16),
+ * each tensor taken through the host (widened to fp32, rounded to d), then
+ * the old blocks freed. */
+static int gpt2_set_weight_dtype(gpt2_model *m, ops_dtype d, dfpo_err *err) {
+  if (d == m->wdtype)
+    return DFPO_OK;
+  if (d != OPS_DTYPE_F32 && d != OPS_DTYPE_BF16 && d != OPS_DTYPE_F16)
+    return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: weight dtype %d unknown", (int)d);
+  if (m->params_borrowed)
+    return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: a base view's weights are another model's");
+  if (m->nviews)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "gpt2: %d base view(s) share the model's weights; free them first",
+                        m->nviews);
+  if (m->lora.r)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "gpt2: a model with LoRA adapters keeps its base in fp32 (a 16-bit LoRA "
+                        "base is not implemented)");
+  if (m->train_block)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "gpt2: the model has training state (gradients, AdamW moments); only a "
+                        "frozen model keeps its weights in %s (convert a copy: model_clone)",
+                        ops_dtype_name(d));
+  const ops_backend *o = m->base.ops;
+  int nt = m->ntensors;
+  size_t *off = malloc((size_t)nt * sizeof *off), n32 = 0, n16 = 0, big = 0;
+  if (!off)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "gpt2: out of memory");
+  for (int i = 0; i < nt; i++) {
+    size_t n = (size_t)m->tensors[i].rows * m->tensors[i].cols;
+    int half = d != OPS_DTYPE_F32 && w16_tensor(m, i);
+    off[i] = half ? n16 : n32;
+    *(half ? &n16 : &n32) += n;
+    big = n > big ? n : big;
+  }
+  float *p32 = o->alloc(n32 * sizeof(float)), *host = malloc(big * sizeof(float));
+  uint16_t *p16 = n16 ? o->alloc(n16 * sizeof(uint16_t)) : NULL, *h16 = malloc(big * 2);
+  if (!p32 || (n16 && !p16) || !host || !h16) {
+    if (p32)
+      o->free(p32);
+    if (p16)
+      o->free(p16);
+    free(host);
+    free(h16);
+    free(off);
+    return dfpo_err_set(err, DFPO_ERUNTIME, "gpt2: out of memory for the weights in %s",
+                        ops_dtype_name(d));
+  }
+  for (int i = 0; i < nt; i++) {
+    gpt2_tensor *t = &m->tensors[i];
+    size_t n = (size_t)t->rows * t->cols;
+    int half = d != OPS_DTYPE_F32 && w16_tensor(m, i);
+    if (t->w16) {
+      o->download(h16, m->params16 + t->off, n * sizeof(uint16_t));
+      ops_w16_to_f32(host, h16, n, (int)m->wdtype);
+    } else {
+      o->download(host, m->params + t->off, n * sizeof(float));
+    }
+    if (half) {
+      ops_f32_to_w16(h16, host, n, (int)d);
+      o->upload(p16 + off[i], h16, n * sizeof(uint16_t));
+    } else {
+      o->upload(p32 + off[i], host, n * sizeof(float));
+    }
+    t->off = off[i];
+    t->w16 = half;
+  }
+  free(host);
+  free(h16);
+  free(off);
+  o->free(m->params);
+  if (m->params16)
+    o->free(m->params16);
+  m->params = p32;
+  m->params16 = p16;
+  m->nparams32 = n32;
+  m->n16 = n16;
+  m->wdtype = d;
+  /* the last logits and a decoding's cache came from the old weights */
+  m->have_lm = 0;
+  m->fb = m->ft = 0;
+  m->base.last_logits = NULL;
+  m->gn = 0;
+  return DFPO_OK;
 }
 
 /* Lays out the activations for (B, T): a sizing pass with base NULL, then
@@ -540,6 +665,10 @@ static int gpt2_add_lora(gpt2_model *m, const model_lora_config *c, uint64_t see
   unsigned bits;
   if (z->r)
     return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: the model already has LoRA adapters");
+  if (m->wdtype != OPS_DTYPE_F32)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "gpt2: LoRA on a base with weights in %s is not implemented",
+                        ops_dtype_name(m->wdtype));
   if (m->cfg.head == MODEL_HEAD_CLASS)
     return dfpo_err_set(err, DFPO_EUSAGE,
                         "gpt2: LoRA on a model with a class head is not implemented");
@@ -647,10 +776,17 @@ static int gpt2_base_view(model_t **out, const gpt2_model *src, int adapters, df
   *out = NULL;
   if (src->params_borrowed)
     return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: a base view of a base view");
+  if (src->wdtype != OPS_DTYPE_F32)
+    return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: a base view of a model with weights in %s",
+                        ops_dtype_name(src->wdtype));
   if (ops_default_backend() != src->base.ops)
     return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: a base view must be made on its model's device");
   gpt2_model *v;
   int rc = create(&v, &src->cfg, src->params, err);
+  if (!rc) {
+    v->view_of = (gpt2_model *)src; /* counts the views; the weights stay as they are */
+    v->view_of->nviews++;
+  }
   if (rc || !adapters)
     goto out;
   /* the adapter view: adapters of src's shape, then src's values */
@@ -719,19 +855,18 @@ static void layer_fwd(gpt2_model *m, int l, int B, int T) {
   const float *x = l == 0 ? m->encoded : m->layer[l - 1].res3;
   o->layernorm_fwd(a->ln1, a->ln1_mean, a->ln1_rstd, x, gpt2_lp(m, P, l, GP_LN1W),
                    gpt2_lp(m, P, l, GP_LN1B), BT, C, GPT2_LN_EPS);
-  o->matmul_fwd(a->qkv, a->ln1, gpt2_lp(m, P, l, GP_QKVW), gpt2_lp(m, P, l, GP_QKVB), BT, C, 3 * C);
+  gpt2_layer_linear(m, l, GP_QKVW, a->qkv, a->ln1, BT, C, 3 * C);
   gpt2_lora_fwd(m, l, GPT2_LORA_QKV, a->qkv, a->ln1, lora_u(m, l, GPT2_LORA_QKV), BT);
   o->attention_fwd(a->atty, a->att, a->qkv, m->d_kstart, B, T, C, NH);
-  o->matmul_fwd(a->res2, a->atty, gpt2_lp(m, P, l, GP_PROJW), gpt2_lp(m, P, l, GP_PROJB), BT, C, C);
+  gpt2_layer_linear(m, l, GP_PROJW, a->res2, a->atty, BT, C, C);
   gpt2_lora_fwd(m, l, GPT2_LORA_PROJ, a->res2, a->atty, lora_u(m, l, GPT2_LORA_PROJ), BT);
   o->add(a->res2, a->res2, x, (size_t)BT * C);
   o->layernorm_fwd(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, gpt2_lp(m, P, l, GP_LN2W),
                    gpt2_lp(m, P, l, GP_LN2B), BT, C, GPT2_LN_EPS);
-  o->matmul_fwd(a->fch, a->ln2, gpt2_lp(m, P, l, GP_FCW), gpt2_lp(m, P, l, GP_FCB), BT, C, 4 * C);
+  gpt2_layer_linear(m, l, GP_FCW, a->fch, a->ln2, BT, C, 4 * C);
   gpt2_lora_fwd(m, l, GPT2_LORA_FC, a->fch, a->ln2, lora_u(m, l, GPT2_LORA_FC), BT);
   o->gelu_fwd(a->fch_gelu, a->fch, (size_t)BT * 4 * C);
-  o->matmul_fwd(a->res3, a->fch_gelu, gpt2_lp(m, P, l, GP_FCPW), gpt2_lp(m, P, l, GP_FCPB), BT,
-                4 * C, C);
+  gpt2_layer_linear(m, l, GP_FCPW, a->res3, a->fch_gelu, BT, 4 * C, C);
   gpt2_lora_fwd(m, l, GPT2_LORA_FCP, a->res3, a->fch_gelu, lora_u(m, l, GPT2_LORA_FCP), BT);
   o->add(a->res3, a->res3, a->res2, (size_t)BT * C);
   m->ckpt_layer = l;
@@ -762,8 +897,7 @@ static int gpt2_forward(gpt2_model *m, const int *tokens, const int *kstart, int
   free(ks);
 
   float *P = m->params;
-  o->encoder_fwd(m->encoded, m->d_tok, m->d_pos, P + m->tensors[0].off, P + m->tensors[1].off, BT,
-                 C);
+  gpt2_embed(m, m->encoded, m->d_tok, m->d_pos, BT);
   for (int l = 0; l < L; l++)
     layer_fwd(m, l, B, T);
   int f = gpt2_tidx_lnfw(m);
@@ -879,7 +1013,7 @@ static int gpt2_lm_logprobs(gpt2_model *m, const int *targets, float *logp, floa
     if (targets[i] >= V)
       return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: target %d at %d outside the vocabulary",
                           targets[i], i);
-  o->matmul_fwd(m->logits, m->lnf, m->params + m->tensors[0].off, NULL, BT, C, V);
+  gpt2_linear(m, m->logits, m->lnf, 0, NULL, BT, C, V);
   if (targets)
     o->upload(m->d_tgt, targets, (size_t)BT * sizeof(int));
   else {
@@ -1129,6 +1263,12 @@ static int vt_tensor_at(const model_t *mm, int i, model_tensor *t) {
                              z->m, z->v);
   }
   const gpt2_tensor *g = &m->tensors[i];
+  if (g->w16) { /* frozen 16-bit weights: no fp32 view, no training state */
+    int rc = model_tensor_fill(t, g->name, g->rows, g->cols, g->decay, 0, NULL, NULL, NULL, NULL);
+    t->dtype = m->wdtype;
+    t->param16 = m->params16 + g->off;
+    return rc;
+  }
   return model_tensor_fill(t, g->name, g->rows, g->cols, g->decay, g->off, m->params, m->grads,
                            m->m, m->v);
 }
@@ -1217,6 +1357,12 @@ static int vt_set_checkpointing(model_t *mm, int on, dfpo_err *err) {
 static int vt_checkpointing(const model_t *m) {
   return gpt2_of_const(m)->ckpt;
 }
+static int vt_set_weight_dtype(model_t *m, ops_dtype d, dfpo_err *err) {
+  return gpt2_set_weight_dtype(gpt2_of(m), d, err);
+}
+static ops_dtype vt_weight_dtype(const model_t *m) {
+  return gpt2_of_const(m)->wdtype;
+}
 static int vt_lora_rank(const model_t *m) {
   return gpt2_of_const(m)->lora.r;
 }
@@ -1261,4 +1407,6 @@ const model_vtable gpt2_vtable = {
     .lm_value_backward = vt_lm_value_backward,
     .set_checkpointing = vt_set_checkpointing,
     .checkpointing = vt_checkpointing,
+    .set_weight_dtype = vt_set_weight_dtype,
+    .weight_dtype = vt_weight_dtype,
 };

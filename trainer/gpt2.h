@@ -41,7 +41,8 @@ const gpt2_config *gpt2_get_config(const model_t *m);
  * Names follow Hugging Face without the "transformer." prefix ("wte.weight",
  * "h.0.attn.c_attn.weight", ...), shapes are ours: linear weights [out, in].
  * Returns the number of tensors (0 when m is not a GPT-2); fills what is
- * asked. */
+ * asked; *param is NULL for a tensor kept in 16 bits
+ * (model_set_weight_dtype; model_tensor_at gives its param16). */
 int gpt2_num_tensors(const model_t *m);
 int gpt2_tensor_info(const model_t *m, int i, const char **name, int *rows, int *cols,
                      float **param, float **grad);

@@ -49,7 +49,20 @@ typedef struct lora_section {
 } lora_section;
 _Static_assert(sizeof(lora_section) == LORA_HEADER, "LoRA section header is 32 bytes");
 
+/* A model with 16-bit weights is written by neither format (its fp32
+ * tensors are compacted; a frozen copy is never the one saved). */
+static int refuse_w16(const gpt2_model *m, const char *path, dfpo_err *err) {
+  if (m->wdtype == OPS_DTYPE_F32)
+    return DFPO_OK;
+  return dfpo_err_set(err, DFPO_EUSAGE,
+                      "%s: the model keeps its weights in %s; save or export an fp32 model", path,
+                      ops_dtype_name(m->wdtype));
+}
+
 int gpt2_save(gpt2_model *m, const char *path, int with_optimizer, dfpo_err *err) {
+  int w16rc = refuse_w16(m, path, err);
+  if (w16rc)
+    return w16rc;
   const gpt2_lora *z = &m->lora;
   native_header h;
   memset(&h, 0, sizeof h);
@@ -591,6 +604,9 @@ static int adapter_of(const gpt2_model *m, int k) {
 
 int gpt2_export_safetensors(const gpt2_model *m, const char *path, const model_export_opts *o,
                             dfpo_err *err) {
+  int w16rc = refuse_w16(m, path, err);
+  if (w16rc)
+    return w16rc;
   if (o->adapters)
     return m->lora.r ? export_adapters(m, path, err)
                      : dfpo_err_set(err, DFPO_EUSAGE, "%s: the model has no LoRA adapters", path);

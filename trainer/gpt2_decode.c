@@ -37,8 +37,7 @@ static void run_blocks(gpt2_model *m, int B, int T, int t0) {
   for (int l = 0; l < m->cfg.n_layer; l++) {
     o->layernorm_fwd(m->g_ln, NULL, NULL, m->g_x, gpt2_lp(m, P, l, GP_LN1W),
                      gpt2_lp(m, P, l, GP_LN1B), BT, C, GPT2_LN_EPS);
-    o->matmul_fwd(m->g_qkv, m->g_ln, gpt2_lp(m, P, l, GP_QKVW), gpt2_lp(m, P, l, GP_QKVB), BT, C,
-                  3 * C);
+    gpt2_layer_linear(m, l, GP_QKVW, m->g_qkv, m->g_ln, BT, C, 3 * C);
     /* LoRA's scratch (BT x r <= BT x C floats): a buffer free at that point */
     gpt2_lora_fwd(m, l, GPT2_LORA_QKV, m->g_qkv, m->g_ln, m->g_fch, BT);
     o->kv_write(m->kc[l], m->vc[l], m->g_qkv, B, T, t0, m->gmax, C);
@@ -47,18 +46,15 @@ static void run_blocks(gpt2_model *m, int B, int T, int t0) {
                         NH);
     else
       o->attention_fwd(m->g_atty, m->g_fch, m->g_qkv, m->g_kstart, B, T, C, NH);
-    o->matmul_fwd(m->g_ln, m->g_atty, gpt2_lp(m, P, l, GP_PROJW), gpt2_lp(m, P, l, GP_PROJB), BT, C,
-                  C);
+    gpt2_layer_linear(m, l, GP_PROJW, m->g_ln, m->g_atty, BT, C, C);
     gpt2_lora_fwd(m, l, GPT2_LORA_PROJ, m->g_ln, m->g_atty, m->g_qkv, BT);
     o->add(m->g_x, m->g_x, m->g_ln, (size_t)BT * C);
     o->layernorm_fwd(m->g_ln, NULL, NULL, m->g_x, gpt2_lp(m, P, l, GP_LN2W),
                      gpt2_lp(m, P, l, GP_LN2B), BT, C, GPT2_LN_EPS);
-    o->matmul_fwd(m->g_fch, m->g_ln, gpt2_lp(m, P, l, GP_FCW), gpt2_lp(m, P, l, GP_FCB), BT, C,
-                  4 * C);
+    gpt2_layer_linear(m, l, GP_FCW, m->g_fch, m->g_ln, BT, C, 4 * C);
     gpt2_lora_fwd(m, l, GPT2_LORA_FC, m->g_fch, m->g_ln, m->g_qkv, BT);
     o->gelu_fwd(m->g_fch, m->g_fch, (size_t)BT * 4 * C);
-    o->matmul_fwd(m->g_ln, m->g_fch, gpt2_lp(m, P, l, GP_FCPW), gpt2_lp(m, P, l, GP_FCPB), BT,
-                  4 * C, C);
+    gpt2_layer_linear(m, l, GP_FCPW, m->g_ln, m->g_fch, BT, 4 * C, C);
     gpt2_lora_fwd(m, l, GPT2_LORA_FCP, m->g_ln, m->g_fch, m->g_qkv, BT);
     o->add(m->g_x, m->g_x, m->g_ln, (size_t)BT * C);
   }
@@ -71,7 +67,7 @@ static void run_blocks(gpt2_model *m, int B, int T, int t0) {
   int f = gpt2_tidx_lnfw(m);
   o->layernorm_fwd(m->g_ln, NULL, NULL, last, P + m->tensors[f].off, P + m->tensors[f + 1].off, B,
                    C, GPT2_LN_EPS);
-  o->matmul_fwd(m->g_logits, m->g_ln, P + m->tensors[0].off, NULL, B, C, V);
+  gpt2_linear(m, m->g_logits, m->g_ln, 0, NULL, B, C, V);
 }
 
 const float *gpt2_decode_begin(gpt2_model *m, const int *tokens, const int *kstart, int B, int T,
@@ -143,7 +139,7 @@ const float *gpt2_decode_begin(gpt2_model *m, const int *tokens, const int *ksta
   m->gb = B;
   m->gt = T;
   m->gmax = max_len;
-  int C = m->cfg.n_embd, BT = B * T;
+  int BT = B * T;
   int *pos = malloc((size_t)BT * sizeof(int));
   if (!pos) {
     dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
@@ -159,8 +155,7 @@ const float *gpt2_decode_begin(gpt2_model *m, const int *tokens, const int *ksta
   o->upload(m->g_pos, pos, (size_t)BT * sizeof(int));
   o->upload(m->g_kstart, m->g_kstart_host, (size_t)B * sizeof(int));
   free(pos);
-  o->encoder_fwd(m->g_x, m->g_tok, m->g_pos, m->params + m->tensors[0].off,
-                 m->params + m->tensors[1].off, BT, C);
+  gpt2_embed(m, m->g_x, m->g_tok, m->g_pos, BT);
   run_blocks(m, B, T, 0);
   m->gn = T;
   m->have_lm = 0;
@@ -177,7 +172,7 @@ const float *gpt2_decode_step(gpt2_model *m, const int *next, dfpo_err *err) {
     dfpo_err_set(err, DFPO_EUSAGE, "gpt2_decode_step: the cache is full (%d positions)", m->gmax);
     return NULL;
   }
-  int B = m->gb, C = m->cfg.n_embd;
+  int B = m->gb;
   int pos[B];
   for (int b = 0; b < B; b++) {
     if (next[b] < 0 || next[b] >= m->cfg.vocab_size) {
@@ -194,8 +189,7 @@ const float *gpt2_decode_step(gpt2_model *m, const int *next, dfpo_err *err) {
   const ops_backend *o = m->base.ops;
   o->upload(m->g_tok, next, (size_t)B * sizeof(int));
   o->upload(m->g_pos, pos, (size_t)B * sizeof(int));
-  o->encoder_fwd(m->g_x, m->g_tok, m->g_pos, m->params + m->tensors[0].off,
-                 m->params + m->tensors[1].off, B, C);
+  gpt2_embed(m, m->g_x, m->g_tok, m->g_pos, B);
   run_blocks(m, B, 1, m->gn);
   m->gn++;
   m->have_lm = 0;

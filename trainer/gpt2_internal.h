@@ -31,6 +31,8 @@ typedef struct gpt2_tensor {
   int rows, cols; /* ours: linear weights [out, in]; vectors rows = 1 */
   int conv1d;     /* Hugging Face stores it transposed ([in, out]) */
   int decay;      /* AdamW weight decay applies (matrices) */
+  int w16;        /* kept in 16 bits (model_set_weight_dtype): off counts uint16s of
+                     params16, not floats of params */
 } gpt2_tensor;
 
 /* Activations of one layer for a forward pass at (B, T). */
@@ -86,7 +88,15 @@ typedef struct gpt2_model {
   gpt2_tensor *tensors;
   size_t nparams;
   /* the arena: three regions, each one allocation of the backend */
-  float *params;      /* nparams */
+  float *params;    /* nparams32 (nparams unless weights are kept in 16 bits) */
+  size_t nparams32; /* floats in params */
+  /* weights in 16 bits (model_set_weight_dtype): the embedding (tied LM
+   * head) and the blocks' four matrices in params16 (n16 values of type
+   * wdtype, its own allocation), everything else compacted into params;
+   * wdtype OPS_DTYPE_F32: none (params16 NULL) */
+  ops_dtype wdtype;
+  uint16_t *params16;
+  size_t n16;
   float *train_block; /* grads | m | v (3 nparams), NULL until training */
   float *grads, *m, *v;
   void *act_block; /* activations of the current (B, T) */
@@ -120,16 +130,19 @@ typedef struct gpt2_model {
    * enough) */
   float *g_spare;
   size_t g_spare_bytes;
-  int params_borrowed; /* params are another model's (model_base_view): never freed,
-                          written or trained here */
-  int ckpt;            /* activation checkpointing: the layers' activations other than
-                          their outputs (res3) share layer 0's buffers, and the backward
-                          pass recomputes each layer from its input */
-  int ckpt_layer;      /* with ckpt: the layer whose activations the shared buffers hold
-                          (-1: none) */
-  gpt2_lora lora;      /* LoRA adapters (lora.r 0: none); when present, the tensor list
-                          (model_tensor_at) is the adapters' and the base has no training
-                          state */
+  int params_borrowed;        /* params are another model's (model_base_view): never freed,
+                                 written or trained here */
+  struct gpt2_model *view_of; /* a base view: the model whose params it borrows */
+  int nviews;                 /* base views of this model alive (its weights stay as
+                                 they are while any is) */
+  int ckpt;                   /* activation checkpointing: the layers' activations other than
+                                 their outputs (res3) share layer 0's buffers, and the backward
+                                 pass recomputes each layer from its input */
+  int ckpt_layer;             /* with ckpt: the layer whose activations the shared buffers hold
+                                 (-1: none) */
+  gpt2_lora lora;             /* LoRA adapters (lora.r 0: none); when present, the tensor list
+                                 (model_tensor_at) is the adapters' and the base has no training
+                                 state */
 } gpt2_model;
 
 extern const model_vtable gpt2_vtable;
@@ -170,6 +183,35 @@ static inline float *gpt2_lp(const gpt2_model *m, float *base, int l, int k) {
 /* The non-layer tensors: 0 wte, 1 wpe, then layers, then lnf w, lnf b, head w, head b. */
 static inline int gpt2_tidx_lnfw(const gpt2_model *m) {
   return 2 + m->cfg.n_layer * GP_PER_LAYER;
+}
+
+/* out[M,N] = x[M,K] @ W^T + bias, W the base tensor i (tensors[i]) in
+ * whichever precision the model keeps it (matmul_fwd or matmul_fwd_w16). */
+static inline void gpt2_linear(const gpt2_model *m, float *out, const float *x, int i,
+                               const float *bias, int M, int K, int N) {
+  const gpt2_tensor *t = &m->tensors[i];
+  if (t->w16)
+    m->base.ops->matmul_fwd_w16(out, x, m->params16 + t->off, bias, M, K, N, (int)m->wdtype);
+  else
+    m->base.ops->matmul_fwd(out, x, m->params + t->off, bias, M, K, N);
+}
+/* Layer l's linear of kind k (GP_QKVW, GP_PROJW, GP_FCW, GP_FCPW) with its
+ * bias (the tensor after it) on x[M,K] into out[M,N]. */
+static inline void gpt2_layer_linear(const gpt2_model *m, int l, int k, float *out, const float *x,
+                                     int M, int K, int N) {
+  gpt2_linear(m, out, x, 2 + l * GP_PER_LAYER + k, gpt2_lp(m, m->params, l, k + 1), M, K, N);
+}
+/* The embeddings out[N,C] = wte[tok[n]] + wpe[pos[n]] (wte in whichever
+ * precision the model keeps it). */
+static inline void gpt2_embed(const gpt2_model *m, float *out, const int *tok, const int *pos,
+                              int N) {
+  const gpt2_tensor *te = &m->tensors[0];
+  const float *wpe = m->params + m->tensors[1].off;
+  if (te->w16)
+    m->base.ops->encoder_fwd_w16(out, tok, pos, m->params16 + te->off, wpe, N, m->cfg.n_embd,
+                                 (int)m->wdtype);
+  else
+    m->base.ops->encoder_fwd(out, tok, pos, m->params + te->off, wpe, N, m->cfg.n_embd);
 }
 
 /* LoRA on layer l's linear of kind k (GPT2_LORA_*), when adapted and on:

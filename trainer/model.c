@@ -150,6 +150,30 @@ int model_set_checkpointing(model_t *m, int on, dfpo_err *err) {
 int model_checkpointing(const model_t *m) {
   return m->vt->checkpointing ? m->vt->checkpointing(m) : 0;
 }
+int model_set_weight_dtype(model_t *m, ops_dtype d, dfpo_err *err) {
+  if (d == model_weight_dtype(m))
+    return DFPO_OK;
+  if (!m->vt->set_weight_dtype)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "model_set_weight_dtype: weights in %s are not implemented for %s models "
+                        "(GPT-2 only)",
+                        ops_dtype_name(d), m->cfg.arch);
+  /* only a frozen model: any tensor with training state refuses */
+  int n = m->vt->num_tensors(m);
+  for (int i = 0; i < n; i++) {
+    model_tensor t;
+    if (m->vt->tensor_at(m, i, &t) == DFPO_OK && t.grad)
+      return dfpo_err_set(err, DFPO_EUSAGE,
+                          "model_set_weight_dtype: the model has training state (gradients, "
+                          "AdamW moments); only a frozen model (a reference, a judge, a scorer) "
+                          "keeps its weights in %s",
+                          ops_dtype_name(d));
+  }
+  return m->vt->set_weight_dtype(m, d, err);
+}
+ops_dtype model_weight_dtype(const model_t *m) {
+  return m->vt->weight_dtype ? m->vt->weight_dtype(m) : OPS_DTYPE_F32;
+}
 int model_class_forward(model_t *m, const int *at, float *logits, dfpo_err *err) {
   return m->vt->class_forward(m, at, logits, err);
 }
@@ -392,7 +416,9 @@ int model_tensor_fill(model_tensor *t, const char *name, int rows, int cols, int
   t->rows = rows;
   t->cols = cols;
   t->decay = decay;
-  t->param = params + off;
+  t->param = params ? params + off : NULL;
+  t->dtype = OPS_DTYPE_F32;
+  t->param16 = NULL;
   t->grad = grads ? grads + off : NULL;
   t->m1 = m1 ? m1 + off : NULL;
   t->m2 = m2 ? m2 + off : NULL;

@@ -102,11 +102,13 @@ int model_copy_shared_params(model_t *dst, const model_t *src, int *copied, dfpo
 /* One parameter tensor and its training state, in backend memory (host
  * memory on the CPU backend, device memory on CUDA). */
 typedef struct model_tensor {
-  const char *name; /* the architecture's name for it ("h.0.attn.c_attn.weight") */
-  int rows, cols;   /* vectors: rows 1 */
-  int decay;        /* AdamW's weight decay applies (matrices) */
-  float *param;
-  float *grad, *m1, *m2; /* gradient and AdamW moments; NULL before training */
+  const char *name;        /* the architecture's name for it ("h.0.attn.c_attn.weight") */
+  int rows, cols;          /* vectors: rows 1 */
+  int decay;               /* AdamW's weight decay applies (matrices) */
+  float *param;            /* NULL when the tensor is kept in 16 bits */
+  float *grad, *m1, *m2;   /* gradient and AdamW moments; NULL before training */
+  ops_dtype dtype;         /* OPS_DTYPE_F32, or the 16-bit type of param16 */
+  const uint16_t *param16; /* a frozen tensor kept in 16 bits (model_set_weight_dtype) */
 } model_tensor;
 /* The parameter tensors, for optimisers and tools: model_tensor_at fills
  * *t for 0 <= i < model_num_tensors (else DFPO_EUSAGE). Tensors that follow
@@ -209,6 +211,30 @@ int model_can_share_value(const model_t *m);
  * unsupported). */
 int model_set_checkpointing(model_t *m, int on, dfpo_err *err);
 int model_checkpointing(const model_t *m);
+/* Weights in 16 bits for a frozen model (a reference, a judge, a model
+ * for perplexity or generation): model_set_weight_dtype(m, OPS_DTYPE_BF16
+ * or OPS_DTYPE_F16) rounds the big matrices to nearest even (as PyTorch's
+ * .to(torch.bfloat16) and .half(), ops_f32_to_bf16/_f16) and frees their
+ * fp32 copies, so model_arena_bytes drops by 2 bytes per converted weight;
+ * the products then widen them to fp32 and accumulate in fp32 (CPU; CUDA
+ * rounds the activations to the same type for the tensor cores,
+ * trainer/ops.h's matmul_fwd_w16). GPT-2: the embedding (the tied LM head)
+ * and each block's attention and MLP matrices; wpe, LayerNorms, biases and
+ * extra heads stay fp32 (docs/memory.md). OPS_DTYPE_F32 widens them back
+ * (the rounded values, exactly); from one 16-bit type to the other rounds
+ * the rounded values again. Such a model does not train: model_ensure_train
+ * (and so every backward pass) answers DFPO_EUSAGE, and so do
+ * model_copy_params between models of different precisions, model_save,
+ * the exports, model_add_lora and model_base_view on it. DFPO_EUSAGE when
+ * the model has training state (gradients or AdamW moments), LoRA
+ * adapters, base views of it alive, or is itself a view, or from an
+ * architecture without 16-bit weights (today all but GPT-2; a no-op for
+ * the precision it already has). Forgets the last forward pass and a
+ * decoding's cache. model_weight_dtype gives the precision (OPS_DTYPE_F32
+ * for every architecture without them). */
+int model_set_weight_dtype(model_t *m, ops_dtype d, dfpo_err *err);
+ops_dtype model_weight_dtype(const model_t *m);
+
 /* After model_forward on a MODEL_HEAD_CLASS model: logits[B, K] of the
  * hidden state at position at[b] of each row (usually its last real token). */
 int model_class_forward(model_t *m, const int *at, float *logits, dfpo_err *err);

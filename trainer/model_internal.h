@@ -74,6 +74,10 @@ typedef struct model_vtable {
   /* activation checkpointing (NULL: not implemented) */
   int (*set_checkpointing)(model_t *m, int on, dfpo_err *err);
   int (*checkpointing)(const model_t *m);
+  /* weights in 16 bits (NULL: fp32 only; model.c answers DFPO_EUSAGE and
+   * checks the training state before calling) */
+  int (*set_weight_dtype)(model_t *m, ops_dtype d, dfpo_err *err);
+  ops_dtype (*weight_dtype)(const model_t *m);
 } model_vtable;
 
 struct model {

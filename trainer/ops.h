@@ -24,6 +24,7 @@
 #define DFPO_TRAINER_OPS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "trainer/device.h"
 
@@ -50,6 +51,21 @@ typedef struct ops_backend {
    * dbias[N] += column sums of dout (may be NULL) */
   void (*matmul_bwd)(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
                      const float *w, int M, int K, int N);
+
+  /* matmul_fwd with weights kept in 16 bits (a frozen model's,
+   * model_set_weight_dtype): out[M,N] = inp[M,K] @ up(w[N,K])^T + bias[N]
+   * (bias fp32, may be NULL), w bf16 or fp16 by dtype (OPS_DTYPE_BF16 or
+   * OPS_DTYPE_F16), up() the exact widening to fp32. The CPU widens panels
+   * of w and sums in fp32: the fp32 product over the widened weights up to
+   * summation order. CUDA rounds inp to the same 16-bit type and runs
+   * cuBLAS's GemmEx with fp32 accumulation (the tensor cores), so its
+   * result carries inp's rounding as well (docs/engine.md). */
+  void (*matmul_fwd_w16)(float *out, const float *inp, const uint16_t *w, const float *bias, int M,
+                         int K, int N, int dtype);
+  /* encoder_fwd with wte in 16 bits (dtype as matmul_fwd_w16), wpe fp32:
+   * out[N,C] = up(wte[tok[n]]) + wpe[pos[n]] */
+  void (*encoder_fwd_w16)(float *out, const int *tok, const int *pos, const uint16_t *wte,
+                          const float *wpe, int N, int C, int dtype);
 
   /* out[N,C] = wte[tok[n]] + wpe[pos[n]] */
   void (*encoder_fwd)(float *out, const int *tok, const int *pos, const float *wte,
@@ -231,6 +247,23 @@ typedef struct ops_backend {
  * when every entry is -inf; *logp (may be NULL) gets the token's
  * log-probability under the filtered distribution. */
 int ops_sample_row(float *z, int V, int top_k, float top_p, int greedy, double u, float *logp);
+
+/* Conversions between fp32 and the 16-bit weight types, on the host.
+ * To 16 bits: round to nearest, ties to even, as PyTorch's
+ * .to(torch.bfloat16) and .half(): a value past the type's largest finite
+ * one becomes inf (fp16: from 65520 up), one below its smallest
+ * subnormal's half becomes a signed zero, inf stays inf; a NaN becomes a
+ * quiet NaN (bf16: 0x7fc0 whatever its sign, as PyTorch's scalar
+ * c10::BFloat16, where its vectorised CPU cast gives 0xffff, also a NaN;
+ * fp16: the sign kept, 0x7e00 or 0xfe00, as PyTorch's .half()). To fp32:
+ * exact. */
+uint16_t ops_f32_to_bf16(float x);
+uint16_t ops_f32_to_f16(float x);
+float ops_bf16_to_f32(uint16_t h);
+float ops_f16_to_f32(uint16_t h);
+/* n values of src into dst by dtype (OPS_DTYPE_BF16 or OPS_DTYPE_F16). */
+void ops_f32_to_w16(uint16_t *dst, const float *src, size_t n, int dtype);
+void ops_w16_to_f32(float *dst, const uint16_t *src, size_t n, int dtype);
 
 /* The CPU backend (OpenBLAS + OpenMP). */
 extern const ops_backend ops_cpu;

@@ -343,6 +343,81 @@ static void cpu_matmul_fwd(float *out, const float *inp, const float *w, const f
   par_sgemm(CblasNoTrans, CblasTrans, M, N, K, inp, K, w, K, beta, out, N);
 }
 
+/* n 16-bit weights widened to fp32 (exact): 16 at a time with AVX-512
+ * (bf16: the bits shifted into the top half; fp16: vcvtph2ps), the rest
+ * and CPUs without it by ops_w16_to_f32. */
+#ifdef HAVE_SMALLM
+__attribute__((target("avx512f"))) static size_t widen512(float *dst, const uint16_t *src, size_t n,
+                                                          int dtype) {
+  size_t i = 0;
+  if (dtype == OPS_DTYPE_BF16)
+    for (; i + 16 <= n; i += 16) {
+      __m512i x = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(src + i)));
+      _mm512_storeu_ps(dst + i, _mm512_castsi512_ps(_mm512_slli_epi32(x, 16)));
+    }
+  else
+    for (; i + 16 <= n; i += 16)
+      _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(src + i))));
+  return i;
+}
+#endif
+static void widen(float *dst, const uint16_t *src, size_t n, int dtype) {
+  size_t i = 0;
+#ifdef HAVE_SMALLM
+  if (ops_cpu_isa() >= 512)
+    i = widen512(dst, src, n, dtype);
+#endif
+  ops_w16_to_f32(dst + i, src + i, n - i, dtype);
+}
+
+/* The product with 16-bit weights: panels of whole weight rows are widened
+ * into a scratch buffer and multiplied by cpu_matmul_fwd (its kernels, its
+ * order of summation), about 8 MB of weights and of outputs at a time, so
+ * each output is the fp32 product over the widened weights. */
+static void cpu_matmul_fwd_w16(float *out, const float *inp, const uint16_t *w, const float *bias,
+                               int M, int K, int N, int dtype) {
+  if (M <= 0 || N <= 0)
+    return;
+  size_t lim = (size_t)1 << 21, nb = lim / (size_t)(K > 0 ? K : 1);
+  if (lim / (size_t)M < nb)
+    nb = lim / (size_t)M;
+  nb = nb / 96 * 96; /* the decoding kernel's column blocks */
+  if (nb < 96)
+    nb = 96;
+  if (nb > (size_t)N)
+    nb = (size_t)N;
+  float *panel = ops_cpu_scratch(OPS_CPU_SCRATCH_W16, nb * (size_t)(K > 0 ? K : 1));
+  float *tmp = nb < (size_t)N ? ops_cpu_scratch(OPS_CPU_SCRATCH_W16_OUT, (size_t)M * nb) : out;
+  if (!panel || !tmp) {
+    /* no scratch: one output at a time, in fp32 */
+    for (int m = 0; m < M; m++)
+      for (int n = 0; n < N; n++) {
+        float acc = 0.0f;
+        const uint16_t *wr = w + (size_t)n * K;
+        for (int k = 0; k < K; k++)
+          acc += inp[(size_t)m * K + k] *
+                 (dtype == OPS_DTYPE_BF16 ? ops_bf16_to_f32(wr[k]) : ops_f16_to_f32(wr[k]));
+        out[(size_t)m * N + n] = (bias ? bias[n] : 0.0f) + acc;
+      }
+    return;
+  }
+  for (size_t n0 = 0; n0 < (size_t)N; n0 += nb) {
+    int cols = (int)(n0 + nb <= (size_t)N ? nb : (size_t)N - n0);
+    int nchunk = (cols + 15) / 16;
+#pragma omp parallel for schedule(static) if ((size_t)cols * K > PAR_MIN)
+    for (int c = 0; c < nchunk; c++) {
+      size_t r0 = (size_t)c * 16, r1 = r0 + 16 < (size_t)cols ? r0 + 16 : (size_t)cols;
+      widen(panel + r0 * K, w + (n0 + r0) * K, (r1 - r0) * K, dtype);
+    }
+    cpu_matmul_fwd(tmp, inp, panel, bias ? bias + n0 : NULL, M, K, cols);
+    if (tmp != out) {
+#pragma omp parallel for schedule(static) if ((size_t)M * cols > PAR_MIN)
+      for (int m = 0; m < M; m++)
+        memcpy(out + (size_t)m * N + n0, tmp + (size_t)m * cols, (size_t)cols * sizeof(float));
+    }
+  }
+}
+
 static void cpu_matmul_bwd(float *dinp, float *dw, float *dbias, const float *dout,
                            const float *inp, const float *w, int M, int K, int N) {
   int own = ops_cpu_isa() >= 512; /* the packed product, else OpenBLAS */
@@ -379,6 +454,19 @@ static void cpu_encoder_fwd(float *out, const int *tok, const int *pos, const fl
     float *o = out + (size_t)n * C;
     for (int c = 0; c < C; c++)
       o[c] = a[c] + b[c];
+  }
+}
+
+static void cpu_encoder_fwd_w16(float *out, const int *tok, const int *pos, const uint16_t *wte,
+                                const float *wpe, int N, int C, int dtype) {
+#pragma omp parallel for schedule(static) if ((size_t)N * C > PAR_MIN)
+  for (int n = 0; n < N; n++) {
+    const uint16_t *a = wte + (size_t)tok[n] * C;
+    const float *b = wpe + (size_t)pos[n] * C;
+    float *o = out + (size_t)n * C;
+    widen(o, a, (size_t)C, dtype);
+    for (int c = 0; c < C; c++)
+      o[c] += b[c];
   }
 }
 
@@ -1589,6 +1677,8 @@ const ops_backend ops_cpu = {
     .matmul_fwd = cpu_matmul_fwd,
     .matmul_bwd = cpu_matmul_bwd,
     .encoder_fwd = cpu_encoder_fwd,
+    .matmul_fwd_w16 = cpu_matmul_fwd_w16,
+    .encoder_fwd_w16 = cpu_encoder_fwd_w16,
     .encoder_bwd = cpu_encoder_bwd,
     .layernorm_fwd = cpu_layernorm_fwd,
     .layernorm_bwd = cpu_layernorm_bwd,

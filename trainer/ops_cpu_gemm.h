@@ -10,12 +10,15 @@
 
 /* Scratch slots of the calling thread: the decoding kernel's transposed
  * rows; the product's packed panels of A and of B, and the whole packed
- * smaller side it shares among its threads. */
+ * smaller side it shares among its threads; the 16-bit product's widened
+ * weight panel and its panel of outputs (matmul_fwd_w16). */
 enum {
   OPS_CPU_SCRATCH_XT,
   OPS_CPU_SCRATCH_PACK_A,
   OPS_CPU_SCRATCH_PACK_B,
   OPS_CPU_SCRATCH_SHARED,
+  OPS_CPU_SCRATCH_W16,
+  OPS_CPU_SCRATCH_W16_OUT,
   OPS_CPU_SCRATCH_N
 };
 

@@ -17,6 +17,8 @@ extern "C" {
 }
 
 #include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <dlfcn.h>
 #include <limits.h>
@@ -459,6 +461,73 @@ extern "C" void ops_cuda_encoder_fwd(float *out, const int *tok, const int *pos,
   k_encoder_fwd<<<grid_for((size_t)N * C, 256), 256>>>(out, tok, pos, wte, wpe, (size_t)N,
                                                        (size_t)C);
   launched("encoder_fwd");
+}
+
+/* ------------------------------------------------- 16-bit weights */
+
+/* A 16-bit weight widened to fp32 (exact). */
+__device__ static float up16(uint16_t h, int dtype) {
+  return dtype == OPS_DTYPE_BF16 ? __uint_as_float((unsigned)h << 16)
+                                 : __half2float(__ushort_as_half(h));
+}
+
+/* dst[n] = src rounded to nearest even in the 16-bit type, as the host's
+ * ops_f32_to_bf16 and ops_f32_to_f16 */
+__global__ static void k_to_w16(uint16_t *dst, const float *src, size_t n, int dtype) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+       i += (size_t)gridDim.x * blockDim.x)
+    dst[i] = dtype == OPS_DTYPE_BF16 ? __bfloat16_as_ushort(__float2bfloat16_rn(src[i]))
+                                     : __half_as_ushort(__float2half_rn(src[i]));
+}
+
+/* The product with 16-bit weights on the tensor cores: the activations are
+ * rounded to the weights' type in the scratch buffer, and GemmEx
+ * multiplies the two 16-bit matrices with fp32 accumulation
+ * (CUBLAS_COMPUTE_32F) into the fp32 out, after the bias as matmul_fwd. */
+extern "C" void ops_cuda_matmul_fwd_w16(float *out, const float *inp, const uint16_t *w,
+                                        const float *bias, int M, int K, int N, int dtype) {
+  need_ready();
+  if (M <= 0 || N <= 0)
+    return;
+  float one = 1.0f, beta = 0.0f;
+  if (bias) {
+    k_fill_rows<<<grid_for((size_t)M * N, 256), 256>>>(out, bias, (size_t)M, (size_t)N);
+    launched("matmul_w16 bias");
+    beta = 1.0f;
+  }
+  if (K <= 0) {
+    if (!bias)
+      CK(cudaMemset(out, 0, (size_t)M * N * sizeof(float)));
+    return;
+  }
+  size_t nx = (size_t)M * K;
+  uint16_t *x16 = (uint16_t *)scratch_get(nx * sizeof(uint16_t));
+  k_to_w16<<<grid_for(nx, 256), 256>>>(x16, inp, nx, dtype);
+  launched("matmul_w16 activations");
+  cudaDataType t = dtype == OPS_DTYPE_BF16 ? CUDA_R_16BF : CUDA_R_16F;
+  CB(cb.gemm_ex(blas, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, w, t, K, x16, t, K, &beta, out,
+                CUDA_R_32F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+__global__ static void k_encoder_fwd_w16(float *out, const int *tok, const int *pos,
+                                         const uint16_t *wte, const float *wpe, size_t N, size_t C,
+                                         int dtype) {
+  size_t total = N * C;
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
+       i += (size_t)gridDim.x * blockDim.x) {
+    size_t n = i / C, c = i % C;
+    out[i] = up16(wte[(size_t)tok[n] * C + c], dtype) + wpe[(size_t)pos[n] * C + c];
+  }
+}
+
+extern "C" void ops_cuda_encoder_fwd_w16(float *out, const int *tok, const int *pos,
+                                         const uint16_t *wte, const float *wpe, int N, int C,
+                                         int dtype) {
+  if (N <= 0 || C <= 0)
+    return;
+  k_encoder_fwd_w16<<<grid_for((size_t)N * C, 256), 256>>>(out, tok, pos, wte, wpe, (size_t)N,
+                                                           (size_t)C, dtype);
+  launched("encoder_fwd_w16");
 }
 
 /* dst[key[u], c] += src[order[i], c] for i in start[u]..start[u+1]-1, in

@@ -12,6 +12,7 @@
 #define DFPO_TRAINER_OPS_CUDA_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "trainer/device.h"
 
@@ -50,6 +51,10 @@ void ops_cuda_matmul_fwd(float *out, const float *inp, const float *w, const flo
                          int K, int N);
 void ops_cuda_matmul_bwd(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
                          const float *w, int M, int K, int N);
+void ops_cuda_matmul_fwd_w16(float *out, const float *inp, const uint16_t *w, const float *bias,
+                             int M, int K, int N, int dtype);
+void ops_cuda_encoder_fwd_w16(float *out, const int *tok, const int *pos, const uint16_t *wte,
+                              const float *wpe, int N, int C, int dtype);
 void ops_cuda_encoder_fwd(float *out, const int *tok, const int *pos, const float *wte,
                           const float *wpe, int N, int C);
 void ops_cuda_encoder_bwd(float *dwte, float *dwpe, const float *dout, const int *tok,

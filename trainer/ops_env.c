@@ -95,6 +95,26 @@ const char *ops_device_name(ops_device d) {
   return d == OPS_DEVICE_CUDA ? "cuda" : d == OPS_DEVICE_AUTO ? "auto" : "cpu";
 }
 
+int ops_dtype_parse(const char *s, ops_dtype *out, dfpo_err *err) {
+  static const struct {
+    const char *name;
+    ops_dtype d;
+  } names[] = {{"f32", OPS_DTYPE_F32},   {"fp32", OPS_DTYPE_F32},      {"float32", OPS_DTYPE_F32},
+               {"bf16", OPS_DTYPE_BF16}, {"bfloat16", OPS_DTYPE_BF16}, {"f16", OPS_DTYPE_F16},
+               {"fp16", OPS_DTYPE_F16},  {"float16", OPS_DTYPE_F16}};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    if (s && strcmp(s, names[i].name) == 0) {
+      *out = names[i].d;
+      return DFPO_OK;
+    }
+  return dfpo_err_set(err, DFPO_EUSAGE, "a weight dtype must be f32, bf16 or f16, got '%s'",
+                      s ? s : "");
+}
+
+const char *ops_dtype_name(ops_dtype d) {
+  return d == OPS_DTYPE_BF16 ? "bf16" : d == OPS_DTYPE_F16 ? "f16" : "f32";
+}
+
 /* 0 when the CUDA backend can run here, else nonzero with the reason. */
 static int cuda_usable(char *reason, size_t n) {
 #ifdef DFPO_HAVE_CUDA

@@ -1,6 +1,7 @@
 /* Reading Hugging Face safetensors files (st_internal.h). Little-endian
  * only, as the rest of the checkpoint code. */
 #define _FILE_OFFSET_BITS 64
+#include "trainer/ops.h"
 #include "trainer/st_internal.h"
 
 #include <errno.h>
@@ -17,30 +18,6 @@ static int dtype_size(const char *d) {
   if (strcmp(d, "F16") == 0 || strcmp(d, "BF16") == 0)
     return 2;
   return 0;
-}
-
-static float half_to_float(uint16_t h) {
-  uint32_t s = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 0x1f, f = h & 0x3ff, bits;
-  if (e == 0) {
-    if (f == 0) {
-      bits = s;
-    } else {
-      e = 127 - 15 + 1;
-      while (!(f & 0x400)) {
-        f <<= 1;
-        e--;
-      }
-      f &= 0x3ff;
-      bits = s | (e << 23) | (f << 13);
-    }
-  } else if (e == 31) {
-    bits = s | 0x7f800000u | (f << 13);
-  } else {
-    bits = s | ((e + 127 - 15) << 23) | (f << 13);
-  }
-  float out;
-  memcpy(&out, &bits, 4);
-  return out;
 }
 
 void st_close(st_file *f) {
@@ -270,15 +247,7 @@ int st_read_f32(st_file *f, const st_entry *e, const char *name, float *dst, dfp
     free(h16);
     return dfpo_err_set(err, DFPO_EDATA, "%s: tensor '%s': truncated data", f->path, name);
   }
-  int bf = strcmp(e->dtype, "BF16") == 0;
-  for (size_t i = 0; i < nel; i++) {
-    if (bf) {
-      uint32_t bits = (uint32_t)h16[i] << 16;
-      memcpy(&dst[i], &bits, 4);
-    } else {
-      dst[i] = half_to_float(h16[i]);
-    }
-  }
+  ops_w16_to_f32(dst, h16, nel, strcmp(e->dtype, "BF16") == 0 ? OPS_DTYPE_BF16 : OPS_DTYPE_F16);
   free(h16);
   return st_check_finite(f->path, name, dst, nel, err);
 }

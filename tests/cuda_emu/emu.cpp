@@ -117,12 +117,48 @@ cublasStatus_t cublasSgemm_v2(cublasHandle_t, cublasOperation_t ta, cublasOperat
     }
   return CUBLAS_STATUS_SUCCESS;
 }
-/* fp32 matrices only, FAST_16BF or plain fp32 compute */
+/* A column-major rows x cols 16-bit matrix (leading dimension ld) widened
+ * to fp32, same layout. */
+static std::vector<float> widen16(const void *p, cudaDataType t, int rows, int cols, int ld) {
+  std::vector<float> out((size_t)ld * cols);
+  const uint16_t *h = (const uint16_t *)p;
+  for (size_t i = 0; i < out.size(); i++) {
+    uint32_t u = 0;
+    if (t == CUDA_R_16BF) {
+      u = (uint32_t)h[i] << 16;
+      memcpy(&out[i], &u, 4);
+    } else { /* IEEE half, by its definition */
+      unsigned e = (h[i] >> 10) & 0x1f, f = h[i] & 0x3ff;
+      double v = e == 0    ? std::ldexp((double)f, -24)
+                 : e == 31 ? (f ? NAN : INFINITY)
+                           : std::ldexp(1.0 + f / 1024.0, (int)e - 15);
+      out[i] = (float)((h[i] & 0x8000) ? -v : v);
+    }
+  }
+  (void)rows;
+  return out;
+}
+
+/* fp32 matrices (FAST_16BF or plain fp32 compute), or two bf16 or two fp16
+ * matrices with fp32 compute into fp32 (widened exactly, summed in double) */
 cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m,
                             int n, int k, const void *alpha, const void *A, cudaDataType at,
                             int lda, const void *B, cudaDataType bt, int ldb, const void *beta,
                             void *C, cudaDataType ct, int ldc, cublasComputeType_t compute,
                             cublasGemmAlgo_t) {
+  if ((at == CUDA_R_16BF || at == CUDA_R_16F) && bt == at && ct == CUDA_R_32F &&
+      compute == CUBLAS_COMPUTE_32F) {
+    std::vector<float> a =
+        widen16(A, at, ta == CUBLAS_OP_N ? m : k, ta == CUBLAS_OP_N ? k : m, lda);
+    std::vector<float> b =
+        widen16(B, bt, tb == CUBLAS_OP_N ? k : n, tb == CUBLAS_OP_N ? n : k, ldb);
+    int saved = math_mode;
+    math_mode = CUBLAS_DEFAULT_MATH;
+    cublasStatus_t s = cublasSgemm_v2(h, ta, tb, m, n, k, (const float *)alpha, a.data(), lda,
+                                      b.data(), ldb, (const float *)beta, (float *)C, ldc);
+    math_mode = saved;
+    return s;
+  }
   if (at != CUDA_R_32F || bt != CUDA_R_32F || ct != CUDA_R_32F ||
       (compute != CUBLAS_COMPUTE_32F && compute != CUBLAS_COMPUTE_32F_FAST_16BF)) {
     fprintf(stderr, "emu GemmEx: unsupported types\n");

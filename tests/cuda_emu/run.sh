@@ -19,7 +19,8 @@ filter=${2:-ops_cuda/[!c]*}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 mkdir -p "$out/include"
-cp tests/cuda_emu/emu.h tests/cuda_emu/cuda_runtime.h tests/cuda_emu/cublas_v2.h "$out/include/"
+cp tests/cuda_emu/emu.h tests/cuda_emu/cuda_runtime.h tests/cuda_emu/cublas_v2.h \
+  tests/cuda_emu/cuda_bf16.h tests/cuda_emu/cuda_fp16.h "$out/include/"
 # <<<grid, block, shared>>> launches become emu_launch(kernel, grid, block,
 # shared)(args); dynamic shared memory and the cuBLAS loader are redirected.
 python3 - "$out" <<'PY'

@@ -156,6 +156,17 @@ Test(config_keys, memory_switches) {
   cr_expect(strstr(err.msg, "model.value_model") && strstr(err.msg, "separate") &&
                 strstr(err.msg, "shared"),
             "%s", err.msg);
+  cr_expect_eq(s.reference_dtype, OPS_DTYPE_F32, "the reference is fp32 by default");
+  const char *half[] = {"model.reference_dtype=bf16"};
+  cr_assert_eq(cfg_load(&c, cfg_schema, NULL, half, 1, &err), DFPO_OK, "%s", err.msg);
+  cr_assert_eq(trn_settings_read(&c, &s, &err), DFPO_OK, "%s", err.msg);
+  cr_expect_eq(s.reference_dtype, OPS_DTYPE_BF16);
+  cfg_free(&c);
+  const char *half_lora[] = {"model.reference_dtype=f16", "model.lora_rank=4", "algo=ppo"};
+  cr_assert_eq(cfg_load(&c, cfg_schema, NULL, half_lora, 3, &err), DFPO_OK, "%s", err.msg);
+  cr_expect_eq(trn_settings_read(&c, &s, &err), DFPO_EUSAGE);
+  cr_expect(strstr(err.msg, "model.reference_dtype f16"), "%s", err.msg);
+  cfg_free(&c);
   const char *lora[] = {"model.value_model=shared", "model.lora_rank=4", "algo=ppo"};
   cr_assert_eq(cfg_load(&c, cfg_schema, NULL, lora, 3, &err), DFPO_OK, "%s", err.msg);
   cr_assert_eq(trn_settings_read(&c, &s, &err), DFPO_OK, "%s", err.msg);

@@ -94,6 +94,70 @@ Test(engine_cmds, perplexity_matches_the_library) {
   ts_rmtree(dir);
 }
 
+/* --dtype bf16 and f16: the library's model with its weights in that
+ * precision (model_set_weight_dtype after model_load), its perplexity and
+ * its greedy tokens; the bf16 perplexity differs from the fp32 model's */
+Test(engine_cmds, perplexity_and_generate_with_16_bit_weights) {
+  char dir[256], model[300], toks[300];
+  ts_tmpdir(dir, sizeof dir);
+  snprintf(model, sizeof model, "%s/m.ckpt", dir);
+  snprintf(toks, sizeof toks, "%s/t.txt", dir);
+  model_t *m32 = tiny(model);
+  ts_write_text(toks, "464 2068 7586 21831\n");
+  int d1[5] = {50256, 464, 2068, 7586, 21831};
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  double n32;
+  size_t k;
+  cr_assert_eq(model_score_tokens(m32, d1, 5, &n32, &k, &err), 0);
+  for (int dt = OPS_DTYPE_BF16; dt <= OPS_DTYPE_F16; dt++) {
+    const char *name = ops_dtype_name(dt);
+    model_t *m;
+    cr_assert_eq(model_load(&m, model, &err), 0, "%s", err.msg);
+    cr_assert_eq(model_set_weight_dtype(m, dt, &err), 0, "%s", err.msg);
+    double n1;
+    cr_assert_eq(model_score_tokens(m, d1, 5, &n1, &k, &err), 0);
+    ts_run r;
+    ts_dfpo(&r, "perplexity", "--model", model, "--tokens", toks, "--json", "--dtype", name, NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cJSON *o = cJSON_Parse(r.out);
+    cr_assert_not_null(o, "%s", r.out);
+    double nll = cJSON_GetObjectItem(o, "nll_sum")->valuedouble;
+    cr_expect_lt(fabs(nll - n1), 1e-5, "%s: %.9f vs the library's %.9f", name, nll, n1);
+    if (dt == OPS_DTYPE_BF16) /* bf16's rounding moves it, fp16's barely */
+      cr_expect_gt(fabs(nll - n32), 1e-5, "bf16 %.9f, fp32 %.9f", nll, n32);
+    cJSON_Delete(o);
+    ts_run_free(&r);
+    ts_dfpo(&r, "generate", "--model", model, "--tokens", toks, "--temperature", "0", "--max-new",
+            "6", "--eos", "-1", "--dtype", name, NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    smp_settings s = smp_settings_default();
+    s.temperature = 0;
+    s.max_new = 6;
+    s.eos = -1;
+    dfpo_rng rng;
+    dfpo_rng_init(&rng, 0, DFPO_STREAM_SAMPLING);
+    int out[6], n;
+    cr_assert_eq(smp_generate(m, d1 + 1, NULL, 1, 4, &s, &rng, out, &n, NULL, &err), 0);
+    o = cJSON_Parse(r.out);
+    cr_assert_not_null(o, "%s", r.out);
+    cJSON *t = cJSON_GetObjectItem(o, "tokens");
+    cr_assert_eq(cJSON_GetArraySize(t), 6);
+    for (int i = 0; i < 6; i++)
+      cr_expect_eq(cJSON_GetArrayItem(t, i)->valueint, out[i], "%s token %d", name, i);
+    cJSON_Delete(o);
+    ts_run_free(&r);
+    model_free(m);
+  }
+  ts_run r;
+  ts_dfpo(&r, "perplexity", "--model", model, "--tokens", toks, "--dtype", "f8", NULL);
+  cr_expect_eq(r.status, 1);
+  cr_expect(strstr(r.err, "f32, bf16 or f16"), "%s", r.err);
+  ts_run_free(&r);
+  model_free(m32);
+  ts_rmtree(dir);
+}
+
 /* --beams: the library's beam search over the same left-padded batch, every
  * hypothesis --num-return asks for; the options beam search does not take */
 Test(engine_cmds, beam_generate_matches_the_library) {

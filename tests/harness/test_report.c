@@ -214,7 +214,7 @@ Test(report_paper, the_notes_say_which_memory_switches_cells_used) {
   make_suite(root);
   for (int s = 0; s < 3; s++) {
     cell_memory = "{\"lora_rank\": 0, \"value_model\": \"shared\", "
-                  "\"activation_checkpointing\": true}";
+                  "\"activation_checkpointing\": true, \"reference_dtype\": \"bf16\"}";
     cell(root, "ppo", "ppo", s, 0.55, adaptive);
     cell_memory = "{\"lora_rank\": 16, \"value_model\": \"separate\", "
                   "\"activation_checkpointing\": false}";
@@ -226,7 +226,7 @@ Test(report_paper, the_notes_say_which_memory_switches_cells_used) {
   free(err);
   md = report_file(root, "synthetic.md");
   const char *want = "Memory: dfpo: LoRA rank 16; ppo: value head on the policy's trunk, "
-                     "activation checkpointing.";
+                     "activation checkpointing, reference in bf16.";
   cr_expect(strstr(md, want) != NULL, "no \"%s\" in:\n%s", want, md);
   free(md);
   char *tex = report_file(root, "synthetic.tex");

@@ -532,6 +532,7 @@ Test(train, shared_value_head_learns_resumes_and_holds_less) {
   cr_expect_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(mem, "value_model")), "shared");
   cr_expect(cJSON_IsFalse(cJSON_GetObjectItem(mem, "activation_checkpointing")));
   cr_expect_eq(cJSON_GetNumberValue(cJSON_GetObjectItem(mem, "lora_rank")), 0);
+  cr_expect_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(mem, "reference_dtype")), "f32");
   cJSON_Delete(o);
   o = memory_of("separate", "ppo");
   cr_expect_str_eq(
@@ -659,6 +660,41 @@ Test(train, ppo_over_a_tiny_llama) {
 /* The "train: policy and reference hold N bytes" figure of the last run. */
 static size_t held_bytes(void) {
   return logged_bytes("train: policy and reference hold ");
+}
+
+/* model.reference_dtype=bf16 (issue 21 item 2): PPO trains against a
+ * reference whose embedding and block matrices are kept in bf16. By hand
+ * (the base above): 16-bit weights V C + L 12 C^2 = 20480 + 2 49152 =
+ * 118,784 (237,568 bytes), the other 128,768 - 118,784 = 9,984 floats
+ * (39,936 bytes): the reference holds 277,504 bytes where fp32 holds
+ * 515,072, so policy and reference hold 792,576 at setup instead of
+ * 1,030,144. The first iteration's KL to the reference is no longer 0 (the
+ * policy is the fp32 model, the reference its rounding) but small and
+ * finite; eval.json records the dtype (the default's "f32" is checked in
+ * shared_value_head_learns_resumes_and_holds_less); with LoRA it is
+ * refused (the reference is then the policy's base, shared). */
+Test(train, ppo_with_a_bf16_reference) {
+  run_cell_x("ppo", "2", "runs", "model.reference_dtype=bf16", NULL);
+  cr_expect_eq(held_bytes(), BASE_BYTES + 277504u, "%s", last_err);
+  double kl[4];
+  cr_assert_eq(log_values("runs", "ppo", "kl_seq", kl, 4), 2);
+  cr_expect(isfinite(kl[0]) && fabs(kl[0]) < 1e-2, "first KL %g", kl[0]);
+  cJSON *o = memory_of("runs", "ppo");
+  cr_expect_str_eq(cJSON_GetStringValue(
+                       cJSON_GetObjectItem(cJSON_GetObjectItem(o, "memory"), "reference_dtype")),
+                   "bf16");
+  cJSON_Delete(o);
+  char model[300], tok[300], out[300];
+  snprintf(model, sizeof model, "%s/base.ckpt", dir);
+  snprintf(tok, sizeof tok, "%s/tok", dir);
+  snprintf(out, sizeof out, "%s/refused", dir);
+  ts_run r;
+  ts_dfpo(&r, "train", "--task", "synthetic", "--algo", "ppo", "--out", out, "--model", model,
+          "--tokenizer", tok, "--set", "model.lora_rank=4", "--set", "model.reference_dtype=f16",
+          NULL);
+  cr_expect_neq(r.status, 0, "LoRA with an f16 reference ran");
+  cr_expect(r.err && strstr(r.err, "shared without a copy"), "%s", r.err ? r.err : "");
+  ts_run_free(&r);
 }
 
 /* LoRA (model.lora_rank) on DfPO and PPO: the adapters start with B = 0, so

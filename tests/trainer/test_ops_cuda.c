@@ -242,6 +242,64 @@ Test(ops_cuda, matmul_bf16) {
   matmul_case(1, 64, 200, 0, 2, TOL_BF16);
 }
 
+/* Weights kept in 16 bits (matmul_fwd_w16, encoder_fwd_w16) against the
+ * CPU's op on the same 16-bit weights: the CPU widens them and sums in
+ * fp32, the GPU also rounds the activations to the weights' type for
+ * GemmEx, so the error is the activations' rounding: bf16 within TOL_BF16
+ * (as the bf16 switch above), fp16 (a 10-bit mantissa, 2^-11 per input,
+ * TF32's) within TOL_TF32. The embedding adds one widened value to one
+ * fp32 value: exact. */
+static void w16_case(int M, int K, int N, int with_bias, int dtype, double tol) {
+  size_t nx = (size_t)M * K, nw = (size_t)N * K, no = (size_t)M * N;
+  float *x = rnd(nx, 10 + M, 1), *w = rnd(nw, 20 + N, 1), *b = rnd((size_t)N, 30, 1);
+  uint16_t *w16 = malloc(nw * sizeof(uint16_t));
+  cr_assert(w16);
+  ops_f32_to_w16(w16, w, nw, dtype);
+  float *out = calloc(no, sizeof(float)), *junk = rnd(no, 99, 100);
+  float *gx = UPF(x, nx), *gb = UPF(b, N), *gout = UPF(junk, no);
+  uint16_t *gw = up(w16, nw * sizeof(uint16_t));
+  C_->matmul_fwd_w16(out, x, w16, with_bias ? b : NULL, M, K, N, dtype);
+  G->matmul_fwd_w16(gout, gx, gw, with_bias ? gb : NULL, M, K, N, dtype);
+  char what[128];
+  snprintf(what, sizeof what, "matmul_fwd_w16 M=%d K=%d N=%d bias=%d %s", M, K, N, with_bias,
+           ops_dtype_name(dtype));
+  cr_log_info("%s: error %.3g of tolerance %.3g", what, check_dev(what, out, gout, no, tol), tol);
+  G->free(gx), G->free(gb), G->free(gout), G->free(gw);
+  free(x), free(w), free(b), free(w16), free(out), free(junk);
+}
+
+Test(ops_cuda, matmul_and_encoder_w16) {
+  NEED_GPU();
+  w16_case(128, 256, 192, 1, OPS_DTYPE_BF16, TOL_BF16);
+  w16_case(1, 64, 200, 0, OPS_DTYPE_BF16, TOL_BF16); /* a decoding row, the LM head */
+  w16_case(128, 256, 192, 1, OPS_DTYPE_F16, TOL_TF32);
+  w16_case(3, 64, 200, 0, OPS_DTYPE_F16, TOL_TF32);
+  int N = 300, C = 80, V = 17, P = 40;
+  int *tok = malloc((size_t)N * sizeof(int)), *pos = malloc((size_t)N * sizeof(int));
+  dfpo_rng r;
+  dfpo_rng_init(&r, 5, 3);
+  for (int i = 0; i < N; i++) {
+    tok[i] = (int)dfpo_rng_below(&r, (uint32_t)V);
+    pos[i] = i % P;
+  }
+  float *wte = rnd((size_t)V * C, 1, 1), *wpe = rnd((size_t)P * C, 2, 1);
+  uint16_t *w16 = malloc((size_t)V * C * sizeof(uint16_t));
+  float *out = calloc((size_t)N * C, sizeof(float));
+  int *gtok = UPI(tok, N), *gpos = UPI(pos, N);
+  float *gwpe = UPF(wpe, P * C), *gout = UPF(out, N * C);
+  for (int dtype = OPS_DTYPE_BF16; dtype <= OPS_DTYPE_F16; dtype++) {
+    ops_f32_to_w16(w16, wte, (size_t)V * C, dtype);
+    uint16_t *gw = up(w16, (size_t)V * C * sizeof(uint16_t));
+    C_->encoder_fwd_w16(out, tok, pos, w16, wpe, N, C, dtype);
+    G->encoder_fwd_w16(gout, gtok, gpos, gw, gwpe, N, C, dtype);
+    check_dev(dtype == OPS_DTYPE_BF16 ? "encoder_fwd_w16 bf16" : "encoder_fwd_w16 f16", out, gout,
+              (size_t)N * C, 0.0);
+    G->free(gw);
+  }
+  G->free(gtok), G->free(gpos), G->free(gwpe), G->free(gout);
+  free(tok), free(pos), free(wte), free(wpe), free(w16), free(out);
+}
+
 /* ------------------------------------------------------------ encoder */
 
 Test(ops_cuda, encoder_forward_and_scatter_bitwise) {
@@ -784,6 +842,45 @@ Test(ops_cuda, generate_same_tokens_as_the_cpu) {
               (double)pc[i], (double)pg[i]);
   }
   model_free(mc), model_free(mg);
+}
+
+/* A GPT-2 with its weights in bf16 and in fp16 (model_set_weight_dtype, the
+ * conversion through the host into device memory) on both backends: the
+ * same bytes, the prompt's logits (decode_begin, left-padded) within the
+ * products' tolerance of the CPU's (the GPU rounds the activations too:
+ * TOL_BF16, TOL_TF32 for fp16) and a scored sequence's NLL within 1e-3
+ * relative (a sum of logits' small errors). */
+Test(ops_cuda, gpt2_in_16_bits_matches_the_cpu) {
+  NEED_GPU();
+  gpt2_config cfg = {1, 2, 32, 300, 64, MODEL_HEAD_NONE, 0};
+  int prompts[12] = {0, 0, 5, 6, 1, 2, 3, 4, 0, 9, 8, 7}, ks[3] = {2, 0, 1}, seq[20];
+  for (int i = 0; i < 20; i++)
+    seq[i] = (i * 37 + 11) % 300;
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  for (int dt = OPS_DTYPE_BF16; dt <= OPS_DTYPE_F16; dt++) {
+    model_t *mc = model_on(OPS_DEVICE_CPU, &cfg), *mg = model_on(OPS_DEVICE_CUDA, &cfg);
+    cr_assert_eq(model_set_weight_dtype(mc, dt, &err), 0, "%s", err.msg);
+    cr_assert_eq(model_set_weight_dtype(mg, dt, &err), 0, "%s", err.msg);
+    cr_expect_eq(model_arena_bytes(mc), model_arena_bytes(mg));
+    const float *zc = model_decode_begin(mc, prompts, ks, 3, 4, 8, &err);
+    cr_assert_not_null(zc, "%s", err.msg);
+    const float *zg = model_decode_begin(mg, prompts, ks, 3, 4, 8, &err);
+    cr_assert_not_null(zg, "%s", err.msg);
+    char what[64];
+    snprintf(what, sizeof what, "gpt2 %s decode_begin logits", ops_dtype_name(dt));
+    double tol = dt == OPS_DTYPE_BF16 ? TOL_BF16 : TOL_TF32;
+    cr_log_info("%s: error %.3g of tolerance %.3g", what, check_dev(what, zc, zg, 3 * 300, tol),
+                tol);
+    double nc, ng;
+    size_t k;
+    cr_assert_eq(model_score_tokens(mc, seq, 20, &nc, &k, &err), 0, "%s", err.msg);
+    cr_assert_eq(model_score_tokens(mg, seq, 20, &ng, &k, &err), 0, "%s", err.msg);
+    cr_expect(fabs(nc - ng) <= 1e-3 * fabs(nc), "%s NLL: cpu %.9g gpu %.9g", ops_dtype_name(dt), nc,
+              ng);
+    cr_log_info("gpt2 %s NLL: cpu %.9g gpu %.9g", ops_dtype_name(dt), nc, ng);
+    model_free(mc), model_free(mg);
+  }
 }
 
 /* Beam search over model_decode_reorder, whose CUDA path is the backend's
