@@ -41,10 +41,10 @@ static void run_blocks(gpt2_model *m, int B, int T, int t0) {
                   3 * C);
     /* LoRA's scratch (BT x r <= BT x C floats): a buffer free at that point */
     gpt2_lora_fwd(m, l, GPT2_LORA_QKV, m->g_qkv, m->g_ln, m->g_fch, BT);
-    o->kv_write(m->kc[l], m->vc[l], m->g_qkv, B, T, t0, m->gmax, C);
+    o->kv_write(m->kc[l], m->vc[l], m->g_qkv, B, T, t0, m->gmax, C, C);
     if (T == 1)
       o->attention_step(m->g_atty, m->g_qkv, m->kc[l], m->vc[l], m->g_kstart, B, t0 + 1, m->gmax, C,
-                        NH);
+                        NH, NH);
     else
       o->attention_fwd(m->g_atty, m->g_fch, m->g_qkv, m->g_kstart, B, T, C, NH);
     o->matmul_fwd(m->g_ln, m->g_atty, gpt2_lp(m, P, l, GP_PROJW), gpt2_lp(m, P, l, GP_PROJB), BT, C,
