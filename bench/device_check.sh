@@ -245,11 +245,11 @@ body_memcheck() {
   san=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
   [ -n "$san" ] || why "compute-sanitizer not found"
   # a subset that launches every kind of kernel once: products, LayerNorm,
-  # attention, the decoding step, logits, AdamW, the sampler, T5's RMS norm
+  # attention, the decoding step (grouped too), logits, AdamW, the sampler, T5's RMS norm
   # and attention, and the rotary decoders' rope and kv_repeat. Criterion
   # runs each test in a child process: follow them all. DFPO_CUDA_SYNC=1
   # reports a failing kernel at the op that launched it.
-  local filter='ops_cuda/@(matmul_fp32|matmul_bf16|layernorm_forward_backward|attention_training|kv_cache_and_decoding_step|logits_stats_and_backward|adamw_ten_steps_sumsq|sample_same_tokens_as_the_cpu|rmsnorm_forward_backward|attention_rel_forward_backward|rope_forward_backward|kv_repeat_forward_backward)'
+  local filter='ops_cuda/@(matmul_fp32|matmul_bf16|layernorm_forward_backward|attention_training|kv_cache_and_decoding_step|kv_cache_and_decoding_step_grouped|logits_stats_and_backward|adamw_ten_steps_sumsq|sample_same_tokens_as_the_cpu|rmsnorm_forward_backward|attention_rel_forward_backward|rope_forward_backward|kv_repeat_forward_backward)'
   DFPO_CUDA_SYNC=1 with_ld "$san" --tool memcheck --target-processes all --error-exitcode 99 \
     "$OPS_TEST" --jobs 1 --filter "$filter" >"$WORK/memcheck.raw" 2>&1
   local rc=$?

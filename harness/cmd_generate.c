@@ -58,7 +58,9 @@ static const char generate_usage[] =
     "                       OWNER/NAME[@REVISION] (its cache folder, fetched\n"
     "                       when absent; docs/datasets.md)\n"
     "  --tokenizer DIR      GPT-2 BPE files (encoder.json + vocab.bpe, or Hugging\n"
-    "                       Face's); its ids must lie below the model's vocabulary.\n"
+    "                       Face's), T5's spiece.model or Llama's tokenizer.model\n"
+    "                       (a prompt gets <s> first); its ids must lie below the\n"
+    "                       model's vocabulary.\n"
     "                       Default: the model's folder when it has them\n"
     "  --prompt TEXT        one text prompt\n"
     "  --input FILE         text prompts, one per line\n"
@@ -212,12 +214,13 @@ static void prompts_free(prompts *p) {
 }
 
 /* Encodes one text prompt (an empty one becomes <|endoftext|>; with
- * end_eot, every one is ended with the tokenizer's end-of-text: T5's </s>)
- * and adds it; `where` names it in messages. */
+ * end_eot, every one is ended with the tokenizer's end-of-text: T5's </s>;
+ * what the tokenizer adds around a text is added: Llama's <s>) and adds it;
+ * `where` names it in messages. */
 static int add_text_prompt(prompts *p, tok_tokenizer *tok, const char *text, size_t len,
                            int end_eot, const char *where, dfpo_err *err) {
   tok_ids v = {0};
-  int rc = tok_encode(tok, text, len, 0, &v, err);
+  int rc = tok_encode(tok, text, len, TOK_ADD_SPECIAL, &v, err);
   int32_t eot = tok_eot_id(tok);
   if (!rc && end_eot && eot < 0) {
     tok_ids_free(&v);

@@ -29,9 +29,11 @@ static const char perplexity_usage[] =
     "FILE holds one document per line as whitespace-separated token ids. Empty\n"
     "lines are skipped. Each document gets <|endoftext|> (id 50256) prepended, so\n"
     "that its first token is scored too (with --tokenizer, the tokenizer's\n"
-    "<|endoftext|> id; a GPT-NeoX or Llama model without a tokenizer needs\n"
-    "--no-bos, since 50256 is no document start of theirs); with --no-bos its\n"
-    "first token is context only. Documents longer than the model's context are\n"
+    "<|endoftext|> id; with Llama's tokenizer.model its <s>, and </s> after\n"
+    "the text when its add_eos_token says so; a GPT-NeoX or Llama model without\n"
+    "a tokenizer needs --no-bos, since 50256 is no document start of theirs);\n"
+    "with --no-bos its first token is context only. Documents longer than the\n"
+    "model's context are\n"
     "scored in half-overlapping windows.\n"
     "\n"
     "Prints documents, tokens (scored), nll_sum, nll_per_token and\n"
@@ -54,12 +56,13 @@ static const char perplexity_usage[] =
     "                   OWNER/NAME[@REVISION] (its cache folder, fetched when\n"
     "                   absent; docs/datasets.md)\n"
     "  --tokenizer DIR  GPT-2 BPE files (encoder.json + vocab.bpe, or Hugging\n"
-    "                   Face's), or T5's spiece.model; its ids must lie below\n"
+    "                   Face's), T5's spiece.model or Llama's tokenizer.model;\n"
+    "                   its ids must lie below\n"
     "                   the model's vocabulary.\n"
     "                   Default: the model's folder when it has them\n"
     "  --input FILE     text, one document per line\n"
     "  --tokens FILE    token ids, one document per line\n"
-    "  --no-bos         do not prepend <|endoftext|>\n"
+    "  --no-bos         do not prepend <|endoftext|> (or the tokenizer's <s>)\n"
     "  --per-doc        also print each document's (each pair's) tokens and nll_sum\n"
     "  --json           one JSON object instead of text\n"
     "  --dtype T        f32 (default), bf16 or f16: the precision the model keeps\n"
@@ -100,15 +103,19 @@ static long parse_ids(const char *line, const char *file, long lineno, int vocab
 }
 
 /* Encodes one line of text (without its line end) into *ids (grown as
- * needed, with room for one more); returns the count or -1. */
-static long encode_line(tok_tokenizer *tok, const char *line, size_t len, const char *file,
-                        long lineno, tok_ids *v, int **ids, size_t *cap, dfpo_err *err) {
+ * needed, with room for one more), with flags (TOK_ADD_SPECIAL: Llama's
+ * <s> before it); returns the count or -1. */
+static long encode_line(tok_tokenizer *tok, const char *line, size_t len, int flags,
+                        const char *file, long lineno, tok_ids *v, int **ids, size_t *cap,
+                        dfpo_err *err) {
   if (len && line[len - 1] == '\n')
     len--;
   if (len && line[len - 1] == '\r')
     len--;
   v->n = 0;
-  if (tok_encode(tok, line, len, 0, v, err)) {
+  if (!len)
+    return 0;
+  if (tok_encode(tok, line, len, flags, v, err)) {
     dfpo_err_prefix(err, "%s:%ld", file, lineno);
     return -1;
   }
@@ -140,7 +147,7 @@ static long score_pair(model_t *m, tok_tokenizer *tok, const char *line, size_t 
   }
   long ns, nt;
   if (tok) {
-    if ((ns = encode_line(tok, line, (size_t)(tab - line), file, lineno, v, ids, cap, err)) < 0)
+    if ((ns = encode_line(tok, line, (size_t)(tab - line), 0, file, lineno, v, ids, cap, err)) < 0)
       return -1;
     if (dfpo_grow(ids, cap, (size_t)ns + 2, sizeof **ids, 0, DFPO_NOCAP, err))
       return -1;
@@ -152,7 +159,7 @@ static long score_pair(model_t *m, tok_tokenizer *tok, const char *line, size_t 
     }
     memcpy(src, *ids, (size_t)ns * sizeof *src);
     const char *t = tab + 1;
-    nt = encode_line(tok, t, len - (size_t)(t - line), file, lineno, v, ids, cap, err);
+    nt = encode_line(tok, t, len - (size_t)(t - line), 0, file, lineno, v, ids, cap, err);
     if (nt >= 0 && dfpo_grow(ids, cap, (size_t)(ns + nt) + 2, sizeof **ids, 0, DFPO_NOCAP, err))
       nt = -1;
     if (nt >= 0) {
@@ -303,9 +310,11 @@ int cmd_perplexity(int argc, char **argv) {
       tokens = input; /* the file named in messages */
   }
   /* the document start: GPT-2's <|endoftext|>, or the tokenizer's; T5
-   * scores pairs and has none */
+   * scores pairs and has none; a tokenizer that adds its own (Llama's <s>)
+   * encodes each document with it (TOK_ADD_SPECIAL) */
   int pairs = t5_get_config(m) != NULL;
-  int bos = tok ? (int)tok_eot_id(tok) : 50256;
+  int own_bos = tok && tok_bos_id(tok) >= 0;
+  int bos = own_bos ? (int)tok_bos_id(tok) : tok ? (int)tok_eot_id(tok) : 50256;
   if (pairs && input && (bos < 0 || bos >= vocab)) {
     tok_free(tok);
     model_free(m);
@@ -359,7 +368,8 @@ int cmd_perplexity(int argc, char **argv) {
         continue;
     } else {
       if (input)
-        n = encode_line(tok, line, (size_t)got, tokens, lineno, &v, &ids, &cap, &err);
+        n = encode_line(tok, line, (size_t)got, own_bos && !no_bos ? TOK_ADD_SPECIAL : 0, tokens,
+                        lineno, &v, &ids, &cap, &err);
       else
         n = parse_ids(line, tokens, lineno, vocab, &ids, &cap, &err);
       if (n < 0) {
@@ -368,7 +378,7 @@ int cmd_perplexity(int argc, char **argv) {
       }
       if (n == 0)
         continue;
-      if (!no_bos) {
+      if (!no_bos && !(input && own_bos)) {
         memmove(ids + 1, ids, (size_t)n * sizeof(int));
         ids[0] = bos;
         n++;

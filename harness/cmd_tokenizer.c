@@ -9,7 +9,8 @@
 #include <time.h>
 
 static const char tokenizer_usage[] =
-    "Usage: dfpo tokenizer encode --tokenizer DIR [--lines] [--allow-special] [--stats]\n"
+    "Usage: dfpo tokenizer encode --tokenizer DIR [--lines] [--allow-special] [--add-special]\n"
+    "                              [--stats]\n"
     "       dfpo tokenizer decode --tokenizer DIR [--lines]\n"
     "       dfpo tokenizer train --corpus FILE... --vocab-size N --out DIR\n"
     "\n"
@@ -17,7 +18,9 @@ static const char tokenizer_usage[] =
     "vocab.bpe (OpenAI's files), vocab.json + merges.txt or tokenizer.json\n"
     "(Hugging Face's); a tokenizer.json file may be given directly. A folder\n"
     "with spiece.model is T5's SentencePiece (docs/t5.md): libsentencepiece's\n"
-    "encoding, no </s> added, <extra_id_N> as the top ids.\n"
+    "encoding, no </s> added, <extra_id_N> as the top ids. A folder with\n"
+    "tokenizer.model (and no spiece.model) is Llama's SentencePiece (BPE with\n"
+    "byte fallback; unk 0, <s> 1, </s> 2; docs/tokenizer.md).\n"
     "\n"
     "Subcommands:\n"
     "  encode  read stdin (any bytes) and print its token ids separated by\n"
@@ -35,6 +38,10 @@ static const char tokenizer_usage[] =
     "                        decode writes each line's bytes and a newline\n"
     "  -s, --allow-special   encode \"<|endoftext|>\" (and any other special\n"
     "                        token) as its id; without it the text is ordinary\n"
+    "  -a, --add-special     add what the tokenizer adds around a text (Hugging\n"
+    "                        Face's add_special_tokens): Llama's <s> before it\n"
+    "                        (add_bos_token) and </s> after it (add_eos_token);\n"
+    "                        GPT-2's and T5's tokenizers add nothing\n"
     "  --stats               report bytes, tokens, threads, the encoding's wall and\n"
     "                        CPU time and rates (the encoding alone, without\n"
     "                        loading, reading and printing) on stderr\n"
@@ -128,7 +135,7 @@ static void print_ids(const int32_t *ids, size_t n, FILE *out) {
 
 typedef struct tok_opts {
   const char *tokenizer, *out;
-  int lines, special, stats;
+  int lines, special, add_special, stats;
   long vocab_size;
   const char **corpus;
   size_t n_corpus;
@@ -152,7 +159,7 @@ static int tokenizer_encode(const tok_opts *o) {
   if (!rc && !(outs = calloc(n ? n : 1, sizeof *outs)))
     rc = dfpo_err_set(&err, DFPO_ERUNTIME, "out of memory");
   double t0 = dfpo_now(), c0 = cpu_seconds();
-  int flags = o->special ? TOK_ALLOW_SPECIAL : 0;
+  int flags = (o->special ? TOK_ALLOW_SPECIAL : 0) | (o->add_special ? TOK_ADD_SPECIAL : 0);
   if (!rc)
     rc = o->lines ? tok_encode_many(t, lines, lens, n, flags, outs, &err)
                   : tok_encode(t, data, len, flags, &outs[0], &err);
@@ -268,6 +275,7 @@ int cmd_tokenizer(int argc, char **argv) {
   static const struct option opts[] = {{"tokenizer", required_argument, NULL, 't'},
                                        {"lines", no_argument, NULL, 'l'},
                                        {"allow-special", no_argument, NULL, 's'},
+                                       {"add-special", no_argument, NULL, 'a'},
                                        {"stats", no_argument, NULL, 'S'},
                                        {"corpus", required_argument, NULL, 'c'},
                                        {"vocab-size", required_argument, NULL, 'n'},
@@ -293,7 +301,7 @@ int cmd_tokenizer(int argc, char **argv) {
   argc--;
   argv++;
   cli_reset_getopt();
-  while (rc == DFPO_OK && (c = getopt_long(argc, argv, ":t:lsc:n:o:h", opts, NULL)) != -1) {
+  while (rc == DFPO_OK && (c = getopt_long(argc, argv, ":t:lsac:n:o:h", opts, NULL)) != -1) {
     switch (c) {
     case 't':
       o.tokenizer = optarg;
@@ -303,6 +311,9 @@ int cmd_tokenizer(int argc, char **argv) {
       break;
     case 's':
       o.special = 1;
+      break;
+    case 'a':
+      o.add_special = 1;
       break;
     case 'S':
       o.stats = 1;
@@ -342,9 +353,9 @@ int cmd_tokenizer(int argc, char **argv) {
       rc = cli_usage_error(name, "missing --vocab-size N");
     else if (!o.out)
       rc = cli_usage_error(name, "missing --out DIR");
-    else if (o.tokenizer || o.lines || o.special || o.stats)
-      rc = cli_usage_error(name, "--tokenizer, --lines, --allow-special and --stats are for "
-                                 "encode and decode");
+    else if (o.tokenizer || o.lines || o.special || o.add_special || o.stats)
+      rc = cli_usage_error(name, "--tokenizer, --lines, --allow-special, --add-special and "
+                                 "--stats are for encode and decode");
     else
       rc = tokenizer_train(&o);
   } else if (rc == DFPO_OK) {
@@ -352,8 +363,8 @@ int cmd_tokenizer(int argc, char **argv) {
       rc = cli_usage_error(name, "missing --tokenizer DIR");
     else if (o.n_corpus || o.vocab_size || o.out)
       rc = cli_usage_error(name, "--corpus, --vocab-size and --out are for train");
-    else if (!strcmp(sub, "decode") && (o.special || o.stats))
-      rc = cli_usage_error(name, "--allow-special and --stats are for encode");
+    else if (!strcmp(sub, "decode") && (o.special || o.add_special || o.stats))
+      rc = cli_usage_error(name, "--allow-special, --add-special and --stats are for encode");
     else
       rc = !strcmp(sub, "encode") ? tokenizer_encode(&o) : tokenizer_decode(&o);
   }

@@ -40,10 +40,10 @@ static void run_blocks(gpt2_model *m, int B, int T, int t0) {
     gpt2_layer_linear(m, l, GP_QKVW, m->g_qkv, m->g_ln, BT, C, 3 * C);
     /* LoRA's scratch (BT x r <= BT x C floats): a buffer free at that point */
     gpt2_lora_fwd(m, l, GPT2_LORA_QKV, m->g_qkv, m->g_ln, m->g_fch, BT);
-    o->kv_write(m->kc[l], m->vc[l], m->g_qkv, B, T, t0, m->gmax, C);
+    o->kv_write(m->kc[l], m->vc[l], m->g_qkv, B, T, t0, m->gmax, C, C);
     if (T == 1)
       o->attention_step(m->g_atty, m->g_qkv, m->kc[l], m->vc[l], m->g_kstart, B, t0 + 1, m->gmax, C,
-                        NH);
+                        NH, NH);
     else
       o->attention_fwd(m->g_atty, m->g_fch, m->g_qkv, m->g_kstart, B, T, C, NH);
     gpt2_layer_linear(m, l, GP_PROJW, m->g_ln, m->g_atty, BT, C, C);

@@ -101,14 +101,19 @@ typedef struct ops_backend {
   void (*attention_bidir_fwd)(float *out, float *att, const float *qkv, const int *kstart, int B,
                               int T, int C, int NH);
 
-  /* KV cache kc,vc [B,Tmax,C]: rows t0..t0+T-1 = the k and v parts of
-   * qkv[B,T,3C]. */
-  void (*kv_write)(float *kc, float *vc, const float *qkv, int B, int T, int t0, int Tmax, int C);
-  /* One decoding step: q from qkv[B,3C] (the new token, already written at
-   * position n-1 of the cache) attends to cache rows kstart[b]..n-1;
-   * out[B,C] =. */
+  /* KV cache kc,vc [B,Tmax,KV]: rows t0..t0+T-1 = the k and v parts of
+   * qkv[B,T,C+2KV] (q C wide, then k and v KV wide each: KV = C is the
+   * plain qkv[B,T,3C]; KV < C a grouped-query layer's key/value heads,
+   * cached without repetition). */
+  void (*kv_write)(float *kc, float *vc, const float *qkv, int B, int T, int t0, int Tmax, int C,
+                   int KV);
+  /* One decoding step: q (NH heads of HS = C/NH channels) from
+   * qkv[B,C+2KV] (the new token, already written at position n-1 of the
+   * cache [B,Tmax,KV], KV = NKV HS) attends to cache rows kstart[b]..n-1;
+   * query head h reads key/value head h / (NH/NKV) (NKV divides NH; NKV =
+   * NH: one each); out[B,C] =. */
   void (*attention_step)(float *out, const float *qkv, const float *kc, const float *vc,
-                         const int *kstart, int B, int n, int Tmax, int C, int NH);
+                         const int *kstart, int B, int n, int Tmax, int C, int NH, int NKV);
 
   /* out[n] = gelu_tanh(inp) */
   void (*gelu_fwd)(float *out, const float *inp, size_t n);

@@ -856,20 +856,22 @@ static void cpu_attention_bwd(float *dqkv, const float *dout, const float *qkv, 
 }
 
 static void cpu_kv_write(float *kc, float *vc, const float *qkv, int B, int T, int t0, int Tmax,
-                         int C) {
-#pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * T * C > PAR_MIN)
+                         int C, int KV) {
+  size_t ld = (size_t)C + 2 * (size_t)KV;
+#pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * T * KV > PAR_MIN)
   for (int b = 0; b < B; b++)
     for (int t = 0; t < T; t++) {
-      const float *src = qkv + ((size_t)b * T + t) * 3 * C;
-      size_t row = ((size_t)b * Tmax + t0 + t) * C;
-      memcpy(kc + row, src + C, (size_t)C * sizeof(float));
-      memcpy(vc + row, src + 2 * C, (size_t)C * sizeof(float));
+      const float *src = qkv + ((size_t)b * T + t) * ld;
+      size_t row = ((size_t)b * Tmax + t0 + t) * KV;
+      memcpy(kc + row, src + C, (size_t)KV * sizeof(float));
+      memcpy(vc + row, src + C + KV, (size_t)KV * sizeof(float));
     }
 }
 
 #ifdef HAVE_SMALLM
 /* One decoding step of attention (cpu_attention_step below) with AVX-512, for
- * one row b (head sizes a multiple of 16):
+ * one row b (head sizes a multiple of 16; kr and vr the row's cache, KV =
+ * NKV HS floats a position, query head h reading key/value head h / R):
  * each score is a 16-lane FMA sum over its head's channels, reduced; the
  * softmax as in the plain loop (expf); the output channels in groups of 256 (16 registers)
  * sum w * v over the positions in order with FMA. The roundings differ
@@ -878,18 +880,19 @@ static void cpu_kv_write(float *kc, float *vc, const float *qkv, int B, int T, i
 __attribute__((target("avx512f"))) static void attention_row512(float *o, const float *q,
                                                                 const float *kr, const float *vr,
                                                                 int ks, int n, int C, int NH,
-                                                                float *a) {
-  int HS = C / NH, HV = HS / 16, CV = C / 16;
+                                                                int NKV, float *a) {
+  int HS = C / NH, HV = HS / 16, CV = C / 16, R = NH / NKV, KV = NKV * HS;
   float scale = 1.0f / sqrtf((float)HS), *mxs = a + (size_t)NH * n;
   for (int h = 0; h < NH; h++)
     mxs[h] = -INFINITY;
   for (int j = ks; j < n; j++) {
-    const float *k = kr + (size_t)j * C;
+    const float *k = kr + (size_t)j * KV;
     for (int h = 0; h < NH; h++) {
+      const float *kh = k + (h / R) * HS;
       __m512 acc = _mm512_setzero_ps();
       for (int i = 0; i < HV; i++)
-        acc = _mm512_fmadd_ps(_mm512_loadu_ps(q + h * HS + 16 * i),
-                              _mm512_loadu_ps(k + h * HS + 16 * i), acc);
+        acc = _mm512_fmadd_ps(_mm512_loadu_ps(q + h * HS + 16 * i), _mm512_loadu_ps(kh + 16 * i),
+                              acc);
       float x = _mm512_reduce_add_ps(acc) * scale;
       a[(size_t)h * n + j] = x;
       if (x > mxs[h])
@@ -901,16 +904,19 @@ __attribute__((target("avx512f"))) static void attention_row512(float *o, const 
     for (int j = ks; j < n; j++)
       ah[j] *= r;
   }
+  /* output vector u (16 channels of head u / HV) reads the value channels
+   * at voff(u) of a position */
+#define VOFF(u) (((u) / HV / R) * HS + ((u) % HV) * 16)
   int v0 = 0;
   for (; v0 + 16 <= CV; v0 += 16) {
     __m512 acc[16];
     for (int v = 0; v < 16; v++)
       acc[v] = _mm512_setzero_ps();
     for (int j = ks; j < n; j++) {
-      const float *vj = vr + (size_t)j * C + 16 * v0;
+      const float *vj = vr + (size_t)j * KV;
       for (int v = 0; v < 16; v++)
         acc[v] = _mm512_fmadd_ps(_mm512_set1_ps(a[(size_t)((v0 + v) / HV) * n + j]),
-                                 _mm512_loadu_ps(vj + 16 * v), acc[v]);
+                                 _mm512_loadu_ps(vj + VOFF(v0 + v)), acc[v]);
     }
     for (int v = 0; v < 16; v++)
       _mm512_storeu_ps(o + 16 * (v0 + v), acc[v]);
@@ -919,27 +925,30 @@ __attribute__((target("avx512f"))) static void attention_row512(float *o, const 
     __m512 acc = _mm512_setzero_ps();
     const float *ah = a + (size_t)(v0 / HV) * n;
     for (int j = ks; j < n; j++)
-      acc = _mm512_fmadd_ps(_mm512_set1_ps(ah[j]), _mm512_loadu_ps(vr + (size_t)j * C + 16 * v0),
+      acc = _mm512_fmadd_ps(_mm512_set1_ps(ah[j]), _mm512_loadu_ps(vr + (size_t)j * KV + VOFF(v0)),
                             acc);
     _mm512_storeu_ps(o + 16 * v0, acc);
   }
+#undef VOFF
 }
 #endif
 
 /* One decoding step of attention over the cache. Each row's keys and values
- * are read front to back once for all heads (the cache is [B, Tmax, C], so a
+ * are read front to back once for all heads (the cache is [B, Tmax, KV], so a
  * row's positions are one contiguous block), not once per head with a jump
- * of C floats between positions. The arithmetic is that of the plain loop,
+ * of KV floats between positions. The arithmetic is that of the plain loop,
  * rounding for rounding: each score is its head's q.k summed over the
  * channels in order, then scaled; softmax in position order; each output
  * channel sums w * v over the positions in order. The heads' sums are
- * interleaved only so that they do not wait on one another.
+ * interleaved only so that they do not wait on one another. Query head h
+ * reads key/value head h / (NH/NKV).
  * (tests/trainer/test_ops_cpu.c holds it to the plain loop bit for bit.)
  * Where the 512-bit kernels are in force and the head size is a multiple
  * of 16, attention_row512 above does each row instead. */
 static void cpu_attention_step(float *out, const float *qkv, const float *kc, const float *vc,
-                               const int *kstart, int B, int n, int Tmax, int C, int NH) {
-  int HS = C / NH;
+                               const int *kstart, int B, int n, int Tmax, int C, int NH, int NKV) {
+  int HS = C / NH, R = NH / NKV, KV = NKV * HS;
+  size_t ld = (size_t)C + 2 * (size_t)KV;
   float scale = 1.0f / sqrtf((float)HS);
 #ifdef HAVE_SMALLM
   if (HS % 16 == 0 && ops_cpu_isa() >= 512) {
@@ -947,8 +956,8 @@ static void cpu_attention_step(float *out, const float *qkv, const float *kc, co
     for (int b = 0; b < B; b++) {
       int ks = kstart ? kstart[b] : 0;
       float a[(size_t)NH * n + (size_t)NH];
-      attention_row512(out + (size_t)b * C, qkv + (size_t)b * 3 * C, kc + (size_t)b * Tmax * C,
-                       vc + (size_t)b * Tmax * C, ks > n - 1 ? n - 1 : ks, n, C, NH, a);
+      attention_row512(out + (size_t)b * C, qkv + (size_t)b * ld, kc + (size_t)b * Tmax * KV,
+                       vc + (size_t)b * Tmax * KV, ks > n - 1 ? n - 1 : ks, n, C, NH, NKV, a);
     }
     return;
   }
@@ -958,19 +967,19 @@ static void cpu_attention_step(float *out, const float *qkv, const float *kc, co
     int ks = kstart ? kstart[b] : 0;
     if (ks > n - 1)
       ks = n - 1;
-    const float *q = qkv + (size_t)b * 3 * C;
+    const float *q = qkv + (size_t)b * ld;
     /* a[h * n + j]: head h's score, then weight, of position j */
     float a[(size_t)NH * n + 3 * (size_t)NH + (size_t)C];
     float *mx = a + (size_t)NH * n, *sum = mx + NH, *s = sum + NH, *w = s + NH;
     for (int h = 0; h < NH; h++)
       mx[h] = -INFINITY;
     for (int j = ks; j < n; j++) {
-      const float *k = kc + ((size_t)b * Tmax + j) * C;
+      const float *k = kc + ((size_t)b * Tmax + j) * KV;
       for (int h = 0; h < NH; h++)
         s[h] = 0.0f;
       for (int i = 0; i < HS; i++)
         for (int h = 0; h < NH; h++)
-          s[h] += q[h * HS + i] * k[h * HS + i];
+          s[h] += q[h * HS + i] * k[h / R * HS + i];
       for (int h = 0; h < NH; h++) {
         float x = s[h] * scale;
         a[(size_t)h * n + j] = x;
@@ -985,14 +994,19 @@ static void cpu_attention_step(float *out, const float *qkv, const float *kc, co
     for (int c = 0; c < C; c++)
       o[c] = 0.0f;
     for (int j = ks; j < n; j++) {
-      const float *v = vc + ((size_t)b * Tmax + j) * C;
+      const float *v = vc + ((size_t)b * Tmax + j) * KV;
       for (int h = 0; h < NH; h++) {
         float wh = a[(size_t)h * n + j] * sum[h];
         for (int i = 0; i < HS; i++)
           w[h * HS + i] = wh;
       }
-      for (int c = 0; c < C; c++)
-        o[c] += w[c] * v[c];
+      if (R == 1)
+        for (int c = 0; c < C; c++)
+          o[c] += w[c] * v[c];
+      else
+        for (int h = 0; h < NH; h++)
+          for (int i = 0; i < HS; i++)
+            o[h * HS + i] += w[h * HS + i] * v[h / R * HS + i];
     }
   }
 }

@@ -886,44 +886,46 @@ extern "C" void ops_cuda_attention_bwd(float *dqkv, const float *dout, const flo
 }
 
 __global__ static void k_kv_write(float *kc, float *vc, const float *qkv, int B, int T, int t0,
-                                  int Tmax, int C) {
-  size_t total = (size_t)B * T * C;
+                                  int Tmax, int C, int KV) {
+  size_t total = (size_t)B * T * KV, ld = (size_t)C + 2 * (size_t)KV;
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
        i += (size_t)gridDim.x * blockDim.x) {
-    size_t c = i % C, bt = i / C, b = bt / T, t = bt % T;
-    const float *src = qkv + bt * 3 * C;
-    size_t row = (b * Tmax + t0 + t) * C;
+    size_t c = i % KV, bt = i / KV, b = bt / T, t = bt % T;
+    const float *src = qkv + bt * ld;
+    size_t row = (b * Tmax + t0 + t) * KV;
     kc[row + c] = src[C + c];
-    vc[row + c] = src[2 * (size_t)C + c];
+    vc[row + c] = src[C + KV + c];
   }
 }
 
 extern "C" void ops_cuda_kv_write(float *kc, float *vc, const float *qkv, int B, int T, int t0,
-                                  int Tmax, int C) {
-  if (B <= 0 || T <= 0 || C <= 0)
+                                  int Tmax, int C, int KV) {
+  if (B <= 0 || T <= 0 || KV <= 0)
     return;
-  k_kv_write<<<grid_for((size_t)B * T * C, 256), 256>>>(kc, vc, qkv, B, T, t0, Tmax, C);
+  k_kv_write<<<grid_for((size_t)B * T * KV, 256), 256>>>(kc, vc, qkv, B, T, t0, Tmax, C, KV);
   launched("kv_write");
 }
 
-/* One block per (b, h): scores in shared memory (or, past STEP_SHARED_MAX
- * keys, in the global scratch `gsc`, n floats per block). */
+/* One block per (b, h), query head h reading key/value head h / (NH/NKV):
+ * scores in shared memory (or, past STEP_SHARED_MAX keys, in the global
+ * scratch `gsc`, n floats per block). */
 #define STEP_THREADS 128
 #define STEP_SHARED_MAX 8192
 __global__ static void k_attention_step(float *out, const float *qkv, const float *kc,
-                                        const float *vc, const int *kstart, int NH, int n, int Tmax,
-                                        int C, float scale, float *gsc) {
+                                        const float *vc, const int *kstart, int NH, int NKV, int n,
+                                        int Tmax, int C, float scale, float *gsc) {
   extern __shared__ float shsc[];
   __shared__ float red[WARP];
   int b = blockIdx.x / NH, h = blockIdx.x % NH, HS = C / NH;
+  size_t KV = (size_t)NKV * HS, ld = (size_t)C + 2 * KV, hk = (size_t)(h / (NH / NKV)) * HS;
   float *sc = gsc ? gsc + (size_t)blockIdx.x * n : shsc;
   int ks = kstart ? kstart[b] : 0;
   if (ks > n - 1)
     ks = n - 1;
-  const float *q = qkv + (size_t)b * 3 * C + (size_t)h * HS;
+  const float *q = qkv + (size_t)b * ld + (size_t)h * HS;
   float mx = -INFINITY;
   for (int j = ks + threadIdx.x; j < n; j += blockDim.x) {
-    const float *k = kc + ((size_t)b * Tmax + j) * C + (size_t)h * HS;
+    const float *k = kc + ((size_t)b * Tmax + j) * KV + hk;
     float s = 0.0f;
     for (int i = 0; i < HS; i++)
       s += q[i] * k[i];
@@ -946,15 +948,15 @@ __global__ static void k_attention_step(float *out, const float *qkv, const floa
   for (int i = threadIdx.x; i < HS; i += blockDim.x) {
     float s = 0.0f;
     for (int j = ks; j < n; j++)
-      s += sc[j] * inv * vc[((size_t)b * Tmax + j) * C + (size_t)h * HS + i];
+      s += sc[j] * inv * vc[((size_t)b * Tmax + j) * KV + hk + i];
     o[i] = s;
   }
 }
 
 extern "C" void ops_cuda_attention_step(float *out, const float *qkv, const float *kc,
                                         const float *vc, const int *kstart, int B, int n, int Tmax,
-                                        int C, int NH) {
-  if (B <= 0 || n <= 0 || C <= 0 || NH <= 0)
+                                        int C, int NH, int NKV) {
+  if (B <= 0 || n <= 0 || C <= 0 || NH <= 0 || NKV <= 0)
     return;
   int HS = C / NH;
   float scale = 1.0f / sqrtf((float)HS);
@@ -964,8 +966,8 @@ extern "C" void ops_cuda_attention_step(float *out, const float *qkv, const floa
     gsc = (float *)scratch_get((size_t)B * NH * n * sizeof(float));
     shared = 0;
   }
-  k_attention_step<<<(unsigned)(B * NH), STEP_THREADS, shared>>>(out, qkv, kc, vc, kstart, NH, n,
-                                                                 Tmax, C, scale, gsc);
+  k_attention_step<<<(unsigned)(B * NH), STEP_THREADS, shared>>>(out, qkv, kc, vc, kstart, NH, NKV,
+                                                                 n, Tmax, C, scale, gsc);
   launched("attention_step");
 }
 

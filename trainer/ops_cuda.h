@@ -70,9 +70,9 @@ void ops_cuda_attention_bwd(float *dqkv, const float *dout, const float *qkv, co
 void ops_cuda_attention_bidir_fwd(float *out, float *att, const float *qkv, const int *kstart,
                                   int B, int T, int C, int NH);
 void ops_cuda_kv_write(float *kc, float *vc, const float *qkv, int B, int T, int t0, int Tmax,
-                       int C);
+                       int C, int KV);
 void ops_cuda_attention_step(float *out, const float *qkv, const float *kc, const float *vc,
-                             const int *kstart, int B, int n, int Tmax, int C, int NH);
+                             const int *kstart, int B, int n, int Tmax, int C, int NH, int NKV);
 void ops_cuda_gelu_fwd(float *out, const float *inp, size_t n);
 void ops_cuda_gelu_bwd(float *dinp, const float *inp, const float *dout, size_t n);
 void ops_cuda_act_fwd(float *out, const float *inp, size_t n, int kind);

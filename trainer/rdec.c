@@ -747,14 +747,18 @@ static void layer_fwd(const rdec_model *m, const rdec_ws *w, int l, int B, int T
   o->matmul_fwd(w->qkvr, w->h, LP(m, l, L_QKVW), LP(m, l, L_QKVB), N, C, QKV);
   o->rope_fwd(w->qkvr, QKV, w->pos, N, NH, HS, c->rot, c->interleaved, c->rope_base);
   o->rope_fwd(w->qkvr + I, QKV, w->pos, N, NKV, HS, c->rot, c->interleaved, c->rope_base);
-  if (NKV != NH)
-    o->kv_repeat(w->qkv, w->qkvr, N, NH, NKV, HS);
+  /* the cache holds the NKV key/value heads as computed; a decoding step
+   * reads them grouped, the passes over whole rows through the repeated
+   * layout of attention_fwd */
   if (cache)
-    o->kv_write(m->kc[l], m->vc[l], w->qkv, B, T, t0, Tmax, I);
-  if (cache && T == 1)
-    o->attention_step(w->y, w->qkv, m->kc[l], m->vc[l], w->kstart, B, t0 + 1, Tmax, I, NH);
-  else
+    o->kv_write(m->kc[l], m->vc[l], w->qkvr, B, T, t0, Tmax, I, NKV * HS);
+  if (cache && T == 1) {
+    o->attention_step(w->y, w->qkvr, m->kc[l], m->vc[l], w->kstart, B, t0 + 1, Tmax, I, NH, NKV);
+  } else {
+    if (NKV != NH)
+      o->kv_repeat(w->qkv, w->qkvr, N, NH, NKV, HS);
     o->attention_fwd(w->y, w->att, w->qkv, w->kstart, B, T, I, NH);
+  }
   o->matmul_fwd(w->t, w->y, LP(m, l, L_OW), LP(m, l, L_OB), N, I, C);
   if (c->parallel) {
     /* x + attn(ln1 x) + mlp(ln1 x or ln2 x), both from the same x */
@@ -1142,8 +1146,9 @@ static const float *rdec_decode_begin(rdec_model *m, const int *tokens, const in
       return NULL;
     }
   }
-  size_t N = (size_t)B * T, I = (size_t)m->cfg.n_head * m->cfg.head_dim, L = m->cfg.n_layer;
-  size_t cache = (size_t)B * max_len * I;
+  size_t N = (size_t)B * T, KV = (size_t)m->cfg.n_kv_head * m->cfg.head_dim, L = m->cfg.n_layer;
+  /* the key/value heads only (n_head / n_kv_head times less than repeated) */
+  size_t cache = (size_t)B * max_len * KV;
   size_t nf = layout_ws(m, &m->gw, NULL, B, T, 0) + 2 * L * cache + (size_t)B * m->cfg.vocab_size;
   size_t ni = layout_ids(&m->gw, NULL, B, T);
   int *h = malloc(ni * sizeof(int));

@@ -24,8 +24,10 @@
  * ignored), left padding kstart masked, positions counted from each row's
  * first real token as GPT-2's are; model_lm_logprobs, model_lm_loss,
  * model_score_tokens (perplexity), decoding with a KV cache
- * (model_decode_begin/step; the cache holds rotated keys, the key/value
- * heads repeated to the query heads') and training work on the CPU: the
+ * (model_decode_begin/step; the cache holds the n_kv_head rotated key and
+ * value heads, not repeated: a grouped-query model's cache is n_head /
+ * n_kv_head times smaller, each query head reading its group's head) and
+ * training work on the CPU: the
  * backward passes (model_lm_backward, _backward_logits, model_lm_loss with
  * backward; each spends its forward pass, recomputing each layer from its
  * saved input), the training state AdamW walks, and a value model

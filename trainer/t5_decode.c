@@ -81,7 +81,7 @@ static const float *step(t5_model *m, const int *tok, dfpo_err *err) {
     const t5_layer *L = &m->dec[l];
     o->rmsnorm_fwd(m->g_n, m->g_x, t5_P(m, L->sa + SA_LN), B, C, c->eps);
     o->matmul_fwd(m->g_qkv, m->g_n, t5_P(m, L->sa + SA_Q), NULL, B, C, 3 * I);
-    o->kv_write(m->kc[l], m->vc[l], m->g_qkv, B, 1, pos, D, I);
+    o->kv_write(m->kc[l], m->vc[l], m->g_qkv, B, 1, pos, D, I, I);
     /* each row against its own cache rows 0..pos */
     for (int b = 0; b < B; b++)
       o->attention_rel_fwd(m->g_ctx + (size_t)b * I, m->g_qkv + (size_t)b * 3 * I, 3 * I,

@@ -30,8 +30,12 @@ typedef struct tok_ids {
 void tok_ids_free(tok_ids *v);
 
 /* Encode flags. Without TOK_ALLOW_SPECIAL a special token's text
- * ("<|endoftext|>") is encoded as ordinary text. */
-enum { TOK_ALLOW_SPECIAL = 1 };
+ * ("<|endoftext|>") is encoded as ordinary text. TOK_ADD_SPECIAL adds what
+ * the tokenizer's conventions add around a text (Hugging Face's
+ * add_special_tokens): Llama's bos "<s>" before it (add_bos_token, default
+ * true) and eos "</s>" after it (add_eos_token, default false); GPT-2's
+ * and T5's tokenizers add nothing. */
+enum { TOK_ALLOW_SPECIAL = 1, TOK_ADD_SPECIAL = 2 };
 
 /* Loads a tokenizer from `path`: a folder holding encoder.json + vocab.bpe
  * (OpenAI's files), vocab.json + merges.txt (Hugging Face's slow form),
@@ -46,6 +50,18 @@ enum { TOK_ALLOW_SPECIAL = 1 };
  * adds no eos; with TOK_ALLOW_SPECIAL the texts "<extra_id_N>", "</s>" and
  * "<pad>" are their ids. tok_save_hf writes it as T5's files;
  * tok_merge_count is 0.
+ *
+ * Llama's SentencePiece: a folder with tokenizer.model and no spiece.model
+ * (before its tokenizer.json), read and run by libsentencepiece the same
+ * way (BPE with byte fallback: a character outside the pieces becomes its
+ * UTF-8 bytes' pieces "<0xNN>"), with Llama's conventions: unk "<unk>" 0,
+ * bos "<s>" 1, eos "</s>" 2 (the model's own ids; tok_eot_id answers eos,
+ * tok_bos_id bos), no extra ids; TOK_ADD_SPECIAL adds bos and eos as
+ * tokenizer_config.json's add_bos_token (default true) and add_eos_token
+ * (default false) say; with TOK_ALLOW_SPECIAL the texts "<s>", "</s>" and
+ * "<unk>" are their ids; decoding drops bos and eos (the library's
+ * control pieces). tok_save_hf writes tokenizer.model and a
+ * LlamaTokenizer tokenizer_config.json.
  * Errors name the file, and the line for merges files and malformed JSON.
  * *out is the caller's; free with tok_free. */
 int tok_load(tok_tokenizer **out, const char *path, dfpo_err *err);
@@ -78,6 +94,9 @@ int32_t tok_token_id(const tok_tokenizer *t, const char *s, size_t len);
 size_t tok_merge_count(const tok_tokenizer *t);
 /* The id of "<|endoftext|>", or -1 when the vocabulary lacks it. */
 int32_t tok_eot_id(const tok_tokenizer *t);
+/* The id TOK_ADD_SPECIAL puts before a text (Llama's "<s>" with
+ * add_bos_token), else -1. */
+int32_t tok_bos_id(const tok_tokenizer *t);
 /* The bytes of token id (not NUL-terminated; points into t), or NULL for an
  * id outside the vocabulary. */
 const char *tok_token_bytes(const tok_tokenizer *t, int32_t id, size_t *len);

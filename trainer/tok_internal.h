@@ -95,17 +95,21 @@ struct tok_tokenizer {
    * OpenMP thread number, created on first use; tok_encode uses slot 0. */
   struct tok_worker **workers;
   size_t n_workers;
-  /* T5's SentencePiece (tok_sentencepiece.c), NULL for a BPE: the model,
+  /* A SentencePiece model (tok_sentencepiece.c), NULL for a BPE: the model,
    * its piece count and the extra ids above it (tok_bytes and vocab hold
-   * every piece and "<extra_id_N>" at id n_ids - 1 - N). */
+   * every piece and "<extra_id_N>" at id n_ids - 1 - N). spm_llama: Llama's
+   * tokenizer.model (no extra ids; spm_bos "<s>", prepended by
+   * TOK_ADD_SPECIAL when spm_add_bos, eot "</s>" appended when
+   * spm_add_eos), else T5's spiece.model. */
   struct tok_spm *spm;
   size_t spm_pieces, spm_extra;
+  int spm_llama, spm_bos, spm_add_bos, spm_add_eos;
 };
 
-/* tok_sentencepiece.c: a folder's spiece.model (T5), and encoding and
- * decoding with it (tok_encode, tok_encode_many and tok_decode send a
- * SentencePiece tokenizer there). */
-int tok_spm_load_dir(tok_tokenizer **out, const char *dir, dfpo_err *err);
+/* tok_sentencepiece.c: a folder's spiece.model (T5) or tokenizer.model
+ * (Llama), and encoding and decoding with it (tok_encode, tok_encode_many
+ * and tok_decode send a SentencePiece tokenizer there). */
+int tok_spm_load_dir(tok_tokenizer **out, const char *dir, int llama, dfpo_err *err);
 int tok_spm_encode_text(tok_tokenizer *t, const char *text, size_t len, int flags, tok_ids *out,
                         dfpo_err *err);
 int tok_spm_decode_ids(const tok_tokenizer *t, const int32_t *ids, size_t n, char **buf,

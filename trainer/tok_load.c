@@ -704,14 +704,21 @@ int tok_load(tok_tokenizer **out, const char *path, dfpo_err *err) {
   if (rc < 0) {
     snprintf(a, n, "%s/tokenizer.json", path);
     snprintf(b, n, "%s/spiece.model", path);
-    if (is_file(b)) /* T5's SentencePiece (its tokenizer.json is a Unigram) */
-      rc = tok_spm_load_dir(out, path, err);
+    int llama = 0;
+    if (!is_file(b)) {
+      snprintf(b, n, "%s/tokenizer.model", path);
+      llama = 1;
+    }
+    /* T5's SentencePiece (its tokenizer.json is a Unigram), Llama's (its
+     * tokenizer.json a BPE with byte fallback, not GPT-2's byte level) */
+    if (is_file(b))
+      rc = tok_spm_load_dir(out, path, llama, err);
     else if (is_file(a))
       rc = tok_load_hf_json(out, a, err);
     else
       rc = dfpo_err_set(err, DFPO_EDATA,
                         "%s: no tokenizer files (expected encoder.json + vocab.bpe, vocab.json + "
-                        "merges.txt, spiece.model or tokenizer.json)",
+                        "merges.txt, spiece.model, tokenizer.model or tokenizer.json)",
                         path);
   }
   free(a);
@@ -731,6 +738,9 @@ size_t tok_merge_count(const tok_tokenizer *t) {
 }
 int32_t tok_eot_id(const tok_tokenizer *t) {
   return t->eot;
+}
+int32_t tok_bos_id(const tok_tokenizer *t) {
+  return t->spm && t->spm_llama && t->spm_add_bos ? t->spm_bos : -1;
 }
 
 const char *tok_token_bytes(const tok_tokenizer *t, int32_t id, size_t *len) {

@@ -11,8 +11,9 @@
 #include <sys/stat.h>
 
 int tok_folder_has_files(const char *dir) {
-  static const char *const names[] = {"encoder.json", "vocab.bpe",      "vocab.json",
-                                      "merges.txt",   "tokenizer.json", "spiece.model"};
+  static const char *const names[] = {"encoder.json",   "vocab.bpe",      "vocab.json",
+                                      "merges.txt",     "tokenizer.json", "spiece.model",
+                                      "tokenizer.model"};
   char path[4200];
   struct stat st;
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
@@ -65,12 +66,38 @@ static int merges_by_rank(const tok_tokenizer *t, int32_t (**out)[2], dfpo_err *
   return DFPO_OK;
 }
 
+/* Llama's files: tokenizer.model, tokenizer_config.json (LlamaTokenizer,
+ * add_bos_token, add_eos_token) and special_tokens_map.json. */
+static int save_llama_config(const tok_tokenizer *t, const char *dir, int model_max_length,
+                             dfpo_err *err) {
+  cJSON *map = cJSON_CreateObject();
+  cJSON_AddStringToObject(map, "bos_token", "<s>");
+  cJSON_AddStringToObject(map, "eos_token", "</s>");
+  cJSON_AddStringToObject(map, "unk_token", "<unk>");
+  int rc = write_json(dir, "special_tokens_map.json", map, 1, err);
+  cJSON_Delete(map);
+  if (rc)
+    return rc;
+  cJSON *c = cJSON_CreateObject();
+  cJSON_AddStringToObject(c, "tokenizer_class", "LlamaTokenizer");
+  cJSON_AddBoolToObject(c, "add_bos_token", t->spm_add_bos);
+  cJSON_AddBoolToObject(c, "add_eos_token", t->spm_add_eos);
+  cJSON_AddNumberToObject(c, "model_max_length", model_max_length);
+  cJSON_AddStringToObject(c, "bos_token", "<s>");
+  cJSON_AddStringToObject(c, "eos_token", "</s>");
+  cJSON_AddStringToObject(c, "unk_token", "<unk>");
+  rc = write_json(dir, "tokenizer_config.json", c, 1, err);
+  cJSON_Delete(c);
+  return rc;
+}
+
 /* T5's files: spiece.model (the loaded model's bytes), tokenizer_config.json
- * (T5Tokenizer, extra_ids) and special_tokens_map.json. */
+ * (T5Tokenizer, extra_ids) and special_tokens_map.json; Llama's above. */
 static int save_spm(const tok_tokenizer *t, const char *dir, int model_max_length, dfpo_err *err) {
   char path[4200], msg[256], *data = NULL;
   size_t len = 0;
-  int rc = dfpo_path_fmt(path, sizeof path, err, "%s/spiece.model", dir);
+  int rc = dfpo_path_fmt(path, sizeof path, err, "%s/%s", dir,
+                         t->spm_llama ? "tokenizer.model" : "spiece.model");
   if (rc)
     return rc;
   if (tok_spm_serialize(t->spm, &data, &len, msg, sizeof msg))
@@ -79,6 +106,8 @@ static int save_spm(const tok_tokenizer *t, const char *dir, int model_max_lengt
   free(data);
   if (rc)
     return rc;
+  if (t->spm_llama)
+    return save_llama_config(t, dir, model_max_length, err);
   cJSON *map = cJSON_CreateObject();
   cJSON_AddStringToObject(map, "eos_token", "</s>");
   cJSON_AddStringToObject(map, "unk_token", "<unk>");

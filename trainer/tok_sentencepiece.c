@@ -1,8 +1,10 @@
-/* T5's tokenizer: a SentencePiece model (spiece.model, read by Debian's
- * libsentencepiece through the bridge trainer/tok_spm.h) with T5's
+/* The SentencePiece tokenizers (models read by Debian's libsentencepiece
+ * through the bridge trainer/tok_spm.h): T5's spiece.model with T5's
  * conventions: pad 0, eos "</s>" 1, unk 2 (the model's own ids), no bos, and
  * the extra ids "<extra_id_N>" as the top ids (N = 0 is the largest id),
- * as Hugging Face's T5Tokenizer numbers them. */
+ * as Hugging Face's T5Tokenizer numbers them; Llama's tokenizer.model with
+ * LlamaTokenizer's: unk 0, bos "<s>" 1, eos "</s>" 2, bos (add_bos_token)
+ * and eos (add_eos_token) added around a text. */
 #include "trainer/tok_internal.h"
 #include "trainer/tok_spm.h"
 
@@ -12,22 +14,35 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* The extra ids: tokenizer_config.json's "extra_ids" when the folder has
- * it, else Hugging Face's default, 100. */
-static long extra_ids_of(const char *dir, dfpo_err *err) {
+/* tokenizer_config.json's settings when the folder has it: T5's
+ * "extra_ids" (else Hugging Face's default, 100; Llama: none), Llama's
+ * "add_bos_token" (default true) and "add_eos_token" (default false).
+ * Returns the extra ids, or -1 on error. */
+static long config_of(const char *dir, int llama, int *add_bos, int *add_eos, dfpo_err *err) {
   char path[4200];
   struct stat st;
+  *add_bos = 1, *add_eos = 0;
   if (dfpo_path_fmt(path, sizeof path, err, "%s/tokenizer_config.json", dir))
     return -1;
   if (stat(path, &st) != 0)
-    return 100;
+    return llama ? 0 : 100;
   char *text = NULL;
   if (dfpo_read_file(path, &text, NULL, err))
     return -1;
   cJSON *j = cJSON_Parse(text);
   free(text);
+  if (!j) {
+    dfpo_err_set(err, DFPO_EDATA, "%s: not JSON", path);
+    return -1;
+  }
   const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, "extra_ids");
-  long n = cJSON_IsNumber(x) ? (long)x->valuedouble : 100;
+  long n = llama ? 0 : cJSON_IsNumber(x) ? (long)x->valuedouble : 100;
+  const cJSON *b = cJSON_GetObjectItemCaseSensitive(j, "add_bos_token");
+  const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "add_eos_token");
+  if (cJSON_IsBool(b))
+    *add_bos = cJSON_IsTrue(b);
+  if (cJSON_IsBool(e))
+    *add_eos = cJSON_IsTrue(e);
   cJSON_Delete(j);
   if (n < 0 || n > 100000) {
     dfpo_err_set(err, DFPO_EDATA, "%s: extra_ids %ld out of range", path, n);
@@ -36,19 +51,22 @@ static long extra_ids_of(const char *dir, dfpo_err *err) {
   return n;
 }
 
-int tok_spm_load_dir(tok_tokenizer **out, const char *dir, dfpo_err *err) {
+int tok_spm_load_dir(tok_tokenizer **out, const char *dir, int llama, dfpo_err *err) {
   *out = NULL;
   char path[4200], msg[512];
-  int rc = dfpo_path_fmt(path, sizeof path, err, "%s/spiece.model", dir);
+  int rc = dfpo_path_fmt(path, sizeof path, err, "%s/%s", dir,
+                         llama ? "tokenizer.model" : "spiece.model");
   if (rc)
     return rc;
-  long extra = extra_ids_of(dir, err);
+  int add_bos, add_eos;
+  long extra = config_of(dir, llama, &add_bos, &add_eos, err);
   if (extra < 0)
     return err ? err->code : DFPO_EDATA;
   tok_tokenizer *t = calloc(1, sizeof *t);
   if (!t)
     return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
-  t->eot = -1;
+  t->eot = t->spm_bos = -1;
+  t->spm_llama = llama, t->spm_add_bos = add_bos, t->spm_add_eos = add_eos;
   if (tok_spm_load(&t->spm, path, msg, sizeof msg)) {
     free(t);
     return dfpo_err_set(err, DFPO_EDATA, "%s: %s", path, msg);
@@ -81,9 +99,15 @@ int tok_spm_load_dir(tok_tokenizer **out, const char *dir, dfpo_err *err) {
     t->tok_bytes[id][len] = '\0';
     t->tok_len[id] = (uint32_t)len;
   }
-  /* T5's end of sequence plays the part of GPT-2's <|endoftext|> */
-  if (!rc)
+  /* T5's and Llama's end of sequence plays the part of GPT-2's
+   * <|endoftext|> */
+  if (!rc) {
     t->eot = tok_spm_piece_id(t->spm, "</s>", 4);
+    t->spm_bos = llama ? tok_spm_piece_id(t->spm, "<s>", 3) : -1;
+  }
+  if (!rc && llama && ((add_bos && t->spm_bos < 0) || (add_eos && t->eot < 0)))
+    rc = dfpo_err_set(err, DFPO_EDATA, "%s: no %s piece to add", path,
+                      add_bos && t->spm_bos < 0 ? "<s>" : "</s>");
   if (rc) {
     tok_free(t);
     return rc;
@@ -115,12 +139,14 @@ static int encode_plain(tok_tokenizer *t, const char *text, size_t len, tok_ids 
 }
 
 /* The special text at text[0..len) with TOK_ALLOW_SPECIAL: "<extra_id_N>"
- * (N below the extra ids), "</s>" or "<pad>"; its id, *n its bytes, or -1. */
+ * (N below the extra ids), "</s>" or "<pad>" (T5), "<s>", "</s>" or
+ * "<unk>" (Llama); its id, *n its bytes, or -1. */
 static int special_at(const tok_tokenizer *t, const char *s, size_t len, size_t *n) {
-  static const char *const ctl[] = {"</s>", "<pad>"};
-  for (int k = 0; k < 2; k++) {
-    size_t L = strlen(ctl[k]);
-    if (len >= L && !memcmp(s, ctl[k], L)) {
+  static const char *const ctl[2][3] = {{"</s>", "<pad>", NULL}, {"<s>", "</s>", "<unk>"}};
+  for (int k = 0; k < 3 && ctl[t->spm_llama][k]; k++) {
+    const char *c = ctl[t->spm_llama][k];
+    size_t L = strlen(c);
+    if (len >= L && !memcmp(s, c, L)) {
       int64_t *v = tok_strmap_get(&t->vocab, s, L);
       if (v) {
         *n = L;
@@ -143,8 +169,8 @@ static int special_at(const tok_tokenizer *t, const char *s, size_t len, size_t 
   return (int)*v;
 }
 
-int tok_spm_encode_text(tok_tokenizer *t, const char *text, size_t len, int flags, tok_ids *out,
-                        dfpo_err *err) {
+static int encode_special(tok_tokenizer *t, const char *text, size_t len, int flags, tok_ids *out,
+                          dfpo_err *err) {
   if (!(flags & TOK_ALLOW_SPECIAL))
     return encode_plain(t, text, len, out, err);
   size_t start = 0;
@@ -164,6 +190,18 @@ int tok_spm_encode_text(tok_tokenizer *t, const char *text, size_t len, int flag
     start = i;
   }
   return encode_plain(t, text + start, len - start, out, err);
+}
+
+int tok_spm_encode_text(tok_tokenizer *t, const char *text, size_t len, int flags, tok_ids *out,
+                        dfpo_err *err) {
+  int add = (flags & TOK_ADD_SPECIAL) && t->spm_llama, rc = DFPO_OK;
+  if (add && t->spm_add_bos)
+    rc = push_ids(out, &t->spm_bos, 1, err);
+  if (!rc)
+    rc = encode_special(t, text, len, flags, out, err);
+  if (!rc && add && t->spm_add_eos)
+    rc = push_ids(out, &t->eot, 1, err);
+  return rc;
 }
 
 static int append(char **buf, size_t *len, size_t *cap, const char *s, size_t n, dfpo_err *err) {
@@ -229,7 +267,7 @@ int tok_train_spm(const char *corpus, size_t vocab_size, size_t extra_ids, const
   tok_tokenizer *t = NULL;
   if ((rc = dfpo_path_fmt(path, sizeof path, err, "%s/tokenizer_config.json", out_dir)) ||
       (rc = dfpo_atomic_write_file(path, text, (size_t)n, err)) ||
-      (rc = tok_spm_load_dir(&t, out_dir, err)))
+      (rc = tok_spm_load_dir(&t, out_dir, 0, err)))
     return rc;
   rc = tok_save_hf(t, out_dir, 512, err);
   tok_free(t);

@@ -427,16 +427,80 @@ Test(ops_cpu, attention_step_matches_full_attention) {
   float *qkv = rnd(3 * n, 14, 1), *out = calloc(n, 4), *att = calloc((size_t)B * NH * T * T, 4);
   O->attention_fwd(out, att, qkv, ks, B, T, C, NH);
   float *kc = calloc((size_t)B * Tmax * C, 4), *vc = calloc((size_t)B * Tmax * C, 4);
-  O->kv_write(kc, vc, qkv, B, T, 0, Tmax, C);
+  O->kv_write(kc, vc, qkv, B, T, 0, Tmax, C, C);
   /* the last position again, as one decoding step over the cache */
   float *q1 = calloc((size_t)B * 3 * C, 4), *o1 = calloc((size_t)B * C, 4);
   for (int b = 0; b < B; b++)
     memcpy(q1 + (size_t)b * 3 * C, qkv + ((size_t)b * T + T - 1) * 3 * C, (size_t)3 * C * 4);
-  O->attention_step(o1, q1, kc, vc, ks, B, T, Tmax, C, NH);
+  O->attention_step(o1, q1, kc, vc, ks, B, T, Tmax, C, NH, NH);
   for (int b = 0; b < B; b++)
     for (int i = 0; i < C; i++)
       cr_expect_lt(fabsf(o1[b * C + i] - out[((size_t)b * T + T - 1) * C + i]), 1e-6);
   free(qkv), free(out), free(att), free(kc), free(vc), free(q1), free(o1);
+}
+
+/* kv_write of a grouped-query row by hand: C 4 (two query heads of 2), KV
+ * 2 (one key/value head): qkv [B 2, T 1, 8] = q0..q3 k0 k1 v0 v1; position
+ * t0 1 of a [2, Tmax 3, 2] cache gets (k0, k1) and (v0, v1), the rest
+ * stays 0. */
+Test(ops_cpu, kv_write_grouped_by_hand) {
+  const float qkv[16] = {1, 2, 3, 4, 5, 6, 7, 8, 11, 12, 13, 14, 15, 16, 17, 18};
+  const float wk[12] = {0, 0, 5, 6, 0, 0, 0, 0, 15, 16, 0, 0};
+  const float wv[12] = {0, 0, 7, 8, 0, 0, 0, 0, 17, 18, 0, 0};
+  float kc[12] = {0}, vc[12] = {0};
+  O->kv_write(kc, vc, qkv, 2, 1, 1, 3, 4, 2);
+  for (int i = 0; i < 12; i++) {
+    cr_expect_eq(kc[i], wk[i], "k cache [%d]: %g, expected %g", i, (double)kc[i], (double)wk[i]);
+    cr_expect_eq(vc[i], wv[i], "v cache [%d]: %g, expected %g", i, (double)vc[i], (double)wv[i]);
+  }
+}
+
+/* A grouped-query decoding step by hand: NH 2 query heads of HS 1 reading
+ * NKV 1 key/value head, n 2 cached positions, scale 1/sqrt(1) = 1. qkv =
+ * [q0 q1 | k v] = [1 2 | . .]; cached keys (1, 0), values (10, 20). Head 0:
+ * scores (1, 0), weights (e, 1) / (e + 1) -> (10 e + 20) / (e + 1) =
+ * 12.6894142; head 1: scores (2, 0), weights (e^2, 1) / (e^2 + 1) -> (10
+ * e^2 + 20) / (e^2 + 1) = 11.1920292. */
+Test(ops_cpu, attention_step_grouped_by_hand) {
+  const float qkv[4] = {1, 2, 0, 0}, kc[2] = {1, 0}, vc[2] = {10, 20};
+  float out[2];
+  double e = exp(1.0), want[2] = {(10 * e + 20) / (e + 1), (10 * e * e + 20) / (e * e + 1)};
+  O->attention_step(out, qkv, kc, vc, NULL, 1, 2, 2, 2, 2, 1);
+  for (int h = 0; h < 2; h++)
+    cr_expect_lt(fabs(out[h] - want[h]), 1e-5, "head %d: %.7f, expected %.7f", h, (double)out[h],
+                 want[h]);
+  cr_expect_lt(fabs(want[0] - 12.6894142), 1e-7);
+  cr_expect_lt(fabs(want[1] - 11.1920292), 1e-7);
+}
+
+/* A grouped-query layer decoded from a cache of its NKV heads equals the
+ * full attention over the heads repeated (kv_repeat, then attention_fwd) at
+ * the last position: NH 4 query heads over NKV 2 and 1 key/value heads,
+ * head sizes 2 (the portable loop) and 16 (the AVX-512 one where the CPU
+ * has it), left padding. */
+Test(ops_cpu, attention_step_grouped_matches_repeated_attention) {
+  static const int ks[2] = {0, 2}, nkvs[2] = {2, 1}, hss[2] = {2, 16};
+  int B = 2, T = 6, NH = 4, Tmax = 9;
+  for (int c = 0; c < 4; c++) {
+    int NKV = nkvs[c % 2], HS = hss[c / 2], C = NH * HS, KV = NKV * HS, LD = C + 2 * KV;
+    size_t N = (size_t)B * T;
+    float *qkvr = rnd(N * LD, 15 + c, 1), *qkv = calloc(N * 3 * C, 4), *out = calloc(N * C, 4),
+          *att = calloc((size_t)B * NH * T * T, 4);
+    O->kv_repeat(qkv, qkvr, (int)N, NH, NKV, HS);
+    O->attention_fwd(out, att, qkv, ks, B, T, C, NH);
+    float *kc = calloc((size_t)B * Tmax * KV, 4), *vc = calloc((size_t)B * Tmax * KV, 4);
+    O->kv_write(kc, vc, qkvr, B, T, 0, Tmax, C, KV);
+    float *q1 = calloc((size_t)B * LD, 4), *o1 = calloc((size_t)B * C, 4);
+    for (int b = 0; b < B; b++)
+      memcpy(q1 + (size_t)b * LD, qkvr + ((size_t)b * T + T - 1) * LD, (size_t)LD * 4);
+    O->attention_step(o1, q1, kc, vc, ks, B, T, Tmax, C, NH, NKV);
+    for (int b = 0; b < B; b++)
+      for (int i = 0; i < C; i++)
+        cr_expect_lt(fabsf(o1[b * C + i] - out[((size_t)b * T + T - 1) * C + i]), 1e-6,
+                     "NKV %d HS %d [%d,%d]: %.7f vs %.7f", NKV, HS, b, i, (double)o1[b * C + i],
+                     (double)out[((size_t)b * T + T - 1) * C + i]);
+    free(qkvr), free(qkv), free(out), free(att), free(kc), free(vc), free(q1), free(o1);
+  }
 }
 
 /* The decoding step's attention, bit for bit, against the plain loop it
@@ -444,18 +508,20 @@ Test(ops_cpu, attention_step_matches_full_attention) {
  * softmax, then the weighted sum of values in position order): the faster
  * loop must not change a single rounding, so that greedy decoding stays the
  * same. Positions 1..20 cover blocks of eight and the remainders; rows are
- * left-padded differently. */
+ * left-padded differently. Query head h reads key/value head h / (NH/NKV)
+ * of a cache KV = NKV HS wide, q from rows C + 2 KV apart. */
 static void attention_step_plain(float *out, const float *qkv, const float *kc, const float *vc,
-                                 const int *kstart, int B, int n, int Tmax, int C, int NH) {
-  int HS = C / NH;
+                                 const int *kstart, int B, int n, int Tmax, int C, int NH,
+                                 int NKV) {
+  int HS = C / NH, KV = NKV * HS, R = NH / NKV;
   float scale = 1.0f / sqrtf((float)HS);
   for (int b = 0; b < B; b++)
     for (int h = 0; h < NH; h++) {
       int ks = kstart[b] > n - 1 ? n - 1 : kstart[b];
-      const float *q = qkv + (size_t)b * 3 * C + (size_t)h * HS;
+      const float *q = qkv + (size_t)b * (C + 2 * KV) + (size_t)h * HS;
       float a[64], mx = -INFINITY;
       for (int j = ks; j < n; j++) {
-        const float *k = kc + ((size_t)b * Tmax + j) * C + (size_t)h * HS;
+        const float *k = kc + ((size_t)b * Tmax + j) * KV + (size_t)(h / R) * HS;
         float s = 0.0f;
         for (int i = 0; i < HS; i++)
           s += q[i] * k[i];
@@ -474,7 +540,7 @@ static void attention_step_plain(float *out, const float *qkv, const float *kc, 
       for (int i = 0; i < HS; i++)
         o[i] = 0.0f;
       for (int j = ks; j < n; j++) {
-        const float *v = vc + ((size_t)b * Tmax + j) * C + (size_t)h * HS;
+        const float *v = vc + ((size_t)b * Tmax + j) * KV + (size_t)(h / R) * HS;
         float w = a[j] * inv;
         for (int i = 0; i < HS; i++)
           o[i] += w * v[i];
@@ -482,45 +548,53 @@ static void attention_step_plain(float *out, const float *qkv, const float *kc, 
     }
 }
 
+/* NKV 3 (one key/value head per query head, GPT-2's cache) and 1 (every
+ * query head on one key/value head). */
 Test(ops_cpu, attention_step_is_bit_identical_to_the_plain_loop) {
   /* the portable step; the AVX-512 one (the test below) rounds otherwise */
   ops_cpu_set_isa(256);
-  static const int ks[3] = {0, 3, 9};
+  static const int ks[3] = {0, 3, 9}, nkvs[2] = {3, 1};
   int B = 3, C = 96, NH = 3, Tmax = 24;
-  float *kc = rnd((size_t)B * Tmax * C, 31, 1), *vc = rnd((size_t)B * Tmax * C, 32, 1),
-        *q = rnd((size_t)B * 3 * C, 33, 1), *o1 = calloc((size_t)B * C, 4),
-        *o2 = calloc((size_t)B * C, 4);
-  for (int n = 1; n <= 20; n++) {
-    O->attention_step(o1, q, kc, vc, ks, B, n, Tmax, C, NH);
-    attention_step_plain(o2, q, kc, vc, ks, B, n, Tmax, C, NH);
-    cr_expect(memcmp(o1, o2, (size_t)B * C * 4) == 0, "n = %d: outputs differ", n);
+  for (int g = 0; g < 2; g++) {
+    int NKV = nkvs[g], KV = NKV * C / NH;
+    float *kc = rnd((size_t)B * Tmax * KV, 31, 1), *vc = rnd((size_t)B * Tmax * KV, 32, 1),
+          *q = rnd((size_t)B * (C + 2 * KV), 33, 1), *o1 = calloc((size_t)B * C, 4),
+          *o2 = calloc((size_t)B * C, 4);
+    for (int n = 1; n <= 20; n++) {
+      O->attention_step(o1, q, kc, vc, ks, B, n, Tmax, C, NH, NKV);
+      attention_step_plain(o2, q, kc, vc, ks, B, n, Tmax, C, NH, NKV);
+      cr_expect(memcmp(o1, o2, (size_t)B * C * 4) == 0, "NKV %d n = %d: outputs differ", NKV, n);
+    }
+    free(kc), free(vc), free(q), free(o1), free(o2);
   }
-  free(kc), free(vc), free(q), free(o1), free(o2);
   ops_cpu_set_isa(512);
 }
 
 /* Every path the CPU has against the step in double precision: head size
  * 64 (the AVX-512 path: C = 384 is one group of 256 channels and 8 vectors
  * of 16 left over) and 24 (not a multiple of 16: the plain loop whatever
- * the width), positions 1..20 with different left padding per row. */
+ * the width), positions 1..20 with different left padding per row; 6 query
+ * heads over 6 key/value heads (GPT-2's cache) and over 2 (grouped: query
+ * head h reads key/value head h / 3). */
 Test(ops_cpu, attention_step_agrees_with_double) {
-  static const int ks[3] = {0, 3, 9}, isas[2] = {512, 256}, Cs[2] = {384, 72};
+  static const int ks[3] = {0, 3, 9}, isas[2] = {512, 256}, Cs[2] = {384, 72}, nkvs[2] = {6, 2};
   int B = 3, NH = 6, Tmax = 24;
-  for (int c = 0; c < 4; c++) {
-    int got = ops_cpu_set_isa(isas[c / 2]), C = Cs[c % 2], HS = C / NH;
-    float *kc = rnd((size_t)B * Tmax * C, 34, 1), *vc = rnd((size_t)B * Tmax * C, 35, 1),
-          *q = rnd((size_t)B * 3 * C, 36, 1), *o = calloc((size_t)B * C, 4);
+  for (int c = 0; c < 8; c++) {
+    int got = ops_cpu_set_isa(isas[c / 2 % 2]), C = Cs[c % 2], HS = C / NH, NKV = nkvs[c / 4];
+    int KV = NKV * HS, LD = C + 2 * KV, R = NH / NKV;
+    float *kc = rnd((size_t)B * Tmax * KV, 34, 1), *vc = rnd((size_t)B * Tmax * KV, 35, 1),
+          *q = rnd((size_t)B * LD, 36, 1), *o = calloc((size_t)B * C, 4);
     for (int n = 1; n <= 20; n++) {
-      O->attention_step(o, q, kc, vc, ks, B, n, Tmax, C, NH);
+      O->attention_step(o, q, kc, vc, ks, B, n, Tmax, C, NH, NKV);
       for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
-          int k0 = ks[b] > n - 1 ? n - 1 : ks[b];
+          int k0 = ks[b] > n - 1 ? n - 1 : ks[b], hk = h / R * HS;
           double s[24], mx = -INFINITY, sum = 0.0;
           for (int j = k0; j < n; j++) {
             s[j] = 0.0;
             for (int i = 0; i < HS; i++)
-              s[j] += (double)q[(size_t)b * 3 * C + h * HS + i] *
-                      kc[((size_t)b * Tmax + j) * C + h * HS + i];
+              s[j] +=
+                  (double)q[(size_t)b * LD + h * HS + i] * kc[((size_t)b * Tmax + j) * KV + hk + i];
             s[j] /= sqrt((double)HS);
             mx = s[j] > mx ? s[j] : mx;
           }
@@ -529,10 +603,10 @@ Test(ops_cpu, attention_step_agrees_with_double) {
           for (int i = 0; i < HS; i++) {
             double r = 0.0;
             for (int j = k0; j < n; j++)
-              r += s[j] / sum * vc[((size_t)b * Tmax + j) * C + h * HS + i];
+              r += s[j] / sum * vc[((size_t)b * Tmax + j) * KV + hk + i];
             cr_expect_lt(fabs(r - o[(size_t)b * C + h * HS + i]), 1e-5,
-                         "isa %d C=%d n=%d [%d,%d]: %.7f vs %.7f", got, C, n, b, h * HS + i, r,
-                         (double)o[(size_t)b * C + h * HS + i]);
+                         "isa %d C=%d NKV=%d n=%d [%d,%d]: %.7f vs %.7f", got, C, NKV, n, b,
+                         h * HS + i, r, (double)o[(size_t)b * C + h * HS + i]);
           }
         }
     }

@@ -417,27 +417,31 @@ Test(ops_cuda, attention_training) {
   attention_case(2, 40, 96, 1, ks2); /* head size 96: three lanes' strides */
 }
 
-static void step_case(int B, int n, int Tmax, int C, int NH, const int *kstart) {
+/* NH query heads over NKV key/value heads: the cache [B, Tmax, KV], KV =
+ * NKV C / NH, from qkv rows of C + 2 KV floats */
+static void step_case(int B, int n, int Tmax, int C, int NH, int NKV, const int *kstart) {
   /* fill the cache from a prompt of n - 1 positions, then write the new
    * token's k, v at n - 1 and attend */
-  size_t nc = (size_t)B * Tmax * C, np = (size_t)B * (n - 1) * 3 * C, nq = (size_t)B * 3 * C;
+  int KV = NKV * (C / NH), LD = C + 2 * KV;
+  size_t nc = (size_t)B * Tmax * KV, np = (size_t)B * (n - 1) * LD, nq = (size_t)B * LD;
   float *kc = calloc(nc, 4), *vc = calloc(nc, 4), *pre = rnd(np, 21, 1), *q = rnd(nq, 22, 1);
   float *out = calloc((size_t)B * C, 4);
   float *gkc = UPF(kc, nc), *gvc = UPF(vc, nc), *gpre = UPF(pre, np), *gq = UPF(q, nq);
   float *gout = UPF(out, B * C);
   int *gks = kstart ? UPI(kstart, B) : NULL;
   if (n > 1) {
-    C_->kv_write(kc, vc, pre, B, n - 1, 0, Tmax, C);
-    G->kv_write(gkc, gvc, gpre, B, n - 1, 0, Tmax, C);
+    C_->kv_write(kc, vc, pre, B, n - 1, 0, Tmax, C, KV);
+    G->kv_write(gkc, gvc, gpre, B, n - 1, 0, Tmax, C, KV);
   }
-  C_->kv_write(kc, vc, q, B, 1, n - 1, Tmax, C);
-  G->kv_write(gkc, gvc, gq, B, 1, n - 1, Tmax, C);
+  C_->kv_write(kc, vc, q, B, 1, n - 1, Tmax, C, KV);
+  G->kv_write(gkc, gvc, gq, B, 1, n - 1, Tmax, C, KV);
   check_dev("kv_write k cache", kc, gkc, nc, 0.0);
   check_dev("kv_write v cache", vc, gvc, nc, 0.0);
-  C_->attention_step(out, q, kc, vc, kstart, B, n, Tmax, C, NH);
-  G->attention_step(gout, gq, gkc, gvc, gks, B, n, Tmax, C, NH);
+  C_->attention_step(out, q, kc, vc, kstart, B, n, Tmax, C, NH, NKV);
+  G->attention_step(gout, gq, gkc, gvc, gks, B, n, Tmax, C, NH, NKV);
   char what[128];
-  snprintf(what, sizeof what, "attention_step B=%d n=%d Tmax=%d C=%d NH=%d", B, n, Tmax, C, NH);
+  snprintf(what, sizeof what, "attention_step B=%d n=%d Tmax=%d C=%d NH=%d NKV=%d", B, n, Tmax, C,
+           NH, NKV);
   check_dev(what, out, gout, (size_t)B * C, TOL_RED);
   G->free(gkc), G->free(gvc), G->free(gpre), G->free(gq), G->free(gout);
   if (gks)
@@ -448,9 +452,19 @@ static void step_case(int B, int n, int Tmax, int C, int NH, const int *kstart) 
 Test(ops_cuda, kv_cache_and_decoding_step) {
   NEED_GPU();
   static const int ks[3] = {0, 4, 30}; /* the last past n - 1: clamped */
-  step_case(3, 25, 40, 48, 3, ks);
-  step_case(2, 1, 8, 64, 1, NULL);       /* the first position alone */
-  step_case(1, 9000, 9000, 32, 2, NULL); /* scores too long for shared memory */
+  step_case(3, 25, 40, 48, 3, 3, ks);
+  step_case(2, 1, 8, 64, 1, 1, NULL);       /* the first position alone */
+  step_case(1, 9000, 9000, 32, 2, 2, NULL); /* scores too long for shared memory */
+}
+
+/* The grouped-query cache (the rotary decoders' Llama): NKV key/value heads
+ * cached, query head h reading head h / (NH/NKV). */
+Test(ops_cuda, kv_cache_and_decoding_step_grouped) {
+  NEED_GPU();
+  static const int ks[3] = {0, 4, 30};
+  step_case(3, 25, 40, 64, 4, 2, ks);   /* two query heads a group, head size 16 */
+  step_case(2, 17, 20, 96, 6, 1, NULL); /* one key/value head for all six */
+  step_case(1, 9000, 9000, 32, 4, 2, NULL);
 }
 
 /* ---------------------------------------------------------- elementwise */

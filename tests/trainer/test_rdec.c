@@ -636,6 +636,75 @@ Test(rdec, rl_iterate_trains_rotary_policies, .timeout = 300) {
     }
 }
 
+/* ------------------------------------------------------------ KV cache */
+
+/* The decoding cache of a grouped-query Llama holds its key/value heads
+ * only. A Llama of 4 query heads over 1 key/value head (head size 4, width
+ * 16, 2 layers, vocabulary 8, MLP 32), decoding B 3 rows of T 5 prompt
+ * tokens with room for max_len 12: model_decode_begin grows the arena (a
+ * fresh model holds only its parameters) by, written out from
+ * rdec_decode_begin and layout_ws (N = B T = 15 tokens, QKV = 16 + 2 * 4 =
+ * 24):
+ *   workspace: x, h, h2, t, xm, mo 6 * N * 16 = 1440; qkvr N * 24 = 360;
+ *     the repeated qkv for the prompt pass N * 48 = 720; att B * 4 * T * T
+ *     = 300; y N * 16 = 240; f N * 64 = 960; fo N * 32 = 480; st 4 N = 60:
+ *     4560 floats;
+ *   the cache: k and v, 2 layers, B * max_len * 1 head * 4 = 144 floats
+ *     each: 576 floats (repeated to the 4 query heads, as before: 2304);
+ *   logits B * 8 = 24 floats;
+ *   ids: tok, pos, zeros 3 N, kstart B = 48 ints;
+ * (4560 + 576 + 24) * 4 + 48 * 4 = 20832 bytes; with the repeated cache it
+ * was (4560 + 2304 + 24) * 4 + 192 = 27744, so it shrinks by 6912 bytes,
+ * 2 (k, v) * 2 layers * 3 rows * 12 positions * (4 - 1) heads * 4 channels
+ * * 4 bytes. The same model with 4 key/value heads (no grouping: QKV 48,
+ * no separate repeated qkv) keeps the full cache: (4560 + 360 - 720 + 2304
+ * + 24) * 4 + 192 = 26304 bytes. The grouped cache's steps give the
+ * logits of a prompt pass over the same tokens (that pass attends through
+ * the repeated heads, attention_fwd) within 1e-5. */
+Test(rdec, grouped_query_cache_holds_the_key_value_heads_only) {
+  static const size_t want[2] = {20832, 26304};
+  static const int nkv[2] = {1, 4};
+  int toks[3 * 8] = {1, 2, 3, 4, 5, 6, 7, 1, 0, 0, 7, 1, 2, 3, 4, 5, 0, 0, 0, 0, 6, 2, 1, 3};
+  int ks[3] = {0, 2, 4};
+  for (int g = 0; g < 2; g++) {
+    rdec_config c = tiny(RDEC_LLAMA);
+    c.n_kv_head = nkv[g], c.tied = 0;
+    dfpo_err err;
+    dfpo_err_clear(&err);
+    model_t *m;
+    cr_assert_eq(rdec_new(&m, &c, &err), DFPO_OK, "%s", err.msg);
+    model_init_random(m, 21);
+    size_t base = model_arena_bytes(m);
+    /* the first 5 columns as the prompt, then the next 3 one step at a time */
+    int prompt[3 * 5], step[3];
+    for (int b = 0; b < 3; b++)
+      memcpy(prompt + 5 * b, toks + 8 * b, 5 * sizeof(int));
+    const float *lg = model_decode_begin(m, prompt, ks, 3, 5, 12, &err);
+    cr_assert(lg, "%s", err.msg);
+    cr_expect_eq(model_arena_bytes(m) - base, want[g],
+                 "NKV %d: decoding takes %zu bytes, expected %zu", nkv[g],
+                 model_arena_bytes(m) - base, want[g]);
+    cr_log_info("Llama NH 4 NKV %d: decoding B 3 max_len 12 takes %zu bytes", nkv[g],
+                model_arena_bytes(m) - base);
+    float got[3 * 8];
+    for (int t = 5; t < 8; t++) {
+      for (int b = 0; b < 3; b++)
+        step[b] = toks[8 * b + t];
+      lg = model_decode_step(m, step, &err);
+      cr_assert(lg, "%s", err.msg);
+    }
+    memcpy(got, model_host_view(m, lg, 24, NULL), sizeof got);
+    /* the whole 8 tokens as one prompt pass */
+    lg = model_decode_begin(m, toks, ks, 3, 8, 12, &err);
+    cr_assert(lg, "%s", err.msg);
+    const float *full = model_host_view(m, lg, 24, NULL);
+    for (int i = 0; i < 24; i++)
+      cr_expect_lt(fabsf(got[i] - full[i]), 1e-5, "NKV %d logit %d: steps %.7f, prompt %.7f",
+                   nkv[g], i, (double)got[i], (double)full[i]);
+    model_free(m);
+  }
+}
+
 /* ------------------------------------------------------------ checkpoints */
 
 /* Every tensor's parameters (and, with moments, AdamW's moments) of a and

@@ -1,0 +1,166 @@
+/* Llama's SentencePiece tokenizer.model (trainer/tok.h) against
+ * python3-sentencepiece, through the dfpo binary:
+ * tests/trainer/tok_llama_reference.py trains a tiny BPE with byte fallback
+ * and Llama's ids (unk 0, <s> 1, </s> 2) and writes it as tokenizer.model
+ * beside a random tiny grouped-query Llama (config.json, model.safetensors;
+ * no spiece.model, no tokenizer.json), and the ids sp.encode gives for six
+ * strings (accented Latin, Japanese, an emoji and the euro sign, which the
+ * corpus lacks, so they come out as byte pieces <0xNN>; two leading
+ * spaces) and sp.decode of them.
+ * - `dfpo tokenizer encode --add-special`: <s> then exactly sp.encode's ids;
+ *   without --add-special, sp.encode's ids; with a tokenizer_config.json
+ *   of add_bos_token false and add_eos_token true, the ids then </s>;
+ * - `dfpo tokenizer decode`: sp.decode's text, with or without the <s>;
+ * - `dfpo perplexity --model FOLDER --input FILE --json` (the folder's
+ *   tokenizer): every text token scored after <s> (tokens = the sum of
+ *   sp.encode's lengths), with --no-bos one fewer a document;
+ * - `dfpo generate --model FOLDER --prompt TEXT`: the prompt's ids are <s>
+ *   and sp.encode's, the continuation decoded as text.
+ * Skipped, saying why, when /usr/bin/python3 lacks torch or sentencepiece. */
+#include "tests/support/support.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The ids printed by `dfpo tokenizer encode` into ids (at most cap);
+ * returns their count. */
+static int parse_ids(const char *s, int *ids, int cap) {
+  int n = 0;
+  char *end;
+  for (long v = strtol(s, &end, 10); end != s && n < cap; v = strtol(s, &end, 10)) {
+    ids[n++] = (int)v;
+    s = end;
+  }
+  return n;
+}
+
+static void expect_ids(const char *what, const char *text, const int *got, int ng,
+                       const cJSON *want) {
+  cr_expect_eq(ng, cJSON_GetArraySize(want), "%s of '%s': %d ids, python %d", what, text, ng,
+               cJSON_GetArraySize(want));
+  for (int i = 0; i < ng && i < cJSON_GetArraySize(want); i++)
+    cr_expect_eq(got[i], cJSON_GetArrayItem(want, i)->valueint,
+                 "%s of '%s': id %d is %d, python %d", what, text, i, got[i],
+                 cJSON_GetArrayItem(want, i)->valueint);
+}
+
+/* The ids of want as text, with bos first when bos >= 0. */
+static void ids_text(char *buf, size_t n, int bos, const cJSON *want) {
+  size_t k = 0;
+  buf[0] = '\0';
+  if (bos >= 0)
+    k += (size_t)snprintf(buf + k, n - k, "%d ", bos);
+  const cJSON *x;
+  cJSON_ArrayForEach(x, want) k += (size_t)snprintf(buf + k, n - k, "%d ", x->valueint);
+}
+
+Test(tok_llama, tokenizer_model_encodes_and_decodes_as_python_sentencepiece, .timeout = 120) {
+  if (!ts_python_has("torch, sentencepiece"))
+    cr_skip_test("/usr/bin/python3 lacks torch or sentencepiece (Debian: python3-torch, "
+                 "python3-sentencepiece): no reference to compare with");
+  char dir[256], out[300], docs[300];
+  ts_tmpdir(dir, sizeof dir);
+  snprintf(out, sizeof out, "%s/ref.json", dir);
+  snprintf(docs, sizeof docs, "%s/docs.txt", dir);
+  ts_run r;
+  char *argv[] = {"/usr/bin/python3", DFPO_SOURCE_DIR "/tests/trainer/tok_llama_reference.py", dir,
+                  out, NULL};
+  ts_run_cmd(&r, argv, NULL, NULL);
+  cr_assert_eq(r.status, 0, "the reference script: %s", r.err);
+  ts_run_free(&r);
+  cJSON *ref = ts_read_json(out);
+  char llama[300], eos[300];
+  snprintf(llama, sizeof llama, "%s", ts_json_str(ref, "llama"));
+  snprintf(eos, sizeof eos, "%s", ts_json_str(ref, "eos"));
+  const cJSON *cases = cJSON_GetObjectItemCaseSensitive(ref, "cases"), *c;
+  cr_assert(cJSON_GetArraySize(cases) == 6);
+  FILE *fp = fopen(docs, "w");
+  cr_assert_not_null(fp);
+  long want_tokens = 0;
+  int bytes_seen = 0;
+  cJSON_ArrayForEach(c, cases) {
+    const char *text = ts_json_str(c, "text"), *dec = ts_json_str(c, "decoded");
+    const cJSON *ids = cJSON_GetObjectItemCaseSensitive(c, "ids");
+    const cJSON *with_bos = cJSON_GetObjectItemCaseSensitive(c, "with_bos");
+    const cJSON *p;
+    cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(c, "pieces")) bytes_seen |=
+        !strncmp(p->valuestring, "<0x", 3);
+    int got[256], n;
+    char *enc[] = {(char *)DFPO_BIN, "tokenizer", "encode", "--tokenizer", llama,
+                   "--add-special",  NULL};
+    ts_run_cmd(&r, enc, text, NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    n = parse_ids(r.out, got, 256);
+    expect_ids("encode --add-special", text, got, n, with_bos);
+    ts_run_free(&r);
+    char *plain[] = {(char *)DFPO_BIN, "tokenizer", "encode", "--tokenizer", llama, NULL};
+    ts_run_cmd(&r, plain, text, NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    n = parse_ids(r.out, got, 256);
+    expect_ids("encode", text, got, n, ids);
+    ts_run_free(&r);
+    /* add_bos_token false, add_eos_token true: the ids, then </s> 2 */
+    char *enc_eos[] = {(char *)DFPO_BIN, "tokenizer", "encode", "--tokenizer", eos,
+                       "--add-special",  NULL};
+    ts_run_cmd(&r, enc_eos, text, NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    n = parse_ids(r.out, got, 256);
+    cr_expect(n >= 1 && got[n - 1] == 2, "add_eos_token: '%s' does not end with </s>", text);
+    expect_ids("encode (add_eos_token)", text, got, n - 1, ids);
+    ts_run_free(&r);
+    /* decoding, with and without the <s> */
+    for (int b = 0; b < 2; b++) {
+      char in[2048];
+      ids_text(in, sizeof in, b ? 1 : -1, ids);
+      char *d[] = {(char *)DFPO_BIN, "tokenizer", "decode", "--tokenizer", llama, NULL};
+      ts_run_cmd(&r, d, in, NULL);
+      cr_assert_eq(r.status, 0, "%s", r.err);
+      cr_expect_str_eq(r.out, dec, "decode%s: '%s', python '%s'", b ? " with <s>" : "", r.out, dec);
+      ts_run_free(&r);
+    }
+    fprintf(fp, "%s\n", text);
+    want_tokens += cJSON_GetArraySize(ids);
+  }
+  fclose(fp);
+  cr_expect(bytes_seen, "no test string fell back to byte pieces");
+
+  /* perplexity with the folder's tokenizer: <s> before each document, so
+   * every text token is scored; --no-bos: the first is context only */
+  for (int nb = 0; nb < 2; nb++) {
+    char *pp[] = {(char *)DFPO_BIN, "perplexity",           "--model", llama, "--input", docs,
+                  "--json",         nb ? "--no-bos" : NULL, NULL};
+    ts_run_cmd(&r, pp, NULL, NULL);
+    cr_assert_eq(r.status, 0, "perplexity: %s", r.err);
+    cJSON *j = cJSON_Parse(r.out);
+    cr_assert_not_null(j, "%s", r.out);
+    long want = want_tokens - (nb ? cJSON_GetArraySize(cases) : 0);
+    cr_expect_eq((long)cJSON_GetObjectItemCaseSensitive(j, "tokens")->valuedouble, want,
+                 "perplexity%s scored %s, expected %ld tokens", nb ? " --no-bos" : "", r.out, want);
+    cr_expect_eq(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "bos")), !nb);
+    cJSON_Delete(j);
+    ts_run_free(&r);
+  }
+
+  /* generate: the prompt is <s> and the text's ids; the continuation text */
+  c = cJSON_GetArrayItem(cases, 2);
+  char *gen[] = {
+      (char *)DFPO_BIN, "generate", "--model",   llama, "--prompt", (char *)ts_json_str(c, "text"),
+      "--temperature",  "0",        "--max-new", "4",   NULL};
+  ts_run_cmd(&r, gen, NULL, NULL);
+  cr_assert_eq(r.status, 0, "generate: %s", r.err);
+  cJSON *g = cJSON_Parse(r.out);
+  cr_assert_not_null(g, "%s", r.out);
+  const cJSON *pt = cJSON_GetObjectItemCaseSensitive(g, "prompt_tokens"), *x;
+  int got[256], n = 0;
+  cJSON_ArrayForEach(x, pt) if (n < 256) got[n++] = x->valueint;
+  expect_ids("generate's prompt", ts_json_str(c, "text"), got, n,
+             cJSON_GetObjectItemCaseSensitive(c, "with_bos"));
+  cr_expect(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(g, "text")), "%s", r.out);
+  cr_expect_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(g, "tokens")), 4, "%s", r.out);
+  cJSON_Delete(g);
+  ts_run_free(&r);
+  cJSON_Delete(ref);
+  ts_rmtree(dir);
+}
