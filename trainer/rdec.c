@@ -1223,7 +1223,8 @@ static int rdec_lm_logprobs(rdec_model *m, const int *targets, float *logp, floa
   o->upload(d_tg, targets, N * sizeof(int));
   /* the entropy always: lm_backward may want its gradient */
   o->logits_stats(m->lse, m->lp, m->ent, m->logits, d_tg, (int)N, V, V);
-  o->download(logp, m->lp, N * sizeof(float));
+  if (logp)
+    o->download(logp, m->lp, N * sizeof(float));
   if (ent)
     o->download(ent, m->ent, N * sizeof(float));
   m->base.last_logits = m->logits;
