@@ -1840,6 +1840,263 @@ int rdec_load_native(model_t **out, const char *path, FILE *fp, dfpo_err *err) {
   return DFPO_OK;
 }
 
+/* ------------------------------------------------------------ export */
+
+/* The inverse of neox_reorder: q | k | v rows of src back to GPT-NeoX's
+ * per-head [q, k, v] in dst. */
+static void neox_unorder(float *dst, const float *src, int NH, int HS, int cols) {
+  size_t rb = (size_t)cols * sizeof(float);
+  for (int h = 0; h < NH; h++)
+    for (int s = 0; s < 3; s++)
+      for (int d = 0; d < HS; d++)
+        memcpy(dst + ((size_t)h * 3 * HS + (size_t)s * HS + d) * cols,
+               src + ((size_t)s * NH * HS + (size_t)h * HS + d) * cols, rb);
+}
+
+/* The adapter of layer l's slot s on the rows of part p: the index of its
+ * A in the adapters' tensors (its Bt at + nt), -1 when not adapted. */
+static int adapter_of(const rdec_model *m, int l, int s, int p) {
+  const rdec_lora *z = &m->lora;
+  if (!z->r || z->first[l][s] < 0)
+    return -1;
+  for (int t = 0; t < z->nt[s]; t++)
+    if (z->tab[z->tk[s][t]].part == p)
+      return z->first[l][s] + t;
+  return -1;
+}
+
+/* A copy of n floats at dev (backend memory), GPT-NeoX's fused rows put
+ * back in its per-head order (rows of cols floats; each of `reps` blocks
+ * of n / reps floats alone), in a new allocation of the backend
+ * (*tmp; NULL on failure). */
+static float *neox_copy(const rdec_model *m, const float *dev, int cols, int reps, float **tmp) {
+  const ops_backend *o = m->base.ops;
+  const rdec_config *c = &m->cfg;
+  size_t each = (size_t)(c->n_head * c->head_dim * 3) * cols, n = each * reps;
+  float *h = malloc(2 * n * sizeof(float));
+  *tmp = h ? o->alloc(n * sizeof(float)) : NULL;
+  if (*tmp) {
+    o->download(h, dev, n * sizeof(float));
+    for (int r = 0; r < reps; r++)
+      neox_unorder(h + n + r * each, h + r * each, c->n_head, c->head_dim, cols);
+    o->upload(*tmp, h + n, n * sizeof(float));
+  }
+  free(h);
+  return *tmp;
+}
+
+/* config.json as transformers' config class of the family reads it (the
+ * fields read_config reads). */
+static cJSON *hf_config(const rdec_model *m, int eot_id) {
+  const rdec_config *c = &m->cfg;
+  static const char *const archs[] = {"GPTJForCausalLM", "GPTNeoXForCausalLM", "LlamaForCausalLM"};
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "architectures"),
+                       cJSON_CreateString(archs[c->family]));
+  cJSON_AddStringToObject(o, "model_type", family_name[c->family]);
+  cJSON_AddNumberToObject(o, "vocab_size", c->vocab_size);
+  const char *gelu = c->act == RDEC_ACT_GELU_ERF ? "gelu" : "gelu_new";
+  if (c->family == RDEC_GPTJ) {
+    cJSON_AddNumberToObject(o, "n_embd", c->n_embd);
+    cJSON_AddNumberToObject(o, "n_layer", c->n_layer);
+    cJSON_AddNumberToObject(o, "n_head", c->n_head);
+    cJSON_AddNumberToObject(o, "n_inner", c->d_ff);
+    cJSON_AddNumberToObject(o, "n_positions", c->n_ctx);
+    cJSON_AddNumberToObject(o, "rotary_dim", c->rot);
+    cJSON_AddNumberToObject(o, "layer_norm_epsilon", c->eps);
+    cJSON_AddStringToObject(o, "activation_function", gelu);
+  } else {
+    cJSON_AddNumberToObject(o, "hidden_size", c->n_embd);
+    cJSON_AddNumberToObject(o, "num_hidden_layers", c->n_layer);
+    cJSON_AddNumberToObject(o, "num_attention_heads", c->n_head);
+    cJSON_AddNumberToObject(o, "intermediate_size", c->d_ff);
+    cJSON_AddNumberToObject(o, "max_position_embeddings", c->n_ctx);
+  }
+  if (c->family == RDEC_NEOX) {
+    /* int(head_size * rotary_pct) must give rot back */
+    double pct = (double)c->rot / c->head_dim;
+    if ((int)(c->head_dim * pct) != c->rot)
+      pct = (c->rot + 0.5) / c->head_dim;
+    cJSON_AddNumberToObject(o, "rotary_pct", pct);
+    cJSON_AddNumberToObject(o, "rotary_emb_base", c->rope_base);
+    cJSON_AddNumberToObject(o, "layer_norm_eps", c->eps);
+    cJSON_AddBoolToObject(o, "use_parallel_residual", c->parallel);
+    cJSON_AddStringToObject(o, "hidden_act", gelu);
+    cJSON_AddBoolToObject(o, "attention_bias", 1);
+  } else if (c->family == RDEC_LLAMA) {
+    cJSON_AddNumberToObject(o, "num_key_value_heads", c->n_kv_head);
+    cJSON_AddNumberToObject(o, "head_dim", c->head_dim);
+    cJSON_AddNumberToObject(o, "rope_theta", c->rope_base);
+    cJSON_AddNumberToObject(o, "rms_norm_eps", c->eps);
+    cJSON_AddStringToObject(o, "hidden_act", "silu");
+    cJSON_AddBoolToObject(o, "attention_bias", 0);
+    cJSON_AddBoolToObject(o, "mlp_bias", 0);
+  }
+  cJSON_AddBoolToObject(o, "tie_word_embeddings", c->tied);
+  if (eot_id >= 0) {
+    cJSON_AddNumberToObject(o, "bos_token_id", eot_id);
+    cJSON_AddNumberToObject(o, "eos_token_id", eot_id);
+  } else {
+    cJSON_AddNullToObject(o, "bos_token_id");
+    cJSON_AddNullToObject(o, "eos_token_id");
+  }
+  cJSON_AddStringToObject(o, "torch_dtype", "float32");
+  return o;
+}
+
+/* peft's adapter_config.json beside path. */
+static int write_adapter_config(const rdec_model *m, const char *path, dfpo_err *err) {
+  const rdec_lora *z = &m->lora;
+  char cpath[4096];
+  const char *slash = strrchr(path, '/');
+  int rc = dfpo_path_fmt(cpath, sizeof cpath, err, "%.*s%sadapter_config.json",
+                         slash ? (int)(slash - path) : 0, path, slash ? "/" : "");
+  if (rc)
+    return rc;
+  cJSON *c = cJSON_CreateObject();
+  cJSON_AddStringToObject(c, "peft_type", "LORA");
+  cJSON_AddStringToObject(c, "task_type", "CAUSAL_LM");
+  cJSON_AddNullToObject(c, "base_model_name_or_path");
+  cJSON_AddNullToObject(c, "revision");
+  cJSON_AddNumberToObject(c, "r", z->r);
+  cJSON_AddNumberToObject(c, "lora_alpha", z->alpha);
+  cJSON_AddNumberToObject(c, "lora_dropout", 0);
+  cJSON *tm = cJSON_AddArrayToObject(c, "target_modules");
+  for (int k = 0; k < z->ntab; k++)
+    if ((z->targets >> k) & 1)
+      cJSON_AddItemToArray(tm, cJSON_CreateString(z->tab[k].name));
+  cJSON_AddBoolToObject(c, "fan_in_fan_out", 0);
+  cJSON_AddStringToObject(c, "bias", "none");
+  cJSON_AddNullToObject(c, "modules_to_save");
+  cJSON_AddBoolToObject(c, "init_lora_weights", 1);
+  cJSON_AddBoolToObject(c, "inference_mode", 1);
+  rc = ckpt_write_json(cpath, c, err);
+  cJSON_Delete(c);
+  return rc;
+}
+
+/* model_export_safetensors: the Hugging Face tensors (q_proj, k_proj,
+ * v_proj and gate_proj, up_proj apart again, GPT-NeoX's query_key_value in
+ * its per-head order), adapters merged (W + (alpha/r) B A, on each
+ * adapted layer's rows), a value head as trl's v_head.summary.* unless
+ * lm_only, and config.json with write_config; or, with o->adapters, the
+ * adapters alone as peft's adapter_model.safetensors (base_model.model.
+ * <Hugging Face module>.lora_A.weight [r, in], .lora_B.weight [out, r]; the
+ * value head's copy is no part of it) and adapter_config.json. GPT-NeoX's
+ * fused rows pass through a copy in the backend's memory, one per layer
+ * (with its adapter's B). */
+static int rdec_export(const rdec_model *m, const char *path, const model_export_opts *o,
+                       dfpo_err *err) {
+  const rdec_lora *z = &m->lora;
+  const rdec_config *c = &m->cfg;
+  if (o->adapters && !z->r)
+    return dfpo_err_set(err, DFPO_EUSAGE, "%s: the model has no LoRA adapters", path);
+  int cap = 3 * m->ntensors + 2 * z->ntensors + 2, n = 0, ntmp = 0, rc = DFPO_OK;
+  ckpt_st_tensor *ts = calloc((size_t)cap, sizeof *ts);
+  char(*names)[160] = calloc((size_t)cap, sizeof *names);
+  float **tmp = calloc((size_t)cap, sizeof *tmp);
+  cJSON *meta = cJSON_CreateObject();
+  if (!ts || !names || !tmp || !meta) {
+    rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+    goto done;
+  }
+  cJSON_AddStringToObject(meta, "format", "pt");
+  for (int l = 0; l < c->n_layer && o->adapters; l++)
+    for (int s = 0; s < RS_N; s++)
+      for (int t = 0; t < z->nt[s] && z->first[l][s] >= 0; t++) {
+        const rdec_tensor *a = &z->tensors[z->first[l][s] + t],
+                          *b = &z->tensors[z->first[l][s] + z->nt[s] + t];
+        snprintf(names[n], sizeof names[n], "base_model.model.%s", a->name);
+        ts[n] = (ckpt_st_tensor){.name = names[n],
+                                 .dev = z->params + a->off,
+                                 .rows = a->rows,
+                                 .cols = a->cols,
+                                 .ndim = 2};
+        n++;
+        const float *bd = z->params + b->off;
+        if (c->family == RDEC_NEOX && s == RS_QKV &&
+            !(bd = neox_copy(m, bd, 1, z->r, &tmp[ntmp++])))
+          goto oom;
+        snprintf(names[n], sizeof names[n], "base_model.model.%s", b->name);
+        /* Bt [r, out] written [out, r] */
+        ts[n] = (ckpt_st_tensor){.name = names[n],
+                                 .dev = bd,
+                                 .rows = b->rows,
+                                 .cols = b->cols,
+                                 .ndim = 2,
+                                 .transpose = 1};
+        n++;
+      }
+  for (int k = 0; k < m->ntensors && !o->adapters; k++) {
+    const rdec_tensor *t = &m->tensors[k];
+    if (m->vhead >= 0 && (k == m->vhead || k == m->vhead + 1)) {
+      if (o->lm_only)
+        continue;
+      ts[n] = (ckpt_st_tensor){.name = t->name,
+                               .dev = vh_param(m) + (k == m->vhead ? 0 : c->n_embd),
+                               .rows = t->rows,
+                               .cols = t->cols,
+                               .ndim = k == m->vhead ? 2 : 1};
+      n++;
+      continue;
+    }
+    int layer = -1, slot = -1;
+    for (int l = 0; l < c->n_layer && slot < 0; l++)
+      for (int s = 0; s < RS_N; s++)
+        if (m->layer[l][slot_tensor[s]] == k)
+          layer = l, slot = s;
+    for (int q = 0; q < t->nsrc; q++) {
+      int part = t->nsrc == 3   ? RP_Q + q
+                 : t->nsrc == 2 ? RP_GATE + q
+                                : RP_ALL,
+          row0 = 0, rows = t->rows;
+      if (t->nsrc > 1)
+        part_rows(c, slot, part, &row0, &rows);
+      const float *dev = m->params + t->off + (size_t)row0 * t->cols;
+      if (t->neox_qkv && !(dev = neox_copy(m, dev, t->vec ? 1 : t->cols, 1, &tmp[ntmp++])))
+        goto oom;
+      ts[n] = (ckpt_st_tensor){
+          .name = t->src[q], .dev = dev, .rows = rows, .cols = t->cols, .ndim = t->vec ? 1 : 2};
+      int a = slot >= 0 && !t->vec ? adapter_of(m, layer, slot, part) : -1;
+      if (a >= 0) { /* W + (alpha/r) B A on these rows */
+        const float *bd = z->params + z->tensors[a + z->nt[slot]].off;
+        if (t->neox_qkv && !(bd = neox_copy(m, bd, 1, z->r, &tmp[ntmp++])))
+          goto oom;
+        ts[n].lo_a = z->params + z->tensors[a].off;
+        ts[n].lo_b = bd;
+        ts[n].lo_r = z->r;
+        ts[n].lo_scale = z->alpha / (float)z->r;
+      }
+      n++;
+    }
+  }
+  rc = ckpt_write_safetensors(&m->base, path, meta, ts, n, err);
+  meta = NULL; /* consumed */
+  if (!rc && o->adapters)
+    rc = write_adapter_config(m, path, err);
+  else if (!rc && o->write_config) {
+    char cpath[4096];
+    cJSON *cj = NULL;
+    if (!(rc = model_config_beside(path, cpath, sizeof cpath, err))) {
+      cj = hf_config(m, o->eot_id);
+      rc = ckpt_write_json(cpath, cj, err);
+    }
+    cJSON_Delete(cj);
+  }
+  goto done;
+oom:
+  rc = dfpo_err_set(err, DFPO_ERUNTIME, "%s: out of memory for the export", path);
+done:
+  for (int i = 0; tmp && i < ntmp; i++)
+    if (tmp[i])
+      m->base.ops->free(tmp[i]);
+  free(tmp);
+  free(ts);
+  free(names);
+  cJSON_Delete(meta);
+  return rc;
+}
+
 /* ------------------------------------------------------------ table */
 
 static int usage(const model_t *m, dfpo_err *err, const char *what) {
@@ -2050,8 +2307,7 @@ static int vt_save(model_t *m, const char *path, int with_optimizer, dfpo_err *e
 }
 static int vt_export_safetensors(const model_t *m, const char *path, const model_export_opts *o,
                                  dfpo_err *err) {
-  (void)path, (void)o;
-  return usage(m, err, "safetensors export");
+  return rdec_export(rdec_of_const(m), path, o, err);
 }
 
 static int vt_add_lora(model_t *m, const model_lora_config *c, uint64_t seed, dfpo_err *err) {

@@ -22,11 +22,24 @@
  * AdamW sees and moves the adapters only; a base view and an adapter view
  * share the base (their bytes written out below); checkpoints keep the
  * adapters and their moments, and a resumed step equals the uninterrupted
- * one bit for bit. */
+ * one bit for bit.
+ *
+ * Export: a model without adapters written as Hugging Face safetensors
+ * with its config.json and read back (model_load of the folder) gives the
+ * same log-probs bit for bit (the layouts: q_proj, k_proj, v_proj and
+ * gate_proj, up_proj apart, GPT-NeoX's per-head query_key_value); with
+ * adapters it is written merged (W + (alpha/r) B A, each element summed in
+ * double and rounded once) and read back gives the adapted model's
+ * log-probs within 1e-5; the peft adapter file holds peft's names and
+ * shapes for the family (lora_A [r, in], lora_B [out, r]), and each base
+ * weight of the plain export plus (alpha/r) lora_B lora_A from that file is
+ * the merged export's weight (1e-5): GPT-NeoX's B in query_key_value's own
+ * row order. */
 #include "tests/support/support.h"
 #include "trainer/model.h"
 #include "trainer/optim.h"
 #include "trainer/rdec.h"
+#include "trainer/st_internal.h"
 
 #include <criterion/criterion.h>
 #include <math.h>
@@ -397,4 +410,132 @@ Test(rdec_lora, refusals) {
   cr_expect_eq(model_add_lora(m, &(model_lora_config){2, 4.0f, NULL}, 1, &err), DFPO_EUSAGE);
   cr_expect_eq(model_clone(&v, m, &err), DFPO_EUSAGE);
   model_free(m);
+}
+
+/* ------------------------------------------------------------ export */
+
+static void logp_of(model_t *m, float *out) {
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  cr_assert_eq(model_forward_rows(m, toks, kst, B, T, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_lm_logprobs(m, tgts, out, NULL, &err), 0, "%s", err.msg);
+}
+
+/* The floats of tensor name of the safetensors file path (*n of them,
+ * malloc'd), its shape into shape[2] (ndim 2) or shape[0] (ndim 1). */
+static float *st_tensor(const char *path, const char *name, int64_t *shape, size_t *n) {
+  st_file f;
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  cr_assert_eq(st_open(&f, path, &err), DFPO_OK, "%s", err.msg);
+  const st_entry *e = st_find(&f, name);
+  cr_assert_not_null(e, "%s: no %s", path, name);
+  *n = 1;
+  for (int d = 0; d < e->ndim; d++)
+    *n *= (size_t)e->shape[d], shape[d] = e->shape[d];
+  float *v = malloc(*n * sizeof(float));
+  cr_assert_eq(st_read_f32(&f, e, name, v, &err), DFPO_OK, "%s", err.msg);
+  st_close(&f);
+  return v;
+}
+
+static int tensor_count(const char *path) {
+  st_file f;
+  dfpo_err err;
+  cr_assert_eq(st_open(&f, path, &err), DFPO_OK, "%s", err.msg);
+  int n = f.n;
+  st_close(&f);
+  return n;
+}
+
+Test(rdec_lora, exports_merged_and_as_peft_adapters, .timeout = 60) {
+  char dir[512], plain[600], merged[600], peft[600], f1[700], f2[700], f3[700];
+  ts_tmpdir(dir, sizeof dir);
+  /* a layer per family: its HF module, the adapter's in and out */
+  static const char *const module[3] = {"transformer.h.1.attn.q_proj",
+                                        "gpt_neox.layers.0.attention.query_key_value",
+                                        "model.layers.1.self_attn.k_proj"};
+  static const int ins[3] = {16, 16, 16}, outs[3] = {16, 48, 8};
+  static const char *const second[3] = {"transformer.h.0.mlp.fc_out",
+                                        "gpt_neox.layers.1.mlp.dense_4h_to_h",
+                                        "model.layers.0.mlp.up_proj"};
+  static const int ins2[3] = {32, 32, 16}, outs2[3] = {16, 16, 32};
+  for (int f = 0; f < 3; f++) {
+    dfpo_err err;
+    dfpo_err_clear(&err);
+    snprintf(plain, sizeof plain, "%s/plain%d", dir, f);
+    snprintf(merged, sizeof merged, "%s/merged%d", dir, f);
+    snprintf(peft, sizeof peft, "%s/peft%d", dir, f);
+    cr_assert_eq(dfpo_mkdirs(plain, &err), 0, "%s", err.msg);
+    cr_assert_eq(dfpo_mkdirs(merged, &err), 0, "%s", err.msg);
+    cr_assert_eq(dfpo_mkdirs(peft, &err), 0, "%s", err.msg);
+    model_t *m = base_model(families[f], 150 + f), *back;
+    float want[B * T], got[B * T];
+    /* without adapters: bit for bit */
+    snprintf(f1, sizeof f1, "%s/model.safetensors", plain);
+    cr_assert_eq(model_export_safetensors(m, f1, 1, &err), DFPO_OK, "%s", err.msg);
+    cr_assert_eq(model_load(&back, plain, &err), DFPO_OK, "%s", err.msg);
+    cr_expect_eq(memcmp(rdec_get_config(back), rdec_get_config(m), sizeof(rdec_config)), 0,
+                 "%s: config.json reads back as the config", fam_names[f]);
+    logp_of(m, want);
+    logp_of(back, got);
+    cr_expect_eq(memcmp(want, got, sizeof want), 0, "%s: the plain export computes otherwise",
+                 fam_names[f]);
+    model_free(back);
+    /* merged */
+    add_lora(m, NULL, 160 + f);
+    randomise(m, 170 + f, 0.3f);
+    snprintf(f2, sizeof f2, "%s/model.safetensors", merged);
+    cr_assert_eq(model_export_safetensors(m, f2, 1, &err), DFPO_OK, "%s", err.msg);
+    cr_assert_eq(model_load(&back, merged, &err), DFPO_OK, "%s", err.msg);
+    cr_expect_eq(model_lora_rank(back), 0);
+    logp_of(m, want);
+    logp_of(back, got);
+    double worst = 0;
+    for (int i = 0; i < B * T; i++)
+      worst = fmax(worst, fabs((double)want[i] - got[i]));
+    cr_log_info("%s: merged export against the adapted model: max |dlogp| %.2e", fam_names[f],
+                worst);
+    cr_expect_lt(worst, 1e-5, "%s: merged export off by %g", fam_names[f], worst);
+    model_free(back);
+    /* peft's files */
+    cr_assert_eq(model_export_adapters(m, peft, &err), DFPO_OK, "%s", err.msg);
+    snprintf(f3, sizeof f3, "%s/adapter_model.safetensors", peft);
+    cr_expect_eq(tensor_count(f3), all_tensors[f]);
+    const char *const mods[2] = {module[f], second[f]};
+    const int in[2] = {ins[f], ins2[f]}, out[2] = {outs[f], outs2[f]};
+    for (int k = 0; k < 2; k++) {
+      char na[300], nb[300], nw[300];
+      snprintf(na, sizeof na, "base_model.model.%s.lora_A.weight", mods[k]);
+      snprintf(nb, sizeof nb, "base_model.model.%s.lora_B.weight", mods[k]);
+      snprintf(nw, sizeof nw, "%s.weight", mods[k]);
+      int64_t sa[4], sb[4], sw[4], sm[4];
+      size_t n;
+      float *a = st_tensor(f3, na, sa, &n), *b = st_tensor(f3, nb, sb, &n);
+      cr_expect(sa[0] == 2 && sa[1] == in[k], "%s: A [%lld, %lld]", na, (long long)sa[0],
+                (long long)sa[1]);
+      cr_expect(sb[0] == out[k] && sb[1] == 2, "%s: B [%lld, %lld]", nb, (long long)sb[0],
+                (long long)sb[1]);
+      float *w = st_tensor(f1, nw, sw, &n), *wm = st_tensor(f2, nw, sm, &n);
+      cr_assert(sw[0] == out[k] && sw[1] == in[k] && sm[0] == out[k], "%s", nw);
+      double bad = 0;
+      for (int i = 0; i < out[k]; i++)
+        for (int j = 0; j < in[k]; j++) {
+          double d = w[i * in[k] + j];
+          for (int q = 0; q < 2; q++)
+            d += 2.0 * b[i * 2 + q] * a[q * in[k] + j]; /* alpha / r = 4 / 2 */
+          bad = fmax(bad, fabs(d - wm[i * in[k] + j]));
+        }
+      cr_expect_lt(bad, 1e-5, "%s: base + (alpha/r) B A from peft's file is off by %g", nw, bad);
+      free(a), free(b), free(w), free(wm);
+    }
+    snprintf(f3, sizeof f3, "%s/adapter_config.json", peft);
+    char *text = ts_slurp(f3);
+    static const char *const target[3] = {"\"attn.q_proj\"", "\"attention.query_key_value\"",
+                                          "\"self_attn.k_proj\""};
+    cr_expect(strstr(text, "LORA") && strstr(text, "CAUSAL_LM") && strstr(text, target[f]), "%s",
+              text);
+    free(text);
+    model_free(m);
+  }
 }
