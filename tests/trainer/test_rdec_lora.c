@@ -7,12 +7,13 @@
  * biases, exact GELU, partial rotary; Llama: RMSNorm, SwiGLU, grouped-query
  * attention with 2 key/value heads for 4 query heads), every linear layer
  * adapted (rank 2, B made non-zero), under sum_i w_i log p(tgt_i) over a
- * left-padded batch, against central differences (h = 1e-2 in float32,
- * the objective summed in double) of the engine's own forward pass. The
- * objective is smooth and the model tiny, so the differences' error is
- * O(h^2) plus float32 rounding over h, about 1e-4 relative; per tensor the
- * relative L2 error |g - fd| / (|g| + |fd|) must be under 1e-2 (a missing or
- * wrong term is off by O(1)). The same for a subset of the targets (q_proj
+ * left-padded batch, against central differences (h = 4e-3 in float32,
+ * the objective summed in double) of the engine's own forward pass, at
+ * most 48 elements of each tensor. The differences' error is O(h^2) plus
+ * float32 rounding over h; per tensor the relative L2 error
+ * |g - fd| / (|g| + |fd|) must be under 1e-2 (a missing or wrong term is
+ * off by O(1)); measured (2026-12-03, Debug) at most 1.3e-3 over every
+ * family and case. The same for a subset of the targets (q_proj
  * alone: its rows of the fused q | k | v matrix only; Llama's gate_proj
  * alone: its half of gate | up), and for the value head on the trunk
  * (model_lm_value_backward: the LM objective plus sum_i u_i value_i), with
@@ -150,7 +151,8 @@ static double objective(model_t *m, int values, int backward) {
 static void check_gradients(model_t *m, int values, const char *what) {
   model_zero_grad(m);
   objective(m, values, 1);
-  const float h = 1e-2f;
+  const float h = 4e-3f;
+  double worst = 0;
   for (int i = 0; i < model_num_tensors(m); i++) {
     model_tensor t;
     cr_assert_eq(model_tensor_at(m, i, &t, NULL), 0);
@@ -168,9 +170,12 @@ static void check_gradients(model_t *m, int values, const char *what) {
       den += g * g + fd * fd;
     }
     double rel = sqrt(num) / (sqrt(den) + 1e-12);
+    worst = fmax(worst, rel);
     cr_expect_lt(rel, 1e-2, "%s: %s: relative error %.2e", what, t.name, rel);
     cr_expect_gt(den, 1e-10, "%s: %s: no gradient at all", what, t.name);
   }
+  cr_log_info("%s%s: worst relative error against central differences %.2e", what,
+              values ? " (value head on the trunk)" : "", worst);
 }
 
 static const int families[3] = {RDEC_GPTJ, RDEC_NEOX, RDEC_LLAMA};
