@@ -678,7 +678,9 @@ static int kl_values(const char *algo, double *kl) {
  * model: dfpo train takes both (issue #21's memory plan for a rotary
  * policy). The first iteration's KL to the reference (the policy's base,
  * shared) is exactly 0 (B = 0) and a later one is not; the best checkpoint
- * loads with its adapters; a stopped Llama run resumes bit for bit. What the
+ * loads with its adapters and `dfpo export` writes it merged (a folder of
+ * its family that loads again) and as peft's adapter files; a stopped
+ * Llama run resumes bit for bit. What the
  * Llama's policy and reference hold, by hand (width 32, 2 layers, 4 heads
  * and 2 key/value heads of 8, MLP 64, the tokenizer's 320 ids, tied): per
  * layer 32 + (32 + 16 + 16) 32 + 32 x 32 + 32 + 128 x 32 + 32 x 64 =
@@ -758,6 +760,26 @@ Test(train, lora_and_shared_value_on_rotary_policies) {
              algos[f]);
     cr_assert_eq(model_load(&m, f2, &err), 0, "%s", err.msg);
     cr_expect_eq(model_lora_rank(m), 4);
+    cr_expect_str_eq(model_get_config(m)->arch, f ? "gptj" : "llama");
+    model_free(m);
+    /* dfpo export of the LoRA policy: merged (a plain folder of its family
+     * that loads again) and peft's adapter files */
+    char out[400], tokd[300], chk[500];
+    snprintf(tokd, sizeof tokd, "%s/tok", dir);
+    for (int only = 0; only < 2; only++) {
+      snprintf(out, sizeof out, "%s/export-%d-%d", dir, f, only);
+      ts_run r;
+      ts_dfpo(&r, "export", "--model", f2, "--out", out, "--tokenizer", tokd,
+              only ? "--adapters-only" : NULL, NULL);
+      cr_expect_eq(r.status, 0, "%s", r.err);
+      ts_run_free(&r);
+      snprintf(chk, sizeof chk, "%s/%s", out,
+               only ? "adapter_model.safetensors" : "model.safetensors");
+      cr_expect_eq(access(chk, F_OK), 0, "%s missing", chk);
+    }
+    snprintf(out, sizeof out, "%s/export-%d-0", dir, f);
+    cr_assert_eq(model_load(&m, out, &err), 0, "%s", err.msg);
+    cr_expect_eq(model_lora_rank(m), 0);
     cr_expect_str_eq(model_get_config(m)->arch, f ? "gptj" : "llama");
     model_free(m);
     if (f == 0) /* the Llama's (the GPT-J's would double the time) */
