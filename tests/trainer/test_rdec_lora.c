@@ -22,8 +22,8 @@
  * Then: adapters off give the base bit for bit (forward and decoding),
  * AdamW sees and moves the adapters only; a base view and an adapter view
  * share the base (their bytes written out below); checkpoints keep the
- * adapters and their moments, and a resumed step equals the uninterrupted
- * one bit for bit.
+ * adapters and their moments, a resumed step equals the uninterrupted one
+ * bit for bit, and a cut adapter section or trailing data are refused.
  *
  * Export: a model without adapters written as Hugging Face safetensors
  * with its config.json and read back (model_load of the folder) gives the
@@ -395,6 +395,25 @@ Test(rdec_lora, checkpoints_keep_the_adapters_and_a_resumed_step_is_the_same) {
       step(l);
     }
     model_free(l);
+    if (f == 2) {
+      /* a cut adapter section, then trailing data, are refused */
+      cr_assert_eq(model_save(m, path, 0, &err), DFPO_OK, "%s", err.msg);
+      char *data;
+      size_t n;
+      cr_assert_eq(dfpo_read_file(path, &data, &n, &err), DFPO_OK, "%s", err.msg);
+      FILE *fp = fopen(path, "wb");
+      fwrite(data, 1, n - 4, fp);
+      fclose(fp);
+      cr_expect_eq(model_load(&l, path, &err), DFPO_EDATA);
+      cr_expect(strstr(err.msg, "LoRA adapters") != NULL, "%s", err.msg);
+      fp = fopen(path, "wb");
+      fwrite(data, 1, n, fp);
+      fputc(0, fp);
+      fclose(fp);
+      cr_expect_eq(model_load(&l, path, &err), DFPO_EDATA);
+      cr_expect(strstr(err.msg, "trailing data") != NULL, "%s", err.msg);
+      free(data);
+    }
     model_free(m);
   }
 }
