@@ -195,10 +195,11 @@ static int setup(trn_run *r, dfpo_err *err) {
      * with the head (SFT and zero-shot have no value model) */
     model_t *v;
     if (!model_can_share_value(r->policy))
-      return dfpo_err_set(err, DFPO_EUSAGE,
-                          "train: model.value_model shared: a value head on the policy's trunk "
-                          "is not implemented for %s models (GPT-2 only)",
-                          model_get_config(r->policy)->arch);
+      return dfpo_err_set(
+          err, DFPO_EUSAGE,
+          "train: model.value_model shared: a value head on the policy's trunk "
+          "is not implemented for %s models (GPT-2 and the rotary decoders have it)",
+          model_get_config(r->policy)->arch);
     if ((rc = make_value_model(r, &v, err)))
       return rc;
     model_free(r->policy);

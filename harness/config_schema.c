@@ -139,7 +139,7 @@ const cfg_key cfg_schema[] = {
      "policy's with a value head, trained by its own AdamW (RL4LMs); shared: a value head on the "
      "policy's trunk, its loss (vf_coef x value loss) backpropagated through the trunk with the "
      "policy's, one AdamW and one gradient clip (stable-baselines3's shared actor-critic; GPT-2 "
-     "only; with LoRA the head trains with the adapters)"},
+     "and the rotary decoders, not T5; with LoRA the head trains with the adapters)"},
     {"model.activation_checkpointing", CFG_BOOL, "false", NULL, NORANGE,
      "dfpo train: the policy, reference, value and mask models keep only each block's input in a "
      "forward pass and recompute the block in the backward pass (the same gradients, bit for "
@@ -152,12 +152,16 @@ const cfg_key cfg_schema[] = {
     {"model.lora_rank", CFG_INT, "0", NULL, RANGE(0, 1 << 16),
      "dfpo train, sft, ppo, nlpo and dfpo: LoRA adapters of this rank on the policy, base "
      "frozen, the reference the policy's base without a copy, NLPO's mask model that base with "
-     "its own copy of the adapters (0: off, full fine-tuning; GPT-2 only)"},
+     "its own copy of the adapters (0: off, full fine-tuning; GPT-2 and the rotary decoders)"},
     {"model.lora_alpha", CFG_NUM, "16.0", NULL, RANGE(1e-6, 1e6),
      "LoRA: the update's scale is lora_alpha / lora_rank"},
     {"model.lora_targets", CFG_STR, "\"\"", NULL, NORANGE,
-     "LoRA: comma-separated adapted layers of attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj "
-     "(empty: all four)"},
+     "LoRA: comma-separated adapted layers, the family's Hugging Face linear modules (GPT-2: "
+     "attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj; GPT-J: attn.q_proj, attn.k_proj, "
+     "attn.v_proj, attn.out_proj, mlp.fc_in, mlp.fc_out; GPT-NeoX: attention.query_key_value, "
+     "attention.dense, mlp.dense_h_to_4h, mlp.dense_4h_to_h; Llama: self_attn.q_proj, "
+     "self_attn.k_proj, self_attn.v_proj, self_attn.o_proj, mlp.gate_proj, mlp.up_proj, "
+     "mlp.down_proj; empty: all of them)"},
 
     /* generation during rollouts and evaluation */
     {"generation.max_new_tokens", CFG_INT, "48", NULL, RANGE(1, 1 << 16), "tokens to generate"},

@@ -43,6 +43,22 @@ int ckpt_load_blocks(FILE *fp, model_t *m, size_t n, int moments, const char *pa
 int ckpt_check_size(FILE *fp, const char *path, uint64_t header_bytes, uint64_t nparams,
                     int with_moments, dfpo_err *err);
 
+/* The LoRA adapter section a native checkpoint of a model with adapters
+ * carries after the base's parameters (gpt2_ckpt.c, rdec.c; the base has
+ * no AdamW moments: it is frozen): this header, the adapters' parameters in
+ * the order of their tensor list, then, with the optimizer state, their
+ * first and second AdamW moments. */
+#define CKPT_LORA_MAGIC "DFPOLORA"
+typedef struct ckpt_lora_section {
+  char magic[8];
+  int32_t rank;
+  float alpha;
+  uint32_t targets; /* bit k: the architecture's target k adapted */
+  uint32_t reserved;
+  uint64_t nparams; /* the adapters' parameters */
+} ckpt_lora_section;
+_Static_assert(sizeof(ckpt_lora_section) == 32, "LoRA section header is 32 bytes");
+
 /* One tensor of a safetensors export: rows x cols floats, row-major, at
  * dev in the model's backend memory; written as F32 of shape [rows * cols]
  * (ndim 1), [rows, cols], or [cols, rows] with transpose (GPT-2's Conv1D).

@@ -624,10 +624,7 @@ void gpt2_lora_fwd(const gpt2_model *m, int l, int k, float *out, const float *x
   int C = m->cfg.n_embd, nin = k == GPT2_LORA_FCP ? 4 * C : C;
   int nout = k == GPT2_LORA_QKV ? 3 * C : k == GPT2_LORA_FC ? 4 * C : C;
   const float *A = z->params + z->tensors[i].off, *Bt = z->params + z->tensors[i + 1].off;
-  o->matmul_fwd(u, x, A, NULL, rows, nin, z->r);
-  o->scale(u, z->alpha / (float)z->r, (size_t)rows * z->r);
-  /* out[rows, n_out] += u Bt: the accumulating product of matmul_bwd */
-  o->matmul_bwd(out, NULL, NULL, u, u, Bt, rows, nout, z->r);
+  model_lora_fwd(o, out, x, A, Bt, u, rows, nin, nout, z->r, z->alpha / (float)z->r);
 }
 
 const char *const gpt2_lora_names[GPT2_LORA_N] = {"attn.c_attn", "attn.c_proj", "mlp.c_fc",
@@ -635,28 +632,7 @@ const char *const gpt2_lora_names[GPT2_LORA_N] = {"attn.c_attn", "attn.c_proj", 
 
 /* The target list into bits (NULL or "": all four). */
 static int lora_targets(const char *list, unsigned *bits, dfpo_err *err) {
-  *bits = 0;
-  if (!list || !*list) {
-    *bits = (1u << GPT2_LORA_N) - 1;
-    return DFPO_OK;
-  }
-  const char *p = list;
-  while (*p) {
-    const char *e = strchr(p, ',');
-    size_t n = e ? (size_t)(e - p) : strlen(p);
-    int k = 0;
-    while (k < GPT2_LORA_N &&
-           !(strlen(gpt2_lora_names[k]) == n && strncmp(p, gpt2_lora_names[k], n) == 0))
-      k++;
-    if (k == GPT2_LORA_N)
-      return dfpo_err_set(err, DFPO_EUSAGE,
-                          "LoRA target '%.*s' unknown (GPT-2's: attn.c_attn, attn.c_proj, "
-                          "mlp.c_fc, mlp.c_proj)",
-                          (int)n, p);
-    *bits |= 1u << k;
-    p += n + (e ? 1 : 0);
-  }
-  return DFPO_OK;
+  return model_lora_targets(list, gpt2_lora_names, GPT2_LORA_N, "GPT-2", bits, err);
 }
 
 static int gpt2_add_lora(gpt2_model *m, const model_lora_config *c, uint64_t seed, dfpo_err *err) {
@@ -672,11 +648,7 @@ static int gpt2_add_lora(gpt2_model *m, const model_lora_config *c, uint64_t see
   if (m->cfg.head == MODEL_HEAD_CLASS)
     return dfpo_err_set(err, DFPO_EUSAGE,
                         "gpt2: LoRA on a model with a class head is not implemented");
-  if (c->rank < 1 || c->rank > C)
-    return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: LoRA rank %d outside [1, n_embd %d]", c->rank, C);
-  if (!(c->alpha > 0.0f) || !isfinite(c->alpha))
-    return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: LoRA alpha %g must be positive", (double)c->alpha);
-  if ((rc = lora_targets(c->targets, &bits, err)))
+  if ((rc = model_lora_check(c, C, "gpt2", err)) || (rc = lora_targets(c->targets, &bits, err)))
     return rc;
   int per = 0;
   for (int k = 0; k < GPT2_LORA_N; k++)
@@ -730,12 +702,8 @@ static int gpt2_add_lora(gpt2_model *m, const model_lora_config *c, uint64_t see
   memset(host, 0, z->nparams * sizeof(float));
   dfpo_rng rng;
   dfpo_rng_init(&rng, seed, DFPO_STREAM_INIT);
-  for (int i = 0; i < nadapt; i += 2) {
-    const gpt2_tensor *t = &z->tensors[i];
-    double bound = 1.0 / sqrt((double)t->cols);
-    for (size_t j = 0; j < (size_t)t->rows * t->cols; j++)
-      host[t->off + j] = (float)((2.0 * dfpo_rng_uniform(&rng) - 1.0) * bound);
-  }
+  for (int i = 0; i < nadapt; i += 2)
+    model_lora_init_a(host + z->tensors[i].off, z->tensors[i].rows, z->tensors[i].cols, &rng);
   if (z->head >= 0) /* the head as it is (weight, then bias, adjacent in both) */
     m->base.ops->download(host + z->tensors[z->head].off,
                           m->params + m->tensors[gpt2_tidx_lnfw(m) + 2].off,
@@ -765,11 +733,7 @@ oom:
 }
 
 void gpt2_lora_target_list(unsigned bits, char *buf, size_t n) {
-  size_t len = 0;
-  buf[0] = '\0';
-  for (int k = 0; k < GPT2_LORA_N && len < n; k++)
-    if ((bits >> k) & 1)
-      len += (size_t)snprintf(buf + len, n - len, "%s%s", len ? "," : "", gpt2_lora_names[k]);
+  model_lora_target_list(bits, gpt2_lora_names, GPT2_LORA_N, buf, n);
 }
 
 static int gpt2_base_view(model_t **out, const gpt2_model *src, int adapters, dfpo_err *err) {
@@ -936,11 +900,8 @@ static void lora_bwd(gpt2_model *m, int l, int k, float *dx, const float *dout, 
   int nout = k == GPT2_LORA_QKV ? 3 * C : k == GPT2_LORA_FC ? 4 * C : C;
   const float *A = z->params + z->tensors[i].off, *Bt = z->params + z->tensors[i + 1].off;
   float *dA = z->grads + z->tensors[i].off, *dBt = z->grads + z->tensors[i + 1].off;
-  const float *u = z->u[l * GPT2_LORA_N + k];
-  o->matmul_bwd(NULL, dBt, NULL, u, dout, Bt, rows, nout, z->r);
-  o->matmul_fwd(z->du, dout, Bt, NULL, rows, nout, z->r);
-  o->scale(z->du, z->alpha / (float)z->r, (size_t)rows * z->r);
-  o->matmul_bwd(dx, dA, NULL, z->du, x, A, rows, nin, z->r);
+  model_lora_bwd(o, dx, dA, dBt, z->du, dout, x, z->u[l * GPT2_LORA_N + k], A, Bt, rows, nin, nout,
+                 z->r, z->alpha / (float)z->r);
 }
 
 /* Backward through ln_f and the blocks, from the gradient of the final

@@ -20,7 +20,7 @@
 #define NATIVE_HEADER 64u
 #define NATIVE_FLAG_OPT 1u
 #define NATIVE_FLAG_LORA 2u
-#define LORA_MAGIC "DFPOLORA"
+#define LORA_MAGIC CKPT_LORA_MAGIC
 #define LORA_HEADER 32u
 /* extra tensors named one by one before the rest are counted */
 #define GPT2_EXTRA_WARN 5
@@ -35,19 +35,9 @@ typedef struct native_header {
 } native_header;
 _Static_assert(sizeof(native_header) == NATIVE_HEADER, "native header is 64 bytes");
 
-/* The LoRA adapter section after the base's parameters (a model with
- * adapters has no base AdamW moments: its base is frozen): this header, the
- * adapters' parameters in the order of their tensor list, then with the
- * optimizer state their first and second AdamW moments. */
-typedef struct lora_section {
-  char magic[8];
-  int32_t rank;
-  float alpha;
-  uint32_t targets; /* bit k: gpt2_lora_names[k] adapted */
-  uint32_t reserved;
-  uint64_t nparams; /* the adapters' parameters */
-} lora_section;
-_Static_assert(sizeof(lora_section) == LORA_HEADER, "LoRA section header is 32 bytes");
+/* The LoRA adapter section (trainer/ckpt_internal.h), its targets bit k
+ * gpt2_lora_names[k]. */
+typedef ckpt_lora_section lora_section;
 
 /* A model with 16-bit weights is written by neither format (its fp32
  * tensors are compacted; a frozen copy is never the one saved). */

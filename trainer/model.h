@@ -191,7 +191,8 @@ int model_value_backward(model_t *m, const float *dvalues, dfpo_err *err);
  * NULL), of sum dlogits[i, v] logits[i, v] + dvalues[i] values[i] as
  * model_lm_backward_logits. dvalues [B*T] (NULL: the LM part alone).
  * DFPO_EUSAGE from a model without a value head or an architecture that
- * does not implement it (model_can_share_value says which do: GPT-2). */
+ * does not implement it (model_can_share_value says which do: GPT-2 and the
+ * rotary decoders). */
 int model_lm_value_backward(model_t *m, const float *dlogp, const float *dent, const float *dlogits,
                             const float *dvalues, dfpo_err *err);
 /* 1 when m's architecture implements model_lm_value_backward. */
@@ -255,10 +256,16 @@ float model_grad_norm(model_t *m);
  * model_grad_norm, model_zero_grad and model_num_params) cover the adapters
  * only; the base's gradients and AdamW moments are freed and never
  * allocated again, and backward passes compute no gradient for it.
- * targets: a comma-separated list of the architecture's linear layers
- * (GPT-2: attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj; NULL or "": all
- * four). Only GPT-2 without a class head has adapters today (another
- * architecture or a model with a class head: DFPO_EUSAGE); on a model
+ * targets: a comma-separated list of the architecture's linear layers,
+ * as its Hugging Face modules name them (GPT-2: attn.c_attn, attn.c_proj,
+ * mlp.c_fc, mlp.c_proj; GPT-J: attn.q_proj, attn.k_proj, attn.v_proj,
+ * attn.out_proj, mlp.fc_in, mlp.fc_out; GPT-NeoX: attention.query_key_value,
+ * attention.dense, mlp.dense_h_to_4h, mlp.dense_4h_to_h; Llama:
+ * self_attn.q_proj, self_attn.k_proj, self_attn.v_proj, self_attn.o_proj,
+ * mlp.gate_proj, mlp.up_proj, mlp.down_proj; NULL or "": all of the
+ * family's). GPT-2 and the rotary decoders without a class head have
+ * adapters (T5, the encoder classifiers or a model with a class head:
+ * DFPO_EUSAGE); on a model
  * with a value head a trainable copy of the head joins the adapters (the
  * tensor list ends with v_head.summary.weight and .bias; the base's head
  * is frozen and unused), so that the value head on a LoRA policy's trunk
@@ -266,8 +273,8 @@ float model_grad_norm(model_t *m);
  * model_save keeps the adapters (config, A and B, and with the optimizer
  * state their AdamW moments) and model_load restores them;
  * model_export_safetensors and model_export_hf write them merged into the
- * weights (W + (alpha/r) B A: a plain GPT-2), model_export_adapters alone
- * as peft's adapter files. */
+ * weights (W + (alpha/r) B A: a plain model of the architecture),
+ * model_export_adapters alone as peft's adapter files. */
 typedef struct model_lora_config {
   int rank;            /* r, 1 <= r <= the model's width */
   float alpha;         /* the update's scale is alpha / r */
@@ -289,8 +296,9 @@ int model_set_adapters(model_t *m, int on, dfpo_err *err);
  * decodes in lock step with its LoRA policy (DfPO's sampling), where
  * model_set_adapters would need a second cache. It does not train
  * (model_ensure_train, model_copy_params into it: DFPO_EUSAGE);
- * model_arena_bytes counts none of the shared weights. GPT-2 only (else
- * DFPO_EUSAGE); made on src's device (ops_use_device). *out is the
+ * model_arena_bytes counts none of the shared weights. GPT-2 and the
+ * rotary decoders (else DFPO_EUSAGE); made on src's device
+ * (ops_use_device). *out is the
  * caller's (model_free). */
 int model_base_view(model_t **out, const model_t *src, dfpo_err *err);
 /* model_base_view with a copy of src's LoRA adapters (their own parameters,
@@ -352,7 +360,10 @@ int model_hf_weights(const char *dir, char *buf, size_t n, dfpo_err *err);
 int model_import_safetensors(model_t **out, const char *path, dfpo_err *err);
 /* Writes model.safetensors (Hugging Face names without "transformer.",
  * layouts, an extra head as trl's v_head.summary.* or score.*, config in
- * __metadata__; LoRA adapters merged into the weights they adapt) atomically, and, when
+ * __metadata__; a rotary decoder: its family's full Hugging Face names,
+ * q/k/v and gate/up apart and GPT-NeoX's fused rows in their per-head
+ * order, and its family's config.json; LoRA adapters merged into the
+ * weights they adapt) atomically, and, when
  * write_config, a config.json beside it whose bos_token_id/eos_token_id are null (no tokenizer is
  * known here; model_export_hf writes the tokenizer's). */
 int model_export_safetensors(const model_t *m, const char *path, int write_config, dfpo_err *err);
@@ -374,7 +385,13 @@ int model_export_hf(const model_t *m, const tok_tokenizer *tok, const char *dir,
  * adapter_model.safetensors (base_model.model.transformer.h.N.attn.c_attn.
  * lora_A.weight [r, in], .lora_B.weight [out, r], ..., F32) and
  * adapter_config.json (peft_type LORA, task_type CAUSAL_LM, r, lora_alpha,
- * target_modules, fan_in_fan_out true for GPT-2's Conv1D layers, ...), each
+ * target_modules, fan_in_fan_out true for GPT-2's Conv1D layers, ...); for
+ * a rotary decoder, its family's CausalLM names
+ * (base_model.model.transformer.h.N.attn.q_proj..., base_model.model.
+ * gpt_neox.layers.N.attention.query_key_value... with B's rows in that
+ * fused layer's per-head order, base_model.model.model.layers.N.self_attn.
+ * q_proj...) and fan_in_fan_out false (a value head's trainable copy is
+ * left out), each
  * written atomically; PeftModel.from_pretrained(base, dir) over the base
  * model they were trained on computes what m computes. DFPO_EUSAGE for a
  * model without adapters. */

@@ -128,6 +128,33 @@ int model_score_windows(model_t *m, const int *tokens, size_t n, double *nll_sum
 int model_alloc_train(model_t *m, size_t n, float **block, float **grads, float **m1, float **m2,
                       dfpo_err *err);
 
+/* LoRA (model.h's model_add_lora) pieces every architecture with adapters
+ * shares (trainer/model_lora.c; gpt2.c, rdec.c). */
+/* The comma-separated target list into bits (bit k: names[k], of n <= 32;
+ * NULL or "": every one); an unknown name is DFPO_EUSAGE listing the
+ * architecture's (arch names it in the message). */
+int model_lora_targets(const char *list, const char *const *names, int n, const char *arch,
+                       unsigned *bits, dfpo_err *err);
+/* The names of target bits as a comma-separated list into buf[len]. */
+void model_lora_target_list(unsigned bits, const char *const *names, int n, char *buf, size_t len);
+/* Rank in [1, max_rank] and a finite positive alpha, else DFPO_EUSAGE. */
+int model_lora_check(const model_lora_config *c, int max_rank, const char *arch, dfpo_err *err);
+/* A [r, nin] (host memory) drawn as PyTorch's nn.Linear and peft draw it:
+ * Kaiming-uniform with a = sqrt 5, U(-1/sqrt(nin), 1/sqrt(nin)). */
+void model_lora_init_a(float *a, int r, int nin, dfpo_rng *rng);
+/* out[rows, nout] += s (x A^T) Bt, x [rows, nin], A [r, nin], Bt [r, nout]
+ * (B stored transposed), s = alpha / r; u [rows, r] receives s x A^T (the
+ * backward pass reads it). Backend memory. */
+void model_lora_fwd(const ops_backend *o, float *out, const float *x, const float *A,
+                    const float *Bt, float *u, int rows, int nin, int nout, int r, float s);
+/* Its backward pass: with u as model_lora_fwd left it and dout [rows, nout]
+ * the output's gradient, dBt += u^T dout (dBt NULL: not wanted); du [rows,
+ * r] = s dout Bt^T (scratch); dA += du^T x; dx [rows, nin] += du A (dx
+ * NULL: not wanted). */
+void model_lora_bwd(const ops_backend *o, float *dx, float *dA, float *dBt, float *du,
+                    const float *dout, const float *x, const float *u, const float *A,
+                    const float *Bt, int rows, int nin, int nout, int r, float s);
+
 /* A bump allocator for laying out buffers inside an arena: a sizing pass
  * with base NULL counts the bytes, the real pass hands out pointers. Every
  * buffer is 64-byte aligned. */

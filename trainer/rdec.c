@@ -2,6 +2,7 @@
  * on one code path, forward and KV-cache decoding, through the backend's
  * op table. */
 #include "trainer/rdec.h"
+#include "trainer/ckpt_internal.h"
 #include "trainer/model_internal.h"
 #include "trainer/st_internal.h"
 
@@ -68,6 +69,46 @@ typedef struct rdec_grad_ws {
   float *gx, *dh, *dh2, *dy, *dqkv, *dqkvr, *dfo, *df, *dlp, *dent, *dv, *dpos;
 } rdec_grad_ws;
 
+/* LoRA (model.h's model_add_lora) on the layers' four linear slots: QKV
+ * (q | k | v), OW (the attention's output), FCW (the MLP's input, Llama's
+ * gate | up) and OUTW. A target is one Hugging Face linear layer: a slot and
+ * the rows of it that layer holds (GPT-J's and Llama's q_proj: the q rows
+ * of QKV; GPT-NeoX's query_key_value: all of them). */
+enum { RS_QKV, RS_O, RS_FC, RS_OUT, RS_N };
+enum { RP_ALL, RP_Q, RP_K, RP_V, RP_GATE, RP_UP };
+typedef struct rdec_lora_target {
+  const char *name; /* as peft's target_modules name it ("self_attn.q_proj") */
+  int slot, part;   /* RS_*, RP_* */
+} rdec_lora_target;
+#define RDEC_LORA_MAX 7
+
+/* The adapters: per layer and slot, the A of each targeted layer of the
+ * slot ([r, in] each, adjacent: one [nt r, in] block), then their B
+ * stored transposed ([r, out] each; peft's lora_B.weight [out, r]); with a
+ * value head, a trainable copy of it last. The forward pass computes u =
+ * (alpha/r) x [A_1; ..; A_nt]^T [N, nt r] and adds u Bf, Bf [nt r, the
+ * slot's rows] holding each Bt in its rows' columns (zero elsewhere), built
+ * from the parameters in scratch when the slot's targets do not cover it
+ * with one adapter. */
+typedef struct rdec_lora {
+  int r;
+  float alpha;
+  unsigned targets; /* bit k: the family's target k */
+  int on, fwd_on;   /* applied now; applied by the last forward pass */
+  int ntab;
+  const rdec_lora_target *tab;
+  int nt[RS_N], tk[RS_N][RDEC_LORA_MAX]; /* targets of each slot, in the order of k */
+  rdec_tensor *tensors;
+  int ntensors;
+  int (*first)[RS_N]; /* per layer and slot: the index of its first A; -1: none */
+  int head;           /* index of the value head's copy; -1: none */
+  size_t nparams;
+  float *params, *train_block, *grads, *m1, *m2;
+  float *scratch; /* u per slot [ncap, nt r], du, Bf per slot, dBf */
+  size_t scratch_floats;
+  size_t ncap; /* the rows the scratch is laid out for */
+} rdec_lora;
+
 typedef struct rdec_model {
   struct model base;
   rdec_config cfg;
@@ -102,6 +143,8 @@ typedef struct rdec_model {
   size_t gen_ids_cap;
   int *g_kstart; /* host copy */
   int gB, gmax, gn;
+  int params_borrowed; /* params are another model's (a base or adapter view) */
+  rdec_lora lora;      /* r 0: no adapters */
 } rdec_model;
 
 extern const model_vtable rdec_vtable;
@@ -252,10 +295,20 @@ static float *LP(const rdec_model *m, int l, int slot) {
 }
 /* gradients (training state allocated) */
 static float *G(const rdec_model *m, int i) {
-  return i < 0 ? NULL : m->grads + m->tensors[i].off;
+  return i < 0 || !m->grads ? NULL : m->grads + m->tensors[i].off;
 }
 static float *LG(const rdec_model *m, int l, int slot) {
   return G(m, m->layer[l][slot]);
+}
+/* The value head's weight (its bias follows) and its gradient: the
+ * trainable copy among a LoRA model's adapters, else the base's. */
+static float *vh_param(const rdec_model *m) {
+  const rdec_lora *z = &m->lora;
+  return z->r && z->head >= 0 ? z->params + z->tensors[z->head].off : P(m, m->vhead);
+}
+static float *vh_grad(const rdec_model *m) {
+  const rdec_lora *z = &m->lora;
+  return z->r && z->head >= 0 ? z->grads + z->tensors[z->head].off : G(m, m->vhead);
 }
 
 static void rdec_destroy(rdec_model *m) {
@@ -263,7 +316,11 @@ static void rdec_destroy(rdec_model *m) {
     return;
   const ops_backend *o = m->base.ops;
   if (o) {
-    o->free(m->params);
+    if (!m->params_borrowed)
+      o->free(m->params);
+    o->free(m->lora.params);
+    o->free(m->lora.train_block);
+    o->free(m->lora.scratch);
     o->free(m->zero);
     o->free(m->act);
     o->free(m->ids);
@@ -275,12 +332,15 @@ static void rdec_destroy(rdec_model *m) {
   free(m->kc);
   free(m->vc);
   free(m->g_kstart);
+  free(m->lora.tensors);
+  free(m->lora.first);
   free(m->tensors);
   free(m->layer);
   free(m);
 }
 
-static int rdec_create(rdec_model **out, const rdec_config *c, int head, dfpo_err *err) {
+static int rdec_create(rdec_model **out, const rdec_config *c, int head, float *borrow,
+                       dfpo_err *err) {
   *out = NULL;
   rdec_model *m = calloc(1, sizeof *m);
   if (!m)
@@ -301,7 +361,8 @@ static int rdec_create(rdec_model **out, const rdec_config *c, int head, dfpo_er
     return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
   }
   build_layout(m);
-  m->params = m->base.ops->alloc(m->nparams * sizeof(float));
+  m->params = borrow ? borrow : m->base.ops->alloc(m->nparams * sizeof(float));
+  m->params_borrowed = borrow != NULL;
   m->zero = m->base.ops->alloc((size_t)c->n_embd * sizeof(float));
   if (!m->params || !m->zero) {
     int rc = dfpo_err_set(err, DFPO_ERUNTIME, "cannot allocate %zu parameters on %s", m->nparams,
@@ -490,7 +551,7 @@ int rdec_new(model_t **out, const rdec_config *c, dfpo_err *err) {
                       c->act, c->rmsnorm, c->bias, c->mlp_bias, c->head_bias, c->parallel,
                       c->shared_ln, c->n_kv_head, c->n_head, c->family);
   rdec_model *m = NULL;
-  if (!rc && !(rc = rdec_create(&m, c, MODEL_HEAD_NONE, err)))
+  if (!rc && !(rc = rdec_create(&m, c, MODEL_HEAD_NONE, NULL, err)))
     *out = &m->base;
   return rc;
 }
@@ -566,7 +627,7 @@ int rdec_import_safetensors(model_t **out, const char *path, dfpo_err *err) {
     return rc;
   rdec_model *m = NULL;
   float *buf = NULL;
-  if ((rc = rdec_create(&m, &c, MODEL_HEAD_NONE, err)))
+  if ((rc = rdec_create(&m, &c, MODEL_HEAD_NONE, NULL, err)))
     goto done;
   size_t maxn = 0;
   for (int k = 0; k < m->ntensors; k++)
@@ -690,6 +751,274 @@ static int grow(const ops_backend *o, void **buf, size_t *cap, size_t n, size_t 
   return DFPO_OK;
 }
 
+/* ------------------------------------------------------------ LoRA */
+
+/* Each family's linear layers, as its Hugging Face modules name them. */
+static const rdec_lora_target lora_gptj[] = {
+    {"attn.q_proj", RS_QKV, RP_Q},   {"attn.k_proj", RS_QKV, RP_K}, {"attn.v_proj", RS_QKV, RP_V},
+    {"attn.out_proj", RS_O, RP_ALL}, {"mlp.fc_in", RS_FC, RP_ALL},  {"mlp.fc_out", RS_OUT, RP_ALL}};
+static const rdec_lora_target lora_neox[] = {{"attention.query_key_value", RS_QKV, RP_ALL},
+                                             {"attention.dense", RS_O, RP_ALL},
+                                             {"mlp.dense_h_to_4h", RS_FC, RP_ALL},
+                                             {"mlp.dense_4h_to_h", RS_OUT, RP_ALL}};
+static const rdec_lora_target lora_llama[] = {
+    {"self_attn.q_proj", RS_QKV, RP_Q}, {"self_attn.k_proj", RS_QKV, RP_K},
+    {"self_attn.v_proj", RS_QKV, RP_V}, {"self_attn.o_proj", RS_O, RP_ALL},
+    {"mlp.gate_proj", RS_FC, RP_GATE},  {"mlp.up_proj", RS_FC, RP_UP},
+    {"mlp.down_proj", RS_OUT, RP_ALL}};
+
+static const rdec_lora_target *lora_table(int family, int *n) {
+  if (family == RDEC_GPTJ)
+    return *n = (int)(sizeof lora_gptj / sizeof lora_gptj[0]), lora_gptj;
+  if (family == RDEC_NEOX)
+    return *n = (int)(sizeof lora_neox / sizeof lora_neox[0]), lora_neox;
+  return *n = (int)(sizeof lora_llama / sizeof lora_llama[0]), lora_llama;
+}
+
+static const int slot_tensor[RS_N] = {L_QKVW, L_OW, L_FCW, L_OUTW};
+
+/* A slot's weight: rows (outputs) and columns (inputs). */
+static void slot_shape(const rdec_config *c, int slot, int *rows, int *cols) {
+  int C = c->n_embd, I = c->n_head * c->head_dim, IK = c->n_kv_head * c->head_dim;
+  int F2 = c->act == RDEC_ACT_SWIGLU ? 2 * c->d_ff : c->d_ff;
+  *rows = slot == RS_QKV ? I + 2 * IK : slot == RS_O ? C : slot == RS_FC ? F2 : C;
+  *cols = slot == RS_QKV ? C : slot == RS_O ? I : slot == RS_FC ? C : c->d_ff;
+}
+/* The rows of its slot a target's layer holds: [*row0, *row0 + *n). */
+static void part_rows(const rdec_config *c, int slot, int part, int *row0, int *n) {
+  int I = c->n_head * c->head_dim, IK = c->n_kv_head * c->head_dim, cols;
+  *row0 = part == RP_K ? I : part == RP_V ? I + IK : part == RP_UP ? c->d_ff : 0;
+  if (part == RP_Q)
+    *n = I;
+  else if (part == RP_K || part == RP_V)
+    *n = IK;
+  else if (part == RP_GATE || part == RP_UP)
+    *n = c->d_ff;
+  else
+    slot_shape(c, slot, n, &cols);
+}
+/* Whether slot s needs the scratch Bf (not one adapter over all its rows). */
+static int lora_full(const rdec_model *m, int s) {
+  const rdec_lora *z = &m->lora;
+  return z->nt[s] > 1 || (z->nt[s] == 1 && z->tab[z->tk[s][0]].part != RP_ALL);
+}
+
+/* The scratch of passes over up to ncap rows: u per slot, du, Bf per
+ * slot, dBf (pointers into base; base NULL: only counts). */
+typedef struct lora_scratch {
+  float *u[RS_N], *du, *bf[RS_N], *dbf;
+} lora_scratch;
+static size_t lora_layout(const rdec_model *m, size_t ncap, float *base, lora_scratch *ls) {
+  const rdec_lora *z = &m->lora;
+  size_t n = 0, maxr = 0, maxbf = 0;
+  for (int s = 0; s < RS_N; s++) {
+    size_t R = (size_t)z->nt[s] * z->r;
+    int rows, cols;
+    slot_shape(&m->cfg, s, &rows, &cols);
+    ls->u[s] = base ? base + n : NULL, n += ncap * R;
+    maxr = R > maxr ? R : maxr;
+    ls->bf[s] = NULL;
+    if (lora_full(m, s)) {
+      ls->bf[s] = base ? base + n : NULL, n += R * rows;
+      maxbf = R * rows > maxbf ? R * rows : maxbf;
+    }
+  }
+  ls->du = base ? base + n : NULL, n += ncap * maxr;
+  ls->dbf = base ? base + n : NULL, n += maxbf;
+  return n;
+}
+/* Scratch for passes of N rows. */
+static int lora_reserve(rdec_model *m, size_t N, dfpo_err *err) {
+  rdec_lora *z = &m->lora;
+  if (!z->r || N <= z->ncap)
+    return DFPO_OK;
+  lora_scratch ls;
+  size_t need = lora_layout(m, N, NULL, &ls);
+  int rc = grow(m->base.ops, (void **)&z->scratch, &z->scratch_floats, need, sizeof(float), err);
+  if (!rc)
+    z->ncap = N;
+  return rc;
+}
+
+/* out[N, the slot's rows] += the adapters of layer l's slot s applied to
+ * x, when adapted and on (u kept in the scratch for the backward pass,
+ * which recomputes the layer first). */
+static void lora_apply(const rdec_model *m, int l, int s, float *out, const float *x, int N) {
+  const rdec_lora *z = &m->lora;
+  int i = z->r && z->on ? z->first[l][s] : -1;
+  if (i < 0)
+    return;
+  const ops_backend *o = m->base.ops;
+  lora_scratch ls;
+  lora_layout(m, z->ncap, z->scratch, &ls);
+  int rows, cols, R = z->nt[s] * z->r;
+  slot_shape(&m->cfg, s, &rows, &cols);
+  const float *A = z->params + z->tensors[i].off, *Bf = z->params + z->tensors[i + z->nt[s]].off;
+  if (ls.bf[s]) {
+    /* each Bt [r, its rows] into its columns of Bf [nt r, rows] */
+    o->zero(ls.bf[s], (size_t)R * rows * sizeof(float));
+    for (int t = 0; t < z->nt[s]; t++) {
+      const rdec_lora_target *g = &z->tab[z->tk[s][t]];
+      int row0, n;
+      part_rows(&m->cfg, s, g->part, &row0, &n);
+      const float *bt = z->params + z->tensors[i + z->nt[s] + t].off;
+      for (int j = 0; j < z->r; j++)
+        o->copy(ls.bf[s] + ((size_t)t * z->r + j) * rows + row0, bt + (size_t)j * n,
+                (size_t)n * sizeof(float));
+    }
+    Bf = ls.bf[s];
+  }
+  model_lora_fwd(o, out, x, A, Bf, ls.u[s], N, cols, rows, R, z->alpha / (float)z->r);
+}
+
+/* Its backward pass, after lora_apply recomputed the layer: dout the
+ * output's gradient, x the input; dx +=, the adapters' gradients +=. */
+static void lora_backward(const rdec_model *m, int l, int s, float *dx, const float *dout,
+                          const float *x, int N) {
+  const rdec_lora *z = &m->lora;
+  int i = z->r && z->fwd_on ? z->first[l][s] : -1;
+  if (i < 0)
+    return;
+  const ops_backend *o = m->base.ops;
+  lora_scratch ls;
+  lora_layout(m, z->ncap, z->scratch, &ls);
+  int rows, cols, R = z->nt[s] * z->r, nt = z->nt[s];
+  slot_shape(&m->cfg, s, &rows, &cols);
+  const float *A = z->params + z->tensors[i].off;
+  float *dA = z->grads + z->tensors[i].off, *dB = z->grads + z->tensors[i + nt].off;
+  const float *Bf = ls.bf[s] ? ls.bf[s] : z->params + z->tensors[i + nt].off;
+  if (ls.bf[s]) {
+    /* dBf = u^T dout, then each Bt's columns of it into its gradient */
+    o->zero(ls.dbf, (size_t)R * rows * sizeof(float));
+    o->matmul_bwd(NULL, ls.dbf, NULL, ls.u[s], dout, Bf, N, rows, R);
+    for (int t = 0; t < nt; t++) {
+      int row0, n;
+      part_rows(&m->cfg, s, z->tab[z->tk[s][t]].part, &row0, &n);
+      float *gb = z->grads + z->tensors[i + nt + t].off;
+      for (int j = 0; j < z->r; j++)
+        o->add(gb + (size_t)j * n, gb + (size_t)j * n,
+               ls.dbf + ((size_t)t * z->r + j) * rows + row0, (size_t)n);
+    }
+  }
+  model_lora_bwd(o, dx, dA, ls.bf[s] ? NULL : dB, ls.du, dout, x, ls.u[s], A, Bf, N, cols, rows, R,
+                 z->alpha / (float)z->r);
+}
+
+static const char *const fam_label[] = {"GPT-J", "GPT-NeoX", "Llama"};
+
+static int rdec_add_lora(rdec_model *m, const model_lora_config *c, uint64_t seed, dfpo_err *err) {
+  rdec_lora *z = &m->lora;
+  const rdec_config *cf = &m->cfg;
+  const char *fam = family_name[cf->family];
+  int L = cf->n_layer, rc, ntab;
+  unsigned bits;
+  if (z->r)
+    return dfpo_err_set(err, DFPO_EUSAGE, "%s: the model already has LoRA adapters", fam);
+  const rdec_lora_target *tab = lora_table(cf->family, &ntab);
+  const char *names[RDEC_LORA_MAX];
+  for (int k = 0; k < ntab; k++)
+    names[k] = tab[k].name;
+  if ((rc = model_lora_check(c, cf->n_embd, fam, err)) ||
+      (rc = model_lora_targets(c->targets, names, ntab, fam_label[cf->family], &bits, err)))
+    return rc;
+  z->tab = tab;
+  z->ntab = ntab;
+  memset(z->nt, 0, sizeof z->nt);
+  int per = 0;
+  for (int k = 0; k < ntab; k++)
+    if ((bits >> k) & 1) {
+      z->tk[tab[k].slot][z->nt[tab[k].slot]++] = k;
+      per++;
+    }
+  z->tensors = calloc((size_t)(2 * per * L + 2), sizeof *z->tensors);
+  z->first = malloc((size_t)L * sizeof *z->first);
+  if (!z->tensors || !z->first)
+    goto oom;
+  z->nparams = 0;
+  z->ntensors = 0;
+  z->r = c->rank;
+  for (int l = 0; l < L; l++)
+    for (int sl = 0; sl < RS_N; sl++) {
+      z->first[l][sl] = z->nt[sl] ? z->ntensors : -1;
+      const char *wname = m->tensors[m->layer[l][slot_tensor[sl]]].name;
+      /* the layer's prefix, its weight's name to the third dot
+       * ("transformer.h.N.", "gpt_neox.layers.N.", "model.layers.N.") */
+      int plen = 0;
+      for (int dots = 0, q = 0; wname[q] && dots < 3; q++)
+        if (wname[q] == '.' && ++dots == 3)
+          plen = q + 1;
+      for (int ab = 0; ab < 2; ab++)
+        for (int t = 0; t < z->nt[sl]; t++) {
+          const rdec_lora_target *g = &tab[z->tk[sl][t]];
+          int rows, cols, row0, n;
+          slot_shape(cf, sl, &rows, &cols);
+          part_rows(cf, sl, g->part, &row0, &n);
+          rdec_tensor *tt = &z->tensors[z->ntensors++];
+          snprintf(tt->name, sizeof tt->name, "%.*s%s.lora_%c.weight", plen, wname, g->name,
+                   ab ? 'B' : 'A');
+          tt->off = z->nparams;
+          tt->rows = c->rank;
+          tt->cols = ab ? n : cols;
+          z->nparams += (size_t)tt->rows * tt->cols;
+        }
+    }
+  int nadapt = z->ntensors;
+  z->head = -1;
+  if (m->vhead >= 0) {
+    /* the value head trains with the adapters: a copy of it joins them */
+    z->head = z->ntensors;
+    for (int wb = 0; wb < 2; wb++) {
+      rdec_tensor *tt = &z->tensors[z->ntensors++];
+      *tt = m->tensors[m->vhead + wb];
+      tt->off = z->nparams;
+      z->nparams += (size_t)tt->rows * tt->cols;
+    }
+  }
+  float *host = NULL;
+  if (!(z->params = m->base.ops->alloc(z->nparams * sizeof(float))) ||
+      !(host = calloc(z->nparams, sizeof(float))))
+    goto oom;
+  dfpo_rng rng;
+  dfpo_rng_init(&rng, seed, DFPO_STREAM_INIT);
+  for (int i = 0; i < nadapt; i++) {
+    const rdec_tensor *tt = &z->tensors[i];
+    if (strstr(tt->name, ".lora_A."))
+      model_lora_init_a(host + tt->off, tt->rows, tt->cols, &rng);
+  }
+  if (z->head >= 0)
+    m->base.ops->download(host + z->tensors[z->head].off, P(m, m->vhead),
+                          (size_t)(cf->n_embd + 1) * sizeof(float));
+  m->base.ops->upload(z->params, host, z->nparams * sizeof(float));
+  free(host);
+  z->alpha = c->alpha;
+  z->targets = bits;
+  z->on = 1;
+  z->ncap = 0;
+  /* the base is frozen: its training state goes */
+  m->base.ops->free(m->train_block);
+  m->train_block = m->grads = m->m1 = m->m2 = NULL;
+  m->base.grads_zero = 0;
+  m->fB = 0;
+  return DFPO_OK;
+oom:
+  m->base.ops->free(z->params);
+  free(z->tensors);
+  free(z->first);
+  memset(z, 0, sizeof *z);
+  return dfpo_err_set(err, DFPO_ERUNTIME, "%s: out of memory for the LoRA adapters", fam);
+}
+
+/* The model's adapter config as model_add_lora takes it (targets into
+ * buf[n]). */
+static model_lora_config lora_config_of(const rdec_model *m, char *buf, size_t n) {
+  const rdec_lora *z = &m->lora;
+  const char *names[RDEC_LORA_MAX];
+  for (int k = 0; k < z->ntab; k++)
+    names[k] = z->tab[k].name;
+  model_lora_target_list(z->targets, names, z->ntab, buf, n);
+  return (model_lora_config){z->r, z->alpha, buf};
+}
+
 /* out = norm(x) with weight w and bias b (tensor indices); st[2N] receives
  * a LayerNorm's mean and rstd */
 static void norm(const rdec_model *m, float *out, float *st, const float *x, int w, int b, int N) {
@@ -706,7 +1035,8 @@ static void norm_bwd(const rdec_model *m, float *dx, const float *dout, const fl
   const ops_backend *o = m->base.ops;
   int C = m->cfg.n_embd;
   if (m->cfg.rmsnorm)
-    o->rmsnorm_bwd(dx, G(m, w), dout, x, P(m, w), N, C, m->cfg.eps);
+    /* a frozen base (LoRA): the weight's gradient into a sink */
+    o->rmsnorm_bwd(dx, m->grads ? G(m, w) : m->gw_.dpos, dout, x, P(m, w), N, C, m->cfg.eps);
   else
     o->layernorm_bwd(dx, G(m, w), G(m, b), dout, x, P(m, w), st, st + N, N, C);
 }
@@ -720,15 +1050,18 @@ static void mlp(const rdec_model *m, const rdec_ws *w, int l, const float *in, i
   size_t NF = (size_t)N * F;
   if (c->act == RDEC_ACT_SWIGLU) {
     o->matmul_fwd(w->f, in, LP(m, l, L_FCW), NULL, N, C, 2 * F);
+    lora_apply(m, l, RS_FC, w->f, in, N);
     o->swiglu_fwd(w->fo, w->f, N, F);
   } else {
     o->matmul_fwd(w->f, in, LP(m, l, L_FCW), LP(m, l, L_FCB), N, C, F);
+    lora_apply(m, l, RS_FC, w->f, in, N);
     if (c->act == RDEC_ACT_GELU_TANH)
       o->gelu_fwd(w->fo, w->f, NF);
     else
       o->act_fwd(w->fo, w->f, NF, OPS_ACT_GELU_ERF);
   }
   o->matmul_fwd(w->mo, w->fo, LP(m, l, L_OUTW), LP(m, l, L_OUTB), N, F, C);
+  lora_apply(m, l, RS_OUT, w->mo, w->fo, N);
 }
 
 /* Layer l over w->x [B, T, C] at positions w->pos, in place, its
@@ -745,6 +1078,7 @@ static void layer_fwd(const rdec_model *m, const rdec_ws *w, int l, int B, int T
   const int *L = m->layer[l];
   norm(m, w->h, w->st, w->x, L[L_LN1W], L[L_LN1B], N);
   o->matmul_fwd(w->qkvr, w->h, LP(m, l, L_QKVW), LP(m, l, L_QKVB), N, C, QKV);
+  lora_apply(m, l, RS_QKV, w->qkvr, w->h, N);
   o->rope_fwd(w->qkvr, QKV, w->pos, N, NH, HS, c->rot, c->interleaved, c->rope_base);
   o->rope_fwd(w->qkvr + I, QKV, w->pos, N, NKV, HS, c->rot, c->interleaved, c->rope_base);
   /* the cache holds the NKV key/value heads as computed; a decoding step
@@ -760,6 +1094,7 @@ static void layer_fwd(const rdec_model *m, const rdec_ws *w, int l, int B, int T
     o->attention_fwd(w->y, w->att, w->qkv, w->kstart, B, T, I, NH);
   }
   o->matmul_fwd(w->t, w->y, LP(m, l, L_OW), LP(m, l, L_OB), N, I, C);
+  lora_apply(m, l, RS_O, w->t, w->y, N);
   if (c->parallel) {
     /* x + attn(ln1 x) + mlp(ln1 x or ln2 x), both from the same x */
     if (c->shared_ln) {
@@ -853,6 +1188,12 @@ static int rdec_forward(rdec_model *m, const model_batch *b, dfpo_err *err) {
     free(h);
     return rc;
   }
+  if (!rc)
+    rc = lora_reserve(m, N, err);
+  if (rc) {
+    free(h);
+    return rc;
+  }
   size_t at = layout_ws(m, &m->fw, m->act, B, T, 1);
   m->logits = m->act + at;
   m->lse = m->logits + N * V;
@@ -866,6 +1207,7 @@ static int rdec_forward(rdec_model *m, const model_batch *b, dfpo_err *err) {
   run_layers(m, w, B, T, 0, 0, 0);
   lm_head(m, m->logits, w->h, w->st, w->x, (int)N);
   m->fB = B, m->fT = T;
+  m->lora.fwd_on = m->lora.on;
   return DFPO_OK;
 }
 
@@ -885,7 +1227,8 @@ static int rdec_lm_logprobs(rdec_model *m, const int *targets, float *logp, floa
   o->upload(d_tg, targets, N * sizeof(int));
   /* the entropy always: lm_backward may want its gradient */
   o->logits_stats(m->lse, m->lp, m->ent, m->logits, d_tg, (int)N, V, V);
-  o->download(logp, m->lp, N * sizeof(float));
+  if (logp)
+    o->download(logp, m->lp, N * sizeof(float));
   if (ent)
     o->download(ent, m->ent, N * sizeof(float));
   m->base.last_logits = m->logits;
@@ -896,6 +1239,14 @@ static int rdec_lm_logprobs(rdec_model *m, const int *targets, float *logp, floa
 /* ------------------------------------------------------------ backward */
 
 static int rdec_ensure_train(rdec_model *m, dfpo_err *err) {
+  if (m->params_borrowed)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "%s: a base or adapter view does not train (its weights are another "
+                        "model's)",
+                        family_name[m->cfg.family]);
+  rdec_lora *z = &m->lora;
+  if (z->r)
+    return model_alloc_train(&m->base, z->nparams, &z->train_block, &z->grads, &z->m1, &z->m2, err);
   return model_alloc_train(&m->base, m->nparams, &m->train_block, &m->grads, &m->m1, &m->m2, err);
 }
 
@@ -949,6 +1300,7 @@ static void layer_bwd(rdec_model *m, int l) {
   o->zero(g->dfo, NF * sizeof(float));
   o->matmul_bwd(g->dfo, LG(m, l, L_OUTW), LG(m, l, L_OUTB), g->gx, w->fo, LP(m, l, L_OUTW), N, F,
                 C);
+  lora_backward(m, l, RS_OUT, g->dfo, g->gx, w->fo, N);
   if (c->act == RDEC_ACT_SWIGLU)
     o->swiglu_bwd(g->df, w->f, g->dfo, N, F);
   else if (c->act == RDEC_ACT_GELU_TANH)
@@ -958,12 +1310,14 @@ static void layer_bwd(rdec_model *m, int l) {
   o->zero(dmin, NC * sizeof(float));
   o->matmul_bwd(dmin, LG(m, l, L_FCW), LG(m, l, L_FCB), g->df, min, LP(m, l, L_FCW), N, C,
                 c->act == RDEC_ACT_SWIGLU ? 2 * F : F);
+  lora_backward(m, l, RS_FC, dmin, g->df, min, N);
   if (!c->parallel) /* x_out = xm + mlp(ln2 xm): gx becomes xm's gradient */
     norm_bwd(m, g->gx, g->dh2, w->st + 2 * N, w->xm, L[L_LN2W], L[L_LN2B], N);
   /* the attention, from the gradient of its output (gx: the layer's
    * output's when parallel, xm's when sequential) */
   o->zero(g->dy, (size_t)N * I * sizeof(float));
   o->matmul_bwd(g->dy, LG(m, l, L_OW), LG(m, l, L_OB), g->gx, w->y, LP(m, l, L_OW), N, I, C);
+  lora_backward(m, l, RS_O, g->dy, g->gx, w->y, N);
   o->attention_bwd(g->dqkv, g->dy, w->qkv, w->att, w->kstart, B, T, I, NH);
   if (NKV != NH)
     o->kv_repeat_bwd(g->dqkvr, g->dqkv, N, NH, NKV, HS);
@@ -973,6 +1327,7 @@ static void layer_bwd(rdec_model *m, int l) {
     o->zero(g->dh, NC * sizeof(float));
   o->matmul_bwd(g->dh, LG(m, l, L_QKVW), LG(m, l, L_QKVB), g->dqkvr, w->h, LP(m, l, L_QKVW), N, C,
                 QKV);
+  lora_backward(m, l, RS_QKV, g->dh, g->dqkvr, w->h, N);
   /* the norms into the residual's gradient (which passes through) */
   if (c->parallel && !c->shared_ln)
     norm_bwd(m, g->gx, g->dh2, w->st + 2 * N, xin, L[L_LN2W], L[L_LN2B], N);
@@ -991,9 +1346,14 @@ static void trunk_backward(rdec_model *m) {
   m->base.last_logits = NULL;
   o->zero(g->gx, (size_t)N * C * sizeof(float));
   norm_bwd(m, g->gx, g->dh, w->st, w->x, m->lnfw, m->lnfb, N);
+  /* the layers recomputed with the adapters as the forward pass ran them */
+  int on = m->lora.on;
+  m->lora.on = m->lora.fwd_on;
   for (int l = m->cfg.n_layer - 1; l >= 0; l--)
     layer_bwd(m, l);
-  o->encoder_bwd(G(m, m->wte), g->dpos, g->gx, w->tok, w->zeros, N, C);
+  m->lora.on = on;
+  if (m->grads) /* a frozen base (LoRA) needs no gradient below the first layer */
+    o->encoder_bwd(G(m, m->wte), g->dpos, g->gx, w->tok, w->zeros, N, C);
   m->fB = 0;
 }
 
@@ -1012,52 +1372,52 @@ static int need_bwd(rdec_model *m, const char *what, dfpo_err *err) {
   return rc ? rc : layout_grad(m, err);
 }
 
-/* From m->logits holding the gradient of the logits: the LM head, then
- * the trunk. */
-static void head_backward(rdec_model *m) {
-  const ops_backend *o = m->base.ops;
-  int N = m->fB * m->fT, C = m->cfg.n_embd, V = m->cfg.vocab_size;
-  int hw = m->cfg.tied ? m->wte : m->headw;
-  o->zero(m->gw_.dh, (size_t)N * C * sizeof(float));
-  o->matmul_bwd(m->gw_.dh, G(m, hw), G(m, m->headb), m->logits, m->fw.h, P(m, hw), N, C, V);
-  trunk_backward(m);
-}
-
-static int rdec_lm_backward(rdec_model *m, const float *dlogp, const float *dent, dfpo_err *err) {
+/* The backward pass from the LM head (its logits' gradient dlogits when
+ * given, else that of sum dlogp logp + dent ent) and, with dvalues, the
+ * value head on the same final norm's output, through the trunk once (the
+ * value head on the policy's trunk: model_lm_value_backward). */
+static int rdec_lm_value_backward(rdec_model *m, const float *dlogp, const float *dent,
+                                  const float *dlogits, const float *dvalues, dfpo_err *err) {
+  const char *fam = family_name[m->cfg.family];
   if (!m->have_lm)
-    return dfpo_err_set(err, DFPO_EUSAGE, "%s: lm_backward needs model_lm_logprobs first",
-                        family_name[m->cfg.family]);
+    return dfpo_err_set(err, DFPO_EUSAGE, "%s: an LM backward pass needs model_lm_logprobs first",
+                        fam);
+  if (dvalues && m->vhead < 0)
+    return dfpo_err_set(err, DFPO_EUSAGE, "%s: the model has no value head", fam);
   int rc = need_bwd(m, "lm_backward", err);
   if (rc)
     return rc;
   const ops_backend *o = m->base.ops;
   size_t N = (size_t)m->fB * m->fT;
-  int V = m->cfg.vocab_size;
-  if (dlogp)
-    o->upload(m->gw_.dlp, dlogp, N * sizeof(float));
-  else
-    o->zero(m->gw_.dlp, N * sizeof(float));
-  if (dent)
-    o->upload(m->gw_.dent, dent, N * sizeof(float));
-  const int *d_tg = m->ids + (m->ids_cap - N); /* lm_logprobs' targets */
-  o->logits_bwd(m->logits, m->lse, m->ent, d_tg, m->gw_.dlp, dent ? m->gw_.dent : NULL, (int)N, V,
-                V);
-  head_backward(m);
+  int V = m->cfg.vocab_size, C = m->cfg.n_embd;
+  if (dlogits) {
+    /* the logits become their gradient */
+    o->upload(m->logits, dlogits, N * V * sizeof(float));
+  } else {
+    if (dlogp)
+      o->upload(m->gw_.dlp, dlogp, N * sizeof(float));
+    else
+      o->zero(m->gw_.dlp, N * sizeof(float));
+    if (dent)
+      o->upload(m->gw_.dent, dent, N * sizeof(float));
+    const int *d_tg = m->ids + (m->ids_cap - N); /* lm_logprobs' targets */
+    o->logits_bwd(m->logits, m->lse, m->ent, d_tg, m->gw_.dlp, dent ? m->gw_.dent : NULL, (int)N, V,
+                  V);
+  }
+  int hw = m->cfg.tied ? m->wte : m->headw;
+  o->zero(m->gw_.dh, N * C * sizeof(float));
+  o->matmul_bwd(m->gw_.dh, G(m, hw), G(m, m->headb), m->logits, m->fw.h, P(m, hw), (int)N, C, V);
+  if (dvalues) {
+    float *vg = vh_grad(m);
+    o->upload(m->gw_.dv, dvalues, N * sizeof(float));
+    o->matmul_bwd(m->gw_.dh, vg, vg + C, m->gw_.dv, m->fw.h, vh_param(m), (int)N, C, 1);
+  }
+  trunk_backward(m);
   return DFPO_OK;
 }
 
-static int rdec_lm_backward_logits(rdec_model *m, const float *dlogits, dfpo_err *err) {
-  if (!m->have_lm)
-    return dfpo_err_set(err, DFPO_EUSAGE, "%s: lm_backward_logits needs model_lm_logprobs first",
-                        family_name[m->cfg.family]);
-  int rc = need_bwd(m, "lm_backward_logits", err);
-  if (rc)
-    return rc;
-  /* the logits become their gradient */
-  m->base.ops->upload(m->logits, dlogits,
-                      (size_t)m->fB * m->fT * m->cfg.vocab_size * sizeof(float));
-  head_backward(m);
-  return DFPO_OK;
+static int rdec_lm_backward(rdec_model *m, const float *dlogp, const float *dent, dfpo_err *err) {
+  return rdec_lm_value_backward(m, dlogp, dent, NULL, NULL, err);
 }
 
 /* The mean next-token cross-entropy over targets >= 0 and its gradient. */
@@ -1103,8 +1463,8 @@ static int rdec_value_forward(rdec_model *m, float *values, dfpo_err *err) {
   if (rc)
     return rc;
   int N = m->fB * m->fT;
-  m->base.ops->matmul_fwd(m->fw.vals, m->fw.h, P(m, m->vhead), P(m, m->vhead + 1), N, m->cfg.n_embd,
-                          1);
+  const float *vw = vh_param(m);
+  m->base.ops->matmul_fwd(m->fw.vals, m->fw.h, vw, vw + m->cfg.n_embd, N, m->cfg.n_embd, 1);
   m->base.ops->download(values, m->fw.vals, (size_t)N * sizeof(float));
   return DFPO_OK;
 }
@@ -1117,8 +1477,8 @@ static int rdec_value_backward(rdec_model *m, const float *dvalues, dfpo_err *er
   int N = m->fB * m->fT, C = m->cfg.n_embd;
   o->upload(m->gw_.dv, dvalues, (size_t)N * sizeof(float));
   o->zero(m->gw_.dh, (size_t)N * C * sizeof(float));
-  o->matmul_bwd(m->gw_.dh, G(m, m->vhead), G(m, m->vhead + 1), m->gw_.dv, m->fw.h, P(m, m->vhead),
-                N, C, 1);
+  float *vg = vh_grad(m);
+  o->matmul_bwd(m->gw_.dh, vg, vg + C, m->gw_.dv, m->fw.h, vh_param(m), N, C, 1);
   trunk_backward(m);
   return DFPO_OK;
 }
@@ -1160,7 +1520,7 @@ static const float *rdec_decode_begin(rdec_model *m, const int *tokens, const in
     dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
     return NULL;
   }
-  if (host_ids(m, tokens, kstart, B, T, h, fam, err) ||
+  if (host_ids(m, tokens, kstart, B, T, h, fam, err) || lora_reserve(m, N, err) ||
       grow(o, (void **)&m->gen, &m->gen_floats, nf, sizeof(float), err) ||
       grow(o, (void **)&m->gen_ids, &m->gen_ids_cap, ni, sizeof(int), err)) {
     free(h);
@@ -1239,8 +1599,12 @@ static const float *rdec_decode_step(rdec_model *m, const int *next, dfpo_err *e
  * magic, version 1, the header's size, the rdec_config's fields, the head,
  * the step, flags bit 0 = the AdamW moments follow, the parameter count),
  * then the parameters, then, with bit 0, the first and second moments, all
- * little-endian float32 in the model's tensor order. */
+ * little-endian float32 in the model's tensor order. Version 2 (flag bit
+ * 1): a model with LoRA adapters, the base's parameters without moments,
+ * then the adapter section (trainer/ckpt_internal.h's ckpt_lora_section,
+ * targets bit k the family's target k). */
 #define RDEC_NATIVE_VERSION 1u
+#define RDEC_NATIVE_VERSION_LORA 2u
 #define RDEC_NATIVE_HEADER 128u
 
 typedef struct rdec_native_header {
@@ -1298,7 +1662,8 @@ static int rdec_save(rdec_model *m, const char *path, int with_optimizer, dfpo_e
   rdec_native_header h;
   memset(&h, 0, sizeof h);
   memcpy(h.magic, RDEC_NATIVE_MAGIC, 8);
-  h.version = RDEC_NATIVE_VERSION;
+  const rdec_lora *z = &m->lora;
+  h.version = z->r ? RDEC_NATIVE_VERSION_LORA : RDEC_NATIVE_VERSION;
   h.header_bytes = RDEC_NATIVE_HEADER;
   h.family = c->family, h.vocab_size = c->vocab_size, h.n_embd = c->n_embd;
   h.n_layer = c->n_layer, h.n_head = c->n_head, h.n_kv_head = c->n_kv_head;
@@ -1308,17 +1673,28 @@ static int rdec_save(rdec_model *m, const char *path, int with_optimizer, dfpo_e
   h.head_bias = c->head_bias, h.tied = c->tied, h.rope_base = c->rope_base, h.eps = c->eps;
   h.head = m->base.cfg.head;
   h.step = m->base.step;
-  with_optimizer = with_optimizer && m->train_block;
-  h.flags = with_optimizer ? 1u : 0u;
+  with_optimizer = with_optimizer && (z->r ? z->train_block : m->train_block);
+  h.flags = (with_optimizer ? 1u : 0u) | (z->r ? 2u : 0u);
   h.nparams = m->nparams;
   dfpo_atomic a;
   int rc = dfpo_atomic_open(&a, path, err);
   if (rc)
     return rc;
   const ops_backend *o = m->base.ops;
+  ckpt_lora_section ls;
+  memset(&ls, 0, sizeof ls);
+  memcpy(ls.magic, CKPT_LORA_MAGIC, 8);
+  ls.rank = z->r;
+  ls.alpha = z->alpha;
+  ls.targets = z->targets;
+  ls.nparams = z->nparams;
   if (fwrite(&h, sizeof h, 1, a.fp) != 1 || write_block(a.fp, o, m->params, m->nparams) ||
-      (with_optimizer &&
-       (write_block(a.fp, o, m->m1, m->nparams) || write_block(a.fp, o, m->m2, m->nparams)))) {
+      (with_optimizer && !z->r &&
+       (write_block(a.fp, o, m->m1, m->nparams) || write_block(a.fp, o, m->m2, m->nparams))) ||
+      (z->r &&
+       (fwrite(&ls, sizeof ls, 1, a.fp) != 1 || write_block(a.fp, o, z->params, z->nparams) ||
+        (with_optimizer &&
+         (write_block(a.fp, o, z->m1, z->nparams) || write_block(a.fp, o, z->m2, z->nparams)))))) {
     int e = errno;
     dfpo_atomic_abort(&a);
     return dfpo_err_errno(err, DFPO_ERUNTIME, e, "%s: write failed", path);
@@ -1345,6 +1721,48 @@ static int count_params(const rdec_config *c, int head, size_t *n, dfpo_err *err
   return DFPO_OK;
 }
 
+/* The adapter section of a version-2 file after the base's parameters:
+ * adds the adapters its header describes to m and reads them (with
+ * with_opt their AdamW moments); the file must end there. */
+static int load_lora_section(FILE *fp, rdec_model *m, const char *path, int with_opt,
+                             dfpo_err *err) {
+  ckpt_lora_section ls;
+  int ntab;
+  lora_table(m->cfg.family, &ntab);
+  if (fread(&ls, sizeof ls, 1, fp) != 1)
+    return dfpo_err_set(err, DFPO_EDATA, "%s: LoRA adapter section truncated (no header)", path);
+  if (memcmp(ls.magic, CKPT_LORA_MAGIC, 8) != 0 || ls.targets == 0 || ls.targets >= (1u << ntab) ||
+      ls.reserved)
+    return dfpo_err_set(err, DFPO_EDATA,
+                        "%s: LoRA adapter section damaged (magic, target bits %#x)", path,
+                        ls.targets);
+  const rdec_lora_target *tab = lora_table(m->cfg.family, &ntab);
+  const char *names[RDEC_LORA_MAX];
+  for (int k = 0; k < ntab; k++)
+    names[k] = tab[k].name;
+  char targets[256];
+  model_lora_target_list(ls.targets, names, ntab, targets, sizeof targets);
+  model_lora_config c = {ls.rank, ls.alpha, targets};
+  dfpo_err why;
+  dfpo_err_clear(&why);
+  if (rdec_add_lora(m, &c, 0, &why))
+    return dfpo_err_set(err, DFPO_EDATA, "%s: LoRA adapter section: %s", path, why.msg);
+  rdec_lora *z = &m->lora;
+  if (ls.nparams != z->nparams)
+    return dfpo_err_set(err, DFPO_EDATA,
+                        "%s: LoRA adapter section damaged: it says %llu parameters, rank %d on "
+                        "%s has %zu",
+                        path, (unsigned long long)ls.nparams, ls.rank, targets, z->nparams);
+  const ops_backend *o = m->base.ops;
+  int rc = read_block(fp, o, z->params, z->nparams, path, "LoRA adapters", err);
+  if (!rc && with_opt && !(rc = rdec_ensure_train(m, err)) &&
+      !(rc = read_block(fp, o, z->m1, z->nparams, path, "adapters' first AdamW moment", err)))
+    rc = read_block(fp, o, z->m2, z->nparams, path, "adapters' second AdamW moment", err);
+  if (!rc && fgetc(fp) != EOF)
+    rc = dfpo_err_set(err, DFPO_EDATA, "%s: trailing data after the LoRA adapter section", path);
+  return rc;
+}
+
 int rdec_load_native(model_t **out, const char *path, FILE *fp, dfpo_err *err) {
   *out = NULL;
   rdec_native_header h;
@@ -1353,11 +1771,13 @@ int rdec_load_native(model_t **out, const char *path, FILE *fp, dfpo_err *err) {
                         RDEC_NATIVE_HEADER);
   if (memcmp(h.magic, RDEC_NATIVE_MAGIC, 8) != 0)
     return dfpo_err_set(err, DFPO_EDATA, "%s: not a rotary decoder checkpoint (bad magic)", path);
-  if (h.version != RDEC_NATIVE_VERSION)
-    return dfpo_err_set(err, DFPO_EDATA, "%s: checkpoint version %u, this build reads version %u",
-                        path, h.version, RDEC_NATIVE_VERSION);
-  if (h.header_bytes != RDEC_NATIVE_HEADER || (h.flags & ~1u) || h.step < 0 ||
-      (h.head != MODEL_HEAD_NONE && h.head != MODEL_HEAD_VALUE))
+  if (h.version != RDEC_NATIVE_VERSION && h.version != RDEC_NATIVE_VERSION_LORA)
+    return dfpo_err_set(err, DFPO_EDATA,
+                        "%s: checkpoint version %u, this build reads versions %u and %u", path,
+                        h.version, RDEC_NATIVE_VERSION, RDEC_NATIVE_VERSION_LORA);
+  int lora = h.version == RDEC_NATIVE_VERSION_LORA;
+  if (h.header_bytes != RDEC_NATIVE_HEADER || (h.flags & ~3u) || !!(h.flags & 2u) != lora ||
+      h.step < 0 || (h.head != MODEL_HEAD_NONE && h.head != MODEL_HEAD_VALUE))
     return dfpo_err_set(err, DFPO_EDATA,
                         "%s: corrupt header (size %u, flags %#x, step %d, head %d)", path,
                         h.header_bytes, h.flags, h.step, h.head);
@@ -1397,17 +1817,24 @@ int rdec_load_native(model_t **out, const char *path, FILE *fp, dfpo_err *err) {
                         "do not match",
                         path, (unsigned long long)h.nparams, want);
   struct stat st;
-  uint64_t expect = RDEC_NATIVE_HEADER + h.nparams * sizeof(float) * ((h.flags & 1) ? 3 : 1);
-  if (fstat(fileno(fp), &st) == 0 && (uint64_t)st.st_size != expect)
+  uint64_t expect =
+      RDEC_NATIVE_HEADER + h.nparams * sizeof(float) * ((h.flags & 1) && !lora ? 3 : 1);
+  /* with adapters: at least the base and the section's header; the
+   * section's end is checked after it */
+  if (fstat(fileno(fp), &st) == 0 &&
+      (lora ? (uint64_t)st.st_size < expect + sizeof(ckpt_lora_section)
+            : (uint64_t)st.st_size != expect))
     return dfpo_err_set(err, DFPO_EDATA, "%s: %lld bytes, expected %llu", path,
                         (long long)st.st_size, (unsigned long long)expect);
   rdec_model *m;
-  if ((rc = rdec_create(&m, &c, h.head, err)))
+  if ((rc = rdec_create(&m, &c, h.head, NULL, err)))
     return dfpo_err_prefix(err, "%s", path);
   const ops_backend *o = m->base.ops;
   rc = read_block(fp, o, m->params, m->nparams, path, "parameters", err);
-  if (!rc && (h.flags & 1) && !(rc = rdec_ensure_train(m, err)) &&
-      !(rc = read_block(fp, o, m->m1, m->nparams, path, "first AdamW moment", err)))
+  if (!rc && lora)
+    rc = load_lora_section(fp, m, path, h.flags & 1, err);
+  else if (!rc && (h.flags & 1) && !(rc = rdec_ensure_train(m, err)) &&
+           !(rc = read_block(fp, o, m->m1, m->nparams, path, "first AdamW moment", err)))
     rc = read_block(fp, o, m->m2, m->nparams, path, "second AdamW moment", err);
   if (rc) {
     rdec_destroy(m);
@@ -1416,6 +1843,263 @@ int rdec_load_native(model_t **out, const char *path, FILE *fp, dfpo_err *err) {
   m->base.step = h.step;
   *out = &m->base;
   return DFPO_OK;
+}
+
+/* ------------------------------------------------------------ export */
+
+/* The inverse of neox_reorder: q | k | v rows of src back to GPT-NeoX's
+ * per-head [q, k, v] in dst. */
+static void neox_unorder(float *dst, const float *src, int NH, int HS, int cols) {
+  size_t rb = (size_t)cols * sizeof(float);
+  for (int h = 0; h < NH; h++)
+    for (int s = 0; s < 3; s++)
+      for (int d = 0; d < HS; d++)
+        memcpy(dst + ((size_t)h * 3 * HS + (size_t)s * HS + d) * cols,
+               src + ((size_t)s * NH * HS + (size_t)h * HS + d) * cols, rb);
+}
+
+/* The adapter of layer l's slot s on the rows of part p: the index of its
+ * A in the adapters' tensors (its Bt at + nt), -1 when not adapted. */
+static int adapter_of(const rdec_model *m, int l, int s, int p) {
+  const rdec_lora *z = &m->lora;
+  if (!z->r || z->first[l][s] < 0)
+    return -1;
+  for (int t = 0; t < z->nt[s]; t++)
+    if (z->tab[z->tk[s][t]].part == p)
+      return z->first[l][s] + t;
+  return -1;
+}
+
+/* A copy of n floats at dev (backend memory), GPT-NeoX's fused rows put
+ * back in its per-head order (rows of cols floats; each of `reps` blocks
+ * of n / reps floats alone), in a new allocation of the backend
+ * (*tmp; NULL on failure). */
+static float *neox_copy(const rdec_model *m, const float *dev, int cols, int reps, float **tmp) {
+  const ops_backend *o = m->base.ops;
+  const rdec_config *c = &m->cfg;
+  size_t each = (size_t)(c->n_head * c->head_dim * 3) * cols, n = each * reps;
+  float *h = malloc(2 * n * sizeof(float));
+  *tmp = h ? o->alloc(n * sizeof(float)) : NULL;
+  if (*tmp) {
+    o->download(h, dev, n * sizeof(float));
+    for (int r = 0; r < reps; r++)
+      neox_unorder(h + n + r * each, h + r * each, c->n_head, c->head_dim, cols);
+    o->upload(*tmp, h + n, n * sizeof(float));
+  }
+  free(h);
+  return *tmp;
+}
+
+/* config.json as transformers' config class of the family reads it (the
+ * fields read_config reads). */
+static cJSON *hf_config(const rdec_model *m, int eot_id) {
+  const rdec_config *c = &m->cfg;
+  static const char *const archs[] = {"GPTJForCausalLM", "GPTNeoXForCausalLM", "LlamaForCausalLM"};
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "architectures"),
+                       cJSON_CreateString(archs[c->family]));
+  cJSON_AddStringToObject(o, "model_type", family_name[c->family]);
+  cJSON_AddNumberToObject(o, "vocab_size", c->vocab_size);
+  const char *gelu = c->act == RDEC_ACT_GELU_ERF ? "gelu" : "gelu_new";
+  if (c->family == RDEC_GPTJ) {
+    cJSON_AddNumberToObject(o, "n_embd", c->n_embd);
+    cJSON_AddNumberToObject(o, "n_layer", c->n_layer);
+    cJSON_AddNumberToObject(o, "n_head", c->n_head);
+    cJSON_AddNumberToObject(o, "n_inner", c->d_ff);
+    cJSON_AddNumberToObject(o, "n_positions", c->n_ctx);
+    cJSON_AddNumberToObject(o, "rotary_dim", c->rot);
+    cJSON_AddNumberToObject(o, "layer_norm_epsilon", c->eps);
+    cJSON_AddStringToObject(o, "activation_function", gelu);
+  } else {
+    cJSON_AddNumberToObject(o, "hidden_size", c->n_embd);
+    cJSON_AddNumberToObject(o, "num_hidden_layers", c->n_layer);
+    cJSON_AddNumberToObject(o, "num_attention_heads", c->n_head);
+    cJSON_AddNumberToObject(o, "intermediate_size", c->d_ff);
+    cJSON_AddNumberToObject(o, "max_position_embeddings", c->n_ctx);
+  }
+  if (c->family == RDEC_NEOX) {
+    /* int(head_size * rotary_pct) must give rot back */
+    double pct = (double)c->rot / c->head_dim;
+    if ((int)(c->head_dim * pct) != c->rot)
+      pct = (c->rot + 0.5) / c->head_dim;
+    cJSON_AddNumberToObject(o, "rotary_pct", pct);
+    cJSON_AddNumberToObject(o, "rotary_emb_base", c->rope_base);
+    cJSON_AddNumberToObject(o, "layer_norm_eps", c->eps);
+    cJSON_AddBoolToObject(o, "use_parallel_residual", c->parallel);
+    cJSON_AddStringToObject(o, "hidden_act", gelu);
+    cJSON_AddBoolToObject(o, "attention_bias", 1);
+  } else if (c->family == RDEC_LLAMA) {
+    cJSON_AddNumberToObject(o, "num_key_value_heads", c->n_kv_head);
+    cJSON_AddNumberToObject(o, "head_dim", c->head_dim);
+    cJSON_AddNumberToObject(o, "rope_theta", c->rope_base);
+    cJSON_AddNumberToObject(o, "rms_norm_eps", c->eps);
+    cJSON_AddStringToObject(o, "hidden_act", "silu");
+    cJSON_AddBoolToObject(o, "attention_bias", 0);
+    cJSON_AddBoolToObject(o, "mlp_bias", 0);
+  }
+  cJSON_AddBoolToObject(o, "tie_word_embeddings", c->tied);
+  if (eot_id >= 0) {
+    cJSON_AddNumberToObject(o, "bos_token_id", eot_id);
+    cJSON_AddNumberToObject(o, "eos_token_id", eot_id);
+  } else {
+    cJSON_AddNullToObject(o, "bos_token_id");
+    cJSON_AddNullToObject(o, "eos_token_id");
+  }
+  cJSON_AddStringToObject(o, "torch_dtype", "float32");
+  return o;
+}
+
+/* peft's adapter_config.json beside path. */
+static int write_adapter_config(const rdec_model *m, const char *path, dfpo_err *err) {
+  const rdec_lora *z = &m->lora;
+  char cpath[4096];
+  const char *slash = strrchr(path, '/');
+  int rc = dfpo_path_fmt(cpath, sizeof cpath, err, "%.*s%sadapter_config.json",
+                         slash ? (int)(slash - path) : 0, path, slash ? "/" : "");
+  if (rc)
+    return rc;
+  cJSON *c = cJSON_CreateObject();
+  cJSON_AddStringToObject(c, "peft_type", "LORA");
+  cJSON_AddStringToObject(c, "task_type", "CAUSAL_LM");
+  cJSON_AddNullToObject(c, "base_model_name_or_path");
+  cJSON_AddNullToObject(c, "revision");
+  cJSON_AddNumberToObject(c, "r", z->r);
+  cJSON_AddNumberToObject(c, "lora_alpha", z->alpha);
+  cJSON_AddNumberToObject(c, "lora_dropout", 0);
+  cJSON *tm = cJSON_AddArrayToObject(c, "target_modules");
+  for (int k = 0; k < z->ntab; k++)
+    if ((z->targets >> k) & 1)
+      cJSON_AddItemToArray(tm, cJSON_CreateString(z->tab[k].name));
+  cJSON_AddBoolToObject(c, "fan_in_fan_out", 0);
+  cJSON_AddStringToObject(c, "bias", "none");
+  cJSON_AddNullToObject(c, "modules_to_save");
+  cJSON_AddBoolToObject(c, "init_lora_weights", 1);
+  cJSON_AddBoolToObject(c, "inference_mode", 1);
+  rc = ckpt_write_json(cpath, c, err);
+  cJSON_Delete(c);
+  return rc;
+}
+
+/* model_export_safetensors: the Hugging Face tensors (q_proj, k_proj,
+ * v_proj and gate_proj, up_proj apart again, GPT-NeoX's query_key_value in
+ * its per-head order), adapters merged (W + (alpha/r) B A, on each
+ * adapted layer's rows), a value head as trl's v_head.summary.* unless
+ * lm_only, and config.json with write_config; or, with o->adapters, the
+ * adapters alone as peft's adapter_model.safetensors (base_model.model.
+ * <Hugging Face module>.lora_A.weight [r, in], .lora_B.weight [out, r]; the
+ * value head's copy is no part of it) and adapter_config.json. GPT-NeoX's
+ * fused rows pass through a copy in the backend's memory, one per layer
+ * (with its adapter's B). */
+static int rdec_export(const rdec_model *m, const char *path, const model_export_opts *o,
+                       dfpo_err *err) {
+  const rdec_lora *z = &m->lora;
+  const rdec_config *c = &m->cfg;
+  if (o->adapters && !z->r)
+    return dfpo_err_set(err, DFPO_EUSAGE, "%s: the model has no LoRA adapters", path);
+  int cap = 3 * m->ntensors + 2 * z->ntensors + 2, n = 0, ntmp = 0, rc = DFPO_OK;
+  ckpt_st_tensor *ts = calloc((size_t)cap, sizeof *ts);
+  char(*names)[160] = calloc((size_t)cap, sizeof *names);
+  float **tmp = calloc((size_t)cap, sizeof *tmp);
+  cJSON *meta = cJSON_CreateObject();
+  if (!ts || !names || !tmp || !meta) {
+    rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+    goto done;
+  }
+  cJSON_AddStringToObject(meta, "format", "pt");
+  for (int l = 0; l < c->n_layer && o->adapters; l++)
+    for (int s = 0; s < RS_N; s++)
+      for (int t = 0; t < z->nt[s] && z->first[l][s] >= 0; t++) {
+        const rdec_tensor *a = &z->tensors[z->first[l][s] + t],
+                          *b = &z->tensors[z->first[l][s] + z->nt[s] + t];
+        snprintf(names[n], sizeof names[n], "base_model.model.%s", a->name);
+        ts[n] = (ckpt_st_tensor){.name = names[n],
+                                 .dev = z->params + a->off,
+                                 .rows = a->rows,
+                                 .cols = a->cols,
+                                 .ndim = 2};
+        n++;
+        const float *bd = z->params + b->off;
+        if (c->family == RDEC_NEOX && s == RS_QKV &&
+            !(bd = neox_copy(m, bd, 1, z->r, &tmp[ntmp++])))
+          goto oom;
+        snprintf(names[n], sizeof names[n], "base_model.model.%s", b->name);
+        /* Bt [r, out] written [out, r] */
+        ts[n] = (ckpt_st_tensor){.name = names[n],
+                                 .dev = bd,
+                                 .rows = b->rows,
+                                 .cols = b->cols,
+                                 .ndim = 2,
+                                 .transpose = 1};
+        n++;
+      }
+  for (int k = 0; k < m->ntensors && !o->adapters; k++) {
+    const rdec_tensor *t = &m->tensors[k];
+    if (m->vhead >= 0 && (k == m->vhead || k == m->vhead + 1)) {
+      if (o->lm_only)
+        continue;
+      ts[n] = (ckpt_st_tensor){.name = t->name,
+                               .dev = vh_param(m) + (k == m->vhead ? 0 : c->n_embd),
+                               .rows = t->rows,
+                               .cols = t->cols,
+                               .ndim = k == m->vhead ? 2 : 1};
+      n++;
+      continue;
+    }
+    int layer = -1, slot = -1;
+    for (int l = 0; l < c->n_layer && slot < 0; l++)
+      for (int s = 0; s < RS_N; s++)
+        if (m->layer[l][slot_tensor[s]] == k)
+          layer = l, slot = s;
+    for (int q = 0; q < t->nsrc; q++) {
+      int part = t->nsrc == 3   ? RP_Q + q
+                 : t->nsrc == 2 ? RP_GATE + q
+                                : RP_ALL,
+          row0 = 0, rows = t->rows;
+      if (t->nsrc > 1)
+        part_rows(c, slot, part, &row0, &rows);
+      const float *dev = m->params + t->off + (size_t)row0 * t->cols;
+      if (t->neox_qkv && !(dev = neox_copy(m, dev, t->vec ? 1 : t->cols, 1, &tmp[ntmp++])))
+        goto oom;
+      ts[n] = (ckpt_st_tensor){
+          .name = t->src[q], .dev = dev, .rows = rows, .cols = t->cols, .ndim = t->vec ? 1 : 2};
+      int a = slot >= 0 && !t->vec ? adapter_of(m, layer, slot, part) : -1;
+      if (a >= 0) { /* W + (alpha/r) B A on these rows */
+        const float *bd = z->params + z->tensors[a + z->nt[slot]].off;
+        if (t->neox_qkv && !(bd = neox_copy(m, bd, 1, z->r, &tmp[ntmp++])))
+          goto oom;
+        ts[n].lo_a = z->params + z->tensors[a].off;
+        ts[n].lo_b = bd;
+        ts[n].lo_r = z->r;
+        ts[n].lo_scale = z->alpha / (float)z->r;
+      }
+      n++;
+    }
+  }
+  rc = ckpt_write_safetensors(&m->base, path, meta, ts, n, err);
+  meta = NULL; /* consumed */
+  if (!rc && o->adapters)
+    rc = write_adapter_config(m, path, err);
+  else if (!rc && o->write_config) {
+    char cpath[4096];
+    cJSON *cj = NULL;
+    if (!(rc = model_config_beside(path, cpath, sizeof cpath, err))) {
+      cj = hf_config(m, o->eot_id);
+      rc = ckpt_write_json(cpath, cj, err);
+    }
+    cJSON_Delete(cj);
+  }
+  goto done;
+oom:
+  rc = dfpo_err_set(err, DFPO_ERUNTIME, "%s: out of memory for the export", path);
+done:
+  for (int i = 0; tmp && i < ntmp; i++)
+    if (tmp[i])
+      m->base.ops->free(tmp[i]);
+  free(tmp);
+  free(ts);
+  free(names);
+  cJSON_Delete(meta);
+  return rc;
 }
 
 /* ------------------------------------------------------------ table */
@@ -1432,6 +2116,8 @@ static void vt_free(model_t *m) {
  * the embedding normal(0, 0.02), biases 0, norm weights 1. */
 static void vt_init_random(model_t *mm, uint64_t seed) {
   rdec_model *m = rdec_of(mm);
+  if (m->params_borrowed)
+    return; /* a view's parameters are another model's */
   dfpo_rng r;
   dfpo_rng_init(&r, seed, DFPO_STREAM_INIT);
   float *h = malloc(m->nparams * sizeof(float));
@@ -1449,8 +2135,11 @@ static void vt_init_random(model_t *mm, uint64_t seed) {
 }
 static size_t vt_arena_bytes(const model_t *mm) {
   const rdec_model *m = rdec_of_const(mm);
-  return (m->nparams * (m->train_block ? 4 : 1) + m->act_floats + m->gen_floats + m->bwd_floats +
-          (size_t)m->cfg.n_embd) *
+  const rdec_lora *z = &m->lora;
+  /* a view's base weights are another model's */
+  return ((m->params_borrowed ? 0 : m->nparams) * (m->train_block ? 4 : 1) +
+          z->nparams * (z->train_block ? 4 : 1) + z->scratch_floats + m->act_floats +
+          m->gen_floats + m->bwd_floats + (size_t)m->cfg.n_embd) *
              sizeof(float) +
          (m->ids_cap + m->gen_ids_cap) * sizeof(int);
 }
@@ -1462,9 +2151,29 @@ static int vt_new_like(model_t **out, const model_t *src, int head, int n_classe
   if (head != MODEL_HEAD_NONE && head != MODEL_HEAD_VALUE)
     return usage(src, err, "a classification head");
   rdec_model *m;
-  int rc = rdec_create(&m, &rdec_of_const(src)->cfg, head, err);
+  int rc = rdec_create(&m, &rdec_of_const(src)->cfg, head, NULL, err);
   if (!rc)
     *out = &m->base;
+  return rc;
+}
+/* Whether a's and b's base parameters hold the same values (through the
+ * host in slices): DFPO_EUSAGE when not. */
+static int same_base(const rdec_model *a, const rdec_model *b, dfpo_err *err) {
+  size_t n = a->nparams, slice = (size_t)1 << 20;
+  float *ha = malloc(slice * sizeof(float)), *hb = malloc(slice * sizeof(float));
+  int rc = ha && hb ? DFPO_OK : dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  for (size_t i = 0; !rc && i < n; i += slice) {
+    size_t k = n - i < slice ? n - i : slice;
+    a->base.ops->download(ha, a->params + i, k * sizeof(float));
+    b->base.ops->download(hb, b->params + i, k * sizeof(float));
+    if (memcmp(ha, hb, k * sizeof(float)) != 0)
+      rc = dfpo_err_set(err, DFPO_EUSAGE,
+                        "%s: an adapter view takes adapters only, and the source's base weights "
+                        "differ from the view's",
+                        a->base.cfg.arch);
+  }
+  free(ha);
+  free(hb);
   return rc;
 }
 static int vt_copy_params(model_t *dst, const model_t *src, dfpo_err *err) {
@@ -1474,16 +2183,61 @@ static int vt_copy_params(model_t *dst, const model_t *src, dfpo_err *err) {
       dst->cfg.head != src->cfg.head)
     return dfpo_err_set(err, DFPO_EUSAGE, "%s: copy_params between different configs or heads",
                         dst->cfg.arch);
-  return model_copy_floats(dst, d->params, src, s->params, d->nparams, err);
+  if (d->params_borrowed && !d->lora.r)
+    return dfpo_err_set(err, DFPO_EUSAGE, "%s: a base view's parameters are another model's",
+                        dst->cfg.arch);
+  /* adapters are parameters too: both have the same ones, or neither */
+  const rdec_lora *zd = &d->lora, *zs = &s->lora;
+  if (zd->r != zs->r || zd->alpha != zs->alpha || zd->targets != zs->targets)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "%s: copy_params: the models' LoRA adapters differ (rank %d and %d)",
+                        dst->cfg.arch, zd->r, zs->r);
+  int rc;
+  if (d->params_borrowed) /* an adapter view: the base is shared, not copied */
+    rc = d->params == s->params ? DFPO_OK : same_base(d, s, err);
+  else
+    rc = model_copy_floats(dst, d->params, src, s->params, d->nparams, err);
+  if (!rc && zs->r)
+    rc = model_copy_floats(dst, zd->params, src, zs->params, zs->nparams, err);
+  return rc;
 }
+/* Every base tensor of dst whose name and shape one of src's has (the
+ * base's, adapters or not: a value model's trunk from a LoRA policy). */
 static int vt_copy_shared_params(model_t *dst, const model_t *src, int *copied, dfpo_err *err) {
-  return model_copy_shared_by_name(dst, src, copied, err);
+  rdec_model *d = rdec_of(dst);
+  const rdec_model *s = rdec_of_const(src);
+  int n = 0, rc = DFPO_OK;
+  if (d->params_borrowed)
+    return dfpo_err_set(err, DFPO_EUSAGE, "%s: a view's parameters are another model's",
+                        dst->cfg.arch);
+  for (int i = 0; i < d->ntensors && !rc; i++) {
+    const rdec_tensor *a = &d->tensors[i];
+    for (int j = 0; j < s->ntensors; j++) {
+      const rdec_tensor *b = &s->tensors[j];
+      if (strcmp(a->name, b->name) || a->rows != b->rows || a->cols != b->cols)
+        continue;
+      rc = model_copy_floats(dst, d->params + a->off, src, s->params + b->off,
+                             (size_t)a->rows * a->cols, err);
+      n++;
+      break;
+    }
+  }
+  if (copied)
+    *copied = n;
+  return rc;
 }
 static int vt_num_tensors(const model_t *m) {
-  return rdec_of_const(m)->ntensors;
+  const rdec_model *r = rdec_of_const(m);
+  return r->lora.r ? r->lora.ntensors : r->ntensors;
 }
 static int vt_tensor_at(const model_t *mm, int i, model_tensor *t) {
   const rdec_model *m = rdec_of_const(mm);
+  const rdec_lora *z = &m->lora;
+  if (z->r) { /* the adapters are the only trainable tensors */
+    const rdec_tensor *b = &z->tensors[i];
+    return model_tensor_fill(t, b->name, b->rows, b->cols, !b->vec, b->off, z->params, z->grads,
+                             z->m1, z->m2);
+  }
   const rdec_tensor *b = &m->tensors[i];
   return model_tensor_fill(t, b->name, b->rows, b->cols, !b->vec, b->off, m->params, m->grads,
                            m->m1, m->m2);
@@ -1506,7 +2260,7 @@ static int vt_lm_backward(model_t *m, const float *dlogp, const float *dent, dfp
   return rdec_lm_backward(rdec_of(m), dlogp, dent, err);
 }
 static int vt_lm_backward_logits(model_t *m, const float *dlogits, dfpo_err *err) {
-  return rdec_lm_backward_logits(rdec_of(m), dlogits, err);
+  return rdec_lm_value_backward(rdec_of(m), NULL, NULL, dlogits, NULL, err);
 }
 static int vt_lm_loss(model_t *mm, const model_batch *b, const int *targets, int backward,
                       float *loss, dfpo_err *err) {
@@ -1534,12 +2288,16 @@ static int vt_class_backward(model_t *m, const float *dlogits, dfpo_err *err) {
 }
 static void vt_zero_grad(model_t *mm) {
   rdec_model *m = rdec_of(mm);
+  const rdec_lora *z = &m->lora;
   if (rdec_ensure_train(m, NULL) == DFPO_OK && !mm->grads_zero)
-    mm->ops->zero(m->grads, m->nparams * sizeof(float));
+    mm->ops->zero(z->r ? z->grads : m->grads, (z->r ? z->nparams : m->nparams) * sizeof(float));
   mm->grads_zero = 1;
 }
 static float vt_grad_norm(model_t *mm) {
   rdec_model *m = rdec_of(mm);
+  const rdec_lora *z = &m->lora;
+  if (z->r)
+    return z->grads ? (float)sqrt(mm->ops->sumsq(z->grads, z->nparams)) : 0.0f;
   return m->grads ? (float)sqrt(mm->ops->sumsq(m->grads, m->nparams)) : 0.0f;
 }
 static const float *vt_decode_begin(model_t *m, const int *tokens, const int *kstart, int B, int T,
@@ -1554,8 +2312,56 @@ static int vt_save(model_t *m, const char *path, int with_optimizer, dfpo_err *e
 }
 static int vt_export_safetensors(const model_t *m, const char *path, const model_export_opts *o,
                                  dfpo_err *err) {
-  (void)path, (void)o;
-  return usage(m, err, "safetensors export");
+  return rdec_export(rdec_of_const(m), path, o, err);
+}
+
+static int vt_add_lora(model_t *m, const model_lora_config *c, uint64_t seed, dfpo_err *err) {
+  return rdec_add_lora(rdec_of(m), c, seed, err);
+}
+static int vt_lora_rank(const model_t *m) {
+  return rdec_of_const(m)->lora.r;
+}
+static int vt_set_adapters(model_t *mm, int on, dfpo_err *err) {
+  (void)err;
+  rdec_model *m = rdec_of(mm);
+  if (m->lora.on != !!on) {
+    m->lora.on = !!on;
+    /* the last logits (and a decoding's cache) belong to the other setting */
+    m->have_lm = 0;
+    m->base.last_logits = NULL;
+  }
+  return DFPO_OK;
+}
+/* A model over src's parameters (no copy), with adapters: a copy of src's. */
+static int vt_base_view(model_t **out, const model_t *srcm, int adapters, dfpo_err *err) {
+  *out = NULL;
+  const rdec_model *src = rdec_of_const(srcm);
+  const char *fam = family_name[src->cfg.family];
+  if (src->params_borrowed)
+    return dfpo_err_set(err, DFPO_EUSAGE, "%s: a base view of a view", fam);
+  if (ops_default_backend() != src->base.ops)
+    return dfpo_err_set(err, DFPO_EUSAGE, "%s: a base view must be made on its model's device",
+                        fam);
+  rdec_model *v;
+  int rc = rdec_create(&v, &src->cfg, src->base.cfg.head, src->params, err);
+  if (rc || !adapters)
+    goto out;
+  char targets[256];
+  model_lora_config c = lora_config_of(src, targets, sizeof targets);
+  if ((rc = rdec_add_lora(v, &c, 0, err)) ||
+      (rc = model_copy_floats(&v->base, v->lora.params, srcm, src->lora.params, src->lora.nparams,
+                              err))) {
+    rdec_destroy(v);
+    return rc;
+  }
+  v->lora.on = src->lora.on;
+out:
+  *out = rc ? NULL : &v->base;
+  return rc;
+}
+static int vt_lm_value_backward(model_t *m, const float *dlogp, const float *dent,
+                                const float *dlogits, const float *dvalues, dfpo_err *err) {
+  return rdec_lm_value_backward(rdec_of(m), dlogp, dent, dlogits, dvalues, err);
 }
 
 /* The backward pass always recomputes each layer from its saved input
@@ -1598,6 +2404,11 @@ const model_vtable rdec_vtable = {
     .decode_step = vt_decode_step,
     .save = vt_save,
     .export_safetensors = vt_export_safetensors,
+    .add_lora = vt_add_lora,
+    .lora_rank = vt_lora_rank,
+    .set_adapters = vt_set_adapters,
+    .base_view = vt_base_view,
+    .lm_value_backward = vt_lm_value_backward,
     .set_checkpointing = vt_set_checkpointing,
     .checkpointing = vt_checkpointing,
 };

@@ -32,8 +32,14 @@
  * backward; each spends its forward pass, recomputing each layer from its
  * saved input), the training state AdamW walks, and a value model
  * (model_new_like with MODEL_HEAD_VALUE: v_head.summary.weight/.bias on the
- * final norm's output), and native checkpoints (model_save, model_load).
- * The classification head and export answer DFPO_EUSAGE saying so. The CUDA backend lacks the ops
+ * final norm's output), the value head on the policy's trunk
+ * (model_lm_value_backward), LoRA adapters on the family's Hugging Face
+ * linear layers (model_add_lora: an adapter on q_proj, k_proj, v_proj,
+ * gate_proj or up_proj adapts that layer's rows of the fused matrix only;
+ * base and adapter views share the base), native checkpoints (model_save,
+ * model_load; the adapters too) and Hugging Face export
+ * (model_export_safetensors: adapters merged; model_export_adapters: peft's
+ * files). The classification head answers DFPO_EUSAGE saying so. The CUDA backend lacks the ops
  * these models add (rope_fwd, swiglu_fwd, kv_repeat and their backward ops; rmsnorm_fwd/bwd for
  * Llama): a forward pass or decoding there answers DFPO_EUSAGE naming them.
  *

@@ -697,6 +697,133 @@ Test(train, ppo_with_a_bf16_reference) {
   ts_run_free(&r);
 }
 
+/* The kl_seq values of a cell's train.jsonl (at most 8) into kl. */
+static int kl_values(const char *algo, double *kl) {
+  char f[600];
+  snprintf(f, sizeof f, "%s/runs/default/synthetic/%s/seed-3/train.jsonl", dir, algo);
+  char *log = ts_slurp(f);
+  int n = 0;
+  for (char *s = log; n < 8 && (s = strstr(s, "\"kl_seq\":")); s++)
+    kl[n++] = strtod(s + 9, NULL);
+  free(log);
+  return n;
+}
+
+/* LoRA with the value head on the trunk over a tiny Llama (grouped-query
+ * attention) and LoRA on two of a tiny GPT-J's layers with a separate value
+ * model: dfpo train takes both (issue #21's memory plan for a rotary
+ * policy). The first iteration's KL to the reference (the policy's base,
+ * shared) is exactly 0 (B = 0) and a later one is not; the best checkpoint
+ * loads with its adapters and `dfpo export` writes it merged (a folder of
+ * its family that loads again) and as peft's adapter files; a stopped
+ * Llama run resumes bit for bit. What the
+ * Llama's policy and reference hold, by hand (width 32, 2 layers, 4 heads
+ * and 2 key/value heads of 8, MLP 64, the tokenizer's 320 ids, tied): per
+ * layer 32 + (32 + 16 + 16) 32 + 32 x 32 + 32 + 128 x 32 + 32 x 64 =
+ * 9,280, two layers 18,560, the embedding 10,240, the final norm 32, the
+ * value head 33: 28,865 parameters, 115,460 bytes; rank-4 adapters on the
+ * seven layers, per layer q 128 + 128, k 128 + 64, v 128 + 64, o 128 + 128,
+ * gate 128 + 256, up 128 + 256, down 256 + 128 = 2,048, two layers 4,096,
+ * and the head's trainable copy 33: 4,129 parameters, 16,516 bytes; each
+ * model's [32] zero position table 128 bytes, the reference's (a view of
+ * the policy's base) only that: 115,460 + 16,516 + 128 + 128 = 132,232. */
+Test(train, lora_and_shared_value_on_rotary_policies) {
+  char tokdir[300], ckpt[300];
+  snprintf(tokdir, sizeof tokdir, "%s/tok", dir);
+  tok_tokenizer *tok;
+  dfpo_err err;
+  cr_assert_eq(tok_load(&tok, tokdir, &err), 0, "%s", err.msg);
+  int vocab = (int)tok_vocab_size(tok);
+  tok_free(tok);
+  cr_assert_eq(vocab, 320);
+  rdec_config llama = {.family = RDEC_LLAMA,
+                       .vocab_size = vocab,
+                       .n_embd = 32,
+                       .n_layer = 2,
+                       .n_head = 4,
+                       .n_kv_head = 2,
+                       .head_dim = 8,
+                       .d_ff = 64,
+                       .n_ctx = 128,
+                       .rot = 8,
+                       .rope_base = 10000.0f,
+                       .eps = 1e-5f,
+                       .rmsnorm = 1,
+                       .act = RDEC_ACT_SWIGLU,
+                       .tied = 1};
+  rdec_config gptj = {.family = RDEC_GPTJ,
+                      .vocab_size = vocab,
+                      .n_embd = 32,
+                      .n_layer = 2,
+                      .n_head = 4,
+                      .n_kv_head = 4,
+                      .head_dim = 8,
+                      .d_ff = 64,
+                      .n_ctx = 128,
+                      .rot = 4,
+                      .interleaved = 1,
+                      .rope_base = 10000.0f,
+                      .eps = 1e-5f,
+                      .parallel = 1,
+                      .shared_ln = 1,
+                      .act = RDEC_ACT_GELU_TANH,
+                      .mlp_bias = 1,
+                      .head_bias = 1};
+  const rdec_config *cfgs[2] = {&llama, &gptj};
+  const char *names[2] = {"llama.ckpt", "gptj.ckpt"};
+  const char *algos[2] = {"dfpo", "ppo"};
+  const char *extras[2] = {"model.lora_rank=4 model.value_model=shared",
+                           "model.lora_rank=4 model.lora_targets=attn.q_proj,attn.v_proj"};
+  for (int f = 0; f < 2; f++) {
+    model_t *m;
+    snprintf(ckpt, sizeof ckpt, "%s/%s", dir, names[f]);
+    cr_assert_eq(rdec_new(&m, cfgs[f], &err), 0, "%s", err.msg);
+    model_init_random(m, 1);
+    cr_assert_eq(model_save(m, ckpt, 0, &err), 0, "%s", err.msg);
+    model_free(m);
+    base_model = names[f];
+    run_cell_x(algos[f], "4", "runs", extras[f], NULL);
+    if (f == 0)
+      cr_expect_eq(held_bytes(), 132232u, "%s", last_err);
+    double kl[8];
+    cr_assert_eq(kl_values(algos[f], kl), 4);
+    cr_expect_eq(kl[0], 0.0, "%s: the first iteration's KL is %g", names[f], kl[0]);
+    cr_expect_neq(kl[3], 0.0, "%s: the adapters did not move the policy", names[f]);
+    cr_log_info("%s %s with %s: kl_seq %g %g %g %g", names[f], algos[f], extras[f], kl[0], kl[1],
+                kl[2], kl[3]);
+    char f2[600];
+    snprintf(f2, sizeof f2, "%s/runs/default/synthetic/%s/seed-3/checkpoint/best.ckpt", dir,
+             algos[f]);
+    cr_assert_eq(model_load(&m, f2, &err), 0, "%s", err.msg);
+    cr_expect_eq(model_lora_rank(m), 4);
+    cr_expect_str_eq(model_get_config(m)->arch, f ? "gptj" : "llama");
+    model_free(m);
+    /* dfpo export of the LoRA policy: merged (a plain folder of its family
+     * that loads again) and peft's adapter files */
+    char out[400], tokd[300], chk[500];
+    snprintf(tokd, sizeof tokd, "%s/tok", dir);
+    for (int only = 0; only < 2; only++) {
+      snprintf(out, sizeof out, "%s/export-%d-%d", dir, f, only);
+      ts_run r;
+      ts_dfpo(&r, "export", "--model", f2, "--out", out, "--tokenizer", tokd,
+              only ? "--adapters-only" : NULL, NULL);
+      cr_expect_eq(r.status, 0, "%s", r.err);
+      ts_run_free(&r);
+      snprintf(chk, sizeof chk, "%s/%s", out,
+               only ? "adapter_model.safetensors" : "model.safetensors");
+      cr_expect_eq(access(chk, F_OK), 0, "%s missing", chk);
+    }
+    snprintf(out, sizeof out, "%s/export-%d-0", dir, f);
+    cr_assert_eq(model_load(&m, out, &err), 0, "%s", err.msg);
+    cr_expect_eq(model_lora_rank(m), 0);
+    cr_expect_str_eq(model_get_config(m)->arch, f ? "gptj" : "llama");
+    model_free(m);
+    if (f == 0) /* the Llama's (the GPT-J's would double the time) */
+      a_stopped_run_resumes_to_the_same_numbers(algos[f], extras[f]);
+  }
+  base_model = NULL;
+}
+
 /* LoRA (model.lora_rank) on DfPO and PPO: the adapters start with B = 0, so
  * the first iteration's sampled KL to the reference (the policy's base) is
  * exactly 0 and later ones are not (the adapters learned); config.json
