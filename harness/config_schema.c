@@ -147,7 +147,8 @@ const cfg_key cfg_schema[] = {
     {"model.reference_dtype", CFG_ENUM, "\"f32\"", "f32|bf16|f16", NORANGE,
      "dfpo train: the precision the frozen reference keeps its weight matrices in; bf16 or f16 "
      "halve their bytes (products widen them and sum in fp32 on the CPU; CUDA runs them on the "
-     "tensor cores with fp32 accumulation); GPT-2 only; not with model.lora_rank, whose "
+     "tensor cores with fp32 accumulation); GPT-2 and the rotary decoders (GPT-J, GPT-NeoX, "
+     "Llama); not with model.lora_rank, whose "
      "reference is the policy's base without a copy"},
     {"model.lora_rank", CFG_INT, "0", NULL, RANGE(0, 1 << 16),
      "dfpo train, sft, ppo, nlpo and dfpo: LoRA adapters of this rank on the policy, base "

@@ -156,7 +156,7 @@ int model_set_weight_dtype(model_t *m, ops_dtype d, dfpo_err *err) {
   if (!m->vt->set_weight_dtype)
     return dfpo_err_set(err, DFPO_EUSAGE,
                         "model_set_weight_dtype: weights in %s are not implemented for %s models "
-                        "(GPT-2 only)",
+                        "(GPT-2 and the rotary decoders only)",
                         ops_dtype_name(d), m->cfg.arch);
   /* only a frozen model: any tensor with training state refuses */
   int n = m->vt->num_tensors(m);
@@ -382,12 +382,15 @@ int model_load(model_t **out, const char *path, dfpo_err *err) {
 
 int model_copy_floats(const model_t *dst, float *dp, const model_t *src, const float *sp, size_t n,
                       dfpo_err *err) {
-  size_t bytes = n * sizeof(float);
+  return model_copy_bytes(dst, dp, src, sp, n * sizeof(float), err);
+}
+int model_copy_bytes(const model_t *dst, void *dp, const model_t *src, const void *sp, size_t bytes,
+                     dfpo_err *err) {
   if (dst->ops == src->ops) {
     dst->ops->copy(dp, sp, bytes);
     return DFPO_OK;
   }
-  float *h = malloc(bytes ? bytes : 1);
+  void *h = malloc(bytes ? bytes : 1);
   if (!h)
     return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
   src->ops->download(h, sp, bytes);

@@ -221,7 +221,10 @@ int model_checkpointing(const model_t *m);
  * rounds the activations to the same type for the tensor cores,
  * trainer/ops.h's matmul_fwd_w16). GPT-2: the embedding (the tied LM head)
  * and each block's attention and MLP matrices; wpe, LayerNorms, biases and
- * extra heads stay fp32 (docs/memory.md). OPS_DTYPE_F32 widens them back
+ * extra heads stay fp32 (docs/memory.md). The rotary decoders (GPT-J,
+ * GPT-NeoX, Llama): each layer's fused qkv, attention output and MLP
+ * matrices, the embedding and the untied LM head; norms, biases and a
+ * value head stay fp32 (docs/rotary.md). OPS_DTYPE_F32 widens them back
  * (the rounded values, exactly); from one 16-bit type to the other rounds
  * the rounded values again. Such a model does not train: model_ensure_train
  * (and so every backward pass) answers DFPO_EUSAGE, and so do
@@ -229,7 +232,8 @@ int model_checkpointing(const model_t *m);
  * the exports, model_add_lora and model_base_view on it. DFPO_EUSAGE when
  * the model has training state (gradients or AdamW moments), LoRA
  * adapters, base views of it alive, or is itself a view, or from an
- * architecture without 16-bit weights (today all but GPT-2; a no-op for
+ * architecture without 16-bit weights (today T5 and the encoder
+ * classifiers; a no-op for
  * the precision it already has). Forgets the last forward pass and a
  * decoding's cache. model_weight_dtype gives the precision (OPS_DTYPE_F32
  * for every architecture without them). */

@@ -97,6 +97,9 @@ struct model {
  * host when the backends differ. */
 int model_copy_floats(const model_t *dst, float *dp, const model_t *src, const float *sp, size_t n,
                       dfpo_err *err);
+/* the same for bytes of any element type (16-bit weights) */
+int model_copy_bytes(const model_t *dst, void *dp, const model_t *src, const void *sp, size_t bytes,
+                     dfpo_err *err);
 /* tensor_at's answer for a tensor of rows x cols floats at offset off of
  * the parameter block params and of the gradient and AdamW moment blocks
  * laid out as it (each may be NULL: no training state yet). */

@@ -44,6 +44,7 @@ typedef struct rdec_tensor {
   char src[3][96]; /* the Hugging Face tensors stacked by rows into this one */
   int nsrc;
   int neox_qkv; /* rows per head [q, k, v] in the file: reordered to q | k | v */
+  int w16;      /* kept in 16 bits (model_set_weight_dtype): off counts params16's uint16_t */
 } rdec_tensor;
 
 /* The activations of one pass over N = B T tokens (a forward pass, or a
@@ -118,7 +119,13 @@ typedef struct rdec_model {
   int wte, lnfw, lnfb, headw, headb; /* headw -1 when tied, lnfb/headb -1 when absent */
   int vhead;                         /* v_head.summary.weight (bias next); -1: none */
   float *params;
-  size_t nparams;
+  size_t nparams; /* the fp32 layout's parameters (what save, load and training count) */
+  /* 16-bit weights (model_set_weight_dtype): wdtype the precision of the
+   * big matrices, params16 their block of n16 values, nparams32 the floats
+   * params holds then (nparams while fp32) */
+  ops_dtype wdtype;
+  uint16_t *params16;
+  size_t n16, nparams32;
   /* training state (NULL until model_ensure_train) and backward scratch */
   float *train_block, *grads, *m1, *m2;
   float *bwd;
@@ -143,8 +150,10 @@ typedef struct rdec_model {
   size_t gen_ids_cap;
   int *g_kstart; /* host copy */
   int gB, gmax, gn;
-  int params_borrowed; /* params are another model's (a base or adapter view) */
-  rdec_lora lora;      /* r 0: no adapters */
+  int params_borrowed;        /* params are another model's (a base or adapter view) */
+  struct rdec_model *view_of; /* a view: the model whose params it borrows */
+  int nviews;                 /* views of this model alive (its weights stay as they are) */
+  rdec_lora lora;             /* r 0: no adapters */
 } rdec_model;
 
 extern const model_vtable rdec_vtable;
@@ -287,8 +296,10 @@ static void build_layout(rdec_model *m) {
   }
 }
 
+/* an fp32 tensor (NULL for a 16-bit one: those go through linear and
+ * embed) */
 static float *P(const rdec_model *m, int i) {
-  return i < 0 ? NULL : m->params + m->tensors[i].off;
+  return i < 0 || m->tensors[i].w16 ? NULL : m->params + m->tensors[i].off;
 }
 static float *LP(const rdec_model *m, int l, int slot) {
   return P(m, m->layer[l][slot]);
@@ -315,9 +326,13 @@ static void rdec_destroy(rdec_model *m) {
   if (!m)
     return;
   const ops_backend *o = m->base.ops;
+  if (m->view_of)
+    m->view_of->nviews--;
   if (o) {
     if (!m->params_borrowed)
       o->free(m->params);
+    if (m->params16)
+      o->free(m->params16);
     o->free(m->lora.params);
     o->free(m->lora.train_block);
     o->free(m->lora.scratch);
@@ -361,6 +376,8 @@ static int rdec_create(rdec_model **out, const rdec_config *c, int head, float *
     return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
   }
   build_layout(m);
+  m->wdtype = OPS_DTYPE_F32;
+  m->nparams32 = m->nparams;
   m->params = borrow ? borrow : m->base.ops->alloc(m->nparams * sizeof(float));
   m->params_borrowed = borrow != NULL;
   m->zero = m->base.ops->alloc((size_t)c->n_embd * sizeof(float));
@@ -914,6 +931,10 @@ static int rdec_add_lora(rdec_model *m, const model_lora_config *c, uint64_t see
   unsigned bits;
   if (z->r)
     return dfpo_err_set(err, DFPO_EUSAGE, "%s: the model already has LoRA adapters", fam);
+  if (m->wdtype != OPS_DTYPE_F32)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "%s: LoRA on a base with weights in %s is not implemented", fam,
+                        ops_dtype_name(m->wdtype));
   const rdec_lora_target *tab = lora_table(cf->family, &ntab);
   const char *names[RDEC_LORA_MAX];
   for (int k = 0; k < ntab; k++)
@@ -1041,6 +1062,31 @@ static void norm_bwd(const rdec_model *m, float *dx, const float *dout, const fl
     o->layernorm_bwd(dx, G(m, w), G(m, b), dout, x, P(m, w), st, st + N, N, C);
 }
 
+/* out[M, N] = x[M, K] @ W^T + bias, W the base tensor i in whichever
+ * precision the model keeps it (matmul_fwd or matmul_fwd_w16). */
+static void linear(const rdec_model *m, float *out, const float *x, int i, const float *bias, int M,
+                   int K, int N) {
+  const rdec_tensor *t = &m->tensors[i];
+  if (t->w16)
+    m->base.ops->matmul_fwd_w16(out, x, m->params16 + t->off, bias, M, K, N, (int)m->wdtype);
+  else
+    m->base.ops->matmul_fwd(out, x, m->params + t->off, bias, M, K, N);
+}
+/* layer l's matrix in slot s (its bias the slot after) */
+static void layer_linear(const rdec_model *m, int l, int s, float *out, const float *x, int M,
+                         int K, int N) {
+  linear(m, out, x, m->layer[l][s], LP(m, l, s + 1), M, K, N);
+}
+/* out[N, C] = the embedding's rows tok[n] (whichever precision it is in) */
+static void embed(const rdec_model *m, float *out, const rdec_ws *w, int N) {
+  const rdec_tensor *t = &m->tensors[m->wte];
+  if (t->w16)
+    m->base.ops->encoder_fwd_w16(out, w->tok, w->zeros, m->params16 + t->off, m->zero, N,
+                                 m->cfg.n_embd, (int)m->wdtype);
+  else
+    m->base.ops->encoder_fwd(out, w->tok, w->zeros, m->params + t->off, m->zero, N, m->cfg.n_embd);
+}
+
 /* w->mo[N, C] = the MLP of in[N, C] (w->f its pre-activation, w->fo its
  * activation) */
 static void mlp(const rdec_model *m, const rdec_ws *w, int l, const float *in, int N) {
@@ -1049,18 +1095,18 @@ static void mlp(const rdec_model *m, const rdec_ws *w, int l, const float *in, i
   int C = c->n_embd, F = c->d_ff;
   size_t NF = (size_t)N * F;
   if (c->act == RDEC_ACT_SWIGLU) {
-    o->matmul_fwd(w->f, in, LP(m, l, L_FCW), NULL, N, C, 2 * F);
+    layer_linear(m, l, L_FCW, w->f, in, N, C, 2 * F);
     lora_apply(m, l, RS_FC, w->f, in, N);
     o->swiglu_fwd(w->fo, w->f, N, F);
   } else {
-    o->matmul_fwd(w->f, in, LP(m, l, L_FCW), LP(m, l, L_FCB), N, C, F);
+    layer_linear(m, l, L_FCW, w->f, in, N, C, F);
     lora_apply(m, l, RS_FC, w->f, in, N);
     if (c->act == RDEC_ACT_GELU_TANH)
       o->gelu_fwd(w->fo, w->f, NF);
     else
       o->act_fwd(w->fo, w->f, NF, OPS_ACT_GELU_ERF);
   }
-  o->matmul_fwd(w->mo, w->fo, LP(m, l, L_OUTW), LP(m, l, L_OUTB), N, F, C);
+  layer_linear(m, l, L_OUTW, w->mo, w->fo, N, F, C);
   lora_apply(m, l, RS_OUT, w->mo, w->fo, N);
 }
 
@@ -1077,7 +1123,7 @@ static void layer_fwd(const rdec_model *m, const rdec_ws *w, int l, int B, int T
   size_t NC = (size_t)N * C;
   const int *L = m->layer[l];
   norm(m, w->h, w->st, w->x, L[L_LN1W], L[L_LN1B], N);
-  o->matmul_fwd(w->qkvr, w->h, LP(m, l, L_QKVW), LP(m, l, L_QKVB), N, C, QKV);
+  layer_linear(m, l, L_QKVW, w->qkvr, w->h, N, C, QKV);
   lora_apply(m, l, RS_QKV, w->qkvr, w->h, N);
   o->rope_fwd(w->qkvr, QKV, w->pos, N, NH, HS, c->rot, c->interleaved, c->rope_base);
   o->rope_fwd(w->qkvr + I, QKV, w->pos, N, NKV, HS, c->rot, c->interleaved, c->rope_base);
@@ -1093,7 +1139,7 @@ static void layer_fwd(const rdec_model *m, const rdec_ws *w, int l, int B, int T
       o->kv_repeat(w->qkv, w->qkvr, N, NH, NKV, HS);
     o->attention_fwd(w->y, w->att, w->qkv, w->kstart, B, T, I, NH);
   }
-  o->matmul_fwd(w->t, w->y, LP(m, l, L_OW), LP(m, l, L_OB), N, I, C);
+  layer_linear(m, l, L_OW, w->t, w->y, N, I, C);
   lora_apply(m, l, RS_O, w->t, w->y, N);
   if (c->parallel) {
     /* x + attn(ln1 x) + mlp(ln1 x or ln2 x), both from the same x */
@@ -1130,8 +1176,8 @@ static void run_layers(const rdec_model *m, const rdec_ws *w, int B, int T, int 
 static void lm_head(const rdec_model *m, float *logits, float *h, float *st, const float *x,
                     int N) {
   norm(m, h, st, x, m->lnfw, m->lnfb, N);
-  m->base.ops->matmul_fwd(logits, h, P(m, m->cfg.tied ? m->wte : m->headw), P(m, m->headb), N,
-                          m->cfg.n_embd, m->cfg.vocab_size);
+  linear(m, logits, h, m->cfg.tied ? m->wte : m->headw, P(m, m->headb), N, m->cfg.n_embd,
+         m->cfg.vocab_size);
 }
 
 /* Checks the token ids and left padding of a batch and fills the host
@@ -1203,7 +1249,7 @@ static int rdec_forward(rdec_model *m, const model_batch *b, dfpo_err *err) {
   o->upload(m->ids, h, (ni - N) * sizeof(int));
   free(h);
   const rdec_ws *w = &m->fw;
-  o->encoder_fwd(w->x, w->tok, w->zeros, P(m, m->wte), m->zero, (int)N, m->cfg.n_embd);
+  embed(m, w->x, w, (int)N);
   run_layers(m, w, B, T, 0, 0, 0);
   lm_head(m, m->logits, w->h, w->st, w->x, (int)N);
   m->fB = B, m->fT = T;
@@ -1244,6 +1290,11 @@ static int rdec_ensure_train(rdec_model *m, dfpo_err *err) {
                         "%s: a base or adapter view does not train (its weights are another "
                         "model's)",
                         family_name[m->cfg.family]);
+  if (m->wdtype != OPS_DTYPE_F32)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "%s: the model keeps its weights in %s and does not train (a frozen "
+                        "reference, judge or scorer); train an fp32 model",
+                        family_name[m->cfg.family], ops_dtype_name(m->wdtype));
   rdec_lora *z = &m->lora;
   if (z->r)
     return model_alloc_train(&m->base, z->nparams, &z->train_block, &z->grads, &z->m1, &z->m2, err);
@@ -1539,7 +1590,7 @@ static const float *rdec_decode_begin(rdec_model *m, const int *tokens, const in
   free(h);
   const rdec_ws *w = &m->gw;
   int C = m->cfg.n_embd;
-  o->encoder_fwd(w->x, w->tok, w->zeros, P(m, m->wte), m->zero, (int)N, C);
+  embed(m, w->x, w, (int)N);
   run_layers(m, w, B, T, 0, max_len, 1);
   /* the head of each row's last position only */
   for (int b = 0; b < B; b++)
@@ -1562,7 +1613,7 @@ static const float *rdec_decode_step(rdec_model *m, const int *next, dfpo_err *e
     return NULL;
   }
   const ops_backend *o = m->base.ops;
-  int B = m->gB, C = m->cfg.n_embd;
+  int B = m->gB;
   int *h = malloc((size_t)3 * B * sizeof(int));
   if (!h) {
     dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
@@ -1585,7 +1636,7 @@ static const float *rdec_decode_step(rdec_model *m, const int *next, dfpo_err *e
   w.zeros = w.tok + 2 * B;
   o->upload(w.tok, h, (size_t)3 * B * sizeof(int));
   free(h);
-  o->encoder_fwd(w.x, w.tok, w.zeros, P(m, m->wte), m->zero, B, C);
+  embed(m, w.x, &w, B);
   run_layers(m, &w, B, 1, m->gn, m->gmax, 1);
   lm_head(m, m->g_logits, w.h, w.st, w.x, B);
   m->gn++;
@@ -1657,7 +1708,20 @@ static int read_block(FILE *fp, const ops_backend *o, float *p, size_t n, const 
   return rc;
 }
 
+/* A model with 16-bit weights is written by neither format (its fp32
+ * tensors are compacted; a frozen copy is never the one saved). */
+static int refuse_w16(const rdec_model *m, const char *path, dfpo_err *err) {
+  if (m->wdtype == OPS_DTYPE_F32)
+    return DFPO_OK;
+  return dfpo_err_set(err, DFPO_EUSAGE,
+                      "%s: the model keeps its weights in %s; save or export an fp32 model", path,
+                      ops_dtype_name(m->wdtype));
+}
+
 static int rdec_save(rdec_model *m, const char *path, int with_optimizer, dfpo_err *err) {
+  int w16rc = refuse_w16(m, path, err);
+  if (w16rc)
+    return w16rc;
   const rdec_config *c = &m->cfg;
   rdec_native_header h;
   memset(&h, 0, sizeof h);
@@ -1994,6 +2058,9 @@ static int rdec_export(const rdec_model *m, const char *path, const model_export
                        dfpo_err *err) {
   const rdec_lora *z = &m->lora;
   const rdec_config *c = &m->cfg;
+  int w16rc = refuse_w16(m, path, err);
+  if (w16rc)
+    return w16rc;
   if (o->adapters && !z->r)
     return dfpo_err_set(err, DFPO_EUSAGE, "%s: the model has no LoRA adapters", path);
   int cap = 3 * m->ntensors + 2 * z->ntensors + 2, n = 0, ntmp = 0, rc = DFPO_OK;
@@ -2102,6 +2169,112 @@ done:
   return rc;
 }
 
+/* ------------------------------------------------------ 16-bit weights */
+
+/* The tensors kept in 16 bits: each layer's qkv, attention output and MLP
+ * matrices, the embedding and the untied LM head; the norms, biases and
+ * the value head stay fp32. */
+static int w16_tensor(const rdec_model *m, int i) {
+  if (i == m->wte || i == m->headw)
+    return 1;
+  for (int l = 0; l < m->cfg.n_layer; l++) {
+    const int *L = m->layer[l];
+    if (i == L[L_QKVW] || i == L[L_OW] || i == L[L_FCW] || i == L[L_OUTW])
+      return 1;
+  }
+  return 0;
+}
+
+/* Moves the weights into the precision d as GPT-2's gpt2_set_weight_dtype:
+ * new blocks laid out for it (fp32 tensors compacted into params, the
+ * 16-bit ones into params16), each tensor taken through the host (widened
+ * to fp32, rounded to d: ops_f32_to_w16, round to nearest even), then the
+ * old blocks freed. */
+static int rdec_set_weight_dtype(rdec_model *m, ops_dtype d, dfpo_err *err) {
+  const char *fam = family_name[m->cfg.family];
+  if (d == m->wdtype)
+    return DFPO_OK;
+  if (d != OPS_DTYPE_F32 && d != OPS_DTYPE_BF16 && d != OPS_DTYPE_F16)
+    return dfpo_err_set(err, DFPO_EUSAGE, "%s: weight dtype %d unknown", fam, (int)d);
+  if (m->params_borrowed)
+    return dfpo_err_set(err, DFPO_EUSAGE, "%s: a view's weights are another model's", fam);
+  if (m->nviews)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "%s: %d base view(s) share the model's weights; free them first", fam,
+                        m->nviews);
+  if (m->lora.r)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "%s: a model with LoRA adapters keeps its base in fp32 (a 16-bit LoRA "
+                        "base is not implemented)",
+                        fam);
+  if (m->train_block)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "%s: the model has training state (gradients, AdamW moments); only a "
+                        "frozen model keeps its weights in %s (convert a copy: model_clone)",
+                        fam, ops_dtype_name(d));
+  const ops_backend *o = m->base.ops;
+  int nt = m->ntensors;
+  size_t *off = malloc((size_t)nt * sizeof *off), n32 = 0, n16 = 0, big = 0;
+  if (!off)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "%s: out of memory", fam);
+  for (int i = 0; i < nt; i++) {
+    size_t n = (size_t)m->tensors[i].rows * m->tensors[i].cols;
+    int half = d != OPS_DTYPE_F32 && w16_tensor(m, i);
+    off[i] = half ? n16 : n32;
+    *(half ? &n16 : &n32) += n;
+    big = n > big ? n : big;
+  }
+  float *p32 = o->alloc(n32 * sizeof(float)), *host = malloc(big * sizeof(float));
+  uint16_t *p16 = n16 ? o->alloc(n16 * sizeof(uint16_t)) : NULL, *h16 = malloc(big * 2);
+  if (!p32 || (n16 && !p16) || !host || !h16) {
+    if (p32)
+      o->free(p32);
+    if (p16)
+      o->free(p16);
+    free(host);
+    free(h16);
+    free(off);
+    return dfpo_err_set(err, DFPO_ERUNTIME, "%s: out of memory for the weights in %s", fam,
+                        ops_dtype_name(d));
+  }
+  for (int i = 0; i < nt; i++) {
+    rdec_tensor *t = &m->tensors[i];
+    size_t n = (size_t)t->rows * t->cols;
+    int half = d != OPS_DTYPE_F32 && w16_tensor(m, i);
+    if (t->w16) {
+      o->download(h16, m->params16 + t->off, n * sizeof(uint16_t));
+      ops_w16_to_f32(host, h16, n, (int)m->wdtype);
+    } else {
+      o->download(host, m->params + t->off, n * sizeof(float));
+    }
+    if (half) {
+      ops_f32_to_w16(h16, host, n, (int)d);
+      o->upload(p16 + off[i], h16, n * sizeof(uint16_t));
+    } else {
+      o->upload(p32 + off[i], host, n * sizeof(float));
+    }
+    t->off = off[i];
+    t->w16 = half;
+  }
+  free(host);
+  free(h16);
+  free(off);
+  o->free(m->params);
+  if (m->params16)
+    o->free(m->params16);
+  m->params = p32;
+  m->params16 = p16;
+  m->nparams32 = n32;
+  m->n16 = n16;
+  m->wdtype = d;
+  /* the last logits and a decoding's cache came from the old weights */
+  m->have_lm = 0;
+  m->fB = 0;
+  m->gn = 0;
+  m->base.last_logits = NULL;
+  return DFPO_OK;
+}
+
 /* ------------------------------------------------------------ table */
 
 static int usage(const model_t *m, dfpo_err *err, const char *what) {
@@ -2116,8 +2289,8 @@ static void vt_free(model_t *m) {
  * the embedding normal(0, 0.02), biases 0, norm weights 1. */
 static void vt_init_random(model_t *mm, uint64_t seed) {
   rdec_model *m = rdec_of(mm);
-  if (m->params_borrowed)
-    return; /* a view's parameters are another model's */
+  if (m->params_borrowed || m->wdtype != OPS_DTYPE_F32)
+    return; /* a view's parameters are another model's; 16-bit weights are frozen */
   dfpo_rng r;
   dfpo_rng_init(&r, seed, DFPO_STREAM_INIT);
   float *h = malloc(m->nparams * sizeof(float));
@@ -2137,11 +2310,11 @@ static size_t vt_arena_bytes(const model_t *mm) {
   const rdec_model *m = rdec_of_const(mm);
   const rdec_lora *z = &m->lora;
   /* a view's base weights are another model's */
-  return ((m->params_borrowed ? 0 : m->nparams) * (m->train_block ? 4 : 1) +
+  return ((m->params_borrowed ? 0 : m->nparams32) * (m->train_block ? 4 : 1) +
           z->nparams * (z->train_block ? 4 : 1) + z->scratch_floats + m->act_floats +
           m->gen_floats + m->bwd_floats + (size_t)m->cfg.n_embd) *
              sizeof(float) +
-         (m->ids_cap + m->gen_ids_cap) * sizeof(int);
+         (m->ids_cap + m->gen_ids_cap) * sizeof(int) + m->n16 * sizeof(uint16_t);
 }
 /* The same decoder with another head (MODEL_HEAD_VALUE: a value model on
  * the final norm's output), parameters zeroed. */
@@ -2186,6 +2359,11 @@ static int vt_copy_params(model_t *dst, const model_t *src, dfpo_err *err) {
   if (d->params_borrowed && !d->lora.r)
     return dfpo_err_set(err, DFPO_EUSAGE, "%s: a base view's parameters are another model's",
                         dst->cfg.arch);
+  if (d->wdtype != s->wdtype)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "%s: copy_params: the models keep their weights in different precisions "
+                        "(%s into %s): copy into an fp32 model, then model_set_weight_dtype",
+                        dst->cfg.arch, ops_dtype_name(s->wdtype), ops_dtype_name(d->wdtype));
   /* adapters are parameters too: both have the same ones, or neither */
   const rdec_lora *zd = &d->lora, *zs = &s->lora;
   if (zd->r != zs->r || zd->alpha != zs->alpha || zd->targets != zs->targets)
@@ -2196,7 +2374,9 @@ static int vt_copy_params(model_t *dst, const model_t *src, dfpo_err *err) {
   if (d->params_borrowed) /* an adapter view: the base is shared, not copied */
     rc = d->params == s->params ? DFPO_OK : same_base(d, s, err);
   else
-    rc = model_copy_floats(dst, d->params, src, s->params, d->nparams, err);
+    rc = model_copy_floats(dst, d->params, src, s->params, d->nparams32, err);
+  if (!rc && s->n16) /* the same layout: same config, same precision */
+    rc = model_copy_bytes(dst, d->params16, src, s->params16, s->n16 * sizeof(uint16_t), err);
   if (!rc && zs->r)
     rc = model_copy_floats(dst, zd->params, src, zs->params, zs->nparams, err);
   return rc;
@@ -2210,6 +2390,12 @@ static int vt_copy_shared_params(model_t *dst, const model_t *src, int *copied, 
   if (d->params_borrowed)
     return dfpo_err_set(err, DFPO_EUSAGE, "%s: a view's parameters are another model's",
                         dst->cfg.arch);
+  if (d->wdtype != OPS_DTYPE_F32 || s->wdtype != OPS_DTYPE_F32)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "%s: copy_shared_params: a model with weights in %s (copy between fp32 "
+                        "models)",
+                        dst->cfg.arch,
+                        ops_dtype_name(d->wdtype != OPS_DTYPE_F32 ? d->wdtype : s->wdtype));
   for (int i = 0; i < d->ntensors && !rc; i++) {
     const rdec_tensor *a = &d->tensors[i];
     for (int j = 0; j < s->ntensors; j++) {
@@ -2239,6 +2425,12 @@ static int vt_tensor_at(const model_t *mm, int i, model_tensor *t) {
                              z->m1, z->m2);
   }
   const rdec_tensor *b = &m->tensors[i];
+  if (b->w16) { /* frozen 16-bit weights: no fp32 view, no training state */
+    int rc = model_tensor_fill(t, b->name, b->rows, b->cols, !b->vec, 0, NULL, NULL, NULL, NULL);
+    t->dtype = m->wdtype;
+    t->param16 = m->params16 + b->off;
+    return rc;
+  }
   return model_tensor_fill(t, b->name, b->rows, b->cols, !b->vec, b->off, m->params, m->grads,
                            m->m1, m->m2);
 }
@@ -2339,12 +2531,19 @@ static int vt_base_view(model_t **out, const model_t *srcm, int adapters, dfpo_e
   const char *fam = family_name[src->cfg.family];
   if (src->params_borrowed)
     return dfpo_err_set(err, DFPO_EUSAGE, "%s: a base view of a view", fam);
+  if (src->wdtype != OPS_DTYPE_F32)
+    return dfpo_err_set(err, DFPO_EUSAGE, "%s: a base view of a model with weights in %s", fam,
+                        ops_dtype_name(src->wdtype));
   if (ops_default_backend() != src->base.ops)
     return dfpo_err_set(err, DFPO_EUSAGE, "%s: a base view must be made on its model's device",
                         fam);
   rdec_model *v;
   int rc = rdec_create(&v, &src->cfg, src->base.cfg.head, src->params, err);
-  if (rc || !adapters)
+  if (rc)
+    goto out;
+  v->view_of = (rdec_model *)src; /* counts the views; the weights stay as they are */
+  v->view_of->nviews++;
+  if (!adapters)
     goto out;
   char targets[256];
   model_lora_config c = lora_config_of(src, targets, sizeof targets);
@@ -2374,6 +2573,12 @@ static int vt_set_checkpointing(model_t *m, int on, dfpo_err *err) {
 static int vt_checkpointing(const model_t *m) {
   (void)m;
   return 1;
+}
+static int vt_set_weight_dtype(model_t *m, ops_dtype d, dfpo_err *err) {
+  return rdec_set_weight_dtype(rdec_of(m), d, err);
+}
+static ops_dtype vt_weight_dtype(const model_t *m) {
+  return rdec_of_const(m)->wdtype;
 }
 
 const model_vtable rdec_vtable = {
@@ -2411,4 +2616,6 @@ const model_vtable rdec_vtable = {
     .lm_value_backward = vt_lm_value_backward,
     .set_checkpointing = vt_set_checkpointing,
     .checkpointing = vt_checkpointing,
+    .set_weight_dtype = vt_set_weight_dtype,
+    .weight_dtype = vt_weight_dtype,
 };

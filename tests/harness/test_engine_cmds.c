@@ -5,6 +5,7 @@
 #include "trainer/beam.h"
 #include "trainer/gpt2.h"
 #include "trainer/model.h"
+#include "trainer/rdec.h"
 #include "trainer/sample.h"
 #include "trainer/tok.h"
 
@@ -91,6 +92,92 @@ Test(engine_cmds, perplexity_matches_the_library) {
   cr_expect(strstr(r.err, ":2:3") != NULL, "%s", r.err);
   ts_run_free(&r);
   model_free(m);
+  ts_rmtree(dir);
+}
+
+/* --dtype bf16 and f16 on a rotary decoder (a random tiny grouped-query
+ * Llama, weights N(0, 0.5) so that the rounding shows): as above, the
+ * command's perplexity and greedy tokens are the library's over the model
+ * in that precision, and differ from the fp32 model's perplexity. */
+Test(engine_cmds, perplexity_and_generate_with_16_bit_weights_on_a_llama) {
+  char dir[256], model[300], toks[300];
+  ts_tmpdir(dir, sizeof dir);
+  snprintf(model, sizeof model, "%s/llama.ckpt", dir);
+  snprintf(toks, sizeof toks, "%s/t.txt", dir);
+  rdec_config c = {.family = RDEC_LLAMA,
+                   .vocab_size = 64,
+                   .n_embd = 16,
+                   .n_layer = 2,
+                   .n_head = 4,
+                   .n_kv_head = 2,
+                   .head_dim = 4,
+                   .d_ff = 32,
+                   .n_ctx = 32,
+                   .rot = 4,
+                   .rope_base = 10000.0f,
+                   .eps = 1e-5f,
+                   .rmsnorm = 1,
+                   .act = RDEC_ACT_SWIGLU,
+                   .tied = 1};
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  model_t *m32;
+  cr_assert_eq(rdec_new(&m32, &c, &err), 0, "%s", err.msg);
+  model_init_random(m32, 4);
+  dfpo_rng r0;
+  dfpo_rng_init(&r0, 5, 3);
+  for (int i = 0; i < model_num_tensors(m32); i++) {
+    model_tensor t;
+    cr_assert_eq(model_tensor_at(m32, i, &t, &err), 0);
+    for (int k = 0; k < t.rows * t.cols; k++)
+      t.param[k] += 0.5f * (float)dfpo_rng_normal(&r0);
+  }
+  cr_assert_eq(model_save(m32, model, 0, &err), 0, "%s", err.msg);
+  ts_write_text(toks, "5 9 17 3 40\n");
+  int d1[5] = {5, 9, 17, 3, 40};
+  double n32;
+  size_t k;
+  cr_assert_eq(model_score_tokens(m32, d1, 5, &n32, &k, &err), 0);
+  for (int dt = OPS_DTYPE_BF16; dt <= OPS_DTYPE_F16; dt++) {
+    const char *name = ops_dtype_name(dt);
+    model_t *m;
+    cr_assert_eq(model_load(&m, model, &err), 0, "%s", err.msg);
+    cr_assert_eq(model_set_weight_dtype(m, dt, &err), 0, "%s", err.msg);
+    double n1;
+    cr_assert_eq(model_score_tokens(m, d1, 5, &n1, &k, &err), 0);
+    ts_run r;
+    ts_dfpo(&r, "perplexity", "--model", model, "--tokens", toks, "--json", "--no-bos", "--dtype",
+            name, NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cJSON *o = cJSON_Parse(r.out);
+    cr_assert_not_null(o, "%s", r.out);
+    double nll = cJSON_GetObjectItem(o, "nll_sum")->valuedouble;
+    cr_expect_lt(fabs(nll - n1), 1e-5, "%s: %.9f vs the library's %.9f", name, nll, n1);
+    cr_expect_gt(fabs(nll - n32), 1e-5, "%s %.9f, fp32 %.9f", name, nll, n32);
+    cJSON_Delete(o);
+    ts_run_free(&r);
+    ts_dfpo(&r, "generate", "--model", model, "--tokens", toks, "--temperature", "0", "--max-new",
+            "6", "--eos", "-1", "--dtype", name, NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    smp_settings s = smp_settings_default();
+    s.temperature = 0;
+    s.max_new = 6;
+    s.eos = -1;
+    dfpo_rng rng;
+    dfpo_rng_init(&rng, 0, DFPO_STREAM_SAMPLING);
+    int out[6], n;
+    cr_assert_eq(smp_generate(m, d1, NULL, 1, 5, &s, &rng, out, &n, NULL, &err), 0);
+    o = cJSON_Parse(r.out);
+    cr_assert_not_null(o, "%s", r.out);
+    cJSON *t = cJSON_GetObjectItem(o, "tokens");
+    cr_assert_eq(cJSON_GetArraySize(t), 6);
+    for (int i = 0; i < 6; i++)
+      cr_expect_eq(cJSON_GetArrayItem(t, i)->valueint, out[i], "%s token %d", name, i);
+    cJSON_Delete(o);
+    ts_run_free(&r);
+    model_free(m);
+  }
+  model_free(m32);
   ts_rmtree(dir);
 }
 

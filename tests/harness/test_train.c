@@ -697,6 +697,65 @@ Test(train, ppo_with_a_bf16_reference) {
   ts_run_free(&r);
 }
 
+/* model.reference_dtype=bf16 over a rotary policy (the tiny Llama of
+ * ppo_over_a_tiny_llama: grouped-query, tied): PPO trains against a
+ * reference whose qkv, attention output and MLP matrices and embedding are
+ * kept in bf16. By hand (width 32, 2 layers, 4 heads and 2 key/value heads
+ * of 8, MLP 64, the tokenizer's 320 ids): per layer 32 + (32 + 16 + 16) 32
+ * + 32 x 32 + 32 + 128 x 32 + 32 x 64 = 9,280, two layers 18,560, the
+ * embedding 10,240, the final norm 32: 28,832 parameters, 115,328 bytes,
+ * + the [32] zero position table 128: the fp32 policy holds 115,456. The
+ * reference's 16-bit weights per layer 2,048 + 1,024 + 4,096 + 2,048 =
+ * 9,216, two layers 18,432, + the embedding 10,240 = 28,672 (57,344
+ * bytes), the rest 160 floats + 32 = 192 floats (768 bytes): 58,112
+ * bytes; policy and reference 173,568 where fp32 holds 230,912. The first
+ * iteration's KL to the reference is small, finite and not 0 (the
+ * reference is the policy rounded); eval.json records the dtype. */
+Test(train, ppo_with_a_bf16_reference_on_a_rotary_policy) {
+  char tokdir[300], ckpt[300];
+  snprintf(tokdir, sizeof tokdir, "%s/tok", dir);
+  snprintf(ckpt, sizeof ckpt, "%s/llama-half.ckpt", dir);
+  tok_tokenizer *tok;
+  dfpo_err err;
+  cr_assert_eq(tok_load(&tok, tokdir, &err), 0, "%s", err.msg);
+  int vocab = (int)tok_vocab_size(tok);
+  tok_free(tok);
+  cr_assert_eq(vocab, 320);
+  rdec_config c = {.family = RDEC_LLAMA,
+                   .vocab_size = vocab,
+                   .n_embd = 32,
+                   .n_layer = 2,
+                   .n_head = 4,
+                   .n_kv_head = 2,
+                   .head_dim = 8,
+                   .d_ff = 64,
+                   .n_ctx = 128,
+                   .rot = 8,
+                   .rope_base = 10000.0f,
+                   .eps = 1e-5f,
+                   .rmsnorm = 1,
+                   .act = RDEC_ACT_SWIGLU,
+                   .tied = 1};
+  model_t *m;
+  cr_assert_eq(rdec_new(&m, &c, &err), 0, "%s", err.msg);
+  model_init_random(m, 1);
+  cr_assert_eq(model_save(m, ckpt, 0, &err), 0, "%s", err.msg);
+  model_free(m);
+  base_model = "llama-half.ckpt";
+  run_cell_x("ppo", "2", "runs", "model.reference_dtype=bf16", NULL);
+  cr_expect_eq(held_bytes(), 173568u, "%s", last_err);
+  double kl[4];
+  cr_assert_eq(log_values("runs", "ppo", "kl_seq", kl, 4), 2);
+  cr_expect(isfinite(kl[0]) && fabs(kl[0]) < 1e-2 && kl[0] != 0.0, "first KL %g", kl[0]);
+  cr_log_info("llama ppo, bf16 reference: kl_seq %g %g", kl[0], kl[1]);
+  cJSON *o = memory_of("runs", "ppo");
+  cr_expect_str_eq(cJSON_GetStringValue(
+                       cJSON_GetObjectItem(cJSON_GetObjectItem(o, "memory"), "reference_dtype")),
+                   "bf16");
+  cJSON_Delete(o);
+  base_model = NULL;
+}
+
 /* The kl_seq values of a cell's train.jsonl (at most 8) into kl. */
 static int kl_values(const char *algo, double *kl) {
   char f[600];

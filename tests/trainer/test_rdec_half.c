@@ -1,0 +1,282 @@
+/* The rotary decoders (GPT-J, GPT-NeoX, a grouped-query Llama) with their
+ * weights kept in 16 bits (model_set_weight_dtype) on the CPU backend.
+ *
+ * References:
+ *   - the model in 16 bits against the fp32 engine over the same weights
+ *     widened (a copy converted and widened back): the products widen the
+ *     weights and sum in fp32 through the same kernels (matmul_fwd_w16
+ *     against matmul_fwd is checked to 1e-6, in practice bit for bit, by
+ *     test_gpt2_half.c), so the two agree up to summation order: 1e-5
+ *     relative on the summed NLL, greedy tokens (KV-cache decoding) equal;
+ *     the rounding itself is pinned against PyTorch by test_gpt2_half.c;
+ *   - model_arena_bytes by hand (arena_bytes_by_hand). */
+#include "tests/support/support.h"
+#include "trainer/model.h"
+#include "trainer/ops.h"
+#include "trainer/rdec.h"
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define V 64
+
+/* A tiny model of the family (vocabulary 64, width 16, 2 layers, 4 heads
+ * of 4, Llama's grouped into 2 key/value heads, MLP 32): GPT-J parallel
+ * with one shared LayerNorm and an untied head with a bias, GPT-NeoX with
+ * biases everywhere and an untied head, Llama RMSNorm, SwiGLU and tied. */
+static rdec_config tiny(int family) {
+  rdec_config c = {.family = family,
+                   .vocab_size = V,
+                   .n_embd = 16,
+                   .n_layer = 2,
+                   .n_head = 4,
+                   .n_kv_head = family == RDEC_LLAMA ? 2 : 4,
+                   .head_dim = 4,
+                   .d_ff = 32,
+                   .n_ctx = 32,
+                   .rot = family == RDEC_LLAMA ? 4 : 2,
+                   .rope_base = 10000.0f,
+                   .eps = 1e-5f};
+  if (family == RDEC_LLAMA) {
+    c.rmsnorm = 1, c.act = RDEC_ACT_SWIGLU, c.tied = 1;
+  } else if (family == RDEC_GPTJ) {
+    c.interleaved = 1, c.parallel = 1, c.shared_ln = 1, c.act = RDEC_ACT_GELU_TANH;
+    c.mlp_bias = 1, c.head_bias = 1;
+  } else {
+    c.act = RDEC_ACT_GELU_ERF, c.bias = c.mlp_bias = 1;
+  }
+  return c;
+}
+
+/* Random weights far from the init's 0.02 (every term matters, and the
+ * perplexity is well below the vocabulary's). */
+static model_t *base_model(int family, uint64_t seed) {
+  rdec_config c = tiny(family);
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  model_t *m;
+  cr_assert_eq(rdec_new(&m, &c, &err), DFPO_OK, "%s", err.msg);
+  model_init_random(m, seed);
+  dfpo_rng r;
+  dfpo_rng_init(&r, seed + 7, 3);
+  for (int i = 0; i < model_num_tensors(m); i++) {
+    model_tensor t;
+    cr_assert_eq(model_tensor_at(m, i, &t, &err), DFPO_OK);
+    for (int k = 0; k < t.rows * t.cols; k++)
+      t.param[k] += 0.4f * (float)dfpo_rng_normal(&r);
+  }
+  return m;
+}
+
+/* 12 greedy tokens of 2 left-padded prompts into toks[2*12] (KV-cache
+ * decoding) */
+static void greedy(model_t *m, int *toks) {
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  int prompts[2 * 4] = {5, 9, 17, 3, 0, 40, 41, 42}, ks[2] = {0, 1};
+  float *buf = malloc(2 * (size_t)V * sizeof(float));
+  const float *z = model_decode_begin(m, prompts, ks, 2, 4, 16, &err);
+  cr_assert_not_null(z, "%s", err.msg);
+  for (int s = 0; s < 12; s++) {
+    const float *h = model_host_view(m, z, 2 * (size_t)V, buf);
+    int next[2];
+    for (int b = 0; b < 2; b++) {
+      int best = 0;
+      for (int v = 1; v < V; v++)
+        if (h[b * V + v] > h[b * V + best])
+          best = v;
+      next[b] = toks[b * 12 + s] = best;
+    }
+    if (s < 11)
+      cr_assert_not_null(z = model_decode_step(m, next, &err), "%s", err.msg);
+  }
+  free(buf);
+}
+
+static void model_in_16_bits(int family, int dtype) {
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  model_t *a = base_model(family, 3 + (uint64_t)family), *h = NULL, *u = NULL;
+  const char *arch = model_get_config(a)->arch, *dt = ops_dtype_name(dtype);
+  cr_assert_eq(model_clone(&h, a, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_clone(&u, a, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_set_weight_dtype(h, dtype, &err), 0, "%s", err.msg);
+  cr_expect_eq(model_weight_dtype(h), dtype);
+  /* u: the fp32 engine over the rounded weights, widened back */
+  cr_assert_eq(model_set_weight_dtype(u, dtype, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_set_weight_dtype(u, OPS_DTYPE_F32, &err), 0, "%s", err.msg);
+  cr_expect_eq(model_weight_dtype(u), OPS_DTYPE_F32);
+  int seq[24];
+  dfpo_rng r;
+  dfpo_rng_init(&r, 11, 3);
+  for (int i = 0; i < 24; i++)
+    seq[i] = (int)dfpo_rng_below(&r, V);
+  double nh, nu, na;
+  size_t sc;
+  cr_assert_eq(model_score_tokens(u, seq, 24, &nu, &sc, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_score_tokens(a, seq, 24, &na, &sc, &err), 0, "%s", err.msg);
+  int isa0 = ops_cpu_isa();
+  for (int isa = 512; isa >= 0; isa -= 256) {
+    ops_cpu_set_isa(isa);
+    cr_assert_eq(model_score_tokens(h, seq, 24, &nh, &sc, &err), 0, "%s", err.msg);
+    cr_expect_eq(sc, 23u);
+    cr_expect(fabs(nh - nu) <= 1e-5 * fabs(nu),
+              "%s %s isa %d: NLL %.9g, fp32 over the widened %.9g", arch, dt, ops_cpu_isa(), nh,
+              nu);
+  }
+  ops_cpu_set_isa(isa0);
+  cr_log_info("%s %s: NLL %.9g (fp32 over the widened weights %.9g, the fp32 model %.9g)", arch, dt,
+              nh, nu, na);
+  /* the rounding moved the answer: the test can tell the two apart */
+  cr_expect(fabs(nh - na) > 1e-5 * fabs(na), "%s %s: no different from fp32", arch, dt);
+  int th[24], tu[24];
+  greedy(h, th);
+  greedy(u, tu);
+  for (int i = 0; i < 24; i++)
+    cr_expect_eq(th[i], tu[i], "%s %s: greedy token %d: %d, fp32 over the widened %d", arch, dt, i,
+                 th[i], tu[i]);
+  model_free(a);
+  model_free(h);
+  model_free(u);
+}
+
+Test(rdec_half, gptj_bf16_and_f16_match_fp32_over_widened_weights) {
+  model_in_16_bits(RDEC_GPTJ, OPS_DTYPE_BF16);
+  model_in_16_bits(RDEC_GPTJ, OPS_DTYPE_F16);
+}
+Test(rdec_half, neox_bf16_and_f16_match_fp32_over_widened_weights) {
+  model_in_16_bits(RDEC_NEOX, OPS_DTYPE_BF16);
+  model_in_16_bits(RDEC_NEOX, OPS_DTYPE_F16);
+}
+Test(rdec_half, grouped_llama_bf16_and_f16_match_fp32_over_widened_weights) {
+  model_in_16_bits(RDEC_LLAMA, OPS_DTYPE_BF16);
+  model_in_16_bits(RDEC_LLAMA, OPS_DTYPE_F16);
+}
+
+/* The arenas of the tiny models by hand (a fresh model: parameters and the
+ * [C] zero position table, 16 floats; no activations yet).
+ *
+ * Llama (tied, grouped): each layer input_layernorm 16, qkv_proj (16 + 2*8)
+ * rows * 16 = 512, o_proj 16*16 = 256, post_attention_layernorm 16,
+ * gate_up_proj 64*16 = 1024, down_proj 16*32 = 512: 2336; embed_tokens
+ * 64*16 = 1024, norm 16: 2*2336 + 1040 = 5712 floats, + 16 = 5728 floats =
+ * 22912 bytes. In 16 bits the four matrices of each layer and the
+ * embedding, 2*(512 + 256 + 1024 + 512) + 1024 = 5632 weights = 11264
+ * bytes; the rest 5712 - 5632 + 16 = 96 floats = 384 bytes: 11648 bytes.
+ *
+ * GPT-J (untied head with a bias, one LayerNorm per layer): each layer
+ * ln_1 16+16, qkv_proj 48*16 = 768, out_proj 256, fc_in 32*16 = 512 + 32,
+ * fc_out 16*32 = 512 + 16: 2128; wte 1024, ln_f 32, lm_head 1024 + 64:
+ * 2*2128 + 2144 = 6400 floats, + 16 = 6416 floats = 25664 bytes. In 16
+ * bits 2*(768 + 256 + 512 + 512) + 1024 + 1024 = 6144 weights = 12288
+ * bytes; the rest 6400 - 6144 + 16 = 272 floats = 1088 bytes: 13376
+ * bytes. */
+Test(rdec_half, arena_bytes_by_hand) {
+  static const struct {
+    int family;
+    size_t f32, w16, nparams;
+  } want[] = {{RDEC_LLAMA, 22912, 11648, 5712}, {RDEC_GPTJ, 25664, 13376, 6400}};
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  for (size_t k = 0; k < sizeof want / sizeof want[0]; k++)
+    for (int dtype = OPS_DTYPE_BF16; dtype <= OPS_DTYPE_F16; dtype++) {
+      model_t *m = base_model(want[k].family, 1);
+      cr_expect_eq(model_arena_bytes(m), want[k].f32, "%zu", model_arena_bytes(m));
+      cr_expect_eq(model_num_params(m), want[k].nparams);
+      cr_assert_eq(model_set_weight_dtype(m, dtype, &err), 0, "%s", err.msg);
+      cr_expect_eq(model_arena_bytes(m), want[k].w16, "%zu", model_arena_bytes(m));
+      cr_expect_eq(model_num_params(m), want[k].nparams);
+      cr_assert_eq(model_set_weight_dtype(m, OPS_DTYPE_F32, &err), 0, "%s", err.msg);
+      cr_expect_eq(model_arena_bytes(m), want[k].f32);
+      model_free(m);
+    }
+}
+
+/* The 16-bit tensors are the four matrices of each layer, the embedding
+ * and the untied head; the norms and biases stay fp32. */
+Test(rdec_half, which_tensors) {
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  model_t *m = base_model(RDEC_NEOX, 2);
+  cr_assert_eq(model_set_weight_dtype(m, OPS_DTYPE_BF16, &err), 0, "%s", err.msg);
+  int n16 = 0;
+  for (int i = 0; i < model_num_tensors(m); i++) {
+    model_tensor t;
+    cr_assert_eq(model_tensor_at(m, i, &t, &err), 0, "%s", err.msg);
+    int half = t.rows > 1;
+    cr_expect_eq(t.dtype, half ? OPS_DTYPE_BF16 : OPS_DTYPE_F32, "%s", t.name);
+    cr_expect(half ? t.param == NULL && t.param16 != NULL : t.param != NULL && !t.param16, "%s",
+              t.name);
+    n16 += half;
+  }
+  cr_expect_eq(n16, 2 * 4 + 2); /* four per layer, embed_in, embed_out */
+  model_free(m);
+}
+
+/* A model in 16 bits is frozen; a model with training state stays fp32. */
+Test(rdec_half, refusals) {
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  model_t *a = base_model(RDEC_LLAMA, 5), *h = NULL, *v = NULL;
+  cr_assert_eq(model_clone(&h, a, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_set_weight_dtype(h, OPS_DTYPE_BF16, &err), 0, "%s", err.msg);
+  cr_expect_eq(model_ensure_train(h, &err), DFPO_EUSAGE);
+  cr_expect(strstr(err.msg, "does not train"), "%s", err.msg);
+  int tok[4] = {1, 2, 3, 4}, tgt[4] = {2, 3, 4, -1};
+  float loss;
+  cr_expect_eq(model_lm_loss_rows(h, tok, tgt, NULL, 1, 4, 1, &loss, &err), DFPO_EUSAGE);
+  cr_expect(strstr(err.msg, "does not train"), "%s", err.msg);
+  /* without a backward pass the loss is computed */
+  cr_expect_eq(model_lm_loss_rows(h, tok, tgt, NULL, 1, 4, 0, &loss, &err), 0, "%s", err.msg);
+  cr_expect_eq(model_copy_params(a, h, &err), DFPO_EUSAGE);
+  cr_expect(strstr(err.msg, "different precisions"), "%s", err.msg);
+  cr_expect_eq(model_copy_params(h, a, &err), DFPO_EUSAGE);
+  int copied = 0;
+  cr_expect_eq(model_copy_shared_params(a, h, &copied, &err), DFPO_EUSAGE);
+  char dir[256], path[300];
+  ts_tmpdir(dir, sizeof dir);
+  snprintf(path, sizeof path, "%s/m.bin", dir);
+  cr_expect_eq(model_save(h, path, 0, &err), DFPO_EUSAGE);
+  cr_expect(strstr(err.msg, "save or export an fp32 model"), "%s", err.msg);
+  snprintf(path, sizeof path, "%s/m.safetensors", dir);
+  cr_expect_eq(model_export_safetensors(h, path, 0, &err), DFPO_EUSAGE);
+  cr_expect(strstr(err.msg, "save or export an fp32 model"), "%s", err.msg);
+  cr_expect_eq(model_base_view(&v, h, &err), DFPO_EUSAGE);
+  model_lora_config lc = {2, 4.0f, NULL};
+  cr_expect_eq(model_add_lora(h, &lc, 1, &err), DFPO_EUSAGE);
+  cr_expect(strstr(err.msg, "LoRA"), "%s", err.msg);
+  /* two models in the same precision copy (both blocks) */
+  model_t *h2 = base_model(RDEC_LLAMA, 9);
+  cr_assert_eq(model_set_weight_dtype(h2, OPS_DTYPE_BF16, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_copy_params(h2, h, &err), 0, "%s", err.msg);
+  int seq[8] = {1, 5, 9, 2, 7, 3, 3, 60};
+  double n1, n2;
+  size_t sc;
+  cr_assert_eq(model_score_tokens(h, seq, 8, &n1, &sc, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_score_tokens(h2, seq, 8, &n2, &sc, &err), 0, "%s", err.msg);
+  cr_expect_eq(n1, n2);
+  model_free(h2);
+  /* a model with training state refuses */
+  cr_assert_eq(model_ensure_train(a, &err), 0, "%s", err.msg);
+  cr_expect_eq(model_set_weight_dtype(a, OPS_DTYPE_F16, &err), DFPO_EUSAGE);
+  cr_expect(strstr(err.msg, "training state"), "%s", err.msg);
+  /* so does a LoRA model */
+  model_t *l = base_model(RDEC_LLAMA, 7);
+  cr_assert_eq(model_add_lora(l, &lc, 1, &err), 0, "%s", err.msg);
+  cr_expect_eq(model_set_weight_dtype(l, OPS_DTYPE_BF16, &err), DFPO_EUSAGE);
+  model_free(l);
+  /* a model with a base view of it alive refuses; freed, it converts */
+  model_t *b = base_model(RDEC_GPTJ, 6);
+  cr_assert_eq(model_base_view(&v, b, &err), 0, "%s", err.msg);
+  cr_expect_eq(model_set_weight_dtype(b, OPS_DTYPE_BF16, &err), DFPO_EUSAGE);
+  cr_expect(strstr(err.msg, "base view"), "%s", err.msg);
+  cr_expect_eq(model_set_weight_dtype(v, OPS_DTYPE_BF16, &err), DFPO_EUSAGE);
+  model_free(v);
+  cr_expect_eq(model_set_weight_dtype(b, OPS_DTYPE_BF16, &err), 0, "%s", err.msg);
+  model_free(a);
+  model_free(b);
+  model_free(h);
+}
