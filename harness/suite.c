@@ -456,7 +456,9 @@ static const char *jstr(const cJSON *o, const char *key, const char *dflt) {
 }
 
 void res_judge_line(const cJSON *j, char *buf, size_t n, int *trained) {
-  const char *kind = jstr(j, "kind", "trained"), *role = jstr(j, "role", "judge");
+  /* an entry without a kind is a fixed metric (CommonGen's METEOR, the
+   * synthetic task's exact posterior): no model, nothing trained */
+  const char *kind = jstr(j, "kind", ""), *role = jstr(j, "role", "judge");
   *trained = 0;
   if (!strcmp(kind, "huggingface")) {
     const char *rev = jstr(j, "revision", "local folder");
@@ -468,16 +470,18 @@ void res_judge_line(const cJSON *j, char *buf, size_t n, int *trained) {
       suite_fmt(where, sizeof where, "hub %.120s at revision %.120s", jstr(hub, "repo", "?"), rev);
     suite_fmt(buf, n,
               "Hugging Face classifier %.300s (%.20s, label %.60s, %.40s; model.safetensors "
-              "sha256 %.64s, config.json sha256 %.64s; %s); scores the %.120s",
+              "sha256 %.64s, config.json sha256 %.64s; %s); scores the %.300s",
               jstr(j, "dir", "?"), jstr(j, "model_type", "?"), jstr(j, "label", "?"),
               jstr(j, "probability", "?"), jstr(j, "model_sha256", "?"),
               jstr(j, "config_sha256", "?"), where, role);
   } else if (!strcmp(kind, "perspective")) {
-    suite_fmt(buf, n, "the Perspective API (%.300s, %.60s); scores the %.120s", jstr(j, "url", "?"),
+    suite_fmt(buf, n, "the Perspective API (%.300s, %.60s); scores the %.400s", jstr(j, "url", "?"),
               jstr(j, "attribute", "?"), role);
+  } else if (!kind[0]) {
+    suite_fmt(buf, n, "%.500s; scores the %.400s", jstr(j, "id", "?"), role);
   } else {
     *trained = !strcmp(kind, "trained");
-    suite_fmt(buf, n, "%s %.200s (%.300s); scores the %.120s",
+    suite_fmt(buf, n, "%s %.200s (%.300s); scores the %.400s",
               *trained ? "trained by the harness," : kind, jstr(j, "id", "?"), jstr(j, "dir", "?"),
               role);
   }

@@ -167,7 +167,8 @@ void res_free(res_suite *r);
  * Face classifier its folder, model_type, label, the SHA-256 of
  * model.safetensors and config.json and the hub revision or "local
  * folder"; for a trained judge its id and folder; for the Perspective API
- * its endpoint; then "; scores the
+ * its endpoint; for a fixed metric (an entry without "kind": CommonGen's
+ * METEOR) its id; then "; scores the
  * ROLE". *trained: whether it is a judge trained by the harness. */
 void res_judge_line(const cJSON *judge, char *buf, size_t n, int *trained);
 /* Index of a metric or variant by name, -1 when absent. */

@@ -2,7 +2,8 @@
  * (figures in PNG, SVG and PDF, each algorithm in one colour across them,
  * SFT kept off the iteration axis, display names, a caption and a label,
  * the CSV in results.json's keys), cells under way marked in the tables and
- * drawn in short dashes, a CommonGen policy other than T5 noted as a deviation, and a clear refusal
+ * drawn in short dashes, a CommonGen policy other than T5 noted as a deviation (and its METEOR
+ * named as a metric, not a trained judge), and a clear refusal
  * of a folder with no cells. The values are made up; the
  * statistics are tested in tests/reports and test_reproduce.c. */
 #include "harness/rundir.h"
@@ -35,8 +36,10 @@ static int dfpo(const char *const *args, char **err) {
 
 /* eval.json's "memory" object of the cells cell() writes (NULL: none). */
 static const char *cell_memory;
-/* The task folder cell() writes into. */
+/* The task folder cell() writes into, and eval.json's "judges" list of its
+ * cells (NULL: none). */
 static const char *cell_task = "synthetic";
+static const char *cell_judges;
 
 /* A finished cell: eval.json with reward, nll_word, oov_rate and ppl_ref,
  * config.json with the PPO settings, and a train.jsonl of 5 iterations
@@ -51,9 +54,10 @@ static void cell(const char *root, const char *variant, const char *algo, int se
   snprintf(p, sizeof p, "%s/eval.json", d);
   snprintf(text, sizeof text,
            "{\"metrics\": {\"reward\": %.17g, \"nll_word\": %.17g, \"oov_rate\": %.17g, "
-           "\"ppl_ref\": %.17g}, \"algo\": \"%s\"%s%s}\n",
+           "\"ppl_ref\": %.17g}, \"algo\": \"%s\"%s%s%s%s}\n",
            r, 4 + r + 0.1 * seed, 0.01 + 0.01 * seed, 12 + 10 * r + seed, algo,
-           cell_memory ? ", \"memory\": " : "", cell_memory ? cell_memory : "");
+           cell_memory ? ", \"memory\": " : "", cell_memory ? cell_memory : "",
+           cell_judges ? ", \"judges\": " : "", cell_judges ? cell_judges : "");
   ts_write_text(p, text);
   snprintf(p, sizeof p, "%s/config.json", d);
   snprintf(text, sizeof text, "{\"ppo\": %s}\n", ppo);
@@ -241,6 +245,11 @@ Test(report_paper, the_notes_say_which_memory_switches_cells_used) {
 Test(report_paper, a_commongen_policy_other_than_t5_is_a_noted_deviation) {
   const char *arch[] = {"gpt2", "t5"};
   cell_task = "commongen";
+  /* the METEOR judge as dfpo train records it (harness/task_commongen.c):
+   * a fixed metric, no kind, a role longer than 120 characters */
+  cell_judges = "[{\"role\": \"reward: METEOR against the references, less "
+                "task.commongen.repeat_penalty for a sentence that repeats the prompt (RL4LMs' "
+                "common_gen_repeat_penalty)\", \"id\": \"meteor: NLTK 3.8 meteor_score\"}]";
   for (int a = 0; a < 2; a++) {
     char root[400], p[500], text[200];
     snprintf(root, sizeof root, "%s/%s", dir, arch[a]);
@@ -258,9 +267,17 @@ Test(report_paper, a_commongen_policy_other_than_t5_is_a_noted_deviation) {
       cr_expect(strstr(md, want) != NULL, "no \"%s\" in:\n%s", want, md);
     else
       cr_expect(strstr(md, "Policy:") == NULL, "a T5 base noted as a deviation:\n%s", md);
+    /* the judge is named as the metric it is, its role whole, and not as
+     * a judge trained by the harness */
+    const char *judge = "Judge: meteor: NLTK 3.8 meteor_score; scores the reward: METEOR against "
+                        "the references, less task.commongen.repeat_penalty for a sentence that "
+                        "repeats the prompt (RL4LMs' common_gen_repeat_penalty).";
+    cr_expect(strstr(md, judge) != NULL, "no \"%s\" in:\n%s", judge, md);
+    cr_expect(strstr(md, "trained by the harness") == NULL, "%s", md);
     free(md);
   }
   cell_task = "synthetic";
+  cell_judges = NULL;
 }
 
 /* A run folder with train.jsonl and no DONE is a cell under way: "running"
