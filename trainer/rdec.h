@@ -39,9 +39,11 @@
  * base and adapter views share the base), native checkpoints (model_save,
  * model_load; the adapters too) and Hugging Face export
  * (model_export_safetensors: adapters merged; model_export_adapters: peft's
- * files). The classification head answers DFPO_EUSAGE saying so. The CUDA backend lacks the ops
- * these models add (rope_fwd, swiglu_fwd, kv_repeat and their backward ops; rmsnorm_fwd/bwd for
- * Llama): a forward pass or decoding there answers DFPO_EUSAGE naming them.
+ * files). The classification head answers DFPO_EUSAGE saying so. The CPU and
+ * CUDA backends have the ops these models add (rope_fwd, swiglu_fwd,
+ * kv_repeat and their backward ops; rmsnorm_fwd/bwd for Llama); a backend
+ * without one answers DFPO_EUSAGE naming it. The CUDA kernels are checked
+ * on the repository's CUDA emulator only (docs/cuda.md).
  *
  * Weights in F32, F16 or BF16 (safetensors or pytorch_model.bin, sharded
  * too) are read into float32.
