@@ -226,7 +226,7 @@ Test(gpt2_half, arena_bytes_by_hand) {
     cr_expect_eq(model_arena_bytes(m), 31488u);
     cr_expect_eq(model_weight_dtype(m), OPS_DTYPE_F32);
     cr_assert_eq(model_set_weight_dtype(m, dtype, &err), 0, "%s", err.msg);
-    cr_expect_eq(model_weight_dtype(m), dtype);
+    cr_expect_eq((int)model_weight_dtype(m), (int)dtype);
     cr_expect_eq(model_arena_bytes(m), 17152u, "%zu", model_arena_bytes(m));
     cr_expect_eq(model_num_params(m), 7872u);
     cr_assert_eq(model_set_weight_dtype(m, OPS_DTYPE_F32, &err), 0, "%s", err.msg);

@@ -104,7 +104,7 @@ static void model_in_16_bits(int family, int dtype) {
   cr_assert_eq(model_clone(&h, a, &err), 0, "%s", err.msg);
   cr_assert_eq(model_clone(&u, a, &err), 0, "%s", err.msg);
   cr_assert_eq(model_set_weight_dtype(h, dtype, &err), 0, "%s", err.msg);
-  cr_expect_eq(model_weight_dtype(h), dtype);
+  cr_expect_eq((int)model_weight_dtype(h), (int)dtype);
   /* u: the fp32 engine over the rounded weights, widened back */
   cr_assert_eq(model_set_weight_dtype(u, dtype, &err), 0, "%s", err.msg);
   cr_assert_eq(model_set_weight_dtype(u, OPS_DTYPE_F32, &err), 0, "%s", err.msg);
