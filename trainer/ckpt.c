@@ -233,3 +233,32 @@ int ckpt_write_json(const char *path, const cJSON *o, dfpo_err *err) {
   free(text);
   return rc;
 }
+
+int ckpt_write_peft_config(const char *weights_path, int r, float alpha, const char *const *targets,
+                           int nt, int fan_in_fan_out, dfpo_err *err) {
+  char cpath[4096];
+  const char *slash = strrchr(weights_path, '/');
+  int rc = dfpo_path_fmt(cpath, sizeof cpath, err, "%.*s%sadapter_config.json",
+                         slash ? (int)(slash - weights_path) : 0, weights_path, slash ? "/" : "");
+  if (rc)
+    return rc;
+  cJSON *c = cJSON_CreateObject();
+  cJSON_AddStringToObject(c, "peft_type", "LORA");
+  cJSON_AddStringToObject(c, "task_type", "CAUSAL_LM");
+  cJSON_AddNullToObject(c, "base_model_name_or_path");
+  cJSON_AddNullToObject(c, "revision");
+  cJSON_AddNumberToObject(c, "r", r);
+  cJSON_AddNumberToObject(c, "lora_alpha", alpha);
+  cJSON_AddNumberToObject(c, "lora_dropout", 0);
+  cJSON *tm = cJSON_AddArrayToObject(c, "target_modules");
+  for (int k = 0; k < nt; k++)
+    cJSON_AddItemToArray(tm, cJSON_CreateString(targets[k]));
+  cJSON_AddBoolToObject(c, "fan_in_fan_out", fan_in_fan_out);
+  cJSON_AddStringToObject(c, "bias", "none");
+  cJSON_AddNullToObject(c, "modules_to_save");
+  cJSON_AddBoolToObject(c, "init_lora_weights", 1);
+  cJSON_AddBoolToObject(c, "inference_mode", 1);
+  rc = ckpt_write_json(cpath, c, err);
+  cJSON_Delete(c);
+  return rc;
+}

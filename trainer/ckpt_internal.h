@@ -84,5 +84,10 @@ int ckpt_write_safetensors(const model_t *m, const char *path, cJSON *meta, cons
 /* Writes the JSON object o (pretty-printed, a newline after it) to path
  * atomically; o stays the caller's. */
 int ckpt_write_json(const char *path, const cJSON *o, dfpo_err *err);
+/* peft's adapter_config.json (LoraConfig's fields, task CAUSAL_LM) beside
+ * the adapter weights file weights_path: rank r, lora_alpha, the nt
+ * target module names, fan_in_fan_out (GPT-2's Conv1D layers: 1). */
+int ckpt_write_peft_config(const char *weights_path, int r, float alpha, const char *const *targets,
+                           int nt, int fan_in_fan_out, dfpo_err *err);
 
 #endif

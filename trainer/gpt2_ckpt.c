@@ -553,31 +553,12 @@ static int export_adapters(const gpt2_model *m, const char *path, dfpo_err *err)
   free(names);
   if (rc)
     return rc;
-  char cpath[4096];
-  const char *slash = strrchr(path, '/');
-  if ((rc = dfpo_path_fmt(cpath, sizeof cpath, err, "%.*s%sadapter_config.json",
-                          slash ? (int)(slash - path) : 0, path, slash ? "/" : "")))
-    return rc;
-  cJSON *c = cJSON_CreateObject();
-  cJSON_AddStringToObject(c, "peft_type", "LORA");
-  cJSON_AddStringToObject(c, "task_type", "CAUSAL_LM");
-  cJSON_AddNullToObject(c, "base_model_name_or_path");
-  cJSON_AddNullToObject(c, "revision");
-  cJSON_AddNumberToObject(c, "r", z->r);
-  cJSON_AddNumberToObject(c, "lora_alpha", z->alpha);
-  cJSON_AddNumberToObject(c, "lora_dropout", 0);
-  cJSON *tm = cJSON_AddArrayToObject(c, "target_modules");
+  const char *targets[GPT2_LORA_N];
+  int nt = 0;
   for (int k = 0; k < GPT2_LORA_N; k++)
     if ((z->targets >> k) & 1)
-      cJSON_AddItemToArray(tm, cJSON_CreateString(gpt2_lora_names[k]));
-  cJSON_AddBoolToObject(c, "fan_in_fan_out", 1);
-  cJSON_AddStringToObject(c, "bias", "none");
-  cJSON_AddNullToObject(c, "modules_to_save");
-  cJSON_AddBoolToObject(c, "init_lora_weights", 1);
-  cJSON_AddBoolToObject(c, "inference_mode", 1);
-  rc = ckpt_write_json(cpath, c, err);
-  cJSON_Delete(c);
-  return rc;
+      targets[nt++] = gpt2_lora_names[k];
+  return ckpt_write_peft_config(path, z->r, z->alpha, targets, nt, 1, err);
 }
 
 /* The adapter of GPT-2 tensor index k (a block's linear weight), as the

@@ -2016,32 +2016,12 @@ static cJSON *hf_config(const rdec_model *m, int eot_id) {
 /* peft's adapter_config.json beside path. */
 static int write_adapter_config(const rdec_model *m, const char *path, dfpo_err *err) {
   const rdec_lora *z = &m->lora;
-  char cpath[4096];
-  const char *slash = strrchr(path, '/');
-  int rc = dfpo_path_fmt(cpath, sizeof cpath, err, "%.*s%sadapter_config.json",
-                         slash ? (int)(slash - path) : 0, path, slash ? "/" : "");
-  if (rc)
-    return rc;
-  cJSON *c = cJSON_CreateObject();
-  cJSON_AddStringToObject(c, "peft_type", "LORA");
-  cJSON_AddStringToObject(c, "task_type", "CAUSAL_LM");
-  cJSON_AddNullToObject(c, "base_model_name_or_path");
-  cJSON_AddNullToObject(c, "revision");
-  cJSON_AddNumberToObject(c, "r", z->r);
-  cJSON_AddNumberToObject(c, "lora_alpha", z->alpha);
-  cJSON_AddNumberToObject(c, "lora_dropout", 0);
-  cJSON *tm = cJSON_AddArrayToObject(c, "target_modules");
-  for (int k = 0; k < z->ntab; k++)
+  const char *names[64];
+  int nt = 0;
+  for (int k = 0; k < z->ntab && nt < 64; k++)
     if ((z->targets >> k) & 1)
-      cJSON_AddItemToArray(tm, cJSON_CreateString(z->tab[k].name));
-  cJSON_AddBoolToObject(c, "fan_in_fan_out", 0);
-  cJSON_AddStringToObject(c, "bias", "none");
-  cJSON_AddNullToObject(c, "modules_to_save");
-  cJSON_AddBoolToObject(c, "init_lora_weights", 1);
-  cJSON_AddBoolToObject(c, "inference_mode", 1);
-  rc = ckpt_write_json(cpath, c, err);
-  cJSON_Delete(c);
-  return rc;
+      names[nt++] = z->tab[k].name;
+  return ckpt_write_peft_config(path, z->r, z->alpha, names, nt, 0, err);
 }
 
 /* model_export_safetensors: the Hugging Face tensors (q_proj, k_proj,
