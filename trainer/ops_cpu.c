@@ -228,8 +228,6 @@ __attribute__((target("avx2,fma"))) static void smallm_gemm(float *out, const fl
  * (ops_cpu_scratch), kept from call to call: a fresh block per product
  * faulted its pages in each time (a fifth of a prompt pass's products in
  * perf). */
-/* how far ahead (in floats) each weight row is prefetched: 4 KB */
-#define XT_AHEAD 1024
 
 static inline void smallxt_block(float *out, const float *xt, const float *w, const float *bias,
                                  int M, int G, int J, int K, int n, int nb, int N)
@@ -242,11 +240,15 @@ static inline void smallxt_block(float *out, const float *xt, const float *w, co
     wr[j] = w + (size_t)(n + (j < nb ? j : 0)) * K; /* past nb: computed, not stored */
     acc[0][j] = acc[1][j] = _mm512_setzero_ps();
   }
+  /* the next block's J rows (contiguous: J K floats) come in a cache line
+   * per row and step of 16 k, so that they are all on their way when this
+   * block ends */
+  uintptr_t nxt = (uintptr_t)(w + (size_t)(n + J) * K);
+  int ahead = n + 2 * J <= N;
   for (int k = 0; k < K; k++) {
-    if (!(k & 15))
+    if (!(k & 15) && ahead)
       for (int j = 0; j < J; j++)
-        _mm_prefetch((const char *)((uintptr_t)(wr[j] + k) + XT_AHEAD * sizeof(float)),
-                     _MM_HINT_T0);
+        _mm_prefetch((const char *)(nxt + ((size_t)(k / 16) * J + j) * 64), _MM_HINT_T0);
     const float *xk = xt + (size_t)k * XT_LANES * G;
     for (int g = 0; g < G; g++) {
       __m512 xv = _mm512_load_ps(xk + g * XT_LANES);
@@ -950,17 +952,30 @@ __attribute__((target("avx512f"))) static void attention_row512(float *o, const 
   /* output vector u (16 channels of head u / HV) reads the value channels
    * at voff(u) of a position */
 #define VOFF(u) (((u) / HV / R) * HS + ((u) % HV) * 16)
+  /* the offsets and weight rows are worked out before the loop over
+   * positions, and its 16 sums unrolled into registers: written as one
+   * expression in the loop, the compiler kept the sums on the stack and
+   * divided twice per vector and position (two thirds of the step's
+   * attention time in perf) */
   int v0 = 0;
   for (; v0 + 16 <= CV; v0 += 16) {
     __m512 acc[16];
+    int off[16];
+    const float *ar[16];
+    for (int v = 0; v < 16; v++) {
+      off[v] = VOFF(v0 + v);
+      ar[v] = a + (size_t)((v0 + v) / HV) * n;
+    }
+#pragma GCC unroll 16
     for (int v = 0; v < 16; v++)
       acc[v] = _mm512_setzero_ps();
     for (int j = ks; j < n; j++) {
       const float *vj = vr + (size_t)j * KV;
+#pragma GCC unroll 16
       for (int v = 0; v < 16; v++)
-        acc[v] = _mm512_fmadd_ps(_mm512_set1_ps(a[(size_t)((v0 + v) / HV) * n + j]),
-                                 _mm512_loadu_ps(vj + VOFF(v0 + v)), acc[v]);
+        acc[v] = _mm512_fmadd_ps(_mm512_set1_ps(ar[v][j]), _mm512_loadu_ps(vj + off[v]), acc[v]);
     }
+#pragma GCC unroll 16
     for (int v = 0; v < 16; v++)
       _mm512_storeu_ps(o + 16 * (v0 + v), acc[v]);
   }
