@@ -29,8 +29,9 @@
  * before any page is touched: where the kernel's transparent huge pages
  * are "madvise" (as on this project's machines) a first touch then faults
  * in 2 MiB at a time instead of 4 KiB, and the first RL iteration of the
- * 124M shape, which touches about 10 GiB, spent most of 57 s of system
- * time in half a million times more faults (docs/benchmarks.md). Where the
+ * 124M shape, which touches about 10 GiB, took 3.15 million faults and 57 s
+ * of system time with 4 KiB pages, 0.42 million and 32 s with these
+ * (docs/benchmarks.md). Where the
  * kernel refuses the advice the mapping works as plain pages. Two words
  * sit just before the aligned block, for cpu_free: the pointer to release
  * and the length of the mapping (0: calloc's). */
@@ -1100,52 +1101,44 @@ static inline float vtanhf(float u) {
 
 #define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
 
-/* GELU (tanh form) of values i0..i1-1, and its backward pass; with
- * `wide`, the same arithmetic 16 lanes at a time (the baseline build
- * targets plain x86-64, whose vectors are 4 wide: the 16-row decoding
- * step of the 124M model spent about 1.4 ms of its 21 in GELU). Never
- * inlined, for the reason gelu_erf_range gives. */
-#define GELU_FWD_BODY                                                                              \
-  for (size_t i = i0; i < i1; i++) {                                                               \
-    float x = inp[i];                                                                              \
-    out[i] = 0.5f * x * (1.0f + vtanhf(GELU_K * (x + 0.044715f * x * x * x)));                     \
+/* GELU (tanh form) of values i0..i1-1 into dst, or with dout its backward
+ * pass (dst the input's gradient); the AVX-512 twin does the same
+ * arithmetic 16 lanes at a time (the baseline build targets plain x86-64,
+ * whose vectors are 4 wide: the 16-row decoding step of the 124M model
+ * spent about 1.4 ms of its 21 in GELU). Never inlined, for the reason
+ * gelu_erf_range gives. */
+#define GELU_TANH_BODY                                                                             \
+  if (!dout) {                                                                                     \
+    _Pragma("omp simd") for (size_t i = i0; i < i1; i++) {                                         \
+      float x = inp[i];                                                                            \
+      dst[i] = 0.5f * x * (1.0f + vtanhf(GELU_K * (x + 0.044715f * x * x * x)));                   \
+    }                                                                                              \
+  } else {                                                                                         \
+    _Pragma("omp simd") for (size_t i = i0; i < i1; i++) {                                         \
+      float x = inp[i];                                                                            \
+      float u = GELU_K * (x + 0.044715f * x * x * x);                                              \
+      float th = vtanhf(u);                                                                        \
+      float sech2 = 1.0f - th * th;                                                                \
+      float g =                                                                                    \
+          0.5f * (1.0f + th) + 0.5f * x * sech2 * GELU_K * (1.0f + 3.0f * 0.044715f * x * x);      \
+      dst[i] = g * dout[i];                                                                        \
+    }                                                                                              \
   }
-#define GELU_BWD_BODY                                                                              \
-  for (size_t i = i0; i < i1; i++) {                                                               \
-    float x = inp[i];                                                                              \
-    float u = GELU_K * (x + 0.044715f * x * x * x);                                                \
-    float th = vtanhf(u);                                                                          \
-    float sech2 = 1.0f - th * th;                                                                  \
-    float g = 0.5f * (1.0f + th) + 0.5f * x * sech2 * GELU_K * (1.0f + 3.0f * 0.044715f * x * x);  \
-    dinp[i] = g * dout[i];                                                                         \
-  }
-__attribute__((noinline)) static void gelu_fwd_range(float *out, const float *inp, size_t i0,
-                                                     size_t i1) {
-#pragma omp simd
-  GELU_FWD_BODY
-}
-__attribute__((noinline)) static void gelu_bwd_range(float *dinp, const float *inp,
-                                                     const float *dout, size_t i0, size_t i1) {
-#pragma omp simd
-  GELU_BWD_BODY
+__attribute__((noinline)) static void gelu_tanh_range(float *dst, const float *inp,
+                                                      const float *dout, size_t i0, size_t i1) {
+  GELU_TANH_BODY
 }
 #ifdef HAVE_SMALLM
 __attribute__((noinline, target("avx512f"))) static void
-gelu_fwd_range512(float *out, const float *inp, size_t i0, size_t i1) {
-#pragma omp simd
-  GELU_FWD_BODY
-}
-__attribute__((noinline, target("avx512f"))) static void
-gelu_bwd_range512(float *dinp, const float *inp, const float *dout, size_t i0, size_t i1) {
-#pragma omp simd
-  GELU_BWD_BODY
+gelu_tanh_range512(float *dst, const float *inp, const float *dout, size_t i0, size_t i1) {
+  GELU_TANH_BODY
 }
 #endif
-#undef GELU_FWD_BODY
-#undef GELU_BWD_BODY
+#undef GELU_TANH_BODY
 
-/* in chunks of 4096 values, one call each */
-static void cpu_gelu_fwd(float *out, const float *inp, size_t n) {
+/* the forward (dout NULL) or backward pass over n values, in chunks of
+ * 4096, one call each */
+static void gelu_tanh(float *dst, const float *inp, const float *dout, size_t n) {
   int wide = 0;
 #ifdef HAVE_SMALLM
   wide = ops_cpu_isa() >= 512;
@@ -1156,33 +1149,21 @@ static void cpu_gelu_fwd(float *out, const float *inp, size_t n) {
     size_t i0 = 4096 * c, i1 = i0 + 4096 < n ? i0 + 4096 : n;
 #ifdef HAVE_SMALLM
     if (wide) {
-      gelu_fwd_range512(out, inp, i0, i1);
+      gelu_tanh_range512(dst, inp, dout, i0, i1);
       continue;
     }
 #endif
-    gelu_fwd_range(out, inp, i0, i1);
+    gelu_tanh_range(dst, inp, dout, i0, i1);
   }
   (void)wide;
+}
+
+static void cpu_gelu_fwd(float *out, const float *inp, size_t n) {
+  gelu_tanh(out, inp, NULL, n);
 }
 
 static void cpu_gelu_bwd(float *dinp, const float *inp, const float *dout, size_t n) {
-  int wide = 0;
-#ifdef HAVE_SMALLM
-  wide = ops_cpu_isa() >= 512;
-#endif
-  size_t chunks = (n + 4095) / 4096;
-#pragma omp parallel for schedule(static) if (n > PAR_MIN)
-  for (size_t c = 0; c < chunks; c++) {
-    size_t i0 = 4096 * c, i1 = i0 + 4096 < n ? i0 + 4096 : n;
-#ifdef HAVE_SMALLM
-    if (wide) {
-      gelu_bwd_range512(dinp, inp, dout, i0, i1);
-      continue;
-    }
-#endif
-    gelu_bwd_range(dinp, inp, dout, i0, i1);
-  }
-  (void)wide;
+  gelu_tanh(dinp, inp, dout, n);
 }
 
 #ifdef HAVE_SMALLM
