@@ -287,6 +287,84 @@ __attribute__((target("avx512f"))) static void smallxt_gemm(float *out, const fl
   }
 }
 
+/* For a handful of rows the lanes run along k instead: each weight vector
+ * (16 consecutive k of one output) is loaded once and multiplies every
+ * row's matching x vector, so a product costs M/16 multiply instructions
+ * per weight where the transposed kernel above costs one whatever M (at 1
+ * row it wasted 15 of 16 lanes and ran at its 16-row speed). Blocks of M
+ * rows x J outputs (M J <= 24 sums in registers); the sums of one output
+ * are 16 lanes over k = lane (mod 16), added up by _mm512_reduce_add_ps at
+ * the end: the same order whatever the thread count, a different one from
+ * the transposed kernel's (so a batch of up to DOT_MAX_ROWS rows and a
+ * bigger one round differently). */
+#define DOT_MAX_ROWS 8
+
+static inline void dot_block(float *out, const float *x, const float *w, const float *bias, int M,
+                             int J, int K, int n, int nb, int N)
+    __attribute__((always_inline, target("avx512f")));
+static inline void dot_block(float *out, const float *x, const float *w, const float *bias, int M,
+                             int J, int K, int n, int nb, int N) {
+  const float *wr[8];
+  __m512 acc[DOT_MAX_ROWS][8];
+  for (int j = 0; j < J; j++) {
+    wr[j] = w + (size_t)(n + (j < nb ? j : 0)) * K; /* past nb: computed, not stored */
+    for (int i = 0; i < M; i++)
+      acc[i][j] = _mm512_setzero_ps();
+  }
+  /* the next block's J rows, a cache line per row and step of 16 k, as in
+   * smallxt_block */
+  uintptr_t nxt = (uintptr_t)(w + (size_t)(n + J) * K);
+  int ahead = n + 2 * J <= N;
+  for (int k = 0; k < K; k += 16) {
+    __mmask16 mk = K - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (K - k)) - 1);
+    if (ahead)
+      for (int j = 0; j < J; j++)
+        _mm_prefetch((const char *)(nxt + ((size_t)(k / 16) * J + j) * 64), _MM_HINT_T0);
+    __m512 wv[8];
+    for (int j = 0; j < J; j++)
+      wv[j] = _mm512_maskz_loadu_ps(mk, wr[j] + k);
+    for (int i = 0; i < M; i++) {
+      __m512 xv = _mm512_maskz_loadu_ps(mk, x + (size_t)i * K + k);
+      for (int j = 0; j < J; j++)
+        acc[i][j] = _mm512_fmadd_ps(xv, wv[j], acc[i][j]);
+    }
+  }
+  /* every sum reduced (constant bounds: indexing acc by the variable nb
+   * would keep it in memory), the first nb stored */
+  float s[DOT_MAX_ROWS][8];
+  for (int i = 0; i < M; i++)
+    for (int j = 0; j < J; j++)
+      s[i][j] = _mm512_reduce_add_ps(acc[i][j]);
+  for (int i = 0; i < M; i++)
+    for (int j = 0; j < nb; j++)
+      out[(size_t)i * N + n + j] = bias ? bias[n + j] + s[i][j] : s[i][j];
+}
+
+/* out[m, n] for n in [n0, n1), 1 <= M <= DOT_MAX_ROWS: J = 8, 8, 8, 6, 4,
+ * 4, 3, 3 outputs a block for M = 1..8 (each case a constant for the
+ * compiler, which then keeps the sums in registers). */
+__attribute__((target("avx512f"))) static void dot_gemm(float *out, const float *x, const float *w,
+                                                        const float *bias, int M, int K, int n0,
+                                                        int n1, int N) {
+#define DOT_CASE(RM, RJ)                                                                           \
+  case RM:                                                                                         \
+    for (int n = n0; n < n1; n += RJ)                                                              \
+      dot_block(out, x, w, bias, RM, RJ, K, n, n1 - n < RJ ? n1 - n : RJ, N);                      \
+    break;
+  switch (M) {
+    DOT_CASE(1, 8)
+    DOT_CASE(2, 8)
+    DOT_CASE(3, 8)
+    DOT_CASE(4, 6)
+    DOT_CASE(5, 4)
+    DOT_CASE(6, 4)
+    DOT_CASE(7, 3)
+    DOT_CASE(8, 3)
+  default:
+    break;
+  }
+#undef DOT_CASE
+}
 #endif
 
 /* the width ops_cpu_set_isa allows; -1 until first asked */
@@ -328,6 +406,17 @@ static void cpu_matmul_fwd(float *out, const float *inp, const float *w, const f
   if (isa >= 512 && M > GEMM_MIN_ROWS &&
       ops_cpu_gemm(M, N, K, inp, (size_t)K, 1, w, 1, (size_t)K, bias, 0.0f, out, (size_t)N) == 0)
     return;
+  if (isa >= 512 && M <= DOT_MAX_ROWS) {
+    /* output columns per task: 96 (a multiple of 8, 6, 4 and 3); two
+     * threads stream the weights faster than one from a megabyte on */
+    int blk = 96, nblk = (N + blk - 1) / blk;
+#pragma omp parallel for schedule(static) if ((size_t)N * K > 262144)
+    for (int i = 0; i < nblk; i++) {
+      int n0 = i * blk, n1 = n0 + blk < N ? n0 + blk : N;
+      dot_gemm(out, inp, w, bias, M, K, n0, n1, N);
+    }
+    return;
+  }
   float *xt = NULL;
   /* rows in groups of 32 (two registers' lanes), the last one of 16 where
    * that is enough: xt + 32 r K is group r, [K][16 G] */

@@ -104,16 +104,19 @@ Test(ops_cpu, matmul_every_path_agrees_with_double) {
   /* Each path the CPU has, against the same double-precision product. The
    * AVX2 kernel takes up to 32 rows, in blocks of 4 (7 and 20 leave partial
    * ones), 8-wide steps and 3 outputs; more rows, and every size with the
-   * own kernels off, go to sgemm. The AVX-512 kernel takes every size: rows
-   * in groups of 32 across two registers' lanes, the last group of 16 where
-   * that is enough (7: one partial 16; 16: one full; 20: a partial 32; 32:
-   * one full; 40: 32 + a partial 16), in blocks of 12 outputs (16 lanes) or
-   * 8 (32); above 64 rows (90) the packed product of ops_cpu_gemm.c, tested
-   * on its own below. K = 131 and N = 70 leave remainders of all of them;
-   * N * K is far below the prefetch distances, so prefetches run past the
-   * weights' end as they do at every matrix's end. */
-  enum { NM = 6, NI = 3 };
-  const int Ms[NM] = {7, 16, 20, 32, 40, 90}, isas[NI] = {512, 256, 0};
+   * own kernels off, go to sgemm. With AVX-512, up to 8 rows go to the
+   * kernel with lanes along k (1 to 8: each its own block width, 8, 8, 8,
+   * 6, 4, 4, 3, 3 outputs; K = 131 ends in a masked step of 3); more rows
+   * to the transposed one: rows in groups of 32 across two registers'
+   * lanes, the last group of 16 where that is enough (16: one full; 20: a
+   * partial 32; 32: one full; 40: 32 + a partial 16), in blocks of 12
+   * outputs (16 lanes) or 8 (32); above 64 rows (90) the packed product of
+   * ops_cpu_gemm.c, tested on its own below. K = 131 and N = 70 leave
+   * remainders of all of them; N * K is far below the prefetch distances,
+   * so prefetches run past the weights' end as they do at every matrix's
+   * end. */
+  enum { NM = 13, NI = 3 };
+  const int Ms[NM] = {1, 2, 3, 4, 5, 6, 7, 8, 16, 20, 32, 40, 90}, isas[NI] = {512, 256, 0};
   for (int c = 0; c < NM * NI; c++) {
     int got = ops_cpu_set_isa(isas[c / NM]);
     if (got != isas[c / NM] && c % NM == 0) {
@@ -207,7 +210,9 @@ Test(ops_cpu, packed_product_same_bits_on_one_thread_and_two) {
     return;
   }
   /* 400 x 1500 x 300: A is the larger side (split by rows); its transpose
-   * 300 x 1500 x 400 as dw: B is larger (split by columns) */
+   * 300 x 1500 x 400 as dw: B is larger (split by columns). Then the few-row
+   * kernels (5 rows: lanes along k; 12: transposed), big enough to run on
+   * both threads. */
   int M = 400, K = 1500, N = 300;
   float *x = rnd((size_t)M * K, 120, 1), *w = rnd((size_t)N * K, 121, 1),
         *dout = rnd((size_t)M * N, 122, 1);
@@ -223,6 +228,16 @@ Test(ops_cpu, packed_product_same_bits_on_one_thread_and_two) {
   omp_set_num_threads(saved);
   cr_expect(memcmp(o[0], o[1], (size_t)M * N * 4) == 0, "forward differs between 1 and 2 threads");
   cr_expect(memcmp(dw[0], dw[1], (size_t)N * K * 4) == 0, "dw differs between 1 and 2 threads");
+  for (int rows = 5; rows <= 12; rows += 7) {
+    for (int t = 0; t < 2; t++) {
+      omp_set_num_threads(t + 1);
+      memset(o[t], 0, (size_t)M * N * 4);
+      O->matmul_fwd(o[t], x, w, NULL, rows, K, N);
+    }
+    omp_set_num_threads(saved);
+    cr_expect(memcmp(o[0], o[1], (size_t)rows * N * 4) == 0,
+              "%d rows: the forward product differs between 1 and 2 threads", rows);
+  }
   free(x), free(w), free(dout), free(o[0]), free(o[1]), free(dw[0]), free(dw[1]);
 }
 
