@@ -1433,81 +1433,146 @@ static int cand_cmp(const void *a, const void *b) {
   return (x->i > y->i) - (x->i < y->i);
 }
 
-/* The k-th largest finite value of z (a min-heap of size k); *mx and *arg
- * receive the largest value and its first index (-INFINITY and -1 when no
- * entry is finite), in the same pass. */
-static float kth_largest(const float *z, int V, int k, float *heap, float *mx, int *arg) {
+/* Which of z[i..i+15] (within V; past it: none) exceed thr (ge: are at
+ * least thr), as bits 0..15; NaN never does. The AVX-512 form compares 16
+ * at once; the passes below use it to skip the blocks where nothing is
+ * above their threshold, which with top-k is nearly every block. */
+#ifdef HAVE_SMALLM
+__attribute__((target("avx512f"))) static unsigned above16_512(const float *z, int i, int V,
+                                                               float thr, int ge) {
+  __mmask16 in = V - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (V - i)) - 1);
+  __m512 v = _mm512_maskz_loadu_ps(in, z + i), t = _mm512_set1_ps(thr);
+  return ge ? _mm512_mask_cmp_ps_mask(in, v, t, _CMP_GE_OQ)
+            : _mm512_mask_cmp_ps_mask(in, v, t, _CMP_GT_OQ);
+}
+#endif
+static unsigned above16(const float *z, int i, int V, float thr, int ge, int wide) {
+#ifdef HAVE_SMALLM
+  if (wide)
+    return above16_512(z, i, V, thr, ge);
+#endif
+  (void)wide;
+  unsigned m = 0;
+  for (int j = 0; j < 16 && i + j < V; j++)
+    if (ge ? z[i + j] >= thr : z[i + j] > thr)
+      m |= 1u << j;
+  return m;
+}
+
+/* The k-th largest finite value of z (a min-heap of size k, filled in
+ * index order; -INFINITY when fewer than k entries are finite). Only the
+ * entries above the heap's least value at the start of their block of 16
+ * are offered to it: the others would not enter it. */
+static float kth_largest(const float *z, int V, int k, float *heap, int wide) {
   int n = 0;
-  float best = -INFINITY;
-  int bi = -1;
-  for (int i = 0; i < V; i++) {
-    float x = z[i];
-    if (!(x > -INFINITY))
-      continue;
-    if (x > best) {
-      best = x;
-      bi = i;
-    }
-    if (n < k) {
-      int j = n++;
-      heap[j] = x;
-      while (j > 0 && heap[(j - 1) / 2] > heap[j]) {
-        float t = heap[j];
-        heap[j] = heap[(j - 1) / 2];
-        heap[(j - 1) / 2] = t;
-        j = (j - 1) / 2;
-      }
-    } else if (x > heap[0]) {
-      heap[0] = x;
-      int j = 0;
-      for (;;) {
-        int l = 2 * j + 1, r = l + 1, s = j;
-        if (l < n && heap[l] < heap[s])
-          s = l;
-        if (r < n && heap[r] < heap[s])
-          s = r;
-        if (s == j)
-          break;
-        float t = heap[j];
-        heap[j] = heap[s];
-        heap[s] = t;
-        j = s;
+  float thr = -INFINITY;
+  for (int i = 0; i < V; i += 16) {
+    for (unsigned m = above16(z, i, V, thr, 0, wide); m; m &= m - 1) {
+      float x = z[i + __builtin_ctz(m)];
+      if (n < k) {
+        int j = n++;
+        heap[j] = x;
+        while (j > 0 && heap[(j - 1) / 2] > heap[j]) {
+          float t = heap[j];
+          heap[j] = heap[(j - 1) / 2];
+          heap[(j - 1) / 2] = t;
+          j = (j - 1) / 2;
+        }
+      } else if (x > heap[0]) {
+        heap[0] = x;
+        int j = 0;
+        for (;;) {
+          int l = 2 * j + 1, r = l + 1, s = j;
+          if (l < n && heap[l] < heap[s])
+            s = l;
+          if (r < n && heap[r] < heap[s])
+            s = r;
+          if (s == j)
+            break;
+          float t = heap[j];
+          heap[j] = heap[s];
+          heap[s] = t;
+          j = s;
+        }
       }
     }
+    if (n == k)
+      thr = heap[0];
   }
-  *mx = best;
-  *arg = bi;
   return n < k ? -INFINITY : heap[0];
 }
 
+/* the candidates a top-k row keeps on the stack; more (ties at the k-th
+ * value, or a large k) go to the heap */
+#define SAMPLE_CAND_STACK 256
+
 int ops_sample_row(float *z, int V, int top_k, float top_p, int greedy, double u, float *logp) {
-  /* the maximum (its first index), and with top-k the k-th largest value,
-   * in one pass */
+  int wide = ops_cpu_isa() >= 512;
   float mx = -INFINITY, kth = -INFINITY;
   int arg = -1, use_k = top_k > 0 && top_k < V;
-  float heap_small[64], *heap = NULL;
-  if (use_k)
-    heap = top_k <= 64 ? heap_small : malloc((size_t)top_k * sizeof(float));
-  if (heap) {
-    kth = kth_largest(z, V, top_k, heap, &mx, &arg);
-    if (heap != heap_small)
-      free(heap);
-  } else {
-    for (int i = 0; i < V; i++)
-      if (z[i] > mx) {
-        mx = z[i];
-        arg = i;
+  /* the maximum and its first index */
+  for (int i = 0; i < V; i += 16)
+    for (unsigned m = above16(z, i, V, mx, 0, wide); m; m &= m - 1) {
+      int j = i + __builtin_ctz(m);
+      if (z[j] > mx) {
+        mx = z[j];
+        arg = j;
       }
-  }
+    }
   if (arg < 0)
     return -1;
+  /* with top-k: the k-th largest value, and the kept entries (those at or
+   * above it) listed in index order as they are made probabilities */
+  int kept_small[SAMPLE_CAND_STACK], *kept = NULL, nkept = 0, cap = 0;
+  if (use_k) {
+    float heap_small[64], *heap = top_k <= 64 ? heap_small : malloc((size_t)top_k * sizeof(float));
+    if (heap) {
+      kth = kth_largest(z, V, top_k, heap, wide);
+      if (heap != heap_small)
+        free(heap);
+      kept = kept_small;
+      cap = SAMPLE_CAND_STACK;
+    }
+  }
   /* unnormalised probabilities exp(z - max) in z's place; entries below
-   * the k-th largest (top-k) get 0 */
+   * the k-th largest (top-k) get 0. The sum runs over the kept entries in
+   * index order (adding the others' zeros would not change it). */
   double sum = 0.0;
-  for (int i = 0; i < V; i++) {
-    float p = z[i] > -INFINITY && !(z[i] < kth) ? expf(z[i] - mx) : 0.0f;
-    z[i] = p;
-    sum += p;
+  if (kept) {
+    /* kth is finite here unless fewer than k entries are; then every
+     * finite entry is kept */
+    int ge = kth > -INFINITY;
+    for (int i = 0; i < V; i += 16) {
+      unsigned m = above16(z, i, V, kth, ge, wide);
+      float keep[16];
+      for (unsigned b = m; b; b &= b - 1)
+        keep[__builtin_ctz(b)] = z[i + __builtin_ctz(b)];
+      for (int j = 0; j < 16 && i + j < V; j++)
+        z[i + j] = 0.0f;
+      for (; m; m &= m - 1) {
+        int j = __builtin_ctz(m);
+        float p = expf(keep[j] - mx);
+        z[i + j] = p;
+        sum += p;
+        if (kept && nkept == cap) { /* grow: from the stack to the heap */
+          int ncap = 4 * cap, *c = malloc((size_t)ncap * sizeof *c);
+          if (c)
+            memcpy(c, kept, (size_t)nkept * sizeof *c);
+          if (kept != kept_small)
+            free(kept);
+          kept = c;
+          cap = c ? ncap : 0;
+        }
+        if (kept)
+          kept[nkept++] = i + j;
+      }
+    }
+  } else {
+    for (int i = 0; i < V; i++) {
+      float p = z[i] > -INFINITY && !(z[i] < kth) ? expf(z[i] - mx) : 0.0f;
+      z[i] = p;
+      sum += p;
+    }
   }
   if (top_p < 1.0f && top_p > 0.0f) {
     /* Tokens below eps carry at most V*eps = (1-top_p)/2 of the mass, so
@@ -1545,8 +1610,12 @@ int ops_sample_row(float *z, int V, int top_k, float top_p, int greedy, double u
   if (greedy) {
     tok = arg;
   } else {
+    /* over the listed candidates (top-p may have zeroed some of them) or
+     * every entry; those at 0 are skipped either way */
     double target = u * sum, cum = 0.0;
-    for (int i = 0; i < V; i++) {
+    int n = kept ? nkept : V;
+    for (int c = 0; c < n; c++) {
+      int i = kept ? kept[c] : c;
       if (z[i] <= 0.0f)
         continue;
       cum += z[i];
@@ -1555,6 +1624,8 @@ int ops_sample_row(float *z, int V, int top_k, float top_p, int greedy, double u
         break;
     }
   }
+  if (kept && kept != kept_small)
+    free(kept);
   if (logp)
     *logp = (float)log((double)z[tok] / sum);
   return tok;

@@ -933,3 +933,133 @@ Test(ops_cpu, rmsnorm_mul_act_bwd) {
   free(c.x), free(c.w), free(c.dout), free(c.out), free(dx), free(dw);
   free(a), free(b), free(da), free(dbv);
 }
+
+/* ---------------------------------------------------------- sampler */
+
+/* ops_sample_row's contract (ops.h) written out plainly: the k-th largest
+ * finite value by sorting, every probability and sum over the whole row in
+ * index order, the nucleus by sorting every positive entry. The sampler
+ * skips the blocks of 16 entries that lie below its thresholds and keeps a
+ * list of top-k's survivors; none of that may change a bit. */
+static int desc_float(const void *a, const void *b) {
+  float x = *(const float *)a, y = *(const float *)b;
+  return (x < y) - (x > y);
+}
+typedef struct {
+  float p;
+  int i;
+} pid;
+static int desc_pid(const void *a, const void *b) {
+  const pid *x = a, *y = b;
+  if (x->p != y->p)
+    return x->p > y->p ? -1 : 1;
+  return (x->i > y->i) - (x->i < y->i);
+}
+static int plain_sample(float *z, int V, int k, float top_p, int greedy, double u, float *logp) {
+  float mx = -INFINITY;
+  int arg = -1, nf = 0;
+  float *fin = malloc((size_t)V * sizeof(float));
+  for (int i = 0; i < V; i++)
+    if (z[i] > -INFINITY) {
+      fin[nf++] = z[i];
+      if (z[i] > mx)
+        mx = z[i], arg = i;
+    }
+  float kth = -INFINITY;
+  if (k > 0 && k < V && nf >= k) {
+    qsort(fin, (size_t)nf, sizeof(float), desc_float);
+    kth = fin[k - 1];
+  }
+  free(fin);
+  if (arg < 0)
+    return -1;
+  double sum = 0.0;
+  for (int i = 0; i < V; i++) {
+    z[i] = z[i] > -INFINITY && !(z[i] < kth) ? expf(z[i] - mx) : 0.0f;
+    sum += z[i];
+  }
+  if (top_p > 0.0f && top_p < 1.0f) {
+    pid *c = malloc((size_t)V * sizeof *c);
+    int n = 0;
+    for (int i = 0; i < V; i++)
+      if (z[i] > 0.0f)
+        c[n++] = (pid){z[i], i};
+    qsort(c, (size_t)n, sizeof *c, desc_pid);
+    double cum = 0.0;
+    int last = n - 1;
+    for (int j = 0; j < n; j++)
+      if ((cum += c[j].p) >= top_p * sum) {
+        last = j;
+        break;
+      }
+    pid l = c[last];
+    free(c);
+    sum = 0.0;
+    for (int i = 0; i < V; i++)
+      if (z[i] > l.p || (z[i] == l.p && i <= l.i))
+        sum += z[i];
+      else
+        z[i] = 0.0f;
+  }
+  int tok = arg;
+  if (!greedy) {
+    double cum = 0.0;
+    for (int i = 0; i < V; i++)
+      if (z[i] > 0.0f) {
+        tok = i;
+        if ((cum += z[i]) > u * sum)
+          break;
+      }
+  }
+  *logp = (float)log((double)z[tok] / sum);
+  return tok;
+}
+
+Test(ops_cpu, sample_row_same_bits_as_the_plain_definition) {
+  /* V 37 and 1001: blocks of 16 with a partial last one; logits rounded to
+   * quarters so that ties (at the k-th value and elsewhere) are common;
+   * -inf, NaN and rows of few finite entries; k up to 300 (past the
+   * sampler's 64-entry heap on the stack and its 256 listed survivors) */
+  const int Vs[2] = {37, 1001}, ks[7] = {0, 1, 3, 50, 64, 65, 300};
+  const float ps[3] = {1.0f, 0.9f, 0.3f};
+  dfpo_rng r;
+  dfpo_rng_init(&r, 77, 9);
+  int cases = 0;
+  for (int isa = 512; isa >= 0; isa -= 256) {
+    int got = ops_cpu_set_isa(isa);
+    for (int rep = 0; rep < 30; rep++)
+      for (int vi = 0; vi < 2; vi++)
+        for (int ki = 0; ki < 7; ki++)
+          for (int pi = 0; pi < 3; pi++) {
+            int V = Vs[vi], k = ks[ki], greedy = rep % 10 == 9;
+            float *z = malloc((size_t)V * sizeof(float)), *z2 = malloc((size_t)V * sizeof(float));
+            for (int i = 0; i < V; i++) {
+              double x = dfpo_rng_uniform(&r);
+              z[i] = rep % 3 == 0 ? roundf((float)dfpo_rng_normal(&r) * 8.0f) / 4.0f
+                                  : (float)dfpo_rng_normal(&r) * 3.0f;
+              if (x < (rep % 5 == 4 ? 0.9 : 0.05))
+                z[i] = -INFINITY;
+              else if (x < (rep % 5 == 4 ? 0.92 : 0.06))
+                z[i] = NAN;
+            }
+            memcpy(z2, z, (size_t)V * sizeof(float));
+            double u = dfpo_rng_uniform(&r);
+            float lp = 0.0f, lp2 = 0.0f;
+            int t = ops_sample_row(z, V, k, ps[pi], greedy, u, &lp);
+            int t2 = plain_sample(z2, V, k, ps[pi], greedy, u, &lp2);
+            cr_assert_eq(t, t2, "isa %d V %d k %d p %g rep %d: token %d, plainly %d", got, V, k,
+                         (double)ps[pi], rep, t, t2);
+            if (t >= 0) {
+              cr_assert(memcmp(z, z2, (size_t)V * sizeof(float)) == 0,
+                        "isa %d V %d k %d p %g rep %d: probabilities differ", got, V, k,
+                        (double)ps[pi], rep);
+              cr_assert(memcmp(&lp, &lp2, sizeof lp) == 0, "isa %d: logp %.9g, plainly %.9g", got,
+                        (double)lp, (double)lp2);
+            }
+            cases++;
+            free(z), free(z2);
+          }
+  }
+  ops_cpu_set_isa(512);
+  cr_log_info("sampler: %d rows, the same bits as the plain definition", cases);
+}
