@@ -275,13 +275,16 @@ enum {
 
 void dfpo_rng_init(dfpo_rng *r, uint64_t seed, uint64_t stream);
 uint32_t dfpo_rng_u32(dfpo_rng *r);
+/* Moves r on by n draws of dfpo_rng_u32 in O(log n) steps, as if it had
+ * made them: a run split among threads gives each its own start. */
+void dfpo_rng_advance(dfpo_rng *r, uint64_t n);
 uint64_t dfpo_rng_u64(dfpo_rng *r);
 /* Uniform integer in [0, bound) without modulo bias; bound > 0. */
 uint32_t dfpo_rng_below(dfpo_rng *r, uint32_t bound);
 /* Uniform double in [0, 1) with 53 random bits. */
 double dfpo_rng_uniform(dfpo_rng *r);
 /* Standard normal (Box-Muller on two uniforms; no cached second value, so
- * every call consumes exactly two u64 draws). */
+ * every call consumes exactly two u64 draws, four u32 ones). */
 double dfpo_rng_normal(dfpo_rng *r);
 /* Fisher-Yates shuffle of n indices/elements of the given size. */
 void dfpo_rng_shuffle(dfpo_rng *r, void *base, size_t n, size_t size);

@@ -22,6 +22,25 @@ void dfpo_rng_init(dfpo_rng *r, uint64_t seed, uint64_t stream) {
   dfpo_rng_u32(r);
 }
 
+/* The LCG step s -> a s + c taken n times is s -> A s + C with A = a^n and
+ * C = c (a^(n-1) + ... + a + 1); both are built from the bits of n by
+ * squaring: the step taken 2^i times composes with itself into the step
+ * taken 2^(i+1) times, (a, c) -> (a^2, (a + 1) c), and the powers whose
+ * bits are set compose into the whole (F. Brown, "Random number
+ * generation with arbitrary strides", 1994). Arithmetic mod 2^64. */
+void dfpo_rng_advance(dfpo_rng *r, uint64_t n) {
+  uint64_t A = 1u, C = 0u, a = 6364136223846793005ULL, c = r->inc;
+  for (; n; n >>= 1) {
+    if (n & 1u) {
+      A *= a;
+      C = C * a + c;
+    }
+    c *= a + 1u;
+    a *= a;
+  }
+  r->state = A * r->state + C;
+}
+
 uint64_t dfpo_rng_u64(dfpo_rng *r) {
   uint64_t hi = dfpo_rng_u32(r);
   return (hi << 32) | dfpo_rng_u32(r);

@@ -626,12 +626,18 @@ static void vt_init_random(model_t *mm, uint64_t seed) {
   float *h = malloc(m->nparams * sizeof(float));
   if (!h)
     return;
+  uint64_t drawn = 0; /* normals drawn so far */
   for (int k = 0; k < m->ntensors; k++) {
     const bert_tensor *t = &m->tensors[k];
     size_t n = (size_t)t->rows * t->cols;
     int lnw = strstr(t->name, "LayerNorm.weight") || strstr(t->name, "layer_norm.weight");
-    for (size_t i = 0; i < n; i++)
-      h[t->off + i] = !t->vec ? (float)(0.02 * dfpo_rng_normal(&r)) : lnw ? 1.0f : 0.0f;
+    if (!t->vec) {
+      model_fill_normal(h + t->off, n, &r, drawn, 0.02, 0);
+      drawn += n;
+    } else {
+      for (size_t i = 0; i < n; i++)
+        h[t->off + i] = lnw ? 1.0f : 0.0f;
+    }
   }
   m->base.ops->upload(m->params, h, m->nparams * sizeof(float));
   free(h);

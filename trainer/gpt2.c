@@ -372,6 +372,7 @@ static void gpt2_init_random(gpt2_model *m, uint64_t seed) {
   if (!host)
     return;
   float resid = 0.02f / sqrtf(2.0f * (float)m->cfg.n_layer);
+  uint64_t drawn = 0; /* normals drawn so far, from rng's start */
   for (int i = 0; i < m->ntensors; i++) {
     const gpt2_tensor *t = &m->tensors[i];
     size_t n = (size_t)t->rows * t->cols;
@@ -385,8 +386,8 @@ static void gpt2_init_random(gpt2_model *m, uint64_t seed) {
       memset(p, 0, n * sizeof(float));
     } else {
       float sd = strstr(nm, "c_proj.weight") ? resid : 0.02f;
-      for (size_t k = 0; k < n; k++)
-        p[k] = (float)dfpo_rng_normal(&rng) * sd;
+      model_fill_normal(p, n, &rng, drawn, sd, 1);
+      drawn += n;
     }
   }
   m->base.ops->upload(m->params, host, m->nparams * sizeof(float));

@@ -515,3 +515,20 @@ int model_config_beside(const char *path, char *buf, size_t n, dfpo_err *err) {
   int dl = slash ? (int)(slash - path) : 0;
   return dfpo_path_fmt(buf, n, err, "%.*s%sconfig.json", dl, path, slash ? "/" : "");
 }
+
+/* normals a thread draws at a time in model_fill_normal */
+#define FILL_CHUNK 65536
+
+void model_fill_normal(float *dst, size_t n, const dfpo_rng *start, uint64_t first, double sd,
+                       int round_first) {
+  size_t nchunk = (n + FILL_CHUNK - 1) / FILL_CHUNK;
+  float sdf = (float)sd;
+#pragma omp parallel for schedule(static) if (nchunk > 1)
+  for (size_t c = 0; c < nchunk; c++) {
+    dfpo_rng r = *start;
+    size_t k0 = c * FILL_CHUNK, k1 = k0 + FILL_CHUNK < n ? k0 + FILL_CHUNK : n;
+    dfpo_rng_advance(&r, 4u * (first + k0));
+    for (size_t k = k0; k < k1; k++)
+      dst[k] = round_first ? (float)dfpo_rng_normal(&r) * sdf : (float)(sd * dfpo_rng_normal(&r));
+  }
+}

@@ -131,6 +131,17 @@ int model_score_windows(model_t *m, const int *tokens, size_t n, double *nll_sum
 int model_alloc_train(model_t *m, size_t n, float **block, float **grads, float **m1, float **m2,
                       dfpo_err *err);
 
+/* dst[0..n) (host memory) = sd z_j for the normals z_first, z_first+1, ...
+ * of the stream that *start begins (dfpo_rng_normal, four u32 draws each;
+ * *start is not moved): (float)(sd z) in double, or with round_first
+ * (float)z * (float)sd in float, GPT-2's form. Threads take chunks of dst,
+ * each from its own start (dfpo_rng_advance): the same bits as drawing the
+ * normals one after the other, whatever the thread count. The
+ * architectures' random initialisations, which count the normals they
+ * have drawn so far into first. */
+void model_fill_normal(float *dst, size_t n, const dfpo_rng *start, uint64_t first, double sd,
+                       int round_first);
+
 /* LoRA (model.h's model_add_lora) pieces every architecture with adapters
  * shares (trainer/model_lora.c; gpt2.c, rdec.c). */
 /* The comma-separated target list into bits (bit k: names[k], of n <= 32;

@@ -2276,12 +2276,18 @@ static void vt_init_random(model_t *mm, uint64_t seed) {
   float *h = malloc(m->nparams * sizeof(float));
   if (!h)
     return;
+  uint64_t drawn = 0; /* normals drawn so far */
   for (int k = 0; k < m->ntensors; k++) {
     const rdec_tensor *t = &m->tensors[k];
     size_t n = (size_t)t->rows * t->cols, L = strlen(t->name);
     int normw = t->vec && L > 7 && !strcmp(t->name + L - 7, ".weight");
-    for (size_t i = 0; i < n; i++)
-      h[t->off + i] = normw ? 1.0f : t->vec ? 0.0f : (float)(0.02 * dfpo_rng_normal(&r));
+    if (!t->vec) {
+      model_fill_normal(h + t->off, n, &r, drawn, 0.02, 0);
+      drawn += n;
+    } else {
+      for (size_t i = 0; i < n; i++)
+        h[t->off + i] = normw ? 1.0f : 0.0f;
+    }
   }
   m->base.ops->upload(m->params, h, m->nparams * sizeof(float));
   free(h);

@@ -654,6 +654,7 @@ static void vt_init_random(model_t *mm, uint64_t seed) {
   if (!h)
     return;
   double C = c->d_model;
+  uint64_t drawn = 0; /* normals drawn so far */
   for (int k = 0; k < m->ntensors; k++) {
     const t5_tensor *t = &m->tensors[k];
     size_t n = (size_t)t->rows * t->cols;
@@ -670,8 +671,13 @@ static void vt_init_random(model_t *mm, uint64_t seed) {
     else if (strstr(nm, ".wo."))
       sd = 1.0 / sqrt((double)c->d_ff);
     float one = strcmp(nm, "v_head.summary.bias") ? 1.0f : 0.0f;
-    for (size_t i = 0; i < n; i++)
-      h[t->off + i] = t->vec ? one : (float)(sd * dfpo_rng_normal(&r));
+    if (!t->vec) {
+      model_fill_normal(h + t->off, n, &r, drawn, sd, 0);
+      drawn += n;
+    } else {
+      for (size_t i = 0; i < n; i++)
+        h[t->off + i] = one;
+    }
   }
   m->base.ops->upload(m->params, h, m->nparams * sizeof(float));
   free(h);

@@ -4,8 +4,10 @@
  * tiny model learning a fixed sequence. */
 #include "tests/support/support.h"
 #include "tests/trainer/gpt2_testutil.h"
+#include "trainer/model_internal.h"
 #include "trainer/optim.h"
 
+#include <omp.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -154,4 +156,76 @@ Test(gpt2_train, clipping_and_nan_guard) {
   cr_expect(strstr(err.msg, "NaN") != NULL, "%s", err.msg);
   model_free(m);
   model_free(ref);
+}
+
+/* The initialisation (gpt2.h) drawn one normal after the other, as written
+ * here: LayerNorm weights 1, biases and LayerNorm biases 0, every other
+ * tensor N(0, 0.02), the residual projections (c_proj.weight) N(0, 0.02 /
+ * sqrt(2 L)), each value (float)z * sd, from one DFPO_STREAM_INIT stream in
+ * tensor order. The engine splits the draws among threads (each chunk of
+ * 65,536 from its own advanced start); the vocabulary of 5,000 x 64 makes
+ * wte five chunks and a partial one. Same bits, on one thread and on two. */
+Test(gpt2_train, init_is_the_sequential_draw) {
+  gpt2_config cfg = tu_config(5000, 2, 2, 64, 32);
+  int saved = omp_get_max_threads();
+  for (int th = 1; th <= 2; th++) {
+    omp_set_num_threads(th);
+    model_t *m = tu_model(&cfg, 1234);
+    dfpo_rng r;
+    dfpo_rng_init(&r, 1234, DFPO_STREAM_INIT);
+    float resid = 0.02f / sqrtf(2.0f * 2.0f);
+    int nt = gpt2_num_tensors(m);
+    size_t checked = 0;
+    for (int t = 0; t < nt; t++) {
+      const char *nm;
+      int rows, cols;
+      float *p;
+      gpt2_tensor_info(m, t, &nm, &rows, &cols, &p, NULL);
+      size_t n = (size_t)rows * cols;
+      for (size_t k = 0; k < n; k++) {
+        float want;
+        if (strstr(nm, "ln_"))
+          want = strstr(nm, ".weight") ? 1.0f : 0.0f;
+        else if (strstr(nm, ".bias"))
+          want = 0.0f;
+        else
+          want = (float)dfpo_rng_normal(&r) * (strstr(nm, "c_proj.weight") ? resid : 0.02f);
+        cr_assert(memcmp(&want, &p[k], sizeof want) == 0, "%d threads: %s[%zu] %.9g, drawn %.9g",
+                  th, nm, k, (double)p[k], (double)want);
+      }
+      checked += n;
+    }
+    cr_expect_eq(checked, model_num_params(m));
+    model_free(m);
+  }
+  omp_set_num_threads(saved);
+}
+
+/* model_fill_normal, the helper behind every architecture's initialisation,
+ * in both of its forms, against the normals drawn one after the other: n =
+ * 200,003 is three chunks of 65,536 and a partial one, and first = 1,000
+ * starts inside the stream (the first 1,000 normals are skipped). */
+Test(gpt2_train, fill_normal_is_the_sequential_draw) {
+  enum { N = 200003, FIRST = 1000 };
+  float *got = malloc(N * sizeof(float));
+  int saved = omp_get_max_threads();
+  for (int form = 0; form < 2; form++)
+    for (int th = 1; th <= 2; th++) {
+      omp_set_num_threads(th);
+      dfpo_rng start, r;
+      dfpo_rng_init(&start, 99, DFPO_STREAM_INIT);
+      double sd = form ? 0.007 : 0.02;
+      model_fill_normal(got, N, &start, FIRST, sd, form);
+      r = start;
+      for (int k = 0; k < FIRST; k++)
+        dfpo_rng_normal(&r);
+      for (int k = 0; k < N; k++) {
+        double z = dfpo_rng_normal(&r);
+        float want = form ? (float)z * (float)sd : (float)(sd * z);
+        cr_assert(memcmp(&want, &got[k], sizeof want) == 0, "form %d, %d threads: [%d] %.9g, %.9g",
+                  form, th, k, (double)got[k], (double)want);
+      }
+    }
+  omp_set_num_threads(saved);
+  free(got);
 }
