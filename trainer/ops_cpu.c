@@ -316,7 +316,7 @@ static inline void dot_block(float *out, const float *x, const float *w, const f
   uintptr_t nxt = (uintptr_t)(w + (size_t)(n + J) * K);
   int ahead = n + 2 * J <= N;
   for (int k = 0; k < K; k += 16) {
-    __mmask16 mk = K - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (K - k)) - 1);
+    __mmask16 mk = (__mmask16)ops_cpu_lanes16(K - k);
     if (ahead)
       for (int j = 0; j < J; j++)
         _mm_prefetch((const char *)(nxt + ((size_t)(k / 16) * J + j) * 64), _MM_HINT_T0);
@@ -1266,7 +1266,7 @@ __attribute__((noinline, target("avx512f"))) static void
 gelu_erf_range(float *out, const float *inp, size_t i0, size_t i1) {
   for (size_t i = i0; i < i1; i += 16) {
     size_t r = i1 - i < 16 ? i1 - i : 16;
-    __mmask16 m = r == 16 ? (__mmask16)0xffff : (__mmask16)((1u << r) - 1);
+    __mmask16 m = (__mmask16)ops_cpu_lanes16((int)r);
     __m512 x = _mm512_maskz_loadu_ps(m, inp + i);
     __m512 e = _ZGVeN16v_erff(_mm512_mul_ps(x, _mm512_set1_ps(0.70710678118654752f)));
     _mm512_mask_storeu_ps(out + i, m,
@@ -1440,7 +1440,7 @@ static int cand_cmp(const void *a, const void *b) {
 #ifdef HAVE_SMALLM
 __attribute__((target("avx512f"))) static unsigned above16_512(const float *z, int i, int V,
                                                                float thr, int ge) {
-  __mmask16 in = V - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (V - i)) - 1);
+  __mmask16 in = (__mmask16)ops_cpu_lanes16(V - i);
   __m512 v = _mm512_maskz_loadu_ps(in, z + i), t = _mm512_set1_ps(thr);
   return ge ? _mm512_mask_cmp_ps_mask(in, v, t, _CMP_GE_OQ)
             : _mm512_mask_cmp_ps_mask(in, v, t, _CMP_GT_OQ);
@@ -1634,6 +1634,9 @@ int ops_sample_row(float *z, int V, int top_k, float top_p, int greedy, double u
 static void cpu_sample(int *tok, float *logp, float *z, const unsigned char *allow, const double *u,
                        int B, int V, float temperature, int top_k, float top_p, int ban) {
   int greedy = temperature <= 0.0f;
+  /* ops_sample_row asks for the kernel width: settle it (from DFPO_CPU_ISA
+   * on first use) here, not from the threads below at once */
+  (void)ops_cpu_isa();
 #pragma omp parallel for schedule(dynamic, 1)
   for (int b = 0; b < B; b++) {
     if (u[b] < 0.0) {

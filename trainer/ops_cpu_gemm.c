@@ -101,10 +101,8 @@ __attribute__((target("avx512f"))) static void kernel(int kc, const float *a, co
     b += NR;
   }
   __mmask16 mk[NV];
-  for (int v = 0; v < NV; v++) {
-    int r = nr - 16 * v;
-    mk[v] = r >= 16 ? (__mmask16)0xffff : r <= 0 ? (__mmask16)0 : (__mmask16)((1u << r) - 1);
-  }
+  for (int v = 0; v < NV; v++)
+    mk[v] = (__mmask16)ops_cpu_lanes16(nr - 16 * v);
   for (int i = 0; i < mr; i++) {
     float *cr = c + (size_t)i * ldc;
     for (int v = 0; v < NV; v++) {

@@ -1,5 +1,6 @@
 /* Internal to the CPU backend (ops_cpu.c): the AVX-512 matrix product and
- * the per-thread scratch buffers it and the decoding kernels share.
+ * the per-thread scratch buffers it and the decoding kernels share, and
+ * the lane mask they all use.
  *
  * Prefix: ops_cpu_. Nothing here is owned by the caller: scratch buffers
  * belong to the calling thread and are freed when it ends. */
@@ -21,6 +22,13 @@ enum {
   OPS_CPU_SCRATCH_W16_OUT,
   OPS_CPU_SCRATCH_N
 };
+
+/* The mask of the first r of 16 lanes (r <= 0: none; r >= 16: all), for
+ * the masked loads and stores at the ends of rows, as a plain integer
+ * (__mmask16 takes it as it is). */
+static inline unsigned ops_cpu_lanes16(int r) {
+  return r >= 16 ? 0xFFFFu : r <= 0 ? 0u : (1u << r) - 1u;
+}
 
 /* A 64-byte aligned buffer of at least `floats` floats in slot `slot` of the
  * calling thread, kept from call to call (its contents are not); NULL when
