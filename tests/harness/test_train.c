@@ -20,9 +20,9 @@ static char dir[256];
 
 /* A base model for the synthetic task, made the way a suite makes one: the
  * language's documents as a corpus, a byte-level BPE trained on it, and a
- * tiny GPT-2 pretrained on it for 150 steps. */
-static void make_base(void) {
-  ts_tmpdir(dir, sizeof dir);
+ * tiny GPT-2 pretrained on it for 150 steps, written to base.ckpt and tok/
+ * under out. */
+static void pretrain_base(const char *out) {
   task t;
   dfpo_err err;
   task_synth_params p = task_synth_defaults();
@@ -30,9 +30,9 @@ static void make_base(void) {
   p.n[TASK_VALIDATION] = p.n[TASK_TEST] = 8;
   cr_assert_eq(task_synth_init(&t, &p, &err), 0, "%s", err.msg);
   char corpus[300], tokdir[300], ckpt[300];
-  snprintf(corpus, sizeof corpus, "%s/corpus.txt", dir);
-  snprintf(tokdir, sizeof tokdir, "%s/tok", dir);
-  snprintf(ckpt, sizeof ckpt, "%s/base.ckpt", dir);
+  snprintf(corpus, sizeof corpus, "%s/corpus.txt", out);
+  snprintf(tokdir, sizeof tokdir, "%s/tok", out);
+  snprintf(ckpt, sizeof ckpt, "%s/base.ckpt", out);
   cr_assert_eq(task_write_corpus(&t, TASK_TRAIN, corpus, &err), 0, "%s", err.msg);
   const char *files[1] = {corpus};
   cr_assert_eq(tok_train(files, 1, 320, tokdir, NULL, &err), 0, "%s", err.msg);
@@ -82,6 +82,44 @@ static void make_base(void) {
   tok_free(tok);
   free(stream);
   task_free(&t);
+}
+
+/* Every test gets its own folder, dir, for its runs, and the base model as
+ * dir/base.ckpt and dir/tok. Pretraining it is most of a cell's time under
+ * the sanitizers (21 s of 30), so CTest makes it once: the fixture test
+ * harness/test_train/the_base_pretrains runs with DFPO_TEST_TRAIN_BASE set
+ * to a folder and DFPO_TEST_TRAIN_BASE_WRITE=1, pretrains there (into a
+ * temporary folder renamed into place, so a failed run leaves no half base)
+ * and the other tests, with DFPO_TEST_TRAIN_BASE alone, link dir/base.ckpt
+ * and dir/tok to it. Without the variable (the test executable run by
+ * hand) each test pretrains its own. */
+static void make_base(void) {
+  ts_tmpdir(dir, sizeof dir);
+  const char *shared = getenv("DFPO_TEST_TRAIN_BASE");
+  if (!shared || !*shared) {
+    pretrain_base(dir);
+    return;
+  }
+  char ckpt[600], tokdir[600], link[300];
+  if (getenv("DFPO_TEST_TRAIN_BASE_WRITE")) {
+    char stage[600];
+    snprintf(stage, sizeof stage, "%s.tmp-%ld", shared, (long)getpid());
+    ts_rmtree(stage);
+    cr_assert_eq(mkdir(stage, 0755), 0, "%s: cannot create", stage);
+    pretrain_base(stage);
+    ts_rmtree(shared);
+    cr_assert_eq(rename(stage, shared), 0, "%s -> %s", stage, shared);
+  }
+  snprintf(ckpt, sizeof ckpt, "%s/base.ckpt", shared);
+  snprintf(tokdir, sizeof tokdir, "%s/tok", shared);
+  cr_assert_eq(access(ckpt, R_OK), 0,
+               "%s missing: DFPO_TEST_TRAIN_BASE names the base that the test "
+               "train/the_base_pretrains writes (CTest runs it first)",
+               ckpt);
+  snprintf(link, sizeof link, "%s/base.ckpt", dir);
+  cr_assert_eq(symlink(ckpt, link), 0, "%s", link);
+  snprintf(link, sizeof link, "%s/tok", dir);
+  cr_assert_eq(symlink(tokdir, link), 0, "%s", link);
 }
 
 static void remove_base(void) {
@@ -168,6 +206,18 @@ static void beam_evaluation_is_generates(void);
  * epochs cost the most, is a test of its own (sft_learns_and_resumes, its
  * own CTest test) so that neither comes near its time limit under the
  * sanitizers; each makes its base model (the suite's init runs per test). */
+/* The suite's base itself (make_base): pretraining learns. The other
+ * tests train from it; CTest runs this one first, as their fixture. */
+Test(train, the_base_pretrains) {
+  char log[300];
+  snprintf(log, sizeof log, "%s/base.ckpt", dir);
+  model_t *m;
+  dfpo_err err;
+  cr_assert_eq(model_load(&m, log, &err), 0, "%s", err.msg);
+  cr_expect_eq(model_step_count(m), 150);
+  model_free(m);
+}
+
 Test(train, cells_write_their_run_folders) {
   run_cell("ppo", "4");
   char p[512];
