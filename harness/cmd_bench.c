@@ -276,7 +276,7 @@ static int bench_model(const char *path, int train, int B, int T, int steps, int
       tok[i] = (int)dfpo_rng_below(&rng, (uint32_t)V);
     for (int i = 0; !rc && i < B * W; i++) /* column c predicts c + 1: the targets */
       tg[i] = i % W >= plen - 1 && i % W < W - 1 ? tok[i + 1] : -1;
-    model_batch batch = {tok, NULL, B, W, plen};
+    model_batch batch = {tok, NULL, B, W, plen, 0};
     opt_adamw opt = opt_adamw_default();
     for (int s = 0; s <= steps && !rc; s++) {
       double t0 = dfpo_now(), c0 = cpu_now();

@@ -803,7 +803,7 @@ static int pt_run_locked(const pt_opts *o, const char *conf_json, dfpo_err *err)
       if ((rc = draw_pairs(&ptr, Bi, seed, (uint64_t)step, &w, &toks, &tgt, &ks, &cap, &Tb, &Tp,
                            err)))
         break;
-      model_batch mb = {toks, ks, Bi, Tb, Tp};
+      model_batch mb = {toks, ks, Bi, Tb, Tp, Tp - 1}; /* the head at the decoder's outputs */
       if ((rc = model_lm_loss(m, &mb, tgt, 1, &loss, err)))
         break;
     } else {
@@ -829,7 +829,7 @@ static int pt_run_locked(const pt_opts *o, const char *conf_json, dfpo_err *err)
         if (is_t5) {
           if (!(rc = draw_pairs(&pva, Bi, seed, 0xFFFFFFFFull + (uint64_t)k, &w, &toks, &tgt, &ks,
                                 &cap, &Tb, &Tp, err))) {
-            model_batch mb = {toks, ks, Bi, Tb, Tp};
+            model_batch mb = {toks, ks, Bi, Tb, Tp, Tp - 1}; /* the head at the decoder's outputs */
             rc = model_lm_loss(m, &mb, tgt, 0, &vl, err);
           }
         } else {

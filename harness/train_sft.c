@@ -100,7 +100,7 @@ static int seq2seq_loss(trn_run *r, const size_t *items, int nb, float *loss, df
       tgt[b * T + c] = j >= 0 && j < len ? ids[j] : -1;
     }
   }
-  model_batch batch = {tok, ks, nb, T, Tp};
+  model_batch batch = {tok, ks, nb, T, Tp, Tp - 1}; /* the head at the decoder's outputs */
   if (!rc)
     rc = model_lm_loss(r->policy, &batch, tgt, 1, loss, err);
   free(src), free(ks), free(tok), free(tgt);

@@ -222,7 +222,7 @@ int met_hf_judge_score_ids(met_hf_judge *j, const tok_ids *ids, size_t n, size_t
       for (int t = 0; t < T; t++)
         tokens[(size_t)b * T + t] = t < ks[b] ? j->pad : r->ids[t - ks[b]];
     }
-    model_batch mb = {tokens, ks, B, T, 0};
+    model_batch mb = {tokens, ks, B, T, 0, 0};
     if ((rc = model_forward(j->m, &mb, err)) || (rc = model_class_forward(j->m, at, logits, err)))
       break;
     for (int b = 0; b < B; b++) {

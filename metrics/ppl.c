@@ -160,7 +160,9 @@ static int run_pairs(model_t *m, const tok_ids *src, const tok_ids *cont, size_t
         tg[c] = j >= 0 && j < nc ? pc->ids[j] : -1;
       }
     }
-    model_batch mb = {tok, ks, nb, T, Ts};
+    /* only the continuation is scored: the LM head from the column that
+     * predicts its first token (model_batch.head_from) */
+    model_batch mb = {tok, ks, nb, T, Ts, Ts - 1};
     if ((rc = model_forward(m, &mb, err)) || (rc = model_lm_logprobs(m, tgt, logp, NULL, err)))
       break;
     for (int b = 0; b < nb; b++)

@@ -563,6 +563,10 @@ static void layout_acts(gpt2_model *m, bump *bp, int B, int T) {
   m->dqkv = TAKEF(bp, BT * 3 * C);
   m->datty = TAKEF(bp, BT * C);
   m->dfch = TAKEF(bp, BT * 4 * C);
+  /* a narrowed head's input lives from lm_logprobs to the head's backward
+   * pass, and dfch is written by trunk_backward only, after that (which
+   * therefore spends the logits of a narrowed head) */
+  m->lnh = m->dfch;
   if (m->lora.r) {
     for (int i = 0; i < m->cfg.n_layer * GPT2_LORA_N; i++)
       m->lora.u[i] = m->lora.first[i] < 0          ? NULL
@@ -870,6 +874,7 @@ static int gpt2_forward(gpt2_model *m, const int *tokens, const int *kstart, int
                    P + m->tensors[f + 1].off, BT, C, GPT2_LN_EPS);
   m->fb = B;
   m->ft = T;
+  m->fh = 0;
   m->have_lm = 0;
   m->base.last_logits = NULL;
   m->lora.fwd_on = m->lora.on;
@@ -909,6 +914,10 @@ static void lora_bwd(gpt2_model *m, int l, int k, float *dx, const float *dout, 
  * hidden states in m->dln (which it consumes). */
 static void trunk_backward(gpt2_model *m) {
   m->base.grads_zero = 0;
+  if (m->fh) { /* lnh shares dfch: a narrowed head's logits are spent */
+    m->have_lm = 0;
+    m->base.last_logits = NULL;
+  }
   const ops_backend *o = m->base.ops;
   int B = m->fb, T = m->ft, C = m->cfg.n_embd, NH = m->cfg.n_head, L = m->cfg.n_layer;
   int BT = B * T;
@@ -964,34 +973,42 @@ static int need_forward(const gpt2_model *m, dfpo_err *err) {
   return DFPO_OK;
 }
 
+/* The LM head over the last forward's columns from m->fh on: logits [B H,
+ * V] (H = T - fh) of lnf's rows there (gathered into lnh when fh > 0),
+ * their statistics, and logp, ent on the [B, T] grid (0 before fh). */
 static int gpt2_lm_logprobs(gpt2_model *m, const int *targets, float *logp, float *ent,
                             dfpo_err *err) {
   int rc = need_forward(m, err);
   if (rc)
     return rc;
   const ops_backend *o = m->base.ops;
-  int BT = m->fb * m->ft, C = m->cfg.n_embd, V = m->cfg.vocab_size;
-  for (int i = 0; targets && i < BT; i++)
-    if (targets[i] >= V)
-      return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: target %d at %d outside the vocabulary",
-                          targets[i], i);
-  gpt2_linear(m, m->logits, m->lnf, 0, NULL, BT, C, V);
-  if (targets)
-    o->upload(m->d_tgt, targets, (size_t)BT * sizeof(int));
-  else {
-    int *neg = malloc((size_t)BT * sizeof(int));
-    if (!neg)
-      return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
-    for (int i = 0; i < BT; i++)
-      neg[i] = -1;
-    o->upload(m->d_tgt, neg, (size_t)BT * sizeof(int));
-    free(neg);
+  int B = m->fb, T = m->ft, h = m->fh, BH = B * (T - h);
+  int C = m->cfg.n_embd, V = m->cfg.vocab_size;
+  int *tg = malloc((size_t)BH * sizeof(int));
+  float *hv = h ? malloc((size_t)BH * sizeof(float)) : NULL;
+  if (!tg || (h && !hv)) {
+    free(tg);
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
   }
-  o->logits_stats(m->lse, m->logp, m->ent, m->logits, m->d_tgt, BT, V, V);
+  if ((rc = model_head_targets(tg, targets, B, T, h, V, "gpt2", err))) {
+    free(tg);
+    free(hv);
+    return rc;
+  }
+  const float *in = m->lnf;
+  if (h) {
+    model_head_rows(o, m->lnh, m->lnf, B, T, h, (size_t)C, 0);
+    in = m->lnh;
+  }
+  gpt2_linear(m, m->logits, in, 0, NULL, BH, C, V);
+  o->upload(m->d_tgt, tg, (size_t)BH * sizeof(int));
+  free(tg);
+  o->logits_stats(m->lse, m->logp, m->ent, m->logits, m->d_tgt, BH, V, V);
   if (logp)
-    o->download(logp, m->logp, (size_t)BT * sizeof(float));
+    model_head_download(o, logp, m->logp, hv, B, T, h);
   if (ent)
-    o->download(ent, m->ent, (size_t)BT * sizeof(float));
+    model_head_download(o, ent, m->ent, hv, B, T, h);
+  free(hv);
   m->have_lm = 1;
   m->base.last_logits = m->logits;
   return DFPO_OK;
@@ -1027,24 +1044,37 @@ static int gpt2_lm_value_backward(gpt2_model *m, const float *dlogp, const float
   if ((rc = gpt2_ensure_train(m, err)))
     return rc;
   const ops_backend *o = m->base.ops;
-  int BT = m->fb * m->ft, C = m->cfg.n_embd, V = m->cfg.vocab_size;
+  int B = m->fb, T = m->ft, h = m->fh, BT = B * T, BH = B * (T - h);
+  int C = m->cfg.n_embd, V = m->cfg.vocab_size;
   if (dlogits) {
     /* the logits buffer becomes their gradient, as logits_bwd leaves it */
-    o->upload(m->logits, dlogits, (size_t)BT * V * sizeof(float));
+    o->upload(m->logits, dlogits, (size_t)BH * V * sizeof(float));
   } else {
+    float *hv = NULL;
+    if (h && (dlogp || dent) && !(hv = malloc((size_t)BH * sizeof(float))))
+      return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
     if (dlogp)
-      o->upload(m->dlogp, dlogp, (size_t)BT * sizeof(float));
-    else
-      o->zero(m->dlogp, (size_t)BT * sizeof(float));
+      model_head_upload(o, m->dlogp, dlogp, hv, B, T, h);
     if (dent)
-      o->upload(m->dent, dent, (size_t)BT * sizeof(float));
-    o->logits_bwd(m->logits, m->lse, m->ent, m->d_tgt, m->dlogp, dent ? m->dent : NULL, BT, V, V);
+      model_head_upload(o, m->dent, dent, hv, B, T, h);
+    free(hv);
+    if (!dlogp)
+      o->zero(m->dlogp, (size_t)BH * sizeof(float));
+    o->logits_bwd(m->logits, m->lse, m->ent, m->d_tgt, m->dlogp, dent ? m->dent : NULL, BH, V, V);
   }
   m->have_lm = 0;
   m->base.last_logits = NULL;
-  o->zero(m->dln, (size_t)BT * C * sizeof(float));
-  o->matmul_bwd(m->dln, gpt2_gt(m, 0), NULL, m->logits, m->lnf, m->params + m->tensors[0].off, BT,
-                C, V);
+  /* the head's part of the final hidden states' gradient: into dln
+   * directly, or, narrowed, into dres (free until trunk_backward) and
+   * from there to the head's rows of dln */
+  float *dh = h ? m->dres : m->dln;
+  o->zero(dh, (size_t)BH * C * sizeof(float));
+  o->matmul_bwd(dh, gpt2_gt(m, 0), NULL, m->logits, h ? m->lnh : m->lnf,
+                m->params + m->tensors[0].off, BH, C, V);
+  if (h) {
+    o->zero(m->dln, (size_t)BT * C * sizeof(float));
+    model_head_rows(o, m->dln, dh, B, T, h, (size_t)C, 1);
+  }
   if (dvalues) {
     /* the value head adds its part of the hidden states' gradient */
     float *w = vhead_param(m), *g = vhead_grad(m);
@@ -1242,7 +1272,10 @@ static int vt_reserve(model_t *m, int B, int T, dfpo_err *err) {
 }
 /* A decoder-only model reads whole rows: n_prompt does not matter. */
 static int vt_forward(model_t *m, const model_batch *b, dfpo_err *err) {
-  return gpt2_forward(gpt2_of(m), b->tokens, b->kstart, b->B, b->T, err);
+  int rc = gpt2_forward(gpt2_of(m), b->tokens, b->kstart, b->B, b->T, err);
+  if (!rc)
+    gpt2_of(m)->fh = b->head_from;
+  return rc;
 }
 static int vt_lm_logprobs(model_t *m, const int *targets, float *logp, float *ent, dfpo_err *err) {
   return gpt2_lm_logprobs(gpt2_of(m), targets, logp, ent, err);

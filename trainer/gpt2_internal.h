@@ -103,13 +103,15 @@ typedef struct gpt2_model {
   size_t act_bytes;
   int ab, at;   /* (B, T) the activations are laid out for */
   int fb, ft;   /* (B, T) of the last forward (0: none) */
+  int fh;       /* its LM head's first column (model_batch.head_from) */
   int have_lm;  /* logits of the last forward are valid */
   int lm_dirty; /* logits were turned into gradients */
   int *d_tok, *d_pos, *d_kstart, *d_tgt;
   float *encoded;         /* [BT,C] */
   gpt2_layer_acts *layer; /* n_layer */
   float *lnf, *lnf_mean, *lnf_rstd;
-  float *logits; /* [BT,V] */
+  float *lnh;    /* [B (T - fh), C]: lnf at a narrowed head's columns (in dfch's block) */
+  float *logits; /* [BT,V]; [B (T - fh), V] used with a narrowed head */
   float *lse, *logp, *ent, *dlogp, *dent;
   float *head_out, *dhead;   /* [BT,K] value or class outputs and their grads */
   float *head_in, *dhead_in; /* [B,C] gathered rows for the class head */

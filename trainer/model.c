@@ -89,7 +89,69 @@ int model_reserve(model_t *m, int B, int T, dfpo_err *err) {
   return m->vt->reserve(m, B, T, err);
 }
 int model_forward(model_t *m, const model_batch *b, dfpo_err *err) {
+  if (b->head_from && (b->head_from < 0 || b->head_from >= b->T))
+    return dfpo_err_set(err, DFPO_EUSAGE, "%s: the LM head from column %d of %d", m->vt->arch,
+                        b->head_from, b->T);
   return m->vt->forward(m, b, err);
+}
+
+int model_head_targets(int *tg, const int *targets, int B, int T, int h, int V, const char *who,
+                       dfpo_err *err) {
+  int H = T - h;
+  for (int b = 0; b < B; b++)
+    for (int t = 0; t < T; t++) {
+      int y = targets ? targets[(size_t)b * T + t] : -1;
+      if (y >= V)
+        return dfpo_err_set(err, DFPO_EUSAGE, "%s: target %d at row %d column %d (vocabulary %d)",
+                            who, y, b, t, V);
+      if (t < h && y >= 0)
+        return dfpo_err_set(err, DFPO_EUSAGE,
+                            "%s: target %d at row %d column %d, before the LM head's first "
+                            "column %d",
+                            who, y, b, t, h);
+      if (t >= h)
+        tg[(size_t)b * H + t - h] = y < 0 ? -1 : y;
+    }
+  return DFPO_OK;
+}
+
+void model_head_expand(float *full, const float *compact, int B, int T, int h) {
+  size_t H = (size_t)(T - h);
+  for (int b = 0; b < B; b++) {
+    memset(full + (size_t)b * T, 0, (size_t)h * sizeof(float));
+    memcpy(full + (size_t)b * T + h, compact + b * H, H * sizeof(float));
+  }
+}
+
+void model_head_pick(float *compact, const float *full, int B, int T, int h) {
+  size_t H = (size_t)(T - h);
+  for (int b = 0; b < B; b++)
+    memcpy(compact + b * H, full + (size_t)b * T + h, H * sizeof(float));
+}
+
+void model_head_download(const ops_backend *o, float *out, const float *src, float *buf, int B,
+                         int T, int h) {
+  size_t n = (size_t)B * (T - h);
+  o->download(h ? buf : out, src, n * sizeof(float));
+  if (h)
+    model_head_expand(out, buf, B, T, h);
+}
+
+void model_head_upload(const ops_backend *o, float *dst, const float *in, float *buf, int B, int T,
+                       int h) {
+  if (h)
+    model_head_pick(buf, in, B, T, h);
+  o->upload(dst, h ? buf : in, (size_t)B * (T - h) * sizeof(float));
+}
+
+void model_head_rows(const ops_backend *o, float *dst, const float *src, int B, int T, int h,
+                     size_t C, int to_full) {
+  size_t H = (size_t)(T - h);
+  for (int b = 0; b < B; b++) {
+    size_t full = ((size_t)b * T + h) * C, compact = b * H * C;
+    o->copy(dst + (to_full ? full : compact), src + (to_full ? compact : full),
+            H * C * sizeof(float));
+  }
 }
 int model_lm_logprobs(model_t *m, const int *targets, float *logp, float *ent, dfpo_err *err) {
   return m->vt->lm_logprobs(m, targets, logp, ent, err);
@@ -495,7 +557,7 @@ int model_score_windows(model_t *m, const int *tokens, size_t n, double *nll_sum
       size_t i = s + (size_t)t + 1; /* the token position t predicts */
       tgt[t] = i < e && i >= done ? tokens[i] : -1;
     }
-    model_batch b = {tokens + s, NULL, 1, T, 0};
+    model_batch b = {tokens + s, NULL, 1, T, 0, 0};
     if ((rc = m->vt->forward(m, &b, err)) || (rc = m->vt->lm_logprobs(m, tgt, logp, NULL, err)))
       break;
     for (int t = 0; t < T; t++)

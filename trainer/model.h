@@ -55,12 +55,24 @@ typedef struct model_config {
  * decoder-only model reads whole rows and ignores n_prompt; an
  * encoder-decoder encodes columns < n_prompt and decodes the rest, aligned
  * so that the outputs at column t predict column t + 1 as for a decoder-only
- * model (so callers build the same targets either way). */
+ * model (so callers build the same targets either way).
+ *
+ * head_from narrows the LM head to columns t >= head_from of each row (0:
+ * every column; 0 <= head_from < T). The columns before it carry no
+ * targets (an RL batch's prompt: its actions are predicted from column
+ * n_prompt - 1 on), and the head skips their share of its product, its
+ * softmax and their gradients: model_lm_logprobs gives logp = ent = 0
+ * there and refuses a target >= 0 there; model_lm_logits holds
+ * [B (T - head_from), V], column t of row b at row b (T - head_from) +
+ * t - head_from, and model_lm_backward_logits and model_lm_value_backward
+ * take dlogits of that shape. The trunk and the value head still cover
+ * every column (the prompt's keys and values feed the actions). */
 typedef struct model_batch {
   const int *tokens;
   const int *kstart;
   int B, T;
   int n_prompt;
+  int head_from;
 } model_batch;
 
 void model_free(model_t *m);
@@ -136,11 +148,13 @@ int model_lm_logprobs(model_t *m, const int *targets, float *logp, float *ent, d
 int model_lm_backward(model_t *m, const float *dlogp, const float *dent, dfpo_err *err);
 /* After model_lm_logprobs, instead of model_lm_backward: accumulates the
  * gradient of sum_{i,v} dlogits[i, v] logits[i, v], dlogits [B*T, V] on the
- * host. For losses of other functions of the logits than the targets'
+ * host ([B (T - head_from), V] when the forward pass narrowed the head).
+ * For losses of other functions of the logits than the targets'
  * log-probabilities (a policy renormalised over a mask: NLPO). */
 int model_lm_backward_logits(model_t *m, const float *dlogits, dfpo_err *err);
 /* The LM logits of the last model_forward or of the last decoding call
- * ([B*T, V] or [B, V], owned by the model, backend memory, valid until the
+ * ([B*T, V], [B (T - head_from), V] or [B, V], owned by the model, backend
+ * memory, valid until the
  * next call), after model_lm_logprobs (which computes them) and before
  * model_lm_backward (which overwrites them); NULL when none are valid. */
 const float *model_lm_logits(const model_t *m);
@@ -167,13 +181,13 @@ int model_score_tokens(model_t *m, const int *tokens, size_t n, double *nll_sum,
  * token rows: language-model training and scoring. */
 static inline int model_forward_rows(model_t *m, const int *tokens, const int *kstart, int B, int T,
                                      dfpo_err *err) {
-  model_batch b = {tokens, kstart, B, T, 0};
+  model_batch b = {tokens, kstart, B, T, 0, 0};
   return model_forward(m, &b, err);
 }
 static inline int model_lm_loss_rows(model_t *m, const int *tokens, const int *targets,
                                      const int *kstart, int B, int T, int backward, float *loss,
                                      dfpo_err *err) {
-  model_batch b = {tokens, kstart, B, T, 0};
+  model_batch b = {tokens, kstart, B, T, 0, 0};
   return model_lm_loss(m, &b, targets, backward, loss, err);
 }
 

@@ -138,9 +138,11 @@ typedef struct rdec_model {
   size_t act_floats;
   rdec_ws fw;
   float *logits, *lse, *lp, *ent;
+  float *hh; /* [B (T - fh), C]: the final norm's output at a narrowed head's columns */
   int *ids;
   size_t ids_cap;
   int fB, fT; /* the last forward pass (fB 0: none) */
+  int fh;     /* its LM head's first column (model_batch.head_from) */
   /* decoding */
   float *gen;
   size_t gen_floats;
@@ -1171,13 +1173,18 @@ static void run_layers(const rdec_model *m, const rdec_ws *w, int B, int T, int 
   }
 }
 
+/* logits[N, V] of the final norm's output h[N, C] */
+static void head_linear(const rdec_model *m, float *logits, const float *h, int N) {
+  linear(m, logits, h, m->cfg.tied ? m->wte : m->headw, P(m, m->headb), N, m->cfg.n_embd,
+         m->cfg.vocab_size);
+}
+
 /* logits[N, V] of the final hidden states x[N, C] (h [N, C] receives the
  * final norm's output, st [2N] its statistics) */
 static void lm_head(const rdec_model *m, float *logits, float *h, float *st, const float *x,
                     int N) {
   norm(m, h, st, x, m->lnfw, m->lnfb, N);
-  linear(m, logits, h, m->cfg.tied ? m->wte : m->headw, P(m, m->headb), N, m->cfg.n_embd,
-         m->cfg.vocab_size);
+  head_linear(m, logits, h, N);
 }
 
 /* Checks the token ids and left padding of a batch and fills the host
@@ -1225,7 +1232,9 @@ static int rdec_forward(rdec_model *m, const model_batch *b, dfpo_err *err) {
   if (!h)
     return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
   rc = host_ids(m, b->tokens, b->kstart, B, T, h, family_name[m->cfg.family], err);
-  size_t nf = layout_ws(m, &m->fw, NULL, B, T, 1) + N * V + 3 * N;
+  int hf = b->head_from;
+  size_t NH = (size_t)B * (T - hf);
+  size_t nf = layout_ws(m, &m->fw, NULL, B, T, 1) + N * V + 3 * N + (hf ? NH * m->cfg.n_embd : 0);
   if (!rc)
     rc = grow(o, (void **)&m->act, &m->act_floats, nf, sizeof(float), err);
   if (!rc)
@@ -1245,14 +1254,18 @@ static int rdec_forward(rdec_model *m, const model_batch *b, dfpo_err *err) {
   m->lse = m->logits + N * V;
   m->lp = m->lse + N;
   m->ent = m->lp + N;
+  m->hh = hf ? m->ent + N : NULL;
   layout_ids(&m->fw, m->ids, B, T);
   o->upload(m->ids, h, (ni - N) * sizeof(int));
   free(h);
   const rdec_ws *w = &m->fw;
   embed(m, w->x, w, (int)N);
   run_layers(m, w, B, T, 0, 0, 0);
-  lm_head(m, m->logits, w->h, w->st, w->x, (int)N);
-  m->fB = B, m->fT = T;
+  norm(m, w->h, w->st, w->x, m->lnfw, m->lnfb, (int)N);
+  if (hf)
+    model_head_rows(o, m->hh, w->h, B, T, hf, (size_t)m->cfg.n_embd, 0);
+  head_linear(m, m->logits, hf ? m->hh : w->h, (int)NH);
+  m->fB = B, m->fT = T, m->fh = hf;
   m->lora.fwd_on = m->lora.on;
   return DFPO_OK;
 }
@@ -1263,20 +1276,30 @@ static int rdec_lm_logprobs(rdec_model *m, const int *targets, float *logp, floa
     return dfpo_err_set(err, DFPO_EUSAGE, "%s: lm_logprobs before a forward pass",
                         family_name[m->cfg.family]);
   const ops_backend *o = m->base.ops;
-  int V = m->cfg.vocab_size;
-  size_t N = (size_t)m->fB * m->fT;
-  for (size_t i = 0; i < N; i++)
-    if (targets[i] >= V)
-      return dfpo_err_set(err, DFPO_EUSAGE, "%s: target %d at %zu (vocabulary %d)",
-                          family_name[m->cfg.family], targets[i], i, V);
+  int V = m->cfg.vocab_size, B = m->fB, T = m->fT, hf = m->fh;
+  size_t N = (size_t)B * T, NH = (size_t)B * (T - hf);
+  int *tg = malloc(NH * sizeof(int));
+  float *hv = hf ? malloc(NH * sizeof(float)) : NULL;
+  if (!tg || (hf && !hv)) {
+    free(tg);
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  }
+  int rc = model_head_targets(tg, targets, B, T, hf, V, family_name[m->cfg.family], err);
+  if (rc) {
+    free(tg);
+    free(hv);
+    return rc;
+  }
   int *d_tg = m->ids + (m->ids_cap - N);
-  o->upload(d_tg, targets, N * sizeof(int));
+  o->upload(d_tg, tg, NH * sizeof(int));
+  free(tg);
   /* the entropy always: lm_backward may want its gradient */
-  o->logits_stats(m->lse, m->lp, m->ent, m->logits, d_tg, (int)N, V, V);
+  o->logits_stats(m->lse, m->lp, m->ent, m->logits, d_tg, (int)NH, V, V);
   if (logp)
-    o->download(logp, m->lp, N * sizeof(float));
+    model_head_download(o, logp, m->lp, hv, B, T, hf);
   if (ent)
-    o->download(ent, m->ent, N * sizeof(float));
+    model_head_download(o, ent, m->ent, hv, B, T, hf);
+  free(hv);
   m->base.last_logits = m->logits;
   m->have_lm = 1;
   return DFPO_OK;
@@ -1439,25 +1462,38 @@ static int rdec_lm_value_backward(rdec_model *m, const float *dlogp, const float
   if (rc)
     return rc;
   const ops_backend *o = m->base.ops;
-  size_t N = (size_t)m->fB * m->fT;
+  int B = m->fB, T = m->fT, hf = m->fh;
+  size_t N = (size_t)B * T, NH = (size_t)B * (T - hf);
   int V = m->cfg.vocab_size, C = m->cfg.n_embd;
   if (dlogits) {
     /* the logits become their gradient */
-    o->upload(m->logits, dlogits, N * V * sizeof(float));
+    o->upload(m->logits, dlogits, NH * V * sizeof(float));
   } else {
+    float *hv = NULL;
+    if (hf && (dlogp || dent) && !(hv = malloc(NH * sizeof(float))))
+      return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
     if (dlogp)
-      o->upload(m->gw_.dlp, dlogp, N * sizeof(float));
-    else
-      o->zero(m->gw_.dlp, N * sizeof(float));
+      model_head_upload(o, m->gw_.dlp, dlogp, hv, B, T, hf);
     if (dent)
-      o->upload(m->gw_.dent, dent, N * sizeof(float));
+      model_head_upload(o, m->gw_.dent, dent, hv, B, T, hf);
+    free(hv);
+    if (!dlogp)
+      o->zero(m->gw_.dlp, NH * sizeof(float));
     const int *d_tg = m->ids + (m->ids_cap - N); /* lm_logprobs' targets */
-    o->logits_bwd(m->logits, m->lse, m->ent, d_tg, m->gw_.dlp, dent ? m->gw_.dent : NULL, (int)N, V,
-                  V);
+    o->logits_bwd(m->logits, m->lse, m->ent, d_tg, m->gw_.dlp, dent ? m->gw_.dent : NULL, (int)NH,
+                  V, V);
   }
   int hw = m->cfg.tied ? m->wte : m->headw;
-  o->zero(m->gw_.dh, N * C * sizeof(float));
-  o->matmul_bwd(m->gw_.dh, G(m, hw), G(m, m->headb), m->logits, m->fw.h, P(m, hw), (int)N, C, V);
+  /* narrowed, the head's rows of the gradient go through gx (free until
+   * trunk_backward) to theirs of dh */
+  float *dh = hf ? m->gw_.gx : m->gw_.dh;
+  o->zero(dh, NH * C * sizeof(float));
+  o->matmul_bwd(dh, G(m, hw), G(m, m->headb), m->logits, hf ? m->hh : m->fw.h, P(m, hw), (int)NH, C,
+                V);
+  if (hf) {
+    o->zero(m->gw_.dh, N * C * sizeof(float));
+    model_head_rows(o, m->gw_.dh, dh, B, T, hf, (size_t)C, 1);
+  }
   if (dvalues) {
     float *vg = vh_grad(m);
     o->upload(m->gw_.dv, dvalues, N * sizeof(float));

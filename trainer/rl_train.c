@@ -355,21 +355,26 @@ static void scatter(float *dst, const float *src, int B, int L, int Tp, int N) {
       dst[(size_t)b * L + Tp - 1 + t] = src[(size_t)b * N + t];
 }
 
-/* Row `row` of a model's logits [*, V] on the host (buf: V floats, used
- * when the model is not on the CPU). */
-static const float *logit_row(const model_t *m, const float *logits, size_t row, int V,
+/* The logits of action t of row b on the host (buf: V floats, used when
+ * the model is not on the CPU). The passes narrow the LM head to the
+ * columns from Tp - 1 on (model_batch.head_from), so a row's logits are
+ * N + 1 rows of V: action t's at row b (N + 1) + t. */
+static size_t head_row(int b, int t, int N) {
+  return (size_t)b * (N + 1) + t;
+}
+static const float *logit_row(const model_t *m, const float *logits, int b, int t, int N, int V,
                               float *buf) {
-  return model_host_view(m, logits + row * V, (size_t)V, buf);
+  return model_host_view(m, logits + head_row(b, t, N) * V, (size_t)V, buf);
 }
 
 /* Log-softmax rows of m's logits at the action positions, for the exact KL:
  * out[(b * N + t) * V + a]. */
-static void action_log_softmax(float *out, const model_t *m, const int *lens, int B, int L, int Tp,
-                               int N, int V, float *buf) {
+static void action_log_softmax(float *out, const model_t *m, const int *lens, int B, int N, int V,
+                               float *buf) {
   const float *logits = model_lm_logits(m);
   for (int b = 0; b < B; b++)
     for (int t = 0; t < lens[b]; t++) {
-      const float *z = logit_row(m, logits, (size_t)b * L + Tp - 1 + t, V, buf);
+      const float *z = logit_row(m, logits, b, t, N, V, buf);
       double lz = row_lse(z, V);
       float *o = out + ((size_t)b * N + t) * V;
       for (int a = 0; a < V; a++)
@@ -471,7 +476,7 @@ static int collect(iter *it, int r0, int G, const int *prompts, const int *kstar
   /* 3. log-probabilities under the policy (before the update) and the
    * reference, values, and the exact per-token KL */
   /* the rollouts' rows: [prompt (Tp columns) | continuation] */
-  const model_batch rows = {seq, gk, G, L, Tp};
+  const model_batch rows = {seq, gk, G, L, Tp, Tp - 1};
   float *logp_old = kb->logp_old + (size_t)r0 * N;
   if ((rc = model_forward(t->policy, &rows, err)) ||
       (rc = model_lm_logprobs(t->policy, targets, kb->lp_full, kb->ent_full, err)))
@@ -494,12 +499,12 @@ static int collect(iter *it, int r0, int G, const int *prompts, const int *kstar
       for (int i = 0; i < lens[b]; i++) {
         size_t pos = (size_t)b * L + Tp - 1 + i;
         kb->logp_oldm[(size_t)(r0 + b) * N + i] =
-            (float)rl_masked_logit_grad(logit_row(t->policy, z, pos, V, kb->zrow),
+            (float)rl_masked_logit_grad(logit_row(t->policy, z, b, i, N, V, kb->zrow),
                                         masks + ((size_t)b * N + i) * V, V, targets[pos], 0, NULL);
       }
   }
   if (it->exact_kl)
-    action_log_softmax(kb->logsm, t->policy, lens, G, L, Tp, N, V, kb->zrow);
+    action_log_softmax(kb->logsm, t->policy, lens, G, N, V, kb->zrow);
   if ((rc = model_forward(t->ref, &rows, err)) ||
       (rc = model_lm_logprobs(t->ref, targets, kb->lp_full, NULL, err)))
     return rc;
@@ -508,7 +513,7 @@ static int collect(iter *it, int r0, int G, const int *prompts, const int *kstar
     const float *zr = model_lm_logits(t->ref);
     for (int b = 0; b < G; b++)
       for (int i = 0; i < lens[b]; i++) {
-        const float *z = logit_row(t->ref, zr, (size_t)b * L + Tp - 1 + i, V, kb->zrow);
+        const float *z = logit_row(t->ref, zr, b, i, N, V, kb->zrow);
         const float *lp = kb->logsm + ((size_t)b * N + i) * V;
         double lz = row_lse(z, V);
         for (int a = 0; a < V; a++)
@@ -600,7 +605,7 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
   if (masked) {
     ALLOC(k.logp_oldm, BN);
     ALLOC(k.masks, BN * (size_t)V);
-    ALLOC(k.dlogits, ML * (size_t)V);
+    ALLOC(k.dlogits, MB * (size_t)(N + 1) * V);
   }
   if (nlpo) {
     ALLOC(k.probs, V);
@@ -726,7 +731,7 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
       st->updates++;
       /* policy */
       model_zero_grad(t->policy);
-      const model_batch mrows = {k.mb_seq, k.mb_kstart, mb, L, Tp};
+      const model_batch mrows = {k.mb_seq, k.mb_kstart, mb, L, Tp, Tp - 1};
       if ((rc = model_forward(t->policy, &mrows, err)) ||
           (rc = model_lm_logprobs(t->policy, k.mb_targets, k.lp_full, NULL, err)) ||
           (t->shared && (rc = model_value_forward(t->policy, k.mb_vals, err))))
@@ -740,7 +745,7 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
           for (int j = 0; j < mlens[i]; j++) {
             size_t pos = (size_t)i * L + Tp - 1 + j;
             k.mb_lp[(size_t)i * N + j] = (float)rl_masked_logit_grad(
-                logit_row(t->policy, z, pos, V, k.zrow), k.masks + ((size_t)b * N + j) * V, V,
+                logit_row(t->policy, z, i, j, N, V, k.zrow), k.masks + ((size_t)b * N + j) * V, V,
                 k.mb_targets[pos], 0, NULL);
           }
         }
@@ -771,17 +776,18 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
       if (masked) {
         /* the gradient of the renormalised log-probabilities reaches every
          * logit of the mask: backward from the logits */
-        memset(k.dlogits, 0, sizeof(float) * (size_t)mb * L * V);
+        memset(k.dlogits, 0, sizeof(float) * (size_t)mb * (N + 1) * V);
         for (int i = 0; i < mb; i++) {
           int b = k.mb_row[i];
           for (int j = 0; j < mlens[i]; j++) {
             size_t pos = (size_t)i * L + Tp - 1 + j;
-            const float *zr = logit_row(t->policy, z, pos, V, k.zrow);
+            const float *zr = logit_row(t->policy, z, i, j, N, V, k.zrow);
             const unsigned char *mk = k.masks + ((size_t)b * N + j) * V;
             rl_masked_logit_grad(zr, mk, V, k.mb_targets[pos], k.dlogp[(size_t)i * N + j],
-                                 k.dlogits + pos * V);
+                                 k.dlogits + head_row(i, j, N) * V);
             if (cfg->ent_coef > 0)
-              rl_masked_entropy_grad(zr, mk, V, k.dent[(size_t)i * N + j], k.dlogits + pos * V);
+              rl_masked_entropy_grad(zr, mk, V, k.dent[(size_t)i * N + j],
+                                     k.dlogits + head_row(i, j, N) * V);
           }
         }
         rc = t->shared

@@ -578,7 +578,7 @@ static int t5_forward(t5_model *m, const model_batch *b, dfpo_err *err) {
     return rc;
   t5_encode(m, B, Ts);
   decode_train(m, B, Ts, Ld);
-  m->fB = B, m->fT = T, m->fTs = Ts, m->fLd = Ld, m->fnp = np;
+  m->fB = B, m->fT = T, m->fTs = Ts, m->fLd = Ld, m->fnp = np, m->fh = b->head_from;
   return DFPO_OK;
 }
 
@@ -587,49 +587,74 @@ static int is_output(const t5_model *m, int col) {
   return col >= m->fnp - 1 && col < m->fnp - 1 + m->fLd;
 }
 
+/* The decoder's output columns [*c0, *c1) that a narrowed head from column
+ * fh covers (empty when *c0 >= *c1). */
+void t5_head_columns(const t5_model *m, int *c0, int *c1) {
+  *c0 = m->fnp - 1 > m->fh ? m->fnp - 1 : m->fh;
+  *c1 = m->fnp - 1 + m->fLd;
+}
+
 /* The LM log-probabilities on the [B, T] grid: decoder position j at column
- * n_prompt - 1 + j; the logits [B T, V] on the same grid (0 at columns
- * without an output). */
+ * n_prompt - 1 + j; the logits [B H, V] on the head's grid (H = T - fh,
+ * model_batch.head_from; 0 at columns without an output). */
 static int t5_lm_logprobs(t5_model *m, const int *targets, float *logp, float *ent, dfpo_err *err) {
   if (!m->fB)
     return dfpo_err_set(err, DFPO_EUSAGE, "t5: lm_logprobs before a forward pass");
   const ops_backend *o = m->base.ops;
   const t5_config *c = &m->cfg;
-  int B = m->fB, T = m->fT, Ld = m->fLd, np = m->fnp, V = c->vocab_size, C = c->d_model;
-  size_t BT = (size_t)B * T;
-  int *tg = calloc(BT, sizeof(int));
-  if (!tg)
+  int B = m->fB, T = m->fT, Ld = m->fLd, np = m->fnp, h = m->fh, H = T - h;
+  int V = c->vocab_size, C = c->d_model;
+  size_t BH = (size_t)B * H;
+  int *tg = calloc(BH, sizeof(int));
+  float *hv = malloc(BH * sizeof(float));
+  if (!tg || !hv) {
+    free(tg);
+    free(hv);
     return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  }
   for (int b = 0; b < B; b++)
     for (int col = 0; col < T; col++) {
       int t = targets && is_output(m, col) ? targets[(size_t)b * T + col] : -1;
-      if (t >= V) {
+      int rc = t >= V
+                   ? dfpo_err_set(err, DFPO_EUSAGE,
+                                  "t5: target %d at row %d column %d (vocabulary %d)", t, b, col, V)
+               : col < h && t >= 0
+                   ? dfpo_err_set(err, DFPO_EUSAGE,
+                                  "t5: target %d at row %d column %d, before the LM head's first "
+                                  "column %d",
+                                  t, b, col, h)
+                   : DFPO_OK;
+      if (rc) {
         free(tg);
-        return dfpo_err_set(err, DFPO_EUSAGE, "t5: target %d at row %d column %d (vocabulary %d)",
-                            t, b, col, V);
+        free(hv);
+        return rc;
       }
-      tg[(size_t)b * T + col] = t < 0 ? -1 : t;
+      if (col >= h)
+        tg[(size_t)b * H + col - h] = t < 0 ? -1 : t;
     }
-  o->upload(m->tgt, tg, BT * sizeof(int));
+  o->upload(m->tgt, tg, BH * sizeof(int));
   free(tg);
-  /* the head's input on the grid; v1.0's tied head sees the output scaled
+  /* the head's input on its grid; v1.0's tied head sees the output scaled
    * by d_model^-0.5 */
-  o->zero(m->hg, BT * C * sizeof(float));
-  for (int b = 0; b < B; b++)
-    o->copy(m->hg + ((size_t)b * T + np - 1) * C, m->hn + (size_t)b * Ld * C,
-            (size_t)Ld * C * sizeof(float));
+  int c0, c1;
+  t5_head_columns(m, &c0, &c1);
+  o->zero(m->hg, BH * C * sizeof(float));
+  for (int b = 0; b < B && c0 < c1; b++)
+    o->copy(m->hg + ((size_t)b * H + c0 - h) * C, m->hn + ((size_t)b * Ld + c0 - (np - 1)) * C,
+            (size_t)(c1 - c0) * C * sizeof(float));
   if (c->tied)
-    o->scale(m->hg, (float)(1.0 / sqrt((double)C)), BT * C);
-  o->matmul_fwd(m->logits, m->hg, t5_P(m, c->tied ? m->shared : m->lm_head), NULL, (int)BT, C, V);
-  o->logits_stats(m->lse, m->lp, m->ent, m->logits, m->tgt, (int)BT, V, V);
+    o->scale(m->hg, (float)(1.0 / sqrt((double)C)), BH * C);
+  o->matmul_fwd(m->logits, m->hg, t5_P(m, c->tied ? m->shared : m->lm_head), NULL, (int)BH, C, V);
+  o->logits_stats(m->lse, m->lp, m->ent, m->logits, m->tgt, (int)BH, V, V);
   if (logp)
-    o->download(logp, m->lp, BT * sizeof(float));
-  if (ent) {
-    o->download(ent, m->ent, BT * sizeof(float));
-    for (size_t i = 0; i < BT; i++)
+    model_head_download(o, logp, m->lp, hv, B, T, h);
+  if (ent)
+    model_head_download(o, ent, m->ent, hv, B, T, h);
+  free(hv);
+  if (ent)
+    for (size_t i = 0; i < (size_t)B * T; i++)
       if (!is_output(m, (int)(i % (size_t)T)))
         ent[i] = 0.0f;
-  }
   m->have_lm = 1;
   m->base.last_logits = m->logits;
   return DFPO_OK;

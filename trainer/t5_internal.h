@@ -65,6 +65,7 @@ typedef struct t5_model {
   float *gx, *geo, *gn, *gqkv, *gctx, *gekv, *gh, *gf1, *gbe, *gbd, *ghn, *gpos;
   int *etok, *dtok, *zeros, *ks, *tgt; /* [B Ts], [B Ld], [max(B Ts, B Ld)], [B], [B T] */
   int fB, fT, fTs, fLd, fnp;           /* the last forward pass (fB 0: none) */
+  int fh;                              /* its LM head's first column (model_batch.head_from) */
   int have_lm;                         /* logits of the last forward are valid */
   /* decoding (t5_decode.c) */
   void *gen_block;
@@ -127,6 +128,9 @@ int t5_ensure_train(t5_model *m, dfpo_err *err);
  * output hn [B Ld, C] (consumed), into the gradients. */
 void t5_trunk_backward(t5_model *m);
 int t5_lm_backward(t5_model *m, const float *dlogp, const float *dent, dfpo_err *err);
+/* The decoder's output columns [*c0, *c1) that the last forward's LM head
+ * covers (from its head_from on; empty when *c0 >= *c1). */
+void t5_head_columns(const t5_model *m, int *c0, int *c1);
 int t5_lm_backward_logits(t5_model *m, const float *dlogits, dfpo_err *err);
 int t5_value_forward(t5_model *m, float *values, dfpo_err *err);
 int t5_value_backward(t5_model *m, const float *dvalues, dfpo_err *err);

@@ -144,18 +144,22 @@ static int trunk_backward(t5_model *m, dfpo_err *err) {
   return rc ? rc : bias_table_backward(m, m->gbe, m->enc_bias, Ts, 1, err);
 }
 
-/* From m->logits holding dL/dlogits on the grid: the head, then the trunk. */
+/* From m->logits holding dL/dlogits on the head's grid [B (T - fh), V]:
+ * the head, then the trunk. */
 static int head_backward(t5_model *m, dfpo_err *err) {
   const t5_config *c = &m->cfg;
   const ops_backend *o = m->base.ops;
-  int B = m->fB, T = m->fT, Ld = m->fLd, np = m->fnp, C = c->d_model, V = c->vocab_size;
-  size_t BT = (size_t)B * T;
-  int w = c->tied ? m->shared : m->lm_head;
-  o->zero(m->gn, BT * C * sizeof(float));
-  o->matmul_bwd(m->gn, t5_G(m, w), NULL, m->logits, m->hg, t5_P(m, w), (int)BT, C, V);
-  for (int b = 0; b < B; b++)
-    o->copy(m->ghn + (size_t)b * Ld * C, m->gn + ((size_t)b * T + np - 1) * C,
-            (size_t)Ld * C * sizeof(float));
+  int B = m->fB, H = m->fT - m->fh, Ld = m->fLd, np = m->fnp, C = c->d_model, V = c->vocab_size;
+  size_t BH = (size_t)B * H;
+  int w = c->tied ? m->shared : m->lm_head, c0, c1;
+  o->zero(m->gn, BH * C * sizeof(float));
+  o->matmul_bwd(m->gn, t5_G(m, w), NULL, m->logits, m->hg, t5_P(m, w), (int)BH, C, V);
+  t5_head_columns(m, &c0, &c1);
+  if (c0 > np - 1 || c0 >= c1) /* outputs before the head: no gradient there */
+    o->zero(m->ghn, (size_t)B * Ld * C * sizeof(float));
+  for (int b = 0; b < B && c0 < c1; b++)
+    o->copy(m->ghn + ((size_t)b * Ld + c0 - (np - 1)) * C, m->gn + ((size_t)b * H + c0 - m->fh) * C,
+            (size_t)(c1 - c0) * C * sizeof(float));
   if (c->tied)
     o->scale(m->ghn, (float)(1.0 / sqrt((double)C)), (size_t)B * Ld * C);
   return trunk_backward(m, err);
@@ -176,24 +180,28 @@ int t5_lm_backward(t5_model *m, const float *dlogp, const float *dent, dfpo_err 
   if (rc)
     return rc;
   const ops_backend *o = m->base.ops;
-  int T = m->fT, V = m->cfg.vocab_size;
-  size_t BT = (size_t)m->fB * T;
+  int B = m->fB, T = m->fT, h = m->fh, V = m->cfg.vocab_size;
+  size_t BT = (size_t)B * T, BH = (size_t)B * (T - h);
+  float *d = malloc(BT * sizeof(float)), *dh = malloc(BH * sizeof(float));
+  if (!d || !dh) {
+    free(d);
+    free(dh);
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  }
   if (dlogp)
-    o->upload(m->dlp, dlogp, BT * sizeof(float));
+    model_head_upload(o, m->dlp, dlogp, dh, B, T, h);
   else
-    o->zero(m->dlp, BT * sizeof(float));
+    o->zero(m->dlp, BH * sizeof(float));
   if (dent) { /* columns without an output have no entropy */
-    float *d = malloc(BT * sizeof(float));
-    if (!d)
-      return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
     for (size_t i = 0; i < BT; i++) {
       int col = (int)(i % (size_t)T);
       d[i] = col >= m->fnp - 1 && col < m->fnp - 1 + m->fLd ? dent[i] : 0.0f;
     }
-    o->upload(m->dent, d, BT * sizeof(float));
-    free(d);
+    model_head_upload(o, m->dent, d, dh, B, T, h);
   }
-  o->logits_bwd(m->logits, m->lse, m->ent, m->tgt, m->dlp, dent ? m->dent : NULL, (int)BT, V, V);
+  free(d);
+  free(dh);
+  o->logits_bwd(m->logits, m->lse, m->ent, m->tgt, m->dlp, dent ? m->dent : NULL, (int)BH, V, V);
   return head_backward(m, err);
 }
 
@@ -204,7 +212,7 @@ int t5_lm_backward_logits(t5_model *m, const float *dlogits, dfpo_err *err) {
   /* the logits become their gradient; rows off the outputs meet zero
    * rows of the head's input and give nothing */
   m->base.ops->upload(m->logits, dlogits,
-                      (size_t)m->fB * m->fT * m->cfg.vocab_size * sizeof(float));
+                      (size_t)m->fB * (m->fT - m->fh) * m->cfg.vocab_size * sizeof(float));
   return head_backward(m, err);
 }
 

@@ -65,7 +65,7 @@ Test(model, clone_and_new_like) {
   cr_assert_eq(model_lm_logprobs(k, tgt, b, NULL, &err), 0);
   cr_expect_eq(memcmp(a, b, sizeof a), 0);
   /* a decoder-only model reads whole rows: the prompt split changes nothing */
-  model_batch split = {tok, NULL, 1, 6, 3};
+  model_batch split = {tok, NULL, 1, 6, 3, 0};
   cr_assert_eq(model_forward(k, &split, &err), 0);
   cr_assert_eq(model_lm_logprobs(k, tgt, b, NULL, &err), 0);
   cr_expect_eq(memcmp(a, b, sizeof a), 0);

@@ -1384,7 +1384,7 @@ Test(ops_cuda, t5_step_and_decoding_match_the_cpu) {
       tgt[bb * T + c] = c >= TS - 1 && c < T - 2 ? tok[bb * T + c + 1] : -1;
     memcpy(src + bb * TS, tok + bb * T, TS * sizeof(int));
   }
-  model_batch batch = {tok, ks, B, T, TS};
+  model_batch batch = {tok, ks, B, T, TS, 0};
   for (int gated = 0; gated < 2; gated++) {
     t5_config c = {.vocab_size = V,
                    .d_model = 32,
@@ -1427,7 +1427,7 @@ Test(ops_cuda, rotary_decoders_match_the_cpu) {
     tok[i] = (int)dfpo_rng_below(&r, V);
   for (int i = 0; i < B * T; i++)
     tgt[i] = i % T >= ks[i / T] && i % T < T - 1 ? tok[i + 1] : -1;
-  model_batch batch = {tok, ks, B, T, 0};
+  model_batch batch = {tok, ks, B, T, 0, 0};
   static const char *const names[3] = {"GPT-J", "GPT-NeoX", "Llama"};
   for (int f = RDEC_GPTJ; f <= RDEC_LLAMA; f++) {
     rdec_config c = {.family = f,

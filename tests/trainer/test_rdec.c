@@ -36,6 +36,7 @@
  *   head) and a loaded copy trains on bit for bit as the original.
  * Skipped, saying why, when /usr/bin/python3 lacks torch. */
 #include "tests/support/support.h"
+#include "tests/trainer/rdec_testutil.h"
 #include "tests/trainer/train_testutil.h"
 #include "trainer/model.h"
 #include "trainer/ops.h"
@@ -213,7 +214,7 @@ Test(rdec, padded_batch_and_refusals, .timeout = 240) {
     cr_assert_eq(model_load(&m, model, &err), DFPO_OK, "%s", err.msg);
     const rdec_config *c = rdec_get_config(m);
     cr_assert_not_null(c);
-    model_batch batch = {tok, ks, B, T, 0};
+    model_batch batch = {tok, ks, B, T, 0, 0};
     cr_assert_eq(model_forward(m, &batch, &err), DFPO_OK, "%s", err.msg);
     cr_assert_eq(model_lm_logprobs(m, tg, lp, NULL, &err), DFPO_OK, "%s", err.msg);
     double md = 0;
@@ -457,7 +458,7 @@ Test(rdec, training_matches_pytorch, .timeout = 240) {
     float *we = json_floats(cJSON_GetObjectItem(tr, "we"), &nt);
     float *dv = json_floats(cJSON_GetObjectItem(tr, "dv"), &nt);
     int T = n / B;
-    model_batch batch = {tokens, kstart, B, T, 0};
+    model_batch batch = {tokens, kstart, B, T, 0, 0};
     float *lp = malloc((size_t)n * sizeof *lp), *ent = malloc((size_t)n * sizeof *ent);
 
     model_zero_grad(m);
@@ -568,32 +569,9 @@ Test(rdec, kv_repeat_backward_by_hand) {
 
 /* ------------------------------------------------------------ RL */
 
-/* A tiny Llama (grouped-query, tied) or GPT-NeoX (sequential residual,
- * half the head rotated): vocabulary 8, width 16, 2 layers. */
-static rdec_config tiny(int family) {
-  rdec_config c = {.family = family,
-                   .vocab_size = 8,
-                   .n_embd = 16,
-                   .n_layer = 2,
-                   .n_head = 4,
-                   .n_kv_head = family == RDEC_LLAMA ? 2 : 4,
-                   .head_dim = 4,
-                   .d_ff = 32,
-                   .n_ctx = 32,
-                   .rot = family == RDEC_LLAMA ? 4 : 2,
-                   .rope_base = 10000.0f,
-                   .eps = 1e-5f};
-  if (family == RDEC_LLAMA) {
-    c.rmsnorm = 1, c.act = RDEC_ACT_SWIGLU, c.tied = 1;
-  } else {
-    c.act = RDEC_ACT_GELU_ERF, c.bias = c.mlp_bias = 1;
-  }
-  return c;
-}
-
 /* rl_copy_task over a tiny rotary policy of the family. */
 static void rdec_rl(int family, int algo, int iters, double *r0, double *r1, double *blind) {
-  rdec_config c = tiny(family);
+  rdec_config c = rt_tiny(family, 8);
   dfpo_err err;
   dfpo_err_clear(&err);
   model_t *policy;
@@ -666,7 +644,7 @@ Test(rdec, grouped_query_cache_holds_the_key_value_heads_only) {
   int toks[3 * 8] = {1, 2, 3, 4, 5, 6, 7, 1, 0, 0, 7, 1, 2, 3, 4, 5, 0, 0, 0, 0, 6, 2, 1, 3};
   int ks[3] = {0, 2, 4};
   for (int g = 0; g < 2; g++) {
-    rdec_config c = tiny(RDEC_LLAMA);
+    rdec_config c = rt_tiny(RDEC_LLAMA, 8);
     c.n_kv_head = nkv[g], c.tied = 0;
     dfpo_err err;
     dfpo_err_clear(&err);
@@ -740,9 +718,9 @@ Test(rdec, native_checkpoint_round_trip) {
   static const int fams[2] = {RDEC_LLAMA, RDEC_NEOX};
   int tok[2 * 6] = {1, 2, 3, 4, 5, 6, 0, 0, 7, 1, 2, 3}, ks[2] = {0, 2};
   int tg[2 * 6] = {2, 3, 4, 5, 6, -1, -1, -1, 1, 2, 3, -1};
-  model_batch batch = {tok, ks, 2, 6, 0};
+  model_batch batch = {tok, ks, 2, 6, 0, 0};
   for (int f = 0; f < 2; f++) {
-    rdec_config c = tiny(fams[f]);
+    rdec_config c = rt_tiny(fams[f], 8);
     dfpo_err err;
     dfpo_err_clear(&err);
     model_t *m, *l, *v, *lv;

@@ -37,6 +37,7 @@
  * the merged export's weight (1e-5): GPT-NeoX's B in query_key_value's own
  * row order. */
 #include "tests/support/support.h"
+#include "tests/trainer/rdec_testutil.h"
 #include "trainer/model.h"
 #include "trainer/optim.h"
 #include "trainer/rdec.h"
@@ -58,34 +59,8 @@ static float vwgt(int i) {
   return 0.5f - 0.15f * (float)(i % 4);
 }
 
-/* A tiny model of the family (vocabulary 8, width 16, 2 layers, 4 heads of
- * 4, MLP 32). */
-static rdec_config tiny(int family) {
-  rdec_config c = {.family = family,
-                   .vocab_size = V,
-                   .n_embd = 16,
-                   .n_layer = 2,
-                   .n_head = 4,
-                   .n_kv_head = family == RDEC_LLAMA ? 2 : 4,
-                   .head_dim = 4,
-                   .d_ff = 32,
-                   .n_ctx = 32,
-                   .rot = family == RDEC_LLAMA ? 4 : 2,
-                   .rope_base = 10000.0f,
-                   .eps = 1e-5f};
-  if (family == RDEC_LLAMA) {
-    c.rmsnorm = 1, c.act = RDEC_ACT_SWIGLU, c.tied = 1;
-  } else if (family == RDEC_GPTJ) {
-    c.interleaved = 1, c.parallel = 1, c.shared_ln = 1, c.act = RDEC_ACT_GELU_TANH;
-    c.mlp_bias = 1, c.head_bias = 1;
-  } else {
-    c.act = RDEC_ACT_GELU_ERF, c.bias = c.mlp_bias = 1;
-  }
-  return c;
-}
-
 static model_t *base_model(int family, uint64_t seed) {
-  rdec_config c = tiny(family);
+  rdec_config c = rt_tiny(family, V);
   dfpo_err err;
   dfpo_err_clear(&err);
   model_t *m;

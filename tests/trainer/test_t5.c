@@ -158,7 +158,7 @@ static double check_batch(model_t *m, const cJSON *pairs, const cJSON *nll, int 
   }
   dfpo_err err;
   dfpo_err_clear(&err);
-  model_batch batch = {tok, ks, B, T, Ts};
+  model_batch batch = {tok, ks, B, T, Ts, 0};
   cr_assert_eq(model_forward(m, &batch, &err), DFPO_OK, "%s", err.msg);
   cr_assert_eq(model_lm_logprobs(m, tg, lp, NULL, &err), DFPO_OK, "%s", err.msg);
   double md = 0;
@@ -421,7 +421,7 @@ Test(t5, training_and_decoding_match_pytorch, .timeout = 240) {
     float *we = json_floats(cJSON_GetObjectItem(tr, "we"), &nt);
     float *dv = json_floats(cJSON_GetObjectItem(tr, "dv"), &nt);
     int T = n / B, np = cJSON_GetObjectItem(tr, "n_prompt")->valueint;
-    model_batch batch = {tokens, kstart, B, T, np};
+    model_batch batch = {tokens, kstart, B, T, np, 0};
     float *lp = malloc((size_t)n * sizeof *lp), *ent = malloc((size_t)n * sizeof *ent);
 
     /* the LM objective sum wl logp + we entropy */

@@ -86,7 +86,7 @@ static void train_step(model_t *m) {
   for (int b = 0; b < B; b++)
     for (int c = 0; c < T; c++)
       tgt[b * T + c] = c >= TS - 1 && c < T - 1 ? tok[b * T + c + 1] : -1;
-  model_batch batch = {tok, NULL, B, T, TS};
+  model_batch batch = {tok, NULL, B, T, TS, 0};
   dfpo_err err;
   dfpo_err_clear(&err);
   cr_assert_eq(model_ensure_train(m, &err), DFPO_OK, "%s", err.msg);
