@@ -1867,16 +1867,17 @@ extern "C" void ops_cuda_attention_rel_bwd(float *dq, float *dk, float *dv, floa
  * pair (a, b) of every head rotated by it (sgn -1: rotated back). */
 __global__ static void k_rope(float *x, int ld, const int *pos, int N, int nh, int HS, int rot,
                               int interleaved, float base, float sgn) {
-  int half = rot / 2;
-  size_t total = (size_t)N * half;
+  int pairs = rot / 2;
+  size_t total = (size_t)N * pairs;
   for (size_t t = blockIdx.x * (size_t)blockDim.x + threadIdx.x; t < total;
        t += (size_t)gridDim.x * blockDim.x) {
-    int n = (int)(t / half), i = (int)(t % half);
+    int n = (int)(t / pairs), i = (int)(t % pairs);
     double a = (double)pos[n] * pow((double)base, -2.0 * i / rot);
     float cs = (float)cos(a), sn = sgn * (float)sin(a);
     for (int h = 0; h < nh; h++) {
       float *r = x + (size_t)n * ld + (size_t)h * HS;
-      float *pa = interleaved ? r + 2 * i : r + i, *pb = interleaved ? r + 2 * i + 1 : r + i + half;
+      float *pa = interleaved ? r + 2 * i : r + i,
+            *pb = interleaved ? r + 2 * i + 1 : r + i + pairs;
       float va = *pa, vb = *pb;
       *pa = va * cs - vb * sn;
       *pb = vb * cs + va * sn;
@@ -1886,10 +1887,10 @@ __global__ static void k_rope(float *x, int ld, const int *pos, int N, int nh, i
 
 static void rope_launch(float *x, int ld, const int *pos, int N, int nh, int HS, int rot,
                         int interleaved, float base, float sgn, const char *what) {
-  int half = rot / 2;
-  if (N <= 0 || nh <= 0 || half < 1)
+  int pairs = rot / 2;
+  if (N <= 0 || nh <= 0 || pairs < 1)
     return;
-  size_t total = (size_t)N * half;
+  size_t total = (size_t)N * pairs;
   k_rope<<<grid_for(total, 128), 128>>>(x, ld, pos, N, nh, HS, rot, interleaved, base, sgn);
   launched(what);
 }
