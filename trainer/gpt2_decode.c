@@ -200,14 +200,10 @@ const float *gpt2_decode_step(gpt2_model *m, const int *next, dfpo_err *err) {
 int gpt2_decode_reorder(gpt2_model *m, const int *src_rows, dfpo_err *err) {
   if (!m->gen_block || m->gn == 0)
     return dfpo_err_set(err, DFPO_EUSAGE, "gpt2_decode_reorder: call gpt2_decode_begin first");
-  int B = m->gb, identity = 1;
-  for (int i = 0; i < B; i++) {
-    if (src_rows[i] < 0 || src_rows[i] >= B)
-      return dfpo_err_set(err, DFPO_EUSAGE,
-                          "gpt2_decode_reorder: row %d: source row %d outside the %d rows", i,
-                          src_rows[i], B);
-    identity &= src_rows[i] == i;
-  }
+  int B = m->gb, identity;
+  int rc = model_reorder_check(src_rows, B, "gpt2_decode_reorder", &identity, err);
+  if (rc)
+    return rc;
   m->base.last_logits = NULL; /* the logits' rows no longer match the cache's */
   m->have_lm = 0;
   if (identity)
@@ -227,12 +223,8 @@ int gpt2_decode_reorder(gpt2_model *m, const int *src_rows, dfpo_err *err) {
    * the scratch with the backend's copy, then the block back in one copy */
   size_t used = (size_t)m->gn * C * sizeof(float);
   for (int l = 0; l < m->cfg.n_layer; l++)
-    for (int kv = 0; kv < 2; kv++) {
-      float *c = kv ? m->vc[l] : m->kc[l];
-      for (int i = 0; i < B; i++)
-        o->copy(m->g_spare + (size_t)i * row, c + (size_t)src_rows[i] * row, used);
-      o->copy(c, m->g_spare, bytes);
-    }
+    for (int kv = 0; kv < 2; kv++)
+      model_rows_reorder(o, kv ? m->vc[l] : m->kc[l], m->g_spare, src_rows, B, row, used);
   /* each row's first key moves with it */
   int *ks = m->g_kstart_host, tmp[B];
   for (int i = 0; i < B; i++)

@@ -129,6 +129,24 @@ void model_head_pick(float *compact, const float *full, int B, int T, int h) {
     memcpy(compact + b * H, full + (size_t)b * T + h, H * sizeof(float));
 }
 
+int model_reorder_check(const int *src, int B, const char *who, int *identity, dfpo_err *err) {
+  *identity = 1;
+  for (int i = 0; i < B; i++) {
+    if (src[i] < 0 || src[i] >= B)
+      return dfpo_err_set(err, DFPO_EUSAGE, "%s: row %d: source row %d outside the %d rows", who, i,
+                          src[i], B);
+    *identity &= src[i] == i;
+  }
+  return DFPO_OK;
+}
+
+void model_rows_reorder(const ops_backend *o, float *t, float *scratch, const int *src, int B,
+                        size_t row, size_t used) {
+  for (int i = 0; i < B; i++)
+    o->copy(scratch + (size_t)i * row, t + (size_t)src[i] * row, used);
+  o->copy(t, scratch, (size_t)B * row * sizeof(float));
+}
+
 void model_head_download(const ops_backend *o, float *out, const float *src, float *buf, int B,
                          int T, int h) {
   size_t n = (size_t)B * (T - h);

@@ -53,6 +53,17 @@ void model_head_download(const ops_backend *o, float *out, const float *src, flo
 void model_head_upload(const ops_backend *o, float *dst, const float *in, float *buf, int B, int T,
                        int h);
 
+/* Beam search's reorder (model_decode_reorder) for the architectures:
+ * model_reorder_check answers DFPO_EUSAGE (who names the caller) for a
+ * source row outside [0, B) and sets *identity when src[i] = i for all i;
+ * model_rows_reorder makes row i of a backend tensor of B rows of `row`
+ * floats old row src[i]'s (its first `used` bytes; the rest of each row
+ * is left as the scratch had it), through scratch (B row floats, backend
+ * memory), with the backend's copy. */
+int model_reorder_check(const int *src, int B, const char *who, int *identity, dfpo_err *err);
+void model_rows_reorder(const ops_backend *o, float *t, float *scratch, const int *src, int B,
+                        size_t row, size_t used);
+
 typedef struct model_vtable {
   const char *arch;
   void (*free)(model_t *m);

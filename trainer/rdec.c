@@ -146,6 +146,8 @@ typedef struct rdec_model {
   /* decoding */
   float *gen;
   size_t gen_floats;
+  float *g_spare; /* decode_reorder's scratch: one cache tensor */
+  size_t g_spare_floats;
   rdec_ws gw;
   float **kc, **vc, *g_logits;
   int *gen_ids;
@@ -342,6 +344,7 @@ static void rdec_destroy(rdec_model *m) {
     o->free(m->act);
     o->free(m->ids);
     o->free(m->gen);
+    o->free(m->g_spare);
     o->free(m->gen_ids);
     o->free(m->train_block);
     o->free(m->bwd);
@@ -1680,6 +1683,45 @@ static const float *rdec_decode_step(rdec_model *m, const int *next, dfpo_err *e
   return m->g_logits;
 }
 
+/* Beam search's reorder: row i of the cache (its keys and values, its left
+ * padding) becomes old row src_rows[i]'s; the last logits are spent. */
+static int rdec_decode_reorder(rdec_model *m, const int *src_rows, dfpo_err *err) {
+  const char *fam = family_name[m->cfg.family];
+  if (m->gn == 0)
+    return dfpo_err_set(err, DFPO_EUSAGE, "%s decode_reorder: call decode_begin first", fam);
+  int B = m->gB, identity;
+  char who[64];
+  snprintf(who, sizeof who, "%s decode_reorder", fam);
+  int rc = model_reorder_check(src_rows, B, who, &identity, err);
+  if (rc)
+    return rc;
+  m->base.last_logits = NULL; /* the logits' rows no longer match the cache's */
+  if (identity)
+    return DFPO_OK;
+  const ops_backend *o = m->base.ops;
+  size_t KV = (size_t)m->cfg.n_kv_head * m->cfg.head_dim, row = (size_t)m->gmax * KV;
+  int *ks = malloc((size_t)B * sizeof(int));
+  if (!ks)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  if ((rc = grow(o, (void **)&m->g_spare, &m->g_spare_floats, (size_t)B * row, sizeof(float),
+                 err))) {
+    free(ks);
+    return rc;
+  }
+  /* per cache tensor: the filled positions of each source row into the
+   * scratch, then the block back in one copy */
+  size_t used = (size_t)m->gn * KV * sizeof(float);
+  for (int l = 0; l < m->cfg.n_layer; l++)
+    for (int kv = 0; kv < 2; kv++)
+      model_rows_reorder(o, kv ? m->vc[l] : m->kc[l], m->g_spare, src_rows, B, row, used);
+  for (int i = 0; i < B; i++)
+    ks[i] = m->g_kstart[src_rows[i]];
+  memcpy(m->g_kstart, ks, (size_t)B * sizeof(int));
+  free(ks);
+  o->upload(m->gw.kstart, m->g_kstart, (size_t)B * sizeof(int));
+  return DFPO_OK;
+}
+
 /* ------------------------------------------------------------ checkpoints */
 
 /* The native checkpoint (RDEC_NATIVE_MAGIC): a 128-byte header (the
@@ -2336,7 +2378,8 @@ static size_t vt_arena_bytes(const model_t *mm) {
           z->nparams * (z->train_block ? 4 : 1) + z->scratch_floats + m->act_floats +
           m->gen_floats + m->bwd_floats + (size_t)m->cfg.n_embd) *
              sizeof(float) +
-         (m->ids_cap + m->gen_ids_cap) * sizeof(int) + m->n16 * sizeof(uint16_t);
+         (m->ids_cap + m->gen_ids_cap) * sizeof(int) + m->n16 * sizeof(uint16_t) +
+         m->g_spare_floats * sizeof(float);
 }
 /* The same decoder with another head (MODEL_HEAD_VALUE: a value model on
  * the final norm's output), parameters zeroed. */
@@ -2521,6 +2564,9 @@ static const float *vt_decode_begin(model_t *m, const int *tokens, const int *ks
 static const float *vt_decode_step(model_t *m, const int *next, dfpo_err *err) {
   return rdec_decode_step(rdec_of(m), next, err);
 }
+static int vt_decode_reorder(model_t *m, const int *src_rows, dfpo_err *err) {
+  return rdec_decode_reorder(rdec_of(m), src_rows, err);
+}
 static int vt_save(model_t *m, const char *path, int with_optimizer, dfpo_err *err) {
   return rdec_save(rdec_of(m), path, with_optimizer, err);
 }
@@ -2629,6 +2675,7 @@ const model_vtable rdec_vtable = {
     .grad_norm = vt_grad_norm,
     .decode_begin = vt_decode_begin,
     .decode_step = vt_decode_step,
+    .decode_reorder = vt_decode_reorder,
     .save = vt_save,
     .export_safetensors = vt_export_safetensors,
     .add_lora = vt_add_lora,

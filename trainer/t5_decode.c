@@ -204,14 +204,10 @@ const float *t5_decode_step(t5_model *m, const int *next, dfpo_err *err) {
 int t5_decode_reorder(t5_model *m, const int *src_rows, dfpo_err *err) {
   if (!m->gen_block || m->gB == 0 || m->gn_pos == 0)
     return dfpo_err_set(err, DFPO_EUSAGE, "t5_decode_reorder: call model_decode_begin first");
-  int B = m->gB, identity = 1;
-  for (int i = 0; i < B; i++) {
-    if (src_rows[i] < 0 || src_rows[i] >= B)
-      return dfpo_err_set(err, DFPO_EUSAGE,
-                          "t5_decode_reorder: row %d: source row %d outside the %d rows", i,
-                          src_rows[i], B);
-    identity &= src_rows[i] == i;
-  }
+  int B = m->gB, identity;
+  int rc = model_reorder_check(src_rows, B, "t5_decode_reorder", &identity, err);
+  if (rc)
+    return rc;
   m->base.last_logits = NULL; /* the logits' rows no longer match the caches' */
   if (identity)
     return DFPO_OK;
@@ -232,16 +228,9 @@ int t5_decode_reorder(t5_model *m, const int *src_rows, dfpo_err *err) {
    * the scratch, then copied back in one block */
   size_t used = (size_t)m->gn_pos * I * sizeof(float);
   for (int l = 0; l < c->n_dec_layer; l++) {
-    for (int kv = 0; kv < 2; kv++) {
-      float *cache = kv ? m->vc[l] : m->kc[l];
-      for (int i = 0; i < B; i++)
-        o->copy(tmp + (size_t)i * self_row, cache + (size_t)src_rows[i] * self_row, used);
-      o->copy(cache, tmp, (size_t)B * self_row * sizeof(float));
-    }
-    for (int i = 0; i < B; i++)
-      o->copy(tmp + (size_t)i * cross_row, m->ckv[l] + (size_t)src_rows[i] * cross_row,
-              cross_row * sizeof(float));
-    o->copy(m->ckv[l], tmp, (size_t)B * cross_row * sizeof(float));
+    for (int kv = 0; kv < 2; kv++)
+      model_rows_reorder(o, kv ? m->vc[l] : m->kc[l], tmp, src_rows, B, self_row, used);
+    model_rows_reorder(o, m->ckv[l], tmp, src_rows, B, cross_row, cross_row * sizeof(float));
   }
   o->free(tmp);
   /* each row's encoder padding moves with it */

@@ -13,6 +13,7 @@
  * ending occur), minimum lengths and several returned hypotheses. */
 #include "tests/support/support.h"
 #include "tests/trainer/gpt2_testutil.h"
+#include "tests/trainer/rdec_testutil.h"
 #include "trainer/beam.h"
 #include "trainer/model_internal.h"
 #include "trainer/t5.h"
@@ -30,9 +31,19 @@ static model_t *small(int V, uint64_t seed) {
   return m;
 }
 
-Test(beam, reorder_matches_fresh_decode) {
+/* The rotary decoders' tiny model of the family (rdec_testutil.h). */
+static model_t *small_rdec(int family, int V, uint64_t seed) {
+  rdec_config c = rt_tiny(family, V);
+  model_t *m;
+  dfpo_err err;
+  cr_assert_eq(rdec_new(&m, &c, &err), 0, "%s", err.msg);
+  model_init_random(m, seed);
+  return m;
+}
+
+/* The reorder on m (V 30): logits after it equal a fresh decode's. */
+static void reorder_matches_fresh_decode(model_t *m) {
   enum { B = 4, T = 5, V = 30 };
-  model_t *m = small(V, 3);
   int prompt[B * T] = {4, 9, 1, 7, 3, 0, 0, 12, 5, 8, 0, 0, 0, 2, 21, 6, 6, 1, 0, 19};
   int ks[B] = {0, 2, 3, 0};
   int first[B] = {2, 6, 11, 29}, src[B] = {2, 0, 0, 3}, second[B] = {17, 3, 3, 8};
@@ -69,18 +80,32 @@ Test(beam, reorder_matches_fresh_decode) {
   model_free(m);
 }
 
+Test(beam, reorder_matches_fresh_decode) {
+  reorder_matches_fresh_decode(small(30, 3));
+}
+
+/* the rotary decoders' cache (Llama's grouped key/value heads, GPT-J's and
+ * GPT-NeoX's full ones) */
+Test(beam, reorder_matches_fresh_decode_rotary) {
+  static const int fams[3] = {RDEC_LLAMA, RDEC_GPTJ, RDEC_NEOX};
+  for (int f = 0; f < 3; f++)
+    reorder_matches_fresh_decode(small_rdec(fams[f], 30, 3 + (uint64_t)f));
+}
+
 Test(beam, reorder_errors) {
-  model_t *m = small(30, 4);
   dfpo_err err;
   dfpo_err_clear(&err);
   int src[2] = {1, 0}, bad[2] = {0, 2}, prompt[2] = {3, 4};
-  cr_expect_eq(model_decode_reorder(m, src, &err), DFPO_EUSAGE);
-  cr_expect(strstr(err.msg, "decode_begin first") != NULL, "%s", err.msg);
-  cr_assert_not_null(model_decode_begin(m, prompt, NULL, 2, 1, 4, &err), "%s", err.msg);
-  dfpo_err_clear(&err);
-  cr_expect_eq(model_decode_reorder(m, bad, &err), DFPO_EUSAGE);
-  cr_expect(strstr(err.msg, "source row 2 outside the 2 rows") != NULL, "%s", err.msg);
-  model_free(m);
+  for (int k = 0; k < 2; k++) {
+    model_t *m = k ? small_rdec(RDEC_LLAMA, 30, 4) : small(30, 4);
+    cr_expect_eq(model_decode_reorder(m, src, &err), DFPO_EUSAGE);
+    cr_expect(strstr(err.msg, "decode_begin first") != NULL, "%s", err.msg);
+    cr_assert_not_null(model_decode_begin(m, prompt, NULL, 2, 1, 4, &err), "%s", err.msg);
+    dfpo_err_clear(&err);
+    cr_expect_eq(model_decode_reorder(m, bad, &err), DFPO_EUSAGE);
+    cr_expect(strstr(err.msg, "source row 2 outside the 2 rows") != NULL, "%s", err.msg);
+    model_free(m);
+  }
   /* an architecture whose table lacks the entry (the encoder classifiers,
    * T5 until its decoding lands): model.c answers for it */
   model_vtable vt;
