@@ -46,6 +46,7 @@
 #include "common/common.h"
 #include "tests/support/support.h"
 #include "tests/trainer/gpt2_testutil.h"
+#include "tests/trainer/rdec_testutil.h"
 
 static const ops_backend *C_ = &ops_cpu;
 
@@ -898,12 +899,10 @@ Test(ops_cuda, gpt2_in_16_bits_matches_the_cpu) {
 }
 
 /* Beam search over model_decode_reorder, whose CUDA path is the backend's
- * copy op: a GPU model and a CPU model with the same weights give the same
- * hypotheses and scores (left padding, an end-of-text, several returned). */
-Test(ops_cuda, beam_search_same_as_the_cpu) {
-  NEED_GPU();
-  gpt2_config cfg = {1, 2, 32, 300, 64, MODEL_HEAD_NONE, 0};
-  model_t *mc = model_on(OPS_DEVICE_CPU, &cfg), *mg = model_on(OPS_DEVICE_CUDA, &cfg);
+ * copy op: a GPU model and a CPU model with the same weights (vocabulary of
+ * at least 12) give the same hypotheses and scores (left padding, an
+ * end-of-text, several returned). */
+static void beam_same(model_t *mc, model_t *mg) {
   int prompts[12] = {0, 0, 5, 6, 1, 2, 3, 4, 0, 9, 8, 7}, ks[3] = {2, 0, 1};
   beam_settings s = beam_settings_default();
   s.num_beams = 4;
@@ -927,6 +926,12 @@ Test(ops_cuda, beam_search_same_as_the_cpu) {
   for (int i = 0; i < 36; i++)
     cr_expect_eq(oc[i], og[i], "token %d: cpu %d gpu %d", i, oc[i], og[i]);
   model_free(mc), model_free(mg);
+}
+
+Test(ops_cuda, beam_search_same_as_the_cpu) {
+  NEED_GPU();
+  gpt2_config cfg = {1, 2, 32, 300, 64, MODEL_HEAD_NONE, 0};
+  beam_same(model_on(OPS_DEVICE_CPU, &cfg), model_on(OPS_DEVICE_CUDA, &cfg));
 }
 
 /* ------------------------------------------------------- RL on the GPU */
@@ -1464,6 +1469,18 @@ Test(ops_cuda, rotary_decoders_match_the_cpu) {
     twin_case(names[f], m, &batch, tgt, tok, ks, B, T);
     model_free(m);
   }
+}
+
+/* The same beam search over a Llama (its grouped key/value cache moved by
+ * the reorder) on both backends. */
+Test(ops_cuda, beam_search_rotary_same_as_the_cpu) {
+  NEED_GPU();
+  rdec_config c = rt_tiny(RDEC_LLAMA, 300);
+  dfpo_err err;
+  model_t *mc;
+  cr_assert_eq(rdec_new(&mc, &c, &err), DFPO_OK, "%s", err.msg);
+  model_init_random(mc, 97);
+  beam_same(mc, cuda_twin(mc));
 }
 
 /* ---------------------------------------------------- device selection */
