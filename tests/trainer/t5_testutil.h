@@ -15,6 +15,29 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
+/* A tiny T5 of vocabulary V (width 16, 2 heads of 4, MLP 32, one encoder
+ * and two decoder layers, 8 buckets up to distance 16, 64 decoder
+ * positions, start 0, no end token): v1.1's gated MLP and untied head, or
+ * v1.0's. */
+static inline t5_config tt_tiny(int V, int gated, int tied) {
+  t5_config c = {.vocab_size = V,
+                 .d_model = 16,
+                 .d_kv = 4,
+                 .d_ff = 32,
+                 .n_head = 2,
+                 .n_layer = 1,
+                 .n_dec_layer = 2,
+                 .num_buckets = 8,
+                 .max_distance = 16,
+                 .eps = 1e-6f,
+                 .gated = gated,
+                 .tied = tied,
+                 .n_pos = 64,
+                 .start_id = 0,
+                 .eos_id = -1};
+  return c;
+}
+
 /* Trains the tokenizer into spm_dir, then writes a T5 of shape c (its
  * vocab_size set to the tokenizer's) with weights drawn from seed into the
  * new folder `folder`. Returns the config written. */

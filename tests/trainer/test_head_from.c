@@ -9,6 +9,7 @@
 #include "tests/support/support.h"
 #include "tests/trainer/gpt2_testutil.h"
 #include "tests/trainer/rdec_testutil.h"
+#include "tests/trainer/t5_testutil.h"
 #include "trainer/t5.h"
 
 #include <criterion/criterion.h>
@@ -183,21 +184,7 @@ Test(head_from, gpt_neox) {
  * from there (as the RL passes narrow it) and from a column after it. */
 Test(head_from, t5) {
   for (int tied = 0; tied < 2; tied++) {
-    t5_config c = {.vocab_size = V,
-                   .d_model = 16,
-                   .d_kv = 4,
-                   .d_ff = 32,
-                   .n_head = 2,
-                   .n_layer = 1,
-                   .n_dec_layer = 2,
-                   .num_buckets = 8,
-                   .max_distance = 16,
-                   .eps = 1e-6f,
-                   .gated = !tied,
-                   .tied = tied,
-                   .n_pos = 16,
-                   .start_id = 0,
-                   .eos_id = -1};
+    t5_config c = tt_tiny(V, !tied, tied);
     dfpo_err err;
     model_t *m;
     cr_assert_eq(t5_new(&m, &c, &err), 0, "%s", err.msg);

@@ -15,6 +15,7 @@
  * calculations; the RL trainer runs over T5s without the script. */
 #include "metrics/metrics.h"
 #include "tests/support/support.h"
+#include "tests/trainer/t5_testutil.h"
 #include "tests/trainer/train_testutil.h"
 #include "trainer/model.h"
 #include "trainer/optim.h"
@@ -579,21 +580,7 @@ Test(t5, training_and_decoding_match_pytorch, .timeout = 240) {
 /* rl_copy_task over a T5 policy (its reference and value model T5s too):
  * gated and untied for NLPO, else tied and not gated. */
 static void t5_rl(int algo, int iters, double *r0, double *r1, double *blind) {
-  t5_config c = {.vocab_size = 8,
-                 .d_model = 16,
-                 .d_kv = 4,
-                 .d_ff = 32,
-                 .n_head = 2,
-                 .n_layer = 1,
-                 .n_dec_layer = 2,
-                 .num_buckets = 8,
-                 .max_distance = 16,
-                 .eps = 1e-6f,
-                 .gated = algo == RL_NLPO,
-                 .tied = algo != RL_NLPO,
-                 .n_pos = 64,
-                 .start_id = 0,
-                 .eos_id = -1};
+  t5_config c = tt_tiny(8, algo == RL_NLPO, algo != RL_NLPO);
   dfpo_err err;
   dfpo_err_clear(&err);
   model_t *policy;
