@@ -1055,11 +1055,11 @@ static int gpt2_lm_value_backward(gpt2_model *m, const float *dlogp, const float
       return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
     if (dlogp)
       model_head_upload(o, m->dlogp, dlogp, hv, B, T, h);
+    else
+      o->zero(m->dlogp, (size_t)BH * sizeof(float));
     if (dent)
       model_head_upload(o, m->dent, dent, hv, B, T, h);
     free(hv);
-    if (!dlogp)
-      o->zero(m->dlogp, (size_t)BH * sizeof(float));
     o->logits_bwd(m->logits, m->lse, m->ent, m->d_tgt, m->dlogp, dent ? m->dent : NULL, BH, V, V);
   }
   m->have_lm = 0;

@@ -115,7 +115,7 @@ int model_head_targets(int *tg, const int *targets, int B, int T, int h, int V, 
   return DFPO_OK;
 }
 
-void model_head_expand(float *full, const float *compact, int B, int T, int h) {
+static void head_expand(float *full, const float *compact, int B, int T, int h) {
   size_t H = (size_t)(T - h);
   for (int b = 0; b < B; b++) {
     memset(full + (size_t)b * T, 0, (size_t)h * sizeof(float));
@@ -123,7 +123,7 @@ void model_head_expand(float *full, const float *compact, int B, int T, int h) {
   }
 }
 
-void model_head_pick(float *compact, const float *full, int B, int T, int h) {
+static void head_pick(float *compact, const float *full, int B, int T, int h) {
   size_t H = (size_t)(T - h);
   for (int b = 0; b < B; b++)
     memcpy(compact + b * H, full + (size_t)b * T + h, H * sizeof(float));
@@ -152,13 +152,13 @@ void model_head_download(const ops_backend *o, float *out, const float *src, flo
   size_t n = (size_t)B * (T - h);
   o->download(h ? buf : out, src, n * sizeof(float));
   if (h)
-    model_head_expand(out, buf, B, T, h);
+    head_expand(out, buf, B, T, h);
 }
 
 void model_head_upload(const ops_backend *o, float *dst, const float *in, float *buf, int B, int T,
                        int h) {
   if (h)
-    model_head_pick(buf, in, B, T, h);
+    head_pick(buf, in, B, T, h);
   o->upload(dst, h ? buf : in, (size_t)B * (T - h) * sizeof(float));
 }
 

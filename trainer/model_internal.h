@@ -33,15 +33,11 @@ typedef struct model_export_opts {
  * head's compact grid. model_head_targets fills tg[B (T - h)] with the
  * targets at the head's columns (-1 for negative ones or NULL targets) and
  * answers DFPO_EUSAGE for a target >= V, or >= 0 before column h (who
- * names the model). model_head_expand writes full[B T] from compact (0
- * before column h); model_head_pick the other way (host arrays).
- * model_head_rows copies backend rows of C floats between the grids: the
+ * names the model). model_head_rows copies backend rows of C floats between the grids: the
  * head's rows of src [B T, C] into dst [B (T - h), C], or with to_full
  * compact src into those rows of dst (its other rows untouched). */
 int model_head_targets(int *tg, const int *targets, int B, int T, int h, int V, const char *who,
                        dfpo_err *err);
-void model_head_expand(float *full, const float *compact, int B, int T, int h);
-void model_head_pick(float *compact, const float *full, int B, int T, int h);
 void model_head_rows(const ops_backend *o, float *dst, const float *src, int B, int T, int h,
                      size_t C, int to_full);
 /* The head's per-column floats between the grids and the backend:

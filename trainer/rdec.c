@@ -1477,11 +1477,11 @@ static int rdec_lm_value_backward(rdec_model *m, const float *dlogp, const float
       return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
     if (dlogp)
       model_head_upload(o, m->gw_.dlp, dlogp, hv, B, T, hf);
+    else
+      o->zero(m->gw_.dlp, NH * sizeof(float));
     if (dent)
       model_head_upload(o, m->gw_.dent, dent, hv, B, T, hf);
     free(hv);
-    if (!dlogp)
-      o->zero(m->gw_.dlp, NH * sizeof(float));
     const int *d_tg = m->ids + (m->ids_cap - N); /* lm_logprobs' targets */
     o->logits_bwd(m->logits, m->lse, m->ent, d_tg, m->gw_.dlp, dent ? m->gw_.dent : NULL, (int)NH,
                   V, V);

@@ -604,34 +604,23 @@ static int t5_lm_logprobs(t5_model *m, const int *targets, float *logp, float *e
   const t5_config *c = &m->cfg;
   int B = m->fB, T = m->fT, Ld = m->fLd, np = m->fnp, h = m->fh, H = T - h;
   int V = c->vocab_size, C = c->d_model;
-  size_t BH = (size_t)B * H;
-  int *tg = calloc(BH, sizeof(int));
+  size_t BT = (size_t)B * T, BH = (size_t)B * H;
+  /* the targets at the output columns (others are not read), then on the
+   * head's grid */
+  int *out = malloc(BT * sizeof(int)), *tg = malloc(BH * sizeof(int));
   float *hv = malloc(BH * sizeof(float));
-  if (!tg || !hv) {
-    free(tg);
-    free(hv);
+  if (!out || !tg || !hv) {
+    free(out), free(tg), free(hv);
     return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
   }
-  for (int b = 0; b < B; b++)
-    for (int col = 0; col < T; col++) {
-      int t = targets && is_output(m, col) ? targets[(size_t)b * T + col] : -1;
-      int rc = t >= V
-                   ? dfpo_err_set(err, DFPO_EUSAGE,
-                                  "t5: target %d at row %d column %d (vocabulary %d)", t, b, col, V)
-               : col < h && t >= 0
-                   ? dfpo_err_set(err, DFPO_EUSAGE,
-                                  "t5: target %d at row %d column %d, before the LM head's first "
-                                  "column %d",
-                                  t, b, col, h)
-                   : DFPO_OK;
-      if (rc) {
-        free(tg);
-        free(hv);
-        return rc;
-      }
-      if (col >= h)
-        tg[(size_t)b * H + col - h] = t < 0 ? -1 : t;
-    }
+  for (size_t i = 0; i < BT; i++)
+    out[i] = targets && is_output(m, (int)(i % (size_t)T)) ? targets[i] : -1;
+  int rc = model_head_targets(tg, out, B, T, h, V, "t5", err);
+  free(out);
+  if (rc) {
+    free(tg), free(hv);
+    return rc;
+  }
   o->upload(m->tgt, tg, BH * sizeof(int));
   free(tg);
   /* the head's input on its grid; v1.0's tied head sees the output scaled

@@ -182,8 +182,8 @@ int t5_lm_backward(t5_model *m, const float *dlogp, const float *dent, dfpo_err 
   const ops_backend *o = m->base.ops;
   int B = m->fB, T = m->fT, h = m->fh, V = m->cfg.vocab_size;
   size_t BT = (size_t)B * T, BH = (size_t)B * (T - h);
-  float *d = malloc(BT * sizeof(float)), *dh = malloc(BH * sizeof(float));
-  if (!d || !dh) {
+  float *d = dent ? malloc(BT * sizeof(float)) : NULL, *dh = malloc(BH * sizeof(float));
+  if ((dent && !d) || !dh) {
     free(d);
     free(dh);
     return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
