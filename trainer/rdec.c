@@ -432,6 +432,15 @@ static int gelu_kind(const char *a, int *act) {
 
 static int check_sizes(const rdec_config *c, const char *what, dfpo_err *err);
 
+/* A rope_scaling / rope_parameters object that scales the angles (any
+ * rope_type or type but "default"): 1, else 0. */
+static int rope_scaled(const cJSON *o) {
+  if (!o)
+    return 0;
+  const char *t = jstr(o, "rope_type", jstr(o, "type", "default"));
+  return !cJSON_IsObject(o) || strcmp(t, "default") || jget(o, "factor");
+}
+
 /* The config of cpath; its model_type names the family. */
 static int read_config(const char *cpath, rdec_config *c, dfpo_err *err) {
   char *text = NULL;
@@ -453,6 +462,11 @@ static int read_config(const char *cpath, rdec_config *c, dfpo_err *err) {
   }
   memset(c, 0, sizeof *c);
   const char *act = NULL;
+  /* transformers 5 saves the rotary settings as one object, rope_parameters
+   * {rope_type, rope_theta, partial_rotary_factor}, in place of the top-level
+   * keys older configs (the hub's checkpoints) carry; the top-level key wins
+   * where both are there */
+  const cJSON *rp = jget(j, "rope_parameters");
   if (!strcmp(type, "gptj")) {
     c->family = RDEC_GPTJ;
     c->vocab_size = jint(j, "vocab_size", 50400);
@@ -464,7 +478,7 @@ static int read_config(const char *cpath, rdec_config *c, dfpo_err *err) {
     c->n_ctx = jint(j, "n_positions", 2048);
     c->rot = jint(j, "rotary_dim", c->head_dim);
     c->interleaved = 1;
-    c->rope_base = 10000.0f;
+    c->rope_base = (float)jnum(rp, "rope_theta", 10000.0);
     c->eps = (float)jnum(j, "layer_norm_epsilon", 1e-5);
     c->parallel = c->shared_ln = 1;
     act = jstr(j, "activation_function", "gelu_new");
@@ -479,9 +493,11 @@ static int read_config(const char *cpath, rdec_config *c, dfpo_err *err) {
     c->head_dim = c->n_head > 0 ? c->n_embd / c->n_head : 0;
     c->d_ff = jint(j, "intermediate_size", 4 * c->n_embd);
     c->n_ctx = jint(j, "max_position_embeddings", 2048);
-    double pct = jnum(j, "rotary_pct", jnum(j, "partial_rotary_factor", 0.25));
+    double pct = jnum(j, "rotary_pct",
+                      jnum(j, "partial_rotary_factor", jnum(rp, "partial_rotary_factor", 0.25)));
     c->rot = (int)(c->head_dim * pct);
-    c->rope_base = (float)jnum(j, "rotary_emb_base", jnum(j, "rope_theta", 10000.0));
+    c->rope_base =
+        (float)jnum(j, "rotary_emb_base", jnum(j, "rope_theta", jnum(rp, "rope_theta", 10000.0)));
     c->eps = (float)jnum(j, "layer_norm_eps", 1e-5);
     c->parallel = jbool(j, "use_parallel_residual", 1);
     act = jstr(j, "hidden_act", "gelu");
@@ -503,7 +519,7 @@ static int read_config(const char *cpath, rdec_config *c, dfpo_err *err) {
     c->d_ff = jint(j, "intermediate_size", 11008);
     c->n_ctx = jint(j, "max_position_embeddings", 2048);
     c->rot = c->head_dim;
-    c->rope_base = (float)jnum(j, "rope_theta", 10000.0);
+    c->rope_base = (float)jnum(j, "rope_theta", jnum(rp, "rope_theta", 10000.0));
     c->eps = (float)jnum(j, "rms_norm_eps", 1e-6);
     c->rmsnorm = 1;
     c->act = RDEC_ACT_SWIGLU;
@@ -521,9 +537,17 @@ static int read_config(const char *cpath, rdec_config *c, dfpo_err *err) {
     rc = dfpo_err_set(err, DFPO_EDATA,
                       "%s: activation '%s' is not read (gelu, gelu_new, gelu_pytorch_tanh)", cpath,
                       act);
-  if (!rc && jget(j, "rope_scaling"))
+  if (!rc && rp && !cJSON_IsObject(rp))
+    rc = dfpo_err_set(err, DFPO_EDATA, "%s: rope_parameters is not an object", cpath);
+  else if (!rc && c->family == RDEC_LLAMA &&
+           jnum(j, "partial_rotary_factor", jnum(rp, "partial_rotary_factor", 1.0)) != 1.0)
     rc = dfpo_err_set(err, DFPO_EDATA,
-                      "%s: rope_scaling is set: scaled rotary embeddings are not read", cpath);
+                      "%s: partial_rotary_factor is not 1 (Llama rotates whole heads here)", cpath);
+  else if (!rc && (rope_scaled(jget(j, "rope_scaling")) || rope_scaled(rp)))
+    rc = dfpo_err_set(err, DFPO_EDATA,
+                      "%s: rope_scaling or rope_parameters scales the angles (rope_type not "
+                      "\"default\"): scaled rotary embeddings are not read",
+                      cpath);
   if (!rc)
     rc = check_sizes(c, cpath, err);
   cJSON_Delete(j);

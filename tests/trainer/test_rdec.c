@@ -90,6 +90,25 @@ static double rel_diff(double a, double b) {
   return fabs(a - b) / fmax(fabs(b), 1e-12);
 }
 
+/* Writes to path the config orig without the keys in drop (NULL-ended, or
+ * NULL) and with rope_parameters and rope_scaling set to the JSON texts given
+ * (NULL: left out): the form transformers 5's save_pretrained writes. */
+static void v5_config(const char *path, const char *orig, const char *const *drop, const char *rp,
+                      const char *rs) {
+  cJSON *j = cJSON_Parse(orig);
+  cr_assert(j != NULL);
+  for (; drop && *drop; drop++)
+    cJSON_DeleteItemFromObjectCaseSensitive(j, *drop);
+  if (rp)
+    cJSON_AddItemToObject(j, "rope_parameters", cJSON_Parse(rp));
+  if (rs)
+    cJSON_AddItemToObject(j, "rope_scaling", cJSON_Parse(rs));
+  char *text = cJSON_Print(j);
+  ts_write_text(path, text);
+  cJSON_free(text);
+  cJSON_Delete(j);
+}
+
 Test(rdec, perplexity_matches_pytorch, .timeout = 240) {
   char dir[512], home[600], model[600], docs[600];
   cJSON *ref = reference(dir, sizeof dir);
@@ -273,6 +292,45 @@ Test(rdec, padded_batch_and_refusals, .timeout = 240) {
   ts_write_text(cfg, patched);
   cr_expect_eq(model_load(&m, model, &err), DFPO_EDATA);
   cr_expect(strstr(err.msg, "model.layers.2.input_layernorm.weight") != NULL, "%s", err.msg);
+  /* transformers 5's form: rope_parameters in place of the top-level
+   * rope_theta (20000 here; read as the default 10000 the check fails) */
+  const char *llama_drop[] = {"rope_theta", NULL};
+  v5_config(cfg, orig, llama_drop, "{\"rope_type\": \"default\", \"rope_theta\": 20000.0}", NULL);
+  cr_assert_eq(model_load(&m, model, &err), DFPO_OK, "%s", err.msg);
+  cr_expect_float_eq(rdec_get_config(m)->rope_base, 20000.0f, 0);
+  model_free(m);
+  /* the angles scaled, or a Llama rotating part of each head: refused */
+  v5_config(cfg, orig, llama_drop,
+            "{\"rope_type\": \"linear\", \"factor\": 2.0, \"rope_theta\": 20000.0}", NULL);
+  cr_expect_eq(model_load(&m, model, &err), DFPO_EDATA);
+  cr_expect(strstr(err.msg, "rope_parameters") != NULL, "%s", err.msg);
+  v5_config(cfg, orig, llama_drop, "{\"rope_theta\": 20000.0, \"partial_rotary_factor\": 0.5}",
+            NULL);
+  cr_expect_eq(model_load(&m, model, &err), DFPO_EDATA);
+  cr_expect(strstr(err.msg, "partial_rotary_factor") != NULL, "%s", err.msg);
+  v5_config(cfg, orig, llama_drop, "[20000.0]", NULL);
+  cr_expect_eq(model_load(&m, model, &err), DFPO_EDATA);
+  cr_expect(strstr(err.msg, "not an object") != NULL, "%s", err.msg);
+  /* a rope_scaling that says "default" scales nothing */
+  v5_config(cfg, orig, NULL, NULL, "{\"rope_type\": \"default\"}");
+  cr_expect_eq(model_load(&m, model, &err), DFPO_OK, "%s", err.msg);
+  model_free(m);
+  ts_write_text(cfg, orig);
+  free(orig);
+  /* GPT-NeoX: rotary_pct 0.5 and rotary_emb_base 5000 as partial_rotary_factor
+   * and rope_theta (the defaults would give int(12 * 0.25) = 3 and 10000) */
+  snprintf(cfg, sizeof cfg, "%s/neox_par/config.json", dir);
+  snprintf(model, sizeof model, "%s/neox_par", dir);
+  orig = ts_slurp(cfg);
+  const char *neox_drop[] = {"rotary_pct", "rotary_emb_base", NULL};
+  v5_config(cfg, orig, neox_drop,
+            "{\"rope_type\": \"default\", \"rope_theta\": 5000.0, \"partial_rotary_factor\": 0.5}",
+            NULL);
+  cr_assert_eq(model_load(&m, model, &err), DFPO_OK, "%s", err.msg);
+  cr_expect_eq(rdec_get_config(m)->rot, 6);
+  cr_expect_float_eq(rdec_get_config(m)->rope_base, 5000.0f, 0);
+  model_free(m);
+  ts_write_text(cfg, orig);
   free(patched);
   free(orig);
   cJSON_Delete(ref);
