@@ -556,7 +556,7 @@ fi
 export GPU GPU_WHY
 run_step cuda_tests 150
 run_step memcheck 90
-run_step crosscheck 120
+run_step crosscheck 180
 run_step train_b16t64_fp32 60
 run_step train_b16t64_tf32 60
 run_step train_b16t64_bf16 60

@@ -6,41 +6,53 @@ bench/device_check.sh (its crosscheck step); docs/cuda.md.
     hf_crosscheck.py --dfpo BIN --work DIR --out OUT.json [--brief B.json]
                      [--gpu | --no-gpu-why REASON] [--small]
 
-Parts, each recorded as ok, skip (with the reason) or fail:
+Parts, each recorded as ok, skip (with the reason) or fail. Every model part
+runs `dfpo perplexity --tokens FILE --per-doc --json` once (each document's
+nll_sum and scored tokens, and their sum) and `dfpo generate --tokens FILE
+--temperature 0 --eos -1` once (prompts of different lengths batched, so
+left-padded), against the reference one document / prompt at a time:
 
   gpt2_ref_{cpu,cuda}       a GPT-2 folder written here (config.json and
       model.safetensors in Hugging Face's names and Conv1D layouts, random
       weights) against the project's own PyTorch reference
-      (bench/gpt2_torch.py's gpt2_forward): each document's summed NLL from
-      `dfpo perplexity --tokens FILE --json` (one call per document, with
-      <|endoftext|> prepended as dfpo does, and one call for all of them
-      together), and the greedy tokens of `dfpo generate --tokens FILE
-      --temperature 0 --eos -1` (prompts of different lengths batched, so
-      left-padded, against the reference one prompt at a time)
+      (bench/gpt2_torch.py's gpt2_forward), <|endoftext|> prepended as dfpo
+      does
   classifiers_ref_{cpu,cuda}  DistilBERT, BERT and RoBERTa classifier
       folders written by tests/trainer/bert_reference.py (tokenizer files,
       config, random weights) against its forward: the label probabilities
       of `dfpo judge score --model DIR --input FILE --json`
-  gpt2_hf_{cpu,cuda}        the same GPT-2 checks on a folder that
-      transformers itself made (GPT2LMHeadModel(GPT2Config(...)) and
-      save_pretrained, safetensors), against transformers' own forward
-      (and its generate)
+  {gptj,neox_par,llama_gqa}_ref_{cpu,cuda}  GPT-J, GPT-NeoX (parallel
+      residual, half of each head rotated, base 5000) and Llama (grouped-query
+      attention, base 20000) folders from tests/trainer/rdec_reference.py's
+      weights, against its float64 forward, with --no-bos
+  {t5v10,t5v11}_ref_{cpu,cuda}  a v1.0 (ReLU, tied) and a v1.1 (gated GELU,
+      untied) T5 from bench/t5_torch.py's weights against its forward:
+      source/target pairs by teacher forcing, greedy decoding of sources
+  gpt2_hf_{cpu,cuda}        the GPT-2 checks on a folder that transformers
+      itself made (GPT2LMHeadModel(GPT2Config(...)) and save_pretrained,
+      safetensors), against transformers' own forward (and its generate)
   classifiers_hf_{cpu,cuda} DistilBERT/BERT/RoBERTa ForSequenceClassification
       made by transformers from the configs above (from_config, its own
       random initialisation, save_pretrained), the tokenizer files from
       bert_reference.py; the ids from transformers' AutoTokenizer when it
       loads the folder (else the reference tokenizer's, said so), the
       probabilities from transformers' forward
+  {gptj,neox,llama}_hf_{cpu,cuda}  GPTJForCausalLM, GPTNeoXForCausalLM and
+      LlamaForCausalLM made by transformers (bases and rotated fractions
+      other than the defaults, set where that version keeps them: transformers
+      5's rope_parameters or 4's attributes; what was saved is recorded),
+      against their forward, with --no-bos
+  {t5v10,t5v11}_hf_{cpu,cuda}  T5ForConditionalGeneration made by
+      transformers in the two T5 shapes, against its forward
 
 The _hf parts skip when transformers is not installed (it is not on the
 project's build machine); the _cuda parts skip without --gpu. References run
-on the CPU in float32 (NLL and log-softmax in double). Tolerances: NLL
-relative 2e-5 (CPU) / 1e-4 (GPU; cuBLAS against OpenBLAS order), label
-probabilities 1e-5 / 1e-4 absolute. Greedy tokens must be equal, except
-that a first difference where the reference's two best logits are within
-1e-4 (CPU) / 1e-3 (GPU) of each other counts as a near-tie (reported).
-Other architectures (T5, GPT-J, GPT-NeoX, Llama) are not checked: dfpo does
-not load them (yet).
+on the CPU in float32 (NLL and log-softmax in double; the rotary reference
+in float64). Tolerances: NLL relative 2e-5 (CPU) / 1e-4 (GPU; cuBLAS against
+OpenBLAS order), label probabilities 1e-5 / 1e-4 absolute. Greedy tokens must
+be equal, except that a first difference where the reference's two best
+logits are within 1e-4 (CPU) / 1e-3 (GPU) of each other counts as a near-tie
+(reported).
 """
 import argparse
 import json
@@ -149,12 +161,6 @@ def ref_logits_own(p, cfg):
     return f
 
 
-def ref_nll(logits_fn, doc):
-    ids = [EOT] + doc
-    lp = torch.log_softmax(logits_fn(ids)[:-1].double(), dim=-1)
-    return -lp.gather(1, torch.tensor(ids[1:]).view(-1, 1)).sum().item()
-
-
 def ref_greedy(logits_fn, prompt, new):
     ids, toks, gaps = list(prompt), [], []
     for _ in range(new):
@@ -166,7 +172,56 @@ def ref_greedy(logits_fn, prompt, new):
     return toks, gaps
 
 
-def check_gpt2(a, parts, name, folder, logits_fn, device, docs, prompts, new=12, extra=None):
+class Spec:
+    """How one model's outputs are checked: line(doc) is the document's line
+    for `--tokens`, nll(doc) the reference's (nll_sum, tokens scored),
+    greedy(prompt, new) its greedy tokens and the gap between the two best
+    logits at each step, ppl_args what `dfpo perplexity` is given besides."""
+
+    def __init__(self, line, nll, greedy, ppl_args=()):
+        self.line, self.nll, self.greedy, self.ppl_args = line, nll, greedy, list(ppl_args)
+
+
+def ids_line(ids):
+    return " ".join(map(str, ids))
+
+
+def lm_spec(logits_fn, bos):
+    """A decoder: logits_fn(ids) -> [T, V]. bos is prepended as dfpo does
+    without --no-bos (GPT-2's <|endoftext|>); None: --no-bos, the first token
+    context only."""
+    def nll(doc):
+        ids = ([bos] if bos is not None else []) + list(doc)
+        lp = torch.log_softmax(logits_fn(ids)[:-1].double(), dim=-1)
+        return -lp.gather(1, torch.tensor(ids[1:]).view(-1, 1)).sum().item(), len(ids) - 1
+    return Spec(ids_line, nll, lambda q, n: ref_greedy(logits_fn, q, n),
+                [] if bos is not None else ["--no-bos"])
+
+
+def s2s_spec(logits_fn, start):
+    """An encoder-decoder (T5): logits_fn(src, dec) -> [len(dec), V]; a
+    document is a (source, target) pair scored by teacher forcing from
+    decoder_start_token_id, a prompt a source decoded from it."""
+    def nll(pair):
+        src, tgt = pair
+        lp = torch.log_softmax(logits_fn(src, [start] + tgt[:-1]).double(), dim=-1)
+        return -sum(float(lp[j, t]) for j, t in enumerate(tgt)), len(tgt)
+
+    def greedy(src, new):
+        dec, toks, gaps = [start], [], []
+        for _ in range(new):
+            top = torch.topk(logits_fn(src, dec)[-1], 2)
+            toks.append(int(top.indices[0]))
+            gaps.append(float(top.values[0] - top.values[1]))
+            dec.append(toks[-1])
+        return toks, gaps
+    return Spec(lambda p: ids_line(p[0]) + "\t" + ids_line(p[1]), nll, greedy)
+
+
+def check_model(a, parts, name, folder, spec, device, docs, prompts, new=12, extra=None):
+    """dfpo's perplexities (one `--per-doc --json` call: each document and
+    the sum) and greedy tokens (one `generate` call, the prompts batched and
+    left-padded) on device against the reference spec."""
     if device == "cuda" and not a.gpu:
         parts.add(name, "skip", a.no_gpu_why or "no --gpu")
         return
@@ -176,27 +231,29 @@ def check_gpt2(a, parts, name, folder, logits_fn, device, docs, prompts, new=12,
     os.makedirs(w, exist_ok=True)
     try:
         errs, worst = [], 0.0
-        for i, doc in enumerate(docs):
-            fn = os.path.join(w, "doc%d.txt" % i)
-            open(fn, "w").write(" ".join(map(str, doc)) + "\n")
-            got = json.loads(run_dfpo(a, ["perplexity", "--model", folder, "--tokens", fn, "--json",
-                                          "--device", device]))
-            want = ref_nll(logits_fn, doc)
-            rel = abs(got["nll_sum"] - want) / max(1.0, abs(want))
-            worst = max(worst, rel)
-            if got["tokens"] != len(doc) or rel > rtol:
-                errs.append("doc %d (%d tokens): dfpo nll %.6f over %d tokens, reference %.6f" % (
-                    i, len(doc), got["nll_sum"], got["tokens"], want))
         fn = os.path.join(w, "docs.txt")
-        open(fn, "w").write("".join(" ".join(map(str, d)) + "\n" for d in docs))
-        got = json.loads(run_dfpo(a, ["perplexity", "--model", folder, "--tokens", fn, "--json",
-                                      "--device", device]))
-        want = sum(ref_nll(logits_fn, d) for d in docs)
-        if got["documents"] != len(docs) or abs(got["nll_sum"] - want) > rtol * max(1.0, abs(want)):
-            errs.append("all documents: dfpo nll %.6f (%d docs), reference %.6f" % (
-                got["nll_sum"], got["documents"], want))
+        open(fn, "w").write("".join(spec.line(d) + "\n" for d in docs))
+        out = run_dfpo(a, ["perplexity", "--model", folder, "--tokens", fn, "--json", "--per-doc",
+                           "--device", device] + spec.ppl_args)
+        rows = [json.loads(l) for l in out.splitlines() if l.strip()]
+        total, rows = rows[-1], rows[:-1]
+        if len(rows) != len(docs):
+            errs.append("perplexity: %d document rows for %d documents" % (len(rows), len(docs)))
+        want_sum, want_tok = 0.0, 0
+        for i, (doc, r) in enumerate(zip(docs, rows)):
+            want, k = spec.nll(doc)
+            want_sum, want_tok = want_sum + want, want_tok + k
+            rel = abs(r["nll_sum"] - want) / max(1.0, abs(want))
+            worst = max(worst, rel)
+            if r["tokens"] != k or rel > rtol:
+                errs.append("doc %d: dfpo nll %.6f over %d tokens, reference %.6f over %d" % (
+                    i, r["nll_sum"], r["tokens"], want, k))
+        if total.get("documents") != len(docs) or total.get("tokens") != want_tok or \
+                abs(total["nll_sum"] - want_sum) > rtol * max(1.0, abs(want_sum)):
+            errs.append("all documents: dfpo nll %.6f (%s docs, %s tokens), reference %.6f (%d tokens)" % (
+                total["nll_sum"], total.get("documents"), total.get("tokens"), want_sum, want_tok))
         fn = os.path.join(w, "prompts.txt")
-        open(fn, "w").write("".join(" ".join(map(str, q)) + "\n" for q in prompts))
+        open(fn, "w").write("".join(ids_line(q) + "\n" for q in prompts))
         out = run_dfpo(a, ["generate", "--model", folder, "--tokens", fn, "--temperature", "0",
                            "--max-new", str(new), "--eos", "-1", "--device", device])
         rows = [json.loads(l) for l in out.splitlines() if l.strip()]
@@ -205,7 +262,7 @@ def check_gpt2(a, parts, name, folder, logits_fn, device, docs, prompts, new=12,
             rows = rows[:len(prompts)]
         ties, equal = [], 0
         for i, (q, r) in enumerate(zip(prompts, rows)):
-            want, gaps = ref_greedy(logits_fn, q, new)
+            want, gaps = spec.greedy(q, new)
             got = r["tokens"]
             if got == want:
                 equal += 1
@@ -225,6 +282,89 @@ def check_gpt2(a, parts, name, folder, logits_fn, device, docs, prompts, new=12,
             parts.add(name, "ok", **detail)
     except Exception as e:  # a dfpo failure or timeout: recorded, the others go on
         parts.add(name, "fail", "%s: %s" % (type(e).__name__, e))
+
+
+# ------------------------------------------------------------ rotary decoders and T5
+
+def rand_ids(rng, V, lens, lo=2):
+    return [[rng.randrange(lo, V) for _ in range(n)] for n in lens]
+
+
+def rotary_ref(a, parts, rng):
+    """GPT-J, GPT-NeoX (parallel residual, half the head rotated, base 5000)
+    and Llama (grouped-query attention, base 20000) folders written by
+    tests/trainer/rdec_reference.py's params() and buffers() under Hugging
+    Face's names, against its float64 forward; scored with --no-bos."""
+    import rdec_reference as rref
+    g = torch.Generator().manual_seed(31)
+    docs = rand_ids(rng, rref.V, [2, 5, 17, 40, rref.NCTX])
+    prompts = rand_ids(rng, rref.V, [3, 8, 1, 12])
+    for name, fam, _, cfg in [m for m in rref.MODELS if m[0] in ("gptj", "neox_par", "llama_gqa")]:
+        c = dict(cfg, model_type=fam, vocab_size=rref.V)
+        c["n_positions" if fam == "gptj" else "max_position_embeddings"] = rref.NCTX
+        P = rref.params(fam, c, g)
+        d = os.path.join(a.work, "rotary_ref", name)
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, "config.json"), "w") as f:
+            json.dump(c, f, indent=1)
+        st = dict(P)
+        st.update({k: v[0] for k, v in rref.buffers(fam, c).items()})
+        write_safetensors(os.path.join(d, "model.safetensors"), st)
+        Pd = {k: v.double() for k, v in P.items()}
+
+        def logits_fn(ids, fam=fam, c=c, Pd=Pd):
+            with torch.no_grad():
+                return rref.forward(fam, c, Pd, ids)
+        for dev in ("cpu", "cuda"):
+            check_model(a, parts, "%s_ref_%s" % (name, dev), d, lm_spec(logits_fn, None), dev, docs,
+                        prompts, new=8)
+
+
+T5_SHAPES = {  # a v1.0 T5 (ReLU, tied head) and a v1.1 (gated GELU, untied)
+    "t5v10": dict(d_model=32, d_kv=8, d_ff=48, num_heads=4, num_layers=2, num_decoder_layers=3,
+                  relative_attention_num_buckets=32, relative_attention_max_distance=128,
+                  feed_forward_proj="relu", tie_word_embeddings=True),
+    "t5v11": dict(d_model=24, d_kv=10, d_ff=40, num_heads=3, num_layers=3, num_decoder_layers=2,
+                  relative_attention_num_buckets=16, relative_attention_max_distance=20,
+                  feed_forward_proj="gated-gelu", tie_word_embeddings=False),
+}
+T5_V = 300
+
+
+def t5_data(rng):
+    """(source, target) pairs of several lengths (sources past the exact
+    relative-position buckets) and sources to decode from."""
+    srcs = rand_ids(rng, T5_V, [1, 5, 13, 24, 40])
+    tgts = rand_ids(rng, T5_V, [1, 4, 7, 22, 9])
+    return list(zip(srcs, tgts)), rand_ids(rng, T5_V, [3, 7, 1, 12])
+
+
+def t5_ref(a, parts, rng):
+    """T5 folders from bench/t5_torch.py's make_weights (Hugging Face's names
+    and the embed_tokens aliases save_pretrained writes) against its
+    forward (t5_logits)."""
+    import t5_torch
+    pairs, prompts = t5_data(rng)
+    for seed, (name, shp) in enumerate(T5_SHAPES.items()):
+        cfg = dict(model_type="t5", architectures=["T5ForConditionalGeneration"],
+                   layer_norm_epsilon=1e-6, decoder_start_token_id=0, pad_token_id=0,
+                   eos_token_id=1, n_positions=512, is_encoder_decoder=True, vocab_size=T5_V, **shp)
+        d = os.path.join(a.work, "t5_ref", name)
+        os.makedirs(d, exist_ok=True)
+        P = t5_torch.make_weights(cfg, torch.Generator().manual_seed(40 + seed))
+        with open(os.path.join(d, "config.json"), "w") as f:
+            json.dump(cfg, f, indent=1)
+        files = dict(P)
+        files["encoder.embed_tokens.weight"] = files["decoder.embed_tokens.weight"] = P["shared.weight"]
+        write_safetensors(os.path.join(d, "model.safetensors"), files)
+
+        def logits_fn(src, dec, P=P, cfg=cfg):
+            with torch.no_grad():
+                return t5_torch.t5_logits(P, cfg, torch.tensor([src]), torch.tensor([0]),
+                                          torch.tensor([dec]))[0]
+        for dev in ("cpu", "cuda"):
+            check_model(a, parts, "%s_ref_%s" % (name, dev), d, s2s_spec(logits_fn, 0), dev, pairs,
+                        prompts, new=8)
 
 
 # ------------------------------------------------------------ classifiers
@@ -290,7 +430,8 @@ def hf_gpt2(a, parts, docs, prompts, tf):
     except Exception as e:
         extra["generate_error"] = "%s: %s" % (type(e).__name__, e)
     for dev in ("cpu", "cuda"):
-        check_gpt2(a, parts, "gpt2_hf_" + dev, d, logits_fn, dev, docs, prompts, extra=extra)
+        check_model(a, parts, "gpt2_hf_" + dev, d, lm_spec(logits_fn, EOT), dev, docs, prompts,
+                    extra=extra)
 
 
 def save(m, d):
@@ -334,6 +475,94 @@ def hf_classifiers(a, parts, tf):
         parts.parts[-1]["tokenizers"] = notes
 
 
+def saved_rope(d):
+    """The rotary settings as save_pretrained wrote them (recorded: transformers
+    5 writes rope_parameters where 4 wrote top-level keys)."""
+    c = json.load(open(os.path.join(d, "config.json")))
+    return {k: c[k] for k in ("rotary_dim", "rotary_pct", "rotary_emb_base", "rope_theta",
+                              "partial_rotary_factor", "rope_parameters", "rope_scaling") if k in c}
+
+
+def set_rope(cfg, theta, pct=None):
+    """A base (and a rotated fraction) other than the defaults, so that a
+    loader that misses them fails: in rope_parameters (transformers 5) or as
+    the older attributes (4)."""
+    rp = getattr(cfg, "rope_parameters", None)
+    if isinstance(rp, dict):
+        rp["rope_theta"] = theta
+        if pct is not None:
+            rp["partial_rotary_factor"] = pct
+    else:
+        cfg.rope_theta = theta
+        if pct is not None:
+            cfg.rotary_pct, cfg.rotary_emb_base = pct, theta
+
+
+HF_V = 512
+
+
+def hf_rotary(a, parts, tf, rng):
+    """GPT-J, GPT-NeoX and Llama made by transformers (its own random
+    initialisation at std 0.1, save_pretrained) against its forward, scored
+    with --no-bos."""
+    import transformers as T
+    docs = rand_ids(rng, HF_V, [2, 5, 17, 40, 100])
+    prompts = rand_ids(rng, HF_V, [3, 8, 1, 12])
+    makers = [
+        ("gptj_hf", "GPTJConfig", "GPTJForCausalLM",
+         dict(vocab_size=HF_V, n_positions=128, n_embd=64, n_layer=2, n_head=4, rotary_dim=8), None),
+        ("neox_hf", "GPTNeoXConfig", "GPTNeoXForCausalLM",
+         dict(vocab_size=HF_V, max_position_embeddings=128, hidden_size=64, num_hidden_layers=2,
+              num_attention_heads=4, intermediate_size=128, use_parallel_residual=True), (5000.0, 0.5)),
+        ("llama_hf", "LlamaConfig", "LlamaForCausalLM",
+         dict(vocab_size=HF_V, max_position_embeddings=128, hidden_size=64, num_hidden_layers=2,
+              num_attention_heads=4, num_key_value_heads=2, intermediate_size=96), (20000.0, None)),
+    ]
+    for name, cname, mname, kw, rope in makers:
+        try:
+            cfg = getattr(T, cname)(initializer_range=0.1, **kw)
+            if rope:
+                set_rope(cfg, *rope)
+            torch.manual_seed(13)
+            m = getattr(T, mname)(cfg).eval()
+            d = os.path.join(a.work, name)
+            save(m, d)
+        except Exception as e:
+            for dev in ("cpu", "cuda"):
+                parts.add("%s_%s" % (name, dev), "fail", "transformers could not make the model: %s: %s"
+                          % (type(e).__name__, e))
+            continue
+
+        def logits_fn(ids, m=m):
+            with torch.no_grad():
+                return m(torch.tensor([ids])).logits[0].float()
+        extra = {"transformers": tf, "saved_rope": saved_rope(d)}
+        for dev in ("cpu", "cuda"):
+            check_model(a, parts, "%s_%s" % (name, dev), d, lm_spec(logits_fn, None), dev, docs,
+                        prompts, new=8, extra=extra)
+
+
+def hf_t5(a, parts, tf, rng):
+    """T5ForConditionalGeneration made by transformers (a v1.0 and a v1.1
+    shape, initializer_factor 1, save_pretrained) against its forward."""
+    from transformers import T5Config, T5ForConditionalGeneration
+    pairs, prompts = t5_data(rng)
+    for seed, (name, shp) in enumerate(T5_SHAPES.items()):
+        cfg = T5Config(vocab_size=T5_V, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
+                       dropout_rate=0.0, initializer_factor=1.0, **shp)
+        torch.manual_seed(17 + seed)
+        m = T5ForConditionalGeneration(cfg).eval()
+        d = os.path.join(a.work, name + "_hf")
+        save(m, d)
+
+        def logits_fn(src, dec, m=m):
+            with torch.no_grad():
+                return m(input_ids=torch.tensor([src]), decoder_input_ids=torch.tensor([dec])).logits[0].float()
+        for dev in ("cpu", "cuda"):
+            check_model(a, parts, "%s_hf_%s" % (name, dev), d, s2s_spec(logits_fn, 0), dev, pairs,
+                        prompts, new=8, extra={"transformers": tf})
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dfpo", required=True)
@@ -353,8 +582,8 @@ def main():
     try:
         p, cfg = write_gpt2_folder(os.path.join(a.work, "gpt2_ref"), 3)
         for dev in ("cpu", "cuda"):
-            check_gpt2(a, parts, "gpt2_ref_" + dev, os.path.join(a.work, "gpt2_ref"),
-                       ref_logits_own(p, cfg), dev, docs, prompts)
+            check_model(a, parts, "gpt2_ref_" + dev, os.path.join(a.work, "gpt2_ref"),
+                        lm_spec(ref_logits_own(p, cfg), EOT), dev, docs, prompts)
     except Exception as e:
         parts.add("gpt2_ref", "fail", "%s: %s" % (type(e).__name__, e))
 
@@ -370,16 +599,25 @@ def main():
     except Exception as e:
         parts.add("classifiers_ref", "fail", "%s: %s" % (type(e).__name__, e))
 
+    for n, f in (("rotary_ref", rotary_ref), ("t5_ref", t5_ref)):
+        try:
+            f(a, parts, random.Random(n))
+        except Exception as e:
+            parts.add(n, "fail", "%s: %s" % (type(e).__name__, e))
+
+    hf = ("gpt2_hf", "classifiers_hf", "rotary_hf", "t5_hf")
     try:
         import transformers
         tf = transformers.__version__
     except ImportError as e:
         tf = None
-        for n in ("gpt2_hf", "classifiers_hf"):
+        for n in hf:
             parts.add(n, "skip", "transformers is not installed (%s)" % e)
     if tf:
-        for n, f in (("gpt2_hf", lambda: hf_gpt2(a, parts, docs, prompts, tf)),
-                     ("classifiers_hf", lambda: hf_classifiers(a, parts, tf))):
+        for n, f in zip(hf, (lambda: hf_gpt2(a, parts, docs, prompts, tf),
+                             lambda: hf_classifiers(a, parts, tf),
+                             lambda: hf_rotary(a, parts, tf, random.Random(n)),
+                             lambda: hf_t5(a, parts, tf, random.Random(n)))):
             try:
                 f()
             except Exception as e:
