@@ -558,9 +558,16 @@ def hf_t5(a, parts, tf, rng):
         def logits_fn(src, dec, m=m):
             with torch.no_grad():
                 return m(input_ids=torch.tensor([src]), decoder_input_ids=torch.tensor([dec])).logits[0].float()
+        # what was saved: transformers 5.17 keeps scale_decoder_outputs apart
+        # from tie_word_embeddings (and may tie a head asked to be untied)
+        c = json.load(open(os.path.join(d, "config.json")))
+        with open(os.path.join(d, "model.safetensors"), "rb") as f:
+            names = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+        extra = {"transformers": tf, "lm_head_saved": "lm_head.weight" in names,
+                 "saved": {k: c.get(k) for k in ("tie_word_embeddings", "scale_decoder_outputs")}}
         for dev in ("cpu", "cuda"):
             check_model(a, parts, "%s_hf_%s" % (name, dev), d, s2s_spec(logits_fn, 0), dev, pairs,
-                        prompts, new=8, extra={"transformers": tf})
+                        prompts, new=8, extra=extra)
 
 
 def main():

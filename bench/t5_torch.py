@@ -147,10 +147,13 @@ def t5_encode(P, cfg, src, ksrc):
 
 def t5_head(P, cfg, out):
     """The LM head over the decoder's final hidden states: v1.0's tied head
-    with the d_model^-0.5 scale, or an untied lm_head."""
-    if cfg["tie_word_embeddings"]:
-        return (out * cfg["d_model"] ** -0.5) @ P["shared.weight"].T
-    return out @ P["lm_head.weight"].T
+    (shared.weight) with the d_model^-0.5 scale, or an untied lm_head. The
+    scale is scale_decoder_outputs where the config has it (transformers
+    5.17 saves it apart from the tie), else tie_word_embeddings."""
+    tied = cfg["tie_word_embeddings"]
+    if cfg.get("scale_decoder_outputs", tied):
+        out = out * cfg["d_model"] ** -0.5
+    return out @ P["shared.weight" if tied else "lm_head.weight"].T
 
 
 def t5_logits(P, cfg, src, ksrc, dec, hidden=False):

@@ -184,7 +184,8 @@ int t5_config_check(const t5_config *c, const char *where, dfpo_err *err) {
       c->n_pos < 2 || c->d_model > 65536 || c->d_kv > 65536 || c->d_ff > 1 << 20 ||
       c->n_layer > 1000 || c->n_dec_layer > 1000 || c->n_head > 4096 || c->num_buckets > 65536 ||
       c->vocab_size > 1 << 24 || c->start_id < 0 || c->start_id >= c->vocab_size ||
-      c->eos_id < -1 || c->eos_id >= c->vocab_size || !(c->eps > 0.0f))
+      c->eos_id < -1 || c->eos_id >= c->vocab_size || !(c->eps > 0.0f) || c->head_scale < 0 ||
+      c->head_scale > T5_SCALE_OFF)
     return dfpo_err_set(
         err, DFPO_EDATA,
         "%s: sizes out of range (d_model %d, d_kv %d, d_ff %d, heads %d, layers %d/%d, "
@@ -238,6 +239,11 @@ static int read_config(const char *cpath, t5_config *c, dfpo_err *err) {
   c->eps = cJSON_IsNumber(e) ? (float)e->valuedouble : 1e-6f;
   const cJSON *tw = cJSON_GetObjectItemCaseSensitive(j, "tie_word_embeddings");
   c->tied = cJSON_IsBool(tw) ? cJSON_IsTrue(tw) : 1;
+  /* transformers 5.17 saves the scale apart from the tie (a tied head
+   * without it, or the reverse); older configs scale exactly when tied */
+  const cJSON *sd = cJSON_GetObjectItemCaseSensitive(j, "scale_decoder_outputs");
+  if (cJSON_IsBool(sd) && cJSON_IsTrue(sd) != c->tied)
+    c->head_scale = cJSON_IsTrue(sd) ? T5_SCALE_ON : T5_SCALE_OFF;
   const cJSON *ff = cJSON_GetObjectItemCaseSensitive(j, "feed_forward_proj");
   const char *fp = cJSON_IsString(ff) ? ff->valuestring : "relu";
   if (!strcmp(fp, "relu"))
@@ -624,14 +630,14 @@ static int t5_lm_logprobs(t5_model *m, const int *targets, float *logp, float *e
   o->upload(m->tgt, tg, BH * sizeof(int));
   free(tg);
   /* the head's input on its grid; v1.0's tied head sees the output scaled
-   * by d_model^-0.5 */
+   * by d_model^-0.5 (t5_scales_head) */
   int c0, c1;
   t5_head_columns(m, &c0, &c1);
   o->zero(m->hg, BH * C * sizeof(float));
   for (int b = 0; b < B && c0 < c1; b++)
     o->copy(m->hg + ((size_t)b * H + c0 - h) * C, m->hn + ((size_t)b * Ld + c0 - (np - 1)) * C,
             (size_t)(c1 - c0) * C * sizeof(float));
-  if (c->tied)
+  if (t5_scales_head(c))
     o->scale(m->hg, (float)(1.0 / sqrt((double)C)), BH * C);
   o->matmul_fwd(m->logits, m->hg, t5_P(m, c->tied ? m->shared : m->lm_head), NULL, (int)BH, C, V);
   o->logits_stats(m->lse, m->lp, m->ent, m->logits, m->tgt, (int)BH, V, V);
@@ -715,7 +721,8 @@ static int vt_new_like(model_t **out, const model_t *src, int head, int n_classe
 }
 static int same_shape(const t5_model *a, const t5_model *b) {
   return a->nparams == b->nparams && a->ntensors == b->ntensors && a->cfg.gated == b->cfg.gated &&
-         a->cfg.tied == b->cfg.tied && a->base.cfg.head == b->base.cfg.head;
+         a->cfg.tied == b->cfg.tied && t5_scales_head(&a->cfg) == t5_scales_head(&b->cfg) &&
+         a->base.cfg.head == b->base.cfg.head;
 }
 static int vt_copy_params(model_t *dst, const model_t *src, dfpo_err *err) {
   t5_model *d = t5_of(dst);

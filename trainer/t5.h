@@ -45,13 +45,24 @@ typedef struct t5_config {
   int d_model, d_kv, d_ff, n_head;
   int n_layer, n_dec_layer; /* num_layers, num_decoder_layers */
   int num_buckets, max_distance;
-  float eps;    /* layer_norm_epsilon */
-  int gated;    /* feed_forward_proj "gated-gelu" (1) or "relu" (0) */
-  int tied;     /* tie_word_embeddings: no lm_head, output scaled by d_model^-0.5 */
-  int n_pos;    /* decoder positions allowed (n_ctx): n_positions, else 512 */
-  int start_id; /* decoder_start_token_id (pad 0) */
-  int eos_id;   /* eos_token_id (</s> 1; -1: none) */
+  float eps;      /* layer_norm_epsilon */
+  int gated;      /* feed_forward_proj "gated-gelu" (1) or "relu" (0) */
+  int tied;       /* tie_word_embeddings: no lm_head, the head is shared.weight */
+  int n_pos;      /* decoder positions allowed (n_ctx): n_positions, else 512 */
+  int start_id;   /* decoder_start_token_id (pad 0) */
+  int eos_id;     /* eos_token_id (</s> 1; -1: none) */
+  int head_scale; /* the decoder output scaled by d_model^-0.5 before the head:
+                     T5_SCALE_AS_TIED (0) when tied, the only rule of configs
+                     before transformers 5.17; T5_SCALE_ON / T5_SCALE_OFF: 5.17's
+                     scale_decoder_outputs true / false where it differs */
 } t5_config;
+
+enum { T5_SCALE_AS_TIED = 0, T5_SCALE_ON = 1, T5_SCALE_OFF = 2 };
+
+/* 1 when the head's input is the decoder output times d_model^-0.5. */
+static inline int t5_scales_head(const t5_config *c) {
+  return c->head_scale ? c->head_scale == T5_SCALE_ON : c->tied;
+}
 
 /* The relative-position bucket of Hugging Face's T5Attention for
  * rel = key position - query position, computed in double so that a

@@ -22,7 +22,8 @@ typedef struct t5_native_header {
       gated, tied, n_pos, start_id, eos_id;
   float eps;
   int32_t head, step;
-  uint32_t flags; /* 1: AdamW's moments follow the parameters */
+  uint32_t flags; /* 1: AdamW's moments follow the parameters; 2: the head's
+                     scale differs from the tie (t5_config.head_scale) */
   uint64_t nparams;
 } t5_native_header;
 _Static_assert(sizeof(t5_native_header) == T5_NATIVE_HEADER, "T5's native header is 96 bytes");
@@ -68,7 +69,8 @@ int t5_save(t5_model *m, const char *path, int with_optimizer, dfpo_err *err) {
   h.head = m->base.cfg.head;
   h.step = m->base.step;
   with_optimizer = with_optimizer && m->train_block;
-  h.flags = with_optimizer ? 1u : 0u;
+  /* 2: the head's scale is not the tie's (t5_config.head_scale) */
+  h.flags = (with_optimizer ? 1u : 0u) | (t5_scales_head(c) != c->tied ? 2u : 0u);
   h.nparams = m->nparams;
   return ckpt_save(&m->base, path, &h, sizeof h, m->nparams, with_optimizer, err);
 }
@@ -85,7 +87,7 @@ int t5_load_native(model_t **out, const char *path, FILE *fp, dfpo_err *err) {
     return dfpo_err_set(err, DFPO_EDATA,
                         "%s: T5 checkpoint version %u, this build reads version %u", path,
                         h.version, T5_NATIVE_VERSION);
-  if (h.header_bytes != T5_NATIVE_HEADER || (h.flags & ~1u) || h.step < 0 ||
+  if (h.header_bytes != T5_NATIVE_HEADER || (h.flags & ~3u) || h.step < 0 ||
       (h.head != MODEL_HEAD_NONE && h.head != MODEL_HEAD_VALUE) || (h.gated & ~1) ||
       (h.tied & ~1) || !isfinite(h.eps))
     return dfpo_err_set(err, DFPO_EDATA,
@@ -105,6 +107,9 @@ int t5_load_native(model_t **out, const char *path, FILE *fp, dfpo_err *err) {
                  .eps = h.eps,
                  .gated = h.gated,
                  .tied = h.tied,
+                 .head_scale = !(h.flags & 2u) ? T5_SCALE_AS_TIED
+                               : h.tied        ? T5_SCALE_OFF
+                                               : T5_SCALE_ON,
                  .n_pos = h.n_pos,
                  .start_id = h.start_id,
                  .eos_id = h.eos_id};
@@ -174,6 +179,7 @@ static cJSON *hf_config_json(const t5_config *c) {
   cJSON_AddBoolToObject(o, "is_gated_act", c->gated);
   cJSON_AddStringToObject(o, "dense_act_fn", c->gated ? "gelu_new" : "relu");
   cJSON_AddBoolToObject(o, "tie_word_embeddings", c->tied);
+  cJSON_AddBoolToObject(o, "scale_decoder_outputs", t5_scales_head(c));
   cJSON_AddNumberToObject(o, "dropout_rate", 0);
   cJSON_AddNumberToObject(o, "initializer_factor", 1.0);
   cJSON_AddBoolToObject(o, "is_encoder_decoder", 1);

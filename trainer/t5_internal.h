@@ -148,7 +148,8 @@ int t5_decode_reorder(t5_model *m, const int *src_rows, dfpo_err *err);
 void t5_decode_free(t5_model *m);
 
 /* t5_ckpt.c: the native checkpoint (docs/engine.md: a 96-byte header with
- * the config, the head, the step count and flag 1 for AdamW's moments,
+ * the config, the head, the step count, flag 1 for AdamW's moments and 2
+ * for a head scale that is not the tie's,
  * then the parameters in the tensor table's order, then the moments) and
  * the Hugging Face export (T5ForConditionalGeneration's names; the
  * stacks' embed_tokens aliases and a tied lm_head are not stored, as

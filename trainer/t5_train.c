@@ -160,7 +160,7 @@ static int head_backward(t5_model *m, dfpo_err *err) {
   for (int b = 0; b < B && c0 < c1; b++)
     o->copy(m->ghn + ((size_t)b * Ld + c0 - (np - 1)) * C, m->gn + ((size_t)b * H + c0 - m->fh) * C,
             (size_t)(c1 - c0) * C * sizeof(float));
-  if (c->tied)
+  if (t5_scales_head(c))
     o->scale(m->ghn, (float)(1.0 / sqrt((double)C)), (size_t)B * Ld * C);
   return trunk_backward(m, err);
 }

@@ -23,7 +23,10 @@ names, plus the aliases encoder.embed_tokens.weight and
 decoder.embed_tokens.weight; v11 also spiece.model), each with pairs.tsv (source
 ids TAB target ids per line); v11/texts.tsv (source text TAB target text);
 v10bin/, v10's weights as torch.save's pytorch_model.bin with the aliases and
-lm_head.weight sharing shared.weight's storage, and its pairs.tsv.
+lm_head.weight sharing shared.weight's storage, and its pairs.tsv; v10scale/
+and v11scale/, v10's and v11's weights with transformers 5.17's
+scale_decoder_outputs set against the tie (v10 tied but unscaled, v11
+untied but scaled), with pairs.tsv ("scale_nll" in OUT).
 OUT: {"spm": {"texts": [...], "ids": [[...]], "decoded": [...], "pieces": n},
 "folders": {"v10": {"pairs": [[src], [tgt]], "nll": [...]}, "v11": {...,
 "text_nll": [...]}}}.
@@ -276,6 +279,16 @@ def main():
         if name == "v10":
             shutil.copy(os.path.join(d, "pairs.tsv"), d + "bin")
         r = {"pairs": pairs, "nll": [pair_nll(P, cfg, s, t) for s, t in pairs]}
+        # the same weights with transformers 5.17's scale_decoder_outputs
+        # set against the tie: v10 tied but unscaled, v11 untied but scaled
+        vc = dict(cfg, scale_decoder_outputs=not cfg["tie_word_embeddings"])
+        vd = d + "scale"
+        os.makedirs(vd, exist_ok=True)
+        shutil.copy(os.path.join(d, "model.safetensors"), vd)
+        with open(os.path.join(vd, "config.json"), "w") as f:
+            json.dump(vc, f, indent=1)
+        shutil.copy(os.path.join(d, "pairs.tsv"), vd)
+        r["scale_nll"] = [pair_nll(P, vc, s, t) for s, t in pairs]
         for g in ("grad", "vgrad"):
             os.makedirs(d + g, exist_ok=True)
             shutil.copy(os.path.join(d, "config.json"), d + g)

@@ -335,7 +335,7 @@ Test(beam, t5_against_reference, .timeout = 300) {
   const int EOS = 1;
   int ended_eos = 0, ended_len = 0;
   for (int v11 = 1; v11 >= 0; v11--) {
-    t5_config c = {V, 16, 4, 32, 2, 2, 2, 8, 16, 1e-6f, v11, !v11, 64, 0, EOS};
+    t5_config c = {V, 16, 4, 32, 2, 2, 2, 8, 16, 1e-6f, v11, !v11, 64, 0, EOS, T5_SCALE_AS_TIED};
     model_t *m;
     dfpo_err err;
     dfpo_err_clear(&err);

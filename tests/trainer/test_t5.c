@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define TOL 1e-4
@@ -267,6 +268,44 @@ static double check_ppl_texts(model_t *m, const char *folder, const char *file, 
   return md;
 }
 
+/* transformers 5.17 saves scale_decoder_outputs apart from
+ * tie_word_embeddings: MODELscale/ holds v10's weights tied but unscaled, or
+ * v11's untied but scaled (t5_reference.py). Scored against PyTorch as read,
+ * after a native checkpoint's round trip and after an export
+ * (model_export_safetensors with its config.json, which must say the scale). */
+static void check_scale_apart(const char *home, const char *dir, const char *model, const cJSON *f,
+                              int v) {
+  char sc[700], file[760], ck[760], ex[760], exf[800], cfg[800];
+  snprintf(sc, sizeof sc, "%sscale", model);
+  snprintf(file, sizeof file, "%s/pairs.tsv", sc);
+  const cJSON *nll = cJSON_GetObjectItem(f, "scale_nll");
+  double md = check_perplexity(home, sc, "--tokens", file, nll);
+  model_t *m;
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  cr_assert_eq(model_load(&m, sc, &err), DFPO_OK, "%s", err.msg);
+  const t5_config *c = t5_get_config(m);
+  cr_expect_eq(c->tied, v == 0);
+  cr_expect_eq(t5_scales_head(c), v == 1);
+  snprintf(ck, sizeof ck, "%s/scale%d.ckpt", dir, v);
+  cr_assert_eq(model_save(m, ck, 0, &err), DFPO_OK, "%s", err.msg);
+  md = fmax(md, check_perplexity(home, ck, "--tokens", file, nll));
+  snprintf(ex, sizeof ex, "%s/scale%dexport", dir, v);
+  cr_assert_eq(mkdir(ex, 0755), 0, "%s", ex);
+  snprintf(exf, sizeof exf, "%s/model.safetensors", ex);
+  cr_assert_eq(model_export_safetensors(m, exf, 1, &err), DFPO_OK, "%s", err.msg);
+  model_free(m);
+  snprintf(cfg, sizeof cfg, "%s/config.json", ex);
+  cJSON *j = ts_read_json(cfg);
+  const cJSON *sd = cJSON_GetObjectItem(j, "scale_decoder_outputs");
+  cr_expect(cJSON_IsBool(sd) && cJSON_IsTrue(sd) == (v == 1), "%s: scale_decoder_outputs", cfg);
+  cJSON_Delete(j);
+  md = fmax(md, check_perplexity(home, ex, "--tokens", file, nll));
+  cr_log_info("%s: scale_decoder_outputs %s, as read, as a native checkpoint and exported: max "
+              "relative difference %.3g",
+              sc, v ? "true untied" : "false tied", md);
+}
+
 Test(t5, perplexity_matches_pytorch, .timeout = 120) {
   char dir[512], home[600], model[600], file[700];
   cJSON *ref = reference(dir, sizeof dir);
@@ -315,6 +354,7 @@ Test(t5, perplexity_matches_pytorch, .timeout = 120) {
       md = check_ppl_texts(m, model, file, cJSON_GetObjectItem(f, "text_nll"));
       cr_log_info("%s: met_ppl_gen on the text pairs, max relative difference %.3g", names[v], md);
     }
+    check_scale_apart(home, dir, model, f, v);
     /* plain text has no source: model_score_tokens says so */
     double s;
     size_t k;
