@@ -183,6 +183,10 @@ static int dfpo_mask(void *vctx, int step, int B, int V, const int *seqs, float 
   ref = model_host_view(c->ref, ref, (size_t)B * V, c->host);
   float inv_t = c->temperature > 0 ? 1.0f / c->temperature : 1.0f;
   int ban = step < c->min_new ? c->eos : -1;
+  /* rows apart, each on a thread: the two log-normalisers and the set over
+   * the vocabulary are the serial part of a GPU generation (an H200's 16
+   * cores: DfPO's 48 steps of 16 rows spent 1.2 s here on one) */
+#pragma omp parallel for schedule(static) if (B > 1)
   for (int b = 0; b < B; b++) {
     float *z = logits + (size_t)b * V;
     rl_dfpo_mask_logits(z, ref + (size_t)b * V, inv_t, V, c->sign[b], ban);
