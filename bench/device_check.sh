@@ -13,6 +13,7 @@
 #                     result}], ...}, rewritten after every step
 #   results.md        the timings against their peers, ratios and MFU
 #   crosscheck.json   bench/hf_crosscheck.py's detail
+#   profile.txt       the profile step's ncu summary
 #
 # The steps (skip = not run, with the reason in summary.json):
 #   env          machine, toolkit, python packages, commit
@@ -51,6 +52,10 @@
 #                dfpo judge score --model against bench/bert_peer.py's
 #                PyTorch forward (and transformers' model, where installed)
 #                on the GPU
+#   profile      ncu's per-kernel summary (gpu__time_duration, the clocks left
+#                alone) of one GPT-2 124M training step at B=64 T=128 with
+#                TF32 (dfpo bench --steps 1: the first step and one more),
+#                into OUT/profile.txt: where the step's time goes
 #
 # --small (or DFPO_CHECK_SMALL=1) is the dry run for a machine without a GPU:
 # tiny shapes (gpt2-tiny; a 2-layer 64-wide judge over 40 texts) and, where
@@ -258,6 +263,19 @@ body_memcheck() {
   return $rc
 }
 
+body_profile() {
+  [ "$GPU" = 1 ] || why "no usable GPU ($GPU_WHY)"
+  local ncu
+  ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null)
+  [ -n "$ncu" ] || why "ncu not found"
+  with_ld "$ncu" --clock-control none --metrics gpu__time_duration.sum --print-summary per-kernel \
+    "$DFPO" bench --device cuda --shape gpt2-124M --batch 64 --seq 128 --steps 1 --tf32 \
+    >"$OUTDIR/profile.txt" 2>&1
+  local rc=$?
+  tail -40 "$OUTDIR/profile.txt"
+  return $rc
+}
+
 body_crosscheck() {
   local a=(--dfpo "$DFPO" --work "$WORK/crosscheck" --out "$OUTDIR/crosscheck.json"
     --brief "$WORK/crosscheck.json")
@@ -414,6 +432,7 @@ if [ -n "$step_name" ]; then
     cuda_tests) body_cuda_tests ;;
     memcheck) body_memcheck ;;
     crosscheck) body_crosscheck ;;
+    profile) body_profile ;;
     train_b16t64_*) body_train 16 64 "${step_name##*_}" ;;
     train_b64t128_*) body_train 64 128 "${step_name##*_}" ;;
     generate_*) body_generate "${step_name##*_}" ;;
@@ -569,6 +588,7 @@ run_step train_b64t128_tf32 60
 run_step train_b64t128_bf16 60
 run_step generate_bf16 90
 run_step train_b64t128_fp32 60
+run_step profile 90
 
 echo | tee -a "$LOG"
 echo "device_check: done in $((SECONDS - T0))s; $OUTDIR/summary.json, $OUTDIR/results.md" | tee -a "$LOG"

@@ -49,6 +49,13 @@ static struct {
                             const void *, const void *, cudaDataType, int, const void *,
                             cudaDataType, int, const void *, void *, cudaDataType, int,
                             cublasComputeType_t, cublasGemmAlgo_t);
+  /* attention's per-head products (pointer arrays on the device) */
+  decltype(&cublasSgemmBatched) sgemm_batched;
+  cublasStatus_t (*gemm_batched_ex)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int,
+                                    int, const void *, const void *const *, cudaDataType, int,
+                                    const void *const *, cudaDataType, int, const void *,
+                                    void *const *, cudaDataType, int, int, cublasComputeType_t,
+                                    cublasGemmAlgo_t);
   decltype(&cublasGetStatusString) status_string;
   decltype(&cublasGetStatusName) status_name;
 } cb;
@@ -86,6 +93,8 @@ static int open_cublas(char *why, size_t n) {
               {(void **)&cb.set_math_mode, "cublasSetMathMode"},
               {(void **)&cb.sgemm, "cublasSgemm_v2"},
               {(void **)&cb.gemm_ex, "cublasGemmEx"},
+              {(void **)&cb.sgemm_batched, "cublasSgemmBatched"},
+              {(void **)&cb.gemm_batched_ex, "cublasGemmBatchedEx"},
               {(void **)&cb.status_string, "cublasGetStatusString"},
               {(void **)&cb.status_name, "cublasGetStatusName"}};
   for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++) {
@@ -706,72 +715,125 @@ __device__ static inline int first_key(const int *kstart, int b, int t) {
   return t < ks ? t : ks;
 }
 
-/* Causal, or with bidir every query sees keys kstart[b]..T-1 (ops.h). */
-__global__ static void k_attention_fwd(float *out, float *att, const float *qkv, const int *kstart,
-                                       int B, int T, int C, int NH, float scale, int bidir) {
-  int lane = threadIdx.x % WARP;
-  long long row = (long long)blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / WARP;
-  if (row >= (long long)B * NH * T)
-    return;
-  int t = (int)(row % T), h = (int)((row / T) % NH), b = (int)(row / ((long long)T * NH));
-  int HS = C / NH, j0 = bidir ? (kstart ? kstart[b] : 0) : first_key(kstart, b, t);
-  int jl = bidir ? T - 1 : t; /* keys j0..jl */
-  size_t C3 = (size_t)3 * C;
-  const float *q = qkv + ((size_t)b * T + t) * C3 + (size_t)h * HS;
-  float *a = att + (size_t)row * T;
-  float mx = -INFINITY;
-  for (int j = lane; j < T; j += WARP) {
-    if (j < j0 || j > jl) {
-      a[j] = 0.0f;
-      continue;
-    }
-    const float *k = qkv + ((size_t)b * T + j) * C3 + C + (size_t)h * HS;
-    float s = 0.0f;
-    for (int i = 0; i < HS; i++)
-      s += q[i] * k[i];
-    s *= scale;
-    a[j] = s;
-    mx = fmaxf(mx, s);
-  }
-  mx = warp_max(mx);
-  /* each lane revisits the keys it wrote itself (j = lane mod 32) */
-  float sum = 0.0f;
-  for (int j = lane; j < T; j += WARP) {
-    if (j < j0 || j > jl)
-      continue;
-    float e = expf(a[j] - mx);
-    a[j] = e;
-    sum += e;
-  }
-  float inv = 1.0f / warp_sum(sum);
-  for (int j = lane; j < T; j += WARP)
-    if (j >= j0 && j <= jl)
-      a[j] *= inv;
-  __syncwarp(); /* the lanes' writes to a[] are seen by the whole warp */
-  float *o = out + ((size_t)b * T + t) * C + (size_t)h * HS;
-  for (int i = lane; i < HS; i += WARP) {
-    float s = 0.0f;
-    for (int j = j0; j <= jl; j++)
-      s += a[j] * qkv[((size_t)b * T + j) * C3 + 2 * (size_t)C + (size_t)h * HS + i];
-    o[i] = s;
-  }
-}
+/* Attention over the materialised [B, NH, T, T] probabilities, as cuBLAS
+ * products batched over the B NH heads (pointer arrays; no copy of q, k, v
+ * out of qkv's [B, T, 3C] rows) with warp-per-row kernels between them for
+ * the softmax and its backward. The products run over all T keys of a row;
+ * the kernels make the probabilities (and their gradient) 0 outside the keys
+ * a query sees, so the masked keys add nothing. */
 
 static unsigned warp_rows_grid(long long rows) {
   return (unsigned)((rows + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK);
 }
 
-/* Both forward attentions: causal (bidir 0) or the encoders' (1). */
+/* Pointer arrays for the batched products: array a, head i = b NH + h, is
+ * base[a] + b sb[a] + h sh[a] (floats). */
+enum { ATT_PTRS = 9 };
+typedef struct att_ptrs {
+  const float *base[ATT_PTRS];
+  long long sb[ATT_PTRS], sh[ATT_PTRS];
+  int n;
+} att_ptrs;
+
+__global__ static void k_att_ptrs(const float **out, att_ptrs p, int NH, int count) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= count)
+    return;
+  for (int a = 0; a < p.n; a++)
+    out[(size_t)a * count + i] =
+        p.base[a] + (long long)(i / NH) * p.sb[a] + (long long)(i % NH) * p.sh[a];
+}
+
+/* The pointer arrays in the scratch buffer (before extra bytes of the
+ * caller's, returned in *rest, 256-byte aligned). */
+static const float **att_ptrs_fill(const att_ptrs *p, int NH, int count, size_t extra,
+                                   void **rest) {
+  size_t pb = ((size_t)ATT_PTRS * count * sizeof(float *) + 255) / 256 * 256;
+  char *s = (char *)scratch_get(pb + extra);
+  const float **arr = (const float **)s;
+  k_att_ptrs<<<(unsigned)((count + 255) / 256), 256>>>(arr, *p, NH, count);
+  launched("attention pointers");
+  if (rest)
+    *rest = s + pb;
+  return arr;
+}
+
+/* C_i = alpha op(A_i) op(B_i) for the count heads, like gemm (fp32 or TF32
+ * by the math mode; bf16 tensor cores when bf16 is on). */
+static void gemm_batched(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                         float alpha, const float *const *A, int lda, const float *const *B,
+                         int ldb, const float *const *C, int ldc, int count) {
+  float beta = 0.0f;
+  float *const *Cw = (float *const *)C;
+  if (bf16_on)
+    CB(cb.gemm_batched_ex(blas, ta, tb, m, n, k, &alpha, (const void *const *)A, CUDA_R_32F, lda,
+                          (const void *const *)B, CUDA_R_32F, ldb, &beta, (void *const *)Cw,
+                          CUDA_R_32F, ldc, count, CUBLAS_COMPUTE_32F_FAST_16BF,
+                          CUBLAS_GEMM_DEFAULT));
+  else
+    CB(cb.sgemm_batched(blas, ta, tb, m, n, k, &alpha, A, lda, B, ldb, &beta, Cw, ldc, count));
+}
+
+/* The keys query row (b, h, t) sees: j0..jl (causal, or with bidir every
+ * query sees keys kstart[b]..T-1; ops.h). */
+__device__ static inline void visible_keys(const int *kstart, int b, int t, int T, int bidir,
+                                           int *j0, int *jl) {
+  *j0 = bidir ? (kstart ? kstart[b] : 0) : first_key(kstart, b, t);
+  *jl = bidir ? T - 1 : t;
+}
+
+/* One warp per row of att (rows ((b NH + h) T + t)): the scaled scores to
+ * the softmax over the visible keys, 0 elsewhere. Each lane keeps to its own
+ * keys j = lane mod 32. */
+__global__ static void k_attention_softmax(float *att, const int *kstart, int B, int T, int NH,
+                                           int bidir) {
+  int lane = threadIdx.x % WARP;
+  long long row = (long long)blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / WARP;
+  if (row >= (long long)B * NH * T)
+    return;
+  int t = (int)(row % T), b = (int)(row / ((long long)T * NH)), j0, jl;
+  visible_keys(kstart, b, t, T, bidir, &j0, &jl);
+  float *a = att + (size_t)row * T;
+  float mx = -INFINITY;
+  for (int j = lane; j < T; j += WARP)
+    if (j >= j0 && j <= jl)
+      mx = fmaxf(mx, a[j]);
+  mx = warp_max(mx);
+  float sum = 0.0f;
+  for (int j = lane; j < T; j += WARP) {
+    float e = j >= j0 && j <= jl ? expf(a[j] - mx) : 0.0f;
+    a[j] = e;
+    sum += e;
+  }
+  float inv = 1.0f / warp_sum(sum);
+  for (int j = lane; j < T; j += WARP)
+    a[j] *= inv;
+}
+
+/* Both forward attentions: causal (bidir 0) or the encoders' (1). Per head:
+ * att = softmax(scale q k^T) (cuBLAS column-major: att^T = scale K^T Q with
+ * q, k, v the [T, HS] views of qkv, leading dimension 3C), out = att v
+ * (out^T = V^T att^T, leading dimension C). */
 static void attention_launch(float *out, float *att, const float *qkv, const int *kstart, int B,
                              int T, int C, int NH, int bidir) {
   if (B <= 0 || T <= 0 || C <= 0 || NH <= 0)
     return;
-  int HS = C / NH;
+  int HS = C / NH, count = B * NH;
   float scale = 1.0f / sqrtf((float)HS);
+  long long T3C = (long long)T * 3 * C, TT = (long long)T * T;
+  att_ptrs p = {{qkv, qkv + C, qkv + 2 * C, att, out},
+                {T3C, T3C, T3C, NH * TT, (long long)T * C},
+                {HS, HS, HS, TT, HS},
+                5};
+  const float **a = att_ptrs_fill(&p, NH, count, 0, NULL);
+  const float *const *Q = a, *const *K = a + count, *const *Vv = a + 2 * (size_t)count,
+                     *const *S = a + 3 * (size_t)count, *const *O = a + 4 * (size_t)count;
+  gemm_batched(CUBLAS_OP_T, CUBLAS_OP_N, T, T, HS, scale, K, 3 * C, Q, 3 * C, S, T, count);
   long long rows = (long long)B * NH * T;
-  k_attention_fwd<<<warp_rows_grid(rows), ROWS_PER_BLOCK * WARP>>>(out, att, qkv, kstart, B, T, C,
-                                                                   NH, scale, bidir);
-  launched(bidir ? "attention_bidir_fwd" : "attention_fwd");
+  k_attention_softmax<<<warp_rows_grid(rows), ROWS_PER_BLOCK * WARP>>>(att, kstart, B, T, NH,
+                                                                       bidir);
+  launched(bidir ? "attention_bidir_fwd softmax" : "attention_fwd softmax");
+  gemm_batched(CUBLAS_OP_N, CUBLAS_OP_N, HS, T, T, 1.0f, Vv, 3 * C, S, T, O, C, count);
 }
 
 extern "C" void ops_cuda_attention_fwd(float *out, float *att, const float *qkv, const int *kstart,
@@ -784,105 +846,60 @@ extern "C" void ops_cuda_attention_bidir_fwd(float *out, float *att, const float
   attention_launch(out, att, qkv, kstart, B, T, C, NH, 1);
 }
 
-/* Backward, pass 1 (warp per query row): dpre[row, j] = a (datt - a.datt)
- * scale over the visible keys, 0 elsewhere, with datt[j] = dout_t . v_j. */
-__global__ static void k_attention_bwd_pre(float *dpre, const float *dout, const float *qkv,
-                                           const float *att, const int *kstart, int B, int T, int C,
-                                           int NH, float scale) {
+/* Backward's middle (warp per query row): dpre holds datt[t, j] = dout_t .
+ * v_j for every key and becomes a (datt - a.datt) scale over the visible
+ * keys, 0 elsewhere. */
+__global__ static void k_attention_bwd_soft(float *dpre, const float *att, const int *kstart, int B,
+                                            int T, int NH, float scale) {
   int lane = threadIdx.x % WARP;
   long long row = (long long)blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / WARP;
   if (row >= (long long)B * NH * T)
     return;
-  int t = (int)(row % T), h = (int)((row / T) % NH), b = (int)(row / ((long long)T * NH));
-  int HS = C / NH, j0 = first_key(kstart, b, t);
-  size_t C3 = (size_t)3 * C;
-  const float *d = dout + ((size_t)b * T + t) * C + (size_t)h * HS;
+  int t = (int)(row % T), b = (int)(row / ((long long)T * NH)), j0, jl;
+  visible_keys(kstart, b, t, T, 0, &j0, &jl);
   const float *a = att + (size_t)row * T;
   float *dp = dpre + (size_t)row * T;
   float dot = 0.0f;
-  for (int j = lane; j < T; j += WARP) {
-    if (j < j0 || j > t) {
-      dp[j] = 0.0f;
-      continue;
-    }
-    const float *v = qkv + ((size_t)b * T + j) * C3 + 2 * (size_t)C + (size_t)h * HS;
-    float s = 0.0f;
-    for (int i = 0; i < HS; i++)
-      s += d[i] * v[i];
-    dp[j] = s;
-    dot += a[j] * s;
-  }
+  for (int j = lane; j < T; j += WARP)
+    if (j >= j0 && j <= jl)
+      dot += a[j] * dp[j];
   dot = warp_sum(dot);
-  for (int j = lane; j < T; j += WARP) /* the keys this lane wrote above */
-    if (j >= j0 && j <= t)
-      dp[j] = a[j] * (dp[j] - dot) * scale;
+  for (int j = lane; j < T; j += WARP)
+    dp[j] = j >= j0 && j <= jl ? a[j] * (dp[j] - dot) * scale : 0.0f;
 }
 
-/* Pass 2 (warp per query row): dq_t = sum_j dpre[t, j] k_j, j ascending. */
-__global__ static void k_attention_bwd_q(float *dqkv, const float *dpre, const float *qkv,
-                                         const int *kstart, int B, int T, int C, int NH) {
-  int lane = threadIdx.x % WARP;
-  long long row = (long long)blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / WARP;
-  if (row >= (long long)B * NH * T)
-    return;
-  int t = (int)(row % T), h = (int)((row / T) % NH), b = (int)(row / ((long long)T * NH));
-  int HS = C / NH, j0 = first_key(kstart, b, t);
-  size_t C3 = (size_t)3 * C;
-  const float *dp = dpre + (size_t)row * T;
-  float *dq = dqkv + ((size_t)b * T + t) * C3 + (size_t)h * HS;
-  for (int i = lane; i < HS; i += WARP) {
-    float s = 0.0f;
-    for (int j = j0; j <= t; j++)
-      s += dp[j] * qkv[((size_t)b * T + j) * C3 + C + (size_t)h * HS + i];
-    dq[i] = s;
-  }
-}
-
-/* Pass 3 (warp per key row (b, h, j)): over the queries t that see key j
- * (t = j alone when j is a padding position, else t = j..T-1), ascending:
- * dk_j = sum_t dpre[t, j] q_t and dv_j = sum_t a[t, j] dout_t. */
-__global__ static void k_attention_bwd_kv(float *dqkv, const float *dpre, const float *dout,
-                                          const float *qkv, const float *att, const int *kstart,
-                                          int B, int T, int C, int NH) {
-  int lane = threadIdx.x % WARP;
-  long long row = (long long)blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / WARP;
-  if (row >= (long long)B * NH * T)
-    return;
-  int j = (int)(row % T), h = (int)((row / T) % NH), b = (int)(row / ((long long)T * NH));
-  int HS = C / NH, ks = kstart ? kstart[b] : 0;
-  int t1 = j < ks ? j : T - 1;
-  size_t C3 = (size_t)3 * C;
-  size_t head = ((size_t)b * NH + h) * T; /* first row of this (b, h) */
-  float *dk = dqkv + ((size_t)b * T + j) * C3 + C + (size_t)h * HS;
-  float *dv = dk + C;
-  for (int i = lane; i < HS; i += WARP) {
-    float sk = 0.0f, sv = 0.0f;
-    for (int t = j; t <= t1; t++) {
-      size_t at = (head + t) * T + j;
-      sk += dpre[at] * qkv[((size_t)b * T + t) * C3 + (size_t)h * HS + i];
-      sv += att[at] * dout[((size_t)b * T + t) * C + (size_t)h * HS + i];
-    }
-    dk[i] = sk;
-    dv[i] = sv;
-  }
-}
-
+/* Per head: datt = dout v^T, dpre (k_attention_bwd_soft), dq = dpre k,
+ * dk = dpre^T q, dv = att^T dout (each written whole: dqkv's q, k and v
+ * thirds are overwritten). */
 extern "C" void ops_cuda_attention_bwd(float *dqkv, const float *dout, const float *qkv,
                                        const float *att, const int *kstart, int B, int T, int C,
                                        int NH) {
   if (B <= 0 || T <= 0 || C <= 0 || NH <= 0)
     return;
-  int HS = C / NH;
+  int HS = C / NH, count = B * NH;
   float scale = 1.0f / sqrtf((float)HS);
-  long long rows = (long long)B * NH * T;
-  float *dpre = (float *)scratch_get((size_t)rows * T * sizeof(float));
-  unsigned grid = warp_rows_grid(rows), threads = ROWS_PER_BLOCK * WARP;
-  k_attention_bwd_pre<<<grid, threads>>>(dpre, dout, qkv, att, kstart, B, T, C, NH, scale);
-  launched("attention_bwd pre");
-  k_attention_bwd_q<<<grid, threads>>>(dqkv, dpre, qkv, kstart, B, T, C, NH);
-  launched("attention_bwd q");
-  k_attention_bwd_kv<<<grid, threads>>>(dqkv, dpre, dout, qkv, att, kstart, B, T, C, NH);
-  launched("attention_bwd kv");
+  long long rows = (long long)B * NH * T, T3C = (long long)T * 3 * C, TT = (long long)T * T,
+            TC = (long long)T * C;
+  att_ptrs p = {{qkv, qkv + C, qkv + 2 * C, dout, att, NULL, dqkv, dqkv + C, dqkv + 2 * C},
+                {T3C, T3C, T3C, TC, NH * TT, NH * TT, T3C, T3C, T3C},
+                {HS, HS, HS, HS, TT, TT, HS, HS, HS},
+                9};
+  /* dpre's pointers are filled from its place in the scratch, after them */
+  size_t pb = ((size_t)ATT_PTRS * count * sizeof(float *) + 255) / 256 * 256;
+  float *dpre = (float *)((char *)scratch_get(pb + (size_t)rows * T * sizeof(float)) + pb);
+  p.base[5] = dpre;
+  const float **a = att_ptrs_fill(&p, NH, count, (size_t)rows * T * sizeof(float), NULL);
+  const float *const *Q = a, *const *K = a + count, *const *Vv = a + 2 * (size_t)count,
+                     *const *dO = a + 3 * (size_t)count, *const *A = a + 4 * (size_t)count,
+                     *const *D = a + 5 * (size_t)count, *const *dQ = a + 6 * (size_t)count,
+                     *const *dK = a + 7 * (size_t)count, *const *dV = a + 8 * (size_t)count;
+  gemm_batched(CUBLAS_OP_T, CUBLAS_OP_N, T, T, HS, 1.0f, Vv, 3 * C, dO, C, D, T, count);
+  k_attention_bwd_soft<<<warp_rows_grid(rows), ROWS_PER_BLOCK * WARP>>>(dpre, att, kstart, B, T, NH,
+                                                                        scale);
+  launched("attention_bwd softmax");
+  gemm_batched(CUBLAS_OP_N, CUBLAS_OP_N, HS, T, T, 1.0f, K, 3 * C, D, T, dQ, 3 * C, count);
+  gemm_batched(CUBLAS_OP_N, CUBLAS_OP_T, HS, T, T, 1.0f, Q, 3 * C, D, T, dK, 3 * C, count);
+  gemm_batched(CUBLAS_OP_N, CUBLAS_OP_T, HS, T, T, 1.0f, dO, C, A, T, dV, 3 * C, count);
 }
 
 __global__ static void k_kv_write(float *kc, float *vc, const float *qkv, int B, int T, int t0,

@@ -23,5 +23,15 @@ cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperat
 cublasStatus_t cublasSgemm_v2(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m,
                               int n, int k, const float *alpha, const float *A, int lda,
                               const float *B, int ldb, const float *beta, float *C, int ldc);
+cublasStatus_t cublasSgemmBatched(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb,
+                                  int m, int n, int k, const float *alpha, const float *const A[],
+                                  int lda, const float *const B[], int ldb, const float *beta,
+                                  float *const C[], int ldc, int count);
+cublasStatus_t cublasGemmBatchedEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb,
+                                   int m, int n, int k, const void *alpha, const void *const A[],
+                                   cudaDataType at, int lda, const void *const B[], cudaDataType bt,
+                                   int ldb, const void *beta, void *const C[], cudaDataType ct,
+                                   int ldc, int count, cublasComputeType_t compute,
+                                   cublasGemmAlgo_t algo);
 const char *cublasGetStatusString(cublasStatus_t s);
 const char *cublasGetStatusName(cublasStatus_t s);

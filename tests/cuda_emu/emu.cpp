@@ -173,6 +173,26 @@ cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperat
   math_mode = saved;
   return s;
 }
+/* the batched forms: each product of the pointer arrays in turn */
+cublasStatus_t cublasSgemmBatched(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb,
+                                  int m, int n, int k, const float *alpha, const float *const A[],
+                                  int lda, const float *const B[], int ldb, const float *beta,
+                                  float *const C[], int ldc, int count) {
+  for (int i = 0; i < count; i++)
+    cublasSgemm_v2(h, ta, tb, m, n, k, alpha, A[i], lda, B[i], ldb, beta, C[i], ldc);
+  return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasGemmBatchedEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb,
+                                   int m, int n, int k, const void *alpha, const void *const A[],
+                                   cudaDataType at, int lda, const void *const B[], cudaDataType bt,
+                                   int ldb, const void *beta, void *const C[], cudaDataType ct,
+                                   int ldc, int count, cublasComputeType_t compute,
+                                   cublasGemmAlgo_t algo) {
+  for (int i = 0; i < count; i++)
+    cublasGemmEx(h, ta, tb, m, n, k, alpha, A[i], at, lda, B[i], bt, ldb, beta, C[i], ct, ldc,
+                 compute, algo);
+  return CUBLAS_STATUS_SUCCESS;
+}
 const char *cublasGetStatusString(cublasStatus_t) {
   return "emu";
 }

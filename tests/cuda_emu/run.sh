@@ -35,6 +35,7 @@ s = s.replace("open_cublas(reason, n)",
               "cb.set_pointer_mode = cublasSetPointerMode_v2, "
               "cb.set_atomics_mode = cublasSetAtomicsMode, cb.set_math_mode = cublasSetMathMode, "
               "cb.sgemm = cublasSgemm_v2, cb.gemm_ex = cublasGemmEx, "
+              "cb.sgemm_batched = cublasSgemmBatched, cb.gemm_batched_ex = cublasGemmBatchedEx, "
               "cb.status_string = cublasGetStatusString, "
               "cb.status_name = cublasGetStatusName, 0)")
 open(sys.argv[1] + "/ops_cuda_emu.cpp", "w").write(s)

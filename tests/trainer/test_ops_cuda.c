@@ -381,7 +381,11 @@ Test(ops_cuda, layernorm_forward_backward) {
 /* ---------------------------------------------------------- attention */
 
 /* B rows, T positions, C channels, NH heads; kstart NULL or per row. */
-static void attention_case(int B, int T, int C, int NH, const int *kstart) {
+/* prec as matmul_case's (0 fp32, 1 TF32, 2 bf16: the batched products of
+ * q k^T, att v and the backward's four), within tol */
+static void attention_case(int B, int T, int C, int NH, const int *kstart, int prec, double tol) {
+  ops_cuda_set_tf32(prec == 1);
+  ops_cuda_set_bf16(prec == 2);
   size_t n3 = (size_t)B * T * 3 * C, no = (size_t)B * T * C, na = (size_t)B * NH * T * T;
   float *qkv = rnd(n3, (uint64_t)(T + C), 1), *dout = rnd(no, 8, 1);
   float *out = calloc(no, 4), *att = calloc(na, 4), *dqkv = calloc(n3, 4);
@@ -392,17 +396,19 @@ static void attention_case(int B, int T, int C, int NH, const int *kstart) {
   char what[128];
   C_->attention_fwd(out, att, qkv, kstart, B, T, C, NH);
   G->attention_fwd(gout, gatt, gqkv, gks, B, T, C, NH);
-  snprintf(what, sizeof what, "attention_fwd out B=%d T=%d C=%d NH=%d ks=%s", B, T, C, NH,
-           kstart ? "yes" : "NULL");
-  check_dev(what, out, gout, no, TOL_RED);
-  snprintf(what, sizeof what, "attention_fwd att B=%d T=%d C=%d NH=%d", B, T, C, NH);
-  check_dev(what, att, gatt, na, TOL_RED);
+  snprintf(what, sizeof what, "attention_fwd out B=%d T=%d C=%d NH=%d ks=%s prec=%d", B, T, C, NH,
+           kstart ? "yes" : "NULL", prec);
+  check_dev(what, out, gout, no, tol);
+  snprintf(what, sizeof what, "attention_fwd att B=%d T=%d C=%d NH=%d prec=%d", B, T, C, NH, prec);
+  check_dev(what, att, gatt, na, tol);
   /* backward from the CPU's probabilities on both sides, into garbage */
   G->upload(gatt, att, na * sizeof(float));
   C_->attention_bwd(dqkv, dout, qkv, att, kstart, B, T, C, NH);
   G->attention_bwd(gdqkv, gdout, gqkv, gatt, gks, B, T, C, NH);
-  snprintf(what, sizeof what, "attention_bwd dqkv B=%d T=%d C=%d NH=%d", B, T, C, NH);
-  check_dev(what, dqkv, gdqkv, n3, TOL_RED);
+  snprintf(what, sizeof what, "attention_bwd dqkv B=%d T=%d C=%d NH=%d prec=%d", B, T, C, NH, prec);
+  check_dev(what, dqkv, gdqkv, n3, tol);
+  ops_cuda_set_tf32(0);
+  ops_cuda_set_bf16(0);
   G->free(gqkv), G->free(gdout), G->free(gout), G->free(gatt), G->free(gdqkv);
   if (gks)
     G->free(gks);
@@ -411,11 +417,14 @@ static void attention_case(int B, int T, int C, int NH, const int *kstart) {
 
 Test(ops_cuda, attention_training) {
   NEED_GPU();
-  static const int ks3[3] = {0, 5, 17}; /* none, some, all padding (kstart = T) */
-  attention_case(3, 17, 48, 3, ks3);    /* head size 16 < a warp */
-  attention_case(2, 70, 128, 2, NULL);  /* head size 64, T over two warps' worth of keys */
+  static const int ks3[3] = {0, 5, 17};            /* none, some, all padding (kstart = T) */
+  attention_case(3, 17, 48, 3, ks3, 0, TOL_RED);   /* head size 16 < a warp */
+  attention_case(2, 70, 128, 2, NULL, 0, TOL_RED); /* head size 64, T over two warps of keys */
   static const int ks2[2] = {33, 1};
-  attention_case(2, 40, 96, 1, ks2); /* head size 96: three lanes' strides */
+  attention_case(2, 40, 96, 1, ks2, 0, TOL_RED); /* head size 96: three lanes' strides */
+  /* the products on TF32 and bf16 tensor cores, as the training switches run them */
+  attention_case(3, 17, 48, 3, ks3, 1, TOL_TF32);
+  attention_case(2, 40, 96, 1, ks2, 2, TOL_BF16);
 }
 
 /* NH query heads over NKV key/value heads: the cache [B, Tmax, KV], KV =
