@@ -71,7 +71,7 @@ static const char bench_usage[] =
     "  --tf32             CUDA: matrix products on TF32 tensor cores\n"
     "  --bf16             CUDA: matrix products on bf16 tensor cores (fp32\n"
     "                     weights rounded inside cuBLAS, fp32 accumulation;\n"
-    "                     checked on the CUDA emulator only, docs/cuda.md)\n"
+    "                     docs/cuda.md)\n"
     "  -h, --help         show this help\n";
 
 static double peak_rss_mib(void) {

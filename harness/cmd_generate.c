@@ -26,7 +26,7 @@ static const char generate_usage[] =
     "the decoder's, started from decoder_start_token_id; a text prompt is\n"
     "ended with </s> as T5's tokenizer does), or from\n"
     "GPT-J, GPT-NeoX / Pythia or Llama (a Hugging Face folder whose config.json\n"
-    "says model_type gptj, gpt_neox or llama; on the CPU; docs/rotary.md).\n"
+    "says model_type gptj, gpt_neox or llama; docs/rotary.md).\n"
     "Prompts are text encoded with the tokenizer:\n"
     "--prompt TEXT is one prompt, --input FILE holds one prompt per line ('-' for\n"
     "stdin; the line's end is not part of it; an empty prompt starts from\n"
@@ -101,9 +101,8 @@ static const char generate_usage[] =
     "                       docs/memory.md)\n"
     "  --device D           cpu (default), cuda, or auto: CUDA when a device is\n"
     "                       usable, else the CPU with a warning that says why;\n"
-    "                       cuda fails with the driver's reason when none is;\n"
-    "                       the CUDA backend has not yet run on a real GPU\n"
-    "                       (docs/cuda.md)\n"
+    "                       cuda fails with the driver's reason when none is\n"
+    "                       (the CUDA backend's checks on a GPU: docs/cuda.md)\n"
     "  -h, --help           show this help\n";
 
 /* Writes s[0..n) as a JSON string; bytes that are not well-formed UTF-8

@@ -22,8 +22,8 @@ static const char perplexity_usage[] =
     "or a sharded model.safetensors.index.json, or pytorch_model.bin (torch.save's\n"
     "zip format) or its shard index, whose tokenizer files serve when\n"
     "--tokenizer is not given), or GPT-J, GPT-NeoX / Pythia or Llama (a Hugging\n"
-    "Face folder whose config.json says model_type gptj, gpt_neox or llama; on\n"
-    "the CPU; docs/rotary.md). With --input, FILE holds one text document per line\n"
+    "Face folder whose config.json says model_type gptj, gpt_neox or llama;\n"
+    "docs/rotary.md). With --input, FILE holds one text document per line\n"
     "('-' for stdin; the line's end is not part of it), encoded with the\n"
     "tokenizer (\"<|endoftext|>\" in the text is ordinary text). With --tokens,\n"
     "FILE holds one document per line as whitespace-separated token ids. Empty\n"
@@ -72,8 +72,8 @@ static const char perplexity_usage[] =
     "                   docs/memory.md)\n"
     "  --device D       cpu (default), cuda, or auto: CUDA when a device is\n"
     "                   usable, else the CPU with a warning that says why; cuda\n"
-    "                   fails with the driver's reason when none is; the CUDA\n"
-    "                   backend has not yet run on a real GPU (docs/cuda.md)\n"
+    "                   fails with the driver's reason when none is (the CUDA\n"
+    "                   backend's checks on a GPU: docs/cuda.md)\n"
     "  -h, --help       show this help\n";
 
 /* Parses the ids of one line into *ids (grown as needed); returns the count

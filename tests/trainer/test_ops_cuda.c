@@ -173,12 +173,19 @@ Test(ops_cuda, memory_alloc_zeroed_upload_download_copy) {
 
 /* ------------------------------------------------------------- matmul */
 
-/* prec: 0 fp32, 1 TF32, 2 bf16 */
-static void matmul_case(int M, int K, int N, int with_bias, int prec, double tol) {
+/* The CUDA backend's product precision: 0 fp32, 1 TF32, 2 bf16. */
+static void set_prec(int prec) {
 #ifdef DFPO_HAVE_CUDA
   ops_cuda_set_tf32(prec == 1);
   ops_cuda_set_bf16(prec == 2);
+#else
+  (void)prec;
 #endif
+}
+
+/* prec: 0 fp32, 1 TF32, 2 bf16 */
+static void matmul_case(int M, int K, int N, int with_bias, int prec, double tol) {
+  set_prec(prec);
   size_t nx = (size_t)M * K, nw = (size_t)N * K, no = (size_t)M * N;
   float *x = rnd(nx, 10 + M, 1), *w = rnd(nw, 20 + N, 1), *b = rnd((size_t)N, 30, 1);
   float *dout = rnd(no, 40, 1);
@@ -218,10 +225,7 @@ static void matmul_case(int M, int K, int N, int with_bias, int prec, double tol
   G->free(gx), G->free(gw), G->free(gb), G->free(gdout), G->free(gdi), G->free(gdw);
   G->free(gdb), G->free(gout);
   free(x), free(w), free(b), free(dout), free(di), free(dw), free(db), free(out), free(junk);
-#ifdef DFPO_HAVE_CUDA
-  ops_cuda_set_tf32(0);
-  ops_cuda_set_bf16(0);
-#endif
+  set_prec(0);
 }
 
 Test(ops_cuda, matmul_fp32) {
@@ -384,8 +388,7 @@ Test(ops_cuda, layernorm_forward_backward) {
 /* prec as matmul_case's (0 fp32, 1 TF32, 2 bf16: the batched products of
  * q k^T, att v and the backward's four), within tol */
 static void attention_case(int B, int T, int C, int NH, const int *kstart, int prec, double tol) {
-  ops_cuda_set_tf32(prec == 1);
-  ops_cuda_set_bf16(prec == 2);
+  set_prec(prec);
   size_t n3 = (size_t)B * T * 3 * C, no = (size_t)B * T * C, na = (size_t)B * NH * T * T;
   float *qkv = rnd(n3, (uint64_t)(T + C), 1), *dout = rnd(no, 8, 1);
   float *out = calloc(no, 4), *att = calloc(na, 4), *dqkv = calloc(n3, 4);
@@ -407,8 +410,7 @@ static void attention_case(int B, int T, int C, int NH, const int *kstart, int p
   G->attention_bwd(gdqkv, gdout, gqkv, gatt, gks, B, T, C, NH);
   snprintf(what, sizeof what, "attention_bwd dqkv B=%d T=%d C=%d NH=%d prec=%d", B, T, C, NH, prec);
   check_dev(what, dqkv, gdqkv, n3, tol);
-  ops_cuda_set_tf32(0);
-  ops_cuda_set_bf16(0);
+  set_prec(0);
   G->free(gqkv), G->free(gdout), G->free(gout), G->free(gatt), G->free(gdqkv);
   if (gks)
     G->free(gks);
