@@ -233,8 +233,9 @@ typedef struct nlpo_mask_ctx {
   int Tp, N, eos, k_min;
   float top_p;
   int *next;
-  float *probs;
-  float *host; /* [B, V]: the mask model's logits on the host when it is not on the CPU */
+  float *probs; /* [B, V]: each row's probabilities */
+  int *size;    /* [B]: each row's set size */
+  float *host;  /* [B, V]: the mask model's logits on the host when it is not on the CPU */
   unsigned char *masks;
   double size_sum, steps;
   int size_min;
@@ -269,26 +270,33 @@ static int nlpo_mask(void *vctx, int step, int B, int V, const int *seqs, unsign
   if (!ml)
     return -1;
   ml = model_host_view(c->model, ml, (size_t)B * V, c->host);
+  /* rows apart, each on a thread (the normaliser and the top-p set's
+   * bisection over the vocabulary are the host's part of a GPU rollout,
+   * as DfPO's mask is) */
+#pragma omp parallel for schedule(static) if (B > 1)
   for (int b = 0; b < B; b++) {
     const float *z = ml + (size_t)b * V;
+    float *pr = c->probs + (size_t)b * V;
     double lz = row_lse(z, V);
     for (int a = 0; a < V; a++)
-      c->probs[a] = (float)exp(z[a] - lz);
+      pr[a] = (float)exp(z[a] - lz);
     unsigned char *mk = c->masks + ((size_t)b * c->N + step) * V;
-    int size = rl_top_p_mask(c->probs, V, c->top_p, c->k_min, mk);
+    int size = rl_top_p_mask(pr, V, c->top_p, c->k_min, mk);
     if (c->eos >= 0 && c->eos < V && !mk[c->eos]) {
       mk[c->eos] = 1;
       size++;
     }
-    /* rows that ended are still fed (their end-of-text), not counted */
-    if (step == 0 || seqs[(size_t)b * c->N + step - 1] >= 0) {
-      c->size_sum += size;
-      c->steps++;
-      if (c->size_min == 0 || size < c->size_min)
-        c->size_min = size;
-    }
+    c->size[b] = size;
     memcpy(allow + (size_t)b * V, mk, (size_t)V);
   }
+  /* rows that ended are still fed (their end-of-text), not counted */
+  for (int b = 0; b < B; b++)
+    if (step == 0 || seqs[(size_t)b * c->N + step - 1] >= 0) {
+      c->size_sum += c->size[b];
+      c->steps++;
+      if (c->size_min == 0 || c->size[b] < c->size_min)
+        c->size_min = c->size[b];
+    }
   return 0;
 }
 
@@ -297,7 +305,7 @@ static int nlpo_mask(void *vctx, int step, int B, int V, const int *seqs, unsign
  * mhost) holds G rows, the minibatch's (mb_*, dlogits) MB rows. */
 typedef struct bufs {
   int *out, *lens, *seq, *targets, *order, *sign, *next, *mb_seq, *mb_targets, *mb_kstart, *mb_row,
-      *keep, *tr_ep, *tr_t, *slot;
+      *keep, *tr_ep, *tr_t, *slot, *nsize;
   float *logps_b, *lp_full, *logp_old, *logp_ref, *values_full, *values, *R, *rewards, *adv, *ret,
       *w, *mb_lp, *mb_adv, *mb_old, *mb_w, *dlogp, *dlogp_full, *mb_vals, *dvals_full, *logsm,
       *logp_oldm, *probs, *dlogits, *zrow, *mhost, *boot, *task, *ent_full, *dent, *dent_full;
@@ -305,9 +313,9 @@ typedef struct bufs {
 } bufs;
 
 static void bufs_free(bufs *b) {
-  int *ints[] = {b->out,    b->lens, b->seq,    b->targets,    b->order,
-                 b->sign,   b->next, b->mb_seq, b->mb_targets, b->mb_kstart,
-                 b->mb_row, b->keep, b->tr_ep,  b->tr_t,       b->slot};
+  int *ints[] = {b->out,   b->lens,   b->seq,        b->targets,   b->order,  b->sign,
+                 b->next,  b->mb_seq, b->mb_targets, b->mb_kstart, b->mb_row, b->keep,
+                 b->tr_ep, b->tr_t,   b->slot,       b->nsize};
   float *floats[] = {b->logps_b,   b->lp_full,    b->logp_old, b->logp_ref,   b->values_full,
                      b->values,    b->R,          b->rewards,  b->adv,        b->ret,
                      b->w,         b->mb_lp,      b->mb_adv,   b->mb_old,     b->mb_w,
@@ -437,9 +445,23 @@ static int collect(iter *it, int r0, int G, const int *prompts, const int *kstar
   const int n_plus = rl_dfpo_plus_rows(G, cfg->dfpo_plus_fraction);
   for (int b = 0; b < G; b++)
     sign[b] = it->dfpo_update ? 0 : b < n_plus ? 1 : -1;
-  nlpo_mask_ctx nc = {
-      t->mask,   gp,    gk, Tp, N, eos, cfg->nlpo_k_min, cfg->nlpo_top_p, kb->next, kb->probs,
-      kb->mhost, masks, 0,  0,  0, err};
+  nlpo_mask_ctx nc = {t->mask,
+                      gp,
+                      gk,
+                      Tp,
+                      N,
+                      eos,
+                      cfg->nlpo_k_min,
+                      cfg->nlpo_top_p,
+                      kb->next,
+                      kb->probs,
+                      kb->nsize,
+                      kb->mhost,
+                      masks,
+                      0,
+                      0,
+                      0,
+                      err};
   if (nlpo) {
     s.allow = nlpo_mask;
     s.allow_ctx = &nc;
@@ -612,7 +634,8 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
     ALLOC(k.dlogits, MB * (size_t)(N + 1) * V);
   }
   if (nlpo) {
-    ALLOC(k.probs, V);
+    ALLOC(k.probs, (size_t)G * V);
+    ALLOC(k.nsize, G);
     ALLOC(k.mhost, (size_t)G * V);
   }
   if (buffer) {
