@@ -238,8 +238,8 @@ Test(t5_ckpt, damaged_checkpoints_are_refused) {
   tu_expect_load_fails(bad, "header config", "d_model 0");
   put_i32(data, 16 + 4 * 1, 16);
   /* then epsilon (float) at 72, head 76, step 80, flags 84, nparams 88:
-   * unknown flags, a head T5 has not */
-  put_i32(data, 84, 2);
+   * unknown flags (1 is the moments', 2 the head scale's), a head T5 has not */
+  put_i32(data, 84, 4);
   write_bytes(bad, data, len);
   tu_expect_load_fails(bad, bad, "corrupt header");
   put_i32(data, 84, 1);
