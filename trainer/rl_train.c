@@ -445,23 +445,20 @@ static int collect(iter *it, int r0, int G, const int *prompts, const int *kstar
   const int n_plus = rl_dfpo_plus_rows(G, cfg->dfpo_plus_fraction);
   for (int b = 0; b < G; b++)
     sign[b] = it->dfpo_update ? 0 : b < n_plus ? 1 : -1;
-  nlpo_mask_ctx nc = {t->mask,
-                      gp,
-                      gk,
-                      Tp,
-                      N,
-                      eos,
-                      cfg->nlpo_k_min,
-                      cfg->nlpo_top_p,
-                      kb->next,
-                      kb->probs,
-                      kb->nsize,
-                      kb->mhost,
-                      masks,
-                      0,
-                      0,
-                      0,
-                      err};
+  nlpo_mask_ctx nc = {.model = t->mask,
+                      .prompts = gp,
+                      .kstart = gk,
+                      .Tp = Tp,
+                      .N = N,
+                      .eos = eos,
+                      .k_min = cfg->nlpo_k_min,
+                      .top_p = cfg->nlpo_top_p,
+                      .next = kb->next,
+                      .probs = kb->probs,
+                      .size = kb->nsize,
+                      .host = kb->mhost,
+                      .masks = masks,
+                      .err = err};
   if (nlpo) {
     s.allow = nlpo_mask;
     s.allow_ctx = &nc;
