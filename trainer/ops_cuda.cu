@@ -744,18 +744,21 @@ __global__ static void k_att_ptrs(const float **out, att_ptrs p, int NH, int cou
         p.base[a] + (long long)(i / NH) * p.sb[a] + (long long)(i % NH) * p.sh[a];
 }
 
-/* The pointer arrays in the scratch buffer (before extra bytes of the
- * caller's, returned in *rest, 256-byte aligned). */
-static const float **att_ptrs_fill(const att_ptrs *p, int NH, int count, size_t extra,
-                                   void **rest) {
+/* The scratch buffer laid out for one attention call: room for the count
+ * heads' ATT_PTRS pointer arrays, then extra bytes of the caller's at
+ * *rest (256-byte aligned). */
+static const float **att_scratch(int count, size_t extra, void **rest) {
   size_t pb = ((size_t)ATT_PTRS * count * sizeof(float *) + 255) / 256 * 256;
   char *s = (char *)scratch_get(pb + extra);
-  const float **arr = (const float **)s;
-  k_att_ptrs<<<(unsigned)((count + 255) / 256), 256>>>(arr, *p, NH, count);
-  launched("attention pointers");
   if (rest)
     *rest = s + pb;
-  return arr;
+  return (const float **)s;
+}
+
+/* Fills att_scratch's arrays with p's pointers for the count heads. */
+static void att_ptrs_fill(const float **arr, const att_ptrs *p, int NH, int count) {
+  k_att_ptrs<<<(unsigned)((count + 255) / 256), 256>>>(arr, *p, NH, count);
+  launched("attention pointers");
 }
 
 /* C_i = alpha op(A_i) op(B_i) for the count heads, like gemm (fp32 or TF32
@@ -825,7 +828,8 @@ static void attention_launch(float *out, float *att, const float *qkv, const int
                 {T3C, T3C, T3C, NH * TT, (long long)T * C},
                 {HS, HS, HS, TT, HS},
                 5};
-  const float **a = att_ptrs_fill(&p, NH, count, 0, NULL);
+  const float **a = att_scratch(count, 0, NULL);
+  att_ptrs_fill(a, &p, NH, count);
   const float *const *Q = a, *const *K = a + count, *const *Vv = a + 2 * (size_t)count,
                      *const *S = a + 3 * (size_t)count, *const *O = a + 4 * (size_t)count;
   gemm_batched(CUBLAS_OP_T, CUBLAS_OP_N, T, T, HS, scale, K, 3 * C, Q, 3 * C, S, T, count);
@@ -884,11 +888,12 @@ extern "C" void ops_cuda_attention_bwd(float *dqkv, const float *dout, const flo
                 {T3C, T3C, T3C, TC, NH * TT, NH * TT, T3C, T3C, T3C},
                 {HS, HS, HS, HS, TT, TT, HS, HS, HS},
                 9};
-  /* dpre's pointers are filled from its place in the scratch, after them */
-  size_t pb = ((size_t)ATT_PTRS * count * sizeof(float *) + 255) / 256 * 256;
-  float *dpre = (float *)((char *)scratch_get(pb + (size_t)rows * T * sizeof(float)) + pb);
+  /* dpre [B, NH, T, T] in the scratch after the pointer arrays */
+  void *rest;
+  const float **a = att_scratch(count, (size_t)rows * T * sizeof(float), &rest);
+  float *dpre = (float *)rest;
   p.base[5] = dpre;
-  const float **a = att_ptrs_fill(&p, NH, count, (size_t)rows * T * sizeof(float), NULL);
+  att_ptrs_fill(a, &p, NH, count);
   const float *const *Q = a, *const *K = a + count, *const *Vv = a + 2 * (size_t)count,
                      *const *dO = a + 3 * (size_t)count, *const *A = a + 4 * (size_t)count,
                      *const *D = a + 5 * (size_t)count, *const *dQ = a + 6 * (size_t)count,
