@@ -600,6 +600,11 @@ void t5_head_columns(const t5_model *m, int *c0, int *c1) {
   *c1 = m->fnp - 1 + m->fLd;
 }
 
+void t5_head_scale(const t5_model *m, float *x, size_t n) {
+  if (t5_scales_head(&m->cfg))
+    m->base.ops->scale(x, (float)(1.0 / sqrt((double)m->cfg.d_model)), n);
+}
+
 /* The LM log-probabilities on the [B, T] grid: decoder position j at column
  * n_prompt - 1 + j; the logits [B H, V] on the head's grid (H = T - fh,
  * model_batch.head_from; 0 at columns without an output). */
@@ -629,17 +634,15 @@ static int t5_lm_logprobs(t5_model *m, const int *targets, float *logp, float *e
   }
   o->upload(m->tgt, tg, BH * sizeof(int));
   free(tg);
-  /* the head's input on its grid; v1.0's tied head sees the output scaled
-   * by d_model^-0.5 (t5_scales_head) */
+  /* the head's input on its grid (scaled as t5_head_scale says) */
   int c0, c1;
   t5_head_columns(m, &c0, &c1);
   o->zero(m->hg, BH * C * sizeof(float));
   for (int b = 0; b < B && c0 < c1; b++)
     o->copy(m->hg + ((size_t)b * H + c0 - h) * C, m->hn + ((size_t)b * Ld + c0 - (np - 1)) * C,
             (size_t)(c1 - c0) * C * sizeof(float));
-  if (t5_scales_head(c))
-    o->scale(m->hg, (float)(1.0 / sqrt((double)C)), BH * C);
-  o->matmul_fwd(m->logits, m->hg, t5_P(m, c->tied ? m->shared : m->lm_head), NULL, (int)BH, C, V);
+  t5_head_scale(m, m->hg, BH * C);
+  o->matmul_fwd(m->logits, m->hg, t5_P(m, t5_head_tensor(m)), NULL, (int)BH, C, V);
   o->logits_stats(m->lse, m->lp, m->ent, m->logits, m->tgt, (int)BH, V, V);
   if (logp)
     model_head_download(o, logp, m->lp, hv, B, T, h);

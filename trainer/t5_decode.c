@@ -99,10 +99,8 @@ static const float *step(t5_model *m, const int *tok, dfpo_err *err) {
     o->add(m->g_x, m->g_x, m->g_tmp, (size_t)B * C);
   }
   o->rmsnorm_fwd(m->g_n, m->g_x, t5_P(m, m->dec_ln), B, C, c->eps);
-  if (t5_scales_head(c))
-    o->scale(m->g_n, (float)(1.0 / sqrt((double)C)), (size_t)B * C);
-  o->matmul_fwd(m->g_logits, m->g_n, t5_P(m, c->tied ? m->shared : m->lm_head), NULL, B, C,
-                c->vocab_size);
+  t5_head_scale(m, m->g_n, (size_t)B * C);
+  o->matmul_fwd(m->g_logits, m->g_n, t5_P(m, t5_head_tensor(m)), NULL, B, C, c->vocab_size);
   m->gn_pos++;
   m->base.last_logits = m->g_logits;
   return m->g_logits;

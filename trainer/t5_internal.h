@@ -131,6 +131,14 @@ int t5_lm_backward(t5_model *m, const float *dlogp, const float *dent, dfpo_err 
 /* The decoder's output columns [*c0, *c1) that the last forward's LM head
  * covers (from its head_from on; empty when *c0 >= *c1). */
 void t5_head_columns(const t5_model *m, int *c0, int *c1);
+/* The LM head's input x [n floats] times d_model^-0.5 where the model
+ * scales it (t5_scales_head), in place: the forward passes, decoding and the
+ * head's backward (the gradient takes the same factor). */
+void t5_head_scale(const t5_model *m, float *x, size_t n);
+/* The LM head's weight tensor: shared.weight when tied, else lm_head. */
+static inline int t5_head_tensor(const t5_model *m) {
+  return m->cfg.tied ? m->shared : m->lm_head;
+}
 int t5_lm_backward_logits(t5_model *m, const float *dlogits, dfpo_err *err);
 int t5_value_forward(t5_model *m, float *values, dfpo_err *err);
 int t5_value_backward(t5_model *m, const float *dvalues, dfpo_err *err);

@@ -151,7 +151,7 @@ static int head_backward(t5_model *m, dfpo_err *err) {
   const ops_backend *o = m->base.ops;
   int B = m->fB, H = m->fT - m->fh, Ld = m->fLd, np = m->fnp, C = c->d_model, V = c->vocab_size;
   size_t BH = (size_t)B * H;
-  int w = c->tied ? m->shared : m->lm_head, c0, c1;
+  int w = t5_head_tensor(m), c0, c1;
   o->zero(m->gn, BH * C * sizeof(float));
   o->matmul_bwd(m->gn, t5_G(m, w), NULL, m->logits, m->hg, t5_P(m, w), (int)BH, C, V);
   t5_head_columns(m, &c0, &c1);
@@ -160,8 +160,7 @@ static int head_backward(t5_model *m, dfpo_err *err) {
   for (int b = 0; b < B && c0 < c1; b++)
     o->copy(m->ghn + ((size_t)b * Ld + c0 - (np - 1)) * C, m->gn + ((size_t)b * H + c0 - m->fh) * C,
             (size_t)(c1 - c0) * C * sizeof(float));
-  if (t5_scales_head(c))
-    o->scale(m->ghn, (float)(1.0 / sqrt((double)C)), (size_t)B * Ld * C);
+  t5_head_scale(m, m->ghn, (size_t)B * Ld * C);
   return trunk_backward(m, err);
 }
 
