@@ -4,6 +4,7 @@
  * --help, and usage errors. */
 #include "metrics/metrics.h"
 #include "tests/support/support.h"
+#include "tests/trainer/t5_testutil.h"
 #include "trainer/model.h"
 #include "trainer/t5.h"
 
@@ -97,21 +98,10 @@ Test(bench, rl_iteration_on_a_tiny_shape) {
 Test(bench, a_t5_folder_with_model) {
   char dir[256], w[400];
   ts_tmpdir(dir, sizeof dir);
-  t5_config c = {.vocab_size = 40,
-                 .d_model = 16,
-                 .d_kv = 4,
-                 .d_ff = 24,
-                 .n_head = 2,
-                 .n_layer = 1,
-                 .n_dec_layer = 2,
-                 .num_buckets = 8,
-                 .max_distance = 16,
-                 .eps = 1e-6f,
-                 .gated = 0,
-                 .tied = 1,
-                 .n_pos = 16,
-                 .start_id = 0,
-                 .eos_id = 1};
+  t5_config c = tt_tiny(40, 0, 1); /* v1.0; an MLP of 24, 16 positions, </s> 1 */
+  c.d_ff = 24;
+  c.n_pos = 16;
+  c.eos_id = 1;
   model_t *m;
   dfpo_err err;
   dfpo_err_clear(&err);

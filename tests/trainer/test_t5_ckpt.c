@@ -12,6 +12,7 @@
  * sentencepiece. */
 #include "tests/support/support.h"
 #include "tests/trainer/gpt2_testutil.h"
+#include "tests/trainer/t5_testutil.h"
 #include "trainer/model.h"
 #include "trainer/optim.h"
 #include "trainer/t5.h"
@@ -26,22 +27,12 @@
 
 #define HEADER 96
 
+/* tt_tiny's T5 with an MLP of 24, two encoder layers and </s> 1 */
 static t5_config tiny(int gated, int vocab) {
-  t5_config c = {.vocab_size = vocab,
-                 .d_model = 16,
-                 .d_kv = 4,
-                 .d_ff = 24,
-                 .n_head = 2,
-                 .n_layer = 2,
-                 .n_dec_layer = 2,
-                 .num_buckets = 8,
-                 .max_distance = 16,
-                 .eps = 1e-6f,
-                 .gated = gated,
-                 .tied = !gated,
-                 .n_pos = 64,
-                 .start_id = 0,
-                 .eos_id = 1};
+  t5_config c = tt_tiny(vocab, gated, !gated);
+  c.d_ff = 24;
+  c.n_layer = 2;
+  c.eos_id = 1;
   return c;
 }
 
