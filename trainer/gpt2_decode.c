@@ -226,10 +226,6 @@ int gpt2_decode_reorder(gpt2_model *m, const int *src_rows, dfpo_err *err) {
     for (int kv = 0; kv < 2; kv++)
       model_rows_reorder(o, kv ? m->vc[l] : m->kc[l], m->g_spare, src_rows, B, row, used);
   /* each row's first key moves with it */
-  int *ks = m->g_kstart_host, tmp[B];
-  for (int i = 0; i < B; i++)
-    tmp[i] = ks[src_rows[i]];
-  memcpy(ks, tmp, sizeof tmp);
-  o->upload(m->g_kstart, ks, (size_t)B * sizeof(int));
+  model_ints_reorder(o, m->g_kstart, m->g_kstart_host, src_rows, B);
   return DFPO_OK;
 }

@@ -147,6 +147,14 @@ void model_rows_reorder(const ops_backend *o, float *t, float *scratch, const in
   o->copy(t, scratch, (size_t)B * row * sizeof(float));
 }
 
+void model_ints_reorder(const ops_backend *o, int *dev, int *host, const int *src, int B) {
+  int t[B > 0 ? B : 1];
+  for (int i = 0; i < B; i++)
+    t[i] = host[src[i]];
+  memcpy(host, t, (size_t)B * sizeof(int));
+  o->upload(dev, host, (size_t)B * sizeof(int));
+}
+
 void model_head_download(const ops_backend *o, float *out, const float *src, float *buf, int B,
                          int T, int h) {
   size_t n = (size_t)B * (T - h);

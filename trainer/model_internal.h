@@ -59,6 +59,10 @@ void model_head_upload(const ops_backend *o, float *dst, const float *in, float 
 int model_reorder_check(const int *src, int B, const char *who, int *identity, dfpo_err *err);
 void model_rows_reorder(const ops_backend *o, float *t, float *scratch, const int *src, int B,
                         size_t row, size_t used);
+/* The rows' per-row ints (their left padding) moved the same way:
+ * host[i] becomes old host[src[i]], and the result is uploaded into dev
+ * (B ints of backend memory). */
+void model_ints_reorder(const ops_backend *o, int *dev, int *host, const int *src, int B);
 
 typedef struct model_vtable {
   const char *arch;

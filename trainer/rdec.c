@@ -1724,25 +1724,15 @@ static int rdec_decode_reorder(rdec_model *m, const int *src_rows, dfpo_err *err
     return DFPO_OK;
   const ops_backend *o = m->base.ops;
   size_t KV = (size_t)m->cfg.n_kv_head * m->cfg.head_dim, row = (size_t)m->gmax * KV;
-  int *ks = malloc((size_t)B * sizeof(int));
-  if (!ks)
-    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
-  if ((rc = grow(o, (void **)&m->g_spare, &m->g_spare_floats, (size_t)B * row, sizeof(float),
-                 err))) {
-    free(ks);
+  if ((rc = grow(o, (void **)&m->g_spare, &m->g_spare_floats, (size_t)B * row, sizeof(float), err)))
     return rc;
-  }
   /* per cache tensor: the filled positions of each source row into the
    * scratch, then the block back in one copy */
   size_t used = (size_t)m->gn * KV * sizeof(float);
   for (int l = 0; l < m->cfg.n_layer; l++)
     for (int kv = 0; kv < 2; kv++)
       model_rows_reorder(o, kv ? m->vc[l] : m->kc[l], m->g_spare, src_rows, B, row, used);
-  for (int i = 0; i < B; i++)
-    ks[i] = m->g_kstart[src_rows[i]];
-  memcpy(m->g_kstart, ks, (size_t)B * sizeof(int));
-  free(ks);
-  o->upload(m->gw.kstart, m->g_kstart, (size_t)B * sizeof(int));
+  model_ints_reorder(o, m->gw.kstart, m->g_kstart, src_rows, B); /* each row's padding */
   return DFPO_OK;
 }
 

@@ -214,7 +214,7 @@ int t5_decode_reorder(t5_model *m, const int *src_rows, dfpo_err *err) {
   size_t I = (size_t)c->n_head * c->d_kv, self_row = (size_t)m->gD * I,
          cross_row = (size_t)m->gTs * 2 * I, row = self_row > cross_row ? self_row : cross_row;
   float *tmp = o->alloc((size_t)B * row * sizeof(float));
-  int *ks = malloc(2 * (size_t)B * sizeof(int));
+  int *ks = malloc((size_t)B * sizeof(int));
   if (!tmp || !ks) {
     if (tmp)
       o->free(tmp);
@@ -233,9 +233,7 @@ int t5_decode_reorder(t5_model *m, const int *src_rows, dfpo_err *err) {
   o->free(tmp);
   /* each row's encoder padding moves with it */
   o->download(ks, m->g_ks, (size_t)B * sizeof(int));
-  for (int i = 0; i < B; i++)
-    ks[B + i] = ks[src_rows[i]];
-  o->upload(m->g_ks, ks + B, (size_t)B * sizeof(int));
+  model_ints_reorder(o, m->g_ks, ks, src_rows, B);
   free(ks);
   return DFPO_OK;
 }
