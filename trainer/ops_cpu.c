@@ -1004,81 +1004,12 @@ static void cpu_kv_write(float *kc, float *vc, const float *qkv, int B, int T, i
 }
 
 #ifdef HAVE_SMALLM
-/* One decoding step of attention (cpu_attention_step below) with AVX-512, for
- * one row b (head sizes a multiple of 16; kr and vr the row's cache, KV =
- * NKV HS floats a position, query head h reading key/value head h / R):
- * each score is a 16-lane FMA sum over its head's channels, reduced; the
- * softmax as in the plain loop (expf); the output channels in groups of 256 (16 registers)
- * sum w * v over the positions in order with FMA. The roundings differ
- * from the plain loop's (lanes, fused multiply-adds); they do not depend
- * on the thread count. a: NH * n + NH floats of scratch. */
-__attribute__((target("avx512f"))) static void attention_row512(float *o, const float *q,
-                                                                const float *kr, const float *vr,
-                                                                int ks, int n, int C, int NH,
-                                                                int NKV, float *a) {
-  int HS = C / NH, HV = HS / 16, CV = C / 16, R = NH / NKV, KV = NKV * HS;
-  float scale = 1.0f / sqrtf((float)HS), *mxs = a + (size_t)NH * n;
-  for (int h = 0; h < NH; h++)
-    mxs[h] = -INFINITY;
-  for (int j = ks; j < n; j++) {
-    const float *k = kr + (size_t)j * KV;
-    for (int h = 0; h < NH; h++) {
-      const float *kh = k + (h / R) * HS;
-      __m512 acc = _mm512_setzero_ps();
-      for (int i = 0; i < HV; i++)
-        acc = _mm512_fmadd_ps(_mm512_loadu_ps(q + h * HS + 16 * i), _mm512_loadu_ps(kh + 16 * i),
-                              acc);
-      float x = _mm512_reduce_add_ps(acc) * scale;
-      a[(size_t)h * n + j] = x;
-      if (x > mxs[h])
-        mxs[h] = x;
-    }
-  }
-  for (int h = 0; h < NH; h++) {
-    float *ah = a + (size_t)h * n, r = 1.0f / exp_shift_sum(ah, ks, n, mxs[h]);
-    for (int j = ks; j < n; j++)
-      ah[j] *= r;
-  }
-  /* output vector u (16 channels of head u / HV) reads the value channels
-   * at voff(u) of a position */
-#define VOFF(u) (((u) / HV / R) * HS + ((u) % HV) * 16)
-  /* the offsets and weight rows are worked out before the loop over
-   * positions, and its 16 sums unrolled into registers: written as one
-   * expression in the loop, the compiler kept the sums on the stack and
-   * divided twice per vector and position (two thirds of the step's
-   * attention time in perf) */
-  int v0 = 0;
-  for (; v0 + 16 <= CV; v0 += 16) {
-    __m512 acc[16];
-    int off[16];
-    const float *ar[16];
-    for (int v = 0; v < 16; v++) {
-      off[v] = VOFF(v0 + v);
-      ar[v] = a + (size_t)((v0 + v) / HV) * n;
-    }
-#pragma GCC unroll 16
-    for (int v = 0; v < 16; v++)
-      acc[v] = _mm512_setzero_ps();
-    for (int j = ks; j < n; j++) {
-      const float *vj = vr + (size_t)j * KV;
-#pragma GCC unroll 16
-      for (int v = 0; v < 16; v++)
-        acc[v] = _mm512_fmadd_ps(_mm512_set1_ps(ar[v][j]), _mm512_loadu_ps(vj + off[v]), acc[v]);
-    }
-#pragma GCC unroll 16
-    for (int v = 0; v < 16; v++)
-      _mm512_storeu_ps(o + 16 * (v0 + v), acc[v]);
-  }
-  for (; v0 < CV; v0++) {
-    __m512 acc = _mm512_setzero_ps();
-    const float *ah = a + (size_t)(v0 / HV) * n;
-    for (int j = ks; j < n; j++)
-      acc = _mm512_fmadd_ps(_mm512_set1_ps(ah[j]), _mm512_loadu_ps(vr + (size_t)j * KV + VOFF(v0)),
-                            acc);
-    _mm512_storeu_ps(o + 16 * v0, acc);
-  }
-#undef VOFF
-}
+/* attention_row512 and attention_row256: one decoding step of attention for
+ * one row with 16 or 8 lanes (cpu_attention_step below) */
+#define OPS_VEC_BITS 512
+#include "trainer/ops_cpu_vec.h"
+#define OPS_VEC_BITS 256
+#include "trainer/ops_cpu_vec.h"
 #endif
 
 /* One decoding step of attention over the cache. Each row's keys and values
@@ -1092,20 +1023,29 @@ __attribute__((target("avx512f"))) static void attention_row512(float *o, const 
  * reads key/value head h / (NH/NKV).
  * (tests/trainer/test_ops_cpu.c holds it to the plain loop bit for bit.)
  * Where the 512-bit kernels are in force and the head size is a multiple
- * of 16, attention_row512 above does each row instead. */
+ * of 16, attention_row512 above does each row instead; where the 256-bit
+ * ones are (no AVX-512, or DFPO_CPU_ISA=256) and it is a multiple of 8,
+ * attention_row256. */
 static void cpu_attention_step(float *out, const float *qkv, const float *kc, const float *vc,
                                const int *kstart, int B, int n, int Tmax, int C, int NH, int NKV) {
   int HS = C / NH, R = NH / NKV, KV = NKV * HS;
   size_t ld = (size_t)C + 2 * (size_t)KV;
   float scale = 1.0f / sqrtf((float)HS);
 #ifdef HAVE_SMALLM
-  if (HS % 16 == 0 && ops_cpu_isa() >= 512) {
+  /* the vector width of the row kernel: 0 for the plain loop */
+  int isa = ops_cpu_isa(), wd = 0;
+  if (isa >= 512 && HS % 16 == 0)
+    wd = 512;
+  else if (isa >= 256 && HS % 8 == 0)
+    wd = 256;
+  if (wd) {
 #pragma omp parallel for schedule(static) if ((size_t)B * n * C > PAR_MIN)
     for (int b = 0; b < B; b++) {
       int ks = kstart ? kstart[b] : 0;
       float a[(size_t)NH * n + (size_t)NH];
-      attention_row512(out + (size_t)b * C, qkv + (size_t)b * ld, kc + (size_t)b * Tmax * KV,
-                       vc + (size_t)b * Tmax * KV, ks > n - 1 ? n - 1 : ks, n, C, NH, NKV, a);
+      (wd == 512 ? attention_row512 : attention_row256)(
+          out + (size_t)b * C, qkv + (size_t)b * ld, kc + (size_t)b * Tmax * KV,
+          vc + (size_t)b * Tmax * KV, ks > n - 1 ? n - 1 : ks, n, C, NH, NKV, a);
     }
     return;
   }

@@ -566,8 +566,8 @@ static void attention_step_plain(float *out, const float *qkv, const float *kc, 
 /* NKV 3 (one key/value head per query head, GPT-2's cache) and 1 (every
  * query head on one key/value head). */
 Test(ops_cpu, attention_step_is_bit_identical_to_the_plain_loop) {
-  /* the portable step; the AVX-512 one (the test below) rounds otherwise */
-  ops_cpu_set_isa(256);
+  /* the portable step; the vector ones (the test below) round otherwise */
+  ops_cpu_set_isa(0);
   static const int ks[3] = {0, 3, 9}, nkvs[2] = {3, 1};
   int B = 3, C = 96, NH = 3, Tmax = 24;
   for (int g = 0; g < 2; g++) {
@@ -586,16 +586,20 @@ Test(ops_cpu, attention_step_is_bit_identical_to_the_plain_loop) {
 }
 
 /* Every path the CPU has against the step in double precision: head size
- * 64 (the AVX-512 path: C = 384 is one group of 256 channels and 8 vectors
- * of 16 left over) and 24 (not a multiple of 16: the plain loop whatever
- * the width), positions 1..20 with different left padding per row; 6 query
- * heads over 6 key/value heads (GPT-2's cache) and over 2 (grouped: query
- * head h reads key/value head h / 3). */
+ * 64 (the 16-lane row kernel: C = 384 is one group of 16 vectors and 8 left
+ * over; the 8-lane one: four groups of 12 vectors), 24 (a multiple of 8,
+ * not of 16: the 8-lane kernel, one group of 12 vectors and 6 left over,
+ * else the plain loop) and 12 (the plain loop whatever the width); widths
+ * 512, 256 and 0 (on a CPU without AVX-512 the first runs as 256);
+ * positions 1..20 with different left padding per row; 6 query heads over
+ * 6 key/value heads (GPT-2's cache) and over 2 (grouped: query head h reads
+ * key/value head h / 3). */
 Test(ops_cpu, attention_step_agrees_with_double) {
-  static const int ks[3] = {0, 3, 9}, isas[2] = {512, 256}, Cs[2] = {384, 72}, nkvs[2] = {6, 2};
+  static const int ks[3] = {0, 3, 9}, isas[3] = {512, 256, 0}, Cs[3] = {384, 72, 144},
+                   nkvs[2] = {6, 2};
   int B = 3, NH = 6, Tmax = 24;
-  for (int c = 0; c < 8; c++) {
-    int got = ops_cpu_set_isa(isas[c / 2 % 2]), C = Cs[c % 2], HS = C / NH, NKV = nkvs[c / 4];
+  for (int c = 0; c < 18; c++) {
+    int got = ops_cpu_set_isa(isas[c / 3 % 3]), C = Cs[c % 3], HS = C / NH, NKV = nkvs[c / 9];
     int KV = NKV * HS, LD = C + 2 * KV, R = NH / NKV;
     float *kc = rnd((size_t)B * Tmax * KV, 34, 1), *vc = rnd((size_t)B * Tmax * KV, 35, 1),
           *q = rnd((size_t)B * LD, 36, 1), *o = calloc((size_t)B * C, 4);

@@ -1,0 +1,129 @@
+/* Kernels of the CPU backend written once for a vector width: ops_cpu.c
+ * includes this file once with OPS_VEC_BITS 512 (AVX-512F, 16 lanes) and
+ * once with 256 (AVX2 and FMA, 8 lanes), after HAVE_SMALLM's intrinsics
+ * and helpers (hsum8, exp_shift_sum). Each inclusion defines the
+ * functions below with the width as their suffix (attention_row512,
+ * attention_row256) and undefines its macros again. Internal to ops_cpu.c:
+ * no other file includes it, and it has no include guard on purpose. */
+
+#if OPS_VEC_BITS == 512
+#define VEC __m512
+#define VL 16
+#define VTARGET "avx512f"
+#define VNAME(f) f##512
+/* the sums kept in registers by the value loop: 16 of 32 registers */
+#define VACC 16
+#define V_ZERO() _mm512_setzero_ps()
+#define V_LOADU(p) _mm512_loadu_ps(p)
+#define V_STOREU(p, v) _mm512_storeu_ps((p), (v))
+#define V_SET1(x) _mm512_set1_ps(x)
+#define V_FMA(a, b, c) _mm512_fmadd_ps((a), (b), (c))
+#define V_REDUCE(v) _mm512_reduce_add_ps(v)
+#elif OPS_VEC_BITS == 256
+#define VEC __m256
+#define VL 8
+#define VTARGET "avx2,fma"
+#define VNAME(f) f##256
+/* 12 of 16 registers: the broadcast weight and the loads need the rest */
+#define VACC 12
+#define V_ZERO() _mm256_setzero_ps()
+#define V_LOADU(p) _mm256_loadu_ps(p)
+#define V_STOREU(p, v) _mm256_storeu_ps((p), (v))
+#define V_SET1(x) _mm256_set1_ps(x)
+#define V_FMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
+#define V_REDUCE(v) hsum8(v)
+#else
+#error "ops_cpu_vec.h: OPS_VEC_BITS must be 512 or 256"
+#endif
+#define V_PRAGMA_(x) _Pragma(#x)
+#define V_UNROLL(n) V_PRAGMA_(GCC unroll n)
+
+/* One decoding step of attention (cpu_attention_step) for one row b (head
+ * sizes a multiple of VL; kr and vr the row's cache, KV = NKV HS floats a
+ * position, query head h reading key/value head h / R): each score is a
+ * VL-lane FMA sum over its head's channels, reduced; the softmax as in the
+ * plain loop (expf); the output channels in groups of VACC vectors sum
+ * w * v over the positions in order with FMA. The roundings differ from
+ * the plain loop's (lanes, fused multiply-adds) and between the widths;
+ * they do not depend on the thread count. a: NH * n + NH floats of
+ * scratch. */
+__attribute__((target(VTARGET))) static void VNAME(attention_row)(float *o, const float *q,
+                                                                  const float *kr, const float *vr,
+                                                                  int ks, int n, int C, int NH,
+                                                                  int NKV, float *a) {
+  int HS = C / NH, HV = HS / VL, CV = C / VL, R = NH / NKV, KV = NKV * HS;
+  float scale = 1.0f / sqrtf((float)HS), *mxs = a + (size_t)NH * n;
+  for (int h = 0; h < NH; h++)
+    mxs[h] = -INFINITY;
+  for (int j = ks; j < n; j++) {
+    const float *k = kr + (size_t)j * KV;
+    for (int h = 0; h < NH; h++) {
+      const float *kh = k + (h / R) * HS;
+      VEC acc = V_ZERO();
+      for (int i = 0; i < HV; i++)
+        acc = V_FMA(V_LOADU(q + h * HS + VL * i), V_LOADU(kh + VL * i), acc);
+      float x = V_REDUCE(acc) * scale;
+      a[(size_t)h * n + j] = x;
+      if (x > mxs[h])
+        mxs[h] = x;
+    }
+  }
+  for (int h = 0; h < NH; h++) {
+    float *ah = a + (size_t)h * n, r = 1.0f / exp_shift_sum(ah, ks, n, mxs[h]);
+    for (int j = ks; j < n; j++)
+      ah[j] *= r;
+  }
+  /* output vector u (VL channels of head u / HV) reads the value channels
+   * at voff(u) of a position */
+#define VOFF(u) (((u) / HV / R) * HS + ((u) % HV) * VL)
+  /* the offsets and weight rows are worked out before the loop over
+   * positions, and its VACC sums unrolled into registers: written as one
+   * expression in the loop, the compiler kept the sums on the stack and
+   * divided twice per vector and position (two thirds of the step's
+   * attention time in perf) */
+  int v0 = 0;
+  for (; v0 + VACC <= CV; v0 += VACC) {
+    VEC acc[VACC];
+    int off[VACC];
+    const float *ar[VACC];
+    for (int v = 0; v < VACC; v++) {
+      off[v] = VOFF(v0 + v);
+      ar[v] = a + (size_t)((v0 + v) / HV) * n;
+    }
+    V_UNROLL(VACC)
+    for (int v = 0; v < VACC; v++)
+      acc[v] = V_ZERO();
+    for (int j = ks; j < n; j++) {
+      const float *vj = vr + (size_t)j * KV;
+      V_UNROLL(VACC)
+      for (int v = 0; v < VACC; v++)
+        acc[v] = V_FMA(V_SET1(ar[v][j]), V_LOADU(vj + off[v]), acc[v]);
+    }
+    V_UNROLL(VACC)
+    for (int v = 0; v < VACC; v++)
+      V_STOREU(o + VL * (v0 + v), acc[v]);
+  }
+  for (; v0 < CV; v0++) {
+    VEC acc = V_ZERO();
+    const float *ah = a + (size_t)(v0 / HV) * n;
+    for (int j = ks; j < n; j++)
+      acc = V_FMA(V_SET1(ah[j]), V_LOADU(vr + (size_t)j * KV + VOFF(v0)), acc);
+    V_STOREU(o + VL * v0, acc);
+  }
+#undef VOFF
+}
+
+#undef VEC
+#undef VL
+#undef VTARGET
+#undef VNAME
+#undef VACC
+#undef V_ZERO
+#undef V_LOADU
+#undef V_STOREU
+#undef V_SET1
+#undef V_FMA
+#undef V_REDUCE
+#undef V_PRAGMA_
+#undef V_UNROLL
+#undef OPS_VEC_BITS
