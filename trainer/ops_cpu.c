@@ -460,7 +460,7 @@ static void cpu_matmul_fwd(float *out, const float *inp, const float *w, const f
     /* the bias is added as each output is written: one parallel region */
     int blk = 96; /* output columns per task: a multiple of 3 */
     int nblk = (N + blk - 1) / blk;
-#pragma omp parallel for schedule(static) if ((size_t)M * N * K > 4000000)
+#pragma omp parallel for schedule(static) if ((size_t)M * N * K > 4000000 || (size_t)N * K > 262144)
     for (int i = 0; i < nblk; i++) {
       int n0 = i * blk, n1 = n0 + blk < N ? n0 + blk : N;
       smallm_gemm(out, inp, w, bias, M, K, n0, n1, N);
