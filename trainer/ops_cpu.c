@@ -1131,11 +1131,11 @@ static inline float vtanhf(float u) {
 #define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
 
 /* GELU (tanh form) of values i0..i1-1 into dst, or with dout its backward
- * pass (dst the input's gradient); the AVX-512 twin does the same
- * arithmetic 16 lanes at a time (the baseline build targets plain x86-64,
- * whose vectors are 4 wide: the 16-row decoding step of the 124M model
- * spent about 1.4 ms of its 21 in GELU). Never inlined, for the reason
- * gelu_erf_range gives. */
+ * pass (dst the input's gradient); the AVX-512 and AVX2 twins do the
+ * same arithmetic 16 and 8 lanes at a time (the baseline build targets
+ * plain x86-64, whose vectors are 4 wide: the 16-row decoding step of the
+ * 124M model spent about 1.4 ms of its 21 in GELU). Never inlined, for the
+ * reason gelu_erf_range gives. */
 #define GELU_TANH_BODY                                                                             \
   if (!dout) {                                                                                     \
     _Pragma("omp simd") for (size_t i = i0; i < i1; i++) {                                         \
@@ -1162,6 +1162,10 @@ __attribute__((noinline, target("avx512f"))) static void
 gelu_tanh_range512(float *dst, const float *inp, const float *dout, size_t i0, size_t i1) {
   GELU_TANH_BODY
 }
+__attribute__((noinline, target("avx2,fma"))) static void
+gelu_tanh_range256(float *dst, const float *inp, const float *dout, size_t i0, size_t i1) {
+  GELU_TANH_BODY
+}
 #endif
 #undef GELU_TANH_BODY
 
@@ -1170,15 +1174,15 @@ gelu_tanh_range512(float *dst, const float *inp, const float *dout, size_t i0, s
 static void gelu_tanh(float *dst, const float *inp, const float *dout, size_t n) {
   int wide = 0;
 #ifdef HAVE_SMALLM
-  wide = ops_cpu_isa() >= 512;
+  wide = ops_cpu_isa();
 #endif
   size_t chunks = (n + 4095) / 4096;
 #pragma omp parallel for schedule(static) if (n > PAR_MIN)
   for (size_t c = 0; c < chunks; c++) {
     size_t i0 = 4096 * c, i1 = i0 + 4096 < n ? i0 + 4096 : n;
 #ifdef HAVE_SMALLM
-    if (wide) {
-      gelu_tanh_range512(dst, inp, dout, i0, i1);
+    if (wide >= 256) {
+      (wide >= 512 ? gelu_tanh_range512 : gelu_tanh_range256)(dst, inp, dout, i0, i1);
       continue;
     }
 #endif
