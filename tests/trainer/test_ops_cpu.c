@@ -669,11 +669,11 @@ Test(ops_cpu, gelu_tanh_forward_and_gradient) {
 }
 
 Test(ops_cpu, activations_agree_with_double) {
-  /* both the AVX-512 path (the exact GELU through glibc's vector erff) and
-   * the scalar one; 70 values leave a partial block of 16, 40,000 run in
-   * parallel blocks */
-  const int isas[2] = {512, 0}, ns[2] = {70, 40000};
-  for (int c = 0; c < 4; c++) {
+  /* the AVX-512 and AVX2 paths (the exact GELU through glibc's vector
+   * erff, 16 and 8 lanes) and the scalar one; 70 values leave a partial
+   * block of 16 and of 8, 40,000 run in parallel blocks */
+  const int isas[3] = {512, 256, 0}, ns[2] = {70, 40000};
+  for (int c = 0; c < 6; c++) {
     int got = ops_cpu_set_isa(isas[c / 2]), n = ns[c % 2];
     float *x = rnd((size_t)n, 17, 3), *o = calloc((size_t)n, 4);
     for (int k = 0; k < 3; k++) {
