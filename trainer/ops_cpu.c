@@ -706,54 +706,17 @@ static inline float exp_shift_sum(float *a, int j0, int j1, float mx) {
 }
 
 #ifdef HAVE_SMALLM
-/* o[16 HV] = sum over keys j0..j1-1, in order, of a[j] v_j (v_j C3 floats
- * apart): the output of a query in both AVX-512 attention paths. */
-static inline void av_sum512(float *o, const float *a, const float *v, size_t C3, int j0, int j1,
-                             int HV) __attribute__((always_inline, target("avx512f")));
-static inline void av_sum512(float *o, const float *a, const float *v, size_t C3, int j0, int j1,
-                             int HV) {
-  __m512 acc[8];
-  for (int i = 0; i < HV; i++)
-    acc[i] = _mm512_setzero_ps();
-  for (int j = j0; j < j1; j++) {
-    __m512 w = _mm512_set1_ps(a[j]);
-    const float *vj = v + (size_t)j * C3;
-    for (int i = 0; i < HV; i++)
-      acc[i] = _mm512_fmadd_ps(w, _mm512_loadu_ps(vj + 16 * i), acc[i]);
-  }
-  for (int i = 0; i < HV; i++)
-    _mm512_storeu_ps(o + 16 * i, acc[i]);
-}
-
-/* One query of attention_rows with AVX-512 (head size 16 HV, HV <= 8):
- * q, k and v point at the head's channels of row 0 of the batch row, rows
- * C3 apart; keys j0..t (t: the last key). Each score is a 16-lane FMA sum, reduced; the
- * softmax as in the plain loop (expf); the output sums a_j v_j over the
- * keys in order with FMA. a: the query's T probabilities (zero outside). */
-__attribute__((target("avx512f"))) static void
-attention_query512(float *o, float *a, const float *q, const float *k, const float *v, size_t C3,
-                   int j0, int t, int T, int HV, float scale) {
-  memset(a, 0, (size_t)T * sizeof(float));
-  float mx = -INFINITY;
-  for (int j = j0; j <= t; j++) {
-    const float *kj = k + (size_t)j * C3;
-    __m512 acc = _mm512_setzero_ps();
-    for (int i = 0; i < HV; i++)
-      acc = _mm512_fmadd_ps(_mm512_loadu_ps(q + 16 * i), _mm512_loadu_ps(kj + 16 * i), acc);
-    float s = _mm512_reduce_add_ps(acc) * scale;
-    a[j] = s;
-    if (s > mx)
-      mx = s;
-  }
-  float inv = 1.0f / exp_shift_sum(a, j0, t + 1, mx);
-  for (int j = j0; j <= t; j++)
-    a[j] *= inv;
-  av_sum512(o, a, v, C3, j0, t + 1, HV);
-}
+/* The kernels written once for 16 and 8 lanes (trainer/ops_cpu_vec.h):
+ * av_sum512/256 and attention_query512/256 (a query of attention_rows),
+ * attention_row512/256 (a row of the decoding step) */
+#define OPS_VEC_BITS 512
+#include "trainer/ops_cpu_vec.h"
+#define OPS_VEC_BITS 256
+#include "trainer/ops_cpu_vec.h"
 #endif
 
 /* One query of attention_rows, the portable loop: the same arguments as
- * attention_query512 with the head size HS; each score summed over the
+ * attention_query512/256 with the head size HS; each score summed over the
  * channels in order, the output over the keys in order. */
 static void attention_query(float *o, float *a, const float *q, const float *k, const float *v,
                             size_t C3, int j0, int t, int T, int HS, float scale) {
@@ -788,9 +751,15 @@ static void attention_rows(float *out, float *att, const float *qkv, const int *
   int HS = C / NH;
   float scale = 1.0f / sqrtf((float)HS);
   size_t C3 = (size_t)3 * C;
-  int wide = 0; /* AVX-512 queries: head sizes 16..128 in steps of 16 */
+  /* vector queries: 16 lanes for head sizes 16..128 in steps of 16, 8
+   * lanes for 8..64 in steps of 8 (av_sum's 8 registers of sums) */
+  int wide = 0;
 #ifdef HAVE_SMALLM
-  wide = HS % 16 == 0 && HS <= 128 && ops_cpu_isa() >= 512;
+  int isa = ops_cpu_isa();
+  if (isa >= 512 && HS % 16 == 0 && HS <= 128)
+    wide = 512;
+  else if (isa >= 256 && HS % 8 == 0 && HS <= 64)
+    wide = 256;
 #endif
 #pragma omp parallel for collapse(3) schedule(static) if ((size_t)B * T * T * C > PAR_MIN)
   for (int b = 0; b < B; b++)
@@ -804,7 +773,8 @@ static void attention_rows(float *out, float *att, const float *qkv, const int *
         const float *q = row0 + (size_t)t * C3, *k = row0 + C, *v = row0 + 2 * (size_t)C;
 #ifdef HAVE_SMALLM
         if (wide) {
-          attention_query512(o, a, q, k, v, C3, j0, jl, T, HS / 16, scale);
+          (wide == 512 ? attention_query512 : attention_query256)(o, a, q, k, v, C3, j0, jl, T,
+                                                                  HS / (wide / 32), scale);
           continue;
         }
 #endif
@@ -1004,15 +974,6 @@ static void cpu_kv_write(float *kc, float *vc, const float *qkv, int B, int T, i
       memcpy(vc + row, src + C + KV, (size_t)KV * sizeof(float));
     }
 }
-
-#ifdef HAVE_SMALLM
-/* attention_row512 and attention_row256: one decoding step of attention for
- * one row with 16 or 8 lanes (cpu_attention_step below) */
-#define OPS_VEC_BITS 512
-#include "trainer/ops_cpu_vec.h"
-#define OPS_VEC_BITS 256
-#include "trainer/ops_cpu_vec.h"
-#endif
 
 /* One decoding step of attention over the cache. Each row's keys and values
  * are read front to back once for all heads (the cache is [B, Tmax, KV], so a

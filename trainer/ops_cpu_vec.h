@@ -2,8 +2,8 @@
  * includes this file once with OPS_VEC_BITS 512 (AVX-512F, 16 lanes) and
  * once with 256 (AVX2 and FMA, 8 lanes), after HAVE_SMALLM's intrinsics
  * and helpers (hsum8, exp_shift_sum). Each inclusion defines the
- * functions below with the width as their suffix (attention_row512,
- * attention_row256) and undefines its macros again. Internal to ops_cpu.c:
+ * functions below with the width as their suffix (av_sum512, av_sum256,
+ * attention_query512, ...) and undefines its macros again. Internal to ops_cpu.c:
  * no other file includes it, and it has no include guard on purpose. */
 
 #if OPS_VEC_BITS == 512
@@ -37,6 +37,52 @@
 #endif
 #define V_PRAGMA_(x) _Pragma(#x)
 #define V_UNROLL(n) V_PRAGMA_(GCC unroll n)
+
+/* o[VL HV] = sum over keys j0..j1-1, in order, of a[j] v_j (v_j C3 floats
+ * apart), HV <= 8: the output of a query in attention_query and, with 16
+ * lanes, in attention_bidir512. */
+static inline void VNAME(av_sum)(float *o, const float *a, const float *v, size_t C3, int j0,
+                                 int j1, int HV) __attribute__((always_inline, target(VTARGET)));
+static inline void VNAME(av_sum)(float *o, const float *a, const float *v, size_t C3, int j0,
+                                 int j1, int HV) {
+  VEC acc[8];
+  for (int i = 0; i < HV; i++)
+    acc[i] = V_ZERO();
+  for (int j = j0; j < j1; j++) {
+    VEC w = V_SET1(a[j]);
+    const float *vj = v + (size_t)j * C3;
+    for (int i = 0; i < HV; i++)
+      acc[i] = V_FMA(w, V_LOADU(vj + VL * i), acc[i]);
+  }
+  for (int i = 0; i < HV; i++)
+    V_STOREU(o + VL * i, acc[i]);
+}
+
+/* One query of attention_rows (head size VL HV, HV <= 8): q, k and v point
+ * at the head's channels of row 0 of the batch row, rows C3 apart; keys
+ * j0..t (t: the last key). Each score is a VL-lane FMA sum, reduced; the
+ * softmax as in the plain loop (expf); the output sums a_j v_j over the
+ * keys in order with FMA. a: the query's T probabilities (zero outside). */
+__attribute__((target(VTARGET))) static void
+VNAME(attention_query)(float *o, float *a, const float *q, const float *k, const float *v,
+                       size_t C3, int j0, int t, int T, int HV, float scale) {
+  memset(a, 0, (size_t)T * sizeof(float));
+  float mx = -INFINITY;
+  for (int j = j0; j <= t; j++) {
+    const float *kj = k + (size_t)j * C3;
+    VEC acc = V_ZERO();
+    for (int i = 0; i < HV; i++)
+      acc = V_FMA(V_LOADU(q + VL * i), V_LOADU(kj + VL * i), acc);
+    float s = V_REDUCE(acc) * scale;
+    a[j] = s;
+    if (s > mx)
+      mx = s;
+  }
+  float inv = 1.0f / exp_shift_sum(a, j0, t + 1, mx);
+  for (int j = j0; j <= t; j++)
+    a[j] *= inv;
+  VNAME(av_sum)(o, a, v, C3, j0, t + 1, HV);
+}
 
 /* One decoding step of attention (cpu_attention_step) for one row b (head
  * sizes a multiple of VL; kr and vr the row's cache, KV = NKV HS floats a

@@ -380,11 +380,12 @@ static void attention_vs_double(int bidir) {
   /* T 7: one partial block of 16 keys in the bidirectional AVX-512 kernel;
    * 37: two whole and a partial one */
   /* head sizes 64 (the bidirectional kernel's unrolled case), 32 and 12
-   * (the plain loop) */
-  static const int ks[2] = {0, 3}, isas[2] = {512, 256}, Cs[3] = {128, 64, 24}, Ts[2] = {7, 37};
+   * (the plain loop at every width); widths 512, 256 (the 8-lane query
+   * kernel at head sizes 64 and 32) and 0 */
+  static const int ks[2] = {0, 3}, isas[3] = {512, 256, 0}, Cs[3] = {128, 64, 24}, Ts[2] = {7, 37};
   int B = 2, NH = 2;
-  for (int c = 0; c < 12; c++) {
-    int got = ops_cpu_set_isa(isas[c / 3 % 2]), C = Cs[c % 3], HS = C / NH, T = Ts[c / 6];
+  for (int c = 0; c < 18; c++) {
+    int got = ops_cpu_set_isa(isas[c / 3 % 3]), C = Cs[c % 3], HS = C / NH, T = Ts[c / 9];
     size_t n = (size_t)B * T * C;
     float *qkv = rnd(3 * n, 15 + (uint64_t)bidir, 1), *out = calloc(n, 4);
     float *att = calloc((size_t)B * NH * T * T, 4);
