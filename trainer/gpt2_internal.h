@@ -101,11 +101,10 @@ typedef struct gpt2_model {
   float *grads, *m, *v;
   void *act_block; /* activations of the current (B, T) */
   size_t act_bytes;
-  int ab, at;   /* (B, T) the activations are laid out for */
-  int fb, ft;   /* (B, T) of the last forward (0: none) */
-  int fh;       /* its LM head's first column (model_batch.head_from) */
-  int have_lm;  /* logits of the last forward are valid */
-  int lm_dirty; /* logits were turned into gradients */
+  int ab, at;  /* (B, T) the activations are laid out for */
+  int fb, ft;  /* (B, T) of the last forward (0: none) */
+  int fh;      /* its LM head's first column (model_batch.head_from) */
+  int have_lm; /* logits of the last forward are valid */
   int *d_tok, *d_pos, *d_kstart, *d_tgt;
   float *encoded;         /* [BT,C] */
   gpt2_layer_acts *layer; /* n_layer */
