@@ -708,6 +708,7 @@ static inline float exp_shift_sum(float *a, int j0, int j1, float mx) {
 #ifdef HAVE_SMALLM
 /* The kernels written once for 16 and 8 lanes (trainer/ops_cpu_vec.h):
  * av_sum512/256 and attention_query512/256 (a query of attention_rows),
+ * attention_bwd_head256 (a row and head of cpu_attention_bwd, 8 lanes only),
  * attention_row512/256 (a row of the decoding step) */
 #define OPS_VEC_BITS 512
 #include "trainer/ops_cpu_vec.h"
@@ -916,21 +917,38 @@ static void cpu_attention_bidir_fwd(float *out, float *att, const float *qkv, co
   attention_rows(out, att, qkv, kstart, B, T, C, NH, 1);
 }
 
+/* Causal attention's backward (ops.h) from the forward's probabilities, a
+ * task per (batch row, head): with the 256-bit kernels in force and a head
+ * size that allows, the 8-lane kernel; else the plain loops (each score's
+ * gradient summed over the channels in order). */
 static void cpu_attention_bwd(float *dqkv, const float *dout, const float *qkv, const float *att,
                               const int *kstart, int B, int T, int C, int NH) {
   int HS = C / NH;
   float scale = 1.0f / sqrtf((float)HS);
   size_t C3 = (size_t)3 * C;
+  /* the 8-lane kernel (attention_bwd_head256) where the 256-bit kernels
+   * are in force and the head size is a multiple of 8; with AVX-512 the
+   * plain loops still (trainer/ops_cpu_vec.h says why) */
+  int wide = 0;
+#ifdef HAVE_SMALLM
+  wide = ops_cpu_isa() == 256 && HS % 8 == 0;
+#endif
 #pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * T * T * C > PAR_MIN)
   for (int b = 0; b < B; b++)
     for (int h = 0; h < NH; h++) {
       int ks = kstart ? kstart[b] : 0;
+      float datt[T > 0 ? T : 1];
+#ifdef HAVE_SMALLM
+      if (wide) {
+        attention_bwd_head256(dqkv, dout, qkv, att, b, h, ks, T, C, NH, scale, datt);
+        continue;
+      }
+#endif
       for (int t = 0; t < T; t++) {
         float *dz = dqkv + ((size_t)b * T + t) * C3 + (size_t)h * HS;
         for (int i = 0; i < HS; i++)
           dz[i] = dz[C + i] = dz[2 * C + i] = 0.0f;
       }
-      float datt[T > 0 ? T : 1];
       for (int t = 0; t < T; t++) {
         int j0 = t < ks ? t : ks;
         const float *a = att + (((size_t)b * NH + h) * T + t) * T;

@@ -84,6 +84,64 @@ VNAME(attention_query)(float *o, float *a, const float *q, const float *k, const
   VNAME(av_sum)(o, a, v, C3, j0, t + 1, HV);
 }
 
+#if OPS_VEC_BITS == 256
+/* The backward pass of causal attention for one (batch row b, head h)
+ * (cpu_attention_bwd; head size a multiple of VL): the same loops as the
+ * plain one, each over the head's channels VL at a time: every score's
+ * gradient d . v_j a VL-lane FMA sum, reduced, and the value, query and key
+ * gradients accumulated with FMA, keys in order. The roundings differ from
+ * the plain loop's, not with the thread count. datt: T floats of scratch.
+ * Only the 8-lane instance is compiled: the 16-lane one would change the
+ * roundings of every AVX-512 machine's training, and it has not run on one
+ * (the project's AVX-512 machine was not at hand when this kernel was
+ * written, 2026-12-04); lifting this #if and dispatching it in
+ * cpu_attention_bwd is all it takes, after test_ops_cpu and the training
+ * tests have run there. */
+__attribute__((target(VTARGET))) static void
+VNAME(attention_bwd_head)(float *dqkv, const float *dout, const float *qkv, const float *att, int b,
+                          int h, int ks, int T, int C, int NH, float scale, float *datt) {
+  int HS = C / NH, HV = HS / VL;
+  size_t C3 = (size_t)3 * C;
+  for (int t = 0; t < T; t++) {
+    float *dz = dqkv + ((size_t)b * T + t) * C3 + (size_t)h * HS;
+    for (int i = 0; i < HV; i++) {
+      V_STOREU(dz + VL * i, V_ZERO());
+      V_STOREU(dz + C + VL * i, V_ZERO());
+      V_STOREU(dz + 2 * (size_t)C + VL * i, V_ZERO());
+    }
+  }
+  for (int t = 0; t < T; t++) {
+    int j0 = t < ks ? t : ks;
+    const float *a = att + (((size_t)b * NH + h) * T + t) * T;
+    const float *d = dout + ((size_t)b * T + t) * C + (size_t)h * HS;
+    const float *q = qkv + ((size_t)b * T + t) * C3 + (size_t)h * HS;
+    float *dq = dqkv + ((size_t)b * T + t) * C3 + (size_t)h * HS;
+    float dot = 0.0f;
+    for (int j = j0; j <= t; j++) {
+      const float *v = qkv + ((size_t)b * T + j) * C3 + 2 * (size_t)C + (size_t)h * HS;
+      float *dv = dqkv + ((size_t)b * T + j) * C3 + 2 * (size_t)C + (size_t)h * HS;
+      VEC s = V_ZERO(), aj = V_SET1(a[j]);
+      for (int i = 0; i < HV; i++) {
+        VEC di = V_LOADU(d + VL * i);
+        s = V_FMA(di, V_LOADU(v + VL * i), s);
+        V_STOREU(dv + VL * i, V_FMA(aj, di, V_LOADU(dv + VL * i)));
+      }
+      datt[j] = V_REDUCE(s);
+      dot += a[j] * datt[j];
+    }
+    for (int j = j0; j <= t; j++) {
+      VEC p = V_SET1(a[j] * (datt[j] - dot) * scale);
+      const float *k = qkv + ((size_t)b * T + j) * C3 + C + (size_t)h * HS;
+      float *dk = dqkv + ((size_t)b * T + j) * C3 + C + (size_t)h * HS;
+      for (int i = 0; i < HV; i++) {
+        V_STOREU(dq + VL * i, V_FMA(p, V_LOADU(k + VL * i), V_LOADU(dq + VL * i)));
+        V_STOREU(dk + VL * i, V_FMA(p, V_LOADU(q + VL * i), V_LOADU(dk + VL * i)));
+      }
+    }
+  }
+}
+#endif
+
 /* One decoding step of attention (cpu_attention_step) for one row b (head
  * sizes a multiple of VL; kr and vr the row's cache, KV = NKV HS floats a
  * position, query head h reading key/value head h / R): each score is a

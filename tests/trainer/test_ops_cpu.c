@@ -370,6 +370,64 @@ Test(ops_cpu, attention_gradients_with_left_padding) {
   free(c.out), free(c.att), free(c.qkv), free(c.dout), free(dqkv);
 }
 
+/* attention_bwd on every path against the backward pass in double
+ * precision, written out from the forward's probabilities a: dv_j = sum_t
+ * a_tj d_t, datt_tj = d_t . v_j, dpre_tj = a_tj (datt_tj - sum_j a_tj
+ * datt_tj) scale, dq_t = sum_j dpre_tj k_j, dk_j = sum_t dpre_tj q_t, keys
+ * from the row's key start (a padding query: itself only). Head sizes 64,
+ * 32 and 24 (the 8-lane kernel at width 256, else the plain loop) and 12
+ * (the plain loop); widths 512, 256 and 0. */
+Test(ops_cpu, attention_backward_agrees_with_double) {
+  static const int ks[2] = {0, 3}, isas[3] = {512, 256, 0}, Cs[4] = {128, 64, 48, 24};
+  enum { B = 2, NH = 2, T = 9 };
+  for (int c = 0; c < 12; c++) {
+    int got = ops_cpu_set_isa(isas[c / 4]), C = Cs[c % 4], HS = C / NH;
+    size_t n = (size_t)B * T * C, C3 = 3 * (size_t)C;
+    float *qkv = rnd(3 * n, 40, 1), *dout = rnd(n, 41, 1), *out = calloc(n, 4),
+          *att = calloc((size_t)B * NH * T * T, 4), *dqkv = calloc(3 * n, 4);
+    double *ref = calloc(3 * n, sizeof(double)), scale = 1.0 / sqrt((double)HS);
+    O->attention_fwd(out, att, qkv, ks, B, T, C, NH);
+    O->attention_bwd(dqkv, dout, qkv, att, ks, B, T, C, NH);
+    for (int b = 0; b < B; b++)
+      for (int h = 0; h < NH; h++)
+        for (int t = 0; t < T; t++) {
+          int j0 = t < ks[b] ? t : ks[b];
+          const float *a = att + (((size_t)b * NH + h) * T + t) * T;
+          const float *d = dout + ((size_t)b * T + t) * C + (size_t)h * HS;
+          size_t qt = ((size_t)b * T + t) * C3 + (size_t)h * HS;
+          double datt[T], dot = 0.0;
+          for (int j = j0; j <= t; j++) {
+            size_t vj = ((size_t)b * T + j) * C3 + 2 * (size_t)C + (size_t)h * HS;
+            datt[j] = 0.0;
+            for (int i = 0; i < HS; i++) {
+              datt[j] += (double)d[i] * qkv[vj + i];
+              ref[vj + i] += (double)a[j] * d[i];
+            }
+            dot += a[j] * datt[j];
+          }
+          for (int j = j0; j <= t; j++) {
+            double dpre = a[j] * (datt[j] - dot) * scale;
+            size_t kj = ((size_t)b * T + j) * C3 + (size_t)C + (size_t)h * HS;
+            for (int i = 0; i < HS; i++) {
+              ref[qt + i] += dpre * qkv[kj + i];
+              ref[kj + i] += dpre * qkv[qt + i];
+            }
+          }
+        }
+    double worst = 0.0;
+    size_t at = 0;
+    for (size_t i = 0; i < 3 * n; i++) {
+      double e = fabs(ref[i] - dqkv[i]) / (1.0 + fabs(ref[i]));
+      if (e > worst)
+        worst = e, at = i;
+    }
+    cr_expect_lt(worst, 2e-6, "isa %d C=%d: worst relative difference %g at %zu (%.7f vs %.7f)",
+                 got, C, worst, at, ref[at], (double)dqkv[at]);
+    free(qkv), free(dout), free(out), free(att), free(dqkv), free(ref);
+  }
+  ops_cpu_set_isa(512);
+}
+
 /* The training attention on every path the CPU has against double
  * precision: head size 32 (the AVX-512 path where it runs) and 12 (the
  * plain loop), left padding that leaves some queries only themselves. */

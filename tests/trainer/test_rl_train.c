@@ -315,10 +315,16 @@ Test(rl_train, buffer_collects_n_envs_x_n_steps_transitions) {
 
 /* The buffer mode learns as the episodes mode does: n_envs 4 x n_steps 8 =
  * 32 transitions of 6-token episodes (5 whole, the sixth cut after 2
- * tokens), minibatches of 8 transitions. Measured (2026-12-03) over seeds
- * 1-4: PPO (adaptive, target 0.1) from 0.04-0.10 to 0.14-0.20 at 0.12-0.18
- * nats/token; DfPO from 0.04-0.10 to 0.10-0.26 at 0.45-0.93 (seed 3 did not
- * move in 30 iterations). Seeds 1 and 2, with margins, as the tests above. */
+ * tokens), minibatches of 8 transitions. Measured (2026-12-03, AVX-512)
+ * over seeds 1-4: PPO (adaptive, target 0.1) from 0.04-0.10 to 0.14-0.20 at
+ * 0.12-0.18 nats/token; DfPO from 0.04-0.10 to 0.10-0.26 at 0.45-0.93 (seed
+ * 3 did not move in 30 iterations). The path depends on the roundings, so
+ * on the CPU's vector width: on a Zen 3 without AVX-512 (2026-12-04,
+ * seeds 1 and 2) DfPO went 0.0625 -> 0.179 and 0.0417 -> 0.108 with the
+ * 8-lane kernels, 0.0625 -> 0.404 and 0.0417 -> 0.200 with the plain
+ * loops (DFPO_CPU_ISA=0); PPO 0.0625 -> 0.188 / 0.121 and 0.0417 -> 0.142
+ * / 0.138; DfPO's KL 0.50-1.13. Seeds 1 and 2 with margins below every
+ * one of those: a rise of 0.05 for both algorithms. */
 Test(rl_train, buffer_ppo_and_dfpo_raise_the_reward) {
   extra x = extra_default();
   x.k_min = 100;
@@ -332,7 +338,7 @@ Test(rl_train, buffer_ppo_and_dfpo_raise_the_reward) {
     cr_expect_gt(p.reward, p.reward0 + 0.05, "seed %d: PPO %g -> %g", seed, p.reward0, p.reward);
     cr_expect_lt(p.kl, 0.4, "seed %d: PPO KL %g", seed, p.kl);
     outcome d = run_x(RL_DFPO, 0, 0.0f, 30, (uint64_t)seed, &x);
-    cr_expect_gt(d.reward, d.reward0 + 0.1, "seed %d: DfPO %g -> %g", seed, d.reward0, d.reward);
+    cr_expect_gt(d.reward, d.reward0 + 0.05, "seed %d: DfPO %g -> %g", seed, d.reward0, d.reward);
     cr_expect_lt(d.kl, 1.2, "seed %d: DfPO KL %g", seed, d.kl);
   }
 }
