@@ -3,8 +3,9 @@
  * once with 256 (AVX2 and FMA, 8 lanes), after HAVE_SMALLM's intrinsics
  * and helpers (hsum8, exp_shift_sum). Each inclusion defines the
  * functions below with the width as their suffix (av_sum512, av_sum256,
- * attention_query512, ...) and undefines its macros again. Internal to ops_cpu.c:
- * no other file includes it, and it has no include guard on purpose. */
+ * attention_query512, ...; attention_bwd_head with 8 lanes only) and
+ * undefines its macros again. Internal to ops_cpu.c: no other file
+ * includes it, and it has no include guard on purpose. */
 
 #if OPS_VEC_BITS == 512
 #define VEC __m512
