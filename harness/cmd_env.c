@@ -97,10 +97,12 @@ int cmd_env(int argc, char **argv) {
   printf("BLAS:         %s, called with %d thread; each product is split over the OpenMP "
          "threads\n",
          info.blas, info.blas_threads);
-  printf("CPU kernels:  %s (own decoding kernels; DFPO_CPU_ISA=512|256|0 caps the width)\n",
-         info.cpu_isa >= 512   ? "AVX-512"
-         : info.cpu_isa >= 256 ? "AVX2 + FMA"
-                               : "portable code and OpenBLAS only");
+  printf("CPU kernels:  %s (DFPO_CPU_ISA=512|256|0 caps the width)\n",
+         info.cpu_isa >= 512 ? "AVX-512 (own products, attention, GELU and sampling kernels)"
+         : info.cpu_isa >= 256
+             ? "AVX2 + FMA (own decoding products, attention and GELU kernels; other products "
+               "through OpenBLAS)"
+             : "portable code and OpenBLAS only");
   if (info.cuda_compiled) {
     printf("CUDA:         compiled in (runtime %s)\n", info.cuda_runtime);
     if (info.cuda_devices)
