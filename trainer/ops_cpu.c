@@ -860,7 +860,7 @@ static inline void bidir_head(float *out, float *att, const float *row0, float *
   }
 }
 
-/* bidir_head as a real function (for the reason gelu_erf_range gives), with
+/* bidir_head as a real function (for the reason gelu_erf_range512 gives), with
  * HV 4 known and with any HV */
 __attribute__((noinline, target("avx512f"))) static void bidir_head4(float *out, float *att,
                                                                      const float *row0, float *kt,
@@ -1116,7 +1116,7 @@ static inline float vtanhf(float u) {
  * same arithmetic 16 and 8 lanes at a time (the baseline build targets
  * plain x86-64, whose vectors are 4 wide: the 16-row decoding step of the
  * 124M model spent about 1.4 ms of its 21 in GELU). Never inlined, for the
- * reason gelu_erf_range gives. */
+ * reason gelu_erf_range512 gives. */
 #define GELU_TANH_BODY                                                                             \
   if (!dout) {                                                                                     \
     _Pragma("omp simd") for (size_t i = i0; i < i1; i++) {                                         \
@@ -1188,7 +1188,7 @@ static void cpu_gelu_bwd(float *dinp, const float *inp, const float *dout, size_
  * function's target attribute, and a vector call there would pass its
  * argument the way plain x86-64 does, not in a zmm register. */
 __attribute__((noinline, target("avx512f"))) static void
-gelu_erf_range(float *out, const float *inp, size_t i0, size_t i1) {
+gelu_erf_range512(float *out, const float *inp, size_t i0, size_t i1) {
   for (size_t i = i0; i < i1; i += 16) {
     size_t r = i1 - i < 16 ? i1 - i : 16;
     __mmask16 m = (__mmask16)ops_cpu_lanes16((int)r);
@@ -1222,8 +1222,8 @@ static void gelu_erf_vec(float *out, const float *inp, size_t n, int wide) {
   size_t chunks = (n + 4095) / 4096;
 #pragma omp parallel for schedule(static) if (n > PAR_MIN)
   for (size_t c = 0; c < chunks; c++)
-    (wide >= 512 ? gelu_erf_range : gelu_erf_range256)(out, inp, 4096 * c,
-                                                       4096 * c + 4096 < n ? 4096 * c + 4096 : n);
+    (wide >= 512 ? gelu_erf_range512 : gelu_erf_range256)(
+        out, inp, 4096 * c, 4096 * c + 4096 < n ? 4096 * c + 4096 : n);
 }
 #endif
 
