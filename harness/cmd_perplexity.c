@@ -29,12 +29,15 @@ static const char perplexity_usage[] =
     "FILE holds one document per line as whitespace-separated token ids. Empty\n"
     "lines are skipped. Each document gets <|endoftext|> (id 50256) prepended, so\n"
     "that its first token is scored too (with --tokenizer, the tokenizer's\n"
-    "<|endoftext|> id; with Llama's tokenizer.model its <s>, and </s> after\n"
-    "the text when its add_eos_token says so; a GPT-NeoX or Llama model without\n"
-    "a tokenizer needs --no-bos, since 50256 is no document start of theirs);\n"
-    "with --no-bos its first token is context only. Documents longer than the\n"
-    "model's context are\n"
-    "scored in half-overlapping windows.\n"
+    "<|endoftext|> id; a GPT-NeoX or Llama model without a tokenizer needs\n"
+    "--no-bos, since 50256 is no document start of theirs); with --no-bos its\n"
+    "first token is context only. Llama's tokenizer.model has conventions of\n"
+    "its own, which are followed as transformers' tokenizer(text) does: <s>\n"
+    "first when its tokenizer_config.json's add_bos_token says so (the\n"
+    "default), else nothing, and then the first token is context only (bos\n"
+    "false); </s> after the text when add_eos_token says so; --no-bos leaves\n"
+    "both out. Documents longer than the model's context are scored in\n"
+    "half-overlapping windows.\n"
     "\n"
     "Prints documents, tokens (scored), nll_sum, nll_per_token and\n"
     "ppl = exp(nll_per_token); the JSON also has bos, and ppl null when it is\n"
@@ -62,7 +65,7 @@ static const char perplexity_usage[] =
     "                   Default: the model's folder when it has them\n"
     "  --input FILE     text, one document per line\n"
     "  --tokens FILE    token ids, one document per line\n"
-    "  --no-bos         do not prepend <|endoftext|> (or the tokenizer's <s>)\n"
+    "  --no-bos         do not prepend <|endoftext|> (nor add Llama's <s> and </s>)\n"
     "  --per-doc        also print each document's (each pair's) tokens and nll_sum\n"
     "  --json           one JSON object instead of text\n"
     "  --dtype T        f32 (default), bf16 or f16: the precision the model keeps\n"
@@ -311,11 +314,16 @@ int cmd_perplexity(int argc, char **argv) {
       tokens = input; /* the file named in messages */
   }
   /* the document start: GPT-2's <|endoftext|>, or the tokenizer's; T5
-   * scores pairs and has none; a tokenizer that adds its own (Llama's <s>)
-   * encodes each document with it (TOK_ADD_SPECIAL) */
+   * scores pairs and has none. A tokenizer with its own start token
+   * (Llama's) encodes each text as its conventions say (TOK_ADD_SPECIAL,
+   * as transformers' tokenizer(text) does): <s> first when add_bos_token,
+   * else nothing, and the text's first token is context only; </s> last
+   * when add_eos_token. Token-id documents get that same start. */
   int pairs = t5_get_config(m) != NULL;
-  int own_bos = tok && tok_bos_id(tok) >= 0;
-  int bos = own_bos ? (int)tok_bos_id(tok) : tok ? (int)tok_eot_id(tok) : 50256;
+  int own = tok && tok_bos_token_id(tok) >= 0;
+  int bos = own ? (int)tok_bos_id(tok) : tok ? (int)tok_eot_id(tok) : 50256;
+  /* whether a start token precedes every document (the JSON's bos) */
+  int with_bos = !pairs && !no_bos && (!own || bos >= 0);
   if (pairs && input && (bos < 0 || bos >= vocab)) {
     tok_free(tok);
     model_free(m);
@@ -329,7 +337,7 @@ int cmd_perplexity(int argc, char **argv) {
                            "tokenizer or --no-bos (and put the start token in the file)",
                            arch);
   }
-  if (!pairs && !no_bos && (bos < 0 || bos >= vocab)) {
+  if (!pairs && !no_bos && !own && (bos < 0 || bos >= vocab)) {
     tok_free(tok);
     model_free(m);
     if (tok)
@@ -369,7 +377,7 @@ int cmd_perplexity(int argc, char **argv) {
         continue;
     } else {
       if (input)
-        n = encode_line(tok, line, (size_t)got, own_bos && !no_bos ? TOK_ADD_SPECIAL : 0, tokens,
+        n = encode_line(tok, line, (size_t)got, own && !no_bos ? TOK_ADD_SPECIAL : 0, tokens,
                         lineno, &v, &ids, &cap, &err);
       else
         n = parse_ids(line, tokens, lineno, vocab, &ids, &cap, &err);
@@ -379,7 +387,7 @@ int cmd_perplexity(int argc, char **argv) {
       }
       if (n == 0)
         continue;
-      if (!no_bos && !(input && own_bos)) {
+      if (with_bos && !(input && own)) {
         memmove(ids + 1, ids, (size_t)n * sizeof(int));
         ids[0] = bos;
         n++;
@@ -418,11 +426,11 @@ int cmd_perplexity(int argc, char **argv) {
   if (json && !isfinite(ppl)) /* past DBL_MAX: JSON has no infinity */
     printf("{\"documents\": %ld, \"tokens\": %zu, \"nll_sum\": %.6f, \"nll_per_token\": %.6f, "
            "\"ppl\": null, \"bos\": %s}\n",
-           docs, total, nll, per, no_bos ? "false" : "true");
+           docs, total, nll, per, with_bos ? "true" : "false");
   else if (json)
     printf("{\"documents\": %ld, \"tokens\": %zu, \"nll_sum\": %.6f, \"nll_per_token\": %.6f, "
            "\"ppl\": %.6f, \"bos\": %s}\n",
-           docs, total, nll, per, ppl, no_bos || pairs ? "false" : "true");
+           docs, total, nll, per, ppl, with_bos ? "true" : "false");
   else
     printf("documents %ld, tokens %zu, nll_sum %.4f, nll_per_token %.4f, ppl %.4f\n", docs, total,
            nll, per, exp(per));

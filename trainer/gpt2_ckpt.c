@@ -483,7 +483,7 @@ static int is_head_tensor(const gpt2_tensor *t) {
  * end-of-text id of its tokenizer (null when unknown: an absent key would
  * read as GPT-2's 50256). dfpo trains without dropout, so the dropout
  * rates are 0. */
-static cJSON *hf_config_json(const gpt2_model *m, int eot_id) {
+static cJSON *hf_config_json(const gpt2_model *m, const model_export_opts *x) {
   cJSON *o = cJSON_CreateObject();
   cJSON *arch = cJSON_AddArrayToObject(o, "architectures");
   cJSON_AddItemToArray(arch, cJSON_CreateString("GPT2LMHeadModel"));
@@ -506,14 +506,7 @@ static cJSON *hf_config_json(const gpt2_model *m, int eot_id) {
   cJSON_AddBoolToObject(o, "reorder_and_upcast_attn", 0);
   cJSON_AddBoolToObject(o, "tie_word_embeddings", 1);
   cJSON_AddBoolToObject(o, "use_cache", 1);
-  if (eot_id >= 0) {
-    cJSON_AddNumberToObject(o, "bos_token_id", eot_id);
-    cJSON_AddNumberToObject(o, "eos_token_id", eot_id);
-  } else {
-    cJSON_AddNullToObject(o, "bos_token_id");
-    cJSON_AddNullToObject(o, "eos_token_id");
-  }
-  cJSON_AddStringToObject(o, "torch_dtype", "float32");
+  model_hf_config_tail(o, x);
   return o;
 }
 
@@ -633,7 +626,7 @@ int gpt2_export_safetensors(const gpt2_model *m, const char *path, const model_e
   char cpath[4096];
   if ((rc = model_config_beside(path, cpath, sizeof cpath, err)))
     return rc;
-  cJSON *cj = hf_config_json(m, o->eot_id);
+  cJSON *cj = hf_config_json(m, o);
   if (!cj)
     return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
   rc = ckpt_write_json(cpath, cj, err);

@@ -320,7 +320,7 @@ int model_save(model_t *m, const char *path, int with_optimizer, dfpo_err *err) 
   return m->vt->save(m, path, with_optimizer, err);
 }
 int model_export_safetensors(const model_t *m, const char *path, int write_config, dfpo_err *err) {
-  model_export_opts o = {write_config, -1, 0, 0};
+  model_export_opts o = {.write_config = write_config, .eot_id = -1, .bos_id = -1};
   return m->vt->export_safetensors(m, path, &o, err);
 }
 
@@ -340,7 +340,11 @@ int model_export_hf(const model_t *m, const tok_tokenizer *tok, const char *dir,
               m->cfg.head == MODEL_HEAD_VALUE ? "value" : "classification",
               strcmp(m->cfg.arch, "t5") ? "GPT2LMHeadModel" : "T5ForConditionalGeneration");
   char path[4200];
-  model_export_opts o = {1, (int)tok_eot_id(tok), 1, 0};
+  int bos = (int)tok_bos_token_id(tok);
+  model_export_opts o = {.write_config = 1,
+                         .eot_id = (int)tok_eot_id(tok),
+                         .bos_id = bos >= 0 ? bos : (int)tok_eot_id(tok),
+                         .lm_only = 1};
   int rc = dfpo_path_fmt(path, sizeof path, err, "%s/model.safetensors", dir);
   if (!rc)
     rc = m->vt->export_safetensors(m, path, &o, err);
@@ -349,13 +353,25 @@ int model_export_hf(const model_t *m, const tok_tokenizer *tok, const char *dir,
   return rc;
 }
 
+void model_hf_config_tail(cJSON *cfg, const model_export_opts *o) {
+  const char *keys[2] = {"bos_token_id", "eos_token_id"};
+  int ids[2] = {o->bos_id, o->eot_id};
+  for (int i = 0; i < 2; i++)
+    if (ids[i] >= 0)
+      cJSON_AddNumberToObject(cfg, keys[i], ids[i]);
+    else
+      cJSON_AddNullToObject(cfg, keys[i]);
+  cJSON_AddStringToObject(cfg, "torch_dtype", "float32");
+}
+
 int model_export_adapters(const model_t *m, const char *dir, dfpo_err *err) {
   if (model_lora_rank(m) == 0)
     return dfpo_err_set(err, DFPO_EUSAGE,
                         "export: the %s model has no LoRA adapters to write on their own",
                         m->cfg.arch);
   char path[4200];
-  model_export_opts o = {1, -1, 1, 1};
+  model_export_opts o = {
+      .write_config = 1, .eot_id = -1, .bos_id = -1, .lm_only = 1, .adapters = 1};
   int rc = dfpo_path_fmt(path, sizeof path, err, "%s/adapter_model.safetensors", dir);
   return rc ? rc : m->vt->export_safetensors(m, path, &o, err);
 }

@@ -391,7 +391,8 @@ int model_export_safetensors(const model_t *m, const char *path, int write_confi
  * model.safetensors ("transformer." names, Conv1D weights [in, out],
  * lm_head.weight left out: tied to transformer.wte.weight; LoRA adapters
  * merged, W + (alpha/r) B A), config.json (the
- * model's sizes; bos_token_id and eos_token_id tok's <|endoftext|>) and
+ * model's sizes; eos_token_id tok's end-of-text, bos_token_id its own
+ * start (tok_bos_token_id: Llama's <s>) or else its end-of-text) and
  * tok's files (tok_save_hf). An extra head (value, classification) is no
  * part of GPT2LMHeadModel: it is left out, with a warning. tok must have
  * <|endoftext|> and no more ids than the model's vocabulary (else

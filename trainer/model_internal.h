@@ -18,15 +18,24 @@
  * model_export_hf). */
 typedef struct model_export_opts {
   int write_config; /* config.json beside the file */
-  int eot_id;       /* config.json's bos_token_id and eos_token_id (the tokenizer's
-                       end-of-text); -1: unknown, written as null (transformers'
-                       GPT2Config would otherwise take GPT-2's 50256) */
+  int eot_id;       /* config.json's eos_token_id (the tokenizer's end-of-text);
+                       -1: unknown, written as null (transformers' GPT2Config
+                       would otherwise take GPT-2's 50256) */
+  int bos_id;       /* config.json's bos_token_id: the tokenizer's own start
+                       (Llama's <s>), else its end-of-text as GPT-2's; -1:
+                       unknown, null */
   int lm_only;      /* transformers' LM class (GPT2LMHeadModel): its names
                        ("transformer." prefix), an extra head left out */
   int adapters;     /* the LoRA adapters alone, as peft's adapter_model.safetensors
                        (the path) and adapter_config.json beside it (model.c
                        asks it of models with adapters only) */
 } model_export_opts;
+
+/* The end of an exported config.json that every decoder's shares:
+ * bos_token_id and eos_token_id as o says (null where unknown) and
+ * torch_dtype float32. */
+struct cJSON;
+void model_hf_config_tail(struct cJSON *cfg, const model_export_opts *o);
 
 /* The narrowed LM head (model_batch.head_from = h, trainer/model.h): column
  * t >= h of row b of the [B, T] grid is row b (T - h) + t - h of the

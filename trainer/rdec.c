@@ -2048,7 +2048,7 @@ static float *neox_copy(const rdec_model *m, const float *dev, int cols, int rep
 
 /* config.json as transformers' config class of the family reads it (the
  * fields read_config reads). */
-static cJSON *hf_config(const rdec_model *m, int eot_id) {
+static cJSON *hf_config(const rdec_model *m, const model_export_opts *x) {
   const rdec_config *c = &m->cfg;
   static const char *const archs[] = {"GPTJForCausalLM", "GPTNeoXForCausalLM", "LlamaForCausalLM"};
   cJSON *o = cJSON_CreateObject();
@@ -2094,14 +2094,7 @@ static cJSON *hf_config(const rdec_model *m, int eot_id) {
     cJSON_AddBoolToObject(o, "mlp_bias", 0);
   }
   cJSON_AddBoolToObject(o, "tie_word_embeddings", c->tied);
-  if (eot_id >= 0) {
-    cJSON_AddNumberToObject(o, "bos_token_id", eot_id);
-    cJSON_AddNumberToObject(o, "eos_token_id", eot_id);
-  } else {
-    cJSON_AddNullToObject(o, "bos_token_id");
-    cJSON_AddNullToObject(o, "eos_token_id");
-  }
-  cJSON_AddStringToObject(o, "torch_dtype", "float32");
+  model_hf_config_tail(o, x);
   return o;
 }
 
@@ -2222,7 +2215,7 @@ static int rdec_export(const rdec_model *m, const char *path, const model_export
     char cpath[4096];
     cJSON *cj = NULL;
     if (!(rc = model_config_beside(path, cpath, sizeof cpath, err))) {
-      cj = hf_config(m, o->eot_id);
+      cj = hf_config(m, o);
       rc = ckpt_write_json(cpath, cj, err);
     }
     cJSON_Delete(cj);

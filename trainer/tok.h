@@ -97,6 +97,10 @@ int32_t tok_eot_id(const tok_tokenizer *t);
 /* The id TOK_ADD_SPECIAL puts before a text (Llama's "<s>" with
  * add_bos_token), else -1. */
 int32_t tok_bos_id(const tok_tokenizer *t);
+/* The tokenizer's own beginning-of-sequence token, whether or not
+ * TOK_ADD_SPECIAL adds it (Llama's "<s>", also with add_bos_token false),
+ * else -1 (GPT-2's and T5's tokenizers have none of their own). */
+int32_t tok_bos_token_id(const tok_tokenizer *t);
 /* The bytes of token id (not NUL-terminated; points into t), or NULL for an
  * id outside the vocabulary. */
 const char *tok_token_bytes(const tok_tokenizer *t, int32_t id, size_t *len);

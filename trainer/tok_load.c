@@ -742,6 +742,9 @@ int32_t tok_eot_id(const tok_tokenizer *t) {
 int32_t tok_bos_id(const tok_tokenizer *t) {
   return t->spm && t->spm_llama && t->spm_add_bos ? t->spm_bos : -1;
 }
+int32_t tok_bos_token_id(const tok_tokenizer *t) {
+  return t->spm && t->spm_llama ? t->spm_bos : -1;
+}
 
 const char *tok_token_bytes(const tok_tokenizer *t, int32_t id, size_t *len) {
   if (id < 0 || (size_t)id >= t->n_ids || !t->tok_bytes[id])

@@ -13,13 +13,24 @@
  * - `dfpo tokenizer decode`: sp.decode's text, with or without the <s>;
  * - `dfpo perplexity --model FOLDER --input FILE --json` (the folder's
  *   tokenizer): every text token scored after <s> (tokens = the sum of
- *   sp.encode's lengths), with --no-bos one fewer a document;
+ *   sp.encode's lengths), with --no-bos one fewer a document; nll_sum
+ *   within 1e-6 (relative) of the script's PyTorch Llama
+ *   (rdec_reference.score) over <s> + sp.encode's ids; with the tokenizer
+ *   of add_bos_token false and add_eos_token true, over sp.encode's ids +
+ *   </s>, the first token context only, as transformers' tokenizer(text)
+ *   encodes them (bos false in the JSON);
+ * - `dfpo export` of the folder, and with --tokenizer of the second one:
+ *   the tokenizer.model written is the same bytes, tokenizer_config.json
+ *   keeps add_bos_token and add_eos_token, config.json says bos_token_id
+ *   1 and eos_token_id 2 (Llama's <s> and </s>), and the exported folder
+ *   scores the documents as the original does;
  * - `dfpo generate --model FOLDER --prompt TEXT`: the prompt's ids are <s>
  *   and sp.encode's, the continuation decoded as text.
  * Skipped, saying why, when /usr/bin/python3 lacks torch or sentencepiece. */
 #include "tests/support/support.h"
 
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +65,19 @@ static void ids_text(char *buf, size_t n, int bos, const cJSON *want) {
     k += (size_t)snprintf(buf + k, n - k, "%d ", bos);
   const cJSON *x;
   cJSON_ArrayForEach(x, want) k += (size_t)snprintf(buf + k, n - k, "%d ", x->valueint);
+}
+
+/* A perplexity JSON's tokens and nll_sum against the reference's sums for
+ * the tokenizer folder named key. */
+static void expect_nll(const char *what, const cJSON *j, const cJSON *nll, const cJSON *k,
+                       const char *key) {
+  double got = cJSON_GetObjectItemCaseSensitive(j, "nll_sum")->valuedouble;
+  double want = cJSON_GetObjectItemCaseSensitive(nll, key)->valuedouble;
+  long tokens = (long)cJSON_GetObjectItemCaseSensitive(j, "tokens")->valuedouble;
+  long want_k = (long)cJSON_GetObjectItemCaseSensitive(k, key)->valuedouble;
+  cr_expect_eq(tokens, want_k, "%s: %ld tokens scored, the reference %ld", what, tokens, want_k);
+  cr_expect(fabs(got - want) <= 1e-6 * fabs(want), "%s: nll_sum %.9g, the reference %.9g", what,
+            got, want);
 }
 
 Test(tok_llama, tokenizer_model_encodes_and_decodes_as_python_sentencepiece, .timeout = 120) {
@@ -128,6 +152,8 @@ Test(tok_llama, tokenizer_model_encodes_and_decodes_as_python_sentencepiece, .ti
 
   /* perplexity with the folder's tokenizer: <s> before each document, so
    * every text token is scored; --no-bos: the first is context only */
+  const cJSON *ref_nll = cJSON_GetObjectItemCaseSensitive(ref, "nll_sum");
+  const cJSON *ref_k = cJSON_GetObjectItemCaseSensitive(ref, "nll_tokens");
   for (int nb = 0; nb < 2; nb++) {
     char *pp[] = {(char *)DFPO_BIN, "perplexity",           "--model", llama, "--input", docs,
                   "--json",         nb ? "--no-bos" : NULL, NULL};
@@ -139,6 +165,59 @@ Test(tok_llama, tokenizer_model_encodes_and_decodes_as_python_sentencepiece, .ti
     cr_expect_eq((long)cJSON_GetObjectItemCaseSensitive(j, "tokens")->valuedouble, want,
                  "perplexity%s scored %s, expected %ld tokens", nb ? " --no-bos" : "", r.out, want);
     cr_expect_eq(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "bos")), !nb);
+    if (!nb)
+      expect_nll("perplexity", j, ref_nll, ref_k, "llama");
+    cJSON_Delete(j);
+    ts_run_free(&r);
+  }
+  /* add_bos_token false, add_eos_token true: ids + </s>, the first token
+   * context only (before, </s> was put first as if it were GPT-2's
+   * <|endoftext|>: 792.585 against the reference's 793.928) */
+  char *ppe[] = {(char *)DFPO_BIN, "perplexity", "--model", llama, "--tokenizer", eos,
+                 "--input",        docs,         "--json",  NULL};
+  ts_run_cmd(&r, ppe, NULL, NULL);
+  cr_assert_eq(r.status, 0, "perplexity (add_eos_token): %s", r.err);
+  cJSON *je = cJSON_Parse(r.out);
+  cr_assert_not_null(je, "%s", r.out);
+  cr_expect(!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(je, "bos")), "%s", r.out);
+  expect_nll("perplexity (add_bos_token false, add_eos_token true)", je, ref_nll, ref_k, "eos");
+  cJSON_Delete(je);
+  ts_run_free(&r);
+
+  /* export, with each tokenizer: the same tokenizer.model and settings,
+   * Llama's bos/eos ids in config.json, the same scores */
+  for (int e = 0; e < 2; e++) {
+    char exp[320], path[360], spm_src[360];
+    snprintf(exp, sizeof exp, "%s/exported%d", dir, e);
+    char *ex[] = {(char *)DFPO_BIN,         "export", "--model", llama, "--out", exp,
+                  e ? "--tokenizer" : NULL, eos,      NULL};
+    ts_run_cmd(&r, ex, NULL, NULL);
+    cr_assert_eq(r.status, 0, "export: %s", r.err);
+    ts_run_free(&r);
+    snprintf(path, sizeof path, "%s/tokenizer.model", exp);
+    snprintf(spm_src, sizeof spm_src, "%s/tokenizer.model", e ? eos : llama);
+    char *cmp[] = {"/usr/bin/cmp", "-s", spm_src, path, NULL};
+    ts_run_cmd(&r, cmp, NULL, NULL);
+    cr_expect_eq(r.status, 0, "export %d: %s differs from %s", e, path, spm_src);
+    ts_run_free(&r);
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", exp);
+    cJSON *tc = ts_read_json(path);
+    cr_expect_eq(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(tc, "add_bos_token")), !e);
+    cr_expect_eq(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(tc, "add_eos_token")), e);
+    cJSON_Delete(tc);
+    snprintf(path, sizeof path, "%s/config.json", exp);
+    cJSON *cf = ts_read_json(path);
+    const cJSON *bi = cJSON_GetObjectItemCaseSensitive(cf, "bos_token_id");
+    const cJSON *ei = cJSON_GetObjectItemCaseSensitive(cf, "eos_token_id");
+    cr_expect(cJSON_IsNumber(bi) && bi->valueint == 1, "export %d: bos_token_id is not 1", e);
+    cr_expect(cJSON_IsNumber(ei) && ei->valueint == 2, "export %d: eos_token_id is not 2", e);
+    cJSON_Delete(cf);
+    char *pp[] = {(char *)DFPO_BIN, "perplexity", "--model", exp, "--input", docs, "--json", NULL};
+    ts_run_cmd(&r, pp, NULL, NULL);
+    cr_assert_eq(r.status, 0, "perplexity of the export: %s", r.err);
+    cJSON *j = cJSON_Parse(r.out);
+    cr_assert_not_null(j, "%s", r.out);
+    expect_nll("perplexity of the exported folder", j, ref_nll, ref_k, e ? "eos" : "llama");
     cJSON_Delete(j);
     ts_run_free(&r);
   }

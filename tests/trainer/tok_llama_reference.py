@@ -14,7 +14,10 @@ tokenizer.model with add_bos_token false and add_eos_token true. OUT gets,
 for each test string (characters the corpus lacks among them, so byte
 fallback shows), the ids Hugging Face's LlamaTokenizer gives with its
 special tokens (sp.encode with <s> prepended), the ids sp.encode gives, and
-sp.decode of those ids.
+sp.decode of those ids; and the perplexity sums of the test strings under
+the random Llama (rdec_reference.score: tokens 2..n of each document) as
+transformers' tokenizer(text) encodes them with each folder's settings:
+<s> + ids (ROOT/llama), ids + </s> (ROOT/eos).
 """
 import io
 import json
@@ -83,12 +86,20 @@ def main():
     with open(os.path.join(e, "tokenizer_config.json"), "w") as f:
         json.dump({"add_bos_token": False, "add_eos_token": True}, f)
     cases = []
+    nll = {"llama": [0.0, 0], "eos": [0.0, 0]}
+    Pd = {k: v.double() for k, v in P.items()}
     for s in TESTS:
+        for k, doc in (("llama", [1] + sp.encode(s)), ("eos", sp.encode(s) + [2])):
+            t, m = R.score("llama", c, Pd, doc)
+            nll[k][0] += t
+            nll[k][1] += m
         ids = sp.encode(s)
         cases.append({"text": s, "ids": ids, "with_bos": [1] + ids, "decoded": sp.decode(ids),
                       "pieces": sp.id_to_piece(ids)})
     with open(out, "w") as f:
-        json.dump({"llama": d, "eos": e, "pieces": n, "cases": cases}, f, ensure_ascii=False,
+        json.dump({"llama": d, "eos": e, "pieces": n, "cases": cases,
+                   "nll_sum": {k: v[0] for k, v in nll.items()},
+                   "nll_tokens": {k: v[1] for k, v in nll.items()}}, f, ensure_ascii=False,
                   indent=1)
 
 
