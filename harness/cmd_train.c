@@ -233,6 +233,7 @@ static int setup(trn_run *r, dfpo_err *err) {
   r->eos = tok_eot_id(r->tok);
   r->pad = r->eos >= 0 ? r->eos : 0;
   r->seq2seq = t5_get_config(r->policy) != NULL;
+  r->bos = r->seq2seq ? -1 : (int)tok_bos_id(r->tok);
   /* RL4LMs and the paper fine-tune T5 on CommonGen */
   if (!r->seq2seq && !strcmp(r->tk.name, "commongen"))
     task_deviation(&r->tk, "a decoder-only policy (RL4LMs and the paper fine-tune T5 on "

@@ -11,13 +11,18 @@
 
 int trn_build_batch(const trn_run *r, int split, const size_t *items, int B, int **tokens,
                     int **kstart, int *Tp) {
-  int T = 1;
+  /* the tokenizer's own start (r->bos) leads each prompt and counts in
+   * task.max_prompt_tokens; truncation cuts the text after it, as
+   * transformers' tokenizer(text, truncation=True) keeps its special tokens */
+  int lead = r->bos >= 0, cap = r->set.max_prompt - lead, T = 1;
+  if (cap < 0)
+    cap = 0;
   for (int b = 0; b < B; b++) {
     int n = (int)r->prompt_len[split][items[b]];
-    if (n > r->set.max_prompt)
-      n = r->set.max_prompt;
-    if (n > T)
-      T = n;
+    if (n > cap)
+      n = cap;
+    if (n + lead > T)
+      T = n + lead;
   }
   *tokens = malloc(sizeof(int) * (size_t)B * T);
   *kstart = malloc(sizeof(int) * (size_t)B);
@@ -26,15 +31,15 @@ int trn_build_batch(const trn_run *r, int split, const size_t *items, int B, int
   for (int b = 0; b < B; b++) {
     const int32_t *ids = r->prompt_ids[split][items[b]];
     int n = (int)r->prompt_len[split][items[b]], skip = 0, full = n;
-    if (n > r->set.max_prompt) {
-      skip = r->set.prompt_right ? 0 : n - r->set.max_prompt;
-      n = r->set.max_prompt;
+    if (n > cap) {
+      skip = r->set.prompt_right ? 0 : n - cap;
+      n = cap;
     }
-    int pad = T - n;
+    int pad = T - n - lead;
     (*kstart)[b] = pad;
     int *row = *tokens + (size_t)b * T;
     for (int j = 0; j < T; j++)
-      row[j] = j < pad ? r->pad : ids[skip + j - pad];
+      row[j] = j < pad ? r->pad : j == pad && lead ? r->bos : ids[skip + j - pad - lead];
     if (n < full && r->set.prompt_right && r->seq2seq)
       row[T - 1] = ids[full - 1]; /* the source's eos stays */
   }
@@ -150,6 +155,8 @@ static int eval_samples(trn_run *r, int split, size_t n, int k, double *means,
           cJSON_AddNumberToObject(o, "sample", (double)(q % (size_t)k));
         cJSON_AddStringToObject(o, "prompt", it->prompt);
         cJSON_AddStringToObject(o, "continuation", text);
+        if (it->reference && it->reference[0]) /* what ppl_ref scores */
+          cJSON_AddStringToObject(o, "reference", it->reference);
         for (int m = 0; m < nm; m++)
           cJSON_AddNumberToObject(o, r->tk.metric_names[m], v[m]);
         char *line = cJSON_PrintUnformatted(o);

@@ -94,6 +94,9 @@ typedef struct trn_run {
   smp_settings sampling; /* set.sampling with the tokenizer's end-of-text */
   beam_settings beam;    /* set.eval_beam with sampling's lengths and end-of-text */
   int eos, pad;
+  int bos;             /* a decoder-only policy's tokenizer's own start, put before every
+                          prompt and SFT text as transformers' tokenizer(text) puts it
+                          (Llama's <s> with add_bos_token: tok_bos_id), else -1 */
   int seq2seq;         /* the policy is an encoder-decoder (T5): prompts are its sources,
                           each ended with eos; SFT rows are [source | reference eos] */
   int stop_after;      /* --stop-after: iterations before stopping as a kill would (0: off) */

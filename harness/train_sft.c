@@ -34,7 +34,8 @@ int trn_seq2seq_target(const trn_run *r, const char *prompt, const char *referen
   return DFPO_OK;
 }
 
-/* SFT's texts: the training references, each as <|endoftext|> + its tokens,
+/* SFT's texts: the training references, each as <|endoftext|> (the
+ * tokenizer's own start where it has one, r->bos: Llama's <s>) + its tokens,
  * cut to the model's context; for an encoder-decoder (r->seq2seq) its
  * target (trn_seq2seq_target; the prompt is the source, r->prompt_ids). */
 int trn_sft_tokenize(trn_run *r, dfpo_err *err) {
@@ -67,7 +68,7 @@ int trn_sft_tokenize(trn_run *r, dfpo_err *err) {
       tok_ids_free(&v);
       return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
     }
-    r->sft_ids[i][0] = r->pad;
+    r->sft_ids[i][0] = r->bos >= 0 ? r->bos : r->pad;
     memcpy(r->sft_ids[i] + 1, v.ids, sizeof(int32_t) * (len - 1));
     r->sft_len[i] = len;
     tok_ids_free(&v);

@@ -319,7 +319,9 @@ int met_ppl_gen_ids(model_t *m, const tok_ids *prompts, const tok_ids *conts, si
                     const met_ppl_opts *o, met_ppl *out, double *per_item, dfpo_err *err);
 /* The same over texts, encoded with tok (prompt and continuation separately;
  * on an encoder-decoder each ended with tok_eot_id, as T5Tokenizer encodes
- * a source and a target). o NULL: defaults with bos = tok_eot_id(tok). */
+ * a source and a target). o NULL: defaults with bos = the tokenizer's own
+ * start (tok_bos_token_id: Llama's <s>) where it has one, else
+ * tok_eot_id(tok). */
 int met_ppl_ref(model_t *m, tok_tokenizer *tok, const char *const *texts, size_t n,
                 const met_ppl_opts *o, met_ppl *out, double *per_item, dfpo_err *err);
 int met_ppl_gen(model_t *m, tok_tokenizer *tok, const char *const *prompts,

@@ -80,21 +80,30 @@ static void expect_nll(const char *what, const cJSON *j, const cJSON *nll, const
             got, want);
 }
 
-Test(tok_llama, tokenizer_model_encodes_and_decodes_as_python_sentencepiece, .timeout = 120) {
+/* Skips the test when /usr/bin/python3 lacks torch or sentencepiece;
+ * else makes a fresh folder (into dir) and runs the reference script's
+ * first form there: its JSON (the caller's). */
+static cJSON *make_reference(char *dir, size_t n) {
   if (!ts_python_has("torch, sentencepiece"))
     cr_skip_test("/usr/bin/python3 lacks torch or sentencepiece (Debian: python3-torch, "
                  "python3-sentencepiece): no reference to compare with");
-  char dir[256], out[300], docs[300];
-  ts_tmpdir(dir, sizeof dir);
+  char out[300];
+  ts_tmpdir(dir, n);
   snprintf(out, sizeof out, "%s/ref.json", dir);
-  snprintf(docs, sizeof docs, "%s/docs.txt", dir);
   ts_run r;
   char *argv[] = {"/usr/bin/python3", DFPO_SOURCE_DIR "/tests/trainer/tok_llama_reference.py", dir,
                   out, NULL};
   ts_run_cmd(&r, argv, NULL, NULL);
   cr_assert_eq(r.status, 0, "the reference script: %s", r.err);
   ts_run_free(&r);
-  cJSON *ref = ts_read_json(out);
+  return ts_read_json(out);
+}
+
+Test(tok_llama, tokenizer_model_encodes_and_decodes_as_python_sentencepiece, .timeout = 120) {
+  char dir[256], docs[300];
+  cJSON *ref = make_reference(dir, sizeof dir);
+  snprintf(docs, sizeof docs, "%s/docs.txt", dir);
+  ts_run r;
   char llama[300], eos[300];
   snprintf(llama, sizeof llama, "%s", ts_json_str(ref, "llama"));
   snprintf(eos, sizeof eos, "%s", ts_json_str(ref, "eos"));
@@ -241,5 +250,101 @@ Test(tok_llama, tokenizer_model_encodes_and_decodes_as_python_sentencepiece, .ti
   cJSON_Delete(g);
   ts_run_free(&r);
   cJSON_Delete(ref);
+  ts_rmtree(dir);
+}
+
+/* dfpo train with a Llama policy whose folder holds tokenizer.model: each
+ * prompt starts with <s> as transformers' tokenizer(prompt, truncation=True,
+ * truncation_side="left") encodes it (<s> kept, the text cut to
+ * task.max_prompt_tokens - 1), and the references' ppl_ref puts <s> before
+ * each text. A zero-shot run on the synthetic task (6 test prompts, greedy
+ * evaluation of 4 new tokens, task.max_prompt_tokens 2: <s> and the
+ * prompt's last token) against tok_llama_reference.py's greedy form (the
+ * same random Llama in PyTorch over samples.jsonl's prompts): every
+ * continuation is the one given <s>, none the one given the last two
+ * text tokens (what the runs had before); eval.json's ppl_ref within 1e-6
+ * (relative) of the reference's over <s> + each reference (1223.053 on
+ * this data; after </s> instead, 1222.323). */
+Test(tok_llama, a_llama_policy_reads_its_prompts_and_references_after_s, .timeout = 300) {
+  char dir[256], out[300], samples[400], evalp[400], greedy[300];
+  cJSON_Delete(make_reference(dir, sizeof dir));
+  snprintf(out, sizeof out, "%s/runs", dir);
+  snprintf(greedy, sizeof greedy, "%s/greedy.json", dir);
+  ts_run r;
+  char llama[300];
+  snprintf(llama, sizeof llama, "%s/llama", dir);
+  char *tr[] = {(char *)DFPO_BIN,
+                "train",
+                "--task",
+                "synthetic",
+                "--algo",
+                "zero-shot",
+                "--model",
+                llama,
+                "--seed",
+                "1",
+                "--out",
+                out,
+                "--set",
+                "eval.num_beams=1",
+                "--set",
+                "generation.max_new_tokens=4",
+                "--set",
+                "generation.min_new_tokens=4",
+                "--set",
+                "task.synthetic.n_train=4",
+                "--set",
+                "task.synthetic.n_validation=2",
+                "--set",
+                "task.synthetic.n_test=6",
+                "--set",
+                "task.max_prompt_tokens=2",
+                NULL};
+  ts_run_cmd(&r, tr, NULL, NULL);
+  cr_assert_eq(r.status, 0, "train: %s", r.err);
+  ts_run_free(&r);
+  snprintf(samples, sizeof samples, "%s/default/synthetic/zero-shot/seed-1/samples.jsonl", out);
+  snprintf(evalp, sizeof evalp, "%s/default/synthetic/zero-shot/seed-1/eval.json", out);
+  char *gr[] = {"/usr/bin/python3",
+                DFPO_SOURCE_DIR "/tests/trainer/tok_llama_reference.py",
+                "greedy",
+                dir,
+                samples,
+                "2",
+                "4",
+                greedy,
+                NULL};
+  ts_run_cmd(&r, gr, NULL, NULL);
+  cr_assert_eq(r.status, 0, "the reference's greedy form: %s", r.err);
+  ts_run_free(&r);
+  cJSON *g = ts_read_json(greedy);
+  const cJSON *rows = cJSON_GetObjectItemCaseSensitive(g, "samples");
+  char *text = ts_slurp(samples);
+  cr_assert_not_null(text);
+  int i = 0, apart = 0;
+  for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n"), i++) {
+    cJSON *o = cJSON_Parse(line);
+    const cJSON *want = cJSON_GetArrayItem(rows, i);
+    cr_assert(o && want, "samples.jsonl line %d", i);
+    const char *got = ts_json_str(o, "continuation");
+    cr_expect_str_eq(got, ts_json_str(want, "with_bos"),
+                     "sample %d: '%s', PyTorch given <s> '%s' (margin %g)", i, got,
+                     ts_json_str(want, "with_bos"),
+                     cJSON_GetObjectItemCaseSensitive(want, "with_bos_margin")->valuedouble);
+    apart += strcmp(ts_json_str(want, "with_bos"), ts_json_str(want, "without")) != 0;
+    cJSON_Delete(o);
+  }
+  cr_expect_eq(i, 6, "%d samples", i);
+  cr_expect(apart >= 3, "only %d of the prompts continue differently without <s>", apart);
+  cJSON *ev = ts_read_json(evalp);
+  double got =
+      cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(ev, "metrics"), "ppl_ref")
+          ->valuedouble;
+  double want = cJSON_GetObjectItemCaseSensitive(g, "ppl_ref")->valuedouble;
+  cr_expect(fabs(got - want) <= 1e-6 * want, "ppl_ref %.9g, PyTorch over <s> + each text %.9g", got,
+            want);
+  cJSON_Delete(ev);
+  cJSON_Delete(g);
+  free(text);
   ts_rmtree(dir);
 }

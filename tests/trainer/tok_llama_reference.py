@@ -2,6 +2,7 @@
 tokenizer.model as python3-sentencepiece encodes and decodes it.
 
 Usage: tok_llama_reference.py ROOT OUT.json
+       tok_llama_reference.py greedy ROOT SAMPLES.jsonl MAX_PROMPT NEW OUT.json
 
 Trains a tiny SentencePiece BPE with byte fallback and Llama's settings
 (unk 0, <s> 1, </s> 2, no pad, the identity normaliser, whitespace kept,
@@ -21,6 +22,7 @@ transformers' tokenizer(text) encodes them with each folder's settings:
 """
 import io
 import json
+import math
 import os
 import sys
 
@@ -103,5 +105,72 @@ def main():
                   indent=1)
 
 
+def ppl_windows(c, Pd, seq, ctx):
+    """metrics/ppl.c's windows over one text (met_ppl_ref_ids, as its
+    comment describes them): targets 1..N-1 in windows (a, b], the first
+    b = min(N - 1, ctx), then stride ctx / 2 on; each window's inputs from
+    max(0, b - ctx) to b - 1. Returns the summed negative log-likelihood
+    and the count of targets."""
+    N, stride = len(seq), max(ctx // 2, 1)
+    a, tot, k = 0, 0.0, 0
+    while a + 1 < N:
+        b = min(N - 1, ctx) if a == 0 else min(a + stride, N - 1)
+        start = max(0, b - ctx)
+        lp = torch.log_softmax(R.forward("llama", c, Pd, seq[start:b]), -1)
+        for p in range(a + 1, b + 1):
+            tot -= lp[p - 1 - start, seq[p]].item()
+            k += 1
+        a = b
+    return tot, k
+
+
+def greedy():
+    """The second form: for each line of a dfpo train samples.jsonl, the
+    greedy continuation (NEW tokens, </s> barred as min_new_tokens = NEW
+    bars it) of the random Llama in ROOT/llama given its prompt as
+    transformers' tokenizer(prompt, truncation=True, max_length=MAX_PROMPT,
+    truncation_side="left") encodes it: <s>, then the prompt's last
+    MAX_PROMPT - 1 ids; its text (sp.decode) and the least gap between the
+    two largest logits over the steps; and the same without the <s> (the
+    prompt's last MAX_PROMPT ids), which a test tells apart. And ppl_ref
+    over the lines' references: exp(the sum of the negative
+    log-likelihoods over the count of tokens, ppl_windows), each
+    reference after <s> (and after </s>, as GPT-2's <|endoftext|> would
+    go, for comparison)."""
+    root, samples, maxp, new, out = sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+    d = os.path.join(root, "llama")
+    sp = spm.SentencePieceProcessor(model_file=os.path.join(d, "tokenizer.model"))
+    with open(os.path.join(d, "config.json")) as f:
+        c = json.load(f)
+    R.V = c["vocab_size"]
+    P = R.params("llama", c, torch.Generator().manual_seed(7))
+    Pd = {k: v.double() for k, v in P.items()}
+    res, nll = [], {1: [0.0, 0], 2: [0.0, 0]}
+    for line in open(samples):
+        prompt = json.loads(line)["prompt"]
+        ref = sp.encode(json.loads(line)["reference"])
+        for start in nll:
+            t, m = ppl_windows(c, Pd, [start] + ref, c["max_position_embeddings"])
+            nll[start][0] += t
+            nll[start][1] += m
+        ids = sp.encode(prompt)
+        row = {}
+        for key, start in (("with_bos", [1] + ids[len(ids) - (maxp - 1):]), ("without", ids[len(ids) - maxp:])):
+            seq, margin = list(start), float("inf")
+            for _ in range(new):
+                z = R.forward("llama", c, Pd, seq)[-1].clone()
+                z[2] = float("-inf")
+                top = z.topk(2).values
+                margin = min(margin, (top[0] - top[1]).item())
+                seq.append(int(z.argmax()))
+            row[key] = sp.decode(seq[len(start):])
+            row[key + "_margin"] = margin
+        res.append(row)
+    with open(out, "w") as f:
+        json.dump({"samples": res, "ppl_ref": math.exp(nll[1][0] / nll[1][1]),
+                   "ppl_ref_after_eos": math.exp(nll[2][0] / nll[2][1])}, f, ensure_ascii=False,
+                  indent=1)
+
+
 if __name__ == "__main__":
-    main()
+    greedy() if sys.argv[1] == "greedy" else main()
