@@ -84,8 +84,10 @@ int trn_resume_save(trn_run *r, const trn_loop_state *ls, dfpo_err *err) {
   }
   model_t *mask = r->rl ? rl_trainer_mask_model(r->rl) : NULL;
   if (mask) {
+    /* a LoRA policy's mask model is a view of its base: its adapters alone */
     trn_resume_path(r, path, sizeof path, "mask", ls->next_it);
-    if ((rc = model_save(mask, path, 0, err)))
+    if ((rc = model_lora_rank(mask) ? model_save_tensors(mask, path, err)
+                                    : model_save(mask, path, 0, err)))
       return rc;
   }
   cJSON *o = cJSON_CreateObject();
@@ -187,11 +189,18 @@ int trn_resume_load(trn_run *r, trn_loop_state *ls, int *found, dfpo_err *err) {
     model_t *mask = rl_trainer_mask_model(r->rl), *saved = NULL;
     if (mask) {
       trn_resume_path(r, path, sizeof path, "mask", ls->next_it);
-      if ((rc = model_load(&saved, path, err)) || (rc = model_copy_params(mask, saved, err))) {
+      if (model_lora_rank(mask) && !model_path_is_native(path)) { /* its adapters alone */
+        if ((rc = model_load_tensors(mask, path, err)))
+          return rc;
+      } else if ((rc = model_load(&saved, path, err)) ||
+                 (rc = model_copy_params(mask, saved, err))) {
+        /* a full model (a checkpoint written before the mask's adapters
+         * were saved alone reads the same way) */
         model_free(saved);
         return rc;
+      } else {
+        model_free(saved);
       }
-      model_free(saved);
     }
   }
   if ((rc = trn_memory_apply(r, err)))

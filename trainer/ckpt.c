@@ -1,6 +1,7 @@
 /* The native checkpoints' shared reading and writing (trainer/ckpt_internal.h). */
 #define _FILE_OFFSET_BITS 64
 #include "trainer/ckpt_internal.h"
+#include "trainer/st_internal.h"
 
 #include <errno.h>
 #include <math.h>
@@ -260,5 +261,62 @@ int ckpt_write_peft_config(const char *weights_path, int r, float alpha, const c
   cJSON_AddBoolToObject(c, "inference_mode", 1);
   rc = ckpt_write_json(cpath, c, err);
   cJSON_Delete(c);
+  return rc;
+}
+
+int model_save_tensors(const model_t *m, const char *path, dfpo_err *err) {
+  int n = m->vt->num_tensors(m), rc = DFPO_OK;
+  ckpt_st_tensor *t = calloc(n > 0 ? (size_t)n : 1, sizeof *t);
+  if (!t)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  for (int i = 0; i < n && !rc; i++) {
+    model_tensor mt;
+    if ((rc = model_tensor_at(m, i, &mt, err)))
+      break;
+    if (!mt.param)
+      rc = dfpo_err_set(err, DFPO_EUSAGE, "%s: tensor %s is kept in 16 bits: no fp32 to save", path,
+                        mt.name);
+    t[i] = (ckpt_st_tensor){
+        .name = mt.name, .dev = mt.param, .rows = mt.rows, .cols = mt.cols, .ndim = 2};
+  }
+  if (!rc) {
+    cJSON *meta = cJSON_CreateObject();
+    cJSON_AddStringToObject(meta, "format", "dfpo tensors");
+    cJSON_AddStringToObject(meta, "arch", m->cfg.arch);
+    rc = ckpt_write_safetensors(m, path, meta, t, n, err);
+  }
+  free(t);
+  return rc;
+}
+
+int model_load_tensors(model_t *m, const char *path, dfpo_err *err) {
+  st_file f;
+  int rc = st_open(&f, path, err), n = m->vt->num_tensors(m);
+  if (rc)
+    return rc;
+  if (f.n != n)
+    rc = dfpo_err_set(err, DFPO_EDATA, "%s: %d tensors where the %s model has %d", path, f.n,
+                      m->cfg.arch, n);
+  float *buf = NULL;
+  size_t cap = 0;
+  for (int i = 0; i < n && !rc; i++) {
+    model_tensor mt;
+    if ((rc = model_tensor_at(m, i, &mt, err)))
+      break;
+    const st_entry *e = st_find(&f, mt.name);
+    int64_t want[2] = {mt.rows, mt.cols};
+    size_t nel = (size_t)mt.rows * mt.cols;
+    if (!mt.param)
+      rc = dfpo_err_set(err, DFPO_EUSAGE, "%s: tensor %s is kept in 16 bits", path, mt.name);
+    else if (!e)
+      rc = dfpo_err_set(err, DFPO_EDATA, "%s: no tensor %s, which the %s model has", path, mt.name,
+                        m->cfg.arch);
+    else if (!(rc = st_check_shape(&f, e, mt.name, 2, want, "the model", err)) &&
+             !(rc = dfpo_grow(&buf, &cap, nel ? nel : 1, sizeof *buf, 1024, DFPO_NOCAP, err)) &&
+             !(rc = st_read_f32(&f, e, mt.name, buf, err)))
+      m->ops->upload(mt.param, buf, nel * sizeof *buf);
+  }
+  free(buf);
+  st_close(&f);
   return rc;
 }

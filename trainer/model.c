@@ -385,6 +385,17 @@ static const struct {
                       {RDEC_NATIVE_MAGIC, rdec_load_native},
                       {T5_NATIVE_MAGIC, t5_load_native}};
 
+int model_path_is_native(const char *path) {
+  FILE *fp = fopen(path, "rb");
+  char magic[8];
+  int got = fp && fread(magic, 1, 8, fp) == 8, native = 0;
+  for (size_t i = 0; got && i < sizeof native_formats / sizeof native_formats[0]; i++)
+    native |= memcmp(magic, native_formats[i].magic, 8) == 0;
+  if (fp)
+    fclose(fp);
+  return native;
+}
+
 int model_import_safetensors(model_t **out, const char *path, dfpo_err *err) {
   /* config.json's model_type beside the file chooses the architecture;
    * GPT-2 when there is none (files this project exported name their

@@ -360,9 +360,23 @@ int model_decode_reorder(model_t *m, const int *src_rows, dfpo_err *err);
  * architecture the file names; *out is a new model the caller frees. */
 int model_save(model_t *m, const char *path, int with_optimizer, dfpo_err *err);
 int model_load(model_t **out, const char *path, dfpo_err *err);
+/* The tensors of model_tensor_at's list alone (a LoRA model's: its
+ * adapters; no AdamW state) as a safetensors file at path, atomically,
+ * each F32 [rows, cols] under its own name (__metadata__ format "dfpo
+ * tensors" and the architecture): a view's own parameters without the base
+ * it shares (NLPO's mask model of a LoRA policy in a resume checkpoint).
+ * model_load_tensors reads such a file into m's tensors, which must have
+ * the same names and shapes (else DFPO_EDATA naming the file and the
+ * tensor; a NaN or an infinity is refused the same way). A tensor kept in
+ * 16 bits is DFPO_EUSAGE. */
+int model_save_tensors(const model_t *m, const char *path, dfpo_err *err);
+int model_load_tensors(model_t *m, const char *path, dfpo_err *err);
 /* Whether path is a folder (a Hugging Face model folder to model_load,
  * whose tokenizer files callers take when they were given none). */
 int model_path_is_folder(const char *path);
+/* Whether the file at path starts with a native checkpoint's magic
+ * (model_save's; 0 also when it cannot be read). */
+int model_path_is_native(const char *path);
 /* The weights file of the Hugging Face model folder dir, into buf[n]:
  * model.safetensors, else model.safetensors.index.json (shards), else
  * pytorch_model.bin (torch.save's zip format), else

@@ -9,6 +9,7 @@
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <glob.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -993,7 +994,9 @@ Test(train, lora_cells_learn_resume_and_share_the_base) {
  * 4 P_a (547,840). The first iteration's KL to the reference is exactly 0
  * (B = 0), a later one is not; a run stopped after 3 iterations with the
  * mask refreshed every 3 (the checkpoint's mask model is not the policy)
- * resumes bit for bit. */
+ * resumes bit for bit, and its resume checkpoint keeps the mask model's
+ * adapters alone (model_save_tensors: ADAPTER_BYTES and a header of under
+ * 4 KB, where the whole model was BASE_BYTES + ADAPTER_BYTES + 160). */
 Test(train, lora_nlpo_shares_the_base_with_its_mask_model) {
   run_cell_x("nlpo", "4", "runs", "model.lora_rank=4 nlpo.mask_refresh=3", NULL);
   cr_expect_eq(held_bytes(), BASE_BYTES + ADAPTER_BYTES);
@@ -1007,7 +1010,19 @@ Test(train, lora_nlpo_shares_the_base_with_its_mask_model) {
   cr_expect_neq(kl[3], 0.0, "the adapters did not move the policy");
   cr_log_info("lora nlpo: kl_seq %g %g %g %g, mask_mean %g %g %g %g", kl[0], kl[1], kl[2], kl[3],
               mask[0], mask[1], mask[2], mask[3]);
-  a_stopped_run_resumes_to_the_same_numbers("nlpo", "model.lora_rank=4 nlpo.mask_refresh=3");
+  stop_after_3("nlpo", "model.lora_rank=4 nlpo.mask_refresh=3");
+  snprintf(f, sizeof f, "%s/resumed/default/synthetic/nlpo/seed-3/checkpoint/resume/mask-*.ckpt",
+           dir);
+  glob_t g;
+  struct stat st;
+  cr_assert_eq(glob(f, 0, NULL, &g), 0, "no %s", f);
+  cr_assert_eq(g.gl_pathc, 1u, "%zu files %s", g.gl_pathc, f);
+  cr_assert_eq(stat(g.gl_pathv[0], &st), 0, "%s", g.gl_pathv[0]);
+  globfree(&g);
+  cr_expect(st.st_size > (off_t)ADAPTER_BYTES && st.st_size < (off_t)ADAPTER_BYTES + 4096,
+            "the mask model's resume file holds %lld bytes (its adapters: %u)",
+            (long long)st.st_size, ADAPTER_BYTES);
+  resume_to_the_same_numbers("nlpo", "model.lora_rank=4 nlpo.mask_refresh=3");
 }
 
 /* SFT with LoRA: the cross-entropy falls from epoch to epoch, the best
