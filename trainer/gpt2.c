@@ -422,85 +422,23 @@ static int w16_tensor(const gpt2_model *m, int i) {
   return k == GP_QKVW || k == GP_PROJW || k == GP_FCW || k == GP_FCPW;
 }
 
-/* Moves the weights into the precision d: new blocks laid out for it
- * (fp32 tensors compacted into params, the 16-bit ones into params16),
- * each tensor taken through the host (widened to fp32, rounded to d), then
- * the old blocks freed. */
+/* Moves the weights into the precision d (model_repack_weights). */
 static int gpt2_set_weight_dtype(gpt2_model *m, ops_dtype d, dfpo_err *err) {
-  if (d == m->wdtype)
-    return DFPO_OK;
-  if (d != OPS_DTYPE_F32 && d != OPS_DTYPE_BF16 && d != OPS_DTYPE_F16)
-    return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: weight dtype %d unknown", (int)d);
-  if (m->params_borrowed)
-    return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: a base view's weights are another model's");
-  if (m->nviews)
-    return dfpo_err_set(err, DFPO_EUSAGE,
-                        "gpt2: %d base view(s) share the model's weights; free them first",
-                        m->nviews);
-  if (m->lora.r)
-    return dfpo_err_set(err, DFPO_EUSAGE,
-                        "gpt2: a model with LoRA adapters keeps its base in fp32 (a 16-bit LoRA "
-                        "base is not implemented)");
-  if (m->train_block)
-    return dfpo_err_set(err, DFPO_EUSAGE,
-                        "gpt2: the model has training state (gradients, AdamW moments); only a "
-                        "frozen model keeps its weights in %s (convert a copy: model_clone)",
-                        ops_dtype_name(d));
-  const ops_backend *o = m->base.ops;
-  int nt = m->ntensors;
-  size_t *off = malloc((size_t)nt * sizeof *off), n32 = 0, n16 = 0, big = 0;
-  if (!off)
+  int nt = m->ntensors, changed = 0;
+  model_w16_tensor *t = malloc((size_t)nt * sizeof *t);
+  if (!t)
     return dfpo_err_set(err, DFPO_ERUNTIME, "gpt2: out of memory");
-  for (int i = 0; i < nt; i++) {
-    size_t n = (size_t)m->tensors[i].rows * m->tensors[i].cols;
-    int half = d != OPS_DTYPE_F32 && w16_tensor(m, i);
-    off[i] = half ? n16 : n32;
-    *(half ? &n16 : &n32) += n;
-    big = n > big ? n : big;
-  }
-  float *p32 = o->alloc(n32 * sizeof(float)), *host = malloc(big * sizeof(float));
-  uint16_t *p16 = n16 ? o->alloc(n16 * sizeof(uint16_t)) : NULL, *h16 = malloc(big * 2);
-  if (!p32 || (n16 && !p16) || !host || !h16) {
-    if (p32)
-      o->free(p32);
-    if (p16)
-      o->free(p16);
-    free(host);
-    free(h16);
-    free(off);
-    return dfpo_err_set(err, DFPO_ERUNTIME, "gpt2: out of memory for the weights in %s",
-                        ops_dtype_name(d));
-  }
-  for (int i = 0; i < nt; i++) {
-    gpt2_tensor *t = &m->tensors[i];
-    size_t n = (size_t)t->rows * t->cols;
-    int half = d != OPS_DTYPE_F32 && w16_tensor(m, i);
-    if (t->w16) {
-      o->download(h16, m->params16 + t->off, n * sizeof(uint16_t));
-      ops_w16_to_f32(host, h16, n, (int)m->wdtype);
-    } else {
-      o->download(host, m->params + t->off, n * sizeof(float));
-    }
-    if (half) {
-      ops_f32_to_w16(h16, host, n, (int)d);
-      o->upload(p16 + off[i], h16, n * sizeof(uint16_t));
-    } else {
-      o->upload(p32 + off[i], host, n * sizeof(float));
-    }
-    t->off = off[i];
-    t->w16 = half;
-  }
-  free(host);
-  free(h16);
-  free(off);
-  o->free(m->params);
-  if (m->params16)
-    o->free(m->params16);
-  m->params = p32;
-  m->params16 = p16;
-  m->nparams32 = n32;
-  m->n16 = n16;
-  m->wdtype = d;
+  for (int i = 0; i < nt; i++)
+    t[i] = (model_w16_tensor){(size_t)m->tensors[i].rows * m->tensors[i].cols, m->tensors[i].off,
+                              m->tensors[i].w16, w16_tensor(m, i)};
+  model_w16_store st = {&m->params, &m->params16, &m->nparams32, &m->n16, &m->wdtype};
+  int rc = model_repack_weights(&m->base, "gpt2", m->params_borrowed, m->nviews, m->lora.r != 0,
+                                m->train_block != NULL, d, t, nt, &st, &changed, err);
+  for (int i = 0; changed && i < nt; i++)
+    m->tensors[i].off = t[i].off, m->tensors[i].w16 = t[i].w16;
+  free(t);
+  if (!changed)
+    return rc;
   /* the last logits and a decoding's cache came from the old weights */
   m->have_lm = 0;
   m->fb = m->ft = 0;

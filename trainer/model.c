@@ -364,6 +364,85 @@ void model_hf_config_tail(cJSON *cfg, const model_export_opts *o) {
   cJSON_AddStringToObject(cfg, "torch_dtype", "float32");
 }
 
+int model_repack_weights(const model_t *m, const char *who, int borrowed, int nviews, int lora,
+                         int training, ops_dtype d, model_w16_tensor *t, int nt,
+                         const model_w16_store *s, int *changed, dfpo_err *err) {
+  *changed = 0;
+  if (d == *s->wdtype)
+    return DFPO_OK;
+  if (d != OPS_DTYPE_F32 && d != OPS_DTYPE_BF16 && d != OPS_DTYPE_F16)
+    return dfpo_err_set(err, DFPO_EUSAGE, "%s: weight dtype %d unknown", who, (int)d);
+  if (borrowed)
+    return dfpo_err_set(err, DFPO_EUSAGE, "%s: a view's weights are another model's", who);
+  if (nviews)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "%s: %d base view(s) share the model's weights; free them first", who,
+                        nviews);
+  if (lora)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "%s: a model with LoRA adapters keeps its base in fp32 (a 16-bit LoRA "
+                        "base is not implemented)",
+                        who);
+  if (training)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "%s: the model has training state (gradients, AdamW moments); only a "
+                        "frozen model keeps its weights in %s (convert a copy: model_clone)",
+                        who, ops_dtype_name(d));
+  const ops_backend *o = m->ops;
+  size_t *off = malloc((nt > 0 ? (size_t)nt : 1) * sizeof *off), n32 = 0, n16 = 0, big = 0;
+  if (!off)
+    return dfpo_err_set(err, DFPO_ERUNTIME, "%s: out of memory", who);
+  for (int i = 0; i < nt; i++) {
+    t[i].half = d != OPS_DTYPE_F32 && t[i].half;
+    off[i] = t[i].half ? n16 : n32;
+    *(t[i].half ? &n16 : &n32) += t[i].n;
+    big = t[i].n > big ? t[i].n : big;
+  }
+  float *p32 = o->alloc(n32 * sizeof(float)), *host = malloc(big * sizeof(float));
+  uint16_t *p16 = n16 ? o->alloc(n16 * sizeof(uint16_t)) : NULL, *h16 = malloc(big * 2);
+  if (!p32 || (n16 && !p16) || !host || !h16) {
+    if (p32)
+      o->free(p32);
+    if (p16)
+      o->free(p16);
+    free(host);
+    free(h16);
+    free(off);
+    return dfpo_err_set(err, DFPO_ERUNTIME, "%s: out of memory for the weights in %s", who,
+                        ops_dtype_name(d));
+  }
+  for (int i = 0; i < nt; i++) {
+    size_t n = t[i].n;
+    if (t[i].w16) {
+      o->download(h16, *s->params16 + t[i].off, n * sizeof(uint16_t));
+      ops_w16_to_f32(host, h16, n, (int)*s->wdtype);
+    } else {
+      o->download(host, *s->params + t[i].off, n * sizeof(float));
+    }
+    if (t[i].half) {
+      ops_f32_to_w16(h16, host, n, (int)d);
+      o->upload(p16 + off[i], h16, n * sizeof(uint16_t));
+    } else {
+      o->upload(p32 + off[i], host, n * sizeof(float));
+    }
+    t[i].off = off[i];
+    t[i].w16 = t[i].half;
+  }
+  free(host);
+  free(h16);
+  free(off);
+  o->free(*s->params);
+  if (*s->params16)
+    o->free(*s->params16);
+  *s->params = p32;
+  *s->params16 = p16;
+  *s->n32 = n32;
+  *s->n16 = n16;
+  *s->wdtype = d;
+  *changed = 1;
+  return DFPO_OK;
+}
+
 int model_export_adapters(const model_t *m, const char *dir, dfpo_err *err) {
   if (model_lora_rank(m) == 0)
     return dfpo_err_set(err, DFPO_EUSAGE,

@@ -31,6 +31,35 @@ typedef struct model_export_opts {
                        asks it of models with adapters only) */
 } model_export_opts;
 
+/* A tensor of a model that keeps some weights in 16 bits (GPT-2, the
+ * rotary decoders) as model_repack_weights moves it: its element count,
+ * its offset (floats into the fp32 block, or uint16_t into the 16-bit
+ * block when w16; both updated) and whether it is to be kept in 16 bits. */
+typedef struct model_w16_tensor {
+  size_t n, off;
+  int w16, half;
+} model_w16_tensor;
+/* A model's weight blocks: fp32 params, 16-bit params16 (NULL: none), their
+ * element counts and the 16-bit type. */
+typedef struct model_w16_store {
+  float **params;
+  uint16_t **params16;
+  size_t *n32, *n16;
+  ops_dtype *wdtype;
+} model_w16_store;
+/* model_set_weight_dtype for those models: DFPO_EUSAGE (`who` names the
+ * model) for an unknown d, a view's borrowed weights, a model with base
+ * views alive (nviews), with LoRA adapters or with training state; else
+ * new blocks laid out for d (fp32 tensors compacted into one, the half
+ * ones into the other), each tensor taken through the host (widened to
+ * fp32, rounded to d: ops_f32_to_w16, round to nearest even), the old
+ * blocks freed and s updated. *changed is set when anything moved (the
+ * caller then drops what came from the old weights: its last logits and
+ * decoding cache). */
+int model_repack_weights(const model_t *m, const char *who, int borrowed, int nviews, int lora,
+                         int training, ops_dtype d, model_w16_tensor *t, int nt,
+                         const model_w16_store *s, int *changed, dfpo_err *err);
+
 /* The end of an exported config.json that every decoder's shares:
  * bos_token_id and eos_token_id as o says (null where unknown) and
  * torch_dtype float32. */
