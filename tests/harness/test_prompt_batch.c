@@ -5,7 +5,10 @@
  * tokens, "right" the last ones; an encoder's source is truncated before
  * its eos is added, so the eos stays), which RL4LMs' CommonGen configs use
  * (t5_ppo.yml: prompt_truncation_side "right"; t5_nlpo.yml: the tokenizer's
- * truncation_side "left"). */
+ * truncation_side "left"). A decoder whose tokenizer has its own start
+ * (r->bos: Llama's <s>) gets it before each prompt, inside max_prompt, and
+ * truncation cuts the text after it (special tokens are added after
+ * truncating, as transformers does). */
 #include "harness/train_internal.h"
 
 #include <criterion/criterion.h>
@@ -20,7 +23,7 @@ static int32_t p0[] = {11, 12, 13, 14, 15, 16, 1};
 static int32_t p1[] = {21, 22, 1};
 static int32_t p2[] = {31, 32, 33, 34, 1};
 
-static void build(int right, int seq2seq, int *out, int *kstart_out, int *Tp) {
+static void build_bos(int right, int seq2seq, int bos, int *out, int *kstart_out, int *Tp) {
   static trn_run r; /* large: static, zeroed */
   memset(&r, 0, sizeof r);
   int32_t *ids[3] = {p0, p1, p2};
@@ -31,6 +34,7 @@ static void build(int right, int seq2seq, int *out, int *kstart_out, int *Tp) {
   r.set.prompt_right = right;
   r.seq2seq = seq2seq;
   r.pad = PAD;
+  r.bos = bos;
   size_t items[3] = {0, 1, 2};
   int *tokens = NULL, *kstart = NULL;
   cr_assert_eq(trn_build_batch(&r, TASK_TEST, items, 3, &tokens, &kstart, Tp), 0);
@@ -38,6 +42,10 @@ static void build(int right, int seq2seq, int *out, int *kstart_out, int *Tp) {
   memcpy(kstart_out, kstart, sizeof(int) * 3);
   free(tokens);
   free(kstart);
+}
+
+static void build(int right, int seq2seq, int *out, int *kstart_out, int *Tp) {
+  build_bos(right, seq2seq, -1, out, kstart_out, Tp);
 }
 
 static void expect_rows(const int *got, const int want[3][5], const char *what) {
@@ -76,4 +84,20 @@ Test(prompt_batch, right_truncation_keeps_the_start) {
   expect_rows(tok, enc, "right, seq2seq");
   cr_expect_eq(ks[0], 0);
   cr_expect_eq(ks[1], 2);
+}
+
+Test(prompt_batch, a_tokenizers_own_start_leads_and_survives_truncation) {
+  int tok[15], ks[3], T;
+  /* <s> = 9, then at most four text tokens: left keeps the text's end */
+  build_bos(0, 0, 9, tok, ks, &T);
+  cr_assert_eq(T, 5);
+  const int left[3][5] = {{9, 14, 15, 16, 1}, {PAD, 9, 21, 22, 1}, {9, 32, 33, 34, 1}};
+  expect_rows(tok, left, "left, <s>");
+  cr_expect_eq(ks[0], 0);
+  cr_expect_eq(ks[1], 1);
+  cr_expect_eq(ks[2], 0);
+  /* right keeps the text's start */
+  build_bos(1, 0, 9, tok, ks, &T);
+  const int right[3][5] = {{9, 11, 12, 13, 14}, {PAD, 9, 21, 22, 1}, {9, 31, 32, 33, 34}};
+  expect_rows(tok, right, "right, <s>");
 }
