@@ -68,14 +68,17 @@ for name, L, C, NH, V, ctx, gptj, F in MODELS:
           "NLPO/DfPO mask buffer B*T_new*V bytes %s GB" % (gb(A), gb(Ack), gb(K), gb(masks)))
     print("NLPO's mask model with LoRA (the policy's base shared, its own adapters) 4P_a = %s GB" %
           gb(4 * Pa))
+    # the reference only runs forward: rl_trainer_new gives it block
+    # checkpointing (Ack), which costs it nothing; the trained models keep
+    # the full layout (A) unless model.activation_checkpointing is set
     rows = [
-        ("PPO/DfPO fp32 today: policy 16P + ref 4P + value 16P", 36 * P, 3 * A, 2 * K),
-        ("NLPO fp32 today: + mask model 4P", 40 * P, 3 * A, 2 * K),
-        ("PPO/DfPO, bf16 ref: 16P + 2P + 16P", 34 * P, 3 * A, 2 * K),
-        ("LoRA policy (ref = base, adapters off) + separate fp32 value: 4P + 16P_a + 16P", 20 * P + 16 * Pa, 3 * A, 2 * K),
-        ("LoRA policy + LoRA value on its own fp32 copy: 8P + 32P_a", 8 * P + 32 * Pa, 3 * A, 2 * K),
-        ("LoRA policy + value head on the policy trunk, fp32 base: 4P + 16P_a", 4 * P + 16 * Pa, 2 * A, 2 * K),
-        ("same, bf16 base: 2P + 16P_a", 2 * P + 16 * Pa, 2 * A, 2 * K),
+        ("PPO/DfPO fp32 today: policy 16P + ref 4P + value 16P", 36 * P, 2 * A + Ack, 2 * K),
+        ("NLPO fp32 today: + mask model 4P", 40 * P, 2 * A + Ack, 2 * K),
+        ("PPO/DfPO, bf16 ref: 16P + 2P + 16P", 34 * P, 2 * A + Ack, 2 * K),
+        ("LoRA policy (ref = base, adapters off) + separate fp32 value: 4P + 16P_a + 16P", 20 * P + 16 * Pa, 2 * A + Ack, 2 * K),
+        ("LoRA policy + LoRA value on its own fp32 copy: 8P + 32P_a", 8 * P + 32 * Pa, 2 * A + Ack, 2 * K),
+        ("LoRA policy + value head on the policy trunk, fp32 base: 4P + 16P_a", 4 * P + 16 * Pa, A + Ack, 2 * K),
+        ("same, bf16 base: 2P + 16P_a", 2 * P + 16 * Pa, A + Ack, 2 * K),
         ("same, bf16 base + checkpointing", 2 * P + 16 * Pa, 2 * Ack, 2 * K),
     ]
     for label, w, a, k in rows:

@@ -32,7 +32,9 @@ static const char bench_usage[] =
     "--new, top-k 50), with a policy, a frozen reference, a value model and a\n"
     "sentiment-judge stand-in (a 2-class GPT-2 of the same shape scoring prompt\n"
     "+ continuation), all random, and the default RL settings (5 epochs,\n"
-    "minibatch 64: one minibatch of 16). It reports the parts: generation\n"
+    "minibatch 64: one minibatch of 16); the reference and the judge, which\n"
+    "only run forward, keep their blocks' outputs alone (activation\n"
+    "checkpointing, as dfpo train's reference). It reports the parts: generation\n"
     "(with the reference or mask model in lock step for DfPO/NLPO), the\n"
     "policy/reference/value passes, scoring (the judge) and the update; each\n"
     "the best of --steps iterations (default 1 here).\n"
@@ -151,6 +153,10 @@ static int bench_rl(const char *shape, const gpt2_config *cfg, const char *algo,
   model_init_random(pol, (uint64_t)seed);
   model_init_random(val, (uint64_t)seed + 1);
   model_init_random(j.m, (uint64_t)seed + 2);
+  /* the judge only runs forward, as the trainer's reference (rl_trainer_new
+   * checkpoints that one): its blocks' outputs alone */
+  if ((rc = model_set_checkpointing(j.m, 1, err)))
+    goto out;
   if ((rc = model_copy_params(ref, pol, err)) ||
       (rc = rl_trainer_new(&t, pol, ref, val, &rc_cfg, (uint64_t)seed, err)))
     goto out;

@@ -253,7 +253,10 @@ typedef struct rl_trainer rl_trainer; /* opaque; rl_trainer_free releases it */
  * trunk, whose values come from the policy's forward passes and whose loss
  * (vf_coef times the value loss) joins the policy's in one backward pass
  * (model_lm_value_backward) and one AdamW step, the gradient clip over
- * both, as stable-baselines3's shared actor-critic. */
+ * both, as stable-baselines3's shared actor-critic. The reference (and
+ * NLPO's mask model) is switched to activation checkpointing where its
+ * architecture has it (model_set_checkpointing): it only runs forward, so
+ * this keeps its outputs as they were and spares memory. */
 int rl_trainer_new(rl_trainer **out, model_t *policy, model_t *ref, model_t *value,
                    const rl_config *cfg, uint64_t seed, dfpo_err *err);
 void rl_trainer_free(rl_trainer *t);
