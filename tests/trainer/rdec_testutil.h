@@ -3,7 +3,11 @@
 #ifndef DFPO_TESTS_TRAINER_RDEC_TESTUTIL_H
 #define DFPO_TESTS_TRAINER_RDEC_TESTUTIL_H
 
+#include "common/common.h"
+#include "trainer/model.h"
 #include "trainer/rdec.h"
+
+#include <criterion/criterion.h>
 
 /* A tiny model of the family (vocabulary V, width 16, 2 layers, 4 heads of
  * 4, Llama's grouped into 2 key/value heads, MLP 32, 32 positions): GPT-J
@@ -32,6 +36,27 @@ static inline rdec_config rt_tiny(int family, int V) {
     c.act = RDEC_ACT_GELU_ERF, c.bias = c.mlp_bias = 1;
   }
   return c;
+}
+
+/* rt_tiny's model with random weights far from the init's 0.02 (each
+ * parameter plus a normal of sd `sd`, stream (seed + 7, 3)), so that every
+ * term matters. The caller frees it. */
+static inline model_t *rt_perturbed(int family, int V, uint64_t seed, float sd) {
+  rdec_config c = rt_tiny(family, V);
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  model_t *m;
+  cr_assert_eq(rdec_new(&m, &c, &err), DFPO_OK, "%s", err.msg);
+  model_init_random(m, seed);
+  dfpo_rng r;
+  dfpo_rng_init(&r, seed + 7, 3);
+  for (int i = 0; i < model_num_tensors(m); i++) {
+    model_tensor t;
+    cr_assert_eq(model_tensor_at(m, i, &t, &err), DFPO_OK);
+    for (int k = 0; k < t.rows * t.cols; k++)
+      t.param[k] += sd * (float)dfpo_rng_normal(&r);
+  }
+  return m;
 }
 
 #endif

@@ -17,6 +17,7 @@
  * The PyTorch tests skip when /usr/bin/python3 has no torch. */
 #include "tests/support/support.h"
 #include "tests/trainer/gpt2_testutil.h"
+#include "tests/trainer/train_testutil.h"
 #include "trainer/gpt2.h"
 #include "trainer/model.h"
 #include "trainer/ops.h"
@@ -244,69 +245,13 @@ static model_t *half_model(uint64_t seed) {
   return m;
 }
 
-/* 16 greedy tokens of 2 left-padded prompts into toks[2*16] */
-static void greedy(model_t *m, int *toks) {
-  dfpo_err err;
-  dfpo_err_clear(&err);
-  int prompts[2 * 4] = {5, 9, 17, 3, 0, 40, 41, 42}, ks[2] = {0, 1};
-  int V = 64;
-  float *buf = malloc(2 * (size_t)V * sizeof(float));
-  const float *z = model_decode_begin(m, prompts, ks, 2, 4, 20, &err);
-  cr_assert_not_null(z, "%s", err.msg);
-  for (int s = 0; s < 16; s++) {
-    const float *h = model_host_view(m, z, 2 * (size_t)V, buf);
-    int next[2];
-    for (int b = 0; b < 2; b++) {
-      int best = 0;
-      for (int v = 1; v < V; v++)
-        if (h[b * V + v] > h[b * V + best])
-          best = v;
-      next[b] = toks[b * 16 + s] = best;
-    }
-    if (s < 15)
-      cr_assert_not_null(z = model_decode_step(m, next, &err), "%s", err.msg);
-  }
-  free(buf);
-}
-
 static void model_in_16_bits(int dtype) {
   dfpo_err err;
   dfpo_err_clear(&err);
-  model_t *a = half_model(3), *h = NULL, *u = NULL;
-  cr_assert_eq(model_clone(&h, a, &err), 0, "%s", err.msg);
-  cr_assert_eq(model_clone(&u, a, &err), 0, "%s", err.msg);
-  cr_assert_eq(model_set_weight_dtype(h, dtype, &err), 0, "%s", err.msg);
-  /* u: the fp32 engine over the rounded weights, widened back */
-  cr_assert_eq(model_set_weight_dtype(u, dtype, &err), 0, "%s", err.msg);
-  cr_assert_eq(model_set_weight_dtype(u, OPS_DTYPE_F32, &err), 0, "%s", err.msg);
+  model_t *a = half_model(3);
   int seq[24];
-  dfpo_rng r;
-  dfpo_rng_init(&r, 11, 3);
-  for (int i = 0; i < 24; i++)
-    seq[i] = (int)dfpo_rng_below(&r, 64);
-  double nh, nu, na;
-  size_t sc;
-  cr_assert_eq(model_score_tokens(u, seq, 24, &nu, &sc, &err), 0, "%s", err.msg);
-  cr_assert_eq(model_score_tokens(a, seq, 24, &na, &sc, &err), 0, "%s", err.msg);
-  int isa0 = ops_cpu_isa();
-  for (int isa = 512; isa >= 0; isa -= 256) {
-    ops_cpu_set_isa(isa);
-    cr_assert_eq(model_score_tokens(h, seq, 24, &nh, &sc, &err), 0, "%s", err.msg);
-    cr_expect_eq(sc, 23u);
-    cr_expect(fabs(nh - nu) <= 1e-5 * fabs(nu), "%s isa %d: NLL %.9g, fp32 over the widened %.9g",
-              ops_dtype_name(dtype), ops_cpu_isa(), nh, nu);
-  }
-  ops_cpu_set_isa(isa0);
-  cr_log_info("%s: NLL %.9g (fp32 over the widened weights %.9g, the fp32 model %.9g)",
-              ops_dtype_name(dtype), nh, nu, na);
-  /* the rounding moved the answer: the test can tell the two apart */
-  cr_expect(fabs(nh - na) > 1e-5 * fabs(na), "%s: no different from fp32", ops_dtype_name(dtype));
-  int th[32], tu[32];
-  greedy(h, th);
-  greedy(u, tu);
-  for (int i = 0; i < 32; i++)
-    cr_expect_eq(th[i], tu[i], "%s: greedy token %d: %d, fp32 over the widened %d",
-                 ops_dtype_name(dtype), i, th[i], tu[i]);
+  double na;
+  double nh = half_matches_widened(a, dtype, 64, 16, seq, &na, ops_dtype_name(dtype));
   if (have_torch()) {
     char dir[256], path[300], input[300];
     ts_tmpdir(dir, sizeof dir);
@@ -330,8 +275,6 @@ static void model_in_16_bits(int dtype) {
     cr_log_warn("no torch: the PyTorch comparison did not run");
   }
   model_free(a);
-  model_free(h);
-  model_free(u);
 }
 
 Test(gpt2_half, bf16_model_matches_fp32_over_widened_weights_and_pytorch) {

@@ -12,6 +12,7 @@
  *   - model_arena_bytes by hand (arena_bytes_by_hand). */
 #include "tests/support/support.h"
 #include "tests/trainer/rdec_testutil.h"
+#include "tests/trainer/train_testutil.h"
 #include "trainer/model.h"
 #include "trainer/ops.h"
 #include "trainer/rdec.h"
@@ -27,93 +28,17 @@
 /* Random weights far from the init's 0.02 (every term matters, and the
  * perplexity is well below the vocabulary's). */
 static model_t *base_model(int family, uint64_t seed) {
-  rdec_config c = rt_tiny(family, V);
-  dfpo_err err;
-  dfpo_err_clear(&err);
-  model_t *m;
-  cr_assert_eq(rdec_new(&m, &c, &err), DFPO_OK, "%s", err.msg);
-  model_init_random(m, seed);
-  dfpo_rng r;
-  dfpo_rng_init(&r, seed + 7, 3);
-  for (int i = 0; i < model_num_tensors(m); i++) {
-    model_tensor t;
-    cr_assert_eq(model_tensor_at(m, i, &t, &err), DFPO_OK);
-    for (int k = 0; k < t.rows * t.cols; k++)
-      t.param[k] += 0.4f * (float)dfpo_rng_normal(&r);
-  }
-  return m;
-}
-
-/* 12 greedy tokens of 2 left-padded prompts into toks[2*12] (KV-cache
- * decoding) */
-static void greedy(model_t *m, int *toks) {
-  dfpo_err err;
-  dfpo_err_clear(&err);
-  int prompts[2 * 4] = {5, 9, 17, 3, 0, 40, 41, 42}, ks[2] = {0, 1};
-  float *buf = malloc(2 * (size_t)V * sizeof(float));
-  const float *z = model_decode_begin(m, prompts, ks, 2, 4, 16, &err);
-  cr_assert_not_null(z, "%s", err.msg);
-  for (int s = 0; s < 12; s++) {
-    const float *h = model_host_view(m, z, 2 * (size_t)V, buf);
-    int next[2];
-    for (int b = 0; b < 2; b++) {
-      int best = 0;
-      for (int v = 1; v < V; v++)
-        if (h[b * V + v] > h[b * V + best])
-          best = v;
-      next[b] = toks[b * 12 + s] = best;
-    }
-    if (s < 11)
-      cr_assert_not_null(z = model_decode_step(m, next, &err), "%s", err.msg);
-  }
-  free(buf);
+  return rt_perturbed(family, V, seed, 0.4f);
 }
 
 static void model_in_16_bits(int family, int dtype) {
-  dfpo_err err;
-  dfpo_err_clear(&err);
-  model_t *a = base_model(family, 3 + (uint64_t)family), *h = NULL, *u = NULL;
-  const char *arch = model_get_config(a)->arch, *dt = ops_dtype_name(dtype);
-  cr_assert_eq(model_clone(&h, a, &err), 0, "%s", err.msg);
-  cr_assert_eq(model_clone(&u, a, &err), 0, "%s", err.msg);
-  cr_assert_eq(model_set_weight_dtype(h, dtype, &err), 0, "%s", err.msg);
-  cr_expect_eq((int)model_weight_dtype(h), (int)dtype);
-  /* u: the fp32 engine over the rounded weights, widened back */
-  cr_assert_eq(model_set_weight_dtype(u, dtype, &err), 0, "%s", err.msg);
-  cr_assert_eq(model_set_weight_dtype(u, OPS_DTYPE_F32, &err), 0, "%s", err.msg);
-  cr_expect_eq(model_weight_dtype(u), OPS_DTYPE_F32);
+  model_t *a = base_model(family, 3 + (uint64_t)family);
+  char what[64];
+  snprintf(what, sizeof what, "%s %s", model_get_config(a)->arch, ops_dtype_name(dtype));
   int seq[24];
-  dfpo_rng r;
-  dfpo_rng_init(&r, 11, 3);
-  for (int i = 0; i < 24; i++)
-    seq[i] = (int)dfpo_rng_below(&r, V);
-  double nh, nu, na;
-  size_t sc;
-  cr_assert_eq(model_score_tokens(u, seq, 24, &nu, &sc, &err), 0, "%s", err.msg);
-  cr_assert_eq(model_score_tokens(a, seq, 24, &na, &sc, &err), 0, "%s", err.msg);
-  int isa0 = ops_cpu_isa();
-  for (int isa = 512; isa >= 0; isa -= 256) {
-    ops_cpu_set_isa(isa);
-    cr_assert_eq(model_score_tokens(h, seq, 24, &nh, &sc, &err), 0, "%s", err.msg);
-    cr_expect_eq(sc, 23u);
-    cr_expect(fabs(nh - nu) <= 1e-5 * fabs(nu),
-              "%s %s isa %d: NLL %.9g, fp32 over the widened %.9g", arch, dt, ops_cpu_isa(), nh,
-              nu);
-  }
-  ops_cpu_set_isa(isa0);
-  cr_log_info("%s %s: NLL %.9g (fp32 over the widened weights %.9g, the fp32 model %.9g)", arch, dt,
-              nh, nu, na);
-  /* the rounding moved the answer: the test can tell the two apart */
-  cr_expect(fabs(nh - na) > 1e-5 * fabs(na), "%s %s: no different from fp32", arch, dt);
-  int th[24], tu[24];
-  greedy(h, th);
-  greedy(u, tu);
-  for (int i = 0; i < 24; i++)
-    cr_expect_eq(th[i], tu[i], "%s %s: greedy token %d: %d, fp32 over the widened %d", arch, dt, i,
-                 th[i], tu[i]);
+  double na;
+  half_matches_widened(a, dtype, V, 12, seq, &na, what);
   model_free(a);
-  model_free(h);
-  model_free(u);
 }
 
 Test(rdec_half, gptj_bf16_and_f16_match_fp32_over_widened_weights) {

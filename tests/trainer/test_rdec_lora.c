@@ -59,23 +59,9 @@ static float vwgt(int i) {
   return 0.5f - 0.15f * (float)(i % 4);
 }
 
+/* larger weights than the init's 0.02, so that every term matters */
 static model_t *base_model(int family, uint64_t seed) {
-  rdec_config c = rt_tiny(family, V);
-  dfpo_err err;
-  dfpo_err_clear(&err);
-  model_t *m;
-  cr_assert_eq(rdec_new(&m, &c, &err), DFPO_OK, "%s", err.msg);
-  model_init_random(m, seed);
-  /* larger weights than the init's 0.02, so that every term matters */
-  dfpo_rng r;
-  dfpo_rng_init(&r, seed + 7, 3);
-  for (int i = 0; i < model_num_tensors(m); i++) {
-    model_tensor t;
-    cr_assert_eq(model_tensor_at(m, i, &t, &err), DFPO_OK);
-    for (int k = 0; k < t.rows * t.cols; k++)
-      t.param[k] += 0.3f * (float)dfpo_rng_normal(&r);
-  }
-  return m;
+  return rt_perturbed(family, V, seed, 0.3f);
 }
 
 static void add_lora(model_t *m, const char *targets, uint64_t seed) {

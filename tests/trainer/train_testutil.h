@@ -4,11 +4,14 @@
  * numbers, concatenated; the caller's, free), a tensor's error relative to
  * its largest reference entry, every tensor's gradient against a
  * reference model holding the gradients as its parameters, and rl_iterate
- * over a policy on a toy copying task. Criterion tests only. */
+ * over a policy on a toy copying task, greedy KV-cache decoding of two
+ * fixed prompts, and the check of a model kept in 16 bits. Criterion tests
+ * only. */
 #ifndef DFPO_TESTS_TRAIN_TESTUTIL_H
 #define DFPO_TESTS_TRAIN_TESTUTIL_H
 
 #include "trainer/model.h"
+#include "trainer/ops.h"
 #include "trainer/rl.h"
 
 #include <cjson/cJSON.h>
@@ -151,6 +154,88 @@ static inline void rl_copy_task(model_t *policy, int algo, int iters, double *r0
   }
   rl_trainer_free(t);
   model_free(policy), model_free(ref), model_free(value);
+}
+
+/* steps greedy tokens (the largest logit, the first of equals) of two
+ * left-padded prompts of 4 positions (5 9 17 3, and 40 41 42 after one
+ * pad) into toks[2 * steps], by KV-cache decoding (model_decode_begin,
+ * model_decode_step) over a vocabulary of V. */
+static inline void greedy_tokens(model_t *m, int V, int steps, int *toks) {
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  int prompts[2 * 4] = {5, 9, 17, 3, 0, 40, 41, 42}, ks[2] = {0, 1};
+  float *buf = malloc(2 * (size_t)V * sizeof(float));
+  cr_assert_not_null(buf);
+  const float *z = model_decode_begin(m, prompts, ks, 2, 4, steps + 4, &err);
+  cr_assert_not_null(z, "%s", err.msg);
+  for (int s = 0; s < steps; s++) {
+    const float *h = model_host_view(m, z, 2 * (size_t)V, buf);
+    int next[2];
+    for (int b = 0; b < 2; b++) {
+      int best = 0;
+      for (int v = 1; v < V; v++)
+        if (h[b * V + v] > h[b * V + best])
+          best = v;
+      next[b] = toks[b * steps + s] = best;
+    }
+    if (s < steps - 1)
+      cr_assert_not_null(z = model_decode_step(m, next, &err), "%s", err.msg);
+  }
+  free(buf);
+}
+
+/* The check of a model kept in 16 bits that GPT-2's and the rotary
+ * decoders' tests make: h, a copy of a with weights in dtype, and u, the
+ * fp32 engine over the same rounded weights widened back, score 24 seeded
+ * tokens below V (stream (11, 3), into seq[24]); h at every CPU width
+ * (512, 256, 0) within 1e-5 (relative) of u, and apart from a by more
+ * than that (the rounding shows); then `steps` greedy tokens of h equal
+ * u's (greedy_tokens). `what` names the case. Returns h's NLL (the last
+ * width's) and a's in *fp32. */
+static inline double half_matches_widened(model_t *a, int dtype, int V, int steps, int *seq,
+                                          double *fp32, const char *what) {
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  model_t *h = NULL, *u = NULL;
+  cr_assert_eq(model_clone(&h, a, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_clone(&u, a, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_set_weight_dtype(h, (ops_dtype)dtype, &err), 0, "%s", err.msg);
+  cr_expect_eq((int)model_weight_dtype(h), dtype);
+  cr_assert_eq(model_set_weight_dtype(u, (ops_dtype)dtype, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_set_weight_dtype(u, OPS_DTYPE_F32, &err), 0, "%s", err.msg);
+  cr_expect_eq(model_weight_dtype(u), OPS_DTYPE_F32);
+  dfpo_rng r;
+  dfpo_rng_init(&r, 11, 3);
+  for (int i = 0; i < 24; i++)
+    seq[i] = (int)dfpo_rng_below(&r, (uint32_t)V);
+  double nh = 0, nu, na;
+  size_t sc;
+  cr_assert_eq(model_score_tokens(u, seq, 24, &nu, &sc, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_score_tokens(a, seq, 24, &na, &sc, &err), 0, "%s", err.msg);
+  int isa0 = ops_cpu_isa();
+  for (int isa = 512; isa >= 0; isa -= 256) {
+    ops_cpu_set_isa(isa);
+    cr_assert_eq(model_score_tokens(h, seq, 24, &nh, &sc, &err), 0, "%s", err.msg);
+    cr_expect_eq(sc, 23u);
+    cr_expect(fabs(nh - nu) <= 1e-5 * fabs(nu), "%s isa %d: NLL %.9g, fp32 over the widened %.9g",
+              what, ops_cpu_isa(), nh, nu);
+  }
+  ops_cpu_set_isa(isa0);
+  cr_log_info("%s: NLL %.9g (fp32 over the widened weights %.9g, the fp32 model %.9g)", what, nh,
+              nu, na);
+  cr_expect(fabs(nh - na) > 1e-5 * fabs(na), "%s: no different from fp32", what);
+  int *th = malloc(sizeof(int) * 4 * (size_t)steps), *tu = th + 2 * steps;
+  cr_assert_not_null(th);
+  greedy_tokens(h, V, steps, th);
+  greedy_tokens(u, V, steps, tu);
+  for (int i = 0; i < 2 * steps; i++)
+    cr_expect_eq(th[i], tu[i], "%s: greedy token %d: %d, fp32 over the widened %d", what, i, th[i],
+                 tu[i]);
+  free(th);
+  model_free(h);
+  model_free(u);
+  *fp32 = na;
+  return nh;
 }
 
 #endif
