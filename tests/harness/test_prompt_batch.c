@@ -8,10 +8,15 @@
  * truncation_side "left"). A decoder whose tokenizer has its own start
  * (r->bos: Llama's <s>) gets it before each prompt, inside max_prompt, and
  * truncation cuts the text after it (special tokens are added after
- * truncating, as transformers does). */
+ * truncating, as transformers does). And SFT's texts start with that same
+ * token. */
 #include "harness/train_internal.h"
+#include "tests/support/support.h"
+#include "trainer/gpt2.h"
+#include "trainer/tok.h"
 
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -100,4 +105,53 @@ Test(prompt_batch, a_tokenizers_own_start_leads_and_survives_truncation) {
   build_bos(1, 0, 9, tok, ks, &T);
   const int right[3][5] = {{9, 11, 12, 13, 14}, {PAD, 9, 21, 22, 1}, {9, 31, 32, 33, 34}};
   expect_rows(tok, right, "right, <s>");
+}
+
+/* trn_sft_tokenize: a decoder's SFT text is [start] + the reference's ids,
+ * the start being the tokenizer's own (r->bos: Llama's <s>, here the id 7)
+ * or else the pad (<|endoftext|>), as written out here; a tokenizer trained
+ * on the reference itself gives the ids (tok_encode). Cut to the context
+ * it is not: 1 + 7 tokens or so against 32 positions. */
+Test(prompt_batch, sft_texts_start_with_the_tokenizers_start) {
+  static trn_run r;
+  char dir[256];
+  ts_tmpdir(dir, sizeof dir);
+  const char *ref = "the cat sat on the mat";
+  char corpus[300];
+  snprintf(corpus, sizeof corpus, "%s/corpus.txt", dir);
+  ts_write_text(corpus, ref);
+  const char *files[] = {corpus};
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  cr_assert_eq(tok_train(files, 1, 270, dir, NULL, &err), 0, "%s", err.msg);
+  tok_tokenizer *tok;
+  cr_assert_eq(tok_load(&tok, dir, &err), 0, "%s", err.msg);
+  tok_ids v = {0};
+  cr_assert_eq(tok_encode(tok, ref, strlen(ref), 0, &v, &err), 0, "%s", err.msg);
+  gpt2_config gc = {.vocab_size = 270, .n_ctx = 32, .n_layer = 1, .n_head = 1, .n_embd = 8};
+  model_t *m;
+  cr_assert_eq(gpt2_new(&m, &gc, &err), 0, "%s", err.msg);
+  task_item item = {.prompt = "the cat", .reference = (char *)ref};
+  task_item *items = &item;
+  for (int bos = -1; bos <= 7; bos += 8) {
+    memset(&r, 0, sizeof r);
+    r.tok = tok;
+    r.policy = m;
+    r.pad = 5;
+    r.bos = bos;
+    r.tk.n[TASK_TRAIN] = 1;
+    r.tk.items[TASK_TRAIN] = items;
+    cr_assert_eq(trn_sft_tokenize(&r, &err), 0, "%s", err.msg);
+    cr_assert_eq(r.sft_len[0], v.n + 1);
+    cr_expect_eq(r.sft_ids[0][0], bos >= 0 ? 7 : 5, "start %d", r.sft_ids[0][0]);
+    for (size_t k = 0; k < v.n; k++)
+      cr_expect_eq(r.sft_ids[0][k + 1], v.ids[k], "id %zu", k);
+    free(r.sft_ids[0]);
+    free(r.sft_ids);
+    free(r.sft_len);
+  }
+  tok_ids_free(&v);
+  model_free(m);
+  tok_free(tok);
+  ts_rmtree(dir);
 }
