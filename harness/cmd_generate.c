@@ -96,7 +96,8 @@ static const char generate_usage[] =
     "  --dtype T            f32 (default), bf16 or f16: the precision the model\n"
     "                       keeps its weight matrices in (GPT-2, GPT-J,\n"
     "                       GPT-NeoX, Llama; bf16 and f16 halve their bytes:\n"
-    "                       rounded to nearest even at load,\n"
+    "                       rounded to nearest even at load (a rotary\n"
+    "                       decoder's folder as it is read, with no fp32 copy),\n"
     "                       widened to fp32 in the products on the CPU;\n"
     "                       docs/memory.md)\n"
     "  --device D           cpu (default), cuda, or auto: CUDA when a device is\n"
@@ -558,12 +559,8 @@ int cmd_generate(int argc, char **argv) {
     return cli_usage_error("generate", "--prompt and --input need --tokenizer (or a model folder "
                                        "with tokenizer files)");
   model_t *m;
-  if ((rc = model_load(&m, model, &err)))
+  if ((rc = model_load_as(&m, model, dtype, &err)))
     return cli_fail(&err);
-  if ((rc = model_set_weight_dtype(m, dtype, &err))) {
-    model_free(m);
-    return cli_fail(&err);
-  }
   const model_config *cfg = model_get_config(m);
   tok_tokenizer *tok = NULL;
   if (tokdir && !(rc = tok_load(&tok, tokdir, &err)) &&

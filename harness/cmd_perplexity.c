@@ -71,7 +71,8 @@ static const char perplexity_usage[] =
     "  --dtype T        f32 (default), bf16 or f16: the precision the model keeps\n"
     "                   its weight matrices in (GPT-2, GPT-J, GPT-NeoX, Llama;\n"
     "                   bf16 and f16 halve their bytes: rounded to nearest even\n"
-    "                   at load, widened to fp32 in the products on the CPU;\n"
+    "                   at load (a rotary decoder's folder as it is read, with\n"
+    "                   no fp32 copy), widened to fp32 in the products on the CPU;\n"
     "                   docs/memory.md)\n"
     "  --device D       cpu (default), cuda, or auto: CUDA when a device is\n"
     "                   usable, else the CPU with a warning that says why; cuda\n"
@@ -291,12 +292,8 @@ int cmd_perplexity(int argc, char **argv) {
     return cli_usage_error("perplexity",
                            "--input needs --tokenizer (or a model folder with tokenizer files)");
   model_t *m;
-  if ((rc = model_load(&m, model, &err)))
+  if ((rc = model_load_as(&m, model, dtype, &err)))
     return cli_fail(&err);
-  if ((rc = model_set_weight_dtype(m, dtype, &err))) {
-    model_free(m);
-    return cli_fail(&err);
-  }
   int vocab = model_get_config(m)->vocab_size;
   tok_tokenizer *tok = NULL;
   if (tokdir) { /* with --tokens too: its <|endoftext|> starts the documents */

@@ -211,12 +211,8 @@ static int setup(trn_run *r, dfpo_err *err) {
     if ((rc = model_add_lora(r->policy, &lc, (uint64_t)s->seed, err)) ||
         (rc = model_base_view(&r->ref, r->policy, err)))
       return dfpo_err_prefix(err, "train: model.lora_rank %d", s->lora_rank);
-  } else if ((rc = model_load(&r->ref, s->model, err))) {
-    return rc;
-  } else if (s->reference_dtype != OPS_DTYPE_F32 &&
-             (rc = model_set_weight_dtype(r->ref, s->reference_dtype, err))) {
-    return dfpo_err_prefix(err, "train: model.reference_dtype %s",
-                           ops_dtype_name(s->reference_dtype));
+  } else if ((rc = model_load_as(&r->ref, s->model, s->reference_dtype, err))) {
+    return rc; /* model.reference_dtype: a rotary reference read straight into 16 bits */
   }
   if ((size_t)model_get_config(r->policy)->vocab_size < tok_vocab_size(r->tok))
     return dfpo_err_set(err, DFPO_EDATA,

@@ -475,7 +475,10 @@ int model_path_is_native(const char *path) {
   return native;
 }
 
-int model_import_safetensors(model_t **out, const char *path, dfpo_err *err) {
+/* model_import_safetensors with the weights in wd: the rotary decoders
+ * read them straight into it (rdec_import_safetensors_as); the others are
+ * read in fp32 and left to model_load_as's conversion. */
+static int import_as(model_t **out, const char *path, ops_dtype wd, dfpo_err *err) {
   /* config.json's model_type beside the file chooses the architecture;
    * GPT-2 when there is none (files this project exported name their
    * config in the header's __metadata__) */
@@ -499,7 +502,7 @@ int model_import_safetensors(model_t **out, const char *path, dfpo_err *err) {
                         "model.safetensors or pytorch_model.bin",
                         path, type);
   if (rdec_handles(type))
-    return rdec_import_safetensors(out, path, err); /* shards too */
+    return rdec_import_safetensors_as(out, path, wd, err); /* shards too */
   if (bert_handles(type))
     return bert_import_safetensors(out, path, err);
   if (t5_handles(type))
@@ -510,6 +513,10 @@ int model_import_safetensors(model_t **out, const char *path, dfpo_err *err) {
                         "gptj, gpt_neox, llama, distilbert, bert, roberta, t5)",
                         cpath, type);
   return gpt2_import_safetensors(out, path, NULL, err);
+}
+
+int model_import_safetensors(model_t **out, const char *path, dfpo_err *err) {
+  return import_as(out, path, OPS_DTYPE_F32, err);
 }
 
 int model_path_is_folder(const char *path) {
@@ -539,15 +546,15 @@ int model_hf_weights(const char *dir, char *buf, size_t n, dfpo_err *err) {
                       dir);
 }
 
-int model_load(model_t **out, const char *path, dfpo_err *err) {
+static int load_as(model_t **out, const char *path, ops_dtype wd, dfpo_err *err) {
   *out = NULL;
   if (model_path_is_folder(path)) {
     char w[4200];
     int rc = model_hf_weights(path, w, sizeof w, err);
-    return rc ? rc : model_import_safetensors(out, w, err);
+    return rc ? rc : import_as(out, w, wd, err);
   }
   if (st_is_index(path))
-    return model_import_safetensors(out, path, err);
+    return import_as(out, path, wd, err);
   FILE *fp = fopen(path, "rb");
   if (!fp)
     return dfpo_err_errno(err, DFPO_EDATA, errno, "%s", path);
@@ -571,7 +578,20 @@ int model_load(model_t **out, const char *path, dfpo_err *err) {
                         "%s: neither a dfpo checkpoint (magic \"" GPT2_NATIVE_MAGIC
                         "\"), a safetensors file nor a torch.save zip (pytorch_model.bin)",
                         path);
-  return model_import_safetensors(out, path, err);
+  return import_as(out, path, wd, err);
+}
+
+int model_load(model_t **out, const char *path, dfpo_err *err) {
+  return load_as(out, path, OPS_DTYPE_F32, err);
+}
+
+int model_load_as(model_t **out, const char *path, ops_dtype wd, dfpo_err *err) {
+  int rc = load_as(out, path, wd, err);
+  if (!rc && (rc = model_set_weight_dtype(*out, wd, err))) {
+    model_free(*out);
+    *out = NULL;
+  }
+  return rc;
 }
 
 int model_copy_floats(const model_t *dst, float *dp, const model_t *src, const float *sp, size_t n,

@@ -360,6 +360,12 @@ int model_decode_reorder(model_t *m, const int *src_rows, dfpo_err *err);
  * architecture the file names; *out is a new model the caller frees. */
 int model_save(model_t *m, const char *path, int with_optimizer, dfpo_err *err);
 int model_load(model_t **out, const char *path, dfpo_err *err);
+/* model_load, then the weights in wd (model_set_weight_dtype's rules and
+ * refusals): a rotary decoder's Hugging Face weights are rounded to wd as
+ * they are read, so the load never holds their fp32 copy (a 16-bit load
+ * of 6B parameters then peaks near 2P bytes instead of 6P); other models
+ * are loaded in fp32 and converted. *out is the caller's; NULL on error. */
+int model_load_as(model_t **out, const char *path, ops_dtype wd, dfpo_err *err);
 /* The tensors of model_tensor_at's list alone (a LoRA model's: its
  * adapters; no AdamW state) as a safetensors file at path, atomically,
  * each F32 [rows, cols] under its own name (__metadata__ format "dfpo

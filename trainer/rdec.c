@@ -359,8 +359,15 @@ static void rdec_destroy(rdec_model *m) {
   free(m);
 }
 
+static int w16_tensor(const rdec_model *m, int i);
+
+/* A model of config c with its weight blocks allocated (not filled): fp32
+ * throughout (wd OPS_DTYPE_F32; borrow: another model's block instead), or
+ * laid out for wd as model_set_weight_dtype lays it out (the 16-bit
+ * tensors, w16_tensor's, in params16, the rest compacted in params), so
+ * that an import in 16 bits never holds the fp32 copy. */
 static int rdec_create(rdec_model **out, const rdec_config *c, int head, float *borrow,
-                       dfpo_err *err) {
+                       ops_dtype wd, dfpo_err *err) {
   *out = NULL;
   rdec_model *m = calloc(1, sizeof *m);
   if (!m)
@@ -383,7 +390,25 @@ static int rdec_create(rdec_model **out, const rdec_config *c, int head, float *
   build_layout(m);
   m->wdtype = OPS_DTYPE_F32;
   m->nparams32 = m->nparams;
-  m->params = borrow ? borrow : m->base.ops->alloc(m->nparams * sizeof(float));
+  if (wd != OPS_DTYPE_F32 && !borrow) {
+    size_t n32 = 0, n16 = 0;
+    for (int i = 0; i < m->ntensors; i++) {
+      rdec_tensor *t = &m->tensors[i];
+      size_t n = (size_t)t->rows * t->cols;
+      t->w16 = w16_tensor(m, i);
+      t->off = t->w16 ? n16 : n32;
+      *(t->w16 ? &n16 : &n32) += n;
+    }
+    m->wdtype = wd;
+    m->nparams32 = n32;
+    m->n16 = n16;
+    if (n16 && !(m->params16 = m->base.ops->alloc(n16 * sizeof(uint16_t)))) {
+      rdec_destroy(m);
+      return dfpo_err_set(err, DFPO_ERUNTIME, "cannot allocate %zu 16-bit weights on %s", n16,
+                          m->base.ops->name);
+    }
+  }
+  m->params = borrow ? borrow : m->base.ops->alloc(m->nparams32 * sizeof(float));
   m->params_borrowed = borrow != NULL;
   m->zero = m->base.ops->alloc((size_t)c->n_embd * sizeof(float));
   if (!m->params || !m->zero) {
@@ -597,7 +622,7 @@ int rdec_new(model_t **out, const rdec_config *c, dfpo_err *err) {
                       c->act, c->rmsnorm, c->bias, c->mlp_bias, c->head_bias, c->parallel,
                       c->shared_ln, c->n_kv_head, c->n_head, c->family);
   rdec_model *m = NULL;
-  if (!rc && !(rc = rdec_create(&m, c, MODEL_HEAD_NONE, NULL, err)))
+  if (!rc && !(rc = rdec_create(&m, c, MODEL_HEAD_NONE, NULL, OPS_DTYPE_F32, err)))
     *out = &m->base;
   return rc;
 }
@@ -629,7 +654,7 @@ static int is_buffer(const char *nm) {
 }
 
 static int read_tensor(rdec_model *m, st_set *set, const rdec_tensor *t, float *buf, float *tmp,
-                       const char *path, const char *cpath, dfpo_err *err) {
+                       uint16_t *h16, const char *path, const char *cpath, dfpo_err *err) {
   int rows_each = t->rows / t->nsrc, rc = DFPO_OK;
   const rdec_config *c = &m->cfg;
   if (t->nsrc == 3 && c->n_kv_head != c->n_head) /* q | k | v of a grouped-query layer */
@@ -656,12 +681,24 @@ static int read_tensor(rdec_model *m, st_set *set, const rdec_tensor *t, float *
     neox_reorder(tmp, buf, c->n_head, c->head_dim, t->vec ? 1 : t->cols);
     h = tmp;
   }
-  m->base.ops->upload(m->params + t->off, h, (size_t)t->rows * t->cols * sizeof(float));
+  size_t n = (size_t)t->rows * t->cols;
+  if (t->w16) { /* rounded as model_set_weight_dtype rounds (ops_f32_to_w16) */
+    ops_f32_to_w16(h16, h, n, (int)m->wdtype);
+    m->base.ops->upload(m->params16 + t->off, h16, n * sizeof(uint16_t));
+  } else {
+    m->base.ops->upload(m->params + t->off, h, n * sizeof(float));
+  }
   return DFPO_OK;
 }
 
 int rdec_import_safetensors(model_t **out, const char *path, dfpo_err *err) {
+  return rdec_import_safetensors_as(out, path, OPS_DTYPE_F32, err);
+}
+
+int rdec_import_safetensors_as(model_t **out, const char *path, ops_dtype wd, dfpo_err *err) {
   *out = NULL;
+  if (wd != OPS_DTYPE_F32 && wd != OPS_DTYPE_BF16 && wd != OPS_DTYPE_F16)
+    return dfpo_err_set(err, DFPO_EUSAGE, "%s: weight dtype %d unknown", path, (int)wd);
   char cpath[4096];
   rdec_config c;
   int rc = model_config_beside(path, cpath, sizeof cpath, err);
@@ -673,18 +710,20 @@ int rdec_import_safetensors(model_t **out, const char *path, dfpo_err *err) {
     return rc;
   rdec_model *m = NULL;
   float *buf = NULL;
-  if ((rc = rdec_create(&m, &c, MODEL_HEAD_NONE, NULL, err)))
+  uint16_t *h16 = NULL;
+  if ((rc = rdec_create(&m, &c, MODEL_HEAD_NONE, NULL, wd, err)))
     goto done;
   size_t maxn = 0;
   for (int k = 0; k < m->ntensors; k++)
     if ((size_t)m->tensors[k].rows * m->tensors[k].cols > maxn)
       maxn = (size_t)m->tensors[k].rows * m->tensors[k].cols;
-  if (!(buf = malloc(2 * maxn * sizeof(float)))) {
+  if (!(buf = malloc(2 * maxn * sizeof(float))) ||
+      (wd != OPS_DTYPE_F32 && !(h16 = malloc(maxn * sizeof(uint16_t))))) {
     rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
     goto done;
   }
   for (int k = 0; k < m->ntensors && !rc; k++)
-    rc = read_tensor(m, &set, &m->tensors[k], buf, buf + maxn, path, cpath, err);
+    rc = read_tensor(m, &set, &m->tensors[k], buf, buf + maxn, h16, path, cpath, err);
   for (int s = 0; !rc && s < set.n; s++)
     for (int i = 0; i < set.files[s].n; i++) {
       const char *nm = set.files[s].ents[i].name;
@@ -702,6 +741,7 @@ int rdec_import_safetensors(model_t **out, const char *path, dfpo_err *err) {
   }
 done:
   free(buf);
+  free(h16);
   rdec_destroy(m);
   st_set_close(&set);
   return rc;
@@ -1983,7 +2023,7 @@ int rdec_load_native(model_t **out, const char *path, FILE *fp, dfpo_err *err) {
     return dfpo_err_set(err, DFPO_EDATA, "%s: %lld bytes, expected %llu", path,
                         (long long)st.st_size, (unsigned long long)expect);
   rdec_model *m;
-  if ((rc = rdec_create(&m, &c, h.head, NULL, err)))
+  if ((rc = rdec_create(&m, &c, h.head, NULL, OPS_DTYPE_F32, err)))
     return dfpo_err_prefix(err, "%s", path);
   const ops_backend *o = m->base.ops;
   rc = read_block(fp, o, m->params, m->nparams, path, "parameters", err);
@@ -2332,7 +2372,7 @@ static int vt_new_like(model_t **out, const model_t *src, int head, int n_classe
   if (head != MODEL_HEAD_NONE && head != MODEL_HEAD_VALUE)
     return usage(src, err, "a classification head");
   rdec_model *m;
-  int rc = rdec_create(&m, &rdec_of_const(src)->cfg, head, NULL, err);
+  int rc = rdec_create(&m, &rdec_of_const(src)->cfg, head, NULL, OPS_DTYPE_F32, err);
   if (!rc)
     *out = &m->base;
   return rc;
@@ -2549,7 +2589,7 @@ static int vt_base_view(model_t **out, const model_t *srcm, int adapters, dfpo_e
     return dfpo_err_set(err, DFPO_EUSAGE, "%s: a base view must be made on its model's device",
                         fam);
   rdec_model *v;
-  int rc = rdec_create(&v, &src->cfg, src->base.cfg.head, src->params, err);
+  int rc = rdec_create(&v, &src->cfg, src->base.cfg.head, src->params, OPS_DTYPE_F32, err);
   if (rc)
     goto out;
   v->view_of = (rdec_model *)src; /* counts the views; the weights stay as they are */

@@ -93,6 +93,12 @@ int rdec_handles(const char *model_type);
  * build does not read (rope_scaling, Llama's attention_bias or mlp_bias,
  * another activation), is DFPO_EDATA naming it. */
 int rdec_import_safetensors(model_t **out, const char *path, dfpo_err *err);
+/* The same with the weights kept in wd (OPS_DTYPE_BF16 or F16: the
+ * tensors model_set_weight_dtype keeps in 16 bits are rounded as it rounds
+ * them while they are read, so the model is the one load and conversion
+ * give, bit for bit, without ever holding the fp32 copy; OPS_DTYPE_F32 is
+ * rdec_import_safetensors). */
+int rdec_import_safetensors_as(model_t **out, const char *path, ops_dtype wd, dfpo_err *err);
 /* A model of config c (its switches as the header's struct says; the
  * family's name is its model_type), parameters zeroed (model_init_random
  * draws them), with no head besides the LM head, on the current device.

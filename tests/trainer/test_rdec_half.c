@@ -178,3 +178,66 @@ Test(rdec_half, refusals) {
   model_free(b);
   model_free(h);
 }
+
+/* model_load_as: a Hugging Face folder of each family read straight into
+ * bf16 and f16 is the model that model_load and model_set_weight_dtype
+ * give, bit for bit (every tensor's stored bits, the arena, the NLL of a
+ * sequence), and it never holds the fp32 copy of its 16-bit tensors
+ * (rdec_import_safetensors_as lays the blocks out for the dtype before
+ * reading). Also fp32 through model_load_as, and a unknown dtype refused. */
+Test(rdec_half, a_folder_loads_straight_into_16_bits) {
+  char dir[256], path[300];
+  ts_tmpdir(dir, sizeof dir);
+  snprintf(path, sizeof path, "%s/model.safetensors", dir);
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  int fams[3] = {RDEC_GPTJ, RDEC_NEOX, RDEC_LLAMA}, dts[2] = {OPS_DTYPE_BF16, OPS_DTYPE_F16};
+  int seq[12] = {3, 9, 27, 17, 44, 5, 60, 2, 31, 8, 12, 50};
+  for (int f = 0; f < 3; f++) {
+    model_t *a = base_model(fams[f], 20 + (uint64_t)f);
+    cr_assert_eq(model_export_safetensors(a, path, 1, &err), 0, "%s", err.msg);
+    for (int d = 0; d < 2; d++) {
+      model_t *conv = NULL, *direct = NULL;
+      cr_assert_eq(model_load(&conv, dir, &err), 0, "%s", err.msg);
+      cr_assert_eq(model_set_weight_dtype(conv, dts[d], &err), 0, "%s", err.msg);
+      cr_assert_eq(model_load_as(&direct, dir, dts[d], &err), 0, "%s", err.msg);
+      const char *arch = model_get_config(a)->arch, *dt = ops_dtype_name(dts[d]);
+      cr_expect_eq((int)model_weight_dtype(direct), dts[d], "%s %s", arch, dt);
+      cr_expect_eq(model_arena_bytes(direct), model_arena_bytes(conv), "%s %s: %zu bytes, %zu",
+                   arch, dt, model_arena_bytes(direct), model_arena_bytes(conv));
+      cr_assert_eq(model_num_tensors(direct), model_num_tensors(conv));
+      int halves = 0;
+      for (int i = 0; i < model_num_tensors(conv); i++) {
+        model_tensor x, y;
+        cr_assert_eq(model_tensor_at(direct, i, &x, &err), 0, "%s", err.msg);
+        cr_assert_eq(model_tensor_at(conv, i, &y, &err), 0, "%s", err.msg);
+        size_t n = (size_t)x.rows * x.cols;
+        cr_assert_eq(!x.param16, !y.param16, "%s %s: %s kept otherwise", arch, dt, x.name);
+        if (x.param16) {
+          halves++;
+          cr_expect_eq(memcmp(x.param16, y.param16, n * 2), 0, "%s %s: %s differs", arch, dt,
+                       x.name);
+        } else {
+          cr_expect_eq(memcmp(x.param, y.param, n * 4), 0, "%s %s: %s differs", arch, dt, x.name);
+        }
+      }
+      cr_expect_gt(halves, 0, "%s %s: nothing in 16 bits", arch, dt);
+      double nd, nc;
+      size_t sc;
+      cr_assert_eq(model_score_tokens(direct, seq, 12, &nd, &sc, &err), 0, "%s", err.msg);
+      cr_assert_eq(model_score_tokens(conv, seq, 12, &nc, &sc, &err), 0, "%s", err.msg);
+      cr_expect_eq(nd, nc, "%s %s: NLL %.17g, converted %.17g", arch, dt, nd, nc);
+      model_free(direct);
+      model_free(conv);
+    }
+    model_t *f32 = NULL;
+    cr_assert_eq(model_load_as(&f32, dir, OPS_DTYPE_F32, &err), 0, "%s", err.msg);
+    cr_expect_eq(model_weight_dtype(f32), OPS_DTYPE_F32);
+    model_free(f32);
+    model_free(a);
+  }
+  model_t *m = NULL;
+  cr_expect_eq(model_load_as(&m, dir, (ops_dtype)99, &err), DFPO_EUSAGE);
+  cr_expect_null(m);
+  ts_rmtree(dir);
+}
