@@ -71,7 +71,7 @@ static const char perplexity_usage[] =
     "  --dtype T        f32 (default), bf16 or f16: the precision the model keeps\n"
     "                   its weight matrices in (GPT-2, GPT-J, GPT-NeoX, Llama;\n"
     "                   bf16 and f16 halve their bytes: rounded to nearest even\n"
-    "                   at load (a rotary decoder's folder as it is read, with\n"
+    "                   at load (a Hugging Face folder's as they are read, with\n"
     "                   no fp32 copy), widened to fp32 in the products on the CPU;\n"
     "                   docs/memory.md)\n"
     "  --device D       cpu (default), cuda, or auto: CUDA when a device is\n"

@@ -212,7 +212,7 @@ static int setup(trn_run *r, dfpo_err *err) {
         (rc = model_base_view(&r->ref, r->policy, err)))
       return dfpo_err_prefix(err, "train: model.lora_rank %d", s->lora_rank);
   } else if ((rc = model_load_as(&r->ref, s->model, s->reference_dtype, err))) {
-    return rc; /* model.reference_dtype: a rotary reference read straight into 16 bits */
+    return rc; /* model.reference_dtype: a Hugging Face folder read straight into 16 bits */
   }
   if ((size_t)model_get_config(r->policy)->vocab_size < tok_vocab_size(r->tok))
     return dfpo_err_set(err, DFPO_EDATA,

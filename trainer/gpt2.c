@@ -71,7 +71,15 @@ static void add_tensor(gpt2_model *m, const char *name, int rows, int cols, int 
 
 /* gpt2_create, or with borrow (a base view) over another model's parameter
  * block, which is never allocated here (no transient copy of the base). */
-static int create(gpt2_model **out, const gpt2_config *cfg, float *borrow, dfpo_err *err) {
+static int w16_tensor(const gpt2_model *m, int i);
+
+/* A model of cfg with its weight blocks allocated: fp32 throughout (wd
+ * OPS_DTYPE_F32; borrow: another model's block instead), or laid out for
+ * wd as gpt2_set_weight_dtype lays it out (w16_tensor's tensors in
+ * params16, the rest compacted in params), for an import in 16 bits that
+ * never holds the fp32 copy. The LayerNorm gains start at 1. */
+static int create(gpt2_model **out, const gpt2_config *cfg, float *borrow, ops_dtype wd,
+                  dfpo_err *err) {
   *out = NULL;
   if (gpt2_config_check(cfg, err))
     return err ? err->code : DFPO_EDATA;
@@ -132,7 +140,20 @@ static int create(gpt2_model **out, const gpt2_config *cfg, float *borrow, dfpo_
     *out = m;
     return DFPO_OK;
   }
-  m->params = m->base.ops->alloc(m->nparams * sizeof(float));
+  if (wd != OPS_DTYPE_F32) {
+    size_t n32 = 0, n16 = 0;
+    for (int i = 0; i < m->ntensors; i++) {
+      gpt2_tensor *t = &m->tensors[i];
+      t->w16 = w16_tensor(m, i);
+      t->off = model_w16_place((size_t)t->rows * t->cols, t->w16, &n32, &n16);
+    }
+    m->wdtype = wd, m->nparams32 = n32, m->n16 = n16;
+    if (n16 && !(m->params16 = m->base.ops->alloc(n16 * sizeof(uint16_t)))) {
+      gpt2_destroy(m);
+      return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory for %zu 16-bit weights", n16);
+    }
+  }
+  m->params = m->base.ops->alloc(m->nparams32 * sizeof(float));
   if (!m->params) {
     size_t np = m->nparams;
     gpt2_destroy(m);
@@ -160,7 +181,10 @@ static int create(gpt2_model **out, const gpt2_config *cfg, float *borrow, dfpo_
 }
 
 int gpt2_create(gpt2_model **out, const gpt2_config *cfg, dfpo_err *err) {
-  return create(out, cfg, NULL, err);
+  return create(out, cfg, NULL, OPS_DTYPE_F32, err);
+}
+int gpt2_create_as(gpt2_model **out, const gpt2_config *cfg, ops_dtype wd, dfpo_err *err) {
+  return create(out, cfg, NULL, wd, err);
 }
 
 static void free_acts(gpt2_model *m) {
@@ -689,7 +713,7 @@ static int gpt2_base_view(model_t **out, const gpt2_model *src, int adapters, df
   if (ops_default_backend() != src->base.ops)
     return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: a base view must be made on its model's device");
   gpt2_model *v;
-  int rc = create(&v, &src->cfg, src->params, err);
+  int rc = create(&v, &src->cfg, src->params, OPS_DTYPE_F32, err);
   if (!rc) {
     v->view_of = (gpt2_model *)src; /* counts the views; the weights stay as they are */
     v->view_of->nviews++;

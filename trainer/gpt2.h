@@ -54,5 +54,10 @@ int gpt2_tensor_info(const model_t *m, int i, const char **name, int *rows, int 
  * transposed, lm_head.weight (tied) ignored when present. The native
  * checkpoint (magic "DFPOGPT2") is read by model_load. */
 int gpt2_import_safetensors(model_t **out, const char *path, const gpt2_config *cfg, dfpo_err *err);
+/* The same with the weights kept in wd (bf16, f16: the tensors
+ * model_set_weight_dtype keeps in 16 bits rounded as it rounds them while
+ * they are read, without the fp32 copy; OPS_DTYPE_F32 is the above). */
+int gpt2_import_safetensors_as(model_t **out, const char *path, const gpt2_config *cfg,
+                               ops_dtype wd, dfpo_err *err);
 
 #endif

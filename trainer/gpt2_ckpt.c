@@ -320,13 +320,21 @@ static int layer_of(const char *nm) {
 
 int gpt2_import_safetensors(model_t **out, const char *path, const gpt2_config *given,
                             dfpo_err *err) {
+  return gpt2_import_safetensors_as(out, path, given, OPS_DTYPE_F32, err);
+}
+
+int gpt2_import_safetensors_as(model_t **out, const char *path, const gpt2_config *given,
+                               ops_dtype wd, dfpo_err *err) {
   *out = NULL;
+  if (wd != OPS_DTYPE_F32 && wd != OPS_DTYPE_BF16 && wd != OPS_DTYPE_F16)
+    return dfpo_err_set(err, DFPO_EUSAGE, "%s: weight dtype %d unknown", path, (int)wd);
   st_set set;
   int rc = st_set_open(&set, path, err);
   if (rc)
     return rc;
   gpt2_model *m = NULL;
   float *buf = NULL;
+  uint16_t *h16 = NULL;
   const cJSON *meta = set.files[0].meta;
 
   /* the config: given, else metadata, else config.json beside, else shapes */
@@ -393,7 +401,7 @@ int gpt2_import_safetensors(model_t **out, const char *path, const gpt2_config *
     dfpo_err_prefix(err, "%s: config from %s", path, cfg_from);
     goto done;
   }
-  if ((rc = gpt2_create(&m, &cfg, err)))
+  if ((rc = gpt2_create_as(&m, &cfg, wd, err)))
     goto done;
 
   /* every tensor of the model must be there with the right shape */
@@ -404,6 +412,10 @@ int gpt2_import_safetensors(model_t **out, const char *path, const gpt2_config *
       maxn = nk;
   }
   buf = malloc(maxn * sizeof(float) * 2);
+  if (wd != OPS_DTYPE_F32 && buf && !(h16 = malloc(maxn * sizeof(uint16_t)))) {
+    free(buf);
+    buf = NULL;
+  }
   if (!buf) {
     rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
     goto done;
@@ -425,15 +437,15 @@ int gpt2_import_safetensors(model_t **out, const char *path, const gpt2_config *
     }
     /* expected shape in Hugging Face's layout */
     int64_t want[2] = {t->rows, t->cols};
-    int wd = 2;
+    int nd = 2;
     if (t->rows == 1 && strcmp(t->name, "v_head.summary.weight") != 0) {
-      wd = 1;
+      nd = 1;
       want[0] = t->cols;
     } else if (t->conv1d) {
       want[0] = t->cols;
       want[1] = t->rows;
     }
-    if ((rc = st_check_shape(f, e, t->name, wd, want, cfg_from, err)) ||
+    if ((rc = st_check_shape(f, e, t->name, nd, want, cfg_from, err)) ||
         (rc = st_read_f32(f, e, t->name, buf + maxn, err)))
       goto done;
     float *dst = buf + maxn;
@@ -443,7 +455,13 @@ int gpt2_import_safetensors(model_t **out, const char *path, const gpt2_config *
           buf[(size_t)r * t->cols + c] = dst[(size_t)c * t->rows + r];
       dst = buf;
     }
-    m->base.ops->upload(m->params + t->off, dst, (size_t)t->rows * t->cols * sizeof(float));
+    size_t n = (size_t)t->rows * t->cols;
+    if (t->w16) { /* rounded as gpt2_set_weight_dtype rounds (ops_f32_to_w16) */
+      ops_f32_to_w16(h16, dst, n, (int)wd);
+      m->base.ops->upload(m->params16 + t->off, h16, n * sizeof(uint16_t));
+    } else {
+      m->base.ops->upload(m->params + t->off, dst, n * sizeof(float));
+    }
   }
   /* the first few extra tensors by name, then how many more: a file of
    * 100,000 extra tensors must not print 100,000 lines */
@@ -469,6 +487,7 @@ int gpt2_import_safetensors(model_t **out, const char *path, const gpt2_config *
 done:
   gpt2_destroy(m);
   free(buf);
+  free(h16);
   st_set_close(&set);
   return rc;
 }

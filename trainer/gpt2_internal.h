@@ -157,6 +157,9 @@ static inline const gpt2_model *gpt2_of_const(const model_t *m) {
 /* The constructor and destructor on the concrete type (gpt2_new and
  * model_free wrap them). */
 int gpt2_create(gpt2_model **out, const gpt2_config *cfg, dfpo_err *err);
+/* The same with the blocks laid out for weights in wd (bf16, f16: the
+ * 16-bit tensors in params16, unfilled) for an import in 16 bits. */
+int gpt2_create_as(gpt2_model **out, const gpt2_config *cfg, ops_dtype wd, dfpo_err *err);
 void gpt2_destroy(gpt2_model *m);
 
 /* GPT-2's LayerNorm epsilon (layer_norm_epsilon). */

@@ -394,8 +394,7 @@ int model_repack_weights(const model_t *m, const char *who, int borrowed, int nv
     return dfpo_err_set(err, DFPO_ERUNTIME, "%s: out of memory", who);
   for (int i = 0; i < nt; i++) {
     t[i].half = d != OPS_DTYPE_F32 && t[i].half;
-    off[i] = t[i].half ? n16 : n32;
-    *(t[i].half ? &n16 : &n32) += t[i].n;
+    off[i] = model_w16_place(t[i].n, t[i].half, &n32, &n16);
     big = t[i].n > big ? t[i].n : big;
   }
   float *p32 = o->alloc(n32 * sizeof(float)), *host = malloc(big * sizeof(float));
@@ -475,9 +474,9 @@ int model_path_is_native(const char *path) {
   return native;
 }
 
-/* model_import_safetensors with the weights in wd: the rotary decoders
- * read them straight into it (rdec_import_safetensors_as); the others are
- * read in fp32 and left to model_load_as's conversion. */
+/* model_import_safetensors with the weights in wd: GPT-2 and the rotary
+ * decoders read them straight into it (gpt2_ and rdec_import_safetensors_as);
+ * the others are read in fp32 and left to model_load_as's conversion. */
 static int import_as(model_t **out, const char *path, ops_dtype wd, dfpo_err *err) {
   /* config.json's model_type beside the file chooses the architecture;
    * GPT-2 when there is none (files this project exported name their
@@ -512,7 +511,7 @@ static int import_as(model_t **out, const char *path, ops_dtype wd, dfpo_err *er
                         "%s: model_type '%s' is not an architecture this build reads (gpt2, "
                         "gptj, gpt_neox, llama, distilbert, bert, roberta, t5)",
                         cpath, type);
-  return gpt2_import_safetensors(out, path, NULL, err);
+  return gpt2_import_safetensors_as(out, path, NULL, wd, err);
 }
 
 int model_import_safetensors(model_t **out, const char *path, dfpo_err *err) {

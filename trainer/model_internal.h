@@ -39,6 +39,15 @@ typedef struct model_w16_tensor {
   size_t n, off;
   int w16, half;
 } model_w16_tensor;
+/* The offset of the next tensor of n values in the precision layout: in
+ * the 16-bit block (*n16) when half, else the fp32 one (*n32), each count
+ * advanced by n (the layout model_repack_weights and the 16-bit imports
+ * share). */
+static inline size_t model_w16_place(size_t n, int half, size_t *n32, size_t *n16) {
+  size_t *at = half ? n16 : n32, off = *at;
+  *at += n;
+  return off;
+}
 /* A model's weight blocks: fp32 params, 16-bit params16 (NULL: none), their
  * element counts and the 16-bit type. */
 typedef struct model_w16_store {

@@ -394,14 +394,10 @@ static int rdec_create(rdec_model **out, const rdec_config *c, int head, float *
     size_t n32 = 0, n16 = 0;
     for (int i = 0; i < m->ntensors; i++) {
       rdec_tensor *t = &m->tensors[i];
-      size_t n = (size_t)t->rows * t->cols;
       t->w16 = w16_tensor(m, i);
-      t->off = t->w16 ? n16 : n32;
-      *(t->w16 ? &n16 : &n32) += n;
+      t->off = model_w16_place((size_t)t->rows * t->cols, t->w16, &n32, &n16);
     }
-    m->wdtype = wd;
-    m->nparams32 = n32;
-    m->n16 = n16;
+    m->wdtype = wd, m->nparams32 = n32, m->n16 = n16;
     if (n16 && !(m->params16 = m->base.ops->alloc(n16 * sizeof(uint16_t)))) {
       rdec_destroy(m);
       return dfpo_err_set(err, DFPO_ERUNTIME, "cannot allocate %zu 16-bit weights on %s", n16,

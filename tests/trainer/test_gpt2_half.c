@@ -326,3 +326,32 @@ Test(gpt2_half, refusals) {
   model_free(b);
   model_free(h);
 }
+
+/* model_load_as: a GPT-2 Hugging Face file read straight into bf16 and f16
+ * is the model that model_load and model_set_weight_dtype give, bit for
+ * bit (every tensor's stored bits, the arena, the NLL of a sequence): the
+ * import lays the blocks out for the dtype and rounds each 16-bit tensor
+ * on its way in, with no fp32 copy of it. */
+Test(gpt2_half, a_file_loads_straight_into_16_bits) {
+  char dir[256], path[300];
+  ts_tmpdir(dir, sizeof dir);
+  snprintf(path, sizeof path, "%s/model.safetensors", dir);
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  model_t *a = half_model(5);
+  cr_assert_eq(model_export_safetensors(a, path, 1, &err), 0, "%s", err.msg);
+  int dts[2] = {OPS_DTYPE_BF16, OPS_DTYPE_F16};
+  for (int d = 0; d < 2; d++) {
+    const char *dt = ops_dtype_name(dts[d]);
+    model_t *conv = NULL, *direct = NULL;
+    cr_assert_eq(model_load(&conv, path, &err), 0, "%s", err.msg);
+    cr_assert_eq(model_set_weight_dtype(conv, dts[d], &err), 0, "%s", err.msg);
+    cr_assert_eq(model_load_as(&direct, path, dts[d], &err), 0, "%s", err.msg);
+    cr_expect_eq((int)model_weight_dtype(direct), dts[d], "%s", dt);
+    cr_expect_gt(expect_same_weights(direct, conv, dt), 0, "%s: nothing in 16 bits", dt);
+    model_free(direct);
+    model_free(conv);
+  }
+  model_free(a);
+  ts_rmtree(dir);
+}

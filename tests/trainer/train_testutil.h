@@ -18,6 +18,7 @@
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 static inline int *json_ints(const cJSON *a, int *n) {
   int k = cJSON_GetArraySize(a), total = 0;
@@ -236,6 +237,35 @@ static inline double half_matches_widened(model_t *a, int dtype, int V, int step
   model_free(u);
   *fp32 = na;
   return nh;
+}
+
+/* Every tensor of a and b stored alike (fp32 or 16 bits) and bit for bit
+ * the same, the arenas equal, and the NLL of 12 fixed tokens below 64
+ * equal; returns how many tensors are in 16 bits. `what` names the case. */
+static inline int expect_same_weights(model_t *a, model_t *b, const char *what) {
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  cr_expect_eq(model_arena_bytes(a), model_arena_bytes(b), "%s: %zu bytes, %zu", what,
+               model_arena_bytes(a), model_arena_bytes(b));
+  cr_assert_eq(model_num_tensors(a), model_num_tensors(b), "%s", what);
+  int halves = 0;
+  for (int i = 0; i < model_num_tensors(a); i++) {
+    model_tensor x, y;
+    cr_assert_eq(model_tensor_at(a, i, &x, &err), 0, "%s", err.msg);
+    cr_assert_eq(model_tensor_at(b, i, &y, &err), 0, "%s", err.msg);
+    size_t n = (size_t)x.rows * x.cols;
+    cr_assert_eq(!x.param16, !y.param16, "%s: %s kept otherwise", what, x.name);
+    halves += x.param16 != NULL;
+    cr_expect_eq(x.param16 ? memcmp(x.param16, y.param16, n * 2) : memcmp(x.param, y.param, n * 4),
+                 0, "%s: %s differs", what, x.name);
+  }
+  int seq[12] = {3, 9, 27, 17, 44, 5, 60, 2, 31, 8, 12, 50};
+  double na, nb;
+  size_t sc;
+  cr_assert_eq(model_score_tokens(a, seq, 12, &na, &sc, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_score_tokens(b, seq, 12, &nb, &sc, &err), 0, "%s", err.msg);
+  cr_expect_eq(na, nb, "%s: NLL %.17g and %.17g", what, na, nb);
+  return halves;
 }
 
 #endif
