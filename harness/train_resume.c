@@ -189,18 +189,15 @@ int trn_resume_load(trn_run *r, trn_loop_state *ls, int *found, dfpo_err *err) {
     model_t *mask = rl_trainer_mask_model(r->rl), *saved = NULL;
     if (mask) {
       trn_resume_path(r, path, sizeof path, "mask", ls->next_it);
-      if (model_lora_rank(mask) && !model_path_is_native(path)) { /* its adapters alone */
-        if ((rc = model_load_tensors(mask, path, err)))
-          return rc;
-      } else if ((rc = model_load(&saved, path, err)) ||
-                 (rc = model_copy_params(mask, saved, err))) {
-        /* a full model (a checkpoint written before the mask's adapters
-         * were saved alone reads the same way) */
-        model_free(saved);
+      /* a LoRA view's adapters alone; else a whole model (as checkpoints
+       * written before the adapters were saved alone hold it too) */
+      if (model_lora_rank(mask) && !model_path_is_native(path))
+        rc = model_load_tensors(mask, path, err);
+      else if (!(rc = model_load(&saved, path, err)))
+        rc = model_copy_params(mask, saved, err);
+      model_free(saved);
+      if (rc)
         return rc;
-      } else {
-        model_free(saved);
-      }
     }
   }
   if ((rc = trn_memory_apply(r, err)))

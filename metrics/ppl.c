@@ -395,8 +395,10 @@ static void ids_free(tok_ids *v, size_t n) {
 
 static met_ppl_opts with_bos(const met_ppl_opts *o, tok_tokenizer *tok) {
   met_ppl_opts d = o ? *o : met_ppl_opts_default();
-  if (!o) /* the tokenizer's own start (Llama's <s>), else its end-of-text */
-    d.bos = tok_bos_token_id(tok) >= 0 ? tok_bos_token_id(tok) : tok_eot_id(tok);
+  if (!o) { /* the tokenizer's own start (Llama's <s>), else its end-of-text */
+    int32_t own = tok_bos_token_id(tok);
+    d.bos = own >= 0 ? own : tok_eot_id(tok);
+  }
   return d;
 }
 

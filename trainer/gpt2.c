@@ -69,15 +69,15 @@ static void add_tensor(gpt2_model *m, const char *name, int rows, int cols, int 
   m->nparams += (size_t)rows * cols;
 }
 
-/* gpt2_create, or with borrow (a base view) over another model's parameter
- * block, which is never allocated here (no transient copy of the base). */
 static int w16_tensor(const gpt2_model *m, int i);
 
-/* A model of cfg with its weight blocks allocated: fp32 throughout (wd
- * OPS_DTYPE_F32; borrow: another model's block instead), or laid out for
- * wd as gpt2_set_weight_dtype lays it out (w16_tensor's tensors in
- * params16, the rest compacted in params), for an import in 16 bits that
- * never holds the fp32 copy. The LayerNorm gains start at 1. */
+/* gpt2_create: a model of cfg with its weight blocks allocated, fp32
+ * throughout (wd OPS_DTYPE_F32), or laid out for wd as
+ * gpt2_set_weight_dtype lays it out (w16_tensor's tensors in params16, the
+ * rest compacted in params), for an import in 16 bits that never holds the
+ * fp32 copy; or with borrow (a base view, fp32) over another model's
+ * parameter block, which is never allocated here (no transient copy of
+ * the base). The LayerNorm gains start at 1. */
 static int create(gpt2_model **out, const gpt2_config *cfg, float *borrow, ops_dtype wd,
                   dfpo_err *err) {
   *out = NULL;

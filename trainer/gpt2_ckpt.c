@@ -411,12 +411,8 @@ int gpt2_import_safetensors_as(model_t **out, const char *path, const gpt2_confi
     if (nk > maxn)
       maxn = nk;
   }
-  buf = malloc(maxn * sizeof(float) * 2);
-  if (wd != OPS_DTYPE_F32 && buf && !(h16 = malloc(maxn * sizeof(uint16_t)))) {
-    free(buf);
-    buf = NULL;
-  }
-  if (!buf) {
+  if (!(buf = malloc(maxn * sizeof(float) * 2)) ||
+      (wd != OPS_DTYPE_F32 && !(h16 = malloc(maxn * sizeof(uint16_t))))) {
     rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
     goto done;
   }
