@@ -3,6 +3,7 @@ tokenizer.model as python3-sentencepiece encodes and decodes it.
 
 Usage: tok_llama_reference.py ROOT OUT.json
        tok_llama_reference.py greedy ROOT SAMPLES.jsonl MAX_PROMPT NEW OUT.json
+       tok_llama_reference.py sft ROOT TEXTS.txt OUT.json
 
 Trains a tiny SentencePiece BPE with byte fallback and Llama's settings
 (unk 0, <s> 1, </s> 2, no pad, the identity normaliser, whitespace kept,
@@ -172,5 +173,39 @@ def greedy():
                   indent=1)
 
 
+def sft():
+    """The third form: SFT's first loss over the lines of TEXTS.txt (one
+    batch of them all) under the random Llama in ROOT/llama: each line
+    encoded as transformers' tokenizer(text) does with add_bos_token, <s> +
+    sp.encode's ids, cut to max_position_embeddings + 1 tokens (the inputs
+    fill the context, the last token a target only), every token after the
+    first a target; the mean next-token cross-entropy over all of them
+    (labels at the padding ignored, as transformers' loss does), in double.
+    And the same with </s> first (what dfpo train gave a Llama's SFT texts
+    before they started with <s>), which a test tells apart."""
+    root, texts, out = sys.argv[2], sys.argv[3], sys.argv[4]
+    d = os.path.join(root, "llama")
+    sp = spm.SentencePieceProcessor(model_file=os.path.join(d, "tokenizer.model"))
+    with open(os.path.join(d, "config.json")) as f:
+        c = json.load(f)
+    R.V = c["vocab_size"]
+    P = R.params("llama", c, torch.Generator().manual_seed(7))
+    Pd = {k: v.double() for k, v in P.items()}
+    cap = c["max_position_embeddings"] + 1
+    res = {}
+    for key, start in (("loss", 1), ("loss_after_eos", 2)):
+        tot, k = 0.0, 0
+        for line in open(texts, encoding="utf-8"):
+            seq = ([start] + sp.encode(line.rstrip("\n")))[:cap]
+            lp = torch.log_softmax(R.forward("llama", c, Pd, seq[:-1]), -1)
+            for p in range(1, len(seq)):
+                tot -= lp[p - 1, seq[p]].item()
+                k += 1
+        res[key] = tot / k
+        res["tokens"] = k
+    with open(out, "w") as f:
+        json.dump(res, f, indent=1)
+
+
 if __name__ == "__main__":
-    greedy() if sys.argv[1] == "greedy" else main()
+    {"greedy": greedy, "sft": sft}.get(sys.argv[1], main)()
