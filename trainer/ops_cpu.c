@@ -708,41 +708,20 @@ static inline float exp_shift_sum(float *a, int j0, int j1, float mx) {
 #ifdef HAVE_SMALLM
 /* The kernels written once for 16 and 8 lanes (trainer/ops_cpu_vec.h):
  * av_sum512/256 and attention_query512/256 (a query of attention_rows),
- * attention_bwd_head256 (a row and head of cpu_attention_bwd, 8 lanes only),
- * attention_row512/256 (a row of the decoding step) */
+ * attention_bwd_head256 (a row and head of cpu_attention_bwd, 8 lanes and
+ * the plain instance only), attention_row512/256 (a row of the decoding
+ * step) */
 #define OPS_VEC_BITS 512
 #include "trainer/ops_cpu_vec.h"
 #define OPS_VEC_BITS 256
 #include "trainer/ops_cpu_vec.h"
 #endif
 
-/* One query of attention_rows, the portable loop: the same arguments as
- * attention_query512/256 with the head size HS; each score summed over the
- * channels in order, the output over the keys in order. */
-static void attention_query(float *o, float *a, const float *q, const float *k, const float *v,
-                            size_t C3, int j0, int t, int T, int HS, float scale) {
-  memset(a, 0, (size_t)T * sizeof(float));
-  float mx = -INFINITY;
-  for (int j = j0; j <= t; j++) {
-    const float *kj = k + (size_t)j * C3;
-    float s = 0.0f;
-    for (int i = 0; i < HS; i++)
-      s += q[i] * kj[i];
-    s *= scale;
-    a[j] = s;
-    if (s > mx)
-      mx = s;
-  }
-  float inv = 1.0f / exp_shift_sum(a, j0, t + 1, mx);
-  for (int i = 0; i < HS; i++)
-    o[i] = 0.0f;
-  for (int j = j0; j <= t; j++) {
-    a[j] *= inv;
-    const float *vj = v + (size_t)j * C3;
-    for (int i = 0; i < HS; i++)
-      o[i] += a[j] * vj[i];
-  }
-}
+/* The plain instances of the same kernels, on every machine: av_sum,
+ * attention_query (a query of attention_rows) and attention_bwd_head (a
+ * row and head of cpu_attention_bwd), one float a "vector" */
+#define OPS_VEC_BITS 32
+#include "trainer/ops_cpu_vec.h"
 
 /* Causal (bidir 0: keys up to the query, from the row's key start or the
  * padding query itself) or bidirectional (keys kstart[b]..T-1 for every
@@ -925,7 +904,6 @@ static void cpu_attention_bwd(float *dqkv, const float *dout, const float *qkv, 
                               const int *kstart, int B, int T, int C, int NH) {
   int HS = C / NH;
   float scale = 1.0f / sqrtf((float)HS);
-  size_t C3 = (size_t)3 * C;
   /* the 8-lane kernel (attention_bwd_head256) where the 256-bit kernels
    * are in force and the head size is a multiple of 8; with AVX-512 the
    * plain loops still (trainer/ops_cpu_vec.h says why) */
@@ -944,39 +922,7 @@ static void cpu_attention_bwd(float *dqkv, const float *dout, const float *qkv, 
         continue;
       }
 #endif
-      for (int t = 0; t < T; t++) {
-        float *dz = dqkv + ((size_t)b * T + t) * C3 + (size_t)h * HS;
-        for (int i = 0; i < HS; i++)
-          dz[i] = dz[C + i] = dz[2 * C + i] = 0.0f;
-      }
-      for (int t = 0; t < T; t++) {
-        int j0 = t < ks ? t : ks;
-        const float *a = att + (((size_t)b * NH + h) * T + t) * T;
-        const float *d = dout + ((size_t)b * T + t) * C + (size_t)h * HS;
-        const float *q = qkv + ((size_t)b * T + t) * C3 + (size_t)h * HS;
-        float *dq = dqkv + ((size_t)b * T + t) * C3 + (size_t)h * HS;
-        float dot = 0.0f;
-        for (int j = j0; j <= t; j++) {
-          const float *v = qkv + ((size_t)b * T + j) * C3 + 2 * (size_t)C + (size_t)h * HS;
-          float *dv = dqkv + ((size_t)b * T + j) * C3 + 2 * (size_t)C + (size_t)h * HS;
-          float s = 0.0f;
-          for (int i = 0; i < HS; i++) {
-            s += d[i] * v[i];
-            dv[i] += a[j] * d[i];
-          }
-          datt[j] = s;
-          dot += a[j] * s;
-        }
-        for (int j = j0; j <= t; j++) {
-          float dpre = a[j] * (datt[j] - dot) * scale;
-          const float *k = qkv + ((size_t)b * T + j) * C3 + C + (size_t)h * HS;
-          float *dk = dqkv + ((size_t)b * T + j) * C3 + C + (size_t)h * HS;
-          for (int i = 0; i < HS; i++) {
-            dq[i] += dpre * k[i];
-            dk[i] += dpre * q[i];
-          }
-        }
-      }
+      attention_bwd_head(dqkv, dout, qkv, att, b, h, ks, T, C, NH, scale, datt);
     }
 }
 
