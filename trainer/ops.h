@@ -62,6 +62,15 @@ typedef struct ops_backend {
    * result carries inp's rounding as well (docs/engine.md). */
   void (*matmul_fwd_w16)(float *out, const float *inp, const uint16_t *w, const float *bias, int M,
                          int K, int N, int dtype);
+  /* The input gradient through 16-bit weights (a frozen base's, as a LoRA
+   * policy keeps it): dinp[M,K] += dout[M,N] @ up(w[N,K]) (dtype as
+   * matmul_fwd_w16). No weight or bias gradient: those weights are frozen.
+   * The CPU widens panels of w and sums in fp32 (the fp32 product over the
+   * widened weights, up to summation order); CUDA rounds dout to the
+   * weights' type and runs GemmEx with fp32 accumulation, as
+   * matmul_fwd_w16 rounds inp. */
+  void (*matmul_bwd_w16)(float *dinp, const float *dout, const uint16_t *w, int M, int K, int N,
+                         int dtype);
   /* encoder_fwd with wte in 16 bits (dtype as matmul_fwd_w16), wpe fp32:
    * out[N,C] = up(wte[tok[n]]) + wpe[pos[n]] */
   void (*encoder_fwd_w16)(float *out, const int *tok, const int *pos, const uint16_t *wte,

@@ -555,13 +555,63 @@ static void cpu_matmul_fwd_w16(float *out, const float *inp, const uint16_t *w, 
   }
 }
 
+/* The input gradient through 16-bit weights: panels of whole weight rows
+ * (about 8 MB, as cpu_matmul_fwd_w16) are widened into the scratch buffer
+ * and each adds its share, dinp += dout[:, n0:n1] up(w[n0:n1, :]), with the
+ * fp32 product of cpu_matmul_bwd (its kernels); panel by panel, so the sum
+ * over N is split where the panels split it. */
+static void cpu_dinp_add(float *dinp, const float *dout, int ldd, const float *w, int M, int K,
+                         int N);
+static void cpu_matmul_bwd_w16(float *dinp, const float *dout, const uint16_t *w, int M, int K,
+                               int N, int dtype) {
+  if (M <= 0 || N <= 0 || K <= 0 || !dinp)
+    return;
+  size_t nb = ((size_t)1 << 21) / (size_t)K;
+  if (nb < 16)
+    nb = 16;
+  if (nb > (size_t)N)
+    nb = (size_t)N;
+  float *panel = ops_cpu_scratch(OPS_CPU_SCRATCH_W16, nb * (size_t)K);
+  if (!panel) {
+    /* no scratch: one input gradient at a time, in fp32 */
+    for (int m = 0; m < M; m++)
+      for (int k = 0; k < K; k++) {
+        float acc = 0.0f;
+        for (int n = 0; n < N; n++) {
+          uint16_t h = w[(size_t)n * K + k];
+          acc += dout[(size_t)m * N + n] *
+                 (dtype == OPS_DTYPE_BF16 ? ops_bf16_to_f32(h) : ops_f16_to_f32(h));
+        }
+        dinp[(size_t)m * K + k] += acc;
+      }
+    return;
+  }
+  for (size_t n0 = 0; n0 < (size_t)N; n0 += nb) {
+    int rows = (int)(n0 + nb <= (size_t)N ? nb : (size_t)N - n0);
+    int nchunk = (rows + 15) / 16;
+#pragma omp parallel for schedule(static) if ((size_t)rows * K > PAR_MIN)
+    for (int c = 0; c < nchunk; c++) {
+      size_t r0 = (size_t)c * 16, r1 = r0 + 16 < (size_t)rows ? r0 + 16 : (size_t)rows;
+      widen(panel + r0 * K, w + (n0 + r0) * K, (r1 - r0) * K, dtype);
+    }
+    cpu_dinp_add(dinp, dout + n0, N, panel, M, K, rows);
+  }
+}
+
+/* dinp[M,K] += dout[M,N] w[N,K], dout's rows ldd floats apart: the packed
+ * product where the 512-bit kernels are in force, else OpenBLAS */
+static void cpu_dinp_add(float *dinp, const float *dout, int ldd, const float *w, int M, int K,
+                         int N) {
+  if (!(ops_cpu_isa() >= 512 && ops_cpu_gemm(M, K, N, dout, (size_t)ldd, 1, w, (size_t)K, 1, NULL,
+                                             1.0f, dinp, (size_t)K) == 0))
+    par_sgemm(CblasNoTrans, CblasNoTrans, M, K, N, dout, ldd, w, K, 1.0f, dinp, K);
+}
+
 static void cpu_matmul_bwd(float *dinp, float *dw, float *dbias, const float *dout,
                            const float *inp, const float *w, int M, int K, int N) {
   int own = ops_cpu_isa() >= 512; /* the packed product, else OpenBLAS */
-  /* dinp[M,K] += dout[M,N] w[N,K] */
-  if (dinp && !(own && ops_cpu_gemm(M, K, N, dout, (size_t)N, 1, w, (size_t)K, 1, NULL, 1.0f, dinp,
-                                    (size_t)K) == 0))
-    par_sgemm(CblasNoTrans, CblasNoTrans, M, K, N, dout, N, w, K, 1.0f, dinp, K);
+  if (dinp)
+    cpu_dinp_add(dinp, dout, N, w, M, K, N);
   /* dw[N,K] += dout^T inp[M,K] */
   if (dw && !(own && ops_cpu_gemm(N, K, M, dout, 1, (size_t)N, inp, (size_t)K, 1, NULL, 1.0f, dw,
                                   (size_t)K) == 0))
@@ -1848,6 +1898,7 @@ const ops_backend ops_cpu = {
     .matmul_bwd = cpu_matmul_bwd,
     .encoder_fwd = cpu_encoder_fwd,
     .matmul_fwd_w16 = cpu_matmul_fwd_w16,
+    .matmul_bwd_w16 = cpu_matmul_bwd_w16,
     .encoder_fwd_w16 = cpu_encoder_fwd_w16,
     .encoder_bwd = cpu_encoder_bwd,
     .layernorm_fwd = cpu_layernorm_fwd,

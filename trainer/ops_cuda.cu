@@ -518,6 +518,25 @@ extern "C" void ops_cuda_matmul_fwd_w16(float *out, const float *inp, const uint
                 CUDA_R_32F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
+/* The input gradient through 16-bit weights on the tensor cores: dout is
+ * rounded to the weights' type in the scratch buffer, and GemmEx adds
+ * dout16 up(w) with fp32 accumulation into the fp32 dinp (column-major
+ * dinp^T[K,M] += w^T[K,N] dout^T[N,M], as matmul_bwd). */
+extern "C" void ops_cuda_matmul_bwd_w16(float *dinp, const float *dout, const uint16_t *w, int M,
+                                        int K, int N, int dtype) {
+  need_ready();
+  if (M <= 0 || N <= 0 || K <= 0 || !dinp)
+    return;
+  float one = 1.0f;
+  size_t nd = (size_t)M * N;
+  uint16_t *d16 = (uint16_t *)scratch_get(nd * sizeof(uint16_t));
+  k_to_w16<<<grid_for(nd, 256), 256>>>(d16, dout, nd, dtype);
+  launched("matmul_bwd_w16 gradients");
+  cudaDataType t = dtype == OPS_DTYPE_BF16 ? CUDA_R_16BF : CUDA_R_16F;
+  CB(cb.gemm_ex(blas, CUBLAS_OP_N, CUBLAS_OP_N, K, M, N, &one, w, t, K, d16, t, N, &one, dinp,
+                CUDA_R_32F, K, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
 __global__ static void k_encoder_fwd_w16(float *out, const int *tok, const int *pos,
                                          const uint16_t *wte, const float *wpe, size_t N, size_t C,
                                          int dtype) {

@@ -53,6 +53,8 @@ void ops_cuda_matmul_bwd(float *dinp, float *dw, float *dbias, const float *dout
                          const float *w, int M, int K, int N);
 void ops_cuda_matmul_fwd_w16(float *out, const float *inp, const uint16_t *w, const float *bias,
                              int M, int K, int N, int dtype);
+void ops_cuda_matmul_bwd_w16(float *dinp, const float *dout, const uint16_t *w, int M, int K, int N,
+                             int dtype);
 void ops_cuda_encoder_fwd_w16(float *out, const int *tok, const int *pos, const uint16_t *wte,
                               const float *wpe, int N, int C, int dtype);
 void ops_cuda_encoder_fwd(float *out, const int *tok, const int *pos, const float *wte,

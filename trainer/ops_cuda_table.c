@@ -17,6 +17,7 @@ const ops_backend ops_cuda = {
     .matmul_bwd = ops_cuda_matmul_bwd,
     .encoder_fwd = ops_cuda_encoder_fwd,
     .matmul_fwd_w16 = ops_cuda_matmul_fwd_w16,
+    .matmul_bwd_w16 = ops_cuda_matmul_bwd_w16,
     .encoder_fwd_w16 = ops_cuda_encoder_fwd_w16,
     .encoder_bwd = ops_cuda_encoder_bwd,
     .layernorm_fwd = ops_cuda_layernorm_fwd,

@@ -209,6 +209,53 @@ Test(gpt2_half, matmul_w16_is_the_fp32_product_of_the_widened_weights) {
   ops_cpu_set_isa(isa0);
 }
 
+/* matmul_bwd_w16 (the input gradient through 16-bit weights) against
+ * matmul_bwd's over the widened weights, at each vector width, added to a
+ * gradient already there: shapes that split the weights into panels (by N:
+ * 40000 rows of 64, two panels) and ones that do not. Within 1e-6 of the
+ * result's largest entry (measured: 0 where there is one panel, since the
+ * same product runs; 2.6e-7 across two panels, whose split changes the
+ * order of the sum over N). */
+Test(gpt2_half, matmul_bwd_w16_is_the_fp32_input_gradient_of_the_widened_weights) {
+  static const int shapes[][3] = {{2, 64, 40000}, {300, 16, 1000}, {5, 33, 70}, {1, 768, 300}};
+  int isa0 = ops_cpu_isa();
+  for (int isa = 512; isa >= 0; isa -= 256) {
+    ops_cpu_set_isa(isa);
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+      for (int dtype = OPS_DTYPE_BF16; dtype <= OPS_DTYPE_F16; dtype++) {
+        int M = shapes[s][0], K = shapes[s][1], N = shapes[s][2];
+        size_t nd = (size_t)M * N, nw = (size_t)N * K, ni = (size_t)M * K;
+        float *d = malloc(nd * sizeof(float)), *w = malloc(nw * sizeof(float));
+        float *g1 = malloc(ni * sizeof(float)), *g2 = malloc(ni * sizeof(float));
+        uint16_t *w16 = malloc(nw * sizeof(uint16_t));
+        cr_assert(d && w && g1 && g2 && w16);
+        dfpo_rng r;
+        dfpo_rng_init(&r, (uint64_t)(s + 7), 2);
+        for (size_t i = 0; i < nd; i++)
+          d[i] = (float)dfpo_rng_normal(&r);
+        for (size_t i = 0; i < nw; i++)
+          w[i] = (float)dfpo_rng_normal(&r) * 0.1f;
+        for (size_t i = 0; i < ni; i++)
+          g1[i] = g2[i] = (float)dfpo_rng_normal(&r);
+        ops_f32_to_w16(w16, w, nw, dtype);
+        ops_w16_to_f32(w, w16, nw, dtype);
+        ops_cpu.matmul_bwd_w16(g1, d, w16, M, K, N, dtype);
+        ops_cpu.matmul_bwd(g2, NULL, NULL, d, NULL, w, M, K, N);
+        double mx = 0, worst = 0;
+        for (size_t i = 0; i < ni; i++) {
+          mx = fmax(mx, fabs(g2[i]));
+          worst = fmax(worst, fabs((double)g1[i] - g2[i]));
+        }
+        cr_log_info("isa %d M=%d K=%d N=%d %s: error %.3g of max %.3g", ops_cpu_isa(), M, K, N,
+                    ops_dtype_name(dtype), worst, mx);
+        cr_expect(worst <= 1e-6 * mx, "isa %d M=%d K=%d N=%d %s: error %.3g of max %.3g",
+                  ops_cpu_isa(), M, K, N, ops_dtype_name(dtype), worst, mx);
+        free(d), free(w), free(g1), free(g2), free(w16);
+      }
+  }
+  ops_cpu_set_isa(isa0);
+}
+
 /* ----------------------------------------------------------- the model */
 
 /* The arena of gpt2 V=64, L=2, NH=2, C=16, P=16 by hand. fp32: wte 64*16 =

@@ -273,8 +273,31 @@ static void w16_case(int M, int K, int N, int with_bias, int dtype, double tol) 
   free(x), free(w), free(b), free(w16), free(out), free(junk);
 }
 
+/* matmul_bwd_w16, the input gradient through 16-bit weights, added to a
+ * gradient already there, against the CPU's: the GPU rounds dout to the
+ * weights' type for GemmEx, the error that rounding's (tolerances as
+ * w16_case). */
+static void w16_bwd_case(int M, int K, int N, int dtype, double tol) {
+  size_t nd = (size_t)M * N, nw = (size_t)N * K, ni = (size_t)M * K;
+  float *d = rnd(nd, 40 + M, 1), *w = rnd(nw, 50 + N, 1), *g = rnd(ni, 60 + K, 1);
+  uint16_t *w16 = malloc(nw * sizeof(uint16_t));
+  cr_assert(w16);
+  ops_f32_to_w16(w16, w, nw, dtype);
+  float *gd = UPF(d, nd), *gg = UPF(g, ni);
+  uint16_t *gw = up(w16, nw * sizeof(uint16_t));
+  C_->matmul_bwd_w16(g, d, w16, M, K, N, dtype);
+  G->matmul_bwd_w16(gg, gd, gw, M, K, N, dtype);
+  char what[128];
+  snprintf(what, sizeof what, "matmul_bwd_w16 M=%d K=%d N=%d %s", M, K, N, ops_dtype_name(dtype));
+  cr_log_info("%s: error %.3g of tolerance %.3g", what, check_dev(what, g, gg, ni, tol), tol);
+  G->free(gd), G->free(gg), G->free(gw);
+  free(d), free(w), free(g), free(w16);
+}
+
 Test(ops_cuda, matmul_and_encoder_w16) {
   NEED_GPU();
+  w16_bwd_case(128, 192, 256, OPS_DTYPE_BF16, TOL_BF16);
+  w16_bwd_case(3, 64, 200, OPS_DTYPE_F16, TOL_TF32);
   w16_case(128, 256, 192, 1, OPS_DTYPE_BF16, TOL_BF16);
   w16_case(1, 64, 200, 0, OPS_DTYPE_BF16, TOL_BF16); /* a decoding row, the LM head */
   w16_case(128, 256, 192, 1, OPS_DTYPE_F16, TOL_TF32);
