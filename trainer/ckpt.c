@@ -49,6 +49,23 @@ int ckpt_write_floats(FILE *fp, const model_t *m, const float *dev, size_t n) {
   return 0;
 }
 
+int ckpt_write_w16_floats(FILE *fp, const model_t *m, const uint16_t *dev16, size_t n, int dtype) {
+  float *buf = malloc(CKPT_CHUNK * sizeof(float));
+  uint16_t *h16 = malloc(CKPT_CHUNK * sizeof(uint16_t));
+  int rc = buf && h16 ? 0 : -1;
+  if (rc)
+    errno = ENOMEM;
+  for (size_t i = 0; !rc && i < n; i += CKPT_CHUNK) {
+    size_t k = n - i < CKPT_CHUNK ? n - i : CKPT_CHUNK;
+    m->ops->download(h16, dev16 + i, k * sizeof(uint16_t));
+    ops_w16_to_f32(buf, h16, k, dtype);
+    rc = fwrite(buf, sizeof(float), k, fp) != k ? -1 : 0;
+  }
+  free(buf);
+  free(h16);
+  return rc;
+}
+
 int ckpt_read_floats(FILE *fp, const model_t *m, float *dev, size_t n, const char *path,
                      const char *what, dfpo_err *err) {
   float *buf = malloc(CKPT_CHUNK * sizeof(float));
@@ -203,7 +220,12 @@ int ckpt_write_safetensors(const model_t *m, const char *path, cJSON *meta, cons
   for (int k = 0; k < n && !bad; k++) {
     size_t nel = (size_t)t[k].rows * t[k].cols;
     float *src = buf + maxn;
-    m->ops->download(src, t[k].dev, nel * sizeof(float));
+    if (t[k].dev16) { /* widened through the first half of buf */
+      m->ops->download(buf, t[k].dev16, nel * sizeof(uint16_t));
+      ops_w16_to_f32(src, (const uint16_t *)buf, nel, t[k].dtype);
+    } else {
+      m->ops->download(src, t[k].dev, nel * sizeof(float));
+    }
     if (t[k].lo_r > 0 && (bad = merge_low_rank(m, &t[k], src)) != 0)
       break;
     if (t[k].transpose) { /* [rows, cols] -> [cols, rows] */

@@ -20,6 +20,11 @@
 /* Writes n floats of m's backend memory at dev to fp; -1 (errno set by the
  * failed write, or ENOMEM) on failure. */
 int ckpt_write_floats(FILE *fp, const model_t *m, const float *dev, size_t n);
+/* The same for n 16-bit weights at dev16 (dtype OPS_DTYPE_BF16 or
+ * OPS_DTYPE_F16), each written widened to its exact float: a model that
+ * keeps its big matrices in 16 bits saves the fp32 file it would have
+ * saved with those values. */
+int ckpt_write_w16_floats(FILE *fp, const model_t *m, const uint16_t *dev16, size_t n, int dtype);
 /* Reads n floats from fp into m's backend memory at dev (the block of
  * parameters, or a moment laid out as it); `what` names the block in
  * messages ("parameters", "first AdamW moment"). DFPO_EDATA naming path,
@@ -69,6 +74,8 @@ _Static_assert(sizeof(ckpt_lora_section) == 32, "LoRA section header is 32 bytes
 typedef struct ckpt_st_tensor {
   const char *name;
   const float *dev;
+  const uint16_t *dev16; /* instead of dev: 16-bit weights (dtype), written widened */
+  int dtype;
   int rows, cols;
   int ndim, transpose;
   const float *lo_a, *lo_b;

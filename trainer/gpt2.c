@@ -75,11 +75,12 @@ static int w16_tensor(const gpt2_model *m, int i);
  * throughout (wd OPS_DTYPE_F32), or laid out for wd as
  * gpt2_set_weight_dtype lays it out (w16_tensor's tensors in params16, the
  * rest compacted in params), for an import in 16 bits that never holds the
- * fp32 copy; or with borrow (a base view, fp32) over another model's
- * parameter block, which is never allocated here (no transient copy of
- * the base). The LayerNorm gains start at 1. */
-static int create(gpt2_model **out, const gpt2_config *cfg, float *borrow, ops_dtype wd,
-                  dfpo_err *err) {
+ * fp32 copy; or with borrow (a base view) over another model's parameter
+ * blocks (borrow, and borrow16 when wd is 16 bits), which are never
+ * allocated here (no transient copy of the base). The LayerNorm gains
+ * start at 1. */
+static int create(gpt2_model **out, const gpt2_config *cfg, float *borrow, uint16_t *borrow16,
+                  ops_dtype wd, dfpo_err *err) {
   *out = NULL;
   if (gpt2_config_check(cfg, err))
     return err ? err->code : DFPO_EDATA;
@@ -134,12 +135,6 @@ static int create(gpt2_model **out, const gpt2_config *cfg, float *borrow, ops_d
     add_tensor(m, "score.bias", 1, K, 0, 0);
   }
   m->nparams32 = m->nparams;
-  if (borrow) {
-    m->params = borrow;
-    m->params_borrowed = 1;
-    *out = m;
-    return DFPO_OK;
-  }
   if (wd != OPS_DTYPE_F32) {
     size_t n32 = 0, n16 = 0;
     for (int i = 0; i < m->ntensors; i++) {
@@ -148,6 +143,16 @@ static int create(gpt2_model **out, const gpt2_config *cfg, float *borrow, ops_d
       t->off = model_w16_place((size_t)t->rows * t->cols, t->w16, &n32, &n16);
     }
     m->wdtype = wd, m->nparams32 = n32, m->n16 = n16;
+  }
+  if (borrow) {
+    m->params = borrow;
+    m->params16 = borrow16;
+    m->params_borrowed = 1;
+    *out = m;
+    return DFPO_OK;
+  }
+  if (wd != OPS_DTYPE_F32) {
+    size_t n16 = m->n16;
     if (n16 && !(m->params16 = m->base.ops->alloc(n16 * sizeof(uint16_t)))) {
       gpt2_destroy(m);
       return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory for %zu 16-bit weights", n16);
@@ -181,10 +186,10 @@ static int create(gpt2_model **out, const gpt2_config *cfg, float *borrow, ops_d
 }
 
 int gpt2_create(gpt2_model **out, const gpt2_config *cfg, dfpo_err *err) {
-  return create(out, cfg, NULL, OPS_DTYPE_F32, err);
+  return create(out, cfg, NULL, NULL, OPS_DTYPE_F32, err);
 }
 int gpt2_create_as(gpt2_model **out, const gpt2_config *cfg, ops_dtype wd, dfpo_err *err) {
-  return create(out, cfg, NULL, wd, err);
+  return create(out, cfg, NULL, NULL, wd, err);
 }
 
 static void free_acts(gpt2_model *m) {
@@ -222,7 +227,7 @@ void gpt2_destroy(gpt2_model *m) {
   free_gen(m);
   if (m->params && !m->params_borrowed)
     m->base.ops->free(m->params);
-  if (m->params16)
+  if (m->params16 && !m->params_borrowed)
     m->base.ops->free(m->params16);
   if (m->view_of)
     m->view_of->nviews--;
@@ -343,7 +348,7 @@ static int gpt2_copy_params(gpt2_model *dst, const gpt2_model *src, dfpo_err *er
     rc = dst->params == src->params ? DFPO_OK : same_base(dst, src, err);
   else
     rc = copy_block(dst, dst->params, src, src->params, src->nparams32 * sizeof(float), err);
-  if (!rc && src->n16) /* the same layout: same config, same precision */
+  if (!rc && src->n16 && !dst->params_borrowed) /* the same layout: same config, precision */
     rc = copy_block(dst, (float *)dst->params16, src, (const float *)src->params16,
                     src->n16 * sizeof(uint16_t), err);
   if (!rc && zs->r)
@@ -421,14 +426,15 @@ static void gpt2_init_random(gpt2_model *m, uint64_t seed) {
 int gpt2_ensure_train(gpt2_model *m, dfpo_err *err) {
   if (m->params_borrowed)
     return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: a base view does not train");
-  if (m->wdtype != OPS_DTYPE_F32)
-    return dfpo_err_set(err, DFPO_EUSAGE,
-                        "gpt2: the model keeps its weights in %s and does not train (a frozen "
-                        "reference, judge or scorer); train an fp32 model",
-                        ops_dtype_name(m->wdtype));
+  /* LoRA trains the adapters alone: the frozen base may be in 16 bits */
   if (m->lora.r)
     return model_alloc_train(&m->base, m->lora.nparams, &m->lora.train_block, &m->lora.grads,
                              &m->lora.m, &m->lora.v, err);
+  if (m->wdtype != OPS_DTYPE_F32)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "gpt2: the model keeps its weights in %s and does not train (a frozen "
+                        "reference, judge or scorer, or a LoRA base); train an fp32 model",
+                        ops_dtype_name(m->wdtype));
   return model_alloc_train(&m->base, m->nparams, &m->train_block, &m->grads, &m->m, &m->v, err);
 }
 
@@ -456,7 +462,7 @@ static int gpt2_set_weight_dtype(gpt2_model *m, ops_dtype d, dfpo_err *err) {
     t[i] = (model_w16_tensor){(size_t)m->tensors[i].rows * m->tensors[i].cols, m->tensors[i].off,
                               m->tensors[i].w16, w16_tensor(m, i)};
   model_w16_store st = {&m->params, &m->params16, &m->nparams32, &m->n16, &m->wdtype};
-  int rc = model_repack_weights(&m->base, "gpt2", m->params_borrowed, m->nviews, m->lora.r != 0,
+  int rc = model_repack_weights(&m->base, "gpt2", m->params_borrowed, m->nviews, 0,
                                 m->train_block != NULL, d, t, nt, &st, &changed, err);
   for (int i = 0; changed && i < nt; i++)
     m->tensors[i].off = t[i].off, m->tensors[i].w16 = t[i].w16;
@@ -608,10 +614,6 @@ static int gpt2_add_lora(gpt2_model *m, const model_lora_config *c, uint64_t see
   unsigned bits;
   if (z->r)
     return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: the model already has LoRA adapters");
-  if (m->wdtype != OPS_DTYPE_F32)
-    return dfpo_err_set(err, DFPO_EUSAGE,
-                        "gpt2: LoRA on a base with weights in %s is not implemented",
-                        ops_dtype_name(m->wdtype));
   if (m->cfg.head == MODEL_HEAD_CLASS)
     return dfpo_err_set(err, DFPO_EUSAGE,
                         "gpt2: LoRA on a model with a class head is not implemented");
@@ -707,13 +709,10 @@ static int gpt2_base_view(model_t **out, const gpt2_model *src, int adapters, df
   *out = NULL;
   if (src->params_borrowed)
     return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: a base view of a base view");
-  if (src->wdtype != OPS_DTYPE_F32)
-    return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: a base view of a model with weights in %s",
-                        ops_dtype_name(src->wdtype));
   if (ops_default_backend() != src->base.ops)
     return dfpo_err_set(err, DFPO_EUSAGE, "gpt2: a base view must be made on its model's device");
-  gpt2_model *v;
-  int rc = create(&v, &src->cfg, src->params, OPS_DTYPE_F32, err);
+  gpt2_model *v; /* the base in src's precision (a 16-bit LoRA base too) */
+  int rc = create(&v, &src->cfg, src->params, src->params16, src->wdtype, err);
   if (!rc) {
     v->view_of = (gpt2_model *)src; /* counts the views; the weights stay as they are */
     v->view_of->nviews++;
@@ -872,6 +871,26 @@ static void lora_bwd(gpt2_model *m, int l, int k, float *dx, const float *dout, 
                  z->r, z->alpha / (float)z->r);
 }
 
+/* The backward pass of a linear over base tensor i (its weight gradient dw
+ * and bias gradient db, either NULL when not wanted): in the weight's
+ * precision. A 16-bit weight is frozen (a LoRA base: dw and db are NULL),
+ * so only the input gradient flows through it (matmul_bwd_w16). */
+static void linear_bwd(const gpt2_model *m, int i, float *dinp, float *dw, float *db,
+                       const float *dout, const float *x, int M, int K, int N) {
+  const gpt2_tensor *t = &m->tensors[i];
+  if (t->w16)
+    m->base.ops->matmul_bwd_w16(dinp, dout, m->params16 + t->off, M, K, N, (int)m->wdtype);
+  else
+    m->base.ops->matmul_bwd(dinp, dw, db, dout, x, m->params + t->off, M, K, N);
+}
+/* linear_bwd of layer l's linear of kind k with its bias (the tensor after
+ * it), their gradients where the model has them */
+static void layer_linear_bwd(const gpt2_model *m, int l, int k, float *dinp, const float *dout,
+                             const float *x, int M, int K, int N) {
+  linear_bwd(m, 2 + l * GP_PER_LAYER + k, dinp, gpt2_gl(m, l, k), gpt2_gl(m, l, k + 1), dout, x, M,
+             K, N);
+}
+
 /* Backward through ln_f and the blocks, from the gradient of the final
  * hidden states in m->dln (which it consumes). */
 static void trunk_backward(gpt2_model *m) {
@@ -902,25 +921,21 @@ static void trunk_backward(gpt2_model *m) {
     }
     /* res3 = res2 + fc_proj(gelu(fc(ln2(res2)))): dres carries on to res2 */
     o->zero(m->dfch, 4 * BTC * sizeof(float));
-    o->matmul_bwd(m->dfch, gpt2_gl(m, l, GP_FCPW), gpt2_gl(m, l, GP_FCPB), m->dres, a->fch_gelu,
-                  gpt2_lp(m, P, l, GP_FCPW), BT, 4 * C, C);
+    layer_linear_bwd(m, l, GP_FCPW, m->dfch, m->dres, a->fch_gelu, BT, 4 * C, C);
     lora_bwd(m, l, GPT2_LORA_FCP, m->dfch, m->dres, a->fch_gelu, BT);
     o->gelu_bwd(m->dfch, a->fch, m->dfch, 4 * BTC);
     o->zero(m->dln, BTC * sizeof(float));
-    o->matmul_bwd(m->dln, gpt2_gl(m, l, GP_FCW), gpt2_gl(m, l, GP_FCB), m->dfch, a->ln2,
-                  gpt2_lp(m, P, l, GP_FCW), BT, C, 4 * C);
+    layer_linear_bwd(m, l, GP_FCW, m->dln, m->dfch, a->ln2, BT, C, 4 * C);
     lora_bwd(m, l, GPT2_LORA_FC, m->dln, m->dfch, a->ln2, BT);
     o->layernorm_bwd(m->dres, gpt2_gl(m, l, GP_LN2W), gpt2_gl(m, l, GP_LN2B), m->dln, a->res2,
                      gpt2_lp(m, P, l, GP_LN2W), a->ln2_mean, a->ln2_rstd, BT, C);
     /* res2 = x + proj(attn(qkv(ln1(x)))): dres carries on to x */
     o->zero(m->datty, BTC * sizeof(float));
-    o->matmul_bwd(m->datty, gpt2_gl(m, l, GP_PROJW), gpt2_gl(m, l, GP_PROJB), m->dres, a->atty,
-                  gpt2_lp(m, P, l, GP_PROJW), BT, C, C);
+    layer_linear_bwd(m, l, GP_PROJW, m->datty, m->dres, a->atty, BT, C, C);
     lora_bwd(m, l, GPT2_LORA_PROJ, m->datty, m->dres, a->atty, BT);
     o->attention_bwd(m->dqkv, m->datty, a->qkv, a->att, m->d_kstart, B, T, C, NH);
     o->zero(m->dln, BTC * sizeof(float));
-    o->matmul_bwd(m->dln, gpt2_gl(m, l, GP_QKVW), gpt2_gl(m, l, GP_QKVB), m->dqkv, a->ln1,
-                  gpt2_lp(m, P, l, GP_QKVW), BT, C, 3 * C);
+    layer_linear_bwd(m, l, GP_QKVW, m->dln, m->dqkv, a->ln1, BT, C, 3 * C);
     lora_bwd(m, l, GPT2_LORA_QKV, m->dln, m->dqkv, a->ln1, BT);
     o->layernorm_bwd(m->dres, gpt2_gl(m, l, GP_LN1W), gpt2_gl(m, l, GP_LN1B), m->dln, x,
                      gpt2_lp(m, P, l, GP_LN1W), a->ln1_mean, a->ln1_rstd, BT, C);
@@ -1031,8 +1046,7 @@ static int gpt2_lm_value_backward(gpt2_model *m, const float *dlogp, const float
    * from there to the head's rows of dln */
   float *dh = h ? m->dres : m->dln;
   o->zero(dh, (size_t)BH * C * sizeof(float));
-  o->matmul_bwd(dh, gpt2_gt(m, 0), NULL, m->logits, h ? m->lnh : m->lnf,
-                m->params + m->tensors[0].off, BH, C, V);
+  linear_bwd(m, 0, dh, gpt2_gt(m, 0), NULL, m->logits, h ? m->lnh : m->lnf, BH, C, V);
   if (h) {
     o->zero(m->dln, (size_t)BT * C * sizeof(float));
     model_head_rows(o, m->dln, dh, B, T, h, (size_t)C, 1);

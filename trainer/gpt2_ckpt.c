@@ -39,20 +39,24 @@ _Static_assert(sizeof(native_header) == NATIVE_HEADER, "native header is 64 byte
  * gpt2_lora_names[k]. */
 typedef ckpt_lora_section lora_section;
 
-/* A model with 16-bit weights is written by neither format (its fp32
- * tensors are compacted; a frozen copy is never the one saved). */
-static int refuse_w16(const gpt2_model *m, const char *path, dfpo_err *err) {
+/* The parameter block in the file's fp32 layout (the tensors in order): a
+ * model with 16-bit weights writes them widened (exact), so its file is the
+ * fp32 model with those values (loaded in fp32, or back into 16 bits by
+ * model_load_as: the same bits). */
+static int write_params(FILE *fp, const gpt2_model *m) {
   if (m->wdtype == OPS_DTYPE_F32)
-    return DFPO_OK;
-  return dfpo_err_set(err, DFPO_EUSAGE,
-                      "%s: the model keeps its weights in %s; save or export an fp32 model", path,
-                      ops_dtype_name(m->wdtype));
+    return ckpt_write_floats(fp, &m->base, m->params, m->nparams);
+  for (int i = 0; i < m->ntensors; i++) {
+    const gpt2_tensor *t = &m->tensors[i];
+    size_t n = (size_t)t->rows * t->cols;
+    if (t->w16 ? ckpt_write_w16_floats(fp, &m->base, m->params16 + t->off, n, (int)m->wdtype)
+               : ckpt_write_floats(fp, &m->base, m->params + t->off, n))
+      return -1;
+  }
+  return 0;
 }
 
 int gpt2_save(gpt2_model *m, const char *path, int with_optimizer, dfpo_err *err) {
-  int w16rc = refuse_w16(m, path, err);
-  if (w16rc)
-    return w16rc;
   const gpt2_lora *z = &m->lora;
   native_header h;
   memset(&h, 0, sizeof h);
@@ -81,8 +85,7 @@ int gpt2_save(gpt2_model *m, const char *path, int with_optimizer, dfpo_err *err
   ls.alpha = z->alpha;
   ls.targets = z->targets;
   ls.nparams = z->nparams;
-  if (fwrite(&h, sizeof h, 1, a.fp) != 1 ||
-      ckpt_write_floats(a.fp, &m->base, m->params, m->nparams) ||
+  if (fwrite(&h, sizeof h, 1, a.fp) != 1 || write_params(a.fp, m) ||
       (with_optimizer && !z->r &&
        (ckpt_write_floats(a.fp, &m->base, m->m, m->nparams) ||
         ckpt_write_floats(a.fp, &m->base, m->v, m->nparams))) ||
@@ -583,9 +586,6 @@ static int adapter_of(const gpt2_model *m, int k) {
 
 int gpt2_export_safetensors(const gpt2_model *m, const char *path, const model_export_opts *o,
                             dfpo_err *err) {
-  int w16rc = refuse_w16(m, path, err);
-  if (w16rc)
-    return w16rc;
   if (o->adapters)
     return m->lora.r ? export_adapters(m, path, err)
                      : dfpo_err_set(err, DFPO_EUSAGE, "%s: the model has no LoRA adapters", path);
@@ -618,7 +618,9 @@ int gpt2_export_safetensors(const gpt2_model *m, const char *path, const model_e
     snprintf(names[n], sizeof names[n], "%s%s", o->lm_only ? "transformer." : "", t->name);
     ts[n] = (ckpt_st_tensor){
         .name = names[n],
-        .dev = m->params + t->off,
+        .dev = t->w16 ? NULL : m->params + t->off,
+        .dev16 = t->w16 ? m->params16 + t->off : NULL, /* written widened */
+        .dtype = (int)m->wdtype,
         .rows = t->rows,
         .cols = t->cols,
         .ndim = t->rows == 1 && strcmp(t->name, "v_head.summary.weight") != 0 ? 1 : 2,

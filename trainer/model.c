@@ -246,8 +246,10 @@ int model_set_weight_dtype(model_t *m, ops_dtype d, dfpo_err *err) {
                         "model_set_weight_dtype: weights in %s are not implemented for %s models "
                         "(GPT-2 and the rotary decoders only)",
                         ops_dtype_name(d), m->cfg.arch);
-  /* only a frozen model: any tensor with training state refuses */
-  int n = m->vt->num_tensors(m);
+  /* only a frozen model: any tensor with training state refuses (a LoRA
+   * model lists its adapters, which stay fp32 and train; its base is
+   * frozen and may go to 16 bits) */
+  int n = model_lora_rank(m) ? 0 : m->vt->num_tensors(m);
   for (int i = 0; i < n; i++) {
     model_tensor t;
     if (m->vt->tensor_at(m, i, &t) == DFPO_OK && t.grad)

@@ -331,7 +331,9 @@ Test(gpt2_half, f16_model_matches_fp32_over_widened_weights_and_pytorch) {
   model_in_16_bits(OPS_DTYPE_F16);
 }
 
-/* A model in 16 bits is frozen; a model with training state stays fp32. */
+/* A model in 16 bits is frozen (it saves as the fp32 model of its values,
+ * and a base view shares its 16-bit blocks); a model with training state
+ * stays fp32. */
 Test(gpt2_half, refusals) {
   dfpo_err err;
   dfpo_err_clear(&err);
@@ -348,10 +350,26 @@ Test(gpt2_half, refusals) {
   char dir[256], path[300];
   ts_tmpdir(dir, sizeof dir);
   snprintf(path, sizeof path, "%s/m.bin", dir);
-  cr_expect_eq(model_save(h, path, 0, &err), DFPO_EUSAGE);
-  cr_expect_eq(model_base_view(&v, h, &err), DFPO_EUSAGE);
-  model_lora_config lc = {2, 4.0f, NULL};
-  cr_expect_eq(model_add_lora(h, &lc, 1, &err), DFPO_EUSAGE);
+  /* saved, it is the fp32 file of its values (the matrices widened) */
+  cr_assert_eq(model_save(h, path, 0, &err), 0, "%s", err.msg);
+  model_t *w = NULL;
+  cr_assert_eq(model_load(&w, path, &err), 0, "%s", err.msg);
+  cr_expect_eq((int)model_weight_dtype(w), (int)OPS_DTYPE_F32);
+  int seq[6] = {3, 9, 27, 17, 44, 5};
+  double nh, nw;
+  size_t sc;
+  cr_assert_eq(model_score_tokens(h, seq, 6, &nh, &sc, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_score_tokens(w, seq, 6, &nw, &sc, &err), 0, "%s", err.msg);
+  cr_expect(fabs(nh - nw) <= 1e-6 * fabs(nw), "saved and loaded: NLL %.9g, the 16-bit model %.9g",
+            nw, nh);
+  model_free(w);
+  /* a base view (a reference of a 16-bit LoRA base) shares its blocks */
+  cr_assert_eq(model_base_view(&v, h, &err), 0, "%s", err.msg);
+  cr_expect_eq((int)model_weight_dtype(v), (int)OPS_DTYPE_BF16);
+  cr_expect_eq(model_arena_bytes(v), (size_t)0);
+  cr_expect_eq(model_ensure_train(v, &err), DFPO_EUSAGE);
+  model_free(v);
+  v = NULL;
   /* the tensor list shows the 16-bit tensors without an fp32 view */
   model_tensor t;
   cr_assert_eq(model_tensor_at(h, 0, &t, &err), 0, "%s", err.msg);
