@@ -629,6 +629,20 @@ Test(gpt2_lora, a_view_saves_and_loads_its_adapters_alone) {
   ts_rmtree(dir);
 }
 
+/* a's and b's logits bit for bit with their adapters off (their bases) */
+static void same_base_logits(model_t *a, model_t *b, int dtype, const char *what) {
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  static float la[B * T * V], lb[B * T * V];
+  cr_assert_eq(model_set_adapters(a, 0, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_set_adapters(b, 0, &err), 0, "%s", err.msg);
+  logits_of(a, la);
+  logits_of(b, lb);
+  cr_expect_eq(memcmp(la, lb, sizeof la), 0, "%s: %s", ops_dtype_name(dtype), what);
+  cr_assert_eq(model_set_adapters(a, 1, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_set_adapters(b, 1, &err), 0, "%s", err.msg);
+}
+
 /* A LoRA policy over a base kept in 16 bits (model_set_weight_dtype after
  * model_add_lora, or before it): the base frozen in bf16 or f16, the
  * adapters fp32 and trained. Against the same policy over the base widened
@@ -706,27 +720,13 @@ Test(gpt2_lora, a_16_bit_base_trains_as_its_widened_fp32_base) {
     cr_assert_eq(model_load(&b, path, &err), 0, "%s", err.msg);
     cr_expect_eq((int)model_weight_dtype(b), (int)OPS_DTYPE_F32);
     same_adapters(h, b, 1);
-    cr_assert_eq(model_set_adapters(b, 0, &err), 0, "%s", err.msg);
-    cr_assert_eq(model_set_adapters(f, 0, &err), 0, "%s", err.msg);
-    logits_of(b, lh);
-    logits_of(f, lf);
-    cr_expect_eq(memcmp(lh, lf, sizeof lh), 0, "%s: the saved base is not the widened one",
-                 ops_dtype_name(dtype));
+    same_base_logits(b, f, dtype, "the saved base is not the widened one");
     model_free(b);
     cr_assert_eq(model_load_as(&b, path, dtype, &err), 0, "%s", err.msg);
     cr_expect_eq(model_lora_rank(b), R);
     cr_expect_eq((int)model_weight_dtype(b), dtype);
     same_adapters(h, b, 1);
-    logits_of(b, lh);
-    logits_of(h, lf);
-    cr_expect_eq(memcmp(lh, lf, sizeof lh), 0, "%s: loaded back into 16 bits, the policy differs",
-                 ops_dtype_name(dtype));
-    cr_assert_eq(model_set_adapters(b, 0, &err), 0, "%s", err.msg);
-    cr_assert_eq(model_set_adapters(h, 0, &err), 0, "%s", err.msg);
-    logits_of(b, lh);
-    logits_of(h, lf);
-    cr_expect_eq(memcmp(lh, lf, sizeof lh), 0, "%s: loaded back into 16 bits, the base differs",
-                 ops_dtype_name(dtype));
+    same_base_logits(b, h, dtype, "loaded back into 16 bits, the base differs");
     model_free(b);
     model_free(h);
     model_free(f);
