@@ -462,7 +462,7 @@ static int gpt2_set_weight_dtype(gpt2_model *m, ops_dtype d, dfpo_err *err) {
     t[i] = (model_w16_tensor){(size_t)m->tensors[i].rows * m->tensors[i].cols, m->tensors[i].off,
                               m->tensors[i].w16, w16_tensor(m, i)};
   model_w16_store st = {&m->params, &m->params16, &m->nparams32, &m->n16, &m->wdtype};
-  int rc = model_repack_weights(&m->base, "gpt2", m->params_borrowed, m->nviews, 0,
+  int rc = model_repack_weights(&m->base, "gpt2", m->params_borrowed, m->nviews,
                                 m->train_block != NULL, d, t, nt, &st, &changed, err);
   for (int i = 0; changed && i < nt; i++)
     m->tensors[i].off = t[i].off, m->tensors[i].w16 = t[i].w16;

@@ -366,9 +366,9 @@ void model_hf_config_tail(cJSON *cfg, const model_export_opts *o) {
   cJSON_AddStringToObject(cfg, "torch_dtype", "float32");
 }
 
-int model_repack_weights(const model_t *m, const char *who, int borrowed, int nviews, int lora,
-                         int training, ops_dtype d, model_w16_tensor *t, int nt,
-                         const model_w16_store *s, int *changed, dfpo_err *err) {
+int model_repack_weights(const model_t *m, const char *who, int borrowed, int nviews, int training,
+                         ops_dtype d, model_w16_tensor *t, int nt, const model_w16_store *s,
+                         int *changed, dfpo_err *err) {
   *changed = 0;
   if (d == *s->wdtype)
     return DFPO_OK;
@@ -380,11 +380,6 @@ int model_repack_weights(const model_t *m, const char *who, int borrowed, int nv
     return dfpo_err_set(err, DFPO_EUSAGE,
                         "%s: %d base view(s) share the model's weights; free them first", who,
                         nviews);
-  if (lora)
-    return dfpo_err_set(err, DFPO_EUSAGE,
-                        "%s: a model with LoRA adapters keeps its base in fp32 (a 16-bit LoRA "
-                        "base is not implemented)",
-                        who);
   if (training)
     return dfpo_err_set(err, DFPO_EUSAGE,
                         "%s: the model has training state (gradients, AdamW moments); only a "

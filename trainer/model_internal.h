@@ -58,16 +58,17 @@ typedef struct model_w16_store {
 } model_w16_store;
 /* model_set_weight_dtype for those models: DFPO_EUSAGE (`who` names the
  * model) for an unknown d, a view's borrowed weights, a model with base
- * views alive (nviews), with LoRA adapters or with training state; else
+ * views alive (nviews) or with training state of its own (training; a LoRA
+ * model's adapters keep theirs: they are not moved); else
  * new blocks laid out for d (fp32 tensors compacted into one, the half
  * ones into the other), each tensor taken through the host (widened to
  * fp32, rounded to d: ops_f32_to_w16, round to nearest even), the old
  * blocks freed and s updated. *changed is set when anything moved (the
  * caller then drops what came from the old weights: its last logits and
  * decoding cache). */
-int model_repack_weights(const model_t *m, const char *who, int borrowed, int nviews, int lora,
-                         int training, ops_dtype d, model_w16_tensor *t, int nt,
-                         const model_w16_store *s, int *changed, dfpo_err *err);
+int model_repack_weights(const model_t *m, const char *who, int borrowed, int nviews, int training,
+                         ops_dtype d, model_w16_tensor *t, int nt, const model_w16_store *s,
+                         int *changed, dfpo_err *err);
 
 /* The end of an exported config.json that every decoder's shares:
  * bos_token_id and eos_token_id as o says (null where unknown) and

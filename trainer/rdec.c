@@ -335,7 +335,7 @@ static void rdec_destroy(rdec_model *m) {
   if (o) {
     if (!m->params_borrowed)
       o->free(m->params);
-    if (m->params16)
+    if (m->params16 && !m->params_borrowed)
       o->free(m->params16);
     o->free(m->lora.params);
     o->free(m->lora.train_block);
@@ -362,12 +362,13 @@ static void rdec_destroy(rdec_model *m) {
 static int w16_tensor(const rdec_model *m, int i);
 
 /* A model of config c with its weight blocks allocated (not filled): fp32
- * throughout (wd OPS_DTYPE_F32; borrow: another model's block instead), or
- * laid out for wd as model_set_weight_dtype lays it out (the 16-bit
- * tensors, w16_tensor's, in params16, the rest compacted in params), so
- * that an import in 16 bits never holds the fp32 copy. */
+ * throughout (wd OPS_DTYPE_F32), or laid out for wd as
+ * model_set_weight_dtype lays it out (the 16-bit tensors, w16_tensor's, in
+ * params16, the rest compacted in params), so that an import in 16 bits
+ * never holds the fp32 copy; with borrow (a base view), another model's
+ * blocks in that layout instead (borrow, and borrow16 when wd is 16 bits). */
 static int rdec_create(rdec_model **out, const rdec_config *c, int head, float *borrow,
-                       ops_dtype wd, dfpo_err *err) {
+                       uint16_t *borrow16, ops_dtype wd, dfpo_err *err) {
   *out = NULL;
   rdec_model *m = calloc(1, sizeof *m);
   if (!m)
@@ -390,7 +391,7 @@ static int rdec_create(rdec_model **out, const rdec_config *c, int head, float *
   build_layout(m);
   m->wdtype = OPS_DTYPE_F32;
   m->nparams32 = m->nparams;
-  if (wd != OPS_DTYPE_F32 && !borrow) {
+  if (wd != OPS_DTYPE_F32) {
     size_t n32 = 0, n16 = 0;
     for (int i = 0; i < m->ntensors; i++) {
       rdec_tensor *t = &m->tensors[i];
@@ -398,7 +399,9 @@ static int rdec_create(rdec_model **out, const rdec_config *c, int head, float *
       t->off = model_w16_place((size_t)t->rows * t->cols, t->w16, &n32, &n16);
     }
     m->wdtype = wd, m->nparams32 = n32, m->n16 = n16;
-    if (n16 && !(m->params16 = m->base.ops->alloc(n16 * sizeof(uint16_t)))) {
+    if (borrow)
+      m->params16 = borrow16;
+    else if (n16 && !(m->params16 = m->base.ops->alloc(n16 * sizeof(uint16_t)))) {
       rdec_destroy(m);
       return dfpo_err_set(err, DFPO_ERUNTIME, "cannot allocate %zu 16-bit weights on %s", n16,
                           m->base.ops->name);
@@ -618,7 +621,7 @@ int rdec_new(model_t **out, const rdec_config *c, dfpo_err *err) {
                       c->act, c->rmsnorm, c->bias, c->mlp_bias, c->head_bias, c->parallel,
                       c->shared_ln, c->n_kv_head, c->n_head, c->family);
   rdec_model *m = NULL;
-  if (!rc && !(rc = rdec_create(&m, c, MODEL_HEAD_NONE, NULL, OPS_DTYPE_F32, err)))
+  if (!rc && !(rc = rdec_create(&m, c, MODEL_HEAD_NONE, NULL, NULL, OPS_DTYPE_F32, err)))
     *out = &m->base;
   return rc;
 }
@@ -707,7 +710,7 @@ int rdec_import_safetensors_as(model_t **out, const char *path, ops_dtype wd, df
   rdec_model *m = NULL;
   float *buf = NULL;
   uint16_t *h16 = NULL;
-  if ((rc = rdec_create(&m, &c, MODEL_HEAD_NONE, NULL, wd, err)))
+  if ((rc = rdec_create(&m, &c, MODEL_HEAD_NONE, NULL, NULL, wd, err)))
     goto done;
   size_t maxn = 0;
   for (int k = 0; k < m->ntensors; k++)
@@ -996,10 +999,6 @@ static int rdec_add_lora(rdec_model *m, const model_lora_config *c, uint64_t see
   unsigned bits;
   if (z->r)
     return dfpo_err_set(err, DFPO_EUSAGE, "%s: the model already has LoRA adapters", fam);
-  if (m->wdtype != OPS_DTYPE_F32)
-    return dfpo_err_set(err, DFPO_EUSAGE,
-                        "%s: LoRA on a base with weights in %s is not implemented", fam,
-                        ops_dtype_name(m->wdtype));
   const rdec_lora_target *tab = lora_table(cf->family, &ntab);
   const char *names[RDEC_LORA_MAX];
   for (int k = 0; k < ntab; k++)
@@ -1141,6 +1140,23 @@ static void linear(const rdec_model *m, float *out, const float *x, int i, const
 static void layer_linear(const rdec_model *m, int l, int s, float *out, const float *x, int M,
                          int K, int N) {
   linear(m, out, x, m->layer[l][s], LP(m, l, s + 1), M, K, N);
+}
+/* The backward pass of linear over base tensor i (dw and db its weight's
+ * and bias's gradients, either NULL when not wanted) in the weight's
+ * precision: a 16-bit weight is frozen (a LoRA base: dw and db NULL), so
+ * only the input gradient flows through it (matmul_bwd_w16). */
+static void linear_bwd(const rdec_model *m, int i, float *dinp, float *dw, float *db,
+                       const float *dout, const float *x, int M, int K, int N) {
+  const rdec_tensor *t = &m->tensors[i];
+  if (t->w16)
+    m->base.ops->matmul_bwd_w16(dinp, dout, m->params16 + t->off, M, K, N, (int)m->wdtype);
+  else
+    m->base.ops->matmul_bwd(dinp, dw, db, dout, x, m->params + t->off, M, K, N);
+}
+/* linear_bwd of layer l's matrix in slot s with its bias */
+static void layer_linear_bwd(const rdec_model *m, int l, int s, float *dinp, const float *dout,
+                             const float *x, int M, int K, int N) {
+  linear_bwd(m, m->layer[l][s], dinp, LG(m, l, s), LG(m, l, s + 1), dout, x, M, K, N);
 }
 /* out[N, C] = the embedding's rows tok[n] (whichever precision it is in) */
 static void embed(const rdec_model *m, float *out, const rdec_ws *w, int N) {
@@ -1376,14 +1392,15 @@ static int rdec_ensure_train(rdec_model *m, dfpo_err *err) {
                         "%s: a base or adapter view does not train (its weights are another "
                         "model's)",
                         family_name[m->cfg.family]);
-  if (m->wdtype != OPS_DTYPE_F32)
-    return dfpo_err_set(err, DFPO_EUSAGE,
-                        "%s: the model keeps its weights in %s and does not train (a frozen "
-                        "reference, judge or scorer); train an fp32 model",
-                        family_name[m->cfg.family], ops_dtype_name(m->wdtype));
+  /* LoRA trains the adapters alone: the frozen base may be in 16 bits */
   rdec_lora *z = &m->lora;
   if (z->r)
     return model_alloc_train(&m->base, z->nparams, &z->train_block, &z->grads, &z->m1, &z->m2, err);
+  if (m->wdtype != OPS_DTYPE_F32)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "%s: the model keeps its weights in %s and does not train (a frozen "
+                        "reference, judge or scorer, or a LoRA base); train an fp32 model",
+                        family_name[m->cfg.family], ops_dtype_name(m->wdtype));
   return model_alloc_train(&m->base, m->nparams, &m->train_block, &m->grads, &m->m1, &m->m2, err);
 }
 
@@ -1435,8 +1452,7 @@ static void layer_bwd(rdec_model *m, int l) {
   const float *min = c->shared_ln ? w->h : w->h2;
   float *dmin = c->shared_ln ? g->dh : g->dh2;
   o->zero(g->dfo, NF * sizeof(float));
-  o->matmul_bwd(g->dfo, LG(m, l, L_OUTW), LG(m, l, L_OUTB), g->gx, w->fo, LP(m, l, L_OUTW), N, F,
-                C);
+  layer_linear_bwd(m, l, L_OUTW, g->dfo, g->gx, w->fo, N, F, C);
   lora_backward(m, l, RS_OUT, g->dfo, g->gx, w->fo, N);
   if (c->act == RDEC_ACT_SWIGLU)
     o->swiglu_bwd(g->df, w->f, g->dfo, N, F);
@@ -1445,15 +1461,14 @@ static void layer_bwd(rdec_model *m, int l) {
   else
     o->act_bwd(g->df, w->f, g->dfo, NF, OPS_ACT_GELU_ERF);
   o->zero(dmin, NC * sizeof(float));
-  o->matmul_bwd(dmin, LG(m, l, L_FCW), LG(m, l, L_FCB), g->df, min, LP(m, l, L_FCW), N, C,
-                c->act == RDEC_ACT_SWIGLU ? 2 * F : F);
+  layer_linear_bwd(m, l, L_FCW, dmin, g->df, min, N, C, c->act == RDEC_ACT_SWIGLU ? 2 * F : F);
   lora_backward(m, l, RS_FC, dmin, g->df, min, N);
   if (!c->parallel) /* x_out = xm + mlp(ln2 xm): gx becomes xm's gradient */
     norm_bwd(m, g->gx, g->dh2, w->st + 2 * N, w->xm, L[L_LN2W], L[L_LN2B], N);
   /* the attention, from the gradient of its output (gx: the layer's
    * output's when parallel, xm's when sequential) */
   o->zero(g->dy, (size_t)N * I * sizeof(float));
-  o->matmul_bwd(g->dy, LG(m, l, L_OW), LG(m, l, L_OB), g->gx, w->y, LP(m, l, L_OW), N, I, C);
+  layer_linear_bwd(m, l, L_OW, g->dy, g->gx, w->y, N, I, C);
   lora_backward(m, l, RS_O, g->dy, g->gx, w->y, N);
   o->attention_bwd(g->dqkv, g->dy, w->qkv, w->att, w->kstart, B, T, I, NH);
   if (NKV != NH)
@@ -1462,8 +1477,7 @@ static void layer_bwd(rdec_model *m, int l) {
   o->rope_bwd(g->dqkvr + I, QKV, w->pos, N, NKV, HS, c->rot, c->interleaved, c->rope_base);
   if (!c->shared_ln) /* with GPT-J's shared norm, dh already holds the MLP's part */
     o->zero(g->dh, NC * sizeof(float));
-  o->matmul_bwd(g->dh, LG(m, l, L_QKVW), LG(m, l, L_QKVB), g->dqkvr, w->h, LP(m, l, L_QKVW), N, C,
-                QKV);
+  layer_linear_bwd(m, l, L_QKVW, g->dh, g->dqkvr, w->h, N, C, QKV);
   lora_backward(m, l, RS_QKV, g->dh, g->dqkvr, w->h, N);
   /* the norms into the residual's gradient (which passes through) */
   if (c->parallel && !c->shared_ln)
@@ -1551,8 +1565,7 @@ static int rdec_lm_value_backward(rdec_model *m, const float *dlogp, const float
    * trunk_backward) to theirs of dh */
   float *dh = hf ? m->gw_.gx : m->gw_.dh;
   o->zero(dh, NH * C * sizeof(float));
-  o->matmul_bwd(dh, G(m, hw), G(m, m->headb), m->logits, hf ? m->hh : m->fw.h, P(m, hw), (int)NH, C,
-                V);
+  linear_bwd(m, hw, dh, G(m, hw), G(m, m->headb), m->logits, hf ? m->hh : m->fw.h, (int)NH, C, V);
   if (hf) {
     o->zero(m->gw_.dh, N * C * sizeof(float));
     model_head_rows(o, m->gw_.dh, dh, B, T, hf, (size_t)C, 1);
@@ -1838,18 +1851,24 @@ static int read_block(FILE *fp, const ops_backend *o, float *p, size_t n, const 
 
 /* A model with 16-bit weights is written by neither format (its fp32
  * tensors are compacted; a frozen copy is never the one saved). */
-static int refuse_w16(const rdec_model *m, const char *path, dfpo_err *err) {
+/* The parameter block in the file's fp32 layout (the tensors in order): a
+ * model with 16-bit weights writes them widened (exact), so its file is the
+ * fp32 model of its values (model_load_as puts them back into the same
+ * bits). */
+static int write_params(FILE *fp, const rdec_model *m) {
   if (m->wdtype == OPS_DTYPE_F32)
-    return DFPO_OK;
-  return dfpo_err_set(err, DFPO_EUSAGE,
-                      "%s: the model keeps its weights in %s; save or export an fp32 model", path,
-                      ops_dtype_name(m->wdtype));
+    return write_block(fp, m->base.ops, m->params, m->nparams);
+  for (int i = 0; i < m->ntensors; i++) {
+    const rdec_tensor *t = &m->tensors[i];
+    size_t n = (size_t)t->rows * t->cols;
+    if (t->w16 ? ckpt_write_w16_floats(fp, &m->base, m->params16 + t->off, n, (int)m->wdtype)
+               : write_block(fp, m->base.ops, m->params + t->off, n))
+      return -1;
+  }
+  return 0;
 }
 
 static int rdec_save(rdec_model *m, const char *path, int with_optimizer, dfpo_err *err) {
-  int w16rc = refuse_w16(m, path, err);
-  if (w16rc)
-    return w16rc;
   const rdec_config *c = &m->cfg;
   rdec_native_header h;
   memset(&h, 0, sizeof h);
@@ -1880,7 +1899,7 @@ static int rdec_save(rdec_model *m, const char *path, int with_optimizer, dfpo_e
   ls.alpha = z->alpha;
   ls.targets = z->targets;
   ls.nparams = z->nparams;
-  if (fwrite(&h, sizeof h, 1, a.fp) != 1 || write_block(a.fp, o, m->params, m->nparams) ||
+  if (fwrite(&h, sizeof h, 1, a.fp) != 1 || write_params(a.fp, m) ||
       (with_optimizer && !z->r &&
        (write_block(a.fp, o, m->m1, m->nparams) || write_block(a.fp, o, m->m2, m->nparams))) ||
       (z->r &&
@@ -2019,7 +2038,7 @@ int rdec_load_native(model_t **out, const char *path, FILE *fp, dfpo_err *err) {
     return dfpo_err_set(err, DFPO_EDATA, "%s: %lld bytes, expected %llu", path,
                         (long long)st.st_size, (unsigned long long)expect);
   rdec_model *m;
-  if ((rc = rdec_create(&m, &c, h.head, NULL, OPS_DTYPE_F32, err)))
+  if ((rc = rdec_create(&m, &c, h.head, NULL, NULL, OPS_DTYPE_F32, err)))
     return dfpo_err_prefix(err, "%s", path);
   const ops_backend *o = m->base.ops;
   rc = read_block(fp, o, m->params, m->nparams, path, "parameters", err);
@@ -2078,6 +2097,24 @@ static float *neox_copy(const rdec_model *m, const float *dev, int cols, int rep
       neox_unorder(h + n + r * each, h + r * each, c->n_head, c->head_dim, cols);
     o->upload(*tmp, h + n, n * sizeof(float));
   }
+  free(h);
+  return *tmp;
+}
+
+/* A 16-bit tensor widened into new backend memory (*tmp, the caller's to
+ * free; NULL when out of memory). */
+static float *widened_copy(const rdec_model *m, const rdec_tensor *t, float **tmp) {
+  const ops_backend *o = m->base.ops;
+  size_t n = (size_t)t->rows * t->cols;
+  uint16_t *h16 = malloc(n * sizeof(uint16_t));
+  float *h = malloc(n * sizeof(float));
+  *tmp = h16 && h ? o->alloc(n * sizeof(float)) : NULL;
+  if (*tmp) {
+    o->download(h16, m->params16 + t->off, n * sizeof(uint16_t));
+    ops_w16_to_f32(h, h16, n, (int)m->wdtype);
+    o->upload(*tmp, h, n * sizeof(float));
+  }
+  free(h16);
   free(h);
   return *tmp;
 }
@@ -2159,9 +2196,6 @@ static int rdec_export(const rdec_model *m, const char *path, const model_export
                        dfpo_err *err) {
   const rdec_lora *z = &m->lora;
   const rdec_config *c = &m->cfg;
-  int w16rc = refuse_w16(m, path, err);
-  if (w16rc)
-    return w16rc;
   if (o->adapters && !z->r)
     return dfpo_err_set(err, DFPO_EUSAGE, "%s: the model has no LoRA adapters", path);
   int cap = 3 * m->ntensors + 2 * z->ntensors + 2, n = 0, ntmp = 0, rc = DFPO_OK;
@@ -2225,11 +2259,22 @@ static int rdec_export(const rdec_model *m, const char *path, const model_export
           row0 = 0, rows = t->rows;
       if (t->nsrc > 1)
         part_rows(c, slot, part, &row0, &rows);
-      const float *dev = m->params + t->off + (size_t)row0 * t->cols;
+      /* a 16-bit matrix is written widened: from its 16 bits, or (GPT-NeoX's
+       * qkv, reordered on the device) from a widened copy */
+      const float *base = m->params + t->off;
+      if (t->w16 && t->neox_qkv && !(base = widened_copy(m, t, &tmp[ntmp++])))
+        goto oom;
+      const float *dev = base + (size_t)row0 * t->cols;
       if (t->neox_qkv && !(dev = neox_copy(m, dev, t->vec ? 1 : t->cols, 1, &tmp[ntmp++])))
         goto oom;
-      ts[n] = (ckpt_st_tensor){
-          .name = t->src[q], .dev = dev, .rows = rows, .cols = t->cols, .ndim = t->vec ? 1 : 2};
+      int half = t->w16 && !t->neox_qkv;
+      ts[n] = (ckpt_st_tensor){.name = t->src[q],
+                               .dev = half ? NULL : dev,
+                               .dev16 = half ? m->params16 + t->off + (size_t)row0 * t->cols : NULL,
+                               .dtype = (int)m->wdtype,
+                               .rows = rows,
+                               .cols = t->cols,
+                               .ndim = t->vec ? 1 : 2};
       int a = slot >= 0 && !t->vec ? adapter_of(m, layer, slot, part) : -1;
       if (a >= 0) { /* W + (alpha/r) B A on these rows */
         const float *bd = z->params + z->tensors[a + z->nt[slot]].off;
@@ -2297,7 +2342,7 @@ static int rdec_set_weight_dtype(rdec_model *m, ops_dtype d, dfpo_err *err) {
     t[i] = (model_w16_tensor){(size_t)m->tensors[i].rows * m->tensors[i].cols, m->tensors[i].off,
                               m->tensors[i].w16, w16_tensor(m, i)};
   model_w16_store st = {&m->params, &m->params16, &m->nparams32, &m->n16, &m->wdtype};
-  int rc = model_repack_weights(&m->base, fam, m->params_borrowed, m->nviews, m->lora.r != 0,
+  int rc = model_repack_weights(&m->base, fam, m->params_borrowed, m->nviews,
                                 m->train_block != NULL, d, t, nt, &st, &changed, err);
   for (int i = 0; changed && i < nt; i++)
     m->tensors[i].off = t[i].off, m->tensors[i].w16 = t[i].w16;
@@ -2368,7 +2413,7 @@ static int vt_new_like(model_t **out, const model_t *src, int head, int n_classe
   if (head != MODEL_HEAD_NONE && head != MODEL_HEAD_VALUE)
     return usage(src, err, "a classification head");
   rdec_model *m;
-  int rc = rdec_create(&m, &rdec_of_const(src)->cfg, head, NULL, OPS_DTYPE_F32, err);
+  int rc = rdec_create(&m, &rdec_of_const(src)->cfg, head, NULL, NULL, OPS_DTYPE_F32, err);
   if (!rc)
     *out = &m->base;
   return rc;
@@ -2578,14 +2623,13 @@ static int vt_base_view(model_t **out, const model_t *srcm, int adapters, dfpo_e
   const char *fam = family_name[src->cfg.family];
   if (src->params_borrowed)
     return dfpo_err_set(err, DFPO_EUSAGE, "%s: a base view of a view", fam);
-  if (src->wdtype != OPS_DTYPE_F32)
-    return dfpo_err_set(err, DFPO_EUSAGE, "%s: a base view of a model with weights in %s", fam,
-                        ops_dtype_name(src->wdtype));
   if (ops_default_backend() != src->base.ops)
     return dfpo_err_set(err, DFPO_EUSAGE, "%s: a base view must be made on its model's device",
                         fam);
   rdec_model *v;
-  int rc = rdec_create(&v, &src->cfg, src->base.cfg.head, src->params, OPS_DTYPE_F32, err);
+  /* the base in src's precision (a 16-bit LoRA base too) */
+  int rc =
+      rdec_create(&v, &src->cfg, src->base.cfg.head, src->params, src->params16, src->wdtype, err);
   if (rc)
     goto out;
   v->view_of = (rdec_model *)src; /* counts the views; the weights stay as they are */

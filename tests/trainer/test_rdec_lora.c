@@ -524,3 +524,109 @@ Test(rdec_lora, exports_merged_and_as_peft_adapters, .timeout = 60) {
     model_free(m);
   }
 }
+
+/* The largest |a - b| over the largest |b| of n floats. */
+static double rel_err(const float *a, const float *b, size_t n) {
+  double md = 0, mx = 0;
+  for (size_t i = 0; i < n; i++) {
+    md = fmax(md, fabs((double)a[i] - b[i]));
+    mx = fmax(mx, fabs((double)b[i]));
+  }
+  return mx > 0 ? md / mx : md;
+}
+
+/* A LoRA policy of each family over a base kept in bf16 (Llama in f16
+ * too): the base frozen in 16 bits, the adapters fp32 and trained. Against
+ * the same policy over the base widened back to fp32: the objective and
+ * every adapter's gradient, two AdamW steps, the logits and decoding within
+ * 1e-6 (the same kernels over the same widened panels: measured bit for
+ * bit); the reference (a base view, in 16 bits without a copy) too. Its
+ * checkpoint holds the base widened: loaded, the base is the widened one
+ * bit for bit, and model_load_as puts it back into 16 bits; the merged
+ * export (GPT-NeoX's qkv reordered from a widened copy) computes as the
+ * widened policy's. */
+Test(rdec_lora, a_16_bit_base_trains_as_its_widened_fp32_base, .timeout = 120) {
+  char dir[256], path[300], fa[300], fb[300];
+  ts_tmpdir(dir, sizeof dir);
+  snprintf(path, sizeof path, "%s/lora16.ckpt", dir);
+  for (int c = 0; c < 4; c++) {
+    int f = c < 3 ? c : 2, dtype = c < 3 ? OPS_DTYPE_BF16 : OPS_DTYPE_F16;
+    char what[64];
+    snprintf(what, sizeof what, "%s in %s", fam_names[f], ops_dtype_name(dtype));
+    dfpo_err err;
+    dfpo_err_clear(&err);
+    model_t *h = base_model(families[f], 170 + f), *w = base_model(families[f], 170 + f);
+    model_t *hv = NULL, *wv = NULL, *b = NULL;
+    cr_assert_eq(model_set_weight_dtype(h, dtype, &err), 0, "%s", err.msg);
+    cr_assert_eq(model_set_weight_dtype(w, dtype, &err), 0, "%s", err.msg);
+    cr_assert_eq(model_set_weight_dtype(w, OPS_DTYPE_F32, &err), 0, "%s", err.msg);
+    add_lora(h, NULL, 180 + f);
+    add_lora(w, NULL, 180 + f);
+    randomise(h, 190 + f, 0.3f);
+    randomise(w, 190 + f, 0.3f);
+    cr_assert_eq(model_ensure_train(h, &err), 0, "%s", err.msg);
+    cr_assert_eq(model_ensure_train(w, &err), 0, "%s", err.msg);
+    model_zero_grad(h);
+    model_zero_grad(w);
+    double oh = objective(h, 0, 1), ow = objective(w, 0, 1), worst = 0;
+    cr_expect(fabs(oh - ow) <= 1e-6 * fabs(ow), "%s: objective %.9g, widened %.9g", what, oh, ow);
+    for (int i = 0; i < model_num_tensors(h); i++) {
+      model_tensor x, y;
+      cr_assert_eq(model_tensor_at(h, i, &x, NULL), 0);
+      cr_assert_eq(model_tensor_at(w, i, &y, NULL), 0);
+      worst = fmax(worst, rel_err(x.grad, y.grad, (size_t)x.rows * x.cols));
+    }
+    cr_log_info("%s: adapter gradients' largest error %.3g", what, worst);
+    cr_expect(worst <= 1e-6, "%s: adapter gradients off by %.3g", what, worst);
+    step(h), step(h);
+    step(w), step(w);
+    static float lh[B * T * V], lw[B * T * V];
+    logits_of(h, lh);
+    logits_of(w, lw);
+    cr_expect(rel_err(lh, lw, B * T * V) <= 1e-6, "%s: trained logits differ", what);
+    decode_of(h, lh);
+    decode_of(w, lw);
+    cr_expect(rel_err(lh, lw, 2 * B * V) <= 1e-6, "%s: decoding differs", what);
+    cr_assert_eq(model_base_view(&hv, h, &err), 0, "%s", err.msg);
+    cr_assert_eq(model_base_view(&wv, w, &err), 0, "%s", err.msg);
+    cr_expect_eq((int)model_weight_dtype(hv), dtype, "%s", what);
+    logits_of(hv, lh);
+    logits_of(wv, lw);
+    cr_expect(rel_err(lh, lw, B * T * V) <= 1e-6, "%s: the references differ", what);
+    model_free(hv);
+    model_free(wv);
+    /* the checkpoint: the widened base, then back into 16 bits */
+    cr_assert_eq(model_save(h, path, 1, &err), 0, "%s", err.msg);
+    for (int as = 0; as < 2; as++) {
+      cr_assert_eq(as ? model_load_as(&b, path, dtype, &err) : model_load(&b, path, &err), 0, "%s",
+                   err.msg);
+      cr_expect_eq((int)model_weight_dtype(b), as ? dtype : (int)OPS_DTYPE_F32, "%s", what);
+      model_t *same = as ? h : w;
+      cr_assert_eq(model_set_adapters(b, 0, &err), 0, "%s", err.msg);
+      cr_assert_eq(model_set_adapters(same, 0, &err), 0, "%s", err.msg);
+      logits_of(b, lh);
+      logits_of(same, lw);
+      cr_expect_eq(memcmp(lh, lw, sizeof lh), 0, "%s: the checkpoint's base (%s) differs", what,
+                   as ? "in 16 bits" : "fp32");
+      cr_assert_eq(model_set_adapters(same, 1, &err), 0, "%s", err.msg);
+      model_free(b);
+      b = NULL;
+    }
+    /* the merged exports of the two compute alike */
+    snprintf(fa, sizeof fa, "%s/h%d.safetensors", dir, c);
+    snprintf(fb, sizeof fb, "%s/w%d.safetensors", dir, c);
+    cr_assert_eq(model_export_safetensors(h, fa, 1, &err), 0, "%s", err.msg);
+    cr_assert_eq(model_export_safetensors(w, fb, 1, &err), 0, "%s", err.msg);
+    model_t *ea = NULL, *eb = NULL;
+    cr_assert_eq(model_load(&ea, fa, &err), 0, "%s", err.msg);
+    cr_assert_eq(model_load(&eb, fb, &err), 0, "%s", err.msg);
+    logits_of(ea, lh);
+    logits_of(eb, lw);
+    cr_expect(rel_err(lh, lw, B * T * V) <= 1e-6, "%s: the merged exports differ", what);
+    model_free(ea);
+    model_free(eb);
+    model_free(h);
+    model_free(w);
+  }
+  ts_rmtree(dir);
+}
