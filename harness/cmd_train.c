@@ -208,8 +208,18 @@ static int setup(trn_run *r, dfpo_err *err) {
   if (s->lora_rank) {
     /* adapters on the policy; the reference is its base, not a copy */
     model_lora_config lc = {s->lora_rank, (float)s->lora_alpha, s->lora_targets};
-    if ((rc = model_add_lora(r->policy, &lc, (uint64_t)s->seed, err)) ||
-        (rc = model_base_view(&r->ref, r->policy, err)))
+    if ((rc = model_add_lora(r->policy, &lc, (uint64_t)s->seed, err)))
+      return dfpo_err_prefix(err, "train: model.lora_rank %d", s->lora_rank);
+    if (s->reference_dtype != OPS_DTYPE_F32) {
+      /* model.reference_dtype: the frozen base the policy and its reference
+       * share in 16 bits; a separate value model is made from the fp32
+       * weights first */
+      if (s->rl.algo >= 0 && !s->shared_value && (rc = make_value_model(r, &r->value, err)))
+        return rc;
+      if ((rc = model_set_weight_dtype(r->policy, s->reference_dtype, err)))
+        return dfpo_err_prefix(err, "train: model.reference_dtype with model.lora_rank");
+    }
+    if ((rc = model_base_view(&r->ref, r->policy, err)))
       return dfpo_err_prefix(err, "train: model.lora_rank %d", s->lora_rank);
   } else if ((rc = model_load_as(&r->ref, s->model, s->reference_dtype, err))) {
     return rc; /* model.reference_dtype: a Hugging Face folder read straight into 16 bits */
@@ -224,7 +234,9 @@ static int setup(trn_run *r, dfpo_err *err) {
   dfpo_info("train: policy and reference hold %zu bytes (model_arena_bytes)%s%s%s",
             model_arena_bytes(r->policy) + model_arena_bytes(r->ref),
             s->lora_rank ? ", the reference a view of the LoRA policy's base" : "",
-            s->reference_dtype != OPS_DTYPE_F32 ? ", the reference's weights in " : "",
+            s->reference_dtype == OPS_DTYPE_F32 ? ""
+            : s->lora_rank                      ? ", the base's weights in "
+                                                : ", the reference's weights in ",
             s->reference_dtype != OPS_DTYPE_F32 ? ops_dtype_name(s->reference_dtype) : "");
   r->eos = tok_eot_id(r->tok);
   r->pad = r->eos >= 0 ? r->eos : 0;
@@ -280,7 +292,7 @@ static int setup(trn_run *r, dfpo_err *err) {
     dfpo_info("train: removed %d temporary files left by killed runs in %s", swept + more, r->dir);
   if (s->rl.algo < 0) /* zero-shot, sft: no value model */
     return trn_memory_apply(r, err);
-  if ((!s->shared_value && (rc = make_value_model(r, &r->value, err))) ||
+  if ((!s->shared_value && !r->value && (rc = make_value_model(r, &r->value, err))) ||
       (rc = rl_trainer_new(&r->rl, r->policy, r->ref, r->value ? r->value : r->policy, &r->set.rl,
                            (uint64_t)s->seed, err)))
     return rc;
@@ -615,7 +627,9 @@ static int run_cell(trn_run *r, dfpo_err *err) {
     /* the selected policy: the best validation reward */
     model_t *best = NULL;
     snprintf(path, sizeof path, "%s/checkpoint/best.ckpt", r->dir);
-    if ((rc = model_load(&best, path, err)) || (rc = model_copy_params(r->policy, best, err))) {
+    /* in the policy's precision (a LoRA base in 16 bits is saved widened) */
+    if ((rc = model_load_as(&best, path, model_weight_dtype(r->policy), err)) ||
+        (rc = model_copy_params(r->policy, best, err))) {
       model_free(best);
       return rc;
     }

@@ -148,8 +148,9 @@ const cfg_key cfg_schema[] = {
      "dfpo train: the precision the frozen reference keeps its weight matrices in; bf16 or f16 "
      "halve their bytes (products widen them and sum in fp32 on the CPU; CUDA runs them on the "
      "tensor cores with fp32 accumulation); GPT-2 and the rotary decoders (GPT-J, GPT-NeoX, "
-     "Llama); not with model.lora_rank, whose "
-     "reference is the policy's base without a copy"},
+     "Llama); with model.lora_rank, whose reference is the policy's base without a copy, the "
+     "frozen base the policy and the reference share (the adapters stay fp32; checkpoints hold "
+     "the base widened to fp32)"},
     {"model.lora_rank", CFG_INT, "0", NULL, RANGE(0, 1 << 16),
      "dfpo train, sft, ppo, nlpo and dfpo: LoRA adapters of this rank on the policy, base "
      "frozen, the reference the policy's base without a copy, NLPO's mask model that base with "

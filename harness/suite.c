@@ -532,7 +532,9 @@ static void memory_switches(res_variant *v, const cJSON *eval) {
     n += (size_t)snprintf(buf + n, sizeof buf - n, "%sactivation checkpointing", n ? ", " : "");
   const cJSON *rd = cJSON_GetObjectItem(m, "reference_dtype");
   if (n < sizeof buf && cJSON_IsString(rd) && strcmp(rd->valuestring, "f32") != 0)
-    snprintf(buf + n, sizeof buf - n, "%sreference in %s", n ? ", " : "", rd->valuestring);
+    snprintf(buf + n, sizeof buf - n, "%s%s in %s", n ? ", " : "",
+             cJSON_IsNumber(rank) && rank->valuedouble > 0 ? "base and reference" : "reference",
+             rd->valuestring);
   suite_fmt(v->memory, sizeof v->memory, "%s", buf);
 }
 

@@ -57,7 +57,8 @@ static const char train_usage[] =
     "model.activation_checkpointing (GPT-2: each block recomputed in the\n"
     "backward pass, the same numbers); model.reference_dtype bf16|f16 (GPT-2\n"
     "and the rotary decoders: the frozen reference's weight matrices in 16\n"
-    "bits, half their bytes).\n"
+    "bits, half their bytes; with LoRA, the frozen base the policy and its\n"
+    "reference share, the adapters fp32).\n"
     "LoRA and the shared value head work on GPT-2 and the rotary decoders\n"
     "(GPT-J, GPT-NeoX, Llama), not on T5. The run prints what its models hold\n"
     "at the end.\n"
@@ -278,12 +279,6 @@ int trn_settings_read(const cfg *c, trn_settings *s, dfpo_err *err) {
   GET(str, "model.reference_dtype", &ref_dtype);
   if (ops_dtype_parse(ref_dtype, &s->reference_dtype, err))
     return dfpo_err_prefix(err, "train: model.reference_dtype");
-  if (s->reference_dtype != OPS_DTYPE_F32 && s->lora_rank)
-    return dfpo_err_set(err, DFPO_EUSAGE,
-                        "train: model.reference_dtype %s with model.lora_rank %d: the reference is "
-                        "the LoRA policy's fp32 base, shared without a copy (use one or the "
-                        "other)",
-                        ops_dtype_name(s->reference_dtype), s->lora_rank);
 
   /* the RL trainer's settings (read for every algorithm, used by three) */
   rl_config *rl = &s->rl;

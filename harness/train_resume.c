@@ -116,10 +116,11 @@ int trn_resume_save(trn_run *r, const trn_loop_state *ls, dfpo_err *err) {
   return DFPO_OK;
 }
 
-/* Replaces a model by the checkpoint at path (parameters and AdamW state). */
+/* Replaces a model by the checkpoint at path (parameters and AdamW state),
+ * in the model's precision (a LoRA base kept in 16 bits is saved widened). */
 static int swap_in(model_t **m, const char *path, dfpo_err *err) {
   model_t *n = NULL;
-  int rc = model_load(&n, path, err);
+  int rc = model_load_as(&n, path, model_weight_dtype(*m), err);
   if (rc)
     return rc;
   model_free(*m);
