@@ -120,7 +120,7 @@ int trn_resume_save(trn_run *r, const trn_loop_state *ls, dfpo_err *err) {
  * in the model's precision (a LoRA base kept in 16 bits is saved widened). */
 static int swap_in(model_t **m, const char *path, dfpo_err *err) {
   model_t *n = NULL;
-  int rc = model_load_as(&n, path, model_weight_dtype(*m), err);
+  int rc = model_load_as(&n, path, *m ? model_weight_dtype(*m) : OPS_DTYPE_F32, err);
   if (rc)
     return rc;
   model_free(*m);
