@@ -97,6 +97,38 @@ int ckpt_read_floats(FILE *fp, const model_t *m, float *dev, size_t n, const cha
   return DFPO_OK;
 }
 
+int ckpt_read_tensor(FILE *fp, const model_t *m, float *dev, uint16_t *dev16, int dtype, size_t n,
+                     const char *path, const char *what, const char *name, dfpo_err *err) {
+  float *buf = malloc(CKPT_CHUNK * sizeof(float));
+  uint16_t *h16 = dev16 ? malloc(CKPT_CHUNK * sizeof(uint16_t)) : NULL;
+  int rc = buf && (h16 || !dev16) ? DFPO_OK : dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  for (size_t i = 0; !rc && i < n; i += CKPT_CHUNK) {
+    size_t k = n - i < CKPT_CHUNK ? n - i : CKPT_CHUNK;
+    if (fread(buf, sizeof(float), k, fp) != k) {
+      rc =
+          dfpo_err_set(err, DFPO_EDATA, "%s: truncated in the %s of tensor '%s'", path, what, name);
+      break;
+    }
+    for (size_t j = 0; j < k && !rc; j++)
+      if (!isfinite(buf[j]))
+        rc = dfpo_err_set(err, DFPO_EDATA,
+                          "%s: the %s of tensor '%s' has %s at element %zu; non-finite values "
+                          "are refused",
+                          path, what, name, isnan(buf[j]) ? "NaN" : "an infinity", i + j);
+    if (rc)
+      break;
+    if (dev16) {
+      ops_f32_to_w16(h16, buf, k, dtype);
+      m->ops->upload(dev16 + i, h16, k * sizeof(uint16_t));
+    } else {
+      m->ops->upload(dev + i, buf, k * sizeof(float));
+    }
+  }
+  free(buf);
+  free(h16);
+  return rc;
+}
+
 int ckpt_save(const model_t *m, const char *path, const void *header, size_t hbytes, size_t n,
               int moments, dfpo_err *err) {
   model_tensor t0;

@@ -32,6 +32,14 @@ int ckpt_write_w16_floats(FILE *fp, const model_t *m, const uint16_t *dev16, siz
  * of a NaN or an infinity (refused). */
 int ckpt_read_floats(FILE *fp, const model_t *m, float *dev, size_t n, const char *path,
                      const char *what, dfpo_err *err);
+/* n floats from fp into one tensor of m (named `name` in messages, `what`
+ * as ckpt_read_floats says it): into dev (fp32 backend memory) or, where
+ * dev16 is given, rounded to dtype (ops_f32_to_w16, as
+ * model_set_weight_dtype rounds) into dev16, so that a model kept in 16
+ * bits loads without its fp32 copy. DFPO_EDATA for a short file or a
+ * non-finite value (refused, with its element). */
+int ckpt_read_tensor(FILE *fp, const model_t *m, float *dev, uint16_t *dev16, int dtype, size_t n,
+                     const char *path, const char *what, const char *name, dfpo_err *err);
 /* The native file: header[hbytes], then m's n parameters and, with
  * moments, AdamW's two moments (the blocks model_tensor_at's tensor 0
  * starts), written to path atomically. */

@@ -178,7 +178,7 @@ static int load_lora_section(FILE *fp, gpt2_model *m, const char *path, int with
   return DFPO_OK;
 }
 
-int gpt2_load_native(model_t **out, const char *path, FILE *fp, dfpo_err *err) {
+int gpt2_load_native(model_t **out, const char *path, FILE *fp, ops_dtype wd, dfpo_err *err) {
   *out = NULL;
   native_header h;
   if (fread(&h, sizeof h, 1, fp) != 1)
@@ -223,12 +223,21 @@ int gpt2_load_native(model_t **out, const char *path, FILE *fp, dfpo_err *err) {
     return dfpo_err_set(err, DFPO_EDATA, "%s: truncated: %lld bytes, expected %llu", path,
                         (long long)st.st_size, (unsigned long long)expect);
   gpt2_model *m;
-  if ((rc = gpt2_create(&m, &cfg, err)))
+  if ((rc = gpt2_create_as(&m, &cfg, wd, err)))
     return dfpo_err_prefix(err, "%s", path);
-  rc = ckpt_read_floats(fp, &m->base, m->params, m->nparams, path, "parameters", err);
+  if (wd == OPS_DTYPE_F32)
+    rc = ckpt_read_floats(fp, &m->base, m->params, m->nparams, path, "parameters", err);
+  /* in 16 bits: tensor by tensor, each matrix rounded on its way in */
+  for (int i = 0; wd != OPS_DTYPE_F32 && i < m->ntensors && !rc; i++) {
+    const gpt2_tensor *t = &m->tensors[i];
+    rc = ckpt_read_tensor(fp, &m->base, t->w16 ? NULL : m->params + t->off,
+                          t->w16 ? m->params16 + t->off : NULL, (int)wd, (size_t)t->rows * t->cols,
+                          path, "parameters", t->name, err);
+  }
   if (!rc && lora)
     rc = load_lora_section(fp, m, path, h.flags & NATIVE_FLAG_OPT, err);
-  else if (!rc && (h.flags & 1)) {
+  /* a model in 16 bits is frozen: the AdamW moments are not read */
+  else if (!rc && (h.flags & 1) && wd == OPS_DTYPE_F32) {
     if (!(rc = gpt2_ensure_train(m, err)) &&
         !(rc = ckpt_read_floats(fp, &m->base, m->m, m->nparams, path, "first AdamW moment", err)))
       rc = ckpt_read_floats(fp, &m->base, m->v, m->nparams, path, "second AdamW moment", err);

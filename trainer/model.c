@@ -451,14 +451,23 @@ int model_export_adapters(const model_t *m, const char *dir, dfpo_err *err) {
   return rc ? rc : m->vt->export_safetensors(m, path, &o, err);
 }
 
+/* T5 keeps no weights in 16 bits: its checkpoint loads in fp32 (and
+ * model_load_as's conversion then says so). */
+static int t5_load_native_as(model_t **out, const char *path, FILE *fp, ops_dtype wd,
+                             dfpo_err *err) {
+  (void)wd;
+  return t5_load_native(out, path, fp, err);
+}
+
 /* The architectures a file can hold: a native checkpoint names its
- * architecture in its 8-byte magic. */
+ * architecture in its 8-byte magic; its reader lays the model out for wd
+ * (GPT-2 and the rotary decoders round their matrices as they read them). */
 static const struct {
   const char *magic;
-  int (*load_native)(model_t **out, const char *path, FILE *fp, dfpo_err *err);
+  int (*load_native)(model_t **out, const char *path, FILE *fp, ops_dtype wd, dfpo_err *err);
 } native_formats[] = {{GPT2_NATIVE_MAGIC, gpt2_load_native},
                       {RDEC_NATIVE_MAGIC, rdec_load_native},
-                      {T5_NATIVE_MAGIC, t5_load_native}};
+                      {T5_NATIVE_MAGIC, t5_load_native_as}};
 
 int model_path_is_native(const char *path) {
   FILE *fp = fopen(path, "rb");
@@ -559,7 +568,7 @@ static int load_as(model_t **out, const char *path, ops_dtype wd, dfpo_err *err)
   for (size_t i = 0; got == 8 && i < sizeof native_formats / sizeof native_formats[0]; i++)
     if (memcmp(magic, native_formats[i].magic, 8) == 0) {
       rewind(fp);
-      int rc = native_formats[i].load_native(out, path, fp, err);
+      int rc = native_formats[i].load_native(out, path, fp, wd, err);
       fclose(fp);
       return rc;
     }

@@ -1849,8 +1849,6 @@ static int read_block(FILE *fp, const ops_backend *o, float *p, size_t n, const 
   return rc;
 }
 
-/* A model with 16-bit weights is written by neither format (its fp32
- * tensors are compacted; a frozen copy is never the one saved). */
 /* The parameter block in the file's fp32 layout (the tensors in order): a
  * model with 16-bit weights writes them widened (exact), so its file is the
  * fp32 model of its values (model_load_as puts them back into the same
@@ -1974,7 +1972,7 @@ static int load_lora_section(FILE *fp, rdec_model *m, const char *path, int with
   return rc;
 }
 
-int rdec_load_native(model_t **out, const char *path, FILE *fp, dfpo_err *err) {
+int rdec_load_native(model_t **out, const char *path, FILE *fp, ops_dtype wd, dfpo_err *err) {
   *out = NULL;
   rdec_native_header h;
   if (fread(&h, sizeof h, 1, fp) != 1)
@@ -2038,13 +2036,21 @@ int rdec_load_native(model_t **out, const char *path, FILE *fp, dfpo_err *err) {
     return dfpo_err_set(err, DFPO_EDATA, "%s: %lld bytes, expected %llu", path,
                         (long long)st.st_size, (unsigned long long)expect);
   rdec_model *m;
-  if ((rc = rdec_create(&m, &c, h.head, NULL, NULL, OPS_DTYPE_F32, err)))
+  if ((rc = rdec_create(&m, &c, h.head, NULL, NULL, wd, err)))
     return dfpo_err_prefix(err, "%s", path);
   const ops_backend *o = m->base.ops;
-  rc = read_block(fp, o, m->params, m->nparams, path, "parameters", err);
+  if (wd == OPS_DTYPE_F32)
+    rc = read_block(fp, o, m->params, m->nparams, path, "parameters", err);
+  /* in 16 bits: tensor by tensor, each matrix rounded on its way in */
+  for (int i = 0; wd != OPS_DTYPE_F32 && i < m->ntensors && !rc; i++) {
+    const rdec_tensor *t = &m->tensors[i];
+    rc = ckpt_read_tensor(fp, &m->base, t->w16 ? NULL : m->params + t->off,
+                          t->w16 ? m->params16 + t->off : NULL, (int)wd, (size_t)t->rows * t->cols,
+                          path, "parameters", t->name, err);
+  }
   if (!rc && lora)
     rc = load_lora_section(fp, m, path, h.flags & 1, err);
-  else if (!rc && (h.flags & 1) && !(rc = rdec_ensure_train(m, err)) &&
+  else if (!rc && (h.flags & 1) && wd == OPS_DTYPE_F32 && !(rc = rdec_ensure_train(m, err)) &&
            !(rc = read_block(fp, o, m->m1, m->nparams, path, "first AdamW moment", err)))
     rc = read_block(fp, o, m->m2, m->nparams, path, "second AdamW moment", err);
   if (rc) {

@@ -392,31 +392,50 @@ Test(gpt2_half, refusals) {
   model_free(h);
 }
 
-/* model_load_as: a GPT-2 Hugging Face file read straight into bf16 and f16
- * is the model that model_load and model_set_weight_dtype give, bit for
- * bit (every tensor's stored bits, the arena, the NLL of a sequence): the
- * import lays the blocks out for the dtype and rounds each 16-bit tensor
- * on its way in, with no fp32 copy of it. */
+/* model_load_as: a GPT-2 Hugging Face file, and a native checkpoint (saved
+ * with its AdamW moments, which a 16-bit model does not read), read
+ * straight into bf16 and f16 are the model that model_load and
+ * model_set_weight_dtype give, bit for bit (every tensor's stored bits, the
+ * arena, the NLL of a sequence): the readers lay the blocks out for the
+ * dtype and round each 16-bit tensor on its way in, with no fp32 copy of
+ * it. A NaN in a native file's matrix is refused, named. */
 Test(gpt2_half, a_file_loads_straight_into_16_bits) {
-  char dir[256], path[300];
+  char dir[256], path[300], native[300];
   ts_tmpdir(dir, sizeof dir);
   snprintf(path, sizeof path, "%s/model.safetensors", dir);
+  snprintf(native, sizeof native, "%s/model.ckpt", dir);
   dfpo_err err;
   dfpo_err_clear(&err);
   model_t *a = half_model(5);
   cr_assert_eq(model_export_safetensors(a, path, 1, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_ensure_train(a, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_save(a, native, 1, &err), 0, "%s", err.msg);
   int dts[2] = {OPS_DTYPE_BF16, OPS_DTYPE_F16};
-  for (int d = 0; d < 2; d++) {
-    const char *dt = ops_dtype_name(dts[d]);
-    model_t *conv = NULL, *direct = NULL;
-    cr_assert_eq(model_load(&conv, path, &err), 0, "%s", err.msg);
-    cr_assert_eq(model_set_weight_dtype(conv, dts[d], &err), 0, "%s", err.msg);
-    cr_assert_eq(model_load_as(&direct, path, dts[d], &err), 0, "%s", err.msg);
-    cr_expect_eq((int)model_weight_dtype(direct), dts[d], "%s", dt);
-    cr_expect_gt(expect_same_weights(direct, conv, dt), 0, "%s: nothing in 16 bits", dt);
-    model_free(direct);
-    model_free(conv);
-  }
+  for (int f = 0; f < 2; f++)
+    for (int d = 0; d < 2; d++) {
+      char what[64];
+      snprintf(what, sizeof what, "%s %s", f ? "native" : "safetensors", ops_dtype_name(dts[d]));
+      model_t *conv = NULL, *direct = NULL;
+      cr_assert_eq(model_load(&conv, path, &err), 0, "%s", err.msg);
+      cr_assert_eq(model_set_weight_dtype(conv, dts[d], &err), 0, "%s", err.msg);
+      cr_assert_eq(model_load_as(&direct, f ? native : path, dts[d], &err), 0, "%s", err.msg);
+      cr_expect_eq((int)model_weight_dtype(direct), dts[d], "%s", what);
+      cr_expect_gt(expect_same_weights(direct, conv, what), 0, "%s: nothing in 16 bits", what);
+      model_free(direct);
+      model_free(conv);
+    }
+  /* a NaN in the first matrix (wte's first weight, after the header) */
+  cr_assert_eq(model_save(a, native, 0, &err), 0, "%s", err.msg);
+  FILE *fp = fopen(native, "r+b");
+  cr_assert_not_null(fp);
+  cr_assert_eq(fseek(fp, -(long)(model_num_params(a) * sizeof(float)), SEEK_END), 0);
+  float nan = NAN;
+  cr_assert_eq(fwrite(&nan, sizeof nan, 1, fp), 1u);
+  fclose(fp);
+  model_t *bad = NULL;
+  cr_expect_eq(model_load_as(&bad, native, OPS_DTYPE_BF16, &err), DFPO_EDATA);
+  cr_expect(strstr(err.msg, "wte.weight") && strstr(err.msg, "NaN"), "%s", err.msg);
+  cr_expect_null(bad);
   model_free(a);
   ts_rmtree(dir);
 }

@@ -189,31 +189,37 @@ Test(rdec_half, refusals) {
   model_free(h);
 }
 
-/* model_load_as: a Hugging Face folder of each family read straight into
- * bf16 and f16 is the model that model_load and model_set_weight_dtype
- * give, bit for bit (every tensor's stored bits, the arena, the NLL of a
- * sequence), and it never holds the fp32 copy of its 16-bit tensors
- * (rdec_import_safetensors_as lays the blocks out for the dtype before
- * reading). Also fp32 through model_load_as, and a unknown dtype refused. */
+/* model_load_as: a Hugging Face folder of each family, and its native
+ * checkpoint (saved with AdamW moments, which a 16-bit model does not
+ * read), read straight into bf16 and f16 are the model that model_load
+ * and model_set_weight_dtype give, bit for bit (every tensor's stored
+ * bits, the arena, the NLL of a sequence), and they never hold the fp32
+ * copy of their 16-bit tensors (rdec_import_safetensors_as and
+ * rdec_load_native lay the blocks out for the dtype before reading). Also
+ * fp32 through model_load_as, and a unknown dtype refused. */
 Test(rdec_half, a_folder_loads_straight_into_16_bits) {
-  char dir[256], path[300];
+  char dir[256], path[300], native[300];
   ts_tmpdir(dir, sizeof dir);
   snprintf(path, sizeof path, "%s/model.safetensors", dir);
+  snprintf(native, sizeof native, "%s/native.ckpt", dir);
   dfpo_err err;
   dfpo_err_clear(&err);
   int fams[3] = {RDEC_GPTJ, RDEC_NEOX, RDEC_LLAMA}, dts[2] = {OPS_DTYPE_BF16, OPS_DTYPE_F16};
   for (int f = 0; f < 3; f++) {
     model_t *a = base_model(fams[f], 20 + (uint64_t)f);
     cr_assert_eq(model_export_safetensors(a, path, 1, &err), 0, "%s", err.msg);
-    for (int d = 0; d < 2; d++) {
+    cr_assert_eq(model_ensure_train(a, &err), 0, "%s", err.msg);
+    cr_assert_eq(model_save(a, native, 1, &err), 0, "%s", err.msg);
+    for (int d = 0; d < 4; d++) {
       model_t *conv = NULL, *direct = NULL;
       cr_assert_eq(model_load(&conv, dir, &err), 0, "%s", err.msg);
-      cr_assert_eq(model_set_weight_dtype(conv, dts[d], &err), 0, "%s", err.msg);
-      cr_assert_eq(model_load_as(&direct, dir, dts[d], &err), 0, "%s", err.msg);
-      const char *arch = model_get_config(a)->arch, *dt = ops_dtype_name(dts[d]);
-      cr_expect_eq((int)model_weight_dtype(direct), dts[d], "%s %s", arch, dt);
+      cr_assert_eq(model_set_weight_dtype(conv, dts[d % 2], &err), 0, "%s", err.msg);
+      cr_assert_eq(model_load_as(&direct, d < 2 ? dir : native, dts[d % 2], &err), 0, "%s",
+                   err.msg);
+      const char *arch = model_get_config(a)->arch, *dt = ops_dtype_name(dts[d % 2]);
+      cr_expect_eq((int)model_weight_dtype(direct), dts[d % 2], "%s %s", arch, dt);
       char what[64];
-      snprintf(what, sizeof what, "%s %s", arch, dt);
+      snprintf(what, sizeof what, "%s %s %s", arch, dt, d < 2 ? "folder" : "native");
       cr_expect_gt(expect_same_weights(direct, conv, what), 0, "%s: nothing in 16 bits", what);
       model_free(direct);
       model_free(conv);
