@@ -310,20 +310,16 @@ static int copy_block(gpt2_model *dst, float *dp, const gpt2_model *src, const f
  * through the host in slices when either is device memory): DFPO_EUSAGE
  * when not. */
 static int same_base(const gpt2_model *a, const gpt2_model *b, dfpo_err *err) {
-  size_t n = a->nparams, slice = (size_t)1 << 20;
-  float *ha = malloc(slice * sizeof(float)), *hb = malloc(slice * sizeof(float));
-  int rc = ha && hb ? DFPO_OK : dfpo_err_set(err, DFPO_ERUNTIME, "gpt2_copy_params: out of memory");
-  for (size_t i = 0; !rc && i < n; i += slice) {
-    size_t k = n - i < slice ? n - i : slice;
-    a->base.ops->download(ha, a->params + i, k * sizeof(float));
-    b->base.ops->download(hb, b->params + i, k * sizeof(float));
-    if (memcmp(ha, hb, k * sizeof(float)) != 0)
-      rc = dfpo_err_set(err, DFPO_EUSAGE,
-                        "gpt2_copy_params: an adapter view takes adapters only, and the source's "
-                        "base weights differ from the view's");
-  }
-  free(ha);
-  free(hb);
+  /* both blocks of the base (a 16-bit base's matrices are in params16) */
+  int eq = 0, rc = model_same_bytes(&a->base, a->params, &b->base, b->params,
+                                    a->nparams32 * sizeof(float), &eq, err);
+  if (!rc && eq && a->n16)
+    rc = model_same_bytes(&a->base, a->params16, &b->base, b->params16, a->n16 * sizeof(uint16_t),
+                          &eq, err);
+  if (!rc && !eq)
+    rc = dfpo_err_set(err, DFPO_EUSAGE,
+                      "gpt2_copy_params: an adapter view takes adapters only, and the source's "
+                      "base weights differ from the view's");
   return rc;
 }
 

@@ -603,6 +603,23 @@ int model_copy_floats(const model_t *dst, float *dp, const model_t *src, const f
                       dfpo_err *err) {
   return model_copy_bytes(dst, dp, src, sp, n * sizeof(float), err);
 }
+int model_same_bytes(const model_t *a, const void *pa, const model_t *b, const void *pb,
+                     size_t bytes, int *equal, dfpo_err *err) {
+  size_t slice = (size_t)1 << 22;
+  unsigned char *ha = malloc(slice), *hb = malloc(slice);
+  *equal = 1;
+  int rc = ha && hb ? DFPO_OK : dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  for (size_t i = 0; !rc && *equal && i < bytes; i += slice) {
+    size_t k = bytes - i < slice ? bytes - i : slice;
+    a->ops->download(ha, (const unsigned char *)pa + i, k);
+    b->ops->download(hb, (const unsigned char *)pb + i, k);
+    *equal = memcmp(ha, hb, k) == 0;
+  }
+  free(ha);
+  free(hb);
+  return rc;
+}
+
 int model_copy_bytes(const model_t *dst, void *dp, const model_t *src, const void *sp, size_t bytes,
                      dfpo_err *err) {
   if (dst->ops == src->ops) {

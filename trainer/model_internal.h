@@ -181,6 +181,11 @@ struct model {
  * host when the backends differ. */
 int model_copy_floats(const model_t *dst, float *dp, const model_t *src, const float *sp, size_t n,
                       dfpo_err *err);
+/* Whether `bytes` bytes at pa (a's backend memory) and pb (b's) are the
+ * same (*equal), compared through the host in slices: an adapter view's
+ * check that a source's base is its own. */
+int model_same_bytes(const model_t *a, const void *pa, const model_t *b, const void *pb,
+                     size_t bytes, int *equal, dfpo_err *err);
 /* the same for bytes of any element type (16-bit weights) */
 int model_copy_bytes(const model_t *dst, void *dp, const model_t *src, const void *sp, size_t bytes,
                      dfpo_err *err);

@@ -2427,21 +2427,17 @@ static int vt_new_like(model_t **out, const model_t *src, int head, int n_classe
 /* Whether a's and b's base parameters hold the same values (through the
  * host in slices): DFPO_EUSAGE when not. */
 static int same_base(const rdec_model *a, const rdec_model *b, dfpo_err *err) {
-  size_t n = a->nparams, slice = (size_t)1 << 20;
-  float *ha = malloc(slice * sizeof(float)), *hb = malloc(slice * sizeof(float));
-  int rc = ha && hb ? DFPO_OK : dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
-  for (size_t i = 0; !rc && i < n; i += slice) {
-    size_t k = n - i < slice ? n - i : slice;
-    a->base.ops->download(ha, a->params + i, k * sizeof(float));
-    b->base.ops->download(hb, b->params + i, k * sizeof(float));
-    if (memcmp(ha, hb, k * sizeof(float)) != 0)
-      rc = dfpo_err_set(err, DFPO_EUSAGE,
-                        "%s: an adapter view takes adapters only, and the source's base weights "
-                        "differ from the view's",
-                        a->base.cfg.arch);
-  }
-  free(ha);
-  free(hb);
+  /* both blocks of the base (a 16-bit base's matrices are in params16) */
+  int eq = 0, rc = model_same_bytes(&a->base, a->params, &b->base, b->params,
+                                    a->nparams32 * sizeof(float), &eq, err);
+  if (!rc && eq && a->n16)
+    rc = model_same_bytes(&a->base, a->params16, &b->base, b->params16, a->n16 * sizeof(uint16_t),
+                          &eq, err);
+  if (!rc && !eq)
+    rc = dfpo_err_set(err, DFPO_EUSAGE,
+                      "%s: an adapter view takes adapters only, and the source's base weights "
+                      "differ from the view's",
+                      a->base.cfg.arch);
   return rc;
 }
 static int vt_copy_params(model_t *dst, const model_t *src, dfpo_err *err) {
@@ -2470,7 +2466,7 @@ static int vt_copy_params(model_t *dst, const model_t *src, dfpo_err *err) {
     rc = d->params == s->params ? DFPO_OK : same_base(d, s, err);
   else
     rc = model_copy_floats(dst, d->params, src, s->params, d->nparams32, err);
-  if (!rc && s->n16) /* the same layout: same config, same precision */
+  if (!rc && s->n16 && !d->params_borrowed) /* the same layout: same config, precision */
     rc = model_copy_bytes(dst, d->params16, src, s->params16, s->n16 * sizeof(uint16_t), err);
   if (!rc && zs->r)
     rc = model_copy_floats(dst, zd->params, src, zs->params, zs->nparams, err);

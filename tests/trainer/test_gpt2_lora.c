@@ -698,7 +698,7 @@ Test(gpt2_lora, a_16_bit_base_trains_as_its_widened_fp32_base) {
       double e = tensor_err(x.param, y.param, (size_t)x.rows * x.cols);
       cr_expect(e <= 1e-6, "%s: %s after 3 steps off by %.3g", ops_dtype_name(dtype), x.name, e);
     }
-    static float lh[B * T * V], lf[B * T * V];
+    static float lh[B * T * V], lf[B * T * V], lw[B * T * V];
     logits_of(h, lh);
     logits_of(f, lf);
     cr_expect(tensor_err(lh, lf, sizeof lh / sizeof lh[0]) <= 1e-6, "%s: trained logits differ",
@@ -727,6 +727,23 @@ Test(gpt2_lora, a_16_bit_base_trains_as_its_widened_fp32_base) {
     cr_expect_eq((int)model_weight_dtype(b), dtype);
     same_adapters(h, b, 1);
     same_base_logits(b, h, dtype, "loaded back into 16 bits, the base differs");
+    /* NLPO's mask model: an adapter view of the 16-bit base, at the
+     * adapters' bytes; refreshed from another copy of the same base (b),
+     * refused from another base */
+    model_t *mv = NULL, *o = base_model(99);
+    cr_assert_eq(model_adapter_view(&mv, h, &err), 0, "%s", err.msg);
+    cr_expect_eq(model_arena_bytes(mv), model_num_params(h) * sizeof(float));
+    cr_assert_eq(model_copy_params(mv, b, &err), 0, "%s", err.msg);
+    logits_of(mv, lh);
+    logits_of(h, lw);
+    cr_expect_eq(memcmp(lh, lw, sizeof lh), 0, "%s: the adapter view computes otherwise",
+                 ops_dtype_name(dtype));
+    cr_assert_eq(model_set_weight_dtype(o, dtype, &err), 0, "%s", err.msg);
+    add_lora(o, NULL, 72);
+    cr_expect_eq(model_copy_params(mv, o, &err), DFPO_EUSAGE);
+    cr_expect(strstr(err.msg, "base weights differ"), "%s", err.msg);
+    model_free(o);
+    model_free(mv);
     model_free(b);
     model_free(h);
     model_free(f);
