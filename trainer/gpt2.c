@@ -310,17 +310,8 @@ static int copy_block(gpt2_model *dst, float *dp, const gpt2_model *src, const f
  * through the host in slices when either is device memory): DFPO_EUSAGE
  * when not. */
 static int same_base(const gpt2_model *a, const gpt2_model *b, dfpo_err *err) {
-  /* both blocks of the base (a 16-bit base's matrices are in params16) */
-  int eq = 0, rc = model_same_bytes(&a->base, a->params, &b->base, b->params,
-                                    a->nparams32 * sizeof(float), &eq, err);
-  if (!rc && eq && a->n16)
-    rc = model_same_bytes(&a->base, a->params16, &b->base, b->params16, a->n16 * sizeof(uint16_t),
-                          &eq, err);
-  if (!rc && !eq)
-    rc = dfpo_err_set(err, DFPO_EUSAGE,
-                      "gpt2_copy_params: an adapter view takes adapters only, and the source's "
-                      "base weights differ from the view's");
-  return rc;
+  return model_same_base(&a->base, a->params, a->params16, &b->base, b->params, b->params16,
+                         a->nparams32, a->n16, err);
 }
 
 static int gpt2_copy_params(gpt2_model *dst, const gpt2_model *src, dfpo_err *err) {

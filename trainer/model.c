@@ -603,8 +603,10 @@ int model_copy_floats(const model_t *dst, float *dp, const model_t *src, const f
                       dfpo_err *err) {
   return model_copy_bytes(dst, dp, src, sp, n * sizeof(float), err);
 }
-int model_same_bytes(const model_t *a, const void *pa, const model_t *b, const void *pb,
-                     size_t bytes, int *equal, dfpo_err *err) {
+/* Whether `bytes` bytes at pa (a's backend memory) and pb (b's) are the
+ * same (*equal), compared through the host in slices. */
+static int same_bytes(const model_t *a, const void *pa, const model_t *b, const void *pb,
+                      size_t bytes, int *equal, dfpo_err *err) {
   size_t slice = (size_t)1 << 22;
   unsigned char *ha = malloc(slice), *hb = malloc(slice);
   *equal = 1;
@@ -617,6 +619,19 @@ int model_same_bytes(const model_t *a, const void *pa, const model_t *b, const v
   }
   free(ha);
   free(hb);
+  return rc;
+}
+
+int model_same_base(const model_t *a, const float *a32, const uint16_t *a16, const model_t *b,
+                    const float *b32, const uint16_t *b16, size_t n32, size_t n16, dfpo_err *err) {
+  int eq = 0, rc = same_bytes(a, a32, b, b32, n32 * sizeof(float), &eq, err);
+  if (!rc && eq && n16)
+    rc = same_bytes(a, a16, b, b16, n16 * sizeof(uint16_t), &eq, err);
+  if (!rc && !eq)
+    rc = dfpo_err_set(err, DFPO_EUSAGE,
+                      "%s: an adapter view takes adapters only, and the source's base weights "
+                      "differ from the view's",
+                      a->cfg.arch);
   return rc;
 }
 

@@ -181,11 +181,11 @@ struct model {
  * host when the backends differ. */
 int model_copy_floats(const model_t *dst, float *dp, const model_t *src, const float *sp, size_t n,
                       dfpo_err *err);
-/* Whether `bytes` bytes at pa (a's backend memory) and pb (b's) are the
- * same (*equal), compared through the host in slices: an adapter view's
- * check that a source's base is its own. */
-int model_same_bytes(const model_t *a, const void *pa, const model_t *b, const void *pb,
-                     size_t bytes, int *equal, dfpo_err *err);
+/* An adapter view's check that a source's base is its own: a's blocks
+ * (n32 floats at a32, n16 16-bit weights at a16) against b's, DFPO_EUSAGE
+ * naming a's architecture when they differ. */
+int model_same_base(const model_t *a, const float *a32, const uint16_t *a16, const model_t *b,
+                    const float *b32, const uint16_t *b16, size_t n32, size_t n16, dfpo_err *err);
 /* the same for bytes of any element type (16-bit weights) */
 int model_copy_bytes(const model_t *dst, void *dp, const model_t *src, const void *sp, size_t bytes,
                      dfpo_err *err);

@@ -2427,18 +2427,8 @@ static int vt_new_like(model_t **out, const model_t *src, int head, int n_classe
 /* Whether a's and b's base parameters hold the same values (through the
  * host in slices): DFPO_EUSAGE when not. */
 static int same_base(const rdec_model *a, const rdec_model *b, dfpo_err *err) {
-  /* both blocks of the base (a 16-bit base's matrices are in params16) */
-  int eq = 0, rc = model_same_bytes(&a->base, a->params, &b->base, b->params,
-                                    a->nparams32 * sizeof(float), &eq, err);
-  if (!rc && eq && a->n16)
-    rc = model_same_bytes(&a->base, a->params16, &b->base, b->params16, a->n16 * sizeof(uint16_t),
-                          &eq, err);
-  if (!rc && !eq)
-    rc = dfpo_err_set(err, DFPO_EUSAGE,
-                      "%s: an adapter view takes adapters only, and the source's base weights "
-                      "differ from the view's",
-                      a->base.cfg.arch);
-  return rc;
+  return model_same_base(&a->base, a->params, a->params16, &b->base, b->params, b->params16,
+                         a->nparams32, a->n16, err);
 }
 static int vt_copy_params(model_t *dst, const model_t *src, dfpo_err *err) {
   rdec_model *d = rdec_of(dst);
