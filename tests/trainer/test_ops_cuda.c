@@ -932,6 +932,64 @@ Test(ops_cuda, gpt2_in_16_bits_matches_the_cpu) {
   }
 }
 
+/* A LoRA policy over a bf16 base (model_set_weight_dtype, then
+ * model_add_lora) on both backends: the adapters train in fp32, the input
+ * gradient passes the 16-bit matrices by matmul_bwd_w16 (the GPU rounds the
+ * activations and the gradients to bf16 for its products). The loss of
+ * each of three AdamW steps within 1e-2 relative, the first step's
+ * gradient of every adapter within TOL_BF16 of its largest entry, and the
+ * logits after the steps within TOL_BF16. A tiny model, so that the CUDA
+ * emulator can run it too. */
+Test(ops_cuda, lora_over_a_bf16_base_matches_the_cpu) {
+  NEED_GPU();
+  gpt2_config cfg = {1, 2, 32, 300, 64, MODEL_HEAD_NONE, 0};
+  model_t *ms[2] = {model_on(OPS_DEVICE_CPU, &cfg), model_on(OPS_DEVICE_CUDA, &cfg)};
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  model_lora_config lc = {4, 8.0f, NULL};
+  for (int d = 0; d < 2; d++) {
+    cr_assert_eq(model_set_weight_dtype(ms[d], OPS_DTYPE_BF16, &err), 0, "%s", err.msg);
+    cr_assert_eq(model_add_lora(ms[d], &lc, 11, &err), 0, "%s", err.msg);
+  }
+  enum { B = 2, T = 8 };
+  int tok[B * T], tgt[B * T], ks[B] = {0, 3};
+  for (int i = 0; i < B * T; i++) {
+    tok[i] = (i * 53 + 7) % 300;
+    tgt[i] = i % T < ks[i / T] ? -1 : (i * 31 + 5) % 300;
+  }
+  opt_adamw opt = opt_adamw_default();
+  for (int s = 0; s < 3; s++) {
+    float l[2];
+    for (int d = 0; d < 2; d++) {
+      model_zero_grad(ms[d]);
+      cr_assert_eq(model_lm_loss_rows(ms[d], tok, tgt, ks, B, T, 1, &l[d], &err), 0, "%s", err.msg);
+    }
+    cr_expect(fabsf(l[0] - l[1]) <= 1e-2f * fabsf(l[0]), "step %d: loss cpu %.7f gpu %.7f", s,
+              (double)l[0], (double)l[1]);
+    for (int i = 0; s == 0 && i < model_num_tensors(ms[0]); i++) {
+      model_tensor tc, tg;
+      cr_assert_eq(model_tensor_at(ms[0], i, &tc, &err), 0, "%s", err.msg);
+      cr_assert_eq(model_tensor_at(ms[1], i, &tg, &err), 0, "%s", err.msg);
+      size_t n = (size_t)tc.rows * tc.cols;
+      float *hg = malloc(n * sizeof(float));
+      G->download(hg, tg.grad, n * sizeof(float));
+      char what[128];
+      snprintf(what, sizeof what, "gradient of %s", tc.name);
+      close_to(what, tc.grad, hg, n, TOL_BF16);
+      free(hg);
+    }
+    for (int d = 0; d < 2; d++)
+      cr_assert_eq(opt_adamw_step(ms[d], &opt, 1e-2f, NULL, &err), 0, "%s", err.msg);
+  }
+  const float *zc = model_decode_begin(ms[0], tok, ks, B, T, T + 1, &err);
+  cr_assert_not_null(zc, "%s", err.msg);
+  const float *zg = model_decode_begin(ms[1], tok, ks, B, T, T + 1, &err);
+  cr_assert_not_null(zg, "%s", err.msg);
+  cr_log_info("LoRA over bf16, trained logits: error %.3g of tolerance %.3g",
+              check_dev("LoRA over bf16, trained logits", zc, zg, B * 300, TOL_BF16), TOL_BF16);
+  model_free(ms[0]), model_free(ms[1]);
+}
+
 /* Beam search over model_decode_reorder, whose CUDA path is the backend's
  * copy op: a GPU model and a CPU model with the same weights (vocabulary of
  * at least 12) give the same hypotheses and scores (left padding, an
