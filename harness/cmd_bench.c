@@ -68,6 +68,9 @@ static const char bench_usage[] =
     "                     adapters only (default 0: no adapters, every weight\n"
     "                     trained); the peer's option of the same name\n"
     "  --lora-alpha A     the adapters' scale is A / R (default 16)\n"
+    "  --base-dtype T     with --lora-rank: the frozen base's matrices in f32\n"
+    "                     (default), bf16 or f16 (model.reference_dtype of a\n"
+    "                     LoRA run: the products widen them; no peer option)\n"
     "  --device D         cpu (default), cuda, or auto (cuda when usable, else\n"
     "                     the CPU, saying why)\n"
     "  --tf32             CUDA: matrix products on TF32 tensor cores\n"
@@ -360,6 +363,7 @@ int cmd_bench(int argc, char **argv) {
                                        {"algo", required_argument, NULL, 'a'},
                                        {"lora-rank", required_argument, NULL, 'R'},
                                        {"lora-alpha", required_argument, NULL, 'A'},
+                                       {"base-dtype", required_argument, NULL, 'B'},
                                        {"model", required_argument, NULL, 'M'},
                                        {"greedy", no_argument, NULL, 'G'},
                                        {"help", no_argument, NULL, 'h'},
@@ -369,6 +373,7 @@ int cmd_bench(int argc, char **argv) {
   int tf32 = 0, bf16 = 0, greedy = 0, shape_given = 0;
   int B = 4, T = 64, steps = 3, prompts = 16, plen = 64, nnew = 48, seed = 0, c, rc;
   int steps_given = 0, lora_rank = 0;
+  ops_dtype base_dtype = OPS_DTYPE_F32;
   double lora_alpha = 16.0;
   cli_reset_getopt();
   while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
@@ -402,6 +407,10 @@ int cmd_bench(int argc, char **argv) {
       break;
     case 'R':
       rc = cli_integer("bench", optarg, 0, 1 << 16, "--lora-rank", &lora_rank);
+      break;
+    case 'B':
+      if (ops_dtype_parse(optarg, &base_dtype, NULL))
+        return cli_usage_error("bench", "--base-dtype must be f32, bf16 or f16, got '%s'", optarg);
       break;
     case 'A': {
       char *end;
@@ -448,6 +457,8 @@ int cmd_bench(int argc, char **argv) {
     return cli_usage_error("bench", "--what must be train, generate or rl, got '%s'", what);
   if (lora_rank && !train)
     return cli_usage_error("bench", "--lora-rank times a training step: it needs --what train");
+  if (base_dtype != OPS_DTYPE_F32 && !lora_rank)
+    return cli_usage_error("bench", "--base-dtype is the frozen base of --lora-rank's adapters");
   if (lora_rank && model_path)
     return cli_usage_error("bench", "--lora-rank adds adapters to a --shape GPT-2, not to --model");
   alg_id algo_id;
@@ -484,7 +495,8 @@ int cmd_bench(int argc, char **argv) {
   model_init_random(m, (uint64_t)seed);
   if (lora_rank) {
     model_lora_config lc = {lora_rank, (float)lora_alpha, ""};
-    if ((rc = model_add_lora(m, &lc, (uint64_t)seed, &err))) {
+    if ((rc = model_add_lora(m, &lc, (uint64_t)seed, &err)) ||
+        (rc = model_set_weight_dtype(m, base_dtype, &err))) {
       model_free(m);
       return cli_fail(&err);
     }
@@ -540,8 +552,9 @@ int cmd_bench(int argc, char **argv) {
          cuda && ops_tf32() && !ops_bf16() ? "true" : "false",
          cuda && ops_bf16() ? "true" : "false", env.cpu_threads);
   if (train)
-    printf("\"batch\": %d, \"seq\": %d, \"step_s\": %.4f, \"steps\": %d, \"lora_rank\": %d, ", B, T,
-           best, steps, lora_rank);
+    printf("\"batch\": %d, \"seq\": %d, \"step_s\": %.4f, \"steps\": %d, \"lora_rank\": %d, "
+           "\"base_dtype\": \"%s\", ",
+           B, T, best, steps, lora_rank, ops_dtype_name(base_dtype));
   else
     printf("\"prompts\": %d, \"prompt_len\": %d, \"new\": %d, \"gen_s\": %.4f, ", prompts, plen,
            nnew, best);
