@@ -66,6 +66,34 @@ Test(bench, lora_trains_the_adapters_alone) {
   ts_run_free(&r);
 }
 
+/* --base-dtype: the LoRA step over a base whose matrices are in bf16 (the
+ * same adapters train: their count as above), the arena smaller than over
+ * the fp32 base; without --lora-rank, or with an unknown type, refused. */
+Test(bench, lora_over_a_bf16_base) {
+  ts_run r;
+  double arena[2];
+  const char *dts[2] = {"f32", "bf16"};
+  for (int d = 0; d < 2; d++) {
+    ts_dfpo(&r, "bench", "--shape", "gpt2-tiny", "--batch", "2", "--seq", "8", "--steps", "1",
+            "--lora-rank", "4", "--base-dtype", dts[d], NULL);
+    cJSON *o = bench_json(&r);
+    cr_expect_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(o, "base_dtype")), dts[d]);
+    cr_expect_eq(cJSON_GetObjectItem(o, "params")->valuedouble, 8192.0);
+    arena[d] = cJSON_GetObjectItem(o, "arena_mib")->valuedouble;
+    cJSON_Delete(o);
+    ts_run_free(&r);
+  }
+  cr_expect_lt(arena[1], arena[0], "bf16 base %g MiB, fp32 %g MiB", arena[1], arena[0]);
+  ts_dfpo(&r, "bench", "--base-dtype", "bf16", NULL);
+  cr_expect_eq(r.status, 1);
+  cr_expect(strstr(r.err, "--base-dtype is the frozen base") != NULL, "%s", r.err);
+  ts_run_free(&r);
+  ts_dfpo(&r, "bench", "--lora-rank", "4", "--base-dtype", "f8", NULL);
+  cr_expect_eq(r.status, 1);
+  cr_expect(strstr(r.err, "--base-dtype must be") != NULL, "%s", r.err);
+  ts_run_free(&r);
+}
+
 /* --what rl: one RL iteration per algorithm on a tiny shape, split into its
  * parts (the parts are within the whole; the numbers are not checked). */
 Test(bench, rl_iteration_on_a_tiny_shape) {
