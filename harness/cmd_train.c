@@ -78,9 +78,10 @@ static int tokenize_prompts(trn_run *r, dfpo_err *err) {
 
 /* The value model: the policy's trunk with a value head (initialised from
  * the run seed), as RL4LMs starts its separate value network, into *out.
- * With model.value_model shared the policy itself becomes that model (its
- * trunk, the same head), before any LoRA adapters (which then train a copy
- * of the head with them), and r->value stays NULL. */
+ * With model.value_model shared the policy itself becomes that model (the
+ * same head, put on in place: model_add_value_head), before any LoRA
+ * adapters (which then train a copy of the head with them), and r->value
+ * stays NULL. */
 static int make_value_model(trn_run *r, model_t **out, dfpo_err *err) {
   model_t *v = NULL;
   int rc = model_new_like(&v, r->policy, MODEL_HEAD_VALUE, 0, err);
@@ -181,7 +182,12 @@ static int setup(trn_run *r, dfpo_err *err) {
     return dfpo_err_set(err, DFPO_EUSAGE,
                         "train: needs a base model (--model) and a tokenizer "
                         "(--tokenizer, or a model folder with tokenizer files)");
-  if ((rc = tok_load(&r->tok, tokdir, err)) || (rc = model_load(&r->policy, s->model, err)))
+  /* a LoRA base kept in 16 bits (model.reference_dtype) is read straight
+   * into them, unless a separate value model is to be made from its fp32
+   * weights first */
+  ops_dtype pd =
+      s->lora_rank && (s->shared_value || s->rl.algo < 0) ? s->reference_dtype : OPS_DTYPE_F32;
+  if ((rc = tok_load(&r->tok, tokdir, err)) || (rc = model_load_as(&r->policy, s->model, pd, err)))
     return rc;
   if (r->set.judge_lm && r->set.judge_lm[0]) { /* fail before training, not after */
     model_t *lm;
@@ -191,19 +197,17 @@ static int setup(trn_run *r, dfpo_err *err) {
     model_free(lm), tok_free(jt);
   }
   if (s->shared_value && s->rl.algo >= 0) {
-    /* the value head on the policy's trunk: the policy becomes the model
-     * with the head (SFT and zero-shot have no value model) */
-    model_t *v;
+    /* the value head on the policy's trunk, put on the policy in place (the
+     * head make_value_model would give it, without a second trunk; SFT and
+     * zero-shot have no value model) */
     if (!model_can_share_value(r->policy))
       return dfpo_err_set(
           err, DFPO_EUSAGE,
           "train: model.value_model shared: a value head on the policy's trunk "
           "is not implemented for %s models (GPT-2 and the rotary decoders have it)",
           model_get_config(r->policy)->arch);
-    if ((rc = make_value_model(r, &v, err)))
-      return rc;
-    model_free(r->policy);
-    r->policy = v;
+    if ((rc = model_add_value_head(r->policy, (uint64_t)r->set.seed, err)))
+      return dfpo_err_prefix(err, "train: model.value_model shared");
   }
   if (s->lora_rank) {
     /* adapters on the policy; the reference is its base, not a copy */

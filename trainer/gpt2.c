@@ -379,6 +379,37 @@ static int gpt2_copy_shared_params(gpt2_model *dst, const gpt2_model *src, int *
   return DFPO_OK;
 }
 
+/* model_add_value_head: v_head.summary's weight [1, C] and bias appended
+ * to the tensors and to the fp32 block (grown: a 16-bit model's fp32
+ * block is small), the weight the normals gpt2_init_random would give it
+ * in a value model of this config (its draws after every other weight's,
+ * 0.02), the bias 0. */
+static int gpt2_add_value_head(gpt2_model *m, uint64_t seed, dfpo_err *err) {
+  if (m->params_borrowed || m->nviews || m->train_block)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "gpt2: a value head goes on a model of its own without training state or "
+                        "views");
+  int C = m->cfg.n_embd, rc;
+  uint64_t drawn = 0; /* gpt2_init_random's normals before the head's */
+  for (int i = 0; i < m->ntensors; i++)
+    if (!strstr(m->tensors[i].name, "ln_") && !strstr(m->tensors[i].name, ".bias"))
+      drawn += (size_t)m->tensors[i].rows * m->tensors[i].cols;
+  if ((rc = model_grow_value_head(&m->base, &m->params, m->nparams32, C, seed, drawn, 1, err)))
+    return rc;
+  /* the two tensors at the fp32 block's end, in the fp32 layout's count */
+  size_t off = m->nparams32;
+  add_tensor(m, "v_head.summary.weight", 1, C, 0, 1);
+  add_tensor(m, "v_head.summary.bias", 1, 1, 0, 0);
+  m->tensors[m->ntensors - 2].off = off;
+  m->tensors[m->ntensors - 1].off = off + (size_t)C;
+  m->nparams32 = off + (size_t)C + 1;
+  m->cfg.head = MODEL_HEAD_VALUE;
+  m->base.cfg.head = MODEL_HEAD_VALUE;
+  free_acts(m); /* laid out again with the head's */
+  free_gen(m);
+  return DFPO_OK;
+}
+
 static void gpt2_init_random(gpt2_model *m, uint64_t seed) {
   if (m->params_borrowed || m->wdtype != OPS_DTYPE_F32)
     return; /* a base view's parameters are another model's; 16-bit weights are frozen */
@@ -1202,6 +1233,9 @@ static int vt_new_like(model_t **out, const model_t *src, int head, int n_classe
 static int vt_copy_params(model_t *dst, const model_t *src, dfpo_err *err) {
   return gpt2_copy_params(gpt2_of(dst), gpt2_of_const(src), err);
 }
+static int vt_add_value_head(model_t *m, uint64_t seed, dfpo_err *err) {
+  return gpt2_add_value_head(gpt2_of(m), seed, err);
+}
 static int vt_copy_shared_params(model_t *dst, const model_t *src, int *copied, dfpo_err *err) {
   return gpt2_copy_shared_params(gpt2_of(dst), gpt2_of_const(src), copied, err);
 }
@@ -1362,6 +1396,7 @@ const model_vtable gpt2_vtable = {
     .lora_rank = vt_lora_rank,
     .set_adapters = vt_set_adapters,
     .base_view = vt_base_view,
+    .add_value_head = vt_add_value_head,
     .lm_value_backward = vt_lm_value_backward,
     .set_checkpointing = vt_set_checkpointing,
     .checkpointing = vt_checkpointing,

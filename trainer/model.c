@@ -227,6 +227,24 @@ int model_lm_value_backward(model_t *m, const float *dlogp, const float *dent, c
 int model_can_share_value(const model_t *m) {
   return m->vt->lm_value_backward != NULL;
 }
+int model_add_value_head(model_t *m, uint64_t seed, dfpo_err *err) {
+  if (!m->vt->add_value_head)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "model_add_value_head: a value head on the trunk is not implemented for %s "
+                        "models",
+                        m->cfg.arch);
+  if (m->cfg.head != MODEL_HEAD_NONE || model_lora_rank(m))
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "model_add_value_head: the model has a head or LoRA adapters already");
+  for (int i = 0; i < m->vt->num_tensors(m); i++) {
+    model_tensor t;
+    if (m->vt->tensor_at(m, i, &t) == DFPO_OK && t.grad)
+      return dfpo_err_set(err, DFPO_EUSAGE,
+                          "model_add_value_head: the model has training state (add the head to "
+                          "a model before it trains)");
+  }
+  return m->vt->add_value_head(m, seed, err);
+}
 int model_set_checkpointing(model_t *m, int on, dfpo_err *err) {
   if (!m->vt->set_checkpointing)
     return dfpo_err_set(err, DFPO_EUSAGE,
@@ -620,6 +638,29 @@ static int same_bytes(const model_t *a, const void *pa, const model_t *b, const 
   free(ha);
   free(hb);
   return rc;
+}
+
+int model_grow_value_head(const model_t *m, float **params, size_t n, int C, uint64_t seed,
+                          uint64_t first, int round_first, dfpo_err *err) {
+  const ops_backend *o = m->ops;
+  float *p = o->alloc((n + (size_t)C + 1) * sizeof(float)),
+        *h = malloc((size_t)(C + 1) * sizeof(float));
+  if (!p || !h) {
+    if (p)
+      o->free(p);
+    free(h);
+    return dfpo_err_set(err, DFPO_ERUNTIME, "%s: out of memory for the value head", m->cfg.arch);
+  }
+  dfpo_rng rng;
+  dfpo_rng_init(&rng, seed, DFPO_STREAM_INIT);
+  model_fill_normal(h, (size_t)C, &rng, first, round_first ? 0.02f : 0.02, round_first);
+  h[C] = 0.0f;
+  o->copy(p, *params, n * sizeof(float));
+  o->upload(p + n, h, (size_t)(C + 1) * sizeof(float));
+  free(h);
+  o->free(*params);
+  *params = p;
+  return DFPO_OK;
 }
 
 int model_same_base(const model_t *a, const float *a32, const uint16_t *a16, const model_t *b,

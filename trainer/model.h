@@ -211,6 +211,14 @@ int model_lm_value_backward(model_t *m, const float *dlogp, const float *dent, c
                             const float *dvalues, dfpo_err *err);
 /* 1 when m's architecture implements model_lm_value_backward. */
 int model_can_share_value(const model_t *m);
+/* Gives m (no head, no adapters, no training state, no views of it) a
+ * value head in place: m becomes the MODEL_HEAD_VALUE model that
+ * model_new_like, model_init_random(seed) and model_copy_shared_params
+ * from m would make (the same head, bit for bit), without a second copy
+ * of the trunk; in its weights' precision (a 16-bit trunk stays so).
+ * DFPO_EUSAGE otherwise or for an architecture without it (as
+ * model_can_share_value). */
+int model_add_value_head(model_t *m, uint64_t seed, dfpo_err *err);
 
 /* Activation checkpointing (Chen et al. 2016) at block boundaries: on, a
  * training forward pass keeps only each block's input and one block's

@@ -153,6 +153,7 @@ typedef struct model_vtable {
   /* adapters: 1 for model_adapter_view (src has adapters), 0 for model_base_view */
   int (*base_view)(model_t **out, const model_t *src, int adapters, dfpo_err *err);
   /* the value head on the policy's trunk (NULL: not implemented) */
+  int (*add_value_head)(model_t *m, uint64_t seed, dfpo_err *err);
   int (*lm_value_backward)(model_t *m, const float *dlogp, const float *dent, const float *dlogits,
                            const float *dvalues, dfpo_err *err);
   /* activation checkpointing (NULL: not implemented) */
@@ -181,6 +182,13 @@ struct model {
  * host when the backends differ. */
 int model_copy_floats(const model_t *dst, float *dp, const model_t *src, const float *sp, size_t n,
                       dfpo_err *err);
+/* A value head's weight [C] (the normals z_first.. of seed's init stream,
+ * sd 0.02, round_first as model_fill_normal) and bias 0 appended to a
+ * model's fp32 block (*params, n floats of backend memory): a new block of
+ * n + C + 1 floats with the old contents first, the old one freed
+ * (model_add_value_head's common part). */
+int model_grow_value_head(const model_t *m, float **params, size_t n, int C, uint64_t seed,
+                          uint64_t first, int round_first, dfpo_err *err);
 /* An adapter view's check that a source's base is its own: a's blocks
  * (n32 floats at a32, n16 16-bit weights at a16) against b's, DFPO_EUSAGE
  * naming a's architecture when they differ. */

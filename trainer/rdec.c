@@ -2375,6 +2375,36 @@ static void vt_free(model_t *m) {
 }
 /* Hugging Face's _init_weights with initializer_range 0.02: matrices and
  * the embedding normal(0, 0.02), biases 0, norm weights 1. */
+/* model_add_value_head: v_head.summary's weight [1, C] and bias appended
+ * to the tensors and to the fp32 block (grown: a 16-bit model's fp32
+ * block is small), the weight the normals vt_init_random would give it in
+ * a value model of this config (drawn after every matrix, 0.02), the bias
+ * 0. */
+static int vt_add_value_head(model_t *mm, uint64_t seed, dfpo_err *err) {
+  rdec_model *m = rdec_of(mm);
+  if (m->params_borrowed || m->nviews || m->train_block)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "%s: a value head goes on a model of its own without training state or "
+                        "views",
+                        mm->cfg.arch);
+  int C = m->cfg.n_embd, rc;
+  uint64_t drawn = 0; /* vt_init_random's normals before the head's */
+  for (int k = 0; k < m->ntensors; k++)
+    if (!m->tensors[k].vec)
+      drawn += (size_t)m->tensors[k].rows * m->tensors[k].cols;
+  if ((rc = model_grow_value_head(mm, &m->params, m->nparams32, C, seed, drawn, 0, err)))
+    return rc;
+  /* the two tensors at the fp32 block's end */
+  size_t off = m->nparams32;
+  m->vhead = add_tensor(m, 0, 1, C, "v_head.summary.weight");
+  add_tensor(m, 1, 1, 1, "v_head.summary.bias");
+  m->tensors[m->vhead].off = off;
+  m->tensors[m->vhead + 1].off = off + (size_t)C;
+  m->nparams32 = off + (size_t)C + 1;
+  m->base.cfg.head = MODEL_HEAD_VALUE;
+  return DFPO_OK;
+}
+
 static void vt_init_random(model_t *mm, uint64_t seed) {
   rdec_model *m = rdec_of(mm);
   if (m->params_borrowed || m->wdtype != OPS_DTYPE_F32)
@@ -2697,6 +2727,7 @@ const model_vtable rdec_vtable = {
     .lora_rank = vt_lora_rank,
     .set_adapters = vt_set_adapters,
     .base_view = vt_base_view,
+    .add_value_head = vt_add_value_head,
     .lm_value_backward = vt_lm_value_backward,
     .set_checkpointing = vt_set_checkpointing,
     .checkpointing = vt_checkpointing,

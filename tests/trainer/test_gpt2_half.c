@@ -439,3 +439,16 @@ Test(gpt2_half, a_file_loads_straight_into_16_bits) {
   model_free(a);
   ts_rmtree(dir);
 }
+
+/* model_add_value_head (model.value_model shared's head, put on the loaded
+ * policy in place): the value model that model_new_like,
+ * model_init_random and model_copy_shared_params make, bit for bit, in
+ * fp32 and on a bf16 and an f16 trunk (where the long way would hold the
+ * fp32 trunk twice). */
+Test(gpt2_half, a_value_head_in_place_is_the_value_model) {
+  model_t *a = half_model(8);
+  expect_value_head_in_place(a, 21, OPS_DTYPE_F32, "gpt2 f32");
+  expect_value_head_in_place(a, 21, OPS_DTYPE_BF16, "gpt2 bf16");
+  expect_value_head_in_place(a, 22, OPS_DTYPE_F16, "gpt2 f16");
+  model_free(a);
+}

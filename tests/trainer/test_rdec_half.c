@@ -235,3 +235,18 @@ Test(rdec_half, a_folder_loads_straight_into_16_bits) {
   cr_expect_null(m);
   ts_rmtree(dir);
 }
+
+/* model_add_value_head on each family: the value model made the long way,
+ * bit for bit, in fp32 and on a bf16 trunk (test_gpt2_half.c's check). */
+Test(rdec_half, a_value_head_in_place_is_the_value_model) {
+  int fams[3] = {RDEC_GPTJ, RDEC_NEOX, RDEC_LLAMA};
+  for (int f = 0; f < 3; f++) {
+    model_t *a = base_model(fams[f], 40 + (uint64_t)f);
+    char what[64];
+    snprintf(what, sizeof what, "%s f32", model_get_config(a)->arch);
+    expect_value_head_in_place(a, 23, OPS_DTYPE_F32, what);
+    snprintf(what, sizeof what, "%s bf16", model_get_config(a)->arch);
+    expect_value_head_in_place(a, 23, OPS_DTYPE_BF16, what);
+    model_free(a);
+  }
+}

@@ -268,4 +268,51 @@ static inline int expect_same_weights(model_t *a, model_t *b, const char *what) 
   return halves;
 }
 
+/* model_add_value_head in place against the value model made the long way
+ * (model_new_like, model_init_random(seed), model_copy_shared_params from
+ * base), both in dtype (f32, or a 16-bit trunk: the in-place model gets
+ * the head after its conversion, the other is converted whole): every
+ * tensor's bits (fp32 or 16-bit), the arena, and the values and logits of
+ * a forward pass over four tokens, bit for bit. base is left as it was. */
+static inline void expect_value_head_in_place(model_t *base, uint64_t seed, int dtype,
+                                              const char *what) {
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  model_t *a = NULL, *v = NULL;
+  cr_assert_eq(model_clone(&a, base, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_set_weight_dtype(a, (ops_dtype)dtype, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_add_value_head(a, seed, &err), 0, "%s: %s", what, err.msg);
+  cr_expect_eq(model_add_value_head(a, seed, &err), DFPO_EUSAGE, "%s: a second head", what);
+  cr_assert_eq(model_new_like(&v, base, MODEL_HEAD_VALUE, 0, &err), 0, "%s", err.msg);
+  model_init_random(v, seed);
+  cr_assert_eq(model_copy_shared_params(v, base, NULL, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_set_weight_dtype(v, (ops_dtype)dtype, &err), 0, "%s", err.msg);
+  cr_expect_eq(model_get_config(a)->head, MODEL_HEAD_VALUE, "%s", what);
+  cr_expect_eq(model_arena_bytes(a), model_arena_bytes(v), "%s: %zu bytes, the long way %zu", what,
+               model_arena_bytes(a), model_arena_bytes(v));
+  cr_assert_eq(model_num_tensors(a), model_num_tensors(v), "%s", what);
+  for (int i = 0; i < model_num_tensors(a); i++) {
+    model_tensor x, y;
+    cr_assert_eq(model_tensor_at(a, i, &x, &err), 0, "%s", err.msg);
+    cr_assert_eq(model_tensor_at(v, i, &y, &err), 0, "%s", err.msg);
+    cr_expect_str_eq(x.name, y.name, "%s", what);
+    size_t n = (size_t)x.rows * x.cols;
+    cr_assert_eq(!x.param16, !y.param16, "%s: %s kept otherwise", what, x.name);
+    cr_expect_eq(x.param16 ? memcmp(x.param16, y.param16, n * 2) : memcmp(x.param, y.param, n * 4),
+                 0, "%s: %s differs", what, x.name);
+  }
+  int tok[4] = {1, 2, 3, 4};
+  float va[4], vv[4];
+  model_t *ms[2] = {a, v};
+  float *vals[2] = {va, vv};
+  for (int k = 0; k < 2; k++) {
+    cr_assert_eq(model_forward_rows(ms[k], tok, NULL, 1, 4, &err), 0, "%s", err.msg);
+    cr_assert_eq(model_value_forward(ms[k], vals[k], &err), 0, "%s", err.msg);
+  }
+  cr_expect_eq(memcmp(va, vv, sizeof va), 0, "%s: the values differ (%g, the long way %g)", what,
+               (double)va[0], (double)vv[0]);
+  model_free(a);
+  model_free(v);
+}
+
 #endif
