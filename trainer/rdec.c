@@ -1812,55 +1812,18 @@ typedef struct rdec_native_header {
 } rdec_native_header;
 _Static_assert(sizeof(rdec_native_header) == RDEC_NATIVE_HEADER, "header is 128 bytes");
 
-/* n floats of backend memory p to fp through a bounded host buffer */
-static int write_block(FILE *fp, const ops_backend *o, const float *p, size_t n) {
-  size_t chunk = (size_t)1 << 20;
-  float *buf = malloc(chunk * sizeof(float));
-  int bad = !buf;
-  for (size_t i = 0; i < n && !bad; i += chunk) {
-    size_t k = n - i < chunk ? n - i : chunk;
-    o->download(buf, p + i, k * sizeof(float));
-    bad = fwrite(buf, sizeof(float), k, fp) != k;
-  }
-  free(buf);
-  return bad ? -1 : 0;
-}
-
-/* n floats from fp into backend memory p; non-finite values refused */
-static int read_block(FILE *fp, const ops_backend *o, float *p, size_t n, const char *path,
-                      const char *what, dfpo_err *err) {
-  size_t chunk = (size_t)1 << 20;
-  float *buf = malloc(chunk * sizeof(float));
-  if (!buf)
-    return dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
-  int rc = DFPO_OK;
-  for (size_t i = 0; i < n && !rc; i += chunk) {
-    size_t k = n - i < chunk ? n - i : chunk;
-    if (fread(buf, sizeof(float), k, fp) != k)
-      rc = dfpo_err_set(err, DFPO_EDATA, "%s: truncated in the %s", path, what);
-    for (size_t j = 0; j < k && !rc; j++)
-      if (!isfinite(buf[j]))
-        rc = dfpo_err_set(err, DFPO_EDATA, "%s: the %s hold a non-finite value at %zu", path, what,
-                          i + j);
-    if (!rc)
-      o->upload(p + i, buf, k * sizeof(float));
-  }
-  free(buf);
-  return rc;
-}
-
 /* The parameter block in the file's fp32 layout (the tensors in order): a
  * model with 16-bit weights writes them widened (exact), so its file is the
  * fp32 model of its values (model_load_as puts them back into the same
  * bits). */
 static int write_params(FILE *fp, const rdec_model *m) {
   if (m->wdtype == OPS_DTYPE_F32)
-    return write_block(fp, m->base.ops, m->params, m->nparams);
+    return ckpt_write_floats(fp, &m->base, m->params, m->nparams);
   for (int i = 0; i < m->ntensors; i++) {
     const rdec_tensor *t = &m->tensors[i];
     size_t n = (size_t)t->rows * t->cols;
     if (t->w16 ? ckpt_write_w16_floats(fp, &m->base, m->params16 + t->off, n, (int)m->wdtype)
-               : write_block(fp, m->base.ops, m->params + t->off, n))
+               : ckpt_write_floats(fp, &m->base, m->params + t->off, n))
       return -1;
   }
   return 0;
@@ -1889,7 +1852,6 @@ static int rdec_save(rdec_model *m, const char *path, int with_optimizer, dfpo_e
   int rc = dfpo_atomic_open(&a, path, err);
   if (rc)
     return rc;
-  const ops_backend *o = m->base.ops;
   ckpt_lora_section ls;
   memset(&ls, 0, sizeof ls);
   memcpy(ls.magic, CKPT_LORA_MAGIC, 8);
@@ -1899,11 +1861,12 @@ static int rdec_save(rdec_model *m, const char *path, int with_optimizer, dfpo_e
   ls.nparams = z->nparams;
   if (fwrite(&h, sizeof h, 1, a.fp) != 1 || write_params(a.fp, m) ||
       (with_optimizer && !z->r &&
-       (write_block(a.fp, o, m->m1, m->nparams) || write_block(a.fp, o, m->m2, m->nparams))) ||
-      (z->r &&
-       (fwrite(&ls, sizeof ls, 1, a.fp) != 1 || write_block(a.fp, o, z->params, z->nparams) ||
-        (with_optimizer &&
-         (write_block(a.fp, o, z->m1, z->nparams) || write_block(a.fp, o, z->m2, z->nparams)))))) {
+       (ckpt_write_floats(a.fp, &m->base, m->m1, m->nparams) ||
+        ckpt_write_floats(a.fp, &m->base, m->m2, m->nparams))) ||
+      (z->r && (fwrite(&ls, sizeof ls, 1, a.fp) != 1 ||
+                ckpt_write_floats(a.fp, &m->base, z->params, z->nparams) ||
+                (with_optimizer && (ckpt_write_floats(a.fp, &m->base, z->m1, z->nparams) ||
+                                    ckpt_write_floats(a.fp, &m->base, z->m2, z->nparams)))))) {
     int e = errno;
     dfpo_atomic_abort(&a);
     return dfpo_err_errno(err, DFPO_ERUNTIME, e, "%s: write failed", path);
@@ -1962,11 +1925,12 @@ static int load_lora_section(FILE *fp, rdec_model *m, const char *path, int with
                         "%s: LoRA adapter section damaged: it says %llu parameters, rank %d on "
                         "%s has %zu",
                         path, (unsigned long long)ls.nparams, ls.rank, targets, z->nparams);
-  const ops_backend *o = m->base.ops;
-  int rc = read_block(fp, o, z->params, z->nparams, path, "LoRA adapters", err);
+  int rc = ckpt_read_floats(fp, &m->base, z->params, z->nparams, path, "LoRA adapters", err);
   if (!rc && with_opt && !(rc = rdec_ensure_train(m, err)) &&
-      !(rc = read_block(fp, o, z->m1, z->nparams, path, "adapters' first AdamW moment", err)))
-    rc = read_block(fp, o, z->m2, z->nparams, path, "adapters' second AdamW moment", err);
+      !(rc = ckpt_read_floats(fp, &m->base, z->m1, z->nparams, path, "adapters' first AdamW moment",
+                              err)))
+    rc = ckpt_read_floats(fp, &m->base, z->m2, z->nparams, path, "adapters' second AdamW moment",
+                          err);
   if (!rc && fgetc(fp) != EOF)
     rc = dfpo_err_set(err, DFPO_EDATA, "%s: trailing data after the LoRA adapter section", path);
   return rc;
@@ -2038,9 +2002,8 @@ int rdec_load_native(model_t **out, const char *path, FILE *fp, ops_dtype wd, df
   rdec_model *m;
   if ((rc = rdec_create(&m, &c, h.head, NULL, NULL, wd, err)))
     return dfpo_err_prefix(err, "%s", path);
-  const ops_backend *o = m->base.ops;
   if (wd == OPS_DTYPE_F32)
-    rc = read_block(fp, o, m->params, m->nparams, path, "parameters", err);
+    rc = ckpt_read_floats(fp, &m->base, m->params, m->nparams, path, "parameters", err);
   /* in 16 bits: tensor by tensor, each matrix rounded on its way in */
   for (int i = 0; wd != OPS_DTYPE_F32 && i < m->ntensors && !rc; i++) {
     const rdec_tensor *t = &m->tensors[i];
@@ -2051,8 +2014,9 @@ int rdec_load_native(model_t **out, const char *path, FILE *fp, ops_dtype wd, df
   if (!rc && lora)
     rc = load_lora_section(fp, m, path, h.flags & 1, err);
   else if (!rc && (h.flags & 1) && wd == OPS_DTYPE_F32 && !(rc = rdec_ensure_train(m, err)) &&
-           !(rc = read_block(fp, o, m->m1, m->nparams, path, "first AdamW moment", err)))
-    rc = read_block(fp, o, m->m2, m->nparams, path, "second AdamW moment", err);
+           !(rc = ckpt_read_floats(fp, &m->base, m->m1, m->nparams, path, "first AdamW moment",
+                                   err)))
+    rc = ckpt_read_floats(fp, &m->base, m->m2, m->nparams, path, "second AdamW moment", err);
   if (rc) {
     rdec_destroy(m);
     return rc;

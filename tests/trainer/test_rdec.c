@@ -819,6 +819,17 @@ Test(rdec, native_checkpoint_round_trip) {
     cr_expect_eq(model_load(&l, path, &err), DFPO_EDATA);
     cr_expect(strstr(err.msg, "parameters") != NULL, "%s", err.msg);
     free(data);
+    /* a NaN in the first parameter: refused, its tensor named */
+    cr_assert_eq(model_save(m, path, 0, &err), DFPO_OK, "%s", err.msg);
+    fp = fopen(path, "r+b");
+    cr_assert_not_null(fp);
+    cr_assert_eq(fseek(fp, 128, SEEK_SET), 0);
+    float nan = NAN;
+    cr_assert_eq(fwrite(&nan, sizeof nan, 1, fp), 1u);
+    fclose(fp);
+    cr_expect_eq(model_load(&l, path, &err), DFPO_EDATA);
+    cr_expect(strstr(err.msg, "has NaN at element 0") && strstr(err.msg, "of tensor '"), "%s",
+              err.msg);
     /* a value model keeps its head */
     cr_assert_eq(model_new_like(&v, m, MODEL_HEAD_VALUE, 0, &err), DFPO_OK, "%s", err.msg);
     model_init_random(v, 4);
