@@ -743,27 +743,37 @@ Test(train, ppo_with_a_bf16_reference) {
  * the adapters' ADAPTER_BYTES, where the fp32 base holds BASE_BYTES +
  * ADAPTER_BYTES. The first iteration's KL is exactly 0 (B = 0: the policy
  * is its reference, both over the same 16-bit base) and later ones are not;
- * eval.json records bf16; PPO, and DfPO with its negative policy's
- * separate value model made from the fp32 weights before the base goes to
- * 16 bits, run; a stopped PPO run resumes bit for bit (its checkpoints hold
- * the base widened, read back into bf16). */
+ * eval.json records bf16. PPO and DfPO with a separate value model (made
+ * from the fp32 weights before the base goes to 16 bits), and PPO with the
+ * value head on the trunk (the base read straight into bf16, the head put
+ * on in place: its fp32 65 floats in the base and their trainable copy
+ * among the adapters, 2 x 260 bytes more); that run stopped and resumed
+ * gives the same numbers bit for bit (its checkpoints hold the base
+ * widened, read back into bf16). */
 Test(train, lora_with_a_bf16_base) {
-  const char *algos[2] = {"ppo", "dfpo"};
+  const char *algos[2] = {"dfpo", "ppo"}, *outs[2] = {"runs", "separate16"};
   for (int a = 0; a < 2; a++) {
-    run_cell_x(algos[a], "4", "runs", "model.lora_rank=4 model.reference_dtype=bf16", NULL);
+    run_cell_x(algos[a], "4", outs[a], "model.lora_rank=4 model.reference_dtype=bf16", NULL);
     cr_expect_eq(held_bytes(), 277504u + ADAPTER_BYTES, "%s", last_err);
     double kl[4];
-    cr_assert_eq(log_values("runs", algos[a], "kl_seq", kl, 4), 4);
+    cr_assert_eq(log_values(outs[a], algos[a], "kl_seq", kl, 4), 4);
     cr_expect_eq(kl[0], 0.0, "%s: the first iteration's KL is not 0", algos[a]);
     cr_expect(isfinite(kl[3]) && kl[3] != 0.0, "%s: the adapters did not move the policy (KL %g)",
               algos[a], kl[3]);
-    cJSON *o = memory_of("runs", algos[a]);
+    cJSON *o = memory_of(outs[a], algos[a]);
     const cJSON *mem = cJSON_GetObjectItem(o, "memory");
     cr_expect_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(mem, "reference_dtype")), "bf16");
     cr_expect_eq(cJSON_GetObjectItem(mem, "lora_rank")->valuedouble, 4.0);
     cJSON_Delete(o);
   }
+  extra2 = "model.value_model=shared";
+  run_cell_x("ppo", "4", "runs", "model.lora_rank=4 model.reference_dtype=bf16", NULL);
+  cr_expect_eq(held_bytes(), 277504u + ADAPTER_BYTES + 2 * 260u, "%s", last_err);
+  double kl[4];
+  cr_assert_eq(log_values("runs", "ppo", "kl_seq", kl, 4), 4);
+  cr_expect_eq(kl[0], 0.0, "shared: the first iteration's KL is not 0");
   a_stopped_run_resumes_to_the_same_numbers("ppo", "model.lora_rank=4 model.reference_dtype=bf16");
+  extra2 = NULL;
 }
 
 /* model.reference_dtype=bf16 over a rotary policy (the tiny Llama of
