@@ -628,12 +628,16 @@ static int run_cell(trn_run *r, dfpo_err *err) {
       return rc;
     if (stopped)
       return DFPO_OK;
-    /* the selected policy: the best validation reward */
+    /* the selected policy: the best validation reward; a LoRA policy reads
+     * its adapters alone (its base is best.ckpt's: frozen), so the end
+     * holds no second copy of the base */
     model_t *best = NULL;
     snprintf(path, sizeof path, "%s/checkpoint/best.ckpt", r->dir);
-    /* in the policy's precision (a LoRA base in 16 bits is saved widened) */
-    if ((rc = model_load_as(&best, path, model_weight_dtype(r->policy), err)) ||
-        (rc = model_copy_params(r->policy, best, err))) {
+    if (model_lora_rank(r->policy)) {
+      if ((rc = model_load_adapters(r->policy, path, err)))
+        return rc;
+    } else if ((rc = model_load(&best, path, err)) ||
+               (rc = model_copy_params(r->policy, best, err))) {
       model_free(best);
       return rc;
     }

@@ -318,6 +318,37 @@ int ckpt_write_peft_config(const char *weights_path, int r, float alpha, const c
   return rc;
 }
 
+int model_load_adapters(model_t *m, const char *path, dfpo_err *err) {
+  int r = model_lora_rank(m);
+  if (!r)
+    return dfpo_err_set(err, DFPO_EUSAGE, "%s: the %s model has no LoRA adapters to read into",
+                        path, m->cfg.arch);
+  if (!model_path_is_native(path))
+    return dfpo_err_set(err, DFPO_EDATA, "%s: not a dfpo checkpoint", path);
+  size_t n = model_num_params(m);
+  model_tensor t0;
+  m->vt->tensor_at(m, 0, &t0);
+  FILE *fp = fopen(path, "rb");
+  if (!fp)
+    return dfpo_err_errno(err, DFPO_EDATA, errno, "%s", path);
+  /* the section ends the file: its header, the adapters and, saved with
+   * the optimiser state, their two moments */
+  ckpt_lora_section ls;
+  int found = 0;
+  for (int moments = 0; moments < 2 && !found; moments++) {
+    off_t back = (off_t)(sizeof ls + n * sizeof(float) * (moments ? 3 : 1));
+    found = fseeko(fp, -back, SEEK_END) == 0 && fread(&ls, sizeof ls, 1, fp) == 1 &&
+            !memcmp(ls.magic, CKPT_LORA_MAGIC, 8) && ls.rank == r && ls.nparams == (uint64_t)n;
+  }
+  int rc = found ? ckpt_read_floats(fp, m, t0.param, n, path, "LoRA adapters", err)
+                 : dfpo_err_set(err, DFPO_EDATA,
+                                "%s: no LoRA section of rank %d and %zu parameters at its end "
+                                "(not a checkpoint of this model's adapters)",
+                                path, r, n);
+  fclose(fp);
+  return rc;
+}
+
 int model_save_tensors(const model_t *m, const char *path, dfpo_err *err) {
   int n = m->vt->num_tensors(m), rc = DFPO_OK;
   ckpt_st_tensor *t = calloc(n > 0 ? (size_t)n : 1, sizeof *t);

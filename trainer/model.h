@@ -384,6 +384,15 @@ int model_load_as(model_t **out, const char *path, ops_dtype wd, dfpo_err *err);
  * tensor; a NaN or an infinity is refused the same way). A tensor kept in
  * 16 bits is DFPO_EUSAGE. */
 int model_save_tensors(const model_t *m, const char *path, dfpo_err *err);
+/* The LoRA adapters (with a value head's trainable copy) of a native
+ * checkpoint of m's kind (model_save of a LoRA model, with or without its
+ * AdamW moments) read into m's own adapters, the file's base not read
+ * (it is m's frozen base, as in a run's best.ckpt): no second copy of the
+ * base in memory. DFPO_EUSAGE for a model without adapters; DFPO_EDATA
+ * when the file has no LoRA section of m's rank and size at its end, or a
+ * NaN or an infinity in it (named). m's AdamW moments are left as they
+ * are. */
+int model_load_adapters(model_t *m, const char *path, dfpo_err *err);
 int model_load_tensors(model_t *m, const char *path, dfpo_err *err);
 /* Whether path is a folder (a Hugging Face model folder to model_load,
  * whose tokenizer files callers take when they were given none). */

@@ -750,3 +750,54 @@ Test(gpt2_lora, a_16_bit_base_trains_as_its_widened_fp32_base) {
   }
   ts_rmtree(dir);
 }
+
+/* model_load_adapters: the adapters of a saved LoRA checkpoint (with and
+ * without its AdamW moments) read back into the policy that trained on
+ * after it, its base not read: the policy then computes as the checkpoint
+ * loaded whole, bit for bit; a model without adapters, another rank and a
+ * damaged adapter are refused. */
+Test(gpt2_lora, adapters_alone_come_back_from_a_checkpoint) {
+  char dir[256], path[300];
+  ts_tmpdir(dir, sizeof dir);
+  snprintf(path, sizeof path, "%s/best.ckpt", dir);
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  static float la[B * T * V], lb[B * T * V];
+  for (int moments = 0; moments < 2; moments++) {
+    model_t *m = base_model(81), *whole = NULL;
+    add_lora(m, NULL, 82);
+    train_steps(m, 2);
+    cr_assert_eq(model_save(m, path, moments, &err), 0, "%s", err.msg);
+    train_steps(m, 2);
+    cr_assert_eq(model_load_adapters(m, path, &err), 0, "%s", err.msg);
+    cr_assert_eq(model_load(&whole, path, &err), 0, "%s", err.msg);
+    logits_of(m, la);
+    logits_of(whole, lb);
+    cr_expect_eq(memcmp(la, lb, sizeof la), 0, "moments %d: the adapters did not come back",
+                 moments);
+    model_free(whole);
+    model_free(m);
+  }
+  model_t *plain = base_model(83), *other = base_model(83);
+  cr_expect_eq(model_load_adapters(plain, path, &err), DFPO_EUSAGE);
+  model_lora_config lc = {R + 1, ALPHA, NULL};
+  cr_assert_eq(model_add_lora(other, &lc, 1, &err), 0, "%s", err.msg);
+  cr_expect_eq(model_load_adapters(other, path, &err), DFPO_EDATA);
+  cr_expect(strstr(err.msg, "no LoRA section"), "%s", err.msg);
+  /* a NaN in the last adapter element (the file's last float) */
+  model_t *m = base_model(84);
+  add_lora(m, NULL, 85);
+  cr_assert_eq(model_save(m, path, 0, &err), 0, "%s", err.msg);
+  FILE *fp = fopen(path, "r+b");
+  cr_assert_not_null(fp);
+  cr_assert_eq(fseek(fp, -(long)sizeof(float), SEEK_END), 0);
+  float nan = NAN;
+  cr_assert_eq(fwrite(&nan, sizeof nan, 1, fp), 1u);
+  fclose(fp);
+  cr_expect_eq(model_load_adapters(m, path, &err), DFPO_EDATA);
+  cr_expect(strstr(err.msg, "NaN"), "%s", err.msg);
+  model_free(m);
+  model_free(plain);
+  model_free(other);
+  ts_rmtree(dir);
+}

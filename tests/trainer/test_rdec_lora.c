@@ -630,3 +630,31 @@ Test(rdec_lora, a_16_bit_base_trains_as_its_widened_fp32_base, .timeout = 120) {
   }
   ts_rmtree(dir);
 }
+
+/* model_load_adapters on a rotary decoder (test_gpt2_lora.c has the
+ * refusals): a Llama's and a GPT-NeoX's adapters saved, trained on, read
+ * back alone; the policy computes as the checkpoint loaded whole, bit for
+ * bit. */
+Test(rdec_lora, adapters_alone_come_back_from_a_checkpoint) {
+  char dir[256], path[300];
+  ts_tmpdir(dir, sizeof dir);
+  snprintf(path, sizeof path, "%s/best.ckpt", dir);
+  static float la[B * T * V], lb[B * T * V];
+  for (int f = 1; f < 3; f++) {
+    dfpo_err err;
+    dfpo_err_clear(&err);
+    model_t *m = base_model(families[f], 200 + f), *whole = NULL;
+    add_lora(m, NULL, 210 + f);
+    randomise(m, 220 + f, 0.3f);
+    cr_assert_eq(model_save(m, path, 0, &err), 0, "%s", err.msg);
+    step(m), step(m);
+    cr_assert_eq(model_load_adapters(m, path, &err), 0, "%s", err.msg);
+    cr_assert_eq(model_load(&whole, path, &err), 0, "%s", err.msg);
+    logits_of(m, la);
+    logits_of(whole, lb);
+    cr_expect_eq(memcmp(la, lb, sizeof la), 0, "%s: the adapters did not come back", fam_names[f]);
+    model_free(whole);
+    model_free(m);
+  }
+  ts_rmtree(dir);
+}
