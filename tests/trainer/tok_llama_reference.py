@@ -125,6 +125,18 @@ def ppl_windows(c, Pd, seq, ctx):
     return tot, k
 
 
+def load_llama(root):
+    """ROOT/llama as the first form wrote it: its tokenizer, config and the
+    random weights (rdec_reference.py's, seed 7) in double."""
+    d = os.path.join(root, "llama")
+    sp = spm.SentencePieceProcessor(model_file=os.path.join(d, "tokenizer.model"))
+    with open(os.path.join(d, "config.json")) as f:
+        c = json.load(f)
+    R.V = c["vocab_size"]
+    P = R.params("llama", c, torch.Generator().manual_seed(7))
+    return sp, c, {k: v.double() for k, v in P.items()}
+
+
 def greedy():
     """The second form: for each line of a dfpo train samples.jsonl, the
     greedy continuation (NEW tokens, </s> barred as min_new_tokens = NEW
@@ -139,13 +151,7 @@ def greedy():
     reference after <s> (and after </s>, as GPT-2's <|endoftext|> would
     go, for comparison)."""
     root, samples, maxp, new, out = sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
-    d = os.path.join(root, "llama")
-    sp = spm.SentencePieceProcessor(model_file=os.path.join(d, "tokenizer.model"))
-    with open(os.path.join(d, "config.json")) as f:
-        c = json.load(f)
-    R.V = c["vocab_size"]
-    P = R.params("llama", c, torch.Generator().manual_seed(7))
-    Pd = {k: v.double() for k, v in P.items()}
+    sp, c, Pd = load_llama(root)
     res, nll = [], {1: [0.0, 0], 2: [0.0, 0]}
     for line in open(samples):
         prompt = json.loads(line)["prompt"]
@@ -184,13 +190,7 @@ def sft():
     And the same with </s> first (what dfpo train gave a Llama's SFT texts
     before they started with <s>), which a test tells apart."""
     root, texts, out = sys.argv[2], sys.argv[3], sys.argv[4]
-    d = os.path.join(root, "llama")
-    sp = spm.SentencePieceProcessor(model_file=os.path.join(d, "tokenizer.model"))
-    with open(os.path.join(d, "config.json")) as f:
-        c = json.load(f)
-    R.V = c["vocab_size"]
-    P = R.params("llama", c, torch.Generator().manual_seed(7))
-    Pd = {k: v.double() for k, v in P.items()}
+    sp, c, Pd = load_llama(root)
     cap = c["max_position_embeddings"] + 1
     res = {}
     for key, start in (("loss", 1), ("loss_after_eos", 2)):
