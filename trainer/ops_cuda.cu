@@ -489,6 +489,15 @@ __global__ static void k_to_w16(uint16_t *dst, const float *src, size_t n, int d
                                      : __half_as_ushort(__float2half_rn(src[i]));
 }
 
+/* n floats of x rounded to the 16-bit dtype in the scratch buffer (the
+ * operand GemmEx pairs with 16-bit weights); what names the launch. */
+static const uint16_t *rounded_scratch(const float *x, size_t n, int dtype, const char *what) {
+  uint16_t *x16 = (uint16_t *)scratch_get(n * sizeof(uint16_t));
+  k_to_w16<<<grid_for(n, 256), 256>>>(x16, x, n, dtype);
+  launched(what);
+  return x16;
+}
+
 /* The product with 16-bit weights on the tensor cores: the activations are
  * rounded to the weights' type in the scratch buffer, and GemmEx
  * multiplies the two 16-bit matrices with fp32 accumulation
@@ -509,10 +518,7 @@ extern "C" void ops_cuda_matmul_fwd_w16(float *out, const float *inp, const uint
       CK(cudaMemset(out, 0, (size_t)M * N * sizeof(float)));
     return;
   }
-  size_t nx = (size_t)M * K;
-  uint16_t *x16 = (uint16_t *)scratch_get(nx * sizeof(uint16_t));
-  k_to_w16<<<grid_for(nx, 256), 256>>>(x16, inp, nx, dtype);
-  launched("matmul_w16 activations");
+  const uint16_t *x16 = rounded_scratch(inp, (size_t)M * K, dtype, "matmul_w16 activations");
   cudaDataType t = dtype == OPS_DTYPE_BF16 ? CUDA_R_16BF : CUDA_R_16F;
   CB(cb.gemm_ex(blas, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, w, t, K, x16, t, K, &beta, out,
                 CUDA_R_32F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
@@ -528,10 +534,7 @@ extern "C" void ops_cuda_matmul_bwd_w16(float *dinp, const float *dout, const ui
   if (M <= 0 || N <= 0 || K <= 0 || !dinp)
     return;
   float one = 1.0f;
-  size_t nd = (size_t)M * N;
-  uint16_t *d16 = (uint16_t *)scratch_get(nd * sizeof(uint16_t));
-  k_to_w16<<<grid_for(nd, 256), 256>>>(d16, dout, nd, dtype);
-  launched("matmul_bwd_w16 gradients");
+  const uint16_t *d16 = rounded_scratch(dout, (size_t)M * N, dtype, "matmul_bwd_w16 gradients");
   cudaDataType t = dtype == OPS_DTYPE_BF16 ? CUDA_R_16BF : CUDA_R_16F;
   CB(cb.gemm_ex(blas, CUBLAS_OP_N, CUBLAS_OP_N, K, M, N, &one, w, t, K, d16, t, N, &one, dinp,
                 CUDA_R_32F, K, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
