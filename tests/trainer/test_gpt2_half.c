@@ -164,6 +164,30 @@ Test(gpt2_half, rounding_matches_pytorch) {
 
 /* ------------------------------------------------------------- the op */
 
+/* n weights drawn from r (normals times 0.1) rounded to dtype into w16,
+ * and in w their widened values (the fp32 engine's operand). */
+static void widened_weights(float *w, uint16_t *w16, size_t n, int dtype, dfpo_rng *r) {
+  for (size_t i = 0; i < n; i++)
+    w[i] = (float)dfpo_rng_normal(r) * 0.1f;
+  ops_f32_to_w16(w16, w, n, dtype);
+  ops_w16_to_f32(w, w16, n, dtype);
+}
+
+/* The 16-bit op's result got against the fp32 op's want over the widened
+ * weights: the largest difference within 1e-6 of want's largest entry. */
+static void expect_w16_close(const float *got, const float *want, size_t n, int M, int K, int N,
+                             int dtype) {
+  double mx = 0, worst = 0;
+  for (size_t i = 0; i < n; i++) {
+    mx = fmax(mx, fabs(want[i]));
+    worst = fmax(worst, fabs((double)got[i] - want[i]));
+  }
+  cr_log_info("isa %d M=%d K=%d N=%d %s: error %.3g of max %.3g", ops_cpu_isa(), M, K, N,
+              ops_dtype_name(dtype), worst, mx);
+  cr_expect(worst <= 1e-6 * mx, "isa %d M=%d K=%d N=%d %s: error %.3g of max %.3g", ops_cpu_isa(),
+            M, K, N, ops_dtype_name(dtype), worst, mx);
+}
+
 /* matmul_fwd_w16 against matmul_fwd over the widened weights, at each
  * vector width: shapes that split the weights into panels (by K and by M)
  * and one that does not. The same kernels sum each output in the same
@@ -187,22 +211,13 @@ Test(gpt2_half, matmul_w16_is_the_fp32_product_of_the_widened_weights) {
         dfpo_rng_init(&r, (uint64_t)(s + 1), 2);
         for (size_t i = 0; i < nx; i++)
           x[i] = (float)dfpo_rng_normal(&r);
-        for (size_t i = 0; i < nw; i++)
-          w[i] = (float)dfpo_rng_normal(&r) * 0.1f;
+        widened_weights(w, w16, nw, dtype, &r);
         for (int i = 0; i < N; i++)
           b[i] = (float)dfpo_rng_normal(&r);
-        ops_f32_to_w16(w16, w, nw, dtype);
-        ops_w16_to_f32(w, w16, nw, dtype);
         const float *bias = s % 2 ? NULL : b;
         ops_cpu.matmul_fwd_w16(o1, x, w16, bias, M, K, N, dtype);
         ops_cpu.matmul_fwd(o2, x, w, bias, M, K, N);
-        double mx = 0, worst = 0;
-        for (size_t i = 0; i < no; i++) {
-          mx = fmax(mx, fabs(o2[i]));
-          worst = fmax(worst, fabs((double)o1[i] - o2[i]));
-        }
-        cr_expect(worst <= 1e-6 * mx, "isa %d M=%d K=%d N=%d %s: error %.3g of max %.3g",
-                  ops_cpu_isa(), M, K, N, ops_dtype_name(dtype), worst, mx);
+        expect_w16_close(o1, o2, no, M, K, N, dtype);
         free(x), free(w), free(b), free(o1), free(o2), free(w16);
       }
   }
@@ -233,23 +248,12 @@ Test(gpt2_half, matmul_bwd_w16_is_the_fp32_input_gradient_of_the_widened_weights
         dfpo_rng_init(&r, (uint64_t)(s + 7), 2);
         for (size_t i = 0; i < nd; i++)
           d[i] = (float)dfpo_rng_normal(&r);
-        for (size_t i = 0; i < nw; i++)
-          w[i] = (float)dfpo_rng_normal(&r) * 0.1f;
+        widened_weights(w, w16, nw, dtype, &r);
         for (size_t i = 0; i < ni; i++)
           g1[i] = g2[i] = (float)dfpo_rng_normal(&r);
-        ops_f32_to_w16(w16, w, nw, dtype);
-        ops_w16_to_f32(w, w16, nw, dtype);
         ops_cpu.matmul_bwd_w16(g1, d, w16, M, K, N, dtype);
         ops_cpu.matmul_bwd(g2, NULL, NULL, d, NULL, w, M, K, N);
-        double mx = 0, worst = 0;
-        for (size_t i = 0; i < ni; i++) {
-          mx = fmax(mx, fabs(g2[i]));
-          worst = fmax(worst, fabs((double)g1[i] - g2[i]));
-        }
-        cr_log_info("isa %d M=%d K=%d N=%d %s: error %.3g of max %.3g", ops_cpu_isa(), M, K, N,
-                    ops_dtype_name(dtype), worst, mx);
-        cr_expect(worst <= 1e-6 * mx, "isa %d M=%d K=%d N=%d %s: error %.3g of max %.3g",
-                  ops_cpu_isa(), M, K, N, ops_dtype_name(dtype), worst, mx);
+        expect_w16_close(g1, g2, ni, M, K, N, dtype);
         free(d), free(w), free(g1), free(g2), free(w16);
       }
   }
