@@ -628,20 +628,13 @@ static int run_cell(trn_run *r, dfpo_err *err) {
       return rc;
     if (stopped)
       return DFPO_OK;
-    /* the selected policy: the best validation reward; a LoRA policy reads
-     * its adapters alone (its base is best.ckpt's: frozen), so the end
-     * holds no second copy of the base */
-    model_t *best = NULL;
+    /* the selected policy: the best validation reward, read into the
+     * policy in place (no second copy of it); a LoRA policy reads its
+     * adapters alone (its base is best.ckpt's: frozen) */
     snprintf(path, sizeof path, "%s/checkpoint/best.ckpt", r->dir);
-    if (model_lora_rank(r->policy)) {
-      if ((rc = model_load_adapters(r->policy, path, err)))
-        return rc;
-    } else if ((rc = model_load(&best, path, err)) ||
-               (rc = model_copy_params(r->policy, best, err))) {
-      model_free(best);
+    if ((rc = model_lora_rank(r->policy) ? model_load_adapters(r->policy, path, err)
+                                         : model_load_into(r->policy, path, err)))
       return rc;
-    }
-    model_free(best);
   }
   int best_iter = ls.best_iter;
   cJSON *o = cJSON_CreateObject(), *m;

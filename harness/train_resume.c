@@ -116,16 +116,12 @@ int trn_resume_save(trn_run *r, const trn_loop_state *ls, dfpo_err *err) {
   return DFPO_OK;
 }
 
-/* Replaces a model by the checkpoint at path (parameters and AdamW state),
- * in the model's precision (a LoRA base kept in 16 bits is saved widened). */
-static int swap_in(model_t **m, const char *path, dfpo_err *err) {
-  model_t *n = NULL;
-  int rc = model_load_as(&n, path, *m ? model_weight_dtype(*m) : OPS_DTYPE_F32, err);
-  if (rc)
-    return rc;
-  model_free(*m);
-  *m = n;
-  return DFPO_OK;
+/* The checkpoint at path (parameters and AdamW state) read into the model
+ * in place, in its precision (a LoRA base kept in 16 bits is saved
+ * widened): no second copy, and its views (a LoRA policy's reference) stay
+ * as they are; loaded anew where there is no model yet. */
+static int read_in(model_t **m, const char *path, dfpo_err *err) {
+  return *m ? model_load_into(*m, path, err) : model_load(m, path, err);
 }
 
 /* Continues from checkpoint/resume/state.json when there is one: *found
@@ -162,41 +158,33 @@ int trn_resume_load(trn_run *r, trn_loop_state *ls, int *found, dfpo_err *err) {
   rl_trainer_state ts = {bitsd(beta), rli, {rs, ri}};
   cJSON_Delete(o);
   int rc, rl = r->rl != NULL;
-  /* the trainer goes first: NLPO's mask model of a LoRA policy is a view of
-   * the policy about to be replaced */
+  /* the trainer is made again over the models read in, with its state */
   rl_trainer_free(r->rl);
   r->rl = NULL;
   trn_resume_path(r, path, sizeof path, "policy", ls->next_it);
-  if (r->policy && model_lora_rank(r->policy)) {
-    /* the reference is a view of the policy's base: made again over the
-     * loaded policy (whose base is the same frozen weights) */
-    model_free(r->ref);
-    r->ref = NULL;
-    if ((rc = swap_in(&r->policy, path, err)) || (rc = model_base_view(&r->ref, r->policy, err)))
-      return rc;
-  } else if ((rc = swap_in(&r->policy, path, err))) {
+  if ((rc = read_in(&r->policy, path, err)))
     return rc;
-  }
   if (rl) {
     /* a value head on the policy's trunk (r->value NULL) came back with
      * the policy */
     trn_resume_path(r, path, sizeof path, "value", ls->next_it);
-    if (r->value && (rc = swap_in(&r->value, path, err)))
+    if (r->value && (rc = read_in(&r->value, path, err)))
       return rc;
     if ((rc = rl_trainer_new(&r->rl, r->policy, r->ref, r->value ? r->value : r->policy, &r->set.rl,
                              (uint64_t)r->set.seed, err)))
       return rc;
     rl_trainer_set_state(r->rl, &ts);
-    model_t *mask = rl_trainer_mask_model(r->rl), *saved = NULL;
+    model_t *mask = rl_trainer_mask_model(r->rl);
     if (mask) {
       trn_resume_path(r, path, sizeof path, "mask", ls->next_it);
       /* a LoRA view's adapters alone; else a whole model (as checkpoints
-       * written before the adapters were saved alone hold it too) */
-      if (model_lora_rank(mask) && !model_path_is_native(path))
-        rc = model_load_tensors(mask, path, err);
-      else if (!(rc = model_load(&saved, path, err)))
-        rc = model_copy_params(mask, saved, err);
-      model_free(saved);
+       * written before the adapters were saved alone hold it too: a LoRA
+       * view takes the adapters of it) */
+      if (model_lora_rank(mask))
+        rc = model_path_is_native(path) ? model_load_adapters(mask, path, err)
+                                        : model_load_tensors(mask, path, err);
+      else
+        rc = model_load_into(mask, path, err);
       if (rc)
         return rc;
     }

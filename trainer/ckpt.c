@@ -318,35 +318,57 @@ int ckpt_write_peft_config(const char *weights_path, int r, float alpha, const c
   return rc;
 }
 
-int model_load_adapters(model_t *m, const char *path, dfpo_err *err) {
-  int r = model_lora_rank(m);
-  if (!r)
-    return dfpo_err_set(err, DFPO_EUSAGE, "%s: the %s model has no LoRA adapters to read into",
-                        path, m->cfg.arch);
-  if (!model_path_is_native(path))
-    return dfpo_err_set(err, DFPO_EDATA, "%s: not a dfpo checkpoint", path);
-  size_t n = model_num_params(m);
-  model_tensor t0;
-  m->vt->tensor_at(m, 0, &t0);
-  FILE *fp = fopen(path, "rb");
-  if (!fp)
-    return dfpo_err_errno(err, DFPO_EDATA, errno, "%s", path);
-  /* the section ends the file: its header, the adapters and, saved with
-   * the optimiser state, their two moments */
-  ckpt_lora_section ls;
-  int found = 0;
-  for (int moments = 0; moments < 2 && !found; moments++) {
-    off_t back = (off_t)(sizeof ls + n * sizeof(float) * (moments ? 3 : 1));
-    found = fseeko(fp, -back, SEEK_END) == 0 && fread(&ls, sizeof ls, 1, fp) == 1 &&
-            !memcmp(ls.magic, CKPT_LORA_MAGIC, 8) && ls.rank == r && ls.nparams == (uint64_t)n;
-  }
-  int rc = found ? ckpt_read_floats(fp, m, t0.param, n, path, "LoRA adapters", err)
-                 : dfpo_err_set(err, DFPO_EDATA,
-                                "%s: no LoRA section of rank %d and %zu parameters at its end "
-                                "(not a checkpoint of this model's adapters)",
-                                path, r, n);
-  fclose(fp);
-  return rc;
+int ckpt_into_arch(const ckpt_dest *to, const model_vtable *vt, const char *kind, const char *path,
+                   dfpo_err *err) {
+  if (to->into && to->into->vt != vt)
+    return dfpo_err_set(err, DFPO_EDATA, "%s: %s, not one of the %s model it is read into", path,
+                        kind, to->into->cfg.arch);
+  return DFPO_OK;
+}
+
+int ckpt_into_fits(const ckpt_dest *to, int same_config, int borrowed, int file_lora, int into_rank,
+                   const char *path, dfpo_err *err) {
+  if (!to->into)
+    return DFPO_OK;
+  const char *arch = to->into->cfg.arch;
+  if (!same_config)
+    return dfpo_err_set(err, DFPO_EDATA,
+                        "%s: a checkpoint of another %s model (its header's config or head is not "
+                        "the model's it is read into)",
+                        path, arch);
+  if (file_lora != (into_rank > 0))
+    return dfpo_err_set(err, DFPO_EDATA,
+                        file_lora ? "%s: a checkpoint with LoRA adapters; the %s model it is read "
+                                    "into has none"
+                                  : "%s: a checkpoint without LoRA adapters; the %s model it is "
+                                    "read into has them",
+                        path, arch);
+  if (borrowed && !to->adapters_only)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "%s: the %s model is a view (its base is another model's): only its "
+                        "adapters can be read into it",
+                        path, arch);
+  return DFPO_OK;
+}
+
+int ckpt_lora_fits(const ckpt_lora_section *ls, int rank, float alpha, uint32_t targets,
+                   const char *names, const char *path, dfpo_err *err) {
+  if (ls->rank == rank && ls->alpha == alpha && ls->targets == targets)
+    return DFPO_OK;
+  return dfpo_err_set(err, DFPO_EDATA,
+                      "%s: LoRA adapters of rank %d, alpha %g on %s; the model's are rank %d, "
+                      "alpha %g, targets %#x",
+                      path, ls->rank, (double)ls->alpha, names, rank, (double)alpha, targets);
+}
+
+int ckpt_skip_floats(FILE *fp, uint64_t n, const char *path, const char *what, dfpo_err *err) {
+  struct stat st;
+  off_t at = ftello(fp);
+  if (fstat(fileno(fp), &st) != 0 || at < 0 || (uint64_t)at > (uint64_t)st.st_size ||
+      (uint64_t)st.st_size - (uint64_t)at < n * sizeof(float) ||
+      fseeko(fp, (off_t)(n * sizeof(float)), SEEK_CUR) != 0)
+    return dfpo_err_set(err, DFPO_EDATA, "%s: truncated in the %s", path, what);
+  return DFPO_OK;
 }
 
 int model_save_tensors(const model_t *m, const char *path, dfpo_err *err) {

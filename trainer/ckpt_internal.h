@@ -56,6 +56,39 @@ int ckpt_load_blocks(FILE *fp, model_t *m, size_t n, int moments, const char *pa
 int ckpt_check_size(FILE *fp, const char *path, uint64_t header_bytes, uint64_t nparams,
                     int with_moments, dfpo_err *err);
 
+/* Where a native reader (gpt2_load_native, rdec_load_native,
+ * t5_load_native) puts a checkpoint: into NULL, a new model laid out for wd
+ * (*out, the caller's); else in place into `into` (model_load_into,
+ * model_load_adapters), which must be of the file's architecture, config,
+ * head and adapters (DFPO_EDATA saying what differs, before anything is
+ * read), read in its own precision (wd unused); *out is then into. With
+ * adapters_only the file's base is skipped and its LoRA section alone
+ * read (into's base is the frozen one the file was saved over). The file's
+ * AdamW moments are read where it has them (into's training state made for
+ * them); where it has none, into's are left as they are. */
+typedef struct ckpt_dest {
+  ops_dtype wd;
+  model_t *into;
+  int adapters_only;
+} ckpt_dest;
+/* The refusals every reader makes before reading into to->into (none when
+ * NULL): DFPO_EDATA naming path when into is not of the reader's
+ * architecture (vt; kind names the file's, "a GPT-2 checkpoint"), when
+ * same_config is 0 (the header's config and head are not into's), or when
+ * the file has adapters (file_rank) and into has not or has others
+ * (into_rank; the rank and alpha and targets are compared by the reader's
+ * section), or the reverse; DFPO_EUSAGE when into is a view (borrowed
+ * base) and adapters_only is not set. Call ckpt_into_arch first: the
+ * reader may only cast into after it. */
+int ckpt_into_arch(const ckpt_dest *to, const model_vtable *vt, const char *kind, const char *path,
+                   dfpo_err *err);
+int ckpt_into_fits(const ckpt_dest *to, int same_config, int borrowed, int file_lora, int into_rank,
+                   const char *path, dfpo_err *err);
+/* Past n floats of fp (a base the reader's adapters_only leaves, or the
+ * moments a view does not keep), DFPO_EDATA naming path and `what` when the
+ * file ends before them. */
+int ckpt_skip_floats(FILE *fp, uint64_t n, const char *path, const char *what, dfpo_err *err);
+
 /* The LoRA adapter section a native checkpoint of a model with adapters
  * carries after the base's parameters (gpt2_ckpt.c, rdec.c; the base has
  * no AdamW moments: it is frozen): this header, the adapters' parameters in
@@ -71,6 +104,12 @@ typedef struct ckpt_lora_section {
   uint64_t nparams; /* the adapters' parameters */
 } ckpt_lora_section;
 _Static_assert(sizeof(ckpt_lora_section) == 32, "LoRA section header is 32 bytes");
+
+/* A section read in place (ckpt_dest.into): DFPO_EDATA naming path unless
+ * its rank, alpha and targets are the model's (rank, alpha, targets;
+ * names: the section's targets as a list, for the message). */
+int ckpt_lora_fits(const ckpt_lora_section *ls, int rank, float alpha, uint32_t targets,
+                   const char *names, const char *path, dfpo_err *err);
 
 /* One tensor of a safetensors export: rows x cols floats, row-major, at
  * dev in the model's backend memory; written as F32 of shape [rows * cols]

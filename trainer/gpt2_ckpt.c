@@ -136,9 +136,10 @@ static int read_lora_floats(FILE *fp, const gpt2_model *m, float *dev, const cha
 }
 
 /* The LoRA section of a version-2 file, after the base's parameters: adds
- * the adapters its header describes to m and reads them (and with
+ * the adapters its header describes to m (in place: m's own, which must be
+ * the same rank, alpha and targets) and reads them (and with
  * NATIVE_FLAG_OPT their AdamW moments); the file must end there. */
-static int load_lora_section(FILE *fp, gpt2_model *m, const char *path, int with_opt,
+static int load_lora_section(FILE *fp, gpt2_model *m, const char *path, int with_opt, int in_place,
                              dfpo_err *err) {
   lora_section ls;
   if (fread(&ls, sizeof ls, 1, fp) != 1)
@@ -158,9 +159,12 @@ static int load_lora_section(FILE *fp, gpt2_model *m, const char *path, int with
   model_lora_config c = {ls.rank, ls.alpha, targets};
   dfpo_err why;
   dfpo_err_clear(&why);
-  if (model_add_lora(&m->base, &c, 0, &why))
-    return dfpo_err_set(err, DFPO_EDATA, "%s: LoRA adapter section: %s", path, why.msg);
   int rc;
+  if (in_place &&
+      (rc = ckpt_lora_fits(&ls, m->lora.r, m->lora.alpha, m->lora.targets, targets, path, err)))
+    return rc;
+  if (!in_place && model_add_lora(&m->base, &c, 0, &why))
+    return dfpo_err_set(err, DFPO_EDATA, "%s: LoRA adapter section: %s", path, why.msg);
   if (ls.nparams != m->lora.nparams)
     return dfpo_err_set(err, DFPO_EDATA,
                         "%s: LoRA adapter section damaged: it says %llu parameters, rank %d on "
@@ -169,16 +173,21 @@ static int load_lora_section(FILE *fp, gpt2_model *m, const char *path, int with
                         (unsigned long long)m->lora.nparams);
   if ((rc = read_lora_floats(fp, m, m->lora.params, path, "parameters", err)))
     return rc;
-  if (with_opt && ((rc = gpt2_ensure_train(m, err)) ||
-                   (rc = read_lora_floats(fp, m, m->lora.m, path, "first AdamW moment", err)) ||
-                   (rc = read_lora_floats(fp, m, m->lora.v, path, "second AdamW moment", err))))
+  /* a view does not train: its file's moments are passed over */
+  if (with_opt && m->params_borrowed)
+    rc = ckpt_skip_floats(fp, 2 * (uint64_t)m->lora.nparams, path, "adapters' AdamW moments", err);
+  else if (with_opt && !(rc = gpt2_ensure_train(m, err)) &&
+           !(rc = read_lora_floats(fp, m, m->lora.m, path, "first AdamW moment", err)))
+    rc = read_lora_floats(fp, m, m->lora.v, path, "second AdamW moment", err);
+  if (rc)
     return rc;
   if (fgetc(fp) != EOF)
     return dfpo_err_set(err, DFPO_EDATA, "%s: trailing data after the LoRA adapter section", path);
   return DFPO_OK;
 }
 
-int gpt2_load_native(model_t **out, const char *path, FILE *fp, ops_dtype wd, dfpo_err *err) {
+int gpt2_load_native(model_t **out, const char *path, FILE *fp, const ckpt_dest *to,
+                     dfpo_err *err) {
   *out = NULL;
   native_header h;
   if (fread(&h, sizeof h, 1, fp) != 1)
@@ -223,19 +232,30 @@ int gpt2_load_native(model_t **out, const char *path, FILE *fp, ops_dtype wd, df
     return dfpo_err_set(err, DFPO_EDATA, "%s: truncated: %lld bytes, expected %llu", path,
                         (long long)st.st_size, (unsigned long long)expect);
   gpt2_model *m;
-  if ((rc = gpt2_create_as(&m, &cfg, wd, err)))
+  if ((rc = ckpt_into_arch(to, &gpt2_vtable, "a GPT-2 checkpoint", path, err)))
+    return rc;
+  if (to->into) {
+    m = gpt2_of(to->into);
+    if ((rc = ckpt_into_fits(to, !memcmp(&cfg, &m->cfg, sizeof cfg), m->params_borrowed, lora,
+                             m->lora.r, path, err)))
+      return rc;
+  } else if ((rc = gpt2_create_as(&m, &cfg, to->wd, err))) {
     return dfpo_err_prefix(err, "%s", path);
-  if (wd == OPS_DTYPE_F32)
+  }
+  ops_dtype wd = m->wdtype;
+  if (to->adapters_only)
+    rc = ckpt_skip_floats(fp, h.nparams, path, "base's parameters", err);
+  else if (wd == OPS_DTYPE_F32)
     rc = ckpt_read_floats(fp, &m->base, m->params, m->nparams, path, "parameters", err);
   /* in 16 bits: tensor by tensor, each matrix rounded on its way in */
-  for (int i = 0; wd != OPS_DTYPE_F32 && i < m->ntensors && !rc; i++) {
+  for (int i = 0; wd != OPS_DTYPE_F32 && !to->adapters_only && i < m->ntensors && !rc; i++) {
     const gpt2_tensor *t = &m->tensors[i];
     rc = ckpt_read_tensor(fp, &m->base, t->w16 ? NULL : m->params + t->off,
                           t->w16 ? m->params16 + t->off : NULL, (int)wd, (size_t)t->rows * t->cols,
                           path, "parameters", t->name, err);
   }
   if (!rc && lora)
-    rc = load_lora_section(fp, m, path, h.flags & NATIVE_FLAG_OPT, err);
+    rc = load_lora_section(fp, m, path, h.flags & NATIVE_FLAG_OPT, to->into != NULL, err);
   /* a model in 16 bits is frozen: the AdamW moments are not read */
   else if (!rc && (h.flags & 1) && wd == OPS_DTYPE_F32) {
     if (!(rc = gpt2_ensure_train(m, err)) &&
@@ -243,7 +263,8 @@ int gpt2_load_native(model_t **out, const char *path, FILE *fp, ops_dtype wd, df
       rc = ckpt_read_floats(fp, &m->base, m->v, m->nparams, path, "second AdamW moment", err);
   }
   if (rc) {
-    gpt2_destroy(m);
+    if (!to->into)
+      gpt2_destroy(m);
     return rc;
   }
   m->base.step = h.step;

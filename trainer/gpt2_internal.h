@@ -175,12 +175,15 @@ int gpt2_decode_reorder(gpt2_model *m, const int *src_rows, dfpo_err *err);
  * safetensors export (model_save, model_load, model_export_safetensors). */
 #define GPT2_NATIVE_MAGIC "DFPOGPT2"
 int gpt2_save(gpt2_model *m, const char *path, int with_optimizer, dfpo_err *err);
-/* Reads a native checkpoint from fp (at its start); path is for messages.
- * With wd bf16 or f16 the model is laid out for it and each matrix is
- * rounded as it is read (model_load_as: no fp32 copy); a full model's
- * AdamW moments are then not read (a 16-bit model is frozen), a LoRA
- * section's are. */
-int gpt2_load_native(model_t **out, const char *path, FILE *fp, ops_dtype wd, dfpo_err *err);
+/* Reads a native checkpoint from fp (at its start) where `to` says
+ * (ckpt_internal.h: a new model, or in place); path is for messages.
+ * With the weights in bf16 or f16 (to->wd, or the model read into) each
+ * matrix is rounded as it is read (model_load_as: no fp32 copy); a full
+ * model's AdamW moments are then not read (a 16-bit model is frozen), a
+ * LoRA section's are. */
+struct ckpt_dest;
+int gpt2_load_native(model_t **out, const char *path, FILE *fp, const struct ckpt_dest *to,
+                     dfpo_err *err);
 int gpt2_export_safetensors(const gpt2_model *m, const char *path, const model_export_opts *o,
                             dfpo_err *err);
 

@@ -2,6 +2,7 @@
  * what every architecture shares (device, host views, the step count) and
  * what picks an architecture (model_load, model_import_safetensors) is here. */
 #include "trainer/bert.h"
+#include "trainer/ckpt_internal.h"
 #include "trainer/gpt2.h"
 #include "trainer/gpt2_internal.h"
 #include "trainer/model_internal.h"
@@ -469,23 +470,61 @@ int model_export_adapters(const model_t *m, const char *dir, dfpo_err *err) {
   return rc ? rc : m->vt->export_safetensors(m, path, &o, err);
 }
 
-/* T5 keeps no weights in 16 bits: its checkpoint loads in fp32 (and
- * model_load_as's conversion then says so). */
-static int t5_load_native_as(model_t **out, const char *path, FILE *fp, ops_dtype wd,
-                             dfpo_err *err) {
-  (void)wd;
-  return t5_load_native(out, path, fp, err);
-}
-
 /* The architectures a file can hold: a native checkpoint names its
- * architecture in its 8-byte magic; its reader lays the model out for wd
- * (GPT-2 and the rotary decoders round their matrices as they read them). */
+ * architecture in its 8-byte magic; its reader lays a new model out for
+ * the destination's wd (GPT-2 and the rotary decoders round their matrices
+ * as they read them; T5 keeps none in 16 bits: it loads in fp32, and
+ * model_load_as's conversion then says so) or reads into a model in place. */
 static const struct {
   const char *magic;
-  int (*load_native)(model_t **out, const char *path, FILE *fp, ops_dtype wd, dfpo_err *err);
+  int (*load_native)(model_t **out, const char *path, FILE *fp, const ckpt_dest *to, dfpo_err *err);
 } native_formats[] = {{GPT2_NATIVE_MAGIC, gpt2_load_native},
                       {RDEC_NATIVE_MAGIC, rdec_load_native},
-                      {T5_NATIVE_MAGIC, t5_load_native_as}};
+                      {T5_NATIVE_MAGIC, t5_load_native}};
+
+/* The native reader of the file at path (its magic) run for `to`; fp is
+ * left open for the caller (*fp NULL: the file did not open); *found 0
+ * when the file is not a native checkpoint (nothing read). */
+static int load_native(model_t **out, const char *path, const ckpt_dest *to, FILE **fp, int *found,
+                       dfpo_err *err) {
+  *found = 0;
+  if (!(*fp = fopen(path, "rb")))
+    return dfpo_err_errno(err, DFPO_EDATA, errno, "%s", path);
+  char magic[8] = {0};
+  size_t got = fread(magic, 1, 8, *fp);
+  for (size_t i = 0; got == 8 && i < sizeof native_formats / sizeof native_formats[0]; i++)
+    if (memcmp(magic, native_formats[i].magic, 8) == 0) {
+      *found = 1;
+      rewind(*fp);
+      return native_formats[i].load_native(out, path, *fp, to, err);
+    }
+  return DFPO_OK;
+}
+
+/* model_load_into and model_load_adapters. */
+static int load_into(model_t *m, const char *path, int adapters_only, dfpo_err *err) {
+  if (adapters_only && !model_lora_rank(m))
+    return dfpo_err_set(err, DFPO_EUSAGE, "%s: the %s model has no LoRA adapters to read into",
+                        path, m->cfg.arch);
+  ckpt_dest to = {model_weight_dtype(m), m, adapters_only};
+  model_t *out = NULL;
+  FILE *fp;
+  int found, rc = load_native(&out, path, &to, &fp, &found, err);
+  if (fp)
+    fclose(fp);
+  if (!rc && !found)
+    rc = dfpo_err_set(err, DFPO_EDATA,
+                      "%s: not a dfpo checkpoint (its magic is none of the "
+                      "native formats')",
+                      path);
+  return rc;
+}
+int model_load_into(model_t *m, const char *path, dfpo_err *err) {
+  return load_into(m, path, 0, err);
+}
+int model_load_adapters(model_t *m, const char *path, dfpo_err *err) {
+  return load_into(m, path, 1, err);
+}
 
 int model_path_is_native(const char *path) {
   FILE *fp = fopen(path, "rb");
@@ -578,20 +617,19 @@ static int load_as(model_t **out, const char *path, ops_dtype wd, dfpo_err *err)
   }
   if (st_is_index(path))
     return import_as(out, path, wd, err);
-  FILE *fp = fopen(path, "rb");
-  if (!fp)
-    return dfpo_err_errno(err, DFPO_EDATA, errno, "%s", path);
-  char magic[8] = {0};
-  size_t got = fread(magic, 1, 8, fp);
-  for (size_t i = 0; got == 8 && i < sizeof native_formats / sizeof native_formats[0]; i++)
-    if (memcmp(magic, native_formats[i].magic, 8) == 0) {
-      rewind(fp);
-      int rc = native_formats[i].load_native(out, path, fp, wd, err);
+  ckpt_dest to = {wd, NULL, 0};
+  FILE *fp;
+  int found, rc = load_native(out, path, &to, &fp, &found, err);
+  if (rc || found) {
+    if (fp)
       fclose(fp);
-      return rc;
-    }
+    return rc;
+  }
   /* a safetensors file starts with its header length and then '{'; a
    * torch.save file is a zip (or, legacy, a pickle: st_open says so) */
+  char magic[8] = {0};
+  rewind(fp);
+  size_t got = fread(magic, 1, 8, fp);
   int brace = fgetc(fp);
   fclose(fp);
   if (got < 8)

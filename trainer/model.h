@@ -384,14 +384,23 @@ int model_load_as(model_t **out, const char *path, ops_dtype wd, dfpo_err *err);
  * tensor; a NaN or an infinity is refused the same way). A tensor kept in
  * 16 bits is DFPO_EUSAGE. */
 int model_save_tensors(const model_t *m, const char *path, dfpo_err *err);
-/* The LoRA adapters (with a value head's trainable copy) of a native
- * checkpoint of m's kind (model_save of a LoRA model, with or without its
- * AdamW moments) read into m's own adapters, the file's base not read
- * (it is m's frozen base, as in a run's best.ckpt): no second copy of the
- * base in memory. DFPO_EUSAGE for a model without adapters; DFPO_EDATA
- * when the file has no LoRA section of m's rank and size at its end, or a
- * NaN or an infinity in it (named). m's AdamW moments are left as they
- * are. */
+/* A native checkpoint of m's own kind (model_save of a model with m's
+ * architecture, config, head and LoRA adapters) read into m in place: its
+ * parameters in m's precision (a 16-bit base rounded as it is read), and
+ * where the file has them the AdamW moments (m's training state made for
+ * them), and the file's step; where it has no moments, m's are left as
+ * they are. No second copy of the model is made, and views of m (a LoRA
+ * policy's reference) stay valid: a run's end and its resume use it
+ * instead of model_load beside the model. DFPO_EDATA naming the file for
+ * another format, architecture, config, head or adapters (checked before
+ * anything is read), or a short file or a NaN or an infinity (named; m's
+ * parameters are then part read: the caller discards m or reads again);
+ * DFPO_EUSAGE for a view (its base is another model's).
+ * model_load_adapters reads the adapters alone (with a value head's
+ * trainable copy, and their moments where saved), the file's base skipped:
+ * it is m's frozen base, as in a run's best.ckpt; DFPO_EUSAGE for a model
+ * without adapters; it works on an adapter view too. */
+int model_load_into(model_t *m, const char *path, dfpo_err *err);
 int model_load_adapters(model_t *m, const char *path, dfpo_err *err);
 int model_load_tensors(model_t *m, const char *path, dfpo_err *err);
 /* Whether path is a folder (a Hugging Face model folder to model_load,

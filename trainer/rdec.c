@@ -1894,9 +1894,10 @@ static int count_params(const rdec_config *c, int head, size_t *n, dfpo_err *err
 }
 
 /* The adapter section of a version-2 file after the base's parameters:
- * adds the adapters its header describes to m and reads them (with
- * with_opt their AdamW moments); the file must end there. */
-static int load_lora_section(FILE *fp, rdec_model *m, const char *path, int with_opt,
+ * adds the adapters its header describes to m (in place: m's own, which
+ * must be the same rank, alpha and targets) and reads them (with with_opt
+ * their AdamW moments); the file must end there. */
+static int load_lora_section(FILE *fp, rdec_model *m, const char *path, int with_opt, int in_place,
                              dfpo_err *err) {
   ckpt_lora_section ls;
   int ntab;
@@ -1917,18 +1918,24 @@ static int load_lora_section(FILE *fp, rdec_model *m, const char *path, int with
   model_lora_config c = {ls.rank, ls.alpha, targets};
   dfpo_err why;
   dfpo_err_clear(&why);
-  if (rdec_add_lora(m, &c, 0, &why))
-    return dfpo_err_set(err, DFPO_EDATA, "%s: LoRA adapter section: %s", path, why.msg);
   rdec_lora *z = &m->lora;
+  int rc;
+  if (in_place && (rc = ckpt_lora_fits(&ls, z->r, z->alpha, z->targets, targets, path, err)))
+    return rc;
+  if (!in_place && rdec_add_lora(m, &c, 0, &why))
+    return dfpo_err_set(err, DFPO_EDATA, "%s: LoRA adapter section: %s", path, why.msg);
   if (ls.nparams != z->nparams)
     return dfpo_err_set(err, DFPO_EDATA,
                         "%s: LoRA adapter section damaged: it says %llu parameters, rank %d on "
                         "%s has %zu",
                         path, (unsigned long long)ls.nparams, ls.rank, targets, z->nparams);
-  int rc = ckpt_read_floats(fp, &m->base, z->params, z->nparams, path, "LoRA adapters", err);
-  if (!rc && with_opt && !(rc = rdec_ensure_train(m, err)) &&
-      !(rc = ckpt_read_floats(fp, &m->base, z->m1, z->nparams, path, "adapters' first AdamW moment",
-                              err)))
+  rc = ckpt_read_floats(fp, &m->base, z->params, z->nparams, path, "LoRA adapters", err);
+  /* a view does not train: its file's moments are passed over */
+  if (!rc && with_opt && m->params_borrowed)
+    rc = ckpt_skip_floats(fp, 2 * (uint64_t)z->nparams, path, "adapters' AdamW moments", err);
+  else if (!rc && with_opt && !(rc = rdec_ensure_train(m, err)) &&
+           !(rc = ckpt_read_floats(fp, &m->base, z->m1, z->nparams, path,
+                                   "adapters' first AdamW moment", err)))
     rc = ckpt_read_floats(fp, &m->base, z->m2, z->nparams, path, "adapters' second AdamW moment",
                           err);
   if (!rc && fgetc(fp) != EOF)
@@ -1936,7 +1943,8 @@ static int load_lora_section(FILE *fp, rdec_model *m, const char *path, int with
   return rc;
 }
 
-int rdec_load_native(model_t **out, const char *path, FILE *fp, ops_dtype wd, dfpo_err *err) {
+int rdec_load_native(model_t **out, const char *path, FILE *fp, const ckpt_dest *to,
+                     dfpo_err *err) {
   *out = NULL;
   rdec_native_header h;
   if (fread(&h, sizeof h, 1, fp) != 1)
@@ -2000,25 +2008,37 @@ int rdec_load_native(model_t **out, const char *path, FILE *fp, ops_dtype wd, df
     return dfpo_err_set(err, DFPO_EDATA, "%s: %lld bytes, expected %llu", path,
                         (long long)st.st_size, (unsigned long long)expect);
   rdec_model *m;
-  if ((rc = rdec_create(&m, &c, h.head, NULL, NULL, wd, err)))
+  if ((rc = ckpt_into_arch(to, &rdec_vtable, "a rotary decoder checkpoint", path, err)))
+    return rc;
+  if (to->into) {
+    m = rdec_of(to->into);
+    if ((rc = ckpt_into_fits(to, !memcmp(&c, &m->cfg, sizeof c) && h.head == to->into->cfg.head,
+                             m->params_borrowed, lora, m->lora.r, path, err)))
+      return rc;
+  } else if ((rc = rdec_create(&m, &c, h.head, NULL, NULL, to->wd, err))) {
     return dfpo_err_prefix(err, "%s", path);
-  if (wd == OPS_DTYPE_F32)
+  }
+  ops_dtype wd = m->wdtype;
+  if (to->adapters_only)
+    rc = ckpt_skip_floats(fp, h.nparams, path, "base's parameters", err);
+  else if (wd == OPS_DTYPE_F32)
     rc = ckpt_read_floats(fp, &m->base, m->params, m->nparams, path, "parameters", err);
   /* in 16 bits: tensor by tensor, each matrix rounded on its way in */
-  for (int i = 0; wd != OPS_DTYPE_F32 && i < m->ntensors && !rc; i++) {
+  for (int i = 0; wd != OPS_DTYPE_F32 && !to->adapters_only && i < m->ntensors && !rc; i++) {
     const rdec_tensor *t = &m->tensors[i];
     rc = ckpt_read_tensor(fp, &m->base, t->w16 ? NULL : m->params + t->off,
                           t->w16 ? m->params16 + t->off : NULL, (int)wd, (size_t)t->rows * t->cols,
                           path, "parameters", t->name, err);
   }
   if (!rc && lora)
-    rc = load_lora_section(fp, m, path, h.flags & 1, err);
+    rc = load_lora_section(fp, m, path, h.flags & 1, to->into != NULL, err);
   else if (!rc && (h.flags & 1) && wd == OPS_DTYPE_F32 && !(rc = rdec_ensure_train(m, err)) &&
            !(rc = ckpt_read_floats(fp, &m->base, m->m1, m->nparams, path, "first AdamW moment",
                                    err)))
     rc = ckpt_read_floats(fp, &m->base, m->m2, m->nparams, path, "second AdamW moment", err);
   if (rc) {
-    rdec_destroy(m);
+    if (!to->into)
+      rdec_destroy(m);
     return rc;
   }
   m->base.step = h.step;

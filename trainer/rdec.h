@@ -109,10 +109,14 @@ int rdec_new(model_t **out, const rdec_config *c, dfpo_err *err);
  * format), and its reader for model_load, which has checked the magic:
  * fp at the file's start, read but not closed. */
 #define RDEC_NATIVE_MAGIC "DFPORDEC"
-/* wd bf16 or f16: the matrices rounded into 16 bits as they are read (no
- * fp32 copy), a full model's AdamW moments not read (a 16-bit model is
- * frozen), a LoRA section's read. */
-int rdec_load_native(model_t **out, const char *path, FILE *fp, ops_dtype wd, dfpo_err *err);
+/* `to` says where (trainer/ckpt_internal.h: a new model, or in place).
+ * Weights in bf16 or f16 (to->wd, or the model read into): the matrices
+ * rounded into 16 bits as they are read (no fp32 copy), a full model's
+ * AdamW moments not read (a 16-bit model is frozen), a LoRA section's
+ * read. */
+struct ckpt_dest;
+int rdec_load_native(model_t **out, const char *path, FILE *fp, const struct ckpt_dest *to,
+                     dfpo_err *err);
 /* NULL when m is not a rotary decoder. */
 const rdec_config *rdec_get_config(const model_t *m);
 

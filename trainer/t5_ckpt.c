@@ -75,7 +75,18 @@ int t5_save(t5_model *m, const char *path, int with_optimizer, dfpo_err *err) {
   return ckpt_save(&m->base, path, &h, sizeof h, m->nparams, with_optimizer, err);
 }
 
-int t5_load_native(model_t **out, const char *path, FILE *fp, dfpo_err *err) {
+/* Whether two configs describe the same model (head_scale compared by its
+ * effect: a file records only whether it differs from the tie's). */
+static int same_config(const t5_config *a, const t5_config *b) {
+  return a->vocab_size == b->vocab_size && a->d_model == b->d_model && a->d_kv == b->d_kv &&
+         a->d_ff == b->d_ff && a->n_head == b->n_head && a->n_layer == b->n_layer &&
+         a->n_dec_layer == b->n_dec_layer && a->num_buckets == b->num_buckets &&
+         a->max_distance == b->max_distance && a->eps == b->eps && a->gated == b->gated &&
+         a->tied == b->tied && a->n_pos == b->n_pos && a->start_id == b->start_id &&
+         a->eos_id == b->eos_id && t5_scales_head(a) == t5_scales_head(b);
+}
+
+int t5_load_native(model_t **out, const char *path, FILE *fp, const ckpt_dest *to, dfpo_err *err) {
   *out = NULL;
   t5_native_header h;
   if (fread(&h, sizeof h, 1, fp) != 1)
@@ -128,15 +139,25 @@ int t5_load_native(model_t **out, const char *path, FILE *fp, dfpo_err *err) {
   if ((rc = ckpt_check_size(fp, path, T5_NATIVE_HEADER, want, h.flags & 1, err)))
     return rc;
   t5_model *m;
-  if ((rc = t5_create(&m, &c, h.head, err)))
+  /* T5 has no adapters and no views: a whole model in fp32 */
+  if ((rc = ckpt_into_arch(to, &t5_vtable, "a T5 checkpoint", path, err)))
+    return rc;
+  if (to->into) {
+    m = t5_of(to->into);
+    if ((rc = ckpt_into_fits(to, same_config(&c, &m->cfg) && h.head == to->into->cfg.head, 0, 0, 0,
+                             path, err)))
+      return rc;
+  } else if ((rc = t5_create(&m, &c, h.head, err))) {
     return dfpo_err_prefix(err, "%s", path);
+  }
   if ((uint64_t)m->nparams != want)
     rc = dfpo_err_set(err, DFPO_ERUNTIME, "%s: t5 counts %zu parameters, its layout %llu", path,
                       m->nparams, (unsigned long long)want);
   if (!rc)
     rc = ckpt_load_blocks(fp, &m->base, m->nparams, h.flags & 1, path, err);
   if (rc) {
-    t5_destroy(m);
+    if (!to->into)
+      t5_destroy(m);
     return rc;
   }
   m->base.step = h.step;

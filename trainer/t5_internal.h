@@ -166,7 +166,9 @@ void t5_decode_free(t5_model *m);
  * the magic. */
 #define T5_NATIVE_MAGIC "DFPOT5\0\0"
 int t5_save(t5_model *m, const char *path, int with_optimizer, dfpo_err *err);
-int t5_load_native(model_t **out, const char *path, FILE *fp, dfpo_err *err);
+struct ckpt_dest; /* where (trainer/ckpt_internal.h); T5 reads in fp32 only */
+int t5_load_native(model_t **out, const char *path, FILE *fp, const struct ckpt_dest *to,
+                   dfpo_err *err);
 int t5_export_safetensors(const t5_model *m, const char *path, const model_export_opts *o,
                           dfpo_err *err);
 

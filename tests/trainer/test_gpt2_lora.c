@@ -783,7 +783,7 @@ Test(gpt2_lora, adapters_alone_come_back_from_a_checkpoint) {
   model_lora_config lc = {R + 1, ALPHA, NULL};
   cr_assert_eq(model_add_lora(other, &lc, 1, &err), 0, "%s", err.msg);
   cr_expect_eq(model_load_adapters(other, path, &err), DFPO_EDATA);
-  cr_expect(strstr(err.msg, "no LoRA section"), "%s", err.msg);
+  cr_expect(strstr(err.msg, "the model's are rank 3"), "%s", err.msg);
   /* a NaN in the last adapter element (the file's last float) */
   model_t *m = base_model(84);
   add_lora(m, NULL, 85);
@@ -797,6 +797,92 @@ Test(gpt2_lora, adapters_alone_come_back_from_a_checkpoint) {
   cr_expect_eq(model_load_adapters(m, path, &err), DFPO_EDATA);
   cr_expect(strstr(err.msg, "NaN"), "%s", err.msg);
   model_free(m);
+  model_free(plain);
+  model_free(other);
+  ts_rmtree(dir);
+}
+
+/* model_load_into: a checkpoint saved with its AdamW moments read back into
+ * the model that trained two more steps after it, in place (its parameter
+ * block not moved): two further steps then equal two steps of the
+ * checkpoint loaded anew bit for bit (parameters, moments, logits), for a
+ * model without adapters and for a LoRA policy, whose base view (the
+ * reference) is not made again and still computes the base. Refusals,
+ * before anything is read: another config, a LoRA file into a model without
+ * adapters and the reverse, other adapters, an adapter view read whole (its
+ * base is the policy's; its adapters alone are read), a file that is not a
+ * checkpoint. */
+Test(gpt2_lora, a_checkpoint_reads_into_the_model_in_place) {
+  char dir[256], path[300], plain_path[300], junk[300];
+  ts_tmpdir(dir, sizeof dir);
+  snprintf(path, sizeof path, "%s/lora.ckpt", dir);
+  snprintf(plain_path, sizeof plain_path, "%s/plain.ckpt", dir);
+  snprintf(junk, sizeof junk, "%s/junk.ckpt", dir);
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  static float la[B * T * V], lb[B * T * V];
+  for (int lora = 0; lora < 2; lora++) {
+    model_t *m = base_model(91), *fresh = NULL, *view = NULL;
+    if (lora)
+      add_lora(m, NULL, 92);
+    train_steps(m, 2);
+    const char *at = lora ? path : plain_path;
+    cr_assert_eq(model_save(m, at, 1, &err), 0, "%s", err.msg);
+    if (lora)
+      cr_assert_eq(model_base_view(&view, m, &err), 0, "%s", err.msg);
+    model_tensor t0;
+    cr_assert_eq(model_tensor_at(m, 0, &t0, &err), 0, "%s", err.msg);
+    train_steps(m, 2);
+    cr_assert_eq(model_load_into(m, at, &err), 0, "%s", err.msg);
+    cr_expect_eq(model_step_count(m), 2);
+    model_tensor t1;
+    cr_assert_eq(model_tensor_at(m, 0, &t1, &err), 0, "%s", err.msg);
+    cr_expect_eq(t1.param, t0.param, "lora %d: the parameters moved", lora);
+    cr_assert_eq(model_load(&fresh, at, &err), 0, "%s", err.msg);
+    train_steps(m, 2);
+    train_steps(fresh, 2);
+    same_adapters(m, fresh, 1);
+    logits_of(m, la);
+    logits_of(fresh, lb);
+    cr_expect_eq(memcmp(la, lb, sizeof la), 0, "lora %d: the steps after the read differ", lora);
+    if (lora) {
+      cr_assert_eq(model_set_adapters(fresh, 0, &err), 0, "%s", err.msg);
+      logits_of(view, la);
+      logits_of(fresh, lb);
+      cr_expect_eq(memcmp(la, lb, sizeof la), 0, "the reference view lost the base");
+      model_free(view);
+    }
+    model_free(fresh);
+    model_free(m);
+  }
+  /* refusals */
+  gpt2_config wide = tu_config(V, L, NH, 2 * C, P);
+  model_t *other = tu_model(&wide, 93), *plain = base_model(94), *lm = base_model(95), *av = NULL;
+  add_lora(lm, NULL, 96);
+  cr_expect_eq(model_load_into(other, plain_path, &err), DFPO_EDATA);
+  cr_expect(strstr(err.msg, "another gpt2 model"), "%s", err.msg);
+  cr_expect_eq(model_load_into(plain, path, &err), DFPO_EDATA);
+  cr_expect(strstr(err.msg, "has none"), "%s", err.msg);
+  cr_expect_eq(model_load_into(lm, plain_path, &err), DFPO_EDATA);
+  cr_expect(strstr(err.msg, "has them"), "%s", err.msg);
+  model_t *r1 = base_model(97);
+  model_lora_config lc = {R + 1, ALPHA, NULL};
+  cr_assert_eq(model_add_lora(r1, &lc, 1, &err), 0, "%s", err.msg);
+  cr_expect_eq(model_load_into(r1, path, &err), DFPO_EDATA);
+  cr_expect(strstr(err.msg, "LoRA adapters of rank 2"), "%s", err.msg);
+  cr_assert_eq(model_adapter_view(&av, lm, &err), 0, "%s", err.msg);
+  cr_expect_eq(model_load_into(av, path, &err), DFPO_EUSAGE);
+  cr_expect(strstr(err.msg, "a view"), "%s", err.msg);
+  cr_expect_eq(model_load_adapters(av, path, &err), 0, "%s", err.msg);
+  FILE *fp = fopen(junk, "wb");
+  cr_assert_not_null(fp);
+  fputs("not a checkpoint at all", fp);
+  fclose(fp);
+  cr_expect_eq(model_load_into(plain, junk, &err), DFPO_EDATA);
+  cr_expect(strstr(err.msg, "not a dfpo checkpoint"), "%s", err.msg);
+  model_free(av);
+  model_free(r1);
+  model_free(lm);
   model_free(plain);
   model_free(other);
   ts_rmtree(dir);

@@ -38,6 +38,7 @@
  * row order. */
 #include "tests/support/support.h"
 #include "tests/trainer/rdec_testutil.h"
+#include "trainer/gpt2.h"
 #include "trainer/model.h"
 #include "trainer/optim.h"
 #include "trainer/rdec.h"
@@ -656,5 +657,49 @@ Test(rdec_lora, adapters_alone_come_back_from_a_checkpoint) {
     model_free(whole);
     model_free(m);
   }
+  ts_rmtree(dir);
+}
+
+/* model_load_into on the rotary decoders (test_gpt2_lora.c has the
+ * refusals): a GPT-NeoX and a Llama LoRA policy saved with their moments,
+ * trained on, read back in place, then two more steps equal the checkpoint
+ * loaded anew bit for bit; a Llama's file is refused by a GPT-NeoX model
+ * (another config) and by a GPT-2 model (another architecture), before
+ * anything is read. */
+Test(rdec_lora, a_checkpoint_reads_into_the_model_in_place) {
+  char dir[256], path[300];
+  ts_tmpdir(dir, sizeof dir);
+  snprintf(path, sizeof path, "%s/resume.ckpt", dir);
+  static float la[B * T * V], lb[B * T * V];
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  for (int f = 1; f < 3; f++) {
+    model_t *m = base_model(families[f], 300 + f), *fresh = NULL;
+    add_lora(m, NULL, 310 + f);
+    randomise(m, 320 + f, 0.3f);
+    step(m), step(m);
+    cr_assert_eq(model_save(m, path, 1, &err), 0, "%s", err.msg);
+    step(m), step(m);
+    cr_assert_eq(model_load_into(m, path, &err), 0, "%s", err.msg);
+    cr_assert_eq(model_load(&fresh, path, &err), 0, "%s", err.msg);
+    step(m), step(fresh);
+    logits_of(m, la);
+    logits_of(fresh, lb);
+    cr_expect_eq(memcmp(la, lb, sizeof la), 0, "%s: the step after the read differs", fam_names[f]);
+    model_free(fresh);
+    model_free(m);
+  }
+  model_t *neox = base_model(families[1], 330);
+  add_lora(neox, NULL, 331);
+  cr_expect_eq(model_load_into(neox, path, &err), DFPO_EDATA);
+  cr_expect(strstr(err.msg, "another gpt_neox model"), "%s", err.msg);
+  model_free(neox);
+  gpt2_config gc = {.n_layer = 1, .n_head = 1, .n_embd = 4, .vocab_size = V, .n_ctx = 8};
+  model_t *g = NULL;
+  cr_assert_eq(gpt2_new(&g, &gc, &err), 0, "%s", err.msg);
+  cr_expect_eq(model_load_into(g, path, &err), DFPO_EDATA);
+  cr_expect(strstr(err.msg, "a rotary decoder checkpoint, not one of the gpt2 model"), "%s",
+            err.msg);
+  model_free(g);
   ts_rmtree(dir);
 }
