@@ -17,8 +17,8 @@
 #include <unistd.h>
 
 static const char export_usage[] =
-    "Usage: dfpo export --model PATH --out FOLDER [--tokenizer DIR] [--adapters-only]\n"
-    "                   [--force]\n"
+    "Usage: dfpo export --model PATH --out FOLDER [--tokenizer DIR] [--adapters DIR]\n"
+    "                   [--adapters-only] [--force]\n"
     "\n"
     "Writes a GPT-2 policy as a Hugging Face model folder that transformers'\n"
     "GPT2LMHeadModel.from_pretrained and GPT2TokenizerFast.from_pretrained read:\n"
@@ -67,6 +67,13 @@ static const char export_usage[] =
     "PeftModel.from_pretrained over the base model the run started from; no\n"
     "tokenizer is needed or written.\n"
     "\n"
+    "--adapters DIR reads such a peft folder (adapter_config.json and\n"
+    "adapter_model.safetensors, from dfpo or from peft) onto a GPT-2 model\n"
+    "without adapters first: its r, lora_alpha and target_modules (matched as\n"
+    "peft matches them), the same on every layer; peft's other options\n"
+    "(use_rslora, use_dora, a bias, modules_to_save, ...) are refused by name.\n"
+    "So `--model BASE --adapters DIR` writes the base with the adapters merged.\n"
+    "\n"
     "The folder is written as FOLDER.tmp.<pid> beside it and renamed when\n"
     "complete; a failure leaves FOLDER as it was. An existing FOLDER is an\n"
     "error unless --force, which replaces it (a file there is never replaced).\n"
@@ -84,6 +91,7 @@ static const char export_usage[] =
     "                   tokenizer files, else the tokenizer.path of the run or\n"
     "                   pretraining config.json beside the checkpoint or one\n"
     "                   folder up\n"
+    "  --adapters DIR   peft's LoRA adapter folder, read onto the model (above)\n"
     "  --adapters-only  a LoRA policy's adapters alone, peft's files (above)\n"
     "  --force          replace FOLDER when it exists\n"
     "  -h, --help       show this help\n";
@@ -161,15 +169,29 @@ static int stage(const model_t *m, const tok_tokenizer *tok, const char *out, in
   return DFPO_OK;
 }
 
+/* The model at path, with peft's adapters of the folder `adapters` read
+ * onto it when given. */
+static int load(model_t **m, const char *path, const char *adapters, dfpo_err *err) {
+  int rc = model_load(m, path, err);
+  if (!rc && adapters && (rc = model_load_peft_adapters(*m, adapters, err))) {
+    model_free(*m);
+    *m = NULL;
+  }
+  if (!rc && adapters)
+    dfpo_info("export: read peft's adapters of %s (rank %d)", adapters, model_lora_rank(*m));
+  return rc;
+}
+
 int cmd_export(int argc, char **argv) {
   static const struct option opts[] = {{"model", required_argument, NULL, 'm'},
                                        {"out", required_argument, NULL, 'o'},
                                        {"tokenizer", required_argument, NULL, 'z'},
                                        {"force", no_argument, NULL, 'f'},
                                        {"adapters-only", no_argument, NULL, 'a'},
+                                       {"adapters", required_argument, NULL, 'A'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
-  const char *model = NULL, *out = NULL, *tokdir = NULL;
+  const char *model = NULL, *out = NULL, *tokdir = NULL, *adapters = NULL;
   int force = 0, adapters_only = 0, c;
   cli_reset_getopt();
   while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
@@ -188,6 +210,9 @@ int cmd_export(int argc, char **argv) {
       break;
     case 'a':
       adapters_only = 1;
+      break;
+    case 'A':
+      adapters = optarg;
       break;
     case 'h':
       fputs(export_usage, stdout);
@@ -219,7 +244,7 @@ int cmd_export(int argc, char **argv) {
   model_t *m = NULL;
   tok_tokenizer *tok = NULL;
   if (adapters_only) { /* peft's adapter files: no tokenizer */
-    if (!(rc = model_load(&m, model, &err)) && !(rc = stage(m, NULL, out, force, 1, &err)))
+    if (!(rc = load(&m, model, adapters, &err)) && !(rc = stage(m, NULL, out, force, 1, &err)))
       dfpo_info("export: wrote %s (the LoRA adapters alone: rank %d)", out, model_lora_rank(m));
     model_free(m);
     return rc ? cli_fail(&err) : DFPO_OK;
@@ -233,7 +258,7 @@ int cmd_export(int argc, char **argv) {
     return cli_usage_error("export",
                            "no tokenizer: give --tokenizer DIR (the model is no Hugging Face "
                            "folder with tokenizer files, and no run config beside it names one)");
-  if (!(rc = model_load(&m, model, &err)) && !(rc = tok_load(&tok, tokdir, &err)) &&
+  if (!(rc = load(&m, model, adapters, &err)) && !(rc = tok_load(&tok, tokdir, &err)) &&
       !(rc = stage(m, tok, out, force, 0, &err))) {
     dfpo_info("export: wrote %s (vocabulary %d, %d positions, end-of-text id %d)", out,
               model_get_config(m)->vocab_size, model_get_config(m)->n_ctx, (int)tok_eot_id(tok));

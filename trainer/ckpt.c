@@ -3,8 +3,10 @@
 #include "trainer/ckpt_internal.h"
 #include "trainer/st_internal.h"
 
+#define PCRE2_CODE_UNIT_WIDTH 8
 #include <errno.h>
 #include <math.h>
+#include <pcre2.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -426,4 +428,203 @@ int model_load_tensors(model_t *m, const char *path, dfpo_err *err) {
   free(buf);
   st_close(&f);
   return rc;
+}
+
+/* ------------------------------------------------- peft's adapter folders */
+
+void ckpt_peft_close(ckpt_peft *p) {
+  if (p->st) {
+    st_close(p->st);
+    free(p->st);
+  }
+  cJSON_Delete(p->config);
+  memset(p, 0, sizeof *p);
+}
+
+/* Whether adapter_config.json's key holds something other than its
+ * "nothing" (absent, null, false, "", "none", an empty list or object). */
+static int peft_set(const cJSON *c, const char *key) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(c, key);
+  if (!v || cJSON_IsNull(v) || cJSON_IsFalse(v))
+    return 0;
+  if (cJSON_IsString(v))
+    return v->valuestring[0] && strcmp(v->valuestring, "none") != 0;
+  if (cJSON_IsArray(v) || cJSON_IsObject(v))
+    return cJSON_GetArraySize(v) > 0;
+  return 1;
+}
+
+int ckpt_peft_open(ckpt_peft *p, const char *dir, dfpo_err *err) {
+  memset(p, 0, sizeof *p);
+  char path[4200];
+  int rc = dfpo_path_fmt(p->dir, sizeof p->dir, err, "%s", dir);
+  if (!rc)
+    rc = dfpo_path_fmt(path, sizeof path, err, "%s/adapter_config.json", dir);
+  if (!rc)
+    rc = dfpo_path_fmt(p->file, sizeof p->file, err, "%s/adapter_model.safetensors", dir);
+  char *text = NULL;
+  if (!rc && (rc = dfpo_read_file(path, &text, NULL, err)))
+    rc = dfpo_err_prefix(err, "peft adapters");
+  if (rc)
+    return rc;
+  p->config = cJSON_Parse(text);
+  free(text);
+  const cJSON *c = p->config, *type = cJSON_GetObjectItemCaseSensitive(c, "peft_type"),
+              *r = cJSON_GetObjectItemCaseSensitive(c, "r"),
+              *alpha = cJSON_GetObjectItemCaseSensitive(c, "lora_alpha");
+  p->target_modules = cJSON_GetObjectItemCaseSensitive(c, "target_modules");
+  static const char *const unread[] = {"use_rslora",          "use_dora",     "modules_to_save",
+                                       "layers_to_transform", "rank_pattern", "alpha_pattern",
+                                       "layers_pattern"};
+  if (!cJSON_IsObject(c))
+    rc = dfpo_err_set(err, DFPO_EDATA, "%s: not a JSON object", path);
+  else if (!cJSON_IsString(type) || strcmp(type->valuestring, "LORA") != 0)
+    rc = dfpo_err_set(err, DFPO_EDATA, "%s: peft_type %s: only LORA adapters are read", path,
+                      cJSON_IsString(type) ? type->valuestring : "missing");
+  else if (!cJSON_IsNumber(r) || r->valuedouble != (int)r->valuedouble || r->valueint < 1)
+    rc = dfpo_err_set(err, DFPO_EDATA, "%s: r is not a positive integer", path);
+  else if (!cJSON_IsNumber(alpha) || !(alpha->valuedouble > 0) || !isfinite(alpha->valuedouble))
+    rc = dfpo_err_set(err, DFPO_EDATA, "%s: lora_alpha is not a positive number", path);
+  else if (!(cJSON_IsString(p->target_modules) && p->target_modules->valuestring[0]) &&
+           !(cJSON_IsArray(p->target_modules) && cJSON_GetArraySize(p->target_modules) > 0))
+    rc = dfpo_err_set(err, DFPO_EDATA,
+                      "%s: target_modules is neither a list of module names nor a regular "
+                      "expression",
+                      path);
+  else if (peft_set(c, "bias"))
+    rc = dfpo_err_set(err, DFPO_EDATA,
+                      "%s: bias \"%s\": adapters with their own biases are not read (only "
+                      "\"none\")",
+                      path,
+                      cJSON_GetObjectItemCaseSensitive(c, "bias")->valuestring
+                          ? cJSON_GetObjectItemCaseSensitive(c, "bias")->valuestring
+                          : "?");
+  for (size_t i = 0; !rc && i < sizeof unread / sizeof unread[0]; i++)
+    if (peft_set(c, unread[i]))
+      rc = dfpo_err_set(err, DFPO_EDATA,
+                        "%s: %s is set: the engine computes plain LoRA only (W x + (lora_alpha "
+                        "/ r) B A x on every layer)",
+                        path, unread[i]);
+  const cJSON *t = NULL;
+  if (!rc && cJSON_IsArray(p->target_modules))
+    cJSON_ArrayForEach(t, p->target_modules) {
+      if (!rc && (!cJSON_IsString(t) || !t->valuestring[0]))
+        rc = dfpo_err_set(err, DFPO_EDATA, "%s: target_modules holds something not a name", path);
+    }
+  if (!rc) {
+    p->r = r->valueint;
+    p->alpha = (float)alpha->valuedouble;
+    if (!(p->st = calloc(1, sizeof *p->st)))
+      rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+    else if ((rc = st_open(p->st, p->file, err))) {
+      free(p->st);
+      p->st = NULL;
+    }
+  }
+  if (rc)
+    ckpt_peft_close(p);
+  return rc;
+}
+
+/* peft's check_target_module_exists for one module name: a regex matches
+ * the whole name; a list entry equals it or is a dotted suffix of it. */
+static int peft_matches(const cJSON *tm, const char *name, pcre2_code *re) {
+  if (re) {
+    pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
+    int hit = md && pcre2_match(re, (PCRE2_SPTR)name, PCRE2_ZERO_TERMINATED, 0, 0, md, NULL) >= 0;
+    pcre2_match_data_free(md);
+    return hit;
+  }
+  size_t n = strlen(name);
+  const cJSON *t;
+  cJSON_ArrayForEach(t, tm) {
+    size_t k = strlen(t->valuestring);
+    if (k == n ? !strcmp(name, t->valuestring)
+               : k < n && name[n - k - 1] == '.' && !strcmp(name + n - k, t->valuestring))
+      return 1;
+  }
+  return 0;
+}
+
+int ckpt_peft_targets(const ckpt_peft *p, const char *const *names, int n, int n_layer,
+                      void (*module)(const void *ctx, int l, int k, char *buf, size_t len),
+                      const void *ctx, unsigned *bits, dfpo_err *err) {
+  *bits = 0;
+  pcre2_code *re = NULL;
+  if (cJSON_IsString(p->target_modules)) {
+    int ec;
+    PCRE2_SIZE at;
+    /* fullmatch: anchored at both ends */
+    re = pcre2_compile((PCRE2_SPTR)p->target_modules->valuestring, PCRE2_ZERO_TERMINATED,
+                       PCRE2_ANCHORED | PCRE2_ENDANCHORED, &ec, &at, NULL);
+    if (!re)
+      return dfpo_err_set(err, DFPO_EDATA,
+                          "%s/adapter_config.json: target_modules \"%s\": not a regular "
+                          "expression this build reads (at offset %zu)",
+                          p->dir, p->target_modules->valuestring, (size_t)at);
+  }
+  int rc = DFPO_OK;
+  char buf[256];
+  for (int l = 0; l < n_layer && !rc; l++) {
+    unsigned b = 0;
+    for (int k = 0; k < n; k++) {
+      module(ctx, l, k, buf, sizeof buf);
+      if (peft_matches(p->target_modules, buf, re))
+        b |= 1u << k;
+    }
+    if (l == 0)
+      *bits = b;
+    else if (b != *bits)
+      rc = dfpo_err_set(err, DFPO_EDATA,
+                        "%s/adapter_config.json: target_modules adapt layer %d otherwise than "
+                        "layer 0: adapters on some layers only are not read",
+                        p->dir, l);
+  }
+  pcre2_code_free(re);
+  if (!rc && !*bits) {
+    char known[512];
+    model_lora_target_list(n >= 32 ? ~0u : (1u << n) - 1, names, n, known, sizeof known);
+    rc = dfpo_err_set(err, DFPO_EDATA,
+                      "%s/adapter_config.json: target_modules match none of the model's linear "
+                      "layers (%s)",
+                      p->dir, known);
+  }
+  return rc;
+}
+
+int ckpt_peft_read(ckpt_peft *p, const char *name, int rows, int cols, int transposed, float *host,
+                   dfpo_err *err) {
+  const st_entry *e = st_find(p->st, name);
+  if (!e)
+    return dfpo_err_set(err, DFPO_EDATA, "%s: no tensor %s, which adapter_config.json asks for",
+                        p->file, name);
+  int64_t want[2] = {transposed ? cols : rows, transposed ? rows : cols};
+  size_t n = (size_t)rows * cols;
+  float *buf = transposed ? malloc(n * sizeof *buf) : host;
+  int rc = buf ? DFPO_OK : dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  if (!rc && !(rc = st_check_shape(p->st, e, name, 2, want, "adapter_config.json's r", err)) &&
+      !(rc = st_read_f32(p->st, e, name, buf, err)) && transposed)
+    for (int i = 0; i < rows; i++)
+      for (int j = 0; j < cols; j++)
+        host[(size_t)i * cols + j] = buf[(size_t)j * rows + i];
+  if (transposed)
+    free(buf);
+  p->used += !rc;
+  return rc;
+}
+
+int ckpt_peft_all_read(const ckpt_peft *p, dfpo_err *err) {
+  if (p->used == p->st->n)
+    return DFPO_OK;
+  /* a name no read took: each read name is found once, so count them */
+  for (int i = 0; i < p->st->n; i++) {
+    const char *nm = p->st->ents[i].name;
+    if (!strstr(nm, ".lora_A.weight") && !strstr(nm, ".lora_B.weight"))
+      return dfpo_err_set(err, DFPO_EDATA, "%s: tensor %s is not a LoRA adapter this build reads",
+                          p->file, nm);
+  }
+  return dfpo_err_set(err, DFPO_EDATA,
+                      "%s: %d tensors, of which adapter_config.json's targets use %d: the file "
+                      "adapts modules its config does not name",
+                      p->file, p->st->n, p->used);
 }

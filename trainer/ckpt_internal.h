@@ -111,6 +111,44 @@ _Static_assert(sizeof(ckpt_lora_section) == 32, "LoRA section header is 32 bytes
 int ckpt_lora_fits(const ckpt_lora_section *ls, int rank, float alpha, uint32_t targets,
                    const char *names, const char *path, dfpo_err *err);
 
+/* peft's adapter folder read back (model_load_peft_adapters): its
+ * adapter_config.json (LoRA of rank r, lora_alpha, target_modules as a
+ * list of module names or one regular expression) and its
+ * adapter_model.safetensors, open. ckpt_peft_open refuses by name what
+ * the engine does not compute: another peft_type, bias other than "none",
+ * use_rslora, use_dora, modules_to_save, layers_to_transform,
+ * rank_pattern or alpha_pattern (the files are read as peft writes them
+ * for PeftModel.from_pretrained). Owns what it holds (ckpt_peft_close). */
+typedef struct ckpt_peft {
+  char dir[4096], file[4200];
+  int r;
+  float alpha;
+  cJSON *config;               /* adapter_config.json */
+  const cJSON *target_modules; /* an array of names, or a string (a regex) */
+  struct st_file *st;          /* adapter_model.safetensors */
+  int used;                    /* tensors read so far */
+} ckpt_peft;
+int ckpt_peft_open(ckpt_peft *p, const char *dir, dfpo_err *err);
+void ckpt_peft_close(ckpt_peft *p);
+/* Which of an architecture's n LoRA targets (names) peft adapts: module(ctx,
+ * l, k) writes the full name of target k's module in layer l, matched as
+ * peft matches target_modules (a list: the name itself or a dotted suffix
+ * of it; a string: a regular expression the whole name matches). The set
+ * must be the same in every one of n_layer layers (DFPO_EDATA otherwise,
+ * and when it is empty). */
+int ckpt_peft_targets(const ckpt_peft *p, const char *const *names, int n, int n_layer,
+                      void (*module)(const void *ctx, int l, int k, char *buf, size_t len),
+                      const void *ctx, unsigned *bits, dfpo_err *err);
+/* The tensor `name` (peft's full name) as rows x cols floats into host:
+ * the file's [rows, cols], or with transposed its [cols, rows] turned
+ * around (lora_B [out, r] into the engine's [r, out]); F32, F16 or BF16;
+ * DFPO_EDATA naming the folder and the tensor when it is missing,
+ * misshapen or not finite. */
+int ckpt_peft_read(ckpt_peft *p, const char *name, int rows, int cols, int transposed, float *host,
+                   dfpo_err *err);
+/* DFPO_EDATA naming a tensor of the file that no ckpt_peft_read took. */
+int ckpt_peft_all_read(const ckpt_peft *p, dfpo_err *err);
+
 /* One tensor of a safetensors export: rows x cols floats, row-major, at
  * dev in the model's backend memory; written as F32 of shape [rows * cols]
  * (ndim 1), [rows, cols], or [cols, rows] with transpose (GPT-2's Conv1D).

@@ -1327,6 +1327,9 @@ static int vt_export_safetensors(const model_t *m, const char *path, const model
   return gpt2_export_safetensors(gpt2_of_const(m), path, o, err);
 }
 
+static int vt_import_adapters(model_t *m, const char *dir, dfpo_err *err) {
+  return gpt2_import_adapters(gpt2_of(m), dir, err);
+}
 static int vt_add_lora(model_t *m, const model_lora_config *c, uint64_t seed, dfpo_err *err) {
   return gpt2_add_lora(gpt2_of(m), c, seed, err);
 }
@@ -1393,6 +1396,7 @@ const model_vtable gpt2_vtable = {
     .save = vt_save,
     .export_safetensors = vt_export_safetensors,
     .add_lora = vt_add_lora,
+    .import_adapters = vt_import_adapters,
     .lora_rank = vt_lora_rank,
     .set_adapters = vt_set_adapters,
     .base_view = vt_base_view,

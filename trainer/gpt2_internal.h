@@ -186,6 +186,10 @@ int gpt2_load_native(model_t **out, const char *path, FILE *fp, const struct ckp
                      dfpo_err *err);
 int gpt2_export_safetensors(const gpt2_model *m, const char *path, const model_export_opts *o,
                             dfpo_err *err);
+/* model_load_peft_adapters: peft's adapter folder (the files
+ * model_export_adapters writes, names base_model.model.transformer.h.<l>.
+ * <module>.lora_A/B.weight) added to m as its adapters. */
+int gpt2_import_adapters(gpt2_model *m, const char *dir, dfpo_err *err);
 
 /* Parameter pointers of layer l, tensor k (GP_*). */
 static inline float *gpt2_lp(const gpt2_model *m, float *base, int l, int k) {

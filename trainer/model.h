@@ -401,6 +401,23 @@ int model_save_tensors(const model_t *m, const char *path, dfpo_err *err);
  * it is m's frozen base, as in a run's best.ckpt; DFPO_EUSAGE for a model
  * without adapters; it works on an adapter view too. */
 int model_load_into(model_t *m, const char *path, dfpo_err *err);
+/* peft's adapter folder (adapter_config.json and adapter_model.safetensors,
+ * as PeftModel.save_pretrained writes them and model_export_adapters does)
+ * added to m, a model without adapters, as its LoRA adapters: rank r,
+ * lora_alpha, and the targets adapter_config.json's target_modules match
+ * (peft's rule: a listed name equal to a module's full name or a dotted
+ * suffix of it, or one regular expression the whole name matches), which
+ * must be the same on every layer; lora_A.weight [r, in] and lora_B.weight
+ * [out, r] (F32, F16 or BF16). The model then computes as peft's
+ * PeftModel.from_pretrained of the base would (unmerged, dropout off).
+ * DFPO_EDATA naming the folder and what is wrong: a config field the engine
+ * does not compute (use_rslora, use_dora, a bias, modules_to_save,
+ * layers_to_transform, rank or alpha patterns), targets on some layers
+ * only, a tensor missing, misshapen, not finite or left over. DFPO_EUSAGE
+ * for a model with adapters, or an architecture other than GPT-2 (not yet
+ * read for the rotary decoders). On an error m's adapters, if added, are
+ * not to be used: the caller discards m. */
+int model_load_peft_adapters(model_t *m, const char *dir, dfpo_err *err);
 int model_load_adapters(model_t *m, const char *path, dfpo_err *err);
 int model_load_tensors(model_t *m, const char *path, dfpo_err *err);
 /* Whether path is a folder (a Hugging Face model folder to model_load,

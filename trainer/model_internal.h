@@ -150,6 +150,8 @@ typedef struct model_vtable {
   int (*add_lora)(model_t *m, const model_lora_config *c, uint64_t seed, dfpo_err *err);
   int (*lora_rank)(const model_t *m);
   int (*set_adapters)(model_t *m, int on, dfpo_err *err);
+  /* model_load_peft_adapters (NULL: not read for this architecture) */
+  int (*import_adapters)(model_t *m, const char *dir, dfpo_err *err);
   /* adapters: 1 for model_adapter_view (src has adapters), 0 for model_base_view */
   int (*base_view)(model_t **out, const model_t *src, int adapters, dfpo_err *err);
   /* the value head on the policy's trunk (NULL: not implemented) */

@@ -644,6 +644,40 @@ Test(export, a_lora_policy_exports_merged_and_as_peft_adapters, .timeout = 300) 
   cr_expect_eq(cJSON_GetObjectItem(ac, "lora_alpha")->valuedouble, 8.0);
   cr_expect_str_eq(ts_json_str(ac, "task_type"), "CAUSAL_LM");
   cJSON_Delete(o);
+  /* read back: peft's folder, its targets named as peft users write them
+   * (bare "c_attn" and "c_fc"; "attn.c_proj" keeps mlp.c_proj out), onto the
+   * base by `dfpo export --adapters`: the merged folder scores as the
+   * adapted policy in the reference, which applies the same folder as peft
+   * does over the base to the same numbers */
+  snprintf(path, sizeof path, "%s/adapter_config.json", peft);
+  char *text = ts_slurp(path);
+  cJSON *cfg = cJSON_Parse(text);
+  free(text);
+  cJSON_ReplaceItemInObject(
+      cfg, "target_modules",
+      cJSON_CreateStringArray((const char *const[]){"c_attn", "attn.c_proj", "c_fc"}, 3));
+  text = cJSON_Print(cfg);
+  FILE *fp = fopen(path, "w");
+  cr_assert_not_null(fp);
+  fputs(text, fp);
+  fclose(fp);
+  free(text);
+  cJSON_Delete(cfg);
+  cJSON_Delete(check_reference(&f, base, peft, 1e-5));
+  char from_peft[320];
+  snprintf(from_peft, sizeof from_peft, "%s/merged-from-peft", f.dir);
+  ts_dfpo(&r, "export", "--model", base, "--adapters", peft, "--out", from_peft, NULL);
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  cr_expect(strstr(r.err, "read peft's adapters") && strstr(r.err, "are merged"), "%s", r.err);
+  ts_run_free(&r);
+  cJSON_Delete(check_reference(&f, from_peft, NULL, 1e-5));
+  /* a second set of adapters is refused */
+  ts_dfpo(&r, "export", "--model", f.ckpt, "--tokenizer", f.tok, "--adapters", peft, "--out", other,
+          NULL);
+  cr_expect_neq(r.status, 0);
+  cr_expect(strstr(r.err, "LoRA adapters already"), "%s", r.err);
+  cr_expect_neq(access(other, F_OK), 0);
+  ts_run_free(&r);
   /* --adapters-only needs adapters */
   ts_dfpo(&r, "export", "--model", base, "--adapters-only", "--out", other, NULL);
   cr_expect_neq(r.status, 0);

@@ -887,3 +887,90 @@ Test(gpt2_lora, a_checkpoint_reads_into_the_model_in_place) {
   model_free(other);
   ts_rmtree(dir);
 }
+
+/* adapter_config.json at dir with target_modules tm (JSON) and, when extra
+ * is not NULL, one more key and value (JSON; a "bias" there replaces the
+ * default "none") */
+static void peft_config(const char *dir, const char *tm, const char *extra) {
+  char path[400];
+  snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+  FILE *fp = fopen(path, "w");
+  cr_assert_not_null(fp);
+  fprintf(fp,
+          "{\"peft_type\": \"LORA\", \"task_type\": \"CAUSAL_LM\", \"r\": %d, \"lora_alpha\": "
+          "%g, \"lora_dropout\": 0.05, %s\"fan_in_fan_out\": true, "
+          "\"target_modules\": %s%s%s}",
+          R, (double)ALPHA, extra && strstr(extra, "\"bias\"") ? "" : "\"bias\": \"none\", ", tm,
+          extra ? ", " : "", extra ? extra : "");
+  fclose(fp);
+}
+
+/* model_load_peft_adapters: peft's files of a LoRA policy (its
+ * model_export_adapters) read onto a fresh copy of its base give the
+ * policy again, its logits bit for bit; target_modules matched as peft
+ * matches them (a bare "c_proj" takes attn.c_proj and mlp.c_proj, a regex
+ * the whole name); refusals naming what is wrong: targets on one layer
+ * only, use_rslora, a tensor the config does not name, one it names that
+ * the file lacks, a model with adapters, a folder without a config. */
+Test(gpt2_lora, peft_adapter_files_read_back_onto_the_base) {
+  char dir[256], peft[300];
+  ts_tmpdir(dir, sizeof dir);
+  snprintf(peft, sizeof peft, "%s/peft", dir);
+  cr_assert_eq(mkdir(peft, 0755), 0);
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  static float la[B * T * V], lb[B * T * V];
+  static const char *const targets[3] = {NULL, "attn.c_proj,mlp.c_proj", "attn.c_attn"};
+  static const char *const tm[3] = {NULL, "[\"c_proj\"]",
+                                    "\"transformer\\\\.h\\\\.\\\\d+\\\\.attn\\\\.c_attn\""};
+  for (int c = 0; c < 3; c++) {
+    model_t *m = base_model(101), *back = base_model(101);
+    add_lora(m, targets[c], 102 + c);
+    randomise_adapters(m, 105 + c, 0.2f);
+    cr_assert_eq(model_export_adapters(m, peft, &err), 0, "%s", err.msg);
+    if (tm[c])
+      peft_config(peft, tm[c], NULL);
+    cr_assert_eq(model_load_peft_adapters(back, peft, &err), 0, "case %d: %s", c, err.msg);
+    cr_expect_eq(model_lora_rank(back), R);
+    cr_expect_eq(adapter_floats(back), adapter_floats(m), "case %d", c);
+    logits_of(m, la);
+    logits_of(back, lb);
+    cr_expect_eq(memcmp(la, lb, sizeof la), 0, "case %d: the adapters read back differ", c);
+    cr_expect_eq(model_load_peft_adapters(back, peft, &err), DFPO_EUSAGE);
+    model_free(back);
+    model_free(m);
+  }
+  /* peft holds attn.c_attn's adapters now */
+  struct {
+    const char *tm, *extra, *msg;
+  } bad[] = {
+      {"[\"h.0.attn.c_attn\"]", NULL, "some layers only"},
+      {"[\"c_attn\"]", "\"use_rslora\": true", "use_rslora is set"},
+      {"[\"c_attn\", \"c_fc\"]", NULL, "no tensor base_model.model.transformer.h.0.mlp.c_fc"},
+      {"[\"nothing\"]", NULL, "match none"},
+      {"[\"c_attn\"]", "\"bias\": \"all\"", "bias \"all\""},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    peft_config(peft, bad[i].tm, bad[i].extra);
+    model_t *back = base_model(101);
+    cr_expect_eq(model_load_peft_adapters(back, peft, &err), DFPO_EDATA, "%s %s", bad[i].tm,
+                 bad[i].extra ? bad[i].extra : "");
+    cr_expect(strstr(err.msg, bad[i].msg), "%s %s: %s", bad[i].tm, bad[i].extra ? bad[i].extra : "",
+              err.msg);
+    model_free(back);
+  }
+  /* a file with more adapters than its config names */
+  model_t *m = base_model(101), *back = base_model(101);
+  add_lora(m, NULL, 110);
+  cr_assert_eq(model_export_adapters(m, peft, &err), 0, "%s", err.msg);
+  peft_config(peft, "[\"c_attn\"]", NULL);
+  cr_expect_eq(model_load_peft_adapters(back, peft, &err), DFPO_EDATA);
+  cr_expect(strstr(err.msg, "does not name"), "%s", err.msg);
+  model_free(back);
+  model_free(m);
+  back = base_model(101);
+  cr_expect_eq(model_load_peft_adapters(back, dir, &err), DFPO_EDATA);
+  cr_expect(strstr(err.msg, "adapter_config.json"), "%s", err.msg);
+  model_free(back);
+  ts_rmtree(dir);
+}
