@@ -133,6 +133,19 @@ const char *cli_model_tokenizer(const char *model, const char *tokenizer) {
   return NULL;
 }
 
+int cli_load_model(model_t **m, const char *path, ops_dtype dtype, const char *adapters,
+                   dfpo_err *err) {
+  int rc = model_load_as(m, path, dtype, err);
+  if (!rc && adapters && (rc = model_load_peft_adapters(*m, adapters, err))) {
+    model_free(*m);
+    *m = NULL;
+  }
+  if (!rc && adapters)
+    dfpo_info("read peft's LoRA adapters of %s (rank %d) onto %s", adapters, model_lora_rank(*m),
+              path);
+  return rc;
+}
+
 int cli_model_path(const char *arg, char *out, size_t n, dfpo_err *err) {
   ds_fetch_opts o;
   ds_fetch_opts_init(&o);

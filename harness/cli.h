@@ -98,6 +98,13 @@ const char *cli_model_tokenizer(const char *model, const char *tokenizer);
  * place this is decided; this only adds the download settings of the
  * environment (DFPO_FETCH_*, HF_TOKEN, HF_ENDPOINT). */
 int cli_model_path(const char *arg, char *out, size_t n, dfpo_err *err);
+/* A command's model: model_load_as(path, dtype), then, when adapters is not
+ * NULL, peft's LoRA adapter folder read onto it (--adapters DIR,
+ * model_load_peft_adapters), said in an info line. *m is the caller's; NULL
+ * on error. */
+struct model;
+int cli_load_model(struct model **m, const char *path, ops_dtype dtype, const char *adapters,
+                   dfpo_err *err);
 /* Applies a config's `threads` key: n > 0 makes it the OpenMP thread count
  * of the CPU backend in this process and (through OMP_NUM_THREADS) in the
  * processes it starts; 0 keeps the default (OMP_NUM_THREADS when set, else

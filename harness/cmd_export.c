@@ -68,8 +68,9 @@ static const char export_usage[] =
     "tokenizer is needed or written.\n"
     "\n"
     "--adapters DIR reads such a peft folder (adapter_config.json and\n"
-    "adapter_model.safetensors, from dfpo or from peft) onto a GPT-2 model\n"
-    "without adapters first: its r, lora_alpha and target_modules (matched as\n"
+    "adapter_model.safetensors, from dfpo or from peft) onto a model without\n"
+    "adapters first (GPT-2, GPT-J, GPT-NeoX, Llama): its r, lora_alpha and target_modules (matched "
+    "as\n"
     "peft matches them), the same on every layer; peft's other options\n"
     "(use_rslora, use_dora, a bias, modules_to_save, ...) are refused by name.\n"
     "So `--model BASE --adapters DIR` writes the base with the adapters merged.\n"
@@ -169,19 +170,6 @@ static int stage(const model_t *m, const tok_tokenizer *tok, const char *out, in
   return DFPO_OK;
 }
 
-/* The model at path, with peft's adapters of the folder `adapters` read
- * onto it when given. */
-static int load(model_t **m, const char *path, const char *adapters, dfpo_err *err) {
-  int rc = model_load(m, path, err);
-  if (!rc && adapters && (rc = model_load_peft_adapters(*m, adapters, err))) {
-    model_free(*m);
-    *m = NULL;
-  }
-  if (!rc && adapters)
-    dfpo_info("export: read peft's adapters of %s (rank %d)", adapters, model_lora_rank(*m));
-  return rc;
-}
-
 int cmd_export(int argc, char **argv) {
   static const struct option opts[] = {{"model", required_argument, NULL, 'm'},
                                        {"out", required_argument, NULL, 'o'},
@@ -244,7 +232,8 @@ int cmd_export(int argc, char **argv) {
   model_t *m = NULL;
   tok_tokenizer *tok = NULL;
   if (adapters_only) { /* peft's adapter files: no tokenizer */
-    if (!(rc = load(&m, model, adapters, &err)) && !(rc = stage(m, NULL, out, force, 1, &err)))
+    if (!(rc = cli_load_model(&m, model, OPS_DTYPE_F32, adapters, &err)) &&
+        !(rc = stage(m, NULL, out, force, 1, &err)))
       dfpo_info("export: wrote %s (the LoRA adapters alone: rank %d)", out, model_lora_rank(m));
     model_free(m);
     return rc ? cli_fail(&err) : DFPO_OK;
@@ -258,8 +247,8 @@ int cmd_export(int argc, char **argv) {
     return cli_usage_error("export",
                            "no tokenizer: give --tokenizer DIR (the model is no Hugging Face "
                            "folder with tokenizer files, and no run config beside it names one)");
-  if (!(rc = load(&m, model, adapters, &err)) && !(rc = tok_load(&tok, tokdir, &err)) &&
-      !(rc = stage(m, tok, out, force, 0, &err))) {
+  if (!(rc = cli_load_model(&m, model, OPS_DTYPE_F32, adapters, &err)) &&
+      !(rc = tok_load(&tok, tokdir, &err)) && !(rc = stage(m, tok, out, force, 0, &err))) {
     dfpo_info("export: wrote %s (vocabulary %d, %d positions, end-of-text id %d)", out,
               model_get_config(m)->vocab_size, model_get_config(m)->n_ctx, (int)tok_eot_id(tok));
     if (model_lora_rank(m))

@@ -101,6 +101,10 @@ static const char generate_usage[] =
     "                       Face folder; T5 is refused),\n"
     "                       widened to fp32 in the products on the CPU;\n"
     "                       docs/memory.md)\n"
+    "  --adapters DIR       peft's LoRA adapter folder (adapter_config.json,\n"
+    "                       adapter_model.safetensors; dfpo export\n"
+    "                       --adapters-only writes one) read onto the model\n"
+    "                       first: GPT-2, GPT-J, GPT-NeoX, Llama\n"
     "  --device D           cpu (default), cuda, or auto: CUDA when a device is\n"
     "                       usable, else the CPU with a warning that says why;\n"
     "                       cuda fails with the driver's reason when none is\n"
@@ -420,6 +424,7 @@ int cmd_generate(int argc, char **argv) {
                                        {"seed", required_argument, NULL, 's'},
                                        {"device", required_argument, NULL, 'D'},
                                        {"dtype", required_argument, NULL, 'W'},
+                                       {"adapters", required_argument, NULL, 'A'},
                                        {"beams", required_argument, NULL, 'B'},
                                        {"length-penalty", required_argument, NULL, 'L'},
                                        {"early-stopping", required_argument, NULL, 'E'},
@@ -428,7 +433,7 @@ int cmd_generate(int argc, char **argv) {
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
   const char *model = NULL, *tokens = NULL, *tokdir = NULL, *prompt = NULL, *input = NULL,
-             *device = "cpu";
+             *device = "cpu", *adapters = NULL;
   smp_settings s = smp_settings_default();
   beam_opts bo = {beam_settings_default(), 0, 0};
   int beam_only = 0; /* a beam option was given */
@@ -493,6 +498,9 @@ int cmd_generate(int argc, char **argv) {
       break;
     case 'W':
       rc = cli_dtype("generate", optarg, &dtype);
+      break;
+    case 'A':
+      adapters = optarg;
       break;
     case 'B':
       rc = cli_integer("generate", optarg, 1, 1024, "--beams", &bo.beams);
@@ -560,7 +568,7 @@ int cmd_generate(int argc, char **argv) {
     return cli_usage_error("generate", "--prompt and --input need --tokenizer (or a model folder "
                                        "with tokenizer files)");
   model_t *m;
-  if ((rc = model_load_as(&m, model, dtype, &err)))
+  if ((rc = cli_load_model(&m, model, dtype, adapters, &err)))
     return cli_fail(&err);
   const model_config *cfg = model_get_config(m);
   tok_tokenizer *tok = NULL;

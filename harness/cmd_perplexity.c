@@ -13,9 +13,9 @@
 
 static const char perplexity_usage[] =
     "Usage: dfpo perplexity --model PATH --tokenizer DIR --input FILE [--no-bos] [--per-doc]\n"
-    "                       [--json] [--dtype T]\n"
+    "                       [--json] [--dtype T] [--adapters DIR]\n"
     "       dfpo perplexity --model PATH --tokens FILE [--tokenizer DIR] [--no-bos] [--per-doc]\n"
-    "                       [--json] [--dtype T]\n"
+    "                       [--json] [--dtype T] [--adapters DIR]\n"
     "\n"
     "Scores documents under a decoder: GPT-2 (a native checkpoint, a Hugging Face\n"
     "model.safetensors, or a Hugging Face folder: config.json + model.safetensors\n"
@@ -75,6 +75,10 @@ static const char perplexity_usage[] =
     "                   a Hugging Face folder; T5 is refused), widened to fp32\n"
     "                   in the products on the CPU;\n"
     "                   docs/memory.md)\n"
+    "  --adapters DIR   peft's LoRA adapter folder (adapter_config.json,\n"
+    "                   adapter_model.safetensors; dfpo export --adapters-only\n"
+    "                   writes one) read onto the model first: GPT-2, GPT-J,\n"
+    "                   GPT-NeoX, Llama\n"
     "  --device D       cpu (default), cuda, or auto: CUDA when a device is\n"
     "                   usable, else the CPU with a warning that says why; cuda\n"
     "                   fails with the driver's reason when none is (the CUDA\n"
@@ -231,9 +235,11 @@ int cmd_perplexity(int argc, char **argv) {
                                        {"json", no_argument, NULL, 'j'},
                                        {"device", required_argument, NULL, 'D'},
                                        {"dtype", required_argument, NULL, 'W'},
+                                       {"adapters", required_argument, NULL, 'A'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
-  const char *model = NULL, *tokens = NULL, *tokdir = NULL, *input = NULL, *device = "cpu";
+  const char *model = NULL, *tokens = NULL, *tokdir = NULL, *input = NULL, *device = "cpu",
+             *adapters = NULL;
   int no_bos = 0, json = 0, per_doc = 0, c;
   ops_dtype dtype = OPS_DTYPE_F32;
   cli_reset_getopt();
@@ -267,6 +273,9 @@ int cmd_perplexity(int argc, char **argv) {
       if (cli_dtype("perplexity", optarg, &dtype))
         return DFPO_EUSAGE;
       break;
+    case 'A':
+      adapters = optarg;
+      break;
     case 'h':
       fputs(perplexity_usage, stdout);
       return DFPO_OK;
@@ -293,7 +302,7 @@ int cmd_perplexity(int argc, char **argv) {
     return cli_usage_error("perplexity",
                            "--input needs --tokenizer (or a model folder with tokenizer files)");
   model_t *m;
-  if ((rc = model_load_as(&m, model, dtype, &err)))
+  if ((rc = cli_load_model(&m, model, dtype, adapters, &err)))
     return cli_fail(&err);
   int vocab = model_get_config(m)->vocab_size;
   tok_tokenizer *tok = NULL;

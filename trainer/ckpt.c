@@ -625,6 +625,7 @@ int ckpt_peft_all_read(const ckpt_peft *p, dfpo_err *err) {
   }
   return dfpo_err_set(err, DFPO_EDATA,
                       "%s: %d tensors, of which adapter_config.json's targets use %d: the file "
-                      "adapts modules its config does not name",
+                      "adapts modules its config does not name, or that this build does not "
+                      "adapt (an embedding, the LM head)",
                       p->file, p->st->n, p->used);
 }

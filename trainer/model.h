@@ -414,8 +414,9 @@ int model_load_into(model_t *m, const char *path, dfpo_err *err);
  * does not compute (use_rslora, use_dora, a bias, modules_to_save,
  * layers_to_transform, rank or alpha patterns), targets on some layers
  * only, a tensor missing, misshapen, not finite or left over. DFPO_EUSAGE
- * for a model with adapters, or an architecture other than GPT-2 (not yet
- * read for the rotary decoders). On an error m's adapters, if added, are
+ * for a model with adapters, or an architecture other than GPT-2 and the
+ * rotary decoders (GPT-J, GPT-NeoX, Llama: their Hugging Face module names,
+ * GPT-NeoX's query_key_value rows in its per-head order). On an error m's adapters, if added, are
  * not to be used: the caller discards m. */
 int model_load_peft_adapters(model_t *m, const char *dir, dfpo_err *err);
 int model_load_adapters(model_t *m, const char *path, dfpo_err *err);

@@ -2059,6 +2059,77 @@ static void neox_unorder(float *dst, const float *src, int NH, int HS, int cols)
                src + ((size_t)s * NH * HS + (size_t)h * HS + d) * cols, rb);
 }
 
+/* The module target k of layer l is in peft's names: the layer's prefix
+ * (its fused weight's name to the third dot) and the target's name. */
+static void peft_module(const void *ctx, int l, int k, char *buf, size_t len) {
+  const rdec_model *m = ctx;
+  int ntab;
+  const rdec_lora_target *g = &lora_table(m->cfg.family, &ntab)[k];
+  const char *wname = m->tensors[m->layer[l][slot_tensor[g->slot]]].name;
+  int plen = 0;
+  for (int dots = 0, q = 0; wname[q] && dots < 3; q++)
+    if (wname[q] == '.' && ++dots == 3)
+      plen = q + 1;
+  snprintf(buf, len, "%.*s%s", plen, wname, g->name);
+}
+
+/* model_load_peft_adapters: peft's folder (rdec_export's adapter files:
+ * base_model.model.<module>.lora_A.weight [r, in], .lora_B.weight [out,
+ * r], GPT-NeoX's query_key_value rows in their per-head order) added to m. */
+static int import_adapters(rdec_model *m, const char *dir, dfpo_err *err) {
+  const rdec_config *c = &m->cfg;
+  rdec_lora *z = &m->lora;
+  if (z->r)
+    return dfpo_err_set(err, DFPO_EUSAGE, "%s: the model has LoRA adapters already", dir);
+  int ntab;
+  const rdec_lora_target *tab = lora_table(c->family, &ntab);
+  const char *names[RDEC_LORA_MAX];
+  for (int k = 0; k < ntab; k++)
+    names[k] = tab[k].name;
+  ckpt_peft p;
+  unsigned bits;
+  char targets[256];
+  int rc = ckpt_peft_open(&p, dir, err);
+  if (rc)
+    return rc;
+  if (!(rc = ckpt_peft_targets(&p, names, ntab, c->n_layer, peft_module, m, &bits, err))) {
+    model_lora_target_list(bits, names, ntab, targets, sizeof targets);
+    model_lora_config lc = {p.r, p.alpha, targets};
+    rc = rdec_add_lora(m, &lc, 0, err);
+  }
+  size_t fused = (size_t)3 * c->n_head * c->head_dim;
+  float *host = rc ? NULL : malloc((z->nparams + fused) * sizeof(float));
+  if (!rc && !host)
+    rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  if (!rc) /* the value head's trainable copy (not peft's) stays the head */
+    m->base.ops->download(host, z->params, z->nparams * sizeof(float));
+  for (int l = 0; l < c->n_layer && !rc; l++)
+    for (int s = 0; s < RS_N && !rc; s++)
+      for (int t = 0; t < z->nt[s] && z->first[l][s] >= 0 && !rc; t++) {
+        const rdec_tensor *a = &z->tensors[z->first[l][s] + t],
+                          *b = &z->tensors[z->first[l][s] + z->nt[s] + t];
+        char na[192], nb[192];
+        snprintf(na, sizeof na, "base_model.model.%s", a->name);
+        snprintf(nb, sizeof nb, "base_model.model.%s", b->name);
+        float *bh = host + b->off;
+        /* A [r, in] as stored; B [out, r] into the stored Bt [r, out] */
+        if ((rc = ckpt_peft_read(&p, na, a->rows, a->cols, 0, host + a->off, err)) ||
+            (rc = ckpt_peft_read(&p, nb, b->rows, b->cols, 1, bh, err)))
+          break;
+        /* GPT-NeoX's per-head rows into the fused q | k | v, row by row of Bt */
+        for (int q = 0; c->family == RDEC_NEOX && s == RS_QKV && q < b->rows; q++) {
+          float *row = bh + (size_t)q * b->cols, *spare = host + z->nparams;
+          memcpy(spare, row, fused * sizeof(float));
+          neox_reorder(row, spare, c->n_head, c->head_dim, 1);
+        }
+      }
+  if (!rc && !(rc = ckpt_peft_all_read(&p, err)))
+    m->base.ops->upload(z->params, host, z->nparams * sizeof(float));
+  free(host);
+  ckpt_peft_close(&p);
+  return rc;
+}
+
 /* The adapter of layer l's slot s on the rows of part p: the index of its
  * A in the adapters' tensors (its Bt at + nt), -1 when not adapted. */
 static int adapter_of(const rdec_model *m, int l, int s, int p) {
@@ -2605,6 +2676,9 @@ static int vt_export_safetensors(const model_t *m, const char *path, const model
   return rdec_export(rdec_of_const(m), path, o, err);
 }
 
+static int vt_import_adapters(model_t *m, const char *dir, dfpo_err *err) {
+  return import_adapters(rdec_of(m), dir, err);
+}
 static int vt_add_lora(model_t *m, const model_lora_config *c, uint64_t seed, dfpo_err *err) {
   return rdec_add_lora(rdec_of(m), c, seed, err);
 }
@@ -2708,6 +2782,7 @@ const model_vtable rdec_vtable = {
     .save = vt_save,
     .export_safetensors = vt_export_safetensors,
     .add_lora = vt_add_lora,
+    .import_adapters = vt_import_adapters,
     .lora_rank = vt_lora_rank,
     .set_adapters = vt_set_adapters,
     .base_view = vt_base_view,

@@ -233,6 +233,17 @@ cJSON *ts_read_json(const char *path) {
   return o;
 }
 
+void ts_json_set(const char *path, const char *key, cJSON *value) {
+  cJSON *o = ts_read_json(path);
+  cJSON_DeleteItemFromObjectCaseSensitive(o, key);
+  cJSON_AddItemToObject(o, key, value);
+  char *text = cJSON_Print(o);
+  cr_assert_not_null(text);
+  ts_write_text(path, text);
+  free(text);
+  cJSON_Delete(o);
+}
+
 const char *ts_json_str(const cJSON *o, const char *key) {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
   cr_assert(cJSON_IsString(v), "'%s' missing or not a string", key);

@@ -61,6 +61,9 @@ cJSON *ts_read_json(const char *path);
 const char *ts_json_str(const cJSON *o, const char *key);
 /* Writes text to path (created or truncated); aborts the test on failure. */
 void ts_write_text(const char *path, const char *text);
+/* The JSON object in the file at path with member key set to value (which
+ * it takes), written back; aborts the test on failure. */
+void ts_json_set(const char *path, const char *key, cJSON *value);
 
 /* A fresh temporary folder (mkdtemp) and its recursive removal. */
 void ts_tmpdir(char *buf, size_t n);

@@ -48,6 +48,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 enum { B = 2, T = 6, V = 8 };
 static const int toks[B * T] = {1, 2, 3, 4, 5, 6, 0, 0, 7, 1, 2, 3};
@@ -701,5 +702,43 @@ Test(rdec_lora, a_checkpoint_reads_into_the_model_in_place) {
   cr_expect(strstr(err.msg, "a rotary decoder checkpoint, not one of the gpt2 model"), "%s",
             err.msg);
   model_free(g);
+  ts_rmtree(dir);
+}
+
+/* model_load_peft_adapters on the rotary decoders (test_gpt2_lora.c has the
+ * refusals): each family's peft files (model_export_adapters of a policy
+ * whose adapters were moved off B = 0, GPT-NeoX's fused query_key_value
+ * rows in its per-head order) read onto a fresh copy of the base give the
+ * policy's logits bit for bit; a Llama's target_modules written bare
+ * ("q_proj", "v_proj", as peft users write them) pick the same layers. */
+Test(rdec_lora, peft_adapter_files_read_back_onto_the_base) {
+  char dir[256], path[320];
+  ts_tmpdir(dir, sizeof dir);
+  static float la[B * T * V], lb[B * T * V];
+  static const char *const targets[4] = {NULL, NULL, NULL, "self_attn.q_proj,self_attn.v_proj"};
+  for (int c = 0; c < 4; c++) {
+    int f = c < 3 ? c : 2;
+    dfpo_err err;
+    dfpo_err_clear(&err);
+    char peft[300];
+    snprintf(peft, sizeof peft, "%s/peft%d", dir, c);
+    cr_assert_eq(mkdir(peft, 0755), 0);
+    model_t *m = base_model(families[f], 400 + f), *back = base_model(families[f], 400 + f);
+    add_lora(m, targets[c], 410 + c);
+    randomise(m, 420 + c, 0.3f);
+    cr_assert_eq(model_export_adapters(m, peft, &err), 0, "%s", err.msg);
+    if (c == 3) {
+      snprintf(path, sizeof path, "%s/adapter_config.json", peft);
+      ts_json_set(path, "target_modules",
+                  cJSON_CreateStringArray((const char *const[]){"q_proj", "v_proj"}, 2));
+    }
+    cr_assert_eq(model_load_peft_adapters(back, peft, &err), 0, "%s: %s", fam_names[f], err.msg);
+    logits_of(m, la);
+    logits_of(back, lb);
+    cr_expect_eq(memcmp(la, lb, sizeof la), 0, "case %d (%s): the adapters read back differ", c,
+                 fam_names[f]);
+    model_free(back);
+    model_free(m);
+  }
   ts_rmtree(dir);
 }
