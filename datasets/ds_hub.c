@@ -503,8 +503,11 @@ static const char *const tokenizer_files[] = {"vocab.txt",
                                               NULL};
 
 /* The files the harness takes from a commit (docs/datasets.md, "Hub
- * models"): config.json, one set of weights, the tokenizer files there are.
- * *index receives the index file to expand into shards, or NULL. */
+ * models"): config.json, one set of weights, the tokenizer files there are;
+ * or, from a peft adapter repository (adapter_config.json and no
+ * config.json), adapter_config.json and adapter_model.safetensors (else
+ * adapter_model.bin). *index receives the index file to expand into
+ * shards, or NULL. */
 static int select_files(const ds_hub_model *all, ds_hub_model *sel, size_t *cap, const char **index,
                         dfpo_err *err) {
   static const char *const weights[] = {"model.safetensors", "model.safetensors.index.json",
@@ -512,9 +515,19 @@ static int select_files(const ds_hub_model *all, ds_hub_model *sel, size_t *cap,
   const ds_hub_file *f;
   int rc;
   *index = NULL;
+  if (!sibling_find(all, "config.json") && (f = sibling_find(all, "adapter_config.json"))) {
+    const ds_hub_file *a = sibling_find(all, "adapter_model.safetensors");
+    if (!a && !(a = sibling_find(all, "adapter_model.bin")))
+      return dfpo_err_set(err, DFPO_EDATA,
+                          "%s/%s@%s has adapter_config.json but no adapter_model.safetensors "
+                          "(nor adapter_model.bin)",
+                          all->ref.owner, all->ref.name, all->commit);
+    return (rc = add_file(sel, cap, f, err)) ? rc : add_file(sel, cap, a, err);
+  }
   if (!(f = sibling_find(all, "config.json")))
     return dfpo_err_set(err, DFPO_EDATA,
-                        "%s/%s@%s has no config.json: not a model repository the harness reads",
+                        "%s/%s@%s has no config.json (nor a peft adapter's "
+                        "adapter_config.json): not a model repository the harness reads",
                         all->ref.owner, all->ref.name, all->commit);
   if ((rc = add_file(sel, cap, f, err)))
     return rc;

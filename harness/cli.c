@@ -135,7 +135,12 @@ const char *cli_model_tokenizer(const char *model, const char *tokenizer) {
 
 int cli_load_model(model_t **m, const char *path, ops_dtype dtype, const char *adapters,
                    dfpo_err *err) {
-  int rc = model_load_as(m, path, dtype, err);
+  char apath[4096];
+  int rc = adapters ? cli_model_path(adapters, apath, sizeof apath, err) : DFPO_OK;
+  if (rc)
+    return rc;
+  adapters = adapters ? apath : NULL;
+  rc = model_load_as(m, path, dtype, err);
   if (!rc && adapters && (rc = model_load_peft_adapters(*m, adapters, err))) {
     model_free(*m);
     *m = NULL;

@@ -100,7 +100,8 @@ const char *cli_model_tokenizer(const char *model, const char *tokenizer);
 int cli_model_path(const char *arg, char *out, size_t n, dfpo_err *err);
 /* A command's model: model_load_as(path, dtype), then, when adapters is not
  * NULL, peft's LoRA adapter folder read onto it (--adapters DIR,
- * model_load_peft_adapters), said in an info line. *m is the caller's; NULL
+ * model_load_peft_adapters; a hub name OWNER/NAME[@REV] fetched as
+ * cli_model_path fetches one), said in an info line. *m is the caller's; NULL
  * on error. */
 struct model;
 int cli_load_model(struct model **m, const char *path, ops_dtype dtype, const char *adapters,

@@ -92,7 +92,8 @@ static const char export_usage[] =
     "                   tokenizer files, else the tokenizer.path of the run or\n"
     "                   pretraining config.json beside the checkpoint or one\n"
     "                   folder up\n"
-    "  --adapters DIR   peft's LoRA adapter folder, read onto the model (above)\n"
+    "  --adapters DIR   peft's LoRA adapter folder (or its hub name OWNER/NAME),\n"
+    "                   read onto the model (above)\n"
     "  --adapters-only  a LoRA policy's adapters alone, peft's files (above)\n"
     "  --force          replace FOLDER when it exists\n"
     "  -h, --help       show this help\n";

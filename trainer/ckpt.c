@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define CKPT_CHUNK ((size_t)1 << 20)
 
@@ -462,6 +463,9 @@ int ckpt_peft_open(ckpt_peft *p, const char *dir, dfpo_err *err) {
     rc = dfpo_path_fmt(path, sizeof path, err, "%s/adapter_config.json", dir);
   if (!rc)
     rc = dfpo_path_fmt(p->file, sizeof p->file, err, "%s/adapter_model.safetensors", dir);
+  /* peft's older save: torch.save's adapter_model.bin (st_open reads it) */
+  if (!rc && access(p->file, F_OK) != 0)
+    rc = dfpo_path_fmt(p->file, sizeof p->file, err, "%s/adapter_model.bin", dir);
   char *text = NULL;
   if (!rc && (rc = dfpo_read_file(path, &text, NULL, err)))
     rc = dfpo_err_prefix(err, "peft adapters");

@@ -247,3 +247,76 @@ Test(hub_cli, a_gpt2_policy_by_name, .timeout = 120) {
   if (!getenv("DFPO_KEEP_TEST_FILES"))
     ts_rmtree(tmp);
 }
+
+/* peft's adapters by their hub name: a repository with adapter_config.json
+ * and adapter_model.safetensors (no config.json; written by `dfpo export
+ * --adapters-only`'s library call from a LoRA policy whose adapters were
+ * moved off B = 0) is fetched as those two files, and `dfpo perplexity
+ * --adapters OWNER/NAME` over a GPT-2 folder scores as with the folder's
+ * path, and otherwise than the base alone. */
+Test(hub_cli, peft_adapters_by_name, .timeout = 120) {
+  char tmp[256], src[400], peft[400], tokens[400], home[400], path[600];
+  ts_tmpdir(tmp, sizeof tmp);
+  snprintf(src, sizeof src, "%s/gpt2", tmp);
+  snprintf(peft, sizeof peft, "%s/peft", tmp);
+  snprintf(tokens, sizeof tokens, "%s/tokens.txt", tmp);
+  snprintf(home, sizeof home, "%s/home", tmp);
+  setenv("DFPO_LOG", "warn", 1);
+  unsetenv("HF_TOKEN");
+  unsetenv("HF_HUB_OFFLINE");
+  unsetenv("DFPO_HUB_OFFLINE");
+  setenv("DFPO_FETCH_BACKOFF_MS", "10", 1);
+  cr_assert_eq(mkdir(src, 0777), 0);
+  cr_assert_eq(mkdir(peft, 0777), 0);
+  gpt2_config c;
+  model_t *m = NULL;
+  dfpo_err err;
+  cr_assert_eq(gpt2_config_named(&c, "gpt2-tiny", &err), DFPO_OK, "%s", err.msg);
+  cr_assert_eq(gpt2_new(&m, &c, &err), DFPO_OK, "%s", err.msg);
+  model_init_random(m, 6);
+  snprintf(path, sizeof path, "%s/model.safetensors", src);
+  cr_assert_eq(model_export_safetensors(m, path, 1, &err), DFPO_OK, "%s", err.msg);
+  model_lora_config lc = {2, 4.0f, "attn.c_attn,mlp.c_fc"};
+  cr_assert_eq(model_add_lora(m, &lc, 7, &err), DFPO_OK, "%s", err.msg);
+  dfpo_rng rng;
+  dfpo_rng_init(&rng, 8, 1);
+  for (int i = 0; i < model_num_tensors(m); i++) {
+    model_tensor t;
+    cr_assert_eq(model_tensor_at(m, i, &t, &err), DFPO_OK);
+    for (int k = 0; k < t.rows * t.cols; k++)
+      t.param[k] = 0.2f * (float)dfpo_rng_normal(&rng);
+  }
+  cr_assert_eq(model_export_adapters(m, peft, &err), DFPO_OK, "%s", err.msg);
+  model_free(m);
+  ts_write_text(tokens, "464 3797 318 257 1332 13\n40 588 340\n");
+
+  const char *names[] = {"adapter_config.json", "adapter_model.safetensors"};
+  tl_hub h;
+  tl_hub_serve_folder(&h, "acme", "tiny-lora", COMMIT, peft, names, 2, 1, 20);
+  ts_run a, b;
+  const char *by_name[] = {"perplexity",     "--model",  src,    "--adapters",
+                           "acme/tiny-lora", "--tokens", tokens, NULL};
+  run(&a, home, by_name, NULL);
+  tl_hub_stop(&h);
+  cr_assert_eq(a.status, 0, "%s", a.err);
+  const char *by_path[] = {"perplexity", "--model",  src,    "--adapters",
+                           peft,         "--tokens", tokens, NULL};
+  run(&b, home, by_path, NULL);
+  cr_assert_eq(b.status, 0, "%s", b.err);
+  cr_expect(strstr(a.out, "nll_sum "), "%s", a.out);
+  cr_expect_str_eq(a.out, b.out, "by name: %s\nby path: %s", a.out, b.out);
+  ts_run_free(&b);
+  const char *base[] = {"perplexity", "--model", src, "--tokens", tokens, NULL};
+  run(&b, home, base, NULL);
+  cr_assert_eq(b.status, 0, "%s", b.err);
+  cr_expect_str_neq(a.out, b.out, "the adapters changed nothing: %s", a.out);
+  ts_run_free(&a);
+  ts_run_free(&b);
+  for (int i = 0; i < 2; i++) {
+    snprintf(path, sizeof path, "%s/hub/acme--tiny-lora/" COMMIT "/%s", home, names[i]);
+    struct stat st;
+    cr_expect_eq(stat(path, &st), 0, "%s is not in the cache", path);
+  }
+  if (!getenv("DFPO_KEEP_TEST_FILES"))
+    ts_rmtree(tmp);
+}
