@@ -169,16 +169,15 @@ Test(hub_cli, fetch_lock_replay_and_a_judge_by_name, .timeout = 300) {
   ts_rmtree(tmp);
 }
 
-/* A GPT-2 policy by its hub name: `dfpo perplexity --model OWNER/NAME`
- * fetches the folder (config.json + model.safetensors, written by dfpo's
- * exporter) from the loopback hub into the cache and scores the same
- * token ids to the same numbers as the folder given by path. */
-Test(hub_cli, a_gpt2_policy_by_name, .timeout = 120) {
-  char tmp[256], src[400], tokens[400], home[400], path[600];
-  ts_tmpdir(tmp, sizeof tmp);
-  snprintf(src, sizeof src, "%s/gpt2", tmp);
-  snprintf(tokens, sizeof tokens, "%s/tokens.txt", tmp);
-  snprintf(home, sizeof home, "%s/home", tmp);
+/* The set-up of the GPT-2 tests below: tmp and its paths (src the model
+ * folder, tokens the token ids to score, home the cache), the environment
+ * of a run against the loopback hub, and a random gpt2-tiny (seed) written
+ * to src as config.json + model.safetensors; the model is the caller's. */
+static model_t *gpt2_setup(char *tmp, char *src, char *tokens, char *home, uint64_t seed) {
+  ts_tmpdir(tmp, 256);
+  snprintf(src, 400, "%s/gpt2", tmp);
+  snprintf(tokens, 400, "%s/tokens.txt", tmp);
+  snprintf(home, 400, "%s/home", tmp);
   setenv("DFPO_LOG", "warn", 1);
   unsetenv("HF_TOKEN");
   unsetenv("HF_HUB_OFFLINE");
@@ -190,11 +189,22 @@ Test(hub_cli, a_gpt2_policy_by_name, .timeout = 120) {
   dfpo_err err;
   cr_assert_eq(gpt2_config_named(&c, "gpt2-tiny", &err), DFPO_OK, "%s", err.msg);
   cr_assert_eq(gpt2_new(&m, &c, &err), DFPO_OK, "%s", err.msg);
-  model_init_random(m, 5);
+  model_init_random(m, seed);
+  char path[600];
   snprintf(path, sizeof path, "%s/model.safetensors", src);
   cr_assert_eq(model_export_safetensors(m, path, 1, &err), DFPO_OK, "%s", err.msg);
-  model_free(m);
   ts_write_text(tokens, "464 3797 318 257 1332 13\n40 588 340\n");
+  return m;
+}
+
+/* A GPT-2 policy by its hub name: `dfpo perplexity --model OWNER/NAME`
+ * fetches the folder (config.json + model.safetensors, written by dfpo's
+ * exporter) from the loopback hub into the cache and scores the same
+ * token ids to the same numbers as the folder given by path. */
+Test(hub_cli, a_gpt2_policy_by_name, .timeout = 120) {
+  char tmp[256], src[400], tokens[400], home[400], path[600];
+  dfpo_err err;
+  model_free(gpt2_setup(tmp, src, tokens, home, 5));
 
   const char *names[] = {"config.json", "model.safetensors"};
   tl_hub h;
@@ -256,26 +266,10 @@ Test(hub_cli, a_gpt2_policy_by_name, .timeout = 120) {
  * path, and otherwise than the base alone. */
 Test(hub_cli, peft_adapters_by_name, .timeout = 120) {
   char tmp[256], src[400], peft[400], tokens[400], home[400], path[600];
-  ts_tmpdir(tmp, sizeof tmp);
-  snprintf(src, sizeof src, "%s/gpt2", tmp);
-  snprintf(peft, sizeof peft, "%s/peft", tmp);
-  snprintf(tokens, sizeof tokens, "%s/tokens.txt", tmp);
-  snprintf(home, sizeof home, "%s/home", tmp);
-  setenv("DFPO_LOG", "warn", 1);
-  unsetenv("HF_TOKEN");
-  unsetenv("HF_HUB_OFFLINE");
-  unsetenv("DFPO_HUB_OFFLINE");
-  setenv("DFPO_FETCH_BACKOFF_MS", "10", 1);
-  cr_assert_eq(mkdir(src, 0777), 0);
-  cr_assert_eq(mkdir(peft, 0777), 0);
-  gpt2_config c;
-  model_t *m = NULL;
   dfpo_err err;
-  cr_assert_eq(gpt2_config_named(&c, "gpt2-tiny", &err), DFPO_OK, "%s", err.msg);
-  cr_assert_eq(gpt2_new(&m, &c, &err), DFPO_OK, "%s", err.msg);
-  model_init_random(m, 6);
-  snprintf(path, sizeof path, "%s/model.safetensors", src);
-  cr_assert_eq(model_export_safetensors(m, path, 1, &err), DFPO_OK, "%s", err.msg);
+  model_t *m = gpt2_setup(tmp, src, tokens, home, 6);
+  snprintf(peft, sizeof peft, "%s/peft", tmp);
+  cr_assert_eq(mkdir(peft, 0777), 0);
   model_lora_config lc = {2, 4.0f, "attn.c_attn,mlp.c_fc"};
   cr_assert_eq(model_add_lora(m, &lc, 7, &err), DFPO_OK, "%s", err.msg);
   dfpo_rng rng;
@@ -288,7 +282,6 @@ Test(hub_cli, peft_adapters_by_name, .timeout = 120) {
   }
   cr_assert_eq(model_export_adapters(m, peft, &err), DFPO_OK, "%s", err.msg);
   model_free(m);
-  ts_write_text(tokens, "464 3797 318 257 1332 13\n40 588 340\n");
 
   const char *names[] = {"adapter_config.json", "adapter_model.safetensors"};
   tl_hub h;
