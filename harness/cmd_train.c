@@ -185,8 +185,11 @@ static int setup(trn_run *r, dfpo_err *err) {
   /* a LoRA base kept in 16 bits (model.reference_dtype) is read straight
    * into them, unless a separate value model is to be made from its fp32
    * weights first */
-  ops_dtype pd =
-      s->lora_rank && (s->shared_value || s->rl.algo < 0) ? s->reference_dtype : OPS_DTYPE_F32;
+  int lora = s->lora_rank || s->adapters[0];
+  ops_dtype pd = lora && (s->shared_value || s->rl.algo < 0) ? s->reference_dtype : OPS_DTYPE_F32;
+  if (s->adapters[0] &&
+      (rc = cli_model_path(s->adapters, r->adapters_path, sizeof r->adapters_path, err)))
+    return dfpo_err_prefix(err, "model.adapters");
   if ((rc = tok_load(&r->tok, tokdir, err)) || (rc = model_load_as(&r->policy, s->model, pd, err)))
     return rc;
   if (r->set.judge_lm && r->set.judge_lm[0]) { /* fail before training, not after */
@@ -209,10 +212,14 @@ static int setup(trn_run *r, dfpo_err *err) {
     if ((rc = model_add_value_head(r->policy, (uint64_t)r->set.seed, err)))
       return dfpo_err_prefix(err, "train: model.value_model shared");
   }
-  if (s->lora_rank) {
-    /* adapters on the policy; the reference is its base, not a copy */
+  if (lora) {
+    /* adapters on the policy (new, or peft's from model.adapters); the
+     * reference is its base, not a copy (with model.adapters: the starting
+     * policy, the base shared and the starting adapters copied) */
     model_lora_config lc = {s->lora_rank, (float)s->lora_alpha, s->lora_targets};
-    if ((rc = model_add_lora(r->policy, &lc, (uint64_t)s->seed, err)))
+    if (s->adapters[0] && (rc = model_load_peft_adapters(r->policy, r->adapters_path, err)))
+      return dfpo_err_prefix(err, "train: model.adapters");
+    if (!s->adapters[0] && (rc = model_add_lora(r->policy, &lc, (uint64_t)s->seed, err)))
       return dfpo_err_prefix(err, "train: model.lora_rank %d", s->lora_rank);
     if (s->reference_dtype != OPS_DTYPE_F32) {
       /* model.reference_dtype: the frozen base the policy and its reference
@@ -223,8 +230,9 @@ static int setup(trn_run *r, dfpo_err *err) {
       if ((rc = model_set_weight_dtype(r->policy, s->reference_dtype, err)))
         return dfpo_err_prefix(err, "train: model.reference_dtype with model.lora_rank");
     }
-    if ((rc = model_base_view(&r->ref, r->policy, err)))
-      return dfpo_err_prefix(err, "train: model.lora_rank %d", s->lora_rank);
+    if ((rc = s->adapters[0] ? model_adapter_view(&r->ref, r->policy, err)
+                             : model_base_view(&r->ref, r->policy, err)))
+      return dfpo_err_prefix(err, "train: the reference over the LoRA policy's base");
   } else if ((rc = model_load_as(&r->ref, s->model, s->reference_dtype, err))) {
     return rc; /* model.reference_dtype: a Hugging Face folder read straight into 16 bits */
   }
@@ -237,9 +245,12 @@ static int setup(trn_run *r, dfpo_err *err) {
   /* what the weights cost: a LoRA policy's reference shares its base */
   dfpo_info("train: policy and reference hold %zu bytes (model_arena_bytes)%s%s%s",
             model_arena_bytes(r->policy) + model_arena_bytes(r->ref),
-            s->lora_rank ? ", the reference a view of the LoRA policy's base" : "",
+            s->adapters[0] ? ", the reference the starting policy: its base shared, its "
+                             "adapters copied"
+            : s->lora_rank ? ", the reference a view of the LoRA policy's base"
+                           : "",
             s->reference_dtype == OPS_DTYPE_F32 ? ""
-            : s->lora_rank                      ? ", the base's weights in "
+            : lora                              ? ", the base's weights in "
                                                 : ", the reference's weights in ",
             s->reference_dtype != OPS_DTYPE_F32 ? ops_dtype_name(s->reference_dtype) : "");
   r->eos = tok_eot_id(r->tok);
@@ -305,7 +316,7 @@ static int setup(trn_run *r, dfpo_err *err) {
   if (mask)
     dfpo_info("train: NLPO's mask model holds %zu bytes (model_arena_bytes)%s",
               model_arena_bytes(mask),
-              s->lora_rank ? ", a view of the LoRA policy's base with its own adapters" : "");
+              lora ? ", a view of the LoRA policy's base with its own adapters" : "");
   return trn_memory_apply(r, err);
 }
 

@@ -155,6 +155,13 @@ const cfg_key cfg_schema[] = {
      "dfpo train, sft, ppo, nlpo and dfpo: LoRA adapters of this rank on the policy, base "
      "frozen, the reference the policy's base without a copy, NLPO's mask model that base with "
      "its own copy of the adapters (0: off, full fine-tuning; GPT-2 and the rotary decoders)"},
+    {"model.adapters", CFG_STR, "\"\"", NULL, NORANGE,
+     "dfpo train: peft's LoRA adapter folder (adapter_config.json, adapter_model.safetensors; "
+     "or its hub name OWNER/NAME[@REV]) the policy starts from: its adapters, with the rank, "
+     "alpha and targets of its config (model.lora_* left unset), go on model.path and train on "
+     "(sft, ppo, nlpo, dfpo; zero-shot evaluates them); the reference is the starting policy "
+     "(the base shared, a frozen copy of the starting adapters); a separate value model starts "
+     "from the base; GPT-2 and the rotary decoders"},
     {"model.lora_alpha", CFG_NUM, "16.0", NULL, RANGE(1e-6, 1e6),
      "LoRA: the update's scale is lora_alpha / lora_rank"},
     {"model.lora_targets", CFG_STR, "\"\"", NULL, NORANGE,

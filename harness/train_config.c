@@ -59,6 +59,9 @@ static const char train_usage[] =
     "and the rotary decoders: the frozen reference's weight matrices in 16\n"
     "bits, half their bytes; with LoRA, the frozen base the policy and its\n"
     "reference share, the adapters fp32).\n"
+    "model.adapters DIR starts the policy from peft's LoRA adapters (a folder or\n"
+    "a hub name; their rank, alpha and targets): they train on, and the\n"
+    "reference is the starting policy (the base shared, the adapters copied).\n"
     "LoRA and the shared value head work on GPT-2 and the rotary decoders\n"
     "(GPT-J, GPT-NeoX, Llama), not on T5. The run prints what its models hold\n"
     "at the end.\n"
@@ -266,6 +269,13 @@ int trn_settings_read(const cfg *c, trn_settings *s, dfpo_err *err) {
   s->lora_rank = (int)v;
   GET(num, "model.lora_alpha", &s->lora_alpha);
   GET(str, "model.lora_targets", &s->lora_targets);
+  GET(str, "model.adapters", &s->adapters);
+  if (s->adapters[0] && s->lora_rank)
+    return dfpo_err_set(err, DFPO_EUSAGE,
+                        "train: model.adapters and model.lora_rank %d: the adapter folder's "
+                        "adapter_config.json sets the rank, alpha and targets (leave "
+                        "model.lora_* unset)",
+                        s->lora_rank);
   if (s->lora_rank && s->algo == ALG_ZERO_SHOT)
     return dfpo_err_set(err, DFPO_EUSAGE,
                         "train: LoRA (model.lora_rank %d) with algo zero-shot: it trains nothing "

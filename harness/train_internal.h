@@ -71,6 +71,10 @@ typedef struct trn_settings {
   int lora_rank;
   double lora_alpha;
   const char *lora_targets;
+  /* model.adapters: peft's adapter folder (or hub name) the policy starts
+   * from ("": none); its adapters are the LoRA ones, the reference is the
+   * starting policy */
+  const char *adapters;
   int shared_value;             /* model.value_model shared: the value head on the policy's trunk */
   int activation_checkpointing; /* model.activation_checkpointing */
   ops_dtype reference_dtype;    /* model.reference_dtype */
@@ -108,7 +112,7 @@ typedef struct trn_run {
   dfpo_lock lock; /* of dir, held from setup to the end (released by cmd_train) */
   /* model.path and eval.judge_lm as local paths (cli_model_path): set.model
    * and set.judge_lm point here after setup */
-  char model_path[4096], judge_lm_path[4096];
+  char model_path[4096], judge_lm_path[4096], adapters_path[4096];
   /* tokenized prompts per split */
   int32_t **prompt_ids[TASK_SPLITS];
   size_t *prompt_len[TASK_SPLITS];

@@ -1104,3 +1104,71 @@ Test(train, lora_sft_trains_the_adapters_only) {
   model_free(base);
   resume_to_the_same_numbers("sft", "model.lora_rank=4 train.lr=1e-3");
 }
+
+/* model.adapters: a PPO run that starts from peft's adapter files (rank 4
+ * on all four linears of the suite's base, moved off B = 0, written by
+ * model_export_adapters). The policy is base + those adapters: zero-shot
+ * with model.adapters gives the samples of zero-shot with the same policy
+ * as a native LoRA checkpoint, byte for byte. The reference is the starting
+ * policy (the base shared, the adapters copied): the first iteration's KL
+ * is exactly 0 (against the bare base, as model.lora_rank's reference, it
+ * would not be), and policy and reference hold BASE_BYTES + 2
+ * ADAPTER_BYTES. A stopped run resumes bit for bit (the reference keeps the
+ * starting adapters). model.adapters with model.lora_rank is refused. */
+Test(train, lora_from_peft_adapters) {
+  char peft[300], ckpt[300], setting[400], f[600];
+  snprintf(peft, sizeof peft, "%s/peft", dir);
+  snprintf(ckpt, sizeof ckpt, "%s/lora-start.ckpt", dir);
+  cr_assert_eq(mkdir(peft, 0777), 0);
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  model_t *m = NULL;
+  snprintf(f, sizeof f, "%s/base.ckpt", dir);
+  cr_assert_eq(model_load(&m, f, &err), 0, "%s", err.msg);
+  model_lora_config lc = {4, 16.0f, NULL};
+  cr_assert_eq(model_add_lora(m, &lc, 21, &err), 0, "%s", err.msg);
+  dfpo_rng rng;
+  dfpo_rng_init(&rng, 22, 1);
+  for (int i = 0; i < model_num_tensors(m); i++) {
+    model_tensor t;
+    cr_assert_eq(model_tensor_at(m, i, &t, &err), 0, "%s", err.msg);
+    for (size_t k = 0; k < (size_t)t.rows * t.cols; k++)
+      t.param[k] = 0.05f * (float)dfpo_rng_normal(&rng);
+  }
+  cr_assert_eq(model_export_adapters(m, peft, &err), 0, "%s", err.msg);
+  cr_assert_eq(model_save(m, ckpt, 0, &err), 0, "%s", err.msg);
+  model_free(m);
+  snprintf(setting, sizeof setting, "model.adapters=%s", peft);
+  /* zero-shot: the policy is base + adapters */
+  run_cell_x("zero-shot", "1", "peft-zs", setting, NULL);
+  base_model = "lora-start.ckpt";
+  run_cell_x("zero-shot", "1", "native-zs", NULL, NULL);
+  base_model = NULL;
+  char a[600], b[600];
+  snprintf(a, sizeof a, "%s/peft-zs/default/synthetic/zero-shot/seed-3/samples.jsonl", dir);
+  snprintf(b, sizeof b, "%s/native-zs/default/synthetic/zero-shot/seed-3/samples.jsonl", dir);
+  char *ta = ts_slurp(a), *tb = ts_slurp(b);
+  cr_expect_str_eq(ta, tb, "zero-shot over model.adapters samples otherwise than the policy");
+  free(ta), free(tb);
+  /* PPO from them */
+  run_cell_x("ppo", "4", "runs", setting, NULL);
+  cr_expect_eq(held_bytes(), BASE_BYTES + 2 * ADAPTER_BYTES, "%s", last_err);
+  cr_expect(strstr(last_err, "the reference the starting policy"), "%s", last_err);
+  double kl[4];
+  cr_assert_eq(log_values("runs", "ppo", "kl_seq", kl, 4), 4);
+  cr_expect_eq(kl[0], 0.0, "the first iteration's KL is not 0: the reference is not the start");
+  cr_expect_neq(kl[3], 0.0, "the adapters did not move");
+  a_stopped_run_resumes_to_the_same_numbers("ppo", setting);
+  /* refused with model.lora_rank */
+  char model[300], tok[300], out[300], both[500];
+  snprintf(model, sizeof model, "%s/base.ckpt", dir);
+  snprintf(tok, sizeof tok, "%s/tok", dir);
+  snprintf(out, sizeof out, "%s/refused", dir);
+  snprintf(both, sizeof both, "model.lora_rank=4");
+  ts_run r;
+  ts_dfpo(&r, "train", "--task", "synthetic", "--algo", "ppo", "--out", out, "--model", model,
+          "--tokenizer", tok, "--set", setting, "--set", both, NULL);
+  cr_expect_neq(r.status, 0);
+  cr_expect(r.err && strstr(r.err, "adapter_config.json sets the rank"), "%s", r.err ? r.err : "");
+  ts_run_free(&r);
+}
