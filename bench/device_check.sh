@@ -48,6 +48,11 @@
 #   rl_ppo, rl_dfpo  one IMDB-shaped RL iteration (dfpo bench --what rl)
 #                against a PyTorch + transformers loop doing the same work
 #                (bench/rl_torch_gpu.py)
+#   reproduce    `dfpo reproduce --suite smoke --device cuda`, shortened
+#                (one seed, 8 iterations, a base pretrained 100 steps): the
+#                README's main job's pipeline (corpus, tokenizer,
+#                pretraining, zero-shot, SFT, PPO, NLPO, DfPO, the report) on
+#                the GPU; its report's tables go to device_check.log
 #   judge        a distilbert-base-shaped classifier scoring 5,000 texts,
 #                dfpo judge score --model against bench/bert_peer.py's
 #                PyTorch forward (and transformers' model, where installed)
@@ -367,6 +372,22 @@ body_rl() { # ALGO
     --steps 1 "${f[@]}"
 }
 
+body_reproduce() {
+  gpu_or_standin
+  local dev=cpu out="$WORK/repro"
+  [ "$GPU" = 1 ] && dev=cuda
+  # the README's main job, shortened to fit: the smoke suite's corpus,
+  # tokenizer and a base pretrained 100 steps (not 400), then zero-shot,
+  # SFT, PPO, NLPO and DfPO for one seed, 8 iterations each, on the device;
+  # the report, not `dfpo check` (the baseline is of the whole suite)
+  DFPO_HOME="$WORK/repro-home" "$DFPO" reproduce --suite smoke --out "$out" --device "$dev" \
+    --set 'suite.seeds=[0]' --set 'suite.algos=["zero-shot","sft","ppo","nlpo","dfpo"]' \
+    --set pretrain.steps=100 --set train.iterations=8 || { echo "dfpo reproduce failed"; exit 1; }
+  local report="$out/smoke/report/report.md"
+  [ -f "$report" ] || { echo "no report at $report"; exit 1; }
+  sed -n '1,60p' "$report" # into device_check.log
+}
+
 body_judge() {
   gpu_or_standin
   local n=5000 dir="$WORK/judge" dev=cpu
@@ -441,6 +462,7 @@ if [ -n "$step_name" ]; then
     generate_*) body_generate "${step_name##*_}" ;;
     rl_*) body_rl "${step_name#rl_}" ;;
     judge) body_judge ;;
+    reproduce) body_reproduce ;;
     *) echo "unknown step $step_name" >&2; exit 2 ;;
   esac
   rc=$?
@@ -586,6 +608,7 @@ run_step generate_fp32 90
 run_step generate_tf32 90
 run_step rl_ppo 90
 run_step rl_dfpo 90
+run_step reproduce 150
 run_step judge 120
 run_step train_b64t128_tf32 60
 run_step train_b64t128_bf16 60
