@@ -833,7 +833,9 @@ Test(gpt2_lora, a_checkpoint_reads_into_the_model_in_place) {
     model_tensor t0;
     cr_assert_eq(model_tensor_at(m, 0, &t0, &err), 0, "%s", err.msg);
     train_steps(m, 2);
+    logits_of(m, la);
     cr_assert_eq(model_load_into(m, at, &err), 0, "%s", err.msg);
+    cr_expect_null(model_lm_logits(m), "lora %d: the old parameters' logits are still given", lora);
     cr_expect_eq(model_step_count(m), 2);
     model_tensor t1;
     cr_assert_eq(model_tensor_at(m, 0, &t1, &err), 0, "%s", err.msg);
