@@ -132,6 +132,39 @@ int ckpt_read_tensor(FILE *fp, const model_t *m, float *dev, uint16_t *dev16, in
   return rc;
 }
 
+int ckpt_write_base(FILE *fp, const model_t *m, const ckpt_base *b) {
+  if (b->wd == OPS_DTYPE_F32)
+    return ckpt_write_floats(fp, m, b->params, b->nparams);
+  for (int i = 0; i < b->ntensors; i++) {
+    const char *name;
+    size_t n, off;
+    int w16;
+    b->tensor(m, i, &name, &n, &off, &w16);
+    if (w16 ? ckpt_write_w16_floats(fp, m, b->params16 + off, n, (int)b->wd)
+            : ckpt_write_floats(fp, m, b->params + off, n))
+      return -1;
+  }
+  return 0;
+}
+
+int ckpt_read_base(FILE *fp, const model_t *m, const ckpt_base *b, int skip, uint64_t nfile,
+                   const char *path, dfpo_err *err) {
+  if (skip)
+    return ckpt_skip_floats(fp, nfile, path, "base's parameters", err);
+  if (b->wd == OPS_DTYPE_F32)
+    return ckpt_read_floats(fp, m, b->params, b->nparams, path, "parameters", err);
+  int rc = DFPO_OK;
+  for (int i = 0; i < b->ntensors && !rc; i++) {
+    const char *name;
+    size_t n, off;
+    int w16;
+    b->tensor(m, i, &name, &n, &off, &w16);
+    rc = ckpt_read_tensor(fp, m, w16 ? NULL : b->params + off, w16 ? b->params16 + off : NULL,
+                          (int)b->wd, n, path, "parameters", name, err);
+  }
+  return rc;
+}
+
 int ckpt_save(const model_t *m, const char *path, const void *header, size_t hbytes, size_t n,
               int moments, dfpo_err *err) {
   model_tensor t0;

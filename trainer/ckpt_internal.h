@@ -40,6 +40,30 @@ int ckpt_read_floats(FILE *fp, const model_t *m, float *dev, size_t n, const cha
  * non-finite value (refused, with its element). */
 int ckpt_read_tensor(FILE *fp, const model_t *m, float *dev, uint16_t *dev16, int dtype, size_t n,
                      const char *path, const char *what, const char *name, dfpo_err *err);
+/* The base parameter block of a model that may keep some matrices in 16
+ * bits (GPT-2, the rotary decoders), as the checkpoint code walks it: the
+ * fp32 block (nparams floats in the file's layout when wd is fp32), the
+ * 16-bit one, the weight type, and tensor(m, i, ...) giving tensor i of
+ * ntensors (in the file's order): its name, element count, offset (floats
+ * into params, or uint16_t into params16 when w16) and whether it is kept
+ * in 16 bits. */
+typedef struct ckpt_base {
+  float *params;
+  uint16_t *params16;
+  size_t nparams;
+  ops_dtype wd;
+  int ntensors;
+  void (*tensor)(const model_t *m, int i, const char **name, size_t *n, size_t *off, int *w16);
+} ckpt_base;
+/* The block as the file holds it, fp32 (16-bit matrices widened: exact);
+ * -1 (errno set) on failure. */
+int ckpt_write_base(FILE *fp, const model_t *m, const ckpt_base *b);
+/* The block from fp into b: with skip (ckpt_dest.adapters_only) passed
+ * over (nfile floats), in fp32 read whole, in 16 bits tensor by tensor,
+ * each matrix rounded on its way in (ckpt_read_tensor). */
+int ckpt_read_base(FILE *fp, const model_t *m, const ckpt_base *b, int skip, uint64_t nfile,
+                   const char *path, dfpo_err *err);
+
 /* The native file: header[hbytes], then m's n parameters and, with
  * moments, AdamW's two moments (the blocks model_tensor_at's tensor 0
  * starts), written to path atomically. */

@@ -39,21 +39,18 @@ _Static_assert(sizeof(native_header) == NATIVE_HEADER, "native header is 64 byte
  * gpt2_lora_names[k]. */
 typedef ckpt_lora_section lora_section;
 
-/* The parameter block in the file's fp32 layout (the tensors in order): a
- * model with 16-bit weights writes them widened (exact), so its file is the
- * fp32 model with those values (loaded in fp32, or back into 16 bits by
- * model_load_as: the same bits). */
-static int write_params(FILE *fp, const gpt2_model *m) {
-  if (m->wdtype == OPS_DTYPE_F32)
-    return ckpt_write_floats(fp, &m->base, m->params, m->nparams);
-  for (int i = 0; i < m->ntensors; i++) {
-    const gpt2_tensor *t = &m->tensors[i];
-    size_t n = (size_t)t->rows * t->cols;
-    if (t->w16 ? ckpt_write_w16_floats(fp, &m->base, m->params16 + t->off, n, (int)m->wdtype)
-               : ckpt_write_floats(fp, &m->base, m->params + t->off, n))
-      return -1;
-  }
-  return 0;
+/* The parameter block as the checkpoint code walks it (ckpt_base): in the
+ * file's fp32 layout (the tensors in order), a model with 16-bit weights
+ * writing them widened (exact), so its file is the fp32 model with those
+ * values (loaded in fp32, or back into 16 bits by model_load_as: the same
+ * bits). */
+static void base_tensor(const model_t *mm, int i, const char **name, size_t *n, size_t *off,
+                        int *w16) {
+  const gpt2_tensor *t = &gpt2_of_const(mm)->tensors[i];
+  *name = t->name, *n = (size_t)t->rows * t->cols, *off = t->off, *w16 = t->w16;
+}
+static ckpt_base base_of(const gpt2_model *m) {
+  return (ckpt_base){m->params, m->params16, m->nparams, m->wdtype, m->ntensors, base_tensor};
 }
 
 int gpt2_save(gpt2_model *m, const char *path, int with_optimizer, dfpo_err *err) {
@@ -85,7 +82,8 @@ int gpt2_save(gpt2_model *m, const char *path, int with_optimizer, dfpo_err *err
   ls.alpha = z->alpha;
   ls.targets = z->targets;
   ls.nparams = z->nparams;
-  if (fwrite(&h, sizeof h, 1, a.fp) != 1 || write_params(a.fp, m) ||
+  ckpt_base b = base_of(m);
+  if (fwrite(&h, sizeof h, 1, a.fp) != 1 || ckpt_write_base(a.fp, &m->base, &b) ||
       (with_optimizer && !z->r &&
        (ckpt_write_floats(a.fp, &m->base, m->m, m->nparams) ||
         ckpt_write_floats(a.fp, &m->base, m->v, m->nparams))) ||
@@ -242,18 +240,9 @@ int gpt2_load_native(model_t **out, const char *path, FILE *fp, const ckpt_dest 
   } else if ((rc = gpt2_create_as(&m, &cfg, to->wd, err))) {
     return dfpo_err_prefix(err, "%s", path);
   }
+  ckpt_base b = base_of(m);
   ops_dtype wd = m->wdtype;
-  if (to->adapters_only)
-    rc = ckpt_skip_floats(fp, h.nparams, path, "base's parameters", err);
-  else if (wd == OPS_DTYPE_F32)
-    rc = ckpt_read_floats(fp, &m->base, m->params, m->nparams, path, "parameters", err);
-  /* in 16 bits: tensor by tensor, each matrix rounded on its way in */
-  for (int i = 0; wd != OPS_DTYPE_F32 && !to->adapters_only && i < m->ntensors && !rc; i++) {
-    const gpt2_tensor *t = &m->tensors[i];
-    rc = ckpt_read_tensor(fp, &m->base, t->w16 ? NULL : m->params + t->off,
-                          t->w16 ? m->params16 + t->off : NULL, (int)wd, (size_t)t->rows * t->cols,
-                          path, "parameters", t->name, err);
-  }
+  rc = ckpt_read_base(fp, &m->base, &b, to->adapters_only, h.nparams, path, err);
   if (!rc && lora)
     rc = load_lora_section(fp, m, path, h.flags & NATIVE_FLAG_OPT, to->into != NULL, err);
   /* a model in 16 bits is frozen: the AdamW moments are not read */

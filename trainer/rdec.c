@@ -1812,21 +1812,17 @@ typedef struct rdec_native_header {
 } rdec_native_header;
 _Static_assert(sizeof(rdec_native_header) == RDEC_NATIVE_HEADER, "header is 128 bytes");
 
-/* The parameter block in the file's fp32 layout (the tensors in order): a
- * model with 16-bit weights writes them widened (exact), so its file is the
- * fp32 model of its values (model_load_as puts them back into the same
- * bits). */
-static int write_params(FILE *fp, const rdec_model *m) {
-  if (m->wdtype == OPS_DTYPE_F32)
-    return ckpt_write_floats(fp, &m->base, m->params, m->nparams);
-  for (int i = 0; i < m->ntensors; i++) {
-    const rdec_tensor *t = &m->tensors[i];
-    size_t n = (size_t)t->rows * t->cols;
-    if (t->w16 ? ckpt_write_w16_floats(fp, &m->base, m->params16 + t->off, n, (int)m->wdtype)
-               : ckpt_write_floats(fp, &m->base, m->params + t->off, n))
-      return -1;
-  }
-  return 0;
+/* The parameter block as the checkpoint code walks it (ckpt_base): in the
+ * file's fp32 layout (the tensors in order), a model with 16-bit weights
+ * writing them widened (exact), so its file is the fp32 model of its values
+ * (model_load_as puts them back into the same bits). */
+static void base_tensor(const model_t *mm, int i, const char **name, size_t *n, size_t *off,
+                        int *w16) {
+  const rdec_tensor *t = &rdec_of_const(mm)->tensors[i];
+  *name = t->name, *n = (size_t)t->rows * t->cols, *off = t->off, *w16 = t->w16;
+}
+static ckpt_base base_of(const rdec_model *m) {
+  return (ckpt_base){m->params, m->params16, m->nparams, m->wdtype, m->ntensors, base_tensor};
 }
 
 static int rdec_save(rdec_model *m, const char *path, int with_optimizer, dfpo_err *err) {
@@ -1859,7 +1855,8 @@ static int rdec_save(rdec_model *m, const char *path, int with_optimizer, dfpo_e
   ls.alpha = z->alpha;
   ls.targets = z->targets;
   ls.nparams = z->nparams;
-  if (fwrite(&h, sizeof h, 1, a.fp) != 1 || write_params(a.fp, m) ||
+  ckpt_base b = base_of(m);
+  if (fwrite(&h, sizeof h, 1, a.fp) != 1 || ckpt_write_base(a.fp, &m->base, &b) ||
       (with_optimizer && !z->r &&
        (ckpt_write_floats(a.fp, &m->base, m->m1, m->nparams) ||
         ckpt_write_floats(a.fp, &m->base, m->m2, m->nparams))) ||
@@ -2018,18 +2015,9 @@ int rdec_load_native(model_t **out, const char *path, FILE *fp, const ckpt_dest 
   } else if ((rc = rdec_create(&m, &c, h.head, NULL, NULL, to->wd, err))) {
     return dfpo_err_prefix(err, "%s", path);
   }
+  ckpt_base b = base_of(m);
   ops_dtype wd = m->wdtype;
-  if (to->adapters_only)
-    rc = ckpt_skip_floats(fp, h.nparams, path, "base's parameters", err);
-  else if (wd == OPS_DTYPE_F32)
-    rc = ckpt_read_floats(fp, &m->base, m->params, m->nparams, path, "parameters", err);
-  /* in 16 bits: tensor by tensor, each matrix rounded on its way in */
-  for (int i = 0; wd != OPS_DTYPE_F32 && !to->adapters_only && i < m->ntensors && !rc; i++) {
-    const rdec_tensor *t = &m->tensors[i];
-    rc = ckpt_read_tensor(fp, &m->base, t->w16 ? NULL : m->params + t->off,
-                          t->w16 ? m->params16 + t->off : NULL, (int)wd, (size_t)t->rows * t->cols,
-                          path, "parameters", t->name, err);
-  }
+  rc = ckpt_read_base(fp, &m->base, &b, to->adapters_only, h.nparams, path, err);
   if (!rc && lora)
     rc = load_lora_section(fp, m, path, h.flags & 1, to->into != NULL, err);
   else if (!rc && (h.flags & 1) && wd == OPS_DTYPE_F32 && !(rc = rdec_ensure_train(m, err)) &&
