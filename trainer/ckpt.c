@@ -650,6 +650,44 @@ int ckpt_peft_read(ckpt_peft *p, const char *name, int rows, int cols, int trans
   return rc;
 }
 
+int ckpt_peft_start(ckpt_peft *p, model_t *m, const char *dir, const char *const *names, int n,
+                    int n_layer,
+                    void (*module)(const void *ctx, int l, int k, char *buf, size_t len),
+                    const void *ctx, size_t extra, float **host, dfpo_err *err) {
+  *host = NULL;
+  unsigned bits;
+  char targets[512];
+  int rc = ckpt_peft_open(p, dir, err);
+  if (rc)
+    return rc;
+  if (!(rc = ckpt_peft_targets(p, names, n, n_layer, module, ctx, &bits, err))) {
+    model_lora_target_list(bits, names, n, targets, sizeof targets);
+    model_lora_config c = {p->r, p->alpha, targets};
+    rc = model_add_lora(m, &c, 0, err);
+  }
+  size_t np = rc ? 0 : model_num_params(m);
+  if (!rc && !(*host = malloc((np + extra) * sizeof(float))))
+    rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
+  model_tensor t0;
+  if (!rc && !(rc = model_tensor_at(m, 0, &t0, err)))
+    m->ops->download(*host, t0.param, np * sizeof(float));
+  if (rc) {
+    free(*host);
+    *host = NULL;
+    ckpt_peft_close(p);
+  }
+  return rc;
+}
+
+int ckpt_peft_finish(ckpt_peft *p, model_t *m, float *host, int rc, dfpo_err *err) {
+  model_tensor t0;
+  if (!rc && !(rc = ckpt_peft_all_read(p, err)) && !(rc = model_tensor_at(m, 0, &t0, err)))
+    m->ops->upload(t0.param, host, model_num_params(m) * sizeof(float));
+  free(host);
+  ckpt_peft_close(p);
+  return rc;
+}
+
 int ckpt_peft_all_read(const ckpt_peft *p, dfpo_err *err) {
   if (p->used == p->st->n)
     return DFPO_OK;

@@ -172,6 +172,20 @@ int ckpt_peft_read(ckpt_peft *p, const char *name, int rows, int cols, int trans
                    dfpo_err *err);
 /* DFPO_EDATA naming a tensor of the file that no ckpt_peft_read took. */
 int ckpt_peft_all_read(const ckpt_peft *p, dfpo_err *err);
+/* What every architecture's import does around its own tensor loop:
+ * ckpt_peft_start opens peft's folder dir, adds its adapters to m (rank,
+ * alpha, and the targets ckpt_peft_targets picks among names over
+ * n_layer layers; model_add_lora) and gives *host: m's adapter block as
+ * made (model_tensor_at's, model_num_params floats: the value head's
+ * trainable copy stays the head) and `extra` floats of scratch after it,
+ * for the reader to fill with ckpt_peft_read. ckpt_peft_finish then, when
+ * rc is DFPO_OK and every tensor of the file was read, uploads the block;
+ * it frees host, closes p and returns the first error. */
+int ckpt_peft_start(ckpt_peft *p, model_t *m, const char *dir, const char *const *names, int n,
+                    int n_layer,
+                    void (*module)(const void *ctx, int l, int k, char *buf, size_t len),
+                    const void *ctx, size_t extra, float **host, dfpo_err *err);
+int ckpt_peft_finish(ckpt_peft *p, model_t *m, float *host, int rc, dfpo_err *err);
 
 /* One tensor of a safetensors export: rows x cols floats, row-major, at
  * dev in the model's backend memory; written as F32 of shape [rows * cols]

@@ -598,26 +598,13 @@ static void peft_module(const void *ctx, int l, int k, char *buf, size_t len) {
 }
 
 int gpt2_import_adapters(gpt2_model *m, const char *dir, dfpo_err *err) {
-  if (m->lora.r)
-    return dfpo_err_set(err, DFPO_EUSAGE, "%s: the model has LoRA adapters already", dir);
   ckpt_peft p;
-  unsigned bits;
-  int rc = ckpt_peft_open(&p, dir, err);
+  float *host;
+  int rc = ckpt_peft_start(&p, &m->base, dir, gpt2_lora_names, GPT2_LORA_N, m->cfg.n_layer,
+                           peft_module, NULL, 0, &host, err);
   if (rc)
     return rc;
-  char targets[96];
-  if (!(rc = ckpt_peft_targets(&p, gpt2_lora_names, GPT2_LORA_N, m->cfg.n_layer, peft_module, NULL,
-                               &bits, err))) {
-    gpt2_lora_target_list(bits, targets, sizeof targets);
-    model_lora_config c = {p.r, p.alpha, targets};
-    rc = model_add_lora(&m->base, &c, 0, err);
-  }
   const gpt2_lora *z = &m->lora;
-  float *host = rc ? NULL : malloc(z->nparams * sizeof(float));
-  if (!rc && !host)
-    rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
-  if (!rc) /* the value head's trainable copy (not peft's) stays the head */
-    m->base.ops->download(host, z->params, z->nparams * sizeof(float));
   for (int i = 0; !rc && i < z->ntensors; i++) {
     const gpt2_tensor *t = &z->tensors[i];
     if (z->head >= 0 && i >= z->head)
@@ -627,11 +614,7 @@ int gpt2_import_adapters(gpt2_model *m, const char *dir, dfpo_err *err) {
     /* A [r, in] as stored; B [out, r] into the stored [r, out] */
     rc = ckpt_peft_read(&p, name, t->rows, t->cols, t->conv1d, host + t->off, err);
   }
-  if (!rc && !(rc = ckpt_peft_all_read(&p, err)))
-    m->base.ops->upload(z->params, host, z->nparams * sizeof(float));
-  free(host);
-  ckpt_peft_close(&p);
-  return rc;
+  return ckpt_peft_finish(&p, &m->base, host, rc, err);
 }
 
 /* The adapter of GPT-2 tensor index k (a block's linear weight), as the

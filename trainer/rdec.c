@@ -2066,31 +2066,20 @@ static void peft_module(const void *ctx, int l, int k, char *buf, size_t len) {
  * r], GPT-NeoX's query_key_value rows in their per-head order) added to m. */
 static int import_adapters(rdec_model *m, const char *dir, dfpo_err *err) {
   const rdec_config *c = &m->cfg;
-  rdec_lora *z = &m->lora;
-  if (z->r)
-    return dfpo_err_set(err, DFPO_EUSAGE, "%s: the model has LoRA adapters already", dir);
+  const rdec_lora *z = &m->lora;
   int ntab;
   const rdec_lora_target *tab = lora_table(c->family, &ntab);
   const char *names[RDEC_LORA_MAX];
   for (int k = 0; k < ntab; k++)
     names[k] = tab[k].name;
   ckpt_peft p;
-  unsigned bits;
-  char targets[256];
-  int rc = ckpt_peft_open(&p, dir, err);
+  float *host;
+  /* a row of GPT-NeoX's fused B as scratch after the block */
+  size_t fused = (size_t)3 * c->n_head * c->head_dim;
+  int rc = ckpt_peft_start(&p, &m->base, dir, names, ntab, c->n_layer, peft_module, m, fused, &host,
+                           err);
   if (rc)
     return rc;
-  if (!(rc = ckpt_peft_targets(&p, names, ntab, c->n_layer, peft_module, m, &bits, err))) {
-    model_lora_target_list(bits, names, ntab, targets, sizeof targets);
-    model_lora_config lc = {p.r, p.alpha, targets};
-    rc = rdec_add_lora(m, &lc, 0, err);
-  }
-  size_t fused = (size_t)3 * c->n_head * c->head_dim;
-  float *host = rc ? NULL : malloc((z->nparams + fused) * sizeof(float));
-  if (!rc && !host)
-    rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
-  if (!rc) /* the value head's trainable copy (not peft's) stays the head */
-    m->base.ops->download(host, z->params, z->nparams * sizeof(float));
   for (int l = 0; l < c->n_layer && !rc; l++)
     for (int s = 0; s < RS_N && !rc; s++)
       for (int t = 0; t < z->nt[s] && z->first[l][s] >= 0 && !rc; t++) {
@@ -2111,11 +2100,7 @@ static int import_adapters(rdec_model *m, const char *dir, dfpo_err *err) {
           neox_reorder(row, spare, c->n_head, c->head_dim, 1);
         }
       }
-  if (!rc && !(rc = ckpt_peft_all_read(&p, err)))
-    m->base.ops->upload(z->params, host, z->nparams * sizeof(float));
-  free(host);
-  ckpt_peft_close(&p);
-  return rc;
+  return ckpt_peft_finish(&p, &m->base, host, rc, err);
 }
 
 /* The adapter of layer l's slot s on the rows of part p: the index of its
