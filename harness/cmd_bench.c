@@ -37,7 +37,10 @@ static const char bench_usage[] =
     "checkpointing, as dfpo train's reference). It reports the parts: generation\n"
     "(with the reference or mask model in lock step for DfPO/NLPO), the\n"
     "policy/reference/value passes, scoring (the judge) and the update; each\n"
-    "the best of --steps iterations (default 1 here).\n"
+    "the best of --steps iterations (default 1 here). The update's first epoch\n"
+    "runs backward on the passes' forward pass of the policy and the value\n"
+    "model (an epoch is one minibatch); --recompute-passes computes it again,\n"
+    "as RL4LMs does (the same numbers, bit for bit).\n"
     "\n"
     "--model PATH times a model that dfpo loads (a Hugging Face folder or a\n"
     "checkpoint, e.g. a T5 that bench/t5_torch.py write makes) instead of a\n"
@@ -55,6 +58,8 @@ static const char bench_usage[] =
     "  --model PATH       a model to load instead of --shape (train, generate)\n"
     "  --what train|generate|rl  what to time (default train)\n"
     "  --algo ppo|nlpo|dfpo  the RL algorithm of --what rl (default ppo)\n"
+    "  --recompute-passes  --what rl: the first epoch's forward pass computed\n"
+    "                     again instead of the passes' reused\n"
     "  --batch B          training rows (default 4)\n"
     "  --seq T            training tokens per row (default 64)\n"
     "  --steps N          timed repetitions after the warm-up (default 3)\n"
@@ -126,7 +131,8 @@ static int judge_reward(void *ctx, int B, const int *prompts, const int *kstart,
 }
 
 static int bench_rl(const char *shape, const gpt2_config *cfg, const char *algo, int prompts,
-                    int plen, int nnew, int iters, int seed, int threads, dfpo_err *err) {
+                    int plen, int nnew, int iters, int seed, int threads, int reuse,
+                    dfpo_err *err) {
   gpt2_config vc = *cfg, jc = *cfg;
   vc.head = MODEL_HEAD_VALUE;
   jc.head = MODEL_HEAD_CLASS;
@@ -142,6 +148,7 @@ static int bench_rl(const char *shape, const gpt2_config *cfg, const char *algo,
   rc_cfg.sampling.min_new = nnew;
   rc_cfg.sampling.top_k = 50;
   rc_cfg.sampling.eos = cfg->vocab_size > 50256 ? 50256 : -1;
+  rc_cfg.reuse_passes = reuse;
   int rc;
   int *p = malloc(sizeof(int) * (size_t)prompts * plen);
   j.seq = malloc(sizeof(int) * (size_t)prompts * (plen + nnew));
@@ -186,12 +193,13 @@ static int bench_rl(const char *shape, const gpt2_config *cfg, const char *algo,
   if (!rc)
     printf("{\"engine\": \"dfpo\", \"shape\": \"%s\", \"threads\": %d, \"what\": \"rl\", "
            "\"algo\": \"%s\", \"prompts\": %d, \"prompt_len\": %d, \"new\": %d, "
-           "\"epochs\": %d, \"minibatch\": %d, \"iteration_s\": %.6f, \"generate_s\": %.6f, "
+           "\"epochs\": %d, \"minibatch\": %d, \"passes_reused\": %s, \"iteration_s\": %.6f, "
+           "\"generate_s\": %.6f, "
            "\"passes_s\": %.6f, \"scoring_s\": %.6f, \"update_s\": %.6f, \"iterations\": %d, "
            "\"params\": %zu, \"peak_rss_mib\": %.1f}\n",
-           shape, threads, algo, prompts, plen, nnew, rc_cfg.epochs, rc_cfg.minibatch, best_total,
-           best.time_generate, best.time_passes, best.time_reward, best.time_update, iters,
-           model_num_params(pol), peak_rss_mib());
+           shape, threads, algo, prompts, plen, nnew, rc_cfg.epochs, rc_cfg.minibatch,
+           best.passes_reused ? "true" : "false", best_total, best.time_generate, best.time_passes,
+           best.time_reward, best.time_update, iters, model_num_params(pol), peak_rss_mib());
 out:
   rl_trainer_free(t);
   model_free(pol);
@@ -366,11 +374,12 @@ int cmd_bench(int argc, char **argv) {
                                        {"base-dtype", required_argument, NULL, 'B'},
                                        {"model", required_argument, NULL, 'M'},
                                        {"greedy", no_argument, NULL, 'G'},
+                                       {"recompute-passes", no_argument, NULL, 'P'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
   const char *shape = "gpt2-124M", *what = "train", *device = "cpu", *algo = alg_name(ALG_PPO);
   const char *model_path = NULL;
-  int tf32 = 0, bf16 = 0, greedy = 0, shape_given = 0;
+  int tf32 = 0, bf16 = 0, greedy = 0, shape_given = 0, recompute = 0;
   int B = 4, T = 64, steps = 3, prompts = 16, plen = 64, nnew = 48, seed = 0, c, rc;
   int steps_given = 0, lora_rank = 0;
   ops_dtype base_dtype = OPS_DTYPE_F32;
@@ -441,6 +450,9 @@ int cmd_bench(int argc, char **argv) {
     case 'F':
       bf16 = 1;
       break;
+    case 'P':
+      recompute = 1;
+      break;
     case 'h':
       fputs(bench_usage, stdout);
       return DFPO_OK;
@@ -455,6 +467,8 @@ int cmd_bench(int argc, char **argv) {
   int train = strcmp(what, "train") == 0, rl = strcmp(what, "rl") == 0;
   if (!train && !rl && strcmp(what, "generate") != 0)
     return cli_usage_error("bench", "--what must be train, generate or rl, got '%s'", what);
+  if (recompute && !rl)
+    return cli_usage_error("bench", "--recompute-passes is an option of --what rl");
   if (lora_rank && !train)
     return cli_usage_error("bench", "--lora-rank times a training step: it needs --what train");
   if (base_dtype != OPS_DTYPE_F32 && !lora_rank)
@@ -486,7 +500,7 @@ int cmd_bench(int argc, char **argv) {
     ops_env_info e;
     ops_env_probe(&e);
     rc = bench_rl(shape, &cfg, algo, prompts, plen, nnew, steps_given ? steps : 1, seed,
-                  e.cpu_threads, &err);
+                  e.cpu_threads, !recompute, &err);
     return rc ? cli_fail(&err) : DFPO_OK;
   }
   model_t *m;

@@ -198,6 +198,11 @@ typedef struct rl_config {
   int nlpo_k_min;            /* NLPO: the smallest mask */
   int nlpo_mask_refresh;     /* NLPO: mu, iterations between mask-model refreshes */
   smp_settings sampling;     /* rollout sampling; its mask must be NULL */
+  int reuse_passes;          /* 1 (the default): where an epoch is one minibatch of every
+                                episode, the first epoch's forward pass of the policy and the
+                                value model is the passes' own (the same rows, the same
+                                parameters), not computed again; 0: computed again (the same
+                                numbers, bit for bit: a check and a benchmark's baseline) */
 } rl_config;
 
 /* The defaults (docs/configs.md says where each comes from): epochs 5,
@@ -208,7 +213,8 @@ typedef struct rl_config {
  * rollouts, and for the buffer n_envs 10, n_steps 128, 64 transitions a
  * minibatch (the same file); NLPO p 0.9, k_min 100, mu 5; DfPO: mask at
  * sampling, ratio clip 0.2 (the dfpo-ablation suite's choice), no advantage
- * scale, gradient through log pi_theta, half of each batch from pi+. */
+ * scale, gradient through log pi_theta, half of each batch from pi+;
+ * the passes reused (reuse_passes). */
 rl_config rl_config_default(void);
 
 /* The prompts rl_iterate needs an iteration: `batch` with episodes
@@ -235,6 +241,7 @@ typedef struct rl_stats {
   int episodes;       /* rollouts generated (buffer: those past its edge included) */
   int transitions;    /* transitions trained on in each epoch */
   int updates;        /* optimiser steps of the policy */
+  int passes_reused;  /* 1: the first epoch's forward pass was the passes' (reuse_passes) */
   double mask_mean;   /* NLPO: mean size of the sampling masks (0 otherwise) */
   int mask_min;       /* NLPO: smallest sampling mask (0 otherwise) */
   /* wall-clock seconds of the iteration's parts (for dfpo bench) */
@@ -273,7 +280,13 @@ void rl_trainer_free(rl_trainer *t);
  * (rl_buffer_edge: the episode at the edge is cut, the rest of its group
  * dropped), each epoch shuffles its transitions into minibatches of
  * minibatch_transitions (the last one smaller), and the reward callback
- * gets every episode generated, once. */
+ * gets every episode generated, once.
+ * With episodes and minibatch >= B (an epoch is one minibatch), the
+ * first epoch takes the episodes in their order (a minibatch's gradient is
+ * a sum over its rows; the order is the rng's from the second epoch on) and,
+ * with reuse_passes, backward runs on the passes' own forward pass of the
+ * policy and the value model: so the reward callback must not run those two
+ * models (nor may the reference be the policy: then it is recomputed). */
 int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int Tp,
                rl_reward_fn reward, void *reward_ctx, rl_stats *stats, dfpo_err *err);
 

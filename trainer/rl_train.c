@@ -51,6 +51,7 @@ rl_config rl_config_default(void) {
   c.nlpo_k_min = 100;
   c.nlpo_mask_refresh = 5;
   c.sampling = smp_settings_default();
+  c.reuse_passes = 1;
   return c;
 }
 
@@ -736,15 +737,25 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
   opt.weight_decay = cfg->weight_decay;
   opt.clip = cfg->max_grad_norm;
   const int units = buffer ? M : E;
+  /* An epoch of one minibatch of every episode: the first takes them in
+   * their order, so that its forward pass of the policy and the value model
+   * is the passes' (unless the reference, run after the policy, was the
+   * policy itself). */
+  const int whole = !buffer && units <= mbsize;
+  const int reuse = whole && cfg->reuse_passes && t->ref != t->policy;
   for (int u = 0; u < units; u++)
     k.order[u] = u;
   for (int e = 0; e < cfg->epochs; e++) {
     dfpo_rng_shuffle(&t->rng, k.order, (size_t)units, sizeof k.order[0]);
     for (int start = 0; start < units; start += mbsize) {
       int cnt = units - start < mbsize ? units - start : mbsize, mb = cnt;
+      const int passes = reuse && e == 0; /* the passes' forward pass stands for this one's */
       if (buffer)
         mb = rl_buffer_minibatch(k.order + start, cnt, k.tr_ep, k.tr_t, E, N, k.mb_row, k.mb_w,
                                  k.slot);
+      else if (whole && e == 0)
+        for (int i = 0; i < cnt; i++)
+          k.mb_row[i] = i;
       else
         memcpy(k.mb_row, k.order + start, sizeof(int) * (size_t)cnt);
       int *mlens = k.next; /* reused: lengths of the minibatch rows */
@@ -767,11 +778,18 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
       /* policy */
       model_zero_grad(t->policy);
       const model_batch mrows = {k.mb_seq, k.mb_kstart, mb, L, Tp, Tp - 1};
-      if ((rc = model_forward(t->policy, &mrows, err)) ||
-          (rc = model_lm_logprobs(t->policy, k.mb_targets, k.lp_full, NULL, err)) ||
-          (t->shared && (rc = model_value_forward(t->policy, k.mb_vals, err))))
-        goto done;
-      gather(k.mb_lp, k.lp_full, mb, L, Tp, N);
+      if (passes) {
+        st->passes_reused = 1;
+        memcpy(k.mb_lp, k.logp_old, sizeof(float) * (size_t)mb * N);
+        if (t->shared)
+          memcpy(k.mb_vals, k.values_full, sizeof(float) * (size_t)mb * L);
+      } else {
+        if ((rc = model_forward(t->policy, &mrows, err)) ||
+            (rc = model_lm_logprobs(t->policy, k.mb_targets, k.lp_full, NULL, err)) ||
+            (t->shared && (rc = model_value_forward(t->policy, k.mb_vals, err))))
+          goto done;
+        gather(k.mb_lp, k.lp_full, mb, L, Tp, N);
+      }
       int n = mb * N;
       const float *z = model_lm_logits(t->policy);
       if (masked)
@@ -843,8 +861,10 @@ int rl_iterate(rl_trainer *t, const int *prompts, const int *kstart, int B, int 
         continue;
       /* value model: vf_coef * 0.5 * mean (V - R)^2 over the actions */
       model_zero_grad(t->value);
-      if ((rc = model_forward(t->value, &mrows, err)) ||
-          (rc = model_value_forward(t->value, k.mb_vals, err)))
+      if (passes)
+        memcpy(k.mb_vals, k.values_full, sizeof(float) * (size_t)mb * L);
+      else if ((rc = model_forward(t->value, &mrows, err)) ||
+               (rc = model_value_forward(t->value, k.mb_vals, err)))
         goto done;
       st->value_loss = value_loss_grad(&k, cfg, mb, mlens, N, L, Tp);
       if ((rc = model_value_backward(t->value, k.dvals_full, err)) ||

@@ -1035,59 +1035,74 @@ Test(ops_cuda, beam_search_same_as_the_cpu) {
  * the same tokens, hence the same rewards and lengths; the KL and the
  * losses agree to the whole-model tolerance (1e-4 relative, 1e-3 for the
  * losses after an update). Shows that rl_train.c reads every device
- * buffer through a download. */
+ * buffer through a download. Then the same with an epoch of one minibatch
+ * of every episode (two epochs), where the first epoch's backward pass runs
+ * on the passes' forward pass (rl_config.reuse_passes), and on the GPU that
+ * run against the one that computes the forward pass again: equal, bit for
+ * bit. */
 Test(ops_cuda, rl_iterations_match_the_cpu) {
   NEED_GPU();
   enum { V = 8, B = 4 }; /* small enough for the CUDA emulator */
   gpt2_config pc = {1, 2, 16, V, 16, MODEL_HEAD_NONE, 0}, vc = pc;
   vc.head = MODEL_HEAD_VALUE;
   const int algos[3] = {RL_PPO, RL_NLPO, RL_DFPO};
-  for (int a = 0; a < 3; a++) {
-    rl_stats st[2][2];
-    for (int d = 0; d < 2; d++) {
-      ops_device dev = d ? OPS_DEVICE_CUDA : OPS_DEVICE_CPU;
-      model_t *pol = model_on(dev, &pc), *ref = model_on(dev, &pc), *val = model_on(dev, &vc);
-      dfpo_err err;
-      dfpo_err_clear(&err);
-      rl_config cfg = rl_config_default();
-      cfg.algo = algos[a];
-      cfg.lr = 3e-3f;
-      cfg.epochs = 1;
-      cfg.minibatch = 2;
-      cfg.nlpo_top_p = 0.5f;
-      cfg.nlpo_k_min = 2;
-      cfg.sampling.max_new = 3;
-      cfg.sampling.eos = -1;
-      ops_use_device(dev); /* NLPO's mask model goes where the policy is */
-      rl_trainer *t;
-      cr_assert_eq(rl_trainer_new(&t, pol, ref, val, &cfg, 5, &err), 0, "%s", err.msg);
-      ops_use_device(OPS_DEVICE_CPU);
-      int prompts[B], good = 3;
-      for (int b = 0; b < B; b++)
-        prompts[b] = b % V;
-      for (int it = 0; it < 2; it++)
-        cr_assert_eq(rl_iterate(t, prompts, NULL, B, 1, tu_share_of, &good, &st[d][it], &err), 0,
-                     "%s", err.msg);
-      rl_trainer_free(t);
-      model_free(pol), model_free(ref), model_free(val);
+  for (int whole = 0; whole < 2; whole++)
+    for (int a = 0; a < 3; a++) {
+      rl_stats st[3][2]; /* CPU, GPU, GPU recomputing the first epoch's forward pass */
+      for (int d = 0; d < 2 + whole; d++) {
+        ops_device dev = d ? OPS_DEVICE_CUDA : OPS_DEVICE_CPU;
+        model_t *pol = model_on(dev, &pc), *ref = model_on(dev, &pc), *val = model_on(dev, &vc);
+        dfpo_err err;
+        dfpo_err_clear(&err);
+        rl_config cfg = rl_config_default();
+        cfg.algo = algos[a];
+        cfg.lr = 3e-3f;
+        cfg.epochs = whole ? 2 : 1;
+        cfg.minibatch = whole ? B : 2;
+        cfg.reuse_passes = d < 2;
+        cfg.nlpo_top_p = 0.5f;
+        cfg.nlpo_k_min = 2;
+        cfg.sampling.max_new = 3;
+        cfg.sampling.eos = -1;
+        ops_use_device(dev); /* NLPO's mask model goes where the policy is */
+        rl_trainer *t;
+        cr_assert_eq(rl_trainer_new(&t, pol, ref, val, &cfg, 5, &err), 0, "%s", err.msg);
+        ops_use_device(OPS_DEVICE_CPU);
+        int prompts[B], good = 3;
+        for (int b = 0; b < B; b++)
+          prompts[b] = b % V;
+        for (int it = 0; it < 2; it++) {
+          cr_assert_eq(rl_iterate(t, prompts, NULL, B, 1, tu_share_of, &good, &st[d][it], &err), 0,
+                       "%s", err.msg);
+          cr_assert_eq(st[d][it].passes_reused, whole && d < 2);
+        }
+        rl_trainer_free(t);
+        model_free(pol), model_free(ref), model_free(val);
+      }
+      for (int it = 0; it < 2; it++) {
+        rl_stats *c = &st[0][it], *g = &st[1][it];
+        cr_expect_eq(c->reward, g->reward, "algo %d it %d: reward cpu %g gpu %g", algos[a], it,
+                     c->reward, g->reward);
+        cr_expect_eq(c->mean_len, g->mean_len);
+        cr_expect(fabs(c->kl_token - g->kl_token) <= 1e-4 * fabs(c->kl_token) + 1e-7,
+                  "algo %d it %d: kl_token cpu %.9g gpu %.9g", algos[a], it, c->kl_token,
+                  g->kl_token);
+        cr_expect(fabs(c->policy_loss - g->policy_loss) <= 1e-3 * fabs(c->policy_loss) + 1e-6,
+                  "algo %d it %d: policy loss cpu %.9g gpu %.9g", algos[a], it, c->policy_loss,
+                  g->policy_loss);
+        cr_expect(fabs(c->value_loss - g->value_loss) <= 1e-3 * fabs(c->value_loss) + 1e-6,
+                  "algo %d it %d: value loss cpu %.9g gpu %.9g", algos[a], it, c->value_loss,
+                  g->value_loss);
+        cr_expect_eq(c->mask_mean, g->mask_mean);
+        if (whole) {
+          const rl_stats *r = &st[2][it];
+          cr_expect(r->reward == g->reward && r->kl_token == g->kl_token &&
+                        r->policy_loss == g->policy_loss && r->value_loss == g->value_loss,
+                    "algo %d it %d: the GPU's reused passes differ from its recomputed ones",
+                    algos[a], it);
+        }
+      }
     }
-    for (int it = 0; it < 2; it++) {
-      rl_stats *c = &st[0][it], *g = &st[1][it];
-      cr_expect_eq(c->reward, g->reward, "algo %d it %d: reward cpu %g gpu %g", algos[a], it,
-                   c->reward, g->reward);
-      cr_expect_eq(c->mean_len, g->mean_len);
-      cr_expect(fabs(c->kl_token - g->kl_token) <= 1e-4 * fabs(c->kl_token) + 1e-7,
-                "algo %d it %d: kl_token cpu %.9g gpu %.9g", algos[a], it, c->kl_token,
-                g->kl_token);
-      cr_expect(fabs(c->policy_loss - g->policy_loss) <= 1e-3 * fabs(c->policy_loss) + 1e-6,
-                "algo %d it %d: policy loss cpu %.9g gpu %.9g", algos[a], it, c->policy_loss,
-                g->policy_loss);
-      cr_expect(fabs(c->value_loss - g->value_loss) <= 1e-3 * fabs(c->value_loss) + 1e-6,
-                "algo %d it %d: value loss cpu %.9g gpu %.9g", algos[a], it, c->value_loss,
-                g->value_loss);
-      cr_expect_eq(c->mask_mean, g->mask_mean);
-    }
-  }
 }
 
 /* ------------------------------------------------------- T5's ops */

@@ -626,3 +626,91 @@ Test(rl_train, the_entropy_bonus_keeps_the_policy_broader) {
   cr_expect_gt(d.entropy, c.entropy + 0.5, "NLPO: entropy %g without the bonus, %g with", c.entropy,
                d.entropy);
 }
+
+/* reuse_passes: with an epoch of one minibatch of every episode, the first
+ * epoch's backward pass runs on the passes' forward pass of the policy and
+ * the value model instead of computing it again. The two runs (the same
+ * models, seed and prompts) must end with the same parameters of both
+ * models, the same stats and so the same next rollouts, bit for bit, over
+ * two iterations of two epochs: PPO with a value model and with the value
+ * head on the policy's trunk, NLPO (backward from the masked logits) with
+ * the entropy bonus, DfPO through log pi_theta with the ratio clip and
+ * through the renormalised pi+/pi-. */
+static void reuse_run(int algo, int shared, int masked, float ent_coef, int reuse, model_t **pol,
+                      model_t **val, rl_stats st[2]) {
+  gpt2_config pc = tu_config(V, 1, 2, 16, 16), vc = pc;
+  vc.head = MODEL_HEAD_VALUE;
+  model_t *policy = tu_model(shared ? &vc : &pc, 1), *ref = tu_model(shared ? &vc : &pc, 1);
+  model_t *value = shared ? policy : tu_model(&vc, 2);
+  tu_perturb(policy, 5, 1.0f);
+  dfpo_err err;
+  cr_assert_eq(model_copy_params(ref, policy, &err), 0, "%s", err.msg);
+  tu_perturb(policy, 6, 1.0f); /* the policy away from the reference: a KL to follow */
+  rl_config cfg = rl_config_default();
+  cfg.algo = algo;
+  cfg.lr = 3e-3f;
+  cfg.epochs = 2;
+  cfg.minibatch = B; /* one minibatch an epoch */
+  cfg.ent_coef = ent_coef;
+  cfg.nlpo_k_min = 3;
+  cfg.nlpo_mask_refresh = 1;
+  cfg.dfpo_grad = masked ? RL_DFPO_GRAD_MASKED : RL_DFPO_GRAD_THETA;
+  cfg.sampling.max_new = NEW;
+  cfg.sampling.min_new = 2; /* rows of different lengths */
+  cfg.sampling.eos = GOOD + 1;
+  cfg.reuse_passes = reuse;
+  rl_trainer *t;
+  cr_assert_eq(rl_trainer_new(&t, policy, ref, value, &cfg, 11, &err), 0, "%s", err.msg);
+  int prompts[B];
+  for (int b = 0; b < B; b++)
+    prompts[b] = b % V;
+  for (int it = 0; it < 2; it++) {
+    int good = GOOD;
+    cr_assert_eq(rl_iterate(t, prompts, NULL, B, 1, tu_share_of, &good, &st[it], &err), 0, "%s",
+                 err.msg);
+    cr_assert_eq(st[it].passes_reused, reuse, "algo %d: passes_reused %d", algo,
+                 st[it].passes_reused);
+  }
+  rl_trainer_free(t);
+  model_free(ref);
+  *pol = policy;
+  *val = value;
+}
+
+Test(rl_train, the_first_epoch_reuses_the_passes_bit_for_bit) {
+  const struct {
+    int algo, shared, masked;
+    float ent_coef;
+  } cases[] = {{RL_PPO, 0, 0, 0.0f},
+               {RL_PPO, 1, 0, 0.0f},
+               {RL_NLPO, 0, 0, 0.1f},
+               {RL_DFPO, 0, 0, 0.0f},
+               {RL_DFPO, 0, 1, 0.0f}};
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    model_t *p[2], *v[2];
+    rl_stats st[2][2];
+    for (int reuse = 0; reuse < 2; reuse++)
+      reuse_run(cases[c].algo, cases[c].shared, cases[c].masked, cases[c].ent_coef, reuse,
+                &p[reuse], &v[reuse], st[reuse]);
+    tu_same_params(p[0], p[1]);
+    if (!cases[c].shared)
+      tu_same_params(v[0], v[1]);
+    for (int it = 0; it < 2; it++) {
+      const rl_stats *a = &st[0][it], *b = &st[1][it];
+      cr_expect(a->reward == b->reward && a->kl_seq == b->kl_seq &&
+                    a->policy_loss == b->policy_loss && a->value_loss == b->value_loss &&
+                    a->clipfrac == b->clipfrac && a->entropy == b->entropy,
+                "case %zu iteration %d: reward %.9g %.9g, policy loss %.9g %.9g, value loss "
+                "%.9g %.9g",
+                c, it, a->reward, b->reward, a->policy_loss, b->policy_loss, a->value_loss,
+                b->value_loss);
+    }
+    fprintf(stderr, "case %zu: policy loss %.9g, value loss %.9g (iteration 2)\n", c,
+            st[1][1].policy_loss, st[1][1].value_loss);
+    for (int r = 0; r < 2; r++) {
+      if (!cases[c].shared)
+        model_free(v[r]);
+      model_free(p[r]);
+    }
+  }
+}
