@@ -140,6 +140,48 @@ Test(ops_cpu, matmul_every_path_agrees_with_double) {
   ops_cpu_set_isa(512);
 }
 
+/* The AVX2 decoding kernel (up to 32 rows, blocks of 4 rows x 3 outputs)
+ * sums every output in one order whatever the number of rows: 8 lanes over
+ * k, across the lanes, the tail, then the bias. So M rows at a time give
+ * each row's outputs bit for bit as that row alone (a sequence decodes to
+ * the same tokens in any batch), and both agree with the double-precision
+ * product. K = 773 (a tail of 5), N = 200 (two blocks of 96 outputs and
+ * one of 8, the last group of 3 outputs partial); 5, 16, 20 and 32 rows
+ * (partial and whole groups of 4); from 16 rows the product runs on every
+ * thread, a row alone on one. */
+Test(ops_cpu, decoding_kernel_rows_do_not_depend_on_the_batch) {
+  if (ops_cpu_set_isa(256) < 256) {
+    cr_log_info("no AVX2 on this CPU: the 256-bit decoding kernel is not tested here");
+    ops_cpu_set_isa(512);
+    return;
+  }
+  enum { K = 773, N = 200 };
+  const int Ms[4] = {5, 16, 20, 32};
+  float *w = rnd((size_t)N * K, 61, 1), *b = rnd(N, 62, 1), *one = malloc(N * sizeof(float));
+  for (int c = 0; c < 4; c++) {
+    int M = Ms[c];
+    float *x = rnd((size_t)M * K, 63 + c, 1), *o = malloc((size_t)M * N * sizeof(float));
+    O->matmul_fwd(o, x, w, b, M, K, N);
+    int same = 0;
+    double worst = 0;
+    for (int m = 0; m < M; m++) {
+      O->matmul_fwd(one, x + (size_t)m * K, w, b, 1, K, N);
+      same += memcmp(one, o + (size_t)m * N, N * sizeof(float)) == 0;
+      for (int n = 0; n < N; n++) {
+        double s = b[n];
+        for (int k = 0; k < K; k++)
+          s += (double)x[(size_t)m * K + k] * w[(size_t)n * K + k];
+        worst = fmax(worst, fabs(s - o[(size_t)m * N + n]));
+      }
+    }
+    cr_expect_eq(same, M, "M=%d: %d of the rows equal the row alone, bit for bit", M, same);
+    cr_expect_lt(worst, 1e-3, "M=%d: %.3g off the double-precision product", M, worst);
+    free(x), free(o);
+  }
+  free(w), free(b), free(one);
+  ops_cpu_set_isa(512);
+}
+
 /* The packed AVX-512 product (ops_cpu_gemm.c) in the three forms the
  * engine uses, through the ops table, against double-precision sums written
  * here: out = x w^T + b (forward, more than 64 rows), dinp += dout w and
