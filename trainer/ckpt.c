@@ -477,6 +477,26 @@ void ckpt_peft_close(ckpt_peft *p) {
 
 /* Whether adapter_config.json's key holds something other than its
  * "nothing" (absent, null, false, "", "none", an empty list or object). */
+/* rsLoRA (peft's use_rslora): peft scales the adapters' output by
+ * lora_alpha / sqrt(r), a double rounded to float for the multiply; the
+ * engine by alpha / r in float. The alpha whose quotient is that float:
+ * scale x r, or a float beside it where the division rounds away (for
+ * about 1 in 10 of the ranks 1-256 with the usual alphas none is, and the
+ * nearest, within one ulp of peft's scale, is taken). */
+static float rslora_alpha(double lora_alpha, int r) {
+  float want = (float)(lora_alpha / sqrt((double)r)), a = (float)((double)want * r);
+  float up = a, down = a;
+  for (int i = 0; i < 4; i++) {
+    if (up / (float)r == want)
+      return up;
+    if (down / (float)r == want)
+      return down;
+    up = nextafterf(up, INFINITY);
+    down = nextafterf(down, 0.0f);
+  }
+  return a;
+}
+
 static int peft_set(const cJSON *c, const char *key) {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(c, key);
   if (!v || cJSON_IsNull(v) || cJSON_IsFalse(v))
@@ -510,9 +530,8 @@ int ckpt_peft_open(ckpt_peft *p, const char *dir, dfpo_err *err) {
               *r = cJSON_GetObjectItemCaseSensitive(c, "r"),
               *alpha = cJSON_GetObjectItemCaseSensitive(c, "lora_alpha");
   p->target_modules = cJSON_GetObjectItemCaseSensitive(c, "target_modules");
-  static const char *const unread[] = {"use_rslora",          "use_dora",     "modules_to_save",
-                                       "layers_to_transform", "rank_pattern", "alpha_pattern",
-                                       "layers_pattern"};
+  static const char *const unread[] = {"use_dora",     "modules_to_save", "layers_to_transform",
+                                       "rank_pattern", "alpha_pattern",   "layers_pattern"};
   if (!cJSON_IsObject(c))
     rc = dfpo_err_set(err, DFPO_EDATA, "%s: not a JSON object", path);
   else if (!cJSON_IsString(type) || strcmp(type->valuestring, "LORA") != 0)
@@ -539,8 +558,8 @@ int ckpt_peft_open(ckpt_peft *p, const char *dir, dfpo_err *err) {
   for (size_t i = 0; !rc && i < sizeof unread / sizeof unread[0]; i++)
     if (peft_set(c, unread[i]))
       rc = dfpo_err_set(err, DFPO_EDATA,
-                        "%s: %s is set: the engine computes plain LoRA only (W x + (lora_alpha "
-                        "/ r) B A x on every layer)",
+                        "%s: %s is set: the engine computes plain LoRA and rsLoRA only (W x + "
+                        "(lora_alpha / r) B A x, or / sqrt(r), on every layer)",
                         path, unread[i]);
   const cJSON *t = NULL;
   if (!rc && cJSON_IsArray(p->target_modules))
@@ -550,7 +569,8 @@ int ckpt_peft_open(ckpt_peft *p, const char *dir, dfpo_err *err) {
     }
   if (!rc) {
     p->r = r->valueint;
-    p->alpha = (float)alpha->valuedouble;
+    p->rslora = peft_set(c, "use_rslora");
+    p->alpha = p->rslora ? rslora_alpha(alpha->valuedouble, p->r) : (float)alpha->valuedouble;
     if (!(p->st = calloc(1, sizeof *p->st)))
       rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
     else if ((rc = st_open(p->st, p->file, err))) {

@@ -140,13 +140,17 @@ int ckpt_lora_fits(const ckpt_lora_section *ls, int rank, float alpha, uint32_t 
  * list of module names or one regular expression) and its
  * adapter_model.safetensors, open. ckpt_peft_open refuses by name what
  * the engine does not compute: another peft_type, bias other than "none",
- * use_rslora, use_dora, modules_to_save, layers_to_transform,
- * rank_pattern or alpha_pattern (the files are read as peft writes them
- * for PeftModel.from_pretrained). Owns what it holds (ckpt_peft_close). */
+ * use_dora, modules_to_save, layers_to_transform, rank_pattern or
+ * alpha_pattern (the files are read as peft writes them for
+ * PeftModel.from_pretrained). With use_rslora (peft's scale lora_alpha /
+ * sqrt(r)) alpha is the engine's alpha of that scale (alpha / r = the
+ * float of lora_alpha / sqrt(r), or within one ulp of it). Owns what it
+ * holds (ckpt_peft_close). */
 typedef struct ckpt_peft {
   char dir[4096], file[4200];
   int r;
-  float alpha;
+  int rslora;                  /* use_rslora was set */
+  float alpha;                 /* the engine's: scale alpha / r */
   cJSON *config;               /* adapter_config.json */
   const cJSON *target_modules; /* an array of names, or a string (a regex) */
   struct st_file *st;          /* adapter_model.safetensors */

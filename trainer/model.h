@@ -409,10 +409,12 @@ int model_load_into(model_t *m, const char *path, dfpo_err *err);
  * (peft's rule: a listed name equal to a module's full name or a dotted
  * suffix of it, or one regular expression the whole name matches), which
  * must be the same on every layer; lora_A.weight [r, in] and lora_B.weight
- * [out, r] (F32, F16 or BF16). The model then computes as peft's
+ * [out, r] (F32, F16 or BF16); with use_rslora (rsLoRA) the scale is
+ * lora_alpha / sqrt(r), kept as the alpha of that scale over r (the same
+ * float, or within one ulp of it). The model then computes as peft's
  * PeftModel.from_pretrained of the base would (unmerged, dropout off).
  * DFPO_EDATA naming the folder and what is wrong: a config field the engine
- * does not compute (use_rslora, use_dora, a bias, modules_to_save,
+ * does not compute (use_dora, a bias, modules_to_save,
  * layers_to_transform, rank or alpha patterns), targets on some layers
  * only, a tensor missing, misshapen, not finite or left over. DFPO_EUSAGE
  * for a model with adapters, or an architecture other than GPT-2 and the

@@ -25,7 +25,7 @@ transformers (not installed here): PyTorch 1.13 and the `regex` module only.
         them, unmerged: adapter_config.json's target_modules matched against
         the module names (a name equal to an entry or ending in "." + it),
         each matched Conv1D computing base(x) + (x A^T B^T) * lora_alpha / r
-        with A = base_model.model.<name>.lora_A.weight [r, in] and B =
+        (lora_alpha / sqrt(r) with use_rslora, as peft's LoraLayer) with A = base_model.model.<name>.lora_A.weight [r, in] and B =
         .lora_B.weight [out, r] from adapter_model.safetensors (a missing,
         unused or misshapen adapter tensor fails). The JSON gets "adapted":
         the names of the adapted modules, and "adapter_config".
@@ -228,7 +228,10 @@ def apply_adapters(model, folder):
         acfg = json.load(f)
     assert acfg["peft_type"] == "LORA" and acfg["fan_in_fan_out"] is True, acfg
     state, _ = read_safetensors(os.path.join(folder, "adapter_model.safetensors"))
-    scale = acfg["lora_alpha"] / acfg["r"]
+    if acfg.get("use_rslora"):
+        scale = acfg["lora_alpha"] / math.sqrt(acfg["r"])
+    else:
+        scale = acfg["lora_alpha"] / acfg["r"]
     used, adapted = set(), []
     for name, mod in list(model.named_modules()):
         if not isinstance(mod, Conv1D):

@@ -675,6 +675,19 @@ Test(export, a_lora_policy_exports_merged_and_as_peft_adapters, .timeout = 300) 
   /* and unmerged: perplexity and generate over the base's folder with
    * --adapters give the LoRA checkpoint's numbers and tokens exactly */
   same_as_checkpoint(&f, base, peft);
+  /* rsLoRA (use_rslora): lora_alpha 4 gives peft's scale 4 / sqrt(4), the
+   * policy's 8 / 4; the reference applies it as peft does, and dfpo's read
+   * (merged by `dfpo export --adapters`, and unmerged) gives the same
+   * numbers (read as plain LoRA, the scale would be 1) */
+  ts_json_set(path, "use_rslora", cJSON_CreateTrue());
+  ts_json_set(path, "lora_alpha", cJSON_CreateNumber(4));
+  cJSON_Delete(check_reference(&f, base, peft, 1e-5));
+  snprintf(from_peft, sizeof from_peft, "%s/merged-from-rslora", f.dir);
+  ts_dfpo(&r, "export", "--model", base, "--adapters", peft, "--out", from_peft, NULL);
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  ts_run_free(&r);
+  cJSON_Delete(check_reference(&f, from_peft, NULL, 1e-5));
+  same_as_checkpoint(&f, base, peft);
   /* a second set of adapters is refused */
   ts_dfpo(&r, "export", "--model", f.ckpt, "--tokenizer", f.tok, "--adapters", peft, "--out", other,
           NULL);

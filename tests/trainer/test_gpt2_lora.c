@@ -890,30 +890,36 @@ Test(gpt2_lora, a_checkpoint_reads_into_the_model_in_place) {
   ts_rmtree(dir);
 }
 
-/* adapter_config.json at dir with target_modules tm (JSON) and, when extra
- * is not NULL, one more key and value (JSON; a "bias" there replaces the
- * default "none") */
-static void peft_config(const char *dir, const char *tm, const char *extra) {
+/* adapter_config.json at dir with lora_alpha alpha, target_modules tm
+ * (JSON) and, when extra is not NULL, one more key and value (JSON; a
+ * "bias" there replaces the default "none") */
+static void peft_config_alpha(const char *dir, double alpha, const char *tm, const char *extra) {
   char path[400];
   snprintf(path, sizeof path, "%s/adapter_config.json", dir);
   FILE *fp = fopen(path, "w");
   cr_assert_not_null(fp);
   fprintf(fp,
           "{\"peft_type\": \"LORA\", \"task_type\": \"CAUSAL_LM\", \"r\": %d, \"lora_alpha\": "
-          "%g, \"lora_dropout\": 0.05, %s\"fan_in_fan_out\": true, "
+          "%.17g, \"lora_dropout\": 0.05, %s\"fan_in_fan_out\": true, "
           "\"target_modules\": %s%s%s}",
-          R, (double)ALPHA, extra && strstr(extra, "\"bias\"") ? "" : "\"bias\": \"none\", ", tm,
+          R, alpha, extra && strstr(extra, "\"bias\"") ? "" : "\"bias\": \"none\", ", tm,
           extra ? ", " : "", extra ? extra : "");
   fclose(fp);
+}
+static void peft_config(const char *dir, const char *tm, const char *extra) {
+  peft_config_alpha(dir, ALPHA, tm, extra);
 }
 
 /* model_load_peft_adapters: peft's files of a LoRA policy (its
  * model_export_adapters) read onto a fresh copy of its base give the
  * policy again, its logits bit for bit; target_modules matched as peft
  * matches them (a bare "c_proj" takes attn.c_proj and mlp.c_proj, a regex
- * the whole name); refusals naming what is wrong: targets on one layer
- * only, use_rslora, a tensor the config does not name, one it names that
- * the file lacks, a model with adapters, a folder without a config. */
+ * the whole name); with use_rslora (peft's scale lora_alpha / sqrt(r)) and
+ * lora_alpha = ALPHA sqrt(R) / R, whose scale is the policy's ALPHA / R,
+ * the same logits bit for bit, and with lora_alpha = ALPHA other ones;
+ * refusals naming what is wrong: targets on one layer only, use_dora, a
+ * tensor the config does not name, one it names that the file lacks, a
+ * model with adapters, a folder without a config. */
 Test(gpt2_lora, peft_adapter_files_read_back_onto_the_base) {
   char dir[256], peft[300];
   ts_tmpdir(dir, sizeof dir);
@@ -942,12 +948,33 @@ Test(gpt2_lora, peft_adapter_files_read_back_onto_the_base) {
     model_free(back);
     model_free(m);
   }
-  /* peft holds attn.c_attn's adapters now */
+  /* peft holds attn.c_attn's adapters now: as rsLoRA with lora_alpha
+   * ALPHA / sqrt(R), whose scale (3 / sqrt(2)) / sqrt(2) rounds to the
+   * policy's ALPHA / R = 1.5, then with ALPHA itself (the scale 3 / sqrt(2)) */
+  {
+    model_t *m = base_model(101);
+    add_lora(m, targets[2], 104);
+    randomise_adapters(m, 107, 0.2f);
+    logits_of(m, la);
+    for (int k = 0; k < 2; k++) {
+      model_t *back = base_model(101);
+      peft_config_alpha(peft, k ? (double)ALPHA : (double)ALPHA / sqrt((double)R), "[\"c_attn\"]",
+                        "\"use_rslora\": true");
+      cr_assert_eq(model_load_peft_adapters(back, peft, &err), 0, "rsLoRA: %s", err.msg);
+      logits_of(back, lb);
+      int same = memcmp(la, lb, sizeof la) == 0;
+      cr_expect_eq(same, !k, "rsLoRA, lora_alpha %g: the logits %s the policy's",
+                   k ? (double)ALPHA : (double)ALPHA / sqrt((double)R),
+                   same ? "equal" : "differ from");
+      model_free(back);
+    }
+    model_free(m);
+  }
   struct {
     const char *tm, *extra, *msg;
   } bad[] = {
       {"[\"h.0.attn.c_attn\"]", NULL, "some layers only"},
-      {"[\"c_attn\"]", "\"use_rslora\": true", "use_rslora is set"},
+      {"[\"c_attn\"]", "\"use_dora\": true", "use_dora is set"},
       {"[\"c_attn\", \"c_fc\"]", NULL, "no tensor base_model.model.transformer.h.0.mlp.c_fc"},
       {"[\"nothing\"]", NULL, "match none"},
       {"[\"c_attn\"]", "\"bias\": \"all\"", "bias \"all\""},
