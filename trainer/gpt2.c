@@ -470,6 +470,14 @@ static int w16_tensor(const gpt2_model *m, int i) {
   return k == GP_QKVW || k == GP_PROJW || k == GP_FCW || k == GP_FCPW;
 }
 
+/* The last forward pass, its logits and a decoding's cache are spent. */
+static void gpt2_forget(gpt2_model *m) {
+  m->have_lm = 0;
+  m->fb = m->ft = 0;
+  m->base.last_logits = NULL;
+  m->gn = 0;
+}
+
 /* Moves the weights into the precision d (model_repack_weights). */
 static int gpt2_set_weight_dtype(gpt2_model *m, ops_dtype d, dfpo_err *err) {
   int nt = m->ntensors, changed = 0;
@@ -485,14 +493,9 @@ static int gpt2_set_weight_dtype(gpt2_model *m, ops_dtype d, dfpo_err *err) {
   for (int i = 0; changed && i < nt; i++)
     m->tensors[i].off = t[i].off, m->tensors[i].w16 = t[i].w16;
   free(t);
-  if (!changed)
-    return rc;
-  /* the last logits and a decoding's cache came from the old weights */
-  m->have_lm = 0;
-  m->fb = m->ft = 0;
-  m->base.last_logits = NULL;
-  m->gn = 0;
-  return DFPO_OK;
+  if (changed) /* the last logits and a decoding's cache came from the old weights */
+    gpt2_forget(m);
+  return changed ? DFPO_OK : rc;
 }
 
 /* Lays out the activations for (B, T): a sizing pass with base NULL, then
@@ -1319,6 +1322,9 @@ static const float *vt_decode_step(model_t *m, const int *next, dfpo_err *err) {
 static int vt_decode_reorder(model_t *m, const int *src_rows, dfpo_err *err) {
   return gpt2_decode_reorder(gpt2_of(m), src_rows, err);
 }
+static void vt_forget(model_t *m) {
+  gpt2_forget(gpt2_of(m));
+}
 static int vt_save(model_t *m, const char *path, int with_optimizer, dfpo_err *err) {
   return gpt2_save(gpt2_of(m), path, with_optimizer, err);
 }
@@ -1393,6 +1399,7 @@ const model_vtable gpt2_vtable = {
     .decode_begin = vt_decode_begin,
     .decode_step = vt_decode_step,
     .decode_reorder = vt_decode_reorder,
+    .forget = vt_forget,
     .save = vt_save,
     .export_safetensors = vt_export_safetensors,
     .add_lora = vt_add_lora,

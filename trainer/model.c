@@ -512,9 +512,13 @@ static int load_into(model_t *m, const char *path, int adapters_only, dfpo_err *
   int found, rc = load_native(&out, path, &to, &fp, &found, err);
   if (fp)
     fclose(fp);
-  /* the last forward pass's logits were the old parameters' */
-  if (found)
+  /* the last forward pass, its logits and a decoding's cache were the old
+   * parameters' */
+  if (found) {
     m->last_logits = NULL;
+    if (m->vt->forget)
+      m->vt->forget(m);
+  }
   if (!rc && !found)
     rc = dfpo_err_set(err, DFPO_EDATA,
                       "%s: not a dfpo checkpoint (its magic is none of the "

@@ -389,8 +389,10 @@ int model_save_tensors(const model_t *m, const char *path, dfpo_err *err);
  * parameters in m's precision (a 16-bit base rounded as it is read), and
  * where the file has them the AdamW moments (m's training state made for
  * them), and the file's step; where it has no moments, m's are left as
- * they are. The last forward pass's logits are spent (model_lm_logits gives
- * NULL). No second copy of the model is made, and views of m (a LoRA
+ * they are. The last forward pass, its logits (model_lm_logits gives NULL)
+ * and a decoding's cache are spent, even when the read fails: a backward
+ * pass or model_decode_step then answers DFPO_EUSAGE until a new forward
+ * pass or model_decode_begin. No second copy of the model is made, and views of m (a LoRA
  * policy's reference) stay valid: a run's end and its resume use it
  * instead of model_load beside the model. DFPO_EDATA naming the file for
  * another format, architecture, config, head or adapters (checked before

@@ -143,6 +143,10 @@ typedef struct model_vtable {
   const float *(*decode_step)(model_t *m, const int *next, dfpo_err *err);
   /* may be NULL: model_decode_reorder answers DFPO_EUSAGE naming the arch */
   int (*decode_reorder)(model_t *m, const int *src_rows, dfpo_err *err);
+  /* the parameters changed under the last forward pass, its logits and a
+   * decoding's cache: all spent (a backward pass or a decoding step then
+   * asks for a new forward pass or model_decode_begin). NULL: nothing kept */
+  void (*forget)(model_t *m);
   int (*save)(model_t *m, const char *path, int with_optimizer, dfpo_err *err);
   int (*export_safetensors)(const model_t *m, const char *path, const model_export_opts *o,
                             dfpo_err *err);

@@ -2365,6 +2365,14 @@ static int w16_tensor(const rdec_model *m, int i) {
   return 0;
 }
 
+/* The last forward pass, its logits and a decoding's cache are spent. */
+static void rdec_forget(rdec_model *m) {
+  m->have_lm = 0;
+  m->fB = 0;
+  m->gn = 0;
+  m->base.last_logits = NULL;
+}
+
 /* Moves the weights into the precision d (model_repack_weights). */
 static int rdec_set_weight_dtype(rdec_model *m, ops_dtype d, dfpo_err *err) {
   const char *fam = family_name[m->cfg.family];
@@ -2381,14 +2389,9 @@ static int rdec_set_weight_dtype(rdec_model *m, ops_dtype d, dfpo_err *err) {
   for (int i = 0; changed && i < nt; i++)
     m->tensors[i].off = t[i].off, m->tensors[i].w16 = t[i].w16;
   free(t);
-  if (!changed)
-    return rc;
-  /* the last logits and a decoding's cache came from the old weights */
-  m->have_lm = 0;
-  m->fB = 0;
-  m->gn = 0;
-  m->base.last_logits = NULL;
-  return DFPO_OK;
+  if (changed) /* the last logits and a decoding's cache came from the old weights */
+    rdec_forget(m);
+  return changed ? DFPO_OK : rc;
 }
 
 /* ------------------------------------------------------------ table */
@@ -2641,6 +2644,9 @@ static const float *vt_decode_step(model_t *m, const int *next, dfpo_err *err) {
 static int vt_decode_reorder(model_t *m, const int *src_rows, dfpo_err *err) {
   return rdec_decode_reorder(rdec_of(m), src_rows, err);
 }
+static void vt_forget(model_t *m) {
+  rdec_forget(rdec_of(m));
+}
 static int vt_save(model_t *m, const char *path, int with_optimizer, dfpo_err *err) {
   return rdec_save(rdec_of(m), path, with_optimizer, err);
 }
@@ -2752,6 +2758,7 @@ const model_vtable rdec_vtable = {
     .decode_begin = vt_decode_begin,
     .decode_step = vt_decode_step,
     .decode_reorder = vt_decode_reorder,
+    .forget = vt_forget,
     .save = vt_save,
     .export_safetensors = vt_export_safetensors,
     .add_lora = vt_add_lora,

@@ -831,6 +831,14 @@ static const float *vt_decode_step(model_t *m, const int *next, dfpo_err *err) {
 static int vt_decode_reorder(model_t *m, const int *src_rows, dfpo_err *err) {
   return t5_decode_reorder(t5_of(m), src_rows, err);
 }
+/* the last forward pass, its logits and a decoding's cache are spent */
+static void vt_forget(model_t *m) {
+  t5_model *t = t5_of(m);
+  t->have_lm = 0;
+  t->fB = 0;
+  t->gn_pos = 0;
+  m->last_logits = NULL;
+}
 static int vt_save(model_t *m, const char *path, int with_optimizer, dfpo_err *err) {
   return t5_save(t5_of(m), path, with_optimizer, err);
 }
@@ -866,6 +874,7 @@ const model_vtable t5_vtable = {
     .decode_begin = vt_decode_begin,
     .decode_step = vt_decode_step,
     .decode_reorder = vt_decode_reorder,
+    .forget = vt_forget,
     .save = vt_save,
     .export_safetensors = vt_export_safetensors,
 };

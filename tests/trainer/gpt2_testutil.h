@@ -99,4 +99,24 @@ static inline void tu_expect_load_fails(const char *path, const char *must1, con
   model_free(m);
 }
 
+/* Begins a decoding of one row of two tokens (below vocab 3) on m, to be
+ * left unfinished. */
+static inline void tu_decode_begun(model_t *m) {
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  const int prompt[2] = {1, 2};
+  cr_assert_not_null(model_decode_begin(m, prompt, NULL, 1, 2, 4, &err), "%s", err.msg);
+}
+
+/* After the parameters changed under it (model_load_into): the decoding
+ * tu_decode_begun began is spent, a step refused. */
+static inline void tu_decode_spent(model_t *m, const char *what) {
+  dfpo_err err;
+  dfpo_err_clear(&err);
+  const int next = 0;
+  cr_expect_null(model_decode_step(m, &next, &err), "%s: the old parameters' cache still decodes",
+                 what);
+  cr_expect_eq(err.code, DFPO_EUSAGE, "%s: %s", what, err.msg);
+}
+
 #endif

@@ -807,7 +807,8 @@ Test(gpt2_lora, adapters_alone_come_back_from_a_checkpoint) {
  * block not moved): two further steps then equal two steps of the
  * checkpoint loaded anew bit for bit (parameters, moments, logits), for a
  * model without adapters and for a LoRA policy, whose base view (the
- * reference) is not made again and still computes the base. Refusals,
+ * reference) is not made again and still computes the base, and a decoding
+ * begun before the read is spent. Refusals,
  * before anything is read: another config, a LoRA file into a model without
  * adapters and the reverse, other adapters, an adapter view read whole (its
  * base is the policy's; its adapters alone are read), a file that is not a
@@ -834,8 +835,10 @@ Test(gpt2_lora, a_checkpoint_reads_into_the_model_in_place) {
     cr_assert_eq(model_tensor_at(m, 0, &t0, &err), 0, "%s", err.msg);
     train_steps(m, 2);
     logits_of(m, la);
+    tu_decode_begun(m);
     cr_assert_eq(model_load_into(m, at, &err), 0, "%s", err.msg);
     cr_expect_null(model_lm_logits(m), "lora %d: the old parameters' logits are still given", lora);
+    tu_decode_spent(m, lora ? "LoRA" : "full");
     cr_expect_eq(model_step_count(m), 2);
     model_tensor t1;
     cr_assert_eq(model_tensor_at(m, 0, &t1, &err), 0, "%s", err.msg);

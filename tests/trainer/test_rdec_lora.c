@@ -37,6 +37,7 @@
  * the merged export's weight (1e-5): GPT-NeoX's B in query_key_value's own
  * row order. */
 #include "tests/support/support.h"
+#include "tests/trainer/gpt2_testutil.h"
 #include "tests/trainer/rdec_testutil.h"
 #include "trainer/gpt2.h"
 #include "trainer/model.h"
@@ -663,7 +664,8 @@ Test(rdec_lora, adapters_alone_come_back_from_a_checkpoint) {
 
 /* model_load_into on the rotary decoders (test_gpt2_lora.c has the
  * refusals): a GPT-NeoX and a Llama LoRA policy saved with their moments,
- * trained on, read back in place, then two more steps equal the checkpoint
+ * trained on, read back in place (a decoding begun before it spent), then
+ * two more steps equal the checkpoint
  * loaded anew bit for bit; a Llama's file is refused by a GPT-NeoX model
  * (another config) and by a GPT-2 model (another architecture), before
  * anything is read. */
@@ -681,7 +683,9 @@ Test(rdec_lora, a_checkpoint_reads_into_the_model_in_place) {
     step(m), step(m);
     cr_assert_eq(model_save(m, path, 1, &err), 0, "%s", err.msg);
     step(m), step(m);
+    tu_decode_begun(m);
     cr_assert_eq(model_load_into(m, path, &err), 0, "%s", err.msg);
+    tu_decode_spent(m, fam_names[f]);
     cr_assert_eq(model_load(&fresh, path, &err), 0, "%s", err.msg);
     step(m), step(fresh);
     logits_of(m, la);

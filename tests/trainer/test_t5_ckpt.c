@@ -158,7 +158,8 @@ Test(t5_ckpt, round_trip_and_resume_are_bit_identical) {
 
 /* model_load_into on T5 (test_gpt2_lora.c has the other refusals): a
  * policy and a value model saved with their moments after one step, trained
- * two more, read back in place: their next step equals the checkpoint
+ * two more, read back in place (the policy's decoding begun before it
+ * spent): their next step equals the checkpoint
  * loaded anew's, parameters and moments bit for bit; a policy's file is
  * refused by the value model (another head) and by a T5 of another width. */
 Test(t5_ckpt, a_checkpoint_reads_into_the_model_in_place) {
@@ -172,7 +173,11 @@ Test(t5_ckpt, a_checkpoint_reads_into_the_model_in_place) {
     train_step(a);
     cr_assert_eq(model_save(a, path, 1, &err), DFPO_OK, "%s", err.msg);
     train_step(a), train_step(a);
+    if (!v)
+      tu_decode_begun(a);
     cr_assert_eq(model_load_into(a, path, &err), DFPO_OK, "%s", err.msg);
+    if (!v)
+      tu_decode_spent(a, "T5");
     cr_expect_eq(model_step_count(a), 1);
     cr_assert_eq(model_load(&b, path, &err), DFPO_OK, "%s", err.msg);
     train_step(a);
