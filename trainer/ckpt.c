@@ -475,8 +475,6 @@ void ckpt_peft_close(ckpt_peft *p) {
   memset(p, 0, sizeof *p);
 }
 
-/* Whether adapter_config.json's key holds something other than its
- * "nothing" (absent, null, false, "", "none", an empty list or object). */
 /* rsLoRA (peft's use_rslora): peft scales the adapters' output by
  * lora_alpha / sqrt(r), a double rounded to float for the multiply; the
  * engine by alpha / r in float. The alpha whose quotient is that float:
@@ -497,6 +495,8 @@ static float rslora_alpha(double lora_alpha, int r) {
   return a;
 }
 
+/* Whether adapter_config.json's key holds something other than its
+ * "nothing" (absent, null, false, "", "none", an empty list or object). */
 static int peft_set(const cJSON *c, const char *key) {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(c, key);
   if (!v || cJSON_IsNull(v) || cJSON_IsFalse(v))

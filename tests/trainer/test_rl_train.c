@@ -632,10 +632,10 @@ Test(rl_train, the_entropy_bonus_keeps_the_policy_broader) {
  * the value model instead of computing it again. The two runs (the same
  * models, seed and prompts) must end with the same parameters of both
  * models, the same stats and so the same next rollouts, bit for bit, over
- * two iterations of two epochs: PPO with a value model and with the value
- * head on the policy's trunk, NLPO (backward from the masked logits) with
- * the entropy bonus, DfPO through log pi_theta with the ratio clip and
- * through the renormalised pi+/pi-. */
+ * two iterations of two epochs: PPO with a value model, with the value
+ * head on the policy's trunk and with the entropy bonus, NLPO (backward from the masked logits)
+ * with the entropy bonus, DfPO through log pi_theta with the ratio clip and through the
+ * renormalised pi+/pi-. */
 static void reuse_run(int algo, int shared, int masked, float ent_coef, int reuse, model_t **pol,
                       model_t **val, rl_stats st[2]) {
   gpt2_config pc = tu_config(V, 1, 2, 16, 16), vc = pc;
@@ -681,11 +681,8 @@ Test(rl_train, the_first_epoch_reuses_the_passes_bit_for_bit) {
   const struct {
     int algo, shared, masked;
     float ent_coef;
-  } cases[] = {{RL_PPO, 0, 0, 0.0f},
-               {RL_PPO, 1, 0, 0.0f},
-               {RL_NLPO, 0, 0, 0.1f},
-               {RL_DFPO, 0, 0, 0.0f},
-               {RL_DFPO, 0, 1, 0.0f}};
+  } cases[] = {{RL_PPO, 0, 0, 0.0f},  {RL_PPO, 1, 0, 0.0f},  {RL_PPO, 0, 0, 0.1f},
+               {RL_NLPO, 0, 0, 0.1f}, {RL_DFPO, 0, 0, 0.0f}, {RL_DFPO, 0, 1, 0.0f}};
   for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
     model_t *p[2], *v[2];
     rl_stats st[2][2];
