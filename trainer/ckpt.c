@@ -569,8 +569,8 @@ int ckpt_peft_open(ckpt_peft *p, const char *dir, dfpo_err *err) {
     }
   if (!rc) {
     p->r = r->valueint;
-    p->rslora = peft_set(c, "use_rslora");
-    p->alpha = p->rslora ? rslora_alpha(alpha->valuedouble, p->r) : (float)alpha->valuedouble;
+    p->alpha = peft_set(c, "use_rslora") ? rslora_alpha(alpha->valuedouble, p->r)
+                                         : (float)alpha->valuedouble;
     if (!(p->st = calloc(1, sizeof *p->st)))
       rc = dfpo_err_set(err, DFPO_ERUNTIME, "out of memory");
     else if ((rc = st_open(p->st, p->file, err))) {

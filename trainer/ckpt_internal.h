@@ -149,7 +149,6 @@ int ckpt_lora_fits(const ckpt_lora_section *ls, int rank, float alpha, uint32_t 
 typedef struct ckpt_peft {
   char dir[4096], file[4200];
   int r;
-  int rslora;                  /* use_rslora was set */
   float alpha;                 /* the engine's: scale alpha / r */
   cJSON *config;               /* adapter_config.json */
   const cJSON *target_modules; /* an array of names, or a string (a regex) */

@@ -527,13 +527,13 @@ static int load_into(model_t *m, const char *path, int adapters_only, dfpo_err *
   return rc;
 }
 int model_load_peft_adapters(model_t *m, const char *dir, dfpo_err *err) {
-  if (m->vt->import_adapters && model_lora_rank(m))
-    return dfpo_err_set(err, DFPO_EUSAGE, "%s: the model has LoRA adapters already", dir);
   if (!m->vt->import_adapters)
     return dfpo_err_set(
         err, DFPO_EUSAGE,
         "%s: peft's adapter files are read onto GPT-2 and the rotary decoders, not a %s", dir,
         m->cfg.arch);
+  if (model_lora_rank(m))
+    return dfpo_err_set(err, DFPO_EUSAGE, "%s: the model has LoRA adapters already", dir);
   return m->vt->import_adapters(m, dir, err);
 }
 int model_load_into(model_t *m, const char *path, dfpo_err *err) {
